@@ -1,0 +1,108 @@
+"""Typed settings: every limit and threshold of refundlens has a name, a default and a unit.
+
+Settings come from, in increasing precedence: the defaults below, a YAML file named by the
+``REFUNDLENS_CONFIG`` environment variable, and ``REFUNDLENS_<FIELD>`` environment variables
+(e.g. ``REFUNDLENS_MAX_PIXELS=50000000``). Every field is documented in ``docs/settings.md``; a
+test fails when one is not.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["Settings", "SettingsError", "load_settings"]
+
+ENV_PREFIX = "REFUNDLENS_"
+
+
+class SettingsError(ValueError):
+    """A setting has a value of the wrong type or outside its range."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Settings:
+    # --- media limits, checked from the header before any pixel is decoded ---
+    max_file_bytes: int = 50 * 1024 * 1024
+    """Largest accepted file, in bytes."""
+    max_pixels: int = 64_000_000
+    """Largest accepted image area, in pixels (width x height)."""
+    max_side: int = 16_384
+    """Largest accepted width or height, in pixels."""
+    bomb_pixels_per_byte: float = 2_000.0
+    """An image over ``max_pixels`` whose pixels-per-byte ratio exceeds this is a decompression bomb."""
+    analysis_side: int = 1024
+    """Longest side, in pixels, of the reduced copy that matching and residuals work on."""
+
+    # --- reference detector ---
+    reference_min_inliers: int = 12
+    """Fewest RANSAC inliers that confirm a claim/reference match."""
+    reference_min_inlier_ratio: float = 0.08
+    """Smallest share of tentative matches that must be inliers."""
+    reference_pdq_match_distance: int = 31
+    """PDQ Hamming distance (of 256 bits) at or below which two images are near-duplicates."""
+    reference_agreement_derived: float = 0.60
+    """Share of the overlapping object that must agree within ``reference_tolerance`` to call a
+    claim derived (the rest may be the edit)."""
+    reference_min_edit_share: float = 0.002
+    """Smallest edited area, as a share of the object, reported as an edit (below: identical)."""
+    reference_tolerance: float = 10.0
+    """Grey levels (0-255) by which a claim pixel may depart from the aligned, normalised
+    reference (outside its 3x3 min-max envelope) and still count as agreeing."""
+    reference_max_envelope: float = 2.75
+    """Largest median envelope residual (grey levels) of a derived image: re-encoding and filters
+    stay below it, a new exposure (light, parallax, sensor noise) does not. Tuned on the dev split."""
+
+    # --- fusion ---
+    policy_path: str = ""
+    """YAML policy overriding the bundled default (weights, prior, action thresholds); empty = bundled."""
+
+    # --- batch ---
+    workers: int = 0
+    """Processes used by ``check --batch``; 0 = one per CPU core."""
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def _coerce(name: str, raw: Any, kind: type) -> Any:
+    try:
+        if kind is bool:
+            return str(raw).strip().lower() in {"1", "true", "yes", "on"}
+        value = kind(raw)
+    except (TypeError, ValueError) as exc:
+        raise SettingsError(f"setting {name}: cannot read {raw!r} as {kind.__name__}") from exc
+    if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
+        raise SettingsError(f"setting {name}: must not be negative, got {value}")
+    return value
+
+
+def load_settings(
+    env: Mapping[str, str] | None = None, file: str | os.PathLike[str] | None = None
+) -> Settings:
+    """Build settings from defaults, an optional YAML file and ``REFUNDLENS_*`` variables."""
+    env = os.environ if env is None else env
+    kinds = {f.name: type(f.default) for f in dataclasses.fields(Settings)}
+    values: dict[str, Any] = {}
+    path = file or env.get(ENV_PREFIX + "CONFIG")
+    if path:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise SettingsError(f"config file {path}: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise SettingsError(f"config file {path}: expected a mapping of setting names")
+        for key, raw in loaded.items():
+            if key not in kinds:
+                raise SettingsError(f"config file {path}: unknown setting {key!r}")
+            values[key] = _coerce(key, raw, kinds[key])
+    for name, kind in kinds.items():
+        raw = env.get(ENV_PREFIX + name.upper())
+        if raw is not None:
+            values[name] = _coerce(name, raw, kind)
+    return Settings(**values)

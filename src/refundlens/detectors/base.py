@@ -1,0 +1,112 @@
+"""The Finding contract and the Detector base class that every detector family follows.
+
+A detector looks at one claim image (and whatever context it declares it ``requires``) and returns
+Findings. A detector that lacks its input abstains (returns nothing); it never raises for that.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import numpy.typing as npt
+
+from ..config import Settings
+from ..media import Media
+
+__all__ = ["Context", "Detector", "Example", "Finding", "Reason", "Region"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Reason:
+    """One sentence for a person, in English and Simplified Chinese."""
+
+    en: str
+    zh: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"en": self.en, "zh": self.zh}
+
+
+@dataclasses.dataclass(frozen=True, slots=True, eq=False)
+class Region:
+    """Where a finding points: a mask (bool) or heatmap (float in [0, 1]) over the claim image.
+
+    ``array`` is at the claim's analysis resolution; report writers scale it to the full
+    ``(height, width)`` of the claim image.
+    """
+
+    array: npt.NDArray[Any]
+    kind: str = "mask"
+
+    def full_size(self, width: int, height: int) -> npt.NDArray[np.uint8]:
+        """The region as uint8 (0/255 for masks, 0-255 for heatmaps) at ``width`` x ``height``."""
+        import cv2
+
+        src = self.array.astype(np.float32)
+        if self.kind == "mask":
+            src = src.astype(np.float32)
+        scaled = cv2.resize(src, (width, height), interpolation=cv2.INTER_LINEAR)
+        if self.kind == "mask":
+            return np.where(scaled >= 0.5, 255, 0).astype(np.uint8)
+        return np.clip(scaled * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+@dataclasses.dataclass(frozen=True, slots=True, eq=False)
+class Finding:
+    """One piece of evidence about one claim image.
+
+    ``strength`` is a natural-log likelihood ratio: positive points towards forgery, negative towards
+    a genuine photo, 0 is informational. ``confidence`` in [0, 1] says how sure the detector is of
+    its own measurement. ``facts`` hold the numbers a reviewer can check (JSON-serialisable).
+    """
+
+    code: str
+    strength: float
+    confidence: float
+    reason: Reason
+    facts: Mapping[str, Any]
+    region: Region | None = None
+    detector: str = ""
+    pictures: Mapping[str, npt.NDArray[np.uint8]] = dataclasses.field(default_factory=dict)
+    """RGB images, aligned with the claim's analysis copy, that a report may show (e.g. the
+    reference warped onto the claim)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Context:
+    """What a detector may use beside the claim image itself."""
+
+    references: Sequence[Media] = ()
+    settings: Settings = dataclasses.field(default_factory=Settings)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Example:
+    """A small case with a known answer, run by the shared contract test for every detector."""
+
+    name: str
+    build: Callable[[], tuple[Media, Context]]
+    expected_codes: frozenset[str]
+
+
+class Detector(abc.ABC):
+    """A family of evidence. Subclasses set ``name``, ``codes`` and ``requires``."""
+
+    name: ClassVar[str]
+    codes: ClassVar[Mapping[str, str]]
+    """Every finding code this detector can emit, with its one-line meaning (documented)."""
+    requires: ClassVar[frozenset[str]] = frozenset()
+    """Inputs beyond pixels the detector needs, e.g. ``{"references"}``."""
+
+    @abc.abstractmethod
+    def analyze(self, claim: Media, context: Context) -> list[Finding]:
+        """Return findings about ``claim``; an empty list when there is nothing to say."""
+
+    @classmethod
+    @abc.abstractmethod
+    def examples(cls) -> Sequence[Example]:
+        """Small cases with known answers (built on demand; they may synthesise images)."""

@@ -1,0 +1,127 @@
+"""Local-feature matching and robust homography between a claim and a reference image.
+
+Coordinates in this module are OpenCV's (x, y) = (col, row) pixel positions, because keypoints and
+homographies are exchanged with OpenCV; everything else in refundlens uses (row, col).
+
+References
+----------
+.. [1] D. G. Lowe, "Distinctive image features from scale-invariant keypoints", IJCV 60(2), 2004.
+.. [2] R. Arandjelovic and A. Zisserman, "Three things everyone should know to improve object
+       retrieval" (RootSIFT), CVPR 2012.
+.. [3] D. Barath, J. Noskova, M. Ivashechkin and J. Matas, "MAGSAC++, a fast, reliable and accurate
+       robust estimator", CVPR 2020 (OpenCV's USAC_MAGSAC).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["Features", "Match", "detect_features", "match_homography"]
+
+FloatArray = npt.NDArray[np.float32]
+
+
+@dataclasses.dataclass(frozen=True, slots=True, eq=False)
+class Features:
+    """Keypoints (x, y) in the coordinates of the image they were found in, with RootSIFT descriptors."""
+
+    points: FloatArray
+    descriptors: FloatArray
+
+    def __len__(self) -> int:
+        return int(self.points.shape[0])
+
+
+@dataclasses.dataclass(frozen=True, slots=True, eq=False)
+class Match:
+    """A homography mapping reference (x, y) to claim (x, y), with its RANSAC support."""
+
+    homography: npt.NDArray[np.float64]
+    inliers: int
+    tentative: int
+    ref_points: FloatArray
+    claim_points: FloatArray
+
+    @property
+    def inlier_ratio(self) -> float:
+        return self.inliers / self.tentative if self.tentative else 0.0
+
+
+def _gray(rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if rgb.ndim == 3 else rgb
+
+
+def detect_features(rgb: npt.NDArray[np.uint8], *, max_features: int = 1500) -> Features:
+    """SIFT keypoints with RootSIFT descriptors (L1-normalised, square-rooted) [1]_ [2]_.
+
+    Contrast is equalised locally first (CLAHE) so that the same surface found under another
+    exposure, gamma or tone curve gives the same keypoints.
+    """
+    gray = _gray(rgb)
+    gray = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)).apply(gray)
+    sift = cv2.SIFT_create(nfeatures=max_features, contrastThreshold=0.02)
+    keypoints, desc = sift.detectAndCompute(gray, None)
+    if desc is None or not keypoints:
+        return Features(np.zeros((0, 2), np.float32), np.zeros((0, 128), np.float32))
+    desc = desc.astype(np.float32)
+    desc /= desc.sum(axis=1, keepdims=True) + 1e-7
+    desc = np.sqrt(desc)
+    points = np.array([kp.pt for kp in keypoints], dtype=np.float32)
+    return Features(points, desc)
+
+
+
+
+def _plausible(h: npt.NDArray[np.float64], ref_shape: tuple[int, int]) -> bool:
+    """Reject degenerate homographies: folded, collapsed or absurdly stretched quads."""
+    rows, cols = ref_shape
+    corners = np.array([[0, 0], [cols, 0], [cols, rows], [0, rows]], np.float64).reshape(-1, 1, 2)
+    quad = cv2.perspectiveTransform(corners, h).reshape(-1, 2)
+    if not np.all(np.isfinite(quad)):
+        return False
+    area = cv2.contourArea(quad.astype(np.float32))
+    ref_area = float(rows * cols)
+    if area < 0.002 * ref_area or area > 400 * ref_area:
+        return False
+    if not cv2.isContourConvex(quad.astype(np.float32)):
+        return False
+    # Perspective terms that flip the horizon inside the image are not a photo of a product.
+    w = (h[2, 0] * corners[:, 0, 0] + h[2, 1] * corners[:, 0, 1] + h[2, 2])
+    return bool(np.all(w > 0) or np.all(w < 0))
+
+
+def match_homography(
+    ref: Features,
+    claim: Features,
+    ref_shape: tuple[int, int],
+    *,
+    ratio: float = 0.8,
+    reproj_threshold: float = 3.0,
+) -> Match | None:
+    """Lowe's ratio test, then a MAGSAC++ homography from reference to claim [3]_.
+
+    Returns None when fewer than 8 tentative matches exist or no plausible homography is found.
+    ``ref_shape`` is (rows, cols) of the reference image the points are in.
+    """
+    if len(ref) < 8 or len(claim) < 8:
+        return None
+    matcher = cv2.BFMatcher(cv2.NORM_L2)
+    pairs = matcher.knnMatch(ref.descriptors, claim.descriptors, k=2)
+    good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < ratio * p[1].distance]
+    if len(good) < 8:
+        return None
+    src = ref.points[[m.queryIdx for m in good]]
+    dst = claim.points[[m.trainIdx for m in good]]
+    h, mask = cv2.findHomography(
+        src, dst, cv2.USAC_MAGSAC, reproj_threshold, maxIters=4000, confidence=0.999
+    )
+    if h is None or mask is None:
+        return None
+    keep = mask.ravel().astype(bool)
+    if keep.sum() < 4 or not _plausible(h, ref_shape):
+        return None
+    return Match(h, int(keep.sum()), len(good), src[keep], dst[keep])

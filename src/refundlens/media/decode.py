@@ -1,0 +1,277 @@
+"""Safe decoding: the only code in refundlens that opens image files.
+
+Every file becomes a :class:`Media` (RGB uint8, EXIF orientation applied, colours in sRGB) or a
+:class:`~refundlens.errors.MediaError` with a stable code. Sizes are checked from the header before
+any pixel is decoded, so a hostile file cannot make us allocate without bound.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import os
+import warnings
+from collections.abc import Mapping
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pillow_heif
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
+
+from ..config import Settings
+from ..errors import MediaError
+from .exif import ExifFacts, read_exif
+from .fingerprint import PdqHash, pdq, pdq_dihedral
+
+__all__ = ["SUPPORTED_FORMATS", "Media", "MetadataBlocks", "load_media", "media_from_bytes"]
+
+pillow_heif.register_heif_opener()
+
+SUPPORTED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "HEIF"})
+_SRGB = ImageCms.createProfile("sRGB")
+
+RGBArray = npt.NDArray[np.uint8]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MetadataBlocks:
+    """Raw metadata as the file carries it, for detectors that read more than EXIF facts."""
+
+    exif: bytes | None = None
+    xmp: bytes | None = None
+    icc_profile: bytes | None = None
+    text_chunks: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    jpeg_app_segments: tuple[tuple[str, bytes], ...] = ()
+    jpeg_qtables: Mapping[int, tuple[int, ...]] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Media:
+    """One decoded image and what its file says about itself.
+
+    ``analysis`` is the reduced copy (longest side at most ``Settings.analysis_side``) that
+    matching and residuals use; ``pixels`` decodes the full resolution on first use only.
+    Coordinates are (row, col); ``width``/``height`` are the oriented full-resolution size.
+    """
+
+    name: str
+    data: bytes = dataclasses.field(repr=False)
+    sha256: str
+    format: str
+    width: int
+    height: int
+    exif: ExifFacts
+    metadata: MetadataBlocks
+    analysis: RGBArray = dataclasses.field(repr=False)
+    notes: tuple[str, ...] = ()
+
+    @property
+    def byte_size(self) -> int:
+        return len(self.data)
+
+    @property
+    def analysis_scale(self) -> float:
+        """Full-resolution pixels per analysis pixel (>= 1)."""
+        return max(self.width, self.height) / max(self.analysis.shape[:2])
+
+    @cached_property
+    def pixels(self) -> RGBArray:
+        """The full-resolution RGB image (decoded now, once)."""
+        with _open(self.data) as image:
+            return _normalize(image, None)
+
+    @cached_property
+    def pdq(self) -> PdqHash:
+        return pdq(self.analysis)
+
+    @cached_property
+    def pdq_dihedral(self) -> tuple[PdqHash, ...]:
+        return pdq_dihedral(self.analysis)
+
+
+def _open(data: bytes) -> Image.Image:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return Image.open(io.BytesIO(data))
+    except UnidentifiedImageError as exc:
+        raise MediaError("media.not_an_image", "The file is not an image we can read.") from exc
+    except Image.DecompressionBombError as exc:
+        raise MediaError(
+            "media.decompression_bomb", "The image expands to far more pixels than its file size allows."
+        ) from exc
+    except ValueError as exc:  # Pillow's text-chunk limits ("Decompressed data too large")
+        raise MediaError("media.decompression_bomb", f"The file's metadata expands too far: {exc}.") from exc
+    except (OSError, SyntaxError, EOFError) as exc:
+        raise MediaError("media.corrupt", f"The image data is corrupt: {exc}.") from exc
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any mode to RGB; transparency is composited on white, as shops display it."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        arr = np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(arr, "L").convert("RGB")
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return image.convert("RGB") if image.mode != "RGB" else image
+
+
+def _to_srgb(image: Image.Image, icc: bytes | None) -> Image.Image:
+    if not icc:
+        return _to_rgb(image)
+    try:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        description = ImageCms.getProfileDescription(profile) or ""
+        if "srgb" in description.lower() and image.mode == "RGB":
+            return image
+        if image.mode not in ("RGB", "CMYK", "L"):
+            image = _to_rgb(image)
+        converted = ImageCms.profileToProfile(image, profile, _SRGB, outputMode="RGB")
+        return converted if converted is not None else _to_rgb(image)
+    except (ImageCms.PyCMSError, OSError, ValueError):
+        # An unusable profile leaves the pixels as stored; the note says so.
+        return _to_rgb(image)
+
+
+def _normalize(image: Image.Image, max_side: int | None) -> RGBArray:
+    icc = image.info.get("icc_profile")
+    try:
+        if max_side is not None and image.format == "JPEG":
+            # Let libjpeg decode at 1/2, 1/4 or 1/8 scale: most of the cost of a 12 MP file.
+            w, h = image.size
+            factor = max_side / max(w, h)
+            if factor < 1:
+                image.draft("RGB", (max(1, int(w * factor)), max(1, int(h * factor))))
+        image.load()
+        image = ImageOps.exif_transpose(image) or image
+    except MediaError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise MediaError("media.decompression_bomb", "The image expands too far.") from exc
+    except (OSError, SyntaxError, EOFError, ValueError, IndexError, KeyError) as exc:
+        raise MediaError("media.truncated" if "truncated" in str(exc) else "media.corrupt",
+                         f"The image data cannot be decoded: {exc}.") from exc
+    image = _to_srgb(image, icc if isinstance(icc, bytes) else None)
+    if max_side is not None and max(image.size) > max_side:
+        factor = max_side / max(image.size)
+        size = (max(1, round(image.width * factor)), max(1, round(image.height * factor)))
+        image = image.resize(size, Image.Resampling.BOX if factor < 0.5 else Image.Resampling.BILINEAR,
+                             reducing_gap=2.0)
+    arr = np.asarray(image, dtype=np.uint8)
+    return np.ascontiguousarray(arr)
+
+
+def _metadata(image: Image.Image) -> MetadataBlocks:
+    info: Mapping[str, Any] = image.info
+    xmp = info.get("xmp") or info.get("XML:com.adobe.xmp")
+    if isinstance(xmp, str):
+        xmp = xmp.encode("utf-8")
+    text: dict[str, str] = {}
+    for key, value in (getattr(image, "text", None) or {}).items() if image.format == "PNG" else ():
+        text[str(key)] = str(value)
+    app = tuple((str(marker), bytes(payload)) for marker, payload in getattr(image, "applist", []))
+    qtables = getattr(image, "quantization", None) or {}
+    exif = info.get("exif")
+    icc = info.get("icc_profile")
+    return MetadataBlocks(
+        exif=exif if isinstance(exif, bytes) else None,
+        xmp=xmp if isinstance(xmp, bytes) else None,
+        icc_profile=icc if isinstance(icc, bytes) else None,
+        text_chunks=text,
+        jpeg_app_segments=app,
+        jpeg_qtables={int(k): tuple(int(x) for x in v) for k, v in qtables.items()},
+    )
+
+
+def media_from_bytes(data: bytes, name: str, settings: Settings | None = None) -> Media:
+    """Decode ``data`` into a :class:`Media`, or raise :class:`MediaError`.
+
+    Order matters for safety: byte size, then the header's pixel size, then decoding.
+    """
+    settings = settings or Settings()
+    if not data:
+        raise MediaError("media.empty", "The file is empty (0 bytes).")
+    if len(data) > settings.max_file_bytes:
+        raise MediaError(
+            "media.too_large",
+            f"The file is {len(data)} bytes; the limit (max_file_bytes) is {settings.max_file_bytes}.",
+        )
+    with _open(data) as image:
+        fmt = (image.format or "").upper()
+        if fmt not in SUPPORTED_FORMATS:
+            raise MediaError(
+                "media.unsupported_format",
+                f"{fmt or 'This'} images are not supported; send JPEG, PNG, WebP or HEIC/HEIF.",
+            )
+        width, height = image.size
+        if max(width, height) > settings.max_side:
+            raise MediaError(
+                "media.too_many_pixels",
+                f"The header claims {width}x{height} pixels; the longest side allowed (max_side) "
+                f"is {settings.max_side}.",
+            )
+        if width * height > settings.max_pixels:
+            if width * height / len(data) > settings.bomb_pixels_per_byte:
+                raise MediaError(
+                    "media.decompression_bomb",
+                    f"The header claims {width}x{height} pixels from only {len(data)} bytes: "
+                    "a decompression bomb.",
+                )
+            raise MediaError(
+                "media.too_many_pixels",
+                f"The header claims {width}x{height} pixels; the limit (max_pixels) is "
+                f"{settings.max_pixels}.",
+            )
+        if width < 1 or height < 1:
+            raise MediaError("media.corrupt", "The header claims an empty image.")
+        notes: list[str] = []
+        frames = int(getattr(image, "n_frames", 1) or 1)
+        if frames > 1:
+            if fmt != "HEIF":
+                raise MediaError(
+                    "media.animated",
+                    f"The file is animated ({frames} frames); send a still photo.",
+                )
+            notes.append(f"HEIF container holds {frames} images; the primary one was analysed")
+        exif = read_exif(image)
+        metadata = _metadata(image)
+        analysis = _normalize(image, settings.analysis_side)
+    oriented = (height, width) if exif.orientation in (5, 6, 7, 8) else (width, height)
+    return Media(
+        name=name,
+        data=data,
+        sha256=hashlib.sha256(data).hexdigest(),
+        format=fmt,
+        width=oriented[0],
+        height=oriented[1],
+        exif=exif,
+        metadata=metadata,
+        analysis=analysis,
+        notes=tuple(notes),
+    )
+
+
+def load_media(path: str | os.PathLike[str], settings: Settings | None = None) -> Media:
+    """Read and decode one file; never reads more than ``max_file_bytes`` + 1 bytes."""
+    settings = settings or Settings()
+    p = Path(path)
+    try:
+        with p.open("rb") as handle:
+            data = handle.read(settings.max_file_bytes + 1)
+    except FileNotFoundError as exc:
+        raise MediaError("media.not_found", f"No such file: {p}.") from exc
+    except IsADirectoryError as exc:
+        raise MediaError("media.not_found", f"{p} is a folder, not a file.") from exc
+    except OSError as exc:
+        raise MediaError("media.unreadable", f"Cannot read {p}: {exc.strerror or exc}.") from exc
+    return media_from_bytes(data, str(p), settings)
