@@ -49,6 +49,9 @@ class Settings:
     reference_agreement_derived: float = 0.60
     """Share of the overlapping object that must agree within ``reference_tolerance`` to call a
     claim derived (the rest may be the edit)."""
+    reference_max_edit_share: float = 0.35
+    """Largest share of the object that may disagree in a derived image: added damage is local,
+    while disagreement over more of the object means another exposure (light, angle)."""
     reference_min_edit_share: float = 0.002
     """Smallest edited area, as a share of the object, reported as an edit (below: identical)."""
     reference_tolerance: float = 10.0

@@ -239,6 +239,7 @@ def compare(
     if (
         analysis.agreement >= settings.reference_agreement_derived
         and analysis.envelope_level <= settings.reference_max_envelope
+        and analysis.edit_share <= settings.reference_max_edit_share
     ):
         verdict = "derived" if analysis.edit_share >= settings.reference_min_edit_share else "identical"
     else:
@@ -254,7 +255,14 @@ def _finding(claim: Media, outcome: ReferenceOutcome, others: int) -> Finding:
     facts["references_compared"] = others
     name = outcome.reference.name.rsplit("/", 1)[-1]
     r = outcome.residual
-    pictures = {"aligned_reference": outcome.warped} if outcome.warped is not None else {}
+    pictures: dict[str, npt.NDArray[np.uint8]] = {}
+    if outcome.warped is not None:
+        shown = outcome.warped.copy()
+        if r is not None:
+            # outside the reference's footprint the warp only replicates its edge pixels
+            footprint = cv2.dilate(r.valid.astype(np.uint8), np.ones((7, 7), np.uint8))
+            shown[footprint == 0] = 255
+        pictures["aligned_reference"] = shown
     if outcome.verdict == "derived" and r is not None:
         pct = 100 * r.edit_share
         confidence = float(np.clip((r.agreement - 0.6) / 0.35, 0.3, 1.0))

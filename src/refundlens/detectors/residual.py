@@ -111,6 +111,8 @@ class ResidualAnalysis:
 
     residual: FloatImage
     """Envelope residual in grey levels, (rows, cols), 0 outside ``compared``."""
+    valid: BoolImage
+    """Pixels where the warped reference has data (its footprint on the claim)."""
     compared: BoolImage
     """Pixels where the reference covers the object and the comparison is meaningful."""
     edit_mask: BoolImage
@@ -186,6 +188,7 @@ def analyse_residual(
     share = float(edit.sum() / max(1, compared.sum()))
     return ResidualAnalysis(
         residual=env,
+        valid=valid,
         compared=compared,
         edit_mask=edit,
         envelope_level=envelope_level,

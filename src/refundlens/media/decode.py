@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import io
 import os
+import re
 import warnings
 from collections.abc import Mapping
 from functools import cached_property
@@ -93,7 +94,20 @@ class Media:
         return pdq_dihedral(self.analysis)
 
 
-def _open(data: bytes) -> Image.Image:
+def _pixel_limit_error(pixels: int, size: str, data_len: int, settings: Settings) -> MediaError:
+    if pixels / max(1, data_len) > settings.bomb_pixels_per_byte:
+        return MediaError(
+            "media.decompression_bomb",
+            f"The header claims {size} pixels from only {data_len} bytes: a decompression bomb.",
+        )
+    return MediaError(
+        "media.too_many_pixels",
+        f"The header claims {size} pixels; the limits are max_pixels={settings.max_pixels} and "
+        f"max_side={settings.max_side}.",
+    )
+
+
+def _open(data: bytes, settings: Settings | None = None) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -101,9 +115,10 @@ def _open(data: bytes) -> Image.Image:
     except UnidentifiedImageError as exc:
         raise MediaError("media.not_an_image", "The file is not an image we can read.") from exc
     except Image.DecompressionBombError as exc:
-        raise MediaError(
-            "media.decompression_bomb", "The image expands to far more pixels than its file size allows."
-        ) from exc
+        # Pillow's own guard fired in open() (over ~179 Mpx), before our header check could.
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        pixels = int(found.group(1)) if found else 1 << 40
+        raise _pixel_limit_error(pixels, str(pixels), len(data), settings or Settings()) from exc
     except ValueError as exc:  # Pillow's text-chunk limits ("Decompressed data too large")
         raise MediaError("media.decompression_bomb", f"The file's metadata expands too far: {exc}.") from exc
     except (OSError, SyntaxError, EOFError) as exc:
@@ -206,7 +221,7 @@ def media_from_bytes(data: bytes, name: str, settings: Settings | None = None) -
             "media.too_large",
             f"The file is {len(data)} bytes; the limit (max_file_bytes) is {settings.max_file_bytes}.",
         )
-    with _open(data) as image:
+    with _open(data, settings) as image:
         fmt = (image.format or "").upper()
         if fmt not in SUPPORTED_FORMATS:
             raise MediaError(
@@ -214,24 +229,8 @@ def media_from_bytes(data: bytes, name: str, settings: Settings | None = None) -
                 f"{fmt or 'This'} images are not supported; send JPEG, PNG, WebP or HEIC/HEIF.",
             )
         width, height = image.size
-        if max(width, height) > settings.max_side:
-            raise MediaError(
-                "media.too_many_pixels",
-                f"The header claims {width}x{height} pixels; the longest side allowed (max_side) "
-                f"is {settings.max_side}.",
-            )
-        if width * height > settings.max_pixels:
-            if width * height / len(data) > settings.bomb_pixels_per_byte:
-                raise MediaError(
-                    "media.decompression_bomb",
-                    f"The header claims {width}x{height} pixels from only {len(data)} bytes: "
-                    "a decompression bomb.",
-                )
-            raise MediaError(
-                "media.too_many_pixels",
-                f"The header claims {width}x{height} pixels; the limit (max_pixels) is "
-                f"{settings.max_pixels}.",
-            )
+        if max(width, height) > settings.max_side or width * height > settings.max_pixels:
+            raise _pixel_limit_error(width * height, f"{width}x{height}", len(data), settings)
         if width < 1 or height < 1:
             raise MediaError("media.corrupt", "The header claims an empty image.")
         notes: list[str] = []

@@ -1,0 +1,222 @@
+"""The ``refundlens`` command line (Typer + Rich).
+
+Exit status: 0 whatever the verdict; 2 on bad input or usage, with one line on stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import re
+import sys
+from collections.abc import Iterator, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from . import __version__
+from .config import Settings, SettingsError, load_settings
+from .errors import RefundlensError
+from .fusion import Policy, load_policy
+from .media import Media, load_media
+from .pipeline import Assessment, analyze
+from .report import assessment_to_dict, write_pictures
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Screen after-sales claim photos for forged evidence.")
+EXIT_BAD_INPUT = 2
+
+
+def _fail(message: str) -> typer.Exit:
+    sys.stderr.write(f"refundlens: {message}\n")
+    return typer.Exit(EXIT_BAD_INPUT)
+
+
+def _stem(path: str, used: set[str]) -> str:
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(path).stem) or "image"
+    candidate, n = stem, 1
+    while candidate in used:
+        n += 1
+        candidate = f"{stem}-{n}"
+    used.add(candidate)
+    return candidate
+
+
+def _write_outputs(assessment: Assessment, out: Path | None) -> dict[str, Any]:
+    regions: dict[tuple[int, int], str] = {}
+    if out is not None:
+        used: set[str] = set()
+        for i, image in enumerate(assessment.images):
+            for j, path in write_pictures(image, out, _stem(image.media.name, used)).items():
+                regions[(i, j)] = path
+    result = assessment_to_dict(assessment, regions)
+    if out is not None:
+        (out / "report.json").write_text(json.dumps(result, ensure_ascii=False, indent=2) + "\n", "utf-8")
+    return result
+
+
+def _print_human(assessment: Assessment, lang: str, console: Console) -> None:
+    table = Table(title=f"refundlens {__version__}: claim risk {assessment.risk:.2f} -> {assessment.action}")
+    table.add_column("image")
+    table.add_column("risk", justify="right")
+    table.add_column("action")
+    table.add_column("top reasons")
+    for image in assessment.images:
+        reasons = [
+            escape(f"[{f.code}] {getattr(f.reason, lang)}") for f, _ in image.verdict.reasons[:3]
+        ] or ["no finding (no reference given: only reference-free checks ran)" if lang == "en"
+              else "无发现（未提供参考图：只运行了无需参考图的检测）"]
+        table.add_row(Path(image.media.name).name, f"{image.risk:.2f}", image.action, "\n".join(reasons))
+    console.print(table)
+
+
+def _load_all(paths: Sequence[Path], settings: Settings) -> list[Media]:
+    return [load_media(p, settings) for p in paths]
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        raise _fail(f"error [settings.invalid] {exc}") from exc
+
+
+@app.command()
+def check(
+    claims: Annotated[list[Path] | None, typer.Argument(help="Claim photos (JPEG, PNG, WebP, HEIC).")] = None,
+    ref: Annotated[list[Path] | None, typer.Option("--ref", help="A merchant reference photo (repeatable).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the versioned JSON result.")] = False,
+    out: Annotated[Path | None, typer.Option("--out", help="Write report.json, masks and overlays here.")] = None,
+    lang: Annotated[str, typer.Option("--lang", help="zh or en for the human output.")] = "zh",
+    batch: Annotated[Path | None, typer.Option("--batch", help="JSONL manifest: one claim per line.")] = None,
+) -> None:
+    """Check claim photos, optionally against the merchant's reference photos."""
+    if lang not in ("zh", "en"):
+        raise _fail("error [usage] --lang must be zh or en.")
+    settings = _settings()
+    try:
+        policy = load_policy(settings.policy_path or None)
+    except RefundlensError as exc:
+        raise _fail(f"error [{exc.code}] {exc.message}") from exc
+    if batch is not None:
+        if claims:
+            raise _fail("error [usage] give claim paths or --batch, not both.")
+        _run_batch(batch, out, settings, policy)
+        return
+    if not claims:
+        raise _fail("error [usage] give at least one claim photo (or --batch MANIFEST).")
+    try:
+        references = _load_all(ref or [], settings)
+        claim_media = _load_all(claims, settings)
+    except RefundlensError as exc:
+        raise _fail(f"error [{exc.code}] {exc.message}") from exc
+    assessment = analyze(claim_media, references, settings=settings, policy=policy)
+    result = _write_outputs(assessment, out)
+    if as_json:
+        sys.stdout.write(json.dumps(result, ensure_ascii=False) + "\n")
+    else:
+        _print_human(assessment, lang, Console())
+        if out is not None:
+            Console().print(f"report written to {out}")
+
+
+# --- batch --------------------------------------------------------------------------------
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(settings: Settings, policy: Policy) -> None:
+    import cv2
+
+    cv2.setNumThreads(1)  # one process per core already; threads would fight over them
+    _WORKER["settings"] = settings
+    _WORKER["policy"] = policy
+
+
+def _batch_line(args: tuple[int, str, str | None]) -> dict[str, Any]:
+    number, line, out = args
+    settings: Settings = _WORKER["settings"]
+    try:
+        entry = json.loads(line)
+    except json.JSONDecodeError as exc:
+        return {"id": f"line-{number}", "error": {"code": "batch.bad_line", "message": f"Line {number} is not JSON: {exc.msg}."}}
+    if not isinstance(entry, dict):
+        return {"id": f"line-{number}", "error": {"code": "batch.bad_line", "message": f"Line {number} is not a JSON object."}}
+    ident = str(entry.get("id") or f"line-{number}")
+    claims, refs = entry.get("claims"), entry.get("refs", [])
+    if not isinstance(claims, list) or not claims or not isinstance(refs, list):
+        return {"id": ident, "error": {"code": "batch.missing_field", "message": "Each line needs 'claims' (a non-empty list) and optionally 'refs' (a list)."}}
+    try:
+        references = _load_all([Path(p) for p in refs], settings)
+        claim_media = _load_all([Path(p) for p in claims], settings)
+        assessment = analyze(claim_media, references, settings=settings, policy=_WORKER["policy"])
+        safe = re.sub(r"[^A-Za-z0-9._-]+", "_", ident)
+        result = _write_outputs(assessment, Path(out) / safe if out else None)
+    except RefundlensError as exc:
+        return {"id": ident, "error": exc.as_dict()}
+    return {"id": ident, **result}
+
+
+def _run_batch(manifest: Path, out: Path | None, settings: Settings, policy: Policy) -> None:
+    try:
+        handle = manifest.open(encoding="utf-8")
+    except OSError as exc:
+        raise _fail(f"error [batch.unreadable] cannot read {manifest}: {exc.strerror or exc}.") from exc
+    with handle:
+        def jobs() -> Iterator[tuple[int, str, str | None]]:
+            for number, line in enumerate(handle, 1):
+                if line.strip():
+                    yield number, line, str(out) if out else None
+
+        workers = settings.workers or os.cpu_count() or 1
+        if workers == 1:
+            _init_worker(settings, policy)
+            results: Iterator[dict[str, Any]] = map(_batch_line, jobs())
+            for result in results:
+                sys.stdout.write(json.dumps(result, ensure_ascii=False) + "\n")
+            return
+        with multiprocessing.get_context("spawn").Pool(workers, _init_worker, (settings, policy)) as pool:
+            for result in pool.imap(_batch_line, jobs(), chunksize=1):
+                sys.stdout.write(json.dumps(result, ensure_ascii=False) + "\n")
+                sys.stdout.flush()
+
+
+# --- demo ---------------------------------------------------------------------------------
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="Folder for the demo report.")] = Path("demo-report"),
+    lang: Annotated[str, typer.Option("--lang")] = "zh",
+) -> None:
+    """Analyse the bundled sample claims against the bundled listing photo and write a report."""
+    settings = _settings()
+    samples = resources.files("refundlens").joinpath("samples")
+    with resources.as_file(samples) as folder:
+        listing = load_media(folder / "listing.jpg", settings)
+        console = Console()
+        for name in ("claim_forged.jpg", "claim_genuine.jpg", "claim_unrelated.jpg"):
+            claim = load_media(folder / name, settings)
+            assessment = analyze([claim], [listing], settings=settings)
+            _write_outputs(assessment, out / Path(name).stem)
+            _print_human(assessment, lang if lang in ("zh", "en") else "zh", console)
+    console.print(f"demo report written to {out}/ (report.json, *.mask.png, *.overlay.png per claim)")
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    typer.echo(__version__)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,25 @@
+"""Detector families. Each returns Findings under the contract in ``base``."""
+
+from .base import Context, Detector, Example, Finding, Reason, Region
+from .reference import ReferenceDetector
+
+__all__ = [
+    "Context",
+    "Detector",
+    "Example",
+    "Finding",
+    "Reason",
+    "ReferenceDetector",
+    "Region",
+    "all_detector_classes",
+    "default_detectors",
+]
+
+
+def all_detector_classes() -> list[type[Detector]]:
+    """Every detector family, in the order the pipeline runs them."""
+    return [ReferenceDetector]
+
+
+def default_detectors() -> list[Detector]:
+    return [cls() for cls in all_detector_classes()]

@@ -1,0 +1,62 @@
+"""Small synthetic cases with known answers for the reference detector (run by the contract test)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import synth
+from ..media import Media, media_from_bytes
+from .base import Context, Example
+
+
+def _product(seed: int, size: int = 320) -> np.ndarray:
+    """A 'listing photo': a textured box on a white backdrop, different for every seed."""
+    rng = np.random.default_rng(seed)
+    import cv2
+
+    image = np.full((size, size, 3), 255, np.uint8)
+    box = rng.integers(40, 200, (size // 8, size // 8, 3)).astype(np.uint8)
+    box = cv2.resize(box, (size * 3 // 4, size * 3 // 4), interpolation=cv2.INTER_CUBIC)
+    box = cv2.GaussianBlur(box, (0, 0), 1.0)
+    lo, hi = size // 8, size // 8 + box.shape[0]
+    image[lo:hi, lo:hi] = box
+    for i in range(6):
+        y, x = (int(v) for v in rng.integers(lo + 10, hi - 30, 2))
+        cv2.putText(image, f"SKU{seed}{i}", (x, y), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1)
+    return image
+
+
+def _media(rgb: np.ndarray, name: str, quality: int = 90) -> Media:
+    return media_from_bytes(synth.jpeg_bytes(rgb, quality), name)
+
+
+def forged_from_listing(seed: int = 1) -> tuple[Media, Context, np.ndarray]:
+    """A crack painted on the listing photo, rotated and re-encoded; returns the true mask too."""
+    listing = _product(seed)
+    obj = listing.min(axis=2) < 250
+    damaged, mask = synth.paint_damage(listing, obj, "stain", 0.04, seed)
+    claim, mask = synth.transform(damaged, mask, "rotate", seed)
+    return _media(claim, "forged.jpg", 80), Context(references=(_media(listing, "listing.jpg"),)), mask
+
+
+def reference_examples() -> list[Example]:
+    def derived() -> tuple[Media, Context]:
+        claim, ctx, _ = forged_from_listing()
+        return claim, ctx
+
+    def identical() -> tuple[Media, Context]:
+        listing = _product(2)
+        return _media(listing, "copy.jpg", 75), Context(references=(_media(listing, "listing.jpg"),))
+
+    def unrelated() -> tuple[Media, Context]:
+        return _media(_product(3), "other.jpg"), Context(references=(_media(_product(4), "listing.jpg"),))
+
+    def no_reference() -> tuple[Media, Context]:
+        return _media(_product(5), "claim.jpg"), Context()
+
+    return [
+        Example("crack on the listing photo", derived, frozenset({"reference.derived"})),
+        Example("the listing photo re-encoded", identical, frozenset({"reference.identical"})),
+        Example("an unrelated photo", unrelated, frozenset({"reference.no_match"})),
+        Example("no reference given: abstains", no_reference, frozenset()),
+    ]

@@ -1,0 +1,120 @@
+"""Fusion: findings -> risk and action under a policy. Pure: no I/O beyond reading the policy.
+
+risk = sigmoid(prior_log_odds + sum(weight[code] * strength)), a naive-Bayes combination of
+log-likelihood ratios; the action is the highest threshold the risk reaches, raised to any floor
+a finding forces. Only a person ever rejects: ``escalate`` is the worst automatic action.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .detectors.base import Finding
+from .errors import RefundlensError
+
+__all__ = ["ACTIONS", "Policy", "PolicyError", "Verdict", "fuse", "load_policy", "worst_action"]
+
+ACTIONS = ("approve", "request_capture", "review", "escalate")
+
+
+class PolicyError(RefundlensError):
+    """A policy file that cannot be used."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Policy:
+    prior_log_odds: float
+    weights: Mapping[str, float]
+    thresholds: Mapping[str, float]
+    floors: Mapping[str, str]
+    min_reason_contribution: float = 0.05
+
+    def weight(self, code: str) -> float:
+        return float(self.weights.get(code, self.weights.get("default", 1.0)))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Verdict:
+    """Risk in [0, 1], an action, and the findings that moved the risk, largest first."""
+
+    risk: float
+    action: str
+    reasons: tuple[tuple[Finding, float], ...]
+    """(finding, contribution in log-odds) sorted by |contribution|, descending."""
+
+
+def _validate(raw: Mapping[str, Any], source: str) -> Policy:
+    try:
+        thresholds = {k: float(raw["thresholds"][k]) for k in ACTIONS[1:]}
+        prior = float(raw["prior_log_odds"])
+        weights = {str(k): float(v) for k, v in (raw.get("weights") or {}).items()}
+        floors = {str(k): str(v) for k, v in (raw.get("floors") or {}).items()}
+        min_contrib = float(raw.get("min_reason_contribution", 0.05))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PolicyError("policy.invalid", f"{source}: missing or malformed key {exc}.") from exc
+    values = [thresholds[k] for k in ACTIONS[1:]]
+    if not all(0.0 < v < 1.0 for v in values) or values != sorted(values):
+        raise PolicyError("policy.invalid", f"{source}: thresholds must rise within (0, 1).")
+    for code, action in floors.items():
+        if action not in ACTIONS:
+            raise PolicyError("policy.invalid", f"{source}: floor for {code} is not an action: {action!r}.")
+    return Policy(prior, weights, thresholds, floors, min_contrib)
+
+
+def load_policy(path: str | Path | None = None) -> Policy:
+    """The bundled default policy, with the keys of ``path`` (a YAML file) laid over it."""
+    text = resources.files("refundlens").joinpath("policy/default.yaml").read_text(encoding="utf-8")
+    raw: dict[str, Any] = yaml.safe_load(text)
+    if path:
+        try:
+            override = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise PolicyError("policy.unreadable", f"Cannot read policy {path}: {exc}.") from exc
+        if not isinstance(override, dict):
+            raise PolicyError("policy.invalid", f"{path}: expected a mapping.")
+        for key, value in override.items():
+            if isinstance(value, dict) and isinstance(raw.get(key), dict):
+                raw[key] = {**raw[key], **value}
+            else:
+                raw[key] = value
+    return _validate(raw, str(path or "default policy"))
+
+
+def worst_action(actions: Sequence[str]) -> str:
+    return max(actions, key=ACTIONS.index) if actions else "approve"
+
+
+def _action_for(risk: float, policy: Policy) -> str:
+    action = "approve"
+    for name in ACTIONS[1:]:
+        if risk >= policy.thresholds[name]:
+            action = name
+    return action
+
+
+def fuse(findings: Sequence[Finding], policy: Policy) -> Verdict:
+    """Combine one image's findings into a risk and an action."""
+    contributions = [(f, policy.weight(f.code) * f.strength) for f in findings]
+    log_odds = policy.prior_log_odds + sum(c for _, c in contributions)
+    risk = 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, log_odds))))
+    action = _action_for(risk, policy)
+    for finding, _ in contributions:
+        floor = policy.floors.get(finding.code)
+        if floor and policy.weight(finding.code) > 0:
+            if ACTIONS.index(floor) > ACTIONS.index(action):
+                action = floor
+                risk = max(risk, policy.thresholds[floor])
+    reasons = sorted(
+        ((f, c) for f, c in contributions if abs(c) >= policy.min_reason_contribution or f.region is not None),
+        key=lambda fc: -abs(fc[1]),
+    )
+    # Informational findings (strength 0) still explain what was checked: list them last.
+    reasons += [(f, c) for f, c in contributions if (f, c) not in reasons]
+    return Verdict(round(risk, 4), action, tuple(reasons))

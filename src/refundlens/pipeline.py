@@ -1,0 +1,72 @@
+"""pipeline.analyze: the one call that wires media -> detectors -> fusion.
+
+The CLI, the service and the workers all call it, so there is one behaviour to test.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+from .config import Settings
+from .detectors import default_detectors
+from .detectors.base import Context, Detector, Finding
+from .fusion import Policy, Verdict, fuse, load_policy, worst_action
+from .media import Media
+
+__all__ = ["Assessment", "ImageAssessment", "analyze"]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ImageAssessment:
+    media: Media
+    findings: tuple[Finding, ...]
+    verdict: Verdict
+
+    @property
+    def risk(self) -> float:
+        return self.verdict.risk
+
+    @property
+    def action(self) -> str:
+        return self.verdict.action
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Assessment:
+    """The claim's risk is its riskiest image's; its action the most severe image action."""
+
+    images: tuple[ImageAssessment, ...]
+    references: tuple[Media, ...]
+
+    @property
+    def risk(self) -> float:
+        return max((i.risk for i in self.images), default=0.0)
+
+    @property
+    def action(self) -> str:
+        return worst_action([i.action for i in self.images])
+
+
+def analyze(
+    claims: Sequence[Media],
+    references: Sequence[Media] = (),
+    *,
+    settings: Settings | None = None,
+    policy: Policy | None = None,
+    detectors: Sequence[Detector] | None = None,
+) -> Assessment:
+    """Run every detector on every claim image and fuse the findings per image."""
+    settings = settings or Settings()
+    policy = policy or load_policy(settings.policy_path or None)
+    detectors = default_detectors() if detectors is None else detectors
+    context = Context(references=tuple(references), settings=settings)
+    images = []
+    for claim in claims:
+        findings: list[Finding] = []
+        for detector in detectors:
+            if "references" in detector.requires and not references:
+                continue
+            findings.extend(detector.analyze(claim, context))
+        images.append(ImageAssessment(claim, tuple(findings), fuse(findings, policy)))
+    return Assessment(tuple(images), tuple(references))

@@ -1,0 +1,82 @@
+"""Pictures a person would rather look at than read: edit masks and claim/reference overlays."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+from PIL import Image, ImageDraw
+
+from ..pipeline import ImageAssessment
+
+__all__ = ["overlay_image", "write_pictures"]
+
+RED = (230, 30, 30)
+
+
+def _outline(rgb: npt.NDArray[np.uint8], mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.uint8]:
+    out = rgb.copy()
+    if mask.any():
+        contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        thickness = max(1, round(max(rgb.shape[:2]) / 500))
+        cv2.drawContours(out, contours, -1, RED, thickness, lineType=cv2.LINE_AA)
+    return out
+
+
+def overlay_image(image: ImageAssessment) -> npt.NDArray[np.uint8] | None:
+    """The claim beside the reference aligned onto it, the localised edit outlined on both.
+
+    Returns None when no finding carries an aligned reference or a region.
+    """
+    claim = image.media.analysis
+    aligned = None
+    mask = np.zeros(claim.shape[:2], bool)
+    title = "claim"
+    for f, _ in image.verdict.reasons:
+        if aligned is None and "aligned_reference" in f.pictures:
+            aligned = f.pictures["aligned_reference"]
+            title = f.code
+        if f.region is not None and f.region.kind == "mask":
+            mask |= f.region.array.astype(bool)
+    if aligned is None and not mask.any():
+        return None
+    left = _outline(claim, mask)
+    panels = [left] if aligned is None else [left, _outline(aligned, mask)]
+    gap = 8
+    band = 28
+    width = sum(p.shape[1] for p in panels) + gap * (len(panels) - 1)
+    canvas = np.full((claim.shape[0] + band, width, 3), 255, np.uint8)
+    x = 0
+    for panel in panels:
+        canvas[band:, x : x + panel.shape[1]] = panel
+        x += panel.shape[1] + gap
+    picture = Image.fromarray(canvas)
+    draw = ImageDraw.Draw(picture)
+    draw.text((6, 8), f"claim photo  |  risk {image.risk:.2f}  {image.action}", fill=(0, 0, 0))
+    if aligned is not None:
+        draw.text((claim.shape[1] + gap + 6, 8), f"reference aligned onto the claim ({title})", fill=(0, 0, 0))
+    return np.asarray(picture)
+
+
+def write_pictures(image: ImageAssessment, folder: Path, stem: str) -> dict[int, str]:
+    """Write ``<stem>.mask.png`` (full claim size, white = edit) and ``<stem>.overlay.png``.
+
+    Returns {finding index: mask path} for findings whose region was written.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    written: dict[int, str] = {}
+    combined: npt.NDArray[np.uint8] | None = None
+    for index, finding in enumerate(image.findings):
+        if finding.region is None or finding.region.kind != "mask":
+            continue
+        full = finding.region.full_size(image.media.width, image.media.height)
+        combined = full if combined is None else np.maximum(combined, full)
+        written[index] = str(folder / f"{stem}.mask.png")
+    if combined is not None:
+        Image.fromarray(combined, "L").save(folder / f"{stem}.mask.png", optimize=True)
+    overlay = overlay_image(image)
+    if overlay is not None:
+        Image.fromarray(overlay).save(folder / f"{stem}.overlay.png", optimize=True)
+    return written

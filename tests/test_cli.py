@@ -1,0 +1,126 @@
+"""The command line end to end, through a real subprocess (exit codes and stderr included)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import pytest
+from PIL import Image
+
+from refundlens import synth
+from refundlens.detectors._examples import _product
+from refundlens.report import load_schema
+
+from .conftest import run_cli
+
+
+@pytest.fixture(scope="module")
+def claim_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("claims")
+    listing = _product(31)
+    damaged, mask = synth.paint_damage(listing, listing.min(axis=2) < 250, "tear", 0.04, seed=4)
+    claim, mask = synth.transform(damaged, mask, "rotate", seed=2)
+    files = {
+        "listing": folder / "listing.jpg",
+        "forged": folder / "forged.jpg",
+        "other": folder / "other.png",
+        "truth": folder / "truth.png",
+        "bad": folder / "broken.jpg",
+    }
+    files["listing"].write_bytes(synth.jpeg_bytes(listing, 90))
+    files["forged"].write_bytes(synth.jpeg_bytes(claim, 75))
+    Image.fromarray(_product(32)).save(files["other"])
+    Image.fromarray(mask.astype(np.uint8) * 255).save(files["truth"])
+    files["bad"].write_text("not an image")
+    return files
+
+
+def test_check_prints_a_table_with_the_action_and_top_reason(claim_files: dict[str, Path]) -> None:
+    result = run_cli("check", str(claim_files["forged"]), "--ref", str(claim_files["listing"]), "--lang", "en")
+    assert result.returncode == 0, result.stderr
+    assert "escalate" in result.stdout and "reference.derived" in result.stdout
+
+
+def test_check_json_validates_against_the_published_schema(claim_files: dict[str, Path]) -> None:
+    result = run_cli("check", str(claim_files["forged"]), str(claim_files["other"]), "--ref",
+                     str(claim_files["listing"]), "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    jsonschema.validate(data, load_schema())
+    assert data["claim"]["action"] == "escalate"
+    actions = [image["action"] for image in data["images"]]
+    assert actions == ["escalate", "approve"]
+
+
+def test_check_out_writes_report_mask_and_overlay_with_the_mask_on_the_edit(claim_files: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    result = run_cli("check", str(claim_files["forged"]), "--ref", str(claim_files["listing"]), "--out", str(out), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "report.json").read_text())
+    jsonschema.validate(report, load_schema())
+    mask = np.asarray(Image.open(out / "forged.mask.png")) > 0
+    truth = np.asarray(Image.open(claim_files["truth"])) > 0
+    assert mask.shape == truth.shape
+    assert (mask & truth).sum() / truth.sum() > 0.5
+    assert (out / "forged.overlay.png").stat().st_size > 1000
+    region = report["images"][0]["findings"][0]["region"]
+    assert region is not None and region.endswith("forged.mask.png")
+
+
+def test_check_without_reference_runs_and_approves(claim_files: dict[str, Path]) -> None:
+    result = run_cli("check", str(claim_files["other"]), "--json")
+    assert result.returncode == 0
+    assert json.loads(result.stdout)["claim"]["action"] == "approve"
+
+
+@pytest.mark.parametrize(("name", "code"), [("bad", "media.not_an_image"), ("missing", "media.not_found")])
+def test_bad_claim_file_exits_2_with_one_line_naming_the_code(claim_files: dict[str, Path], tmp_path: Path, name: str, code: str) -> None:
+    path = claim_files.get(name, tmp_path / "missing.jpg")
+    result = run_cli("check", str(path), "--ref", str(claim_files["listing"]))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and code in lines[0] and "Traceback" not in result.stderr
+
+
+def test_usage_error_exits_2(claim_files: dict[str, Path]) -> None:
+    result = run_cli("check", str(claim_files["other"]), "--lang", "fr")
+    assert result.returncode == 2 and "--lang" in result.stderr
+
+
+def test_batch_gives_one_line_per_claim_and_a_bad_file_fails_only_its_line(claim_files: dict[str, Path], tmp_path: Path) -> None:
+    manifest = tmp_path / "claims.jsonl"
+    lines = [
+        {"id": "c1", "claims": [str(claim_files["forged"])], "refs": [str(claim_files["listing"])]},
+        {"id": "c2", "claims": [str(claim_files["bad"])], "refs": []},
+        {"id": "c3", "claims": [str(claim_files["other"])]},
+        {"id": "c4"},
+    ]
+    manifest.write_text("\n".join(json.dumps(x) for x in lines) + "\nnot json\n")
+    out = tmp_path / "batch"
+    result = run_cli("check", "--batch", str(manifest), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["id"] for r in rows] == ["c1", "c2", "c3", "c4", "line-5"]
+    assert rows[0]["claim"]["action"] == "escalate"
+    jsonschema.validate({k: v for k, v in rows[0].items()}, load_schema())
+    assert rows[1]["error"]["code"] == "media.not_an_image"
+    assert rows[2]["claim"]["action"] == "approve"
+    assert rows[3]["error"]["code"] == "batch.missing_field"
+    assert rows[4]["error"]["code"] == "batch.bad_line"
+    assert (out / "c1" / "forged.mask.png").exists()
+
+
+def test_demo_analyses_bundled_samples_and_writes_a_report(tmp_path: Path) -> None:
+    result = run_cli("demo", "--out", str(tmp_path / "demo"), "--lang", "en")
+    assert result.returncode == 0, result.stderr
+    forged = json.loads((tmp_path / "demo" / "claim_forged" / "report.json").read_text())
+    genuine = json.loads((tmp_path / "demo" / "claim_genuine" / "report.json").read_text())
+    unrelated = json.loads((tmp_path / "demo" / "claim_unrelated" / "report.json").read_text())
+    assert forged["claim"]["action"] == "escalate"
+    assert genuine["images"][0]["findings"][0]["code"] == "reference.same_item_new_photo"
+    assert genuine["claim"]["action"] == "approve"
+    assert unrelated["images"][0]["findings"][0]["code"] == "reference.no_match"
+    assert (tmp_path / "demo" / "claim_forged" / "claim_forged.overlay.png").exists()

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from refundlens.detectors.base import Finding, Reason
+from refundlens.fusion import ACTIONS, PolicyError, fuse, load_policy
+
+
+def _finding(code: str, strength: float) -> Finding:
+    return Finding(code, strength, 0.9, Reason("x.", "x。"), {})
+
+
+def test_derived_finding_escalates_on_its_own_even_when_weak() -> None:
+    verdict = fuse([_finding("reference.derived", 0.5)], load_policy())
+    assert verdict.action == "escalate"
+    assert verdict.risk >= load_policy().thresholds["escalate"]
+
+
+def test_same_item_new_photo_approves() -> None:
+    verdict = fuse([_finding("reference.same_item_new_photo", -1.5)], load_policy())
+    assert verdict.action == "approve" and verdict.risk < 0.05
+
+
+def test_reasons_are_sorted_by_how_much_they_moved_the_risk() -> None:
+    verdict = fuse([_finding("a.small", 0.3), _finding("b.big", -2.0), _finding("c.mid", 1.0)], load_policy())
+    assert [f.code for f, _ in verdict.reasons] == ["b.big", "c.mid", "a.small"]
+
+
+def test_no_policy_can_make_fusion_reject() -> None:
+    assert "reject" not in ACTIONS
+    verdict = fuse([_finding("reference.derived", 50.0)] * 3, load_policy())
+    assert verdict.action == "escalate"
+
+
+def test_platform_policy_overrides_thresholds_and_weights(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text("weights:\n  x.signal: 0\nthresholds:\n  request_capture: 0.01\n")
+    policy = load_policy(path)
+    assert policy.thresholds["request_capture"] == 0.01 and policy.thresholds["escalate"] == 0.90
+    assert fuse([_finding("x.signal", 10.0)], policy).action == "request_capture"
+
+
+def test_policy_with_falling_thresholds_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text("thresholds:\n  review: 0.2\n")
+    with pytest.raises(PolicyError) as info:
+        load_policy(path)
+    assert info.value.code == "policy.invalid"

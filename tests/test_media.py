@@ -1,0 +1,169 @@
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pillow_heif
+import pytest
+from PIL import Image
+
+from refundlens.config import Settings, SettingsError, load_settings
+from refundlens.errors import MediaError
+from refundlens.media import hamming, load_media, media_from_bytes
+
+from .conftest import encode
+
+
+def _png_header_only(width: int, height: int, padding: int = 0) -> bytes:
+    """A PNG whose IHDR claims width x height, with a little data and ``padding`` junk bytes."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 64)
+    pad = chunk(b"teXt", b"pad\x00" + b"x" * padding) if padding else b""
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + pad + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+def test_common_formats_decode_to_rgb_uint8_with_sha256(product: np.ndarray, fmt: str) -> None:
+    data = encode(product, fmt, lossless=True) if fmt == "WEBP" else encode(product, fmt)
+    media = media_from_bytes(data, f"x.{fmt.lower()}")
+    assert media.format == fmt
+    assert media.analysis.dtype == np.uint8 and media.analysis.shape == (*product.shape[:2], 3)
+    assert (media.width, media.height) == (product.shape[1], product.shape[0])
+    assert len(media.sha256) == 64
+    if fmt != "JPEG":
+        assert np.abs(media.analysis.astype(int) - product).max() <= 2
+
+
+def test_heic_decodes_through_pillow_heif(product: np.ndarray) -> None:
+    buf = io.BytesIO()
+    pillow_heif.from_pillow(Image.fromarray(product)).save(buf, quality=90)
+    media = media_from_bytes(buf.getvalue(), "x.heic")
+    assert media.format == "HEIF"
+    assert np.abs(media.analysis.astype(int) - product).mean() < 6
+
+
+def test_exif_orientation_is_applied_and_capture_facts_are_read(product: np.ndarray) -> None:
+    tall = np.ascontiguousarray(product[:, :200])
+    exif = Image.Exif()
+    exif[0x010F] = "TestMaker"
+    exif[0x0110] = "Model 1"
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    sub = exif.get_ifd(0x8769)
+    sub[0x9003] = "2025:09:17 12:30:00"
+    sub[0x9011] = "+08:00"
+    media = media_from_bytes(encode(tall, "JPEG", exif=exif.tobytes()), "x.jpg")
+    assert media.analysis.shape[:2] == (200, 320)  # width and height swapped
+    assert (media.width, media.height) == (320, 200)
+    assert media.exif.make == "TestMaker" and media.exif.model == "Model 1"
+    captured = media.exif.captured_at()
+    assert captured is not None and captured.utcoffset() is not None
+    assert captured.isoformat() == "2025-09-17T12:30:00+08:00"
+    assert media.metadata.exif is not None
+
+
+def test_transparent_png_is_composited_on_white() -> None:
+    rgba = np.zeros((40, 40, 4), np.uint8)
+    rgba[10:30, 10:30] = (200, 0, 0, 255)
+    media = media_from_bytes(encode(rgba, "PNG"), "x.png")
+    assert tuple(media.analysis[0, 0]) == (255, 255, 255)
+    assert tuple(media.analysis[20, 20]) == (200, 0, 0)
+
+
+def test_large_jpeg_gets_a_reduced_analysis_copy_and_full_pixels_on_demand() -> None:
+    big = np.asarray(Image.fromarray(np.random.default_rng(0).integers(0, 255, (60, 80, 3), np.uint8)).resize((3200, 2400)))
+    media = media_from_bytes(encode(big, "JPEG", quality=85), "big.jpg", Settings(analysis_side=800))
+    assert max(media.analysis.shape[:2]) == 800
+    assert media.analysis_scale == pytest.approx(4.0)
+    assert media.pixels.shape == (2400, 3200, 3)
+
+
+def test_pdq_is_robust_to_recompression_and_distinguishes_other_images(product: np.ndarray) -> None:
+    a = media_from_bytes(encode(product, "PNG"), "a.png")
+    b = media_from_bytes(encode(product, "JPEG", quality=60), "b.jpg")
+    c = media_from_bytes(encode(np.ascontiguousarray(product[::-1, ::-1]), "PNG"), "c.png")
+    from refundlens.detectors._examples import _product
+
+    other = media_from_bytes(encode(_product(99), "PNG"), "o.png")
+    assert hamming(a.pdq, b.pdq) <= 20
+    assert min(hamming(c.pdq, h) for h in a.pdq_dihedral) <= 20
+    assert hamming(a.pdq, other.pdq) > 60
+
+
+BAD_INPUTS = {
+    "zero-byte file": (b"", "media.empty"),
+    "text named .jpg": (b"this is not an image, just text\n" * 10, "media.not_an_image"),
+    "GIF is not supported": (None, "media.unsupported_format"),
+    # 2.5 Gpx claimed by a 3 MB file: implausible pixels, not a bomb by its ratio
+    "header claiming 50000x50000": (_png_header_only(50000, 50000, 3_000_000), "media.too_many_pixels"),
+    "decompression bomb": (_png_header_only(50000, 50000), "media.decompression_bomb"),
+    "header over the area limit": (_png_header_only(9000, 9000, 100_000), "media.too_many_pixels"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_gets_a_stable_code_and_one_sentence(case: str, product: np.ndarray) -> None:
+    data, code = BAD_INPUTS[case]
+    if data is None:
+        data = encode(product, "GIF")
+    settings = Settings(max_pixels=50_000_000)
+    with pytest.raises(MediaError) as info:
+        media_from_bytes(data, "bad.jpg", settings)
+    assert info.value.code == code
+    assert info.value.message.endswith(".") and "\n" not in info.value.message
+
+
+def test_truncated_jpeg_is_refused_as_truncated(product: np.ndarray) -> None:
+    data = encode(product, "JPEG", quality=90)
+    with pytest.raises(MediaError) as info:
+        media_from_bytes(data[: len(data) // 2], "cut.jpg")
+    assert info.value.code in {"media.truncated", "media.corrupt"}
+
+
+def test_corrupt_jpeg_data_is_refused(product: np.ndarray) -> None:
+    data = bytearray(encode(product, "JPEG", quality=90))
+    data[200:] = bytes(len(data) - 200)
+    with pytest.raises(MediaError) as info:
+        media_from_bytes(bytes(data), "zeros.jpg")
+    assert info.value.code in {"media.truncated", "media.corrupt"}
+
+
+def test_animated_webp_is_refused(product: np.ndarray) -> None:
+    frames = [Image.fromarray(product), Image.fromarray(255 - product)]
+    buf = io.BytesIO()
+    frames[0].save(buf, "WEBP", save_all=True, append_images=frames[1:], duration=100)
+    with pytest.raises(MediaError) as info:
+        media_from_bytes(buf.getvalue(), "anim.webp")
+    assert info.value.code == "media.animated"
+
+
+def test_file_over_the_byte_limit_is_refused_before_decoding(tmp_path: Path, product: np.ndarray) -> None:
+    path = tmp_path / "x.jpg"
+    path.write_bytes(encode(product))
+    with pytest.raises(MediaError) as info:
+        load_media(path, Settings(max_file_bytes=100))
+    assert info.value.code == "media.too_large"
+
+
+def test_missing_file_is_reported_not_raised_as_oserror(tmp_path: Path) -> None:
+    with pytest.raises(MediaError) as info:
+        load_media(tmp_path / "nope.jpg")
+    assert info.value.code == "media.not_found"
+
+
+def test_settings_come_from_environment_and_file(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("max_side: 4000\nanalysis_side: 512\n")
+    s = load_settings({"REFUNDLENS_CONFIG": str(cfg), "REFUNDLENS_MAX_PIXELS": "1234567"})
+    assert (s.max_side, s.analysis_side, s.max_pixels) == (4000, 512, 1234567)
+    with pytest.raises(SettingsError):
+        load_settings({"REFUNDLENS_MAX_PIXELS": "lots"})
+    cfg.write_text("no_such_setting: 1\n")
+    with pytest.raises(SettingsError):
+        load_settings({"REFUNDLENS_CONFIG": str(cfg)})
