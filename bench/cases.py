@@ -17,6 +17,7 @@ import csv
 import dataclasses
 import hashlib
 import io
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -69,7 +70,13 @@ def _jpeg(image: np.ndarray, quality: int) -> bytes:
 def listing_sources() -> list[str]:
     """Real photos used as the merchant's listing photo (relative to DATA)."""
     rows = _rows()
-    keep = {"product_listing_iconic", "authentic", "authentic_source", "authentic_multiview", "camera_exif"}
+    keep = {
+        "product_listing_iconic",
+        "authentic",
+        "authentic_source",
+        "authentic_multiview",
+        "camera_exif",
+    }
     out = []
     for r in rows:
         if r["label"] not in keep or not r["path"].lower().endswith((".jpg", ".jpeg", ".png")):
@@ -115,8 +122,18 @@ def forged_cases(n: int, seed: int) -> Iterator[Case]:
             continue
         quality = int(rng.integers(50, 96))
         ref = _jpeg(image, 90)
-        yield Case(f"forged-{seed}-{made}", split_of(src), True, "forged", _jpeg(out, quality), (ref,),
-                   m, style, "+".join(names), share)
+        yield Case(
+            f"forged-{seed}-{made}",
+            split_of(src),
+            True,
+            "forged",
+            _jpeg(out, quality),
+            (ref,),
+            m,
+            style,
+            "+".join(names),
+            share,
+        )
         made += 1
 
 
@@ -128,8 +145,17 @@ def identical_cases(n: int, seed: int) -> Iterator[Case]:
         image = _load(DATA / src)
         t = ["none", "scale", "crop", "tone", "resave", "border_caption"][i % 6]
         out, _ = synth.transform(image, np.zeros(image.shape[:2], bool), t, seed + i)
-        yield Case(f"identical-{seed}-{i}", split_of(src), True, "identical",
-                   _jpeg(out, int(rng.integers(60, 95))), (_jpeg(image, 90),), None, "", t)
+        yield Case(
+            f"identical-{seed}-{i}",
+            split_of(src),
+            True,
+            "identical",
+            _jpeg(out, int(rng.integers(60, 95))),
+            (_jpeg(image, 90),),
+            None,
+            "",
+            t,
+        )
 
 
 def _grocery_pairs() -> list[tuple[str, str]]:
@@ -162,7 +188,7 @@ def _multiview_pairs() -> list[tuple[str, str]]:
     pairs = []
     for members in groups.values():
         members.sort()
-        for a, b in zip(members, members[1:], strict=False):
+        for a, b in itertools.pairwise(members):
             pairs.append((a, b))
     pairs.append(("skimage-data/motorcycle_left.png", "skimage-data/motorcycle_right.png"))
     return pairs
@@ -180,20 +206,38 @@ def genuine_cases(seed: int, max_grocery: int = 500) -> Iterator[Case]:
             image, _ = synth.transform(image, np.zeros(image.shape[:2], bool), t, seed + i)
             kind = "buyer_filtered"
         refs = (_jpeg(_load(DATA / ref), 90),)
-        yield Case(f"genuine-grocery-{i}", split_of(claim), False, kind,
-                   _jpeg(image, int(rng.integers(70, 96))), refs)
+        yield Case(
+            f"genuine-grocery-{i}",
+            split_of(claim),
+            False,
+            kind,
+            _jpeg(image, int(rng.integers(70, 96))),
+            refs,
+        )
     for i, (a, b) in enumerate(_multiview_pairs()):
         for j, (claim, ref) in enumerate(((a, b), (b, a))):
-            yield Case(f"genuine-multiview-{i}-{j}", split_of(claim), False, "same_item",
-                       _jpeg(_load(DATA / claim), 90), (_jpeg(_load(DATA / ref), 90),))
+            yield Case(
+                f"genuine-multiview-{i}-{j}",
+                split_of(claim),
+                False,
+                "same_item",
+                _jpeg(_load(DATA / claim), 90),
+                (_jpeg(_load(DATA / ref), 90),),
+            )
     # unrelated: a shop photo against another product's listing photo
     for i in range(150):
         claim, _ = grocery[int(rng.integers(len(grocery)))]
         _, ref = grocery[int(rng.integers(len(grocery)))]
         if claim.split("/")[-2] == ref.split("/")[-2]:
             continue
-        yield Case(f"genuine-unrelated-{i}", split_of(claim), False, "unrelated",
-                   _jpeg(_load(DATA / claim), 85), (_jpeg(_load(DATA / ref), 90),))
+        yield Case(
+            f"genuine-unrelated-{i}",
+            split_of(claim),
+            False,
+            "unrelated",
+            _jpeg(_load(DATA / claim), 85),
+            (_jpeg(_load(DATA / ref), 90),),
+        )
 
 
 def decode_size(data: bytes) -> tuple[int, int]:

@@ -28,7 +28,12 @@ PRODUCT = "Arla-Natural-Yoghurt"
 
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
-    iconic = glob.glob(str(DATA / f"grocery-store-packages/iconic-images-and-descriptions/Packages/*/{PRODUCT}/*.jpg"))[0]
+    iconic = glob.glob(
+        str(
+            DATA
+            / f"grocery-store-packages/iconic-images-and-descriptions/Packages/*/{PRODUCT}/*.jpg"
+        )
+    )[0]
     shots = sorted(glob.glob(str(DATA / f"grocery-store-packages/test/Packages/*/{PRODUCT}/*.jpg")))
     (OUT / "listing.jpg").write_bytes(Path(iconic).read_bytes())
     (OUT / "claim_genuine.jpg").write_bytes(Path(shots[2]).read_bytes())

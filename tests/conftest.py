@@ -27,5 +27,9 @@ def product() -> np.ndarray:
 
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "refundlens", *args], capture_output=True, text=True, cwd=cwd, timeout=300
+        [sys.executable, "-m", "refundlens", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
     )

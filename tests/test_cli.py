@@ -39,14 +39,22 @@ def claim_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def test_check_prints_a_table_with_the_action_and_top_reason(claim_files: dict[str, Path]) -> None:
-    result = run_cli("check", str(claim_files["forged"]), "--ref", str(claim_files["listing"]), "--lang", "en")
+    result = run_cli(
+        "check", str(claim_files["forged"]), "--ref", str(claim_files["listing"]), "--lang", "en"
+    )
     assert result.returncode == 0, result.stderr
     assert "escalate" in result.stdout and "reference.derived" in result.stdout
 
 
 def test_check_json_validates_against_the_published_schema(claim_files: dict[str, Path]) -> None:
-    result = run_cli("check", str(claim_files["forged"]), str(claim_files["other"]), "--ref",
-                     str(claim_files["listing"]), "--json")
+    result = run_cli(
+        "check",
+        str(claim_files["forged"]),
+        str(claim_files["other"]),
+        "--ref",
+        str(claim_files["listing"]),
+        "--json",
+    )
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     jsonschema.validate(data, load_schema())
@@ -55,9 +63,19 @@ def test_check_json_validates_against_the_published_schema(claim_files: dict[str
     assert actions == ["escalate", "approve"]
 
 
-def test_check_out_writes_report_mask_and_overlay_with_the_mask_on_the_edit(claim_files: dict[str, Path], tmp_path: Path) -> None:
+def test_check_out_writes_report_mask_and_overlay_with_the_mask_on_the_edit(
+    claim_files: dict[str, Path], tmp_path: Path
+) -> None:
     out = tmp_path / "report"
-    result = run_cli("check", str(claim_files["forged"]), "--ref", str(claim_files["listing"]), "--out", str(out), "--json")
+    result = run_cli(
+        "check",
+        str(claim_files["forged"]),
+        "--ref",
+        str(claim_files["listing"]),
+        "--out",
+        str(out),
+        "--json",
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads((out / "report.json").read_text())
     jsonschema.validate(report, load_schema())
@@ -76,8 +94,12 @@ def test_check_without_reference_runs_and_approves(claim_files: dict[str, Path])
     assert json.loads(result.stdout)["claim"]["action"] == "approve"
 
 
-@pytest.mark.parametrize(("name", "code"), [("bad", "media.not_an_image"), ("missing", "media.not_found")])
-def test_bad_claim_file_exits_2_with_one_line_naming_the_code(claim_files: dict[str, Path], tmp_path: Path, name: str, code: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "code"), [("bad", "media.not_an_image"), ("missing", "media.not_found")]
+)
+def test_bad_claim_file_exits_2_with_one_line_naming_the_code(
+    claim_files: dict[str, Path], tmp_path: Path, name: str, code: str
+) -> None:
     path = claim_files.get(name, tmp_path / "missing.jpg")
     result = run_cli("check", str(path), "--ref", str(claim_files["listing"]))
     assert result.returncode == 2
@@ -90,7 +112,9 @@ def test_usage_error_exits_2(claim_files: dict[str, Path]) -> None:
     assert result.returncode == 2 and "--lang" in result.stderr
 
 
-def test_batch_gives_one_line_per_claim_and_a_bad_file_fails_only_its_line(claim_files: dict[str, Path], tmp_path: Path) -> None:
+def test_batch_gives_one_line_per_claim_and_a_bad_file_fails_only_its_line(
+    claim_files: dict[str, Path], tmp_path: Path
+) -> None:
     manifest = tmp_path / "claims.jsonl"
     lines = [
         {"id": "c1", "claims": [str(claim_files["forged"])], "refs": [str(claim_files["listing"])]},

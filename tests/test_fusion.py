@@ -24,7 +24,9 @@ def test_same_item_new_photo_approves() -> None:
 
 
 def test_reasons_are_sorted_by_how_much_they_moved_the_risk() -> None:
-    verdict = fuse([_finding("a.small", 0.3), _finding("b.big", -2.0), _finding("c.mid", 1.0)], load_policy())
+    verdict = fuse(
+        [_finding("a.small", 0.3), _finding("b.big", -2.0), _finding("c.mid", 1.0)], load_policy()
+    )
     assert [f.code for f, _ in verdict.reasons] == ["b.big", "c.mid", "a.small"]
 
 

@@ -21,12 +21,20 @@ def _png_header_only(width: int, height: int, padding: int = 0) -> bytes:
     """A PNG whose IHDR claims width x height, with a little data and ``padding`` junk bytes."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     idat = zlib.compress(b"\x00" * 64)
     pad = chunk(b"teXt", b"pad\x00" + b"x" * padding) if padding else b""
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + pad + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + pad
+        + chunk(b"IDAT", idat)
+        + chunk(b"IEND", b"")
+    )
 
 
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
@@ -77,8 +85,14 @@ def test_transparent_png_is_composited_on_white() -> None:
 
 
 def test_large_jpeg_gets_a_reduced_analysis_copy_and_full_pixels_on_demand() -> None:
-    big = np.asarray(Image.fromarray(np.random.default_rng(0).integers(0, 255, (60, 80, 3), np.uint8)).resize((3200, 2400)))
-    media = media_from_bytes(encode(big, "JPEG", quality=85), "big.jpg", Settings(analysis_side=800))
+    big = np.asarray(
+        Image.fromarray(np.random.default_rng(0).integers(0, 255, (60, 80, 3), np.uint8)).resize(
+            (3200, 2400)
+        )
+    )
+    media = media_from_bytes(
+        encode(big, "JPEG", quality=85), "big.jpg", Settings(analysis_side=800)
+    )
     assert max(media.analysis.shape[:2]) == 800
     assert media.analysis_scale == pytest.approx(4.0)
     assert media.pixels.shape == (2400, 3200, 3)
@@ -101,7 +115,10 @@ BAD_INPUTS = {
     "text named .jpg": (b"this is not an image, just text\n" * 10, "media.not_an_image"),
     "GIF is not supported": (None, "media.unsupported_format"),
     # 2.5 Gpx claimed by a 3 MB file: implausible pixels, not a bomb by its ratio
-    "header claiming 50000x50000": (_png_header_only(50000, 50000, 3_000_000), "media.too_many_pixels"),
+    "header claiming 50000x50000": (
+        _png_header_only(50000, 50000, 3_000_000),
+        "media.too_many_pixels",
+    ),
     "decompression bomb": (_png_header_only(50000, 50000), "media.decompression_bomb"),
     "header over the area limit": (_png_header_only(9000, 9000, 100_000), "media.too_many_pixels"),
 }
@@ -143,7 +160,9 @@ def test_animated_webp_is_refused(product: np.ndarray) -> None:
     assert info.value.code == "media.animated"
 
 
-def test_file_over_the_byte_limit_is_refused_before_decoding(tmp_path: Path, product: np.ndarray) -> None:
+def test_file_over_the_byte_limit_is_refused_before_decoding(
+    tmp_path: Path, product: np.ndarray
+) -> None:
     path = tmp_path / "x.jpg"
     path.write_bytes(encode(product))
     with pytest.raises(MediaError) as info:

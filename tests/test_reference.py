@@ -1,8 +1,8 @@
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
-import cv2
 
 from refundlens import synth
 from refundlens.detectors import ReferenceDetector
@@ -22,19 +22,43 @@ def test_reference_finds_stain_added_to_listing_photo_and_localises_it() -> None
     mask = finding.region.full_size(claim.width, claim.height) > 0
     assert _iou(mask, truth) > 0.5
     facts = finding.facts
-    for key in ("reference", "inliers", "inlier_ratio", "coverage_of_reference", "transform",
-                "residual_median_outside_edit", "edited_percent_of_object", "claim_jpeg_quality"):
+    for key in (
+        "reference",
+        "inliers",
+        "inlier_ratio",
+        "coverage_of_reference",
+        "transform",
+        "residual_median_outside_edit",
+        "edited_percent_of_object",
+        "claim_jpeg_quality",
+    ):
         assert key in facts
     assert abs(facts["transform"]["rotation_deg"]) > 0.5
 
 
-@pytest.mark.parametrize("name", ["crop", "scale", "rotate", "mirror", "perspective", "tone", "colour",
-                                  "blur", "sharpen", "resave", "border_caption"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "crop",
+        "scale",
+        "rotate",
+        "mirror",
+        "perspective",
+        "tone",
+        "colour",
+        "blur",
+        "sharpen",
+        "resave",
+        "border_caption",
+    ],
+)
 def test_derived_claim_is_caught_under_each_forger_transform(name: str) -> None:
     listing = _product(21)
     damaged, mask = synth.paint_damage(listing, listing.min(axis=2) < 250, "chip", 0.03, seed=5)
     claim, truth = synth.transform(damaged, mask, name, seed=9)
-    (finding,) = ReferenceDetector().analyze(_media(claim, "c.jpg", 70), Context(references=(_media(listing, "l.jpg"),)))
+    (finding,) = ReferenceDetector().analyze(
+        _media(claim, "c.jpg", 70), Context(references=(_media(listing, "l.jpg"),))
+    )
     assert finding.code == "reference.derived", finding.facts
     assert finding.region is not None
     got = finding.region.full_size(claim.shape[1], claim.shape[0]) > 0
@@ -43,9 +67,11 @@ def test_derived_claim_is_caught_under_each_forger_transform(name: str) -> None:
 
 def test_mirrored_forgery_reports_a_mirror_in_the_transform() -> None:
     listing = _product(22)
-    damaged, mask = synth.paint_damage(listing, listing.min(axis=2) < 250, "stain", 0.04, seed=2)
+    damaged, _mask = synth.paint_damage(listing, listing.min(axis=2) < 250, "stain", 0.04, seed=2)
     claim = np.ascontiguousarray(damaged[:, ::-1])
-    (finding,) = ReferenceDetector().analyze(_media(claim, "c.jpg"), Context(references=(_media(listing, "l.jpg"),)))
+    (finding,) = ReferenceDetector().analyze(
+        _media(claim, "c.jpg"), Context(references=(_media(listing, "l.jpg"),))
+    )
     assert finding.code == "reference.derived"
     assert finding.facts["transform"]["mirrored"] is True
 
@@ -58,13 +84,23 @@ def test_new_exposure_of_the_same_product_is_not_called_derived() -> None:
     rows, cols = listing.shape[:2]
     src = np.float32([[0, 0], [cols, 0], [cols, rows], [0, rows]])
     dst = src + np.float32([[6, 3], [-4, 8], [-7, -5], [5, -6]])
-    view = cv2.warpPerspective(listing, cv2.getPerspectiveTransform(src, dst), (cols, rows), borderValue=(255, 255, 255))
+    view = cv2.warpPerspective(
+        listing, cv2.getPerspectiveTransform(src, dst), (cols, rows), borderValue=(255, 255, 255)
+    )
     view = cv2.GaussianBlur(view, (0, 0), 0.8).astype(np.float32)
     yy, xx = np.mgrid[:rows, :cols]
-    light = 0.7 + 0.4 * xx / cols - 0.25 * (((yy - rows / 2) ** 2 + (xx - cols / 2) ** 2) / (rows * rows / 2))
+    light = (
+        0.7
+        + 0.4 * xx / cols
+        - 0.25 * (((yy - rows / 2) ** 2 + (xx - cols / 2) ** 2) / (rows * rows / 2))
+    )
     glare = 60 * np.exp(-(((yy - rows * 0.3) ** 2 + (xx - cols * 0.6) ** 2) / (2 * 25.0**2)))
-    photo = np.clip(view * light[..., None] + glare[..., None] + rng.normal(0, 4, view.shape), 0, 255)
-    (finding,) = ReferenceDetector().analyze(_media(photo.astype(np.uint8), "buyer.jpg"), Context(references=(_media(listing, "l.jpg"),)))
+    photo = np.clip(
+        view * light[..., None] + glare[..., None] + rng.normal(0, 4, view.shape), 0, 255
+    )
+    (finding,) = ReferenceDetector().analyze(
+        _media(photo.astype(np.uint8), "buyer.jpg"), Context(references=(_media(listing, "l.jpg"),))
+    )
     assert finding.code == "reference.same_item_new_photo"
     assert finding.strength < 0
 
@@ -77,15 +113,23 @@ def test_real_shop_photo_of_the_listed_product_supports_the_buyer() -> None:
 
     with resources.as_file(resources.files("refundlens") / "samples") as folder:
         listing = load_media(folder / "listing.jpg")
-        (finding,) = ReferenceDetector().analyze(load_media(folder / "claim_genuine.jpg"), Context(references=(listing,)))
-        (forged,) = ReferenceDetector().analyze(load_media(folder / "claim_forged.jpg"), Context(references=(listing,)))
+        (finding,) = ReferenceDetector().analyze(
+            load_media(folder / "claim_genuine.jpg"), Context(references=(listing,))
+        )
+        (forged,) = ReferenceDetector().analyze(
+            load_media(folder / "claim_forged.jpg"), Context(references=(listing,))
+        )
     assert finding.code == "reference.same_item_new_photo"
     assert forged.code == "reference.derived"
 
 
 def test_best_of_several_references_is_named() -> None:
     claim, context, _ = forged_from_listing(seed=3)
-    others = (_media(_product(40), "other1.jpg"), *context.references, _media(_product(41), "other2.jpg"))
+    others = (
+        _media(_product(40), "other1.jpg"),
+        *context.references,
+        _media(_product(41), "other2.jpg"),
+    )
     (finding,) = ReferenceDetector().analyze(claim, Context(references=others))
     assert finding.code == "reference.derived"
     assert finding.facts["reference"] == "listing.jpg"

@@ -28,7 +28,11 @@ from .media import Media, load_media
 from .pipeline import Assessment, analyze
 from .report import assessment_to_dict, write_pictures
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Screen after-sales claim photos for forged evidence.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Screen after-sales claim photos for forged evidence.",
+)
 EXIT_BAD_INPUT = 2
 
 
@@ -56,12 +60,16 @@ def _write_outputs(assessment: Assessment, out: Path | None) -> dict[str, Any]:
                 regions[(i, j)] = path
     result = assessment_to_dict(assessment, regions)
     if out is not None:
-        (out / "report.json").write_text(json.dumps(result, ensure_ascii=False, indent=2) + "\n", "utf-8")
+        (out / "report.json").write_text(
+            json.dumps(result, ensure_ascii=False, indent=2) + "\n", "utf-8"
+        )
     return result
 
 
 def _print_human(assessment: Assessment, lang: str, console: Console) -> None:
-    table = Table(title=f"refundlens {__version__}: claim risk {assessment.risk:.2f} -> {assessment.action}")
+    table = Table(
+        title=f"refundlens {__version__}: claim risk {assessment.risk:.2f} -> {assessment.action}"
+    )
     table.add_column("image")
     table.add_column("risk", justify="right")
     table.add_column("action")
@@ -69,9 +77,14 @@ def _print_human(assessment: Assessment, lang: str, console: Console) -> None:
     for image in assessment.images:
         reasons = [
             escape(f"[{f.code}] {getattr(f.reason, lang)}") for f, _ in image.verdict.reasons[:3]
-        ] or ["no finding (no reference given: only reference-free checks ran)" if lang == "en"
-              else "无发现（未提供参考图：只运行了无需参考图的检测）"]
-        table.add_row(Path(image.media.name).name, f"{image.risk:.2f}", image.action, "\n".join(reasons))
+        ] or [
+            "no finding (no reference given: only reference-free checks ran)"
+            if lang == "en"
+            else "无发现（未提供参考图：只运行了无需参考图的检测）"
+        ]
+        table.add_row(
+            Path(image.media.name).name, f"{image.risk:.2f}", image.action, "\n".join(reasons)
+        )
     console.print(table)
 
 
@@ -88,12 +101,22 @@ def _settings() -> Settings:
 
 @app.command()
 def check(
-    claims: Annotated[list[Path] | None, typer.Argument(help="Claim photos (JPEG, PNG, WebP, HEIC).")] = None,
-    ref: Annotated[list[Path] | None, typer.Option("--ref", help="A merchant reference photo (repeatable).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the versioned JSON result.")] = False,
-    out: Annotated[Path | None, typer.Option("--out", help="Write report.json, masks and overlays here.")] = None,
+    claims: Annotated[
+        list[Path] | None, typer.Argument(help="Claim photos (JPEG, PNG, WebP, HEIC).")
+    ] = None,
+    ref: Annotated[
+        list[Path] | None, typer.Option("--ref", help="A merchant reference photo (repeatable).")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the versioned JSON result.")
+    ] = False,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write report.json, masks and overlays here.")
+    ] = None,
     lang: Annotated[str, typer.Option("--lang", help="zh or en for the human output.")] = "zh",
-    batch: Annotated[Path | None, typer.Option("--batch", help="JSONL manifest: one claim per line.")] = None,
+    batch: Annotated[
+        Path | None, typer.Option("--batch", help="JSONL manifest: one claim per line.")
+    ] = None,
 ) -> None:
     """Check claim photos, optionally against the merchant's reference photos."""
     if lang not in ("zh", "en"):
@@ -144,13 +167,28 @@ def _batch_line(args: tuple[int, str, str | None]) -> dict[str, Any]:
     try:
         entry = json.loads(line)
     except json.JSONDecodeError as exc:
-        return {"id": f"line-{number}", "error": {"code": "batch.bad_line", "message": f"Line {number} is not JSON: {exc.msg}."}}
+        return {
+            "id": f"line-{number}",
+            "error": {
+                "code": "batch.bad_line",
+                "message": f"Line {number} is not JSON: {exc.msg}.",
+            },
+        }
     if not isinstance(entry, dict):
-        return {"id": f"line-{number}", "error": {"code": "batch.bad_line", "message": f"Line {number} is not a JSON object."}}
+        return {
+            "id": f"line-{number}",
+            "error": {"code": "batch.bad_line", "message": f"Line {number} is not a JSON object."},
+        }
     ident = str(entry.get("id") or f"line-{number}")
     claims, refs = entry.get("claims"), entry.get("refs", [])
     if not isinstance(claims, list) or not claims or not isinstance(refs, list):
-        return {"id": ident, "error": {"code": "batch.missing_field", "message": "Each line needs 'claims' (a non-empty list) and optionally 'refs' (a list)."}}
+        return {
+            "id": ident,
+            "error": {
+                "code": "batch.missing_field",
+                "message": "Each line needs 'claims' (a non-empty list) and optionally 'refs' (a list).",
+            },
+        }
     try:
         references = _load_all([Path(p) for p in refs], settings)
         claim_media = _load_all([Path(p) for p in claims], settings)
@@ -166,8 +204,11 @@ def _run_batch(manifest: Path, out: Path | None, settings: Settings, policy: Pol
     try:
         handle = manifest.open(encoding="utf-8")
     except OSError as exc:
-        raise _fail(f"error [batch.unreadable] cannot read {manifest}: {exc.strerror or exc}.") from exc
+        raise _fail(
+            f"error [batch.unreadable] cannot read {manifest}: {exc.strerror or exc}."
+        ) from exc
     with handle:
+
         def jobs() -> Iterator[tuple[int, str, str | None]]:
             for number, line in enumerate(handle, 1):
                 if line.strip():
@@ -180,7 +221,9 @@ def _run_batch(manifest: Path, out: Path | None, settings: Settings, policy: Pol
             for result in results:
                 sys.stdout.write(json.dumps(result, ensure_ascii=False) + "\n")
             return
-        with multiprocessing.get_context("spawn").Pool(workers, _init_worker, (settings, policy)) as pool:
+        with multiprocessing.get_context("spawn").Pool(
+            workers, _init_worker, (settings, policy)
+        ) as pool:
             for result in pool.imap(_batch_line, jobs(), chunksize=1):
                 sys.stdout.write(json.dumps(result, ensure_ascii=False) + "\n")
                 sys.stdout.flush()
@@ -191,7 +234,9 @@ def _run_batch(manifest: Path, out: Path | None, settings: Settings, policy: Pol
 
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option("--out", help="Folder for the demo report.")] = Path("demo-report"),
+    out: Annotated[Path, typer.Option("--out", help="Folder for the demo report.")] = Path(
+        "demo-report"
+    ),
     lang: Annotated[str, typer.Option("--lang")] = "zh",
 ) -> None:
     """Analyse the bundled sample claims against the bundled listing photo and write a report."""
@@ -205,7 +250,9 @@ def demo(
             assessment = analyze([claim], [listing], settings=settings)
             _write_outputs(assessment, out / Path(name).stem)
             _print_human(assessment, lang if lang in ("zh", "en") else "zh", console)
-    console.print(f"demo report written to {out}/ (report.json, *.mask.png, *.overlay.png per claim)")
+    console.print(
+        f"demo report written to {out}/ (report.json, *.mask.png, *.overlay.png per claim)"
+    )
 
 
 @app.command()

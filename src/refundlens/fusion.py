@@ -64,7 +64,9 @@ def _validate(raw: Mapping[str, Any], source: str) -> Policy:
         raise PolicyError("policy.invalid", f"{source}: thresholds must rise within (0, 1).")
     for code, action in floors.items():
         if action not in ACTIONS:
-            raise PolicyError("policy.invalid", f"{source}: floor for {code} is not an action: {action!r}.")
+            raise PolicyError(
+                "policy.invalid", f"{source}: floor for {code} is not an action: {action!r}."
+            )
     return Policy(prior, weights, thresholds, floors, min_contrib)
 
 
@@ -107,12 +109,19 @@ def fuse(findings: Sequence[Finding], policy: Policy) -> Verdict:
     action = _action_for(risk, policy)
     for finding, _ in contributions:
         floor = policy.floors.get(finding.code)
-        if floor and policy.weight(finding.code) > 0:
-            if ACTIONS.index(floor) > ACTIONS.index(action):
-                action = floor
-                risk = max(risk, policy.thresholds[floor])
+        if (
+            floor
+            and policy.weight(finding.code) > 0
+            and ACTIONS.index(floor) > ACTIONS.index(action)
+        ):
+            action = floor
+            risk = max(risk, policy.thresholds[floor])
     reasons = sorted(
-        ((f, c) for f, c in contributions if abs(c) >= policy.min_reason_contribution or f.region is not None),
+        (
+            (f, c)
+            for f, c in contributions
+            if abs(c) >= policy.min_reason_contribution or f.region is not None
+        ),
         key=lambda fc: -abs(fc[1]),
     )
     # Informational findings (strength 0) still explain what was checked: list them last.

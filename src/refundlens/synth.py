@@ -28,7 +28,9 @@ def _blob(shape: tuple[int, int], area: float, rng: np.random.Generator, where: 
     i = rng.integers(len(rows))
     cy, cx = int(rows[i]), int(cols[i])
     radius = max(3.0, np.sqrt(area / np.pi))
-    noise = cv2.GaussianBlur(rng.standard_normal(shape).astype(np.float32), (0, 0), max(1.0, radius / 3))
+    noise = cv2.GaussianBlur(
+        rng.standard_normal(shape).astype(np.float32), (0, 0), max(1.0, radius / 3)
+    )
     noise /= noise.std() + 1e-6
     yy, xx = np.mgrid[: shape[0], : shape[1]]
     aspect = rng.uniform(0.6, 1.6)
@@ -39,8 +41,14 @@ def _blob(shape: tuple[int, int], area: float, rng: np.random.Generator, where: 
     return (field <= level) & where
 
 
-def _polyline_mask(shape: tuple[int, int], area: float, rng: np.random.Generator, where: Mask,
-                   width: int, branches: int) -> Mask:
+def _polyline_mask(
+    shape: tuple[int, int],
+    area: float,
+    rng: np.random.Generator,
+    where: Mask,
+    width: int,
+    branches: int,
+) -> Mask:
     mask = np.zeros(shape, np.uint8)
     rows, cols = np.nonzero(where)
     length_needed = area / max(1, width)
@@ -131,7 +139,9 @@ def strokes(image: RGB, where: Mask, share: float, rng: np.random.Generator) -> 
     return _blend(image, colour, _soft(m, 0.8)), m
 
 
-def pasted_texture(image: RGB, where: Mask, share: float, rng: np.random.Generator) -> tuple[RGB, Mask]:
+def pasted_texture(
+    image: RGB, where: Mask, share: float, rng: np.random.Generator
+) -> tuple[RGB, Mask]:
     m = _blob(where.shape, share * where.sum(), rng, where)
     tex = rng.normal(0, 1, image.shape).astype(np.float32)
     tex = cv2.GaussianBlur(tex, (0, 0), 1.5) * 40 + rng.uniform(60, 160, 3).astype(np.float32)
@@ -171,9 +181,18 @@ def paint_damage(image: RGB, where: Mask, style: str, share: float, seed: int) -
 
 # --- transforms: (image, mask, rng) -> (image, mask) -----------------------------------------
 
-def _warp(image: RGB, mask: Mask, h: npt.NDArray[np.float64], size: tuple[int, int]) -> tuple[RGB, Mask]:
-    out = cv2.warpPerspective(image, h, size, flags=cv2.INTER_AREA if abs(np.linalg.det(h[:2, :2])) < 1 else cv2.INTER_CUBIC,
-                              borderMode=cv2.BORDER_CONSTANT, borderValue=(255, 255, 255))
+
+def _warp(
+    image: RGB, mask: Mask, h: npt.NDArray[np.float64], size: tuple[int, int]
+) -> tuple[RGB, Mask]:
+    out = cv2.warpPerspective(
+        image,
+        h,
+        size,
+        flags=cv2.INTER_AREA if abs(np.linalg.det(h[:2, :2])) < 1 else cv2.INTER_CUBIC,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=(255, 255, 255),
+    )
     m = cv2.warpPerspective(mask.astype(np.uint8) * 255, h, size, flags=cv2.INTER_LINEAR) >= 128
     return out, m
 
@@ -192,11 +211,15 @@ def _crop(image: RGB, mask: Mask, rng: np.random.Generator) -> tuple[RGB, Mask]:
     return image[y0 : y0 + h, x0 : x0 + w].copy(), mask[y0 : y0 + h, x0 : x0 + w].copy()
 
 
-def _scale(image: RGB, mask: Mask, rng: np.random.Generator, lo: float = 0.5, hi: float = 2.0) -> tuple[RGB, Mask]:
+def _scale(
+    image: RGB, mask: Mask, rng: np.random.Generator, lo: float = 0.5, hi: float = 2.0
+) -> tuple[RGB, Mask]:
     f = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
     size = (max(8, round(image.shape[1] * f)), max(8, round(image.shape[0] * f)))
     interp = cv2.INTER_AREA if f < 1 else cv2.INTER_CUBIC
-    return cv2.resize(image, size, interpolation=interp), cv2.resize(mask.astype(np.uint8) * 255, size) >= 128
+    return cv2.resize(image, size, interpolation=interp), cv2.resize(
+        mask.astype(np.uint8) * 255, size
+    ) >= 128
 
 
 def _rotate(image: RGB, mask: Mask, rng: np.random.Generator) -> tuple[RGB, Mask]:
@@ -262,11 +285,29 @@ def _border_caption(image: RGB, mask: Mask, rng: np.random.Generator) -> tuple[R
     colour = (245, 245, 245) if rng.random() < 0.5 else (20, 20, 20)
     out = cv2.copyMakeBorder(image, top, bottom, side, side, cv2.BORDER_CONSTANT, value=colour)
     ink = (20, 20, 20) if colour[0] > 128 else (235, 235, 235)
-    cv2.putText(out, "12:41  4G  87%", (side + 8, max(12, top - 8)), cv2.FONT_HERSHEY_SIMPLEX,
-                max(0.3, cols / 1400), ink, 1, cv2.LINE_AA)
-    cv2.putText(out, "Order 2025-0917 arrived damaged", (side + 8, top + rows + bottom // 2),
-                cv2.FONT_HERSHEY_SIMPLEX, max(0.35, cols / 1200), ink, 1, cv2.LINE_AA)
-    m = cv2.copyMakeBorder(mask.astype(np.uint8), top, bottom, side, side, cv2.BORDER_CONSTANT, value=0)
+    cv2.putText(
+        out,
+        "12:41  4G  87%",
+        (side + 8, max(12, top - 8)),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        max(0.3, cols / 1400),
+        ink,
+        1,
+        cv2.LINE_AA,
+    )
+    cv2.putText(
+        out,
+        "Order 2025-0917 arrived damaged",
+        (side + 8, top + rows + bottom // 2),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        max(0.35, cols / 1200),
+        ink,
+        1,
+        cv2.LINE_AA,
+    )
+    m = cv2.copyMakeBorder(
+        mask.astype(np.uint8), top, bottom, side, side, cv2.BORDER_CONSTANT, value=0
+    )
     return out, m.astype(bool)
 
 

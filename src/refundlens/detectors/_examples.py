@@ -22,7 +22,9 @@ def _product(seed: int, size: int = 320) -> np.ndarray:
     image[lo:hi, lo:hi] = box
     for i in range(6):
         y, x = (int(v) for v in rng.integers(lo + 10, hi - 30, 2))
-        cv2.putText(image, f"SKU{seed}{i}", (x, y), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1)
+        cv2.putText(
+            image, f"SKU{seed}{i}", (x, y), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1
+        )
     return image
 
 
@@ -36,7 +38,11 @@ def forged_from_listing(seed: int = 1) -> tuple[Media, Context, np.ndarray]:
     obj = listing.min(axis=2) < 250
     damaged, mask = synth.paint_damage(listing, obj, "stain", 0.04, seed)
     claim, mask = synth.transform(damaged, mask, "rotate", seed)
-    return _media(claim, "forged.jpg", 80), Context(references=(_media(listing, "listing.jpg"),)), mask
+    return (
+        _media(claim, "forged.jpg", 80),
+        Context(references=(_media(listing, "listing.jpg"),)),
+        mask,
+    )
 
 
 def reference_examples() -> list[Example]:
@@ -46,10 +52,14 @@ def reference_examples() -> list[Example]:
 
     def identical() -> tuple[Media, Context]:
         listing = _product(2)
-        return _media(listing, "copy.jpg", 75), Context(references=(_media(listing, "listing.jpg"),))
+        return _media(listing, "copy.jpg", 75), Context(
+            references=(_media(listing, "listing.jpg"),)
+        )
 
     def unrelated() -> tuple[Media, Context]:
-        return _media(_product(3), "other.jpg"), Context(references=(_media(_product(4), "listing.jpg"),))
+        return _media(_product(3), "other.jpg"), Context(
+            references=(_media(_product(4), "listing.jpg"),)
+        )
 
     def no_reference() -> tuple[Media, Context]:
         return _media(_product(5), "claim.jpg"), Context()

@@ -55,7 +55,9 @@ def _gray(rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if rgb.ndim == 3 else rgb
 
 
-def detect_features(rgb: npt.NDArray[np.uint8], *, max_features: int = 1500) -> Features:
+def detect_features(
+    rgb: npt.NDArray[np.uint8], *, max_features: int = 1500, contrast_threshold: float = 0.04
+) -> Features:
     """SIFT keypoints with RootSIFT descriptors (L1-normalised, square-rooted) [1]_ [2]_.
 
     Contrast is equalised locally first (CLAHE) so that the same surface found under another
@@ -63,7 +65,9 @@ def detect_features(rgb: npt.NDArray[np.uint8], *, max_features: int = 1500) -> 
     """
     gray = _gray(rgb)
     gray = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)).apply(gray)
-    sift = cv2.SIFT_create(nfeatures=max_features, contrastThreshold=0.02)
+    sift = cv2.SIFT_create(  # type: ignore[attr-defined]
+        nfeatures=max_features, contrastThreshold=contrast_threshold
+    )
     keypoints, desc = sift.detectAndCompute(gray, None)
     if desc is None or not keypoints:
         return Features(np.zeros((0, 2), np.float32), np.zeros((0, 128), np.float32))
@@ -72,8 +76,6 @@ def detect_features(rgb: npt.NDArray[np.uint8], *, max_features: int = 1500) -> 
     desc = np.sqrt(desc)
     points = np.array([kp.pt for kp in keypoints], dtype=np.float32)
     return Features(points, desc)
-
-
 
 
 def _plausible(h: npt.NDArray[np.float64], ref_shape: tuple[int, int]) -> bool:
@@ -90,7 +92,7 @@ def _plausible(h: npt.NDArray[np.float64], ref_shape: tuple[int, int]) -> bool:
     if not cv2.isContourConvex(quad.astype(np.float32)):
         return False
     # Perspective terms that flip the horizon inside the image are not a photo of a product.
-    w = (h[2, 0] * corners[:, 0, 0] + h[2, 1] * corners[:, 0, 1] + h[2, 2])
+    w = h[2, 0] * corners[:, 0, 0] + h[2, 1] * corners[:, 0, 1] + h[2, 2]
     return bool(np.all(w > 0) or np.all(w < 0))
 
 

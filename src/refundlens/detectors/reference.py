@@ -12,8 +12,8 @@ import dataclasses
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 import cv2
 import numpy as np
@@ -25,7 +25,13 @@ from .base import Context, Detector, Example, Finding, Reason, Region
 from .matching import Features, Match, detect_features, match_homography
 from .residual import ResidualAnalysis, analyse_residual, background_mask
 
-__all__ = ["ReferenceDetector", "ReferenceModel", "ReferenceOutcome", "compare", "prepare_reference"]
+__all__ = [
+    "ReferenceDetector",
+    "ReferenceModel",
+    "ReferenceOutcome",
+    "compare",
+    "prepare_reference",
+]
 
 MATCH_SIDE = 512  # matching on a 512-px copy: SIFT cost grows with area, accuracy barely does
 
@@ -151,7 +157,9 @@ def describe_homography(h: npt.NDArray[np.float64], mirrored: bool) -> dict[str,
     }
 
 
-def _dihedral_homography(index: int, ref_shape: tuple[int, int], claim_shape: tuple[int, int]) -> npt.NDArray[np.float64]:
+def _dihedral_homography(
+    index: int, ref_shape: tuple[int, int], claim_shape: tuple[int, int]
+) -> npt.NDArray[np.float64]:
     """Homography for pdqhash's dihedral ordering: 0 id, 1 rot90, 2 rot180, 3 rot270,
     4 flip rows (upside down), 5 flip columns (mirror), 6 transpose, 7 transverse; followed by a stretch to the claim's size."""
     rows, cols = ref_shape
@@ -172,12 +180,17 @@ def _dihedral_homography(index: int, ref_shape: tuple[int, int], claim_shape: tu
     return s @ m
 
 
-def _coverage(h: npt.NDArray[np.float64], ref_shape: tuple[int, int], claim_shape: tuple[int, int]) -> float:
+def _coverage(
+    h: npt.NDArray[np.float64], ref_shape: tuple[int, int], claim_shape: tuple[int, int]
+) -> float:
     """Share of the reference's area that lands inside the claim frame."""
     rows, cols = ref_shape
     corners = np.array([[0, 0], [cols, 0], [cols, rows], [0, rows]], np.float32).reshape(-1, 1, 2)
     quad = cv2.perspectiveTransform(corners, h).reshape(-1, 2).astype(np.float32)
-    frame = np.array([[0, 0], [claim_shape[1], 0], [claim_shape[1], claim_shape[0]], [0, claim_shape[0]]], np.float32)
+    frame = np.array(
+        [[0, 0], [claim_shape[1], 0], [claim_shape[1], claim_shape[0]], [0, claim_shape[0]]],
+        np.float32,
+    )
     area = abs(cv2.contourArea(quad))
     if area <= 0:
         return 0.0
@@ -224,27 +237,49 @@ def compare(
         via = "pdq_dihedral"
     match = best[0] if best is not None else None
     if homography is None:
-        return ReferenceOutcome("no_match", ref.media, distance, match, False, None, 0.0, None, None, via)
+        return ReferenceOutcome(
+            "no_match", ref.media, distance, match, False, None, 0.0, None, None, via
+        )
 
     size = (claim_shape[1], claim_shape[0])
-    warped = cv2.warpPerspective(ref.media.analysis, homography, size, flags=cv2.INTER_LINEAR,
-                                 borderMode=cv2.BORDER_REPLICATE)
-    valid = cv2.warpPerspective(np.full(ref_shape, 255, np.uint8), homography, size, flags=cv2.INTER_NEAREST)
+    warped = cv2.warpPerspective(
+        ref.media.analysis,
+        homography,
+        size,
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
+    valid = cv2.warpPerspective(
+        np.full(ref_shape, 255, np.uint8), homography, size, flags=cv2.INTER_NEAREST
+    )
     valid = cv2.erode(valid, np.ones((5, 5), np.uint8)) > 0
-    obj = cv2.warpPerspective(ref.object_mask.astype(np.uint8) * 255, homography, size, flags=cv2.INTER_NEAREST) > 0
+    obj = (
+        cv2.warpPerspective(
+            ref.object_mask.astype(np.uint8) * 255, homography, size, flags=cv2.INTER_NEAREST
+        )
+        > 0
+    )
     coverage = _coverage(homography, ref_shape, claim_shape)
     if valid.sum() < 256:
-        return ReferenceOutcome("no_match", ref.media, distance, match, mirrored, homography, coverage, None, None, via)
-    analysis = analyse_residual(claim.analysis, warped, valid, obj, tolerance=settings.reference_tolerance)
+        return ReferenceOutcome(
+            "no_match", ref.media, distance, match, mirrored, homography, coverage, None, None, via
+        )
+    analysis = analyse_residual(
+        claim.analysis, warped, valid, obj, tolerance=settings.reference_tolerance
+    )
     if (
         analysis.agreement >= settings.reference_agreement_derived
         and analysis.envelope_level <= settings.reference_max_envelope
         and analysis.edit_share <= settings.reference_max_edit_share
     ):
-        verdict = "derived" if analysis.edit_share >= settings.reference_min_edit_share else "identical"
+        verdict = (
+            "derived" if analysis.edit_share >= settings.reference_min_edit_share else "identical"
+        )
     else:
         verdict = "same_item_new_photo" if via == "local_features" else "no_match"
-    return ReferenceOutcome(verdict, ref.media, distance, match, mirrored, homography, coverage, analysis, warped, via)
+    return ReferenceOutcome(
+        verdict, ref.media, distance, match, mirrored, homography, coverage, analysis, warped, via
+    )
 
 
 _RANK = {"derived": 0, "identical": 1, "same_item_new_photo": 2, "no_match": 3}
@@ -267,29 +302,41 @@ def _finding(claim: Media, outcome: ReferenceOutcome, others: int) -> Finding:
         pct = 100 * r.edit_share
         confidence = float(np.clip((r.agreement - 0.6) / 0.35, 0.3, 1.0))
         return Finding(
-            "reference.derived", 6.0 * confidence, confidence,
+            "reference.derived",
+            6.0 * confidence,
+            confidence,
             Reason(
                 f"Made from the merchant's photo {name}: {100 * r.agreement:.1f}% of the product matches "
                 f"it to compression-noise level, and {pct:.1f}% of the product was changed (outlined).",
                 f"由商家图片 {name} 修改而成：商品 {100 * r.agreement:.1f}% 的区域与原图一致（仅有压缩噪声），"
                 f"{pct:.1f}% 的区域被改动（已标出）。",
             ),
-            facts, Region(r.edit_mask.copy(), "mask"), "reference", pictures,
+            facts,
+            Region(r.edit_mask.copy(), "mask"),
+            "reference",
+            pictures,
         )
     if outcome.verdict == "identical" and r is not None:
         return Finding(
-            "reference.identical", 3.5, float(np.clip((r.agreement - 0.6) / 0.35, 0.3, 1.0)),
+            "reference.identical",
+            3.5,
+            float(np.clip((r.agreement - 0.6) / 0.35, 0.3, 1.0)),
             Reason(
                 f"The photo is the merchant's own photo {name} with no visible change: it shows no "
                 "damage to the goods received.",
                 f"该图片就是商家图片 {name}，没有可见改动：不能证明收到的商品有损坏。",
             ),
-            facts, None, "reference", pictures,
+            facts,
+            None,
+            "reference",
+            pictures,
         )
     if outcome.verdict == "same_item_new_photo" and r is not None and outcome.match is not None:
         confidence = float(np.clip(outcome.match.inliers / 60, 0.2, 1.0))
         return Finding(
-            "reference.same_item_new_photo", -1.5 * confidence, confidence,
+            "reference.same_item_new_photo",
+            -1.5 * confidence,
+            confidence,
             Reason(
                 f"A new photo of the same product as {name} ({outcome.match.inliers} matching points), "
                 f"not a copy of it: only {100 * r.agreement:.0f}% agrees at noise level, as a real "
@@ -297,16 +344,24 @@ def _finding(claim: Media, outcome: ReferenceOutcome, others: int) -> Finding:
                 f"与 {name} 是同一商品的新拍照片（{outcome.match.inliers} 个匹配点），并非复制："
                 f"仅 {100 * r.agreement:.0f}% 的区域在噪声水平内一致，符合真实拍摄。",
             ),
-            facts, None, "reference", pictures,
+            facts,
+            None,
+            "reference",
+            pictures,
         )
     return Finding(
-        "reference.no_match", 0.0, 0.5,
+        "reference.no_match",
+        0.0,
+        0.5,
         Reason(
             "The photo does not match any of the merchant's reference photos; this alone says "
             "nothing about whether it is genuine.",
             "图片与商家的参考图均不匹配；仅凭这一点不能判断真假。",
         ),
-        facts, None, "reference", {},
+        facts,
+        None,
+        "reference",
+        {},
     )
 
 
@@ -314,7 +369,7 @@ class ReferenceDetector(Detector):
     """Finds claims made from the merchant's own photos and localises the added damage."""
 
     name = "reference"
-    codes = {
+    codes: ClassVar[Mapping[str, str]] = {
         "reference.derived": "made from this reference with an edit, localised as a mask",
         "reference.identical": "the reference itself, no visible change",
         "reference.same_item_new_photo": "the same product in a new exposure (supports the buyer)",
@@ -335,7 +390,10 @@ class ReferenceDetector(Detector):
         def rank(o: ReferenceOutcome) -> tuple[int, float]:
             support = o.residual.agreement if o.residual is not None else 0.0
             inliers = o.match.inliers if o.match is not None else 0
-            return (_RANK[o.verdict], -(support if o.verdict in ("derived", "identical") else inliers))
+            return (
+                _RANK[o.verdict],
+                -(support if o.verdict in ("derived", "identical") else inliers),
+            )
 
         best = min(outcomes, key=rank)
         return [_finding(claim, best, len(outcomes))]

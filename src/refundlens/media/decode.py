@@ -77,7 +77,7 @@ class Media:
     @property
     def analysis_scale(self) -> float:
         """Full-resolution pixels per analysis pixel (>= 1)."""
-        return max(self.width, self.height) / max(self.analysis.shape[:2])
+        return float(max(self.width, self.height) / max(self.analysis.shape[:2]))
 
     @cached_property
     def pixels(self) -> RGBArray:
@@ -86,12 +86,22 @@ class Media:
             return _normalize(image, None)
 
     @cached_property
+    def _pdq_source(self) -> RGBArray:
+        # PDQ reduces to 64x64 itself; a 512-px copy hashes the same and costs a quarter.
+        rows, cols = self.analysis.shape[:2]
+        factor = 512 / max(rows, cols)
+        if factor >= 1:
+            return self.analysis
+        size = (max(1, round(cols * factor)), max(1, round(rows * factor)))
+        return np.asarray(Image.fromarray(self.analysis).resize(size, Image.Resampling.BOX))
+
+    @cached_property
     def pdq(self) -> PdqHash:
-        return pdq(self.analysis)
+        return pdq(self._pdq_source)
 
     @cached_property
     def pdq_dihedral(self) -> tuple[PdqHash, ...]:
-        return pdq_dihedral(self.analysis)
+        return pdq_dihedral(self._pdq_source)
 
 
 def _pixel_limit_error(pixels: int, size: str, data_len: int, settings: Settings) -> MediaError:
@@ -120,7 +130,9 @@ def _open(data: bytes, settings: Settings | None = None) -> Image.Image:
         pixels = int(found.group(1)) if found else 1 << 40
         raise _pixel_limit_error(pixels, str(pixels), len(data), settings or Settings()) from exc
     except ValueError as exc:  # Pillow's text-chunk limits ("Decompressed data too large")
-        raise MediaError("media.decompression_bomb", f"The file's metadata expands too far: {exc}.") from exc
+        raise MediaError(
+            "media.decompression_bomb", f"The file's metadata expands too far: {exc}."
+        ) from exc
     except (OSError, SyntaxError, EOFError) as exc:
         raise MediaError("media.corrupt", f"The image data is corrupt: {exc}.") from exc
 
@@ -174,20 +186,25 @@ def _normalize(image: Image.Image, max_side: int | None) -> RGBArray:
     except Image.DecompressionBombError as exc:
         raise MediaError("media.decompression_bomb", "The image expands too far.") from exc
     except (OSError, SyntaxError, EOFError, ValueError, IndexError, KeyError) as exc:
-        raise MediaError("media.truncated" if "truncated" in str(exc) else "media.corrupt",
-                         f"The image data cannot be decoded: {exc}.") from exc
+        raise MediaError(
+            "media.truncated" if "truncated" in str(exc) else "media.corrupt",
+            f"The image data cannot be decoded: {exc}.",
+        ) from exc
     image = _to_srgb(image, icc if isinstance(icc, bytes) else None)
     if max_side is not None and max(image.size) > max_side:
         factor = max_side / max(image.size)
         size = (max(1, round(image.width * factor)), max(1, round(image.height * factor)))
-        image = image.resize(size, Image.Resampling.BOX if factor < 0.5 else Image.Resampling.BILINEAR,
-                             reducing_gap=2.0)
+        image = image.resize(
+            size,
+            Image.Resampling.BOX if factor < 0.5 else Image.Resampling.BILINEAR,
+            reducing_gap=2.0,
+        )
     arr = np.asarray(image, dtype=np.uint8)
     return np.ascontiguousarray(arr)
 
 
 def _metadata(image: Image.Image) -> MetadataBlocks:
-    info: Mapping[str, Any] = image.info
+    info: Mapping[Any, Any] = image.info
     xmp = info.get("xmp") or info.get("XML:com.adobe.xmp")
     if isinstance(xmp, str):
         xmp = xmp.encode("utf-8")

@@ -19,7 +19,9 @@ SCHEMA_VERSION = "1.0"
 
 
 def load_schema() -> dict[str, Any]:
-    text = resources.files("refundlens").joinpath("report/schema/assessment-1.json").read_text("utf-8")
+    text = (
+        resources.files("refundlens").joinpath("report/schema/assessment-1.json").read_text("utf-8")
+    )
     loaded: dict[str, Any] = _json.loads(text)
     return loaded
 
@@ -63,7 +65,8 @@ def assessment_to_dict(
                 "risk": image.risk,
                 "action": image.action,
                 "findings": [
-                    finding_to_dict(f, region_paths.get((i, image.findings.index(f)))) for f in ordered
+                    finding_to_dict(f, region_paths.get((i, image.findings.index(f))))
+                    for f in ordered
                 ],
             }
         )

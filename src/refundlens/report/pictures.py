@@ -19,7 +19,9 @@ RED = (230, 30, 30)
 def _outline(rgb: npt.NDArray[np.uint8], mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.uint8]:
     out = rgb.copy()
     if mask.any():
-        contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        contours, _ = cv2.findContours(
+            mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
+        )
         thickness = max(1, round(max(rgb.shape[:2]) / 500))
         cv2.drawContours(out, contours, -1, RED, thickness, lineType=cv2.LINE_AA)
     return out
@@ -56,7 +58,11 @@ def overlay_image(image: ImageAssessment) -> npt.NDArray[np.uint8] | None:
     draw = ImageDraw.Draw(picture)
     draw.text((6, 8), f"claim photo  |  risk {image.risk:.2f}  {image.action}", fill=(0, 0, 0))
     if aligned is not None:
-        draw.text((claim.shape[1] + gap + 6, 8), f"reference aligned onto the claim ({title})", fill=(0, 0, 0))
+        draw.text(
+            (claim.shape[1] + gap + 6, 8),
+            f"reference aligned onto the claim ({title})",
+            fill=(0, 0, 0),
+        )
     return np.asarray(picture)
 
 

@@ -1,0 +1,8 @@
+"""`make bench`: every benchmark, bounded to a few minutes on 2 cores."""
+
+from __future__ import annotations
+
+from . import run_reference
+
+if __name__ == "__main__":
+    run_reference.main()
