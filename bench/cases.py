@@ -47,6 +47,7 @@ class Case:
     style: str = ""
     transform: str = ""
     share: float = 0.0
+    source: str = ""
 
 
 def _rows() -> list[dict[str, str]]:
@@ -133,6 +134,7 @@ def forged_cases(n: int, seed: int) -> Iterator[Case]:
             style,
             "+".join(names),
             share,
+            src,
         )
         made += 1
 

@@ -15,12 +15,13 @@ References
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Features", "Match", "detect_features", "match_homography"]
+__all__ = ["Features", "Match", "claim_index", "detect_features", "match_homography"]
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -56,7 +57,7 @@ def _gray(rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
 
 
 def detect_features(
-    rgb: npt.NDArray[np.uint8], *, max_features: int = 1500, contrast_threshold: float = 0.04
+    rgb: npt.NDArray[np.uint8], *, max_features: int = 1000, contrast_threshold: float = 0.04
 ) -> Features:
     """SIFT keypoints with RootSIFT descriptors (L1-normalised, square-rooted) [1]_ [2]_.
 
@@ -96,11 +97,23 @@ def _plausible(h: npt.NDArray[np.float64], ref_shape: tuple[int, int]) -> bool:
     return bool(np.all(w > 0) or np.all(w < 0))
 
 
+def claim_index(claim: Features) -> Any:
+    """A FLANN index (randomised k-d trees) over the claim's descriptors, built once and queried
+    with every reference: several times faster than brute force at 1,500 x 1,500 RootSIFT
+    descriptors; the ratio test discards the rare wrong neighbour anyway."""
+    matcher = cv2.FlannBasedMatcher({"algorithm": 1, "trees": 4}, {"checks": 32})
+    if len(claim):
+        matcher.add([claim.descriptors])
+        matcher.train()
+    return matcher
+
+
 def match_homography(
     ref: Features,
     claim: Features,
     ref_shape: tuple[int, int],
     *,
+    index: Any = None,
     ratio: float = 0.8,
     reproj_threshold: float = 3.0,
 ) -> Match | None:
@@ -111,8 +124,8 @@ def match_homography(
     """
     if len(ref) < 8 or len(claim) < 8:
         return None
-    matcher = cv2.BFMatcher(cv2.NORM_L2)
-    pairs = matcher.knnMatch(ref.descriptors, claim.descriptors, k=2)
+    index = index if index is not None else claim_index(claim)
+    pairs = index.knnMatch(ref.descriptors, k=2)
     good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < ratio * p[1].distance]
     if len(good) < 8:
         return None

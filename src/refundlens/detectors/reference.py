@@ -22,7 +22,7 @@ import numpy.typing as npt
 from ..config import Settings
 from ..media import Media, estimate_jpeg_quality, hamming
 from .base import Context, Detector, Example, Finding, Reason, Region
-from .matching import Features, Match, detect_features, match_homography
+from .matching import Features, Match, claim_index, detect_features, match_homography
 from .residual import ResidualAnalysis, analyse_residual, background_mask
 
 __all__ = [
@@ -45,6 +45,16 @@ def _match_copy(rgb: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.uint8], floa
     return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), factor
 
 
+def scale_matrix(factor: float) -> npt.NDArray[np.float64]:
+    """Homogeneous map from full to resized pixel coordinates for a resize by ``factor``.
+
+    Pixel centres sit at integer (x, y), so resizing maps x to (x + 0.5) * f - 0.5, not x * f;
+    ignoring the offset shifts a 2x rescaled homography by half a pixel.
+    """
+    offset = 0.5 * factor - 0.5
+    return np.array([[factor, 0.0, offset], [0.0, factor, offset], [0.0, 0.0, 1.0]])
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class ReferenceModel:
     """What matching needs from a reference, computed once and cached (per SKU in the service)."""
@@ -52,6 +62,8 @@ class ReferenceModel:
     media: Media
     features: Features
     features_mirrored: Features
+    """Features of the left-right flipped reference, in the flipped image's coordinates: USAC
+    refuses orientation-reversing homographies, so a mirror is composed in afterwards."""
     match_factor: float
     match_shape: tuple[int, int]
     object_mask: npt.NDArray[np.bool_]
@@ -72,15 +84,11 @@ def prepare_reference(media: Media) -> ReferenceModel:
     small, factor = _match_copy(media.analysis)
     feats = detect_features(small)
     flipped = detect_features(np.ascontiguousarray(small[:, ::-1]))
-    # Mirrored keypoints are stored in the unmirrored image's coordinates, so one homography
-    # (with a reflection in it) maps the reference onto the claim either way.
-    mirrored_points = flipped.points.copy()
-    mirrored_points[:, 0] = (small.shape[1] - 1) - mirrored_points[:, 0]
     background = background_mask(media.analysis)
     model = ReferenceModel(
         media=media,
         features=feats,
-        features_mirrored=Features(mirrored_points, flipped.descriptors),
+        features_mirrored=flipped,
         match_factor=factor,
         match_shape=(small.shape[0], small.shape[1]),
         object_mask=~background,
@@ -96,7 +104,7 @@ def prepare_reference(media: Media) -> ReferenceModel:
 class ReferenceOutcome:
     """The comparison of one claim with one reference."""
 
-    verdict: str  # derived | identical | same_item_new_photo | no_match
+    verdict: str  # derived | identical | same_item_new_photo | no_match | unverified
     reference: Media
     pdq_distance: int
     match: Match | None
@@ -198,18 +206,22 @@ def _coverage(
     return float(min(1.0, inter / area))
 
 
-def compare(
+def align(
     claim: Media,
     claim_features: Features,
     claim_factor: float,
     ref: ReferenceModel,
     settings: Settings,
+    index: Any = None,
 ) -> ReferenceOutcome:
-    """Compare one claim with one prepared reference (see the module docstring for the steps)."""
+    """Steps 1-2: find the homography reference -> claim. The verdict is ``unverified`` when one
+    was found (``verify`` decides), else ``no_match``."""
     distance = min(hamming(claim.pdq, h) for h in ref.media.pdq_dihedral)
     best: tuple[Match, bool] | None = None
     for feats, mirrored in ((ref.features, False), (ref.features_mirrored, True)):
-        m = match_homography(feats, claim_features, ref.match_shape)
+        if best is not None and best[0].inliers >= 40 and best[0].inlier_ratio >= 0.25:
+            break  # a strong unmirrored match: the mirrored reference cannot do better
+        m = match_homography(feats, claim_features, ref.match_shape, index=index)
         if m is not None and (best is None or m.inliers > best[0].inliers):
             best = (m, mirrored)
     claim_shape = claim.analysis.shape[:2]
@@ -223,10 +235,15 @@ def compare(
     via = "none"
     mirrored = False
     if confirmed and best is not None:
-        sc = np.diag([1 / claim_factor, 1 / claim_factor, 1.0])
-        sr = np.diag([ref.match_factor, ref.match_factor, 1.0])
-        homography = sc @ best[0].homography @ sr
+        sc = np.linalg.inv(scale_matrix(claim_factor))
+        sr = scale_matrix(ref.match_factor)
         mirrored = best[1]
+        flip = np.eye(3)
+        if mirrored:
+            flip = np.array(
+                [[-1.0, 0.0, ref.match_shape[1] - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
+            )
+        homography = sc @ best[0].homography @ flip @ sr
         via = "local_features"
     elif distance <= settings.reference_pdq_match_distance and claim.pdq.quality >= 50:
         # Too few features (a tiny or flat listing photo), but the whole frame is a
@@ -241,6 +258,154 @@ def compare(
             "no_match", ref.media, distance, match, False, None, 0.0, None, None, via
         )
 
+    coverage = _coverage(homography, ref_shape, claim_shape)
+    return ReferenceOutcome(
+        "unverified", ref.media, distance, match, mirrored, homography, coverage, None, None, via
+    )
+
+
+def refine_homography(
+    claim: npt.NDArray[np.uint8],
+    ref: npt.NDArray[np.uint8],
+    homography: npt.NDArray[np.float64],
+    *,
+    rounds: int = 2,
+    max_points: int = 400,
+) -> npt.NDArray[np.float64]:
+    """Refine ``homography`` (ref -> claim, analysis pixels) to sub-pixel accuracy.
+
+    Keypoint homographies found at matching scale are good to about a pixel at analysis scale;
+    the residual test needs a fraction of that. Corners of the warped reference are tracked into
+    the claim by pyramidal Lucas-Kanade [1]_ [2]_ on histogram-equalised grey images (so that the
+    forger's tone changes do not bias the flow), and a correction homography is fitted to the
+    tracks by RANSAC (so that painted damage does not). Returns the input if tracking fails.
+
+    References
+    ----------
+    .. [1] B. D. Lucas and T. Kanade, "An iterative image registration technique with an
+           application to stereo vision", IJCAI 1981.
+    .. [2] J.-Y. Bouguet, "Pyramidal implementation of the Lucas Kanade feature tracker", Intel
+           Corporation, 2001 (OpenCV's calcOpticalFlowPyrLK).
+    """
+    rows, cols = claim.shape[:2]
+    size = (cols, rows)
+    target = cv2.equalizeHist(cv2.cvtColor(claim, cv2.COLOR_RGB2GRAY))
+    footprint = cv2.warpPerspective(
+        np.full(ref.shape[:2], 255, np.uint8), homography, size, flags=cv2.INTER_NEAREST
+    )
+    footprint = cv2.erode(footprint, np.ones((15, 15), np.uint8))
+    if int((footprint > 0).sum()) < 1000:
+        return homography
+    ref_grey = cv2.cvtColor(ref, cv2.COLOR_RGB2GRAY)
+    corners = np.array([[0, 0], [cols, 0], [cols, rows], [0, rows]], np.float64).reshape(-1, 1, 2)
+    current = homography
+    for _ in range(rounds):
+        moving = cv2.equalizeHist(
+            cv2.warpPerspective(ref_grey, current, size, flags=cv2.INTER_LINEAR)
+        )
+        points = cv2.goodFeaturesToTrack(moving, max_points, 0.01, 7, mask=footprint)
+        if points is None or len(points) < 20:
+            break
+        tracked, status, _ = cv2.calcOpticalFlowPyrLK(
+            moving, target, points, None, winSize=(15, 15), maxLevel=2
+        )
+        ok = status.ravel() == 1
+        if ok.sum() < 20:
+            break
+        correction, inliers = cv2.findHomography(points[ok], tracked[ok], cv2.RANSAC, 1.0)
+        if correction is None or inliers is None or inliers.sum() < 20:
+            break
+        moved = cv2.perspectiveTransform(corners, correction) - corners
+        if (
+            not np.all(np.isfinite(moved))
+            or float(np.abs(moved).max()) > 0.02 * max(rows, cols) + 3
+        ):
+            break  # a large jump is a wrong optimum, not a refinement
+        current = correction @ current
+        if float(np.abs(moved).max()) < 0.05:
+            break
+    return current
+
+
+def _residual_at_coarser_scale(
+    claim: Media,
+    ref: ReferenceModel,
+    homography: npt.NDArray[np.float64],
+    warped: npt.NDArray[np.uint8],
+    valid: npt.NDArray[np.bool_],
+    obj: npt.NDArray[np.bool_],
+    settings: Settings,
+) -> ResidualAnalysis:
+    """The residual, measured at the resolution of the coarser of claim and reference.
+
+    A claim enlarged from a small listing photo carries no detail beyond the reference's own
+    pixels, only the forger's interpolation; comparing at the claim's size would count that
+    interpolation as disagreement. Maps are returned at the claim's analysis size either way.
+    """
+    scale = math.sqrt(abs(float(np.linalg.det(homography[:2, :2] / homography[2, 2]))))
+    if scale <= 1.25:
+        return analyse_residual(
+            claim.analysis, warped, valid, obj, tolerance=settings.reference_tolerance
+        )
+    rows, cols = claim.analysis.shape[:2]
+    f = 1.0 / scale
+    size = (max(16, round(cols * f)), max(16, round(rows * f)))
+    s = scale_matrix(size[0] / cols)
+    h_small = s @ homography
+    small_claim = cv2.resize(claim.analysis, size, interpolation=cv2.INTER_AREA)
+    small_ref = cv2.warpPerspective(
+        ref.media.analysis, h_small, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
+    ref_rows, ref_cols = ref.media.analysis.shape[:2]
+    small_valid = cv2.warpPerspective(
+        np.full((ref_rows, ref_cols), 255, np.uint8), h_small, size, flags=cv2.INTER_NEAREST
+    )
+    small_valid = cv2.erode(small_valid, np.ones((3, 3), np.uint8)) > 0
+    small_obj = (
+        cv2.warpPerspective(
+            ref.object_mask.astype(np.uint8) * 255, h_small, size, flags=cv2.INTER_NEAREST
+        )
+        > 0
+    )
+    if small_valid.sum() < 256:
+        return analyse_residual(
+            claim.analysis, warped, valid, obj, tolerance=settings.reference_tolerance
+        )
+    small = analyse_residual(
+        small_claim, small_ref, small_valid, small_obj, tolerance=settings.reference_tolerance
+    )
+    full = (cols, rows)
+
+    def up(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+        return cv2.resize(mask.astype(np.float32), full, interpolation=cv2.INTER_LINEAR) >= 0.5
+
+    return dataclasses.replace(
+        small,
+        residual=cv2.resize(small.residual, full, interpolation=cv2.INTER_LINEAR),
+        valid=valid,
+        compared=up(small.compared) & valid,
+        edit_mask=up(small.edit_mask) & valid,
+        predicted=cv2.resize(small.predicted, full, interpolation=cv2.INTER_LINEAR),
+    )
+
+
+def verify(
+    claim: Media, outcome: ReferenceOutcome, ref: ReferenceModel, settings: Settings
+) -> ReferenceOutcome:
+    """Steps 3-5: warp, normalise, measure the residual, decide and localise."""
+    homography = outcome.homography
+    if outcome.verdict != "unverified" or homography is None:
+        return outcome
+    claim_shape = claim.analysis.shape[:2]
+    ref_shape = ref.media.analysis.shape[:2]
+    distance, match, mirrored, via = (
+        outcome.pdq_distance,
+        outcome.match,
+        outcome.mirrored,
+        outcome.via,
+    )
+    coverage = outcome.coverage
+    homography = refine_homography(claim.analysis, ref.media.analysis, homography)
     size = (claim_shape[1], claim_shape[0])
     warped = cv2.warpPerspective(
         ref.media.analysis,
@@ -259,14 +424,11 @@ def compare(
         )
         > 0
     )
-    coverage = _coverage(homography, ref_shape, claim_shape)
     if valid.sum() < 256:
         return ReferenceOutcome(
             "no_match", ref.media, distance, match, mirrored, homography, coverage, None, None, via
         )
-    analysis = analyse_residual(
-        claim.analysis, warped, valid, obj, tolerance=settings.reference_tolerance
-    )
+    analysis = _residual_at_coarser_scale(claim, ref, homography, warped, valid, obj, settings)
     if (
         analysis.agreement >= settings.reference_agreement_derived
         and analysis.envelope_level <= settings.reference_max_envelope
@@ -282,7 +444,7 @@ def compare(
     )
 
 
-_RANK = {"derived": 0, "identical": 1, "same_item_new_photo": 2, "no_match": 3}
+_RANK = {"derived": 0, "identical": 1, "same_item_new_photo": 2, "no_match": 3, "unverified": 4}
 
 
 def _finding(claim: Media, outcome: ReferenceOutcome, others: int) -> Finding:
@@ -382,10 +544,20 @@ class ReferenceDetector(Detector):
             return []
         small, factor = _match_copy(claim.analysis)
         claim_features = detect_features(small)
-        outcomes = [
-            compare(claim, claim_features, factor, prepare_reference(ref), context.settings)
-            for ref in context.references
+        index = claim_index(claim_features)
+        models = [prepare_reference(ref) for ref in context.references]
+        aligned = [
+            (align(claim, claim_features, factor, model, context.settings, index), model)
+            for model in models
         ]
+        # Verify the best-supported alignments first and stop at the first copy found: the
+        # residual is the costly step, and a claim is a copy of at most one reference.
+        aligned.sort(key=lambda om: -(om[0].match.inliers if om[0].match is not None else 0))
+        outcomes = []
+        for outcome, model in aligned:
+            outcomes.append(verify(claim, outcome, model, context.settings))
+            if outcomes[-1].verdict in ("derived", "identical"):
+                break
 
         def rank(o: ReferenceOutcome) -> tuple[int, float]:
             support = o.residual.agreement if o.residual is not None else 0.0
@@ -396,7 +568,7 @@ class ReferenceDetector(Detector):
             )
 
         best = min(outcomes, key=rank)
-        return [_finding(claim, best, len(outcomes))]
+        return [_finding(claim, best, len(models))]
 
     @classmethod
     def examples(cls) -> Sequence[Example]:
