@@ -29,8 +29,11 @@ __all__ = [
     "ReferenceDetector",
     "ReferenceModel",
     "ReferenceOutcome",
-    "compare",
+    "align",
     "prepare_reference",
+    "refine_homography",
+    "scale_matrix",
+    "verify",
 ]
 
 MATCH_SIDE = 512  # matching on a 512-px copy: SIFT cost grows with area, accuracy barely does
