@@ -94,13 +94,52 @@ def test_check_without_reference_runs_and_approves(claim_files: dict[str, Path])
     assert json.loads(result.stdout)["claim"]["action"] == "approve"
 
 
-@pytest.mark.parametrize(
-    ("name", "code"), [("bad", "media.not_an_image"), ("missing", "media.not_found")]
-)
+def _bad_files(folder: Path, product: np.ndarray) -> dict[str, tuple[Path, str]]:
+    import io
+
+    from .test_media import _png_header_only
+
+    good = synth.jpeg_bytes(product, 90)
+    frames = [Image.fromarray(product), Image.fromarray(255 - product)]
+    anim = io.BytesIO()
+    frames[0].save(anim, "WEBP", save_all=True, append_images=frames[1:], duration=100)
+    gif = io.BytesIO()
+    Image.fromarray(product).save(gif, "GIF")
+    files = {
+        "zero-byte": (b"", "media.empty"),
+        "text named .jpg": (b"hello, not a photo\n" * 20, "media.not_an_image"),
+        "truncated": (good[: len(good) // 2], "media.truncated"),
+        "unsupported GIF": (gif.getvalue(), "media.unsupported_format"),
+        "bomb": (_png_header_only(50000, 50000), "media.decompression_bomb"),
+        "50000x50000 header": (_png_header_only(50000, 50000, 3_000_000), "media.too_many_pixels"),
+        "animated": (anim.getvalue(), "media.animated"),
+    }
+    out = {}
+    for name, (data, code) in files.items():
+        path = folder / (name.replace(" ", "_") + ".jpg")
+        path.write_bytes(data)
+        out[name] = (path, code)
+    out["missing"] = (folder / "missing.jpg", "media.not_found")
+    return out
+
+
+BAD_KINDS = [
+    "zero-byte",
+    "text named .jpg",
+    "truncated",
+    "unsupported GIF",
+    "bomb",
+    "50000x50000 header",
+    "animated",
+    "missing",
+]
+
+
+@pytest.mark.parametrize("kind", BAD_KINDS)
 def test_bad_claim_file_exits_2_with_one_line_naming_the_code(
-    claim_files: dict[str, Path], tmp_path: Path, name: str, code: str
+    claim_files: dict[str, Path], tmp_path: Path, kind: str
 ) -> None:
-    path = claim_files.get(name, tmp_path / "missing.jpg")
+    path, code = _bad_files(tmp_path, _product(33))[kind]
     result = run_cli("check", str(path), "--ref", str(claim_files["listing"]))
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
