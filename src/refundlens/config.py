@@ -61,6 +61,10 @@ class Settings:
     """Largest median envelope residual (grey levels) of a derived image: re-encoding and filters
     stay below it, a new exposure (light, parallax, sensor noise) does not. Tuned on the dev split."""
 
+    # --- provenance detector ---
+    provenance_generators_path: str = ""
+    """YAML file of extra generator traces, added to the bundled ``generators.yaml``; empty = none."""
+
     # --- fusion ---
     policy_path: str = ""
     """YAML policy overriding the bundled default (weights, prior, action thresholds); empty = bundled."""

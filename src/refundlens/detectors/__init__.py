@@ -1,6 +1,7 @@
 """Detector families. Each returns Findings under the contract in ``base``."""
 
 from .base import Context, Detector, Example, Finding, Reason, Region
+from .provenance import ProvenanceDetector
 from .reference import ReferenceDetector
 
 __all__ = [
@@ -8,6 +9,7 @@ __all__ = [
     "Detector",
     "Example",
     "Finding",
+    "ProvenanceDetector",
     "Reason",
     "ReferenceDetector",
     "Region",
@@ -18,7 +20,7 @@ __all__ = [
 
 def all_detector_classes() -> list[type[Detector]]:
     """Every detector family, in the order the pipeline runs them."""
-    return [ReferenceDetector]
+    return [ReferenceDetector, ProvenanceDetector]
 
 
 def default_detectors() -> list[Detector]:

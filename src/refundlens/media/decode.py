@@ -21,12 +21,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pillow_heif
-from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from ..config import Settings
 from ..errors import MediaError
 from .exif import ExifFacts, read_exif
 from .fingerprint import PdqHash, pdq, pdq_dihedral
+from .metadata import TextChunk, decode_user_comment, png_text_chunks
 
 __all__ = ["SUPPORTED_FORMATS", "Media", "MetadataBlocks", "load_media", "media_from_bytes"]
 
@@ -46,6 +47,11 @@ class MetadataBlocks:
     xmp: bytes | None = None
     icc_profile: bytes | None = None
     text_chunks: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    """PNG text by key (first chunk of each key), from anywhere in the file."""
+    png_chunks: tuple[TextChunk, ...] = ()
+    """Every PNG text chunk with its type and position (before/after the image data)."""
+    user_comment: str | None = None
+    """EXIF UserComment, decoded from its character-code prefix."""
     jpeg_app_segments: tuple[tuple[str, bytes], ...] = ()
     jpeg_qtables: Mapping[int, tuple[int, ...]] = dataclasses.field(default_factory=dict)
 
@@ -203,14 +209,19 @@ def _normalize(image: Image.Image, max_side: int | None) -> RGBArray:
     return np.ascontiguousarray(arr)
 
 
-def _metadata(image: Image.Image) -> MetadataBlocks:
+def _metadata(image: Image.Image, data: bytes) -> MetadataBlocks:
     info: Mapping[Any, Any] = image.info
-    xmp = info.get("xmp") or info.get("XML:com.adobe.xmp")
+    chunks = png_text_chunks(data) if image.format == "PNG" else ()
+    text: dict[str, str] = {}
+    for chunk in chunks:
+        text.setdefault(chunk.key, chunk.text)
+    xmp = info.get("xmp") or info.get("XML:com.adobe.xmp") or text.get("XML:com.adobe.xmp")
     if isinstance(xmp, str):
         xmp = xmp.encode("utf-8")
-    text: dict[str, str] = {}
-    for key, value in (getattr(image, "text", None) or {}).items() if image.format == "PNG" else ():
-        text[str(key)] = str(value)
+    try:
+        comment = decode_user_comment(image.getexif().get_ifd(ExifTags.IFD.Exif).get(0x9286))
+    except Exception:  # a malformed EXIF block is reported by its absence, never a crash
+        comment = None
     app = tuple((str(marker), bytes(payload)) for marker, payload in getattr(image, "applist", []))
     qtables = getattr(image, "quantization", None) or {}
     exif = info.get("exif")
@@ -220,6 +231,8 @@ def _metadata(image: Image.Image) -> MetadataBlocks:
         xmp=xmp if isinstance(xmp, bytes) else None,
         icc_profile=icc if isinstance(icc, bytes) else None,
         text_chunks=text,
+        png_chunks=chunks,
+        user_comment=comment,
         jpeg_app_segments=app,
         jpeg_qtables={int(k): tuple(int(x) for x in v) for k, v in qtables.items()},
     )
@@ -260,7 +273,7 @@ def media_from_bytes(data: bytes, name: str, settings: Settings | None = None) -
                 )
             notes.append(f"HEIF container holds {frames} images; the primary one was analysed")
         exif = read_exif(image)
-        metadata = _metadata(image)
+        metadata = _metadata(image, data)
         analysis = _normalize(image, settings.analysis_side)
     oriented = (height, width) if exif.orientation in (5, 6, 7, 8) else (width, height)
     return Media(

@@ -1,0 +1,163 @@
+"""Files with known provenance, written here (nothing downloaded): the contract test runs them,
+and tests and the benchmark reuse the writers."""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import zlib
+
+import numpy as np
+from PIL import Image, PngImagePlugin
+
+from ...media import Media, media_from_bytes
+from ..base import Context, Example
+
+LABEL = {
+    "AIGC": {
+        "Label": "1",
+        "ContentProducer": "001191320114777023610000",
+        "ProduceID": "20250917-abc123",
+        "ReservedCode1": "",
+        "ContentPropagator": "91110000802100433B",
+        "PropagateID": "p-42",
+        "ReservedCode2": "",
+    }
+}
+
+
+def label_json(label: str = "1", **changes: str) -> str:
+    body = dict(LABEL["AIGC"], Label=label, **changes)
+    return json.dumps({"AIGC": body}, ensure_ascii=False)
+
+
+def xmp_packet(properties: dict[str, str]) -> bytes:
+    """An XMP packet with TC260:AIGC and/or Iptc4xmpExt:DigitalSourceType attributes."""
+    attrs = " ".join(
+        f'{k}="{v.replace("&", "&amp;").replace(chr(34), "&quot;")}"' for k, v in properties.items()
+    )
+    return (
+        '<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?>'
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        '<rdf:Description rdf:about="" xmlns:TC260="http://www.tc260.org.cn/ns/AIGC/1.0/" '
+        'xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/" '
+        f'xmlns:xmp="http://ns.adobe.com/xap/1.0/" {attrs}/>'
+        '</rdf:RDF></x:xmpmeta><?xpacket end="w"?>'
+    ).encode()
+
+
+def picture(seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 255, (12, 16, 3), np.uint8)
+    return np.asarray(Image.fromarray(small).resize((160, 120), Image.Resampling.BICUBIC))
+
+
+def jpeg_with_xmp(xmp: bytes, exif: bytes | None = None) -> bytes:
+    buf = io.BytesIO()
+    kwargs = {"exif": exif} if exif else {}
+    Image.fromarray(picture()).save(buf, "JPEG", quality=90, xmp=xmp, **kwargs)
+    return buf.getvalue()
+
+
+def webp_with_xmp(xmp: bytes) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(picture()).save(buf, "WEBP", xmp=xmp)
+    return buf.getvalue()
+
+
+def png_with_text(chunks: dict[str, str], *, after_idat: bool = False, kind: str = "tEXt") -> bytes:
+    """A PNG with text chunks, placed before the image data or (as some tools do) after it."""
+    buf = io.BytesIO()
+    if not after_idat:
+        info = PngImagePlugin.PngInfo()
+        for key, value in chunks.items():
+            if kind == "iTXt":
+                info.add_itxt(key, value)
+            elif kind == "zTXt":
+                info.add_text(key, value, zip=True)
+            else:
+                info.add_text(key, value)
+        Image.fromarray(picture()).save(buf, "PNG", pnginfo=info)
+        return buf.getvalue()
+    Image.fromarray(picture()).save(buf, "PNG")
+    data = buf.getvalue()
+    iend = data.rindex(b"IEND") - 4
+    extra = b""
+    for key, value in chunks.items():
+        body = key.encode("latin-1") + b"\x00"
+        if kind == "zTXt":
+            body += b"\x00" + zlib.compress(value.encode("latin-1"))
+            tag = b"zTXt"
+        elif kind == "iTXt":
+            body += b"\x00\x00\x00\x00" + value.encode("utf-8")
+            tag = b"iTXt"
+        else:
+            body += value.encode("latin-1")
+            tag = b"tEXt"
+        extra += (
+            struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body))
+        )
+    return data[:iend] + extra + data[iend:]
+
+
+def png_with_xmp(xmp: bytes) -> bytes:
+    return png_with_text({"XML:com.adobe.xmp": xmp.decode("utf-8")}, kind="iTXt")
+
+
+def camera_jpeg() -> bytes:
+    """A JPEG with the EXIF of a camera original (maker, model, capture time)."""
+    exif = Image.Exif()
+    exif[0x010F] = "Canon"
+    exif[0x0110] = "Canon EOS 80D"
+    exif.get_ifd(0x8769)[0x9003] = "2025:09:17 10:00:00"
+    buf = io.BytesIO()
+    Image.fromarray(picture(3)).save(buf, "JPEG", quality=92, exif=exif.tobytes())
+    return buf.getvalue()
+
+
+def _case(data: bytes, name: str) -> tuple[Media, Context]:
+    return media_from_bytes(data, name), Context()
+
+
+def provenance_examples() -> list[Example]:
+    def xmp_label() -> tuple[Media, Context]:
+        return _case(jpeg_with_xmp(xmp_packet({"TC260:AIGC": label_json()})), "label.jpg")
+
+    def png_after_idat() -> tuple[Media, Context]:
+        return _case(png_with_text({"AIGC": label_json("2")}, after_idat=True), "label.png")
+
+    def malformed() -> tuple[Media, Context]:
+        return _case(png_with_text({"AIGC": '{"AIGC": {"Label": "7"}}'}), "bad.png")
+
+    def iptc() -> tuple[Media, Context]:
+        xmp = xmp_packet(
+            {
+                "Iptc4xmpExt:DigitalSourceType": "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
+            }
+        )
+        return _case(webp_with_xmp(xmp), "ai.webp")
+
+    def a1111() -> tuple[Media, Context]:
+        params = "photo of a cracked vase\nNegative prompt: blurry\nSteps: 20, Sampler: Euler a, CFG scale: 7"
+        return _case(png_with_text({"parameters": params}), "sd.png")
+
+    def camera() -> tuple[Media, Context]:
+        return _case(camera_jpeg(), "camera.jpg")
+
+    return [
+        Example("GB 45438 label in JPEG XMP", xmp_label, frozenset({"provenance.aigc_label"})),
+        Example(
+            "Label 2 in a PNG tEXt chunk after IDAT",
+            png_after_idat,
+            frozenset({"provenance.aigc_label_possible"}),
+        ),
+        Example("malformed label", malformed, frozenset({"provenance.aigc_label_malformed"})),
+        Example(
+            "IPTC trainedAlgorithmicMedia in WebP XMP",
+            iptc,
+            frozenset({"provenance.iptc_ai_source"}),
+        ),
+        Example("AUTOMATIC1111 parameters", a1111, frozenset({"provenance.generator_metadata"})),
+        Example("camera original", camera, frozenset({"provenance.none_found"})),
+    ]

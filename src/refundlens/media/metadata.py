@@ -1,0 +1,157 @@
+"""Metadata readers over raw file bytes: PNG text chunks anywhere in the file, XMP packets,
+EXIF UserComment. Bounded: chunk counts and decompressed sizes are capped, so a hostile file
+cannot make a reader allocate without limit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import struct
+import zlib
+from xml.etree import ElementTree
+
+__all__ = ["TextChunk", "decode_user_comment", "parse_xmp", "png_text_chunks"]
+
+MAX_CHUNKS = 4096
+MAX_TEXT_BYTES = 1 << 20  # per chunk, after decompression
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TextChunk:
+    """One PNG tEXt/zTXt/iTXt chunk: its type, key, text, and whether it follows the image data."""
+
+    kind: str
+    key: str
+    text: str
+    after_image_data: bool
+
+
+def _inflate(data: bytes) -> bytes | None:
+    inflater = zlib.decompressobj()
+    try:
+        out = inflater.decompress(data, MAX_TEXT_BYTES)
+    except zlib.error:
+        return None
+    return out if not inflater.unconsumed_tail else None  # over the cap: refuse, do not truncate
+
+
+def png_text_chunks(data: bytes) -> tuple[TextChunk, ...]:
+    """Every text chunk of a PNG file, including those after IDAT (which Pillow reads only when
+    the pixels are loaded). Malformed chunks are skipped; returns () for a non-PNG."""
+    if not data.startswith(_PNG_SIGNATURE):
+        return ()
+    out: list[TextChunk] = []
+    pos = len(_PNG_SIGNATURE)
+    seen_idat = False
+    for _ in range(MAX_CHUNKS):
+        if pos + 8 > len(data):
+            break
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        body = data[pos + 8 : pos + 8 + length]
+        pos += 12 + length
+        if len(body) < length:
+            break
+        if kind == b"IDAT":
+            seen_idat = True
+        elif kind in (b"tEXt", b"zTXt", b"iTXt"):
+            chunk = _text_chunk(kind.decode("ascii"), body, seen_idat)
+            if chunk is not None:
+                out.append(chunk)
+        elif kind == b"IEND":
+            seen_idat = True
+    return tuple(out)
+
+
+def _text_chunk(kind: str, body: bytes, after: bool) -> TextChunk | None:
+    key, sep, rest = body.partition(b"\x00")
+    if not sep or not key:
+        return None
+    name = key.decode("latin-1", "replace")
+    if kind == "tEXt":
+        return TextChunk(kind, name, rest.decode("latin-1", "replace"), after)
+    if kind == "zTXt":
+        text = _inflate(rest[1:]) if rest[:1] == b"\x00" else None
+        return (
+            TextChunk(kind, name, text.decode("latin-1", "replace"), after)
+            if text is not None
+            else None
+        )
+    # iTXt: compression flag, method, language\0, translated keyword\0, text
+    if len(rest) < 2:
+        return None
+    compressed, _method, tail = rest[0], rest[1], rest[2:]
+    _lang, _, tail = tail.partition(b"\x00")
+    _translated, _, text_bytes = tail.partition(b"\x00")
+    if compressed:
+        inflated = _inflate(text_bytes)
+        if inflated is None:
+            return None
+        text_bytes = inflated
+    return TextChunk(kind, name, text_bytes.decode("utf-8", "replace"), after)
+
+
+def parse_xmp(packet: bytes | str) -> dict[str, list[str]]:
+    """Flatten an XMP packet to ``{"{namespace-uri}local": [values]}`` from attributes, simple
+    elements and rdf:li items. Returns {} for a packet that is not well-formed XML."""
+    if isinstance(packet, bytes):
+        packet = packet.decode("utf-8", "replace")
+    start = packet.find("<x:xmpmeta")
+    if start < 0:
+        start = packet.find("<rdf:RDF")
+    end_tag = "</x:xmpmeta>" if "<x:xmpmeta" in packet else "</rdf:RDF>"
+    end = packet.rfind(end_tag)
+    if start < 0 or end < 0:
+        return {}
+    text = packet[start : end + len(end_tag)]
+    if len(text) > MAX_TEXT_BYTES:
+        return {}
+    try:
+        root = ElementTree.fromstring(text)  # expat >= 2.4 refuses entity-expansion bombs
+    except ElementTree.ParseError:
+        return {}
+    rdf = "{http://www.w3.org/1999/02/22-rdf-syntax-ns#}"
+    out: dict[str, list[str]] = {}
+    for element in root.iter():
+        if element.tag == rdf + "Description":
+            for name, value in element.attrib.items():
+                if not name.startswith(rdf):
+                    out.setdefault(name, []).append(value)
+            for child in element:
+                values = [
+                    li.text.strip() for li in child.iter(rdf + "li") if li.text and li.text.strip()
+                ]
+                if not values and child.text and child.text.strip():
+                    values = [child.text.strip()]
+                resource = child.attrib.get(rdf + "resource")
+                if resource:
+                    values.append(resource)
+                if values:
+                    out.setdefault(child.tag, []).extend(values)
+    return out
+
+
+def decode_user_comment(value: bytes | str | None) -> str | None:
+    """EXIF UserComment: an 8-byte character-code prefix (ASCII, UNICODE, JIS) then the text."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value.strip("\x00 ").strip() or None
+    head, body = value[:8], value[8:]
+    if head.startswith(b"UNICODE"):
+        # UTF-16 of either byte order; the writer's byte order is not recorded
+        big = body.decode("utf-16-be", "replace")
+        little = body.decode("utf-16-le", "replace")
+        text = (
+            big
+            if big.isprintable()
+            or sum(c.isascii() for c in big) >= sum(c.isascii() for c in little)
+            else little
+        )
+    elif head.startswith(b"ASCII") or head == b"\x00" * 8:
+        text = body.decode("latin-1", "replace")
+    else:
+        text = value.decode("utf-8", "replace")
+    text = text.strip("\x00 ").strip()
+    return text or None
