@@ -187,3 +187,19 @@ def test_demo_analyses_bundled_samples_and_writes_a_report(tmp_path: Path) -> No
     assert genuine["claim"]["action"] == "approve"
     assert unrelated["images"][0]["findings"][0]["code"] == "reference.no_match"
     assert (tmp_path / "demo" / "claim_forged" / "claim_forged.overlay.png").exists()
+
+
+def test_explain_prints_the_aigc_label_and_exif_it_read(tmp_path: Path) -> None:
+    from refundlens.detectors.provenance._examples import jpeg_with_xmp, label_json, xmp_packet
+
+    path = tmp_path / "labelled.jpg"
+    path.write_bytes(jpeg_with_xmp(xmp_packet({"TC260:AIGC": label_json()})))
+    result = run_cli("explain", str(path), "--json")
+    assert result.returncode == 0, result.stderr
+    facts = json.loads(result.stdout)
+    (label,) = facts["aigc_labels"]
+    assert label["label"] == "1" and label["field"] == "TC260:AIGC"
+    assert label["carrier"] == "JPEG APP1 XMP"
+    assert facts["jpeg"]["estimated_quality"] == 90
+    human = run_cli("explain", str(path))
+    assert human.returncode == 0 and "aigc_labels" in human.stdout

@@ -256,6 +256,44 @@ def demo(
 
 
 @app.command()
+def explain(
+    file: Annotated[Path, typer.Argument(help="One image file.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """Print every fact read from one file: EXIF, XMP, PNG text, AIGC label, JPEG tables, PDQ."""
+    from .report.explain import explain_facts
+
+    settings = _settings()
+    try:
+        media = load_media(file, settings)
+    except RefundlensError as exc:
+        raise _fail(f"error [{exc.code}] {exc.message}") from exc
+    facts = explain_facts(media, settings)
+    if as_json:
+        sys.stdout.write(json.dumps(facts, ensure_ascii=False) + "\n")
+        return
+    console = Console()
+    for section, value in facts.items():
+        if not value:
+            continue
+        table = Table(title=section, show_header=False, title_justify="left")
+        table.add_column("field", style="bold")
+        table.add_column("value")
+        if isinstance(value, dict):
+            rows: Any = value.items()
+        elif isinstance(value, list):
+            rows = enumerate(value, 1)
+        else:
+            rows = [(section, value)]
+        for key, item in rows:
+            table.add_row(
+                escape(str(key)),
+                escape(json.dumps(item, ensure_ascii=False) if not isinstance(item, str) else item),
+            )
+        console.print(table)
+
+
+@app.command()
 def version() -> None:
     """Print the version."""
     typer.echo(__version__)

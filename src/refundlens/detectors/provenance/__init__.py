@@ -32,6 +32,7 @@ __all__ = [
     "LabelRead",
     "ProvenanceDetector",
     "aigc_labels",
+    "credit_code_is_valid",
     "generator_traces",
     "iptc_source_types",
     "load_generators",
@@ -57,8 +58,29 @@ _FIELDS = {
     "reservedcode2": "ReservedCode2",
     "reservecode2": "ReservedCode2",
 }
-# Unified social credit code (GB 32100-2015): 18 characters, no I, O, S, V, Z.
-_CREDIT_CODE = re.compile(r"[0-9A-HJ-NPQRTUWXY]{2}\d{6}[0-9A-HJ-NPQRTUWXY]{10}")
+# Unified social credit code (GB 32100-2015): 18 characters, no I, O, S, V, Z, standing alone.
+_CREDIT_CODE = re.compile(
+    r"(?<![0-9A-Z])[0-9A-HJ-NPQRTUWXY]{2}\d{6}[0-9A-HJ-NPQRTUWXY]{10}(?![0-9A-Z])"
+)
+_CREDIT_CHARS = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+_CREDIT_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
+
+
+def credit_code_is_valid(code: str) -> bool:
+    """GB 32100-2015 check character: 31 - (sum of value x weight mod 31), 31 written as 0."""
+    if len(code) != 18 or any(c not in _CREDIT_CHARS for c in code):
+        return False
+    total = sum(_CREDIT_CHARS.index(c) * w for c, w in zip(code[:17], _CREDIT_WEIGHTS, strict=True))
+    return _CREDIT_CHARS[(31 - total % 31) % 31] == code[17]
+
+
+def find_credit_code(text: str) -> str | None:
+    """The first valid unified social credit code standing alone in ``text``."""
+    for match in _CREDIT_CODE.finditer(text.upper()):
+        if credit_code_is_valid(match.group(0)):
+            return match.group(0)
+    return None
+
 
 AI_SOURCE_TYPES = {
     "trainedAlgorithmicMedia": (6.0, "made by a generative AI model", "由生成式人工智能模型生成"),
@@ -92,14 +114,13 @@ class LabelRead:
 
     def facts(self) -> dict[str, Any]:
         producer = self.fields.get("ContentProducer", "")
-        credit = _CREDIT_CODE.search(producer)
         out: dict[str, Any] = {
             "carrier": self.carrier,
             "field": self.field,
             "label": self.label,
             "label_meaning": LABEL_MEANING.get(self.label or ""),
             "content_producer": producer or None,
-            "producer_credit_code": credit.group(0) if credit else None,
+            "producer_credit_code": find_credit_code(producer),
             "produce_id": self.fields.get("ProduceID"),
             "content_propagator": self.fields.get("ContentPropagator"),
             "propagate_id": self.fields.get("PropagateID"),

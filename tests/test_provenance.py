@@ -1,0 +1,139 @@
+from __future__ import annotations
+
+import io
+
+import pillow_heif
+import pytest
+from PIL import Image
+
+from refundlens.config import Settings
+from refundlens.detectors import ProvenanceDetector
+from refundlens.detectors.base import Context
+from refundlens.detectors.provenance._examples import (
+    camera_jpeg,
+    jpeg_with_xmp,
+    label_json,
+    picture,
+    png_with_text,
+    png_with_xmp,
+    webp_with_xmp,
+    xmp_packet,
+)
+from refundlens.fusion import fuse, load_policy
+from refundlens.media import media_from_bytes
+
+
+def _codes(data: bytes, settings: Settings | None = None) -> dict[str, dict]:
+    media = media_from_bytes(data, "x")
+    findings = ProvenanceDetector().analyze(media, Context(settings=settings or Settings()))
+    return {f.code: dict(f.facts) for f in findings}
+
+
+def _heif_with_xmp(xmp: bytes) -> bytes:
+    heif = pillow_heif.from_pillow(Image.fromarray(picture()))
+    heif.info["xmp"] = xmp
+    buf = io.BytesIO()
+    heif.save(buf, quality=90)
+    return buf.getvalue()
+
+
+CARRIERS = {
+    "JPEG APP1 XMP": lambda: jpeg_with_xmp(xmp_packet({"TC260:AIGC": label_json()})),
+    "PNG iTXt XML:com.adobe.xmp": lambda: png_with_xmp(xmp_packet({"TC260:AIGC": label_json()})),
+    "WebP XMP chunk": lambda: webp_with_xmp(xmp_packet({"TC260:AIGC": label_json()})),
+    "HEIF XMP item": lambda: _heif_with_xmp(xmp_packet({"TC260:AIGC": label_json()})),
+    "PNG tEXt chunk (before the image data)": lambda: png_with_text({"AIGC": label_json()}),
+    "PNG tEXt chunk (after the image data)": lambda: png_with_text(
+        {"AIGC": label_json()}, after_idat=True
+    ),
+    "PNG zTXt chunk (after the image data)": lambda: png_with_text(
+        {"AIGC": label_json()}, after_idat=True, kind="zTXt"
+    ),
+    "PNG iTXt chunk (before the image data)": lambda: png_with_text(
+        {"AIGC": label_json()}, kind="iTXt"
+    ),
+}
+
+
+@pytest.mark.parametrize("carrier", sorted(CARRIERS))
+def test_aigc_label_is_found_in_each_carrier_with_the_field_named(carrier: str) -> None:
+    facts = _codes(CARRIERS[carrier]())["provenance.aigc_label"]
+    assert facts["carrier"] == carrier
+    assert facts["field"] in {"TC260:AIGC", "AIGC"}
+    assert facts["label"] == "1" and facts["produce_id"] == "20250917-abc123"
+    assert facts["producer_credit_code"] is None  # this ContentProducer holds no credit code
+    assert facts["propagate_id"] == "p-42"
+
+
+def test_aigc_label_in_exif_user_comment_is_found() -> None:
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0x9286] = b"ASCII\x00\x00\x00" + label_json().encode()
+    buf = io.BytesIO()
+    Image.fromarray(picture()).save(buf, "JPEG", exif=exif.tobytes())
+    facts = _codes(buf.getvalue())["provenance.aigc_label"]
+    assert (facts["carrier"], facts["field"]) == ("EXIF", "UserComment")
+
+
+def test_producer_credit_code_is_named_when_present_and_valid() -> None:
+    # 91350100M000100Y43 is the example code commonly quoted for GB 32100-2015
+    data = png_with_text({"AIGC": label_json(ContentProducer="001-91350100M000100Y43-0001")})
+    assert _codes(data)["provenance.aigc_label"]["producer_credit_code"] == "91350100M000100Y43"
+    wrong_check = png_with_text({"AIGC": label_json(ContentProducer="001-91350100M000100Y44-0001")})
+    assert _codes(wrong_check)["provenance.aigc_label"]["producer_credit_code"] is None
+
+
+def test_known_misspelling_of_reserved_code_is_accepted() -> None:
+    raw = (
+        '{"AIGC": {"Label": "1", "ContentProducer": "x", "ProduceID": "7", "ReserveCode1": "abc"}}'
+    )
+    assert "provenance.aigc_label" in _codes(png_with_text({"AIGC": raw}))
+
+
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        ("{not json", "not valid JSON"),
+        ('{"AIGC": {"ProduceID": "1"}}', "no Label field"),
+        ('{"AIGC": {"Label": "9"}}', "is not 1, 2 or 3"),
+    ],
+)
+def test_malformed_label_is_reported_as_malformed(raw: str, problem: str) -> None:
+    facts = _codes(png_with_text({"AIGC": raw}))["provenance.aigc_label_malformed"]
+    assert problem in facts["problem"]
+
+
+def test_camera_original_raises_no_provenance_finding_but_says_absence_proves_nothing() -> None:
+    media = media_from_bytes(camera_jpeg(), "camera.jpg")
+    (finding,) = ProvenanceDetector().analyze(media, Context())
+    assert finding.code == "provenance.none_found" and finding.strength == 0
+    assert "proves nothing" in finding.reason.en
+    assert fuse([finding], load_policy()).action == "approve"
+
+
+def test_label_1_escalates_on_its_own_and_label_2_goes_to_review() -> None:
+    det = ProvenanceDetector()
+    one = det.analyze(media_from_bytes(png_with_text({"AIGC": label_json("1")}), "a"), Context())
+    two = det.analyze(media_from_bytes(png_with_text({"AIGC": label_json("2")}), "b"), Context())
+    assert fuse(one, load_policy()).action == "escalate"
+    assert fuse(two, load_policy()).action == "review"
+
+
+def test_generator_list_is_extended_by_a_user_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    extra = tmp_path / "mine.yaml"
+    extra.write_text(
+        "- name: HouseGen\n  kind: generator\n  software: [HouseGen]\n  source: internal\n"
+    )
+    exif = Image.Exif()
+    exif[0x0131] = "HouseGen 2.1"
+    buf = io.BytesIO()
+    Image.fromarray(picture()).save(buf, "JPEG", exif=exif.tobytes())
+    assert "provenance.generator_metadata" not in _codes(buf.getvalue())
+    facts = _codes(buf.getvalue(), Settings(provenance_generators_path=str(extra)))[
+        "provenance.generator_metadata"
+    ]
+    assert facts["generator"] == "HouseGen" and facts["field"] == "EXIF Software"
+
+
+def test_comfyui_workflow_chunks_name_comfyui() -> None:
+    facts = _codes(png_with_text({"prompt": '{"3": {}}', "workflow": '{"nodes": []}'}))
+    assert facts["provenance.generator_metadata"]["generator"] == "ComfyUI"
