@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from . import run_reference
+from . import run_provenance, run_reference
 
 if __name__ == "__main__":
+    run_provenance.main()
     run_reference.main()
