@@ -183,9 +183,14 @@ def test_demo_analyses_bundled_samples_and_writes_a_report(tmp_path: Path) -> No
     genuine = json.loads((tmp_path / "demo" / "claim_genuine" / "report.json").read_text())
     unrelated = json.loads((tmp_path / "demo" / "claim_unrelated" / "report.json").read_text())
     assert forged["claim"]["action"] == "escalate"
-    assert genuine["images"][0]["findings"][0]["code"] == "reference.same_item_new_photo"
+
+    def codes(report: dict) -> set[str]:  # type: ignore[type-arg]
+        return {f["code"] for f in report["images"][0]["findings"]}
+
+    assert "reference.same_item_new_photo" in codes(genuine)
     assert genuine["claim"]["action"] == "approve"
-    assert unrelated["images"][0]["findings"][0]["code"] == "reference.no_match"
+    assert "reference.no_match" in codes(unrelated)
+    assert unrelated["claim"]["action"] == "approve"
     assert (tmp_path / "demo" / "claim_forged" / "claim_forged.overlay.png").exists()
 
 

@@ -29,7 +29,9 @@ def test_every_error_code_raised_in_the_source_is_documented() -> None:
     doc = (ROOT / "docs" / "errors.md").read_text()
     codes = set()
     for path in (ROOT / "src" / "refundlens").rglob("*.py"):
-        codes |= set(re.findall(r'"((?:media|batch|policy|settings)\.[a-z_]+)"', path.read_text()))
+        codes |= set(
+            re.findall(r'"((?:media|batch|policy|settings|usage)\.[a-z_]+)"', path.read_text())
+        )
     assert codes
     for code in codes:
         assert f"`{code}`" in doc, code

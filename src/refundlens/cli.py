@@ -11,6 +11,7 @@ import os
 import re
 import sys
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
@@ -22,9 +23,10 @@ from rich.table import Table
 
 from . import __version__
 from .config import Settings, SettingsError, load_settings
+from .detectors.base import OrderFacts
 from .errors import RefundlensError
 from .fusion import Policy, load_policy
-from .media import Media, load_media
+from .media import Media, load_media, utc_offset
 from .pipeline import Assessment, analyze
 from .report import assessment_to_dict, write_pictures
 
@@ -92,6 +94,32 @@ def _load_all(paths: Sequence[Path], settings: Settings) -> list[Media]:
     return [load_media(p, settings) for p in paths]
 
 
+def _moment(value: str | None, flag: str, settings: Settings) -> datetime | None:
+    """An ISO 8601 time from the command line or a manifest; naive times get the default offset."""
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise RefundlensError(
+            "usage.bad_time",
+            f"{flag} must be an ISO 8601 time such as 2025-09-12T15:00+08:00, not {value!r}.",
+        ) from exc
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=utc_offset(settings.capture_default_utc_offset) or UTC)
+    return moment
+
+
+def _order(
+    shipped: str | None, delivered: str | None, claimed: str | None, settings: Settings
+) -> OrderFacts:
+    return OrderFacts(
+        shipped_at=_moment(shipped, "shipped_at", settings),
+        delivered_at=_moment(delivered, "delivered_at", settings),
+        claimed_at=_moment(claimed, "claimed_at", settings),
+    )
+
+
 def _settings() -> Settings:
     try:
         return load_settings()
@@ -117,6 +145,15 @@ def check(
     batch: Annotated[
         Path | None, typer.Option("--batch", help="JSONL manifest: one claim per line.")
     ] = None,
+    shipped_at: Annotated[
+        str | None, typer.Option("--shipped-at", help="When the goods shipped (ISO 8601).")
+    ] = None,
+    delivered_at: Annotated[
+        str | None, typer.Option("--delivered-at", help="When they were delivered (ISO 8601).")
+    ] = None,
+    claimed_at: Annotated[
+        str | None, typer.Option("--claimed-at", help="When the claim was filed (ISO 8601).")
+    ] = None,
 ) -> None:
     """Check claim photos, optionally against the merchant's reference photos."""
     if lang not in ("zh", "en"):
@@ -134,11 +171,12 @@ def check(
     if not claims:
         raise _fail("error [usage] give at least one claim photo (or --batch MANIFEST).")
     try:
+        order = _order(shipped_at, delivered_at, claimed_at, settings)
         references = _load_all(ref or [], settings)
         claim_media = _load_all(claims, settings)
     except RefundlensError as exc:
         raise _fail(f"error [{exc.code}] {exc.message}") from exc
-    assessment = analyze(claim_media, references, settings=settings, policy=policy)
+    assessment = analyze(claim_media, references, settings=settings, policy=policy, order=order)
     result = _write_outputs(assessment, out)
     if as_json:
         sys.stdout.write(json.dumps(result, ensure_ascii=False) + "\n")
@@ -190,9 +228,14 @@ def _batch_line(args: tuple[int, str, str | None]) -> dict[str, Any]:
             },
         }
     try:
+        order = _order(
+            entry.get("shipped_at"), entry.get("delivered_at"), entry.get("claimed_at"), settings
+        )
         references = _load_all([Path(p) for p in refs], settings)
         claim_media = _load_all([Path(p) for p in claims], settings)
-        assessment = analyze(claim_media, references, settings=settings, policy=_WORKER["policy"])
+        assessment = analyze(
+            claim_media, references, settings=settings, policy=_WORKER["policy"], order=order
+        )
         safe = re.sub(r"[^A-Za-z0-9._-]+", "_", ident)
         result = _write_outputs(assessment, Path(out) / safe if out else None)
     except RefundlensError as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,15 @@ class Settings:
     provenance_generators_path: str = ""
     """YAML file of extra generator traces, added to the bundled ``generators.yaml``; empty = none."""
 
+    # --- capture detector ---
+    capture_clock_tolerance_hours: float = 12.0
+    """Camera clocks drift and time zones get lost: capture times within this many hours of an
+    order event are not held against the buyer."""
+    capture_default_utc_offset: str = "+08:00"
+    """UTC offset assumed for an EXIF capture time without OffsetTimeOriginal (China Standard Time)."""
+    capture_thumbnail_min_correlation: float = 0.5
+    """Below this correlation (-1 to 1) the EXIF thumbnail shows another picture than the image."""
+
     # --- fusion ---
     policy_path: str = ""
     """YAML policy overriding the bundled default (weights, prior, action thresholds); empty = bundled."""
@@ -112,4 +122,9 @@ def load_settings(
         raw = env.get(ENV_PREFIX + name.upper())
         if raw is not None:
             values[name] = _coerce(name, raw, kind)
+    offset = values.get("capture_default_utc_offset")
+    if offset is not None and not re.fullmatch(r"[+-]\d{2}:\d{2}", str(offset)):
+        raise SettingsError(
+            f"setting capture_default_utc_offset: expected +HH:MM or -HH:MM, got {offset!r}"
+        )
     return Settings(**values)

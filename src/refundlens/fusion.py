@@ -35,6 +35,10 @@ class Policy:
     thresholds: Mapping[str, float]
     floors: Mapping[str, str]
     min_reason_contribution: float = 0.05
+    ceilings: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    def ceiling(self, code: str) -> str | None:
+        return self.ceilings.get(code) or self.ceilings.get(code.partition(".")[0])
 
     def weight(self, code: str) -> float:
         return float(self.weights.get(code, self.weights.get("default", 1.0)))
@@ -56,18 +60,20 @@ def _validate(raw: Mapping[str, Any], source: str) -> Policy:
         prior = float(raw["prior_log_odds"])
         weights = {str(k): float(v) for k, v in (raw.get("weights") or {}).items()}
         floors = {str(k): str(v) for k, v in (raw.get("floors") or {}).items()}
+        ceilings = {str(k): str(v) for k, v in (raw.get("ceilings") or {}).items()}
         min_contrib = float(raw.get("min_reason_contribution", 0.05))
     except (KeyError, TypeError, ValueError) as exc:
         raise PolicyError("policy.invalid", f"{source}: missing or malformed key {exc}.") from exc
     values = [thresholds[k] for k in ACTIONS[1:]]
     if not all(0.0 < v < 1.0 for v in values) or values != sorted(values):
         raise PolicyError("policy.invalid", f"{source}: thresholds must rise within (0, 1).")
-    for code, action in floors.items():
-        if action not in ACTIONS:
-            raise PolicyError(
-                "policy.invalid", f"{source}: floor for {code} is not an action: {action!r}."
-            )
-    return Policy(prior, weights, thresholds, floors, min_contrib)
+    for kind, table in (("floor", floors), ("ceiling", ceilings)):
+        for code, action in table.items():
+            if action not in ACTIONS:
+                raise PolicyError(
+                    "policy.invalid", f"{source}: {kind} for {code} is not an action: {action!r}."
+                )
+    return Policy(prior, weights, thresholds, floors, min_contrib, ceilings)
 
 
 def load_policy(path: str | Path | None = None) -> Policy:
@@ -107,6 +113,14 @@ def fuse(findings: Sequence[Finding], policy: Policy) -> Verdict:
     log_odds = policy.prior_log_odds + sum(c for _, c in contributions)
     risk = 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, log_odds))))
     action = _action_for(risk, policy)
+    raising = [f for f, c in contributions if c > 0]
+    caps = [policy.ceiling(f.code) for f in raising]
+    if raising and all(caps):
+        cap = max((c for c in caps if c), key=ACTIONS.index)
+        if ACTIONS.index(action) > ACTIONS.index(cap):
+            action = cap
+            above = ACTIONS[ACTIONS.index(cap) + 1]
+            risk = min(risk, policy.thresholds[above] - 0.001)
     for finding, _ in contributions:
         floor = policy.floors.get(finding.code)
         if (

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from .config import Settings
 from .detectors import default_detectors
-from .detectors.base import Context, Detector, Finding
+from .detectors.base import Context, Detector, Finding, OrderFacts
 from .fusion import Policy, Verdict, fuse, load_policy, worst_action
 from .media import Media
 
@@ -55,12 +55,13 @@ def analyze(
     settings: Settings | None = None,
     policy: Policy | None = None,
     detectors: Sequence[Detector] | None = None,
+    order: OrderFacts | None = None,
 ) -> Assessment:
     """Run every detector on every claim image and fuse the findings per image."""
     settings = settings or Settings()
     policy = policy or load_policy(settings.policy_path or None)
     detectors = default_detectors() if detectors is None else detectors
-    context = Context(references=tuple(references), settings=settings)
+    context = Context(references=tuple(references), settings=settings, order=order or OrderFacts())
     images = []
     for claim in claims:
         findings: list[Finding] = []

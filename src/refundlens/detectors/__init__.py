@@ -1,14 +1,17 @@
 """Detector families. Each returns Findings under the contract in ``base``."""
 
-from .base import Context, Detector, Example, Finding, Reason, Region
+from .base import Context, Detector, Example, Finding, OrderFacts, Reason, Region
+from .capture import CaptureDetector
 from .provenance import ProvenanceDetector
 from .reference import ReferenceDetector
 
 __all__ = [
+    "CaptureDetector",
     "Context",
     "Detector",
     "Example",
     "Finding",
+    "OrderFacts",
     "ProvenanceDetector",
     "Reason",
     "ReferenceDetector",
@@ -20,7 +23,7 @@ __all__ = [
 
 def all_detector_classes() -> list[type[Detector]]:
     """Every detector family, in the order the pipeline runs them."""
-    return [ReferenceDetector, ProvenanceDetector]
+    return [ReferenceDetector, ProvenanceDetector, CaptureDetector]
 
 
 def default_detectors() -> list[Detector]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any, ClassVar
 
 import numpy as np
@@ -17,7 +18,7 @@ import numpy.typing as npt
 from ..config import Settings
 from ..media import Media
 
-__all__ = ["Context", "Detector", "Example", "Finding", "Reason", "Region"]
+__all__ = ["Context", "Detector", "Example", "Finding", "OrderFacts", "Reason", "Region"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -77,11 +78,21 @@ class Finding:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class OrderFacts:
+    """The order timeline a claim is about; times are timezone-aware, any may be unknown."""
+
+    shipped_at: datetime | None = None
+    delivered_at: datetime | None = None
+    claimed_at: datetime | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Context:
     """What a detector may use beside the claim image itself."""
 
     references: Sequence[Media] = ()
     settings: Settings = dataclasses.field(default_factory=Settings)
+    order: OrderFacts = dataclasses.field(default_factory=OrderFacts)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

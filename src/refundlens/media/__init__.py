@@ -1,7 +1,7 @@
 """media: the only code that opens files. Decoding, limits, metadata and fingerprints."""
 
 from .decode import SUPPORTED_FORMATS, Media, MetadataBlocks, load_media, media_from_bytes
-from .exif import ExifFacts, parse_exif_datetime
+from .exif import ExifFacts, parse_exif_datetime, utc_offset
 from .fingerprint import PdqHash, hamming, pdq, pdq_dihedral
 from .jpeg import estimate_jpeg_quality
 from .metadata import TextChunk, decode_user_comment, parse_xmp, png_text_chunks
@@ -23,4 +23,5 @@ __all__ = [
     "pdq",
     "pdq_dihedral",
     "png_text_chunks",
+    "utc_offset",
 ]

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 from PIL import ExifTags, Image
 
-__all__ = ["ExifFacts", "parse_exif_datetime", "read_exif"]
+__all__ = ["ExifFacts", "parse_exif_datetime", "read_exif", "utc_offset"]
 
 _TAG_DATETIME_ORIGINAL = 0x9003
 _TAG_OFFSET_TIME_ORIGINAL = 0x9011
@@ -46,6 +46,16 @@ def _text(value: object) -> str | None:
     return text or None
 
 
+def utc_offset(text: str) -> timezone | None:
+    """A ``+HH:MM`` / ``-HH:MM`` UTC offset as a timezone; None when malformed."""
+    try:
+        sign = -1 if text.strip().startswith("-") else 1
+        hours, _, minutes = text.strip().lstrip("+-").partition(":")
+        return timezone(sign * timedelta(hours=int(hours), minutes=int(minutes or 0)))
+    except ValueError:
+        return None
+
+
 def parse_exif_datetime(value: str | None, offset: str | None = None) -> datetime | None:
     """Parse EXIF ``YYYY:MM:DD HH:MM:SS`` with an optional ``+HH:MM`` offset; None when malformed."""
     if not value:
@@ -54,15 +64,8 @@ def parse_exif_datetime(value: str | None, offset: str | None = None) -> datetim
         moment = datetime.strptime(value.strip()[:19], "%Y:%m:%d %H:%M:%S")
     except ValueError:
         return None
-    if offset:
-        try:
-            sign = -1 if offset.strip().startswith("-") else 1
-            hours, minutes = offset.strip().lstrip("+-").split(":")[:2]
-            delta = timedelta(hours=int(hours), minutes=int(minutes))
-            moment = moment.replace(tzinfo=timezone(sign * delta))
-        except ValueError:
-            pass
-    return moment
+    zone = utc_offset(offset) if offset else None
+    return moment.replace(tzinfo=zone) if zone else moment
 
 
 def read_exif(image: Image.Image) -> ExifFacts:

@@ -1,0 +1,251 @@
+"""detectors/capture: what the file says about when and how the photo was taken.
+
+Capture time against the order (shipped, delivered, claimed), the EXIF thumbnail against the
+image, editing software, and stripped metadata. All of it is metadata: the policy caps what these
+findings can do on their own at ``request_capture`` (a live photo settles it), and missing
+metadata is worded as the weak evidence it is, because chat apps strip it from honest photos.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+from PIL import ExifTags, Image
+
+from ..media import Media, utc_offset
+from .base import Context, Detector, Example, Finding, Reason
+
+__all__ = ["CaptureDetector", "exif_thumbnail", "thumbnail_correlation"]
+
+EDITORS = {
+    "photoshop": "Adobe Photoshop",
+    "lightroom": "Adobe Lightroom",
+    "gimp": "GIMP",
+    "snapseed": "Snapseed",
+    "picsart": "Picsart",
+    "canva": "Canva",
+    "meitu": "Meitu",
+    "美图": "Meitu",
+    "xingtu": "Xingtu",
+    "醒图": "Xingtu",
+    "hypic": "Hypic",
+    "paint.net": "Paint.NET",
+    "pixelmator": "Pixelmator",
+    "affinity": "Affinity Photo",
+    "painttool": "PaintTool SAI",
+}
+
+
+def exif_thumbnail(media: Media) -> npt.NDArray[np.uint8] | None:
+    """The EXIF (IFD1) JPEG thumbnail as RGB, oriented like the main image; None if absent."""
+    raw = media.metadata.exif
+    if not raw:
+        return None
+    try:
+        exif = Image.Exif()
+        exif.load(raw)
+        ifd1 = exif.get_ifd(ExifTags.IFD.IFD1)
+        offset, length = ifd1.get(0x0201), ifd1.get(0x0202)
+        if not offset or not length or length > 256 * 1024:
+            return None
+        base = 6 if raw.startswith(b"Exif\x00\x00") else 0
+        data = raw[base + int(offset) : base + int(offset) + int(length)]
+        if not data.startswith(b"\xff\xd8"):
+            return None
+        with Image.open(io.BytesIO(data)) as thumb:
+            if thumb.width * thumb.height > 512 * 512:
+                return None
+            rgb = np.asarray(thumb.convert("RGB"))
+    except Exception:  # a broken thumbnail is absent evidence, not an error
+        return None
+    orientation = media.exif.orientation or 1
+    ops = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+           5: lambda a: a.transpose(1, 0, 2), 6: lambda a: np.rot90(a, -1),
+           7: lambda a: np.rot90(a, 1)[::-1], 8: lambda a: np.rot90(a, 1)}  # fmt: skip
+    return np.ascontiguousarray(ops[orientation](rgb)) if orientation in ops else rgb
+
+
+def thumbnail_correlation(thumb: npt.NDArray[np.uint8], image: npt.NDArray[np.uint8]) -> float:
+    """Correlation (-1 to 1) of the thumbnail's content (letterbox bars removed) with the image
+    reduced to the same size, on grey levels."""
+    grey = cv2.cvtColor(thumb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    rows = np.nonzero(grey.max(axis=1) > 16)[0]
+    cols = np.nonzero(grey.max(axis=0) > 16)[0]
+    if rows.size < 8 or cols.size < 8:
+        return 1.0
+    content = grey[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    main = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    small = cv2.resize(
+        main, (content.shape[1], content.shape[0]), interpolation=cv2.INTER_AREA
+    ).astype(np.float32)
+    a = cv2.GaussianBlur(content, (0, 0), 1.0)
+    b = cv2.GaussianBlur(small, (0, 0), 1.0)
+    a -= a.mean()
+    b -= b.mean()
+    denom = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum() / denom) if denom > 0 else 1.0
+
+
+def _when(moment: datetime) -> str:
+    return moment.isoformat(timespec="minutes")
+
+
+class CaptureDetector(Detector):
+    """Capture time against the order, thumbnail against image, editing software, stripped EXIF."""
+
+    name = "capture"
+    codes: ClassVar[Mapping[str, str]] = {
+        "capture.before_shipment": "taken before the goods were shipped",
+        "capture.before_delivery": "taken after shipment but before the goods were delivered",
+        "capture.after_claim": "taken after the claim was filed",
+        "capture.in_future": "capture time later than now",
+        "capture.consistent_with_order": "taken between delivery and claim (supports the buyer)",
+        "capture.thumbnail_mismatch": "the EXIF thumbnail shows another picture than the image",
+        "capture.editing_software": "saved by photo-editing software",
+        "capture.metadata_stripped": "a JPEG without any EXIF (weak: chat apps strip it)",
+    }
+
+    def analyze(self, claim: Media, context: Context) -> list[Finding]:
+        findings = self._timeline(claim, context)
+        thumb = exif_thumbnail(claim)
+        if thumb is not None:
+            corr = thumbnail_correlation(thumb, claim.analysis)
+            if corr < context.settings.capture_thumbnail_min_correlation:
+                findings.append(
+                    Finding(
+                        "capture.thumbnail_mismatch",
+                        2.5,
+                        0.8,
+                        Reason(
+                            f"The preview the camera stored inside the file shows a different picture "
+                            f"(correlation {corr:.2f}): the image was changed after it was taken.",
+                            f"文件内相机保存的缩略图与图片内容不同（相关系数 {corr:.2f}）：图片在拍摄后被修改过。",
+                        ),
+                        {
+                            "thumbnail_correlation": round(corr, 3),
+                            "thumbnail_size": [thumb.shape[1], thumb.shape[0]],
+                            "threshold": context.settings.capture_thumbnail_min_correlation,
+                        },
+                        detector=self.name,
+                        pictures={"exif_thumbnail": thumb},
+                    )
+                )
+        software = claim.exif.software or ""
+        editor = next((name for key, name in EDITORS.items() if key in software.lower()), None)
+        if editor:
+            findings.append(
+                Finding(
+                    "capture.editing_software",
+                    0.7,
+                    0.7,
+                    Reason(
+                        f"The photo was last saved by {editor} ({software}); editing is common and "
+                        "does not show what was changed.",
+                        f"图片最后由 {editor} 保存（{software}）；编辑很常见，不能说明改动了什么。",
+                    ),
+                    {"software": software, "editor": editor, "field": "EXIF Software"},
+                    detector=self.name,
+                )
+            )
+        if claim.format == "JPEG" and claim.metadata.exif is None:
+            findings.append(
+                Finding(
+                    "capture.metadata_stripped",
+                    0.2,
+                    0.4,
+                    Reason(
+                        "The JPEG carries no EXIF at all. Weak: WeChat, QQ and screenshots remove it "
+                        "from honest photos too.",
+                        "该 JPEG 没有任何 EXIF 信息。证据很弱：微信、QQ 和截图也会去除真实照片的此类信息。",
+                    ),
+                    {"exif_present": False},
+                    detector=self.name,
+                )
+            )
+        return findings
+
+    def _timeline(self, claim: Media, context: Context) -> list[Finding]:
+        taken = claim.exif.captured_at()
+        if taken is None:
+            return []
+        assumed = taken.tzinfo is None
+        if assumed:
+            taken = taken.replace(
+                tzinfo=utc_offset(context.settings.capture_default_utc_offset) or UTC
+            )
+        slack = timedelta(hours=context.settings.capture_clock_tolerance_hours)
+        order = context.order
+        facts: dict[str, Any] = {
+            "captured_at": _when(taken),
+            "time_zone": "assumed " + context.settings.capture_default_utc_offset
+            if assumed
+            else "from OffsetTimeOriginal",
+            "tolerance_hours": context.settings.capture_clock_tolerance_hours,
+            "shipped_at": _when(order.shipped_at) if order.shipped_at else None,
+            "delivered_at": _when(order.delivered_at) if order.delivered_at else None,
+            "claimed_at": _when(order.claimed_at) if order.claimed_at else None,
+        }
+        now = datetime.now(UTC)
+
+        def finding(code: str, strength: float, en: str, zh: str) -> list[Finding]:
+            return [
+                Finding(
+                    code,
+                    strength,
+                    0.7 if assumed else 0.85,
+                    Reason(en, zh),
+                    facts,
+                    detector=self.name,
+                )
+            ]
+
+        if taken > now + slack:
+            return finding(
+                "capture.in_future",
+                1.5,
+                f"The camera says the photo was taken on {_when(taken)}, in the future: its clock is wrong or the date was edited.",
+                f"相机记录的拍摄时间为 {_when(taken)}，晚于当前时间：相机时钟有误或日期被修改。",
+            )
+        if order.shipped_at and taken < order.shipped_at - slack:
+            days = (order.shipped_at - taken).total_seconds() / 86400
+            return finding(
+                "capture.before_shipment",
+                4.0,
+                f"The photo was taken on {_when(taken)}, {days:.1f} days before the goods were shipped ({_when(order.shipped_at)}).",
+                f"照片拍摄于 {_when(taken)}，比发货时间（{_when(order.shipped_at)}）早 {days:.1f} 天。",
+            )
+        if order.delivered_at and taken < order.delivered_at - slack:
+            hours = (order.delivered_at - taken).total_seconds() / 3600
+            return finding(
+                "capture.before_delivery",
+                3.0,
+                f"The photo was taken on {_when(taken)}, {hours:.0f} hours before the goods were delivered ({_when(order.delivered_at)}).",
+                f"照片拍摄于 {_when(taken)}，比签收时间（{_when(order.delivered_at)}）早 {hours:.0f} 小时。",
+            )
+        if order.claimed_at and taken > order.claimed_at + slack:
+            return finding(
+                "capture.after_claim",
+                1.0,
+                f"The photo was taken on {_when(taken)}, after the claim was filed ({_when(order.claimed_at)}).",
+                f"照片拍摄于 {_when(taken)}，晚于售后申请时间（{_when(order.claimed_at)}）。",
+            )
+        if order.delivered_at and (order.claimed_at is None or taken <= order.claimed_at + slack):
+            return finding(
+                "capture.consistent_with_order",
+                -0.5,
+                f"The photo was taken on {_when(taken)}, after delivery and before the claim, as an honest photo would be.",
+                f"照片拍摄于 {_when(taken)}，在签收之后、申请之前，与真实情况相符。",
+            )
+        return []
+
+    @classmethod
+    def examples(cls) -> Sequence[Example]:
+        from ._capture_examples import capture_examples
+
+        return capture_examples()

@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from refundlens.config import SettingsError, load_settings
+from refundlens.detectors import CaptureDetector
+from refundlens.detectors._capture_examples import ORDER, photo
+from refundlens.detectors.base import Context, OrderFacts
+from refundlens.fusion import fuse, load_policy
+from refundlens.media import media_from_bytes
+from refundlens.pipeline import analyze
+
+from .conftest import run_cli
+
+
+def _findings(data: bytes, order: OrderFacts = ORDER):  # type: ignore[no-untyped-def]
+    return CaptureDetector().analyze(media_from_bytes(data, "p.jpg"), Context(order=order))
+
+
+def test_photo_taken_before_delivery_is_caught_with_the_times_in_the_facts(tmp_path: Path) -> None:
+    path = tmp_path / "p.jpg"
+    path.write_bytes(photo("2025:09:11 18:00:00"))
+    result = run_cli(
+        "check",
+        str(path),
+        "--json",
+        "--shipped-at",
+        "2025-09-10T09:00+08:00",
+        "--delivered-at",
+        "2025-09-12T15:00+08:00",
+        "--claimed-at",
+        "2025-09-14T20:00",
+    )
+    assert result.returncode == 0, result.stderr
+    image = json.loads(result.stdout)["images"][0]
+    (finding,) = [f for f in image["findings"] if f["code"] == "capture.before_delivery"]
+    facts = finding["facts"]
+    assert facts["captured_at"] == "2025-09-11T18:00+08:00"
+    assert facts["delivered_at"] == "2025-09-12T15:00+08:00"
+    assert facts["claimed_at"] == "2025-09-14T20:00+08:00"  # naive time took the default offset
+    assert image["action"] == "request_capture"  # metadata alone never goes past a live photo
+
+
+def test_capture_within_the_clock_tolerance_is_not_held_against_the_buyer() -> None:
+    codes = {f.code for f in _findings(photo("2025:09:12 08:00:00"))}  # 7 h before delivery
+    assert "capture.before_delivery" not in codes
+
+
+def test_time_zone_from_offset_time_is_used_over_the_default() -> None:
+    # 02:00 at UTC-08:00 is 18:00 the same day in China: after delivery (15:00 +08:00)
+    codes = {f.code for f in _findings(photo("2025:09:12 02:00:00", offset="-08:00"))}
+    assert codes == {"capture.consistent_with_order"}
+
+
+def test_honest_camera_photo_with_intact_metadata_is_approved() -> None:
+    media = media_from_bytes(photo("2025:09:13 11:00:00"), "honest.jpg")
+    assessment = analyze([media], order=ORDER)
+    assert assessment.action == "approve"
+
+
+def test_capture_findings_alone_stop_at_request_capture_but_combine_upwards() -> None:
+    policy = load_policy()
+    early = _findings(photo("2025:08:01 10:00:00", software="Meitu"))
+    assert {f.code for f in early} >= {"capture.before_shipment", "capture.editing_software"}
+    assert fuse(early, policy).action == "request_capture"
+    from refundlens.detectors.base import Finding, Reason
+
+    other = Finding("pixels.example", 2.0, 0.9, Reason("x.", "x。"), {})
+    assert fuse([*early, other], policy).action in {"review", "escalate"}
+
+
+def test_bad_order_time_exits_2_with_its_code(tmp_path: Path) -> None:
+    path = tmp_path / "p.jpg"
+    path.write_bytes(photo("2025:09:13 11:00:00"))
+    result = run_cli("check", str(path), "--delivered-at", "yesterday")
+    assert result.returncode == 2 and "usage.bad_time" in result.stderr
+
+
+def test_default_offset_setting_is_validated() -> None:
+    with pytest.raises(SettingsError):
+        load_settings({"REFUNDLENS_CAPTURE_DEFAULT_UTC_OFFSET": "CST"})
