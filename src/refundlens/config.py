@@ -66,6 +66,9 @@ class Settings:
     provenance_generators_path: str = ""
     """YAML file of extra generator traces, added to the bundled ``generators.yaml``; empty = none."""
 
+    c2pa_trust_anchors_path: str = ""
+    """PEM bundle of C2PA trust anchors; empty = no signer is trusted (manifests still count)."""
+
     # --- capture detector ---
     capture_clock_tolerance_hours: float = 12.0
     """Camera clocks drift and time zones get lost: capture times within this many hours of an

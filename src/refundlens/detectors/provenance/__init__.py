@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 import yaml
 
 from ...media import Media, parse_xmp
+from ...media.c2pa_reader import read_c2pa
 from ..base import Context, Detector, Example, Finding, Reason
 
 __all__ = [
@@ -279,6 +280,11 @@ class ProvenanceDetector(Detector):
         "provenance.iptc_ai_source": "IPTC DigitalSourceType declares AI generation or AI editing",
         "provenance.generator_metadata": "metadata written by a known AI image generator",
         "provenance.ai_editor": "an editor with generative features named in the metadata (weak)",
+        "provenance.c2pa_ai": "a C2PA manifest declares generative-AI creation or editing",
+        "provenance.c2pa_algorithmic": "a C2PA manifest declares algorithmic or synthetic-composite media",
+        "provenance.c2pa_invalid": "a C2PA manifest that fails validation (content changed after signing)",
+        "provenance.c2pa_manifest": "a C2PA manifest without an AI declaration (informational)",
+        "provenance.c2pa_remote": "a C2PA manifest stored remotely, not fetched (informational)",
         "provenance.none_found": "no provenance label found (informational: absence proves nothing)",
     }
 
@@ -301,6 +307,7 @@ class ProvenanceDetector(Detector):
                         detector=self.name,
                     )
                 )
+        findings.extend(self._c2pa_findings(claim, context))
         extra = context.settings.provenance_generators_path or None
         for entry, field, excerpt in generator_traces(claim, load_generators(extra), xmp):
             if entry.kind == "generator":
@@ -361,6 +368,113 @@ class ProvenanceDetector(Detector):
                 )
             )
         return findings
+
+    def _c2pa_findings(self, claim: Media, context: Context) -> list[Finding]:
+        facts_obj = read_c2pa(claim.data, claim.format, context.settings.c2pa_trust_anchors_path)
+        if facts_obj is None or facts_obj.state == "unavailable":
+            return []
+        facts = facts_obj.as_dict()
+        signer = facts_obj.signer_name or facts_obj.signer_issuer or "an unnamed signer"
+        trust_en = (
+            f"signed by {signer}, on the trust list"
+            if facts_obj.signer_trusted
+            else f"signed by {signer}, not on the trust list: what it declares still counts, who made it is not vouched for"
+        )
+        trust_zh = (
+            f"签名者 {signer} 在信任列表中"
+            if facts_obj.signer_trusted
+            else f"签名者 {signer} 不在信任列表中：声明内容仍然有效，但其来源未经担保"
+        )
+        if facts_obj.state == "remote":
+            return [
+                Finding(
+                    "provenance.c2pa_remote",
+                    0.0,
+                    0.5,
+                    Reason(
+                        "The file points to a C2PA manifest stored online; refundlens works offline and did not fetch it.",
+                        "文件指向在线存储的 C2PA 清单；refundlens 离线运行，未获取该清单。",
+                    ),
+                    facts,
+                    detector=self.name,
+                )
+            ]
+        if facts_obj.state == "unreadable":
+            return [
+                Finding(
+                    "provenance.c2pa_invalid",
+                    1.0,
+                    0.5,
+                    Reason(
+                        f"The file carries a C2PA manifest that cannot be read ({facts_obj.message}).",
+                        f"文件带有无法读取的 C2PA 清单（{facts_obj.message}）。",
+                    ),
+                    facts,
+                    detector=self.name,
+                )
+            ]
+        out: list[Finding] = []
+        declared = [
+            (a, (a.digital_source_type or "").rstrip("/").rsplit("/", 1)[-1])
+            for a in facts_obj.actions
+        ]
+        ai = [(a, term) for a, term in declared if term in AI_SOURCE_TYPES]
+        if ai:
+            action, term = max(ai, key=lambda at: AI_SOURCE_TYPES[at[1]][0])
+            strength, en, zh = AI_SOURCE_TYPES[term]
+            code = (
+                "provenance.c2pa_ai"
+                if "TrainedAlgorithmic" in term or term == "trainedAlgorithmicMedia"
+                else "provenance.c2pa_algorithmic"
+            )
+            facts = {
+                **facts,
+                "declared_source_type": term,
+                "declared_action": action.action,
+                "declared_by": action.software_agent,
+            }
+            out.append(
+                Finding(
+                    code,
+                    strength,
+                    0.95 if facts_obj.signer_trusted else 0.85,
+                    Reason(
+                        f"The file's Content Credentials (C2PA) say it was {en} ({action.action}, {term}); {trust_en}.",
+                        f"文件的内容凭证（C2PA）声明其{zh}（{action.action}，{term}）；{trust_zh}。",
+                    ),
+                    facts,
+                    detector=self.name,
+                )
+            )
+        if facts_obj.state == "invalid":
+            out.append(
+                Finding(
+                    "provenance.c2pa_invalid",
+                    1.5,
+                    0.8,
+                    Reason(
+                        f"The file's C2PA manifest fails validation ({', '.join(c for c in facts_obj.status_codes if 'untrusted' not in c)}): the content was changed after it was signed, or the manifest was forged.",
+                        f"文件的 C2PA 清单校验失败（{', '.join(c for c in facts_obj.status_codes if 'untrusted' not in c)}）：内容在签名后被改动，或清单是伪造的。",
+                    ),
+                    facts,
+                    detector=self.name,
+                )
+            )
+        if not out:
+            out.append(
+                Finding(
+                    "provenance.c2pa_manifest",
+                    0.0,
+                    0.6,
+                    Reason(
+                        f"The file carries Content Credentials (C2PA) from {facts_obj.claim_generator or 'an unnamed tool'} with no AI declaration; {trust_en}.",
+                        f"文件带有来自 {facts_obj.claim_generator or '未知工具'} 的内容凭证（C2PA），未声明使用人工智能；{trust_zh}。",
+                    ),
+                    facts,
+                    detector=self.name,
+                )
+            )
+        return out
 
     def _label_finding(self, read: LabelRead) -> Finding:
         facts = read.facts()
