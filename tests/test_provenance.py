@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import io
 
+import numpy as np
 import pillow_heif
 import pytest
 from PIL import Image
@@ -137,3 +138,30 @@ def test_generator_list_is_extended_by_a_user_file(tmp_path) -> None:  # type: i
 def test_comfyui_workflow_chunks_name_comfyui() -> None:
     facts = _codes(png_with_text({"prompt": '{"3": {}}', "workflow": '{"nodes": []}'}))
     assert facts["provenance.generator_metadata"]["generator"] == "ComfyUI"
+
+
+def test_stable_diffusion_invisible_watermark_is_decoded_from_a_png() -> None:
+    from importlib import resources
+
+    from refundlens.detectors.provenance.watermark import KNOWN_MARKS
+
+    from .support.sd_watermark import embed
+
+    # a real photo (the bundled CC0 coffee cup): the mark needs natural texture to vote on
+    with resources.as_file(
+        resources.files("refundlens") / "samples" / "claim_unrelated.jpg"
+    ) as path:
+        base = np.asarray(Image.open(path).convert("RGB"))
+    for mark in KNOWN_MARKS:
+        buf = io.BytesIO()
+        Image.fromarray(embed(base, mark.bits)).save(buf, "PNG")
+        facts = _codes(buf.getvalue())["provenance.invisible_watermark"]
+        assert facts["mark"] == mark.name and facts["bit_accuracy"] >= 0.85
+    clean = io.BytesIO()
+    Image.fromarray(base).save(clean, "PNG")
+    assert "provenance.invisible_watermark" not in _codes(clean.getvalue())
+
+
+def test_watermark_check_is_skipped_for_jpeg_and_says_why() -> None:
+    facts = _codes(camera_jpeg())["provenance.none_found"]
+    assert facts["watermark_checked"] is False and "JPEG" in facts["watermark_note"]

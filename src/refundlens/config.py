@@ -69,6 +69,9 @@ class Settings:
     c2pa_trust_anchors_path: str = ""
     """PEM bundle of C2PA trust anchors; empty = no signer is trusted (manifests still count)."""
 
+    provenance_watermark_max_pixels: int = 16_000_000
+    """Largest image (pixels) decoded at full resolution for invisible-watermark checks."""
+
     # --- capture detector ---
     capture_clock_tolerance_hours: float = 12.0
     """Camera clocks drift and time zones get lost: capture times within this many hours of an

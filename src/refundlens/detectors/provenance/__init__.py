@@ -27,6 +27,7 @@ import yaml
 from ...media import Media, parse_xmp
 from ...media.c2pa_reader import read_c2pa
 from ..base import Context, Detector, Example, Finding, Reason
+from .watermark import find_known_mark
 
 __all__ = [
     "GeneratorEntry",
@@ -285,6 +286,7 @@ class ProvenanceDetector(Detector):
         "provenance.c2pa_invalid": "a C2PA manifest that fails validation (content changed after signing)",
         "provenance.c2pa_manifest": "a C2PA manifest without an AI declaration (informational)",
         "provenance.c2pa_remote": "a C2PA manifest stored remotely, not fetched (informational)",
+        "provenance.invisible_watermark": "a known generator's invisible DWT-DCT watermark decoded from the pixels",
         "provenance.none_found": "no provenance label found (informational: absence proves nothing)",
     }
 
@@ -308,6 +310,35 @@ class ProvenanceDetector(Detector):
                     )
                 )
         findings.extend(self._c2pa_findings(claim, context))
+        watermark_checked = (
+            claim.format != "JPEG"
+            and claim.width * claim.height <= context.settings.provenance_watermark_max_pixels
+        )
+        if watermark_checked:
+            found = find_known_mark(claim.pixels)
+            if found is not None:
+                mark, accuracy = found
+                findings.append(
+                    Finding(
+                        "provenance.invisible_watermark",
+                        5.0,
+                        float(min(1.0, accuracy)),
+                        Reason(
+                            f"The pixels carry the invisible watermark '{mark.name}' that Stable Diffusion "
+                            f"tools write ({100 * accuracy:.0f}% of {len(mark.bits)} bits match).",
+                            f"图片像素中含有 Stable Diffusion 工具写入的隐形水印“{mark.name}”"
+                            f"（{len(mark.bits)} 位中 {100 * accuracy:.0f}% 一致）。",
+                        ),
+                        {
+                            "mark": mark.name,
+                            "bits": len(mark.bits),
+                            "bit_accuracy": round(accuracy, 3),
+                            "method": "dwtDct (invisible-watermark)",
+                            "source": mark.source,
+                        },
+                        detector=self.name,
+                    )
+                )
         extra = context.settings.provenance_generators_path or None
         for entry, field, excerpt in generator_traces(claim, load_generators(extra), xmp):
             if entry.kind == "generator":
@@ -363,6 +394,11 @@ class ProvenanceDetector(Detector):
                     {
                         "xmp_present": claim.metadata.xmp is not None,
                         "exif_present": claim.exif.present,
+                        "watermark_checked": watermark_checked,
+                        "watermark_note": None
+                        if watermark_checked
+                        else "invisible watermarks do not survive JPEG (or the image exceeds "
+                        "provenance_watermark_max_pixels); not checked",
                     },
                     detector=self.name,
                 )
