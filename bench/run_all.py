@@ -1,9 +1,10 @@
-"""`make bench`: every benchmark, bounded to a few minutes on 2 cores."""
+"""`make bench`: every benchmark, bounded to about ten minutes on 2 cores, then calibration."""
 
 from __future__ import annotations
 
-from . import run_provenance, run_reference
+from . import calibrate, run_provenance, run_reference
 
 if __name__ == "__main__":
     run_provenance.main()
     run_reference.main()
+    calibrate.main()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import csv
+import json
 import os
 import platform
 import time
@@ -44,6 +45,10 @@ C2PA_CODES = {
 }
 
 
+def intended_label_code(i: int) -> str:
+    return "provenance.aigc_label" if i % 3 == 0 else "provenance.aigc_label_possible"
+
+
 def _carriers(i: int) -> dict[str, bytes]:
     label = ex.label_json(str(1 + i % 3), ProduceID=f"id-{i}")
     xmp = ex.xmp_packet({"TC260:AIGC": label})
@@ -77,9 +82,17 @@ def main() -> None:
         return found
 
     per_carrier: dict[str, list[bool]] = collections.defaultdict(list)
+    marked: list[tuple[str, list[str]]] = []
     for i in range(30):
         for carrier, data in _carriers(i).items():
-            per_carrier[carrier].append(bool(codes_of(media_from_bytes(data, carrier)) & POSITIVE))
+            found = codes_of(media_from_bytes(data, carrier))
+            intended = (
+                "provenance.iptc_ai_source"
+                if carrier.startswith("IPTC")
+                else intended_label_code(i)
+            )
+            marked.append((intended, sorted(found)))
+            per_carrier[carrier].append(bool(found & POSITIVE))
 
     with (DATA / "manifest.csv").open(newline="") as f:
         rows = list(csv.DictReader(f))
@@ -165,6 +178,16 @@ def main() -> None:
         "",
     ]
     (RESULTS / "provenance.md").write_text("\n".join(lines))
+    # counts for bench/calibrate.py: files written to carry a mark, and real camera originals
+    marked += [
+        ("provenance.generator_metadata", sorted(c)) for _, c in groups.get("ai_generated_meta", [])
+    ]
+    camera_sets = [
+        sorted(c)
+        for label in ("camera_exif", "camera_heic", "no_c2pa")
+        for _, c in groups.get(label, [])
+    ]
+    (RESULTS / "provenance.json").write_text(json.dumps({"marked": marked, "camera": camera_sets}))
     print("\n".join(lines))
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from .calibration import calibrated_strengths
 from .detectors.base import Finding
 from .errors import RefundlensError
 
@@ -36,6 +37,14 @@ class Policy:
     floors: Mapping[str, str]
     min_reason_contribution: float = 0.05
     ceilings: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    calibrated: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    """Measured log-likelihood ratios per code (policy/calibration.yaml); used in place of the
+    detector's provisional strength, scaled by the finding's confidence."""
+
+    def strength(self, finding: Finding) -> float:
+        if finding.code in self.calibrated:
+            return self.calibrated[finding.code] * finding.confidence
+        return finding.strength
 
     def ceiling(self, code: str) -> str | None:
         return self.ceilings.get(code) or self.ceilings.get(code.partition(".")[0])
@@ -61,6 +70,7 @@ def _validate(raw: Mapping[str, Any], source: str) -> Policy:
         weights = {str(k): float(v) for k, v in (raw.get("weights") or {}).items()}
         floors = {str(k): str(v) for k, v in (raw.get("floors") or {}).items()}
         ceilings = {str(k): str(v) for k, v in (raw.get("ceilings") or {}).items()}
+        calibrated = calibrated_strengths() if raw.get("use_calibration", True) else {}
         min_contrib = float(raw.get("min_reason_contribution", 0.05))
     except (KeyError, TypeError, ValueError) as exc:
         raise PolicyError("policy.invalid", f"{source}: missing or malformed key {exc}.") from exc
@@ -73,7 +83,7 @@ def _validate(raw: Mapping[str, Any], source: str) -> Policy:
                 raise PolicyError(
                     "policy.invalid", f"{source}: {kind} for {code} is not an action: {action!r}."
                 )
-    return Policy(prior, weights, thresholds, floors, min_contrib, ceilings)
+    return Policy(prior, weights, thresholds, floors, min_contrib, ceilings, calibrated)
 
 
 def load_policy(path: str | Path | None = None) -> Policy:
@@ -109,7 +119,7 @@ def _action_for(risk: float, policy: Policy) -> str:
 
 def fuse(findings: Sequence[Finding], policy: Policy) -> Verdict:
     """Combine one image's findings into a risk and an action."""
-    contributions = [(f, policy.weight(f.code) * f.strength) for f in findings]
+    contributions = [(f, policy.weight(f.code) * policy.strength(f)) for f in findings]
     log_odds = policy.prior_log_odds + sum(c for _, c in contributions)
     risk = 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, log_odds))))
     action = _action_for(risk, policy)

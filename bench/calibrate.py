@@ -1,0 +1,107 @@
+"""Turn benchmark counts (dev split) into finding strengths: writes
+src/refundlens/policy/calibration.yaml and bench/results/calibration.md.
+
+    .venv/bin/python -m bench.calibrate     (after run_reference and run_provenance)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from refundlens.calibration import log_likelihood_ratio
+
+RESULTS = Path(__file__).resolve().parent / "results"
+TABLE = Path(__file__).resolve().parents[1] / "src" / "refundlens" / "policy" / "calibration.yaml"
+# Informational codes stay at 0 by design: the benchmark's population cannot speak for them
+# (every generated forgery matches its reference, so "no match" would look like innocence).
+# Label 2/3 ("possibly AI") is as detectable as label 1 but says less: its strength is a judgement
+# (docs/findings.md), not a measurement this benchmark can make.
+NOT_CALIBRATED = {
+    "reference.no_match",
+    "provenance.none_found",
+    "provenance.c2pa_manifest",
+    "provenance.c2pa_remote",
+    "provenance.aigc_label_possible",
+}
+REFERENCE_CODES = ["reference.derived", "reference.identical", "reference.same_item_new_photo"]
+
+
+def _counts(pos: list[set[str]], neg: list[set[str]], code: str) -> dict[str, int]:
+    return {
+        "k_forged": sum(code in c for c in pos),
+        "n_forged": len(pos),
+        "k_genuine": sum(code in c for c in neg),
+        "n_genuine": len(neg),
+    }
+
+
+def main() -> None:
+    reference = json.loads((RESULTS / "reference.json").read_text())["rows"]
+    provenance = json.loads((RESULTS / "provenance.json").read_text())
+    codes: dict[str, dict[str, int | str]] = {}
+    check: list[str] = []
+    for split in ("dev", "test"):
+        pos = [{r["code"]} for r in reference if r["split"] == split and r["positive"]]
+        neg = [{r["code"]} for r in reference if r["split"] == split and not r["positive"]]
+        for code in REFERENCE_CODES:
+            counts = _counts(pos, neg, code)
+            if split == "dev":
+                codes[code] = {**counts, "data": "bench/results/reference.json, split dev"}
+            else:
+                check.append(f"| `{code}` | {log_likelihood_ratio(**counts):+.2f} | {counts} |")
+    camera = [set(c) for c in provenance["camera"]]
+    for code in sorted({want for want, _ in provenance["marked"]} - NOT_CALIBRATED):
+        # sensitivity on files written to carry this mark; specificity on real camera originals
+        carriers = [set(found) for want, found in provenance["marked"] if want == code]
+        codes[code] = {
+            **_counts(carriers, camera, code),
+            "data": "bench/results/provenance.json: files carrying the mark vs real camera originals",
+        }
+    table = {
+        "version": 1,
+        "formula": "strength = ln(((k_forged + 0.5) / (n_forged + 1)) / ((k_genuine + 0.5) / (n_genuine + 1)))",
+        "codes": codes,
+    }
+    TABLE.write_text(
+        "# Written by `python -m bench.calibrate` from benchmark counts; do not edit by hand.\n"
+        + yaml.safe_dump(table, sort_keys=True, allow_unicode=True)
+    )
+    lines = [
+        "# Calibration of finding strengths",
+        "",
+        "Each strength is the log of a Jeffreys-smoothed likelihood ratio (see `refundlens/calibration.py`):",
+        "",
+        "    strength = ln(((k_forged + 0.5) / (n_forged + 1)) / ((k_genuine + 0.5) / (n_genuine + 1)))",
+        "",
+        "Reference codes are counted on the benchmark's **dev** split only; the test split's ratio is shown "
+        "beside it as a check, never used. Provenance codes: sensitivity on files that carry the mark (labels "
+        "written in every carrier; real generator outputs), specificity on real camera originals; they "
+        "have no thresholds to tune, and their ratio is bounded by how many camera originals were measured. Codes not listed keep their detector's provisional strength (capture codes: no "
+        "measured population yet).",
+        "",
+        "| code | strength (ln LR) | counts | data |",
+        "|---|---|---|---|",
+    ]
+    for code, row in sorted(codes.items()):
+        counts = {k: row[k] for k in ("k_forged", "n_forged", "k_genuine", "n_genuine")}
+        lines.append(
+            f"| `{code}` | {log_likelihood_ratio(**counts):+.2f} | {counts} | {row['data']} |"
+        )  # type: ignore[arg-type]
+    lines += [
+        "",
+        "## Check on the test split (not used)",
+        "",
+        "| code | strength | counts |",
+        "|---|---|---|",
+        *check,
+        "",
+    ]
+    (RESULTS / "calibration.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
