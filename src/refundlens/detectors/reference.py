@@ -330,6 +330,32 @@ def refine_homography(
     return current
 
 
+def warp_reference(
+    ref: ReferenceModel, homography: npt.NDArray[np.float64], size: tuple[int, int], *, erode: int
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+    """The reference warped onto a (width, height) frame, with its footprint (eroded by
+    ``erode`` pixels, away from interpolated edges) and its object mask in that frame."""
+    warped = cv2.warpPerspective(
+        ref.media.analysis,
+        homography,
+        size,
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
+    rows, cols = ref.media.analysis.shape[:2]
+    footprint = cv2.warpPerspective(
+        np.full((rows, cols), 255, np.uint8), homography, size, flags=cv2.INTER_NEAREST
+    )
+    valid = cv2.erode(footprint, np.ones((erode, erode), np.uint8)) > 0
+    obj = (
+        cv2.warpPerspective(
+            ref.object_mask.astype(np.uint8) * 255, homography, size, flags=cv2.INTER_NEAREST
+        )
+        > 0
+    )
+    return warped, valid, obj
+
+
 def _residual_at_coarser_scale(
     claim: Media,
     ref: ReferenceModel,
@@ -356,20 +382,7 @@ def _residual_at_coarser_scale(
     s = scale_matrix(size[0] / cols)
     h_small = s @ homography
     small_claim = cv2.resize(claim.analysis, size, interpolation=cv2.INTER_AREA)
-    small_ref = cv2.warpPerspective(
-        ref.media.analysis, h_small, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-    )
-    ref_rows, ref_cols = ref.media.analysis.shape[:2]
-    small_valid = cv2.warpPerspective(
-        np.full((ref_rows, ref_cols), 255, np.uint8), h_small, size, flags=cv2.INTER_NEAREST
-    )
-    small_valid = cv2.erode(small_valid, np.ones((3, 3), np.uint8)) > 0
-    small_obj = (
-        cv2.warpPerspective(
-            ref.object_mask.astype(np.uint8) * 255, h_small, size, flags=cv2.INTER_NEAREST
-        )
-        > 0
-    )
+    small_ref, small_valid, small_obj = warp_reference(ref, h_small, size, erode=3)
     if small_valid.sum() < 256:
         return analyse_residual(
             claim.analysis, warped, valid, obj, tolerance=settings.reference_tolerance
@@ -400,7 +413,6 @@ def verify(
     if outcome.verdict != "unverified" or homography is None:
         return outcome
     claim_shape = claim.analysis.shape[:2]
-    ref_shape = ref.media.analysis.shape[:2]
     distance, match, mirrored, via = (
         outcome.pdq_distance,
         outcome.match,
@@ -410,23 +422,7 @@ def verify(
     coverage = outcome.coverage
     homography = refine_homography(claim.analysis, ref.media.analysis, homography)
     size = (claim_shape[1], claim_shape[0])
-    warped = cv2.warpPerspective(
-        ref.media.analysis,
-        homography,
-        size,
-        flags=cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_REPLICATE,
-    )
-    valid = cv2.warpPerspective(
-        np.full(ref_shape, 255, np.uint8), homography, size, flags=cv2.INTER_NEAREST
-    )
-    valid = cv2.erode(valid, np.ones((5, 5), np.uint8)) > 0
-    obj = (
-        cv2.warpPerspective(
-            ref.object_mask.astype(np.uint8) * 255, homography, size, flags=cv2.INTER_NEAREST
-        )
-        > 0
-    )
+    warped, valid, obj = warp_reference(ref, homography, size, erode=5)
     if valid.sum() < 256:
         return ReferenceOutcome(
             "no_match", ref.media, distance, match, mirrored, homography, coverage, None, None, via
