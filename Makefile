@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench lint venv clean
+.PHONY: demo test bench lint venv clean system-deps
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,7 +17,16 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/refundlens demo --out demo-report
 
-test: $(STAMP)
+# System packages the tests need (a CJK font to render "AI生成" for the OCR test); installed
+# only when missing. Set REFUNDLENS_SKIP_SYSTEM_DEPS=1 where apt-get is not available.
+system-deps:
+	@if [ -z "$$REFUNDLENS_SKIP_SYSTEM_DEPS" ] && ! fc-list 2>/dev/null | grep -qi "WenQuanYi"; then \
+		echo "installing fonts-wqy-microhei (CJK font for the OCR tests)"; \
+		apt-get install -y -q fonts-wqy-microhei >/dev/null 2>&1 || \
+		{ apt-get update -q >/dev/null && apt-get install -y -q fonts-wqy-microhei >/dev/null; }; \
+	fi
+
+test: $(STAMP) system-deps
 	$(PY) -m pytest -q
 
 bench: $(STAMP)

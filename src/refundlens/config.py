@@ -72,6 +72,9 @@ class Settings:
     provenance_watermark_max_pixels: int = 16_000_000
     """Largest image (pixels) decoded at full resolution for invisible-watermark checks."""
 
+    ocr_enabled: bool = True
+    """Read visible AI marks in the corners by OCR (needs the extra refundlens[ocr])."""
+
     # --- capture detector ---
     capture_clock_tolerance_hours: float = 12.0
     """Camera clocks drift and time zones get lost: capture times within this many hours of an

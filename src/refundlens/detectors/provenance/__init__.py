@@ -22,11 +22,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 import yaml
 
 from ...media import Media, parse_xmp
 from ...media.c2pa_reader import read_c2pa
-from ..base import Context, Detector, Example, Finding, Reason
+from ..base import Context, Detector, Example, Finding, Reason, Region
+from .visible import find_visible_marks, ocr_available
 from .watermark import find_known_mark
 
 __all__ = [
@@ -287,6 +289,9 @@ class ProvenanceDetector(Detector):
         "provenance.c2pa_manifest": "a C2PA manifest without an AI declaration (informational)",
         "provenance.c2pa_remote": "a C2PA manifest stored remotely, not fetched (informational)",
         "provenance.invisible_watermark": "a known generator's invisible DWT-DCT watermark decoded from the pixels",
+        "provenance.visible_ai_mark": "a visible AI label (e.g. 'AI生成') read by OCR in a corner",
+        "provenance.visible_generator_name": "a generator's name (e.g. 即梦, 可灵) read by OCR in a corner",
+        "provenance.ocr_unavailable": "visible marks were not read: the OCR extra is not installed (informational)",
         "provenance.none_found": "no provenance label found (informational: absence proves nothing)",
     }
 
@@ -339,6 +344,7 @@ class ProvenanceDetector(Detector):
                         detector=self.name,
                     )
                 )
+        findings.extend(self._visible_findings(claim, context))
         extra = context.settings.provenance_generators_path or None
         for entry, field, excerpt in generator_traces(claim, load_generators(extra), xmp):
             if entry.kind == "generator":
@@ -404,6 +410,69 @@ class ProvenanceDetector(Detector):
                 )
             )
         return findings
+
+    def _visible_findings(self, claim: Media, context: Context) -> list[Finding]:
+        if not context.settings.ocr_enabled:
+            return []
+        if not ocr_available():
+            return [
+                Finding(
+                    "provenance.ocr_unavailable",
+                    0.0,
+                    1.0,
+                    Reason(
+                        "Visible AI marks were not read: OCR is not installed (pip install 'refundlens[ocr]').",
+                        "未读取可见的 AI 标识：未安装文字识别组件（pip install 'refundlens[ocr]'）。",
+                    ),
+                    {},
+                    detector=self.name,
+                )
+            ]
+        out: list[Finding] = []
+        for hit in find_visible_marks(claim.analysis):
+            mask = np.zeros(claim.analysis.shape[:2], bool)
+            r, c, h, w = hit.box
+            mask[max(0, r - 2) : r + h + 2, max(0, c - 2) : c + w + 2] = True
+            facts = {
+                "text_read": hit.read,
+                "matched": hit.mark.text,
+                "ocr_score": round(hit.score, 3),
+                "corner": hit.corner,
+                "box_row_col_height_width": list(hit.box),
+                "source": hit.mark.source,
+            }
+            if hit.mark.kind == "label":
+                out.append(
+                    Finding(
+                        "provenance.visible_ai_mark",
+                        4.0,
+                        min(1.0, hit.score),
+                        Reason(
+                            f"The picture shows the visible AI label '{hit.read}' in its {hit.corner} corner (outlined).",
+                            f"图片{hit.corner}角显示可见的 AI 标识“{hit.read}”（已标出）。",
+                        ),
+                        facts,
+                        Region(mask, "mask"),
+                        detector=self.name,
+                    )
+                )
+            else:
+                out.append(
+                    Finding(
+                        "provenance.visible_generator_name",
+                        3.5,
+                        min(1.0, hit.score) * 0.8,
+                        Reason(
+                            f"The picture shows '{hit.read}', the name of an AI image service, in its {hit.corner} "
+                            "corner (outlined); packaging may bear the same word, so a person should look.",
+                            f"图片{hit.corner}角显示 AI 图像服务名称“{hit.read}”（已标出）；商品包装也可能有同样字样，需人工查看。",
+                        ),
+                        facts,
+                        Region(mask, "mask"),
+                        detector=self.name,
+                    )
+                )
+        return out
 
     def _c2pa_findings(self, claim: Media, context: Context) -> list[Finding]:
         facts_obj = read_c2pa(claim.data, claim.format, context.settings.c2pa_trust_anchors_path)

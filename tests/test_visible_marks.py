@@ -1,0 +1,83 @@
+"""OCR of visible AI marks, on a real photo with text drawn in a CJK font (fonts-wqy-microhei,
+installed by `make system-deps`)."""
+
+from __future__ import annotations
+
+import io
+import os
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+from refundlens.config import Settings
+from refundlens.detectors import ProvenanceDetector
+from refundlens.detectors.base import Context
+from refundlens.fusion import fuse, load_policy
+from refundlens.media import media_from_bytes
+
+FONT = Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc")
+
+
+@pytest.fixture(scope="module")
+def font() -> ImageFont.FreeTypeFont:
+    if not FONT.exists():
+        message = f"CJK font {FONT} missing: run `make system-deps`"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return ImageFont.truetype(str(FONT), 24)
+
+
+def _photo_with(
+    text: str | None, font: ImageFont.FreeTypeFont | None, corner: str = "bottom-right"
+) -> bytes:
+    with resources.as_file(
+        resources.files("refundlens") / "samples" / "claim_unrelated.jpg"
+    ) as path:
+        image = Image.open(path).convert("RGB")
+    if text and font:
+        draw = ImageDraw.Draw(image)
+        x = image.width - 150 if "right" in corner else 12
+        y = image.height - 44 if "bottom" in corner else 10
+        draw.text(
+            (x, y), text, font=font, fill=(255, 255, 255), stroke_width=2, stroke_fill=(0, 0, 0)
+        )
+    buf = io.BytesIO()
+    image.save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def _findings(data: bytes):  # type: ignore[no-untyped-def]
+    return ProvenanceDetector().analyze(media_from_bytes(data, "x.jpg"), Context())
+
+
+def test_ocr_finds_ai_label_rendered_with_a_cjk_font_in_a_corner(
+    font: ImageFont.FreeTypeFont,
+) -> None:
+    findings = _findings(_photo_with("AI生成", font))
+    (finding,) = [f for f in findings if f.code == "provenance.visible_ai_mark"]
+    assert finding.facts["matched"] == "AI生成" and finding.facts["corner"] == "bottom-right"
+    assert finding.region is not None and finding.region.array[-30:, -100:].any()
+    assert fuse(findings, load_policy()).action == "escalate"
+
+
+def test_generator_name_in_a_corner_goes_to_a_person(font: ImageFont.FreeTypeFont) -> None:
+    findings = _findings(_photo_with("即梦", font, corner="top-left"))
+    (finding,) = [f for f in findings if f.code == "provenance.visible_generator_name"]
+    assert finding.facts["corner"] == "top-left"
+    assert fuse(findings, load_policy()).action == "review"
+
+
+def test_photo_without_marks_raises_no_visible_mark_finding() -> None:
+    codes = {f.code for f in _findings(_photo_with(None, None))}
+    assert not codes & {"provenance.visible_ai_mark", "provenance.visible_generator_name"}
+
+
+def test_ocr_can_be_turned_off_by_setting() -> None:
+    media = media_from_bytes(_photo_with(None, None), "x.jpg")
+    findings = ProvenanceDetector().analyze(media, Context(settings=Settings(ocr_enabled=False)))
+    assert all(not f.code.startswith("provenance.visible") for f in findings)
+    assert np.isfinite(sum(f.strength for f in findings))
