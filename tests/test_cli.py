@@ -206,5 +206,7 @@ def test_explain_prints_the_aigc_label_and_exif_it_read(tmp_path: Path) -> None:
     assert label["label"] == "1" and label["field"] == "TC260:AIGC"
     assert label["carrier"] == "JPEG APP1 XMP"
     assert facts["jpeg"]["estimated_quality"] == 90
+    assert len(facts["jpeg"]["quantization_tables"]["0"]) == 64
+    assert facts["c2pa"] is None
     human = run_cli("explain", str(path))
     assert human.returncode == 0 and "aigc_labels" in human.stdout

@@ -13,6 +13,7 @@ from ..detectors.provenance import (
     xmp_properties,
 )
 from ..media import Media, estimate_jpeg_quality
+from ..media.c2pa_reader import read_c2pa
 
 __all__ = ["explain_facts"]
 
@@ -41,6 +42,7 @@ def explain_facts(media: Media, settings: Settings | None = None) -> dict[str, A
     settings = settings or Settings()
     xmp = xmp_properties(media)
     qtables = media.metadata.jpeg_qtables
+    c2pa = read_c2pa(media.data, media.format, settings.c2pa_trust_anchors_path)
     return {
         "file": {
             "path": media.name,
@@ -53,7 +55,7 @@ def explain_facts(media: Media, settings: Settings | None = None) -> dict[str, A
         },
         "exif": {**media.exif.as_dict(), "user_comment": media.metadata.user_comment},
         "jpeg": {
-            "quantization_tables": len(qtables),
+            "quantization_tables": {str(k): list(v) for k, v in sorted(qtables.items())},
             "estimated_quality": estimate_jpeg_quality(qtables),
         }
         if media.format == "JPEG"
@@ -71,6 +73,7 @@ def explain_facts(media: Media, settings: Settings | None = None) -> dict[str, A
             for c in media.metadata.png_chunks
         ],
         "aigc_labels": [read.facts() for read in aigc_labels(media, xmp)],
+        "c2pa": c2pa.as_dict() if c2pa is not None else None,
         "iptc_digital_source_type": iptc_source_types(xmp),
         "generator_traces": [
             {"name": e.name, "kind": e.kind, "field": field, "excerpt": excerpt}
