@@ -235,7 +235,9 @@ def main() -> None:
         yield from bench_cases.identical_cases(args.identical, seed=2)
         yield from bench_cases.genuine_cases(seed=3, max_grocery=args.grocery)
 
-    with multiprocessing.get_context("fork").Pool(args.workers, _init) as pool:
+    # spawn, not fork: run_all has already started onnxruntime and c2pa threads in this process,
+    # and a forked child inherits their locks held (the pool then hangs).
+    with multiprocessing.get_context("spawn").Pool(args.workers, _init) as pool:
         rows = list(pool.imap_unordered(_analyse, all_cases(), chunksize=2))
     elapsed = time.time() - started
     speeds = {} if args.no_speed else speed()

@@ -382,7 +382,7 @@ def _residual_at_coarser_scale(
     s = scale_matrix(size[0] / cols)
     h_small = s @ homography
     small_claim = cv2.resize(claim.analysis, size, interpolation=cv2.INTER_AREA)
-    small_ref, small_valid, small_obj = warp_reference(ref, h_small, size, erode=3)
+    small_ref, small_valid, small_obj = warp_reference(ref, h_small, size, erode=5)
     if small_valid.sum() < 256:
         return analyse_residual(
             claim.analysis, warped, valid, obj, tolerance=settings.reference_tolerance

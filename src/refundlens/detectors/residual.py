@@ -124,6 +124,13 @@ def apply_filter(image: npt.NDArray[np.uint8], name: str) -> npt.NDArray[np.uint
     return image
 
 
+def filter_reach(name: str) -> int:
+    """Pixels a filter reaches beyond its centre (about two Gaussian sigmas)."""
+    kind, _, value = name.partition(" ")
+    sigma = float(value) if kind == "blur" else 1.0 if kind == "sharpen" else 0.0
+    return int(np.ceil(2 * sigma))
+
+
 def _envelope_residual(claim: FloatImage, predicted: FloatImage, radius: int) -> FloatImage:
     """Per-pixel distance of the claim outside the [min, max] of the prediction over a
     (2r+1)^2 window, maximised over channels: tolerant of sub-pixel misalignment at edges."""
@@ -202,6 +209,20 @@ def analyse_residual(
     if score("none", 4000) > 1.5:
         filter_name = min(_FILTERS, key=lambda name: score(name, 4000))
     filtered = apply_filter(ref_box, filter_name)
+    reach = filter_reach(filter_name)
+    if reach:
+        # the filter pulled pixels from beyond the reference's footprint (replicated border) into
+        # its edge: compare only where its kernel stayed inside the footprint
+        inner = (
+            cv2.erode(
+                valid[box].astype(np.uint8), np.ones((2 * reach + 1, 2 * reach + 1), np.uint8)
+            )
+            > 0
+        )
+        if int((compared_box & inner).sum()) >= 64:
+            compared_box = compared_box & inner
+            keep = compared_box[rr, cc]
+            rr, cc, target = rr[keep], cc[keep], target[keep]
     coef = fit_colour_mapping(filtered[rr, cc].astype(np.float32), target)
     predicted = apply_colour_mapping(filtered.astype(np.float32), coef)
     claim_f = claim_box.astype(np.float32)
@@ -233,7 +254,7 @@ def analyse_residual(
     return ResidualAnalysis(
         residual=full(env, 0),
         valid=valid,
-        compared=compared,
+        compared=full(compared_box, False),
         edit_mask=full(edit_box, False),
         envelope_level=envelope_level,
         noise_level=noise,

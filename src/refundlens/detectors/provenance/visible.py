@@ -54,8 +54,10 @@ def marks() -> tuple[VisibleMark, ...]:
 def _engine() -> Any:
     from rapidocr import RapidOCR
 
-    logging.getLogger("RapidOCR").setLevel(logging.WARNING)
-    return RapidOCR()
+    # An empty corner is the usual case, not worth a log line (rapidocr sets its logger's level
+    # from this parameter). One ONNX thread: batch and workers already run a process per core.
+    logging.getLogger("RapidOCR").setLevel(logging.ERROR)
+    return RapidOCR(params={"Global.log_level": "error", "EngineConfig.onnxruntime.intra_op_num_threads": 1})
 
 
 def ocr_available() -> bool:
