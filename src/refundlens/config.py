@@ -84,6 +84,24 @@ class Settings:
     capture_thumbnail_min_correlation: float = 0.5
     """Below this correlation (-1 to 1) the EXIF thumbnail shows another picture than the image."""
 
+    capture_double_jpeg_min_strength: float = 0.2
+    """Coefficient-histogram periodicity (0-1) from which a JPEG counts as compressed twice; camera
+    originals in the benchmark stay at or below 0.05."""
+
+    # --- pixels detector (forensics without a reference) ---
+    pixels_enabled: bool = True
+    """Run pixel forensics (noise, double JPEG, copy-move, recapture, upsampling)."""
+    pixels_side: int = 1536
+    """Longest side, in pixels, of the copy the noise-residual maps work on (speed against detail)."""
+    pixels_moire_side: int = 1024
+    """Side, in pixels, of the full-resolution centre square searched for a screen's moire."""
+    pixels_anomaly_threshold: float = 0.5
+    """Fused anomaly score (0-1) from which a local inconsistency is reported; set on the dev split."""
+    pixels_moire_threshold: float = 4.3
+    """Spectral peak height (log units) from which a photo reads as recaptured from a screen."""
+    pixels_copy_move_min_inliers: int = 14
+    """Keypoint pairs that must agree on one transform before a region counts as cloned."""
+
     # --- fusion ---
     policy_path: str = ""
     """YAML policy overriding the bundled default (weights, prior, action thresholds); empty = bundled."""

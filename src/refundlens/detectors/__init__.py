@@ -2,6 +2,7 @@
 
 from .base import Context, Detector, Example, Finding, OrderFacts, Reason, Region
 from .capture import CaptureDetector
+from .pixels import PixelsDetector
 from .provenance import ProvenanceDetector
 from .reference import ReferenceDetector
 
@@ -12,6 +13,7 @@ __all__ = [
     "Example",
     "Finding",
     "OrderFacts",
+    "PixelsDetector",
     "ProvenanceDetector",
     "Reason",
     "ReferenceDetector",
@@ -23,7 +25,7 @@ __all__ = [
 
 def all_detector_classes() -> list[type[Detector]]:
     """Every detector family, in the order the pipeline runs them."""
-    return [ReferenceDetector, ProvenanceDetector, CaptureDetector]
+    return [ReferenceDetector, ProvenanceDetector, CaptureDetector, PixelsDetector]
 
 
 def default_detectors() -> list[Detector]:

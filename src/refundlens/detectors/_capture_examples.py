@@ -32,9 +32,19 @@ def photo(
     software: str | None = None,
     thumbnail_of: np.ndarray | None = None,
     seed: int = 1,
+    written_size: tuple[int, int] | None = None,
+    first_quality: int | None = None,
 ) -> bytes:
-    """A camera-style JPEG: EXIF capture time, optional software and an IFD1 thumbnail."""
+    """A camera-style JPEG: EXIF capture time, optional software and an IFD1 thumbnail.
+
+    ``written_size`` sets EXIF PixelX/YDimension; ``first_quality`` compresses the picture once
+    at that quality before the final save at 92 (a recompressed photo).
+    """
     image = _picture(seed)
+    if first_quality is not None:
+        first = io.BytesIO()
+        Image.fromarray(image).save(first, "JPEG", quality=first_quality)
+        image = np.asarray(Image.open(first).convert("RGB"))
     exif = Image.Exif()
     exif[0x010F] = "HUAWEI"
     exif[0x0110] = "P60"
@@ -45,6 +55,9 @@ def photo(
         sub[0x9003] = taken
         if offset:
             sub[0x9011] = offset
+    if written_size:
+        sub = exif.get_ifd(0x8769)
+        sub[0xA002], sub[0xA003] = written_size
     raw = exif.tobytes()
     if thumbnail_of is not None:
         raw = _with_thumbnail(raw, thumbnail_of)
@@ -105,5 +118,20 @@ def capture_examples() -> list[Example]:
             "saved by Photoshop",
             lambda: _case(photo(software="Adobe Photoshop 25.0"), OrderFacts()),
             frozenset({"capture.editing_software"}),
+        ),
+        Example(
+            "camera wrote a larger size than the image has",
+            lambda: _case(photo(written_size=(4000, 3000)), OrderFacts()),
+            frozenset({"capture.resized_after_capture"}),
+        ),
+        Example(
+            "camera wrote the image's own size",
+            lambda: _case(photo(written_size=(240, 180)), OrderFacts()),
+            frozenset(),
+        ),
+        Example(
+            "compressed at 60 and again at 92",
+            lambda: _case(photo(first_quality=60, seed=5), OrderFacts()),
+            frozenset({"capture.double_compressed"}),
         ),
     ]

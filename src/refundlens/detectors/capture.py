@@ -109,6 +109,8 @@ class CaptureDetector(Detector):
         "capture.thumbnail_mismatch": "the EXIF thumbnail shows another picture than the image",
         "capture.editing_software": "saved by photo-editing software",
         "capture.metadata_stripped": "a JPEG without any EXIF (weak: chat apps strip it)",
+        "capture.resized_after_capture": "the size the camera wrote in EXIF differs from the image's",
+        "capture.double_compressed": "the JPEG was compressed at least twice (weak: chat apps do it)",
     }
 
     def analyze(self, claim: Media, context: Context) -> list[Finding]:
@@ -153,6 +155,7 @@ class CaptureDetector(Detector):
                     detector=self.name,
                 )
             )
+        findings.extend(self._size_and_compression(claim, context))
         if claim.format == "JPEG" and claim.metadata.exif is None:
             findings.append(
                 Finding(
@@ -168,6 +171,65 @@ class CaptureDetector(Detector):
                     detector=self.name,
                 )
             )
+        return findings
+
+    def _size_and_compression(self, claim: Media, context: Context) -> list[Finding]:
+        findings: list[Finding] = []
+        written = (claim.exif.pixel_x_dimension, claim.exif.pixel_y_dimension)
+        if claim.exif.make and written[0] and written[1]:
+            if {written[0], written[1]} != {claim.width, claim.height}:
+                findings.append(
+                    Finding(
+                        "capture.resized_after_capture",
+                        0.3,
+                        0.8,
+                        Reason(
+                            f"The camera wrote {written[0]}x{written[1]} pixels, the image has "
+                            f"{claim.width}x{claim.height}: it was resized or cropped after it was "
+                            "taken. Weak: phones crop and apps shrink honest photos too.",
+                            f"相机记录的尺寸为 {written[0]}x{written[1]}，图片实际为 "
+                            f"{claim.width}x{claim.height}：拍摄后被缩放或裁剪过。证据很弱：手机裁剪和"
+                            "应用压缩也会改变真实照片的尺寸。",
+                        ),
+                        {
+                            "exif_pixel_dimensions": list(written),
+                            "image_size": [claim.width, claim.height],
+                            "make": claim.exif.make,
+                            "model": claim.exif.model,
+                        },
+                        detector=self.name,
+                    )
+                )
+        table = claim.metadata.jpeg_qtables.get(0)
+        luma = claim.jpeg_luma if table is not None and len(table) == 64 else None
+        if luma is not None and table is not None:
+            from ..forensics.jpeg_dct import double_quantization
+            from ..media.jpeg import estimate_jpeg_quality
+
+            dq = double_quantization(luma, table)
+            threshold = context.settings.capture_double_jpeg_min_strength
+            if dq.strength >= threshold and len(dq.periods) >= 3:
+                findings.append(
+                    Finding(
+                        "capture.double_compressed",
+                        0.3,
+                        float(min(1.0, dq.strength / (2 * threshold))),
+                        Reason(
+                            "The JPEG's coefficient histograms are periodic: it was compressed at "
+                            "least twice, so it is not the camera's first save. Weak: WeChat, QQ and "
+                            "editors recompress honest photos.",
+                            "JPEG 系数直方图呈周期性：图片至少经过两次压缩，不是相机的原始文件。"
+                            "证据很弱：微信、QQ 和修图软件也会重新压缩真实照片。",
+                        ),
+                        {
+                            "periodicity": round(dq.strength, 3),
+                            "threshold": threshold,
+                            "periods_by_zigzag_index": {str(k): v for k, v in dq.periods.items()},
+                            "jpeg_quality_estimate": estimate_jpeg_quality(claim.metadata.jpeg_qtables),
+                        },
+                        detector=self.name,
+                    )
+                )
         return findings
 
     def _timeline(self, claim: Media, context: Context) -> list[Finding]:

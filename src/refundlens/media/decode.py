@@ -92,6 +92,43 @@ class Media:
             return _normalize(image, None)
 
     @cached_property
+    def jpeg_luma(self) -> npt.NDArray[np.float32] | None:
+        """JPEG only: the decoded luma plane (Y, 0-255) as stored, before colour conversion.
+
+        Stored orientation, not EXIF-oriented, because the 8x8 block grid lives there; use
+        :meth:`orient` to turn maps computed on it into image coordinates. Forensics reads the
+        DCT coefficients back from this plane: a decoded block re-transformed and divided by its
+        quantization table lands within a few hundredths of the stored integers.
+        """
+        if self.format != "JPEG":
+            return None
+        with _open(self.data) as image:
+            image.draft("YCbCr", image.size)
+            try:
+                image.load()
+            except (OSError, SyntaxError, EOFError, ValueError) as exc:
+                raise MediaError("media.corrupt", f"The image data cannot be decoded: {exc}.") from exc
+            if image.mode == "YCbCr":
+                return np.asarray(image.getchannel(0), dtype=np.float32)
+            if image.mode == "L":
+                return np.asarray(image, dtype=np.float32)
+            return None  # CMYK/YCCK JPEGs: no single luma plane to read
+
+    def orient(self, array: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        """Apply the file's EXIF orientation to ``array`` (rows, cols, ...) in stored orientation."""
+        turns = {
+            2: lambda a: a[:, ::-1],
+            3: lambda a: a[::-1, ::-1],
+            4: lambda a: a[::-1],
+            5: lambda a: a.swapaxes(0, 1),
+            6: lambda a: np.rot90(a, -1),
+            7: lambda a: a[::-1, ::-1].swapaxes(0, 1),
+            8: lambda a: np.rot90(a, 1),
+        }
+        turn = turns.get(self.exif.orientation or 1)
+        return np.ascontiguousarray(turn(array)) if turn else array
+
+    @cached_property
     def _pdq_source(self) -> RGBArray:
         # PDQ reduces to 64x64 itself; a 512-px copy hashes the same and costs a quarter.
         rows, cols = self.analysis.shape[:2]

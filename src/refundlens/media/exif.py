@@ -24,6 +24,9 @@ class ExifFacts:
     datetime_original: str | None = None
     offset_time_original: str | None = None
     orientation: int | None = None
+    pixel_x_dimension: int | None = None
+    """EXIF PixelXDimension: the width the camera wrote for the image it saved."""
+    pixel_y_dimension: int | None = None
 
     @property
     def present(self) -> bool:
@@ -89,4 +92,10 @@ def read_exif(image: Image.Image) -> ExifFacts:
         or _text(exif.get(ExifTags.Base.DateTime)),
         offset_time_original=_text(sub.get(_TAG_OFFSET_TIME_ORIGINAL)),
         orientation=int(orientation) if isinstance(orientation, int) else None,
+        pixel_x_dimension=_int(sub.get(0xA002)),
+        pixel_y_dimension=_int(sub.get(0xA003)),
     )
+
+
+def _int(value: object) -> int | None:
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None

@@ -1,0 +1,237 @@
+"""Benchmark cases for detectors/pixels: real forgeries by other people, and forgeries we make.
+
+Real (../shared/data, never edited): the Reddit Photoshop pairs of ManTraNet (masks from the
+difference to the source where the sizes match), CASIA, NIST16 and Korus samples with masks,
+PSCC-Net and TruFor samples (image labels only).
+Authentic: camera originals (exif-samples camera JPEGs, HEIC phone photos, the TruFor pristine
+photos, SuperGlue photos), and the same photos as a chat app re-sends them (longest side 1280,
+JPEG 70-85, metadata stripped).
+Generated from camera originals: splice (a patch of another photo), copy-move, OpenCV inpainting,
+a smoothed patch with synthetic noise, and a diffusion-like blur-and-regrain patch, each saved the
+way an editor saves (JPEG 85-95, one in five as PNG).
+
+Every source falls in "dev" or "test" by the hash of its path (bench.cases.split_of).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps
+
+from .cases import DATA, split_of
+
+__all__ = ["ForensicsCase", "authentic_cases", "generated_cases", "real_cases"]
+
+MAX_SIDE = 4096
+
+
+@dataclasses.dataclass(frozen=True)
+class ForensicsCase:
+    id: str
+    dataset: str
+    split: str
+    positive: bool
+    data: bytes
+    mask: np.ndarray | None = None  # truth at the decoded (EXIF-oriented) size
+    kind: str = ""
+    source: str = ""
+
+
+def _rows() -> list[dict[str, str]]:
+    with (DATA / "manifest.csv").open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _rgb(path: Path) -> np.ndarray:
+    image = Image.open(path)
+    image = ImageOps.exif_transpose(image) or image
+    image = image.convert("RGB")
+    if max(image.size) > MAX_SIDE:
+        image.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
+    return np.array(image)
+
+
+def _png(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _jpeg(image: np.ndarray, quality: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, "JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def _file_bytes(path: Path) -> bytes:
+    """The file as it is, or as PNG where refundlens does not read the format (TIFF)."""
+    if path.suffix.lower() in (".tif", ".tiff"):
+        return _png(_rgb(path))
+    return path.read_bytes()
+
+
+def _mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
+    m = np.asarray(Image.open(path).convert("L")) >= 128
+    if m.shape != shape:
+        m = cv2.resize(m.astype(np.uint8), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST) > 0
+    return m
+
+
+def _diff_mask(forged: np.ndarray, original: np.ndarray) -> np.ndarray | None:
+    """Where a Reddit edit changed its source: |difference| > 24 grey levels, cleaned."""
+    if forged.shape != original.shape:
+        return None
+    diff = np.abs(forged.astype(np.int16) - original.astype(np.int16)).max(axis=2).astype(np.float32)
+    diff = cv2.GaussianBlur(diff, (0, 0), 2.0)
+    mask = (diff > 24).astype(np.uint8)
+    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((5, 5), np.uint8))
+    share = mask.mean()
+    if share < 0.002 or share > 0.6:
+        return None
+    return mask.astype(bool)
+
+
+def real_cases() -> Iterator[ForensicsCase]:
+    rows = _rows()
+    originals = {Path(r["path"]).name.split("_")[0]: r["path"] for r in rows if "mantranet-reddit-pairs/original/" in r["path"]}
+    for r in rows:
+        path = r["path"]
+        label = r["label"]
+        if path.startswith("mantranet-reddit-pairs/"):
+            positive = label.startswith("tampered")
+            mask = None
+            if positive:
+                key = Path(path).name.split("_")[0]
+                if key in originals:
+                    mask = _diff_mask(_rgb(DATA / path), _rgb(DATA / originals[key]))
+            yield ForensicsCase(path, "reddit", split_of(path), positive, _file_bytes(DATA / path), mask, label, path)
+        elif label.startswith("tampered") and r["mask_path"]:
+            dataset = {"iml-vit-sample": "casia", "korus-multiscale-prnu-sample": "korus"}.get(path.split("/")[0], "nist16")
+            image = _rgb(DATA / path)
+            yield ForensicsCase(path, dataset, "test", True, _file_bytes(DATA / path), _mask(DATA / r["mask_path"], image.shape[:2]), label, path)
+        elif path.startswith("noiseprint-demo/") and label.startswith("tampered"):
+            # Only NC2016_2564 has a mask; the other demo images count at image level (test split).
+            if path.endswith("NC2016_2564.jpg"):
+                image = _rgb(DATA / path)
+                mask = _mask(DATA / "noiseprint-demo/refs/NC2016_2564_gt.png", image.shape[:2])
+                yield ForensicsCase(path, "nist16", "test", True, _file_bytes(DATA / path), mask, label, path)
+            else:
+                yield ForensicsCase(path, "grip_demo", "test", True, _file_bytes(DATA / path), None, label, path)
+        elif path.startswith(("pscc-net-samples/", "trufor-test-images/")):
+            dataset = "pscc" if path.startswith("pscc") else "trufor"
+            yield ForensicsCase(path, dataset, "test", label.startswith("tampered"), _file_bytes(DATA / path), None, label, path)
+
+
+def camera_sources() -> list[str]:
+    """Camera originals: files as a phone or camera wrote them (no editor in between)."""
+    out = []
+    for r in _rows():
+        path, label = r["path"], r["label"]
+        if label in ("camera_exif", "camera_heic") and not path.startswith(("exif-samples/jpg/tests", "exif-samples/jpg/invalid")):
+            out.append(path)
+        elif path.startswith("superglue-assets/") and path.lower().endswith(".jpg"):
+            out.append(path)
+    keep = []
+    for path in sorted(out):
+        try:
+            with Image.open(DATA / path) as im:
+                if min(im.size) >= 256 and "GIMP" not in str(im.getexif().get(0x0131, "")):
+                    keep.append(path)
+        except OSError:
+            continue
+    return keep
+
+
+def authentic_cases() -> Iterator[ForensicsCase]:
+    """Camera originals as they are, and as a chat app re-sends them."""
+    for path in camera_sources():
+        split = split_of(path)
+        data = (DATA / path).read_bytes()
+        yield ForensicsCase(path, "camera", split, False, data, None, "camera_original", path)
+        image = _rgb(DATA / path)
+        if max(image.shape[:2]) > 1280:
+            f = 1280 / max(image.shape[:2])
+            image = cv2.resize(image, (round(image.shape[1] * f), round(image.shape[0] * f)), interpolation=cv2.INTER_AREA)
+        quality = 70 + 5 * (hashlib.sha256(path.encode()).digest()[1] % 4)
+        yield ForensicsCase(path + "#chat", "chat_resaved", split, False, _jpeg(image, quality), None, f"chat_q{quality}", path)
+
+
+def _blob(shape: tuple[int, int], rng: np.random.Generator, share: float) -> np.ndarray:
+    rows, cols = shape
+    mask = np.zeros(shape, np.uint8)
+    area = share * rows * cols
+    ry = int(np.sqrt(area / np.pi) * rng.uniform(0.7, 1.4))
+    rx = int(area / (np.pi * max(ry, 1)))
+    cy = int(rng.uniform(ry + 8, max(ry + 9, rows - ry - 8)))
+    cx = int(rng.uniform(rx + 8, max(rx + 9, cols - rx - 8)))
+    cv2.ellipse(mask, (cx, cy), (max(rx, 4), max(ry, 4)), float(rng.uniform(0, 180)), 0, 360, 1, -1)
+    return mask.astype(bool)
+
+
+def _feather(mask: np.ndarray, sigma: float = 2.0) -> np.ndarray:
+    return cv2.GaussianBlur(mask.astype(np.float32), (0, 0), sigma)[..., None]
+
+
+KINDS = ("splice", "copy_move", "inpaint", "smooth_regrain", "diffusion_like")
+
+
+def _forge(kind: str, image: np.ndarray, donor: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    rows, cols = image.shape[:2]
+    share = float(np.exp(rng.uniform(np.log(0.01), np.log(0.12))))
+    mask = _blob((rows, cols), rng, share)
+    out = image.astype(np.float32)
+    if kind == "splice":
+        patch = cv2.resize(donor, (cols, rows), interpolation=cv2.INTER_AREA).astype(np.float32)
+        alpha = _feather(mask, 1.0)
+        out = out * (1 - alpha) + patch * alpha
+    elif kind == "copy_move":
+        ys, xs = np.nonzero(mask)
+        h, w = ys.max() - ys.min() + 1, xs.max() - xs.min() + 1
+        dy = int(rng.choice([-1, 1]) * rng.uniform(0.5, 1.0) * h)
+        dx = int(rng.choice([-1, 1]) * rng.uniform(0.5, 1.0) * w)
+        dy = int(np.clip(dy, -ys.min(), rows - 1 - ys.max()))
+        dx = int(np.clip(dx, -xs.min(), cols - 1 - xs.max()))
+        shifted = np.roll(np.roll(image, dy, 0), dx, 1).astype(np.float32)
+        moved = np.roll(np.roll(mask, dy, 0), dx, 1)
+        alpha = _feather(moved, 1.0)
+        out = out * (1 - alpha) + shifted * alpha
+        mask = moved
+    elif kind == "inpaint":
+        out = cv2.inpaint(image, mask.astype(np.uint8), 5, cv2.INPAINT_TELEA).astype(np.float32)
+    elif kind == "smooth_regrain":
+        smooth = cv2.GaussianBlur(image, (0, 0), 3.0).astype(np.float32)
+        smooth += rng.normal(0, rng.uniform(0.5, 2.0), smooth.shape).astype(np.float32)
+        alpha = _feather(mask)
+        out = out * (1 - alpha) + smooth * alpha
+    elif kind == "diffusion_like":
+        # An autoencoder's decode: detail from a 4x smaller latent, then fresh uniform grain.
+        small = cv2.resize(image, (max(1, cols // 4), max(1, rows // 4)), interpolation=cv2.INTER_AREA)
+        decoded = cv2.resize(small, (cols, rows), interpolation=cv2.INTER_CUBIC).astype(np.float32)
+        decoded += rng.normal(0, 1.5, (rows, cols, 1)).astype(np.float32)
+        alpha = _feather(mask)
+        out = out * (1 - alpha) + decoded * alpha
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8), mask
+
+
+def generated_cases(seed: int = 7) -> Iterator[ForensicsCase]:
+    sources = camera_sources()
+    rng = np.random.default_rng(seed)
+    for index, path in enumerate(sources):
+        image = _rgb(DATA / path)
+        if max(image.shape[:2]) > 2048:
+            f = 2048 / max(image.shape[:2])
+            image = cv2.resize(image, (round(image.shape[1] * f), round(image.shape[0] * f)), interpolation=cv2.INTER_AREA)
+        donor = _rgb(DATA / sources[(index * 7 + 3) % len(sources)])
+        kind = KINDS[index % len(KINDS)]
+        forged, mask = _forge(kind, image, donor, rng)
+        quality = int(rng.integers(85, 96))
+        data = _png(forged) if rng.random() < 0.2 else _jpeg(forged, quality)
+        yield ForensicsCase(f"{path}#{kind}", "generated", split_of(path), True, data, mask, kind, path)

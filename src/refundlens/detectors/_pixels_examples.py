@@ -1,0 +1,129 @@
+"""Crafted images with known answers for pixel forensics; the contract test and the tests use them.
+
+The "camera photo" is smooth random content plus Gaussian sensor noise, so every forgery below is
+made the way a forger makes it: from a photo with noise, by pasting, smoothing, cloning or
+recompressing.
+"""
+
+from __future__ import annotations
+
+import io
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from ..media import Media, media_from_bytes
+from .base import Context, Example
+
+__all__ = [
+    "camera_photo",
+    "cloned",
+    "encode",
+    "pasted_with_other_compression",
+    "pixel_examples",
+    "screen_photo",
+    "smoothed_patch",
+]
+
+
+def camera_photo(seed: int = 1, size: tuple[int, int] = (768, 1024), noise: float = 3.0) -> np.ndarray:
+    """Smooth random scene (RGB uint8) with sensor-like noise of ``noise`` grey levels."""
+    rng = np.random.default_rng(seed)
+    rows, cols = size
+    coarse = rng.uniform(30, 225, (rows // 64 + 2, cols // 64 + 2, 3)).astype(np.float32)
+    scene = cv2.resize(coarse, (cols, rows), interpolation=cv2.INTER_CUBIC)
+    detail = cv2.resize(rng.uniform(-25, 25, (rows // 8, cols // 8, 3)).astype(np.float32), (cols, rows))
+    photo = scene + detail + rng.normal(0, noise, (rows, cols, 3)).astype(np.float32)
+    return np.clip(photo, 0, 255).astype(np.uint8)
+
+
+def encode(rgb: np.ndarray, fmt: str = "JPEG", quality: int = 90) -> bytes:
+    buffer = io.BytesIO()
+    if fmt == "JPEG":
+        Image.fromarray(rgb).save(buffer, "JPEG", quality=quality)
+    else:
+        Image.fromarray(rgb).save(buffer, fmt)
+    return buffer.getvalue()
+
+
+def _decode(data: bytes) -> np.ndarray:
+    return np.array(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def pasted_with_other_compression(seed: int = 1) -> bytes:
+    """A photo saved at quality 70, a patch of another photo pasted in, saved again at 92."""
+    base = _decode(encode(camera_photo(seed), quality=70))
+    other = camera_photo(seed + 100, noise=5.0)
+    base[256:512, 384:704] = other[256:512, 384:704]
+    return encode(base, quality=92)
+
+
+def smoothed_patch(seed: int = 1) -> bytes:
+    """A noisy photo (PNG) with one patch blurred flat, the way inpainting leaves it."""
+    photo = camera_photo(seed, noise=4.0)
+    patch = photo[300:520, 350:650]
+    photo[300:520, 350:650] = cv2.GaussianBlur(patch, (0, 0), 4.0)
+    return encode(photo, "PNG")
+
+
+def cloned(seed: int = 1) -> bytes:
+    """A textured photo with one region copied 400 px to the right."""
+    rng = np.random.default_rng(seed)
+    photo = camera_photo(seed)
+    texture = cv2.resize(rng.uniform(0, 255, (96, 128, 3)).astype(np.uint8), (1024, 768), interpolation=cv2.INTER_NEAREST)
+    photo = cv2.addWeighted(photo, 0.5, texture, 0.5, 0)
+    photo[200:400, 560:800] = photo[200:400, 100:340]
+    return encode(photo, quality=95)
+
+
+def screen_photo(seed: int = 1) -> bytes:
+    """A photo of an LCD: the picture on an RGB sub-pixel grid, photographed slightly rotated."""
+    rng = np.random.default_rng(seed)
+    shown = camera_photo(seed, size=(400, 520), noise=1.0).astype(np.float32)
+    rows, cols = shown.shape[:2]
+    up = np.repeat(np.repeat(shown, 3, 0), 3, 1)
+    subpixels = np.zeros((1, 3 * cols, 3), np.float32)
+    for channel in range(3):
+        subpixels[0, channel::3, channel] = 1.0
+    screen = up * (0.85 * subpixels + 0.15)
+    screen[2::3] *= 0.6
+    matrix = cv2.getRotationMatrix2D((1.5 * cols, 1.5 * rows), 2.5, 0.4)
+    shot = cv2.warpAffine(screen, matrix, (3 * cols, 3 * rows), flags=cv2.INTER_LINEAR)
+    shot = shot[int(0.35 * 3 * rows) : int(0.65 * 3 * rows), int(0.33 * 3 * cols) : int(0.67 * 3 * cols)]
+    shot = cv2.GaussianBlur(shot, (0, 0), 0.6) + rng.normal(0, 2.0, shot.shape)
+    return encode(np.clip(shot, 0, 255).astype(np.uint8), quality=92)
+
+
+def _case(data: bytes, name: str) -> tuple[Media, Context]:
+    return media_from_bytes(data, name), Context()
+
+
+def pixel_examples() -> list[Example]:
+    return [
+        Example(
+            "a camera-like photo saved once is left alone",
+            lambda: _case(encode(camera_photo(3), quality=90), "genuine.jpg"),
+            frozenset({"pixels.none_found"}),
+        ),
+        Example(
+            "a patch pasted between two compressions is localised",
+            lambda: _case(pasted_with_other_compression(), "pasted.jpg"),
+            frozenset({"pixels.double_jpeg_inconsistency", "pixels.noise_inconsistency"}),
+        ),
+        Example(
+            "a smoothed patch in a noisy photo is localised",
+            lambda: _case(smoothed_patch(), "smoothed.png"),
+            frozenset({"pixels.noise_inconsistency"}),
+        ),
+        Example(
+            "a cloned region is found",
+            lambda: _case(cloned(), "cloned.jpg"),
+            frozenset({"pixels.copy_move", "pixels.none_found"}),
+        ),
+        Example(
+            "a photo of a screen is recognised",
+            lambda: _case(screen_photo(), "screen.jpg"),
+            frozenset({"pixels.recapture", "pixels.none_found"}),
+        ),
+    ]

@@ -1,0 +1,373 @@
+"""detectors/pixels: evidence in the pixels alone, for photos with no reference and no label.
+
+Four local maps (double JPEG quantization, residual co-occurrence, local noise level, error level)
+and three global cues (copy-move, a photographed screen, generator upsampling or no sensor noise at
+all). :func:`measure` computes everything once; :class:`PixelsDetector` turns the measurements into
+findings. Every cue here has honest photos that resemble it (chat apps recompress, products repeat,
+textiles are periodic), so the policy caps the family at ``review``: a person looks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from ..config import Settings
+from ..forensics.copy_move import CopyMove, find_copy_move
+from ..forensics.ela import error_level
+from ..forensics.jpeg_dct import double_quantization
+from ..forensics.noise import noise_level, noise_level_map, residual_cooccurrence_map
+from ..forensics.spectrum import grid_peaks, moire_peaks
+from ..media import Media
+from .base import Context, Detector, Example, Finding, Reason, Region
+
+__all__ = ["PixelMeasurements", "PixelsDetector", "heat_picture", "measure"]
+
+FloatMap = npt.NDArray[np.float32]
+
+# A region smaller than this share of the image is noise in the map; larger than the maximum, the
+# "anomaly" is the image's own content split in two (sky against ground), not an edit.
+MIN_REGION_SHARE = 0.003
+MAX_REGION_SHARE = 0.5
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class PixelMeasurements:
+    """Everything pixel forensics measured on one image, maps at the analysis resolution."""
+
+    dq_map: FloatMap | None
+    dq_strength: float
+    dq_periods: dict[int, int]
+    dq_region: npt.NDArray[np.bool_] | None
+    dq_score: float
+    cooc_map: FloatMap
+    cooc_separation: float
+    cooc_region: npt.NDArray[np.bool_] | None
+    cooc_score: float
+    noise_map: FloatMap
+    noise_level: float
+    noise_spread: float
+    ela_map: FloatMap
+    copy_move: CopyMove | None
+    moire_peak: float
+    moire_frequencies: tuple[tuple[float, float], ...]
+    grid_peak: float
+    grid_count: int
+
+    @property
+    def anomaly_score(self) -> float:
+        """The fused local-anomaly score in [0, 1]: the stronger of the two localising maps."""
+        return max(self.dq_score, self.cooc_score)
+
+    @property
+    def anomaly_region(self) -> npt.NDArray[np.bool_] | None:
+        if self.dq_score >= self.cooc_score and self.dq_region is not None:
+            return self.dq_region
+        return self.cooc_region
+
+    @property
+    def anomaly_map(self) -> FloatMap:
+        if self.dq_map is not None and self.dq_score >= self.cooc_score:
+            return self.dq_map
+        return self.cooc_map
+
+
+def _largest_region(heat: FloatMap, level: float) -> tuple[npt.NDArray[np.bool_] | None, float, float]:
+    """The largest connected area of ``heat >= level``: (mask, share of image, mean heat in it)."""
+    binary = (heat >= level).astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    if count <= 1:
+        return None, 0.0, 0.0
+    index = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    mask = labels == index
+    share = float(mask.mean())
+    return mask, share, float(heat[mask].mean())
+
+
+def _region_score(heat: FloatMap, level: float) -> tuple[npt.NDArray[np.bool_] | None, float]:
+    mask, share, mean = _largest_region(heat, level)
+    if mask is None or not MIN_REGION_SHARE <= share <= MAX_REGION_SHARE:
+        return None, 0.0
+    outside = heat[~mask]
+    contrast = mean - (float(np.median(outside)) if outside.size else 0.0)
+    return mask, float(np.clip(contrast, 0.0, 1.0))
+
+
+def _to_analysis(array: npt.NDArray[Any], shape: tuple[int, int]) -> FloatMap:
+    return cv2.resize(array.astype(np.float32), (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+
+
+def _working_copy(claim: Media, side: int) -> npt.NDArray[np.uint8]:
+    if max(claim.width, claim.height) <= max(claim.analysis.shape[:2]) or side <= max(claim.analysis.shape[:2]):
+        return claim.analysis
+    full = claim.pixels
+    factor = side / max(full.shape[:2])
+    if factor >= 1:
+        return full
+    size = (max(1, round(full.shape[1] * factor)), max(1, round(full.shape[0] * factor)))
+    return cv2.resize(full, size, interpolation=cv2.INTER_AREA)
+
+
+def measure(claim: Media, settings: Settings | None = None) -> PixelMeasurements:
+    """Run every pixel-forensics map and cue on ``claim`` once."""
+    settings = settings or Settings()
+    shape = claim.analysis.shape[:2]
+
+    dq_map: FloatMap | None = None
+    dq_region, dq_score, dq_strength, dq_periods = None, 0.0, 0.0, {}
+    luma = claim.jpeg_luma
+    table = claim.metadata.jpeg_qtables.get(0)
+    if luma is not None and table is not None and len(table) == 64:
+        dq = double_quantization(luma, table)
+        dq_strength, dq_periods = dq.strength, dq.periods
+        if dq.block_map is not None and len(dq.periods) >= 2:
+            # Smooth over 3x3 blocks: single blocks flip on texture, edits span many blocks.
+            blocks = cv2.blur(dq.block_map, (3, 3))
+            dq_map = np.clip(_to_analysis(claim.orient(blocks), shape), 0, 1)
+            dq_region, dq_score = _region_score(dq_map, 0.7)
+
+    work = _working_copy(claim, settings.pixels_side)
+    cooc, separation = residual_cooccurrence_map(work)
+    cooc_map = _to_analysis(cooc, shape)
+    cooc_region, cooc_contrast = _region_score(cooc_map, 0.5)
+    # Separation (Mahalanobis units) says whether the two classes differ at all; contrast says
+    # whether the map singles out one place. Both are needed.
+    cooc_score = cooc_contrast * float(1.0 / (1.0 + np.exp(-(separation - 6.0))))
+
+    tiles = noise_level_map(work, 32)
+    finite = tiles[np.isfinite(tiles)]
+    spread = 0.0
+    if finite.size >= 8:
+        logs = np.log(np.maximum(finite, 0.05))
+        spread = float(np.percentile(logs, 95) - np.percentile(logs, 5))
+        median = float(np.median(finite))
+        filled = np.where(np.isfinite(tiles), tiles, median)
+        deviation = np.abs(np.log(np.maximum(filled, 0.05) / max(median, 0.05)))
+        noise_map = np.clip(_to_analysis(deviation, shape) / np.log(4.0), 0, 1)
+    else:
+        noise_map = np.zeros(shape, np.float32)
+
+    ela = error_level(claim.analysis)
+    ela_map = np.clip(ela / max(float(np.percentile(ela, 99.5)), 1.0), 0, 1).astype(np.float32)
+
+    moire = moire_peaks(_centre(claim, settings.pixels_moire_side), size=settings.pixels_moire_side)
+    grid = grid_peaks(_centre(claim, settings.pixels_moire_side), size=settings.pixels_moire_side)
+
+    return PixelMeasurements(
+        dq_map=dq_map,
+        dq_strength=dq_strength,
+        dq_periods=dq_periods,
+        dq_region=dq_region,
+        dq_score=dq_score,
+        cooc_map=cooc_map,
+        cooc_separation=separation,
+        cooc_region=cooc_region,
+        cooc_score=cooc_score,
+        noise_map=noise_map.astype(np.float32),
+        noise_level=noise_level(work),
+        noise_spread=spread,
+        ela_map=ela_map,
+        copy_move=find_copy_move(claim.analysis, min_inliers=settings.pixels_copy_move_min_inliers),
+        moire_peak=moire.peak,
+        moire_frequencies=moire.frequencies,
+        grid_peak=grid.peak,
+        grid_count=grid.count,
+    )
+
+
+def _centre(claim: Media, side: int) -> npt.NDArray[np.uint8]:
+    """The centred square of at most ``side`` pixels at full resolution (moire needs every pixel)."""
+    if max(claim.width, claim.height) <= max(claim.analysis.shape[:2]):
+        full = claim.analysis
+    else:
+        full = claim.pixels
+    rows, cols = full.shape[:2]
+    s = min(side, rows, cols)
+    top, left = (rows - s) // 2, (cols - s) // 2
+    return full[top : top + s, left : left + s]
+
+
+def heat_picture(heat: FloatMap, image: npt.NDArray[np.uint8], alpha: float = 0.55) -> npt.NDArray[np.uint8]:
+    """A heatmap blended over a dimmed grey copy of ``image`` (RGB uint8, same rows and cols)."""
+    colours = cv2.applyColorMap(np.clip(heat * 255, 0, 255).astype(np.uint8), cv2.COLORMAP_INFERNO)
+    colours = cv2.cvtColor(colours, cv2.COLOR_BGR2RGB).astype(np.float32)
+    grey = cv2.cvtColor(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB).astype(np.float32)
+    return np.clip((1 - alpha) * grey * 0.8 + alpha * colours, 0, 255).astype(np.uint8)
+
+
+class PixelsDetector(Detector):
+    """Training-free local forensics: noise, double JPEG, copy-move, recapture, generator cues."""
+
+    name = "pixels"
+    codes: ClassVar[dict[str, str]] = {
+        "pixels.double_jpeg_inconsistency": "One region was not compressed twice like the rest of the JPEG.",
+        "pixels.noise_inconsistency": "One region's noise residual differs from the rest of the photo.",
+        "pixels.copy_move": "A region of the photo is cloned elsewhere in the same photo.",
+        "pixels.recapture": "The photo shows a screen's moire: a picture of a screen, not of the goods.",
+        "pixels.upsampling_peaks": "Periodic peaks of generator upsampling in a file that was never JPEG.",
+        "pixels.no_sensor_noise": "The image has almost no sensor noise, unlike a camera photo.",
+        "pixels.none_found": "Pixel forensics found nothing it would report; the maps are attached.",
+    }
+
+    def analyze(self, claim: Media, context: Context) -> list[Finding]:
+        if not context.settings.pixels_enabled:
+            return []
+        return self.findings(claim, measure(claim, context.settings), context.settings)
+
+    def findings(self, claim: Media, m: PixelMeasurements, settings: Settings) -> list[Finding]:
+        """Findings from measurements already taken (the benchmark measures once, reports twice)."""
+        findings: list[Finding] = []
+        image = claim.analysis
+        maps = {
+            "noise_residual_heatmap": heat_picture(m.cooc_map, image),
+            "noise_level_heatmap": heat_picture(m.noise_map, image),
+            "error_level_heatmap": heat_picture(m.ela_map, image),
+        }
+        if m.dq_map is not None:
+            maps["double_jpeg_heatmap"] = heat_picture(m.dq_map, image)
+        common = {
+            "anomaly_score": round(m.anomaly_score, 3),
+            "double_jpeg_strength": round(m.dq_strength, 3),
+            "double_jpeg_periods": {str(k): v for k, v in m.dq_periods.items()},
+            "double_jpeg_score": round(m.dq_score, 3),
+            "residual_separation": round(m.cooc_separation, 2),
+            "residual_score": round(m.cooc_score, 3),
+            "noise_level": round(m.noise_level, 2),
+            "noise_spread_log": round(m.noise_spread, 2),
+            "threshold": settings.pixels_anomaly_threshold,
+        }
+        # Both localising maps may fire on one edit; they are not independent, so the weaker one
+        # counts half (it corroborates rather than adds).
+        primary = "double_jpeg" if m.dq_score >= m.cooc_score else "noise_residual"
+        for kind, score, region in (
+            ("double_jpeg", m.dq_score, m.dq_region),
+            ("noise_residual", m.cooc_score, m.cooc_region),
+        ):
+            if score < settings.pixels_anomaly_threshold or region is None:
+                continue
+            share = round(100 * float(region.mean()), 2)
+            scale = 1.0 if kind == primary else 0.5
+            if kind == "double_jpeg":
+                code = "pixels.double_jpeg_inconsistency"
+                reason = Reason(
+                    en=f"The JPEG was compressed twice, except one region ({share}% of the image) that was "
+                    "compressed only once: a sign it was pasted or painted in before the last save.",
+                    zh=f"该 JPEG 整体经过两次压缩，唯独一块区域（占画面 {share}%）只压缩过一次："
+                    "说明它可能是在最后一次保存前被粘贴或绘制上去的。",
+                )
+            else:
+                code = "pixels.noise_inconsistency"
+                reason = Reason(
+                    en=f"One region ({share}% of the image) has other noise statistics than the rest of "
+                    "the photo, as a pasted, painted or inpainted area has. Smooth or strongly "
+                    "textured surfaces can also stand out: a person should look.",
+                    zh=f"一块区域（占画面 {share}%）的噪声统计与照片其余部分不同，粘贴、涂抹或"
+                    "AI 修补的区域常有此特征。光滑或纹理强烈的表面也可能如此，需人工查看。",
+                )
+            findings.append(Finding(
+                code=code,
+                strength=3.0 * score * scale,
+                confidence=score,
+                reason=reason,
+                facts={**common, "region_percent": share, "map": kind, "corroborating": kind != primary},
+                region=Region(region, "mask"),
+                detector=self.name,
+                pictures=maps if kind == primary else {},
+            ))
+        if m.copy_move is not None:
+            cm = m.copy_move
+            findings.append(Finding(
+                code="pixels.copy_move",
+                strength=2.0,
+                confidence=min(1.0, cm.inliers / 40),
+                reason=Reason(
+                    en=f"{cm.inliers} keypoints of one region reappear {cm.shift_px:.0f} px away in the same "
+                    "photo: a region may be cloned. Identical objects side by side look the same way.",
+                    zh=f"同一张照片中有 {cm.inliers} 个特征点在 {cm.shift_px:.0f} 像素外重复出现："
+                    "可能有区域被复制粘贴。并排摆放的相同物品也会如此。",
+                ),
+                facts={
+                    "inliers": cm.inliers, "pairs": cm.pairs, "shift_px": round(cm.shift_px, 1),
+                    "scale": round(cm.scale, 3), "rotation_deg": round(cm.rotation_deg, 1),
+                    "source_box_row_col_height_width": list(cm.source_box),
+                    "copy_box_row_col_height_width": list(cm.copy_box),
+                    "min_inliers": settings.pixels_copy_move_min_inliers,
+                },
+                region=Region(cm.mask, "mask"),
+                detector=self.name,
+            ))
+        if m.moire_peak >= settings.pixels_moire_threshold:
+            findings.append(Finding(
+                code="pixels.recapture",
+                strength=2.5,
+                confidence=float(np.clip((m.moire_peak - settings.pixels_moire_threshold) / 2 + 0.5, 0, 1)),
+                reason=Reason(
+                    en="The photo carries the regular moire of a screen or print: it looks like a picture "
+                    "of a screen (for example the listing photo), not of the goods. Fabric and "
+                    "fine patterns can look alike.",
+                    zh="照片带有屏幕或印刷品特有的规则摩尔纹：看起来是翻拍的屏幕（例如商品主图），"
+                    "而不是实物照片。织物和细密图案也可能产生类似纹理。",
+                ),
+                facts={
+                    "spectral_peak": round(m.moire_peak, 2),
+                    "peak_cycles_per_pixel": [list(f) for f in m.moire_frequencies],
+                    "threshold": settings.pixels_moire_threshold,
+                },
+                detector=self.name,
+            ))
+        if claim.format != "JPEG" and m.grid_peak >= settings.pixels_moire_threshold and m.grid_count >= 2:
+            findings.append(Finding(
+                code="pixels.upsampling_peaks",
+                strength=1.0,
+                confidence=0.4,
+                reason=Reason(
+                    en="Periodic peaks at fractions of the pixel grid, as generator upsampling leaves, in a "
+                    "file that was never JPEG. A weak cue on its own.",
+                    zh="在从未经过 JPEG 压缩的文件中发现位于像素网格分数频率处的周期峰，"
+                    "这是生成模型上采样的痕迹。单独来看是弱证据。",
+                ),
+                facts={"spectral_peak": round(m.grid_peak, 2), "peaks": m.grid_count, "format": claim.format},
+                detector=self.name,
+            ))
+        if m.noise_level < 0.35 and claim.width * claim.height >= 250_000:
+            findings.append(Finding(
+                code="pixels.no_sensor_noise",
+                strength=0.7,
+                confidence=0.3,
+                reason=Reason(
+                    en=f"The flat areas carry almost no noise ({m.noise_level:.2f} grey levels), unlike a camera "
+                    "photo: a render, a generated image, or heavy smoothing. Screenshots of graphics "
+                    "look the same; a weak cue.",
+                    zh=f"画面平坦区域几乎没有噪声（{m.noise_level:.2f} 灰度级），不像相机拍摄的照片："
+                    "可能是渲染图、AI 生成图或经过强烈磨皮。图形截图也会如此，属于弱证据。",
+                ),
+                facts={"noise_level": round(m.noise_level, 2)},
+                detector=self.name,
+            ))
+        if not any(f.code in ("pixels.double_jpeg_inconsistency", "pixels.noise_inconsistency") for f in findings):
+            findings.append(Finding(
+                code="pixels.none_found",
+                strength=0.0,
+                confidence=1.0 - m.anomaly_score,
+                reason=Reason(
+                    en="Pixel forensics found no local inconsistency strong enough to report. Careful edits "
+                    "and heavy recompression hide their traces: this does not prove the photo genuine.",
+                    zh="像素取证未发现足以报告的局部不一致。精细的修改和多次压缩会掩盖痕迹："
+                    "这并不能证明照片是真实的。",
+                ),
+                facts=common,
+                detector=self.name,
+                pictures=maps,
+            ))
+        return findings
+
+    @classmethod
+    def examples(cls) -> Sequence[Example]:
+        from ._pixels_examples import pixel_examples
+
+        return pixel_examples()
