@@ -26,6 +26,17 @@ NOT_CALIBRATED = {
     "provenance.c2pa_remote",
     "provenance.aigc_label_possible",
 }
+# Pixel codes measured by bench/run_forensics.py. pixels.recapture has no real or generated
+# recaptures in that population and keeps its provisional strength. Capture codes (stripped EXIF,
+# resized, double compressed) are not calibrated there: the generated forgeries are written
+# without EXIF from camera JPEGs, so their counts would measure how we made them, not fraud.
+FORENSICS_CODES = [
+    "pixels.noise_inconsistency",
+    "pixels.double_jpeg_inconsistency",
+    "pixels.copy_move",
+    "pixels.no_sensor_noise",
+    "pixels.upsampling_peaks",
+]
 REFERENCE_CODES = ["reference.derived", "reference.identical", "reference.same_item_new_photo"]
 
 
@@ -60,6 +71,29 @@ def main() -> None:
             **_counts(carriers, camera, code),
             "data": "bench/results/provenance.json: files carrying the mark vs real camera originals",
         }
+    forensics_path = RESULTS / "forensics.json"
+    if forensics_path.exists():
+        rows = json.loads(forensics_path.read_text())["rows"]
+        for split in ("dev", "test"):
+            pos = [
+                set(r["codes"]) | set(r.get("other_codes", []))
+                for r in rows
+                if r["split"] == split and r["positive"]
+            ]
+            neg = [
+                set(r["codes"]) | set(r.get("other_codes", []))
+                for r in rows
+                if r["split"] == split and not r["positive"]
+            ]
+            for code in FORENSICS_CODES:
+                counts = _counts(pos, neg, code)
+                if split == "dev":
+                    codes[code] = {
+                        **counts,
+                        "data": "bench/results/forensics.json, split dev: forgeries vs authentic photos and their chat re-saves",
+                    }
+                else:
+                    check.append(f"| `{code}` | {log_likelihood_ratio(**counts):+.2f} | {counts} |")
     table = {
         "version": 1,
         "formula": "strength = ln(((k_forged + 0.5) / (n_forged + 1)) / ((k_genuine + 0.5) / (n_genuine + 1)))",
@@ -79,8 +113,9 @@ def main() -> None:
         "Reference codes are counted on the benchmark's **dev** split only; the test split's ratio is shown "
         "beside it as a check, never used. Provenance codes: sensitivity on files that carry the mark (labels "
         "written in every carrier; real generator outputs), specificity on real camera originals; they "
-        "have no thresholds to tune, and their ratio is bounded by how many camera originals were measured. Codes not listed keep their detector's provisional strength (capture codes: no "
-        "measured population yet).",
+        "have no thresholds to tune, and their ratio is bounded by how many camera originals were measured. "
+        "Pixel codes: forgeries (real Reddit edits, generated edits, Stable Diffusion outputs) against "
+        "camera originals and their chat-app re-saves, dev split. Codes not listed keep their detector's provisional strength.",
         "",
         "| code | strength (ln LR) | counts | data |",
         "|---|---|---|---|",

@@ -81,7 +81,10 @@ def _file_bytes(path: Path) -> bytes:
 def _mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
     m = np.asarray(Image.open(path).convert("L")) >= 128
     if m.shape != shape:
-        m = cv2.resize(m.astype(np.uint8), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST) > 0
+        m = (
+            cv2.resize(m.astype(np.uint8), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
+            > 0
+        )
     return m
 
 
@@ -89,7 +92,9 @@ def _diff_mask(forged: np.ndarray, original: np.ndarray) -> np.ndarray | None:
     """Where a Reddit edit changed its source: |difference| > 24 grey levels, cleaned."""
     if forged.shape != original.shape:
         return None
-    diff = np.abs(forged.astype(np.int16) - original.astype(np.int16)).max(axis=2).astype(np.float32)
+    diff = (
+        np.abs(forged.astype(np.int16) - original.astype(np.int16)).max(axis=2).astype(np.float32)
+    )
     diff = cv2.GaussianBlur(diff, (0, 0), 2.0)
     mask = (diff > 24).astype(np.uint8)
     mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((5, 5), np.uint8))
@@ -101,7 +106,11 @@ def _diff_mask(forged: np.ndarray, original: np.ndarray) -> np.ndarray | None:
 
 def real_cases() -> Iterator[ForensicsCase]:
     rows = _rows()
-    originals = {Path(r["path"]).name.split("_")[0]: r["path"] for r in rows if "mantranet-reddit-pairs/original/" in r["path"]}
+    originals = {
+        Path(r["path"]).name.split("_")[0]: r["path"]
+        for r in rows
+        if "mantranet-reddit-pairs/original/" in r["path"]
+    }
     for r in rows:
         path = r["path"]
         label = r["label"]
@@ -112,22 +121,67 @@ def real_cases() -> Iterator[ForensicsCase]:
                 key = Path(path).name.split("_")[0]
                 if key in originals:
                     mask = _diff_mask(_rgb(DATA / path), _rgb(DATA / originals[key]))
-            yield ForensicsCase(path, "reddit", split_of(path), positive, _file_bytes(DATA / path), mask, label, path)
+            yield ForensicsCase(
+                path,
+                "reddit",
+                split_of(path),
+                positive,
+                _file_bytes(DATA / path),
+                mask,
+                label,
+                path,
+            )
         elif label.startswith("tampered") and r["mask_path"]:
-            dataset = {"iml-vit-sample": "casia", "korus-multiscale-prnu-sample": "korus"}.get(path.split("/")[0], "nist16")
+            dataset = {"iml-vit-sample": "casia", "korus-multiscale-prnu-sample": "korus"}.get(
+                path.split("/")[0], "nist16"
+            )
             image = _rgb(DATA / path)
-            yield ForensicsCase(path, dataset, "test", True, _file_bytes(DATA / path), _mask(DATA / r["mask_path"], image.shape[:2]), label, path)
+            yield ForensicsCase(
+                path,
+                dataset,
+                "test",
+                True,
+                _file_bytes(DATA / path),
+                _mask(DATA / r["mask_path"], image.shape[:2]),
+                label,
+                path,
+            )
         elif path.startswith("noiseprint-demo/") and label.startswith("tampered"):
             # Only NC2016_2564 has a mask; the other demo images count at image level (test split).
             if path.endswith("NC2016_2564.jpg"):
                 image = _rgb(DATA / path)
                 mask = _mask(DATA / "noiseprint-demo/refs/NC2016_2564_gt.png", image.shape[:2])
-                yield ForensicsCase(path, "nist16", "test", True, _file_bytes(DATA / path), mask, label, path)
+                yield ForensicsCase(
+                    path, "nist16", "test", True, _file_bytes(DATA / path), mask, label, path
+                )
             else:
-                yield ForensicsCase(path, "grip_demo", "test", True, _file_bytes(DATA / path), None, label, path)
+                yield ForensicsCase(
+                    path, "grip_demo", "test", True, _file_bytes(DATA / path), None, label, path
+                )
+        elif label == "ai_generated":
+            # Stable Diffusion outputs without metadata: positives for the generative cues.
+            yield ForensicsCase(
+                path,
+                "sd_generated",
+                split_of(path),
+                True,
+                _file_bytes(DATA / path),
+                None,
+                label,
+                path,
+            )
         elif path.startswith(("pscc-net-samples/", "trufor-test-images/")):
             dataset = "pscc" if path.startswith("pscc") else "trufor"
-            yield ForensicsCase(path, dataset, "test", label.startswith("tampered"), _file_bytes(DATA / path), None, label, path)
+            yield ForensicsCase(
+                path,
+                dataset,
+                "test",
+                label.startswith("tampered"),
+                _file_bytes(DATA / path),
+                None,
+                label,
+                path,
+            )
 
 
 def camera_sources() -> list[str]:
@@ -135,9 +189,10 @@ def camera_sources() -> list[str]:
     out = []
     for r in _rows():
         path, label = r["path"], r["label"]
-        if label in ("camera_exif", "camera_heic") and not path.startswith(("exif-samples/jpg/tests", "exif-samples/jpg/invalid")):
-            out.append(path)
-        elif path.startswith("superglue-assets/") and path.lower().endswith(".jpg"):
+        if (
+            label in ("camera_exif", "camera_heic")
+            and not path.startswith(("exif-samples/jpg/tests", "exif-samples/jpg/invalid"))
+        ) or (path.startswith("superglue-assets/") and path.lower().endswith(".jpg")):
             out.append(path)
     keep = []
     for path in sorted(out):
@@ -159,9 +214,22 @@ def authentic_cases() -> Iterator[ForensicsCase]:
         image = _rgb(DATA / path)
         if max(image.shape[:2]) > 1280:
             f = 1280 / max(image.shape[:2])
-            image = cv2.resize(image, (round(image.shape[1] * f), round(image.shape[0] * f)), interpolation=cv2.INTER_AREA)
+            image = cv2.resize(
+                image,
+                (round(image.shape[1] * f), round(image.shape[0] * f)),
+                interpolation=cv2.INTER_AREA,
+            )
         quality = 70 + 5 * (hashlib.sha256(path.encode()).digest()[1] % 4)
-        yield ForensicsCase(path + "#chat", "chat_resaved", split, False, _jpeg(image, quality), None, f"chat_q{quality}", path)
+        yield ForensicsCase(
+            path + "#chat",
+            "chat_resaved",
+            split,
+            False,
+            _jpeg(image, quality),
+            None,
+            f"chat_q{quality}",
+            path,
+        )
 
 
 def _blob(shape: tuple[int, int], rng: np.random.Generator, share: float) -> np.ndarray:
@@ -183,7 +251,9 @@ def _feather(mask: np.ndarray, sigma: float = 2.0) -> np.ndarray:
 KINDS = ("splice", "copy_move", "inpaint", "smooth_regrain", "diffusion_like")
 
 
-def _forge(kind: str, image: np.ndarray, donor: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _forge(
+    kind: str, image: np.ndarray, donor: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     rows, cols = image.shape[:2]
     share = float(np.exp(rng.uniform(np.log(0.01), np.log(0.12))))
     mask = _blob((rows, cols), rng, share)
@@ -213,7 +283,9 @@ def _forge(kind: str, image: np.ndarray, donor: np.ndarray, rng: np.random.Gener
         out = out * (1 - alpha) + smooth * alpha
     elif kind == "diffusion_like":
         # An autoencoder's decode: detail from a 4x smaller latent, then fresh uniform grain.
-        small = cv2.resize(image, (max(1, cols // 4), max(1, rows // 4)), interpolation=cv2.INTER_AREA)
+        small = cv2.resize(
+            image, (max(1, cols // 4), max(1, rows // 4)), interpolation=cv2.INTER_AREA
+        )
         decoded = cv2.resize(small, (cols, rows), interpolation=cv2.INTER_CUBIC).astype(np.float32)
         decoded += rng.normal(0, 1.5, (rows, cols, 1)).astype(np.float32)
         alpha = _feather(mask)
@@ -228,10 +300,16 @@ def generated_cases(seed: int = 7) -> Iterator[ForensicsCase]:
         image = _rgb(DATA / path)
         if max(image.shape[:2]) > 2048:
             f = 2048 / max(image.shape[:2])
-            image = cv2.resize(image, (round(image.shape[1] * f), round(image.shape[0] * f)), interpolation=cv2.INTER_AREA)
+            image = cv2.resize(
+                image,
+                (round(image.shape[1] * f), round(image.shape[0] * f)),
+                interpolation=cv2.INTER_AREA,
+            )
         donor = _rgb(DATA / sources[(index * 7 + 3) % len(sources)])
         kind = KINDS[index % len(KINDS)]
         forged, mask = _forge(kind, image, donor, rng)
         quality = int(rng.integers(85, 96))
         data = _png(forged) if rng.random() < 0.2 else _jpeg(forged, quality)
-        yield ForensicsCase(f"{path}#{kind}", "generated", split_of(path), True, data, mask, kind, path)
+        yield ForensicsCase(
+            f"{path}#{kind}", "generated", split_of(path), True, data, mask, kind, path
+        )

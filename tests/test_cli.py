@@ -210,3 +210,23 @@ def test_explain_prints_the_aigc_label_and_exif_it_read(tmp_path: Path) -> None:
     assert facts["c2pa"] is None
     human = run_cli("explain", str(path))
     assert human.returncode == 0 and "aigc_labels" in human.stdout
+
+
+def test_check_out_writes_the_pixel_heatmaps_and_lists_them_in_the_report(tmp_path: Path) -> None:
+    from refundlens.detectors._pixels_examples import smoothed_patch
+
+    claim = tmp_path / "smoothed.png"
+    claim.write_bytes(smoothed_patch())
+    out = tmp_path / "report"
+    result = run_cli("check", str(claim), "--out", str(out), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "report.json").read_text())
+    jsonschema.validate(report, load_schema())
+    finding = next(
+        f for f in report["images"][0]["findings"] if f["code"] == "pixels.noise_inconsistency"
+    )
+    heatmap = Path(finding["pictures"]["noise_residual_heatmap"])
+    assert heatmap.name == "smoothed.noise_residual_heatmap.png"
+    assert Image.open(heatmap).size == (1024, 768)
+    assert finding["region"].endswith("smoothed.mask.png")
+    assert report["images"][0]["action"] in ("review", "request_capture")

@@ -50,3 +50,19 @@ def test_policy_with_falling_thresholds_is_refused(tmp_path: Path) -> None:
     with pytest.raises(PolicyError) as info:
         load_policy(path)
     assert info.value.code == "policy.invalid"
+
+
+def test_pixel_forensics_alone_reaches_review_but_never_escalates() -> None:
+    policy = load_policy()
+    strong = fuse(
+        [_finding("pixels.noise_inconsistency", 9.0), _finding("pixels.copy_move", 9.0)], policy
+    )
+    assert strong.action == "review"
+
+
+def test_pixel_evidence_with_a_derived_reference_escalates() -> None:
+    verdict = fuse(
+        [_finding("pixels.noise_inconsistency", 3.0), _finding("reference.derived", 3.0)],
+        load_policy(),
+    )
+    assert verdict.action == "escalate"

@@ -28,7 +28,7 @@ from .errors import RefundlensError
 from .fusion import Policy, load_policy
 from .media import Media, load_media, utc_offset
 from .pipeline import Assessment, analyze
-from .report import assessment_to_dict, write_pictures
+from .report import assessment_to_dict, write_finding_pictures, write_pictures
 
 app = typer.Typer(
     add_completion=False,
@@ -55,12 +55,16 @@ def _stem(path: str, used: set[str]) -> str:
 
 def _write_outputs(assessment: Assessment, out: Path | None) -> dict[str, Any]:
     regions: dict[tuple[int, int], str] = {}
+    pictures: dict[tuple[int, int], dict[str, str]] = {}
     if out is not None:
         used: set[str] = set()
         for i, image in enumerate(assessment.images):
-            for j, path in write_pictures(image, out, _stem(image.media.name, used)).items():
+            stem = _stem(image.media.name, used)
+            for j, path in write_pictures(image, out, stem).items():
                 regions[(i, j)] = path
-    result = assessment_to_dict(assessment, regions)
+            for j, named in write_finding_pictures(image, out, stem).items():
+                pictures[(i, j)] = named
+    result = assessment_to_dict(assessment, regions, pictures)
     if out is not None:
         (out / "report.json").write_text(
             json.dumps(result, ensure_ascii=False, indent=2) + "\n", "utf-8"

@@ -176,30 +176,34 @@ class CaptureDetector(Detector):
     def _size_and_compression(self, claim: Media, context: Context) -> list[Finding]:
         findings: list[Finding] = []
         written = (claim.exif.pixel_x_dimension, claim.exif.pixel_y_dimension)
-        if claim.exif.make and written[0] and written[1]:
-            if {written[0], written[1]} != {claim.width, claim.height}:
-                findings.append(
-                    Finding(
-                        "capture.resized_after_capture",
-                        0.3,
-                        0.8,
-                        Reason(
-                            f"The camera wrote {written[0]}x{written[1]} pixels, the image has "
-                            f"{claim.width}x{claim.height}: it was resized or cropped after it was "
-                            "taken. Weak: phones crop and apps shrink honest photos too.",
-                            f"相机记录的尺寸为 {written[0]}x{written[1]}，图片实际为 "
-                            f"{claim.width}x{claim.height}：拍摄后被缩放或裁剪过。证据很弱：手机裁剪和"
-                            "应用压缩也会改变真实照片的尺寸。",
-                        ),
-                        {
-                            "exif_pixel_dimensions": list(written),
-                            "image_size": [claim.width, claim.height],
-                            "make": claim.exif.make,
-                            "model": claim.exif.model,
-                        },
-                        detector=self.name,
-                    )
+        if (
+            claim.exif.make
+            and written[0]
+            and written[1]
+            and {written[0], written[1]} != {claim.width, claim.height}
+        ):
+            findings.append(
+                Finding(
+                    "capture.resized_after_capture",
+                    0.3,
+                    0.8,
+                    Reason(
+                        f"The camera wrote {written[0]}x{written[1]} pixels, the image has "
+                        f"{claim.width}x{claim.height}: it was resized or cropped after it was "
+                        "taken. Weak: phones crop and apps shrink honest photos too.",
+                        f"相机记录的尺寸为 {written[0]}x{written[1]}，图片实际为 "
+                        f"{claim.width}x{claim.height}：拍摄后被缩放或裁剪过。证据很弱：手机裁剪和"
+                        "应用压缩也会改变真实照片的尺寸。",
+                    ),
+                    {
+                        "exif_pixel_dimensions": list(written),
+                        "image_size": [claim.width, claim.height],
+                        "make": claim.exif.make,
+                        "model": claim.exif.model,
+                    },
+                    detector=self.name,
                 )
+            )
         table = claim.metadata.jpeg_qtables.get(0)
         luma = claim.jpeg_luma if table is not None and len(table) == 64 else None
         if luma is not None and table is not None:
@@ -225,7 +229,9 @@ class CaptureDetector(Detector):
                             "periodicity": round(dq.strength, 3),
                             "threshold": threshold,
                             "periods_by_zigzag_index": {str(k): v for k, v in dq.periods.items()},
-                            "jpeg_quality_estimate": estimate_jpeg_quality(claim.metadata.jpeg_qtables),
+                            "jpeg_quality_estimate": estimate_jpeg_quality(
+                                claim.metadata.jpeg_qtables
+                            ),
                         },
                         detector=self.name,
                     )

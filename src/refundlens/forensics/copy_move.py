@@ -15,6 +15,7 @@ References
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 import cv2
 import numpy as np
@@ -63,7 +64,9 @@ def find_copy_move(
     """
     arr = np.asarray(rgb, dtype=np.uint8)
     luma = cv2.cvtColor(arr, cv2.COLOR_RGB2GRAY)
-    sift = cv2.SIFT_create(nfeatures=max_features, contrastThreshold=0.02)
+    sift = cv2.SIFT_create(  # type: ignore[attr-defined]
+        nfeatures=max_features, contrastThreshold=0.02
+    )
     keypoints, descriptors = sift.detectAndCompute(luma, None)
     if descriptors is None or len(keypoints) < 2 * min_inliers:
         return None
@@ -75,7 +78,7 @@ def find_copy_move(
     dst: list[int] = []
     for row in matcher.knnMatch(descriptors, descriptors, k=k):
         neighbours = [m for m in row if m.trainIdx != m.queryIdx]
-        for first, second in zip(neighbours, neighbours[1:], strict=False):
+        for first, second in itertools.pairwise(neighbours):
             if first.distance >= ratio * max(second.distance, 1e-6):
                 break
             i, j = first.queryIdx, first.trainIdx
@@ -103,7 +106,7 @@ def find_copy_move(
     for group in (a_in, b_in):
         hull = cv2.convexHull(group.astype(np.int32))
         cv2.fillConvexPoly(mask, hull, 1)
-    radius = max(3, int(round(0.02 * max(luma.shape))))
+    radius = max(3, round(0.02 * max(luma.shape)))
     mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1,) * 2))
     return CopyMove(
         pairs=len(src),

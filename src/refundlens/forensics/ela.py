@@ -21,7 +21,9 @@ from PIL import Image
 __all__ = ["error_level"]
 
 
-def error_level(rgb: npt.ArrayLike, quality: int = 90, smooth_sigma: float = 2.0) -> npt.NDArray[np.float32]:
+def error_level(
+    rgb: npt.ArrayLike, quality: int = 90, smooth_sigma: float = 2.0
+) -> npt.NDArray[np.float32]:
     """Absolute difference to a JPEG re-save at ``quality``, max over channels, in grey levels.
 
     The re-save is in memory (Pillow's libjpeg, 4:2:0); ``smooth_sigma`` (pixels) blurs the map

@@ -24,8 +24,8 @@ import numpy.typing as npt
 from scipy.fft import dctn
 
 __all__ = [
-    "DoubleQuantization",
     "ZIGZAG",
+    "DoubleQuantization",
     "block_dct",
     "double_quantization",
     "quantized_coefficients",
@@ -76,7 +76,7 @@ def quantized_coefficients(
     rows, cols = coefficients.shape[0] * 8, coefficients.shape[1] * 8
     blocks = y[:rows, :cols].reshape(rows // 8, 8, cols // 8, 8)
     clipped = ((blocks <= 0.5) | (blocks >= 254.5)).any(axis=(1, 3))
-    return coefficients, ~clipped
+    return coefficients, np.asarray(~clipped, dtype=bool)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -109,7 +109,7 @@ def _period(hist: npt.NDArray[np.float64], max_period: int) -> tuple[int, float]
         return 1, 0.0
     best, best_score = 1, 0.0
     for p in range(2, max_period + 1):
-        k = int(round(n / p))
+        k = round(n / p)
         if k < 3 or k >= spectrum.size - 1:
             continue
         peak = spectrum[k - 1 : k + 2].max()

@@ -53,13 +53,17 @@ def _peaks(
     # Peak height over a grey-level opening (9x9, then smoothed): the opening removes anything
     # narrower than the kernel, so the smooth fall-off of natural images cancels and the isolated
     # lines of a regular pattern stand out.
-    opened = cv2.morphologyEx(log_spectrum.astype(np.float32), cv2.MORPH_OPEN, np.ones((9, 9), np.uint8))
+    opened = cv2.morphologyEx(
+        log_spectrum.astype(np.float32), cv2.MORPH_OPEN, np.ones((9, 9), np.uint8)
+    )
     background = cv2.GaussianBlur(opened, (0, 0), 2.0)
     excess = np.where(keep, log_spectrum - background, 0.0)
     local_max = excess >= cv2.dilate(excess.astype(np.float32), np.ones((5, 5), np.uint8))
     candidates = np.argwhere(local_max & (excess > threshold))
     side = log_spectrum.shape[0]
-    order = np.argsort(-excess[candidates[:, 0], candidates[:, 1]]) if len(candidates) else []
+    order: list[int] | npt.NDArray[np.intp] = (
+        np.argsort(-excess[candidates[:, 0], candidates[:, 1]]) if len(candidates) else []
+    )
     frequencies = tuple(
         (round((int(r) - side // 2) / side, 4), round((int(c) - side // 2) / side, 4))
         for r, c in (candidates[i] for i in list(order)[:5])

@@ -107,7 +107,9 @@ class Media:
             try:
                 image.load()
             except (OSError, SyntaxError, EOFError, ValueError) as exc:
-                raise MediaError("media.corrupt", f"The image data cannot be decoded: {exc}.") from exc
+                raise MediaError(
+                    "media.corrupt", f"The image data cannot be decoded: {exc}."
+                ) from exc
             if image.mode == "YCbCr":
                 return np.asarray(image.getchannel(0), dtype=np.float32)
             if image.mode == "L":

@@ -98,4 +98,6 @@ def read_exif(image: Image.Image) -> ExifFacts:
 
 
 def _int(value: object) -> int | None:
-    return int(value) if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+    return (
+        int(value) if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+    )

@@ -1,6 +1,13 @@
 """report: Assessment -> versioned JSON, pictures (masks, overlays) and human text."""
 
 from .json import SCHEMA_VERSION, assessment_to_dict, load_schema
-from .pictures import overlay_image, write_pictures
+from .pictures import overlay_image, write_finding_pictures, write_pictures
 
-__all__ = ["SCHEMA_VERSION", "assessment_to_dict", "load_schema", "overlay_image", "write_pictures"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "assessment_to_dict",
+    "load_schema",
+    "overlay_image",
+    "write_finding_pictures",
+    "write_pictures",
+]

@@ -15,7 +15,7 @@ from ..pipeline import Assessment
 
 __all__ = ["SCHEMA_VERSION", "assessment_to_dict", "finding_to_dict", "load_schema"]
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 
 
 def load_schema() -> dict[str, Any]:
@@ -39,8 +39,10 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def finding_to_dict(finding: Finding, region_path: str | None) -> dict[str, Any]:
-    return {
+def finding_to_dict(
+    finding: Finding, region_path: str | None, picture_paths: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    out = {
         "code": finding.code,
         "strength": round(float(finding.strength), 4),
         "confidence": round(float(finding.confidence), 4),
@@ -48,13 +50,20 @@ def finding_to_dict(finding: Finding, region_path: str | None) -> dict[str, Any]
         "facts": _plain(finding.facts),
         "region": region_path,
     }
+    if picture_paths:
+        out["pictures"] = dict(picture_paths)
+    return out
 
 
 def assessment_to_dict(
-    assessment: Assessment, region_paths: Mapping[tuple[int, int], str] | None = None
+    assessment: Assessment,
+    region_paths: Mapping[tuple[int, int], str] | None = None,
+    picture_paths: Mapping[tuple[int, int], Mapping[str, str]] | None = None,
 ) -> dict[str, Any]:
-    """``region_paths`` maps (image index, finding index) to the written mask file, if any."""
+    """``region_paths`` maps (image index, finding index) to the written mask file, if any;
+    ``picture_paths`` maps the same keys to {picture name: written PNG}."""
     region_paths = region_paths or {}
+    picture_paths = picture_paths or {}
     images = []
     for i, image in enumerate(assessment.images):
         ordered = [f for f, _ in image.verdict.reasons]
@@ -65,7 +74,11 @@ def assessment_to_dict(
                 "risk": image.risk,
                 "action": image.action,
                 "findings": [
-                    finding_to_dict(f, region_paths.get((i, image.findings.index(f))))
+                    finding_to_dict(
+                        f,
+                        region_paths.get((i, image.findings.index(f))),
+                        picture_paths.get((i, image.findings.index(f))),
+                    )
                     for f in ordered
                 ],
             }

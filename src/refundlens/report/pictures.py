@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw
 
 from ..pipeline import ImageAssessment
 
-__all__ = ["overlay_image", "write_pictures"]
+__all__ = ["overlay_image", "write_finding_pictures", "write_pictures"]
 
 RED = (230, 30, 30)
 
@@ -85,4 +85,22 @@ def write_pictures(image: ImageAssessment, folder: Path, stem: str) -> dict[int,
     overlay = overlay_image(image)
     if overlay is not None:
         Image.fromarray(overlay).save(folder / f"{stem}.overlay.png", optimize=True)
+    return written
+
+
+def write_finding_pictures(
+    image: ImageAssessment, folder: Path, stem: str
+) -> dict[int, dict[str, str]]:
+    """Write every picture a finding carries as ``<stem>.<name>.png``.
+
+    Heatmaps are blended over the claim's analysis copy; a person compares them with the photo.
+    Returns {finding index: {picture name: path}}.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    written: dict[int, dict[str, str]] = {}
+    for index, finding in enumerate(image.findings):
+        for name, picture in finding.pictures.items():
+            path = folder / f"{stem}.{name}.png"
+            Image.fromarray(np.asarray(picture, np.uint8)).save(path, optimize=True)
+            written.setdefault(index, {})[name] = str(path)
     return written

@@ -1,0 +1,153 @@
+"""Pixel forensics functions on crafted images where the right answer is known."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from refundlens.config import Settings
+from refundlens.detectors import Context
+from refundlens.detectors._pixels_examples import (
+    camera_photo,
+    cloned,
+    encode,
+    pasted_with_other_compression,
+    screen_photo,
+    smoothed_patch,
+)
+from refundlens.detectors.pixels import PixelsDetector, measure
+from refundlens.forensics.copy_move import find_copy_move
+from refundlens.forensics.ela import error_level
+from refundlens.forensics.jpeg_dct import block_dct, double_quantization
+from refundlens.forensics.noise import noise_level, residual_cooccurrence_map
+from refundlens.forensics.spectrum import moire_peaks
+from refundlens.media import media_from_bytes
+
+
+def _f1(pred: np.ndarray, truth: np.ndarray) -> float:
+    tp = float((pred & truth).sum())
+    return 2 * tp / max(float(pred.sum() + truth.sum()), 1.0)
+
+
+def test_dct_coefficients_read_back_from_decoded_pixels_are_the_stored_integers() -> None:
+    media = media_from_bytes(encode(camera_photo(2), quality=80), "a.jpg")
+    table = np.asarray(media.metadata.jpeg_qtables[0], np.float32).reshape(8, 8)
+    ratio = block_dct(media.jpeg_luma) / table
+    assert np.abs(ratio - np.rint(ratio)).mean() < 0.06
+
+
+def test_a_png_has_no_jpeg_luma_plane() -> None:
+    assert media_from_bytes(encode(camera_photo(2), "PNG"), "a.png").jpeg_luma is None
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_orient_turns_stored_maps_exactly_as_pillow_turns_the_image(orientation: int) -> None:
+    rng = np.random.default_rng(orientation)
+    stored = rng.integers(0, 255, (48, 80, 3), np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    Image.fromarray(stored).save(buffer, "PNG", exif=exif.tobytes())
+    media = media_from_bytes(buffer.getvalue(), "o.png")
+    assert np.array_equal(media.orient(stored), media.analysis)
+
+
+def test_a_photo_compressed_once_shows_no_double_quantization() -> None:
+    media = media_from_bytes(encode(camera_photo(4), quality=85), "once.jpg")
+    result = double_quantization(media.jpeg_luma, media.metadata.jpeg_qtables[0])
+    assert result.strength < 0.1
+    assert len(result.periods) <= 1
+
+
+def test_a_region_pasted_between_two_compressions_stands_out_in_the_block_map() -> None:
+    media = media_from_bytes(pasted_with_other_compression(), "pasted.jpg")
+    result = double_quantization(media.jpeg_luma, media.metadata.jpeg_qtables[0])
+    assert result.block_map is not None and len(result.periods) >= 3
+    inside = result.block_map[32:64, 48:88].mean()
+    outside = np.concatenate([result.block_map[:28].ravel(), result.block_map[68:].ravel()]).mean()
+    assert inside > 0.7 > 0.3 > outside
+
+
+def test_noise_level_recovers_the_added_noise_within_a_fifth() -> None:
+    rng = np.random.default_rng(0)
+    flat = np.full((400, 400, 3), 128.0) + rng.normal(0, 5.0, (400, 400, 1))
+    estimate = noise_level(np.clip(flat, 0, 255).astype(np.uint8))
+    assert 4.0 < estimate < 6.0
+
+
+def test_the_residual_map_localises_a_smoothed_patch() -> None:
+    media = media_from_bytes(smoothed_patch(), "s.png")
+    heat, separation = residual_cooccurrence_map(media.analysis)
+    truth = np.zeros(heat.shape, bool)
+    truth[300:520, 350:650] = True
+    assert separation > 8
+    assert _f1(heat >= 0.5, truth) > 0.6
+
+
+def test_the_residual_map_of_a_homogeneous_photo_separates_little() -> None:
+    media = media_from_bytes(encode(camera_photo(5), "PNG"), "g.png")
+    _, separation = residual_cooccurrence_map(media.analysis)
+    assert separation < 8
+
+
+def test_a_cloned_region_is_found_with_its_shift() -> None:
+    media = media_from_bytes(cloned(), "c.jpg")
+    found = find_copy_move(media.analysis)
+    assert found is not None
+    assert found.inliers >= 14
+    assert abs(found.shift_px - 460) < 15
+    assert found.mask[300, 220] and found.mask[300, 680]
+
+
+def test_a_photo_without_clones_has_no_copy_move() -> None:
+    media = media_from_bytes(encode(camera_photo(6), quality=92), "n.jpg")
+    assert find_copy_move(media.analysis, min_inliers=14) is None
+
+
+def test_a_photo_of_a_screen_has_moire_peaks_and_a_photo_does_not() -> None:
+    screen = media_from_bytes(screen_photo(), "screen.jpg")
+    plain = media_from_bytes(encode(camera_photo(7), quality=92), "plain.jpg")
+    threshold = Settings().pixels_moire_threshold
+    assert moire_peaks(screen.analysis).peak >= threshold
+    assert moire_peaks(plain.analysis).peak < threshold
+
+
+def test_error_level_is_higher_where_a_region_was_compressed_differently() -> None:
+    base = np.asarray(
+        Image.open(io.BytesIO(encode(camera_photo(8), quality=90))).convert("RGB")
+    ).copy()
+    base[200:400, 300:600] = camera_photo(9, noise=6.0)[200:400, 300:600]
+    ela = error_level(base)
+    assert ela[220:380, 320:580].mean() > 1.5 * ela[:150].mean()
+
+
+def test_the_detector_attaches_heatmaps_a_person_can_look_at() -> None:
+    media = media_from_bytes(smoothed_patch(), "s.png")
+    findings = PixelsDetector().analyze(media, Context())
+    anomaly = next(f for f in findings if f.code == "pixels.noise_inconsistency")
+    assert anomaly.region is not None and anomaly.region.kind == "mask"
+    assert {"noise_residual_heatmap", "noise_level_heatmap", "error_level_heatmap"} <= set(
+        anomaly.pictures
+    )
+    picture = anomaly.pictures["noise_residual_heatmap"]
+    assert picture.shape == media.analysis.shape and picture.dtype == np.uint8
+    truth = np.zeros(anomaly.region.array.shape, bool)
+    truth[300:520, 350:650] = True
+    assert _f1(anomaly.region.array, truth) > 0.6
+    assert "en" in anomaly.reason.as_dict() and anomaly.facts["region_percent"] > 3
+
+
+def test_pixel_forensics_can_be_switched_off() -> None:
+    media = media_from_bytes(smoothed_patch(), "s.png")
+    assert PixelsDetector().analyze(media, Context(settings=Settings(pixels_enabled=False))) == []
+
+
+def test_measurements_of_an_honest_photo_stay_below_every_threshold() -> None:
+    settings = Settings()
+    m = measure(media_from_bytes(encode(camera_photo(10), quality=88), "h.jpg"), settings)
+    assert m.anomaly_score < settings.pixels_anomaly_threshold
+    assert m.moire_peak < settings.pixels_moire_threshold
+    assert m.copy_move is None
