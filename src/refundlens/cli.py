@@ -340,6 +340,130 @@ def explain(
         console.print(table)
 
 
+db_app = typer.Typer(help="The claims database.", no_args_is_help=True)
+audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys of the claims service.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(audit_app, name="audit")
+app.add_typer(keys_app, name="keys")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the database (SQLite in data_dir, or REFUNDLENS_DATABASE_URL)."""
+    from .store import Database
+
+    database = Database(_settings())
+    database.upgrade()
+    typer.echo(f"database at head: {database.engine.url.render_as_string(hide_password=True)}")
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Recompute the audit chain; exit 1 and name the first broken entry if it was altered."""
+    from .store import Database
+    from .store.audit import verify
+
+    database = Database(_settings())
+    with database.session() as session:
+        checked, problem = verify(session)
+    if problem is None:
+        typer.echo(f"audit log intact: {checked} entries, chain verified")
+        return
+    sys.stderr.write(
+        f"refundlens: audit log broken at entry {problem.seq}: {problem.problem} ({checked} entries before it verified)\n"
+    )
+    raise typer.Exit(1)
+
+
+@keys_app.command("create")
+def keys_create(
+    role: Annotated[str, typer.Option(help="admin | reviewer | merchant | buyer")],
+    tenant: Annotated[str | None, typer.Option(help="Tenant id (merchant keys).")] = None,
+    subject: Annotated[str | None, typer.Option(help="Buyer id (buyer keys).")] = None,
+    assign: Annotated[
+        list[str] | None, typer.Option(help="Tenants a reviewer may see (repeat).")
+    ] = None,
+    label: Annotated[str, typer.Option(help="A note on who holds the key.")] = "",
+) -> None:
+    """Create an API key and print it once (only its hash is stored)."""
+    from .errors import RefundlensError
+    from .service.auth import create_key
+    from .store import Database
+    from .store.models import Tenant
+
+    database = Database(_settings())
+    database.upgrade()
+    try:
+        with database.session() as session:
+            if tenant and session.get(Tenant, tenant) is None:
+                session.add(
+                    Tenant(
+                        id=tenant,
+                        kind="merchant" if role == "merchant" else "platform",
+                        name=tenant,
+                    )
+                )
+            for assigned in assign or []:
+                if session.get(Tenant, assigned) is None:
+                    session.add(Tenant(id=assigned, kind="merchant", name=assigned))
+            session.flush()
+            token = create_key(session, role, tenant, subject, label, list(assign or []))
+    except RefundlensError as exc:
+        raise _fail(exc.message) from exc
+    typer.echo(token)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+) -> None:
+    """Run the claims service (API, in-process analysis and scheduler) in one command."""
+    import uvicorn
+    from sqlalchemy import select
+
+    from .service import create_app
+    from .service.auth import create_key
+    from .store import Database
+    from .store.models import ApiKey
+
+    settings = _settings()
+    database = Database(settings)
+    database.upgrade()
+    with database.session() as session:
+        first = session.execute(select(ApiKey).where(ApiKey.role == "admin")).first() is None
+        token = create_key(session, "admin", label="first start") if first else None
+    typer.echo(
+        f"refundlens {__version__} serving on http://{host}:{port}  (API: /v1, OpenAPI: /docs)"
+    )
+    typer.echo(
+        f"data: {database.engine.url.render_as_string(hide_password=True)}; tasks: {'celery at ' + settings.broker_url if settings.broker_url else 'in-process'}"
+    )
+    if token:
+        typer.echo(f"admin key (shown once, keep it): {token}")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[int, typer.Option(help="Analyses at a time in this worker.")] = 1,
+    beat: Annotated[
+        bool, typer.Option(help="Also run the 10-second tick (one worker should).")
+    ] = True,
+) -> None:
+    """Run a Celery worker for REFUNDLENS_BROKER_URL (Redis or RabbitMQ)."""
+    settings = _settings()
+    if not settings.broker_url:
+        raise _fail("set REFUNDLENS_BROKER_URL (redis://... or amqp://...) to run a worker")
+    from .workers.celery_app import app as celery_app
+
+    argv = ["worker", "--loglevel=INFO", f"--concurrency={concurrency}", "-Q", "refundlens"]
+    if beat:
+        argv.append("--beat")
+    celery_app.worker_main(argv)
+
+
 @app.command()
 def version() -> None:
     """Print the version."""

@@ -115,6 +115,31 @@ class Settings:
     workers: int = 0
     """Processes used by ``check --batch``; 0 = one per CPU core."""
 
+    # --- claims service ---
+    data_dir: str = "refundlens-data"
+    """Folder of the embedded default: the SQLite file, the content-addressed blobs, the PII key."""
+    database_url: str = ""
+    """SQLAlchemy URL (e.g. postgresql+psycopg://user@host/db); empty = SQLite in ``data_dir``."""
+    broker_url: str = ""
+    """Celery broker (redis://... or amqp://...); empty = analyses run in-process."""
+    pii_key: str = ""
+    """Fernet key (urlsafe base64, 32 bytes) encrypting buyers' personal data at rest; empty =
+    a key file created once in ``data_dir`` (embedded default only; set it in production)."""
+    merchant_response_hours: float = 48.0
+    """Hours the merchant has to answer a claim with evidence before it goes to a reviewer."""
+    capture_window_hours: float = 24.0
+    """Hours a buyer has to upload a requested live capture; the case clock pauses meanwhile."""
+    review_sla_hours: float = 24.0
+    """Hours within which a reviewer should decide; the queue sorts by this deadline."""
+    capture_token_max_age_minutes: float = 30.0
+    """A live capture must be taken at most this many minutes before its upload."""
+    analysis_stale_minutes: float = 15.0
+    """A claim analysing for longer than this is re-queued by the reaper (a worker died)."""
+    webhook_max_attempts: int = 8
+    """Deliveries tried per webhook event before it is marked failed (backoff doubles from 2 s)."""
+    max_photos_per_claim: int = 9
+    """Photos accepted in one claim upload."""
+
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 

@@ -40,6 +40,8 @@ class Policy:
     calibrated: Mapping[str, float] = dataclasses.field(default_factory=dict)
     """Measured log-likelihood ratios per code (policy/calibration.yaml); used in place of the
     detector's provisional strength, scaled by the finding's confidence."""
+    routing: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    """The claims service's rules per claim type (``cases.routing.RoutingRules``)."""
 
     def strength(self, finding: Finding) -> float:
         if finding.code in self.calibrated:
@@ -83,7 +85,10 @@ def _validate(raw: Mapping[str, Any], source: str) -> Policy:
                 raise PolicyError(
                     "policy.invalid", f"{source}: {kind} for {code} is not an action: {action!r}."
                 )
-    return Policy(prior, weights, thresholds, floors, min_contrib, ceilings, calibrated)
+    routing = raw.get("routing") or {}
+    if not isinstance(routing, dict):
+        raise PolicyError("policy.invalid", f"{source}: routing must be a mapping.")
+    return Policy(prior, weights, thresholds, floors, min_contrib, ceilings, calibrated, routing)
 
 
 def load_policy(path: str | Path | None = None) -> Policy:

@@ -1,0 +1,520 @@
+"""The case workflow over the store: what the API, the CLI and the workers do to a claim.
+
+Each function takes an open session and commits nothing itself: the caller's transaction holds the
+change, its audit entry and its notification together (all three land, or none does).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from ..config import Settings
+from ..errors import RefundlensError
+from ..media import Media, media_from_bytes
+from ..store import audit
+from ..store.blobs import BlobStore
+from ..store.models import (
+    Assessment,
+    Claim,
+    ClaimPhoto,
+    Decision,
+    Evidence,
+    Order,
+    ReferencePhoto,
+    Sku,
+    Tenant,
+    WebhookEvent,
+    new_id,
+    utcnow,
+)
+from .routing import CLAIM_TYPES, ClaimFacts, RoutingRules, route
+from .states import ClaimState, transition
+
+__all__ = [
+    "DECISIONS",
+    "Actor",
+    "NotFound",
+    "add_evidence",
+    "create_claim",
+    "create_order",
+    "create_sku",
+    "decide",
+    "expire_windows",
+    "finish_analysis",
+    "start_analysis",
+]
+
+DECISIONS = ("approve", "reject", "partial", "request_capture", "escalate")
+
+
+@dataclasses.dataclass(frozen=True)
+class Actor:
+    """Who acts: an API key's id and role (``system`` for the scheduler and workers)."""
+
+    id: str
+    role: str
+
+
+SYSTEM = Actor("system", "system")
+
+
+class NotFound(RefundlensError):
+    def __init__(self, what: str, ident: str) -> None:
+        super().__init__(f"{what}.not_found", f"No {what} {ident!r} (or it is not yours to see).")
+
+
+def _aware(moment: dt.datetime | None) -> dt.datetime | None:
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=dt.UTC)
+    return moment
+
+
+def notify(
+    session: Session,
+    tenant_id: str,
+    event: str,
+    claim: Claim | None,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Queue a notification in the outbox (same transaction as the change it reports)."""
+    body: dict[str, Any] = {"event": event, "at": utcnow().isoformat()}
+    if claim is not None:
+        body["claim"] = {
+            "id": claim.id,
+            "state": claim.state,
+            "risk": claim.risk,
+            "action": claim.action,
+        }
+    body.update(extra or {})
+    event_id = new_id("evt")
+    body["id"] = event_id
+    session.add(
+        WebhookEvent(
+            id=event_id,
+            tenant_id=tenant_id,
+            event=event,
+            claim_id=claim.id if claim else None,
+            body=body,
+        )
+    )
+
+
+def _decode(data: bytes, name: str, settings: Settings) -> Media:
+    return media_from_bytes(data, name, settings)
+
+
+def create_sku(
+    session: Session,
+    blobs: BlobStore,
+    settings: Settings,
+    actor: Actor,
+    merchant_id: str,
+    external_id: str,
+    title: str,
+    photos: Sequence[tuple[str, bytes]],
+) -> Sku:
+    if session.get(Tenant, merchant_id) is None:
+        raise NotFound("merchant", merchant_id)
+    if not photos:
+        raise RefundlensError("sku.no_reference", "A SKU needs at least one reference photo.")
+    decoded = [(name, data, _decode(data, name, settings)) for name, data in photos]
+    sku = session.execute(
+        select(Sku).where(Sku.merchant_id == merchant_id, Sku.external_id == external_id)
+    ).scalar_one_or_none()
+    if sku is None:
+        sku = Sku(id=new_id("sku"), merchant_id=merchant_id, external_id=external_id, title=title)
+        session.add(sku)
+        session.flush()
+    for name, data, media in decoded:
+        digest = blobs.put(data)
+        session.add(
+            ReferencePhoto(
+                id=new_id("ref"),
+                sku_id=sku.id,
+                sha256=digest,
+                name=name,
+                width=media.width,
+                height=media.height,
+                pdq=media.pdq.hex,
+            )
+        )
+    audit.append(
+        session,
+        actor.id,
+        "sku.saved",
+        details={"sku": sku.id, "references": [m.sha256 for _, _, m in decoded]},
+    )
+    return sku
+
+
+def create_order(
+    session: Session,
+    actor: Actor,
+    merchant_id: str,
+    external_id: str,
+    sku_id: str,
+    buyer_id: str,
+    amount: float,
+    currency: str,
+    shipped_at: dt.datetime | None,
+    delivered_at: dt.datetime | None,
+    buyer_pii: bytes | None,
+) -> Order:
+    sku = session.get(Sku, sku_id)
+    if sku is None or sku.merchant_id != merchant_id:
+        raise NotFound("sku", sku_id)
+    existing = session.execute(
+        select(Order).where(Order.merchant_id == merchant_id, Order.external_id == external_id)
+    ).scalar_one_or_none()
+    if existing is not None:
+        return existing
+    order = Order(
+        id=new_id("ord"),
+        merchant_id=merchant_id,
+        external_id=external_id,
+        sku_id=sku_id,
+        buyer_id=buyer_id,
+        amount=amount,
+        currency=currency,
+        shipped_at=shipped_at,
+        delivered_at=delivered_at,
+        buyer_pii=buyer_pii,
+    )
+    session.add(order)
+    session.flush()
+    audit.append(session, actor.id, "order.saved", details={"order": order.id, "sku": sku_id})
+    return order
+
+
+def create_claim(
+    session: Session,
+    blobs: BlobStore,
+    settings: Settings,
+    actor: Actor,
+    order: Order,
+    claim_type: str,
+    reason: str,
+    amount: float,
+    photos: Sequence[tuple[str, bytes]],
+) -> Claim:
+    if claim_type not in CLAIM_TYPES:
+        raise RefundlensError(
+            "claim.bad_type",
+            f"Claim type must be one of {', '.join(CLAIM_TYPES)}, not {claim_type!r}.",
+        )
+    if amount < 0 or amount > order.amount:
+        raise RefundlensError(
+            "claim.bad_amount", f"The amount must be between 0 and the order's {order.amount:g}."
+        )
+    if len(photos) > settings.max_photos_per_claim:
+        raise RefundlensError(
+            "claim.too_many_photos",
+            f"At most {settings.max_photos_per_claim} photos per claim (max_photos_per_claim).",
+        )
+    # Decode every photo before storing anything: a bad file fails the request, nothing half-saved.
+    decoded = [(name, data, _decode(data, name, settings)) for name, data in photos]
+    seq = (session.execute(select(func.max(Claim.seq))).scalar() or 0) + 1
+    claim = Claim(
+        id=new_id("clm"),
+        seq=seq,
+        order_id=order.id,
+        merchant_id=order.merchant_id,
+        buyer_id=order.buyer_id,
+        claim_type=claim_type,
+        reason=reason,
+        amount=amount,
+        state=ClaimState.SUBMITTED.value,
+    )
+    session.add(claim)
+    session.flush()
+    for position, (name, data, _media) in enumerate(decoded):
+        session.add(
+            ClaimPhoto(
+                id=new_id("pho"),
+                claim_id=claim.id,
+                position=position,
+                sha256=blobs.put(data),
+                name=name,
+            )
+        )
+    audit.append(
+        session,
+        actor.id,
+        "claim.submitted",
+        claim_id=claim.id,
+        details={
+            "order": order.id,
+            "type": claim_type,
+            "amount": amount,
+            "photos": [m.sha256 for _, _, m in decoded],
+        },
+    )
+    notify(session, order.merchant_id, "claim.received", claim)
+    return claim
+
+
+def start_analysis(session: Session, claim_id: str, settings: Settings) -> int | None:
+    """Move the claim to ``analysing`` and return this attempt's number; None if nothing to do."""
+    claim = session.get(Claim, claim_id, with_for_update=True)
+    if claim is None:
+        return None
+    if claim.state not in (
+        ClaimState.SUBMITTED,
+        ClaimState.ANALYSING,
+        ClaimState.AWAITING_CAPTURE,
+        ClaimState.AWAITING_MERCHANT,
+    ):
+        return None
+    claim.state = transition(claim.state, ClaimState.ANALYSING).value
+    claim.analysis_attempts += 1
+    claim.analysing_since = utcnow()
+    audit.append(
+        session,
+        SYSTEM.id,
+        "claim.analysing",
+        claim_id=claim.id,
+        details={"attempt": claim.analysis_attempts},
+    )
+    return claim.analysis_attempts
+
+
+def load_inputs(
+    session: Session, blobs: BlobStore, settings: Settings, claim_id: str
+) -> tuple[list[Media], list[Media], Order]:
+    claim = session.get(Claim, claim_id)
+    if claim is None:
+        raise NotFound("claim", claim_id)
+    order = session.get(Order, claim.order_id)
+    assert order is not None
+    photos = [media_from_bytes(blobs.get(p.sha256), p.name, settings) for p in claim.photos]
+    refs = (
+        session.execute(
+            select(ReferencePhoto)
+            .where(ReferencePhoto.sku_id == order.sku_id)
+            .order_by(ReferencePhoto.created_at)
+        )
+        .scalars()
+        .all()
+    )
+    references = [media_from_bytes(blobs.get(r.sha256), r.name, settings) for r in refs]
+    return photos, references, order
+
+
+def finish_analysis(
+    session: Session,
+    claim_id: str,
+    attempt: int,
+    report: dict[str, Any],
+    rules: RoutingRules,
+    settings: Settings,
+) -> Claim | None:
+    """Record this attempt's assessment and route the claim; a stale attempt records nothing."""
+    claim = session.get(Claim, claim_id, with_for_update=True)
+    if claim is None or claim.state != ClaimState.ANALYSING or claim.analysis_attempts != attempt:
+        return None  # another worker took over (re-queued) or the claim moved on
+    risk, action = float(report["claim"]["risk"]), str(report["claim"]["action"])
+    assessment = Assessment(
+        id=new_id("asm"),
+        claim_id=claim.id,
+        attempt=attempt,
+        risk=risk,
+        action=action,
+        report=json.loads(json.dumps(report, default=str)),
+    )
+    session.add(assessment)
+    target, why = route(
+        action, ClaimFacts(claim.claim_type, claim.amount, len(claim.photos)), rules
+    )
+    claim.state = transition(claim.state, target).value
+    claim.risk, claim.action, claim.routing_reason = risk, action, why
+    claim.analysing_since = None
+    now = utcnow()
+    claim.deadline_at = {
+        ClaimState.AWAITING_MERCHANT: now + dt.timedelta(hours=settings.merchant_response_hours),
+        ClaimState.AWAITING_CAPTURE: now + dt.timedelta(hours=settings.capture_window_hours),
+    }.get(target)
+    session.flush()
+    audit.append(
+        session,
+        SYSTEM.id,
+        "claim.analysed",
+        claim_id=claim.id,
+        assessment_id=assessment.id,
+        details={"risk": risk, "action": action, "state": claim.state, "why": why},
+    )
+    notify(session, claim.merchant_id, "claim.analysed", claim)
+    if target == ClaimState.AWAITING_MERCHANT:
+        notify(
+            session,
+            claim.merchant_id,
+            "merchant.asked",
+            claim,
+            {"deadline_at": claim.deadline_at.isoformat() if claim.deadline_at else None},
+        )
+    elif target == ClaimState.AWAITING_CAPTURE:
+        notify(session, claim.merchant_id, "capture.requested", claim)
+    return claim
+
+
+def add_evidence(
+    session: Session,
+    blobs: BlobStore,
+    actor: Actor,
+    claim: Claim,
+    kind: str,
+    statement: str,
+    file: tuple[str, bytes] | None,
+) -> Evidence:
+    if claim.state in (ClaimState.DECIDED, ClaimState.FINAL, ClaimState.APPROVED):
+        raise RefundlensError(
+            "claim.closed", f"The claim is {claim.state}; evidence can no longer be added."
+        )
+    if not statement and file is None:
+        raise RefundlensError("evidence.empty", "Evidence needs a file or a statement.")
+    sha = blobs.put(file[1]) if file else None
+    item = Evidence(
+        id=new_id("evd"),
+        claim_id=claim.id,
+        kind=kind,
+        submitted_by=actor.role,
+        sha256=sha,
+        name=file[0] if file else "",
+        statement=statement,
+    )
+    session.add(item)
+    session.flush()
+    audit.append(
+        session,
+        actor.id,
+        "evidence.added",
+        claim_id=claim.id,
+        details={"evidence": item.id, "kind": kind, "sha256": sha},
+    )
+    notify(
+        session,
+        claim.merchant_id,
+        "evidence.added",
+        claim,
+        {"evidence": {"id": item.id, "kind": kind}},
+    )
+    if actor.role == "merchant" and claim.state == ClaimState.AWAITING_MERCHANT:
+        # The merchant has answered: a person can decide now, no need to wait out the window.
+        claim.state = transition(claim.state, ClaimState.UNDER_REVIEW).value
+        claim.deadline_at = utcnow() + dt.timedelta(hours=24)
+        audit.append(
+            session,
+            actor.id,
+            "claim.to_review",
+            claim_id=claim.id,
+            details={"why": "merchant answered"},
+        )
+    return item
+
+
+def decide(
+    session: Session,
+    actor: Actor,
+    claim: Claim,
+    decision: str,
+    reason: str,
+    amount: float | None,
+    settings: Settings,
+) -> Claim:
+    """A person's decision. Reject is only ever this: a person's call with a reason."""
+    if decision not in DECISIONS:
+        raise RefundlensError(
+            "decision.bad_value", f"Decision must be one of {', '.join(DECISIONS)}."
+        )
+    if not reason.strip():
+        raise RefundlensError("decision.reason_required", "Every decision needs a reason in words.")
+    if actor.role not in ("reviewer", "admin"):
+        raise RefundlensError(
+            "auth.forbidden", "Only a reviewer or a platform admin decides claims."
+        )
+    if decision == "request_capture":
+        claim.state = transition(claim.state, ClaimState.AWAITING_CAPTURE).value
+        claim.deadline_at = utcnow() + dt.timedelta(hours=settings.capture_window_hours)
+        notify(session, claim.merchant_id, "capture.requested", claim)
+    elif decision == "escalate":
+        if claim.state != ClaimState.UNDER_REVIEW:
+            transition(claim.state, ClaimState.DECIDED)  # raises with the allowed moves
+        claim.action = "escalate"
+    else:
+        if decision == "partial" and (amount is None or not 0 < amount < claim.amount):
+            raise RefundlensError(
+                "decision.bad_amount",
+                "A partial decision needs an amount between 0 and the claimed amount.",
+            )
+        claim.state = transition(claim.state, ClaimState.DECIDED).value
+        outcome = {"approve": "approved", "reject": "rejected", "partial": "partial"}[decision]
+        session.add(
+            Decision(
+                id=new_id("dec"),
+                claim_id=claim.id,
+                outcome=outcome,
+                amount=amount if decision == "partial" else None,
+                reason=reason,
+                decided_by=actor.id,
+            )
+        )
+        claim.deadline_at = None
+        notify(session, claim.merchant_id, "claim.decided", claim, {"outcome": outcome})
+    audit.append(
+        session,
+        actor.id,
+        f"decision.{decision}",
+        claim_id=claim.id,
+        details={"reason": reason, "amount": amount, "state": claim.state},
+    )
+    return claim
+
+
+def expire_windows(session: Session, now: dt.datetime | None = None) -> list[str]:
+    """Move claims whose window ran out to a person (never to a rejection). Returns their ids."""
+    now = now or utcnow()
+    moved = []
+    waiting = (
+        session.execute(
+            select(Claim).where(
+                Claim.state.in_(
+                    [ClaimState.AWAITING_MERCHANT.value, ClaimState.AWAITING_CAPTURE.value]
+                ),
+                Claim.deadline_at.is_not(None),
+            )
+        )
+        .scalars()
+        .all()
+    )
+    for claim in waiting:
+        deadline = _aware(claim.deadline_at)
+        if deadline is None or deadline > now:
+            continue
+        before = claim.state
+        claim.state = transition(claim.state, ClaimState.UNDER_REVIEW).value
+        claim.deadline_at = now + dt.timedelta(hours=24)
+        audit.append(
+            session, SYSTEM.id, "claim.window_expired", claim_id=claim.id, details={"from": before}
+        )
+        moved.append(claim.id)
+    return moved
+
+
+def stale_analyses(
+    session: Session, settings: Settings, now: dt.datetime | None = None
+) -> list[str]:
+    """Claims stuck in ``analysing`` longer than ``analysis_stale_minutes`` (their worker died)."""
+    now = now or utcnow()
+    limit = now - dt.timedelta(minutes=settings.analysis_stale_minutes)
+    rows = (
+        session.execute(select(Claim).where(Claim.state == ClaimState.ANALYSING.value))
+        .scalars()
+        .all()
+    )
+    return [c.id for c in rows if (_aware(c.analysing_since) or now) < limit]

@@ -1,0 +1,444 @@
+"""The REST API (FastAPI), versioned under ``/v1``. OpenAPI: ``/openapi.json`` and docs/openapi.json.
+
+Every error is JSON ``{"error": {"code", "message"}}`` with a 4xx status; a bad upload fails its
+request before anything of it is stored.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, File, Form, Header, Query, Request, UploadFile
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .. import __version__
+from ..cases import workflow
+from ..config import Settings, load_settings
+from ..errors import MediaError, RefundlensError
+from ..store import audit
+from ..store.crypto import PiiCipher
+from ..store.models import Assessment, Claim, Decision, Evidence, IdempotencyKey, Order, Tenant
+from ..workers.runner import Dispatcher
+from ..workers.tasks import Runtime
+from .auth import Principal, authenticate, can_see_claim
+
+__all__ = ["create_app"]
+
+STATUS = {
+    "auth.missing": 401,
+    "auth.invalid": 401,
+    "auth.forbidden": 403,
+    "claim.illegal_transition": 409,
+    "claim.closed": 409,
+    "media.too_large": 413,
+    "request.too_large": 413,
+}
+
+
+def _status(code: str) -> int:
+    if code in STATUS:
+        return STATUS[code]
+    if code.endswith(".not_found"):
+        return 404
+    if code.startswith("media."):
+        return 422
+    return 400
+
+
+class TenantIn(BaseModel):
+    id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,40}$")
+    kind: str = Field(pattern=r"^(platform|merchant)$")
+    name: str
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+
+
+class OrderIn(BaseModel):
+    external_id: str
+    sku_id: str
+    buyer_id: str
+    amount: float = Field(ge=0)
+    currency: str = "CNY"
+    shipped_at: dt.datetime | None = None
+    delivered_at: dt.datetime | None = None
+    buyer: dict[str, str] | None = Field(
+        default=None, description="Name, phone, address: encrypted at rest."
+    )
+    merchant_id: str | None = None
+
+
+class DecisionIn(BaseModel):
+    decision: str = Field(description="approve | reject | partial | request_capture | escalate")
+    reason: str
+    amount: float | None = None
+
+
+def _session(request: Request) -> Iterator[Session]:
+    with request.app.state.runtime.db.session() as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(_session)]
+
+
+def _principal(s: SessionDep, authorization: Annotated[str | None, Header()] = None) -> Principal:
+    return authenticate(s, authorization)
+
+
+# Module level: FastAPI resolves these annotations in the module's namespace.
+Who = Annotated[Principal, Depends(_principal)]
+
+
+def _iso(moment: dt.datetime | None) -> str | None:
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.isoformat()
+
+
+def create_app(
+    settings: Settings | None = None, *, dispatcher: Dispatcher | None = None
+) -> FastAPI:
+    settings = settings or load_settings()
+    runtime = dispatcher.runtime if dispatcher else Runtime(settings)
+    runtime.db.upgrade()
+    dispatch = dispatcher or Dispatcher(settings, runtime)
+    cipher = PiiCipher.from_settings(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        dispatch.start()
+        yield
+        dispatch.stop()
+
+    app = FastAPI(
+        title="refundlens",
+        version=__version__,
+        lifespan=lifespan,
+        description="After-sales claim photos checked for forgery; people decide.",
+    )
+    app.state.runtime = runtime
+    app.state.dispatcher = dispatch
+
+    @app.exception_handler(RefundlensError)
+    async def _refundlens_error(_request: Request, exc: RefundlensError) -> JSONResponse:
+        return JSONResponse({"error": exc.as_dict()}, status_code=_status(exc.code))
+
+    @app.middleware("http")
+    async def _limit_body(request: Request, call_next: Any) -> Any:
+        limit = (settings.max_photos_per_claim + 1) * settings.max_file_bytes
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > limit:
+            err = RefundlensError(
+                "request.too_large", f"The request is {length} bytes; the limit is {limit}."
+            )
+            return JSONResponse({"error": err.as_dict()}, status_code=413)
+        return await call_next(request)
+
+    def session() -> Iterator[Session]:
+        with runtime.db.session() as s:
+            yield s
+
+    SessionDep = Annotated[Session, Depends(session)]
+
+    def principal(
+        s: SessionDep, authorization: Annotated[str | None, Header()] = None
+    ) -> Principal:
+        return authenticate(s, authorization)
+
+    Who = Annotated[Principal, Depends(principal)]
+
+    def actor(p: Principal) -> workflow.Actor:
+        return workflow.Actor(p.key_id, p.role)
+
+    def require(p: Principal, *roles: str) -> None:
+        if p.role not in roles:
+            raise RefundlensError(
+                "auth.forbidden", f"This needs the role {' or '.join(roles)}; the key is {p.role}."
+            )
+
+    async def read_upload(upload: UploadFile) -> tuple[str, bytes]:
+        chunks, size = [], 0
+        while chunk := await upload.read(1 << 20):
+            size += len(chunk)
+            if size > settings.max_file_bytes:
+                raise MediaError(
+                    "media.too_large",
+                    f"{upload.filename} is over the limit (max_file_bytes) of {settings.max_file_bytes} bytes.",
+                )
+            chunks.append(chunk)
+        return upload.filename or "upload", b"".join(chunks)
+
+    def merchant_of(p: Principal, given: str | None) -> str:
+        if p.role == "merchant":
+            assert p.tenant_id is not None
+            return p.tenant_id
+        if p.role == "admin" and given:
+            return given
+        raise RefundlensError(
+            "auth.forbidden",
+            "Only a merchant (or an admin naming merchant_id) manages SKUs and orders.",
+        )
+
+    def claim_view(s: Session, claim: Claim, p: Principal) -> dict[str, Any]:
+        latest = s.execute(
+            select(Assessment)
+            .where(Assessment.claim_id == claim.id)
+            .order_by(Assessment.attempt.desc())
+            .limit(1)
+        ).scalar_one_or_none()
+        view: dict[str, Any] = {
+            "id": claim.id,
+            "order_id": claim.order_id,
+            "merchant_id": claim.merchant_id,
+            "buyer_id": claim.buyer_id,
+            "type": claim.claim_type,
+            "reason": claim.reason,
+            "amount": claim.amount,
+            "state": claim.state,
+            "risk": claim.risk,
+            "action": claim.action,
+            "routing_reason": claim.routing_reason,
+            "deadline_at": _iso(claim.deadline_at),
+            "created_at": _iso(claim.created_at),
+            "photos": [
+                {"name": ph.name, "sha256": ph.sha256, "live_capture": ph.live_capture}
+                for ph in claim.photos
+            ],
+            "assessment": latest.report if latest is not None else None,
+        }
+        if p.role in ("admin", "reviewer", "merchant"):
+            view["evidence"] = [
+                {
+                    "id": e.id,
+                    "kind": e.kind,
+                    "by": e.submitted_by,
+                    "sha256": e.sha256,
+                    "name": e.name,
+                    "statement": e.statement,
+                }
+                for e in s.execute(select(Evidence).where(Evidence.claim_id == claim.id)).scalars()
+            ]
+            view["decisions"] = [
+                {
+                    "outcome": d.outcome,
+                    "amount": d.amount,
+                    "reason": d.reason,
+                    "by": d.decided_by,
+                    "at": _iso(d.created_at),
+                }
+                for d in s.execute(select(Decision).where(Decision.claim_id == claim.id)).scalars()
+            ]
+        return view
+
+    def visible_claim(s: Session, claim_id: str, p: Principal) -> Claim:
+        claim = s.get(Claim, claim_id)
+        if claim is None or not can_see_claim(p, claim):
+            raise workflow.NotFound("claim", claim_id)
+        return claim
+
+    @app.get("/healthz")
+    def healthz(s: SessionDep) -> dict[str, Any]:
+        s.execute(select(1))
+        return {
+            "status": "ok",
+            "version": __version__,
+            "database": runtime.db.engine.dialect.name,
+            "tasks": "celery" if dispatch.celery else "in-process",
+        }
+
+    @app.post("/v1/tenants", status_code=201)
+    def create_tenant(body: TenantIn, s: SessionDep, p: Who) -> dict[str, Any]:
+        require(p, "admin")
+        tenant = s.get(Tenant, body.id) or Tenant(id=body.id, kind=body.kind, name=body.name)
+        tenant.name, tenant.webhook_url, tenant.webhook_secret = (
+            body.name,
+            body.webhook_url,
+            body.webhook_secret,
+        )
+        s.add(tenant)
+        audit.append(s, p.key_id, "tenant.saved", details={"tenant": body.id})
+        return {"id": tenant.id, "kind": tenant.kind, "name": tenant.name}
+
+    @app.post("/v1/skus", status_code=201)
+    async def create_sku(
+        s: SessionDep,
+        p: Who,
+        external_id: Annotated[str, Form()],
+        photos: Annotated[list[UploadFile], File(description="Reference photos (listing photos).")],
+        title: Annotated[str, Form()] = "",
+        merchant_id: Annotated[str | None, Form()] = None,
+    ) -> dict[str, Any]:
+        merchant = merchant_of(p, merchant_id)
+        files = [await read_upload(f) for f in photos]
+        sku = workflow.create_sku(
+            s, runtime.blobs, settings, actor(p), merchant, external_id, title, files
+        )
+        s.flush()
+        s.refresh(sku)
+        return {
+            "id": sku.id,
+            "external_id": sku.external_id,
+            "references": [
+                {"sha256": r.sha256, "name": r.name, "pdq": r.pdq} for r in sku.references
+            ],
+        }
+
+    @app.post("/v1/orders", status_code=201)
+    def create_order(body: OrderIn, s: SessionDep, p: Who) -> dict[str, Any]:
+        merchant = merchant_of(p, body.merchant_id)
+        sealed = cipher.seal(body.buyer) if body.buyer else None
+        order = workflow.create_order(
+            s,
+            actor(p),
+            merchant,
+            body.external_id,
+            body.sku_id,
+            body.buyer_id,
+            body.amount,
+            body.currency,
+            body.shipped_at,
+            body.delivered_at,
+            sealed,
+        )
+        return {
+            "id": order.id,
+            "external_id": order.external_id,
+            "merchant_id": order.merchant_id,
+            "buyer_id": order.buyer_id,
+        }
+
+    @app.post("/v1/claims", status_code=201)
+    async def create_claim(
+        request: Request,
+        s: SessionDep,
+        p: Who,
+        order_id: Annotated[str, Form()],
+        claim_type: Annotated[str, Form(alias="type")],
+        amount: Annotated[float, Form()],
+        reason: Annotated[str, Form()] = "",
+        photos: Annotated[list[UploadFile] | None, File()] = None,
+        idempotency_key: Annotated[str | None, Header()] = None,
+    ) -> JSONResponse:
+        if p.role not in ("buyer", "admin"):
+            raise RefundlensError(
+                "auth.forbidden", "Claims are filed by the buyer (or the platform on its behalf)."
+            )
+        if idempotency_key:
+            key = hashlib.sha256(f"{p.key_id}:{idempotency_key}".encode()).hexdigest()
+            seen = s.get(IdempotencyKey, key)
+            if seen is not None:
+                existing = s.get(Claim, seen.claim_id)
+                assert existing is not None
+                return JSONResponse(claim_view(s, existing, p), status_code=200)
+        order = s.get(Order, order_id)
+        if order is None or (p.role == "buyer" and order.buyer_id != p.subject):
+            raise workflow.NotFound("order", order_id)
+        files = [await read_upload(f) for f in photos or []]
+        claim = workflow.create_claim(
+            s, runtime.blobs, settings, actor(p), order, claim_type, reason, amount, files
+        )
+        if idempotency_key:
+            s.add(IdempotencyKey(key=key, claim_id=claim.id))
+        s.commit()
+        dispatch.submit(claim.id)
+        s.refresh(claim)
+        return JSONResponse(claim_view(s, claim, p), status_code=201)
+
+    @app.get("/v1/claims/{claim_id}")
+    def get_claim(claim_id: str, s: SessionDep, p: Who) -> dict[str, Any]:
+        return claim_view(s, visible_claim(s, claim_id, p), p)
+
+    @app.get("/v1/claims")
+    def list_claims(
+        s: SessionDep,
+        p: Who,
+        state: str | None = None,
+        merchant_id: str | None = None,
+        action: str | None = None,
+        min_amount: float | None = None,
+        cursor: Annotated[
+            str | None, Query(description="The next_cursor of the previous page.")
+        ] = None,
+        limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    ) -> dict[str, Any]:
+        query = select(Claim).order_by(Claim.seq.desc())
+        if p.role == "merchant":
+            query = query.where(Claim.merchant_id == p.tenant_id)
+        elif p.role == "buyer":
+            query = query.where(Claim.buyer_id == p.subject)
+        elif p.role == "reviewer":
+            query = query.where(Claim.merchant_id.in_(sorted(p.tenants)))
+        if state:
+            query = query.where(Claim.state == state)
+        if merchant_id:
+            query = query.where(Claim.merchant_id == merchant_id)
+        if action:
+            query = query.where(Claim.action == action)
+        if min_amount is not None:
+            query = query.where(Claim.amount >= min_amount)
+        if cursor:
+            if not cursor.isdigit():
+                raise RefundlensError(
+                    "request.bad_cursor", "The cursor is not one this API returned."
+                )
+            query = query.where(Claim.seq < int(cursor))
+        rows = s.execute(query.limit(limit + 1)).scalars().all()
+        page = rows[:limit]
+        return {
+            "items": [
+                {
+                    "id": c.id,
+                    "state": c.state,
+                    "risk": c.risk,
+                    "action": c.action,
+                    "amount": c.amount,
+                    "merchant_id": c.merchant_id,
+                    "deadline_at": _iso(c.deadline_at),
+                }
+                for c in page
+            ],
+            "next_cursor": str(page[-1].seq) if len(rows) > limit else None,
+        }
+
+    @app.post("/v1/claims/{claim_id}/evidence", status_code=201)
+    async def add_evidence(
+        claim_id: str,
+        s: SessionDep,
+        p: Who,
+        kind: Annotated[str, Form(pattern=r"^(packing_video|reference_photo|statement|other)$")],
+        statement: Annotated[str, Form()] = "",
+        file: Annotated[UploadFile | None, File()] = None,
+    ) -> dict[str, Any]:
+        claim = visible_claim(s, claim_id, p)
+        upload = await read_upload(file) if file is not None else None
+        item = workflow.add_evidence(s, runtime.blobs, actor(p), claim, kind, statement, upload)
+        return {"id": item.id, "kind": item.kind, "sha256": item.sha256, "claim_state": claim.state}
+
+    @app.post("/v1/claims/{claim_id}/decision")
+    def decide(claim_id: str, body: DecisionIn, s: SessionDep, p: Who) -> dict[str, Any]:
+        claim = visible_claim(s, claim_id, p)
+        workflow.decide(s, actor(p), claim, body.decision, body.reason, body.amount, settings)
+        return claim_view(s, claim, p)
+
+    @app.get("/v1/audit/verify")
+    def verify_audit(s: SessionDep, p: Who) -> dict[str, Any]:
+        require(p, "admin")
+        checked, problem = audit.verify(s)
+        return {
+            "checked": checked,
+            "ok": problem is None,
+            "problem": None
+            if problem is None
+            else {"seq": problem.seq, "problem": problem.problem},
+        }
+
+    return app

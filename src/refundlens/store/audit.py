@@ -1,0 +1,157 @@
+"""The tamper-evident audit log: every entry hashes the one before it.
+
+``entry_hash = sha256(prev_hash || canonical JSON of (seq, at, actor, action, claim_id,
+assessment_id, details))``, with the first entry chained to 64 zeros. Changing, inserting or
+deleting any row breaks every hash after it; :func:`verify` recomputes the chain and names the
+first entry that does not match. Appends are serialised by updating the single ``audit_head`` row
+first, so two writers never take the same sequence number.
+
+To verify by hand: for each row in ``seq`` order, compute the hash above with the ISO 8601 UTC
+time (``YYYY-MM-DDTHH:MM:SS.ffffff+00:00``) and JSON with sorted keys and no spaces; compare with
+``entry_hash`` and the next row's ``prev_hash``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .models import AuditEntry, AuditHead, utcnow
+
+__all__ = ["GENESIS", "AuditProblem", "append", "entry_hash", "verify"]
+
+GENESIS = "0" * 64
+
+
+def _iso(moment: dt.datetime) -> str:
+    if moment.tzinfo is None:  # SQLite returns naive datetimes; they were written as UTC
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone(dt.UTC).isoformat(timespec="microseconds")
+
+
+def entry_hash(
+    prev_hash: str,
+    seq: int,
+    at: dt.datetime,
+    actor: str,
+    action: str,
+    claim_id: str | None,
+    assessment_id: str | None,
+    details: dict[str, Any],
+) -> str:
+    body = json.dumps(
+        {
+            "seq": seq,
+            "at": _iso(at),
+            "actor": actor,
+            "action": action,
+            "claim_id": claim_id,
+            "assessment_id": assessment_id,
+            "details": details,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return hashlib.sha256((prev_hash + body).encode("utf-8")).hexdigest()
+
+
+def append(
+    session: Session,
+    actor: str,
+    action: str,
+    *,
+    claim_id: str | None = None,
+    assessment_id: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> AuditEntry:
+    """Add one entry in the caller's transaction (it commits or rolls back with the change)."""
+    details = json.loads(json.dumps(details or {}, default=str))
+    head = session.execute(
+        select(AuditHead).where(AuditHead.id == 1).with_for_update()
+    ).scalar_one_or_none()
+    if head is None:
+        head = AuditHead(id=1, seq=0, entry_hash=GENESIS)
+        session.add(head)
+        session.flush()
+    seq = head.seq + 1
+    at = utcnow()
+    digest = entry_hash(head.entry_hash, seq, at, actor, action, claim_id, assessment_id, details)
+    entry = AuditEntry(
+        seq=seq,
+        at=at,
+        actor=actor,
+        action=action,
+        claim_id=claim_id,
+        assessment_id=assessment_id,
+        details=details,
+        prev_hash=head.entry_hash,
+        entry_hash=digest,
+    )
+    head.seq, head.entry_hash = seq, digest
+    session.add(entry)
+    session.flush()
+    return entry
+
+
+@dataclasses.dataclass(frozen=True)
+class AuditProblem:
+    seq: int
+    problem: str
+
+
+def verify(session: Session, batch: int = 5000) -> tuple[int, AuditProblem | None]:
+    """Recompute the chain: (entries checked, the first problem or None)."""
+    prev, expected_seq, checked = GENESIS, 1, 0
+    last = 0
+    while True:
+        rows = (
+            session.execute(
+                select(AuditEntry)
+                .where(AuditEntry.seq > last)
+                .order_by(AuditEntry.seq)
+                .limit(batch)
+            )
+            .scalars()
+            .all()
+        )
+        if not rows:
+            break
+        for row in rows:
+            if row.seq != expected_seq:
+                return checked, AuditProblem(
+                    expected_seq, f"entry {expected_seq} is missing (next is {row.seq})"
+                )
+            if row.prev_hash != prev:
+                return checked, AuditProblem(
+                    row.seq, "prev_hash does not match the previous entry's hash"
+                )
+            digest = entry_hash(
+                row.prev_hash,
+                row.seq,
+                row.at,
+                row.actor,
+                row.action,
+                row.claim_id,
+                row.assessment_id,
+                row.details,
+            )
+            if digest != row.entry_hash:
+                return checked, AuditProblem(
+                    row.seq, "the entry's content does not match its hash (altered)"
+                )
+            prev, expected_seq, last = row.entry_hash, row.seq + 1, row.seq
+            checked += 1
+    head = session.get(AuditHead, 1)
+    if head is not None and (head.seq != last or head.entry_hash != prev):
+        return checked, AuditProblem(
+            last + 1,
+            f"the log ends at {last} but the head says {head.seq} (entries deleted at the end)",
+        )
+    return checked, None

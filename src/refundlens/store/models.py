@@ -1,0 +1,252 @@
+"""Tables of the claims service (SQLAlchemy 2). Migrations: ``store/migrations`` (Alembic)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+__all__ = [
+    "ApiKey",
+    "Assessment",
+    "AuditEntry",
+    "AuditHead",
+    "Base",
+    "Claim",
+    "ClaimPhoto",
+    "Decision",
+    "Evidence",
+    "IdempotencyKey",
+    "Order",
+    "ReferencePhoto",
+    "ReviewerAssignment",
+    "Sku",
+    "Tenant",
+    "WebhookEvent",
+    "new_id",
+    "utcnow",
+]
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:20]}"
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dt.datetime: DateTime(timezone=True)}
+
+
+class Tenant(Base):
+    __tablename__ = "tenants"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # platform | merchant
+    name: Mapped[str] = mapped_column(String(200))
+    webhook_url: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    webhook_secret: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(20))  # admin | reviewer | merchant | buyer
+    tenant_id: Mapped[str | None] = mapped_column(ForeignKey("tenants.id"), nullable=True)
+    subject: Mapped[str | None] = mapped_column(String(100), nullable=True)  # buyer id for buyers
+    label: Mapped[str] = mapped_column(String(200), default="")
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class ReviewerAssignment(Base):
+    __tablename__ = "reviewer_assignments"
+    key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id"), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+
+
+class Sku(Base):
+    __tablename__ = "skus"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    merchant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    external_id: Mapped[str] = mapped_column(String(100))
+    title: Mapped[str] = mapped_column(String(300), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    references: Mapped[list[ReferencePhoto]] = relationship(
+        back_populates="sku", order_by="ReferencePhoto.created_at"
+    )
+    __table_args__ = (UniqueConstraint("merchant_id", "external_id"),)
+
+
+class ReferencePhoto(Base):
+    __tablename__ = "reference_photos"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    sku_id: Mapped[str] = mapped_column(ForeignKey("skus.id"), index=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(300))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    pdq: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    sku: Mapped[Sku] = relationship(back_populates="references")
+
+
+class Order(Base):
+    __tablename__ = "orders"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    merchant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    external_id: Mapped[str] = mapped_column(String(100))
+    sku_id: Mapped[str] = mapped_column(ForeignKey("skus.id"))
+    buyer_id: Mapped[str] = mapped_column(String(100), index=True)
+    buyer_pii: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)  # Fernet token
+    amount: Mapped[float] = mapped_column(Float)
+    currency: Mapped[str] = mapped_column(String(3), default="CNY")
+    shipped_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    __table_args__ = (UniqueConstraint("merchant_id", "external_id"),)
+
+
+class Claim(Base):
+    __tablename__ = "claims"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, unique=True)  # cursor order
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), index=True)
+    merchant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    buyer_id: Mapped[str] = mapped_column(String(100), index=True)
+    claim_type: Mapped[str] = mapped_column(String(24))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    amount: Mapped[float] = mapped_column(Float)
+    state: Mapped[str] = mapped_column(String(24), index=True)
+    risk: Mapped[float | None] = mapped_column(Float, nullable=True)
+    action: Mapped[str | None] = mapped_column(String(24), nullable=True)
+    routing_reason: Mapped[str] = mapped_column(Text, default="")
+    deadline_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    analysing_since: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    analysis_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    claimed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    photos: Mapped[list[ClaimPhoto]] = relationship(
+        back_populates="claim", order_by="ClaimPhoto.position"
+    )
+    __table_args__ = (Index("ix_claims_state_deadline", "state", "deadline_at"),)
+
+
+class ClaimPhoto(Base):
+    __tablename__ = "claim_photos"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    claim_id: Mapped[str] = mapped_column(ForeignKey("claims.id"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(300))
+    live_capture: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    claim: Mapped[Claim] = relationship(back_populates="photos")
+
+
+class Assessment(Base):
+    """One analysis of a claim: the CLI's JSON (schema 1.x) as stored, exactly once per run."""
+
+    __tablename__ = "assessments"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    claim_id: Mapped[str] = mapped_column(ForeignKey("claims.id"), index=True)
+    attempt: Mapped[int] = mapped_column(Integer)
+    risk: Mapped[float] = mapped_column(Float)
+    action: Mapped[str] = mapped_column(String(24))
+    report: Mapped[dict] = mapped_column(JSON)  # type: ignore[type-arg]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    __table_args__ = (UniqueConstraint("claim_id", "attempt"),)
+
+
+class Evidence(Base):
+    __tablename__ = "evidence"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    claim_id: Mapped[str] = mapped_column(ForeignKey("claims.id"), index=True)
+    kind: Mapped[str] = mapped_column(
+        String(24)
+    )  # packing_video | reference_photo | statement | capture
+    submitted_by: Mapped[str] = mapped_column(String(20))  # merchant | buyer | reviewer
+    sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    name: Mapped[str] = mapped_column(String(300), default="")
+    statement: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Decision(Base):
+    __tablename__ = "decisions"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    claim_id: Mapped[str] = mapped_column(ForeignKey("claims.id"), index=True)
+    outcome: Mapped[str] = mapped_column(String(16))  # approved | rejected | partial
+    amount: Mapped[float | None] = mapped_column(Float, nullable=True)
+    reason: Mapped[str] = mapped_column(Text)
+    decided_by: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class AuditEntry(Base):
+    """Append-only, hash-chained: ``entry_hash = sha256(prev_hash + canonical JSON of the row)``."""
+
+    __tablename__ = "audit_log"
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(60))
+    claim_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
+    assessment_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    details: Mapped[dict] = mapped_column(JSON)  # type: ignore[type-arg]
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    entry_hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHead(Base):
+    """One row: the last audit sequence number and hash. Updating it first serialises appends."""
+
+    __tablename__ = "audit_head"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    entry_hash: Mapped[str] = mapped_column(String(64))
+
+
+class IdempotencyKey(Base):
+    __tablename__ = "idempotency_keys"
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)  # api key id + header value
+    claim_id: Mapped[str] = mapped_column(ForeignKey("claims.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class WebhookEvent(Base):
+    """Outbox of notifications: delivered at least once, de-duplicated by ``id`` at the receiver."""
+
+    __tablename__ = "webhook_events"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    event: Mapped[str] = mapped_column(String(40))
+    claim_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    body: Mapped[dict] = mapped_column(JSON)  # type: ignore[type-arg]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(
+        String(16), default="pending"
+    )  # pending | delivered | failed | logged
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

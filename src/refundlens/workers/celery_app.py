@@ -1,0 +1,47 @@
+"""Celery wiring: the same task function, on Redis or RabbitMQ (``REFUNDLENS_BROKER_URL``).
+
+Late acknowledgement and ``reject_on_worker_lost``: a worker killed mid-analysis leaves its
+message on the broker, another worker takes it, and the attempt counter makes the first one's
+late result (if any) a no-op. ``refundlens worker`` starts one with beat for the tick.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from ..config import load_settings
+from .tasks import Runtime, analyse_claim, tick
+
+__all__ = ["analyse_claim_task", "app"]
+
+_settings = load_settings()
+app = Celery("refundlens", broker=_settings.broker_url or "memory://", backend=None)
+app.conf.update(
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    task_default_queue="refundlens",
+    broker_connection_retry_on_startup=True,
+    beat_schedule={"refundlens-tick": {"task": "refundlens.tick", "schedule": 10.0}},
+)
+_runtime: Runtime | None = None
+
+
+def _rt() -> Runtime:
+    global _runtime
+    if _runtime is None:
+        _runtime = Runtime(load_settings())
+    return _runtime
+
+
+@app.task(name="refundlens.analyse_claim", bind=True, max_retries=5, default_retry_delay=5)
+def analyse_claim_task(self, claim_id: str) -> str:  # type: ignore[no-untyped-def]
+    try:
+        return analyse_claim(_rt(), claim_id)
+    except Exception as exc:
+        raise self.retry(exc=exc) from exc
+
+
+@app.task(name="refundlens.tick")
+def tick_task() -> dict:  # type: ignore[type-arg]
+    return tick(_rt(), requeue=lambda cid: analyse_claim_task.delay(cid))

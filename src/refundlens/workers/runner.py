@@ -1,0 +1,82 @@
+"""Where analyses run: a background thread in this process, or Celery when a broker is set."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from ..config import Settings
+from .tasks import Runtime, analyse_claim, tick
+
+__all__ = ["Dispatcher"]
+
+log = logging.getLogger("refundlens.workers")
+
+
+class Dispatcher:
+    """``submit(claim_id)`` queues an analysis. In-process: one worker thread (the engine itself
+    uses the cores) and a ticker thread for windows, stale analyses and webhooks."""
+
+    def __init__(
+        self, settings: Settings, runtime: Runtime | None = None, tick_seconds: float = 10.0
+    ) -> None:
+        self.settings = settings
+        self.celery = bool(settings.broker_url)
+        self.runtime = runtime or Runtime(settings)
+        self._pool: ThreadPoolExecutor | None = None
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+        self.tick_seconds = tick_seconds
+
+    def start(self) -> None:
+        if self.celery:
+            return
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="refundlens-analysis")
+        self._ticker = threading.Thread(target=self._tick_loop, name="refundlens-tick", daemon=True)
+        self._ticker.start()
+        # Claims left unanalysed by a previous run of this process (crash, restart).
+        self.run_tick()
+
+    def _run(self, claim_id: str) -> None:
+        try:
+            analyse_claim(self.runtime, claim_id)
+        except Exception:
+            log.exception("analysis of %s failed", claim_id)
+
+    def submit(self, claim_id: str) -> None:
+        if self.celery:
+            from .celery_app import analyse_claim_task
+
+            analyse_claim_task.delay(claim_id)
+        elif self._pool is not None:
+            self._pool.submit(self._run, claim_id)
+        else:
+            self._run(claim_id)
+
+    def run_tick(self) -> None:
+        try:
+            tick(self.runtime, requeue=self.submit)
+            with self.runtime.db.session() as session:
+                from sqlalchemy import select
+
+                from ..store.models import Claim
+
+                waiting = (
+                    session.execute(select(Claim.id).where(Claim.state == "submitted"))
+                    .scalars()
+                    .all()
+                )
+            for claim_id in waiting:
+                self.submit(claim_id)
+        except Exception:
+            log.exception("tick failed")
+
+    def _tick_loop(self) -> None:
+        while not self._stop.wait(self.tick_seconds):
+            self.run_tick()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=False)

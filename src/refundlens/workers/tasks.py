@@ -1,0 +1,75 @@
+"""The analysis task and the periodic tick (windows, stale analyses, webhook delivery)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ..cases import workflow
+from ..cases.routing import RoutingRules
+from ..config import Settings
+from ..fusion import load_policy
+from ..pipeline import analyze
+from ..report import assessment_to_dict
+from ..store import BlobStore, Database
+
+__all__ = ["Runtime", "analyse_claim", "tick"]
+
+log = logging.getLogger("refundlens.workers")
+
+
+class Runtime:
+    """What a task needs, built once per process: settings, database, blobs, policy."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.db = Database(settings)
+        self.blobs = BlobStore(f"{settings.data_dir}/blobs")
+        self.policy = load_policy(settings.policy_path or None)
+        self.rules = RoutingRules.from_policy(self.policy.routing)
+
+
+def analyse_claim(runtime: Runtime, claim_id: str) -> str:
+    """Analyse one claim end to end; safe to run twice (a stale attempt records nothing)."""
+    with runtime.db.session() as session:
+        attempt = workflow.start_analysis(session, claim_id, runtime.settings)
+    if attempt is None:
+        return "skipped"
+    with runtime.db.session() as session:
+        photos, references, order = workflow.load_inputs(
+            session, runtime.blobs, runtime.settings, claim_id
+        )
+        from ..detectors.base import OrderFacts
+
+        facts = OrderFacts(
+            shipped_at=workflow._aware(order.shipped_at),
+            delivered_at=workflow._aware(order.delivered_at),
+        )
+    assessment = analyze(
+        photos, references, settings=runtime.settings, policy=runtime.policy, order=facts
+    )
+    report: dict[str, Any] = assessment_to_dict(assessment)
+    with runtime.db.session() as session:
+        claim = workflow.finish_analysis(
+            session, claim_id, attempt, report, runtime.rules, runtime.settings
+        )
+    log.info(
+        "claim %s analysed (attempt %s): %s",
+        claim_id,
+        attempt,
+        claim.state if claim else "superseded",
+    )
+    return claim.state if claim else "superseded"
+
+
+def tick(runtime: Runtime, requeue: Any = None) -> dict[str, Any]:
+    """Move expired windows on, re-queue stale analyses, deliver due webhooks."""
+    from .webhooks import deliver_due
+
+    with runtime.db.session() as session:
+        moved = workflow.expire_windows(session)
+        stale = workflow.stale_analyses(session, runtime.settings)
+    for claim_id in stale:
+        (requeue or (lambda cid: analyse_claim(runtime, cid)))(claim_id)
+    delivered = deliver_due(runtime)
+    return {"expired": moved, "requeued": stale, "webhooks": delivered}

@@ -1,0 +1,113 @@
+"""A real server for the service tests: uvicorn on a free loopback port, SQLite or PostgreSQL."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from refundlens.config import Settings
+from refundlens.service import create_app
+from refundlens.service.auth import create_key
+from refundlens.store import Database
+
+PG_ADMIN_URL = os.environ.get("REFUNDLENS_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def postgres_reachable() -> bool:
+    try:
+        import psycopg
+
+        with psycopg.connect(PG_ADMIN_URL.replace("postgresql+psycopg", "postgresql"), connect_timeout=3):
+            return True
+    except Exception:  # noqa: BLE001 - any failure means "not reachable"
+        return False
+
+
+@contextlib.contextmanager
+def postgres_database() -> Iterator[str]:
+    """A fresh, empty database for one test module; dropped afterwards."""
+    import psycopg
+
+    if not postgres_reachable():
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set but PostgreSQL at {PG_ADMIN_URL} is not reachable")
+        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL} (set REFUNDLENS_TEST_PG); CI runs it")
+    name = f"refundlens_test_{uuid.uuid4().hex[:10]}"
+    admin = PG_ADMIN_URL.replace("postgresql+psycopg", "postgresql")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@dataclass
+class Server:
+    url: str
+    settings: Settings
+    admin: str
+
+    def client(self, key: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=120.0)
+
+    def key(self, role: str, tenant: str | None = None, subject: str | None = None, assign: list[str] | None = None) -> str:
+        database = Database(self.settings)
+        try:
+            with database.session() as session:
+                return create_key(session, role, tenant, subject, assign=assign)
+        finally:
+            database.dispose()
+
+
+@contextlib.contextmanager
+def running_server(data_dir: Path, database_url: str = "") -> Iterator[Server]:
+    settings = Settings(data_dir=str(data_dir), database_url=database_url, ocr_enabled=False)
+    app = create_app(settings)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not server.started:
+        if time.time() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    database = Database(settings)
+    with database.session() as session:
+        admin = create_key(session, "admin")
+    database.dispose()
+    try:
+        yield Server(f"http://127.0.0.1:{port}", settings, admin)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def wait_analysed(client: httpx.Client, claim_id: str, timeout: float = 120.0) -> dict:  # type: ignore[type-arg]
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        body = client.get(f"/v1/claims/{claim_id}").json()
+        if body["state"] not in ("submitted", "analysing"):
+            return body
+        time.sleep(0.2)
+    raise AssertionError(f"claim {claim_id} was not analysed within {timeout} s")
