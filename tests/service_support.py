@@ -21,7 +21,9 @@ from refundlens.service import create_app
 from refundlens.service.auth import create_key
 from refundlens.store import Database
 
-PG_ADMIN_URL = os.environ.get("REFUNDLENS_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN_URL = os.environ.get(
+    "REFUNDLENS_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
 
 
 def free_port() -> int:
@@ -34,9 +36,11 @@ def postgres_reachable() -> bool:
     try:
         import psycopg
 
-        with psycopg.connect(PG_ADMIN_URL.replace("postgresql+psycopg", "postgresql"), connect_timeout=3):
+        with psycopg.connect(
+            PG_ADMIN_URL.replace("postgresql+psycopg", "postgresql"), connect_timeout=3
+        ):
             return True
-    except Exception:  # noqa: BLE001 - any failure means "not reachable"
+    except Exception:
         return False
 
 
@@ -48,7 +52,9 @@ def postgres_database() -> Iterator[str]:
     if not postgres_reachable():
         if os.environ.get("CI"):
             pytest.fail(f"CI is set but PostgreSQL at {PG_ADMIN_URL} is not reachable")
-        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL} (set REFUNDLENS_TEST_PG); CI runs it")
+        pytest.skip(
+            f"PostgreSQL not reachable at {PG_ADMIN_URL} (set REFUNDLENS_TEST_PG); CI runs it"
+        )
     name = f"refundlens_test_{uuid.uuid4().hex[:10]}"
     admin = PG_ADMIN_URL.replace("postgresql+psycopg", "postgresql")
     with psycopg.connect(admin, autocommit=True) as conn:
@@ -70,7 +76,13 @@ class Server:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         return httpx.Client(base_url=self.url, headers=headers, timeout=120.0)
 
-    def key(self, role: str, tenant: str | None = None, subject: str | None = None, assign: list[str] | None = None) -> str:
+    def key(
+        self,
+        role: str,
+        tenant: str | None = None,
+        subject: str | None = None,
+        assign: list[str] | None = None,
+    ) -> str:
         database = Database(self.settings)
         try:
             with database.session() as session:

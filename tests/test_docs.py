@@ -32,6 +32,9 @@ def test_every_error_code_raised_in_the_source_is_documented() -> None:
         codes |= set(
             re.findall(r'"((?:media|batch|policy|settings|usage)\.[a-z_]+)"', path.read_text())
         )
+        text = path.read_text()
+        codes |= set(re.findall(r'Error\(\s*"([a-z_]+\.[a-z_]+)"', text))
+        codes |= {f"{what}.not_found" for what in re.findall(r'NotFound\("([a-z_]+)"', text)}
     assert codes
     for code in codes:
         assert f"`{code}`" in doc, code

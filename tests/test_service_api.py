@@ -21,7 +21,9 @@ def _sample(name: str) -> bytes:
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
     data_dir = tmp_path_factory.mktemp(f"data-{request.param}")
     if request.param == "sqlite":
         with running_server(data_dir) as srv:
@@ -36,7 +38,12 @@ def shop(server: Server) -> dict[str, str]:
     """Two merchants, an SKU with its listing photo, two orders for two buyers, keys for all."""
     with server.client(server.admin) as admin:
         for tenant in ("shop-a", "shop-b"):
-            assert admin.post("/v1/tenants", json={"id": tenant, "kind": "merchant", "name": tenant}).status_code == 201
+            assert (
+                admin.post(
+                    "/v1/tenants", json={"id": tenant, "kind": "merchant", "name": tenant}
+                ).status_code
+                == 201
+            )
     keys = {
         "merchant": server.key("merchant", "shop-a"),
         "other_merchant": server.key("merchant", "shop-b"),
@@ -46,20 +53,52 @@ def shop(server: Server) -> dict[str, str]:
         "other_reviewer": server.key("reviewer", assign=["shop-b"]),
     }
     with server.client(keys["merchant"]) as merchant:
-        sku = merchant.post("/v1/skus", data={"external_id": "cup-1", "title": "mug"}, files=[("photos", ("listing.jpg", _sample("listing.jpg"), "image/jpeg"))])
+        sku = merchant.post(
+            "/v1/skus",
+            data={"external_id": "cup-1", "title": "mug"},
+            files=[("photos", ("listing.jpg", _sample("listing.jpg"), "image/jpeg"))],
+        )
         assert sku.status_code == 201, sku.text
         sku_id = sku.json()["id"]
         orders = {}
         for buyer in ("buyer-1", "buyer-2"):
-            r = merchant.post("/v1/orders", json={"external_id": f"o-{buyer}", "sku_id": sku_id, "buyer_id": buyer, "amount": 150.0, "shipped_at": "2026-11-01T08:00:00+08:00", "delivered_at": "2026-11-03T08:00:00+08:00", "buyer": {"name": "张三", "phone": "13800138000", "address": "杭州市西湖区"}})
+            r = merchant.post(
+                "/v1/orders",
+                json={
+                    "external_id": f"o-{buyer}",
+                    "sku_id": sku_id,
+                    "buyer_id": buyer,
+                    "amount": 150.0,
+                    "shipped_at": "2026-11-01T08:00:00+08:00",
+                    "delivered_at": "2026-11-03T08:00:00+08:00",
+                    "buyer": {"name": "张三", "phone": "13800138000", "address": "杭州市西湖区"},
+                },
+            )
             assert r.status_code == 201, r.text
             orders[buyer] = r.json()["id"]
     return {**keys, "sku": sku_id, "order": orders["buyer-1"], "other_order": orders["buyer-2"]}
 
 
-def _file_claim(server: Server, key: str, order: str, photo: str, amount: float = 120.0, headers: dict[str, str] | None = None) -> dict:  # type: ignore[type-arg]
+def _file_claim(
+    server: Server,
+    key: str,
+    order: str,
+    photo: str,
+    amount: float = 120.0,
+    headers: dict[str, str] | None = None,
+) -> dict:  # type: ignore[type-arg]
     with server.client(key) as buyer:
-        r = buyer.post("/v1/claims", data={"order_id": order, "type": "refund_only", "amount": str(amount), "reason": "arrived broken"}, files=[("photos", (photo, _sample(photo), "image/jpeg"))], headers=headers or {})
+        r = buyer.post(
+            "/v1/claims",
+            data={
+                "order_id": order,
+                "type": "refund_only",
+                "amount": str(amount),
+                "reason": "arrived broken",
+            },
+            files=[("photos", (photo, _sample(photo), "image/jpeg"))],
+            headers=headers or {},
+        )
         assert r.status_code in (200, 201), r.text
         return r.json()
 
@@ -72,7 +111,9 @@ def test_health_names_the_database_and_the_task_runner(server: Server) -> None:
     assert body["tasks"] == "in-process"
 
 
-def test_a_forged_claim_goes_to_the_merchant_then_a_person_rejects_it_on_record(server: Server, shop: dict[str, str]) -> None:
+def test_a_forged_claim_goes_to_the_merchant_then_a_person_rejects_it_on_record(
+    server: Server, shop: dict[str, str]
+) -> None:
     claim = _file_claim(server, shop["buyer"], shop["order"], "claim_forged.jpg")
     assert claim["state"] in ("submitted", "analysing")
     with server.client(shop["buyer"]) as buyer:
@@ -82,10 +123,19 @@ def test_a_forged_claim_goes_to_the_merchant_then_a_person_rejects_it_on_record(
     codes = [f["code"] for f in analysed["assessment"]["images"][0]["findings"]]
     assert "reference.derived" in codes
     with server.client(shop["merchant"]) as merchant:
-        r = merchant.post(f"/v1/claims/{claim['id']}/evidence", data={"kind": "statement", "statement": "packed intact, video attached later"})
+        r = merchant.post(
+            f"/v1/claims/{claim['id']}/evidence",
+            data={"kind": "statement", "statement": "packed intact, video attached later"},
+        )
         assert r.status_code == 201 and r.json()["claim_state"] == "under_review"
     with server.client(shop["reviewer"]) as reviewer:
-        r = reviewer.post(f"/v1/claims/{claim['id']}/decision", json={"decision": "reject", "reason": "the photo is the listing photo with a crack painted in"})
+        r = reviewer.post(
+            f"/v1/claims/{claim['id']}/decision",
+            json={
+                "decision": "reject",
+                "reason": "the photo is the listing photo with a crack painted in",
+            },
+        )
         assert r.status_code == 200, r.text
         assert r.json()["state"] == "decided"
         assert r.json()["decisions"][0]["outcome"] == "rejected"
@@ -93,39 +143,72 @@ def test_a_forged_claim_goes_to_the_merchant_then_a_person_rejects_it_on_record(
         assert admin.get("/v1/audit/verify").json()["ok"] is True
 
 
-def test_a_genuine_claim_under_the_limit_is_approved_automatically(server: Server, shop: dict[str, str]) -> None:
-    claim = _file_claim(server, shop["other_buyer"], shop["other_order"], "claim_genuine.jpg", amount=90.0)
+def test_a_genuine_claim_under_the_limit_is_approved_automatically(
+    server: Server, shop: dict[str, str]
+) -> None:
+    claim = _file_claim(
+        server, shop["other_buyer"], shop["other_order"], "claim_genuine.jpg", amount=90.0
+    )
     with server.client(shop["other_buyer"]) as buyer:
         analysed = wait_analysed(buyer, claim["id"])
     assert analysed["state"] == "approved", analysed["routing_reason"]
     assert analysed["assessment"]["claim"]["action"] == "approve"
 
 
-def test_a_retried_create_with_the_same_idempotency_key_returns_the_same_claim(server: Server, shop: dict[str, str]) -> None:
-    first = _file_claim(server, shop["buyer"], shop["order"], "claim_unrelated.jpg", headers={"Idempotency-Key": "retry-7"})
-    second = _file_claim(server, shop["buyer"], shop["order"], "claim_unrelated.jpg", headers={"Idempotency-Key": "retry-7"})
+def test_a_retried_create_with_the_same_idempotency_key_returns_the_same_claim(
+    server: Server, shop: dict[str, str]
+) -> None:
+    first = _file_claim(
+        server,
+        shop["buyer"],
+        shop["order"],
+        "claim_unrelated.jpg",
+        headers={"Idempotency-Key": "retry-7"},
+    )
+    second = _file_claim(
+        server,
+        shop["buyer"],
+        shop["order"],
+        "claim_unrelated.jpg",
+        headers={"Idempotency-Key": "retry-7"},
+    )
     assert first["id"] == second["id"]
 
 
-def test_a_corrupt_upload_gets_a_4xx_with_the_media_code_and_creates_nothing(server: Server, shop: dict[str, str]) -> None:
+def test_a_corrupt_upload_gets_a_4xx_with_the_media_code_and_creates_nothing(
+    server: Server, shop: dict[str, str]
+) -> None:
     with server.client(shop["other_buyer"]) as buyer:
         before = len(buyer.get("/v1/claims", params={"limit": 200}).json()["items"])
-        r = buyer.post("/v1/claims", data={"order_id": shop["other_order"], "type": "refund_only", "amount": "10"}, files=[("photos", ("broken.jpg", b"this is not a jpeg", "image/jpeg"))])
+        r = buyer.post(
+            "/v1/claims",
+            data={"order_id": shop["other_order"], "type": "refund_only", "amount": "10"},
+            files=[("photos", ("broken.jpg", b"this is not a jpeg", "image/jpeg"))],
+        )
         assert r.status_code == 422
         assert r.json()["error"]["code"] == "media.not_an_image"
         assert len(buyer.get("/v1/claims", params={"limit": 200}).json()["items"]) == before
 
 
-def test_missing_fields_and_bad_values_are_refused_clearly(server: Server, shop: dict[str, str]) -> None:
+def test_missing_fields_and_bad_values_are_refused_clearly(
+    server: Server, shop: dict[str, str]
+) -> None:
     with server.client(shop["buyer"]) as buyer:
         assert buyer.post("/v1/claims", data={"type": "refund_only"}).status_code == 422
-        r = buyer.post("/v1/claims", data={"order_id": shop["order"], "type": "refund_everything", "amount": "1"})
+        r = buyer.post(
+            "/v1/claims",
+            data={"order_id": shop["order"], "type": "refund_everything", "amount": "1"},
+        )
         assert r.status_code == 400 and r.json()["error"]["code"] == "claim.bad_type"
-        r = buyer.post("/v1/claims", data={"order_id": shop["order"], "type": "refund_only", "amount": "9999"})
+        r = buyer.post(
+            "/v1/claims", data={"order_id": shop["order"], "type": "refund_only", "amount": "9999"}
+        )
         assert r.json()["error"]["code"] == "claim.bad_amount"
 
 
-def test_each_role_sees_only_its_own_claims_and_refusals_say_so(server: Server, shop: dict[str, str]) -> None:
+def test_each_role_sees_only_its_own_claims_and_refusals_say_so(
+    server: Server, shop: dict[str, str]
+) -> None:
     claim = _file_claim(server, shop["buyer"], shop["order"], "claim_unrelated.jpg")
     path = f"/v1/claims/{claim['id']}"
     for key in ("other_buyer", "other_merchant", "other_reviewer"):
@@ -145,15 +228,23 @@ def test_each_role_sees_only_its_own_claims_and_refusals_say_so(server: Server, 
         assert forged.get(path).json()["error"]["code"] == "auth.invalid"
 
 
-def test_an_illegal_transition_is_refused_with_the_allowed_moves(server: Server, shop: dict[str, str]) -> None:
-    claim = _file_claim(server, shop["other_buyer"], shop["other_order"], "claim_genuine.jpg", amount=50.0)
+def test_an_illegal_transition_is_refused_with_the_allowed_moves(
+    server: Server, shop: dict[str, str]
+) -> None:
+    claim = _file_claim(
+        server, shop["other_buyer"], shop["other_order"], "claim_genuine.jpg", amount=50.0
+    )
     with server.client(shop["other_buyer"]) as buyer:
         assert wait_analysed(buyer, claim["id"])["state"] == "approved"
     with server.client(server.admin) as admin:
-        r = admin.post(f"/v1/claims/{claim['id']}/decision", json={"decision": "reject", "reason": "x"})
+        r = admin.post(
+            f"/v1/claims/{claim['id']}/decision", json={"decision": "reject", "reason": "x"}
+        )
         assert r.status_code == 409
         assert r.json()["error"]["code"] == "claim.illegal_transition"
-        r = admin.post(f"/v1/claims/{claim['id']}/decision", json={"decision": "reject", "reason": "  "})
+        r = admin.post(
+            f"/v1/claims/{claim['id']}/decision", json={"decision": "reject", "reason": "  "}
+        )
         assert r.json()["error"]["code"] == "decision.reason_required"
 
 
@@ -182,11 +273,23 @@ def test_buyer_personal_data_is_encrypted_at_rest(server: Server, shop: dict[str
         assert b"13800138000" not in blob and "张三".encode() not in blob
 
 
-def test_an_altered_audit_row_is_found_by_audit_verify(server: Server, shop: dict[str, str]) -> None:
-    env = {**os.environ, "REFUNDLENS_DATA_DIR": server.settings.data_dir, "REFUNDLENS_DATABASE_URL": server.settings.database_url}
+def test_an_altered_audit_row_is_found_by_audit_verify(
+    server: Server, shop: dict[str, str]
+) -> None:
+    env = {
+        **os.environ,
+        "REFUNDLENS_DATA_DIR": server.settings.data_dir,
+        "REFUNDLENS_DATABASE_URL": server.settings.database_url,
+    }
 
     def verify() -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "refundlens", "audit", "verify"], capture_output=True, text=True, env=env, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "refundlens", "audit", "verify"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
 
     ok = verify()
     assert ok.returncode == 0, ok.stderr
@@ -194,7 +297,9 @@ def test_an_altered_audit_row_is_found_by_audit_verify(server: Server, shop: dic
     database = Database(server.settings)
     try:
         with database.session() as session:
-            original = session.execute(text("SELECT actor FROM audit_log WHERE seq = 3")).scalar_one()
+            original = session.execute(
+                text("SELECT actor FROM audit_log WHERE seq = 3")
+            ).scalar_one()
             session.execute(text("UPDATE audit_log SET actor = 'someone-else' WHERE seq = 3"))
         broken = verify()
         assert broken.returncode == 1

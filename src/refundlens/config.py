@@ -135,6 +135,9 @@ class Settings:
     """A live capture must be taken at most this many minutes before its upload."""
     analysis_stale_minutes: float = 15.0
     """A claim analysing for longer than this is re-queued by the reaper (a worker died)."""
+    task_visibility_timeout_seconds: float = 900.0
+    """Redis broker: an analysis not acknowledged within this many seconds (its worker died) is
+    handed to another worker. Keep it above the longest analysis."""
     webhook_max_attempts: int = 8
     """Deliveries tried per webhook event before it is marked failed (backoff doubles from 2 s)."""
     max_photos_per_claim: int = 9

@@ -22,6 +22,7 @@ app.conf.update(
     worker_prefetch_multiplier=1,
     task_default_queue="refundlens",
     broker_connection_retry_on_startup=True,
+    broker_transport_options={"visibility_timeout": _settings.task_visibility_timeout_seconds},
     beat_schedule={"refundlens-tick": {"task": "refundlens.tick", "schedule": 10.0}},
 )
 _runtime: Runtime | None = None

@@ -1,0 +1,147 @@
+"""The case lifecycle and routing as plain functions, and the webhook signature recipe."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from refundlens.cases import (
+    ClaimFacts,
+    ClaimState,
+    IllegalTransition,
+    RoutingRules,
+    can_transition,
+    route,
+    transition,
+)
+from refundlens.cases.states import TRANSITIONS
+from refundlens.config import Settings
+from refundlens.fusion import load_policy
+from refundlens.store.models import Tenant, WebhookEvent, new_id
+from refundlens.workers.tasks import Runtime
+from refundlens.workers.webhooks import deliver_due, sign, verify_signature
+
+S = ClaimState
+
+
+def test_the_happy_path_of_a_doubtful_claim_is_allowed() -> None:
+    path = [
+        S.SUBMITTED,
+        S.ANALYSING,
+        S.AWAITING_MERCHANT,
+        S.UNDER_REVIEW,
+        S.DECIDED,
+        S.APPEALED,
+        S.UNDER_REVIEW,
+        S.DECIDED,
+        S.FINAL,
+    ]
+    for current, target in zip(path, path[1:], strict=False):
+        assert transition(current, target) == target
+
+
+@pytest.mark.parametrize(
+    ("current", "target"),
+    [
+        (S.SUBMITTED, S.DECIDED),
+        (S.ANALYSING, S.DECIDED),
+        (S.APPROVED, S.UNDER_REVIEW),
+        (S.FINAL, S.APPEALED),
+        (S.AWAITING_MERCHANT, S.DECIDED),
+    ],
+)
+def test_moves_outside_the_lifecycle_are_refused_with_the_allowed_ones(
+    current: ClaimState, target: ClaimState
+) -> None:
+    with pytest.raises(IllegalTransition) as caught:
+        transition(current, target)
+    assert caught.value.code == "claim.illegal_transition"
+    assert str(current) in caught.value.message
+
+
+def test_nothing_but_review_leads_to_a_decision() -> None:
+    """Only under_review reaches decided: the machine never decides (and so never rejects) itself."""
+    assert [state for state, targets in TRANSITIONS.items() if S.DECIDED in targets] == [
+        S.UNDER_REVIEW
+    ]
+    assert not can_transition(S.FINAL, S.DECIDED)
+
+
+RULES = RoutingRules.from_policy(load_policy().routing)
+
+
+@pytest.mark.parametrize(
+    ("action", "facts", "expected"),
+    [
+        ("approve", ClaimFacts("refund_only", 100, 1), S.APPROVED),
+        ("approve", ClaimFacts("refund_only", 500, 1), S.AWAITING_MERCHANT),
+        ("approve", ClaimFacts("return_and_refund", 5000, 1), S.APPROVED),
+        ("approve", ClaimFacts("refund_only", 10, 0), S.AWAITING_MERCHANT),
+        ("request_capture", ClaimFacts("refund_only", 10, 1), S.AWAITING_CAPTURE),
+        ("review", ClaimFacts("repair", 10, 1), S.AWAITING_MERCHANT),
+        ("escalate", ClaimFacts("refund_only", 10, 1), S.AWAITING_MERCHANT),
+    ],
+)
+def test_routing_follows_the_action_then_the_platform_rules(
+    action: str, facts: ClaimFacts, expected: ClaimState
+) -> None:
+    state, why = route(action, facts, RULES)
+    assert state == expected
+    assert why
+
+
+def test_a_platform_policy_can_lower_the_refund_only_limit(tmp_path: Path) -> None:
+    policy = tmp_path / "p.yaml"
+    policy.write_text("routing:\n  auto_approve_max_amount:\n    refund_only: 20\n")
+    rules = RoutingRules.from_policy(load_policy(policy).routing)
+    assert route("approve", ClaimFacts("refund_only", 50, 1), rules)[0] == S.AWAITING_MERCHANT
+
+
+def test_the_webhook_signature_recipe_verifies_and_refuses_tampering_and_replay() -> None:
+    body = json.dumps({"id": "evt_1", "event": "claim.decided"}).encode()
+    header = sign("s3cret", body)
+    assert verify_signature("s3cret", body, header)
+    assert not verify_signature("s3cret", body + b" ", header)
+    assert not verify_signature("other", body, header)
+    old = sign("s3cret", body, timestamp=int(time.time()) - 3600)
+    assert not verify_signature("s3cret", body, old)
+
+
+def test_webhooks_are_retried_with_backoff_and_carry_a_stable_event_id(tmp_path: Path) -> None:
+    runtime = Runtime(Settings(data_dir=str(tmp_path)))
+    runtime.db.upgrade()
+    with runtime.db.session() as session:
+        session.add(
+            Tenant(
+                id="shop",
+                kind="merchant",
+                name="shop",
+                webhook_url="http://receiver.test/hook",
+                webhook_secret="k",
+            )
+        )
+        session.flush()
+        session.add(
+            WebhookEvent(
+                id=new_id("evt"), tenant_id="shop", event="claim.received", body={"id": "x"}
+            )
+        )
+    seen: list[tuple[str, bool]] = []
+
+    def receiver(request: httpx.Request) -> httpx.Response:
+        ok = verify_signature("k", request.content, request.headers["X-Refundlens-Signature"])
+        seen.append((request.headers["X-Refundlens-Event-Id"], ok))
+        return httpx.Response(503 if len(seen) == 1 else 200)
+
+    client = httpx.Client(transport=httpx.MockTransport(receiver))
+    assert deliver_due(runtime, client=client) == 0  # first try fails: retried later
+    assert deliver_due(runtime, client=client) == 0  # not due yet (backoff)
+    with runtime.db.session() as session:
+        event = session.query(WebhookEvent).one()
+        event.next_attempt_at = event.created_at
+    assert deliver_due(runtime, client=client) == 1
+    assert len(seen) == 2 and seen[0][0] == seen[1][0] and all(ok for _, ok in seen)
