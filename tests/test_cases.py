@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from pathlib import Path
@@ -40,7 +41,7 @@ def test_the_happy_path_of_a_doubtful_claim_is_allowed() -> None:
         S.DECIDED,
         S.FINAL,
     ]
-    for current, target in zip(path, path[1:], strict=False):
+    for current, target in itertools.pairwise(path):
         assert transition(current, target) == target
 
 

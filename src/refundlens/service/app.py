@@ -143,19 +143,6 @@ def create_app(
             return JSONResponse({"error": err.as_dict()}, status_code=413)
         return await call_next(request)
 
-    def session() -> Iterator[Session]:
-        with runtime.db.session() as s:
-            yield s
-
-    SessionDep = Annotated[Session, Depends(session)]
-
-    def principal(
-        s: SessionDep, authorization: Annotated[str | None, Header()] = None
-    ) -> Principal:
-        return authenticate(s, authorization)
-
-    Who = Annotated[Principal, Depends(principal)]
-
     def actor(p: Principal) -> workflow.Actor:
         return workflow.Actor(p.key_id, p.role)
 
