@@ -89,7 +89,9 @@ def main() -> None:
                 counts = _counts(pos, neg, code)
                 if split == "dev" and counts["k_forged"] + counts["k_genuine"] == 0:
                     # No event either way: a smoothed ratio would only echo the sample sizes.
-                    check.append(f"| `{code}` | not calibrated: fired on nothing in dev | {counts} |")
+                    check.append(
+                        f"| `{code}` | not calibrated: fired on nothing in dev | {counts} |"
+                    )
                 elif split == "dev":
                     codes[code] = {
                         **counts,

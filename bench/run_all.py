@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from . import calibrate, run_provenance, run_reference
+from . import calibrate, run_forensics, run_provenance, run_reference
 
 if __name__ == "__main__":
     run_provenance.main()
     run_reference.main()
+    run_forensics.main()
     calibrate.main()

@@ -309,3 +309,83 @@ def test_an_altered_audit_row_is_found_by_audit_verify(
             session.execute(text("UPDATE audit_log SET actor = :a WHERE seq = 3"), {"a": original})
         database.dispose()
     assert verify().returncode == 0
+
+
+def _exif_photo(taken: str, offset: str = "+08:00", seed: int = 3) -> bytes:
+    """The bundled unrelated photo, cropped by ``seed`` pixels, with a camera's capture time."""
+    import io
+
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(_sample("claim_unrelated.jpg"))).convert("RGB")
+    image = image.crop((seed, seed, image.width - seed, image.height - seed))
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110] = "HUAWEI", "P60"
+    sub = exif.get_ifd(0x8769)
+    sub[0x9003], sub[0x9011] = taken, offset
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=92, exif=exif.tobytes())
+    return out.getvalue()
+
+
+def test_a_photo_taken_before_shipment_asks_for_a_live_capture_which_reopens_the_analysis(
+    server: Server, shop: dict[str, str]
+) -> None:
+    import datetime as dt
+
+    with server.client(shop["buyer"]) as buyer:
+        r = buyer.post(
+            "/v1/claims",
+            data={"order_id": shop["order"], "type": "refund_only", "amount": "20"},
+            files=[("photos", ("old.jpg", _exif_photo("2026:10:20 10:00:00"), "image/jpeg"))],
+        )
+        assert r.status_code == 201, r.text
+        claim = wait_analysed(buyer, r.json()["id"])
+        assert claim["state"] == "awaiting_capture", claim["routing_reason"]
+        token = buyer.post(f"/v1/claims/{claim['id']}/capture-token").json()["token"]
+        stale = _exif_photo("2026:10:21 10:00:00", seed=4)
+        r = buyer.post(
+            f"/v1/claims/{claim['id']}/capture",
+            data={"token": token},
+            files=[("photo", ("stale.jpg", stale, "image/jpeg"))],
+        )
+        assert r.status_code == 400 and r.json()["error"]["code"] == "capture.not_live"
+        now = dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).strftime("%Y:%m:%d %H:%M:%S")
+        r = buyer.post(
+            f"/v1/claims/{claim['id']}/capture",
+            data={"token": token},
+            files=[("photo", ("live.jpg", _exif_photo(now, seed=5), "image/jpeg"))],
+        )
+        assert r.status_code == 201, r.text
+        assert [p["live_capture"] for p in r.json()["photos"]] == [False, True]
+        again = buyer.post(
+            f"/v1/claims/{claim['id']}/capture",
+            data={"token": token},
+            files=[("photo", ("live.jpg", _exif_photo(now, seed=6), "image/jpeg"))],
+        )
+        assert again.json()["error"]["code"] in ("capture.token_used", "capture.not_requested")
+        final = wait_analysed(buyer, claim["id"])
+    # The old photo still predates shipment, but a live photo was given: a person decides now.
+    assert final["state"] == "awaiting_merchant", final["routing_reason"]
+
+
+def test_an_automatic_approval_can_be_appealed_by_the_merchant_to_a_person(
+    server: Server, shop: dict[str, str]
+) -> None:
+    claim = _file_claim(
+        server, shop["other_buyer"], shop["other_order"], "claim_genuine.jpg", amount=30.0
+    )
+    with server.client(shop["other_buyer"]) as buyer:
+        assert wait_analysed(buyer, claim["id"])["state"] == "approved"
+    with server.client(shop["other_merchant"]) as stranger:
+        assert (
+            stranger.post(f"/v1/claims/{claim['id']}/appeal", json={"reason": "x"}).status_code
+            == 404
+        )
+    with server.client(shop["merchant"]) as merchant:
+        # shop-a does not own the other order either: the owner is shop-a for both orders here
+        r = merchant.post(
+            f"/v1/claims/{claim['id']}/appeal", json={"reason": "the goods were returned unopened"}
+        )
+        assert r.status_code == 200, r.text
+        assert r.json()["state"] == "under_review"

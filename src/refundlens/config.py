@@ -133,6 +133,9 @@ class Settings:
     """Hours within which a reviewer should decide; the queue sorts by this deadline."""
     capture_token_max_age_minutes: float = 30.0
     """A live capture must be taken at most this many minutes before its upload."""
+    capture_hmac_key: str = ""
+    """Key with which the platform's capture app signs its photos (HMAC-SHA256 of the file's
+    sha256, hex, header ``X-Capture-Signature``); empty = only the capture time is checked."""
     analysis_stale_minutes: float = 15.0
     """A claim analysing for longer than this is re-queued by the reaper (a worker died)."""
     task_visibility_timeout_seconds: float = 900.0

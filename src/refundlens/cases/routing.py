@@ -46,11 +46,17 @@ class ClaimFacts:
     claim_type: str
     amount: float
     photo_count: int
+    has_live_capture: bool = False
 
 
 def route(action: str, facts: ClaimFacts, rules: RoutingRules) -> tuple[ClaimState, str]:
     """The next state after analysis and the reason, in words a reviewer reads."""
     if action == "request_capture":
+        if facts.has_live_capture:
+            return (
+                ClaimState.AWAITING_MERCHANT,
+                "a live photo was already given and doubts remain: a person decides",
+            )
         return ClaimState.AWAITING_CAPTURE, "the analysis asks for a live photo"
     if action in ("review", "escalate"):
         return (

@@ -329,8 +329,9 @@ def finish_analysis(
         report=json.loads(json.dumps(report, default=str)),
     )
     session.add(assessment)
+    live = any(photo.live_capture for photo in claim.photos)
     target, why = route(
-        action, ClaimFacts(claim.claim_type, claim.amount, len(claim.photos)), rules
+        action, ClaimFacts(claim.claim_type, claim.amount, len(claim.photos), live), rules
     )
     claim.state = transition(claim.state, target).value
     claim.risk, claim.action, claim.routing_reason = risk, action, why
@@ -518,3 +519,146 @@ def stale_analyses(
         .all()
     )
     return [c.id for c in rows if (_aware(c.analysing_since) or now) < limit]
+
+
+def issue_capture_token(
+    session: Session, actor: Actor, claim: Claim, settings: Settings
+) -> tuple[str, dt.datetime]:
+    """A one-time token for a live capture (only while the claim awaits one). Returns (token, expiry)."""
+    import hashlib
+    import secrets
+
+    from ..store.models import CaptureToken
+
+    if claim.state != ClaimState.AWAITING_CAPTURE:
+        raise RefundlensError(
+            "capture.not_requested", f"The claim is {claim.state}; no live capture is requested."
+        )
+    secret = secrets.token_urlsafe(24)
+    expires = _aware(claim.deadline_at) or (
+        utcnow() + dt.timedelta(hours=settings.capture_window_hours)
+    )
+    token = CaptureToken(
+        id=new_id("cap"),
+        claim_id=claim.id,
+        secret_hash=hashlib.sha256(secret.encode()).hexdigest(),
+        expires_at=expires,
+    )
+    session.add(token)
+    audit.append(
+        session,
+        actor.id,
+        "capture.token_issued",
+        claim_id=claim.id,
+        details={"token": token.id, "expires_at": expires.isoformat()},
+    )
+    return f"{token.id}.{secret}", expires
+
+
+def accept_capture(
+    session: Session,
+    blobs: BlobStore,
+    settings: Settings,
+    actor: Actor,
+    claim: Claim,
+    token: str,
+    photo: tuple[str, bytes],
+    signature: str | None,
+) -> ClaimPhoto:
+    """Check the token, the capture time and (where the platform signs) the signature; add the
+    photo as live and send the claim back to analysis."""
+    import hashlib
+    import hmac
+
+    from ..store.models import CaptureToken
+
+    token_id, _, secret = token.partition(".")
+    row = session.get(CaptureToken, token_id, with_for_update=True)
+    now = utcnow()
+    if (
+        row is None
+        or row.claim_id != claim.id
+        or not hmac.compare_digest(row.secret_hash, hashlib.sha256(secret.encode()).hexdigest())
+    ):
+        raise RefundlensError("capture.bad_token", "The capture token is not valid for this claim.")
+    if row.used_at is not None:
+        raise RefundlensError(
+            "capture.token_used", "The capture token was already used; ask for a new one."
+        )
+    if (_aware(row.expires_at) or now) < now:
+        raise RefundlensError(
+            "capture.token_expired", "The capture token has expired; ask for a new one."
+        )
+    if claim.state != ClaimState.AWAITING_CAPTURE:
+        raise RefundlensError(
+            "capture.not_requested", f"The claim is {claim.state}; no live capture is requested."
+        )
+    media = _decode(photo[1], photo[0], settings)
+    signed = False
+    if settings.capture_hmac_key:
+        expected = hmac.new(
+            settings.capture_hmac_key.encode(), media.sha256.encode(), hashlib.sha256
+        ).hexdigest()
+        if not signature or not hmac.compare_digest(expected, signature):
+            raise RefundlensError(
+                "capture.bad_signature", "The photo is not signed by the platform's capture app."
+            )
+        signed = True
+    taken = media.exif.captured_at()
+    if taken is not None:
+        from ..media import utc_offset
+
+        if taken.tzinfo is None:  # EXIF without OffsetTimeOriginal: the platform's assumed zone
+            taken = taken.replace(tzinfo=utc_offset(settings.capture_default_utc_offset) or dt.UTC)
+        age = (now - taken).total_seconds() / 60
+        # A little slack into the future for clocks a minute or two ahead.
+        if not -5 <= age <= settings.capture_token_max_age_minutes:
+            raise RefundlensError(
+                "capture.not_live",
+                f"The photo was taken {age:.0f} minutes before its upload; a live capture must be taken within {settings.capture_token_max_age_minutes:g} minutes of it.",
+            )
+    elif not signed:
+        raise RefundlensError(
+            "capture.not_live",
+            "The photo carries no capture time and no capture-app signature: it cannot be shown to be live.",
+        )
+    row.used_at = now
+    position = len(claim.photos)
+    item = ClaimPhoto(
+        id=new_id("pho"),
+        claim_id=claim.id,
+        position=position,
+        sha256=blobs.put(photo[1]),
+        name=photo[0],
+        live_capture=True,
+    )
+    session.add(item)
+    claim.deadline_at = None
+    # Straight back to analysis (the clock was paused while the buyer was asked).
+    claim.state = transition(claim.state, ClaimState.ANALYSING).value
+    claim.analysing_since = now
+    audit.append(
+        session,
+        actor.id,
+        "capture.accepted",
+        claim_id=claim.id,
+        details={
+            "sha256": media.sha256,
+            "signed": signed,
+            "captured_at": taken.isoformat() if taken else None,
+        },
+    )
+    notify(session, claim.merchant_id, "capture.received", claim)
+    return item
+
+
+def appeal(session: Session, actor: Actor, claim: Claim, reason: str) -> Claim:
+    """The buyer or the merchant contests a decision (or an automatic approval): a person looks again."""
+    if not reason.strip():
+        raise RefundlensError("appeal.reason_required", "An appeal needs a reason in words.")
+    claim.state = transition(claim.state, ClaimState.APPEALED).value
+    audit.append(session, actor.id, "claim.appealed", claim_id=claim.id, details={"reason": reason})
+    claim.state = transition(claim.state, ClaimState.UNDER_REVIEW).value
+    claim.deadline_at = utcnow() + dt.timedelta(hours=24)
+    notify(session, claim.merchant_id, "claim.appealed", claim, {"reason": reason})
+    return claim

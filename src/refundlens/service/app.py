@@ -80,6 +80,10 @@ class DecisionIn(BaseModel):
     amount: float | None = None
 
 
+class AppealIn(BaseModel):
+    reason: str
+
+
 def _session(request: Request) -> Iterator[Session]:
     with request.app.state.runtime.db.session() as session:
         yield session
@@ -414,6 +418,40 @@ def create_app(
     def decide(claim_id: str, body: DecisionIn, s: SessionDep, p: Who) -> dict[str, Any]:
         claim = visible_claim(s, claim_id, p)
         workflow.decide(s, actor(p), claim, body.decision, body.reason, body.amount, settings)
+        return claim_view(s, claim, p)
+
+    @app.post("/v1/claims/{claim_id}/capture-token", status_code=201)
+    def capture_token(claim_id: str, s: SessionDep, p: Who) -> dict[str, Any]:
+        claim = visible_claim(s, claim_id, p)
+        require(p, "buyer", "admin")
+        token, expires = workflow.issue_capture_token(s, actor(p), claim, settings)
+        return {"token": token, "expires_at": expires.isoformat()}
+
+    @app.post("/v1/claims/{claim_id}/capture", status_code=201)
+    async def capture(
+        claim_id: str,
+        s: SessionDep,
+        p: Who,
+        token: Annotated[str, Form()],
+        photo: Annotated[UploadFile, File()],
+        x_capture_signature: Annotated[str | None, Header()] = None,
+    ) -> JSONResponse:
+        claim = visible_claim(s, claim_id, p)
+        require(p, "buyer", "admin")
+        upload = await read_upload(photo)
+        workflow.accept_capture(
+            s, runtime.blobs, settings, actor(p), claim, token, upload, x_capture_signature
+        )
+        s.commit()
+        dispatch.submit(claim.id)
+        s.refresh(claim)
+        return JSONResponse(claim_view(s, claim, p), status_code=201)
+
+    @app.post("/v1/claims/{claim_id}/appeal")
+    def appeal(claim_id: str, body: AppealIn, s: SessionDep, p: Who) -> dict[str, Any]:
+        claim = visible_claim(s, claim_id, p)
+        require(p, "buyer", "merchant", "admin")
+        workflow.appeal(s, actor(p), claim, body.reason)
         return claim_view(s, claim, p)
 
     @app.get("/v1/audit/verify")

@@ -28,6 +28,7 @@ __all__ = [
     "AuditEntry",
     "AuditHead",
     "Base",
+    "CaptureToken",
     "Claim",
     "ClaimPhoto",
     "Decision",
@@ -162,6 +163,18 @@ class ClaimPhoto(Base):
     live_capture: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     claim: Mapped[Claim] = relationship(back_populates="photos")
+
+
+class CaptureToken(Base):
+    """A one-time permission to upload a live capture for one claim, valid until ``expires_at``."""
+
+    __tablename__ = "capture_tokens"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    claim_id: Mapped[str] = mapped_column(ForeignKey("claims.id"), index=True)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[dt.datetime] = mapped_column()
+    used_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class Assessment(Base):

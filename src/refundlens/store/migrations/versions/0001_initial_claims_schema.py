@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 23:17:35.979447
+Create Date: 2026-11-22 23:26:00.762332
 """
 
 from __future__ import annotations
@@ -226,6 +226,23 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_assessments_claim_id"), ["claim_id"], unique=False)
 
     op.create_table(
+        "capture_tokens",
+        sa.Column("id", sa.String(length=40), nullable=False),
+        sa.Column("claim_id", sa.String(length=40), nullable=False),
+        sa.Column("secret_hash", sa.String(length=64), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("used_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["claim_id"],
+            ["claims.id"],
+        ),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("capture_tokens", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_capture_tokens_claim_id"), ["claim_id"], unique=False)
+
+    op.create_table(
         "claim_photos",
         sa.Column("id", sa.String(length=40), nullable=False),
         sa.Column("claim_id", sa.String(length=40), nullable=False),
@@ -309,6 +326,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_claim_photos_claim_id"))
 
     op.drop_table("claim_photos")
+    with op.batch_alter_table("capture_tokens", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_capture_tokens_claim_id"))
+
+    op.drop_table("capture_tokens")
     with op.batch_alter_table("assessments", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_assessments_claim_id"))
 
