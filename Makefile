@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench lint venv clean system-deps
+.PHONY: demo test bench lint venv clean system-deps serve openapi
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,10 +32,18 @@ test: $(STAMP) system-deps
 bench: $(STAMP)
 	$(PY) -m bench.run_all
 
+# The claims service on the embedded default (SQLite + in-process tasks in ./refundlens-data).
+serve: $(STAMP)
+	$(VENV)/bin/refundlens serve
+
+# Regenerate docs/openapi.json after an API change (a test compares it with the running API).
+openapi: $(STAMP)
+	$(PY) -c "import json, tempfile; from refundlens.config import Settings; from refundlens.service import create_app; print(json.dumps(create_app(Settings(data_dir=tempfile.mkdtemp())).openapi(), indent=1, sort_keys=True, ensure_ascii=False))" > docs/openapi.json
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/mypy
 
 clean:
-	rm -rf $(VENV) demo-report test-artifacts
+	rm -rf $(VENV) demo-report test-artifacts refundlens-data

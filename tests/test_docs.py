@@ -44,3 +44,14 @@ def test_readme_starts_with_the_two_quick_start_commands() -> None:
     readme = (ROOT / "README.md").read_text()
     head = readme[: readme.index("## Usage")]
     assert "make demo" in head and "make test" in head
+
+
+def test_the_checked_in_openapi_document_matches_the_api(tmp_path: Path) -> None:
+    """docs/openapi.json is regenerated with `make openapi` whenever the API changes."""
+    import json
+
+    from refundlens.service import create_app
+
+    spec = create_app(Settings(data_dir=str(tmp_path))).openapi()
+    checked_in = json.loads((ROOT / "docs" / "openapi.json").read_text())
+    assert checked_in == json.loads(json.dumps(spec)), "run `make openapi` and commit docs/openapi.json"
