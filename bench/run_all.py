@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from . import calibrate, run_forensics, run_provenance, run_reference
+from . import calibrate, run_forensics, run_provenance, run_reference, run_service
 
 if __name__ == "__main__":
     run_provenance.main()
     run_reference.main()
     run_forensics.main()
     calibrate.main()
+    run_service.main()

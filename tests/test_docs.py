@@ -54,4 +54,6 @@ def test_the_checked_in_openapi_document_matches_the_api(tmp_path: Path) -> None
 
     spec = create_app(Settings(data_dir=str(tmp_path))).openapi()
     checked_in = json.loads((ROOT / "docs" / "openapi.json").read_text())
-    assert checked_in == json.loads(json.dumps(spec)), "run `make openapi` and commit docs/openapi.json"
+    assert checked_in == json.loads(json.dumps(spec)), (
+        "run `make openapi` and commit docs/openapi.json"
+    )

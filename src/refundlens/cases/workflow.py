@@ -632,7 +632,7 @@ def accept_capture(
         name=photo[0],
         live_capture=True,
     )
-    session.add(item)
+    claim.photos.append(item)  # keeps the loaded collection in step with the session
     claim.deadline_at = None
     # Straight back to analysis (the clock was paused while the buyer was asked).
     claim.state = transition(claim.state, ClaimState.ANALYSING).value

@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, File, Form, Header, Query, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
@@ -92,8 +93,13 @@ def _session(request: Request) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(_session)]
 
 
-def _principal(s: SessionDep, authorization: Annotated[str | None, Header()] = None) -> Principal:
-    return authenticate(s, authorization)
+def _principal(
+    request: Request, authorization: Annotated[str | None, Header()] = None
+) -> Principal:
+    # Its own short transaction: an async endpoint must not hold one open across awaits
+    # (under SQLite that would block every other request on the write lock).
+    with request.app.state.runtime.db.session() as session:
+        return authenticate(session, authorization)
 
 
 # Module level: FastAPI resolves these annotations in the module's namespace.
@@ -261,7 +267,6 @@ def create_app(
 
     @app.post("/v1/skus", status_code=201)
     async def create_sku(
-        s: SessionDep,
         p: Who,
         external_id: Annotated[str, Form()],
         photos: Annotated[list[UploadFile], File(description="Reference photos (listing photos).")],
@@ -270,18 +275,23 @@ def create_app(
     ) -> dict[str, Any]:
         merchant = merchant_of(p, merchant_id)
         files = [await read_upload(f) for f in photos]
-        sku = workflow.create_sku(
-            s, runtime.blobs, settings, actor(p), merchant, external_id, title, files
-        )
-        s.flush()
-        s.refresh(sku)
-        return {
-            "id": sku.id,
-            "external_id": sku.external_id,
-            "references": [
-                {"sha256": r.sha256, "name": r.name, "pdq": r.pdq} for r in sku.references
-            ],
-        }
+
+        def work() -> dict[str, Any]:
+            with runtime.db.session() as s:
+                sku = workflow.create_sku(
+                    s, runtime.blobs, settings, actor(p), merchant, external_id, title, files
+                )
+                s.flush()
+                s.refresh(sku)
+                return {
+                    "id": sku.id,
+                    "external_id": sku.external_id,
+                    "references": [
+                        {"sha256": r.sha256, "name": r.name, "pdq": r.pdq} for r in sku.references
+                    ],
+                }
+
+        return await run_in_threadpool(work)
 
     @app.post("/v1/orders", status_code=201)
     def create_order(body: OrderIn, s: SessionDep, p: Who) -> dict[str, Any]:
@@ -309,8 +319,6 @@ def create_app(
 
     @app.post("/v1/claims", status_code=201)
     async def create_claim(
-        request: Request,
-        s: SessionDep,
         p: Who,
         order_id: Annotated[str, Form()],
         claim_type: Annotated[str, Form(alias="type")],
@@ -323,26 +331,36 @@ def create_app(
             raise RefundlensError(
                 "auth.forbidden", "Claims are filed by the buyer (or the platform on its behalf)."
             )
-        if idempotency_key:
-            key = hashlib.sha256(f"{p.key_id}:{idempotency_key}".encode()).hexdigest()
-            seen = s.get(IdempotencyKey, key)
-            if seen is not None:
-                existing = s.get(Claim, seen.claim_id)
-                assert existing is not None
-                return JSONResponse(claim_view(s, existing, p), status_code=200)
-        order = s.get(Order, order_id)
-        if order is None or (p.role == "buyer" and order.buyer_id != p.subject):
-            raise workflow.NotFound("order", order_id)
         files = [await read_upload(f) for f in photos or []]
-        claim = workflow.create_claim(
-            s, runtime.blobs, settings, actor(p), order, claim_type, reason, amount, files
+        key = (
+            hashlib.sha256(f"{p.key_id}:{idempotency_key}".encode()).hexdigest()
+            if idempotency_key
+            else None
         )
-        if idempotency_key:
-            s.add(IdempotencyKey(key=key, claim_id=claim.id))
-        s.commit()
-        dispatch.submit(claim.id)
-        s.refresh(claim)
-        return JSONResponse(claim_view(s, claim, p), status_code=201)
+
+        def work() -> tuple[dict[str, Any], int, str | None]:
+            with runtime.db.session() as s:
+                if key is not None:
+                    seen = s.get(IdempotencyKey, key)
+                    if seen is not None:
+                        existing = s.get(Claim, seen.claim_id)
+                        assert existing is not None
+                        return claim_view(s, existing, p), 200, None
+                order = s.get(Order, order_id)
+                if order is None or (p.role == "buyer" and order.buyer_id != p.subject):
+                    raise workflow.NotFound("order", order_id)
+                claim = workflow.create_claim(
+                    s, runtime.blobs, settings, actor(p), order, claim_type, reason, amount, files
+                )
+                if key is not None:
+                    s.add(IdempotencyKey(key=key, claim_id=claim.id))
+                s.flush()
+                return claim_view(s, claim, p), 201, claim.id
+
+        view, status, created = await run_in_threadpool(work)
+        if created is not None:
+            dispatch.submit(created)  # after the commit: a worker must find the claim
+        return JSONResponse(view, status_code=status)
 
     @app.get("/v1/claims/{claim_id}")
     def get_claim(claim_id: str, s: SessionDep, p: Who) -> dict[str, Any]:
@@ -403,16 +421,27 @@ def create_app(
     @app.post("/v1/claims/{claim_id}/evidence", status_code=201)
     async def add_evidence(
         claim_id: str,
-        s: SessionDep,
         p: Who,
         kind: Annotated[str, Form(pattern=r"^(packing_video|reference_photo|statement|other)$")],
         statement: Annotated[str, Form()] = "",
         file: Annotated[UploadFile | None, File()] = None,
     ) -> dict[str, Any]:
-        claim = visible_claim(s, claim_id, p)
         upload = await read_upload(file) if file is not None else None
-        item = workflow.add_evidence(s, runtime.blobs, actor(p), claim, kind, statement, upload)
-        return {"id": item.id, "kind": item.kind, "sha256": item.sha256, "claim_state": claim.state}
+
+        def work() -> dict[str, Any]:
+            with runtime.db.session() as s:
+                claim = visible_claim(s, claim_id, p)
+                item = workflow.add_evidence(
+                    s, runtime.blobs, actor(p), claim, kind, statement, upload
+                )
+                return {
+                    "id": item.id,
+                    "kind": item.kind,
+                    "sha256": item.sha256,
+                    "claim_state": claim.state,
+                }
+
+        return await run_in_threadpool(work)
 
     @app.post("/v1/claims/{claim_id}/decision")
     def decide(claim_id: str, body: DecisionIn, s: SessionDep, p: Who) -> dict[str, Any]:
@@ -430,22 +459,26 @@ def create_app(
     @app.post("/v1/claims/{claim_id}/capture", status_code=201)
     async def capture(
         claim_id: str,
-        s: SessionDep,
         p: Who,
         token: Annotated[str, Form()],
         photo: Annotated[UploadFile, File()],
         x_capture_signature: Annotated[str | None, Header()] = None,
     ) -> JSONResponse:
-        claim = visible_claim(s, claim_id, p)
         require(p, "buyer", "admin")
         upload = await read_upload(photo)
-        workflow.accept_capture(
-            s, runtime.blobs, settings, actor(p), claim, token, upload, x_capture_signature
-        )
-        s.commit()
-        dispatch.submit(claim.id)
-        s.refresh(claim)
-        return JSONResponse(claim_view(s, claim, p), status_code=201)
+
+        def work() -> dict[str, Any]:
+            with runtime.db.session() as s:
+                claim = visible_claim(s, claim_id, p)
+                workflow.accept_capture(
+                    s, runtime.blobs, settings, actor(p), claim, token, upload, x_capture_signature
+                )
+                s.flush()
+                return claim_view(s, claim, p)
+
+        view = await run_in_threadpool(work)
+        dispatch.submit(claim_id)
+        return JSONResponse(view, status_code=201)
 
     @app.post("/v1/claims/{claim_id}/appeal")
     def appeal(claim_id: str, body: AppealIn, s: SessionDep, p: Who) -> dict[str, Any]:

@@ -8,6 +8,7 @@ late result (if any) a no-op. ``refundlens worker`` starts one with beat for the
 from __future__ import annotations
 
 from celery import Celery
+from celery.signals import worker_process_init
 
 from ..config import load_settings
 from .tasks import Runtime, analyse_claim, tick
@@ -26,6 +27,15 @@ app.conf.update(
     beat_schedule={"refundlens-tick": {"task": "refundlens.tick", "schedule": 10.0}},
 )
 _runtime: Runtime | None = None
+
+
+@worker_process_init.connect
+def _one_thread_per_analysis(**_kwargs: object) -> None:
+    # One analysis per worker process, one core each: OpenCV's own thread pool on top of N
+    # workers would oversubscribe the cores and slow every analysis down.
+    import cv2
+
+    cv2.setNumThreads(1)
 
 
 def _rt() -> Runtime:
