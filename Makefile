@@ -17,13 +17,15 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/refundlens demo --out demo-report
 
-# System packages the tests need (a CJK font to render "AI生成" for the OCR test); installed
-# only when missing. Set REFUNDLENS_SKIP_SYSTEM_DEPS=1 where apt-get is not available.
+# System packages the tests need, installed only when missing: a CJK font (OCR tests, Chinese in
+# the PDF report), Chromium (browser tests, PDF rendering) and poppler (PDF checks). Set
+# REFUNDLENS_SKIP_SYSTEM_DEPS=1 where apt-get is not available (those tests then skip, saying so).
+SYSTEM_PACKAGES := fonts-wqy-microhei chromium poppler-utils
 system-deps:
-	@if [ -z "$$REFUNDLENS_SKIP_SYSTEM_DEPS" ] && ! fc-list 2>/dev/null | grep -qi "WenQuanYi"; then \
-		echo "installing fonts-wqy-microhei (CJK font for the OCR tests)"; \
-		apt-get install -y -q fonts-wqy-microhei >/dev/null 2>&1 || \
-		{ apt-get update -q >/dev/null && apt-get install -y -q fonts-wqy-microhei >/dev/null; }; \
+	@if [ -z "$$REFUNDLENS_SKIP_SYSTEM_DEPS" ] && { ! fc-list 2>/dev/null | grep -qi "WenQuanYi" || ! command -v chromium >/dev/null || ! command -v pdftoppm >/dev/null; }; then \
+		echo "installing $(SYSTEM_PACKAGES)"; \
+		apt-get install -y -q -o DPkg::Lock::Timeout=300 $(SYSTEM_PACKAGES) >/dev/null 2>&1 || \
+		{ apt-get update -q >/dev/null && apt-get install -y -q -o DPkg::Lock::Timeout=300 $(SYSTEM_PACKAGES) >/dev/null; }; \
 	fi
 
 test: $(STAMP) system-deps

@@ -446,6 +446,41 @@ def serve(
 
 
 @app.command()
+def report(
+    claim_id: Annotated[str, typer.Argument(help="The claim's id (clm_...).")],
+    fmt: Annotated[str, typer.Option("--format", help="html or pdf.")] = "html",
+    out: Annotated[
+        Path | None, typer.Option(help="File to write; default refundlens-<claim>.<format>.")
+    ] = None,
+    lang: Annotated[str, typer.Option(help="zh or en.")] = "zh",
+) -> None:
+    """Write the evidence report of one claim (case facts, photos, findings, audit trail, rules)."""
+    from .errors import RefundlensError
+    from .report.evidence import gather, render_html, render_pdf
+    from .store import BlobStore, Database
+
+    if fmt not in ("html", "pdf"):
+        raise _fail("--format must be html or pdf")
+    settings = _settings()
+    database = Database(settings)
+    try:
+        with database.session() as session:
+            html = render_html(
+                gather(session, BlobStore(f"{settings.data_dir}/blobs"), claim_id),
+                "zh_CN" if lang.startswith("zh") else "en",
+                settings.jurisdiction,
+            )
+    except RefundlensError as exc:
+        raise _fail(exc.message) from exc
+    target = out or Path(f"refundlens-{claim_id}.{fmt}")
+    if fmt == "html":
+        target.write_text(html, encoding="utf-8")
+    else:
+        target.write_bytes(render_pdf(html, settings.chromium_path))
+    typer.echo(f"evidence report written to {target}")
+
+
+@app.command()
 def worker(
     concurrency: Annotated[int, typer.Option(help="Analyses at a time in this worker.")] = 1,
     beat: Annotated[

@@ -145,6 +145,10 @@ class Settings:
     """Deliveries tried per webhook event before it is marked failed (backoff doubles from 2 s)."""
     max_photos_per_claim: int = 9
     """Photos accepted in one claim upload."""
+    jurisdiction: str = "cn"
+    """Which rules the evidence report lists (``report/jurisdictions.yaml``; information only)."""
+    chromium_path: str = "/usr/bin/chromium"
+    """Chromium used to render the evidence report as PDF (Debian's package; ``make system-deps``)."""
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)

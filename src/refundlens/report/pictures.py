@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw
 
 from ..pipeline import ImageAssessment
 
-__all__ = ["overlay_image", "write_finding_pictures", "write_pictures"]
+__all__ = ["overlay_image", "picture_pngs", "write_finding_pictures", "write_pictures"]
 
 RED = (230, 30, 30)
 
@@ -104,3 +104,33 @@ def write_finding_pictures(
             Image.fromarray(np.asarray(picture, np.uint8)).save(path, optimize=True)
             written.setdefault(index, {})[name] = str(path)
     return written
+
+
+def _png(array: npt.NDArray[np.uint8], mode: str | None = None) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    Image.fromarray(array, mode).save(buffer, "PNG", optimize=True)
+    return buffer.getvalue()
+
+
+def picture_pngs(image: ImageAssessment) -> dict[str, bytes]:
+    """Every picture of one image as PNG bytes, by name: ``overlay``, ``mask`` (analysis size,
+    white = localised edit) and each finding's pictures (heatmaps, aligned reference, thumbnail).
+    The service stores them as blobs beside the assessment."""
+    out: dict[str, bytes] = {}
+    overlay = overlay_image(image)
+    if overlay is not None:
+        out["overlay"] = _png(overlay)
+    masks = [
+        f.region.array.astype(bool)
+        for f in image.findings
+        if f.region is not None and f.region.kind == "mask"
+    ]
+    if masks:
+        combined = np.logical_or.reduce(masks)
+        out["mask"] = _png(np.where(combined, 255, 0).astype(np.uint8), "L")
+    for finding in image.findings:
+        for name, picture in finding.pictures.items():
+            out.setdefault(name, _png(np.asarray(picture, np.uint8)))
+    return out

@@ -137,6 +137,9 @@ def create_app(
     )
     app.state.runtime = runtime
     app.state.dispatcher = dispatch
+    from .web import router as web_router
+
+    app.include_router(web_router)
 
     @app.exception_handler(RefundlensError)
     async def _refundlens_error(_request: Request, exc: RefundlensError) -> JSONResponse:

@@ -10,7 +10,7 @@ from ..cases.routing import RoutingRules
 from ..config import Settings
 from ..fusion import load_policy
 from ..pipeline import analyze
-from ..report import assessment_to_dict
+from ..report import assessment_to_dict, picture_pngs
 from ..store import BlobStore, Database
 
 __all__ = ["Runtime", "analyse_claim", "tick"]
@@ -49,6 +49,12 @@ def analyse_claim(runtime: Runtime, claim_id: str) -> str:
         photos, references, settings=runtime.settings, policy=runtime.policy, order=facts
     )
     report: dict[str, Any] = assessment_to_dict(assessment)
+    # Pictures (overlay, mask, heatmaps) as blobs, so the review page and the evidence report
+    # show exactly what this analysis saw.
+    for image, entry in zip(assessment.images, report["images"], strict=True):
+        entry["pictures"] = {
+            name: runtime.blobs.put(png) for name, png in picture_pngs(image).items()
+        }
     with runtime.db.session() as session:
         claim = workflow.finish_analysis(
             session, claim_id, attempt, report, runtime.rules, runtime.settings

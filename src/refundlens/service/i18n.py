@@ -1,0 +1,65 @@
+"""zh-CN and en for the web page and the evidence report: gettext catalogs read with Babel.
+
+The catalogs are ``locales/<lang>/LC_MESSAGES/messages.po`` (English msgids); they are compiled in
+memory at start, so no build step is needed. Chinese is the default for a browser that prefers zh.
+"""
+
+from __future__ import annotations
+
+import functools
+import gettext
+import io
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+
+if TYPE_CHECKING:
+    import jinja2
+
+__all__ = ["LANGUAGES", "environment", "pick_language", "translations"]
+
+LANGUAGES = ("zh_CN", "en")
+LOCALES = Path(__file__).resolve().parent / "locales"
+
+
+@functools.cache
+def translations(lang: str) -> gettext.NullTranslations:
+    path = LOCALES / lang / "LC_MESSAGES" / "messages.po"
+    if not path.exists():
+        return gettext.NullTranslations()
+    with path.open("rb") as handle:
+        catalog = read_po(handle, locale=lang)
+    buffer = io.BytesIO()
+    write_mo(buffer, catalog)
+    buffer.seek(0)
+    return gettext.GNUTranslations(buffer)
+
+
+def pick_language(query: str | None, cookie: str | None, accept_language: str | None) -> str:
+    for candidate in (query, cookie):
+        if candidate in LANGUAGES:
+            return candidate
+    for part in (accept_language or "").split(","):
+        tag = part.split(";")[0].strip().lower()
+        if tag.startswith("zh"):
+            return "zh_CN"
+        if tag.startswith("en"):
+            return "en"
+    return "zh_CN"
+
+
+@functools.cache
+def environment(lang: str) -> jinja2.Environment:
+    """A Jinja2 environment for ``lang`` with gettext installed; templates in ``templates/``."""
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("refundlens.service", "templates"),
+        autoescape=jinja2.select_autoescape(["html"]),
+        extensions=["jinja2.ext.i18n"],
+    )
+    env.install_gettext_translations(translations(lang), newstyle=True)  # type: ignore[attr-defined]
+    env.globals["lang"] = lang
+    return env

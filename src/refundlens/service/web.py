@@ -1,0 +1,419 @@
+"""The reviewer and merchant web page: server-rendered Jinja2, a few lines of plain JS, zh-CN and en.
+
+Login is with an API key (the same roles as the API); the key is kept in an HttpOnly, SameSite=Strict
+cookie, so forms cannot be posted from another site. Everything a page shows goes through the same
+visibility rule as the API; a claim another user may not see answers a 403 page.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from typing import Any
+
+from fastapi import APIRouter, Form, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy import select
+
+from ..cases import workflow
+from ..errors import RefundlensError
+from ..report.evidence import gather, render_html, render_pdf
+from ..store.models import AuditEntry, Claim
+from .auth import AuthError, Principal, authenticate, can_see_claim
+from .i18n import LANGUAGES, environment, pick_language
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/web", include_in_schema=False)
+COOKIE = "rl_key"
+QUEUE_STATES = ("under_review", "awaiting_merchant", "awaiting_capture", "appealed")
+
+
+def _lang(request: Request) -> str:
+    return pick_language(
+        request.query_params.get("lang"),
+        request.cookies.get("lang"),
+        request.headers.get("accept-language"),
+    )
+
+
+def _page(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    lang = _lang(request)
+    html = (
+        environment(lang)
+        .get_template(template)
+        .render(request=request, languages=LANGUAGES, **context)
+    )
+    response = HTMLResponse(html, status_code=status)
+    if request.query_params.get("lang") in LANGUAGES:
+        response.set_cookie("lang", lang, samesite="strict", max_age=365 * 86400)
+    return response
+
+
+def _who(request: Request) -> Principal | None:
+    key = request.cookies.get(COOKIE)
+    if not key:
+        return None
+    runtime = request.app.state.runtime
+    try:
+        with runtime.db.session() as session:
+            return authenticate(session, f"Bearer {key}")
+    except AuthError:
+        return None
+
+
+def _login_redirect() -> RedirectResponse:
+    return RedirectResponse("/web/login", status_code=303)
+
+
+def _hours_left(deadline: dt.datetime | None) -> float | None:
+    if deadline is None:
+        return None
+    if deadline.tzinfo is None:
+        deadline = deadline.replace(tzinfo=dt.UTC)
+    return round((deadline - dt.datetime.now(dt.UTC)).total_seconds() / 3600, 1)
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_form(request: Request) -> HTMLResponse:
+    return _page(request, "login.html", user=None, error=None)
+
+
+@router.post("/login")
+def login(request: Request, key: str = Form(...)) -> Response:
+    runtime = request.app.state.runtime
+    try:
+        with runtime.db.session() as session:
+            authenticate(session, f"Bearer {key.strip()}")
+    except AuthError:
+        return _page(request, "login.html", status=401, user=None, error="invalid")
+    response = RedirectResponse("/web/", status_code=303)
+    secure = request.url.scheme == "https"
+    response.set_cookie(
+        COOKIE, key.strip(), httponly=True, samesite="strict", secure=secure, max_age=12 * 3600
+    )
+    return response
+
+
+@router.post("/logout")
+def logout() -> Response:
+    response = _login_redirect()
+    response.delete_cookie(COOKIE)
+    return response
+
+
+@router.get("/")
+def home(request: Request) -> Response:
+    return RedirectResponse("/web/queue", status_code=303) if _who(request) else _login_redirect()
+
+
+@router.get("/queue", response_class=HTMLResponse)
+def queue(
+    request: Request,
+    state: str | None = None,
+    merchant: str | None = None,
+    action: str | None = None,
+    code: str | None = None,
+    min_amount: float | None = None,
+) -> Response:
+    user = _who(request)
+    if user is None:
+        return _login_redirect()
+    runtime = request.app.state.runtime
+    with runtime.db.session() as session:
+        query = select(Claim)
+        if user.role == "merchant":
+            query = query.where(Claim.merchant_id == user.tenant_id)
+        elif user.role == "buyer":
+            query = query.where(Claim.buyer_id == user.subject)
+        elif user.role == "reviewer":
+            query = query.where(Claim.merchant_id.in_(sorted(user.tenants)))
+        counts: dict[str, int] = {}
+        rows = list(session.execute(query).scalars())
+        for row in rows:
+            counts[row.state] = counts.get(row.state, 0) + 1
+        if state:
+            rows = [r for r in rows if r.state == state]
+        elif user.role in ("reviewer", "admin"):
+            rows = [r for r in rows if r.state in QUEUE_STATES]
+        if merchant:
+            rows = [r for r in rows if r.merchant_id == merchant]
+        if action:
+            rows = [r for r in rows if r.action == action]
+        if min_amount is not None:
+            rows = [r for r in rows if r.amount >= min_amount]
+        if code:
+            from ..store.models import Assessment
+
+            keep = []
+            for r in rows:
+                latest = session.execute(
+                    select(Assessment)
+                    .where(Assessment.claim_id == r.id)
+                    .order_by(Assessment.attempt.desc())
+                    .limit(1)
+                ).scalar_one_or_none()
+                codes = {
+                    f["code"]
+                    for image in (latest.report["images"] if latest else [])
+                    for f in image["findings"]
+                }
+                if code in codes:
+                    keep.append(r)
+            rows = keep
+        far = dt.datetime.max.replace(tzinfo=dt.UTC)
+        rows.sort(
+            key=lambda r: (
+                r.deadline_at.replace(tzinfo=dt.UTC)
+                if r.deadline_at and r.deadline_at.tzinfo is None
+                else (r.deadline_at or far)
+            )
+        )
+        items = [
+            {
+                "id": r.id,
+                "state": r.state,
+                "risk": r.risk,
+                "action": r.action,
+                "amount": r.amount,
+                "merchant": r.merchant_id,
+                "type": r.claim_type,
+                "hours_left": _hours_left(r.deadline_at),
+            }
+            for r in rows
+        ]
+    return _page(
+        request,
+        "queue.html",
+        user=user,
+        items=items,
+        counts=counts,
+        filters={
+            "state": state or "",
+            "merchant": merchant or "",
+            "action": action or "",
+            "code": code or "",
+            "min_amount": "" if min_amount is None else min_amount,
+        },
+    )
+
+
+def _visible(request: Request, claim_id: str, user: Principal) -> Claim | None:
+    with request.app.state.runtime.db.session() as session:
+        claim = session.get(Claim, claim_id)
+        if claim is None or not can_see_claim(user, claim):
+            return None
+        return claim
+
+
+def _forbidden(request: Request, user: Principal | None) -> HTMLResponse:
+    return _page(request, "error.html", status=403, user=user, message="forbidden")
+
+
+@router.get("/claims/{claim_id}", response_class=HTMLResponse)
+def claim_page(
+    request: Request, claim_id: str, done: str | None = None, error: str | None = None
+) -> Response:
+    user = _who(request)
+    if user is None:
+        return _login_redirect()
+    if _visible(request, claim_id, user) is None:
+        return _forbidden(request, user)
+    runtime = request.app.state.runtime
+    with runtime.db.session() as session:
+        case = gather(session, runtime.blobs, claim_id, inline=False)
+        audit = [
+            {"seq": a.seq, "at": a.at, "actor": a.actor, "action": a.action, "hash": a.entry_hash}
+            for a in session.execute(
+                select(AuditEntry).where(AuditEntry.claim_id == claim_id).order_by(AuditEntry.seq)
+            ).scalars()
+        ]
+        history = list(
+            session.execute(
+                select(Claim)
+                .where(Claim.buyer_id == case.claim.buyer_id, Claim.id != claim_id)
+                .order_by(Claim.seq.desc())
+                .limit(20)
+            ).scalars()
+        )
+        timeline = _timeline(case)
+    return _page(
+        request,
+        "claim.html",
+        user=user,
+        case=case,
+        audit=audit,
+        history=history,
+        timeline=timeline,
+        hours_left=_hours_left(case.claim.deadline_at),
+        done=done,
+        error=error,
+        lang_code=_lang(request),
+    )
+
+
+def _timeline(case: Any) -> list[dict[str, Any]]:
+    """Order events on one axis, as fractions of the span, for the drawn timeline."""
+    events: list[tuple[str, dt.datetime]] = []
+    for label, moment in (
+        ("shipped", case.order.shipped_at),
+        ("delivered", case.order.delivered_at),
+        ("claimed", case.claim.created_at),
+    ):
+        if moment is not None:
+            events.append((label, moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)))
+    for image in (case.report or {}).get("images", []):
+        for finding in image.get("findings", []):
+            taken = finding.get("facts", {}).get("captured_at")
+            if finding["code"].startswith("capture.") and taken:
+                with contextlib.suppress(ValueError):
+                    events.append(
+                        ("taken", dt.datetime.fromisoformat(str(taken).replace(" ", "T")))
+                    )
+                break
+    if not events:
+        return []
+    lo = min(m for _, m in events)
+    hi = max(m for _, m in events)
+    span = max((hi - lo).total_seconds(), 1.0)
+    return [
+        {
+            "label": label,
+            "at": moment.isoformat(timespec="minutes"),
+            "x": round(5 + 90 * (moment - lo).total_seconds() / span, 1),
+        }
+        for label, moment in sorted(events, key=lambda e: e[1])
+    ]
+
+
+@router.get("/claims/{claim_id}/blob/{sha256}")
+def claim_blob(request: Request, claim_id: str, sha256: str) -> Response:
+    """A photo or picture of this claim (only blobs the claim refers to)."""
+    user = _who(request)
+    if user is None or _visible(request, claim_id, user) is None:
+        return Response(status_code=403)
+    runtime = request.app.state.runtime
+    with runtime.db.session() as session:
+        case = gather(session, runtime.blobs, claim_id, inline=False)
+    allowed = (
+        {p["sha256"] for p in case.photos}
+        | {p["sha256"] for p in case.pictures}
+        | {r.sha256 for r in case.references}
+    )
+    if sha256 not in allowed:
+        return Response(status_code=404)
+    data = runtime.blobs.get(sha256)
+    media = (
+        "image/png"
+        if data[:4] == b"\x89PNG"
+        else "image/jpeg"
+        if data[:2] == b"\xff\xd8"
+        else "application/octet-stream"
+    )
+    return Response(data, media_type=media, headers={"Cache-Control": "private, max-age=3600"})
+
+
+@router.post("/claims/{claim_id}/decision")
+def decide(
+    request: Request,
+    claim_id: str,
+    decision: str = Form(...),
+    reason: str = Form(""),
+    amount: str = Form(""),
+) -> Response:
+    user = _who(request)
+    if user is None:
+        return _login_redirect()
+    if _visible(request, claim_id, user) is None:
+        return _forbidden(request, user)
+    runtime = request.app.state.runtime
+    try:
+        with runtime.db.session() as session:
+            claim = session.get(Claim, claim_id)
+            assert claim is not None
+            workflow.decide(
+                session,
+                workflow.Actor(user.key_id, user.role),
+                claim,
+                decision,
+                reason,
+                float(amount) if amount.strip() else None,
+                runtime.settings,
+            )
+    except RefundlensError as exc:
+        return RedirectResponse(f"/web/claims/{claim_id}?error={exc.code}", status_code=303)
+    return RedirectResponse(f"/web/claims/{claim_id}?done={decision}", status_code=303)
+
+
+@router.post("/claims/{claim_id}/evidence")
+async def evidence(
+    request: Request,
+    claim_id: str,
+    kind: str = Form(...),
+    statement: str = Form(""),
+    file: UploadFile | None = None,
+) -> Response:
+    user = _who(request)
+    if user is None:
+        return _login_redirect()
+    if _visible(request, claim_id, user) is None:
+        return _forbidden(request, user)
+    runtime = request.app.state.runtime
+    upload = None
+    if file is not None and file.filename:
+        data = await file.read(runtime.settings.max_file_bytes + 1)
+        if len(data) > runtime.settings.max_file_bytes:
+            return RedirectResponse(
+                f"/web/claims/{claim_id}?error=media.too_large", status_code=303
+            )
+        upload = (file.filename, data)
+
+    def work() -> str | None:
+        try:
+            with runtime.db.session() as session:
+                claim = session.get(Claim, claim_id)
+                assert claim is not None
+                workflow.add_evidence(
+                    session,
+                    runtime.blobs,
+                    workflow.Actor(user.key_id, user.role),
+                    claim,
+                    kind,
+                    statement,
+                    upload,
+                )
+        except RefundlensError as exc:
+            return exc.code
+        return None
+
+    problem = await run_in_threadpool(work)
+    suffix = f"error={problem}" if problem else "done=evidence"
+    return RedirectResponse(f"/web/claims/{claim_id}?{suffix}", status_code=303)
+
+
+@router.get("/claims/{claim_id}/report.{fmt}")
+def report(request: Request, claim_id: str, fmt: str) -> Response:
+    user = _who(request)
+    if user is None:
+        return _login_redirect()
+    if _visible(request, claim_id, user) is None or user.role == "buyer":
+        return _forbidden(request, user)
+    runtime = request.app.state.runtime
+    with runtime.db.session() as session:
+        html = render_html(
+            gather(session, runtime.blobs, claim_id), _lang(request), runtime.settings.jurisdiction
+        )
+    if fmt == "html":
+        return HTMLResponse(
+            html,
+            headers={"Content-Disposition": f'attachment; filename="refundlens-{claim_id}.html"'},
+        )
+    if fmt == "pdf":
+        pdf = render_pdf(html, runtime.settings.chromium_path)
+        return Response(
+            pdf,
+            media_type="application/pdf",
+            headers={"Content-Disposition": f'attachment; filename="refundlens-{claim_id}.pdf"'},
+        )
+    return Response(status_code=404)
