@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import calibrate, run_forensics, run_provenance, run_reference, run_service
+from . import calibrate, run_forensics, run_provenance, run_reference, run_reuse, run_service
 
 if __name__ == "__main__":
     run_provenance.main()
@@ -10,3 +10,4 @@ if __name__ == "__main__":
     run_forensics.main()
     calibrate.main()
     run_service.main()
+    run_reuse.main()

@@ -93,11 +93,11 @@ class Server:
 
 @contextlib.contextmanager
 def running_server(
-    data_dir: Path, database_url: str = "", broker_url: str = ""
+    data_dir: Path, database_url: str = "", broker_url: str = "", **extra: object
 ) -> Iterator[Server]:
     settings = Settings(
         data_dir=str(data_dir), database_url=database_url, broker_url=broker_url, ocr_enabled=False
-    )
+    ).replace(**extra)
     app = create_app(settings)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))

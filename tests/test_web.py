@@ -194,6 +194,7 @@ def test_the_pdf_evidence_report_carries_the_chinese_title_and_the_photo_hash(
     photo_sha = __import__("hashlib").sha256(_sample("claim_forged.jpg")).hexdigest()
     assert photo_sha in text.replace("\n", "").replace(" ", "")
     assert "3000" in text.replace(",", "") or "三千元" in text
+    assert "买家记录" in text  # the buyer's ledger against the threshold, as information
     ARTIFACTS.mkdir(exist_ok=True)
     subprocess.run(
         [

@@ -346,6 +346,167 @@ keys_app = typer.Typer(help="API keys of the claims service.", no_args_is_help=T
 app.add_typer(db_app, name="db")
 app.add_typer(audit_app, name="audit")
 app.add_typer(keys_app, name="keys")
+bank_app = typer.Typer(
+    help="The bank of confirmed forgeries, shared between platforms as signed files.",
+    no_args_is_help=True,
+)
+app.add_typer(bank_app, name="bank")
+
+
+@bank_app.command("keygen")
+def bank_keygen(
+    out: Annotated[Path, typer.Option(help="Where to write the Ed25519 private key (PEM).")],
+) -> None:
+    """Create this platform's bank signing key; prints the line other platforms add to their trusted signers."""
+    from .reuse.bank import generate_key
+
+    if out.exists():
+        raise _fail(f"{out} exists; refusing to overwrite a signing key")
+    public = generate_key(out)
+    typer.echo(f"{_settings().bank_name} {public}")
+
+
+@bank_app.command("export")
+def bank_export(out: Annotated[Path, typer.Option(help="The signed bank file to write.")]) -> None:
+    """Export this platform's confirmed forgeries (hashes, codes, dates, keyed buyer ids), signed."""
+    import json as _json
+
+    from sqlalchemy import select
+
+    from .errors import RefundlensError
+    from .reuse.bank import load_private, sign_bank
+    from .store import Database
+    from .store.models import BankEntry
+
+    settings = _settings()
+    if not settings.bank_signing_key_path:
+        raise _fail("set REFUNDLENS_BANK_SIGNING_KEY_PATH (refundlens bank keygen makes one)")
+    try:
+        key = load_private(settings.bank_signing_key_path)
+    except RefundlensError as exc:
+        raise _fail(exc.message) from exc
+    database = Database(settings)
+    database.upgrade()
+    with database.session() as session:
+        rows = (
+            session.execute(
+                select(BankEntry).where(BankEntry.claim_id.is_not(None)).order_by(BankEntry.id)
+            )
+            .scalars()
+            .all()
+        )
+        # Buyer ids leave only as HMAC under the key the platforms agree on, computed now.
+        from .reuse.bank import buyer_hmac
+        from .store.models import Claim
+
+        entries = []
+        for r in rows:
+            owner = session.get(Claim, r.claim_id) if r.claim_id else None
+            keyed = (
+                buyer_hmac(settings.bank_buyer_hmac_key, owner.buyer_id) if owner else r.buyer_hmac
+            )
+            entries.append(
+                {
+                    "pdq": r.pdq,
+                    "codes": list(r.codes),
+                    "confirmed_at": r.confirmed_at.date().isoformat(),
+                    "buyer": keyed,
+                }
+            )
+    document = sign_bank(settings.bank_name, settings.bank_name, entries, key)
+    out.write_text(_json.dumps(document, ensure_ascii=False, indent=1), encoding="utf-8")
+    typer.echo(f"{len(entries)} entries of bank {settings.bank_name!r} signed and written to {out}")
+
+
+@bank_app.command("import")
+def bank_import(
+    file: Annotated[Path, typer.Argument(help="A bank file from another platform.")],
+) -> None:
+    """Verify a bank file against the trusted signers and add its entries; refuse anything else."""
+    import datetime as _dt
+    import json as _json
+
+    from sqlalchemy import select
+
+    from .errors import RefundlensError
+    from .reuse.bank import read_trusted, verify_bank
+    from .store import Database
+    from .store import audit as _audit
+    from .store.models import BankEntry
+
+    settings = _settings()
+    try:
+        document = verify_bank(
+            _json.loads(file.read_text(encoding="utf-8")),
+            read_trusted(settings.bank_trusted_keys_path),
+        )
+    except (OSError, ValueError) as exc:
+        raise _fail(f"cannot read {file}: {exc}") from exc
+    except RefundlensError as exc:
+        raise _fail(exc.message) from exc
+    database = Database(settings)
+    database.upgrade()
+    added = 0
+    with database.session() as session:
+        for entry in document["entries"]:
+            exists = session.execute(
+                select(BankEntry).where(
+                    BankEntry.bank == document["bank"],
+                    BankEntry.pdq == entry["pdq"],
+                    BankEntry.buyer_hmac == entry.get("buyer"),
+                )
+            ).first()
+            if exists is None:
+                confirmed = _dt.datetime.fromisoformat(
+                    str(entry.get("confirmed_at", "1970-01-01"))
+                ).replace(tzinfo=_dt.UTC)
+                session.add(
+                    BankEntry(
+                        bank=document["bank"],
+                        signer=document["signer"],
+                        pdq=entry["pdq"],
+                        codes=list(entry.get("codes", [])),
+                        confirmed_at=confirmed,
+                        buyer_hmac=entry.get("buyer"),
+                    )
+                )
+                added += 1
+        _audit.append(
+            session,
+            "cli",
+            "bank.imported",
+            details={
+                "bank": document["bank"],
+                "signer": document["signer"],
+                "entries": len(document["entries"]),
+                "added": added,
+            },
+        )
+    typer.echo(
+        f"bank {document['bank']!r} signed by {document['signer']!r}: {added} new of {len(document['entries'])} entries"
+    )
+
+
+@bank_app.command("list")
+def bank_list() -> None:
+    """Banks held here, with their entry counts."""
+    from sqlalchemy import func, select
+
+    from .store import Database
+    from .store.models import BankEntry
+
+    database = Database(_settings())
+    database.upgrade()
+    with database.session() as session:
+        rows = session.execute(
+            select(
+                BankEntry.bank, BankEntry.signer, func.count(), func.max(BankEntry.confirmed_at)
+            ).group_by(BankEntry.bank, BankEntry.signer)
+        ).all()
+    for bank, signer, count, last in rows:
+        typer.echo(f"{bank}\tsigned by {signer}\t{count} entries\tlast confirmed {str(last)[:10]}")
+    if not rows:
+        typer.echo("no bank entries")
 
 
 @db_app.command("upgrade")

@@ -145,6 +145,23 @@ class Settings:
     """Deliveries tried per webhook event before it is marked failed (backoff doubles from 2 s)."""
     max_photos_per_claim: int = 9
     """Photos accepted in one claim upload."""
+    reuse_max_distance: int = 31
+    """PDQ Hamming distance (of 256 bits, at most 31) within which two claim photos are the same."""
+    reuse_min_pdq_quality: int = 50
+    """PDQ quality (0-100) below which a hash is not matched: flat images collide."""
+    reuse_local_feature_candidates: int = 20
+    """Earlier claims on the same SKU compared by local features when PDQ finds nothing (crops)."""
+    reuse_index_shards: int = 1
+    """Shards of the in-memory reuse index (split by the hash's first byte; every query visits all)."""
+    bank_name: str = "local"
+    """Name of this platform's bank of confirmed forgeries, as exported."""
+    bank_signing_key_path: str = ""
+    """Ed25519 private key (PEM) that signs exported banks (``refundlens bank keygen``)."""
+    bank_trusted_keys_path: str = ""
+    """File of trusted bank signers, one ``name base64-public-key`` per line; imports from any
+    other signer are refused."""
+    bank_buyer_hmac_key: str = ""
+    """Key the participating platforms agree on: buyer ids travel only as HMAC-SHA256 under it."""
     jurisdiction: str = "cn"
     """Which rules the evidence report lists (``report/jurisdictions.yaml``; information only)."""
     chromium_path: str = "/usr/bin/chromium"

@@ -56,17 +56,25 @@ def analyze(
     policy: Policy | None = None,
     detectors: Sequence[Detector] | None = None,
     order: OrderFacts | None = None,
+    history: object | None = None,
 ) -> Assessment:
     """Run every detector on every claim image and fuse the findings per image."""
     settings = settings or Settings()
     policy = policy or load_policy(settings.policy_path or None)
     detectors = default_detectors() if detectors is None else detectors
-    context = Context(references=tuple(references), settings=settings, order=order or OrderFacts())
+    context = Context(
+        references=tuple(references),
+        settings=settings,
+        order=order or OrderFacts(),
+        history=history,
+    )
     images = []
     for claim in claims:
         findings: list[Finding] = []
         for detector in detectors:
             if "references" in detector.requires and not references:
+                continue
+            if "history" in detector.requires and history is None:
                 continue
             findings.extend(detector.analyze(claim, context))
         images.append(ImageAssessment(claim, tuple(findings), fuse(findings, policy)))

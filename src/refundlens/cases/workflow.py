@@ -22,7 +22,9 @@ from ..store import audit
 from ..store.blobs import BlobStore
 from ..store.models import (
     Assessment,
+    BankEntry,
     Claim,
+    ClaimFingerprint,
     ClaimPhoto,
     Decision,
     Evidence,
@@ -234,7 +236,23 @@ def create_claim(
     )
     session.add(claim)
     session.flush()
-    for position, (name, data, _media) in enumerate(decoded):
+    from ..media.fingerprint import pdq_centre_crops
+
+    for position, (name, data, media) in enumerate(decoded):
+        variants = {"full": media.pdq, **pdq_centre_crops(media.analysis)}
+        for variant, code in variants.items():
+            session.add(
+                ClaimFingerprint(
+                    claim_id=claim.id,
+                    order_id=order.id,
+                    buyer_id=order.buyer_id,
+                    merchant_id=order.merchant_id,
+                    photo_sha256=media.sha256,
+                    variant=variant,
+                    pdq=code.hex,
+                    quality=code.quality,
+                )
+            )
         session.add(
             ClaimPhoto(
                 id=new_id("pho"),
@@ -467,6 +485,8 @@ def decide(
         )
         claim.deadline_at = None
         notify(session, claim.merchant_id, "claim.decided", claim, {"outcome": outcome})
+        if outcome == "rejected":
+            _bank_confirmed_forgery(session, claim, settings)
     audit.append(
         session,
         actor.id,
@@ -662,3 +682,44 @@ def appeal(session: Session, actor: Actor, claim: Claim, reason: str) -> Claim:
     claim.deadline_at = utcnow() + dt.timedelta(hours=24)
     notify(session, claim.merchant_id, "claim.appealed", claim, {"reason": reason})
     return claim
+
+
+def _bank_confirmed_forgery(session: Session, claim: Claim, settings: Settings) -> None:
+    """A person confirmed a forgery: its photos' fingerprints join this platform's bank."""
+    from ..reuse.bank import buyer_hmac
+
+    latest = session.execute(
+        select(Assessment)
+        .where(Assessment.claim_id == claim.id)
+        .order_by(Assessment.attempt.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    codes = sorted(
+        {
+            f["code"]
+            for image in (latest.report["images"] if latest else [])
+            for f in image["findings"]
+            if f["strength"] > 0
+        }
+    )
+    keyed = buyer_hmac(settings.bank_buyer_hmac_key, claim.buyer_id)
+    for row in session.execute(
+        select(ClaimFingerprint).where(ClaimFingerprint.claim_id == claim.id)
+    ).scalars():
+        if row.quality < settings.reuse_min_pdq_quality:
+            continue
+        exists = session.execute(
+            select(BankEntry).where(BankEntry.bank == settings.bank_name, BankEntry.pdq == row.pdq)
+        ).first()
+        if exists is None:
+            session.add(
+                BankEntry(
+                    bank=settings.bank_name,
+                    signer=settings.bank_name,
+                    pdq=row.pdq,
+                    codes=codes,
+                    confirmed_at=utcnow(),
+                    buyer_hmac=keyed,
+                    claim_id=claim.id,
+                )
+            )

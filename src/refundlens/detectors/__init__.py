@@ -5,6 +5,7 @@ from .capture import CaptureDetector
 from .pixels import PixelsDetector
 from .provenance import ProvenanceDetector
 from .reference import ReferenceDetector
+from .reuse import ReuseDetector
 
 __all__ = [
     "CaptureDetector",
@@ -18,6 +19,7 @@ __all__ = [
     "Reason",
     "ReferenceDetector",
     "Region",
+    "ReuseDetector",
     "all_detector_classes",
     "default_detectors",
 ]
@@ -25,7 +27,7 @@ __all__ = [
 
 def all_detector_classes() -> list[type[Detector]]:
     """Every detector family, in the order the pipeline runs them."""
-    return [ReferenceDetector, ProvenanceDetector, CaptureDetector, PixelsDetector]
+    return [ReferenceDetector, ProvenanceDetector, CaptureDetector, PixelsDetector, ReuseDetector]
 
 
 def default_detectors() -> list[Detector]:

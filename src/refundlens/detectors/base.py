@@ -93,6 +93,9 @@ class Context:
     references: Sequence[Media] = ()
     settings: Settings = dataclasses.field(default_factory=Settings)
     order: OrderFacts = dataclasses.field(default_factory=OrderFacts)
+    history: Any = None
+    """Cross-claim memory (``reuse.history.History``): earlier claims' fingerprints, the shared
+    bank, the buyer's ledger. The claims service provides it; the CLI has none."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -45,6 +45,23 @@ def pdq_dihedral(rgb: npt.NDArray[np.uint8]) -> tuple[PdqHash, ...]:
     return tuple(PdqHash(_pack(v), int(quality)) for v in vectors)
 
 
+CENTRE_CROPS = (0.95, 0.9, 0.8)
+"""Centre crops hashed beside the whole picture: a cropped copy of a photo is close to one of
+them in PDQ even when its whole-picture hash has moved past the match radius."""
+
+
+def pdq_centre_crops(
+    rgb: npt.NDArray[np.uint8], shares: tuple[float, ...] = CENTRE_CROPS
+) -> dict[str, PdqHash]:
+    """PDQ of centred crops keeping ``share`` of each side, keyed ``c95``, ``c90``, ``c80``."""
+    rows, cols = rgb.shape[:2]
+    out = {}
+    for share in shares:
+        dy, dx = int(rows * (1 - share) / 2), int(cols * (1 - share) / 2)
+        out[f"c{round(share * 100)}"] = pdq(rgb[dy : rows - dy, dx : cols - dx])
+    return out
+
+
 def hamming(a: PdqHash, b: PdqHash) -> int:
     """Number of differing bits (0-256) between two PDQ hashes."""
     x = np.frombuffer(a.bits, np.uint8) ^ np.frombuffer(b.bits, np.uint8)

@@ -47,6 +47,8 @@ class CaseFile:
     photos: list[dict[str, Any]]
     pictures: list[dict[str, str]]
     provenance_sources: list[dict[str, Any]]
+    ledger: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """The buyer's other claims and confirmed forgeries (``reuse.history.buyer_summary``)."""
 
 
 def _data_uri(data: bytes, mime: str) -> str:
@@ -141,7 +143,28 @@ def gather(session: Session, blobs: BlobStore, claim_id: str, inline: bool = Tru
         photos=photos,
         pictures=pictures,
         provenance_sources=sources,
+        ledger=_ledger(session, claim),
     )
+
+
+def _ledger(session: Session, claim: Claim) -> dict[str, Any]:
+    from ..reuse.history import buyer_summary
+
+    summary = buyer_summary(session, claim.buyer_id, claim.id)
+    # This claim counts too once a person has confirmed it as forged.
+    own = session.execute(
+        select(Decision)
+        .where(Decision.claim_id == claim.id)
+        .order_by(Decision.created_at.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    summary["this_claim_confirmed"] = own is not None and own.outcome == "rejected"
+    summary["cumulative_confirmed_value"] = round(
+        summary["confirmed_forged_value"]
+        + (claim.amount if summary["this_claim_confirmed"] else 0.0),
+        2,
+    )
+    return summary
 
 
 def jurisdiction_rules(code: str) -> dict[str, Any]:
@@ -159,10 +182,14 @@ def render_html(case: CaseFile, lang: str, jurisdiction: str = "cn") -> str:
 
     template = environment(lang).get_template("report.html")
     rules = jurisdiction_rules(jurisdiction)
+    threshold = float(rules.get("threshold_yuan") or 0)
+    value = float(case.ledger.get("cumulative_confirmed_value", 0.0))
     return template.render(
         case=case,
         rules=rules,
         lang_rules=rules.get("zh" if lang.startswith("zh") else "en", {}),
+        threshold=threshold,
+        above_threshold=bool(threshold) and value >= threshold,
         generated_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     )
 

@@ -27,9 +27,11 @@ __all__ = [
     "Assessment",
     "AuditEntry",
     "AuditHead",
+    "BankEntry",
     "Base",
     "CaptureToken",
     "Claim",
+    "ClaimFingerprint",
     "ClaimPhoto",
     "Decision",
     "Evidence",
@@ -238,6 +240,42 @@ class AuditHead(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger, default=0)
     entry_hash: Mapped[str] = mapped_column(String(64))
+
+
+class ClaimFingerprint(Base):
+    """One claim photo's PDQ hash, for reuse across claims (the index is rebuilt from these)."""
+
+    __tablename__ = "claim_fingerprints"
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    claim_id: Mapped[str] = mapped_column(ForeignKey("claims.id"), index=True)
+    order_id: Mapped[str] = mapped_column(String(40))
+    buyer_id: Mapped[str] = mapped_column(String(100), index=True)
+    merchant_id: Mapped[str] = mapped_column(String(40))
+    photo_sha256: Mapped[str] = mapped_column(String(64))
+    variant: Mapped[str] = mapped_column(String(8), default="full")  # full | c95 | c90 | c80
+    pdq: Mapped[str] = mapped_column(String(64))
+    quality: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class BankEntry(Base):
+    """A confirmed forgery's fingerprint: ours (``bank`` = this platform) or imported, signed."""
+
+    __tablename__ = "bank_entries"
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    bank: Mapped[str] = mapped_column(String(100), index=True)
+    signer: Mapped[str] = mapped_column(String(100))
+    pdq: Mapped[str] = mapped_column(String(64))
+    codes: Mapped[list] = mapped_column(JSON)  # type: ignore[type-arg]
+    confirmed_at: Mapped[dt.datetime] = mapped_column()
+    buyer_hmac: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    claim_id: Mapped[str | None] = mapped_column(String(40), nullable=True)  # local entries only
+    imported_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    __table_args__ = (UniqueConstraint("bank", "pdq", "buyer_hmac"),)
 
 
 class IdempotencyKey(Base):

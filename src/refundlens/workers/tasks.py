@@ -27,6 +27,9 @@ class Runtime:
         self.blobs = BlobStore(f"{settings.data_dir}/blobs")
         self.policy = load_policy(settings.policy_path or None)
         self.rules = RoutingRules.from_policy(self.policy.routing)
+        from ..reuse.history import IndexCache
+
+        self.index_cache = IndexCache(settings.reuse_index_shards, settings.reuse_min_pdq_quality)
 
 
 def analyse_claim(runtime: Runtime, claim_id: str) -> str:
@@ -40,13 +43,32 @@ def analyse_claim(runtime: Runtime, claim_id: str) -> str:
             session, runtime.blobs, runtime.settings, claim_id
         )
         from ..detectors.base import OrderFacts
+        from ..reuse.bank import buyer_hmac
+        from ..reuse.history import History
 
+        history = History(
+            runtime.db.sessions,
+            runtime.index_cache,
+            claim_id,
+            order.id,
+            order.buyer_id,
+            order.merchant_id,
+            buyer_hmac(runtime.settings.bank_buyer_hmac_key, order.buyer_id),
+            runtime.settings.reuse_max_distance,
+            runtime.blobs,
+            runtime.settings.reuse_local_feature_candidates,
+        )
         facts = OrderFacts(
             shipped_at=workflow._aware(order.shipped_at),
             delivered_at=workflow._aware(order.delivered_at),
         )
     assessment = analyze(
-        photos, references, settings=runtime.settings, policy=runtime.policy, order=facts
+        photos,
+        references,
+        settings=runtime.settings,
+        policy=runtime.policy,
+        order=facts,
+        history=history,
     )
     report: dict[str, Any] = assessment_to_dict(assessment)
     # Pictures (overlay, mask, heatmaps) as blobs, so the review page and the evidence report

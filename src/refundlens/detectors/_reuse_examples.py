@@ -1,0 +1,117 @@
+"""Claims with a known history, for the contract test: reuse, a bank match, a repeat offender."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image
+
+from ..media import Media, media_from_bytes
+from ..reuse.history import MemoryHistory
+from ._pixels_examples import camera_photo
+from .base import Context, Example
+
+
+def _jpeg(rgb: np.ndarray, quality: int = 90) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(rgb).save(out, "JPEG", quality=quality)
+    return out.getvalue()
+
+
+def _earlier(seed: int) -> Media:
+    return media_from_bytes(_jpeg(camera_photo(seed, size=(480, 640))), "earlier.jpg")
+
+
+def _reused_crop(seed: int) -> Media:
+    """The earlier photo cropped by 4 px a side, shrunk to 75% and recompressed at 75: the same
+    picture to PDQ (distance 14-20 here). Heavier crops move PDQ past 31 bits."""
+    rgb = camera_photo(seed, size=(480, 640))
+    small = np.asarray(Image.fromarray(rgb[4:-4, 4:-4]).resize((480, 360)))
+    return media_from_bytes(_jpeg(small, 75), "reused.jpg")
+
+
+def _history(
+    claims: Sequence[tuple[Media, str, str]] = (), bank: Sequence[Media] = (), confirmed: int = 0
+) -> MemoryHistory:
+    return MemoryHistory(
+        claims=[
+            {
+                "pdq": m.pdq.hex,
+                "claim": f"clm_earlier{i}",
+                "order": order,
+                "buyer": buyer,
+                "merchant": "shop",
+                "at": "2026-10-01T00:00:00",
+            }
+            for i, (m, order, buyer) in enumerate(claims)
+        ],
+        bank=[
+            {
+                "pdq": m.pdq.hex,
+                "bank": "platform-b",
+                "signer": "platform-b",
+                "confirmed_at": "2026-09-30",
+                "codes": ["reference.derived"],
+            }
+            for m in bank
+        ],
+        order_id="ord_now",
+        buyer_id="buyer-now",
+        merchant_id="shop",
+        summary={
+            "other_claims": confirmed + 1,
+            "outcomes": {"rejected": confirmed},
+            "confirmed_forgeries": confirmed,
+            "confirmed_forged_value": 180.0 * confirmed,
+            "refunded_on_forged": 0.0,
+        },
+    )
+
+
+def reuse_examples() -> list[Example]:
+    return [
+        Example(
+            "a crop of another buyer's earlier claim photo is reuse",
+            lambda: (
+                _reused_crop(7),
+                Context(history=_history([(_earlier(7), "ord_old", "buyer-old")])),
+            ),
+            frozenset({"reuse.seen_before"}),
+        ),
+        Example(
+            "a different photo is not reuse",
+            lambda: (
+                _reused_crop(8),
+                Context(history=_history([(_earlier(9), "ord_old", "buyer-old")])),
+            ),
+            frozenset(),
+        ),
+        Example(
+            "the same photo on the same order is a retry, not reuse",
+            lambda: (
+                _reused_crop(7),
+                Context(history=_history([(_earlier(7), "ord_now", "buyer-now")])),
+            ),
+            frozenset(),
+        ),
+        Example(
+            "a picture in another platform's bank is matched",
+            lambda: (_reused_crop(10), Context(history=_history(bank=[_earlier(10)]))),
+            frozenset({"reuse.bank_match"}),
+        ),
+        Example(
+            "a buyer with two confirmed forgeries has a history finding",
+            lambda: (_reused_crop(11), Context(history=_history(confirmed=2))),
+            frozenset({"reuse.buyer_history"}),
+        ),
+        Example(
+            "a flat picture is not fingerprinted",
+            lambda: (
+                media_from_bytes(_jpeg(np.full((300, 300, 3), 200, np.uint8)), "flat.jpg"),
+                Context(history=_history()),
+            ),
+            frozenset({"reuse.low_quality_hash"}),
+        ),
+    ]

@@ -1,0 +1,188 @@
+"""detectors/reuse: the same picture in another claim, in a bank of confirmed forgeries, and the
+buyer's history. Needs the claims service's memory (``Context.history``); the CLI has none.
+
+PDQ and its 8 dihedral forms are searched (a mirrored or rotated copy is the same picture); a hash
+of low quality (flat images, PDQ quality < ``reuse_min_pdq_quality``) is not matched. A match
+within the same order is a retry, not reuse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from ..media import Media
+from .base import Context, Detector, Example, Finding, Reason
+
+__all__ = ["ReuseDetector"]
+
+
+class ReuseDetector(Detector):
+    name = "reuse"
+    requires = frozenset({"history"})
+    codes: ClassVar[dict[str, str]] = {
+        "reuse.seen_before": "The same picture was sent with an earlier claim on another order.",
+        "reuse.bank_match": "The picture is in a bank of confirmed forgeries.",
+        "reuse.buyer_history": "The buyer's earlier claims include confirmed forgeries.",
+        "reuse.low_quality_hash": "The picture is too flat for a reliable fingerprint: reuse not checked.",
+    }
+
+    def analyze(self, claim: Media, context: Context) -> list[Finding]:
+        history = context.history
+        if history is None:
+            return []
+        findings: list[Finding] = []
+        if claim.pdq.quality < context.settings.reuse_min_pdq_quality:
+            findings.append(
+                Finding(
+                    "reuse.low_quality_hash",
+                    0.0,
+                    1.0,
+                    Reason(
+                        f"The picture is too flat for a reliable fingerprint (PDQ quality {claim.pdq.quality}); reuse was not checked.",
+                        f"图片过于平坦，指纹不可靠（PDQ 质量 {claim.pdq.quality}），未做重复使用检查。",
+                    ),
+                    {
+                        "pdq_quality": claim.pdq.quality,
+                        "min_quality": context.settings.reuse_min_pdq_quality,
+                    },
+                    detector=self.name,
+                )
+            )
+        else:
+            findings += self._matches(claim, history, context.settings)
+        summary = history.buyer_summary()
+        confirmed = int(summary["confirmed_forgeries"])
+        if confirmed:
+            # One past rejection is not a pattern; two or more are.
+            strength = 0.0 if confirmed < 2 else min(4.0, 1.5 * (confirmed - 1))
+            findings.append(
+                Finding(
+                    "reuse.buyer_history",
+                    strength,
+                    0.9,
+                    Reason(
+                        f"This buyer has {confirmed} earlier claim(s) confirmed as forged by a person, worth {summary['confirmed_forged_value']:g} in all.",
+                        f"该买家此前有 {confirmed} 笔理赔被人工确认为伪造，合计金额 {summary['confirmed_forged_value']:g}。",
+                    ),
+                    summary,
+                    detector=self.name,
+                )
+            )
+        return findings
+
+    @staticmethod
+    def _local_feature_matches(claim: Media, history: Any, settings: Any) -> list[dict[str, Any]]:
+        """Crops and heavier edits move PDQ past 31 bits; the reference check still sees that the
+        claim is made from an earlier claim's photo (identical or derived, not a new exposure)."""
+        from .matching import claim_index, detect_features
+        from .reference import _match_copy, align, prepare_reference, verify
+
+        candidates = history.earlier_same_sku() if hasattr(history, "earlier_same_sku") else []
+        if not candidates:
+            return []
+        small, factor = _match_copy(claim.analysis)
+        features = detect_features(small)
+        index = claim_index(features)
+        out = []
+        for candidate in candidates:
+            model = prepare_reference(candidate["media"])
+            outcome = verify(
+                claim, align(claim, features, factor, model, settings, index), model, settings
+            )
+            if outcome.verdict in ("identical", "derived"):
+                out.append(
+                    {
+                        "claim": candidate["claim"],
+                        "distance": outcome.pdq_distance,
+                        "same_buyer": candidate["same_buyer"],
+                        "same_merchant": candidate["same_merchant"],
+                        "at": candidate["at"],
+                        "matched_by": "local_features",
+                        "verdict": outcome.verdict,
+                        "inliers": outcome.match.inliers if outcome.match else 0,
+                    }
+                )
+        return out
+
+    def _matches(self, claim: Media, history: Any, settings: Any) -> list[Finding]:
+        findings: list[Finding] = []
+        seen: dict[str, dict[str, Any]] = {}
+        banked: dict[tuple[str, str], dict[str, Any]] = {}
+        from ..media.fingerprint import pdq_centre_crops
+
+        # The whole picture in its 8 orientations, and its centre crops (for an earlier claim
+        # that was a crop of this one); stored claims carry their centre crops too.
+        codes = {h.bits for h in claim.pdq_dihedral} | {claim.pdq.bits}
+        codes |= {
+            h.bits
+            for h in pdq_centre_crops(claim.analysis).values()
+            if h.quality >= settings.reuse_min_pdq_quality
+        }
+        for code in codes:
+            for match in history.seen_before(code):
+                match.setdefault("matched_by", "pdq")
+                if (
+                    match["claim"] not in seen
+                    or match["distance"] < seen[match["claim"]]["distance"]
+                ):
+                    seen[match["claim"]] = match
+            for match in history.bank_matches(code):
+                key = (match["bank"], match["confirmed_at"])
+                if key not in banked or match["distance"] < banked[key]["distance"]:
+                    banked[key] = match
+        if not seen:
+            for match in self._local_feature_matches(claim, history, settings):
+                seen[match["claim"]] = match
+        if seen:
+            matches = sorted(seen.values(), key=lambda m: m["distance"])[:10]
+            others = [m for m in matches if not m["same_buyer"]]
+            strength = 4.0 if others else 2.5
+            who = "another buyer" if others else "the same buyer, on another order"
+            who_zh = "其他买家" if others else "同一买家在其他订单"
+            findings.append(
+                Finding(
+                    "reuse.seen_before",
+                    strength,
+                    0.9,
+                    Reason(
+                        f"The same picture (PDQ distance {matches[0]['distance']} of 256 bits) was sent before by {who}: claim {matches[0]['claim']}.",
+                        f"同一张图片（PDQ 距离 {matches[0]['distance']}/256）此前已由{who_zh}提交过：理赔单 {matches[0]['claim']}。",
+                    ),
+                    {
+                        "matches": matches,
+                        "distance": matches[0]["distance"],
+                        "pdq_quality": claim.pdq.quality,
+                    },
+                    detector=self.name,
+                )
+            )
+        if banked:
+            best = sorted(banked.values(), key=lambda m: m["distance"])
+            top = best[0]
+            findings.append(
+                Finding(
+                    "reuse.bank_match",
+                    6.0,
+                    0.95,
+                    Reason(
+                        f"The picture is in the bank '{top['bank']}' (signed by {top['signer']}) of forgeries confirmed on {top['confirmed_at']} (PDQ distance {top['distance']}).",
+                        f"该图片在“{top['bank']}”伪造库中（签名方 {top['signer']}，确认于 {top['confirmed_at']}，PDQ 距离 {top['distance']}）。",
+                    ),
+                    {
+                        "matches": best[:10],
+                        "bank": top["bank"],
+                        "signer": top["signer"],
+                        "confirmed_at": top["confirmed_at"],
+                        "distance": top["distance"],
+                    },
+                    detector=self.name,
+                )
+            )
+        return findings
+
+    @classmethod
+    def examples(cls) -> Sequence[Example]:
+        from ._reuse_examples import reuse_examples
+
+        return reuse_examples()

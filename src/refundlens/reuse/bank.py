@@ -1,0 +1,142 @@
+"""Signed bank files of confirmed forgeries, exchanged between platforms.
+
+A bank file is JSON: ``format``, ``bank``, ``signer``, ``public_key`` (raw Ed25519, base64),
+``created_at``, ``entries`` (PDQ hash, finding codes, confirmation date, and the buyer only as
+HMAC-SHA256 under a key the platforms agree on), and ``signature``: Ed25519 over the canonical
+JSON (sorted keys, no spaces) of everything else. No image and no personal data leaves.
+Import checks that the public key belongs to a trusted signer and that the signature holds;
+anything else is refused with a clear error and nothing is stored.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import hmac
+import json
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from ..errors import RefundlensError
+
+__all__ = [
+    "FORMAT",
+    "BankError",
+    "buyer_hmac",
+    "generate_key",
+    "read_trusted",
+    "sign_bank",
+    "verify_bank",
+]
+
+FORMAT = "refundlens-bank/1"
+
+
+class BankError(RefundlensError):
+    pass
+
+
+def buyer_hmac(key: str, buyer_id: str) -> str | None:
+    if not key:
+        return None
+    return hmac.new(key.encode(), buyer_id.encode(), hashlib.sha256).hexdigest()
+
+
+def _canonical(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
+        "utf-8"
+    )
+
+
+def generate_key(path: Path) -> str:
+    """Write a new Ed25519 private key (PEM, mode 600) and return its public key (base64)."""
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    path.write_bytes(pem)
+    path.chmod(0o600)
+    return _public_b64(key.public_key())
+
+
+def _public_b64(key: Ed25519PublicKey) -> str:
+    return base64.b64encode(
+        key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    ).decode()
+
+
+def load_private(path: str) -> Ed25519PrivateKey:
+    try:
+        key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
+    except (OSError, ValueError) as exc:
+        raise BankError(
+            "bank.no_signing_key", f"Cannot read the bank signing key {path!r}: {exc}."
+        ) from exc
+    if not isinstance(key, Ed25519PrivateKey):
+        raise BankError("bank.no_signing_key", f"{path} is not an Ed25519 private key.")
+    return key
+
+
+def sign_bank(
+    bank: str, signer: str, entries: list[dict[str, Any]], key: Ed25519PrivateKey
+) -> dict[str, Any]:
+    body = {
+        "format": FORMAT,
+        "bank": bank,
+        "signer": signer,
+        "public_key": _public_b64(key.public_key()),
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "entries": entries,
+    }
+    return {**body, "signature": base64.b64encode(key.sign(_canonical(body))).decode()}
+
+
+def read_trusted(path: str) -> dict[str, str]:
+    """{base64 public key: signer name} from a file of ``name key`` lines (# comments allowed)."""
+    if not path:
+        return {}
+    trusted: dict[str, str] = {}
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise BankError(
+            "bank.no_trusted_keys", f"Cannot read the trusted signers file {path!r}: {exc}."
+        ) from exc
+    for line in lines:
+        parts = line.split("#", 1)[0].split()
+        if len(parts) == 2:
+            trusted[parts[1]] = parts[0]
+    return trusted
+
+
+def verify_bank(document: Any, trusted: dict[str, str]) -> dict[str, Any]:
+    """The document if it is a well-formed bank signed by a trusted signer; else BankError."""
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise BankError("bank.malformed", f"Not a refundlens bank file (format {FORMAT}).")
+    body = {k: v for k, v in document.items() if k != "signature"}
+    public = document.get("public_key")
+    if public not in trusted:
+        raise BankError(
+            "bank.untrusted_signer",
+            f"The bank is signed by {document.get('signer')!r} with a key that is not in the trusted signers: refused.",
+        )
+    try:
+        key = Ed25519PublicKey.from_public_bytes(base64.b64decode(str(public)))
+        key.verify(base64.b64decode(str(document.get("signature", ""))), _canonical(body))
+    except (InvalidSignature, ValueError) as exc:
+        raise BankError(
+            "bank.bad_signature",
+            "The bank file's signature does not match its content: it was altered. Refused.",
+        ) from exc
+    entries = document.get("entries")
+    if not isinstance(entries, list) or not all(
+        isinstance(e, dict) and isinstance(e.get("pdq"), str) and len(e["pdq"]) == 64
+        for e in entries
+    ):
+        raise BankError("bank.malformed", "The bank's entries are not PDQ hashes with their facts.")
+    return document

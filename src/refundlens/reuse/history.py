@@ -1,0 +1,259 @@
+"""What the store remembers across claims, for one claim being analysed: earlier claims with the
+same picture, bank matches, and the buyer's ledger. The worker builds one per analysis."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from ..store.models import BankEntry, Claim, ClaimFingerprint, Decision
+from .index import HashIndex
+
+__all__ = ["History", "IndexCache", "MemoryHistory", "buyer_summary"]
+
+
+class IndexCache:
+    """In-memory indexes of claim fingerprints and bank entries, refreshed from the store by id."""
+
+    def __init__(self, shards: int = 1, min_quality: int = 50) -> None:
+        self.min_quality = min_quality
+        self.claims = HashIndex(shards)
+        self.bank = HashIndex(shards)
+        self._last_claim = 0
+        self._last_bank = 0
+        self._lock = threading.Lock()
+
+    def refresh(self, session: Session) -> None:
+        with self._lock:
+            rows = session.execute(
+                select(ClaimFingerprint.id, ClaimFingerprint.pdq, ClaimFingerprint.quality)
+                .where(ClaimFingerprint.id > self._last_claim)
+                .order_by(ClaimFingerprint.id)
+            ).all()
+            if rows:
+                # Flat pictures' hashes collide: they are never indexed.
+                good = [r for r in rows if r[2] >= self.min_quality]
+                if good:
+                    self.claims.add([r[0] for r in good], [bytes.fromhex(r[1]) for r in good])
+                self._last_claim = rows[-1][0]
+            bank_rows = session.execute(
+                select(BankEntry.id, BankEntry.pdq)
+                .where(BankEntry.id > self._last_bank)
+                .order_by(BankEntry.id)
+            ).all()
+            if bank_rows:
+                self.bank.add([r[0] for r in bank_rows], [bytes.fromhex(r[1]) for r in bank_rows])
+                self._last_bank = bank_rows[-1][0]
+
+
+@dataclasses.dataclass
+class History:
+    """Cross-claim lookups for one claim (its own rows are never matched against it)."""
+
+    sessions: sessionmaker[Session]
+    cache: IndexCache
+    claim_id: str
+    order_id: str
+    buyer_id: str
+    merchant_id: str
+    buyer_hmac: str | None
+    max_distance: int = 31
+    blobs: Any = None
+    local_candidates: int = 20
+
+    def earlier_same_sku(self) -> list[dict[str, Any]]:
+        """Photos of the latest earlier claims on the same SKU (other orders), decoded, for the
+        local-feature comparison that catches crops PDQ misses."""
+        from ..media import media_from_bytes
+        from ..store.models import Order
+
+        if self.blobs is None or self.local_candidates <= 0:
+            return []
+        with self.sessions() as session:
+            order = session.get(Order, self.order_id)
+            if order is None:
+                return []
+            rows = session.execute(
+                select(ClaimFingerprint, Claim)
+                .join(Claim, Claim.id == ClaimFingerprint.claim_id)
+                .join(Order, Order.id == Claim.order_id)
+                .where(
+                    Order.sku_id == order.sku_id,
+                    ClaimFingerprint.order_id != self.order_id,
+                    ClaimFingerprint.variant == "full",
+                )
+                .order_by(ClaimFingerprint.id.desc())
+                .limit(self.local_candidates)
+            ).all()
+            out = []
+            for fingerprint, claim in rows:
+                try:
+                    media = media_from_bytes(
+                        self.blobs.get(fingerprint.photo_sha256), f"{claim.id}.jpg"
+                    )
+                except Exception:
+                    continue
+                out.append(
+                    {
+                        "claim": claim.id,
+                        "media": media,
+                        "same_buyer": claim.buyer_id == self.buyer_id,
+                        "same_merchant": claim.merchant_id == self.merchant_id,
+                        "at": fingerprint.created_at.isoformat(timespec="seconds"),
+                    }
+                )
+            return out
+
+    def seen_before(self, code: bytes) -> list[dict[str, Any]]:
+        with self.sessions() as session:
+            self.cache.refresh(session)
+            hits = self.cache.claims.search(code, self.max_distance)
+            out = []
+            for ident, distance in hits:
+                row = session.get(ClaimFingerprint, ident)
+                if row is None or row.claim_id == self.claim_id or row.order_id == self.order_id:
+                    continue
+                out.append(
+                    {
+                        "claim": row.claim_id,
+                        "distance": distance,
+                        "same_buyer": row.buyer_id == self.buyer_id,
+                        "same_merchant": row.merchant_id == self.merchant_id,
+                        "at": row.created_at.isoformat(timespec="seconds"),
+                    }
+                )
+            return out
+
+    def bank_matches(self, code: bytes) -> list[dict[str, Any]]:
+        with self.sessions() as session:
+            self.cache.refresh(session)
+            out = []
+            for ident, distance in self.cache.bank.search(code, self.max_distance):
+                row = session.get(BankEntry, ident)
+                if row is None or row.claim_id == self.claim_id:
+                    continue
+                out.append(
+                    {
+                        "bank": row.bank,
+                        "signer": row.signer,
+                        "confirmed_at": row.confirmed_at.date().isoformat(),
+                        "codes": list(row.codes),
+                        "distance": distance,
+                        "same_buyer": bool(self.buyer_hmac and row.buyer_hmac == self.buyer_hmac),
+                    }
+                )
+            return out
+
+    def buyer_summary(self) -> dict[str, Any]:
+        """The buyer's other claims: counts, outcomes, confirmed forgeries and their value."""
+        with self.sessions() as session:
+            return buyer_summary(session, self.buyer_id, self.claim_id)
+
+
+def buyer_summary(
+    session: Session, buyer_id: str, exclude_claim: str | None = None
+) -> dict[str, Any]:
+    """A buyer's ledger: other claims, final outcomes, forgeries a person confirmed (rejected),
+    their total value, and what was refunded on claims later found forged."""
+    claims = list(
+        session.execute(
+            select(Claim).where(Claim.buyer_id == buyer_id, Claim.id != exclude_claim)
+        ).scalars()
+    )
+    outcomes: dict[str, int] = {}
+    forged_value = 0.0
+    refunded_on_forged = 0.0
+    confirmed = 0
+    for claim in claims:
+        decisions = list(
+            session.execute(
+                select(Decision).where(Decision.claim_id == claim.id).order_by(Decision.created_at)
+            ).scalars()
+        )
+        if not decisions:
+            continue
+        final = decisions[-1]
+        outcomes[final.outcome] = outcomes.get(final.outcome, 0) + 1
+        if final.outcome == "rejected":
+            confirmed += 1
+            forged_value += claim.amount
+            # Refunded first (approved), found forged later (rejected on review or appeal).
+            if any(d.outcome in ("approved", "partial") for d in decisions[:-1]) or (
+                claim.state == "final" and claim.action == "approve"
+            ):
+                refunded_on_forged += claim.amount
+    return {
+        "other_claims": len(claims),
+        "outcomes": outcomes,
+        "confirmed_forgeries": confirmed,
+        "confirmed_forged_value": round(forged_value, 2),
+        "refunded_on_forged": round(refunded_on_forged, 2),
+    }
+
+
+@dataclasses.dataclass
+class MemoryHistory:
+    """The same lookups over lists in memory (examples, tests, one-off checks without a store)."""
+
+    claims: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    """Each: ``pdq`` (hex), ``claim``, ``order``, ``buyer``, ``merchant``, ``at``."""
+    bank: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    """Each: ``pdq`` (hex), ``bank``, ``signer``, ``confirmed_at``, ``codes``, ``buyer_hmac``."""
+    order_id: str = ""
+    buyer_id: str = ""
+    merchant_id: str = ""
+    summary: dict[str, Any] = dataclasses.field(
+        default_factory=lambda: {
+            "other_claims": 0,
+            "outcomes": {},
+            "confirmed_forgeries": 0,
+            "confirmed_forged_value": 0.0,
+            "refunded_on_forged": 0.0,
+        }
+    )
+    max_distance: int = 31
+    same_sku: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    """Each: ``claim``, ``media`` (decoded), ``same_buyer``, ``same_merchant``, ``at``."""
+
+    def earlier_same_sku(self) -> list[dict[str, Any]]:
+        return list(self.same_sku)
+
+    def _index(self, rows: list[dict[str, Any]]) -> HashIndex:
+        return HashIndex.from_rows((i, r["pdq"]) for i, r in enumerate(rows))
+
+    def seen_before(self, code: bytes) -> list[dict[str, Any]]:
+        out = []
+        for i, distance in self._index(self.claims).search(code, self.max_distance):
+            row = self.claims[i]
+            if row["order"] == self.order_id:
+                continue
+            out.append(
+                {
+                    "claim": row["claim"],
+                    "distance": distance,
+                    "same_buyer": row["buyer"] == self.buyer_id,
+                    "same_merchant": row["merchant"] == self.merchant_id,
+                    "at": row["at"],
+                }
+            )
+        return out
+
+    def bank_matches(self, code: bytes) -> list[dict[str, Any]]:
+        return [
+            {
+                "bank": self.bank[i]["bank"],
+                "signer": self.bank[i]["signer"],
+                "confirmed_at": self.bank[i]["confirmed_at"],
+                "codes": self.bank[i]["codes"],
+                "distance": d,
+                "same_buyer": False,
+            }
+            for i, d in self._index(self.bank).search(code, self.max_distance)
+        ]
+
+    def buyer_summary(self) -> dict[str, Any]:
+        return dict(self.summary)

@@ -1,0 +1,281 @@
+"""Reuse across claims, the shared bank between two platforms, and the buyer's ledger."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from refundlens.reuse.index import HashIndex
+
+from .service_support import Server, running_server, wait_analysed
+
+
+def _variant(kind: str) -> bytes:
+    """The bundled unrelated photo as a buyer's other upload would be: cropped, resized, recompressed."""
+    image = Image.open(
+        io.BytesIO(
+            resources.files("refundlens").joinpath("samples/claim_unrelated.jpg").read_bytes()
+        )
+    ).convert("RGB")
+    if kind == "crop":
+        w, h = image.size
+        image = image.crop((w // 40, h // 40, w - w // 40, h - h // 40))
+    elif kind == "resize":
+        image = image.resize((image.width * 2 // 3, image.height * 2 // 3))
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=60 if kind == "recompress" else 88)
+    return out.getvalue()
+
+
+def _other_photo() -> bytes:
+    return resources.files("refundlens").joinpath("samples/claim_genuine.jpg").read_bytes()
+
+
+def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "refundlens", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+    )
+
+
+def test_the_index_finds_every_hash_within_31_bits_and_nothing_beyond() -> None:
+    rng = np.random.default_rng(5)
+    stored = rng.integers(0, 256, (5000, 32), dtype=np.uint8)
+    index = HashIndex(shards=3)
+    index.add(list(range(5000)), stored)
+    for flips in (0, 1, 15, 31, 33, 60):
+        query = np.unpackbits(stored[42]).copy()
+        query[rng.choice(256, flips, replace=False)] ^= 1
+        found = dict(index.search(np.packbits(query).tobytes(), 31))
+        assert (42 in found) == (flips <= 31), flips
+        if flips <= 31:
+            assert found[42] == flips
+
+
+@pytest.fixture
+def platform(tmp_path: Path) -> Iterator[tuple[Server, dict[str, str]]]:
+    with running_server(tmp_path / "p1") as server:
+        with server.client(server.admin) as admin:
+            for shop in ("shop-a", "shop-b"):
+                admin.post("/v1/tenants", json={"id": shop, "kind": "merchant", "name": shop})
+        keys = {
+            "a": server.key("merchant", "shop-a"),
+            "b": server.key("merchant", "shop-b"),
+            "reviewer": server.key("reviewer", assign=["shop-a", "shop-b"]),
+        }
+        orders = {}
+        listing = resources.files("refundlens").joinpath("samples/listing.jpg").read_bytes()
+        for shop, buyer in (
+            ("a", "buyer-1"),
+            ("a", "buyer-1b"),
+            ("b", "buyer-2"),
+            ("b", "buyer-3"),
+        ):
+            with server.client(keys[shop]) as merchant:
+                sku = merchant.post(
+                    "/v1/skus",
+                    data={"external_id": "mug"},
+                    files=[("photos", ("listing.jpg", listing, "image/jpeg"))],
+                ).json()["id"]
+                orders[buyer] = merchant.post(
+                    "/v1/orders",
+                    json={
+                        "external_id": f"o-{buyer}",
+                        "sku_id": sku,
+                        "buyer_id": buyer,
+                        "amount": 2000,
+                    },
+                ).json()["id"]
+            keys[buyer] = server.key("buyer", subject=buyer)
+        keys.update({f"order-{b}": o for b, o in orders.items()})
+        yield server, keys
+
+
+def _claim(
+    server: Server, keys: dict[str, str], buyer: str, photo: bytes, amount: float = 100.0
+) -> dict:  # type: ignore[type-arg]
+    with server.client(keys[buyer]) as client:
+        r = client.post(
+            "/v1/claims",
+            data={
+                "order_id": keys[f"order-{buyer}"],
+                "type": "return_and_refund",
+                "amount": str(amount),
+            },
+            files=[("photos", ("p.jpg", photo, "image/jpeg"))],
+        )
+        assert r.status_code == 201, r.text
+        return wait_analysed(client, r.json()["id"])
+
+
+def _reject(server: Server, keys: dict[str, str], claim: dict, merchant: str = "a") -> None:  # type: ignore[type-arg]
+    """Bring the claim before a person (the merchant answers or appeals) and reject it there."""
+    with server.client(keys[merchant]) as shop:
+        state = shop.get(f"/v1/claims/{claim['id']}").json()["state"]
+        if state == "approved":
+            assert (
+                shop.post(
+                    f"/v1/claims/{claim['id']}/appeal", json={"reason": "nothing was returned"}
+                ).status_code
+                == 200
+            )
+        elif state == "awaiting_merchant":
+            shop.post(
+                f"/v1/claims/{claim['id']}/evidence",
+                data={"kind": "statement", "statement": "packed intact"},
+            )
+    with server.client(keys["reviewer"]) as reviewer:
+        r = reviewer.post(
+            f"/v1/claims/{claim['id']}/decision",
+            json={"decision": "reject", "reason": "a confirmed forgery"},
+        )
+        assert r.status_code == 200, r.text
+
+
+def _codes(claim: dict) -> set[str]:  # type: ignore[type-arg]
+    return {f["code"] for image in claim["assessment"]["images"] for f in image["findings"]}
+
+
+def test_a_photo_reused_across_shops_is_found_in_its_variants_and_a_new_photo_is_not(
+    platform: tuple[Server, dict[str, str]],
+) -> None:
+    server, keys = platform
+    first = _claim(server, keys, "buyer-1", _variant("plain"))
+    assert "reuse.seen_before" not in _codes(first)
+    for kind in ("crop", "resize", "recompress"):
+        later = _claim(server, keys, "buyer-2", _variant(kind))
+        finding = next(
+            f
+            for image in later["assessment"]["images"]
+            for f in image["findings"]
+            if f["code"] == "reuse.seen_before"
+        )
+        assert first["id"] in {m["claim"] for m in finding["facts"]["matches"]}, kind
+        assert later["state"] != "approved"
+    unrelated = _claim(server, keys, "buyer-3", _other_photo())
+    assert "reuse.seen_before" not in _codes(unrelated)
+
+
+def test_a_confirmed_forgery_travels_to_another_platform_as_a_signed_bank_and_is_matched_there(
+    platform: tuple[Server, dict[str, str]], tmp_path: Path
+) -> None:
+    server, keys = platform
+    forged = _claim(server, keys, "buyer-1", _variant("plain"), amount=1800)
+    _reject(server, keys, forged)
+    shared_key = "platforms-agreed-hmac-key"
+    env1 = {
+        **os.environ,
+        "REFUNDLENS_DATA_DIR": server.settings.data_dir,
+        "REFUNDLENS_BANK_NAME": "platform-one",
+        "REFUNDLENS_BANK_SIGNING_KEY_PATH": str(tmp_path / "one.pem"),
+        "REFUNDLENS_BANK_BUYER_HMAC_KEY": shared_key,
+    }
+    keygen = _run(env1, "bank", "keygen", "--out", str(tmp_path / "one.pem"))
+    assert keygen.returncode == 0, keygen.stderr
+    trusted_line = keygen.stdout.strip()
+    bank_file = tmp_path / "bank.json"
+    exported = _run(env1, "bank", "export", "--out", str(bank_file))
+    assert exported.returncode == 0, exported.stderr
+    document = json.loads(bank_file.read_text())
+    assert (
+        document["entries"]
+        and "buyer-1" not in bank_file.read_text()
+        and "500" not in json.dumps(document["entries"])
+    )
+
+    # A second platform with its own database trusts platform-one's key.
+    trusted = tmp_path / "trusted.txt"
+    trusted.write_text(trusted_line + "\n")
+    with running_server(tmp_path / "p2", bank_buyer_hmac_key=shared_key) as second:
+        env2 = {
+            **os.environ,
+            "REFUNDLENS_DATA_DIR": second.settings.data_dir,
+            "REFUNDLENS_BANK_TRUSTED_KEYS_PATH": str(trusted),
+            "REFUNDLENS_BANK_BUYER_HMAC_KEY": shared_key,
+        }
+        tampered = tmp_path / "tampered.json"
+        altered = json.loads(bank_file.read_text())
+        altered["entries"][0]["codes"].append("reference.identical")
+        tampered.write_text(json.dumps(altered))
+        refused = _run(env2, "bank", "import", str(tampered))
+        assert refused.returncode == 2 and "altered" in refused.stderr
+        unknown = _run(
+            {**env2, "REFUNDLENS_BANK_TRUSTED_KEYS_PATH": str(tmp_path / "nobody.txt")},
+            "bank",
+            "import",
+            str(bank_file),
+        )
+        assert unknown.returncode == 2
+        imported = _run(env2, "bank", "import", str(bank_file))
+        assert imported.returncode == 0, imported.stderr
+        assert "platform-one" in _run(env2, "bank", "list").stdout
+        with second.client(second.admin) as admin:
+            admin.post("/v1/tenants", json={"id": "shop-z", "kind": "merchant", "name": "z"})
+        merchant = second.key("merchant", "shop-z")
+        listing = resources.files("refundlens").joinpath("samples/listing.jpg").read_bytes()
+        with second.client(merchant) as m:
+            sku = m.post(
+                "/v1/skus",
+                data={"external_id": "mug"},
+                files=[("photos", ("listing.jpg", listing, "image/jpeg"))],
+            ).json()["id"]
+            order = m.post(
+                "/v1/orders",
+                json={"external_id": "o", "sku_id": sku, "buyer_id": "buyer-1", "amount": 500},
+            ).json()["id"]
+        buyer = second.key("buyer", subject="buyer-1")
+        with second.client(buyer) as client:
+            claim = client.post(
+                "/v1/claims",
+                data={"order_id": order, "type": "refund_only", "amount": "90"},
+                files=[("photos", ("p.jpg", _variant("resize"), "image/jpeg"))],
+            ).json()
+            analysed = wait_analysed(client, claim["id"])
+    match = next(
+        f
+        for image in analysed["assessment"]["images"]
+        for f in image["findings"]
+        if f["code"] == "reuse.bank_match"
+    )
+    assert (
+        match["facts"]["bank"] == "platform-one"
+        and match["facts"]["matches"][0]["same_buyer"] is True
+    )
+    assert analysed["action"] == "escalate"
+
+
+def test_the_ledger_sums_a_buyers_confirmed_forgeries(
+    platform: tuple[Server, dict[str, str]],
+) -> None:
+    from refundlens.reuse.history import History, IndexCache
+    from refundlens.store import Database
+
+    server, keys = platform
+    amounts = [700.0, 450.0]
+    for amount, photo in zip(amounts, (_variant("plain"), _other_photo()), strict=True):
+        claim = _claim(server, keys, "buyer-1b", photo, amount=amount)
+        _reject(server, keys, claim)
+    database = Database(server.settings)
+    try:
+        history = History(
+            database.sessions, IndexCache(), "clm_none", "ord_none", "buyer-1b", "shop-a", None
+        )
+        summary = history.buyer_summary()
+    finally:
+        database.dispose()
+    assert summary["confirmed_forgeries"] == 2
+    assert summary["confirmed_forged_value"] == pytest.approx(sum(amounts))
+    assert summary["confirmed_forged_value"] >= 1000
