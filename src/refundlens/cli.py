@@ -641,6 +641,42 @@ def report(
     typer.echo(f"evidence report written to {target}")
 
 
+@app.command("packing-video")
+def packing_video(
+    order_id: Annotated[str, typer.Argument(help="The order (ord_...).")],
+    video: Annotated[Path, typer.Argument(help="The packing video file.")],
+) -> None:
+    """Register a packing video for an order: its sharp frames become references for the order."""
+    from .cases import workflow
+    from .errors import RefundlensError
+    from .store import BlobStore, Database
+    from .store.models import Order
+
+    settings = _settings()
+    database = Database(settings)
+    database.upgrade()
+    try:
+        data = video.read_bytes()
+        with database.session() as session:
+            order = session.get(Order, order_id)
+            if order is None:
+                raise workflow.NotFound("order", order_id)
+            kept = workflow.register_packing_video(
+                session,
+                BlobStore(f"{settings.data_dir}/blobs"),
+                settings,
+                workflow.Actor("cli", "admin"),
+                order,
+                video.name,
+                data,
+            )
+    except OSError as exc:
+        raise _fail(f"cannot read {video}: {exc.strerror or exc}") from exc
+    except RefundlensError as exc:
+        raise _fail(exc.message) from exc
+    typer.echo(f"{len(kept)} frames of {video.name} kept as references for {order_id}")
+
+
 @app.command()
 def worker(
     concurrency: Annotated[int, typer.Option(help="Analyses at a time in this worker.")] = 1,

@@ -40,6 +40,19 @@ class Settings:
     analysis_side: int = 1024
     """Longest side, in pixels, of the reduced copy that matching and residuals work on."""
 
+    video_max_bytes: int = 500 * 1024 * 1024
+    """Largest accepted packing or unboxing video, in bytes."""
+    video_max_seconds: float = 600.0
+    """Longest accepted video, in seconds (read from the header before decoding)."""
+    video_sample_seconds: float = 1.0
+    """One frame is decoded per this many seconds of video."""
+    video_max_frames: int = 120
+    """Most frames decoded from one video."""
+    video_max_decode_seconds: float = 60.0
+    """Wall-clock budget for decoding one video; decoding stops there with the frames so far."""
+    video_key_frames: int = 6
+    """Sharp, distinct frames of a packing video kept as references for its order."""
+
     # --- reference detector ---
     reference_min_inliers: int = 12
     """Fewest RANSAC inliers that confirm a claim/reference match."""

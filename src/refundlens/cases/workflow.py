@@ -322,6 +322,18 @@ def load_inputs(
         .all()
     )
     references = [media_from_bytes(blobs.get(r.sha256), r.name, settings) for r in refs]
+    from ..store.models import OrderReference
+
+    frames = (
+        session.execute(
+            select(OrderReference)
+            .where(OrderReference.order_id == order.id)
+            .order_by(OrderReference.seconds)
+        )
+        .scalars()
+        .all()
+    )
+    references += [media_from_bytes(blobs.get(f.sha256), f.name, settings) for f in frames]
     return photos, references, order
 
 
@@ -723,3 +735,56 @@ def _bank_confirmed_forgery(session: Session, claim: Claim, settings: Settings) 
                     claim_id=claim.id,
                 )
             )
+
+
+def register_packing_video(
+    session: Session,
+    blobs: BlobStore,
+    settings: Settings,
+    actor: Actor,
+    order: Order,
+    name: str,
+    data: bytes,
+) -> list[str]:
+    """Store the merchant's packing video and keep its sharp, distinct frames as references for
+    this order: a claim photo made from a packing frame is then caught like one made from a
+    listing photo. Returns the kept frames' sha256."""
+    import io
+
+    from PIL import Image
+
+    from ..media.video import key_frames, read_video
+    from ..store.models import OrderReference
+
+    video = read_video(data, settings)
+    video_sha = blobs.put(data)
+    kept = []
+    for frame in key_frames(video, keep=settings.video_key_frames):
+        buffer = io.BytesIO()
+        Image.fromarray(frame.rgb).save(buffer, "JPEG", quality=95)
+        sha = blobs.put(buffer.getvalue())
+        session.add(
+            OrderReference(
+                id=new_id("oref"),
+                order_id=order.id,
+                sha256=sha,
+                name=f"{name}@{frame.seconds:.1f}s",
+                video_sha256=video_sha,
+                seconds=frame.seconds,
+            )
+        )
+        kept.append(sha)
+    shipped = _aware(order.shipped_at)
+    audit.append(
+        session,
+        actor.id,
+        "order.packing_video",
+        details={
+            "order": order.id,
+            "video_sha256": video_sha,
+            "seconds": round(video.duration_s, 1),
+            "frames_kept": kept,
+            "registered_before_shipment": shipped is None or utcnow() <= shipped,
+        },
+    )
+    return kept

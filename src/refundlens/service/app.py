@@ -320,6 +320,38 @@ def create_app(
             "buyer_id": order.buyer_id,
         }
 
+    @app.post("/v1/orders/{order_id}/packing-video", status_code=201)
+    async def packing_video(
+        order_id: str,
+        p: Who,
+        video: Annotated[
+            UploadFile, File(description="The packing video (mp4, mov, avi, mkv, webm).")
+        ],
+    ) -> dict[str, Any]:
+        require(p, "merchant", "admin")
+        chunks, size = [], 0
+        while chunk := await video.read(1 << 20):
+            size += len(chunk)
+            if size > settings.video_max_bytes:
+                raise MediaError(
+                    "media.too_large",
+                    f"The video is over video_max_bytes ({settings.video_max_bytes}).",
+                )
+            chunks.append(chunk)
+        data = b"".join(chunks)
+
+        def work() -> dict[str, Any]:
+            with runtime.db.session() as s:
+                order = s.get(Order, order_id)
+                if order is None or (p.role == "merchant" and order.merchant_id != p.tenant_id):
+                    raise workflow.NotFound("order", order_id)
+                kept = workflow.register_packing_video(
+                    s, runtime.blobs, settings, actor(p), order, video.filename or "packing", data
+                )
+                return {"order_id": order.id, "frames_kept": kept}
+
+        return await run_in_threadpool(work)
+
     @app.post("/v1/claims", status_code=201)
     async def create_claim(
         p: Who,

@@ -37,6 +37,7 @@ __all__ = [
     "Evidence",
     "IdempotencyKey",
     "Order",
+    "OrderReference",
     "ReferencePhoto",
     "ReviewerAssignment",
     "Sku",
@@ -111,6 +112,19 @@ class ReferencePhoto(Base):
     pdq: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     sku: Mapped[Sku] = relationship(back_populates="references")
+
+
+class OrderReference(Base):
+    """A frame of the merchant's packing video, kept as a reference for this order."""
+
+    __tablename__ = "order_references"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), index=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(300))
+    video_sha256: Mapped[str] = mapped_column(String(64))
+    seconds: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class Order(Base):

@@ -1,0 +1,138 @@
+"""Packing and unboxing videos: bounded decoding and the sharp frames worth keeping.
+
+OpenCV's FFmpeg backend reads the container (mp4, mov, avi, mkv, webm). Limits are checked from the
+header before frames are decoded (bytes, pixels per frame, duration), and decoding stops at
+``video_max_frames`` sampled frames or ``video_max_decode_seconds`` of wall time. A file OpenCV
+cannot open, or that yields no frame, is refused with a stable code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import tempfile
+import time
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from ..config import Settings
+from ..errors import MediaError
+from .fingerprint import hamming, pdq
+
+__all__ = ["Frame", "Video", "key_frames", "read_video"]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Frame:
+    seconds: float
+    rgb: npt.NDArray[np.uint8]
+    sharpness: float
+    """Variance of the Laplacian (grey levels squared): motion blur and defocus make it small."""
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Video:
+    sha256: str
+    width: int
+    height: int
+    fps: float
+    duration_s: float
+    frames: tuple[Frame, ...]
+
+
+def read_video(data: bytes, settings: Settings | None = None) -> Video:
+    """Decode up to ``video_max_frames`` frames, one every ``video_sample_seconds``."""
+    settings = settings or Settings()
+    if not data:
+        raise MediaError("media.empty", "The video file is empty (0 bytes).")
+    if len(data) > settings.video_max_bytes:
+        raise MediaError(
+            "media.too_large",
+            f"The video is {len(data)} bytes; the limit (video_max_bytes) is {settings.video_max_bytes}.",
+        )
+    handle, path = tempfile.mkstemp(suffix=".video")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        capture = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
+        try:
+            if not capture.isOpened():
+                raise MediaError(
+                    "media.video_unreadable",
+                    "The video cannot be opened: corrupt, or a container or codec refundlens does not read.",
+                )
+            width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
+            height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+            fps = float(capture.get(cv2.CAP_PROP_FPS)) or 25.0
+            count = float(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+            duration = count / fps if count > 0 else 0.0
+            if width * height > settings.max_pixels or max(width, height) > settings.max_side:
+                raise MediaError(
+                    "media.too_many_pixels",
+                    f"The video's frames are {width}x{height}; the limits are max_pixels={settings.max_pixels} and max_side={settings.max_side}.",
+                )
+            if duration > settings.video_max_seconds:
+                raise MediaError(
+                    "media.video_too_long",
+                    f"The video lasts {duration:.0f} s; the limit (video_max_seconds) is {settings.video_max_seconds:g} s.",
+                )
+            step = max(1, round(fps * settings.video_sample_seconds))
+            frames: list[Frame] = []
+            started = time.monotonic()
+            index = 0
+            while (
+                len(frames) < settings.video_max_frames
+                and time.monotonic() - started < settings.video_max_decode_seconds
+            ):
+                ok = capture.grab()
+                if not ok:
+                    break
+                if index % step == 0:
+                    ok, bgr = capture.retrieve()
+                    if ok and bgr is not None:
+                        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                        grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+                        frames.append(
+                            Frame(
+                                index / fps,
+                                np.ascontiguousarray(rgb),
+                                float(cv2.Laplacian(grey, cv2.CV_64F).var()),
+                            )
+                        )
+                index += 1
+        finally:
+            capture.release()
+    finally:
+        os.unlink(path)
+    if not frames:
+        raise MediaError("media.video_unreadable", "The video has no frame that can be decoded.")
+    return Video(
+        hashlib.sha256(data).hexdigest(),
+        width,
+        height,
+        fps,
+        max(duration, index / fps),
+        tuple(frames),
+    )
+
+
+def key_frames(video: Video, keep: int = 6, min_distance: int = 40) -> list[Frame]:
+    """The sharpest frames that differ from each other (PDQ distance >= ``min_distance``): the
+    views of the product a claim photo could be made from. Blurred frames (below half the median
+    sharpness) are never kept."""
+    if not video.frames:
+        return []
+    floor = 0.5 * float(np.median([f.sharpness for f in video.frames]))
+    chosen: list[tuple[Frame, object]] = []
+    for frame in sorted(video.frames, key=lambda f: -f.sharpness):
+        if frame.sharpness < floor or len(chosen) >= keep:
+            continue
+        code = pdq(frame.rgb)
+        if code.quality < 50:
+            continue
+        if all(hamming(code, other) >= min_distance for _, other in chosen):  # type: ignore[arg-type]
+            chosen.append((frame, code))
+    return sorted((f for f, _ in chosen), key=lambda f: f.seconds)

@@ -1,0 +1,130 @@
+"""Packing videos: bounded decoding, key frames as order references, and a claim made from a frame."""
+
+from __future__ import annotations
+
+import io
+from importlib import resources
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from refundlens import synth
+from refundlens.config import Settings
+from refundlens.detectors._examples import _product
+from refundlens.errors import MediaError
+from refundlens.media.video import key_frames, read_video
+
+from .service_support import running_server, wait_analysed
+
+
+def packing_video(path: Path, seconds: float = 4.0, fps: int = 10) -> np.ndarray:
+    """A product sliding slowly across a table, written with OpenCV's mp4v encoder. Returns the
+    frame at 2 s (what a forger would grab)."""
+    product = _product(44)
+    rows, cols = product.shape[:2]
+    canvas_size = (cols + 80, rows + 40)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, canvas_size)
+    grabbed = None
+    for i in range(int(seconds * fps)):
+        canvas = np.full((canvas_size[1], canvas_size[0], 3), 235, np.uint8)
+        x = 10 + i * 60 // int(seconds * fps)
+        canvas[20 : 20 + rows, x : x + cols] = product
+        writer.write(cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
+        if i == 2 * fps:
+            grabbed = canvas
+    writer.release()
+    assert grabbed is not None
+    return grabbed
+
+
+def test_a_generated_video_decodes_into_sampled_frames_with_sharpness(tmp_path: Path) -> None:
+    packing_video(tmp_path / "v.mp4")
+    video = read_video((tmp_path / "v.mp4").read_bytes(), Settings(video_sample_seconds=0.5))
+    assert 7 <= len(video.frames) <= 9
+    assert video.duration_s == pytest.approx(4.0, abs=0.2)
+    assert all(f.sharpness > 0 for f in video.frames)
+    kept = key_frames(video, keep=3, min_distance=10)
+    assert 1 <= len(kept) <= 3
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        (b"", "media.empty"),
+        (b"\x00\x00\x00\x18ftypmp42 not a real video", "media.video_unreadable"),
+        (b"RIFF....AVI garbage" * 10, "media.video_unreadable"),
+    ],
+)
+def test_bad_videos_get_a_clear_error(data: bytes, code: str) -> None:
+    with pytest.raises(MediaError) as caught:
+        read_video(data)
+    assert caught.value.code == code
+
+
+def test_a_video_over_the_limits_is_refused_before_decoding(tmp_path: Path) -> None:
+    packing_video(tmp_path / "v.mp4")
+    data = (tmp_path / "v.mp4").read_bytes()
+    with pytest.raises(MediaError) as too_long:
+        read_video(data, Settings(video_max_seconds=2))
+    assert too_long.value.code == "media.video_too_long"
+    with pytest.raises(MediaError) as too_big:
+        read_video(data, Settings(video_max_bytes=1000))
+    assert too_big.value.code == "media.too_large"
+
+
+def test_a_claim_made_from_a_packing_frame_is_caught_like_one_made_from_a_listing_photo(
+    tmp_path: Path,
+) -> None:
+    frame = packing_video(tmp_path / "packing.mp4")
+    obj = frame.min(axis=2) < 225
+    damaged, _ = synth.paint_damage(frame, obj, "crack", 0.03, seed=3)
+    claim = io.BytesIO()
+    Image.fromarray(damaged).save(claim, "JPEG", quality=88)
+    listing = resources.files("refundlens").joinpath("samples/claim_unrelated.jpg").read_bytes()
+    with running_server(tmp_path / "data") as server:
+        with server.client(server.admin) as admin:
+            admin.post("/v1/tenants", json={"id": "shop", "kind": "merchant", "name": "shop"})
+        merchant_key = server.key("merchant", "shop")
+        with server.client(merchant_key) as merchant:
+            sku = merchant.post(
+                "/v1/skus",
+                data={"external_id": "box"},
+                files=[("photos", ("listing.jpg", listing, "image/jpeg"))],
+            ).json()["id"]
+            order = merchant.post(
+                "/v1/orders",
+                json={"external_id": "o", "sku_id": sku, "buyer_id": "b", "amount": 100},
+            ).json()["id"]
+            r = merchant.post(
+                f"/v1/orders/{order}/packing-video",
+                files=[
+                    ("video", ("packing.mp4", (tmp_path / "packing.mp4").read_bytes(), "video/mp4"))
+                ],
+            )
+            assert r.status_code == 201, r.text
+            assert r.json()["frames_kept"]
+            bad = merchant.post(
+                f"/v1/orders/{order}/packing-video",
+                files=[("video", ("x.mp4", b"garbage", "video/mp4"))],
+            )
+            assert (
+                bad.status_code == 422 and bad.json()["error"]["code"] == "media.video_unreadable"
+            )
+        buyer = server.key("buyer", subject="b")
+        with server.client(buyer) as client:
+            created = client.post(
+                "/v1/claims",
+                data={"order_id": order, "type": "refund_only", "amount": "50"},
+                files=[("photos", ("c.jpg", claim.getvalue(), "image/jpeg"))],
+            ).json()
+            analysed = wait_analysed(client, created["id"])
+    derived = next(
+        f
+        for f in analysed["assessment"]["images"][0]["findings"]
+        if f["code"] == "reference.derived"
+    )
+    assert "packing.mp4@" in derived["facts"]["reference"]
+    assert analysed["action"] == "escalate"
