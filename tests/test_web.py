@@ -212,3 +212,23 @@ def test_the_pdf_evidence_report_carries_the_chinese_title_and_the_photo_hash(
         check=True,
     )
     assert any(ARTIFACTS.glob("report-page*.png"))
+
+
+def test_a_merchant_checks_a_photo_against_its_listing_photos_without_a_case(
+    site: tuple[Server, dict[str, str]], browser: object, tmp_path: Path
+) -> None:
+    server, keys = site
+    photo = tmp_path / "forged.jpg"
+    photo.write_bytes(_sample("claim_forged.jpg"))
+    page = _login(browser, server, keys["merchant"])
+    page.click("a[href='/web/check']")
+    page.set_input_files("#photo", str(photo))
+    page.click("#check-form button[type=submit]")
+    assert "升级处理" in page.locator("#check-result").inner_text()
+    assert page.locator("#check-overlay").evaluate("img => img.complete && img.naturalWidth > 0")
+    assert "reference.derived" in page.locator("tr.finding").first.inner_text()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "web-check.png"), full_page=True)
+    other = _login(browser, server, keys["buyer"])
+    response = other.goto(f"{server.url}/web/check")
+    assert response is not None and response.status == 403

@@ -417,3 +417,104 @@ def report(request: Request, claim_id: str, fmt: str) -> Response:
             headers={"Content-Disposition": f'attachment; filename="refundlens-{claim_id}.pdf"'},
         )
     return Response(status_code=404)
+
+
+@router.get("/check", response_class=HTMLResponse)
+def check_form(request: Request) -> Response:
+    """The CLI's check in the browser: a photo against the merchant's listing photos, no case."""
+    user = _who(request)
+    if user is None:
+        return _login_redirect()
+    if user.role not in ("merchant", "admin"):
+        return _forbidden(request, user)
+    from ..store.models import Sku
+
+    with request.app.state.runtime.db.session() as session:
+        query = select(Sku).order_by(Sku.created_at.desc())
+        if user.role == "merchant":
+            query = query.where(Sku.merchant_id == user.tenant_id)
+        skus = [
+            {"id": s.id, "label": f"{s.external_id} {s.title}".strip()}
+            for s in session.execute(query.limit(500)).scalars()
+        ]
+    return _page(request, "check.html", user=user, skus=skus, result=None, error=None)
+
+
+@router.post("/check", response_class=HTMLResponse)
+async def check_run(
+    request: Request, sku_id: str = Form(...), photo: UploadFile | None = None
+) -> Response:
+    user = _who(request)
+    if user is None:
+        return _login_redirect()
+    if user.role not in ("merchant", "admin"):
+        return _forbidden(request, user)
+    runtime = request.app.state.runtime
+    data = await photo.read(runtime.settings.max_file_bytes + 1) if photo is not None else b""
+
+    def work() -> dict[str, Any]:
+        import base64
+
+        from ..media import media_from_bytes
+        from ..pipeline import analyze
+        from ..report import assessment_to_dict, picture_pngs
+        from ..store.models import ReferencePhoto, Sku
+
+        with runtime.db.session() as session:
+            sku = session.get(Sku, sku_id)
+            if sku is None or (user.role == "merchant" and sku.merchant_id != user.tenant_id):
+                raise workflow.NotFound("sku", sku_id)
+            refs = (
+                session.execute(select(ReferencePhoto).where(ReferencePhoto.sku_id == sku.id))
+                .scalars()
+                .all()
+            )
+            references = [
+                media_from_bytes(runtime.blobs.get(r.sha256), r.name, runtime.settings)
+                for r in refs
+            ]
+        if len(data) > runtime.settings.max_file_bytes:
+            raise RefundlensError(
+                "media.too_large",
+                f"The photo is over max_file_bytes ({runtime.settings.max_file_bytes}).",
+            )
+        claim = media_from_bytes(
+            data,
+            photo.filename if photo is not None and photo.filename else "photo",
+            runtime.settings,
+        )
+        assessment = analyze([claim], references, settings=runtime.settings, policy=runtime.policy)
+        report = assessment_to_dict(assessment)
+        pictures = picture_pngs(assessment.images[0])
+        shown = pictures.get("overlay")
+        return {
+            "report": report,
+            "overlay": "data:image/png;base64," + base64.b64encode(shown).decode()
+            if shown
+            else None,
+        }
+
+    try:
+        result = await run_in_threadpool(work)
+        error = None
+    except RefundlensError as exc:
+        result, error = None, exc.code
+    with runtime.db.session() as session:
+        from ..store.models import Sku
+
+        query = select(Sku).order_by(Sku.created_at.desc())
+        if user.role == "merchant":
+            query = query.where(Sku.merchant_id == user.tenant_id)
+        skus = [
+            {"id": s.id, "label": f"{s.external_id} {s.title}".strip()}
+            for s in session.execute(query.limit(500)).scalars()
+        ]
+    return _page(
+        request,
+        "check.html",
+        status=200 if error is None else 422,
+        user=user,
+        skus=skus,
+        result=result,
+        error=error,
+    )
