@@ -146,3 +146,33 @@ def test_webhooks_are_retried_with_backoff_and_carry_a_stable_event_id(tmp_path:
         event.next_attempt_at = event.created_at
     assert deliver_due(runtime, client=client) == 1
     assert len(seen) == 2 and seen[0][0] == seen[1][0] and all(ok for _, ok in seen)
+
+
+class RecordingChannel:
+    """A channel for the test below: what an SMS gateway would receive."""
+
+    sent: list[dict] = []  # type: ignore[type-arg]  # noqa: RUF012
+
+    def send(self, event: dict) -> None:  # type: ignore[type-arg]
+        RecordingChannel.sent.append(event)
+
+
+def test_tenants_without_a_webhook_get_the_pluggable_channel(tmp_path: Path) -> None:
+    runtime = Runtime(
+        Settings(data_dir=str(tmp_path), notification_channel="tests.test_cases:RecordingChannel")
+    )
+    runtime.db.upgrade()
+    with runtime.db.session() as session:
+        session.add(Tenant(id="shop", kind="merchant", name="shop"))
+        session.flush()
+        session.add(
+            WebhookEvent(
+                id="evt_sms",
+                tenant_id="shop",
+                event="claim.decided",
+                body={"id": "evt_sms", "event": "claim.decided"},
+            )
+        )
+    RecordingChannel.sent.clear()
+    assert deliver_due(runtime) == 1
+    assert [e["id"] for e in RecordingChannel.sent] == ["evt_sms"]

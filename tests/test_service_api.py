@@ -389,3 +389,22 @@ def test_an_automatic_approval_can_be_appealed_by_the_merchant_to_a_person(
         )
         assert r.status_code == 200, r.text
         assert r.json()["state"] == "under_review"
+
+
+def test_a_reviewer_takes_a_claim_for_itself_but_not_for_another(
+    server: Server, shop: dict[str, str]
+) -> None:
+    claim = _file_claim(server, shop["buyer"], shop["order"], "claim_unrelated.jpg")
+    reviewer_id = shop["reviewer"].split(".")[0]
+    with server.client(shop["reviewer"]) as reviewer:
+        r = reviewer.post(f"/v1/claims/{claim['id']}/assign", json={"reviewer": reviewer_id})
+        assert r.status_code == 200 and r.json()["assigned_to"] == reviewer_id
+        other = reviewer.post(
+            f"/v1/claims/{claim['id']}/assign", json={"reviewer": "rlk_someoneelse"}
+        )
+        assert other.status_code == 403
+    with server.client(shop["merchant"]) as merchant:
+        assert (
+            merchant.post(f"/v1/claims/{claim['id']}/assign", json={"reviewer": None}).status_code
+            == 403
+        )

@@ -154,6 +154,9 @@ class Settings:
     task_visibility_timeout_seconds: float = 900.0
     """Redis broker: an analysis not acknowledged within this many seconds (its worker died) is
     handed to another worker. Keep it above the longest analysis."""
+    notification_channel: str = "log"
+    """Where events go for tenants without a webhook URL: ``log`` or ``package.module:Class``
+    (an SMS or e-mail gateway with ``send(event)``; see workers/channels.py)."""
     webhook_max_attempts: int = 8
     """Deliveries tried per webhook event before it is marked failed (backoff doubles from 2 s)."""
     max_photos_per_claim: int = 9

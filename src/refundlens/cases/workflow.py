@@ -788,3 +788,17 @@ def register_packing_video(
         },
     )
     return kept
+
+
+def assign(session: Session, actor: Actor, claim: Claim, reviewer_key_id: str | None) -> Claim:
+    """Give the claim to one reviewer (None: back to the pool). Reviewers may take claims for
+    themselves; an admin may give them to anyone."""
+    if actor.role == "reviewer" and reviewer_key_id not in (actor.id, None):
+        raise RefundlensError("auth.forbidden", "A reviewer may only take a claim for itself.")
+    if actor.role not in ("reviewer", "admin"):
+        raise RefundlensError("auth.forbidden", "Only reviewers and admins assign claims.")
+    claim.assigned_to = reviewer_key_id
+    audit.append(
+        session, actor.id, "claim.assigned", claim_id=claim.id, details={"to": reviewer_key_id}
+    )
+    return claim

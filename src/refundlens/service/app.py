@@ -85,6 +85,13 @@ class AppealIn(BaseModel):
     reason: str
 
 
+class AssignIn(BaseModel):
+    reviewer: str | None = Field(
+        default=None,
+        description="A reviewer's API key id (rlk_...); null returns the claim to the pool.",
+    )
+
+
 def _session(request: Request) -> Iterator[Session]:
     with request.app.state.runtime.db.session() as session:
         yield session
@@ -208,6 +215,7 @@ def create_app(
             "action": claim.action,
             "routing_reason": claim.routing_reason,
             "deadline_at": _iso(claim.deadline_at),
+            "assigned_to": claim.assigned_to,
             "created_at": _iso(claim.created_at),
             "photos": [
                 {"name": ph.name, "sha256": ph.sha256, "live_capture": ph.live_capture}
@@ -520,6 +528,12 @@ def create_app(
         claim = visible_claim(s, claim_id, p)
         require(p, "buyer", "merchant", "admin")
         workflow.appeal(s, actor(p), claim, body.reason)
+        return claim_view(s, claim, p)
+
+    @app.post("/v1/claims/{claim_id}/assign")
+    def assign(claim_id: str, body: AssignIn, s: SessionDep, p: Who) -> dict[str, Any]:
+        claim = visible_claim(s, claim_id, p)
+        workflow.assign(s, actor(p), claim, body.reviewer)
         return claim_view(s, claim, p)
 
     @app.get("/v1/audit/verify")

@@ -116,6 +116,7 @@ def queue(
     action: str | None = None,
     code: str | None = None,
     min_amount: float | None = None,
+    mine: str | None = None,
 ) -> Response:
     user = _who(request)
     if user is None:
@@ -139,6 +140,8 @@ def queue(
             rows = [r for r in rows if r.state in QUEUE_STATES]
         if merchant:
             rows = [r for r in rows if r.merchant_id == merchant]
+        if mine:
+            rows = [r for r in rows if r.assigned_to == user.key_id]
         if action:
             rows = [r for r in rows if r.action == action]
         if min_amount is not None:
@@ -180,6 +183,7 @@ def queue(
                 "merchant": r.merchant_id,
                 "type": r.claim_type,
                 "hours_left": _hours_left(r.deadline_at),
+                "assigned": r.assigned_to,
             }
             for r in rows
         ]
@@ -195,6 +199,7 @@ def queue(
             "action": action or "",
             "code": code or "",
             "min_amount": "" if min_amount is None else min_amount,
+            "mine": bool(mine),
         },
     )
 
@@ -518,3 +523,26 @@ async def check_run(
         result=result,
         error=error,
     )
+
+
+@router.post("/claims/{claim_id}/assign")
+def assign_to_me(request: Request, claim_id: str, release: str = Form("")) -> Response:
+    user = _who(request)
+    if user is None:
+        return _login_redirect()
+    if _visible(request, claim_id, user) is None:
+        return _forbidden(request, user)
+    runtime = request.app.state.runtime
+    try:
+        with runtime.db.session() as session:
+            claim = session.get(Claim, claim_id)
+            assert claim is not None
+            workflow.assign(
+                session,
+                workflow.Actor(user.key_id, user.role),
+                claim,
+                None if release else user.key_id,
+            )
+    except RefundlensError as exc:
+        return RedirectResponse(f"/web/claims/{claim_id}?error={exc.code}", status_code=303)
+    return RedirectResponse(f"/web/claims/{claim_id}?done=assigned", status_code=303)

@@ -158,6 +158,8 @@ class Claim(Base):
     action: Mapped[str | None] = mapped_column(String(24), nullable=True)
     routing_reason: Mapped[str] = mapped_column(Text, default="")
     deadline_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    assigned_to: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
+    """The reviewer's API key id that took the claim."""
     analysing_since: Mapped[dt.datetime | None] = mapped_column(nullable=True)
     analysis_attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -84,17 +84,25 @@ def deliver_due(runtime: Runtime, limit: int = 100, client: httpx.Client | None 
             <= now
         ]
         own = client or httpx.Client(timeout=5.0)
+        from .channels import load_channel
+
+        channel = load_channel(runtime.settings.notification_channel)
         try:
             for event in due:
                 tenant = session.get(Tenant, event.tenant_id)
                 body = json.dumps(event.body, sort_keys=True, ensure_ascii=False).encode("utf-8")
                 if tenant is None or not tenant.webhook_url:
-                    log.info(
-                        "event %s %s for %s (log-only channel)",
-                        event.id,
-                        event.event,
-                        event.tenant_id,
-                    )
+                    # No webhook: the pluggable channel (SMS, e-mail; the log by default).
+                    try:
+                        channel.send(dict(event.body))
+                    except Exception as exc:
+                        event.attempts += 1
+                        event.last_error = str(exc)[:500]
+                        if event.attempts >= runtime.settings.webhook_max_attempts:
+                            event.status = "failed"
+                        else:
+                            event.next_attempt_at = now + _backoff(event.attempts)
+                        continue
                     event.status = "logged"
                     done += 1
                     continue
