@@ -128,3 +128,63 @@ def test_a_claim_made_from_a_packing_frame_is_caught_like_one_made_from_a_listin
     )
     assert "packing.mp4@" in derived["facts"]["reference"]
     assert analysed["action"] == "escalate"
+
+
+def test_an_unboxing_video_sent_with_the_claim_that_shows_the_photos_scene_supports_the_buyer(
+    tmp_path: Path,
+) -> None:
+    frame = packing_video(tmp_path / "unboxing.mp4")
+    matrix = cv2.getRotationMatrix2D((frame.shape[1] / 2, frame.shape[0] / 2), 3.0, 1.04)
+    view = cv2.warpAffine(
+        frame.astype(np.float32),
+        matrix,
+        (frame.shape[1], frame.shape[0]),
+        borderValue=(235, 235, 235),
+    )
+    view = np.clip(
+        view * 0.92 + 10 + np.random.default_rng(1).normal(0, 3, view.shape), 0, 255
+    ).astype(np.uint8)
+    photo = io.BytesIO()
+    Image.fromarray(view).save(photo, "JPEG", quality=90)
+    listing = resources.files("refundlens").joinpath("samples/claim_unrelated.jpg").read_bytes()
+    with running_server(tmp_path / "data") as server:
+        with server.client(server.admin) as admin:
+            admin.post("/v1/tenants", json={"id": "shop", "kind": "merchant", "name": "shop"})
+        with server.client(server.key("merchant", "shop")) as merchant:
+            sku = merchant.post(
+                "/v1/skus",
+                data={"external_id": "box"},
+                files=[("photos", ("listing.jpg", listing, "image/jpeg"))],
+            ).json()["id"]
+            order = merchant.post(
+                "/v1/orders",
+                json={"external_id": "o", "sku_id": sku, "buyer_id": "b", "amount": 100},
+            ).json()["id"]
+        with server.client(server.key("buyer", subject="b")) as buyer:
+            bad = buyer.post(
+                "/v1/claims",
+                data={"order_id": order, "type": "refund_only", "amount": "50"},
+                files=[
+                    ("photos", ("c.jpg", photo.getvalue(), "image/jpeg")),
+                    ("videos", ("v.mp4", b"not a video", "video/mp4")),
+                ],
+            )
+            assert (
+                bad.status_code == 422 and bad.json()["error"]["code"] == "media.video_unreadable"
+            )
+            created = buyer.post(
+                "/v1/claims",
+                data={"order_id": order, "type": "refund_only", "amount": "50"},
+                files=[
+                    ("photos", ("c.jpg", photo.getvalue(), "image/jpeg")),
+                    (
+                        "videos",
+                        ("unboxing.mp4", (tmp_path / "unboxing.mp4").read_bytes(), "video/mp4"),
+                    ),
+                ],
+            )
+            assert created.status_code == 201, created.text
+            analysed = wait_analysed(buyer, created.json()["id"])
+    codes = {f["code"]: f for f in analysed["assessment"]["images"][0]["findings"]}
+    assert "unboxing.same_scene" in codes, sorted(codes)
+    assert "unboxing.mp4@" in codes["unboxing.same_scene"]["facts"]["frame"]

@@ -57,6 +57,7 @@ def analyze(
     detectors: Sequence[Detector] | None = None,
     order: OrderFacts | None = None,
     history: object | None = None,
+    unboxing: Sequence[Media] = (),
 ) -> Assessment:
     """Run every detector on every claim image and fuse the findings per image."""
     settings = settings or Settings()
@@ -67,6 +68,7 @@ def analyze(
         settings=settings,
         order=order or OrderFacts(),
         history=history,
+        unboxing=tuple(unboxing),
     )
     images = []
     for claim in claims:
@@ -75,6 +77,8 @@ def analyze(
             if "references" in detector.requires and not references:
                 continue
             if "history" in detector.requires and history is None:
+                continue
+            if "unboxing" in detector.requires and not unboxing:
                 continue
             findings.extend(detector.analyze(claim, context))
         images.append(ImageAssessment(claim, tuple(findings), fuse(findings, policy)))

@@ -205,6 +205,7 @@ def create_claim(
     reason: str,
     amount: float,
     photos: Sequence[tuple[str, bytes]],
+    videos: Sequence[tuple[str, bytes]] = (),
 ) -> Claim:
     if claim_type not in CLAIM_TYPES:
         raise RefundlensError(
@@ -258,6 +259,21 @@ def create_claim(
                 id=new_id("pho"),
                 claim_id=claim.id,
                 position=position,
+                sha256=blobs.put(data),
+                name=name,
+            )
+        )
+    for name, data in videos:
+        # Decoded now so a bad video fails the request, like a bad photo; analysed later.
+        from ..media.video import read_video
+
+        read_video(data, settings)
+        session.add(
+            Evidence(
+                id=new_id("evd"),
+                claim_id=claim.id,
+                kind="unboxing_video",
+                submitted_by=actor.role,
                 sha256=blobs.put(data),
                 name=name,
             )
@@ -335,6 +351,37 @@ def load_inputs(
     )
     references += [media_from_bytes(blobs.get(f.sha256), f.name, settings) for f in frames]
     return photos, references, order
+
+
+def load_unboxing_frames(
+    session: Session, blobs: BlobStore, settings: Settings, claim_id: str
+) -> list[Media]:
+    """Key frames of the buyer's unboxing videos sent with the claim, as images to compare with."""
+    import io
+
+    from PIL import Image
+
+    from ..media.video import key_frames, read_video
+
+    frames: list[Media] = []
+    videos = (
+        session.execute(
+            select(Evidence).where(Evidence.claim_id == claim_id, Evidence.kind == "unboxing_video")
+        )
+        .scalars()
+        .all()
+    )
+    for item in videos:
+        if item.sha256 is None:
+            continue
+        video = read_video(blobs.get(item.sha256), settings)
+        for frame in key_frames(video, keep=settings.video_key_frames):
+            buffer = io.BytesIO()
+            Image.fromarray(frame.rgb).save(buffer, "JPEG", quality=95)
+            frames.append(
+                media_from_bytes(buffer.getvalue(), f"{item.name}@{frame.seconds:.1f}s", settings)
+            )
+    return frames
 
 
 def finish_analysis(

@@ -6,6 +6,7 @@ from .pixels import PixelsDetector
 from .provenance import ProvenanceDetector
 from .reference import ReferenceDetector
 from .reuse import ReuseDetector
+from .unboxing import UnboxingDetector
 
 __all__ = [
     "CaptureDetector",
@@ -20,6 +21,7 @@ __all__ = [
     "ReferenceDetector",
     "Region",
     "ReuseDetector",
+    "UnboxingDetector",
     "all_detector_classes",
     "default_detectors",
 ]
@@ -27,7 +29,14 @@ __all__ = [
 
 def all_detector_classes() -> list[type[Detector]]:
     """Every detector family, in the order the pipeline runs them."""
-    return [ReferenceDetector, ProvenanceDetector, CaptureDetector, PixelsDetector, ReuseDetector]
+    return [
+        ReferenceDetector,
+        ProvenanceDetector,
+        CaptureDetector,
+        PixelsDetector,
+        ReuseDetector,
+        UnboxingDetector,
+    ]
 
 
 def default_detectors() -> list[Detector]:

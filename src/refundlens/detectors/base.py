@@ -93,6 +93,8 @@ class Context:
     references: Sequence[Media] = ()
     settings: Settings = dataclasses.field(default_factory=Settings)
     order: OrderFacts = dataclasses.field(default_factory=OrderFacts)
+    unboxing: Sequence[Media] = ()
+    """Key frames of the buyer's unboxing video sent with the claim."""
     history: Any = None
     """Cross-claim memory (``reuse.history.History``): earlier claims' fingerprints, the shared
     bank, the buyer's ledger. The claims service provides it; the CLI has none."""

@@ -83,7 +83,9 @@ def prepare_reference(media: Media) -> ReferenceModel:
         hit = _CACHE.get(media.sha256)
         if hit is not None:
             _CACHE.move_to_end(media.sha256)
-            return hit
+            # Same bytes, maybe another name (a listing photo re-uploaded, a frame of a re-sent
+            # video): the features are shared, the findings must name this reference.
+            return hit if hit.media is media else dataclasses.replace(hit, media=media)
     small, factor = _match_copy(media.analysis)
     feats = detect_features(small)
     flipped = detect_features(np.ascontiguousarray(small[:, ::-1]))

@@ -368,6 +368,10 @@ def create_app(
         amount: Annotated[float, Form()],
         reason: Annotated[str, Form()] = "",
         photos: Annotated[list[UploadFile] | None, File()] = None,
+        videos: Annotated[
+            list[UploadFile] | None,
+            File(description="Unboxing videos: their frames are compared with the photos."),
+        ] = None,
         idempotency_key: Annotated[str | None, Header()] = None,
     ) -> JSONResponse:
         if p.role not in ("buyer", "admin"):
@@ -375,6 +379,18 @@ def create_app(
                 "auth.forbidden", "Claims are filed by the buyer (or the platform on its behalf)."
             )
         files = [await read_upload(f) for f in photos or []]
+        clips = []
+        for upload in videos or []:
+            chunks, size = [], 0
+            while chunk := await upload.read(1 << 20):
+                size += len(chunk)
+                if size > settings.video_max_bytes:
+                    raise MediaError(
+                        "media.too_large",
+                        f"{upload.filename} is over video_max_bytes ({settings.video_max_bytes}).",
+                    )
+                chunks.append(chunk)
+            clips.append((upload.filename or "unboxing", b"".join(chunks)))
         key = (
             hashlib.sha256(f"{p.key_id}:{idempotency_key}".encode()).hexdigest()
             if idempotency_key
@@ -393,7 +409,16 @@ def create_app(
                 if order is None or (p.role == "buyer" and order.buyer_id != p.subject):
                     raise workflow.NotFound("order", order_id)
                 claim = workflow.create_claim(
-                    s, runtime.blobs, settings, actor(p), order, claim_type, reason, amount, files
+                    s,
+                    runtime.blobs,
+                    settings,
+                    actor(p),
+                    order,
+                    claim_type,
+                    reason,
+                    amount,
+                    files,
+                    clips,
                 )
                 if key is not None:
                     s.add(IdempotencyKey(key=key, claim_id=claim.id))

@@ -42,6 +42,7 @@ def analyse_claim(runtime: Runtime, claim_id: str) -> str:
         photos, references, order = workflow.load_inputs(
             session, runtime.blobs, runtime.settings, claim_id
         )
+        unboxing = workflow.load_unboxing_frames(session, runtime.blobs, runtime.settings, claim_id)
         from ..detectors.base import OrderFacts
         from ..reuse.bank import buyer_hmac
         from ..reuse.history import History
@@ -69,6 +70,7 @@ def analyse_claim(runtime: Runtime, claim_id: str) -> str:
         policy=runtime.policy,
         order=facts,
         history=history,
+        unboxing=unboxing,
     )
     report: dict[str, Any] = assessment_to_dict(assessment)
     # Pictures (overlay, mask, heatmaps) as blobs, so the review page and the evidence report
