@@ -172,14 +172,20 @@ def create_app(
                 "auth.forbidden", f"This needs the role {' or '.join(roles)}; the key is {p.role}."
             )
 
-    async def read_upload(upload: UploadFile) -> tuple[str, bytes]:
+    async def read_upload(upload: UploadFile, video: bool = False) -> tuple[str, bytes]:
+        """Read an upload in 1 MiB chunks, refusing it as soon as it passes its limit."""
+        limit, name = (
+            (settings.video_max_bytes, "video_max_bytes")
+            if video
+            else (settings.max_file_bytes, "max_file_bytes")
+        )
         chunks, size = [], 0
         while chunk := await upload.read(1 << 20):
             size += len(chunk)
-            if size > settings.max_file_bytes:
+            if size > limit:
                 raise MediaError(
                     "media.too_large",
-                    f"{upload.filename} is over the limit (max_file_bytes) of {settings.max_file_bytes} bytes.",
+                    f"{upload.filename} is over the limit ({name}) of {limit} bytes.",
                 )
             chunks.append(chunk)
         return upload.filename or "upload", b"".join(chunks)
@@ -337,16 +343,7 @@ def create_app(
         ],
     ) -> dict[str, Any]:
         require(p, "merchant", "admin")
-        chunks, size = [], 0
-        while chunk := await video.read(1 << 20):
-            size += len(chunk)
-            if size > settings.video_max_bytes:
-                raise MediaError(
-                    "media.too_large",
-                    f"The video is over video_max_bytes ({settings.video_max_bytes}).",
-                )
-            chunks.append(chunk)
-        data = b"".join(chunks)
+        _, data = await read_upload(video, video=True)
 
         def work() -> dict[str, Any]:
             with runtime.db.session() as s:
@@ -379,18 +376,7 @@ def create_app(
                 "auth.forbidden", "Claims are filed by the buyer (or the platform on its behalf)."
             )
         files = [await read_upload(f) for f in photos or []]
-        clips = []
-        for upload in videos or []:
-            chunks, size = [], 0
-            while chunk := await upload.read(1 << 20):
-                size += len(chunk)
-                if size > settings.video_max_bytes:
-                    raise MediaError(
-                        "media.too_large",
-                        f"{upload.filename} is over video_max_bytes ({settings.video_max_bytes}).",
-                    )
-                chunks.append(chunk)
-            clips.append((upload.filename or "unboxing", b"".join(chunks)))
+        clips = [await read_upload(v, video=True) for v in videos or []]
         key = (
             hashlib.sha256(f"{p.key_id}:{idempotency_key}".encode()).hexdigest()
             if idempotency_key

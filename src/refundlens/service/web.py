@@ -319,14 +319,8 @@ def claim_blob(request: Request, claim_id: str, sha256: str) -> Response:
     return Response(data, media_type=media, headers={"Cache-Control": "private, max-age=3600"})
 
 
-@router.post("/claims/{claim_id}/decision")
-def decide(
-    request: Request,
-    claim_id: str,
-    decision: str = Form(...),
-    reason: str = Form(""),
-    amount: str = Form(""),
-) -> Response:
+def _claim_action(request: Request, claim_id: str, done: str, act: Any) -> Response:
+    """Run ``act(session, actor, claim)`` for a visible claim; back to the claim page either way."""
     user = _who(request)
     if user is None:
         return _login_redirect()
@@ -337,18 +331,30 @@ def decide(
         with runtime.db.session() as session:
             claim = session.get(Claim, claim_id)
             assert claim is not None
-            workflow.decide(
-                session,
-                workflow.Actor(user.key_id, user.role),
-                claim,
-                decision,
-                reason,
-                float(amount) if amount.strip() else None,
-                runtime.settings,
-            )
+            act(session, workflow.Actor(user.key_id, user.role), claim, user)
     except RefundlensError as exc:
         return RedirectResponse(f"/web/claims/{claim_id}?error={exc.code}", status_code=303)
-    return RedirectResponse(f"/web/claims/{claim_id}?done={decision}", status_code=303)
+    return RedirectResponse(f"/web/claims/{claim_id}?done={done}", status_code=303)
+
+
+@router.post("/claims/{claim_id}/decision")
+def decide(
+    request: Request,
+    claim_id: str,
+    decision: str = Form(...),
+    reason: str = Form(""),
+    amount: str = Form(""),
+) -> Response:
+    settings = request.app.state.runtime.settings
+    value = float(amount) if amount.strip() else None
+    return _claim_action(
+        request,
+        claim_id,
+        decision,
+        lambda s, actor, claim, _user: workflow.decide(
+            s, actor, claim, decision, reason, value, settings
+        ),
+    )
 
 
 @router.post("/claims/{claim_id}/evidence")
@@ -424,6 +430,19 @@ def report(request: Request, claim_id: str, fmt: str) -> Response:
     return Response(status_code=404)
 
 
+def _skus(request: Request, user: Principal) -> list[dict[str, str]]:
+    from ..store.models import Sku
+
+    with request.app.state.runtime.db.session() as session:
+        query = select(Sku).order_by(Sku.created_at.desc())
+        if user.role == "merchant":
+            query = query.where(Sku.merchant_id == user.tenant_id)
+        return [
+            {"id": s.id, "label": f"{s.external_id} {s.title}".strip()}
+            for s in session.execute(query.limit(500)).scalars()
+        ]
+
+
 @router.get("/check", response_class=HTMLResponse)
 def check_form(request: Request) -> Response:
     """The CLI's check in the browser: a photo against the merchant's listing photos, no case."""
@@ -432,17 +451,9 @@ def check_form(request: Request) -> Response:
         return _login_redirect()
     if user.role not in ("merchant", "admin"):
         return _forbidden(request, user)
-    from ..store.models import Sku
-
-    with request.app.state.runtime.db.session() as session:
-        query = select(Sku).order_by(Sku.created_at.desc())
-        if user.role == "merchant":
-            query = query.where(Sku.merchant_id == user.tenant_id)
-        skus = [
-            {"id": s.id, "label": f"{s.external_id} {s.title}".strip()}
-            for s in session.execute(query.limit(500)).scalars()
-        ]
-    return _page(request, "check.html", user=user, skus=skus, result=None, error=None)
+    return _page(
+        request, "check.html", user=user, skus=_skus(request, user), result=None, error=None
+    )
 
 
 @router.post("/check", response_class=HTMLResponse)
@@ -504,22 +515,12 @@ async def check_run(
         error = None
     except RefundlensError as exc:
         result, error = None, exc.code
-    with runtime.db.session() as session:
-        from ..store.models import Sku
-
-        query = select(Sku).order_by(Sku.created_at.desc())
-        if user.role == "merchant":
-            query = query.where(Sku.merchant_id == user.tenant_id)
-        skus = [
-            {"id": s.id, "label": f"{s.external_id} {s.title}".strip()}
-            for s in session.execute(query.limit(500)).scalars()
-        ]
     return _page(
         request,
         "check.html",
         status=200 if error is None else 422,
         user=user,
-        skus=skus,
+        skus=_skus(request, user),
         result=result,
         error=error,
     )
@@ -527,22 +528,11 @@ async def check_run(
 
 @router.post("/claims/{claim_id}/assign")
 def assign_to_me(request: Request, claim_id: str, release: str = Form("")) -> Response:
-    user = _who(request)
-    if user is None:
-        return _login_redirect()
-    if _visible(request, claim_id, user) is None:
-        return _forbidden(request, user)
-    runtime = request.app.state.runtime
-    try:
-        with runtime.db.session() as session:
-            claim = session.get(Claim, claim_id)
-            assert claim is not None
-            workflow.assign(
-                session,
-                workflow.Actor(user.key_id, user.role),
-                claim,
-                None if release else user.key_id,
-            )
-    except RefundlensError as exc:
-        return RedirectResponse(f"/web/claims/{claim_id}?error={exc.code}", status_code=303)
-    return RedirectResponse(f"/web/claims/{claim_id}?done=assigned", status_code=303)
+    return _claim_action(
+        request,
+        claim_id,
+        "assigned",
+        lambda s, actor, claim, user: workflow.assign(
+            s, actor, claim, None if release else user.key_id
+        ),
+    )
