@@ -108,29 +108,39 @@ class History:
                 )
             return out
 
+    def _refreshed(self, session: Session) -> None:
+        # Once per analysis: the index catches up with the store, then serves every lookup.
+        if not getattr(self, "_fresh", False):
+            self.cache.refresh(session)
+            self._fresh = True
+
     def seen_before(self, code: bytes) -> list[dict[str, Any]]:
         with self.sessions() as session:
-            self.cache.refresh(session)
-            hits = self.cache.claims.search(code, self.max_distance)
+            self._refreshed(session)
+            hits = dict(self.cache.claims.search(code, self.max_distance))
+            if not hits:
+                return []
+            rows = session.execute(
+                select(ClaimFingerprint).where(ClaimFingerprint.id.in_(list(hits)))
+            ).scalars()
             out = []
-            for ident, distance in hits:
-                row = session.get(ClaimFingerprint, ident)
-                if row is None or row.claim_id == self.claim_id or row.order_id == self.order_id:
+            for row in rows:
+                if row.claim_id == self.claim_id or row.order_id == self.order_id:
                     continue
                 out.append(
                     {
                         "claim": row.claim_id,
-                        "distance": distance,
+                        "distance": hits[row.id],
                         "same_buyer": row.buyer_id == self.buyer_id,
                         "same_merchant": row.merchant_id == self.merchant_id,
                         "at": row.created_at.isoformat(timespec="seconds"),
                     }
                 )
-            return out
+            return sorted(out, key=lambda m: m["distance"])
 
     def bank_matches(self, code: bytes) -> list[dict[str, Any]]:
         with self.sessions() as session:
-            self.cache.refresh(session)
+            self._refreshed(session)
             out = []
             for ident, distance in self.cache.bank.search(code, self.max_distance):
                 row = session.get(BankEntry, ident)
