@@ -81,10 +81,10 @@ def write_pictures(image: ImageAssessment, folder: Path, stem: str) -> dict[int,
         combined = full if combined is None else np.maximum(combined, full)
         written[index] = str(folder / f"{stem}.mask.png")
     if combined is not None:
-        Image.fromarray(combined, "L").save(folder / f"{stem}.mask.png", optimize=True)
+        Image.fromarray(combined, "L").save(folder / f"{stem}.mask.png", compress_level=3)
     overlay = overlay_image(image)
     if overlay is not None:
-        Image.fromarray(overlay).save(folder / f"{stem}.overlay.png", optimize=True)
+        Image.fromarray(overlay).save(folder / f"{stem}.overlay.png", compress_level=3)
     return written
 
 
@@ -101,7 +101,7 @@ def write_finding_pictures(
     for index, finding in enumerate(image.findings):
         for name, picture in finding.pictures.items():
             path = folder / f"{stem}.{name}.png"
-            Image.fromarray(np.asarray(picture, np.uint8)).save(path, optimize=True)
+            Image.fromarray(np.asarray(picture, np.uint8)).save(path, compress_level=1)
             written.setdefault(index, {})[name] = str(path)
     return written
 
@@ -110,7 +110,9 @@ def _png(array: npt.NDArray[np.uint8], mode: str | None = None) -> bytes:
     import io
 
     buffer = io.BytesIO()
-    Image.fromarray(array, mode).save(buffer, "PNG", optimize=True)
+    Image.fromarray(array, mode).save(
+        buffer, "PNG", compress_level=1
+    )  # speed over size: a heatmap is a few hundred kB either way
     return buffer.getvalue()
 
 
