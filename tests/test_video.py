@@ -17,7 +17,7 @@ from refundlens.detectors._examples import _product
 from refundlens.errors import MediaError
 from refundlens.media.video import key_frames, read_video
 
-from .service_support import running_server, wait_analysed
+from .service_support import Server, running_server, wait_analysed
 
 
 def packing_video(path: Path, seconds: float = 4.0, fps: int = 10) -> np.ndarray:
@@ -38,6 +38,23 @@ def packing_video(path: Path, seconds: float = 4.0, fps: int = 10) -> np.ndarray
     writer.release()
     assert grabbed is not None
     return grabbed
+
+
+def _shop_with_order(server: Server, listing: bytes) -> tuple[str, str]:
+    """A merchant with one SKU (``listing`` as its photo) and one order for buyer ``b``."""
+    with server.client(server.admin) as admin:
+        admin.post("/v1/tenants", json={"id": "shop", "kind": "merchant", "name": "shop"})
+    merchant_key = server.key("merchant", "shop")
+    with server.client(merchant_key) as merchant:
+        sku = merchant.post(
+            "/v1/skus",
+            data={"external_id": "box"},
+            files=[("photos", ("listing.jpg", listing, "image/jpeg"))],
+        ).json()["id"]
+        order = merchant.post(
+            "/v1/orders", json={"external_id": "o", "sku_id": sku, "buyer_id": "b", "amount": 100}
+        ).json()["id"]
+    return merchant_key, order
 
 
 def test_a_generated_video_decodes_into_sampled_frames_with_sharpness(tmp_path: Path) -> None:
@@ -85,19 +102,8 @@ def test_a_claim_made_from_a_packing_frame_is_caught_like_one_made_from_a_listin
     Image.fromarray(damaged).save(claim, "JPEG", quality=88)
     listing = resources.files("refundlens").joinpath("samples/claim_unrelated.jpg").read_bytes()
     with running_server(tmp_path / "data") as server:
-        with server.client(server.admin) as admin:
-            admin.post("/v1/tenants", json={"id": "shop", "kind": "merchant", "name": "shop"})
-        merchant_key = server.key("merchant", "shop")
+        merchant_key, order = _shop_with_order(server, listing)
         with server.client(merchant_key) as merchant:
-            sku = merchant.post(
-                "/v1/skus",
-                data={"external_id": "box"},
-                files=[("photos", ("listing.jpg", listing, "image/jpeg"))],
-            ).json()["id"]
-            order = merchant.post(
-                "/v1/orders",
-                json={"external_id": "o", "sku_id": sku, "buyer_id": "b", "amount": 100},
-            ).json()["id"]
             r = merchant.post(
                 f"/v1/orders/{order}/packing-video",
                 files=[
@@ -148,18 +154,7 @@ def test_an_unboxing_video_sent_with_the_claim_that_shows_the_photos_scene_suppo
     Image.fromarray(view).save(photo, "JPEG", quality=90)
     listing = resources.files("refundlens").joinpath("samples/claim_unrelated.jpg").read_bytes()
     with running_server(tmp_path / "data") as server:
-        with server.client(server.admin) as admin:
-            admin.post("/v1/tenants", json={"id": "shop", "kind": "merchant", "name": "shop"})
-        with server.client(server.key("merchant", "shop")) as merchant:
-            sku = merchant.post(
-                "/v1/skus",
-                data={"external_id": "box"},
-                files=[("photos", ("listing.jpg", listing, "image/jpeg"))],
-            ).json()["id"]
-            order = merchant.post(
-                "/v1/orders",
-                json={"external_id": "o", "sku_id": sku, "buyer_id": "b", "amount": 100},
-            ).json()["id"]
+        _, order = _shop_with_order(server, listing)
         with server.client(server.key("buyer", subject="b")) as buyer:
             bad = buyer.post(
                 "/v1/claims",

@@ -531,6 +531,24 @@ def _finding(claim: Media, outcome: ReferenceOutcome, others: int) -> Finding:
     )
 
 
+def compare_all(
+    claim: Media, others: Sequence[Media], settings: Settings
+) -> list[ReferenceOutcome]:
+    """The full reference check of ``claim`` against each image of ``others`` (features of the
+    claim computed once). Used beyond references: earlier claims' photos (reuse) and frames of the
+    buyer's unboxing video."""
+    small, factor = _match_copy(claim.analysis)
+    features = detect_features(small)
+    index = claim_index(features)
+    outcomes = []
+    for other in others:
+        model = prepare_reference(other)
+        outcomes.append(
+            verify(claim, align(claim, features, factor, model, settings, index), model, settings)
+        )
+    return outcomes
+
+
 class ReferenceDetector(Detector):
     """Finds claims made from the merchant's own photos and localises the added damage."""
 

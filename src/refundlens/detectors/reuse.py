@@ -75,21 +75,14 @@ class ReuseDetector(Detector):
     def _local_feature_matches(claim: Media, history: Any, settings: Any) -> list[dict[str, Any]]:
         """Crops and heavier edits move PDQ past 31 bits; the reference check still sees that the
         claim is made from an earlier claim's photo (identical or derived, not a new exposure)."""
-        from .matching import claim_index, detect_features
-        from .reference import _match_copy, align, prepare_reference, verify
+        from .reference import compare_all
 
         candidates = history.earlier_same_sku() if hasattr(history, "earlier_same_sku") else []
         if not candidates:
             return []
-        small, factor = _match_copy(claim.analysis)
-        features = detect_features(small)
-        index = claim_index(features)
         out = []
-        for candidate in candidates:
-            model = prepare_reference(candidate["media"])
-            outcome = verify(
-                claim, align(claim, features, factor, model, settings, index), model, settings
-            )
+        outcomes = compare_all(claim, [c["media"] for c in candidates], settings)
+        for candidate, outcome in zip(candidates, outcomes, strict=True):
             if outcome.verdict in ("identical", "derived"):
                 out.append(
                     {

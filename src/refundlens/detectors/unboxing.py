@@ -30,23 +30,9 @@ class UnboxingDetector(Detector):
         frames = list(context.unboxing)
         if not frames:
             return []
-        from .matching import claim_index, detect_features
-        from .reference import _match_copy, align, prepare_reference, verify
+        from .reference import compare_all
 
-        small, factor = _match_copy(claim.analysis)
-        features = detect_features(small)
-        index = claim_index(features)
-        outcomes = []
-        for frame in frames:
-            model = prepare_reference(frame)
-            outcomes.append(
-                verify(
-                    claim,
-                    align(claim, features, factor, model, context.settings, index),
-                    model,
-                    context.settings,
-                )
-            )
+        outcomes = compare_all(claim, frames, context.settings)
         derived = [o for o in outcomes if o.verdict == "derived"]
         if derived:
             best = max(derived, key=lambda o: o.match.inliers if o.match else 0)
