@@ -14,8 +14,9 @@ from PIL import Image
 from refundlens import synth
 from refundlens.config import Settings
 from refundlens.detectors._examples import _product
+from refundlens.detectors._pixels_examples import camera_photo, encode
 from refundlens.errors import MediaError
-from refundlens.media.video import key_frames, read_video
+from refundlens.media.video import key_frames, read_video, video_fingerprint, video_match
 
 from .service_support import Server, running_server, wait_analysed
 
@@ -183,3 +184,109 @@ def test_an_unboxing_video_sent_with_the_claim_that_shows_the_photos_scene_suppo
     codes = {f["code"]: f for f in analysed["assessment"]["images"][0]["findings"]}
     assert "unboxing.same_scene" in codes, sorted(codes)
     assert "unboxing.mp4@" in codes["unboxing.same_scene"]["facts"]["frame"]
+
+
+def scenes_video(
+    path: Path, seeds: list[int], fps: int = 5, scale: float = 1.0
+) -> list[np.ndarray]:
+    """A video that cuts to a new scene every second (one camera-like picture per seed), written
+    with OpenCV's mp4v encoder; ``scale`` resizes every frame (a re-encoded copy). Returns the
+    scenes as written."""
+    scenes = [camera_photo(seed, size=(240, 320)) for seed in seeds]
+    size = (round(320 * scale), round(240 * scale))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    for scene in scenes:
+        frame = cv2.resize(scene, size, interpolation=cv2.INTER_AREA)
+        for _ in range(fps):
+            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return scenes
+
+
+def test_a_trimmed_and_resized_copy_of_a_video_matches_it_frame_by_frame_and_another_does_not(
+    tmp_path: Path,
+) -> None:
+    scenes_video(tmp_path / "a.mp4", list(range(20, 28)))
+    # The forger's copy: the first two seconds cut, shrunk to 75%, encoded again.
+    scenes_video(tmp_path / "copy.mp4", list(range(22, 28)), scale=0.75)
+    scenes_video(tmp_path / "other.mp4", list(range(40, 48)))
+    prints = {
+        name: [f.code for f in video_fingerprint(read_video((tmp_path / name).read_bytes()))]
+        for name in ("a.mp4", "copy.mp4", "other.mp4")
+    }
+    assert len(prints["a.mp4"]) == 8  # one per scene: the repeated frames of a scene are dropped
+    query, earlier = video_match(prints["copy.mp4"], prints["a.mp4"])
+    assert query == 100.0 and earlier == 75.0
+    assert video_match(prints["other.mp4"], prints["a.mp4"]) == (0.0, 0.0)
+
+
+def test_a_video_sent_again_with_another_buyers_claim_is_found_and_so_is_a_photo_taken_from_it(
+    tmp_path: Path,
+) -> None:
+    listing = resources.files("refundlens").joinpath("samples/claim_unrelated.jpg").read_bytes()
+    scenes = scenes_video(tmp_path / "first.mp4", list(range(60, 68)))
+    scenes_video(tmp_path / "again.mp4", list(range(61, 68)), scale=0.75)
+    photo = io.BytesIO()
+    Image.fromarray(scenes[3]).save(photo, "JPEG", quality=85)
+    with running_server(tmp_path / "data") as server:
+        merchant_key, first_order = _shop_with_order(server, listing)
+        with server.client(merchant_key) as merchant:
+            sku_id = merchant.post(
+                "/v1/skus",
+                data={"external_id": "box2"},
+                files=[("photos", ("listing.jpg", listing, "image/jpeg"))],
+            ).json()["id"]
+            orders = [
+                merchant.post(
+                    "/v1/orders",
+                    json={
+                        "external_id": f"o{n}",
+                        "sku_id": sku_id,
+                        "buyer_id": buyer,
+                        "amount": 100,
+                    },
+                ).json()["id"]
+                for n, buyer in ((2, "c"), (3, "d"))
+            ]
+        ids = []
+        for order, buyer_id, files in (
+            (
+                first_order,
+                "b",
+                [
+                    ("videos", ("first.mp4", (tmp_path / "first.mp4").read_bytes(), "video/mp4")),
+                    ("photos", ("p.jpg", encode(camera_photo(90, size=(240, 320))), "image/jpeg")),
+                ],
+            ),
+            (
+                orders[0],
+                "c",
+                [
+                    ("videos", ("again.mp4", (tmp_path / "again.mp4").read_bytes(), "video/mp4")),
+                    ("photos", ("p.jpg", encode(camera_photo(91, size=(240, 320))), "image/jpeg")),
+                ],
+            ),
+            (orders[1], "d", [("photos", ("frame.jpg", photo.getvalue(), "image/jpeg"))]),
+        ):
+            with server.client(server.key("buyer", subject=buyer_id)) as buyer:
+                created = buyer.post(
+                    "/v1/claims",
+                    data={"order_id": order, "type": "refund_only", "amount": "50"},
+                    files=files,
+                )
+                assert created.status_code == 201, created.text
+                ids.append(created.json()["id"])
+                analysed = wait_analysed(buyer, ids[-1])
+                codes = {f["code"]: f for f in analysed["assessment"]["images"][0]["findings"]}
+            if buyer_id == "b":
+                assert "reuse.video_seen_before" not in codes and "reuse.seen_before" not in codes
+            elif buyer_id == "c":
+                found = codes["reuse.video_seen_before"]
+                assert found["facts"]["matches"][0]["claim"] == ids[0]
+                assert found["facts"]["query_match_percent"] == 100.0
+                assert "reuse.seen_before" not in codes
+            else:
+                found = codes["reuse.seen_before"]
+                assert found["facts"]["matches"][0]["matched_by"] == "video_frame"
+                assert found["facts"]["matches"][0]["claim"] in ids[:2]
+                assert "frame" in found["reason"]["en"]

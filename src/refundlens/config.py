@@ -167,6 +167,9 @@ class Settings:
     """PDQ quality (0-100) below which a hash is not matched: flat images collide."""
     reuse_local_feature_candidates: int = 20
     """Earlier claims on the same SKU compared by local features when PDQ finds nothing (crops)."""
+    reuse_video_min_match_percent: float = 50.0
+    """Share of a new video's sampled frames (%) that must match an earlier claim's video for
+    ``reuse.video_seen_before`` (vPDQ's query match percentage)."""
     reuse_index_shards: int = 1
     """Shards of the in-memory reuse index (split by the hash's first byte; every query visits all)."""
     bank_name: str = "local"

@@ -32,6 +32,7 @@ from ..store.models import (
     ReferencePhoto,
     Sku,
     Tenant,
+    VideoFingerprint,
     WebhookEvent,
     new_id,
     utcnow,
@@ -267,14 +268,30 @@ def create_claim(
         # Decoded now so a bad video fails the request, like a bad photo; analysed later.
         from ..media.video import read_video
 
-        read_video(data, settings)
+        video = read_video(data, settings)
+        video_sha = blobs.put(data)
+        from ..media.video import video_fingerprint
+
+        for frame in video_fingerprint(video, settings.reuse_min_pdq_quality):
+            session.add(
+                VideoFingerprint(
+                    claim_id=claim.id,
+                    order_id=order.id,
+                    buyer_id=order.buyer_id,
+                    merchant_id=order.merchant_id,
+                    video_sha256=video_sha,
+                    seconds=round(frame.seconds, 3),
+                    pdq=frame.code.hex,
+                    quality=frame.code.quality,
+                )
+            )
         session.add(
             Evidence(
                 id=new_id("evd"),
                 claim_id=claim.id,
                 kind="unboxing_video",
                 submitted_by=actor.role,
-                sha256=blobs.put(data),
+                sha256=video_sha,
                 name=name,
             )
         )

@@ -70,6 +70,31 @@ def _history(
     )
 
 
+def _video_frames(seed: int, frames: int = 6) -> list[str]:
+    """Frame PDQs of a stand-in video: distinct camera-like pictures, one per sampled second."""
+    return [_earlier(seed * 100 + k).pdq.hex for k in range(frames)]
+
+
+def _video_history(earlier_seed: int, own_seed: int, buyer: str = "buyer-old") -> MemoryHistory:
+    history = _history()
+    history.videos = [
+        {
+            "pdq": code,
+            "video": f"v{earlier_seed}",
+            "seconds": float(k),
+            "claim": "clm_earlier_video",
+            "order": "ord_old",
+            "buyer": buyer,
+            "merchant": "shop",
+            "at": "2026-10-01T00:00:00",
+        }
+        for k, code in enumerate(_video_frames(earlier_seed))
+    ]
+    # This claim's video: the earlier one trimmed by its first two seconds.
+    history.own_videos = {f"v{own_seed}-now": _video_frames(own_seed)[2:]}
+    return history
+
+
 def reuse_examples() -> list[Example]:
     return [
         Example(
@@ -105,6 +130,21 @@ def reuse_examples() -> list[Example]:
             "a buyer with two confirmed forgeries has a history finding",
             lambda: (_reused_crop(11), Context(history=_history(confirmed=2))),
             frozenset({"reuse.buyer_history"}),
+        ),
+        Example(
+            "an unboxing video sent before with another buyer's claim is video reuse",
+            lambda: (_earlier(12), Context(history=_video_history(3, 3))),
+            frozenset({"reuse.video_seen_before"}),
+        ),
+        Example(
+            "a different unboxing video is not video reuse",
+            lambda: (_earlier(12), Context(history=_video_history(3, 4))),
+            frozenset(),
+        ),
+        Example(
+            "a photo that is a frame of an earlier claim's video is reuse",
+            lambda: (_reused_crop(302), Context(history=_video_history(3, 4))),
+            frozenset({"reuse.seen_before"}),
         ),
         Example(
             "a flat picture is not fingerprinted",

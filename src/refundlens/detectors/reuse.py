@@ -22,6 +22,7 @@ class ReuseDetector(Detector):
     requires = frozenset({"history"})
     codes: ClassVar[dict[str, str]] = {
         "reuse.seen_before": "The same picture was sent with an earlier claim on another order.",
+        "reuse.video_seen_before": "The video sent with this claim was sent before with another order's claim.",
         "reuse.bank_match": "The picture is in a bank of confirmed forgeries.",
         "reuse.buyer_history": "The buyer's earlier claims include confirmed forgeries.",
         "reuse.low_quality_hash": "The picture is too flat for a reliable fingerprint: reuse not checked.",
@@ -51,6 +52,7 @@ class ReuseDetector(Detector):
             )
         else:
             findings += self._matches(claim, history, context.settings)
+        findings += self._video_matches(history, context.settings)
         summary = history.buyer_summary()
         confirmed = int(summary["confirmed_forgeries"])
         if confirmed:
@@ -70,6 +72,37 @@ class ReuseDetector(Detector):
                 )
             )
         return findings
+
+    def _video_matches(self, history: Any, settings: Any) -> list[Finding]:
+        rows: list[dict[str, Any]] = getattr(history, "videos_seen_before", lambda: [])()
+        rows = [
+            r for r in rows if r["query_match_percent"] >= settings.reuse_video_min_match_percent
+        ]
+        if not rows:
+            return []
+        rows.sort(key=lambda r: -r["query_match_percent"])
+        top = rows[0]
+        others = [r for r in rows if not r["same_buyer"]]
+        who = "another buyer" if others else "the same buyer, on another order"
+        who_zh = "其他买家" if others else "同一买家在其他订单"
+        return [
+            Finding(
+                "reuse.video_seen_before",
+                4.0 if others else 2.5,
+                0.9,
+                Reason(
+                    f"The video sent with this claim was sent before by {who} (claim {top['claim']}): {top['query_match_percent']:.0f}% of its {top['frames']} sampled frames match that video (vPDQ).",
+                    f"本次理赔附带的视频此前已由{who_zh}提交过（理赔单 {top['claim']}）：其 {top['frames']} 个采样帧中 {top['query_match_percent']:.0f}% 与该视频相符（vPDQ）。",
+                ),
+                {
+                    "matches": rows[:10],
+                    "query_match_percent": top["query_match_percent"],
+                    "earlier_match_percent": top["earlier_match_percent"],
+                    "min_match_percent": settings.reuse_video_min_match_percent,
+                },
+                detector=self.name,
+            )
+        ]
 
     @staticmethod
     def _local_feature_matches(claim: Media, history: Any, settings: Any) -> list[dict[str, Any]]:
@@ -120,6 +153,14 @@ class ReuseDetector(Detector):
                     or match["distance"] < seen[match["claim"]]["distance"]
                 ):
                     seen[match["claim"]] = match
+            # A frame of an earlier claim's unboxing video, sent now as a photo.
+            for match in getattr(history, "video_frame_matches", lambda _: [])(code):
+                match["matched_by"] = "video_frame"
+                if (
+                    match["claim"] not in seen
+                    or match["distance"] < seen[match["claim"]]["distance"]
+                ):
+                    seen[match["claim"]] = match
             for match in history.bank_matches(code):
                 key = (match["bank"], match["confirmed_at"])
                 if key not in banked or match["distance"] < banked[key]["distance"]:
@@ -133,15 +174,23 @@ class ReuseDetector(Detector):
             strength = 4.0 if others else 2.5
             who = "another buyer" if others else "the same buyer, on another order"
             who_zh = "其他买家" if others else "同一买家在其他订单"
+            top = matches[0]
+            if top["matched_by"] == "video_frame":
+                reason = Reason(
+                    f"The picture is a frame ({top['seconds']:.0f} s, PDQ distance {top['distance']} of 256 bits) of the video sent before by {who}: claim {top['claim']}.",
+                    f"该图片是此前由{who_zh}提交的视频中的一帧（第 {top['seconds']:.0f} 秒，PDQ 距离 {top['distance']}/256）：理赔单 {top['claim']}。",
+                )
+            else:
+                reason = Reason(
+                    f"The same picture (PDQ distance {top['distance']} of 256 bits) was sent before by {who}: claim {top['claim']}.",
+                    f"同一张图片（PDQ 距离 {top['distance']}/256）此前已由{who_zh}提交过：理赔单 {top['claim']}。",
+                )
             findings.append(
                 Finding(
                     "reuse.seen_before",
                     strength,
                     0.9,
-                    Reason(
-                        f"The same picture (PDQ distance {matches[0]['distance']} of 256 bits) was sent before by {who}: claim {matches[0]['claim']}.",
-                        f"同一张图片（PDQ 距离 {matches[0]['distance']}/256）此前已由{who_zh}提交过：理赔单 {matches[0]['claim']}。",
-                    ),
+                    reason,
                     {
                         "matches": matches,
                         "distance": matches[0]["distance"],

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from ..store.models import BankEntry, Claim, ClaimFingerprint, Decision
+from ..store.models import BankEntry, Claim, ClaimFingerprint, Decision, VideoFingerprint
 from .index import HashIndex
 
 __all__ = ["History", "IndexCache", "MemoryHistory", "buyer_summary"]
@@ -23,8 +23,10 @@ class IndexCache:
         self.min_quality = min_quality
         self.claims = HashIndex(shards)
         self.bank = HashIndex(shards)
+        self.video_frames = HashIndex(shards)
         self._last_claim = 0
         self._last_bank = 0
+        self._last_video = 0
         self._lock = threading.Lock()
 
     def refresh(self, session: Session) -> None:
@@ -48,6 +50,17 @@ class IndexCache:
             if bank_rows:
                 self.bank.add([r[0] for r in bank_rows], [bytes.fromhex(r[1]) for r in bank_rows])
                 self._last_bank = bank_rows[-1][0]
+            video_rows = session.execute(
+                select(VideoFingerprint.id, VideoFingerprint.pdq)
+                .where(VideoFingerprint.id > self._last_video)
+                .order_by(VideoFingerprint.id)
+            ).all()
+            if video_rows:
+                # Low-quality frames were never stored (video_fingerprint drops them).
+                self.video_frames.add(
+                    [r[0] for r in video_rows], [bytes.fromhex(r[1]) for r in video_rows]
+                )
+                self._last_video = video_rows[-1][0]
 
 
 @dataclasses.dataclass
@@ -138,6 +151,67 @@ class History:
                 )
             return sorted(out, key=lambda m: m["distance"])
 
+    def video_frame_matches(self, code: bytes) -> list[dict[str, Any]]:
+        """Frames of earlier claims' videos (other orders) within ``max_distance`` of ``code``."""
+        with self.sessions() as session:
+            self._refreshed(session)
+            hits = dict(self.cache.video_frames.search(code, self.max_distance))
+            if not hits:
+                return []
+            rows = session.execute(
+                select(VideoFingerprint).where(VideoFingerprint.id.in_(list(hits)))
+            ).scalars()
+            best: dict[str, dict[str, Any]] = {}
+            for row in rows:
+                if row.claim_id == self.claim_id or row.order_id == self.order_id:
+                    continue
+                match = {
+                    "claim": row.claim_id,
+                    "distance": hits[row.id],
+                    "same_buyer": row.buyer_id == self.buyer_id,
+                    "same_merchant": row.merchant_id == self.merchant_id,
+                    "at": row.created_at.isoformat(timespec="seconds"),
+                    "video_sha256": row.video_sha256,
+                    "seconds": row.seconds,
+                }
+                if row.claim_id not in best or match["distance"] < best[row.claim_id]["distance"]:
+                    best[row.claim_id] = match
+            return sorted(best.values(), key=lambda m: m["distance"])
+
+    def videos_seen_before(self) -> list[dict[str, Any]]:
+        """This claim's videos against earlier claims' videos, with vPDQ's two match shares;
+        computed once per analysis (every photo of the claim reports the same result)."""
+        cached: list[dict[str, Any]] | None = getattr(self, "_videos_seen", None)
+        if cached is not None:
+            return cached
+        with self.sessions() as session:
+            own = session.execute(
+                select(VideoFingerprint).where(VideoFingerprint.claim_id == self.claim_id)
+            ).scalars()
+            by_video: dict[str, list[bytes]] = {}
+            for row in own:
+                by_video.setdefault(row.video_sha256, []).append(bytes.fromhex(row.pdq))
+        out: list[dict[str, Any]] = []
+        for sha, codes in by_video.items():
+            candidates: dict[str, dict[str, Any]] = {}
+            for code in codes:
+                for match in self.video_frame_matches(code):
+                    candidates.setdefault(match["video_sha256"], match)
+            for other_sha, match in candidates.items():
+                with self.sessions() as session:
+                    other = [
+                        bytes.fromhex(r)
+                        for r in session.execute(
+                            select(VideoFingerprint.pdq).where(
+                                VideoFingerprint.video_sha256 == other_sha,
+                                VideoFingerprint.claim_id == match["claim"],
+                            )
+                        ).scalars()
+                    ]
+                out.append(_video_row(sha, codes, other_sha, other, match, self.max_distance))
+        self._videos_seen = out
+        return out
+
     def bank_matches(self, code: bytes) -> list[dict[str, Any]]:
         with self.sessions() as session:
             self._refreshed(session)
@@ -162,6 +236,34 @@ class History:
         """The buyer's other claims: counts, outcomes, confirmed forgeries and their value."""
         with self.sessions() as session:
             return buyer_summary(session, self.buyer_id, self.claim_id)
+
+
+def _video_row(
+    sha: str,
+    codes: list[bytes],
+    other_sha: str,
+    other: list[bytes],
+    match: dict[str, Any],
+    max_distance: int,
+) -> dict[str, Any]:
+    from ..media.fingerprint import PdqHash
+    from ..media.video import video_match
+
+    query_pct, target_pct = video_match(
+        [PdqHash(c, 100) for c in codes], [PdqHash(c, 100) for c in other], max_distance
+    )
+    return {
+        "video_sha256": sha,
+        "claim": match["claim"],
+        "earlier_video_sha256": other_sha,
+        "query_match_percent": round(query_pct, 1),
+        "earlier_match_percent": round(target_pct, 1),
+        "frames": len(codes),
+        "earlier_frames": len(other),
+        "same_buyer": match["same_buyer"],
+        "same_merchant": match["same_merchant"],
+        "at": match["at"],
+    }
 
 
 def buyer_summary(
@@ -229,8 +331,50 @@ class MemoryHistory:
     same_sku: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     """Each: ``claim``, ``media`` (decoded), ``same_buyer``, ``same_merchant``, ``at``."""
 
+    videos: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    """Earlier claims' video frames, each: ``pdq`` (hex), ``video``, ``seconds``, ``claim``,
+    ``order``, ``buyer``, ``merchant``, ``at``."""
+    own_videos: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    """This claim's videos: sha256 -> frame PDQs (hex)."""
+
     def earlier_same_sku(self) -> list[dict[str, Any]]:
         return list(self.same_sku)
+
+    def video_frame_matches(self, code: bytes) -> list[dict[str, Any]]:
+        best: dict[str, dict[str, Any]] = {}
+        for i, distance in self._index(self.videos).search(code, self.max_distance):
+            row = self.videos[i]
+            if row["order"] == self.order_id:
+                continue
+            if row["claim"] in best and best[row["claim"]]["distance"] <= distance:
+                continue
+            best[row["claim"]] = {
+                "claim": row["claim"],
+                "distance": distance,
+                "same_buyer": row["buyer"] == self.buyer_id,
+                "same_merchant": row["merchant"] == self.merchant_id,
+                "at": row["at"],
+                "video_sha256": row["video"],
+                "seconds": row["seconds"],
+            }
+        return sorted(best.values(), key=lambda m: m["distance"])
+
+    def videos_seen_before(self) -> list[dict[str, Any]]:
+        out = []
+        for sha, hexes in self.own_videos.items():
+            codes = [bytes.fromhex(h) for h in hexes]
+            candidates: dict[str, dict[str, Any]] = {}
+            for code in codes:
+                for match in self.video_frame_matches(code):
+                    candidates.setdefault(match["video_sha256"], match)
+            for other_sha, match in candidates.items():
+                other = [
+                    bytes.fromhex(r["pdq"])
+                    for r in self.videos
+                    if r["video"] == other_sha and r["claim"] == match["claim"]
+                ]
+                out.append(_video_row(sha, codes, other_sha, other, match, self.max_distance))
+        return out
 
     def _index(self, rows: list[dict[str, Any]]) -> HashIndex:
         return HashIndex.from_rows((i, r["pdq"]) for i, r in enumerate(rows))

@@ -42,6 +42,7 @@ __all__ = [
     "ReviewerAssignment",
     "Sku",
     "Tenant",
+    "VideoFingerprint",
     "WebhookEvent",
     "new_id",
     "utcnow",
@@ -271,6 +272,25 @@ class ClaimFingerprint(Base):
     merchant_id: Mapped[str] = mapped_column(String(40))
     photo_sha256: Mapped[str] = mapped_column(String(64))
     variant: Mapped[str] = mapped_column(String(8), default="full")  # full | c95 | c90 | c80
+    pdq: Mapped[str] = mapped_column(String(64))
+    quality: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class VideoFingerprint(Base):
+    """One sampled frame of a buyer's video (vPDQ-style frame PDQ), for reuse across claims: the
+    same unboxing video sent again, or a claim photo taken from an earlier claim's video."""
+
+    __tablename__ = "video_fingerprints"
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    claim_id: Mapped[str] = mapped_column(ForeignKey("claims.id"), index=True)
+    order_id: Mapped[str] = mapped_column(String(40))
+    buyer_id: Mapped[str] = mapped_column(String(100), index=True)
+    merchant_id: Mapped[str] = mapped_column(String(40))
+    video_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    seconds: Mapped[float] = mapped_column(Float)
     pdq: Mapped[str] = mapped_column(String(64))
     quality: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
