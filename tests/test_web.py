@@ -80,6 +80,25 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, dic
                 data={"kind": "statement", "statement": "发货前完好，有打包视频"},
             )
         keys["claim"] = claim["id"]
+        # A second claim that stays open (the first is decided by a test), for the audits.
+        with server.client(keys["merchant"]) as merchant:
+            order2 = merchant.post(
+                "/v1/orders",
+                json={"external_id": "o-2", "sku_id": sku, "buyer_id": "buyer-1", "amount": 80},
+            ).json()["id"]
+        with server.client(keys["buyer"]) as buyer:
+            open_claim = buyer.post(
+                "/v1/claims",
+                data={"order_id": order2, "type": "refund_only", "amount": "80"},
+                files=[("photos", ("claim.jpg", _sample("claim_forged.jpg"), "image/jpeg"))],
+            ).json()
+            wait_analysed(buyer, open_claim["id"])
+        with server.client(keys["merchant"]) as merchant:
+            merchant.post(
+                f"/v1/claims/{open_claim['id']}/evidence",
+                data={"kind": "statement", "statement": "发货前完好"},
+            )
+        keys["open_claim"] = open_claim["id"]
         yield server, keys
 
 
@@ -234,3 +253,145 @@ def test_a_merchant_checks_a_photo_against_its_listing_photos_without_a_case(
     other = _login(browser, server, keys["buyer"])
     response = other.goto(f"{server.url}/web/check")
     assert response is not None and response.status == 403
+
+
+# axe-core's rules for WCAG 2.1 A and AA (labels, names, contrast, landmarks, language, ...).
+WCAG_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+
+
+def _axe_violations(page) -> list[str]:  # type: ignore[no-untyped-def]
+    from axe_playwright_python.sync_playwright import Axe
+
+    results = Axe().run(page, options={"runOnly": {"type": "tag", "values": WCAG_TAGS}})
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}"
+        for v in results.response["violations"]
+    ]
+
+
+@pytest.mark.parametrize("locale", ["zh-CN", "en-US"])
+def test_every_page_passes_the_axe_core_wcag_21_aa_audit(
+    site: tuple[Server, dict[str, str]], browser: object, locale: str
+) -> None:
+    server, keys = site
+    context = browser.new_context(locale=locale)  # type: ignore[attr-defined]
+    page = context.new_page()
+    # The audit itself must see a known fault: an unlabelled field and an image with no text.
+    page.set_content("<html lang=en><title>t</title><main><input><img src=x></main></html>")
+    assert {v.split(" ")[0] for v in _axe_violations(page)} >= {"label", "image-alt"}
+    page.goto(f"{server.url}/web/login")
+    found = {"login": _axe_violations(page)}
+    page.fill("#key", "rlk_nobody.secret")
+    page.click("button[type=submit]")
+    found["login with an error"] = _axe_violations(page)
+    pages = {
+        "reviewer queue": (keys["reviewer"], "/web/queue"),
+        "claim": (keys["reviewer"], f"/web/claims/{keys['claim']}"),
+        "open claim": (keys["reviewer"], f"/web/claims/{keys['open_claim']}"),
+        "merchant claims": (keys["merchant"], "/web/queue"),
+        "merchant claim": (keys["merchant"], f"/web/claims/{keys['claim']}"),
+        "check": (keys["merchant"], "/web/check"),
+        "buyer claim": (keys["buyer"], f"/web/claims/{keys['claim']}"),
+        "refused": (keys["other_merchant"], f"/web/claims/{keys['claim']}"),
+    }
+    for name, (key, path) in pages.items():
+        page = _login(browser, server, key, locale)
+        page.goto(f"{server.url}{path}")
+        found[name] = _axe_violations(page)
+    assert {name: v for name, v in found.items() if v} == {}
+
+
+def test_the_claim_page_is_usable_with_the_keyboard_alone(
+    site: tuple[Server, dict[str, str]], browser: object
+) -> None:
+    server, keys = site
+    context = browser.new_context(locale="en-US")  # type: ignore[attr-defined]
+    page = context.new_page()
+    page.goto(f"{server.url}/web/login")
+    page.keyboard.press("Tab")
+    focused = page.evaluate("document.activeElement.id")
+    for _ in range(10):  # the skip link and the language switch come before the key field
+        if focused == "key":
+            break
+        page.keyboard.press("Tab")
+        focused = page.evaluate("document.activeElement.id")
+    assert focused == "key"
+    page.keyboard.type(keys["reviewer"])
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/web/queue")
+    # Tab to the claim's link and open it with Enter.
+    seen = []
+    for _ in range(60):
+        page.keyboard.press("Tab")
+        seen.append(page.evaluate("document.activeElement.textContent || ''").strip()[:30])
+        if keys["open_claim"] == seen[-1]:
+            break
+    assert seen[-1] == keys["open_claim"], seen
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"**/web/claims/{keys['open_claim']}")
+    # Every control on the page is reachable by Tab, and each shows where the focus is.
+    reached = set()
+    unmarked = []
+    for _ in range(80):
+        page.keyboard.press("Tab")
+        element = page.evaluate(
+            """() => { const e = document.activeElement; const s = getComputedStyle(e);
+            return {id: e.id || e.name || e.textContent.trim().slice(0, 20), tag: e.tagName,
+                    marked: s.outlineStyle !== 'none' && parseFloat(s.outlineWidth) >= 2
+                            || s.boxShadow !== 'none'}; }"""
+        )
+        reached.add(element["id"])
+        if not element["marked"] and element["tag"] != "BODY":
+            unmarked.append(element["id"])
+    # The layer switch, the compare slider, the decision and its reason are all reachable.
+    assert {"layer", "compare-slider", "decision", "reason", "amount"} <= reached, sorted(reached)
+    assert unmarked == []
+
+
+def test_on_a_phone_the_claim_page_fits_the_screen_and_its_buttons_are_big_enough_to_tap(
+    site: tuple[Server, dict[str, str]], browser: object
+) -> None:
+    server, keys = site
+    context = browser.new_context(  # type: ignore[attr-defined]
+        locale="zh-CN",
+        viewport={"width": 360, "height": 740},
+        device_scale_factor=3,
+        is_mobile=True,
+        has_touch=True,
+    )
+    page = context.new_page()
+    page.goto(f"{server.url}/web/login")
+    page.fill("#key", keys["reviewer"])
+    page.tap("button[type=submit]")
+    page.wait_for_url("**/web/queue")
+    ARTIFACTS.mkdir(exist_ok=True)
+    for name, path in (("queue", "/web/queue"), ("claim", f"/web/claims/{keys['open_claim']}")):
+        page.goto(f"{server.url}{path}")
+        overflow = page.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        wide = page.evaluate(
+            """() => [...document.querySelectorAll('main *, header *')]
+            .filter(e => !e.closest('svg'))
+            .filter(e => e.getBoundingClientRect().right > document.documentElement.clientWidth + 1)
+            .slice(0, 5).map(e => e.tagName + '#' + e.id + '.' + e.className)"""
+        )
+        assert overflow <= 0, f"the {name} page scrolls sideways by {overflow} px: {wide}"
+        page.screenshot(path=str(ARTIFACTS / f"web-phone-{name}.png"), full_page=True)
+        small = page.evaluate(
+            """() => [...document.querySelectorAll('button, input[type=submit], select, a.button')]
+            .filter(e => e.offsetParent !== null)
+            .map(e => [e.id || e.textContent.trim(), e.getBoundingClientRect().height])
+            .filter(([_, h]) => h < 44)"""
+        )
+        assert small == [], f"tap targets under 44 px high on the {name} page: {small}"
+
+
+def test_routing_reasons_are_shown_in_the_readers_language() -> None:
+    from refundlens.cases.routing import ClaimFacts, RoutingRules, route
+    from refundlens.service.i18n import routing_reason
+
+    _, reason = route("escalate", ClaimFacts("refund_only", 120.0, 1), RoutingRules())
+    assert routing_reason(reason, "zh_CN") == "分析建议“升级处理”：商家可先答复，再由人工裁决"
+    assert routing_reason(reason, "en") == reason
+    assert routing_reason("something new", "zh_CN") == "something new"

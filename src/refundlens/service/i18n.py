@@ -18,7 +18,7 @@ from babel.messages.pofile import read_po
 if TYPE_CHECKING:
     import jinja2
 
-__all__ = ["LANGUAGES", "environment", "pick_language", "translations"]
+__all__ = ["LANGUAGES", "environment", "pick_language", "routing_reason", "translations"]
 
 LANGUAGES = ("zh_CN", "en")
 LOCALES = Path(__file__).resolve().parent / "locales"
@@ -50,6 +50,40 @@ def pick_language(query: str | None, cookie: str | None, accept_language: str | 
     return "zh_CN"
 
 
+# cases/routing.py writes its reasons in English, as stored facts; the page shows them in the
+# reader's language. Each pattern's template is a msgid in the catalogs.
+_ROUTING_REASONS = (
+    (r"a live photo was already given and doubts remain: a person decides", ()),
+    (r"the analysis asks for a live photo", ()),
+    (
+        r"the analysis says (?P<action>\w+): the merchant may answer, then a person decides",
+        ("action",),
+    ),
+    (r"(?P<claim_type>\w+) claims above (?P<limit>[\d.]+) always go to a person", ("claim_type",)),
+    (r"a claim without photos always goes to a person", ()),
+    (r"nothing doubtful: approved automatically", ()),
+)
+
+
+def routing_reason(text: str | None, lang: str) -> str:
+    """``text`` (a reason from cases/routing.py) in ``lang``; unknown text is returned as is."""
+    import re
+
+    if not text:
+        return ""
+    tr = translations(lang)
+    for pattern, translated_groups in _ROUTING_REASONS:
+        match = re.fullmatch(pattern, text)
+        if match is None:
+            continue
+        template = re.sub(r"\(\?P<(\w+)>[^)]*\)", r"%(\1)s", pattern).replace("\\", "")
+        values = {
+            k: tr.gettext(v) if k in translated_groups else v for k, v in match.groupdict().items()
+        }
+        return tr.gettext(template) % values
+    return text
+
+
 @functools.cache
 def environment(lang: str) -> jinja2.Environment:
     """A Jinja2 environment for ``lang`` with gettext installed; templates in ``templates/``."""
@@ -62,4 +96,5 @@ def environment(lang: str) -> jinja2.Environment:
     )
     env.install_gettext_translations(translations(lang), newstyle=True)  # type: ignore[attr-defined]
     env.globals["lang"] = lang
+    env.filters["routing_reason"] = lambda text: routing_reason(text, lang)
     return env
