@@ -176,3 +176,79 @@ def test_tenants_without_a_webhook_get_the_pluggable_channel(tmp_path: Path) -> 
     RecordingChannel.sent.clear()
     assert deliver_due(runtime) == 1
     assert [e["id"] for e in RecordingChannel.sent] == ["evt_sms"]
+
+
+def test_a_live_capture_signed_with_c2pa_by_the_platforms_capture_app_is_accepted_and_no_other(
+    tmp_path: Path,
+) -> None:
+    from refundlens.cases import workflow
+    from refundlens.detectors._pixels_examples import camera_photo, encode
+    from refundlens.errors import RefundlensError
+    from refundlens.store.models import AuditEntry, Claim
+
+    from .support.c2pa_signing import sign_jpeg, signing_chain
+
+    app = signing_chain("Platform capture CA", "Platform capture app")
+    stranger = signing_chain("Someone else's CA", "Some other app")
+    anchors = tmp_path / "capture-anchors.pem"
+    anchors.write_bytes(app[2])
+    settings = Settings(data_dir=str(tmp_path), capture_c2pa_trust_anchors_path=str(anchors))
+    runtime = Runtime(settings)
+    runtime.db.upgrade()
+    buyer = workflow.Actor("buyer-key", "buyer")
+    with runtime.db.session() as session:
+        session.add(Tenant(id="shop", kind="merchant", name="shop"))
+        session.flush()
+        listing = encode(camera_photo(1, size=(240, 320)))
+        sku = workflow.create_sku(
+            session, runtime.blobs, settings, workflow.SYSTEM, "shop", "s", "", [("l.jpg", listing)]
+        )
+        order = workflow.create_order(
+            session, workflow.SYSTEM, "shop", "o", sku.id, "b", 50.0, "CNY", None, None, None
+        )
+        claim = workflow.create_claim(
+            session,
+            runtime.blobs,
+            settings,
+            buyer,
+            order,
+            "refund_only",
+            "",
+            20.0,
+            [("p.jpg", encode(camera_photo(2, size=(240, 320))))],
+        )
+        claim.state = S.AWAITING_CAPTURE.value  # as the analysis would route it
+        claim_id = claim.id
+    camera = encode(camera_photo(3, size=(240, 320)))
+    attempts = {
+        "unsigned": (camera, "capture.bad_signature"),
+        "signed by another CA": (
+            sign_jpeg(camera, "digitalCapture", chain=stranger),
+            "capture.bad_signature",
+        ),
+        "an AI image signed by the app": (
+            sign_jpeg(camera, "trainedAlgorithmicMedia", chain=app),
+            "capture.not_live",
+        ),
+    }
+    for name, (data, code) in attempts.items():
+        with runtime.db.session() as session:
+            claim = session.get(Claim, claim_id)
+            token, _ = workflow.issue_capture_token(session, buyer, claim, settings)
+            with pytest.raises(RefundlensError) as refused:
+                workflow.accept_capture(
+                    session, runtime.blobs, settings, buyer, claim, token, ("c.jpg", data), None
+                )
+            assert refused.value.code == code, name
+    with runtime.db.session() as session:
+        claim = session.get(Claim, claim_id)
+        token, _ = workflow.issue_capture_token(session, buyer, claim, settings)
+        live = sign_jpeg(camera, "digitalCapture", chain=app)
+        photo = workflow.accept_capture(
+            session, runtime.blobs, settings, buyer, claim, token, ("live.jpg", live), None
+        )
+        assert photo.live_capture
+    with runtime.db.session() as session:
+        entry = session.query(AuditEntry).filter(AuditEntry.action == "capture.accepted").one()
+        assert entry.details["signature"]["kind"] == "c2pa"
+        assert entry.details["signature"]["signer"] == "Platform capture app"

@@ -149,6 +149,10 @@ class Settings:
     capture_hmac_key: str = ""
     """Key with which the platform's capture app signs its photos (HMAC-SHA256 of the file's
     sha256, hex, header ``X-Capture-Signature``); empty = only the capture time is checked."""
+    capture_c2pa_trust_anchors_path: str = ""
+    """PEM bundle of the CA(s) that sign the platform capture app's C2PA manifests: a live
+    capture must carry a manifest trusted under them that declares a camera capture; empty = no
+    C2PA check."""
     analysis_stale_minutes: float = 15.0
     """A claim analysing for longer than this is re-queued by the reaper (a worker died)."""
     task_visibility_timeout_seconds: float = 900.0

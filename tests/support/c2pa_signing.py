@@ -15,15 +15,17 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 IPTC = "http://cv.iptc.org/newscodes/digitalsourcetype/"
 
 
-@lru_cache(maxsize=1)
-def signing_chain() -> tuple[bytes, bytes, bytes]:
+@lru_cache(maxsize=4)
+def signing_chain(
+    ca: str = "refundlens test CA", signer: str = "Test AI Image Service"
+) -> tuple[bytes, bytes, bytes]:
     """(private key PEM, leaf + CA chain PEM, CA PEM) for an ES256 signer under a test root."""
     now = datetime.datetime(2025, 1, 1, tzinfo=datetime.UTC)
     later = now + datetime.timedelta(days=3650)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name(
         [
-            x509.NameAttribute(NameOID.COMMON_NAME, "refundlens test CA"),
+            x509.NameAttribute(NameOID.COMMON_NAME, ca),
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, "refundlens tests"),
         ]
     )
@@ -51,7 +53,7 @@ def signing_chain() -> tuple[bytes, bytes, bytes]:
         .subject_name(
             x509.Name(
                 [
-                    x509.NameAttribute(NameOID.COMMON_NAME, "Test AI Image Service"),
+                    x509.NameAttribute(NameOID.COMMON_NAME, signer),
                     x509.NameAttribute(NameOID.ORGANIZATION_NAME, "refundlens tests"),
                 ]
             )
@@ -83,12 +85,16 @@ def signing_chain() -> tuple[bytes, bytes, bytes]:
 
 
 def sign_jpeg(
-    jpeg: bytes, source_type: str = "trainedAlgorithmicMedia", action: str = "c2pa.created"
+    jpeg: bytes,
+    source_type: str = "trainedAlgorithmicMedia",
+    action: str = "c2pa.created",
+    chain: tuple[bytes, bytes, bytes] | None = None,
 ) -> bytes:
-    """``jpeg`` with an embedded C2PA manifest declaring ``action`` with ``source_type``."""
-    key, chain, _ = signing_chain()
+    """``jpeg`` with an embedded C2PA manifest declaring ``action`` with ``source_type``, signed
+    by ``chain`` (default: the test AI service under the test CA)."""
+    key, chain_pem, _ = chain or signing_chain()
     signer = c2pa.Signer.from_info(
-        c2pa.C2paSignerInfo(alg=b"es256", sign_cert=chain, private_key=key, ta_url=None)
+        c2pa.C2paSignerInfo(alg=b"es256", sign_cert=chain_pem, private_key=key, ta_url=None)
     )
     actions = [
         {

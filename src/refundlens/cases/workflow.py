@@ -651,6 +651,59 @@ def issue_capture_token(
     return f"{token.id}.{secret}", expires
 
 
+_CAMERA_SOURCE = "http://cv.iptc.org/newscodes/digitalsourcetype/digitalCapture"
+
+
+def capture_signature(
+    data: bytes, media: Media, signature: str | None, settings: Settings
+) -> dict[str, Any] | None:
+    """How the platform's capture app vouches for a live photo, or None where it signs nothing.
+
+    Two ways, each enabled by its setting: a C2PA manifest signed under the capture app's trust
+    anchors (``capture_c2pa_trust_anchors_path``) that declares a camera capture, and an
+    HMAC-SHA256 of the file's sha256 (``capture_hmac_key``, header ``X-Capture-Signature``).
+    Where either is configured, a photo carrying neither valid proof is refused."""
+    import hashlib
+    import hmac
+
+    refusal = "The photo is not signed by the platform's capture app."
+    if settings.capture_c2pa_trust_anchors_path:
+        from ..media.c2pa_reader import read_c2pa
+
+        facts = read_c2pa(data, media.format, settings.capture_c2pa_trust_anchors_path)
+        if facts is not None and facts.state == "trusted":
+            created = [a for a in facts.actions if a.action == "c2pa.created"]
+            sources = {a.digital_source_type for a in facts.actions if a.digital_source_type}
+            if not created or sources - {_CAMERA_SOURCE}:
+                raise RefundlensError(
+                    "capture.not_live",
+                    f"The capture app's manifest does not declare a camera capture (source types: {', '.join(sorted(str(s) for s in sources)) or 'none'}).",
+                )
+            return {
+                "kind": "c2pa",
+                "signer": facts.signer_name,
+                "issuer": facts.signer_issuer,
+                "signed_at": facts.signed_at,
+                "claim_generator": facts.claim_generator,
+            }
+        if facts is not None and not settings.capture_hmac_key:
+            raise RefundlensError(
+                "capture.bad_signature",
+                f"{refusal} Its C2PA manifest is {facts.state}"
+                + (f" ({', '.join(facts.status_codes[:3])})" if facts.status_codes else "")
+                + ", not signed under the capture app's trust anchors.",
+            )
+    if settings.capture_hmac_key:
+        expected = hmac.new(
+            settings.capture_hmac_key.encode(), media.sha256.encode(), hashlib.sha256
+        ).hexdigest()
+        if signature and hmac.compare_digest(expected, signature):
+            return {"kind": "hmac"}
+    if settings.capture_hmac_key or settings.capture_c2pa_trust_anchors_path:
+        raise RefundlensError("capture.bad_signature", refusal)
+    return None
+
+
 def accept_capture(
     session: Session,
     blobs: BlobStore,
@@ -690,16 +743,8 @@ def accept_capture(
             "capture.not_requested", f"The claim is {claim.state}; no live capture is requested."
         )
     media = _decode(photo[1], photo[0], settings)
-    signed = False
-    if settings.capture_hmac_key:
-        expected = hmac.new(
-            settings.capture_hmac_key.encode(), media.sha256.encode(), hashlib.sha256
-        ).hexdigest()
-        if not signature or not hmac.compare_digest(expected, signature):
-            raise RefundlensError(
-                "capture.bad_signature", "The photo is not signed by the platform's capture app."
-            )
-        signed = True
+    proof = capture_signature(photo[1], media, signature, settings)
+    signed = proof is not None
     taken = media.exif.captured_at()
     if taken is not None:
         from ..media import utc_offset
@@ -741,6 +786,7 @@ def accept_capture(
         details={
             "sha256": media.sha256,
             "signed": signed,
+            "signature": proof,
             "captured_at": taken.isoformat() if taken else None,
         },
     )
