@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-from . import calibrate, run_forensics, run_provenance, run_reference, run_reuse, run_service
+from . import (
+    calibrate,
+    run_features,
+    run_forensics,
+    run_provenance,
+    run_reference,
+    run_reuse,
+    run_service,
+)
 
 if __name__ == "__main__":
     run_provenance.main()
     run_reference.main()
     run_forensics.main()
     calibrate.main()
+    run_features.main()
     run_service.main()
     run_reuse.main()

@@ -134,3 +134,52 @@ def test_best_of_several_references_is_named() -> None:
     assert finding.code == "reference.derived"
     assert finding.facts["reference"] == "listing.jpg"
     assert finding.facts["references_compared"] == 3
+
+
+def test_reference_features_kept_on_disk_are_read_back_instead_of_computed_again(
+    tmp_path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    import dataclasses
+
+    from refundlens.detectors import reference
+
+    claim, context, truth = forged_from_listing(seed=3)
+    settings = dataclasses.replace(context.settings, reference_feature_dir=str(tmp_path))
+    context = dataclasses.replace(context, settings=settings)
+    reference._CACHE.clear()
+    (computed,) = ReferenceDetector().analyze(claim, context)
+    assert len(list(tmp_path.rglob("*.npz"))) == len(context.references)
+    # Another worker, or the same after a restart: nothing in memory, features on disk.
+    reference._CACHE.clear()
+    calls: list[tuple[int, ...]] = []
+    detect = reference.detect_features
+
+    def counted(image: np.ndarray):  # type: ignore[no-untyped-def]
+        calls.append(image.shape)
+        return detect(image)
+
+    monkeypatch.setattr(reference, "detect_features", counted)
+    (read_back,) = ReferenceDetector().analyze(claim, context)
+    assert (read_back.code, read_back.facts["inliers"]) == (
+        computed.code,
+        computed.facts["inliers"],
+    )
+    assert read_back.facts["edited_percent_of_object"] == computed.facts["edited_percent_of_object"]
+    assert len(calls) == 1  # the claim's own features; the reference's (plain, mirrored) read back
+
+
+def test_a_stored_reference_model_of_another_version_or_size_or_torn_is_not_used() -> None:
+    from refundlens.detectors import reference
+
+    claim, context, _ = forged_from_listing(seed=4)
+    ref = context.references[0]
+    model = reference.prepare_reference(ref)
+    data = model.to_bytes()
+    back = reference.ReferenceModel.from_bytes(data, ref)
+    assert back is not None
+    assert np.array_equal(back.features.descriptors, model.features.descriptors)
+    assert np.array_equal(back.object_mask, model.object_mask)
+    assert back.match_shape == model.match_shape and back.match_factor == model.match_factor
+    assert reference.ReferenceModel.from_bytes(data, claim) is None  # another image size
+    assert reference.ReferenceModel.from_bytes(data[: len(data) // 2], ref) is None
+    assert reference.ReferenceModel.from_bytes(b"not npz", ref) is None

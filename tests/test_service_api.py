@@ -408,3 +408,16 @@ def test_a_reviewer_takes_a_claim_for_itself_but_not_for_another(
             merchant.post(f"/v1/claims/{claim['id']}/assign", json={"reviewer": None}).status_code
             == 403
         )
+
+
+def test_reference_features_are_computed_once_when_the_sku_is_saved_and_kept_on_disk(
+    server: Server, shop: dict[str, str]
+) -> None:
+    from pathlib import Path
+
+    from refundlens.media import media_from_bytes
+
+    kept = list(Path(server.settings.data_dir, "features").rglob("*.npz"))
+    listing = resources.files("refundlens").joinpath("samples/listing.jpg").read_bytes()
+    sha = media_from_bytes(listing, "listing.jpg").sha256
+    assert any(p.name.startswith(sha) for p in kept), kept

@@ -648,11 +648,12 @@ def packing_video(
 ) -> None:
     """Register a packing video for an order: its sharp frames become references for the order."""
     from .cases import workflow
+    from .config import service_settings
     from .errors import RefundlensError
     from .store import BlobStore, Database
     from .store.models import Order
 
-    settings = _settings()
+    settings = service_settings(_settings())
     database = Database(settings)
     database.upgrade()
     try:

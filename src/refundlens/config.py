@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-__all__ = ["Settings", "SettingsError", "load_settings"]
+__all__ = ["Settings", "SettingsError", "load_settings", "service_settings"]
 
 ENV_PREFIX = "REFUNDLENS_"
 
@@ -149,6 +149,9 @@ class Settings:
     capture_hmac_key: str = ""
     """Key with which the platform's capture app signs its photos (HMAC-SHA256 of the file's
     sha256, hex, header ``X-Capture-Signature``); empty = only the capture time is checked."""
+    reference_feature_dir: str = ""
+    """Where reference features are kept on disk (computed once per reference photo); empty =
+    in memory only. The service uses ``<data_dir>/features`` when this is empty."""
     capture_c2pa_trust_anchors_path: str = ""
     """PEM bundle of the CA(s) that sign the platform capture app's C2PA manifests: a live
     capture must carry a manifest trusted under them that declares a camera capture; empty = no
@@ -192,6 +195,14 @@ class Settings:
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
+
+
+def service_settings(settings: Settings) -> Settings:
+    """``settings`` as the claims service runs them: what it keeps goes under ``data_dir``
+    unless a setting says otherwise (reference features in ``<data_dir>/features``)."""
+    if settings.reference_feature_dir:
+        return settings
+    return dataclasses.replace(settings, reference_feature_dir=f"{settings.data_dir}/features")
 
 
 def _coerce(name: str, raw: Any, kind: type) -> Any:

@@ -135,8 +135,12 @@ def create_sku(
         sku = Sku(id=new_id("sku"), merchant_id=merchant_id, external_id=external_id, title=title)
         session.add(sku)
         session.flush()
+    from ..detectors.reference import prepare_reference
+
     for name, data, media in decoded:
         digest = blobs.put(data)
+        # Features now, once: every claim on this SKU reads them back instead of recomputing.
+        prepare_reference(media, settings)
         session.add(
             ReferencePhoto(
                 id=new_id("ref"),
@@ -873,6 +877,9 @@ def register_packing_video(
         buffer = io.BytesIO()
         Image.fromarray(frame.rgb).save(buffer, "JPEG", quality=95)
         sha = blobs.put(buffer.getvalue())
+        from ..detectors.reference import prepare_reference
+
+        prepare_reference(media_from_bytes(buffer.getvalue(), name, settings), settings)
         session.add(
             OrderReference(
                 id=new_id("oref"),

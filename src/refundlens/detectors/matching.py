@@ -104,6 +104,9 @@ def claim_index(claim: Features) -> Any:
     matcher = cv2.FlannBasedMatcher({"algorithm": 1, "trees": 4}, {"checks": 32})
     if len(claim):
         matcher.add([claim.descriptors])
+        # The trees are randomised from OpenCV's per-thread RNG: seeded, the same claim gets
+        # the same matches whatever ran before it in this thread.
+        cv2.setRNGSeed(20251)
         matcher.train()
     return matcher
 

@@ -9,8 +9,10 @@ See ``docs/detectors/reference.md`` for the evidence, the failure modes and the 
 from __future__ import annotations
 
 import dataclasses
+import io
 import math
 import threading
+import zipfile
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
@@ -71,33 +73,95 @@ class ReferenceModel:
     match_shape: tuple[int, int]
     object_mask: npt.NDArray[np.bool_]
 
+    def to_bytes(self) -> bytes:
+        """The model without its image, as an ``.npz`` (float32 features, packed mask)."""
+        buffer = io.BytesIO()
+        np.savez(
+            buffer,
+            version=np.array([FEATURES_VERSION]),
+            points=self.features.points,
+            descriptors=self.features.descriptors,
+            points_mirrored=self.features_mirrored.points,
+            descriptors_mirrored=self.features_mirrored.descriptors,
+            match=np.array([self.match_factor, *self.match_shape], np.float64),
+            mask_shape=np.array(self.object_mask.shape),
+            mask=np.packbits(self.object_mask),
+        )
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, media: Media) -> ReferenceModel | None:
+        """The model read back for ``media``; None if the bytes are of another version or size."""
+        try:
+            with np.load(io.BytesIO(data)) as z:
+                if int(z["version"][0]) != FEATURES_VERSION:
+                    return None
+                rows, cols = (int(v) for v in z["mask_shape"])
+                if (rows, cols) != media.analysis.shape[:2]:
+                    return None
+                match = z["match"]
+                return cls(
+                    media=media,
+                    features=Features(z["points"], z["descriptors"]),
+                    features_mirrored=Features(z["points_mirrored"], z["descriptors_mirrored"]),
+                    match_factor=float(match[0]),
+                    match_shape=(int(match[1]), int(match[2])),
+                    object_mask=np.unpackbits(z["mask"], count=rows * cols)
+                    .reshape(rows, cols)
+                    .astype(bool),
+                )
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            return None
+
+
+FEATURES_VERSION = 1
+"""Bump when detect_features, _match_copy or background_mask change: stored models of another
+version are ignored and computed again."""
 
 _CACHE: OrderedDict[str, ReferenceModel] = OrderedDict()
 _CACHE_LOCK = threading.Lock()
 _CACHE_SIZE = 256
 
 
-def prepare_reference(media: Media) -> ReferenceModel:
-    """Features of the reference (plain and mirrored) and its object mask; cached by sha256."""
+def _feature_key(media: Media) -> str:
+    rows, cols = media.analysis.shape[:2]
+    return f"{media.sha256}-{rows}x{cols}-v{FEATURES_VERSION}"
+
+
+def prepare_reference(media: Media, settings: Settings | None = None) -> ReferenceModel:
+    """Features of the reference (plain and mirrored) and its object mask, computed once: kept
+    in memory by sha256 and, where ``settings.reference_feature_dir`` is set, on disk for every
+    worker and every restart."""
+    from ..store.features import feature_files
+
+    files = feature_files(settings.reference_feature_dir) if settings else None
     with _CACHE_LOCK:
         hit = _CACHE.get(media.sha256)
         if hit is not None:
             _CACHE.move_to_end(media.sha256)
-            # Same bytes, maybe another name (a listing photo re-uploaded, a frame of a re-sent
-            # video): the features are shared, the findings must name this reference.
-            return hit if hit.media is media else dataclasses.replace(hit, media=media)
-    small, factor = _match_copy(media.analysis)
-    feats = detect_features(small)
-    flipped = detect_features(np.ascontiguousarray(small[:, ::-1]))
-    background = background_mask(media.analysis)
-    model = ReferenceModel(
-        media=media,
-        features=feats,
-        features_mirrored=flipped,
-        match_factor=factor,
-        match_shape=(small.shape[0], small.shape[1]),
-        object_mask=~background,
-    )
+    if hit is not None:
+        if files is not None and not files.exists(_feature_key(media)):
+            files.put(_feature_key(media), hit.to_bytes())  # another data folder, same process
+        # Same bytes, maybe another name (a listing photo re-uploaded, a frame of a re-sent
+        # video): the features are shared, the findings must name this reference.
+        return hit if hit.media is media else dataclasses.replace(hit, media=media)
+    stored = files.get(_feature_key(media)) if files else None
+    model = ReferenceModel.from_bytes(stored, media) if stored else None
+    if model is None:
+        small, factor = _match_copy(media.analysis)
+        feats = detect_features(small)
+        flipped = detect_features(np.ascontiguousarray(small[:, ::-1]))
+        background = background_mask(media.analysis)
+        model = ReferenceModel(
+            media=media,
+            features=feats,
+            features_mirrored=flipped,
+            match_factor=factor,
+            match_shape=(small.shape[0], small.shape[1]),
+            object_mask=~background,
+        )
+        if files is not None:
+            files.put(_feature_key(media), model.to_bytes())
     with _CACHE_LOCK:
         _CACHE[media.sha256] = model
         while len(_CACHE) > _CACHE_SIZE:
@@ -542,7 +606,7 @@ def compare_all(
     index = claim_index(features)
     outcomes = []
     for other in others:
-        model = prepare_reference(other)
+        model = prepare_reference(other, settings)
         outcomes.append(
             verify(claim, align(claim, features, factor, model, settings, index), model, settings)
         )
@@ -567,7 +631,7 @@ class ReferenceDetector(Detector):
         small, factor = _match_copy(claim.analysis)
         claim_features = detect_features(small)
         index = claim_index(claim_features)
-        models = [prepare_reference(ref) for ref in context.references]
+        models = [prepare_reference(ref, context.settings) for ref in context.references]
         aligned = [
             (align(claim, claim_features, factor, model, context.settings, index), model)
             for model in models

@@ -126,6 +126,7 @@ def create_app(
 ) -> FastAPI:
     settings = settings or load_settings()
     runtime = dispatcher.runtime if dispatcher else Runtime(settings)
+    settings = runtime.settings  # with the service's defaults (data_dir/features)
     runtime.db.upgrade()
     dispatch = dispatcher or Dispatcher(settings, runtime)
     cipher = PiiCipher.from_settings(settings)

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..cases import workflow
 from ..cases.routing import RoutingRules
-from ..config import Settings
+from ..config import Settings, service_settings
 from ..fusion import load_policy
 from ..pipeline import analyze
 from ..report import assessment_to_dict, picture_pngs
@@ -22,6 +22,7 @@ class Runtime:
     """What a task needs, built once per process: settings, database, blobs, policy."""
 
     def __init__(self, settings: Settings) -> None:
+        settings = service_settings(settings)
         self.settings = settings
         self.db = Database(settings)
         self.blobs = BlobStore(f"{settings.data_dir}/blobs")
