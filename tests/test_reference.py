@@ -143,7 +143,7 @@ def test_reference_features_kept_on_disk_are_read_back_instead_of_computed_again
 
     from refundlens.detectors import reference
 
-    claim, context, truth = forged_from_listing(seed=3)
+    claim, context, _ = forged_from_listing(seed=3)
     settings = dataclasses.replace(context.settings, reference_feature_dir=str(tmp_path))
     context = dataclasses.replace(context, settings=settings)
     reference._CACHE.clear()
