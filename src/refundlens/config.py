@@ -74,6 +74,14 @@ class Settings:
     reference_max_envelope: float = 2.75
     """Largest median envelope residual (grey levels) of a derived image: re-encoding and filters
     stay below it, a new exposure (light, parallax, sensor noise) does not. Tuned on the dev split."""
+    reference_near_copy_agreement: float = 0.92
+    """A second way to be derived: at least this share agrees within tolerance while the median
+    envelope residual stays under ``reference_near_copy_max_envelope``. Heavy recompression or a
+    colour shift lifts a copy's envelope a little above ``reference_max_envelope`` without
+    lowering its agreement; a new exposure that agrees this well was not seen (dev split: at
+    most 0.87). Tuned on the dev split."""
+    reference_near_copy_max_envelope: float = 3.25
+    """Largest median envelope residual (grey levels) under ``reference_near_copy_agreement``."""
 
     # --- provenance detector ---
     provenance_generators_path: str = ""

@@ -497,11 +497,14 @@ def verify(
             "no_match", ref.media, distance, match, mirrored, homography, coverage, None, None, via
         )
     analysis = _residual_at_coarser_scale(claim, ref, homography, warped, valid, obj, settings)
-    if (
+    copy_like = (
         analysis.agreement >= settings.reference_agreement_derived
         and analysis.envelope_level <= settings.reference_max_envelope
-        and analysis.edit_share <= settings.reference_max_edit_share
-    ):
+    ) or (
+        analysis.agreement >= settings.reference_near_copy_agreement
+        and analysis.envelope_level <= settings.reference_near_copy_max_envelope
+    )
+    if copy_like and analysis.edit_share <= settings.reference_max_edit_share:
         verdict = (
             "derived" if analysis.edit_share >= settings.reference_min_edit_share else "identical"
         )
