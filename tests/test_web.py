@@ -395,3 +395,43 @@ def test_routing_reasons_are_shown_in_the_readers_language() -> None:
     assert routing_reason(reason, "zh_CN") == "分析建议“升级处理”：商家可先答复，再由人工裁决"
     assert routing_reason(reason, "en") == reason
     assert routing_reason("something new", "zh_CN") == "something new"
+
+
+def test_the_file_facts_table_reads_exif_the_aigc_label_and_the_c2pa_manifest() -> None:
+    from refundlens.detectors.provenance._examples import (
+        camera_jpeg,
+        jpeg_with_xmp,
+        label_json,
+        xmp_packet,
+    )
+    from refundlens.report.evidence import file_facts
+
+    from .support.c2pa_signing import sign_jpeg
+
+    camera = dict(file_facts(camera_jpeg(), "camera.jpg"))
+    assert camera["EXIF Make"] == "Canon" and camera["EXIF Model"] == "Canon EOS 80D"
+    assert camera["EXIF DateTimeOriginal"] == "2025:09:17 10:00:00"
+    assert "C2PA manifest" not in camera
+    labelled = file_facts(
+        jpeg_with_xmp(xmp_packet({"TC260:AIGC": label_json(), "xmp:CreatorTool": "Jimeng"})),
+        "label.jpg",
+    )
+    label_rows = [v for k, v in labelled if k.startswith("AIGC label")]
+    assert len(label_rows) == 1 and "label=1" in label_rows[0]
+    assert ("XMP CreatorTool", "Jimeng") in labelled
+    signed = file_facts(sign_jpeg(camera_jpeg()), "signed.jpg")
+    rows = dict(signed)
+    assert rows["C2PA manifest"] in ("valid", "invalid")  # untrusted signer: not "trusted"
+    assert rows["C2PA signer"].startswith("Test AI Image Service")
+    assert any(k == "C2PA action" and "trainedAlgorithmicMedia" in v for k, v in signed)
+    assert file_facts(b"not an image", "x.jpg")[0][0] == "file"
+
+
+def test_the_claim_page_shows_what_the_files_say(
+    site: tuple[Server, dict[str, str]], browser: object
+) -> None:
+    server, keys = site
+    page = _login(browser, server, keys["reviewer"], "en-US")
+    page.goto(f"{server.url}/web/claims/{keys['open_claim']}")
+    facts = page.locator("table.facts").first.inner_text()
+    assert "format" in facts and "JPEG" in facts
