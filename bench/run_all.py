@@ -10,6 +10,7 @@ from . import (
     run_reference,
     run_reuse,
     run_service,
+    run_web,
 )
 
 if __name__ == "__main__":
@@ -20,3 +21,4 @@ if __name__ == "__main__":
     run_features.main()
     run_service.main()
     run_reuse.main()
+    run_web.main()

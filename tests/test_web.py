@@ -435,3 +435,25 @@ def test_the_claim_page_shows_what_the_files_say(
     page.goto(f"{server.url}/web/claims/{keys['open_claim']}")
     facts = page.locator("table.facts").first.inner_text()
     assert "format" in facts and "JPEG" in facts
+
+
+def test_the_queue_filters_by_risk_and_an_empty_filter_form_means_any(
+    site: tuple[Server, dict[str, str]], browser: object
+) -> None:
+    server, keys = site
+    page = _login(browser, server, keys["reviewer"], "en-US")
+    # The form as a browser sends it: every field present, most of them empty.
+    page.click("form[aria-label=Filters] button[type=submit]")
+    assert page.locator("a.claim-link").count() >= 1
+    page.fill("input[name=min_risk]", "50")
+    page.click("form[aria-label=Filters] button[type=submit]")
+    assert keys["open_claim"] in page.locator("table").inner_text()
+    page.fill("input[name=min_risk]", "101")
+    page.click("form[aria-label=Filters] button[type=submit]")
+    assert page.locator("a.claim-link").count() == 0
+    # Findings on the claim page come by how much they moved the risk, either way.
+    page.goto(f"{server.url}/web/claims/{keys['open_claim']}")
+    weights = [
+        abs(float(t)) for t in page.locator("tr.finding td[data-label=Weight]").all_inner_texts()
+    ]
+    assert weights == sorted(weights, reverse=True) and len(weights) >= 2

@@ -108,6 +108,13 @@ def home(request: Request) -> Response:
     return RedirectResponse("/web/queue", status_code=303) if _who(request) else _login_redirect()
 
 
+def _number(text: str | None) -> float | None:
+    try:
+        return float(text) if text not in (None, "") else None
+    except ValueError:
+        return None
+
+
 @router.get("/queue", response_class=HTMLResponse)
 def queue(
     request: Request,
@@ -115,10 +122,14 @@ def queue(
     merchant: str | None = None,
     action: str | None = None,
     code: str | None = None,
-    min_amount: float | None = None,
+    min_amount: str | None = None,
+    min_risk: str | None = None,
     mine: str | None = None,
 ) -> Response:
     user = _who(request)
+    # An empty field of the filter form means "any"; a number that does not parse, too.
+    amount_floor = _number(min_amount)
+    risk_floor = _number(min_risk)
     if user is None:
         return _login_redirect()
     runtime = request.app.state.runtime
@@ -144,8 +155,11 @@ def queue(
             rows = [r for r in rows if r.assigned_to == user.key_id]
         if action:
             rows = [r for r in rows if r.action == action]
-        if min_amount is not None:
-            rows = [r for r in rows if r.amount >= min_amount]
+        if amount_floor is not None:
+            rows = [r for r in rows if r.amount >= amount_floor]
+        if risk_floor is not None:
+            # In percent on the page, as the risk bars show it.
+            rows = [r for r in rows if r.risk is not None and 100 * r.risk >= risk_floor]
         if code:
             from ..store.models import Assessment
 
@@ -198,7 +212,8 @@ def queue(
             "merchant": merchant or "",
             "action": action or "",
             "code": code or "",
-            "min_amount": "" if min_amount is None else min_amount,
+            "min_amount": "" if amount_floor is None else f"{amount_floor:g}",
+            "min_risk": "" if risk_floor is None else f"{risk_floor:g}",
             "mine": bool(mine),
         },
     )
@@ -243,6 +258,15 @@ def claim_page(
             ).scalars()
         )
         timeline = _timeline(case)
+    # Findings by how much they moved the risk, either way (a copy: the stored report is kept).
+    if case.report:
+        case.report = {
+            **case.report,
+            "images": [
+                {**image, "findings": sorted(image["findings"], key=lambda f: -abs(f["strength"]))}
+                for image in case.report.get("images", [])
+            ],
+        }
     return _page(
         request,
         "claim.html",
