@@ -54,11 +54,11 @@ def main() -> None:
         )
         computed, read, decoded = [], [], []
         for media, jpeg in zip(refs, jpegs, strict=True):
-            reference._CACHE.clear()
+            reference.clear_caches()
             t0 = time.perf_counter()
             reference.prepare_reference(media, settings)
             computed.append(time.perf_counter() - t0)
-            reference._CACHE.clear()
+            reference.clear_caches()
             t0 = time.perf_counter()
             reference.prepare_reference(media, settings)
             read.append(time.perf_counter() - t0)

@@ -108,8 +108,11 @@ def _table(rows: list[dict[str, Any]], key: str) -> list[str]:
     return out
 
 
-def speed(repeats: int = 5) -> dict[str, float]:
-    """12 MP and 1 MP claims against 3 references of ~1 MP, one core, ratio to Pillow decode."""
+def speed(repeats: int = 7) -> dict[str, float]:
+    """12 MP and 1 MP claims against 3 references of ~1 MP, one core, ratio to Pillow decode.
+
+    Each figure is the best of ``repeats`` runs (as ``timeit`` reports): on a shared 2-core
+    machine the median of a 40 ms decode moved by half between runs, the minimum did not."""
     import io
 
     import cv2
@@ -138,17 +141,28 @@ def speed(repeats: int = 5) -> dict[str, float]:
         refs_bytes.append(synth.jpeg_bytes(np.asarray(im), 90))
     out: dict[str, float] = {}
     listing0 = Image.open(io.BytesIO(refs_bytes[0])).convert("RGB")
+    phone = bench_cases.DATA / "exif-samples/heic/mobile/iphone_13_pro_max.HEIC"
     for label, size, source in (
         ("12MP derived", (4000, 3000), listing0),
         ("12MP other photo", (4000, 3000), base),
+        ("12MP phone photo", None, phone),
         ("1MP derived", (1155, 866), listing0),
         ("1MP other photo", (1155, 866), base),
     ):
-        claim_arr = np.asarray(source.resize(size, Image.Resampling.LANCZOS))
-        damaged, _ = synth.paint_damage(
-            claim_arr, np.ones(claim_arr.shape[:2], bool), "crack", 0.01, 1
-        )
-        data = synth.jpeg_bytes(damaged, 90)
+        if isinstance(source, Path):  # a phone's own 12 MP photo, as it is (JPEG 92)
+            if not source.exists():
+                continue
+            from pillow_heif import register_heif_opener
+
+            register_heif_opener()
+            data = synth.jpeg_bytes(np.asarray(Image.open(source).convert("RGB")), 92)
+        else:
+            assert size is not None
+            claim_arr = np.asarray(source.resize(size, Image.Resampling.LANCZOS))
+            damaged, _ = synth.paint_damage(
+                claim_arr, np.ones(claim_arr.shape[:2], bool), "crack", 0.01, 1
+            )
+            data = synth.jpeg_bytes(damaged, 90)
 
         def decode(data: bytes = data) -> None:
             Image.open(io.BytesIO(data)).load()
@@ -157,7 +171,7 @@ def speed(repeats: int = 5) -> dict[str, float]:
 
         def run(cold: bool, data: bytes = data, kept_refs: list[Any] = kept_refs) -> None:
             if cold:  # decode the references and compute their features afresh
-                refmod._CACHE.clear()
+                refmod.clear_caches()
                 refs = [media_from_bytes(b, f"r{i}") for i, b in enumerate(refs_bytes)]
             else:  # as the service keeps them per SKU: decoded, features computed
                 refs = kept_refs
@@ -170,7 +184,7 @@ def speed(repeats: int = 5) -> dict[str, float]:
                 t = time.perf_counter()
                 fn(*args)
                 times.append(time.perf_counter() - t)
-            return float(np.median(times))
+            return float(min(times))
 
         run(False)  # warm imports
         d = best(decode)
@@ -315,11 +329,14 @@ def main() -> None:
             lines += [f"| {k} | `{c}` | {n} |" for (k, c), n in sorted(counts.items())] + [""]
     if speeds:
         lines += [
-            "## Speed (one core, `cv2.setNumThreads(1)`, median of 5)",
+            "## Speed (one core, `cv2.setNumThreads(1)`, best of 7)",
             "",
             "Claims, JPEG q90: 'derived' = the first reference enlarged to the size shown with a crack "
             "painted in (the full residual path runs); 'other photo' = a real 3488x2616 camera photo "
-            "(NIST16 NC2016_2564) resized, matching no reference (the common genuine case). "
+            "(NIST16 NC2016_2564) resized, matching no reference (the common genuine case); 'phone "
+            "photo' = an iPhone 13 Pro Max's own 4032x3024 photo (exif-samples HEIC, re-saved as "
+            "JPEG 92), matching no reference: its decode time (sensor noise at full resolution) is "
+            "what a real 12 MP claim costs to open, the issue's 'about 80 ms here'. "
             "3 references of 1200 px wide (about 1 MP), JPEG q90. 'cold' computes the references' "
             "features; 'cached' reuses the decoded references and their features (the service keeps them "
             "per SKU). Times include decoding the claim and the whole pipeline.",
@@ -327,7 +344,15 @@ def main() -> None:
             "| claim | Pillow full decode | refundlens, cold | ratio | refundlens, cached refs | ratio |",
             "|---|---|---|---|---|---|",
         ]
-        for label in ("12MP derived", "12MP other photo", "1MP derived", "1MP other photo"):
+        for label in (
+            "12MP derived",
+            "12MP other photo",
+            "12MP phone photo",
+            "1MP derived",
+            "1MP other photo",
+        ):
+            if f"{label}_decode_ms" not in speeds:
+                continue
             d = speeds[f"{label}_decode_ms"]
             c = speeds[f"{label}_cold_ms"]
             w = speeds[f"{label}_cached_ms"]

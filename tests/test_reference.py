@@ -146,11 +146,11 @@ def test_reference_features_kept_on_disk_are_read_back_instead_of_computed_again
     claim, context, _ = forged_from_listing(seed=3)
     settings = dataclasses.replace(context.settings, reference_feature_dir=str(tmp_path))
     context = dataclasses.replace(context, settings=settings)
-    reference._CACHE.clear()
+    reference.clear_caches()
     (computed,) = ReferenceDetector().analyze(claim, context)
     assert len(list(tmp_path.rglob("*.npz"))) == len(context.references)
     # Another worker, or the same after a restart: nothing in memory, features on disk.
-    reference._CACHE.clear()
+    reference.clear_caches()
     calls: list[tuple[int, ...]] = []
     detect = reference.detect_features
 
@@ -183,3 +183,20 @@ def test_a_stored_reference_model_of_another_version_or_size_or_torn_is_not_used
     assert reference.ReferenceModel.from_bytes(data, claim) is None  # another image size
     assert reference.ReferenceModel.from_bytes(data[: len(data) // 2], ref) is None
     assert reference.ReferenceModel.from_bytes(b"not npz", ref) is None
+
+
+def test_one_index_over_all_references_keeps_pairs_of_a_duplicated_reference() -> None:
+    """A global ratio test would reject every match of a listing photo uploaded twice: each
+    descriptor has two equally near neighbours. The per-set test keeps them for both copies."""
+    from refundlens.detectors.matching import FeatureSetIndex, detect_features
+
+    listing = _product(24)
+    claim = detect_features(np.ascontiguousarray(np.rot90(listing)))
+    ref = detect_features(listing)
+    other = detect_features(_product(25))
+    alone = FeatureSetIndex([ref]).tentative_pairs(claim)
+    twice = FeatureSetIndex([ref, other, ref]).tentative_pairs(claim)
+    assert len(alone[0][0]) > 50
+    # both copies keep most pairs (the search is approximate: a pair or two may differ)
+    assert min(len(twice[0][0]), len(twice[2][0])) >= 0.8 * len(alone[0][0])
+    assert len(twice[1][0]) < 0.2 * len(alone[0][0])

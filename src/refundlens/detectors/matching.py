@@ -21,7 +21,15 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Features", "Match", "claim_index", "detect_features", "match_homography"]
+__all__ = [
+    "FeatureSetIndex",
+    "Features",
+    "Match",
+    "claim_index",
+    "detect_features",
+    "homography_from_pairs",
+    "match_homography",
+]
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -130,10 +138,25 @@ def match_homography(
     index = index if index is not None else claim_index(claim)
     pairs = index.knnMatch(ref.descriptors, k=2)
     good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < ratio * p[1].distance]
-    if len(good) < 8:
+    return homography_from_pairs(
+        ref.points[[m.queryIdx for m in good]],
+        claim.points[[m.trainIdx for m in good]],
+        ref_shape,
+        reproj_threshold=reproj_threshold,
+    )
+
+
+def homography_from_pairs(
+    src: FloatArray,
+    dst: FloatArray,
+    ref_shape: tuple[int, int],
+    *,
+    reproj_threshold: float = 3.0,
+) -> Match | None:
+    """A MAGSAC++ homography from tentative pairs reference (x, y) -> claim (x, y) [3]_, or None
+    when fewer than 8 pairs exist or no plausible homography is found."""
+    if len(src) < 8:
         return None
-    src = ref.points[[m.queryIdx for m in good]]
-    dst = claim.points[[m.trainIdx for m in good]]
     h, mask = cv2.findHomography(
         src, dst, cv2.USAC_MAGSAC, reproj_threshold, maxIters=4000, confidence=0.999
     )
@@ -142,4 +165,57 @@ def match_homography(
     keep = mask.ravel().astype(bool)
     if keep.sum() < 4 or not _plausible(h, ref_shape):
         return None
-    return Match(h, int(keep.sum()), len(good), src[keep], dst[keep])
+    return Match(h, int(keep.sum()), len(src), src[keep], dst[keep])
+
+
+class FeatureSetIndex:
+    """One FLANN index over several feature sets (a SKU's reference photos, plain and mirrored),
+    queried once with the claim's descriptors instead of once per set.
+
+    The ratio test [1]_ is applied per set: a claim descriptor's nearest neighbour in a set is kept
+    when it is closer than ``ratio`` times the second nearest *in the same set*. Where the second is
+    not among the ``k`` neighbours returned, the k-th distance stands in for it; it is a lower bound,
+    so the test only gets stricter. Sets that show the same picture twice (a listing photo uploaded
+    at two sizes) therefore do not cancel each other out as they would under a global ratio test.
+    """
+
+    def __init__(self, sets: list[Features], *, checks: int = 64) -> None:
+        self.sets = sets
+        sizes = [len(f) for f in sets]
+        self.owner = np.repeat(np.arange(len(sets)), sizes)
+        self.row = np.concatenate([np.arange(n) for n in sizes]) if sets else np.zeros(0, int)
+        self.checks = checks
+        self.index: Any = None
+        if sum(sizes) >= 2:
+            data = np.ascontiguousarray(np.concatenate([f.descriptors for f in sets]), np.float32)
+            cv2.setRNGSeed(20251)  # randomised k-d trees: the same sets give the same index
+            self.index = cv2.flann_Index(data, {"algorithm": 1, "trees": 4})  # type: ignore[attr-defined]
+
+    def tentative_pairs(
+        self, claim: Features, *, ratio: float = 0.8
+    ) -> list[tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]]:
+        """Per set: (set row indices, claim row indices) of the pairs passing the ratio test."""
+        empty = (np.zeros(0, np.intp), np.zeros(0, np.intp))
+        if self.index is None or len(claim) < 8:
+            return [empty for _ in self.sets]
+        k = min(len(self.owner), max(4, 2 * len(self.sets)))
+        idx, dist = self.index.knnSearch(
+            np.ascontiguousarray(claim.descriptors, np.float32), k, params={"checks": self.checks}
+        )
+        idx = idx.astype(np.intp)
+        valid = idx >= 0
+        owners = np.where(valid, self.owner[np.clip(idx, 0, None)], -1)
+        floor = dist[:, -1]  # squared L2, as FLANN returns it
+        rows = np.arange(len(idx))
+        out = []
+        for s in range(len(self.sets)):
+            mine = owners == s
+            seen = np.cumsum(mine, axis=1)
+            has1 = seen[:, -1] >= 1
+            p1 = np.argmax(mine, axis=1)
+            p2 = np.argmax(mine & (seen == 2), axis=1)
+            d1 = dist[rows, p1]
+            d2 = np.where(seen[:, -1] >= 2, dist[rows, p2], floor)
+            keep = has1 & (d1 < ratio * ratio * d2)
+            out.append((self.row[idx[rows[keep], p1[keep]]], rows[keep].astype(np.intp)))
+        return out

@@ -24,7 +24,15 @@ import numpy.typing as npt
 from ..config import Settings
 from ..media import Media, estimate_jpeg_quality, hamming
 from .base import Context, Detector, Example, Finding, Reason, Region
-from .matching import Features, Match, claim_index, detect_features, match_homography
+from .matching import (
+    Features,
+    FeatureSetIndex,
+    Match,
+    claim_index,
+    detect_features,
+    homography_from_pairs,
+    match_homography,
+)
 from .residual import ResidualAnalysis, analyse_residual, background_mask
 
 __all__ = [
@@ -169,6 +177,34 @@ def prepare_reference(media: Media, settings: Settings | None = None) -> Referen
     return model
 
 
+_SET_INDEXES: OrderedDict[tuple[str, ...], FeatureSetIndex] = OrderedDict()
+_SET_INDEXES_SIZE = 64
+
+
+def reference_set_index(models: Sequence[ReferenceModel]) -> FeatureSetIndex:
+    """One index over every reference's plain and mirrored features (in that order, reference by
+    reference), kept per set of references: a SKU's photos are indexed once, not per claim."""
+    key = tuple(_feature_key(m.media) for m in models)
+    with _CACHE_LOCK:
+        hit = _SET_INDEXES.get(key)
+        if hit is not None:
+            _SET_INDEXES.move_to_end(key)
+            return hit
+    index = FeatureSetIndex([f for m in models for f in (m.features, m.features_mirrored)])
+    with _CACHE_LOCK:
+        _SET_INDEXES[key] = index
+        while len(_SET_INDEXES) > _SET_INDEXES_SIZE:
+            _SET_INDEXES.popitem(last=False)
+    return index
+
+
+def clear_caches() -> None:
+    """Forget every reference model and index kept in memory (benchmarks of the cold path)."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
+        _SET_INDEXES.clear()
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class ReferenceOutcome:
     """The comparison of one claim with one reference."""
@@ -282,15 +318,28 @@ def align(
     ref: ReferenceModel,
     settings: Settings,
     index: Any = None,
+    pairs: Sequence[tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]] | None = None,
 ) -> ReferenceOutcome:
     """Steps 1-2: find the homography reference -> claim. The verdict is ``unverified`` when one
-    was found (``verify`` decides), else ``no_match``."""
+    was found (``verify`` decides), else ``no_match``.
+
+    ``pairs``, where given, are the tentative matches of the plain and the mirrored reference
+    found by a :class:`FeatureSetIndex` over all references; otherwise the reference's
+    descriptors are matched against ``index``, the claim's."""
     distance = min(hamming(claim.pdq, h) for h in ref.media.pdq_dihedral)
     best: tuple[Match, bool] | None = None
-    for feats, mirrored in ((ref.features, False), (ref.features_mirrored, True)):
+    for side, (feats, mirrored) in enumerate(
+        ((ref.features, False), (ref.features_mirrored, True))
+    ):
         if best is not None and best[0].inliers >= 40 and best[0].inlier_ratio >= 0.25:
             break  # a strong unmirrored match: the mirrored reference cannot do better
-        m = match_homography(feats, claim_features, ref.match_shape, index=index)
+        if pairs is not None:
+            ref_rows, claim_rows = pairs[side]
+            m = homography_from_pairs(
+                feats.points[ref_rows], claim_features.points[claim_rows], ref.match_shape
+            )
+        else:
+            m = match_homography(feats, claim_features, ref.match_shape, index=index)
         if m is not None and (best is None or m.inliers > best[0].inliers):
             best = (m, mirrored)
     claim_shape = claim.analysis.shape[:2]
@@ -367,11 +416,15 @@ def refine_homography(
         return homography
     ref_grey = cv2.cvtColor(ref, cv2.COLOR_RGB2GRAY)
     corners = np.array([[0, 0], [cols, 0], [cols, rows], [0, rows]], np.float64).reshape(-1, 1, 2)
+    inside = footprint > 0
+
+    def warped(h: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.uint8], float]:
+        moved = cv2.equalizeHist(cv2.warpPerspective(ref_grey, h, size, flags=cv2.INTER_LINEAR))
+        return moved, float(cv2.absdiff(moved, target)[inside].mean())
+
     current = homography
+    moving, misfit = warped(current)
     for _ in range(rounds):
-        moving = cv2.equalizeHist(
-            cv2.warpPerspective(ref_grey, current, size, flags=cv2.INTER_LINEAR)
-        )
         points = cv2.goodFeaturesToTrack(moving, max_points, 0.01, 7, mask=footprint)
         if points is None or len(points) < 20:
             break
@@ -393,7 +446,13 @@ def refine_homography(
             or float(np.abs(moved).max()) > 0.02 * max(rows, cols) + 3
         ):
             break  # a large jump is a wrong optimum, not a refinement
-        current = correction @ current
+        candidate = correction @ current
+        # Tracks can agree on a wrong correction (a repeated texture, a rotated low-contrast
+        # photo): keep it only if the warped reference then fits the claim better.
+        candidate_moving, candidate_misfit = warped(candidate)
+        if candidate_misfit >= misfit:
+            break
+        current, moving, misfit = candidate, candidate_moving, candidate_misfit
         if float(np.abs(moved).max()) < 0.05:
             break
     return current
@@ -633,11 +692,21 @@ class ReferenceDetector(Detector):
             return []
         small, factor = _match_copy(claim.analysis)
         claim_features = detect_features(small)
-        index = claim_index(claim_features)
         models = [prepare_reference(ref, context.settings) for ref in context.references]
+        pairs = reference_set_index(models).tentative_pairs(claim_features)
         aligned = [
-            (align(claim, claim_features, factor, model, context.settings, index), model)
-            for model in models
+            (
+                align(
+                    claim,
+                    claim_features,
+                    factor,
+                    model,
+                    context.settings,
+                    pairs=pairs[2 * i : 2 * i + 2],
+                ),
+                model,
+            )
+            for i, model in enumerate(models)
         ]
         # Verify the best-supported alignments first and stop at the first copy found: the
         # residual is the costly step, and a claim is a copy of at most one reference.
