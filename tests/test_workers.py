@@ -192,3 +192,26 @@ def test_a_worker_killed_mid_analysis_loses_nothing_and_the_claim_is_assessed_on
         _stop(second)
     assert state == "awaiting_merchant"
     assert _state(settings, claim_id)[1] == 1
+
+
+def test_service_pictures_are_jpeg_and_the_mask_png() -> None:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from refundlens.detectors._examples import forged_from_listing
+    from refundlens.pipeline import analyze
+    from refundlens.report import overlay_image, picture_blobs
+
+    claim, context, _ = forged_from_listing(seed=5)
+    image = analyze([claim], context.references).images[0]
+    blobs = picture_blobs(image)
+    assert blobs["mask"].startswith(b"\x89PNG")
+    assert blobs["overlay"].startswith(b"\xff\xd8\xff")
+    assert blobs["aligned_reference"].startswith(b"\xff\xd8\xff")
+    overlay = overlay_image(image)
+    assert overlay is not None
+    shown = np.asarray(Image.open(io.BytesIO(blobs["overlay"])).convert("RGB"), np.int16)
+    assert shown.shape == overlay.shape
+    assert np.abs(shown - overlay).mean() < 3  # a visual aid, close to the picture drawn

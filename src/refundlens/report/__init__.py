@@ -1,14 +1,14 @@
 """report: Assessment -> versioned JSON, pictures (masks, overlays) and human text."""
 
 from .json import SCHEMA_VERSION, assessment_to_dict, load_schema
-from .pictures import overlay_image, picture_pngs, write_finding_pictures, write_pictures
+from .pictures import overlay_image, picture_blobs, write_finding_pictures, write_pictures
 
 __all__ = [
     "SCHEMA_VERSION",
     "assessment_to_dict",
     "load_schema",
     "overlay_image",
-    "picture_pngs",
+    "picture_blobs",
     "write_finding_pictures",
     "write_pictures",
 ]

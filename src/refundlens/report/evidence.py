@@ -168,12 +168,13 @@ def gather(session: Session, blobs: BlobStore, claim_id: str, inline: bool = Tru
     for image in (report or {}).get("images", []):
         for name, sha in (image.get("pictures") or {}).items():
             if blobs.exists(sha):
+                data = blobs.get(sha) if inline else b""
                 pictures.append(
                     {
                         "image": image["path"],
                         "name": name,
                         "sha256": sha,
-                        "src": _data_uri(blobs.get(sha), "image/png") if inline else "",
+                        "src": _data_uri(data, _mime(data)) if inline else "",
                     }
                 )
         for finding in image.get("findings", []):

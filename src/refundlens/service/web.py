@@ -497,7 +497,7 @@ async def check_run(
 
         from ..media import media_from_bytes
         from ..pipeline import analyze
-        from ..report import assessment_to_dict, picture_pngs
+        from ..report import assessment_to_dict, picture_blobs
         from ..store.models import ReferencePhoto, Sku
 
         with runtime.db.session() as session:
@@ -525,11 +525,11 @@ async def check_run(
         )
         assessment = analyze([claim], references, settings=runtime.settings, policy=runtime.policy)
         report = assessment_to_dict(assessment)
-        pictures = picture_pngs(assessment.images[0])
+        pictures = picture_blobs(assessment.images[0])
         shown = pictures.get("overlay")
         return {
             "report": report,
-            "overlay": "data:image/png;base64," + base64.b64encode(shown).decode()
+            "overlay": "data:image/jpeg;base64," + base64.b64encode(shown).decode()
             if shown
             else None,
         }

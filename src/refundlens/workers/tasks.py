@@ -10,7 +10,7 @@ from ..cases.routing import RoutingRules
 from ..config import Settings, service_settings
 from ..fusion import load_policy
 from ..pipeline import analyze
-from ..report import assessment_to_dict, picture_pngs
+from ..report import assessment_to_dict, picture_blobs
 from ..store import BlobStore, Database
 
 __all__ = ["Runtime", "analyse_claim", "tick"]
@@ -78,7 +78,7 @@ def analyse_claim(runtime: Runtime, claim_id: str) -> str:
     # show exactly what this analysis saw.
     for image, entry in zip(assessment.images, report["images"], strict=True):
         entry["pictures"] = {
-            name: runtime.blobs.put(png) for name, png in picture_pngs(image).items()
+            name: runtime.blobs.put(png) for name, png in picture_blobs(image).items()
         }
     with runtime.db.session() as session:
         claim = workflow.finish_analysis(
