@@ -33,6 +33,7 @@ NOT_CALIBRATED = {
 FORENSICS_CODES = [
     "pixels.noise_inconsistency",
     "pixels.double_jpeg_inconsistency",
+    "pixels.cfa_inconsistency",
     "pixels.copy_move",
     "pixels.no_sensor_noise",
     "pixels.upsampling_peaks",

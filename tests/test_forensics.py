@@ -151,3 +151,55 @@ def test_measurements_of_an_honest_photo_stay_below_every_threshold() -> None:
     assert m.anomaly_score < settings.pixels_anomaly_threshold
     assert m.moire_peak < settings.pixels_moire_threshold
     assert m.copy_move is None
+
+
+def test_a_region_without_the_demosaicing_pattern_is_outlined_in_a_photo_that_has_one() -> None:
+    from refundlens.detectors._pixels_examples import pasted_without_demosaicing
+
+    media = media_from_bytes(pasted_without_demosaicing(), "p.png")
+    findings = PixelsDetector().analyze(media, Context())
+    (cfa,) = [f for f in findings if f.code == "pixels.cfa_inconsistency"]
+    assert cfa.facts["cfa_strength"] > 1.0 and cfa.facts["cfa_agreement"] > 0.9
+    assert "cfa_heatmap" in cfa.pictures
+    rows, cols = media.analysis.shape[:2]
+    truth = np.zeros((rows, cols), bool)
+    truth[rows // 3 : rows // 3 + rows // 4, cols // 3 : cols // 3 + cols // 4] = True
+    assert cfa.region is not None
+    assert _f1(cfa.region.array, truth) > 0.6
+
+
+def test_an_untouched_demosaiced_photo_has_the_pattern_everywhere_and_no_cfa_finding() -> None:
+    from refundlens.detectors._pixels_examples import demosaiced
+
+    media = media_from_bytes(encode(demosaiced(camera_photo(6, noise=2.0)), "PNG"), "c.png")
+    m = measure(media)
+    assert m.cfa_strength > 1.0 and m.cfa_map is not None
+    assert m.cfa_score < Settings().pixels_cfa_threshold
+    assert not any(
+        f.code == "pixels.cfa_inconsistency"
+        for f in PixelsDetector().findings(media, m, Settings())
+    )
+
+
+def test_resizing_erases_the_pattern_and_the_cfa_map_then_stays_out_of_the_evidence() -> None:
+    from refundlens.detectors._pixels_examples import pasted_without_demosaicing
+
+    pasted = np.asarray(Image.open(io.BytesIO(pasted_without_demosaicing())).convert("RGB"))
+    shrunk = np.asarray(Image.fromarray(pasted).resize((700, 525), Image.Resampling.BICUBIC))
+    m = measure(media_from_bytes(encode(shrunk, "PNG"), "s.png"))
+    assert m.cfa_strength < Settings().pixels_cfa_min_strength
+    assert m.cfa_map is None and m.cfa_score == 0.0
+
+
+def test_a_patch_moved_by_one_pixel_shows_the_other_lattice() -> None:
+    from refundlens.detectors._pixels_examples import demosaiced
+    from refundlens.forensics.cfa import cfa_traces
+
+    photo = demosaiced(camera_photo(7, noise=2.0))
+    moved = photo.copy()
+    moved[256:512, 256:512] = photo[257:513, 256:512]  # an odd shift swaps the green lattices
+    traces = cfa_traces(moved, block=32)
+    inside = traces.block_map[9:15, 9:15]
+    outside = traces.block_map[:6]
+    assert np.nanmedian(outside) > 1.0
+    assert np.nanmedian(inside) < -1.0

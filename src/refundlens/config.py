@@ -125,6 +125,20 @@ class Settings:
     no authentic photo of the benchmark scored above 0."""
     pixels_moire_threshold: float = 4.4
     """Spectral peak height (log units) from which a photo reads as recaptured from a screen."""
+    pixels_cfa_block: int = 32
+    """Side, in pixels of the file, of the blocks the demosaicing (CFA) pattern is measured on."""
+    pixels_cfa_min_strength: float = 0.3
+    """Median log energy ratio between the green lattices from which a photo counts as carrying a
+    demosaicing pattern at all. Phone photos and every JPEG of the benchmark stay near 0 (the
+    camera's processing and the compression erase it; a raw-converted Sony TIFF reaches 0.15);
+    below this the CFA map is not computed into evidence."""
+    pixels_cfa_min_separation: float = 3.0
+    """How many robust standard deviations of the block-to-block variation the pattern's strength
+    must reach: only then does a block without it stand out. A Nokia 8.3 HEIF photo carries a weak
+    pattern (strength 0.33, spread about 0.2) whose map outlined an honest out-of-focus area."""
+    pixels_cfa_threshold: float = 0.5
+    """CFA anomaly score (0-1: the region's lack of the pattern against the rest) from which
+    ``pixels.cfa_inconsistency`` is reported."""
     pixels_copy_move_min_inliers: int = 34
     """Keypoint pairs that must agree on one transform before a region counts as cloned."""
 

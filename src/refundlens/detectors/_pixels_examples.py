@@ -19,8 +19,10 @@ from .base import Context, Example
 __all__ = [
     "camera_photo",
     "cloned",
+    "demosaiced",
     "encode",
     "pasted_with_other_compression",
+    "pasted_without_demosaicing",
     "pixel_examples",
     "screen_photo",
     "smoothed_patch",
@@ -105,6 +107,28 @@ def screen_photo(seed: int = 1) -> bytes:
     return encode(np.clip(shot, 0, 255).astype(np.uint8), quality=92)
 
 
+def demosaiced(rgb: np.ndarray) -> np.ndarray:
+    """``rgb`` as a camera records it: one colour per pixel on a Bayer (BGGR) mosaic, the other
+    two interpolated back (OpenCV's bilinear demosaicing)."""
+    bayer = np.zeros(rgb.shape[:2], np.uint8)
+    bayer[0::2, 0::2] = rgb[0::2, 0::2, 2]
+    bayer[1::2, 1::2] = rgb[1::2, 1::2, 0]
+    bayer[0::2, 1::2] = rgb[0::2, 1::2, 1]
+    bayer[1::2, 0::2] = rgb[1::2, 0::2, 1]
+    return cv2.cvtColor(bayer, cv2.COLOR_BayerBG2RGB)
+
+
+def pasted_without_demosaicing(seed: int = 5) -> bytes:
+    """A demosaiced photo (PNG) with a patch of another photo, resized on the way, pasted in:
+    the patch carries no Bayer pattern."""
+    base = demosaiced(camera_photo(seed, noise=2.0))
+    donor = cv2.resize(camera_photo(seed + 1, noise=2.0), None, fx=0.8, fy=0.8)
+    rows, cols = base.shape[:2]
+    top, left, h, w = rows // 3, cols // 3, rows // 4, cols // 4
+    base[top : top + h, left : left + w] = donor[top : top + h, left : left + w]
+    return encode(base, "PNG")
+
+
 def _case(data: bytes, name: str) -> tuple[Media, Context]:
     return media_from_bytes(data, name), Context()
 
@@ -125,6 +149,11 @@ def pixel_examples() -> list[Example]:
             "a smoothed patch in a noisy photo is localised",
             lambda: _case(smoothed_patch(), "smoothed.png"),
             frozenset({"pixels.noise_inconsistency"}),
+        ),
+        Example(
+            "a region without the camera's demosaicing pattern is localised",
+            lambda: _case(pasted_without_demosaicing(), "pasted.png"),
+            frozenset({"pixels.cfa_inconsistency"}),
         ),
         Example(
             "a cloned region is found",

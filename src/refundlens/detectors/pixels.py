@@ -1,6 +1,7 @@
 """detectors/pixels: evidence in the pixels alone, for photos with no reference and no label.
 
-Four local maps (double JPEG quantization, residual co-occurrence, local noise level, error level)
+Five local maps (double JPEG quantization, demosaicing pattern, residual co-occurrence, local noise
+level, error level)
 and three global cues (copy-move, a photographed screen, generator upsampling or no sensor noise at
 all). :func:`measure` computes everything once; :class:`PixelsDetector` turns the measurements into
 findings. Every cue here has honest photos that resemble it (chat apps recompress, products repeat,
@@ -18,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..config import Settings
+from ..forensics.cfa import cfa_traces
 from ..forensics.copy_move import CopyMove, find_copy_move
 from ..forensics.ela import error_level
 from ..forensics.jpeg_dct import double_quantization
@@ -51,6 +53,11 @@ class PixelMeasurements:
     cooc_separation: float
     cooc_region: npt.NDArray[np.bool_] | None
     cooc_score: float
+    cfa_map: FloatMap | None
+    cfa_strength: float
+    cfa_agreement: float
+    cfa_region: npt.NDArray[np.bool_] | None
+    cfa_score: float
     noise_map: FloatMap
     noise_level: float
     noise_spread: float
@@ -61,21 +68,32 @@ class PixelMeasurements:
     grid_peak: float
     grid_count: int
 
+    def _strongest(self) -> str:
+        scores = {"double_jpeg": self.dq_score, "cfa": self.cfa_score, "noise_residual": 0.0}
+        best = max(scores, key=lambda k: scores[k])
+        return best if scores[best] >= self.cooc_score and scores[best] > 0 else "noise_residual"
+
     @property
     def anomaly_score(self) -> float:
-        """The fused local-anomaly score in [0, 1]: the stronger of the two localising maps."""
-        return max(self.dq_score, self.cooc_score)
+        """The fused local-anomaly score in [0, 1]: the strongest of the localising maps."""
+        return max(self.dq_score, self.cfa_score, self.cooc_score)
 
     @property
     def anomaly_region(self) -> npt.NDArray[np.bool_] | None:
-        if self.dq_score >= self.cooc_score and self.dq_region is not None:
+        kind = self._strongest()
+        if kind == "double_jpeg" and self.dq_region is not None:
             return self.dq_region
+        if kind == "cfa" and self.cfa_region is not None:
+            return self.cfa_region
         return self.cooc_region
 
     @property
     def anomaly_map(self) -> FloatMap:
-        if self.dq_map is not None and self.dq_score >= self.cooc_score:
+        kind = self._strongest()
+        if kind == "double_jpeg" and self.dq_map is not None:
             return self.dq_map
+        if kind == "cfa" and self.cfa_map is not None:
+            return self.cfa_map
         return self.cooc_map
 
 
@@ -139,6 +157,8 @@ def measure(claim: Media, settings: Settings | None = None) -> PixelMeasurements
             dq_map = np.clip(_to_analysis(claim.orient(blocks), shape), 0, 1)
             dq_region, dq_score = _region_score(dq_map, 0.7)
 
+    cfa_map, cfa_region, cfa_score, cfa_strength, cfa_agreement = _cfa(claim, settings)
+
     work = _working_copy(claim, settings.pixels_side)
     cooc, separation = residual_cooccurrence_map(work)
     cooc_map = _to_analysis(cooc, shape)
@@ -177,6 +197,11 @@ def measure(claim: Media, settings: Settings | None = None) -> PixelMeasurements
         cooc_separation=separation,
         cooc_region=cooc_region,
         cooc_score=cooc_score,
+        cfa_map=cfa_map,
+        cfa_strength=cfa_strength,
+        cfa_agreement=cfa_agreement,
+        cfa_region=cfa_region,
+        cfa_score=cfa_score,
         noise_map=noise_map.astype(np.float32),
         noise_level=noise_level(work),
         noise_spread=spread,
@@ -189,12 +214,49 @@ def measure(claim: Media, settings: Settings | None = None) -> PixelMeasurements
     )
 
 
+def _native(claim: Media) -> npt.NDArray[np.uint8]:
+    """The pixels as the file holds them (the analysis copy is resampled for large photos)."""
+    if max(claim.width, claim.height) <= max(claim.analysis.shape[:2]):
+        return claim.analysis
+    return claim.pixels
+
+
+def _cfa(
+    claim: Media, settings: Settings
+) -> tuple[FloatMap | None, npt.NDArray[np.bool_] | None, float, float, float]:
+    """(map, region, score, strength, agreement) of the demosaicing pattern.
+
+    The map is "pattern missing" in [0, 1] per block, at the analysis resolution: 1 where a
+    textured block shows no pattern or the other lattice's. It exists only when the photo as a
+    whole carries a clear pattern (``pixels_cfa_min_strength``): a resized or compressed photo
+    has none anywhere, and its blocks then say nothing about an edit.
+    """
+    traces = cfa_traces(_native(claim), block=settings.pixels_cfa_block)
+    if traces.strength < max(
+        settings.pixels_cfa_min_strength, settings.pixels_cfa_min_separation * traces.spread
+    ):
+        return None, None, 0.0, traces.strength, traces.agreement
+    values = traces.block_map
+    missing = np.where(
+        np.isfinite(values), np.clip(1.0 - values / traces.strength, 0.0, 1.0), 0.0
+    ).astype(np.float32)
+    missing = cv2.blur(missing, (3, 3))  # an edit spans blocks; one block flips on texture
+    rows, cols = claim.analysis.shape[:2]
+    factor = rows / _native(claim).shape[0]
+    covered = (
+        max(1, round(values.shape[1] * traces.block * factor)),
+        max(1, round(values.shape[0] * traces.block * factor)),
+    )
+    heat = np.zeros((rows, cols), np.float32)
+    part = cv2.resize(missing, covered, interpolation=cv2.INTER_LINEAR)
+    heat[: min(rows, part.shape[0]), : min(cols, part.shape[1])] = part[:rows, :cols]
+    region, score = _region_score(heat, 0.5)
+    return heat, region, score, traces.strength, traces.agreement
+
+
 def _centre(claim: Media, side: int) -> npt.NDArray[np.uint8]:
     """The centred square of at most ``side`` pixels at full resolution (moire needs every pixel)."""
-    if max(claim.width, claim.height) <= max(claim.analysis.shape[:2]):
-        full = claim.analysis
-    else:
-        full = claim.pixels
+    full = _native(claim)
     rows, cols = full.shape[:2]
     s = min(side, rows, cols)
     top, left = (rows - s) // 2, (cols - s) // 2
@@ -220,6 +282,7 @@ class PixelsDetector(Detector):
     codes: ClassVar[dict[str, str]] = {
         "pixels.double_jpeg_inconsistency": "One region was not compressed twice like the rest of the JPEG.",
         "pixels.noise_inconsistency": "One region's noise residual differs from the rest of the photo.",
+        "pixels.cfa_inconsistency": "One region lacks the camera's demosaicing pattern that the rest carries.",
         "pixels.copy_move": "A region of the photo is cloned elsewhere in the same photo.",
         "pixels.recapture": "The photo shows a screen's moire: a picture of a screen, not of the goods.",
         "pixels.upsampling_peaks": "Periodic peaks of generator upsampling in a file that was never JPEG.",
@@ -243,17 +306,23 @@ class PixelsDetector(Detector):
         }
         if m.dq_map is not None:
             maps["double_jpeg_heatmap"] = heat_picture(m.dq_map, image)
+        if m.cfa_map is not None:
+            maps["cfa_heatmap"] = heat_picture(m.cfa_map, image)
         common = {
             "anomaly_score": round(m.anomaly_score, 3),
             "double_jpeg_strength": round(m.dq_strength, 3),
             "double_jpeg_periods": {str(k): v for k, v in m.dq_periods.items()},
             "double_jpeg_score": round(m.dq_score, 3),
+            "cfa_strength": round(m.cfa_strength, 3),
+            "cfa_agreement": round(m.cfa_agreement, 3),
+            "cfa_score": round(m.cfa_score, 3),
             "residual_separation": round(m.cooc_separation, 2),
             "residual_score": round(m.cooc_score, 3),
             "noise_level": round(m.noise_level, 2),
             "noise_spread_log": round(m.noise_spread, 2),
             "threshold_noise_residual": settings.pixels_anomaly_threshold,
             "threshold_double_jpeg": settings.pixels_double_jpeg_threshold,
+            "threshold_cfa": settings.pixels_cfa_threshold,
         }
         # Both localising maps may fire on one edit; they are not independent evidence, so only one
         # becomes a finding (double JPEG first: it never fired on an authentic photo) and the
@@ -262,6 +331,7 @@ class PixelsDetector(Detector):
             (kind, score, region)
             for kind, score, region, level in (
                 ("double_jpeg", m.dq_score, m.dq_region, settings.pixels_double_jpeg_threshold),
+                ("cfa", m.cfa_score, m.cfa_region, settings.pixels_cfa_threshold),
                 ("noise_residual", m.cooc_score, m.cooc_region, settings.pixels_anomaly_threshold),
             )
             if region is not None and score >= level
@@ -276,6 +346,17 @@ class PixelsDetector(Detector):
                     "compressed only once: a sign it was pasted or painted in before the last save.",
                     zh=f"该 JPEG 整体经过两次压缩，唯独一块区域（占画面 {share}%）只压缩过一次："
                     "说明它可能是在最后一次保存前被粘贴或绘制上去的。",
+                )
+            elif kind == "cfa":
+                code = "pixels.cfa_inconsistency"
+                reason = Reason(
+                    en=f"The photo carries the pattern a camera's colour filter leaves (strength "
+                    f"{m.cfa_strength:.2f}), except one region ({share}% of the image) that lacks it: "
+                    "pasted from a resized or shifted photo, painted or generated. Very smooth or "
+                    "saturated areas can lose the pattern too: a person should look.",
+                    zh=f"照片整体带有相机色彩滤镜阵列留下的规律纹理（强度 {m.cfa_strength:.2f}），"
+                    f"唯独一块区域（占画面 {share}%）没有：可能是从缩放或平移过的照片粘贴、涂抹或 AI 生成的。"
+                    "非常平滑或饱和的区域也可能失去这种纹理，需人工查看。",
                 )
             else:
                 code = "pixels.noise_inconsistency"
@@ -292,6 +373,8 @@ class PixelsDetector(Detector):
                     # Measured: the residual map barely separates forged from authentic photos at
                     # image level (bench/results/forensics.md), so it weighs little; the
                     # double-JPEG region is calibrated from the benchmark instead.
+                    # CFA: weighted as the residual map until the benchmark holds photos that
+                    # keep the pattern (none of its JPEGs or phone photos do).
                     strength=(3.0 if kind == "double_jpeg" else 1.0) * score,
                     confidence=score,
                     reason=reason,
@@ -403,7 +486,12 @@ class PixelsDetector(Detector):
                 )
             )
         if not any(
-            f.code in ("pixels.double_jpeg_inconsistency", "pixels.noise_inconsistency")
+            f.code
+            in (
+                "pixels.double_jpeg_inconsistency",
+                "pixels.cfa_inconsistency",
+                "pixels.noise_inconsistency",
+            )
             for f in findings
         ):
             findings.append(
