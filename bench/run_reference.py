@@ -71,6 +71,7 @@ def _analyse(case: bench_cases.Case) -> dict[str, Any]:
         "source": case.source,
         "filter": facts.get("matched_filter"),
         "agreement": facts.get("agreement"),
+        "detail_correlation": facts.get("detail_correlation"),
     }
 
 

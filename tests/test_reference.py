@@ -31,8 +31,10 @@ def test_reference_finds_stain_added_to_listing_photo_and_localises_it() -> None
         "residual_median_outside_edit",
         "edited_percent_of_object",
         "claim_jpeg_quality",
+        "detail_correlation",
     ):
         assert key in facts
+    assert facts["detail_correlation"] > 0.8  # the claim's fine detail is the reference's own
     assert abs(facts["transform"]["rotation_deg"]) > 0.5
 
 

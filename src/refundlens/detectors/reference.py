@@ -246,6 +246,9 @@ class ReferenceOutcome:
                 ),
                 noise_level=round(r.noise_level, 2),
                 envelope_level=round(r.envelope_level, 2),
+                detail_correlation=(
+                    None if math.isnan(r.detail_correlation) else round(r.detail_correlation, 3)
+                ),
                 tolerance=round(r.tolerance, 2),
                 matched_filter=r.filter_name,
                 edited_percent_of_object=round(100 * r.edit_share, 2),

@@ -164,6 +164,27 @@ class ResidualAnalysis:
     """Area of the detected edit regions as a share of the compared object area (the regions,
     not only the pixels of ``edit_mask`` within them: this is what the verdict weighs)."""
     predicted: FloatImage
+    detail_correlation: float = float("nan")
+    """Pearson correlation (-1 to 1) of the fine detail (grey minus its Gaussian blur, sigma 1.5
+    px) of claim and normalised reference over the compared pixels outside the edit: near 1
+    when the claim's texture and noise are the reference's own, lower for a new exposure whose
+    sensor noise and micro-parallax are its own."""
+
+
+def detail_correlation(
+    claim: FloatImage, predicted: FloatImage, where: BoolImage, sigma: float = 1.5
+) -> float:
+    """See :attr:`ResidualAnalysis.detail_correlation`; NaN with fewer than 64 pixels."""
+    if int(where.sum()) < 64:
+        return float("nan")
+    a = claim.mean(axis=2) if claim.ndim == 3 else claim
+    b = predicted.mean(axis=2) if predicted.ndim == 3 else predicted
+    da = (a - cv2.GaussianBlur(a, (0, 0), sigma))[where].astype(np.float64)
+    db = (b - cv2.GaussianBlur(b, (0, 0), sigma))[where].astype(np.float64)
+    da -= da.mean()
+    db -= db.mean()
+    denominator = float(np.sqrt((da * da).sum() * (db * db).sum()))
+    return float((da * db).sum() / denominator) if denominator > 0 else float("nan")
 
 
 def localise_edit(
@@ -270,6 +291,10 @@ def analyse_residual(
         env, sharp, compared_box, tolerance, max(12, int(min_component_share * area))
     )
     share = float(regions.sum() / max(1, area))
+    outside_edit = compared_box & ~cv2.dilate(
+        regions.astype(np.uint8), np.ones((5, 5), np.uint8)
+    ).astype(bool)
+    detail = detail_correlation(claim_f, predicted, outside_edit)
 
     def full(part: npt.NDArray[Any], fill: Any) -> npt.NDArray[Any]:
         out = np.full(claim.shape[:2] + part.shape[2:], fill, part.dtype)
@@ -288,4 +313,5 @@ def analyse_residual(
         filter_name=filter_name,
         edit_share=share,
         predicted=full(predicted, 0),
+        detail_correlation=detail,
     )
