@@ -165,7 +165,7 @@ class ResidualAnalysis:
     not only the pixels of ``edit_mask`` within them: this is what the verdict weighs)."""
     predicted: FloatImage
     detail_correlation: float = float("nan")
-    """Pearson correlation (-1 to 1) of the fine detail (grey minus its Gaussian blur, sigma 1.5
+    """Pearson correlation (-1 to 1) of the fine detail (luma minus its Gaussian blur, sigma 1.5
     px) of claim and normalised reference over the compared pixels outside the edit: near 1
     when the claim's texture and noise are the reference's own, lower for a new exposure whose
     sensor noise and micro-parallax are its own."""
@@ -174,17 +174,20 @@ class ResidualAnalysis:
 def detail_correlation(
     claim: FloatImage, predicted: FloatImage, where: BoolImage, sigma: float = 1.5
 ) -> float:
-    """See :attr:`ResidualAnalysis.detail_correlation`; NaN with fewer than 64 pixels."""
+    """See :attr:`ResidualAnalysis.detail_correlation`; NaN with fewer than 64 pixels.
+
+    ``claim`` and ``predicted`` are RGB float32 in [0, 255]; the detail is taken on their luma.
+    """
     if int(where.sum()) < 64:
         return float("nan")
-    a = claim.mean(axis=2) if claim.ndim == 3 else claim
-    b = predicted.mean(axis=2) if predicted.ndim == 3 else predicted
-    da = (a - cv2.GaussianBlur(a, (0, 0), sigma))[where].astype(np.float64)
-    db = (b - cv2.GaussianBlur(b, (0, 0), sigma))[where].astype(np.float64)
-    da -= da.mean()
-    db -= db.mean()
-    denominator = float(np.sqrt((da * da).sum() * (db * db).sum()))
-    return float((da * db).sum() / denominator) if denominator > 0 else float("nan")
+    grey_a = cv2.cvtColor(claim, cv2.COLOR_RGB2GRAY)
+    grey_b = cv2.cvtColor(predicted, cv2.COLOR_RGB2GRAY)
+    da = (grey_a - cv2.GaussianBlur(grey_a, (0, 0), sigma))[where]
+    db = (grey_b - cv2.GaussianBlur(grey_b, (0, 0), sigma))[where]
+    da = da - da.mean()
+    db = db - db.mean()
+    denominator = float(np.sqrt(float(np.dot(da, da)) * float(np.dot(db, db))))
+    return float(np.dot(da, db)) / denominator if denominator > 0 else float("nan")
 
 
 def localise_edit(
