@@ -124,7 +124,7 @@ def main() -> None:
         ),
         "",
         f"Images the claim page loads: {image_bytes / 1024:.0f} KiB (photos, reference, overlay, "
-        "heatmaps as PNG). No script or stylesheet is fetched: the page's CSS and its few lines of "
+        "heatmaps as JPEG, the mask as PNG). No script or stylesheet is fetched: the page's CSS and its few lines of "
         "JS are inline.",
         "",
         "| CPU throttling | claim page DOMContentLoaded, ms | load (pictures decoded), ms |",
