@@ -72,6 +72,9 @@ def _analyse(case: bench_cases.Case) -> dict[str, Any]:
         "filter": facts.get("matched_filter"),
         "agreement": facts.get("agreement"),
         "detail_correlation": facts.get("detail_correlation"),
+        "damage_noise_ratio": facts.get("damage_noise_ratio"),
+        "damage_texture_repeat": facts.get("damage_texture_repeat"),
+        "sentences": [word for word in ("stamped", "smoother") if word in finding.reason.en],
     }
 
 
@@ -328,6 +331,28 @@ def main() -> None:
             ]
             counts = collections.Counter((r["kind"], r["code"]) for r in sel)
             lines += [f"| {k} | `{c}` | {n} |" for (k, c), n in sorted(counts.items())] + [""]
+            lines += [
+                "### How the changed area looks (derived forgeries, test)",
+                "",
+                "Facts of `reference.derived` on the generated damage (all of it painted by "
+                "`refundlens.synth`, none photographed, so this says which styles the sentences "
+                "describe, not how often real damage is mistaken): median ratio of the changed "
+                "area's high-frequency level to the photo's around it, and how often the "
+                "'smoother than the photo' and 'stamped from elsewhere' sentences were written.",
+                "",
+                "| style | derived | median noise ratio | 'smoother' | 'stamped' |",
+                "|---|---|---|---|---|",
+            ]
+            for style in sorted({r["style"] for r in forged if r["style"]}):
+                g = [r for r in forged if r["style"] == style and r["code"] == "reference.derived"]
+                ratios = [r["damage_noise_ratio"] for r in g if r["damage_noise_ratio"] is not None]
+                lines.append(
+                    f"| {style} | {len(g)} | "
+                    f"{np.median(ratios) if ratios else float('nan'):.2f} | "
+                    f"{sum('smoother' in r['sentences'] for r in g)} | "
+                    f"{sum('stamped' in r['sentences'] for r in g)} |"
+                )
+            lines.append("")
     if speeds:
         lines += [
             "## Speed (one core, `cv2.setNumThreads(1)`, best of 7)",

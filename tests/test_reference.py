@@ -202,3 +202,59 @@ def test_one_index_over_all_references_keeps_pairs_of_a_duplicated_reference() -
     # both copies keep most pairs (the search is approximate: a pair or two may differ)
     assert min(len(twice[0][0]), len(twice[2][0])) >= 0.8 * len(alone[0][0])
     assert len(twice[1][0]) < 0.2 * len(alone[0][0])
+
+
+def _noisy_listing_and_context(seed: int) -> tuple[np.ndarray, Context]:
+    from refundlens.detectors._pixels_examples import camera_photo
+
+    listing = camera_photo(seed, size=(480, 640), noise=2.5)
+    return listing, Context(references=(_media(listing, "listing.jpg", 95),))
+
+
+def test_damage_stamped_from_elsewhere_in_the_photo_is_described_as_stamped() -> None:
+    listing, context = _noisy_listing_and_context(11)
+    claim = listing.copy()
+    claim[100:160, 100:200] = listing[300:360, 400:500]  # a clone-tool "crack"
+    (finding,) = ReferenceDetector().analyze(_media(claim, "c.jpg", 92), context)
+    assert finding.code == "reference.derived"
+    assert finding.facts["damage_texture_repeat"] >= 0.95
+    dy, dx = finding.facts["damage_repeat_offset_px"]
+    assert abs(abs(dy) - 200) <= 8 and abs(abs(dx) - 300) <= 8
+    assert "stamped" in finding.reason.en and "盖印" in finding.reason.zh
+
+
+def test_flat_paint_is_described_as_smoother_than_the_photo_around_it() -> None:
+    listing, context = _noisy_listing_and_context(12)
+    claim = listing.copy()
+    claim[200:260, 300:400] = (70, 45, 30)  # a "stain" filled with one colour
+    (finding,) = ReferenceDetector().analyze(_media(claim, "c.jpg", 92), context)
+    assert finding.code == "reference.derived"
+    assert finding.facts["damage_noise_ratio"] <= 0.5
+    assert "smoother" in finding.reason.en and "平滑" in finding.reason.zh
+    assert "stamped" not in finding.reason.en
+
+
+def test_painted_crack_with_its_own_texture_gets_neither_sentence() -> None:
+    listing, context = _noisy_listing_and_context(13)
+    damaged, _mask = synth.paint_damage(
+        listing, np.ones(listing.shape[:2], bool), "crack", 0.02, seed=3
+    )
+    (finding,) = ReferenceDetector().analyze(_media(damaged, "c.jpg", 92), context)
+    assert finding.code == "reference.derived"
+    assert "damage_noise_ratio" in finding.facts
+    assert "stamped" not in finding.reason.en
+
+
+def test_a_translucent_stain_over_the_products_repeating_print_is_not_called_stamped() -> None:
+    from refundlens.detectors._pixels_examples import camera_photo
+
+    listing = camera_photo(14, size=(480, 640), noise=2.5)
+    listing[:, 320:] = listing[:, :320]  # the package repeats its print
+    context = Context(references=(_media(listing, "listing.jpg", 95),))
+    claim = listing.copy()
+    claim[150:230, 80:200] = (claim[150:230, 80:200] * 0.6).astype(np.uint8)
+    (finding,) = ReferenceDetector().analyze(_media(claim, "c.jpg", 92), context)
+    assert finding.code == "reference.derived"
+    assert finding.facts["damage_texture_repeat"] >= 0.95  # the print does repeat...
+    assert finding.facts["damage_reference_texture_correlation"] >= 0.8  # ...and shows through
+    assert "stamped" not in finding.reason.en

@@ -82,6 +82,13 @@ class Settings:
     most 0.87). Tuned on the dev split."""
     reference_near_copy_max_envelope: float = 3.25
     """Largest median envelope residual (grey levels) under ``reference_near_copy_agreement``."""
+    reference_damage_smooth_ratio: float = 0.5
+    """A derived claim's changed area whose high-frequency level is at most this share of the
+    photo's around it is described as painted on (smoother than a photographed surface). A
+    judgement threshold for a sentence; the ratio itself is always in the facts."""
+    reference_damage_repeat_ncc: float = 0.95
+    """Normalised cross-correlation from which a derived claim's changed area is described as
+    stamped from elsewhere in the same photo (clone tool). A judgement threshold for a sentence."""
 
     # --- provenance detector ---
     provenance_generators_path: str = ""

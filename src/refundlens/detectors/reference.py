@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..config import Settings
+from ..forensics.plausibility import damage_plausibility
 from ..media import Media, estimate_jpeg_quality, hamming
 from .base import Context, Detector, Example, Finding, Reason, Region
 from .matching import (
@@ -580,7 +581,50 @@ def verify(
 _RANK = {"derived": 0, "identical": 1, "same_item_new_photo": 2, "no_match": 3, "unverified": 4}
 
 
-def _finding(claim: Media, outcome: ReferenceOutcome, others: int) -> Finding:
+def _damage_sentences(
+    claim: Media, r: ResidualAnalysis, settings: Settings, facts: dict[str, Any]
+) -> tuple[str, str]:
+    """Facts on how the changed area was made, and sentences where they are clear."""
+    changed = cv2.dilate(r.edit_mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    p = damage_plausibility(claim.analysis, changed, r.compared, r.predicted)
+    if p is None:
+        return "", ""
+    facts.update(
+        damage_noise_inside=round(p.noise_inside, 2),
+        damage_noise_around=round(p.noise_around, 2),
+        damage_noise_ratio=round(p.noise_ratio, 2) if math.isfinite(p.noise_ratio) else None,
+        damage_texture_repeat=round(p.texture_repeat, 3),
+        damage_repeat_offset_px=list(p.repeat_offset_px) if p.repeat_offset_px else None,
+        damage_reference_texture_correlation=(
+            round(p.underlying_correlation, 3) if math.isfinite(p.underlying_correlation) else None
+        ),
+    )
+    en, zh = "", ""
+    if p.stamped(settings.reference_damage_repeat_ncc) and p.repeat_offset_px:
+        dy, dx = p.repeat_offset_px
+        en += (
+            f" The changed area repeats a texture found {math.hypot(dy, dx):.0f} px away in the "
+            f"same photo (correlation {p.texture_repeat:.2f}): stamped, not broken."
+        )
+        zh += (
+            f"改动区域与同一照片中 {math.hypot(dy, dx):.0f} 像素外的纹理重复"
+            f"（相关系数 {p.texture_repeat:.2f}）：是盖印复制的，不是真实破损。"
+        )
+    if p.noise_ratio <= settings.reference_damage_smooth_ratio:
+        en += (
+            f" The changed area is smoother than the photo around it (noise {p.noise_inside:.1f} "
+            f"against {p.noise_around:.1f} grey levels), as paint added afterwards is."
+        )
+        zh += (
+            f"改动区域比周围更平滑（噪声 {p.noise_inside:.1f}，周围 {p.noise_around:.1f} 灰度级），"
+            "符合事后涂抹的特征。"
+        )
+    return en, zh
+
+
+def _finding(
+    claim: Media, outcome: ReferenceOutcome, others: int, settings: Settings | None = None
+) -> Finding:
     facts = outcome.facts(claim)
     facts["references_compared"] = others
     name = outcome.reference.name.rsplit("/", 1)[-1]
@@ -596,15 +640,17 @@ def _finding(claim: Media, outcome: ReferenceOutcome, others: int) -> Finding:
     if outcome.verdict == "derived" and r is not None:
         pct = 100 * r.edit_share
         confidence = float(np.clip((r.agreement - 0.6) / 0.35, 0.3, 1.0))
+        how_en, how_zh = _damage_sentences(claim, r, settings or Settings(), facts)
         return Finding(
             "reference.derived",
             6.0 * confidence,
             confidence,
             Reason(
                 f"Made from the merchant's photo {name}: {100 * r.agreement:.1f}% of the product matches "
-                f"it to compression-noise level, and {pct:.1f}% of the product was changed (outlined).",
+                f"it to compression-noise level, and {pct:.1f}% of the product was changed (outlined)."
+                + how_en,
                 f"由商家图片 {name} 修改而成：商品 {100 * r.agreement:.1f}% 的区域与原图一致（仅有压缩噪声），"
-                f"{pct:.1f}% 的区域被改动（已标出）。",
+                f"{pct:.1f}% 的区域被改动（已标出）。" + how_zh,
             ),
             facts,
             Region(r.edit_mask.copy(), "mask"),
@@ -729,7 +775,7 @@ class ReferenceDetector(Detector):
             )
 
         best = min(outcomes, key=rank)
-        return [_finding(claim, best, len(models))]
+        return [_finding(claim, best, len(models), context.settings)]
 
     @classmethod
     def examples(cls) -> Sequence[Example]:
