@@ -59,7 +59,7 @@ def _big_claim() -> bytes:
     return out.getvalue()
 
 
-def _setup(settings: Settings) -> str:
+def _setup(settings: Settings, photo: bytes | None = None) -> str:
     database = Database(settings)
     database.upgrade()
     blobs = BlobStore(Path(settings.data_dir) / "blobs")
@@ -83,7 +83,7 @@ def _setup(settings: Settings) -> str:
             "refund_only",
             "broken",
             100.0,
-            [("claim.jpg", _big_claim())],
+            [("claim.jpg", photo or _big_claim())],
         )
         claim_id = claim.id
     database.dispose()
@@ -215,3 +215,41 @@ def test_service_pictures_are_jpeg_and_the_mask_png() -> None:
     shown = np.asarray(Image.open(io.BytesIO(blobs["overlay"])).convert("RGB"), np.int16)
     assert shown.shape == overlay.shape
     assert np.abs(shown - overlay).mean() < 3  # a visual aid, close to the picture drawn
+
+
+def _small_claim() -> bytes:
+    return resources.files("refundlens").joinpath("samples/claim_forged.jpg").read_bytes()
+
+
+def test_an_in_process_backlog_re_submitted_by_the_ticker_is_analysed_once_per_claim(
+    tmp_path: Path,
+) -> None:
+    from refundlens.workers.runner import Dispatcher
+
+    settings = Settings(data_dir=str(tmp_path / "data"), ocr_enabled=False)
+    claim_id = _setup(settings, _small_claim())
+    dispatcher = Dispatcher(settings, tick_seconds=3600)
+    dispatcher.start()  # its first tick queues the waiting claim
+    for _ in range(3):  # the ticker and the API asking again while the claim still waits
+        dispatcher.submit(claim_id)
+        dispatcher.run_tick()
+    dispatcher.stop()  # waits for everything queued
+    state, assessments = _state(settings, claim_id)
+    assert (state, assessments) == ("awaiting_merchant", 1)
+    database = Database(settings)
+    with database.session() as session:
+        claim = session.get(Claim, claim_id)
+        assert claim is not None and claim.analysis_attempts == 1
+    database.dispose()
+
+
+def test_a_task_delivered_again_after_the_analysis_finished_does_nothing(tmp_path: Path) -> None:
+    from refundlens.workers.tasks import Runtime, analyse_claim
+
+    settings = Settings(data_dir=str(tmp_path / "data"), ocr_enabled=False)
+    claim_id = _setup(settings, _small_claim())
+    runtime = Runtime(settings)
+    assert analyse_claim(runtime, claim_id) == "awaiting_merchant"
+    assert analyse_claim(runtime, claim_id) == "skipped"
+    assert _state(settings, claim_id) == ("awaiting_merchant", 1)
+    runtime.db.dispose()

@@ -316,16 +316,16 @@ def create_claim(
 
 
 def start_analysis(session: Session, claim_id: str, settings: Settings) -> int | None:
-    """Move the claim to ``analysing`` and return this attempt's number; None if nothing to do."""
+    """Move the claim to ``analysing`` and return this attempt's number; None if nothing to do.
+
+    Only a claim that asks for an analysis starts one: ``submitted``, or ``analysing`` (a live
+    capture just arrived, or a worker died and the reaper re-queued it). A task delivered twice
+    for a claim already analysed and waiting on someone finds nothing to do.
+    """
     claim = session.get(Claim, claim_id, with_for_update=True)
     if claim is None:
         return None
-    if claim.state not in (
-        ClaimState.SUBMITTED,
-        ClaimState.ANALYSING,
-        ClaimState.AWAITING_CAPTURE,
-        ClaimState.AWAITING_MERCHANT,
-    ):
+    if claim.state not in (ClaimState.SUBMITTED, ClaimState.ANALYSING):
         return None
     claim.state = transition(claim.state, ClaimState.ANALYSING).value
     claim.analysis_attempts += 1

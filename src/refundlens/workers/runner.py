@@ -25,6 +25,11 @@ class Dispatcher:
         self.celery = bool(settings.broker_url)
         self.runtime = runtime or Runtime(settings)
         self._pool: ThreadPoolExecutor | None = None
+        # Claims queued and not yet started: the ticker re-submits every claim still
+        # ``submitted``, and a backlog longer than one tick would otherwise be queued again
+        # and again (each copy a full analysis once the first has finished).
+        self._queued: set[str] = set()
+        self._queued_lock = threading.Lock()
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
         self.tick_seconds = tick_seconds
@@ -39,6 +44,8 @@ class Dispatcher:
         self.run_tick()
 
     def _run(self, claim_id: str) -> None:
+        with self._queued_lock:
+            self._queued.discard(claim_id)
         try:
             analyse_claim(self.runtime, claim_id)
         except Exception:
@@ -50,6 +57,10 @@ class Dispatcher:
 
             analyse_claim_task.delay(claim_id)
         elif self._pool is not None:
+            with self._queued_lock:
+                if claim_id in self._queued:
+                    return
+                self._queued.add(claim_id)
             self._pool.submit(self._run, claim_id)
         else:
             self._run(claim_id)
