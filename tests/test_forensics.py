@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -23,7 +24,7 @@ from refundlens.forensics.copy_move import find_copy_move
 from refundlens.forensics.ela import error_level
 from refundlens.forensics.jpeg_dct import block_dct, double_quantization
 from refundlens.forensics.noise import noise_level, residual_cooccurrence_map
-from refundlens.forensics.spectrum import moire_peaks
+from refundlens.forensics.spectrum import grid_peaks, moire_peaks, spectral_peaks
 from refundlens.media import media_from_bytes
 
 
@@ -93,10 +94,12 @@ def test_the_residual_map_of_a_homogeneous_photo_separates_little() -> None:
     assert separation < 8
 
 
-def test_a_cloned_region_is_found_with_its_shift() -> None:
+@pytest.mark.parametrize("max_side", [None, 640])
+def test_a_cloned_region_is_found_with_its_shift_in_the_input_pixels(max_side: int | None) -> None:
     media = media_from_bytes(cloned(), "c.jpg")
-    found = find_copy_move(media.analysis)
+    found = find_copy_move(media.analysis, max_side=max_side)
     assert found is not None
+    assert found.mask.shape == media.analysis.shape[:2]
     assert found.inliers >= 14
     assert abs(found.shift_px - 460) < 15
     assert found.mask[300, 220] and found.mask[300, 680]
@@ -113,6 +116,16 @@ def test_a_photo_of_a_screen_has_moire_peaks_and_a_photo_does_not() -> None:
     threshold = Settings().pixels_moire_threshold
     assert moire_peaks(screen.analysis).peak >= threshold
     assert moire_peaks(plain.analysis).peak < threshold
+
+
+def test_the_shared_spectra_give_the_same_peaks_as_each_search_alone() -> None:
+    screen = media_from_bytes(screen_photo(), "screen.jpg").analysis
+    upsampled = cv2.resize(camera_photo(3)[:300, :400], (800, 600), interpolation=cv2.INTER_LINEAR)
+    for image in (screen, upsampled):
+        assert spectral_peaks(image, size=512) == (
+            moire_peaks(image, size=512),
+            grid_peaks(image, size=512),
+        )
 
 
 def test_error_level_is_higher_where_a_region_was_compressed_differently() -> None:

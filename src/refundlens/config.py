@@ -147,6 +147,7 @@ class Settings:
     """CFA anomaly score (0-1: the region's lack of the pattern against the rest) from which
     ``pixels.cfa_inconsistency`` is reported."""
     pixels_copy_move_min_inliers: int = 34
+    pixels_copy_move_side: int = 768
     """Keypoint pairs that must agree on one transform before a region counts as cloned."""
 
     # --- fusion ---

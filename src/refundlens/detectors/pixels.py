@@ -24,7 +24,7 @@ from ..forensics.copy_move import CopyMove, find_copy_move
 from ..forensics.ela import error_level
 from ..forensics.jpeg_dct import double_quantization
 from ..forensics.noise import noise_level, noise_level_map, residual_cooccurrence_map
-from ..forensics.spectrum import grid_peaks, moire_peaks
+from ..forensics.spectrum import spectral_peaks
 from ..media import Media
 from .base import Context, Detector, Example, Finding, Reason, Region
 
@@ -184,8 +184,9 @@ def measure(claim: Media, settings: Settings | None = None) -> PixelMeasurements
     ela = error_level(claim.analysis)
     ela_map = np.clip(ela / max(float(np.percentile(ela, 99.5)), 1.0), 0, 1).astype(np.float32)
 
-    moire = moire_peaks(_centre(claim, settings.pixels_moire_side), size=settings.pixels_moire_side)
-    grid = grid_peaks(_centre(claim, settings.pixels_moire_side), size=settings.pixels_moire_side)
+    moire, grid = spectral_peaks(
+        _centre(claim, settings.pixels_moire_side), size=settings.pixels_moire_side
+    )
 
     return PixelMeasurements(
         dq_map=dq_map,
@@ -206,7 +207,11 @@ def measure(claim: Media, settings: Settings | None = None) -> PixelMeasurements
         noise_level=noise_level(work),
         noise_spread=spread,
         ela_map=ela_map,
-        copy_move=find_copy_move(claim.analysis, min_inliers=settings.pixels_copy_move_min_inliers),
+        copy_move=find_copy_move(
+            claim.analysis,
+            min_inliers=settings.pixels_copy_move_min_inliers,
+            max_side=settings.pixels_copy_move_side,
+        ),
         moire_peak=moire.peak,
         moire_frequencies=moire.frequencies,
         grid_peak=grid.peak,

@@ -88,6 +88,7 @@ def find_copy_move(
     min_distance: float = 24.0,
     min_inliers: int = 10,
     reprojection_px: float = 3.0,
+    max_side: int | None = None,
 ) -> CopyMove | None:
     """The strongest cloned region pair, or None.
 
@@ -97,17 +98,26 @@ def find_copy_move(
     ratio : g2NN threshold between a keypoint's successive neighbour distances [1]_.
     min_distance : pixels between a keypoint and its match (a keypoint is not its own clone).
     min_inliers : matches that must agree on one affine transform.
+    reprojection_px : RANSAC tolerance, in pixels of the copy the keypoints are found on.
+    max_side : find keypoints on a copy with at most this longest side (pixels); SIFT's cost
+        grows with the area. Distances, boxes and the mask stay in ``rgb``'s pixels.
     """
     arr = np.asarray(rgb, dtype=np.uint8)
     luma = cv2.cvtColor(arr, cv2.COLOR_RGB2GRAY)
+    factor = 1.0
+    work = luma
+    if max_side is not None and max(luma.shape) > max_side:
+        factor = max_side / max(luma.shape)
+        size = (max(1, round(luma.shape[1] * factor)), max(1, round(luma.shape[0] * factor)))
+        work = cv2.resize(luma, size, interpolation=cv2.INTER_AREA)
     sift = cv2.SIFT_create(  # type: ignore[attr-defined]
         nfeatures=max_features, contrastThreshold=0.02
     )
-    keypoints, descriptors = sift.detectAndCompute(luma, None)
+    keypoints, descriptors = sift.detectAndCompute(work, None)
     if descriptors is None or len(keypoints) < 2 * min_inliers:
         return None
     points = np.array([k.pt for k in keypoints], np.float32)
-    src, dst = _g2nn_pairs(descriptors.astype(np.float32), points, ratio, min_distance)
+    src, dst = _g2nn_pairs(descriptors.astype(np.float32), points, ratio, min_distance * factor)
     if len(src) < min_inliers:
         return None
     a, b = points[src].copy(), points[dst].copy()
@@ -121,7 +131,7 @@ def find_copy_move(
     if matrix is None or inliers is None or int(inliers.sum()) < min_inliers:
         return None
     keep = inliers.ravel().astype(bool)
-    a_in, b_in = a[keep], b[keep]
+    a_in, b_in = a[keep] / factor, b[keep] / factor  # back to the input's pixels
     scale = float(np.hypot(matrix[0, 0], matrix[1, 0]))
     shift = float(np.median(np.linalg.norm(b_in - a_in, axis=1)))
     if shift < min_distance:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import numpy.typing as npt
+import scipy.linalg
 
 __all__ = [
     "gray",
@@ -163,10 +164,13 @@ def residual_cooccurrence_map(
     shape = win.shape[:2]
     x = np.sqrt(win.reshape(-1, bins) / np.maximum(win.reshape(-1, bins).sum(1, keepdims=True), 1))
     x = x - x.mean(0)
-    # Principal axes from the covariance of a subsample (eigh of 625x625 beats an SVD of the rows).
+    # Principal axes from the covariance of a subsample (eigh of 625x625 beats an SVD of the rows;
+    # asking LAPACK for the leading ``components`` alone is about 3x faster than all 625).
     sample = x[:: max(1, x.shape[0] // 3000)]
-    _, vectors = np.linalg.eigh(sample.T @ sample)
-    z = x @ vectors[:, ::-1][:, :components]
+    _, vectors = scipy.linalg.eigh(
+        sample.T @ sample, subset_by_index=[bins - components, bins - 1], driver="evr"
+    )
+    z = x @ vectors[:, ::-1]
     llr, separation = _two_class_em(z, iterations)
     score = llr.reshape(shape)
     heat = 1.0 / (1.0 + np.exp(-np.clip(score, -30, 30)))
