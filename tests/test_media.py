@@ -3,6 +3,7 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -186,3 +187,25 @@ def test_settings_come_from_environment_and_file(tmp_path: Path) -> None:
     cfg.write_text("no_such_setting: 1\n")
     with pytest.raises(SettingsError):
         load_settings({"REFUNDLENS_CONFIG": str(cfg)})
+
+
+def test_decoded_references_are_kept_by_hash_and_name_and_the_oldest_leaves_first() -> None:
+    from refundlens.media.cache import DecodedCache
+
+    images = [encode(np.full((64, 64, 3), value, np.uint8), quality=90) for value in (10, 90, 200)]
+    reads: list[int] = []
+
+    def loader(i: int) -> Callable[[], bytes]:
+        return lambda: reads.append(i) or images[i]
+
+    cache = DecodedCache(2)
+    first = cache.get("h0", "a.jpg", loader(0))
+    assert cache.get("h0", "a.jpg", loader(0)) is first
+    assert cache.get("h0", "b.jpg", loader(0)).name == "b.jpg"  # findings name the reference
+    cache.get("h1", "c.jpg", loader(1))
+    assert cache.get("h0", "a.jpg", loader(0)) is not first  # pushed out by the two after it
+    assert reads == [0, 0, 1, 0]
+    keep_none = DecodedCache(0)
+    keep_none.get("h2", "d.jpg", loader(2))
+    keep_none.get("h2", "d.jpg", loader(2))
+    assert reads[-2:] == [2, 2]

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from ..config import Settings
 from ..errors import RefundlensError
 from ..media import Media, media_from_bytes
+from ..media.cache import DecodedCache
 from ..store import audit
 from ..store.blobs import BlobStore
 from ..store.models import (
@@ -341,8 +342,22 @@ def start_analysis(session: Session, claim_id: str, settings: Settings) -> int |
 
 
 def load_inputs(
-    session: Session, blobs: BlobStore, settings: Settings, claim_id: str
+    session: Session,
+    blobs: BlobStore,
+    settings: Settings,
+    claim_id: str,
+    decoded: DecodedCache | None = None,
 ) -> tuple[list[Media], list[Media], Order]:
+    """The claim's photos, its references (SKU photos, then packing-video frames) and its order.
+
+    ``decoded`` keeps reference photos decoded between claims (one SKU, many claims).
+    """
+
+    def reference(sha256: str, name: str) -> Media:
+        if decoded is None:
+            return media_from_bytes(blobs.get(sha256), name, settings)
+        return decoded.get(sha256, name, lambda: blobs.get(sha256))
+
     claim = session.get(Claim, claim_id)
     if claim is None:
         raise NotFound("claim", claim_id)
@@ -358,7 +373,7 @@ def load_inputs(
         .scalars()
         .all()
     )
-    references = [media_from_bytes(blobs.get(r.sha256), r.name, settings) for r in refs]
+    references = [reference(r.sha256, r.name) for r in refs]
     from ..store.models import OrderReference
 
     frames = (
@@ -370,7 +385,7 @@ def load_inputs(
         .scalars()
         .all()
     )
-    references += [media_from_bytes(blobs.get(f.sha256), f.name, settings) for f in frames]
+    references += [reference(f.sha256, f.name) for f in frames]
     return photos, references, order
 
 

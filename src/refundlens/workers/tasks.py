@@ -31,6 +31,9 @@ class Runtime:
         from ..reuse.history import IndexCache
 
         self.index_cache = IndexCache(settings.reuse_index_shards, settings.reuse_min_pdq_quality)
+        from ..media.cache import DecodedCache
+
+        self.references = DecodedCache(settings.worker_reference_cache_size, settings)
 
 
 def analyse_claim(runtime: Runtime, claim_id: str) -> str:
@@ -41,7 +44,7 @@ def analyse_claim(runtime: Runtime, claim_id: str) -> str:
         return "skipped"
     with runtime.db.session() as session:
         photos, references, order = workflow.load_inputs(
-            session, runtime.blobs, runtime.settings, claim_id
+            session, runtime.blobs, runtime.settings, claim_id, runtime.references
         )
         unboxing = workflow.load_unboxing_frames(session, runtime.blobs, runtime.settings, claim_id)
         from ..detectors.base import OrderFacts
