@@ -275,6 +275,10 @@ def main() -> None:
         "`bench/cases.py` (damage from `refundlens.synth`).",
         "",
     ]
+
+    def unresolved(group: list[dict[str, Any]]) -> int:
+        return sum(r["code"] == "reference.near_copy_unresolved" for r in group)
+
     for split in ("test", "dev"):
         sel = [r for r in rows if r["split"] == split]
         pos = [r for r in sel if r["positive"]]
@@ -305,6 +309,9 @@ def main() -> None:
             "|---|---|",
             f"| flagged at the product's operating point (TPR) | {100 * len(flagged_pos) / max(1, len(pos)):.1f}% |",
             f"| false-positive rate at the operating point | {100 * len(flagged_neg) / max(1, len(neg)):.2f}% |",
+            f"| genuine asked for a live photo (`near_copy_unresolved`) | {unresolved(neg)} of {len(neg)} |",
+            f"| forged/identical asked for a live photo (`near_copy_unresolved`) | {unresolved(pos)} of {len(pos)} |",
+            f"| forged/identical said to support the buyer (`same_item_new_photo`) | {sum(r['code'] == 'reference.same_item_new_photo' for r in pos)} of {len(pos)} |",
             f"| AUC (bench score) | {auc(ps, ns):.4f} |",
             f"| TPR at 1% FPR | {100 * tpr_at_fpr(ps, ns, 0.01):.1f}% |",
             f"| TPR at 0.1% FPR | {100 * tpr_at_fpr(ps, ns, 0.001):.1f}% (FPR resolution 1/{len(neg)}) |",

@@ -56,6 +56,12 @@ def reference_examples() -> list[Example]:
             references=(_media(listing, "listing.jpg"),)
         )
 
+    def crushed() -> tuple[Media, Context]:
+        listing = _product(2)
+        return _media(listing, "crushed.jpg", 20), Context(
+            references=(_media(listing, "listing.jpg"),)
+        )
+
     def unrelated() -> tuple[Media, Context]:
         return _media(_product(3), "other.jpg"), Context(
             references=(_media(_product(4), "listing.jpg"),)
@@ -67,6 +73,11 @@ def reference_examples() -> list[Example]:
     return [
         Example("crack on the listing photo", derived, frozenset({"reference.derived"})),
         Example("the listing photo re-encoded", identical, frozenset({"reference.identical"})),
+        Example(
+            "the listing photo crushed by JPEG quality 20: close, not provably a copy",
+            crushed,
+            frozenset({"reference.near_copy_unresolved"}),
+        ),
         Example("an unrelated photo", unrelated, frozenset({"reference.no_match"})),
         Example("no reference given: abstains", no_reference, frozenset()),
     ]

@@ -51,7 +51,11 @@ class UnboxingDetector(Detector):
                     detector=self.name,
                 )
             ]
-        same = [o for o in outcomes if o.verdict in ("same_item_new_photo", "identical")]
+        same = [
+            o
+            for o in outcomes
+            if o.verdict in ("same_item_new_photo", "near_copy_unresolved", "identical")
+        ]
         if same:
             best = max(same, key=lambda o: o.match.inliers if o.match else 0)
             inliers = best.match.inliers if best.match else 0
