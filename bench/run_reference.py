@@ -2,8 +2,9 @@
 
     .venv/bin/python -m bench.run_reference [--forged N] [--grocery N] [--workers N]
 
-Bench score per case (for ROC): ``agreement - 0.1 * envelope_level`` when the claim was aligned to
-a reference, else -10. The product's own operating point is its verdict: derived/identical count
+Bench score per case (for ROC): the finding's ``copy_score`` fact (``agreement - 0.1 *
+envelope_level`` with the envelope divided by the square root of the claim's JPEG quantization
+scale relative to quality 90) when the claim was aligned to a reference, else -10. The product's own operating point is its verdict: derived/identical count
 as flagged (fusion: escalate/review); the false-accusation count is genuine cases flagged.
 """
 
@@ -42,8 +43,8 @@ def _analyse(case: bench_cases.Case) -> dict[str, Any]:
     (finding,) = ReferenceDetector().analyze(claim, Context(references=refs))
     facts = finding.facts
     score = -10.0
-    if facts.get("agreement") is not None:
-        score = float(facts["agreement"]) - 0.1 * float(facts["envelope_level"])
+    if facts.get("copy_score") is not None:
+        score = float(facts["copy_score"])
     f1 = iou = None
     if case.mask is not None:
         truth = case.mask
@@ -312,7 +313,7 @@ def main() -> None:
             f"| genuine asked for a live photo (`near_copy_unresolved`) | {unresolved(neg)} of {len(neg)} |",
             f"| forged/identical asked for a live photo (`near_copy_unresolved`) | {unresolved(pos)} of {len(pos)} |",
             f"| forged/identical said to support the buyer (`same_item_new_photo`) | {sum(r['code'] == 'reference.same_item_new_photo' for r in pos)} of {len(pos)} |",
-            f"| AUC (bench score) | {auc(ps, ns):.4f} |",
+            f"| AUC (`copy_score`) | {auc(ps, ns):.4f} |",
             f"| TPR at 1% FPR | {100 * tpr_at_fpr(ps, ns, 0.01):.1f}% |",
             f"| TPR at 0.1% FPR | {100 * tpr_at_fpr(ps, ns, 0.001):.1f}% (FPR resolution 1/{len(neg)}) |",
             f"| forged: median mask F1 (missed = 0) | {np.median([r['f1'] for r in pos if r['kind'] == 'forged']):.3f} |",

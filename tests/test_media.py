@@ -209,3 +209,13 @@ def test_decoded_references_are_kept_by_hash_and_name_and_the_oldest_leaves_firs
     keep_none.get("h2", "d.jpg", loader(2))
     keep_none.get("h2", "d.jpg", loader(2))
     assert reads[-2:] == [2, 2]
+
+
+def test_quantization_scale_follows_libjpeg_quality_scaling() -> None:
+    from refundlens.media.jpeg import quantization_scale
+
+    assert quantization_scale(90) == 1.0
+    assert quantization_scale(75) == pytest.approx(2.5)
+    assert quantization_scale(50) == pytest.approx(5.0)
+    assert quantization_scale(25) == pytest.approx(10.0)
+    assert quantization_scale(None) == 1.0

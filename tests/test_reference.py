@@ -148,6 +148,26 @@ def test_a_close_match_that_cannot_be_proved_a_copy_asks_for_a_live_photo() -> N
     assert lenient.code == "reference.same_item_new_photo"
 
 
+def test_the_copy_score_allows_for_a_low_quality_jpeg() -> None:
+    listing = _product(6)
+    obj = listing.min(axis=2) < 250
+    damaged, _ = synth.paint_damage(listing, obj, "crack", 0.03, 6)
+    context = Context(references=(_media(listing, "listing.jpg"),))
+    (coarse,) = ReferenceDetector().analyze(_media(damaged, "q50.jpg", 50), context)
+    (fine,) = ReferenceDetector().analyze(_media(damaged, "q90.jpg", 90), context)
+    assert coarse.code == fine.code == "reference.derived"
+    for finding in (coarse, fine):
+        facts = finding.facts
+        assert facts["copy_score"] == pytest.approx(
+            facts["agreement"] - 0.1 * facts["envelope_for_quality"], abs=2e-3
+        )
+    # Quality 50 quantizes five times as coarsely as 90: its envelope counts for less.
+    assert coarse.facts["envelope_for_quality"] < coarse.facts["envelope_level"]
+    assert fine.facts["envelope_for_quality"] == pytest.approx(
+        fine.facts["envelope_level"], abs=0.02
+    )
+
+
 def test_best_of_several_references_is_named() -> None:
     claim, context, _ = forged_from_listing(seed=3)
     others = (

@@ -24,6 +24,7 @@ import numpy.typing as npt
 from ..config import Settings
 from ..forensics.plausibility import damage_plausibility
 from ..media import Media, estimate_jpeg_quality, hamming
+from ..media.jpeg import quantization_scale
 from .base import Context, Detector, Example, Finding, Reason, Region
 from .matching import (
     Features,
@@ -240,6 +241,8 @@ class ReferenceOutcome:
         if self.residual is not None:
             r = self.residual
             outside = r.compared & ~r.edit_mask
+            quality = estimate_jpeg_quality(claim.metadata.jpeg_qtables)
+            envelope = r.envelope_level / quantization_scale(quality) ** COPY_SCORE_QUALITY_EXPONENT
             facts.update(
                 agreement=round(r.agreement, 4),
                 residual_median_outside_edit=round(
@@ -253,7 +256,9 @@ class ReferenceOutcome:
                 tolerance=round(r.tolerance, 2),
                 matched_filter=r.filter_name,
                 edited_percent_of_object=round(100 * r.edit_share, 2),
-                claim_jpeg_quality=estimate_jpeg_quality(claim.metadata.jpeg_qtables),
+                claim_jpeg_quality=quality,
+                envelope_for_quality=round(envelope, 2),
+                copy_score=round(r.agreement - 0.1 * envelope, 4),
             )
         return facts
 
@@ -585,6 +590,14 @@ def verify(
     )
 
 
+COPY_SCORE_QUALITY_EXPONENT = 0.5
+"""``copy_score = agreement - 0.1 * envelope / quantization_scale(q) ** 0.5``: how much the claim
+looks like a copy of the reference, allowing for the coarser quantization of a low-quality JPEG,
+which lifts a copy's envelope residual as much as a new exposure's does. The exponent was chosen
+on the dev split (0, 0.25, 0.5, 0.75, 1 tried; 0.5 the smallest with the best TPR at 0.1% FPR,
+97.8% -> 99.7%, TPR at 1% FPR staying 100%). The score ranks claims for the ROC and is shown to
+reviewers; the verdicts keep their own rules."""
+
 _RANK = {
     "derived": 0,
     "identical": 1,
@@ -636,6 +649,11 @@ def _damage_sentences(
     return en, zh
 
 
+def _agreement_confidence(r: ResidualAnalysis) -> float:
+    """Confidence of a copy-like verdict: 0.3 at 60% agreement, 1.0 from 95%."""
+    return float(np.clip((r.agreement - 0.6) / 0.35, 0.3, 1.0))
+
+
 def _finding(
     claim: Media, outcome: ReferenceOutcome, others: int, settings: Settings | None = None
 ) -> Finding:
@@ -653,7 +671,7 @@ def _finding(
         pictures["aligned_reference"] = shown
     if outcome.verdict == "derived" and r is not None:
         pct = 100 * r.edit_share
-        confidence = float(np.clip((r.agreement - 0.6) / 0.35, 0.3, 1.0))
+        confidence = _agreement_confidence(r)
         how_en, how_zh = _damage_sentences(claim, r, settings or Settings(), facts)
         return Finding(
             "reference.derived",
@@ -675,7 +693,7 @@ def _finding(
         return Finding(
             "reference.identical",
             3.5,
-            float(np.clip((r.agreement - 0.6) / 0.35, 0.3, 1.0)),
+            _agreement_confidence(r),
             Reason(
                 f"The photo is the merchant's own photo {name} with no visible change: it shows no "
                 "damage to the goods received.",
@@ -690,7 +708,7 @@ def _finding(
         return Finding(
             "reference.near_copy_unresolved",
             1.5,
-            float(np.clip((r.agreement - 0.6) / 0.35, 0.3, 1.0)),
+            _agreement_confidence(r),
             Reason(
                 f"The photo matches the merchant's photo {name} closely ({outcome.match.inliers} "
                 f"matching points, {100 * r.agreement:.0f}% of the product agrees at noise level) "

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["estimate_jpeg_quality", "libjpeg_table"]
+__all__ = ["estimate_jpeg_quality", "libjpeg_table", "quantization_scale"]
 
 _STD_LUMA = np.array([
     16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55,
@@ -27,6 +27,22 @@ def libjpeg_table(quality: int) -> np.ndarray:
     q = min(100, max(1, int(quality)))
     scale = 5000 / q if q < 50 else 200 - 2 * q
     return np.clip(np.floor((_STD_LUMA * scale + 50) / 100), 1, 255)
+
+
+def quantization_scale(quality: int | None, relative_to: int = 90) -> float:
+    """libjpeg's table scale at ``quality`` over its scale at ``relative_to`` (1.0 when unknown).
+
+    libjpeg multiplies its standard tables by 5000/q below quality 50 and by 200 - 2q above, so
+    quality 75 quantizes 2.5x as coarsely as 90, and 50 five times.
+    """
+    if quality is None:
+        return 1.0
+
+    def scale(q: int) -> float:
+        q = min(100, max(1, int(q)))
+        return max(5000 / q if q < 50 else 200 - 2 * q, 1.0)
+
+    return scale(quality) / scale(relative_to)
 
 
 def estimate_jpeg_quality(qtables: Mapping[int, Sequence[int]]) -> int | None:
