@@ -219,3 +219,23 @@ def test_quantization_scale_follows_libjpeg_quality_scaling() -> None:
     assert quantization_scale(50) == pytest.approx(5.0)
     assert quantization_scale(25) == pytest.approx(10.0)
     assert quantization_scale(None) == 1.0
+
+
+def test_adobe_preset_names_photoshop_tables_and_nothing_else() -> None:
+    from refundlens.media.jpeg import adobe_preset
+    from refundlens.report.explain import explain_facts
+
+    pixels = np.random.default_rng(3).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+
+    def saved(**options: object) -> bytes:
+        out = io.BytesIO()
+        Image.fromarray(pixels).save(out, "JPEG", **options)
+        return out.getvalue()
+
+    photoshop = media_from_bytes(saved(quality="web_maximum"), "ps.jpg")
+    libjpeg = media_from_bytes(saved(quality=90), "lj.jpg")
+    assert adobe_preset(photoshop.metadata.jpeg_qtables) == "web_maximum"
+    assert adobe_preset(libjpeg.metadata.jpeg_qtables) is None
+    assert adobe_preset({}) is None
+    facts = explain_facts(photoshop)
+    assert facts["jpeg"]["adobe_preset"] == "web_maximum"

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["estimate_jpeg_quality", "libjpeg_table", "quantization_scale"]
+__all__ = ["adobe_preset", "estimate_jpeg_quality", "libjpeg_table", "quantization_scale"]
 
 _STD_LUMA = np.array([
     16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55,
@@ -27,6 +27,26 @@ def libjpeg_table(quality: int) -> np.ndarray:
     q = min(100, max(1, int(quality)))
     scale = 5000 / q if q < 50 else 200 - 2 * q
     return np.clip(np.floor((_STD_LUMA * scale + 50) / 100), 1, 255)
+
+
+def adobe_preset(qtables: Mapping[int, Sequence[int]]) -> str | None:
+    """The Photoshop quality preset whose tables the file carries exactly, or None.
+
+    The tables are Pillow's ``JpegPresets`` ("equivalent to the Photoshop settings"; Save for Web
+    low to maximum and Save As low to maximum). A match says an Adobe encoder (Photoshop,
+    Lightroom) or a tool copying its tables wrote the file; it is a fact for a person, not a
+    verdict: a Nikon E950 writes the 'high' tables itself (exif-samples, measured).
+    """
+    from PIL import JpegPresets
+
+    if not qtables:
+        return None
+    tables = [tuple(int(v) for v in qtables[k]) for k in sorted(qtables)]
+    for name, preset in JpegPresets.presets.items():
+        wanted = [tuple(t) for t in preset["quantization"]]
+        if tables == wanted:
+            return str(name)
+    return None
 
 
 def quantization_scale(quality: int | None, relative_to: int = 90) -> float:

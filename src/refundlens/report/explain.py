@@ -14,6 +14,7 @@ from ..detectors.provenance import (
 )
 from ..media import Media, estimate_jpeg_quality
 from ..media.c2pa_reader import read_c2pa
+from ..media.jpeg import adobe_preset
 
 __all__ = ["explain_facts"]
 
@@ -57,6 +58,7 @@ def explain_facts(media: Media, settings: Settings | None = None) -> dict[str, A
         "jpeg": {
             "quantization_tables": {str(k): list(v) for k, v in sorted(qtables.items())},
             "estimated_quality": estimate_jpeg_quality(qtables),
+            "adobe_preset": adobe_preset(qtables),
         }
         if media.format == "JPEG"
         else None,
