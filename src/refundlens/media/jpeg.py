@@ -43,7 +43,8 @@ def adobe_preset(qtables: Mapping[int, Sequence[int]]) -> str | None:
         return None
     tables = [tuple(int(v) for v in qtables[k]) for k in sorted(qtables)]
     for name, preset in JpegPresets.presets.items():
-        wanted = [tuple(t) for t in preset["quantization"]]
+        listed: Sequence[Sequence[int]] = preset["quantization"]  # type: ignore[assignment]
+        wanted = [tuple(int(v) for v in t) for t in listed]
         if tables == wanted:
             return str(name)
     return None
