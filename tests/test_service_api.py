@@ -8,6 +8,7 @@ import sys
 from collections.abc import Iterator
 from importlib import resources
 
+import httpx
 import pytest
 from sqlalchemy import text
 
@@ -421,3 +422,68 @@ def test_reference_features_are_computed_once_when_the_sku_is_saved_and_kept_on_
     listing = resources.files("refundlens").joinpath("samples/listing.jpg").read_bytes()
     sha = media_from_bytes(listing, "listing.jpg").sha256
     assert any(p.name.startswith(sha) for p in kept), kept
+
+
+def test_two_concurrent_creates_with_one_idempotency_key_make_one_claim(
+    server: Server, shop: dict[str, str]
+) -> None:
+    import threading
+
+    photo = _sample("claim_unrelated.jpg")
+    for attempt in range(4):
+        key = f"race-{attempt}"
+        barrier = threading.Barrier(2)
+        answers: list[httpx.Response] = []
+
+        def post(
+            key: str = key,
+            barrier: threading.Barrier = barrier,
+            answers: list[httpx.Response] = answers,
+        ) -> None:
+            with server.client(shop["buyer"]) as buyer:
+                barrier.wait()
+                answers.append(
+                    buyer.post(
+                        "/v1/claims",
+                        data={"order_id": shop["order"], "type": "refund_only", "amount": "10"},
+                        files=[("photos", ("c.jpg", photo, "image/jpeg"))],
+                        headers={"Idempotency-Key": key},
+                    )
+                )
+
+        threads = [threading.Thread(target=post) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(r.status_code for r in answers) == [200, 201], [r.text for r in answers]
+        assert answers[0].json()["id"] == answers[1].json()["id"]
+
+
+def test_claims_filed_at_the_same_moment_are_all_created(
+    server: Server, shop: dict[str, str]
+) -> None:
+    import threading
+
+    photo = _sample("claim_unrelated.jpg")
+    barrier = threading.Barrier(4)
+    answers: list[httpx.Response] = []
+
+    def post() -> None:
+        with server.client(shop["buyer"]) as buyer:
+            barrier.wait()
+            answers.append(
+                buyer.post(
+                    "/v1/claims",
+                    data={"order_id": shop["order"], "type": "refund_only", "amount": "10"},
+                    files=[("photos", ("c.jpg", photo, "image/jpeg"))],
+                )
+            )
+
+    threads = [threading.Thread(target=post) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [r.status_code for r in answers] == [201] * 4, [r.text[:200] for r in answers]
+    assert len({r.json()["id"] for r in answers}) == 4

@@ -229,6 +229,7 @@ def create_claim(
         )
     # Decode every photo before storing anything: a bad file fails the request, nothing half-saved.
     decoded = [(name, data, _decode(data, name, settings)) for name, data in photos]
+    audit.lock(session)  # two claims filed at once must not both take the next number
     seq = (session.execute(select(func.max(Claim.seq))).scalar() or 0) + 1
     claim = Claim(
         id=new_id("clm"),

@@ -387,6 +387,9 @@ def create_app(
         def work() -> tuple[dict[str, Any], int, str | None]:
             with runtime.db.session() as s:
                 if key is not None:
+                    # A retry can arrive while the first request is still saving: wait for it,
+                    # then find its key, rather than create a second claim.
+                    audit.lock(s)
                     seen = s.get(IdempotencyKey, key)
                     if seen is not None:
                         existing = s.get(Claim, seen.claim_id)

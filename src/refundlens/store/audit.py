@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from .models import AuditEntry, AuditHead, utcnow
 
-__all__ = ["GENESIS", "AuditProblem", "append", "entry_hash", "verify"]
+__all__ = ["GENESIS", "AuditProblem", "append", "entry_hash", "lock", "verify"]
 
 GENESIS = "0" * 64
 
@@ -62,6 +62,24 @@ def entry_hash(
     return hashlib.sha256((prev_hash + body).encode("utf-8")).hexdigest()
 
 
+def lock(session: Session) -> AuditHead:
+    """Take the log's write lock (its head row) until the caller's transaction ends.
+
+    Every change appends to this log, so writers already queue here; a writer that reads before
+    it writes (the next claim number, an idempotency key) takes the lock first, so that what it
+    reads cannot change before it commits. On SQLite every write transaction is already
+    exclusive (BEGIN IMMEDIATE).
+    """
+    head = session.execute(
+        select(AuditHead).where(AuditHead.id == 1).with_for_update()
+    ).scalar_one_or_none()
+    if head is None:
+        head = AuditHead(id=1, seq=0, entry_hash=GENESIS)
+        session.add(head)
+        session.flush()
+    return head
+
+
 def append(
     session: Session,
     actor: str,
@@ -73,13 +91,7 @@ def append(
 ) -> AuditEntry:
     """Add one entry in the caller's transaction (it commits or rolls back with the change)."""
     details = json.loads(json.dumps(details or {}, default=str))
-    head = session.execute(
-        select(AuditHead).where(AuditHead.id == 1).with_for_update()
-    ).scalar_one_or_none()
-    if head is None:
-        head = AuditHead(id=1, seq=0, entry_hash=GENESIS)
-        session.add(head)
-        session.flush()
+    head = lock(session)
     seq = head.seq + 1
     at = utcnow()
     digest = entry_hash(head.entry_hash, seq, at, actor, action, claim_id, assessment_id, details)
