@@ -487,3 +487,43 @@ def test_claims_filed_at_the_same_moment_are_all_created(
         t.join()
     assert [r.status_code for r in answers] == [201] * 4, [r.text[:200] for r in answers]
     assert len({r.json()["id"] for r in answers}) == 4
+
+
+def test_two_people_deciding_one_claim_at_once_make_one_decision(
+    server: Server, shop: dict[str, str]
+) -> None:
+    import threading
+
+    claim = _file_claim(server, shop["buyer"], shop["order"], "claim_forged.jpg")
+    with server.client(shop["buyer"]) as buyer:
+        assert wait_analysed(buyer, claim["id"])["state"] == "awaiting_merchant"
+    with server.client(shop["merchant"]) as merchant:
+        r = merchant.post(
+            f"/v1/claims/{claim['id']}/evidence", data={"kind": "statement", "statement": "intact"}
+        )
+        assert r.json()["claim_state"] == "under_review"
+    barrier = threading.Barrier(2)
+    answers: dict[str, httpx.Response] = {}
+
+    def decide(outcome: str, key: str) -> None:
+        with server.client(key) as person:
+            barrier.wait()
+            answers[outcome] = person.post(
+                f"/v1/claims/{claim['id']}/decision",
+                json={"decision": outcome, "reason": f"{outcome} after review"},
+            )
+
+    threads = [
+        threading.Thread(target=decide, args=("approve", shop["reviewer"])),
+        threading.Thread(target=decide, args=("reject", server.admin)),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    codes = sorted(r.status_code for r in answers.values())
+    assert codes == [200, 409], {k: r.text[:200] for k, r in answers.items()}
+    with server.client(server.admin) as admin:
+        final = admin.get(f"/v1/claims/{claim['id']}").json()
+        assert len(final["decisions"]) == 1
+        assert admin.get("/v1/audit/verify").json()["ok"] is True

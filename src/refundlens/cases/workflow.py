@@ -599,12 +599,15 @@ def expire_windows(session: Session, now: dt.datetime | None = None) -> list[str
     moved = []
     waiting = (
         session.execute(
-            select(Claim).where(
+            select(Claim)
+            .where(
                 Claim.state.in_(
                     [ClaimState.AWAITING_MERCHANT.value, ClaimState.AWAITING_CAPTURE.value]
                 ),
                 Claim.deadline_at.is_not(None),
             )
+            # A claim someone is acting on right now is left for the next tick.
+            .with_for_update(skip_locked=True)
         )
         .scalars()
         .all()

@@ -254,8 +254,10 @@ def create_app(
             ]
         return view
 
-    def visible_claim(s: Session, claim_id: str, p: Principal) -> Claim:
-        claim = s.get(Claim, claim_id)
+    def visible_claim(s: Session, claim_id: str, p: Principal, *, lock: bool = True) -> Claim:
+        """The claim if ``p`` may see it. ``lock`` (every change) holds its row until commit, so
+        that two people acting at once act one after the other on what the first left."""
+        claim = s.get(Claim, claim_id, with_for_update=lock or None, populate_existing=lock)
         if claim is None or not can_see_claim(p, claim):
             raise workflow.NotFound("claim", claim_id)
         return claim
@@ -422,7 +424,7 @@ def create_app(
 
     @app.get("/v1/claims/{claim_id}")
     def get_claim(claim_id: str, s: SessionDep, p: Who) -> dict[str, Any]:
-        return claim_view(s, visible_claim(s, claim_id, p), p)
+        return claim_view(s, visible_claim(s, claim_id, p, lock=False), p)
 
     @app.get("/v1/claims")
     def list_claims(

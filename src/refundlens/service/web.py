@@ -353,7 +353,7 @@ def _claim_action(request: Request, claim_id: str, done: str, act: Any) -> Respo
     runtime = request.app.state.runtime
     try:
         with runtime.db.session() as session:
-            claim = session.get(Claim, claim_id)
+            claim = session.get(Claim, claim_id, with_for_update=True, populate_existing=True)
             assert claim is not None
             act(session, workflow.Actor(user.key_id, user.role), claim, user)
     except RefundlensError as exc:
@@ -407,7 +407,7 @@ async def evidence(
     def work() -> str | None:
         try:
             with runtime.db.session() as session:
-                claim = session.get(Claim, claim_id)
+                claim = session.get(Claim, claim_id, with_for_update=True, populate_existing=True)
                 assert claim is not None
                 workflow.add_evidence(
                     session,
