@@ -527,3 +527,43 @@ def test_two_people_deciding_one_claim_at_once_make_one_decision(
         final = admin.get(f"/v1/claims/{claim['id']}").json()
         assert len(final["decisions"]) == 1
         assert admin.get("/v1/audit/verify").json()["ok"] is True
+
+
+def test_an_order_and_a_sku_synced_twice_at_once_are_created_once(
+    server: Server, shop: dict[str, str]
+) -> None:
+    import threading
+
+    listing = _sample("listing.jpg")
+    barrier = threading.Barrier(4)
+    answers: dict[str, list[httpx.Response]] = {"sku": [], "order": []}
+
+    def sync(what: str) -> None:
+        with server.client(shop["merchant"]) as merchant:
+            barrier.wait()
+            if what == "sku":
+                r = merchant.post(
+                    "/v1/skus",
+                    data={"external_id": "vase-9", "title": "vase"},
+                    files=[("photos", ("vase.jpg", listing, "image/jpeg"))],
+                )
+            else:
+                r = merchant.post(
+                    "/v1/orders",
+                    json={
+                        "external_id": "o-sync-9",
+                        "sku_id": shop["sku"],
+                        "buyer_id": "buyer-1",
+                        "amount": 99.0,
+                    },
+                )
+            answers[what].append(r)
+
+    threads = [threading.Thread(target=sync, args=(w,)) for w in ("sku", "sku", "order", "order")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for what, pair in answers.items():
+        assert [r.status_code for r in pair] == [201, 201], [r.text[:200] for r in pair]
+        assert pair[0].json()["id"] == pair[1].json()["id"], what

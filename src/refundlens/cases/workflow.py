@@ -129,6 +129,15 @@ def create_sku(
     if not photos:
         raise RefundlensError("sku.no_reference", "A SKU needs at least one reference photo.")
     decoded = [(name, data, _decode(data, name, settings)) for name, data in photos]
+    from ..detectors.reference import prepare_reference
+
+    stored = []
+    for name, data, media in decoded:
+        # Features now, once, and before taking the lock below: every claim on this SKU reads
+        # them back instead of recomputing.
+        prepare_reference(media, settings)
+        stored.append((name, blobs.put(data), media))
+    audit.lock(session)  # the same SKU sent twice at once must not be created twice
     sku = session.execute(
         select(Sku).where(Sku.merchant_id == merchant_id, Sku.external_id == external_id)
     ).scalar_one_or_none()
@@ -136,12 +145,7 @@ def create_sku(
         sku = Sku(id=new_id("sku"), merchant_id=merchant_id, external_id=external_id, title=title)
         session.add(sku)
         session.flush()
-    from ..detectors.reference import prepare_reference
-
-    for name, data, media in decoded:
-        digest = blobs.put(data)
-        # Features now, once: every claim on this SKU reads them back instead of recomputing.
-        prepare_reference(media, settings)
+    for name, digest, media in stored:
         session.add(
             ReferencePhoto(
                 id=new_id("ref"),
@@ -178,6 +182,7 @@ def create_order(
     sku = session.get(Sku, sku_id)
     if sku is None or sku.merchant_id != merchant_id:
         raise NotFound("sku", sku_id)
+    audit.lock(session)  # an order synced twice at once must not be created twice
     existing = session.execute(
         select(Order).where(Order.merchant_id == merchant_id, Order.external_id == external_id)
     ).scalar_one_or_none()
