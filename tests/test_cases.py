@@ -252,3 +252,43 @@ def test_a_live_capture_signed_with_c2pa_by_the_platforms_capture_app_is_accepte
         entry = session.query(AuditEntry).filter(AuditEntry.action == "capture.accepted").one()
         assert entry.details["signature"]["kind"] == "c2pa"
         assert entry.details["signature"]["signer"] == "Platform capture app"
+
+
+def test_a_slow_webhook_endpoint_does_not_hold_up_other_writes(tmp_path: Path) -> None:
+    import threading
+
+    runtime = Runtime(Settings(data_dir=str(tmp_path)))
+    runtime.db.upgrade()
+    with runtime.db.session() as session:
+        session.add(
+            Tenant(id="shop", kind="merchant", name="shop", webhook_url="http://slow.test/hook")
+        )
+        session.flush()
+        session.add(
+            WebhookEvent(id=new_id("evt"), tenant_id="shop", event="claim.received", body={})
+        )
+    sending, release = threading.Event(), threading.Event()
+    released: list[bool] = []
+
+    def receiver(request: httpx.Request) -> httpx.Response:
+        sending.set()
+        # The merchant's endpoint hangs until the write below is done (or gives up after 5 s).
+        released.append(release.wait(timeout=5))
+        return httpx.Response(200)
+
+    client = httpx.Client(transport=httpx.MockTransport(receiver))
+    delivered: list[int] = []
+    deliverer = threading.Thread(
+        target=lambda: delivered.append(deliver_due(runtime, client=client))
+    )
+    deliverer.start()
+    assert sending.wait(timeout=10)
+    with runtime.db.session() as session:  # would wait on SQLite's write lock
+        session.add(Tenant(id="other", kind="merchant", name="other"))
+    release.set()
+    deliverer.join(timeout=30)
+    assert released == [True], "the write waited for the webhook delivery to finish"
+    assert delivered == [1]
+    with runtime.db.session() as session:
+        event = session.query(WebhookEvent).one()
+        assert (event.status, event.attempts) == ("delivered", 1)

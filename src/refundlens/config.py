@@ -200,6 +200,7 @@ class Settings:
     """Where events go for tenants without a webhook URL: ``log`` or ``package.module:Class``
     (an SMS or e-mail gateway with ``send(event)``; see workers/channels.py)."""
     webhook_max_attempts: int = 8
+    webhook_lease_seconds: float = 300.0
     """Deliveries tried per webhook event before it is marked failed (backoff doubles from 2 s)."""
     max_photos_per_claim: int = 9
     """Photos accepted in one claim upload."""

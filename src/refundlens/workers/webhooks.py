@@ -20,7 +20,7 @@ import hmac
 import json
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from sqlalchemy import select
@@ -59,9 +59,17 @@ def _backoff(attempts: int) -> dt.timedelta:
 
 
 def deliver_due(runtime: Runtime, limit: int = 100, client: httpx.Client | None = None) -> int:
-    """Try every due event once; returns how many were delivered (or logged) now."""
-    done = 0
+    """Try every due event once; returns how many were delivered (or logged) now.
+
+    Three short steps, so that no database transaction is open while a merchant's endpoint
+    takes its time (on SQLite an open write transaction stops every other writer): take the due
+    events and lease them (``webhook_lease_seconds``: another deliverer, or this one after a
+    crash, sends them again only once the lease has run out, hence at-least-once), send them,
+    then record each outcome.
+    """
     now = utcnow()
+    lease = dt.timedelta(seconds=runtime.settings.webhook_lease_seconds)
+    jobs: list[tuple[str, dict[str, Any], str | None, str]] = []
     with runtime.db.session() as session:
         events = (
             session.execute(
@@ -69,68 +77,68 @@ def deliver_due(runtime: Runtime, limit: int = 100, client: httpx.Client | None 
                 .where(WebhookEvent.status == "pending")
                 .order_by(WebhookEvent.created_at)
                 .limit(limit)
+                .with_for_update(skip_locked=True)
             )
             .scalars()
             .all()
         )
-        due = [
-            e
-            for e in events
-            if (
-                e.next_attempt_at.replace(tzinfo=dt.UTC)
-                if e.next_attempt_at.tzinfo is None
-                else e.next_attempt_at
-            )
-            <= now
-        ]
-        own = client or httpx.Client(timeout=5.0)
-        from .channels import load_channel
+        for event in events:
+            due_at = event.next_attempt_at
+            if (due_at.replace(tzinfo=dt.UTC) if due_at.tzinfo is None else due_at) > now:
+                continue
+            event.next_attempt_at = now + lease
+            tenant = session.get(Tenant, event.tenant_id)
+            url = tenant.webhook_url if tenant is not None else None
+            secret = (tenant.webhook_secret or "") if tenant is not None else ""
+            jobs.append((event.id, dict(event.body), url or None, secret))
+    outcomes: list[tuple[str, bool, str, bool]] = []  # (event id, ok, error, over the webhook)
+    own = client or httpx.Client(timeout=5.0)
+    from .channels import load_channel
 
-        channel = load_channel(runtime.settings.notification_channel)
-        try:
-            for event in due:
-                tenant = session.get(Tenant, event.tenant_id)
-                body = json.dumps(event.body, sort_keys=True, ensure_ascii=False).encode("utf-8")
-                if tenant is None or not tenant.webhook_url:
-                    # No webhook: the pluggable channel (SMS, e-mail; the log by default).
-                    try:
-                        channel.send(dict(event.body))
-                    except Exception as exc:
-                        event.attempts += 1
-                        event.last_error = str(exc)[:500]
-                        if event.attempts >= runtime.settings.webhook_max_attempts:
-                            event.status = "failed"
-                        else:
-                            event.next_attempt_at = now + _backoff(event.attempts)
-                        continue
-                    event.status = "logged"
-                    done += 1
-                    continue
-                event.attempts += 1
+    channel = load_channel(runtime.settings.notification_channel)
+    try:
+        for event_id, body_json, url, secret in jobs:
+            if url is None:
+                # No webhook: the pluggable channel (SMS, e-mail; the log by default).
                 try:
-                    response = own.post(
-                        tenant.webhook_url,
-                        content=body,
-                        headers={
-                            "Content-Type": "application/json",
-                            "X-Refundlens-Event-Id": event.id,
-                            "X-Refundlens-Signature": sign(tenant.webhook_secret or "", body),
-                        },
-                    )
-                    ok = 200 <= response.status_code < 300
-                    error = "" if ok else f"HTTP {response.status_code}"
-                except httpx.HTTPError as exc:
-                    ok, error = False, str(exc)
-                if ok:
-                    event.status = "delivered"
-                    done += 1
-                else:
-                    event.last_error = error[:500]
-                    if event.attempts >= runtime.settings.webhook_max_attempts:
-                        event.status = "failed"
-                    else:
-                        event.next_attempt_at = now + _backoff(event.attempts)
-        finally:
-            if client is None:
-                own.close()
+                    channel.send(body_json)
+                    outcomes.append((event_id, True, "", False))
+                except Exception as exc:
+                    outcomes.append((event_id, False, str(exc), False))
+                continue
+            body = json.dumps(body_json, sort_keys=True, ensure_ascii=False).encode("utf-8")
+            try:
+                response = own.post(
+                    url,
+                    content=body,
+                    headers={
+                        "Content-Type": "application/json",
+                        "X-Refundlens-Event-Id": event_id,
+                        "X-Refundlens-Signature": sign(secret, body),
+                    },
+                )
+                ok = 200 <= response.status_code < 300
+                outcomes.append((event_id, ok, "" if ok else f"HTTP {response.status_code}", True))
+            except httpx.HTTPError as exc:
+                outcomes.append((event_id, False, str(exc), True))
+    finally:
+        if client is None:
+            own.close()
+    done = 0
+    with runtime.db.session() as session:
+        for event_id, ok, error, webhook in outcomes:
+            row = session.get(WebhookEvent, event_id, with_for_update=True)
+            if row is None or row.status != "pending":
+                continue
+            if webhook or not ok:
+                row.attempts += 1
+            if ok:
+                row.status = "delivered" if webhook else "logged"
+                done += 1
+                continue
+            row.last_error = error[:500]
+            if row.attempts >= runtime.settings.webhook_max_attempts:
+                row.status = "failed"
+            else:
+                row.next_attempt_at = utcnow() + _backoff(row.attempts)
     return done
