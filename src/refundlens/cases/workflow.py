@@ -232,8 +232,22 @@ def create_claim(
             "claim.too_many_photos",
             f"At most {settings.max_photos_per_claim} photos per claim (max_photos_per_claim).",
         )
-    # Decode every photo before storing anything: a bad file fails the request, nothing half-saved.
+    # Decode every photo and video before storing anything: a bad file fails the request,
+    # nothing half-saved. Everything slow (decoding, fingerprints, blob writes) comes before
+    # the lock below, which every writer of the service queues on.
+    from ..media.fingerprint import pdq_centre_crops
+    from ..media.video import read_video, video_fingerprint
+
     decoded = [(name, data, _decode(data, name, settings)) for name, data in photos]
+    clips = [(name, data, read_video(data, settings)) for name, data in videos]
+    photo_rows = [
+        (name, blobs.put(data), media, {"full": media.pdq, **pdq_centre_crops(media.analysis)})
+        for name, data, media in decoded
+    ]
+    video_rows = [
+        (name, blobs.put(data), list(video_fingerprint(video, settings.reuse_min_pdq_quality)))
+        for name, data, video in clips
+    ]
     audit.lock(session)  # two claims filed at once must not both take the next number
     seq = (session.execute(select(func.max(Claim.seq))).scalar() or 0) + 1
     claim = Claim(
@@ -249,10 +263,7 @@ def create_claim(
     )
     session.add(claim)
     session.flush()
-    from ..media.fingerprint import pdq_centre_crops
-
-    for position, (name, data, media) in enumerate(decoded):
-        variants = {"full": media.pdq, **pdq_centre_crops(media.analysis)}
+    for position, (name, sha, media, variants) in enumerate(photo_rows):
         for variant, code in variants.items():
             session.add(
                 ClaimFingerprint(
@@ -268,22 +279,11 @@ def create_claim(
             )
         session.add(
             ClaimPhoto(
-                id=new_id("pho"),
-                claim_id=claim.id,
-                position=position,
-                sha256=blobs.put(data),
-                name=name,
+                id=new_id("pho"), claim_id=claim.id, position=position, sha256=sha, name=name
             )
         )
-    for name, data in videos:
-        # Decoded now so a bad video fails the request, like a bad photo; analysed later.
-        from ..media.video import read_video
-
-        video = read_video(data, settings)
-        video_sha = blobs.put(data)
-        from ..media.video import video_fingerprint
-
-        for frame in video_fingerprint(video, settings.reuse_min_pdq_quality):
+    for name, video_sha, frames in video_rows:
+        for frame in frames:
             session.add(
                 VideoFingerprint(
                     claim_id=claim.id,
