@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib import resources
+from typing import Any
 
 import httpx
 import pytest
@@ -424,38 +425,48 @@ def test_reference_features_are_computed_once_when_the_sku_is_saved_and_kept_on_
     assert any(p.name.startswith(sha) for p in kept), kept
 
 
+def _at_once(*calls: Callable[[], httpx.Response]) -> list[httpx.Response]:
+    """Run the calls in threads released at the same moment; their responses in call order."""
+    import threading
+
+    barrier = threading.Barrier(len(calls))
+    out: list[httpx.Response | None] = [None] * len(calls)
+
+    def run(i: int, call: Callable[[], httpx.Response]) -> None:
+        barrier.wait()
+        out[i] = call()
+
+    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(r is not None for r in out), "a request raised instead of answering"
+    return [r for r in out if r is not None]
+
+
+def _post(server: Server, key: str, path: str, **request: Any) -> Callable[[], httpx.Response]:
+    def call() -> httpx.Response:
+        with server.client(key) as client:
+            return client.post(path, **request)
+
+    return call
+
+
+def _claim_request(shop: dict[str, str], **headers: str) -> dict[str, Any]:
+    return {
+        "data": {"order_id": shop["order"], "type": "refund_only", "amount": "10"},
+        "files": [("photos", ("c.jpg", _sample("claim_unrelated.jpg"), "image/jpeg"))],
+        "headers": headers,
+    }
+
+
 def test_two_concurrent_creates_with_one_idempotency_key_make_one_claim(
     server: Server, shop: dict[str, str]
 ) -> None:
-    import threading
-
-    photo = _sample("claim_unrelated.jpg")
     for attempt in range(4):
-        key = f"race-{attempt}"
-        barrier = threading.Barrier(2)
-        answers: list[httpx.Response] = []
-
-        def post(
-            key: str = key,
-            barrier: threading.Barrier = barrier,
-            answers: list[httpx.Response] = answers,
-        ) -> None:
-            with server.client(shop["buyer"]) as buyer:
-                barrier.wait()
-                answers.append(
-                    buyer.post(
-                        "/v1/claims",
-                        data={"order_id": shop["order"], "type": "refund_only", "amount": "10"},
-                        files=[("photos", ("c.jpg", photo, "image/jpeg"))],
-                        headers={"Idempotency-Key": key},
-                    )
-                )
-
-        threads = [threading.Thread(target=post) for _ in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        request = _claim_request(shop, **{"Idempotency-Key": f"race-{attempt}"})
+        answers = _at_once(*[_post(server, shop["buyer"], "/v1/claims", **request)] * 2)
         assert sorted(r.status_code for r in answers) == [200, 201], [r.text for r in answers]
         assert answers[0].json()["id"] == answers[1].json()["id"]
 
@@ -463,28 +474,7 @@ def test_two_concurrent_creates_with_one_idempotency_key_make_one_claim(
 def test_claims_filed_at_the_same_moment_are_all_created(
     server: Server, shop: dict[str, str]
 ) -> None:
-    import threading
-
-    photo = _sample("claim_unrelated.jpg")
-    barrier = threading.Barrier(4)
-    answers: list[httpx.Response] = []
-
-    def post() -> None:
-        with server.client(shop["buyer"]) as buyer:
-            barrier.wait()
-            answers.append(
-                buyer.post(
-                    "/v1/claims",
-                    data={"order_id": shop["order"], "type": "refund_only", "amount": "10"},
-                    files=[("photos", ("c.jpg", photo, "image/jpeg"))],
-                )
-            )
-
-    threads = [threading.Thread(target=post) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    answers = _at_once(*[_post(server, shop["buyer"], "/v1/claims", **_claim_request(shop))] * 4)
     assert [r.status_code for r in answers] == [201] * 4, [r.text[:200] for r in answers]
     assert len({r.json()["id"] for r in answers}) == 4
 
@@ -492,8 +482,6 @@ def test_claims_filed_at_the_same_moment_are_all_created(
 def test_two_people_deciding_one_claim_at_once_make_one_decision(
     server: Server, shop: dict[str, str]
 ) -> None:
-    import threading
-
     claim = _file_claim(server, shop["buyer"], shop["order"], "claim_forged.jpg")
     with server.client(shop["buyer"]) as buyer:
         assert wait_analysed(buyer, claim["id"])["state"] == "awaiting_merchant"
@@ -502,27 +490,13 @@ def test_two_people_deciding_one_claim_at_once_make_one_decision(
             f"/v1/claims/{claim['id']}/evidence", data={"kind": "statement", "statement": "intact"}
         )
         assert r.json()["claim_state"] == "under_review"
-    barrier = threading.Barrier(2)
-    answers: dict[str, httpx.Response] = {}
-
-    def decide(outcome: str, key: str) -> None:
-        with server.client(key) as person:
-            barrier.wait()
-            answers[outcome] = person.post(
-                f"/v1/claims/{claim['id']}/decision",
-                json={"decision": outcome, "reason": f"{outcome} after review"},
-            )
-
-    threads = [
-        threading.Thread(target=decide, args=("approve", shop["reviewer"])),
-        threading.Thread(target=decide, args=("reject", server.admin)),
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    codes = sorted(r.status_code for r in answers.values())
-    assert codes == [200, 409], {k: r.text[:200] for k, r in answers.items()}
+    path = f"/v1/claims/{claim['id']}/decision"
+    answers = _at_once(
+        _post(server, shop["reviewer"], path, json={"decision": "approve", "reason": "seen"}),
+        _post(server, server.admin, path, json={"decision": "reject", "reason": "seen"}),
+    )
+    codes = sorted(r.status_code for r in answers)
+    assert codes == [200, 409], [r.text[:200] for r in answers]
     with server.client(server.admin) as admin:
         final = admin.get(f"/v1/claims/{claim['id']}").json()
         assert len(final["decisions"]) == 1
@@ -532,38 +506,25 @@ def test_two_people_deciding_one_claim_at_once_make_one_decision(
 def test_an_order_and_a_sku_synced_twice_at_once_are_created_once(
     server: Server, shop: dict[str, str]
 ) -> None:
-    import threading
-
-    listing = _sample("listing.jpg")
-    barrier = threading.Barrier(4)
-    answers: dict[str, list[httpx.Response]] = {"sku": [], "order": []}
-
-    def sync(what: str) -> None:
-        with server.client(shop["merchant"]) as merchant:
-            barrier.wait()
-            if what == "sku":
-                r = merchant.post(
-                    "/v1/skus",
-                    data={"external_id": "vase-9", "title": "vase"},
-                    files=[("photos", ("vase.jpg", listing, "image/jpeg"))],
-                )
-            else:
-                r = merchant.post(
-                    "/v1/orders",
-                    json={
-                        "external_id": "o-sync-9",
-                        "sku_id": shop["sku"],
-                        "buyer_id": "buyer-1",
-                        "amount": 99.0,
-                    },
-                )
-            answers[what].append(r)
-
-    threads = [threading.Thread(target=sync, args=(w,)) for w in ("sku", "sku", "order", "order")]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for what, pair in answers.items():
+    sku = _post(
+        server,
+        shop["merchant"],
+        "/v1/skus",
+        data={"external_id": "vase-9", "title": "vase"},
+        files=[("photos", ("vase.jpg", _sample("listing.jpg"), "image/jpeg"))],
+    )
+    order = _post(
+        server,
+        shop["merchant"],
+        "/v1/orders",
+        json={
+            "external_id": "o-sync-9",
+            "sku_id": shop["sku"],
+            "buyer_id": "buyer-1",
+            "amount": 99.0,
+        },
+    )
+    answers = _at_once(sku, sku, order, order)
+    for pair in (answers[:2], answers[2:]):
         assert [r.status_code for r in pair] == [201, 201], [r.text[:200] for r in pair]
-        assert pair[0].json()["id"] == pair[1].json()["id"], what
+        assert pair[0].json()["id"] == pair[1].json()["id"]
