@@ -17,6 +17,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from .. import __version__
@@ -386,36 +387,50 @@ def create_app(
             else None
         )
 
+        def replayed(s: Session) -> dict[str, Any] | None:
+            seen = s.get(IdempotencyKey, key) if key is not None else None
+            if seen is None:
+                return None
+            existing = s.get(Claim, seen.claim_id)
+            assert existing is not None
+            return claim_view(s, existing, p)
+
         def work() -> tuple[dict[str, Any], int, str | None]:
-            with runtime.db.session() as s:
-                if key is not None:
-                    # A retry can arrive while the first request is still saving: wait for it,
-                    # then find its key, rather than create a second claim.
-                    audit.lock(s)
-                    seen = s.get(IdempotencyKey, key)
-                    if seen is not None:
-                        existing = s.get(Claim, seen.claim_id)
-                        assert existing is not None
-                        return claim_view(s, existing, p), 200, None
-                order = s.get(Order, order_id)
-                if order is None or (p.role == "buyer" and order.buyer_id != p.subject):
-                    raise workflow.NotFound("order", order_id)
-                claim = workflow.create_claim(
-                    s,
-                    runtime.blobs,
-                    settings,
-                    actor(p),
-                    order,
-                    claim_type,
-                    reason,
-                    amount,
-                    files,
-                    clips,
-                )
-                if key is not None:
-                    s.add(IdempotencyKey(key=key, claim_id=claim.id))
-                s.flush()
-                return claim_view(s, claim, p), 201, claim.id
+            try:
+                with runtime.db.session() as s:
+                    view = replayed(s)
+                    if view is not None:
+                        return view, 200, None
+                    order = s.get(Order, order_id)
+                    if order is None or (p.role == "buyer" and order.buyer_id != p.subject):
+                        raise workflow.NotFound("order", order_id)
+                    claim = workflow.create_claim(
+                        s,
+                        runtime.blobs,
+                        settings,
+                        actor(p),
+                        order,
+                        claim_type,
+                        reason,
+                        amount,
+                        files,
+                        clips,
+                    )
+                    if key is not None:
+                        s.add(IdempotencyKey(key=key, claim_id=claim.id))
+                    s.flush()
+                    return claim_view(s, claim, p), 201, claim.id
+            except IntegrityError:
+                # A retry that arrived while the first request was still saving: both did the
+                # slow work, the first committed its key, this one's insert of the same key
+                # failed and rolled back. Answer with the first one's claim.
+                if key is None:
+                    raise
+                with runtime.db.session() as s:
+                    view = replayed(s)
+                if view is None:
+                    raise
+                return view, 200, None
 
         view, status, created = await run_in_threadpool(work)
         if created is not None:
