@@ -206,6 +206,52 @@ def create_order(
     return order
 
 
+@dataclasses.dataclass(frozen=True)
+class ClaimFiles:
+    """A claim's photos and videos decoded, fingerprinted and stored: the slow part of filing a
+    claim, done before any database transaction (see :func:`prepare_claim_files`)."""
+
+    photos: list[tuple[str, str, Media, dict[str, Any]]]  # name, sha256, media, PDQ variants
+    videos: list[tuple[str, str, list[Any]]]  # name, sha256, frame fingerprints
+
+
+def prepare_claim_files(
+    blobs: BlobStore,
+    settings: Settings,
+    claim_type: str,
+    photos: Sequence[tuple[str, bytes]],
+    videos: Sequence[tuple[str, bytes]] = (),
+) -> ClaimFiles:
+    """Check, decode, fingerprint and store a claim's files, touching no database: a bad file
+    fails the request before anything is saved, and no transaction (on SQLite, the one writer
+    at a time) waits on the decoding of a 12 MP photo or of a video."""
+    if claim_type not in CLAIM_TYPES:
+        raise RefundlensError(
+            "claim.bad_type",
+            f"Claim type must be one of {', '.join(CLAIM_TYPES)}, not {claim_type!r}.",
+        )
+    if len(photos) > settings.max_photos_per_claim:
+        raise RefundlensError(
+            "claim.too_many_photos",
+            f"At most {settings.max_photos_per_claim} photos per claim (max_photos_per_claim).",
+        )
+    from ..media.fingerprint import pdq_centre_crops
+    from ..media.video import read_video, video_fingerprint
+
+    decoded = [(name, data, _decode(data, name, settings)) for name, data in photos]
+    clips = [(name, data, read_video(data, settings)) for name, data in videos]
+    return ClaimFiles(
+        photos=[
+            (name, blobs.put(data), media, {"full": media.pdq, **pdq_centre_crops(media.analysis)})
+            for name, data, media in decoded
+        ],
+        videos=[
+            (name, blobs.put(data), list(video_fingerprint(video, settings.reuse_min_pdq_quality)))
+            for name, data, video in clips
+        ],
+    )
+
+
 def create_claim(
     session: Session,
     blobs: BlobStore,
@@ -215,39 +261,21 @@ def create_claim(
     claim_type: str,
     reason: str,
     amount: float,
-    photos: Sequence[tuple[str, bytes]],
+    photos: Sequence[tuple[str, bytes]] | ClaimFiles,
     videos: Sequence[tuple[str, bytes]] = (),
 ) -> Claim:
-    if claim_type not in CLAIM_TYPES:
-        raise RefundlensError(
-            "claim.bad_type",
-            f"Claim type must be one of {', '.join(CLAIM_TYPES)}, not {claim_type!r}.",
-        )
+    """File a claim. ``photos`` are the raw files (with ``videos``), or what
+    :func:`prepare_claim_files` made of them outside the transaction."""
+    files = (
+        photos
+        if isinstance(photos, ClaimFiles)
+        else prepare_claim_files(blobs, settings, claim_type, photos, videos)
+    )
     if amount < 0 or amount > order.amount:
         raise RefundlensError(
             "claim.bad_amount", f"The amount must be between 0 and the order's {order.amount:g}."
         )
-    if len(photos) > settings.max_photos_per_claim:
-        raise RefundlensError(
-            "claim.too_many_photos",
-            f"At most {settings.max_photos_per_claim} photos per claim (max_photos_per_claim).",
-        )
-    # Decode every photo and video before storing anything: a bad file fails the request,
-    # nothing half-saved. Everything slow (decoding, fingerprints, blob writes) comes before
-    # the lock below, which every writer of the service queues on.
-    from ..media.fingerprint import pdq_centre_crops
-    from ..media.video import read_video, video_fingerprint
-
-    decoded = [(name, data, _decode(data, name, settings)) for name, data in photos]
-    clips = [(name, data, read_video(data, settings)) for name, data in videos]
-    photo_rows = [
-        (name, blobs.put(data), media, {"full": media.pdq, **pdq_centre_crops(media.analysis)})
-        for name, data, media in decoded
-    ]
-    video_rows = [
-        (name, blobs.put(data), list(video_fingerprint(video, settings.reuse_min_pdq_quality)))
-        for name, data, video in clips
-    ]
+    photo_rows, video_rows = files.photos, files.videos
     audit.lock(session)  # two claims filed at once must not both take the next number
     seq = (session.execute(select(func.max(Claim.seq))).scalar() or 0) + 1
     claim = Claim(
@@ -315,7 +343,7 @@ def create_claim(
             "order": order.id,
             "type": claim_type,
             "amount": amount,
-            "photos": [m.sha256 for _, _, m in decoded],
+            "photos": [m.sha256 for _, _, m, _ in photo_rows],
         },
     )
     notify(session, order.merchant_id, "claim.received", claim)

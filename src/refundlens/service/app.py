@@ -395,15 +395,28 @@ def create_app(
             assert existing is not None
             return claim_view(s, existing, p)
 
+        def visible_order(s: Session) -> Order:
+            order = s.get(Order, order_id)
+            if order is None or (p.role == "buyer" and order.buyer_id != p.subject):
+                raise workflow.NotFound("order", order_id)
+            return order
+
         def work() -> tuple[dict[str, Any], int, str | None]:
+            with runtime.db.session() as s:  # short: a replay, or a claim on no visible order
+                view = replayed(s)
+                if view is not None:
+                    return view, 200, None
+                visible_order(s)
+            # Decoding and storing the files needs no transaction: none is held open over it.
+            prepared = workflow.prepare_claim_files(
+                runtime.blobs, settings, claim_type, files, clips
+            )
             try:
                 with runtime.db.session() as s:
                     view = replayed(s)
                     if view is not None:
                         return view, 200, None
-                    order = s.get(Order, order_id)
-                    if order is None or (p.role == "buyer" and order.buyer_id != p.subject):
-                        raise workflow.NotFound("order", order_id)
+                    order = visible_order(s)
                     claim = workflow.create_claim(
                         s,
                         runtime.blobs,
@@ -413,8 +426,7 @@ def create_app(
                         claim_type,
                         reason,
                         amount,
-                        files,
-                        clips,
+                        prepared,
                     )
                     if key is not None:
                         s.add(IdempotencyKey(key=key, claim_id=claim.id))
