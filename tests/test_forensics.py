@@ -216,3 +216,75 @@ def test_a_patch_moved_by_one_pixel_shows_the_other_lattice() -> None:
     outside = traces.block_map[:6]
     assert np.nanmedian(outside) > 1.0
     assert np.nanmedian(inside) < -1.0
+
+
+def test_the_painted_patch_net_gives_one_probability_per_eight_pixel_cell() -> None:
+    from refundlens.forensics.learned import model_card, painted_patch_map
+
+    heat = painted_patch_map(np.full((100, 83, 3), 128, np.uint8))
+    assert heat.shape == (12, 10) and heat.dtype == np.float32
+    assert float(heat.min()) >= 0.0 and float(heat.max()) <= 1.0
+    assert model_card()["held_out_figures"]["smooth_regrain"]["auc"] > 0.9
+    with pytest.raises(ValueError):
+        painted_patch_map(np.zeros((6, 40, 3), np.uint8))
+    with pytest.raises(ValueError):
+        painted_patch_map(np.zeros((40, 40), np.uint8))
+
+
+def test_the_learned_net_marks_a_regrained_patch_and_not_the_rest_of_the_photo() -> None:
+    from refundlens.detectors._pixels_examples import regrained_shop_photo
+    from refundlens.forensics.learned import painted_patch_map
+
+    data, mask = regrained_shop_photo()
+    forged = np.array(Image.open(io.BytesIO(data)).convert("RGB"))
+    heat = painted_patch_map(forged)
+    cells = cv2.resize(mask.astype(np.uint8), (heat.shape[1], heat.shape[0])) > 0
+    assert heat[cells].mean() > 0.4
+    assert heat[~cells].mean() < 0.1
+
+
+def test_the_painted_patch_finding_outlines_the_edit_and_carries_its_heatmap() -> None:
+    from refundlens.detectors._pixels_examples import regrained_shop_photo
+
+    data, mask = regrained_shop_photo()
+    media = media_from_bytes(data, "regrained.png")
+    settings = Settings(pixels_painted_threshold=0.5)
+    findings = PixelsDetector().analyze(media, Context(settings=settings))
+    painted = next(f for f in findings if f.code == "pixels.painted_patch")
+    assert painted.region is not None
+    assert _f1(painted.region.array, mask) > 0.5
+    assert painted.facts["painted_score"] >= 0.5 and painted.facts["threshold_painted"] == 0.5
+    assert "painted_patch_heatmap" in painted.pictures
+    assert "re-grained" in painted.reason.en and "涂抹" in painted.reason.zh
+
+
+def test_at_the_shipped_threshold_a_moderate_patch_is_shown_as_a_map_not_reported() -> None:
+    # The shipped threshold (0.92) keeps honest smooth surfaces out of the findings; a region
+    # scoring about 0.8 is then only a heatmap a person can look at.
+    from refundlens.detectors._pixels_examples import regrained_shop_photo
+
+    media = media_from_bytes(regrained_shop_photo()[0], "regrained.png")
+    findings = PixelsDetector().analyze(media, Context())
+    assert "pixels.painted_patch" not in {f.code for f in findings}
+    none_found = next(f for f in findings if f.code == "pixels.none_found")
+    assert 0.5 < none_found.facts["painted_score"] < Settings().pixels_painted_threshold
+    assert "painted_patch_heatmap" in none_found.pictures
+
+
+def test_the_untouched_shop_photo_gets_no_painted_patch_finding() -> None:
+    from importlib import resources
+
+    data = (resources.files("refundlens.samples") / "claim_genuine.jpg").read_bytes()
+    codes = {f.code for f in PixelsDetector().analyze(media_from_bytes(data, "g.jpg"), Context())}
+    assert "pixels.painted_patch" not in codes
+
+
+def test_the_learned_net_can_be_switched_off() -> None:
+    from refundlens.detectors._pixels_examples import regrained_shop_photo
+
+    settings = Settings(pixels_painted_enabled=False)
+    media = media_from_bytes(regrained_shop_photo()[0], "regrained.png")
+    m = measure(media, settings)
+    assert m.painted_map is None and m.painted_score == 0.0
+    codes = {f.code for f in PixelsDetector().findings(media, m, settings)}
+    assert "pixels.painted_patch" not in codes

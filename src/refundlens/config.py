@@ -151,8 +151,18 @@ class Settings:
     """CFA anomaly score (0-1: the region's lack of the pattern against the rest) from which
     ``pixels.cfa_inconsistency`` is reported."""
     pixels_copy_move_min_inliers: int = 34
-    pixels_copy_move_side: int = 768
     """Keypoint pairs that must agree on one transform before a region counts as cloned."""
+    pixels_copy_move_side: int = 768
+    """Longest side, in pixels, of the copy searched for cloned regions (same clones found at
+    1024, 768 and 640 on the dev split; smaller is faster)."""
+    pixels_painted_enabled: bool = True
+    """Run the small learned net that marks painted, inpainted or re-grained patches
+    (refundlens/forensics/learned.py; its weights ship in the wheel)."""
+    pixels_painted_threshold: float = 0.92
+    """Painted-patch score (0-1: the region's mean probability against the rest of the photo) from
+    which ``pixels.painted_patch`` is reported. Set for at most 1% false positives on the dev
+    photos of the forensics benchmark that the net never saw (0.917); honest photos reach 0.8
+    (smooth and out-of-focus surfaces), so the net's map mostly serves to localise."""
 
     # --- fusion ---
     policy_path: str = ""

@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from ..config import Settings
 from ..media import Media, media_from_bytes
 from .base import Context, Example
 
@@ -24,6 +25,7 @@ __all__ = [
     "pasted_with_other_compression",
     "pasted_without_demosaicing",
     "pixel_examples",
+    "regrained_shop_photo",
     "screen_photo",
     "smoothed_patch",
 ]
@@ -129,6 +131,22 @@ def pasted_without_demosaicing(seed: int = 5) -> bytes:
     return encode(base, "PNG")
 
 
+def regrained_shop_photo(sigma: float = 3.0, grain: float = 1.0) -> tuple[bytes, np.ndarray]:
+    """The bundled shop photo (claim_genuine.jpg, 348x348) with an ellipse smoothed and re-grained,
+    as a "beauty" filter or an inpainting tool leaves it, saved as PNG; and the ellipse's mask."""
+    from importlib import resources
+
+    data = (resources.files("refundlens.samples") / "claim_genuine.jpg").read_bytes()
+    photo = _decode(data)
+    rows, cols = photo.shape[:2]
+    mask = np.zeros((rows, cols), np.uint8)
+    cv2.ellipse(mask, (2 * cols // 3, rows // 3), (cols // 8, rows // 10), 20, 0, 360, 1, -1)
+    smooth = cv2.GaussianBlur(photo, (0, 0), sigma).astype(np.float32)
+    smooth += np.random.default_rng(0).normal(0, grain, photo.shape).astype(np.float32)
+    out = np.where(mask[..., None] > 0, np.clip(smooth + 0.5, 0, 255), photo).astype(np.uint8)
+    return encode(out, "PNG"), mask.astype(bool)
+
+
 def _case(data: bytes, name: str) -> tuple[Media, Context]:
     return media_from_bytes(data, name), Context()
 
@@ -159,6 +177,14 @@ def pixel_examples() -> list[Example]:
             "a cloned region is found",
             lambda: _case(cloned(), "cloned.jpg"),
             frozenset({"pixels.copy_move", "pixels.none_found"}),
+        ),
+        Example(
+            "a patch re-grained in a shop photo is outlined by the learned net at threshold 0.5",
+            lambda: (
+                media_from_bytes(regrained_shop_photo()[0], "regrained.png"),
+                Context(settings=Settings(pixels_painted_threshold=0.5)),
+            ),
+            frozenset({"pixels.painted_patch"}),
         ),
         Example(
             "a photo of a screen is recognised",

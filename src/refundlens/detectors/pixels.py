@@ -1,8 +1,7 @@
 """detectors/pixels: evidence in the pixels alone, for photos with no reference and no label.
 
-Five local maps (double JPEG quantization, demosaicing pattern, residual co-occurrence, local noise
-level, error level)
-and three global cues (copy-move, a photographed screen, generator upsampling or no sensor noise at
+Six local maps (double JPEG quantization, demosaicing pattern, residual co-occurrence, a small
+learned net that marks painted patches, local noise level, error level) and three global cues (copy-move, a photographed screen, generator upsampling or no sensor noise at
 all). :func:`measure` computes everything once; :class:`PixelsDetector` turns the measurements into
 findings. Every cue here has honest photos that resemble it (chat apps recompress, products repeat,
 textiles are periodic), so the policy caps the family at ``review``: a person looks.
@@ -23,6 +22,7 @@ from ..forensics.cfa import cfa_traces
 from ..forensics.copy_move import CopyMove, find_copy_move
 from ..forensics.ela import error_level
 from ..forensics.jpeg_dct import double_quantization
+from ..forensics.learned import CELL, painted_patch_map
 from ..forensics.noise import noise_level, noise_level_map, residual_cooccurrence_map
 from ..forensics.spectrum import spectral_peaks
 from ..media import Media
@@ -58,6 +58,9 @@ class PixelMeasurements:
     cfa_agreement: float
     cfa_region: npt.NDArray[np.bool_] | None
     cfa_score: float
+    painted_map: FloatMap | None
+    painted_region: npt.NDArray[np.bool_] | None
+    painted_score: float
     noise_map: FloatMap
     noise_level: float
     noise_spread: float
@@ -69,20 +72,27 @@ class PixelMeasurements:
     grid_count: int
 
     def _strongest(self) -> str:
-        scores = {"double_jpeg": self.dq_score, "cfa": self.cfa_score, "noise_residual": 0.0}
+        scores = {
+            "double_jpeg": self.dq_score,
+            "painted": self.painted_score,
+            "cfa": self.cfa_score,
+            "noise_residual": 0.0,
+        }
         best = max(scores, key=lambda k: scores[k])
         return best if scores[best] >= self.cooc_score and scores[best] > 0 else "noise_residual"
 
     @property
     def anomaly_score(self) -> float:
         """The fused local-anomaly score in [0, 1]: the strongest of the localising maps."""
-        return max(self.dq_score, self.cfa_score, self.cooc_score)
+        return max(self.dq_score, self.painted_score, self.cfa_score, self.cooc_score)
 
     @property
     def anomaly_region(self) -> npt.NDArray[np.bool_] | None:
         kind = self._strongest()
         if kind == "double_jpeg" and self.dq_region is not None:
             return self.dq_region
+        if kind == "painted" and self.painted_region is not None:
+            return self.painted_region
         if kind == "cfa" and self.cfa_region is not None:
             return self.cfa_region
         return self.cooc_region
@@ -92,6 +102,8 @@ class PixelMeasurements:
         kind = self._strongest()
         if kind == "double_jpeg" and self.dq_map is not None:
             return self.dq_map
+        if kind == "painted" and self.painted_map is not None:
+            return self.painted_map
         if kind == "cfa" and self.cfa_map is not None:
             return self.cfa_map
         return self.cooc_map
@@ -168,6 +180,11 @@ def measure(claim: Media, settings: Settings | None = None) -> PixelMeasurements
     # content alone (dev split, bench/results/forensics.md), so the score rises only beyond that.
     cooc_score = cooc_contrast * float(1.0 / (1.0 + np.exp(-(separation - RESIDUAL_SEPARATION))))
 
+    painted_map, painted_region, painted_score = None, None, 0.0
+    if settings.pixels_painted_enabled and min(work.shape[:2]) >= 4 * CELL:
+        painted_map = _painted_heat(work, shape)
+        painted_region, painted_score = _region_score(painted_map, 0.5)
+
     tiles = noise_level_map(work, 32)
     finite = tiles[np.isfinite(tiles)]
     spread = 0.0
@@ -203,6 +220,9 @@ def measure(claim: Media, settings: Settings | None = None) -> PixelMeasurements
         cfa_agreement=cfa_agreement,
         cfa_region=cfa_region,
         cfa_score=cfa_score,
+        painted_map=painted_map,
+        painted_region=painted_region,
+        painted_score=painted_score,
         noise_map=noise_map.astype(np.float32),
         noise_level=noise_level(work),
         noise_spread=spread,
@@ -217,6 +237,18 @@ def measure(claim: Media, settings: Settings | None = None) -> PixelMeasurements
         grid_peak=grid.peak,
         grid_count=grid.count,
     )
+
+
+def _painted_heat(work: npt.NDArray[np.uint8], shape: tuple[int, int]) -> FloatMap:
+    """The learned net's per-cell probability, spread over ``work`` and resized to ``shape``."""
+    cells = painted_patch_map(work)
+    rows, cols = cells.shape[0] * CELL, cells.shape[1] * CELL
+    heat = cv2.resize(cells, (cols, rows), interpolation=cv2.INTER_LINEAR)
+    # The net drops the last partial cell row and column; repeat the edge to cover them.
+    heat = cv2.copyMakeBorder(
+        heat, 0, work.shape[0] - rows, 0, work.shape[1] - cols, cv2.BORDER_REPLICATE
+    )
+    return np.clip(_to_analysis(heat, shape), 0, 1)
 
 
 def _native(claim: Media) -> npt.NDArray[np.uint8]:
@@ -287,6 +319,7 @@ class PixelsDetector(Detector):
     codes: ClassVar[dict[str, str]] = {
         "pixels.double_jpeg_inconsistency": "One region was not compressed twice like the rest of the JPEG.",
         "pixels.noise_inconsistency": "One region's noise residual differs from the rest of the photo.",
+        "pixels.painted_patch": "One region looks painted, inpainted or re-grained to the learned patch detector.",
         "pixels.cfa_inconsistency": "One region lacks the camera's demosaicing pattern that the rest carries.",
         "pixels.copy_move": "A region of the photo is cloned elsewhere in the same photo.",
         "pixels.recapture": "The photo shows a screen's moire: a picture of a screen, not of the goods.",
@@ -313,6 +346,8 @@ class PixelsDetector(Detector):
             maps["double_jpeg_heatmap"] = heat_picture(m.dq_map, image)
         if m.cfa_map is not None:
             maps["cfa_heatmap"] = heat_picture(m.cfa_map, image)
+        if m.painted_map is not None:
+            maps["painted_patch_heatmap"] = heat_picture(m.painted_map, image)
         common = {
             "anomaly_score": round(m.anomaly_score, 3),
             "double_jpeg_strength": round(m.dq_strength, 3),
@@ -321,6 +356,7 @@ class PixelsDetector(Detector):
             "cfa_strength": round(m.cfa_strength, 3),
             "cfa_agreement": round(m.cfa_agreement, 3),
             "cfa_score": round(m.cfa_score, 3),
+            "painted_score": round(m.painted_score, 3),
             "residual_separation": round(m.cooc_separation, 2),
             "residual_score": round(m.cooc_score, 3),
             "noise_level": round(m.noise_level, 2),
@@ -328,6 +364,7 @@ class PixelsDetector(Detector):
             "threshold_noise_residual": settings.pixels_anomaly_threshold,
             "threshold_double_jpeg": settings.pixels_double_jpeg_threshold,
             "threshold_cfa": settings.pixels_cfa_threshold,
+            "threshold_painted": settings.pixels_painted_threshold,
         }
         # Both localising maps may fire on one edit; they are not independent evidence, so only one
         # becomes a finding (double JPEG first: it never fired on an authentic photo) and the
@@ -336,6 +373,7 @@ class PixelsDetector(Detector):
             (kind, score, region)
             for kind, score, region, level in (
                 ("double_jpeg", m.dq_score, m.dq_region, settings.pixels_double_jpeg_threshold),
+                ("painted", m.painted_score, m.painted_region, settings.pixels_painted_threshold),
                 ("cfa", m.cfa_score, m.cfa_region, settings.pixels_cfa_threshold),
                 ("noise_residual", m.cooc_score, m.cooc_region, settings.pixels_anomaly_threshold),
             )
@@ -351,6 +389,17 @@ class PixelsDetector(Detector):
                     "compressed only once: a sign it was pasted or painted in before the last save.",
                     zh=f"该 JPEG 整体经过两次压缩，唯独一块区域（占画面 {share}%）只压缩过一次："
                     "说明它可能是在最后一次保存前被粘贴或绘制上去的。",
+                )
+            elif kind == "painted":
+                code = "pixels.painted_patch"
+                reason = Reason(
+                    en=f"One region ({share}% of the image) looks painted, inpainted or smoothed and "
+                    "re-grained to a small net trained on such edits (painted-patch score "
+                    f"{m.painted_score:.2f}). It was not trained on pasted photos, and a very "
+                    "smooth or out-of-focus surface can look alike: a person should look.",
+                    zh=f"一块区域（占画面 {share}%）在专门识别此类修改的小型模型看来像是被涂抹、"
+                    f"AI 修补或磨皮后重新加噪（涂抹区域得分 {m.painted_score:.2f}）。该模型未学习"
+                    "拼接照片；非常光滑或失焦的表面也可能相似，需人工查看。",
                 )
             elif kind == "cfa":
                 code = "pixels.cfa_inconsistency"
@@ -379,8 +428,9 @@ class PixelsDetector(Detector):
                     # image level (bench/results/forensics.md), so it weighs little; the
                     # double-JPEG region is calibrated from the benchmark instead.
                     # CFA: weighted as the residual map until the benchmark holds photos that
-                    # keep the pattern (none of its JPEGs or phone photos do).
-                    strength=(3.0 if kind == "double_jpeg" else 1.0) * score,
+                    # keep the pattern (none of its JPEGs or phone photos do). Painted patch:
+                    # provisional +2, replaced by its calibrated strength (policy/calibration.yaml).
+                    strength={"double_jpeg": 3.0, "painted": 2.0}.get(kind, 1.0) * score,
                     confidence=score,
                     reason=reason,
                     facts={
@@ -494,6 +544,7 @@ class PixelsDetector(Detector):
             f.code
             in (
                 "pixels.double_jpeg_inconsistency",
+                "pixels.painted_patch",
                 "pixels.cfa_inconsistency",
                 "pixels.noise_inconsistency",
             )
