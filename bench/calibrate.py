@@ -34,6 +34,7 @@ FORENSICS_CODES = [
     "pixels.noise_inconsistency",
     "pixels.double_jpeg_inconsistency",
     "pixels.cfa_inconsistency",
+    "pixels.painted_patch",
     "pixels.copy_move",
     "pixels.no_sensor_noise",
     "pixels.upsampling_peaks",
