@@ -34,6 +34,7 @@ from .matching import (
     detect_features,
     homography_from_pairs,
     match_homography,
+    mirror_features,
 )
 from .residual import ResidualAnalysis, analyse_residual, background_mask
 
@@ -78,21 +79,21 @@ class ReferenceModel:
     features: Features
     features_mirrored: Features
     """Features of the left-right flipped reference, in the flipped image's coordinates: USAC
-    refuses orientation-reversing homographies, so a mirror is composed in afterwards."""
+    refuses orientation-reversing homographies, so a mirror is composed in afterwards. Derived
+    from ``features`` by :func:`~.matching.mirror_features`, never stored."""
     match_factor: float
     match_shape: tuple[int, int]
     object_mask: npt.NDArray[np.bool_]
 
     def to_bytes(self) -> bytes:
-        """The model without its image, as an ``.npz`` (float32 features, packed mask)."""
+        """The model without its image and mirrored features, as an ``.npz`` (float32 features,
+        packed mask)."""
         buffer = io.BytesIO()
         np.savez(
             buffer,
             version=np.array([FEATURES_VERSION]),
             points=self.features.points,
             descriptors=self.features.descriptors,
-            points_mirrored=self.features_mirrored.points,
-            descriptors_mirrored=self.features_mirrored.descriptors,
             match=np.array([self.match_factor, *self.match_shape], np.float64),
             mask_shape=np.array(self.object_mask.shape),
             mask=np.packbits(self.object_mask),
@@ -110,10 +111,11 @@ class ReferenceModel:
                 if (rows, cols) != media.analysis.shape[:2]:
                     return None
                 match = z["match"]
+                features = Features(z["points"], z["descriptors"])
                 return cls(
                     media=media,
-                    features=Features(z["points"], z["descriptors"]),
-                    features_mirrored=Features(z["points_mirrored"], z["descriptors_mirrored"]),
+                    features=features,
+                    features_mirrored=mirror_features(features, int(match[2])),
                     match_factor=float(match[0]),
                     match_shape=(int(match[1]), int(match[2])),
                     object_mask=np.unpackbits(z["mask"], count=rows * cols)
@@ -124,8 +126,8 @@ class ReferenceModel:
             return None
 
 
-FEATURES_VERSION = 1
-"""Bump when detect_features, _match_copy or background_mask change: stored models of another
+FEATURES_VERSION = 2
+"""Version 2: mirrored features are derived from the plain ones, not stored. Bump when detect_features, _match_copy or background_mask change: stored models of another
 version are ignored and computed again."""
 
 _CACHE: OrderedDict[str, ReferenceModel] = OrderedDict()
@@ -160,12 +162,11 @@ def prepare_reference(media: Media, settings: Settings | None = None) -> Referen
     if model is None:
         small, factor = _match_copy(media.analysis)
         feats = detect_features(small)
-        flipped = detect_features(np.ascontiguousarray(small[:, ::-1]))
         background = background_mask(media.analysis)
         model = ReferenceModel(
             media=media,
             features=feats,
-            features_mirrored=flipped,
+            features_mirrored=mirror_features(feats, small.shape[1]),
             match_factor=factor,
             match_shape=(small.shape[0], small.shape[1]),
             object_mask=~background,
