@@ -20,12 +20,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import cv2
 from PIL import Image
 
 from refundlens.config import Settings
 from refundlens.detectors import reference
 from refundlens.media import media_from_bytes
+from refundlens.threads import one_thread_per_process
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "grocery-store-packages"
@@ -39,7 +39,7 @@ def _one_megapixel(path: str) -> bytes:
 
 
 def main() -> None:
-    cv2.setNumThreads(1)
+    one_thread_per_process()
     files = sorted(glob.glob(str(DATA / "**" / "*.jpg"), recursive=True))[100:110]
     if not files:
         print(f"no photos under {DATA}: skipped")

@@ -65,7 +65,9 @@ PUBLISHED = [
 
 
 def _init() -> None:
-    cv2.setNumThreads(1)
+    from refundlens.threads import one_thread_per_process
+
+    one_thread_per_process()
 
 
 def _f1_mcc(pred: np.ndarray, truth: np.ndarray) -> tuple[float, float]:

@@ -28,9 +28,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _init() -> None:
-    import cv2
+    from refundlens.threads import one_thread_per_process
 
-    cv2.setNumThreads(1)
+    one_thread_per_process()
 
 
 def _analyse(case: bench_cases.Case) -> dict[str, Any]:
@@ -120,7 +120,6 @@ def speed(repeats: int = 7) -> dict[str, float]:
     machine the median of a 40 ms decode moved by half between runs, the minimum did not."""
     import io
 
-    import cv2
     from PIL import Image
 
     from refundlens import synth
@@ -128,8 +127,9 @@ def speed(repeats: int = 7) -> dict[str, float]:
     from refundlens.detectors import reference as refmod
     from refundlens.media import media_from_bytes
     from refundlens.pipeline import analyze
+    from refundlens.threads import one_thread_per_process
 
-    cv2.setNumThreads(1)
+    one_thread_per_process()
     base = Image.open(bench_cases.DATA / "noiseprint-demo/imgs/NC2016_2564.jpg").convert("RGB")
     listing_src = [
         bench_cases.DATA / p

@@ -48,15 +48,15 @@ def _photo(seed: int) -> bytes:
 
 def _claim_cost() -> dict[str, float]:
     """Seconds of one core per step for one claim photo, measured in this process."""
-    import cv2
 
     from refundlens.config import Settings
     from refundlens.detectors import reference
     from refundlens.media import media_from_bytes
     from refundlens.pipeline import analyze, default_detectors
     from refundlens.report import picture_blobs
+    from refundlens.threads import one_thread_per_process
 
-    cv2.setNumThreads(1)
+    one_thread_per_process()
     settings = Settings(ocr_enabled=False)
     listing = (ROOT / "src" / "refundlens" / "samples" / "listing.jpg").read_bytes()
     refs = [media_from_bytes(listing, "listing.jpg", settings)]
@@ -187,12 +187,14 @@ def main() -> None:
         for workers in (1, 2):
             redis.Redis.from_url(REDIS).flushdb()
             with tempfile.TemporaryDirectory() as folder:
+                # The workers get the environment an operator's shell has: no thread limits set
+                # by hand (this process set its own for the cost measurement); `refundlens
+                # worker` limits its libraries' thread pools itself (refundlens.threads).
                 env = {
-                    **os.environ,
+                    **{k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")},
                     "REFUNDLENS_DATA_DIR": folder,
                     "REFUNDLENS_BROKER_URL": REDIS,
                     "REFUNDLENS_OCR_ENABLED": "false",
-                    "OMP_NUM_THREADS": "1",
                 }
                 procs = [
                     subprocess.Popen(

@@ -196,9 +196,9 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(settings: Settings, policy: Policy) -> None:
-    import cv2
+    from .threads import one_thread_per_process
 
-    cv2.setNumThreads(1)  # one process per core already; threads would fight over them
+    one_thread_per_process()  # one process per core already; threads would fight over them
     _WORKER["settings"] = settings
     _WORKER["policy"] = policy
 

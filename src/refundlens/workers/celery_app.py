@@ -8,9 +8,10 @@ late result (if any) a no-op. ``refundlens worker`` starts one with beat for the
 from __future__ import annotations
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import worker_init, worker_process_init
 
 from ..config import load_settings
+from ..threads import one_thread_per_process
 from .tasks import Runtime, analyse_claim, tick
 
 __all__ = ["analyse_claim_task", "app"]
@@ -29,13 +30,13 @@ app.conf.update(
 _runtime: Runtime | None = None
 
 
+@worker_init.connect
 @worker_process_init.connect
 def _one_thread_per_analysis(**_kwargs: object) -> None:
-    # One analysis per worker process, one core each: OpenCV's own thread pool on top of N
-    # workers would oversubscribe the cores and slow every analysis down.
-    import cv2
-
-    cv2.setNumThreads(1)
+    # One analysis per worker process, one core each: the libraries' own thread pools on top of
+    # N workers would oversubscribe the cores and slow every analysis down (refundlens.threads).
+    # worker_init covers the solo and thread pools, worker_process_init each prefork child.
+    one_thread_per_process()
 
 
 def _rt() -> Runtime:
