@@ -202,6 +202,61 @@ def speed(repeats: int = 3) -> dict[str, float]:
     }
 
 
+_POOL_PROBE = """
+import io, statistics, sys, time
+limit = sys.argv[1] == "1"
+if limit:
+    from refundlens.threads import one_thread_per_process
+    one_thread_per_process()
+from refundlens.config import Settings
+from refundlens.detectors.pixels import measure
+from refundlens.media import media_from_bytes
+data = open(sys.argv[2], "rb").read()
+settings = Settings(ocr_enabled=False)
+media = media_from_bytes(data, "x.jpg", settings)
+measure(media, settings)
+times = []
+for _ in range(5):
+    start = time.perf_counter()
+    measure(media, settings)
+    times.append(time.perf_counter() - start)
+print(statistics.median(times))
+"""
+
+
+def thread_pools() -> dict[str, float]:
+    """Pixel forensics of one 1 MP photo in one process per core at once, with the libraries'
+    default thread pools and with refundlens.threads' limit: median seconds per photo.
+
+    Each process starts with the environment of an operator's shell (no ``*_NUM_THREADS``)."""
+    import subprocess
+    import sys
+    import tempfile
+
+    source = fc.DATA / "noiseprint-demo/imgs/NC2016_2564.jpg"
+    if not source.exists():
+        return {}
+    rgb = cv2.resize(fc._rgb(source), (1152, 864), interpolation=cv2.INTER_AREA)
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
+    out: dict[str, float] = {"processes": float(os.cpu_count() or 1)}
+    with tempfile.NamedTemporaryFile(suffix=".jpg") as photo:
+        photo.write(fc._jpeg(rgb, 90))
+        photo.flush()
+        for label, flag in (("default_pools_s", "0"), ("one_thread_s", "1")):
+            procs = [
+                subprocess.Popen(
+                    [sys.executable, "-c", _POOL_PROBE, flag, photo.name],
+                    env=env,
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
+                for _ in range(os.cpu_count() or 1)
+            ]
+            medians = [float(p.communicate(timeout=600)[0].strip().splitlines()[-1]) for p in procs]
+            out[label] = round(float(np.median(medians)), 3)
+    return out
+
+
 def _cases() -> list[fc.ForensicsCase]:
     return [*fc.authentic_cases(), *fc.real_cases(), *fc.generated_cases()]
 
@@ -406,6 +461,7 @@ def main() -> None:
     )
 
     timing = speed()
+    pools = thread_pools()
     per_mp = [r["seconds"] / max(r["megapixels"], 0.01) for r in rows if r["megapixels"] >= 1.0]
     big = [r for r in rows if r["megapixels"] >= 8]
     lines += [
@@ -418,6 +474,14 @@ def main() -> None:
         f"{timing.get('pixels_over_decode')}x the decode; the whole pipeline without references (OCR off) "
         f"{timing.get('pipeline_s')} s = {timing.get('pipeline_over_decode')}x (target: 3 s)",
         "",
+        "## Threads: one analysis per core",
+        "",
+        f"{pools.get('processes', 0):.0f} processes at once, each running pixel forensics on the same "
+        "1152x864 photo (NIST16 NC2016_2564 resized, JPEG 90), median of 5, started with no "
+        "`*_NUM_THREADS` set: with the libraries' default thread pools (OpenCV, NumPy's and "
+        f"SciPy's OpenBLAS) {pools.get('default_pools_s')} s per photo; with `refundlens.threads."
+        f"one_thread_per_process()`, which workers and `check --batch` call, {pools.get('one_thread_s')} s.",
+        "",
         "## Published figures (other data and protocols; for orientation, not comparison)",
         "",
         "| method | metric | figure | source |",
@@ -427,7 +491,13 @@ def main() -> None:
     (RESULTS / "forensics.md").write_text("\n".join(lines) + "\n")
     (RESULTS / "forensics.json").write_text(
         json.dumps(
-            {"rows": rows, "errors": errors, "suggested": suggested, "speed": timing},
+            {
+                "rows": rows,
+                "errors": errors,
+                "suggested": suggested,
+                "speed": timing,
+                "thread_pools": pools,
+            },
             indent=1,
             default=float,
         )
