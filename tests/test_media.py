@@ -152,6 +152,37 @@ def test_corrupt_jpeg_data_is_refused(product: np.ndarray) -> None:
     assert info.value.code in {"media.truncated", "media.corrupt"}
 
 
+def _png_with_one_broken_byte() -> bytes:
+    """A noise PNG with the first byte of its compressed data whose change Pillow cannot decode
+    (a fuzzing find: one changed byte, and the upload was accepted)."""
+    rgb = (np.random.default_rng(7).random((48, 64, 3)) * 255).astype(np.uint8)
+    data = encode(rgb, "PNG")
+    start = data.index(b"IDAT") + 4 + 40
+    for offset in range(start, start + 400):
+        broken = bytearray(data)
+        broken[offset] ^= 0xFF
+        try:
+            with Image.open(io.BytesIO(bytes(broken))) as image:
+                image.load()
+        except (OSError, SyntaxError, ValueError):
+            return bytes(broken)
+    raise AssertionError("no single byte broke the PNG")
+
+
+def test_png_with_broken_image_data_is_refused_even_though_its_metadata_reads() -> None:
+    data = _png_with_one_broken_byte()
+    with pytest.raises(MediaError) as info:
+        media_from_bytes(data, "broken.png")
+    assert info.value.code in {"media.truncated", "media.corrupt"}
+
+
+def test_an_accepted_image_decodes_again_at_full_resolution(product: np.ndarray) -> None:
+    """What the upload accepts, the detectors can open: full pixels never raise later."""
+    for fmt in ("PNG", "WEBP", "JPEG"):
+        media = media_from_bytes(encode(product, fmt), f"p.{fmt.lower()}")
+        assert media.pixels.shape == (media.height, media.width, 3)
+
+
 def test_animated_webp_is_refused(product: np.ndarray) -> None:
     frames = [Image.fromarray(product), Image.fromarray(255 - product)]
     buf = io.BytesIO()

@@ -316,9 +316,11 @@ def media_from_bytes(data: bytes, name: str, settings: Settings | None = None) -
                     f"The file is animated ({frames} frames); send a still photo.",
                 )
             notes.append(f"HEIF container holds {frames} images; the primary one was analysed")
+        # Pixels first: reading a PNG's EXIF loads the image and swallows a decoding error,
+        # which then surfaced only later, in a detector asking for the full resolution.
+        analysis = _normalize(image, settings.analysis_side)
         exif = read_exif(image)
         metadata = _metadata(image, data)
-        analysis = _normalize(image, settings.analysis_side)
     oriented = (height, width) if exif.orientation in (5, 6, 7, 8) else (width, height)
     return Media(
         name=name,
