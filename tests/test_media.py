@@ -183,6 +183,32 @@ def test_an_accepted_image_decodes_again_at_full_resolution(product: np.ndarray)
         assert media.pixels.shape == (media.height, media.width, 3)
 
 
+def _exif_with_a_mistyped_entry(orientation: int) -> bytes:
+    """Raw EXIF (big-endian TIFF): Orientation, and the text 'Apple' stored under tag 0x0118,
+    which the standard types as SHORT (the fuzzer's change: Make's tag number altered)."""
+    text = b"Apple\x00"
+    entries = [
+        struct.pack(">HHII", 0x0112, 3, 1, orientation << 16),
+        struct.pack(">HHII", 0x0118, 2, len(text), 8 + 2 + 2 * 12 + 4),
+    ]
+    ifd = struct.pack(">H", len(entries)) + b"".join(entries) + struct.pack(">I", 0)
+    return b"Exif\x00\x00" + b"MM\x00*" + struct.pack(">I", 8) + ifd + text
+
+
+def test_a_mistyped_exif_entry_does_not_stop_the_photo_being_turned_upright(
+    product: np.ndarray,
+) -> None:
+    buf = io.BytesIO()
+    Image.fromarray(product[:40, :60]).save(
+        buf, "JPEG", quality=95, exif=_exif_with_a_mistyped_entry(6)
+    )
+    media = media_from_bytes(buf.getvalue(), "mistyped.jpg")
+    assert media.exif.orientation == 6
+    assert (media.width, media.height) == (40, 60)  # turned: 60x40 stored, 40x60 shown
+    assert media.analysis.shape[:2] == (60, 40)
+    assert media.pixels.shape[:2] == (60, 40)
+
+
 def test_animated_webp_is_refused(product: np.ndarray) -> None:
     frames = [Image.fromarray(product), Image.fromarray(255 - product)]
     buf = io.BytesIO()

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pillow_heif
-from PIL import ExifTags, Image, ImageCms, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageCms, UnidentifiedImageError
 
 from ..config import Settings
 from ..errors import MediaError
@@ -217,6 +217,31 @@ def _to_srgb(image: Image.Image, icc: bytes | None) -> Image.Image:
 
 DRAFT_SLACK = 0.95
 
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    """The image turned as its EXIF Orientation says (``ExifFacts.orientation``, ``Media.orient``).
+
+    Not ``ImageOps.exif_transpose``: it also rewrites the EXIF block, and raises on an entry whose
+    type does not fit its tag (a fuzzing find: Make stored under a SHORT tag's number), which a
+    photo's orientation does not depend on.
+    """
+    try:
+        orientation = image.getexif().get(ExifTags.Base.Orientation)
+    except Exception:  # a malformed EXIF block: the pixels as stored
+        return image
+    method = _TRANSPOSE.get(orientation) if isinstance(orientation, int) else None
+    return image.transpose(method) if method is not None else image
+
 
 def _normalize(image: Image.Image, max_side: int | None) -> RGBArray:
     icc = image.info.get("icc_profile")
@@ -230,7 +255,7 @@ def _normalize(image: Image.Image, max_side: int | None) -> RGBArray:
             if factor < 1:
                 image.draft("RGB", (max(1, int(w * factor)), max(1, int(h * factor))))
         image.load()
-        image = ImageOps.exif_transpose(image) or image
+        image = _upright(image)
     except MediaError:
         raise
     except Image.DecompressionBombError as exc:
