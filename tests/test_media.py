@@ -58,6 +58,20 @@ def test_heic_decodes_through_pillow_heif(product: np.ndarray) -> None:
     assert np.abs(media.analysis.astype(int) - product).mean() < 6
 
 
+def test_heic_whose_coded_size_lies_far_beyond_its_shown_size_is_refused() -> None:
+    """A fuzzing find: the 'ispe' box (coded size) edited to 64 x 4,261,412,799 while the clean
+    aperture still shows 64 x 48, so the header check passes and libheif refuses to decode."""
+    rgb = (np.random.default_rng(3).random((48, 64, 3)) * 255).astype(np.uint8)
+    buf = io.BytesIO()
+    pillow_heif.from_pillow(Image.fromarray(rgb)).save(buf, quality=50)
+    data = bytearray(buf.getvalue())
+    at = data.index(b"ispe") + 4 + 4  # box type, then version and flags; width, height follow
+    data[at + 4 : at + 8] = (4_261_412_799).to_bytes(4, "big")
+    with pytest.raises(MediaError) as info:
+        media_from_bytes(bytes(data), "lying.heic")
+    assert info.value.code in {"media.decompression_bomb", "media.too_many_pixels"}
+
+
 def test_exif_orientation_is_applied_and_capture_facts_are_read(product: np.ndarray) -> None:
     tall = np.ascontiguousarray(product[:, :200])
     exif = Image.Exif()

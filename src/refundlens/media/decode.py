@@ -260,10 +260,19 @@ def _normalize(image: Image.Image, max_side: int | None) -> RGBArray:
         raise
     except Image.DecompressionBombError as exc:
         raise MediaError("media.decompression_bomb", "The image expands too far.") from exc
-    except (OSError, SyntaxError, EOFError, ValueError, IndexError, KeyError) as exc:
+    except Exception as exc:
+        # Only the decoders run in this block, and on hostile bytes they raise whatever their
+        # parsers hit (OSError, struct.error, libheif's RuntimeError...): all of it means that
+        # the data cannot be decoded, never a traceback.
+        text = str(exc)
+        if "security limit" in text.lower():  # libheif: the decoded size differs from the header's
+            raise MediaError(
+                "media.decompression_bomb",
+                f"The image would decode far larger than its header says: {text}.",
+            ) from exc
         raise MediaError(
-            "media.truncated" if "truncated" in str(exc) else "media.corrupt",
-            f"The image data cannot be decoded: {exc}.",
+            "media.truncated" if "truncated" in text else "media.corrupt",
+            f"The image data cannot be decoded: {text or type(exc).__name__}.",
         ) from exc
     image = _to_srgb(image, icc if isinstance(icc, bytes) else None)
     if max_side is not None and max(image.size) > max_side:
