@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench lint venv clean system-deps serve openapi
+.PHONY: demo test bench lint venv clean system-deps serve openapi fuzz
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,9 +42,16 @@ serve: $(STAMP)
 openapi: $(STAMP)
 	$(PY) -c "import json, tempfile; from refundlens.config import Settings; from refundlens.service import create_app; print(json.dumps(create_app(Settings(data_dir=tempfile.mkdtemp())).openapi(), indent=1, sort_keys=True, ensure_ascii=False))" > docs/openapi.json
 
+# Coverage-guided fuzzing of decoding, metadata and the detectors that read them (fuzz/media.py);
+# atheris is installed on demand, not a dependency. Failing inputs land in fuzz/crashes/.
+FUZZ_SECONDS ?= 300
+fuzz: $(STAMP)
+	$(PY) -m pip install --quiet 'atheris>=2.3,<4'
+	$(PY) -m fuzz.media --seconds $(FUZZ_SECONDS)
+
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests bench training
-	$(VENV)/bin/ruff format --check src tests bench training
+	$(VENV)/bin/ruff check src tests bench training fuzz
+	$(VENV)/bin/ruff format --check src tests bench training fuzz
 	$(VENV)/bin/mypy
 
 clean:

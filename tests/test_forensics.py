@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import warnings
 
 import cv2
 import numpy as np
@@ -61,6 +62,18 @@ def test_a_photo_compressed_once_shows_no_double_quantization() -> None:
     result = double_quantization(media.jpeg_luma, media.metadata.jpeg_qtables[0])
     assert result.strength < 0.1
     assert len(result.periods) <= 1
+
+
+def test_a_quantization_table_with_a_zero_step_is_no_evidence_not_nan() -> None:
+    """A fuzzing find: a JPEG whose table has a 0 step decodes, and dividing by it made every
+    coefficient NaN (then garbage integers)."""
+    media = media_from_bytes(pasted_with_other_compression(), "pasted.jpg")
+    table = list(media.metadata.jpeg_qtables[0])
+    table[5] = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "invalid value encountered in divide"
+        result = double_quantization(media.jpeg_luma, table)
+    assert result.block_map is None and result.periods == {} and result.strength == 0.0
 
 
 def test_a_region_pasted_between_two_compressions_stands_out_in_the_block_map() -> None:

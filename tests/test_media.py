@@ -72,6 +72,19 @@ def test_heic_whose_coded_size_lies_far_beyond_its_shown_size_is_refused() -> No
     assert info.value.code in {"media.decompression_bomb", "media.too_many_pixels"}
 
 
+def test_an_avif_without_an_image_item_is_refused_not_raised() -> None:
+    """A fuzzing find: Pillow's AVIF plugin raises RuntimeError while opening such a file."""
+
+    def box(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", 8 + len(payload)) + kind + payload
+
+    handler = box(b"hdlr", bytes(8) + b"pict" + bytes(13))
+    data = box(b"ftyp", b"avif" + bytes(4) + b"avifmif1miaf") + box(b"meta", bytes(4) + handler)
+    with pytest.raises(MediaError) as info:
+        media_from_bytes(data, "empty.avif")
+    assert info.value.code in {"media.corrupt", "media.not_an_image"}
+
+
 def test_exif_orientation_is_applied_and_capture_facts_are_read(product: np.ndarray) -> None:
     tall = np.ascontiguousarray(product[:, :200])
     exif = Image.Exif()

@@ -143,8 +143,12 @@ def double_quantization(
     Parameters
     ----------
     luma : decoded JPEG luma plane in stored orientation (see ``Media.jpeg_luma``).
-    table : the file's luma quantization table, 64 values in natural order.
+    table : the file's luma quantization table, 64 values in natural order. A table with a
+        step below 1 is not a JPEG table (the standard's steps are 1 to 65535; a fuzzed file
+        had a 0, and dividing by it made every coefficient NaN): no evidence, strength 0.
     """
+    if float(np.min(np.asarray(table, dtype=np.float64))) < 1:
+        return DoubleQuantization(None, {}, 0.0, 0)
     coefficients, trusted = quantized_coefficients(luma, table)
     count = int(trusted.sum())
     if count < 64:

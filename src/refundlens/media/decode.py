@@ -180,6 +180,10 @@ def _open(data: bytes, settings: Settings | None = None) -> Image.Image:
         ) from exc
     except (OSError, SyntaxError, EOFError) as exc:
         raise MediaError("media.corrupt", f"The image data is corrupt: {exc}.") from exc
+    except Exception as exc:  # a plugin's parser on hostile bytes (a fuzzed AVIF: RuntimeError)
+        raise MediaError(
+            "media.corrupt", f"The image data is corrupt: {exc or type(exc).__name__}."
+        ) from exc
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
