@@ -76,7 +76,7 @@ def main() -> None:
         "| step | ms | / JPEG decode |",
         "|---|---|---|",
         f"| decode the JPEG (Pillow) | {d * 1000:.1f} | 1.0 |",
-        f"| compute features (RootSIFT plain + mirrored, object mask) | {c * 1000:.1f} | {c / d:.1f} |",
+        f"| compute features (RootSIFT, its mirror by permutation, object mask) | {c * 1000:.1f} | {c / d:.1f} |",
         f"| read them back from `reference_feature_dir` | {r * 1000:.1f} | {r / d:.1f} |",
         "",
         f"One file per reference: {size / 1024:.0f} KiB (float32 descriptors, kept exact so a "
