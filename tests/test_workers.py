@@ -253,3 +253,125 @@ def test_a_task_delivered_again_after_the_analysis_finished_does_nothing(tmp_pat
     assert analyse_claim(runtime, claim_id) == "skipped"
     assert _state(settings, claim_id) == ("awaiting_merchant", 1)
     runtime.db.dispose()
+
+
+def _history(settings: Settings, claim_id: str) -> tuple[Claim, list[str], list[str]]:
+    """The claim, its audit actions in order, and the events queued for its merchant."""
+    from refundlens.store import audit
+    from refundlens.store.models import AuditEntry, WebhookEvent
+
+    database = Database(settings)
+    with database.session() as session:
+        claim = session.get(Claim, claim_id)
+        assert claim is not None
+        session.expunge(claim)
+        actions = list(
+            session.execute(
+                select(AuditEntry.action)
+                .where(AuditEntry.claim_id == claim_id)
+                .order_by(AuditEntry.seq)
+            ).scalars()
+        )
+        events = [e.event for e in session.execute(select(WebhookEvent)).scalars()]
+        checked, problem = audit.verify(session)
+        assert problem is None and checked > 0
+    database.dispose()
+    return claim, actions, events
+
+
+def test_a_claim_whose_analysis_keeps_failing_goes_to_a_person_without_an_assessment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from refundlens.workers import tasks
+    from refundlens.workers.runner import Dispatcher
+
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise ValueError("a detector bug")
+
+    monkeypatch.setattr(tasks, "analyze", broken)
+    settings = Settings(data_dir=str(tmp_path / "data"), ocr_enabled=False)
+    claim_id = _setup(settings, _small_claim())
+    dispatcher = Dispatcher(settings, tick_seconds=3600)
+    dispatcher.start()  # queues the claim; each failure is retried at once, in order
+    _wait(settings, claim_id, {"under_review"}, timeout=120)
+    dispatcher.stop()
+    claim, actions, events = _history(settings, claim_id)
+    assert claim.state == "under_review"
+    assert claim.risk is None and claim.action == "review"
+    assert claim.routing_reason.startswith("the analysis failed 3 times in a row")
+    assert claim.analysis_attempts == settings.analysis_max_attempts == 3
+    assert actions.count("claim.analysis_failed") == 3
+    assert actions[-1] == "claim.analysis_abandoned"
+    assert "claim.analysis_failed" in events
+    assert _state(settings, claim_id) == ("under_review", 0)
+    # The reaper and a late Celery retry find nothing more to do.
+    runtime = tasks.Runtime(settings)
+    assert tasks.analyse_claim(runtime, claim_id) == "skipped"
+    runtime.db.dispose()
+
+
+def test_an_analysis_that_fails_once_is_retried_and_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from refundlens.workers import tasks
+    from refundlens.workers.runner import Dispatcher
+
+    real = tasks.analyze
+    calls = []
+
+    def flaky(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError("blob store briefly unreachable")
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(tasks, "analyze", flaky)
+    settings = Settings(data_dir=str(tmp_path / "data"), ocr_enabled=False)
+    claim_id = _setup(settings, _small_claim())
+    dispatcher = Dispatcher(settings, tick_seconds=3600)
+    dispatcher.start()
+    _wait(settings, claim_id, {"awaiting_merchant"}, timeout=120)
+    dispatcher.stop()
+    claim, actions, _events = _history(settings, claim_id)
+    assert claim.state == "awaiting_merchant" and claim.analysis_attempts == 2
+    assert actions.count("claim.analysis_failed") == 1
+    assert "claim.analysis_abandoned" not in actions
+    assert _state(settings, claim_id) == ("awaiting_merchant", 1)
+
+
+def test_analyses_that_die_with_their_worker_count_as_failures(tmp_path: Path) -> None:
+    """A file that kills its worker (no exception to catch) must not go round the reaper for ever."""
+    settings = Settings(data_dir=str(tmp_path / "data"), ocr_enabled=False)
+    claim_id = _setup(settings, _small_claim())
+    database = Database(settings)
+    for attempt in range(1, 4):  # three workers take the claim and die before recording
+        with database.session() as session:
+            assert workflow.start_analysis(session, claim_id, settings) == attempt
+    with database.session() as session:  # the reaper's fourth try
+        assert workflow.start_analysis(session, claim_id, settings) is None
+    database.dispose()
+    claim, actions, _events = _history(settings, claim_id)
+    assert claim.state == "under_review" and claim.analysis_attempts == 3
+    assert actions[-1] == "claim.analysis_abandoned"
+
+
+def test_the_review_sla_setting_sets_the_deadline_when_a_claim_reaches_a_person(
+    tmp_path: Path,
+) -> None:
+    import datetime as dt
+
+    from refundlens.workers.tasks import Runtime, analyse_claim
+
+    settings = Settings(data_dir=str(tmp_path / "data"), ocr_enabled=False, review_sla_hours=6.0)
+    claim_id = _setup(settings, _small_claim())
+    runtime = Runtime(settings)
+    assert analyse_claim(runtime, claim_id) == "awaiting_merchant"
+    later = workflow.utcnow() + dt.timedelta(hours=settings.merchant_response_hours + 1)
+    with runtime.db.session() as session:  # the merchant's window runs out unanswered
+        assert workflow.expire_windows(session, later, settings=settings) == [claim_id]
+        claim = session.get(Claim, claim_id)
+        assert claim is not None and claim.state == "under_review"
+        deadline = workflow._aware(claim.deadline_at)
+        assert deadline is not None
+        assert abs((deadline - later).total_seconds() - 6 * 3600) < 60
+    runtime.db.dispose()

@@ -201,8 +201,11 @@ class Settings:
     capture must carry a manifest trusted under them that declares a camera capture; empty = no
     C2PA check."""
     analysis_stale_minutes: float = 15.0
-    worker_reference_cache_size: int = 32
     """A claim analysing for longer than this is re-queued by the reaper (a worker died)."""
+    analysis_max_attempts: int = 3
+    """Analyses of one claim that may fail or die in a row before a person takes the claim
+    over without one (never an automatic approval or rejection)."""
+    worker_reference_cache_size: int = 32
     task_visibility_timeout_seconds: float = 900.0
     """Redis broker: an analysis not acknowledged within this many seconds (its worker died) is
     handed to another worker. Keep it above the longest analysis."""

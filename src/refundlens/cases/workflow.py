@@ -350,17 +350,52 @@ def create_claim(
     return claim
 
 
+def unfinished_analyses(session: Session, claim: Claim) -> int:
+    """Analyses of ``claim`` started since the last one that recorded an assessment: each of
+    them failed or died with its worker."""
+    last = session.execute(
+        select(func.max(Assessment.attempt)).where(Assessment.claim_id == claim.id)
+    ).scalar()
+    return claim.analysis_attempts - int(last or 0)
+
+
+def _give_up_analysis(session: Session, claim: Claim, failures: int, settings: Settings) -> None:
+    """A claim whose analysis keeps failing goes to a person, with no assessment: nothing is
+    approved or rejected on a measurement that was never made."""
+    why = f"the analysis failed {failures} times in a row: a person decides without it"
+    claim.state = transition(claim.state, ClaimState.UNDER_REVIEW).value
+    claim.routing_reason = why
+    claim.action = "review"
+    claim.analysing_since = None
+    claim.deadline_at = utcnow() + dt.timedelta(hours=settings.review_sla_hours)
+    session.flush()
+    audit.append(
+        session,
+        SYSTEM.id,
+        "claim.analysis_abandoned",
+        claim_id=claim.id,
+        details={"failures": failures, "state": claim.state, "why": why},
+    )
+    notify(session, claim.merchant_id, "claim.analysis_failed", claim, {"failures": failures})
+
+
 def start_analysis(session: Session, claim_id: str, settings: Settings) -> int | None:
     """Move the claim to ``analysing`` and return this attempt's number; None if nothing to do.
 
     Only a claim that asks for an analysis starts one: ``submitted``, or ``analysing`` (a live
     capture just arrived, or a worker died and the reaper re-queued it). A task delivered twice
-    for a claim already analysed and waiting on someone finds nothing to do.
+    for a claim already analysed and waiting on someone finds nothing to do. A claim whose last
+    ``analysis_max_attempts`` analyses all failed or died (a file that crashes its worker, a
+    bug) starts none: it goes to a person instead of round the reaper for ever.
     """
     claim = session.get(Claim, claim_id, with_for_update=True)
     if claim is None:
         return None
     if claim.state not in (ClaimState.SUBMITTED, ClaimState.ANALYSING):
+        return None
+    failures = unfinished_analyses(session, claim)
+    if claim.state == ClaimState.ANALYSING and failures >= settings.analysis_max_attempts:
+        _give_up_analysis(session, claim, failures, settings)
         return None
     claim.state = transition(claim.state, ClaimState.ANALYSING).value
     claim.analysis_attempts += 1
@@ -454,6 +489,27 @@ def load_unboxing_frames(
     return frames
 
 
+def fail_analysis(
+    session: Session, claim_id: str, attempt: int, error: str, settings: Settings
+) -> Claim | None:
+    """Record that this attempt raised ``error``; after ``analysis_max_attempts`` failures in a
+    row the claim goes to a person. Returns the claim, or None for a stale attempt."""
+    claim = session.get(Claim, claim_id, with_for_update=True)
+    if claim is None or claim.state != ClaimState.ANALYSING or claim.analysis_attempts != attempt:
+        return None
+    audit.append(
+        session,
+        SYSTEM.id,
+        "claim.analysis_failed",
+        claim_id=claim.id,
+        details={"attempt": attempt, "error": error[:500]},
+    )
+    failures = unfinished_analyses(session, claim)
+    if failures >= settings.analysis_max_attempts:
+        _give_up_analysis(session, claim, failures, settings)
+    return claim
+
+
 def finish_analysis(
     session: Session,
     claim_id: str,
@@ -519,6 +575,8 @@ def add_evidence(
     kind: str,
     statement: str,
     file: tuple[str, bytes] | None,
+    *,
+    settings: Settings | None = None,
 ) -> Evidence:
     if claim.state in (ClaimState.DECIDED, ClaimState.FINAL, ClaimState.APPROVED):
         raise RefundlensError(
@@ -555,7 +613,7 @@ def add_evidence(
     if actor.role == "merchant" and claim.state == ClaimState.AWAITING_MERCHANT:
         # The merchant has answered: a person can decide now, no need to wait out the window.
         claim.state = transition(claim.state, ClaimState.UNDER_REVIEW).value
-        claim.deadline_at = utcnow() + dt.timedelta(hours=24)
+        claim.deadline_at = utcnow() + dt.timedelta(hours=(settings or Settings()).review_sla_hours)
         audit.append(
             session,
             actor.id,
@@ -626,8 +684,11 @@ def decide(
     return claim
 
 
-def expire_windows(session: Session, now: dt.datetime | None = None) -> list[str]:
+def expire_windows(
+    session: Session, now: dt.datetime | None = None, *, settings: Settings | None = None
+) -> list[str]:
     """Move claims whose window ran out to a person (never to a rejection). Returns their ids."""
+    review_hours = (settings or Settings()).review_sla_hours
     now = now or utcnow()
     moved = []
     waiting = (
@@ -651,7 +712,7 @@ def expire_windows(session: Session, now: dt.datetime | None = None) -> list[str
             continue
         before = claim.state
         claim.state = transition(claim.state, ClaimState.UNDER_REVIEW).value
-        claim.deadline_at = now + dt.timedelta(hours=24)
+        claim.deadline_at = now + dt.timedelta(hours=review_hours)
         audit.append(
             session, SYSTEM.id, "claim.window_expired", claim_id=claim.id, details={"from": before}
         )
@@ -850,14 +911,21 @@ def accept_capture(
     return item
 
 
-def appeal(session: Session, actor: Actor, claim: Claim, reason: str) -> Claim:
+def appeal(
+    session: Session,
+    actor: Actor,
+    claim: Claim,
+    reason: str,
+    *,
+    settings: Settings | None = None,
+) -> Claim:
     """The buyer or the merchant contests a decision (or an automatic approval): a person looks again."""
     if not reason.strip():
         raise RefundlensError("appeal.reason_required", "An appeal needs a reason in words.")
     claim.state = transition(claim.state, ClaimState.APPEALED).value
     audit.append(session, actor.id, "claim.appealed", claim_id=claim.id, details={"reason": reason})
     claim.state = transition(claim.state, ClaimState.UNDER_REVIEW).value
-    claim.deadline_at = utcnow() + dt.timedelta(hours=24)
+    claim.deadline_at = utcnow() + dt.timedelta(hours=(settings or Settings()).review_sla_hours)
     notify(session, claim.merchant_id, "claim.appealed", claim, {"reason": reason})
     return claim
 

@@ -519,7 +519,7 @@ def create_app(
             with runtime.db.session() as s:
                 claim = visible_claim(s, claim_id, p)
                 item = workflow.add_evidence(
-                    s, runtime.blobs, actor(p), claim, kind, statement, upload
+                    s, runtime.blobs, actor(p), claim, kind, statement, upload, settings=settings
                 )
                 return {
                     "id": item.id,
@@ -571,7 +571,7 @@ def create_app(
     def appeal(claim_id: str, body: AppealIn, s: SessionDep, p: Who) -> dict[str, Any]:
         claim = visible_claim(s, claim_id, p)
         require(p, "buyer", "merchant", "admin")
-        workflow.appeal(s, actor(p), claim, body.reason)
+        workflow.appeal(s, actor(p), claim, body.reason, settings=settings)
         return claim_view(s, claim, p)
 
     @app.post("/v1/claims/{claim_id}/assign")

@@ -62,6 +62,7 @@ _ROUTING_REASONS = (
     (r"(?P<claim_type>\w+) claims above (?P<limit>[\d.]+) always go to a person", ("claim_type",)),
     (r"a claim without photos always goes to a person", ()),
     (r"nothing doubtful: approved automatically", ()),
+    (r"the analysis failed (?P<failures>\d+) times in a row: a person decides without it", ()),
 )
 
 

@@ -417,6 +417,7 @@ async def evidence(
                     kind,
                     statement,
                     upload,
+                    settings=runtime.settings,
                 )
         except RefundlensError as exc:
             return exc.code

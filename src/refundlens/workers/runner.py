@@ -29,6 +29,7 @@ class Dispatcher:
         # ``submitted``, and a backlog longer than one tick would otherwise be queued again
         # and again (each copy a full analysis once the first has finished).
         self._queued: set[str] = set()
+        self._retries: dict[str, int] = {}
         self._queued_lock = threading.Lock()
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
@@ -48,8 +49,33 @@ class Dispatcher:
             self._queued.discard(claim_id)
         try:
             analyse_claim(self.runtime, claim_id)
+            self._retries.pop(claim_id, None)
         except Exception:
             log.exception("analysis of %s failed", claim_id)
+            # Try again now, as Celery would: the failure is on record, and after
+            # analysis_max_attempts of them the claim has left ``analysing`` for a person.
+            # Counted here too, so that an error before the attempt is recorded cannot loop.
+            tries = self._retries.get(claim_id, 0) + 1
+            if (
+                tries < self.settings.analysis_max_attempts
+                and not self._stop.is_set()  # shutting down: the reaper re-queues it later
+                and self._still_analysing(claim_id)
+            ):
+                self._retries[claim_id] = tries
+                self.submit(claim_id)
+            else:
+                self._retries.pop(claim_id, None)
+
+    def _still_analysing(self, claim_id: str) -> bool:
+        from ..store.models import Claim
+
+        try:
+            with self.runtime.db.session() as session:
+                claim = session.get(Claim, claim_id)
+                return claim is not None and claim.state == "analysing"
+        except Exception:  # the database itself is down: the reaper re-queues it later
+            log.exception("cannot read claim %s", claim_id)
+            return False
 
     def submit(self, claim_id: str) -> None:
         if self.celery:

@@ -37,11 +37,26 @@ class Runtime:
 
 
 def analyse_claim(runtime: Runtime, claim_id: str) -> str:
-    """Analyse one claim end to end; safe to run twice (a stale attempt records nothing)."""
+    """Analyse one claim end to end; safe to run twice (a stale attempt records nothing).
+
+    An analysis that raises is recorded as failed (``workflow.fail_analysis``: the error in the
+    audit log, and after ``analysis_max_attempts`` failures the claim goes to a person) and the
+    error is raised again, for Celery's retry or the in-process runner's log."""
     with runtime.db.session() as session:
         attempt = workflow.start_analysis(session, claim_id, runtime.settings)
     if attempt is None:
         return "skipped"
+    try:
+        return _analyse(runtime, claim_id, attempt)
+    except Exception as exc:
+        with runtime.db.session() as session:
+            workflow.fail_analysis(
+                session, claim_id, attempt, f"{type(exc).__name__}: {exc}", runtime.settings
+            )
+        raise
+
+
+def _analyse(runtime: Runtime, claim_id: str, attempt: int) -> str:
     with runtime.db.session() as session:
         photos, references, order = workflow.load_inputs(
             session, runtime.blobs, runtime.settings, claim_id, runtime.references
@@ -101,7 +116,7 @@ def tick(runtime: Runtime, requeue: Any = None) -> dict[str, Any]:
     from .webhooks import deliver_due
 
     with runtime.db.session() as session:
-        moved = workflow.expire_windows(session)
+        moved = workflow.expire_windows(session, settings=runtime.settings)
         stale = workflow.stale_analyses(session, runtime.settings)
     for claim_id in stale:
         (requeue or (lambda cid: analyse_claim(runtime, cid)))(claim_id)
