@@ -313,6 +313,7 @@ def main() -> None:
             f"| genuine asked for a live photo (`near_copy_unresolved`) | {unresolved(neg)} of {len(neg)} |",
             f"| forged/identical asked for a live photo (`near_copy_unresolved`) | {unresolved(pos)} of {len(pos)} |",
             f"| forged/identical said to support the buyer (`same_item_new_photo`) | {sum(r['code'] == 'reference.same_item_new_photo' for r in pos)} of {len(pos)} |",
+            f"| unedited copies called `derived` (an edit outlined where none was made) | {sum(r['code'] == 'reference.derived' for r in pos if r['kind'] == 'identical')} of {sum(r['kind'] == 'identical' for r in pos)} |",
             f"| AUC (`copy_score`) | {auc(ps, ns):.4f} |",
             f"| TPR at 1% FPR | {100 * tpr_at_fpr(ps, ns, 0.01):.1f}% |",
             f"| TPR at 0.1% FPR | {100 * tpr_at_fpr(ps, ns, 0.001):.1f}% (FPR resolution 1/{len(neg)}) |",

@@ -39,6 +39,33 @@ def test_reference_finds_stain_added_to_listing_photo_and_localises_it() -> None
     assert abs(facts["transform"]["rotation_deg"]) > 0.5
 
 
+def test_the_listing_photo_compared_with_itself_is_identical_with_no_edit_outlined() -> None:
+    """The bundled listing photo has a saturated red label, a colour few of its pixels have: a
+    colour fit pulled towards zero bent it by 15 grey levels and outlined it as an edit."""
+    from importlib import resources
+
+    from refundlens.media import media_from_bytes
+
+    data = resources.files("refundlens").joinpath("samples/listing.jpg").read_bytes()
+    claim, listing = media_from_bytes(data, "claim.jpg"), media_from_bytes(data, "listing.jpg")
+    (finding,) = ReferenceDetector().analyze(claim, Context(references=(listing,)))
+    assert finding.code == "reference.identical", finding.facts
+    assert finding.region is None
+    assert finding.facts["agreement"] == 1.0
+
+
+def test_the_colour_fit_between_a_photo_and_itself_is_the_identity_even_for_rare_colours() -> None:
+    from refundlens.detectors.residual import apply_colour_mapping, fit_colour_mapping
+
+    rng = np.random.default_rng(4)
+    common = rng.uniform(60, 200, (4000, 3)).astype(np.float32)
+    rare = np.tile(np.float32([[232, 6, 20]]), (40, 1))  # 1% of the pixels: a red label
+    samples = np.concatenate([common, rare])
+    coef = fit_colour_mapping(samples, samples)
+    mapped = apply_colour_mapping(samples[None], coef)[0]
+    assert float(np.abs(mapped - samples).max()) < 1.0
+
+
 @pytest.mark.parametrize(
     "name",
     [

@@ -60,6 +60,10 @@ def _poly_features(rgb: FloatImage) -> FloatImage:
     return np.stack([r, g, b, r * r, g * g, b * b, r * g, r * b, g * b, one], axis=-1)
 
 
+_IDENTITY = np.zeros((10, 3))
+_IDENTITY[[0, 1, 2], [0, 1, 2]] = 255.0  # r, g, b in [0, 1] -> the same channel in [0, 255]
+
+
 def fit_colour_mapping(
     source: npt.NDArray[np.float32],
     target: npt.NDArray[np.float32],
@@ -71,16 +75,24 @@ def fit_colour_mapping(
     squares [1]_ [2]_: refit on the ``trim`` share of pixels with the smallest residuals, so that
     painted damage and clipped highlights do not bend the fit.
 
+    The ridge that keeps the fit stable pulls it towards the identity, not towards zero: pulled
+    towards zero it bent the colours few pixels have (a saturated red label) by 15 grey levels
+    even between a photo and itself, and those pixels then read as an edit (an unedited copy of
+    the listing photo called ``derived``; bench/results/reference.md, "Unedited copies").
+
     ``source`` and ``target`` are (n, 3) samples in [0, 255]. Returns the coefficient matrix.
     """
     x = _poly_features(source / 255.0).reshape(-1, 10).astype(np.float64)
     y = target.reshape(-1, 3).astype(np.float64)
     keep = np.ones(len(x), bool)
-    coef: npt.NDArray[np.float64] = np.zeros((10, 3))
+    coef: npt.NDArray[np.float64] = _IDENTITY.copy()
     ridge = 1e-4 * np.eye(10)
     for _ in range(rounds + 1):
         xs, ys = x[keep], y[keep]
-        coef = np.asarray(np.linalg.solve(xs.T @ xs + ridge * len(xs), xs.T @ ys), np.float64)
+        pull = ridge * len(xs)
+        coef = np.asarray(
+            np.linalg.solve(xs.T @ xs + pull, xs.T @ ys + pull @ _IDENTITY), np.float64
+        )
         err = np.abs(x @ coef - y).max(axis=1)
         keep = err <= np.quantile(err, trim)
     return coef
