@@ -82,3 +82,36 @@ def test_bad_order_time_exits_2_with_its_code(tmp_path: Path) -> None:
 def test_default_offset_setting_is_validated() -> None:
     with pytest.raises(SettingsError):
         load_settings({"REFUNDLENS_CAPTURE_DEFAULT_UTC_OFFSET": "CST"})
+
+
+def test_a_thumbnail_mismatch_shows_where_the_image_changed_after_capture() -> None:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from refundlens.detectors._capture_examples import _picture, _with_thumbnail
+    from refundlens.media import media_from_bytes
+
+    original = _picture(3)  # 240 x 180
+    edited = original.copy()
+    edited[:, 60:] = _picture(8)[:, 60:]  # all but the left quarter replaced after capture
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110] = "HUAWEI", "P60"
+    raw = _with_thumbnail(exif.tobytes(), original)
+    buf = io.BytesIO()
+    Image.fromarray(edited).save(buf, "JPEG", quality=92, exif=raw)
+    media = media_from_bytes(buf.getvalue(), "edited.jpg")
+    findings = [
+        f
+        for f in CaptureDetector().analyze(media, Context())
+        if f.code == "capture.thumbnail_mismatch"
+    ]
+    assert len(findings) == 1, [f.code for f in CaptureDetector().analyze(media, Context())]
+    pictures = findings[0].pictures
+    assert set(pictures) == {"exif_thumbnail", "thumbnail_difference"}
+    side = pictures["thumbnail_difference"]
+    assert side.dtype == np.uint8 and side.shape[0] >= 240
+    heat = side[:, -(side.shape[1] - 8) // 3 :].astype(int).sum(axis=2)  # the right panel
+    cols = heat.shape[1]
+    assert heat[:, cols // 3 :].mean() > 3 * heat[:, : cols // 5].mean()

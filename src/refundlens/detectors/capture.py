@@ -21,7 +21,12 @@ from PIL import ExifTags, Image
 from ..media import Media, utc_offset
 from .base import Context, Detector, Example, Finding, Reason
 
-__all__ = ["CaptureDetector", "exif_thumbnail", "thumbnail_correlation"]
+__all__ = [
+    "CaptureDetector",
+    "exif_thumbnail",
+    "thumbnail_correlation",
+    "thumbnail_difference",
+]
 
 EDITORS = {
     "photoshop": "Adobe Photoshop",
@@ -71,25 +76,74 @@ def exif_thumbnail(media: Media) -> npt.NDArray[np.uint8] | None:
     return np.ascontiguousarray(ops[orientation](rgb)) if orientation in ops else rgb
 
 
-def thumbnail_correlation(thumb: npt.NDArray[np.uint8], image: npt.NDArray[np.uint8]) -> float:
-    """Correlation (-1 to 1) of the thumbnail's content (letterbox bars removed) with the image
-    reduced to the same size, on grey levels."""
+def _thumbnail_pair(
+    thumb: npt.NDArray[np.uint8], image: npt.NDArray[np.uint8]
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]] | None:
+    """The thumbnail's content (letterbox bars removed) and the image reduced to its size, as
+    grey levels smoothed by 1 px (the thumbnail's own JPEG blocks); None if no content."""
     grey = cv2.cvtColor(thumb, cv2.COLOR_RGB2GRAY).astype(np.float32)
     rows = np.nonzero(grey.max(axis=1) > 16)[0]
     cols = np.nonzero(grey.max(axis=0) > 16)[0]
     if rows.size < 8 or cols.size < 8:
-        return 1.0
+        return None
     content = grey[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
     main = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
     small = cv2.resize(
         main, (content.shape[1], content.shape[0]), interpolation=cv2.INTER_AREA
     ).astype(np.float32)
-    a = cv2.GaussianBlur(content, (0, 0), 1.0)
-    b = cv2.GaussianBlur(small, (0, 0), 1.0)
-    a -= a.mean()
-    b -= b.mean()
+    return cv2.GaussianBlur(content, (0, 0), 1.0), cv2.GaussianBlur(small, (0, 0), 1.0)
+
+
+def thumbnail_correlation(thumb: npt.NDArray[np.uint8], image: npt.NDArray[np.uint8]) -> float:
+    """Correlation (-1 to 1) of the thumbnail's content (letterbox bars removed) with the image
+    reduced to the same size, on grey levels."""
+    pair = _thumbnail_pair(thumb, image)
+    if pair is None:
+        return 1.0
+    a, b = pair[0] - pair[0].mean(), pair[1] - pair[1].mean()
     denom = float(np.sqrt((a * a).sum() * (b * b).sum()))
     return float((a * b).sum() / denom) if denom > 0 else 1.0
+
+
+def thumbnail_difference(
+    thumb: npt.NDArray[np.uint8], image: npt.NDArray[np.uint8], *, full_scale: float = 64.0
+) -> npt.NDArray[np.uint8] | None:
+    """Where the image departs from the preview the camera stored: a picture (RGB uint8) of
+    the thumbnail, the image at the thumbnail's size, and their difference as a heatmap, side
+    by side, each enlarged to at least 240 px high so a person can see it.
+
+    The image is matched to the thumbnail's brightness and contrast first (a phone's preview
+    can be toned differently); the heat is the absolute grey-level difference, full at
+    ``full_scale`` grey levels. None if the thumbnail has no content.
+    """
+    pair = _thumbnail_pair(thumb, image)
+    if pair is None:
+        return None
+    preview, current = pair
+    spread = float(current.std())
+    matched = (current - current.mean()) * (float(preview.std()) / spread if spread > 0 else 1.0)
+    matched += preview.mean()
+    heat = np.clip(np.abs(matched - preview) / full_scale, 0, 1)
+    colours = cv2.applyColorMap((heat * 255).astype(np.uint8), cv2.COLORMAP_INFERNO)
+    panels = [
+        cv2.cvtColor(np.clip(preview, 0, 255).astype(np.uint8), cv2.COLOR_GRAY2RGB),
+        cv2.cvtColor(np.clip(matched, 0, 255).astype(np.uint8), cv2.COLOR_GRAY2RGB),
+        cv2.cvtColor(colours, cv2.COLOR_BGR2RGB),
+    ]
+    scale = max(1, int(np.ceil(240 / preview.shape[0])))
+    gap = np.full((preview.shape[0] * scale, 4, 3), 255, np.uint8)
+    big = [cv2.resize(p, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST) for p in panels]
+    return np.ascontiguousarray(np.hstack([big[0], gap, big[1], gap, big[2]]))
+
+
+def _thumbnail_pictures(
+    thumb: npt.NDArray[np.uint8], image: npt.NDArray[np.uint8]
+) -> dict[str, npt.NDArray[np.uint8]]:
+    pictures = {"exif_thumbnail": thumb}
+    difference = thumbnail_difference(thumb, image)
+    if difference is not None:
+        pictures["thumbnail_difference"] = difference
+    return pictures
 
 
 def _when(moment: datetime) -> str:
@@ -135,7 +189,7 @@ class CaptureDetector(Detector):
                             "threshold": context.settings.capture_thumbnail_min_correlation,
                         },
                         detector=self.name,
-                        pictures={"exif_thumbnail": thumb},
+                        pictures=_thumbnail_pictures(thumb, claim.analysis),
                     )
                 )
         software = claim.exif.software or ""
