@@ -6,7 +6,7 @@ or an assessment, never another exception. Seeds are small files in every format
 the product reads, generated here (no binary files in the repository). A failing input is
 written to ``fuzz/crashes/``; turn it into a test in tests/test_media.py before fixing it.
 
-Usage: ``python -m fuzz.media --seconds 300`` (needs ``pip install atheris``).
+Usage: ``python -m fuzz.media --seconds 300 [--with-reference]`` (needs ``pip install atheris``).
 """
 
 from __future__ import annotations
@@ -84,6 +84,11 @@ def seeds() -> dict[str, bytes]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=300)
+    parser.add_argument(
+        "--with-reference",
+        action="store_true",
+        help="also compare each input with the bundled listing photo (the reference check)",
+    )
     args, rest = parser.parse_known_args()
     import atheris
 
@@ -114,6 +119,15 @@ def main() -> None:
     # Small images keep each run fast; OCR is an optional extra with its own fuzzing upstream.
     settings = Settings(ocr_enabled=False, max_pixels=2_000_000)
     detectors = [ProvenanceDetector(), CaptureDetector(), PixelsDetector()]
+    references = ()
+    if args.with_reference:
+        from importlib import resources
+
+        from refundlens.detectors import ReferenceDetector
+
+        listing = resources.files("refundlens").joinpath("samples/listing.jpg").read_bytes()
+        references = (media_from_bytes(listing, "listing.jpg", settings),)
+        detectors.append(ReferenceDetector())
     utc = datetime.UTC
     order = OrderFacts(
         shipped_at=datetime.datetime(2025, 9, 10, tzinfo=utc),
@@ -128,7 +142,7 @@ def main() -> None:
             return
         explain_facts(media, settings)
         file_facts(data, "claim.jpg")
-        analyze([media], settings=settings, detectors=detectors, order=order)
+        analyze([media], references, settings=settings, detectors=detectors, order=order)
 
     argv = [
         sys.argv[0],
