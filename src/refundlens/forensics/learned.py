@@ -12,9 +12,11 @@ copy-move is the business of :mod:`.copy_move`. On camera photos it also marks s
 surfaces, so the product judges its map by the region it outlines against the rest of the photo,
 with a threshold set on the benchmark's dev split (bench/results/forensics.md).
 
-The convolutional body runs with OpenCV's dnn module from the ONNX file in the wheel, the head in
-NumPy; nothing is downloaded and PyTorch is not needed. ``models/residual_net.json`` says how the
-weights were made.
+The convolutional body runs from the ONNX file in the wheel, the head in NumPy; nothing is
+downloaded and PyTorch is not needed. Where ONNX Runtime is installed (the ``ocr`` extra brings
+it) it runs the body on one thread, 4x faster than OpenCV's dnn module on a 1 MP photo (30 ms
+against 125 ms, features equal within 2e-5); OpenCV runs it otherwise. ``models/residual_net.json``
+says how the weights were made.
 
 References
 ----------
@@ -34,7 +36,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["CELL", "model_card", "painted_patch_map"]
+__all__ = ["CELL", "model_card", "painted_patch_map", "runtime"]
 
 CELL = 8
 # The training script's input scaling: (x - MEAN) / SCALE.
@@ -47,6 +49,39 @@ _HEAD = "residual_net_head.npz"
 def _net() -> Any:
     data = (resources.files("refundlens.forensics") / "models" / _MODEL).read_bytes()
     return cv2.dnn.readNetFromONNX(np.frombuffer(data, np.uint8))
+
+
+@functools.cache
+def _session() -> Any:
+    """An ONNX Runtime session on one thread (a process per core runs the analyses), or None
+    where ONNX Runtime is not installed."""
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    data = (resources.files("refundlens.forensics") / "models" / _MODEL).read_bytes()
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    return onnxruntime.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+
+
+def runtime() -> str:
+    """Which library runs the net's body here: ``"onnxruntime"`` or ``"opencv"``."""
+    return "onnxruntime" if _session() is not None else "opencv"
+
+
+def _body(
+    blob: npt.NDArray[np.float32], *, use_onnxruntime: bool = True
+) -> npt.NDArray[np.float32]:
+    """The body's 64 features per cell, (64, rows // 8, cols // 8), for an NCHW ``blob``."""
+    session = _session() if use_onnxruntime else None
+    if session is not None:
+        out = session.run(None, {session.get_inputs()[0].name: blob})[0]
+        return np.asarray(out[0], dtype=np.float32)
+    net = _net()
+    net.setInput(blob)
+    return np.asarray(net.forward()[0], dtype=np.float32)
 
 
 @functools.cache
@@ -64,22 +99,24 @@ def model_card() -> dict[str, Any]:
     return card
 
 
-def painted_patch_map(rgb: npt.ArrayLike) -> npt.NDArray[np.float32]:
+def painted_patch_map(
+    rgb: npt.ArrayLike, *, use_onnxruntime: bool = True
+) -> npt.NDArray[np.float32]:
     """Probability in [0, 1] that each 8x8 cell of ``rgb`` was painted, inpainted or re-grained.
 
     ``rgb`` is RGB uint8 of at least 8x8 pixels; the result has ``rows // 8`` by ``cols // 8``
     cells (the last partial cell row and column are dropped). The net sees pixels, so the caller
     chooses the resolution; the product passes the analysis copy of at most
-    ``pixels_side`` pixels, the resolution the net was trained at.
+    ``pixels_side`` pixels, the resolution the net was trained at. ``use_onnxruntime=False``
+    runs the body with OpenCV even where ONNX Runtime is installed (the two are compared in the
+    tests).
     """
     image = np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8))
     if image.ndim != 3 or image.shape[2] != 3 or min(image.shape[:2]) < CELL:
         raise ValueError("painted_patch_map needs an RGB image of at least 8x8 pixels")
     rows, cols = image.shape[0] // CELL * CELL, image.shape[1] // CELL * CELL
     blob = cv2.dnn.blobFromImage(image[:rows, :cols], 1.0 / _SCALE, mean=(_MEAN, _MEAN, _MEAN))
-    net = _net()
-    net.setInput(blob)
-    features = net.forward()[0]
+    features = _body(blob, use_onnxruntime=use_onnxruntime)
     channels, cell_rows, cell_cols = features.shape
     flat = features.reshape(channels, -1)
     w = _head()
