@@ -395,6 +395,10 @@ def test_routing_reasons_are_shown_in_the_readers_language() -> None:
     assert routing_reason(reason, "zh_CN") == "分析建议“升级处理”：商家可先答复，再由人工裁决"
     assert routing_reason(reason, "en") == reason
     assert routing_reason("something new", "zh_CN") == "something new"
+    failed = "the analysis failed 3 times in a row: a person decides without it"
+    assert (
+        routing_reason(failed, "zh_CN") == "自动分析连续 3 次失败：由人工在没有分析结果的情况下裁决"
+    )
 
 
 def test_the_file_facts_table_reads_exif_the_aigc_label_and_the_c2pa_manifest() -> None:
