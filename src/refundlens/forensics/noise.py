@@ -207,12 +207,14 @@ def _two_class_em(
         w1 = np.clip(weight, 1e-6, 1 - 1e-6)
         w0 = 1 - w1
         prior = float(np.clip(w1.mean(), 0.01, 0.5))
-        mu0 = (w0[:, None] * z).sum(0) / w0.sum()
-        mu1 = (w1[:, None] * z).sum(0) / w1.sum()
-        cov0 = ((w0[:, None] * (z - mu0)).T @ (z - mu0)) / w0.sum() + ridge
-        cov1 = ((w1[:, None] * (z - mu1)).T @ (z - mu1)) / w1.sum() + ridge
-        ll0 = _gauss_loglik(z, mu0, cov0)
-        ll1 = _gauss_loglik(z, mu1, cov1)
+        s0, s1 = float(w0.sum()), float(w1.sum())
+        # Weighted means and covariances as matrix products (BLAS), not broadcast copies.
+        mu0, mu1 = (w0 @ z) / s0, (w1 @ z) / s1
+        c0, c1 = z - mu0, z - mu1
+        cov0 = ((c0.T * w0) @ c0) / s0 + ridge
+        cov1 = ((c1.T * w1) @ c1) / s1 + ridge
+        ll0 = _gauss_loglik(c0, cov0)
+        ll1 = _gauss_loglik(c1, cov1)
         llr = ll1 - ll0 + np.log(prior / (1 - prior))
         weight = 1.0 / (1.0 + np.exp(-np.clip(llr, -50, 50)))
     diff = mu1 - mu0
@@ -221,9 +223,12 @@ def _two_class_em(
 
 
 def _gauss_loglik(
-    z: npt.NDArray[np.float64], mu: npt.NDArray[np.float64], cov: npt.NDArray[np.float64]
+    centered: npt.NDArray[np.float64], cov: npt.NDArray[np.float64]
 ) -> npt.NDArray[np.float64]:
-    _sign, logdet = np.linalg.slogdet(cov)
-    centered = z - mu
-    solved = np.linalg.solve(cov, centered.T).T
-    return -0.5 * ((centered * solved).sum(1) + logdet)
+    """Gaussian log-likelihood (without the 2 pi term) of rows already centred on the mean, by
+    Cholesky: one triangular solve instead of a general one, and the log-determinant from the
+    factor's diagonal (``cov`` is symmetric positive definite: a covariance plus a ridge)."""
+    factor = np.linalg.cholesky(cov)
+    solved = scipy.linalg.solve_triangular(factor, centered.T, lower=True, check_finite=False)
+    logdet = 2.0 * float(np.log(np.diag(factor)).sum())
+    return -0.5 * (np.einsum("ij,ij->j", solved, solved) + logdet)
