@@ -2,7 +2,8 @@
 
 Run: ``python -m bench.run_service`` (part of ``make bench``). Writes bench/results/service.md.
 
-Configurations, each on a fresh data folder: the embedded default (SQLite, in-process analysis),
+Configurations, each on a fresh data folder: the embedded default (SQLite, analyses in processes
+beside the server; also on a thread of the server, and in two processes),
 and Celery workers on the Redis of loopback with 1 and 2 worker processes (skipped, with the
 reason, where Redis is not reachable). Each run submits ``CLAIMS`` claims of one 1 MP photo
 against one SKU (its reference is analysed once and cached by the workers), then polls until every
@@ -179,8 +180,16 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     rows: list[dict[str, Any]] = []
     notes: list[str] = []
-    with tempfile.TemporaryDirectory() as folder, running_server(Path(folder)) as server:
-        rows.append(_run(server, "embedded: SQLite, in-process (1 analysis thread)"))
+    for processes, label in (
+        (0, "embedded: SQLite, analysis on a thread of the server"),
+        (1, "embedded default: SQLite, 1 analysis process beside the server"),
+        (2, "embedded: SQLite, 2 analysis processes"),
+    ):
+        with (
+            tempfile.TemporaryDirectory() as folder,
+            running_server(Path(folder), embedded_analysis_processes=processes) as server,
+        ):
+            rows.append(_run(server, label))
     if _redis_up():
         import redis
 

@@ -289,7 +289,9 @@ def test_a_claim_whose_analysis_keeps_failing_goes_to_a_person_without_an_assess
         raise ValueError("a detector bug")
 
     monkeypatch.setattr(tasks, "analyze", broken)
-    settings = Settings(data_dir=str(tmp_path / "data"), ocr_enabled=False)
+    settings = Settings(
+        data_dir=str(tmp_path / "data"), ocr_enabled=False, embedded_analysis_processes=0
+    )  # a thread: the patched analysis lives in this process
     claim_id = _setup(settings, _small_claim())
     dispatcher = Dispatcher(settings, tick_seconds=3600)
     dispatcher.start()  # queues the claim; each failure is retried at once, in order
@@ -326,7 +328,9 @@ def test_an_analysis_that_fails_once_is_retried_and_recorded(
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(tasks, "analyze", flaky)
-    settings = Settings(data_dir=str(tmp_path / "data"), ocr_enabled=False)
+    settings = Settings(
+        data_dir=str(tmp_path / "data"), ocr_enabled=False, embedded_analysis_processes=0
+    )
     claim_id = _setup(settings, _small_claim())
     dispatcher = Dispatcher(settings, tick_seconds=3600)
     dispatcher.start()
@@ -375,3 +379,65 @@ def test_the_review_sla_setting_sets_the_deadline_when_a_claim_reaches_a_person(
         assert deadline is not None
         assert abs((deadline - later).total_seconds() - 6 * 3600) < 60
     runtime.db.dispose()
+
+
+def test_an_embedded_analysis_process_that_dies_is_replaced_and_the_claim_handed_over(
+    tmp_path: Path,
+) -> None:
+    """A file that crashes the decoder kills its analysis process, every time. Here a stand-in
+    pool starts the attempt as the process would, then dies (BrokenProcessPool)."""
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    from refundlens.workers.runner import Dispatcher
+
+    settings = Settings(data_dir=str(tmp_path / "data"), ocr_enabled=False)
+    claim_id = _setup(settings, _small_claim())
+    pools: list[object] = []
+
+    class DyingPool:
+        def submit(self, _fn: object, cid: str) -> Future[str]:
+            database = Database(settings)
+            with database.session() as session:
+                workflow.start_analysis(session, cid, settings)
+            database.dispose()
+            future: Future[str] = Future()
+            future.set_exception(BrokenProcessPool("the analysis process was killed"))
+            return future
+
+        def shutdown(self, wait: bool = True) -> None:
+            pass
+
+    def new_pool(_n: int) -> DyingPool:
+        pools.append(DyingPool())
+        return pools[-1]  # type: ignore[return-value]
+
+    dispatcher = Dispatcher(settings, tick_seconds=3600)
+    dispatcher._new_processes = new_pool  # type: ignore[method-assign]
+    dispatcher.start()
+    _wait(settings, claim_id, {"under_review"}, timeout=60)
+    dispatcher.stop()
+    claim, actions, events = _history(settings, claim_id)
+    assert claim.analysis_attempts == 3 and claim.risk is None
+    assert actions.count("claim.analysis_failed") == 3
+    assert actions[-1] == "claim.analysis_abandoned"
+    assert "claim.analysis_failed" in events
+    assert len(pools) == 4  # the first pool, and a new one after each death
+
+
+def test_the_embedded_default_analyses_in_a_process_beside_the_server(tmp_path: Path) -> None:
+    import os
+
+    from refundlens.workers.runner import Dispatcher
+
+    settings = Settings(data_dir=str(tmp_path / "data"), ocr_enabled=False)
+    assert settings.embedded_analysis_processes == 1
+    claim_id = _setup(settings, _small_claim())
+    dispatcher = Dispatcher(settings, tick_seconds=3600)
+    dispatcher.start()
+    _wait(settings, claim_id, {"awaiting_merchant"}, timeout=120)
+    assert dispatcher._processes is not None
+    children = dispatcher._processes.submit(os.getpid).result()  # type: ignore[union-attr]
+    dispatcher.stop()
+    assert children != os.getpid()
+    assert _state(settings, claim_id) == ("awaiting_merchant", 1)

@@ -202,6 +202,9 @@ class Settings:
     C2PA check."""
     analysis_stale_minutes: float = 15.0
     """A claim analysing for longer than this is re-queued by the reaper (a worker died)."""
+    embedded_analysis_processes: int = 1
+    """Embedded default (no broker): analyses run in this many processes beside the server;
+    0 runs them on a thread of the server process itself."""
     analysis_max_attempts: int = 3
     """Analyses of one claim that may fail or die in a row before a person takes the claim
     over without one (never an automatic approval or rejection)."""
