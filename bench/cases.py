@@ -160,6 +160,28 @@ def identical_cases(n: int, seed: int) -> Iterator[Case]:
         )
 
 
+def recaptured_cases(n: int, seed: int) -> Iterator[Case]:
+    """The listing photo shown on a screen and photographed (``synth.photograph_on_screen``)."""
+    rng = np.random.default_rng(seed)
+    sources = listing_sources()
+    for i in range(n):
+        src = sources[int(rng.integers(len(sources)))]
+        image = _load(DATA / src)
+        severity = float(rng.uniform(0.5, 1.5))
+        shot = synth.photograph_on_screen(image, seed + i, severity=severity)
+        yield Case(
+            f"recaptured-{seed}-{i}",
+            split_of(src),
+            True,
+            "recaptured",
+            _jpeg(shot, int(rng.integers(70, 93))),
+            (_jpeg(image, 90),),
+            None,
+            "",
+            f"screen {severity:.1f}",
+        )
+
+
 def _grocery_pairs() -> list[tuple[str, str]]:
     rows = _rows()
     iconic = {}

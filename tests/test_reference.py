@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 import cv2
 import numpy as np
 import pytest
@@ -328,3 +330,61 @@ def test_a_translucent_stain_over_the_products_repeating_print_is_not_called_sta
     assert finding.facts["damage_texture_repeat"] >= 0.95  # the print does repeat...
     assert finding.facts["damage_reference_texture_correlation"] >= 0.8  # ...and shows through
     assert "stamped" not in finding.reason.en
+
+
+def _listing_sample() -> Any:
+    from importlib import resources
+
+    from refundlens.media import load_media
+
+    with resources.as_file(resources.files("refundlens") / "samples" / "listing.jpg") as path:
+        return load_media(path)
+
+
+@pytest.mark.parametrize("severity", [0.6, 1.4])
+def test_the_listing_photo_on_a_screen_photographed_is_recaptured_and_goes_to_a_person(
+    severity: float,
+) -> None:
+    """Moire, glare and the camera's noise keep such a photo from agreeing at noise level: it
+    read as a new photo that supports the buyer before its borders were looked for."""
+    listing = _listing_sample()
+    shot = synth.photograph_on_screen(listing.analysis, 11, severity=severity)
+    (finding,) = ReferenceDetector().analyze(
+        _media(shot, "screen.jpg", 85), Context(references=(listing,))
+    )
+    assert finding.code == "reference.recaptured"
+    assert sum(v >= 0.6 for v in finding.facts["frame_edge_support"]) >= 3
+    assert "screen" in finding.reason.en and "翻拍" in finding.reason.zh
+    assert fuse([finding], load_policy()).action in ("review", "escalate")
+
+
+def test_a_recapture_whose_borders_are_not_required_in_view_falls_back_to_the_plain_verdict() -> (
+    None
+):
+    from refundlens.config import Settings
+
+    listing = _listing_sample()
+    shot = _media(synth.photograph_on_screen(listing.analysis, 11), "screen.jpg", 85)
+    context = Context(references=(listing,), settings=Settings(reference_frame_min_sides=5))
+    (finding,) = ReferenceDetector().analyze(shot, context)
+    assert finding.code in ("reference.same_item_new_photo", "reference.near_copy_unresolved")
+
+
+def test_frame_edge_support_sees_borders_drawn_where_the_match_puts_them_and_nowhere_else() -> None:
+    from refundlens.detectors.reference import frame_edge_support
+
+    rng = np.random.default_rng(5)
+    photo = rng.integers(40, 220, (120, 160, 3)).astype(np.uint8)
+    photo = cv2.GaussianBlur(photo, (0, 0), 1.0)
+    shift = np.array([[1.0, 0, 70], [0, 1.0, 50], [0, 0, 1.0]])
+    framed = np.full((240, 320, 3), 10, np.uint8)
+    framed[50:170, 70:230] = photo
+    assert frame_edge_support(framed, shift, photo.shape[:2]) == pytest.approx(
+        (1, 1, 1, 1), abs=0.1
+    )
+    # the same texture everywhere: the frame's place shows no border
+    textured = cv2.GaussianBlur(rng.integers(40, 220, (240, 320, 3)).astype(np.uint8), (0, 0), 1.0)
+    # (fine random texture is the worst case: a side is counted as seen from 0.6 on)
+    assert max(frame_edge_support(textured, shift, photo.shape[:2])) < 0.45
+    # a frame that falls outside the claim is not judged at all
+    assert frame_edge_support(framed, np.eye(3), (400, 500)) == ()

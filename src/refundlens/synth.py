@@ -16,7 +16,14 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-__all__ = ["DAMAGE_STYLES", "TRANSFORMS", "jpeg_bytes", "paint_damage", "transform"]
+__all__ = [
+    "DAMAGE_STYLES",
+    "TRANSFORMS",
+    "jpeg_bytes",
+    "paint_damage",
+    "photograph_on_screen",
+    "transform",
+]
 
 RGB = npt.NDArray[np.uint8]
 Mask = npt.NDArray[np.bool_]
@@ -330,6 +337,52 @@ TRANSFORMS: dict[str, Callable[[RGB, Mask, np.random.Generator], tuple[RGB, Mask
 def transform(image: RGB, mask: Mask, name: str, seed: int) -> tuple[RGB, Mask]:
     """Apply the named forger/phone transform to the image and carry the mask along."""
     return TRANSFORMS[name](image, mask, np.random.default_rng(seed))
+
+
+def photograph_on_screen(image: RGB, seed: int, *, severity: float = 1.0) -> RGB:
+    """``image`` shown on a screen and photographed with a phone: the cheap way around a
+    reference check, which the issue names (moire, screen grid, bezel).
+
+    The photo fills 55 to 75% of the frame's width, seen in perspective, inside a dark bezel on
+    a desk. The screen shifts the white balance; the beat between its pixel grid and the
+    sensor's draws moire bands; a lamp leaves a glare; the camera blurs and adds noise.
+    ``severity`` (about 0.5 to 1.5) scales the moire, glare, blur and noise together.
+    """
+    rng = np.random.default_rng(seed)
+    h, w = image.shape[:2]
+    out_w = round(float(w) / rng.uniform(0.55, 0.75))
+    out_h = round(out_w * 0.75)
+    desk = np.array(rng.uniform(60, 160, 3), np.float32)
+    canvas = np.empty((out_h, out_w, 3), np.float32)
+    canvas[:] = desk
+    scale = min(out_w * 0.9 / w, out_h * 0.85 / h) * rng.uniform(0.85, 1.0)
+    cx, cy = out_w / 2 + rng.uniform(-0.05, 0.05) * out_w, out_h / 2
+    jitter = 0.06 * min(w, h) * scale
+    corners = np.array([[-w / 2, -h / 2], [w / 2, -h / 2], [w / 2, h / 2], [-w / 2, h / 2]])
+    dst = corners * scale + [cx, cy] + rng.uniform(-jitter, jitter, (4, 2))
+    src = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32)
+    homography = cv2.getPerspectiveTransform(src, dst.astype(np.float32))
+    rim = 0.06 * max(w, h)
+    bezel = np.array(
+        [[-rim, -rim], [w + rim, -rim], [w + rim, h + rim], [-rim, h + rim]], np.float32
+    )
+    quad = cv2.perspectiveTransform(bezel.reshape(-1, 1, 2), homography).reshape(-1, 2)
+    cv2.fillConvexPoly(canvas, quad.astype(np.int32), (14, 14, 16))
+    shown = image.astype(np.float32) * rng.uniform(0.9, 1.1, 3).astype(np.float32)
+    warped = cv2.warpPerspective(shown, homography, (out_w, out_h))
+    inside = cv2.warpPerspective(np.ones((h, w), np.float32), homography, (out_w, out_h)) > 0.5
+    yy, xx = np.mgrid[0:out_h, 0:out_w].astype(np.float32)
+    f1, f2 = rng.uniform(0.06, 0.11, 2)
+    moire = 1 + 0.3 * severity * np.cos(2 * np.pi * (xx * f1 + yy * 0.02)) * np.cos(
+        2 * np.pi * (yy * f2 - xx * 0.015)
+    )
+    gy, gx = rng.uniform(0.2, 0.8) * out_h, rng.uniform(0.2, 0.8) * out_w
+    glare = 80 * severity * np.exp(-((xx - gx) ** 2 + (yy - gy) ** 2) / (2 * (0.15 * out_w) ** 2))
+    warped = warped * moire[..., None] + glare[..., None]
+    canvas[inside] = warped[inside]
+    canvas = cv2.GaussianBlur(canvas, (0, 0), 0.8 + 1.2 * severity)
+    canvas += rng.normal(0, 3 + 4 * severity, canvas.shape).astype(np.float32)
+    return np.clip(canvas + 0.5, 0, 255).astype(np.uint8)
 
 
 def jpeg_bytes(image: RGB, quality: int) -> bytes:

@@ -62,6 +62,12 @@ def reference_examples() -> list[Example]:
             references=(_media(listing, "listing.jpg"),)
         )
 
+    def on_screen() -> tuple[Media, Context]:
+        listing = _product(6)
+        return _media(synth.photograph_on_screen(listing, 6), "screen.jpg", 85), Context(
+            references=(_media(listing, "listing.jpg"),)
+        )
+
     def unrelated() -> tuple[Media, Context]:
         return _media(_product(3), "other.jpg"), Context(
             references=(_media(_product(4), "listing.jpg"),)
@@ -77,6 +83,11 @@ def reference_examples() -> list[Example]:
             "the listing photo crushed by JPEG quality 20: close, not provably a copy",
             crushed,
             frozenset({"reference.near_copy_unresolved"}),
+        ),
+        Example(
+            "the listing photo on a screen, photographed: moire and glare, its borders in view",
+            on_screen,
+            frozenset({"reference.recaptured"}),
         ),
         Example("an unrelated photo", unrelated, frozenset({"reference.no_match"})),
         Example("no reference given: abstains", no_reference, frozenset()),

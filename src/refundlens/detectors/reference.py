@@ -212,7 +212,7 @@ def clear_caches() -> None:
 class ReferenceOutcome:
     """The comparison of one claim with one reference."""
 
-    verdict: str  # derived | identical | near_copy_unresolved | same_item_new_photo | no_match | unverified
+    verdict: str  # derived | identical | recaptured | near_copy_unresolved | same_item_new_photo | no_match | unverified
     reference: Media
     pdq_distance: int
     match: Match | None
@@ -222,6 +222,7 @@ class ReferenceOutcome:
     residual: ResidualAnalysis | None
     warped: npt.NDArray[np.uint8] | None
     via: str
+    frame_edges: tuple[float, ...] = ()
 
     def facts(self, claim: Media) -> dict[str, Any]:
         facts: dict[str, Any] = {
@@ -236,6 +237,8 @@ class ReferenceOutcome:
                 tentative_matches=self.match.tentative,
                 inlier_ratio=round(self.match.inlier_ratio, 3),
             )
+        if self.frame_edges:
+            facts["frame_edge_support"] = [round(v, 2) for v in self.frame_edges]
         if self.homography is not None:
             facts["coverage_of_reference"] = round(self.coverage, 3)
             facts["transform"] = describe_homography(self.homography, self.mirrored)
@@ -543,6 +546,83 @@ def _residual_at_coarser_scale(
     )
 
 
+def frame_edge_support(
+    claim_rgb: npt.NDArray[np.uint8],
+    homography: npt.NDArray[np.float64],
+    ref_shape: tuple[int, int],
+    *,
+    samples: int = 48,
+    margin: float = 8.0,
+) -> tuple[float, ...]:
+    """For each side of the reference's frame that lands inside the claim, the share of points
+    along it where the claim shows a straight edge exactly there.
+
+    A photo of the merchant's photo on a screen or a print shows that photo's four borders as
+    edges (its content against the bezel or the table); a new photo of the product does not,
+    since the listing photo's borders are no object in the world. At each of ``samples`` points
+    along a side (its outer tenths left out), the gradient across the side, taken as the largest
+    within 3 px of it (the match is fitted on the product and extrapolated to the frame), must
+    exceed 6 grey levels per pixel and twice the gradient on both lines parallel to it ``margin``
+    px inside and outside. Sides that fall outside the claim, or nearer
+    than ``margin`` to its border, are left out (a crop or a screenshot of the photo itself).
+
+    Parameters
+    ----------
+    claim_rgb : (rows, cols, 3) uint8, the claim's analysis copy.
+    homography : 3x3, reference analysis (x, y) -> claim analysis (x, y).
+    ref_shape : (rows, cols) of the reference's analysis copy.
+
+    Returns
+    -------
+    One share in [0, 1] per side inside the claim (0 to 4 values).
+    """
+    gray = cv2.cvtColor(claim_rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3) / 8.0
+    gy = cv2.Sobel(gray, cv2.CV_32F, 0, 1, ksize=3) / 8.0
+    rows, cols = gray.shape
+    r, c = ref_shape
+    corners = np.array([[0, 0], [c - 1, 0], [c - 1, r - 1], [0, r - 1]], np.float64)
+    quad = cv2.perspectiveTransform(corners.reshape(-1, 1, 2), homography).reshape(-1, 2)
+    centre = quad.mean(axis=0)
+    supports: list[float] = []
+
+    def gradient_across(points: npt.NDArray[np.float64], normal: npt.NDArray[np.float64]) -> Any:
+        x = np.clip(points[:, 0], 0, cols - 1)
+        y = np.clip(points[:, 1], 0, rows - 1)
+        gxs = cv2.remap(
+            gx, x.astype(np.float32)[None], y.astype(np.float32)[None], cv2.INTER_LINEAR
+        )
+        gys = cv2.remap(
+            gy, x.astype(np.float32)[None], y.astype(np.float32)[None], cv2.INTER_LINEAR
+        )
+        return np.abs(gxs[0] * normal[0] + gys[0] * normal[1])
+
+    for i in range(4):
+        a, b = quad[i], quad[(i + 1) % 4]
+        inside = all(
+            margin <= p[0] <= cols - 1 - margin and margin <= p[1] <= rows - 1 - margin
+            for p in (a, b)
+        )
+        length = float(np.hypot(*(b - a)))
+        if not inside or length < 4 * margin:
+            continue
+        direction = (b - a) / length
+        normal = np.array([-direction[1], direction[0]])
+        if np.dot(centre - a, normal) < 0:
+            normal = -normal  # pointing into the photo shown
+        t = np.linspace(0.1, 0.9, samples)[:, None]
+        line = a + t * (b - a)
+        on = np.max(
+            [gradient_across(line + d * normal, normal) for d in (-3.0, -1.5, 0.0, 1.5, 3.0)],
+            axis=0,
+        )
+        inner = gradient_across(line + margin * normal, normal)
+        outer = gradient_across(line - margin * normal, normal)
+        present = (on > 6.0) & (on > 2.0 * np.maximum(inner, outer))
+        supports.append(float(present.mean()))
+    return tuple(supports)
+
+
 def verify(
     claim: Media, outcome: ReferenceOutcome, ref: ReferenceModel, settings: Settings
 ) -> ReferenceOutcome:
@@ -586,8 +666,26 @@ def verify(
         verdict = "near_copy_unresolved"
     else:
         verdict = "same_item_new_photo"
+    edges: tuple[float, ...] = ()
+    if verdict in ("near_copy_unresolved", "same_item_new_photo"):
+        # Screen moire, glare and the camera's own noise keep a photo of the merchant's photo
+        # from agreeing at noise level; its borders, shown as edges where they should be, do not.
+        edges = frame_edge_support(claim.analysis, homography, ref.media.analysis.shape[:2])
+        seen = sum(v >= settings.reference_frame_edge_support for v in edges)
+        if seen >= settings.reference_frame_min_sides:
+            verdict = "recaptured"
     return ReferenceOutcome(
-        verdict, ref.media, distance, match, mirrored, homography, coverage, analysis, warped, via
+        verdict,
+        ref.media,
+        distance,
+        match,
+        mirrored,
+        homography,
+        coverage,
+        analysis,
+        warped,
+        via,
+        edges,
     )
 
 
@@ -602,10 +700,11 @@ reviewers; the verdicts keep their own rules."""
 _RANK = {
     "derived": 0,
     "identical": 1,
-    "near_copy_unresolved": 2,
-    "same_item_new_photo": 3,
-    "no_match": 4,
-    "unverified": 5,
+    "recaptured": 2,
+    "near_copy_unresolved": 3,
+    "same_item_new_photo": 4,
+    "no_match": 5,
+    "unverified": 6,
 }
 
 
@@ -705,6 +804,27 @@ def _finding(
             "reference",
             pictures,
         )
+    if outcome.verdict == "recaptured" and r is not None and outcome.match is not None:
+        seen = sum(
+            v >= (settings or Settings()).reference_frame_edge_support for v in outcome.frame_edges
+        )
+        return Finding(
+            "reference.recaptured",
+            3.0,
+            float(np.clip(outcome.match.inliers / 60, 0.5, 1.0)),
+            Reason(
+                f"The merchant's whole photo {name} appears inside this photo, {seen} of its "
+                f"borders visible as straight edges ({outcome.match.inliers} matching points): a "
+                "photo of the listing photo on a screen or a print, not of the goods received.",
+                f"商家图片 {name} 完整出现在这张照片中，其 {seen} 条边框清晰可见"
+                f"（{outcome.match.inliers} 个匹配点）：这是对屏幕或打印件上的商品图的翻拍，"
+                "而不是收到的商品的照片。",
+            ),
+            facts,
+            None,
+            "reference",
+            pictures,
+        )
     if outcome.verdict == "near_copy_unresolved" and r is not None and outcome.match is not None:
         return Finding(
             "reference.near_copy_unresolved",
@@ -784,6 +904,7 @@ class ReferenceDetector(Detector):
     codes: ClassVar[Mapping[str, str]] = {
         "reference.derived": "made from this reference with an edit, localised as a mask",
         "reference.identical": "the reference itself, no visible change",
+        "reference.recaptured": "the reference photographed whole on a screen or a print",
         "reference.near_copy_unresolved": "close to this reference, not close enough to call a copy",
         "reference.same_item_new_photo": "the same product in a new exposure (supports the buyer)",
         "reference.no_match": "no reference matches (informational)",

@@ -107,7 +107,8 @@ class ReuseDetector(Detector):
     @staticmethod
     def _local_feature_matches(claim: Media, history: Any, settings: Any) -> list[dict[str, Any]]:
         """Crops and heavier edits move PDQ past 31 bits; the reference check still sees that the
-        claim is made from an earlier claim's photo (identical or derived, not a new exposure)."""
+        claim is made from an earlier claim's photo (identical, derived, or that photo shown on a
+        screen and photographed again; not a new exposure)."""
         from .reference import compare_all
 
         candidates = history.earlier_same_sku() if hasattr(history, "earlier_same_sku") else []
@@ -116,7 +117,7 @@ class ReuseDetector(Detector):
         out = []
         outcomes = compare_all(claim, [c["media"] for c in candidates], settings)
         for candidate, outcome in zip(candidates, outcomes, strict=True):
-            if outcome.verdict in ("identical", "derived"):
+            if outcome.verdict in ("identical", "derived", "recaptured"):
                 out.append(
                     {
                         "claim": candidate["claim"],
