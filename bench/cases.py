@@ -139,6 +139,15 @@ def forged_cases(n: int, seed: int) -> Iterator[Case]:
         made += 1
 
 
+def _unedited_case(
+    kind: str, seed: int, i: int, src: str, claim: bytes, listing: np.ndarray, how: str
+) -> Case:
+    """A positive case made from the listing photo without painting on it."""
+    return Case(
+        f"{kind}-{seed}-{i}", split_of(src), True, kind, claim, (_jpeg(listing, 90),), None, "", how
+    )
+
+
 def identical_cases(n: int, seed: int) -> Iterator[Case]:
     rng = np.random.default_rng(seed)
     sources = listing_sources()
@@ -147,16 +156,8 @@ def identical_cases(n: int, seed: int) -> Iterator[Case]:
         image = _load(DATA / src)
         t = ["none", "scale", "crop", "tone", "resave", "border_caption"][i % 6]
         out, _ = synth.transform(image, np.zeros(image.shape[:2], bool), t, seed + i)
-        yield Case(
-            f"identical-{seed}-{i}",
-            split_of(src),
-            True,
-            "identical",
-            _jpeg(out, int(rng.integers(60, 95))),
-            (_jpeg(image, 90),),
-            None,
-            "",
-            t,
+        yield _unedited_case(
+            "identical", seed, i, src, _jpeg(out, int(rng.integers(60, 95))), image, t
         )
 
 
@@ -169,17 +170,8 @@ def recaptured_cases(n: int, seed: int) -> Iterator[Case]:
         image = _load(DATA / src)
         severity = float(rng.uniform(0.5, 1.5))
         shot = synth.photograph_on_screen(image, seed + i, severity=severity)
-        yield Case(
-            f"recaptured-{seed}-{i}",
-            split_of(src),
-            True,
-            "recaptured",
-            _jpeg(shot, int(rng.integers(70, 93))),
-            (_jpeg(image, 90),),
-            None,
-            "",
-            f"screen {severity:.1f}",
-        )
+        claim = _jpeg(shot, int(rng.integers(70, 93)))
+        yield _unedited_case("recaptured", seed, i, src, claim, image, f"screen {severity:.1f}")
 
 
 def _grocery_pairs() -> list[tuple[str, str]]:
