@@ -348,14 +348,18 @@ def test_the_listing_photo_on_a_screen_photographed_is_recaptured_and_goes_to_a_
     """Moire, glare and the camera's noise keep such a photo from agreeing at noise level: it
     read as a new photo that supports the buyer before its borders were looked for."""
     listing = _listing_sample()
-    shot = synth.photograph_on_screen(listing.analysis, 11, severity=severity)
-    (finding,) = ReferenceDetector().analyze(
-        _media(shot, "screen.jpg", 85), Context(references=(listing,))
-    )
+    claim = _media(synth.photograph_on_screen(listing.analysis, 11, severity=severity), "s.jpg", 85)
+    (finding,) = ReferenceDetector().analyze(claim, Context(references=(listing,)))
     assert finding.code == "reference.recaptured"
     assert sum(v >= 0.6 for v in finding.facts["frame_edge_support"]) >= 3
     assert "screen" in finding.reason.en and "翻拍" in finding.reason.zh
     assert fuse([finding], load_policy()).action in ("review", "escalate")
+    # the picture a reviewer looks at: the frame drawn on the claim, green where it was seen
+    frame = finding.pictures["frame_edges"]
+    assert frame.shape == claim.analysis.shape
+    drawn = np.any(frame != claim.analysis, axis=2)
+    green = (frame[..., 1] > 180) & (frame[..., 0] < 80) & (frame[..., 2] < 100)
+    assert (drawn & green).sum() > 200
 
 
 def test_a_recapture_whose_borders_are_not_required_in_view_falls_back_to_the_plain_verdict() -> (

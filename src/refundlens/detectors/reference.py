@@ -546,6 +546,52 @@ def _residual_at_coarser_scale(
     )
 
 
+def _mapped_frame(
+    homography: npt.NDArray[np.float64], ref_shape: tuple[int, int]
+) -> npt.NDArray[np.float64]:
+    """The reference's four corners (x, y), clockwise from top left, mapped into the claim."""
+    r, c = ref_shape
+    corners = np.array([[0, 0], [c - 1, 0], [c - 1, r - 1], [0, r - 1]], np.float64)
+    return cv2.perspectiveTransform(corners.reshape(-1, 1, 2), homography).reshape(-1, 2)
+
+
+def _side_judged(
+    a: npt.NDArray[np.float64], b: npt.NDArray[np.float64], shape: tuple[int, int], margin: float
+) -> bool:
+    """A side is judged when both ends lie ``margin`` px inside the claim and it is long enough."""
+    rows, cols = shape
+    inside = all(
+        margin <= p[0] <= cols - 1 - margin and margin <= p[1] <= rows - 1 - margin for p in (a, b)
+    )
+    return inside and float(np.hypot(*(b - a))) >= 4 * margin
+
+
+def frame_picture(
+    claim_rgb: npt.NDArray[np.uint8],
+    homography: npt.NDArray[np.float64],
+    ref_shape: tuple[int, int],
+    supports: Sequence[float],
+    seen_at: float,
+    margin: float = 8.0,
+) -> npt.NDArray[np.uint8]:
+    """The claim with the reference's frame drawn where the match puts it: green where a side
+    shows as an edge (``supports`` from :func:`frame_edge_support` at least ``seen_at``), red
+    where it does not, thin grey where the side was not judged."""
+    picture = claim_rgb.copy()
+    quad = _mapped_frame(homography, ref_shape)
+    width = max(2, round(max(picture.shape[:2]) / 300))
+    left = list(supports)
+    for i in range(4):
+        a, b = quad[i], quad[(i + 1) % 4]
+        ends = (tuple(int(v) for v in np.round(a)), tuple(int(v) for v in np.round(b)))
+        if _side_judged(a, b, picture.shape[:2], margin) and left:
+            colour = (40, 200, 60) if left.pop(0) >= seen_at else (230, 40, 40)
+            cv2.line(picture, ends[0], ends[1], colour, width, cv2.LINE_AA)
+        else:
+            cv2.line(picture, ends[0], ends[1], (160, 160, 160), 1, cv2.LINE_AA)
+    return picture
+
+
 def frame_edge_support(
     claim_rgb: npt.NDArray[np.uint8],
     homography: npt.NDArray[np.float64],
@@ -580,9 +626,7 @@ def frame_edge_support(
     gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3) / 8.0
     gy = cv2.Sobel(gray, cv2.CV_32F, 0, 1, ksize=3) / 8.0
     rows, cols = gray.shape
-    r, c = ref_shape
-    corners = np.array([[0, 0], [c - 1, 0], [c - 1, r - 1], [0, r - 1]], np.float64)
-    quad = cv2.perspectiveTransform(corners.reshape(-1, 1, 2), homography).reshape(-1, 2)
+    quad = _mapped_frame(homography, ref_shape)
     centre = quad.mean(axis=0)
     supports: list[float] = []
 
@@ -599,13 +643,9 @@ def frame_edge_support(
 
     for i in range(4):
         a, b = quad[i], quad[(i + 1) % 4]
-        inside = all(
-            margin <= p[0] <= cols - 1 - margin and margin <= p[1] <= rows - 1 - margin
-            for p in (a, b)
-        )
-        length = float(np.hypot(*(b - a)))
-        if not inside or length < 4 * margin:
+        if not _side_judged(a, b, (rows, cols), margin):
             continue
+        length = float(np.hypot(*(b - a)))
         direction = (b - a) / length
         normal = np.array([-direction[1], direction[0]])
         if np.dot(centre - a, normal) < 0:
@@ -805,6 +845,14 @@ def _finding(
             pictures,
         )
     if outcome.verdict == "recaptured" and r is not None and outcome.match is not None:
+        if outcome.homography is not None:
+            pictures["frame_edges"] = frame_picture(
+                claim.analysis,
+                outcome.homography,
+                outcome.reference.analysis.shape[:2],
+                outcome.frame_edges,
+                (settings or Settings()).reference_frame_edge_support,
+            )
         seen = sum(
             v >= (settings or Settings()).reference_frame_edge_support for v in outcome.frame_edges
         )
