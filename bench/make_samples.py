@@ -5,6 +5,10 @@
 listing.jpg        GroceryStoreDataset (MIT): Arla-Natural-Yoghurt_Iconic.jpg, the web listing photo
 claim_genuine.jpg  GroceryStoreDataset (MIT): a shop photo of the same product
 claim_forged.jpg   listing.jpg with a crack painted by refundlens.synth, rotated, scaled, re-encoded
+claim_screen.jpg   listing.jpg enlarged, shown on a screen and photographed
+                   (refundlens.synth.photograph_on_screen, seed 9: with seeds 5 and 7 the enlarged
+                   198-px listing agrees closely enough to be called derived, and the demo shows
+                   the frame check here)
 claim_unrelated.jpg scikit-image coffee.png (CC0, Rachel Michetti), as JPEG
 """
 
@@ -43,6 +47,8 @@ def main() -> None:
     damaged, mask = synth.paint_damage(big, ~background_mask(big), "crack", 0.03, seed=7)
     out, _ = synth.transform(damaged, mask, "rotate", seed=3)
     Image.fromarray(out).save(OUT / "claim_forged.jpg", quality=82)
+    shot = synth.photograph_on_screen(big, 9, severity=1.0)
+    Image.fromarray(shot).save(OUT / "claim_screen.jpg", quality=85)
     coffee = Image.open(DATA / "skimage-data/coffee.png").convert("RGB")
     buf = io.BytesIO()
     coffee.save(buf, "JPEG", quality=85)

@@ -182,6 +182,7 @@ def test_demo_analyses_bundled_samples_and_writes_a_report(tmp_path: Path) -> No
     forged = json.loads((tmp_path / "demo" / "claim_forged" / "report.json").read_text())
     genuine = json.loads((tmp_path / "demo" / "claim_genuine" / "report.json").read_text())
     unrelated = json.loads((tmp_path / "demo" / "claim_unrelated" / "report.json").read_text())
+    screen = json.loads((tmp_path / "demo" / "claim_screen" / "report.json").read_text())
     assert forged["claim"]["action"] == "escalate"
 
     def codes(report: dict) -> set[str]:  # type: ignore[type-arg]
@@ -189,6 +190,8 @@ def test_demo_analyses_bundled_samples_and_writes_a_report(tmp_path: Path) -> No
 
     assert "reference.same_item_new_photo" in codes(genuine)
     assert genuine["claim"]["action"] == "approve"
+    assert "reference.recaptured" in codes(screen)
+    assert screen["claim"]["action"] in ("review", "escalate")
     assert "reference.no_match" in codes(unrelated)
     assert unrelated["claim"]["action"] == "approve"
     assert (tmp_path / "demo" / "claim_forged" / "claim_forged.overlay.png").exists()

@@ -292,7 +292,12 @@ def demo(
     with resources.as_file(samples) as folder:
         listing = load_media(folder / "listing.jpg", settings)
         console = Console()
-        for name in ("claim_forged.jpg", "claim_genuine.jpg", "claim_unrelated.jpg"):
+        for name in (
+            "claim_forged.jpg",
+            "claim_screen.jpg",
+            "claim_genuine.jpg",
+            "claim_unrelated.jpg",
+        ):
             claim = load_media(folder / name, settings)
             assessment = analyze([claim], [listing], settings=settings)
             _write_outputs(assessment, out / Path(name).stem)
