@@ -392,3 +392,23 @@ def test_frame_edge_support_sees_borders_drawn_where_the_match_puts_them_and_now
     assert max(frame_edge_support(textured, shift, photo.shape[:2])) < 0.45
     # a frame that falls outside the claim is not judged at all
     assert frame_edge_support(framed, np.eye(3), (400, 500)) == ()
+
+
+def test_a_derived_claim_showing_the_listing_photos_borders_says_it_sits_in_a_larger_picture() -> (
+    None
+):
+    """A tiny listing photo enlarged, on a screen, photographed: close enough to be derived, and
+    the glare may join the outline; the finding says so and draws the frame."""
+    from PIL import Image
+
+    listing = _listing_sample()
+    big = np.asarray(Image.fromarray(listing.analysis).resize((600, 600), Image.Resampling.BICUBIC))
+    claim = _media(synth.photograph_on_screen(big, 5), "screen.jpg", 85)
+    (finding,) = ReferenceDetector().analyze(claim, Context(references=(listing,)))
+    assert finding.code == "reference.derived"
+    assert "screenshot, or a photo of a screen" in finding.reason.en
+    assert "翻拍" in finding.reason.zh and "frame_edges" in finding.pictures
+    # a forgery cropped and turned keeps the frame outside: no such sentence
+    forged, context, _ = forged_from_listing(seed=1)
+    (plain,) = ReferenceDetector().analyze(forged, context)
+    assert plain.code == "reference.derived" and "screenshot" not in plain.reason.en

@@ -707,6 +707,10 @@ def verify(
     else:
         verdict = "same_item_new_photo"
     edges: tuple[float, ...] = ()
+    if verdict == "derived" and homography is not None:
+        # A derived claim may be the listing photo inside a larger picture (a screenshot, a
+        # photo of a screen): the finding then says so, since glare can join the outline.
+        edges = frame_edge_support(claim.analysis, homography, ref.media.analysis.shape[:2])
     if verdict in ("near_copy_unresolved", "same_item_new_photo"):
         # Screen moire, glare and the camera's own noise keep a photo of the merchant's photo
         # from agreeing at noise level; its borders, shown as edges where they should be, do not.
@@ -813,6 +817,25 @@ def _finding(
         pct = 100 * r.edit_share
         confidence = _agreement_confidence(r)
         how_en, how_zh = _damage_sentences(claim, r, settings or Settings(), facts)
+        framed = settings or Settings()
+        if (
+            sum(v >= framed.reference_frame_edge_support for v in outcome.frame_edges)
+            >= framed.reference_frame_min_sides
+        ):
+            how_en += (
+                " The merchant's photo's borders show as edges inside the claim: it was shown inside a"
+                " larger picture (a screenshot, or a photo of a screen or a print), and glare or moire"
+                " may be part of the outline."
+            )
+            how_zh += "商家图片的边框在照片中清晰可见：它被放在更大的画面中（截图，或对屏幕、打印件的翻拍），标出的区域可能包含反光或摩尔纹。"
+            if outcome.homography is not None:
+                pictures["frame_edges"] = frame_picture(
+                    claim.analysis,
+                    outcome.homography,
+                    outcome.reference.analysis.shape[:2],
+                    outcome.frame_edges,
+                    framed.reference_frame_edge_support,
+                )
         return Finding(
             "reference.derived",
             6.0 * confidence,
