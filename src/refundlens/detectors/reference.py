@@ -798,6 +798,22 @@ def _agreement_confidence(r: ResidualAnalysis) -> float:
     return float(np.clip((r.agreement - 0.6) / 0.35, 0.3, 1.0))
 
 
+def _frame_shown(
+    claim: Media, outcome: ReferenceOutcome, settings: Settings
+) -> npt.NDArray[np.uint8] | None:
+    """The ``frame_edges`` picture when enough sides of the reference's frame show in the claim."""
+    seen = sum(v >= settings.reference_frame_edge_support for v in outcome.frame_edges)
+    if seen < settings.reference_frame_min_sides or outcome.homography is None:
+        return None
+    return frame_picture(
+        claim.analysis,
+        outcome.homography,
+        outcome.reference.analysis.shape[:2],
+        outcome.frame_edges,
+        settings.reference_frame_edge_support,
+    )
+
+
 def _finding(
     claim: Media, outcome: ReferenceOutcome, others: int, settings: Settings | None = None
 ) -> Finding:
@@ -817,25 +833,15 @@ def _finding(
         pct = 100 * r.edit_share
         confidence = _agreement_confidence(r)
         how_en, how_zh = _damage_sentences(claim, r, settings or Settings(), facts)
-        framed = settings or Settings()
-        if (
-            sum(v >= framed.reference_frame_edge_support for v in outcome.frame_edges)
-            >= framed.reference_frame_min_sides
-        ):
+        frame = _frame_shown(claim, outcome, settings or Settings())
+        if frame is not None:
             how_en += (
                 " The merchant's photo's borders show as edges inside the claim: it was shown inside a"
                 " larger picture (a screenshot, or a photo of a screen or a print), and glare or moire"
                 " may be part of the outline."
             )
             how_zh += "商家图片的边框在照片中清晰可见：它被放在更大的画面中（截图，或对屏幕、打印件的翻拍），标出的区域可能包含反光或摩尔纹。"
-            if outcome.homography is not None:
-                pictures["frame_edges"] = frame_picture(
-                    claim.analysis,
-                    outcome.homography,
-                    outcome.reference.analysis.shape[:2],
-                    outcome.frame_edges,
-                    framed.reference_frame_edge_support,
-                )
+            pictures["frame_edges"] = frame
         return Finding(
             "reference.derived",
             6.0 * confidence,
@@ -868,14 +874,9 @@ def _finding(
             pictures,
         )
     if outcome.verdict == "recaptured" and r is not None and outcome.match is not None:
-        if outcome.homography is not None:
-            pictures["frame_edges"] = frame_picture(
-                claim.analysis,
-                outcome.homography,
-                outcome.reference.analysis.shape[:2],
-                outcome.frame_edges,
-                (settings or Settings()).reference_frame_edge_support,
-            )
+        frame = _frame_shown(claim, outcome, settings or Settings())
+        if frame is not None:
+            pictures["frame_edges"] = frame
         seen = sum(
             v >= (settings or Settings()).reference_frame_edge_support for v in outcome.frame_edges
         )
