@@ -98,7 +98,10 @@ def _session(request: Request) -> Iterator[Session]:
         yield session
 
 
-SessionDep = Annotated[Session, Depends(_session)]
+# scope="function": commit before the response is sent. With the default ("request") a client
+# could read 201 for a write that then failed to commit, and its next request could start
+# before the first one's rows were visible.
+SessionDep = Annotated[Session, Depends(_session, scope="function")]
 
 
 def _principal(

@@ -70,14 +70,28 @@ def lock(session: Session) -> AuditHead:
     reads cannot change before it commits. On SQLite every write transaction is already
     exclusive (BEGIN IMMEDIATE).
     """
-    head = session.execute(
-        select(AuditHead).where(AuditHead.id == 1).with_for_update()
-    ).scalar_one_or_none()
+    query = select(AuditHead).where(AuditHead.id == 1).with_for_update()
+    head = session.execute(query).scalar_one_or_none()
     if head is None:
-        head = AuditHead(id=1, seq=0, entry_hash=GENESIS)
-        session.add(head)
-        session.flush()
+        # The first writers on an empty database race to create the head row; a plain INSERT
+        # would fail every writer but one with a unique violation. ON CONFLICT DO NOTHING lets
+        # the others wait for the winner's row and then lock it like any later writer.
+        insert = _insert_for(session)
+        session.execute(
+            insert(AuditHead)
+            .values(id=1, seq=0, entry_hash=GENESIS)
+            .on_conflict_do_nothing(index_elements=["id"])
+        )
+        head = session.execute(query).scalar_one()
     return head
+
+
+def _insert_for(session: Session) -> Any:
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert
 
 
 def append(
