@@ -412,3 +412,56 @@ def test_a_derived_claim_showing_the_listing_photos_borders_says_it_sits_in_a_la
     forged, context, _ = forged_from_listing(seed=1)
     (plain,) = ReferenceDetector().analyze(forged, context)
     assert plain.code == "reference.derived" and "screenshot" not in plain.reason.en
+
+
+def _copy_with_fine_texture(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A listing photo with smooth areas, a patch of fine high-contrast texture (an embroidered
+    badge, printed text) and a 1-px dark frame line, and its re-save at JPEG 62: the re-save
+    smooths the flat areas like a blur and keeps the texture's strong edges."""
+    from refundlens.media.decode import media_from_bytes
+
+    rng = np.random.default_rng(seed)
+    rows, cols = 360, 480
+    yy, xx = np.mgrid[0:rows, 0:cols]
+    base = np.dstack(
+        [
+            120 + 60 * np.sin(xx / 70.0),
+            110 + 50 * np.cos(yy / 60.0),
+            140 + 40 * np.sin((xx + yy) / 90.0),
+        ]
+    ).astype(np.float32)
+    base = cv2.GaussianBlur(base, (0, 0), 2)
+    texture = (rng.random((40, 60)) > 0.5).astype(np.float32) * 200 + 20
+    texture = cv2.resize(texture, (180, 120), interpolation=cv2.INTER_NEAREST)
+    base[100:220, 150:330] = texture[..., None] * np.array([1.0, 0.4, 0.3], np.float32)
+    base[-1], base[:, -1] = 15, 15
+    noisy = np.clip(base + rng.normal(0, 2, base.shape), 0, 255).astype(np.uint8)
+    listing = media_from_bytes(synth.jpeg_bytes(noisy, 92), "listing").analysis
+    copy = media_from_bytes(synth.jpeg_bytes(listing, 62), "copy").analysis
+    return listing, copy
+
+
+def test_an_unedited_low_quality_copy_keeps_its_fine_texture_out_of_the_outline() -> None:
+    from refundlens.detectors.residual import analyse_residual
+
+    listing, copy = _copy_with_fine_texture(0)
+    everywhere = np.ones(listing.shape[:2], bool)
+    result = analyse_residual(copy, listing, everywhere, everywhere)
+    assert result.filter_name.startswith("blur")  # the case that misled the outline
+    assert result.edit_share == 0.0
+    assert not result.edit_mask.any()
+
+
+def test_damage_painted_on_a_low_quality_copy_is_still_outlined() -> None:
+    from refundlens.detectors.residual import analyse_residual
+
+    listing, _ = _copy_with_fine_texture(1)
+    everywhere = np.ones(listing.shape[:2], bool)
+    damaged, truth = synth.paint_damage(listing, everywhere, "crack", 0.01, 3)
+    from refundlens.media.decode import media_from_bytes
+
+    claim = media_from_bytes(synth.jpeg_bytes(damaged, 62), "claim").analysis
+    result = analyse_residual(claim, listing, everywhere, everywhere)
+    found = (result.edit_mask & truth).sum() / truth.sum()
+    assert found > 0.5  # most of the crack is outlined
+    assert result.edit_mask[100:220, 150:330].mean() < 0.05  # and the texture patch is not
