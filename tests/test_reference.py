@@ -465,3 +465,64 @@ def test_damage_painted_on_a_low_quality_copy_is_still_outlined() -> None:
     found = (result.edit_mask & truth).sum() / truth.sum()
     assert found > 0.5  # most of the crack is outlined
     assert result.edit_mask[100:220, 150:330].mean() < 0.05  # and the texture patch is not
+
+
+def _listing_with_a_deep_shadow(seed: int) -> np.ndarray:
+    from refundlens.media.decode import media_from_bytes
+
+    rng = np.random.default_rng(seed)
+    rows, cols = 360, 480
+    yy, xx = np.mgrid[0:rows, 0:cols]
+    base = np.dstack(
+        [
+            90 + 80 * np.sin(xx / 50.0),
+            80 + 60 * np.cos(yy / 45.0),
+            100 + 70 * np.sin((xx + yy) / 60.0),
+        ]
+    ).astype(np.float32)
+    base[150:260, 200:400] *= 0.25
+    base = cv2.GaussianBlur(base, (0, 0), 2)
+    noisy = np.clip(base + rng.normal(0, 3, base.shape), 0, 255).astype(np.uint8)
+    return media_from_bytes(synth.jpeg_bytes(noisy, 92), "listing").analysis
+
+
+def _crushed(image: np.ndarray) -> np.ndarray:
+    """A tone curve that crushes the shadows to black, re-saved at JPEG 85."""
+    from refundlens.media.decode import media_from_bytes
+
+    curve = np.clip((image.astype(np.float32) - 30) * 1.25, 0, 255).astype(np.uint8)
+    return media_from_bytes(synth.jpeg_bytes(curve, 85), "copy").analysis
+
+
+def test_a_copy_whose_shadows_a_tone_curve_crushed_has_nothing_outlined() -> None:
+    from refundlens.detectors.residual import analyse_residual
+
+    listing = _listing_with_a_deep_shadow(0)
+    everywhere = np.ones(listing.shape[:2], bool)
+    result = analyse_residual(_crushed(listing), listing, everywhere, everywhere)
+    assert result.agreement > 0.99  # a copy, by the verdict's own measure
+    assert not result.edit_mask.any()
+
+
+def test_a_crack_on_a_copy_with_crushed_shadows_is_still_outlined() -> None:
+    from refundlens.detectors.residual import analyse_residual
+
+    listing = _listing_with_a_deep_shadow(1)
+    everywhere = np.ones(listing.shape[:2], bool)
+    damaged, truth = synth.paint_damage(listing, everywhere, "crack", 0.01, 5)
+    result = analyse_residual(_crushed(damaged), listing, everywhere, everywhere)
+    assert (result.edit_mask & truth).sum() / truth.sum() > 0.5
+
+
+def test_tone_curves_follow_a_clipping_curve_and_never_decrease() -> None:
+    from refundlens.detectors.residual import apply_tone_curves, fit_tone_curves
+
+    rng = np.random.default_rng(0)
+    predicted = rng.uniform(0, 255, (20_000, 3)).astype(np.float32)
+    target = np.clip((predicted - 30) * 1.25, 0, 255) + rng.normal(0, 2, predicted.shape)
+    target[:500] = rng.uniform(0, 255, (500, 3))  # painted pixels: a minority at every level
+    curves = fit_tone_curves(predicted, target.astype(np.float32))
+    assert np.all(np.diff(curves, axis=1) >= 0)
+    levels = np.array([[[10.0, 60.0, 200.0]]], np.float32)
+    mapped = apply_tone_curves(levels, curves)[0, 0]
+    assert np.allclose(mapped, [0.0, 37.5, 212.5], atol=3.0)
