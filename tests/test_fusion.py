@@ -66,3 +66,30 @@ def test_pixel_evidence_with_a_derived_reference_escalates() -> None:
         load_policy(),
     )
     assert verdict.action == "escalate"
+
+
+def test_a_photo_of_a_screen_loses_the_support_of_a_new_photo_of_the_product() -> None:
+    new_photo = _finding("reference.same_item_new_photo", -1.5)
+    screen = _finding("pixels.recapture", 2.5)
+    alone = fuse([new_photo], load_policy())
+    both = fuse([new_photo, screen], load_policy())
+    assert alone.action == "approve"
+    assert both.action == "request_capture"
+    assert dict((f.code, c) for f, c in both.reasons)["reference.same_item_new_photo"] == 0.0
+
+
+def test_a_platform_can_let_findings_cancel_again(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text("voids_support:\n  pixels.recapture: []\n")  # keys merge over the defaults
+    verdict = fuse(
+        [_finding("reference.same_item_new_photo", -1.5), _finding("pixels.recapture", 2.5)],
+        load_policy(path),
+    )
+    assert verdict.action == "approve"
+
+
+def test_voids_support_must_list_codes(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text("voids_support:\n  pixels.recapture: reference.same_item_new_photo\n")
+    with pytest.raises(PolicyError, match="voids_support"):
+        load_policy(path)

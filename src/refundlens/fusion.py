@@ -3,6 +3,10 @@
 risk = sigmoid(prior_log_odds + sum(weight[code] * strength)), a naive-Bayes combination of
 log-likelihood ratios; the action is the highest threshold the risk reaches, raised to any floor
 a finding forces. Only a person ever rejects: ``escalate`` is the worst automatic action.
+
+Naive Bayes assumes the findings independent. Where one finding undoes what another says for
+the buyer (a photo of a screen showing the product is no new photo of it), the policy's
+``voids_support`` drops the second one's lowering contribution instead of letting them cancel.
 """
 
 from __future__ import annotations
@@ -44,6 +48,8 @@ class Policy:
     detector's provisional strength, scaled by the finding's confidence."""
     routing: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     """The claims service's rules per claim type (``cases.routing.RoutingRules``)."""
+    voids_support: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    """code -> codes that no longer lower the risk when ``code`` raised it on the same image."""
 
     def strength(self, finding: Finding) -> float:
         if finding.code in self.calibrated:
@@ -76,7 +82,14 @@ def _validate(raw: Mapping[str, Any], source: str) -> Policy:
         ceilings = {str(k): str(v) for k, v in (raw.get("ceilings") or {}).items()}
         calibrated = calibrated_strengths() if raw.get("use_calibration", True) else {}
         min_contrib = float(raw.get("min_reason_contribution", 0.05))
-    except (KeyError, TypeError, ValueError) as exc:
+        voids = {
+            str(k): tuple(str(c) for c in v)
+            for k, v in (raw.get("voids_support") or {}).items()
+            if not isinstance(v, str)
+        }
+        if any(isinstance(v, str) for v in (raw.get("voids_support") or {}).values()):
+            raise TypeError("voids_support values must be lists of codes")
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise PolicyError("policy.invalid", f"{source}: missing or malformed key {exc}.") from exc
     values = [thresholds[k] for k in ACTIONS[1:]]
     if not all(0.0 < v < 1.0 for v in values) or values != sorted(values):
@@ -90,7 +103,9 @@ def _validate(raw: Mapping[str, Any], source: str) -> Policy:
     routing = raw.get("routing") or {}
     if not isinstance(routing, dict):
         raise PolicyError("policy.invalid", f"{source}: routing must be a mapping.")
-    return Policy(prior, weights, thresholds, floors, min_contrib, ceilings, calibrated, routing)
+    return Policy(
+        prior, weights, thresholds, floors, min_contrib, ceilings, calibrated, routing, voids
+    )
 
 
 @functools.cache
@@ -134,6 +149,9 @@ def _action_for(risk: float, policy: Policy) -> str:
 def fuse(findings: Sequence[Finding], policy: Policy) -> Verdict:
     """Combine one image's findings into a risk and an action."""
     contributions = [(f, policy.weight(f.code) * policy.strength(f)) for f in findings]
+    raised = {f.code for f, c in contributions if c > 0}
+    voided = {v for code in raised for v in policy.voids_support.get(code, ())}
+    contributions = [(f, 0.0 if f.code in voided and c < 0 else c) for f, c in contributions]
     log_odds = policy.prior_log_odds + sum(c for _, c in contributions)
     risk = 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, log_odds))))
     action = _action_for(risk, policy)
