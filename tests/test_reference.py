@@ -414,6 +414,19 @@ def test_a_derived_claim_showing_the_listing_photos_borders_says_it_sits_in_a_la
     assert plain.code == "reference.derived" and "screenshot" not in plain.reason.en
 
 
+def _colour_waves(
+    mean: tuple[float, float, float],
+    swing: tuple[float, float, float],
+    period: tuple[float, float, float],
+) -> np.ndarray:
+    """A 480x360 float image whose red, green and blue vary smoothly along x, y and x + y."""
+    yy, xx = np.mgrid[0:360, 0:480].astype(np.float32)
+    waves = (np.sin(xx / period[0]), np.cos(yy / period[1]), np.sin((xx + yy) / period[2]))
+    return np.dstack([m + a * w for m, a, w in zip(mean, swing, waves, strict=True)]).astype(
+        np.float32
+    )
+
+
 def _copy_with_fine_texture(seed: int) -> tuple[np.ndarray, np.ndarray]:
     """A listing photo with smooth areas, a patch of fine high-contrast texture (an embroidered
     badge, printed text) and a 1-px dark frame line, and its re-save at JPEG 62: the re-save
@@ -421,16 +434,7 @@ def _copy_with_fine_texture(seed: int) -> tuple[np.ndarray, np.ndarray]:
     from refundlens.media.decode import media_from_bytes
 
     rng = np.random.default_rng(seed)
-    rows, cols = 360, 480
-    yy, xx = np.mgrid[0:rows, 0:cols]
-    base = np.dstack(
-        [
-            120 + 60 * np.sin(xx / 70.0),
-            110 + 50 * np.cos(yy / 60.0),
-            140 + 40 * np.sin((xx + yy) / 90.0),
-        ]
-    ).astype(np.float32)
-    base = cv2.GaussianBlur(base, (0, 0), 2)
+    base = cv2.GaussianBlur(_colour_waves((120, 110, 140), (60, 50, 40), (70, 60, 90)), (0, 0), 2)
     texture = (rng.random((40, 60)) > 0.5).astype(np.float32) * 200 + 20
     texture = cv2.resize(texture, (180, 120), interpolation=cv2.INTER_NEAREST)
     base[100:220, 150:330] = texture[..., None] * np.array([1.0, 0.4, 0.3], np.float32)
@@ -471,15 +475,7 @@ def _listing_with_a_deep_shadow(seed: int) -> np.ndarray:
     from refundlens.media.decode import media_from_bytes
 
     rng = np.random.default_rng(seed)
-    rows, cols = 360, 480
-    yy, xx = np.mgrid[0:rows, 0:cols]
-    base = np.dstack(
-        [
-            90 + 80 * np.sin(xx / 50.0),
-            80 + 60 * np.cos(yy / 45.0),
-            100 + 70 * np.sin((xx + yy) / 60.0),
-        ]
-    ).astype(np.float32)
+    base = _colour_waves((90, 80, 100), (80, 60, 70), (50, 45, 60))
     base[150:260, 200:400] *= 0.25
     base = cv2.GaussianBlur(base, (0, 0), 2)
     noisy = np.clip(base + rng.normal(0, 3, base.shape), 0, 255).astype(np.uint8)
