@@ -75,7 +75,12 @@ def test_a_photo_of_a_screen_loses_the_support_of_a_new_photo_of_the_product() -
     both = fuse([new_photo, screen], load_policy())
     assert alone.action == "approve"
     assert both.action == "request_capture"
-    assert dict((f.code, c) for f, c in both.reasons)["reference.same_item_new_photo"] == 0.0
+    voided, contribution = next(
+        (f, c) for f, c in both.reasons if f.code == "reference.same_item_new_photo"
+    )
+    assert contribution == 0.0
+    assert voided.facts["voided_by"] == "pixels.recapture"
+    assert "pixels.recapture" in voided.reason.en and "pixels.recapture" in voided.reason.zh
 
 
 def test_a_platform_can_let_findings_cancel_again(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from .calibration import calibrated_strengths
-from .detectors.base import Finding
+from .detectors.base import Finding, Reason
 from .errors import RefundlensError
 
 __all__ = ["ACTIONS", "Policy", "PolicyError", "Verdict", "fuse", "load_policy", "worst_action"]
@@ -146,12 +146,27 @@ def _action_for(risk: float, policy: Policy) -> str:
     return action
 
 
+def _voided(finding: Finding, by: str) -> Finding:
+    """The finding as the reasons list it once ``by`` voided its support for the buyer."""
+    return dataclasses.replace(
+        finding,
+        reason=Reason(
+            f"{finding.reason.en} Not counted for the buyer: {by} was found on this image.",
+            f"{finding.reason.zh}本图同时发现 {by}，此项不计为对买家的支持。",
+        ),
+        facts={**finding.facts, "voided_by": by},
+    )
+
+
 def fuse(findings: Sequence[Finding], policy: Policy) -> Verdict:
     """Combine one image's findings into a risk and an action."""
     contributions = [(f, policy.weight(f.code) * policy.strength(f)) for f in findings]
-    raised = {f.code for f, c in contributions if c > 0}
-    voided = {v for code in raised for v in policy.voids_support.get(code, ())}
-    contributions = [(f, 0.0 if f.code in voided and c < 0 else c) for f, c in contributions]
+    raised = sorted({f.code for f, c in contributions if c > 0})
+    voided_by = {v: code for code in raised for v in policy.voids_support.get(code, ())}
+    contributions = [
+        (_voided(f, voided_by[f.code]), 0.0) if f.code in voided_by and c < 0 else (f, c)
+        for f, c in contributions
+    ]
     log_odds = policy.prior_log_odds + sum(c for _, c in contributions)
     risk = 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, log_odds))))
     action = _action_for(risk, policy)
