@@ -43,6 +43,7 @@ __all__ = [
     "Sku",
     "Tenant",
     "VideoFingerprint",
+    "WebSession",
     "WebhookEvent",
     "new_id",
     "utcnow",
@@ -163,6 +164,11 @@ class Claim(Base):
     """The reviewer's API key id that took the claim."""
     analysing_since: Mapped[dt.datetime | None] = mapped_column(nullable=True)
     analysis_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    queued_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    """When the claim's analysis was last handed to the queue; None = not yet (the outbox: a
+    claim saved while the broker was down is queued by the tick once it is back)."""
+    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    """Last sign of life of the analysis running now; a dead one stops beating."""
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     claimed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -319,6 +325,18 @@ class IdempotencyKey(Base):
     key: Mapped[str] = mapped_column(String(200), primary_key=True)  # api key id + header value
     claim_id: Mapped[str] = mapped_column(ForeignKey("claims.id"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class WebSession(Base):
+    """A login on the web page: the cookie carries a random token, the table its hash, the
+    key it stands for, its CSRF token and when it ends. Logging out deletes the row."""
+
+    __tablename__ = "web_sessions"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of the cookie's token
+    key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(index=True)
 
 
 class WebhookEvent(Base):
