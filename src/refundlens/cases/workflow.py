@@ -43,6 +43,7 @@ from .states import ClaimState, transition
 
 __all__ = [
     "DECISIONS",
+    "EVIDENCE_KINDS",
     "Actor",
     "NotFound",
     "add_evidence",
@@ -56,6 +57,7 @@ __all__ = [
 ]
 
 DECISIONS = ("approve", "reject", "partial", "request_capture", "escalate")
+EVIDENCE_KINDS = ("packing_video", "reference_photo", "statement", "other")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -581,6 +583,10 @@ def add_evidence(
     if claim.state in (ClaimState.DECIDED, ClaimState.FINAL, ClaimState.APPROVED):
         raise RefundlensError(
             "claim.closed", f"The claim is {claim.state}; evidence can no longer be added."
+        )
+    if kind not in EVIDENCE_KINDS:
+        raise RefundlensError(
+            "evidence.bad_kind", f"Evidence kind must be one of {', '.join(EVIDENCE_KINDS)}."
         )
     if not statement and file is None:
         raise RefundlensError("evidence.empty", "Evidence needs a file or a statement.")
