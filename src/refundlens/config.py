@@ -251,6 +251,11 @@ class Settings:
     """Key the participating platforms agree on: buyer ids travel only as HMAC-SHA256 under it."""
     jurisdiction: str = "cn"
     """Which rules the evidence report lists (``report/jurisdictions.yaml``; information only)."""
+    web_session_hours: float = 12.0
+    """Hours a web-page login lasts; logging out ends it at once."""
+    web_origins: str = ""
+    """Other origins (``https://review.example.com``, comma-separated) the web page's forms may be
+    posted from, beside the one the request names itself (a reverse proxy that rewrites Host)."""
     chromium_path: str = "/usr/bin/chromium"
     """Chromium used to render the evidence report as PDF (Debian's package; ``make system-deps``)."""
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,6 +23,7 @@ from ..media.cache import DecodedCache
 from ..store import audit
 from ..store.blobs import BlobStore
 from ..store.models import (
+    ApiKey,
     Assessment,
     BankEntry,
     Claim,
@@ -31,6 +33,7 @@ from ..store.models import (
     Evidence,
     Order,
     ReferencePhoto,
+    ReviewerAssignment,
     Sku,
     Tenant,
     VideoFingerprint,
@@ -47,6 +50,7 @@ __all__ = [
     "Actor",
     "NotFound",
     "add_evidence",
+    "check_claim_request",
     "create_claim",
     "create_order",
     "create_sku",
@@ -217,6 +221,20 @@ class ClaimFiles:
     videos: list[tuple[str, str, list[Any]]]  # name, sha256, frame fingerprints
 
 
+def check_claim_request(order: Order, claim_type: str, amount: float) -> None:
+    """What can be refused about a claim without its files. Callers check it before
+    :func:`prepare_claim_files`, which stores the files: a refused claim then leaves none."""
+    if claim_type not in CLAIM_TYPES:
+        raise RefundlensError(
+            "claim.bad_type",
+            f"Claim type must be one of {', '.join(CLAIM_TYPES)}, not {claim_type!r}.",
+        )
+    if not math.isfinite(amount) or amount < 0 or amount > order.amount:
+        raise RefundlensError(
+            "claim.bad_amount", f"The amount must be between 0 and the order's {order.amount:g}."
+        )
+
+
 def prepare_claim_files(
     blobs: BlobStore,
     settings: Settings,
@@ -268,15 +286,12 @@ def create_claim(
 ) -> Claim:
     """File a claim. ``photos`` are the raw files (with ``videos``), or what
     :func:`prepare_claim_files` made of them outside the transaction."""
+    check_claim_request(order, claim_type, amount)
     files = (
         photos
         if isinstance(photos, ClaimFiles)
         else prepare_claim_files(blobs, settings, claim_type, photos, videos)
     )
-    if amount < 0 or amount > order.amount:
-        raise RefundlensError(
-            "claim.bad_amount", f"The amount must be between 0 and the order's {order.amount:g}."
-        )
     photo_rows, video_rows = files.photos, files.videos
     audit.lock(session)  # two claims filed at once must not both take the next number
     seq = (session.execute(select(func.max(Claim.seq))).scalar() or 0) + 1
@@ -1034,12 +1049,26 @@ def register_packing_video(
 
 
 def assign(session: Session, actor: Actor, claim: Claim, reviewer_key_id: str | None) -> Claim:
-    """Give the claim to one reviewer (None: back to the pool). Reviewers may take claims for
-    themselves; an admin may give them to anyone."""
-    if actor.role == "reviewer" and reviewer_key_id not in (actor.id, None):
-        raise RefundlensError("auth.forbidden", "A reviewer may only take a claim for itself.")
+    """Give the claim to one reviewer (None: back to the pool). A reviewer may take a claim for
+    itself and give back only its own; an admin may give a claim to any live reviewer key that
+    is assigned the claim's merchant, and take it back from anyone."""
     if actor.role not in ("reviewer", "admin"):
         raise RefundlensError("auth.forbidden", "Only reviewers and admins assign claims.")
+    if actor.role == "reviewer":
+        if reviewer_key_id not in (actor.id, None):
+            raise RefundlensError("auth.forbidden", "A reviewer may only take a claim for itself.")
+        if reviewer_key_id is None and claim.assigned_to not in (actor.id, None):
+            raise RefundlensError(
+                "auth.forbidden", "A reviewer may only give back a claim it has taken itself."
+            )
+    if reviewer_key_id is not None:
+        key = session.get(ApiKey, reviewer_key_id)
+        assigned = session.get(ReviewerAssignment, (reviewer_key_id, claim.merchant_id))
+        if key is None or key.revoked or key.role != "reviewer" or assigned is None:
+            raise RefundlensError(
+                "assign.not_a_reviewer",
+                "Claims go to a live reviewer key that is assigned the claim's merchant.",
+            )
     claim.assigned_to = reviewer_key_id
     audit.append(
         session, actor.id, "claim.assigned", claim_id=claim.id, details={"to": reviewer_key_id}

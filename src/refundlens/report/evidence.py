@@ -31,7 +31,14 @@ from ..store.models import (
     Sku,
 )
 
-__all__ = ["CaseFile", "gather", "jurisdiction_rules", "render_html", "render_pdf"]
+__all__ = [
+    "REPORT_CSP",
+    "CaseFile",
+    "gather",
+    "jurisdiction_rules",
+    "render_html",
+    "render_pdf",
+]
 
 
 @dataclasses.dataclass
@@ -265,15 +272,38 @@ def render_html(case: CaseFile, lang: str, jurisdiction: str = "cn") -> str:
     )
 
 
+REPORT_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; frame-ancestors 'none'"
+"""The evidence report is one self-contained file: inline pictures and style, nothing fetched,
+no script. Set in the PDF renderer and on the HTML download."""
+
+
 def render_pdf(html: str, chromium_path: str) -> bytes:
-    """Render ``html`` to PDF (A4) in headless Chromium; fonts (CJK included) are embedded."""
+    """Render ``html`` to PDF (A4) in headless Chromium; fonts (CJK included) are embedded.
+
+    The report holds text that buyers and merchants wrote, so Chromium renders it as an
+    attacker's page: JavaScript off, every request it tries aborted (the report's pictures are
+    inline ``data:`` URIs and need none), and a Content-Security-Policy that allows nothing
+    else. A fetch of a loopback or intranet URL from the server (SSRF) finds no way out."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium_path or None, args=["--no-sandbox"])
+        browser = p.chromium.launch(
+            executable_path=chromium_path or None,
+            args=[
+                "--no-sandbox",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
         try:
-            page = browser.new_page()
-            page.set_content(html, wait_until="load")
+            context = browser.new_context(
+                java_script_enabled=False, offline=True, service_workers="block"
+            )
+            context.route("**/*", lambda route: route.abort("blockedbyclient"))
+            page = context.new_page()
+            page.set_content(_with_report_csp(html), wait_until="load")
             return page.pdf(
                 format="A4",
                 print_background=True,
@@ -281,3 +311,12 @@ def render_pdf(html: str, chromium_path: str) -> bytes:
             )
         finally:
             browser.close()
+
+
+def _with_report_csp(html: str) -> str:
+    """``html`` with the report's policy as the first thing in its head (or document)."""
+    meta = f'<meta http-equiv="Content-Security-Policy" content="{REPORT_CSP}">'
+    head = html.find("<head>")
+    if head == -1:
+        return meta + html
+    return html[: head + len("<head>")] + meta + html[head + len("<head>") :]

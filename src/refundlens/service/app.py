@@ -30,6 +30,7 @@ from ..store.models import Assessment, Claim, Decision, Evidence, IdempotencyKey
 from ..workers.runner import Dispatcher
 from ..workers.tasks import Runtime
 from .auth import Principal, authenticate, can_see_claim
+from .headers import SecurityHeaders
 
 __all__ = ["create_app"]
 
@@ -149,6 +150,7 @@ def create_app(
     )
     app.state.runtime = runtime
     app.state.dispatcher = dispatch
+    app.add_middleware(SecurityHeaders)
     from .web import router as web_router
 
     app.include_router(web_router)
@@ -409,7 +411,8 @@ def create_app(
                 view = replayed(s)
                 if view is not None:
                     return view, 200, None
-                visible_order(s)
+                # Refused before its files are stored: a refused claim leaves no blob behind.
+                workflow.check_claim_request(visible_order(s), claim_type, amount)
             # Decoding and storing the files needs no transaction: none is held open over it.
             prepared = workflow.prepare_claim_files(
                 runtime.blobs, settings, claim_type, files, clips

@@ -7,17 +7,28 @@ Roles: ``admin`` (the platform: everything), ``reviewer`` (the tenants it is ass
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import hashlib
 import hmac
+import re
 import secrets
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..errors import RefundlensError
-from ..store.models import ApiKey, Claim, ReviewerAssignment, new_id
+from ..store.models import ApiKey, Claim, ReviewerAssignment, WebSession, new_id, utcnow
 
-__all__ = ["ROLES", "Principal", "authenticate", "can_see_claim", "create_key"]
+__all__ = [
+    "ROLES",
+    "Principal",
+    "authenticate",
+    "can_see_claim",
+    "close_web_session",
+    "create_key",
+    "open_web_session",
+    "web_session",
+]
 
 ROLES = ("admin", "reviewer", "merchant", "buyer")
 
@@ -73,14 +84,27 @@ def create_key(
     return f"{key_id}.{secret}"
 
 
+# What create_key makes: rlk_ and hex, a dot, a urlsafe secret. Anything else is refused before
+# it reaches the database (a NUL byte in a key once made PostgreSQL answer a 500 at login).
+_TOKEN = re.compile(r"(rlk_[0-9a-f]{1,36})\.([A-Za-z0-9_-]{1,100})")
+
+
 def authenticate(session: Session, header: str | None) -> Principal:
     if not header or not header.startswith("Bearer "):
         raise AuthError("auth.missing", "Send an API key as 'Authorization: Bearer <key>'.")
-    token = header[len("Bearer ") :].strip()
-    key_id, _, secret = token.partition(".")
-    row = session.get(ApiKey, key_id) if key_id and secret else None
-    if row is None or row.revoked or not hmac.compare_digest(row.secret_hash, _digest(secret)):
+    match = _TOKEN.fullmatch(header[len("Bearer ") :].strip())
+    row = session.get(ApiKey, match[1]) if match else None
+    if (
+        match is None
+        or row is None
+        or row.revoked
+        or not hmac.compare_digest(row.secret_hash, _digest(match[2]))
+    ):
         raise AuthError("auth.invalid", "The API key is unknown or revoked.")
+    return _principal(session, row)
+
+
+def _principal(session: Session, row: ApiKey) -> Principal:
     tenants: frozenset[str] = frozenset()
     if row.role == "reviewer":
         tenants = frozenset(
@@ -101,3 +125,49 @@ def can_see_claim(principal: Principal, claim: Claim) -> bool:
     if principal.role == "reviewer":
         return claim.merchant_id in principal.tenants
     return False
+
+
+# --- web sessions: the page's cookie carries a random token, never the API key itself ---
+
+
+def open_web_session(session: Session, principal: Principal, hours: float) -> tuple[str, str]:
+    """A new login for ``principal``, valid ``hours``. Returns (cookie token, CSRF token); the
+    table keeps only the cookie token's SHA-256, so a copy of the database opens no session."""
+    token = secrets.token_urlsafe(32)
+    csrf = secrets.token_urlsafe(32)
+    now = utcnow()
+    # Expired logins are deleted as new ones open: the table holds only live sessions.
+    session.query(WebSession).filter(WebSession.expires_at < now).delete()
+    session.add(
+        WebSession(
+            id=_digest(token),
+            key_id=principal.key_id,
+            csrf_token=csrf,
+            created_at=now,
+            expires_at=now + dt.timedelta(hours=hours),
+        )
+    )
+    return token, csrf
+
+
+def web_session(session: Session, token: str | None) -> tuple[Principal, str] | None:
+    """(principal, CSRF token) of a live session, or None (unknown, expired, logged out, or its
+    API key revoked since)."""
+    if not token or len(token) > 100:
+        return None
+    row = session.get(WebSession, _digest(token))
+    if row is None:
+        return None
+    expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=dt.UTC)
+    key = session.get(ApiKey, row.key_id)
+    if expires <= utcnow() or key is None or key.revoked:
+        return None
+    return _principal(session, key), row.csrf_token
+
+
+def close_web_session(session: Session, token: str | None) -> None:
+    """Log out: the session's row is deleted, so its cookie opens nothing any more."""
+    if token and len(token) <= 100:
+        row = session.get(WebSession, _digest(token))
+        if row is not None:
+            session.delete(row)

@@ -18,7 +18,15 @@ from babel.messages.pofile import read_po
 if TYPE_CHECKING:
     import jinja2
 
-__all__ = ["LANGUAGES", "environment", "pick_language", "routing_reason", "translations"]
+__all__ = [
+    "LANGUAGES",
+    "bar_width",
+    "environment",
+    "pick_language",
+    "routing_reason",
+    "term",
+    "translations",
+]
 
 LANGUAGES = ("zh_CN", "en")
 LOCALES = Path(__file__).resolve().parent / "locales"
@@ -98,4 +106,23 @@ def environment(lang: str) -> jinja2.Environment:
     env.install_gettext_translations(translations(lang), newstyle=True)  # type: ignore[attr-defined]
     env.globals["lang"] = lang
     env.filters["routing_reason"] = lambda text: routing_reason(text, lang)
+    env.filters["term"] = lambda value: term(value, lang)
+    env.filters["bar_width"] = bar_width
     return env
+
+
+def term(value: object, lang: str) -> str:
+    """A stored word (state, action, evidence kind, picture name) in ``lang``, as plain text.
+
+    Templates translate variables with this filter, never with ``_()``: Jinja2 marks what
+    ``_()`` returns as safe HTML (a msgid is the developer's text), so ``_(e.kind)`` once put a
+    buyer's ``<img onerror>`` on the reviewer's page. A plain ``str`` is escaped like any
+    other value; an unknown word comes back unchanged, and escaped too."""
+    if value is None or value == "":
+        return ""
+    return str(translations(lang).gettext(str(value)))
+
+
+def bar_width(risk: float) -> str:
+    """The CSS class of a risk bar's width, in 5% steps (no inline style under the CSP)."""
+    return f"w{5 * round(20 * min(max(float(risk), 0.0), 1.0))}"

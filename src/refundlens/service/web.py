@@ -1,14 +1,22 @@
 """The reviewer and merchant web page: server-rendered Jinja2, a few lines of plain JS, zh-CN and en.
 
-Login is with an API key (the same roles as the API); the key is kept in an HttpOnly, SameSite=Strict
-cookie, so forms cannot be posted from another site. Everything a page shows goes through the same
-visibility rule as the API; a claim another user may not see answers a 403 page.
+Login is with an API key (the same roles as the API); it opens a server-side session whose random
+token is the HttpOnly, SameSite=Strict cookie (the key itself is never stored in the browser), and
+logging out deletes it. Every POST carries the session's CSRF token and must come from this site
+(Origin, or Referer where a browser sends no Origin). Every form field passes the same rules as
+the API's (``fields.py``). Everything a page shows goes through the same visibility rule as the
+API; a claim another user may not see answers a 403 page. docs/security.md has the threat model.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hmac
+import math
+import re
+import secrets
+from importlib import resources
 from typing import Any
 
 from fastapi import APIRouter, Form, Request, UploadFile
@@ -18,15 +26,35 @@ from sqlalchemy import select
 
 from ..cases import workflow
 from ..errors import RefundlensError
-from ..report.evidence import gather, render_html, render_pdf
+from ..report.evidence import REPORT_CSP, gather, render_html, render_pdf
 from ..store.models import AuditEntry, Claim
-from .auth import AuthError, Principal, authenticate, can_see_claim
+from .auth import (
+    AuthError,
+    Principal,
+    authenticate,
+    can_see_claim,
+    close_web_session,
+    open_web_session,
+    web_session,
+)
+from .fields import (
+    EVIDENCE_KINDS,
+    MAX_FILE_NAME,
+    MAX_ID,
+    MAX_REASON,
+    MAX_STATEMENT,
+    FieldError,
+    check_id,
+    check_text,
+)
 from .i18n import LANGUAGES, environment, pick_language
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/web", include_in_schema=False)
-COOKIE = "rl_key"
+COOKIE = "rl_session"
+LOGIN_COOKIE = "rl_login"
+"""Before a session exists, the login form's CSRF token is a cookie it must echo (double submit)."""
 QUEUE_STATES = ("under_review", "awaiting_merchant", "awaiting_capture", "appealed")
 
 
@@ -40,6 +68,7 @@ def _lang(request: Request) -> str:
 
 def _page(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
     lang = _lang(request)
+    context.setdefault("csrf", getattr(request.state, "csrf", ""))
     html = (
         environment(lang)
         .get_template(template)
@@ -52,15 +81,40 @@ def _page(request: Request, template: str, status: int = 200, **context: Any) ->
 
 
 def _who(request: Request) -> Principal | None:
-    key = request.cookies.get(COOKIE)
-    if not key:
+    """The logged-in user, or None; keeps the session's CSRF token for the page's forms."""
+    with request.app.state.runtime.db.session() as session:
+        found = web_session(session, request.cookies.get(COOKIE))
+    if found is None:
         return None
-    runtime = request.app.state.runtime
-    try:
-        with runtime.db.session() as session:
-            return authenticate(session, f"Bearer {key}")
-    except AuthError:
-        return None
+    request.state.csrf = found[1]
+    return found[0]
+
+
+def _same_site(request: Request) -> bool:
+    """The request comes from a page of this site (Origin, else Referer, names this origin or
+    one of ``web_origins``). A browser sends Origin with every POST; a form posted from another
+    site names that site, and a request naming neither is refused."""
+    allowed = {str(request.base_url).rstrip("/")}
+    extra = request.app.state.runtime.settings.web_origins
+    allowed |= {o.strip().rstrip("/") for o in extra.split(",") if o.strip()}
+    origin = request.headers.get("origin")
+    if origin is None:
+        referer = request.headers.get("referer", "")
+        match = re.match(r"^(https?://[^/?#]+)", referer)
+        origin = match[1] if match else None
+    return origin in allowed
+
+
+def _posted_by(request: Request, csrf: str) -> Principal | Response:
+    """The user behind a POST, if it carries the session's CSRF token and comes from this site;
+    otherwise the response to send (the login page, or a 403 page)."""
+    user = _who(request)
+    if user is None:
+        return _login_redirect()
+    expected = getattr(request.state, "csrf", "")
+    if not _same_site(request) or not (csrf and hmac.compare_digest(csrf, expected)):
+        return _page(request, "error.html", status=403, user=user, message="csrf")
+    return user
 
 
 def _login_redirect() -> RedirectResponse:
@@ -75,29 +129,63 @@ def _hours_left(deadline: dt.datetime | None) -> float | None:
     return round((deadline - dt.datetime.now(dt.UTC)).total_seconds() / 3600, 1)
 
 
-@router.get("/login", response_class=HTMLResponse)
-def login_form(request: Request) -> HTMLResponse:
-    return _page(request, "login.html", user=None, error=None)
-
-
-@router.post("/login")
-def login(request: Request, key: str = Form(...)) -> Response:
-    runtime = request.app.state.runtime
-    try:
-        with runtime.db.session() as session:
-            authenticate(session, f"Bearer {key.strip()}")
-    except AuthError:
-        return _page(request, "login.html", status=401, user=None, error="invalid")
-    response = RedirectResponse("/web/", status_code=303)
-    secure = request.url.scheme == "https"
+def _login_page(request: Request, status: int = 200, error: str | None = None) -> HTMLResponse:
+    # The browser's login token is kept while it is well formed: a second try from the same
+    # page (a mistyped key) still carries the token the first page gave.
+    token = request.cookies.get(LOGIN_COOKIE, "")
+    if not re.fullmatch(r"[A-Za-z0-9_-]{43}", token):
+        token = secrets.token_urlsafe(32)
+    response = _page(request, "login.html", status=status, user=None, error=error, csrf=token)
     response.set_cookie(
-        COOKIE, key.strip(), httponly=True, samesite="strict", secure=secure, max_age=12 * 3600
+        LOGIN_COOKIE,
+        token,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        max_age=3600,
+        path="/web/login",
     )
     return response
 
 
+@router.get("/login", response_class=HTMLResponse)
+def login_form(request: Request) -> HTMLResponse:
+    return _login_page(request)
+
+
+@router.post("/login")
+def login(request: Request, key: str = Form(""), csrf: str = Form("")) -> Response:
+    runtime = request.app.state.runtime
+    expected = request.cookies.get(LOGIN_COOKIE, "")
+    if not _same_site(request) or not (csrf and expected and hmac.compare_digest(csrf, expected)):
+        # A login posted from another site (login CSRF) or without the form's token.
+        return _login_page(request, status=403, error="csrf")
+    try:
+        with runtime.db.session() as session:
+            principal = authenticate(session, f"Bearer {key.strip()}")
+            token, _ = open_web_session(session, principal, runtime.settings.web_session_hours)
+    except AuthError:
+        return _login_page(request, status=401, error="invalid")
+    response = RedirectResponse("/web/", status_code=303)
+    response.set_cookie(
+        COOKIE,
+        token,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        max_age=int(runtime.settings.web_session_hours * 3600),
+    )
+    response.delete_cookie(LOGIN_COOKIE, path="/web/login")
+    return response
+
+
 @router.post("/logout")
-def logout() -> Response:
+def logout(request: Request, csrf: str = Form("")) -> Response:
+    user = _posted_by(request, csrf)
+    if not isinstance(user, Principal):
+        return user
+    with request.app.state.runtime.db.session() as session:
+        close_web_session(session, request.cookies.get(COOKIE))
     response = _login_redirect()
     response.delete_cookie(COOKIE)
     return response
@@ -110,9 +198,21 @@ def home(request: Request) -> Response:
 
 def _number(text: str | None) -> float | None:
     try:
-        return float(text) if text not in (None, "") else None
+        value = float(text) if text not in (None, "") else None
     except ValueError:
         return None
+    return value if value is None or math.isfinite(value) else None
+
+
+def _refused(request: Request, user: Principal | None, code: str, status: int) -> HTMLResponse:
+    return _page(request, "error.html", status=status, user=user, message=code)
+
+
+# What ?done= and ?error= may say on the claim page: a known word, or a code's shape. Anything
+# else is dropped, so a link cannot make the page say what refundlens did not.
+DONE = frozenset({"evidence", "assigned", *workflow.DECISIONS})
+_CODE = re.compile(r"[a-z_]{1,40}\.[a-z_]{1,60}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 @router.get("/queue", response_class=HTMLResponse)
@@ -132,6 +232,12 @@ def queue(
     risk_floor = _number(min_risk)
     if user is None:
         return _login_redirect()
+    try:
+        for name, value in (("state", state), ("merchant", merchant), ("action", action)):
+            check_text(name, value or "", MAX_ID)
+        check_text("code", code or "", 200)
+    except FieldError as exc:
+        return _refused(request, user, exc.code, 422)
     runtime = request.app.state.runtime
     with runtime.db.session() as session:
         query = select(Claim)
@@ -220,6 +326,10 @@ def queue(
 
 
 def _visible(request: Request, claim_id: str, user: Principal) -> Claim | None:
+    try:
+        check_id("claim_id", claim_id)
+    except FieldError:
+        return None
     with request.app.state.runtime.db.session() as session:
         claim = session.get(Claim, claim_id)
         if claim is None or not can_see_claim(user, claim):
@@ -249,14 +359,16 @@ def claim_page(
                 select(AuditEntry).where(AuditEntry.claim_id == claim_id).order_by(AuditEntry.seq)
             ).scalars()
         ]
-        history = list(
-            session.execute(
-                select(Claim)
-                .where(Claim.buyer_id == case.claim.buyer_id, Claim.id != claim_id)
-                .order_by(Claim.seq.desc())
-                .limit(20)
-            ).scalars()
-        )
+        others = select(Claim).where(Claim.buyer_id == case.claim.buyer_id, Claim.id != claim_id)
+        # The buyer's other claims that this viewer may see, as on the API: a merchant sees
+        # those with its own shop, a reviewer those of its tenants.
+        if user.role == "merchant":
+            others = others.where(Claim.merchant_id == user.tenant_id)
+        elif user.role == "reviewer":
+            others = others.where(Claim.merchant_id.in_(sorted(user.tenants)))
+        elif user.role == "buyer":
+            others = others.where(Claim.buyer_id == user.subject)
+        history = list(session.execute(others.order_by(Claim.seq.desc()).limit(20)).scalars())
         timeline = _timeline(case)
     # Findings by how much they moved the risk, either way (a copy: the stored report is kept).
     if case.report:
@@ -276,8 +388,8 @@ def claim_page(
         history=history,
         timeline=timeline,
         hours_left=_hours_left(case.claim.deadline_at),
-        done=done,
-        error=error,
+        done=done if done in DONE else None,
+        error=error if error and _CODE.fullmatch(error) else None,
         lang_code=_lang(request),
     )
 
@@ -322,6 +434,8 @@ def claim_blob(request: Request, claim_id: str, sha256: str) -> Response:
     user = _who(request)
     if user is None or _visible(request, claim_id, user) is None:
         return Response(status_code=403)
+    if not _SHA256.fullmatch(sha256):
+        return Response(status_code=404)
     runtime = request.app.state.runtime
     with runtime.db.session() as session:
         case = gather(session, runtime.blobs, claim_id, inline=False)
@@ -343,11 +457,11 @@ def claim_blob(request: Request, claim_id: str, sha256: str) -> Response:
     return Response(data, media_type=media, headers={"Cache-Control": "private, max-age=3600"})
 
 
-def _claim_action(request: Request, claim_id: str, done: str, act: Any) -> Response:
+def _claim_action(request: Request, claim_id: str, csrf: str, done: str, act: Any) -> Response:
     """Run ``act(session, actor, claim)`` for a visible claim; back to the claim page either way."""
-    user = _who(request)
-    if user is None:
-        return _login_redirect()
+    user = _posted_by(request, csrf)
+    if not isinstance(user, Principal):
+        return user
     if _visible(request, claim_id, user) is None:
         return _forbidden(request, user)
     runtime = request.app.state.runtime
@@ -365,15 +479,21 @@ def _claim_action(request: Request, claim_id: str, done: str, act: Any) -> Respo
 def decide(
     request: Request,
     claim_id: str,
-    decision: str = Form(...),
+    decision: str = Form(""),
     reason: str = Form(""),
     amount: str = Form(""),
+    csrf: str = Form(""),
 ) -> Response:
     settings = request.app.state.runtime.settings
-    value = float(amount) if amount.strip() else None
+    try:
+        check_text("reason", reason, MAX_REASON)
+        value = _amount(amount)
+    except RefundlensError as exc:
+        return RedirectResponse(f"/web/claims/{claim_id}?error={exc.code}", status_code=303)
     return _claim_action(
         request,
         claim_id,
+        csrf,
         decision,
         lambda s, actor, claim, _user: workflow.decide(
             s, actor, claim, decision, reason, value, settings
@@ -381,20 +501,41 @@ def decide(
     )
 
 
+def _amount(text: str) -> float | None:
+    """A decision's amount as typed: empty is none; anything but a finite number is refused."""
+    if not text.strip():
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or len(text) > 40:
+        raise RefundlensError("decision.bad_amount", "The amount is not a number.")
+    return value
+
+
 @router.post("/claims/{claim_id}/evidence")
 async def evidence(
     request: Request,
     claim_id: str,
-    kind: str = Form(...),
+    kind: str = Form(""),
     statement: str = Form(""),
     file: UploadFile | None = None,
+    csrf: str = Form(""),
 ) -> Response:
-    user = _who(request)
-    if user is None:
-        return _login_redirect()
+    user = _posted_by(request, csrf)
+    if not isinstance(user, Principal):
+        return user
     if _visible(request, claim_id, user) is None:
         return _forbidden(request, user)
     runtime = request.app.state.runtime
+    try:
+        # The API's rules, word for word: a kind from the list, a statement within its length.
+        if kind not in EVIDENCE_KINDS:
+            raise RefundlensError("evidence.bad_kind", "Unknown evidence kind.")
+        check_text("statement", statement, MAX_STATEMENT)
+    except RefundlensError as exc:
+        return RedirectResponse(f"/web/claims/{claim_id}?error={exc.code}", status_code=303)
     upload = None
     if file is not None and file.filename:
         data = await file.read(runtime.settings.max_file_bytes + 1)
@@ -402,7 +543,7 @@ async def evidence(
             return RedirectResponse(
                 f"/web/claims/{claim_id}?error=media.too_large", status_code=303
             )
-        upload = (file.filename, data)
+        upload = (_file_name(file.filename), data)
 
     def work() -> str | None:
         try:
@@ -428,6 +569,12 @@ async def evidence(
     return RedirectResponse(f"/web/claims/{claim_id}?{suffix}", status_code=303)
 
 
+def _file_name(name: str) -> str:
+    """An uploaded file's name as kept: valid text, cut to its limit (phones make long ones)."""
+    cleaned = name.encode("utf-8", "replace").decode("utf-8").replace("\x00", "")
+    return cleaned[:MAX_FILE_NAME] or "upload"
+
+
 @router.get("/claims/{claim_id}/report.{fmt}")
 def report(request: Request, claim_id: str, fmt: str) -> Response:
     user = _who(request)
@@ -435,6 +582,8 @@ def report(request: Request, claim_id: str, fmt: str) -> Response:
         return _login_redirect()
     if _visible(request, claim_id, user) is None or user.role == "buyer":
         return _forbidden(request, user)
+    if fmt not in ("html", "pdf"):
+        return Response(status_code=404)
     runtime = request.app.state.runtime
     with runtime.db.session() as session:
         html = render_html(
@@ -443,7 +592,12 @@ def report(request: Request, claim_id: str, fmt: str) -> Response:
     if fmt == "html":
         return HTMLResponse(
             html,
-            headers={"Content-Disposition": f'attachment; filename="refundlens-{claim_id}.html"'},
+            headers={
+                "Content-Disposition": f'attachment; filename="refundlens-{claim_id}.html"',
+                # Opened in a browser, the report may show its own inline pictures and style,
+                # and nothing else: no script, no fetch, no frame.
+                "Content-Security-Policy": REPORT_CSP,
+            },
         )
     if fmt == "pdf":
         pdf = render_pdf(html, runtime.settings.chromium_path)
@@ -453,6 +607,20 @@ def report(request: Request, claim_id: str, fmt: str) -> Response:
             headers={"Content-Disposition": f'attachment; filename="refundlens-{claim_id}.pdf"'},
         )
     return Response(status_code=404)
+
+
+STATIC = {"refundlens.css": "text/css", "claim.js": "text/javascript"}
+
+
+@router.get("/static/{name}")
+def static(name: str) -> Response:
+    """The page's one stylesheet and one script (the CSP allows no inline ones)."""
+    if name not in STATIC:
+        return Response(status_code=404)
+    data = resources.files("refundlens.service").joinpath(f"static/{name}").read_bytes()
+    return Response(
+        data, media_type=STATIC[name], headers={"Cache-Control": "public, max-age=3600"}
+    )
 
 
 def _skus(request: Request, user: Principal) -> list[dict[str, str]]:
@@ -483,13 +651,20 @@ def check_form(request: Request) -> Response:
 
 @router.post("/check", response_class=HTMLResponse)
 async def check_run(
-    request: Request, sku_id: str = Form(...), photo: UploadFile | None = None
+    request: Request,
+    sku_id: str = Form(""),
+    photo: UploadFile | None = None,
+    csrf: str = Form(""),
 ) -> Response:
-    user = _who(request)
-    if user is None:
-        return _login_redirect()
+    user = _posted_by(request, csrf)
+    if not isinstance(user, Principal):
+        return user
     if user.role not in ("merchant", "admin"):
         return _forbidden(request, user)
+    try:
+        check_id("sku_id", sku_id)
+    except FieldError as exc:
+        return _refused(request, user, exc.code, 422)
     runtime = request.app.state.runtime
     data = await photo.read(runtime.settings.max_file_bytes + 1) if photo is not None else b""
 
@@ -521,7 +696,7 @@ async def check_run(
             )
         claim = media_from_bytes(
             data,
-            photo.filename if photo is not None and photo.filename else "photo",
+            _file_name(photo.filename) if photo is not None and photo.filename else "photo",
             runtime.settings,
         )
         assessment = analyze([claim], references, settings=runtime.settings, policy=runtime.policy)
@@ -552,10 +727,13 @@ async def check_run(
 
 
 @router.post("/claims/{claim_id}/assign")
-def assign_to_me(request: Request, claim_id: str, release: str = Form("")) -> Response:
+def assign_to_me(
+    request: Request, claim_id: str, release: str = Form(""), csrf: str = Form("")
+) -> Response:
     return _claim_action(
         request,
         claim_id,
+        csrf,
         "assigned",
         lambda s, actor, claim, user: workflow.assign(
             s, actor, claim, None if release else user.key_id

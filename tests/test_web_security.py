@@ -1,0 +1,608 @@
+"""The web page and the evidence report against an attacker (issue 18; docs/security.md).
+
+A buyer or merchant controls many texts that reviewers later see: the claim's reason, file
+names, EXIF fields, evidence statements, SKU and order ids, decision reasons, query parameters.
+Each is rendered here with a script payload, both as the HTML the server sends (escaping) and in
+real Chromium (escaping and the Content-Security-Policy together), and no script may run.
+Sessions, CSRF, the PDF renderer's network, and who sees and assigns what are tested beside.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import http.server
+import io
+import os
+import re
+import shutil
+import threading
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+from typing import ClassVar
+
+import httpx
+import pytest
+from PIL import Image
+from sqlalchemy import text, update
+
+from refundlens.store import Database
+from refundlens.store.models import AuditEntry, Decision, Evidence, WebSession, new_id
+
+from .service_support import Server, postgres_database, running_server
+
+CHROMIUM = os.environ.get("REFUNDLENS_CHROMIUM_PATH", "/usr/bin/chromium")
+TEMPLATES = Path(__file__).resolve().parents[1] / "src" / "refundlens" / "service" / "templates"
+
+# Each payload calls alert() with its own number if it ever runs; quotes of both kinds and a
+# closing tag try to break out of an attribute, a text node and a <script> or <style> block.
+PAYLOADS = [
+    "<img src=x onerror=alert(1)>",
+    '"><svg onload=alert(2)>',
+    "'><script>alert(3)</script>",
+    "</style></script><iframe srcdoc='<script>parent.alert(4)</script>'>",
+    "javascript:alert(5)",
+]
+HOSTILE = " ".join(PAYLOADS)
+
+
+def _sample(name: str) -> bytes:
+    return resources.files("refundlens").joinpath(f"samples/{name}").read_bytes()
+
+
+def _need_chromium() -> None:
+    if shutil.which(CHROMIUM) is None and not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set but {CHROMIUM} is missing: `make system-deps` installs it")
+        pytest.skip(f"{CHROMIUM} not installed: run `make system-deps`")
+
+
+def _photo_with_hostile_exif() -> bytes:
+    """The sample claim photo with a payload in EXIF Make, Model and Software (any buyer can)."""
+    image = Image.open(io.BytesIO(_sample("claim_forged.jpg")))
+    exif = Image.Exif()
+    exif[0x010F] = PAYLOADS[0]
+    exif[0x0110] = PAYLOADS[1]
+    exif[0x0131] = PAYLOADS[2]
+    buf = io.BytesIO()
+    image.save(buf, "JPEG", quality=90, exif=exif.tobytes())
+    return buf.getvalue()
+
+
+@contextlib.contextmanager
+def web_login(server: Server, key: str) -> Iterator[httpx.Client]:
+    """A client logged in through the form, as a browser would (login cookie, CSRF token)."""
+    with httpx.Client(base_url=server.url, timeout=60.0) as client:
+        yield _logged_in(client, server, key)
+
+
+def _logged_in(client: httpx.Client, server: Server, key: str) -> httpx.Client:
+    form = client.get("/web/login")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+    assert csrf, form.text
+    response = client.post(
+        "/web/login", data={"key": key, "csrf": csrf[1]}, headers={"Origin": server.url}
+    )
+    assert response.status_code == 303, response.text
+    return client
+
+
+def page_csrf(client: httpx.Client, path: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', client.get(path).text)
+    assert found, f"no CSRF token on {path}"
+    return found[1]
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def site(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Server, dict[str, str]]]:
+    """Two shops, a reviewer for each, one buyer with a claim at each shop; every text the
+    buyer and the merchant control carries a payload (sent through the API where it accepts
+    the value, written into the rows where it refuses it, as older data or a bug might)."""
+    data_dir = tmp_path_factory.mktemp(f"websec-{request.param}")
+    with (
+        postgres_database() if request.param == "postgresql" else contextlib.nullcontext("") as url,
+        running_server(data_dir, url or "") as server,
+    ):
+        with server.client(server.admin) as admin:
+            for tenant in ("shop-a", "shop-b"):
+                admin.post("/v1/tenants", json={"id": tenant, "kind": "merchant", "name": tenant})
+        keys = {
+            "merchant": server.key("merchant", "shop-a"),
+            "merchant_b": server.key("merchant", "shop-b"),
+            "reviewer": server.key("reviewer", assign=["shop-a"]),
+            "reviewer_2": server.key("reviewer", assign=["shop-a"]),
+            "reviewer_b": server.key("reviewer", assign=["shop-b"]),
+            "buyer": server.key("buyer", subject="buyer-1"),
+        }
+        claims = {}
+        for shop, key in (("shop-a", keys["merchant"]), ("shop-b", keys["merchant_b"])):
+            with server.client(key) as merchant:
+                sku = merchant.post(
+                    "/v1/skus",
+                    data={"external_id": f"mug-{shop}", "title": "mug"},
+                    files=[("photos", ("listing.jpg", _sample("listing.jpg"), "image/jpeg"))],
+                )
+                assert sku.status_code == 201, sku.text
+                order = merchant.post(
+                    "/v1/orders",
+                    json={
+                        "external_id": f"o-{shop}",
+                        "sku_id": sku.json()["id"],
+                        "buyer_id": "buyer-1",
+                        "amount": 300,
+                    },
+                )
+                assert order.status_code == 201, order.text
+            with server.client(keys["buyer"]) as buyer:
+                claim = buyer.post(
+                    "/v1/claims",
+                    data={
+                        "order_id": order.json()["id"],
+                        "type": "refund_only",
+                        "amount": "120",
+                        "reason": HOSTILE,
+                    },
+                    files=[
+                        ("photos", (HOSTILE + ".jpg", _photo_with_hostile_exif(), "image/jpeg"))
+                    ],
+                )
+                assert claim.status_code == 201, claim.text
+            claims[shop] = claim.json()["id"]
+        keys["claim"], keys["claim_b"] = claims["shop-a"], claims["shop-b"]
+        _plant_hostile_rows(server, keys)
+        yield server, keys
+
+
+def _plant_hostile_rows(server: Server, keys: dict[str, str]) -> None:
+    database = Database(server.settings)
+    try:
+        with database.session() as session:
+            claim = keys["claim"]
+            for table, column in (
+                ("skus", "external_id"),
+                ("skus", "title"),
+                ("orders", "external_id"),
+            ):
+                session.execute(text(f"UPDATE {table} SET {column} = :v"), {"v": HOSTILE[:90]})
+            session.execute(
+                text("UPDATE claims SET routing_reason = :v WHERE id = :id"),
+                {"v": HOSTILE, "id": claim},
+            )
+            session.add(
+                Evidence(
+                    id=new_id("evd"),
+                    claim_id=claim,
+                    # What the web form accepted before it checked kinds (the reported attack).
+                    kind="<svg onload=alert(6)>",
+                    submitted_by='"><b>x</b>',
+                    sha256=None,
+                    name=HOSTILE[:200],
+                    statement=HOSTILE,
+                )
+            )
+            session.add(
+                Decision(
+                    id=new_id("dec"),
+                    claim_id=claim,
+                    outcome="<i>x</i>",
+                    amount=None,
+                    reason=HOSTILE,
+                    decided_by=PAYLOADS[1][:40],
+                )
+            )
+    finally:
+        database.dispose()
+
+
+HOSTILE_PATHS = [
+    # Filters are at most 100 characters: one payload each, echoed into the filter form.
+    "/web/queue?merchant={p1}&action={p0}&code={p2}&state={p1}&min_amount={p1}&min_risk={p0}",
+    "/web/queue?merchant={p}",
+    "/web/claims/{claim}?done={p}&error={p}",
+    "/web/claims/{claim}?lang={p}",
+    "/web/claims/{claim}",
+    "/web/check",
+]
+
+
+def _paths(keys: dict[str, str]) -> list[str]:
+    from urllib.parse import quote
+
+    short = {f"p{i}": quote(payload) for i, payload in enumerate(PAYLOADS)}
+    return [p.format(p=quote(HOSTILE), claim=keys["claim"], **short) for p in HOSTILE_PATHS]
+
+
+def test_every_text_a_user_controls_is_escaped_in_the_html_the_server_sends(
+    site: tuple[Server, dict[str, str]],
+) -> None:
+    server, keys = site
+    for role in ("reviewer", "merchant"):
+        with web_login(server, keys[role]) as client:
+            for path in _paths(keys):
+                html = client.get(path).text
+                for payload in PAYLOADS[:4]:
+                    assert payload not in html, (role, path, payload)
+                # The texts are shown, escaped: the test would see them if they were dropped.
+                if path.endswith(keys["claim"]):
+                    assert "&lt;img src=x onerror=alert(1)&gt;" in html
+
+
+def test_no_script_runs_in_chromium_on_any_page_with_hostile_texts(
+    site: tuple[Server, dict[str, str]],
+) -> None:
+    _need_chromium()
+    from playwright.sync_api import sync_playwright
+
+    server, keys = site
+    fired: list[str] = []
+    blocked: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            for role in ("reviewer", "merchant", "buyer"):
+                page = browser.new_context().new_page()
+                page.on("dialog", lambda d: (fired.append(d.message), d.dismiss()))
+                page.on(
+                    "console",
+                    lambda m: (
+                        blocked.append(m.text) if "Content Security Policy" in m.text else None
+                    ),
+                )
+                page.goto(f"{server.url}/web/login")
+                page.fill("#key", keys[role])
+                page.click("button[type=submit]")
+                for path in _paths(keys):
+                    page.goto(f"{server.url}{path}")
+                    page.wait_for_load_state("load")
+                    page.wait_for_timeout(100)
+                if role == "reviewer":
+                    # The claim page's own script still works under the policy.
+                    page.goto(f"{server.url}/web/claims/{keys['claim']}")
+        finally:
+            browser.close()
+    assert fired == []
+    # The pages themselves break no rule of their own policy (no inline script or style left).
+    assert blocked == []
+
+
+def test_templates_translate_variables_only_through_the_escaping_filter() -> None:
+    """Jinja2 marks what ``_()`` returns as safe HTML; only string literals may go through it."""
+    offenders = []
+    for path in TEMPLATES.glob("*.html"):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            for call in re.finditer(r"\b_\(", line):
+                rest = line[call.end() :]
+                if not re.match(r"""\s*("[^"]*"|'[^']*')\s*[),]""", rest):
+                    offenders.append(f"{path.name}:{number}: _({rest[:40]}")
+            if "|safe" in line.replace(" ", "") or "Markup(" in line:
+                offenders.append(f"{path.name}:{number}: marks text safe")
+    assert offenders == []
+
+
+def test_pages_carry_the_security_headers(site: tuple[Server, dict[str, str]]) -> None:
+    server, keys = site
+    with web_login(server, keys["reviewer"]) as client:
+        page = client.get(f"/web/claims/{keys['claim']}")
+        csp = page.headers["content-security-policy"]
+        assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+        assert "unsafe-inline" not in csp
+        assert page.headers["x-frame-options"] == "DENY"
+        assert page.headers["x-content-type-options"] == "nosniff"
+        assert page.headers["cache-control"] == "no-store"
+        assert _inline_code(page.text) == []
+        report = client.get(f"/web/claims/{keys['claim']}/report.html")
+        assert "default-src 'none'" in report.headers["content-security-policy"]
+    api = httpx.get(f"{server.url}/healthz")
+    assert api.headers["x-content-type-options"] == "nosniff"
+    assert "frame-ancestors 'none'" in api.headers["content-security-policy"]
+
+
+def _inline_code(html: str) -> list[str]:
+    """Inline scripts, style blocks, style attributes and event handlers in ``html``'s tags."""
+    from html.parser import HTMLParser
+
+    found: list[str] = []
+
+    class Tags(HTMLParser):
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            names = {name for name, _ in attrs}
+            if tag == "style" or (tag == "script" and "src" not in names):
+                found.append(f"<{tag}>")
+            found.extend(f"<{tag} {n}=>" for n in names if n == "style" or n.startswith("on"))
+
+    Tags().feed(html)
+    return found
+
+
+def test_the_web_evidence_form_refuses_what_the_api_refuses(
+    site: tuple[Server, dict[str, str]],
+) -> None:
+    server, keys = site
+    with web_login(server, keys["merchant"]) as client:
+        csrf = page_csrf(client, f"/web/claims/{keys['claim']}")
+        before = client.get(f"/web/claims/{keys['claim']}").text.count("<li>")
+        for form, code in (
+            ({"kind": PAYLOADS[0], "statement": "x"}, "evidence.bad_kind"),
+            ({"kind": "statement", "statement": "x" * 8001}, "request.bad_field"),
+            ({"kind": "statement", "statement": "a\x00b"}, "request.bad_field"),
+        ):
+            response = client.post(
+                f"/web/claims/{keys['claim']}/evidence",
+                data={**form, "csrf": csrf},
+                headers={"Origin": server.url},
+            )
+            assert response.status_code == 303
+            assert response.headers["location"].endswith(f"error={code}"), form
+        assert client.get(f"/web/claims/{keys['claim']}").text.count("<li>") == before
+
+
+def test_odd_values_in_web_forms_get_a_coded_answer_never_a_500(
+    site: tuple[Server, dict[str, str]],
+) -> None:
+    server, keys = site
+    with httpx.Client(base_url=server.url, timeout=60.0) as anonymous:
+        form = anonymous.get("/web/login")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)[1]  # type: ignore[index]
+        for key in ("rlk_\x00.x", "\x00", "rlk_" + "a" * 10000 + ".x", "\ud800"):
+            response = anonymous.post(
+                "/web/login",
+                content=f"key={key}&csrf={csrf}".encode("utf-8", "surrogatepass"),
+                headers={
+                    "Origin": server.url,
+                    "Content-Type": "application/x-www-form-urlencoded",
+                },
+            )
+            assert response.status_code in (400, 401, 422), (key[:20], response.status_code)
+    with web_login(server, keys["reviewer"]) as client:
+        csrf = page_csrf(client, f"/web/claims/{keys['claim']}")
+        for amount in ("abc", "nan", "inf", "1e999"):
+            response = client.post(
+                f"/web/claims/{keys['claim']}/decision",
+                data={"decision": "partial", "reason": "r", "amount": amount, "csrf": csrf},
+                headers={"Origin": server.url},
+            )
+            assert response.status_code == 303, amount
+            assert response.headers["location"].endswith("error=decision.bad_amount")
+        for bad in ("a%00b", "x" * 300, "..%2F..%2Fetc%2Fpasswd", "%F0%9F%92%A5"):
+            assert client.get(f"/web/claims/{bad}").status_code in (403, 404)
+            assert client.get(f"/web/claims/{keys['claim']}/blob/{bad}").status_code in (403, 404)
+
+
+def test_a_form_posted_without_the_token_or_from_another_site_changes_nothing(
+    site: tuple[Server, dict[str, str]],
+) -> None:
+    server, keys = site
+    claim_path = f"/web/claims/{keys['claim_b']}"
+    with web_login(server, keys["reviewer_b"]) as client:
+        csrf = page_csrf(client, claim_path)
+        decision = {"decision": "approve", "reason": "csrf", "csrf": csrf}
+        attempts = [
+            ({k: v for k, v in decision.items() if k != "csrf"}, {"Origin": server.url}),
+            ({**decision, "csrf": "forged"}, {"Origin": server.url}),
+            (decision, {"Origin": "http://evil.example"}),
+            (decision, {"Referer": "http://evil.example/page"}),
+            (decision, {}),  # neither Origin nor Referer: not a browser form of this site
+        ]
+        for form, headers in attempts:
+            response = client.post(f"{claim_path}/decision", data=form, headers=headers)
+            assert response.status_code == 403, (form.keys(), headers)
+            assert (
+                client.post(f"{claim_path}/assign", data=form, headers=headers).status_code == 403
+            )
+        # Referer alone (a browser that sends no Origin) from this site is enough.
+        ok = client.post(
+            f"{claim_path}/assign",
+            data={"csrf": csrf},
+            headers={"Referer": f"{server.url}{claim_path}"},
+        )
+        assert ok.status_code == 303 and "error=" not in ok.headers["location"]
+    with server.client(keys["reviewer_b"]) as api:
+        body = api.get(f"/v1/claims/{keys['claim_b']}").json()
+        assert body["state"] not in ("decided", "final") and body.get("decisions") == []
+    database = Database(server.settings)
+    try:
+        with database.session() as session:
+            actions = (
+                session.execute(
+                    text("SELECT action FROM audit_log WHERE claim_id = :c"), {"c": keys["claim_b"]}
+                )
+                .scalars()
+                .all()
+            )
+    finally:
+        database.dispose()
+    assert not any(a.startswith("decision.") for a in actions)
+    assert AuditEntry  # the chain itself is verified by the audit tests
+
+
+def test_login_needs_the_forms_own_token_and_the_session_is_not_the_api_key(
+    site: tuple[Server, dict[str, str]],
+) -> None:
+    server, keys = site
+    with httpx.Client(base_url=server.url, timeout=60.0) as outsider:
+        # Login CSRF: another site posting its own key into a victim's browser.
+        response = outsider.post(
+            "/web/login",
+            data={"key": keys["buyer"], "csrf": "guess"},
+            headers={"Origin": "http://evil.example"},
+        )
+        assert response.status_code == 403 and "rl_session" not in response.cookies
+    client = _logged_in(httpx.Client(base_url=server.url, timeout=60.0), server, keys["reviewer"])
+    cookie = client.cookies["rl_session"]
+    assert keys["reviewer"] not in cookie and keys["reviewer"].split(".")[1] not in cookie
+    assert (
+        httpx.get(
+            f"{server.url}/v1/claims", headers={"Authorization": f"Bearer {cookie}"}
+        ).status_code
+        == 401
+    )
+    database = Database(server.settings)
+    try:
+        with database.session() as session:
+            stored = session.get(WebSession, hashlib.sha256(cookie.encode()).hexdigest())
+            assert stored is not None  # only the token's hash is kept
+    finally:
+        database.dispose()
+    assert client.get("/web/queue").status_code == 200
+    csrf = page_csrf(client, "/web/queue")
+    assert (
+        client.post("/web/logout", data={"csrf": csrf}, headers={"Origin": server.url}).status_code
+        == 303
+    )
+    # Logging out ends the session on the server: the old cookie opens nothing.
+    replay = httpx.get(f"{server.url}/web/queue", cookies={"rl_session": cookie})
+    assert replay.status_code == 303 and replay.headers["location"] == "/web/login"
+
+
+def test_a_session_ends_when_it_expires_or_its_key_is_revoked(
+    site: tuple[Server, dict[str, str]],
+) -> None:
+    server, _ = site
+    database = Database(server.settings)
+    try:
+        for how in ("expired", "revoked"):
+            key = server.key("reviewer", assign=["shop-a"])
+            client = _logged_in(httpx.Client(base_url=server.url, timeout=60.0), server, key)
+            assert client.get("/web/queue").status_code == 200
+            with database.session() as session:
+                token = hashlib.sha256(client.cookies["rl_session"].encode()).hexdigest()
+                if how == "expired":
+                    session.execute(
+                        update(WebSession)
+                        .where(WebSession.id == token)
+                        .values(expires_at=WebSession.created_at)
+                    )
+                else:
+                    session.execute(
+                        text("UPDATE api_keys SET revoked = :t WHERE id = :id"),
+                        {"t": True, "id": key.split(".")[0]},
+                    )
+            response = client.get("/web/queue")
+            assert response.status_code == 303 and response.headers["location"] == "/web/login"
+    finally:
+        database.dispose()
+
+
+def test_a_merchant_sees_only_its_own_shops_claims_among_the_buyers_other_claims(
+    site: tuple[Server, dict[str, str]],
+) -> None:
+    server, keys = site
+
+    def panel(html: str) -> str:
+        start = html.index('<ul id="buyer-history">')
+        return html[start : html.index("</ul>", start)]
+
+    for role in ("merchant", "reviewer"):
+        with web_login(server, keys[role]) as client:
+            # The buyer's claim at shop-b is not listed to shop-a's merchant or reviewer.
+            assert keys["claim_b"] not in panel(client.get(f"/web/claims/{keys['claim']}").text)
+    with web_login(server, server.admin) as client:
+        # The panel is drawn from the database: an admin, who sees everything, sees it.
+        assert keys["claim_b"] in panel(client.get(f"/web/claims/{keys['claim']}").text)
+
+
+def test_claims_are_assigned_only_to_reviewers_of_their_shop_and_released_by_their_holder(
+    site: tuple[Server, dict[str, str]],
+) -> None:
+    server, keys = site
+    path = f"/v1/claims/{keys['claim']}/assign"
+    reviewer_b = keys["reviewer_b"].split(".")[0]
+    with server.client(server.admin) as admin:
+        for target in ("anyone-at-all", "rlk_0000", reviewer_b, keys["merchant"].split(".")[0]):
+            response = admin.post(path, json={"reviewer": target})
+            assert response.status_code == 400, target
+            assert response.json()["error"]["code"] == "assign.not_a_reviewer"
+    with server.client(keys["reviewer"]) as reviewer:
+        assert (
+            reviewer.post(path, json={"reviewer": keys["reviewer"].split(".")[0]}).status_code
+            == 200
+        )
+    with server.client(keys["reviewer_2"]) as other:
+        released = other.post(path, json={"reviewer": None})
+        assert released.status_code == 403
+    with server.client(keys["reviewer"]) as reviewer:
+        assert (
+            reviewer.get(f"/v1/claims/{keys['claim']}").json()["assigned_to"]
+            == (keys["reviewer"].split(".")[0])
+        )
+        assert reviewer.post(path, json={"reviewer": None}).status_code == 200
+    with server.client(server.admin) as admin:
+        given = admin.post(path, json={"reviewer": keys["reviewer_2"].split(".")[0]})
+        assert given.status_code == 200
+        assert admin.post(path, json={"reviewer": None}).status_code == 200
+
+
+def test_a_refused_claim_leaves_no_file_behind(site: tuple[Server, dict[str, str]]) -> None:
+    server, keys = site
+    blobs = Path(server.settings.data_dir) / "blobs"
+    before = sorted(p.name for p in blobs.rglob("*") if p.is_file())
+    with server.client(keys["buyer"]) as buyer:
+        order = buyer.get(f"/v1/claims/{keys['claim']}").json()["order_id"]
+        fresh = _sample("claim_unrelated.jpg") + b"\x00refused"  # bytes no blob has yet
+        for form in (
+            {"order_id": order, "type": "refund_only", "amount": "99999"},
+            {"order_id": order, "type": "no_such_type", "amount": "10"},
+        ):
+            response = buyer.post(
+                "/v1/claims", data=form, files=[("photos", ("c.jpg", fresh, "image/jpeg"))]
+            )
+            assert response.status_code in (400, 422), response.text
+    after = sorted(p.name for p in blobs.rglob("*") if p.is_file())
+    assert after == before
+
+
+class _Listener(http.server.BaseHTTPRequestHandler):
+    hits: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        _Listener.hits.append(self.path)
+        body = b"INTRANET-SECRET-42"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        return None
+
+
+def test_the_pdf_renderer_fetches_nothing_whatever_the_report_html_asks_for(
+    tmp_path: Path,
+) -> None:
+    """Server-side request forgery: the report is rendered in the server's Chromium, where a
+    loopback or intranet URL is reachable. Nothing it names may be fetched or run."""
+    _need_chromium()
+    import subprocess
+
+    from refundlens.report.evidence import render_pdf
+
+    listener = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Listener)
+    port = listener.server_address[1]
+    thread = threading.Thread(target=listener.serve_forever, daemon=True)
+    thread.start()
+    _Listener.hits = []
+    url = f"http://127.0.0.1:{port}"
+    html = f"""<!doctype html><html><head><meta charset="utf-8">
+    <link rel="stylesheet" href="{url}/css"><style>body {{ background: url({url}/bg) }}</style>
+    </head><body><h1>report</h1>
+    <iframe src="{url}/iframe"></iframe><img src="{url}/img"><object data="{url}/object"></object>
+    <embed src="{url}/embed"><video src="{url}/video"></video>
+    <script>fetch("{url}/fetch"); document.write("<img src={url}/script>")</script>
+    <meta http-equiv="refresh" content="0; url={url}/refresh"></body></html>"""
+    try:
+        pdf = render_pdf(html, CHROMIUM)
+    finally:
+        listener.shutdown()
+    assert pdf.startswith(b"%PDF")
+    assert _Listener.hits == []
+    out = tmp_path / "r.pdf"
+    out.write_bytes(pdf)
+    if shutil.which("pdftotext"):
+        printed = subprocess.run(
+            ["pdftotext", str(out), "-"], capture_output=True, text=True, check=True
+        ).stdout
+        assert "report" in printed and "INTRANET-SECRET-42" not in printed
