@@ -1,0 +1,209 @@
+"""Every API route with every principal that may not use it: refused, and nothing changed.
+
+The table below names, for each route of the running app, who is refused. A route added without
+a row fails the first test, so each new route's access is decided, not inherited. The
+principals are the roles of docs/security.md, each on the claim's side and on another's.
+Run on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from importlib import resources
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from refundlens.service import create_app
+from refundlens.store import Database
+from refundlens.store.models import AuditEntry, Claim, Decision, Evidence, Order, Sku, Tenant
+
+from .service_support import Server, postgres_database, running_server, wait_analysed
+
+
+def _sample(name: str) -> bytes:
+    return resources.files("refundlens").joinpath(f"samples/{name}").read_bytes()
+
+
+PRINCIPALS = (
+    "nobody",
+    "admin",
+    "merchant",
+    "other_merchant",
+    "reviewer",
+    "other_reviewer",
+    "buyer",
+    "other_buyer",
+)
+EVERYONE_BUT = frozenset(PRINCIPALS).difference
+
+# (method, path) -> the principals refused. {claim}/{order} are shop-a's, filed by buyer-1.
+REFUSED: dict[tuple[str, str], frozenset[str]] = {
+    ("GET", "/healthz"): frozenset(),
+    ("POST", "/v1/tenants"): EVERYONE_BUT({"admin"}),
+    ("POST", "/v1/skus"): frozenset(
+        {"nobody", "reviewer", "other_reviewer", "buyer", "other_buyer"}
+    ),
+    ("POST", "/v1/orders"): frozenset(
+        {"nobody", "reviewer", "other_reviewer", "buyer", "other_buyer"}
+    ),
+    ("POST", "/v1/orders/{order_id}/packing-video"): EVERYONE_BUT({"admin", "merchant"}),
+    ("POST", "/v1/claims"): EVERYONE_BUT({"admin", "buyer"}),
+    ("GET", "/v1/claims"): frozenset({"nobody"}),  # scoped: see the list test below
+    ("GET", "/v1/claims/{claim_id}"): frozenset(
+        {"nobody", "other_merchant", "other_reviewer", "other_buyer"}
+    ),
+    ("POST", "/v1/claims/{claim_id}/evidence"): frozenset(
+        {"nobody", "other_merchant", "other_reviewer", "other_buyer"}
+    ),
+    ("POST", "/v1/claims/{claim_id}/decision"): EVERYONE_BUT({"admin", "reviewer"}),
+    ("POST", "/v1/claims/{claim_id}/capture-token"): EVERYONE_BUT({"admin", "buyer"}),
+    ("POST", "/v1/claims/{claim_id}/capture"): EVERYONE_BUT({"admin", "buyer"}),
+    ("POST", "/v1/claims/{claim_id}/appeal"): EVERYONE_BUT({"admin", "merchant", "buyer"}),
+    ("POST", "/v1/claims/{claim_id}/assign"): EVERYONE_BUT({"admin", "reviewer"}),
+    ("GET", "/v1/audit/verify"): EVERYONE_BUT({"admin"}),
+}
+# Routes that are not the API's: the web page (its own tests) and the OpenAPI documents.
+NOT_API = ("/web", "/docs", "/redoc", "/openapi.json")
+PUBLIC = {("GET", "/healthz"), ("GET", "/readyz")}
+
+
+def test_every_api_route_has_a_row(tmp_path: Any) -> None:
+    from refundlens.config import Settings
+
+    app = create_app(Settings(data_dir=str(tmp_path)))
+    routes = {
+        (method, route.path)  # type: ignore[attr-defined]
+        for route in app.routes
+        for method in getattr(route, "methods", ()) or ()
+        if method != "HEAD" and not route.path.startswith(NOT_API)  # type: ignore[attr-defined]
+    }
+    assert routes - PUBLIC == set(REFUSED) - PUBLIC
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def world(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Server, dict[str, str]]]:
+    import contextlib
+
+    data_dir = tmp_path_factory.mktemp(f"matrix-{request.param}")
+    with (
+        postgres_database() if request.param == "postgresql" else contextlib.nullcontext("") as url,
+        running_server(data_dir, url or "") as server,
+    ):
+        with server.client(server.admin) as admin:
+            for tenant in ("shop-a", "shop-b"):
+                admin.post("/v1/tenants", json={"id": tenant, "kind": "merchant", "name": tenant})
+        keys = {
+            "admin": server.admin,
+            "merchant": server.key("merchant", "shop-a"),
+            "other_merchant": server.key("merchant", "shop-b"),
+            "reviewer": server.key("reviewer", assign=["shop-a"]),
+            "other_reviewer": server.key("reviewer", assign=["shop-b"]),
+            "buyer": server.key("buyer", subject="buyer-1"),
+            "other_buyer": server.key("buyer", subject="buyer-2"),
+        }
+        with server.client(keys["merchant"]) as merchant:
+            sku = merchant.post(
+                "/v1/skus",
+                data={"external_id": "mug"},
+                files=[("photos", ("listing.jpg", _sample("listing.jpg"), "image/jpeg"))],
+            ).json()["id"]
+            order = merchant.post(
+                "/v1/orders",
+                json={"external_id": "o-1", "sku_id": sku, "buyer_id": "buyer-1", "amount": 300},
+            ).json()["id"]
+        with server.client(keys["buyer"]) as buyer:
+            claim = buyer.post(
+                "/v1/claims",
+                data={"order_id": order, "type": "refund_only", "amount": "100"},
+                files=[("photos", ("c.jpg", _sample("claim_forged.jpg"), "image/jpeg"))],
+            ).json()["id"]
+            wait_analysed(buyer, claim)  # its own audit entries are written before the matrix
+        yield server, {**keys, "sku": sku, "order": order, "claim": claim}
+
+
+def _snapshot(server: Server) -> dict[str, Any]:
+    database = Database(server.settings)
+    try:
+        with database.session() as s:
+            claim = s.execute(select(Claim)).scalars().first()
+            return {
+                "tenants": s.execute(select(func.count()).select_from(Tenant)).scalar(),
+                "skus": s.execute(select(func.count()).select_from(Sku)).scalar(),
+                "orders": s.execute(select(func.count()).select_from(Order)).scalar(),
+                "claims": s.execute(select(func.count()).select_from(Claim)).scalar(),
+                "evidence": s.execute(select(func.count()).select_from(Evidence)).scalar(),
+                "decisions": s.execute(select(func.count()).select_from(Decision)).scalar(),
+                "assigned": claim.assigned_to if claim else None,
+                "audit": s.execute(select(func.count()).select_from(AuditEntry)).scalar(),
+            }
+    finally:
+        database.dispose()
+
+
+def _request(world: dict[str, str], method: str, path: str) -> dict[str, Any]:
+    """A request the route would accept from a principal allowed to make it."""
+    photo = ("photo", ("p.jpg", _sample("claim_genuine.jpg"), "image/jpeg"))
+    path = path.format(claim_id=world["claim"], order_id=world["order"])
+    bodies: dict[str, dict[str, Any]] = {
+        "/v1/tenants": {"json": {"id": "shop-x", "kind": "merchant", "name": "x"}},
+        "/v1/skus": {
+            "data": {"external_id": "new", "merchant_id": "shop-a"},
+            "files": [("photos", ("l.jpg", _sample("listing.jpg"), "image/jpeg"))],
+        },
+        "/v1/orders": {
+            "json": {
+                "external_id": "o-new",
+                "sku_id": world["sku"],
+                "buyer_id": "buyer-1",
+                "amount": 10,
+                "merchant_id": "shop-a",
+            }
+        },
+        "/packing-video": {"files": [("video", ("v.mp4", b"\x00" * 64, "video/mp4"))]},
+        "/v1/claims": {
+            "data": {"order_id": world["order"], "type": "refund_only", "amount": "5"},
+            "files": [("photos", ("c.jpg", _sample("claim_genuine.jpg"), "image/jpeg"))],
+        },
+        "/evidence": {"data": {"kind": "statement", "statement": "mine"}},
+        "/decision": {"json": {"decision": "approve", "reason": "looks fine"}},
+        "/capture": {"data": {"token": "t"}, "files": [photo]},
+        "/appeal": {"json": {"reason": "please"}},
+        "/assign": {"json": {"reviewer": world["reviewer"].split(".")[0]}},
+    }
+    body = next((b for suffix, b in bodies.items() if path.endswith(suffix)), {})
+    if path.endswith("/capture-token"):
+        body = {}
+    return {"method": method, "url": path, **(body if method == "POST" else {})}
+
+
+@pytest.mark.parametrize("route", sorted(REFUSED), ids=lambda r: f"{r[0]} {r[1]}")
+def test_a_principal_refused_a_route_gets_401_403_or_404_and_changes_nothing(
+    world: tuple[Server, dict[str, str]], route: tuple[str, str]
+) -> None:
+    server, keys = world
+    method, path = route
+    for who in sorted(REFUSED[route]):
+        before = _snapshot(server)
+        with server.client(None if who == "nobody" else keys[who]) as client:
+            response = client.request(**_request(keys, method, path))
+        expected = {401} if who == "nobody" else {403, 404}
+        assert response.status_code in expected, (who, response.status_code, response.text)
+        assert "error" in response.json()
+        assert _snapshot(server) == before, who
+
+
+def test_the_claim_list_shows_each_principal_only_what_it_may_see(
+    world: tuple[Server, dict[str, str]],
+) -> None:
+    server, keys = world
+    for who in ("admin", "merchant", "reviewer", "buyer"):
+        with server.client(keys[who]) as client:
+            ids = [c["id"] for c in client.get("/v1/claims").json()["items"]]
+        assert keys["claim"] in ids, who
+    for who in ("other_merchant", "other_reviewer", "other_buyer"):
+        with server.client(keys[who]) as client:
+            assert client.get("/v1/claims").json()["items"] == [], who
