@@ -43,11 +43,14 @@ openapi: $(STAMP)
 	$(PY) -c "import json, tempfile; from refundlens.config import Settings; from refundlens.service import create_app; print(json.dumps(create_app(Settings(data_dir=tempfile.mkdtemp())).openapi(), indent=1, sort_keys=True, ensure_ascii=False))" > docs/openapi.json
 
 # Coverage-guided fuzzing of decoding, metadata and the detectors that read them (fuzz/media.py);
-# atheris is installed on demand, not a dependency. Failing inputs land in fuzz/crashes/.
+# atheris is installed on demand, not a dependency. Then a browser fills every form of the web page
+# with hostile text for FUZZ_WEB_SECONDS (fuzz/web.py). Failing inputs land in fuzz/crashes/.
 FUZZ_SECONDS ?= 300
-fuzz: $(STAMP)
+FUZZ_WEB_SECONDS ?= 120
+fuzz: $(STAMP) system-deps
 	$(PY) -m pip install --quiet 'atheris>=2.3,<4'
 	$(PY) -m fuzz.media --seconds $(FUZZ_SECONDS)
+	$(PY) -m fuzz.web --seconds $(FUZZ_WEB_SECONDS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench training fuzz
