@@ -57,6 +57,7 @@ __all__ = [
     "decide",
     "expire_windows",
     "finish_analysis",
+    "order_time_zone",
     "start_analysis",
 ]
 
@@ -172,6 +173,18 @@ def create_sku(
     return sku
 
 
+def _offset_minutes(moment: dt.datetime | None) -> int | None:
+    offset = moment.utcoffset() if moment is not None else None
+    return None if offset is None else int(offset.total_seconds() // 60)
+
+
+def order_time_zone(order: Order) -> dt.tzinfo:
+    """The zone the merchant's times were sent in (UTC where it sent none)."""
+    if order.utc_offset_minutes is None:
+        return dt.UTC
+    return dt.timezone(dt.timedelta(minutes=order.utc_offset_minutes))
+
+
 def create_order(
     session: Session,
     actor: Actor,
@@ -204,6 +217,7 @@ def create_order(
         currency=currency,
         shipped_at=shipped_at,
         delivered_at=delivered_at,
+        utc_offset_minutes=_offset_minutes(shipped_at or delivered_at),
         buyer_pii=buyer_pii,
     )
     session.add(order)

@@ -357,12 +357,20 @@ class CaptureDetector(Detector):
                 f"The photo was taken on {_when(taken)}, after the claim was filed ({_when(order.claimed_at)}).",
                 f"照片拍摄于 {_when(taken)}，晚于售后申请时间（{_when(order.claimed_at)}）。",
             )
-        if order.delivered_at and (order.claimed_at is None or taken <= order.claimed_at + slack):
+        if order.delivered_at and order.claimed_at is not None:
             return finding(
                 "capture.consistent_with_order",
                 -0.5,
-                f"The photo was taken on {_when(taken)}, after delivery and before the claim, as an honest photo would be.",
-                f"照片拍摄于 {_when(taken)}，在签收之后、申请之前，与真实情况相符。",
+                f"The photo was taken on {_when(taken)}, after delivery ({_when(order.delivered_at)}) and before the claim ({_when(order.claimed_at)}), as an honest photo would be.",
+                f"照片拍摄于 {_when(taken)}，在签收（{_when(order.delivered_at)}）之后、申请（{_when(order.claimed_at)}）之前，与真实情况相符。",
+            )
+        if order.delivered_at:
+            # Said only from what is known: with no claim time, nothing about "before the claim".
+            return finding(
+                "capture.consistent_with_order",
+                -0.5,
+                f"The photo was taken on {_when(taken)}, after delivery ({_when(order.delivered_at)}), as an honest photo would be.",
+                f"照片拍摄于 {_when(taken)}，在签收（{_when(order.delivered_at)}）之后，与真实情况相符。",
             )
         return []
 

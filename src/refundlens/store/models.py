@@ -20,7 +20,9 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
 
 __all__ = [
     "ApiKey",
@@ -42,6 +44,7 @@ __all__ = [
     "ReviewerAssignment",
     "Sku",
     "Tenant",
+    "UtcDateTime",
     "VideoFingerprint",
     "WebSession",
     "WebhookEvent",
@@ -58,8 +61,35 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+class UtcDateTime(TypeDecorator[dt.datetime]):
+    """An instant, stored in UTC and read back aware (UTC), on SQLite and PostgreSQL alike.
+
+    SQLite has no time zones: SQLAlchemy's DATETIME there dropped the offset of an aware value
+    without converting it, so ``08:00+08:00`` came back as ``08:00`` UTC, eight hours late. Here
+    every value is converted to UTC before it is stored, and every value read is UTC-aware. A
+    naive value is taken as UTC (the service itself only makes aware ones)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+        value = value.astimezone(dt.UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(
+        self, value: dt.datetime | None, dialect: Dialect
+    ) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
 class Base(DeclarativeBase):
-    type_annotation_map: ClassVar[dict[Any, Any]] = {dt.datetime: DateTime(timezone=True)}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dt.datetime: UtcDateTime}
 
 
 class Tenant(Base):
@@ -141,6 +171,9 @@ class Order(Base):
     currency: Mapped[str] = mapped_column(String(3), default="CNY")
     shipped_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
     delivered_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    utc_offset_minutes: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    """The UTC offset the merchant's times were sent in (shipped, else delivered): the analysis
+    states the order's times in it, as the merchant wrote them."""
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     __table_args__ = (UniqueConstraint("merchant_id", "external_id"),)
 

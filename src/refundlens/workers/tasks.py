@@ -78,9 +78,16 @@ def _analyse(runtime: Runtime, claim_id: str, attempt: int) -> str:
             runtime.blobs,
             runtime.settings.reuse_local_feature_candidates,
         )
+        from ..store.models import Claim
+
+        claim = session.get(Claim, claim_id)
+        # The order's times as the merchant sent them (its offset), and when the claim was
+        # filed: the capture check words its reason from exactly these facts.
+        zone = workflow.order_time_zone(order)
         facts = OrderFacts(
-            shipped_at=workflow._aware(order.shipped_at),
-            delivered_at=workflow._aware(order.delivered_at),
+            shipped_at=order.shipped_at.astimezone(zone) if order.shipped_at else None,
+            delivered_at=order.delivered_at.astimezone(zone) if order.delivered_at else None,
+            claimed_at=claim.claimed_at.astimezone(zone) if claim is not None else None,
         )
     assessment = analyze(
         photos,

@@ -1,0 +1,30 @@
+"""orders keep the UTC offset their times were sent in
+
+Revision ID: 0007
+Revises: 0006
+Create Date: 2026-12-04 10:40:00
+
+Times are stored in UTC from this revision on (store.models.UtcDateTime). Order times stored
+on SQLite before it lost their offset without being converted and cannot be recovered: they
+stay as stored.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0007"
+down_revision = "0006"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("orders", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("utc_offset_minutes", sa.Integer(), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("orders", schema=None) as batch_op:
+        batch_op.drop_column("utc_offset_minutes")

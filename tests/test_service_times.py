@@ -1,0 +1,109 @@
+"""Times in the claims service: the same instants on SQLite and PostgreSQL, in the zone they
+were sent in, and every fact a reason is worded from actually passed to the analysis."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import io
+from collections.abc import Iterator
+from importlib import resources
+
+import pytest
+from PIL import Image
+
+from refundlens.store import Database
+from refundlens.store.models import Order
+
+from .service_support import Server, postgres_database, running_server, wait_analysed
+
+
+def _photo_taken(when: str, offset: str) -> bytes:
+    """The genuine sample photo with a camera capture time (EXIF DateTimeOriginal + offset)."""
+    sample = resources.files("refundlens").joinpath("samples/claim_genuine.jpg").read_bytes()
+    image = Image.open(io.BytesIO(sample))
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110] = "Apple", "iPhone 13"
+    sub = exif.get_ifd(0x8769)
+    sub[0x9003], sub[0x9011] = when, offset
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=92, exif=exif.tobytes())
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    data_dir = tmp_path_factory.mktemp(f"times-{request.param}")
+    with (
+        postgres_database() if request.param == "postgresql" else contextlib.nullcontext("") as url,
+        running_server(data_dir, url or "") as srv,
+    ):
+        yield srv
+
+
+def test_an_orders_times_keep_their_instant_and_their_zone_and_the_claim_time_is_passed(
+    server: Server,
+) -> None:
+    with server.client(server.admin) as admin:
+        admin.post("/v1/tenants", json={"id": "shop-cn", "kind": "merchant", "name": "shop"})
+    merchant_key = server.key("merchant", "shop-cn")
+    buyer_key = server.key("buyer", subject="buyer-t")
+    with server.client(merchant_key) as merchant:
+        sku = merchant.post(
+            "/v1/skus",
+            data={"external_id": "mug"},
+            files=[
+                (
+                    "photos",
+                    (
+                        "listing.jpg",
+                        resources.files("refundlens").joinpath("samples/listing.jpg").read_bytes(),
+                        "image/jpeg",
+                    ),
+                )
+            ],
+        ).json()["id"]
+        order = merchant.post(
+            "/v1/orders",
+            json={
+                "external_id": "o-t",
+                "sku_id": sku,
+                "buyer_id": "buyer-t",
+                "amount": 100,
+                "shipped_at": "2026-11-01T08:00:00+08:00",
+                "delivered_at": "2026-11-03T08:00:00+08:00",
+            },
+        ).json()["id"]
+    database = Database(server.settings)
+    try:
+        with database.session() as session:
+            stored = session.get(Order, order)
+            assert stored is not None
+            # The instant, whatever the database: 08:00 in Beijing is 00:00 UTC.
+            assert stored.shipped_at == dt.datetime(2026, 11, 1, 0, 0, tzinfo=dt.UTC)
+            assert stored.shipped_at.tzinfo is not None
+    finally:
+        database.dispose()
+    with server.client(buyer_key) as buyer:
+        claim = buyer.post(
+            "/v1/claims",
+            data={"order_id": order, "type": "refund_only", "amount": "50"},
+            # Taken the day after delivery, Beijing time: consistent with the order.
+            files=[
+                ("photos", ("c.jpg", _photo_taken("2026:11:04 10:00:00", "+08:00"), "image/jpeg"))
+            ],
+        ).json()
+        body = wait_analysed(buyer, claim["id"])
+    with server.client(server.admin) as admin:
+        body = admin.get(f"/v1/claims/{claim['id']}").json()
+    assert body["created_at"].endswith("+00:00")
+    findings = [f for image in body["assessment"]["images"] for f in image["findings"]]
+    timeline = next(f for f in findings if f["code"] == "capture.consistent_with_order")
+    # The times in the offset the merchant sent, and the claim time the analysis was given.
+    assert timeline["facts"]["shipped_at"] == "2026-11-01T08:00+08:00"
+    assert timeline["facts"]["delivered_at"] == "2026-11-03T08:00+08:00"
+    assert timeline["facts"]["claimed_at"] is not None
+    assert timeline["facts"]["claimed_at"].endswith("+08:00")
+    assert "before the claim" in timeline["reason"]["en"]
