@@ -177,6 +177,29 @@ def test_a_retried_create_with_the_same_idempotency_key_returns_the_same_claim(
     assert first["id"] == second["id"]
 
 
+def test_the_same_idempotency_key_with_another_claim_is_refused_not_answered_with_the_first(
+    server: Server, shop: dict[str, str]
+) -> None:
+    _file_claim(
+        server,
+        shop["buyer"],
+        shop["order"],
+        "claim_unrelated.jpg",
+        headers={"Idempotency-Key": "k1"},
+    )
+    with server.client(shop["buyer"]) as buyer:
+        before = len(buyer.get("/v1/claims").json()["items"])
+        r = buyer.post(
+            "/v1/claims",
+            data={"order_id": shop["order"], "type": "refund_only", "amount": "120"},
+            files=[("photos", ("forged.jpg", _sample("claim_forged.jpg"), "image/jpeg"))],
+            headers={"Idempotency-Key": "k1"},
+        )
+        assert r.status_code == 422, r.text
+        assert r.json()["error"]["code"] == "idempotency.key_reused"
+        assert len(buyer.get("/v1/claims").json()["items"]) == before
+
+
 def test_a_corrupt_upload_gets_a_4xx_with_the_media_code_and_creates_nothing(
     server: Server, shop: dict[str, str]
 ) -> None:

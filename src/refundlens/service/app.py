@@ -41,6 +41,7 @@ STATUS = {
     "claim.illegal_transition": 409,
     "claim.closed": 409,
     "media.too_large": 413,
+    "idempotency.key_reused": 422,
     "request.too_large": 413,
 }
 
@@ -391,11 +392,31 @@ def create_app(
             if idempotency_key
             else None
         )
+        # What this request says: a retry says the same; another claim under the same key
+        # does not, and is refused rather than answered with the first claim (Stripe's rule).
+        fingerprint = hashlib.sha256(
+            repr(
+                (
+                    order_id,
+                    claim_type,
+                    repr(amount),
+                    reason,
+                    [(n, hashlib.sha256(d).hexdigest()) for n, d in files],
+                    [(n, hashlib.sha256(d).hexdigest()) for n, d in clips],
+                )
+            ).encode("utf-8", "surrogatepass")
+        ).hexdigest()
 
         def replayed(s: Session) -> dict[str, Any] | None:
             seen = s.get(IdempotencyKey, key) if key is not None else None
             if seen is None:
                 return None
+            if seen.request_sha256 not in (None, fingerprint):
+                raise RefundlensError(
+                    "idempotency.key_reused",
+                    "This Idempotency-Key was used for another request; use a new key for "
+                    "each new claim.",
+                )
             existing = s.get(Claim, seen.claim_id)
             assert existing is not None
             return claim_view(s, existing, p)
@@ -435,7 +456,9 @@ def create_app(
                         prepared,
                     )
                     if key is not None:
-                        s.add(IdempotencyKey(key=key, claim_id=claim.id))
+                        s.add(
+                            IdempotencyKey(key=key, claim_id=claim.id, request_sha256=fingerprint)
+                        )
                     s.flush()
                     return claim_view(s, claim, p), 201, claim.id
             except IntegrityError:

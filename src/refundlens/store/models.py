@@ -357,6 +357,8 @@ class IdempotencyKey(Base):
     __tablename__ = "idempotency_keys"
     key: Mapped[str] = mapped_column(String(200), primary_key=True)  # api key id + header value
     claim_id: Mapped[str] = mapped_column(ForeignKey("claims.id"))
+    request_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    """What the request said (fields and files): the same key with another request is refused."""
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 

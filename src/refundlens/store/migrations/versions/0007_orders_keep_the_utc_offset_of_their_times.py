@@ -1,4 +1,4 @@
-"""orders keep the UTC offset their times were sent in
+"""orders keep the UTC offset their times were sent in; idempotency keys their request
 
 Revision ID: 0007
 Revises: 0006
@@ -23,8 +23,12 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("orders", schema=None) as batch_op:
         batch_op.add_column(sa.Column("utc_offset_minutes", sa.Integer(), nullable=True))
+    with op.batch_alter_table("idempotency_keys", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("request_sha256", sa.String(length=64), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("idempotency_keys", schema=None) as batch_op:
+        batch_op.drop_column("request_sha256")
     with op.batch_alter_table("orders", schema=None) as batch_op:
         batch_op.drop_column("utc_offset_minutes")
