@@ -127,3 +127,10 @@ def wait_analysed(client: httpx.Client, claim_id: str, timeout: float = 120.0) -
             return body
         time.sleep(0.2)
     raise AssertionError(f"claim {claim_id} was not analysed within {timeout} s")
+
+
+def assessed(server: Server, claim_id: str, timeout: float = 120.0) -> dict:  # type: ignore[type-arg]
+    """The claim once analysed, as the platform (admin) sees it: with the assessment, the risk
+    and the routing reason, which a buyer's own view never carries (cases/buyer.py)."""
+    with server.client(server.admin) as admin:
+        return wait_analysed(admin, claim_id, timeout)

@@ -17,7 +17,7 @@ from PIL import Image
 
 from refundlens.reuse.index import HashIndex
 
-from .service_support import Server, running_server, wait_analysed
+from .service_support import Server, assessed, running_server
 
 
 def _variant(kind: str) -> bytes:
@@ -118,7 +118,7 @@ def _claim(
             files=[("photos", ("p.jpg", photo, "image/jpeg"))],
         )
         assert r.status_code == 201, r.text
-        return wait_analysed(client, r.json()["id"])
+        return assessed(server, r.json()["id"])
 
 
 def _reject(server: Server, keys: dict[str, str], claim: dict, merchant: str = "a") -> None:  # type: ignore[type-arg]
@@ -243,7 +243,7 @@ def test_a_confirmed_forgery_travels_to_another_platform_as_a_signed_bank_and_is
                 data={"order_id": order, "type": "refund_only", "amount": "90"},
                 files=[("photos", ("p.jpg", _variant("resize"), "image/jpeg"))],
             ).json()
-            analysed = wait_analysed(client, claim["id"])
+            analysed = assessed(second, claim["id"])
     match = next(
         f
         for image in analysed["assessment"]["images"]

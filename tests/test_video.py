@@ -18,7 +18,7 @@ from refundlens.detectors._pixels_examples import camera_photo, encode
 from refundlens.errors import MediaError
 from refundlens.media.video import key_frames, read_video, video_fingerprint, video_match
 
-from .service_support import Server, running_server, wait_analysed
+from .service_support import Server, assessed, running_server
 
 
 def packing_video(path: Path, seconds: float = 4.0, fps: int = 10) -> np.ndarray:
@@ -127,7 +127,7 @@ def test_a_claim_made_from_a_packing_frame_is_caught_like_one_made_from_a_listin
                 data={"order_id": order, "type": "refund_only", "amount": "50"},
                 files=[("photos", ("c.jpg", claim.getvalue(), "image/jpeg"))],
             ).json()
-            analysed = wait_analysed(client, created["id"])
+            analysed = assessed(server, created["id"])
     derived = next(
         f
         for f in analysed["assessment"]["images"][0]["findings"]
@@ -180,7 +180,7 @@ def test_an_unboxing_video_sent_with_the_claim_that_shows_the_photos_scene_suppo
                 ],
             )
             assert created.status_code == 201, created.text
-            analysed = wait_analysed(buyer, created.json()["id"])
+            analysed = assessed(server, created.json()["id"])
     codes = {f["code"]: f for f in analysed["assessment"]["images"][0]["findings"]}
     assert "unboxing.same_scene" in codes, sorted(codes)
     assert "unboxing.mp4@" in codes["unboxing.same_scene"]["facts"]["frame"]
@@ -276,7 +276,7 @@ def test_a_video_sent_again_with_another_buyers_claim_is_found_and_so_is_a_photo
                 )
                 assert created.status_code == 201, created.text
                 ids.append(created.json()["id"])
-                analysed = wait_analysed(buyer, ids[-1])
+                analysed = assessed(server, ids[-1])
                 codes = {f["code"]: f for f in analysed["assessment"]["images"][0]["findings"]}
             if buyer_id == "b":
                 assert "reuse.video_seen_before" not in codes and "reuse.seen_before" not in codes

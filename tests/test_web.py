@@ -171,6 +171,27 @@ def test_the_language_can_be_switched_and_is_remembered(
     page.screenshot(path=str(ARTIFACTS / "web-merchant-en.png"), full_page=True)
 
 
+def test_a_buyer_sees_its_claims_state_in_words_and_nothing_of_the_analysis(
+    site: tuple[Server, dict[str, str]], browser: object
+) -> None:
+    server, keys = site
+    page = _login(browser, server, keys["buyer"], "en-US")
+    page.goto(f"{server.url}/web/claims/{keys['open_claim']}")
+    text = page.inner_text("main")
+    assert page.locator("#buyer-status").inner_text()
+    for word in ("reference.", "Findings", "Risk", "%", "Audit", "heatmap", "facts"):
+        assert word not in text, word
+    # Not even by asking for a picture of the analysis by its hash, or filtering by a code.
+    with server.client(keys["merchant"]) as merchant:
+        view = merchant.get(f"/v1/claims/{keys['open_claim']}").json()
+    overlay = view["assessment"]["images"][0]["pictures"]["overlay"]
+    response = page.request.get(f"{server.url}/web/claims/{keys['open_claim']}/blob/{overlay}")
+    assert response.status == 404
+    page.goto(f"{server.url}/web/queue?code=reference.derived&min_risk=90")
+    assert keys["open_claim"] in page.inner_text("main")  # the filters are ignored for a buyer
+    assert "Risk" not in page.inner_text("main")
+
+
 def test_a_wrong_key_is_refused_on_the_login_page(
     site: tuple[Server, dict[str, str]], browser: object
 ) -> None:

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from .. import __version__
 from ..cases import workflow
+from ..cases.buyer import buyer_status
 from ..config import Settings, load_settings
 from ..errors import MediaError, RefundlensError
 from ..store import audit
@@ -209,7 +210,38 @@ def create_app(
             "Only a merchant (or an admin naming merchant_id) manages SKUs and orders.",
         )
 
+    def buyer_view(s: Session, claim: Claim) -> dict[str, Any]:
+        """What a buyer sees of its claim (cases/buyer.py): no finding, fact, risk or picture."""
+        decision = s.execute(
+            select(Decision)
+            .where(Decision.claim_id == claim.id)
+            .order_by(Decision.created_at.desc())
+            .limit(1)
+        ).scalar_one_or_none()
+        return {
+            "id": claim.id,
+            "order_id": claim.order_id,
+            "merchant_id": claim.merchant_id,
+            "buyer_id": claim.buyer_id,
+            "type": claim.claim_type,
+            "reason": claim.reason,
+            "amount": claim.amount,
+            "state": claim.state,
+            "status": buyer_status(claim.state, decision.outcome if decision else None).as_dict(),
+            "deadline_at": _iso(claim.deadline_at),
+            "created_at": _iso(claim.created_at),
+            "photos": [
+                {"name": ph.name, "sha256": ph.sha256, "live_capture": ph.live_capture}
+                for ph in claim.photos
+            ],
+            "decision": None
+            if decision is None
+            else {"outcome": decision.outcome, "amount": decision.amount},
+        }
+
     def claim_view(s: Session, claim: Claim, p: Principal) -> dict[str, Any]:
+        if p.role == "buyer":
+            return buyer_view(s, claim)
         latest = s.execute(
             select(Assessment)
             .where(Assessment.claim_id == claim.id)
@@ -523,12 +555,12 @@ def create_app(
                 {
                     "id": c.id,
                     "state": c.state,
-                    "risk": c.risk,
-                    "action": c.action,
                     "amount": c.amount,
                     "merchant_id": c.merchant_id,
                     "deadline_at": _iso(c.deadline_at),
                 }
+                # A buyer is never shown the risk or the machine's action (cases/buyer.py).
+                | ({} if p.role == "buyer" else {"risk": c.risk, "action": c.action})
                 for c in page
             ],
             "next_cursor": str(page[-1].seq) if len(rows) > limit else None,

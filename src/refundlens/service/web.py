@@ -25,6 +25,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 
 from ..cases import workflow
+from ..cases.buyer import buyer_status
 from ..errors import RefundlensError
 from ..report.evidence import REPORT_CSP, gather, render_html, render_pdf
 from ..store.models import AuditEntry, Claim
@@ -232,6 +233,11 @@ def queue(
     risk_floor = _number(min_risk)
     if user is None:
         return _login_redirect()
+    if user.role == "buyer":
+        # Filtering by a finding code, the action or the risk would tell a buyer what the
+        # analysis saw in its own claim: a buyer filters by state only.
+        action = code = None
+        risk_floor = None
     try:
         for name, value in (("state", state), ("merchant", merchant), ("action", action)):
             check_text(name, value or "", MAX_ID)
@@ -293,12 +299,13 @@ def queue(
                 else (r.deadline_at or far)
             )
         )
+        hide = user.role == "buyer"  # never the risk or the machine's action (cases/buyer.py)
         items = [
             {
                 "id": r.id,
                 "state": r.state,
-                "risk": r.risk,
-                "action": r.action,
+                "risk": None if hide else r.risk,
+                "action": None if hide else r.action,
                 "amount": r.amount,
                 "merchant": r.merchant_id,
                 "type": r.claim_type,
@@ -351,6 +358,8 @@ def claim_page(
     if _visible(request, claim_id, user) is None:
         return _forbidden(request, user)
     runtime = request.app.state.runtime
+    if user.role == "buyer":
+        return _buyer_page(request, claim_id, user, done, error)
     with runtime.db.session() as session:
         case = gather(session, runtime.blobs, claim_id, inline=False)
         audit = [
@@ -391,6 +400,26 @@ def claim_page(
         done=done if done in DONE else None,
         error=error if error and _CODE.fullmatch(error) else None,
         lang_code=_lang(request),
+    )
+
+
+def _buyer_page(
+    request: Request, claim_id: str, user: Principal, done: str | None, error: str | None
+) -> HTMLResponse:
+    """The buyer's page: no finding, number, risk or picture of the analysis (cases/buyer.py)."""
+    runtime = request.app.state.runtime
+    with runtime.db.session() as session:
+        case = gather(session, runtime.blobs, claim_id, inline=False)
+    latest = case.decisions[-1].outcome if case.decisions else None
+    return _page(
+        request,
+        "claim_buyer.html",
+        user=user,
+        case=case,
+        told=buyer_status(case.claim.state, latest),
+        hours_left=_hours_left(case.claim.deadline_at),
+        done=done if done in DONE else None,
+        error=error if error and _CODE.fullmatch(error) else None,
     )
 
 
@@ -439,11 +468,9 @@ def claim_blob(request: Request, claim_id: str, sha256: str) -> Response:
     runtime = request.app.state.runtime
     with runtime.db.session() as session:
         case = gather(session, runtime.blobs, claim_id, inline=False)
-    allowed = (
-        {p["sha256"] for p in case.photos}
-        | {p["sha256"] for p in case.pictures}
-        | {r.sha256 for r in case.references}
-    )
+    allowed = {p["sha256"] for p in case.photos}
+    if user.role != "buyer":  # the analysis' pictures and the shop's photos are not the buyer's
+        allowed |= {p["sha256"] for p in case.pictures} | {r.sha256 for r in case.references}
     if sha256 not in allowed:
         return Response(status_code=404)
     data = runtime.blobs.get(sha256)

@@ -1,0 +1,60 @@
+"""What a buyer is told about its claim: the state in plain words, what is asked of it, and
+by when. Never the findings, their numbers, the risk, the machine's action or the routing
+reason: a forger who could read them could tune an edit until it passes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from .states import ClaimState
+
+__all__ = ["BuyerStatus", "buyer_status"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BuyerStatus:
+    en: str
+    zh: str
+    asked: str | None
+    """What the buyer should do now: ``live_capture`` (a live photo of the damage), or None."""
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {"en": self.en, "zh": self.zh, "asked": self.asked}
+
+
+_OUTCOME = {
+    "approved": ("approved", "已同意"),
+    "rejected": ("not approved", "未同意"),
+    "partial": ("partly approved", "部分同意"),
+}
+
+
+def buyer_status(state: str, outcome: str | None = None) -> BuyerStatus:
+    """The buyer's view of ``state`` (and of a person's decision ``outcome``, once decided)."""
+    s = ClaimState(state)
+    if s in (ClaimState.SUBMITTED, ClaimState.ANALYSING):
+        return BuyerStatus("We are checking your claim.", "我们正在核实您的申请。", None)
+    if s == ClaimState.APPROVED:
+        return BuyerStatus("Your claim is approved.", "您的申请已通过。", None)
+    if s == ClaimState.AWAITING_CAPTURE:
+        return BuyerStatus(
+            "Please take a live photo of the damage in the app before the deadline.",
+            "请在截止时间前通过应用现场拍摄损坏处的照片。",
+            "live_capture",
+        )
+    if s in (ClaimState.AWAITING_MERCHANT, ClaimState.UNDER_REVIEW):
+        return BuyerStatus(
+            "A person is reviewing your claim; the shop may add its evidence first.",
+            "您的申请正在人工审核中，商家可先提交其证据。",
+            None,
+        )
+    if s == ClaimState.APPEALED:
+        return BuyerStatus("The decision is being reviewed again.", "裁决正在复核中。", None)
+    en, zh = _OUTCOME.get(outcome or "", ("decided", "已裁决"))
+    final = s == ClaimState.FINAL
+    return BuyerStatus(
+        f"A person has decided: {en}." + ("" if final else " You may appeal."),
+        f"人工已裁决：{zh}。" + ("" if final else "您可以申诉。"),
+        None,
+    )
