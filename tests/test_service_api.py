@@ -319,6 +319,53 @@ def test_an_illegal_transition_is_refused_with_the_allowed_moves(
         assert r.json()["error"]["code"] == "decision.reason_required"
 
 
+def test_a_reviewer_decides_a_claim_that_waits_for_the_merchant_and_the_window_closes_on_record(
+    server: Server, shop: dict[str, str]
+) -> None:
+    claim = _file_claim(server, shop["buyer"], shop["order"], "claim_forged.jpg")
+    assert assessed(server, claim["id"])["state"] == "awaiting_merchant"
+    with server.client(shop["reviewer"]) as reviewer:
+        r = reviewer.post(
+            f"/v1/claims/{claim['id']}/decision",
+            json={"decision": "reject", "reason": "the listing photo with a crack painted in"},
+        )
+        assert r.status_code == 200, r.text
+        assert r.json()["state"] == "decided"
+    database = Database(server.settings)
+    try:
+        with database.session() as session:
+            actions = (
+                session.execute(
+                    text("SELECT action FROM audit_log WHERE claim_id = :c ORDER BY seq"),
+                    {"c": claim["id"]},
+                )
+                .scalars()
+                .all()
+            )
+    finally:
+        database.dispose()
+    assert actions[-2:] == ["claim.window_closed", "decision.reject"]
+
+
+def test_a_decision_the_state_does_not_allow_is_refused_with_the_allowed_ones(
+    server: Server, shop: dict[str, str]
+) -> None:
+    from refundlens.cases.workflow import allowed_decisions
+
+    assert "request_capture" not in allowed_decisions("awaiting_capture")
+    assert allowed_decisions("decided") == () and allowed_decisions("analysing") == ()
+    claim = _file_claim(server, shop["buyer"], shop["order"], "claim_forged.jpg")
+    assessed(server, claim["id"])
+    with server.client(shop["reviewer"]) as reviewer:
+        path = f"/v1/claims/{claim['id']}/decision"
+        asked = reviewer.post(path, json={"decision": "request_capture", "reason": "show it"})
+        assert asked.status_code == 200 and asked.json()["state"] == "awaiting_capture"
+        again = reviewer.post(path, json={"decision": "request_capture", "reason": "again"})
+        assert again.status_code == 409
+        assert "allowed now: approve, reject, partial, escalate" in again.json()["error"]["message"]
+        assert reviewer.post(path, json={"decision": "approve", "reason": "ok"}).status_code == 200
+
+
 def test_the_claim_list_pages_with_a_cursor(server: Server, shop: dict[str, str]) -> None:
     with server.client(server.admin) as admin:
         everything = admin.get("/v1/claims", params={"limit": 200}).json()["items"]

@@ -145,6 +145,10 @@ def test_a_reviewer_logs_in_opens_the_forged_claim_sees_the_outline_and_decides_
     page.click("#decision-form button[type=submit]")
     assert page.locator("#claim-state").inner_text() == "已裁决"
     assert "decision.reject" in page.locator("#audit").inner_text()
+    # Decided: no decision form and no "take this claim" any more, and the page says why.
+    assert page.locator("#decision-form").count() == 0
+    assert page.locator("#assign-form").count() == 0
+    assert page.locator("#no-decision").count() == 1
     page.screenshot(path=str(ARTIFACTS / "web-decided.png"), full_page=True)
 
 

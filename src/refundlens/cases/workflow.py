@@ -50,6 +50,7 @@ __all__ = [
     "Actor",
     "NotFound",
     "add_evidence",
+    "allowed_decisions",
     "check_claim_request",
     "create_claim",
     "create_order",
@@ -659,6 +660,22 @@ def add_evidence(
     return item
 
 
+# What a person may decide in each state. While the claim waits for the merchant or for a live
+# capture, a reviewer who has seen enough need not wait: deciding closes the window (on record).
+_DECISIONS_BY_STATE: dict[str, tuple[str, ...]] = {
+    ClaimState.UNDER_REVIEW: DECISIONS,
+    ClaimState.AWAITING_MERCHANT: DECISIONS,
+    # a live capture is already asked for: asking again is not a decision
+    ClaimState.AWAITING_CAPTURE: ("approve", "reject", "partial", "escalate"),
+}
+
+
+def allowed_decisions(state: str) -> tuple[str, ...]:
+    """The decisions a reviewer or admin may take on a claim in ``state`` (none once decided,
+    while it is being analysed, or after an automatic approval, which an appeal reopens)."""
+    return _DECISIONS_BY_STATE.get(ClaimState(state), ())
+
+
 def decide(
     session: Session,
     actor: Actor,
@@ -678,6 +695,23 @@ def decide(
     if actor.role not in ("reviewer", "admin"):
         raise RefundlensError(
             "auth.forbidden", "Only a reviewer or a platform admin decides claims."
+        )
+    allowed = allowed_decisions(claim.state)
+    if decision not in allowed:
+        raise RefundlensError(
+            "claim.illegal_transition",
+            f"A claim in state {claim.state} cannot be decided with {decision}; "
+            + (f"allowed now: {', '.join(allowed)}." if allowed else "no decision is open now."),
+        )
+    if claim.state in (ClaimState.AWAITING_MERCHANT, ClaimState.AWAITING_CAPTURE):
+        waited = claim.state
+        claim.state = transition(claim.state, ClaimState.UNDER_REVIEW).value
+        audit.append(
+            session,
+            actor.id,
+            "claim.window_closed",
+            claim_id=claim.id,
+            details={"from": waited, "why": f"a person decided: {decision}"},
         )
     if decision == "request_capture":
         claim.state = transition(claim.state, ClaimState.AWAITING_CAPTURE).value

@@ -400,6 +400,7 @@ def claim_page(
         done=done if done in DONE else None,
         error=error if error and _CODE.fullmatch(error) else None,
         lang_code=_lang(request),
+        allowed=workflow.allowed_decisions(case.claim.state),
     )
 
 
