@@ -35,36 +35,59 @@ def test_db_upgrade_creates_the_database_and_is_idempotent(tmp_path: Path) -> No
     assert (tmp_path / "data" / "refundlens.db").exists()
 
 
-def test_keys_create_prints_a_working_key_and_refuses_a_merchant_key_without_tenant(
-    tmp_path: Path,
-) -> None:
-    bad = subprocess.run(
-        [sys.executable, "-m", "refundlens", "keys", "create", "--role", "merchant"],
+def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "refundlens", *args],
         capture_output=True,
         text=True,
         env=_env(tmp_path),
         timeout=120,
     )
-    assert bad.returncode == 2 and "--tenant" in bad.stderr
-    good = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "refundlens",
-            "keys",
-            "create",
-            "--role",
-            "merchant",
-            "--tenant",
-            "shop-a",
-        ],
-        capture_output=True,
-        text=True,
-        env=_env(tmp_path),
-        timeout=120,
-    )
+
+
+def test_keys_commands_refuse_to_make_a_database_or_a_tenant_of_their_own(tmp_path: Path) -> None:
+    # Run where no server ever ran: no key, no new empty ./data, and the message says why.
+    lost = _cli(tmp_path, "keys", "create", "--role", "admin")
+    assert lost.returncode == 2 and "no refundlens database" in lost.stderr
+    assert not (tmp_path / "data").exists()
+    for command in (("keys", "list"), ("audit", "verify"), ("report", "clm_x")):
+        assert "no refundlens database" in _cli(tmp_path, *command).stderr, command
+    assert not (tmp_path / "data").exists()
+    assert _cli(tmp_path, "db", "upgrade").returncode == 0
+    unknown = _cli(tmp_path, "keys", "create", "--role", "merchant", "--tenant", "no-such-shop")
+    assert unknown.returncode == 2 and "no tenant no-such-shop" in unknown.stderr
+    assert _cli(tmp_path, "keys", "create", "--role", "merchant").returncode == 2  # no --tenant
+
+
+def test_keys_are_created_listed_and_revoked(tmp_path: Path) -> None:
+    assert _cli(tmp_path, "db", "upgrade").returncode == 0
+    assert _cli(tmp_path, "tenants", "add", "shop-a").returncode == 0
+    good = _cli(tmp_path, "keys", "create", "--role", "merchant", "--tenant", "shop-a")
     assert good.returncode == 0, good.stderr
-    assert good.stdout.strip().startswith("rlk_") and "." in good.stdout
+    token = good.stdout.strip()
+    assert token.startswith("rlk_") and "." in token
+    key_id = token.split(".")[0]
+    listed = _cli(tmp_path, "keys", "list")
+    assert key_id in listed.stdout and "shop-a" in listed.stdout
+    assert token.split(".")[1] not in listed.stdout  # never the secret
+    assert _cli(tmp_path, "keys", "revoke", key_id).returncode == 0
+    assert "yes" in _cli(tmp_path, "keys", "list").stdout
+    assert _cli(tmp_path, "keys", "revoke", "rlk_nope").returncode == 2
+    from refundlens.config import Settings
+    from refundlens.service.auth import AuthError, authenticate
+    from refundlens.store import Database
+
+    database = Database(Settings(data_dir=str(tmp_path / "data")))
+    try:
+        with database.session() as session:
+            try:
+                authenticate(session, f"Bearer {token}")
+                revoked = False
+            except AuthError:
+                revoked = True
+    finally:
+        database.dispose()
+    assert revoked
 
 
 def test_serve_prints_the_url_and_an_admin_key_once_and_answers(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -29,6 +29,9 @@ from .fusion import Policy, load_policy
 from .media import Media, load_media, utc_offset
 from .pipeline import Assessment, analyze
 from .report import assessment_to_dict, write_finding_pictures, write_pictures
+
+if TYPE_CHECKING:
+    from .store import Database
 
 app = typer.Typer(
     add_completion=False,
@@ -129,6 +132,25 @@ def _settings() -> Settings:
         return load_settings()
     except SettingsError as exc:
         raise _fail(f"error [settings.invalid] {exc}") from exc
+
+
+def _existing_database(settings: Settings) -> Database:
+    """The service's database, brought to the current schema; never a new one. Only ``serve``
+    and ``db upgrade`` create a database: a command run in the wrong folder (or with the wrong
+    REFUNDLENS_DATA_DIR) must say so, not quietly start an empty service of its own."""
+    from .store import Database
+    from .store.db import sqlite_path
+
+    path = sqlite_path(settings)
+    if path is not None and not path.exists():
+        raise _fail(
+            f"no refundlens database at {path}: run this where the server runs, or set "
+            "REFUNDLENS_DATA_DIR (or REFUNDLENS_DATABASE_URL) to the server's; "
+            "`refundlens serve` or `refundlens db upgrade` creates a new one"
+        )
+    database = Database(settings)
+    database.upgrade()
+    return database
 
 
 @app.command()
@@ -348,9 +370,13 @@ def explain(
 db_app = typer.Typer(help="The claims database.", no_args_is_help=True)
 audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys of the claims service.", no_args_is_help=True)
+tenants_app = typer.Typer(
+    help="Tenants (merchants, platforms) of the claims service.", no_args_is_help=True
+)
 app.add_typer(db_app, name="db")
 app.add_typer(audit_app, name="audit")
 app.add_typer(keys_app, name="keys")
+app.add_typer(tenants_app, name="tenants")
 bank_app = typer.Typer(
     help="The bank of confirmed forgeries, shared between platforms as signed files.",
     no_args_is_help=True,
@@ -380,7 +406,6 @@ def bank_export(out: Annotated[Path, typer.Option(help="The signed bank file to 
 
     from .errors import RefundlensError
     from .reuse.bank import load_private, sign_bank
-    from .store import Database
     from .store.models import BankEntry
 
     settings = _settings()
@@ -390,8 +415,7 @@ def bank_export(out: Annotated[Path, typer.Option(help="The signed bank file to 
         key = load_private(settings.bank_signing_key_path)
     except RefundlensError as exc:
         raise _fail(exc.message) from exc
-    database = Database(settings)
-    database.upgrade()
+    database = _existing_database(settings)
     with database.session() as session:
         rows = (
             session.execute(
@@ -435,7 +459,6 @@ def bank_import(
 
     from .errors import RefundlensError
     from .reuse.bank import read_trusted, verify_bank
-    from .store import Database
     from .store import audit as _audit
     from .store.models import BankEntry
 
@@ -449,8 +472,7 @@ def bank_import(
         raise _fail(f"cannot read {file}: {exc}") from exc
     except RefundlensError as exc:
         raise _fail(exc.message) from exc
-    database = Database(settings)
-    database.upgrade()
+    database = _existing_database(settings)
     added = 0
     with database.session() as session:
         for entry in document["entries"]:
@@ -497,11 +519,9 @@ def bank_list() -> None:
     """Banks held here, with their entry counts."""
     from sqlalchemy import func, select
 
-    from .store import Database
     from .store.models import BankEntry
 
-    database = Database(_settings())
-    database.upgrade()
+    database = _existing_database(_settings())
     with database.session() as session:
         rows = session.execute(
             select(
@@ -527,10 +547,9 @@ def db_upgrade() -> None:
 @audit_app.command("verify")
 def audit_verify() -> None:
     """Recompute the audit chain; exit 1 and name the first broken entry if it was altered."""
-    from .store import Database
     from .store.audit import verify
 
-    database = Database(_settings())
+    database = _existing_database(_settings())
     with database.session() as session:
         checked, problem = verify(session)
     if problem is None:
@@ -552,32 +571,85 @@ def keys_create(
     ] = None,
     label: Annotated[str, typer.Option(help="A note on who holds the key.")] = "",
 ) -> None:
-    """Create an API key and print it once (only its hash is stored)."""
-    from .errors import RefundlensError
+    """Create an API key and print it once (only its hash is stored). Its tenants must exist
+    (``POST /v1/tenants``, or ``refundlens tenants add``)."""
     from .service.auth import create_key
-    from .store import Database
     from .store.models import Tenant
 
-    database = Database(_settings())
-    database.upgrade()
+    database = _existing_database(_settings())
     try:
         with database.session() as session:
-            if tenant and session.get(Tenant, tenant) is None:
-                session.add(
-                    Tenant(
-                        id=tenant,
-                        kind="merchant" if role == "merchant" else "platform",
-                        name=tenant,
-                    )
+            unknown = [t for t in [tenant, *(assign or [])] if t and session.get(Tenant, t) is None]
+            if unknown:
+                raise _fail(
+                    f"no tenant {', '.join(unknown)} in this database: add it first "
+                    "(`refundlens tenants add ID`, or POST /v1/tenants as admin)"
                 )
-            for assigned in assign or []:
-                if session.get(Tenant, assigned) is None:
-                    session.add(Tenant(id=assigned, kind="merchant", name=assigned))
-            session.flush()
             token = create_key(session, role, tenant, subject, label, list(assign or []))
     except RefundlensError as exc:
         raise _fail(exc.message) from exc
     typer.echo(token)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """Every API key: id, role, tenant or buyer, label, created, revoked (never the secret)."""
+    from sqlalchemy import select
+
+    from .store.models import ApiKey
+
+    database = _existing_database(_settings())
+    table = Table()
+    for column in ("id", "role", "tenant / buyer", "label", "created", "revoked"):
+        # Folded, never cut with an ellipsis: an id is copied from here into `keys revoke`.
+        table.add_column(column, overflow="fold")
+    with database.session() as session:
+        for key in session.execute(select(ApiKey).order_by(ApiKey.created_at)).scalars():
+            table.add_row(
+                key.id,
+                key.role,
+                escape(key.tenant_id or key.subject or ""),
+                escape(key.label),
+                key.created_at.isoformat(timespec="seconds"),
+                "yes" if key.revoked else "",
+            )
+    Console(width=max(Console().width, 140)).print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (rlk_...).")]) -> None:
+    """Revoke a key at once: the API refuses it and its web sessions end (on the record)."""
+    from .store import audit
+    from .store.models import ApiKey
+
+    database = _existing_database(_settings())
+    with database.session() as session:
+        key = session.get(ApiKey, key_id.split(".")[0])
+        if key is None:
+            raise _fail(f"no key {key_id.split('.')[0]} in this database (`refundlens keys list`)")
+        key.revoked = True
+        audit.append(session, "cli", "key.revoked", details={"key": key.id, "role": key.role})
+    typer.echo(f"revoked {key_id.split('.')[0]}")
+
+
+@tenants_app.command("add")
+def tenants_add(
+    tenant_id: Annotated[str, typer.Argument(help="The tenant's id (letters, digits, _ . -).")],
+    kind: Annotated[str, typer.Option(help="merchant or platform.")] = "merchant",
+    name: Annotated[str, typer.Option(help="A name people read; default the id.")] = "",
+) -> None:
+    """Add a merchant (or platform) tenant, as ``POST /v1/tenants`` does for an admin."""
+    from .store import audit
+    from .store.models import Tenant
+
+    if kind not in ("merchant", "platform") or not re.fullmatch(r"[A-Za-z0-9_.-]{1,40}", tenant_id):
+        raise _fail("a tenant id is 1-40 letters, digits, _ . -; --kind is merchant or platform")
+    database = _existing_database(_settings())
+    with database.session() as session:
+        if session.get(Tenant, tenant_id) is None:
+            session.add(Tenant(id=tenant_id, kind=kind, name=name or tenant_id))
+            audit.append(session, "cli", "tenant.saved", details={"tenant": tenant_id})
+    typer.echo(f"tenant {tenant_id} ({kind})")
 
 
 @app.command()
@@ -623,12 +695,12 @@ def report(
     """Write the evidence report of one claim (case facts, photos, findings, audit trail, rules)."""
     from .errors import RefundlensError
     from .report.evidence import gather, render_html, render_pdf
-    from .store import BlobStore, Database
+    from .store import BlobStore
 
     if fmt not in ("html", "pdf"):
         raise _fail("--format must be html or pdf")
     settings = _settings()
-    database = Database(settings)
+    database = _existing_database(settings)
     try:
         with database.session() as session:
             html = render_html(
@@ -655,12 +727,11 @@ def packing_video(
     from .cases import workflow
     from .config import service_settings
     from .errors import RefundlensError
-    from .store import BlobStore, Database
+    from .store import BlobStore
     from .store.models import Order
 
     settings = service_settings(_settings())
-    database = Database(settings)
-    database.upgrade()
+    database = _existing_database(settings)
     try:
         data = video.read_bytes()
         with database.session() as session:

@@ -11,9 +11,16 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ..config import Settings
 
-__all__ = ["Database", "database_url"]
+__all__ = ["Database", "database_url", "sqlite_path"]
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+def sqlite_path(settings: Settings) -> Path | None:
+    """The embedded default's database file (None when ``database_url`` names a server)."""
+    if settings.database_url:
+        return None
+    return Path(settings.data_dir).resolve() / "refundlens.db"
 
 
 def database_url(settings: Settings) -> str:
