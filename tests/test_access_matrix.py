@@ -66,7 +66,7 @@ REFUSED: dict[tuple[str, str], frozenset[str]] = {
 }
 # Routes that are not the API's: the web page (its own tests) and the OpenAPI documents.
 NOT_API = ("/web", "/docs", "/redoc", "/openapi.json")
-PUBLIC = {("GET", "/healthz"), ("GET", "/readyz")}
+PUBLIC = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/")}
 
 
 def test_every_api_route_has_a_row(tmp_path: Any) -> None:

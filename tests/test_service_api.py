@@ -105,6 +105,12 @@ def _file_claim(
         return r.json()
 
 
+def test_the_servers_root_leads_to_the_web_page(server: Server) -> None:
+    with server.client() as anonymous:
+        r = anonymous.get("/")
+        assert r.status_code == 303 and r.headers["location"] == "/web/"
+
+
 def test_health_names_the_database_and_the_task_runner(server: Server) -> None:
     with server.client() as anyone:
         body = anyone.get("/healthz").json()
@@ -254,10 +260,17 @@ def test_a_corrupt_upload_gets_a_4xx_with_the_media_code_and_creates_nothing(
         r = buyer.post(
             "/v1/claims",
             data={"order_id": shop["other_order"], "type": "refund_only", "amount": "10"},
-            files=[("photos", ("broken.jpg", b"this is not a jpeg", "image/jpeg"))],
+            files=[
+                ("photos", ("fine.jpg", _sample("claim_genuine.jpg"), "image/jpeg")),
+                ("photos", ("broken.jpg", b"this is not a jpeg", "image/jpeg")),
+            ],
         )
         assert r.status_code == 422
-        assert r.json()["error"]["code"] == "media.not_an_image"
+        error = r.json()["error"]
+        assert error["code"] == "media.not_an_image"
+        # With several photos, the answer says which one failed.
+        assert error["file"] == {"field": "photos", "index": 1, "name": "broken.jpg"}
+        assert "photos[1] (broken.jpg)" in error["message"]
         assert len(buyer.get("/v1/claims", params={"limit": 200}).json()["items"]) == before
 
 

@@ -14,9 +14,21 @@ class RefundlensError(Exception):
         super().__init__(f"[{code}] {message}")
         self.code = code
         self.message = message
+        self.file: dict[str, object] | None = None
+        """Which file of a request it was about (``index`` from 0, ``name``), where it was one."""
 
-    def as_dict(self) -> dict[str, str]:
-        return {"code": self.code, "message": self.message}
+    def about_file(self, index: int, name: str, field: str = "photos") -> RefundlensError:
+        """This error, naming the file of a request it was about (and saying so in its message)."""
+        self.file = {"field": field, "index": index, "name": name}
+        self.message = f"{field}[{index}] ({name}): {self.message}"
+        self.args = (f"[{self.code}] {self.message}",)
+        return self
+
+    def as_dict(self) -> dict[str, object]:
+        found: dict[str, object] = {"code": self.code, "message": self.message}
+        if self.file is not None:
+            found["file"] = self.file
+        return found
 
 
 class MediaError(RefundlensError):

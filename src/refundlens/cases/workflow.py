@@ -273,8 +273,17 @@ def prepare_claim_files(
     from ..media.fingerprint import pdq_centre_crops
     from ..media.video import read_video, video_fingerprint
 
-    decoded = [(name, data, _decode(data, name, settings)) for name, data in photos]
-    clips = [(name, data, read_video(data, settings)) for name, data in videos]
+    decoded, clips = [], []
+    for index, (name, data) in enumerate(photos):
+        try:
+            decoded.append((name, data, _decode(data, name, settings)))
+        except RefundlensError as exc:  # with several photos, say which one
+            raise exc.about_file(index, name) from None
+    for index, (name, data) in enumerate(videos):
+        try:
+            clips.append((name, data, read_video(data, settings)))
+        except RefundlensError as exc:
+            raise exc.about_file(index, name, "videos") from None
     return ClaimFiles(
         photos=[
             (name, blobs.put(data), media, {"full": media.pdq, **pdq_centre_crops(media.analysis)})

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, File, Form, Header, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -300,6 +300,11 @@ def create_app(
         if claim is None or not can_see_claim(p, claim):
             raise workflow.NotFound("claim", claim_id)
         return claim
+
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        """A person who opens the server's address lands on the web page."""
+        return RedirectResponse("/web/", status_code=303)
 
     @app.get("/healthz")
     def healthz(s: SessionDep) -> dict[str, Any]:
