@@ -6,6 +6,7 @@ Screenshots land in test-artifacts/ for a person to look at.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -486,3 +487,65 @@ def test_the_queue_filters_by_risk_and_an_empty_filter_form_means_any(
         abs(float(t)) for t in page.locator("tr.finding td[data-label=Weight]").all_inner_texts()
     ]
     assert weights == sorted(weights, reverse=True) and len(weights) >= 2
+
+
+def _vocabulary() -> set[str]:
+    """Every stored word the pages show through the |term filter."""
+    from refundlens.cases.routing import CLAIM_TYPES
+    from refundlens.cases.states import ClaimState
+    from refundlens.cases.workflow import DECISIONS, EVIDENCE_KINDS
+    from refundlens.fusion import ACTIONS
+
+    pictures = {
+        "overlay",
+        "mask",
+        "aligned_reference",
+        "frame_edges",
+        "exif_thumbnail",
+        "thumbnail_difference",
+        "noise_residual_heatmap",
+        "noise_level_heatmap",
+        "error_level_heatmap",
+        "double_jpeg_heatmap",
+        "cfa_heatmap",
+        "painted_patch_heatmap",
+    }
+    outcomes = {"approved", "rejected", "partial"}
+    timeline = {"shipped", "delivered", "claimed", "taken"}
+    return (
+        {s.value for s in ClaimState}
+        | set(CLAIM_TYPES)
+        | set(EVIDENCE_KINDS)
+        | set(DECISIONS)
+        | set(ACTIONS)
+        | pictures
+        | outcomes
+        | timeline
+        | {"evidence", "assigned"}
+    )
+
+
+@pytest.mark.parametrize("lang", ["zh_CN", "en"])
+def test_every_stored_word_the_pages_show_has_a_translation_in_both_languages(lang: str) -> None:
+    from refundlens.service.i18n import term
+
+    raw = sorted(w for w in _vocabulary() if term(w, lang) == w and ("_" in w or lang == "zh_CN"))
+    assert raw == []
+
+
+def test_the_english_claim_page_shows_no_raw_identifier(
+    site: tuple[Server, dict[str, str]], browser: object
+) -> None:
+    server, keys = site
+    page = _login(browser, server, keys["reviewer"], "en-US")
+    for path in ("/web/queue", f"/web/claims/{keys['open_claim']}"):
+        page.goto(f"{server.url}{path}")
+        # What a person reads: codes, hashes, ids and the facts tables are meant to be raw.
+        text = page.evaluate(
+            """() => { const m = document.querySelector('main').cloneNode(true);
+            m.querySelectorAll('code, .mono, details, table.facts, .claim-link, figcaption')
+             .forEach(e => e.remove());
+            return m.innerText; }"""
+        )
+        found = sorted(set(re.findall(r"\b[a-z]+(?:_[a-z]+)+\b", text)) & _vocabulary())
+        assert found == [], (path, found)
