@@ -234,3 +234,17 @@ def test_check_out_writes_the_pixel_heatmaps_and_lists_them_in_the_report(tmp_pa
     assert finding["region"].endswith("smoothed.mask.png")
     # Weak on its own (measured: bench/results/forensics.md): listed for a person, capped at review.
     assert report["images"][0]["action"] in ("approve", "request_capture", "review")
+
+
+def test_the_overlays_captions_are_wrapped_to_their_panels_never_cut_off() -> None:
+    from PIL import Image, ImageDraw
+
+    from refundlens.report.pictures import _wrap
+
+    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    text = "reference aligned onto the claim (reference.near_copy_unresolved)"
+    for width in (60, 120, 300):
+        lines = _wrap(draw, text, width)
+        assert all(draw.textlength(line) <= width for line in lines), (width, lines)
+        assert "".join(lines).replace(" ", "") == text.replace(" ", "")
+    assert _wrap(draw, text, 2000) == [text]

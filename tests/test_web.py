@@ -137,7 +137,7 @@ def test_a_reviewer_logs_in_opens_the_forged_claim_sees_the_outline_and_decides_
     page.click("#assign-form button[type=submit]")
     assert page.locator("#assigned-to").inner_text() == keys["reviewer"].split(".")[0]
     # The overlay (claim beside the aligned reference, the edit outlined) is an image that loaded.
-    layer = page.locator("#layer-view")
+    layer = page.locator("#layer-view-0")
     assert layer.evaluate("img => img.complete && img.naturalWidth > 0")
     assert "reference.derived" in page.locator("tr.finding").first.inner_text()
     page.screenshot(path=str(ARTIFACTS / "web-claim.png"), full_page=True)
@@ -370,7 +370,9 @@ def test_the_claim_page_is_usable_with_the_keyboard_alone(
         if not element["marked"] and element["tag"] != "BODY":
             unmarked.append(element["id"])
     # The layer switch, the compare slider, the decision and its reason are all reachable.
-    assert {"layer", "compare-slider", "decision", "reason", "amount"} <= reached, sorted(reached)
+    assert {"layer-0", "compare-slider-0", "decision", "reason", "amount"} <= reached, sorted(
+        reached
+    )
     assert unmarked == []
 
 
@@ -549,3 +551,68 @@ def test_the_english_claim_page_shows_no_raw_identifier(
         )
         found = sorted(set(re.findall(r"\b[a-z]+(?:_[a-z]+)+\b", text)) & _vocabulary())
         assert found == [], (path, found)
+
+
+def test_two_photos_get_one_named_block_each_and_the_timeline_labels_do_not_overlap(
+    site: tuple[Server, dict[str, str]], browser: object
+) -> None:
+    server, keys = site
+    with server.client(keys["merchant"]) as merchant:
+        order = merchant.post(
+            "/v1/orders",
+            json={
+                "external_id": "o-two",
+                "sku_id": _sku_of(server, keys),
+                "buyer_id": "buyer-1",
+                "amount": 200,
+                "shipped_at": "2026-11-01T08:00:00+08:00",
+                "delivered_at": "2026-11-01T09:00:00+08:00",  # an hour apart: labels crowd
+            },
+        ).json()["id"]
+    with server.client(keys["buyer"]) as buyer:
+        claim = buyer.post(
+            "/v1/claims",
+            data={"order_id": order, "type": "refund_only", "amount": "100"},
+            files=[
+                ("photos", ("first.jpg", _sample("claim_forged.jpg"), "image/jpeg")),
+                ("photos", ("second.jpg", _sample("claim_screen.jpg"), "image/jpeg")),
+            ],
+        ).json()["id"]
+        wait_analysed(buyer, claim)
+    page = _login(browser, server, keys["reviewer"], "en-US")
+    page.goto(f"{server.url}/web/claims/{claim}")
+    headings = page.locator("section.layers h3").all_inner_texts()
+    assert len(headings) == 2 and "first.jpg" in headings[0] and "second.jpg" in headings[1]
+    first = page.locator("#layer-view-0").get_attribute("src")
+    radios = page.locator("input[name=layer-1]")
+    radios.nth(radios.count() - 1).check()
+    assert page.locator("#layer-view-0").get_attribute("src") == first  # blocks are independent
+    overlaps = page.evaluate(
+        """() => { const boxes = [...document.querySelectorAll('svg[role=img] text')]
+            .map(t => t.getBoundingClientRect());
+          const hits = [];
+          boxes.forEach((a, i) => boxes.slice(i + 1).forEach(b => {
+            if (a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom)
+              hits.push([a.left, a.top]); }));
+          return hits; }"""
+    )
+    assert overlaps == []
+    for item in page.locator("#timeline-list time").all_inner_texts():
+        assert re.search(r"[+-]\d\d:\d\d$", item), item  # every time with its zone
+    assert "2026-11-01 08:00+08:00" in page.locator("#timeline-list").inner_text()
+
+
+def _sku_of(server: Server, keys: dict[str, str]) -> str:
+    from refundlens.store import Database
+    from refundlens.store.models import Claim, Order
+
+    database = Database(server.settings)
+    try:
+        with database.session() as session:
+            claim = session.get(Claim, keys["open_claim"])
+            assert claim is not None
+            order = session.get(Order, claim.order_id)
+            assert order is not None
+            return order.sku_id
+    finally:
+        database.dispose()

@@ -33,6 +33,29 @@ def _outline(rgb: npt.NDArray[np.uint8], mask: npt.NDArray[np.bool_]) -> npt.NDA
     return out
 
 
+def _wrap(draw: ImageDraw.ImageDraw, text: str, width: float) -> list[str]:
+    """``text`` in lines no wider than ``width`` pixels, broken at spaces, dots and underscores
+    (a finding code breaks between its words), a word wider than the line cut by characters."""
+    import re
+
+    lines: list[str] = []
+    line = ""
+    for token in re.findall(r"[^ ._]*[ ._]?", text):
+        if not token:
+            continue
+        if line and draw.textlength(line + token.rstrip(), font=None) > width:
+            lines.append(line.rstrip())
+            line = ""
+        while draw.textlength(token.rstrip()) > width and len(token) > 1:
+            cut = max(1, int(len(token) * width / max(draw.textlength(token), 1.0)))
+            lines.append(token[:cut])
+            token = token[cut:]
+        line += token
+    if line.strip():
+        lines.append(line.rstrip())
+    return lines or [""]
+
+
 def overlay_image(image: ImageAssessment) -> npt.NDArray[np.uint8] | None:
     """The claim beside the reference aligned onto it, the localised edit outlined on both.
 
@@ -52,23 +75,29 @@ def overlay_image(image: ImageAssessment) -> npt.NDArray[np.uint8] | None:
         return None
     left = _outline(claim, mask)
     panels = [left] if aligned is None else [left, _outline(aligned, mask)]
+    captions = [f"claim photo | risk {image.risk:.2f} {image.action}"]
+    if aligned is not None:
+        captions.append(f"reference aligned onto the claim ({title})")
     gap = 8
-    band = 28
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    # Each caption wrapped to its own panel's width: a narrow photo once cut it off mid-word.
+    wrapped = [
+        _wrap(measure, text, p.shape[1] - 12) for text, p in zip(captions, panels, strict=True)
+    ]
+    band = 10 + 12 * max(len(lines) for lines in wrapped)
     width = sum(p.shape[1] for p in panels) + gap * (len(panels) - 1)
     canvas = np.full((claim.shape[0] + band, width, 3), 255, np.uint8)
     x = 0
+    starts = []
     for panel in panels:
         canvas[band:, x : x + panel.shape[1]] = panel
+        starts.append(x)
         x += panel.shape[1] + gap
     picture = Image.fromarray(canvas)
     draw = ImageDraw.Draw(picture)
-    draw.text((6, 8), f"claim photo  |  risk {image.risk:.2f}  {image.action}", fill=(0, 0, 0))
-    if aligned is not None:
-        draw.text(
-            (claim.shape[1] + gap + 6, 8),
-            f"reference aligned onto the claim ({title})",
-            fill=(0, 0, 0),
-        )
+    for start, lines in zip(starts, wrapped, strict=True):
+        for row, line in enumerate(lines):
+            draw.text((start + 6, 5 + 12 * row), line, fill=(0, 0, 0))
     return np.asarray(picture)
 
 

@@ -401,7 +401,22 @@ def claim_page(
         error=error if error and _CODE.fullmatch(error) else None,
         lang_code=_lang(request),
         allowed=workflow.allowed_decisions(case.claim.state),
+        blocks=_picture_blocks(case),
     )
+
+
+def _picture_blocks(case: Any) -> list[dict[str, Any]]:
+    """The analysis' pictures, one block per analysed photo (in the report's order, which is
+    the photos' order), each with that photo's hash for the compare slider."""
+    blocks: list[dict[str, Any]] = []
+    for index, image in enumerate((case.report or {}).get("images", [])):
+        names = image.get("pictures") or {}
+        pictures = [p for p in case.pictures if p["sha256"] in names.values()]
+        if not pictures:
+            continue
+        photo = case.photos[index]["sha256"] if index < len(case.photos) else None
+        blocks.append({"path": image.get("path", ""), "pictures": pictures, "photo": photo})
+    return blocks
 
 
 def _buyer_page(
@@ -445,13 +460,15 @@ def _timeline(case: Any) -> list[dict[str, Any]]:
                 break
     if not events:
         return []
+    # Shown in the zone the merchant's times were sent in, with the zone written out.
+    zone = workflow.order_time_zone(case.order)
     lo = min(m for _, m in events)
     hi = max(m for _, m in events)
     span = max((hi - lo).total_seconds(), 1.0)
     return [
         {
             "label": label,
-            "at": moment.isoformat(timespec="minutes"),
+            "at": moment.astimezone(zone).isoformat(timespec="minutes"),
             "x": round(5 + 90 * (moment - lo).total_seconds() / span, 1),
         }
         for label, moment in sorted(events, key=lambda e: e[1])

@@ -1,17 +1,16 @@
-// The claim page's two controls: the layer switch and the compare slider. Served as a file:
-// the page's Content-Security-Policy runs no inline script.
+// The claim page's controls, one set per photo: its layer switch and its compare slider.
+// Served as a file: the page's Content-Security-Policy runs no inline script.
 "use strict";
-document.querySelectorAll("input[name=layer]").forEach(function (radio) {
+document.querySelectorAll("input[data-view]").forEach(function (radio) {
   radio.addEventListener("change", function () {
-    var view = document.getElementById("layer-view");
+    var view = document.getElementById(radio.dataset.view);
     view.src = radio.value;
     view.alt = radio.dataset.label;
   });
 });
-var slider = document.getElementById("compare-slider");
-if (slider) {
+document.querySelectorAll("input[data-top]").forEach(function (slider) {
   slider.addEventListener("input", function () {
-    document.getElementById("compare-top").style.clipPath =
+    document.getElementById(slider.dataset.top).style.clipPath =
       "inset(0 " + (100 - Number(slider.value)) + "% 0 0)";
   });
-}
+});
