@@ -10,7 +10,6 @@ by side in one run: features computed (RootSIFT plain and mirrored, object mask)
 
 from __future__ import annotations
 
-import dataclasses
 import glob
 import io
 import os
@@ -25,6 +24,7 @@ from PIL import Image
 from refundlens.config import Settings
 from refundlens.detectors import reference
 from refundlens.media import media_from_bytes
+from refundlens.store.features import feature_files
 from refundlens.threads import one_thread_per_process
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -49,18 +49,17 @@ def main() -> None:
         settings = Settings(reference_feature_dir=folder)
         refs = [media_from_bytes(j, f"r{i}.jpg", settings) for i, j in enumerate(jpegs)]
         # SIFT's first call allocates; not timed.
-        reference.prepare_reference(
-            refs[0], dataclasses.replace(settings, reference_feature_dir="")
-        )
+        reference.prepare_reference(refs[0])
+        files = feature_files(folder)
         computed, read, decoded = [], [], []
         for media, jpeg in zip(refs, jpegs, strict=True):
             reference.clear_caches()
             t0 = time.perf_counter()
-            reference.prepare_reference(media, settings)
+            reference.prepare_reference(media, files)
             computed.append(time.perf_counter() - t0)
             reference.clear_caches()
             t0 = time.perf_counter()
-            reference.prepare_reference(media, settings)
+            reference.prepare_reference(media, files)
             read.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
             Image.open(io.BytesIO(jpeg)).load()

@@ -62,7 +62,7 @@ def _claim_cost() -> dict[str, float]:
     listing = (ROOT / "src" / "refundlens" / "samples" / "listing.jpg").read_bytes()
     refs = [media_from_bytes(listing, "listing.jpg", settings)]
     for ref in refs:
-        reference.prepare_reference(ref, settings)  # cached per SKU in the service
+        reference.prepare_reference(ref)  # cached per SKU in the service
     data = _photo(7)
 
     def best(fn: Any) -> float:

@@ -26,3 +26,27 @@ def test_detector_example_gives_expected_codes_under_the_contract(cls, example) 
         json.dumps(_plain(f.facts))
         if f.region is not None:
             assert f.region.array.shape[:2] == claim.analysis.shape[:2]
+
+
+def test_building_every_detectors_examples_needs_no_database_or_service_code() -> None:
+    """Detectors get what they need through Context protocols (history, feature store); the
+    examples run with lists in memory, so neither SQLAlchemy nor the service is imported."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from refundlens.detectors import all_detector_classes\n"
+        "for cls in all_detector_classes():\n"
+        "    for example in cls.examples():\n"
+        "        claim, context = example.build()\n"
+        "        cls().analyze(claim, context)\n"
+        "loaded = sorted(m for m in sys.modules if m == 'sqlalchemy' or m.startswith(\n"
+        "    ('refundlens.store', 'refundlens.service', 'refundlens.cases', 'refundlens.workers')))\n"
+        "print(loaded)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -218,8 +218,10 @@ def test_reference_features_kept_on_disk_are_read_back_instead_of_computed_again
     from refundlens.detectors import reference
 
     claim, context, _ = forged_from_listing(seed=3)
-    settings = dataclasses.replace(context.settings, reference_feature_dir=str(tmp_path))
-    context = dataclasses.replace(context, settings=settings)
+    from refundlens.store.features import feature_files
+
+    # What pipeline.analyze gives the detectors when reference_feature_dir is set.
+    context = dataclasses.replace(context, features=feature_files(str(tmp_path)))
     reference.clear_caches()
     (computed,) = ReferenceDetector().analyze(claim, context)
     assert len(list(tmp_path.rglob("*.npz"))) == len(context.references)

@@ -6,15 +6,30 @@ The CLI, the service and the workers all call it, so there is one behaviour to t
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from .config import Settings
 from .detectors import default_detectors
-from .detectors.base import Context, Detector, Finding, OrderFacts
+from .detectors.base import (
+    ClaimHistory,
+    Context,
+    Detector,
+    FeatureStore,
+    Finding,
+    OrderFacts,
+    Requirement,
+)
 from .fusion import Policy, Verdict, fuse, load_policy, worst_action
 from .media import Media
 
 __all__ = ["Assessment", "ImageAssessment", "analyze"]
+
+# Whether the context holds each input a detector may require; a detector missing one abstains.
+_PRESENT: dict[Requirement, Callable[[Context], bool]] = {
+    Requirement.REFERENCES: lambda c: bool(c.references),
+    Requirement.HISTORY: lambda c: c.history is not None,
+    Requirement.UNBOXING: lambda c: bool(c.unboxing),
+}
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -56,30 +71,32 @@ def analyze(
     policy: Policy | None = None,
     detectors: Sequence[Detector] | None = None,
     order: OrderFacts | None = None,
-    history: object | None = None,
+    history: ClaimHistory | None = None,
     unboxing: Sequence[Media] = (),
+    features: FeatureStore | None = None,
 ) -> Assessment:
-    """Run every detector on every claim image and fuse the findings per image."""
+    """Run every detector on every claim image and fuse the findings per image. ``features``
+    defaults to the folder named by ``reference_feature_dir`` (none: memory only)."""
     settings = settings or Settings()
     policy = policy or load_policy(settings.policy_path or None)
     detectors = default_detectors() if detectors is None else detectors
+    if features is None and settings.reference_feature_dir:
+        from .store.features import feature_files
+
+        features = feature_files(settings.reference_feature_dir)
     context = Context(
         references=tuple(references),
         settings=settings,
         order=order or OrderFacts(),
         history=history,
         unboxing=tuple(unboxing),
+        features=features,
     )
     images = []
     for claim in claims:
         findings: list[Finding] = []
         for detector in detectors:
-            if "references" in detector.requires and not references:
-                continue
-            if "history" in detector.requires and history is None:
-                continue
-            if "unboxing" in detector.requires and not unboxing:
-                continue
-            findings.extend(detector.analyze(claim, context))
+            if all(_PRESENT[need](context) for need in detector.requires):
+                findings.extend(detector.analyze(claim, context))
         images.append(ImageAssessment(claim, tuple(findings), fuse(findings, policy)))
     return Assessment(tuple(images), tuple(references))

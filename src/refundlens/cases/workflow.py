@@ -22,6 +22,7 @@ from ..media import Media, media_from_bytes
 from ..media.cache import DecodedCache
 from ..store import audit
 from ..store.blobs import BlobStore
+from ..store.features import feature_files
 from ..store.models import (
     ApiKey,
     Assessment,
@@ -143,7 +144,7 @@ def create_sku(
     for name, data, media in decoded:
         # Features now, once, and before taking the lock below: every claim on this SKU reads
         # them back instead of recomputing.
-        prepare_reference(media, settings)
+        prepare_reference(media, feature_files(settings.reference_feature_dir))
         stored.append((name, blobs.put(data), media))
     audit.lock(session)  # the same SKU sent twice at once must not be created twice
     sku = session.execute(
@@ -1077,7 +1078,10 @@ def register_packing_video(
         sha = blobs.put(buffer.getvalue())
         from ..detectors.reference import prepare_reference
 
-        prepare_reference(media_from_bytes(buffer.getvalue(), name, settings), settings)
+        prepare_reference(
+            media_from_bytes(buffer.getvalue(), name, settings),
+            feature_files(settings.reference_feature_dir),
+        )
         session.add(
             OrderReference(
                 id=new_id("oref"),

@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 from ..media import Media, media_from_bytes
-from ..reuse.history import MemoryHistory
+from ..reuse.memory import MemoryHistory
 from ._pixels_examples import camera_photo
 from .base import Context, Example
 

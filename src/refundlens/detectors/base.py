@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import enum
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -18,7 +19,62 @@ import numpy.typing as npt
 from ..config import Settings
 from ..media import Media
 
-__all__ = ["Context", "Detector", "Example", "Finding", "OrderFacts", "Reason", "Region"]
+__all__ = [
+    "ClaimHistory",
+    "Context",
+    "Detector",
+    "Example",
+    "FeatureStore",
+    "Finding",
+    "OrderFacts",
+    "Reason",
+    "Region",
+    "Requirement",
+]
+
+
+class Requirement(enum.StrEnum):
+    """An input beyond the claim's pixels that a detector needs; without it the detector is not
+    run (pipeline.py checks each in one table)."""
+
+    REFERENCES = "references"
+    HISTORY = "history"
+    UNBOXING = "unboxing"
+
+
+class ClaimHistory(Protocol):
+    """Cross-claim memory for one claim being analysed. The claims service provides one over
+    its database (``reuse.history.History``); ``reuse.memory.MemoryHistory`` holds lists (the
+    examples, one-off checks). Each match is a dict of plain values, shown as a finding's facts."""
+
+    def seen_before(self, code: bytes) -> list[dict[str, Any]]:
+        """Earlier claims (of other orders) with a photo within the PDQ distance of ``code``."""
+
+    def bank_matches(self, code: bytes) -> list[dict[str, Any]]:
+        """Entries of the banks of confirmed forgeries within the distance of ``code``."""
+
+    def earlier_same_sku(self) -> list[dict[str, Any]]:
+        """Earlier claims' decoded photos on the same SKU, for local-feature matching (crops)."""
+
+    def video_frame_matches(self, code: bytes) -> list[dict[str, Any]]:
+        """Earlier claims' video frames within the distance of ``code``."""
+
+    def videos_seen_before(self) -> list[dict[str, Any]]:
+        """This claim's videos matched frame by frame against earlier claims' videos."""
+
+    def buyer_summary(self) -> dict[str, Any]:
+        """The buyer's ledger: other claims, outcomes, confirmed forgeries and their value."""
+
+
+class FeatureStore(Protocol):
+    """Where a reference's matching features are kept between processes (bytes by key); a
+    miss is None, never an error. ``store.features.FeatureFiles`` keeps them on disk."""
+
+    def get(self, key: str) -> bytes | None: ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def put(self, key: str, data: bytes) -> None: ...
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -95,9 +151,11 @@ class Context:
     order: OrderFacts = dataclasses.field(default_factory=OrderFacts)
     unboxing: Sequence[Media] = ()
     """Key frames of the buyer's unboxing video sent with the claim."""
-    history: Any = None
-    """Cross-claim memory (``reuse.history.History``): earlier claims' fingerprints, the shared
-    bank, the buyer's ledger. The claims service provides it; the CLI has none."""
+    history: ClaimHistory | None = None
+    """Cross-claim memory: earlier claims' fingerprints, the shared bank, the buyer's ledger.
+    The claims service provides it; the CLI has none."""
+    features: FeatureStore | None = None
+    """Where reference features computed once are kept (None: this process's memory only)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -115,8 +173,8 @@ class Detector(abc.ABC):
     name: ClassVar[str]
     codes: ClassVar[Mapping[str, str]]
     """Every finding code this detector can emit, with its one-line meaning (documented)."""
-    requires: ClassVar[frozenset[str]] = frozenset()
-    """Inputs beyond pixels the detector needs, e.g. ``{"references"}``."""
+    requires: ClassVar[frozenset[Requirement]] = frozenset()
+    """Inputs beyond pixels the detector needs, e.g. ``{Requirement.REFERENCES}``."""
 
     @abc.abstractmethod
     def analyze(self, claim: Media, context: Context) -> list[Finding]:

@@ -25,7 +25,16 @@ from ..config import Settings
 from ..forensics.plausibility import damage_plausibility
 from ..media import Media, estimate_jpeg_quality, hamming
 from ..media.jpeg import quantization_scale
-from .base import Context, Detector, Example, Finding, Reason, Region
+from .base import (
+    Context,
+    Detector,
+    Example,
+    FeatureStore,
+    Finding,
+    Reason,
+    Region,
+    Requirement,
+)
 from .matching import (
     Features,
     FeatureSetIndex,
@@ -140,13 +149,10 @@ def _feature_key(media: Media) -> str:
     return f"{media.sha256}-{rows}x{cols}-v{FEATURES_VERSION}"
 
 
-def prepare_reference(media: Media, settings: Settings | None = None) -> ReferenceModel:
+def prepare_reference(media: Media, files: FeatureStore | None = None) -> ReferenceModel:
     """Features of the reference (plain and mirrored) and its object mask, computed once: kept
-    in memory by sha256 and, where ``settings.reference_feature_dir`` is set, on disk for every
-    worker and every restart."""
-    from ..store.features import feature_files
-
-    files = feature_files(settings.reference_feature_dir) if settings else None
+    in memory by sha256 and, where ``files`` is given (the service's ``reference_feature_dir``),
+    there too, for every worker and every restart."""
     with _CACHE_LOCK:
         hit = _CACHE.get(media.sha256)
         if hit is not None:
@@ -952,7 +958,7 @@ def _finding(
 
 
 def compare_all(
-    claim: Media, others: Sequence[Media], settings: Settings
+    claim: Media, others: Sequence[Media], settings: Settings, files: FeatureStore | None = None
 ) -> list[ReferenceOutcome]:
     """The full reference check of ``claim`` against each image of ``others`` (features of the
     claim computed once). Used beyond references: earlier claims' photos (reuse) and frames of the
@@ -962,7 +968,7 @@ def compare_all(
     index = claim_index(features)
     outcomes = []
     for other in others:
-        model = prepare_reference(other, settings)
+        model = prepare_reference(other, files)
         outcomes.append(
             verify(claim, align(claim, features, factor, model, settings, index), model, settings)
         )
@@ -981,14 +987,14 @@ class ReferenceDetector(Detector):
         "reference.same_item_new_photo": "the same product in a new exposure (supports the buyer)",
         "reference.no_match": "no reference matches (informational)",
     }
-    requires = frozenset({"references"})
+    requires = frozenset({Requirement.REFERENCES})
 
     def analyze(self, claim: Media, context: Context) -> list[Finding]:
         if not context.references:
             return []
         small, factor = _match_copy(claim.analysis)
         claim_features = detect_features(small)
-        models = [prepare_reference(ref, context.settings) for ref in context.references]
+        models = [prepare_reference(ref, context.features) for ref in context.references]
         pairs = reference_set_index(models).tentative_pairs(claim_features)
         aligned = [
             (

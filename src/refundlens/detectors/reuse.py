@@ -11,15 +11,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+from ..config import Settings
 from ..media import Media
-from .base import Context, Detector, Example, Finding, Reason
+from .base import ClaimHistory, Context, Detector, Example, Finding, Reason, Requirement
 
 __all__ = ["ReuseDetector"]
 
 
 class ReuseDetector(Detector):
     name = "reuse"
-    requires = frozenset({"history"})
+    requires = frozenset({Requirement.HISTORY})
     codes: ClassVar[dict[str, str]] = {
         "reuse.seen_before": "The same picture was sent with an earlier claim on another order.",
         "reuse.video_seen_before": "The video sent with this claim was sent before with another order's claim.",
@@ -51,7 +52,7 @@ class ReuseDetector(Detector):
                 )
             )
         else:
-            findings += self._matches(claim, history, context.settings)
+            findings += self._matches(claim, history, context)
         findings += self._video_matches(history, context.settings)
         summary = history.buyer_summary()
         confirmed = int(summary["confirmed_forgeries"])
@@ -73,8 +74,8 @@ class ReuseDetector(Detector):
             )
         return findings
 
-    def _video_matches(self, history: Any, settings: Any) -> list[Finding]:
-        rows: list[dict[str, Any]] = getattr(history, "videos_seen_before", lambda: [])()
+    def _video_matches(self, history: ClaimHistory, settings: Settings) -> list[Finding]:
+        rows = history.videos_seen_before()
         rows = [
             r for r in rows if r["query_match_percent"] >= settings.reuse_video_min_match_percent
         ]
@@ -105,17 +106,21 @@ class ReuseDetector(Detector):
         ]
 
     @staticmethod
-    def _local_feature_matches(claim: Media, history: Any, settings: Any) -> list[dict[str, Any]]:
+    def _local_feature_matches(
+        claim: Media, history: ClaimHistory, context: Context
+    ) -> list[dict[str, Any]]:
         """Crops and heavier edits move PDQ past 31 bits; the reference check still sees that the
         claim is made from an earlier claim's photo (identical, derived, or that photo shown on a
         screen and photographed again; not a new exposure)."""
         from .reference import compare_all
 
-        candidates = history.earlier_same_sku() if hasattr(history, "earlier_same_sku") else []
+        candidates = history.earlier_same_sku()
         if not candidates:
             return []
         out = []
-        outcomes = compare_all(claim, [c["media"] for c in candidates], settings)
+        outcomes = compare_all(
+            claim, [c["media"] for c in candidates], context.settings, context.features
+        )
         for candidate, outcome in zip(candidates, outcomes, strict=True):
             if outcome.verdict in ("identical", "derived", "recaptured"):
                 out.append(
@@ -132,7 +137,8 @@ class ReuseDetector(Detector):
                 )
         return out
 
-    def _matches(self, claim: Media, history: Any, settings: Any) -> list[Finding]:
+    def _matches(self, claim: Media, history: ClaimHistory, context: Context) -> list[Finding]:
+        settings = context.settings
         findings: list[Finding] = []
         seen: dict[str, dict[str, Any]] = {}
         banked: dict[tuple[str, str], dict[str, Any]] = {}
@@ -167,7 +173,7 @@ class ReuseDetector(Detector):
                 if key not in banked or match["distance"] < banked[key]["distance"]:
                     banked[key] = match
         if not seen:
-            for match in self._local_feature_matches(claim, history, settings):
+            for match in self._local_feature_matches(claim, history, context):
                 seen[match["claim"]] = match
         if seen:
             matches = sorted(seen.values(), key=lambda m: m["distance"])[:10]

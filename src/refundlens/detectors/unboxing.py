@@ -13,14 +13,14 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 from ..media import Media
-from .base import Context, Detector, Example, Finding, Reason, Region
+from .base import Context, Detector, Example, Finding, Reason, Region, Requirement
 
 __all__ = ["UnboxingDetector"]
 
 
 class UnboxingDetector(Detector):
     name = "unboxing"
-    requires = frozenset({"unboxing"})
+    requires = frozenset({Requirement.UNBOXING})
     codes: ClassVar[dict[str, str]] = {
         "unboxing.same_scene": "A frame of the buyer's unboxing video shows the photo's scene: supports the buyer.",
         "unboxing.photo_differs_from_video": "The photo is a frame of the unboxing video with something changed.",
@@ -32,7 +32,7 @@ class UnboxingDetector(Detector):
             return []
         from .reference import compare_all
 
-        outcomes = compare_all(claim, frames, context.settings)
+        outcomes = compare_all(claim, frames, context.settings, context.features)
         derived = [o for o in outcomes if o.verdict == "derived"]
         if derived:
             best = max(derived, key=lambda o: o.match.inliers if o.match else 0)
