@@ -1,7 +1,7 @@
 """orders keep the UTC offset their times were sent in; idempotency keys their request
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-12-04 10:40:00
 
 Times are stored in UTC from this revision on (store.models.UtcDateTime). Order times stored
@@ -14,8 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007"
-down_revision = "0006"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
