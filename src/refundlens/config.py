@@ -211,6 +211,11 @@ class Settings:
     C2PA check."""
     analysis_stale_minutes: float = 15.0
     """A claim analysing for longer than this is re-queued by the reaper (a worker died)."""
+    sqlite_busy_timeout_seconds: float = 5.0
+    """SQLite: how long a request waits for the write lock before it is answered 503
+    ``service.busy`` (with ``Retry-After``)."""
+    busy_retry_after_seconds: int = 2
+    """The ``Retry-After`` (seconds) of a 503 ``service.busy`` answer."""
     embedded_analysis_processes: int = 1
     """Embedded default (no broker): analyses run in this many processes beside the server;
     0 runs them on a thread of the server process itself."""

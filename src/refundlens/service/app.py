@@ -1,13 +1,15 @@
 """The REST API (FastAPI), versioned under ``/v1``. OpenAPI: ``/openapi.json`` and docs/openapi.json.
 
 Every error is JSON ``{"error": {"code", "message"}}`` with a 4xx status; a bad upload fails its
-request before anything of it is stored.
+request before anything of it is stored. A database that is locked past its busy timeout or
+unreachable answers 503 ``service.busy`` with ``Retry-After``, never 500.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -17,7 +19,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session
 
 from .. import __version__
@@ -33,6 +36,8 @@ from .auth import Principal, authenticate, can_see_claim
 
 __all__ = ["create_app"]
 
+log = logging.getLogger("refundlens.service")
+
 STATUS = {
     "auth.missing": 401,
     "auth.invalid": 401,
@@ -41,6 +46,7 @@ STATUS = {
     "claim.closed": 409,
     "media.too_large": 413,
     "request.too_large": 413,
+    "service.busy": 503,
 }
 
 
@@ -156,6 +162,24 @@ def create_app(
     @app.exception_handler(RefundlensError)
     async def _refundlens_error(_request: Request, exc: RefundlensError) -> JSONResponse:
         return JSONResponse({"error": exc.as_dict()}, status_code=_status(exc.code))
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(PoolTimeoutError)
+    async def _database_busy(request: Request, exc: Exception) -> JSONResponse:
+        # SQLite's write lock held past sqlite_busy_timeout_seconds, a database that does not
+        # answer, a pool with no free connection: the request changed nothing (its transaction
+        # rolled back), so the client may simply send it again.
+        log.warning(
+            "%s %s: database busy or unreachable: %s", request.method, request.url.path, exc
+        )
+        err = RefundlensError(
+            "service.busy", "The database is busy or unreachable; send the request again shortly."
+        )
+        return JSONResponse(
+            {"error": err.as_dict()},
+            status_code=503,
+            headers={"Retry-After": str(settings.busy_retry_after_seconds)},
+        )
 
     @app.middleware("http")
     async def _limit_body(request: Request, call_next: Any) -> Any:
