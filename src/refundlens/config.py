@@ -50,6 +50,15 @@ class Settings:
     """Most frames decoded from one video."""
     video_max_decode_seconds: float = 60.0
     """Wall-clock budget for decoding one video; decoding stops there with the frames so far."""
+    video_max_frame_pixels: int = 4096 * 2160
+    """Largest accepted video frame, in pixels (width x height, read from the container header
+    before decoding; DCI 4K by default)."""
+    video_max_total_pixels: int = 40_000_000_000
+    """Largest accepted video, in pixels to decode (frame width x height x the header's frame
+    count; ten minutes of 1080p at 30 frames/s). Over it, the video is a bomb."""
+    video_frame_side: int = 1024
+    """Longest side, in pixels, of the decoded frames kept in memory: each frame is shrunk as
+    soon as it is decoded (key frames are stored at this size)."""
     video_key_frames: int = 6
     """Sharp, distinct frames of a packing video kept as references for its order."""
 

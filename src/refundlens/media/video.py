@@ -1,9 +1,12 @@
 """Packing and unboxing videos: bounded decoding and the sharp frames worth keeping.
 
 OpenCV's FFmpeg backend reads the container (mp4, mov, avi, mkv, webm). Limits are checked from the
-header before frames are decoded (bytes, pixels per frame, duration), and decoding stops at
-``video_max_frames`` sampled frames or ``video_max_decode_seconds`` of wall time. A file OpenCV
-cannot open, or that yields no frame, is refused with a stable code.
+header before frames are decoded (bytes, pixels per frame, pixels of the whole video, duration),
+and decoding stops at ``video_max_frames`` sampled frames or ``video_max_decode_seconds`` of wall
+time. Each sampled frame is shrunk to ``video_frame_side`` as soon as it is decoded: a video holds
+at most ``video_max_frames`` small frames, never its full-resolution ones (a 20-frame 4096x4096
+video once took an API process from 475 MiB to 1.9 GiB). A file OpenCV cannot open, or that
+yields no frame, is refused with a stable code.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ class Frame:
 class Video:
     sha256: str
     width: int
+    """Of the stream, as its header says (the frames kept are shrunk to ``video_frame_side``)."""
     height: int
     fps: float
     duration_s: float
@@ -78,10 +82,11 @@ def read_video(data: bytes, settings: Settings | None = None) -> Video:
             fps = float(capture.get(cv2.CAP_PROP_FPS)) or 25.0
             count = float(capture.get(cv2.CAP_PROP_FRAME_COUNT))
             duration = count / fps if count > 0 else 0.0
-            if width * height > settings.max_pixels or max(width, height) > settings.max_side:
+            _check_frame_size(width, height, settings)
+            if count > 0 and width * height * count > settings.video_max_total_pixels:
                 raise MediaError(
-                    "media.too_many_pixels",
-                    f"The video's frames are {width}x{height}; the limits are max_pixels={settings.max_pixels} and max_side={settings.max_side}.",
+                    "media.decompression_bomb",
+                    f"The video's header declares {count:.0f} frames of {width}x{height}, {width * height * count:.3g} pixels to decode; the limit (video_max_total_pixels) is {settings.video_max_total_pixels:.3g}.",
                 )
             if duration > settings.video_max_seconds:
                 raise MediaError(
@@ -99,11 +104,20 @@ def read_video(data: bytes, settings: Settings | None = None) -> Video:
                 ok = capture.grab()
                 if not ok:
                     break
+                if (index + 1) * width * height > settings.video_max_total_pixels:
+                    # A header without a frame count (or with a false one) decodes no further.
+                    raise MediaError(
+                        "media.decompression_bomb",
+                        f"The video holds more than {index} frames of {width}x{height}; the limit (video_max_total_pixels) is {settings.video_max_total_pixels:.3g} pixels.",
+                    )
                 if index % step == 0:
                     ok, bgr = capture.retrieve()
                     if ok and bgr is not None:
+                        _check_frame_size(bgr.shape[1], bgr.shape[0], settings)
+                        bgr = _shrink(bgr, settings.video_frame_side)
                         rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
                         grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+                        del bgr  # only the shrunk copies are kept
                         frames.append(
                             Frame(
                                 index / fps,
@@ -126,6 +140,27 @@ def read_video(data: bytes, settings: Settings | None = None) -> Video:
         max(duration, index / fps),
         tuple(frames),
     )
+
+
+def _check_frame_size(width: int, height: int, settings: Settings) -> None:
+    if (
+        width * height > min(settings.max_pixels, settings.video_max_frame_pixels)
+        or max(width, height) > settings.max_side
+    ):
+        raise MediaError(
+            "media.too_many_pixels",
+            f"The video's frames are {width}x{height}; the limits are video_max_frame_pixels={settings.video_max_frame_pixels}, max_pixels={settings.max_pixels} and max_side={settings.max_side}.",
+        )
+
+
+def _shrink(bgr: npt.NDArray[np.uint8], side: int) -> npt.NDArray[np.uint8]:
+    """The frame with its longest side at most ``side`` (area average: no aliasing)."""
+    rows, cols = bgr.shape[:2]
+    scale = side / max(rows, cols)
+    if scale >= 1:
+        return bgr
+    size = (max(1, round(cols * scale)), max(1, round(rows * scale)))
+    return cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)  # type: ignore[return-value]
 
 
 def key_frames(video: Video, keep: int = 6, min_distance: int = 40) -> list[Frame]:
