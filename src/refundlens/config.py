@@ -220,6 +220,11 @@ class Settings:
     C2PA check."""
     analysis_stale_minutes: float = 15.0
     """A claim analysing for longer than this is re-queued by the reaper (a worker died)."""
+    analysis_requeue_seconds: float = 600.0
+    """A claim handed to the queue this long ago and still not started is handed over again (its
+    message was lost with the broker); keep it above the longest wait in the queue."""
+    readyz_timeout_seconds: float = 2.0
+    """How long ``/readyz`` waits for the broker before reporting it unreachable."""
     sqlite_busy_timeout_seconds: float = 5.0
     """SQLite: how long a request waits for the write lock before it is answered 503
     ``service.busy`` (with ``Retry-After``)."""

@@ -47,12 +47,14 @@ __all__ = [
     "Actor",
     "NotFound",
     "add_evidence",
+    "claims_to_queue",
     "create_claim",
     "create_order",
     "create_sku",
     "decide",
     "expire_windows",
     "finish_analysis",
+    "mark_queued",
     "start_analysis",
 ]
 
@@ -726,6 +728,30 @@ def expire_windows(
     return moved
 
 
+def claims_to_queue(
+    session: Session, settings: Settings, now: dt.datetime | None = None
+) -> list[str]:
+    """The analysis outbox: claims ``submitted`` and never handed to the queue (the broker was
+    down when they were saved), or handed over ``analysis_requeue_seconds`` ago and still not
+    started (the message was lost). Oldest first."""
+    now = now or utcnow()
+    limit = now - dt.timedelta(seconds=settings.analysis_requeue_seconds)
+    rows = session.execute(
+        select(Claim.id, Claim.queued_at)
+        .where(Claim.state == ClaimState.SUBMITTED.value)
+        .order_by(Claim.seq)
+    ).all()
+    return [cid for cid, queued in rows if queued is None or (_aware(queued) or now) < limit]
+
+
+def mark_queued(session: Session, claim_ids: Sequence[str]) -> None:
+    """Record that these claims' analyses were handed to the queue just now."""
+    if claim_ids:
+        from sqlalchemy import update
+
+        session.execute(update(Claim).where(Claim.id.in_(claim_ids)).values(queued_at=utcnow()))
+
+
 def stale_analyses(
     session: Session, settings: Settings, now: dt.datetime | None = None
 ) -> list[str]:
@@ -901,6 +927,7 @@ def accept_capture(
     # Straight back to analysis (the clock was paused while the buyer was asked).
     claim.state = transition(claim.state, ClaimState.ANALYSING).value
     claim.analysing_since = now
+    claim.queued_at = None  # back in the outbox until the caller hands it to the queue
     audit.append(
         session,
         actor.id,

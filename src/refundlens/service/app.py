@@ -33,6 +33,7 @@ from ..store.models import Assessment, Claim, Decision, Evidence, IdempotencyKey
 from ..workers.runner import Dispatcher
 from ..workers.tasks import Runtime
 from .auth import Principal, authenticate, can_see_claim
+from .readiness import readiness
 
 __all__ = ["create_app"]
 
@@ -292,6 +293,7 @@ def create_app(
 
     @app.get("/healthz")
     def healthz(s: SessionDep) -> dict[str, Any]:
+        """Liveness: the process answers and reaches its database. Readiness is /readyz."""
         s.execute(select(1))
         return {
             "status": "ok",
@@ -299,6 +301,17 @@ def create_app(
             "database": runtime.db.engine.dialect.name,
             "tasks": "celery" if dispatch.celery else "in-process",
         }
+
+    @app.get("/readyz")
+    def readyz() -> JSONResponse:
+        """Readiness: the database answers and its migrations are at head, the broker (when one
+        is configured) accepts connections, the blob folder is writable. 503 names what failed."""
+        checks = readiness(runtime, dispatch)
+        ready = all(v == "ok" for v in checks.values())
+        return JSONResponse(
+            {"status": "ready" if ready else "not_ready", "checks": checks},
+            status_code=200 if ready else 503,
+        )
 
     @app.post("/v1/tenants", status_code=201)
     def create_tenant(body: TenantIn, s: SessionDep, p: Who) -> dict[str, Any]:
@@ -414,12 +427,16 @@ def create_app(
             else None
         )
 
+        unqueued: list[str] = []  # a replayed claim still in the outbox: queue it now
+
         def replayed(s: Session) -> dict[str, Any] | None:
             seen = s.get(IdempotencyKey, key) if key is not None else None
             if seen is None:
                 return None
             existing = s.get(Claim, seen.claim_id)
             assert existing is not None
+            if existing.state == "submitted" and existing.queued_at is None:
+                unqueued.append(existing.id)
             return claim_view(s, existing, p)
 
         def visible_order(s: Session) -> Order:
@@ -472,8 +489,12 @@ def create_app(
                 return view, 200, None
 
         view, status, created = await run_in_threadpool(work)
-        if created is not None:
-            dispatch.submit(created)  # after the commit: a worker must find the claim
+        for claim_id in dict.fromkeys([*([created] if created else []), *unqueued]):
+            # After the commit (a worker must find the claim). The claim is saved whatever
+            # happens here: a broker that is down leaves it in the outbox (queued_at NULL) and
+            # the tick queues it once the broker is back ("queued later"), so the answer is
+            # still 201, never a 500 for a claim that exists.
+            await run_in_threadpool(dispatch.submit, claim_id)
         return JSONResponse(view, status_code=status)
 
     @app.get("/v1/claims/{claim_id}")
@@ -591,7 +612,7 @@ def create_app(
                 return claim_view(s, claim, p)
 
         view = await run_in_threadpool(work)
-        dispatch.submit(claim_id)
+        await run_in_threadpool(dispatch.submit, claim_id)  # or the tick, once the broker is back
         return JSONResponse(view, status_code=201)
 
     @app.post("/v1/claims/{claim_id}/appeal")

@@ -16,6 +16,7 @@ import multiprocessing
 import threading
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from typing import Any
 
 from ..config import Settings
 from .tasks import Runtime, analyse_claim, tick
@@ -65,6 +66,7 @@ class Dispatcher:
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
         self.tick_seconds = tick_seconds
+        self._celery_client: Any = None
 
     def start(self) -> None:
         if self.celery:
@@ -159,11 +161,51 @@ class Dispatcher:
             log.exception("cannot read claim %s", claim_id)
             return False
 
-    def submit(self, claim_id: str) -> None:
-        if self.celery:
-            from .celery_app import analyse_claim_task
+    def _producer(self) -> Any:
+        """A Celery client for this dispatcher's broker (not the worker app, configured from the
+        environment when first imported)."""
+        if self._celery_client is None:
+            from celery import Celery
 
-            analyse_claim_task.delay(claim_id)
+            client = Celery("refundlens-api", broker=self.settings.broker_url, set_as_current=False)
+            client.conf.update(
+                broker_connection_timeout=self.settings.readyz_timeout_seconds,
+                broker_transport_options={
+                    "visibility_timeout": self.settings.task_visibility_timeout_seconds
+                },
+            )
+            self._celery_client = client
+        return self._celery_client
+
+    def submit(self, claim_id: str) -> bool:
+        """Hand the claim's analysis to the queue and record it (``claims.queued_at``). Never
+        raises: a claim that cannot be handed over (the broker is down) stays in the outbox and
+        the tick queues it later. Returns whether it was handed over now."""
+        try:
+            self.hand_off(claim_id)
+        except Exception:
+            log.exception("cannot queue the analysis of %s now; the tick will", claim_id)
+            return False
+        if self.celery:  # in-process, the queue is this process's memory: nothing to record
+            try:
+                from ..cases import workflow
+
+                with self.runtime.db.session() as session:
+                    workflow.mark_queued(session, [claim_id])
+            except Exception:  # queued anyway; the tick may queue it once more (a no-op then)
+                log.exception("cannot record that %s was queued", claim_id)
+        return True
+
+    def hand_off(self, claim_id: str) -> None:
+        """Give the claim to the broker (or the in-process pool); raises when that fails."""
+        if self.celery:
+            self._producer().send_task(
+                "refundlens.analyse_claim",
+                args=[claim_id],
+                queue="refundlens",
+                retry=True,
+                retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.5},
+            )
         elif self._pool is not None:
             with self._queued_lock:
                 if claim_id in self._queued:
@@ -175,7 +217,11 @@ class Dispatcher:
 
     def run_tick(self) -> None:
         try:
-            tick(self.runtime, requeue=self.submit)
+            tick(self.runtime, requeue=self.hand_off)
+            if self.celery:
+                return
+            # In-process, the queue lived in this process's memory: every claim still
+            # submitted is handed over (again), whatever its queued_at says.
             with self.runtime.db.session() as session:
                 from sqlalchemy import select
 
@@ -187,7 +233,7 @@ class Dispatcher:
                     .all()
                 )
             for claim_id in waiting:
-                self.submit(claim_id)
+                self.hand_off(claim_id)
         except Exception:
             log.exception("tick failed")
 

@@ -112,13 +112,31 @@ def _analyse(runtime: Runtime, claim_id: str, attempt: int) -> str:
 
 
 def tick(runtime: Runtime, requeue: Any = None) -> dict[str, Any]:
-    """Move expired windows on, re-queue stale analyses, deliver due webhooks."""
+    """Move expired windows on, re-queue stale analyses, queue the outbox, deliver due webhooks.
+
+    ``requeue(claim_id)`` hands a claim to the queue and raises if it cannot (the broker is
+    down): the claim stays in the outbox for the next tick."""
     from .webhooks import deliver_due
 
     with runtime.db.session() as session:
         moved = workflow.expire_windows(session, settings=runtime.settings)
         stale = workflow.stale_analyses(session, runtime.settings)
-    for claim_id in stale:
-        (requeue or (lambda cid: analyse_claim(runtime, cid)))(claim_id)
+        outbox = workflow.claims_to_queue(session, runtime.settings)
+    handed: list[str] = []
+    for claim_id in [*stale, *outbox]:
+        try:
+            (requeue or (lambda cid: analyse_claim(runtime, cid)))(claim_id)
+        except Exception:
+            log.exception("cannot queue the analysis of %s; the next tick tries again", claim_id)
+            continue
+        handed.append(claim_id)
+    if handed:
+        with runtime.db.session() as session:
+            workflow.mark_queued(session, handed)
     delivered = deliver_due(runtime)
-    return {"expired": moved, "requeued": stale, "webhooks": delivered}
+    return {
+        "expired": moved,
+        "requeued": [c for c in stale if c in handed],
+        "queued": [c for c in outbox if c in handed],
+        "webhooks": delivered,
+    }
