@@ -219,7 +219,14 @@ class Settings:
     capture must carry a manifest trusted under them that declares a camera capture; empty = no
     C2PA check."""
     analysis_stale_minutes: float = 15.0
-    """A claim analysing for longer than this is re-queued by the reaper (a worker died)."""
+    """Backstop of the reaper: a claim ``analysing`` this long with neither a heartbeat nor a
+    hand-off to the queue on record is re-queued."""
+    analysis_heartbeat_seconds: float = 5.0
+    """A running analysis records a sign of life (``claims.heartbeat_at``) this often, from a
+    thread of its own."""
+    analysis_heartbeat_timeout_seconds: float = 45.0
+    """An analysis whose last heartbeat is older than this is dead (its worker was killed): the
+    tick (every 10 s) re-queues the claim, and the dead attempt counts as a failed one."""
     analysis_requeue_seconds: float = 600.0
     """A claim handed to the queue this long ago and still not started is handed over again (its
     message was lost with the broker); keep it above the longest wait in the queue."""

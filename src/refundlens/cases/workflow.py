@@ -47,6 +47,7 @@ __all__ = [
     "Actor",
     "NotFound",
     "add_evidence",
+    "beat",
     "claims_to_queue",
     "create_claim",
     "create_order",
@@ -370,7 +371,7 @@ def _give_up_analysis(session: Session, claim: Claim, failures: int, settings: S
     claim.state = transition(claim.state, ClaimState.UNDER_REVIEW).value
     claim.routing_reason = why
     claim.action = "review"
-    claim.analysing_since = None
+    claim.analysing_since = claim.heartbeat_at = None
     claim.deadline_at = utcnow() + dt.timedelta(hours=settings.review_sla_hours)
     session.flush()
     audit.append(
@@ -403,7 +404,7 @@ def start_analysis(session: Session, claim_id: str, settings: Settings) -> int |
         return None
     claim.state = transition(claim.state, ClaimState.ANALYSING).value
     claim.analysis_attempts += 1
-    claim.analysing_since = utcnow()
+    claim.analysing_since = claim.heartbeat_at = utcnow()
     audit.append(
         session,
         SYSTEM.id,
@@ -501,6 +502,7 @@ def fail_analysis(
     claim = session.get(Claim, claim_id, with_for_update=True)
     if claim is None or claim.state != ClaimState.ANALYSING or claim.analysis_attempts != attempt:
         return None
+    claim.heartbeat_at = None  # this attempt is over; the next one beats anew
     audit.append(
         session,
         SYSTEM.id,
@@ -542,7 +544,7 @@ def finish_analysis(
     )
     claim.state = transition(claim.state, target).value
     claim.risk, claim.action, claim.routing_reason = risk, action, why
-    claim.analysing_since = None
+    claim.analysing_since = claim.heartbeat_at = None
     now = utcnow()
     claim.deadline_at = {
         ClaimState.AWAITING_MERCHANT: now + dt.timedelta(hours=settings.merchant_response_hours),
@@ -744,26 +746,73 @@ def claims_to_queue(
     return [cid for cid, queued in rows if queued is None or (_aware(queued) or now) < limit]
 
 
-def mark_queued(session: Session, claim_ids: Sequence[str]) -> None:
-    """Record that these claims' analyses were handed to the queue just now."""
-    if claim_ids:
-        from sqlalchemy import update
+def mark_queued(session: Session, claim_ids: Sequence[str], *, dead: Sequence[str] = ()) -> None:
+    """Record that these claims' analyses were handed to the queue just now. ``dead`` ones were
+    re-queued after their attempt stopped beating: their heartbeat is cleared, so that the
+    reaper waits for the new attempt (or ``analysis_requeue_seconds``) instead of re-queuing
+    them at every tick."""
+    from sqlalchemy import update
 
-        session.execute(update(Claim).where(Claim.id.in_(claim_ids)).values(queued_at=utcnow()))
+    now = utcnow()
+    if claim_ids:
+        session.execute(update(Claim).where(Claim.id.in_(claim_ids)).values(queued_at=now))
+    if dead:
+        session.execute(
+            update(Claim)
+            .where(Claim.id.in_(dead), Claim.state == ClaimState.ANALYSING.value)
+            .values(heartbeat_at=None)
+        )
+
+
+def beat(session: Session, claim_id: str, attempt: int) -> bool:
+    """A running analysis says it is alive. False once the attempt is over or superseded (the
+    heartbeat thread then stops)."""
+    from sqlalchemy import update
+
+    done = session.execute(
+        update(Claim)
+        .where(
+            Claim.id == claim_id,
+            Claim.state == ClaimState.ANALYSING.value,
+            Claim.analysis_attempts == attempt,
+        )
+        .values(heartbeat_at=utcnow())
+    )
+    return bool(getattr(done, "rowcount", 0))
 
 
 def stale_analyses(
     session: Session, settings: Settings, now: dt.datetime | None = None
 ) -> list[str]:
-    """Claims stuck in ``analysing`` longer than ``analysis_stale_minutes`` (their worker died)."""
+    """Claims ``analysing`` that need handing to the queue again:
+
+    - an attempt is running (``heartbeat_at`` set) but its last heartbeat is older than
+      ``analysis_heartbeat_timeout_seconds``: its worker died;
+    - no attempt runs yet (a live capture arrived, or the reaper re-queued a dead attempt) and
+      the claim was never handed to the queue (the broker was down) or was handed over
+      ``analysis_requeue_seconds`` ago;
+    - backstop, no attempt running: ``analysing`` for ``analysis_stale_minutes``.
+    """
     now = now or utcnow()
-    limit = now - dt.timedelta(minutes=settings.analysis_stale_minutes)
+    dead = now - dt.timedelta(seconds=settings.analysis_heartbeat_timeout_seconds)
+    lost = now - dt.timedelta(seconds=settings.analysis_requeue_seconds)
+    backstop = now - dt.timedelta(minutes=settings.analysis_stale_minutes)
     rows = (
         session.execute(select(Claim).where(Claim.state == ClaimState.ANALYSING.value))
         .scalars()
         .all()
     )
-    return [c.id for c in rows if (_aware(c.analysing_since) or now) < limit]
+    out = []
+    for claim in rows:
+        heartbeat, queued = _aware(claim.heartbeat_at), _aware(claim.queued_at)
+        since = _aware(claim.analysing_since)
+        if heartbeat is not None:
+            stale = heartbeat < dead
+        else:
+            stale = queued is None or queued < lost or (since is not None and since < backstop)
+        if stale:
+            out.append(claim.id)
+    return out
 
 
 def issue_capture_token(

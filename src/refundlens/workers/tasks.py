@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 from ..cases import workflow
@@ -13,7 +14,7 @@ from ..pipeline import analyze
 from ..report import assessment_to_dict, picture_blobs
 from ..store import BlobStore, Database
 
-__all__ = ["Runtime", "analyse_claim", "tick"]
+__all__ = ["Heartbeat", "Runtime", "analyse_claim", "tick"]
 
 log = logging.getLogger("refundlens.workers")
 
@@ -46,14 +47,52 @@ def analyse_claim(runtime: Runtime, claim_id: str) -> str:
         attempt = workflow.start_analysis(session, claim_id, runtime.settings)
     if attempt is None:
         return "skipped"
+    heartbeat = Heartbeat(runtime, claim_id, attempt)
+    heartbeat.start()
     try:
         return _analyse(runtime, claim_id, attempt)
     except Exception as exc:
+        heartbeat.stop()
         with runtime.db.session() as session:
             workflow.fail_analysis(
                 session, claim_id, attempt, f"{type(exc).__name__}: {exc}", runtime.settings
             )
         raise
+    finally:
+        heartbeat.stop()
+
+
+class Heartbeat:
+    """Beats ``claims.heartbeat_at`` every ``analysis_heartbeat_seconds`` from a thread while an
+    analysis runs: a killed worker stops beating, and the tick re-queues its claim once the beat
+    is ``analysis_heartbeat_timeout_seconds`` old (instead of waiting out the broker's
+    visibility timeout or ``analysis_stale_minutes``). Each beat is one short transaction."""
+
+    def __init__(self, runtime: Runtime, claim_id: str, attempt: int) -> None:
+        self.runtime, self.claim_id, self.attempt = runtime, claim_id, attempt
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"refundlens-heartbeat-{claim_id}", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.runtime.settings.analysis_heartbeat_seconds):
+            try:
+                with self.runtime.db.session() as session:
+                    alive = workflow.beat(session, self.claim_id, self.attempt)
+            except Exception:  # a busy or unreachable database: try again at the next beat
+                log.warning("heartbeat of %s failed", self.claim_id, exc_info=True)
+                continue
+            if not alive:  # finished, failed or superseded
+                return
 
 
 def _analyse(runtime: Runtime, claim_id: str, attempt: int) -> str:
@@ -129,10 +168,12 @@ def tick(runtime: Runtime, requeue: Any = None) -> dict[str, Any]:
         except Exception:
             log.exception("cannot queue the analysis of %s; the next tick tries again", claim_id)
             continue
+        if claim_id in stale:
+            log.warning("claim %s: its analysis stopped beating; queued again", claim_id)
         handed.append(claim_id)
     if handed:
         with runtime.db.session() as session:
-            workflow.mark_queued(session, handed)
+            workflow.mark_queued(session, handed, dead=[c for c in stale if c in handed])
     delivered = deliver_due(runtime)
     return {
         "expired": moved,
