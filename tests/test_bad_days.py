@@ -249,3 +249,123 @@ def test_a_claim_retried_with_its_idempotency_key_once_the_broker_is_back_is_que
             ("refundlens.analyse_claim", f"['{created.json()['id']}']")
         ]
         assert _claim_row(server.settings, created.json()["id"]).queued_at is not None
+
+
+def _packing_order(server: Server) -> tuple[str, str]:
+    """(merchant key, order id) of shop's order, made through the API."""
+    order = _shop(server)
+    return server.key("merchant", "shop"), order
+
+
+def _order_references(settings: Settings, order_id: str, timeout: float = 120.0) -> list[str]:
+    """The names of the order's references once its packing video is processed."""
+    from sqlalchemy import select
+
+    from refundlens.store.models import OrderReference
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        database = Database(settings)
+        try:
+            with database.session() as session:
+                names = list(
+                    session.execute(
+                        select(OrderReference.name).where(OrderReference.order_id == order_id)
+                    ).scalars()
+                )
+        finally:
+            database.dispose()
+        if names:
+            return names
+        time.sleep(0.1)
+    raise AssertionError(f"order {order_id} got no references within {timeout} s")
+
+
+def test_a_slow_packing_video_holds_no_database_lock_other_tenants_write_meanwhile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The issue's packing video held SQLite's write lock for 38 s while its frames were
+    decoded; here key-frame selection is made to take 3 s, and another tenant's writes during
+    it must not wait for it."""
+    import threading
+
+    from refundlens.media import video as video_module
+
+    from .test_video import packing_video
+
+    real = video_module.key_frames
+    busy = threading.Event()
+
+    def slow_key_frames(*args: object, **kwargs: object) -> object:
+        busy.set()
+        time.sleep(3.0)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(video_module, "key_frames", slow_key_frames)
+    packing_video(tmp_path / "packing.mp4")
+    # Analyses on a thread of this process, so that the slowed function is the one that runs.
+    with running_server(tmp_path / "data", embedded_analysis_processes=0) as server:
+        merchant, order = _packing_order(server)
+        result: dict[str, object] = {}
+
+        def upload() -> None:
+            with server.client(merchant) as client:
+                result["r"] = client.post(
+                    f"/v1/orders/{order}/packing-video",
+                    files=[
+                        (
+                            "video",
+                            ("packing.mp4", (tmp_path / "packing.mp4").read_bytes(), "video/mp4"),
+                        )
+                    ],
+                )
+
+        uploader = threading.Thread(target=upload)
+        uploader.start()
+        assert busy.wait(30), "key frames were never chosen"
+        waits = []
+        with server.client(server.admin) as admin:
+            for n in range(3):  # another tenant's writes while the video is worked on
+                started = time.monotonic()
+                r = admin.post(
+                    "/v1/tenants", json={"id": f"other{n}", "kind": "merchant", "name": "x"}
+                )
+                waits.append(time.monotonic() - started)
+                assert r.status_code == 201, r.text
+        uploader.join(60)
+        names = _order_references(server.settings, order)
+    assert max(waits) < 1.0, f"other tenants waited {waits} s"
+    assert names and all(name.startswith("packing.mp4@") for name in names)
+
+
+def test_packing_video_frames_are_decoded_by_the_task_runner_not_in_the_api_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The embedded default analyses in a process beside the server: with video decoding
+    broken in the server's own process, a packing video is still accepted (202) and its frames
+    still become the order's references, so the API never held its frames."""
+    from refundlens.media import video as video_module
+
+    from .test_video import packing_video
+
+    def no_decoding_here(*_args: object, **_kwargs: object) -> object:
+        raise AssertionError("a video was decoded in the API process")
+
+    monkeypatch.setattr(video_module, "read_video", no_decoding_here)
+    packing_video(tmp_path / "packing.mp4")
+    with running_server(tmp_path / "data") as server:
+        merchant, order = _packing_order(server)
+        with server.client(merchant) as client:
+            started = time.monotonic()
+            r = client.post(
+                f"/v1/orders/{order}/packing-video",
+                files=[
+                    ("video", ("packing.mp4", (tmp_path / "packing.mp4").read_bytes(), "video/mp4"))
+                ],
+            )
+            answered = time.monotonic() - started
+        assert r.status_code == 202, r.text
+        assert r.json()["status"] == "pending" and r.json()["order_id"] == order
+        names = _order_references(server.settings, order)
+    assert answered < 2.0
+    assert names and all(name.startswith("packing.mp4@") for name in names)

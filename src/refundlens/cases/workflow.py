@@ -1055,44 +1055,29 @@ def _bank_confirmed_forgery(session: Session, claim: Claim, settings: Settings) 
 
 def register_packing_video(
     session: Session,
-    blobs: BlobStore,
-    settings: Settings,
     actor: Actor,
     order: Order,
     name: str,
-    data: bytes,
-) -> list[str]:
-    """Store the merchant's packing video and keep its sharp, distinct frames as references for
-    this order: a claim photo made from a packing frame is then caught like one made from a
-    listing photo. Returns the kept frames' sha256."""
-    import io
+    video_sha256: str,
+    header: Any,
+) -> Any:
+    """Record the merchant's packing video (already checked from its header by
+    :func:`refundlens.media.video.probe_video` and stored) as waiting for the task runner, which
+    keeps its sharp, distinct frames as references for this order (:func:`packing_video_frames`,
+    then :func:`finish_packing_video`): a claim photo made from a packing frame is then caught
+    like one made from a listing photo. Returns the ``PackingVideo`` row, ``pending``."""
+    from ..store.models import PackingVideo
 
-    from PIL import Image
-
-    from ..media.video import key_frames, read_video
-    from ..store.models import OrderReference
-
-    video = read_video(data, settings)
-    video_sha = blobs.put(data)
-    kept = []
-    for frame in key_frames(video, keep=settings.video_key_frames):
-        buffer = io.BytesIO()
-        Image.fromarray(frame.rgb).save(buffer, "JPEG", quality=95)
-        sha = blobs.put(buffer.getvalue())
-        from ..detectors.reference import prepare_reference
-
-        prepare_reference(media_from_bytes(buffer.getvalue(), name, settings), settings)
-        session.add(
-            OrderReference(
-                id=new_id("oref"),
-                order_id=order.id,
-                sha256=sha,
-                name=f"{name}@{frame.seconds:.1f}s",
-                video_sha256=video_sha,
-                seconds=frame.seconds,
-            )
-        )
-        kept.append(sha)
+    row = PackingVideo(
+        id=new_id("pvd"),
+        order_id=order.id,
+        video_sha256=video_sha256,
+        name=name,
+        submitted_by=actor.id,
+        status="pending",
+        error="",
+    )
+    session.add(row)
     shipped = _aware(order.shipped_at)
     audit.append(
         session,
@@ -1100,13 +1085,130 @@ def register_packing_video(
         "order.packing_video",
         details={
             "order": order.id,
-            "video_sha256": video_sha,
-            "seconds": round(video.duration_s, 1),
-            "frames_kept": kept,
+            "video": row.id,
+            "video_sha256": video_sha256,
+            "seconds": round(float(header.duration_s), 1),
+            "size": f"{header.width}x{header.height}",
             "registered_before_shipment": shipped is None or utcnow() <= shipped,
         },
     )
-    return kept
+    return row
+
+
+def packing_video_frames(
+    blobs: BlobStore, settings: Settings, name: str, data: bytes
+) -> tuple[list[tuple[str, float]], float]:
+    """Decode the video (frames shrunk, bounded), keep its key frames as JPEG blobs with their
+    reference features computed: the slow part, done by the task runner outside any database
+    transaction. Returns ([(frame sha256, seconds)], the video's duration in seconds)."""
+    import io
+
+    from PIL import Image
+
+    from ..detectors.reference import prepare_reference
+    from ..media import video as video_module
+
+    video = video_module.read_video(data, settings)
+    kept = []
+    for frame in video_module.key_frames(video, keep=settings.video_key_frames):
+        buffer = io.BytesIO()
+        Image.fromarray(frame.rgb).save(buffer, "JPEG", quality=95)
+        prepare_reference(media_from_bytes(buffer.getvalue(), name, settings), settings)
+        kept.append((blobs.put(buffer.getvalue()), frame.seconds))
+    return kept, video.duration_s
+
+
+def finish_packing_video(
+    session: Session, video_id: str, frames: Sequence[tuple[str, float]]
+) -> Any:
+    """Make the processed video's key frames the order's references; None if already done."""
+    from ..store.models import OrderReference, PackingVideo
+
+    row = session.get(PackingVideo, video_id, with_for_update=True)
+    if row is None or row.status != "pending":
+        return None  # another delivery of the same task finished first
+    for sha, seconds in frames:
+        session.add(
+            OrderReference(
+                id=new_id("oref"),
+                order_id=row.order_id,
+                sha256=sha,
+                name=f"{row.name}@{seconds:.1f}s",
+                video_sha256=row.video_sha256,
+                seconds=seconds,
+            )
+        )
+    row.status, row.frames_kept, row.finished_at = "done", [sha for sha, _ in frames], utcnow()
+    order = session.get(Order, row.order_id)
+    audit.append(
+        session,
+        SYSTEM.id,
+        "order.packing_video_processed",
+        details={"order": row.order_id, "video": row.id, "frames_kept": row.frames_kept},
+    )
+    if order is not None:
+        notify(
+            session,
+            order.merchant_id,
+            "packing_video.processed",
+            None,
+            {"order": row.order_id, "video": {"id": row.id, "frames_kept": len(frames)}},
+        )
+    return row
+
+
+def fail_packing_video(session: Session, video_id: str, code: str, message: str) -> None:
+    """The video could not be used (it decodes to nothing usable): recorded, and the merchant
+    told, with the error's code."""
+    from ..store.models import PackingVideo
+
+    row = session.get(PackingVideo, video_id, with_for_update=True)
+    if row is None or row.status != "pending":
+        return
+    row.status, row.error, row.finished_at = "failed", f"{code}: {message}"[:500], utcnow()
+    audit.append(
+        session,
+        SYSTEM.id,
+        "order.packing_video_failed",
+        details={"order": row.order_id, "video": row.id, "error": row.error},
+    )
+    order = session.get(Order, row.order_id)
+    if order is not None:
+        notify(
+            session,
+            order.merchant_id,
+            "packing_video.failed",
+            None,
+            {"order": row.order_id, "video": {"id": row.id, "error": {"code": code}}},
+        )
+
+
+def packing_videos_to_queue(
+    session: Session, settings: Settings, now: dt.datetime | None = None
+) -> list[str]:
+    """The packing videos' outbox: ``pending`` and never handed to the queue, or handed over
+    ``analysis_requeue_seconds`` ago (the message or its worker was lost)."""
+    from ..store.models import PackingVideo
+
+    now = now or utcnow()
+    limit = now - dt.timedelta(seconds=settings.analysis_requeue_seconds)
+    rows = session.execute(
+        select(PackingVideo.id, PackingVideo.queued_at)
+        .where(PackingVideo.status == "pending")
+        .order_by(PackingVideo.created_at)
+    ).all()
+    return [vid for vid, queued in rows if queued is None or (_aware(queued) or now) < limit]
+
+
+def mark_packing_videos_queued(session: Session, video_ids: Sequence[str]) -> None:
+    from sqlalchemy import update
+
+    from ..store.models import PackingVideo
+
+    if video_ids:
+        session.execute(
+            update(PackingVideo).where(PackingVideo.id.in_(video_ids)).values(queued_at=utcnow())
+        )
 
 
 def assign(session: Session, actor: Actor, claim: Claim, reviewer_key_id: str | None) -> Claim:

@@ -11,12 +11,13 @@ yields no frame, is refused with a stable code.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -30,7 +31,9 @@ __all__ = [
     "Frame",
     "FramePdq",
     "Video",
+    "VideoHeader",
     "key_frames",
+    "probe_video",
     "read_video",
     "video_fingerprint",
     "video_match",
@@ -56,9 +59,79 @@ class Video:
     frames: tuple[Frame, ...]
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class VideoHeader:
+    """What the container says about its video stream, read without decoding a frame."""
+
+    width: int
+    height: int
+    fps: float
+    frames: int
+    """Frame count from the header; 0 when the container does not say."""
+    duration_s: float
+
+
+def probe_video(data: bytes, settings: Settings | None = None) -> VideoHeader:
+    """Check a video against every limit its header can answer (bytes, frame size, pixels of
+    the whole video, duration) without decoding a frame: what an API does before storing it."""
+    settings = settings or Settings()
+    with _opened(data, settings) as (_capture, header):
+        return header
+
+
 def read_video(data: bytes, settings: Settings | None = None) -> Video:
     """Decode up to ``video_max_frames`` frames, one every ``video_sample_seconds``."""
     settings = settings or Settings()
+    with _opened(data, settings) as (capture, header):
+        width, height, fps = header.width, header.height, header.fps
+        step = max(1, round(fps * settings.video_sample_seconds))
+        frames: list[Frame] = []
+        started = time.monotonic()
+        index = 0
+        while (
+            len(frames) < settings.video_max_frames
+            and time.monotonic() - started < settings.video_max_decode_seconds
+        ):
+            ok = capture.grab()
+            if not ok:
+                break
+            if (index + 1) * width * height > settings.video_max_total_pixels:
+                # A header without a frame count (or with a false one) decodes no further.
+                raise MediaError(
+                    "media.decompression_bomb",
+                    f"The video holds more than {index} frames of {width}x{height}; the limit (video_max_total_pixels) is {settings.video_max_total_pixels:.3g} pixels.",
+                )
+            if index % step == 0:
+                ok, bgr = capture.retrieve()
+                if ok and bgr is not None:
+                    _check_frame_size(bgr.shape[1], bgr.shape[0], settings)
+                    bgr = _shrink(bgr, settings.video_frame_side)
+                    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                    grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+                    del bgr  # only the shrunk copies are kept
+                    frames.append(
+                        Frame(
+                            index / fps,
+                            np.ascontiguousarray(rgb),
+                            float(cv2.Laplacian(grey, cv2.CV_64F).var()),
+                        )
+                    )
+            index += 1
+    if not frames:
+        raise MediaError("media.video_unreadable", "The video has no frame that can be decoded.")
+    return Video(
+        hashlib.sha256(data).hexdigest(),
+        width,
+        height,
+        fps,
+        max(header.duration_s, index / fps),
+        tuple(frames),
+    )
+
+
+@contextlib.contextmanager
+def _opened(data: bytes, settings: Settings) -> Iterator[tuple[cv2.VideoCapture, VideoHeader]]:
+    """The video opened by OpenCV from a temporary file, its header checked."""
     if not data:
         raise MediaError("media.empty", "The video file is empty (0 bytes).")
     if len(data) > settings.video_max_bytes:
@@ -80,66 +153,24 @@ def read_video(data: bytes, settings: Settings | None = None) -> Video:
             width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
             height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
             fps = float(capture.get(cv2.CAP_PROP_FPS)) or 25.0
-            count = float(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+            count = max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)))
             duration = count / fps if count > 0 else 0.0
             _check_frame_size(width, height, settings)
             if count > 0 and width * height * count > settings.video_max_total_pixels:
                 raise MediaError(
                     "media.decompression_bomb",
-                    f"The video's header declares {count:.0f} frames of {width}x{height}, {width * height * count:.3g} pixels to decode; the limit (video_max_total_pixels) is {settings.video_max_total_pixels:.3g}.",
+                    f"The video's header declares {count} frames of {width}x{height}, {width * height * count:.3g} pixels to decode; the limit (video_max_total_pixels) is {settings.video_max_total_pixels:.3g}.",
                 )
             if duration > settings.video_max_seconds:
                 raise MediaError(
                     "media.video_too_long",
                     f"The video lasts {duration:.0f} s; the limit (video_max_seconds) is {settings.video_max_seconds:g} s.",
                 )
-            step = max(1, round(fps * settings.video_sample_seconds))
-            frames: list[Frame] = []
-            started = time.monotonic()
-            index = 0
-            while (
-                len(frames) < settings.video_max_frames
-                and time.monotonic() - started < settings.video_max_decode_seconds
-            ):
-                ok = capture.grab()
-                if not ok:
-                    break
-                if (index + 1) * width * height > settings.video_max_total_pixels:
-                    # A header without a frame count (or with a false one) decodes no further.
-                    raise MediaError(
-                        "media.decompression_bomb",
-                        f"The video holds more than {index} frames of {width}x{height}; the limit (video_max_total_pixels) is {settings.video_max_total_pixels:.3g} pixels.",
-                    )
-                if index % step == 0:
-                    ok, bgr = capture.retrieve()
-                    if ok and bgr is not None:
-                        _check_frame_size(bgr.shape[1], bgr.shape[0], settings)
-                        bgr = _shrink(bgr, settings.video_frame_side)
-                        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-                        grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
-                        del bgr  # only the shrunk copies are kept
-                        frames.append(
-                            Frame(
-                                index / fps,
-                                np.ascontiguousarray(rgb),
-                                float(cv2.Laplacian(grey, cv2.CV_64F).var()),
-                            )
-                        )
-                index += 1
+            yield capture, VideoHeader(width, height, fps, count, duration)
         finally:
             capture.release()
     finally:
         os.unlink(path)
-    if not frames:
-        raise MediaError("media.video_unreadable", "The video has no frame that can be decoded.")
-    return Video(
-        hashlib.sha256(data).hexdigest(),
-        width,
-        height,
-        fps,
-        max(duration, index / fps),
-        tuple(frames),
-    )
 
 
 def _check_frame_size(width: int, height: int, settings: Settings) -> None:

@@ -378,28 +378,50 @@ def create_app(
             "buyer_id": order.buyer_id,
         }
 
-    @app.post("/v1/orders/{order_id}/packing-video", status_code=201)
+    @app.post("/v1/orders/{order_id}/packing-video", status_code=202)
     async def packing_video(
         order_id: str,
         p: Who,
         video: Annotated[
             UploadFile, File(description="The packing video (mp4, mov, avi, mkv, webm).")
         ],
-    ) -> dict[str, Any]:
+    ) -> JSONResponse:
+        """Accepted (202): the video is checked from its header and stored now; the task runner
+        decodes it and its key frames become the order's references when it finishes
+        (``packing_video.processed`` event)."""
         require(p, "merchant", "admin")
         _, data = await read_upload(video, video=True)
+        name = video.filename or "packing"
+
+        def visible_order(s: Session) -> Order:
+            order = s.get(Order, order_id)
+            if order is None or (p.role == "merchant" and order.merchant_id != p.tenant_id):
+                raise workflow.NotFound("order", order_id)
+            return order
 
         def work() -> dict[str, Any]:
-            with runtime.db.session() as s:
-                order = s.get(Order, order_id)
-                if order is None or (p.role == "merchant" and order.merchant_id != p.tenant_id):
-                    raise workflow.NotFound("order", order_id)
-                kept = workflow.register_packing_video(
-                    s, runtime.blobs, settings, actor(p), order, video.filename or "packing", data
-                )
-                return {"order_id": order.id, "frames_kept": kept}
+            with runtime.db.session() as s:  # short: no such order answers before the work
+                visible_order(s)
+            # No transaction is open over the header check and the blob write (on SQLite it
+            # would stop every other writer), and no frame is decoded in this process.
+            from ..media.video import probe_video
 
-        return await run_in_threadpool(work)
+            header = probe_video(data, settings)
+            sha = runtime.blobs.put(data)
+            with runtime.db.session() as s:
+                row = workflow.register_packing_video(
+                    s, actor(p), visible_order(s), name, sha, header
+                )
+                return {
+                    "order_id": order_id,
+                    "video_id": row.id,
+                    "video_sha256": sha,
+                    "status": "pending",
+                }
+
+        answer = await run_in_threadpool(work)
+        await run_in_threadpool(dispatch.submit_packing_video, answer["video_id"])
+        return JSONResponse(answer, status_code=202)
 
     @app.post("/v1/claims", status_code=201)
     async def create_claim(

@@ -19,7 +19,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from ..config import Settings
-from .tasks import Runtime, analyse_claim, tick
+from .tasks import Runtime, analyse_claim, process_packing_video, tick
 
 __all__ = ["Dispatcher"]
 
@@ -41,6 +41,13 @@ def _child_analyse(claim_id: str) -> str:
     except Exception as exc:
         # Recorded in the database already (workflow.fail_analysis); the parent only needs to
         # know, and our exceptions do not all survive pickling back.
+        raise RuntimeError(f"{type(exc).__name__}: {exc}") from None
+
+
+def _child_packing_video(video_id: str) -> str:
+    try:
+        return process_packing_video(_CHILD["runtime"], video_id)
+    except Exception as exc:
         raise RuntimeError(f"{type(exc).__name__}: {exc}") from None
 
 
@@ -177,6 +184,55 @@ class Dispatcher:
             self._celery_client = client
         return self._celery_client
 
+    def submit_packing_video(self, video_id: str) -> bool:
+        """Hand a packing video to the task runner (a Celery worker, or an analysis process
+        beside the server: never the server's own memory) and record it; never raises, the
+        tick hands over what could not be."""
+        try:
+            self.hand_off_packing_video(video_id)
+        except Exception:
+            log.exception("cannot queue packing video %s now; the tick will", video_id)
+            return False
+        try:
+            from ..cases import workflow
+
+            with self.runtime.db.session() as session:
+                workflow.mark_packing_videos_queued(session, [video_id])
+        except Exception:
+            log.exception("cannot record that packing video %s was queued", video_id)
+        return True
+
+    def hand_off_packing_video(self, video_id: str) -> None:
+        if self.celery:
+            self._producer().send_task(
+                "refundlens.packing_video",
+                args=[video_id],
+                queue="refundlens",
+                retry=True,
+                retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.5},
+            )
+        elif self._pool is not None:
+            self._pool.submit(self._run_packing_video, video_id)
+        else:
+            self._run_packing_video(video_id)
+
+    def _run_packing_video(self, video_id: str) -> None:
+        processes = self._processes
+        try:
+            if processes is None:
+                process_packing_video(self.runtime, video_id)
+            else:
+                processes.submit(_child_packing_video, video_id).result()
+        except BrokenProcessPool:
+            with self._processes_lock:
+                if self._processes is processes and not self._stop.is_set():
+                    self._processes = self._new_processes(
+                        max(1, self.settings.embedded_analysis_processes)
+                    )
+            log.exception("packing video %s: its process died; the tick retries it", video_id)
+        except Exception:
+            log.exception("packing video %s failed; the tick retries it", video_id)
+
     def submit(self, claim_id: str) -> bool:
         """Hand the claim's analysis to the queue and record it (``claims.queued_at``). Never
         raises: a claim that cannot be handed over (the broker is down) stays in the outbox and
@@ -217,7 +273,7 @@ class Dispatcher:
 
     def run_tick(self) -> None:
         try:
-            tick(self.runtime, requeue=self.hand_off)
+            tick(self.runtime, requeue=self.hand_off, requeue_video=self.hand_off_packing_video)
             if self.celery:
                 return
             # In-process, the queue lived in this process's memory: every claim still

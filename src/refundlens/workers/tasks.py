@@ -14,7 +14,7 @@ from ..pipeline import analyze
 from ..report import assessment_to_dict, picture_blobs
 from ..store import BlobStore, Database
 
-__all__ = ["Heartbeat", "Runtime", "analyse_claim", "tick"]
+__all__ = ["Heartbeat", "Runtime", "analyse_claim", "process_packing_video", "tick"]
 
 log = logging.getLogger("refundlens.workers")
 
@@ -60,6 +60,32 @@ def analyse_claim(runtime: Runtime, claim_id: str) -> str:
         raise
     finally:
         heartbeat.stop()
+
+
+def process_packing_video(runtime: Runtime, video_id: str) -> str:
+    """Keep a packing video's key frames as its order's references (``done``), or record why
+    it cannot be used (``failed``). Decoding runs outside any transaction: on SQLite an open
+    one would stop every other writer for as long as it takes. Safe to run twice."""
+    from ..errors import MediaError
+    from ..store.models import PackingVideo
+
+    with runtime.db.session() as session:
+        row = session.get(PackingVideo, video_id)
+        if row is None or row.status != "pending":
+            return "skipped"
+        sha, name = row.video_sha256, row.name
+    try:
+        frames, _seconds = workflow.packing_video_frames(
+            runtime.blobs, runtime.settings, name, runtime.blobs.get(sha)
+        )
+    except MediaError as exc:
+        with runtime.db.session() as session:
+            workflow.fail_packing_video(session, video_id, exc.code, exc.message)
+        return "failed"
+    with runtime.db.session() as session:
+        done = workflow.finish_packing_video(session, video_id, frames)
+    log.info("packing video %s: %d frames kept", video_id, len(frames))
+    return "done" if done is not None else "skipped"
 
 
 class Heartbeat:
@@ -150,17 +176,19 @@ def _analyse(runtime: Runtime, claim_id: str, attempt: int) -> str:
     return claim.state if claim else "superseded"
 
 
-def tick(runtime: Runtime, requeue: Any = None) -> dict[str, Any]:
+def tick(runtime: Runtime, requeue: Any = None, requeue_video: Any = None) -> dict[str, Any]:
     """Move expired windows on, re-queue stale analyses, queue the outbox, deliver due webhooks.
 
     ``requeue(claim_id)`` hands a claim to the queue and raises if it cannot (the broker is
-    down): the claim stays in the outbox for the next tick."""
+    down): the claim stays in the outbox for the next tick. ``requeue_video(video_id)`` does
+    the same for packing videos."""
     from .webhooks import deliver_due
 
     with runtime.db.session() as session:
         moved = workflow.expire_windows(session, settings=runtime.settings)
         stale = workflow.stale_analyses(session, runtime.settings)
         outbox = workflow.claims_to_queue(session, runtime.settings)
+        videos = workflow.packing_videos_to_queue(session, runtime.settings)
     handed: list[str] = []
     for claim_id in [*stale, *outbox]:
         try:
@@ -174,8 +202,20 @@ def tick(runtime: Runtime, requeue: Any = None) -> dict[str, Any]:
     if handed:
         with runtime.db.session() as session:
             workflow.mark_queued(session, handed, dead=[c for c in stale if c in handed])
+    videos_handed: list[str] = []
+    for video_id in videos:
+        try:
+            (requeue_video or (lambda vid: process_packing_video(runtime, vid)))(video_id)
+        except Exception:
+            log.exception("cannot queue packing video %s; the next tick tries again", video_id)
+            continue
+        videos_handed.append(video_id)
+    if videos_handed:
+        with runtime.db.session() as session:
+            workflow.mark_packing_videos_queued(session, videos_handed)
     delivered = deliver_due(runtime)
     return {
+        "packing_videos": videos_handed,
         "expired": moved,
         "requeued": [c for c in stale if c in handed],
         "queued": [c for c in outbox if c in handed],
