@@ -553,3 +553,62 @@ def test_the_reaper_requeues_an_analysis_whose_heartbeat_stopped_once_and_not_a_
     with database.session() as session:  # the old attempt, if it wakes, beats for nothing
         assert not workflow.beat(session, claim_id, attempt)
     database.dispose()
+
+
+def test_a_packing_video_left_in_the_outbox_is_queued_by_beat_and_processed_by_a_worker(
+    tmp_path: Path, broker: str, database_url: str
+) -> None:
+    """No API and no hand-off: a packing video registered while the broker was unreachable
+    (queued_at empty). A worker with beat queues it at its first tick and keeps its frames."""
+    from refundlens.media.video import probe_video
+    from refundlens.store.models import OrderReference, PackingVideo
+
+    from .test_video import packing_video
+
+    settings = Settings(
+        data_dir=str(tmp_path / "data"), database_url=database_url, broker_url=broker
+    )
+    env = {
+        **os.environ,
+        "REFUNDLENS_DATA_DIR": settings.data_dir,
+        "REFUNDLENS_DATABASE_URL": database_url,
+        "REFUNDLENS_BROKER_URL": broker,
+        "REFUNDLENS_OCR_ENABLED": "false",
+    }
+    claim_id = _setup(settings, _small_claim())
+    packing_video(tmp_path / "packing.mp4")
+    data = (tmp_path / "packing.mp4").read_bytes()
+    database = Database(settings)
+    with database.session() as session:
+        order = session.get(Order, session.get(Claim, claim_id).order_id)  # type: ignore[union-attr]
+        assert order is not None
+        row = workflow.register_packing_video(
+            session,
+            workflow.Actor("test", "admin"),
+            order,
+            "packing.mp4",
+            BlobStore(Path(settings.data_dir) / "blobs").put(data),
+            probe_video(data, settings),
+        )
+        video_id, order_id = row.id, order.id
+    worker = _start_worker(env, tmp_path / "worker.log", beat=True)
+    try:
+        deadline = time.time() + 120
+        while True:
+            with database.session() as session:
+                status = session.get(PackingVideo, video_id).status  # type: ignore[union-attr]
+            if status != "pending" or time.time() > deadline:
+                break
+            time.sleep(0.2)
+    finally:
+        _stop(worker)
+    with database.session() as session:
+        row = session.get(PackingVideo, video_id)
+        assert row is not None and row.status == "done" and row.queued_at is not None
+        names = list(
+            session.execute(
+                select(OrderReference.name).where(OrderReference.order_id == order_id)
+            ).scalars()
+        )
+        assert names and all(n.startswith("packing.mp4@") for n in names)
+    database.dispose()
