@@ -376,3 +376,50 @@ def test_packing_video_frames_are_decoded_by_the_task_runner_not_in_the_api_proc
         names = _order_references(server.settings, order)
     assert answered < 2.0
     assert names and all(name.startswith("packing.mp4@") for name in names)
+
+
+def test_an_unboxing_video_sent_with_a_claim_is_decoded_by_the_task_runner_not_the_api(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As for packing videos: the API checks the video's header and stores it; the analysis
+    (in a process beside the server) decodes it and records its frame fingerprints."""
+    from sqlalchemy import func, select
+
+    from refundlens.media import video as video_module
+    from refundlens.store.models import VideoFingerprint
+
+    from .service_support import wait_analysed
+    from .test_video import packing_video
+
+    def no_decoding_here(*_args: object, **_kwargs: object) -> object:
+        raise AssertionError("a video was decoded in the API process")
+
+    monkeypatch.setattr(video_module, "read_video", no_decoding_here)
+    packing_video(tmp_path / "unboxing.mp4")
+    photo = resources.files("refundlens").joinpath("samples/claim_forged.jpg").read_bytes()
+    with running_server(tmp_path / "data") as server:
+        order = _shop(server)
+        with server.client(server.key("buyer", subject="b")) as buyer:
+            created = buyer.post(
+                "/v1/claims",
+                data={"order_id": order, "type": "refund_only", "amount": "50"},
+                files=[
+                    ("photos", ("c.jpg", photo, "image/jpeg")),
+                    (
+                        "videos",
+                        ("unboxing.mp4", (tmp_path / "unboxing.mp4").read_bytes(), "video/mp4"),
+                    ),
+                ],
+            )
+            assert created.status_code == 201, created.text
+            analysed = wait_analysed(buyer, created.json()["id"])
+        assert analysed["assessment"] is not None
+        database = Database(server.settings)
+        with database.session() as session:
+            prints = session.execute(
+                select(func.count())
+                .select_from(VideoFingerprint)
+                .where(VideoFingerprint.claim_id == created.json()["id"])
+            ).scalar_one()
+        database.dispose()
+    assert prints > 0

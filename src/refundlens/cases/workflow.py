@@ -217,7 +217,7 @@ class ClaimFiles:
     claim, done before any database transaction (see :func:`prepare_claim_files`)."""
 
     photos: list[tuple[str, str, Media, dict[str, Any]]]  # name, sha256, media, PDQ variants
-    videos: list[tuple[str, str, list[Any]]]  # name, sha256, frame fingerprints
+    videos: list[tuple[str, str]]  # name, sha256 (checked from the header; decoded by the worker)
 
 
 def prepare_claim_files(
@@ -241,19 +241,19 @@ def prepare_claim_files(
             f"At most {settings.max_photos_per_claim} photos per claim (max_photos_per_claim).",
         )
     from ..media.fingerprint import pdq_centre_crops
-    from ..media.video import read_video, video_fingerprint
+    from ..media.video import probe_video
 
     decoded = [(name, data, _decode(data, name, settings)) for name, data in photos]
-    clips = [(name, data, read_video(data, settings)) for name, data in videos]
+    # Videos are checked from their container header only: their frames are decoded and
+    # fingerprinted by the analysis, in the task runner (unboxing_video_frames).
+    for _name, data in videos:
+        probe_video(data, settings)
     return ClaimFiles(
         photos=[
             (name, blobs.put(data), media, {"full": media.pdq, **pdq_centre_crops(media.analysis)})
             for name, data, media in decoded
         ],
-        videos=[
-            (name, blobs.put(data), list(video_fingerprint(video, settings.reuse_min_pdq_quality)))
-            for name, data, video in clips
-        ],
+        videos=[(name, blobs.put(data)) for name, data in videos],
     )
 
 
@@ -315,20 +315,7 @@ def create_claim(
                 id=new_id("pho"), claim_id=claim.id, position=position, sha256=sha, name=name
             )
         )
-    for name, video_sha, frames in video_rows:
-        for frame in frames:
-            session.add(
-                VideoFingerprint(
-                    claim_id=claim.id,
-                    order_id=order.id,
-                    buyer_id=order.buyer_id,
-                    merchant_id=order.merchant_id,
-                    video_sha256=video_sha,
-                    seconds=round(frame.seconds, 3),
-                    pdq=frame.code.hex,
-                    quality=frame.code.quality,
-                )
-            )
+    for name, video_sha in video_rows:
         session.add(
             Evidence(
                 id=new_id("evd"),
@@ -415,81 +402,121 @@ def start_analysis(session: Session, claim_id: str, settings: Settings) -> int |
     return claim.analysis_attempts
 
 
-def load_inputs(
-    session: Session,
-    blobs: BlobStore,
-    settings: Settings,
-    claim_id: str,
-    decoded: DecodedCache | None = None,
-) -> tuple[list[Media], list[Media], Order]:
-    """The claim's photos, its references (SKU photos, then packing-video frames) and its order.
-
-    ``decoded`` keeps reference photos decoded between claims (one SKU, many claims).
-    """
-
-    def reference(sha256: str, name: str) -> Media:
-        if decoded is None:
-            return media_from_bytes(blobs.get(sha256), name, settings)
-        return decoded.get(sha256, name, lambda: blobs.get(sha256))
+def input_files(
+    session: Session, claim_id: str
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]], Order]:
+    """(sha256, name) of the claim's photos and of its references (SKU photos, then
+    packing-video frames), and its order: rows only, so that the caller decodes them
+    (:func:`decode_inputs`) after its transaction has ended."""
+    from ..store.models import OrderReference
 
     claim = session.get(Claim, claim_id)
     if claim is None:
         raise NotFound("claim", claim_id)
     order = session.get(Order, claim.order_id)
     assert order is not None
-    photos = [media_from_bytes(blobs.get(p.sha256), p.name, settings) for p in claim.photos]
-    refs = (
-        session.execute(
-            select(ReferencePhoto)
-            .where(ReferencePhoto.sku_id == order.sku_id)
-            .order_by(ReferencePhoto.created_at)
-        )
-        .scalars()
-        .all()
+    photos = [(p.sha256, p.name) for p in claim.photos]
+    refs = session.execute(
+        select(ReferencePhoto.sha256, ReferencePhoto.name)
+        .where(ReferencePhoto.sku_id == order.sku_id)
+        .order_by(ReferencePhoto.created_at)
+    ).all()
+    frames = session.execute(
+        select(OrderReference.sha256, OrderReference.name)
+        .where(OrderReference.order_id == order.id)
+        .order_by(OrderReference.seconds)
+    ).all()
+    return photos, [(sha, name) for sha, name in [*refs, *frames]], order
+
+
+def decode_inputs(
+    blobs: BlobStore,
+    settings: Settings,
+    photos: Sequence[tuple[str, str]],
+    references: Sequence[tuple[str, str]],
+    decoded: DecodedCache | None = None,
+) -> tuple[list[Media], list[Media]]:
+    """The claim's photos and references decoded, outside any transaction (on SQLite an open
+    one would stop every other writer while 12 MP photos decode). ``decoded`` keeps reference
+    photos decoded between claims (one SKU, many claims)."""
+
+    def reference(sha256: str, name: str) -> Media:
+        if decoded is None:
+            return media_from_bytes(blobs.get(sha256), name, settings)
+        return decoded.get(sha256, name, lambda: blobs.get(sha256))
+
+    return (
+        [media_from_bytes(blobs.get(sha), name, settings) for sha, name in photos],
+        [reference(sha, name) for sha, name in references],
     )
-    references = [reference(r.sha256, r.name) for r in refs]
-    from ..store.models import OrderReference
-
-    frames = (
-        session.execute(
-            select(OrderReference)
-            .where(OrderReference.order_id == order.id)
-            .order_by(OrderReference.seconds)
-        )
-        .scalars()
-        .all()
-    )
-    references += [reference(f.sha256, f.name) for f in frames]
-    return photos, references, order
 
 
-def load_unboxing_frames(
-    session: Session, blobs: BlobStore, settings: Settings, claim_id: str
+def unboxing_video_frames(
+    db_sessions: Any, blobs: BlobStore, settings: Settings, claim_id: str
 ) -> list[Media]:
-    """Key frames of the buyer's unboxing videos sent with the claim, as images to compare with."""
+    """Key frames of the buyer's unboxing videos sent with the claim, as images to compare with;
+    the videos' frame fingerprints (vPDQ, for reuse across claims) are recorded on the way, once
+    per video. Runs in the task runner: each video is decoded (frames shrunk) outside any
+    transaction. A video that decodes to nothing usable is left out of the analysis (logged),
+    never failing it."""
     import io
+    import logging
 
     from PIL import Image
 
-    from ..media.video import key_frames, read_video
+    from ..errors import MediaError
+    from ..media.video import key_frames, read_video, video_fingerprint
 
-    frames: list[Media] = []
-    videos = (
-        session.execute(
-            select(Evidence).where(Evidence.claim_id == claim_id, Evidence.kind == "unboxing_video")
+    with db_sessions() as session:
+        claim = session.get(Claim, claim_id)
+        if claim is None:
+            raise NotFound("claim", claim_id)
+        owner = (claim.order_id, claim.buyer_id, claim.merchant_id)
+        videos = [
+            (e.sha256, e.name)
+            for e in session.execute(
+                select(Evidence).where(
+                    Evidence.claim_id == claim_id, Evidence.kind == "unboxing_video"
+                )
+            ).scalars()
+            if e.sha256 is not None
+        ]
+        printed = set(
+            session.execute(
+                select(VideoFingerprint.video_sha256).where(VideoFingerprint.claim_id == claim_id)
+            ).scalars()
         )
-        .scalars()
-        .all()
-    )
-    for item in videos:
-        if item.sha256 is None:
+    frames: list[Media] = []
+    for sha, name in videos:
+        try:
+            video = read_video(blobs.get(sha), settings)
+        except MediaError as exc:
+            logging.getLogger("refundlens.workers").warning(
+                "claim %s: unboxing video %s left out: %s", claim_id, name, exc
+            )
             continue
-        video = read_video(blobs.get(item.sha256), settings)
+        if sha not in printed:
+            prints = video_fingerprint(video, settings.reuse_min_pdq_quality)
+            with db_sessions() as session:
+                session.add_all(
+                    VideoFingerprint(
+                        claim_id=claim_id,
+                        order_id=owner[0],
+                        buyer_id=owner[1],
+                        merchant_id=owner[2],
+                        video_sha256=sha,
+                        seconds=round(p.seconds, 3),
+                        pdq=p.code.hex,
+                        quality=p.code.quality,
+                    )
+                    for p in prints
+                )
+            printed.add(sha)
         for frame in key_frames(video, keep=settings.video_key_frames):
             buffer = io.BytesIO()
             Image.fromarray(frame.rgb).save(buffer, "JPEG", quality=95)
             frames.append(
-                media_from_bytes(buffer.getvalue(), f"{item.name}@{frame.seconds:.1f}s", settings)
+                media_from_bytes(buffer.getvalue(), f"{name}@{frame.seconds:.1f}s", settings)
             )
     return frames
 

@@ -122,11 +122,12 @@ class Heartbeat:
 
 
 def _analyse(runtime: Runtime, claim_id: str, attempt: int) -> str:
-    with runtime.db.session() as session:
-        photos, references, order = workflow.load_inputs(
-            session, runtime.blobs, runtime.settings, claim_id, runtime.references
-        )
-        unboxing = workflow.load_unboxing_frames(session, runtime.blobs, runtime.settings, claim_id)
+    # Before the history below is built: it matches this claim's video fingerprints.
+    unboxing = workflow.unboxing_video_frames(
+        runtime.db.session, runtime.blobs, runtime.settings, claim_id
+    )
+    with runtime.db.session() as session:  # rows only: nothing is decoded in a transaction
+        photo_files, reference_files, order = workflow.input_files(session, claim_id)
         from ..detectors.base import OrderFacts
         from ..reuse.bank import buyer_hmac
         from ..reuse.history import History
@@ -147,6 +148,9 @@ def _analyse(runtime: Runtime, claim_id: str, attempt: int) -> str:
             shipped_at=workflow._aware(order.shipped_at),
             delivered_at=workflow._aware(order.delivered_at),
         )
+    photos, references = workflow.decode_inputs(
+        runtime.blobs, runtime.settings, photo_files, reference_files, runtime.references
+    )
     assessment = analyze(
         photos,
         references,
