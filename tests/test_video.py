@@ -58,6 +58,27 @@ def _shop_with_order(server: Server, listing: bytes) -> tuple[str, str]:
     return merchant_key, order
 
 
+def _wait_packing_video_done(server: Server, video_id: str, timeout: float = 120.0) -> list[str]:
+    """The frames kept from a packing video once the task runner has processed it."""
+    import time
+
+    from refundlens.store import Database
+    from refundlens.store.models import PackingVideo
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        database = Database(server.settings)
+        with database.session() as session:
+            row = session.get(PackingVideo, video_id)
+            status, kept = (row.status, row.frames_kept) if row else ("missing", None)
+        database.dispose()
+        if status != "pending":
+            assert status == "done" and kept, status
+            return list(kept)
+        time.sleep(0.1)
+    raise AssertionError(f"packing video {video_id} was not processed within {timeout} s")
+
+
 def test_a_generated_video_decodes_into_sampled_frames_with_sharpness(tmp_path: Path) -> None:
     packing_video(tmp_path / "v.mp4")
     video = read_video((tmp_path / "v.mp4").read_bytes(), Settings(video_sample_seconds=0.5))
@@ -93,6 +114,79 @@ def test_a_video_over_the_limits_is_refused_before_decoding(tmp_path: Path) -> N
     assert too_big.value.code == "media.too_large"
 
 
+def _flat_video(path: Path, side: tuple[int, int], frames: int, fps: int = 10) -> None:
+    """A still disc on a flat background, numbered frames: compresses to almost nothing."""
+    cols, rows = side
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (cols, rows))
+    base = np.full((rows, cols, 3), 200, np.uint8)
+    cv2.circle(base, (cols // 2, rows // 2), min(rows, cols) // 4, (30, 60, 90), -1)
+    for i in range(frames):
+        frame = base.copy()
+        cv2.putText(
+            frame, str(i), (cols // 3, rows // 3), cv2.FONT_HERSHEY_SIMPLEX, 8, (0, 0, 0), 16
+        )
+        writer.write(frame)
+    writer.release()
+
+
+_RSS_PROBE = """
+import resource, sys
+from refundlens.media.video import read_video
+from refundlens.errors import MediaError
+data = open(sys.argv[1], "rb").read()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    video = read_video(data)
+    outcome = f"decoded:{len(video.frames)}"
+except MediaError as exc:
+    outcome = exc.code
+grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+print(outcome, round(grown))
+"""
+
+
+def test_a_video_bomb_is_refused_from_its_header_before_a_frame_is_decoded(tmp_path: Path) -> None:
+    """The issue's bomb: 20 frames of 4096x4096 in about 700 KB. Before the header check, one
+    decode of such a video grew the process by 97 to 590 MiB (two full-resolution frames kept,
+    and the decoder's buffers); now it is refused from the header, and the process grows by
+    what opening the container costs (about 20 MiB)."""
+    import subprocess
+    import sys
+
+    _flat_video(tmp_path / "bomb.mp4", (4096, 4096), 20)
+    assert (tmp_path / "bomb.mp4").stat().st_size < 2_000_000
+    probe = subprocess.run(
+        [sys.executable, "-c", _RSS_PROBE, str(tmp_path / "bomb.mp4")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    outcome, grown_mib = probe.stdout.split()
+    assert outcome == "media.too_many_pixels", probe.stdout
+    assert int(grown_mib) < 50, f"the process grew by {grown_mib} MiB"
+
+
+def test_a_video_of_too_many_frames_for_its_size_is_a_bomb_refused_from_its_header(
+    tmp_path: Path,
+) -> None:
+    _flat_video(tmp_path / "v.mp4", (320, 240), 30)
+    data = (tmp_path / "v.mp4").read_bytes()
+    with pytest.raises(MediaError) as bomb:
+        read_video(data, Settings(video_max_total_pixels=320 * 240 * 20))
+    assert bomb.value.code == "media.decompression_bomb"
+    assert "video_max_total_pixels" in str(bomb.value)
+    assert len(read_video(data, Settings(video_max_total_pixels=320 * 240 * 30)).frames) == 3
+
+
+def test_video_frames_are_kept_shrunk_to_the_frame_side_as_soon_as_decoded(tmp_path: Path) -> None:
+    _flat_video(tmp_path / "v.mp4", (1600, 1200), 20)
+    video = read_video((tmp_path / "v.mp4").read_bytes(), Settings(video_frame_side=400))
+    assert (video.width, video.height) == (1600, 1200)  # the stream's size, from its header
+    assert {f.rgb.shape for f in video.frames} == {(300, 400, 3)}
+    assert all(f.sharpness > 0 for f in video.frames)
+
+
 def test_a_claim_made_from_a_packing_frame_is_caught_like_one_made_from_a_listing_photo(
     tmp_path: Path,
 ) -> None:
@@ -111,8 +205,10 @@ def test_a_claim_made_from_a_packing_frame_is_caught_like_one_made_from_a_listin
                     ("video", ("packing.mp4", (tmp_path / "packing.mp4").read_bytes(), "video/mp4"))
                 ],
             )
-            assert r.status_code == 201, r.text
-            assert r.json()["frames_kept"]
+            # Accepted: checked from its header and stored; the task runner keeps its frames.
+            assert r.status_code == 202, r.text
+            assert r.json()["status"] == "pending"
+            _wait_packing_video_done(server, r.json()["video_id"])
             bad = merchant.post(
                 f"/v1/orders/{order}/packing-video",
                 files=[("video", ("x.mp4", b"garbage", "video/mp4"))],

@@ -108,13 +108,18 @@ def worker_env(tmp_path: Path, broker: str) -> Iterator[tuple[Settings, dict[str
     yield settings, env
 
 
-def _start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+def _start_worker(env: dict[str, str], log: Path, *, beat: bool = False) -> subprocess.Popen[bytes]:
+    # Beat keeps its schedule file in the working folder: the worker runs in the test's own,
+    # with the import path made absolute so that it still runs this tree's code.
+    path = [os.path.abspath(p) for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
     return subprocess.Popen(
-        [sys.executable, "-m", "refundlens", "worker", "--concurrency", "1", "--no-beat"],
-        env=env,
+        [sys.executable, "-m", "refundlens", "worker", "--concurrency", "1"]
+        + ([] if beat else ["--no-beat"]),
+        env={**env, "PYTHONPATH": os.pathsep.join(path)} if path else env,
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        cwd=log.parent,
     )
 
 
@@ -441,3 +446,169 @@ def test_the_embedded_default_analyses_in_a_process_beside_the_server(tmp_path: 
     dispatcher.stop()
     assert children != os.getpid()
     assert _state(settings, claim_id) == ("awaiting_merchant", 1)
+
+
+def _attempts(settings: Settings, claim_id: str) -> int:
+    database = Database(settings)
+    try:
+        with database.session() as session:
+            claim = session.get(Claim, claim_id)
+            assert claim is not None
+            return claim.analysis_attempts
+    finally:
+        database.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield ""
+    else:
+        from .service_support import postgres_database
+
+        with postgres_database() as url:
+            yield url
+
+
+def test_a_worker_killed_mid_analysis_is_re_analysed_once_its_heartbeat_stops(
+    tmp_path: Path, broker: str, database_url: str
+) -> None:
+    """SIGKILL a Celery worker mid-analysis, with the broker's visibility timeout at 15 minutes
+    (so Celery's own redelivery cannot be what saves the claim): the tick in another worker's
+    beat sees the heartbeat stop and queues the claim again. Measured: seconds from the kill to
+    the second attempt's start, against heartbeat timeout + one tick (10 s) + worker start-up."""
+    heartbeat, timeout = 1.0, 5.0
+    settings = Settings(
+        data_dir=str(tmp_path / "data"),
+        database_url=database_url,
+        broker_url=broker,
+        ocr_enabled=False,
+        analysis_heartbeat_seconds=heartbeat,
+        analysis_heartbeat_timeout_seconds=timeout,
+    )
+    env = {
+        **os.environ,
+        "REFUNDLENS_DATA_DIR": settings.data_dir,
+        "REFUNDLENS_DATABASE_URL": database_url,
+        "REFUNDLENS_BROKER_URL": broker,
+        "REFUNDLENS_OCR_ENABLED": "false",
+        "REFUNDLENS_TASK_VISIBILITY_TIMEOUT_SECONDS": "900",
+        "REFUNDLENS_ANALYSIS_HEARTBEAT_SECONDS": str(heartbeat),
+        "REFUNDLENS_ANALYSIS_HEARTBEAT_TIMEOUT_SECONDS": str(timeout),
+    }
+    claim_id = _setup(settings)
+    first = _start_worker(env, tmp_path / "first.log")
+    Celery(broker=broker).send_task("refundlens.analyse_claim", args=[claim_id], queue="refundlens")
+    try:
+        _wait(settings, claim_id, {"analysing"}, timeout=120)
+        time.sleep(2 * heartbeat)  # beating
+    finally:
+        _stop(first, signal.SIGKILL)
+    killed = time.monotonic()
+    assert _state(settings, claim_id) == ("analysing", 0), "finished before it was killed"
+    assert _attempts(settings, claim_id) == 1
+    second = _start_worker(env, tmp_path / "second.log", beat=True)
+    try:
+        deadline = killed + 90
+        while _attempts(settings, claim_id) < 2:
+            assert time.monotonic() < deadline, "the dead attempt was never retried"
+            time.sleep(0.1)
+        retried_after = time.monotonic() - killed
+        state = _wait(
+            settings, claim_id, {"awaiting_merchant", "approved", "awaiting_capture"}, timeout=240
+        )
+    finally:
+        _stop(second)
+    print(f"re-analysis started {retried_after:.1f} s after the SIGKILL")
+    assert retried_after < timeout + 10 + 15  # heartbeat timeout, one tick, worker start-up
+    assert state == "awaiting_merchant"
+    assert _state(settings, claim_id)[1] == 1  # one assessment: the dead attempt recorded none
+    assert _attempts(settings, claim_id) == 2  # the dead attempt counts as a failed one
+
+
+def test_the_reaper_requeues_an_analysis_whose_heartbeat_stopped_once_and_not_a_live_one(
+    tmp_path: Path,
+) -> None:
+    import datetime as dt
+
+    settings = Settings(
+        data_dir=str(tmp_path / "data"), ocr_enabled=False, analysis_heartbeat_timeout_seconds=45
+    )
+    claim_id = _setup(settings, _small_claim())
+    database = Database(settings)
+    with database.session() as session:
+        attempt = workflow.start_analysis(session, claim_id, settings)
+        assert attempt == 1
+    now = workflow.utcnow()
+    with database.session() as session:
+        assert workflow.stale_analyses(session, settings, now + dt.timedelta(seconds=30)) == []
+        assert workflow.beat(session, claim_id, attempt)  # alive: beats move the limit on
+        late = now + dt.timedelta(seconds=50)
+        assert workflow.stale_analyses(session, settings, late) == [claim_id]
+        workflow.mark_queued(session, [claim_id], dead=[claim_id])  # the reaper queued it
+    with database.session() as session:  # waiting in the queue: not re-queued at every tick
+        assert workflow.stale_analyses(session, settings, late) == []
+        assert not workflow.beat(session, claim_id, attempt + 1)  # no such attempt yet
+        assert workflow.start_analysis(session, claim_id, settings) == 2
+    with database.session() as session:  # the old attempt, if it wakes, beats for nothing
+        assert not workflow.beat(session, claim_id, attempt)
+    database.dispose()
+
+
+def test_a_packing_video_left_in_the_outbox_is_queued_by_beat_and_processed_by_a_worker(
+    tmp_path: Path, broker: str, database_url: str
+) -> None:
+    """No API and no hand-off: a packing video registered while the broker was unreachable
+    (queued_at empty). A worker with beat queues it at its first tick and keeps its frames."""
+    from refundlens.media.video import probe_video
+    from refundlens.store.models import OrderReference, PackingVideo
+
+    from .test_video import packing_video
+
+    settings = Settings(
+        data_dir=str(tmp_path / "data"), database_url=database_url, broker_url=broker
+    )
+    env = {
+        **os.environ,
+        "REFUNDLENS_DATA_DIR": settings.data_dir,
+        "REFUNDLENS_DATABASE_URL": database_url,
+        "REFUNDLENS_BROKER_URL": broker,
+        "REFUNDLENS_OCR_ENABLED": "false",
+    }
+    claim_id = _setup(settings, _small_claim())
+    packing_video(tmp_path / "packing.mp4")
+    data = (tmp_path / "packing.mp4").read_bytes()
+    database = Database(settings)
+    with database.session() as session:
+        order = session.get(Order, session.get(Claim, claim_id).order_id)  # type: ignore[union-attr]
+        assert order is not None
+        row = workflow.register_packing_video(
+            session,
+            workflow.Actor("test", "admin"),
+            order,
+            "packing.mp4",
+            BlobStore(Path(settings.data_dir) / "blobs").put(data),
+            probe_video(data, settings),
+        )
+        video_id, order_id = row.id, order.id
+    worker = _start_worker(env, tmp_path / "worker.log", beat=True)
+    try:
+        deadline = time.time() + 120
+        while True:
+            with database.session() as session:
+                status = session.get(PackingVideo, video_id).status  # type: ignore[union-attr]
+            if status != "pending" or time.time() > deadline:
+                break
+            time.sleep(0.2)
+    finally:
+        _stop(worker)
+    with database.session() as session:
+        row = session.get(PackingVideo, video_id)
+        assert row is not None and row.status == "done" and row.queued_at is not None
+        names = list(
+            session.execute(
+                select(OrderReference.name).where(OrderReference.order_id == order_id)
+            ).scalars()
+        )
+        assert names and all(n.startswith("packing.mp4@") for n in names)
+    database.dispose()

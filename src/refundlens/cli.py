@@ -734,19 +734,32 @@ def packing_video(
     database = _existing_database(settings)
     try:
         data = video.read_bytes()
+        from .media.video import probe_video
+        from .workers.tasks import Runtime, process_packing_video
+
+        header = probe_video(data, settings)
+        blobs = BlobStore(f"{settings.data_dir}/blobs")
+        sha = blobs.put(data)
         with database.session() as session:
             order = session.get(Order, order_id)
             if order is None:
                 raise workflow.NotFound("order", order_id)
-            kept = workflow.register_packing_video(
-                session,
-                BlobStore(f"{settings.data_dir}/blobs"),
-                settings,
-                workflow.Actor("cli", "admin"),
-                order,
-                video.name,
-                data,
+            row = workflow.register_packing_video(
+                session, workflow.Actor("cli", "admin"), order, video.name, sha, header
             )
+            video_id = row.id
+        # Here and now (the CLI is the task runner), outside any transaction.
+        runtime = Runtime(settings)
+        process_packing_video(runtime, video_id)
+        with database.session() as session:
+            from .store.models import PackingVideo
+
+            done = session.get(PackingVideo, video_id)
+            assert done is not None
+            if done.status == "failed":
+                raise RefundlensError(done.error.split(":", 1)[0], done.error)
+            kept = list(done.frames_kept or [])
+        runtime.db.dispose()
     except OSError as exc:
         raise _fail(f"cannot read {video}: {exc.strerror or exc}") from exc
     except RefundlensError as exc:

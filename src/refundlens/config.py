@@ -50,6 +50,15 @@ class Settings:
     """Most frames decoded from one video."""
     video_max_decode_seconds: float = 60.0
     """Wall-clock budget for decoding one video; decoding stops there with the frames so far."""
+    video_max_frame_pixels: int = 4096 * 2160
+    """Largest accepted video frame, in pixels (width x height, read from the container header
+    before decoding; DCI 4K by default)."""
+    video_max_total_pixels: int = 40_000_000_000
+    """Largest accepted video, in pixels to decode (frame width x height x the header's frame
+    count; ten minutes of 1080p at 30 frames/s). Over it, the video is a bomb."""
+    video_frame_side: int = 1024
+    """Longest side, in pixels, of the decoded frames kept in memory: each frame is shrunk as
+    soon as it is decoded (key frames are stored at this size)."""
     video_key_frames: int = 6
     """Sharp, distinct frames of a packing video kept as references for its order."""
 
@@ -210,7 +219,24 @@ class Settings:
     capture must carry a manifest trusted under them that declares a camera capture; empty = no
     C2PA check."""
     analysis_stale_minutes: float = 15.0
-    """A claim analysing for longer than this is re-queued by the reaper (a worker died)."""
+    """Backstop of the reaper: a claim ``analysing`` this long with neither a heartbeat nor a
+    hand-off to the queue on record is re-queued."""
+    analysis_heartbeat_seconds: float = 5.0
+    """A running analysis records a sign of life (``claims.heartbeat_at``) this often, from a
+    thread of its own."""
+    analysis_heartbeat_timeout_seconds: float = 45.0
+    """An analysis whose last heartbeat is older than this is dead (its worker was killed): the
+    tick (every 10 s) re-queues the claim, and the dead attempt counts as a failed one."""
+    analysis_requeue_seconds: float = 600.0
+    """A claim handed to the queue this long ago and still not started is handed over again (its
+    message was lost with the broker); keep it above the longest wait in the queue."""
+    readyz_timeout_seconds: float = 2.0
+    """How long ``/readyz`` waits for the broker before reporting it unreachable."""
+    sqlite_busy_timeout_seconds: float = 5.0
+    """SQLite: how long a request waits for the write lock before it is answered 503
+    ``service.busy`` (with ``Retry-After``)."""
+    busy_retry_after_seconds: int = 2
+    """The ``Retry-After`` (seconds) of a 503 ``service.busy`` answer."""
     embedded_analysis_processes: int = 1
     """Embedded default (no broker): analyses run in this many processes beside the server;
     0 runs them on a thread of the server process itself."""

@@ -52,13 +52,16 @@ __all__ = [
     "NotFound",
     "add_evidence",
     "allowed_decisions",
+    "beat",
     "check_claim_request",
+    "claims_to_queue",
     "create_claim",
     "create_order",
     "create_sku",
     "decide",
     "expire_windows",
     "finish_analysis",
+    "mark_queued",
     "order_time_zone",
     "start_analysis",
 ]
@@ -234,7 +237,7 @@ class ClaimFiles:
     claim, done before any database transaction (see :func:`prepare_claim_files`)."""
 
     photos: list[tuple[str, str, Media, dict[str, Any]]]  # name, sha256, media, PDQ variants
-    videos: list[tuple[str, str, list[Any]]]  # name, sha256, frame fingerprints
+    videos: list[tuple[str, str]]  # name, sha256 (checked from the header; decoded by the worker)
 
 
 def check_claim_request(order: Order, claim_type: str, amount: float) -> None:
@@ -272,17 +275,19 @@ def prepare_claim_files(
             f"At most {settings.max_photos_per_claim} photos per claim (max_photos_per_claim).",
         )
     from ..media.fingerprint import pdq_centre_crops
-    from ..media.video import read_video, video_fingerprint
+    from ..media.video import probe_video
 
-    decoded, clips = [], []
+    decoded = []
     for index, (name, data) in enumerate(photos):
         try:
             decoded.append((name, data, _decode(data, name, settings)))
         except RefundlensError as exc:  # with several photos, say which one
             raise exc.about_file(index, name) from None
+    # Videos are checked from their container header only: their frames are decoded and
+    # fingerprinted by the analysis, in the task runner (unboxing_video_frames).
     for index, (name, data) in enumerate(videos):
         try:
-            clips.append((name, data, read_video(data, settings)))
+            probe_video(data, settings)
         except RefundlensError as exc:
             raise exc.about_file(index, name, "videos") from None
     return ClaimFiles(
@@ -290,10 +295,7 @@ def prepare_claim_files(
             (name, blobs.put(data), media, {"full": media.pdq, **pdq_centre_crops(media.analysis)})
             for name, data, media in decoded
         ],
-        videos=[
-            (name, blobs.put(data), list(video_fingerprint(video, settings.reuse_min_pdq_quality)))
-            for name, data, video in clips
-        ],
+        videos=[(name, blobs.put(data)) for name, data in videos],
     )
 
 
@@ -352,20 +354,7 @@ def create_claim(
                 id=new_id("pho"), claim_id=claim.id, position=position, sha256=sha, name=name
             )
         )
-    for name, video_sha, frames in video_rows:
-        for frame in frames:
-            session.add(
-                VideoFingerprint(
-                    claim_id=claim.id,
-                    order_id=order.id,
-                    buyer_id=order.buyer_id,
-                    merchant_id=order.merchant_id,
-                    video_sha256=video_sha,
-                    seconds=round(frame.seconds, 3),
-                    pdq=frame.code.hex,
-                    quality=frame.code.quality,
-                )
-            )
+    for name, video_sha in video_rows:
         session.add(
             Evidence(
                 id=new_id("evd"),
@@ -408,7 +397,7 @@ def _give_up_analysis(session: Session, claim: Claim, failures: int, settings: S
     claim.state = transition(claim.state, ClaimState.UNDER_REVIEW).value
     claim.routing_reason = why
     claim.action = "review"
-    claim.analysing_since = None
+    claim.analysing_since = claim.heartbeat_at = None
     claim.deadline_at = utcnow() + dt.timedelta(hours=settings.review_sla_hours)
     session.flush()
     audit.append(
@@ -441,7 +430,7 @@ def start_analysis(session: Session, claim_id: str, settings: Settings) -> int |
         return None
     claim.state = transition(claim.state, ClaimState.ANALYSING).value
     claim.analysis_attempts += 1
-    claim.analysing_since = utcnow()
+    claim.analysing_since = claim.heartbeat_at = utcnow()
     audit.append(
         session,
         SYSTEM.id,
@@ -452,81 +441,121 @@ def start_analysis(session: Session, claim_id: str, settings: Settings) -> int |
     return claim.analysis_attempts
 
 
-def load_inputs(
-    session: Session,
-    blobs: BlobStore,
-    settings: Settings,
-    claim_id: str,
-    decoded: DecodedCache | None = None,
-) -> tuple[list[Media], list[Media], Order]:
-    """The claim's photos, its references (SKU photos, then packing-video frames) and its order.
-
-    ``decoded`` keeps reference photos decoded between claims (one SKU, many claims).
-    """
-
-    def reference(sha256: str, name: str) -> Media:
-        if decoded is None:
-            return media_from_bytes(blobs.get(sha256), name, settings)
-        return decoded.get(sha256, name, lambda: blobs.get(sha256))
+def input_files(
+    session: Session, claim_id: str
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]], Order]:
+    """(sha256, name) of the claim's photos and of its references (SKU photos, then
+    packing-video frames), and its order: rows only, so that the caller decodes them
+    (:func:`decode_inputs`) after its transaction has ended."""
+    from ..store.models import OrderReference
 
     claim = session.get(Claim, claim_id)
     if claim is None:
         raise NotFound("claim", claim_id)
     order = session.get(Order, claim.order_id)
     assert order is not None
-    photos = [media_from_bytes(blobs.get(p.sha256), p.name, settings) for p in claim.photos]
-    refs = (
-        session.execute(
-            select(ReferencePhoto)
-            .where(ReferencePhoto.sku_id == order.sku_id)
-            .order_by(ReferencePhoto.created_at)
-        )
-        .scalars()
-        .all()
+    photos = [(p.sha256, p.name) for p in claim.photos]
+    refs = session.execute(
+        select(ReferencePhoto.sha256, ReferencePhoto.name)
+        .where(ReferencePhoto.sku_id == order.sku_id)
+        .order_by(ReferencePhoto.created_at)
+    ).all()
+    frames = session.execute(
+        select(OrderReference.sha256, OrderReference.name)
+        .where(OrderReference.order_id == order.id)
+        .order_by(OrderReference.seconds)
+    ).all()
+    return photos, [(sha, name) for sha, name in [*refs, *frames]], order
+
+
+def decode_inputs(
+    blobs: BlobStore,
+    settings: Settings,
+    photos: Sequence[tuple[str, str]],
+    references: Sequence[tuple[str, str]],
+    decoded: DecodedCache | None = None,
+) -> tuple[list[Media], list[Media]]:
+    """The claim's photos and references decoded, outside any transaction (on SQLite an open
+    one would stop every other writer while 12 MP photos decode). ``decoded`` keeps reference
+    photos decoded between claims (one SKU, many claims)."""
+
+    def reference(sha256: str, name: str) -> Media:
+        if decoded is None:
+            return media_from_bytes(blobs.get(sha256), name, settings)
+        return decoded.get(sha256, name, lambda: blobs.get(sha256))
+
+    return (
+        [media_from_bytes(blobs.get(sha), name, settings) for sha, name in photos],
+        [reference(sha, name) for sha, name in references],
     )
-    references = [reference(r.sha256, r.name) for r in refs]
-    from ..store.models import OrderReference
-
-    frames = (
-        session.execute(
-            select(OrderReference)
-            .where(OrderReference.order_id == order.id)
-            .order_by(OrderReference.seconds)
-        )
-        .scalars()
-        .all()
-    )
-    references += [reference(f.sha256, f.name) for f in frames]
-    return photos, references, order
 
 
-def load_unboxing_frames(
-    session: Session, blobs: BlobStore, settings: Settings, claim_id: str
+def unboxing_video_frames(
+    db_sessions: Any, blobs: BlobStore, settings: Settings, claim_id: str
 ) -> list[Media]:
-    """Key frames of the buyer's unboxing videos sent with the claim, as images to compare with."""
+    """Key frames of the buyer's unboxing videos sent with the claim, as images to compare with;
+    the videos' frame fingerprints (vPDQ, for reuse across claims) are recorded on the way, once
+    per video. Runs in the task runner: each video is decoded (frames shrunk) outside any
+    transaction. A video that decodes to nothing usable is left out of the analysis (logged),
+    never failing it."""
     import io
+    import logging
 
     from PIL import Image
 
-    from ..media.video import key_frames, read_video
+    from ..errors import MediaError
+    from ..media.video import key_frames, read_video, video_fingerprint
 
-    frames: list[Media] = []
-    videos = (
-        session.execute(
-            select(Evidence).where(Evidence.claim_id == claim_id, Evidence.kind == "unboxing_video")
+    with db_sessions() as session:
+        claim = session.get(Claim, claim_id)
+        if claim is None:
+            raise NotFound("claim", claim_id)
+        owner = (claim.order_id, claim.buyer_id, claim.merchant_id)
+        videos = [
+            (e.sha256, e.name)
+            for e in session.execute(
+                select(Evidence).where(
+                    Evidence.claim_id == claim_id, Evidence.kind == "unboxing_video"
+                )
+            ).scalars()
+            if e.sha256 is not None
+        ]
+        printed = set(
+            session.execute(
+                select(VideoFingerprint.video_sha256).where(VideoFingerprint.claim_id == claim_id)
+            ).scalars()
         )
-        .scalars()
-        .all()
-    )
-    for item in videos:
-        if item.sha256 is None:
+    frames: list[Media] = []
+    for sha, name in videos:
+        try:
+            video = read_video(blobs.get(sha), settings)
+        except MediaError as exc:
+            logging.getLogger("refundlens.workers").warning(
+                "claim %s: unboxing video %s left out: %s", claim_id, name, exc
+            )
             continue
-        video = read_video(blobs.get(item.sha256), settings)
+        if sha not in printed:
+            prints = video_fingerprint(video, settings.reuse_min_pdq_quality)
+            with db_sessions() as session:
+                session.add_all(
+                    VideoFingerprint(
+                        claim_id=claim_id,
+                        order_id=owner[0],
+                        buyer_id=owner[1],
+                        merchant_id=owner[2],
+                        video_sha256=sha,
+                        seconds=round(p.seconds, 3),
+                        pdq=p.code.hex,
+                        quality=p.code.quality,
+                    )
+                    for p in prints
+                )
+            printed.add(sha)
         for frame in key_frames(video, keep=settings.video_key_frames):
             buffer = io.BytesIO()
             Image.fromarray(frame.rgb).save(buffer, "JPEG", quality=95)
             frames.append(
-                media_from_bytes(buffer.getvalue(), f"{item.name}@{frame.seconds:.1f}s", settings)
+                media_from_bytes(buffer.getvalue(), f"{name}@{frame.seconds:.1f}s", settings)
             )
     return frames
 
@@ -539,6 +568,7 @@ def fail_analysis(
     claim = session.get(Claim, claim_id, with_for_update=True)
     if claim is None or claim.state != ClaimState.ANALYSING or claim.analysis_attempts != attempt:
         return None
+    claim.heartbeat_at = None  # this attempt is over; the next one beats anew
     audit.append(
         session,
         SYSTEM.id,
@@ -580,7 +610,7 @@ def finish_analysis(
     )
     claim.state = transition(claim.state, target).value
     claim.risk, claim.action, claim.routing_reason = risk, action, why
-    claim.analysing_since = None
+    claim.analysing_since = claim.heartbeat_at = None
     now = utcnow()
     claim.deadline_at = {
         ClaimState.AWAITING_MERCHANT: now + dt.timedelta(hours=settings.merchant_response_hours),
@@ -799,18 +829,89 @@ def expire_windows(
     return moved
 
 
+def claims_to_queue(
+    session: Session, settings: Settings, now: dt.datetime | None = None
+) -> list[str]:
+    """The analysis outbox: claims ``submitted`` and never handed to the queue (the broker was
+    down when they were saved), or handed over ``analysis_requeue_seconds`` ago and still not
+    started (the message was lost). Oldest first."""
+    now = now or utcnow()
+    limit = now - dt.timedelta(seconds=settings.analysis_requeue_seconds)
+    rows = session.execute(
+        select(Claim.id, Claim.queued_at)
+        .where(Claim.state == ClaimState.SUBMITTED.value)
+        .order_by(Claim.seq)
+    ).all()
+    return [cid for cid, queued in rows if queued is None or (_aware(queued) or now) < limit]
+
+
+def mark_queued(session: Session, claim_ids: Sequence[str], *, dead: Sequence[str] = ()) -> None:
+    """Record that these claims' analyses were handed to the queue just now. ``dead`` ones were
+    re-queued after their attempt stopped beating: their heartbeat is cleared, so that the
+    reaper waits for the new attempt (or ``analysis_requeue_seconds``) instead of re-queuing
+    them at every tick."""
+    from sqlalchemy import update
+
+    now = utcnow()
+    if claim_ids:
+        session.execute(update(Claim).where(Claim.id.in_(claim_ids)).values(queued_at=now))
+    if dead:
+        session.execute(
+            update(Claim)
+            .where(Claim.id.in_(dead), Claim.state == ClaimState.ANALYSING.value)
+            .values(heartbeat_at=None)
+        )
+
+
+def beat(session: Session, claim_id: str, attempt: int) -> bool:
+    """A running analysis says it is alive. False once the attempt is over or superseded (the
+    heartbeat thread then stops)."""
+    from sqlalchemy import update
+
+    done = session.execute(
+        update(Claim)
+        .where(
+            Claim.id == claim_id,
+            Claim.state == ClaimState.ANALYSING.value,
+            Claim.analysis_attempts == attempt,
+        )
+        .values(heartbeat_at=utcnow())
+    )
+    return bool(getattr(done, "rowcount", 0))
+
+
 def stale_analyses(
     session: Session, settings: Settings, now: dt.datetime | None = None
 ) -> list[str]:
-    """Claims stuck in ``analysing`` longer than ``analysis_stale_minutes`` (their worker died)."""
+    """Claims ``analysing`` that need handing to the queue again:
+
+    - an attempt is running (``heartbeat_at`` set) but its last heartbeat is older than
+      ``analysis_heartbeat_timeout_seconds``: its worker died;
+    - no attempt runs yet (a live capture arrived, or the reaper re-queued a dead attempt) and
+      the claim was never handed to the queue (the broker was down) or was handed over
+      ``analysis_requeue_seconds`` ago;
+    - backstop, no attempt running: ``analysing`` for ``analysis_stale_minutes``.
+    """
     now = now or utcnow()
-    limit = now - dt.timedelta(minutes=settings.analysis_stale_minutes)
+    dead = now - dt.timedelta(seconds=settings.analysis_heartbeat_timeout_seconds)
+    lost = now - dt.timedelta(seconds=settings.analysis_requeue_seconds)
+    backstop = now - dt.timedelta(minutes=settings.analysis_stale_minutes)
     rows = (
         session.execute(select(Claim).where(Claim.state == ClaimState.ANALYSING.value))
         .scalars()
         .all()
     )
-    return [c.id for c in rows if (_aware(c.analysing_since) or now) < limit]
+    out = []
+    for claim in rows:
+        heartbeat, queued = _aware(claim.heartbeat_at), _aware(claim.queued_at)
+        since = _aware(claim.analysing_since)
+        if heartbeat is not None:
+            stale = heartbeat < dead
+        else:
+            stale = queued is None or queued < lost or (since is not None and since < backstop)
+        if stale:
+            out.append(claim.id)
+    return out
 
 
 def issue_capture_token(
@@ -974,6 +1075,7 @@ def accept_capture(
     # Straight back to analysis (the clock was paused while the buyer was asked).
     claim.state = transition(claim.state, ClaimState.ANALYSING).value
     claim.analysing_since = now
+    claim.queued_at = None  # back in the outbox until the caller hands it to the queue
     audit.append(
         session,
         actor.id,
@@ -1052,47 +1154,29 @@ def _bank_confirmed_forgery(session: Session, claim: Claim, settings: Settings) 
 
 def register_packing_video(
     session: Session,
-    blobs: BlobStore,
-    settings: Settings,
     actor: Actor,
     order: Order,
     name: str,
-    data: bytes,
-) -> list[str]:
-    """Store the merchant's packing video and keep its sharp, distinct frames as references for
-    this order: a claim photo made from a packing frame is then caught like one made from a
-    listing photo. Returns the kept frames' sha256."""
-    import io
+    video_sha256: str,
+    header: Any,
+) -> Any:
+    """Record the merchant's packing video (already checked from its header by
+    :func:`refundlens.media.video.probe_video` and stored) as waiting for the task runner, which
+    keeps its sharp, distinct frames as references for this order (:func:`packing_video_frames`,
+    then :func:`finish_packing_video`): a claim photo made from a packing frame is then caught
+    like one made from a listing photo. Returns the ``PackingVideo`` row, ``pending``."""
+    from ..store.models import PackingVideo
 
-    from PIL import Image
-
-    from ..media.video import key_frames, read_video
-    from ..store.models import OrderReference
-
-    video = read_video(data, settings)
-    video_sha = blobs.put(data)
-    kept = []
-    for frame in key_frames(video, keep=settings.video_key_frames):
-        buffer = io.BytesIO()
-        Image.fromarray(frame.rgb).save(buffer, "JPEG", quality=95)
-        sha = blobs.put(buffer.getvalue())
-        from ..detectors.reference import prepare_reference
-
-        prepare_reference(
-            media_from_bytes(buffer.getvalue(), name, settings),
-            feature_files(settings.reference_feature_dir),
-        )
-        session.add(
-            OrderReference(
-                id=new_id("oref"),
-                order_id=order.id,
-                sha256=sha,
-                name=f"{name}@{frame.seconds:.1f}s",
-                video_sha256=video_sha,
-                seconds=frame.seconds,
-            )
-        )
-        kept.append(sha)
+    row = PackingVideo(
+        id=new_id("pvd"),
+        order_id=order.id,
+        video_sha256=video_sha256,
+        name=name,
+        submitted_by=actor.id,
+        status="pending",
+        error="",
+    )
+    session.add(row)
     shipped = _aware(order.shipped_at)
     audit.append(
         session,
@@ -1100,13 +1184,133 @@ def register_packing_video(
         "order.packing_video",
         details={
             "order": order.id,
-            "video_sha256": video_sha,
-            "seconds": round(video.duration_s, 1),
-            "frames_kept": kept,
+            "video": row.id,
+            "video_sha256": video_sha256,
+            "seconds": round(float(header.duration_s), 1),
+            "size": f"{header.width}x{header.height}",
             "registered_before_shipment": shipped is None or utcnow() <= shipped,
         },
     )
-    return kept
+    return row
+
+
+def packing_video_frames(
+    blobs: BlobStore, settings: Settings, name: str, data: bytes
+) -> tuple[list[tuple[str, float]], float]:
+    """Decode the video (frames shrunk, bounded), keep its key frames as JPEG blobs with their
+    reference features computed: the slow part, done by the task runner outside any database
+    transaction. Returns ([(frame sha256, seconds)], the video's duration in seconds)."""
+    import io
+
+    from PIL import Image
+
+    from ..detectors.reference import prepare_reference
+    from ..media import video as video_module
+
+    video = video_module.read_video(data, settings)
+    kept = []
+    for frame in video_module.key_frames(video, keep=settings.video_key_frames):
+        buffer = io.BytesIO()
+        Image.fromarray(frame.rgb).save(buffer, "JPEG", quality=95)
+        prepare_reference(
+            media_from_bytes(buffer.getvalue(), name, settings),
+            feature_files(settings.reference_feature_dir),
+        )
+        kept.append((blobs.put(buffer.getvalue()), frame.seconds))
+    return kept, video.duration_s
+
+
+def finish_packing_video(
+    session: Session, video_id: str, frames: Sequence[tuple[str, float]]
+) -> Any:
+    """Make the processed video's key frames the order's references; None if already done."""
+    from ..store.models import OrderReference, PackingVideo
+
+    row = session.get(PackingVideo, video_id, with_for_update=True)
+    if row is None or row.status != "pending":
+        return None  # another delivery of the same task finished first
+    for sha, seconds in frames:
+        session.add(
+            OrderReference(
+                id=new_id("oref"),
+                order_id=row.order_id,
+                sha256=sha,
+                name=f"{row.name}@{seconds:.1f}s",
+                video_sha256=row.video_sha256,
+                seconds=seconds,
+            )
+        )
+    row.status, row.frames_kept, row.finished_at = "done", [sha for sha, _ in frames], utcnow()
+    order = session.get(Order, row.order_id)
+    audit.append(
+        session,
+        SYSTEM.id,
+        "order.packing_video_processed",
+        details={"order": row.order_id, "video": row.id, "frames_kept": row.frames_kept},
+    )
+    if order is not None:
+        notify(
+            session,
+            order.merchant_id,
+            "packing_video.processed",
+            None,
+            {"order": row.order_id, "video": {"id": row.id, "frames_kept": len(frames)}},
+        )
+    return row
+
+
+def fail_packing_video(session: Session, video_id: str, code: str, message: str) -> None:
+    """The video could not be used (it decodes to nothing usable): recorded, and the merchant
+    told, with the error's code."""
+    from ..store.models import PackingVideo
+
+    row = session.get(PackingVideo, video_id, with_for_update=True)
+    if row is None or row.status != "pending":
+        return
+    row.status, row.error, row.finished_at = "failed", f"{code}: {message}"[:500], utcnow()
+    audit.append(
+        session,
+        SYSTEM.id,
+        "order.packing_video_failed",
+        details={"order": row.order_id, "video": row.id, "error": row.error},
+    )
+    order = session.get(Order, row.order_id)
+    if order is not None:
+        notify(
+            session,
+            order.merchant_id,
+            "packing_video.failed",
+            None,
+            {"order": row.order_id, "video": {"id": row.id, "error": {"code": code}}},
+        )
+
+
+def packing_videos_to_queue(
+    session: Session, settings: Settings, now: dt.datetime | None = None
+) -> list[str]:
+    """The packing videos' outbox: ``pending`` and never handed to the queue, or handed over
+    ``analysis_requeue_seconds`` ago (the message or its worker was lost)."""
+    from ..store.models import PackingVideo
+
+    now = now or utcnow()
+    limit = now - dt.timedelta(seconds=settings.analysis_requeue_seconds)
+    rows = session.execute(
+        select(PackingVideo.id, PackingVideo.queued_at)
+        .where(PackingVideo.status == "pending")
+        .order_by(PackingVideo.created_at)
+    ).all()
+    return [vid for vid, queued in rows if queued is None or (_aware(queued) or now) < limit]
+
+
+def mark_packing_videos_queued(session: Session, video_ids: Sequence[str]) -> None:
+    from sqlalchemy import update
+
+    from ..store.models import PackingVideo
+
+    if video_ids:
+        session.execute(
+            update(PackingVideo).where(PackingVideo.id.in_(video_ids)).values(queued_at=utcnow())
+        )
 
 
 def assign(session: Session, actor: Actor, claim: Claim, reviewer_key_id: str | None) -> Claim:

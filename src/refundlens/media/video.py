@@ -1,19 +1,23 @@
 """Packing and unboxing videos: bounded decoding and the sharp frames worth keeping.
 
 OpenCV's FFmpeg backend reads the container (mp4, mov, avi, mkv, webm). Limits are checked from the
-header before frames are decoded (bytes, pixels per frame, duration), and decoding stops at
-``video_max_frames`` sampled frames or ``video_max_decode_seconds`` of wall time. A file OpenCV
-cannot open, or that yields no frame, is refused with a stable code.
+header before frames are decoded (bytes, pixels per frame, pixels of the whole video, duration),
+and decoding stops at ``video_max_frames`` sampled frames or ``video_max_decode_seconds`` of wall
+time. Each sampled frame is shrunk to ``video_frame_side`` as soon as it is decoded: a video holds
+at most ``video_max_frames`` small frames, never its full-resolution ones (a 20-frame 4096x4096
+video once took an API process from 475 MiB to 1.9 GiB). A file OpenCV cannot open, or that
+yields no frame, is refused with a stable code.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -27,7 +31,9 @@ __all__ = [
     "Frame",
     "FramePdq",
     "Video",
+    "VideoHeader",
     "key_frames",
+    "probe_video",
     "read_video",
     "video_fingerprint",
     "video_match",
@@ -46,15 +52,86 @@ class Frame:
 class Video:
     sha256: str
     width: int
+    """Of the stream, as its header says (the frames kept are shrunk to ``video_frame_side``)."""
     height: int
     fps: float
     duration_s: float
     frames: tuple[Frame, ...]
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class VideoHeader:
+    """What the container says about its video stream, read without decoding a frame."""
+
+    width: int
+    height: int
+    fps: float
+    frames: int
+    """Frame count from the header; 0 when the container does not say."""
+    duration_s: float
+
+
+def probe_video(data: bytes, settings: Settings | None = None) -> VideoHeader:
+    """Check a video against every limit its header can answer (bytes, frame size, pixels of
+    the whole video, duration) without decoding a frame: what an API does before storing it."""
+    settings = settings or Settings()
+    with _opened(data, settings) as (_capture, header):
+        return header
+
+
 def read_video(data: bytes, settings: Settings | None = None) -> Video:
     """Decode up to ``video_max_frames`` frames, one every ``video_sample_seconds``."""
     settings = settings or Settings()
+    with _opened(data, settings) as (capture, header):
+        width, height, fps = header.width, header.height, header.fps
+        step = max(1, round(fps * settings.video_sample_seconds))
+        frames: list[Frame] = []
+        started = time.monotonic()
+        index = 0
+        while (
+            len(frames) < settings.video_max_frames
+            and time.monotonic() - started < settings.video_max_decode_seconds
+        ):
+            ok = capture.grab()
+            if not ok:
+                break
+            if (index + 1) * width * height > settings.video_max_total_pixels:
+                # A header without a frame count (or with a false one) decodes no further.
+                raise MediaError(
+                    "media.decompression_bomb",
+                    f"The video holds more than {index} frames of {width}x{height}; the limit (video_max_total_pixels) is {settings.video_max_total_pixels:.3g} pixels.",
+                )
+            if index % step == 0:
+                ok, bgr = capture.retrieve()
+                if ok and bgr is not None:
+                    _check_frame_size(bgr.shape[1], bgr.shape[0], settings)
+                    bgr = _shrink(bgr, settings.video_frame_side)
+                    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                    grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+                    del bgr  # only the shrunk copies are kept
+                    frames.append(
+                        Frame(
+                            index / fps,
+                            np.ascontiguousarray(rgb),
+                            float(cv2.Laplacian(grey, cv2.CV_64F).var()),
+                        )
+                    )
+            index += 1
+    if not frames:
+        raise MediaError("media.video_unreadable", "The video has no frame that can be decoded.")
+    return Video(
+        hashlib.sha256(data).hexdigest(),
+        width,
+        height,
+        fps,
+        max(header.duration_s, index / fps),
+        tuple(frames),
+    )
+
+
+@contextlib.contextmanager
+def _opened(data: bytes, settings: Settings) -> Iterator[tuple[cv2.VideoCapture, VideoHeader]]:
+    """The video opened by OpenCV from a temporary file, its header checked."""
     if not data:
         raise MediaError("media.empty", "The video file is empty (0 bytes).")
     if len(data) > settings.video_max_bytes:
@@ -76,56 +153,45 @@ def read_video(data: bytes, settings: Settings | None = None) -> Video:
             width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
             height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
             fps = float(capture.get(cv2.CAP_PROP_FPS)) or 25.0
-            count = float(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+            count = max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)))
             duration = count / fps if count > 0 else 0.0
-            if width * height > settings.max_pixels or max(width, height) > settings.max_side:
+            _check_frame_size(width, height, settings)
+            if count > 0 and width * height * count > settings.video_max_total_pixels:
                 raise MediaError(
-                    "media.too_many_pixels",
-                    f"The video's frames are {width}x{height}; the limits are max_pixels={settings.max_pixels} and max_side={settings.max_side}.",
+                    "media.decompression_bomb",
+                    f"The video's header declares {count} frames of {width}x{height}, {width * height * count:.3g} pixels to decode; the limit (video_max_total_pixels) is {settings.video_max_total_pixels:.3g}.",
                 )
             if duration > settings.video_max_seconds:
                 raise MediaError(
                     "media.video_too_long",
                     f"The video lasts {duration:.0f} s; the limit (video_max_seconds) is {settings.video_max_seconds:g} s.",
                 )
-            step = max(1, round(fps * settings.video_sample_seconds))
-            frames: list[Frame] = []
-            started = time.monotonic()
-            index = 0
-            while (
-                len(frames) < settings.video_max_frames
-                and time.monotonic() - started < settings.video_max_decode_seconds
-            ):
-                ok = capture.grab()
-                if not ok:
-                    break
-                if index % step == 0:
-                    ok, bgr = capture.retrieve()
-                    if ok and bgr is not None:
-                        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-                        grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
-                        frames.append(
-                            Frame(
-                                index / fps,
-                                np.ascontiguousarray(rgb),
-                                float(cv2.Laplacian(grey, cv2.CV_64F).var()),
-                            )
-                        )
-                index += 1
+            yield capture, VideoHeader(width, height, fps, count, duration)
         finally:
             capture.release()
     finally:
         os.unlink(path)
-    if not frames:
-        raise MediaError("media.video_unreadable", "The video has no frame that can be decoded.")
-    return Video(
-        hashlib.sha256(data).hexdigest(),
-        width,
-        height,
-        fps,
-        max(duration, index / fps),
-        tuple(frames),
-    )
+
+
+def _check_frame_size(width: int, height: int, settings: Settings) -> None:
+    if (
+        width * height > min(settings.max_pixels, settings.video_max_frame_pixels)
+        or max(width, height) > settings.max_side
+    ):
+        raise MediaError(
+            "media.too_many_pixels",
+            f"The video's frames are {width}x{height}; the limits are video_max_frame_pixels={settings.video_max_frame_pixels}, max_pixels={settings.max_pixels} and max_side={settings.max_side}.",
+        )
+
+
+def _shrink(bgr: npt.NDArray[np.uint8], side: int) -> npt.NDArray[np.uint8]:
+    """The frame with its longest side at most ``side`` (area average: no aliasing)."""
+    rows, cols = bgr.shape[:2]
+    scale = side / max(rows, cols)
+    if scale >= 1:
+        return bgr
+    size = (max(1, round(cols * scale)), max(1, round(rows * scale)))
+    return cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)  # type: ignore[return-value]
 
 
 def key_frames(video: Video, keep: int = 6, min_distance: int = 40) -> list[Frame]:

@@ -1,13 +1,15 @@
 """The REST API (FastAPI), versioned under ``/v1``. OpenAPI: ``/openapi.json`` and docs/openapi.json.
 
 Every error is JSON ``{"error": {"code", "message"}}`` with a 4xx status; a bad upload fails its
-request before anything of it is stored.
+request before anything of it is stored. A database that is locked past its busy timeout or
+unreachable answers 503 ``service.busy`` with ``Retry-After``, never 500.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -17,7 +19,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, RedirectResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session
 
 from .. import __version__
@@ -32,8 +35,11 @@ from ..workers.runner import Dispatcher
 from ..workers.tasks import Runtime
 from .auth import Principal, authenticate, can_see_claim
 from .headers import SecurityHeaders
+from .readiness import readiness
 
 __all__ = ["create_app"]
+
+log = logging.getLogger("refundlens.service")
 
 STATUS = {
     "auth.missing": 401,
@@ -44,6 +50,7 @@ STATUS = {
     "media.too_large": 413,
     "idempotency.key_reused": 422,
     "request.too_large": 413,
+    "service.busy": 503,
 }
 
 
@@ -160,6 +167,24 @@ def create_app(
     @app.exception_handler(RefundlensError)
     async def _refundlens_error(_request: Request, exc: RefundlensError) -> JSONResponse:
         return JSONResponse({"error": exc.as_dict()}, status_code=_status(exc.code))
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(PoolTimeoutError)
+    async def _database_busy(request: Request, exc: Exception) -> JSONResponse:
+        # SQLite's write lock held past sqlite_busy_timeout_seconds, a database that does not
+        # answer, a pool with no free connection: the request changed nothing (its transaction
+        # rolled back), so the client may simply send it again.
+        log.warning(
+            "%s %s: database busy or unreachable: %s", request.method, request.url.path, exc
+        )
+        err = RefundlensError(
+            "service.busy", "The database is busy or unreachable; send the request again shortly."
+        )
+        return JSONResponse(
+            {"error": err.as_dict()},
+            status_code=503,
+            headers={"Retry-After": str(settings.busy_retry_after_seconds)},
+        )
 
     @app.middleware("http")
     async def _limit_body(request: Request, call_next: Any) -> Any:
@@ -308,6 +333,7 @@ def create_app(
 
     @app.get("/healthz")
     def healthz(s: SessionDep) -> dict[str, Any]:
+        """Liveness: the process answers and reaches its database. Readiness is /readyz."""
         s.execute(select(1))
         return {
             "status": "ok",
@@ -315,6 +341,17 @@ def create_app(
             "database": runtime.db.engine.dialect.name,
             "tasks": "celery" if dispatch.celery else "in-process",
         }
+
+    @app.get("/readyz")
+    def readyz() -> JSONResponse:
+        """Readiness: the database answers and its migrations are at head, the broker (when one
+        is configured) accepts connections, the blob folder is writable. 503 names what failed."""
+        checks = readiness(runtime, dispatch)
+        ready = all(v == "ok" for v in checks.values())
+        return JSONResponse(
+            {"status": "ready" if ready else "not_ready", "checks": checks},
+            status_code=200 if ready else 503,
+        )
 
     @app.post("/v1/tenants", status_code=201)
     def create_tenant(body: TenantIn, s: SessionDep, p: Who) -> dict[str, Any]:
@@ -381,28 +418,50 @@ def create_app(
             "buyer_id": order.buyer_id,
         }
 
-    @app.post("/v1/orders/{order_id}/packing-video", status_code=201)
+    @app.post("/v1/orders/{order_id}/packing-video", status_code=202)
     async def packing_video(
         order_id: str,
         p: Who,
         video: Annotated[
             UploadFile, File(description="The packing video (mp4, mov, avi, mkv, webm).")
         ],
-    ) -> dict[str, Any]:
+    ) -> JSONResponse:
+        """Accepted (202): the video is checked from its header and stored now; the task runner
+        decodes it and its key frames become the order's references when it finishes
+        (``packing_video.processed`` event)."""
         require(p, "merchant", "admin")
         _, data = await read_upload(video, video=True)
+        name = video.filename or "packing"
+
+        def visible_order(s: Session) -> Order:
+            order = s.get(Order, order_id)
+            if order is None or (p.role == "merchant" and order.merchant_id != p.tenant_id):
+                raise workflow.NotFound("order", order_id)
+            return order
 
         def work() -> dict[str, Any]:
-            with runtime.db.session() as s:
-                order = s.get(Order, order_id)
-                if order is None or (p.role == "merchant" and order.merchant_id != p.tenant_id):
-                    raise workflow.NotFound("order", order_id)
-                kept = workflow.register_packing_video(
-                    s, runtime.blobs, settings, actor(p), order, video.filename or "packing", data
-                )
-                return {"order_id": order.id, "frames_kept": kept}
+            with runtime.db.session() as s:  # short: no such order answers before the work
+                visible_order(s)
+            # No transaction is open over the header check and the blob write (on SQLite it
+            # would stop every other writer), and no frame is decoded in this process.
+            from ..media.video import probe_video
 
-        return await run_in_threadpool(work)
+            header = probe_video(data, settings)
+            sha = runtime.blobs.put(data)
+            with runtime.db.session() as s:
+                row = workflow.register_packing_video(
+                    s, actor(p), visible_order(s), name, sha, header
+                )
+                return {
+                    "order_id": order_id,
+                    "video_id": row.id,
+                    "video_sha256": sha,
+                    "status": "pending",
+                }
+
+        answer = await run_in_threadpool(work)
+        await run_in_threadpool(dispatch.submit_packing_video, answer["video_id"])
+        return JSONResponse(answer, status_code=202)
 
     @app.post("/v1/claims", status_code=201)
     async def create_claim(
@@ -444,6 +503,8 @@ def create_app(
             ).encode("utf-8", "surrogatepass")
         ).hexdigest()
 
+        unqueued: list[str] = []  # a replayed claim still in the outbox: queue it now
+
         def replayed(s: Session) -> dict[str, Any] | None:
             seen = s.get(IdempotencyKey, key) if key is not None else None
             if seen is None:
@@ -456,6 +517,8 @@ def create_app(
                 )
             existing = s.get(Claim, seen.claim_id)
             assert existing is not None
+            if existing.state == "submitted" and existing.queued_at is None:
+                unqueued.append(existing.id)
             return claim_view(s, existing, p)
 
         def visible_order(s: Session) -> Order:
@@ -511,8 +574,12 @@ def create_app(
                 return view, 200, None
 
         view, status, created = await run_in_threadpool(work)
-        if created is not None:
-            dispatch.submit(created)  # after the commit: a worker must find the claim
+        for claim_id in dict.fromkeys([*([created] if created else []), *unqueued]):
+            # After the commit (a worker must find the claim). The claim is saved whatever
+            # happens here: a broker that is down leaves it in the outbox (queued_at NULL) and
+            # the tick queues it once the broker is back ("queued later"), so the answer is
+            # still 201, never a 500 for a claim that exists.
+            await run_in_threadpool(dispatch.submit, claim_id)
         return JSONResponse(view, status_code=status)
 
     @app.get("/v1/claims/{claim_id}")
@@ -630,7 +697,7 @@ def create_app(
                 return claim_view(s, claim, p)
 
         view = await run_in_threadpool(work)
-        dispatch.submit(claim_id)
+        await run_in_threadpool(dispatch.submit, claim_id)  # or the tick, once the broker is back
         return JSONResponse(view, status_code=201)
 
     @app.post("/v1/claims/{claim_id}/appeal")

@@ -31,15 +31,20 @@ def database_url(settings: Settings) -> str:
     return f"sqlite:///{folder / 'refundlens.db'}"
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
-    # Transactions are begun by _sqlite_begin (BEGIN IMMEDIATE), not by the driver.
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    # WAL lets the API read while a worker writes; a busy timeout instead of "database is locked".
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
+def _sqlite_pragmas(busy_timeout_ms: int):  # type: ignore[no-untyped-def]
+    def on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        # Transactions are begun by _sqlite_begin (BEGIN IMMEDIATE), not by the driver.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        # WAL lets the API read while a worker writes. The busy timeout is short on purpose: no
+        # transaction holds the write lock over slow work (decoding, features), so a wait longer
+        # than sqlite_busy_timeout_seconds means overload, answered 503 with Retry-After.
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms:d}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    return on_connect
 
 
 class Database:
@@ -49,7 +54,8 @@ class Database:
         self.url = database_url(settings)
         self.engine: Engine = create_engine(self.url, pool_pre_ping=True, future=True)
         if self.engine.dialect.name == "sqlite":
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+            busy_ms = round(settings.sqlite_busy_timeout_seconds * 1000)
+            event.listen(self.engine, "connect", _sqlite_pragmas(busy_ms))
             # One writer at a time, decided when the transaction starts: a deferred transaction
             # that read first and writes later fails with SQLITE_BUSY under WAL instead of waiting.
             event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
@@ -79,6 +85,19 @@ class Database:
         with self.engine.begin() as connection:
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
+
+    def revisions(self) -> tuple[str | None, str | None]:
+        """(the database's migration revision, the newest one this code ships)."""
+        from alembic.config import Config
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
+
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        head = ScriptDirectory.from_config(config).get_current_head()
+        with self.engine.connect() as connection:
+            current = MigrationContext.configure(connection).get_current_revision()
+        return current, head
 
     def dispose(self) -> None:
         self.engine.dispose()

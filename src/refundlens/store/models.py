@@ -40,6 +40,7 @@ __all__ = [
     "IdempotencyKey",
     "Order",
     "OrderReference",
+    "PackingVideo",
     "ReferencePhoto",
     "ReviewerAssignment",
     "Sku",
@@ -157,6 +158,25 @@ class OrderReference(Base):
     video_sha256: Mapped[str] = mapped_column(String(64))
     seconds: Mapped[float] = mapped_column(Float)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class PackingVideo(Base):
+    """A merchant's packing video, stored at upload and worked on by the task runner: its key
+    frames become the order's references (``order_references``) when ``status`` is ``done``.
+    ``queued_at`` is its outbox mark, as for claims."""
+
+    __tablename__ = "packing_videos"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), index=True)
+    video_sha256: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(300))
+    submitted_by: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(16), index=True)  # pending | done | failed
+    error: Mapped[str] = mapped_column(Text, default="")
+    frames_kept: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    queued_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
 
 
 class Order(Base):

@@ -12,9 +12,9 @@ from celery.signals import worker_init, worker_process_init
 
 from ..config import load_settings
 from ..threads import one_thread_per_process
-from .tasks import Runtime, analyse_claim, tick
+from .tasks import Runtime, analyse_claim, process_packing_video, tick
 
-__all__ = ["analyse_claim_task", "app"]
+__all__ = ["analyse_claim_task", "app", "packing_video_task"]
 
 _settings = load_settings()
 app = Celery("refundlens", broker=_settings.broker_url or "memory://", backend=None)
@@ -54,6 +54,18 @@ def analyse_claim_task(self, claim_id: str) -> str:  # type: ignore[no-untyped-d
         raise self.retry(exc=exc) from exc
 
 
+@app.task(name="refundlens.packing_video", bind=True, max_retries=3, default_retry_delay=10)
+def packing_video_task(self, video_id: str) -> str:  # type: ignore[no-untyped-def]
+    try:
+        return process_packing_video(_rt(), video_id)
+    except Exception as exc:
+        raise self.retry(exc=exc) from exc
+
+
 @app.task(name="refundlens.tick")
 def tick_task() -> dict:  # type: ignore[type-arg]
-    return tick(_rt(), requeue=lambda cid: analyse_claim_task.delay(cid))
+    return tick(
+        _rt(),
+        requeue=lambda cid: analyse_claim_task.delay(cid),
+        requeue_video=lambda vid: packing_video_task.delay(vid),
+    )

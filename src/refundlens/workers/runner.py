@@ -16,9 +16,10 @@ import multiprocessing
 import threading
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from typing import Any
 
 from ..config import Settings
-from .tasks import Runtime, analyse_claim, tick
+from .tasks import Runtime, analyse_claim, process_packing_video, tick
 
 __all__ = ["Dispatcher"]
 
@@ -40,6 +41,13 @@ def _child_analyse(claim_id: str) -> str:
     except Exception as exc:
         # Recorded in the database already (workflow.fail_analysis); the parent only needs to
         # know, and our exceptions do not all survive pickling back.
+        raise RuntimeError(f"{type(exc).__name__}: {exc}") from None
+
+
+def _child_packing_video(video_id: str) -> str:
+    try:
+        return process_packing_video(_CHILD["runtime"], video_id)
+    except Exception as exc:
         raise RuntimeError(f"{type(exc).__name__}: {exc}") from None
 
 
@@ -65,6 +73,7 @@ class Dispatcher:
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
         self.tick_seconds = tick_seconds
+        self._celery_client: Any = None
 
     def start(self) -> None:
         if self.celery:
@@ -159,11 +168,100 @@ class Dispatcher:
             log.exception("cannot read claim %s", claim_id)
             return False
 
-    def submit(self, claim_id: str) -> None:
-        if self.celery:
-            from .celery_app import analyse_claim_task
+    def _producer(self) -> Any:
+        """A Celery client for this dispatcher's broker (not the worker app, configured from the
+        environment when first imported)."""
+        if self._celery_client is None:
+            from celery import Celery
 
-            analyse_claim_task.delay(claim_id)
+            client = Celery("refundlens-api", broker=self.settings.broker_url, set_as_current=False)
+            client.conf.update(
+                broker_connection_timeout=self.settings.readyz_timeout_seconds,
+                broker_transport_options={
+                    "visibility_timeout": self.settings.task_visibility_timeout_seconds
+                },
+            )
+            self._celery_client = client
+        return self._celery_client
+
+    def submit_packing_video(self, video_id: str) -> bool:
+        """Hand a packing video to the task runner (a Celery worker, or an analysis process
+        beside the server: never the server's own memory) and record it; never raises, the
+        tick hands over what could not be."""
+        try:
+            self.hand_off_packing_video(video_id)
+        except Exception:
+            log.exception("cannot queue packing video %s now; the tick will", video_id)
+            return False
+        try:
+            from ..cases import workflow
+
+            with self.runtime.db.session() as session:
+                workflow.mark_packing_videos_queued(session, [video_id])
+        except Exception:
+            log.exception("cannot record that packing video %s was queued", video_id)
+        return True
+
+    def hand_off_packing_video(self, video_id: str) -> None:
+        if self.celery:
+            self._producer().send_task(
+                "refundlens.packing_video",
+                args=[video_id],
+                queue="refundlens",
+                retry=True,
+                retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.5},
+            )
+        elif self._pool is not None:
+            self._pool.submit(self._run_packing_video, video_id)
+        else:
+            self._run_packing_video(video_id)
+
+    def _run_packing_video(self, video_id: str) -> None:
+        processes = self._processes
+        try:
+            if processes is None:
+                process_packing_video(self.runtime, video_id)
+            else:
+                processes.submit(_child_packing_video, video_id).result()
+        except BrokenProcessPool:
+            with self._processes_lock:
+                if self._processes is processes and not self._stop.is_set():
+                    self._processes = self._new_processes(
+                        max(1, self.settings.embedded_analysis_processes)
+                    )
+            log.exception("packing video %s: its process died; the tick retries it", video_id)
+        except Exception:
+            log.exception("packing video %s failed; the tick retries it", video_id)
+
+    def submit(self, claim_id: str) -> bool:
+        """Hand the claim's analysis to the queue and record it (``claims.queued_at``). Never
+        raises: a claim that cannot be handed over (the broker is down) stays in the outbox and
+        the tick queues it later. Returns whether it was handed over now."""
+        try:
+            self.hand_off(claim_id)
+        except Exception:
+            log.exception("cannot queue the analysis of %s now; the tick will", claim_id)
+            return False
+        if self.celery:  # in-process, the queue is this process's memory: nothing to record
+            try:
+                from ..cases import workflow
+
+                with self.runtime.db.session() as session:
+                    workflow.mark_queued(session, [claim_id])
+            except Exception:  # queued anyway; the tick may queue it once more (a no-op then)
+                log.exception("cannot record that %s was queued", claim_id)
+        return True
+
+    def hand_off(self, claim_id: str) -> None:
+        """Give the claim to the broker (or the in-process pool); raises when that fails."""
+        if self.celery:
+            self._producer().send_task(
+                "refundlens.analyse_claim",
+                args=[claim_id],
+                queue="refundlens",
+                retry=True,
+                retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.5},
+            )
         elif self._pool is not None:
             with self._queued_lock:
                 if claim_id in self._queued:
@@ -175,7 +273,11 @@ class Dispatcher:
 
     def run_tick(self) -> None:
         try:
-            tick(self.runtime, requeue=self.submit)
+            tick(self.runtime, requeue=self.hand_off, requeue_video=self.hand_off_packing_video)
+            if self.celery:
+                return
+            # In-process, the queue lived in this process's memory: every claim still
+            # submitted is handed over (again), whatever its queued_at says.
             with self.runtime.db.session() as session:
                 from sqlalchemy import select
 
@@ -187,7 +289,7 @@ class Dispatcher:
                     .all()
                 )
             for claim_id in waiting:
-                self.submit(claim_id)
+                self.hand_off(claim_id)
         except Exception:
             log.exception("tick failed")
 

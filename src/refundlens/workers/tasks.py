@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 from ..cases import workflow
@@ -13,7 +14,7 @@ from ..pipeline import analyze
 from ..report import assessment_to_dict, picture_blobs
 from ..store import BlobStore, Database
 
-__all__ = ["Runtime", "analyse_claim", "tick"]
+__all__ = ["Heartbeat", "Runtime", "analyse_claim", "process_packing_video", "tick"]
 
 log = logging.getLogger("refundlens.workers")
 
@@ -46,22 +47,87 @@ def analyse_claim(runtime: Runtime, claim_id: str) -> str:
         attempt = workflow.start_analysis(session, claim_id, runtime.settings)
     if attempt is None:
         return "skipped"
+    heartbeat = Heartbeat(runtime, claim_id, attempt)
+    heartbeat.start()
     try:
         return _analyse(runtime, claim_id, attempt)
     except Exception as exc:
+        heartbeat.stop()
         with runtime.db.session() as session:
             workflow.fail_analysis(
                 session, claim_id, attempt, f"{type(exc).__name__}: {exc}", runtime.settings
             )
         raise
+    finally:
+        heartbeat.stop()
+
+
+def process_packing_video(runtime: Runtime, video_id: str) -> str:
+    """Keep a packing video's key frames as its order's references (``done``), or record why
+    it cannot be used (``failed``). Decoding runs outside any transaction: on SQLite an open
+    one would stop every other writer for as long as it takes. Safe to run twice."""
+    from ..errors import MediaError
+    from ..store.models import PackingVideo
+
+    with runtime.db.session() as session:
+        row = session.get(PackingVideo, video_id)
+        if row is None or row.status != "pending":
+            return "skipped"
+        sha, name = row.video_sha256, row.name
+    try:
+        frames, _seconds = workflow.packing_video_frames(
+            runtime.blobs, runtime.settings, name, runtime.blobs.get(sha)
+        )
+    except MediaError as exc:
+        with runtime.db.session() as session:
+            workflow.fail_packing_video(session, video_id, exc.code, exc.message)
+        return "failed"
+    with runtime.db.session() as session:
+        done = workflow.finish_packing_video(session, video_id, frames)
+    log.info("packing video %s: %d frames kept", video_id, len(frames))
+    return "done" if done is not None else "skipped"
+
+
+class Heartbeat:
+    """Beats ``claims.heartbeat_at`` every ``analysis_heartbeat_seconds`` from a thread while an
+    analysis runs: a killed worker stops beating, and the tick re-queues its claim once the beat
+    is ``analysis_heartbeat_timeout_seconds`` old (instead of waiting out the broker's
+    visibility timeout or ``analysis_stale_minutes``). Each beat is one short transaction."""
+
+    def __init__(self, runtime: Runtime, claim_id: str, attempt: int) -> None:
+        self.runtime, self.claim_id, self.attempt = runtime, claim_id, attempt
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"refundlens-heartbeat-{claim_id}", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.runtime.settings.analysis_heartbeat_seconds):
+            try:
+                with self.runtime.db.session() as session:
+                    alive = workflow.beat(session, self.claim_id, self.attempt)
+            except Exception:  # a busy or unreachable database: try again at the next beat
+                log.warning("heartbeat of %s failed", self.claim_id, exc_info=True)
+                continue
+            if not alive:  # finished, failed or superseded
+                return
 
 
 def _analyse(runtime: Runtime, claim_id: str, attempt: int) -> str:
-    with runtime.db.session() as session:
-        photos, references, order = workflow.load_inputs(
-            session, runtime.blobs, runtime.settings, claim_id, runtime.references
-        )
-        unboxing = workflow.load_unboxing_frames(session, runtime.blobs, runtime.settings, claim_id)
+    # Before the history below is built: it matches this claim's video fingerprints.
+    unboxing = workflow.unboxing_video_frames(
+        runtime.db.session, runtime.blobs, runtime.settings, claim_id
+    )
+    with runtime.db.session() as session:  # rows only: nothing is decoded in a transaction
+        photo_files, reference_files, order = workflow.input_files(session, claim_id)
         from ..detectors.base import OrderFacts
         from ..reuse.bank import buyer_hmac
         from ..reuse.history import History
@@ -89,6 +155,9 @@ def _analyse(runtime: Runtime, claim_id: str, attempt: int) -> str:
             delivered_at=order.delivered_at.astimezone(zone) if order.delivered_at else None,
             claimed_at=claim.claimed_at.astimezone(zone) if claim is not None else None,
         )
+    photos, references = workflow.decode_inputs(
+        runtime.blobs, runtime.settings, photo_files, reference_files, runtime.references
+    )
     assessment = analyze(
         photos,
         references,
@@ -118,14 +187,48 @@ def _analyse(runtime: Runtime, claim_id: str, attempt: int) -> str:
     return claim.state if claim else "superseded"
 
 
-def tick(runtime: Runtime, requeue: Any = None) -> dict[str, Any]:
-    """Move expired windows on, re-queue stale analyses, deliver due webhooks."""
+def tick(runtime: Runtime, requeue: Any = None, requeue_video: Any = None) -> dict[str, Any]:
+    """Move expired windows on, re-queue stale analyses, queue the outbox, deliver due webhooks.
+
+    ``requeue(claim_id)`` hands a claim to the queue and raises if it cannot (the broker is
+    down): the claim stays in the outbox for the next tick. ``requeue_video(video_id)`` does
+    the same for packing videos."""
     from .webhooks import deliver_due
 
     with runtime.db.session() as session:
         moved = workflow.expire_windows(session, settings=runtime.settings)
         stale = workflow.stale_analyses(session, runtime.settings)
-    for claim_id in stale:
-        (requeue or (lambda cid: analyse_claim(runtime, cid)))(claim_id)
+        outbox = workflow.claims_to_queue(session, runtime.settings)
+        videos = workflow.packing_videos_to_queue(session, runtime.settings)
+    handed: list[str] = []
+    for claim_id in [*stale, *outbox]:
+        try:
+            (requeue or (lambda cid: analyse_claim(runtime, cid)))(claim_id)
+        except Exception:
+            log.exception("cannot queue the analysis of %s; the next tick tries again", claim_id)
+            continue
+        if claim_id in stale:
+            log.warning("claim %s: its analysis stopped beating; queued again", claim_id)
+        handed.append(claim_id)
+    if handed:
+        with runtime.db.session() as session:
+            workflow.mark_queued(session, handed, dead=[c for c in stale if c in handed])
+    videos_handed: list[str] = []
+    for video_id in videos:
+        try:
+            (requeue_video or (lambda vid: process_packing_video(runtime, vid)))(video_id)
+        except Exception:
+            log.exception("cannot queue packing video %s; the next tick tries again", video_id)
+            continue
+        videos_handed.append(video_id)
+    if videos_handed:
+        with runtime.db.session() as session:
+            workflow.mark_packing_videos_queued(session, videos_handed)
     delivered = deliver_due(runtime)
-    return {"expired": moved, "requeued": stale, "webhooks": delivered}
+    return {
+        "packing_videos": videos_handed,
+        "expired": moved,
+        "requeued": [c for c in stale if c in handed],
+        "queued": [c for c in outbox if c in handed],
+        "webhooks": delivered,
+    }

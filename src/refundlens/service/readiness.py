@@ -1,0 +1,67 @@
+"""What ``/readyz`` checks: each check answers ``"ok"`` or a sentence saying what failed."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select
+
+if TYPE_CHECKING:
+    from ..config import Settings
+    from ..workers.runner import Dispatcher
+    from ..workers.tasks import Runtime
+
+__all__ = ["readiness"]
+
+
+def readiness(runtime: Runtime, dispatch: Dispatcher) -> dict[str, str]:
+    checks = {
+        "database": _database(runtime),
+        "migrations": _migrations(runtime),
+        "blobs": _blobs(runtime),
+    }
+    if dispatch.celery:
+        checks["broker"] = _broker(runtime.settings.broker_url, runtime.settings)
+    return checks
+
+
+def _database(runtime: Runtime) -> str:
+    try:
+        with runtime.db.session() as session:
+            session.execute(select(1))
+    except Exception as exc:
+        return f"unreachable: {type(exc).__name__}: {exc}"[:300]
+    return "ok"
+
+
+def _migrations(runtime: Runtime) -> str:
+    try:
+        current, head = runtime.db.revisions()
+    except Exception as exc:
+        return f"unknown: {type(exc).__name__}: {exc}"[:300]
+    return "ok" if current == head else f"at {current}, not at head {head}"
+
+
+def _broker(url: str, settings: Settings) -> str:
+    from kombu.connection import Connection
+
+    timeout = settings.readyz_timeout_seconds
+    try:
+        with Connection(url, connect_timeout=timeout) as connection:  # type: ignore[no-untyped-call]
+            connection.ensure_connection(max_retries=1, timeout=timeout)
+    except Exception as exc:
+        return f"unreachable: {type(exc).__name__}: {exc}"[:300]
+    return "ok"
+
+
+def _blobs(runtime: Runtime) -> str:
+    try:
+        runtime.blobs.root.mkdir(parents=True, exist_ok=True)
+        handle, path = tempfile.mkstemp(dir=runtime.blobs.root, prefix=".readyz-")
+        os.close(handle)
+        os.unlink(path)
+    except OSError as exc:
+        return f"not writable: {exc}"[:300]
+    return "ok"
