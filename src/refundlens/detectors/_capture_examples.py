@@ -88,6 +88,13 @@ def _with_thumbnail(raw: bytes, picture: np.ndarray) -> bytes:
     return raw[:head] + bytes(tiff)
 
 
+def _no_exif() -> bytes:
+    """What a chat app or a screenshot leaves: the picture, no EXIF segment at all."""
+    buf = io.BytesIO()
+    Image.fromarray(_picture(2)).save(buf, "JPEG", quality=92)
+    return buf.getvalue()
+
+
 def _case(data: bytes, order: OrderFacts = ORDER) -> tuple[Media, Context]:
     return media_from_bytes(data, "photo.jpg"), Context(order=order)
 
@@ -103,6 +110,26 @@ def capture_examples() -> list[Example]:
             "taken between delivery and claim",
             lambda: _case(photo("2025:09:13 11:00:00")),
             frozenset({"capture.consistent_with_order"}),
+        ),
+        Example(
+            "taken after shipment, a day before delivery",
+            lambda: _case(photo("2025:09:11 10:00:00")),
+            frozenset({"capture.before_delivery"}),
+        ),
+        Example(
+            "taken a day after the claim was filed",
+            lambda: _case(photo("2025:09:15 22:00:00")),
+            frozenset({"capture.after_claim"}),
+        ),
+        Example(
+            "a capture time in the future",
+            lambda: _case(photo("2099:01:01 10:00:00")),
+            frozenset({"capture.in_future"}),
+        ),
+        Example(
+            "a JPEG with no EXIF at all",
+            lambda: _case(_no_exif(), OrderFacts()),
+            frozenset({"capture.metadata_stripped"}),
         ),
         Example(
             "thumbnail of another picture",
