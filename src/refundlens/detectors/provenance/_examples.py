@@ -145,6 +145,26 @@ def provenance_examples() -> list[Example]:
     def camera() -> tuple[Media, Context]:
         return _case(camera_jpeg(), "camera.jpg")
 
+    def watermarked() -> tuple[Media, Context]:
+        from importlib import resources
+
+        from ._watermark_examples import embed
+        from .watermark import KNOWN_MARKS
+
+        # A real photo (the bundled CC0 cup): the mark needs natural texture to vote on.
+        sample = (resources.files("refundlens") / "samples" / "claim_unrelated.jpg").read_bytes()
+        base = np.asarray(Image.open(io.BytesIO(sample)).convert("RGB"))
+        out = io.BytesIO()
+        Image.fromarray(embed(base, KNOWN_MARKS[0].bits)).save(out, "PNG")
+        return _case(out.getvalue(), "sd.png")
+
+    def meitu() -> tuple[Media, Context]:
+        exif = Image.Exif()
+        exif[0x010F], exif[0x0110], exif[0x0131] = "Apple", "iPhone 13", "MeituXiuXiu 10.2"
+        out = io.BytesIO()
+        Image.fromarray(picture(5)).save(out, "JPEG", quality=92, exif=exif.tobytes())
+        return _case(out.getvalue(), "meitu.jpg")
+
     return [
         Example("GB 45438 label in JPEG XMP", xmp_label, frozenset({"provenance.aigc_label"})),
         Example(
@@ -160,4 +180,10 @@ def provenance_examples() -> list[Example]:
         ),
         Example("AUTOMATIC1111 parameters", a1111, frozenset({"provenance.generator_metadata"})),
         Example("camera original", camera, frozenset({"provenance.none_found"})),
+        Example(
+            "Stable Diffusion's invisible watermark in a PNG",
+            watermarked,
+            frozenset({"provenance.invisible_watermark"}),
+        ),
+        Example("saved by Meitu (AI features)", meitu, frozenset({"provenance.ai_editor"})),
     ]
