@@ -73,6 +73,19 @@ def reference_examples() -> list[Example]:
             references=(_media(_product(4), "listing.jpg"),)
         )
 
+    def new_photo() -> tuple[Media, Context]:
+        # GroceryStoreDataset (MIT, credited in NOTICE): the web listing photo of a yoghurt and a
+        # shop photo of the same product, the demo's honest claim.
+        from importlib import resources
+
+        from ..media import media_from_bytes
+
+        def sample(name: str) -> Media:
+            data = (resources.files("refundlens") / "samples" / name).read_bytes()
+            return media_from_bytes(data, name)
+
+        return sample("claim_genuine.jpg"), Context(references=(sample("listing.jpg"),))
+
     def no_reference() -> tuple[Media, Context]:
         return _media(_product(5), "claim.jpg"), Context()
 
@@ -90,5 +103,10 @@ def reference_examples() -> list[Example]:
             frozenset({"reference.recaptured"}),
         ),
         Example("an unrelated photo", unrelated, frozenset({"reference.no_match"})),
+        Example(
+            "a shop photo of the listed product: a new exposure, supports the buyer",
+            new_photo,
+            frozenset({"reference.same_item_new_photo"}),
+        ),
         Example("no reference given: abstains", no_reference, frozenset()),
     ]

@@ -151,12 +151,45 @@ def _case(data: bytes, name: str) -> tuple[Media, Context]:
     return media_from_bytes(data, name), Context()
 
 
+def _with_checkerboard(rgb: np.ndarray, period: int, depth: float) -> np.ndarray:
+    """``rgb`` with the faint periodic checkerboard a transposed-convolution upsampler leaves
+    (Odena et al., "Deconvolution and Checkerboard Artifacts", Distill 2016)."""
+    rows, cols = np.mgrid[0 : rgb.shape[0], 0 : rgb.shape[1]]
+    sign = ((rows // (period // 2) + cols // (period // 2)) % 2) * 2 - 1
+    return np.clip(rgb + depth * sign[..., None], 0, 255).astype(np.uint8)
+
+
+def _noise_free() -> np.ndarray:
+    """A blurred random picture enlarged 2x: smooth everywhere, as rendered images are."""
+    from PIL import ImageFilter
+
+    rng = np.random.default_rng(0)
+    small = Image.fromarray((rng.random((300, 350, 3)) * 255).astype(np.uint8))
+    small = small.filter(ImageFilter.GaussianBlur(1.5))
+    return np.asarray(small.resize((700, 600), Image.Resampling.NEAREST))
+
+
 def pixel_examples() -> list[Example]:
     return [
         Example(
             "a camera-like photo saved once is left alone",
             lambda: _case(encode(camera_photo(3), quality=90), "genuine.jpg"),
             frozenset({"pixels.none_found"}),
+        ),
+        Example(
+            "a camera-like photo saved as PNG is left alone",
+            lambda: _case(encode(camera_photo(3), "PNG"), "genuine.png"),
+            frozenset({"pixels.none_found"}),
+        ),
+        Example(
+            "the same photo with a generator's period-4 checkerboard, 1.5 grey levels deep",
+            lambda: _case(encode(_with_checkerboard(camera_photo(3), 4, 1.5), "PNG"), "gen.png"),
+            frozenset({"pixels.upsampling_peaks", "pixels.none_found"}),
+        ),
+        Example(
+            "a smooth picture enlarged, saved as PNG: no sensor noise anywhere",
+            lambda: _case(encode(_noise_free(), "PNG"), "smooth.png"),
+            frozenset({"pixels.no_sensor_noise", "pixels.none_found"}),
         ),
         Example(
             "a patch pasted between two compressions is localised",
