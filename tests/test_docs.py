@@ -57,3 +57,20 @@ def test_the_checked_in_openapi_document_matches_the_api(tmp_path: Path) -> None
     assert checked_in == json.loads(json.dumps(spec)), (
         "run `make openapi` and commit docs/openapi.json"
     )
+
+
+def test_every_doctest_in_the_package_runs_and_passes() -> None:
+    """A usage example in a docstring is a test: every module holding one is run here."""
+    import doctest
+    import importlib
+
+    ran = 0
+    for path in sorted((ROOT / "src" / "refundlens").rglob("*.py")):
+        if ">>> " not in path.read_text():
+            continue
+        parts = path.relative_to(ROOT / "src").with_suffix("").parts
+        module = importlib.import_module(".".join(p for p in parts if p != "__init__"))
+        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+        assert result.failed == 0, f"{path}: {result.failed} doctest(s) failed"
+        ran += result.attempted
+    assert ran > 0
