@@ -648,7 +648,7 @@ def add_evidence(
     statement: str,
     file: tuple[str, bytes] | None,
     *,
-    settings: Settings | None = None,
+    settings: Settings,
 ) -> Evidence:
     if claim.state in (ClaimState.DECIDED, ClaimState.FINAL, ClaimState.APPROVED):
         raise RefundlensError(
@@ -689,7 +689,7 @@ def add_evidence(
     if actor.role == "merchant" and claim.state == ClaimState.AWAITING_MERCHANT:
         # The merchant has answered: a person can decide now, no need to wait out the window.
         claim.state = transition(claim.state, ClaimState.UNDER_REVIEW).value
-        claim.deadline_at = utcnow() + dt.timedelta(hours=(settings or Settings()).review_sla_hours)
+        claim.deadline_at = utcnow() + dt.timedelta(hours=settings.review_sla_hours)
         audit.append(
             session,
             actor.id,
@@ -794,10 +794,10 @@ def decide(
 
 
 def expire_windows(
-    session: Session, now: dt.datetime | None = None, *, settings: Settings | None = None
+    session: Session, now: dt.datetime | None = None, *, settings: Settings
 ) -> list[str]:
     """Move claims whose window ran out to a person (never to a rejection). Returns their ids."""
-    review_hours = (settings or Settings()).review_sla_hours
+    review_hours = settings.review_sla_hours
     now = now or utcnow()
     moved = []
     waiting = (
@@ -1098,7 +1098,7 @@ def appeal(
     claim: Claim,
     reason: str,
     *,
-    settings: Settings | None = None,
+    settings: Settings,
 ) -> Claim:
     """The buyer or the merchant contests a decision (or an automatic approval): a person looks again."""
     if not reason.strip():
@@ -1106,7 +1106,7 @@ def appeal(
     claim.state = transition(claim.state, ClaimState.APPEALED).value
     audit.append(session, actor.id, "claim.appealed", claim_id=claim.id, details={"reason": reason})
     claim.state = transition(claim.state, ClaimState.UNDER_REVIEW).value
-    claim.deadline_at = utcnow() + dt.timedelta(hours=(settings or Settings()).review_sla_hours)
+    claim.deadline_at = utcnow() + dt.timedelta(hours=settings.review_sla_hours)
     notify(session, claim.merchant_id, "claim.appealed", claim, {"reason": reason})
     return claim
 
