@@ -1,8 +1,12 @@
 """Hostile values over real HTTP, on SQLite and PostgreSQL: every one gets a coded 4xx, never a
-500, and every text field has a maximum length (issue 18, 9-11)."""
+500, bodies stop at their limit, and every text field has a maximum length (issue 18, 9-11)."""
 
 from __future__ import annotations
 
+import json
+import select
+import socket
+import time
 from collections.abc import Iterator
 from importlib import resources
 from typing import Any
@@ -15,13 +19,17 @@ from refundlens.service import create_app, fields
 
 from .service_support import Server, postgres_database, running_server, wait_analysed
 
+MiB = 1 << 20
+
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
     data_dir = tmp_path_factory.mktemp(f"input-{request.param}")
-    limits: dict[str, Any] = {}
+    # Small limits keep the over-the-limit bodies small: 1 MiB a file, so 10 MiB a multipart
+    # request; 64 KiB for anything else.
+    limits: dict[str, Any] = {"max_file_bytes": MiB, "max_body_bytes": 64 * 1024}
     if request.param == "sqlite":
         with running_server(data_dir, **limits) as srv:
             yield srv
@@ -286,3 +294,86 @@ def test_every_string_the_api_accepts_has_a_maximum_length(tmp_path: Any) -> Non
         *_strings_without_a_maximum(schemas, "schemas"),
     ]
     assert not missing, missing
+
+
+def _raw_request(server: Server, head: str, chunks: Iterator[bytes]) -> tuple[str, int, float]:
+    """Send ``head``, then ``chunks`` until the server answers or stops reading. Returns the
+    answer (status line, headers, body), the body bytes sent and the seconds it all took."""
+    host, port = server.url.removeprefix("http://").split(":")
+    started = time.monotonic()
+    sent = 0
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(head.encode())
+        for chunk in chunks:
+            if select.select([sock], [], [], 0)[0]:
+                break  # the server has answered (or closed)
+            try:
+                sock.sendall(chunk)
+            except OSError:
+                break
+            sent += len(chunk)
+        answer = b""
+        try:
+            while more := sock.recv(65536):
+                answer += more
+                if answer.endswith(b"}"):
+                    break
+        except OSError:
+            pass
+    return answer.decode("latin-1"), sent, time.monotonic() - started
+
+
+def test_a_chunked_upload_is_refused_when_it_passes_the_limit_not_when_it_ends(
+    server: Server, shop: dict[str, str]
+) -> None:
+    limit = (server.settings.max_photos_per_claim + 1) * server.settings.max_file_bytes
+    boundary = "b0undary"
+    head = (
+        "POST /v1/claims HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: Bearer {shop['buyer']}\r\n"
+        f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n"
+    )
+
+    def body() -> Iterator[bytes]:
+        opening = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="photos"; filename="a.jpg"\r\n'
+            "Content-Type: image/jpeg\r\n\r\n"
+        ).encode()
+        yield b"%x\r\n%s\r\n" % (len(opening), opening)
+        piece = b"\xff" * (256 * 1024)
+        for _ in range(100 * limit // len(piece)):  # a hundred times the limit: "endless"
+            yield b"%x\r\n%s\r\n" % (len(piece), piece)
+
+    answer, sent, seconds = _raw_request(server, head, body())
+    assert answer.startswith("HTTP/1.1 413"), answer[:200]
+    assert '"request.too_large"' in answer
+    # It stopped at the limit (plus what the sockets' buffers held), long before the end.
+    assert sent < limit + 16 * MiB, sent
+    assert seconds < 30
+
+
+def test_a_declared_length_over_the_limit_is_refused_before_any_byte_is_read(
+    server: Server, shop: dict[str, str]
+) -> None:
+    head = (
+        "POST /v1/claims HTTP/1.1\r\nHost: x\r\n"
+        "Content-Type: multipart/form-data; boundary=x\r\n"
+        "Content-Length: 1200000000\r\n\r\n"
+    )
+    answer, _, _ = _raw_request(server, head, iter([b"x" * 65536] * 4))
+    assert answer.startswith("HTTP/1.1 413") and '"request.too_large"' in answer, answer[:200]
+
+
+def test_a_json_body_over_max_body_bytes_is_refused_and_nothing_is_stored(
+    server: Server, shop: dict[str, str]
+) -> None:
+    big = {"external_id": "o-big", "sku_id": shop["sku"], "buyer_id": "b", "amount": 1}
+    big["buyer"] = {"note": "x" * server.settings.max_body_bytes}
+    with server.client(shop["merchant"]) as merchant:
+        r = merchant.post(  # chunked: an iterator has no length to declare
+            "/v1/orders",
+            content=iter([json.dumps(big).encode()]),
+            headers={"Content-Type": "application/json"},
+        )
+    assert r.status_code == 413 and r.json()["error"]["code"] == "request.too_large"

@@ -33,6 +33,7 @@ from ..workers.runner import Dispatcher
 from ..workers.tasks import Runtime
 from . import fields
 from .auth import Principal, authenticate, can_see_claim
+from .body_limit import BodyLimit
 
 __all__ = ["create_app"]
 
@@ -219,16 +220,11 @@ def create_app(
             "request.unstorable", "A value in the request cannot be stored; nothing was.", 422
         )
 
-    @app.middleware("http")
-    async def _limit_body(request: Request, call_next: Any) -> Any:
-        limit = (settings.max_photos_per_claim + 1) * settings.max_file_bytes
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > limit:
-            err = RefundlensError(
-                "request.too_large", f"The request is {length} bytes; the limit is {limit}."
-            )
-            return JSONResponse({"error": err.as_dict()}, status_code=413)
-        return await call_next(request)
+    app.add_middleware(
+        BodyLimit,
+        multipart_bytes=(settings.max_photos_per_claim + 1) * settings.max_file_bytes,
+        other_bytes=settings.max_body_bytes,
+    )
 
     def actor(p: Principal) -> workflow.Actor:
         return workflow.Actor(p.key_id, p.role)
@@ -240,22 +236,23 @@ def create_app(
             )
 
     async def read_upload(upload: UploadFile, video: bool = False) -> tuple[str, bytes]:
-        """Read an upload in 1 MiB chunks, refusing it as soon as it passes its limit."""
+        """An upload's name and bytes. Starlette spooled the file to disk as it arrived (the
+        request's size was checked then, by BodyLimit); its size is known before any byte is
+        read, and it is read in one piece, never more than the limit + 1 bytes."""
         limit, name = (
             (settings.video_max_bytes, "video_max_bytes")
             if video
             else (settings.max_file_bytes, "max_file_bytes")
         )
-        chunks, size = [], 0
-        while chunk := await upload.read(1 << 20):
-            size += len(chunk)
-            if size > limit:
-                raise MediaError(
-                    "media.too_large",
-                    f"{fields.file_name(upload.filename)} is over the limit ({name}) of {limit} bytes.",
-                )
-            chunks.append(chunk)
-        return fields.file_name(upload.filename), b"".join(chunks)
+        data = b""
+        if upload.size is None or upload.size <= limit:
+            data = await upload.read(limit + 1)
+        if (upload.size is not None and upload.size > limit) or len(data) > limit:
+            raise MediaError(
+                "media.too_large",
+                f"{fields.file_name(upload.filename)} is over the limit ({name}) of {limit} bytes.",
+            )
+        return fields.file_name(upload.filename), data
 
     def merchant_of(p: Principal, given: str | None) -> str:
         if p.role == "merchant":
