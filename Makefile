@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench lint venv clean system-deps serve openapi fuzz
+.PHONY: demo test bench lint venv clean system-deps serve openapi fuzz fuzz-api
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,12 +42,20 @@ serve: $(STAMP)
 openapi: $(STAMP)
 	$(PY) -c "import json, tempfile; from refundlens.config import Settings; from refundlens.service import create_app; print(json.dumps(create_app(Settings(data_dir=tempfile.mkdtemp())).openapi(), indent=1, sort_keys=True, ensure_ascii=False))" > docs/openapi.json
 
-# Coverage-guided fuzzing of decoding, metadata and the detectors that read them (fuzz/media.py);
-# atheris is installed on demand, not a dependency. Failing inputs land in fuzz/crashes/.
+# Coverage-guided fuzzing of decoding, metadata and the detectors that read them (fuzz/media.py),
+# then schema-driven fuzzing of the API over HTTP with every role's key (fuzz/api.py), each for
+# FUZZ_SECONDS (the API's share: FUZZ_API_SECONDS). atheris and schemathesis are installed on
+# demand, not dependencies. Failing inputs and cases land in fuzz/crashes/.
 FUZZ_SECONDS ?= 300
+FUZZ_API_SECONDS ?= $(FUZZ_SECONDS)
 fuzz: $(STAMP)
 	$(PY) -m pip install --quiet 'atheris>=2.3,<4'
 	$(PY) -m fuzz.media --seconds $(FUZZ_SECONDS)
+	$(MAKE) fuzz-api
+
+fuzz-api: $(STAMP)
+	$(PY) -m pip install --quiet 'schemathesis>=4.3,<5'
+	$(PY) -m fuzz.api --seconds $(FUZZ_API_SECONDS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench training fuzz
