@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..cases import workflow
@@ -114,7 +115,22 @@ class ErrorOut(BaseModel):
 
 
 # Pydantic error types that break a field's rule (fields.py) rather than the request's shape.
-_FIELD_RULES = {"request.bad_field", "string_too_long", "string_pattern_mismatch", "too_long"}
+# ("string_unicode": pydantic refuses a lone surrogate itself, before fields.py sees it.)
+_FIELD_RULES = {
+    "request.bad_field",
+    "string_too_long",
+    "string_pattern_mismatch",
+    "string_unicode",
+    "too_long",
+}
+
+
+_HTTP_CODES = {
+    400: "request.malformed",
+    404: "route.not_found",
+    405: "route.bad_method",
+    413: "request.too_large",
+}
 
 
 def _printable(text: str) -> str:
@@ -209,6 +225,13 @@ def create_app(
         said = [f"{'.'.join(str(part) for part in p['loc'])}: {p['msg']}" for p in problems[:5]]
         more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
         return _error(code, "; ".join(said) + more, 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # What the framework refuses before a route runs: a body that does not parse, a path
+        # or a method the API does not have. The documented shape, like every other error.
+        code = _HTTP_CODES.get(exc.status_code, "request.refused")
+        return _error(code, str(exc.detail), exc.status_code)
 
     @app.exception_handler(DataError)
     @app.exception_handler(UnicodeEncodeError)
