@@ -54,7 +54,7 @@ fuzz: $(STAMP)
 	$(MAKE) fuzz-api
 
 fuzz-api: $(STAMP)
-	$(PY) -m pip install --quiet 'schemathesis>=4.3,<5'
+	$(PY) -m pip install --quiet 'schemathesis>=4.32,<5'
 	$(PY) -m fuzz.api --seconds $(FUZZ_API_SECONDS)
 
 lint: $(STAMP)
