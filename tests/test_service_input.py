@@ -422,3 +422,34 @@ def test_a_json_body_over_max_body_bytes_is_refused_and_nothing_is_stored(
             headers={"Content-Type": "application/json"},
         )
     assert r.status_code == 413 and r.json()["error"]["code"] == "request.too_large"
+
+
+def test_a_file_over_max_file_bytes_in_a_request_under_the_limit_is_refused_by_its_own_code(
+    server: Server, shop: dict[str, str]
+) -> None:
+    # read_upload takes the spooled file's size first; the request itself is under its limit.
+    big = b"\xff\xd8" + b"\0" * server.settings.max_file_bytes
+    with server.client(shop["buyer"]) as buyer:
+        r = buyer.post(
+            "/v1/claims",
+            data={"order_id": shop["order"], "type": "refund_only", "amount": "1"},
+            files=[("photos", ("big.jpg", big, "image/jpeg"))],
+        )
+    assert r.status_code == 413 and r.json()["error"]["code"] == "media.too_large", r.text
+    assert "big.jpg" in r.json()["error"]["message"]
+
+
+def test_a_file_name_is_cut_and_cleaned_not_refused() -> None:
+    name = fields.file_name("a\x00b\ud800" + "x" * 1000 + ".jpg")
+    assert name.startswith("a\ufffdb\ufffd") and len(name) == fields.MAX_FILE_NAME
+    name.encode("utf-8")  # storable anywhere
+    assert fields.file_name(None) == fields.file_name("") == "upload"
+
+
+@pytest.mark.parametrize("text", ["abc", "nan", "inf", "-Infinity", "1e400"])
+def test_a_form_amount_that_is_no_finite_number_is_a_field_error(text: str) -> None:
+    with pytest.raises(fields.FieldError) as refused:
+        fields.parse_amount("amount", text)
+    assert refused.value.code == "request.bad_field"
+    assert fields.parse_amount("amount", " ") is None
+    assert fields.parse_amount("amount", "12.5") == 12.5
