@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench lint venv clean system-deps serve openapi fuzz
+.PHONY: demo test bench lint venv clean system-deps serve openapi fuzz fuzz-api
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,15 +42,22 @@ serve: $(STAMP)
 openapi: $(STAMP)
 	$(PY) -c "import json, tempfile; from refundlens.config import Settings; from refundlens.service import create_app; print(json.dumps(create_app(Settings(data_dir=tempfile.mkdtemp())).openapi(), indent=1, sort_keys=True, ensure_ascii=False))" > docs/openapi.json
 
-# Coverage-guided fuzzing of decoding, metadata and the detectors that read them (fuzz/media.py);
-# atheris is installed on demand, not a dependency. Then a browser fills every form of the web page
-# with hostile text for FUZZ_WEB_SECONDS (fuzz/web.py). Failing inputs land in fuzz/crashes/.
+# Coverage-guided fuzzing of decoding, metadata and the detectors that read them (fuzz/media.py),
+# then schema-driven fuzzing of the API over HTTP with every role's key (fuzz/api.py), then a
+# browser filling every form of the web page with hostile text (fuzz/web.py). atheris and
+# schemathesis are installed on demand, not dependencies. Failing cases land in fuzz/crashes/.
 FUZZ_SECONDS ?= 300
+FUZZ_API_SECONDS ?= $(FUZZ_SECONDS)
 FUZZ_WEB_SECONDS ?= 120
 fuzz: $(STAMP) system-deps
 	$(PY) -m pip install --quiet 'atheris>=2.3,<4'
 	$(PY) -m fuzz.media --seconds $(FUZZ_SECONDS)
+	$(MAKE) fuzz-api
 	$(PY) -m fuzz.web --seconds $(FUZZ_WEB_SECONDS)
+
+fuzz-api: $(STAMP)
+	$(PY) -m pip install --quiet 'schemathesis>=4.32,<5'
+	$(PY) -m fuzz.api --seconds $(FUZZ_API_SECONDS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench training fuzz

@@ -255,6 +255,9 @@ class Settings:
     """Deliveries tried per webhook event before it is marked failed (backoff doubles from 2 s)."""
     max_photos_per_claim: int = 9
     """Photos accepted in one claim upload."""
+    max_body_bytes: int = 1024 * 1024
+    """Largest request body that is not multipart (JSON, a web form), in bytes; multipart
+    uploads may carry (``max_photos_per_claim`` + 1) x ``max_file_bytes``."""
     reuse_max_distance: int = 31
     """PDQ Hamming distance (of 256 bits, at most 31) within which two claim photos are the same."""
     reuse_min_pdq_quality: int = 50

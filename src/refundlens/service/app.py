@@ -14,14 +14,16 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, File, Form, Header, Query, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Form, Header, Path, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..cases import workflow
@@ -33,7 +35,9 @@ from ..store.crypto import PiiCipher
 from ..store.models import Assessment, Claim, Decision, Evidence, IdempotencyKey, Order, Tenant
 from ..workers.runner import Dispatcher
 from ..workers.tasks import Runtime
+from . import fields
 from .auth import Principal, authenticate, can_see_claim
+from .body_limit import BodyLimit
 from .headers import SecurityHeaders
 from .readiness import readiness
 
@@ -65,41 +69,86 @@ def _status(code: str) -> int:
 
 
 class TenantIn(BaseModel):
-    id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,40}$")
-    kind: str = Field(pattern=r"^(platform|merchant)$")
-    name: str
-    webhook_url: str | None = None
-    webhook_secret: str | None = None
+    id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,40}$", max_length=40)
+    kind: str = Field(pattern=r"^(platform|merchant)$", max_length=8)
+    name: fields.Name
+    webhook_url: fields.Url | None = None
+    webhook_secret: fields.Secret | None = None
 
 
 class OrderIn(BaseModel):
-    external_id: str
-    sku_id: str
-    buyer_id: str
-    amount: float = Field(ge=0)
-    currency: str = "CNY"
+    external_id: fields.ExternalId
+    sku_id: fields.Id
+    buyer_id: fields.Id
+    amount: fields.Finite = Field(ge=0)
+    currency: fields.Currency = "CNY"
     shipped_at: dt.datetime | None = None
     delivered_at: dt.datetime | None = None
-    buyer: dict[str, str] | None = Field(
-        default=None, description="Name, phone, address: encrypted at rest."
+    buyer: dict[fields.BuyerDetail, fields.BuyerDetail] | None = Field(
+        default=None,
+        max_length=fields.MAX_BUYER_DETAILS,
+        description="Name, phone, address: encrypted at rest.",
     )
-    merchant_id: str | None = None
+    merchant_id: fields.Id | None = None
 
 
 class DecisionIn(BaseModel):
-    decision: str = Field(description="approve | reject | partial | request_capture | escalate")
-    reason: str
-    amount: float | None = None
+    decision: fields.Word = Field(
+        description="approve | reject | partial | request_capture | escalate"
+    )
+    reason: fields.Reason
+    amount: fields.Finite | None = None
 
 
 class AppealIn(BaseModel):
-    reason: str
+    reason: fields.Reason
 
 
 class AssignIn(BaseModel):
-    reviewer: str | None = Field(
+    reviewer: fields.Id | None = Field(
         default=None,
         description="A reviewer's API key id (rlk_...); null returns the claim to the pool.",
+    )
+
+
+class ErrorOut(BaseModel):
+    """Every error the API answers: a stable code (docs/errors.md) and one sentence."""
+
+    class Detail(BaseModel):
+        code: str
+        message: str
+
+    error: Detail
+
+
+# Pydantic error types that break a field's rule (fields.py) rather than the request's shape.
+# ("string_unicode": pydantic refuses a lone surrogate itself, before fields.py sees it.)
+_FIELD_RULES = {
+    "request.bad_field",
+    "string_too_long",
+    "string_pattern_mismatch",
+    "string_unicode",
+    "too_long",
+}
+
+
+_HTTP_CODES = {
+    400: "request.malformed",
+    404: "route.not_found",
+    405: "route.bad_method",
+    413: "request.too_large",
+}
+
+
+def _printable(text: str) -> str:
+    """``text`` as it can be sent: a lone surrogate or a NUL byte a client put in a field name
+    or an id comes back escaped, not as an encoding error."""
+    return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _error(code: str, message: str, status: int) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"code": code, "message": _printable(message)}}, status_code=status
     )
 
 
@@ -125,6 +174,7 @@ def _principal(
 
 # Module level: FastAPI resolves these annotations in the module's namespace.
 Who = Annotated[Principal, Depends(_principal)]
+ClaimId = Annotated[fields.Id, Path()]
 
 
 def _iso(moment: dt.datetime | None) -> str | None:
@@ -156,6 +206,10 @@ def create_app(
         version=__version__,
         lifespan=lifespan,
         description="After-sales claim photos checked for forgery; people decide.",
+        responses={
+            422: {"model": ErrorOut, "description": "A field breaks its rule (docs/errors.md)."},
+            "4XX": {"model": ErrorOut, "description": "Refused, with a code (docs/errors.md)."},
+        },
     )
     app.state.runtime = runtime
     app.state.dispatcher = dispatch
@@ -166,7 +220,7 @@ def create_app(
 
     @app.exception_handler(RefundlensError)
     async def _refundlens_error(_request: Request, exc: RefundlensError) -> JSONResponse:
-        return JSONResponse({"error": exc.as_dict()}, status_code=_status(exc.code))
+        return _error(exc.code, exc.message, _status(exc.code))
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(PoolTimeoutError)
@@ -186,16 +240,40 @@ def create_app(
             headers={"Retry-After": str(settings.busy_retry_after_seconds)},
         )
 
-    @app.middleware("http")
-    async def _limit_body(request: Request, call_next: Any) -> Any:
-        limit = (settings.max_photos_per_claim + 1) * settings.max_file_bytes
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > limit:
-            err = RefundlensError(
-                "request.too_large", f"The request is {length} bytes; the limit is {limit}."
-            )
-            return JSONResponse({"error": err.as_dict()}, status_code=413)
-        return await call_next(request)
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = list(exc.errors())
+        code = (
+            "request.bad_field"
+            if problems and all(p["type"] in _FIELD_RULES for p in problems)
+            else "request.invalid"
+        )
+        said = [f"{'.'.join(str(part) for part in p['loc'])}: {p['msg']}" for p in problems[:5]]
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        return _error(code, "; ".join(said) + more, 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # What the framework refuses before a route runs: a body that does not parse, a path
+        # or a method the API does not have. The documented shape, like every other error.
+        code = _HTTP_CODES.get(exc.status_code, "request.refused")
+        return _error(code, str(exc.detail), exc.status_code)
+
+    @app.exception_handler(DataError)
+    @app.exception_handler(UnicodeEncodeError)
+    async def _unstorable(_request: Request, exc: Exception) -> JSONResponse:
+        # A defence behind the field rules: a value no rule caught that the database refuses
+        # (a NUL byte, a lone surrogate, a number out of range). Logged: a rule is missing.
+        log.warning("a value the database cannot store got through", exc_info=exc)
+        return _error(
+            "request.unstorable", "A value in the request cannot be stored; nothing was.", 422
+        )
+
+    app.add_middleware(
+        BodyLimit,
+        multipart_bytes=(settings.max_photos_per_claim + 1) * settings.max_file_bytes,
+        other_bytes=settings.max_body_bytes,
+    )
 
     def actor(p: Principal) -> workflow.Actor:
         return workflow.Actor(p.key_id, p.role)
@@ -207,22 +285,23 @@ def create_app(
             )
 
     async def read_upload(upload: UploadFile, video: bool = False) -> tuple[str, bytes]:
-        """Read an upload in 1 MiB chunks, refusing it as soon as it passes its limit."""
+        """An upload's name and bytes. Starlette spooled the file to disk as it arrived (the
+        request's size was checked then, by BodyLimit); its size is known before any byte is
+        read, and it is read in one piece, never more than the limit + 1 bytes."""
         limit, name = (
             (settings.video_max_bytes, "video_max_bytes")
             if video
             else (settings.max_file_bytes, "max_file_bytes")
         )
-        chunks, size = [], 0
-        while chunk := await upload.read(1 << 20):
-            size += len(chunk)
-            if size > limit:
-                raise MediaError(
-                    "media.too_large",
-                    f"{upload.filename} is over the limit ({name}) of {limit} bytes.",
-                )
-            chunks.append(chunk)
-        return upload.filename or "upload", b"".join(chunks)
+        data = b""
+        if upload.size is None or upload.size <= limit:
+            data = await upload.read(limit + 1)
+        if (upload.size is not None and upload.size > limit) or len(data) > limit:
+            raise MediaError(
+                "media.too_large",
+                f"{fields.file_name(upload.filename)} is over the limit ({name}) of {limit} bytes.",
+            )
+        return fields.file_name(upload.filename), data
 
     def merchant_of(p: Principal, given: str | None) -> str:
         if p.role == "merchant":
@@ -369,10 +448,10 @@ def create_app(
     @app.post("/v1/skus", status_code=201)
     async def create_sku(
         p: Who,
-        external_id: Annotated[str, Form()],
+        external_id: Annotated[fields.ExternalId, Form()],
         photos: Annotated[list[UploadFile], File(description="Reference photos (listing photos).")],
-        title: Annotated[str, Form()] = "",
-        merchant_id: Annotated[str | None, Form()] = None,
+        title: Annotated[fields.Title, Form()] = "",
+        merchant_id: Annotated[fields.Id | None, Form()] = None,
     ) -> dict[str, Any]:
         merchant = merchant_of(p, merchant_id)
         files = [await read_upload(f) for f in photos]
@@ -420,7 +499,7 @@ def create_app(
 
     @app.post("/v1/orders/{order_id}/packing-video", status_code=202)
     async def packing_video(
-        order_id: str,
+        order_id: Annotated[fields.Id, Path()],
         p: Who,
         video: Annotated[
             UploadFile, File(description="The packing video (mp4, mov, avi, mkv, webm).")
@@ -466,10 +545,10 @@ def create_app(
     @app.post("/v1/claims", status_code=201)
     async def create_claim(
         p: Who,
-        order_id: Annotated[str, Form()],
-        claim_type: Annotated[str, Form(alias="type")],
-        amount: Annotated[float, Form()],
-        reason: Annotated[str, Form()] = "",
+        order_id: Annotated[fields.Id, Form()],
+        claim_type: Annotated[fields.Word, Form(alias="type")],
+        amount: Annotated[fields.Finite, Form()],
+        reason: Annotated[fields.Reason, Form()] = "",
         photos: Annotated[list[UploadFile] | None, File()] = None,
         videos: Annotated[
             list[UploadFile] | None,
@@ -583,19 +662,20 @@ def create_app(
         return JSONResponse(view, status_code=status)
 
     @app.get("/v1/claims/{claim_id}")
-    def get_claim(claim_id: str, s: SessionDep, p: Who) -> dict[str, Any]:
+    def get_claim(claim_id: ClaimId, s: SessionDep, p: Who) -> dict[str, Any]:
         return claim_view(s, visible_claim(s, claim_id, p, lock=False), p)
 
     @app.get("/v1/claims")
     def list_claims(
         s: SessionDep,
         p: Who,
-        state: str | None = None,
-        merchant_id: str | None = None,
-        action: str | None = None,
-        min_amount: float | None = None,
+        state: Annotated[fields.Word | None, Query()] = None,
+        merchant_id: Annotated[fields.Id | None, Query()] = None,
+        action: Annotated[fields.Word | None, Query()] = None,
+        min_amount: Annotated[fields.Finite | None, Query()] = None,
         cursor: Annotated[
-            str | None, Query(description="The next_cursor of the previous page.")
+            str | None,
+            Query(max_length=19, description="The next_cursor of the previous page."),
         ] = None,
         limit: Annotated[int, Query(ge=1, le=200)] = 50,
     ) -> dict[str, Any]:
@@ -615,7 +695,8 @@ def create_app(
         if min_amount is not None:
             query = query.where(Claim.amount >= min_amount)
         if cursor:
-            if not cursor.isdigit():
+            # ASCII digits within int64 (the seq column): str.isdigit() alone takes "²".
+            if not (cursor.isascii() and cursor.isdigit() and int(cursor) < 1 << 63):
                 raise RefundlensError(
                     "request.bad_cursor", "The cursor is not one this API returned."
                 )
@@ -640,10 +721,13 @@ def create_app(
 
     @app.post("/v1/claims/{claim_id}/evidence", status_code=201)
     async def add_evidence(
-        claim_id: str,
+        claim_id: ClaimId,
         p: Who,
-        kind: Annotated[str, Form(pattern=r"^(packing_video|reference_photo|statement|other)$")],
-        statement: Annotated[str, Form()] = "",
+        kind: Annotated[
+            str,
+            Form(pattern=r"^(packing_video|reference_photo|statement|other)$", max_length=15),
+        ],
+        statement: Annotated[fields.Statement, Form()] = "",
         file: Annotated[UploadFile | None, File()] = None,
     ) -> dict[str, Any]:
         upload = await read_upload(file) if file is not None else None
@@ -664,13 +748,13 @@ def create_app(
         return await run_in_threadpool(work)
 
     @app.post("/v1/claims/{claim_id}/decision")
-    def decide(claim_id: str, body: DecisionIn, s: SessionDep, p: Who) -> dict[str, Any]:
+    def decide(claim_id: ClaimId, body: DecisionIn, s: SessionDep, p: Who) -> dict[str, Any]:
         claim = visible_claim(s, claim_id, p)
         workflow.decide(s, actor(p), claim, body.decision, body.reason, body.amount, settings)
         return claim_view(s, claim, p)
 
     @app.post("/v1/claims/{claim_id}/capture-token", status_code=201)
-    def capture_token(claim_id: str, s: SessionDep, p: Who) -> dict[str, Any]:
+    def capture_token(claim_id: ClaimId, s: SessionDep, p: Who) -> dict[str, Any]:
         claim = visible_claim(s, claim_id, p)
         require(p, "buyer", "admin")
         token, expires = workflow.issue_capture_token(s, actor(p), claim, settings)
@@ -678,9 +762,9 @@ def create_app(
 
     @app.post("/v1/claims/{claim_id}/capture", status_code=201)
     async def capture(
-        claim_id: str,
+        claim_id: ClaimId,
         p: Who,
-        token: Annotated[str, Form()],
+        token: Annotated[fields.Id, Form()],
         photo: Annotated[UploadFile, File()],
         x_capture_signature: Annotated[str | None, Header()] = None,
     ) -> JSONResponse:
@@ -701,14 +785,14 @@ def create_app(
         return JSONResponse(view, status_code=201)
 
     @app.post("/v1/claims/{claim_id}/appeal")
-    def appeal(claim_id: str, body: AppealIn, s: SessionDep, p: Who) -> dict[str, Any]:
+    def appeal(claim_id: ClaimId, body: AppealIn, s: SessionDep, p: Who) -> dict[str, Any]:
         claim = visible_claim(s, claim_id, p)
         require(p, "buyer", "merchant", "admin")
         workflow.appeal(s, actor(p), claim, body.reason, settings=settings)
         return claim_view(s, claim, p)
 
     @app.post("/v1/claims/{claim_id}/assign")
-    def assign(claim_id: str, body: AssignIn, s: SessionDep, p: Who) -> dict[str, Any]:
+    def assign(claim_id: ClaimId, body: AssignIn, s: SessionDep, p: Who) -> dict[str, Any]:
         claim = visible_claim(s, claim_id, p)
         workflow.assign(s, actor(p), claim, body.reviewer)
         return claim_view(s, claim, p)

@@ -7,25 +7,48 @@ no encoder writes it). A value that breaks a rule is a coded 422, never a 500.
 
 from __future__ import annotations
 
+import math
 import re
+from typing import Annotated
+
+from pydantic import AfterValidator, AllowInfNan, StringConstraints
+from pydantic_core import PydanticCustomError
 
 from ..cases.workflow import EVIDENCE_KINDS
 from ..errors import RefundlensError
 
 __all__ = [
     "EVIDENCE_KINDS",
+    "MAX_BUYER_DETAIL",
+    "MAX_BUYER_DETAILS",
     "MAX_CURRENCY",
     "MAX_EXTERNAL_ID",
     "MAX_FILE_NAME",
     "MAX_ID",
     "MAX_NAME",
     "MAX_REASON",
+    "MAX_SECRET",
     "MAX_STATEMENT",
     "MAX_TITLE",
     "MAX_URL",
+    "MAX_WORD",
+    "BuyerDetail",
+    "Currency",
+    "ExternalId",
     "FieldError",
+    "Finite",
+    "Id",
+    "Name",
+    "Reason",
+    "Secret",
+    "Statement",
+    "Title",
+    "Url",
+    "Word",
     "check_id",
     "check_text",
+    "file_name",
+    "parse_amount",
 ]
 
 MAX_ID = 100
@@ -45,9 +68,19 @@ MAX_STATEMENT = 8000
 MAX_URL = 500
 """A webhook URL."""
 MAX_CURRENCY = 3
+"""An ISO 4217 currency code."""
+MAX_SECRET = 200
+"""A webhook's signing secret."""
+MAX_WORD = 40
+"""One word from a fixed list: a claim type, a decision, a state or an action to filter by."""
+MAX_BUYER_DETAIL = 500
+"""One of an order's buyer details (name, phone, address), and the detail's name."""
+MAX_BUYER_DETAILS = 10
+"""Buyer details on one order (entries, not characters)."""
 
 
 _ID = re.compile(r"[A-Za-z0-9_.:@-]+")
+_UNWRITABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 class FieldError(RefundlensError):
@@ -84,3 +117,59 @@ def check_id(field: str, value: str, max_length: int = MAX_ID) -> str:
     if not _ID.fullmatch(value):
         raise FieldError(field, "may hold only letters, digits and _ . : @ -")
     return value
+
+
+def file_name(value: str | None, default: str = "upload") -> str:
+    """An uploaded file's name as kept: cut to :data:`MAX_FILE_NAME`, a NUL byte or a lone
+    surrogate replaced by U+FFFD (a name is a label, not something to refuse a photo over)."""
+    if not value:
+        return default
+    return _UNWRITABLE.sub("\ufffd", value)[:MAX_FILE_NAME]
+
+
+def parse_amount(field: str, value: str) -> float | None:
+    """A form's amount: ``None`` when empty, else a finite number, else :class:`FieldError`."""
+    if not value.strip():
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        raise FieldError(field, "is not a number") from None
+    if not math.isfinite(number):
+        raise FieldError(field, "is not a finite number")
+    return number
+
+
+# The same rules as pydantic types, for the API's models and its Form/Query/Path parameters.
+# The length and the id pattern are in the OpenAPI document (maxLength, pattern); a rule's
+# error has the type ``request.bad_field``, which the API answers as that code.
+
+
+def _valid_unicode(value: str) -> str:
+    problem = _unicode_problem(value)
+    if problem:
+        raise PydanticCustomError("request.bad_field", problem)
+    return value
+
+
+_UNICODE = AfterValidator(_valid_unicode)
+
+Id = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=MAX_ID, pattern=f"^{_ID.pattern}$"),
+    _UNICODE,
+]
+"""An id: letters, digits and ``_ . : @ -``, at most :data:`MAX_ID` (:func:`check_id`)."""
+ExternalId = Annotated[str, StringConstraints(max_length=MAX_EXTERNAL_ID), _UNICODE]
+Name = Annotated[str, StringConstraints(max_length=MAX_NAME), _UNICODE]
+Title = Annotated[str, StringConstraints(max_length=MAX_TITLE), _UNICODE]
+Reason = Annotated[str, StringConstraints(max_length=MAX_REASON), _UNICODE]
+Statement = Annotated[str, StringConstraints(max_length=MAX_STATEMENT), _UNICODE]
+Url = Annotated[str, StringConstraints(max_length=MAX_URL), _UNICODE]
+Secret = Annotated[str, StringConstraints(max_length=MAX_SECRET), _UNICODE]
+Currency = Annotated[str, StringConstraints(max_length=MAX_CURRENCY), _UNICODE]
+Word = Annotated[str, StringConstraints(max_length=MAX_WORD), _UNICODE]
+BuyerDetail = Annotated[str, StringConstraints(max_length=MAX_BUYER_DETAIL), _UNICODE]
+
+Finite = Annotated[float, AllowInfNan(False)]
+"""A number that is not NaN or infinite (JSON's ``NaN``, a form's ``nan``): money amounts."""
