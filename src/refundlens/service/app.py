@@ -146,10 +146,13 @@ def _printable(text: str) -> str:
     return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def _error(code: str, message: str, status: int) -> JSONResponse:
-    return JSONResponse(
-        {"error": {"code": code, "message": _printable(message)}}, status_code=status
-    )
+def _error(
+    code: str, message: str, status: int, file: dict[str, object] | None = None
+) -> JSONResponse:
+    error: dict[str, object] = {"code": code, "message": _printable(message)}
+    if file is not None:  # which file of an upload with several (RefundlensError.about_file)
+        error["file"] = {k: _printable(v) if isinstance(v, str) else v for k, v in file.items()}
+    return JSONResponse({"error": error}, status_code=status)
 
 
 def _session(request: Request) -> Iterator[Session]:
@@ -220,7 +223,7 @@ def create_app(
 
     @app.exception_handler(RefundlensError)
     async def _refundlens_error(_request: Request, exc: RefundlensError) -> JSONResponse:
-        return _error(exc.code, exc.message, _status(exc.code))
+        return _error(exc.code, exc.message, _status(exc.code), exc.file)
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(PoolTimeoutError)
