@@ -183,6 +183,30 @@ def rejected(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server,
         yield server, claim
 
 
+@pytest.fixture(scope="module")
+def undecided(rejected: tuple[Server, str]) -> str:
+    """Another buyer's claim on the same shop that the merchant has not answered yet."""
+    server, _ = rejected
+    with server.client(server.key("merchant", "shop-a")) as merchant:
+        sku = merchant.post(
+            "/v1/skus",
+            data={"external_id": "cup"},
+            files=[("photos", ("listing.jpg", _sample("listing.jpg"), "image/jpeg"))],
+        ).json()["id"]
+        order = merchant.post(
+            "/v1/orders",
+            json={"external_id": "o-2", "sku_id": sku, "buyer_id": "buyer-2", "amount": 80},
+        ).json()["id"]
+    with server.client(server.key("buyer", subject="buyer-2")) as buyer:
+        claim = buyer.post(
+            "/v1/claims",
+            data={"order_id": order, "type": "refund_only", "amount": "80"},
+            files=[("photos", ("claim.jpg", _sample("claim_forged.jpg"), "image/jpeg"))],
+        ).json()["id"]
+        wait_analysed(buyer, claim)
+    return str(claim)
+
+
 def _cli(server: Server, *args: str) -> str:
     env = {**os.environ, "REFUNDLENS_DATA_DIR": server.settings.data_dir}
     result = subprocess.run(
@@ -312,6 +336,10 @@ def test_every_page_carries_its_number_the_claim_id_and_the_report_content_hash(
     printed = _cli(server, claim, "--content", str(tmp_path / "case.json")).split()[0]
     # The hash printed on the pages is the sha256 of the case JSON the CLI writes.
     assert printed == hashlib.sha256((tmp_path / "case.json").read_bytes()).hexdigest()
+    # 8 pages for this claim (summary, case, 4 of evidence and pictures, audit trail, file facts
+    # and how to check; 7 before issue 19, the decision on page 6): a layout that spills
+    # tables or pictures over more pages shows here.
+    assert 6 <= len(pages) <= 9, len(pages)
     for page in pages:
         assert f"第 {page.number} 页，共 {len(pages)} 页" in page.text, page.number
         assert claim in page.text, page.number
@@ -435,3 +463,19 @@ def test_the_english_report_has_the_same_content_hash_and_no_python_value(
             if re.search(r"[{}]|'\w+':|\[(?!2011\])|\b(True|False|None)\b", line)
         ]
         assert leftovers == [], (page.number, leftovers)
+
+
+def test_an_undecided_claim_says_so_on_page_one_and_the_html_download_is_the_same_report(
+    rejected: tuple[Server, str], undecided: str, tmp_path: Path
+) -> None:
+    server, _ = rejected
+    html_file = tmp_path / "report.html"
+    _cli(server, undecided, "--format", "html", "--out", str(html_file), "--lang", "zh")
+    html = html_file.read_text(encoding="utf-8")
+    summary = html[html.index('<section class="summary"') : html.index("</section>")]
+    assert "尚未经人工裁决" in summary and "等待商家回应" in summary  # and the claim's state
+    assert "尚未裁决" in summary  # no refund amount decided yet
+    assert "未说明理由" in summary  # the buyer gave no reason, and the sentence says so
+    assert "<script" not in html and 'src="data:image/' in summary
+    printed = _cli(server, undecided, "--content", str(tmp_path / "case.json")).split()[0]
+    assert f'<meta name="refundlens:content-sha256" content="{printed}">' in html
