@@ -185,7 +185,8 @@ def rejected(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server,
 
 @pytest.fixture(scope="module")
 def undecided(rejected: tuple[Server, str]) -> str:
-    """Another buyer's claim on the same shop that the merchant has not answered yet."""
+    """Another buyer's claim on the same shop that the merchant has not answered yet, its
+    reason one unbroken word."""
     server, _ = rejected
     with server.client(server.key("merchant", "shop-a")) as merchant:
         sku = merchant.post(
@@ -200,11 +201,15 @@ def undecided(rejected: tuple[Server, str]) -> str:
     with server.client(server.key("buyer", subject="buyer-2")) as buyer:
         claim = buyer.post(
             "/v1/claims",
-            data={"order_id": order, "type": "refund_only", "amount": "80"},
+            data={"order_id": order, "type": "refund_only", "amount": "80", "reason": LONG},
             files=[("photos", ("claim.jpg", _sample("claim_forged.jpg"), "image/jpeg"))],
         ).json()["id"]
         wait_analysed(buyer, claim)
     return str(claim)
+
+
+LONG = "碎" + "x" * 300
+"""A buyer's reason with no place to break: Chromium shrank the whole page to fit it."""
 
 
 def _cli(server: Server, *args: str) -> str:
@@ -475,7 +480,28 @@ def test_an_undecided_claim_says_so_on_page_one_and_the_html_download_is_the_sam
     summary = html[html.index('<section class="summary"') : html.index("</section>")]
     assert "尚未经人工裁决" in summary and "等待商家回应" in summary  # and the claim's state
     assert "尚未裁决" in summary  # no refund amount decided yet
-    assert "未说明理由" in summary  # the buyer gave no reason, and the sentence says so
+    assert LONG in summary
     assert "<script" not in html and 'src="data:image/' in summary
     printed = _cli(server, undecided, "--content", str(tmp_path / "case.json")).split()[0]
     assert f'<meta name="refundlens:content-sha256" content="{printed}">' in html
+
+
+def test_a_reason_without_spaces_wraps_instead_of_shrinking_the_page(
+    rejected: tuple[Server, str],
+    undecided: str,
+    zh_pdf: tuple[Path, list[Page]],
+    tmp_path: Path,
+) -> None:
+    server, _ = rejected
+    _, pages = _render(server, undecided, "zh", tmp_path)
+    _, normal = zh_pdf
+
+    def title_height(page: Page) -> float:
+        return next(w[3] - w[1] for w in page.words if w[4] == "摘要")
+
+    # Chromium prints content wider than the page smaller: the title would shrink with it.
+    assert title_height(pages[0]) == pytest.approx(title_height(normal[0]), rel=0.02)
+    assert "尚未经人工裁决" in pages[0].text
+    for page in pages:
+        for x0, y0, x1, y1, word in page.words:
+            assert x0 >= 0 and x1 <= page.width and y0 >= 0 and y1 <= page.height, word
