@@ -350,7 +350,15 @@ def canonical_content(case: CaseFile, jurisdiction: str = "cn") -> dict[str, Any
             for d in case.decisions
         ],
         "audit": [
-            {"seq": a.seq, "at": _utc(a.at), "action": a.action, "entry_hash": a.entry_hash}
+            {
+                "seq": a.seq,
+                "at": _utc(a.at),
+                "actor": a.actor,
+                "action": a.action,
+                "details": a.details,
+                "prev_hash": a.prev_hash,
+                "entry_hash": a.entry_hash,
+            }
             for a in case.audit
         ],
         "buyer_record": case.ledger,
