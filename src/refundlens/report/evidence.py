@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import datetime as dt
+import re
 from importlib import resources
 from typing import Any
 
@@ -520,7 +521,6 @@ _MARK_STYLE = (
 def _meta(html: str, name: str) -> str:
     """The unescaped ``content`` of ``<meta name="refundlens:NAME">`` in ``html``; "" if none."""
     import html as html_lib
-    import re
 
     found = re.search(rf'<meta name="refundlens:{name}" content="([^"]*)">', html)
     return html_lib.unescape(found.group(1)) if found else ""
@@ -551,8 +551,15 @@ def _page_marks(html: str) -> tuple[str, str]:
     return header, footer
 
 
+_REFRESH = re.compile(r"<meta\b[^>]*http-equiv\s*=\s*[\"']?refresh[^>]*>", re.IGNORECASE)
+
+
 def _with_report_csp(html: str) -> str:
-    """``html`` with the report's policy as the first thing in its head (or document)."""
+    """``html`` with the report's policy as the first thing in its head (or document), and
+    without any ``<meta http-equiv="refresh">``: a refresh starts a navigation (refused, like
+    every request) that raced ``page.pdf`` and failed the print now and then ("Printing
+    failed"). The report never has one; text in it is escaped and cannot make one."""
+    html = _REFRESH.sub("", html)
     meta = f'<meta http-equiv="Content-Security-Policy" content="{REPORT_CSP}">'
     head = html.find("<head>")
     if head == -1:
