@@ -691,10 +691,18 @@ def report(
         Path | None, typer.Option(help="File to write; default refundlens-<claim>.<format>.")
     ] = None,
     lang: Annotated[str, typer.Option(help="zh or en.")] = "zh",
+    content: Annotated[
+        Path | None,
+        typer.Option(
+            help="Instead of the report, write the case data its 'report content sha256' "
+            "covers (canonical JSON) to this file and print that sha256; `sha256sum FILE` "
+            "gives the same value."
+        ),
+    ] = None,
 ) -> None:
     """Write the evidence report of one claim (case facts, photos, findings, audit trail, rules)."""
     from .errors import RefundlensError
-    from .report.evidence import gather, render_html, render_pdf
+    from .report.evidence import content_json, gather, render_html, render_pdf
     from .store import BlobStore
 
     if fmt not in ("html", "pdf"):
@@ -703,10 +711,16 @@ def report(
     database = _existing_database(settings)
     try:
         with database.session() as session:
+            case = gather(session, BlobStore(f"{settings.data_dir}/blobs"), claim_id)
+            if content is not None:
+                import hashlib
+
+                data = content_json(case, settings.jurisdiction)
+                content.write_bytes(data)
+                typer.echo(f"{hashlib.sha256(data).hexdigest()}  {content}")
+                return
             html = render_html(
-                gather(session, BlobStore(f"{settings.data_dir}/blobs"), claim_id),
-                "zh_CN" if lang.startswith("zh") else "en",
-                settings.jurisdiction,
+                case, "zh_CN" if lang.startswith("zh") else "en", settings.jurisdiction
             )
     except RefundlensError as exc:
         raise _fail(exc.message) from exc

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import datetime as dt
+import re
 from importlib import resources
 from typing import Any
 
@@ -34,6 +35,9 @@ from ..store.models import (
 __all__ = [
     "REPORT_CSP",
     "CaseFile",
+    "canonical_content",
+    "content_json",
+    "content_sha256",
     "gather",
     "jurisdiction_rules",
     "render_html",
@@ -56,6 +60,11 @@ class CaseFile:
     provenance_sources: list[dict[str, Any]]
     ledger: dict[str, Any] = dataclasses.field(default_factory=dict)
     """The buyer's other claims and confirmed forgeries (``reuse.history.buyer_summary``)."""
+
+    @property
+    def decision(self) -> Decision | None:
+        """A person's latest decision on the claim; None while nobody has decided."""
+        return self.decisions[-1] if self.decisions else None
 
 
 def _data_uri(data: bytes, mime: str) -> str:
@@ -215,7 +224,11 @@ def gather(session: Session, blobs: BlobStore, claim_id: str, inline: bool = Tru
             session.execute(select(Evidence).where(Evidence.claim_id == claim.id)).scalars()
         ),
         decisions=list(
-            session.execute(select(Decision).where(Decision.claim_id == claim.id)).scalars()
+            session.execute(
+                select(Decision)
+                .where(Decision.claim_id == claim.id)
+                .order_by(Decision.created_at, Decision.id)
+            ).scalars()
         ),
         audit=audit,
         photos=photos,
@@ -255,20 +268,202 @@ def jurisdiction_rules(code: str) -> dict[str, Any]:
     return dict(table.get(code) or {})
 
 
+def _utc(moment: dt.datetime | None) -> str | None:
+    """``moment`` as ISO 8601 UTC with microseconds, the audit log's form; naive means UTC."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone(dt.UTC).isoformat(timespec="microseconds")
+
+
+CONTENT_FORMAT = "refundlens.report-content/1"
+"""Names the layout of :func:`canonical_content`; a change of layout changes this name."""
+
+
+def canonical_content(case: CaseFile, jurisdiction: str = "cn") -> dict[str, Any]:
+    """The case data a report is made from, as plain JSON values: what the report's
+    ``content sha256`` covers (docs/web.md, "Evidence report").
+
+    The claim, order and SKU as stored; the sha256 of every photo, reference photo, evidence
+    file and analysis picture (the files themselves are covered through their hashes); the
+    stored analysis (findings, facts, reasons); the parties' evidence and statements; every
+    decision; every audit entry with its chain hash; the buyer's record; the jurisdiction.
+    Not covered: the time the report was made, its language and layout, the rules' wording
+    (``report/jurisdictions.yaml`` of the running version) and the file facts (read again
+    from the photos, which the hashes cover). The same case gives the same hash in both
+    languages and on every later run until something in it changes."""
+    claim, order, sku = case.claim, case.order, case.sku
+    return {
+        "format": CONTENT_FORMAT,
+        "claim": {
+            "id": claim.id,
+            "order_id": claim.order_id,
+            "merchant_id": claim.merchant_id,
+            "buyer_id": claim.buyer_id,
+            "type": claim.claim_type,
+            "reason": claim.reason,
+            "amount": claim.amount,
+            "state": claim.state,
+            "risk": claim.risk,
+            "action": claim.action,
+            "routing_reason": claim.routing_reason,
+            "created_at": _utc(claim.created_at),
+        },
+        "order": {
+            "id": order.id,
+            "external_id": order.external_id,
+            "amount": order.amount,
+            "currency": order.currency,
+            "shipped_at": _utc(order.shipped_at),
+            "delivered_at": _utc(order.delivered_at),
+        },
+        "sku": {"id": sku.id, "external_id": sku.external_id, "title": sku.title},
+        "photos": [
+            {"name": p["name"], "sha256": p["sha256"], "live": p["live"]} for p in case.photos
+        ],
+        "references": [{"name": r.name, "sha256": r.sha256} for r in case.references],
+        "analysis": case.report,
+        "pictures": [
+            {"image": p["image"], "name": p["name"], "sha256": p["sha256"]} for p in case.pictures
+        ],
+        "evidence": [
+            {
+                "id": e.id,
+                "kind": e.kind,
+                "submitted_by": e.submitted_by,
+                "name": e.name,
+                "sha256": e.sha256,
+                "statement": e.statement,
+                "created_at": _utc(e.created_at),
+            }
+            for e in sorted(case.evidence, key=lambda e: (_utc(e.created_at) or "", e.id))
+        ],
+        "decisions": [
+            {
+                "id": d.id,
+                "outcome": d.outcome,
+                "amount": d.amount,
+                "reason": d.reason,
+                "decided_by": d.decided_by,
+                "created_at": _utc(d.created_at),
+            }
+            for d in case.decisions
+        ],
+        "audit": [
+            {
+                "seq": a.seq,
+                "at": _utc(a.at),
+                "actor": a.actor,
+                "action": a.action,
+                "details": a.details,
+                "prev_hash": a.prev_hash,
+                "entry_hash": a.entry_hash,
+            }
+            for a in case.audit
+        ],
+        "buyer_record": case.ledger,
+        "jurisdiction": jurisdiction,
+    }
+
+
+def content_json(case: CaseFile, jurisdiction: str = "cn") -> bytes:
+    """:func:`canonical_content` as canonical JSON: sorted keys, no spaces, UTF-8."""
+    import json
+
+    return json.dumps(
+        canonical_content(case, jurisdiction),
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    ).encode("utf-8")
+
+
+def content_sha256(case: CaseFile, jurisdiction: str = "cn") -> str:
+    """The sha256 printed on every page of the report: of :func:`content_json`.
+
+    A document cannot hold its own hash; this one names the data the document was made from.
+    ``refundlens report CLAIM_ID --content case.json`` writes that JSON, and ``sha256sum
+    case.json`` gives the same value while the case is unchanged."""
+    import hashlib
+
+    return hashlib.sha256(content_json(case, jurisdiction)).hexdigest()
+
+
+def _summary_picture(case: CaseFile) -> dict[str, str] | None:
+    """The one picture that shows the case: the overlay (claim beside the merchant's photo, the
+    edit outlined) of the riskiest image; else that image's claim photo."""
+    images = sorted((case.report or {}).get("images", []), key=lambda i: -float(i.get("risk", 0)))
+    for image in images:
+        for picture in case.pictures:
+            if picture["image"] == image["path"] and picture["name"] == "overlay":
+                return picture
+    photos = {p["name"]: p for p in case.photos}
+    for image in images:
+        if image["path"] in photos:
+            return {**photos[image["path"]], "image": image["path"], "name": "claim"}
+    if case.photos:
+        return {**case.photos[0], "image": case.photos[0]["name"], "name": "claim"}
+    return None
+
+
+def _key_finding(case: CaseFile) -> tuple[str, dict[str, Any]] | None:
+    """(photo, finding) that moved the riskiest image's risk most, either way."""
+    images = sorted((case.report or {}).get("images", []), key=lambda i: -float(i.get("risk", 0)))
+    for image in images:
+        findings = sorted(image.get("findings", []), key=lambda f: -abs(float(f["strength"])))
+        if findings:
+            return image["path"], findings[0]
+    return None
+
+
+def _images_for_report(case: CaseFile) -> list[dict[str, Any]]:
+    """Each analysed image with its findings strongest first and its pictures beside it."""
+    out = []
+    photos = {p["name"]: p for p in case.photos}
+    for image in (case.report or {}).get("images", []):
+        pictures = [p for p in case.pictures if p["image"] == image["path"]]
+        out.append(
+            {
+                **image,
+                "photo": photos.get(image["path"]),
+                "findings": sorted(image.get("findings", []), key=lambda f: -abs(f["strength"])),
+                "wide": [p for p in pictures if p["name"] == "overlay"],
+                "pictures": [p for p in pictures if p["name"] != "overlay"],
+            }
+        )
+    return out
+
+
 def render_html(case: CaseFile, lang: str, jurisdiction: str = "cn") -> str:
     from ..service.i18n import environment
+    from .readable import zone
 
     template = environment(lang).get_template("report.html")
     rules = jurisdiction_rules(jurisdiction)
     threshold = float(rules.get("threshold_yuan") or 0)
     value = float(case.ledger.get("cumulative_confirmed_value", 0.0))
+    decision = case.decision
+    refunded = None
+    if decision is not None:
+        refunded = {"approved": case.claim.amount, "partial": decision.amount, "rejected": 0.0}.get(
+            decision.outcome
+        )
     return template.render(
         case=case,
         rules=rules,
         lang_rules=rules.get("zh" if lang.startswith("zh") else "en", {}),
         threshold=threshold,
         above_threshold=bool(threshold) and value >= threshold,
-        generated_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        generated_at=dt.datetime.now(dt.UTC),
+        tz=zone(rules.get("time_zone")),
+        content_sha256=content_sha256(case, jurisdiction),
+        decision=decision,
+        refunded=refunded,
+        summary_picture=_summary_picture(case),
+        key_finding=_key_finding(case),
+        images=_images_for_report(case),
+        reason_lang="zh" if lang.startswith("zh") else "en",
     )
 
 
@@ -304,17 +499,67 @@ def render_pdf(html: str, chromium_path: str) -> bytes:
             context.route("**/*", lambda route: route.abort("blockedbyclient"))
             page = context.new_page()
             page.set_content(_with_report_csp(html), wait_until="load")
+            header, footer = _page_marks(html)
             return page.pdf(
                 format="A4",
                 print_background=True,
-                margin={"top": "14mm", "bottom": "14mm", "left": "12mm", "right": "12mm"},
+                display_header_footer=True,
+                header_template=header,
+                footer_template=footer,
+                margin={"top": "14mm", "bottom": "16mm", "left": "12mm", "right": "12mm"},
             )
         finally:
             browser.close()
 
 
+_MARK_STYLE = (
+    "font-family:'WenQuanYi Micro Hei','DejaVu Sans',sans-serif;font-size:7pt;color:#333;"
+    "width:100%;margin:0 12mm;display:flex;justify-content:space-between;gap:4mm"
+)
+
+
+def _meta(html: str, name: str) -> str:
+    """The unescaped ``content`` of ``<meta name="refundlens:NAME">`` in ``html``; "" if none."""
+    import html as html_lib
+
+    found = re.search(rf'<meta name="refundlens:{name}" content="([^"]*)">', html)
+    return html_lib.unescape(found.group(1)) if found else ""
+
+
+def _page_marks(html: str) -> tuple[str, str]:
+    """Chromium's header and footer templates for every page: the title and the claim id at
+    the top; the claim id, the report's content sha256 and "page N of M" at the foot.
+
+    Their words come from the report's own ``refundlens:`` meta tags (so the service's and the
+    CLI's one call, ``render_pdf(html, chromium_path)``, needs nothing else), escaped again
+    here; the page numbers are Chromium's ``pageNumber``/``totalPages`` classes, filled in
+    without JavaScript."""
+    from html import escape
+
+    def part(name: str) -> str:
+        return escape(_meta(html, name))
+
+    page = part("page").replace("{page}", '<span class="pageNumber"></span>')
+    page = page.replace("{pages}", '<span class="totalPages"></span>')
+    header = (
+        f'<div style="{_MARK_STYLE}"><span>{part("title")}</span><span>{part("claim")}</span></div>'
+    )
+    footer = (
+        f'<div style="{_MARK_STYLE}"><span>{part("claim")}</span>'
+        f"<span>{part('sha-label')} {part('content-sha256')}</span><span>{page}</span></div>"
+    )
+    return header, footer
+
+
+_REFRESH = re.compile(r"<meta\b[^>]*http-equiv\s*=\s*[\"']?refresh[^>]*>", re.IGNORECASE)
+
+
 def _with_report_csp(html: str) -> str:
-    """``html`` with the report's policy as the first thing in its head (or document)."""
+    """``html`` with the report's policy as the first thing in its head (or document), and
+    without any ``<meta http-equiv="refresh">``: a refresh starts a navigation (refused, like
+    every request) that raced ``page.pdf`` and failed the print now and then ("Printing
+    failed"). The report never has one; text in it is escaped and cannot make one."""
+    html = _REFRESH.sub("", html)
     meta = f'<meta http-equiv="Content-Security-Policy" content="{REPORT_CSP}">'
     head = html.find("<head>")
     if head == -1:

@@ -108,6 +108,16 @@ def environment(lang: str) -> jinja2.Environment:
     env.filters["routing_reason"] = lambda text: routing_reason(text, lang)
     env.filters["term"] = lambda value: term(value, lang)
     env.filters["bar_width"] = bar_width
+    # The evidence report's readable values (report/readable.py): facts as rows with units,
+    # times with their zone, codes that wrap only between their parts.
+    from ..report.readable import breakable, fact_rows, money, number, when
+
+    gettext = translations(lang).gettext
+    env.filters["fact_rows"] = lambda facts: fact_rows(facts, gettext)
+    env.filters["breakable"] = breakable
+    env.filters["when"] = when
+    env.filters["number"] = number
+    env.filters["money"] = money
     return env
 
 

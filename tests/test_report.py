@@ -1,0 +1,507 @@
+"""The evidence report as a person reads it (issue 19): readable facts, times with zones, and the
+PDF checked page by page with poppler (pdftotext word boxes, pdftoppm pictures).
+
+The PDF tests render the report of a claim a reviewer rejected with a reason; page pictures land
+in test-artifacts/ for a person to look at.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+from refundlens.report.readable import FactRow, breakable, fact_rows, money, number, when, zone
+
+from .service_support import Server, running_server, wait_analysed
+
+CHROMIUM = os.environ.get("REFUNDLENS_CHROMIUM_PATH", "/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+REASON = "照片是商品主图加上的裂纹"
+REPR = re.compile(r"[{}\[\]']|\b(True|False|None)\b")
+"""What a Python value leaves in text: braces, brackets, quotes around keys, True/False/None."""
+
+
+# --- readable values ----------------------------------------------------------------------
+
+
+def test_facts_become_rows_with_units_and_no_python_value() -> None:
+    facts = {
+        "transform": {"scale": 1.096, "rotation_deg": -148.4, "mirrored": False},
+        "damage_repeat_offset_px": [317, 344],
+        "edited_percent_of_object": 3.84,
+        "noise_level": 4.23,
+        "double_jpeg_periods": {},
+        "matches": [
+            {"claim": "clm_0123456789abcdef0123", "distance": 12, "same_buyer": True},
+            {"claim": "clm_fedcba9876543210fedc", "distance": 30, "same_buyer": False},
+        ],
+        "seconds": 2.5,
+        "region": None,
+        "reference_sha256": "ab" * 32,
+        "inliers": 1234,
+    }
+    rows = fact_rows(facts, {"yes": "是", "no": "否", "none": "无"}.get)
+    table = {row.label: row for row in rows}
+    assert table["transform › scale"] == FactRow("transform › scale", "1.096", "", False)
+    assert table["transform › rotation"].value == "-148.4"
+    assert table["transform › rotation"].unit == "°"
+    assert table["transform › mirrored"].value == "否"
+    assert table["damage repeat offset"] == FactRow("damage repeat offset", "317, 344", "px", False)
+    assert table["edited percent of object"].unit == "%"
+    assert table["noise level"].unit == "grey levels"
+    assert table["double jpeg periods"].value == "无"
+    assert table["matches 1 › claim"].mono
+    assert table["matches 2 › same buyer"].value == "否"
+    assert table["matches 1 › distance"].unit == "bits"
+    assert table["seconds"] == FactRow("seconds", "2.5", "s", False)
+    assert table["region"].value == "—"
+    assert table["reference sha256"].mono
+    assert table["inliers"].value == "1,234"
+    for row in rows:
+        assert not REPR.search(row.label + row.value), row
+
+
+def test_numbers_amounts_and_times_read_as_a_person_writes_them() -> None:
+    assert number(0.95780) == "0.9578"
+    assert number(10.0) == "10"
+    assert number(-0.0) == "0"
+    assert number(0.00001234) == "1.23e-05"
+    assert money(120) == "120.00"
+    assert money(3000, "CNY") == "3,000.00 CNY"
+    naive_utc = dt.datetime(2026, 12, 4, 10, 39, 55, 782312)
+    assert when(naive_utc) == "2026-12-04 10:39:55 UTC"
+    assert when(naive_utc, zone("Asia/Shanghai")) == "2026-12-04 18:39:55 UTC+08:00"
+    assert when("2026-11-01T08:00:00+08:00", dt.UTC, seconds=False) == "2026-11-01 00:00 UTC"
+    assert when(None) == "—"
+    assert zone("Nowhere/Atlantis") is dt.UTC
+
+
+def test_codes_may_wrap_only_between_their_parts_and_stay_escaped() -> None:
+    assert str(breakable("reference.near_copy_unresolved")) == (
+        "reference.<wbr>near_<wbr>copy_<wbr>unresolved"
+    )
+    assert str(breakable("<img src=x onerror=alert(1)>.x")) == (
+        "&lt;img src=x onerror=alert(1)&gt;.<wbr>x"
+    )
+
+
+# --- the PDF, page by page -----------------------------------------------------------------
+
+
+def _need(tool: str) -> None:
+    if shutil.which(tool) is None and not Path(tool).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set but {tool} is missing: `make system-deps` installs it")
+        pytest.skip(f"{tool} not installed: run `make system-deps`")
+
+
+def _sample(name: str) -> bytes:
+    return resources.files("refundlens").joinpath(f"samples/{name}").read_bytes()
+
+
+def _packing_video() -> bytes:
+    """A one-second MP4 of the listing photo, as a merchant's packing video."""
+    import cv2
+    import numpy as np
+
+    frame = cv2.imdecode(np.frombuffer(_sample("listing.jpg"), np.uint8), cv2.IMREAD_COLOR)
+    frame = cv2.resize(frame, (320, 240))
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "packing.mp4"
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (320, 240))
+        for _ in range(10):
+            writer.write(frame)
+        writer.release()
+        return path.read_bytes()
+
+
+@pytest.fixture(scope="module")
+def rejected(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, str]]:
+    """A claim made from the listing photo, answered by the merchant with a statement and a
+    packing video, and rejected by a reviewer with a reason."""
+    with running_server(tmp_path_factory.mktemp("report")) as server:
+        with server.client(server.admin) as admin:
+            admin.post("/v1/tenants", json={"id": "shop-a", "kind": "merchant", "name": "shop-a"})
+        merchant_key = server.key("merchant", "shop-a")
+        with server.client(merchant_key) as merchant:
+            sku = merchant.post(
+                "/v1/skus",
+                data={"external_id": "mug"},
+                files=[("photos", ("listing.jpg", _sample("listing.jpg"), "image/jpeg"))],
+            ).json()["id"]
+            order = merchant.post(
+                "/v1/orders",
+                json={
+                    "external_id": "o-1",
+                    "sku_id": sku,
+                    "buyer_id": "buyer-1",
+                    "amount": 300,
+                    "shipped_at": "2026-11-01T00:00:00+00:00",
+                    "delivered_at": "2026-11-03T00:00:00+00:00",
+                },
+            ).json()["id"]
+        with server.client(server.key("buyer", subject="buyer-1")) as buyer:
+            claim = buyer.post(
+                "/v1/claims",
+                data={
+                    "order_id": order,
+                    "type": "refund_only",
+                    "amount": "120",
+                    "reason": "杯子碎了",
+                },
+                files=[("photos", ("claim.jpg", _sample("claim_forged.jpg"), "image/jpeg"))],
+            ).json()["id"]
+            wait_analysed(buyer, claim)
+        with server.client(merchant_key) as merchant:
+            for data, files in (
+                ({"kind": "statement", "statement": "发货前完好，有打包视频"}, None),
+                (
+                    {"kind": "packing_video"},
+                    [("file", ("packing.mp4", _packing_video(), "video/mp4"))],
+                ),
+            ):
+                answer = merchant.post(f"/v1/claims/{claim}/evidence", data=data, files=files)
+                assert answer.status_code == 201, answer.text
+        with server.client(server.key("reviewer", assign=["shop-a"])) as reviewer:
+            decided = reviewer.post(
+                f"/v1/claims/{claim}/decision", json={"decision": "reject", "reason": REASON}
+            )
+            assert decided.status_code == 200, decided.text
+        yield server, claim
+
+
+@pytest.fixture(scope="module")
+def undecided(rejected: tuple[Server, str]) -> str:
+    """Another buyer's claim on the same shop that the merchant has not answered yet, its
+    reason one unbroken word."""
+    server, _ = rejected
+    with server.client(server.key("merchant", "shop-a")) as merchant:
+        sku = merchant.post(
+            "/v1/skus",
+            data={"external_id": "cup"},
+            files=[("photos", ("listing.jpg", _sample("listing.jpg"), "image/jpeg"))],
+        ).json()["id"]
+        order = merchant.post(
+            "/v1/orders",
+            json={"external_id": "o-2", "sku_id": sku, "buyer_id": "buyer-2", "amount": 80},
+        ).json()["id"]
+    with server.client(server.key("buyer", subject="buyer-2")) as buyer:
+        claim = buyer.post(
+            "/v1/claims",
+            data={"order_id": order, "type": "refund_only", "amount": "80", "reason": LONG},
+            files=[("photos", ("claim.jpg", _sample("claim_forged.jpg"), "image/jpeg"))],
+        ).json()["id"]
+        wait_analysed(buyer, claim)
+    return str(claim)
+
+
+LONG = "碎" + "x" * 300
+"""A buyer's reason with no place to break: Chromium shrank the whole page to fit it."""
+
+
+def _cli(server: Server, *args: str) -> str:
+    env = {**os.environ, "REFUNDLENS_DATA_DIR": server.settings.data_dir}
+    result = subprocess.run(
+        [sys.executable, "-m", "refundlens", "report", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@dataclass
+class Page:
+    number: int
+    width: float
+    height: float
+    words: list[tuple[float, float, float, float, str]]
+    lines: list[str]
+    text: str
+
+
+def _pages(pdf: Path) -> list[Page]:
+    """Every page's size, word boxes (points) and lines, from ``pdftotext -bbox-layout``."""
+    xhtml = subprocess.run(
+        ["pdftotext", "-bbox-layout", str(pdf), "-"], capture_output=True, check=True
+    ).stdout
+    ns = {"x": "http://www.w3.org/1999/xhtml"}
+    pages = []
+    for index, page in enumerate(ET.fromstring(xhtml).iterfind(".//x:page", ns), 1):
+        words = [
+            (
+                float(w.get("xMin", 0)),
+                float(w.get("yMin", 0)),
+                float(w.get("xMax", 0)),
+                float(w.get("yMax", 0)),
+                w.text or "",
+            )
+            for w in page.iterfind(".//x:word", ns)
+        ]
+        lines = [
+            " ".join(w.text or "" for w in line.iterfind("x:word", ns))
+            for line in page.iterfind(".//x:line", ns)
+        ]
+        pages.append(
+            Page(
+                index,
+                float(page.get("width", 0)),
+                float(page.get("height", 0)),
+                words,
+                lines,
+                "\n".join(lines),
+            )
+        )
+    return pages
+
+
+def _render(server: Server, claim: str, lang: str, folder: Path) -> tuple[Path, list[Page]]:
+    pdf = folder / f"report-{lang}.pdf"
+    _cli(server, claim, "--format", "pdf", "--out", str(pdf), "--lang", lang)
+    ARTIFACTS.mkdir(exist_ok=True)
+    for old in ARTIFACTS.glob(f"report-{lang}-page-*.png"):
+        old.unlink()
+    # Every page as a picture, as a person would look at it.
+    subprocess.run(
+        ["pdftoppm", "-r", "50", "-png", str(pdf), str(ARTIFACTS / f"report-{lang}-page")],
+        check=True,
+    )
+    return pdf, _pages(pdf)
+
+
+def _stored_report(server: Server, claim: str) -> dict:  # type: ignore[type-arg]
+    with server.client(server.admin) as admin:
+        return admin.get(f"/v1/claims/{claim}").json()
+
+
+@pytest.fixture(scope="module")
+def zh_pdf(
+    rejected: tuple[Server, str], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, list[Page]]:
+    _need(CHROMIUM)
+    _need("pdftotext")
+    _need("pdftoppm")
+    server, claim = rejected
+    return _render(server, claim, "zh", tmp_path_factory.mktemp("pdf"))
+
+
+def test_page_one_is_the_summary_with_the_persons_decision_amounts_hashes_and_picture(
+    rejected: tuple[Server, str], zh_pdf: tuple[Path, list[Page]]
+) -> None:
+    server, claim = rejected
+    pdf, pages = zh_pdf
+    first = pages[0].text
+    flat = first.replace("\n", "").replace(" ", "")
+    assert "摘要" in first
+    # The person's decision and reason lead; the machine's suggestion is marked as one.
+    assert "人工裁决: 已拒绝" in first and REASON in flat
+    assert first.index("人工裁决") < first.index("自动分析的建议")
+    assert "杯子碎了" in flat  # the buyer's words, in the case sentence
+    for amount in ("120.00 CNY", "300.00 CNY", "0.00 CNY", "3,000.00 CNY"):
+        assert amount in first, amount
+    assert "仅供参考，不构成指控" in flat  # the legal threshold, as information
+    for name in ("claim_forged.jpg", "listing.jpg"):
+        assert hashlib.sha256(_sample(name)).hexdigest() in flat, name
+    evidence = {e["kind"]: e for e in _stored_report(server, claim)["evidence"]}
+    assert evidence["packing_video"]["sha256"] in flat
+    # The summary picture (claim beside the merchant's photo, the edit outlined) is on page 1
+    # and at least 12 cm wide.
+    images = subprocess.run(
+        ["pdfimages", "-list", "-f", "1", "-l", "1", str(pdf)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()[2:]
+    assert len(images) == 1
+    fields = images[0].split()
+    width_px, ppi = int(fields[3]), float(fields[12])
+    assert width_px / ppi * 25.4 >= 120
+
+
+def test_every_page_carries_its_number_the_claim_id_and_the_report_content_hash(
+    rejected: tuple[Server, str], zh_pdf: tuple[Path, list[Page]], tmp_path: Path
+) -> None:
+    server, claim = rejected
+    _, pages = zh_pdf
+    printed = _cli(server, claim, "--content", str(tmp_path / "case.json")).split()[0]
+    # The hash printed on the pages is the sha256 of the case JSON the CLI writes.
+    assert printed == hashlib.sha256((tmp_path / "case.json").read_bytes()).hexdigest()
+    # 8 pages for this claim (summary, case, 4 of evidence and pictures, audit trail, file facts
+    # and how to check; 7 before issue 19, the decision on page 6): a layout that spills
+    # tables or pictures over more pages shows here.
+    assert 6 <= len(pages) <= 9, len(pages)
+    for page in pages:
+        assert f"第 {page.number} 页，共 {len(pages)} 页" in page.text, page.number
+        assert claim in page.text, page.number
+        assert f"报告内容 sha256 {printed}" in page.text, page.number
+
+
+def test_no_python_value_no_broken_code_no_text_outside_the_page_and_no_stranded_heading(
+    rejected: tuple[Server, str], zh_pdf: tuple[Path, list[Page]]
+) -> None:
+    server, claim = rejected
+    _, pages = zh_pdf
+    for page in pages:
+        leftovers = [line for line in page.lines if REPR.search(line)]
+        assert leftovers == [], (page.number, leftovers)
+        for x0, y0, x1, y1, word in page.words:
+            assert x0 >= 0 and x1 <= page.width and y0 >= 0 and y1 <= page.height, (
+                page.number,
+                word,
+            )
+    # Each finding's code is printed whole: it may wrap only at a dot or an underscore.
+    everything = "\n".join(page.text for page in pages)
+    codes = {
+        finding["code"]
+        for image in _stored_report(server, claim)["assessment"]["images"]
+        for finding in image["findings"]
+    }
+    assert codes
+    for code in codes:
+        assert re.search(r"\.\n?".join(map(re.escape, code.split("."))), everything), code
+    # A heading or a table's column titles are never the last row of a page's body (between
+    # the header and footer margins): what they introduce follows them on the same page.
+    for page in pages:
+        body = [w for w in page.words if w[1] > 14 * MM and w[3] < page.height - 16 * MM]
+        bottom = max(w[3] for w in body)
+        last_row = sorted((w for w in body if w[3] > bottom - 4), key=lambda w: w[0])
+        words = [w[4] for w in last_row]
+        stranded = set(words) <= TITLES or any(words[0].startswith(c) for c in codes)
+        assert not stranded, (page.number, words)
+
+
+MM = 72 / 25.4
+TITLES = {
+    *[
+        "1.",
+        "案件",
+        "案件事实",
+        "裁决记录",
+        "各方提交的证据",
+        "买家记录",
+        "附录",
+        "A.",
+        "B.",
+        "C.",
+        "审计记录",
+        "#",
+        "时间",
+        "操作者",
+    ],
+    *[
+        "操作",
+        "上一哈希",
+        "本条哈希",
+        "数据",
+        "值",
+        "单位",
+        "提交方",
+        "种类",
+        "文件",
+        "/",
+        "说明",
+        "裁决",
+        "理由",
+        "字段",
+        "检测结果",
+        "结果",
+    ],
+    *[
+        "权重",
+        "数据与事实",
+        "证据与裁决",
+        "原始文件（sha256）",
+        "照片与分析所见",
+        "文件自身记录的信息",
+        "摘要",
+    ],
+}
+"""Words of the zh report's headings and column titles, before and after issue 19."""
+
+
+def test_the_packing_video_and_every_time_are_written_out(zh_pdf: tuple[Path, list[Page]]) -> None:
+    pdf, pages = zh_pdf
+    everything = "\n".join(page.text for page in pages)
+    layout = subprocess.run(
+        ["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True
+    ).stdout
+    # Who sent it, what it is, its file and its hash: once an empty line.
+    assert re.search(r"商家\s+打包视频\s+packing\.mp4 · sha256", layout)
+    # Times carry their zone (the jurisdiction's, Asia/Shanghai): never a bare timestamp.
+    stamps = re.findall(
+        r"\d{4}-\d\d-\d\d \d\d:\d\d(?::\d\d)?(?:\.\d+)?(?: UTC(?:[+-]\d\d:\d\d)?)?",
+        everything.replace("\n", " "),
+    )
+    assert stamps and all(s.endswith("UTC+08:00") for s in stamps), stamps
+
+
+def test_the_english_report_has_the_same_content_hash_and_no_python_value(
+    rejected: tuple[Server, str], zh_pdf: tuple[Path, list[Page]], tmp_path: Path
+) -> None:
+    server, claim = rejected
+    _, zh_pages = zh_pdf
+    _, pages = _render(server, claim, "en", tmp_path)
+    assert pages[0].text.count("Decision by a person: rejected") == 1
+    hashes = {re.search(r"report content sha256 ([0-9a-f]{64})", p.text).group(1) for p in pages}  # type: ignore[union-attr]
+    assert len(hashes) == 1 and hashes.pop() in zh_pages[0].text
+    for page in pages:
+        assert f"page {page.number} of {len(pages)}" in page.text
+        # The citation "Fa Shi [2011] No. 7" and "merchant's" are words, not Python values.
+        leftovers = [
+            line
+            for line in page.lines
+            if re.search(r"[{}]|'\w+':|\[(?!2011\])|\b(True|False|None)\b", line)
+        ]
+        assert leftovers == [], (page.number, leftovers)
+
+
+def test_an_undecided_claim_says_so_on_page_one_and_the_html_download_is_the_same_report(
+    rejected: tuple[Server, str], undecided: str, tmp_path: Path
+) -> None:
+    server, _ = rejected
+    html_file = tmp_path / "report.html"
+    _cli(server, undecided, "--format", "html", "--out", str(html_file), "--lang", "zh")
+    html = html_file.read_text(encoding="utf-8")
+    summary = html[html.index('<section class="summary"') : html.index("</section>")]
+    assert "尚未经人工裁决" in summary and "等待商家回应" in summary  # and the claim's state
+    assert "尚未裁决" in summary  # no refund amount decided yet
+    assert LONG in summary
+    assert "<script" not in html and 'src="data:image/' in summary
+    printed = _cli(server, undecided, "--content", str(tmp_path / "case.json")).split()[0]
+    assert f'<meta name="refundlens:content-sha256" content="{printed}">' in html
+
+
+def test_a_reason_without_spaces_wraps_instead_of_shrinking_the_page(
+    rejected: tuple[Server, str],
+    undecided: str,
+    zh_pdf: tuple[Path, list[Page]],
+    tmp_path: Path,
+) -> None:
+    server, _ = rejected
+    _, pages = _render(server, undecided, "zh", tmp_path)
+    _, normal = zh_pdf
+
+    def title_height(page: Page) -> float:
+        return next(w[3] - w[1] for w in page.words if w[4] == "摘要")
+
+    # Chromium prints content wider than the page smaller: the title would shrink with it.
+    assert title_height(pages[0]) == pytest.approx(title_height(normal[0]), rel=0.02)
+    assert "尚未经人工裁决" in pages[0].text
+    for page in pages:
+        for x0, y0, x1, y1, word in page.words:
+            assert x0 >= 0 and x1 <= page.width and y0 >= 0 and y1 <= page.height, word
