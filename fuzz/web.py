@@ -18,10 +18,21 @@ import random
 import sys
 import tempfile
 import time
-from importlib import resources
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # the tests' own server and shop helpers
+
+from tests.service_support import (  # noqa: E402
+    Server,
+    add_tenants,
+    file_claim,
+    listed_sku,
+    order_for,
+    running_server,
+    sample,
+)
+
 CHROMIUM = "/usr/bin/chromium"
 
 HOSTILE = [
@@ -54,44 +65,25 @@ def _text(rng: random.Random) -> str:
     return "".join(parts)
 
 
-def _sample(name: str) -> bytes:
-    return resources.files("refundlens").joinpath(f"samples/{name}").read_bytes()
-
-
-def _seed(server: object) -> dict[str, str]:
+def _seed(server: Server) -> dict[str, str]:
     """Two shops, keys for every role, a SKU, an order and one claim to act on."""
-    keys = {"admin": server.admin}  # type: ignore[attr-defined]
-    with server.client(server.admin) as admin:  # type: ignore[attr-defined]
-        for tenant in ("shop-a", "shop-b"):
-            admin.post("/v1/tenants", json={"id": tenant, "kind": "merchant", "name": tenant})
-    keys["merchant"] = server.key("merchant", "shop-a")  # type: ignore[attr-defined]
-    keys["reviewer"] = server.key("reviewer", assign=["shop-a"])  # type: ignore[attr-defined]
-    keys["buyer"] = server.key("buyer", subject="buyer-1")  # type: ignore[attr-defined]
-    with server.client(keys["merchant"]) as merchant:  # type: ignore[attr-defined]
-        sku = merchant.post(
-            "/v1/skus",
-            data={"external_id": "mug"},
-            files=[("photos", ("listing.jpg", _sample("listing.jpg"), "image/jpeg"))],
-        ).json()["id"]
-        order = merchant.post(
-            "/v1/orders",
-            json={"external_id": "o-1", "sku_id": sku, "buyer_id": "buyer-1", "amount": 300},
-        ).json()["id"]
-    with server.client(keys["buyer"]) as buyer:  # type: ignore[attr-defined]
-        keys["claim"] = buyer.post(
-            "/v1/claims",
-            data={"order_id": order, "type": "refund_only", "amount": "100", "reason": "x"},
-            files=[("photos", ("c.jpg", _sample("claim_forged.jpg"), "image/jpeg"))],
-        ).json()["id"]
+    add_tenants(server, "shop-a", "shop-b")
+    keys = {
+        "admin": server.admin,
+        "merchant": server.key("merchant", "shop-a"),
+        "reviewer": server.key("reviewer", assign=["shop-a"]),
+        "buyer": server.key("buyer", subject="buyer-1"),
+    }
+    order = order_for(
+        server, keys["merchant"], listed_sku(server, keys["merchant"]), "buyer-1", "o-1"
+    )
+    keys["claim"] = file_claim(server, keys["buyer"], order, reason="x")["id"]
     return keys
 
 
 def run(seconds: float, seed: int) -> int:
-    sys.path.insert(0, str(HERE.parent))
     from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import sync_playwright
-
-    from tests.service_support import running_server
 
     rng = random.Random(seed)
     crashes = HERE / "crashes"
@@ -148,7 +140,7 @@ def run(seconds: float, seed: int) -> int:
                                 field.check()
                         elif kind == "file":
                             junk.write_bytes(
-                                rng.choice([_sample("claim_genuine.jpg"), rng.randbytes(2000)])
+                                rng.choice([sample("claim_genuine.jpg"), rng.randbytes(2000)])
                             )
                             field.set_input_files(str(junk))
                         elif kind == "select":

@@ -134,3 +134,101 @@ def assessed(server: Server, claim_id: str, timeout: float = 120.0) -> dict:  # 
     and the routing reason, which a buyer's own view never carries (cases/buyer.py)."""
     with server.client(server.admin) as admin:
         return wait_analysed(admin, claim_id, timeout)
+
+
+# --- a shop to test against: the same few calls every service test, bench and fuzzer made ---
+
+
+def sample(name: str) -> bytes:
+    """A bundled demo photo (src/refundlens/samples; credited in NOTICE)."""
+    from importlib import resources
+
+    return resources.files("refundlens").joinpath(f"samples/{name}").read_bytes()
+
+
+@contextlib.contextmanager
+def backend(kind: str) -> Iterator[str]:
+    """The database URL for a test module parametrized over ``sqlite`` and ``postgresql``:
+    empty (the embedded SQLite) or a fresh PostgreSQL database, dropped afterwards."""
+    if kind == "postgresql":
+        with postgres_database() as url:
+            yield url
+    else:
+        yield ""
+
+
+def add_tenants(server: Server, *tenants: str) -> None:
+    with server.client(server.admin) as admin:
+        for tenant in tenants:
+            r = admin.post("/v1/tenants", json={"id": tenant, "kind": "merchant", "name": tenant})
+            assert r.status_code == 201, r.text
+
+
+def listed_sku(server: Server, merchant_key: str, external_id: str = "mug") -> str:
+    """A SKU whose reference is the bundled listing photo; its id."""
+    with server.client(merchant_key) as merchant:
+        r = merchant.post(
+            "/v1/skus",
+            data={"external_id": external_id},
+            files=[("photos", ("listing.jpg", sample("listing.jpg"), "image/jpeg"))],
+        )
+        assert r.status_code == 201, r.text
+        return str(r.json()["id"])
+
+
+def order_for(
+    server: Server, merchant_key: str, sku: str, buyer: str, external_id: str, **fields: object
+) -> str:
+    """An order of ``sku`` for ``buyer`` (amount 300 unless ``fields`` says); its id."""
+    with server.client(merchant_key) as merchant:
+        r = merchant.post(
+            "/v1/orders",
+            json={"external_id": external_id, "sku_id": sku, "buyer_id": buyer, "amount": 300}
+            | fields,
+        )
+        assert r.status_code == 201, r.text
+        return str(r.json()["id"])
+
+
+def file_claim(
+    server: Server,
+    buyer_key: str,
+    order: str,
+    photos: list[tuple[str, bytes]] | None = None,
+    **form: str,
+) -> dict:  # type: ignore[type-arg]
+    """A refund-only claim of 100 on ``order`` with ``photos`` (the forged sample by default)."""
+    files = [
+        ("photos", (n, d, "image/jpeg"))
+        for n, d in photos or [("c.jpg", sample("claim_forged.jpg"))]
+    ]
+    with server.client(buyer_key) as buyer:
+        r = buyer.post(
+            "/v1/claims",
+            data={"order_id": order, "type": "refund_only", "amount": "100"} | form,
+            files=files,
+        )
+        assert r.status_code == 201, r.text
+        return dict(r.json())
+
+
+def logged_in(client: httpx.Client, server: Server, key: str) -> httpx.Client:
+    """``client`` logged in to the web page through its form, as a browser would: the login
+    page's token (cookie and field), this site's Origin. Returns it, the session cookie set."""
+    import re
+
+    form = client.get("/web/login")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+    assert csrf, form.text
+    response = client.post(
+        "/web/login", data={"key": key, "csrf": csrf[1]}, headers={"Origin": server.url}
+    )
+    assert response.status_code == 303, response.text
+    return client
+
+
+@contextlib.contextmanager
+def web_login(server: Server, key: str) -> Iterator[httpx.Client]:
+    """A client logged in to the web page as ``key``; closed afterwards."""
+    with httpx.Client(base_url=server.url, timeout=60.0) as client:
+        yield logged_in(client, server, key)

@@ -9,7 +9,6 @@ Run on SQLite and PostgreSQL.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from importlib import resources
 from typing import Any
 
 import pytest
@@ -19,12 +18,17 @@ from refundlens.service import create_app
 from refundlens.store import Database
 from refundlens.store.models import AuditEntry, Claim, Decision, Evidence, Order, Sku, Tenant
 
-from .service_support import Server, postgres_database, running_server, wait_analysed
-
-
-def _sample(name: str) -> bytes:
-    return resources.files("refundlens").joinpath(f"samples/{name}").read_bytes()
-
+from .service_support import (
+    Server,
+    add_tenants,
+    backend,
+    file_claim,
+    listed_sku,
+    order_for,
+    running_server,
+    sample,
+    wait_analysed,
+)
 
 PRINCIPALS = (
     "nobody",
@@ -86,16 +90,9 @@ def test_every_api_route_has_a_row(tmp_path: Any) -> None:
 def world(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Server, dict[str, str]]]:
-    import contextlib
-
     data_dir = tmp_path_factory.mktemp(f"matrix-{request.param}")
-    with (
-        postgres_database() if request.param == "postgresql" else contextlib.nullcontext("") as url,
-        running_server(data_dir, url or "") as server,
-    ):
-        with server.client(server.admin) as admin:
-            for tenant in ("shop-a", "shop-b"):
-                admin.post("/v1/tenants", json={"id": tenant, "kind": "merchant", "name": tenant})
+    with backend(request.param) as url, running_server(data_dir, url) as server:
+        add_tenants(server, "shop-a", "shop-b")
         keys = {
             "admin": server.admin,
             "merchant": server.key("merchant", "shop-a"),
@@ -105,22 +102,10 @@ def world(
             "buyer": server.key("buyer", subject="buyer-1"),
             "other_buyer": server.key("buyer", subject="buyer-2"),
         }
-        with server.client(keys["merchant"]) as merchant:
-            sku = merchant.post(
-                "/v1/skus",
-                data={"external_id": "mug"},
-                files=[("photos", ("listing.jpg", _sample("listing.jpg"), "image/jpeg"))],
-            ).json()["id"]
-            order = merchant.post(
-                "/v1/orders",
-                json={"external_id": "o-1", "sku_id": sku, "buyer_id": "buyer-1", "amount": 300},
-            ).json()["id"]
+        sku = listed_sku(server, keys["merchant"])
+        order = order_for(server, keys["merchant"], sku, "buyer-1", "o-1")
+        claim = file_claim(server, keys["buyer"], order)["id"]
         with server.client(keys["buyer"]) as buyer:
-            claim = buyer.post(
-                "/v1/claims",
-                data={"order_id": order, "type": "refund_only", "amount": "100"},
-                files=[("photos", ("c.jpg", _sample("claim_forged.jpg"), "image/jpeg"))],
-            ).json()["id"]
             wait_analysed(buyer, claim)  # its own audit entries are written before the matrix
         yield server, {**keys, "sku": sku, "order": order, "claim": claim}
 
@@ -146,13 +131,13 @@ def _snapshot(server: Server) -> dict[str, Any]:
 
 def _request(world: dict[str, str], method: str, path: str) -> dict[str, Any]:
     """A request the route would accept from a principal allowed to make it."""
-    photo = ("photo", ("p.jpg", _sample("claim_genuine.jpg"), "image/jpeg"))
+    photo = ("photo", ("p.jpg", sample("claim_genuine.jpg"), "image/jpeg"))
     path = path.format(claim_id=world["claim"], order_id=world["order"])
     bodies: dict[str, dict[str, Any]] = {
         "/v1/tenants": {"json": {"id": "shop-x", "kind": "merchant", "name": "x"}},
         "/v1/skus": {
             "data": {"external_id": "new", "merchant_id": "shop-a"},
-            "files": [("photos", ("l.jpg", _sample("listing.jpg"), "image/jpeg"))],
+            "files": [("photos", ("l.jpg", sample("listing.jpg"), "image/jpeg"))],
         },
         "/v1/orders": {
             "json": {
@@ -166,7 +151,7 @@ def _request(world: dict[str, str], method: str, path: str) -> dict[str, Any]:
         "/packing-video": {"files": [("video", ("v.mp4", b"\x00" * 64, "video/mp4"))]},
         "/v1/claims": {
             "data": {"order_id": world["order"], "type": "refund_only", "amount": "5"},
-            "files": [("photos", ("c.jpg", _sample("claim_genuine.jpg"), "image/jpeg"))],
+            "files": [("photos", ("c.jpg", sample("claim_genuine.jpg"), "image/jpeg"))],
         },
         "/evidence": {"data": {"kind": "statement", "statement": "mine"}},
         "/decision": {"json": {"decision": "approve", "reason": "looks fine"}},

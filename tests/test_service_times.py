@@ -3,7 +3,6 @@ were sent in, and every fact a reason is worded from actually passed to the anal
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import io
 from collections.abc import Iterator
@@ -15,7 +14,15 @@ from PIL import Image
 from refundlens.store import Database
 from refundlens.store.models import Order
 
-from .service_support import Server, postgres_database, running_server, wait_analysed
+from .service_support import (
+    Server,
+    add_tenants,
+    backend,
+    listed_sku,
+    order_for,
+    running_server,
+    wait_analysed,
+)
 
 
 def _photo_taken(when: str, offset: str) -> bytes:
@@ -36,46 +43,26 @@ def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
     data_dir = tmp_path_factory.mktemp(f"times-{request.param}")
-    with (
-        postgres_database() if request.param == "postgresql" else contextlib.nullcontext("") as url,
-        running_server(data_dir, url or "") as srv,
-    ):
+    with backend(request.param) as url, running_server(data_dir, url) as srv:
         yield srv
 
 
 def test_an_orders_times_keep_their_instant_and_their_zone_and_the_claim_time_is_passed(
     server: Server,
 ) -> None:
-    with server.client(server.admin) as admin:
-        admin.post("/v1/tenants", json={"id": "shop-cn", "kind": "merchant", "name": "shop"})
+    add_tenants(server, "shop-cn")
     merchant_key = server.key("merchant", "shop-cn")
     buyer_key = server.key("buyer", subject="buyer-t")
-    with server.client(merchant_key) as merchant:
-        sku = merchant.post(
-            "/v1/skus",
-            data={"external_id": "mug"},
-            files=[
-                (
-                    "photos",
-                    (
-                        "listing.jpg",
-                        resources.files("refundlens").joinpath("samples/listing.jpg").read_bytes(),
-                        "image/jpeg",
-                    ),
-                )
-            ],
-        ).json()["id"]
-        order = merchant.post(
-            "/v1/orders",
-            json={
-                "external_id": "o-t",
-                "sku_id": sku,
-                "buyer_id": "buyer-t",
-                "amount": 100,
-                "shipped_at": "2026-11-01T08:00:00+08:00",
-                "delivered_at": "2026-11-03T08:00:00+08:00",
-            },
-        ).json()["id"]
+    order = order_for(
+        server,
+        merchant_key,
+        listed_sku(server, merchant_key),
+        "buyer-t",
+        "o-t",
+        amount=100,
+        shipped_at="2026-11-01T08:00:00+08:00",
+        delivered_at="2026-11-03T08:00:00+08:00",
+    )
     database = Database(server.settings)
     try:
         with database.session() as session:

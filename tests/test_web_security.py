@@ -9,7 +9,6 @@ Sessions, CSRF, the PDF renderer's network, and who sees and assigns what are te
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import http.server
 import io
@@ -18,7 +17,6 @@ import re
 import shutil
 import threading
 from collections.abc import Iterator
-from importlib import resources
 from pathlib import Path
 from typing import ClassVar
 
@@ -30,7 +28,18 @@ from sqlalchemy import text, update
 from refundlens.store import Database
 from refundlens.store.models import AuditEntry, Decision, Evidence, WebSession, new_id
 
-from .service_support import Server, postgres_database, running_server
+from .service_support import (
+    Server,
+    add_tenants,
+    backend,
+    file_claim,
+    listed_sku,
+    logged_in,
+    order_for,
+    running_server,
+    sample,
+    web_login,
+)
 
 CHROMIUM = os.environ.get("REFUNDLENS_CHROMIUM_PATH", "/usr/bin/chromium")
 TEMPLATES = Path(__file__).resolve().parents[1] / "src" / "refundlens" / "service" / "templates"
@@ -47,10 +56,6 @@ PAYLOADS = [
 HOSTILE = " ".join(PAYLOADS)
 
 
-def _sample(name: str) -> bytes:
-    return resources.files("refundlens").joinpath(f"samples/{name}").read_bytes()
-
-
 def _need_chromium() -> None:
     if shutil.which(CHROMIUM) is None and not Path(CHROMIUM).exists():
         if os.environ.get("CI"):
@@ -60,7 +65,7 @@ def _need_chromium() -> None:
 
 def _photo_with_hostile_exif() -> bytes:
     """The sample claim photo with a payload in EXIF Make, Model and Software (any buyer can)."""
-    image = Image.open(io.BytesIO(_sample("claim_forged.jpg")))
+    image = Image.open(io.BytesIO(sample("claim_forged.jpg")))
     exif = Image.Exif()
     exif[0x010F] = PAYLOADS[0]
     exif[0x0110] = PAYLOADS[1]
@@ -68,24 +73,6 @@ def _photo_with_hostile_exif() -> bytes:
     buf = io.BytesIO()
     image.save(buf, "JPEG", quality=90, exif=exif.tobytes())
     return buf.getvalue()
-
-
-@contextlib.contextmanager
-def web_login(server: Server, key: str) -> Iterator[httpx.Client]:
-    """A client logged in through the form, as a browser would (login cookie, CSRF token)."""
-    with httpx.Client(base_url=server.url, timeout=60.0) as client:
-        yield _logged_in(client, server, key)
-
-
-def _logged_in(client: httpx.Client, server: Server, key: str) -> httpx.Client:
-    form = client.get("/web/login")
-    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
-    assert csrf, form.text
-    response = client.post(
-        "/web/login", data={"key": key, "csrf": csrf[1]}, headers={"Origin": server.url}
-    )
-    assert response.status_code == 303, response.text
-    return client
 
 
 def page_csrf(client: httpx.Client, path: str) -> str:
@@ -102,13 +89,8 @@ def site(
     buyer and the merchant control carries a payload (sent through the API where it accepts
     the value, written into the rows where it refuses it, as older data or a bug might)."""
     data_dir = tmp_path_factory.mktemp(f"websec-{request.param}")
-    with (
-        postgres_database() if request.param == "postgresql" else contextlib.nullcontext("") as url,
-        running_server(data_dir, url or "") as server,
-    ):
-        with server.client(server.admin) as admin:
-            for tenant in ("shop-a", "shop-b"):
-                admin.post("/v1/tenants", json={"id": tenant, "kind": "merchant", "name": tenant})
+    with backend(request.param) as url, running_server(data_dir, url) as server:
+        add_tenants(server, "shop-a", "shop-b")
         keys = {
             "merchant": server.key("merchant", "shop-a"),
             "merchant_b": server.key("merchant", "shop-b"),
@@ -117,41 +99,11 @@ def site(
             "reviewer_b": server.key("reviewer", assign=["shop-b"]),
             "buyer": server.key("buyer", subject="buyer-1"),
         }
-        claims = {}
-        for shop, key in (("shop-a", keys["merchant"]), ("shop-b", keys["merchant_b"])):
-            with server.client(key) as merchant:
-                sku = merchant.post(
-                    "/v1/skus",
-                    data={"external_id": f"mug-{shop}", "title": "mug"},
-                    files=[("photos", ("listing.jpg", _sample("listing.jpg"), "image/jpeg"))],
-                )
-                assert sku.status_code == 201, sku.text
-                order = merchant.post(
-                    "/v1/orders",
-                    json={
-                        "external_id": f"o-{shop}",
-                        "sku_id": sku.json()["id"],
-                        "buyer_id": "buyer-1",
-                        "amount": 300,
-                    },
-                )
-                assert order.status_code == 201, order.text
-            with server.client(keys["buyer"]) as buyer:
-                claim = buyer.post(
-                    "/v1/claims",
-                    data={
-                        "order_id": order.json()["id"],
-                        "type": "refund_only",
-                        "amount": "120",
-                        "reason": HOSTILE,
-                    },
-                    files=[
-                        ("photos", (HOSTILE + ".jpg", _photo_with_hostile_exif(), "image/jpeg"))
-                    ],
-                )
-                assert claim.status_code == 201, claim.text
-            claims[shop] = claim.json()["id"]
-        keys["claim"], keys["claim_b"] = claims["shop-a"], claims["shop-b"]
+        for claim, merchant in (("claim", "merchant"), ("claim_b", "merchant_b")):
+            sku = listed_sku(server, keys[merchant])
+            order = order_for(server, keys[merchant], sku, "buyer-1", f"o-{claim}")
+            photo = (HOSTILE + ".jpg", _photo_with_hostile_exif())
+            keys[claim] = file_claim(server, keys["buyer"], order, [photo], reason=HOSTILE)["id"]
         _plant_hostile_rows(server, keys)
         yield server, keys
 
@@ -430,7 +382,7 @@ def test_login_needs_the_forms_own_token_and_the_session_is_not_the_api_key(
             headers={"Origin": "http://evil.example"},
         )
         assert response.status_code == 403 and "rl_session" not in response.cookies
-    client = _logged_in(httpx.Client(base_url=server.url, timeout=60.0), server, keys["reviewer"])
+    client = logged_in(httpx.Client(base_url=server.url, timeout=60.0), server, keys["reviewer"])
     cookie = client.cookies["rl_session"]
     assert keys["reviewer"] not in cookie and keys["reviewer"].split(".")[1] not in cookie
     assert (
@@ -465,7 +417,7 @@ def test_a_session_ends_when_it_expires_or_its_key_is_revoked(
     try:
         for how in ("expired", "revoked"):
             key = server.key("reviewer", assign=["shop-a"])
-            client = _logged_in(httpx.Client(base_url=server.url, timeout=60.0), server, key)
+            client = logged_in(httpx.Client(base_url=server.url, timeout=60.0), server, key)
             assert client.get("/web/queue").status_code == 200
             with database.session() as session:
                 token = hashlib.sha256(client.cookies["rl_session"].encode()).hexdigest()
@@ -541,7 +493,7 @@ def test_a_refused_claim_leaves_no_file_behind(site: tuple[Server, dict[str, str
     before = sorted(p.name for p in blobs.rglob("*") if p.is_file())
     with server.client(keys["buyer"]) as buyer:
         order = buyer.get(f"/v1/claims/{keys['claim']}").json()["order_id"]
-        fresh = _sample("claim_unrelated.jpg") + b"\x00refused"  # bytes no blob has yet
+        fresh = sample("claim_unrelated.jpg") + b"\x00refused"  # bytes no blob has yet
         for form in (
             {"order_id": order, "type": "refund_only", "amount": "99999"},
             {"order_id": order, "type": "no_such_type", "amount": "10"},
