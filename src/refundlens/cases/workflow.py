@@ -42,6 +42,7 @@ from ..store.models import (
     new_id,
     utcnow,
 )
+from ..store.queries import latest_assessment
 from .routing import CLAIM_TYPES, ClaimFacts, RoutingRules, route
 from .states import ClaimState, transition
 
@@ -1115,12 +1116,7 @@ def _bank_confirmed_forgery(session: Session, claim: Claim, settings: Settings) 
     """A person confirmed a forgery: its photos' fingerprints join this platform's bank."""
     from ..reuse.bank import buyer_hmac
 
-    latest = session.execute(
-        select(Assessment)
-        .where(Assessment.claim_id == claim.id)
-        .order_by(Assessment.attempt.desc())
-        .limit(1)
-    ).scalar_one_or_none()
+    latest = latest_assessment(session, claim.id)
     codes = sorted(
         {
             f["code"]

@@ -22,7 +22,6 @@ from sqlalchemy.orm import Session
 
 from ..store.blobs import BlobStore
 from ..store.models import (
-    Assessment,
     AuditEntry,
     Claim,
     Decision,
@@ -31,6 +30,7 @@ from ..store.models import (
     ReferencePhoto,
     Sku,
 )
+from ..store.queries import latest_assessment
 
 __all__ = [
     "REPORT_CSP",
@@ -160,12 +160,7 @@ def gather(session: Session, blobs: BlobStore, claim_id: str, inline: bool = Tru
     assert order is not None
     sku = session.get(Sku, order.sku_id)
     assert sku is not None
-    latest = session.execute(
-        select(Assessment)
-        .where(Assessment.claim_id == claim.id)
-        .order_by(Assessment.attempt.desc())
-        .limit(1)
-    ).scalar_one_or_none()
+    latest = latest_assessment(session, claim.id)
     report = latest.report if latest is not None else None
     photos = []
     for photo in claim.photos:

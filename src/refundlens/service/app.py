@@ -32,7 +32,8 @@ from ..config import Settings, load_settings
 from ..errors import MediaError, RefundlensError
 from ..store import audit
 from ..store.crypto import PiiCipher
-from ..store.models import Assessment, Claim, Decision, Evidence, IdempotencyKey, Order, Tenant
+from ..store.models import Claim, Decision, Evidence, IdempotencyKey, Order, Tenant
+from ..store.queries import latest_assessment
 from ..workers.runner import Dispatcher
 from ..workers.tasks import Runtime
 from . import fields
@@ -317,14 +318,8 @@ def create_app(
             "Only a merchant (or an admin naming merchant_id) manages SKUs and orders.",
         )
 
-    def buyer_view(s: Session, claim: Claim) -> dict[str, Any]:
-        """What a buyer sees of its claim (cases/buyer.py): no finding, fact, risk or picture."""
-        decision = s.execute(
-            select(Decision)
-            .where(Decision.claim_id == claim.id)
-            .order_by(Decision.created_at.desc())
-            .limit(1)
-        ).scalar_one_or_none()
+    def common_view(claim: Claim) -> dict[str, Any]:
+        """What every principal who may see the claim is told of it."""
         return {
             "id": claim.id,
             "order_id": claim.order_id,
@@ -334,13 +329,24 @@ def create_app(
             "reason": claim.reason,
             "amount": claim.amount,
             "state": claim.state,
-            "status": buyer_status(claim.state, decision.outcome if decision else None).as_dict(),
             "deadline_at": _iso(claim.deadline_at),
             "created_at": _iso(claim.created_at),
             "photos": [
                 {"name": ph.name, "sha256": ph.sha256, "live_capture": ph.live_capture}
                 for ph in claim.photos
             ],
+        }
+
+    def buyer_view(s: Session, claim: Claim) -> dict[str, Any]:
+        """What a buyer sees of its claim (cases/buyer.py): no finding, fact, risk or picture."""
+        decision = s.execute(
+            select(Decision)
+            .where(Decision.claim_id == claim.id)
+            .order_by(Decision.created_at.desc())
+            .limit(1)
+        ).scalar_one_or_none()
+        return common_view(claim) | {
+            "status": buyer_status(claim.state, decision.outcome if decision else None).as_dict(),
             "decision": None
             if decision is None
             else {"outcome": decision.outcome, "amount": decision.amount},
@@ -349,31 +355,12 @@ def create_app(
     def claim_view(s: Session, claim: Claim, p: Principal) -> dict[str, Any]:
         if p.role == "buyer":
             return buyer_view(s, claim)
-        latest = s.execute(
-            select(Assessment)
-            .where(Assessment.claim_id == claim.id)
-            .order_by(Assessment.attempt.desc())
-            .limit(1)
-        ).scalar_one_or_none()
-        view: dict[str, Any] = {
-            "id": claim.id,
-            "order_id": claim.order_id,
-            "merchant_id": claim.merchant_id,
-            "buyer_id": claim.buyer_id,
-            "type": claim.claim_type,
-            "reason": claim.reason,
-            "amount": claim.amount,
-            "state": claim.state,
+        latest = latest_assessment(s, claim.id)
+        view: dict[str, Any] = common_view(claim) | {
             "risk": claim.risk,
             "action": claim.action,
             "routing_reason": claim.routing_reason,
-            "deadline_at": _iso(claim.deadline_at),
             "assigned_to": claim.assigned_to,
-            "created_at": _iso(claim.created_at),
-            "photos": [
-                {"name": ph.name, "sha256": ph.sha256, "live_capture": ph.live_capture}
-                for ph in claim.photos
-            ],
             "assessment": latest.report if latest is not None else None,
         }
         if p.role in ("admin", "reviewer", "merchant"):

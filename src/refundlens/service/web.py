@@ -29,6 +29,7 @@ from ..cases.buyer import buyer_status
 from ..errors import RefundlensError
 from ..report.evidence import REPORT_CSP, gather, render_html, render_pdf
 from ..store.models import AuditEntry, Claim
+from ..store.queries import latest_assessment
 from .auth import (
     AuthError,
     Principal,
@@ -273,16 +274,9 @@ def queue(
             # In percent on the page, as the risk bars show it.
             rows = [r for r in rows if r.risk is not None and 100 * r.risk >= risk_floor]
         if code:
-            from ..store.models import Assessment
-
             keep = []
             for r in rows:
-                latest = session.execute(
-                    select(Assessment)
-                    .where(Assessment.claim_id == r.id)
-                    .order_by(Assessment.attempt.desc())
-                    .limit(1)
-                ).scalar_one_or_none()
+                latest = latest_assessment(session, r.id)
                 codes = {
                     f["code"]
                     for image in (latest.report["images"] if latest else [])
