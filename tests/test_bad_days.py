@@ -21,7 +21,7 @@ from refundlens.config import Settings
 from refundlens.store import Database
 from refundlens.store.models import Claim
 
-from .service_support import Server, free_port, postgres_database, running_server
+from .service_support import Server, free_port, running_server
 
 
 def test_a_database_locked_past_the_busy_timeout_answers_503_with_retry_after_never_500(
@@ -125,11 +125,10 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield ""
-    else:
-        with postgres_database() as url:
-            yield url
+    from .service_support import backend
+
+    with backend(request.param) as url:
+        yield url
 
 
 def _shop(server: Server) -> str:

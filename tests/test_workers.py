@@ -461,13 +461,10 @@ def _attempts(settings: Settings, claim_id: str) -> int:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield ""
-    else:
-        from .service_support import postgres_database
+    from .service_support import backend
 
-        with postgres_database() as url:
-            yield url
+    with backend(request.param) as url:
+        yield url
 
 
 def test_a_worker_killed_mid_analysis_is_re_analysed_once_its_heartbeat_stops(
