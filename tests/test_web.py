@@ -616,3 +616,30 @@ def _sku_of(server: Server, keys: dict[str, str]) -> str:
             return order.sku_id
     finally:
         database.dispose()
+
+
+def test_a_buyer_appeals_a_decision_on_the_page_and_a_person_looks_again(
+    site: tuple[Server, dict[str, str]], browser: object
+) -> None:
+    from .service_support import file_claim, order_for
+
+    server, keys = site
+    order = order_for(server, keys["merchant"], _sku_of(server, keys), "buyer-1", "o-appeal")
+    claim = file_claim(server, keys["buyer"], order)["id"]
+    with server.client(keys["buyer"]) as buyer:
+        wait_analysed(buyer, claim)
+    with server.client(keys["reviewer"]) as reviewer:
+        decided = reviewer.post(
+            f"/v1/claims/{claim}/decision", json={"decision": "reject", "reason": "painted crack"}
+        )
+        assert decided.status_code == 200, decided.text
+    page = _login(browser, server, keys["buyer"], "en-US")
+    page.goto(f"{server.url}/web/claims/{claim}")
+    assert "You may appeal" in page.locator("#buyer-status").inner_text()
+    page.fill("#appeal-reason", "the cup arrived broken, here is why")
+    page.click("#appeal-form button[type=submit]")
+    assert page.locator("#claim-state").inner_text() == "under review"
+    assert page.locator("#appeal-form").count() == 0
+    response = page.request.get(f"{server.url}/web/claims/{claim}/report.pdf")
+    assert response.status == 403
+    assert "evidence report is for" in response.text() or "证据报告仅供" in response.text()

@@ -1102,6 +1102,8 @@ def appeal(
     settings: Settings,
 ) -> Claim:
     """The buyer or the merchant contests a decision (or an automatic approval): a person looks again."""
+    if actor.role not in ("buyer", "merchant", "admin"):
+        raise RefundlensError("auth.forbidden", "Only the buyer, the merchant or an admin appeals.")
     if not reason.strip():
         raise RefundlensError("appeal.reason_required", "An appeal needs a reason in words.")
     claim.state = transition(claim.state, ClaimState.APPEALED).value

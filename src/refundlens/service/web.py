@@ -212,7 +212,7 @@ def _refused(request: Request, user: Principal | None, code: str, status: int) -
 
 # What ?done= and ?error= may say on the claim page: a known word, or a code's shape. Anything
 # else is dropped, so a link cannot make the page say what refundlens did not.
-DONE = frozenset({"evidence", "assigned", *workflow.DECISIONS})
+DONE = frozenset({"evidence", "assigned", "appealed", *workflow.DECISIONS})
 _CODE = re.compile(r"[a-z_]{1,40}\.[a-z_]{1,60}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -357,7 +357,16 @@ def claim_page(
     with runtime.db.session() as session:
         case = gather(session, runtime.blobs, claim_id, inline=False)
         audit = [
-            {"seq": a.seq, "at": a.at, "actor": a.actor, "action": a.action, "hash": a.entry_hash}
+            {
+                "seq": a.seq,
+                # In the order's zone, like the timeline, to the second, the zone written out.
+                "at": a.at.astimezone(workflow.order_time_zone(case.order)).isoformat(
+                    sep=" ", timespec="seconds"
+                ),
+                "actor": a.actor,
+                "action": a.action,
+                "hash": a.entry_hash,
+            }
             for a in session.execute(
                 select(AuditEntry).where(AuditEntry.claim_id == claim_id).order_by(AuditEntry.seq)
             ).scalars()
@@ -553,6 +562,25 @@ def _amount(text: str) -> float | None:
     return value
 
 
+@router.post("/claims/{claim_id}/appeal")
+def appeal(
+    request: Request, claim_id: str, reason: str = Form(""), csrf: str = Form("")
+) -> Response:
+    """The buyer or the merchant contests a decision or an automatic approval, as in the API."""
+    settings = request.app.state.runtime.settings
+    try:
+        check_text("reason", reason, MAX_REASON)
+    except RefundlensError as exc:
+        return RedirectResponse(f"/web/claims/{claim_id}?error={exc.code}", status_code=303)
+    return _claim_action(
+        request,
+        claim_id,
+        csrf,
+        "appealed",
+        lambda s, actor, claim, _user: workflow.appeal(s, actor, claim, reason, settings=settings),
+    )
+
+
 @router.post("/claims/{claim_id}/evidence")
 async def evidence(
     request: Request,
@@ -619,8 +647,10 @@ def report(request: Request, claim_id: str, fmt: str) -> Response:
     user = _who(request)
     if user is None:
         return _login_redirect()
-    if _visible(request, claim_id, user) is None or user.role == "buyer":
+    if _visible(request, claim_id, user) is None:
         return _forbidden(request, user)
+    if user.role == "buyer":  # the report carries the analysis' numbers (cases/buyer.py)
+        return _refused(request, user, "report.not_for_buyers", 403)
     if fmt not in ("html", "pdf"):
         return Response(status_code=404)
     runtime = request.app.state.runtime
