@@ -111,6 +111,12 @@ def test_the_servers_root_leads_to_the_web_page(server: Server) -> None:
         assert r.status_code == 303 and r.headers["location"] == "/web/"
 
 
+def test_load_balancers_may_probe_health_and_readiness_with_head(server: Server) -> None:
+    with server.client() as anonymous:
+        for path in ("/healthz", "/readyz"):
+            assert anonymous.head(path).status_code == 200, path
+
+
 def test_health_names_the_database_and_the_task_runner(server: Server) -> None:
     with server.client() as anyone:
         body = anyone.get("/healthz").json()

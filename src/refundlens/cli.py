@@ -325,7 +325,7 @@ def demo(
             _write_outputs(assessment, out / Path(name).stem)
             _print_human(assessment, lang if lang in ("zh", "en") else "zh", console)
     console.print(
-        f"demo report written to {out}/ (report.json, *.mask.png, *.overlay.png per claim)"
+        f"demo report written to {out}/ (report.json; per claim, the pictures of what was found)"
     )
 
 
@@ -596,19 +596,24 @@ def keys_list() -> None:
     """Every API key: id, role, tenant or buyer, label, created, revoked (never the secret)."""
     from sqlalchemy import select
 
-    from .store.models import ApiKey
+    from .store.models import ApiKey, ReviewerAssignment
 
     database = _existing_database(_settings())
     table = Table()
-    for column in ("id", "role", "tenant / buyer", "label", "created", "revoked"):
+    for column in ("id", "role", "tenants / buyer", "label", "created", "revoked"):
         # Folded, never cut with an ellipsis: an id is copied from here into `keys revoke`.
         table.add_column(column, overflow="fold")
     with database.session() as session:
+        assigned: dict[str, list[str]] = {}
+        for row in session.execute(select(ReviewerAssignment)).scalars():
+            assigned.setdefault(row.key_id, []).append(row.tenant_id)
         for key in session.execute(select(ApiKey).order_by(ApiKey.created_at)).scalars():
+            # A reviewer's shops are its assignments; a merchant's its tenant; a buyer's its id.
+            scope = ", ".join(sorted(assigned.get(key.id, []))) or key.tenant_id or key.subject
             table.add_row(
                 key.id,
                 key.role,
-                escape(key.tenant_id or key.subject or ""),
+                escape(scope or ""),
                 escape(key.label),
                 key.created_at.isoformat(timespec="seconds"),
                 "yes" if key.revoked else "",
@@ -627,6 +632,9 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (rlk_..
         key = session.get(ApiKey, key_id.split(".")[0])
         if key is None:
             raise _fail(f"no key {key_id.split('.')[0]} in this database (`refundlens keys list`)")
+        if key.revoked:
+            typer.echo(f"{key.id} was already revoked")
+            return
         key.revoked = True
         audit.append(session, "cli", "key.revoked", details={"key": key.id, "role": key.role})
     typer.echo(f"revoked {key_id.split('.')[0]}")
@@ -646,10 +654,13 @@ def tenants_add(
         raise _fail("a tenant id is 1-40 letters, digits, _ . -; --kind is merchant or platform")
     database = _existing_database(_settings())
     with database.session() as session:
-        if session.get(Tenant, tenant_id) is None:
-            session.add(Tenant(id=tenant_id, kind=kind, name=name or tenant_id))
-            audit.append(session, "cli", "tenant.saved", details={"tenant": tenant_id})
-    typer.echo(f"tenant {tenant_id} ({kind})")
+        existing = session.get(Tenant, tenant_id)
+        if existing is not None:
+            typer.echo(f"tenant {tenant_id} already exists ({existing.kind}); nothing changed")
+            return
+        session.add(Tenant(id=tenant_id, kind=kind, name=name or tenant_id))
+        audit.append(session, "cli", "tenant.saved", details={"tenant": tenant_id})
+    typer.echo(f"tenant {tenant_id} ({kind}) added")
 
 
 @app.command()
@@ -673,7 +684,8 @@ def serve(
         first = session.execute(select(ApiKey).where(ApiKey.role == "admin")).first() is None
         token = create_key(session, "admin", label="first start") if first else None
     typer.echo(
-        f"refundlens {__version__} serving on http://{host}:{port}  (API: /v1, OpenAPI: /docs)"
+        f"refundlens {__version__} serving on http://{host}:{port}  "
+        "(web page: /web/, API: /v1, OpenAPI: /openapi.json)"
     )
     typer.echo(
         f"data: {database.engine.url.render_as_string(hide_password=True)}; tasks: {'celery at ' + settings.broker_url if settings.broker_url else 'in-process'}"

@@ -400,6 +400,7 @@ def create_app(
         """A person who opens the server's address lands on the web page."""
         return RedirectResponse("/web/", status_code=303)
 
+    @app.head("/healthz", include_in_schema=False)
     @app.get("/healthz")
     def healthz(s: SessionDep) -> dict[str, Any]:
         """Liveness: the process answers and reaches its database. Readiness is /readyz."""
@@ -411,6 +412,7 @@ def create_app(
             "tasks": "celery" if dispatch.celery else "in-process",
         }
 
+    @app.head("/readyz", include_in_schema=False)
     @app.get("/readyz")
     def readyz() -> JSONResponse:
         """Readiness: the database answers and its migrations are at head, the broker (when one
