@@ -289,7 +289,8 @@ def test_a_slow_packing_video_holds_no_database_lock_other_tenants_write_meanwhi
     import threading
 
     from refundlens.media import video as video_module
-    from refundlens.workers.tasks import Runtime, tick
+    from refundlens.runtime import Runtime
+    from refundlens.workers.tasks import tick
 
     from .test_video import packing_video
 

@@ -22,8 +22,8 @@ from refundlens.cases import (
 from refundlens.cases.states import TRANSITIONS
 from refundlens.config import Settings
 from refundlens.fusion import load_policy
+from refundlens.runtime import Runtime
 from refundlens.store.models import Tenant, WebhookEvent, new_id
-from refundlens.workers.tasks import Runtime
 from refundlens.workers.webhooks import deliver_due, sign, verify_signature
 
 S = ClaimState

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from refundlens.report.readable import FactRow, breakable, fact_rows, money, number, when, zone
+from refundlens.rendering.readable import FactRow, breakable, fact_rows, money, number, when, zone
 
 from .service_support import Server, running_server, wait_analysed
 

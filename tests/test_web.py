@@ -417,7 +417,7 @@ def test_on_a_phone_the_claim_page_fits_the_screen_and_its_buttons_are_big_enoug
 
 def test_routing_reasons_are_shown_in_the_readers_language() -> None:
     from refundlens.cases.routing import ClaimFacts, RoutingRules, route
-    from refundlens.service.i18n import routing_reason
+    from refundlens.rendering.i18n import routing_reason
 
     _, reason = route("escalate", ClaimFacts("refund_only", 120.0, 1), RoutingRules())
     assert routing_reason(reason, "zh_CN") == "分析建议“升级处理”：商家可先答复，再由人工裁决"
@@ -529,7 +529,7 @@ def _vocabulary() -> set[str]:
 
 @pytest.mark.parametrize("lang", ["zh_CN", "en"])
 def test_every_stored_word_the_pages_show_has_a_translation_in_both_languages(lang: str) -> None:
-    from refundlens.service.i18n import term
+    from refundlens.rendering.i18n import term
 
     raw = sorted(w for w in _vocabulary() if term(w, lang) == w and ("_" in w or lang == "zh_CN"))
     assert raw == []

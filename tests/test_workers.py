@@ -249,7 +249,8 @@ def test_an_in_process_backlog_re_submitted_by_the_ticker_is_analysed_once_per_c
 
 
 def test_a_task_delivered_again_after_the_analysis_finished_does_nothing(tmp_path: Path) -> None:
-    from refundlens.workers.tasks import Runtime, analyse_claim
+    from refundlens.runtime import Runtime
+    from refundlens.workers.tasks import analyse_claim
 
     settings = Settings(data_dir=str(tmp_path / "data"), ocr_enabled=False)
     claim_id = _setup(settings, _small_claim())
@@ -287,6 +288,7 @@ def _history(settings: Settings, claim_id: str) -> tuple[Claim, list[str], list[
 def test_a_claim_whose_analysis_keeps_failing_goes_to_a_person_without_an_assessment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from refundlens.runtime import Runtime
     from refundlens.workers import tasks
     from refundlens.workers.runner import Dispatcher
 
@@ -312,7 +314,7 @@ def test_a_claim_whose_analysis_keeps_failing_goes_to_a_person_without_an_assess
     assert "claim.analysis_failed" in events
     assert _state(settings, claim_id) == ("under_review", 0)
     # The reaper and a late Celery retry find nothing more to do.
-    runtime = tasks.Runtime(settings)
+    runtime = Runtime(settings)
     assert tasks.analyse_claim(runtime, claim_id) == "skipped"
     runtime.db.dispose()
 
@@ -369,7 +371,8 @@ def test_the_review_sla_setting_sets_the_deadline_when_a_claim_reaches_a_person(
 ) -> None:
     import datetime as dt
 
-    from refundlens.workers.tasks import Runtime, analyse_claim
+    from refundlens.runtime import Runtime
+    from refundlens.workers.tasks import analyse_claim
 
     settings = Settings(data_dir=str(tmp_path / "data"), ocr_enabled=False, review_sla_hours=6.0)
     claim_id = _setup(settings, _small_claim())

@@ -761,7 +761,8 @@ def packing_video(
     try:
         data = video.read_bytes()
         from .media.video import probe_video
-        from .workers.tasks import Runtime, process_packing_video
+        from .runtime import Runtime
+        from .workers.tasks import process_packing_video
 
         header = probe_video(data, settings)
         blobs = BlobStore(f"{settings.data_dir}/blobs")

@@ -431,8 +431,8 @@ def _images_for_report(case: CaseFile) -> list[dict[str, Any]]:
 
 
 def render_html(case: CaseFile, lang: str, jurisdiction: str = "cn") -> str:
-    from ..service.i18n import environment
-    from .readable import zone
+    from ..rendering.i18n import environment
+    from ..rendering.readable import zone
 
     template = environment(lang).get_template("report.html")
     rules = jurisdiction_rules(jurisdiction)

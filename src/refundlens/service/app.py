@@ -30,12 +30,12 @@ from ..cases import workflow
 from ..cases.buyer import buyer_status
 from ..config import Settings, load_settings
 from ..errors import MediaError, RefundlensError
+from ..runtime import Runtime
 from ..store import audit
 from ..store.crypto import PiiCipher
 from ..store.models import Claim, Decision, Evidence, IdempotencyKey, Order, Tenant
 from ..store.queries import latest_assessment
 from ..workers.runner import Dispatcher
-from ..workers.tasks import Runtime
 from . import fields
 from .auth import Principal, authenticate, can_see_claim
 from .body_limit import BodyLimit

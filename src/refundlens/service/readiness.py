@@ -10,8 +10,8 @@ from sqlalchemy import select
 
 if TYPE_CHECKING:
     from ..config import Settings
+    from ..runtime import Runtime
     from ..workers.runner import Dispatcher
-    from ..workers.tasks import Runtime
 
 __all__ = ["readiness"]
 

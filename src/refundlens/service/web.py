@@ -27,6 +27,7 @@ from sqlalchemy import select
 from ..cases import workflow
 from ..cases.buyer import buyer_status
 from ..errors import RefundlensError
+from ..rendering.i18n import LANGUAGES, environment, pick_language
 from ..report.evidence import REPORT_CSP, gather, render_html, render_pdf
 from ..store.models import AuditEntry, Claim
 from ..store.queries import latest_assessment
@@ -49,7 +50,6 @@ from .fields import (
     check_id,
     check_text,
 )
-from .i18n import LANGUAGES, environment, pick_language
 
 __all__ = ["router"]
 

@@ -11,8 +11,9 @@ from celery import Celery
 from celery.signals import worker_init, worker_process_init
 
 from ..config import load_settings
+from ..runtime import Runtime
 from ..threads import one_thread_per_process
-from .tasks import Runtime, analyse_claim, process_packing_video, tick
+from .tasks import analyse_claim, process_packing_video, tick
 
 __all__ = ["analyse_claim_task", "app", "packing_video_task"]
 

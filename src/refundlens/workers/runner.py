@@ -19,7 +19,8 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from ..config import Settings
-from .tasks import Runtime, analyse_claim, process_packing_video, tick
+from ..runtime import Runtime
+from .tasks import analyse_claim, process_packing_video, tick
 
 __all__ = ["Dispatcher"]
 

@@ -7,34 +7,13 @@ import threading
 from typing import Any
 
 from ..cases import workflow
-from ..cases.routing import RoutingRules
-from ..config import Settings, service_settings
-from ..fusion import load_policy
 from ..pipeline import analyze
 from ..report import assessment_to_dict, picture_blobs
-from ..store import BlobStore, Database
+from ..runtime import Runtime
 
-__all__ = ["Heartbeat", "Runtime", "analyse_claim", "process_packing_video", "tick"]
+__all__ = ["Heartbeat", "analyse_claim", "process_packing_video", "tick"]
 
 log = logging.getLogger("refundlens.workers")
-
-
-class Runtime:
-    """What a task needs, built once per process: settings, database, blobs, policy."""
-
-    def __init__(self, settings: Settings) -> None:
-        settings = service_settings(settings)
-        self.settings = settings
-        self.db = Database(settings)
-        self.blobs = BlobStore(f"{settings.data_dir}/blobs")
-        self.policy = load_policy(settings.policy_path or None)
-        self.rules = RoutingRules.from_policy(self.policy.routing)
-        from ..reuse.history import IndexCache
-
-        self.index_cache = IndexCache(settings.reuse_index_shards, settings.reuse_min_pdq_quality)
-        from ..media.cache import DecodedCache
-
-        self.references = DecodedCache(settings.worker_reference_cache_size, settings)
 
 
 def analyse_claim(runtime: Runtime, claim_id: str) -> str:

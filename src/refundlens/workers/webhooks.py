@@ -28,7 +28,7 @@ from sqlalchemy import select
 from ..store.models import Tenant, WebhookEvent, utcnow
 
 if TYPE_CHECKING:
-    from .tasks import Runtime
+    from ..runtime import Runtime
 
 __all__ = ["deliver_due", "sign", "verify_signature"]
 

@@ -29,7 +29,9 @@ __all__ = [
 ]
 
 LANGUAGES = ("zh_CN", "en")
-LOCALES = Path(__file__).resolve().parent / "locales"
+# The catalogs and templates are the web page's (service/); this module sits below both the
+# evidence report (report/) and the page, which render with it.
+LOCALES = Path(__file__).resolve().parents[1] / "service" / "locales"
 
 
 @functools.cache
@@ -108,9 +110,9 @@ def environment(lang: str) -> jinja2.Environment:
     env.filters["routing_reason"] = lambda text: routing_reason(text, lang)
     env.filters["term"] = lambda value: term(value, lang)
     env.filters["bar_width"] = bar_width
-    # The evidence report's readable values (report/readable.py): facts as rows with units,
+    # The evidence report's readable values (rendering/readable.py): facts as rows with units,
     # times with their zone, codes that wrap only between their parts.
-    from ..report.readable import breakable, fact_rows, money, number, when
+    from .readable import breakable, fact_rows, money, number, when
 
     gettext = translations(lang).gettext
     env.filters["fact_rows"] = lambda facts: fact_rows(facts, gettext)

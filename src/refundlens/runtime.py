@@ -1,0 +1,27 @@
+"""What the API and the workers share, built once per process: settings, database, blobs,
+policy, routing rules and the in-memory caches (reuse index, decoded references)."""
+
+from __future__ import annotations
+
+from .cases.routing import RoutingRules
+from .config import Settings, service_settings
+from .fusion import load_policy
+from .media.cache import DecodedCache
+from .reuse.history import IndexCache
+from .store import BlobStore, Database
+
+__all__ = ["Runtime"]
+
+
+class Runtime:
+    """What a task or a request needs, built once per process."""
+
+    def __init__(self, settings: Settings) -> None:
+        settings = service_settings(settings)
+        self.settings = settings
+        self.db = Database(settings)
+        self.blobs = BlobStore(f"{settings.data_dir}/blobs")
+        self.policy = load_policy(settings.policy_path or None)
+        self.rules = RoutingRules.from_policy(self.policy.routing)
+        self.index_cache = IndexCache(settings.reuse_index_shards, settings.reuse_min_pdq_quality)
+        self.references = DecodedCache(settings.worker_reference_cache_size, settings)
