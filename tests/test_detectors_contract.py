@@ -52,16 +52,9 @@ def test_building_every_detectors_examples_needs_no_database_or_service_code() -
     assert result.stdout.strip() == "[]"
 
 
-# Codes whose example needs what the examples cannot build yet: a C2PA manifest signed by a
-# throw-away CA (tests/support/c2pa_signing.py, still a test helper) and the optional OCR
-# extra (its answer depends on whether rapidocr is installed). Tested in test_c2pa.py and
-# test_visible_marks.py; issue 20 moves them into examples. The list may only shrink.
+# Codes whose example depends on the optional OCR extra (rapidocr): whether it is installed
+# decides the answer. Tested in test_visible_marks.py. The list may only shrink.
 WITHOUT_EXAMPLE = {
-    "provenance.c2pa_ai",
-    "provenance.c2pa_algorithmic",
-    "provenance.c2pa_invalid",
-    "provenance.c2pa_manifest",
-    "provenance.c2pa_remote",
     "provenance.ocr_unavailable",
     "provenance.visible_ai_mark",
     "provenance.visible_generator_name",

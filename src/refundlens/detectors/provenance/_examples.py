@@ -120,6 +120,43 @@ def _case(data: bytes, name: str) -> tuple[Media, Context]:
     return media_from_bytes(data, name), Context()
 
 
+def _c2pa_examples() -> list[Example]:
+    from ._c2pa_examples import sign_jpeg, sign_jpeg_remote
+
+    def tampered() -> tuple[Media, Context]:
+        signed = bytearray(sign_jpeg(camera_jpeg(), "digitalCapture"))
+        signed[-200] ^= 0xFF  # a byte of the picture changed after signing
+        return _case(bytes(signed), "tampered.jpg")
+
+    return [
+        Example(
+            "C2PA: trainedAlgorithmicMedia, signed by an untrusted CA",
+            lambda: _case(sign_jpeg(camera_jpeg()), "ai.jpg"),
+            frozenset({"provenance.c2pa_ai"}),
+        ),
+        Example(
+            "C2PA: algorithmicMedia",
+            lambda: _case(sign_jpeg(camera_jpeg(), "algorithmicMedia"), "algo.jpg"),
+            frozenset({"provenance.c2pa_algorithmic"}),
+        ),
+        Example(
+            "C2PA: a camera capture declared, nothing of AI",
+            lambda: _case(sign_jpeg(camera_jpeg(), "digitalCapture"), "camera.jpg"),
+            frozenset({"provenance.c2pa_manifest"}),
+        ),
+        Example(
+            "C2PA: the picture changed after signing",
+            tampered,
+            frozenset({"provenance.c2pa_invalid"}),
+        ),
+        Example(
+            "C2PA: a manifest kept remotely, not fetched",
+            lambda: _case(sign_jpeg_remote(camera_jpeg()), "remote.jpg"),
+            frozenset({"provenance.c2pa_remote"}),
+        ),
+    ]
+
+
 def provenance_examples() -> list[Example]:
     def xmp_label() -> tuple[Media, Context]:
         return _case(jpeg_with_xmp(xmp_packet({"TC260:AIGC": label_json()})), "label.jpg")
@@ -186,4 +223,5 @@ def provenance_examples() -> list[Example]:
             frozenset({"provenance.invisible_watermark"}),
         ),
         Example("saved by Meitu (AI features)", meitu, frozenset({"provenance.ai_editor"})),
+        *_c2pa_examples(),
     ]
