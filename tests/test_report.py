@@ -25,7 +25,15 @@ import pytest
 
 from refundlens.rendering.readable import FactRow, breakable, fact_rows, money, number, when, zone
 
-from .service_support import Server, running_server, wait_analysed
+from .service_support import (
+    Server,
+    add_tenants,
+    file_claim,
+    listed_sku,
+    order_for,
+    running_server,
+    wait_analysed,
+)
 
 CHROMIUM = os.environ.get("REFUNDLENS_CHROMIUM_PATH", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -133,37 +141,20 @@ def rejected(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server,
     """A claim made from the listing photo, answered by the merchant with a statement and a
     packing video, and rejected by a reviewer with a reason."""
     with running_server(tmp_path_factory.mktemp("report")) as server:
-        with server.client(server.admin) as admin:
-            admin.post("/v1/tenants", json={"id": "shop-a", "kind": "merchant", "name": "shop-a"})
+        add_tenants(server, "shop-a")
         merchant_key = server.key("merchant", "shop-a")
-        with server.client(merchant_key) as merchant:
-            sku = merchant.post(
-                "/v1/skus",
-                data={"external_id": "mug"},
-                files=[("photos", ("listing.jpg", _sample("listing.jpg"), "image/jpeg"))],
-            ).json()["id"]
-            order = merchant.post(
-                "/v1/orders",
-                json={
-                    "external_id": "o-1",
-                    "sku_id": sku,
-                    "buyer_id": "buyer-1",
-                    "amount": 300,
-                    "shipped_at": "2026-11-01T00:00:00+00:00",
-                    "delivered_at": "2026-11-03T00:00:00+00:00",
-                },
-            ).json()["id"]
-        with server.client(server.key("buyer", subject="buyer-1")) as buyer:
-            claim = buyer.post(
-                "/v1/claims",
-                data={
-                    "order_id": order,
-                    "type": "refund_only",
-                    "amount": "120",
-                    "reason": "杯子碎了",
-                },
-                files=[("photos", ("claim.jpg", _sample("claim_forged.jpg"), "image/jpeg"))],
-            ).json()["id"]
+        order = order_for(
+            server,
+            merchant_key,
+            listed_sku(server, merchant_key),
+            "buyer-1",
+            "o-1",
+            shipped_at="2026-11-01T00:00:00+00:00",
+            delivered_at="2026-11-03T00:00:00+00:00",
+        )
+        buyer_key = server.key("buyer", subject="buyer-1")
+        claim = file_claim(server, buyer_key, order, amount="120", reason="杯子碎了")["id"]
+        with server.client(buyer_key) as buyer:
             wait_analysed(buyer, claim)
         with server.client(merchant_key) as merchant:
             for data, files in (
@@ -188,22 +179,12 @@ def undecided(rejected: tuple[Server, str]) -> str:
     """Another buyer's claim on the same shop that the merchant has not answered yet, its
     reason one unbroken word."""
     server, _ = rejected
-    with server.client(server.key("merchant", "shop-a")) as merchant:
-        sku = merchant.post(
-            "/v1/skus",
-            data={"external_id": "cup"},
-            files=[("photos", ("listing.jpg", _sample("listing.jpg"), "image/jpeg"))],
-        ).json()["id"]
-        order = merchant.post(
-            "/v1/orders",
-            json={"external_id": "o-2", "sku_id": sku, "buyer_id": "buyer-2", "amount": 80},
-        ).json()["id"]
-    with server.client(server.key("buyer", subject="buyer-2")) as buyer:
-        claim = buyer.post(
-            "/v1/claims",
-            data={"order_id": order, "type": "refund_only", "amount": "80", "reason": LONG},
-            files=[("photos", ("claim.jpg", _sample("claim_forged.jpg"), "image/jpeg"))],
-        ).json()["id"]
+    merchant_key = server.key("merchant", "shop-a")
+    sku = listed_sku(server, merchant_key, "cup")
+    order = order_for(server, merchant_key, sku, "buyer-2", "o-2", amount=80)
+    buyer_key = server.key("buyer", subject="buyer-2")
+    claim = file_claim(server, buyer_key, order, amount="80", reason=LONG)["id"]
+    with server.client(buyer_key) as buyer:
         wait_analysed(buyer, claim)
     return str(claim)
 

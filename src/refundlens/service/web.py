@@ -131,6 +131,21 @@ def _hours_left(deadline: dt.datetime | None) -> float | None:
     return round((deadline - dt.datetime.now(dt.UTC)).total_seconds() / 3600, 1)
 
 
+def _set_private_cookie(
+    request: Request, response: Response, name: str, value: str, max_age: int, path: str = "/"
+) -> None:
+    """A cookie no script reads, no other site sends, and HTTPS keeps to itself."""
+    response.set_cookie(
+        name,
+        value,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        max_age=max_age,
+        path=path,
+    )
+
+
 def _login_page(request: Request, status: int = 200, error: str | None = None) -> HTMLResponse:
     # The browser's login token is kept while it is well formed: a second try from the same
     # page (a mistyped key) still carries the token the first page gave.
@@ -138,15 +153,7 @@ def _login_page(request: Request, status: int = 200, error: str | None = None) -
     if not re.fullmatch(r"[A-Za-z0-9_-]{43}", token):
         token = secrets.token_urlsafe(32)
     response = _page(request, "login.html", status=status, user=None, error=error, csrf=token)
-    response.set_cookie(
-        LOGIN_COOKIE,
-        token,
-        httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
-        max_age=3600,
-        path="/web/login",
-    )
+    _set_private_cookie(request, response, LOGIN_COOKIE, token, 3600, path="/web/login")
     return response
 
 
@@ -169,13 +176,8 @@ def login(request: Request, key: str = Form(""), csrf: str = Form("")) -> Respon
     except AuthError:
         return _login_page(request, status=401, error="invalid")
     response = RedirectResponse("/web/", status_code=303)
-    response.set_cookie(
-        COOKIE,
-        token,
-        httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
-        max_age=int(runtime.settings.web_session_hours * 3600),
+    _set_private_cookie(
+        request, response, COOKIE, token, int(runtime.settings.web_session_hours * 3600)
     )
     response.delete_cookie(LOGIN_COOKIE, path="/web/login")
     return response
