@@ -384,6 +384,27 @@ def test_a_chunked_upload_is_refused_when_it_passes_the_limit_not_when_it_ends(
     assert seconds < 30
 
 
+def test_an_anonymous_upload_is_cut_off_at_the_small_limit_not_the_upload_limit(
+    server: Server, shop: dict[str, str]
+) -> None:
+    """No key, no session: the form is never parsed past ``max_body_bytes``."""
+    boundary = "b0undary"
+    head = (
+        "POST /v1/claims HTTP/1.1\r\nHost: x\r\n"
+        f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n"
+    )
+
+    def body() -> Iterator[bytes]:
+        piece = b"\xff" * (256 * 1024)
+        for _ in range(400):  # 100 MiB, far under the upload limit
+            yield b"%x\r\n%s\r\n" % (len(piece), piece)
+
+    answer, sent, _ = _raw_request(server, head, body())
+    assert answer.startswith("HTTP/1.1 413"), answer[:200]
+    assert sent < server.settings.max_body_bytes + 16 * MiB, sent
+
+
 def test_a_declared_length_over_the_limit_is_refused_before_any_byte_is_read(
     server: Server, shop: dict[str, str]
 ) -> None:

@@ -22,7 +22,8 @@ class _TooLarge(Exception):
 
 
 class BodyLimit:
-    """``multipart_bytes`` for multipart uploads, ``other_bytes`` for every other body."""
+    """``multipart_bytes`` for multipart uploads that carry a key or a web session,
+    ``other_bytes`` for every other body (anonymous uploads included)."""
 
     def __init__(self, app: ASGIApp, *, multipart_bytes: int, other_bytes: int) -> None:
         self.app = app
@@ -35,7 +36,11 @@ class BodyLimit:
             return
         headers = Headers(scope=scope)
         multipart = headers.get("content-type", "").lower().startswith("multipart/")
-        limit = self.multipart_bytes if multipart else self.other_bytes
+        # Only a request that names a key or a web session may upload files: the framework
+        # parses a form before the route checks who sent it, so an anonymous multipart body
+        # would otherwise be read and spooled up to the upload limit for nothing.
+        signed = "authorization" in headers or "rl_session=" in headers.get("cookie", "")
+        limit = self.multipart_bytes if multipart and signed else self.other_bytes
         declared = headers.get("content-length", "")
         if declared.isascii() and declared.isdigit() and int(declared) > limit:
             await _refuse(send, f"The request declares {declared} bytes", limit)
