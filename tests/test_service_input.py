@@ -396,6 +396,12 @@ def test_an_anonymous_upload_is_cut_off_at_the_small_limit_not_the_upload_limit(
     )
 
     def body() -> Iterator[bytes]:
+        # A well-formed form, so that the parser keeps reading the file until the limit stops it.
+        opening = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="photos"; filename="a.jpg"\r\n'
+            "Content-Type: image/jpeg\r\n\r\n"
+        ).encode()
+        yield b"%x\r\n%s\r\n" % (len(opening), opening)
         piece = b"\xff" * (256 * 1024)
         for _ in range(400):  # 100 MiB, far under the upload limit
             yield b"%x\r\n%s\r\n" % (len(piece), piece)
