@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from refundlens.service import create_app
 from refundlens.store import Database
-from refundlens.store.models import AuditEntry, Claim, Decision, Evidence, Order, Sku, Tenant
+from refundlens.store.sql.models import AuditEntry, Claim, Decision, Evidence, Order, Sku, Tenant
 
 from .service_support import (
     Server,

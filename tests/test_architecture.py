@@ -114,3 +114,31 @@ def test_no_import_cycles_between_modules() -> None:
         if node not in state:
             visit(node)
     assert cycles == []
+
+
+def _third_party_imports(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            names.add(node.module.split(".")[0])
+        elif isinstance(node, ast.Import):
+            names |= {a.name.split(".")[0] for a in node.names}
+    return names
+
+
+def test_the_workflow_sees_the_store_only_through_its_interface() -> None:
+    """cases/ and detectors/ import neither SQLAlchemy nor the SQL store: the workflow works on
+    the store interface (so it runs on the memory store), the detectors on Context protocols."""
+    crossings = set()
+    graph = _graph()
+    for folder in ("cases", "detectors"):
+        for path in (PACKAGE / folder).rglob("*.py"):
+            name = _module_name(path)
+            if "sqlalchemy" in _third_party_imports(path):
+                crossings.add((name, "sqlalchemy"))
+            crossings |= {
+                (name, target)
+                for target in graph[name]
+                if target.startswith("store.sql") or target == "store"
+            }
+    assert crossings == set()

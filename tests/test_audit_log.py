@@ -11,8 +11,9 @@ import pytest
 from sqlalchemy import select
 
 from refundlens.config import Settings
-from refundlens.store import Database, audit
-from refundlens.store.models import AuditEntry
+from refundlens.store import Database
+from refundlens.store.sql import audit
+from refundlens.store.sql.models import AuditEntry
 
 from .service_support import postgres_database
 

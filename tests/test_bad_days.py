@@ -19,7 +19,7 @@ import pytest
 
 from refundlens.config import Settings
 from refundlens.store import Database
-from refundlens.store.models import Claim
+from refundlens.store.sql.models import Claim
 
 from .service_support import Server, free_port, running_server
 
@@ -260,7 +260,7 @@ def _order_references(settings: Settings, order_id: str, timeout: float = 120.0)
     """The names of the order's references once its packing video is processed."""
     from sqlalchemy import select
 
-    from refundlens.store.models import OrderReference
+    from refundlens.store.sql.models import OrderReference
 
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -386,7 +386,7 @@ def test_an_unboxing_video_sent_with_a_claim_is_decoded_by_the_task_runner_not_t
     from sqlalchemy import func, select
 
     from refundlens.media import video as video_module
-    from refundlens.store.models import VideoFingerprint
+    from refundlens.store.sql.models import VideoFingerprint
 
     from .service_support import assessed, wait_analysed
     from .test_video import packing_video

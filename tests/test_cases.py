@@ -23,7 +23,7 @@ from refundlens.cases.states import TRANSITIONS
 from refundlens.config import Settings
 from refundlens.fusion import load_policy
 from refundlens.runtime import Runtime
-from refundlens.store.models import Tenant, WebhookEvent, new_id
+from refundlens.store.sql.models import Tenant, WebhookEvent, new_id
 from refundlens.workers.webhooks import deliver_due, sign, verify_signature
 
 S = ClaimState
@@ -181,10 +181,11 @@ def test_tenants_without_a_webhook_get_the_pluggable_channel(tmp_path: Path) -> 
 def test_a_live_capture_signed_with_c2pa_by_the_platforms_capture_app_is_accepted_and_no_other(
     tmp_path: Path,
 ) -> None:
-    from refundlens.cases import workflow
+    from refundlens import cases
     from refundlens.detectors._pixels_examples import camera_photo, encode
     from refundlens.errors import RefundlensError
-    from refundlens.store.models import AuditEntry, Claim
+    from refundlens.store.sql.models import AuditEntry, Claim
+    from refundlens.store.sql.repositories import SqlStore
 
     from .support.c2pa_signing import sign_jpeg, signing_chain
 
@@ -195,19 +196,26 @@ def test_a_live_capture_signed_with_c2pa_by_the_platforms_capture_app_is_accepte
     settings = Settings(data_dir=str(tmp_path), capture_c2pa_trust_anchors_path=str(anchors))
     runtime = Runtime(settings)
     runtime.db.upgrade()
-    buyer = workflow.Actor("buyer-key", "buyer")
+    buyer = cases.Actor("buyer-key", "buyer")
     with runtime.db.session() as session:
         session.add(Tenant(id="shop", kind="merchant", name="shop"))
         session.flush()
         listing = encode(camera_photo(1, size=(240, 320)))
-        sku = workflow.create_sku(
-            session, runtime.blobs, settings, workflow.SYSTEM, "shop", "s", "", [("l.jpg", listing)]
+        sku = cases.create_sku(
+            SqlStore(session),
+            runtime.blobs,
+            settings,
+            cases.SYSTEM,
+            "shop",
+            "s",
+            "",
+            [("l.jpg", listing)],
         )
-        order = workflow.create_order(
-            session, workflow.SYSTEM, "shop", "o", sku.id, "b", 50.0, "CNY", None, None, None
+        order = cases.create_order(
+            SqlStore(session), cases.SYSTEM, "shop", "o", sku.id, "b", 50.0, "CNY", None, None, None
         )
-        claim = workflow.create_claim(
-            session,
+        claim = cases.create_claim(
+            SqlStore(session),
             runtime.blobs,
             settings,
             buyer,
@@ -234,18 +242,32 @@ def test_a_live_capture_signed_with_c2pa_by_the_platforms_capture_app_is_accepte
     for name, (data, code) in attempts.items():
         with runtime.db.session() as session:
             claim = session.get(Claim, claim_id)
-            token, _ = workflow.issue_capture_token(session, buyer, claim, settings)
+            token, _ = cases.issue_capture_token(SqlStore(session), buyer, claim, settings)
             with pytest.raises(RefundlensError) as refused:
-                workflow.accept_capture(
-                    session, runtime.blobs, settings, buyer, claim, token, ("c.jpg", data), None
+                cases.accept_capture(
+                    SqlStore(session),
+                    runtime.blobs,
+                    settings,
+                    buyer,
+                    claim,
+                    token,
+                    ("c.jpg", data),
+                    None,
                 )
             assert refused.value.code == code, name
     with runtime.db.session() as session:
         claim = session.get(Claim, claim_id)
-        token, _ = workflow.issue_capture_token(session, buyer, claim, settings)
+        token, _ = cases.issue_capture_token(SqlStore(session), buyer, claim, settings)
         live = sign_jpeg(camera, "digitalCapture", chain=app)
-        photo = workflow.accept_capture(
-            session, runtime.blobs, settings, buyer, claim, token, ("live.jpg", live), None
+        photo = cases.accept_capture(
+            SqlStore(session),
+            runtime.blobs,
+            settings,
+            buyer,
+            claim,
+            token,
+            ("live.jpg", live),
+            None,
         )
         assert photo.live_capture
     with runtime.db.session() as session:

@@ -371,7 +371,7 @@ def test_a_reviewer_decides_a_claim_that_waits_for_the_merchant_and_the_window_c
 def test_a_decision_the_state_does_not_allow_is_refused_with_the_allowed_ones(
     server: Server, shop: dict[str, str]
 ) -> None:
-    from refundlens.cases.workflow import allowed_decisions
+    from refundlens.cases import allowed_decisions
 
     assert "request_capture" not in allowed_decisions("awaiting_capture")
     assert allowed_decisions("decided") == () and allowed_decisions("analysing") == ()

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from refundlens.store import Database
-from refundlens.store.models import Order
+from refundlens.store.sql.models import Order
 
 from .service_support import (
     Server,

@@ -63,7 +63,7 @@ def _wait_packing_video_done(server: Server, video_id: str, timeout: float = 120
     import time
 
     from refundlens.store import Database
-    from refundlens.store.models import PackingVideo
+    from refundlens.store.sql.models import PackingVideo
 
     deadline = time.time() + timeout
     while time.time() < deadline:

@@ -493,9 +493,9 @@ def test_the_queue_filters_by_risk_and_an_empty_filter_form_means_any(
 
 def _vocabulary() -> set[str]:
     """Every stored word the pages show through the |term filter."""
+    from refundlens.cases import DECISIONS, EVIDENCE_KINDS
     from refundlens.cases.routing import CLAIM_TYPES
     from refundlens.cases.states import ClaimState
-    from refundlens.cases.workflow import DECISIONS, EVIDENCE_KINDS
     from refundlens.fusion import ACTIONS
 
     pictures = {
@@ -604,7 +604,7 @@ def test_two_photos_get_one_named_block_each_and_the_timeline_labels_do_not_over
 
 def _sku_of(server: Server, keys: dict[str, str]) -> str:
     from refundlens.store import Database
-    from refundlens.store.models import Claim, Order
+    from refundlens.store.sql.models import Claim, Order
 
     database = Database(server.settings)
     try:

@@ -26,7 +26,7 @@ from PIL import Image
 from sqlalchemy import text, update
 
 from refundlens.store import Database
-from refundlens.store.models import AuditEntry, Decision, Evidence, WebSession, new_id
+from refundlens.store.sql.models import AuditEntry, Decision, Evidence, WebSession, new_id
 
 from .service_support import (
     Server,

@@ -18,10 +18,11 @@ from celery import Celery
 from PIL import Image
 from sqlalchemy import func, select
 
-from refundlens.cases import workflow
+from refundlens import cases
 from refundlens.config import Settings
 from refundlens.store import BlobStore, Database
-from refundlens.store.models import Assessment, Claim, Order, Tenant
+from refundlens.store.sql.models import Assessment, Claim, Order, Tenant, utcnow
+from refundlens.store.sql.repositories import SqlStore
 
 REDIS = os.environ.get("REFUNDLENS_TEST_REDIS", "redis://127.0.0.1:6379/11")
 
@@ -64,18 +65,18 @@ def _setup(settings: Settings, photo: bytes | None = None) -> str:
     database.upgrade()
     blobs = BlobStore(Path(settings.data_dir) / "blobs")
     listing = resources.files("refundlens").joinpath("samples/listing.jpg").read_bytes()
-    actor = workflow.Actor("test", "admin")
+    actor = cases.Actor("test", "admin")
     with database.session() as session:
         session.add(Tenant(id="shop", kind="merchant", name="shop"))
         session.flush()
-        sku = workflow.create_sku(
-            session, blobs, settings, actor, "shop", "mug", "", [("listing.jpg", listing)]
+        sku = cases.create_sku(
+            SqlStore(session), blobs, settings, actor, "shop", "mug", "", [("listing.jpg", listing)]
         )
-        order = workflow.create_order(
-            session, actor, "shop", "o1", sku.id, "buyer", 500.0, "CNY", None, None, None
+        order = cases.create_order(
+            SqlStore(session), actor, "shop", "o1", sku.id, "buyer", 500.0, "CNY", None, None, None
         )
-        claim = workflow.create_claim(
-            session,
+        claim = cases.create_claim(
+            SqlStore(session),
             blobs,
             settings,
             actor,
@@ -263,8 +264,8 @@ def test_a_task_delivered_again_after_the_analysis_finished_does_nothing(tmp_pat
 
 def _history(settings: Settings, claim_id: str) -> tuple[Claim, list[str], list[str]]:
     """The claim, its audit actions in order, and the events queued for its merchant."""
-    from refundlens.store import audit
-    from refundlens.store.models import AuditEntry, WebhookEvent
+    from refundlens.store.sql import audit
+    from refundlens.store.sql.models import AuditEntry, WebhookEvent
 
     database = Database(settings)
     with database.session() as session:
@@ -357,9 +358,9 @@ def test_analyses_that_die_with_their_worker_count_as_failures(tmp_path: Path) -
     database = Database(settings)
     for attempt in range(1, 4):  # three workers take the claim and die before recording
         with database.session() as session:
-            assert workflow.start_analysis(session, claim_id, settings) == attempt
+            assert cases.start_analysis(SqlStore(session), claim_id, settings) == attempt
     with database.session() as session:  # the reaper's fourth try
-        assert workflow.start_analysis(session, claim_id, settings) is None
+        assert cases.start_analysis(SqlStore(session), claim_id, settings) is None
     database.dispose()
     claim, actions, _events = _history(settings, claim_id)
     assert claim.state == "under_review" and claim.analysis_attempts == 3
@@ -378,12 +379,12 @@ def test_the_review_sla_setting_sets_the_deadline_when_a_claim_reaches_a_person(
     claim_id = _setup(settings, _small_claim())
     runtime = Runtime(settings)
     assert analyse_claim(runtime, claim_id) == "awaiting_merchant"
-    later = workflow.utcnow() + dt.timedelta(hours=settings.merchant_response_hours + 1)
+    later = utcnow() + dt.timedelta(hours=settings.merchant_response_hours + 1)
     with runtime.db.session() as session:  # the merchant's window runs out unanswered
-        assert workflow.expire_windows(session, later, settings=settings) == [claim_id]
+        assert cases.expire_windows(SqlStore(session), later, settings=settings) == [claim_id]
         claim = session.get(Claim, claim_id)
         assert claim is not None and claim.state == "under_review"
-        deadline = workflow._aware(claim.deadline_at)
+        deadline = cases.aware(claim.deadline_at)
         assert deadline is not None
         assert abs((deadline - later).total_seconds() - 6 * 3600) < 60
     runtime.db.dispose()
@@ -407,7 +408,7 @@ def test_an_embedded_analysis_process_that_dies_is_replaced_and_the_claim_handed
         def submit(self, _fn: object, cid: str) -> Future[str]:
             database = Database(settings)
             with database.session() as session:
-                workflow.start_analysis(session, cid, settings)
+                cases.start_analysis(SqlStore(session), cid, settings)
             database.dispose()
             future: Future[str] = Future()
             future.set_exception(BrokenProcessPool("the analysis process was killed"))
@@ -537,21 +538,23 @@ def test_the_reaper_requeues_an_analysis_whose_heartbeat_stopped_once_and_not_a_
     claim_id = _setup(settings, _small_claim())
     database = Database(settings)
     with database.session() as session:
-        attempt = workflow.start_analysis(session, claim_id, settings)
+        attempt = cases.start_analysis(SqlStore(session), claim_id, settings)
         assert attempt == 1
-    now = workflow.utcnow()
+    now = utcnow()
     with database.session() as session:
-        assert workflow.stale_analyses(session, settings, now + dt.timedelta(seconds=30)) == []
-        assert workflow.beat(session, claim_id, attempt)  # alive: beats move the limit on
+        assert (
+            cases.stale_analyses(SqlStore(session), settings, now + dt.timedelta(seconds=30)) == []
+        )
+        assert cases.beat(SqlStore(session), claim_id, attempt)  # alive: beats move the limit on
         late = now + dt.timedelta(seconds=50)
-        assert workflow.stale_analyses(session, settings, late) == [claim_id]
-        workflow.mark_queued(session, [claim_id], dead=[claim_id])  # the reaper queued it
+        assert cases.stale_analyses(SqlStore(session), settings, late) == [claim_id]
+        cases.mark_queued(SqlStore(session), [claim_id], dead=[claim_id])  # the reaper queued it
     with database.session() as session:  # waiting in the queue: not re-queued at every tick
-        assert workflow.stale_analyses(session, settings, late) == []
-        assert not workflow.beat(session, claim_id, attempt + 1)  # no such attempt yet
-        assert workflow.start_analysis(session, claim_id, settings) == 2
+        assert cases.stale_analyses(SqlStore(session), settings, late) == []
+        assert not cases.beat(SqlStore(session), claim_id, attempt + 1)  # no such attempt yet
+        assert cases.start_analysis(SqlStore(session), claim_id, settings) == 2
     with database.session() as session:  # the old attempt, if it wakes, beats for nothing
-        assert not workflow.beat(session, claim_id, attempt)
+        assert not cases.beat(SqlStore(session), claim_id, attempt)
     database.dispose()
 
 
@@ -561,7 +564,7 @@ def test_a_packing_video_left_in_the_outbox_is_queued_by_beat_and_processed_by_a
     """No API and no hand-off: a packing video registered while the broker was unreachable
     (queued_at empty). A worker with beat queues it at its first tick and keeps its frames."""
     from refundlens.media.video import probe_video
-    from refundlens.store.models import OrderReference, PackingVideo
+    from refundlens.store.sql.models import OrderReference, PackingVideo
 
     from .test_video import packing_video
 
@@ -582,9 +585,9 @@ def test_a_packing_video_left_in_the_outbox_is_queued_by_beat_and_processed_by_a
     with database.session() as session:
         order = session.get(Order, session.get(Claim, claim_id).order_id)  # type: ignore[union-attr]
         assert order is not None
-        row = workflow.register_packing_video(
-            session,
-            workflow.Actor("test", "admin"),
+        row = cases.register_packing_video(
+            SqlStore(session),
+            cases.Actor("test", "admin"),
             order,
             "packing.mp4",
             BlobStore(Path(settings.data_dir) / "blobs").put(data),

@@ -139,7 +139,7 @@ def _existing_database(settings: Settings) -> Database:
     and ``db upgrade`` create a database: a command run in the wrong folder (or with the wrong
     REFUNDLENS_DATA_DIR) must say so, not quietly start an empty service of its own."""
     from .store import Database
-    from .store.db import sqlite_path
+    from .store.sql.db import sqlite_path
 
     path = sqlite_path(settings)
     if path is not None and not path.exists():
@@ -406,7 +406,7 @@ def bank_export(out: Annotated[Path, typer.Option(help="The signed bank file to 
 
     from .errors import RefundlensError
     from .reuse.bank import load_private, sign_bank
-    from .store.models import BankEntry
+    from .store.sql.models import BankEntry
 
     settings = _settings()
     if not settings.bank_signing_key_path:
@@ -426,7 +426,7 @@ def bank_export(out: Annotated[Path, typer.Option(help="The signed bank file to 
         )
         # Buyer ids leave only as HMAC under the key the platforms agree on, computed now.
         from .reuse.bank import buyer_hmac
-        from .store.models import Claim
+        from .store.sql.models import Claim
 
         entries = []
         for r in rows:
@@ -459,8 +459,8 @@ def bank_import(
 
     from .errors import RefundlensError
     from .reuse.bank import read_trusted, verify_bank
-    from .store import audit as _audit
-    from .store.models import BankEntry
+    from .store.sql import audit as _audit
+    from .store.sql.models import BankEntry
 
     settings = _settings()
     try:
@@ -519,7 +519,7 @@ def bank_list() -> None:
     """Banks held here, with their entry counts."""
     from sqlalchemy import func, select
 
-    from .store.models import BankEntry
+    from .store.sql.models import BankEntry
 
     database = _existing_database(_settings())
     with database.session() as session:
@@ -547,7 +547,7 @@ def db_upgrade() -> None:
 @audit_app.command("verify")
 def audit_verify() -> None:
     """Recompute the audit chain; exit 1 and name the first broken entry if it was altered."""
-    from .store.audit import verify
+    from .store.sql.audit import verify
 
     database = _existing_database(_settings())
     with database.session() as session:
@@ -574,7 +574,7 @@ def keys_create(
     """Create an API key and print it once (only its hash is stored). Its tenants must exist
     (``POST /v1/tenants``, or ``refundlens tenants add``)."""
     from .service.auth import create_key
-    from .store.models import Tenant
+    from .store.sql.models import Tenant
 
     database = _existing_database(_settings())
     try:
@@ -596,7 +596,7 @@ def keys_list() -> None:
     """Every API key: id, role, tenant or buyer, label, created, revoked (never the secret)."""
     from sqlalchemy import select
 
-    from .store.models import ApiKey, ReviewerAssignment
+    from .store.sql.models import ApiKey, ReviewerAssignment
 
     database = _existing_database(_settings())
     table = Table()
@@ -624,8 +624,8 @@ def keys_list() -> None:
 @keys_app.command("revoke")
 def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (rlk_...).")]) -> None:
     """Revoke a key at once: the API refuses it and its web sessions end (on the record)."""
-    from .store import audit
-    from .store.models import ApiKey
+    from .store.sql import audit
+    from .store.sql.models import ApiKey
 
     database = _existing_database(_settings())
     with database.session() as session:
@@ -647,8 +647,8 @@ def tenants_add(
     name: Annotated[str, typer.Option(help="A name people read; default the id.")] = "",
 ) -> None:
     """Add a merchant (or platform) tenant, as ``POST /v1/tenants`` does for an admin."""
-    from .store import audit
-    from .store.models import Tenant
+    from .store.sql import audit
+    from .store.sql.models import Tenant
 
     if kind not in ("merchant", "platform") or not re.fullmatch(r"[A-Za-z0-9_.-]{1,40}", tenant_id):
         raise _fail("a tenant id is 1-40 letters, digits, _ . -; --kind is merchant or platform")
@@ -675,7 +675,7 @@ def serve(
     from .service import create_app
     from .service.auth import create_key
     from .store import Database
-    from .store.models import ApiKey
+    from .store.sql.models import ApiKey
 
     settings = _settings()
     database = Database(settings)
@@ -750,11 +750,12 @@ def packing_video(
     video: Annotated[Path, typer.Argument(help="The packing video file.")],
 ) -> None:
     """Register a packing video for an order: its sharp frames become references for the order."""
-    from .cases import workflow
+    from . import cases
     from .config import service_settings
     from .errors import RefundlensError
     from .store import BlobStore
-    from .store.models import Order
+    from .store.sql.models import Order
+    from .store.sql.repositories import SqlStore
 
     settings = service_settings(_settings())
     database = _existing_database(settings)
@@ -770,16 +771,16 @@ def packing_video(
         with database.session() as session:
             order = session.get(Order, order_id)
             if order is None:
-                raise workflow.NotFound("order", order_id)
-            row = workflow.register_packing_video(
-                session, workflow.Actor("cli", "admin"), order, video.name, sha, header
+                raise cases.NotFound("order", order_id)
+            row = cases.register_packing_video(
+                SqlStore(session), cases.Actor("cli", "admin"), order, video.name, sha, header
             )
             video_id = row.id
         # Here and now (the CLI is the task runner), outside any transaction.
         runtime = Runtime(settings)
         process_packing_video(runtime, video_id)
         with database.session() as session:
-            from .store.models import PackingVideo
+            from .store.sql.models import PackingVideo
 
             done = session.get(PackingVideo, video_id)
             assert done is not None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["MediaError", "RefundlensError"]
+__all__ = ["MediaError", "NotFound", "RefundlensError"]
 
 
 class RefundlensError(Exception):
@@ -33,3 +33,11 @@ class RefundlensError(Exception):
 
 class MediaError(RefundlensError):
     """A file that cannot be analysed as an image; codes are listed in ``docs/errors.md``."""
+
+
+class NotFound(RefundlensError):
+    """``<what>.not_found``: no such record, or not one the caller may see (the two are not told
+    apart, so that an id cannot be probed)."""
+
+    def __init__(self, what: str, ident: str) -> None:
+        super().__init__(f"{what}.not_found", f"No {what} {ident!r} (or it is not yours to see).")

@@ -1,17 +1,110 @@
-"""cases: the after-sales case as a domain, with no database or web in sight.
+"""cases: the after-sales case as a domain, over the storage boundary (no SQL, no web).
 
-``states`` is the lifecycle state machine; ``routing`` decides where an analysed claim goes.
+Each subject is one module; every function takes a :class:`refundlens.store.interface.Store` (one
+transaction) first and commits nothing itself, so the change, its audit entry and its
+notification land together or not at all:
+
+- ``catalogue``: SKUs and reference photos, orders, packing videos;
+- ``intake``: a claim's files checked and stored, the claim filed;
+- ``analysis``: queued, started, kept alive, finished (routed) or failed;
+- ``review``: evidence, decisions, appeals, assignment, windows that run out;
+- ``capture``: live-capture tokens, signatures, acceptance;
+- ``notifications``: the outbox.
+
+``states`` is the lifecycle state machine; ``routing`` decides where an analysed claim goes;
+``buyer`` is what the buyer is shown. The service, the CLI and the workers call these functions
+with a :class:`refundlens.store.sql.repositories.SqlStore`; tests may use
+:class:`refundlens.store.memory.MemoryStore`.
 """
 
+from ..errors import NotFound
+from .actors import SYSTEM, Actor, aware
+from .analysis import (
+    beat,
+    claims_to_queue,
+    decode_inputs,
+    fail_analysis,
+    finish_analysis,
+    input_files,
+    mark_queued,
+    stale_analyses,
+    start_analysis,
+    unboxing_video_frames,
+    unfinished_analyses,
+)
+from .capture import accept_capture, capture_signature, issue_capture_token
+from .catalogue import (
+    create_order,
+    create_sku,
+    fail_packing_video,
+    finish_packing_video,
+    mark_packing_videos_queued,
+    order_time_zone,
+    packing_video_frames,
+    packing_videos_to_queue,
+    register_packing_video,
+)
+from .intake import ClaimFiles, check_claim_request, create_claim, prepare_claim_files
+from .notifications import notify
+from .review import (
+    DECISIONS,
+    EVIDENCE_KINDS,
+    add_evidence,
+    allowed_decisions,
+    appeal,
+    assign,
+    decide,
+    expire_windows,
+)
 from .routing import ClaimFacts, RoutingRules, route
 from .states import ClaimState, IllegalTransition, can_transition, transition
 
 __all__ = [
+    "DECISIONS",
+    "EVIDENCE_KINDS",
+    "SYSTEM",
+    "Actor",
     "ClaimFacts",
+    "ClaimFiles",
     "ClaimState",
     "IllegalTransition",
+    "NotFound",
     "RoutingRules",
+    "accept_capture",
+    "add_evidence",
+    "allowed_decisions",
+    "appeal",
+    "assign",
+    "aware",
+    "beat",
     "can_transition",
+    "capture_signature",
+    "check_claim_request",
+    "claims_to_queue",
+    "create_claim",
+    "create_order",
+    "create_sku",
+    "decide",
+    "decode_inputs",
+    "expire_windows",
+    "fail_analysis",
+    "fail_packing_video",
+    "finish_analysis",
+    "finish_packing_video",
+    "input_files",
+    "issue_capture_token",
+    "mark_packing_videos_queued",
+    "mark_queued",
+    "notify",
+    "order_time_zone",
+    "packing_video_frames",
+    "packing_videos_to_queue",
+    "prepare_claim_files",
+    "register_packing_video",
     "route",
+    "stale_analyses",
+    "start_analysis",
     "transition",
+    "unboxing_video_frames",
+    "unfinished_analyses",
 ]

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..store.blobs import BlobStore
-from ..store.models import (
+from ..store.sql.models import (
     AuditEntry,
     Claim,
     Decision,
@@ -30,7 +30,7 @@ from ..store.models import (
     ReferencePhoto,
     Sku,
 )
-from ..store.queries import latest_assessment
+from ..store.sql.queries import latest_assessment
 
 __all__ = [
     "REPORT_CSP",
@@ -153,7 +153,7 @@ def file_facts(data: bytes, name: str) -> list[tuple[str, str]]:
 def gather(session: Session, blobs: BlobStore, claim_id: str, inline: bool = True) -> CaseFile:
     claim = session.get(Claim, claim_id)
     if claim is None:
-        from ..cases.workflow import NotFound
+        from ..errors import NotFound
 
         raise NotFound("claim", claim_id)
     order = session.get(Order, claim.order_id)

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from ..store.models import BankEntry, Claim, ClaimFingerprint, Decision, VideoFingerprint
+from ..store.sql.models import BankEntry, Claim, ClaimFingerprint, Decision, VideoFingerprint
 from .index import HashIndex
 from .memory import video_row
 
@@ -83,7 +83,7 @@ class History:
         """Photos of the latest earlier claims on the same SKU (other orders), decoded, for the
         local-feature comparison that catches crops PDQ misses."""
         from ..media import media_from_bytes
-        from ..store.models import Order
+        from ..store.sql.models import Order
 
         if self.blobs is None or self.local_candidates <= 0:
             return []

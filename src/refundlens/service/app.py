@@ -25,16 +25,16 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .. import __version__
-from ..cases import workflow
+from .. import __version__, cases
 from ..cases.buyer import buyer_status
 from ..config import Settings, load_settings
 from ..errors import MediaError, RefundlensError
 from ..runtime import Runtime
-from ..store import audit
 from ..store.crypto import PiiCipher
-from ..store.models import Claim, Decision, Evidence, IdempotencyKey, Order, Tenant
-from ..store.queries import latest_assessment
+from ..store.sql import audit
+from ..store.sql.models import Claim, Decision, Evidence, IdempotencyKey, Order, Tenant
+from ..store.sql.queries import latest_assessment
+from ..store.sql.repositories import SqlStore
 from ..workers.runner import Dispatcher
 from . import fields
 from .auth import Principal, authenticate, can_see_claim
@@ -279,8 +279,8 @@ def create_app(
         other_bytes=settings.max_body_bytes,
     )
 
-    def actor(p: Principal) -> workflow.Actor:
-        return workflow.Actor(p.key_id, p.role)
+    def actor(p: Principal) -> cases.Actor:
+        return cases.Actor(p.key_id, p.role)
 
     def require(p: Principal, *roles: str) -> None:
         if p.role not in roles:
@@ -392,7 +392,7 @@ def create_app(
         that two people acting at once act one after the other on what the first left."""
         claim = s.get(Claim, claim_id, with_for_update=lock or None, populate_existing=lock)
         if claim is None or not can_see_claim(p, claim):
-            raise workflow.NotFound("claim", claim_id)
+            raise cases.NotFound("claim", claim_id)
         return claim
 
     @app.get("/", include_in_schema=False)
@@ -450,8 +450,15 @@ def create_app(
 
         def work() -> dict[str, Any]:
             with runtime.db.session() as s:
-                sku = workflow.create_sku(
-                    s, runtime.blobs, settings, actor(p), merchant, external_id, title, files
+                sku = cases.create_sku(
+                    SqlStore(s),
+                    runtime.blobs,
+                    settings,
+                    actor(p),
+                    merchant,
+                    external_id,
+                    title,
+                    files,
                 )
                 s.flush()
                 s.refresh(sku)
@@ -469,8 +476,8 @@ def create_app(
     def create_order(body: OrderIn, s: SessionDep, p: Who) -> dict[str, Any]:
         merchant = merchant_of(p, body.merchant_id)
         sealed = cipher.seal(body.buyer) if body.buyer else None
-        order = workflow.create_order(
-            s,
+        order = cases.create_order(
+            SqlStore(s),
             actor(p),
             merchant,
             body.external_id,
@@ -507,7 +514,7 @@ def create_app(
         def visible_order(s: Session) -> Order:
             order = s.get(Order, order_id)
             if order is None or (p.role == "merchant" and order.merchant_id != p.tenant_id):
-                raise workflow.NotFound("order", order_id)
+                raise cases.NotFound("order", order_id)
             return order
 
         def work() -> dict[str, Any]:
@@ -520,8 +527,8 @@ def create_app(
             header = probe_video(data, settings)
             sha = runtime.blobs.put(data)
             with runtime.db.session() as s:
-                row = workflow.register_packing_video(
-                    s, actor(p), visible_order(s), name, sha, header
+                row = cases.register_packing_video(
+                    SqlStore(s), actor(p), visible_order(s), name, sha, header
                 )
                 return {
                     "order_id": order_id,
@@ -595,7 +602,7 @@ def create_app(
         def visible_order(s: Session) -> Order:
             order = s.get(Order, order_id)
             if order is None or (p.role == "buyer" and order.buyer_id != p.subject):
-                raise workflow.NotFound("order", order_id)
+                raise cases.NotFound("order", order_id)
             return order
 
         def work() -> tuple[dict[str, Any], int, str | None]:
@@ -604,19 +611,17 @@ def create_app(
                 if view is not None:
                     return view, 200, None
                 # Refused before its files are stored: a refused claim leaves no blob behind.
-                workflow.check_claim_request(visible_order(s), claim_type, amount)
+                cases.check_claim_request(visible_order(s), claim_type, amount)
             # Decoding and storing the files needs no transaction: none is held open over it.
-            prepared = workflow.prepare_claim_files(
-                runtime.blobs, settings, claim_type, files, clips
-            )
+            prepared = cases.prepare_claim_files(runtime.blobs, settings, claim_type, files, clips)
             try:
                 with runtime.db.session() as s:
                     view = replayed(s)
                     if view is not None:
                         return view, 200, None
                     order = visible_order(s)
-                    claim = workflow.create_claim(
-                        s,
+                    claim = cases.create_claim(
+                        SqlStore(s),
                         runtime.blobs,
                         settings,
                         actor(p),
@@ -727,8 +732,15 @@ def create_app(
         def work() -> dict[str, Any]:
             with runtime.db.session() as s:
                 claim = visible_claim(s, claim_id, p)
-                item = workflow.add_evidence(
-                    s, runtime.blobs, actor(p), claim, kind, statement, upload, settings=settings
+                item = cases.add_evidence(
+                    SqlStore(s),
+                    runtime.blobs,
+                    actor(p),
+                    claim,
+                    kind,
+                    statement,
+                    upload,
+                    settings=settings,
                 )
                 return {
                     "id": item.id,
@@ -742,14 +754,16 @@ def create_app(
     @app.post("/v1/claims/{claim_id}/decision")
     def decide(claim_id: ClaimId, body: DecisionIn, s: SessionDep, p: Who) -> dict[str, Any]:
         claim = visible_claim(s, claim_id, p)
-        workflow.decide(s, actor(p), claim, body.decision, body.reason, body.amount, settings)
+        cases.decide(
+            SqlStore(s), actor(p), claim, body.decision, body.reason, body.amount, settings
+        )
         return claim_view(s, claim, p)
 
     @app.post("/v1/claims/{claim_id}/capture-token", status_code=201)
     def capture_token(claim_id: ClaimId, s: SessionDep, p: Who) -> dict[str, Any]:
         claim = visible_claim(s, claim_id, p)
         require(p, "buyer", "admin")
-        token, expires = workflow.issue_capture_token(s, actor(p), claim, settings)
+        token, expires = cases.issue_capture_token(SqlStore(s), actor(p), claim, settings)
         return {"token": token, "expires_at": expires.isoformat()}
 
     @app.post("/v1/claims/{claim_id}/capture", status_code=201)
@@ -766,8 +780,15 @@ def create_app(
         def work() -> dict[str, Any]:
             with runtime.db.session() as s:
                 claim = visible_claim(s, claim_id, p)
-                workflow.accept_capture(
-                    s, runtime.blobs, settings, actor(p), claim, token, upload, x_capture_signature
+                cases.accept_capture(
+                    SqlStore(s),
+                    runtime.blobs,
+                    settings,
+                    actor(p),
+                    claim,
+                    token,
+                    upload,
+                    x_capture_signature,
                 )
                 s.flush()
                 return claim_view(s, claim, p)
@@ -780,13 +801,13 @@ def create_app(
     def appeal(claim_id: ClaimId, body: AppealIn, s: SessionDep, p: Who) -> dict[str, Any]:
         claim = visible_claim(s, claim_id, p)
         require(p, "buyer", "merchant", "admin")
-        workflow.appeal(s, actor(p), claim, body.reason, settings=settings)
+        cases.appeal(SqlStore(s), actor(p), claim, body.reason, settings=settings)
         return claim_view(s, claim, p)
 
     @app.post("/v1/claims/{claim_id}/assign")
     def assign(claim_id: ClaimId, body: AssignIn, s: SessionDep, p: Who) -> dict[str, Any]:
         claim = visible_claim(s, claim_id, p)
-        workflow.assign(s, actor(p), claim, body.reviewer)
+        cases.assign(SqlStore(s), actor(p), claim, body.reviewer)
         return claim_view(s, claim, p)
 
     @app.get("/v1/audit/verify")

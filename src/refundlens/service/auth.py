@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..errors import RefundlensError
-from ..store.models import ApiKey, Claim, ReviewerAssignment, WebSession, new_id, utcnow
+from ..store.sql.models import ApiKey, Claim, ReviewerAssignment, WebSession, new_id, utcnow
 
 __all__ = [
     "ROLES",

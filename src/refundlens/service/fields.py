@@ -14,7 +14,7 @@ from typing import Annotated
 from pydantic import AfterValidator, AllowInfNan, StringConstraints
 from pydantic_core import PydanticCustomError
 
-from ..cases.workflow import EVIDENCE_KINDS
+from ..cases.review import EVIDENCE_KINDS
 from ..errors import RefundlensError
 
 __all__ = [

@@ -24,13 +24,14 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 
-from ..cases import workflow
+from .. import cases
 from ..cases.buyer import buyer_status
 from ..errors import RefundlensError
 from ..rendering.i18n import LANGUAGES, environment, pick_language
 from ..report.evidence import REPORT_CSP, gather, render_html, render_pdf
-from ..store.models import AuditEntry, Claim
-from ..store.queries import latest_assessment
+from ..store.sql.models import AuditEntry, Claim
+from ..store.sql.queries import latest_assessment
+from ..store.sql.repositories import SqlStore
 from .auth import (
     AuthError,
     Principal,
@@ -214,7 +215,7 @@ def _refused(request: Request, user: Principal | None, code: str, status: int) -
 
 # What ?done= and ?error= may say on the claim page: a known word, or a code's shape. Anything
 # else is dropped, so a link cannot make the page say what refundlens did not.
-DONE = frozenset({"evidence", "assigned", "appealed", *workflow.DECISIONS})
+DONE = frozenset({"evidence", "assigned", "appealed", *cases.DECISIONS})
 _CODE = re.compile(r"[a-z_]{1,40}\.[a-z_]{1,60}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -362,7 +363,7 @@ def claim_page(
             {
                 "seq": a.seq,
                 # In the order's zone, like the timeline, to the second, the zone written out.
-                "at": a.at.astimezone(workflow.order_time_zone(case.order)).isoformat(
+                "at": a.at.astimezone(cases.order_time_zone(case.order)).isoformat(
                     sep=" ", timespec="seconds"
                 ),
                 "actor": a.actor,
@@ -405,7 +406,7 @@ def claim_page(
         done=done if done in DONE else None,
         error=error if error and _CODE.fullmatch(error) else None,
         lang_code=_lang(request),
-        allowed=workflow.allowed_decisions(case.claim.state),
+        allowed=cases.allowed_decisions(case.claim.state),
         blocks=_picture_blocks(case),
     )
 
@@ -466,7 +467,7 @@ def _timeline(case: Any) -> list[dict[str, Any]]:
     if not events:
         return []
     # Shown in the zone the merchant's times were sent in, with the zone written out.
-    zone = workflow.order_time_zone(case.order)
+    zone = cases.order_time_zone(case.order)
     lo = min(m for _, m in events)
     hi = max(m for _, m in events)
     span = max((hi - lo).total_seconds(), 1.0)
@@ -519,7 +520,7 @@ def _claim_action(request: Request, claim_id: str, csrf: str, done: str, act: An
         with runtime.db.session() as session:
             claim = session.get(Claim, claim_id, with_for_update=True, populate_existing=True)
             assert claim is not None
-            act(session, workflow.Actor(user.key_id, user.role), claim, user)
+            act(session, cases.Actor(user.key_id, user.role), claim, user)
     except RefundlensError as exc:
         return RedirectResponse(f"/web/claims/{claim_id}?error={exc.code}", status_code=303)
     return RedirectResponse(f"/web/claims/{claim_id}?done={done}", status_code=303)
@@ -545,8 +546,8 @@ def decide(
         claim_id,
         csrf,
         decision,
-        lambda s, actor, claim, _user: workflow.decide(
-            s, actor, claim, decision, reason, value, settings
+        lambda s, actor, claim, _user: cases.decide(
+            SqlStore(s), actor, claim, decision, reason, value, settings
         ),
     )
 
@@ -579,7 +580,9 @@ def appeal(
         claim_id,
         csrf,
         "appealed",
-        lambda s, actor, claim, _user: workflow.appeal(s, actor, claim, reason, settings=settings),
+        lambda s, actor, claim, _user: cases.appeal(
+            SqlStore(s), actor, claim, reason, settings=settings
+        ),
     )
 
 
@@ -619,10 +622,10 @@ async def evidence(
             with runtime.db.session() as session:
                 claim = session.get(Claim, claim_id, with_for_update=True, populate_existing=True)
                 assert claim is not None
-                workflow.add_evidence(
-                    session,
+                cases.add_evidence(
+                    SqlStore(session),
                     runtime.blobs,
-                    workflow.Actor(user.key_id, user.role),
+                    cases.Actor(user.key_id, user.role),
                     claim,
                     kind,
                     statement,
@@ -695,7 +698,7 @@ def static(name: str) -> Response:
 
 
 def _skus(request: Request, user: Principal) -> list[dict[str, str]]:
-    from ..store.models import Sku
+    from ..store.sql.models import Sku
 
     with request.app.state.runtime.db.session() as session:
         query = select(Sku).order_by(Sku.created_at.desc())
@@ -745,12 +748,12 @@ async def check_run(
         from ..media import media_from_bytes
         from ..pipeline import analyze
         from ..report import assessment_to_dict, picture_blobs
-        from ..store.models import ReferencePhoto, Sku
+        from ..store.sql.models import ReferencePhoto, Sku
 
         with runtime.db.session() as session:
             sku = session.get(Sku, sku_id)
             if sku is None or (user.role == "merchant" and sku.merchant_id != user.tenant_id):
-                raise workflow.NotFound("sku", sku_id)
+                raise cases.NotFound("sku", sku_id)
             refs = (
                 session.execute(select(ReferencePhoto).where(ReferencePhoto.sku_id == sku.id))
                 .scalars()
@@ -806,7 +809,7 @@ def assign_to_me(
         claim_id,
         csrf,
         "assigned",
-        lambda s, actor, claim, user: workflow.assign(
-            s, actor, claim, None if release else user.key_id
+        lambda s, actor, claim, user: cases.assign(
+            SqlStore(s), actor, claim, None if release else user.key_id
         ),
     )

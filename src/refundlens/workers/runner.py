@@ -40,7 +40,7 @@ def _child_analyse(claim_id: str) -> str:
     try:
         return analyse_claim(_CHILD["runtime"], claim_id)
     except Exception as exc:
-        # Recorded in the database already (workflow.fail_analysis); the parent only needs to
+        # Recorded in the database already (cases.fail_analysis); the parent only needs to
         # know, and our exceptions do not all survive pickling back.
         raise RuntimeError(f"{type(exc).__name__}: {exc}") from None
 
@@ -141,15 +141,16 @@ class Dispatcher:
     def _record_death(self, claim_id: str) -> None:
         """The dead process could not say so itself: record its attempt as failed (this
         dispatcher is the only one analysing, so the claim's current attempt was that one)."""
-        from ..cases import workflow
-        from ..store.models import Claim
+        from .. import cases
+        from ..store.sql.models import Claim
+        from ..store.sql.repositories import SqlStore
 
         try:
             with self.runtime.db.session() as session:
                 claim = session.get(Claim, claim_id)
                 if claim is not None and claim.state == "analysing":
-                    workflow.fail_analysis(
-                        session,
+                    cases.fail_analysis(
+                        SqlStore(session),
                         claim_id,
                         claim.analysis_attempts,
                         "the analysis process died (killed, out of memory or crashed)",
@@ -159,7 +160,7 @@ class Dispatcher:
             log.exception("cannot record the failed analysis of %s", claim_id)
 
     def _still_analysing(self, claim_id: str) -> bool:
-        from ..store.models import Claim
+        from ..store.sql.models import Claim
 
         try:
             with self.runtime.db.session() as session:
@@ -195,10 +196,11 @@ class Dispatcher:
             log.exception("cannot queue packing video %s now; the tick will", video_id)
             return False
         try:
-            from ..cases import workflow
+            from .. import cases
+            from ..store.sql.repositories import SqlStore
 
             with self.runtime.db.session() as session:
-                workflow.mark_packing_videos_queued(session, [video_id])
+                cases.mark_packing_videos_queued(SqlStore(session), [video_id])
         except Exception:
             log.exception("cannot record that packing video %s was queued", video_id)
         return True
@@ -245,10 +247,11 @@ class Dispatcher:
             return False
         if self.celery:  # in-process, the queue is this process's memory: nothing to record
             try:
-                from ..cases import workflow
+                from .. import cases
+                from ..store.sql.repositories import SqlStore
 
                 with self.runtime.db.session() as session:
-                    workflow.mark_queued(session, [claim_id])
+                    cases.mark_queued(SqlStore(session), [claim_id])
             except Exception:  # queued anyway; the tick may queue it once more (a no-op then)
                 log.exception("cannot record that %s was queued", claim_id)
         return True
@@ -282,7 +285,7 @@ class Dispatcher:
             with self.runtime.db.session() as session:
                 from sqlalchemy import select
 
-                from ..store.models import Claim
+                from ..store.sql.models import Claim
 
                 waiting = (
                     session.execute(select(Claim.id).where(Claim.state == "submitted"))

@@ -6,10 +6,11 @@ import logging
 import threading
 from typing import Any
 
-from ..cases import workflow
+from .. import cases
 from ..pipeline import analyze
 from ..report import assessment_to_dict, picture_blobs
 from ..runtime import Runtime
+from ..store.sql.repositories import SqlStore, sql_stores
 
 __all__ = ["Heartbeat", "analyse_claim", "process_packing_video", "tick"]
 
@@ -19,11 +20,11 @@ log = logging.getLogger("refundlens.workers")
 def analyse_claim(runtime: Runtime, claim_id: str) -> str:
     """Analyse one claim end to end; safe to run twice (a stale attempt records nothing).
 
-    An analysis that raises is recorded as failed (``workflow.fail_analysis``: the error in the
+    An analysis that raises is recorded as failed (``cases.fail_analysis``: the error in the
     audit log, and after ``analysis_max_attempts`` failures the claim goes to a person) and the
     error is raised again, for Celery's retry or the in-process runner's log."""
     with runtime.db.session() as session:
-        attempt = workflow.start_analysis(session, claim_id, runtime.settings)
+        attempt = cases.start_analysis(SqlStore(session), claim_id, runtime.settings)
     if attempt is None:
         return "skipped"
     heartbeat = Heartbeat(runtime, claim_id, attempt)
@@ -33,8 +34,12 @@ def analyse_claim(runtime: Runtime, claim_id: str) -> str:
     except Exception as exc:
         heartbeat.stop()
         with runtime.db.session() as session:
-            workflow.fail_analysis(
-                session, claim_id, attempt, f"{type(exc).__name__}: {exc}", runtime.settings
+            cases.fail_analysis(
+                SqlStore(session),
+                claim_id,
+                attempt,
+                f"{type(exc).__name__}: {exc}",
+                runtime.settings,
             )
         raise
     finally:
@@ -46,7 +51,7 @@ def process_packing_video(runtime: Runtime, video_id: str) -> str:
     it cannot be used (``failed``). Decoding runs outside any transaction: on SQLite an open
     one would stop every other writer for as long as it takes. Safe to run twice."""
     from ..errors import MediaError
-    from ..store.models import PackingVideo
+    from ..store.sql.models import PackingVideo
 
     with runtime.db.session() as session:
         row = session.get(PackingVideo, video_id)
@@ -54,15 +59,15 @@ def process_packing_video(runtime: Runtime, video_id: str) -> str:
             return "skipped"
         sha, name = row.video_sha256, row.name
     try:
-        frames, _seconds = workflow.packing_video_frames(
+        frames, _seconds = cases.packing_video_frames(
             runtime.blobs, runtime.settings, name, runtime.blobs.get(sha)
         )
     except MediaError as exc:
         with runtime.db.session() as session:
-            workflow.fail_packing_video(session, video_id, exc.code, exc.message)
+            cases.fail_packing_video(SqlStore(session), video_id, exc.code, exc.message)
         return "failed"
     with runtime.db.session() as session:
-        done = workflow.finish_packing_video(session, video_id, frames)
+        done = cases.finish_packing_video(SqlStore(session), video_id, frames)
     log.info("packing video %s: %d frames kept", video_id, len(frames))
     return "done" if done is not None else "skipped"
 
@@ -92,7 +97,7 @@ class Heartbeat:
         while not self._stop.wait(self.runtime.settings.analysis_heartbeat_seconds):
             try:
                 with self.runtime.db.session() as session:
-                    alive = workflow.beat(session, self.claim_id, self.attempt)
+                    alive = cases.beat(SqlStore(session), self.claim_id, self.attempt)
             except Exception:  # a busy or unreachable database: try again at the next beat
                 log.warning("heartbeat of %s failed", self.claim_id, exc_info=True)
                 continue
@@ -102,11 +107,11 @@ class Heartbeat:
 
 def _analyse(runtime: Runtime, claim_id: str, attempt: int) -> str:
     # Before the history below is built: it matches this claim's video fingerprints.
-    unboxing = workflow.unboxing_video_frames(
-        runtime.db.session, runtime.blobs, runtime.settings, claim_id
+    unboxing = cases.unboxing_video_frames(
+        sql_stores(runtime.db), runtime.blobs, runtime.settings, claim_id
     )
     with runtime.db.session() as session:  # rows only: nothing is decoded in a transaction
-        photo_files, reference_files, order = workflow.input_files(session, claim_id)
+        photo_files, reference_files, order = cases.input_files(SqlStore(session), claim_id)
         from ..detectors.base import OrderFacts
         from ..reuse.bank import buyer_hmac
         from ..reuse.history import History
@@ -123,18 +128,18 @@ def _analyse(runtime: Runtime, claim_id: str, attempt: int) -> str:
             runtime.blobs,
             runtime.settings.reuse_local_feature_candidates,
         )
-        from ..store.models import Claim
+        from ..store.sql.models import Claim
 
         claim = session.get(Claim, claim_id)
         # The order's times as the merchant sent them (its offset), and when the claim was
         # filed: the capture check words its reason from exactly these facts.
-        zone = workflow.order_time_zone(order)
+        zone = cases.order_time_zone(order)
         facts = OrderFacts(
             shipped_at=order.shipped_at.astimezone(zone) if order.shipped_at else None,
             delivered_at=order.delivered_at.astimezone(zone) if order.delivered_at else None,
             claimed_at=claim.claimed_at.astimezone(zone) if claim is not None else None,
         )
-    photos, references = workflow.decode_inputs(
+    photos, references = cases.decode_inputs(
         runtime.blobs, runtime.settings, photo_files, reference_files, runtime.references
     )
     assessment = analyze(
@@ -154,8 +159,8 @@ def _analyse(runtime: Runtime, claim_id: str, attempt: int) -> str:
             name: runtime.blobs.put(png) for name, png in picture_blobs(image).items()
         }
     with runtime.db.session() as session:
-        claim = workflow.finish_analysis(
-            session, claim_id, attempt, report, runtime.rules, runtime.settings
+        claim = cases.finish_analysis(
+            SqlStore(session), claim_id, attempt, report, runtime.rules, runtime.settings
         )
     log.info(
         "claim %s analysed (attempt %s): %s",
@@ -175,10 +180,10 @@ def tick(runtime: Runtime, requeue: Any = None, requeue_video: Any = None) -> di
     from .webhooks import deliver_due
 
     with runtime.db.session() as session:
-        moved = workflow.expire_windows(session, settings=runtime.settings)
-        stale = workflow.stale_analyses(session, runtime.settings)
-        outbox = workflow.claims_to_queue(session, runtime.settings)
-        videos = workflow.packing_videos_to_queue(session, runtime.settings)
+        moved = cases.expire_windows(SqlStore(session), settings=runtime.settings)
+        stale = cases.stale_analyses(SqlStore(session), runtime.settings)
+        outbox = cases.claims_to_queue(SqlStore(session), runtime.settings)
+        videos = cases.packing_videos_to_queue(SqlStore(session), runtime.settings)
     handed: list[str] = []
     for claim_id in [*stale, *outbox]:
         try:
@@ -191,7 +196,7 @@ def tick(runtime: Runtime, requeue: Any = None, requeue_video: Any = None) -> di
         handed.append(claim_id)
     if handed:
         with runtime.db.session() as session:
-            workflow.mark_queued(session, handed, dead=[c for c in stale if c in handed])
+            cases.mark_queued(SqlStore(session), handed, dead=[c for c in stale if c in handed])
     videos_handed: list[str] = []
     for video_id in videos:
         try:
@@ -202,7 +207,7 @@ def tick(runtime: Runtime, requeue: Any = None, requeue_video: Any = None) -> di
         videos_handed.append(video_id)
     if videos_handed:
         with runtime.db.session() as session:
-            workflow.mark_packing_videos_queued(session, videos_handed)
+            cases.mark_packing_videos_queued(SqlStore(session), videos_handed)
     delivered = deliver_due(runtime)
     return {
         "packing_videos": videos_handed,

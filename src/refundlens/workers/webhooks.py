@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from sqlalchemy import select
 
-from ..store.models import Tenant, WebhookEvent, utcnow
+from ..store.sql.models import Tenant, WebhookEvent, utcnow
 
 if TYPE_CHECKING:
     from ..runtime import Runtime

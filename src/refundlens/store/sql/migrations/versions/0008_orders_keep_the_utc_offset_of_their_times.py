@@ -4,7 +4,7 @@ Revision ID: 0008
 Revises: 0007
 Create Date: 2026-12-04 10:40:00
 
-Times are stored in UTC from this revision on (store.models.UtcDateTime). Order times stored
+Times are stored in UTC from this revision on (store.sql.models.UtcDateTime). Order times stored
 on SQLite before it lost their offset without being converted and cannot be recovered: they
 stay as stored.
 """

@@ -9,7 +9,7 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-from ..config import Settings
+from ...config import Settings
 
 __all__ = ["Database", "database_url", "sqlite_path"]
 

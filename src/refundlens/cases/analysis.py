@@ -1,0 +1,323 @@
+"""Analysis: a claim handed to the queue, started, kept alive, finished (routed) or failed, and
+the outbox and reaper that make sure every claim is analysed once or handed to a person."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from typing import Any
+
+from ..config import Settings
+from ..errors import NotFound
+from ..media import Media, media_from_bytes
+from ..media.cache import DecodedCache
+from ..store.blobs import BlobStore
+from ..store.interface import Assessment, Claim, Order, Store, VideoFingerprint, new_id, utcnow
+from .actors import SYSTEM, aware
+from .notifications import notify
+from .routing import ClaimFacts, RoutingRules, route
+from .states import ClaimState, transition
+
+__all__ = [
+    "beat",
+    "claims_to_queue",
+    "decode_inputs",
+    "fail_analysis",
+    "finish_analysis",
+    "input_files",
+    "mark_queued",
+    "stale_analyses",
+    "start_analysis",
+    "unboxing_video_frames",
+    "unfinished_analyses",
+]
+
+
+def unfinished_analyses(store: Store, claim: Claim) -> int:
+    """Analyses of ``claim`` started since the last one that recorded an assessment: each of
+    them failed or died with its worker."""
+    last = store.assessments.last_attempt(claim.id)
+    return claim.analysis_attempts - int(last or 0)
+
+
+def _give_up_analysis(store: Store, claim: Claim, failures: int, settings: Settings) -> None:
+    """A claim whose analysis keeps failing goes to a person, with no assessment: nothing is
+    approved or rejected on a measurement that was never made."""
+    why = f"the analysis failed {failures} times in a row: a person decides without it"
+    claim.state = transition(claim.state, ClaimState.UNDER_REVIEW).value
+    claim.routing_reason = why
+    claim.action = "review"
+    claim.analysing_since = claim.heartbeat_at = None
+    claim.deadline_at = utcnow() + dt.timedelta(hours=settings.review_sla_hours)
+    store.audit.append(
+        SYSTEM.id,
+        "claim.analysis_abandoned",
+        claim_id=claim.id,
+        details={"failures": failures, "state": claim.state, "why": why},
+    )
+    notify(store, claim.merchant_id, "claim.analysis_failed", claim, {"failures": failures})
+
+
+def start_analysis(store: Store, claim_id: str, settings: Settings) -> int | None:
+    """Move the claim to ``analysing`` and return this attempt's number; None if nothing to do.
+
+    Only a claim that asks for an analysis starts one: ``submitted``, or ``analysing`` (a live
+    capture just arrived, or a worker died and the reaper re-queued it). A task delivered twice
+    for a claim already analysed and waiting on someone finds nothing to do. A claim whose last
+    ``analysis_max_attempts`` analyses all failed or died (a file that crashes its worker, a
+    bug) starts none: it goes to a person instead of round the reaper for ever.
+    """
+    claim = store.claims.get(claim_id, for_update=True)
+    if claim is None:
+        return None
+    if claim.state not in (ClaimState.SUBMITTED, ClaimState.ANALYSING):
+        return None
+    failures = unfinished_analyses(store, claim)
+    if claim.state == ClaimState.ANALYSING and failures >= settings.analysis_max_attempts:
+        _give_up_analysis(store, claim, failures, settings)
+        return None
+    claim.state = transition(claim.state, ClaimState.ANALYSING).value
+    claim.analysis_attempts += 1
+    claim.analysing_since = claim.heartbeat_at = utcnow()
+    store.audit.append(
+        SYSTEM.id,
+        "claim.analysing",
+        claim_id=claim.id,
+        details={"attempt": claim.analysis_attempts},
+    )
+    return claim.analysis_attempts
+
+
+def input_files(
+    store: Store, claim_id: str
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]], Order]:
+    """(sha256, name) of the claim's photos and of its references (SKU photos, then
+    packing-video frames), and its order: rows only, so that the caller decodes them
+    (:func:`decode_inputs`) after its transaction has ended."""
+    claim = store.claims.get(claim_id)
+    if claim is None:
+        raise NotFound("claim", claim_id)
+    order = store.catalogue.order(claim.order_id)
+    assert order is not None
+    photos = [(p.sha256, p.name) for p in claim.photos]
+    references = store.catalogue.reference_files(order.sku_id)
+    frames = store.catalogue.order_reference_files(order.id)
+    return photos, [*references, *frames], order
+
+
+def decode_inputs(
+    blobs: BlobStore,
+    settings: Settings,
+    photos: Sequence[tuple[str, str]],
+    references: Sequence[tuple[str, str]],
+    decoded: DecodedCache | None = None,
+) -> tuple[list[Media], list[Media]]:
+    """The claim's photos and references decoded, outside any transaction (on SQLite an open
+    one would stop every other writer while 12 MP photos decode). ``decoded`` keeps reference
+    photos decoded between claims (one SKU, many claims)."""
+
+    def reference(sha256: str, name: str) -> Media:
+        if decoded is None:
+            return media_from_bytes(blobs.get(sha256), name, settings)
+        return decoded.get(sha256, name, lambda: blobs.get(sha256))
+
+    return (
+        [media_from_bytes(blobs.get(sha), name, settings) for sha, name in photos],
+        [reference(sha, name) for sha, name in references],
+    )
+
+
+def unboxing_video_frames(
+    stores: Callable[[], AbstractContextManager[Store]],
+    blobs: BlobStore,
+    settings: Settings,
+    claim_id: str,
+) -> list[Media]:
+    """Key frames of the buyer's unboxing videos sent with the claim, as images to compare with;
+    the videos' frame fingerprints (vPDQ, for reuse across claims) are recorded on the way, once
+    per video. Runs in the task runner: each video is decoded (frames shrunk) outside any
+    transaction. A video that decodes to nothing usable is left out of the analysis (logged),
+    never failing it."""
+    import io
+    import logging
+
+    from PIL import Image
+
+    from ..errors import MediaError
+    from ..media.video import key_frames, read_video, video_fingerprint
+
+    with stores() as store:
+        claim = store.claims.get(claim_id)
+        if claim is None:
+            raise NotFound("claim", claim_id)
+        owner = (claim.order_id, claim.buyer_id, claim.merchant_id)
+        videos = [
+            (e.sha256, e.name)
+            for e in store.evidence.of_kind(claim_id, "unboxing_video")
+            if e.sha256 is not None
+        ]
+        printed = store.fingerprints.printed_videos(claim_id)
+    frames: list[Media] = []
+    for sha, name in videos:
+        try:
+            video = read_video(blobs.get(sha), settings)
+        except MediaError as exc:
+            logging.getLogger("refundlens.workers").warning(
+                "claim %s: unboxing video %s left out: %s", claim_id, name, exc
+            )
+            continue
+        if sha not in printed:
+            prints = video_fingerprint(video, settings.reuse_min_pdq_quality)
+            with stores() as store:
+                store.fingerprints.add_video_prints(
+                    VideoFingerprint(
+                        claim_id=claim_id,
+                        order_id=owner[0],
+                        buyer_id=owner[1],
+                        merchant_id=owner[2],
+                        video_sha256=sha,
+                        seconds=round(p.seconds, 3),
+                        pdq=p.code.hex,
+                        quality=p.code.quality,
+                    )
+                    for p in prints
+                )
+            printed.add(sha)
+        for frame in key_frames(video, keep=settings.video_key_frames):
+            buffer = io.BytesIO()
+            Image.fromarray(frame.rgb).save(buffer, "JPEG", quality=95)
+            frames.append(
+                media_from_bytes(buffer.getvalue(), f"{name}@{frame.seconds:.1f}s", settings)
+            )
+    return frames
+
+
+def fail_analysis(
+    store: Store, claim_id: str, attempt: int, error: str, settings: Settings
+) -> Claim | None:
+    """Record that this attempt raised ``error``; after ``analysis_max_attempts`` failures in a
+    row the claim goes to a person. Returns the claim, or None for a stale attempt."""
+    claim = store.claims.get(claim_id, for_update=True)
+    if claim is None or claim.state != ClaimState.ANALYSING or claim.analysis_attempts != attempt:
+        return None
+    claim.heartbeat_at = None  # this attempt is over; the next one beats anew
+    store.audit.append(
+        SYSTEM.id,
+        "claim.analysis_failed",
+        claim_id=claim.id,
+        details={"attempt": attempt, "error": error[:500]},
+    )
+    failures = unfinished_analyses(store, claim)
+    if failures >= settings.analysis_max_attempts:
+        _give_up_analysis(store, claim, failures, settings)
+    return claim
+
+
+def finish_analysis(
+    store: Store,
+    claim_id: str,
+    attempt: int,
+    report: dict[str, Any],
+    rules: RoutingRules,
+    settings: Settings,
+) -> Claim | None:
+    """Record this attempt's assessment and route the claim; a stale attempt records nothing."""
+    claim = store.claims.get(claim_id, for_update=True)
+    if claim is None or claim.state != ClaimState.ANALYSING or claim.analysis_attempts != attempt:
+        return None  # another worker took over (re-queued) or the claim moved on
+    risk, action = float(report["claim"]["risk"]), str(report["claim"]["action"])
+    assessment = Assessment(
+        id=new_id("asm"),
+        claim_id=claim.id,
+        attempt=attempt,
+        risk=risk,
+        action=action,
+        report=json.loads(json.dumps(report, default=str)),
+    )
+    store.assessments.add(assessment)
+    live = any(photo.live_capture for photo in claim.photos)
+    target, why = route(
+        action, ClaimFacts(claim.claim_type, claim.amount, len(claim.photos), live), rules
+    )
+    claim.state = transition(claim.state, target).value
+    claim.risk, claim.action, claim.routing_reason = risk, action, why
+    claim.analysing_since = claim.heartbeat_at = None
+    now = utcnow()
+    claim.deadline_at = {
+        ClaimState.AWAITING_MERCHANT: now + dt.timedelta(hours=settings.merchant_response_hours),
+        ClaimState.AWAITING_CAPTURE: now + dt.timedelta(hours=settings.capture_window_hours),
+    }.get(target)
+    store.audit.append(
+        SYSTEM.id,
+        "claim.analysed",
+        claim_id=claim.id,
+        assessment_id=assessment.id,
+        details={"risk": risk, "action": action, "state": claim.state, "why": why},
+    )
+    notify(store, claim.merchant_id, "claim.analysed", claim)
+    if target == ClaimState.AWAITING_MERCHANT:
+        notify(
+            store,
+            claim.merchant_id,
+            "merchant.asked",
+            claim,
+            {"deadline_at": claim.deadline_at.isoformat() if claim.deadline_at else None},
+        )
+    elif target == ClaimState.AWAITING_CAPTURE:
+        notify(store, claim.merchant_id, "capture.requested", claim)
+    return claim
+
+
+def claims_to_queue(store: Store, settings: Settings, now: dt.datetime | None = None) -> list[str]:
+    """The analysis outbox: claims ``submitted`` and never handed to the queue (the broker was
+    down when they were saved), or handed over ``analysis_requeue_seconds`` ago and still not
+    started (the message was lost). Oldest first."""
+    now = now or utcnow()
+    limit = now - dt.timedelta(seconds=settings.analysis_requeue_seconds)
+    rows = store.claims.submitted_queue()
+    return [cid for cid, queued in rows if queued is None or (aware(queued) or now) < limit]
+
+
+def mark_queued(store: Store, claim_ids: Sequence[str], *, dead: Sequence[str] = ()) -> None:
+    """Record that these claims' analyses were handed to the queue just now. ``dead`` ones were
+    re-queued after their attempt stopped beating: their heartbeat is cleared, so that the
+    reaper waits for the new attempt (or ``analysis_requeue_seconds``) instead of re-queuing
+    them at every tick."""
+    store.claims.mark_queued(claim_ids, utcnow())
+    store.claims.clear_heartbeats(dead)
+
+
+def beat(store: Store, claim_id: str, attempt: int) -> bool:
+    """A running analysis says it is alive. False once the attempt is over or superseded (the
+    heartbeat thread then stops)."""
+    return store.claims.beat(claim_id, attempt, utcnow())
+
+
+def stale_analyses(store: Store, settings: Settings, now: dt.datetime | None = None) -> list[str]:
+    """Claims ``analysing`` that need handing to the queue again:
+
+    - an attempt is running (``heartbeat_at`` set) but its last heartbeat is older than
+      ``analysis_heartbeat_timeout_seconds``: its worker died;
+    - no attempt runs yet (a live capture arrived, or the reaper re-queued a dead attempt) and
+      the claim was never handed to the queue (the broker was down) or was handed over
+      ``analysis_requeue_seconds`` ago;
+    - backstop, no attempt running: ``analysing`` for ``analysis_stale_minutes``.
+    """
+    now = now or utcnow()
+    dead = now - dt.timedelta(seconds=settings.analysis_heartbeat_timeout_seconds)
+    lost = now - dt.timedelta(seconds=settings.analysis_requeue_seconds)
+    backstop = now - dt.timedelta(minutes=settings.analysis_stale_minutes)
+    rows = store.claims.in_state(ClaimState.ANALYSING.value)
+    out = []
+    for claim in rows:
+        heartbeat, queued = aware(claim.heartbeat_at), aware(claim.queued_at)
+        since = aware(claim.analysing_since)
+        if heartbeat is not None:
+            stale = heartbeat < dead
+        else:
+            stale = queued is None or queued < lost or (since is not None and since < backstop)
+        if stale:
+            out.append(claim.id)
+    return out

@@ -1,0 +1,190 @@
+"""Live capture: when a photo cannot be judged alone, the buyer is asked to photograph the
+damage now, with a one-time token; the platform's capture app may sign what it takes."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from ..config import Settings
+from ..errors import RefundlensError
+from ..media import Media, media_from_bytes
+from ..store.blobs import BlobStore
+from ..store.interface import CaptureToken, Claim, ClaimPhoto, Store, new_id, utcnow
+from .actors import Actor, aware
+from .notifications import notify
+from .states import ClaimState, transition
+
+__all__ = ["accept_capture", "capture_signature", "issue_capture_token"]
+
+
+def issue_capture_token(
+    store: Store, actor: Actor, claim: Claim, settings: Settings
+) -> tuple[str, dt.datetime]:
+    """A one-time token for a live capture (only while the claim awaits one). Returns (token, expiry)."""
+    import hashlib
+    import secrets
+
+    if claim.state != ClaimState.AWAITING_CAPTURE:
+        raise RefundlensError(
+            "capture.not_requested", f"The claim is {claim.state}; no live capture is requested."
+        )
+    secret = secrets.token_urlsafe(24)
+    expires = aware(claim.deadline_at) or (
+        utcnow() + dt.timedelta(hours=settings.capture_window_hours)
+    )
+    token = CaptureToken(
+        id=new_id("cap"),
+        claim_id=claim.id,
+        secret_hash=hashlib.sha256(secret.encode()).hexdigest(),
+        expires_at=expires,
+    )
+    store.claims.add_capture_token(token)
+    store.audit.append(
+        actor.id,
+        "capture.token_issued",
+        claim_id=claim.id,
+        details={"token": token.id, "expires_at": expires.isoformat()},
+    )
+    return f"{token.id}.{secret}", expires
+
+
+_CAMERA_SOURCE = "http://cv.iptc.org/newscodes/digitalsourcetype/digitalCapture"
+
+
+def capture_signature(
+    data: bytes, media: Media, signature: str | None, settings: Settings
+) -> dict[str, Any] | None:
+    """How the platform's capture app vouches for a live photo, or None where it signs nothing.
+
+    Two ways, each enabled by its setting: a C2PA manifest signed under the capture app's trust
+    anchors (``capture_c2pa_trust_anchors_path``) that declares a camera capture, and an
+    HMAC-SHA256 of the file's sha256 (``capture_hmac_key``, header ``X-Capture-Signature``).
+    Where either is configured, a photo carrying neither valid proof is refused."""
+    import hashlib
+    import hmac
+
+    refusal = "The photo is not signed by the platform's capture app."
+    if settings.capture_c2pa_trust_anchors_path:
+        from ..media.c2pa_reader import read_c2pa
+
+        facts = read_c2pa(data, media.format, settings.capture_c2pa_trust_anchors_path)
+        if facts is not None and facts.state == "trusted":
+            created = [a for a in facts.actions if a.action == "c2pa.created"]
+            sources = {a.digital_source_type for a in facts.actions if a.digital_source_type}
+            if not created or sources - {_CAMERA_SOURCE}:
+                raise RefundlensError(
+                    "capture.not_live",
+                    f"The capture app's manifest does not declare a camera capture (source types: {', '.join(sorted(str(s) for s in sources)) or 'none'}).",
+                )
+            return {
+                "kind": "c2pa",
+                "signer": facts.signer_name,
+                "issuer": facts.signer_issuer,
+                "signed_at": facts.signed_at,
+                "claim_generator": facts.claim_generator,
+            }
+        if facts is not None and not settings.capture_hmac_key:
+            raise RefundlensError(
+                "capture.bad_signature",
+                f"{refusal} Its C2PA manifest is {facts.state}"
+                + (f" ({', '.join(facts.status_codes[:3])})" if facts.status_codes else "")
+                + ", not signed under the capture app's trust anchors.",
+            )
+    if settings.capture_hmac_key:
+        expected = hmac.new(
+            settings.capture_hmac_key.encode(), media.sha256.encode(), hashlib.sha256
+        ).hexdigest()
+        if signature and hmac.compare_digest(expected, signature):
+            return {"kind": "hmac"}
+    if settings.capture_hmac_key or settings.capture_c2pa_trust_anchors_path:
+        raise RefundlensError("capture.bad_signature", refusal)
+    return None
+
+
+def accept_capture(
+    store: Store,
+    blobs: BlobStore,
+    settings: Settings,
+    actor: Actor,
+    claim: Claim,
+    token: str,
+    photo: tuple[str, bytes],
+    signature: str | None,
+) -> ClaimPhoto:
+    """Check the token, the capture time and (where the platform signs) the signature; add the
+    photo as live and send the claim back to analysis."""
+    import hashlib
+    import hmac
+
+    token_id, _, secret = token.partition(".")
+    row = store.claims.capture_token(token_id, for_update=True)
+    now = utcnow()
+    if (
+        row is None
+        or row.claim_id != claim.id
+        or not hmac.compare_digest(row.secret_hash, hashlib.sha256(secret.encode()).hexdigest())
+    ):
+        raise RefundlensError("capture.bad_token", "The capture token is not valid for this claim.")
+    if row.used_at is not None:
+        raise RefundlensError(
+            "capture.token_used", "The capture token was already used; ask for a new one."
+        )
+    if (aware(row.expires_at) or now) < now:
+        raise RefundlensError(
+            "capture.token_expired", "The capture token has expired; ask for a new one."
+        )
+    if claim.state != ClaimState.AWAITING_CAPTURE:
+        raise RefundlensError(
+            "capture.not_requested", f"The claim is {claim.state}; no live capture is requested."
+        )
+    media = media_from_bytes(photo[1], photo[0], settings)
+    proof = capture_signature(photo[1], media, signature, settings)
+    signed = proof is not None
+    taken = media.exif.captured_at()
+    if taken is not None:
+        from ..media import utc_offset
+
+        if taken.tzinfo is None:  # EXIF without OffsetTimeOriginal: the platform's assumed zone
+            taken = taken.replace(tzinfo=utc_offset(settings.capture_default_utc_offset) or dt.UTC)
+        age = (now - taken).total_seconds() / 60
+        # A little slack into the future for clocks a minute or two ahead.
+        if not -5 <= age <= settings.capture_token_max_age_minutes:
+            raise RefundlensError(
+                "capture.not_live",
+                f"The photo was taken {age:.0f} minutes before its upload; a live capture must be taken within {settings.capture_token_max_age_minutes:g} minutes of it.",
+            )
+    elif not signed:
+        raise RefundlensError(
+            "capture.not_live",
+            "The photo carries no capture time and no capture-app signature: it cannot be shown to be live.",
+        )
+    row.used_at = now
+    position = len(claim.photos)
+    item = ClaimPhoto(
+        id=new_id("pho"),
+        claim_id=claim.id,
+        position=position,
+        sha256=blobs.put(photo[1]),
+        name=photo[0],
+        live_capture=True,
+    )
+    store.claims.add_photo(claim, item)
+    claim.deadline_at = None
+    # Straight back to analysis (the clock was paused while the buyer was asked).
+    claim.state = transition(claim.state, ClaimState.ANALYSING).value
+    claim.analysing_since = now
+    claim.queued_at = None  # back in the outbox until the caller hands it to the queue
+    store.audit.append(
+        actor.id,
+        "capture.accepted",
+        claim_id=claim.id,
+        details={
+            "sha256": media.sha256,
+            "signed": signed,
+            "signature": proof,
+            "captured_at": taken.isoformat() if taken else None,
+        },
+    )
+    notify(store, claim.merchant_id, "capture.received", claim)
+    return item

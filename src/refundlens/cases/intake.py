@@ -1,0 +1,177 @@
+"""Intake: a claim's files checked, decoded, fingerprinted and stored, then the claim filed."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from ..config import Settings
+from ..errors import RefundlensError
+from ..media import Media, media_from_bytes
+from ..store.blobs import BlobStore
+from ..store.interface import (
+    Claim,
+    ClaimFingerprint,
+    ClaimPhoto,
+    Evidence,
+    Order,
+    Store,
+    new_id,
+)
+from .actors import Actor
+from .notifications import notify
+from .routing import CLAIM_TYPES
+from .states import ClaimState
+
+__all__ = ["ClaimFiles", "check_claim_request", "create_claim", "prepare_claim_files"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ClaimFiles:
+    """A claim's photos and videos decoded, fingerprinted and stored: the slow part of filing a
+    claim, done before any database transaction (see :func:`prepare_claim_files`)."""
+
+    photos: list[tuple[str, str, Media, dict[str, Any]]]  # name, sha256, media, PDQ variants
+    videos: list[tuple[str, str]]  # name, sha256 (checked from the header; decoded by the worker)
+
+
+def check_claim_request(order: Order, claim_type: str, amount: float) -> None:
+    """What can be refused about a claim without its files. Callers check it before
+    :func:`prepare_claim_files`, which stores the files: a refused claim then leaves none."""
+    if claim_type not in CLAIM_TYPES:
+        raise RefundlensError(
+            "claim.bad_type",
+            f"Claim type must be one of {', '.join(CLAIM_TYPES)}, not {claim_type!r}.",
+        )
+    if not math.isfinite(amount) or amount < 0 or amount > order.amount:
+        raise RefundlensError(
+            "claim.bad_amount", f"The amount must be between 0 and the order's {order.amount:g}."
+        )
+
+
+def prepare_claim_files(
+    blobs: BlobStore,
+    settings: Settings,
+    claim_type: str,
+    photos: Sequence[tuple[str, bytes]],
+    videos: Sequence[tuple[str, bytes]] = (),
+) -> ClaimFiles:
+    """Check, decode, fingerprint and store a claim's files, touching no database: a bad file
+    fails the request before anything is saved, and no transaction (on SQLite, the one writer
+    at a time) waits on the decoding of a 12 MP photo or of a video."""
+    if claim_type not in CLAIM_TYPES:
+        raise RefundlensError(
+            "claim.bad_type",
+            f"Claim type must be one of {', '.join(CLAIM_TYPES)}, not {claim_type!r}.",
+        )
+    if len(photos) > settings.max_photos_per_claim:
+        raise RefundlensError(
+            "claim.too_many_photos",
+            f"At most {settings.max_photos_per_claim} photos per claim (max_photos_per_claim).",
+        )
+    from ..media.fingerprint import pdq_centre_crops
+    from ..media.video import probe_video
+
+    decoded = []
+    for index, (name, data) in enumerate(photos):
+        try:
+            decoded.append((name, data, media_from_bytes(data, name, settings)))
+        except RefundlensError as exc:  # with several photos, say which one
+            raise exc.about_file(index, name) from None
+    # Videos are checked from their container header only: their frames are decoded and
+    # fingerprinted by the analysis, in the task runner (unboxing_video_frames).
+    for index, (name, data) in enumerate(videos):
+        try:
+            probe_video(data, settings)
+        except RefundlensError as exc:
+            raise exc.about_file(index, name, "videos") from None
+    return ClaimFiles(
+        photos=[
+            (name, blobs.put(data), media, {"full": media.pdq, **pdq_centre_crops(media.analysis)})
+            for name, data, media in decoded
+        ],
+        videos=[(name, blobs.put(data)) for name, data in videos],
+    )
+
+
+def create_claim(
+    store: Store,
+    blobs: BlobStore,
+    settings: Settings,
+    actor: Actor,
+    order: Order,
+    claim_type: str,
+    reason: str,
+    amount: float,
+    photos: Sequence[tuple[str, bytes]] | ClaimFiles,
+    videos: Sequence[tuple[str, bytes]] = (),
+) -> Claim:
+    """File a claim. ``photos`` are the raw files (with ``videos``), or what
+    :func:`prepare_claim_files` made of them outside the transaction."""
+    check_claim_request(order, claim_type, amount)
+    files = (
+        photos
+        if isinstance(photos, ClaimFiles)
+        else prepare_claim_files(blobs, settings, claim_type, photos, videos)
+    )
+    photo_rows, video_rows = files.photos, files.videos
+    store.audit.lock()  # two claims filed at once must not both take the next number
+    seq = store.claims.next_seq()
+    claim = Claim(
+        id=new_id("clm"),
+        seq=seq,
+        order_id=order.id,
+        merchant_id=order.merchant_id,
+        buyer_id=order.buyer_id,
+        claim_type=claim_type,
+        reason=reason,
+        amount=amount,
+        state=ClaimState.SUBMITTED.value,
+    )
+    store.claims.add(claim)
+    for position, (name, sha, media, variants) in enumerate(photo_rows):
+        for variant, code in variants.items():
+            store.fingerprints.add_photo_print(
+                ClaimFingerprint(
+                    claim_id=claim.id,
+                    order_id=order.id,
+                    buyer_id=order.buyer_id,
+                    merchant_id=order.merchant_id,
+                    photo_sha256=media.sha256,
+                    variant=variant,
+                    pdq=code.hex,
+                    quality=code.quality,
+                )
+            )
+        store.claims.add_photo(
+            claim,
+            ClaimPhoto(
+                id=new_id("pho"), claim_id=claim.id, position=position, sha256=sha, name=name
+            ),
+        )
+    for name, video_sha in video_rows:
+        store.evidence.add(
+            Evidence(
+                id=new_id("evd"),
+                claim_id=claim.id,
+                kind="unboxing_video",
+                submitted_by=actor.role,
+                sha256=video_sha,
+                name=name,
+            )
+        )
+    store.audit.append(
+        actor.id,
+        "claim.submitted",
+        claim_id=claim.id,
+        details={
+            "order": order.id,
+            "type": claim_type,
+            "amount": amount,
+            "photos": [m.sha256 for _, _, m, _ in photo_rows],
+        },
+    )
+    notify(store, order.merchant_id, "claim.received", claim)
+    return claim

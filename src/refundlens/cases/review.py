@@ -1,0 +1,285 @@
+"""Review: what people do to a claim: evidence, decisions, appeals, assignment, and the
+windows that hand a waiting claim to a person when they run out. Nothing here rejects a claim
+on its own: a rejection is only ever a person's decision with a reason."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from ..config import Settings
+from ..errors import RefundlensError
+from ..store.blobs import BlobStore
+from ..store.interface import BankEntry, Claim, Decision, Evidence, Store, new_id, utcnow
+from .actors import SYSTEM, Actor, aware
+from .notifications import notify
+from .states import ClaimState, transition
+
+__all__ = [
+    "DECISIONS",
+    "EVIDENCE_KINDS",
+    "add_evidence",
+    "allowed_decisions",
+    "appeal",
+    "assign",
+    "decide",
+    "expire_windows",
+]
+
+
+DECISIONS = ("approve", "reject", "partial", "request_capture", "escalate")
+
+
+EVIDENCE_KINDS = ("packing_video", "reference_photo", "statement", "other")
+
+
+def add_evidence(
+    store: Store,
+    blobs: BlobStore,
+    actor: Actor,
+    claim: Claim,
+    kind: str,
+    statement: str,
+    file: tuple[str, bytes] | None,
+    *,
+    settings: Settings,
+) -> Evidence:
+    if claim.state in (ClaimState.DECIDED, ClaimState.FINAL, ClaimState.APPROVED):
+        raise RefundlensError(
+            "claim.closed", f"The claim is {claim.state}; evidence can no longer be added."
+        )
+    if kind not in EVIDENCE_KINDS:
+        raise RefundlensError(
+            "evidence.bad_kind", f"Evidence kind must be one of {', '.join(EVIDENCE_KINDS)}."
+        )
+    if not statement and file is None:
+        raise RefundlensError("evidence.empty", "Evidence needs a file or a statement.")
+    sha = blobs.put(file[1]) if file else None
+    item = Evidence(
+        id=new_id("evd"),
+        claim_id=claim.id,
+        kind=kind,
+        submitted_by=actor.role,
+        sha256=sha,
+        name=file[0] if file else "",
+        statement=statement,
+    )
+    store.evidence.add(item)
+    store.audit.append(
+        actor.id,
+        "evidence.added",
+        claim_id=claim.id,
+        details={"evidence": item.id, "kind": kind, "sha256": sha},
+    )
+    notify(
+        store,
+        claim.merchant_id,
+        "evidence.added",
+        claim,
+        {"evidence": {"id": item.id, "kind": kind}},
+    )
+    if actor.role == "merchant" and claim.state == ClaimState.AWAITING_MERCHANT:
+        # The merchant has answered: a person can decide now, no need to wait out the window.
+        claim.state = transition(claim.state, ClaimState.UNDER_REVIEW).value
+        claim.deadline_at = utcnow() + dt.timedelta(hours=settings.review_sla_hours)
+        store.audit.append(
+            actor.id,
+            "claim.to_review",
+            claim_id=claim.id,
+            details={"why": "merchant answered"},
+        )
+    return item
+
+
+# What a person may decide in each state. While the claim waits for the merchant or for a live
+# capture, a reviewer who has seen enough need not wait: deciding closes the window (on record).
+_DECISIONS_BY_STATE: dict[str, tuple[str, ...]] = {
+    ClaimState.UNDER_REVIEW: DECISIONS,
+    ClaimState.AWAITING_MERCHANT: DECISIONS,
+    # a live capture is already asked for: asking again is not a decision
+    ClaimState.AWAITING_CAPTURE: ("approve", "reject", "partial", "escalate"),
+}
+
+
+def allowed_decisions(state: str) -> tuple[str, ...]:
+    """The decisions a reviewer or admin may take on a claim in ``state`` (none once decided,
+    while it is being analysed, or after an automatic approval, which an appeal reopens)."""
+    return _DECISIONS_BY_STATE.get(ClaimState(state), ())
+
+
+def decide(
+    store: Store,
+    actor: Actor,
+    claim: Claim,
+    decision: str,
+    reason: str,
+    amount: float | None,
+    settings: Settings,
+) -> Claim:
+    """A person's decision. Reject is only ever this: a person's call with a reason."""
+    if decision not in DECISIONS:
+        raise RefundlensError(
+            "decision.bad_value", f"Decision must be one of {', '.join(DECISIONS)}."
+        )
+    if not reason.strip():
+        raise RefundlensError("decision.reason_required", "Every decision needs a reason in words.")
+    if actor.role not in ("reviewer", "admin"):
+        raise RefundlensError(
+            "auth.forbidden", "Only a reviewer or a platform admin decides claims."
+        )
+    allowed = allowed_decisions(claim.state)
+    if decision not in allowed:
+        raise RefundlensError(
+            "claim.illegal_transition",
+            f"A claim in state {claim.state} cannot be decided with {decision}; "
+            + (f"allowed now: {', '.join(allowed)}." if allowed else "no decision is open now."),
+        )
+    if claim.state in (ClaimState.AWAITING_MERCHANT, ClaimState.AWAITING_CAPTURE):
+        waited = claim.state
+        claim.state = transition(claim.state, ClaimState.UNDER_REVIEW).value
+        store.audit.append(
+            actor.id,
+            "claim.window_closed",
+            claim_id=claim.id,
+            details={"from": waited, "why": f"a person decided: {decision}"},
+        )
+    if decision == "request_capture":
+        claim.state = transition(claim.state, ClaimState.AWAITING_CAPTURE).value
+        claim.deadline_at = utcnow() + dt.timedelta(hours=settings.capture_window_hours)
+        notify(store, claim.merchant_id, "capture.requested", claim)
+    elif decision == "escalate":
+        if claim.state != ClaimState.UNDER_REVIEW:
+            transition(claim.state, ClaimState.DECIDED)  # raises with the allowed moves
+        claim.action = "escalate"
+    else:
+        if decision == "partial" and (amount is None or not 0 < amount < claim.amount):
+            raise RefundlensError(
+                "decision.bad_amount",
+                "A partial decision needs an amount between 0 and the claimed amount.",
+            )
+        claim.state = transition(claim.state, ClaimState.DECIDED).value
+        outcome = {"approve": "approved", "reject": "rejected", "partial": "partial"}[decision]
+        store.claims.add_decision(
+            Decision(
+                id=new_id("dec"),
+                claim_id=claim.id,
+                outcome=outcome,
+                amount=amount if decision == "partial" else None,
+                reason=reason,
+                decided_by=actor.id,
+            )
+        )
+        claim.deadline_at = None
+        notify(store, claim.merchant_id, "claim.decided", claim, {"outcome": outcome})
+        if outcome == "rejected":
+            _bank_confirmed_forgery(store, claim, settings)
+    store.audit.append(
+        actor.id,
+        f"decision.{decision}",
+        claim_id=claim.id,
+        details={"reason": reason, "amount": amount, "state": claim.state},
+    )
+    return claim
+
+
+def expire_windows(
+    store: Store, now: dt.datetime | None = None, *, settings: Settings
+) -> list[str]:
+    """Move claims whose window ran out to a person (never to a rejection). Returns their ids."""
+    review_hours = settings.review_sla_hours
+    now = now or utcnow()
+    moved = []
+    waiting = store.claims.waiting_with_deadline(
+        [ClaimState.AWAITING_MERCHANT.value, ClaimState.AWAITING_CAPTURE.value]
+    )
+    for claim in waiting:
+        deadline = aware(claim.deadline_at)
+        if deadline is None or deadline > now:
+            continue
+        before = claim.state
+        claim.state = transition(claim.state, ClaimState.UNDER_REVIEW).value
+        claim.deadline_at = now + dt.timedelta(hours=review_hours)
+        store.audit.append(
+            SYSTEM.id, "claim.window_expired", claim_id=claim.id, details={"from": before}
+        )
+        moved.append(claim.id)
+    return moved
+
+
+def appeal(
+    store: Store,
+    actor: Actor,
+    claim: Claim,
+    reason: str,
+    *,
+    settings: Settings,
+) -> Claim:
+    """The buyer or the merchant contests a decision (or an automatic approval): a person looks again."""
+    if actor.role not in ("buyer", "merchant", "admin"):
+        raise RefundlensError("auth.forbidden", "Only the buyer, the merchant or an admin appeals.")
+    if not reason.strip():
+        raise RefundlensError("appeal.reason_required", "An appeal needs a reason in words.")
+    claim.state = transition(claim.state, ClaimState.APPEALED).value
+    store.audit.append(actor.id, "claim.appealed", claim_id=claim.id, details={"reason": reason})
+    claim.state = transition(claim.state, ClaimState.UNDER_REVIEW).value
+    claim.deadline_at = utcnow() + dt.timedelta(hours=settings.review_sla_hours)
+    notify(store, claim.merchant_id, "claim.appealed", claim, {"reason": reason})
+    return claim
+
+
+def assign(store: Store, actor: Actor, claim: Claim, reviewer_key_id: str | None) -> Claim:
+    """Give the claim to one reviewer (None: back to the pool). A reviewer may take a claim for
+    itself and give back only its own; an admin may give a claim to any live reviewer key that
+    is assigned the claim's merchant, and take it back from anyone."""
+    if actor.role not in ("reviewer", "admin"):
+        raise RefundlensError("auth.forbidden", "Only reviewers and admins assign claims.")
+    if actor.role == "reviewer":
+        if reviewer_key_id not in (actor.id, None):
+            raise RefundlensError("auth.forbidden", "A reviewer may only take a claim for itself.")
+        if reviewer_key_id is None and claim.assigned_to not in (actor.id, None):
+            raise RefundlensError(
+                "auth.forbidden", "A reviewer may only give back a claim it has taken itself."
+            )
+    if reviewer_key_id is not None:
+        key = store.access.api_key(reviewer_key_id)
+        assigned = store.access.reviewer_assigned(reviewer_key_id, claim.merchant_id)
+        if key is None or key.revoked or key.role != "reviewer" or not assigned:
+            raise RefundlensError(
+                "assign.not_a_reviewer",
+                "Claims go to a live reviewer key that is assigned the claim's merchant.",
+            )
+    claim.assigned_to = reviewer_key_id
+    store.audit.append(
+        actor.id, "claim.assigned", claim_id=claim.id, details={"to": reviewer_key_id}
+    )
+    return claim
+
+
+def _bank_confirmed_forgery(store: Store, claim: Claim, settings: Settings) -> None:
+    """A person confirmed a forgery: its photos' fingerprints join this platform's bank."""
+    from ..reuse.bank import buyer_hmac
+
+    latest = store.assessments.latest(claim.id)
+    codes = sorted(
+        {
+            f["code"]
+            for image in (latest.report["images"] if latest else [])
+            for f in image["findings"]
+            if f["strength"] > 0
+        }
+    )
+    keyed = buyer_hmac(settings.bank_buyer_hmac_key, claim.buyer_id)
+    for row in store.fingerprints.photo_prints(claim.id):
+        if row.quality < settings.reuse_min_pdq_quality:
+            continue
+        if not store.bank.holds(settings.bank_name, row.pdq):
+            store.bank.add(
+                BankEntry(
+                    bank=settings.bank_name,
+                    signer=settings.bank_name,
+                    pdq=row.pdq,
+                    codes=codes,
+                    confirmed_at=utcnow(),
+                    buyer_hmac=keyed,
+                    claim_id=claim.id,
+                )
+            )

@@ -1,0 +1,279 @@
+"""The storage boundary of the case workflow: what ``cases`` may ask of the store, and nothing else.
+
+In the manner of HMA's storage interfaces (python-threatexchange): narrow protocols, one per
+subject, gathered in one :class:`Store` that stands for one transaction (a unit of work). Two
+implementations keep the same contract, checked by one test suite (``tests/test_store_contract.py``):
+
+- :class:`refundlens.store.memory.MemoryStore`, dictionaries in one process: the workflow's own
+  tests and examples, with no database;
+- :class:`refundlens.store.sql.repositories.SqlStore`, over a SQLAlchemy session on SQLite or
+  PostgreSQL: what the API, the CLI and the workers use.
+
+The records are the service's mapped classes (:mod:`refundlens.store.sql.models`), which the
+workflow only ever reads and sets as plain attributes; the memory store keeps them without a
+session. Every ``add`` joins the caller's transaction: with SQL, the change, its audit entry and
+its notification commit together or not at all. The memory store has no rollback (it serves
+tests and examples, never a service).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
+
+from .sql.audit import AuditProblem
+from .sql.models import (
+    ApiKey,
+    Assessment,
+    AuditEntry,
+    BankEntry,
+    CaptureToken,
+    Claim,
+    ClaimFingerprint,
+    ClaimPhoto,
+    Decision,
+    Evidence,
+    Order,
+    OrderReference,
+    PackingVideo,
+    ReferencePhoto,
+    Sku,
+    Tenant,
+    VideoFingerprint,
+    WebhookEvent,
+    new_id,
+    utcnow,
+)
+
+__all__ = [
+    "Access",
+    "ApiKey",
+    "Assessment",
+    "Assessments",
+    "AuditEntry",
+    "AuditLog",
+    "AuditProblem",
+    "Bank",
+    "BankEntry",
+    "CaptureToken",
+    "Catalogue",
+    "Claim",
+    "ClaimFingerprint",
+    "ClaimPhoto",
+    "Claims",
+    "Decision",
+    "Evidence",
+    "EvidenceFiles",
+    "FileRef",
+    "Fingerprints",
+    "Order",
+    "OrderReference",
+    "Outbox",
+    "PackingVideo",
+    "ReferencePhoto",
+    "Sku",
+    "Store",
+    "Tenant",
+    "VideoFingerprint",
+    "WebhookEvent",
+    "new_id",
+    "utcnow",
+]
+
+FileRef = tuple[str, str]
+"""A stored file as (sha256 in the blob store, the name it was sent with)."""
+
+
+class Catalogue(Protocol):
+    """Merchants' SKUs with their reference photos, orders, and packing videos."""
+
+    def tenant(self, tenant_id: str) -> Tenant | None: ...
+
+    def sku(self, sku_id: str) -> Sku | None: ...
+
+    def sku_by_external_id(self, merchant_id: str, external_id: str) -> Sku | None: ...
+
+    def add_sku(self, sku: Sku) -> None: ...
+
+    def add_reference(self, sku: Sku, photo: ReferencePhoto) -> None: ...
+
+    def reference_files(self, sku_id: str) -> list[FileRef]:
+        """The SKU's reference photos, oldest first."""
+        ...
+
+    def order(self, order_id: str) -> Order | None: ...
+
+    def order_by_external_id(self, merchant_id: str, external_id: str) -> Order | None: ...
+
+    def add_order(self, order: Order) -> None: ...
+
+    def order_reference_files(self, order_id: str) -> list[FileRef]:
+        """Frames kept from the order's packing videos, in video time order."""
+        ...
+
+    def add_order_reference(self, row: OrderReference) -> None: ...
+
+    def packing_video(self, video_id: str, *, for_update: bool = False) -> PackingVideo | None: ...
+
+    def add_packing_video(self, row: PackingVideo) -> None: ...
+
+    def pending_packing_videos(self) -> list[tuple[str, dt.datetime | None]]:
+        """(id, when last handed to the queue) of videos not yet processed, oldest first."""
+        ...
+
+    def mark_packing_videos_queued(self, video_ids: Sequence[str], at: dt.datetime) -> None: ...
+
+
+class Access(Protocol):
+    """Who may act: API keys and which merchants a reviewer works for."""
+
+    def api_key(self, key_id: str) -> ApiKey | None: ...
+
+    def reviewer_assigned(self, key_id: str, tenant_id: str) -> bool: ...
+
+
+class Claims(Protocol):
+    """Claims, their photos, decisions and live-capture tokens."""
+
+    def get(self, claim_id: str, *, for_update: bool = False) -> Claim | None:
+        """``for_update`` locks the row until the transaction ends (where the store can)."""
+        ...
+
+    def next_seq(self) -> int:
+        """The next claim number (call with the audit lock held)."""
+        ...
+
+    def add(self, claim: Claim) -> None: ...
+
+    def add_photo(self, claim: Claim, photo: ClaimPhoto) -> None:
+        """Append to ``claim.photos`` (the claim's loaded photos stay in step)."""
+        ...
+
+    def waiting_with_deadline(self, states: Sequence[str]) -> list[Claim]:
+        """Claims in ``states`` with a deadline; rows another transaction holds are skipped."""
+        ...
+
+    def in_state(self, state: str) -> list[Claim]: ...
+
+    def submitted_queue(self) -> list[tuple[str, dt.datetime | None]]:
+        """(id, when last handed to the queue) of ``submitted`` claims, in claim order."""
+        ...
+
+    def mark_queued(self, claim_ids: Sequence[str], at: dt.datetime) -> None: ...
+
+    def clear_heartbeats(self, claim_ids: Sequence[str]) -> None:
+        """Forget the heartbeat of those claims still ``analysing``."""
+        ...
+
+    def beat(self, claim_id: str, attempt: int, at: dt.datetime) -> bool:
+        """Record a heartbeat if ``attempt`` is the claim's running analysis; False otherwise."""
+        ...
+
+    def add_decision(self, decision: Decision) -> None: ...
+
+    def capture_token(self, token_id: str, *, for_update: bool = False) -> CaptureToken | None: ...
+
+    def add_capture_token(self, token: CaptureToken) -> None: ...
+
+
+class Assessments(Protocol):
+    """The analyses of claims, one per attempt that finished."""
+
+    def add(self, assessment: Assessment) -> None: ...
+
+    def latest(self, claim_id: str) -> Assessment | None:
+        """The claim's most recent analysis (highest attempt), or None before the first."""
+        ...
+
+    def last_attempt(self, claim_id: str) -> int | None: ...
+
+
+class EvidenceFiles(Protocol):
+    """What the merchant, the buyer or a reviewer sent to support or contest a claim."""
+
+    def add(self, item: Evidence) -> None: ...
+
+    def of_kind(self, claim_id: str, kind: str) -> list[Evidence]: ...
+
+
+class Fingerprints(Protocol):
+    """Perceptual hashes of claim photos and video frames, for reuse across claims."""
+
+    def add_photo_print(self, row: ClaimFingerprint) -> None: ...
+
+    def photo_prints(self, claim_id: str) -> list[ClaimFingerprint]: ...
+
+    def printed_videos(self, claim_id: str) -> set[str]:
+        """The sha256 of the claim's videos whose frames are already fingerprinted."""
+        ...
+
+    def add_video_prints(self, rows: Iterable[VideoFingerprint]) -> None: ...
+
+
+class Bank(Protocol):
+    """Confirmed forgeries' fingerprints: this platform's and imported banks'."""
+
+    def holds(self, bank: str, pdq: str) -> bool: ...
+
+    def add(self, entry: BankEntry) -> None: ...
+
+
+class Outbox(Protocol):
+    """Notifications waiting for delivery (same transaction as the change they report)."""
+
+    def add(self, event: WebhookEvent) -> None: ...
+
+
+class AuditLog(Protocol):
+    """The tamper-evident log (:mod:`refundlens.store.sql.audit` for the chain's rule)."""
+
+    def lock(self) -> None:
+        """Take the log's write lock until the transaction ends: a writer that reads before it
+        writes (the next claim number, an existing SKU) takes it first."""
+        ...
+
+    def append(
+        self,
+        actor: str,
+        action: str,
+        *,
+        claim_id: str | None = None,
+        assessment_id: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> AuditEntry: ...
+
+    def verify(self) -> tuple[int, AuditProblem | None]:
+        """Recompute the chain: (entries checked, the first problem or None)."""
+        ...
+
+
+class Store(Protocol):
+    """One unit of work over every subject the workflow touches."""
+
+    @property
+    def catalogue(self) -> Catalogue: ...
+
+    @property
+    def access(self) -> Access: ...
+
+    @property
+    def claims(self) -> Claims: ...
+
+    @property
+    def assessments(self) -> Assessments: ...
+
+    @property
+    def evidence(self) -> EvidenceFiles: ...
+
+    @property
+    def fingerprints(self) -> Fingerprints: ...
+
+    @property
+    def bank(self) -> Bank: ...
+
+    @property
+    def outbox(self) -> Outbox: ...
+
+    @property
+    def audit(self) -> AuditLog: ...

@@ -1,0 +1,380 @@
+"""The store interface in dictionaries, for one process: the workflow's tests and examples run
+on it with no database (``tests/test_store_contract.py`` holds it to the SQL store's behaviour).
+
+It keeps the same record classes as the SQL store, never attached to a session, and fills in
+what a database would: column defaults (``created_at`` and the like) and counters. It has no
+transactions: what is added stays, also when the caller then fails. Not for a service.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import itertools
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from .sql.audit import GENESIS, AuditProblem, entry_hash
+from .sql.models import (
+    ApiKey,
+    Assessment,
+    AuditEntry,
+    BankEntry,
+    Base,
+    CaptureToken,
+    Claim,
+    ClaimFingerprint,
+    ClaimPhoto,
+    Decision,
+    Evidence,
+    Order,
+    OrderReference,
+    PackingVideo,
+    ReferencePhoto,
+    Sku,
+    Tenant,
+    VideoFingerprint,
+    WebhookEvent,
+    utcnow,
+)
+
+__all__ = ["MemoryStore"]
+
+
+def _with_defaults(record: Base) -> None:
+    """Set the columns left unset to their declared defaults, as an INSERT would."""
+    for column in type(record).__table__.columns:
+        if getattr(record, column.key, None) is not None or column.default is None:
+            continue
+        default: Any = column.default
+        if getattr(default, "is_scalar", False):
+            setattr(record, column.key, default.arg)
+        elif getattr(default, "is_callable", False):
+            setattr(record, column.key, default.arg(None))
+
+
+class _Tables:
+    """The rows, shared by every repository of one :class:`MemoryStore`."""
+
+    def __init__(self) -> None:
+        self.tenants: dict[str, Tenant] = {}
+        self.keys: dict[str, ApiKey] = {}
+        self.assignments: set[tuple[str, str]] = set()
+        self.skus: dict[str, Sku] = {}
+        self.references: list[ReferencePhoto] = []
+        self.orders: dict[str, Order] = {}
+        self.order_references: list[OrderReference] = []
+        self.packing_videos: dict[str, PackingVideo] = {}
+        self.claims: dict[str, Claim] = {}
+        self.decisions: list[Decision] = []
+        self.capture_tokens: dict[str, CaptureToken] = {}
+        self.assessments: list[Assessment] = []
+        self.evidence: list[Evidence] = []
+        self.photo_prints: list[ClaimFingerprint] = []
+        self.video_prints: list[VideoFingerprint] = []
+        self.bank: list[BankEntry] = []
+        self.outbox: list[WebhookEvent] = []
+        self.audit: list[AuditEntry] = []
+        self.serial = itertools.count(1)
+
+
+class _Catalogue:
+    def __init__(self, tables: _Tables) -> None:
+        self.t = tables
+
+    def tenant(self, tenant_id: str) -> Tenant | None:
+        return self.t.tenants.get(tenant_id)
+
+    def sku(self, sku_id: str) -> Sku | None:
+        return self.t.skus.get(sku_id)
+
+    def sku_by_external_id(self, merchant_id: str, external_id: str) -> Sku | None:
+        return next(
+            (
+                s
+                for s in self.t.skus.values()
+                if (s.merchant_id, s.external_id) == (merchant_id, external_id)
+            ),
+            None,
+        )
+
+    def add_sku(self, sku: Sku) -> None:
+        _with_defaults(sku)
+        self.t.skus[sku.id] = sku
+
+    def add_reference(self, sku: Sku, photo: ReferencePhoto) -> None:
+        _with_defaults(photo)
+        self.t.references.append(photo)
+
+    def reference_files(self, sku_id: str) -> list[tuple[str, str]]:
+        rows = [r for r in self.t.references if r.sku_id == sku_id]
+        return [(r.sha256, r.name) for r in sorted(rows, key=lambda r: r.created_at)]
+
+    def order(self, order_id: str) -> Order | None:
+        return self.t.orders.get(order_id)
+
+    def order_by_external_id(self, merchant_id: str, external_id: str) -> Order | None:
+        return next(
+            (
+                o
+                for o in self.t.orders.values()
+                if (o.merchant_id, o.external_id) == (merchant_id, external_id)
+            ),
+            None,
+        )
+
+    def add_order(self, order: Order) -> None:
+        _with_defaults(order)
+        self.t.orders[order.id] = order
+
+    def order_reference_files(self, order_id: str) -> list[tuple[str, str]]:
+        rows = [r for r in self.t.order_references if r.order_id == order_id]
+        return [(r.sha256, r.name) for r in sorted(rows, key=lambda r: r.seconds)]
+
+    def add_order_reference(self, row: OrderReference) -> None:
+        _with_defaults(row)
+        self.t.order_references.append(row)
+
+    def packing_video(self, video_id: str, *, for_update: bool = False) -> PackingVideo | None:
+        return self.t.packing_videos.get(video_id)
+
+    def add_packing_video(self, row: PackingVideo) -> None:
+        _with_defaults(row)
+        self.t.packing_videos[row.id] = row
+
+    def pending_packing_videos(self) -> list[tuple[str, dt.datetime | None]]:
+        rows = [v for v in self.t.packing_videos.values() if v.status == "pending"]
+        return [(v.id, v.queued_at) for v in sorted(rows, key=lambda v: v.created_at)]
+
+    def mark_packing_videos_queued(self, video_ids: Sequence[str], at: dt.datetime) -> None:
+        for video_id in video_ids:
+            if video_id in self.t.packing_videos:
+                self.t.packing_videos[video_id].queued_at = at
+
+
+class _Access:
+    def __init__(self, tables: _Tables) -> None:
+        self.t = tables
+
+    def api_key(self, key_id: str) -> ApiKey | None:
+        return self.t.keys.get(key_id)
+
+    def reviewer_assigned(self, key_id: str, tenant_id: str) -> bool:
+        return (key_id, tenant_id) in self.t.assignments
+
+
+class _Claims:
+    def __init__(self, tables: _Tables) -> None:
+        self.t = tables
+
+    def get(self, claim_id: str, *, for_update: bool = False) -> Claim | None:
+        return self.t.claims.get(claim_id)
+
+    def next_seq(self) -> int:
+        return max((c.seq for c in self.t.claims.values()), default=0) + 1
+
+    def add(self, claim: Claim) -> None:
+        _with_defaults(claim)
+        self.t.claims[claim.id] = claim
+
+    def add_photo(self, claim: Claim, photo: ClaimPhoto) -> None:
+        _with_defaults(photo)
+        claim.photos.append(photo)
+
+    def waiting_with_deadline(self, states: Sequence[str]) -> list[Claim]:
+        return [
+            c for c in self.t.claims.values() if c.state in states and c.deadline_at is not None
+        ]
+
+    def in_state(self, state: str) -> list[Claim]:
+        return [c for c in self.t.claims.values() if c.state == state]
+
+    def submitted_queue(self) -> list[tuple[str, dt.datetime | None]]:
+        rows = sorted(self.in_state("submitted"), key=lambda c: c.seq)
+        return [(c.id, c.queued_at) for c in rows]
+
+    def mark_queued(self, claim_ids: Sequence[str], at: dt.datetime) -> None:
+        for claim_id in claim_ids:
+            if claim_id in self.t.claims:
+                self.t.claims[claim_id].queued_at = at
+
+    def clear_heartbeats(self, claim_ids: Sequence[str]) -> None:
+        for claim_id in claim_ids:
+            claim = self.t.claims.get(claim_id)
+            if claim is not None and claim.state == "analysing":
+                claim.heartbeat_at = None
+
+    def beat(self, claim_id: str, attempt: int, at: dt.datetime) -> bool:
+        claim = self.t.claims.get(claim_id)
+        if claim is None or claim.state != "analysing" or claim.analysis_attempts != attempt:
+            return False
+        claim.heartbeat_at = at
+        return True
+
+    def add_decision(self, decision: Decision) -> None:
+        _with_defaults(decision)
+        self.t.decisions.append(decision)
+
+    def capture_token(self, token_id: str, *, for_update: bool = False) -> CaptureToken | None:
+        return self.t.capture_tokens.get(token_id)
+
+    def add_capture_token(self, token: CaptureToken) -> None:
+        _with_defaults(token)
+        self.t.capture_tokens[token.id] = token
+
+
+class _Assessments:
+    def __init__(self, tables: _Tables) -> None:
+        self.t = tables
+
+    def add(self, assessment: Assessment) -> None:
+        _with_defaults(assessment)
+        self.t.assessments.append(assessment)
+
+    def latest(self, claim_id: str) -> Assessment | None:
+        rows = [a for a in self.t.assessments if a.claim_id == claim_id]
+        return max(rows, key=lambda a: a.attempt, default=None)
+
+    def last_attempt(self, claim_id: str) -> int | None:
+        latest = self.latest(claim_id)
+        return None if latest is None else latest.attempt
+
+
+class _Evidence:
+    def __init__(self, tables: _Tables) -> None:
+        self.t = tables
+
+    def add(self, item: Evidence) -> None:
+        _with_defaults(item)
+        self.t.evidence.append(item)
+
+    def of_kind(self, claim_id: str, kind: str) -> list[Evidence]:
+        return [e for e in self.t.evidence if e.claim_id == claim_id and e.kind == kind]
+
+
+class _Fingerprints:
+    def __init__(self, tables: _Tables) -> None:
+        self.t = tables
+
+    def add_photo_print(self, row: ClaimFingerprint) -> None:
+        _with_defaults(row)
+        row.id = next(self.t.serial)
+        self.t.photo_prints.append(row)
+
+    def photo_prints(self, claim_id: str) -> list[ClaimFingerprint]:
+        return [r for r in self.t.photo_prints if r.claim_id == claim_id]
+
+    def printed_videos(self, claim_id: str) -> set[str]:
+        return {r.video_sha256 for r in self.t.video_prints if r.claim_id == claim_id}
+
+    def add_video_prints(self, rows: Iterable[VideoFingerprint]) -> None:
+        for row in rows:
+            _with_defaults(row)
+            row.id = next(self.t.serial)
+            self.t.video_prints.append(row)
+
+
+class _Bank:
+    def __init__(self, tables: _Tables) -> None:
+        self.t = tables
+
+    def holds(self, bank: str, pdq: str) -> bool:
+        return any(e.bank == bank and e.pdq == pdq for e in self.t.bank)
+
+    def add(self, entry: BankEntry) -> None:
+        _with_defaults(entry)
+        entry.id = next(self.t.serial)
+        self.t.bank.append(entry)
+
+
+class _Outbox:
+    def __init__(self, tables: _Tables) -> None:
+        self.t = tables
+
+    def add(self, event: WebhookEvent) -> None:
+        _with_defaults(event)
+        self.t.outbox.append(event)
+
+
+class _AuditLog:
+    def __init__(self, tables: _Tables) -> None:
+        self.t = tables
+
+    def lock(self) -> None:
+        """One process, one caller at a time: nothing to lock."""
+
+    def append(
+        self,
+        actor: str,
+        action: str,
+        *,
+        claim_id: str | None = None,
+        assessment_id: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> AuditEntry:
+        details = json.loads(json.dumps(details or {}, default=str))
+        prev = self.t.audit[-1].entry_hash if self.t.audit else GENESIS
+        seq, at = len(self.t.audit) + 1, utcnow()
+        entry = AuditEntry(
+            seq=seq,
+            at=at,
+            actor=actor,
+            action=action,
+            claim_id=claim_id,
+            assessment_id=assessment_id,
+            details=details,
+            prev_hash=prev,
+            entry_hash=entry_hash(prev, seq, at, actor, action, claim_id, assessment_id, details),
+        )
+        self.t.audit.append(entry)
+        return entry
+
+    def verify(self) -> tuple[int, AuditProblem | None]:
+        prev = GENESIS
+        for checked, row in enumerate(self.t.audit):
+            digest = entry_hash(
+                prev,
+                row.seq,
+                row.at,
+                row.actor,
+                row.action,
+                row.claim_id,
+                row.assessment_id,
+                row.details,
+            )
+            if row.seq != checked + 1 or row.prev_hash != prev or digest != row.entry_hash:
+                return checked, AuditProblem(row.seq, "the entry does not match the chain")
+            prev = row.entry_hash
+        return len(self.t.audit), None
+
+
+@dataclasses.dataclass
+class MemoryStore:
+    """Every repository of the interface over one set of in-memory tables."""
+
+    tables: _Tables = dataclasses.field(default_factory=_Tables)
+
+    def __post_init__(self) -> None:
+        self.catalogue = _Catalogue(self.tables)
+        self.access = _Access(self.tables)
+        self.claims = _Claims(self.tables)
+        self.assessments = _Assessments(self.tables)
+        self.evidence = _Evidence(self.tables)
+        self.fingerprints = _Fingerprints(self.tables)
+        self.bank = _Bank(self.tables)
+        self.outbox = _Outbox(self.tables)
+        self.audit = _AuditLog(self.tables)
+
+    def add_tenant(self, tenant: Tenant) -> Tenant:
+        """Seed a merchant or platform (tenants are made by the CLI, outside the workflow)."""
+        _with_defaults(tenant)
+        self.tables.tenants[tenant.id] = tenant
+        return tenant
+
+    def add_key(self, key: ApiKey, *, merchants: Sequence[str] = ()) -> ApiKey:
+        """Seed an API key, and the merchants a reviewer key works for."""
+        _with_defaults(key)
+        self.tables.keys[key.id] = key
+        self.tables.assignments.update((key.id, m) for m in merchants)
+        return key

@@ -1,0 +1,341 @@
+"""The store interface (:mod:`refundlens.store.interface`) over one SQLAlchemy session.
+
+A :class:`SqlStore` wraps the caller's session and commits nothing: the caller's transaction
+(``Database.session()``) holds the change, its audit entry and its notification together.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from . import audit
+from .db import Database
+from .models import (
+    ApiKey,
+    Assessment,
+    AuditEntry,
+    BankEntry,
+    CaptureToken,
+    Claim,
+    ClaimFingerprint,
+    ClaimPhoto,
+    Decision,
+    Evidence,
+    Order,
+    OrderReference,
+    PackingVideo,
+    ReferencePhoto,
+    ReviewerAssignment,
+    Sku,
+    Tenant,
+    VideoFingerprint,
+    WebhookEvent,
+)
+from .queries import latest_assessment
+
+__all__ = ["SqlStore", "sql_stores"]
+
+
+class _Catalogue:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def tenant(self, tenant_id: str) -> Tenant | None:
+        return self.session.get(Tenant, tenant_id)
+
+    def sku(self, sku_id: str) -> Sku | None:
+        return self.session.get(Sku, sku_id)
+
+    def sku_by_external_id(self, merchant_id: str, external_id: str) -> Sku | None:
+        return self.session.execute(
+            select(Sku).where(Sku.merchant_id == merchant_id, Sku.external_id == external_id)
+        ).scalar_one_or_none()
+
+    def add_sku(self, sku: Sku) -> None:
+        self.session.add(sku)
+        self.session.flush()
+
+    def add_reference(self, sku: Sku, photo: ReferencePhoto) -> None:
+        self.session.add(photo)
+
+    def reference_files(self, sku_id: str) -> list[tuple[str, str]]:
+        rows = self.session.execute(
+            select(ReferencePhoto.sha256, ReferencePhoto.name)
+            .where(ReferencePhoto.sku_id == sku_id)
+            .order_by(ReferencePhoto.created_at)
+        ).all()
+        return [(sha, name) for sha, name in rows]
+
+    def order(self, order_id: str) -> Order | None:
+        return self.session.get(Order, order_id)
+
+    def order_by_external_id(self, merchant_id: str, external_id: str) -> Order | None:
+        return self.session.execute(
+            select(Order).where(Order.merchant_id == merchant_id, Order.external_id == external_id)
+        ).scalar_one_or_none()
+
+    def add_order(self, order: Order) -> None:
+        self.session.add(order)
+        self.session.flush()
+
+    def order_reference_files(self, order_id: str) -> list[tuple[str, str]]:
+        rows = self.session.execute(
+            select(OrderReference.sha256, OrderReference.name)
+            .where(OrderReference.order_id == order_id)
+            .order_by(OrderReference.seconds)
+        ).all()
+        return [(sha, name) for sha, name in rows]
+
+    def add_order_reference(self, row: OrderReference) -> None:
+        self.session.add(row)
+
+    def packing_video(self, video_id: str, *, for_update: bool = False) -> PackingVideo | None:
+        return self.session.get(PackingVideo, video_id, with_for_update=for_update)
+
+    def add_packing_video(self, row: PackingVideo) -> None:
+        self.session.add(row)
+
+    def pending_packing_videos(self) -> list[tuple[str, dt.datetime | None]]:
+        rows = self.session.execute(
+            select(PackingVideo.id, PackingVideo.queued_at)
+            .where(PackingVideo.status == "pending")
+            .order_by(PackingVideo.created_at)
+        ).all()
+        return [(vid, queued) for vid, queued in rows]
+
+    def mark_packing_videos_queued(self, video_ids: Sequence[str], at: dt.datetime) -> None:
+        if video_ids:
+            self.session.execute(
+                update(PackingVideo).where(PackingVideo.id.in_(video_ids)).values(queued_at=at)
+            )
+
+
+class _Access:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def api_key(self, key_id: str) -> ApiKey | None:
+        return self.session.get(ApiKey, key_id)
+
+    def reviewer_assigned(self, key_id: str, tenant_id: str) -> bool:
+        return self.session.get(ReviewerAssignment, (key_id, tenant_id)) is not None
+
+
+class _Claims:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def get(self, claim_id: str, *, for_update: bool = False) -> Claim | None:
+        return self.session.get(Claim, claim_id, with_for_update=for_update)
+
+    def next_seq(self) -> int:
+        return int(self.session.execute(select(func.max(Claim.seq))).scalar() or 0) + 1
+
+    def add(self, claim: Claim) -> None:
+        self.session.add(claim)
+        self.session.flush()
+
+    def add_photo(self, claim: Claim, photo: ClaimPhoto) -> None:
+        claim.photos.append(photo)  # cascades into the session
+
+    def waiting_with_deadline(self, states: Sequence[str]) -> list[Claim]:
+        return list(
+            self.session.execute(
+                select(Claim)
+                .where(Claim.state.in_(list(states)), Claim.deadline_at.is_not(None))
+                # A claim someone is acting on right now is left for the next tick.
+                .with_for_update(skip_locked=True)
+            )
+            .scalars()
+            .all()
+        )
+
+    def in_state(self, state: str) -> list[Claim]:
+        return list(self.session.execute(select(Claim).where(Claim.state == state)).scalars())
+
+    def submitted_queue(self) -> list[tuple[str, dt.datetime | None]]:
+        rows = self.session.execute(
+            select(Claim.id, Claim.queued_at).where(Claim.state == "submitted").order_by(Claim.seq)
+        ).all()
+        return [(cid, queued) for cid, queued in rows]
+
+    def mark_queued(self, claim_ids: Sequence[str], at: dt.datetime) -> None:
+        if claim_ids:
+            self.session.execute(update(Claim).where(Claim.id.in_(claim_ids)).values(queued_at=at))
+
+    def clear_heartbeats(self, claim_ids: Sequence[str]) -> None:
+        if claim_ids:
+            self.session.execute(
+                update(Claim)
+                .where(Claim.id.in_(claim_ids), Claim.state == "analysing")
+                .values(heartbeat_at=None)
+            )
+
+    def beat(self, claim_id: str, attempt: int, at: dt.datetime) -> bool:
+        done = self.session.execute(
+            update(Claim)
+            .where(
+                Claim.id == claim_id,
+                Claim.state == "analysing",
+                Claim.analysis_attempts == attempt,
+            )
+            .values(heartbeat_at=at)
+        )
+        return bool(getattr(done, "rowcount", 0))
+
+    def add_decision(self, decision: Decision) -> None:
+        self.session.add(decision)
+
+    def capture_token(self, token_id: str, *, for_update: bool = False) -> CaptureToken | None:
+        return self.session.get(CaptureToken, token_id, with_for_update=for_update)
+
+    def add_capture_token(self, token: CaptureToken) -> None:
+        self.session.add(token)
+
+
+class _Assessments:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(self, assessment: Assessment) -> None:
+        self.session.add(assessment)
+
+    def latest(self, claim_id: str) -> Assessment | None:
+        return latest_assessment(self.session, claim_id)
+
+    def last_attempt(self, claim_id: str) -> int | None:
+        last = self.session.execute(
+            select(func.max(Assessment.attempt)).where(Assessment.claim_id == claim_id)
+        ).scalar()
+        return None if last is None else int(last)
+
+
+class _Evidence:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(self, item: Evidence) -> None:
+        self.session.add(item)
+        self.session.flush()
+
+    def of_kind(self, claim_id: str, kind: str) -> list[Evidence]:
+        return list(
+            self.session.execute(
+                select(Evidence)
+                .where(Evidence.claim_id == claim_id, Evidence.kind == kind)
+                .order_by(Evidence.created_at)
+            ).scalars()
+        )
+
+
+class _Fingerprints:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add_photo_print(self, row: ClaimFingerprint) -> None:
+        self.session.add(row)
+
+    def photo_prints(self, claim_id: str) -> list[ClaimFingerprint]:
+        return list(
+            self.session.execute(
+                select(ClaimFingerprint)
+                .where(ClaimFingerprint.claim_id == claim_id)
+                .order_by(ClaimFingerprint.id)
+            ).scalars()
+        )
+
+    def printed_videos(self, claim_id: str) -> set[str]:
+        return set(
+            self.session.execute(
+                select(VideoFingerprint.video_sha256).where(VideoFingerprint.claim_id == claim_id)
+            ).scalars()
+        )
+
+    def add_video_prints(self, rows: Iterable[VideoFingerprint]) -> None:
+        self.session.add_all(rows)
+
+
+class _Bank:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def holds(self, bank: str, pdq: str) -> bool:
+        return (
+            self.session.execute(
+                select(BankEntry.id).where(BankEntry.bank == bank, BankEntry.pdq == pdq)
+            ).first()
+            is not None
+        )
+
+    def add(self, entry: BankEntry) -> None:
+        self.session.add(entry)
+
+
+class _Outbox:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(self, event: WebhookEvent) -> None:
+        self.session.add(event)
+
+
+class _AuditLog:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def lock(self) -> None:
+        audit.lock(self.session)
+
+    def append(
+        self,
+        actor: str,
+        action: str,
+        *,
+        claim_id: str | None = None,
+        assessment_id: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> AuditEntry:
+        return audit.append(
+            self.session,
+            actor,
+            action,
+            claim_id=claim_id,
+            assessment_id=assessment_id,
+            details=details,
+        )
+
+    def verify(self) -> tuple[int, audit.AuditProblem | None]:
+        return audit.verify(self.session)
+
+
+class SqlStore:
+    """Every repository of the interface over ``session`` (which the caller commits)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.catalogue = _Catalogue(session)
+        self.access = _Access(session)
+        self.claims = _Claims(session)
+        self.assessments = _Assessments(session)
+        self.evidence = _Evidence(session)
+        self.fingerprints = _Fingerprints(session)
+        self.bank = _Bank(session)
+        self.outbox = _Outbox(session)
+        self.audit = _AuditLog(session)
+
+
+def sql_stores(database: Database) -> Callable[[], AbstractContextManager[SqlStore]]:
+    """Open one :class:`SqlStore` per transaction: committed on success, rolled back on error."""
+
+    @contextmanager
+    def opened() -> Iterator[SqlStore]:
+        with database.session() as session:
+            yield SqlStore(session)
+
+    return opened
