@@ -1,0 +1,448 @@
+"""One contract for every store: the memory store, SQLite and PostgreSQL answer the workflow alike.
+
+Each test runs on the three (PostgreSQL skips, saying why, where no server is reachable and CI
+is unset). The last tests walk a claim through the workflow on each store, with the same outcome.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from refundlens import cases
+from refundlens.cases import RoutingRules
+from refundlens.config import Settings
+from refundlens.store import BlobStore
+from refundlens.store.interface import (
+    ApiKey,
+    Assessment,
+    CaptureToken,
+    Claim,
+    ClaimFingerprint,
+    ClaimPhoto,
+    Evidence,
+    Order,
+    OrderReference,
+    PackingVideo,
+    ReferencePhoto,
+    Sku,
+    Store,
+    Tenant,
+    VideoFingerprint,
+    WebhookEvent,
+    new_id,
+    utcnow,
+)
+from refundlens.store.memory import MemoryStore
+from tests.service_support import backend
+
+Opener = Callable[[], AbstractContextManager[Store]]
+
+
+class Kit:
+    """A store of one kind: ``open()`` is one transaction; ``seed`` adds what the CLI makes."""
+
+    def __init__(self, kind: str, settings: Settings) -> None:
+        self.kind, self.settings = kind, settings
+        self.blobs = BlobStore(Path(settings.data_dir) / "blobs")
+        if kind == "memory":
+            memory = MemoryStore()
+            self.memory = memory
+
+            @contextmanager
+            def opened() -> Iterator[Store]:
+                yield memory
+
+            self.open: Opener = opened
+        else:
+            from refundlens.store import Database
+            from refundlens.store.sql.repositories import sql_stores
+
+            self.database = Database(settings)
+            self.database.upgrade()
+            self.open = sql_stores(self.database)
+
+    def seed(self, tenant: str, *, reviewer: str | None = None) -> None:
+        row = Tenant(id=tenant, kind="merchant", name=tenant)
+        key = ApiKey(id=reviewer, secret_hash="0" * 64, role="reviewer") if reviewer else None
+        if self.kind == "memory":
+            self.memory.add_tenant(row)
+            if key is not None:
+                self.memory.add_key(key, merchants=[tenant])
+            return
+        from refundlens.store.sql.models import ReviewerAssignment
+
+        with self.database.session() as session:
+            session.add(row)
+            if key is not None:
+                session.add(key)
+                session.flush()
+                session.add(ReviewerAssignment(key_id=key.id, tenant_id=tenant))
+
+    def written(self) -> tuple[list[str], list[str]]:
+        """(the audit log's actions, the outbox's events), oldest first."""
+        if self.kind == "memory":
+            tables = self.memory.tables
+            return [e.action for e in tables.audit], [e.event for e in tables.outbox]
+        from sqlalchemy import select
+
+        from refundlens.store.sql.models import AuditEntry
+
+        with self.database.session() as session:
+            actions = session.execute(select(AuditEntry.action).order_by(AuditEntry.seq))
+            events = session.execute(select(WebhookEvent.event).order_by(WebhookEvent.created_at))
+            return list(actions.scalars()), list(events.scalars())
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
+def kit(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Kit]:
+    with backend("sqlite" if request.param == "memory" else request.param) as url:
+        made = Kit(request.param, Settings(data_dir=str(tmp_path), database_url=url))
+        yield made
+        if made.kind != "memory":
+            made.database.dispose()
+
+
+def _sku(store: Store, merchant: str, external_id: str = "mug") -> Sku:
+    sku = Sku(id=new_id("sku"), merchant_id=merchant, external_id=external_id, title="Mug")
+    store.catalogue.add_sku(sku)
+    return sku
+
+
+def _order(store: Store, sku: Sku, external_id: str = "o-1", amount: float = 100.0) -> Order:
+    order = Order(
+        id=new_id("ord"),
+        merchant_id=sku.merchant_id,
+        external_id=external_id,
+        sku_id=sku.id,
+        buyer_id="buyer-1",
+        amount=amount,
+        currency="CNY",
+    )
+    store.catalogue.add_order(order)
+    return order
+
+
+def _claim(store: Store, order: Order, state: str = "submitted") -> Claim:
+    claim = Claim(
+        id=new_id("clm"),
+        seq=store.claims.next_seq(),
+        order_id=order.id,
+        merchant_id=order.merchant_id,
+        buyer_id=order.buyer_id,
+        claim_type="refund_only",
+        amount=10.0,
+        state=state,
+    )
+    store.claims.add(claim)
+    return claim
+
+
+def test_catalogue_finds_skus_orders_and_references_in_order(kit: Kit) -> None:
+    kit.seed("m1")
+    with kit.open() as store:
+        assert store.catalogue.tenant("m1") is not None
+        assert store.catalogue.tenant("nobody") is None
+        sku = _sku(store, "m1")
+        for name in ("first.jpg", "second.jpg"):
+            store.catalogue.add_reference(
+                sku,
+                ReferencePhoto(
+                    id=new_id("ref"),
+                    sku_id=sku.id,
+                    sha256=name[0] * 64,
+                    name=name,
+                    width=10,
+                    height=10,
+                    pdq="0" * 64,
+                    created_at=utcnow() + dt.timedelta(seconds=len(name)),
+                ),
+            )
+        order = _order(store, sku)
+        for seconds in (3.0, 1.0):
+            store.catalogue.add_order_reference(
+                OrderReference(
+                    id=new_id("oref"),
+                    order_id=order.id,
+                    sha256=f"{seconds:.0f}" * 64,
+                    name=f"pack@{seconds}",
+                    video_sha256="v" * 64,
+                    seconds=seconds,
+                )
+            )
+    with kit.open() as store:
+        found = store.catalogue.sku_by_external_id("m1", "mug")
+        assert found is not None and found.id == sku.id
+        assert store.catalogue.sku_by_external_id("m2", "mug") is None
+        assert [n for _, n in store.catalogue.reference_files(sku.id)] == [
+            "first.jpg",
+            "second.jpg",
+        ]
+        again = store.catalogue.order_by_external_id("m1", "o-1")
+        assert again is not None and again.id == order.id
+        assert [n for _, n in store.catalogue.order_reference_files(order.id)] == [
+            "pack@1.0",
+            "pack@3.0",
+        ]
+
+
+def test_packing_videos_wait_in_their_outbox_until_marked(kit: Kit) -> None:
+    kit.seed("m1")
+    with kit.open() as store:
+        order = _order(store, _sku(store, "m1"))
+        video = PackingVideo(
+            id=new_id("pvd"),
+            order_id=order.id,
+            video_sha256="v" * 64,
+            name="pack.mp4",
+            submitted_by="key",
+            status="pending",
+        )
+        store.catalogue.add_packing_video(video)
+    with kit.open() as store:
+        assert store.catalogue.pending_packing_videos() == [(video.id, None)]
+        store.catalogue.mark_packing_videos_queued([video.id], utcnow())
+    with kit.open() as store:
+        [(vid, queued)] = store.catalogue.pending_packing_videos()
+        assert vid == video.id and queued is not None
+        row = store.catalogue.packing_video(video.id, for_update=True)
+        assert row is not None
+        row.status = "done"
+    with kit.open() as store:
+        assert store.catalogue.pending_packing_videos() == []
+
+
+def test_claims_are_numbered_queued_and_beat_only_while_their_attempt_runs(kit: Kit) -> None:
+    kit.seed("m1")
+    with kit.open() as store:
+        order = _order(store, _sku(store, "m1"))
+        first, second = _claim(store, order), _claim(store, order)
+        assert (first.seq, second.seq) == (1, 2)
+        store.claims.add_photo(
+            first,
+            ClaimPhoto(
+                id=new_id("pho"), claim_id=first.id, position=0, sha256="a" * 64, name="a.jpg"
+            ),
+        )
+    with kit.open() as store:
+        claim = store.claims.get(first.id)
+        assert claim is not None and [p.name for p in claim.photos] == ["a.jpg"]
+        assert claim.analysis_attempts == 0
+        assert [cid for cid, _ in store.claims.submitted_queue()] == [first.id, second.id]
+        store.claims.mark_queued([first.id], utcnow())
+    with kit.open() as store:
+        queue = dict(store.claims.submitted_queue())
+        assert queue[first.id] is not None and queue[second.id] is None
+        claim = store.claims.get(first.id, for_update=True)
+        assert claim is not None
+        claim.state, claim.analysis_attempts, claim.heartbeat_at = "analysing", 1, utcnow()
+    with kit.open() as store:
+        assert store.claims.beat(first.id, 1, utcnow())
+        assert not store.claims.beat(first.id, 2, utcnow())  # not the running attempt
+        assert not store.claims.beat(second.id, 0, utcnow())  # not analysing
+        assert [c.id for c in store.claims.in_state("analysing")] == [first.id]
+        store.claims.clear_heartbeats([first.id, second.id])
+    with kit.open() as store:
+        claim = store.claims.get(first.id)
+        assert claim is not None and claim.heartbeat_at is None
+
+
+def test_waiting_claims_with_a_deadline_are_listed_for_the_scheduler(kit: Kit) -> None:
+    kit.seed("m1")
+    with kit.open() as store:
+        order = _order(store, _sku(store, "m1"))
+        waiting = _claim(store, order, "awaiting_merchant")
+        waiting.deadline_at = utcnow()
+        _claim(store, order, "awaiting_capture")  # no deadline: not listed
+        _claim(store, order, "under_review")
+    with kit.open() as store:
+        listed = store.claims.waiting_with_deadline(["awaiting_merchant", "awaiting_capture"])
+        assert [c.id for c in listed] == [waiting.id]
+
+
+def test_assessments_evidence_tokens_prints_and_bank_read_back(kit: Kit) -> None:
+    kit.seed("m1")
+    with kit.open() as store:
+        claim = _claim(store, _order(store, _sku(store, "m1")))
+        assert store.assessments.latest(claim.id) is None
+        assert store.assessments.last_attempt(claim.id) is None
+        for attempt in (2, 1):
+            store.assessments.add(
+                Assessment(
+                    id=new_id("asm"),
+                    claim_id=claim.id,
+                    attempt=attempt,
+                    risk=0.1 * attempt,
+                    action="review",
+                    report={"attempt": attempt},
+                )
+            )
+        store.evidence.add(
+            Evidence(
+                id=new_id("evd"),
+                claim_id=claim.id,
+                kind="statement",
+                submitted_by="merchant",
+                statement="x",
+            )
+        )
+        store.evidence.add(
+            Evidence(
+                id=new_id("evd"),
+                claim_id=claim.id,
+                kind="unboxing_video",
+                submitted_by="buyer",
+                sha256="v" * 64,
+            )
+        )
+        store.claims.add_capture_token(
+            CaptureToken(id="cap_1", claim_id=claim.id, secret_hash="h" * 64, expires_at=utcnow())
+        )
+        store.fingerprints.add_photo_print(
+            ClaimFingerprint(
+                claim_id=claim.id,
+                order_id=claim.order_id,
+                buyer_id="buyer-1",
+                merchant_id="m1",
+                photo_sha256="a" * 64,
+                pdq="f" * 64,
+                quality=90,
+            )
+        )
+        store.fingerprints.add_video_prints(
+            [
+                VideoFingerprint(
+                    claim_id=claim.id,
+                    order_id=claim.order_id,
+                    buyer_id="buyer-1",
+                    merchant_id="m1",
+                    video_sha256="v" * 64,
+                    seconds=0.0,
+                    pdq="e" * 64,
+                    quality=80,
+                )
+            ]
+        )
+        store.outbox.add(
+            WebhookEvent(id=new_id("evt"), tenant_id="m1", event="claim.received", body={})
+        )
+    with kit.open() as store:
+        latest = store.assessments.latest(claim.id)
+        assert latest is not None and latest.attempt == 2 and latest.report == {"attempt": 2}
+        assert store.assessments.last_attempt(claim.id) == 2
+        assert [e.kind for e in store.evidence.of_kind(claim.id, "unboxing_video")] == [
+            "unboxing_video"
+        ]
+        token = store.claims.capture_token("cap_1", for_update=True)
+        assert token is not None and token.claim_id == claim.id and token.used_at is None
+        assert [p.pdq for p in store.fingerprints.photo_prints(claim.id)] == ["f" * 64]
+        assert store.fingerprints.printed_videos(claim.id) == {"v" * 64}
+        assert not store.bank.holds("ours", "f" * 64)
+        from refundlens.store.interface import BankEntry
+
+        store.bank.add(
+            BankEntry(bank="ours", signer="ours", pdq="f" * 64, codes=[], confirmed_at=utcnow())
+        )
+    with kit.open() as store:
+        assert store.bank.holds("ours", "f" * 64)
+        assert not store.bank.holds("theirs", "f" * 64)
+
+
+def test_the_audit_log_chains_and_verifies(kit: Kit) -> None:
+    with kit.open() as store:
+        store.audit.lock()
+        first = store.audit.append("key-1", "claim.submitted", claim_id="clm_1", details={"n": 1})
+        second = store.audit.append("system", "claim.analysed", details={"when": utcnow()})
+        assert (first.seq, second.seq) == (1, 2)
+        assert second.prev_hash == first.entry_hash
+    with kit.open() as store:
+        assert store.audit.verify() == (2, None)
+
+
+def test_access_knows_reviewer_keys_and_their_merchants(kit: Kit) -> None:
+    kit.seed("m1", reviewer="rev-1")
+    kit.seed("m2")
+    with kit.open() as store:
+        key = store.access.api_key("rev-1")
+        assert key is not None and key.role == "reviewer"
+        assert store.access.reviewer_assigned("rev-1", "m1")
+        assert not store.access.reviewer_assigned("rev-1", "m2")
+        assert store.access.api_key("nobody") is None
+
+
+def _photo(seed: int) -> bytes:
+    pixels = np.random.default_rng(seed).integers(0, 255, (96, 128, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def test_a_claim_walks_the_workflow_alike_on_every_store(kit: Kit) -> None:
+    """SKU, order, claim, analysis routed to the merchant's window, a reviewer's decision: the same states,
+    audit trail and notifications on the memory store as on the databases."""
+    kit.seed("m1", reviewer="rev-1")
+    merchant, reviewer = cases.Actor("key-m", "merchant"), cases.Actor("rev-1", "reviewer")
+    settings = kit.settings
+    with kit.open() as store:
+        sku = cases.create_sku(
+            store, kit.blobs, settings, merchant, "m1", "mug", "Mug", [("l.jpg", _photo(1))]
+        )
+        order = cases.create_order(
+            store, merchant, "m1", "o-1", sku.id, "buyer-1", 120.0, "CNY", None, None, None
+        )
+        claim = cases.create_claim(
+            store,
+            kit.blobs,
+            settings,
+            cases.Actor("key-b", "buyer"),
+            order,
+            "refund_only",
+            "cracked",
+            50.0,
+            [("c.jpg", _photo(2))],
+        )
+        claim_id = claim.id
+    with kit.open() as store:
+        assert cases.claims_to_queue(store, settings) == [claim_id]
+        cases.mark_queued(store, [claim_id])
+        attempt = cases.start_analysis(store, claim_id, settings)
+        assert attempt == 1
+        assert cases.beat(store, claim_id, attempt)
+    with kit.open() as store:
+        photos, references, _ = cases.input_files(store, claim_id)
+        assert [n for _, n in photos] == ["c.jpg"] and [n for _, n in references] == ["l.jpg"]
+        report = {"claim": {"risk": 0.6, "action": "review"}, "images": []}
+        routed = cases.finish_analysis(store, claim_id, attempt, report, RoutingRules(), settings)
+        assert routed is not None and routed.state == "awaiting_merchant"
+        assert (
+            cases.finish_analysis(store, claim_id, attempt, report, RoutingRules(), settings)
+            is None
+        )
+    with kit.open() as store:
+        claim = store.claims.get(claim_id, for_update=True)
+        assert claim is not None
+        cases.assign(store, reviewer, claim, "rev-1")
+        cases.decide(store, reviewer, claim, "approve", "photos consistent", None, settings)
+        assert claim.state == "decided"
+    with kit.open() as store:
+        assert store.audit.verify() == (8, None)
+    assert kit.written() == (
+        [
+            "sku.saved",
+            "order.saved",
+            "claim.submitted",
+            "claim.analysing",
+            "claim.analysed",
+            "claim.assigned",
+            "claim.window_closed",
+            "decision.approve",
+        ],
+        ["claim.received", "claim.analysed", "merchant.asked", "claim.decided"],
+    )
