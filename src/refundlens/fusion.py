@@ -18,7 +18,7 @@ import math
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import yaml
 
@@ -26,9 +26,20 @@ from .calibration import calibrated_strengths
 from .detectors.base import Finding, Reason
 from .errors import RefundlensError
 
-__all__ = ["ACTIONS", "Policy", "PolicyError", "Verdict", "fuse", "load_policy", "worst_action"]
+__all__ = [
+    "ACTIONS",
+    "Action",
+    "Policy",
+    "PolicyError",
+    "Verdict",
+    "fuse",
+    "load_policy",
+    "worst_action",
+]
 
-ACTIONS = ("approve", "request_capture", "review", "escalate")
+Action = Literal["approve", "request_capture", "review", "escalate"]
+"""What the analysis recommends, mildest first (a person alone ever rejects)."""
+ACTIONS: tuple[Action, ...] = get_args(Action)
 
 
 class PolicyError(RefundlensError):
@@ -75,7 +86,7 @@ class Verdict:
 
 def _validate(raw: Mapping[str, Any], source: str) -> Policy:
     try:
-        thresholds = {k: float(raw["thresholds"][k]) for k in ACTIONS[1:]}
+        thresholds: dict[str, float] = {k: float(raw["thresholds"][k]) for k in ACTIONS[1:]}
         prior = float(raw["prior_log_odds"])
         weights = {str(k): float(v) for k, v in (raw.get("weights") or {}).items()}
         floors = {str(k): str(v) for k, v in (raw.get("floors") or {}).items()}

@@ -49,6 +49,8 @@ from .notifications import notify
 from .review import (
     DECISIONS,
     EVIDENCE_KINDS,
+    DecisionValue,
+    EvidenceKind,
     add_evidence,
     allowed_decisions,
     appeal,
@@ -67,6 +69,8 @@ __all__ = [
     "ClaimFacts",
     "ClaimFiles",
     "ClaimState",
+    "DecisionValue",
+    "EvidenceKind",
     "IllegalTransition",
     "NotFound",
     "RoutingRules",

@@ -5,6 +5,7 @@ on its own: a rejection is only ever a person's decision with a reason."""
 from __future__ import annotations
 
 import datetime as dt
+from typing import Literal, get_args
 
 from ..config import Settings
 from ..errors import RefundlensError
@@ -17,6 +18,8 @@ from .states import ClaimState, transition
 __all__ = [
     "DECISIONS",
     "EVIDENCE_KINDS",
+    "DecisionValue",
+    "EvidenceKind",
     "add_evidence",
     "allowed_decisions",
     "appeal",
@@ -26,10 +29,12 @@ __all__ = [
 ]
 
 
-DECISIONS = ("approve", "reject", "partial", "request_capture", "escalate")
+DecisionValue = Literal["approve", "reject", "partial", "request_capture", "escalate"]
+DECISIONS: tuple[DecisionValue, ...] = get_args(DecisionValue)
 
 
-EVIDENCE_KINDS = ("packing_video", "reference_photo", "statement", "other")
+EvidenceKind = Literal["packing_video", "reference_photo", "statement", "other"]
+EVIDENCE_KINDS: tuple[EvidenceKind, ...] = get_args(EvidenceKind)
 
 
 def add_evidence(
