@@ -1,0 +1,193 @@
+"""The API's dependencies, as ``Annotated`` types a route names in its signature.
+
+The runtime and the task dispatcher, a database session per request, the principal behind the
+API key, the claim it may see (a 404 ``claim.not_found`` otherwise, the same answer as a claim
+that does not exist) and the role guards. A route's parameters run in the order they are listed:
+a route that says ``claim: HeldClaim, p: BuyerOrAdmin`` answers 404 before 403, as it always has.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Annotated
+
+from fastapi import Depends, Header, Path, Request, UploadFile
+from sqlalchemy.orm import Session
+
+from .. import cases
+from ..config import Settings
+from ..errors import MediaError, RefundlensError
+from ..runtime import Runtime
+from ..store.crypto import PiiCipher
+from ..store.sql.models import Claim
+from ..workers.runner import Dispatcher
+from . import fields
+from .auth import Principal, authenticate, can_see_claim
+
+__all__ = [
+    "Admin",
+    "Appellant",
+    "BuyerOrAdmin",
+    "CipherDep",
+    "ClaimFiler",
+    "ClaimId",
+    "DispatcherDep",
+    "HeldClaim",
+    "MerchantOrAdmin",
+    "RuntimeDep",
+    "SeenClaim",
+    "SessionDep",
+    "Who",
+    "actor",
+    "merchant_of",
+    "read_upload",
+    "require",
+    "role",
+    "visible_claim",
+]
+
+
+def _runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def _dispatcher(request: Request) -> Dispatcher:
+    dispatcher: Dispatcher = request.app.state.dispatcher
+    return dispatcher
+
+
+def _cipher(request: Request) -> PiiCipher:
+    cipher: PiiCipher = request.app.state.cipher
+    return cipher
+
+
+RuntimeDep = Annotated[Runtime, Depends(_runtime)]
+DispatcherDep = Annotated[Dispatcher, Depends(_dispatcher)]
+CipherDep = Annotated[PiiCipher, Depends(_cipher)]
+
+
+def _session(runtime: RuntimeDep) -> Iterator[Session]:
+    with runtime.db.session() as session:
+        yield session
+
+
+# scope="function": commit before the response is sent. With the default ("request") a client
+# could read 201 for a write that then failed to commit, and its next request could start
+# before the first one's rows were visible.
+SessionDep = Annotated[Session, Depends(_session, scope="function")]
+
+
+def _principal(
+    runtime: RuntimeDep, authorization: Annotated[str | None, Header()] = None
+) -> Principal:
+    # Its own short transaction: an async endpoint must not hold one open across awaits
+    # (under SQLite that would block every other request on the write lock).
+    with runtime.db.session() as session:
+        return authenticate(session, authorization)
+
+
+Who = Annotated[Principal, Depends(_principal)]
+"""The principal behind ``Authorization: Bearer <key>`` (401 without a valid key)."""
+
+
+def require(p: Principal, *roles: str, message: str | None = None) -> None:
+    """Refuse (403 ``auth.forbidden``) a principal whose role is not one of ``roles``."""
+    if p.role not in roles:
+        raise RefundlensError(
+            "auth.forbidden",
+            message or f"This needs the role {' or '.join(roles)}; the key is {p.role}.",
+        )
+
+
+def role(*roles: str, message: str | None = None) -> Callable[[Principal], Principal]:
+    """A dependency: the principal, if its role is one of ``roles`` (else 403)."""
+
+    def guard(p: Who) -> Principal:
+        require(p, *roles, message=message)
+        return p
+
+    return guard
+
+
+Admin = Annotated[Principal, Depends(role("admin"))]
+BuyerOrAdmin = Annotated[Principal, Depends(role("buyer", "admin"))]
+MerchantOrAdmin = Annotated[Principal, Depends(role("merchant", "admin"))]
+Appellant = Annotated[Principal, Depends(role("buyer", "merchant", "admin"))]
+ClaimFiler = Annotated[
+    Principal,
+    Depends(
+        role(
+            "buyer",
+            "admin",
+            message="Claims are filed by the buyer (or the platform on its behalf).",
+        )
+    ),
+]
+
+
+def actor(p: Principal) -> cases.Actor:
+    """Who the workflow records as acting."""
+    return cases.Actor(p.key_id, p.role)
+
+
+ClaimId = Annotated[fields.Id, Path()]
+
+
+def visible_claim(s: Session, claim_id: str, p: Principal, *, lock: bool = True) -> Claim:
+    """The claim if ``p`` may see it, else 404 ``claim.not_found``. ``lock`` (every change) holds
+    its row until commit, so that two people acting at once act one after the other on what the
+    first left."""
+    claim = s.get(Claim, claim_id, with_for_update=lock or None, populate_existing=lock)
+    if claim is None or not can_see_claim(p, claim):
+        raise cases.NotFound("claim", claim_id)
+    return claim
+
+
+def _seen_claim(claim_id: ClaimId, s: SessionDep, p: Who) -> Claim:
+    return visible_claim(s, claim_id, p, lock=False)
+
+
+def _held_claim(claim_id: ClaimId, s: SessionDep, p: Who) -> Claim:
+    return visible_claim(s, claim_id, p, lock=True)
+
+
+SeenClaim = Annotated[Claim, Depends(_seen_claim, scope="function")]
+"""The path's claim, read in the request's session, if the principal may see it."""
+HeldClaim = Annotated[Claim, Depends(_held_claim, scope="function")]
+"""The path's claim, its row locked until the request's session commits (for a change)."""
+
+
+def merchant_of(p: Principal, given: str | None) -> str:
+    """The merchant a SKU or an order belongs to: the key's own, or the one an admin names."""
+    if p.role == "merchant":
+        assert p.tenant_id is not None
+        return p.tenant_id
+    if p.role == "admin" and given:
+        return given
+    raise RefundlensError(
+        "auth.forbidden",
+        "Only a merchant (or an admin naming merchant_id) manages SKUs and orders.",
+    )
+
+
+async def read_upload(
+    settings: Settings, upload: UploadFile, *, video: bool = False
+) -> tuple[str, bytes]:
+    """An upload's name and bytes. Starlette spooled the file to disk as it arrived (the
+    request's size was checked then, by BodyLimit); its size is known before any byte is
+    read, and it is read in one piece, never more than the limit + 1 bytes."""
+    limit, name = (
+        (settings.video_max_bytes, "video_max_bytes")
+        if video
+        else (settings.max_file_bytes, "max_file_bytes")
+    )
+    data = b""
+    if upload.size is None or upload.size <= limit:
+        data = await upload.read(limit + 1)
+    if (upload.size is not None and upload.size > limit) or len(data) > limit:
+        raise MediaError(
+            "media.too_large",
+            f"{fields.file_name(upload.filename)} is over the limit ({name}) of {limit} bytes.",
+        )
+    return fields.file_name(upload.filename), data

@@ -1,0 +1,70 @@
+"""The buyer's live capture: a one-time token, then the photo taken in the app."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Header, UploadFile
+from fastapi.concurrency import run_in_threadpool
+
+from ... import cases
+from ...store.sql.repositories import SqlStore
+from .. import fields
+from ..deps import (
+    BuyerOrAdmin,
+    ClaimId,
+    DispatcherDep,
+    HeldClaim,
+    RuntimeDep,
+    SessionDep,
+    actor,
+    read_upload,
+    visible_claim,
+)
+from ..schemas import CaptureTokenOut, ClaimAnswer
+from ..views import claim_view
+
+__all__ = ["router"]
+
+router = APIRouter()
+
+
+@router.post("/v1/claims/{claim_id}/capture-token", status_code=201, response_model=CaptureTokenOut)
+def capture_token(
+    claim: HeldClaim, p: BuyerOrAdmin, s: SessionDep, runtime: RuntimeDep
+) -> CaptureTokenOut:
+    token, expires = cases.issue_capture_token(SqlStore(s), actor(p), claim, runtime.settings)
+    return CaptureTokenOut(token=token, expires_at=expires.isoformat())
+
+
+@router.post("/v1/claims/{claim_id}/capture", status_code=201, response_model=ClaimAnswer)
+async def capture(
+    claim_id: ClaimId,
+    p: BuyerOrAdmin,
+    runtime: RuntimeDep,
+    dispatch: DispatcherDep,
+    token: Annotated[fields.Id, Form()],
+    photo: Annotated[UploadFile, File()],
+    x_capture_signature: Annotated[str | None, Header()] = None,
+) -> ClaimAnswer:
+    upload = await read_upload(runtime.settings, photo)
+
+    def work() -> ClaimAnswer:
+        with runtime.db.session() as s:
+            claim = visible_claim(s, claim_id, p)
+            cases.accept_capture(
+                SqlStore(s),
+                runtime.blobs,
+                runtime.settings,
+                actor(p),
+                claim,
+                token,
+                upload,
+                x_capture_signature,
+            )
+            s.flush()
+            return claim_view(s, claim, p)
+
+    view = await run_in_threadpool(work)
+    await run_in_threadpool(dispatch.submit, claim_id)  # or the tick, once the broker is back
+    return view

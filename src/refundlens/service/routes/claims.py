@@ -1,0 +1,208 @@
+"""Claims: filed (idempotently, with their photos and videos), read, listed."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Header, Query, Response, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from ... import cases
+from ...errors import RefundlensError
+from ...store.sql.models import Claim, IdempotencyKey, Order
+from ...store.sql.repositories import SqlStore
+from .. import fields
+from ..deps import (
+    ClaimFiler,
+    DispatcherDep,
+    RuntimeDep,
+    SeenClaim,
+    SessionDep,
+    Who,
+    actor,
+    read_upload,
+)
+from ..schemas import ClaimAnswer, ClaimPageOut
+from ..views import claim_item, claim_view
+
+__all__ = ["router"]
+
+router = APIRouter()
+
+
+@router.post(
+    "/v1/claims",
+    status_code=201,
+    response_model=ClaimAnswer,
+    responses={
+        200: {
+            "model": ClaimAnswer,
+            "description": "A retry with the same Idempotency-Key: the claim it filed.",
+        }
+    },
+)
+async def create_claim(
+    response: Response,
+    filer: ClaimFiler,
+    runtime: RuntimeDep,
+    dispatch: DispatcherDep,
+    order_id: Annotated[fields.Id, Form()],
+    claim_type: Annotated[fields.Word, Form(alias="type")],
+    amount: Annotated[fields.Finite, Form()],
+    reason: Annotated[fields.Reason, Form()] = "",
+    photos: Annotated[list[UploadFile] | None, File()] = None,
+    videos: Annotated[
+        list[UploadFile] | None,
+        File(description="Unboxing videos: their frames are compared with the photos."),
+    ] = None,
+    idempotency_key: Annotated[str | None, Header()] = None,
+) -> ClaimAnswer:
+    settings = runtime.settings
+    files = [await read_upload(settings, f) for f in photos or []]
+    clips = [await read_upload(settings, v, video=True) for v in videos or []]
+    key = (
+        hashlib.sha256(f"{filer.key_id}:{idempotency_key}".encode()).hexdigest()
+        if idempotency_key
+        else None
+    )
+    # What this request says: a retry says the same; another claim under the same key
+    # does not, and is refused rather than answered with the first claim (Stripe's rule).
+    fingerprint = hashlib.sha256(
+        repr(
+            (
+                order_id,
+                claim_type,
+                repr(amount),
+                reason,
+                [(n, hashlib.sha256(d).hexdigest()) for n, d in files],
+                [(n, hashlib.sha256(d).hexdigest()) for n, d in clips],
+            )
+        ).encode("utf-8", "surrogatepass")
+    ).hexdigest()
+
+    unqueued: list[str] = []  # a replayed claim still in the outbox: queue it now
+
+    def replayed(s: Session) -> ClaimAnswer | None:
+        seen = s.get(IdempotencyKey, key) if key is not None else None
+        if seen is None:
+            return None
+        if seen.request_sha256 not in (None, fingerprint):
+            raise RefundlensError(
+                "idempotency.key_reused",
+                "This Idempotency-Key was used for another request; use a new key for "
+                "each new claim.",
+            )
+        existing = s.get(Claim, seen.claim_id)
+        assert existing is not None
+        if existing.state == "submitted" and existing.queued_at is None:
+            unqueued.append(existing.id)
+        return claim_view(s, existing, filer)
+
+    def visible_order(s: Session) -> Order:
+        order = s.get(Order, order_id)
+        if order is None or (filer.role == "buyer" and order.buyer_id != filer.subject):
+            raise cases.NotFound("order", order_id)
+        return order
+
+    def work() -> tuple[ClaimAnswer, int, str | None]:
+        with runtime.db.session() as s:  # short: a replay, or a claim on no visible order
+            view = replayed(s)
+            if view is not None:
+                return view, 200, None
+            # Refused before its files are stored: a refused claim leaves no blob behind.
+            cases.check_claim_request(visible_order(s), claim_type, amount)
+        # Decoding and storing the files needs no transaction: none is held open over it.
+        prepared = cases.prepare_claim_files(runtime.blobs, settings, claim_type, files, clips)
+        try:
+            with runtime.db.session() as s:
+                view = replayed(s)
+                if view is not None:
+                    return view, 200, None
+                order = visible_order(s)
+                claim = cases.create_claim(
+                    SqlStore(s),
+                    runtime.blobs,
+                    settings,
+                    actor(filer),
+                    order,
+                    claim_type,
+                    reason,
+                    amount,
+                    prepared,
+                )
+                if key is not None:
+                    s.add(IdempotencyKey(key=key, claim_id=claim.id, request_sha256=fingerprint))
+                s.flush()
+                return claim_view(s, claim, filer), 201, claim.id
+        except IntegrityError:
+            # A retry that arrived while the first request was still saving: both did the
+            # slow work, the first committed its key, this one's insert of the same key
+            # failed and rolled back. Answer with the first one's claim.
+            if key is None:
+                raise
+            with runtime.db.session() as s:
+                view = replayed(s)
+            if view is None:
+                raise
+            return view, 200, None
+
+    view, status, created = await run_in_threadpool(work)
+    for claim_id in dict.fromkeys([*([created] if created else []), *unqueued]):
+        # After the commit (a worker must find the claim). The claim is saved whatever
+        # happens here: a broker that is down leaves it in the outbox (queued_at NULL) and
+        # the tick queues it once the broker is back ("queued later"), so the answer is
+        # still 201, never a 500 for a claim that exists.
+        await run_in_threadpool(dispatch.submit, claim_id)
+    response.status_code = status
+    return view
+
+
+@router.get("/v1/claims/{claim_id}", response_model=ClaimAnswer)
+def get_claim(claim: SeenClaim, s: SessionDep, p: Who) -> ClaimAnswer:
+    return claim_view(s, claim, p)
+
+
+@router.get("/v1/claims", response_model=ClaimPageOut)
+def list_claims(
+    s: SessionDep,
+    p: Who,
+    state: Annotated[fields.Word | None, Query()] = None,
+    merchant_id: Annotated[fields.Id | None, Query()] = None,
+    action: Annotated[fields.Word | None, Query()] = None,
+    min_amount: Annotated[fields.Finite | None, Query()] = None,
+    cursor: Annotated[
+        str | None,
+        Query(max_length=19, description="The next_cursor of the previous page."),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> ClaimPageOut:
+    query = select(Claim).order_by(Claim.seq.desc())
+    if p.role == "merchant":
+        query = query.where(Claim.merchant_id == p.tenant_id)
+    elif p.role == "buyer":
+        query = query.where(Claim.buyer_id == p.subject)
+    elif p.role == "reviewer":
+        query = query.where(Claim.merchant_id.in_(sorted(p.tenants)))
+    if state:
+        query = query.where(Claim.state == state)
+    if merchant_id:
+        query = query.where(Claim.merchant_id == merchant_id)
+    if action:
+        query = query.where(Claim.action == action)
+    if min_amount is not None:
+        query = query.where(Claim.amount >= min_amount)
+    if cursor:
+        # ASCII digits within int64 (the seq column): str.isdigit() alone takes "²".
+        if not (cursor.isascii() and cursor.isdigit() and int(cursor) < 1 << 63):
+            raise RefundlensError("request.bad_cursor", "The cursor is not one this API returned.")
+        query = query.where(Claim.seq < int(cursor))
+    rows = s.execute(query.limit(limit + 1)).scalars().all()
+    page = rows[:limit]
+    return ClaimPageOut(
+        items=[claim_item(c, p) for c in page],
+        next_cursor=str(page[-1].seq) if len(rows) > limit else None,
+    )

@@ -1,0 +1,59 @@
+"""Evidence a merchant, a buyer or a reviewer adds to a claim (a file, a statement, or both)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, UploadFile
+from fastapi.concurrency import run_in_threadpool
+
+from ... import cases
+from ...store.sql.repositories import SqlStore
+from .. import fields
+from ..deps import ClaimId, RuntimeDep, Who, actor, read_upload, visible_claim
+from ..schemas import EvidenceAddedOut
+
+__all__ = ["router"]
+
+router = APIRouter()
+
+# The web form checks the same list (fields.EVIDENCE_KINDS, from the workflow).
+_KIND = rf"^({'|'.join(fields.EVIDENCE_KINDS)})$"
+
+
+@router.post("/v1/claims/{claim_id}/evidence", status_code=201, response_model=EvidenceAddedOut)
+async def add_evidence(
+    claim_id: ClaimId,
+    p: Who,
+    runtime: RuntimeDep,
+    kind: Annotated[str, Form(pattern=_KIND, max_length=15)],
+    statement: Annotated[fields.Statement, Form()] = "",
+    file: Annotated[UploadFile | None, File()] = None,
+) -> EvidenceAddedOut:
+    upload = await read_upload(runtime.settings, file) if file is not None else None
+
+    def work() -> EvidenceAddedOut:
+        # Its own session, opened in the worker thread once the file is read: the claim is
+        # found (and its row held) there, not by a dependency of the request.
+        with runtime.db.session() as s:
+            claim = visible_claim(s, claim_id, p)
+            item = cases.add_evidence(
+                SqlStore(s),
+                runtime.blobs,
+                actor(p),
+                claim,
+                kind,
+                statement,
+                upload,
+                settings=runtime.settings,
+            )
+            return EvidenceAddedOut.model_validate(
+                {
+                    "id": item.id,
+                    "kind": item.kind,
+                    "sha256": item.sha256,
+                    "claim_state": claim.state,
+                }
+            )
+
+    return await run_in_threadpool(work)

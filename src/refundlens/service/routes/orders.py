@@ -1,0 +1,97 @@
+"""Orders, and the packing video a merchant keeps as evidence of what it shipped."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Path, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy.orm import Session
+
+from ... import cases
+from ...store.sql.models import Order
+from ...store.sql.repositories import SqlStore
+from .. import fields
+from ..deps import (
+    CipherDep,
+    DispatcherDep,
+    MerchantOrAdmin,
+    RuntimeDep,
+    SessionDep,
+    Who,
+    actor,
+    merchant_of,
+    read_upload,
+)
+from ..schemas import OrderIn, OrderOut, PackingVideoOut
+
+__all__ = ["router"]
+
+router = APIRouter()
+
+
+@router.post("/v1/orders", status_code=201, response_model=OrderOut)
+def create_order(body: OrderIn, s: SessionDep, p: Who, cipher: CipherDep) -> OrderOut:
+    merchant = merchant_of(p, body.merchant_id)
+    sealed = cipher.seal(body.buyer) if body.buyer else None
+    order = cases.create_order(
+        SqlStore(s),
+        actor(p),
+        merchant,
+        body.external_id,
+        body.sku_id,
+        body.buyer_id,
+        body.amount,
+        body.currency,
+        body.shipped_at,
+        body.delivered_at,
+        sealed,
+    )
+    return OrderOut(
+        id=order.id,
+        external_id=order.external_id,
+        merchant_id=order.merchant_id,
+        buyer_id=order.buyer_id,
+    )
+
+
+@router.post("/v1/orders/{order_id}/packing-video", status_code=202, response_model=PackingVideoOut)
+async def packing_video(
+    order_id: Annotated[fields.Id, Path()],
+    p: MerchantOrAdmin,
+    runtime: RuntimeDep,
+    dispatch: DispatcherDep,
+    video: Annotated[UploadFile, File(description="The packing video (mp4, mov, avi, mkv, webm).")],
+) -> PackingVideoOut:
+    """Accepted (202): the video is checked from its header and stored now; the task runner
+    decodes it and its key frames become the order's references when it finishes
+    (``packing_video.processed`` event)."""
+    _, data = await read_upload(runtime.settings, video, video=True)
+    name = video.filename or "packing"
+
+    def visible_order(s: Session) -> Order:
+        order = s.get(Order, order_id)
+        if order is None or (p.role == "merchant" and order.merchant_id != p.tenant_id):
+            raise cases.NotFound("order", order_id)
+        return order
+
+    def work() -> PackingVideoOut:
+        with runtime.db.session() as s:  # short: no such order answers before the work
+            visible_order(s)
+        # No transaction is open over the header check and the blob write (on SQLite it
+        # would stop every other writer), and no frame is decoded in this process.
+        from ...media.video import probe_video
+
+        header = probe_video(data, runtime.settings)
+        sha = runtime.blobs.put(data)
+        with runtime.db.session() as s:
+            row = cases.register_packing_video(
+                SqlStore(s), actor(p), visible_order(s), name, sha, header
+            )
+            return PackingVideoOut(
+                order_id=order_id, video_id=row.id, video_sha256=sha, status="pending"
+            )
+
+    answer = await run_in_threadpool(work)
+    await run_in_threadpool(dispatch.submit_packing_video, answer.video_id)
+    return answer

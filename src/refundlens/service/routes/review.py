@@ -1,0 +1,39 @@
+"""What people do to a claim under review: decide, appeal, assign."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from ... import cases
+from ...store.sql.repositories import SqlStore
+from ..deps import Appellant, HeldClaim, RuntimeDep, SessionDep, Who, actor
+from ..schemas import AppealIn, AssignIn, ClaimAnswer, DecisionIn
+from ..views import claim_view
+
+__all__ = ["router"]
+
+router = APIRouter()
+
+
+@router.post("/v1/claims/{claim_id}/decision", response_model=ClaimAnswer)
+def decide(
+    body: DecisionIn, claim: HeldClaim, s: SessionDep, p: Who, runtime: RuntimeDep
+) -> ClaimAnswer:
+    cases.decide(
+        SqlStore(s), actor(p), claim, body.decision, body.reason, body.amount, runtime.settings
+    )
+    return claim_view(s, claim, p)
+
+
+@router.post("/v1/claims/{claim_id}/appeal", response_model=ClaimAnswer)
+def appeal(
+    body: AppealIn, claim: HeldClaim, s: SessionDep, p: Appellant, runtime: RuntimeDep
+) -> ClaimAnswer:
+    cases.appeal(SqlStore(s), actor(p), claim, body.reason, settings=runtime.settings)
+    return claim_view(s, claim, p)
+
+
+@router.post("/v1/claims/{claim_id}/assign", response_model=ClaimAnswer)
+def assign(body: AssignIn, claim: HeldClaim, s: SessionDep, p: Who) -> ClaimAnswer:
+    cases.assign(SqlStore(s), actor(p), claim, body.reviewer)
+    return claim_view(s, claim, p)

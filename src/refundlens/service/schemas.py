@@ -1,0 +1,311 @@
+"""What the API reads and answers, as pydantic models (apart from the SQLAlchemy tables).
+
+Every route names its answer with ``response_model``, so the OpenAPI document (docs/openapi.json)
+types every response. The models list every key the API has always sent, in the same order, and
+forbid others: a view that grows a key fails its tests instead of losing the key silently.
+The sets of words (states, actions, decisions, claim and evidence kinds) are those of ``cases``
+and ``fusion``; tests/test_service_schemas.py checks that they stay the same.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..cases import EvidenceKind
+from ..cases.states import ClaimState
+from ..fusion import Action
+from . import fields
+
+__all__ = [
+    "Action",
+    "AppealIn",
+    "AssignIn",
+    "AuditProblemOut",
+    "AuditVerifyOut",
+    "BuyerClaimItemOut",
+    "BuyerClaimOut",
+    "BuyerDecisionOut",
+    "BuyerStatusOut",
+    "CaptureTokenOut",
+    "ClaimAnswer",
+    "ClaimItemOut",
+    "ClaimOut",
+    "ClaimPageOut",
+    "ClaimState",
+    "ClaimType",
+    "DecisionIn",
+    "DecisionOut",
+    "ErrorOut",
+    "EvidenceAddedOut",
+    "EvidenceKind",
+    "EvidenceOut",
+    "HealthOut",
+    "OrderIn",
+    "OrderOut",
+    "PackingVideoOut",
+    "PhotoOut",
+    "ReadyOut",
+    "ReferenceOut",
+    "SkuOut",
+    "TenantIn",
+    "TenantOut",
+]
+
+ClaimType = Literal["refund_only", "return_and_refund", "repair"]
+"""``routing.CLAIM_TYPES`` (tests/test_service_schemas.py keeps the two the same)."""
+
+# Words read back from stored rows are plain strings that the schema describes: rows kept from
+# before a word was checked (the web form once took any evidence kind) must still be readable,
+# never a 500. What the API writes itself (states, actions, claim types) is typed.
+_STORED_KIND = (
+    "packing_video | reference_photo | statement | other (sent as evidence), unboxing_video "
+    "(sent with the claim); rows kept from before kinds were checked may say otherwise."
+)
+_STORED_OUTCOME = "approved | rejected | partial"
+
+# Times are sent as the API has always written them (ISO 8601 with the offset, "+00:00"), so they
+# are strings here; the schema says they are date-times.
+Moment = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- what clients send ---
+
+
+class TenantIn(BaseModel):
+    id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,40}$", max_length=40)
+    kind: str = Field(pattern=r"^(platform|merchant)$", max_length=8)
+    name: fields.Name
+    webhook_url: fields.Url | None = None
+    webhook_secret: fields.Secret | None = None
+
+
+class OrderIn(BaseModel):
+    external_id: fields.ExternalId
+    sku_id: fields.Id
+    buyer_id: fields.Id
+    amount: fields.Finite = Field(ge=0)
+    currency: fields.Currency = "CNY"
+    shipped_at: dt.datetime | None = None
+    delivered_at: dt.datetime | None = None
+    buyer: dict[fields.BuyerDetail, fields.BuyerDetail] | None = Field(
+        default=None,
+        max_length=fields.MAX_BUYER_DETAILS,
+        description="Name, phone, address: encrypted at rest.",
+    )
+    merchant_id: fields.Id | None = None
+
+
+class DecisionIn(BaseModel):
+    decision: fields.Word = Field(
+        description="approve | reject | partial | request_capture | escalate"
+    )
+    reason: fields.Reason
+    amount: fields.Finite | None = None
+
+
+class AppealIn(BaseModel):
+    reason: fields.Reason
+
+
+class AssignIn(BaseModel):
+    reviewer: fields.Id | None = Field(
+        default=None,
+        description="A reviewer's API key id (rlk_...); null returns the claim to the pool.",
+    )
+
+
+# --- what the API answers ---
+
+
+class ErrorOut(BaseModel):
+    """Every error the API answers: a stable code (docs/errors.md) and one sentence."""
+
+    class Detail(BaseModel):
+        code: str
+        message: str
+
+    error: Detail
+
+
+class HealthOut(_Out):
+    status: Literal["ok"]
+    version: str
+    database: str = Field(description="The database's dialect: sqlite or postgresql.")
+    tasks: Literal["celery", "in-process"]
+
+
+class ReadyOut(_Out):
+    status: Literal["ready", "not_ready"]
+    checks: dict[str, str] = Field(
+        description="database, migrations, blobs (and broker): 'ok' or what failed."
+    )
+
+
+class TenantOut(_Out):
+    id: str
+    kind: str
+    name: str
+
+
+class ReferenceOut(_Out):
+    sha256: str
+    name: str
+    pdq: str
+
+
+class SkuOut(_Out):
+    id: str
+    external_id: str
+    references: list[ReferenceOut]
+
+
+class OrderOut(_Out):
+    id: str
+    external_id: str
+    merchant_id: str
+    buyer_id: str
+
+
+class PackingVideoOut(_Out):
+    order_id: str
+    video_id: str
+    video_sha256: str
+    status: Literal["pending"]
+
+
+class PhotoOut(_Out):
+    name: str
+    sha256: str
+    live_capture: bool
+
+
+class _ClaimCommon(_Out):
+    """What every principal who may see the claim is told of it."""
+
+    id: str
+    order_id: str
+    merchant_id: str
+    buyer_id: str
+    type: ClaimType
+    reason: str
+    amount: float
+    state: ClaimState
+    deadline_at: Moment | None
+    created_at: Moment | None
+    photos: list[PhotoOut]
+
+
+class EvidenceOut(_Out):
+    id: str
+    kind: str = Field(description=_STORED_KIND)
+    by: str = Field(description="The role of whoever sent it.")
+    sha256: str | None
+    name: str
+    statement: str
+
+
+class DecisionOut(_Out):
+    outcome: str = Field(description=_STORED_OUTCOME)
+    amount: float | None
+    reason: str
+    by: str = Field(description="The API key id of the person who decided.")
+    at: Moment | None
+
+
+class ClaimOut(_ClaimCommon):
+    """A claim as the platform, a reviewer or the merchant sees it."""
+
+    risk: float | None
+    action: Action | None
+    routing_reason: str
+    assigned_to: str | None
+    assessment: dict[str, Any] | None = Field(
+        description="The latest assessment: the versioned JSON report "
+        "(src/refundlens/report/schema/assessment-1.json); null before the first analysis."
+    )
+    evidence: list[EvidenceOut]
+    decisions: list[DecisionOut]
+
+
+class BuyerStatusOut(_Out):
+    en: str
+    zh: str
+    asked: Literal["live_capture"] | None = Field(
+        description="What the buyer should do now, or null."
+    )
+
+
+class BuyerDecisionOut(_Out):
+    outcome: str = Field(description=_STORED_OUTCOME)
+    amount: float | None
+
+
+class BuyerClaimOut(_ClaimCommon):
+    """A claim as its buyer sees it: no finding, fact, risk or picture (cases/buyer.py)."""
+
+    status: BuyerStatusOut
+    decision: BuyerDecisionOut | None
+
+
+ClaimAnswer = Annotated[
+    ClaimOut | BuyerClaimOut,
+    Field(
+        title="ClaimAnswer",
+        description="The claim as the key's role sees it: ClaimOut for the platform, a reviewer "
+        "or the merchant; BuyerClaimOut for its buyer.",
+    ),
+]
+
+
+class _ClaimItem(_Out):
+    id: str
+    state: ClaimState
+    amount: float
+    merchant_id: str
+    deadline_at: Moment | None
+
+
+class ClaimItemOut(_ClaimItem):
+    risk: float | None
+    action: Action | None
+
+
+class BuyerClaimItemOut(_ClaimItem):
+    """A buyer is never shown the risk or the machine's action."""
+
+
+class ClaimPageOut(_Out):
+    items: list[ClaimItemOut | BuyerClaimItemOut]
+    next_cursor: str | None = Field(
+        description="Send as ?cursor= for the next page; null at the end."
+    )
+
+
+class EvidenceAddedOut(_Out):
+    id: str
+    kind: EvidenceKind
+    sha256: str | None
+    claim_state: ClaimState
+
+
+class CaptureTokenOut(_Out):
+    token: str
+    expires_at: Moment
+
+
+class AuditProblemOut(_Out):
+    seq: int
+    problem: str
+
+
+class AuditVerifyOut(_Out):
+    checked: int
+    ok: bool
+    problem: AuditProblemOut | None

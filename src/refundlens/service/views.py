@@ -1,0 +1,136 @@
+"""A claim as each principal may see it, as the response models of ``schemas``."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..cases.buyer import buyer_status
+from ..store.sql.models import Claim, Decision, Evidence
+from ..store.sql.queries import latest_assessment
+from .auth import Principal
+from .schemas import (
+    BuyerClaimItemOut,
+    BuyerClaimOut,
+    BuyerDecisionOut,
+    BuyerStatusOut,
+    ClaimItemOut,
+    ClaimOut,
+    DecisionOut,
+    EvidenceOut,
+    PhotoOut,
+)
+
+__all__ = ["claim_item", "claim_view", "iso"]
+
+
+def iso(moment: dt.datetime | None) -> str | None:
+    """A stored time as the API writes it: ISO 8601, UTC where the database kept no zone."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.isoformat()
+
+
+def _common(claim: Claim) -> dict[str, object]:
+    """What every principal who may see the claim is told of it."""
+    return {
+        "id": claim.id,
+        "order_id": claim.order_id,
+        "merchant_id": claim.merchant_id,
+        "buyer_id": claim.buyer_id,
+        "type": claim.claim_type,
+        "reason": claim.reason,
+        "amount": claim.amount,
+        "state": claim.state,
+        "deadline_at": iso(claim.deadline_at),
+        "created_at": iso(claim.created_at),
+        "photos": [
+            PhotoOut(name=ph.name, sha256=ph.sha256, live_capture=ph.live_capture)
+            for ph in claim.photos
+        ],
+    }
+
+
+def _buyer_view(s: Session, claim: Claim) -> BuyerClaimOut:
+    """What a buyer sees of its claim (cases/buyer.py): no finding, fact, risk or picture."""
+    decision = s.execute(
+        select(Decision)
+        .where(Decision.claim_id == claim.id)
+        .order_by(Decision.created_at.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    told = buyer_status(claim.state, decision.outcome if decision else None)
+    return BuyerClaimOut.model_validate(
+        _common(claim)
+        | {
+            "status": BuyerStatusOut.model_validate(told.as_dict()),
+            "decision": None
+            if decision is None
+            else BuyerDecisionOut.model_validate(
+                {"outcome": decision.outcome, "amount": decision.amount}
+            ),
+        }
+    )
+
+
+def claim_view(s: Session, claim: Claim, p: Principal) -> ClaimOut | BuyerClaimOut:
+    """The claim as ``p`` may see it (``p`` may see it: deps.visible_claim)."""
+    if p.role == "buyer":
+        return _buyer_view(s, claim)
+    latest = latest_assessment(s, claim.id)
+    evidence = [
+        EvidenceOut.model_validate(
+            {
+                "id": e.id,
+                "kind": e.kind,
+                "by": e.submitted_by,
+                "sha256": e.sha256,
+                "name": e.name,
+                "statement": e.statement,
+            }
+        )
+        for e in s.execute(select(Evidence).where(Evidence.claim_id == claim.id)).scalars()
+    ]
+    decisions = [
+        DecisionOut.model_validate(
+            {
+                "outcome": d.outcome,
+                "amount": d.amount,
+                "reason": d.reason,
+                "by": d.decided_by,
+                "at": iso(d.created_at),
+            }
+        )
+        for d in s.execute(select(Decision).where(Decision.claim_id == claim.id)).scalars()
+    ]
+    return ClaimOut.model_validate(
+        _common(claim)
+        | {
+            "risk": claim.risk,
+            "action": claim.action,
+            "routing_reason": claim.routing_reason,
+            "assigned_to": claim.assigned_to,
+            "assessment": latest.report if latest is not None else None,
+            "evidence": evidence,
+            "decisions": decisions,
+        }
+    )
+
+
+def claim_item(claim: Claim, p: Principal) -> ClaimItemOut | BuyerClaimItemOut:
+    """A claim as one line of a list."""
+    common = {
+        "id": claim.id,
+        "state": claim.state,
+        "amount": claim.amount,
+        "merchant_id": claim.merchant_id,
+        "deadline_at": iso(claim.deadline_at),
+    }
+    # A buyer is never shown the risk or the machine's action (cases/buyer.py).
+    if p.role == "buyer":
+        return BuyerClaimItemOut.model_validate(common)
+    return ClaimItemOut.model_validate(common | {"risk": claim.risk, "action": claim.action})
