@@ -128,6 +128,9 @@ def create_app(
     for router in ROUTERS:
         app.include_router(router)
 
+    # A page's guard (login, CSRF, a claim the user may not see) answers with a page.
+    app.add_exception_handler(web.PageAnswer, web.answer_page)
+
     @app.exception_handler(RefundlensError)
     async def _refundlens_error(_request: Request, exc: RefundlensError) -> JSONResponse:
         return _error(exc.code, exc.message, _status(exc.code), exc.file)

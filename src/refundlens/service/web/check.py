@@ -1,0 +1,112 @@
+"""The CLI's check in the browser: a photo against the merchant's listing photos, no case."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Form, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, Response
+from sqlalchemy import select
+
+from ... import cases
+from ...errors import RefundlensError
+from ...store.sql.models import ReferencePhoto, Sku
+from ..auth import Principal
+from ..fields import FieldError, check_id
+from .common import Poster, Viewer, file_name, page, refused, runtime_of, shop_only
+
+__all__ = ["router"]
+
+router = APIRouter(include_in_schema=False)
+
+
+def _skus(request: Request, user: Principal) -> list[dict[str, str]]:
+    with runtime_of(request).db.session() as session:
+        query = select(Sku).order_by(Sku.created_at.desc())
+        if user.role == "merchant":
+            query = query.where(Sku.merchant_id == user.tenant_id)
+        return [
+            {"id": s.id, "label": f"{s.external_id} {s.title}".strip()}
+            for s in session.execute(query.limit(500)).scalars()
+        ]
+
+
+@router.get("/check", response_class=HTMLResponse)
+def check_form(request: Request, user: Viewer) -> Response:
+    shop_only(request, user)
+    return page(
+        request, "check.html", user=user, skus=_skus(request, user), result=None, error=None
+    )
+
+
+@router.post("/check", response_class=HTMLResponse)
+async def check_run(
+    request: Request,
+    user: Poster,
+    sku_id: str = Form(""),
+    photo: UploadFile | None = None,
+) -> Response:
+    shop_only(request, user)
+    try:
+        check_id("sku_id", sku_id)
+    except FieldError as exc:
+        return refused(request, user, exc.code, 422)
+    runtime = runtime_of(request)
+    data = await photo.read(runtime.settings.max_file_bytes + 1) if photo is not None else b""
+
+    def work() -> dict[str, Any]:
+        import base64
+
+        from ...media import media_from_bytes
+        from ...pipeline import analyze
+        from ...report import assessment_to_dict, picture_blobs
+
+        with runtime.db.session() as session:
+            sku = session.get(Sku, sku_id)
+            if sku is None or (user.role == "merchant" and sku.merchant_id != user.tenant_id):
+                raise cases.NotFound("sku", sku_id)
+            refs = (
+                session.execute(select(ReferencePhoto).where(ReferencePhoto.sku_id == sku.id))
+                .scalars()
+                .all()
+            )
+            references = [
+                media_from_bytes(runtime.blobs.get(r.sha256), r.name, runtime.settings)
+                for r in refs
+            ]
+        if len(data) > runtime.settings.max_file_bytes:
+            raise RefundlensError(
+                "media.too_large",
+                f"The photo is over max_file_bytes ({runtime.settings.max_file_bytes}).",
+            )
+        claim = media_from_bytes(
+            data,
+            file_name(photo.filename) if photo is not None and photo.filename else "photo",
+            runtime.settings,
+        )
+        assessment = analyze([claim], references, settings=runtime.settings, policy=runtime.policy)
+        report = assessment_to_dict(assessment)
+        pictures = picture_blobs(assessment.images[0])
+        shown = pictures.get("overlay")
+        return {
+            "report": report,
+            "overlay": "data:image/jpeg;base64," + base64.b64encode(shown).decode()
+            if shown
+            else None,
+        }
+
+    try:
+        result = await run_in_threadpool(work)
+        error = None
+    except RefundlensError as exc:
+        result, error = None, exc.code
+    return page(
+        request,
+        "check.html",
+        status=200 if error is None else 422,
+        user=user,
+        skus=_skus(request, user),
+        result=result,
+        error=error,
+    )

@@ -1,0 +1,228 @@
+"""A claim's page (the reviewer's and the merchant's, or the buyer's), its files, its report."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import re
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+from sqlalchemy import select
+
+from ... import cases
+from ...cases.buyer import buyer_status
+from ...report.evidence import REPORT_CSP, gather, render_html, render_pdf
+from ...store.sql.models import AuditEntry, Claim
+from ..auth import Principal
+from .common import (
+    MaybeUser,
+    SeenClaim,
+    Viewer,
+    hours_left,
+    lang,
+    page,
+    refused,
+    runtime_of,
+    visible,
+)
+
+__all__ = ["router"]
+
+router = APIRouter(include_in_schema=False)
+
+# What ?done= and ?error= may say on the claim page: a known word, or a code's shape. Anything
+# else is dropped, so a link cannot make the page say what refundlens did not.
+DONE = frozenset({"evidence", "assigned", "appealed", *cases.DECISIONS})
+_CODE = re.compile(r"[a-z_]{1,40}\.[a-z_]{1,60}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+@router.get("/claims/{claim_id}", response_class=HTMLResponse)
+def claim_page(
+    request: Request,
+    user: Viewer,
+    claim_id: SeenClaim,
+    done: str | None = None,
+    error: str | None = None,
+) -> Response:
+    runtime = runtime_of(request)
+    if user.role == "buyer":
+        return _buyer_page(request, claim_id, user, done, error)
+    with runtime.db.session() as session:
+        case = gather(session, runtime.blobs, claim_id, inline=False)
+        audit = [
+            {
+                "seq": a.seq,
+                # In the order's zone, like the timeline, to the second, the zone written out.
+                "at": a.at.astimezone(cases.order_time_zone(case.order)).isoformat(
+                    sep=" ", timespec="seconds"
+                ),
+                "actor": a.actor,
+                "action": a.action,
+                "hash": a.entry_hash,
+            }
+            for a in session.execute(
+                select(AuditEntry).where(AuditEntry.claim_id == claim_id).order_by(AuditEntry.seq)
+            ).scalars()
+        ]
+        others = select(Claim).where(Claim.buyer_id == case.claim.buyer_id, Claim.id != claim_id)
+        # The buyer's other claims that this viewer may see, as on the API: a merchant sees
+        # those with its own shop, a reviewer those of its tenants.
+        if user.role == "merchant":
+            others = others.where(Claim.merchant_id == user.tenant_id)
+        elif user.role == "reviewer":
+            others = others.where(Claim.merchant_id.in_(sorted(user.tenants)))
+        history = list(session.execute(others.order_by(Claim.seq.desc()).limit(20)).scalars())
+        timeline = _timeline(case)
+    # Findings by how much they moved the risk, either way (a copy: the stored report is kept).
+    if case.report:
+        case.report = {
+            **case.report,
+            "images": [
+                {**image, "findings": sorted(image["findings"], key=lambda f: -abs(f["strength"]))}
+                for image in case.report.get("images", [])
+            ],
+        }
+    return page(
+        request,
+        "claim.html",
+        user=user,
+        case=case,
+        audit=audit,
+        history=history,
+        timeline=timeline,
+        hours_left=hours_left(case.claim.deadline_at),
+        done=done if done in DONE else None,
+        error=error if error and _CODE.fullmatch(error) else None,
+        lang_code=lang(request),
+        allowed=cases.allowed_decisions(case.claim.state),
+        blocks=_picture_blocks(case),
+    )
+
+
+def _picture_blocks(case: Any) -> list[dict[str, Any]]:
+    """The analysis' pictures, one block per analysed photo (in the report's order, which is
+    the photos' order), each with that photo's hash for the compare slider."""
+    blocks: list[dict[str, Any]] = []
+    for index, image in enumerate((case.report or {}).get("images", [])):
+        names = image.get("pictures") or {}
+        pictures = [p for p in case.pictures if p["sha256"] in names.values()]
+        if not pictures:
+            continue
+        photo = case.photos[index]["sha256"] if index < len(case.photos) else None
+        blocks.append({"path": image.get("path", ""), "pictures": pictures, "photo": photo})
+    return blocks
+
+
+def _buyer_page(
+    request: Request, claim_id: str, user: Principal, done: str | None, error: str | None
+) -> HTMLResponse:
+    """The buyer's page: no finding, number, risk or picture of the analysis (cases/buyer.py)."""
+    runtime = runtime_of(request)
+    with runtime.db.session() as session:
+        case = gather(session, runtime.blobs, claim_id, inline=False)
+    latest = case.decisions[-1].outcome if case.decisions else None
+    return page(
+        request,
+        "claim_buyer.html",
+        user=user,
+        case=case,
+        told=buyer_status(case.claim.state, latest),
+        hours_left=hours_left(case.claim.deadline_at),
+        done=done if done in DONE else None,
+        error=error if error and _CODE.fullmatch(error) else None,
+    )
+
+
+def _timeline(case: Any) -> list[dict[str, Any]]:
+    """Order events on one axis, as fractions of the span, for the drawn timeline."""
+    events: list[tuple[str, dt.datetime]] = []
+    for label, moment in (
+        ("shipped", case.order.shipped_at),
+        ("delivered", case.order.delivered_at),
+        ("claimed", case.claim.created_at),
+    ):
+        if moment is not None:
+            events.append((label, moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)))
+    for image in (case.report or {}).get("images", []):
+        for finding in image.get("findings", []):
+            taken = finding.get("facts", {}).get("captured_at")
+            if finding["code"].startswith("capture.") and taken:
+                with contextlib.suppress(ValueError):
+                    events.append(
+                        ("taken", dt.datetime.fromisoformat(str(taken).replace(" ", "T")))
+                    )
+                break
+    if not events:
+        return []
+    # Shown in the zone the merchant's times were sent in, with the zone written out.
+    zone = cases.order_time_zone(case.order)
+    lo = min(m for _, m in events)
+    hi = max(m for _, m in events)
+    span = max((hi - lo).total_seconds(), 1.0)
+    return [
+        {
+            "label": label,
+            "at": moment.astimezone(zone).isoformat(timespec="minutes"),
+            "x": round(5 + 90 * (moment - lo).total_seconds() / span, 1),
+        }
+        for label, moment in sorted(events, key=lambda e: e[1])
+    ]
+
+
+@router.get("/claims/{claim_id}/blob/{sha256}")
+def claim_blob(request: Request, user: MaybeUser, claim_id: str, sha256: str) -> Response:
+    """A photo or picture of this claim (only blobs the claim refers to). A bare 403, not a
+    page: an image that is not the user's is refused, not redirected to a login."""
+    if user is None or visible(request, claim_id, user) is None:
+        return Response(status_code=403)
+    if not _SHA256.fullmatch(sha256):
+        return Response(status_code=404)
+    runtime = runtime_of(request)
+    with runtime.db.session() as session:
+        case = gather(session, runtime.blobs, claim_id, inline=False)
+    allowed = {p["sha256"] for p in case.photos}
+    if user.role != "buyer":  # the analysis' pictures and the shop's photos are not the buyer's
+        allowed |= {p["sha256"] for p in case.pictures} | {r.sha256 for r in case.references}
+    if sha256 not in allowed:
+        return Response(status_code=404)
+    data = runtime.blobs.get(sha256)
+    media = (
+        "image/png"
+        if data[:4] == b"\x89PNG"
+        else "image/jpeg"
+        if data[:2] == b"\xff\xd8"
+        else "application/octet-stream"
+    )
+    return Response(data, media_type=media, headers={"Cache-Control": "private, max-age=3600"})
+
+
+@router.get("/claims/{claim_id}/report.{fmt}")
+def report(request: Request, user: Viewer, claim_id: SeenClaim, fmt: str) -> Response:
+    if user.role == "buyer":  # the report carries the analysis' numbers (cases/buyer.py)
+        return refused(request, user, "report.not_for_buyers", 403)
+    if fmt not in ("html", "pdf"):
+        return Response(status_code=404)
+    runtime = runtime_of(request)
+    with runtime.db.session() as session:
+        html = render_html(
+            gather(session, runtime.blobs, claim_id), lang(request), runtime.settings.jurisdiction
+        )
+    if fmt == "html":
+        return HTMLResponse(
+            html,
+            headers={
+                "Content-Disposition": f'attachment; filename="refundlens-{claim_id}.html"',
+                # Opened in a browser, the report may show its own inline pictures and style,
+                # and nothing else: no script, no fetch, no frame.
+                "Content-Security-Policy": REPORT_CSP,
+            },
+        )
+    pdf = render_pdf(html, runtime.settings.chromium_path)
+    return Response(
+        pdf,
+        media_type="application/pdf",
+        headers={"Content-Disposition": f'attachment; filename="refundlens-{claim_id}.pdf"'},
+    )

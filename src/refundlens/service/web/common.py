@@ -1,0 +1,226 @@
+"""What every page shares: rendering, cookies, the one user dependency and its guards.
+
+Every page names the user it serves with one of three ``Annotated`` types, all built on the
+same session lookup (``_user``): ``MaybeUser`` (none is fine), ``Viewer`` (logged in, else the
+login page) and ``Poster`` (logged in, and the POST carries the session's CSRF token and comes
+from this site, else the login page or a 403 page). ``SeenClaim``/``PostedClaim`` add the API's
+visibility rule for the path's claim (a 403 page otherwise). A guard that refuses raises
+:class:`PageAnswer` with the page to send; ``create_app`` installs :func:`answer_page` for it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import re
+from typing import Annotated, Any
+
+from fastapi import Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from ...rendering.i18n import LANGUAGES, environment, pick_language
+from ...runtime import Runtime
+from ...store.sql.models import Claim
+from ..auth import Principal, can_see_claim, web_session
+from ..fields import MAX_FILE_NAME, FieldError, check_id
+
+__all__ = [
+    "COOKIE",
+    "LOGIN_COOKIE",
+    "MaybeUser",
+    "PageAnswer",
+    "PostedClaim",
+    "Poster",
+    "SeenClaim",
+    "Viewer",
+    "answer_page",
+    "file_name",
+    "forbidden",
+    "hours_left",
+    "lang",
+    "login_redirect",
+    "page",
+    "refused",
+    "runtime_of",
+    "same_site",
+    "set_private_cookie",
+    "shop_only",
+    "visible",
+]
+
+COOKIE = "rl_session"
+LOGIN_COOKIE = "rl_login"
+"""Before a session exists, the login form's CSRF token is a cookie it must echo (double submit)."""
+
+
+class PageAnswer(Exception):
+    """A guard's answer instead of the page: the login page, or a 403 page."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+
+async def answer_page(_request: Request, exc: Exception) -> Response:
+    """The exception handler for :class:`PageAnswer`."""
+    assert isinstance(exc, PageAnswer)
+    return exc.response
+
+
+def runtime_of(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def lang(request: Request) -> str:
+    return pick_language(
+        request.query_params.get("lang"),
+        request.cookies.get("lang"),
+        request.headers.get("accept-language"),
+    )
+
+
+def page(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    language = lang(request)
+    context.setdefault("csrf", getattr(request.state, "csrf", ""))
+    html = (
+        environment(language)
+        .get_template(template)
+        .render(request=request, languages=LANGUAGES, **context)
+    )
+    response = HTMLResponse(html, status_code=status)
+    if request.query_params.get("lang") in LANGUAGES:
+        response.set_cookie("lang", language, samesite="strict", max_age=365 * 86400)
+    return response
+
+
+def refused(request: Request, user: Principal | None, code: str, status: int) -> HTMLResponse:
+    return page(request, "error.html", status=status, user=user, message=code)
+
+
+def forbidden(request: Request, user: Principal | None) -> HTMLResponse:
+    return page(request, "error.html", status=403, user=user, message="forbidden")
+
+
+def login_redirect() -> RedirectResponse:
+    return RedirectResponse("/web/login", status_code=303)
+
+
+def set_private_cookie(
+    request: Request, response: Response, name: str, value: str, max_age: int, path: str = "/"
+) -> None:
+    """A cookie no script reads, no other site sends, and HTTPS keeps to itself."""
+    response.set_cookie(
+        name,
+        value,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        max_age=max_age,
+        path=path,
+    )
+
+
+def same_site(request: Request) -> bool:
+    """The request comes from a page of this site (Origin, else Referer, names this origin or
+    one of ``web_origins``). A browser sends Origin with every POST; a form posted from another
+    site names that site, and a request naming neither is refused."""
+    allowed = {str(request.base_url).rstrip("/")}
+    extra = runtime_of(request).settings.web_origins
+    allowed |= {o.strip().rstrip("/") for o in extra.split(",") if o.strip()}
+    origin = request.headers.get("origin")
+    if origin is None:
+        referer = request.headers.get("referer", "")
+        match = re.match(r"^(https?://[^/?#]+)", referer)
+        origin = match[1] if match else None
+    return origin in allowed
+
+
+def hours_left(deadline: dt.datetime | None) -> float | None:
+    if deadline is None:
+        return None
+    if deadline.tzinfo is None:
+        deadline = deadline.replace(tzinfo=dt.UTC)
+    return round((deadline - dt.datetime.now(dt.UTC)).total_seconds() / 3600, 1)
+
+
+def file_name(name: str) -> str:
+    """An uploaded file's name as kept: valid text, cut to its limit (phones make long ones)."""
+    cleaned = name.encode("utf-8", "replace").decode("utf-8").replace("\x00", "")
+    return cleaned[:MAX_FILE_NAME] or "upload"
+
+
+# --- the one user dependency, and the guards built on it ---
+
+
+def _user(request: Request) -> Principal | None:
+    """The logged-in user, or None; keeps the session's CSRF token for the page's forms."""
+    with runtime_of(request).db.session() as session:
+        found = web_session(session, request.cookies.get(COOKIE))
+    if found is None:
+        return None
+    request.state.csrf = found[1]
+    return found[0]
+
+
+MaybeUser = Annotated[Principal | None, Depends(_user)]
+
+
+def _viewer(user: MaybeUser) -> Principal:
+    if user is None:
+        raise PageAnswer(login_redirect())
+    return user
+
+
+Viewer = Annotated[Principal, Depends(_viewer)]
+
+
+def _poster(request: Request, user: MaybeUser, csrf: Annotated[str, Form()] = "") -> Principal:
+    """The user behind a POST, if it carries the session's CSRF token and comes from this site;
+    otherwise the login page, or a 403 page."""
+    if user is None:
+        raise PageAnswer(login_redirect())
+    expected = getattr(request.state, "csrf", "")
+    if not same_site(request) or not (csrf and hmac.compare_digest(csrf, expected)):
+        raise PageAnswer(page(request, "error.html", status=403, user=user, message="csrf"))
+    return user
+
+
+Poster = Annotated[Principal, Depends(_poster)]
+
+
+def visible(request: Request, claim_id: str, user: Principal) -> Claim | None:
+    """The claim if ``user`` may see it (the API's rule), else None."""
+    try:
+        check_id("claim_id", claim_id)
+    except FieldError:
+        return None
+    with runtime_of(request).db.session() as session:
+        claim = session.get(Claim, claim_id)
+        if claim is None or not can_see_claim(user, claim):
+            return None
+        return claim
+
+
+def _seen(request: Request, claim_id: str, user: Viewer) -> str:
+    if visible(request, claim_id, user) is None:
+        raise PageAnswer(forbidden(request, user))
+    return claim_id
+
+
+def _posted_on(request: Request, claim_id: str, user: Poster) -> str:
+    if visible(request, claim_id, user) is None:
+        raise PageAnswer(forbidden(request, user))
+    return claim_id
+
+
+SeenClaim = Annotated[str, Depends(_seen)]
+"""The path's claim id, for a logged-in user who may see the claim."""
+PostedClaim = Annotated[str, Depends(_posted_on)]
+"""The path's claim id, for a POST (``Poster``) by a user who may see the claim."""
+
+
+def shop_only(request: Request, user: Principal) -> None:
+    """The pages for a shop (the check page): a merchant or an admin, else a 403 page."""
+    if user.role not in ("merchant", "admin"):
+        raise PageAnswer(forbidden(request, user))

@@ -1,0 +1,150 @@
+"""The claim page's forms: decide, appeal, add evidence, assign. Each answers with a redirect to
+the claim page, saying what was done (``?done=``) or the refusal's code (``?error=``)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from fastapi import APIRouter, Form, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import RedirectResponse, Response
+
+from ... import cases
+from ...errors import RefundlensError
+from ...store.sql.models import Claim
+from ...store.sql.repositories import SqlStore
+from ..auth import Principal
+from ..fields import EVIDENCE_KINDS, MAX_REASON, MAX_STATEMENT, check_text
+from .common import PostedClaim, Poster, file_name, runtime_of
+
+__all__ = ["router"]
+
+router = APIRouter(include_in_schema=False)
+
+Act = Callable[[SqlStore, cases.Actor, Claim], object]
+
+
+def _back(claim_id: str, query: str) -> RedirectResponse:
+    return RedirectResponse(f"/web/claims/{claim_id}?{query}", status_code=303)
+
+
+def _act(request: Request, claim_id: str, user: Principal, done: str, act: Act) -> Response:
+    """Run ``act(store, actor, claim)`` on the claim, its row held; back to its page."""
+    try:
+        with runtime_of(request).db.session() as session:
+            claim = session.get(Claim, claim_id, with_for_update=True, populate_existing=True)
+            assert claim is not None
+            act(SqlStore(session), cases.Actor(user.key_id, user.role), claim)
+    except RefundlensError as exc:
+        return _back(claim_id, f"error={exc.code}")
+    return _back(claim_id, f"done={done}")
+
+
+def _amount(text: str) -> float | None:
+    """A decision's amount as typed: empty is none; anything but a finite number is refused."""
+    if not text.strip():
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or len(text) > 40:
+        raise RefundlensError("decision.bad_amount", "The amount is not a number.")
+    return value
+
+
+@router.post("/claims/{claim_id}/decision")
+def decide(
+    request: Request,
+    user: Poster,
+    claim_id: PostedClaim,
+    decision: str = Form(""),
+    reason: str = Form(""),
+    amount: str = Form(""),
+) -> Response:
+    settings = runtime_of(request).settings
+    try:
+        check_text("reason", reason, MAX_REASON)
+        value = _amount(amount)
+    except RefundlensError as exc:
+        return _back(claim_id, f"error={exc.code}")
+    return _act(
+        request,
+        claim_id,
+        user,
+        decision,
+        lambda store, actor, claim: cases.decide(
+            store, actor, claim, decision, reason, value, settings
+        ),
+    )
+
+
+@router.post("/claims/{claim_id}/appeal")
+def appeal(
+    request: Request, user: Poster, claim_id: PostedClaim, reason: str = Form("")
+) -> Response:
+    """The buyer or the merchant contests a decision or an automatic approval, as in the API."""
+    settings = runtime_of(request).settings
+    try:
+        check_text("reason", reason, MAX_REASON)
+    except RefundlensError as exc:
+        return _back(claim_id, f"error={exc.code}")
+    return _act(
+        request,
+        claim_id,
+        user,
+        "appealed",
+        lambda store, actor, claim: cases.appeal(store, actor, claim, reason, settings=settings),
+    )
+
+
+@router.post("/claims/{claim_id}/assign")
+def assign_to_me(
+    request: Request, user: Poster, claim_id: PostedClaim, release: str = Form("")
+) -> Response:
+    return _act(
+        request,
+        claim_id,
+        user,
+        "assigned",
+        lambda store, actor, claim: cases.assign(
+            store, actor, claim, None if release else user.key_id
+        ),
+    )
+
+
+@router.post("/claims/{claim_id}/evidence")
+async def evidence(
+    request: Request,
+    user: Poster,
+    claim_id: PostedClaim,
+    kind: str = Form(""),
+    statement: str = Form(""),
+    file: UploadFile | None = None,
+) -> Response:
+    runtime = runtime_of(request)
+    try:
+        # The API's rules, word for word: a kind from its list (the API's pattern is built from
+        # the same EVIDENCE_KINDS), a statement within its length.
+        if kind not in EVIDENCE_KINDS:
+            raise RefundlensError("evidence.bad_kind", "Unknown evidence kind.")
+        check_text("statement", statement, MAX_STATEMENT)
+    except RefundlensError as exc:
+        return _back(claim_id, f"error={exc.code}")
+    upload = None
+    if file is not None and file.filename:
+        data = await file.read(runtime.settings.max_file_bytes + 1)
+        if len(data) > runtime.settings.max_file_bytes:
+            return _back(claim_id, "error=media.too_large")
+        upload = (file_name(file.filename), data)
+    return await run_in_threadpool(
+        _act,
+        request,
+        claim_id,
+        user,
+        "evidence",
+        lambda store, actor, claim: cases.add_evidence(
+            store, runtime.blobs, actor, claim, kind, statement, upload, settings=runtime.settings
+        ),
+    )
