@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from . import (
     calibrate,
+    run_capture_rule,
     run_features,
     run_forensics,
     run_provenance,
@@ -16,6 +17,7 @@ from . import (
 if __name__ == "__main__":
     run_provenance.main()
     run_reference.main()
+    run_capture_rule.main()
     run_forensics.main()
     calibrate.main()
     run_features.main()

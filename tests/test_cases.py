@@ -19,6 +19,7 @@ from refundlens.cases import (
     route,
     transition,
 )
+from refundlens.cases.routing import facts_from_report
 from refundlens.cases.states import TRANSITIONS
 from refundlens.config import Settings
 from refundlens.fusion import load_policy
@@ -85,6 +86,15 @@ RULES = RoutingRules.from_policy(load_policy().routing)
         ("request_capture", ClaimFacts("refund_only", 10, 1), S.AWAITING_CAPTURE),
         ("review", ClaimFacts("repair", 10, 1), S.AWAITING_MERCHANT),
         ("escalate", ClaimFacts("refund_only", 10, 1), S.AWAITING_MERCHANT),
+        # What nothing vouches for is verified by a live photo, never rejected:
+        ("approve", ClaimFacts("refund_only", 150, 1), S.AWAITING_CAPTURE),
+        ("approve", ClaimFacts("refund_only", 150, 1, vouched_for=True), S.APPROVED),
+        ("approve", ClaimFacts("refund_only", 150, 2, has_live_capture=True), S.APPROVED),
+        ("approve", ClaimFacts("return_and_refund", 150, 1), S.APPROVED),
+        ("approve", ClaimFacts("refund_only", 10, 1, product_not_shown=True), S.AWAITING_CAPTURE),
+        ("approve", ClaimFacts("repair", 10, 1, True, product_not_shown=True), S.APPROVED),
+        # A person decides anyway above the person limit: no capture asked on top.
+        ("approve", ClaimFacts("refund_only", 500, 1), S.AWAITING_MERCHANT),
     ],
 )
 def test_routing_follows_the_action_then_the_platform_rules(
@@ -100,6 +110,33 @@ def test_a_platform_policy_can_lower_the_refund_only_limit(tmp_path: Path) -> No
     policy.write_text("routing:\n  auto_approve_max_amount:\n    refund_only: 20\n")
     rules = RoutingRules.from_policy(load_policy(policy).routing)
     assert route("approve", ClaimFacts("refund_only", 50, 1), rules)[0] == S.AWAITING_MERCHANT
+
+
+def test_a_platform_policy_can_turn_the_capture_rules_off(tmp_path: Path) -> None:
+    policy = tmp_path / "p.yaml"
+    policy.write_text(
+        "routing:\n  unverified_capture_above_amount:\n    refund_only: null\n"
+        "  capture_when_product_not_shown: false\n"
+    )
+    rules = RoutingRules.from_policy(load_policy(policy).routing)
+    facts = ClaimFacts("refund_only", 150, 1, product_not_shown=True)
+    assert route("approve", facts, rules)[0] == S.APPROVED
+    assert route("approve", facts, RULES)[0] == S.AWAITING_CAPTURE
+
+
+def test_what_vouches_for_a_claim_is_read_from_its_findings() -> None:
+    def report(*findings: dict[str, object]) -> dict[str, object]:
+        return {"images": [{"findings": list(findings)}]}
+
+    new_photo = {"code": "reference.same_item_new_photo", "facts": {}}
+    camera = {"code": "provenance.c2pa_manifest", "facts": {}}
+    unmatched = {"code": "reference.no_match", "facts": {"references_compared": 2}}
+    nothing_to_compare = {"code": "reference.no_match", "facts": {"references_compared": 0}}
+    assert facts_from_report(report(new_photo)) == (True, False)
+    assert facts_from_report(report(camera)) == (True, False)
+    assert facts_from_report(report(unmatched)) == (False, True)
+    assert facts_from_report(report(nothing_to_compare)) == (False, False)
+    assert facts_from_report({"images": []}) == (False, False)
 
 
 def test_the_webhook_signature_recipe_verifies_and_refuses_tampering_and_replay() -> None:

@@ -32,7 +32,13 @@ from .analysis import (
     unboxing_video_frames,
     unfinished_analyses,
 )
-from .capture import accept_capture, capture_signature, issue_capture_token
+from .capture import (
+    accept_capture,
+    capture_repeats,
+    capture_signature,
+    issue_capture_token,
+    refuse_replayed_capture,
+)
 from .catalogue import (
     create_order,
     create_sku,
@@ -82,6 +88,7 @@ __all__ = [
     "aware",
     "beat",
     "can_transition",
+    "capture_repeats",
     "capture_signature",
     "check_claim_request",
     "claims_to_queue",
@@ -104,6 +111,7 @@ __all__ = [
     "packing_video_frames",
     "packing_videos_to_queue",
     "prepare_claim_files",
+    "refuse_replayed_capture",
     "register_packing_video",
     "route",
     "stale_analyses",

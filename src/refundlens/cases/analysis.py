@@ -17,7 +17,7 @@ from ..store.blobs import BlobStore
 from ..store.interface import Assessment, Claim, Order, Store, VideoFingerprint, new_id, utcnow
 from .actors import SYSTEM, aware
 from .notifications import notify
-from .routing import ClaimFacts, RoutingRules, route
+from .routing import ClaimFacts, RoutingRules, facts_from_report, route
 from .states import ClaimState, transition
 
 __all__ = [
@@ -238,8 +238,11 @@ def finish_analysis(
     )
     store.assessments.add(assessment)
     live = any(photo.live_capture for photo in claim.photos)
+    vouched, not_shown = facts_from_report(report)
     target, why = route(
-        action, ClaimFacts(claim.claim_type, claim.amount, len(claim.photos), live), rules
+        action,
+        ClaimFacts(claim.claim_type, claim.amount, len(claim.photos), live, vouched, not_shown),
+        rules,
     )
     claim.state = transition(claim.state, target).value
     claim.risk, claim.action, claim.routing_reason = risk, action, why

@@ -4,6 +4,7 @@ damage now, with a one-time token; the platform's capture app may sign what it t
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
 from ..config import Settings
@@ -15,7 +16,13 @@ from .actors import Actor, aware
 from .notifications import notify
 from .states import ClaimState, transition
 
-__all__ = ["accept_capture", "capture_signature", "issue_capture_token"]
+__all__ = [
+    "accept_capture",
+    "capture_repeats",
+    "capture_signature",
+    "issue_capture_token",
+    "refuse_replayed_capture",
+]
 
 
 def issue_capture_token(
@@ -102,24 +109,13 @@ def capture_signature(
     return None
 
 
-def accept_capture(
-    store: Store,
-    blobs: BlobStore,
-    settings: Settings,
-    actor: Actor,
-    claim: Claim,
-    token: str,
-    photo: tuple[str, bytes],
-    signature: str | None,
-) -> ClaimPhoto:
-    """Check the token, the capture time and (where the platform signs) the signature; add the
-    photo as live and send the claim back to analysis."""
+def _usable_token(store: Store, claim: Claim, token: str, now: dt.datetime) -> CaptureToken:
+    """The claim's capture token row, locked, if ``token`` may be used now; else the refusal."""
     import hashlib
     import hmac
 
     token_id, _, secret = token.partition(".")
     row = store.claims.capture_token(token_id, for_update=True)
-    now = utcnow()
     if (
         row is None
         or row.claim_id != claim.id
@@ -138,6 +134,25 @@ def accept_capture(
         raise RefundlensError(
             "capture.not_requested", f"The claim is {claim.state}; no live capture is requested."
         )
+    return row
+
+
+def accept_capture(
+    store: Store,
+    blobs: BlobStore,
+    settings: Settings,
+    actor: Actor,
+    claim: Claim,
+    token: str,
+    photo: tuple[str, bytes],
+    signature: str | None,
+) -> ClaimPhoto:
+    """Check the token, the capture time and (where the platform signs) the signature; add the
+    photo as live and send the claim back to analysis. A photo that repeats an earlier one
+    (:func:`capture_repeats`, run by the caller outside the transaction) is not accepted:
+    see :func:`refuse_replayed_capture`."""
+    now = utcnow()
+    row = _usable_token(store, claim, token, now)
     media = media_from_bytes(photo[1], photo[0], settings)
     proof = capture_signature(photo[1], media, signature, settings)
     signed = proof is not None
@@ -188,3 +203,114 @@ def accept_capture(
     )
     notify(store, claim.merchant_id, "capture.received", claim)
     return item
+
+
+# What the reference check says when a picture is made from another rather than taken anew.
+_COPY_CODES = frozenset(
+    {
+        "reference.identical",
+        "reference.derived",
+        "reference.near_copy_unresolved",
+        "reference.recaptured",
+    }
+)
+
+
+def capture_repeats(
+    photo: Media, earlier: Sequence[tuple[str, Media]], settings: Settings
+) -> dict[str, Any] | None:
+    """What earlier picture a live capture repeats, or None when it is a new photo.
+
+    ``earlier`` names each picture it is compared with (``claim photo 1``, ``reference 2``): the
+    claim's own photos and the SKU's references. A replay is caught two ways:
+
+    - PDQ [1]_ of the whole photo and of its centred crops against the same of each earlier
+      picture, within ``reuse_max_distance`` bits (a re-sent or re-encoded file, a crop);
+    - the reference check run with the earlier pictures as references: ``identical``,
+      ``derived``, ``near_copy_unresolved`` or ``recaptured`` (a screenshot, a photo of a screen,
+      an edit) is a copy. A new exposure of the same item is ``same_item_new_photo`` and passes:
+      that is what a live capture should be.
+
+    Slow (features of every picture): call it outside any transaction.
+
+    References
+    ----------
+    .. [1] Facebook, "The TMK+PDQF video-hashing algorithm and the PDQ image similarity
+       algorithm", 2019.
+    """
+    from ..detectors.base import Context
+    from ..detectors.reference import ReferenceDetector
+    from ..media.fingerprint import hamming, pdq_centre_crops
+
+    if not earlier:
+        return None
+    mine = {"full": photo.pdq, **pdq_centre_crops(photo.analysis)}
+    for label, media in earlier:
+        theirs = {"full": media.pdq, **pdq_centre_crops(media.analysis)}
+        pairs = [
+            (hamming(a, b), va, vb)
+            for va, a in mine.items()
+            for vb, b in theirs.items()
+            if min(a.quality, b.quality) >= settings.reuse_min_pdq_quality
+        ]
+        if pairs:
+            distance, va, vb = min(pairs)
+            if distance <= settings.reuse_max_distance:
+                return {
+                    "repeats": label,
+                    "how": "pdq",
+                    "pdq_distance": distance,
+                    "variants": [va, vb],
+                    "max_distance": settings.reuse_max_distance,
+                }
+    findings = ReferenceDetector().analyze(
+        photo, Context(references=tuple(m for _, m in earlier), settings=settings)
+    )
+    for finding in findings:
+        if finding.code in _COPY_CODES:
+            sha = finding.facts.get("reference_sha256")
+            found = next((name for name, media in earlier if media.sha256 == sha), None)
+            return {
+                "repeats": found or "an earlier picture",
+                "how": finding.code,
+                "strength": round(finding.strength, 3),
+                "facts": {
+                    k: v for k, v in finding.facts.items() if isinstance(v, (int, float, str))
+                },
+            }
+    return None
+
+
+def refuse_replayed_capture(
+    store: Store,
+    blobs: BlobStore,
+    actor: Actor,
+    claim: Claim,
+    token: str,
+    photo: tuple[str, bytes],
+    repeats: dict[str, Any],
+) -> RefundlensError:
+    """Record that a capture repeated an earlier picture (the file is kept, the audit log says
+    which picture and how it was found) and return the refusal for the caller to answer with
+    once this is committed. The token stays usable: a person in a hurry who picked the wrong
+    picture can still take a new one before the window ends."""
+    now = utcnow()
+    _usable_token(store, claim, token, now)
+    sha = blobs.put(photo[1])
+    store.audit.append(
+        actor.id,
+        "capture.refused",
+        claim_id=claim.id,
+        details={"code": "capture.replayed", "sha256": sha, "name": photo[0], **repeats},
+    )
+    return RefundlensError(
+        "capture.replayed",
+        f"This photo repeats {repeats['repeats']} ({_how(repeats)}): a live capture must be a new "
+        "photo of the item, taken now with the camera.",
+    )
+
+
+def _how(repeats: dict[str, Any]) -> str:
+    if repeats["how"] == "pdq":
+        return f"PDQ distance {repeats['pdq_distance']} of 256 bits"
+    return f"the reference check: {repeats['how']}"

@@ -2,7 +2,11 @@
 
 The fusion policy says how risky a claim is (approve, request_capture, review, escalate); these
 rules add what a platform decides about money and process: refund-only claims above an amount, or
-claims without a photo, always go to a person. Nothing here rejects: the worst outcome is a person.
+claims without a photo, always go to a person; and what cannot be verified from the photos is
+verified by asking for a live capture instead of approving it: a claim that nothing vouches for
+(no reference recognises the item in a new exposure, no camera provenance, no live capture) above
+an amount, or a photo that does not show the ordered product at all. Nothing here rejects: the
+worst outcome is a person.
 """
 
 from __future__ import annotations
@@ -13,7 +17,14 @@ from typing import Any
 
 from .states import ClaimState
 
-__all__ = ["CLAIM_TYPES", "ClaimFacts", "RoutingRules", "route"]
+__all__ = [
+    "CLAIM_TYPES",
+    "VOUCHING_CODES",
+    "ClaimFacts",
+    "RoutingRules",
+    "facts_from_report",
+    "route",
+]
 
 CLAIM_TYPES = ("refund_only", "return_and_refund", "repair")
 
@@ -27,26 +38,68 @@ class RoutingRules:
         default_factory=lambda: {"refund_only": 200.0, "return_and_refund": None, "repair": None}
     )
     photo_required_for_auto_approve: bool = True
+    # Above this amount (per claim type; None = never) a claim that nothing vouches for is asked
+    # for a live capture instead of being approved.
+    unverified_capture_above_amount: Mapping[str, float | None] = dataclasses.field(
+        default_factory=lambda: {"refund_only": 100.0, "return_and_refund": None, "repair": None}
+    )
+    capture_when_product_not_shown: bool = True
 
     @classmethod
     def from_policy(cls, raw: Mapping[str, Any] | None) -> RoutingRules:
         if not raw:
             return cls()
-        limits = dict(cls().auto_approve_max_amount)
-        for key, value in (raw.get("auto_approve_max_amount") or {}).items():
-            limits[str(key)] = None if value is None else float(value)
+        defaults = cls()
+
+        def amounts(key: str, start: Mapping[str, float | None]) -> dict[str, float | None]:
+            limits = dict(start)
+            for claim_type, value in (raw.get(key) or {}).items():
+                limits[str(claim_type)] = None if value is None else float(value)
+            return limits
+
         return cls(
-            auto_approve_max_amount=limits,
+            auto_approve_max_amount=amounts(
+                "auto_approve_max_amount", defaults.auto_approve_max_amount
+            ),
             photo_required_for_auto_approve=bool(raw.get("photo_required_for_auto_approve", True)),
+            unverified_capture_above_amount=amounts(
+                "unverified_capture_above_amount", defaults.unverified_capture_above_amount
+            ),
+            capture_when_product_not_shown=bool(raw.get("capture_when_product_not_shown", True)),
         )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ClaimFacts:
+    """What routing needs to know of an analysed claim (:func:`facts_from_report` reads the
+    analysis' part of it)."""
+
     claim_type: str
     amount: float
     photo_count: int
     has_live_capture: bool = False
+    vouched_for: bool = False
+    """A photo the reference check recognises as a new exposure of the ordered item, or one that
+    carries a camera's C2PA manifest."""
+    product_not_shown: bool = False
+    """A photo that no reference of the SKU (which has references) matches at all."""
+
+
+# Findings that vouch for a photo: the ordered item recognised in a new exposure, or a camera's
+# signed manifest. (A live capture vouches too; it is known from the claim, not a finding.)
+VOUCHING_CODES = frozenset({"reference.same_item_new_photo", "provenance.c2pa_manifest"})
+
+
+def facts_from_report(report: Mapping[str, Any]) -> tuple[bool, bool]:
+    """(vouched for, product not shown) from an assessment's JSON (``images[].findings[]``)."""
+    vouched = not_shown = False
+    for image in report.get("images") or ():
+        for finding in image.get("findings") or ():
+            code = finding.get("code")
+            vouched |= code in VOUCHING_CODES
+            compared = (finding.get("facts") or {}).get("references_compared") or 0
+            not_shown |= code == "reference.no_match" and compared > 0
+    return vouched, not_shown
 
 
 def route(action: str, facts: ClaimFacts, rules: RoutingRules) -> tuple[ClaimState, str]:
@@ -71,4 +124,19 @@ def route(action: str, facts: ClaimFacts, rules: RoutingRules) -> tuple[ClaimSta
         )
     if facts.photo_count == 0 and rules.photo_required_for_auto_approve:
         return ClaimState.AWAITING_MERCHANT, "a claim without photos always goes to a person"
+    if not facts.has_live_capture:
+        if facts.product_not_shown and rules.capture_when_product_not_shown:
+            return (
+                ClaimState.AWAITING_CAPTURE,
+                "a photo does not show the ordered product (no reference of it matches): "
+                "a live photo is asked for",
+            )
+        limit = rules.unverified_capture_above_amount.get(facts.claim_type)
+        if limit is not None and facts.amount > limit and not facts.vouched_for:
+            return (
+                ClaimState.AWAITING_CAPTURE,
+                f"nothing vouches for the photos of this {facts.claim_type} claim above "
+                f"{limit:g} (no reference recognises the item, no camera provenance): "
+                "a live photo is asked for",
+            )
     return ClaimState.APPROVED, "nothing doubtful: approved automatically"

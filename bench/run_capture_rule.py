@@ -1,0 +1,128 @@
+"""What the platform's rule for what cannot be verified costs honest buyers, beside what it catches.
+
+The rule (``routing`` in the policy, ``cases/routing.py``): a claim the analysis would approve is
+asked for a live capture instead when nothing vouches for its photos above an amount, or when a
+photo matches none of the SKU's references. Whether a photo is vouched for or shows the product
+is the reference check's verdict, so the cost is computed from the reference bench's verdicts on
+its held-out split (``bench/results/reference.json``, real photos from ../shared/data): no new
+analysis, the same cases. Run ``python -m bench.run_reference`` first.
+
+Only the reference check's verdict is modelled; other findings can move a claim elsewhere first
+(a derived photo is escalated by the fusion, a near copy already asks for a live photo).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from refundlens.cases.routing import ClaimFacts, RoutingRules, route
+from refundlens.cases.states import ClaimState
+from refundlens.fusion import load_policy
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+# The reference bench's kinds: honest photos of the ordered product, and what a rule should catch.
+HONEST = ("same_item", "buyer_filtered")
+CAUGHT = ("unrelated", "forged", "identical", "recaptured")
+# The fusion's own action for these verdicts, before any routing rule.
+FUSION_ACTS = {
+    "reference.derived": "escalate",
+    "reference.identical": "escalate",
+    "reference.recaptured": "escalate",
+    "reference.near_copy_unresolved": "request_capture",
+}
+
+
+def asked(code: str, amount: float, rules: RoutingRules, *, with_references: bool) -> bool:
+    """Whether a claim with this single photo verdict ends up asked for a live capture by the
+    routing rule itself (not by the fusion)."""
+    if code in FUSION_ACTS:
+        return False
+    facts = ClaimFacts(
+        "refund_only",
+        amount,
+        1,
+        vouched_for=with_references and code == "reference.same_item_new_photo",
+        product_not_shown=with_references and code == "reference.no_match",
+    )
+    return route("approve", facts, rules)[0] == ClaimState.AWAITING_CAPTURE
+
+
+def main() -> dict[str, Any]:
+    rows = json.loads((RESULTS / "reference.json").read_text())["rows"]
+    test = [r for r in rows if r["split"] == "test"]
+    rules = RoutingRules.from_policy(load_policy().routing)
+    limit = rules.unverified_capture_above_amount.get("refund_only")
+    amounts = [50.0, 150.0]
+    lines = [
+        "# The rule for what cannot be verified: its cost to honest buyers, and what it catches",
+        "",
+        f"Command: `python -m bench.run_capture_rule` (after `bench.run_reference`). Machine: "
+        f"{platform.machine()}, Python {platform.python_version()}. Shipped policy: refund-only "
+        f"claims above {limit:g} that nothing vouches for, and photos matching none of the SKU's "
+        f"references (`capture_when_product_not_shown: {rules.capture_when_product_not_shown}`), "
+        "are asked for a live capture instead of approved. Verdicts: the reference bench's held-out "
+        "split (real photos, ../shared/data); only the reference verdict is modelled (see the "
+        "module's docstring).",
+        "",
+        "## Honest buyers asked for a live capture (the cost; reported first)",
+        "",
+        "| SKU has references | amount | honest claims | asked for a capture | share |",
+        "|---|---|---|---|---|",
+    ]
+    out: dict[str, Any] = {"honest": {}, "caught": {}}
+    honest = [r for r in test if r["kind"] in HONEST]
+    for with_refs in (True, False):
+        for amount in amounts:
+            n = sum(asked(r["code"], amount, rules, with_references=with_refs) for r in honest)
+            key = f"{'refs' if with_refs else 'no_refs'}@{amount:g}"
+            out["honest"][key] = n / len(honest)
+            lines.append(
+                f"| {'yes' if with_refs else 'no'} | {amount:g} | {len(honest)} | {n} | "
+                f"{n / len(honest):.1%} |"
+            )
+    codes = Counter(r["code"] for r in honest)
+    lines += [
+        "",
+        f"Honest verdicts behind these: {dict(codes.most_common())}. A `reference.no_match` on an "
+        "honest photo (another side of the box, a close-up of the damage, a hard angle) is what "
+        "costs honest buyers a capture under `capture_when_product_not_shown`; a platform that "
+        "finds that too dear sets it to false and keeps the amount rule.",
+        "",
+        "## What it catches (SKU with references)",
+        "",
+        "| kind | cases | asked by the rule | already sent elsewhere by the fusion | left to approve |",
+        "|---|---|---|---|---|",
+    ]
+    for kind in CAUGHT:
+        cases = [r for r in test if r["kind"] == kind]
+        if not cases:
+            continue
+        for amount in amounts:
+            by_rule = sum(asked(r["code"], amount, rules, with_references=True) for r in cases)
+            by_fusion = sum(r["code"] in FUSION_ACTS for r in cases)
+            left = len(cases) - by_rule - by_fusion
+            out["caught"][f"{kind}@{amount:g}"] = by_rule / len(cases)
+            lines.append(
+                f"| {kind} (amount {amount:g}) | {len(cases)} | {by_rule} | {by_fusion} | {left} |"
+            )
+    lines += [
+        "",
+        "`unrelated` is a photo of another product filed against this SKU: the rule asks for a "
+        "capture where the fusion alone approved it. A buyer's own photo of the intact item with "
+        "damage added by an AI tool is, to the reference check, a new exposure of the ordered item "
+        "(`same_item_new_photo`) and is vouched for: this rule does not catch it; the capture "
+        "checks and the multi-view consistency check are what ask it to hold up.",
+        "",
+    ]
+    (RESULTS / "capture_rule.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""Structured logs: one JSON object per line, with the request that caused it.
+
+Fields (docs/operations.md): ``time`` (ISO 8601 with its zone), ``level``, ``logger``, ``event``
+(the message), and where known ``request_id``, ``claim_id``, ``tenant`` and ``duration_ms``,
+plus any ``extra`` a call adds. The request id comes from the API's ``X-Request-ID`` header (or
+is made there), travels with the claim's task to the worker, and is sent on with each webhook,
+so one id follows a claim from upload to notification.
+
+The library never configures logging on import; :func:`configure` is called by the CLI's
+long-running commands (``serve``, ``worker``). Personal data never reaches a log: buyers' names
+and phones are sealed in the database and no code logs them (a test reads a full run's logs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import datetime as dt
+import json
+import logging
+import sys
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+__all__ = [
+    "JsonFormatter",
+    "bound",
+    "configure",
+    "context",
+    "new_request_id",
+    "request_id",
+]
+
+_context: contextvars.ContextVar[tuple[tuple[str, Any], ...]] = contextvars.ContextVar(
+    "refundlens_log_context", default=()
+)
+# The standard LogRecord attributes: everything else on a record came from ``extra``.
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def context() -> dict[str, Any]:
+    """The fields bound to the code running now (request id, claim id, tenant)."""
+    return dict(_context.get())
+
+
+def request_id() -> str | None:
+    value = context().get("request_id")
+    return str(value) if value else None
+
+
+@contextlib.contextmanager
+def bound(**fields: Any) -> Iterator[None]:
+    """Add ``fields`` to every log line written inside the block (None values are left out)."""
+    merged = {**context(), **{k: v for k, v in fields.items() if v is not None}}
+    token = _context.set(tuple(merged.items()))
+    try:
+        yield
+    finally:
+        _context.reset(token)
+
+
+class JsonFormatter(logging.Formatter):
+    """A log record as one line of JSON."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(
+                timespec="milliseconds"
+            ),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "event": record.getMessage(),
+        }
+        line.update(context())
+        line.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, ensure_ascii=False, default=str)
+
+
+def configure(level: str = "info", *, json_lines: bool = True) -> None:
+    """Send refundlens's logs (and uvicorn's and Celery's) to stderr, as JSON lines or plain."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        JsonFormatter()
+        if json_lines
+        else logging.Formatter("%(asctime)s %(levelname)s %(message)s")
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "celery"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = []
+        logger.propagate = True
