@@ -288,7 +288,7 @@ def test_a_live_capture_signed_with_c2pa_by_the_platforms_capture_app_is_accepte
                     buyer,
                     claim,
                     token,
-                    ("c.jpg", data),
+                    [("c.jpg", data)],
                     None,
                 )
             assert refused.value.code == code, name
@@ -296,14 +296,14 @@ def test_a_live_capture_signed_with_c2pa_by_the_platforms_capture_app_is_accepte
         claim = session.get(Claim, claim_id)
         token, _ = cases.issue_capture_token(SqlStore(session), buyer, claim, settings)
         live = sign_jpeg(camera, "digitalCapture", chain=app)
-        photo = cases.accept_capture(
+        [photo] = cases.accept_capture(
             SqlStore(session),
             runtime.blobs,
             settings,
             buyer,
             claim,
             token,
-            ("live.jpg", live),
+            [("live.jpg", live)],
             None,
         )
         assert photo.live_capture

@@ -450,13 +450,15 @@ def test_an_altered_audit_row_is_found_by_audit_verify(
     assert verify().returncode == 0
 
 
-def _exif_photo(taken: str, offset: str = "+08:00", seed: int = 3) -> bytes:
-    """The bundled unrelated photo, cropped by ``seed`` pixels, with a camera's capture time."""
+def _exif_photo(
+    taken: str, offset: str = "+08:00", seed: int = 3, base: str = "claim_unrelated.jpg"
+) -> bytes:
+    """A bundled photo, cropped by ``seed`` pixels, with a camera's capture time."""
     import io
 
     from PIL import Image
 
-    image = Image.open(io.BytesIO(_sample("claim_unrelated.jpg"))).convert("RGB")
+    image = Image.open(io.BytesIO(_sample(base))).convert("RGB")
     image = image.crop((seed, seed, image.width - seed, image.height - seed))
     exif = Image.Exif()
     exif[0x010F], exif[0x0110] = "HUAWEI", "P60"
@@ -482,7 +484,8 @@ def test_a_photo_taken_before_shipment_asks_for_a_live_capture_which_reopens_the
         claim = assessed(server, r.json()["id"])
         assert claim["state"] == "awaiting_capture", claim["routing_reason"]
         token = buyer.post(f"/v1/claims/{claim['id']}/capture-token").json()["token"]
-        stale = _exif_photo("2026:10:21 10:00:00", seed=4)
+        # Another photo of the product, but taken the day after the old one: not live.
+        stale = _exif_photo("2026:10:21 10:00:00", seed=4, base="claim_genuine.jpg")
         r = buyer.post(
             f"/v1/claims/{claim['id']}/capture",
             data={"token": token},
@@ -490,10 +493,18 @@ def test_a_photo_taken_before_shipment_asks_for_a_live_capture_which_reopens_the
         )
         assert r.status_code == 400 and r.json()["error"]["code"] == "capture.not_live"
         now = dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).strftime("%Y:%m:%d %H:%M:%S")
+        # The claim's own photo again, re-cropped, with a fresh capture time: a replay.
         r = buyer.post(
             f"/v1/claims/{claim['id']}/capture",
             data={"token": token},
-            files=[("photo", ("live.jpg", _exif_photo(now, seed=5), "image/jpeg"))],
+            files=[("photo", ("again.jpg", _exif_photo(now, seed=5), "image/jpeg"))],
+        )
+        assert r.status_code == 400 and r.json()["error"]["code"] == "capture.replayed"
+        live_photo = _exif_photo(now, seed=5, base="claim_genuine.jpg")
+        r = buyer.post(
+            f"/v1/claims/{claim['id']}/capture",
+            data={"token": token},
+            files=[("photo", ("live.jpg", live_photo, "image/jpeg"))],
         )
         assert r.status_code == 201, r.text
         assert [p["live_capture"] for p in r.json()["photos"]] == [False, True]

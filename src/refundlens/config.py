@@ -208,6 +208,8 @@ class Settings:
     """Hours within which a reviewer should decide; the queue sorts by this deadline."""
     capture_token_max_age_minutes: float = 30.0
     """A live capture must be taken at most this many minutes before its upload."""
+    capture_max_photos: int = 3
+    """Photos one live capture may send from the capture page (the app sends one per token)."""
     capture_hmac_key: str = ""
     """Key with which the platform's capture app signs its photos (HMAC-SHA256 of the file's
     sha256, hex, header ``X-Capture-Signature``); empty = only the capture time is checked."""

@@ -33,7 +33,9 @@ from .analysis import (
     unfinished_analyses,
 )
 from .capture import (
+    CaptureVia,
     accept_capture,
+    capture_claim,
     capture_repeats,
     capture_signature,
     issue_capture_token,
@@ -72,6 +74,7 @@ __all__ = [
     "EVIDENCE_KINDS",
     "SYSTEM",
     "Actor",
+    "CaptureVia",
     "ClaimFacts",
     "ClaimFiles",
     "ClaimState",
@@ -88,6 +91,7 @@ __all__ = [
     "aware",
     "beat",
     "can_transition",
+    "capture_claim",
     "capture_repeats",
     "capture_signature",
     "check_claim_request",

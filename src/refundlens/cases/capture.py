@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from ..config import Settings
 from ..errors import RefundlensError
@@ -17,7 +17,9 @@ from .notifications import notify
 from .states import ClaimState, transition
 
 __all__ = [
+    "CaptureVia",
     "accept_capture",
+    "capture_claim",
     "capture_repeats",
     "capture_signature",
     "issue_capture_token",
@@ -137,6 +139,22 @@ def _usable_token(store: Store, claim: Claim, token: str, now: dt.datetime) -> C
     return row
 
 
+def capture_claim(store: Store, token: str) -> Claim:
+    """The claim a capture link's token is for, if the token may be used now (the capture page
+    opens with the token alone: whoever holds the link is the buyer it was given to)."""
+    row = store.claims.capture_token(token.partition(".")[0])
+    claim = store.claims.get(row.claim_id, for_update=True) if row is not None else None
+    if claim is None:
+        raise RefundlensError("capture.bad_token", "The capture token is not valid for this claim.")
+    _usable_token(store, claim, token, utcnow())
+    return claim
+
+
+CaptureVia = Literal["app", "page"]
+"""How a capture arrived: the platform's capture app through the API (one photo, signed where
+the platform signs), or refundlens's own capture page (the phone's camera in the browser)."""
+
+
 def accept_capture(
     store: Store,
     blobs: BlobStore,
@@ -144,18 +162,81 @@ def accept_capture(
     actor: Actor,
     claim: Claim,
     token: str,
-    photo: tuple[str, bytes],
+    photos: Sequence[tuple[str, bytes]],
     signature: str | None,
-) -> ClaimPhoto:
-    """Check the token, the capture time and (where the platform signs) the signature; add the
-    photo as live and send the claim back to analysis. A photo that repeats an earlier one
-    (:func:`capture_repeats`, run by the caller outside the transaction) is not accepted:
-    see :func:`refuse_replayed_capture`."""
+    *,
+    via: CaptureVia = "app",
+) -> list[ClaimPhoto]:
+    """Check the token, the capture time and (from the app, where the platform signs) the
+    signature; add the photos as live and send the claim back to analysis.
+
+    Freshness is the server's clock: the token's window, and the upload within
+    ``capture_token_max_age_minutes`` of a capture time the file states. From the app, a photo
+    with no capture time must be signed. From the capture page the photos are frames the page
+    took from the camera (no EXIF): the window alone dates them, and a file that states an older
+    capture time (a gallery photo sent through the fallback field) is refused. A photo that
+    repeats an earlier one (:func:`capture_repeats`, run by the caller outside the transaction)
+    is not accepted: see :func:`refuse_replayed_capture`."""
+    if not photos:
+        raise RefundlensError("capture.no_photo", "Send at least one photo.")
+    most = 1 if via == "app" else settings.capture_max_photos
+    if len(photos) > most:
+        raise RefundlensError(
+            "capture.too_many_photos",
+            f"At most {most} photos per live capture (capture_max_photos).",
+        )
     now = utcnow()
     row = _usable_token(store, claim, token, now)
-    media = media_from_bytes(photo[1], photo[0], settings)
-    proof = capture_signature(photo[1], media, signature, settings)
-    signed = proof is not None
+    checked = []
+    for name, data in photos:
+        media = media_from_bytes(data, name, settings)
+        proof = capture_signature(data, media, signature, settings) if via == "app" else None
+        taken = _fresh(media, proof is not None or via == "page", now, settings)
+        checked.append((name, data, media, proof, taken))
+    row.used_at = now
+    items = []
+    for name, data, _media, _proof, _taken in checked:
+        item = ClaimPhoto(
+            id=new_id("pho"),
+            claim_id=claim.id,
+            position=len(claim.photos),
+            sha256=blobs.put(data),
+            name=name,
+            live_capture=True,
+        )
+        store.claims.add_photo(claim, item)
+        items.append(item)
+    claim.deadline_at = None
+    # Straight back to analysis (the clock was paused while the buyer was asked).
+    claim.state = transition(claim.state, ClaimState.ANALYSING).value
+    claim.analysing_since = now
+    claim.queued_at = None  # back in the outbox until the caller hands it to the queue
+    first = checked[0]
+    store.audit.append(
+        actor.id,
+        "capture.accepted",
+        claim_id=claim.id,
+        details={
+            "via": via,
+            "sha256": first[2].sha256,
+            "photos": [
+                {"sha256": m.sha256, "captured_at": t.isoformat() if t else None}
+                for _, _, m, _, t in checked
+            ],
+            "signed": first[3] is not None,
+            "signature": first[3],
+            "captured_at": first[4].isoformat() if first[4] else None,
+        },
+    )
+    notify(store, claim.merchant_id, "capture.received", claim)
+    return items
+
+
+def _fresh(
+    media: Media, dated_otherwise: bool, now: dt.datetime, settings: Settings
+) -> dt.datetime | None:
+    """The capture time the file states, checked against the server's clock; refuses a photo
+    that cannot be dated at all (no capture time, nothing else to date it)."""
     taken = media.exif.captured_at()
     if taken is not None:
         from ..media import utc_offset
@@ -169,40 +250,12 @@ def accept_capture(
                 "capture.not_live",
                 f"The photo was taken {age:.0f} minutes before its upload; a live capture must be taken within {settings.capture_token_max_age_minutes:g} minutes of it.",
             )
-    elif not signed:
+    elif not dated_otherwise:
         raise RefundlensError(
             "capture.not_live",
             "The photo carries no capture time and no capture-app signature: it cannot be shown to be live.",
         )
-    row.used_at = now
-    position = len(claim.photos)
-    item = ClaimPhoto(
-        id=new_id("pho"),
-        claim_id=claim.id,
-        position=position,
-        sha256=blobs.put(photo[1]),
-        name=photo[0],
-        live_capture=True,
-    )
-    store.claims.add_photo(claim, item)
-    claim.deadline_at = None
-    # Straight back to analysis (the clock was paused while the buyer was asked).
-    claim.state = transition(claim.state, ClaimState.ANALYSING).value
-    claim.analysing_since = now
-    claim.queued_at = None  # back in the outbox until the caller hands it to the queue
-    store.audit.append(
-        actor.id,
-        "capture.accepted",
-        claim_id=claim.id,
-        details={
-            "sha256": media.sha256,
-            "signed": signed,
-            "signature": proof,
-            "captured_at": taken.isoformat() if taken else None,
-        },
-    )
-    notify(store, claim.merchant_id, "capture.received", claim)
-    return item
+    return taken
 
 
 # What the reference check says when a picture is made from another rather than taken anew.

@@ -72,6 +72,17 @@ _ROUTING_REASONS = (
     (r"(?P<claim_type>\w+) claims above (?P<limit>[\d.]+) always go to a person", ("claim_type",)),
     (r"a claim without photos always goes to a person", ()),
     (r"nothing doubtful: approved automatically", ()),
+    (
+        r"a photo does not show the ordered product \(no reference of it matches\): "
+        r"a live photo is asked for",
+        (),
+    ),
+    (
+        r"nothing vouches for the photos of this (?P<claim_type>\w+) claim above "
+        r"(?P<limit>[\d.]+) \(no reference recognises the item, no camera provenance\): "
+        r"a live photo is asked for",
+        ("claim_type",),
+    ),
     (r"the analysis failed (?P<failures>\d+) times in a row: a person decides without it", ()),
 )
 

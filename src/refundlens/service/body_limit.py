@@ -40,6 +40,9 @@ class BodyLimit:
         # parses a form before the route checks who sent it, so an anonymous multipart body
         # would otherwise be read and spooled up to the upload limit for nothing.
         signed = "authorization" in headers or "rl_session=" in headers.get("cookie", "")
+        # The capture page's upload carries its capability in the path (a one-time token),
+        # which the route checks before it reads the body.
+        signed = signed or scope.get("path", "").startswith("/web/capture/")
         limit = self.multipart_bytes if multipart and signed else self.other_bytes
         declared = headers.get("content-length", "")
         if declared.isascii() and declared.isdigit() and int(declared) > limit:

@@ -298,6 +298,10 @@ class EvidenceAddedOut(_Out):
 class CaptureTokenOut(_Out):
     token: str
     expires_at: Moment
+    url: str = Field(
+        description="The capture page for this token, on this server: the link to send the "
+        "buyer's phone (the platform's own app uses the token with POST .../capture instead)."
+    )
 
 
 class AuditProblemOut(_Out):

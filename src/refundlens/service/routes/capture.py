@@ -1,4 +1,5 @@
-"""The buyer's live capture: a one-time token, then the photo taken in the app."""
+"""The buyer's live capture: a one-time token (and the capture page's link), then the photo
+taken in the platform's app (the capture page's own upload is in ``web/capture.py``)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from ..deps import (
     read_upload,
     visible_claim,
 )
+from ..live_capture import take_capture
 from ..schemas import CaptureTokenOut, ClaimAnswer
 from ..views import claim_view
 
@@ -34,7 +36,7 @@ def capture_token(
     claim: HeldClaim, p: BuyerOrAdmin, s: SessionDep, runtime: RuntimeDep
 ) -> CaptureTokenOut:
     token, expires = cases.issue_capture_token(SqlStore(s), actor(p), claim, runtime.settings)
-    return CaptureTokenOut(token=token, expires_at=expires.isoformat())
+    return CaptureTokenOut(token=token, expires_at=expires.isoformat(), url=f"/web/capture/{token}")
 
 
 @router.post("/v1/claims/{claim_id}/capture", status_code=201, response_model=ClaimAnswer)
@@ -50,20 +52,17 @@ async def capture(
     upload = await read_upload(runtime.settings, photo)
 
     def work() -> ClaimAnswer:
+        take_capture(
+            runtime,
+            actor(p),
+            lambda s: visible_claim(s, claim_id, p),
+            token,
+            [upload],
+            x_capture_signature,
+            "app",
+        )
         with runtime.db.session() as s:
-            claim = visible_claim(s, claim_id, p)
-            cases.accept_capture(
-                SqlStore(s),
-                runtime.blobs,
-                runtime.settings,
-                actor(p),
-                claim,
-                token,
-                upload,
-                x_capture_signature,
-            )
-            s.flush()
-            return claim_view(s, claim, p)
+            return claim_view(s, visible_claim(s, claim_id, p, lock=False), p)
 
     view = await run_in_threadpool(work)
     await run_in_threadpool(dispatch.submit, claim_id)  # or the tick, once the broker is back

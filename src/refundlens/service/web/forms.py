@@ -148,3 +148,21 @@ async def evidence(
             store, runtime.blobs, actor, claim, kind, statement, upload, settings=runtime.settings
         ),
     )
+
+
+@router.post("/claims/{claim_id}/capture-link")
+def capture_link(request: Request, user: Poster, claim_id: PostedClaim) -> Response:
+    """The buyer asked for a live capture opens the capture page with a new one-time token."""
+    runtime = runtime_of(request)
+    if user.role not in ("buyer", "admin"):  # as the API: the buyer takes its own photos
+        return _back(claim_id, "error=auth.forbidden")
+    try:
+        with runtime.db.session() as session:
+            claim = session.get(Claim, claim_id, with_for_update=True, populate_existing=True)
+            assert claim is not None
+            token, _ = cases.issue_capture_token(
+                SqlStore(session), cases.Actor(user.key_id, user.role), claim, runtime.settings
+            )
+    except RefundlensError as exc:
+        return _back(claim_id, f"error={exc.code}")
+    return RedirectResponse(f"/web/capture/{token}", status_code=303)

@@ -79,12 +79,16 @@ def home(user: MaybeUser) -> Response:
     return RedirectResponse("/web/queue", status_code=303) if user else login_redirect()
 
 
-STATIC = {"refundlens.css": "text/css", "claim.js": "text/javascript"}
+STATIC = {
+    "refundlens.css": "text/css",
+    "claim.js": "text/javascript",
+    "capture.js": "text/javascript",
+}
 
 
 @router.get("/static/{name}")
 def static(name: str) -> Response:
-    """The page's one stylesheet and one script (the CSP allows no inline ones)."""
+    """The pages' stylesheet and scripts (the CSP allows no inline ones)."""
     if name not in STATIC:
         return Response(status_code=404)
     data = resources.files("refundlens.service").joinpath(f"static/{name}").read_bytes()

@@ -1,0 +1,67 @@
+"""One way in for a live capture, from the app's API route and from the capture page alike.
+
+Three steps, so that no transaction waits on decoding or on the reference check (on SQLite one
+open write transaction stops every other writer): read the claim's files; outside any
+transaction, check that each new photo repeats none of them (:func:`refundlens.cases.capture_repeats`);
+then either record the refusal (committed, so the attempt stays on record) and answer it, or
+accept the photos and send the claim back to analysis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from sqlalchemy.orm import Session
+
+from .. import cases
+from ..media import media_from_bytes
+from ..runtime import Runtime
+from ..store.sql.models import Claim
+from ..store.sql.repositories import SqlStore
+
+__all__ = ["take_capture"]
+
+
+def take_capture(
+    runtime: Runtime,
+    actor: cases.Actor,
+    find_claim: Callable[[Session], Claim],
+    token: str,
+    photos: Sequence[tuple[str, bytes]],
+    signature: str | None,
+    via: cases.CaptureVia,
+) -> str:
+    """Accept ``photos`` as the live capture of the claim ``find_claim`` names (it raises when
+    the caller may not act on it) and return the claim's id; a replay raises
+    ``capture.replayed`` after its refusal is committed."""
+    settings = runtime.settings
+    with runtime.db.session() as s:  # rows only: nothing is decoded in a transaction
+        claim_id = find_claim(s).id
+        photo_files, reference_files, _ = cases.input_files(SqlStore(s), claim_id)
+    earlier_photos, references = cases.decode_inputs(
+        runtime.blobs, settings, photo_files, reference_files, runtime.references
+    )
+    earlier = [(f"your claim photo {m.name!r}", m) for m in earlier_photos] + [
+        ("the shop's product photo", m) for m in references
+    ]
+    for name, data in photos:
+        repeats = cases.capture_repeats(media_from_bytes(data, name, settings), earlier, settings)
+        if repeats is not None:
+            with runtime.db.session() as s:
+                refusal = cases.refuse_replayed_capture(
+                    SqlStore(s), runtime.blobs, actor, find_claim(s), token, (name, data), repeats
+                )
+            raise refusal
+    with runtime.db.session() as s:
+        cases.accept_capture(
+            SqlStore(s),
+            runtime.blobs,
+            settings,
+            actor,
+            find_claim(s),
+            token,
+            photos,
+            signature,
+            via=via,
+        )
+    return claim_id

@@ -1,0 +1,145 @@
+"""The buyer's live-capture page, opened from the link of a one-time capture token.
+
+No login: the token in the path is the buyer's capability (whoever holds the link may take the
+photos, once, within the window), as with a password-reset link. The page opens the phone's
+camera and sends two or three frames at once (``static/capture.js``); where the browser has no
+camera API it falls back to a file field that asks for the camera. The POST checks the token
+before it reads a byte of the body, must come from this site, and goes through the same checks
+as the app's capture (``service/live_capture.py``): a photo that repeats the claim's own photo
+or the shop's is refused and recorded; nothing of the analysis is shown.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+from starlette.datastructures import UploadFile
+
+from ... import cases
+from ...errors import RefundlensError
+from ...rendering.i18n import translations
+from ...store.sql.repositories import SqlStore
+from ..live_capture import take_capture
+from .common import file_name, lang, page, runtime_of, same_site
+
+__all__ = ["TOKEN_PATH", "router"]
+
+router = APIRouter(include_in_schema=False)
+
+TOKEN_PATH = re.compile(r"^cap_[0-9a-f]{20}\.[A-Za-z0-9_-]{16,64}$")
+"""What a capture token looks like (``cases.issue_capture_token``): anything else is not looked up."""
+
+
+def _open(request: Request, token: str) -> tuple[str, float] | None:
+    """(claim id, minutes left) if the token may be used now, else None."""
+    if not TOKEN_PATH.match(token):
+        return None
+    try:
+        with runtime_of(request).db.session() as s:
+            claim = cases.capture_claim(SqlStore(s), token)
+            deadline = cases.aware(claim.deadline_at)
+            claim_id = claim.id
+    except RefundlensError:
+        return None
+    left = (deadline - dt.datetime.now(dt.UTC)).total_seconds() / 60 if deadline else 0.0
+    return claim_id, max(0.0, round(left))
+
+
+def _form(
+    request: Request, token: str, opened: tuple[str, float], status: int = 200, **more: object
+) -> Response:
+    settings = runtime_of(request).settings
+    return page(
+        request,
+        "capture.html",
+        status=status,
+        token=token,
+        claim_id=opened[0],
+        minutes_left=opened[1],
+        most=settings.capture_max_photos,
+        least=1,
+        **more,
+    )
+
+
+@router.get("/capture/{token}")
+def capture_page(request: Request, token: str) -> Response:
+    opened = _open(request, token)
+    if opened is None:
+        return page(request, "capture.html", status=404, closed=True)
+    return _form(request, token, opened)
+
+
+def _message(request: Request, exc: RefundlensError) -> str:
+    """The refusal in the buyer's language: one sentence of what to do, then the server's own."""
+    words = translations(lang(request)).gettext
+    hint = {
+        "capture.replayed": words(
+            "This is not a new photo. Take new photos of the item with the camera now."
+        ),
+        "capture.not_live": words(
+            "These photos were not taken just now. Take new photos with the camera now."
+        ),
+        "capture.too_many_photos": words("Too many photos: send at most the number shown."),
+    }.get(exc.code, words("The photos could not be used."))
+    return f"{hint} ({exc.code}: {exc.message})"
+
+
+@router.post("/capture/{token}")
+async def capture_upload(request: Request, token: str) -> Response:
+    runtime = runtime_of(request)
+    settings = runtime.settings
+    if not same_site(request):
+        return page(request, "error.html", status=403, user=None, message="csrf")
+    # The token first: a body is read only for a link that may be used now.
+    opened = await run_in_threadpool(_open, request, token)
+    if opened is None:
+        return page(request, "capture.html", status=404, closed=True)
+    form = await request.form(max_files=settings.capture_max_photos + 1, max_fields=10)
+    files = [f for f in form.getlist("photos") if isinstance(f, UploadFile) and f.filename]
+    photos = []
+    try:
+        if not files:
+            raise RefundlensError("capture.no_photo", "Send at least one photo.")
+        if len(files) > settings.capture_max_photos:
+            raise RefundlensError(
+                "capture.too_many_photos",
+                f"At most {settings.capture_max_photos} photos per live capture.",
+            )
+        for upload in files:
+            data = await upload.read(settings.max_file_bytes + 1)
+            if len(data) > settings.max_file_bytes:
+                raise RefundlensError(
+                    "media.too_large",
+                    f"A photo is over the limit of {settings.max_file_bytes} bytes.",
+                )
+            photos.append((file_name(upload.filename or "live.jpg"), data))
+        actor = cases.Actor(f"capture:{token.partition('.')[0]}", "buyer")
+        claim_id = await run_in_threadpool(
+            take_capture,
+            runtime,
+            actor,
+            lambda s: cases.capture_claim(SqlStore(s), token),
+            token,
+            photos,
+            None,
+            "page",
+        )
+    except RefundlensError as exc:
+        still = await run_in_threadpool(_open, request, token)
+        if still is None:
+            return page(
+                request,
+                "capture.html",
+                status=400,
+                closed=True,
+                error=True,
+                error_message=_message(request, exc),
+            )
+        return _form(request, token, still, 400, error=True, error_message=_message(request, exc))
+    await run_in_threadpool(request.app.state.dispatcher.submit, claim_id)
+    return page(request, "capture.html", status=201, received=True)
