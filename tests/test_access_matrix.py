@@ -67,6 +67,7 @@ REFUSED: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/v1/claims/{claim_id}/appeal"): EVERYONE_BUT({"admin", "merchant", "buyer"}),
     ("POST", "/v1/claims/{claim_id}/assign"): EVERYONE_BUT({"admin", "reviewer"}),
     ("GET", "/v1/audit/verify"): EVERYONE_BUT({"admin"}),
+    ("GET", "/metrics"): EVERYONE_BUT({"admin"}),
 }
 # Routes that are not the API's: the web page (its own tests) and the OpenAPI documents.
 NOT_API = ("/web", "/docs", "/redoc", "/openapi.json")

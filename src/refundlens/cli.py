@@ -663,6 +663,40 @@ def tenants_add(
     typer.echo(f"tenant {tenant_id} ({kind}) added")
 
 
+def _operate(settings: Settings) -> None:
+    """What a long-running command sets up before anything else: its logs (JSON lines by
+    default) and the shared metrics directory (before the first metric is touched)."""
+    from . import logs, metrics
+
+    logs.configure(settings.log_level, json_lines=settings.log_format == "json")
+    metrics.configure(settings.metrics_dir or Path(settings.data_dir) / "metrics")
+
+
+def _metrics_listener(settings: Settings) -> None:
+    """``/metrics`` with no key on ``metrics_host:metrics_port``, for the scraper."""
+    from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+
+    from .metrics import metrics
+    from .service.routes.metrics import read_gauges
+    from .store import Database
+
+    database = Database(settings)
+
+    class _Gauges:
+        """Reads the database's gauges at each scrape, before the samples are summed."""
+
+        def collect(self) -> list[object]:
+            with database.session() as session:
+                read_gauges(session)
+            return []
+
+    metrics()
+    registry = CollectorRegistry()
+    registry.register(_Gauges())  # type: ignore[arg-type]
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=registry)
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
@@ -678,6 +712,7 @@ def serve(
     from .store.sql.models import ApiKey
 
     settings = _settings()
+    _operate(settings)
     database = Database(settings)
     database.upgrade()
     with database.session() as session:
@@ -692,7 +727,11 @@ def serve(
     )
     if token:
         typer.echo(f"admin key (shown once, keep it): {token}")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    if settings.metrics_port:
+        _metrics_listener(settings)
+        typer.echo(f"metrics: http://{settings.metrics_host}:{settings.metrics_port}/metrics")
+    # log_config=None: uvicorn logs through the handler _operate installed (JSON lines).
+    uvicorn.run(create_app(settings), host=host, port=port, log_config=None)
 
 
 @app.command()
@@ -806,7 +845,10 @@ def worker(
     settings = _settings()
     if not settings.broker_url:
         raise _fail("set REFUNDLENS_BROKER_URL (redis://... or amqp://...) to run a worker")
+    _operate(settings)
     from .workers.celery_app import app as celery_app
+
+    celery_app.conf.worker_hijack_root_logger = False  # keep the JSON lines of _operate
 
     argv = ["worker", "--loglevel=INFO", f"--concurrency={concurrency}", "-Q", "refundlens"]
     if beat:

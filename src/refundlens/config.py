@@ -234,6 +234,19 @@ class Settings:
     message was lost with the broker); keep it above the longest wait in the queue."""
     readyz_timeout_seconds: float = 2.0
     """How long ``/readyz`` waits for the broker before reporting it unreachable."""
+    log_format: str = "json"
+    """``json`` (one JSON object per line: docs/operations.md lists the fields) or ``plain``,
+    for ``serve`` and ``worker``."""
+    log_level: str = "info"
+    """The lowest level logged by ``serve`` and ``worker``: debug, info, warning, error."""
+    metrics_dir: str = ""
+    """Where every process of a deployment writes its Prometheus samples (prometheus-client's
+    multiprocess mode); empty = ``data_dir/metrics``. Shared by the API and the workers."""
+    metrics_port: int = 0
+    """A port of its own for ``/metrics`` with no key (for the scraper, on ``metrics_host``);
+    0 = none: ``/metrics`` is served on the API's port to an admin key only."""
+    metrics_host: str = "127.0.0.1"
+    """The address the ``metrics_port`` listener binds (keep it off the public network)."""
     sqlite_busy_timeout_seconds: float = 5.0
     """SQLite: how long a request waits for the write lock before it is answered 503
     ``service.busy`` (with ``Retry-After``)."""

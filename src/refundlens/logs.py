@@ -18,6 +18,7 @@ import contextvars
 import datetime as dt
 import json
 import logging
+import os
 import sys
 import uuid
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ __all__ = [
     "JsonFormatter",
     "bound",
     "configure",
+    "configure_like_parent",
     "context",
     "new_request_id",
     "request_id",
@@ -98,3 +100,16 @@ def configure(level: str = "info", *, json_lines: bool = True) -> None:
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
+    # Child processes (the embedded task pool is spawned, not forked) log the same way.
+    os.environ[_INHERITED] = f"{level}:{'json' if json_lines else 'plain'}"
+
+
+_INHERITED = "REFUNDLENS_LOGGING_SET_UP"
+
+
+def configure_like_parent() -> None:
+    """In a child process: log as the process that started it was configured to (if it was)."""
+    inherited = os.environ.get(_INHERITED)
+    if inherited:
+        level, _, style = inherited.partition(":")
+        configure(level, json_lines=style == "json")

@@ -13,6 +13,7 @@ from ..config import Settings
 from ..errors import NotFound
 from ..media import Media, media_from_bytes
 from ..media.cache import DecodedCache
+from ..metrics import metrics
 from ..store.blobs import BlobStore
 from ..store.interface import Assessment, Claim, Order, Store, VideoFingerprint, new_id, utcnow
 from .actors import SYSTEM, aware
@@ -209,6 +210,7 @@ def fail_analysis(
         claim_id=claim.id,
         details={"attempt": attempt, "error": error[:500]},
     )
+    metrics().analysis_failures.inc()
     failures = unfinished_analyses(store, claim)
     if failures >= settings.analysis_max_attempts:
         _give_up_analysis(store, claim, failures, settings)
@@ -260,6 +262,8 @@ def finish_analysis(
         details={"risk": risk, "action": action, "state": claim.state, "why": why},
     )
     notify(store, claim.merchant_id, "claim.analysed", claim)
+    metrics().claims_analysed.labels(claim.claim_type, action).inc()
+    metrics().claims_routed.labels(claim.claim_type, claim.state).inc()
     if target == ClaimState.AWAITING_MERCHANT:
         notify(
             store,

@@ -10,6 +10,7 @@ from typing import Any, Literal
 from ..config import Settings
 from ..errors import RefundlensError
 from ..media import Media, media_from_bytes
+from ..metrics import metrics
 from ..store.blobs import BlobStore
 from ..store.interface import CaptureToken, Claim, ClaimPhoto, Store, new_id, utcnow
 from .actors import Actor, aware
@@ -55,6 +56,7 @@ def issue_capture_token(
         claim_id=claim.id,
         details={"token": token.id, "expires_at": expires.isoformat()},
     )
+    metrics().capture_requests.labels("link_issued").inc()
     return f"{token.id}.{secret}", expires
 
 
@@ -229,6 +231,7 @@ def accept_capture(
         },
     )
     notify(store, claim.merchant_id, "capture.received", claim)
+    metrics().capture_requests.labels(f"accepted_{via}").inc()
     return items
 
 
@@ -356,6 +359,7 @@ def refuse_replayed_capture(
         claim_id=claim.id,
         details={"code": "capture.replayed", "sha256": sha, "name": photo[0], **repeats},
     )
+    metrics().capture_requests.labels("refused_replay").inc()
     return RefundlensError(
         "capture.replayed",
         f"This photo repeats {repeats['repeats']} ({_how(repeats)}): a live capture must be a new "

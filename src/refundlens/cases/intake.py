@@ -10,6 +10,7 @@ from typing import Any
 from ..config import Settings
 from ..errors import RefundlensError
 from ..media import Media, media_from_bytes
+from ..metrics import metrics
 from ..store.blobs import BlobStore
 from ..store.interface import (
     Claim,
@@ -174,4 +175,5 @@ def create_claim(
         },
     )
     notify(store, order.merchant_id, "claim.received", claim)
+    metrics().claims_received.labels(claim_type).inc()
     return claim

@@ -9,6 +9,7 @@ from typing import Literal, get_args
 
 from ..config import Settings
 from ..errors import RefundlensError
+from ..metrics import metrics
 from ..store.blobs import BlobStore
 from ..store.interface import BankEntry, Claim, Decision, Evidence, Store, new_id, utcnow
 from .actors import SYSTEM, Actor, aware
@@ -183,6 +184,7 @@ def decide(
         claim_id=claim.id,
         details={"reason": reason, "amount": amount, "state": claim.state},
     )
+    metrics().claims_decided.labels(claim.claim_type, decision).inc()
     return claim
 
 

@@ -24,12 +24,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import __version__
 from ..config import Settings, load_settings
 from ..errors import RefundlensError
+from ..metrics import metrics
 from ..runtime import Runtime
 from ..store.crypto import PiiCipher
 from ..workers.runner import Dispatcher
 from . import web
 from .body_limit import BodyLimit
 from .headers import SecurityHeaders
+from .observe import Observe
 from .routes import ROUTERS
 from .schemas import ErrorOut
 
@@ -88,6 +90,7 @@ def _printable(text: str) -> str:
 def _error(
     code: str, message: str, status: int, file: dict[str, object] | None = None
 ) -> JSONResponse:
+    metrics().errors.labels(code).inc()
     error: dict[str, object] = {"code": code, "message": _printable(message)}
     if file is not None:  # which file of an upload with several (RefundlensError.about_file)
         error["file"] = {k: _printable(v) if isinstance(v, str) else v for k, v in file.items()}
@@ -147,6 +150,7 @@ def create_app(
         err = RefundlensError(
             "service.busy", "The database is busy or unreachable; send the request again shortly."
         )
+        metrics().errors.labels(err.code).inc()
         return JSONResponse(
             {"error": err.as_dict()},
             status_code=503,
@@ -187,5 +191,6 @@ def create_app(
         multipart_bytes=(settings.max_photos_per_claim + 1) * settings.max_file_bytes,
         other_bytes=settings.max_body_bytes,
     )
+    app.add_middleware(Observe)  # outermost: every answer, the body limit's 413 too
 
     return app

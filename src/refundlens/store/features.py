@@ -28,10 +28,15 @@ class FeatureFiles:
         return self.root / key[:2] / f"{key}.npz"
 
     def get(self, key: str) -> bytes | None:
+        from ..metrics import metrics
+
         try:
-            return self._path(key).read_bytes()
+            data = self._path(key).read_bytes()
         except OSError:
+            metrics().reference_feature_cache.labels("miss").inc()
             return None
+        metrics().reference_feature_cache.labels("hit").inc()
+        return data
 
     def exists(self, key: str) -> bool:
         return self._path(key).exists()

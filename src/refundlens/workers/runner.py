@@ -30,8 +30,10 @@ _CHILD: dict[str, Runtime] = {}
 
 
 def _child_start(settings: Settings) -> None:
+    from ..logs import configure_like_parent
     from ..threads import one_thread_per_process
 
+    configure_like_parent()
     one_thread_per_process()  # one analysis per process, as in a Celery worker
     _CHILD["runtime"] = Runtime(settings)
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
-from .. import cases
+from .. import cases, logs
+from ..metrics import metrics
 from ..pipeline import analyze
 from ..report import assessment_to_dict, picture_blobs
 from ..runtime import Runtime
@@ -29,8 +31,12 @@ def analyse_claim(runtime: Runtime, claim_id: str) -> str:
         return "skipped"
     heartbeat = Heartbeat(runtime, claim_id, attempt)
     heartbeat.start()
+    started = time.perf_counter()
     try:
-        return _analyse(runtime, claim_id, attempt)
+        with logs.bound(claim_id=claim_id, attempt=attempt):
+            state = _analyse(runtime, claim_id, attempt)
+        metrics().analysis_seconds.observe(time.perf_counter() - started)
+        return state
     except Exception as exc:
         heartbeat.stop()
         with runtime.db.session() as session:

@@ -124,6 +124,11 @@ def deliver_due(runtime: Runtime, limit: int = 100, client: httpx.Client | None 
     finally:
         if client is None:
             own.close()
+    from ..metrics import metrics
+
+    for _event, ok, error, webhook in outcomes:
+        outcome = "delivered" if ok else ("timeout" if "timed out" in error.lower() else "failed")
+        metrics().webhook_deliveries.labels(outcome if webhook else f"channel_{outcome}").inc()
     done = 0
     with runtime.db.session() as session:
         for event_id, ok, error, webhook in outcomes:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from . import audit, capture, claims, evidence, health, orders, review, skus, tenants
+from . import audit, capture, claims, evidence, health, metrics, orders, review, skus, tenants
 
 __all__ = ["ROUTERS"]
 
@@ -18,5 +18,6 @@ ROUTERS: tuple[APIRouter, ...] = (
     review.router,
     capture.router,
     audit.router,
+    metrics.router,
 )
 """In the order the API has always listed them."""
