@@ -199,7 +199,24 @@ def test_logs_are_json_lines_with_request_ids_and_never_a_buyers_name_or_phone(
         assert event["time"].endswith("+00:00")
     tagged = [e for e in events if e.get("request_id") == "req-ops-test-2"]
     assert any(e["event"] == "request" and e["route"] == "/v1/claims" for e in tagged)
-    assert any(e.get("claim_id") == claim_id for e in events)
+    # The analysis ran in the task pool's process, under the request that filed the claim.
+    analysis = [e for e in events if e.get("claim_id") == claim_id]
+    assert any(e.get("request_id") == "req-ops-test-2" for e in analysis), analysis
+    # and the notifications it queued name that request too (webhooks send it as X-Request-ID).
+    from sqlalchemy import select
+
+    from refundlens.store.sql.models import WebhookEvent
+
+    database = Database(Settings(data_dir=str(served.data)))
+    with database.session() as session:
+        bodies = session.execute(
+            select(WebhookEvent.event, WebhookEvent.body).where(WebhookEvent.claim_id == claim_id)
+        ).all()
+    database.dispose()
+    assert {event for event, body in bodies if body.get("request_id") == "req-ops-test-2"} >= {
+        "claim.received",
+        "claim.analysed",
+    }
     everything = "".join(served.lines)
     assert BUYER_NAME not in everything and BUYER_PHONE not in everything
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..logs import request_id
 from ..store.interface import Claim, Store, WebhookEvent, new_id, utcnow
 
 __all__ = ["notify"]
@@ -27,6 +28,11 @@ def notify(
             "action": claim.action,
         }
     body.update(extra or {})
+    # The request that caused the change (the API's X-Request-ID, carried into the analysis),
+    # so that a platform can match the notification to its own call.
+    request = request_id()
+    if request:
+        body["request_id"] = request
     event_id = new_id("evt")
     body["id"] = event_id
     store.outbox.add(

@@ -48,9 +48,9 @@ def _rt() -> Runtime:
 
 
 @app.task(name="refundlens.analyse_claim", bind=True, max_retries=5, default_retry_delay=5)
-def analyse_claim_task(self, claim_id: str) -> str:  # type: ignore[no-untyped-def]
+def analyse_claim_task(self, claim_id: str, request_id: str | None = None) -> str:  # type: ignore[no-untyped-def]
     try:
-        return analyse_claim(_rt(), claim_id)
+        return analyse_claim(_rt(), claim_id, request_id=request_id)
     except Exception as exc:
         raise self.retry(exc=exc) from exc
 

@@ -38,9 +38,9 @@ def _child_start(settings: Settings) -> None:
     _CHILD["runtime"] = Runtime(settings)
 
 
-def _child_analyse(claim_id: str) -> str:
+def _child_analyse(claim_id: str, request_id: str | None = None) -> str:
     try:
-        return analyse_claim(_CHILD["runtime"], claim_id)
+        return analyse_claim(_CHILD["runtime"], claim_id, request_id=request_id)
     except Exception as exc:
         # Recorded in the database already (cases.fail_analysis); the parent only needs to
         # know, and our exceptions do not all survive pickling back.
@@ -92,11 +92,11 @@ class Dispatcher:
         # Claims left unanalysed by a previous run of this process (crash, restart).
         self.run_tick()
 
-    def _run(self, claim_id: str) -> None:
+    def _run(self, claim_id: str, request_id: str | None = None) -> None:
         with self._queued_lock:
             self._queued.discard(claim_id)
         try:
-            self._analyse(claim_id)
+            self._analyse(claim_id, request_id)
             self._retries.pop(claim_id, None)
         except Exception:
             log.exception("analysis of %s failed", claim_id)
@@ -122,13 +122,13 @@ class Dispatcher:
             initargs=(self.settings,),
         )
 
-    def _analyse(self, claim_id: str) -> None:
+    def _analyse(self, claim_id: str, request_id: str | None = None) -> None:
         processes = self._processes
         if processes is None:
-            analyse_claim(self.runtime, claim_id)
+            analyse_claim(self.runtime, claim_id, request_id=request_id)
             return
         try:
-            processes.submit(_child_analyse, claim_id).result()
+            processes.submit(_child_analyse, claim_id, request_id).result()
         except BrokenProcessPool:
             # A process died mid-analysis (killed, out of memory, a crash in a decoder): the
             # pool cannot be used again. Replace it; the attempt counts as a failure.
@@ -259,11 +259,17 @@ class Dispatcher:
         return True
 
     def hand_off(self, claim_id: str) -> None:
-        """Give the claim to the broker (or the in-process pool); raises when that fails."""
+        """Give the claim to the broker (or the in-process pool); raises when that fails. The
+        request that asked for it (its id, from the logs' context) goes with it, so the
+        analysis' log lines and notifications carry it."""
+        from ..logs import request_id
+
+        rid = request_id()
         if self.celery:
             self._producer().send_task(
                 "refundlens.analyse_claim",
                 args=[claim_id],
+                kwargs={"request_id": rid} if rid else {},
                 queue="refundlens",
                 retry=True,
                 retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.5},
@@ -273,9 +279,9 @@ class Dispatcher:
                 if claim_id in self._queued:
                     return
                 self._queued.add(claim_id)
-            self._pool.submit(self._run, claim_id)
+            self._pool.submit(self._run, claim_id, rid)
         else:
-            self._run(claim_id)
+            self._run(claim_id, rid)
 
     def run_tick(self) -> None:
         try:

@@ -19,12 +19,17 @@ __all__ = ["Heartbeat", "analyse_claim", "process_packing_video", "tick"]
 log = logging.getLogger("refundlens.workers")
 
 
-def analyse_claim(runtime: Runtime, claim_id: str) -> str:
+def analyse_claim(runtime: Runtime, claim_id: str, *, request_id: str | None = None) -> str:
     """Analyse one claim end to end; safe to run twice (a stale attempt records nothing).
 
     An analysis that raises is recorded as failed (``cases.fail_analysis``: the error in the
     audit log, and after ``analysis_max_attempts`` failures the claim goes to a person) and the
     error is raised again, for Celery's retry or the in-process runner's log."""
+    with logs.bound(request_id=request_id, claim_id=claim_id):
+        return _attempt(runtime, claim_id)
+
+
+def _attempt(runtime: Runtime, claim_id: str) -> str:
     with runtime.db.session() as session:
         attempt = cases.start_analysis(SqlStore(session), claim_id, runtime.settings)
     if attempt is None:
@@ -33,7 +38,7 @@ def analyse_claim(runtime: Runtime, claim_id: str) -> str:
     heartbeat.start()
     started = time.perf_counter()
     try:
-        with logs.bound(claim_id=claim_id, attempt=attempt):
+        with logs.bound(attempt=attempt):
             state = _analyse(runtime, claim_id, attempt)
         metrics().analysis_seconds.observe(time.perf_counter() - started)
         return state

@@ -114,6 +114,7 @@ def deliver_due(runtime: Runtime, limit: int = 100, client: httpx.Client | None 
                     headers={
                         "Content-Type": "application/json",
                         "X-Refundlens-Event-Id": event_id,
+                        "X-Request-ID": str(body_json.get("request_id") or event_id),
                         "X-Refundlens-Signature": sign(secret, body),
                     },
                 )
