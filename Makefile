@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench lint venv clean system-deps serve openapi fuzz fuzz-api
+.PHONY: demo test bench lint venv clean system-deps serve openapi fuzz fuzz-api soak
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,15 @@ bench: $(STAMP)
 # The claims service on the embedded default (SQLite + in-process tasks in ./refundlens-data).
 serve: $(STAMP)
 	$(VENV)/bin/refundlens serve
+
+# Soak test with faults on the real components (PostgreSQL, Redis, the API, two Celery workers,
+# a webhook receiver; bench/soak.py): SOAK_SECONDS of load at SOAK_RATE claims/s while a worker is
+# SIGKILLed, Redis restarted, PostgreSQL stopped for 20 s and the webhook hangs; then every claim
+# is checked. Under 10 minutes; writes bench/results/soak.md. Not part of `make test` or CI.
+SOAK_SECONDS ?= 300
+SOAK_RATE ?= 0.5
+soak: $(STAMP)
+	$(PY) -m bench.soak --duration $(SOAK_SECONDS) --rate $(SOAK_RATE)
 
 # Regenerate docs/openapi.json after an API change (a test compares it with the running API).
 openapi: $(STAMP)
