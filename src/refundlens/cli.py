@@ -377,6 +377,11 @@ app.add_typer(db_app, name="db")
 app.add_typer(audit_app, name="audit")
 app.add_typer(keys_app, name="keys")
 app.add_typer(tenants_app, name="tenants")
+backup_app = typer.Typer(
+    help="Back up and restore the database and the blob store (docs/operations.md).",
+    no_args_is_help=True,
+)
+app.add_typer(backup_app, name="backup")
 bank_app = typer.Typer(
     help="The bank of confirmed forgeries, shared between platforms as signed files.",
     no_args_is_help=True,
@@ -559,6 +564,50 @@ def audit_verify() -> None:
         f"refundlens: audit log broken at entry {problem.seq}: {problem.problem} ({checked} entries before it verified)\n"
     )
     raise typer.Exit(1)
+
+
+@backup_app.command("create")
+def backup_create(
+    out: Annotated[Path, typer.Argument(help="A new folder for the backup.")],
+) -> None:
+    """Back up the database (SQLite's backup API, or pg_dump) and the blobs into OUT. The PII
+    key is not in it: keep that apart, in your secret store."""
+    from .store.backup import create_backup
+
+    settings = _settings()
+    _existing_database(settings).dispose()
+    try:
+        report = create_backup(settings, out)
+    except RefundlensError as exc:
+        raise _fail(f"error [{exc.code}] {exc.message}") from exc
+    typer.echo(
+        f"backup of the {report.database} database written to {out}: {report.blobs} blobs, "
+        f"{report.audit_entries} audit entries (head {report.audit_head[:12]})"
+    )
+
+
+@backup_app.command("restore")
+def backup_restore(
+    folder: Annotated[Path, typer.Argument(help="A folder written by `backup create`.")],
+) -> None:
+    """Restore a backup into an empty database and data folder, then verify the audit chain
+    and every file the database names; exit 1 if a file is missing."""
+    from .store.backup import restore_backup
+
+    try:
+        report = restore_backup(_settings(), folder)
+    except RefundlensError as exc:
+        raise _fail(f"error [{exc.code}] {exc.message}") from exc
+    typer.echo(
+        f"restored the {report.database} database and {report.blobs} blobs from {folder}; "
+        f"audit log intact: {report.audit_entries} entries, chain verified"
+    )
+    if report.missing_blobs:
+        sys.stderr.write(
+            f"refundlens: {len(report.missing_blobs)} files the database names are missing: "
+            f"{', '.join(report.missing_blobs[:5])}\n"
+        )
+        raise typer.Exit(1)
 
 
 @keys_app.command("create")

@@ -1,0 +1,271 @@
+"""Back up and restore the service's data: the database and the content-addressed blob store.
+
+A backup is a folder::
+
+    manifest.json     what was taken, when, from which kind of database, the audit head
+    database.sqlite   the embedded SQLite database (SQLite's online backup API), or
+    database.pgdump   PostgreSQL's custom-format dump (``pg_dump -Fc``; restored by pg_restore)
+    blobs/ab/cdef...  every blob, by its sha256 (as in ``<data_dir>/blobs``)
+    features/...      reference features (``<data_dir>/features``), where present
+
+The database is taken first, the blobs after: a blob is written before the row that names it
+commits, so every blob the database copy refers to is already there when the blobs are copied
+(blobs written meanwhile are extra and harmless: nothing refers to them). The PII key is never
+in a backup (``pii_key``, or ``<data_dir>/pii.key`` for the embedded default): keep it in your
+secret store, apart from the backups, and give it back to the restored service.
+
+:func:`restore` refuses a non-empty target, checks every blob against its name while copying
+it, then verifies the audit chain and that every file a claim, SKU, order or evidence names is
+present and intact.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import inspect, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+
+from ..config import Settings
+from ..errors import RefundlensError
+from .sql.db import Database, sqlite_path
+
+__all__ = ["BackupReport", "create_backup", "restore_backup"]
+
+FORMAT = 1
+
+
+@dataclass(frozen=True)
+class BackupReport:
+    """What a backup holds or a restore brought back."""
+
+    folder: Path
+    database: str  # sqlite | postgresql
+    blobs: int
+    audit_entries: int
+    audit_head: str
+    missing_blobs: tuple[str, ...] = ()
+
+
+def _libpq_url(url: str) -> str:
+    """``postgresql+psycopg://...`` as pg_dump and pg_restore read it."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def _tool(name: str) -> str:
+    found = shutil.which(name)
+    if found is None:
+        raise RefundlensError(
+            "backup.tool_missing",
+            f"{name} is not on PATH: install PostgreSQL's client tools (Debian: postgresql-client) "
+            "of the server's major version or newer.",
+        )
+    return found
+
+
+def _audit_head(database: Database) -> tuple[int, str]:
+    from .sql.models import AuditHead
+
+    with database.session() as session:
+        head = session.execute(select(AuditHead).where(AuditHead.id == 1)).scalar_one_or_none()
+        return (head.seq, head.entry_hash) if head is not None else (0, "0" * 64)
+
+
+def _copy_tree_checked(source: Path, target: Path, check: bool) -> int:
+    """Copy a blob folder file by file; with ``check``, each file's sha256 must be its name."""
+    count = 0
+    if not source.is_dir():
+        return 0
+    for path in sorted(source.rglob("*")):
+        if not path.is_file():
+            continue
+        relative = path.relative_to(source)
+        if check:
+            name = "".join(relative.parts)
+            if len(name) != 64:  # a temporary file of an interrupted write: not a blob
+                continue
+            if hashlib.sha256(path.read_bytes()).hexdigest() != name:
+                raise RefundlensError(
+                    "backup.blob_corrupt",
+                    f"blob {name} in {source} does not match its sha256: refusing it.",
+                )
+        destination = target / relative
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, destination)
+        count += 1
+    return count
+
+
+def _sqlite_copy(source: Path, target: Path) -> None:
+    # SQLite's online backup API: a consistent copy while the service keeps writing (WAL).
+    with closing(sqlite3.connect(source)) as src, closing(sqlite3.connect(target)) as dst:
+        src.backup(dst)
+
+
+def create_backup(settings: Settings, out: Path) -> BackupReport:
+    """Write a backup of ``settings``' database and blobs into the new folder ``out``."""
+    if out.exists() and any(out.iterdir()):
+        raise RefundlensError("backup.target_not_empty", f"{out} exists and is not empty.")
+    out.mkdir(parents=True, exist_ok=True)
+    database = Database(settings)
+    try:
+        seq, head = _audit_head(database)
+        kind = database.engine.dialect.name
+        if kind == "sqlite":
+            path = sqlite_path(settings)
+            assert path is not None
+            _sqlite_copy(path, out / "database.sqlite")
+            dump = out / "database.sqlite"
+        else:
+            dump = out / "database.pgdump"
+            subprocess.run(
+                [
+                    _tool("pg_dump"),
+                    "--format=custom",
+                    "--no-owner",
+                    "--no-privileges",
+                    f"--file={dump}",
+                    _libpq_url(database.url),
+                ],
+                check=True,
+                capture_output=True,
+            )
+    except subprocess.CalledProcessError as exc:
+        raise RefundlensError(
+            "backup.failed", f"pg_dump failed: {exc.stderr.decode(errors='replace').strip()}"
+        ) from exc
+    finally:
+        database.dispose()
+    data_dir = Path(settings.data_dir)
+    blobs = _copy_tree_checked(data_dir / "blobs", out / "blobs", check=False)
+    _copy_tree_checked(data_dir / "features", out / "features", check=False)
+    manifest: dict[str, Any] = {
+        "format": FORMAT,
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "database": kind,
+        "database_file": dump.name,
+        "database_sha256": hashlib.sha256(dump.read_bytes()).hexdigest(),
+        "audit_entries": seq,
+        "audit_head": head,
+        "blobs": blobs,
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+    return BackupReport(out, kind, blobs, seq, head)
+
+
+def _read_manifest(folder: Path) -> dict[str, Any]:
+    try:
+        manifest: dict[str, Any] = json.loads((folder / "manifest.json").read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise RefundlensError(
+            "backup.unreadable", f"{folder} is not a refundlens backup: {exc}"
+        ) from exc
+    if manifest.get("format") != FORMAT:
+        raise RefundlensError("backup.unreadable", f"unknown backup format in {folder}")
+    dump = folder / str(manifest["database_file"])
+    if hashlib.sha256(dump.read_bytes()).hexdigest() != manifest["database_sha256"]:
+        raise RefundlensError(
+            "backup.blob_corrupt", f"{dump} does not match the sha256 in its manifest."
+        )
+    return manifest
+
+
+def restore_backup(settings: Settings, folder: Path) -> BackupReport:
+    """Restore the backup in ``folder`` into ``settings``' (empty) database and data folder,
+    then verify the audit chain and the files the database names."""
+    manifest = _read_manifest(folder)
+    database = Database(settings)
+    kind = database.engine.dialect.name
+    try:
+        if manifest["database"] != kind:
+            raise RefundlensError(
+                "backup.wrong_database",
+                f"this backup holds a {manifest['database']} database; the target is {kind}.",
+            )
+        try:
+            tables = inspect(database.engine).get_table_names()
+        except OperationalError as exc:
+            raise RefundlensError(
+                "backup.failed", f"cannot reach the target database: {exc.orig}"
+            ) from exc
+        if tables:
+            raise RefundlensError(
+                "backup.target_not_empty",
+                "the target database already has tables: restore into a new, empty one.",
+            )
+        if kind == "sqlite":
+            database.dispose()
+            path = sqlite_path(settings)
+            assert path is not None
+            for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+                leftover.unlink(missing_ok=True)
+            with (
+                sqlite3.connect(folder / "database.sqlite") as source,
+                sqlite3.connect(path) as copy,
+            ):
+                source.backup(copy)
+        else:
+            subprocess.run(
+                [
+                    _tool("pg_restore"),
+                    "--no-owner",
+                    "--no-privileges",
+                    "--exit-on-error",
+                    f"--dbname={_libpq_url(database.url)}",
+                    str(folder / "database.pgdump"),
+                ],
+                check=True,
+                capture_output=True,
+            )
+    except subprocess.CalledProcessError as exc:
+        raise RefundlensError(
+            "backup.failed", f"pg_restore failed: {exc.stderr.decode(errors='replace').strip()}"
+        ) from exc
+    finally:
+        database.dispose()
+    data_dir = Path(settings.data_dir)
+    os.makedirs(data_dir, exist_ok=True)
+    blobs = _copy_tree_checked(folder / "blobs", data_dir / "blobs", check=True)
+    _copy_tree_checked(folder / "features", data_dir / "features", check=False)
+    return _verify_restored(settings, folder, blobs)
+
+
+def _verify_restored(settings: Settings, folder: Path, blobs: int) -> BackupReport:
+    from .blobs import BlobStore
+    from .sql import audit
+    from .sql.models import ClaimPhoto, Evidence, OrderReference, ReferencePhoto
+
+    database = Database(settings)
+    store = BlobStore(Path(settings.data_dir) / "blobs")
+    try:
+        with database.session() as session:
+            _checked, problem = audit.verify(session)
+            if problem is not None:
+                raise RefundlensError(
+                    "backup.audit_broken",
+                    f"the restored audit log is broken at entry {problem.seq}: {problem.problem}",
+                )
+            named: set[str] = set()
+            for column in (
+                ClaimPhoto.sha256,
+                ReferencePhoto.sha256,
+                OrderReference.sha256,
+                Evidence.sha256,
+            ):
+                named |= {sha for sha in session.execute(select(column)).scalars() if sha}
+        missing = tuple(sorted(sha for sha in named if not store.exists(sha)))
+        seq, head = _audit_head(database)
+    finally:
+        database.dispose()
+    return BackupReport(folder, database.engine.dialect.name, blobs, seq, head, missing)
