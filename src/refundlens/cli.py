@@ -670,6 +670,35 @@ def keys_list() -> None:
     Console(width=max(Console().width, 140)).print(table)
 
 
+@keys_app.command("rotate-pii")
+def keys_rotate_pii() -> None:
+    """Seal every buyer's personal data again under the first PII key (``pii_key``: new key
+    first, then the old; docs/operations.md). Afterwards the old key can be dropped."""
+    from sqlalchemy import select
+
+    from .store.crypto import PiiCipher
+    from .store.sql import audit
+    from .store.sql.models import Order
+
+    settings = _settings()
+    database = _existing_database(settings)
+    cipher = PiiCipher.from_settings(settings)
+    try:
+        with database.session() as session:
+            orders = session.execute(
+                select(Order).where(Order.buyer_pii.is_not(None)).with_for_update()
+            ).scalars()
+            count = 0
+            for order in orders:
+                assert order.buyer_pii is not None
+                order.buyer_pii = cipher.reseal(order.buyer_pii)
+                count += 1
+            audit.append(session, "cli", "pii.resealed", details={"orders": count})
+    except RefundlensError as exc:
+        raise _fail(f"error [{exc.code}] {exc.message}") from exc
+    typer.echo(f"personal data of {count} orders sealed under the first PII key")
+
+
 @keys_app.command("revoke")
 def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (rlk_...).")]) -> None:
     """Revoke a key at once: the API refuses it and its web sessions end (on the record)."""
