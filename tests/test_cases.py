@@ -185,6 +185,39 @@ def test_webhooks_are_retried_with_backoff_and_carry_a_stable_event_id(tmp_path:
     assert len(seen) == 2 and seen[0][0] == seen[1][0] and all(ok for _, ok in seen)
 
 
+def test_an_endpoint_that_hangs_costs_a_round_one_timeout_not_one_per_event(
+    tmp_path: Path,
+) -> None:
+    """The soak test's finding: deliveries run on a worker that also analyses, and a hanging
+    endpoint with many events held it for a timeout each."""
+    runtime = Runtime(Settings(data_dir=str(tmp_path)))
+    runtime.db.upgrade()
+    with runtime.db.session() as session:
+        for shop, url in (("hangs", "http://hangs.test/hook"), ("fine", "http://fine.test/hook")):
+            session.add(
+                Tenant(id=shop, kind="merchant", name=shop, webhook_url=url, webhook_secret="k")
+            )
+        session.flush()
+        for shop in ("hangs",) * 5 + ("fine",) * 2:
+            session.add(
+                WebhookEvent(id=new_id("evt"), tenant_id=shop, event="claim.received", body={})
+            )
+    tried: list[str] = []
+
+    def receiver(request: httpx.Request) -> httpx.Response:
+        tried.append(request.url.host)
+        if request.url.host == "hangs.test":
+            raise httpx.ReadTimeout("the endpoint did not answer", request=request)
+        return httpx.Response(200)
+
+    delivered = deliver_due(runtime, client=httpx.Client(transport=httpx.MockTransport(receiver)))
+    assert delivered == 2
+    assert tried.count("hangs.test") == 1 and tried.count("fine.test") == 2
+    with runtime.db.session() as session:
+        waiting = session.query(WebhookEvent).filter(WebhookEvent.tenant_id == "hangs").all()
+        assert len(waiting) == 5 and all(e.status == "pending" and e.attempts == 1 for e in waiting)
+
+
 class RecordingChannel:
     """A channel for the test below: what an SMS gateway would receive."""
 

@@ -132,8 +132,14 @@ def test_serve_prints_the_url_and_an_admin_key_once_and_answers(tmp_path: Path) 
     )
     try:
         assert again.stdout is not None
-        seen = [again.stdout.readline() for _ in range(2)]
-        assert any("serving on" in line for line in seen)
+        # Log lines (JSON) may come first: read to the banner, then the two lines after it,
+        # where a first start prints the key.
+        seen: list[str] = []
+        while not any("serving on" in line for line in seen):
+            line = again.stdout.readline()
+            assert line and len(seen) < 50, "".join(seen)
+            seen.append(line)
+        seen += [again.stdout.readline() for _ in range(2)]
         assert not any("admin key" in line for line in seen)
     finally:
         again.terminate()

@@ -96,8 +96,18 @@ def deliver_due(runtime: Runtime, limit: int = 100, client: httpx.Client | None 
     from .channels import load_channel
 
     channel = load_channel(runtime.settings.notification_channel)
+    # An endpoint that does not answer (a timeout, a refused connection) is not tried again in
+    # the same round: its other events fail fast and wait for their backoff, so that one hanging
+    # endpoint costs the round one timeout, not one per event (the round runs on a worker that
+    # also analyses claims).
+    unreachable: set[str] = set()
     try:
         for event_id, body_json, url, secret in jobs:
+            if url is not None and url in unreachable:
+                outcomes.append(
+                    (event_id, False, "not tried: the endpoint failed this round", True)
+                )
+                continue
             if url is None:
                 # No webhook: the pluggable channel (SMS, e-mail; the log by default).
                 try:
@@ -121,7 +131,8 @@ def deliver_due(runtime: Runtime, limit: int = 100, client: httpx.Client | None 
                 ok = 200 <= response.status_code < 300
                 outcomes.append((event_id, ok, "" if ok else f"HTTP {response.status_code}", True))
             except httpx.HTTPError as exc:
-                outcomes.append((event_id, False, str(exc), True))
+                unreachable.add(url)
+                outcomes.append((event_id, False, str(exc) or type(exc).__name__, True))
     finally:
         if client is None:
             own.close()
