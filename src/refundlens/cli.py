@@ -26,8 +26,8 @@ from .config import Settings, SettingsError, load_settings
 from .detectors.base import OrderFacts
 from .errors import RefundlensError
 from .fusion import Policy, load_policy
-from .media import Media, load_media, utc_offset
-from .pipeline import Assessment, analyze
+from .media import AnimatedMediaError, Media, load_media, utc_offset
+from .pipeline import Assessment, analyze, describe_refusal
 from .report import assessment_to_dict, write_finding_pictures, write_pictures
 
 if TYPE_CHECKING:
@@ -98,7 +98,23 @@ def _print_human(assessment: Assessment, lang: str, console: Console) -> None:
 
 
 def _load_all(paths: Sequence[Path], settings: Settings) -> list[Media]:
-    return [load_media(p, settings) for p in paths]
+    try:
+        return [load_media(p, settings) for p in paths]
+    except RefundlensError as exc:  # a refused file still says what its metadata reads
+        raise describe_refusal(exc, settings) from None
+
+
+def _refusal_note(exc: RefundlensError) -> str:
+    """' (its metadata: ...)' for an error whose file's metadata named a generator or a label."""
+    found = exc.facts.get("provenance")
+    if not isinstance(found, list) or not found:
+        return ""
+    said = [
+        f"{f['code']} {f['facts'].get('generator') or f['facts'].get('producer_service') or ''}".strip()
+        for f in found
+        if isinstance(f, dict)
+    ]
+    return f" (its metadata: {'; '.join(said)})"
 
 
 def _moment(value: str | None, flag: str, settings: Settings) -> datetime | None:
@@ -201,7 +217,7 @@ def check(
         references = _load_all(ref or [], settings)
         claim_media = _load_all(claims, settings)
     except RefundlensError as exc:
-        raise _fail(f"error [{exc.code}] {exc.message}") from exc
+        raise _fail(f"error [{exc.code}] {exc.message}{_refusal_note(exc)}") from exc
     assessment = analyze(claim_media, references, settings=settings, policy=policy, order=order)
     result = _write_outputs(assessment, out)
     if as_json:
@@ -340,6 +356,12 @@ def explain(
     settings = _settings()
     try:
         media = load_media(file, settings)
+    except AnimatedMediaError as exc:
+        if exc.still is None:
+            raise _fail(f"error [{exc.code}] {exc.message}") from exc
+        # Refused as a claim, yet its metadata is a fact a reviewer may want: explain it.
+        sys.stderr.write(f"refundlens: refused as a claim [{exc.code}] {exc.message}\n")
+        media = exc.still
     except RefundlensError as exc:
         raise _fail(f"error [{exc.code}] {exc.message}") from exc
     facts = explain_facts(media, settings)

@@ -116,6 +116,10 @@ class Settings:
     provenance_generators_path: str = ""
     """YAML file of extra generator traces, added to the bundled ``generators.yaml``; empty = none."""
 
+    provenance_producers_path: str = ""
+    """YAML file of extra producers (service, names, codes, source), added to the bundled
+    ``producers.yaml``: the service a label's ContentProducer names; empty = none."""
+
     c2pa_trust_anchors_path: str = ""
     """PEM bundle of C2PA trust anchors; empty = no signer is trusted (manifests still count)."""
 
