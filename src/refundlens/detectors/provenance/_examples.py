@@ -7,6 +7,7 @@ import io
 import json
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, PngImagePlugin
@@ -167,6 +168,40 @@ def dreamina_jpeg(field: int = 0x9286) -> bytes:
 def label_in_image_description(label: str = "1", **changes: str) -> bytes:
     """The GB 45438 JSON label in EXIF ImageDescription, as cloud generation APIs write it."""
     return jpeg_with_exif_text({0x010E: label_json(label, **changes)})
+
+
+def draw_mark(
+    base: Image.Image,
+    height: int,
+    corner: str,
+    opacity: float,
+    font_path: str | Path,
+    text: str = "AI生成",
+) -> bytes:
+    """``base`` with ``text`` drawn ``height`` px tall in ``corner`` at ``opacity``, as services
+    draw their visible labels (white, a thin dark outline, half its height from the edges), saved
+    as JPEG q85. ``font_path``: a CJK font (fonts-wqy-microhei)."""
+    from PIL import ImageDraw, ImageFont
+
+    font = ImageFont.truetype(str(font_path), height)
+    layer = Image.new("RGBA", base.size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(layer)
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+    margin = max(4, height // 2)
+    x = base.width - (right - left) - margin if "right" in corner else margin
+    y = base.height - (bottom - top) - margin - top if "bottom" in corner else margin - top
+    alpha = round(255 * opacity)
+    draw.text(
+        (x, y),
+        text,
+        font=font,
+        fill=(255, 255, 255, alpha),
+        stroke_width=max(1, height // 14),
+        stroke_fill=(0, 0, 0, round(alpha * 0.6)),
+    )
+    out = io.BytesIO()
+    Image.alpha_composite(base.convert("RGBA"), layer).convert("RGB").save(out, "JPEG", quality=85)
+    return out.getvalue()
 
 
 def _case(data: bytes, name: str) -> tuple[Media, Context]:
