@@ -448,7 +448,10 @@ def bank_export(out: Annotated[Path, typer.Option(help="The signed bank file to 
         )
         # Buyer ids leave only as HMAC under the key the platforms agree on, computed now.
         from .reuse.bank import buyer_hmac
+        from .store import BlobStore
         from .store.sql.models import Claim
+
+        blobs = BlobStore(f"{settings.data_dir}/blobs")
 
         entries = []
         for r in rows:
@@ -456,17 +459,46 @@ def bank_export(out: Annotated[Path, typer.Option(help="The signed bank file to 
             keyed = (
                 buyer_hmac(settings.bank_buyer_hmac_key, owner.buyer_id) if owner else r.buyer_hmac
             )
-            entries.append(
-                {
-                    "pdq": r.pdq,
-                    "codes": list(r.codes),
-                    "confirmed_at": r.confirmed_at.date().isoformat(),
-                    "buyer": keyed,
-                }
-            )
+            entry: dict[str, Any] = {
+                "pdq": r.pdq,
+                "codes": list(r.codes),
+                "confirmed_at": r.confirmed_at.date().isoformat(),
+                "buyer": keyed,
+            }
+            local = _local_print_of(session, blobs, r.claim_id, r.pdq) if r.claim_id else None
+            if local is not None:
+                entry["local"] = local  # keypoint descriptors: a cropped copy still matches
+            entries.append(entry)
     document = sign_bank(settings.bank_name, settings.bank_name, entries, key)
     out.write_text(_json.dumps(document, ensure_ascii=False, indent=1), encoding="utf-8")
     typer.echo(f"{len(entries)} entries of bank {settings.bank_name!r} signed and written to {out}")
+
+
+def _local_print_of(session: Any, blobs: Any, claim_id: str, pdq: str) -> str | None:
+    """The local print (``reuse.prints``) of the claim photo whose whole-image PDQ is ``pdq``, or
+    None where the photo is no longer kept: computed at export, so that only descriptors leave."""
+    from sqlalchemy import select
+
+    from .errors import RefundlensError
+    from .media import media_from_bytes
+    from .reuse.prints import local_print
+    from .store.sql.models import ClaimFingerprint
+
+    row = session.execute(
+        select(ClaimFingerprint).where(
+            ClaimFingerprint.claim_id == claim_id,
+            ClaimFingerprint.pdq == pdq,
+            ClaimFingerprint.variant == "full",
+        )
+    ).scalar()
+    if row is None:
+        return None
+    try:
+        media = media_from_bytes(blobs.get(row.photo_sha256), "bank.jpg")
+    except (RefundlensError, OSError, KeyError):
+        return None
+    found = local_print(media.analysis)
+    return found.to_text() if len(found) else None
 
 
 @bank_app.command("import")
