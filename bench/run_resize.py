@@ -237,8 +237,8 @@ def main() -> None:
         "|---|---|---|---|---|",
         *_table(rows, before, size_bin),
         "",
-        f"Kernel modelled (chosen when it explains the claim at least 10% better than the plain "
-        f"warp): {dict(collections.Counter(r['modelled'] for r in rows))}. Factors {FACTORS}, "
+        f"Kernel modelled (chosen when its mean error is at least 5% below the plain warp's): "
+        f"{dict(collections.Counter(r['modelled'] for r in rows))}. Factors {FACTORS}, "
         f"kernels {KERNELS}.",
         "",
     ]
