@@ -476,7 +476,8 @@ def bank_export(out: Annotated[Path, typer.Option(help="The signed bank file to 
 
 def _local_print_of(session: Any, blobs: Any, claim_id: str, pdq: str) -> str | None:
     """The local print (``reuse.prints``) of the claim photo whose whole-image PDQ is ``pdq``, or
-    None where the photo is no longer kept: computed at export, so that only descriptors leave."""
+    None where the photo is no longer kept, or for the entries of its centre crops (the print
+    already matches crops): computed at export, so that only descriptors leave."""
     from sqlalchemy import select
 
     from .errors import RefundlensError
