@@ -195,6 +195,11 @@ def test_a_confirmed_forgery_travels_to_another_platform_as_a_signed_bank_and_is
         and "buyer-1" not in bank_file.read_text()
         and "500" not in json.dumps(document["entries"])
     )
+    # format 2: the photo's whole-image entry also carries its local print (descriptors, no
+    # pixels); the entries of its centre crops do not repeat it
+    assert document["format"] == "refundlens-bank/2"
+    prints = [e["local"] for e in document["entries"] if "local" in e]
+    assert prints and all(p.startswith("orb1:") for p in prints)
 
     # A second platform with its own database trusts platform-one's key.
     trusted = tmp_path / "trusted.txt"

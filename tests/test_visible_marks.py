@@ -81,3 +81,17 @@ def test_ocr_can_be_turned_off_by_setting() -> None:
     findings = ProvenanceDetector().analyze(media, Context(settings=Settings(ocr_enabled=False)))
     assert all(not f.code.startswith("provenance.visible") for f in findings)
     assert np.isfinite(sum(f.strength for f in findings))
+
+
+def test_small_semi_transparent_label_is_read(font: ImageFont.FreeTypeFont) -> None:
+    """An 18 px "AI生成" at 60% opacity (bench/visible_marks.py draws it as services do)."""
+    from refundlens.detectors.provenance._examples import draw_mark
+
+    with resources.as_file(
+        resources.files("refundlens") / "samples" / "claim_unrelated.jpg"
+    ) as path:
+        base = Image.open(path).convert("RGB")
+    for corner in ("top-left", "bottom-right"):
+        findings = _findings(draw_mark(base, 18, corner, 0.6, FONT))
+        (finding,) = [f for f in findings if f.code == "provenance.visible_ai_mark"]
+        assert finding.facts["corner"] == corner

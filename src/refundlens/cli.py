@@ -26,8 +26,8 @@ from .config import Settings, SettingsError, load_settings
 from .detectors.base import OrderFacts
 from .errors import RefundlensError
 from .fusion import Policy, load_policy
-from .media import Media, load_media, utc_offset
-from .pipeline import Assessment, analyze
+from .media import AnimatedMediaError, Media, load_media, utc_offset
+from .pipeline import Assessment, analyze, describe_refusal
 from .report import assessment_to_dict, write_finding_pictures, write_pictures
 
 if TYPE_CHECKING:
@@ -98,7 +98,23 @@ def _print_human(assessment: Assessment, lang: str, console: Console) -> None:
 
 
 def _load_all(paths: Sequence[Path], settings: Settings) -> list[Media]:
-    return [load_media(p, settings) for p in paths]
+    try:
+        return [load_media(p, settings) for p in paths]
+    except RefundlensError as exc:  # a refused file still says what its metadata reads
+        raise describe_refusal(exc, settings) from None
+
+
+def _refusal_note(exc: RefundlensError) -> str:
+    """' (its metadata: ...)' for an error whose file's metadata named a generator or a label."""
+    found = exc.facts.get("provenance")
+    if not isinstance(found, list) or not found:
+        return ""
+    said = [
+        f"{f['code']} {f['facts'].get('generator') or f['facts'].get('producer_service') or ''}".strip()
+        for f in found
+        if isinstance(f, dict)
+    ]
+    return f" (its metadata: {'; '.join(said)})"
 
 
 def _moment(value: str | None, flag: str, settings: Settings) -> datetime | None:
@@ -201,7 +217,7 @@ def check(
         references = _load_all(ref or [], settings)
         claim_media = _load_all(claims, settings)
     except RefundlensError as exc:
-        raise _fail(f"error [{exc.code}] {exc.message}") from exc
+        raise _fail(f"error [{exc.code}] {exc.message}{_refusal_note(exc)}") from exc
     assessment = analyze(claim_media, references, settings=settings, policy=policy, order=order)
     result = _write_outputs(assessment, out)
     if as_json:
@@ -340,6 +356,12 @@ def explain(
     settings = _settings()
     try:
         media = load_media(file, settings)
+    except AnimatedMediaError as exc:
+        if exc.still is None:
+            raise _fail(f"error [{exc.code}] {exc.message}") from exc
+        # Refused as a claim, yet its metadata is a fact a reviewer may want: explain it.
+        sys.stderr.write(f"refundlens: refused as a claim [{exc.code}] {exc.message}\n")
+        media = exc.still
     except RefundlensError as exc:
         raise _fail(f"error [{exc.code}] {exc.message}") from exc
     facts = explain_facts(media, settings)
@@ -431,7 +453,10 @@ def bank_export(out: Annotated[Path, typer.Option(help="The signed bank file to 
         )
         # Buyer ids leave only as HMAC under the key the platforms agree on, computed now.
         from .reuse.bank import buyer_hmac
+        from .store import BlobStore
         from .store.sql.models import Claim
+
+        blobs = BlobStore(f"{settings.data_dir}/blobs")
 
         entries = []
         for r in rows:
@@ -439,17 +464,47 @@ def bank_export(out: Annotated[Path, typer.Option(help="The signed bank file to 
             keyed = (
                 buyer_hmac(settings.bank_buyer_hmac_key, owner.buyer_id) if owner else r.buyer_hmac
             )
-            entries.append(
-                {
-                    "pdq": r.pdq,
-                    "codes": list(r.codes),
-                    "confirmed_at": r.confirmed_at.date().isoformat(),
-                    "buyer": keyed,
-                }
-            )
+            entry: dict[str, Any] = {
+                "pdq": r.pdq,
+                "codes": list(r.codes),
+                "confirmed_at": r.confirmed_at.date().isoformat(),
+                "buyer": keyed,
+            }
+            local = _local_print_of(session, blobs, r.claim_id, r.pdq) if r.claim_id else None
+            if local is not None:
+                entry["local"] = local  # keypoint descriptors: a cropped copy still matches
+            entries.append(entry)
     document = sign_bank(settings.bank_name, settings.bank_name, entries, key)
     out.write_text(_json.dumps(document, ensure_ascii=False, indent=1), encoding="utf-8")
     typer.echo(f"{len(entries)} entries of bank {settings.bank_name!r} signed and written to {out}")
+
+
+def _local_print_of(session: Any, blobs: Any, claim_id: str, pdq: str) -> str | None:
+    """The local print (``reuse.prints``) of the claim photo whose whole-image PDQ is ``pdq``, or
+    None where the photo is no longer kept, or for the entries of its centre crops (the print
+    already matches crops): computed at export, so that only descriptors leave."""
+    from sqlalchemy import select
+
+    from .errors import RefundlensError
+    from .media import media_from_bytes
+    from .reuse.prints import local_print
+    from .store.sql.models import ClaimFingerprint
+
+    row = session.execute(
+        select(ClaimFingerprint).where(
+            ClaimFingerprint.claim_id == claim_id,
+            ClaimFingerprint.pdq == pdq,
+            ClaimFingerprint.variant == "full",
+        )
+    ).scalar()
+    if row is None:
+        return None
+    try:
+        media = media_from_bytes(blobs.get(row.photo_sha256), "bank.jpg")
+    except (RefundlensError, OSError, KeyError):
+        return None
+    found = local_print(media.analysis)
+    return found.to_text() if len(found) else None
 
 
 @bank_app.command("import")

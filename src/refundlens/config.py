@@ -91,6 +91,21 @@ class Settings:
     most 0.87). Tuned on the dev split."""
     reference_near_copy_max_envelope: float = 3.25
     """Largest median envelope residual (grey levels) under ``reference_near_copy_agreement``."""
+    reference_low_room_pixels: int = 250_000
+    """Compared product pixels (analysis resolution) under which a claim leaves little room to
+    tell a copy from a new exposure of a static scene: at low resolution and heavy compression
+    both agree with the reference at noise level. See ``reference_low_room_min_detail``."""
+    reference_low_room_quality: int = 60
+    """Claim JPEG quality under which the same holds, whatever the resolution."""
+    reference_low_room_min_detail: float = 0.88
+    """Where room is low, a copy-like claim is called derived or identical only if its fine
+    detail correlates with the reference's at least this much (a copy keeps the reference's
+    texture and noise; a new exposure a few seconds apart does not); otherwise it is
+    ``near_copy_unresolved`` (ask for a live photo), never escalated on agreement alone."""
+    reference_low_room_max_envelope: float = 1.0
+    """... or if its envelope residual, scaled for the claim's JPEG quality (``copy_score``'s
+    ``envelope_for_quality``), is at most this: a copy departs from the reference well inside
+    the compression noise. New photos of a static scene at 348-640 px came at 1.3-1.7 (dev)."""
     reference_unresolved_agreement: float = 0.70
     """Agreement (share of the product within noise) from which a confirmed match that is not a
     copy is reported as ``near_copy_unresolved`` rather than as a new photo that supports the
@@ -115,6 +130,10 @@ class Settings:
     # --- provenance detector ---
     provenance_generators_path: str = ""
     """YAML file of extra generator traces, added to the bundled ``generators.yaml``; empty = none."""
+
+    provenance_producers_path: str = ""
+    """YAML file of extra producers (service, names, codes, source), added to the bundled
+    ``producers.yaml``: the service a label's ContentProducer names; empty = none."""
 
     c2pa_trust_anchors_path: str = ""
     """PEM bundle of C2PA trust anchors; empty = no signer is trusted (manifests still count)."""

@@ -10,10 +10,13 @@ class RefundlensError(Exception):
 
     code: str = "refundlens.error"
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, facts: dict[str, object] | None = None) -> None:
         super().__init__(f"[{code}] {message}")
         self.code = code
         self.message = message
+        self.facts: dict[str, object] = dict(facts or {})
+        """What was learnt about the input before it was refused (JSON-safe), for the response and
+        the audit entry; e.g. the metadata of an animated file (``media.animated``)."""
         self.file: dict[str, object] | None = None
         """Which file of a request it was about (``index`` from 0, ``name``), where it was one."""
 
@@ -28,6 +31,8 @@ class RefundlensError(Exception):
         found: dict[str, object] = {"code": self.code, "message": self.message}
         if self.file is not None:
             found["file"] = self.file
+        if self.facts:
+            found["facts"] = self.facts
         return found
 
 

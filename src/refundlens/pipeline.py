@@ -19,10 +19,11 @@ from .detectors.base import (
     OrderFacts,
     Requirement,
 )
+from .errors import RefundlensError
 from .fusion import Policy, Verdict, fuse, load_policy, worst_action
 from .media import Media
 
-__all__ = ["Assessment", "ImageAssessment", "analyze"]
+__all__ = ["Assessment", "ImageAssessment", "analyze", "describe_refusal"]
 
 # Whether the context holds each input a detector may require; a detector missing one abstains.
 _PRESENT: dict[Requirement, Callable[[Context], bool]] = {
@@ -100,3 +101,21 @@ def analyze(
                 findings.extend(detector.analyze(claim, context))
         images.append(ImageAssessment(claim, tuple(findings), fuse(findings, policy)))
     return Assessment(tuple(images), tuple(references))
+
+
+def describe_refusal(error: RefundlensError, settings: Settings | None = None) -> RefundlensError:
+    """Add to a refused file's error what the provenance detector reads in its metadata.
+
+    An animated file is refused (``media.animated``: send a still photo), yet an animated ComfyUI
+    or video-model output says what made it; ``facts["provenance"]`` then lists those findings
+    (code, reason, facts) for the response and the audit entry. The file stays refused and no
+    verdict changes. Other errors are returned as they are.
+    """
+    from .detectors.provenance import refused_file_findings
+
+    still = getattr(error, "still", None)
+    if isinstance(still, Media):
+        found = refused_file_findings(still, Context(settings=settings or Settings()))
+        if found:
+            error.facts["provenance"] = found
+    return error

@@ -224,6 +224,9 @@ class ResidualAnalysis:
     px) of claim and normalised reference over the compared pixels outside the edit: near 1
     when the claim's texture and noise are the reference's own, lower for a new exposure whose
     sensor noise and micro-parallax are its own."""
+    resampling_kernel: str | None = None
+    """The resampling kernel the prediction modelled (``reference.resampled_predictions``) when
+    the claim is the reference at another size; None for the plain warp."""
 
 
 def detail_correlation(

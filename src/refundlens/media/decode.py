@@ -25,11 +25,19 @@ from PIL import ExifTags, Image, ImageCms, UnidentifiedImageError
 
 from ..config import Settings
 from ..errors import MediaError
-from .exif import ExifFacts, read_exif
+from .exif import ExifFacts, read_exif, read_exif_strings
 from .fingerprint import PdqHash, pdq, pdq_dihedral
 from .metadata import TextChunk, decode_user_comment, png_text_chunks
 
-__all__ = ["SUPPORTED_FORMATS", "Media", "MetadataBlocks", "load_media", "media_from_bytes"]
+__all__ = [
+    "SUPPORTED_FORMATS",
+    "AnimatedMediaError",
+    "Media",
+    "MetadataBlocks",
+    "load_media",
+    "media_from_bytes",
+    "metadata_facts",
+]
 
 pillow_heif.register_heif_opener()
 
@@ -52,6 +60,8 @@ class MetadataBlocks:
     """Every PNG text chunk with its type and position (before/after the image data)."""
     user_comment: str | None = None
     """EXIF UserComment, decoded from its character-code prefix."""
+    exif_strings: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    """Every other text value of EXIF IFD0 and the Exif IFD by tag name (``read_exif_strings``)."""
     jpeg_app_segments: tuple[tuple[str, bytes], ...] = ()
     jpeg_qtables: Mapping[int, tuple[int, ...]] = dataclasses.field(default_factory=dict)
 
@@ -315,9 +325,69 @@ def _metadata(image: Image.Image, data: bytes) -> MetadataBlocks:
         text_chunks=text,
         png_chunks=chunks,
         user_comment=comment,
+        exif_strings=read_exif_strings(image),
         jpeg_app_segments=app,
         jpeg_qtables={int(k): tuple(int(x) for x in v) for k, v in qtables.items()},
     )
+
+
+def metadata_facts(exif: ExifFacts, metadata: MetadataBlocks) -> dict[str, Any]:
+    """A JSON-safe summary of what a file's metadata says (values cut to 300 characters)."""
+
+    def cut(text: str) -> str:
+        return text if len(text) <= 300 else text[:300] + "…"
+
+    return {
+        "exif": {k: v for k, v in exif.as_dict().items() if v is not None},
+        "exif_strings": {k: cut(v) for k, v in metadata.exif_strings.items()},
+        "user_comment": cut(metadata.user_comment) if metadata.user_comment else None,
+        "png_text": {c.key: cut(c.text) for c in metadata.png_chunks},
+        "xmp": cut(metadata.xmp.decode("utf-8", "replace")) if metadata.xmp else None,
+    }
+
+
+class AnimatedMediaError(MediaError):
+    """``media.animated``: refused (send a still photo), yet its metadata was read.
+
+    ``facts`` says what the metadata says (:func:`metadata_facts`); ``still`` is the first frame
+    with the file's metadata, so that the provenance detector can say what made the file (an
+    animated ComfyUI or video-model output). It is never analysed as a claim photo.
+    """
+
+    def __init__(self, message: str, facts: dict[str, object], still: Media | None) -> None:
+        super().__init__("media.animated", message, facts)
+        self.still = still
+
+
+def _animated(
+    image: Image.Image, data: bytes, name: str, fmt: str, frames: int, settings: Settings
+) -> AnimatedMediaError:
+    """The refusal of an animated file, with its metadata read (sizes were checked already)."""
+    message = f"The file is animated ({frames} frames); send a still photo."
+    try:
+        exif = read_exif(image)
+        metadata = _metadata(image, data)
+    except Exception:  # hostile metadata: the refusal stands without it
+        return AnimatedMediaError(message, {"frames": frames, "format": fmt}, None)
+    facts: dict[str, object] = {"frames": frames, "format": fmt, **metadata_facts(exif, metadata)}
+    try:
+        image.seek(0)
+        analysis = _normalize(image, settings.analysis_side)
+    except Exception:  # the first frame does not decode: the metadata is still reported
+        return AnimatedMediaError(message, facts, None)
+    still = Media(
+        name=name,
+        data=data,
+        sha256=hashlib.sha256(data).hexdigest(),
+        format=fmt,
+        width=image.size[1] if exif.orientation in (5, 6, 7, 8) else image.size[0],
+        height=image.size[0] if exif.orientation in (5, 6, 7, 8) else image.size[1],
+        exif=exif,
+        metadata=metadata,
+        analysis=analysis,
+        notes=(f"first of {frames} frames of an animated file, read for its metadata only",),
+    )
+    return AnimatedMediaError(message, facts, still)
 
 
 def media_from_bytes(data: bytes, name: str, settings: Settings | None = None) -> Media:
@@ -349,10 +419,7 @@ def media_from_bytes(data: bytes, name: str, settings: Settings | None = None) -
         frames = int(getattr(image, "n_frames", 1) or 1)
         if frames > 1:
             if fmt != "HEIF":
-                raise MediaError(
-                    "media.animated",
-                    f"The file is animated ({frames} frames); send a still photo.",
-                )
+                raise _animated(image, data, name, fmt, frames, settings)
             notes.append(f"HEIF container holds {frames} images; the primary one was analysed")
         # Pixels first: reading a PNG's EXIF loads the image and swallows a decoding error,
         # which then surfaced only later, in a detector asking for the full resolution.

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from datetime import datetime, timedelta, timezone
 
 from PIL import ExifTags, Image
 
-__all__ = ["ExifFacts", "parse_exif_datetime", "read_exif", "utc_offset"]
+__all__ = [
+    "ExifFacts",
+    "is_generator_payload",
+    "parse_exif_datetime",
+    "read_exif",
+    "read_exif_strings",
+    "utc_offset",
+]
 
 _TAG_DATETIME_ORIGINAL = 0x9003
 _TAG_OFFSET_TIME_ORIGINAL = 0x9011
@@ -49,6 +57,21 @@ def _text(value: object) -> str | None:
     return text or None
 
 
+_PAYLOAD = re.compile(r"^\s*(?:[A-Za-z_][\w-]{0,40}\s*:\s*)?[{\[]")
+
+
+def is_generator_payload(text: str | None) -> bool:
+    """True for a JSON payload (``workflow:{...}``, ``prompt:{...}``, ``{"aigc_info": ...}``) in a
+    field meant for a name: ComfyUI's WebP saver writes its workflow into EXIF Make and its prompt
+    into Model. Such a value names no camera."""
+    return bool(text) and _PAYLOAD.match(text or "") is not None and len(text or "") > 2
+
+
+def _camera_text(value: object) -> str | None:
+    text = _text(value)
+    return None if is_generator_payload(text) else text
+
+
 def utc_offset(text: str) -> timezone | None:
     """A ``+HH:MM`` / ``-HH:MM`` UTC offset as a timezone; None when malformed."""
     try:
@@ -85,8 +108,8 @@ def read_exif(image: Image.Image) -> ExifFacts:
         sub = {}
     orientation = exif.get(ExifTags.Base.Orientation)
     return ExifFacts(
-        make=_text(exif.get(ExifTags.Base.Make)),
-        model=_text(exif.get(ExifTags.Base.Model)),
+        make=_camera_text(exif.get(ExifTags.Base.Make)),
+        model=_camera_text(exif.get(ExifTags.Base.Model)),
         software=_text(exif.get(ExifTags.Base.Software)),
         datetime_original=_text(sub.get(_TAG_DATETIME_ORIGINAL))
         or _text(exif.get(ExifTags.Base.DateTime)),
@@ -95,6 +118,39 @@ def read_exif(image: Image.Image) -> ExifFacts:
         pixel_x_dimension=_int(sub.get(0xA002)),
         pixel_y_dimension=_int(sub.get(0xA003)),
     )
+
+
+MAX_EXIF_STRINGS = 64
+MAX_EXIF_STRING_CHARS = 1 << 16
+
+
+def read_exif_strings(image: Image.Image) -> dict[str, str]:
+    """Every text value of IFD0 and the Exif IFD, keyed by tag name (``0xNNNN`` when unnamed):
+    where generators leave traces that are not camera facts (ComfyUI's ``workflow:{...}`` in Make,
+    a GB 45438 label in ImageDescription, Jimeng's ``aigc_info`` in a field of its own).
+    Bounded: at most 64 values of at most 64 KiB each; UserComment is decoded elsewhere."""
+    try:
+        exif = image.getexif()
+    except Exception:  # a malformed EXIF block: nothing to read, never a crash
+        return {}
+    if not exif:
+        return {}
+    try:
+        sub = dict(exif.get_ifd(ExifTags.IFD.Exif))
+    except Exception:
+        sub = {}
+    out: dict[str, str] = {}
+    for tag, value in [*exif.items(), *sub.items()]:
+        if len(out) >= MAX_EXIF_STRINGS or tag == 0x9286:
+            continue
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        if not isinstance(value, str):
+            continue
+        text = value.replace("\x00", "").strip()[:MAX_EXIF_STRING_CHARS]
+        if text:
+            out[ExifTags.TAGS.get(tag, f"0x{tag:04x}")] = text
+    return out
 
 
 def _int(value: object) -> int | None:

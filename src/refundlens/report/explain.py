@@ -55,6 +55,9 @@ def explain_facts(media: Media, settings: Settings | None = None) -> dict[str, A
             "notes": list(media.notes),
         },
         "exif": {**media.exif.as_dict(), "user_comment": media.metadata.user_comment},
+        # every EXIF text as written: a generator's "workflow:{...}" in Make is shown here and
+        # under generator_traces, never as the camera's make above
+        "exif_strings": {k: v[:200] for k, v in media.metadata.exif_strings.items()},
         "jpeg": {
             "quantization_tables": {str(k): list(v) for k, v in sorted(qtables.items())},
             "estimated_quality": estimate_jpeg_quality(qtables),

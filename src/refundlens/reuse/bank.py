@@ -1,9 +1,12 @@
 """Signed bank files of confirmed forgeries, exchanged between platforms.
 
 A bank file is JSON: ``format``, ``bank``, ``signer``, ``public_key`` (raw Ed25519, base64),
-``created_at``, ``entries`` (PDQ hash, finding codes, confirmation date, and the buyer only as
-HMAC-SHA256 under a key the platforms agree on), and ``signature``: Ed25519 over the canonical
-JSON (sorted keys, no spaces) of everything else. No image and no personal data leaves.
+``created_at``, ``entries`` (PDQ hash, finding codes, confirmation date, the buyer only as
+HMAC-SHA256 under a key the platforms agree on, and from format 2 on the photo's local print:
+keypoint descriptors that still match a cropped copy, ``reuse.prints``), and ``signature``:
+Ed25519 over the canonical JSON (sorted keys, no spaces) of everything else. No image and no
+personal data leaves: an entry with any other field is refused. Format 1 files (whole-image
+PDQ only) still import.
 Import checks that the public key belongs to a trusted signer and that the signature holds;
 anything else is refused with a clear error and nothing is stored.
 """
@@ -25,7 +28,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from ..errors import RefundlensError
 
 __all__ = [
+    "ENTRY_FIELDS",
     "FORMAT",
+    "FORMATS",
     "BankError",
     "buyer_hmac",
     "generate_key",
@@ -34,7 +39,10 @@ __all__ = [
     "verify_bank",
 ]
 
-FORMAT = "refundlens-bank/1"
+FORMAT = "refundlens-bank/2"
+FORMATS = ("refundlens-bank/1", FORMAT)
+"""Formats read: 1 (PDQ only) and 2 (PDQ and an optional local print per entry)."""
+ENTRY_FIELDS = frozenset({"pdq", "codes", "confirmed_at", "buyer", "local"})
 
 
 class BankError(RefundlensError):
@@ -116,8 +124,10 @@ def read_trusted(path: str) -> dict[str, str]:
 
 def verify_bank(document: Any, trusted: dict[str, str]) -> dict[str, Any]:
     """The document if it is a well-formed bank signed by a trusted signer; else BankError."""
-    if not isinstance(document, dict) or document.get("format") != FORMAT:
-        raise BankError("bank.malformed", f"Not a refundlens bank file (format {FORMAT}).")
+    if not isinstance(document, dict) or document.get("format") not in FORMATS:
+        raise BankError(
+            "bank.malformed", f"Not a refundlens bank file (formats {', '.join(FORMATS)})."
+        )
     body = {k: v for k, v in document.items() if k != "signature"}
     public = document.get("public_key")
     if public not in trusted:
@@ -139,4 +149,20 @@ def verify_bank(document: Any, trusted: dict[str, str]) -> dict[str, Any]:
         for e in entries
     ):
         raise BankError("bank.malformed", "The bank's entries are not PDQ hashes with their facts.")
+    for entry in entries:
+        extra = set(entry) - ENTRY_FIELDS
+        if extra:
+            raise BankError(
+                "bank.malformed",
+                f"A bank entry carries fields a bank may not hold ({', '.join(sorted(extra))}): refused.",
+            )
+        if "local" in entry:
+            from .prints import LocalPrint
+
+            try:
+                LocalPrint.from_text(str(entry["local"]))
+            except ValueError as exc:
+                raise BankError(
+                    "bank.malformed", f"A bank entry's local print cannot be read: {exc}."
+                ) from exc
     return document

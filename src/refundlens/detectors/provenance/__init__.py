@@ -32,14 +32,20 @@ from .visible import find_visible_marks, ocr_available
 from .watermark import find_known_mark
 
 __all__ = [
+    "AigcInfoRead",
     "GeneratorEntry",
     "LabelRead",
+    "ProducerEntry",
     "ProvenanceDetector",
+    "aigc_info_reads",
     "aigc_labels",
     "credit_code_is_valid",
+    "find_producer",
     "generator_traces",
     "iptc_source_types",
     "load_generators",
+    "load_producers",
+    "refused_file_findings",
     "xmp_properties",
 ]
 
@@ -187,7 +193,94 @@ def aigc_labels(media: Media, xmp: Mapping[str, list[str]] | None = None) -> lis
     comment = media.metadata.user_comment
     if comment and "AIGC" in comment and "{" in comment:
         found.append(_parse_label(comment[comment.index("{") :], "EXIF", "UserComment"))
+    # Cloud generation APIs write the same JSON into EXIF ImageDescription (0x010E).
+    for tag, value in media.metadata.exif_strings.items():
+        if "AIGC" in value.upper() and "{" in value and "aigc_info" not in value:
+            found.append(_parse_label(value[value.index("{") :], "EXIF", tag))
     return found
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AigcInfoRead:
+    """Jimeng/Dreamina's own block, ``{"aigc_info": {"source_info": "dreamina", ...}}``."""
+
+    field: str
+    source_info: str
+    raw: str
+
+
+def aigc_info_reads(media: Media) -> list[AigcInfoRead]:
+    """Every ``aigc_info`` block in EXIF (UserComment or a field of its own) or PNG text."""
+    fields: list[tuple[str, str]] = [
+        (f"EXIF {tag}", value) for tag, value in media.metadata.exif_strings.items()
+    ]
+    if media.metadata.user_comment:
+        fields.append(("EXIF UserComment", media.metadata.user_comment))
+    fields += [(f"PNG {c.kind} {c.key}", c.text) for c in media.metadata.png_chunks]
+    found = []
+    for field, value in fields:
+        if "aigc_info" not in value or "{" not in value:
+            continue
+        try:
+            obj = json.loads(value[value.index("{") :])
+        except (json.JSONDecodeError, ValueError):
+            continue
+        info = obj.get("aigc_info") if isinstance(obj, dict) else None
+        if isinstance(info, dict):
+            source = str(info.get("source_info") or info.get("source") or "").strip()
+            found.append(AigcInfoRead(field, source, value[:300]))
+    return found
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ProducerEntry:
+    service: str
+    names: tuple[str, ...]
+    codes: tuple[str, ...]
+    source: str
+
+
+def load_producers(extra: str | Path | None = None) -> tuple[ProducerEntry, ...]:
+    """The bundled ``producers.yaml`` plus the entries of ``extra`` (same format)."""
+    return _load_producers(str(extra) if extra else "")
+
+
+@lru_cache(maxsize=8)
+def _load_producers(extra: str) -> tuple[ProducerEntry, ...]:
+    text = resources.files(__package__).joinpath("producers.yaml").read_text(encoding="utf-8")
+    rows: list[Any] = list(yaml.safe_load(text) or [])
+    if extra:
+        rows += list(yaml.safe_load(Path(extra).read_text(encoding="utf-8")) or [])
+    return tuple(
+        ProducerEntry(
+            service=str(r["service"]),
+            names=tuple(str(n) for n in r.get("names") or ()),
+            codes=tuple(str(c).upper() for c in r.get("codes") or ()),
+            source=str(r.get("source", "")),
+        )
+        for r in rows
+    )
+
+
+def find_producer(text: str | None, entries: Sequence[ProducerEntry]) -> ProducerEntry | None:
+    """The service a producer value names: a known code (exactly, or inside a longer code), or a
+    known name as a whole word (names in Chinese characters as a substring). Later entries (the
+    user's file) win over the bundled ones."""
+    if not text:
+        return None
+    upper = text.upper()
+    words = set(re.findall(r"[0-9a-z]+", text.casefold()))
+    for entry in reversed(entries):
+        if any(code and code in upper for code in entry.codes):
+            return entry
+    for entry in reversed(entries):
+        for name in entry.names:
+            folded = name.casefold()
+            if (folded.isascii() and folded in words) or (
+                not folded.isascii() and folded in text.casefold()
+            ):
+                return entry
+    return None
 
 
 def iptc_source_types(xmp: Mapping[str, list[str]]) -> list[str]:
@@ -206,6 +299,7 @@ class GeneratorEntry:
     text: tuple[str, ...]
     software: tuple[str, ...]
     source: str
+    exif_prefixes: tuple[str, ...] = ()
 
 
 def load_generators(extra: str | Path | None = None) -> tuple[GeneratorEntry, ...]:
@@ -227,6 +321,7 @@ def _load_generators(extra: str) -> tuple[GeneratorEntry, ...]:
             text=tuple(str(t) for t in r.get("text") or ()),
             software=tuple(str(s) for s in r.get("software") or ()),
             source=str(r.get("source", "")),
+            exif_prefixes=tuple(str(p) for p in r.get("exif_prefixes") or ()),
         )
         for r in rows
     )
@@ -248,6 +343,8 @@ def generator_traces(
     text_fields = [(f"PNG {c.kind} {c.key}", c.text) for c in media.metadata.png_chunks]
     if media.metadata.user_comment:
         text_fields.append(("EXIF UserComment", media.metadata.user_comment))
+    exif_strings = media.metadata.exif_strings
+    text_fields += [(f"EXIF {tag}", value) for tag, value in exif_strings.items()]
     found = []
     for entry in entries:
         hit: tuple[str, str] | None = None
@@ -255,6 +352,14 @@ def generator_traces(
         for key in entry.png_keys:
             if key in keys:
                 hit = (f"PNG text chunk {key!r}", media.metadata.text_chunks.get(key, "")[:120])
+                break
+        for tag, value in exif_strings.items() if hit is None else ():
+            # ComfyUI's WebP saver: EXIF Make = "workflow:{...}", Model = "prompt:{...}"
+            if any(
+                value.startswith(prefix) and value[len(prefix) :].lstrip()[:1] in ("{", "[")
+                for prefix in entry.exif_prefixes
+            ):
+                hit = (f"EXIF {tag}", value[:120])
                 break
         for field, value in software_fields if hit is None else ():
             if any(s.lower() in value.lower() for s in entry.software):
@@ -270,6 +375,20 @@ def generator_traces(
         if hit is not None:
             found.append((entry, hit[0], hit[1]))
     return found
+
+
+def refused_file_findings(still: Media, context: Context | None = None) -> list[dict[str, Any]]:
+    """What the provenance detector reads in a refused file (the first frame of an animated one,
+    with the file's metadata): each finding's code, reason and facts, JSON-safe, for the error's
+    facts and the audit entry. The file stays refused; nothing here changes a verdict."""
+    context = context or Context()
+    settings = dataclasses.replace(context.settings, ocr_enabled=False)
+    found = ProvenanceDetector().analyze(still, dataclasses.replace(context, settings=settings))
+    return [
+        {"code": f.code, "reason": f.reason.en, "reason_zh": f.reason.zh, "facts": f.facts}
+        for f in found
+        if f.code not in ("provenance.none_found", "provenance.ocr_unavailable")
+    ]
 
 
 class ProvenanceDetector(Detector):
@@ -297,7 +416,9 @@ class ProvenanceDetector(Detector):
 
     def analyze(self, claim: Media, context: Context) -> list[Finding]:
         xmp = xmp_properties(claim)
-        findings = [self._label_finding(read) for read in aigc_labels(claim, xmp)]
+        producers = load_producers(context.settings.provenance_producers_path or None)
+        findings = [self._label_finding(read, producers) for read in aigc_labels(claim, xmp)]
+        findings += [self._aigc_info_finding(read, producers) for read in aigc_info_reads(claim)]
         for term in iptc_source_types(xmp):
             if term in AI_SOURCE_TYPES:
                 strength, en, zh = AI_SOURCE_TYPES[term]
@@ -346,7 +467,10 @@ class ProvenanceDetector(Detector):
                 )
         findings.extend(self._visible_findings(claim, context))
         extra = context.settings.provenance_generators_path or None
+        named = {f.facts.get("generator") for f in findings}
         for entry, field, excerpt in generator_traces(claim, load_generators(extra), xmp):
+            if entry.name in named:
+                continue  # already reported from its own structured block
             if entry.kind == "generator":
                 findings.append(
                     Finding(
@@ -581,9 +705,38 @@ class ProvenanceDetector(Detector):
             )
         return out
 
-    def _label_finding(self, read: LabelRead) -> Finding:
+    def _aigc_info_finding(self, read: AigcInfoRead, producers: Sequence[ProducerEntry]) -> Finding:
+        entry = find_producer(read.source_info, producers)
+        service = entry.service if entry else None
+        named = service or read.source_info or "an unnamed service"
+        return Finding(
+            "provenance.generator_metadata",
+            6.0,
+            0.9 if entry else 0.8,
+            Reason(
+                f"The file carries the AI-generation block that {named} writes "
+                f"(aigc_info, source_info {read.source_info!r}; {read.field}).",
+                f"文件带有 {named} 写入的 AI 生成信息块（aigc_info，source_info “{read.source_info}”；{read.field}）。",
+            ),
+            {
+                "generator": service or read.source_info or None,
+                "service": service,
+                "source_info": read.source_info or None,
+                "field": read.field,
+                "excerpt": read.raw[:120],
+                "source": entry.source if entry else None,
+            },
+            detector=self.name,
+        )
+
+    def _label_finding(self, read: LabelRead, producers: Sequence[ProducerEntry] = ()) -> Finding:
         facts = read.facts()
         where = f"{read.carrier}, {read.field}"
+        maker = find_producer(read.fields.get("ContentProducer"), producers)
+        spreader = find_producer(read.fields.get("ContentPropagator"), producers)
+        facts["producer_service"] = maker.service if maker else None
+        facts["producer_service_source"] = maker.source if maker else None
+        facts["propagator_service"] = spreader.service if spreader else None
         if read.problem:
             return Finding(
                 "provenance.aigc_label_malformed",
@@ -596,8 +749,9 @@ class ProvenanceDetector(Detector):
                 facts,
                 detector=self.name,
             )
+        code_or_name = facts["producer_credit_code"] or facts["content_producer"]
         producer = (
-            facts["producer_credit_code"] or facts["content_producer"] or "an unnamed service"
+            f"{maker.service} ({code_or_name})" if maker else code_or_name or "an unnamed service"
         )
         label = read.label or ""
         if label == "1":
@@ -619,8 +773,9 @@ class ProvenanceDetector(Detector):
             3.0,
             0.8,
             Reason(
-                f"The file's AI-content label says {LABEL_MEANING[label]} (Label {label}; {where}).",
-                f"文件的人工智能生成内容标识为：{LABEL_MEANING_ZH[label]}（Label {label}；{where}）。",
+                f"The file's AI-content label says {LABEL_MEANING[label]} (Label {label}, producer "
+                f"{producer}; {where}).",
+                f"文件的人工智能生成内容标识为：{LABEL_MEANING_ZH[label]}（Label {label}，生成服务 {producer}；{where}）。",
             ),
             facts,
             detector=self.name,

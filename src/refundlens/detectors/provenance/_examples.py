@@ -7,6 +7,7 @@ import io
 import json
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, PngImagePlugin
@@ -116,6 +117,93 @@ def camera_jpeg() -> bytes:
     return buf.getvalue()
 
 
+COMFY_WORKFLOW = {
+    "last_node_id": 3,
+    "nodes": [
+        {"id": 1, "type": "LoadImage"},
+        {"id": 2, "type": "FluxKontextImageScale"},
+        {"id": 3, "type": "SaveAnimatedWEBP"},
+    ],
+}
+COMFY_PROMPT = {"2": {"class_type": "FluxKontextImageScale", "inputs": {"image": ["1", 0]}}}
+
+
+def comfyui_webp(*, frames: int = 1, seed: int = 0) -> bytes:
+    """A WebP as ComfyUI's SaveAnimatedWEBP writes it (also for one frame): the workflow in EXIF
+    Make (0x010F) as ``workflow:{...}`` and the prompt in Model (0x0110) as ``prompt:{...}``."""
+    exif = Image.Exif()
+    exif[0x0110] = "prompt:" + json.dumps(COMFY_PROMPT)
+    exif[0x010F] = "workflow:" + json.dumps(COMFY_WORKFLOW)
+    images = [Image.fromarray(picture(seed + i)) for i in range(frames)]
+    buf = io.BytesIO()
+    images[0].save(
+        buf, "WEBP", exif=exif, save_all=frames > 1, append_images=images[1:], duration=100
+    )
+    return buf.getvalue()
+
+
+def jpeg_with_exif_text(fields: dict[int, str], *, seed: int = 4) -> bytes:
+    """A JPEG whose EXIF carries text ``fields`` (tag -> text): ImageDescription (0x010E) in IFD0,
+    UserComment (0x9286, ASCII prefix) in the Exif IFD, any other tag in IFD0."""
+    exif = Image.Exif()
+    for tag, text in fields.items():
+        if tag == 0x9286:
+            exif.get_ifd(0x8769)[0x9286] = b"ASCII\x00\x00\x00" + text.encode("utf-8")
+        else:
+            exif[tag] = text
+    buf = io.BytesIO()
+    Image.fromarray(picture(seed)).save(buf, "JPEG", quality=90, exif=exif.tobytes())
+    return buf.getvalue()
+
+
+DREAMINA_INFO = json.dumps({"aigc_info": {"source_info": "dreamina"}})
+
+
+def dreamina_jpeg(field: int = 0x9286) -> bytes:
+    """Jimeng/Dreamina's own EXIF block, ``{"aigc_info": {"source_info": "dreamina"}}``, in
+    UserComment (default) or a field of its own."""
+    return jpeg_with_exif_text({field: DREAMINA_INFO})
+
+
+def label_in_image_description(label: str = "1", **changes: str) -> bytes:
+    """The GB 45438 JSON label in EXIF ImageDescription, as cloud generation APIs write it."""
+    return jpeg_with_exif_text({0x010E: label_json(label, **changes)})
+
+
+def draw_mark(
+    base: Image.Image,
+    height: int,
+    corner: str,
+    opacity: float,
+    font_path: str | Path,
+    text: str = "AI生成",
+) -> bytes:
+    """``base`` with ``text`` drawn ``height`` px tall in ``corner`` at ``opacity``, as services
+    draw their visible labels (white, a thin dark outline, half its height from the edges), saved
+    as JPEG q85. ``font_path``: a CJK font (fonts-wqy-microhei)."""
+    from PIL import ImageDraw, ImageFont
+
+    font = ImageFont.truetype(str(font_path), height)
+    layer = Image.new("RGBA", base.size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(layer)
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+    margin = max(4, height // 2)
+    x = base.width - (right - left) - margin if "right" in corner else margin
+    y = base.height - (bottom - top) - margin - top if "bottom" in corner else margin - top
+    alpha = round(255 * opacity)
+    draw.text(
+        (x, y),
+        text,
+        font=font,
+        fill=(255, 255, 255, alpha),
+        stroke_width=max(1, height // 14),
+        stroke_fill=(0, 0, 0, round(alpha * 0.6)),
+    )
+    out = io.BytesIO()
+    Image.alpha_composite(base.convert("RGBA"), layer).convert("RGB").save(out, "JPEG", quality=85)
+    return out.getvalue()
+
+
 def _case(data: bytes, name: str) -> tuple[Media, Context]:
     return media_from_bytes(data, name), Context()
 
@@ -204,6 +292,21 @@ def provenance_examples() -> list[Example]:
 
     return [
         Example("GB 45438 label in JPEG XMP", xmp_label, frozenset({"provenance.aigc_label"})),
+        Example(
+            "GB 45438 label in EXIF ImageDescription, producer named 'doubao'",
+            lambda: _case(label_in_image_description(ContentProducer="doubao"), "desc.jpg"),
+            frozenset({"provenance.aigc_label"}),
+        ),
+        Example(
+            "ComfyUI WebP: workflow in EXIF Make, prompt in Model",
+            lambda: _case(comfyui_webp(), "comfy.webp"),
+            frozenset({"provenance.generator_metadata"}),
+        ),
+        Example(
+            "Jimeng/Dreamina aigc_info in EXIF UserComment",
+            lambda: _case(dreamina_jpeg(), "dreamina.jpg"),
+            frozenset({"provenance.generator_metadata"}),
+        ),
         Example(
             "Label 2 in a PNG tEXt chunk after IDAT",
             png_after_idat,

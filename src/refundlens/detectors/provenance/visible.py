@@ -64,7 +64,7 @@ def _engine() -> Any:
             "Global.use_cls": False,  # labels are written upright; the angle classifier only costs time
             # rapidocr's default enlarges the short side to 736 px before detection; the mosaic is
             # already at the scale labels are legible, so detect at its own size (about 4x faster)
-            "Det.limit_side_len": 544,
+            "Det.limit_side_len": 736,
             "Det.limit_type": "max",
             "EngineConfig.onnxruntime.intra_op_num_threads": 1,
         }
@@ -84,15 +84,35 @@ def _fold(text: str) -> str:
     return "".join(unicodedata.normalize("NFKC", text).upper().split())
 
 
+def _bright_strokes(tile: npt.NDArray[np.uint8], reach: int) -> npt.NDArray[np.uint8]:
+    """Thin bright strokes of ``tile`` as dark text on white: a white top-hat of the luma (the
+    image minus its grey opening by a disc of ``reach`` px) keeps what is brighter than its
+    surroundings and narrower than the disc, so a semi-transparent white label keeps its strokes
+    while the picture under it goes flat; stretched to the full range and inverted."""
+    grey = cv2.cvtColor(tile, cv2.COLOR_RGB2GRAY)
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1, 2 * reach + 1))
+    hat = cv2.morphologyEx(grey, cv2.MORPH_TOPHAT, disc).astype(np.float32)
+    top = max(12.0, float(np.percentile(hat, 99.5)))
+    ink = np.clip(hat * (255.0 / top), 0, 255).astype(np.uint8)
+    return np.repeat((255 - ink)[:, :, None], 3, axis=2)
+
+
 def find_visible_marks(
     rgb: npt.NDArray[np.uint8],
     *,
     corner_share: float = 0.35,
-    corner_side: int = 256,
+    corner_side: int = 384,
     min_score: float = 0.6,
+    enhance: bool = True,
 ) -> list[OcrHit]:
     """OCR the four corners (``corner_share`` of each side, each scaled to at most ``corner_side``
-    pixels) as one 2x2 mosaic, in a single OCR call, and return the known marks read."""
+    pixels) as one 2x2 mosaic, in a single OCR call, and return the known marks read.
+
+    With ``enhance``, when that call reads no label, a second call reads the same mosaic with
+    each tile reduced to its thin bright strokes (:func:`_bright_strokes`): labels drawn
+    semi-transparent, or white over a bright picture, that the plain tiles lose. Two OCR calls at
+    most per image. Sizes and opacities read are in bench/results/provenance.md.
+    """
     rows, cols = rgb.shape[:2]
     h, w = max(32, int(rows * corner_share)), max(32, int(cols * corner_share))
     scale = min(1.0, corner_side / max(h, w))
@@ -112,35 +132,53 @@ def find_visible_marks(
         tr, tc = (index // 2) * (th + gap), (index % 2) * (tw + gap)
         mosaic[tr : tr + tile.shape[0], tc : tc + tile.shape[1]] = tile
         tiles[name] = (tr, tc)
-    with _LOCK:  # one ONNX session per process, not re-entrant across threads
-        result = _engine()(np.ascontiguousarray(mosaic[:, :, ::-1]))  # rapidocr expects BGR
-    hits: list[OcrHit] = []
-    for i, read in enumerate(result.txts or ()):
-        score = float(result.scores[i])
-        folded = _fold(read)
-        found = [m for m in marks() if _fold(m.text) in folded]
-        if score < min_score or not found:
-            continue
-        best = max(found, key=lambda m: (m.kind == "label", len(m.text)))
-        box = np.asarray(result.boxes[i], np.float64)
-        centre_r, centre_c = box[:, 1].mean(), box[:, 0].mean()
-        name = min(
-            tiles,
-            key=lambda n: (
-                abs(centre_r - tiles[n][0] - th / 2) + abs(centre_c - tiles[n][1] - tw / 2)
-            ),
-        )
-        tr, tc = tiles[name]
-        r0, c0 = origins[name]
-        rr = (box[:, 1] - tr) / scale + r0
-        cc = (box[:, 0] - tc) / scale + c0
-        hits.append(
-            OcrHit(
-                best,
-                read,
-                score,
-                name,
-                (int(rr.min()), int(cc.min()), int(rr.max() - rr.min()), int(cc.max() - cc.min())),
+
+    def read(image: npt.NDArray[np.uint8]) -> list[OcrHit]:
+        with _LOCK:  # one ONNX session per process, not re-entrant across threads
+            result = _engine()(np.ascontiguousarray(image[:, :, ::-1]))  # rapidocr expects BGR
+        hits: list[OcrHit] = []
+        for i, text in enumerate(result.txts or ()):
+            score = float(result.scores[i])
+            folded = _fold(text)
+            found = [m for m in marks() if _fold(m.text) in folded]
+            if score < min_score or not found:
+                continue
+            best = max(found, key=lambda m: (m.kind == "label", len(m.text)))
+            box = np.asarray(result.boxes[i], np.float64)
+            centre_r, centre_c = box[:, 1].mean(), box[:, 0].mean()
+            name = min(
+                tiles,
+                key=lambda n: (
+                    abs(centre_r - tiles[n][0] - th / 2) + abs(centre_c - tiles[n][1] - tw / 2)
+                ),
             )
-        )
+            tr, tc = tiles[name]
+            r0, c0 = origins[name]
+            rr = (box[:, 1] - tr) / scale + r0
+            cc = (box[:, 0] - tc) / scale + c0
+            hits.append(
+                OcrHit(
+                    best,
+                    text,
+                    score,
+                    name,
+                    (
+                        int(rr.min()),
+                        int(cc.min()),
+                        int(rr.max() - rr.min()),
+                        int(cc.max() - cc.min()),
+                    ),
+                )
+            )
+        return hits
+
+    hits = read(mosaic)
+    if enhance and not any(hit.mark.kind == "label" for hit in hits):
+        strokes = np.full_like(mosaic, 255)
+        for tr, tc in tiles.values():
+            strokes[tr : tr + th, tc : tc + tw] = _bright_strokes(
+                mosaic[tr : tr + th, tc : tc + tw], 5
+            )
+        seen = {(hit.corner, hit.mark.text) for hit in hits}
+        hits += [hit for hit in read(strokes) if (hit.corner, hit.mark.text) not in seen]
     return hits

@@ -1,0 +1,90 @@
+"""Visible "AI生成" marks drawn on real photos: miss rate per mark size, position and opacity.
+
+Each photo of ../shared/data (Photo Tourism, ScanNet, ManTraNet source photos: no one here made
+them) is reduced to at most 1024 px (the analysis size), and the label is drawn as services draw
+theirs: white text with a thin dark outline, in one corner, a margin of half its height from the
+edges, at a text height of 10 to 32 px and an opacity of 100%, 60% or 35% (semi-transparent
+marks), then saved as JPEG q85 and read by the detector's OCR. Photos fall in split dev or test
+by ``bench.cases.split_of`` (a hash of the path); the reported table is the test split.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from refundlens.detectors.provenance._examples import draw_mark
+from refundlens.detectors.provenance.visible import find_visible_marks
+from refundlens.media import media_from_bytes
+
+from .cases import DATA, split_of
+
+FONT = Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc")
+HEIGHTS = (10, 14, 18, 24, 32)
+OPACITIES = (1.0, 0.6, 0.35)
+CORNERS = ("top-left", "top-right", "bottom-left", "bottom-right")
+TEXT = "AI生成"
+
+
+def photos(split: str, limit: int = 6) -> list[Path]:
+    found = sorted(
+        [
+            *(DATA / "superglue-assets" / "phototourism_sample_images").glob("*.jpg"),
+            *(DATA / "superglue-assets" / "scannet_sample_images").glob("*.jpg"),
+            *(DATA / "mantranet-reddit-pairs" / "original").glob("*.jpg"),
+        ]
+    )
+    chosen = [p for p in found if split_of(str(p.relative_to(DATA))) == split]
+    return chosen[:: max(1, len(chosen) // limit)][:limit]
+
+
+def miss_rates(
+    paths: Iterable[Path],
+) -> dict[tuple[str, object], list[bool]]:
+    """{(axis, value): [found per case]} over heights x corners x opacities, axes 'height',
+    'corner', 'opacity' and 'height x opacity'."""
+    out: dict[tuple[str, object], list[bool]] = collections.defaultdict(list)
+    for path in paths:
+        base = Image.open(path).convert("RGB")
+        base.thumbnail((1024, 1024))
+        for height, corner, opacity in itertools.product(HEIGHTS, CORNERS, OPACITIES):
+            media = media_from_bytes(draw_mark(base, height, corner, opacity, FONT), "mark.jpg")
+            found = any(hit.mark.kind == "label" for hit in find_visible_marks(media.analysis))
+            out[("height", height)].append(found)
+            out[("corner", corner)].append(found)
+            out[("opacity", opacity)].append(found)
+            out[("height x opacity", (height, opacity))].append(found)
+    return out
+
+
+def table(rates: dict[tuple[str, object], list[bool]]) -> list[str]:
+    lines = ["| mark | cases | missed | miss rate |", "|---|---|---|---|"]
+    for (axis, value), hits in rates.items():
+        if axis == "height x opacity":
+            continue
+        label = (
+            f"{value} px tall"
+            if axis == "height"
+            else f"{round(100 * float(value))}% opaque"  # type: ignore[arg-type]
+            if axis == "opacity"
+            else str(value)
+        )
+        missed = len(hits) - sum(hits)
+        lines.append(f"| {label} | {len(hits)} | {missed} | {100 * missed / len(hits):.0f}% |")
+    lines += [
+        "",
+        "| height \\ opacity | " + " | ".join(f"{round(100 * o)}%" for o in OPACITIES) + " |",
+        "|---" * (len(OPACITIES) + 1) + "|",
+    ]
+    for height in HEIGHTS:
+        cells = []
+        for opacity in OPACITIES:
+            hits = rates[("height x opacity", (height, opacity))]
+            cells.append(f"{100 * (1 - float(np.mean(hits))):.0f}% missed")
+        lines.append(f"| {height} px | " + " | ".join(cells) + " |")
+    return lines

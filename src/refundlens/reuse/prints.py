@@ -1,0 +1,234 @@
+"""Local prints: a photo's keypoints as compact binary descriptors, for bank entries that still
+match a cropped, resized, re-encoded or mirrored copy on another platform.
+
+A whole-image PDQ hash moves past its match radius under a crop of a few percent (a 6% crop a
+side: distance 114). A local print keeps the photo's ``max_points`` strongest ORB keypoints [1]_
+on a copy reduced to 512 px: each a 256-bit rBRIEF descriptor (intensity comparisons around the
+point, not pixels) and its position (normalised by the longest side). A copy is recognised when
+enough descriptors match under one similarity transform found by RANSAC [2]_, they are a large
+share of the prints' points, and they spread over the picture: two different photos of one
+product share the label's points but not the rest of the picture.
+
+Privacy: no pixel, colour or size of the photo is kept, only comparisons of local brightness at
+about 160 points; inverting such descriptors yields at best a coarse grey impression of the
+textured areas [3]_. Bank entries carry nothing else (``reuse.bank``).
+
+References
+----------
+.. [1] E. Rublee, V. Rabaud, K. Konolige, G. Bradski, "ORB: an efficient alternative to SIFT or
+       SURF", ICCV 2011.
+.. [2] M. A. Fischler, R. C. Bolles, "Random sample consensus", Comm. ACM 24(6), 1981.
+.. [3] F. Pittaluga et al., "Revealing scenes by inverting structure from motion
+       reconstructions", CVPR 2019 (what descriptors can leak).
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import struct
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "PRINT_FORMAT",
+    "LocalPrint",
+    "PrintMatch",
+    "best_match",
+    "local_print",
+    "match_prints",
+    "query_prints",
+]
+
+PRINT_FORMAT = "orb1"
+"""Version tag written before every encoded print: ``orb1:<base64>``."""
+PRINT_SIDE = 512
+MAX_POINTS = 160
+MIN_INLIERS = 30
+"""Matching rule (bench/run_bank.py, chosen on split dev): at least 30 descriptors agree under
+one similarity transform (grid of 20-40 x 0.2-0.35 x 0.15-0.3 on 80 dev photos: the
+point with no unrelated match of 6,226 pairs and the best crop recall), ..."""
+MIN_SHARE = 0.35
+"""... they are at least 35% of the smaller print's points, ..."""
+MIN_COVERAGE = 0.2
+"""... and they spread over at least 20% of the area the query's points span (the convex hull
+of the agreeing points): another photo of the same packaged product agrees on its label only,
+a copy agrees across the picture (both areas as convex hulls)."""
+_HEADER = struct.Struct(">H")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class LocalPrint:
+    """Keypoint positions (n, 2) as (x, y) / longest side, and their ORB descriptors (n, 32)."""
+
+    points: npt.NDArray[np.float32]
+    descriptors: npt.NDArray[np.uint8]
+
+    def __len__(self) -> int:
+        return len(self.descriptors)
+
+    def to_text(self) -> str:
+        """``orb1:`` + base64 of: count (uint16), positions (uint16 x, y in 1/65535 of the
+        longest side), descriptors (32 bytes each). About 6 KB of text for 160 points."""
+        q = np.clip(np.rint(self.points * 65535), 0, 65535).astype(">u2")
+        body = _HEADER.pack(len(self)) + q.tobytes() + self.descriptors.tobytes()
+        return f"{PRINT_FORMAT}:" + base64.b64encode(body).decode("ascii")
+
+    @classmethod
+    def from_text(cls, text: str) -> LocalPrint:
+        """Parse :meth:`to_text`; ValueError for anything else (a bank file is refused then)."""
+        tag, _, payload = text.partition(":")
+        if tag != PRINT_FORMAT:
+            raise ValueError(f"not a local print ({tag!r})")
+        body = base64.b64decode(payload, validate=True)
+        if len(body) < _HEADER.size:
+            raise ValueError("a local print too short to read")
+        (n,) = _HEADER.unpack_from(body)
+        if n > 4 * MAX_POINTS or len(body) != _HEADER.size + n * 4 + n * 32:
+            raise ValueError("a local print of the wrong length")
+        points = np.frombuffer(body, ">u2", 2 * n, _HEADER.size).astype(np.float32) / np.float32(
+            65535
+        )
+        descriptors = np.frombuffer(body, np.uint8, 32 * n, _HEADER.size + 4 * n)
+        return cls(points.reshape(n, 2), descriptors.reshape(n, 32).copy())
+
+
+def local_print(rgb: npt.NDArray[np.uint8], *, max_points: int = MAX_POINTS) -> LocalPrint:
+    """The local print of an RGB photo (rows, cols, 3): ORB on a grey copy resized to 512 px."""
+    grey = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
+    # Every print at one scale (512 px), small photos enlarged: a copy reduced by half then
+    # finds its points at the entry's pyramid levels, not below ORB's smallest patch.
+    factor = PRINT_SIDE / max(grey.shape)
+    if factor != 1:
+        size = (max(1, round(grey.shape[1] * factor)), max(1, round(grey.shape[0] * factor)))
+        interp = cv2.INTER_AREA if factor < 1 else cv2.INTER_CUBIC
+        grey = cv2.resize(grey, size, interpolation=interp)
+    orb = cv2.ORB_create(  # type: ignore[attr-defined]
+        nfeatures=max_points + max_points // 2, fastThreshold=10, edgeThreshold=15
+    )
+    keypoints, descriptors = orb.detectAndCompute(grey, None)
+    if descriptors is None or not keypoints:
+        return LocalPrint(np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8))
+    order = np.argsort([-k.response for k in keypoints], kind="stable")[:max_points]
+    points = np.asarray([keypoints[i].pt for i in order], np.float32) / np.float32(max(grey.shape))
+    return LocalPrint(points.reshape(-1, 2), np.ascontiguousarray(descriptors[order]))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PrintMatch:
+    inliers: int
+    share: float
+    """Inliers as a share of the smaller print's points."""
+    scale: float
+    """Query size relative to the entry under the fitted similarity."""
+    coverage: float = 0.0
+    """Area of the agreeing points' convex hull over that of all the query's points."""
+
+    @property
+    def is_copy(self) -> bool:
+        return (
+            self.inliers >= MIN_INLIERS
+            and self.share >= MIN_SHARE
+            and self.coverage >= MIN_COVERAGE
+        )
+
+
+def match_prints(
+    query: LocalPrint, entry: LocalPrint, *, ratio: float = 0.85, max_distance: int = 64
+) -> PrintMatch:
+    """How well ``query`` matches ``entry``: nearest descriptors passing Lowe's ratio test and a
+    Hamming distance of at most ``max_distance`` bits, then a similarity transform by RANSAC
+    (1% of the longest side); scales outside 0.4-2.5 count as no match."""
+    none = PrintMatch(0, 0.0, 1.0)
+    if len(query) < 8 or len(entry) < 8:
+        return none
+    matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
+    pairs = matcher.knnMatch(query.descriptors, entry.descriptors, k=2)
+    good = [
+        p[0]
+        for p in pairs
+        if len(p) == 2 and p[0].distance <= max_distance and p[0].distance < ratio * p[1].distance
+    ]
+    if len(good) < 6:
+        return none
+    src = query.points[[g.queryIdx for g in good]]
+    dst = entry.points[[g.trainIdx for g in good]]
+    cv2.setRNGSeed(20251)  # reproducible verdicts whatever ran before in this process
+    model, inliers = cv2.estimateAffinePartial2D(
+        src, dst, method=cv2.RANSAC, ransacReprojThreshold=0.01
+    )
+    if model is None or inliers is None:
+        return none
+    scale = float(np.hypot(model[0, 0], model[1, 0]))
+    if not 0.4 < scale < 2.5:
+        return none
+    agreeing = inliers.ravel().astype(bool)
+    count = int(agreeing.sum())
+    coverage = 0.0
+    if count >= 3:
+        hull = cv2.convexHull(np.ascontiguousarray(src[agreeing], np.float32))
+        every = cv2.convexHull(np.ascontiguousarray(query.points, np.float32))
+        coverage = float(cv2.contourArea(hull)) / max(float(cv2.contourArea(every)), 1e-9)
+    return PrintMatch(count, count / min(len(query), len(entry)), 1.0 / scale, coverage)
+
+
+def query_prints(rgb: npt.NDArray[np.uint8]) -> tuple[LocalPrint, LocalPrint]:
+    """The prints a claim photo is looked up with: as it is, and mirrored (ORB descriptors are
+    not mirror-symmetric, so a mirrored copy is matched through the mirrored photo's print)."""
+    return local_print(rgb), local_print(np.ascontiguousarray(rgb[:, ::-1]))
+
+
+def best_match(query: tuple[LocalPrint, LocalPrint], entry: LocalPrint) -> PrintMatch:
+    """The better of the plain and mirrored query's matches with ``entry``."""
+    return max(
+        (match_prints(q, entry) for q in query), key=lambda m: (m.is_copy, m.inliers, m.share)
+    )
+
+
+class PrintIndex:
+    """Bank entries' local prints, searched as the bank is: every descriptor in one FAISS binary
+    index (exact Hamming k-NN); an entry whose descriptors are among the nearest of at least
+    ``MIN_INLIERS // 2`` of the query's is verified by :func:`match_prints`. Exact candidates,
+    so the rule measured pair by pair in bench/run_reuse.py is the rule applied here."""
+
+    def __init__(self) -> None:
+        import faiss
+
+        self._index = faiss.IndexBinaryFlat(256)
+        self._owner: list[int] = []
+        self._prints: dict[int, LocalPrint] = {}
+
+    def __len__(self) -> int:
+        return len(self._prints)
+
+    def add(self, ident: int, entry: LocalPrint) -> None:
+        if len(entry) == 0:
+            return
+        self._prints[ident] = entry
+        self._index.add(np.ascontiguousarray(entry.descriptors))
+        self._owner.extend([ident] * len(entry))
+
+    def search(
+        self, query: tuple[LocalPrint, LocalPrint], k: int = 4
+    ) -> list[tuple[int, PrintMatch]]:
+        """(entry id, match) for every entry the query (or its mirror) is a copy of, best first."""
+        if not self._owner:
+            return []
+        owner = np.asarray(self._owner)
+        votes: dict[int, int] = {}
+        for side in query:
+            if len(side) == 0:
+                continue
+            _, found = self._index.search(np.ascontiguousarray(side.descriptors), k)
+            for row in found:
+                for ident in set(int(owner[i]) for i in row if i >= 0):
+                    votes[ident] = votes.get(ident, 0) + 1
+        out = []
+        for ident, count in votes.items():
+            if count >= MIN_INLIERS // 2:
+                match = best_match(query, self._prints[ident])
+                if match.is_copy:
+                    out.append((ident, match))
+        return sorted(out, key=lambda pair: (-pair[1].inliers, pair[0]))

@@ -1,0 +1,126 @@
+"""Bank entries that still match a cropped copy on another platform (issue 23): local prints,
+their matching rule, and bank files of both formats."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from importlib import resources
+
+import cv2
+import numpy as np
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from PIL import Image
+
+from refundlens.reuse.bank import BankError, _canonical, _public_b64, sign_bank, verify_bank
+from refundlens.reuse.prints import LocalPrint, PrintIndex, best_match, local_print, query_prints
+
+
+def _photo(name: str) -> np.ndarray:
+    data = (resources.files("refundlens") / "samples" / name).read_bytes()
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def _reencoded(rgb: np.ndarray, quality: int) -> np.ndarray:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "JPEG", quality=quality)
+    return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+
+
+def _crop(rgb: np.ndarray, share: float) -> np.ndarray:
+    rows, cols = rgb.shape[:2]
+    dy, dx = int(rows * share / 2), int(cols * share / 2)
+    return np.ascontiguousarray(rgb[dy : rows - dy, dx : cols - dx])
+
+
+def test_local_print_round_trips_through_its_text_form() -> None:
+    found = local_print(_photo("claim_unrelated.jpg"))
+    assert 100 <= len(found) <= 160
+    again = LocalPrint.from_text(found.to_text())
+    assert np.array_equal(again.descriptors, found.descriptors)
+    assert np.abs(again.points - found.points).max() < 1e-4
+    assert len(found.to_text()) < 8000
+
+
+@pytest.mark.parametrize(
+    "text", ["orb1:!!!", "pdq:AAAA", "orb1:" + base64.b64encode(b"\x00\x05").decode()]
+)
+def test_a_malformed_local_print_is_refused(text: str) -> None:
+    with pytest.raises(ValueError):
+        LocalPrint.from_text(text)
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        "crop 6% a side",
+        "crop 25%",
+        "resize 50%",
+        "jpeg 50",
+        "mirror",
+        "crop 15% + resize + jpeg 60",
+    ],
+)
+def test_edited_copy_matches_its_bank_print_and_an_unrelated_photo_does_not(edit: str) -> None:
+    photo = _photo("claim_unrelated.jpg")
+    entry = local_print(_reencoded(photo, 90))
+    edits = {
+        "crop 6% a side": lambda a: _crop(a, 0.12),
+        "crop 25%": lambda a: _crop(a, 0.25),
+        "resize 50%": lambda a: cv2.resize(a, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA),
+        "jpeg 50": lambda a: _reencoded(a, 50),
+        "mirror": lambda a: np.ascontiguousarray(a[:, ::-1]),
+        "crop 15% + resize + jpeg 60": lambda a: _reencoded(
+            cv2.resize(_crop(a, 0.15), None, fx=0.6, fy=0.6, interpolation=cv2.INTER_AREA), 60
+        ),
+    }
+    copy = _reencoded(edits[edit](photo), 85)
+    assert best_match(query_prints(copy), entry).is_copy
+    assert not best_match(query_prints(_photo("listing.jpg")), entry).is_copy
+
+
+def test_print_index_finds_the_entry_a_cropped_copy_came_from() -> None:
+    index = PrintIndex()
+    index.add(1, local_print(_photo("listing.jpg")))
+    index.add(2, local_print(_photo("claim_unrelated.jpg")))
+    found = index.search(query_prints(_crop(_photo("claim_unrelated.jpg"), 0.2)))
+    assert [ident for ident, _ in found] == [2]
+
+
+def _entry(**extra: object) -> dict[str, object]:
+    return {"pdq": "ab" * 32, "codes": ["reference.derived"], "confirmed_at": "2025-09-01", **extra}
+
+
+def test_old_bank_files_of_format_1_still_import() -> None:
+    key = Ed25519PrivateKey.generate()
+    body = {
+        "format": "refundlens-bank/1",
+        "bank": "old-platform",
+        "signer": "old-platform",
+        "public_key": _public_b64(key.public_key()),
+        "created_at": "2025-10-01T00:00:00+00:00",
+        "entries": [_entry(buyer=None)],
+    }
+    document = {**body, "signature": base64.b64encode(key.sign(_canonical(body))).decode()}
+    document = json.loads(json.dumps(document))  # as read from the file
+    assert verify_bank(document, {body["public_key"]: "old-platform"})["entries"][0]["pdq"]
+
+
+def test_bank_files_carry_local_prints_signed_and_nothing_else() -> None:
+    key = Ed25519PrivateKey.generate()
+    trusted = {_public_b64(key.public_key()): "p1"}
+    local = local_print(_photo("claim_unrelated.jpg")).to_text()
+    document = sign_bank("p1", "p1", [_entry(buyer=None, local=local)], key)
+    assert document["format"] == "refundlens-bank/2"
+    assert verify_bank(json.loads(json.dumps(document)), trusted)
+    altered = json.loads(json.dumps(document))
+    altered["entries"][0]["local"] = local_print(_photo("listing.jpg")).to_text()
+    with pytest.raises(BankError) as info:
+        verify_bank(altered, trusted)
+    assert info.value.code == "bank.bad_signature"
+    with_image = sign_bank("p1", "p1", [_entry(thumbnail="/9j/4AAQ")], key)
+    with pytest.raises(BankError) as info:
+        verify_bank(with_image, trusted)
+    assert info.value.code == "bank.malformed"
