@@ -676,3 +676,35 @@ def test_an_order_and_a_sku_synced_twice_at_once_are_created_once(
     for pair in (answers[:2], answers[2:]):
         assert [r.status_code for r in pair] == [201, 201], [r.text[:200] for r in pair]
         assert pair[0].json()["id"] == pair[1].json()["id"]
+
+
+def test_an_animated_generator_output_is_refused_with_what_its_metadata_says_on_record(
+    server: Server, shop: dict[str, str]
+) -> None:
+    from sqlalchemy import select
+
+    from refundlens.detectors.provenance._examples import comfyui_webp
+    from refundlens.store import Database
+    from refundlens.store.sql.models import AuditEntry
+
+    with server.client(shop["buyer"]) as buyer:
+        r = buyer.post(
+            "/v1/claims",
+            data={"order_id": shop["order"], "type": "refund_only", "amount": "10"},
+            files=[("photos", ("anim.webp", comfyui_webp(frames=3), "image/webp"))],
+        )
+    assert r.status_code == 422, r.text
+    error = r.json()["error"]
+    assert error["code"] == "media.animated" and error["file"]["name"] == "anim.webp"
+    [said] = error["facts"]["provenance"]
+    assert said["code"] == "provenance.generator_metadata"
+    assert said["facts"]["generator"] == "ComfyUI"
+    database = Database(server.settings)
+    with database.session() as session:
+        entry = session.execute(
+            select(AuditEntry).where(AuditEntry.action == "claim.file_refused")
+        ).scalar_one()
+        assert entry.details["order"] == shop["order"]
+        assert entry.details["code"] == "media.animated"
+        assert entry.details["facts"]["provenance"][0]["facts"]["generator"] == "ComfyUI"
+    database.dispose()

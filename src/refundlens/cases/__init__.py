@@ -52,7 +52,13 @@ from .catalogue import (
     packing_videos_to_queue,
     register_packing_video,
 )
-from .intake import ClaimFiles, check_claim_request, create_claim, prepare_claim_files
+from .intake import (
+    ClaimFiles,
+    check_claim_request,
+    create_claim,
+    prepare_claim_files,
+    record_refused_file,
+)
 from .notifications import notify
 from .review import (
     DECISIONS,
@@ -115,6 +121,7 @@ __all__ = [
     "packing_video_frames",
     "packing_videos_to_queue",
     "prepare_claim_files",
+    "record_refused_file",
     "refuse_replayed_capture",
     "register_packing_video",
     "route",

@@ -11,6 +11,7 @@ from ..config import Settings
 from ..errors import RefundlensError
 from ..media import Media, media_from_bytes
 from ..metrics import metrics
+from ..pipeline import describe_refusal
 from ..store.blobs import BlobStore
 from ..store.interface import (
     Claim,
@@ -26,7 +27,13 @@ from .notifications import notify
 from .routing import CLAIM_TYPES
 from .states import ClaimState
 
-__all__ = ["ClaimFiles", "check_claim_request", "create_claim", "prepare_claim_files"]
+__all__ = [
+    "ClaimFiles",
+    "check_claim_request",
+    "create_claim",
+    "prepare_claim_files",
+    "record_refused_file",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,7 +87,9 @@ def prepare_claim_files(
         try:
             decoded.append((name, data, media_from_bytes(data, name, settings)))
         except RefundlensError as exc:  # with several photos, say which one
-            raise exc.about_file(index, name) from None
+            # Still refused, but what a refused file's metadata says (an animated ComfyUI
+            # output names its generator) goes into the error's facts and the audit log.
+            raise describe_refusal(exc, settings).about_file(index, name) from None
     # Videos are checked from their container header only: their frames are decoded and
     # fingerprinted by the analysis, in the task runner (unboxing_video_frames).
     for index, (name, data) in enumerate(videos):
@@ -177,3 +186,13 @@ def create_claim(
     notify(store, order.merchant_id, "claim.received", claim)
     metrics().claims_received.labels(claim_type).inc()
     return claim
+
+
+def record_refused_file(store: Store, actor: Actor, order_id: str, error: RefundlensError) -> None:
+    """Put on record what a refused file's metadata said (``error.facts``; an animated generator
+    output names its generator), in a transaction of its own: the claim itself is not filed."""
+    store.audit.append(
+        actor.id,
+        "claim.file_refused",
+        details={"order": order_id, "code": error.code, "file": error.file, "facts": error.facts},
+    )

@@ -10,6 +10,7 @@ unreachable answers 503 ``service.busy`` with ``Retry-After``, never 500.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -88,12 +89,18 @@ def _printable(text: str) -> str:
 
 
 def _error(
-    code: str, message: str, status: int, file: dict[str, object] | None = None
+    code: str,
+    message: str,
+    status: int,
+    file: dict[str, object] | None = None,
+    facts: dict[str, object] | None = None,
 ) -> JSONResponse:
     metrics().errors.labels(code).inc()
     error: dict[str, object] = {"code": code, "message": _printable(message)}
     if file is not None:  # which file of an upload with several (RefundlensError.about_file)
         error["file"] = {k: _printable(v) if isinstance(v, str) else v for k, v in file.items()}
+    if facts:  # what a refused file's metadata said (pipeline.describe_refusal)
+        error["facts"] = json.loads(json.dumps(facts, default=str))
     return JSONResponse({"error": error}, status_code=status)
 
 
@@ -136,7 +143,7 @@ def create_app(
 
     @app.exception_handler(RefundlensError)
     async def _refundlens_error(_request: Request, exc: RefundlensError) -> JSONResponse:
-        return _error(exc.code, exc.message, _status(exc.code), exc.file)
+        return _error(exc.code, exc.message, _status(exc.code), exc.file, exc.facts)
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(PoolTimeoutError)

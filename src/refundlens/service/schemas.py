@@ -130,6 +130,14 @@ class ErrorOut(BaseModel):
     class Detail(BaseModel):
         code: str
         message: str
+        file: dict[str, str | int] | None = Field(
+            default=None, description="Which file of an upload with several: field, index, name."
+        )
+        facts: dict[str, object] | None = Field(
+            default=None,
+            description="What a refused file's metadata said (an animated generator output "
+            "names its generator under `provenance`); the file is still refused.",
+        )
 
     error: Detail
 

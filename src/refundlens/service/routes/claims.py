@@ -116,7 +116,13 @@ async def create_claim(
             # Refused before its files are stored: a refused claim leaves no blob behind.
             cases.check_claim_request(visible_order(s), claim_type, amount)
         # Decoding and storing the files needs no transaction: none is held open over it.
-        prepared = cases.prepare_claim_files(runtime.blobs, settings, claim_type, files, clips)
+        try:
+            prepared = cases.prepare_claim_files(runtime.blobs, settings, claim_type, files, clips)
+        except RefundlensError as refused:
+            if refused.facts:  # still refused; what its metadata said goes on record
+                with runtime.db.session() as s:
+                    cases.record_refused_file(SqlStore(s), actor(filer), order_id, refused)
+            raise
         try:
             with runtime.db.session() as s:
                 view = replayed(s)
