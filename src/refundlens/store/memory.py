@@ -11,11 +11,10 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import itertools
-import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from .sql.audit import GENESIS, AuditProblem, entry_hash
+from .sql.audit import GENESIS, AuditProblem, chained, check_entry
 from .sql.models import (
     ApiKey,
     Assessment,
@@ -36,7 +35,6 @@ from .sql.models import (
     Tenant,
     VideoFingerprint,
     WebhookEvent,
-    utcnow,
 )
 
 __all__ = ["MemoryStore"]
@@ -313,19 +311,9 @@ class _AuditLog:
         assessment_id: str | None = None,
         details: dict[str, Any] | None = None,
     ) -> AuditEntry:
-        details = json.loads(json.dumps(details or {}, default=str))
         prev = self.t.audit[-1].entry_hash if self.t.audit else GENESIS
-        seq, at = len(self.t.audit) + 1, utcnow()
-        entry = AuditEntry(
-            seq=seq,
-            at=at,
-            actor=actor,
-            action=action,
-            claim_id=claim_id,
-            assessment_id=assessment_id,
-            details=details,
-            prev_hash=prev,
-            entry_hash=entry_hash(prev, seq, at, actor, action, claim_id, assessment_id, details),
+        entry = chained(
+            prev, len(self.t.audit) + 1, actor, action, claim_id, assessment_id, details
         )
         self.t.audit.append(entry)
         return entry
@@ -333,18 +321,9 @@ class _AuditLog:
     def verify(self) -> tuple[int, AuditProblem | None]:
         prev = GENESIS
         for checked, row in enumerate(self.t.audit):
-            digest = entry_hash(
-                prev,
-                row.seq,
-                row.at,
-                row.actor,
-                row.action,
-                row.claim_id,
-                row.assessment_id,
-                row.details,
-            )
-            if row.seq != checked + 1 or row.prev_hash != prev or digest != row.entry_hash:
-                return checked, AuditProblem(row.seq, "the entry does not match the chain")
+            problem = check_entry(row, prev, checked + 1)
+            if problem is not None:
+                return checked, problem
             prev = row.entry_hash
         return len(self.t.audit), None
 

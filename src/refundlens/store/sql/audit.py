@@ -24,7 +24,16 @@ from sqlalchemy.orm import Session
 
 from .models import AuditEntry, AuditHead, utcnow
 
-__all__ = ["GENESIS", "AuditProblem", "append", "entry_hash", "lock", "verify"]
+__all__ = [
+    "GENESIS",
+    "AuditProblem",
+    "append",
+    "chained",
+    "check_entry",
+    "entry_hash",
+    "lock",
+    "verify",
+]
 
 GENESIS = "0" * 64
 
@@ -94,6 +103,31 @@ def _insert_for(session: Session) -> Any:
     return sqlite.insert
 
 
+def chained(
+    prev_hash: str,
+    seq: int,
+    actor: str,
+    action: str,
+    claim_id: str | None,
+    assessment_id: str | None,
+    details: dict[str, Any] | None,
+) -> AuditEntry:
+    """The entry that follows ``prev_hash`` as number ``seq``, timed now, its hash computed."""
+    details = json.loads(json.dumps(details or {}, default=str))
+    at = utcnow()
+    return AuditEntry(
+        seq=seq,
+        at=at,
+        actor=actor,
+        action=action,
+        claim_id=claim_id,
+        assessment_id=assessment_id,
+        details=details,
+        prev_hash=prev_hash,
+        entry_hash=entry_hash(prev_hash, seq, at, actor, action, claim_id, assessment_id, details),
+    )
+
+
 def append(
     session: Session,
     actor: str,
@@ -104,23 +138,9 @@ def append(
     details: dict[str, Any] | None = None,
 ) -> AuditEntry:
     """Add one entry in the caller's transaction (it commits or rolls back with the change)."""
-    details = json.loads(json.dumps(details or {}, default=str))
     head = lock(session)
-    seq = head.seq + 1
-    at = utcnow()
-    digest = entry_hash(head.entry_hash, seq, at, actor, action, claim_id, assessment_id, details)
-    entry = AuditEntry(
-        seq=seq,
-        at=at,
-        actor=actor,
-        action=action,
-        claim_id=claim_id,
-        assessment_id=assessment_id,
-        details=details,
-        prev_hash=head.entry_hash,
-        entry_hash=digest,
-    )
-    head.seq, head.entry_hash = seq, digest
+    entry = chained(head.entry_hash, head.seq + 1, actor, action, claim_id, assessment_id, details)
+    head.seq, head.entry_hash = entry.seq, entry.entry_hash
     session.add(entry)
     session.flush()
     return entry
@@ -130,6 +150,27 @@ def append(
 class AuditProblem:
     seq: int
     problem: str
+
+
+def check_entry(row: AuditEntry, prev: str, expected_seq: int) -> AuditProblem | None:
+    """What is wrong with ``row`` as the entry after ``prev`` numbered ``expected_seq``."""
+    if row.seq != expected_seq:
+        return AuditProblem(expected_seq, f"entry {expected_seq} is missing (next is {row.seq})")
+    if row.prev_hash != prev:
+        return AuditProblem(row.seq, "prev_hash does not match the previous entry's hash")
+    digest = entry_hash(
+        row.prev_hash,
+        row.seq,
+        row.at,
+        row.actor,
+        row.action,
+        row.claim_id,
+        row.assessment_id,
+        row.details,
+    )
+    if digest != row.entry_hash:
+        return AuditProblem(row.seq, "the entry's content does not match its hash (altered)")
+    return None
 
 
 def verify(session: Session, batch: int = 5000) -> tuple[int, AuditProblem | None]:
@@ -150,28 +191,9 @@ def verify(session: Session, batch: int = 5000) -> tuple[int, AuditProblem | Non
         if not rows:
             break
         for row in rows:
-            if row.seq != expected_seq:
-                return checked, AuditProblem(
-                    expected_seq, f"entry {expected_seq} is missing (next is {row.seq})"
-                )
-            if row.prev_hash != prev:
-                return checked, AuditProblem(
-                    row.seq, "prev_hash does not match the previous entry's hash"
-                )
-            digest = entry_hash(
-                row.prev_hash,
-                row.seq,
-                row.at,
-                row.actor,
-                row.action,
-                row.claim_id,
-                row.assessment_id,
-                row.details,
-            )
-            if digest != row.entry_hash:
-                return checked, AuditProblem(
-                    row.seq, "the entry's content does not match its hash (altered)"
-                )
+            problem = check_entry(row, prev, expected_seq)
+            if problem is not None:
+                return checked, problem
             prev, expected_seq, last = row.entry_hash, row.seq + 1, row.seq
             checked += 1
     head = session.get(AuditHead, 1)
