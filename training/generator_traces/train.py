@@ -4,7 +4,7 @@ The net maps an RGB image to one logit per 16x16 cell: "a learned decoder made t
 Its first layer sees only neighbouring-pixel relationships (NPR, Tan et al. CVPR 2024 [1]_): its
 4x4 kernels are constrained to sum to zero over every 2x2 block, which is a convolution of
 ``x - nearest_up(x[::2, ::2])``, the residual that upsampling layers leave their mark in; the
-rest is a small fully convolutional net (about 0.3 M weights, 1/16 resolution).
+rest is a small fully convolutional net (about 0.42 M weights, 1/16 resolution).
 
 It learns from aligned pairs (B-Free, Guillaro et al. CVPR 2025 [2]_): each real photo beside
 its own regenerated twin, made by one of six small autoencoders this script first trains on the
@@ -91,7 +91,7 @@ def _separable(channels: int) -> nn.Sequential:
 
 
 class GenTraceNet(nn.Module):
-    """About 0.3 M weights; about 1.6 GMAC per megapixel; one logit per 16x16 cell."""
+    """About 0.42 M weights; about 2.6 GMAC per megapixel; one logit per 16x16 cell."""
 
     def __init__(self) -> None:
         super().__init__()

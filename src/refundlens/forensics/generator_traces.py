@@ -5,7 +5,7 @@ end the same way: a learned decoder upsamples a latent into pixels. Upsampling l
 relations between neighbouring pixels that a camera does not (Tan et al., NPR [1]_). This net's
 first layer sees only those relations: its 4x4 kernels sum to zero over every 2x2 block, which
 makes it a convolution of ``x - nearest_up(x[::2, ::2])``; a small fully convolutional body
-(about 0.3 M weights) gives one logit per 16x16 cell, each judged beside the image's mean
+(about 0.42 M weights) gives one logit per 16x16 cell, each judged beside the image's mean
 feature. The image's score is the mean of its top 6 % cell logits, so that a generated region of
 a real photo counts as well as a generated picture.
 
