@@ -78,7 +78,8 @@ def test_the_net_marks_a_regenerated_patch_and_not_the_camera_photo_around_it() 
 def test_the_finding_carries_its_heatmap_facts_and_both_languages() -> None:
     data, _ = regenerated_shop_photo()
     media = media_from_bytes(data, "regenerated.png")
-    findings = PixelsDetector().analyze(media, Context())
+    settings = Settings(pixels_generator_enabled=True)
+    findings = PixelsDetector().analyze(media, Context(settings=settings))
     found = next(f for f in findings if f.code == "pixels.generator_traces")
     assert found.region is not None and found.region.kind == "heatmap"
     assert found.region.array.shape == media.analysis.shape[:2]
@@ -93,6 +94,14 @@ def test_the_net_refuses_what_it_cannot_read() -> None:
         generator_traces(np.zeros((20, 64, 3), np.uint8))
     with pytest.raises(ValueError):
         generator_traces(np.zeros((64, 64), np.uint8))
+
+
+def test_the_net_is_off_by_default_and_then_costs_nothing() -> None:
+    data, _ = regenerated_shop_photo()
+    media = media_from_bytes(data, "regenerated.png")
+    findings = PixelsDetector().analyze(media, Context())
+    assert "pixels.generator_traces" not in {f.code for f in findings}
+    assert all("generator_traces_heatmap" not in f.pictures for f in findings)
 
 
 def test_the_model_card_says_how_it_was_trained() -> None:
