@@ -35,6 +35,7 @@ FORENSICS_CODES = [
     "pixels.double_jpeg_inconsistency",
     "pixels.cfa_inconsistency",
     "pixels.painted_patch",
+    "pixels.generator_traces",
     "pixels.copy_move",
     "pixels.no_sensor_noise",
     "pixels.upsampling_peaks",

@@ -10,7 +10,13 @@ Generated from camera originals: splice (a patch of another photo), copy-move, O
 a smoothed patch with synthetic noise, and a diffusion-like blur-and-regrain patch, each saved the
 way an editor saves (JPEG 85-95, one in five as PNG).
 
-Every source falls in "dev" or "test" by the hash of its path (bench.cases.split_of).
+Generator outputs (../shared/data/ai-generated-repos): generated pictures, AI edits and
+inpaintings beside the real photos they started from, metadata stripped (pixels saved as PNG, and
+once more as a chat app re-sends them: JPEG 85). They split by source repository
+(``REPO_SPLIT``): the generator-trace net trained on the "train" repositories, which the benchmark
+leaves out; "dev" sets thresholds, "test" is reported.
+
+Every other source falls in "dev" or "test" by the hash of its path (bench.cases.split_of).
 """
 
 from __future__ import annotations
@@ -29,9 +35,43 @@ from PIL import Image, ImageOps
 from .cases import DATA, split_of
 from .forgeries import KINDS, forge
 
-__all__ = ["ForensicsCase", "authentic_cases", "generated_cases", "real_cases"]
+__all__ = [
+    "REPO_SPLIT",
+    "ForensicsCase",
+    "ai_repo_cases",
+    "authentic_cases",
+    "generated_cases",
+    "real_cases",
+]
 
 MAX_SIDE = 4096
+
+# ai-generated-repos by source repository, never by file: the generator-trace net
+# (training/generator_traces) learns from "train", the benchmark sets thresholds on "dev" and
+# reports "test". Stability-AI/stablediffusion is ../shared/data/stablediffusion-samples.
+REPO_SPLIT = {
+    "geekyutao/Inpaint-Anything": "train",
+    "Kwai-Kolors/Kolors": "train",
+    "stepfun-ai/Step1X-Edit": "train",
+    "lllyasviel/IC-Light": "train",
+    "Tencent-Hunyuan/HunyuanDiT": "train",
+    "CompVis/latent-diffusion": "train",
+    "XLabs-AI/x-flux": "train",
+    "QwenLM/Qwen-Image": "train",
+    "tencent-ailab/IP-Adapter": "train",
+    "VectorSpaceLab/OmniGen": "dev",
+    "HighwayWu/InpaintingForensics": "dev",
+    "PixArt-alpha/PixArt-alpha": "dev",
+    "black-forest-labs/flux": "dev",
+    "TencentARC/BrushNet": "test",
+    "Sanster/IOPaint": "test",
+    "jonasricker/aeroblade": "test",
+    "CompVis/stable-diffusion": "test",
+    "HiDream-ai/HiDream-I1": "test",
+    "PixArt-alpha/PixArt-sigma": "test",
+    "Stability-AI/generative-models": "test",
+    "Stability-AI/stablediffusion": "test",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,7 +199,7 @@ def real_cases() -> Iterator[ForensicsCase]:
                 yield ForensicsCase(
                     path, "grip_demo", "test", True, _file_bytes(DATA / path), None, label, path
                 )
-        elif label == "ai_generated":
+        elif label == "ai_generated" and not path.startswith("ai-generated-repos/"):
             # Stable Diffusion outputs without metadata: positives for the generative cues.
             yield ForensicsCase(
                 path,
@@ -168,7 +208,7 @@ def real_cases() -> Iterator[ForensicsCase]:
                 True,
                 _file_bytes(DATA / path),
                 None,
-                label,
+                "Stable Diffusion 2 (Stability-AI/stablediffusion)",
                 path,
             )
         elif path.startswith(("pscc-net-samples/", "trufor-test-images/")):
@@ -253,3 +293,52 @@ def generated_cases(seed: int = 7) -> Iterator[ForensicsCase]:
         yield ForensicsCase(
             f"{path}#{kind}", "generated", split_of(path), True, data, mask, kind, path
         )
+
+
+def ai_repo_cases() -> Iterator[ForensicsCase]:
+    """The dev and test repositories of ai-generated-repos, metadata stripped: each picture as
+    PNG pixels and as a chat app re-sends it (longest side 1280, JPEG 85).
+
+    ``ai_generated``: generated pictures (kind = the generator). ``ai_edits``: AI edits and
+    inpaintings (positives, with a mask where the real input has the same size) beside their
+    real inputs (negatives)."""
+    root = DATA / "ai-generated-repos"
+    with (root / "manifest.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    inputs = {r["path"]: r for r in rows if r["label"] == "authentic_input"}
+    for r in rows:
+        split = REPO_SPLIT[r["source_repo"]]
+        if split == "train":
+            continue
+        path = "ai-generated-repos/" + r["path"]
+        image = _rgb(DATA / path)
+        positive = r["label"] != "authentic_input"
+        dataset = "ai_generated" if r["label"] == "ai_generated" else "ai_edits"
+        mask = None
+        if r["label"] in ("ai_edited", "ai_inpainted") and r["pair_of"]:
+            source = inputs.get(r["pair_of"].removeprefix("ai-generated-repos/"))
+            if source is not None:
+                mask = _diff_mask(image, _rgb(root / source["path"]))
+        kind = f"{r['generator']} ({r['source_repo']})" if positive else "real input"
+        yield ForensicsCase(path, dataset, split, positive, _png(image), mask, kind, path)
+        small = image
+        if max(image.shape[:2]) > 1280:
+            f = 1280 / max(image.shape[:2])
+            size = (round(image.shape[1] * f), round(image.shape[0] * f))
+            small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        yield ForensicsCase(
+            path + "#chat",
+            dataset,
+            split,
+            positive,
+            _jpeg(small, 85),
+            None if mask is None else _resize_mask(mask, small.shape[:2]),
+            kind,
+            path,
+        )
+
+
+def _resize_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    return (
+        cv2.resize(mask.astype(np.uint8), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST) > 0
+    )

@@ -292,7 +292,9 @@ def test_at_the_shipped_threshold_a_moderate_patch_is_shown_as_a_map_not_reporte
     from refundlens.detectors._pixels_examples import regrained_shop_photo
 
     media = media_from_bytes(regrained_shop_photo()[0], "regrained.png")
-    findings = PixelsDetector().analyze(media, Context())
+    # The generator-trace net also marks this blurred and re-grained patch (tested apart).
+    settings = Settings(pixels_generator_enabled=False)
+    findings = PixelsDetector().analyze(media, Context(settings=settings))
     assert "pixels.painted_patch" not in {f.code for f in findings}
     none_found = next(f for f in findings if f.code == "pixels.none_found")
     assert 0.5 < none_found.facts["painted_score"] < Settings().pixels_painted_threshold

@@ -201,6 +201,16 @@ class Settings:
     photos of the forensics benchmark that the net never saw (0.917); honest photos reach 0.8
     (smooth and out-of-focus surfaces), so the net's map mostly serves to localise."""
 
+    pixels_generator_enabled: bool = False
+    """Run the learned generator-trace net (refundlens/forensics/generator_traces.py; its weights
+    ship in the wheel) on the working copy. Off by default: the shipped net (trained on a CPU) does
+    not beat error-level analysis on the benchmark's test generators (docs/detectors/pixels.md);
+    the forensics benchmark runs it on."""
+    pixels_generator_threshold: float = 0.991
+    """Generator-trace image score (0-1) from which ``pixels.generator_traces`` is reported. Set
+    for at most 1% false positives on the dev photos of the forensics benchmark that the net
+    never saw (bench/results/forensics.md)."""
+
     # --- fusion ---
     policy_path: str = ""
     """YAML policy overriding the bundled default (weights, prior, action thresholds); empty = bundled."""

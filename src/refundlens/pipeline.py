@@ -1,6 +1,12 @@
 """pipeline.analyze: the one call that wires media -> detectors -> fusion.
 
 The CLI, the service and the workers all call it, so there is one behaviour to test.
+
+Detectors run cheapest first (``COST_ORDER``). Pixel forensics, the most expensive, can only
+raise an image's risk (every pixels strength is 0 or more, and the policy caps the family at
+review): where the cheaper findings already send the image to ``escalate`` (a generator's
+label, a derived copy of the listing photo, a bank match), nothing it finds can change the
+action, so it is skipped and the assessment says so (``ImageAssessment.skipped``).
 """
 
 from __future__ import annotations
@@ -25,6 +31,12 @@ from .media import Media
 
 __all__ = ["Assessment", "ImageAssessment", "analyze", "describe_refusal"]
 
+# Cheapest first: metadata, cross-claim memory, the reference check (features cached per SKU),
+# the unboxing frames, pixel forensics last (about 70% of a claim's time, bench/results/service.md).
+COST_ORDER = ("provenance", "capture", "reuse", "reference", "unboxing", "pixels")
+# Families whose findings never lower the risk: skipped once the action is already escalate.
+_ONLY_RAISE = frozenset({"pixels"})
+
 # Whether the context holds each input a detector may require; a detector missing one abstains.
 _PRESENT: dict[Requirement, Callable[[Context], bool]] = {
     Requirement.REFERENCES: lambda c: bool(c.references),
@@ -38,6 +50,10 @@ class ImageAssessment:
     media: Media
     findings: tuple[Finding, ...]
     verdict: Verdict
+    ran: tuple[str, ...] = ()
+    """The detectors that ran on this image, in the order they ran."""
+    skipped: tuple[tuple[str, str], ...] = ()
+    """(detector, why) for each detector not run on this image."""
 
     @property
     def risk(self) -> float:
@@ -75,9 +91,11 @@ def analyze(
     history: ClaimHistory | None = None,
     unboxing: Sequence[Media] = (),
     features: FeatureStore | None = None,
+    early_stop: bool = True,
 ) -> Assessment:
-    """Run every detector on every claim image and fuse the findings per image. ``features``
-    defaults to the folder named by ``reference_feature_dir`` (none: memory only)."""
+    """Run the detectors on every claim image, cheapest first, and fuse the findings per image.
+    ``features`` defaults to the folder named by ``reference_feature_dir`` (none: memory only).
+    ``early_stop=False`` runs every detector whatever the cheaper ones found."""
     settings = settings or Settings()
     policy = policy or load_policy(settings.policy_path or None)
     detectors = default_detectors() if detectors is None else detectors
@@ -93,13 +111,35 @@ def analyze(
         unboxing=tuple(unboxing),
         features=features,
     )
+    rank = {name: i for i, name in enumerate(COST_ORDER)}
+    ordered = sorted(
+        range(len(detectors)), key=lambda i: (rank.get(detectors[i].name, len(rank)), i)
+    )
     images = []
     for claim in claims:
-        findings: list[Finding] = []
-        for detector in detectors:
-            if all(_PRESENT[need](context) for need in detector.requires):
-                findings.extend(detector.analyze(claim, context))
-        images.append(ImageAssessment(claim, tuple(findings), fuse(findings, policy)))
+        found: dict[int, list[Finding]] = {}
+        ran: list[str] = []
+        skipped: list[tuple[str, str]] = []
+        for i in ordered:
+            detector = detectors[i]
+            missing = [need.value for need in detector.requires if not _PRESENT[need](context)]
+            if missing:
+                skipped.append((detector.name, "no " + ", ".join(missing)))
+                continue
+            if early_stop and detector.name in _ONLY_RAISE:
+                so_far = [f for part in found.values() for f in part]
+                if so_far and fuse(so_far, policy).action == "escalate":
+                    skipped.append((detector.name, "escalate already: it can only raise the risk"))
+                    continue
+            found[i] = detector.analyze(claim, context)
+            ran.append(detector.name)
+        # Findings keep the detectors' listed order, whatever order they ran in.
+        findings = [f for i in sorted(found) for f in found[i]]
+        images.append(
+            ImageAssessment(
+                claim, tuple(findings), fuse(findings, policy), tuple(ran), tuple(skipped)
+            )
+        )
     return Assessment(tuple(images), tuple(references))
 
 

@@ -1,8 +1,9 @@
 """detectors/pixels: evidence in the pixels alone, for photos with no reference and no label.
 
 Six local maps (double JPEG quantization, demosaicing pattern, residual co-occurrence, a small
-learned net that marks painted patches, local noise level, error level) and three global cues (copy-move, a photographed screen, generator upsampling or no sensor noise at
-all). :func:`measure` computes everything once; :class:`PixelsDetector` turns the measurements into
+learned net that marks painted patches, local noise level, error level), a learned detector of
+pixels decoded by a generator (a map and an image score), and three global cues (copy-move, a
+photographed screen, generator upsampling or no sensor noise at all). :func:`measure` computes everything once; :class:`PixelsDetector` turns the measurements into
 findings. Every cue here has honest photos that resemble it (chat apps recompress, products repeat,
 textiles are periodic), so the policy caps the family at ``review``: a person looks.
 """
@@ -21,6 +22,8 @@ from ..config import Settings
 from ..forensics.cfa import cfa_traces
 from ..forensics.copy_move import CopyMove, find_copy_move
 from ..forensics.ela import error_level
+from ..forensics.generator_traces import CELL as GENERATOR_CELL
+from ..forensics.generator_traces import generator_traces
 from ..forensics.jpeg_dct import double_quantization
 from ..forensics.learned import CELL, painted_patch_map
 from ..forensics.noise import noise_level, noise_level_map, residual_cooccurrence_map
@@ -61,6 +64,10 @@ class PixelMeasurements:
     painted_map: FloatMap | None
     painted_region: npt.NDArray[np.bool_] | None
     painted_score: float
+    generator_map: FloatMap | None
+    """Probability per 16x16 cell that a generator decoded it, at the analysis resolution."""
+    generator_score: float
+    """The generator-trace net's image score in [0, 1] (0 where it did not run)."""
     noise_map: FloatMap
     noise_level: float
     noise_spread: float
@@ -185,6 +192,14 @@ def measure(claim: Media, settings: Settings | None = None) -> PixelMeasurements
         painted_map = _painted_heat(work, shape)
         painted_region, painted_score = _region_score(painted_map, 0.5)
 
+    generator_map, generator_score = None, 0.0
+    if settings.pixels_generator_enabled and min(work.shape[:2]) >= 2 * GENERATOR_CELL:
+        traces = generator_traces(work)
+        generator_score = traces.score
+        generator_map = _cells_to_analysis(
+            traces.cells, GENERATOR_CELL, (work.shape[0], work.shape[1]), shape
+        )
+
     tiles = noise_level_map(work, 32)
     finite = tiles[np.isfinite(tiles)]
     spread = 0.0
@@ -223,6 +238,8 @@ def measure(claim: Media, settings: Settings | None = None) -> PixelMeasurements
         painted_map=painted_map,
         painted_region=painted_region,
         painted_score=painted_score,
+        generator_map=generator_map,
+        generator_score=generator_score,
         noise_map=noise_map.astype(np.float32),
         noise_level=noise_level(work),
         noise_spread=spread,
@@ -241,13 +258,18 @@ def measure(claim: Media, settings: Settings | None = None) -> PixelMeasurements
 
 def _painted_heat(work: npt.NDArray[np.uint8], shape: tuple[int, int]) -> FloatMap:
     """The learned net's per-cell probability, spread over ``work`` and resized to ``shape``."""
-    cells = painted_patch_map(work)
-    rows, cols = cells.shape[0] * CELL, cells.shape[1] * CELL
+    return _cells_to_analysis(painted_patch_map(work), CELL, (work.shape[0], work.shape[1]), shape)
+
+
+def _cells_to_analysis(
+    cells: FloatMap, cell: int, work: tuple[int, int], shape: tuple[int, int]
+) -> FloatMap:
+    """Per-cell values of a net that saw a ``work``-sized image, spread over it and resized to
+    the analysis ``shape``."""
+    rows, cols = cells.shape[0] * cell, cells.shape[1] * cell
     heat = cv2.resize(cells, (cols, rows), interpolation=cv2.INTER_LINEAR)
     # The net drops the last partial cell row and column; repeat the edge to cover them.
-    heat = cv2.copyMakeBorder(
-        heat, 0, work.shape[0] - rows, 0, work.shape[1] - cols, cv2.BORDER_REPLICATE
-    )
+    heat = cv2.copyMakeBorder(heat, 0, work[0] - rows, 0, work[1] - cols, cv2.BORDER_REPLICATE)
     return np.clip(_to_analysis(heat, shape), 0, 1)
 
 
@@ -320,6 +342,7 @@ class PixelsDetector(Detector):
         "pixels.double_jpeg_inconsistency": "One region was not compressed twice like the rest of the JPEG.",
         "pixels.noise_inconsistency": "One region's noise residual differs from the rest of the photo.",
         "pixels.painted_patch": "One region looks painted, inpainted or re-grained to the learned patch detector.",
+        "pixels.generator_traces": "The learned generator-trace net finds pixels decoded by an image generator, in the whole picture or a region.",
         "pixels.cfa_inconsistency": "One region lacks the camera's demosaicing pattern that the rest carries.",
         "pixels.copy_move": "A region of the photo is cloned elsewhere in the same photo.",
         "pixels.recapture": "The photo shows a screen's moire: a picture of a screen, not of the goods.",
@@ -348,6 +371,8 @@ class PixelsDetector(Detector):
             maps["cfa_heatmap"] = heat_picture(m.cfa_map, image)
         if m.painted_map is not None:
             maps["painted_patch_heatmap"] = heat_picture(m.painted_map, image)
+        if m.generator_map is not None:
+            maps["generator_traces_heatmap"] = heat_picture(m.generator_map, image)
         common = {
             "anomaly_score": round(m.anomaly_score, 3),
             "double_jpeg_strength": round(m.dq_strength, 3),
@@ -357,6 +382,7 @@ class PixelsDetector(Detector):
             "cfa_agreement": round(m.cfa_agreement, 3),
             "cfa_score": round(m.cfa_score, 3),
             "painted_score": round(m.painted_score, 3),
+            "generator_score": round(m.generator_score, 3),
             "residual_separation": round(m.cooc_separation, 2),
             "residual_score": round(m.cooc_score, 3),
             "noise_level": round(m.noise_level, 2),
@@ -365,6 +391,7 @@ class PixelsDetector(Detector):
             "threshold_double_jpeg": settings.pixels_double_jpeg_threshold,
             "threshold_cfa": settings.pixels_cfa_threshold,
             "threshold_painted": settings.pixels_painted_threshold,
+            "threshold_generator": settings.pixels_generator_threshold,
         }
         # Both localising maps may fire on one edit; they are not independent evidence, so only one
         # becomes a finding (double JPEG first: it never fired on an authentic photo) and the
@@ -443,6 +470,8 @@ class PixelsDetector(Detector):
                     pictures=maps,
                 )
             )
+        if m.generator_map is not None and m.generator_score >= settings.pixels_generator_threshold:
+            findings.append(self._generator_finding(m, settings, maps))
         if m.copy_move is not None:
             cm = m.copy_move
             findings.append(
@@ -547,6 +576,7 @@ class PixelsDetector(Detector):
                 "pixels.painted_patch",
                 "pixels.cfa_inconsistency",
                 "pixels.noise_inconsistency",
+                "pixels.generator_traces",
             )
             for f in findings
         ):
@@ -567,6 +597,41 @@ class PixelsDetector(Detector):
                 )
             )
         return findings
+
+    def _generator_finding(
+        self, m: PixelMeasurements, settings: Settings, maps: dict[str, npt.NDArray[np.uint8]]
+    ) -> Finding:
+        assert m.generator_map is not None
+        share = round(100 * float((m.generator_map >= 0.5).mean()), 1)
+        score = m.generator_score
+        if share >= 60:
+            en_where, zh_where = "most of the picture", "画面大部分区域"
+        else:
+            en_where, zh_where = f"a part of the picture ({share}%)", f"画面的一部分（占 {share}%）"
+        return Finding(
+            code="pixels.generator_traces",
+            # Provisional; the calibrated strength (policy/calibration.yaml) replaces it.
+            strength=2.0 * score,
+            confidence=score,
+            reason=Reason(
+                en=f"A small net trained to tell camera pixels from pixels decoded by an image "
+                f"generator finds generator traces in {en_where} (score {score:.2f}): it may be "
+                "AI-generated or AI-edited. Heavy filters and upscaling apps can look alike: a "
+                "person should look.",
+                zh=f"一个专门区分相机像素与图像生成模型解码像素的小型模型在{zh_where}发现生成痕迹"
+                f"（得分 {score:.2f}）：图片可能由 AI 生成或经 AI 修改。强滤镜和放大类应用也可能"
+                "造成类似痕迹，需人工查看。",
+            ),
+            facts={
+                "generator_score": round(score, 3),
+                "cells_percent": share,
+                "threshold": settings.pixels_generator_threshold,
+                "model": "forensics/models/generator_traces.onnx",
+            },
+            region=Region(m.generator_map, "heatmap"),
+            detector=self.name,
+            pictures={"generator_traces_heatmap": maps["generator_traces_heatmap"]},
+        )
 
     @classmethod
     def examples(cls) -> Sequence[Example]:

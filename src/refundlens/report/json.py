@@ -15,7 +15,7 @@ from ..pipeline import Assessment
 
 __all__ = ["SCHEMA_VERSION", "assessment_to_dict", "finding_to_dict", "load_schema"]
 
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 
 
 def load_schema() -> dict[str, Any]:
@@ -81,6 +81,10 @@ def assessment_to_dict(
                     )
                     for f in ordered
                 ],
+                "detectors": {
+                    "ran": list(image.ran),
+                    "skipped": [{"detector": d, "why": why} for d, why in image.skipped],
+                },
             }
         )
     return {
