@@ -172,6 +172,7 @@ def test_metrics_count_across_processes_for_an_admin_or_the_scraper_port_only(
         for a in ("approve", "request_capture", "review", "escalate")
     )
     assert analysed == 1
+    assert _value(text, "refundlens_detector_seconds_count", detector="reference") == 1
     assert _value(text, "refundlens_queue_depth") == 0
     assert _value(text, "refundlens_audit_chain_length") >= 5
     assert _value(text, "refundlens_http_request_seconds_count", route="/v1/claims") >= 1

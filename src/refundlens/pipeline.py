@@ -12,6 +12,7 @@ action, so it is skipped and the assessment says so (``ImageAssessment.skipped``
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable, Sequence
 
 from .config import Settings
@@ -28,6 +29,7 @@ from .detectors.base import (
 from .errors import RefundlensError
 from .fusion import Policy, Verdict, fuse, load_policy, worst_action
 from .media import Media
+from .metrics import metrics
 
 __all__ = ["Assessment", "ImageAssessment", "analyze", "describe_refusal"]
 
@@ -118,6 +120,7 @@ def analyze(
     images = []
     for claim in claims:
         found: dict[int, list[Finding]] = {}
+        timings = metrics().detector_seconds
         ran: list[str] = []
         skipped: list[tuple[str, str]] = []
         for i in ordered:
@@ -131,7 +134,9 @@ def analyze(
                 if so_far and fuse(so_far, policy).action == "escalate":
                     skipped.append((detector.name, "escalate already: it can only raise the risk"))
                     continue
+            started = time.perf_counter()
             found[i] = detector.analyze(claim, context)
+            timings.labels(detector.name).observe(time.perf_counter() - started)
             ran.append(detector.name)
         # Findings keep the detectors' listed order, whatever order they ran in.
         findings = [f for i in sorted(found) for f in found[i]]
