@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from . import (
     calibrate,
+    run_capture_replay,
     run_capture_rule,
     run_features,
     run_forensics,
@@ -18,6 +19,7 @@ if __name__ == "__main__":
     run_provenance.main()
     run_reference.main()
     run_capture_rule.main()
+    run_capture_replay.main()
     run_forensics.main()
     calibrate.main()
     run_features.main()
