@@ -132,11 +132,16 @@ def test_what_vouches_for_a_claim_is_read_from_its_findings() -> None:
     camera = {"code": "provenance.c2pa_manifest", "facts": {}}
     unmatched = {"code": "reference.no_match", "facts": {"references_compared": 2}}
     nothing_to_compare = {"code": "reference.no_match", "facts": {"references_compared": 0}}
-    assert facts_from_report(report(new_photo)) == (True, False)
-    assert facts_from_report(report(camera)) == (True, False)
-    assert facts_from_report(report(unmatched)) == (False, True)
-    assert facts_from_report(report(nothing_to_compare)) == (False, False)
-    assert facts_from_report({"images": []}) == (False, False)
+    assert facts_from_report(report(new_photo)) == (True, False, False)
+    assert facts_from_report(report(camera)) == (True, False, False)
+    assert facts_from_report(report(unmatched)) == (False, True, False)
+    assert facts_from_report(report(nothing_to_compare)) == (False, False, False)
+    assert facts_from_report({"images": []}) == (False, False, False)
+    # A live capture of something else verifies nothing: a person decides.
+    two = {"images": [{"findings": [unmatched]}, {"findings": [unmatched]}]}
+    assert facts_from_report(two, [False, True]) == (False, True, True)
+    facts = ClaimFacts("refund_only", 20, 2, has_live_capture=True, live_capture_not_shown=True)
+    assert route("approve", facts, RULES)[0] == S.AWAITING_MERCHANT
 
 
 def test_the_webhook_signature_recipe_verifies_and_refuses_tampering_and_replay() -> None:

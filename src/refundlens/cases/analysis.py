@@ -239,11 +239,20 @@ def finish_analysis(
         report=json.loads(json.dumps(report, default=str)),
     )
     store.assessments.add(assessment)
-    live = any(photo.live_capture for photo in claim.photos)
-    vouched, not_shown = facts_from_report(report)
+    live_flags = [photo.live_capture for photo in claim.photos]  # the report's image order
+    live = any(live_flags)
+    vouched, not_shown, live_not_shown = facts_from_report(report, live_flags)
     target, why = route(
         action,
-        ClaimFacts(claim.claim_type, claim.amount, len(claim.photos), live, vouched, not_shown),
+        ClaimFacts(
+            claim.claim_type,
+            claim.amount,
+            len(claim.photos),
+            live,
+            vouched,
+            not_shown,
+            live_not_shown,
+        ),
         rules,
     )
     claim.state = transition(claim.state, target).value

@@ -12,7 +12,7 @@ worst outcome is a person.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .states import ClaimState
@@ -83,6 +83,9 @@ class ClaimFacts:
     carries a camera's C2PA manifest."""
     product_not_shown: bool = False
     """A photo that no reference of the SKU (which has references) matches at all."""
+    live_capture_not_shown: bool = False
+    """A live capture that no reference of the SKU (which has references) matches: the capture
+    does not show the ordered product, so it verifies nothing."""
 
 
 # Findings that vouch for a photo: the ordered item recognised in a new exposure, or a camera's
@@ -90,16 +93,22 @@ class ClaimFacts:
 VOUCHING_CODES = frozenset({"reference.same_item_new_photo", "provenance.c2pa_manifest"})
 
 
-def facts_from_report(report: Mapping[str, Any]) -> tuple[bool, bool]:
-    """(vouched for, product not shown) from an assessment's JSON (``images[].findings[]``)."""
-    vouched = not_shown = False
-    for image in report.get("images") or ():
+def facts_from_report(
+    report: Mapping[str, Any], live: Sequence[bool] = ()
+) -> tuple[bool, bool, bool]:
+    """(vouched for, product not shown, a live capture not showing it) from an assessment's
+    JSON (``images[].findings[]``); ``live`` says which images are live captures, in order."""
+    vouched = not_shown = live_not_shown = False
+    for index, image in enumerate(report.get("images") or ()):
+        is_live = index < len(live) and live[index]
         for finding in image.get("findings") or ():
             code = finding.get("code")
-            vouched |= code in VOUCHING_CODES
+            vouched |= code in VOUCHING_CODES and not is_live
             compared = (finding.get("facts") or {}).get("references_compared") or 0
-            not_shown |= code == "reference.no_match" and compared > 0
-    return vouched, not_shown
+            unmatched = code == "reference.no_match" and compared > 0
+            not_shown |= unmatched and not is_live
+            live_not_shown |= unmatched and is_live
+    return vouched, not_shown, live_not_shown
 
 
 def route(action: str, facts: ClaimFacts, rules: RoutingRules) -> tuple[ClaimState, str]:
@@ -124,6 +133,12 @@ def route(action: str, facts: ClaimFacts, rules: RoutingRules) -> tuple[ClaimSta
         )
     if facts.photo_count == 0 and rules.photo_required_for_auto_approve:
         return ClaimState.AWAITING_MERCHANT, "a claim without photos always goes to a person"
+    if facts.live_capture_not_shown:
+        return (
+            ClaimState.AWAITING_MERCHANT,
+            "the live photo does not show the ordered product (no reference of it matches): "
+            "a person decides",
+        )
     if not facts.has_live_capture:
         if facts.product_not_shown and rules.capture_when_product_not_shown:
             return (

@@ -78,6 +78,11 @@ _ROUTING_REASONS = (
         (),
     ),
     (
+        r"the live photo does not show the ordered product \(no reference of it matches\): "
+        r"a person decides",
+        (),
+    ),
+    (
         r"nothing vouches for the photos of this (?P<claim_type>\w+) claim above "
         r"(?P<limit>[\d.]+) \(no reference recognises the item, no camera provenance\): "
         r"a live photo is asked for",
