@@ -6,7 +6,7 @@ The CLI, the service and the workers all call it, so there is one behaviour to t
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 from .config import Settings
 from .detectors import default_detectors
@@ -29,6 +29,7 @@ _PRESENT: dict[Requirement, Callable[[Context], bool]] = {
     Requirement.REFERENCES: lambda c: bool(c.references),
     Requirement.HISTORY: lambda c: c.history is not None,
     Requirement.UNBOXING: lambda c: bool(c.unboxing),
+    Requirement.VIEWS: lambda c: bool(c.views),
 }
 
 
@@ -74,9 +75,12 @@ def analyze(
     history: ClaimHistory | None = None,
     unboxing: Sequence[Media] = (),
     features: FeatureStore | None = None,
+    live_captures: Collection[str] = (),
 ) -> Assessment:
     """Run every detector on every claim image and fuse the findings per image. ``features``
-    defaults to the folder named by ``reference_feature_dir`` (none: memory only)."""
+    defaults to the folder named by ``reference_feature_dir`` (none: memory only). Each image
+    sees the claim's other images as other views of the item; ``live_captures`` names (sha256)
+    those taken live."""
     settings = settings or Settings()
     policy = policy or load_policy(settings.policy_path or None)
     detectors = default_detectors() if detectors is None else detectors
@@ -91,12 +95,14 @@ def analyze(
         history=history,
         unboxing=tuple(unboxing),
         features=features,
+        live_captures=frozenset(live_captures),
     )
     images = []
     for claim in claims:
         findings: list[Finding] = []
+        seen = dataclasses.replace(context, views=tuple(c for c in claims if c is not claim))
         for detector in detectors:
-            if all(_PRESENT[need](context) for need in detector.requires):
-                findings.extend(detector.analyze(claim, context))
+            if all(_PRESENT[need](seen) for need in detector.requires):
+                findings.extend(detector.analyze(claim, seen))
         images.append(ImageAssessment(claim, tuple(findings), fuse(findings, policy)))
     return Assessment(tuple(images), tuple(references))
