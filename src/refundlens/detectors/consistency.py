@@ -55,6 +55,7 @@ __all__ = [
     "compare_views",
     "detail_map",
     "find_faces",
+    "judge",
     "occluder_mask",
     "side_by_side",
     "tolerant_difference",
@@ -80,7 +81,7 @@ class Thresholds:
     max_faces: int = 3
     min_shared_fraction: float = 0.03
     """Shared surface, as a share of the claim's frame, below which the detector cannot tell."""
-    min_correlation: float = 0.25
+    min_correlation: float = 0.5
     """Correlation of the two views' normalised detail over the shared surface below which the
     alignment (or the light) is too poor to compare: cannot tell."""
     tolerance_px: int = 2
@@ -92,6 +93,11 @@ class Thresholds:
     max_region_share: float = 0.30
     """Regions covering more of the shared surface than this are not damage but views that do not
     compare (occlusion, glare, another object): cannot tell."""
+    max_surround_difference: float = 0.6
+    """A region counts only where the surface around it agrees (mean difference at most this):
+    a crack on a matching carton, not one more piece of a view that matches nowhere."""
+    max_regions: int = 6
+    """More separate regions than this are no damage but views that do not compare."""
 
 
 DEFAULT_THRESHOLDS = Thresholds()
@@ -130,6 +136,11 @@ class ViewComparison:
     region_share: float
     blur: tuple[float, float]
     why: str = ""
+    difference: FloatMap = dataclasses.field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    """Structure difference in units of local contrast (0 outside ``shared``)."""
+    claim_side: BoolMap = dataclasses.field(default_factory=lambda: np.zeros((0, 0), bool))
+    """Where the difference is structure of the claim's that the other view lacks (else the
+    converse)."""
 
 
 # --- alignment ---------------------------------------------------------------------------------
@@ -152,6 +163,17 @@ def _hull(points: npt.NDArray[np.float32], shape: tuple[int, int], erode: int) -
     return mask.astype(bool)
 
 
+def _near(points: npt.NDArray[np.float32], shape: tuple[int, int]) -> BoolMap:
+    """Pixels within a support radius (6% of the longest side) of a point: where matched features
+    show that the homography holds. Between them it is only extrapolated, and an item moved
+    against its background, a hand or the shelf behind are not the face."""
+    radius = max(12, round(0.06 * max(shape)))
+    mask = np.zeros(shape, np.uint8)
+    for x, y in np.round(points).astype(int):
+        cv2.circle(mask, (int(x), int(y)), radius, 1, -1)
+    return mask.astype(bool)
+
+
 def find_faces(
     claim: Features,
     other: Features,
@@ -167,7 +189,8 @@ def find_faces(
     MAGSAC++ homographies fitted one after the other on the matches the earlier ones left [2]_.
 
     A face's region is the convex hull of its inliers in the claim (shrunk by 3 px, off the
-    silhouette where the background shows parallax), less the regions of earlier faces. A later
+    silhouette where the background shows parallax), within a support radius of an inlier, less
+    the regions of earlier faces. A later
     face must touch the first (faces of one object are adjacent): the same product standing on a
     shelf behind, matched by its print, is not the item photographed.
 
@@ -198,7 +221,7 @@ def find_faces(
             src.reshape(-1, 1, 2).astype(np.float64), match.homography
         ).reshape(-1, 2)
         inlier = np.hypot(*(projected - dst).T) <= reproj_threshold
-        region = _hull(dst[inlier], claim_shape, 3) & ~taken
+        region = _hull(dst[inlier], claim_shape, 3) & _near(dst[inlier], claim_shape) & ~taken
         if not faces:
             grow = max(5, round(0.1 * max(claim_shape)))
             near_first = cv2.dilate(
@@ -288,7 +311,7 @@ def detail_map(
 
 
 def tolerant_difference(
-    a: FloatMap, b: FloatMap, *, radius: int = 2, window: float = 2.0
+    a: FloatMap, b: FloatMap, *, radius: int = 2, window: float = 1.0
 ) -> FloatMap:
     """For each pixel, the smallest local mean of ``|a - b shifted by d|`` over shifts
     ``|d| <= radius`` (a square); the mean is over a Gaussian window of ``window`` px.
@@ -324,14 +347,16 @@ def occluder_mask(claim: RGB, warped_other: RGB, shared: BoolMap) -> BoolMap:
         cr, cb = ycrcb[..., 1], ycrcb[..., 2]
         return (cr >= 135) & (cr <= 175) & (cb >= 80) & (cb <= 125)
 
-    differ = (skin(claim) ^ skin(warped_other)) & shared
+    # Over the whole frame: the hand reaches beyond the surface compared, and its size and its
+    # contact with the frame's border are what make it a hand.
+    differ = skin(claim) ^ skin(warped_other)
     differ = cv2.morphologyEx(
         differ.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)
     ).astype(bool)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(differ.astype(np.uint8), 8)
     edge = shared & ~cv2.erode(shared.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
     rows, cols = shared.shape
-    big = max(200, int(0.01 * rows * cols))
+    big = max(200, int(0.02 * rows * cols))
     out = np.zeros(shared.shape, bool)
     for i in range(1, count):
         x, y, w, h, area = (int(v) for v in stats[i])
@@ -341,7 +366,7 @@ def occluder_mask(claim: RGB, warped_other: RGB, shared: BoolMap) -> BoolMap:
         touches = x == 0 or y == 0 or x + w >= cols or y + h >= rows or bool((piece & edge).any())
         if touches:
             out |= piece
-    return cv2.dilate(out.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool) & shared
+    return cv2.dilate(out.astype(np.uint8), np.ones((17, 17), np.uint8)).astype(bool) & shared
 
 
 def _blur_matched(
@@ -349,6 +374,8 @@ def _blur_matched(
 ) -> tuple[FloatMap, FloatMap, tuple[float, float]]:
     """Detail maps of both views after blurring the sharper one, by the blur that makes them
     agree best over the shared surface: a foreshortened face warped back, a shaken phone."""
+    if not shared.any():
+        return detail_map(a), detail_map(b), (0.0, 0.0)
     best: tuple[float, FloatMap, FloatMap, tuple[float, float]] | None = None
     for sa, sb in [(0.0, 0.0)] + [(s, 0.0) for s in sigmas[1:]] + [(0.0, s) for s in sigmas[1:]]:
         na = detail_map(cv2.GaussianBlur(a, (0, 0), sa) if sa else a)
@@ -391,9 +418,10 @@ def compare_views(
     )
     empty = np.zeros(shape, bool)
     if not faces:
+        zero = np.zeros(shape, np.float32)
         return ViewComparison(
-            "cannot_tell", (), empty, np.zeros(shape, np.float32), empty, empty,
-            np.full_like(a_rgb, 255), 0.0, 0.0, 0.0, 0.0, (0.0, 0.0), "no_shared_face",
+            "cannot_tell", (), empty, zero, empty, empty, np.full_like(a_rgb, 255), 0.0, 0.0,
+            0.0, 0.0, (0.0, 0.0), "no_shared_face", zero, empty,
         )  # fmt: skip
     warped, valid = _warp_faces(b_rgb, faces, shape)
     saturated = (a_rgb.min(axis=2) >= 250) | (warped.min(axis=2) >= 250)
@@ -412,29 +440,62 @@ def compare_views(
     here = tolerant_difference(na, nb, radius=r)
     there = tolerant_difference(nb, na, radius=r)
     diff = np.where(shared, np.maximum(here, there), 0.0).astype(np.float32)
+    measured = ViewComparison(
+        "cannot_tell", tuple(faces), shared, np.zeros(shape, np.float32), empty, empty, warped,
+        correlation, shared_fraction, float(occluded.sum()) / total, 0.0, blur, "",
+        diff, here >= there,
+    )  # fmt: skip
+    return judge(measured, thresholds)
+
+
+def judge(c: ViewComparison, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> ViewComparison:
+    """The verdict on measured maps under ``thresholds`` (only the decision thresholds:
+    ``difference``, ``min_region_px``, ``max_region_share``, ``min_shared_fraction``,
+    ``min_correlation``); the benchmark re-judges one measurement at several operating points."""
+    shape = c.shared.shape
+    if not c.faces:
+        return dataclasses.replace(c, verdict="cannot_tell", why="no_shared_face")
+    diff = c.difference
     heat = np.clip(diff / (2 * thresholds.difference), 0, 1).astype(np.float32)
     marked = diff >= thresholds.difference
+    # How well the surface around each pixel agrees, the marked pixels left out: damage is a
+    # difference on a surface that otherwise matches; a misaligned or re-lit view differs in
+    # scattered pieces whose surroundings do not match either.
+    calm = (c.shared & ~marked).astype(np.float32)
+    weight = cv2.GaussianBlur(calm, (0, 0), 8.0)
+    around = cv2.GaussianBlur(diff * calm, (0, 0), 8.0) / np.maximum(weight, 1e-3)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(marked.astype(np.uint8), 8)
     regions = np.zeros(shape, bool)
+    kept = unsupported = 0
     for i in range(1, count):
-        if stats[i, cv2.CC_STAT_AREA] >= thresholds.min_region_px:
-            regions |= labels == i
-    region_share = float(regions.sum()) / max(1.0, float(shared.sum()))
-    here_mask = regions & (here >= there)
-    there_mask = regions & (here < there)
-    occluded_fraction = float(occluded.sum()) / total
+        if stats[i, cv2.CC_STAT_AREA] < thresholds.min_region_px:
+            continue
+        piece = labels == i
+        if float(around[piece].mean()) > thresholds.max_surround_difference:
+            unsupported += 1
+            continue
+        regions |= piece
+        kept += 1
+    region_share = float(regions.sum()) / max(1.0, float(c.shared.sum()))
     verdict: Verdict = "missing" if regions.any() else "agrees"
     why = ""
-    if shared_fraction < thresholds.min_shared_fraction:
+    if c.shared_fraction < thresholds.min_shared_fraction:
         verdict, why = "cannot_tell", "too_little_shared_surface"
-    elif correlation < thresholds.min_correlation:
+    elif c.correlation < thresholds.min_correlation:
         verdict, why = "cannot_tell", "views_do_not_compare"
-    elif region_share > thresholds.max_region_share:
+    elif region_share > thresholds.max_region_share or kept > thresholds.max_regions:
         verdict, why = "cannot_tell", "differences_too_large"
-    return ViewComparison(
-        verdict, tuple(faces), shared, heat, here_mask, there_mask, warped, correlation,
-        shared_fraction, occluded_fraction, region_share, blur, why,
-    )  # fmt: skip
+    elif verdict == "agrees" and unsupported > thresholds.max_regions:
+        verdict, why = "cannot_tell", "views_do_not_compare"
+    return dataclasses.replace(
+        c,
+        verdict=verdict,
+        heat=heat,
+        here=regions & c.claim_side,
+        there=regions & ~c.claim_side,
+        region_share=region_share,
+        why=why,
+    )
 
 
 # --- pictures ----------------------------------------------------------------------------------
