@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from . import (
     calibrate,
+    run_capture,
     run_features,
     run_forensics,
     run_provenance,
@@ -22,3 +23,4 @@ if __name__ == "__main__":
     run_service.main()
     run_reuse.main()
     run_web.main()
+    run_capture.main()
