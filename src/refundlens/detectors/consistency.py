@@ -86,9 +86,10 @@ class Thresholds:
     alignment (or the light) is too poor to compare: cannot tell."""
     tolerance_px: int = 2
     """Structure in one view is explained by the other if found within this many work pixels."""
-    difference: float = 1.1
-    """Smoothed structure difference (in units of local contrast) that marks a region."""
-    min_region_px: int = 30
+    difference: float = 2.15
+    """Block-matched structure difference (in units of local contrast) that marks a region:
+    the smallest value flagging at most 1% of the capture bench's honest dev pairs."""
+    min_region_px: int = 12
     """Smallest region, in work pixels, reported as damage missing from the other view."""
     max_region_share: float = 0.30
     """Regions covering more of the shared surface than this are not damage but views that do not
