@@ -8,7 +8,10 @@ a hand in a shop, several shoots per product.
 
 * **Real pairs.** Two shop photos of one product (two shoots: another carton of the same print,
   another hand, light and angle), kept when a planar face of one is found in the other with at
-  least 25 RANSAC inliers. The geometry of that face (MAGSAC++ homography) is the "true" geometry
+  least 25 RANSAC inliers; of the faces found, the one with most verified surface in the middle
+  of the photo is taken as the item's (GroceryStore photos centre the product), and damage is
+  painted there only, not on the shelf behind. The geometry of that face (MAGSAC++ homography,
+  trusted within the detector's support radius of its inliers) is the "true" geometry
   that damage is mapped through: it is estimated from the photos, as the detector estimates it,
   so these rows measure the surfaces that local features can find.
 * **Synthetic viewpoint.** One shop photo and the same photo seen again with its plane turned by
@@ -181,7 +184,7 @@ def _damage_cases(
     and ``region`` is the shared face in the first."""
     style = STYLES[index % len(STYLES)]
     size = SIZES[(index // len(STYLES)) % len(SIZES)]
-    where = cv2.erode(region.astype(np.uint8), np.ones((15, 15), np.uint8)).astype(bool)
+    where = cv2.erode(region.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
     where &= first.min(axis=2) < 245
     if where.sum() < 400:
         return []
@@ -235,15 +238,25 @@ def build_cases(pairs_per_class: int, synthetic_per_class: int) -> list[Case]:
             if kept >= pairs_per_class:
                 break
             first, second = images[a], images[b]
-            faces = find_faces(feats[a], feats[b], first.shape[:2], second.shape[:2], max_faces=1)
-            if not faces or faces[0].inliers < 25:
+            faces = find_faces(feats[a], feats[b], first.shape[:2], second.shape[:2])
+            # The item, not the shelf behind it: GroceryStore photos centre the product, so the
+            # face with most verified surface in the middle of the photo is the item's.
+            rows, cols = first.shape[:2]
+            middle = np.zeros((rows, cols), bool)
+            middle[rows // 6 : rows * 5 // 6, cols // 4 : cols * 3 // 4] = True
+            faces = [f for f in faces if f.inliers >= 25]
+            if not faces:
                 continue
-            h21 = faces[0].homography  # second -> first
+            face = max(faces, key=lambda f: int((f.region & middle).sum()))
+            h21 = face.homography  # second -> first
             h12 = np.linalg.inv(h21)
-            ys, xs = np.nonzero(faces[0].region)
+            ys, xs = np.nonzero(face.region & middle)
+            if len(ys) < 400:
+                continue
             angle = _angle(h12, (float(xs.mean()), float(ys.mean())))
             new = _damage_cases(
-                f"real-{a.stem}-{b.stem}", split, "real", first, second, h12, faces[0].region, angle, index, False, rng
+                f"real-{a.stem}-{b.stem}", split, "real", first, second, h12,
+                face.region & middle, angle, index, False, rng,
             )  # fmt: skip
             if new:
                 cases += new
@@ -377,6 +390,17 @@ def report(rows: list[dict[str, Any]], workers: int, wall: float) -> str:
                 f"| {family} | {kind} | {len(sel)} | {100 * acc / len(sel):.1f}% | "
                 f"{_rate(sel, t, 'confirmed')} | {_rate(sel, t, 'cannot_tell')} | {_rate(sel, t, 'flagged')} |"
             )
+    all_h = [r for r in test if r["kind"] in honest]
+    all_f = [r for r in test if r["kind"].startswith("forged")]
+    acc = sum(r["verdicts"][t] != "flagged" for r in all_h) / max(1, len(all_h))
+    found = sum(r["verdicts"][t] == "flagged" for r in all_f) / max(1, len(all_f))
+    lines += [
+        "",
+        f"Against the targets (test, both families): honest pairs accepted {100 * acc:.1f}% "
+        f"(target >= 99%: {'met' if acc >= 0.99 else 'missed'}); inconsistent damage found "
+        f"{100 * found:.1f}% (target >= 90% at <= 1% of honest pairs flagged: "
+        f"{'met' if found >= 0.9 and acc >= 0.99 else 'missed'}).",
+    ]
     lines += [
         "",
         "## Inconsistent damage found",
