@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from . import (
     calibrate,
+    run_capture,
     run_capture_replay,
     run_capture_rule,
     run_features,
@@ -26,3 +27,4 @@ if __name__ == "__main__":
     run_service.main()
     run_reuse.main()
     run_web.main()
+    run_capture.main()

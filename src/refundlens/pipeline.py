@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 from .config import Settings
 from .detectors import default_detectors
@@ -44,6 +44,7 @@ _PRESENT: dict[Requirement, Callable[[Context], bool]] = {
     Requirement.REFERENCES: lambda c: bool(c.references),
     Requirement.HISTORY: lambda c: c.history is not None,
     Requirement.UNBOXING: lambda c: bool(c.unboxing),
+    Requirement.VIEWS: lambda c: bool(c.views),
 }
 
 
@@ -94,10 +95,13 @@ def analyze(
     unboxing: Sequence[Media] = (),
     features: FeatureStore | None = None,
     early_stop: bool = True,
+    live_captures: Collection[str] = (),
 ) -> Assessment:
     """Run the detectors on every claim image, cheapest first, and fuse the findings per image.
     ``features`` defaults to the folder named by ``reference_feature_dir`` (none: memory only).
-    ``early_stop=False`` runs every detector whatever the cheaper ones found."""
+    Each image sees the claim's other images as other views of the item; ``live_captures``
+    names (sha256) those taken live. ``early_stop=False`` runs every detector whatever the
+    cheaper ones found."""
     settings = settings or Settings()
     policy = policy or load_policy(settings.policy_path or None)
     detectors = default_detectors() if detectors is None else detectors
@@ -112,6 +116,7 @@ def analyze(
         history=history,
         unboxing=tuple(unboxing),
         features=features,
+        live_captures=frozenset(live_captures),
     )
     rank = {name: i for i, name in enumerate(COST_ORDER)}
     ordered = sorted(
@@ -120,12 +125,13 @@ def analyze(
     images = []
     for claim in claims:
         found: dict[int, list[Finding]] = {}
+        seen = dataclasses.replace(context, views=tuple(c for c in claims if c is not claim))
         timings = metrics().detector_seconds
         ran: list[str] = []
         skipped: list[tuple[str, str]] = []
         for i in ordered:
             detector = detectors[i]
-            missing = [need.value for need in detector.requires if not _PRESENT[need](context)]
+            missing = [need.value for need in detector.requires if not _PRESENT[need](seen)]
             if missing:
                 skipped.append((detector.name, "no " + ", ".join(missing)))
                 continue
@@ -135,7 +141,7 @@ def analyze(
                     skipped.append((detector.name, "escalate already: it can only raise the risk"))
                     continue
             started = time.perf_counter()
-            found[i] = detector.analyze(claim, context)
+            found[i] = detector.analyze(claim, seen)
             timings.labels(detector.name).observe(time.perf_counter() - started)
             ran.append(detector.name)
         # Findings keep the detectors' listed order, whatever order they ran in.

@@ -2,6 +2,7 @@
 
 from .base import Context, Detector, Example, Finding, OrderFacts, Reason, Region
 from .capture import CaptureDetector
+from .consistency import ConsistencyDetector
 from .pixels import PixelsDetector
 from .provenance import ProvenanceDetector
 from .reference import ReferenceDetector
@@ -10,6 +11,7 @@ from .unboxing import UnboxingDetector
 
 __all__ = [
     "CaptureDetector",
+    "ConsistencyDetector",
     "Context",
     "Detector",
     "Example",
@@ -36,6 +38,7 @@ def all_detector_classes() -> list[type[Detector]]:
         PixelsDetector,
         ReuseDetector,
         UnboxingDetector,
+        ConsistencyDetector,
     ]
 
 

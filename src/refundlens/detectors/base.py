@@ -40,6 +40,7 @@ class Requirement(enum.StrEnum):
     REFERENCES = "references"
     HISTORY = "history"
     UNBOXING = "unboxing"
+    VIEWS = "views"
 
 
 class ClaimHistory(Protocol):
@@ -156,6 +157,10 @@ class Context:
     The claims service provides it; the CLI has none."""
     features: FeatureStore | None = None
     """Where reference features computed once are kept (None: this process's memory only)."""
+    views: Sequence[Media] = ()
+    """The claim's other photos (live captures included): other views of the same item."""
+    live_captures: frozenset[str] = frozenset()
+    """sha256 of the claim's photos taken as live captures (the capture page, a signed app)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -142,6 +142,9 @@ def _analyse(runtime: Runtime, claim_id: str, attempt: int) -> str:
         from ..store.sql.models import Claim
 
         claim = session.get(Claim, claim_id)
+        # Live captures, by their bytes' sha256: the consistency check words its findings for
+        # them (the damage on a live photo against the claim's photo).
+        live = {p.sha256 for p in claim.photos if p.live_capture} if claim is not None else set()
         # The order's times as the merchant sent them (its offset), and when the claim was
         # filed: the capture check words its reason from exactly these facts.
         zone = cases.order_time_zone(order)
@@ -161,6 +164,7 @@ def _analyse(runtime: Runtime, claim_id: str, attempt: int) -> str:
         order=facts,
         history=history,
         unboxing=unboxing,
+        live_captures=live,
     )
     report: dict[str, Any] = assessment_to_dict(assessment)
     # Pictures (overlay, mask, heatmaps) as blobs, so the review page and the evidence report

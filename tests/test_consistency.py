@@ -1,0 +1,126 @@
+"""detectors/consistency: damage must agree across two views of one item."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from refundlens.detectors._consistency_examples import crack, new_exposure, pair, scene
+from refundlens.detectors.base import Context
+from refundlens.detectors.consistency import (
+    ConsistencyDetector,
+    compare_views,
+    detail_map,
+    tolerant_difference,
+)
+from refundlens.fusion import fuse, load_policy
+from refundlens.pipeline import analyze
+
+
+def _codes(kind: str, degrees: float = 30.0) -> set[str]:
+    claim, context = pair(kind, 31, degrees)
+    return {f.code for f in ConsistencyDetector().analyze(claim, context)}
+
+
+@pytest.mark.parametrize("degrees", [20.0, 40.0])
+def test_the_same_crack_mapped_through_the_geometry_into_both_views_is_confirmed(
+    degrees: float,
+) -> None:
+    assert _codes("same", degrees) == {"consistency.damage_confirmed"}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="at the operating point chosen on the capture bench's dev split (difference 2.15) a "
+    "3-px crack in one view only is not flagged; see bench/results/capture.md",
+)
+@pytest.mark.parametrize("degrees", [20.0, 40.0])
+def test_a_crack_in_one_view_only_is_missing_in_the_other(degrees: float) -> None:
+    assert _codes("one_only", degrees) == {"consistency.damage_missing_in_other_view"}
+
+
+def test_cracks_painted_independently_into_each_view_disagree() -> None:
+    assert _codes("independent") == {"consistency.damage_missing_in_other_view"}
+
+
+def test_a_view_sharing_almost_no_surface_cannot_tell() -> None:
+    assert _codes("tiny_overlap") == {"consistency.cannot_tell"}
+
+
+def test_two_views_of_an_intact_item_agree() -> None:
+    assert _codes("no_damage") == {"consistency.damage_confirmed"}
+
+
+def test_one_photo_alone_gives_nothing() -> None:
+    claim, _ = pair("same")
+    assert ConsistencyDetector().analyze(claim, Context()) == []
+
+
+def test_the_missing_finding_outlines_the_crack_on_both_photos_and_carries_its_numbers() -> None:
+    claim, context = pair("independent")
+    (finding,) = ConsistencyDetector().analyze(claim, context)
+    assert finding.region is not None and finding.region.array.any()
+    assert finding.region.array.shape == claim.analysis.shape[:2]
+    # The cracks of the example start in the plain panel (rows and columns 200-250).
+    rows, cols = np.nonzero(finding.region.array)
+    assert 80 <= rows.mean() <= 320 and 80 <= cols.mean() <= 320
+    assert finding.facts["other_view_live_capture"] is True
+    facts = finding.facts
+    assert facts["only_in_this_photo_percent"] + facts["only_in_other_view_percent"] > 0
+    assert {"views_side_by_side", "views_difference"} <= set(finding.pictures)
+    side = finding.pictures["views_side_by_side"]
+    assert side.shape[1] > claim.analysis.shape[1]  # both photos, side by side
+    assert "live capture" in finding.reason.en and "实时" in finding.reason.zh
+
+
+def test_other_light_blur_and_jpeg_leave_the_structure_comparable() -> None:
+    base, _ = scene(5)
+    c = compare_views(base, new_exposure(base, 5, degrees=0.0))
+    assert c.verdict == "agrees" and c.correlation > 0.9
+
+
+def test_a_hand_over_part_of_one_view_is_not_called_damage() -> None:
+    import cv2
+
+    base, obj = scene(7)
+    damaged = crack(base, obj, 7)
+    other = new_exposure(damaged, 7, degrees=30.0)
+    hand = other.copy()
+    cv2.ellipse(hand, (0, 230), (120, 70), 0, 0, 360, (205, 150, 125), -1)
+    for k in range(4):
+        cv2.line(hand, (0, 180 + 30 * k), (170, 175 + 30 * k), (200, 148, 122), 18)
+    c = compare_views(damaged, hand)
+    assert c.verdict in ("agrees", "cannot_tell"), c.verdict
+
+
+def test_detail_map_ignores_a_change_of_gain_and_offset() -> None:
+    rng = np.random.default_rng(0)
+    grey = (rng.random((64, 64)) * 100 + 50).astype(np.float32)
+    a, b = detail_map(grey), detail_map(grey * 1.5 + 20)
+    assert float(np.abs(a - b)[8:-8, 8:-8].max()) < 0.1
+
+
+def test_tolerant_difference_explains_a_shift_but_not_a_new_line() -> None:
+    rng = np.random.default_rng(1)
+    a = rng.normal(0, 1, (64, 64)).astype(np.float32)
+    shifted = np.roll(a, 1, axis=1)
+    assert float(tolerant_difference(a, shifted, radius=2)[8:-8, 8:-8].max()) < 1e-5
+    lined = a.copy()
+    lined[30:33, 10:50] = -4.0
+    assert float(tolerant_difference(lined, a, radius=2)[31, 20:40].min()) > 1.0
+
+
+def test_pipeline_compares_each_claim_photo_with_the_others_and_never_escalates_on_it() -> None:
+    claim, context = pair("independent")
+    (capture,) = context.views
+    assessment = analyze([claim, capture], live_captures={capture.sha256})
+    codes = [{f.code for f in image.findings} for image in assessment.images]
+    assert all("consistency.damage_missing_in_other_view" in c for c in codes)
+    assert assessment.action in ("request_capture", "review")
+
+
+def test_fusion_lowers_the_risk_when_the_views_agree() -> None:
+    claim, context = pair("same")
+    findings = ConsistencyDetector().analyze(claim, context)
+    policy = load_policy()
+    assert fuse(findings, policy).risk < fuse([], policy).risk
