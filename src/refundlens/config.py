@@ -263,6 +263,10 @@ class Settings:
     message was lost with the broker); keep it above the longest wait in the queue."""
     readyz_timeout_seconds: float = 2.0
     """How long ``/readyz`` waits for the broker before reporting it unreachable."""
+    analysis_early_stop: bool = True
+    """Skip the pixel forensics, which can only raise the risk, once cheaper findings already
+    escalate a photo (a label, a derived copy, a bank match); False runs every detector on every
+    photo (every map for the reviewer's pictures, at their cost in time)."""
     log_format: str = "json"
     """``json`` (one JSON object per line: docs/operations.md lists the fields) or ``plain``,
     for ``serve`` and ``worker``."""

@@ -94,15 +94,17 @@ def analyze(
     history: ClaimHistory | None = None,
     unboxing: Sequence[Media] = (),
     features: FeatureStore | None = None,
-    early_stop: bool = True,
+    early_stop: bool | None = None,
     live_captures: Collection[str] = (),
 ) -> Assessment:
     """Run the detectors on every claim image, cheapest first, and fuse the findings per image.
     ``features`` defaults to the folder named by ``reference_feature_dir`` (none: memory only).
     Each image sees the claim's other images as other views of the item; ``live_captures``
-    names (sha256) those taken live. ``early_stop=False`` runs every detector whatever the
-    cheaper ones found."""
+    names (sha256) those taken live. ``early_stop`` (default: the ``analysis_early_stop`` setting) False runs every
+    detector whatever the cheaper ones found."""
     settings = settings or Settings()
+    if early_stop is None:
+        early_stop = settings.analysis_early_stop
     policy = policy or load_policy(settings.policy_path or None)
     detectors = default_detectors() if detectors is None else detectors
     if features is None and settings.reference_feature_dir:

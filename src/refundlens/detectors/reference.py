@@ -914,7 +914,8 @@ def room_to_tell_apart(claim: Media, r: ResidualAnalysis, settings: Settings) ->
             "low resolution or heavy compression: a new photo of a static scene can agree with "
             "the reference at noise level; "
             + (
-                "the reference's own fine detail survives in the claim, which a new photo's does not"
+                "the fine detail of the reference itself survives in the claim, as it would not in "
+                "a new photo"
                 if by_detail
                 else "the claim departs from the reference well inside the compression noise, "
                 "closer than new photos of a static scene came"
