@@ -190,6 +190,7 @@ def test_a_claim_filed_while_the_broker_is_down_is_saved_answered_201_and_queued
                 "database": "ok",
                 "migrations": "ok",
                 "blobs": "ok",
+                "pii_key": "ok",
                 "broker": "ok",
             }
         private_redis.stop()  # the broker goes down

@@ -68,3 +68,38 @@ def test_the_embedded_key_file_may_hold_the_new_key_above_the_old(tmp_path: Path
     cipher = PiiCipher.from_settings(Settings(data_dir=str(tmp_path)))
     assert cipher.open(sealed) == BUYER
     assert PiiCipher(new).open(cipher.reseal(sealed)) == BUYER
+
+
+def test_readiness_says_so_when_the_pii_key_does_not_open_the_sealed_orders(
+    tmp_path: Path,
+) -> None:
+    """A restore that forgot the key: the embedded default makes a new one and starts, so
+    /readyz is where an operator sees it (the walkthrough of issue 24 found the gap)."""
+    from types import SimpleNamespace
+
+    from refundlens.runtime import Runtime
+    from refundlens.service.readiness import readiness
+
+    settings = Settings(data_dir=str(tmp_path))  # the embedded default's key file
+    runtime = Runtime(settings)
+    runtime.db.upgrade()
+    with runtime.db.session() as session:
+        session.add(Tenant(id="shop", kind="merchant", name="shop"))
+        session.flush()
+        session.add(Sku(id="sku_1", merchant_id="shop", external_id="mug"))
+        session.flush()
+        session.add(
+            Order(
+                id="ord_1",
+                merchant_id="shop",
+                external_id="o-1",
+                sku_id="sku_1",
+                buyer_id="b1",
+                amount=100.0,
+                buyer_pii=PiiCipher.from_settings(settings).seal(BUYER),
+            )
+        )
+    no_broker = SimpleNamespace(celery=False)
+    assert readiness(runtime, no_broker)["pii_key"] == "ok"  # type: ignore[arg-type]
+    (tmp_path / "pii.key").unlink()  # restored without its key: a new one is made
+    assert readiness(runtime, no_broker)["pii_key"].startswith("cannot open")  # type: ignore[arg-type]

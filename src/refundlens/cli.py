@@ -863,8 +863,10 @@ def serve(
     if settings.metrics_port:
         _metrics_listener(settings)
         typer.echo(f"metrics: http://{settings.metrics_host}:{settings.metrics_port}/metrics")
-    # log_config=None: uvicorn logs through the handler _operate installed (JSON lines).
-    uvicorn.run(create_app(settings), host=host, port=port, log_config=None)
+    # log_config=None: uvicorn logs through the handler _operate installed (JSON lines). No
+    # access log: it writes raw paths, and a capture link's path is the buyer's capability;
+    # refundlens.http writes one line per request with the route's template instead.
+    uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)
 
 
 @app.command()

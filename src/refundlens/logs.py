@@ -38,7 +38,12 @@ _context: contextvars.ContextVar[tuple[tuple[str, Any], ...]] = contextvars.Cont
     "refundlens_log_context", default=()
 )
 # The standard LogRecord attributes: everything else on a record came from ``extra``.
-_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {
+    "message",
+    "asctime",
+    "taskName",
+    "color_message",  # uvicorn's copy of the message with ANSI colours
+}
 
 
 def new_request_id() -> str:

@@ -357,12 +357,6 @@ def refuse_replayed_capture(
     metrics().capture_requests.labels("refused_replay").inc()
     return RefundlensError(
         "capture.replayed",
-        f"This photo repeats {repeats['repeats']} ({_how(repeats)}): a live capture must be a new "
-        "photo of the item, taken now with the camera.",
+        f"This photo repeats {repeats['repeats']}: a live capture must be a new photo of the "
+        "item, taken now with the camera.",
     )
-
-
-def _how(repeats: dict[str, Any]) -> str:
-    if repeats["how"] == "pdq":
-        return f"PDQ distance {repeats['pdq_distance']} of 256 bits"
-    return f"the reference check: {repeats['how']}"

@@ -21,6 +21,7 @@ def readiness(runtime: Runtime, dispatch: Dispatcher) -> dict[str, str]:
         "database": _database(runtime),
         "migrations": _migrations(runtime),
         "blobs": _blobs(runtime),
+        "pii_key": _pii_key(runtime),
     }
     if dispatch.celery:
         checks["broker"] = _broker(runtime.settings.broker_url, runtime.settings)
@@ -64,4 +65,27 @@ def _blobs(runtime: Runtime) -> str:
         os.unlink(path)
     except OSError as exc:
         return f"not writable: {exc}"[:300]
+    return "ok"
+
+
+def _pii_key(runtime: Runtime) -> str:
+    """The newest sealed order opens with the configured PII key. A restore that forgot the key
+    (the embedded default then makes a new one) is caught here, not at the first appeal."""
+    try:
+        from sqlalchemy import select
+
+        from ..store.crypto import PiiCipher
+        from ..store.sql.models import Order
+
+        with runtime.db.session() as session:
+            sealed = session.execute(
+                select(Order.buyer_pii)
+                .where(Order.buyer_pii.is_not(None))
+                .order_by(Order.created_at.desc())
+                .limit(1)
+            ).scalar()
+        if sealed is not None:
+            PiiCipher.from_settings(runtime.settings).open(sealed)
+    except Exception as exc:
+        return f"cannot open sealed personal data: {type(exc).__name__}"[:300]
     return "ok"

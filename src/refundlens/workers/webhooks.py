@@ -138,8 +138,10 @@ def deliver_due(runtime: Runtime, limit: int = 100, client: httpx.Client | None 
             own.close()
     from ..metrics import metrics
 
-    for _event, ok, error, webhook in outcomes:
+    for event_id, ok, error, webhook in outcomes:
         outcome = "delivered" if ok else ("timeout" if "timed out" in error.lower() else "failed")
+        if not ok:  # the event's id and the error only: never its body
+            log.warning("webhook %s not delivered: %s", event_id, error[:200])
         metrics().webhook_deliveries.labels(outcome if webhook else f"channel_{outcome}").inc()
     done = 0
     with runtime.db.session() as session:

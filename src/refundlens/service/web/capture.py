@@ -21,6 +21,7 @@ from starlette.datastructures import UploadFile
 
 from ... import cases
 from ...errors import RefundlensError
+from ...metrics import metrics
 from ...rendering.i18n import translations
 from ...store.sql.repositories import SqlStore
 from ..live_capture import take_capture
@@ -35,7 +36,7 @@ TOKEN_PATH = re.compile(r"^cap_[0-9a-f]{20}\.[A-Za-z0-9_-]{16,64}$")
 
 
 def _open(request: Request, token: str) -> tuple[str, float] | None:
-    """(claim id, minutes left) if the token may be used now, else None."""
+    """(claim id, hours left) if the token may be used now, else None."""
     if not TOKEN_PATH.match(token):
         return None
     try:
@@ -45,8 +46,8 @@ def _open(request: Request, token: str) -> tuple[str, float] | None:
             claim_id = claim.id
     except RefundlensError:
         return None
-    left = (deadline - dt.datetime.now(dt.UTC)).total_seconds() / 60 if deadline else 0.0
-    return claim_id, max(0.0, round(left))
+    left = (deadline - dt.datetime.now(dt.UTC)).total_seconds() / 3600 if deadline else 0.0
+    return claim_id, max(0.0, round(left, 1))
 
 
 def _form(
@@ -59,7 +60,7 @@ def _form(
         status=status,
         token=token,
         claim_id=opened[0],
-        minutes_left=opened[1],
+        hours_left=opened[1],
         most=settings.capture_max_photos,
         least=1,
         **more,
@@ -86,7 +87,7 @@ def _message(request: Request, exc: RefundlensError) -> str:
         ),
         "capture.too_many_photos": words("Too many photos: send at most the number shown."),
     }.get(exc.code, words("The photos could not be used."))
-    return f"{hint} ({exc.code}: {exc.message})"
+    return f"{hint} ({exc.code})"
 
 
 @router.post("/capture/{token}")
@@ -130,6 +131,7 @@ async def capture_upload(request: Request, token: str) -> Response:
             "page",
         )
     except RefundlensError as exc:
+        metrics().errors.labels(exc.code).inc()
         still = await run_in_threadpool(_open, request, token)
         if still is None:
             return page(
