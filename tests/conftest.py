@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -25,11 +26,15 @@ def product() -> np.ndarray:
     return _product(11)
 
 
-def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``refundlens *args`` in a new process; ``env`` adds to this process's environment."""
     return subprocess.run(
         [sys.executable, "-m", "refundlens", *args],
         capture_output=True,
         text=True,
         cwd=cwd,
         timeout=300,
+        env={**os.environ, **env} if env else None,
     )

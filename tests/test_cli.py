@@ -221,7 +221,15 @@ def test_check_out_writes_the_pixel_heatmaps_and_lists_them_in_the_report(tmp_pa
     claim = tmp_path / "smoothed.png"
     claim.write_bytes(smoothed_patch())
     out = tmp_path / "report"
-    result = run_cli("check", str(claim), "--out", str(out), "--json")
+    # The residual map is off by default; a reviewer who wants its picture turns it on.
+    result = run_cli(
+        "check",
+        str(claim),
+        "--out",
+        str(out),
+        "--json",
+        env={"REFUNDLENS_PIXELS_RESIDUAL_ENABLED": "true"},
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads((out / "report.json").read_text())
     jsonschema.validate(report, load_schema())

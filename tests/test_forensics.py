@@ -92,6 +92,27 @@ def test_noise_level_recovers_the_added_noise_within_a_fifth() -> None:
     assert 4.0 < estimate < 6.0
 
 
+# The maps off by default (bench/results/forensics.md, "Which maps earn their cost"), turned on.
+OPTIONAL_MAPS = Settings(
+    pixels_residual_enabled=True, pixels_copy_move_enabled=True, pixels_cfa_enabled=True
+)
+
+
+def test_the_maps_off_by_default_do_not_run_and_say_so() -> None:
+    media = media_from_bytes(cloned(), "c.jpg")
+    default = measure(media, Settings())
+    assert default.cooc_map is None and default.copy_move is None and default.cfa_map is None
+    (none_found,) = PixelsDetector().findings(media, default, Settings())
+    assert none_found.code == "pixels.none_found"
+    assert set(none_found.facts["maps_not_run"]) >= {"noise_residual", "copy_move", "cfa"}
+    assert "residual_score" not in none_found.facts and "cfa_strength" not in none_found.facts
+    assert "noise_residual_heatmap" not in none_found.pictures
+    on = measure(media, OPTIONAL_MAPS)
+    assert on.cooc_map is not None and on.copy_move is not None
+    codes = {f.code for f in PixelsDetector().findings(media, on, OPTIONAL_MAPS)}
+    assert "pixels.copy_move" in codes
+
+
 def test_the_residual_map_localises_a_smoothed_patch() -> None:
     media = media_from_bytes(smoothed_patch(), "s.png")
     heat, separation = residual_cooccurrence_map(media.analysis)
@@ -152,7 +173,7 @@ def test_error_level_is_higher_where_a_region_was_compressed_differently() -> No
 
 def test_the_detector_attaches_heatmaps_a_person_can_look_at() -> None:
     media = media_from_bytes(smoothed_patch(), "s.png")
-    findings = PixelsDetector().analyze(media, Context())
+    findings = PixelsDetector().analyze(media, Context(settings=OPTIONAL_MAPS))
     anomaly = next(f for f in findings if f.code == "pixels.noise_inconsistency")
     assert anomaly.region is not None and anomaly.region.kind == "mask"
     assert {"noise_residual_heatmap", "noise_level_heatmap", "error_level_heatmap"} <= set(
@@ -183,7 +204,7 @@ def test_a_region_without_the_demosaicing_pattern_is_outlined_in_a_photo_that_ha
     from refundlens.detectors._pixels_examples import pasted_without_demosaicing
 
     media = media_from_bytes(pasted_without_demosaicing(), "p.png")
-    findings = PixelsDetector().analyze(media, Context())
+    findings = PixelsDetector().analyze(media, Context(settings=OPTIONAL_MAPS))
     (cfa,) = [f for f in findings if f.code == "pixels.cfa_inconsistency"]
     assert cfa.facts["cfa_strength"] > 1.0 and cfa.facts["cfa_agreement"] > 0.9
     assert "cfa_heatmap" in cfa.pictures
@@ -198,12 +219,12 @@ def test_an_untouched_demosaiced_photo_has_the_pattern_everywhere_and_no_cfa_fin
     from refundlens.detectors._pixels_examples import demosaiced
 
     media = media_from_bytes(encode(demosaiced(camera_photo(6, noise=2.0)), "PNG"), "c.png")
-    m = measure(media)
+    m = measure(media, OPTIONAL_MAPS)
     assert m.cfa_strength > 1.0 and m.cfa_map is not None
     assert m.cfa_score < Settings().pixels_cfa_threshold
     assert not any(
         f.code == "pixels.cfa_inconsistency"
-        for f in PixelsDetector().findings(media, m, Settings())
+        for f in PixelsDetector().findings(media, m, OPTIONAL_MAPS)
     )
 
 
@@ -212,7 +233,7 @@ def test_resizing_erases_the_pattern_and_the_cfa_map_then_stays_out_of_the_evide
 
     pasted = np.asarray(Image.open(io.BytesIO(pasted_without_demosaicing())).convert("RGB"))
     shrunk = np.asarray(Image.fromarray(pasted).resize((700, 525), Image.Resampling.BICUBIC))
-    m = measure(media_from_bytes(encode(shrunk, "PNG"), "s.png"))
+    m = measure(media_from_bytes(encode(shrunk, "PNG"), "s.png"), OPTIONAL_MAPS)
     assert m.cfa_strength < Settings().pixels_cfa_min_strength
     assert m.cfa_map is None and m.cfa_score == 0.0
 

@@ -201,6 +201,20 @@ class Settings:
     photos of the forensics benchmark that the net never saw (0.917); honest photos reach 0.8
     (smooth and out-of-focus surfaces), so the net's map mostly serves to localise."""
 
+    pixels_residual_enabled: bool = False
+    """Run the noise-residual co-occurrence map (``pixels.noise_inconsistency``). Off by default:
+    left out in turn on the forensics benchmark's real sets it raised no finding on a real
+    forgery, four on authentic photos, and leaving it out raised the image AUC on nine of ten
+    real sets (bench/results/forensics.md, "Which maps earn their cost"); 0.14 s per 1 MP. On
+    for a reviewer who wants its heatmap."""
+    pixels_copy_move_enabled: bool = False
+    """Search the photo for cloned regions (``pixels.copy_move``). Off by default: on the real
+    sets it found one forgery and accused one authentic photo, and costs half of pixel forensics
+    (0.37 s per 1 MP; same benchmark section)."""
+    pixels_cfa_enabled: bool = False
+    """Look for the camera's demosaicing pattern (``pixels.cfa_inconsistency``). Off by default:
+    no photo of the benchmark's real sets keeps a pattern clear enough to use (phone JPEGs and
+    chat copies erase it), so it never changed an answer there."""
     pixels_generator_enabled: bool = False
     """Run the learned generator-trace net (refundlens/forensics/generator_traces.py; its weights
     ship in the wheel) on the working copy. Off by default: the shipped net (trained on a CPU) does

@@ -181,6 +181,14 @@ def regenerated_shop_photo() -> tuple[bytes, np.ndarray]:
 _WITHOUT_GENERATOR_NET = Settings(pixels_generator_enabled=False)
 # The net is off by default (settings.md); its examples switch it on.
 _WITH_GENERATOR_NET = Settings(pixels_generator_enabled=True)
+# The maps a reviewer can turn on (off by default: bench/results/forensics.md, "Which maps earn
+# their cost"); their examples run with them on, and one example shows them off.
+_WITH_OPTIONAL_MAPS = Settings(
+    pixels_generator_enabled=False,
+    pixels_residual_enabled=True,
+    pixels_copy_move_enabled=True,
+    pixels_cfa_enabled=True,
+)
 
 
 def _case(
@@ -236,18 +244,23 @@ def pixel_examples() -> list[Example]:
         ),
         Example(
             "a smoothed patch in a noisy photo is localised",
-            lambda: _case(smoothed_patch(), "smoothed.png"),
+            lambda: _case(smoothed_patch(), "smoothed.png", _WITH_OPTIONAL_MAPS),
             frozenset({"pixels.noise_inconsistency"}),
         ),
         Example(
             "a region without the camera's demosaicing pattern is localised",
-            lambda: _case(pasted_without_demosaicing(), "pasted.png"),
+            lambda: _case(pasted_without_demosaicing(), "pasted.png", _WITH_OPTIONAL_MAPS),
             frozenset({"pixels.cfa_inconsistency"}),
         ),
         Example(
             "a cloned region is found",
-            lambda: _case(cloned(), "cloned.jpg"),
+            lambda: _case(cloned(), "cloned.jpg", _WITH_OPTIONAL_MAPS),
             frozenset({"pixels.copy_move", "pixels.none_found"}),
+        ),
+        Example(
+            "a cloned region goes unreported by default: copy-move search is off",
+            lambda: _case(cloned(), "cloned.jpg"),
+            frozenset({"pixels.none_found"}),
         ),
         Example(
             "a patch re-grained in a shop photo is outlined by the learned net at threshold 0.5",

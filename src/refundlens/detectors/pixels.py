@@ -52,7 +52,8 @@ class PixelMeasurements:
     dq_periods: dict[int, int]
     dq_region: npt.NDArray[np.bool_] | None
     dq_score: float
-    cooc_map: FloatMap
+    cooc_map: FloatMap | None
+    """The noise-residual map (``pixels_residual_enabled``; None where it did not run)."""
     cooc_separation: float
     cooc_region: npt.NDArray[np.bool_] | None
     cooc_score: float
@@ -113,7 +114,21 @@ class PixelMeasurements:
             return self.painted_map
         if kind == "cfa" and self.cfa_map is not None:
             return self.cfa_map
-        return self.cooc_map
+        if self.cooc_map is not None:
+            return self.cooc_map
+        # The residual map did not run: the strongest map that did (all zero where none ran).
+        ran = [
+            (score, heat)
+            for score, heat in (
+                (self.painted_score, self.painted_map),
+                (self.dq_score, self.dq_map),
+                (self.cfa_score, self.cfa_map),
+            )
+            if heat is not None
+        ]
+        if ran:
+            return max(ran, key=lambda pair: pair[0])[1]
+        return np.zeros(self.noise_map.shape, np.float32)
 
 
 def _largest_region(
@@ -176,16 +191,24 @@ def measure(claim: Media, settings: Settings | None = None) -> PixelMeasurements
             dq_map = np.clip(_to_analysis(claim.orient(blocks), shape), 0, 1)
             dq_region, dq_score = _region_score(dq_map, 0.7)
 
-    cfa_map, cfa_region, cfa_score, cfa_strength, cfa_agreement = _cfa(claim, settings)
+    cfa_map, cfa_region, cfa_score, cfa_strength, cfa_agreement = (
+        _cfa(claim, settings) if settings.pixels_cfa_enabled else (None, None, 0.0, 0.0, 0.0)
+    )
 
     work = _working_copy(claim, settings.pixels_side)
-    cooc, separation = residual_cooccurrence_map(work)
-    cooc_map = _to_analysis(cooc, shape)
-    cooc_region, cooc_contrast = _region_score(cooc_map, 0.5)
-    # Separation (Mahalanobis units) says whether the two classes differ at all; contrast says
-    # whether the map singles out one place. Authentic photos reach a separation of 17 through
-    # content alone (dev split, bench/results/forensics.md), so the score rises only beyond that.
-    cooc_score = cooc_contrast * float(1.0 / (1.0 + np.exp(-(separation - RESIDUAL_SEPARATION))))
+    cooc_map: FloatMap | None = None
+    cooc_region, cooc_score, separation = None, 0.0, 0.0
+    if settings.pixels_residual_enabled:
+        cooc, separation = residual_cooccurrence_map(work)
+        cooc_map = _to_analysis(cooc, shape)
+        cooc_region, cooc_contrast = _region_score(cooc_map, 0.5)
+        # Separation (Mahalanobis units) says whether the two classes differ at all; contrast
+        # says whether the map singles out one place. Authentic photos reach a separation of 17
+        # through content alone (dev split, bench/results/forensics.md), so the score rises
+        # only beyond that.
+        cooc_score = cooc_contrast * float(
+            1.0 / (1.0 + np.exp(-(separation - RESIDUAL_SEPARATION)))
+        )
 
     painted_map, painted_region, painted_score = None, None, 0.0
     if settings.pixels_painted_enabled and min(work.shape[:2]) >= 4 * CELL:
@@ -248,7 +271,9 @@ def measure(claim: Media, settings: Settings | None = None) -> PixelMeasurements
             claim.analysis,
             min_inliers=settings.pixels_copy_move_min_inliers,
             max_side=settings.pixels_copy_move_side,
-        ),
+        )
+        if settings.pixels_copy_move_enabled
+        else None,
         moire_peak=moire.peak,
         moire_frequencies=moire.frequencies,
         grid_peak=grid.peak,
@@ -361,10 +386,11 @@ class PixelsDetector(Detector):
         findings: list[Finding] = []
         image = claim.analysis
         maps = {
-            "noise_residual_heatmap": heat_picture(m.cooc_map, image),
             "noise_level_heatmap": heat_picture(m.noise_map, image),
             "error_level_heatmap": heat_picture(m.ela_map, image),
         }
+        if m.cooc_map is not None:
+            maps["noise_residual_heatmap"] = heat_picture(m.cooc_map, image)
         if m.dq_map is not None:
             maps["double_jpeg_heatmap"] = heat_picture(m.dq_map, image)
         if m.cfa_map is not None:
@@ -378,20 +404,43 @@ class PixelsDetector(Detector):
             "double_jpeg_strength": round(m.dq_strength, 3),
             "double_jpeg_periods": {str(k): v for k, v in m.dq_periods.items()},
             "double_jpeg_score": round(m.dq_score, 3),
-            "cfa_strength": round(m.cfa_strength, 3),
-            "cfa_agreement": round(m.cfa_agreement, 3),
-            "cfa_score": round(m.cfa_score, 3),
             "painted_score": round(m.painted_score, 3),
             "generator_score": round(m.generator_score, 3),
-            "residual_separation": round(m.cooc_separation, 2),
-            "residual_score": round(m.cooc_score, 3),
             "noise_level": round(m.noise_level, 2),
             "noise_spread_log": round(m.noise_spread, 2),
-            "threshold_noise_residual": settings.pixels_anomaly_threshold,
             "threshold_double_jpeg": settings.pixels_double_jpeg_threshold,
-            "threshold_cfa": settings.pixels_cfa_threshold,
             "threshold_painted": settings.pixels_painted_threshold,
             "threshold_generator": settings.pixels_generator_threshold,
+            # What did not run is not a measurement of zero: its numbers are left out.
+            **(
+                {
+                    "cfa_strength": round(m.cfa_strength, 3),
+                    "cfa_agreement": round(m.cfa_agreement, 3),
+                    "cfa_score": round(m.cfa_score, 3),
+                    "threshold_cfa": settings.pixels_cfa_threshold,
+                }
+                if settings.pixels_cfa_enabled
+                else {}
+            ),
+            **(
+                {
+                    "residual_separation": round(m.cooc_separation, 2),
+                    "residual_score": round(m.cooc_score, 3),
+                    "threshold_noise_residual": settings.pixels_anomaly_threshold,
+                }
+                if m.cooc_map is not None
+                else {}
+            ),
+            "maps_not_run": [
+                name
+                for name, ran in (
+                    ("noise_residual", m.cooc_map is not None),
+                    ("copy_move", settings.pixels_copy_move_enabled),
+                    ("cfa", settings.pixels_cfa_enabled),
+                    ("generator_traces", m.generator_map is not None),
+                )
+                if not ran
+            ],
         }
         # Both localising maps may fire on one edit; they are not independent evidence, so only one
         # becomes a finding (double JPEG first: it never fired on an authentic photo) and the
