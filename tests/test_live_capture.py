@@ -283,3 +283,11 @@ def test_a_refused_clip_is_recorded_with_the_frame_that_repeated(tmp_path: Path)
     [entry] = store.tables.audit
     assert entry.details["clip"] is True and entry.details["clip_frame_s"] == 1.25
     assert blobs.exists(entry.details["sha256"])
+
+
+def test_the_capture_upload_with_its_clip_fits_the_multipart_body_limit() -> None:
+    # The capture page's POST goes through BodyLimit's multipart limit (service/app.py): its
+    # largest legal body (photos at the file limit and the clip at its own) must pass it.
+    largest = SETTINGS.capture_max_photos * SETTINGS.max_file_bytes
+    largest += SETTINGS.capture_clip_max_bytes
+    assert largest < (SETTINGS.max_photos_per_claim + 1) * SETTINGS.max_file_bytes

@@ -328,9 +328,10 @@ def capture_clip(name: str, data: bytes, settings: Settings) -> CaptureClip:
             f"The clip is {len(data)} bytes; the limit (capture_clip_max_bytes) is {settings.capture_clip_max_bytes}.",
         )
     limit = settings.capture_clip_seconds + _CLIP_SLACK_SECONDS
+    # The header's duration is left to the video limits: a recorder's webm states none, and what
+    # FFmpeg estimates instead must not refuse an honest clip. Its frames' timestamps decide.
     bounded = settings.replace(
-        video_max_bytes=min(settings.video_max_bytes, settings.capture_clip_max_bytes),
-        video_max_seconds=min(settings.video_max_seconds, limit),
+        video_max_bytes=min(settings.video_max_bytes, settings.capture_clip_max_bytes)
     )
     try:
         video = read_clip(data, bounded, max_seconds=limit, keep=settings.capture_clip_check_frames)
