@@ -4,6 +4,8 @@ Chromium's fake capture device plays a generated Y4M file as the camera: the pag
 getUserMedia, takes two frames, sends them, and the claim is analysed again. A camera that shows
 the claim's own photo is a replay, refused and recorded; an expired link opens nothing. The
 routing rule for what cannot be verified is checked on a claim whose photo shows another product.
+The page's short clip (MediaRecorder, webm) goes with the photos and is kept as evidence; a clip
+over its limit, or one that films the claim photo, refuses the capture and stores no photo.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from .service_support import Server, add_tenants, assessed, running_server, wait
 from .test_web import CHROMIUM, _need
 
 NOW = dt.datetime.now(dt.UTC)
+CLIP_MAX_BYTES = 2_000_000
 
 
 def _sample(name: str) -> bytes:
@@ -65,7 +68,12 @@ def write_y4m(jpeg: bytes, path: Path, frames: int = 10) -> Path:
 
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, dict[str, str]]]:
-    with running_server(tmp_path_factory.mktemp("capture")) as server:
+    # A short clip (2 s), and a small limit on its size that a still scene keeps well within.
+    with running_server(
+        tmp_path_factory.mktemp("capture"),
+        capture_clip_seconds=2.0,
+        capture_clip_max_bytes=CLIP_MAX_BYTES,
+    ) as server:
         add_tenants(server, "shop-a")
         keys = {
             "merchant": server.key("merchant", "shop-a"),
@@ -78,7 +86,7 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, dic
                 files=[("photos", ("listing.jpg", _sample("listing.jpg"), "image/jpeg"))],
             ).json()["id"]
             keys["sku"] = sku
-            for n in range(4):
+            for n in range(len(CLAIM_PHOTOS) + 1):
                 keys[f"order{n}"] = merchant.post(
                     "/v1/orders",
                     json={
@@ -98,6 +106,9 @@ CLAIM_PHOTOS = {
     0: lambda: _sample("claim_genuine.jpg"),
     1: lambda: _scene(11),
     2: lambda: _scene(12),
+    4: lambda: _scene(14),
+    5: lambda: _scene(15),
+    6: lambda: _scene(16),
 }
 
 
@@ -289,3 +300,131 @@ def test_a_photo_of_another_product_is_asked_for_a_live_capture_not_approved(
     assert claim["assessment"]["claim"]["action"] == "approve"
     assert claim["state"] == "awaiting_capture"
     assert "does not show the ordered product" in claim["routing_reason"]
+
+
+def _evidence(server: Server, claim_id: str, kind: str) -> list[tuple[str, str]]:
+    """(sha256, name) of the claim's evidence of ``kind``, from the database."""
+    from sqlalchemy import select
+
+    from refundlens.store import Database
+    from refundlens.store.sql.models import Evidence
+
+    database = Database(server.settings)
+    with database.session() as session:
+        rows = session.execute(
+            select(Evidence).where(Evidence.claim_id == claim_id, Evidence.kind == kind)
+        ).scalars()
+        found = [(str(row.sha256), row.name) for row in rows]
+    database.dispose()
+    return found
+
+
+def test_a_short_clip_recorded_on_the_page_is_sent_with_the_photos_and_kept(
+    shop: tuple[Server, dict[str, str]], tmp_path: Path
+) -> None:
+    server, keys = shop
+    claim_id = _claim_awaiting_capture(server, keys, 4)
+    url = _capture_url(server, keys, claim_id)
+    camera = write_y4m(_scene(17), tmp_path / "clip.y4m")
+    manager, browser, page = _phone(camera)
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    try:
+        page.goto(url)
+        page.wait_for_selector("#record:not([hidden])", timeout=20000)
+        assert page.locator("#clip-row").is_visible()
+        _until(page, "document.getElementById('camera').videoWidth > 0")
+        page.click("#record")
+        # It stops by itself after capture_clip_seconds (2 s here); sending waits for it.
+        assert page.is_disabled("#send")
+        _until(
+            page,
+            "document.getElementById('capture-status').textContent"
+            " === document.getElementById('capture-form').dataset.recorded",
+        )
+        assert page.locator("#record").inner_text() == "重新录制短视频"
+        page.click("#shoot")
+        _until(page, "document.querySelectorAll('#shots canvas').length === 1")
+        page.click("#shoot")
+        _until(page, "document.querySelectorAll('#shots canvas').length === 2")
+        page.click("#send")
+        page.wait_for_load_state("load")
+        assert page.locator("#capture-done").is_visible(), page.content()
+    finally:
+        browser.close()
+        manager.__exit__(None, None, None)
+    assert not [e for e in errors if "Content Security Policy" in e], errors
+    [(sha, name)] = _evidence(server, claim_id, "capture_clip")
+    assert name == "clip.webm"
+    from refundlens.store import BlobStore
+
+    stored = BlobStore(f"{server.settings.data_dir}/blobs").get(sha)
+    assert stored[:4] == b"\x1a\x45\xdf\xa3"  # EBML: Chromium's MediaRecorder writes webm
+    [accepted] = [d for action, d in _audit(server, claim_id) if action == "capture.accepted"]
+    clip = accepted["clip"]
+    assert isinstance(clip, dict) and clip["sha256"] == sha
+    # OpenCV's FFmpeg reads Chromium's webm (VP8): timed by its frames, checked at some of them.
+    assert 1.0 <= clip["duration_s"] <= 3.0 and clip["frames"] >= 5
+    assert clip["checked_at_s"]
+    assert len(accepted["photos"]) == 2  # type: ignore[arg-type]
+    claim = assessed(server, claim_id)
+    assert len([p for p in claim["photos"] if p["live_capture"]]) == 2
+
+
+def _clip_of(jpeg: bytes, path: Path) -> bytes:
+    """Two seconds that film ``jpeg`` still (OpenCV's mp4v; the page records webm)."""
+    rgb = np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB").resize((640, 480)))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (640, 480))
+    for _ in range(20):
+        writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path.read_bytes()
+
+
+def _post_capture(server: Server, url: str, clip: tuple[str, bytes, str]) -> httpx.Response:
+    photos = [("photos", (f"live-{i}.jpg", _scene(20 + i), "image/jpeg")) for i in range(2)]
+    with httpx.Client(timeout=120) as client:
+        return client.post(
+            url,
+            files=[*photos, ("clip", clip)],
+            headers={"Origin": server.url, "Accept-Language": "en"},
+        )
+
+
+def test_a_clip_over_its_size_limit_refuses_the_capture_and_stores_nothing(
+    shop: tuple[Server, dict[str, str]],
+) -> None:
+    server, keys = shop
+    claim_id = _claim_awaiting_capture(server, keys, 5)
+    url = _capture_url(server, keys, claim_id)
+    big = b"\x1a\x45\xdf\xa3" + bytes(CLIP_MAX_BYTES)
+    sent = _post_capture(server, url, ("clip.webm", big, "video/webm"))
+    assert sent.status_code == 400, sent.text
+    assert "capture.clip_too_large" in sent.text and 'id="capture-form"' in sent.text
+    assert "The clip could not be used" in sent.text
+    claim = assessed(server, claim_id)
+    assert claim["state"] == "awaiting_capture"
+    assert not [p for p in claim["photos"] if p["live_capture"]]
+    assert not _evidence(server, claim_id, "capture_clip")
+    assert "capture.accepted" not in {action for action, _ in _audit(server, claim_id)}
+    # Nothing was spent: the same link takes the photos without the clip.
+    with httpx.Client(timeout=120) as client:
+        assert client.get(url).status_code == 200
+
+
+def test_a_clip_that_films_the_claim_photo_is_refused_as_a_replay_with_the_photos(
+    shop: tuple[Server, dict[str, str]], tmp_path: Path
+) -> None:
+    server, keys = shop
+    claim_id = _claim_awaiting_capture(server, keys, 6)
+    url = _capture_url(server, keys, claim_id)
+    clip = _clip_of(CLAIM_PHOTOS[6](), tmp_path / "replay.mp4")
+    sent = _post_capture(server, url, ("clip.mp4", clip, "video/mp4"))
+    assert sent.status_code == 400 and "capture.replayed" in sent.text, sent.text
+    claim = assessed(server, claim_id)
+    assert claim["state"] == "awaiting_capture"
+    assert not [p for p in claim["photos"] if p["live_capture"]]
+    assert not _evidence(server, claim_id, "capture_clip")
+    [refused] = [d for action, d in _audit(server, claim_id) if action == "capture.refused"]
+    assert refused["clip"] is True and refused["name"] == "clip.mp4"
+    assert str(refused["repeats"]).startswith("your claim photo")

@@ -156,3 +156,138 @@ def test_a_refused_replay_is_recorded_and_leaves_the_token_usable(tmp_path: Path
             store, blobs, buyer, claim, "cap_1.guess", ("again.jpg", data), repeats
         )
     assert bad.value.code == "capture.bad_token" and len(store.tables.audit) == 1
+
+
+# --- the capture page's short clip ---
+
+
+def write_clip(rgb: np.ndarray, path: Path, seconds: float = 2.0, fps: int = 10) -> bytes:
+    """A clip that films ``rgb`` with the camera drifting a few pixels (OpenCV's mp4v)."""
+    import cv2
+
+    rows, cols = rgb.shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (cols, rows))
+    for i in range(round(seconds * fps)):
+        shifted = np.roll(rgb, (i % 5) - 2, axis=1)
+        writer.write(cv2.cvtColor(np.ascontiguousarray(shifted), cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path.read_bytes()
+
+
+def _new_scene() -> np.ndarray:
+    from refundlens.detectors._examples import _product
+
+    return np.asarray(_product(31, 480))
+
+
+def test_a_clip_is_timed_by_its_frames_and_checked_at_frames_spread_over_it(
+    tmp_path: Path,
+) -> None:
+    data = write_clip(_new_scene(), tmp_path / "clip.mp4", seconds=3.0)
+    clip = cases.capture_clip("clip.mp4", data, SETTINGS)
+    assert clip.duration_s == pytest.approx(3.0, abs=0.15) and clip.frames == 30
+    assert clip.sha256 == hashlib.sha256(data).hexdigest()
+    times = [t for t, _ in clip.sampled]
+    assert len(times) == SETTINGS.capture_clip_check_frames
+    assert times == sorted(times) and times[0] < 1.0 and times[-1] > 2.0
+    assert all(m.name.startswith("clip.mp4@") for _, m in clip.sampled)
+    facts = clip.facts()
+    assert facts["frames"] == 30 and facts["bytes"] == len(data)
+
+
+@pytest.mark.parametrize(
+    ("changes", "code", "media_code"),
+    [
+        ({"capture_clip_max_bytes": 1000}, "capture.clip_too_large", None),
+        ({"capture_clip_seconds": 1.0}, "capture.clip_too_long", "media.video_too_long"),
+        ({"video_max_frame_pixels": 100 * 100}, "capture.bad_clip", "media.too_many_pixels"),
+        (
+            {"video_max_total_pixels": 10 * 480 * 480},
+            "capture.bad_clip",
+            "media.decompression_bomb",
+        ),
+        ({"capture_clip_seconds": 0.0}, "capture.bad_clip", None),
+    ],
+)
+def test_a_clip_over_a_limit_is_refused_with_its_code(
+    tmp_path: Path, changes: dict[str, object], code: str, media_code: str | None
+) -> None:
+    data = write_clip(_new_scene(), tmp_path / "clip.mp4", seconds=3.0)
+    with pytest.raises(RefundlensError) as refused:
+        cases.capture_clip("clip.mp4", data, SETTINGS.replace(**changes))
+    assert refused.value.code == code, refused.value
+    assert refused.value.facts.get("media_code") == media_code
+
+
+@pytest.mark.parametrize(
+    "data", [b"", b"\x1aE\xdf\xa3 not a webm at all" * 20, b"\x00\x00\x00\x18ftypmp42 junk"]
+)
+def test_a_clip_that_is_no_video_is_refused_as_a_bad_clip(data: bytes) -> None:
+    with pytest.raises(RefundlensError) as refused:
+        cases.capture_clip("clip.webm", data, SETTINGS)
+    assert refused.value.code == "capture.bad_clip"
+    assert refused.value.facts["media_code"] in {"media.empty", "media.video_unreadable"}
+
+
+def test_frames_of_a_clip_that_films_the_claim_photo_are_replays(
+    tmp_path: Path, claim_photo: Media
+) -> None:
+    clip = cases.capture_clip(
+        "clip.mp4", write_clip(claim_photo.analysis, tmp_path / "clip.mp4"), SETTINGS
+    )
+    earlier = [("claim photo 1", claim_photo)]
+    found = [cases.capture_repeats(frame, earlier, SETTINGS) for _, frame in clip.sampled]
+    assert found and all(f is not None and f["repeats"] == "claim photo 1" for f in found)
+    new = cases.capture_clip("new.mp4", write_clip(_new_scene(), tmp_path / "new.mp4"), SETTINGS)
+    assert all(cases.capture_repeats(f, earlier, SETTINGS) is None for _, f in new.sampled)
+
+
+def test_an_accepted_clip_is_kept_as_evidence_and_named_in_the_audit_entry(
+    tmp_path: Path,
+) -> None:
+    store = MemoryStore()
+    blobs = BlobStore(tmp_path / "blobs")
+    claim, token = _awaiting_capture(store)
+    clip = cases.capture_clip("clip.mp4", write_clip(_new_scene(), tmp_path / "clip.mp4"), SETTINGS)
+    photo = ("live-1.jpg", _jpeg(_new_scene(), 90))
+    buyer = cases.Actor("capture:cap_1", "buyer")
+    cases.accept_capture(
+        store, blobs, SETTINGS, buyer, claim, token, [photo], None, via="page", clip=clip
+    )
+    [kept] = store.evidence.of_kind(claim.id, cases.CLIP_EVIDENCE_KIND)
+    assert kept.sha256 == clip.sha256 and blobs.get(clip.sha256) == clip.data
+    assert kept.submitted_by == "buyer" and kept.name == "clip.mp4"
+    [entry] = [e for e in store.tables.audit if e.action == "capture.accepted"]
+    assert entry.details["clip"]["sha256"] == clip.sha256
+    assert entry.details["clip"]["frames"] == clip.frames > 0
+    assert entry.details["clip"]["duration_s"] > 0
+    assert claim.state == "analysing"
+
+
+def test_a_refused_clip_is_recorded_with_the_frame_that_repeated(tmp_path: Path) -> None:
+    store = MemoryStore()
+    blobs = BlobStore(tmp_path)
+    claim, token = _awaiting_capture(store)
+    repeats = {"repeats": "claim photo 1", "how": "pdq", "pdq_distance": 6}
+    refusal = cases.refuse_replayed_capture(
+        store,
+        blobs,
+        cases.Actor("capture:cap_1", "buyer"),
+        claim,
+        token,
+        ("clip.webm", b"webm bytes"),
+        repeats,
+        clip_frame_s=1.25,
+    )
+    assert refusal.code == "capture.replayed" and "clip" in refusal.message
+    [entry] = store.tables.audit
+    assert entry.details["clip"] is True and entry.details["clip_frame_s"] == 1.25
+    assert blobs.exists(entry.details["sha256"])
+
+
+def test_the_capture_upload_with_its_clip_fits_the_multipart_body_limit() -> None:
+    # The capture page's POST goes through BodyLimit's multipart limit (service/app.py): its
+    # largest legal body (photos at the file limit and the clip at its own) must pass it.
+    largest = SETTINGS.capture_max_photos * SETTINGS.max_file_bytes
+    largest += SETTINGS.capture_clip_max_bytes
+    assert largest < (SETTINGS.max_photos_per_claim + 1) * SETTINGS.max_file_bytes

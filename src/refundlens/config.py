@@ -253,6 +253,15 @@ class Settings:
     """A live capture must be taken at most this many minutes before its upload."""
     capture_max_photos: int = 3
     """Photos one live capture may send from the capture page (the app sends one per token)."""
+    capture_clip_seconds: float = 5.0
+    """Length of the short clip the capture page records beside the photos where the browser has
+    MediaRecorder (it stops by itself then); the server refuses a clip more than a second longer.
+    0 = the page offers no clip and a clip sent anyway is refused."""
+    capture_clip_max_bytes: int = 16 * 1024 * 1024
+    """Largest clip one live capture may send, in bytes (never more than this + 1 are read)."""
+    capture_clip_check_frames: int = 3
+    """Frames of a clip, spread over it, checked like photos for a replay of the claim's photos
+    or the shop's (each costs the reference check's time, about that of a photo)."""
     capture_hmac_key: str = ""
     """Key with which the platform's capture app signs its photos (HMAC-SHA256 of the file's
     sha256, hex, header ``X-Capture-Signature``); empty = only the capture time is checked."""

@@ -33,9 +33,12 @@ from .analysis import (
     unfinished_analyses,
 )
 from .capture import (
+    CLIP_EVIDENCE_KIND,
+    CaptureClip,
     CaptureVia,
     accept_capture,
     capture_claim,
+    capture_clip,
     capture_repeats,
     capture_signature,
     issue_capture_token,
@@ -76,10 +79,12 @@ from .routing import ClaimFacts, RoutingRules, route
 from .states import ClaimState, IllegalTransition, can_transition, transition
 
 __all__ = [
+    "CLIP_EVIDENCE_KIND",
     "DECISIONS",
     "EVIDENCE_KINDS",
     "SYSTEM",
     "Actor",
+    "CaptureClip",
     "CaptureVia",
     "ClaimFacts",
     "ClaimFiles",
@@ -98,6 +103,7 @@ __all__ = [
     "beat",
     "can_transition",
     "capture_claim",
+    "capture_clip",
     "capture_repeats",
     "capture_signature",
     "check_claim_request",

@@ -3,24 +3,36 @@ damage now, with a one-time token; the platform's capture app may sign what it t
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Sequence
 from typing import Any, Literal
 
 from ..config import Settings
-from ..errors import RefundlensError
+from ..errors import MediaError, RefundlensError
 from ..media import Media, media_from_bytes
 from ..metrics import metrics
 from ..store.blobs import BlobStore
-from ..store.interface import CaptureToken, Claim, ClaimPhoto, Store, new_id, utcnow
+from ..store.interface import (
+    CaptureToken,
+    Claim,
+    ClaimPhoto,
+    Evidence,
+    Store,
+    new_id,
+    utcnow,
+)
 from .actors import Actor, aware
 from .notifications import notify
 from .states import ClaimState, transition
 
 __all__ = [
+    "CLIP_EVIDENCE_KIND",
+    "CaptureClip",
     "CaptureVia",
     "accept_capture",
     "capture_claim",
+    "capture_clip",
     "capture_repeats",
     "capture_signature",
     "issue_capture_token",
@@ -168,6 +180,7 @@ def accept_capture(
     signature: str | None,
     *,
     via: CaptureVia = "app",
+    clip: CaptureClip | None = None,
 ) -> list[ClaimPhoto]:
     """Check the token, the capture time and (from the app, where the platform signs) the
     signature; add the photos as live and send the claim back to analysis.
@@ -178,7 +191,9 @@ def accept_capture(
     took from the camera (no EXIF): the window alone dates them, and a file that states an older
     capture time (a gallery photo sent through the fallback field) is refused. A photo that
     repeats an earlier one (:func:`capture_repeats`, run by the caller outside the transaction)
-    is not accepted: see :func:`refuse_replayed_capture`."""
+    is not accepted: see :func:`refuse_replayed_capture`. A ``clip`` from the capture page
+    (checked by :func:`capture_clip`, and for replays by the caller) is kept with the photos as
+    evidence of kind :data:`CLIP_EVIDENCE_KIND`, and named in the audit entry."""
     if not photos:
         raise RefundlensError("capture.no_photo", "Send at least one photo.")
     most = 1 if via == "app" else settings.capture_max_photos
@@ -208,6 +223,19 @@ def accept_capture(
         )
         store.claims.add_photo(claim, item)
         items.append(item)
+    clip_facts = None
+    if clip is not None:
+        store.evidence.add(
+            Evidence(
+                id=new_id("evd"),
+                claim_id=claim.id,
+                kind=CLIP_EVIDENCE_KIND,
+                submitted_by=actor.role,
+                sha256=blobs.put(clip.data),
+                name=clip.name,
+            )
+        )
+        clip_facts = clip.facts()
     claim.deadline_at = None
     # Straight back to analysis (the clock was paused while the buyer was asked).
     claim.state = transition(claim.state, ClaimState.ANALYSING).value
@@ -228,11 +256,117 @@ def accept_capture(
             "signed": first[3] is not None,
             "signature": first[3],
             "captured_at": first[4].isoformat() if first[4] else None,
+            "clip": clip_facts,
         },
     )
     notify(store, claim.merchant_id, "capture.received", claim)
     metrics().capture_requests.labels(f"accepted_{via}").inc()
     return items
+
+
+CLIP_EVIDENCE_KIND = "capture_clip"
+"""The evidence kind a live capture's clip is kept as (beside ``unboxing_video``)."""
+
+# A recorder stops a little after its timer: the clip may run this much past capture_clip_seconds.
+_CLIP_SLACK_SECONDS = 1.0
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class CaptureClip:
+    """A live capture's short clip, checked: its file, what decoding it found, and the frames
+    the replay check compares (each as an image, named ``clip.webm@2.5s``)."""
+
+    name: str
+    data: bytes
+    sha256: str
+    duration_s: float
+    frames: int
+    """Frames decoded (all of the clip's)."""
+    width: int
+    height: int
+    sampled: tuple[tuple[float, Media], ...]
+    """(seconds into the clip, frame) of the ``capture_clip_check_frames`` frames checked."""
+
+    def facts(self) -> dict[str, Any]:
+        """What the audit entry ``capture.accepted`` says of the clip."""
+        return {
+            "name": self.name,
+            "sha256": self.sha256,
+            "bytes": len(self.data),
+            "duration_s": round(self.duration_s, 2),
+            "frames": self.frames,
+            "width": self.width,
+            "height": self.height,
+            "checked_at_s": [round(t, 2) for t, _ in self.sampled],
+        }
+
+
+def capture_clip(name: str, data: bytes, settings: Settings) -> CaptureClip:
+    """Check and decode a short clip sent with a live capture from the capture page, touching no
+    store: slow-ish (every frame is decoded), so call it outside any transaction.
+
+    The clip must be at most ``capture_clip_max_bytes`` (``capture.clip_too_large``) and pass the
+    video checks of packing and unboxing videos (frame size, frames x size, from the header;
+    :func:`refundlens.media.video.read_clip`); it may run at most a second past
+    ``capture_clip_seconds``, by its frames' timestamps (``capture.clip_too_long``). Anything
+    else that stops it being read is ``capture.bad_clip``, the video check's own code in the
+    error's facts (``media_code``)."""
+    import io
+
+    from PIL import Image
+
+    from ..media.video import read_clip
+
+    if settings.capture_clip_seconds <= 0:
+        raise RefundlensError(
+            "capture.bad_clip",
+            "This service takes no clip with a live capture (capture_clip_seconds is 0).",
+        )
+    if len(data) > settings.capture_clip_max_bytes:
+        raise RefundlensError(
+            "capture.clip_too_large",
+            f"The clip is {len(data)} bytes; the limit (capture_clip_max_bytes) is {settings.capture_clip_max_bytes}.",
+        )
+    limit = settings.capture_clip_seconds + _CLIP_SLACK_SECONDS
+    # The header's duration is left to the video limits: a recorder's webm states none, and what
+    # FFmpeg estimates instead must not refuse an honest clip. Its frames' timestamps decide.
+    bounded = settings.replace(
+        video_max_bytes=min(settings.video_max_bytes, settings.capture_clip_max_bytes)
+    )
+    try:
+        video = read_clip(data, bounded, max_seconds=limit, keep=settings.capture_clip_check_frames)
+    except MediaError as exc:
+        if exc.code == "media.video_too_long":
+            raise RefundlensError(
+                "capture.clip_too_long",
+                f"The clip lasts more than {limit:g} s; record at most {settings.capture_clip_seconds:g} s (capture_clip_seconds).",
+                {"media_code": exc.code},
+            ) from None
+        raise RefundlensError(
+            "capture.bad_clip",
+            f"The clip cannot be used: {exc.message}",
+            {"media_code": exc.code},
+        ) from None
+    sampled = []
+    for frame in video.frames:
+        buffer = io.BytesIO()
+        Image.fromarray(frame.rgb).save(buffer, "JPEG", quality=95)
+        sampled.append(
+            (
+                frame.seconds,
+                media_from_bytes(buffer.getvalue(), f"{name}@{frame.seconds:.1f}s", settings),
+            )
+        )
+    return CaptureClip(
+        name=name,
+        data=data,
+        sha256=video.sha256,
+        duration_s=video.duration_s,
+        frames=video.decoded,
+        width=video.width,
+        height=video.height,
+        sampled=tuple(sampled),
+    )
 
 
 def _fresh(
@@ -340,23 +474,28 @@ def refuse_replayed_capture(
     token: str,
     photo: tuple[str, bytes],
     repeats: dict[str, Any],
+    *,
+    clip_frame_s: float | None = None,
 ) -> RefundlensError:
     """Record that a capture repeated an earlier picture (the file is kept, the audit log says
     which picture and how it was found) and return the refusal for the caller to answer with
     once this is committed. The token stays usable: a person in a hurry who picked the wrong
-    picture can still take a new one before the window ends."""
+    picture can still take a new one before the window ends. ``photo`` may be a clip, one of
+    whose frames (``clip_frame_s`` seconds in) repeated the picture."""
     now = utcnow()
     _usable_token(store, claim, token, now)
     sha = blobs.put(photo[1])
+    where = {} if clip_frame_s is None else {"clip": True, "clip_frame_s": round(clip_frame_s, 2)}
     store.audit.append(
         actor.id,
         "capture.refused",
         claim_id=claim.id,
-        details={"code": "capture.replayed", "sha256": sha, "name": photo[0], **repeats},
+        details={"code": "capture.replayed", "sha256": sha, "name": photo[0], **where, **repeats},
     )
     metrics().capture_requests.labels("refused_replay").inc()
+    what = "This photo" if clip_frame_s is None else f"The clip (its frame at {clip_frame_s:.1f} s)"
     return RefundlensError(
         "capture.replayed",
-        f"This photo repeats {repeats['repeats']}: a live capture must be a new photo of the "
+        f"{what} repeats {repeats['repeats']}: a live capture must be a new photo of the "
         "item, taken now with the camera.",
     )

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import math
 import os
 import tempfile
 import time
@@ -34,6 +35,7 @@ __all__ = [
     "VideoHeader",
     "key_frames",
     "probe_video",
+    "read_clip",
     "read_video",
     "video_fingerprint",
     "video_match",
@@ -57,6 +59,9 @@ class Video:
     fps: float
     duration_s: float
     frames: tuple[Frame, ...]
+    decoded: int = 0
+    """Frames decoded: every frame of a clip (:func:`read_clip`); for :func:`read_video`, those up
+    to where decoding stopped."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -126,7 +131,80 @@ def read_video(data: bytes, settings: Settings | None = None) -> Video:
         fps,
         max(header.duration_s, index / fps),
         tuple(frames),
+        index,
     )
+
+
+CLIP_MAX_FPS = 60
+"""The most frames per second a clip may hold (a phone camera in a browser gives 30, at most 60)."""
+
+
+def read_clip(data: bytes, settings: Settings, *, max_seconds: float, keep: int) -> Video:
+    """Decode every frame of a short clip recorded in a browser (MediaRecorder's webm states
+    neither its duration nor its true frame rate, and its frame rate varies): times are the
+    frames' own timestamps, and ``keep`` frames spread evenly over the clip are kept, shrunk to
+    ``video_frame_side`` (candidates are taken three times as often while decoding, so that no
+    more than ``3 * keep + 1`` small frames are ever held).
+
+    The header's limits are checked first, as for any video (bytes, frame size, frames x size);
+    decoding then stops and refuses the clip (``media.video_too_long``) once a frame lies past
+    ``max_seconds`` or the clip holds more frames than ``max_seconds`` at
+    :data:`CLIP_MAX_FPS`, and at ``video_max_decode_seconds`` of wall time (``media.video_unreadable``:
+    a clip that short decodes in well under a second)."""
+    most = max(1, math.ceil(max_seconds * CLIP_MAX_FPS))
+    keep = max(1, keep)
+    every = max_seconds / (3 * keep)
+    with _opened(data, settings) as (capture, header):
+        width, height = header.width, header.height
+        frames: list[Frame] = []
+        started = time.monotonic()
+        index = 0
+        seconds = 0.0
+        while capture.grab():
+            if time.monotonic() - started > settings.video_max_decode_seconds:
+                raise MediaError(
+                    "media.video_unreadable",
+                    f"The clip did not decode within video_max_decode_seconds ({settings.video_max_decode_seconds:g} s).",
+                )
+            index += 1
+            if index * width * height > settings.video_max_total_pixels:
+                raise MediaError(
+                    "media.decompression_bomb",
+                    f"The clip holds more than {index - 1} frames of {width}x{height}; the limit (video_max_total_pixels) is {settings.video_max_total_pixels:.3g} pixels.",
+                )
+            stamp = capture.get(cv2.CAP_PROP_POS_MSEC) / 1000
+            seconds = max(seconds, stamp if stamp > 0 else (index - 1) / header.fps)
+            if seconds > max_seconds or index > most:
+                raise MediaError(
+                    "media.video_too_long",
+                    f"The clip runs past {max_seconds:g} s ({index} frames, {seconds:.1f} s so far).",
+                )
+            if len(frames) <= 3 * keep and seconds >= (len(frames) + 0.5) * every:
+                ok, bgr = capture.retrieve()
+                if ok and bgr is not None:
+                    _check_frame_size(bgr.shape[1], bgr.shape[0], settings)
+                    frames.append(_frame(seconds, _shrink(bgr, settings.video_frame_side)))
+    if not frames:
+        raise MediaError("media.video_unreadable", "The clip has no frame that can be decoded.")
+    # The last frame lasts as long as the others did on average.
+    duration = seconds + (seconds / (index - 1) if index > 1 else 0.0)
+    if len(frames) > keep:  # evenly spread, the first and the last candidate among them
+        frames = [frames[round(i)] for i in np.linspace(0, len(frames) - 1, keep)]
+    return Video(
+        hashlib.sha256(data).hexdigest(),
+        width,
+        height,
+        index / duration if duration > 0 else header.fps,
+        duration,
+        tuple(frames),
+        index,
+    )
+
+
+def _frame(seconds: float, bgr: npt.NDArray[np.uint8]) -> Frame:
+    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    return Frame(seconds, np.ascontiguousarray(rgb), float(cv2.Laplacian(grey, cv2.CV_64F).var()))
 
 
 @contextlib.contextmanager

@@ -2,9 +2,12 @@
 
 Three steps, so that no transaction waits on decoding or on the reference check (on SQLite one
 open write transaction stops every other writer): read the claim's files; outside any
-transaction, check that each new photo repeats none of them (:func:`refundlens.cases.capture_repeats`);
-then either record the refusal (committed, so the attempt stays on record) and answer it, or
-accept the photos and send the claim back to analysis.
+transaction, decode the capture page's clip where one came (:func:`refundlens.cases.capture_clip`:
+a bad or oversized clip fails the whole capture here, before anything is stored) and check that
+each new photo, and a few frames of the clip, repeat none of them
+(:func:`refundlens.cases.capture_repeats`); then either record the refusal (committed, so the
+attempt stays on record) and answer it, or accept the photos (and the clip) and send the claim
+back to analysis.
 """
 
 from __future__ import annotations
@@ -30,14 +33,16 @@ def take_capture(
     photos: Sequence[tuple[str, bytes]],
     signature: str | None,
     via: cases.CaptureVia,
+    clip: tuple[str, bytes] | None = None,
 ) -> str:
-    """Accept ``photos`` as the live capture of the claim ``find_claim`` names (it raises when
-    the caller may not act on it) and return the claim's id; a replay raises
-    ``capture.replayed`` after its refusal is committed."""
+    """Accept ``photos`` (and the page's ``clip``, where one came) as the live capture of the
+    claim ``find_claim`` names (it raises when the caller may not act on it) and return the
+    claim's id; a replay raises ``capture.replayed`` after its refusal is committed."""
     settings = runtime.settings
     with runtime.db.session() as s:  # rows only: nothing is decoded in a transaction
         claim_id = find_claim(s).id
         photo_files, reference_files, _ = cases.input_files(SqlStore(s), claim_id)
+    checked_clip = cases.capture_clip(clip[0], clip[1], settings) if clip is not None else None
     earlier_photos, references = cases.decode_inputs(
         runtime.blobs, settings, photo_files, reference_files, runtime.references
     )
@@ -52,6 +57,22 @@ def take_capture(
                     SqlStore(s), runtime.blobs, actor, find_claim(s), token, (name, data), repeats
                 )
             raise refusal
+    for seconds, frame in checked_clip.sampled if checked_clip is not None else ():
+        repeats = cases.capture_repeats(frame, earlier, settings)
+        if repeats is not None:
+            assert clip is not None
+            with runtime.db.session() as s:
+                refusal = cases.refuse_replayed_capture(
+                    SqlStore(s),
+                    runtime.blobs,
+                    actor,
+                    find_claim(s),
+                    token,
+                    clip,
+                    repeats,
+                    clip_frame_s=seconds,
+                )
+            raise refusal
     with runtime.db.session() as s:
         cases.accept_capture(
             SqlStore(s),
@@ -63,5 +84,6 @@ def take_capture(
             photos,
             signature,
             via=via,
+            clip=checked_clip,
         )
     return claim_id

@@ -62,7 +62,8 @@ ClaimType = Literal["refund_only", "return_and_refund", "repair"]
 # never a 500. What the API writes itself (states, actions, claim types) is typed.
 _STORED_KIND = (
     "packing_video | reference_photo | statement | other (sent as evidence), unboxing_video "
-    "(sent with the claim); rows kept from before kinds were checked may say otherwise."
+    "(sent with the claim), capture_clip (a live capture's clip from the capture page); rows "
+    "kept from before kinds were checked may say otherwise."
 )
 _STORED_OUTCOME = "approved | rejected | partial"
 

@@ -1,7 +1,10 @@
 // The live-capture page: the phone's camera, two or three photos of the damage from different
 // sides, sent at once. No gallery: the photos are frames taken from the camera here. Where the
 // browser has no camera API, the page falls back to a file field that asks the phone for its
-// camera (capture=environment). Served as a file: the page's CSP runs no inline script.
+// camera (capture=environment). Where the browser has MediaRecorder, the buyer may also record a
+// short clip from the same camera stream (it stops by itself after data-clip-seconds); it goes in
+// the same upload as the photos (field "clip"), which stay required. Served as a file: the page's
+// CSP runs no inline script.
 "use strict";
 (function () {
   var form = document.getElementById("capture-form");
@@ -16,13 +19,96 @@
   var most = Number(form.dataset.most || "3");
   var least = Number(form.dataset.least || "1");
   var taken = [];
+  var record = document.getElementById("record");
+  var clipField = document.getElementById("clip");
+  var clipSeconds = Number(form.dataset.clipSeconds || "0");
+  var clipBytes = Number(form.dataset.clipBytes || "0");
+  var stream = null;
+  var recorder = null;
+  var clip = null;
+  var ticking = null;
 
   function say(key) { status.textContent = form.dataset[key] || key; }
 
   function refresh() {
-    send.disabled = taken.length < least;
+    send.disabled = taken.length < least || recorder !== null;
     shoot.disabled = taken.length >= most;
     document.getElementById("shot-count").textContent = String(taken.length);
+  }
+
+  // The first container this browser records: Chromium and Firefox give webm, Safari mp4.
+  function clipType() {
+    var types = ["video/webm;codecs=vp8", "video/webm;codecs=vp9", "video/webm", "video/mp4"];
+    for (var i = 0; i < types.length; i += 1) {
+      if (MediaRecorder.isTypeSupported(types[i])) { return types[i]; }
+    }
+    return "";
+  }
+
+  function offerClip() {
+    if (!record || !clipField || clipSeconds <= 0 || typeof window.MediaRecorder !== "function") {
+      return;
+    }
+    document.getElementById("clip-row").hidden = false;
+    var step = document.getElementById("clip-step");
+    if (step) { step.hidden = false; }
+  }
+
+  function stopClip() {
+    if (ticking !== null) { clearInterval(ticking); ticking = null; }
+    if (recorder && recorder.state !== "inactive") { recorder.stop(); }
+  }
+
+  function startClip() {
+    var type = clipType();
+    var options = { videoBitsPerSecond: 2500000 };
+    if (type) { options.mimeType = type; }
+    var chunks = [];
+    try {
+      recorder = new MediaRecorder(stream, options);
+    } catch (error) {
+      recorder = null;
+      say("clipFailed");
+      return;
+    }
+    var started = Date.now();
+    recorder.addEventListener("dataavailable", function (event) {
+      if (event.data && event.data.size) { chunks.push(event.data); }
+    });
+    recorder.addEventListener("error", function () { stopClip(); });
+    recorder.addEventListener("stop", function () {
+      record.classList.remove("recording");
+      var kind = ((recorder && recorder.mimeType) || type || "video/webm").split(";")[0];
+      var blob = new Blob(chunks, { type: kind });
+      recorder = null;
+      record.textContent = form.dataset.againLabel || record.textContent;
+      if (!blob.size) {
+        say("clipFailed");
+      } else if (clipBytes && blob.size > clipBytes) {
+        say("clipTooLarge");
+      } else {
+        clip = new File([blob], kind === "video/mp4" ? "clip.mp4" : "clip.webm", { type: kind });
+        say("recorded");
+      }
+      refresh();
+    });
+    clip = null;
+    recorder.start();
+    record.textContent = form.dataset.stopLabel || record.textContent;
+    record.classList.add("recording");
+    say("recording");
+    refresh();
+    ticking = setInterval(function () {
+      var seconds = (Date.now() - started) / 1000;
+      document.getElementById("clip-time").textContent = String(Math.min(clipSeconds, Math.floor(seconds)));
+      if (seconds >= clipSeconds) { stopClip(); }
+    }, 200);
+  }
+
+  if (record) {
+    record.addEventListener("click", function () {
+      if (recorder) { stopClip(); } else if (stream) { startClip(); }
+    });
   }
 
   function useFallback() {
@@ -41,10 +127,12 @@
   }
   navigator.mediaDevices
     .getUserMedia({ video: { facingMode: { ideal: "environment" }, width: { ideal: 1920 } }, audio: false })
-    .then(function (stream) {
+    .then(function (opened) {
+      stream = opened;
       video.srcObject = stream;
       video.hidden = false;
       shoot.hidden = false;
+      offerClip();
       say("ready");
       refresh();
     })
@@ -71,12 +159,18 @@
   form.addEventListener("submit", function (event) {
     if (files.required) { return; }  // the fallback field sends itself
     event.preventDefault();
-    if (taken.length < least) { return; }
+    if (taken.length < least || recorder !== null) { return; }
     var transfer = new DataTransfer();
     taken.forEach(function (file) { transfer.items.add(file); });
     files.files = transfer.files;
+    if (clip && clipField) {
+      var withClip = new DataTransfer();
+      withClip.items.add(clip);
+      clipField.files = withClip.files;
+    }
     send.disabled = true;
     shoot.disabled = true;
+    if (record) { record.disabled = true; }
     say("sending");
     form.submit();
   });

@@ -2,8 +2,9 @@
 
 No login: the token in the path is the buyer's capability (whoever holds the link may take the
 photos, once, within the window), as with a password-reset link. The page opens the phone's
-camera and sends two or three frames at once (``static/capture.js``); where the browser has no
-camera API it falls back to a file field that asks for the camera. The POST checks the token
+camera and sends two or three frames at once (``static/capture.js``), with a short clip where
+the browser has MediaRecorder and the buyer records one; where the browser has no camera API it
+falls back to a file field that asks for the camera. The POST checks the token
 before it reads a byte of the body, must come from this site, and goes through the same checks
 as the app's capture (``service/live_capture.py``): a photo that repeats the claim's own photo
 or the shop's is refused and recorded; nothing of the analysis is shown.
@@ -63,6 +64,8 @@ def _form(
         hours_left=opened[1],
         most=settings.capture_max_photos,
         least=1,
+        clip_seconds=settings.capture_clip_seconds,
+        clip_bytes=settings.capture_clip_max_bytes,
         **more,
     )
 
@@ -78,15 +81,20 @@ def capture_page(request: Request, token: str) -> Response:
 def _message(request: Request, exc: RefundlensError) -> str:
     """The refusal in the buyer's language: one sentence of what to do, then the server's own."""
     words = translations(lang(request)).gettext
-    hint = {
-        "capture.replayed": words(
-            "This is not a new photo. Take new photos of the item with the camera now."
-        ),
-        "capture.not_live": words(
-            "These photos were not taken just now. Take new photos with the camera now."
-        ),
-        "capture.too_many_photos": words("Too many photos: send at most the number shown."),
-    }.get(exc.code, words("The photos could not be used."))
+    if exc.code.startswith(("capture.clip_", "capture.bad_clip")):
+        hint = words(
+            "The clip could not be used. Record it again, or send the photos without a clip."
+        )
+    else:
+        hint = {
+            "capture.replayed": words(
+                "This is not a new photo. Take new photos of the item with the camera now."
+            ),
+            "capture.not_live": words(
+                "These photos were not taken just now. Take new photos with the camera now."
+            ),
+            "capture.too_many_photos": words("Too many photos: send at most the number shown."),
+        }.get(exc.code, words("The photos could not be used."))
     return f"{hint} ({exc.code})"
 
 
@@ -100,9 +108,12 @@ async def capture_upload(request: Request, token: str) -> Response:
     opened = await run_in_threadpool(_open, request, token)
     if opened is None:
         return page(request, "capture.html", status=404, closed=True)
-    form = await request.form(max_files=settings.capture_max_photos + 1, max_fields=10)
+    # One file more than the photos allowed (to say "too many"), and the clip.
+    form = await request.form(max_files=settings.capture_max_photos + 2, max_fields=10)
     files = [f for f in form.getlist("photos") if isinstance(f, UploadFile) and f.filename]
+    clips = [f for f in form.getlist("clip") if isinstance(f, UploadFile) and f.filename]
     photos = []
+    clip = None
     try:
         if not files:
             raise RefundlensError("capture.no_photo", "Send at least one photo.")
@@ -119,6 +130,16 @@ async def capture_upload(request: Request, token: str) -> Response:
                     f"A photo is over the limit of {settings.max_file_bytes} bytes.",
                 )
             photos.append((file_name(upload.filename or "live.jpg"), data))
+        if len(clips) > 1:
+            raise RefundlensError("capture.bad_clip", "Send at most one clip per live capture.")
+        if clips:
+            data = await clips[0].read(settings.capture_clip_max_bytes + 1)
+            if len(data) > settings.capture_clip_max_bytes:
+                raise RefundlensError(
+                    "capture.clip_too_large",
+                    f"The clip is over the limit of {settings.capture_clip_max_bytes} bytes (capture_clip_max_bytes).",
+                )
+            clip = (file_name(clips[0].filename or "clip.webm"), data)
         actor = cases.Actor(f"capture:{token.partition('.')[0]}", "buyer")
         claim_id = await run_in_threadpool(
             take_capture,
@@ -129,6 +150,7 @@ async def capture_upload(request: Request, token: str) -> Response:
             photos,
             None,
             "page",
+            clip,
         )
     except RefundlensError as exc:
         metrics().errors.labels(exc.code).inc()

@@ -275,7 +275,7 @@ class Evidence(Base):
     claim_id: Mapped[str] = mapped_column(ForeignKey("claims.id"), index=True)
     kind: Mapped[str] = mapped_column(
         String(24)
-    )  # packing_video | reference_photo | statement | capture
+    )  # packing_video | reference_photo | statement | other | unboxing_video | capture_clip
     submitted_by: Mapped[str] = mapped_column(String(20))  # merchant | buyer | reviewer
     sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     name: Mapped[str] = mapped_column(String(300), default="")
