@@ -255,15 +255,21 @@ class History:
     def bank_print_matches(self, photo: npt.NDArray[np.uint8]) -> list[dict[str, Any]]:
         with self.sessions() as session:
             self._refreshed(session)
-            if not len(self.cache.bank_prints):
-                return []  # no bank here carries prints: the photo's own are not computed
-            out = []
-            for ident, match in self.cache.bank_prints.search(query_prints(photo)):
+        if not len(self.cache.bank_prints):
+            return []  # no bank here carries prints: the photo's own are not computed
+        # Outside a transaction: on SQLite every one takes the write lock, and ORB and RANSAC
+        # take tens of milliseconds.
+        found = self.cache.bank_prints.search(query_prints(photo))
+        if not found:
+            return []
+        out = []
+        with self.sessions() as session:
+            for ident, match in found:
                 row = session.get(BankEntry, ident)
                 if row is None or row.claim_id == self.claim_id:
                     continue
                 out.append({**self._bank_entry(row), **bank_print_facts(match), "pdq": row.pdq})
-            return out
+        return out
 
     def buyer_summary(self) -> dict[str, Any]:
         """The buyer's other claims: counts, outcomes, confirmed forgeries and their value."""

@@ -203,6 +203,7 @@ class PrintIndex:
 
         self._index = faiss.IndexBinaryFlat(256)
         self._owner: list[int] = []
+        self._owner_array: npt.NDArray[np.int64] | None = None
         self._prints: dict[int, LocalPrint] = {}
         self._lock = threading.Lock()
 
@@ -216,6 +217,7 @@ class PrintIndex:
             self._prints[ident] = entry
             self._index.add(np.ascontiguousarray(entry.descriptors))
             self._owner.extend([ident] * len(entry))
+            self._owner_array = None
 
     def search(
         self, query: tuple[LocalPrint, LocalPrint], k: int = 4
@@ -225,7 +227,9 @@ class PrintIndex:
         with self._lock:
             if not self._owner:
                 return []
-            owner = np.asarray(self._owner)
+            if self._owner_array is None:  # once per change, not per search
+                self._owner_array = np.asarray(self._owner, np.int64)
+            owner = self._owner_array
             for side in query:
                 if len(side) == 0:
                     continue
