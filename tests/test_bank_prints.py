@@ -7,15 +7,22 @@ import base64
 import io
 import json
 from importlib import resources
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from PIL import Image
+from sqlalchemy import select
+from typer.testing import CliRunner
 
+from refundlens.cli import app
+from refundlens.config import Settings
 from refundlens.reuse.bank import BankError, _canonical, _public_b64, sign_bank, verify_bank
 from refundlens.reuse.prints import LocalPrint, PrintIndex, best_match, local_print, query_prints
+from refundlens.store import Database
+from refundlens.store.sql.models import BankEntry
 
 
 def _photo(name: str) -> np.ndarray:
@@ -124,3 +131,74 @@ def test_bank_files_carry_local_prints_signed_and_nothing_else() -> None:
     with pytest.raises(BankError) as info:
         verify_bank(with_image, trusted)
     assert info.value.code == "bank.malformed"
+
+
+def _signed(key: Ed25519PrivateKey, fmt: str, entries: list[dict[str, object]]) -> str:
+    """A bank file of ``fmt`` from old-platform, as written to disk."""
+    body = {
+        "format": fmt,
+        "bank": "old-platform",
+        "signer": "old-platform",
+        "public_key": _public_b64(key.public_key()),
+        "created_at": "2025-10-01T00:00:00+00:00",
+        "entries": entries,
+    }
+    signature = base64.b64encode(key.sign(_canonical(body))).decode()
+    return json.dumps({**body, "signature": signature})
+
+
+def test_bank_import_stores_local_prints_still_takes_format_1_and_refuses_an_unreadable_print(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(data_dir=str(tmp_path / "data"))
+    database = Database(settings)
+    database.upgrade()
+    key = Ed25519PrivateKey.generate()
+    trusted = tmp_path / "trusted.txt"
+    trusted.write_text(f"old-platform {_public_b64(key.public_key())}\n")
+    env = {
+        "REFUNDLENS_DATA_DIR": settings.data_dir,
+        "REFUNDLENS_BANK_TRUSTED_KEYS_PATH": str(trusted),
+    }
+
+    def imported(name: str, text: str) -> tuple[int, str]:
+        (tmp_path / name).write_text(text)
+        result = CliRunner().invoke(app, ["bank", "import", str(tmp_path / name)], env=env)
+        return result.exit_code, result.output
+
+    def held() -> dict[str, tuple[int, str | None]]:
+        with database.session() as session:
+            rows = session.execute(select(BankEntry)).scalars()
+            return {r.pdq: (r.id, r.local_print) for r in rows}
+
+    local = local_print(_photo("claim_unrelated.jpg")).to_text()
+    old = _signed(key, "refundlens-bank/1", [_entry(buyer=None)])
+    assert imported("old.json", old) == (
+        0,
+        "bank 'old-platform' signed by 'old-platform': 1 new of 1 entries, 0 local prints stored\n",
+    )
+    assert held() == {"ab" * 32: (held()["ab" * 32][0], None)}
+
+    # One unreadable print refuses the whole file: nothing of it is stored.
+    unreadable = _signed(
+        key, "refundlens-bank/2", [_entry(buyer=None, pdq="cd" * 32, local="orb1:!!!")]
+    )
+    code, output = imported("unreadable.json", unreadable)
+    assert code == 2 and "local print cannot be read" in output
+    assert set(held()) == {"ab" * 32}
+
+    # The entry held without a print gains it (under a new id, which running services' index
+    # caches read), and a new entry comes with its own.
+    ((first_id, _),) = held().values()
+    both = _signed(
+        key,
+        "refundlens-bank/2",
+        [_entry(buyer=None, local=local), _entry(buyer=None, pdq="cd" * 32, local=local)],
+    )
+    code, output = imported("new.json", both)
+    assert code == 0 and "1 new of 2 entries, 2 local prints stored" in output
+    after = held()
+    assert after["ab" * 32][0] > first_id
+    assert after["ab" * 32][1] == after["cd" * 32][1] == local
+    assert imported("new.json", both)[1].endswith("0 new of 2 entries, 0 local prints stored\n")
+    database.dispose()

@@ -68,6 +68,20 @@ def test_pixel_evidence_with_a_derived_reference_escalates() -> None:
     assert verdict.action == "escalate"
 
 
+def test_a_bank_match_by_local_print_alone_reaches_review_and_never_escalates() -> None:
+    policy = load_policy()
+    weak = fuse([_finding("reuse.bank_local_match", 0.1)], policy)
+    assert weak.action == "review"
+    strong = fuse(
+        [_finding("reuse.bank_local_match", 8.0), _finding("pixels.copy_move", 4.0)], policy
+    )
+    assert strong.action == "review" and strong.risk < policy.thresholds["escalate"]
+    with_derived = fuse(
+        [_finding("reuse.bank_local_match", 3.0), _finding("reference.derived", 3.0)], policy
+    )
+    assert with_derived.action == "escalate"
+
+
 def test_a_photo_of_a_screen_loses_the_support_of_a_new_photo_of_the_product() -> None:
     new_photo = _finding("reference.same_item_new_photo", -1.5)
     screen = _finding("pixels.recapture", 2.5)

@@ -17,7 +17,15 @@ from PIL import Image
 
 from refundlens.reuse.index import HashIndex
 
-from .service_support import Server, assessed, running_server
+from .service_support import (
+    Server,
+    add_tenants,
+    assessed,
+    file_claim,
+    listed_sku,
+    order_for,
+    running_server,
+)
 
 
 def _variant(kind: str) -> bytes:
@@ -34,6 +42,22 @@ def _variant(kind: str) -> bytes:
         image = image.resize((image.width * 2 // 3, image.height * 2 // 3))
     out = io.BytesIO()
     image.save(out, "JPEG", quality=60 if kind == "recompress" else 88)
+    return out.getvalue()
+
+
+def _cropped_unevenly() -> bytes:
+    """The bundled unrelated photo as a second platform receives it: 10%, 3%, 2% and 9% cut
+    from left, top, right and bottom, recompressed at 85. Uneven, so that the bank's centre-crop
+    hashes do not catch it either: only the local print can."""
+    image = Image.open(
+        io.BytesIO(
+            resources.files("refundlens").joinpath("samples/claim_unrelated.jpg").read_bytes()
+        )
+    ).convert("RGB")
+    w, h = image.size
+    image = image.crop((w * 10 // 100, h * 3 // 100, w - w * 2 // 100, h - h * 9 // 100))
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=85)
     return out.getvalue()
 
 
@@ -260,6 +284,81 @@ def test_a_confirmed_forgery_travels_to_another_platform_as_a_signed_bank_and_is
         and match["facts"]["matches"][0]["same_buyer"] is True
     )
     assert analysed["action"] == "escalate"
+
+
+def _exported_bank(server: Server, keys: dict[str, str], tmp_path: Path) -> tuple[Path, str]:
+    """Platform one confirms a forgery (the unrelated photo) and exports its bank: the file and
+    the line a second platform trusts its signer by."""
+    forged = _claim(server, keys, "buyer-1", _variant("plain"), amount=1800)
+    _reject(server, keys, forged)
+    env = {
+        **os.environ,
+        "REFUNDLENS_DATA_DIR": server.settings.data_dir,
+        "REFUNDLENS_BANK_NAME": "platform-one",
+        "REFUNDLENS_BANK_SIGNING_KEY_PATH": str(tmp_path / "one.pem"),
+    }
+    keygen = _run(env, "bank", "keygen", "--out", str(tmp_path / "one.pem"))
+    assert keygen.returncode == 0, keygen.stderr
+    bank_file = tmp_path / "bank.json"
+    exported = _run(env, "bank", "export", "--out", str(bank_file))
+    assert exported.returncode == 0, exported.stderr
+    return bank_file, keygen.stdout.strip()
+
+
+def _findings(claim: dict, code: str) -> list[dict]:  # type: ignore[type-arg]
+    return [f for i in claim["assessment"]["images"] for f in i["findings"] if f["code"] == code]
+
+
+def test_a_cropped_copy_of_a_banked_forgery_is_matched_on_another_platform_by_its_local_print(
+    platform: tuple[Server, dict[str, str]], tmp_path: Path
+) -> None:
+    from refundlens.media import media_from_bytes
+    from refundlens.media.fingerprint import hamming, pdq_centre_crops
+
+    server, keys = platform
+    bank_file, trusted_line = _exported_bank(server, keys, tmp_path)
+    entries = json.loads(bank_file.read_text())["entries"]
+    # Whole-image PDQ alone cannot find the copy: every entry (the photo and its centre crops)
+    # is far from the copy in every orientation and centre crop the analysis looks up.
+    copy = media_from_bytes(_cropped_unevenly(), "copy.jpg")
+    looked_up = [copy.pdq, *copy.pdq_dihedral, *pdq_centre_crops(copy.analysis).values()]
+    banked = [type(copy.pdq)(bytes.fromhex(e["pdq"]), 100) for e in entries]
+    assert min(hamming(a, b) for a in looked_up for b in banked) > 31
+
+    trusted = tmp_path / "trusted.txt"
+    trusted.write_text(trusted_line + "\n")
+    with running_server(tmp_path / "p2") as second:
+        env = {
+            **os.environ,
+            "REFUNDLENS_DATA_DIR": second.settings.data_dir,
+            "REFUNDLENS_BANK_TRUSTED_KEYS_PATH": str(trusted),
+        }
+        imported = _run(env, "bank", "import", str(bank_file))
+        assert imported.returncode == 0, imported.stderr
+        assert "1 local prints stored" in imported.stdout
+        assert "1 with local prints" in _run(env, "bank", "list").stdout
+        add_tenants(second, "shop-z")
+        merchant = second.key("merchant", "shop-z")
+        sku = listed_sku(second, merchant)
+        filed = {}
+        for buyer, photo in (("buyer-x", _cropped_unevenly()), ("buyer-y", _other_photo())):
+            order = order_for(second, merchant, sku, buyer, f"o-{buyer}")
+            claim = file_claim(
+                second, second.key("buyer", subject=buyer), order, [("p.jpg", photo)]
+            )
+            filed[buyer] = assessed(second, claim["id"])
+    copied, unrelated = filed["buyer-x"], filed["buyer-y"]
+    assert not _findings(copied, "reuse.bank_match")
+    (match,) = _findings(copied, "reuse.bank_local_match")
+    facts = match["facts"]
+    assert facts["bank"] == "platform-one" and facts["signer"] == "platform-one"
+    assert facts["inliers"] >= 30 and facts["matched_percent"] >= 35
+    assert facts["pdq_distance"] > facts["pdq_max_distance"] == 31
+    assert match["strength"] > 0 and "2 in 10,000" in match["reason"]["en"]
+    # A match by the print alone goes to a person, never further (its false-match rate).
+    assert copied["action"] == "review"
+    codes = _codes(unrelated)
+    assert "reuse.bank_local_match" not in codes and "reuse.bank_match" not in codes
 
 
 def test_the_ledger_sums_a_buyers_confirmed_forgeries(

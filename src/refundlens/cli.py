@@ -520,7 +520,7 @@ def bank_import(
     from .errors import RefundlensError
     from .reuse.bank import read_trusted, verify_bank
     from .store.sql import audit as _audit
-    from .store.sql.models import BankEntry
+    from .store.sql.models import BankEntry, utcnow
 
     settings = _settings()
     try:
@@ -533,31 +533,44 @@ def bank_import(
     except RefundlensError as exc:
         raise _fail(exc.message) from exc
     database = _existing_database(settings)
-    added = 0
+    added = printed = 0
     with database.session() as session:
         for entry in document["entries"]:
+            # verify_bank read every print: a file with one it cannot read was refused whole.
+            local = entry.get("local")
             exists = session.execute(
                 select(BankEntry).where(
                     BankEntry.bank == document["bank"],
                     BankEntry.pdq == entry["pdq"],
                     BankEntry.buyer_hmac == entry.get("buyer"),
                 )
-            ).first()
-            if exists is None:
-                confirmed = _dt.datetime.fromisoformat(
-                    str(entry.get("confirmed_at", "1970-01-01"))
-                ).replace(tzinfo=_dt.UTC)
-                session.add(
-                    BankEntry(
-                        bank=document["bank"],
-                        signer=document["signer"],
-                        pdq=entry["pdq"],
-                        codes=list(entry.get("codes", [])),
-                        confirmed_at=confirmed,
-                        buyer_hmac=entry.get("buyer"),
-                    )
+            ).scalar()
+            imported_at = None
+            if exists is not None:
+                if not local or exists.local_print:
+                    continue
+                # Held without a print (a format-1 file, or imported before prints were kept):
+                # added again under a new id, which the services' index caches read (by id).
+                imported_at = exists.imported_at
+                session.delete(exists)
+                session.flush()
+            confirmed = _dt.datetime.fromisoformat(
+                str(entry.get("confirmed_at", "1970-01-01"))
+            ).replace(tzinfo=_dt.UTC)
+            session.add(
+                BankEntry(
+                    bank=document["bank"],
+                    signer=document["signer"],
+                    pdq=entry["pdq"],
+                    codes=list(entry.get("codes", [])),
+                    confirmed_at=confirmed,
+                    buyer_hmac=entry.get("buyer"),
+                    local_print=str(local) if local else None,
+                    imported_at=imported_at or utcnow(),
                 )
-                added += 1
+            )
+            added += exists is None
+            printed += bool(local)
         _audit.append(
             session,
             "cli",
@@ -567,10 +580,11 @@ def bank_import(
                 "signer": document["signer"],
                 "entries": len(document["entries"]),
                 "added": added,
+                "local_prints": printed,
             },
         )
     typer.echo(
-        f"bank {document['bank']!r} signed by {document['signer']!r}: {added} new of {len(document['entries'])} entries"
+        f"bank {document['bank']!r} signed by {document['signer']!r}: {added} new of {len(document['entries'])} entries, {printed} local prints stored"
     )
 
 
@@ -585,11 +599,18 @@ def bank_list() -> None:
     with database.session() as session:
         rows = session.execute(
             select(
-                BankEntry.bank, BankEntry.signer, func.count(), func.max(BankEntry.confirmed_at)
+                BankEntry.bank,
+                BankEntry.signer,
+                func.count(),
+                func.count(BankEntry.local_print),
+                func.max(BankEntry.confirmed_at),
             ).group_by(BankEntry.bank, BankEntry.signer)
         ).all()
-    for bank, signer, count, last in rows:
-        typer.echo(f"{bank}\tsigned by {signer}\t{count} entries\tlast confirmed {str(last)[:10]}")
+    for bank, signer, count, printed, last in rows:
+        typer.echo(
+            f"{bank}\tsigned by {signer}\t{count} entries\t{printed} with local prints"
+            f"\tlast confirmed {str(last)[:10]}"
+        )
     if not rows:
         typer.echo("no bank entries")
 

@@ -10,6 +10,7 @@ from PIL import Image
 
 from ..media import Media, media_from_bytes
 from ..reuse.memory import MemoryHistory
+from ..reuse.prints import local_print
 from ._pixels_examples import camera_photo
 from .base import Context, Example
 
@@ -32,9 +33,21 @@ def _reused_crop(seed: int) -> Media:
     return media_from_bytes(_jpeg(small, 75), "reused.jpg")
 
 
+def _cropped_unevenly(seed: int) -> Media:
+    """The earlier photo cropped 10%, 3%, 2% and 9% from left, top, right and bottom, then
+    recompressed at 85: its PDQ, and that of its centre crops, is about 100 bits from the
+    earlier photo's, while most of its keypoints are still there."""
+    rgb = camera_photo(seed, size=(480, 640))
+    return media_from_bytes(_jpeg(np.ascontiguousarray(rgb[14:-43, 64:-12]), 85), "cropped.jpg")
+
+
 def _history(
-    claims: Sequence[tuple[Media, str, str]] = (), bank: Sequence[Media] = (), confirmed: int = 0
+    claims: Sequence[tuple[Media, str, str]] = (),
+    bank: Sequence[Media] = (),
+    confirmed: int = 0,
+    prints: bool = False,
 ) -> MemoryHistory:
+    """``prints``: bank entries as a format-2 bank file brings them, with their local print."""
     return MemoryHistory(
         claims=[
             {
@@ -54,6 +67,7 @@ def _history(
                 "signer": "platform-b",
                 "confirmed_at": "2026-09-30",
                 "codes": ["reference.derived"],
+                **({"local": local_print(m.analysis).to_text()} if prints else {}),
             }
             for m in bank
         ],
@@ -125,6 +139,22 @@ def reuse_examples() -> list[Example]:
             "a picture in another platform's bank is matched",
             lambda: (_reused_crop(10), Context(history=_history(bank=[_earlier(10)]))),
             frozenset({"reuse.bank_match"}),
+        ),
+        Example(
+            "an uneven crop of a picture in another platform's bank is matched by its local print",
+            lambda: (
+                _cropped_unevenly(20),
+                Context(history=_history(bank=[_earlier(20)], prints=True)),
+            ),
+            frozenset({"reuse.bank_local_match"}),
+        ),
+        Example(
+            "a different picture does not match a bank entry's local print",
+            lambda: (
+                _earlier(21),
+                Context(history=_history(bank=[_earlier(20)], prints=True)),
+            ),
+            frozenset(),
         ),
         Example(
             "a buyer with two confirmed forgeries has a history finding",

@@ -54,6 +54,11 @@ class ClaimHistory(Protocol):
     def bank_matches(self, code: bytes) -> list[dict[str, Any]]:
         """Entries of the banks of confirmed forgeries within the distance of ``code``."""
 
+    def bank_print_matches(self, photo: npt.NDArray[np.uint8]) -> list[dict[str, Any]]:
+        """Bank entries whose local print (``reuse.prints``) the RGB ``photo`` is a copy of,
+        cropped, resized or mirrored, best first: each with ``inliers``, ``matched_percent``,
+        ``coverage_percent`` and the entry's ``pdq`` (hex)."""
+
     def earlier_same_sku(self) -> list[dict[str, Any]]:
         """Earlier claims' decoded photos on the same SKU, for local-feature matching (crops)."""
 

@@ -44,6 +44,7 @@ _NAMED_UNITS = {
     "duration_s": "s",
     "distance": "bits",
     "pdq_distance": "bits",
+    "pdq_max_distance": "bits",
     "peak_cycles_per_pixel": "cycles/px",
     "thumbnail_size": "px",
     "image_size": "px",

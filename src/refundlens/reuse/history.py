@@ -4,17 +4,23 @@ same picture, bank matches, and the buyer's ledger. The worker builds one per an
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..store.sql.models import BankEntry, Claim, ClaimFingerprint, Decision, VideoFingerprint
 from .index import HashIndex
-from .memory import video_row
+from .memory import bank_print_facts, video_row
+from .prints import LocalPrint, PrintIndex, query_prints
 
 __all__ = ["History", "IndexCache", "buyer_summary"]
+
+log = logging.getLogger(__name__)
 
 
 class IndexCache:
@@ -24,6 +30,8 @@ class IndexCache:
         self.min_quality = min_quality
         self.claims = HashIndex(shards)
         self.bank = HashIndex(shards)
+        self.bank_prints = PrintIndex()
+        """Bank entries' local prints (those imported with one), by entry id like ``bank``."""
         self.video_frames = HashIndex(shards)
         self._last_claim = 0
         self._last_bank = 0
@@ -44,12 +52,15 @@ class IndexCache:
                     self.claims.add([r[0] for r in good], [bytes.fromhex(r[1]) for r in good])
                 self._last_claim = rows[-1][0]
             bank_rows = session.execute(
-                select(BankEntry.id, BankEntry.pdq)
+                select(BankEntry.id, BankEntry.pdq, BankEntry.local_print)
                 .where(BankEntry.id > self._last_bank)
                 .order_by(BankEntry.id)
             ).all()
             if bank_rows:
                 self.bank.add([r[0] for r in bank_rows], [bytes.fromhex(r[1]) for r in bank_rows])
+                for ident, _, text in bank_rows:
+                    if text:
+                        self._add_print(ident, text)
                 self._last_bank = bank_rows[-1][0]
             video_rows = session.execute(
                 select(VideoFingerprint.id, VideoFingerprint.pdq)
@@ -62,6 +73,14 @@ class IndexCache:
                     [r[0] for r in video_rows], [bytes.fromhex(r[1]) for r in video_rows]
                 )
                 self._last_video = video_rows[-1][0]
+
+    def _add_print(self, ident: int, text: str) -> None:
+        # Import verified every print; one changed in the database since must not stop the
+        # analysis of every claim: that entry is matched by its PDQ only.
+        try:
+            self.bank_prints.add(ident, LocalPrint.from_text(text))
+        except ValueError:
+            log.warning("bank entry %s has an unreadable local print; PDQ only", ident)
 
 
 @dataclasses.dataclass
@@ -213,6 +232,15 @@ class History:
         self._videos_seen = out
         return out
 
+    def _bank_entry(self, row: BankEntry) -> dict[str, Any]:
+        return {
+            "bank": row.bank,
+            "signer": row.signer,
+            "confirmed_at": row.confirmed_at.date().isoformat(),
+            "codes": list(row.codes),
+            "same_buyer": bool(self.buyer_hmac and row.buyer_hmac == self.buyer_hmac),
+        }
+
     def bank_matches(self, code: bytes) -> list[dict[str, Any]]:
         with self.sessions() as session:
             self._refreshed(session)
@@ -221,17 +249,27 @@ class History:
                 row = session.get(BankEntry, ident)
                 if row is None or row.claim_id == self.claim_id:
                     continue
-                out.append(
-                    {
-                        "bank": row.bank,
-                        "signer": row.signer,
-                        "confirmed_at": row.confirmed_at.date().isoformat(),
-                        "codes": list(row.codes),
-                        "distance": distance,
-                        "same_buyer": bool(self.buyer_hmac and row.buyer_hmac == self.buyer_hmac),
-                    }
-                )
+                out.append({**self._bank_entry(row), "distance": distance})
             return out
+
+    def bank_print_matches(self, photo: npt.NDArray[np.uint8]) -> list[dict[str, Any]]:
+        with self.sessions() as session:
+            self._refreshed(session)
+        if not len(self.cache.bank_prints):
+            return []  # no bank here carries prints: the photo's own are not computed
+        # Outside a transaction: on SQLite every one takes the write lock, and ORB and RANSAC
+        # take tens of milliseconds.
+        found = self.cache.bank_prints.search(query_prints(photo))
+        if not found:
+            return []
+        out = []
+        with self.sessions() as session:
+            for ident, match in found:
+                row = session.get(BankEntry, ident)
+                if row is None or row.claim_id == self.claim_id:
+                    continue
+                out.append({**self._bank_entry(row), **bank_print_facts(match), "pdq": row.pdq})
+        return out
 
     def buyer_summary(self) -> dict[str, Any]:
         """The buyer's other claims: counts, outcomes, confirmed forgeries and their value."""

@@ -6,9 +6,22 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from .index import HashIndex
+import numpy as np
+import numpy.typing as npt
 
-__all__ = ["MemoryHistory", "video_row"]
+from .index import HashIndex
+from .prints import LocalPrint, PrintIndex, PrintMatch, query_prints
+
+__all__ = ["MemoryHistory", "bank_print_facts", "video_row"]
+
+
+def bank_print_facts(match: PrintMatch) -> dict[str, Any]:
+    """What a reviewer is shown of a local-print match with a bank entry (``reuse.prints``)."""
+    return {
+        "inliers": match.inliers,
+        "matched_percent": round(100 * match.share, 1),
+        "coverage_percent": round(100 * match.coverage, 1),
+    }
 
 
 def video_row(
@@ -46,7 +59,8 @@ class MemoryHistory:
     claims: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     """Each: ``pdq`` (hex), ``claim``, ``order``, ``buyer``, ``merchant``, ``at``."""
     bank: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-    """Each: ``pdq`` (hex), ``bank``, ``signer``, ``confirmed_at``, ``codes``, ``buyer_hmac``."""
+    """Each: ``pdq`` (hex), ``bank``, ``signer``, ``confirmed_at``, ``codes``, ``buyer_hmac``,
+    and optionally ``local`` (the entry's local print as text, ``LocalPrint.to_text``)."""
     order_id: str = ""
     buyer_id: str = ""
     merchant_id: str = ""
@@ -139,6 +153,26 @@ class MemoryHistory:
                 "same_buyer": False,
             }
             for i, d in self._index(self.bank).search(code, self.max_distance)
+        ]
+
+    def bank_print_matches(self, photo: npt.NDArray[np.uint8]) -> list[dict[str, Any]]:
+        index = PrintIndex()
+        for i, entry in enumerate(self.bank):
+            if entry.get("local"):
+                index.add(i, LocalPrint.from_text(entry["local"]))
+        if not len(index):
+            return []
+        return [
+            {
+                "bank": self.bank[i]["bank"],
+                "signer": self.bank[i]["signer"],
+                "confirmed_at": self.bank[i]["confirmed_at"],
+                "codes": self.bank[i]["codes"],
+                "same_buyer": False,
+                **bank_print_facts(match),
+                "pdq": self.bank[i]["pdq"],
+            }
+            for i, match in index.search(query_prints(photo))
         ]
 
     def buyer_summary(self) -> dict[str, Any]:

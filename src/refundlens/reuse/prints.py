@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import struct
+import threading
 
 import cv2
 import numpy as np
@@ -35,6 +36,7 @@ import numpy.typing as npt
 __all__ = [
     "PRINT_FORMAT",
     "LocalPrint",
+    "PrintIndex",
     "PrintMatch",
     "best_match",
     "local_print",
@@ -191,14 +193,19 @@ class PrintIndex:
     """Bank entries' local prints, searched as the bank is: every descriptor in one FAISS binary
     index (exact Hamming k-NN); an entry whose descriptors are among the nearest of at least
     ``MIN_INLIERS // 2`` of the query's is verified by :func:`match_prints`. Exact candidates,
-    so the rule measured pair by pair in bench/run_reuse.py is the rule applied here."""
+    so the rule measured pair by pair in bench/run_reuse.py is the rule applied here.
+
+    Safe to share between threads (the service's index cache): adds and the k-NN step hold a
+    lock; the RANSAC verification runs outside it."""
 
     def __init__(self) -> None:
         import faiss
 
         self._index = faiss.IndexBinaryFlat(256)
         self._owner: list[int] = []
+        self._owner_array: npt.NDArray[np.int64] | None = None
         self._prints: dict[int, LocalPrint] = {}
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._prints)
@@ -206,29 +213,38 @@ class PrintIndex:
     def add(self, ident: int, entry: LocalPrint) -> None:
         if len(entry) == 0:
             return
-        self._prints[ident] = entry
-        self._index.add(np.ascontiguousarray(entry.descriptors))
-        self._owner.extend([ident] * len(entry))
+        with self._lock:
+            self._prints[ident] = entry
+            self._index.add(np.ascontiguousarray(entry.descriptors))
+            self._owner.extend([ident] * len(entry))
+            self._owner_array = None
 
     def search(
         self, query: tuple[LocalPrint, LocalPrint], k: int = 4
     ) -> list[tuple[int, PrintMatch]]:
         """(entry id, match) for every entry the query (or its mirror) is a copy of, best first."""
-        if not self._owner:
-            return []
-        owner = np.asarray(self._owner)
         votes: dict[int, int] = {}
-        for side in query:
-            if len(side) == 0:
-                continue
-            _, found = self._index.search(np.ascontiguousarray(side.descriptors), k)
-            for row in found:
-                for ident in set(int(owner[i]) for i in row if i >= 0):
-                    votes[ident] = votes.get(ident, 0) + 1
+        with self._lock:
+            if not self._owner:
+                return []
+            if self._owner_array is None:  # once per change, not per search
+                self._owner_array = np.asarray(self._owner, np.int64)
+            owner = self._owner_array
+            for side in query:
+                if len(side) == 0:
+                    continue
+                _, found = self._index.search(np.ascontiguousarray(side.descriptors), k)
+                for row in found:
+                    for ident in set(int(owner[i]) for i in row if i >= 0):
+                        votes[ident] = votes.get(ident, 0) + 1
+            candidates = {
+                ident: self._prints[ident]
+                for ident, count in votes.items()
+                if count >= MIN_INLIERS // 2
+            }
         out = []
-        for ident, count in votes.items():
-            if count >= MIN_INLIERS // 2:
-                match = best_match(query, self._prints[ident])
-                if match.is_copy:
-                    out.append((ident, match))
+        for ident, entry in candidates.items():
+            match = best_match(query, entry)
+            if match.is_copy:
+                out.append((ident, match))
         return sorted(out, key=lambda pair: (-pair[1].inliers, pair[0]))

@@ -370,7 +370,16 @@ class BankEntry(Base):
     buyer_hmac: Mapped[str | None] = mapped_column(String(64), nullable=True)
     claim_id: Mapped[str | None] = mapped_column(String(40), nullable=True)  # local entries only
     imported_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-    __table_args__ = (UniqueConstraint("bank", "pdq", "buyer_hmac"),)
+    local_print: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """The photo's local print as a bank file carries it (``orb1:...``, ``reuse.prints``), so
+    that a cropped copy still matches; None for format-1 imports and for this platform's own
+    entries (``bank export`` computes theirs from the kept photo)."""
+    # Ids are never reused (SQLite's AUTOINCREMENT; PostgreSQL's sequence): the services' index
+    # caches read new entries by rising id (reuse.history.IndexCache).
+    __table_args__ = (
+        UniqueConstraint("bank", "pdq", "buyer_hmac"),
+        {"sqlite_autoincrement": True},
+    )
 
 
 class IdempotencyKey(Base):
