@@ -68,14 +68,16 @@ def test_pixel_evidence_with_a_derived_reference_escalates() -> None:
     assert verdict.action == "escalate"
 
 
-def test_a_bank_match_by_local_print_alone_reaches_review_and_never_escalates() -> None:
+def test_a_bank_match_by_local_print_alone_asks_for_a_live_capture_and_never_more() -> None:
     policy = load_policy()
     weak = fuse([_finding("reuse.bank_local_match", 0.1)], policy)
-    assert weak.action == "review"
-    strong = fuse(
-        [_finding("reuse.bank_local_match", 8.0), _finding("pixels.copy_move", 4.0)], policy
+    assert weak.action == "request_capture"
+    strong = fuse([_finding("reuse.bank_local_match", 8.0)], policy)
+    assert strong.action == "request_capture"
+    with_pixels = fuse(
+        [_finding("reuse.bank_local_match", 3.0), _finding("pixels.copy_move", 4.0)], policy
     )
-    assert strong.action == "review" and strong.risk < policy.thresholds["escalate"]
+    assert with_pixels.action == "review"
     with_derived = fuse(
         [_finding("reuse.bank_local_match", 3.0), _finding("reference.derived", 3.0)], policy
     )

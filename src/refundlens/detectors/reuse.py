@@ -256,8 +256,8 @@ class ReuseDetector(Detector):
             3.0,
             0.8,
             Reason(
-                f"The picture is a cropped or resized copy of an entry in the bank {top['bank']}, signed by {top['signer']}, of forgeries confirmed on {top['confirmed_at']}: {top['inliers']} keypoints agree under one transform, {top['matched_percent']:g}% of the points, while the whole-image PDQ is {top['pdq_distance']} bits away. Local prints also match about 2 in 10,000 unrelated photos, so a person checks.",
-                f"该图片是“{top['bank']}”伪造库（签名方 {top['signer']}，确认于 {top['confirmed_at']}）中一条记录的裁剪或缩放副本：{top['inliers']} 个关键点在同一变换下一致，占关键点的 {top['matched_percent']:g}%，而整图 PDQ 距离为 {top['pdq_distance']} 位。局部指纹对无关图片约有万分之二的误配，需人工复核。",
+                f"The picture is a cropped or resized copy of an entry in the bank {top['bank']}, signed by {top['signer']}, of forgeries confirmed on {top['confirmed_at']}: {top['inliers']} keypoints agree under one transform, {top['matched_percent']:g}% of the points, while the whole-image PDQ is {top['pdq_distance']} bits away. The bank holds no picture to compare with, and another photo of the same scene can match too, so the buyer is asked for live photos first.",
+                f"该图片是“{top['bank']}”伪造库（签名方 {top['signer']}，确认于 {top['confirmed_at']}）中一条记录的裁剪或缩放副本：{top['inliers']} 个关键点在同一变换下一致，占关键点的 {top['matched_percent']:g}%，而整图 PDQ 距离为 {top['pdq_distance']} 位。伪造库不含可供对比的图片，同一场景的其他照片也可能匹配，因此先请买家实时拍照。",
             ),
             {
                 "matches": matches[:10],
