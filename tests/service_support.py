@@ -232,3 +232,21 @@ def web_login(server: Server, key: str) -> Iterator[httpx.Client]:
     """A client logged in to the web page as ``key``; closed afterwards."""
     with httpx.Client(base_url=server.url, timeout=60.0) as client:
         yield logged_in(client, server, key)
+
+
+def audit_entries(server: Server, claim_id: str) -> list[tuple[str, dict[str, object]]]:
+    """(action, details) of every audit entry about ``claim_id``, oldest first, read from the
+    server's database (the API shows entries to people, not their raw details)."""
+    from sqlalchemy import select
+
+    from refundlens.store import Database
+    from refundlens.store.sql.models import AuditEntry
+
+    database = Database(server.settings)
+    with database.session() as session:
+        rows = session.execute(
+            select(AuditEntry).where(AuditEntry.claim_id == claim_id).order_by(AuditEntry.seq)
+        ).scalars()
+        entries = [(row.action, dict(row.details)) for row in rows]
+    database.dispose()
+    return entries

@@ -22,7 +22,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from .service_support import Server, add_tenants, assessed, running_server, wait_analysed
+from .service_support import (
+    Server,
+    add_tenants,
+    assessed,
+    audit_entries,
+    running_server,
+    wait_analysed,
+)
 from .test_web import CHROMIUM, _need
 
 NOW = dt.datetime.now(dt.UTC)
@@ -126,22 +133,6 @@ def _claim_awaiting_capture(server: Server, keys: dict[str, str], n: int) -> str
     return str(claim["id"])
 
 
-def _audit(server: Server, claim_id: str) -> list[tuple[str, dict[str, object]]]:
-    from sqlalchemy import select
-
-    from refundlens.store import Database
-    from refundlens.store.sql.models import AuditEntry
-
-    database = Database(server.settings)
-    with database.session() as session:
-        rows = session.execute(
-            select(AuditEntry).where(AuditEntry.claim_id == claim_id).order_by(AuditEntry.seq)
-        ).scalars()
-        entries = [(row.action, dict(row.details)) for row in rows]
-    database.dispose()
-    return entries
-
-
 def _capture_url(server: Server, keys: dict[str, str], claim_id: str) -> str:
     with server.client(keys["buyer"]) as buyer:
         r = buyer.post(f"/v1/claims/{claim_id}/capture-token")
@@ -225,7 +216,7 @@ def test_a_live_capture_from_the_phone_camera_reopens_the_analysis(
     live = [p for p in claim["photos"] if p["live_capture"]]
     assert len(live) == 2
     assert claim["state"] != "awaiting_capture"
-    accepted = [d for action, d in _audit(server, claim_id) if action == "capture.accepted"]
+    accepted = [d for action, d in audit_entries(server, claim_id) if action == "capture.accepted"]
     assert accepted and accepted[0]["via"] == "page"
     assert len(accepted[0]["photos"]) == 2  # type: ignore[arg-type]
 
@@ -250,7 +241,7 @@ def test_the_claim_photo_shown_to_the_camera_is_refused_as_a_replay_and_recorded
     claim = assessed(server, claim_id)
     assert claim["state"] == "awaiting_capture"
     assert not [p for p in claim["photos"] if p["live_capture"]]
-    [refused] = [d for action, d in _audit(server, claim_id) if action == "capture.refused"]
+    [refused] = [d for action, d in audit_entries(server, claim_id) if action == "capture.refused"]
     assert refused["code"] == "capture.replayed"
     assert str(refused["repeats"]).startswith("your claim photo")
 
@@ -360,7 +351,9 @@ def test_a_short_clip_recorded_on_the_page_is_sent_with_the_photos_and_kept(
 
     stored = BlobStore(f"{server.settings.data_dir}/blobs").get(sha)
     assert stored[:4] == b"\x1a\x45\xdf\xa3"  # EBML: Chromium's MediaRecorder writes webm
-    [accepted] = [d for action, d in _audit(server, claim_id) if action == "capture.accepted"]
+    [accepted] = [
+        d for action, d in audit_entries(server, claim_id) if action == "capture.accepted"
+    ]
     clip = accepted["clip"]
     assert isinstance(clip, dict) and clip["sha256"] == sha
     # OpenCV's FFmpeg reads Chromium's webm (VP8): timed by its frames, checked at some of them.
@@ -406,7 +399,7 @@ def test_a_clip_over_its_size_limit_refuses_the_capture_and_stores_nothing(
     assert claim["state"] == "awaiting_capture"
     assert not [p for p in claim["photos"] if p["live_capture"]]
     assert not _evidence(server, claim_id, "capture_clip")
-    assert "capture.accepted" not in {action for action, _ in _audit(server, claim_id)}
+    assert "capture.accepted" not in {action for action, _ in audit_entries(server, claim_id)}
     # Nothing was spent: the same link takes the photos without the clip.
     with httpx.Client(timeout=120) as client:
         assert client.get(url).status_code == 200
@@ -425,6 +418,6 @@ def test_a_clip_that_films_the_claim_photo_is_refused_as_a_replay_with_the_photo
     assert claim["state"] == "awaiting_capture"
     assert not [p for p in claim["photos"] if p["live_capture"]]
     assert not _evidence(server, claim_id, "capture_clip")
-    [refused] = [d for action, d in _audit(server, claim_id) if action == "capture.refused"]
+    [refused] = [d for action, d in audit_entries(server, claim_id) if action == "capture.refused"]
     assert refused["clip"] is True and refused["name"] == "clip.mp4"
     assert str(refused["repeats"]).startswith("your claim photo")

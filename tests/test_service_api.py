@@ -15,7 +15,14 @@ from sqlalchemy import text
 
 from refundlens.store import Database
 
-from .service_support import Server, assessed, postgres_database, running_server, wait_analysed
+from .service_support import (
+    Server,
+    assessed,
+    audit_entries,
+    postgres_database,
+    running_server,
+    wait_analysed,
+)
 
 
 def _sample(name: str) -> bytes:
@@ -88,7 +95,9 @@ def _file_claim(
     photo: str,
     amount: float = 120.0,
     headers: dict[str, str] | None = None,
+    data: bytes | None = None,
 ) -> dict:  # type: ignore[type-arg]
+    """File a claim with the bundled sample ``photo`` (or ``data``, sent under that name)."""
     with server.client(key) as buyer:
         r = buyer.post(
             "/v1/claims",
@@ -98,7 +107,7 @@ def _file_claim(
                 "amount": str(amount),
                 "reason": "arrived broken",
             },
-            files=[("photos", (photo, _sample(photo), "image/jpeg"))],
+            files=[("photos", (photo, data or _sample(photo), "image/jpeg"))],
             headers=headers or {},
         )
         assert r.status_code in (200, 201), r.text
@@ -451,14 +460,23 @@ def test_an_altered_audit_row_is_found_by_audit_verify(
 
 
 def _exif_photo(
-    taken: str, offset: str = "+08:00", seed: int = 3, base: str = "claim_unrelated.jpg"
+    taken: str,
+    offset: str = "+08:00",
+    seed: int = 3,
+    base: str = "claim_unrelated.jpg",
+    turn: float = 0.0,
 ) -> bytes:
-    """A bundled photo, cropped by ``seed`` pixels, with a camera's capture time."""
+    """A bundled photo, turned by ``turn`` degrees (a new angle: another claim may have sent
+    the bundled photo itself) and cropped by ``seed`` pixels, with a camera's capture time."""
     import io
 
     from PIL import Image
 
     image = Image.open(io.BytesIO(_sample(base))).convert("RGB")
+    if turn:
+        width, height = image.size
+        image = image.rotate(turn, Image.Resampling.BICUBIC)
+        image = image.crop((width // 8, height // 8, width - width // 8, height - height // 8))
     image = image.crop((seed, seed, image.width - seed, image.height - seed))
     exif = Image.Exif()
     exif[0x010F], exif[0x0110] = "HUAWEI", "P60"
@@ -485,7 +503,7 @@ def test_a_photo_taken_before_shipment_asks_for_a_live_capture_which_reopens_the
         assert claim["state"] == "awaiting_capture", claim["routing_reason"]
         token = buyer.post(f"/v1/claims/{claim['id']}/capture-token").json()["token"]
         # Another photo of the product, but taken the day after the old one: not live.
-        stale = _exif_photo("2026:10:21 10:00:00", seed=4, base="claim_genuine.jpg")
+        stale = _exif_photo("2026:10:21 10:00:00", seed=4, base="claim_genuine.jpg", turn=15)
         r = buyer.post(
             f"/v1/claims/{claim['id']}/capture",
             data={"token": token},
@@ -500,7 +518,7 @@ def test_a_photo_taken_before_shipment_asks_for_a_live_capture_which_reopens_the
             files=[("photo", ("again.jpg", _exif_photo(now, seed=5), "image/jpeg"))],
         )
         assert r.status_code == 400 and r.json()["error"]["code"] == "capture.replayed"
-        live_photo = _exif_photo(now, seed=5, base="claim_genuine.jpg")
+        live_photo = _exif_photo(now, seed=5, base="claim_genuine.jpg", turn=-12)
         r = buyer.post(
             f"/v1/claims/{claim['id']}/capture",
             data={"token": token},
@@ -517,6 +535,44 @@ def test_a_photo_taken_before_shipment_asks_for_a_live_capture_which_reopens_the
         final = assessed(server, claim["id"])
     # The old photo still predates shipment, but a live photo was given: a person decides now.
     assert final["state"] == "awaiting_merchant", final["routing_reason"]
+
+
+def test_a_live_capture_that_repeats_another_claims_photo_is_refused_and_recorded(
+    server: Server, shop: dict[str, str]
+) -> None:
+    import datetime as dt
+
+    now = dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).strftime("%Y:%m:%d %H:%M:%S")
+    # Another buyer's claim on file with its photo.
+    elsewhere = _exif_photo("2026:10:20 09:00:00", seed=9, base="claim_genuine.jpg", turn=25)
+    other = _file_claim(server, shop["other_buyer"], shop["other_order"], "e.jpg", data=elsewhere)
+    with server.client(shop["buyer"]) as buyer:
+        r = buyer.post(
+            "/v1/claims",
+            data={"order_id": shop["order"], "type": "refund_only", "amount": "20"},
+            files=[
+                ("photos", ("old.jpg", _exif_photo("2026:10:20 10:00:00", seed=7), "image/jpeg"))
+            ],
+        )
+        assert r.status_code == 201, r.text
+        claim = assessed(server, r.json()["id"])
+        assert claim["state"] == "awaiting_capture", claim["routing_reason"]
+        token = buyer.post(f"/v1/claims/{claim['id']}/capture-token").json()["token"]
+        # The other claim's photo, re-encoded with a fresh capture time: not a live capture.
+        replay = _exif_photo(now, seed=10, base="claim_genuine.jpg", turn=25)
+        r = buyer.post(
+            f"/v1/claims/{claim['id']}/capture",
+            data={"token": token},
+            files=[("photo", ("live.jpg", replay, "image/jpeg"))],
+        )
+        assert r.status_code == 400 and r.json()["error"]["code"] == "capture.replayed"
+        # The buyer is told what it repeats, never whose claim it was.
+        assert other["id"] not in r.json()["error"]["message"]
+        assert "already on file" in r.json()["error"]["message"]
+    (refused,) = [
+        d for action, d in audit_entries(server, claim["id"]) if action == "capture.refused"
+    ]
+    assert refused["how"] == "pdq" and refused["other_claim"] == other["id"]
 
 
 def test_an_automatic_approval_can_be_appealed_by_the_merchant_to_a_person(

@@ -7,8 +7,10 @@ from .cases.routing import RoutingRules
 from .config import Settings, service_settings
 from .fusion import load_policy
 from .media.cache import DecodedCache
-from .reuse.history import IndexCache
+from .reuse.bank import buyer_hmac
+from .reuse.history import History, IndexCache
 from .store import BlobStore, Database
+from .store.sql.models import Order
 
 __all__ = ["Runtime"]
 
@@ -25,3 +27,19 @@ class Runtime:
         self.rules = RoutingRules.from_policy(self.policy.routing)
         self.index_cache = IndexCache(settings.reuse_index_shards, settings.reuse_min_pdq_quality)
         self.references = DecodedCache(settings.worker_reference_cache_size, settings)
+
+    def history(self, claim_id: str, order: Order) -> History:
+        """Cross-claim and bank lookups for ``claim_id`` (of ``order``): the analysis' reuse
+        check and the live capture's replay check ask the same index."""
+        return History(
+            self.db.sessions,
+            self.index_cache,
+            claim_id,
+            order.id,
+            order.buyer_id,
+            order.merchant_id,
+            buyer_hmac(self.settings.bank_buyer_hmac_key, order.buyer_id),
+            self.settings.reuse_max_distance,
+            self.blobs,
+            self.settings.reuse_local_feature_candidates,
+        )

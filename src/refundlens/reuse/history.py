@@ -18,7 +18,7 @@ from .index import HashIndex
 from .memory import bank_print_facts, video_row
 from .prints import LocalPrint, PrintIndex, query_prints
 
-__all__ = ["History", "IndexCache", "buyer_summary"]
+__all__ = ["History", "IndexCache", "buyer_summary", "repeats_on_file"]
 
 log = logging.getLogger(__name__)
 
@@ -316,3 +316,41 @@ def buyer_summary(
         "confirmed_forged_value": round(forged_value, 2),
         "refunded_on_forged": round(refunded_on_forged, 2),
     }
+
+
+def repeats_on_file(history: History, photo: Any, min_quality: int) -> dict[str, Any] | None:
+    """What picture on file ``photo`` (a decoded :class:`~refundlens.media.Media`) repeats
+    beyond its own claim: a photo of another claim (PDQ of the 8 orientations and the centre
+    crops, as the analysis' reuse check), or a bank entry (PDQ, then its local print). None when
+    it is new. The live capture's replay check asks this after the claim's own photos and the
+    SKU's references (:func:`refundlens.cases.capture_repeats`)."""
+    from ..media.fingerprint import pdq_centre_crops
+
+    codes = {h.bits for h in photo.pdq_dihedral} | {photo.pdq.bits}
+    codes |= {h.bits for h in pdq_centre_crops(photo.analysis).values() if h.quality >= min_quality}
+    for code in codes:
+        for match in history.seen_before(code):
+            return {
+                "repeats": "a picture already on file",
+                "how": "pdq",
+                "pdq_distance": match["distance"],
+                "other_claim": match["claim"],
+                "same_buyer": match["same_buyer"],
+            }
+        for match in history.bank_matches(code):
+            return {
+                "repeats": "a picture already on file",
+                "how": "bank_pdq",
+                "pdq_distance": match["distance"],
+                "bank": match["bank"],
+                "confirmed_at": match["confirmed_at"],
+            }
+    for match in history.bank_print_matches(photo.analysis):
+        return {
+            "repeats": "a picture already on file",
+            "how": "bank_local_print",
+            "bank": match["bank"],
+            "confirmed_at": match["confirmed_at"],
+            "inliers": match.get("inliers"),
+        }
+    return None

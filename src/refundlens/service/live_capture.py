@@ -5,7 +5,8 @@ open write transaction stops every other writer): read the claim's files; outsid
 transaction, decode the capture page's clip where one came (:func:`refundlens.cases.capture_clip`:
 a bad or oversized clip fails the whole capture here, before anything is stored) and check that
 each new photo, and a few frames of the clip, repeat none of them
-(:func:`refundlens.cases.capture_repeats`); then either record the refusal (committed, so the
+(:func:`refundlens.cases.capture_repeats`) nor any picture on file elsewhere (another claim's
+photo, a bank entry: :func:`refundlens.reuse.history.repeats_on_file`); then either record the refusal (committed, so the
 attempt stays on record) and answer it, or accept the photos (and the clip) and send the claim
 back to analysis.
 """
@@ -18,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from .. import cases
 from ..media import media_from_bytes
+from ..reuse.history import repeats_on_file
 from ..runtime import Runtime
 from ..store.sql.models import Claim
 from ..store.sql.repositories import SqlStore
@@ -41,7 +43,7 @@ def take_capture(
     settings = runtime.settings
     with runtime.db.session() as s:  # rows only: nothing is decoded in a transaction
         claim_id = find_claim(s).id
-        photo_files, reference_files, _ = cases.input_files(SqlStore(s), claim_id)
+        photo_files, reference_files, order = cases.input_files(SqlStore(s), claim_id)
     checked_clip = cases.capture_clip(clip[0], clip[1], settings) if clip is not None else None
     earlier_photos, references = cases.decode_inputs(
         runtime.blobs, settings, photo_files, reference_files, runtime.references
@@ -49,8 +51,12 @@ def take_capture(
     earlier = [(f"your claim photo {m.name!r}", m) for m in earlier_photos] + [
         ("the shop's product photo", m) for m in references
     ]
+    history = runtime.history(claim_id, order)
     for name, data in photos:
-        repeats = cases.capture_repeats(media_from_bytes(data, name, settings), earlier, settings)
+        photo = media_from_bytes(data, name, settings)
+        repeats = cases.capture_repeats(photo, earlier, settings) or repeats_on_file(
+            history, photo, settings.reuse_min_pdq_quality
+        )
         if repeats is not None:
             with runtime.db.session() as s:
                 refusal = cases.refuse_replayed_capture(
@@ -58,7 +64,9 @@ def take_capture(
                 )
             raise refusal
     for seconds, frame in checked_clip.sampled if checked_clip is not None else ():
-        repeats = cases.capture_repeats(frame, earlier, settings)
+        repeats = cases.capture_repeats(frame, earlier, settings) or repeats_on_file(
+            history, frame, settings.reuse_min_pdq_quality
+        )
         if repeats is not None:
             assert clip is not None
             with runtime.db.session() as s:

@@ -124,21 +124,8 @@ def _analyse(runtime: Runtime, claim_id: str, attempt: int) -> str:
     with runtime.db.session() as session:  # rows only: nothing is decoded in a transaction
         photo_files, reference_files, order = cases.input_files(SqlStore(session), claim_id)
         from ..detectors.base import OrderFacts
-        from ..reuse.bank import buyer_hmac
-        from ..reuse.history import History
 
-        history = History(
-            runtime.db.sessions,
-            runtime.index_cache,
-            claim_id,
-            order.id,
-            order.buyer_id,
-            order.merchant_id,
-            buyer_hmac(runtime.settings.bank_buyer_hmac_key, order.buyer_id),
-            runtime.settings.reuse_max_distance,
-            runtime.blobs,
-            runtime.settings.reuse_local_feature_candidates,
-        )
+        history = runtime.history(claim_id, order)
         from ..store.sql.models import Claim
 
         claim = session.get(Claim, claim_id)
