@@ -6,8 +6,9 @@ camera and sends two or three frames at once (``static/capture.js``), with a sho
 the browser has MediaRecorder and the buyer records one; where the browser has no camera API it
 falls back to a file field that asks for the camera. The POST checks the token
 before it reads a byte of the body, must come from this site, and goes through the same checks
-as the app's capture (``service/live_capture.py``): a photo that repeats the claim's own photo
-or the shop's is refused and recorded; nothing of the analysis is shown.
+as the app's capture (``service/live_capture.py``): a photo that repeats the claim's own photo,
+the shop's or any picture on file (another claim's, a bank entry) is refused and recorded;
+nothing of the analysis is shown.
 """
 
 from __future__ import annotations
