@@ -12,6 +12,7 @@ split unless a table says otherwise. False accusations of authentic photos come 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -42,6 +43,31 @@ ANOMALY_CODES = (
     "pixels.painted_patch",
     "pixels.generator_traces",
 )
+
+# Each map or cue the product can leave out, and the measurements that stand for "not run": the
+# ablation scores every case again without it, from the same measurements (issue 22: a map that
+# adds nothing measurable on the real sets leaves the default run).
+ABLATIONS: dict[str, dict[str, Any]] = {
+    "double_jpeg": {"dq_map": None, "dq_region": None, "dq_score": 0.0},
+    "noise_residual": {"cooc_region": None, "cooc_score": 0.0},
+    "cfa": {"cfa_map": None, "cfa_region": None, "cfa_score": 0.0},
+    "painted": {"painted_map": None, "painted_region": None, "painted_score": 0.0},
+    "copy_move": {"copy_move": None},
+    "spectrum": {"moire_peak": 0.0, "grid_peak": 0.0, "grid_count": 0},
+    "noise_level": {"noise_level": float("inf")},
+}
+# Left out of the default run by this measurement (config: pixels_*_enabled).
+OFF_BY_DEFAULT = tuple(
+    name
+    for name, enabled in (
+        ("noise_residual", Settings().pixels_residual_enabled),
+        ("copy_move", Settings().pixels_copy_move_enabled),
+        ("cfa", Settings().pixels_cfa_enabled),
+    )
+    if not enabled
+)
+# The data sets no one here made (the ablation's verdict is read on these).
+BENCH_OWN = ("generated",)
 
 # Published figures, for orientation only (other data, other protocols).
 PUBLISHED = [
@@ -105,8 +131,16 @@ def _normalise(heat: np.ndarray) -> np.ndarray:
 
 
 def _analyse(case: fc.ForensicsCase) -> dict[str, Any]:
-    # The generator-trace net is off by default; the benchmark measures it.
-    settings = Settings(ocr_enabled=False, pixels_generator_enabled=True)
+    # Every map runs, those off by default too (the generator-trace net, the residual, copy-move
+    # and CFA maps): the benchmark measures them. The policy tables count the default maps and
+    # the generator net; the ablation below scores each map's share.
+    settings = Settings(
+        ocr_enabled=False,
+        pixels_generator_enabled=True,
+        pixels_residual_enabled=True,
+        pixels_copy_move_enabled=True,
+        pixels_cfa_enabled=True,
+    )
     try:
         media = media_from_bytes(case.data, case.id, settings)
     except Exception as exc:
@@ -114,7 +148,10 @@ def _analyse(case: fc.ForensicsCase) -> dict[str, Any]:
     start = time.perf_counter()
     m = measure(media, settings)
     seconds = time.perf_counter() - start
-    pixel_findings = PixelsDetector().findings(media, m, settings)
+    default_maps = dataclasses.replace(
+        m, **{k: v for name in OFF_BY_DEFAULT for k, v in ABLATIONS[name].items()}
+    )
+    pixel_findings = PixelsDetector().findings(media, default_maps, settings)
     context = Context(settings=settings)
     others = ProvenanceDetector().analyze(media, context) + CaptureDetector().analyze(
         media, context
@@ -126,6 +163,21 @@ def _analyse(case: fc.ForensicsCase) -> dict[str, Any]:
     # saved), ties broken by the strongest localising map.
     pixels_risk = fuse(pixel_findings, policy).risk
     ela = m.ela_map
+    # The ablation starts from every map (the generator net as shipped, off unless enabled).
+    every = (
+        m
+        if Settings().pixels_generator_enabled
+        else dataclasses.replace(m, generator_map=None, generator_score=0.0)
+    )
+    shipped = {k: v for name in OFF_BY_DEFAULT for k, v in ABLATIONS[name].items()}
+    ablated: dict[str, Any] = {}
+    for name, absent in {"none": {}, **ABLATIONS, "shipped": shipped}.items():
+        variant = dataclasses.replace(every, **absent)
+        found = PixelsDetector().findings(media, variant, settings)
+        ablated[name] = {
+            "score": fuse(found, policy).risk + 1e-3 * variant.anomaly_score,
+            "codes": sorted({f.code for f in found} - {"pixels.none_found"}),
+        }
     row: dict[str, Any] = {
         "id": case.id,
         "dataset": case.dataset,
@@ -135,7 +187,7 @@ def _analyse(case: fc.ForensicsCase) -> dict[str, Any]:
         "source": case.source,
         "megapixels": media.width * media.height / 1e6,
         "seconds": seconds,
-        "score": pixels_risk + 1e-3 * m.anomaly_score,
+        "score": pixels_risk + 1e-3 * default_maps.anomaly_score,
         "pixels_risk": pixels_risk,
         "pixels_action": fuse(pixel_findings, policy).action,
         "anomaly_score": m.anomaly_score,
@@ -157,16 +209,17 @@ def _analyse(case: fc.ForensicsCase) -> dict[str, Any]:
         "other_codes": sorted({f.code for f in others}),
         "action": verdict.action,
         "risk": verdict.risk,
+        "ablated": ablated,
     }
     if case.mask is not None:
-        shape = m.cooc_map.shape
+        shape = m.noise_map.shape
         truth = _resize_truth(case.mask, shape)
         # At the policy: what the shipped finding outlines (nothing when no anomaly finding fires).
         policy_pred = np.zeros(shape, bool)
         for f in pixel_findings:
             if f.code in ANOMALY_CODES and f.region is not None:
                 policy_pred |= f.region.array.astype(bool)
-        row["f1_best"], row["mcc_best"] = _best_f1(m.anomaly_map, truth)
+        row["f1_best"], row["mcc_best"] = _best_f1(default_maps.anomaly_map, truth)
         row["f1_policy"], row["mcc_policy"] = _f1_mcc(policy_pred, truth)
         row["ela_f1_best"], row["ela_mcc_best"] = _best_f1(_normalise(ela), truth)
         row["noise_f1_best"], row["noise_mcc_best"] = _best_f1(m.noise_map, truth)
@@ -244,6 +297,125 @@ def speed(repeats: int = 3) -> dict[str, float]:
         "pixels_over_decode": round(pixels_only / decode, 1),
         "pipeline_over_decode": round(whole / decode, 1),
     }
+
+
+def map_costs(repeats: int = 3) -> dict[str, float]:
+    """One core, best of ``repeats``: seconds each map or cue of ``measure`` takes on a 1 MP photo
+    (the phone photo of :func:`speed` at 1152x864, JPEG 90), beside ``measure`` whole."""
+    from refundlens.detectors import pixels as px
+    from refundlens.forensics.cfa import cfa_traces
+    from refundlens.forensics.copy_move import find_copy_move
+    from refundlens.forensics.jpeg_dct import double_quantization
+    from refundlens.forensics.learned import painted_patch_map
+    from refundlens.forensics.noise import noise_level, residual_cooccurrence_map
+    from refundlens.forensics.spectrum import spectral_peaks
+
+    _init()
+    source = fc.DATA / "exif-samples/heic/mobile/iphone_13_pro_max.HEIC"
+    if not source.exists():
+        return {}
+    small = cv2.resize(fc._rgb(source), (1152, 864), interpolation=cv2.INTER_AREA)
+    settings = Settings(ocr_enabled=False)
+    every = Settings(
+        ocr_enabled=False,
+        pixels_residual_enabled=True,
+        pixels_copy_move_enabled=True,
+        pixels_cfa_enabled=True,
+    )
+    media = media_from_bytes(fc._jpeg(small, 90), "x.jpg", settings)
+    work = px._working_copy(media, settings.pixels_side)
+    table = media.metadata.jpeg_qtables.get(0)
+
+    def best(fn: Any) -> float:
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        return round(min(times), 4)
+
+    return {
+        "double_jpeg": best(lambda: double_quantization(media.jpeg_luma, table)),
+        "noise_residual": best(lambda: residual_cooccurrence_map(work)),
+        "cfa": best(lambda: cfa_traces(px._native(media), block=settings.pixels_cfa_block)),
+        "painted": best(lambda: painted_patch_map(work)),
+        "copy_move": best(
+            lambda: find_copy_move(
+                media.analysis,
+                min_inliers=settings.pixels_copy_move_min_inliers,
+                max_side=settings.pixels_copy_move_side,
+            )
+        ),
+        "spectrum": best(
+            lambda: spectral_peaks(
+                px._centre(media, settings.pixels_moire_side), size=settings.pixels_moire_side
+            )
+        ),
+        "noise_level": best(lambda: noise_level(work)),
+        "measure": best(lambda: measure(media, every)),
+        "measure_default": best(lambda: measure(media, settings)),
+    }
+
+
+def _ablation_table(rows: list[dict[str, Any]], costs: dict[str, float]) -> list[str]:
+    """Per map: its cost, the findings it alone raised, and what leaving it out does to 'ours'
+    on each data set (test split; the small real samples whole), false accusations first."""
+    real = sorted({r["dataset"] for r in rows if r["positive"] and r["dataset"] not in BENCH_OWN})
+    columns = [*real, *BENCH_OWN]
+    authentic = [r for r in rows if not r["positive"]]
+    forged = [r for r in rows if r["positive"]]
+
+    def raised(group: list[dict[str, Any]], name: str) -> int:
+        # Photos whose pixel findings include one that disappears without the map.
+        return sum(
+            bool(set(r["ablated"]["none"]["codes"]) - set(r["ablated"][name]["codes"]))
+            for r in group
+        )
+
+    def auc_of(dataset: str, name: str) -> float:
+        negatives = [r for r in authentic if r["split"] == "test"]
+        pos = [r for r in forged if r["dataset"] == dataset and r["split"] == "test"]
+        neg = [r for r in negatives if r["dataset"] in (dataset, "camera", "chat_resaved")]
+        if not pos:
+            return float("nan")
+        return auc(
+            np.array([r["ablated"][name]["score"] for r in pos], float),
+            np.array([r["ablated"][name]["score"] for r in neg], float),
+        )
+
+    out = [
+        "| map left out | seconds per 1 MP, one core | authentic photos whose findings it alone raised "
+        "(all splits) | real forgeries it alone raised | generated forgeries it alone raised | "
+        + " | ".join(f"{c} AUC change" for c in columns)
+        + " |",
+        "|---|---|---|---|---|" + "---|" * len(columns),
+    ]
+    base = {c: auc_of(c, "none") for c in columns}
+    out.append(
+        "| (none: every map) | "
+        f"{costs.get('measure', float('nan'))} (all of measure, every map on) | - | - | - | "
+        + " | ".join(f"{base[c]:.3f} (AUC)" for c in columns)
+        + " |"
+    )
+    for name in ABLATIONS:
+        real_forged = [r for r in forged if r["dataset"] not in BENCH_OWN]
+        own_forged = [r for r in forged if r["dataset"] in BENCH_OWN]
+        out.append(
+            f"| {name} | {costs.get(name, float('nan'))} | {raised(authentic, name)} | "
+            f"{raised(real_forged, name)} | {raised(own_forged, name)} | "
+            + " | ".join(f"{auc_of(c, name) - base[c]:+.3f}" for c in columns)
+            + " |"
+        )
+    out.append(
+        f"| the shipped default: {', '.join(OFF_BY_DEFAULT) or 'nothing'} left out | "
+        f"{costs.get('measure_default', float('nan'))} (all of measure) | "
+        f"{raised(authentic, 'shipped')} | "
+        f"{raised([r for r in forged if r['dataset'] not in BENCH_OWN], 'shipped')} | "
+        f"{raised([r for r in forged if r['dataset'] in BENCH_OWN], 'shipped')} | "
+        + " | ".join(f"{auc_of(c, 'shipped') - base[c]:+.3f}" for c in columns)
+        + " |"
+    )
+    return out
 
 
 _POOL_PROBE = """
@@ -640,11 +812,25 @@ def main() -> None:
     )
 
     timing = speed()
+    costs = map_costs()
+    lines += [
+        "## Which maps earn their cost: each left out in turn",
+        "",
+        "Every case scored again from the same measurements with one map or cue treated as not "
+        "run, starting from every map on (the generator-trace net off, as shipped). 'Alone raised': photos "
+        "with a pixel finding that is gone without the map. AUC change: the 'ours' ranking without "
+        "the map minus with it, test split, negatives as in the image-level table; a negative "
+        "change means the map helps. The small real samples move by whole photos. Costs: one "
+        "core, best of 3, the 1152x864 phone photo of the speed section.",
+        "",
+        *_ablation_table(rows, costs),
+        "",
+    ]
     pools = thread_pools()
     per_mp = [r["seconds"] / max(r["megapixels"], 0.01) for r in rows if r["megapixels"] >= 1.0]
     big = [r for r in rows if r["megapixels"] >= 8]
     lines += [
-        "## Speed (one process per core, measure() only: every map and cue)",
+        "## Speed (one process per core, measure() only; the per-image medians run every map, the one-core figures the default ones)",
         "",
         f"- median {np.median(per_mp):.2f} s per megapixel over {len(per_mp)} images of at least 1 MP",
         f"- images of 8 MP or more: {len(big)}, median {np.median([r['seconds'] for r in big]) if big else float('nan'):.2f} s",
@@ -684,6 +870,7 @@ def main() -> None:
                 "errors": errors,
                 "suggested": suggested,
                 "speed": timing,
+                "map_costs": costs,
                 "thread_pools": pools,
             },
             indent=1,

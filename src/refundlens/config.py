@@ -205,12 +205,12 @@ class Settings:
     """Run the noise-residual co-occurrence map (``pixels.noise_inconsistency``). Off by default:
     left out in turn on the forensics benchmark's real sets it raised no finding on a real
     forgery, four on authentic photos, and leaving it out raised the image AUC on nine of ten
-    real sets (bench/results/forensics.md, "Which maps earn their cost"); 0.14 s per 1 MP. On
-    for a reviewer who wants its heatmap."""
+    real sets (bench/results/forensics.md, "Which maps earn their cost"); a fifth of the cost of
+    every map. On for a reviewer who wants its heatmap."""
     pixels_copy_move_enabled: bool = False
     """Search the photo for cloned regions (``pixels.copy_move``). Off by default: on the real
-    sets it found one forgery and accused one authentic photo, and costs half of pixel forensics
-    (0.37 s per 1 MP; same benchmark section)."""
+    sets it found one forgery and accused one authentic photo, and costs over half of pixel
+    forensics with every map on (same benchmark section)."""
     pixels_cfa_enabled: bool = False
     """Look for the camera's demosaicing pattern (``pixels.cfa_inconsistency``). Off by default:
     no photo of the benchmark's real sets keeps a pattern clear enough to use (phone JPEGs and
