@@ -202,3 +202,26 @@ def test_bank_import_stores_local_prints_still_takes_format_1_and_refuses_an_unr
     assert after["ab" * 32][1] == after["cd" * 32][1] == local
     assert imported("new.json", both)[1].endswith("0 new of 2 entries, 0 local prints stored\n")
     database.dispose()
+
+
+def test_a_trusted_partner_cannot_name_itself_another_bank_nor_this_platforms() -> None:
+    partner = Ed25519PrivateKey.generate()
+    trusted = {_public_b64(partner.public_key()): "partner-b"}
+    own = sign_bank("partner-b", "partner-b", [_entry(buyer=None)], partner)
+    assert verify_bank(json.loads(json.dumps(own)), trusted, own_bank="plat2")
+    # The key is partner-b's: a file claiming to be another partner's bank, or this platform's,
+    # would replace or plant their entries.
+    for bank, signer in (("plat1", "plat1"), ("plat2", "plat2"), ("plat1", "partner-b")):
+        forged = sign_bank(bank, signer, [_entry(buyer=None)], partner)
+        with pytest.raises(BankError) as info:
+            verify_bank(json.loads(json.dumps(forged)), trusted, own_bank="plat2")
+        assert info.value.code == "bank.wrong_signer", (bank, signer)
+    # This platform's own key in the trusted file by mistake: its own bank is never imported.
+    mine = Ed25519PrivateKey.generate()
+    with pytest.raises(BankError) as info:
+        verify_bank(
+            json.loads(json.dumps(sign_bank("plat2", "plat2", [_entry(buyer=None)], mine))),
+            {_public_b64(mine.public_key()): "plat2"},
+            own_bank="plat2",
+        )
+    assert info.value.code == "bank.wrong_signer"

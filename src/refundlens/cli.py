@@ -441,7 +441,7 @@ def bank_export(out: Annotated[Path, typer.Option(help="The signed bank file to 
     try:
         key = load_private(settings.bank_signing_key_path)
     except RefundlensError as exc:
-        raise _fail(exc.message) from exc
+        raise _fail(f"error [{exc.code}] {exc.message}") from exc
     database = _existing_database(settings)
     with database.session() as session:
         rows = (
@@ -527,11 +527,12 @@ def bank_import(
         document = verify_bank(
             _json.loads(file.read_text(encoding="utf-8")),
             read_trusted(settings.bank_trusted_keys_path),
+            own_bank=settings.bank_name,
         )
     except (OSError, ValueError) as exc:
         raise _fail(f"cannot read {file}: {exc}") from exc
     except RefundlensError as exc:
-        raise _fail(exc.message) from exc
+        raise _fail(f"error [{exc.code}] {exc.message}") from exc
     database = _existing_database(settings)
     added = printed = 0
     with database.session() as session:
@@ -712,7 +713,7 @@ def keys_create(
                 )
             token = create_key(session, role, tenant, subject, label, list(assign or []))
     except RefundlensError as exc:
-        raise _fail(exc.message) from exc
+        raise _fail(f"error [{exc.code}] {exc.message}") from exc
     typer.echo(token)
 
 

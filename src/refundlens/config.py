@@ -348,7 +348,8 @@ class Settings:
     """File of trusted bank signers, one ``name base64-public-key`` per line; imports from any
     other signer are refused."""
     bank_buyer_hmac_key: str = ""
-    """Key the participating platforms agree on: buyer ids travel only as HMAC-SHA256 under it."""
+    """Key the participating platforms agree on: buyer ids travel only as HMAC-SHA256 under it.
+    The services that analyse claims need it too, to find a buyer's own banked forgeries."""
     jurisdiction: str = "cn"
     """Which rules the evidence report lists (``report/jurisdictions.yaml``; information only)."""
     web_session_hours: float = 12.0

@@ -122,8 +122,13 @@ def read_trusted(path: str) -> dict[str, str]:
     return trusted
 
 
-def verify_bank(document: Any, trusted: dict[str, str]) -> dict[str, Any]:
-    """The document if it is a well-formed bank signed by a trusted signer; else BankError."""
+def verify_bank(
+    document: Any, trusted: dict[str, str], own_bank: str | None = None
+) -> dict[str, Any]:
+    """The document if it is a well-formed bank signed by a trusted signer, naming itself as that
+    signer's own bank (the name the trusted signers file gives the key, never a name the file
+    asserts), and not ``own_bank`` (this platform's bank, which only its reviewers fill); else
+    BankError."""
     if not isinstance(document, dict) or document.get("format") not in FORMATS:
         raise BankError(
             "bank.malformed", f"Not a refundlens bank file (formats {', '.join(FORMATS)})."
@@ -143,6 +148,23 @@ def verify_bank(document: Any, trusted: dict[str, str]) -> dict[str, Any]:
             "bank.bad_signature",
             "The bank file's signature does not match its content: it was altered. Refused.",
         ) from exc
+    # The key proves who signed; the names in the file are the signer's claim. A partner signs
+    # only its own bank: a file that names another bank (or this platform's) would let one
+    # trusted partner replace or plant another's entries.
+    name = trusted[str(public)]
+    if document.get("signer") != name or document.get("bank") != name:
+        raise BankError(
+            "bank.wrong_signer",
+            f"The bank is signed with the key of {name!r} but names itself bank "
+            f"{document.get('bank')!r} signed by {document.get('signer')!r}: a platform signs "
+            "only its own bank. Refused.",
+        )
+    if own_bank is not None and name == own_bank:
+        raise BankError(
+            "bank.wrong_signer",
+            f"The bank {name!r} is this platform's own: it is filled by its reviewers, never "
+            "imported. Refused.",
+        )
     entries = document.get("entries")
     if not isinstance(entries, list) or not all(
         isinstance(e, dict) and isinstance(e.get("pdq"), str) and len(e["pdq"]) == 64
