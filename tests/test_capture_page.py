@@ -421,3 +421,49 @@ def test_a_clip_that_films_the_claim_photo_is_refused_as_a_replay_with_the_photo
     [refused] = [d for action, d in audit_entries(server, claim_id) if action == "capture.refused"]
     assert refused["clip"] is True and refused["name"] == "clip.mp4"
     assert str(refused["repeats"]).startswith("your claim photo")
+
+
+def test_a_platform_that_signs_its_app_captures_takes_none_on_the_page(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    # The page can sign nothing: anyone holding the link could post any gallery file to it.
+    with running_server(
+        tmp_path_factory.mktemp("signed"), capture_hmac_key="the-app-secret"
+    ) as server:
+        add_tenants(server, "shop-s")
+        keys = {
+            "merchant": server.key("merchant", "shop-s"),
+            "buyer": server.key("buyer", subject="buyer-s"),
+        }
+        with server.client(keys["merchant"]) as merchant:
+            sku = merchant.post(
+                "/v1/skus",
+                data={"external_id": "mug"},
+                files=[("photos", ("listing.jpg", _sample("listing.jpg"), "image/jpeg"))],
+            ).json()["id"]
+            keys["order1"] = merchant.post(
+                "/v1/orders",
+                json={
+                    "external_id": "o-s",
+                    "sku_id": sku,
+                    "buyer_id": "buyer-s",
+                    "amount": 90,
+                    "shipped_at": "2026-11-01T08:00:00+08:00",
+                    "delivered_at": "2026-11-03T08:00:00+08:00",
+                },
+            ).json()["id"]
+        claim_id = _claim_awaiting_capture(server, keys, 1)
+        with server.client(keys["buyer"]) as buyer:
+            answer = buyer.post(f"/v1/claims/{claim_id}/capture-token").json()
+            assert answer["url"] is None and answer["token"]
+        url = f"{server.url}/web/capture/{answer['token']}"
+        photo = ("live.jpg", _scene(40), "image/jpeg")
+        with httpx.Client(timeout=60) as client:
+            opened = client.get(url)
+            sent = client.post(url, files=[("photos", photo)], headers={"Origin": server.url})
+        assert opened.status_code == 403 and 'id="capture-app-only"' in opened.text
+        assert sent.status_code == 403 and "capture.app_required" in sent.text
+        assessed_claim = assessed(server, claim_id)
+        assert assessed_claim["state"] == "awaiting_capture"
+        assert not [p for p in assessed_claim["photos"] if p["live_capture"]]
+        assert not [a for a, _ in audit_entries(server, claim_id) if a == "capture.accepted"]

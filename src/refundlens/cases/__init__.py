@@ -42,6 +42,7 @@ from .capture import (
     capture_repeats,
     capture_signature,
     issue_capture_token,
+    page_captures_allowed,
     refuse_replayed_capture,
 )
 from .catalogue import (
@@ -126,6 +127,7 @@ __all__ = [
     "order_time_zone",
     "packing_video_frames",
     "packing_videos_to_queue",
+    "page_captures_allowed",
     "prepare_claim_files",
     "record_refused_file",
     "refuse_replayed_capture",

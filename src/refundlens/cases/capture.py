@@ -36,6 +36,7 @@ __all__ = [
     "capture_repeats",
     "capture_signature",
     "issue_capture_token",
+    "page_captures_allowed",
     "refuse_replayed_capture",
 ]
 
@@ -73,6 +74,20 @@ def issue_capture_token(
 
 
 _CAMERA_SOURCE = "http://cv.iptc.org/newscodes/digitalsourcetype/digitalCapture"
+
+
+APP_REQUIRED = (
+    "This platform takes live photos only from its own capture app, which signs them: "
+    "open the claim in the app."
+)
+
+
+def page_captures_allowed(settings: Settings) -> bool:
+    """Whether the capture page may take live photos. A platform that signs its capture app's
+    photos (``capture_hmac_key``, ``capture_c2pa_trust_anchors_path``) requires that proof; the
+    page runs in any browser and can sign nothing (anyone holding the link can post any file
+    to it), so there it takes none."""
+    return not (settings.capture_hmac_key or settings.capture_c2pa_trust_anchors_path)
 
 
 def capture_signature(
@@ -194,6 +209,8 @@ def accept_capture(
     is not accepted: see :func:`refuse_replayed_capture`. A ``clip`` from the capture page
     (checked by :func:`capture_clip`, and for replays by the caller) is kept with the photos as
     evidence of kind :data:`CLIP_EVIDENCE_KIND`, and named in the audit entry."""
+    if via == "page" and not page_captures_allowed(settings):
+        raise RefundlensError("capture.app_required", APP_REQUIRED)
     if not photos:
         raise RefundlensError("capture.no_photo", "Send at least one photo.")
     most = 1 if via == "app" else settings.capture_max_photos

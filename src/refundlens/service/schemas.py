@@ -307,9 +307,11 @@ class EvidenceAddedOut(_Out):
 class CaptureTokenOut(_Out):
     token: str
     expires_at: Moment
-    url: str = Field(
+    url: str | None = Field(
         description="The capture page for this token, on this server: the link to send the "
-        "buyer's phone (the platform's own app uses the token with POST .../capture instead)."
+        "buyer's phone (the platform's own app uses the token with POST .../capture instead). "
+        "None where the platform signs its app's captures (capture_hmac_key or "
+        "capture_c2pa_trust_anchors_path): the page can sign nothing, so it takes none."
     )
 
 

@@ -36,7 +36,8 @@ def capture_token(
     claim: HeldClaim, p: BuyerOrAdmin, s: SessionDep, runtime: RuntimeDep
 ) -> CaptureTokenOut:
     token, expires = cases.issue_capture_token(SqlStore(s), actor(p), claim, runtime.settings)
-    return CaptureTokenOut(token=token, expires_at=expires.isoformat(), url=f"/web/capture/{token}")
+    url = f"/web/capture/{token}" if cases.page_captures_allowed(runtime.settings) else None
+    return CaptureTokenOut(token=token, expires_at=expires.isoformat(), url=url)
 
 
 @router.post("/v1/claims/{claim_id}/capture", status_code=201, response_model=ClaimAnswer)

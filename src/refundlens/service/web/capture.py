@@ -76,6 +76,8 @@ def capture_page(request: Request, token: str) -> Response:
     opened = _open(request, token)
     if opened is None:
         return page(request, "capture.html", status=404, closed=True)
+    if not cases.page_captures_allowed(runtime_of(request).settings):
+        return page(request, "capture.html", status=403, app_only=True)
     return _form(request, token, opened)
 
 
@@ -109,6 +111,9 @@ async def capture_upload(request: Request, token: str) -> Response:
     opened = await run_in_threadpool(_open, request, token)
     if opened is None:
         return page(request, "capture.html", status=404, closed=True)
+    if not cases.page_captures_allowed(settings):
+        metrics().errors.labels("capture.app_required").inc()
+        return page(request, "capture.html", status=403, app_only=True)
     # One file more than the photos allowed (to say "too many"), and the clip.
     form = await request.form(max_files=settings.capture_max_photos + 2, max_fields=10)
     files = [f for f in form.getlist("photos") if isinstance(f, UploadFile) and f.filename]

@@ -133,6 +133,7 @@ def _buyer_page(
         hours_left=hours_left(case.claim.deadline_at),
         done=done if done in DONE else None,
         error=error if error and _CODE.fullmatch(error) else None,
+        capture_page=cases.page_captures_allowed(runtime_of(request).settings),
     )
 
 

@@ -156,6 +156,8 @@ def capture_link(request: Request, user: Poster, claim_id: PostedClaim) -> Respo
     runtime = runtime_of(request)
     if user.role not in ("buyer", "admin"):  # as the API: the buyer takes its own photos
         return _back(claim_id, "error=auth.forbidden")
+    if not cases.page_captures_allowed(runtime.settings):
+        return _back(claim_id, "error=capture.app_required")
     try:
         with runtime.db.session() as session:
             claim = session.get(Claim, claim_id, with_for_update=True, populate_existing=True)
