@@ -99,6 +99,11 @@ def _case(data: bytes, order: OrderFacts = ORDER) -> tuple[Media, Context]:
     return media_from_bytes(data, "photo.jpg"), Context(order=order)
 
 
+def _live_capture(data: bytes) -> tuple[Media, Context]:
+    media = media_from_bytes(data, "live.jpg")
+    return media, Context(order=OrderFacts(), live_captures=frozenset({media.sha256}))
+
+
 def capture_examples() -> list[Example]:
     return [
         Example(
@@ -130,6 +135,11 @@ def capture_examples() -> list[Example]:
             "a JPEG with no EXIF at all",
             lambda: _case(_no_exif(), OrderFacts()),
             frozenset({"capture.metadata_stripped"}),
+        ),
+        Example(
+            "a live capture from the capture page has no EXIF by construction: not stripped",
+            lambda: _live_capture(_no_exif()),
+            frozenset(),
         ),
         Example(
             "thumbnail of another picture",

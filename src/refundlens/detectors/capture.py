@@ -210,7 +210,13 @@ class CaptureDetector(Detector):
                 )
             )
         findings.extend(self._size_and_compression(claim, context))
-        if claim.format == "JPEG" and claim.metadata.exif is None:
+        # A live capture the page took has no EXIF by construction (a canvas frame): the
+        # product's own capture is not a stripped file.
+        if (
+            claim.format == "JPEG"
+            and claim.metadata.exif is None
+            and claim.sha256 not in context.live_captures
+        ):
             findings.append(
                 Finding(
                     "capture.metadata_stripped",

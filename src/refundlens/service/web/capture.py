@@ -84,7 +84,9 @@ def capture_page(request: Request, token: str) -> Response:
 def _message(request: Request, exc: RefundlensError) -> str:
     """The refusal in the buyer's language: one sentence of what to do, then the server's own."""
     words = translations(lang(request)).gettext
-    if exc.code.startswith(("capture.clip_", "capture.bad_clip")):
+    if exc.code == "capture.clip_too_large":
+        hint = words("The clip is too large. Record a shorter one, or send the photos without it.")
+    elif exc.code.startswith(("capture.clip_", "capture.bad_clip")):
         hint = words(
             "The clip could not be used. Record it again, or send the photos without a clip."
         )
