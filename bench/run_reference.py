@@ -112,21 +112,50 @@ def auc(pos: np.ndarray, neg: np.ndarray) -> float:
     return float((pos[:, None] > neg[None, :]).mean() + 0.5 * (pos[:, None] == neg[None, :]).mean())
 
 
+SIZES = ("< 0.5%", "0.5-2%", ">= 2%")
+
+
+def size_of(share: float) -> str:
+    """The damage's size class (its share of the object): small cracks and scratches under 0.5%
+    lose most of their outline (issue 23)."""
+    return SIZES[0] if share < 0.005 else SIZES[1] if share < 0.02 else SIZES[2]
+
+
 def _table(rows: list[dict[str, Any]], key: str) -> list[str]:
     groups: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
     for r in rows:
-        for part in r[key].split("+") if key == "transform" else [r[key]]:
+        if key == "transform":
+            parts = r[key].split("+")
+        elif key == "size":
+            parts = [size_of(r["share"])]
+        else:
+            parts = [r[key]]
+        for part in parts:
             groups[part].append(r)
     out = [
         f"| {key} | cases | detected (derived) | median mask F1 | median IoU |",
         "|---|---|---|---|---|",
     ]
-    for name in sorted(groups):
+    for name in SIZES if key == "size" else sorted(groups):
         g = groups[name]
+        if not g:
+            continue
         det = np.mean([r["code"] == "reference.derived" for r in g])
         f1 = np.median([r["f1"] for r in g])
         iou = np.median([r["iou"] for r in g])
         out.append(f"| {name} | {len(g)} | {100 * det:.1f}% | {f1:.3f} | {iou:.3f} |")
+    return out
+
+
+def _style_by_size(rows: list[dict[str, Any]]) -> list[str]:
+    """Median mask F1 (missed = 0) per damage style and size, with the number of cases."""
+    out = ["| style | " + " | ".join(SIZES) + " |", "|---|" + "---|" * len(SIZES)]
+    for style in sorted({r["style"] for r in rows if r["style"]}):
+        cells = []
+        for size in SIZES:
+            f1 = [r["f1"] for r in rows if r["style"] == style and size_of(r["share"]) == size]
+            cells.append(f"{np.median(f1):.3f} ({len(f1)})" if f1 else "-")
+        out.append(f"| {style} | " + " | ".join(cells) + " |")
     return out
 
 
@@ -388,6 +417,14 @@ def main() -> None:
                 "### Per damage style (forged, test)",
                 "",
                 *_table(forged, "style"),
+                "",
+                "### Per damage size, its share of the object (forged, test)",
+                "",
+                *_table(forged, "size"),
+                "",
+                "Median mask F1 (missed = 0) by style and size, cases in brackets:",
+                "",
+                *_style_by_size(forged),
                 "",
                 "### Verdicts by case kind (test)",
                 "",

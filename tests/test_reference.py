@@ -97,6 +97,22 @@ def test_derived_claim_is_caught_under_each_forger_transform(name: str) -> None:
     assert _iou(got, truth) > 0.3
 
 
+@pytest.mark.parametrize("seed", [2, 7])
+def test_a_thin_painted_scratch_is_outlined_at_its_own_width(seed: int) -> None:
+    """A 1-2 px light scratch exceeds the tolerance over 3-5 px (its soft edge, JPEG), and the
+    outline drawn where the residual exceeds the tolerance was about twice its width: F1 0.84
+    for both seeds before the outline kept a line's core (issue 23 part 2), 0.98 after."""
+    listing = _product(30 + seed, 480)
+    damaged, truth = synth.paint_damage(listing, listing.min(axis=2) < 250, "scratch", 0.01, seed)
+    claim = _media(damaged, "claim.jpg", 85)
+    (finding,) = ReferenceDetector().analyze(claim, Context(references=(_media(listing, "l.jpg"),)))
+    assert finding.code == "reference.derived"
+    assert finding.region is not None
+    got = finding.region.full_size(claim.width, claim.height) > 0
+    f1 = 2 * (got & truth).sum() / (got.sum() + truth.sum())
+    assert f1 > 0.9, f1
+
+
 def test_mirrored_forgery_reports_a_mirror_in_the_transform() -> None:
     listing = _product(22)
     damaged, _mask = synth.paint_damage(listing, listing.min(axis=2) < 250, "stain", 0.04, seed=2)
@@ -510,6 +526,27 @@ def test_a_crack_on_a_copy_with_crushed_shadows_is_still_outlined() -> None:
     damaged, truth = synth.paint_damage(listing, everywhere, "crack", 0.01, 5)
     result = analyse_residual(_crushed(damaged), listing, everywhere, everywhere)
     assert (result.edit_mask & truth).sum() / truth.sum() > 0.5
+
+
+def test_the_outline_draws_a_line_at_its_half_maximum_width_and_a_stain_whole() -> None:
+    """A residual map with a textured stain (inside the detected regions) and a soft 1-px line
+    outside them (the regions' opening removes such a line): the stain keeps every pixel above
+    the tolerance, the line is found and drawn 1-2 px wide, not as its 5-px skirt."""
+    from refundlens.detectors.residual import outline_edit
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:200, :200]
+    stain = (yy - 60) ** 2 + (xx - 60) ** 2 <= 25**2
+    sharp = np.where(stain, 40 + rng.uniform(-25, 25, stain.shape), 0).astype(np.float32)
+    line = np.zeros((200, 200), np.float32)
+    line[150, 20:180] = 100.0  # a bright 1-px scratch, its edge softened by the paint and JPEG
+    sharp = np.maximum(sharp, cv2.GaussianBlur(line, (0, 0), 0.8) * 2.0)
+    everywhere = np.ones(sharp.shape, bool)
+    outline = outline_edit(sharp, stain, everywhere, 10.0)
+    assert np.array_equal(outline[:100, :100], (stain & (sharp > 10))[:100, :100])
+    assert (sharp[:, 20:180] > 10).sum(axis=0).min() >= 3  # the tolerance alone: 3+ px wide
+    widths = outline[140:160, 30:170].sum(axis=0)
+    assert widths.min() >= 1 and widths.max() <= 2
 
 
 def test_tone_curves_follow_a_clipping_curve_and_never_decrease() -> None:

@@ -76,7 +76,11 @@ def test_resized_listing_with_a_crack_stays_derived_with_its_outline(
     _, unresized = _outline_f1(1.0, "lanczos")
     code, f1 = _outline_f1(factor, kernel)
     assert code == "reference.derived"
-    assert f1 >= 0.5 * unresized, (f1, unresized)
+    # The crack is 1 px wide on this 600-px photo. Outlined at its own width (issue 23 part 2),
+    # the unresized outline's F1 rose from 0.32 to 0.55 and the 0.6x one from 0.16 to 0.21 only:
+    # at 0.6x the line is 0.6 px wide and which pixels carry it depends on the resampling phase.
+    # Before, every case here kept at least half the unresized F1; now at least 0.35 of it.
+    assert f1 >= 0.35 * unresized, (f1, unresized)
 
 
 def test_resampled_predictions_model_the_kernel_only_for_a_resize() -> None:
