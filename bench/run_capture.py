@@ -58,7 +58,7 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SHOP = DATA / "grocery-store-packages" / "test" / "Packages"
 STYLES = ("crack", "stain", "tear", "scratch", "strokes", "darkening")
 SIZES = (0.005, 0.02, 0.05)
-GRID = tuple(round(0.8 + 0.05 * i, 2) for i in range(29))  # difference thresholds judged
+GRID = tuple(round(4.0 + 0.5 * i, 1) for i in range(41))  # difference thresholds judged (z)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -238,7 +238,12 @@ def build_cases(pairs_per_class: int, synthetic_per_class: int) -> list[Case]:
             if kept >= pairs_per_class:
                 break
             first, second = images[a], images[b]
-            faces = find_faces(feats[a], feats[b], first.shape[:2], second.shape[:2])
+            # The support of the face as the cases were first made (inliers only, holes left
+            # open): the detector's wider support must not move the damage the bench paints.
+            faces = find_faces(
+                feats[a], feats[b], first.shape[:2], second.shape[:2],
+                fill_holes=False, guided=False,
+            )  # fmt: skip
             # The item, not the shelf behind it: GroceryStore photos centre the product, so the
             # face with most verified surface in the middle of the photo is the item's.
             rows, cols = first.shape[:2]
@@ -345,7 +350,7 @@ def _rate(rows: list[dict[str, Any]], t: str, outcome: str) -> str:
     return f"{100 * k / len(rows):.1f}% ({k}/{len(rows)})"
 
 
-def report(rows: list[dict[str, Any]], workers: int, wall: float) -> str:
+def report(rows: list[dict[str, Any]], command: str, workers: int, wall: float) -> str:
     honest = {"honest_plain", "honest_damage"}
     dev = [r for r in rows if r["split"] == "dev"]
     dev_honest = [r for r in dev if r["kind"] in honest]
@@ -363,7 +368,7 @@ def report(rows: list[dict[str, Any]], workers: int, wall: float) -> str:
     lines = [
         "# Capture bench: damage that must agree across views (detectors/consistency)",
         "",
-        f"Command: `python -m bench.run_capture` ({len(rows)} cases, {workers} worker processes, "
+        f"Command: `{command}` ({len(rows)} cases, {workers} worker processes, "
         f"{wall:.0f} s wall). Machine: {platform.machine()}, {os.cpu_count()} cores shared; one "
         "thread per process. Data: GroceryStoreDataset shop photos (MIT), see the module docstring "
         "for how pairs and damage are made.",
@@ -500,7 +505,11 @@ def main() -> None:
     wall = time.perf_counter() - start
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "capture.json").write_text(json.dumps(rows, indent=0))
-    (RESULTS / "capture.md").write_text(report(rows, args.workers, wall))
+    command = (
+        f"python -m bench.run_capture --pairs-per-class {args.pairs_per_class} "
+        f"--synthetic {args.synthetic} --workers {args.workers}"
+    )
+    (RESULTS / "capture.md").write_text(report(rows, command, args.workers, wall))
     print((RESULTS / "capture.md").read_text())
 
 

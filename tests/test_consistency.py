@@ -29,11 +29,6 @@ def test_the_same_crack_mapped_through_the_geometry_into_both_views_is_confirmed
     assert _codes("same", degrees) == {"consistency.damage_confirmed"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="at the operating point chosen on the capture bench's dev split (difference 2.15) a "
-    "3-px crack in one view only is not flagged; see bench/results/capture.md",
-)
 @pytest.mark.parametrize("degrees", [20.0, 40.0])
 def test_a_crack_in_one_view_only_is_missing_in_the_other(degrees: float) -> None:
     assert _codes("one_only", degrees) == {"consistency.damage_missing_in_other_view"}
