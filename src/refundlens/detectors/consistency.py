@@ -95,10 +95,10 @@ class Thresholds:
     alignment (or the light) is too poor to compare: cannot tell."""
     tolerance_px: int = 2
     """A difference in one view is explained by the other if found within this many work pixels."""
-    evidence: float = 4.0
+    evidence: float = 3.0
     """Change evidence (z: the colour difference in units of what noise and misalignment explain
     at that pixel) from which a pixel is part of a region."""
-    difference: float = 8.0
+    difference: float = 5.0
     """Mean change evidence (z) of a region that marks it as damage missing from the other view:
     the smallest value flagging at most 1% of the capture bench's honest dev pairs."""
     min_region_px: int = 12
@@ -109,7 +109,7 @@ class Thresholds:
     max_surround_difference: float = 2.0
     """A region counts only where the surface around it agrees (mean z at most this): a crack on
     a matching carton, not one more piece of a view that matches nowhere."""
-    max_edge_share: float = 0.0
+    max_edge_share: float = 0.01
     """A region with more of its pixels than this share at the edge of the shared surface runs
     into something in front of it (a hand, a finger, the item's silhouette), not damage on it."""
     max_regions: int = 6
@@ -139,11 +139,11 @@ class ViewComparison:
     shared: BoolMap
     """Surface visible in both views and compared."""
     heat: FloatMap
-    """Structure difference in [0, 1] (1 at twice the threshold), 0 outside ``shared``."""
+    """Change evidence in [0, 1] (1 at twice the region threshold), 0 outside ``shared``."""
     here: BoolMap
-    """Regions with structure in the claim that the other view lacks."""
+    """Regions of the claim that the other view lacks (more structure in the claim)."""
     there: BoolMap
-    """Regions with structure in the other view that the claim lacks (where it would show)."""
+    """Regions of the other view that the claim lacks (where they would show)."""
     warped_other: RGB
     """The other view warped onto the claim, face by face (white where no face)."""
     correlation: float
@@ -153,10 +153,12 @@ class ViewComparison:
     blur: tuple[float, float]
     why: str = ""
     difference: FloatMap = dataclasses.field(default_factory=lambda: np.zeros((0, 0), np.float32))
-    """Structure difference in units of local contrast (0 outside ``shared``)."""
+    """Change evidence z (:func:`change_evidence`; 0 outside ``shared``)."""
     claim_side: BoolMap = dataclasses.field(default_factory=lambda: np.zeros((0, 0), bool))
     """Where the difference is structure of the claim's that the other view lacks (else the
     converse)."""
+    region_z: float = 0.0
+    """Mean change evidence of the strongest region reported (0 when none)."""
 
 
 # --- alignment ---------------------------------------------------------------------------------
@@ -506,7 +508,7 @@ def change_evidence(
     *,
     radius: int = 2,
     floor: float = 1.0,
-    min_contrast_tolerance: float = 1.0,
+    min_contrast_tolerance: float = 0.5,
 ) -> tuple[FloatMap, BoolMap]:
     """How far two aligned, photometrically matched views differ at each pixel, in units of what
     noise and misalignment explain there (a z-score of the difference image [7]_ [8]_).
@@ -732,6 +734,7 @@ def judge(c: ViewComparison, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> Vie
     )
     regions = np.zeros(shape, bool)
     kept = unsupported = 0
+    strongest = 0.0
     for blob in blobs:
         if blob.mean < thresholds.difference:
             continue
@@ -742,6 +745,7 @@ def judge(c: ViewComparison, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> Vie
             continue
         regions |= labels == blob.label
         kept += 1
+        strongest = max(strongest, blob.mean)
     region_share = float(regions.sum()) / max(1.0, float(c.shared.sum()))
     verdict: Verdict = "missing" if regions.any() else "agrees"
     why = ""
@@ -761,6 +765,7 @@ def judge(c: ViewComparison, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> Vie
         there=regions & ~c.claim_side,
         region_share=region_share,
         why=why,
+        region_z=strongest,
     )
 
 
@@ -862,6 +867,7 @@ def _facts(other: Media, c: ViewComparison, live: bool) -> dict[str, Any]:
         "hand_or_occluder_percent": round(100 * c.occluded_fraction, 1),
         "structure_correlation": round(c.correlation, 3),
         "differing_percent_of_shared": round(100 * c.region_share, 2),
+        "strongest_region_z": round(c.region_z, 1),
         "only_in_this_photo_percent": round(100 * float(c.here.sum()) / shared, 2),
         "only_in_other_view_percent": round(100 * float(c.there.sum()) / shared, 2),
         "blur_matched_px": [round(v, 1) for v in c.blur],
@@ -934,12 +940,15 @@ class ConsistencyDetector(Detector):
                 f"{_short(claim.name)} and {what_en} {_short(other.name)} show the same surface "
                 f"({100 * c.shared_fraction:.0f}% of the photo, {len(c.faces)} face(s) aligned), but "
                 f"they disagree there: {here:.1f}% of it shows structure only in this photo (red) and "
-                f"{there:.1f}% only in {what_en} (orange). Damage that exists looks the same from "
-                "every side; compare the outlined regions, or ask for a live capture.",
+                f"{there:.1f}% only in {what_en} (orange), the strongest region differing "
+                f"{c.region_z:.0f} times as much as light, noise and alignment explain elsewhere on "
+                "the surface. Damage that exists looks the same from every side; compare the "
+                "outlined regions, or ask for a live capture.",
                 f"{_short(claim.name)} 与{what_zh} {_short(other.name)} 拍到了同一表面"
                 f"（占照片 {100 * c.shared_fraction:.0f}%，对齐 {len(c.faces)} 个面），但两者不一致："
                 f"其中 {here:.1f}% 的区域只在本照片中有纹理（红色），{there:.1f}% 只在{what_zh}中有"
-                "（橙色）。真实的破损从各个角度看都应一致；请对比标出的区域，或请买家实时拍摄。",
+                f"（橙色），最明显的区域差异是该表面光照、噪声和对齐误差所能解释的 {c.region_z:.0f} 倍。"
+                "真实的破损从各个角度看都应一致；请对比标出的区域，或请买家实时拍摄。",
             ),
             facts,
             Region(_upscale(c.here | c.there, claim.analysis.shape[:2]), "mask"),
