@@ -3,11 +3,13 @@
 A crack that exists is the same crack from every side; an AI tool asked twice paints two different
 cracks, and a photo of the intact item shows none. For two photos of one claim (the disputed photo
 and a live capture, or two photos sent together) the surfaces both show are aligned, one planar
-face at a time, the photometry is normalised, and their *structure* is compared (local contrast
-normalised detail, with a small spatial tolerance), not their pixels: other light, another angle,
-blur and phone JPEG change pixels and leave structure. Structure present in one view and absent in
-the other, where the surface is visible in both, is reported with both regions outlined on both
-photos (``consistency.damage_missing_in_other_view``); views that agree lower the risk
+face at a time, the other view's colours are mapped onto the claim's (tone curve and light across
+the surface, fitted robustly), and what still differs is measured as *change evidence*: the colour
+difference left after a shift of up to 2 px, in units of what noise and misregistration explain
+on that face at that pixel (a z-score that does not saturate). A compact region of one view that
+the other lacks, where the surface is visible in both and agrees around it, is reported with both
+regions outlined on both photos (``consistency.damage_missing_in_other_view``); views that agree
+lower the risk
 (``consistency.damage_confirmed``); too little shared surface is said as such
 (``consistency.cannot_tell``).
 
@@ -55,14 +57,18 @@ from .base import Context, Detector, Example, Finding, Reason, Region, Requireme
 from .matching import Features, claim_index, detect_features, homography_from_pairs
 
 __all__ = [
+    "Blob",
     "ConsistencyDetector",
     "Face",
     "Thresholds",
     "ViewComparison",
+    "change_evidence",
     "compare_views",
     "detail_map",
+    "evidence_regions",
     "find_faces",
     "judge",
+    "match_photometry",
     "occluder_mask",
     "side_by_side",
     "tolerant_difference",
