@@ -29,7 +29,9 @@ JPEG at quality 80-92.
 A claim with two photos runs the detector once per photo (each against the other); the claim is
 flagged when either says ``consistency.damage_missing_in_other_view``. Split by product (the shop
 photo's class folder, hashed as in bench/cases.py): the ``difference`` threshold is chosen on dev
-(the smallest with at most 1% of dev's honest pairs flagged) and every number below is on test.
+(the smallest with at most 1% of dev's honest pairs flagged); the report states this run's dev
+choice and its test figures, and gives every table on test at the threshold the detector ships
+(chosen on dev pairs too, possibly of a larger draw: docs/detectors/consistency.md).
 """
 
 from __future__ import annotations
