@@ -230,6 +230,16 @@ def _analyse(case: fc.ForensicsCase) -> dict[str, Any]:
     return row
 
 
+def _best_of(fn: Any, repeats: int) -> float:
+    """Seconds of the fastest of ``repeats`` calls of ``fn``."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
 def speed(repeats: int = 3) -> dict[str, float]:
     """One core: measure() and the whole pipeline on a 12 MP phone photo, as ratios to its decode."""
     import io
@@ -246,12 +256,7 @@ def speed(repeats: int = 3) -> dict[str, float]:
     settings = Settings(ocr_enabled=False)
 
     def best(fn: Any) -> float:
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-        return min(times)
+        return _best_of(fn, repeats)
 
     decode = best(lambda: Image.open(io.BytesIO(data)).convert("RGB").load())
     pixels_only = best(lambda: measure(media_from_bytes(data, "x.jpg", settings), settings))
@@ -327,12 +332,7 @@ def map_costs(repeats: int = 3) -> dict[str, float]:
     table = media.metadata.jpeg_qtables.get(0)
 
     def best(fn: Any) -> float:
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-        return round(min(times), 4)
+        return round(_best_of(fn, repeats), 4)
 
     return {
         "double_jpeg": best(lambda: double_quantization(media.jpeg_luma, table)),

@@ -73,6 +73,36 @@ def write_y4m(jpeg: bytes, path: Path, frames: int = 10) -> Path:
     return path
 
 
+def _seed_shop(server: Server, tenant: str, buyer: str, orders: int) -> dict[str, str]:
+    """A tenant with one SKU (the bundled listing photo) and ``orders`` delivered orders of
+    ``buyer``: the keys and ids, as ``keys["order<n>"]``."""
+    add_tenants(server, tenant)
+    keys = {
+        "merchant": server.key("merchant", tenant),
+        "buyer": server.key("buyer", subject=buyer),
+    }
+    with server.client(keys["merchant"]) as merchant:
+        sku = merchant.post(
+            "/v1/skus",
+            data={"external_id": f"{tenant}-sku"},
+            files=[("photos", ("listing.jpg", _sample("listing.jpg"), "image/jpeg"))],
+        ).json()["id"]
+        keys["sku"] = sku
+        for n in range(orders):
+            keys[f"order{n}"] = merchant.post(
+                "/v1/orders",
+                json={
+                    "external_id": f"{tenant}-o-{n}",
+                    "sku_id": sku,
+                    "buyer_id": buyer,
+                    "amount": 90,
+                    "shipped_at": "2026-11-01T08:00:00+08:00",
+                    "delivered_at": "2026-11-03T08:00:00+08:00",
+                },
+            ).json()["id"]
+    return keys
+
+
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, dict[str, str]]]:
     # A short clip (2 s), and a small limit on its size that a still scene keeps well within.
@@ -81,31 +111,7 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, dic
         capture_clip_seconds=2.0,
         capture_clip_max_bytes=CLIP_MAX_BYTES,
     ) as server:
-        add_tenants(server, "shop-a")
-        keys = {
-            "merchant": server.key("merchant", "shop-a"),
-            "buyer": server.key("buyer", subject="buyer-1"),
-        }
-        with server.client(keys["merchant"]) as merchant:
-            sku = merchant.post(
-                "/v1/skus",
-                data={"external_id": "yoghurt"},
-                files=[("photos", ("listing.jpg", _sample("listing.jpg"), "image/jpeg"))],
-            ).json()["id"]
-            keys["sku"] = sku
-            for n in range(len(CLAIM_PHOTOS) + 1):
-                keys[f"order{n}"] = merchant.post(
-                    "/v1/orders",
-                    json={
-                        "external_id": f"o-{n}",
-                        "sku_id": sku,
-                        "buyer_id": "buyer-1",
-                        "amount": 90,
-                        "shipped_at": "2026-11-01T08:00:00+08:00",
-                        "delivered_at": "2026-11-03T08:00:00+08:00",
-                    },
-                ).json()["id"]
-        yield server, keys
+        yield server, _seed_shop(server, "shop-a", "buyer-1", len(CLAIM_PHOTOS) + 1)
 
 
 # Each claim's photo is its own: the same photo in two claims of one buyer is reuse (escalated).
@@ -430,28 +436,7 @@ def test_a_platform_that_signs_its_app_captures_takes_none_on_the_page(
     with running_server(
         tmp_path_factory.mktemp("signed"), capture_hmac_key="the-app-secret"
     ) as server:
-        add_tenants(server, "shop-s")
-        keys = {
-            "merchant": server.key("merchant", "shop-s"),
-            "buyer": server.key("buyer", subject="buyer-s"),
-        }
-        with server.client(keys["merchant"]) as merchant:
-            sku = merchant.post(
-                "/v1/skus",
-                data={"external_id": "mug"},
-                files=[("photos", ("listing.jpg", _sample("listing.jpg"), "image/jpeg"))],
-            ).json()["id"]
-            keys["order1"] = merchant.post(
-                "/v1/orders",
-                json={
-                    "external_id": "o-s",
-                    "sku_id": sku,
-                    "buyer_id": "buyer-s",
-                    "amount": 90,
-                    "shipped_at": "2026-11-01T08:00:00+08:00",
-                    "delivered_at": "2026-11-03T08:00:00+08:00",
-                },
-            ).json()["id"]
+        keys = _seed_shop(server, "shop-s", "buyer-s", 2)
         claim_id = _claim_awaiting_capture(server, keys, 1)
         with server.client(keys["buyer"]) as buyer:
             answer = buyer.post(f"/v1/claims/{claim_id}/capture-token").json()
