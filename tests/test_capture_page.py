@@ -400,7 +400,7 @@ def test_a_clip_over_its_size_limit_refuses_the_capture_and_stores_nothing(
     sent = _post_capture(server, url, ("clip.webm", big, "video/webm"))
     assert sent.status_code == 400, sent.text
     assert "capture.clip_too_large" in sent.text and 'id="capture-form"' in sent.text
-    assert "The clip could not be used" in sent.text
+    assert "The clip is too large" in sent.text
     claim = assessed(server, claim_id)
     assert claim["state"] == "awaiting_capture"
     assert not [p for p in claim["photos"] if p["live_capture"]]
