@@ -220,7 +220,7 @@ class Settings:
     ship in the wheel) on the working copy. Off by default: the shipped net (trained on a CPU) does
     not beat error-level analysis on the benchmark's test generators (docs/detectors/pixels.md);
     the forensics benchmark runs it on."""
-    pixels_generator_threshold: float = 0.991
+    pixels_generator_threshold: float = 0.996
     """Generator-trace image score (0-1) from which ``pixels.generator_traces`` is reported. Set
     for at most 1% false positives on the dev photos of the forensics benchmark that the net
     never saw (bench/results/forensics.md)."""
