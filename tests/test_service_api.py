@@ -784,3 +784,25 @@ def test_a_buyer_cannot_learn_the_machines_action_by_filtering_its_claims_by_it(
     with server.client(shop["merchant"]) as merchant:
         listed = merchant.get("/v1/claims", params={"action": "escalate", "limit": 200}).json()
         assert claim["id"] in [c["id"] for c in listed["items"]]
+
+
+def test_a_buyer_adds_only_its_own_kinds_of_evidence_never_the_shops(
+    server: Server, shop: dict[str, str]
+) -> None:
+    # A packing video or a reference photo is the shop's evidence of what it sent; the evidence
+    # report's summary lists them by kind. The buyer's page offers statement and other only.
+    claim = _file_claim(server, shop["buyer"], shop["order"], "claim_unrelated.jpg")
+    with server.client(shop["buyer"]) as buyer:
+        for kind in ("packing_video", "reference_photo"):
+            r = buyer.post(
+                f"/v1/claims/{claim['id']}/evidence",
+                data={"kind": kind, "statement": "the shop's own video"},
+                files=[("file", ("packing.mp4", b"\x00" * 64, "video/mp4"))],
+            )
+            assert r.status_code == 400 and r.json()["error"]["code"] == "evidence.bad_kind", r.text
+        r = buyer.post(
+            f"/v1/claims/{claim['id']}/evidence", data={"kind": "other", "statement": "x"}
+        )
+        assert r.status_code == 201, r.text
+    kinds = [e["kind"] for e in assessed(server, claim["id"])["evidence"]]
+    assert kinds == ["other"], kinds
