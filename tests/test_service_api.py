@@ -764,3 +764,45 @@ def test_an_animated_generator_output_is_refused_with_what_its_metadata_says_on_
         assert entry.details["code"] == "media.animated"
         assert entry.details["facts"]["provenance"][0]["facts"]["generator"] == "ComfyUI"
     database.dispose()
+
+
+def test_a_buyer_cannot_learn_the_machines_action_by_filtering_its_claims_by_it(
+    server: Server, shop: dict[str, str]
+) -> None:
+    # The action is never in a buyer's answer; a filter by it would tell the same thing by
+    # which claims come back (escalate: the forgery was seen; approve: it passed).
+    claim = _file_claim(server, shop["buyer"], shop["order"], "claim_forged.jpg")
+    with server.client(shop["buyer"]) as buyer:
+        wait_analysed(buyer, claim["id"])
+    assert assessed(server, claim["id"])["action"] == "escalate"
+    with server.client(shop["buyer"]) as buyer:
+        for action in ("escalate", "approve"):
+            r = buyer.get("/v1/claims", params={"action": action, "limit": 200})
+            assert r.status_code == 403, r.text
+            assert r.json()["error"]["code"] == "auth.forbidden"
+        assert claim["id"] in [c["id"] for c in buyer.get("/v1/claims").json()["items"]]
+    with server.client(shop["merchant"]) as merchant:
+        listed = merchant.get("/v1/claims", params={"action": "escalate", "limit": 200}).json()
+        assert claim["id"] in [c["id"] for c in listed["items"]]
+
+
+def test_a_buyer_adds_only_its_own_kinds_of_evidence_never_the_shops(
+    server: Server, shop: dict[str, str]
+) -> None:
+    # A packing video or a reference photo is the shop's evidence of what it sent; the evidence
+    # report's summary lists them by kind. The buyer's page offers statement and other only.
+    claim = _file_claim(server, shop["buyer"], shop["order"], "claim_unrelated.jpg")
+    with server.client(shop["buyer"]) as buyer:
+        for kind in ("packing_video", "reference_photo"):
+            r = buyer.post(
+                f"/v1/claims/{claim['id']}/evidence",
+                data={"kind": kind, "statement": "the shop's own video"},
+                files=[("file", ("packing.mp4", b"\x00" * 64, "video/mp4"))],
+            )
+            assert r.status_code == 400 and r.json()["error"]["code"] == "evidence.bad_kind", r.text
+        r = buyer.post(
+            f"/v1/claims/{claim['id']}/evidence", data={"kind": "other", "statement": "x"}
+        )
+        assert r.status_code == 201, r.text
+    kinds = [e["kind"] for e in assessed(server, claim["id"])["evidence"]]
+    assert kinds == ["other"], kinds

@@ -386,3 +386,27 @@ def test_a_video_sent_again_with_another_buyers_claim_is_found_and_so_is_a_photo
                 assert found["facts"]["matches"][0]["matched_by"] == "video_frame"
                 assert found["facts"]["matches"][0]["claim"] in ids[:2]
                 assert "frame" in found["reason"]["en"]
+
+
+def test_a_packing_videos_file_name_is_cut_and_cleaned_like_every_uploaded_name(
+    tmp_path: Path,
+) -> None:
+    from refundlens.service.fields import MAX_FILE_NAME
+    from refundlens.store import Database
+    from refundlens.store.sql.models import PackingVideo
+
+    _flat_video(tmp_path / "v.mp4", (160, 120), 10)
+    listing = resources.files("refundlens").joinpath("samples/listing.jpg").read_bytes()
+    with running_server(tmp_path / "data") as server:
+        merchant_key, order = _shop_with_order(server, listing)
+        with server.client(merchant_key) as merchant:
+            r = merchant.post(
+                f"/v1/orders/{order}/packing-video",
+                files=[("video", ("p" * 900 + ".mp4", (tmp_path / "v.mp4").read_bytes()))],
+            )
+            assert r.status_code == 202, r.text
+        database = Database(server.settings)
+        with database.session() as session:
+            name = session.get(PackingVideo, r.json()["video_id"]).name  # type: ignore[union-attr]
+        database.dispose()
+    assert len(name) == MAX_FILE_NAME and name.startswith("ppp")

@@ -17,6 +17,7 @@ from .notifications import notify
 from .states import ClaimState, transition
 
 __all__ = [
+    "BUYER_EVIDENCE_KINDS",
     "DECISIONS",
     "EVIDENCE_KINDS",
     "DecisionValue",
@@ -36,6 +37,8 @@ DECISIONS: tuple[DecisionValue, ...] = get_args(DecisionValue)
 
 EvidenceKind = Literal["packing_video", "reference_photo", "statement", "other"]
 EVIDENCE_KINDS: tuple[EvidenceKind, ...] = get_args(EvidenceKind)
+BUYER_EVIDENCE_KINDS: tuple[EvidenceKind, ...] = ("statement", "other")
+"""What a buyer may send (the others are the shop's); the buyer's page offers these only."""
 
 
 def add_evidence(
@@ -56,6 +59,12 @@ def add_evidence(
     if kind not in EVIDENCE_KINDS:
         raise RefundlensError(
             "evidence.bad_kind", f"Evidence kind must be one of {', '.join(EVIDENCE_KINDS)}."
+        )
+    if actor.role == "buyer" and kind not in BUYER_EVIDENCE_KINDS:
+        # A packing video or a reference photo is the shop's word for what it sent.
+        raise RefundlensError(
+            "evidence.bad_kind",
+            f"A buyer's evidence kind is one of {', '.join(BUYER_EVIDENCE_KINDS)}.",
         )
     if not statement and file is None:
         raise RefundlensError("evidence.empty", "Evidence needs a file or a statement.")

@@ -20,7 +20,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import cookie_parser
 
 from .. import __version__
 from ..config import Settings, load_settings
@@ -30,11 +32,13 @@ from ..runtime import Runtime
 from ..store.crypto import PiiCipher
 from ..workers.runner import Dispatcher
 from . import web
+from .auth import AuthError, authenticate, web_session
 from .body_limit import BodyLimit
 from .headers import SecurityHeaders
 from .observe import Observe
 from .routes import ROUTERS
 from .schemas import ErrorOut
+from .web.common import COOKIE
 
 __all__ = ["create_app"]
 
@@ -193,10 +197,26 @@ def create_app(
             "request.unstorable", "A value in the request cannot be stored; nothing was.", 422
         )
 
+    def signed_in(headers: Headers) -> bool:
+        """The request's key or web session is a live one (the upload limit is for them)."""
+        try:
+            with runtime.db.session() as session:
+                if "authorization" in headers:
+                    try:
+                        authenticate(session, headers["authorization"])
+                        return True
+                    except AuthError:
+                        pass
+                token = cookie_parser(headers.get("cookie", "")).get(COOKIE)
+                return web_session(session, token) is not None
+        except (OperationalError, PoolTimeoutError):
+            return True  # the route answers 503 service.busy, as it would have
+
     app.add_middleware(
         BodyLimit,
         multipart_bytes=(settings.max_photos_per_claim + 1) * settings.max_file_bytes,
         other_bytes=settings.max_body_bytes,
+        signed_in=signed_in,
     )
     app.add_middleware(Observe)  # outermost: every answer, the body limit's 413 too
 

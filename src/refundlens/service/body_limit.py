@@ -10,7 +10,9 @@ rest of the body is never read (the server closes the connection).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -25,10 +27,19 @@ class BodyLimit:
     """``multipart_bytes`` for multipart uploads that carry a key or a web session,
     ``other_bytes`` for every other body (anonymous uploads included)."""
 
-    def __init__(self, app: ASGIApp, *, multipart_bytes: int, other_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        multipart_bytes: int,
+        other_bytes: int,
+        signed_in: Callable[[Headers], bool] | None = None,
+    ) -> None:
         self.app = app
         self.multipart_bytes = multipart_bytes
         self.other_bytes = other_bytes
+        self.signed_in = signed_in
+        """Whether the key or the session a request names is a live one (a database lookup)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -40,6 +51,9 @@ class BodyLimit:
         # parses a form before the route checks who sent it, so an anonymous multipart body
         # would otherwise be read and spooled up to the upload limit for nothing.
         signed = "authorization" in headers or "rl_session=" in headers.get("cookie", "")
+        # Naming one is not enough: any made-up header would open the upload limit.
+        if multipart and signed and self.signed_in is not None:
+            signed = await run_in_threadpool(self.signed_in, headers)
         # The capture page's upload carries its capability in the path (a one-time token),
         # which the route checks before it reads the body.
         signed = signed or scope.get("path", "").startswith("/web/capture/")

@@ -186,6 +186,10 @@ def list_claims(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> ClaimPageOut:
+    if p.role == "buyer" and action:
+        # Which claims a filter by the machine's action keeps would tell a buyer what it never
+        # reads in an answer (cases/buyer.py): a buyer filters by state only, as on the page.
+        raise RefundlensError("auth.forbidden", "A buyer filters its claims by state only.")
     query = select(Claim).order_by(Claim.seq.desc())
     if p.role == "merchant":
         query = query.where(Claim.merchant_id == p.tenant_id)

@@ -67,7 +67,7 @@ async def packing_video(
     decodes it and its key frames become the order's references when it finishes
     (``packing_video.processed`` event)."""
     _, data = await read_upload(runtime.settings, video, video=True)
-    name = video.filename or "packing"
+    name = fields.file_name(video.filename, "packing")  # cut and cleaned, as every upload's
 
     def visible_order(s: Session) -> Order:
         order = s.get(Order, order_id)
