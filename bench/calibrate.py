@@ -50,6 +50,10 @@ REFERENCE_CODES = [
 # unresolved matches left it) would clear claims that the bench never tested, such as the
 # buyer's own photo with painted damage. It keeps its provisional strength.
 NOT_MEASURABLE_HERE = ["reference.same_item_new_photo"]
+# "The views agree" lowers the risk, so it must be measured like everything that raises it: a
+# forger whose damage lies off the compared surface gets the same verdict as an honest buyer.
+# Counted on the capture bench's dev pairs at the shipped difference threshold.
+CAPTURE_VERDICTS = {"consistency.damage_confirmed": "confirmed"}
 
 
 def _counts(pos: list[set[str]], neg: list[set[str]], code: str) -> dict[str, int]:
@@ -97,6 +101,26 @@ def main() -> None:
             **_counts(carriers, camera, code),
             "data": "bench/results/provenance.json: files carrying the mark vs real camera originals",
         }
+    capture_path = RESULTS / "capture.json"
+    if capture_path.exists():
+        from refundlens.detectors.consistency import Thresholds
+
+        shipped = str(Thresholds().difference)
+        pairs = json.loads(capture_path.read_text())
+        for split in ("dev", "test"):
+            rows_ = [r for r in pairs if r["split"] == split and shipped in r["verdicts"]]
+            pos = [{r["verdicts"][shipped]} for r in rows_ if r["kind"].startswith("forged")]
+            neg = [{r["verdicts"][shipped]} for r in rows_ if r["kind"].startswith("honest")]
+            for code, verdict in CAPTURE_VERDICTS.items():
+                counts = _counts(pos, neg, verdict)
+                if split == "dev":
+                    codes[code] = {
+                        **counts,
+                        "data": f"bench/results/capture.json, split dev, difference {shipped}: "
+                        "inconsistent pairs vs honest pairs",
+                    }
+                else:
+                    check.append(f"| `{code}` | {log_likelihood_ratio(**counts):+.2f} | {counts} |")
     forensics_path = RESULTS / "forensics.json"
     if forensics_path.exists():
         rows = json.loads(forensics_path.read_text())["rows"]
@@ -149,7 +173,8 @@ def main() -> None:
         "written in every carrier; real generator outputs), specificity on real camera originals; they "
         "have no thresholds to tune, and their ratio is bounded by how many camera originals were measured. "
         "Pixel codes: forgeries (real Reddit edits, generated edits, Stable Diffusion outputs) against "
-        "camera originals and their chat-app re-saves, dev split. Codes not listed keep their detector's provisional strength.",
+        "camera originals and their chat-app re-saves, dev split. Consistency codes: inconsistent damage "
+        "against honest pairs of the capture bench, dev split, at the shipped threshold. Codes not listed keep their detector's provisional strength.",
         "",
         "| code | strength (ln LR) | counts | data |",
         "|---|---|---|---|",

@@ -891,7 +891,7 @@ class ConsistencyDetector(Detector):
     codes: ClassVar[Mapping[str, str]] = {
         "consistency.damage_missing_in_other_view": "structure (damage) seen in one view is absent "
         "from another view of the same surface; regions outlined on both",
-        "consistency.damage_confirmed": "the views agree on the shared surface (supports the buyer)",
+        "consistency.damage_confirmed": "the views agree on the shared surface (damage elsewhere not compared)",
         "consistency.cannot_tell": "too little surface shared, or the views do not compare "
         "(informational)",
     }
@@ -978,10 +978,13 @@ class ConsistencyDetector(Detector):
             Reason(
                 f"{_short(claim.name)} and {what_en} {_short(other.name)} agree where they show the "
                 f"same surface ({100 * c.shared_fraction:.0f}% of the photo, structure correlation "
-                f"{c.correlation:.2f}): nothing seen in one, damage included, is missing from the other.",
+                f"{c.correlation:.2f}): nothing seen there in one is missing from the other. Damage "
+                "outside that surface (a side only one photo shows, the hand, the background) was "
+                "not compared: this does not confirm it.",
                 f"{_short(claim.name)} 与{what_zh} {_short(other.name)} 在共同可见的表面上一致"
                 f"（占照片 {100 * c.shared_fraction:.0f}%，结构相关系数 {c.correlation:.2f}）："
-                "一张中可见的内容（包括破损）在另一张中同样存在。",
+                "该表面上一张中可见的内容在另一张中同样存在。该表面之外的破损（只有一张拍到的侧面、"
+                "手、背景）未作比较，本结论不能证实其存在。",
             ),
             facts,
             None,
