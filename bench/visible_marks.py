@@ -88,3 +88,73 @@ def table(rates: dict[tuple[str, object], list[bool]]) -> list[str]:
             cells.append(f"{100 * (1 - float(np.mean(hits))):.0f}% missed")
         lines.append(f"| {height} px | " + " | ".join(cells) + " |")
     return lines
+
+
+# Cheaper OCR passes, measured rather than guessed (issue 22: OCR is the largest single cost of
+# an honest claim): each (plain tile side, strokes tile side) on the dev photos, misses per
+# height, and the seconds an unmarked photo costs (both calls run when no label is read).
+PASSES = ((384, 384), (384, 320), (384, 288), (320, 320))
+
+
+def passes_study(split: str = "dev", limit: int = 6) -> list[str]:
+    import time
+
+    from refundlens.threads import one_thread_per_process
+
+    one_thread_per_process()
+    paths = photos(split, limit)
+    bases = []
+    for path in paths:
+        base = Image.open(path).convert("RGB")
+        base.thumbnail((1024, 1024))
+        bases.append(base)
+    lines = [
+        "# Visible marks: what cheaper OCR passes would miss",
+        "",
+        f"Split `{split}` ({len(paths)} photos: {', '.join(p.name for p in paths)}); the label "
+        "drawn as in the provenance report (white, thin dark outline), every height, corner and "
+        "opacity, JPEG q85. 'Seconds' is one core, an unmarked photo (both OCR calls run), best "
+        "of 3, mean over the photos. Command: `python -m bench.visible_marks`.",
+        "",
+        "| plain tiles px | strokes tiles px | missed | "
+        + " | ".join(f"{h} px" for h in HEIGHTS)
+        + " | seconds per unmarked photo |",
+        "|---" * (4 + len(HEIGHTS)) + "|",
+    ]
+    for corner_side, strokes_side in PASSES:
+        missed = collections.Counter[int]()
+        total = 0
+        for base in bases:
+            for height, corner, opacity in itertools.product(HEIGHTS, CORNERS, OPACITIES):
+                media = media_from_bytes(draw_mark(base, height, corner, opacity, FONT), "m.jpg")
+                hits = find_visible_marks(
+                    media.analysis, corner_side=corner_side, strokes_side=strokes_side
+                )
+                total += 1
+                if not any(hit.mark.kind == "label" for hit in hits):
+                    missed[height] += 1
+        seconds = []
+        for base in bases:
+            rgb = np.asarray(base)
+            times = []
+            for _ in range(3):
+                start = time.perf_counter()
+                find_visible_marks(rgb, corner_side=corner_side, strokes_side=strokes_side)
+                times.append(time.perf_counter() - start)
+            seconds.append(min(times))
+        lines.append(
+            f"| {corner_side} | {strokes_side} | {sum(missed.values())} of {total} | "
+            + " | ".join(str(missed[h]) for h in HEIGHTS)
+            + f" | {float(np.mean(seconds)):.3f} |"
+        )
+    return lines
+
+
+def main() -> None:
+    text = "\n".join(passes_study()) + "\n"
+    (Path(__file__).resolve().parent / "results" / "visible_marks_passes.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -97,22 +97,21 @@ def _bright_strokes(tile: npt.NDArray[np.uint8], reach: int) -> npt.NDArray[np.u
     return np.repeat((255 - ink)[:, :, None], 3, axis=2)
 
 
-def find_visible_marks(
-    rgb: npt.NDArray[np.uint8],
-    *,
-    corner_share: float = 0.35,
-    corner_side: int = 384,
-    min_score: float = 0.6,
-    enhance: bool = True,
-) -> list[OcrHit]:
-    """OCR the four corners (``corner_share`` of each side, each scaled to at most ``corner_side``
-    pixels) as one 2x2 mosaic, in a single OCR call, and return the known marks read.
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Mosaic:
+    """The four corners of an image as one 2x2 mosaic, and how to map a box back."""
 
-    With ``enhance``, when that call reads no label, a second call reads the same mosaic with
-    each tile reduced to its thin bright strokes (:func:`_bright_strokes`): labels drawn
-    semi-transparent, or white over a bright picture, that the plain tiles lose. Two OCR calls at
-    most per image. Sizes and opacities read are in bench/results/provenance.md.
-    """
+    image: npt.NDArray[np.uint8]
+    tiles: dict[str, tuple[int, int]]
+    """Top-left of each corner's tile in the mosaic."""
+    origins: dict[str, tuple[int, int]]
+    """Top-left of each corner in the image."""
+    scale: float
+    tile: tuple[int, int]
+    """(rows, cols) of a tile."""
+
+
+def _mosaic(rgb: npt.NDArray[np.uint8], corner_share: float, corner_side: int) -> _Mosaic:
     rows, cols = rgb.shape[:2]
     h, w = max(32, int(rows * corner_share)), max(32, int(cols * corner_share))
     scale = min(1.0, corner_side / max(h, w))
@@ -132,53 +131,81 @@ def find_visible_marks(
         tr, tc = (index // 2) * (th + gap), (index % 2) * (tw + gap)
         mosaic[tr : tr + tile.shape[0], tc : tc + tile.shape[1]] = tile
         tiles[name] = (tr, tc)
+    return _Mosaic(mosaic, tiles, origins, scale, (th, tw))
 
-    def read(image: npt.NDArray[np.uint8]) -> list[OcrHit]:
-        with _LOCK:  # one ONNX session per process, not re-entrant across threads
-            result = _engine()(np.ascontiguousarray(image[:, :, ::-1]))  # rapidocr expects BGR
-        hits: list[OcrHit] = []
-        for i, text in enumerate(result.txts or ()):
-            score = float(result.scores[i])
-            folded = _fold(text)
-            found = [m for m in marks() if _fold(m.text) in folded]
-            if score < min_score or not found:
-                continue
-            best = max(found, key=lambda m: (m.kind == "label", len(m.text)))
-            box = np.asarray(result.boxes[i], np.float64)
-            centre_r, centre_c = box[:, 1].mean(), box[:, 0].mean()
-            name = min(
-                tiles,
-                key=lambda n: (
-                    abs(centre_r - tiles[n][0] - th / 2) + abs(centre_c - tiles[n][1] - tw / 2)
-                ),
-            )
-            tr, tc = tiles[name]
-            r0, c0 = origins[name]
-            rr = (box[:, 1] - tr) / scale + r0
-            cc = (box[:, 0] - tc) / scale + c0
-            hits.append(
-                OcrHit(
-                    best,
-                    text,
-                    score,
-                    name,
-                    (
-                        int(rr.min()),
-                        int(cc.min()),
-                        int(rr.max() - rr.min()),
-                        int(cc.max() - cc.min()),
-                    ),
-                )
-            )
-        return hits
 
-    hits = read(mosaic)
+def _read(mosaic: _Mosaic, image: npt.NDArray[np.uint8], min_score: float) -> list[OcrHit]:
+    """One OCR call on ``image`` (``mosaic``'s image or a transform of it, same geometry)."""
+    with _LOCK:  # one ONNX session per process, not re-entrant across threads
+        result = _engine()(np.ascontiguousarray(image[:, :, ::-1]))  # rapidocr expects BGR
+    th, tw = mosaic.tile
+    hits: list[OcrHit] = []
+    for i, text in enumerate(result.txts or ()):
+        score = float(result.scores[i])
+        folded = _fold(text)
+        found = [m for m in marks() if _fold(m.text) in folded]
+        if score < min_score or not found:
+            continue
+        best = max(found, key=lambda m: (m.kind == "label", len(m.text)))
+        box = np.asarray(result.boxes[i], np.float64)
+        centre_r, centre_c = box[:, 1].mean(), box[:, 0].mean()
+        name = min(
+            mosaic.tiles,
+            key=lambda n: (
+                abs(centre_r - mosaic.tiles[n][0] - th / 2)
+                + abs(centre_c - mosaic.tiles[n][1] - tw / 2)
+            ),
+        )
+        tr, tc = mosaic.tiles[name]
+        r0, c0 = mosaic.origins[name]
+        rr = (box[:, 1] - tr) / mosaic.scale + r0
+        cc = (box[:, 0] - tc) / mosaic.scale + c0
+        hits.append(
+            OcrHit(
+                best,
+                text,
+                score,
+                name,
+                (int(rr.min()), int(cc.min()), int(rr.max() - rr.min()), int(cc.max() - cc.min())),
+            )
+        )
+    return hits
+
+
+def find_visible_marks(
+    rgb: npt.NDArray[np.uint8],
+    *,
+    corner_share: float = 0.35,
+    corner_side: int = 384,
+    min_score: float = 0.6,
+    enhance: bool = True,
+    strokes_side: int | None = None,
+) -> list[OcrHit]:
+    """OCR the four corners (``corner_share`` of each side, each scaled to at most ``corner_side``
+    pixels) as one 2x2 mosaic, in a single OCR call, and return the known marks read.
+
+    With ``enhance``, when that call reads no label, a second call reads the corners again with
+    each tile reduced to its thin bright strokes (:func:`_bright_strokes`), its tiles at most
+    ``strokes_side`` pixels (default: ``corner_side``): labels drawn semi-transparent, or white
+    over a bright picture, that the plain tiles lose. Two OCR calls at most per image. Sizes and
+    opacities read, and what smaller passes would cost in misses, are in
+    bench/results/provenance.md and bench/results/visible_marks_passes.md.
+    """
+    plain = _mosaic(rgb, corner_share, corner_side)
+    hits = _read(plain, plain.image, min_score)
     if enhance and not any(hit.mark.kind == "label" for hit in hits):
-        strokes = np.full_like(mosaic, 255)
-        for tr, tc in tiles.values():
+        side = strokes_side or corner_side
+        again = plain if side == corner_side else _mosaic(rgb, corner_share, side)
+        th, tw = again.tile
+        strokes = np.full_like(again.image, 255)
+        for tr, tc in again.tiles.values():
             strokes[tr : tr + th, tc : tc + tw] = _bright_strokes(
-                mosaic[tr : tr + th, tc : tc + tw], 5
+                again.image[tr : tr + th, tc : tc + tw], 5
             )
         seen = {(hit.corner, hit.mark.text) for hit in hits}
-        hits += [hit for hit in read(strokes) if (hit.corner, hit.mark.text) not in seen]
+        hits += [
+            hit
+            for hit in _read(again, strokes, min_score)
+            if (hit.corner, hit.mark.text) not in seen
+        ]
     return hits
