@@ -326,6 +326,10 @@ class Settings:
     """Deliveries tried per webhook event before it is marked failed (backoff doubles from 2 s)."""
     max_photos_per_claim: int = 9
     """Photos accepted in one claim upload."""
+    max_open_claims_per_order: int = 1
+    """Claims one order may have open (not approved, decided or final) at once; another is
+    refused (``claim.already_open``) before its files are stored or analysed. One open
+    after-sales claim per order, as marketplaces allow: a rejected buyer appeals that claim."""
     max_body_bytes: int = 1024 * 1024
     """Largest request body that is not multipart (JSON, a web form), in bytes; multipart
     uploads may carry (``max_photos_per_claim`` + 1) x ``max_file_bytes``."""

@@ -156,6 +156,10 @@ class Claims(Protocol):
 
     def in_state(self, state: str) -> list[Claim]: ...
 
+    def open_on_order(self, order_id: str, closed_states: Sequence[str]) -> int:
+        """How many of the order's claims are in none of ``closed_states``."""
+        ...
+
     def submitted_queue(self) -> list[tuple[str, dt.datetime | None]]:
         """(id, when last handed to the queue) of ``submitted`` claims, in claim order."""
         ...

@@ -188,6 +188,13 @@ class _Claims:
     def in_state(self, state: str) -> list[Claim]:
         return [c for c in self.t.claims.values() if c.state == state]
 
+    def open_on_order(self, order_id: str, closed_states: Sequence[str]) -> int:
+        return sum(
+            1
+            for c in self.t.claims.values()
+            if c.order_id == order_id and c.state not in closed_states
+        )
+
     def submitted_queue(self) -> list[tuple[str, dt.datetime | None]]:
         rows = sorted(self.in_state("submitted"), key=lambda c: c.seq)
         return [(c.id, c.queued_at) for c in rows]

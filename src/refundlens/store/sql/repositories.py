@@ -159,6 +159,15 @@ class _Claims:
     def in_state(self, state: str) -> list[Claim]:
         return list(self.session.execute(select(Claim).where(Claim.state == state)).scalars())
 
+    def open_on_order(self, order_id: str, closed_states: Sequence[str]) -> int:
+        return int(
+            self.session.execute(
+                select(func.count())
+                .select_from(Claim)
+                .where(Claim.order_id == order_id, Claim.state.not_in(list(closed_states)))
+            ).scalar_one()
+        )
+
     def submitted_queue(self) -> list[tuple[str, dt.datetime | None]]:
         rows = self.session.execute(
             select(Claim.id, Claim.queued_at).where(Claim.state == "submitted").order_by(Claim.seq)
