@@ -251,6 +251,9 @@ class Settings:
     """Hours within which a reviewer should decide; the queue sorts by this deadline."""
     capture_token_max_age_minutes: float = 30.0
     """A live capture must be taken at most this many minutes before its upload."""
+    capture_max_live_tokens: int = 3
+    """Capture tokens (links) one claim may hold unused and unexpired at once; another request
+    is refused (``capture.too_many_tokens``) until one is used or expires."""
     capture_max_photos: int = 3
     """Photos one live capture may send from the capture page (the app sends one per token)."""
     capture_clip_seconds: float = 5.0

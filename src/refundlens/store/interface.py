@@ -180,6 +180,10 @@ class Claims(Protocol):
 
     def add_capture_token(self, token: CaptureToken) -> None: ...
 
+    def capture_tokens_of(self, claim_id: str) -> list[CaptureToken]:
+        """The claim's capture tokens, used, expired or live."""
+        ...
+
 
 class Assessments(Protocol):
     """The analyses of claims, one per attempt that finished."""

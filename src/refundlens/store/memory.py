@@ -224,6 +224,9 @@ class _Claims:
     def capture_token(self, token_id: str, *, for_update: bool = False) -> CaptureToken | None:
         return self.t.capture_tokens.get(token_id)
 
+    def capture_tokens_of(self, claim_id: str) -> list[CaptureToken]:
+        return [t for t in self.t.capture_tokens.values() if t.claim_id == claim_id]
+
     def add_capture_token(self, token: CaptureToken) -> None:
         _with_defaults(token)
         self.t.capture_tokens[token.id] = token

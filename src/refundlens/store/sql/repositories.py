@@ -204,6 +204,13 @@ class _Claims:
     def capture_token(self, token_id: str, *, for_update: bool = False) -> CaptureToken | None:
         return self.session.get(CaptureToken, token_id, with_for_update=for_update)
 
+    def capture_tokens_of(self, claim_id: str) -> list[CaptureToken]:
+        return list(
+            self.session.execute(select(CaptureToken).where(CaptureToken.claim_id == claim_id))
+            .scalars()
+            .all()
+        )
+
     def add_capture_token(self, token: CaptureToken) -> None:
         self.session.add(token)
 
