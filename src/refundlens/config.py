@@ -329,6 +329,8 @@ class Settings:
     """Deliveries tried per webhook event before it is marked failed (backoff doubles from 2 s)."""
     max_photos_per_claim: int = 9
     """Photos accepted in one claim upload."""
+    web_queue_page_size: int = 50
+    """Claims one page of the web queue (``/web/queue``) shows at most, with a link to the next."""
     max_open_claims_per_order: int = 1
     """Claims one order may have open (not approved, decided or final) at once; another is
     refused (``claim.already_open``) before its files are stored or analysed. One open
