@@ -122,6 +122,7 @@ CLAIM_PHOTOS = {
     4: lambda: _scene(14),
     5: lambda: _scene(15),
     6: lambda: _scene(16),
+    7: lambda: _scene(17),
 }
 
 
@@ -277,6 +278,36 @@ def test_an_expired_or_forged_link_opens_nothing_and_takes_no_upload(
         assert client.get(forged).status_code == 404
         assert client.get(server.url + "/web/capture/cap_%2E%2E%2Fv1").status_code == 404
     assert assessed(server, claim_id)["state"] == "awaiting_capture"
+
+
+def test_a_claim_holds_at_most_capture_max_live_tokens_unused_links(
+    shop: tuple[Server, dict[str, str]],
+) -> None:
+    # Each request for a link adds a token row: a claim holds capture_max_live_tokens (3)
+    # unused, unexpired ones; once one expires (or is used), another may be issued.
+    server, keys = shop
+    most = server.settings.capture_max_live_tokens
+    assert most == 3
+    claim_id = _claim_awaiting_capture(server, keys, 7)
+    urls = [_capture_url(server, keys, claim_id) for _ in range(most)]
+    with server.client(keys["buyer"]) as buyer:
+        refused = buyer.post(f"/v1/claims/{claim_id}/capture-token")
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["error"]["code"] == "capture.too_many_tokens"
+    from refundlens.store import Database
+    from refundlens.store.sql.models import CaptureToken
+
+    database = Database(server.settings)
+    with database.session() as session:
+        rows = session.query(CaptureToken).filter(CaptureToken.claim_id == claim_id).all()
+        assert len(rows) == most  # the refused request stored nothing
+        row = session.get(CaptureToken, urls[0].rsplit("/", 1)[1].partition(".")[0])
+        assert row is not None
+        row.expires_at = NOW - dt.timedelta(minutes=1)
+    database.dispose()
+    assert _capture_url(server, keys, claim_id)  # an expired link no longer counts
+    with httpx.Client(timeout=60) as client:
+        assert client.get(urls[1]).status_code == 200  # the earlier links still open
 
 
 def test_a_photo_of_another_product_is_asked_for_a_live_capture_not_approved(

@@ -314,10 +314,14 @@ def test_a_live_capture_signed_with_c2pa_by_the_platforms_capture_app_is_accepte
             "capture.not_live",
         ),
     }
+    # One token for every attempt: a refused capture leaves it unused (and a claim holds at
+    # most capture_max_live_tokens unused ones).
+    with runtime.db.session() as session:
+        claim = session.get(Claim, claim_id)
+        token, _ = cases.issue_capture_token(SqlStore(session), buyer, claim, settings)
     for name, (data, code) in attempts.items():
         with runtime.db.session() as session:
             claim = session.get(Claim, claim_id)
-            token, _ = cases.issue_capture_token(SqlStore(session), buyer, claim, settings)
             with pytest.raises(RefundlensError) as refused:
                 cases.accept_capture(
                     SqlStore(session),
@@ -332,7 +336,6 @@ def test_a_live_capture_signed_with_c2pa_by_the_platforms_capture_app_is_accepte
             assert refused.value.code == code, name
     with runtime.db.session() as session:
         claim = session.get(Claim, claim_id)
-        token, _ = cases.issue_capture_token(SqlStore(session), buyer, claim, settings)
         live = sign_jpeg(camera, "digitalCapture", chain=app)
         [photo] = cases.accept_capture(
             SqlStore(session),

@@ -9,6 +9,7 @@ import socket
 import time
 from collections.abc import Iterator
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -499,3 +500,55 @@ def test_a_form_amount_that_is_no_finite_number_is_a_field_error(text: str) -> N
     assert refused.value.code == "request.bad_field"
     assert fields.parse_amount("amount", " ") is None
     assert fields.parse_amount("amount", "12.5") == 12.5
+
+
+def test_a_second_open_claim_on_an_order_is_refused_before_its_files_are_stored(
+    server: Server, shop: dict[str, str]
+) -> None:
+    # Each claim starts a full analysis: one order takes max_open_claims_per_order (1) open
+    # claims, and another is refused before its photos are decoded or stored.
+    assert server.settings.max_open_claims_per_order == 1
+    with server.client(shop["merchant"]) as merchant:
+        r = merchant.post(
+            "/v1/orders",
+            json={
+                "external_id": "o-open",
+                "sku_id": shop["sku"],
+                "buyer_id": "buyer-1",
+                "amount": 50,
+            },
+        )
+        assert r.status_code == 201, r.text
+        order = r.json()["id"]
+    blobs = Path(server.settings.data_dir) / "blobs"
+    form = {"order_id": order, "type": "refund_only", "amount": "10"}
+    with server.client(shop["buyer"]) as buyer:
+        first = buyer.post("/v1/claims", data=form)
+        assert first.status_code == 201, first.text
+        before = sorted(p.name for p in blobs.rglob("*") if p.is_file())
+        claims = [c["id"] for c in buyer.get("/v1/claims").json()["items"]]
+        listing = resources.files("refundlens").joinpath("samples/claim_genuine.jpg").read_bytes()
+        fresh = listing + b"\x00second"  # bytes no blob has yet
+        again = buyer.post(
+            "/v1/claims", data=form, files=[("photos", ("c.jpg", fresh, "image/jpeg"))]
+        )
+        assert again.status_code == 409, again.text
+        assert again.json()["error"]["code"] == "claim.already_open"
+        assert sorted(p.name for p in blobs.rglob("*") if p.is_file()) == before
+        assert [c["id"] for c in buyer.get("/v1/claims").json()["items"]] == claims
+        wait_analysed(buyer, first.json()["id"])
+    # Once the open claim is decided, the order takes a new one.
+    with server.client(shop["merchant"]) as merchant:
+        r = merchant.post(
+            f"/v1/claims/{first.json()['id']}/evidence",
+            data={"kind": "statement", "statement": "ok"},
+        )
+        assert r.json()["claim_state"] == "under_review", r.text
+    with server.client(shop["reviewer"]) as reviewer:
+        r = reviewer.post(
+            f"/v1/claims/{first.json()['id']}/decision",
+            json={"decision": "reject", "reason": "no damage shown"},
+        )
+        assert r.status_code == 200, r.text
+    with server.client(shop["buyer"]) as buyer:
+        assert buyer.post("/v1/claims", data=form).status_code == 201

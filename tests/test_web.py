@@ -643,3 +643,48 @@ def test_a_buyer_appeals_a_decision_on_the_page_and_a_person_looks_again(
     response = page.request.get(f"{server.url}/web/claims/{claim}/report.pdf")
     assert response.status == 403
     assert "evidence report is for" in response.text() or "证据报告仅供" in response.text()
+
+
+def test_the_queue_shows_one_page_of_claims_and_a_link_to_the_next(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    import html
+
+    from .service_support import add_tenants, listed_sku, order_for, web_login
+
+    # web_queue_page_size claims a page: the queue never loads more than that many at once.
+    with running_server(tmp_path_factory.mktemp("paged"), web_queue_page_size=2) as server:
+        add_tenants(server, "shop-a")
+        merchant = server.key("merchant", "shop-a")
+        buyer_key = server.key("buyer", subject="buyer-1")
+        sku = listed_sku(server, merchant)
+        claims = []
+        with server.client(buyer_key) as buyer:
+            for n in range(3):
+                order = order_for(server, merchant, sku, "buyer-1", f"o-{n}")
+                r = buyer.post(
+                    "/v1/claims", data={"order_id": order, "type": "refund_only", "amount": "9"}
+                )
+                assert r.status_code == 201, r.text
+                claims.append(r.json()["id"])
+            for claim in claims:
+                assert wait_analysed(buyer, claim)["state"] == "awaiting_merchant"
+        shown: list[str] = []
+        with web_login(server, server.admin) as client:
+            url = "/web/queue?state=awaiting_merchant&min_amount=5"
+            first = client.get(url)
+            assert first.status_code == 200
+            on_first = re.findall(r'class="claim-link">(clm_[^<]+)<', first.text)
+            assert len(on_first) == 2
+            # The counts cover every page.
+            assert re.search(r'href="\?state=awaiting_merchant">[^<]*: 3<', first.text)
+            link = re.search(r'<a href="([^"]+)" rel="next" id="next-page"', first.text)
+            assert link, first.text
+            following = html.unescape(link[1])
+            assert "state=awaiting_merchant" in following and "min_amount=5" in following
+            second = client.get(following)
+            on_second = re.findall(r'class="claim-link">(clm_[^<]+)<', second.text)
+            assert len(on_second) == 1 and 'id="next-page"' not in second.text
+            assert 'id="first-page"' in second.text
+            shown = on_first + on_second
+        assert sorted(shown) == sorted(claims)

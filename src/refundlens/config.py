@@ -251,6 +251,9 @@ class Settings:
     """Hours within which a reviewer should decide; the queue sorts by this deadline."""
     capture_token_max_age_minutes: float = 30.0
     """A live capture must be taken at most this many minutes before its upload."""
+    capture_max_live_tokens: int = 3
+    """Capture tokens (links) one claim may hold unused and unexpired at once; another request
+    is refused (``capture.too_many_tokens``) until one is used or expires."""
     capture_max_photos: int = 3
     """Photos one live capture may send from the capture page (the app sends one per token)."""
     capture_clip_seconds: float = 5.0
@@ -326,6 +329,12 @@ class Settings:
     """Deliveries tried per webhook event before it is marked failed (backoff doubles from 2 s)."""
     max_photos_per_claim: int = 9
     """Photos accepted in one claim upload."""
+    web_queue_page_size: int = 50
+    """Claims one page of the web queue (``/web/queue``) shows at most, with a link to the next."""
+    max_open_claims_per_order: int = 1
+    """Claims one order may have open (not approved, decided or final) at once; another is
+    refused (``claim.already_open``) before its files are stored or analysed. One open
+    after-sales claim per order, as marketplaces allow: a rejected buyer appeals that claim."""
     max_body_bytes: int = 1024 * 1024
     """Largest request body that is not multipart (JSON, a web form), in bytes; multipart
     uploads may carry (``max_photos_per_claim`` + 1) x ``max_file_bytes``."""

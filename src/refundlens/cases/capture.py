@@ -44,13 +44,29 @@ __all__ = [
 def issue_capture_token(
     store: Store, actor: Actor, claim: Claim, settings: Settings
 ) -> tuple[str, dt.datetime]:
-    """A one-time token for a live capture (only while the claim awaits one). Returns (token, expiry)."""
+    """A one-time token for a live capture (only while the claim awaits one). Returns (token, expiry).
+
+    Only the hash of a token's secret is kept, so an earlier link cannot be handed out again:
+    a buyer who lost one asks for another, up to ``capture_max_live_tokens`` unused and
+    unexpired at once (the caller holds the claim's row, so two requests do not both pass)."""
     import hashlib
     import secrets
 
     if claim.state != ClaimState.AWAITING_CAPTURE:
         raise RefundlensError(
             "capture.not_requested", f"The claim is {claim.state}; no live capture is requested."
+        )
+    now = utcnow()
+    live = [
+        t
+        for t in store.claims.capture_tokens_of(claim.id)
+        if t.used_at is None and (aware(t.expires_at) or now) > now
+    ]
+    if len(live) >= settings.capture_max_live_tokens:
+        raise RefundlensError(
+            "capture.too_many_tokens",
+            f"This claim already has {len(live)} unused capture links (capture_max_live_tokens); "
+            "use one of them.",
         )
     secret = secrets.token_urlsafe(24)
     expires = aware(claim.deadline_at) or (

@@ -28,6 +28,7 @@ from .routing import CLAIM_TYPES
 from .states import ClaimState
 
 __all__ = [
+    "CLOSED_STATES",
     "ClaimFiles",
     "check_claim_request",
     "create_claim",
@@ -45,9 +46,38 @@ class ClaimFiles:
     videos: list[tuple[str, str]]  # name, sha256 (checked from the header; decoded by the worker)
 
 
-def check_claim_request(order: Order, claim_type: str, amount: float) -> None:
+CLOSED_STATES: tuple[str, ...] = (
+    ClaimState.APPROVED.value,
+    ClaimState.DECIDED.value,
+    ClaimState.FINAL.value,
+)
+"""States in which a claim no longer counts as open (as for ``claim.closed``): an appeal
+reopens an approved or decided claim."""
+
+
+def check_open_claims(store: Store, settings: Settings, order: Order) -> None:
+    """Refuse another claim on an order that has ``max_open_claims_per_order`` open already:
+    each claim starts a full analysis, so one order must not multiply them."""
+    most = settings.max_open_claims_per_order
+    if store.claims.open_on_order(order.id, CLOSED_STATES) >= most:
+        raise RefundlensError(
+            "claim.already_open",
+            f"This order already has {most} open claim{'s' if most != 1 else ''} "
+            "(max_open_claims_per_order); follow or appeal that one instead.",
+        )
+
+
+def check_claim_request(
+    order: Order,
+    claim_type: str,
+    amount: float,
+    *,
+    store: Store | None = None,
+    settings: Settings | None = None,
+) -> None:
     """What can be refused about a claim without its files. Callers check it before
-    :func:`prepare_claim_files`, which stores the files: a refused claim then leaves none."""
+    :func:`prepare_claim_files`, which stores the files: a refused claim then leaves none.
+    With ``store`` and ``settings``, an order with its open claims at the limit is refused too."""
     if claim_type not in CLAIM_TYPES:
         raise RefundlensError(
             "claim.bad_type",
@@ -57,6 +87,8 @@ def check_claim_request(order: Order, claim_type: str, amount: float) -> None:
         raise RefundlensError(
             "claim.bad_amount", f"The amount must be between 0 and the order's {order.amount:g}."
         )
+    if store is not None and settings is not None:
+        check_open_claims(store, settings, order)
 
 
 def prepare_claim_files(
@@ -120,7 +152,7 @@ def create_claim(
 ) -> Claim:
     """File a claim. ``photos`` are the raw files (with ``videos``), or what
     :func:`prepare_claim_files` made of them outside the transaction."""
-    check_claim_request(order, claim_type, amount)
+    check_claim_request(order, claim_type, amount, store=store, settings=settings)
     files = (
         photos
         if isinstance(photos, ClaimFiles)
@@ -128,6 +160,7 @@ def create_claim(
     )
     photo_rows, video_rows = files.photos, files.videos
     store.audit.lock()  # two claims filed at once must not both take the next number
+    check_open_claims(store, settings, order)  # nor both pass the limit (checked again, locked)
     seq = store.claims.next_seq()
     claim = Claim(
         id=new_id("clm"),

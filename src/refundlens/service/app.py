@@ -50,6 +50,8 @@ STATUS = {
     "auth.forbidden": 403,
     "claim.illegal_transition": 409,
     "claim.closed": 409,
+    "claim.already_open": 409,
+    "capture.too_many_tokens": 409,
     "media.too_large": 413,
     "idempotency.key_reused": 422,
     "request.too_large": 413,

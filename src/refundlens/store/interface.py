@@ -156,6 +156,10 @@ class Claims(Protocol):
 
     def in_state(self, state: str) -> list[Claim]: ...
 
+    def open_on_order(self, order_id: str, closed_states: Sequence[str]) -> int:
+        """How many of the order's claims are in none of ``closed_states``."""
+        ...
+
     def submitted_queue(self) -> list[tuple[str, dt.datetime | None]]:
         """(id, when last handed to the queue) of ``submitted`` claims, in claim order."""
         ...
@@ -175,6 +179,10 @@ class Claims(Protocol):
     def capture_token(self, token_id: str, *, for_update: bool = False) -> CaptureToken | None: ...
 
     def add_capture_token(self, token: CaptureToken) -> None: ...
+
+    def capture_tokens_of(self, claim_id: str) -> list[CaptureToken]:
+        """The claim's capture tokens, used, expired or live."""
+        ...
 
 
 class Assessments(Protocol):

@@ -188,6 +188,13 @@ class _Claims:
     def in_state(self, state: str) -> list[Claim]:
         return [c for c in self.t.claims.values() if c.state == state]
 
+    def open_on_order(self, order_id: str, closed_states: Sequence[str]) -> int:
+        return sum(
+            1
+            for c in self.t.claims.values()
+            if c.order_id == order_id and c.state not in closed_states
+        )
+
     def submitted_queue(self) -> list[tuple[str, dt.datetime | None]]:
         rows = sorted(self.in_state("submitted"), key=lambda c: c.seq)
         return [(c.id, c.queued_at) for c in rows]
@@ -216,6 +223,9 @@ class _Claims:
 
     def capture_token(self, token_id: str, *, for_update: bool = False) -> CaptureToken | None:
         return self.t.capture_tokens.get(token_id)
+
+    def capture_tokens_of(self, claim_id: str) -> list[CaptureToken]:
+        return [t for t in self.t.capture_tokens.values() if t.claim_id == claim_id]
 
     def add_capture_token(self, token: CaptureToken) -> None:
         _with_defaults(token)

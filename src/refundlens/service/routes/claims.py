@@ -114,7 +114,9 @@ async def create_claim(
             if view is not None:
                 return view, 200, None
             # Refused before its files are stored: a refused claim leaves no blob behind.
-            cases.check_claim_request(visible_order(s), claim_type, amount)
+            cases.check_claim_request(
+                visible_order(s), claim_type, amount, store=SqlStore(s), settings=settings
+            )
         # Decoding and storing the files needs no transaction: none is held open over it.
         try:
             prepared = cases.prepare_claim_files(runtime.blobs, settings, claim_type, files, clips)

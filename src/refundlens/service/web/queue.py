@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import math
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from ...store.sql.models import Claim
 from ...store.sql.queries import latest_assessment
@@ -40,6 +40,7 @@ def queue(
     min_amount: str | None = None,
     min_risk: str | None = None,
     mine: str | None = None,
+    offset: str | None = None,
 ) -> Response:
     # An empty field of the filter form means "any"; a number that does not parse, too.
     amount_floor = _number(min_amount)
@@ -55,34 +56,50 @@ def queue(
         check_text("code", code or "", 200)
     except FieldError as exc:
         return refused(request, user, exc.code, 422)
+    settings = runtime_of(request).settings
+    size = max(1, settings.web_queue_page_size)
+    # Offset paging (?offset=, a multiple of the page size from the "next page" link): one
+    # page loads at most web_queue_page_size claims, and reads as many assessments for ?code=.
+    skip = int(offset) if offset and offset.isascii() and offset.isdigit() else 0
+    skip = min(skip, 1 << 62)
     with runtime_of(request).db.session() as session:
-        query = select(Claim)
+        scope = []
         if user.role == "merchant":
-            query = query.where(Claim.merchant_id == user.tenant_id)
+            scope.append(Claim.merchant_id == user.tenant_id)
         elif user.role == "buyer":
-            query = query.where(Claim.buyer_id == user.subject)
+            scope.append(Claim.buyer_id == user.subject)
         elif user.role == "reviewer":
-            query = query.where(Claim.merchant_id.in_(sorted(user.tenants)))
-        counts: dict[str, int] = {}
-        rows = list(session.execute(query).scalars())
-        for row in rows:
-            counts[row.state] = counts.get(row.state, 0) + 1
+            scope.append(Claim.merchant_id.in_(sorted(user.tenants)))
+        counts: dict[str, int] = {
+            str(name): int(n)
+            for name, n in session.execute(
+                select(Claim.state, func.count()).where(*scope).group_by(Claim.state)
+            )
+        }
+        query = select(Claim).where(*scope)
         if state:
-            rows = [r for r in rows if r.state == state]
+            query = query.where(Claim.state == state)
         elif user.role in ("reviewer", "admin"):
-            rows = [r for r in rows if r.state in QUEUE_STATES]
+            query = query.where(Claim.state.in_(QUEUE_STATES))
         if merchant:
-            rows = [r for r in rows if r.merchant_id == merchant]
+            query = query.where(Claim.merchant_id == merchant)
         if mine:
-            rows = [r for r in rows if r.assigned_to == user.key_id]
+            query = query.where(Claim.assigned_to == user.key_id)
         if action:
-            rows = [r for r in rows if r.action == action]
+            query = query.where(Claim.action == action)
         if amount_floor is not None:
-            rows = [r for r in rows if r.amount >= amount_floor]
+            query = query.where(Claim.amount >= amount_floor)
         if risk_floor is not None:
             # In percent on the page, as the risk bars show it.
-            rows = [r for r in rows if r.risk is not None and 100 * r.risk >= risk_floor]
+            query = query.where(Claim.risk.is_not(None), Claim.risk * 100 >= risk_floor)
+        # Nearest deadline first, claims with none last; the claim number keeps pages stable.
+        query = query.order_by(Claim.deadline_at.is_(None), Claim.deadline_at, Claim.seq)
+        rows = list(session.execute(query.offset(skip).limit(size + 1)).scalars())
+        more = len(rows) > size
+        rows = rows[:size]
         if code:
+            # A finding code is in the reports, not a column: it filters this page's claims
+            # only (a page may show fewer; the next page goes on after them).
             keep = []
             for r in rows:
                 latest = latest_assessment(session, r.id)
@@ -94,14 +111,6 @@ def queue(
                 if code in codes:
                     keep.append(r)
             rows = keep
-        far = dt.datetime.max.replace(tzinfo=dt.UTC)
-        rows.sort(
-            key=lambda r: (
-                r.deadline_at.replace(tzinfo=dt.UTC)
-                if r.deadline_at and r.deadline_at.tzinfo is None
-                else (r.deadline_at or far)
-            )
-        )
         hide = user.role == "buyer"  # never the risk or the machine's action (cases/buyer.py)
         items = [
             {
@@ -117,19 +126,23 @@ def queue(
             }
             for r in rows
         ]
+    filters = {
+        "state": state or "",
+        "merchant": merchant or "",
+        "action": action or "",
+        "code": code or "",
+        "min_amount": "" if amount_floor is None else f"{amount_floor:g}",
+        "min_risk": "" if risk_floor is None else f"{risk_floor:g}",
+        "mine": bool(mine),
+    }
+    kept = {k: ("1" if k == "mine" else v) for k, v in filters.items() if v}
     return page(
         request,
         "queue.html",
         user=user,
         items=items,
         counts=counts,
-        filters={
-            "state": state or "",
-            "merchant": merchant or "",
-            "action": action or "",
-            "code": code or "",
-            "min_amount": "" if amount_floor is None else f"{amount_floor:g}",
-            "min_risk": "" if risk_floor is None else f"{risk_floor:g}",
-            "mine": bool(mine),
-        },
+        filters=filters,
+        next_page="/web/queue?" + urlencode({**kept, "offset": skip + size}) if more else None,
+        first_page="/web/queue?" + urlencode(kept) if skip else None,
     )

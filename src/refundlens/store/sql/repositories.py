@@ -159,6 +159,15 @@ class _Claims:
     def in_state(self, state: str) -> list[Claim]:
         return list(self.session.execute(select(Claim).where(Claim.state == state)).scalars())
 
+    def open_on_order(self, order_id: str, closed_states: Sequence[str]) -> int:
+        return int(
+            self.session.execute(
+                select(func.count())
+                .select_from(Claim)
+                .where(Claim.order_id == order_id, Claim.state.not_in(list(closed_states)))
+            ).scalar_one()
+        )
+
     def submitted_queue(self) -> list[tuple[str, dt.datetime | None]]:
         rows = self.session.execute(
             select(Claim.id, Claim.queued_at).where(Claim.state == "submitted").order_by(Claim.seq)
@@ -194,6 +203,13 @@ class _Claims:
 
     def capture_token(self, token_id: str, *, for_update: bool = False) -> CaptureToken | None:
         return self.session.get(CaptureToken, token_id, with_for_update=for_update)
+
+    def capture_tokens_of(self, claim_id: str) -> list[CaptureToken]:
+        return list(
+            self.session.execute(select(CaptureToken).where(CaptureToken.claim_id == claim_id))
+            .scalars()
+            .all()
+        )
 
     def add_capture_token(self, token: CaptureToken) -> None:
         self.session.add(token)
