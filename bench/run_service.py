@@ -120,16 +120,21 @@ def _run(server: Any, label: str, kind: str = "forged", processes: int = 1) -> d
             data={"external_id": "mug"},
             files=[("photos", ("listing.jpg", listing, "image/jpeg"))],
         ).json()["id"]
-        order = merchant.post(
-            "/v1/orders", json={"external_id": "o", "sku_id": sku, "buyer_id": "b", "amount": 1000}
-        ).json()["id"]
+        # One order per claim: an order takes one open claim (max_open_claims_per_order).
+        orders = [
+            merchant.post(
+                "/v1/orders",
+                json={"external_id": f"o{i}", "sku_id": sku, "buyer_id": "b", "amount": 1000},
+            ).json()["id"]
+            for i in range(CLAIMS + 2)
+        ]
     photos = [_photo(i, kind) for i in range(CLAIMS)]
     # Warm-up (not timed): each worker process loads the engine and caches the reference once.
     with server.client(buyer_key) as buyer:
         warm = [
             buyer.post(
                 "/v1/claims",
-                data={"order_id": order, "type": "refund_only", "amount": "10"},
+                data={"order_id": orders[CLAIMS + i], "type": "refund_only", "amount": "10"},
                 files=[("photos", ("w.jpg", _photo(1000 + i, kind), "image/jpeg"))],
             ).json()["id"]
             for i in range(2)
@@ -147,7 +152,7 @@ def _run(server: Any, label: str, kind: str = "forged", processes: int = 1) -> d
         with server.client(buyer_key) as buyer:
             r = buyer.post(
                 "/v1/claims",
-                data={"order_id": order, "type": "refund_only", "amount": "10"},
+                data={"order_id": orders[i], "type": "refund_only", "amount": "10"},
                 files=[("photos", (f"c{i}.jpg", photos[i], "image/jpeg"))],
             )
             r.raise_for_status()
