@@ -122,7 +122,7 @@ CLAIM_PHOTOS = {
     4: lambda: _scene(14),
     5: lambda: _scene(15),
     6: lambda: _scene(16),
-    7: lambda: _scene(17),
+    7: lambda: _scene(31),  # its own: the clip test films 17, live photos are 20 and 21
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import os
 import subprocess
@@ -124,18 +125,33 @@ def platform(tmp_path: Path) -> Iterator[tuple[Server, dict[str, str]]]:
                     },
                 ).json()["id"]
             keys[buyer] = server.key("buyer", subject=buyer)
+            keys[f"shop-{buyer}"], keys[f"sku-{buyer}"] = shop, sku
         keys.update({f"order-{b}": o for b, o in orders.items()})
         yield server, keys
+
+
+_ORDERS = itertools.count()
 
 
 def _claim(
     server: Server, keys: dict[str, str], buyer: str, photo: bytes, amount: float = 100.0
 ) -> dict:  # type: ignore[type-arg]
+    # Each claim on an order of its own: an order holds one open claim (max_open_claims_per_order).
+    with server.client(keys[keys[f"shop-{buyer}"]]) as merchant:
+        order = merchant.post(
+            "/v1/orders",
+            json={
+                "external_id": f"o-{buyer}-{next(_ORDERS)}",
+                "sku_id": keys[f"sku-{buyer}"],
+                "buyer_id": buyer,
+                "amount": 2000,
+            },
+        ).json()["id"]
     with server.client(keys[buyer]) as client:
         r = client.post(
             "/v1/claims",
             data={
-                "order_id": keys[f"order-{buyer}"],
+                "order_id": order,
                 "type": "return_and_refund",
                 "amount": str(amount),
             },
