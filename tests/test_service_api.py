@@ -810,3 +810,46 @@ def test_a_buyer_adds_only_its_own_kinds_of_evidence_never_the_shops(
         assert r.status_code == 201, r.text
     kinds = [e["kind"] for e in assessed(server, claim["id"])["evidence"]]
     assert kinds == ["other"], kinds
+
+
+def test_a_file_that_is_not_what_its_evidence_kind_says_is_refused_and_not_stored(
+    server: Server, shop: dict[str, str]
+) -> None:
+    # The evidence report lists files by kind: junk filed as a packing video would read as the
+    # shop's video, and a bomb filed as a reference photo would be kept for a person to open.
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    bomb = (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", 50000, 50000, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + chunk(b"IEND", b"")
+    )
+    claim = _file_claim(server, shop["buyer"], shop["order"], "claim_unrelated.jpg")
+    with server.client(shop["merchant"]) as merchant:
+        for kind, file, code in (
+            ("packing_video", ("packing.mp4", bytes(range(256)) * 8), "media.video_unreadable"),
+            ("reference_photo", ("ref.png", bomb), "media.decompression_bomb"),
+            ("reference_photo", ("ref.jpg", b"not a photo"), "media.not_an_image"),
+        ):
+            r = merchant.post(
+                f"/v1/claims/{claim['id']}/evidence",
+                data={"kind": kind},
+                files=[("file", (*file, "application/octet-stream"))],
+            )
+            assert r.status_code in (400, 413, 422), r.text
+            assert r.json()["error"]["code"] == code, r.text
+        r = merchant.post(
+            f"/v1/claims/{claim['id']}/evidence",
+            data={"kind": "reference_photo"},
+            files=[("file", ("ref.jpg", _sample("listing.jpg"), "image/jpeg"))],
+        )
+        assert r.status_code == 201, r.text
+    kinds = [e["kind"] for e in assessed(server, claim["id"])["evidence"]]
+    assert kinds == ["reference_photo"], kinds

@@ -288,6 +288,19 @@ def test_the_web_evidence_form_refuses_what_the_api_refuses(
             )
             assert response.status_code == 303
             assert response.headers["location"].endswith(f"error={code}"), form
+        # A file that is not what its kind says, as the API refuses it.
+        for kind, file, code in (
+            ("packing_video", ("packing.mp4", bytes(range(256)) * 8), "media.video_unreadable"),
+            ("reference_photo", ("ref.jpg", b"not a photo"), "media.not_an_image"),
+        ):
+            response = client.post(
+                f"/web/claims/{keys['claim']}/evidence",
+                data={"kind": kind, "statement": "", "csrf": csrf},
+                files={"file": (*file, "application/octet-stream")},
+                headers={"Origin": server.url},
+            )
+            assert response.status_code == 303
+            assert response.headers["location"].endswith(f"error={code}"), kind
         assert client.get(f"/web/claims/{keys['claim']}").text.count("<li>") == before
 
 

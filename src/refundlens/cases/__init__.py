@@ -73,6 +73,7 @@ from .review import (
     allowed_decisions,
     appeal,
     assign,
+    check_evidence,
     decide,
     expire_windows,
 )
@@ -108,6 +109,7 @@ __all__ = [
     "capture_repeats",
     "capture_signature",
     "check_claim_request",
+    "check_evidence",
     "claims_to_queue",
     "create_claim",
     "create_order",

@@ -26,6 +26,7 @@ __all__ = [
     "allowed_decisions",
     "appeal",
     "assign",
+    "check_evidence",
     "decide",
     "expire_windows",
 ]
@@ -39,6 +40,42 @@ EvidenceKind = Literal["packing_video", "reference_photo", "statement", "other"]
 EVIDENCE_KINDS: tuple[EvidenceKind, ...] = get_args(EvidenceKind)
 BUYER_EVIDENCE_KINDS: tuple[EvidenceKind, ...] = ("statement", "other")
 """What a buyer may send (the others are the shop's); the buyer's page offers these only."""
+
+
+def _check_kind(actor: Actor, kind: str) -> None:
+    if kind not in EVIDENCE_KINDS:
+        raise RefundlensError(
+            "evidence.bad_kind", f"Evidence kind must be one of {', '.join(EVIDENCE_KINDS)}."
+        )
+    if actor.role == "buyer" and kind not in BUYER_EVIDENCE_KINDS:
+        # A packing video or a reference photo is the shop's word for what it sent.
+        raise RefundlensError(
+            "evidence.bad_kind",
+            f"A buyer's evidence kind is one of {', '.join(BUYER_EVIDENCE_KINDS)}.",
+        )
+
+
+def check_evidence(
+    actor: Actor, kind: str, file: tuple[str, bytes] | None, settings: Settings
+) -> None:
+    """Refuse evidence that :func:`add_evidence` would not take, and a file that is not what
+    its kind says, before anything is stored: a reference
+    photo must decode as a photo (every image limit, bombs included), a packing video must
+    open as a video within every limit its header answers. The report lists evidence by kind,
+    so junk filed as a packing video would read as one. Statements and other files are kept
+    as sent (never decoded or served). Run outside a transaction: it decodes."""
+    _check_kind(actor, kind)
+    if file is None:
+        return
+    name, data = file
+    if kind == "reference_photo":
+        from ..media import media_from_bytes
+
+        media_from_bytes(data, name, settings)
+    elif kind == "packing_video":
+        from ..media.video import probe_video
+
+        probe_video(data, settings)
 
 
 def add_evidence(
@@ -56,16 +93,7 @@ def add_evidence(
         raise RefundlensError(
             "claim.closed", f"The claim is {claim.state}; evidence can no longer be added."
         )
-    if kind not in EVIDENCE_KINDS:
-        raise RefundlensError(
-            "evidence.bad_kind", f"Evidence kind must be one of {', '.join(EVIDENCE_KINDS)}."
-        )
-    if actor.role == "buyer" and kind not in BUYER_EVIDENCE_KINDS:
-        # A packing video or a reference photo is the shop's word for what it sent.
-        raise RefundlensError(
-            "evidence.bad_kind",
-            f"A buyer's evidence kind is one of {', '.join(BUYER_EVIDENCE_KINDS)}.",
-        )
+    _check_kind(actor, kind)
     if not statement and file is None:
         raise RefundlensError("evidence.empty", "Evidence needs a file or a statement.")
     sha = blobs.put(file[1]) if file else None

@@ -30,9 +30,15 @@ async def add_evidence(
     statement: Annotated[fields.Statement, Form()] = "",
     file: Annotated[UploadFile | None, File()] = None,
 ) -> EvidenceAddedOut:
-    upload = await read_upload(runtime.settings, file) if file is not None else None
+    upload = (
+        await read_upload(runtime.settings, file, video=kind == "packing_video")
+        if file is not None
+        else None
+    )
 
     def work() -> EvidenceAddedOut:
+        # The file is what its kind says, checked before a transaction is open (it decodes).
+        cases.check_evidence(actor(p), kind, upload, runtime.settings)
         # Its own session, opened in the worker thread once the file is read: the claim is
         # found (and its row held) there, not by a dependency of the request.
         with runtime.db.session() as s:

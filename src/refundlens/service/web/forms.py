@@ -134,10 +134,25 @@ async def evidence(
         return _back(claim_id, f"error={exc.code}")
     upload = None
     if file is not None and file.filename:
-        data = await file.read(runtime.settings.max_file_bytes + 1)
-        if len(data) > runtime.settings.max_file_bytes:
+        limit = (
+            runtime.settings.video_max_bytes
+            if kind == "packing_video"
+            else runtime.settings.max_file_bytes
+        )
+        data = await file.read(limit + 1)
+        if len(data) > limit:
             return _back(claim_id, "error=media.too_large")
         upload = (file_name(file.filename), data)
+        try:
+            await run_in_threadpool(
+                cases.check_evidence,
+                cases.Actor(user.key_id, user.role),
+                kind,
+                upload,
+                runtime.settings,
+            )
+        except RefundlensError as exc:
+            return _back(claim_id, f"error={exc.code}")
     return await run_in_threadpool(
         _act,
         request,
