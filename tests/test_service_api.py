@@ -853,3 +853,41 @@ def test_a_file_that_is_not_what_its_evidence_kind_says_is_refused_and_not_store
         assert r.status_code == 201, r.text
     kinds = [e["kind"] for e in assessed(server, claim["id"])["evidence"]]
     assert kinds == ["reference_photo"], kinds
+
+
+def test_what_a_new_user_tripped_over_gets_its_documented_code(
+    server: Server, shop: dict[str, str]
+) -> None:
+    # A SKU's bad photo says which one; a SKU with none, a decision or an appeal with no reason
+    # and an order delivered before it shipped each get the code docs/errors.md gives them.
+    with server.client(shop["merchant"]) as merchant:
+        r = merchant.post(
+            "/v1/skus",
+            data={"external_id": "two-photos"},
+            files=[
+                ("photos", ("listing.jpg", _sample("listing.jpg"), "image/jpeg")),
+                ("photos", ("notes.jpg", b"just text", "image/jpeg")),
+            ],
+        )
+        assert r.status_code == 422, r.text
+        error = r.json()["error"]
+        assert error["code"] == "media.not_an_image"
+        assert error["file"] == {"field": "photos", "index": 1, "name": "notes.jpg"}, error
+        r = merchant.post("/v1/skus", data={"external_id": "no-photos"})
+        assert (r.status_code, r.json()["error"]["code"]) == (400, "sku.no_reference"), r.text
+        r = merchant.post(
+            "/v1/orders",
+            json={
+                "external_id": "late",
+                "sku_id": shop["sku"],
+                "buyer_id": "buyer-1",
+                "amount": 10,
+                "shipped_at": "2026-12-03T08:00:00+08:00",
+                "delivered_at": "2026-11-01T08:00:00+08:00",
+            },
+        )
+        assert (r.status_code, r.json()["error"]["code"]) == (400, "order.bad_dates"), r.text
+    claim = _file_claim(server, shop["buyer"], shop["order"], "claim_unrelated.jpg")
+    with server.client(shop["reviewer"]) as reviewer:
+        r = reviewer.post(f"/v1/claims/{claim['id']}/decision", json={"decision": "approve"})
+        assert (r.status_code, r.json()["error"]["code"]) == (400, "decision.reason_required")

@@ -688,3 +688,21 @@ def test_the_queue_shows_one_page_of_claims_and_a_link_to_the_next(
             assert 'id="first-page"' in second.text
             shown = on_first + on_second
         assert sorted(shown) == sorted(claims)
+
+
+def test_the_claim_pages_facts_read_as_words_and_numbers_never_as_python_values(
+    site: tuple[Server, dict[str, str]],
+) -> None:
+    # The evidence report's rule (tests/test_report.py) holds on the reviewer's page too.
+    import html
+
+    from .service_support import web_login
+
+    server, keys = site
+    with web_login(server, keys["reviewer"]) as client:
+        page = client.get(f"/web/claims/{keys['open_claim']}?lang=en")
+        assert page.status_code == 200
+    tables = re.findall(r"<details><summary>[^<]*</summary><table>(.*?)</table>", page.text, re.S)
+    assert tables, "no facts table on the claim page"
+    text = html.unescape(re.sub(r"<[^>]+>", " ", " ".join(tables)))
+    assert not re.findall(r"[{}\[\]']|\b(True|False|None)\b", text), text[:500]

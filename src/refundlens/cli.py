@@ -341,7 +341,8 @@ def demo(
             _write_outputs(assessment, out / Path(name).stem)
             _print_human(assessment, lang if lang in ("zh", "en") else "zh", console)
     console.print(
-        f"demo report written to {out}/ (report.json; per claim, the pictures of what was found)"
+        f"demo report written to {out}/: a folder per claim, each with report.json and the "
+        "pictures of what was found"
     )
 
 

@@ -52,7 +52,12 @@ def create_sku(
         raise NotFound("merchant", merchant_id)
     if not photos:
         raise RefundlensError("sku.no_reference", "A SKU needs at least one reference photo.")
-    decoded = [(name, data, media_from_bytes(data, name, settings)) for name, data in photos]
+    decoded = []
+    for index, (name, data) in enumerate(photos):
+        try:
+            decoded.append((name, data, media_from_bytes(data, name, settings)))
+        except RefundlensError as exc:  # which of the photos, as a claim's upload says
+            raise exc.about_file(index, name) from None
     from ..detectors.reference import prepare_reference
 
     stored = []
@@ -87,6 +92,11 @@ def create_sku(
     return sku
 
 
+def _utc(moment: dt.datetime) -> dt.datetime:
+    """Comparable whether or not it came with an offset (none given is read as UTC)."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
+
+
 def _offset_minutes(moment: dt.datetime | None) -> int | None:
     offset = moment.utcoffset() if moment is not None else None
     return None if offset is None else int(offset.total_seconds() // 60)
@@ -115,6 +125,17 @@ def create_order(
     sku = store.catalogue.sku(sku_id)
     if sku is None or sku.merchant_id != merchant_id:
         raise NotFound("sku", sku_id)
+    if (
+        shipped_at is not None
+        and delivered_at is not None
+        and _utc(delivered_at) < _utc(shipped_at)
+    ):
+        # The delivery time decides whether a photo was taken before the goods arrived.
+        raise RefundlensError(
+            "order.bad_dates",
+            f"delivered_at ({delivered_at.isoformat()}) is before shipped_at "
+            f"({shipped_at.isoformat()}).",
+        )
     store.audit.lock()  # an order synced twice at once must not be created twice
     existing = store.catalogue.order_by_external_id(merchant_id, external_id)
     if existing is not None:

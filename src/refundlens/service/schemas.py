@@ -107,12 +107,16 @@ class DecisionIn(BaseModel):
     decision: fields.Word = Field(
         description="approve | reject | partial | request_capture | escalate"
     )
-    reason: fields.Reason
+    reason: fields.Reason = Field(
+        default="", description="Required in words: empty or missing is decision.reason_required."
+    )
     amount: fields.Finite | None = None
 
 
 class AppealIn(BaseModel):
-    reason: fields.Reason
+    reason: fields.Reason = Field(
+        default="", description="Required in words: empty or missing is appeal.reason_required."
+    )
 
 
 class AssignIn(BaseModel):

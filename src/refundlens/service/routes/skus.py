@@ -23,12 +23,15 @@ async def create_sku(
     p: Who,
     runtime: RuntimeDep,
     external_id: Annotated[fields.ExternalId, Form()],
-    photos: Annotated[list[UploadFile], File(description="Reference photos (listing photos).")],
+    photos: Annotated[
+        list[UploadFile] | None,
+        File(description="Reference photos (listing photos): at least one (sku.no_reference)."),
+    ] = None,
     title: Annotated[fields.Title, Form()] = "",
     merchant_id: Annotated[fields.Id | None, Form()] = None,
 ) -> SkuOut:
     merchant = merchant_of(p, merchant_id)
-    files = [await read_upload(runtime.settings, f) for f in photos]
+    files = [await read_upload(runtime.settings, f) for f in photos or []]
 
     def work() -> SkuOut:
         with runtime.db.session() as s:
