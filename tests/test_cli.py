@@ -146,6 +146,17 @@ def test_bad_claim_file_exits_2_with_one_line_naming_the_code(
     assert len(lines) == 1 and code in lines[0] and "Traceback" not in result.stderr
 
 
+def test_a_bad_file_is_named_as_a_claim_photo_or_a_reference(
+    claim_files: dict[str, Path], tmp_path: Path
+) -> None:
+    bad, code = _bad_files(tmp_path, _product(33))["text named .jpg"]
+    as_ref = run_cli("check", str(claim_files["other"]), "--ref", str(bad))
+    as_claim = run_cli("check", str(bad), "--ref", str(claim_files["listing"]))
+    assert as_ref.returncode == as_claim.returncode == 2
+    assert f"[{code}] --ref[0] ({bad})" in as_ref.stderr, as_ref.stderr
+    assert f"[{code}] claim[0] ({bad})" in as_claim.stderr, as_claim.stderr
+
+
 def test_usage_error_exits_2(claim_files: dict[str, Path]) -> None:
     result = run_cli("check", str(claim_files["other"]), "--lang", "fr")
     assert result.returncode == 2 and "--lang" in result.stderr

@@ -97,11 +97,15 @@ def _print_human(assessment: Assessment, lang: str, console: Console) -> None:
     console.print(table)
 
 
-def _load_all(paths: Sequence[Path], settings: Settings) -> list[Media]:
-    try:
-        return [load_media(p, settings) for p in paths]
-    except RefundlensError as exc:  # a refused file still says what its metadata reads
-        raise describe_refusal(exc, settings) from None
+def _load_all(paths: Sequence[Path], settings: Settings, role: str) -> list[Media]:
+    loaded = []
+    for index, path in enumerate(paths):
+        try:
+            loaded.append(load_media(path, settings))
+        except RefundlensError as exc:  # a refused file still says what its metadata reads
+            # and which file it was: a claim photo or a reference (--ref), by its path.
+            raise describe_refusal(exc, settings).about_file(index, str(path), role) from None
+    return loaded
 
 
 def _refusal_note(exc: RefundlensError) -> str:
@@ -214,8 +218,8 @@ def check(
         raise _fail("error [usage] give at least one claim photo (or --batch MANIFEST).")
     try:
         order = _order(shipped_at, delivered_at, claimed_at, settings)
-        references = _load_all(ref or [], settings)
-        claim_media = _load_all(claims, settings)
+        references = _load_all(ref or [], settings, "--ref")
+        claim_media = _load_all(claims, settings, "claim")
     except RefundlensError as exc:
         raise _fail(f"error [{exc.code}] {exc.message}{_refusal_note(exc)}") from exc
     assessment = analyze(claim_media, references, settings=settings, policy=policy, order=order)
@@ -273,8 +277,8 @@ def _batch_line(args: tuple[int, str, str | None]) -> dict[str, Any]:
         order = _order(
             entry.get("shipped_at"), entry.get("delivered_at"), entry.get("claimed_at"), settings
         )
-        references = _load_all([Path(p) for p in refs], settings)
-        claim_media = _load_all([Path(p) for p in claims], settings)
+        references = _load_all([Path(p) for p in refs], settings, "refs")
+        claim_media = _load_all([Path(p) for p in claims], settings, "claims")
         assessment = analyze(
             claim_media, references, settings=settings, policy=_WORKER["policy"], order=order
         )
