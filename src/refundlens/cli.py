@@ -886,7 +886,9 @@ def serve(
         f"data: {database.engine.url.render_as_string(hide_password=True)}; tasks: {'celery at ' + settings.broker_url if settings.broker_url else 'in-process'}"
     )
     if token:
-        typer.echo(f"admin key (shown once, keep it): {token}")
+        # Framed: the database's migration log lines come just before it on a first start.
+        rule = "=" * 72
+        typer.echo(f"\n{rule}\nadmin key (shown once, keep it): {token}\n{rule}\n")
     if settings.metrics_port:
         _metrics_listener(settings)
         typer.echo(f"metrics: http://{settings.metrics_host}:{settings.metrics_port}/metrics")
