@@ -61,6 +61,8 @@ SHOP = DATA / "grocery-store-packages" / "test" / "Packages"
 STYLES = ("crack", "stain", "tear", "scratch", "strokes", "darkening")
 SIZES = (0.005, 0.02, 0.05)
 GRID = tuple(round(4.0 + 0.5 * i, 1) for i in range(41))  # difference thresholds judged (z)
+# mark_difference thresholds judged (z) where the buyer marked the damage (judge(mark=...))
+MARK_GRID = tuple(round(3.0 + 0.5 * i, 1) for i in range(23))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +77,9 @@ class Case:
     style: str = ""
     size: float = 0.0
     hand: bool = False
+    mark: tuple[int, int, int, int] | None = None
+    """The box a buyer would draw around the damage on the first view (x0, y0, x1, y1):
+    the painted damage's bounds, a quarter larger; none where no damage was painted."""
 
 
 def _load(path: Path) -> np.ndarray:
@@ -107,6 +112,22 @@ def _damage_layer(
     """Damage as a multiplicative layer (damaged / intact, per channel)."""
     damaged, _ = synth.paint_damage(image, where, style, size, seed)
     return (damaged.astype(np.float32) + 1.0) / (image.astype(np.float32) + 1.0)
+
+
+def _mark(layer: np.ndarray) -> tuple[int, int, int, int] | None:
+    """The box around the damage a buyer would draw: its bounds, a quarter larger each way."""
+    ys, xs = np.nonzero(np.abs(layer - 1.0).max(axis=2) > 0.03)
+    if not len(ys):
+        return None
+    pad_y = max(4, (ys.max() - ys.min()) // 4)
+    pad_x = max(4, (xs.max() - xs.min()) // 4)
+    rows, cols = layer.shape[:2]
+    return (
+        max(0, int(xs.min() - pad_x)),
+        max(0, int(ys.min() - pad_y)),
+        min(cols, int(xs.max() + pad_x + 1)),
+        min(rows, int(ys.max() + pad_y + 1)),
+    )
 
 
 def _apply(image: np.ndarray, layer: np.ndarray) -> np.ndarray:
@@ -199,15 +220,16 @@ def _damage_cases(
     where2 = cv2.erode(where2.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
     layer = _damage_layer(first, where, style, size, seed)
     mapped = _map_layer(layer, h12, second.shape[:2])
+    mark = _mark(layer)
     out = [
         Case(f"{base_id}-plain", split, family, "honest_plain", _jpeg(first, rng), _jpeg(second, rng), angle, hand=hand),
         Case(
             f"{base_id}-same", split, family, "honest_damage", _jpeg(_apply(first, layer), rng),
-            _jpeg(_apply(second, mapped), rng), angle, style, size, hand,
+            _jpeg(_apply(second, mapped), rng), angle, style, size, hand, mark,
         ),
         Case(
             f"{base_id}-one", split, family, "forged_one_only", _jpeg(_apply(first, layer), rng),
-            _jpeg(second, rng), angle, style, size, hand,
+            _jpeg(second, rng), angle, style, size, hand, mark,
         ),
     ]  # fmt: skip
     if where2.sum() >= 400:
@@ -215,7 +237,7 @@ def _damage_cases(
         out.append(
             Case(
                 f"{base_id}-indep", split, family, "forged_independent", _jpeg(_apply(first, layer), rng),
-                _jpeg(_apply(second, other), rng), angle, style, size, hand,
+                _jpeg(_apply(second, other), rng), angle, style, size, hand, mark,
             )
         )  # fmt: skip
     return out
@@ -321,6 +343,24 @@ def _analyse(case: Case) -> dict[str, Any]:
             per_threshold[str(t)] = "confirmed"
         else:
             per_threshold[str(t)] = "cannot_tell"
+    # With the buyer's mark on the first view (the claim): its direction judged with the mark,
+    # the other direction as before.
+    marked: dict[str, str] = {}
+    if case.mark is not None:
+        x0, y0, x1, y1 = case.mark
+        mask = np.zeros(a.analysis.shape[:2], bool)
+        mask[y0:y1, x0:x1] = True  # the bench's photos are analysed at their own size
+        back = judge(ba, DEFAULT_THRESHOLDS).verdict
+        for t in MARK_GRID:
+            th = dataclasses.replace(DEFAULT_THRESHOLDS, mark_difference=t)
+            v = judge(ab, th, mark=mask).verdict
+            marked[str(t)] = (
+                "flagged"
+                if "missing" in (v, back)
+                else "confirmed"
+                if v == "agrees"
+                else "cannot_tell"
+            )
     return {
         "id": case.id,
         "split": case.split,
@@ -335,6 +375,7 @@ def _analyse(case: Case) -> dict[str, Any]:
         "correlation": round(min(ab.correlation, ba.correlation), 3),
         "why": sorted({ab.why, ba.why} - {""}),
         "verdicts": per_threshold,
+        "marked": marked,
     }
 
 
@@ -497,8 +538,55 @@ def report(rows: list[dict[str, Any]], command: str, workers: int, wall: float) 
         "by the capture page's replay checks (issue 21 part 1), not by this detector; their rows "
         "belong here when that lands.",
         "",
+        *_marked_section(rows),
     ]
     return "\n".join(lines)
+
+
+def _marked_rate(rows: list[dict[str, Any]], t: str, outcome: str) -> str:
+    if not rows:
+        return "-"
+    k = sum(r["marked"][t] == outcome for r in rows)
+    return f"{100 * k / len(rows):.1f}% ({k}/{len(rows)})"
+
+
+def _marked_section(rows: list[dict[str, Any]]) -> list[str]:
+    """The same pairs judged with the buyer's mark around the damage on the claim photo
+    (``judge(mark=...)``): a question the product does not ask buyers yet."""
+    marked = [r for r in rows if r.get("marked")]
+    if not marked:
+        return []
+    dev_h = [r for r in marked if r["split"] == "dev" and r["kind"] == "honest_damage"]
+    chosen = MARK_GRID[-1]
+    for g in MARK_GRID:
+        if sum(r["marked"][str(g)] == "flagged" for r in dev_h) <= 0.01 * len(dev_h):
+            chosen = g
+            break
+    lines = [
+        "## With the buyer's mark around the damage (measured; not yet asked of buyers)",
+        "",
+        "The pairs with painted damage judged again as if the buyer had drawn a box around the "
+        "damage on the claim photo (its bounds, a quarter larger): marked damage that is not on "
+        "the compared surface is 'cannot tell', never 'agrees'; a region touching the mark counts "
+        "from `mark_difference`. Honest pairs without damage have no mark and are left out. "
+        f"This run's dev choice (at most 1% of dev's honest damaged pairs flagged): "
+        f"`mark_difference` = {chosen}.",
+        "",
+        "| split | mark_difference | honest flagged | forged found | forged 'agrees' (false reassurance) | forged cannot tell |",
+        "|---|---|---|---|---|---|",
+    ]
+    for split in ("dev", "test"):
+        hon = [r for r in marked if r["split"] == split and r["kind"] == "honest_damage"]
+        forged = [r for r in marked if r["split"] == split and r["kind"].startswith("forged")]
+        for g in sorted({MARK_GRID[0], chosen, 8.5, MARK_GRID[-1]} & set(MARK_GRID)):
+            t = str(g)
+            lines.append(
+                f"| {split} | {g} | {_marked_rate(hon, t, 'flagged')} | "
+                f"{_marked_rate(forged, t, 'flagged')} | {_marked_rate(forged, t, 'confirmed')} | "
+                f"{_marked_rate(forged, t, 'cannot_tell')} |"
+            )
+    lines.append("")
+    return lines
 
 
 def main() -> None:

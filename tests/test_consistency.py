@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -145,3 +146,37 @@ def test_change_evidence_sees_a_stain_on_a_plain_panel_and_not_a_change_of_light
         float(np.percentile(z[shared & ~cv2.dilate(stain.astype(np.uint8), np.ones((9, 9)))], 99))
         < 3.0
     )
+
+
+def test_a_mark_off_the_compared_surface_cannot_tell_where_the_views_otherwise_agree() -> None:
+    # "Agree" would vouch for damage that was never compared (bench/results/capture.md, the
+    # buyer's mark): marked damage must lie on the surface both photos show.
+    from refundlens.detectors.consistency import judge
+
+    claim, context = pair("no_damage")
+    c = judge(compare_views(claim.analysis, context.views[0].analysis))
+    assert c.verdict == "agrees"
+    rows, cols = claim.analysis.shape[:2]
+    shared = np.asarray(cv2.resize(c.shared.astype(np.uint8), (cols, rows)) > 0, dtype=bool)
+    off = np.zeros((rows, cols), bool)
+    ys, xs = np.nonzero(~shared)
+    off[ys[:400], xs[:400]] = True  # pixels the comparison never covered
+    assert judge(c, mark=off).why == "mark_off_shared_surface"
+    on = np.zeros((rows, cols), bool)
+    ys, xs = np.nonzero(shared)
+    on[ys[len(ys) // 2 : len(ys) // 2 + 400], xs[len(xs) // 2 : len(xs) // 2 + 400]] = True
+    assert judge(c, mark=on).verdict == "agrees"
+
+
+def test_a_crack_in_one_view_is_found_inside_the_buyers_mark() -> None:
+    from refundlens.detectors.consistency import judge
+
+    claim, context = pair("one_only")
+    c = compare_views(claim.analysis, context.views[0].analysis)
+    found = judge(c)
+    assert found.verdict == "missing"
+    mark = np.zeros(claim.analysis.shape[:2], bool)
+    here = np.asarray(cv2.resize(found.here.astype(np.uint8), mark.shape[::-1]) > 0, dtype=bool)
+    ys, xs = np.nonzero(here)
+    mark[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1] = True
+    assert judge(c, mark=mark).verdict == "missing"
