@@ -817,20 +817,9 @@ def test_a_file_that_is_not_what_its_evidence_kind_says_is_refused_and_not_store
 ) -> None:
     # The evidence report lists files by kind: junk filed as a packing video would read as the
     # shop's video, and a bomb filed as a reference photo would be kept for a person to open.
-    import struct
-    import zlib
+    from .test_media import _png_header_only
 
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-        )
-
-    bomb = (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", struct.pack(">IIBBBBB", 50000, 50000, 8, 2, 0, 0, 0))
-        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
-        + chunk(b"IEND", b"")
-    )
+    bomb = _png_header_only(50000, 50000)
     claim = _file_claim(server, shop["buyer"], shop["order"], "claim_unrelated.jpg")
     with server.client(shop["merchant"]) as merchant:
         for kind, file, code in (
