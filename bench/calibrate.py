@@ -54,6 +54,9 @@ NOT_MEASURABLE_HERE = ["reference.same_item_new_photo"]
 # forger whose damage lies off the compared surface gets the same verdict as an honest buyer.
 # Counted on the capture bench's dev pairs at the shipped difference threshold.
 CAPTURE_VERDICTS = {"consistency.damage_confirmed": "confirmed"}
+# With the buyer's box around the damage, "agrees" means the marked damage itself was compared:
+# counted on the damaged dev pairs judged again with the mark, at the shipped mark threshold.
+MARKED_CAPTURE_VERDICTS = {"consistency.marked_damage_confirmed": "confirmed"}
 
 
 def _counts(pos: list[set[str]], neg: list[set[str]], code: str) -> dict[str, int]:
@@ -118,6 +121,21 @@ def main() -> None:
                         **counts,
                         "data": f"bench/results/capture.json, split dev, difference {shipped}: "
                         "inconsistent pairs vs honest pairs",
+                    }
+                else:
+                    check.append(f"| `{code}` | {log_likelihood_ratio(**counts):+.2f} | {counts} |")
+        marked_at = str(Thresholds().mark_difference)
+        for split in ("dev", "test"):
+            rows_ = [r for r in pairs if r["split"] == split and marked_at in r.get("marked", {})]
+            pos = [{r["marked"][marked_at]} for r in rows_ if r["kind"].startswith("forged")]
+            neg = [{r["marked"][marked_at]} for r in rows_ if r["kind"].startswith("honest")]
+            for code, verdict in MARKED_CAPTURE_VERDICTS.items():
+                counts = _counts(pos, neg, verdict)
+                if split == "dev":
+                    codes[code] = {
+                        **counts,
+                        "data": f"bench/results/capture.json, split dev, marked, mark difference "
+                        f"{marked_at}: inconsistent damaged pairs vs honest damaged pairs",
                     }
                 else:
                     check.append(f"| `{code}` | {log_likelihood_ratio(**counts):+.2f} | {counts} |")

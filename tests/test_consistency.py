@@ -180,3 +180,30 @@ def test_a_crack_in_one_view_is_found_inside_the_buyers_mark() -> None:
     ys, xs = np.nonzero(here)
     mark[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1] = True
     assert judge(c, mark=mark).verdict == "missing"
+
+
+def test_the_live_capture_is_judged_against_the_mark_the_buyer_drew_on_the_claim_photo() -> None:
+    # The capture is analysed as an image of its own, the claim photo as its other view: the
+    # mark drawn on the claim photo is asked about from that side too, in both directions.
+    from refundlens.detectors._consistency_examples import marked_pair
+
+    claim, context = marked_pair("same")
+    capture = context.views[0]
+    seen_from_capture = Context(views=(claim,), damage_marks=context.damage_marks)
+    found = ConsistencyDetector().analyze(capture, seen_from_capture)
+    assert [f.code for f in found] == ["consistency.marked_damage_confirmed"]
+    assert found[0].facts["buyer_marked_damage_on"] == "claim.jpg"
+    assert found[0].facts["marked_damage_on_shared_surface_percent"] >= 50
+    # The same box moved onto the background, which the capture does not show the same way.
+    off = {claim.sha256: (0.0, 0.0, 0.08, 0.08)}
+    for image, view in ((claim, capture), (capture, claim)):
+        found = ConsistencyDetector().analyze(image, Context(views=(view,), damage_marks=off))
+        assert [f.code for f in found] == ["consistency.cannot_tell"], image.name
+        assert found[0].facts["reason_cannot_tell"] == "mark_off_shared_surface"
+
+
+def test_without_a_mark_agreeing_views_confirm_only_the_shared_surface() -> None:
+    claim, context = pair("same")
+    found = ConsistencyDetector().analyze(claim, context)
+    assert [f.code for f in found] == ["consistency.damage_confirmed"]
+    assert found[0].facts["buyer_marked_damage_box"] is None

@@ -69,8 +69,49 @@ def test_0009_adds_the_bank_entries_local_print_and_its_downgrade_removes_it_row
             assert connection.execute(sa.text("SELECT pdq FROM bank_entries")).scalars().all() == [
                 "ab" * 32
             ]
-        assert database.revisions() == ("0008", "0009")
+        assert database.revisions()[0] == "0008"
         database.upgrade()
-        assert database.revisions() == ("0009", "0009")
+        assert database.revisions()[0] == database.revisions()[1]
+    finally:
+        database.dispose()
+
+
+def _photo_columns(database: Database) -> set[str]:
+    return {c["name"] for c in sa.inspect(database.engine).get_columns("claim_photos")}
+
+
+def test_0010_adds_the_buyers_damage_box_to_claim_photos_and_its_downgrade_removes_it_rows_kept(
+    tmp_path: Path,
+) -> None:
+    database = Database(Settings(data_dir=str(tmp_path)))
+    try:
+        _migrate(database, "upgrade", "0009")
+        assert "damage_box" not in _photo_columns(database)
+        raw = database.engine.raw_connection()  # a photo row alone: no claim needed here
+        try:
+            cursor = raw.cursor()
+            cursor.execute("PRAGMA foreign_keys=OFF")
+            cursor.execute(
+                "INSERT INTO claim_photos (id, claim_id, position, sha256, name, live_capture,"
+                " created_at) VALUES ('ph_1', 'clm_1', 0, ?, 'a.jpg', 0, '2026-10-02 00:00:00')",
+                ("cd" * 32,),
+            )
+            raw.commit()
+        finally:
+            raw.close()
+        _migrate(database, "upgrade", "0010")
+        assert "damage_box" in _photo_columns(database)
+        with database.engine.begin() as connection:
+            rows = connection.execute(sa.text("SELECT name, damage_box FROM claim_photos")).all()
+            assert rows == [("a.jpg", None)]  # photos filed before: not marked
+            connection.execute(
+                sa.text("UPDATE claim_photos SET damage_box = '[0.1, 0.2, 0.3, 0.4]'")
+            )
+        _migrate(database, "downgrade", "0009")
+        assert "damage_box" not in _photo_columns(database)
+        with database.engine.connect() as connection:
+            assert connection.execute(sa.text("SELECT name FROM claim_photos")).scalars().all() == [
+                "a.jpg"
+            ]
     finally:
         database.dispose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -880,3 +881,46 @@ def test_what_a_new_user_tripped_over_gets_its_documented_code(
     with server.client(shop["reviewer"]) as reviewer:
         r = reviewer.post(f"/v1/claims/{claim['id']}/decision", json={"decision": "approve"})
         assert (r.status_code, r.json()["error"]["code"]) == (400, "decision.reason_required")
+
+
+def test_the_buyers_box_around_the_damage_is_kept_with_its_photo_and_asked_of_the_other_view(
+    server: Server, shop: dict[str, str]
+) -> None:
+    # Two photos of one crack, the buyer's box around it on the first: the analysis compares
+    # the second view there, and says so (the marked damage itself was compared).
+    from refundlens import synth
+    from refundlens.detectors._consistency_examples import crack, damage_box, new_exposure, scene
+
+    base, obj = scene(31)
+    damaged = crack(base, obj, 31)
+    box = [round(float(v), 4) for v in damage_box(base, damaged)]
+    photos = [
+        ("front.jpg", synth.jpeg_bytes(damaged, 88)),
+        ("side.jpg", synth.jpeg_bytes(new_exposure(damaged, 31, degrees=30.0), 84)),
+    ]
+    with server.client(shop["buyer"]) as buyer:
+        r = buyer.post(
+            "/v1/claims",
+            data={
+                "order_id": shop["order"],
+                "type": "refund_only",
+                "amount": "30",
+                "damage_boxes": json.dumps([box, None]),
+            },
+            files=[("photos", (n, d, "image/jpeg")) for n, d in photos],
+        )
+        assert r.status_code == 201, r.text
+        claim = r.json()
+    assert [p["damage_box"] for p in claim["photos"]] == [box, None]
+    analysed = assessed(server, claim["id"])
+    by_image = [
+        {f["code"]: f for f in image["findings"] if f["code"].startswith("consistency.")}
+        for image in analysed["assessment"]["images"]
+    ]
+    for found in by_image:  # the marked photo, and the other one seen against it
+        assert list(found) == ["consistency.marked_damage_confirmed"], found
+        facts = found["consistency.marked_damage_confirmed"]["facts"]
+        assert facts["buyer_marked_damage_on"] == "front.jpg"
+        assert facts["buyer_marked_damage_box"] == box
+    submitted = [d for a, d in audit_entries(server, claim["id"]) if a == "claim.submitted"]
+    assert submitted[0]["damage_boxes"] == [box, None]

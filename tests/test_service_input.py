@@ -528,3 +528,42 @@ def test_a_second_open_claim_on_an_order_is_refused_before_its_files_are_stored(
         assert r.status_code == 200, r.text
     with server.client(shop["buyer"]) as buyer:
         assert buyer.post("/v1/claims", data=form).status_code == 201
+
+
+@pytest.mark.parametrize(
+    "boxes",
+    [
+        "not json",
+        "{}",
+        "[]",  # one photo sent, no entry for it
+        "[null, null]",
+        "[[0.1, 0.1, 0.2]]",
+        "[[0.3, 0.1, 0.2, 0.4]]",  # right before left
+        "[[0.1, 0.1, 1.5, 0.4]]",  # outside the photo
+        "[[-0.1, 0.1, 0.5, 0.4]]",
+        '[["0.1", 0.1, 0.5, 0.4]]',
+        "[[true, 0.1, 0.5, 0.4]]",
+        "[[NaN, 0.1, 0.5, 0.4]]",
+        "[[1e400, 0.1, 0.5, 0.4]]",
+    ],
+)
+def test_a_damage_box_that_is_no_box_inside_its_photo_is_refused_before_the_photo_is_read(
+    server: Server, shop: dict[str, str], boxes: str
+) -> None:
+    blobs = Path(server.settings.data_dir) / "blobs"
+    before = sorted(p.name for p in blobs.rglob("*") if p.is_file())
+    photo = resources.files("refundlens").joinpath("samples/claim_genuine.jpg").read_bytes()
+    with server.client(shop["buyer"]) as buyer:
+        r = buyer.post(
+            "/v1/claims",
+            data={
+                "order_id": shop["order"],
+                "type": "refund_only",
+                "amount": "10",
+                "damage_boxes": boxes,
+            },
+            files=[("photos", ("c.jpg", photo + b"\x00box", "image/jpeg"))],
+        )
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["code"] == "claim.bad_damage_box", r.text
+    assert sorted(p.name for p in blobs.rglob("*") if p.is_file()) == before

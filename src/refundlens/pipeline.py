@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 from .config import Settings
 from .detectors import default_detectors
 from .detectors.base import (
     ClaimHistory,
     Context,
+    DamageBox,
     Detector,
     FeatureStore,
     Finding,
@@ -96,11 +97,13 @@ def analyze(
     features: FeatureStore | None = None,
     early_stop: bool | None = None,
     live_captures: Collection[str] = (),
+    damage_marks: Mapping[str, DamageBox] | None = None,
 ) -> Assessment:
     """Run the detectors on every claim image, cheapest first, and fuse the findings per image.
     ``features`` defaults to the folder named by ``reference_feature_dir`` (none: memory only).
     Each image sees the claim's other images as other views of the item; ``live_captures``
-    names (sha256) those taken live. ``early_stop`` (default: the ``analysis_early_stop`` setting) False runs every
+    names (sha256) those taken live, ``damage_marks`` the buyer's box around the damage on a photo
+    (by sha256). ``early_stop`` (default: the ``analysis_early_stop`` setting) False runs every
     detector whatever the cheaper ones found."""
     settings = settings or Settings()
     if early_stop is None:
@@ -119,6 +122,7 @@ def analyze(
         unboxing=tuple(unboxing),
         features=features,
         live_captures=frozenset(live_captures),
+        damage_marks=dict(damage_marks or {}),
     )
     rank = {name: i for i, name in enumerate(COST_ORDER)}
     ordered = sorted(

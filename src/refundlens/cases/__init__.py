@@ -60,6 +60,7 @@ from .intake import (
     ClaimFiles,
     check_claim_request,
     create_claim,
+    parse_damage_boxes,
     prepare_claim_files,
     record_refused_file,
 )
@@ -130,6 +131,7 @@ __all__ = [
     "packing_video_frames",
     "packing_videos_to_queue",
     "page_captures_allowed",
+    "parse_damage_boxes",
     "prepare_claim_files",
     "record_refused_file",
     "refuse_replayed_capture",

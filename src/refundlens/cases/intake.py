@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from collections.abc import Sequence
 from typing import Any
 
 from ..config import Settings
+from ..detectors.base import DamageBox
 from ..errors import RefundlensError
 from ..media import Media, media_from_bytes
 from ..metrics import metrics
@@ -32,6 +34,7 @@ __all__ = [
     "ClaimFiles",
     "check_claim_request",
     "create_claim",
+    "parse_damage_boxes",
     "prepare_claim_files",
     "record_refused_file",
 ]
@@ -138,6 +141,49 @@ def prepare_claim_files(
     )
 
 
+def parse_damage_boxes(text: str, count: int) -> list[DamageBox | None]:
+    """The buyer's boxes around the damage, one per photo in the photos' order: a JSON array of
+    ``null`` (not marked) or ``[left, top, right, bottom]``, fractions of the photo's width and
+    height as it is shown. Empty text: no photo marked."""
+    if not text.strip():
+        return [None] * count
+
+    def bad(why: str) -> RefundlensError:
+        return RefundlensError(
+            "claim.bad_damage_box",
+            f"damage_boxes: {why}. Send a JSON array with one entry per photo, in order: null, "
+            "or [left, top, right, bottom] as fractions (0 to 1) of the photo's width and height.",
+        )
+
+    try:
+        boxes = json.loads(text)
+    except ValueError:
+        raise bad("not JSON") from None
+    if not isinstance(boxes, list) or len(boxes) != count:
+        raise bad(f"{count} entries expected (one per photo)")
+    out: list[DamageBox | None] = []
+    for i, box in enumerate(boxes):
+        if box is None:
+            out.append(None)
+            continue
+        if (
+            not isinstance(box, list)
+            or len(box) != 4
+            or not all(
+                isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+                for v in box
+            )
+        ):
+            raise bad(f"entry {i} is not null or four numbers")
+        left, top, right, bottom = (float(v) for v in box)
+        if not (0 <= left < right <= 1 and 0 <= top < bottom <= 1):
+            raise bad(
+                f"entry {i} is not a box inside the photo (0 <= left < right <= 1, same for top, bottom)"
+            )
+        out.append((left, top, right, bottom))
+    return out
+
+
 def create_claim(
     store: Store,
     blobs: BlobStore,
@@ -149,9 +195,11 @@ def create_claim(
     amount: float,
     photos: Sequence[tuple[str, bytes]] | ClaimFiles,
     videos: Sequence[tuple[str, bytes]] = (),
+    damage_boxes: Sequence[DamageBox | None] = (),
 ) -> Claim:
     """File a claim. ``photos`` are the raw files (with ``videos``), or what
-    :func:`prepare_claim_files` made of them outside the transaction."""
+    :func:`prepare_claim_files` made of them outside the transaction; ``damage_boxes`` the
+    buyer's box around the damage on each (:func:`parse_damage_boxes`), if any."""
     check_claim_request(order, claim_type, amount, store=store, settings=settings)
     files = (
         photos
@@ -159,6 +207,9 @@ def create_claim(
         else prepare_claim_files(blobs, settings, claim_type, photos, videos)
     )
     photo_rows, video_rows = files.photos, files.videos
+    boxes = list(damage_boxes) or [None] * len(photo_rows)
+    if len(boxes) != len(photo_rows):
+        raise RefundlensError("claim.bad_damage_box", "One damage box (or null) per photo.")
     store.audit.lock()  # two claims filed at once must not both take the next number
     check_open_claims(store, settings, order)  # nor both pass the limit (checked again, locked)
     seq = store.claims.next_seq()
@@ -174,7 +225,9 @@ def create_claim(
         state=ClaimState.SUBMITTED.value,
     )
     store.claims.add(claim)
-    for position, (name, sha, media, variants) in enumerate(photo_rows):
+    for position, ((name, sha, media, variants), box) in enumerate(
+        zip(photo_rows, boxes, strict=True)
+    ):
         for variant, code in variants.items():
             store.fingerprints.add_photo_print(
                 ClaimFingerprint(
@@ -191,7 +244,12 @@ def create_claim(
         store.claims.add_photo(
             claim,
             ClaimPhoto(
-                id=new_id("pho"), claim_id=claim.id, position=position, sha256=sha, name=name
+                id=new_id("pho"),
+                claim_id=claim.id,
+                position=position,
+                sha256=sha,
+                name=name,
+                damage_box=list(box) if box else None,
             ),
         )
     for name, video_sha in video_rows:
@@ -214,6 +272,7 @@ def create_claim(
             "type": claim_type,
             "amount": amount,
             "photos": [m.sha256 for _, _, m, _ in photo_rows],
+            "damage_boxes": [list(b) if b else None for b in boxes],
         },
     )
     notify(store, order.merchant_id, "claim.received", claim)

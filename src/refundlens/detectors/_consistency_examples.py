@@ -8,6 +8,7 @@ second view its plane turned by a known angle about the vertical axis (an exact 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import cv2
@@ -95,6 +96,29 @@ def crack(image: RGB, obj: npt.NDArray[np.bool_], seed: int, share: float = 0.03
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
+def damage_box(before: RGB, after: RGB, grow: float = 0.25) -> tuple[float, float, float, float]:
+    """The box a buyer would draw around what ``after`` added to ``before``: its bounds, a
+    quarter larger, as fractions of the frame."""
+    rows, cols = before.shape[:2]
+    ys, xs = np.nonzero(np.abs(after.astype(np.int16) - before.astype(np.int16)).max(axis=2) > 12)
+    top, bottom, left, right = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    pad_y, pad_x = grow * (bottom - top) / 2, grow * (right - left) / 2
+    return (
+        float(max(0.0, (left - pad_x) / cols)),
+        float(max(0.0, (top - pad_y) / rows)),
+        float(min(1.0, (right + pad_x) / cols)),
+        float(min(1.0, (bottom + pad_y) / rows)),
+    )
+
+
+def marked_pair(kind: str, seed: int = 31) -> tuple[Media, Context]:
+    """:func:`pair` with the buyer's box around the claim photo's damage."""
+    claim, context = pair(kind, seed)
+    base, obj = scene(seed)
+    box = damage_box(base, crack(base, obj, seed))
+    return claim, dataclasses.replace(context, damage_marks={claim.sha256: box})
+
+
 def pair(kind: str, seed: int = 31, degrees: float = 30.0) -> tuple[Media, Context]:
     """Two photos of one claim: ``same`` crack in both, ``one_only``, ``independent`` cracks,
     ``no_damage`` in either, or ``tiny_overlap``."""
@@ -124,6 +148,17 @@ def consistency_examples() -> list[Example]:
             "the same crack from 30 degrees further round, under other light: agrees",
             lambda: pair("same"),
             frozenset({"consistency.damage_confirmed"}),
+        ),
+        Example(
+            "the same crack, and the buyer's box around it on the claim photo: the marked "
+            "damage itself was compared",
+            lambda: marked_pair("same"),
+            frozenset({"consistency.marked_damage_confirmed"}),
+        ),
+        Example(
+            "a crack the buyer marked that the live capture of the same surface lacks",
+            lambda: marked_pair("one_only"),
+            frozenset({"consistency.damage_missing_in_other_view"}),
         ),
         Example(
             "two different cracks painted into two photos of one surface",

@@ -22,6 +22,7 @@ from ..media import Media
 __all__ = [
     "ClaimHistory",
     "Context",
+    "DamageBox",
     "Detector",
     "Example",
     "FeatureStore",
@@ -139,6 +140,11 @@ class Finding:
     reference warped onto the claim)."""
 
 
+DamageBox = tuple[float, float, float, float]
+"""A box the buyer drew around the damage: (left, top, right, bottom) as fractions of the
+photo's width and height, as the photo is shown (EXIF orientation applied)."""
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class OrderFacts:
     """The order timeline a claim is about; times are timezone-aware, any may be unknown."""
@@ -166,6 +172,9 @@ class Context:
     """The claim's other photos (live captures included): other views of the same item."""
     live_captures: frozenset[str] = frozenset()
     """sha256 of the claim's photos taken as live captures (the capture page, a signed app)."""
+    damage_marks: Mapping[str, DamageBox] = dataclasses.field(default_factory=dict)
+    """The damage as the buyer marked it, by the sha256 of the photo it was drawn on: the
+    consistency check compares the other views there, and only there may it confirm damage."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -53,7 +53,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..media import Media
-from .base import Context, Detector, Example, Finding, Reason, Region, Requirement
+from .base import Context, DamageBox, Detector, Example, Finding, Reason, Region, Requirement
 from .matching import Features, claim_index, detect_features, homography_from_pairs
 
 __all__ = [
@@ -62,6 +62,7 @@ __all__ = [
     "Face",
     "Thresholds",
     "ViewComparison",
+    "box_mask",
     "change_evidence",
     "compare_views",
     "detail_map",
@@ -129,6 +130,10 @@ class Thresholds:
     min_mark_shared: float = 0.5
     """Share of the marked damage that must lie on the compared surface: below it the views
     cannot tell whether the marked damage is in both (never "agree")."""
+    max_mark_share: float = 0.35
+    """A mark over more of the photo than this points at no damage in particular: views that
+    agree confirm only the shared surface, as without a mark (the bench marks boxes a quarter
+    larger than damage painted over 0.5-5% of a face)."""
 
 
 DEFAULT_THRESHOLDS = Thresholds()
@@ -174,6 +179,10 @@ class ViewComparison:
     converse)."""
     region_z: float = 0.0
     """Mean change evidence of the strongest region reported (0 when none)."""
+    mark_shared: float | None = None
+    """Share of the buyer's mark of the damage that lies on the compared surface (None: no mark)."""
+    mark: BoolMap | None = None
+    """The buyer's mark in the claim's work frame (the other view's, drawn through the faces)."""
 
 
 # --- alignment ---------------------------------------------------------------------------------
@@ -623,14 +632,38 @@ def _grey(rgb: RGB) -> FloatMap:
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
 
 
+def box_mask(box: DamageBox, shape: tuple[int, int]) -> BoolMap:
+    """The pixels of a frame of ``shape`` (rows, cols) inside ``box`` (fractions of the width
+    and height), at least one pixel."""
+    rows, cols = shape
+    left, top = int(np.floor(box[0] * cols)), int(np.floor(box[1] * rows))
+    right = max(left + 1, int(np.ceil(box[2] * cols)))
+    bottom = max(top + 1, int(np.ceil(box[3] * rows)))
+    mask = np.zeros(shape, bool)
+    mask[max(0, top) : min(rows, bottom), max(0, left) : min(cols, right)] = True
+    return mask
+
+
+def work_shape(rgb: RGB) -> tuple[int, int]:
+    """(rows, cols) of the copy :func:`compare_views` works on."""
+    return _work_copy(rgb).shape[:2]  # type: ignore[return-value]
+
+
 def compare_views(
-    claim: RGB, other: RGB, *, thresholds: Thresholds = DEFAULT_THRESHOLDS
+    claim: RGB,
+    other: RGB,
+    *,
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
+    mark: BoolMap | None = None,
+    other_mark: BoolMap | None = None,
 ) -> ViewComparison:
     """Compare two photos of one item where they show the same surface.
 
     Parameters
     ----------
     claim, other : (rows, cols, 3) uint8 RGB, any size; both are reduced to ``WORK_SIDE``.
+    mark, other_mark : the damage as the buyer marked it on ``claim`` or on ``other`` (see
+        :func:`judge`).
 
     Returns
     -------
@@ -679,7 +712,7 @@ def compare_views(
         correlation, shared_fraction, float(occluded.sum()) / total, 0.0, blur, "",
         z, claim_side,
     )  # fmt: skip
-    return judge(measured, thresholds)
+    return judge(measured, thresholds, mark=mark, other_mark=other_mark)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -739,6 +772,7 @@ def judge(
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
     *,
     mark: BoolMap | None = None,
+    other_mark: BoolMap | None = None,
 ) -> ViewComparison:
     """The verdict on measured maps under ``thresholds`` (only the decision thresholds:
     ``evidence``, ``difference``, ``min_region_px``, ``max_surround_difference``,
@@ -749,16 +783,30 @@ def judge(
     work frame) makes the question the buyer's own: is that damage on the compared surface
     (else cannot tell, ``mark_off_shared_surface``: "agree" would vouch for what was never
     compared), and does the other view show it (regions touching the mark count from
-    ``mark_difference``)? Measured on the capture bench, not yet asked of buyers."""
+    ``mark_difference``)? Measured on the capture bench (``bench/results/capture.md``).
+
+    ``other_mark`` is the same question asked from the other side: the buyer marked the damage
+    on the other view (at the other view's work size, :func:`work_shape`), so its share on the
+    compared surface is measured there and the mark is drawn into this frame face by face.
+    ``mark`` wins where both are given."""
     shape = c.shared.shape
     if not c.faces:
         return dataclasses.replace(c, verdict="cannot_tell", why="no_shared_face")
     marked_here = None
+    mark_shared: float | None = None
     if mark is not None and mark.any():
         marked_here = (
             cv2.resize(mark.astype(np.uint8), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
             > 0
         )
+        if marked_here.any():
+            mark_shared = float((marked_here & c.shared).sum()) / float(marked_here.sum())
+        else:
+            marked_here = None
+    elif other_mark is not None and other_mark.any():
+        on_shared = other_mark & _to_other(c.shared, c.faces, other_mark.shape)  # type: ignore[arg-type]
+        mark_shared = float(on_shared.sum()) / float(other_mark.sum())
+        marked_here = _from_other(other_mark, c.faces, shape) & c.shared
         if not marked_here.any():
             marked_here = None
     z = c.difference
@@ -793,10 +841,7 @@ def judge(
     elif verdict == "agrees" and unsupported > thresholds.max_regions:
         verdict, why = "cannot_tell", "views_do_not_compare"
     elif (
-        verdict == "agrees"
-        and marked_here is not None
-        and float((marked_here & c.shared).sum()) / float(marked_here.sum())
-        < thresholds.min_mark_shared
+        verdict == "agrees" and mark_shared is not None and mark_shared < thresholds.min_mark_shared
     ):
         verdict, why = "cannot_tell", "mark_off_shared_surface"
     return dataclasses.replace(
@@ -808,6 +853,8 @@ def judge(
         region_share=region_share,
         why=why,
         region_z=strongest,
+        mark_shared=mark_shared,
+        mark=marked_here,
     )
 
 
@@ -844,23 +891,42 @@ def _to_other(mask: BoolMap, faces: Sequence[Face], other_shape: tuple[int, int]
     return out
 
 
+def _from_other(mask: BoolMap, faces: Sequence[Face], shape: tuple[int, int]) -> BoolMap:
+    """An other-view mask drawn into the claim's frame through each face's homography, kept
+    on that face."""
+    out = np.zeros(shape, bool)
+    piece = mask.astype(np.uint8) * 255
+    for face in faces:
+        warped = cv2.warpPerspective(
+            piece, face.homography, (shape[1], shape[0]), flags=cv2.INTER_LINEAR
+        )
+        out |= (warped >= 128) & face.region
+    return out
+
+
 RED = (230, 30, 30)
 ORANGE = (250, 150, 0)
 GREEN = (40, 200, 60)
+BLUE = (40, 90, 240)
 
 
 def side_by_side(claim: RGB, other: RGB, comparison: ViewComparison) -> RGB:
     """The claim (left) and the other view (right) at the work size, the shared surface's border
     in green on both, regions only the claim shows in red and regions only the other view shows in
-    orange, each drawn on both photos (where it is on one, where it should be on the other)."""
+    orange, each drawn on both photos (where it is on one, where it should be on the other); the
+    buyer's mark of the damage, where there is one, in blue."""
     a, b = _work_copy(claim), _work_copy(other)
     left = _outline(a, comparison.shared, GREEN)
+    if comparison.mark is not None:
+        left = _outline(left, comparison.mark, BLUE)
     left = _outline(left, comparison.here, RED)
     left = _outline(left, comparison.there, ORANGE)
     faces = comparison.faces
     right = _outline(b, _to_other(comparison.shared, faces, b.shape[:2]), GREEN)
     right = _outline(right, _to_other(comparison.here, faces, b.shape[:2]), RED)
     right = _outline(right, _to_other(comparison.there, faces, b.shape[:2]), ORANGE)
+    if comparison.mark is not None:
+        right = _outline(right, _to_other(comparison.mark, faces, b.shape[:2]), BLUE)
     rows = max(left.shape[0], right.shape[0])
     canvas = np.full((rows, left.shape[1] + 8 + right.shape[1], 3), 255, np.uint8)
     canvas[: left.shape[0], : left.shape[1]] = left
@@ -896,9 +962,16 @@ def _short(name: str) -> str:
     return name.rsplit("/", 1)[-1]
 
 
-def _facts(other: Media, c: ViewComparison, live: bool) -> dict[str, Any]:
+def _facts(
+    other: Media, c: ViewComparison, live: bool, mark: tuple[str, DamageBox] | None = None
+) -> dict[str, Any]:
     shared = max(1.0, float(c.shared.sum()))
     return {
+        "buyer_marked_damage_on": mark[0] if mark else None,
+        "buyer_marked_damage_box": [round(v, 4) for v in mark[1]] if mark else None,
+        "marked_damage_on_shared_surface_percent": None
+        if c.mark_shared is None
+        else round(100 * c.mark_shared, 1),
         "other_view": other.name,
         "other_view_sha256": other.sha256,
         "other_view_live_capture": live,
@@ -926,6 +999,8 @@ class ConsistencyDetector(Detector):
         "consistency.damage_missing_in_other_view": "structure (damage) seen in one view is absent "
         "from another view of the same surface; regions outlined on both",
         "consistency.damage_confirmed": "the views agree on the shared surface (damage elsewhere not compared)",
+        "consistency.marked_damage_confirmed": "the damage the buyer marked lies on the surface "
+        "both views show, and both show it",
         "consistency.cannot_tell": "too little surface shared, or the views do not compare "
         "(informational)",
     }
@@ -938,21 +1013,48 @@ class ConsistencyDetector(Detector):
         others = [v for v in context.views if v.sha256 != claim.sha256]
         if not others:
             return []
-        results = [
-            (other, compare_views(claim.analysis, other.analysis, thresholds=self.thresholds))
-            for other in others
-        ]
+        marks = context.damage_marks
+        results = []
+        for other in others:
+            # The buyer's mark on this photo, else on the other one: the same damage asked
+            # about from either side of the pair.
+            box = marks.get(claim.sha256)
+            mark = box_mask(box, work_shape(claim.analysis)) if box else None
+            other_box = None if box else marks.get(other.sha256)
+            other_mark = box_mask(other_box, work_shape(other.analysis)) if other_box else None
+            marked = (
+                (_short(claim.name), box)
+                if box
+                else (_short(other.name), other_box)
+                if other_box
+                else None
+            )
+            c = compare_views(
+                claim.analysis,
+                other.analysis,
+                thresholds=self.thresholds,
+                mark=mark,
+                other_mark=other_mark,
+            )
+            results.append((other, c, marked))
         live = set(context.live_captures)
-        missing = [(o, c) for o, c in results if c.verdict == "missing"]
-        agrees = [(o, c) for o, c in results if c.verdict == "agrees"]
+        missing = [r for r in results if r[1].verdict == "missing"]
+        agrees = [r for r in results if r[1].verdict == "agrees"]
         if missing:
-            other, c = max(missing, key=lambda oc: oc[1].region_share)
-            return [self._missing(claim, other, c, other.sha256 in live)]
+            other, c, marked = max(missing, key=lambda r: r[1].region_share)
+            return [self._missing(claim, other, c, other.sha256 in live, marked)]
         if agrees:
-            other, c = max(agrees, key=lambda oc: oc[1].shared_fraction * oc[1].correlation)
-            return [self._agrees(claim, other, c, other.sha256 in live)]
-        other, c = max(results, key=lambda oc: oc[1].shared_fraction)
-        return [self._cannot_tell(claim, other, c, other.sha256 in live)]
+            # A comparison that checked the buyer's mark says more than one that could not.
+            other, c, marked = max(
+                agrees,
+                key=lambda r: (
+                    r[1].mark_shared is not None,
+                    r[1].shared_fraction * r[1].correlation,
+                ),
+            )
+            return [self._agrees(claim, other, c, other.sha256 in live, marked)]
+        other, c, marked = max(results, key=lambda r: r[1].shared_fraction)
+        return [self._cannot_tell(claim, other, c, other.sha256 in live, marked)]
 
     def _pictures(self, claim: Media, other: Media, c: ViewComparison) -> dict[str, RGB]:
         return {
@@ -960,8 +1062,15 @@ class ConsistencyDetector(Detector):
             "views_difference": heatmap_picture(claim.analysis, c),
         }
 
-    def _missing(self, claim: Media, other: Media, c: ViewComparison, live: bool) -> Finding:
-        facts = _facts(other, c, live)
+    def _missing(
+        self,
+        claim: Media,
+        other: Media,
+        c: ViewComparison,
+        live: bool,
+        marked: tuple[str, DamageBox] | None = None,
+    ) -> Finding:
+        facts = _facts(other, c, live, marked)
         what_en = "the live capture" if live else "the other photo"
         what_zh = "实时拍摄的照片" if live else "另一张照片"
         here = 100 * float(c.here.sum()) / max(1.0, float(c.shared.sum()))
@@ -998,13 +1107,47 @@ class ConsistencyDetector(Detector):
             self._pictures(claim, other, c),
         )
 
-    def _agrees(self, claim: Media, other: Media, c: ViewComparison, live: bool) -> Finding:
-        facts = _facts(other, c, live)
+    def _agrees(
+        self,
+        claim: Media,
+        other: Media,
+        c: ViewComparison,
+        live: bool,
+        marked: tuple[str, DamageBox] | None = None,
+    ) -> Finding:
+        facts = _facts(other, c, live, marked)
         what_en = "the live capture" if live else "the other photo"
         what_zh = "实时拍摄的照片" if live else "另一张照片"
         confidence = float(
             np.clip(min(c.correlation / 0.6, 1.0) * min(c.shared_fraction / 0.15, 1.0), 0.2, 1.0)
         )
+        pointed = marked is not None and (
+            (marked[1][2] - marked[1][0]) * (marked[1][3] - marked[1][1])
+            <= self.thresholds.max_mark_share
+        )
+        if marked is not None and pointed and c.mark_shared is not None:
+            # judge() answers "agrees" with a mark only where most of it lies on the compared
+            # surface: here the damage the buyer points at was itself compared.
+            return Finding(
+                "consistency.marked_damage_confirmed",
+                -1.0 * confidence,
+                confidence,
+                Reason(
+                    f"The damage the buyer marked on {marked[0]} lies on the surface that "
+                    f"{_short(claim.name)} and {what_en} {_short(other.name)} both show "
+                    f"({100 * c.mark_shared:.0f}% of the marked box), and the two agree there "
+                    f"(structure correlation {c.correlation:.2f}): what one shows inside the mark "
+                    "the other shows too, seen from another side.",
+                    f"买家在 {marked[0]} 上标出的破损位于 {_short(claim.name)} 与{what_zh} "
+                    f"{_short(other.name)} 共同可见的表面上（标记框的 {100 * c.mark_shared:.0f}%），"
+                    f"两者在该处一致（结构相关系数 {c.correlation:.2f}）：标记内一张照片可见的内容，"
+                    "另一张从另一角度同样可见。",
+                ),
+                facts,
+                None,
+                self.name,
+                self._pictures(claim, other, c),
+            )
         return Finding(
             "consistency.damage_confirmed",
             -1.0 * confidence,
@@ -1026,8 +1169,15 @@ class ConsistencyDetector(Detector):
             self._pictures(claim, other, c),
         )
 
-    def _cannot_tell(self, claim: Media, other: Media, c: ViewComparison, live: bool) -> Finding:
-        facts = _facts(other, c, live)
+    def _cannot_tell(
+        self,
+        claim: Media,
+        other: Media,
+        c: ViewComparison,
+        live: bool,
+        marked: tuple[str, DamageBox] | None = None,
+    ) -> Finding:
+        facts = _facts(other, c, live, marked)
         why_en, why_zh = {
             "no_shared_face": (
                 "no surface of one could be matched in the other",
@@ -1040,6 +1190,10 @@ class ConsistencyDetector(Detector):
             "views_do_not_compare": (
                 f"the shared surface does not compare (structure correlation {c.correlation:.2f}: glare, blur or another object)",
                 f"共同表面无法比较（结构相关系数 {c.correlation:.2f}：反光、模糊或其他物体）",
+            ),
+            "mark_off_shared_surface": (
+                f"only {100 * (c.mark_shared or 0.0):.0f}% of the damage the buyer marked lies on the surface both photos show, so the marked damage was not compared",
+                f"买家标出的破损仅有 {100 * (c.mark_shared or 0.0):.0f}% 位于两张照片共同可见的表面上，因此未能比较所标出的破损",
             ),
             "differences_too_large": (
                 f"{100 * c.region_share:.0f}% of the shared surface differs, more than damage would (occlusion, glare, another object)",

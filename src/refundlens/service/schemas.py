@@ -197,6 +197,11 @@ class PhotoOut(_Out):
     name: str
     sha256: str
     live_capture: bool
+    damage_box: list[float] | None = Field(
+        default=None,
+        description="The buyer's box around the damage: [left, top, right, bottom], fractions "
+        "of the photo's width and height; null when not marked.",
+    )
 
 
 class _ClaimCommon(_Out):

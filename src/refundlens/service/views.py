@@ -49,7 +49,12 @@ def _common(claim: Claim) -> dict[str, object]:
         "deadline_at": iso(claim.deadline_at),
         "created_at": iso(claim.created_at),
         "photos": [
-            PhotoOut(name=ph.name, sha256=ph.sha256, live_capture=ph.live_capture)
+            PhotoOut(
+                name=ph.name,
+                sha256=ph.sha256,
+                live_capture=ph.live_capture,
+                damage_box=ph.damage_box,
+            )
             for ph in claim.photos
         ],
     }

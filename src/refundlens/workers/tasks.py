@@ -132,6 +132,12 @@ def _analyse(runtime: Runtime, claim_id: str, attempt: int) -> str:
         # Live captures, by their bytes' sha256: the consistency check words its findings for
         # them (the damage on a live photo against the claim's photo).
         live = {p.sha256 for p in claim.photos if p.live_capture} if claim is not None else set()
+        # The buyer's boxes around the damage: the views are compared there.
+        marks = {
+            p.sha256: (p.damage_box[0], p.damage_box[1], p.damage_box[2], p.damage_box[3])
+            for p in (claim.photos if claim is not None else [])
+            if p.damage_box
+        }
         # The order's times as the merchant sent them (its offset), and when the claim was
         # filed: the capture check words its reason from exactly these facts.
         zone = cases.order_time_zone(order)
@@ -152,6 +158,7 @@ def _analyse(runtime: Runtime, claim_id: str, attempt: int) -> str:
         history=history,
         unboxing=unboxing,
         live_captures=live,
+        damage_marks=marks,
     )
     report: dict[str, Any] = assessment_to_dict(assessment)
     # Pictures (overlay, mask, heatmaps) as blobs, so the review page and the evidence report

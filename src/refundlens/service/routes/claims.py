@@ -59,9 +59,20 @@ async def create_claim(
         list[UploadFile] | None,
         File(description="Unboxing videos: their frames are compared with the photos."),
     ] = None,
+    damage_boxes: Annotated[
+        str,
+        Form(
+            max_length=4000,
+            description="The buyer's box around the damage on each photo, in the photos' "
+            "order: a JSON array of null (not marked) or [left, top, right, bottom], fractions "
+            "(0 to 1) of the photo's width and height as shown. Live views are compared there, "
+            "and only a marked box lets agreeing views confirm the damage itself.",
+        ),
+    ] = "",
     idempotency_key: Annotated[str | None, Header()] = None,
 ) -> ClaimAnswer:
     settings = runtime.settings
+    boxes = cases.parse_damage_boxes(damage_boxes, len(photos or []))  # before any byte is read
     files = [await read_upload(settings, f) for f in photos or []]
     clips = [await read_upload(settings, v, video=True) for v in videos or []]
     key = (
@@ -80,6 +91,7 @@ async def create_claim(
                 reason,
                 [(n, hashlib.sha256(d).hexdigest()) for n, d in files],
                 [(n, hashlib.sha256(d).hexdigest()) for n, d in clips],
+                boxes,
             )
         ).encode("utf-8", "surrogatepass")
     ).hexdigest()
@@ -141,6 +153,7 @@ async def create_claim(
                     reason,
                     amount,
                     prepared,
+                    damage_boxes=boxes,
                 )
                 if key is not None:
                     s.add(IdempotencyKey(key=key, claim_id=claim.id, request_sha256=fingerprint))

@@ -239,6 +239,9 @@ class ClaimPhoto(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     name: Mapped[str] = mapped_column(String(300))
     live_capture: Mapped[bool] = mapped_column(Boolean, default=False)
+    damage_box: Mapped[list[float] | None] = mapped_column(JSON, nullable=True)
+    """The buyer's box around the damage on this photo: [left, top, right, bottom] as fractions
+    of its width and height (None: not marked)."""
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     claim: Mapped[Claim] = relationship(back_populates="photos")
 
