@@ -180,6 +180,24 @@ def _until(page, expression: str, timeout: float = 20.0) -> None:  # type: ignor
         page.wait_for_timeout(100)
 
 
+MARK = (0.3, 0.25, 0.7, 0.6)
+"""The box the tests drag around the damage on the claim photo, as fractions of it."""
+
+
+def _mark_damage(page, box: tuple[float, float, float, float] = MARK) -> None:  # type: ignore[no-untyped-def]
+    """Drag ``box`` on the first filed photo, as a finger would."""
+    _until(page, "document.querySelector('canvas.mark').dataset.loaded === 'yes'")
+    page.locator("canvas.mark").first.scroll_into_view_if_needed()
+    area = page.locator("canvas.mark").first.bounding_box()
+    assert area is not None
+    page.mouse.move(area["x"] + box[0] * area["width"], area["y"] + box[1] * area["height"])
+    page.mouse.down()
+    page.mouse.move(
+        area["x"] + box[2] * area["width"], area["y"] + box[3] * area["height"], steps=5
+    )
+    page.mouse.up()
+
+
 def _take_two_and_send(page, url: str) -> None:  # type: ignore[no-untyped-def]
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
@@ -190,6 +208,9 @@ def _take_two_and_send(page, url: str) -> None:  # type: ignore[no-untyped-def]
     _until(page, "document.querySelectorAll('#shots canvas').length === 1")
     page.click("#shoot")
     _until(page, "document.querySelectorAll('#shots canvas').length === 2")
+    # The photos go only with a box around the damage on the photo the claim was filed with.
+    assert not page.is_enabled("#send")
+    _mark_damage(page)
     assert page.is_enabled("#send")
     page.click("#send")
     page.wait_for_load_state("load")
@@ -226,6 +247,19 @@ def test_a_live_capture_from_the_phone_camera_reopens_the_analysis(
     accepted = [d for action, d in audit_entries(server, claim_id) if action == "capture.accepted"]
     assert accepted and accepted[0]["via"] == "page"
     assert len(accepted[0]["photos"]) == 2  # type: ignore[arg-type]
+    # The box dragged on the claim photo is kept on that photo (the canvas is the photo at
+    # the analysis size: a pixel or two of rounding), and named in the audit entry.
+    [filed] = [p for p in claim["photos"] if not p["live_capture"]]
+    assert filed["damage_box"] == pytest.approx(MARK, abs=0.01)
+    assert list(accepted[0]["damage_boxes"].values()) == [filed["damage_box"]]  # type: ignore[union-attr]
+    # The analysis compared the live photos with the claim photo inside that box.
+    facts = [
+        f["facts"]
+        for image in claim["assessment"]["images"]
+        for f in image["findings"]
+        if f["code"].startswith("consistency.")
+    ]
+    assert facts and all(f["buyer_marked_damage_box"] == filed["damage_box"] for f in facts)
 
 
 def test_the_claim_photo_shown_to_the_camera_is_refused_as_a_replay_and_recorded(
@@ -272,6 +306,7 @@ def test_an_expired_or_forged_link_opens_nothing_and_takes_no_upload(
     photo = ("live.jpg", _sample("listing.jpg"), "image/jpeg")
     with httpx.Client(timeout=60) as client:
         assert client.get(url).status_code == 404
+        assert client.get(url + "/photo/0").status_code == 404  # the photo goes with the link
         sent = client.post(url, files=[("photos", photo)], headers={"Origin": server.url})
         assert sent.status_code == 404 and 'id="capture-closed"' in sent.text
         forged = url[:-4] + "abcd"
@@ -375,6 +410,7 @@ def test_a_short_clip_recorded_on_the_page_is_sent_with_the_photos_and_kept(
         _until(page, "document.querySelectorAll('#shots canvas').length === 1")
         page.click("#shoot")
         _until(page, "document.querySelectorAll('#shots canvas').length === 2")
+        _mark_damage(page)
         page.click("#send")
         page.wait_for_load_state("load")
         assert page.locator("#capture-done").is_visible(), page.content()
@@ -440,6 +476,27 @@ def test_a_clip_over_its_size_limit_refuses_the_capture_and_stores_nothing(
     # Nothing was spent: the same link takes the photos without the clip.
     with httpx.Client(timeout=120) as client:
         assert client.get(url).status_code == 200
+        # The photo the buyer marks the damage on: the claim's own, while the link is usable.
+        shown = client.get(url + "/photo/0")
+        assert shown.status_code == 200 and shown.headers["content-type"] == "image/jpeg"
+        assert "no-store" in shown.headers["cache-control"]
+        assert Image.open(io.BytesIO(shown.content)).size == (480, 480)
+        assert client.get(url + "/photo/1").status_code == 404
+        assert client.get(url + "/photo/-1").status_code == 404
+        # A box that is no box is refused with the page's words, and nothing is stored.
+        photos = [("photos", (f"live-{i}.jpg", _scene(20 + i), "image/jpeg")) for i in range(2)]
+        for boxes in ("[[0.5, 0.5, 0.2, 0.9]]", "[null, [0.1, 0.1, 0.2, 0.2]]", "x" * 5000):
+            sent = client.post(
+                url,
+                data={"damage_boxes": boxes},
+                files=photos,
+                headers={"Origin": server.url, "Accept-Language": "en"},
+            )
+            assert sent.status_code == 400, sent.text
+            assert "claim.bad_damage_box" in sent.text and "Draw it again" in sent.text
+    claim = assessed(server, claim_id)
+    assert not [p for p in claim["photos"] if p["live_capture"]]
+    assert [p["damage_box"] for p in claim["photos"]] == [None]
 
 
 def test_a_clip_that_films_the_claim_photo_is_refused_as_a_replay_with_the_photos(

@@ -524,13 +524,20 @@ def test_a_photo_taken_before_shipment_asks_for_a_live_capture_which_reopens_the
         )
         assert r.status_code == 400 and r.json()["error"]["code"] == "capture.replayed"
         live_photo = _exif_photo(now, seed=5, base="claim_genuine.jpg", turn=-12)
+        r = buyer.post(  # the app's box is checked before the photo counts
+            f"/v1/claims/{claim['id']}/capture",
+            data={"token": token, "damage_boxes": "[[0.2, 0.2, 0.4], null]"},
+            files=[("photo", ("live.jpg", live_photo, "image/jpeg"))],
+        )
+        assert r.status_code == 400 and r.json()["error"]["code"] == "claim.bad_damage_box"
         r = buyer.post(
             f"/v1/claims/{claim['id']}/capture",
-            data={"token": token},
+            data={"token": token, "damage_boxes": "[[0.2, 0.25, 0.5, 0.6]]"},
             files=[("photo", ("live.jpg", live_photo, "image/jpeg"))],
         )
         assert r.status_code == 201, r.text
         assert [p["live_capture"] for p in r.json()["photos"]] == [False, True]
+        assert [p["damage_box"] for p in r.json()["photos"]] == [[0.2, 0.25, 0.5, 0.6], None]
         again = buyer.post(
             f"/v1/claims/{claim['id']}/capture",
             data={"token": token},

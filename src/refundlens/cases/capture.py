@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from ..config import Settings
+from ..detectors.base import DamageBox
 from ..errors import MediaError, RefundlensError
 from ..media import Media, media_from_bytes
 from ..metrics import metrics
@@ -35,6 +36,7 @@ __all__ = [
     "capture_clip",
     "capture_repeats",
     "capture_signature",
+    "filed_photos",
     "issue_capture_token",
     "page_captures_allowed",
     "refuse_replayed_capture",
@@ -212,6 +214,7 @@ def accept_capture(
     *,
     via: CaptureVia = "app",
     clip: CaptureClip | None = None,
+    damage_boxes: Sequence[DamageBox | None] = (),
 ) -> list[ClaimPhoto]:
     """Check the token, the capture time and (from the app, where the platform signs) the
     signature; add the photos as live and send the claim back to analysis.
@@ -224,7 +227,10 @@ def accept_capture(
     repeats an earlier one (:func:`capture_repeats`, run by the caller outside the transaction)
     is not accepted: see :func:`refuse_replayed_capture`. A ``clip`` from the capture page
     (checked by :func:`capture_clip`, and for replays by the caller) is kept with the photos as
-    evidence of kind :data:`CLIP_EVIDENCE_KIND`, and named in the audit entry."""
+    evidence of kind :data:`CLIP_EVIDENCE_KIND`, and named in the audit entry. ``damage_boxes``
+    (the capture page's first step) are the buyer's boxes around the damage on the claim's filed
+    photos (:func:`filed_photos`, in order; None leaves a photo as it was), kept on those photos
+    and named in the audit entry."""
     if via == "page" and not page_captures_allowed(settings):
         raise RefundlensError("capture.app_required", APP_REQUIRED)
     if not photos:
@@ -243,7 +249,15 @@ def accept_capture(
         proof = capture_signature(data, media, signature, settings) if via == "app" else None
         taken = _fresh(media, proof is not None or via == "page", now, settings)
         checked.append((name, data, media, proof, taken))
+    filed = filed_photos(claim)
+    if damage_boxes and len(damage_boxes) != len(filed):
+        raise RefundlensError("claim.bad_damage_box", "One damage box (or null) per claim photo.")
     row.used_at = now
+    marked = {}
+    for photo, box in zip(filed, damage_boxes, strict=False):
+        if box is not None:
+            photo.damage_box = list(box)
+            marked[photo.sha256] = list(box)
     items = []
     for name, data, _media, _proof, _taken in checked:
         item = ClaimPhoto(
@@ -290,11 +304,18 @@ def accept_capture(
             "signature": first[3],
             "captured_at": first[4].isoformat() if first[4] else None,
             "clip": clip_facts,
+            "damage_boxes": marked or None,
         },
     )
     notify(store, claim.merchant_id, "capture.received", claim)
     metrics().capture_requests.labels(f"accepted_{via}").inc()
     return items
+
+
+def filed_photos(claim: Claim) -> list[ClaimPhoto]:
+    """The photos the buyer filed the claim with (not its live captures), in order: those the
+    capture page asks the buyer to mark the damage on."""
+    return [p for p in claim.photos if not p.live_capture]
 
 
 CLIP_EVIDENCE_KIND = "capture_clip"

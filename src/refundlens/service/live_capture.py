@@ -36,13 +36,18 @@ def take_capture(
     signature: str | None,
     via: cases.CaptureVia,
     clip: tuple[str, bytes] | None = None,
+    damage_boxes: str = "",
 ) -> str:
     """Accept ``photos`` (and the page's ``clip``, where one came) as the live capture of the
     claim ``find_claim`` names (it raises when the caller may not act on it) and return the
-    claim's id; a replay raises ``capture.replayed`` after its refusal is committed."""
+    claim's id; a replay raises ``capture.replayed`` after its refusal is committed.
+    ``damage_boxes`` (the page's JSON, :func:`refundlens.cases.parse_damage_boxes`) are the
+    buyer's boxes around the damage on the claim's filed photos."""
     settings = runtime.settings
     with runtime.db.session() as s:  # rows only: nothing is decoded in a transaction
-        claim_id = find_claim(s).id
+        claim = find_claim(s)
+        claim_id = claim.id
+        boxes = cases.parse_damage_boxes(damage_boxes, len(cases.filed_photos(claim)))
         photo_files, reference_files, order = cases.input_files(SqlStore(s), claim_id)
     checked_clip = cases.capture_clip(clip[0], clip[1], settings) if clip is not None else None
     earlier_photos, references = cases.decode_inputs(
@@ -93,5 +98,6 @@ def take_capture(
             signature,
             via=via,
             clip=checked_clip,
+            damage_boxes=boxes if any(boxes) else (),
         )
     return claim_id

@@ -49,6 +49,16 @@ async def capture(
     token: Annotated[fields.Id, Form()],
     photo: Annotated[UploadFile, File()],
     x_capture_signature: Annotated[str | None, Header()] = None,
+    damage_boxes: Annotated[
+        str,
+        Form(
+            max_length=4000,
+            description="The buyer's box around the damage on each photo the claim was filed "
+            "with (not its live captures), in order, as in POST /v1/claims: a JSON array of "
+            "null or [left, top, right, bottom] fractions. A box replaces the photo's earlier "
+            "one; null leaves it.",
+        ),
+    ] = "",
 ) -> ClaimAnswer:
     upload = await read_upload(runtime.settings, photo)
 
@@ -61,6 +71,7 @@ async def capture(
             [upload],
             x_capture_signature,
             "app",
+            damage_boxes=damage_boxes,
         )
         with runtime.db.session() as s:
             return claim_view(s, visible_claim(s, claim_id, p, lock=False), p)

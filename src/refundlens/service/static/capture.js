@@ -3,8 +3,11 @@
 // browser has no camera API, the page falls back to a file field that asks the phone for its
 // camera (capture=environment). Where the browser has MediaRecorder, the buyer may also record a
 // short clip from the same camera stream (it stops by itself after data-clip-seconds); it goes in
-// the same upload as the photos (field "clip"), which stay required. Served as a file: the page's
-// CSP runs no inline script.
+// the same upload as the photos (field "clip"), which stay required. First the buyer drags a box
+// around the damage on each photo it filed the claim with (canvas.mark, drawn here, no inline
+// style): the boxes go as fractions of the photo in the field "damage_boxes" (a JSON array, null
+// where not marked), and the photos cannot be sent before at least one box is drawn. Served as a
+// file: the page's CSP runs no inline script.
 "use strict";
 (function () {
   var form = document.getElementById("capture-form");
@@ -27,11 +30,92 @@
   var recorder = null;
   var clip = null;
   var ticking = null;
+  var boxesField = document.getElementById("damage-boxes");
+  var boxes = [];
+  var marks = Array.prototype.slice.call(document.querySelectorAll("canvas.mark"));
 
   function say(key) { status.textContent = form.dataset[key] || key; }
 
+  function marked() {
+    return !boxesField || boxes.some(function (box) { return box !== null; });
+  }
+
+  function keepBoxes() {
+    if (!boxesField) { return; }
+    boxesField.value = marked() ? JSON.stringify(boxes) : "";
+  }
+
+  // One canvas per filed photo: the photo, and the box being dragged over it.
+  function markable(canvas) {
+    var index = Number(canvas.dataset.index);
+    var photo = new Image();
+    var start = null;
+    boxes[index] = null;
+    function draw(box) {
+      var context = canvas.getContext("2d");
+      context.drawImage(photo, 0, 0, canvas.width, canvas.height);
+      if (!box) { return; }
+      var width = Math.max(2, Math.round(canvas.width / 200));
+      context.lineWidth = width;
+      context.strokeStyle = "#1e5af0";
+      context.strokeRect(box[0] * canvas.width, box[1] * canvas.height,
+        (box[2] - box[0]) * canvas.width, (box[3] - box[1]) * canvas.height);
+    }
+    function at(event) {
+      var rect = canvas.getBoundingClientRect();
+      return [
+        Math.min(1, Math.max(0, (event.clientX - rect.left) / rect.width)),
+        Math.min(1, Math.max(0, (event.clientY - rect.top) / rect.height))
+      ];
+    }
+    function spanned(a, b) {
+      function r(v) { return Math.round(v * 10000) / 10000; }
+      return [r(Math.min(a[0], b[0])), r(Math.min(a[1], b[1])), r(Math.max(a[0], b[0])), r(Math.max(a[1], b[1]))];
+    }
+    photo.addEventListener("load", function () {
+      canvas.width = photo.naturalWidth;
+      canvas.height = photo.naturalHeight;
+      canvas.dataset.loaded = "yes";
+      draw(boxes[index]);
+    });
+    photo.src = canvas.dataset.src;
+    canvas.addEventListener("pointerdown", function (event) {
+      if (canvas.dataset.loaded !== "yes") { return; }
+      start = at(event);
+      if (canvas.setPointerCapture) { canvas.setPointerCapture(event.pointerId); }
+      event.preventDefault();
+    });
+    canvas.addEventListener("pointermove", function (event) {
+      if (start) { draw(spanned(start, at(event))); }
+    });
+    canvas.addEventListener("pointerup", function (event) {
+      if (!start) { return; }
+      var box = spanned(start, at(event));
+      start = null;
+      // A click is not a box: at least 1% of the photo's width and height.
+      boxes[index] = box[2] - box[0] >= 0.01 && box[3] - box[1] >= 0.01 ? box : boxes[index];
+      draw(boxes[index]);
+      keepBoxes();
+      refresh();
+    });
+    var clear = document.querySelector('button.clear-mark[data-index="' + index + '"]');
+    if (clear) {
+      clear.addEventListener("click", function () {
+        boxes[index] = null;
+        draw(null);
+        keepBoxes();
+        refresh();
+      });
+    }
+  }
+  marks.forEach(markable);
+
   function refresh() {
-    send.disabled = taken.length < least || recorder !== null;
+    if (files.required) {  // the fallback field: the phone's camera, then send
+      send.disabled = !marked();
+      return;
+    }
+    send.disabled = taken.length < least || recorder !== null || !marked();
     shoot.disabled = taken.length >= most;
     document.getElementById("shot-count").textContent = String(taken.length);
   }
@@ -117,8 +201,8 @@
     fallback.hidden = false;
     files.hidden = false;
     files.required = true;
-    send.disabled = false;
     say("noCamera");
+    refresh();
   }
 
   if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
@@ -157,6 +241,11 @@
   });
 
   form.addEventListener("submit", function (event) {
+    if (!marked()) {
+      event.preventDefault();
+      say("needMark");
+      return;
+    }
     if (files.required) { return; }  // the fallback field sends itself
     event.preventDefault();
     if (taken.length < least || recorder !== null) { return; }

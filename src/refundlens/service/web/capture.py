@@ -9,20 +9,27 @@ before it reads a byte of the body, must come from this site, and goes through t
 as the app's capture (``service/live_capture.py``): a photo that repeats the claim's own photo,
 the shop's or any picture on file (another claim's, a bank entry) is refused and recorded;
 nothing of the analysis is shown.
+
+First the page asks the buyer to draw a box around the damage on the photos the claim was filed
+with (served here as the analysis copy, a JPEG, only while the link may be used): the views are
+compared there, and only a marked box lets views that agree confirm the damage itself.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import io
 import re
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
+from PIL import Image
 from starlette.datastructures import UploadFile
 
 from ... import cases
 from ...errors import RefundlensError
+from ...media import media_from_bytes
 from ...metrics import metrics
 from ...rendering.i18n import translations
 from ...store.sql.repositories import SqlStore
@@ -37,8 +44,9 @@ TOKEN_PATH = re.compile(r"^cap_[0-9a-f]{20}\.[A-Za-z0-9_-]{16,64}$")
 """What a capture token looks like (``cases.issue_capture_token``): anything else is not looked up."""
 
 
-def _open(request: Request, token: str) -> tuple[str, float] | None:
-    """(claim id, hours left) if the token may be used now, else None."""
+def _open(request: Request, token: str) -> tuple[str, float, list[str]] | None:
+    """(claim id, hours left, names of the photos filed with the claim) if the token may be
+    used now, else None."""
     if not TOKEN_PATH.match(token):
         return None
     try:
@@ -46,14 +54,19 @@ def _open(request: Request, token: str) -> tuple[str, float] | None:
             claim = cases.capture_claim(SqlStore(s), token)
             deadline = cases.aware(claim.deadline_at)
             claim_id = claim.id
+            filed = [p.name for p in cases.filed_photos(claim)]
     except RefundlensError:
         return None
     left = (deadline - dt.datetime.now(dt.UTC)).total_seconds() / 3600 if deadline else 0.0
-    return claim_id, max(0.0, round(left, 1))
+    return claim_id, max(0.0, round(left, 1)), filed
 
 
 def _form(
-    request: Request, token: str, opened: tuple[str, float], status: int = 200, **more: object
+    request: Request,
+    token: str,
+    opened: tuple[str, float, list[str]],
+    status: int = 200,
+    **more: object,
 ) -> Response:
     settings = runtime_of(request).settings
     return page(
@@ -63,6 +76,7 @@ def _form(
         token=token,
         claim_id=opened[0],
         hours_left=opened[1],
+        filed=opened[2],
         most=settings.capture_max_photos,
         least=1,
         clip_seconds=settings.capture_clip_seconds,
@@ -79,6 +93,31 @@ def capture_page(request: Request, token: str) -> Response:
     if not cases.page_captures_allowed(runtime_of(request).settings):
         return page(request, "capture.html", status=403, app_only=True)
     return _form(request, token, opened)
+
+
+@router.get("/capture/{token}/photo/{index}")
+def filed_photo(request: Request, token: str, index: int) -> Response:
+    """The ``index``-th photo the claim was filed with, as the JPEG the buyer marks the damage
+    on: the analysis copy (EXIF orientation applied, at most ``analysis_side`` px), so that the
+    box's fractions are those of the photo the analysis sees. Only while the link may be used;
+    a bare 404 otherwise."""
+    runtime = runtime_of(request)
+    if not TOKEN_PATH.match(token) or not cases.page_captures_allowed(runtime.settings):
+        return Response(status_code=404)
+    try:
+        with runtime.db.session() as s:
+            filed = cases.filed_photos(cases.capture_claim(SqlStore(s), token))
+            if not 0 <= index < len(filed):
+                return Response(status_code=404)
+            sha256, name = filed[index].sha256, filed[index].name
+        media = media_from_bytes(runtime.blobs.get(sha256), name, runtime.settings)
+    except RefundlensError:
+        return Response(status_code=404)
+    out = io.BytesIO()
+    Image.fromarray(media.analysis).save(out, "JPEG", quality=85)
+    return Response(
+        out.getvalue(), media_type="image/jpeg", headers={"Cache-Control": "private, no-store"}
+    )
 
 
 def _message(request: Request, exc: RefundlensError) -> str:
@@ -99,6 +138,9 @@ def _message(request: Request, exc: RefundlensError) -> str:
                 "These photos were not taken just now. Take new photos with the camera now."
             ),
             "capture.too_many_photos": words("Too many photos: send at most the number shown."),
+            "claim.bad_damage_box": words(
+                "The box around the damage could not be read. Draw it again."
+            ),
         }.get(exc.code, words("The photos could not be used."))
     return f"{hint} ({exc.code})"
 
@@ -120,6 +162,8 @@ async def capture_upload(request: Request, token: str) -> Response:
     form = await request.form(max_files=settings.capture_max_photos + 2, max_fields=10)
     files = [f for f in form.getlist("photos") if isinstance(f, UploadFile) and f.filename]
     clips = [f for f in form.getlist("clip") if isinstance(f, UploadFile) and f.filename]
+    boxes = form.get("damage_boxes")
+    damage_boxes = boxes if isinstance(boxes, str) else ""
     photos = []
     clip = None
     try:
@@ -159,6 +203,7 @@ async def capture_upload(request: Request, token: str) -> Response:
             None,
             "page",
             clip,
+            damage_boxes[:4000],
         )
     except RefundlensError as exc:
         metrics().errors.labels(exc.code).inc()
