@@ -552,7 +552,7 @@ def _marked_rate(rows: list[dict[str, Any]], t: str, outcome: str) -> str:
 
 def _marked_section(rows: list[dict[str, Any]]) -> list[str]:
     """The same pairs judged with the buyer's mark around the damage on the claim photo
-    (``judge(mark=...)``): a question the product does not ask buyers yet."""
+    (``judge(mark=...)``): the question the capture page asks the buyer (its first step)."""
     marked = [r for r in rows if r.get("marked")]
     if not marked:
         return []
@@ -563,7 +563,7 @@ def _marked_section(rows: list[dict[str, Any]]) -> list[str]:
             chosen = g
             break
     lines = [
-        "## With the buyer's mark around the damage (measured; not yet asked of buyers)",
+        "## With the buyer's mark around the damage (the capture page's first step)",
         "",
         "The pairs with painted damage judged again as if the buyer had drawn a box around the "
         "damage on the claim photo (its bounds, a quarter larger): marked damage that is not on "
