@@ -89,10 +89,22 @@ RULES = RoutingRules.from_policy(load_policy().routing)
         # What nothing vouches for is verified by a live photo, never rejected:
         ("approve", ClaimFacts("refund_only", 150, 1), S.AWAITING_CAPTURE),
         ("approve", ClaimFacts("refund_only", 150, 1, vouched_for=True), S.APPROVED),
-        ("approve", ClaimFacts("refund_only", 150, 2, has_live_capture=True), S.APPROVED),
+        # A live capture approves only where it confirms the damage the buyer marked.
+        ("approve", ClaimFacts("refund_only", 150, 2, has_live_capture=True), S.AWAITING_MERCHANT),
+        (
+            "approve",
+            ClaimFacts("refund_only", 150, 2, True, live_capture_confirms_damage=True),
+            S.APPROVED,
+        ),
         ("approve", ClaimFacts("return_and_refund", 150, 1), S.APPROVED),
         ("approve", ClaimFacts("refund_only", 10, 1, product_not_shown=True), S.AWAITING_CAPTURE),
-        ("approve", ClaimFacts("repair", 10, 1, True, product_not_shown=True), S.APPROVED),
+        (
+            "approve",
+            ClaimFacts(
+                "repair", 10, 1, True, product_not_shown=True, live_capture_confirms_damage=True
+            ),
+            S.APPROVED,
+        ),
         # A person decides anyway above the person limit: no capture asked on top.
         ("approve", ClaimFacts("refund_only", 500, 1), S.AWAITING_MERCHANT),
     ],
@@ -117,11 +129,15 @@ def test_a_platform_policy_can_turn_the_capture_rules_off(tmp_path: Path) -> Non
     policy.write_text(
         "routing:\n  unverified_capture_above_amount:\n    refund_only: null\n"
         "  capture_when_product_not_shown: false\n"
+        "  capture_must_confirm_damage: false\n"
     )
     rules = RoutingRules.from_policy(load_policy(policy).routing)
     facts = ClaimFacts("refund_only", 150, 1, product_not_shown=True)
     assert route("approve", facts, rules)[0] == S.APPROVED
     assert route("approve", facts, RULES)[0] == S.AWAITING_CAPTURE
+    live = ClaimFacts("refund_only", 150, 2, has_live_capture=True)
+    assert route("approve", live, rules)[0] == S.APPROVED
+    assert route("approve", live, RULES)[0] == S.AWAITING_MERCHANT
 
 
 def test_what_vouches_for_a_claim_is_read_from_its_findings() -> None:
@@ -132,14 +148,23 @@ def test_what_vouches_for_a_claim_is_read_from_its_findings() -> None:
     camera = {"code": "provenance.c2pa_manifest", "facts": {}}
     unmatched = {"code": "reference.no_match", "facts": {"references_compared": 2}}
     nothing_to_compare = {"code": "reference.no_match", "facts": {"references_compared": 0}}
-    assert facts_from_report(report(new_photo)) == (True, False, False)
-    assert facts_from_report(report(camera)) == (True, False, False)
-    assert facts_from_report(report(unmatched)) == (False, True, False)
-    assert facts_from_report(report(nothing_to_compare)) == (False, False, False)
-    assert facts_from_report({"images": []}) == (False, False, False)
+    assert facts_from_report(report(new_photo)) == (True, False, False, False)
+    assert facts_from_report(report(camera)) == (True, False, False, False)
+    assert facts_from_report(report(unmatched)) == (False, True, False, False)
+    assert facts_from_report(report(nothing_to_compare)) == (False, False, False, False)
+    assert facts_from_report({"images": []}) == (False, False, False, False)
     # A live capture of something else verifies nothing: a person decides.
     two = {"images": [{"findings": [unmatched]}, {"findings": [unmatched]}]}
-    assert facts_from_report(two, [False, True]) == (False, True, True)
+    assert facts_from_report(two, [False, True]) == (False, True, True, False)
+    # The marked damage confirmed between a live capture and a filed photo, from either side;
+    # between two filed photos it confirms no live capture.
+    marked = {"code": "consistency.marked_damage_confirmed", "facts": {}}
+    marked_live = {"code": marked["code"], "facts": {"other_view_live_capture": True}}
+    assert facts_from_report(report(marked_live), [False])[3]
+    assert facts_from_report({"images": [{}, {"findings": [marked]}]}, [False, True])[3]
+    assert not facts_from_report(report(marked), [False])[3]
+    unmarked = {"code": "consistency.damage_confirmed", "facts": {"other_view_live_capture": True}}
+    assert not facts_from_report(report(unmarked), [False])[3]
     facts = ClaimFacts("refund_only", 20, 2, has_live_capture=True, live_capture_not_shown=True)
     assert route("approve", facts, RULES)[0] == S.AWAITING_MERCHANT
 

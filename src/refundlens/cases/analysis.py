@@ -241,7 +241,7 @@ def finish_analysis(
     store.assessments.add(assessment)
     live_flags = [photo.live_capture for photo in claim.photos]  # the report's image order
     live = any(live_flags)
-    vouched, not_shown, live_not_shown = facts_from_report(report, live_flags)
+    vouched, not_shown, live_not_shown, confirmed = facts_from_report(report, live_flags)
     target, why = route(
         action,
         ClaimFacts(
@@ -252,6 +252,7 @@ def finish_analysis(
             vouched,
             not_shown,
             live_not_shown,
+            confirmed,
         ),
         rules,
     )

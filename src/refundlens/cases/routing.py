@@ -5,8 +5,10 @@ rules add what a platform decides about money and process: refund-only claims ab
 claims without a photo, always go to a person; and what cannot be verified from the photos is
 verified by asking for a live capture instead of approving it: a claim that nothing vouches for
 (no reference recognises the item in a new exposure, no camera provenance, no live capture) above
-an amount, or a photo that does not show the ordered product at all. Nothing here rejects: the
-worst outcome is a person.
+an amount, or a photo that does not show the ordered product at all. A live capture verifies
+only what it shows: unless the damage the buyer marked is seen in it as in the claim photo, a
+person decides (``capture_must_confirm_damage``). Nothing here rejects: the worst outcome is a
+person.
 """
 
 from __future__ import annotations
@@ -44,6 +46,10 @@ class RoutingRules:
         default_factory=lambda: {"refund_only": 100.0, "return_and_refund": None, "repair": None}
     )
     capture_when_product_not_shown: bool = True
+    # Once a live capture is in, approve automatically only where it confirms the damage the
+    # buyer marked (consistency.marked_damage_confirmed): a capture of the intact item, or one
+    # that shows the marked damage nowhere both photos can be compared, verifies nothing.
+    capture_must_confirm_damage: bool = True
 
     @classmethod
     def from_policy(cls, raw: Mapping[str, Any] | None) -> RoutingRules:
@@ -66,6 +72,7 @@ class RoutingRules:
                 "unverified_capture_above_amount", defaults.unverified_capture_above_amount
             ),
             capture_when_product_not_shown=bool(raw.get("capture_when_product_not_shown", True)),
+            capture_must_confirm_damage=bool(raw.get("capture_must_confirm_damage", True)),
         )
 
 
@@ -86,29 +93,40 @@ class ClaimFacts:
     live_capture_not_shown: bool = False
     """A live capture that no reference of the SKU (which has references) matches: the capture
     does not show the ordered product, so it verifies nothing."""
+    live_capture_confirms_damage: bool = False
+    """The damage the buyer marked is seen alike in a live capture and in the photo it was
+    marked on (``consistency.marked_damage_confirmed`` between a live capture and a claim
+    photo)."""
 
 
 # Findings that vouch for a photo: the ordered item recognised in a new exposure, or a camera's
 # signed manifest. (A live capture vouches too; it is known from the claim, not a finding.)
 VOUCHING_CODES = frozenset({"reference.same_item_new_photo", "provenance.c2pa_manifest"})
+# The views agree on the damage the buyer marked: only this makes a live capture verify damage.
+CONFIRMING_CODE = "consistency.marked_damage_confirmed"
 
 
 def facts_from_report(
     report: Mapping[str, Any], live: Sequence[bool] = ()
-) -> tuple[bool, bool, bool]:
-    """(vouched for, product not shown, a live capture not showing it) from an assessment's
-    JSON (``images[].findings[]``); ``live`` says which images are live captures, in order."""
-    vouched = not_shown = live_not_shown = False
+) -> tuple[bool, bool, bool, bool]:
+    """(vouched for, product not shown, a live capture not showing it, a live capture
+    confirming the marked damage) from an assessment's JSON (``images[].findings[]``); ``live``
+    says which images are live captures, in order."""
+    vouched = not_shown = live_not_shown = confirmed = False
     for index, image in enumerate(report.get("images") or ()):
         is_live = index < len(live) and live[index]
         for finding in image.get("findings") or ():
             code = finding.get("code")
+            facts = finding.get("facts") or {}
             vouched |= code in VOUCHING_CODES and not is_live
-            compared = (finding.get("facts") or {}).get("references_compared") or 0
+            compared = facts.get("references_compared") or 0
             unmatched = code == "reference.no_match" and compared > 0
             not_shown |= unmatched and not is_live
             live_not_shown |= unmatched and is_live
-    return vouched, not_shown, live_not_shown
+            # One side of the pair a live capture, the other a photo the buyer filed.
+            other_live = bool(facts.get("other_view_live_capture"))
+            confirmed |= code == CONFIRMING_CODE and is_live != other_live
+    return vouched, not_shown, live_not_shown, confirmed
 
 
 def route(action: str, facts: ClaimFacts, rules: RoutingRules) -> tuple[ClaimState, str]:
@@ -138,6 +156,16 @@ def route(action: str, facts: ClaimFacts, rules: RoutingRules) -> tuple[ClaimSta
             ClaimState.AWAITING_MERCHANT,
             "the live photo does not show the ordered product (no reference of it matches): "
             "a person decides",
+        )
+    if (
+        facts.has_live_capture
+        and rules.capture_must_confirm_damage
+        and not facts.live_capture_confirms_damage
+    ):
+        return (
+            ClaimState.AWAITING_MERCHANT,
+            "the live photos do not confirm the damage the buyer marked (not marked, or not "
+            "seen alike where both photos show the surface): a person decides",
         )
     if not facts.has_live_capture:
         if facts.product_not_shown and rules.capture_when_product_not_shown:
