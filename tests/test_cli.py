@@ -267,3 +267,27 @@ def test_the_overlays_captions_are_wrapped_to_their_panels_never_cut_off() -> No
         assert all(draw.textlength(line) <= width for line in lines), (width, lines)
         assert "".join(lines).replace(" ", "") == text.replace(" ", "")
     assert _wrap(draw, text, 2000) == [text]
+
+
+def test_check_compares_two_photos_inside_the_buyers_box_and_refuses_a_bad_box(
+    tmp_path: Path,
+) -> None:
+    from refundlens.detectors._consistency_examples import crack, damage_box, new_exposure, scene
+
+    base, obj = scene(31)
+    damaged = crack(base, obj, 31)
+    front, side = tmp_path / "front.jpg", tmp_path / "side.jpg"
+    front.write_bytes(synth.jpeg_bytes(damaged, 88))
+    side.write_bytes(synth.jpeg_bytes(new_exposure(damaged, 31, degrees=30.0), 84))
+    box = [round(float(v), 4) for v in damage_box(base, damaged)]
+    result = run_cli(
+        "check", str(front), str(side), "--json", "--damage-boxes", json.dumps([box, None])
+    )
+    assert result.returncode == 0, result.stderr
+    images = json.loads(result.stdout)["images"]
+    found = [f for f in images[0]["findings"] if f["code"].startswith("consistency.")]
+    assert [f["code"] for f in found] == ["consistency.marked_damage_confirmed"]
+    assert found[0]["facts"]["buyer_marked_damage_box"] == box
+    refused = run_cli("check", str(front), str(side), "--damage-boxes", "[[0.5, 0.5, 0.1, 0.9]]")
+    assert refused.returncode == 2
+    assert "claim.bad_damage_box" in refused.stderr

@@ -22,6 +22,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
+from .cases.intake import parse_damage_boxes
 from .config import Settings, SettingsError, load_settings
 from .detectors.base import OrderFacts
 from .errors import RefundlensError
@@ -200,6 +201,14 @@ def check(
     claimed_at: Annotated[
         str | None, typer.Option("--claimed-at", help="When the claim was filed (ISO 8601).")
     ] = None,
+    damage_boxes: Annotated[
+        str,
+        typer.Option(
+            "--damage-boxes",
+            help="The buyer's box around the damage on each claim photo, as the API takes it: "
+            "a JSON array, one entry per photo, null or [left, top, right, bottom] fractions.",
+        ),
+    ] = "",
 ) -> None:
     """Check claim photos, optionally against the merchant's reference photos."""
     if lang not in ("zh", "en"):
@@ -218,11 +227,15 @@ def check(
         raise _fail("error [usage] give at least one claim photo (or --batch MANIFEST).")
     try:
         order = _order(shipped_at, delivered_at, claimed_at, settings)
+        boxes = parse_damage_boxes(damage_boxes, len(claims))
         references = _load_all(ref or [], settings, "--ref")
         claim_media = _load_all(claims, settings, "claim")
     except RefundlensError as exc:
         raise _fail(f"error [{exc.code}] {exc.message}{_refusal_note(exc)}") from exc
-    assessment = analyze(claim_media, references, settings=settings, policy=policy, order=order)
+    marks = {m.sha256: box for m, box in zip(claim_media, boxes, strict=True) if box}
+    assessment = analyze(
+        claim_media, references, settings=settings, policy=policy, order=order, damage_marks=marks
+    )
     result = _write_outputs(assessment, out)
     if as_json:
         sys.stdout.write(json.dumps(result, ensure_ascii=False) + "\n")
@@ -277,10 +290,17 @@ def _batch_line(args: tuple[int, str, str | None]) -> dict[str, Any]:
         order = _order(
             entry.get("shipped_at"), entry.get("delivered_at"), entry.get("claimed_at"), settings
         )
+        raw_boxes = entry.get("damage_boxes")
+        boxes = parse_damage_boxes("" if raw_boxes is None else json.dumps(raw_boxes), len(claims))
         references = _load_all([Path(p) for p in refs], settings, "refs")
         claim_media = _load_all([Path(p) for p in claims], settings, "claims")
         assessment = analyze(
-            claim_media, references, settings=settings, policy=_WORKER["policy"], order=order
+            claim_media,
+            references,
+            settings=settings,
+            policy=_WORKER["policy"],
+            order=order,
+            damage_marks={m.sha256: b for m, b in zip(claim_media, boxes, strict=True) if b},
         )
         safe = re.sub(r"[^A-Za-z0-9._-]+", "_", ident)
         result = _write_outputs(assessment, Path(out) / safe if out else None)
