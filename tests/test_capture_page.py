@@ -482,10 +482,17 @@ def test_a_clip_over_its_size_limit_refuses_the_capture_and_stores_nothing(
         assert "no-store" in shown.headers["cache-control"]
         assert Image.open(io.BytesIO(shown.content)).size == (480, 480)
         assert client.get(url + "/photo/1").status_code == 404
-        assert client.get(url + "/photo/-1").status_code == 404
+        for odd in ("-1", "abc", "1.5", "0x0", "9" * 25, "%D9%A0"):  # the last: an Arabic 0
+            refused = client.get(url + "/photo/" + odd)
+            assert refused.status_code == 404 and not refused.content, odd
         # A box that is no box is refused with the page's words, and nothing is stored.
         photos = [("photos", (f"live-{i}.jpg", _scene(20 + i), "image/jpeg")) for i in range(2)]
-        for boxes in ("[[0.5, 0.5, 0.2, 0.9]]", "[null, [0.1, 0.1, 0.2, 0.2]]", "x" * 5000):
+        for boxes in (
+            "[[0.5, 0.5, 0.2, 0.9]]",
+            "[null, [0.1, 0.1, 0.2, 0.2]]",
+            "x" * 5000,
+            "[" * 1200 + "]" * 1200,
+        ):
             sent = client.post(
                 url,
                 data={"damage_boxes": boxes},

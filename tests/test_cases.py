@@ -140,6 +140,21 @@ def test_a_platform_policy_can_turn_the_capture_rules_off(tmp_path: Path) -> Non
     assert route("approve", live, RULES)[0] == S.AWAITING_MERCHANT
 
 
+def test_a_platform_policy_can_approve_no_claim_with_a_live_capture_automatically(
+    tmp_path: Path,
+) -> None:
+    # The buyer's box is its word: a platform that will not take that risk sends every claim
+    # with a live capture to a person, confirmed or not.
+    policy = tmp_path / "p.yaml"
+    policy.write_text("routing:\n  auto_approve_after_capture: false\n")
+    rules = RoutingRules.from_policy(load_policy(policy).routing)
+    confirmed = ClaimFacts("refund_only", 50, 2, True, live_capture_confirms_damage=True)
+    assert route("approve", confirmed, RULES)[0] == S.APPROVED
+    state, why = route("approve", confirmed, rules)
+    assert state == S.AWAITING_MERCHANT and "live photo" in why
+    assert route("approve", ClaimFacts("refund_only", 50, 1), rules)[0] == S.APPROVED
+
+
 def test_what_vouches_for_a_claim_is_read_from_its_findings() -> None:
     def report(*findings: dict[str, object]) -> dict[str, object]:
         return {"images": [{"findings": list(findings)}]}

@@ -545,6 +545,9 @@ def test_a_second_open_claim_on_an_order_is_refused_before_its_files_are_stored(
         "[[true, 0.1, 0.5, 0.4]]",
         "[[NaN, 0.1, 0.5, 0.4]]",
         "[[1e400, 0.1, 0.5, 0.4]]",
+        "[" * 1200 + "]" * 1200,  # deep enough to stop the JSON parser itself
+        "[[0.5, 0.5, 0.5000001, 0.6]]",  # a tap, not a box (damage_box_min_side)
+        "[[0.1, 0.1, 0.5, 0.4]" + " " * 200 + "]",  # longer than one box takes
     ],
 )
 def test_a_damage_box_that_is_no_box_inside_its_photo_is_refused_before_the_photo_is_read(

@@ -227,7 +227,7 @@ def check(
         raise _fail("error [usage] give at least one claim photo (or --batch MANIFEST).")
     try:
         order = _order(shipped_at, delivered_at, claimed_at, settings)
-        boxes = parse_damage_boxes(damage_boxes, len(claims))
+        boxes = parse_damage_boxes(damage_boxes, len(claims), settings)
         references = _load_all(ref or [], settings, "--ref")
         claim_media = _load_all(claims, settings, "claim")
     except RefundlensError as exc:
@@ -291,7 +291,9 @@ def _batch_line(args: tuple[int, str, str | None]) -> dict[str, Any]:
             entry.get("shipped_at"), entry.get("delivered_at"), entry.get("claimed_at"), settings
         )
         raw_boxes = entry.get("damage_boxes")
-        boxes = parse_damage_boxes("" if raw_boxes is None else json.dumps(raw_boxes), len(claims))
+        boxes = parse_damage_boxes(
+            "" if raw_boxes is None else json.dumps(raw_boxes), len(claims), settings
+        )
         references = _load_all([Path(p) for p in refs], settings, "refs")
         claim_media = _load_all([Path(p) for p in claims], settings, "claims")
         assessment = analyze(

@@ -256,6 +256,12 @@ class Settings:
     is refused (``capture.too_many_tokens``) until one is used or expires."""
     capture_max_photos: int = 3
     """Photos one live capture may send from the capture page (the app sends one per token)."""
+    capture_preview_cache_entries: int = 64
+    """Filed photos the capture page keeps re-encoded for the buyer to box the damage on (about
+    0.1 MB each), so that reloading the page decodes no photo again. 0 keeps none."""
+    damage_box_min_side: float = 0.01
+    """Smallest width and height, as a fraction of the photo, of the buyer's box around the
+    damage (``damage_boxes``; the capture page asks the same): a tap is no box."""
     capture_clip_seconds: float = 5.0
     """Length of the short clip the capture page records beside the photos where the browser has
     MediaRecorder (it stops by itself then); the server refuses a clip more than a second longer.

@@ -141,10 +141,11 @@ def prepare_claim_files(
     )
 
 
-def parse_damage_boxes(text: str, count: int) -> list[DamageBox | None]:
+def parse_damage_boxes(text: str, count: int, settings: Settings) -> list[DamageBox | None]:
     """The buyer's boxes around the damage, one per photo in the photos' order: a JSON array of
     ``null`` (not marked) or ``[left, top, right, bottom]``, fractions of the photo's width and
-    height as it is shown. Empty text: no photo marked."""
+    height as it is shown, each side at least ``damage_box_min_side`` (a tap is no box). Empty text: no
+    photo marked. At most 100 characters a photo are read: a box needs fewer."""
     if not text.strip():
         return [None] * count
 
@@ -155,12 +156,16 @@ def parse_damage_boxes(text: str, count: int) -> list[DamageBox | None]:
             "or [left, top, right, bottom] as fractions (0 to 1) of the photo's width and height.",
         )
 
+    if len(text) > 100 * max(1, count) + 16:
+        raise bad(f"{len(text)} characters, more than {count} boxes take")
     try:
         boxes = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: arrays nested a thousand deep
         raise bad("not JSON") from None
-    if not isinstance(boxes, list) or len(boxes) != count:
-        raise bad(f"{count} entries expected (one per photo)")
+    if not isinstance(boxes, list):
+        raise bad("not a JSON array")
+    if len(boxes) != count:
+        raise bad(f"expected {count} entries (one per photo), got {len(boxes)}")
     out: list[DamageBox | None] = []
     for i, box in enumerate(boxes):
         if box is None:
@@ -180,6 +185,9 @@ def parse_damage_boxes(text: str, count: int) -> list[DamageBox | None]:
             raise bad(
                 f"entry {i} is not a box inside the photo (0 <= left < right <= 1, same for top, bottom)"
             )
+        least = settings.damage_box_min_side
+        if right - left < least or bottom - top < least:
+            raise bad(f"entry {i} is narrower than {least:g} of the photo (damage_box_min_side)")
         out.append((left, top, right, bottom))
     return out
 

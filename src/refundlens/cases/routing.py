@@ -48,8 +48,12 @@ class RoutingRules:
     capture_when_product_not_shown: bool = True
     # Once a live capture is in, approve automatically only where it confirms the damage the
     # buyer marked (consistency.marked_damage_confirmed): a capture of the intact item, or one
-    # that shows the marked damage nowhere both photos can be compared, verifies nothing.
+    # that shows the marked damage nowhere both photos can be compared, verifies nothing. The
+    # box is the buyer's word: a forger who boxes an intact spot gets it confirmed
+    # (docs/security.md), so a platform that will not take that risk sets
+    # auto_approve_after_capture false: every claim with a live capture then goes to a person.
     capture_must_confirm_damage: bool = True
+    auto_approve_after_capture: bool = True
 
     @classmethod
     def from_policy(cls, raw: Mapping[str, Any] | None) -> RoutingRules:
@@ -73,6 +77,7 @@ class RoutingRules:
             ),
             capture_when_product_not_shown=bool(raw.get("capture_when_product_not_shown", True)),
             capture_must_confirm_damage=bool(raw.get("capture_must_confirm_damage", True)),
+            auto_approve_after_capture=bool(raw.get("auto_approve_after_capture", True)),
         )
 
 
@@ -156,6 +161,12 @@ def route(action: str, facts: ClaimFacts, rules: RoutingRules) -> tuple[ClaimSta
             ClaimState.AWAITING_MERCHANT,
             "the live photo does not show the ordered product (no reference of it matches): "
             "a person decides",
+        )
+    if facts.has_live_capture and not rules.auto_approve_after_capture:
+        return (
+            ClaimState.AWAITING_MERCHANT,
+            "a live photo was given: a person compares it with the claim (this platform "
+            "approves no claim with a live capture automatically)",
         )
     if (
         facts.has_live_capture

@@ -47,7 +47,7 @@ def take_capture(
     with runtime.db.session() as s:  # rows only: nothing is decoded in a transaction
         claim = find_claim(s)
         claim_id = claim.id
-        boxes = cases.parse_damage_boxes(damage_boxes, len(cases.filed_photos(claim)))
+        boxes = cases.parse_damage_boxes(damage_boxes, len(cases.filed_photos(claim)), settings)
         photo_files, reference_files, order = cases.input_files(SqlStore(s), claim_id)
     checked_clip = cases.capture_clip(clip[0], clip[1], settings) if clip is not None else None
     earlier_photos, references = cases.decode_inputs(

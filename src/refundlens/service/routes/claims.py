@@ -72,7 +72,8 @@ async def create_claim(
     idempotency_key: Annotated[str | None, Header()] = None,
 ) -> ClaimAnswer:
     settings = runtime.settings
-    boxes = cases.parse_damage_boxes(damage_boxes, len(photos or []))  # before any byte is read
+    # Before a byte of the photos is read.
+    boxes = cases.parse_damage_boxes(damage_boxes, len(photos or []), settings)
     files = [await read_upload(settings, f) for f in photos or []]
     clips = [await read_upload(settings, v, video=True) for v in videos or []]
     key = (

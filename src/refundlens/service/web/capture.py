@@ -20,6 +20,8 @@ from __future__ import annotations
 import datetime as dt
 import io
 import re
+import threading
+from collections import OrderedDict
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
@@ -95,29 +97,52 @@ def capture_page(request: Request, token: str) -> Response:
     return _form(request, token, opened)
 
 
-@router.get("/capture/{token}/photo/{index}")
-def filed_photo(request: Request, token: str, index: int) -> Response:
-    """The ``index``-th photo the claim was filed with, as the JPEG the buyer marks the damage
-    on: the analysis copy (EXIF orientation applied, at most ``analysis_side`` px), so that the
-    box's fractions are those of the photo the analysis sees. Only while the link may be used;
-    a bare 404 otherwise."""
+_PREVIEWS: OrderedDict[str, bytes] = OrderedDict()
+_PREVIEWS_LOCK = threading.Lock()
+
+
+def _preview(request: Request, sha256: str, name: str) -> bytes:
+    """The filed photo's analysis copy as JPEG, decoded once: a link's holder may load the page
+    again and again, and a 12 MP photo costs a decode each time. The last
+    ``capture_preview_cache_entries`` are kept (by content, so one photo is one entry)."""
     runtime = runtime_of(request)
-    if not TOKEN_PATH.match(token) or not cases.page_captures_allowed(runtime.settings):
+    with _PREVIEWS_LOCK:
+        if sha256 in _PREVIEWS:
+            _PREVIEWS.move_to_end(sha256)
+            return _PREVIEWS[sha256]
+    media = media_from_bytes(runtime.blobs.get(sha256), name, runtime.settings)
+    out = io.BytesIO()
+    Image.fromarray(media.analysis).save(out, "JPEG", quality=85)
+    with _PREVIEWS_LOCK:
+        _PREVIEWS[sha256] = out.getvalue()
+        while len(_PREVIEWS) > max(0, runtime.settings.capture_preview_cache_entries):
+            _PREVIEWS.popitem(last=False)
+    return out.getvalue()
+
+
+@router.get("/capture/{token}/photo/{index}")
+def filed_photo(request: Request, token: str, index: str) -> Response:
+    """The ``index``-th photo the claim was filed with, as the JPEG the buyer marks the damage
+    on: the analysis copy (EXIF orientation applied, at most ``analysis_side`` px, no
+    metadata), so that the box's fractions are those of the photo the analysis sees. Only while
+    the link may be used; a bare 404 otherwise, whatever was wrong."""
+    runtime = runtime_of(request)
+    if (
+        not TOKEN_PATH.match(token)
+        or not (index.isascii() and index.isdigit() and len(index) <= 3)
+        or not cases.page_captures_allowed(runtime.settings)
+    ):
         return Response(status_code=404)
     try:
         with runtime.db.session() as s:
             filed = cases.filed_photos(cases.capture_claim(SqlStore(s), token))
-            if not 0 <= index < len(filed):
+            if int(index) >= len(filed):
                 return Response(status_code=404)
-            sha256, name = filed[index].sha256, filed[index].name
-        media = media_from_bytes(runtime.blobs.get(sha256), name, runtime.settings)
+            sha256, name = filed[int(index)].sha256, filed[int(index)].name
+        data = _preview(request, sha256, name)
     except RefundlensError:
         return Response(status_code=404)
-    out = io.BytesIO()
-    Image.fromarray(media.analysis).save(out, "JPEG", quality=85)
-    return Response(
-        out.getvalue(), media_type="image/jpeg", headers={"Cache-Control": "private, no-store"}
-    )
+    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})
 
 
 def _message(request: Request, exc: RefundlensError) -> str:
@@ -203,7 +228,7 @@ async def capture_upload(request: Request, token: str) -> Response:
             None,
             "page",
             clip,
-            damage_boxes[:4000],
+            damage_boxes,
         )
     except RefundlensError as exc:
         metrics().errors.labels(exc.code).inc()
