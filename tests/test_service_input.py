@@ -570,3 +570,18 @@ def test_a_damage_box_that_is_no_box_inside_its_photo_is_refused_before_the_phot
     assert r.status_code == 400, r.text
     assert r.json()["error"]["code"] == "claim.bad_damage_box", r.text
     assert sorted(p.name for p in blobs.rglob("*") if p.is_file()) == before
+
+
+@pytest.mark.parametrize("ident", [".", "..", ".hidden"])
+def test_an_id_that_starts_with_a_dot_is_refused_since_a_path_could_never_name_it(
+    server: Server, ident: str
+) -> None:
+    # "." and ".." are dot-segments: a client resolves /v1/claims/.. to /v1/ before sending,
+    # so a tenant stored under such an id could never be addressed (found by fuzz.api).
+    with server.client(server.admin) as admin:
+        r = admin.post("/v1/tenants", json={"id": ident, "kind": "merchant", "name": "x"})
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["code"] == "request.bad_field", r.text
+    assert fields.check_id("id", "shop.a") == "shop.a"
+    with pytest.raises(fields.FieldError):
+        fields.check_id("id", ident)

@@ -79,7 +79,9 @@ MAX_BUYER_DETAILS = 10
 """Buyer details on one order (entries, not characters)."""
 
 
-_ID = re.compile(r"[A-Za-z0-9_.:@-]+")
+# Not starting with a dot: "." and ".." in a path are dot-segments that a client resolves away
+# (GET /v1/claims/.. is GET /v1/), so such an id could be stored but never addressed.
+_ID = re.compile(r"[A-Za-z0-9_:@-][A-Za-z0-9_.:@-]*")
 _UNWRITABLE = re.compile("[\x00\ud800-\udfff]")
 
 
@@ -115,7 +117,7 @@ def check_id(field: str, value: str, max_length: int = MAX_ID) -> str:
     """A plain id: letters, digits and ``_ . : @ -``, at most ``max_length`` characters."""
     check_text(field, value, max_length)
     if not _ID.fullmatch(value):
-        raise FieldError(field, "may hold only letters, digits and _ . : @ -")
+        raise FieldError(field, "may hold only letters, digits and _ . : @ -, not first a dot")
     return value
 
 
@@ -159,7 +161,8 @@ Id = Annotated[
     StringConstraints(min_length=1, max_length=MAX_ID, pattern=f"^{_ID.pattern}$"),
     _UNICODE,
 ]
-"""An id: letters, digits and ``_ . : @ -``, at most :data:`MAX_ID` (:func:`check_id`)."""
+"""An id: letters, digits and ``_ . : @ -`` (not first a dot), at most :data:`MAX_ID`
+(:func:`check_id`)."""
 ExternalId = Annotated[str, StringConstraints(max_length=MAX_EXTERNAL_ID), _UNICODE]
 Name = Annotated[str, StringConstraints(max_length=MAX_NAME), _UNICODE]
 Title = Annotated[str, StringConstraints(max_length=MAX_TITLE), _UNICODE]

@@ -80,7 +80,7 @@ class _Out(BaseModel):
 
 
 class TenantIn(BaseModel):
-    id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,40}$", max_length=40)
+    id: str = Field(pattern=r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,39}$", max_length=40)  # no dot first
     kind: str = Field(pattern=r"^(platform|merchant)$", max_length=8)
     name: fields.Name
     webhook_url: fields.Url | None = None
