@@ -361,6 +361,21 @@ def _analyse(case: Case) -> dict[str, Any]:
                 if v == "agrees"
                 else "cannot_tell"
             )
+    # A forger's box: the same size, moved onto an intact spot both photos show, away from the
+    # damage (the capture page cannot tell where the damage is; the buyer says so).
+    gamed = None
+    if case.mark is not None:
+        box = _intact_spot(ab.shared, case.mark, a.analysis.shape[:2])
+        if box is not None:
+            v = judge(ab, DEFAULT_THRESHOLDS, mark=box).verdict
+            back = judge(ba, DEFAULT_THRESHOLDS).verdict
+            gamed = (
+                "flagged"
+                if "missing" in (v, back)
+                else "confirmed"
+                if v == "agrees"
+                else "cannot_tell"
+            )
     return {
         "id": case.id,
         "split": case.split,
@@ -376,7 +391,44 @@ def _analyse(case: Case) -> dict[str, Any]:
         "why": sorted({ab.why, ba.why} - {""}),
         "verdicts": per_threshold,
         "marked": marked,
+        "gamed": gamed,
     }
+
+
+def _intact_spot(
+    shared: np.ndarray, mark: tuple[int, int, int, int], shape: tuple[int, int]
+) -> np.ndarray | None:
+    """A box of the mark's size (in the analysis frame ``shape``) wholly on the shared surface
+    (``shared``, the work frame) and clear of the mark by its own size: the farthest such place
+    from the mark. None when the shared surface holds no such box."""
+    rows, cols = shared.shape
+    sy, sx = rows / shape[0], cols / shape[1]
+    x0, y0, x1, y1 = mark
+    h, w = max(1, round((y1 - y0) * sy)), max(1, round((x1 - x0) * sx))
+    cy, cx = (y0 + y1) / 2 * sy, (x0 + x1) / 2 * sx
+    inside = cv2.integral(shared.astype(np.uint8))
+    best, far = None, -1.0
+    for top in range(0, rows - h + 1, max(1, h // 4)):
+        for left in range(0, cols - w + 1, max(1, w // 4)):
+            covered = (
+                inside[top + h, left + w]
+                - inside[top, left + w]
+                - inside[top + h, left]
+                + inside[top, left]
+            )
+            if covered < 0.95 * h * w:
+                continue
+            dy, dx = top + h / 2 - cy, left + w / 2 - cx
+            if abs(dy) < h and abs(dx) < w:
+                continue  # overlapping the damage
+            d = math.hypot(dy, dx)
+            if d > far:
+                best, far = (top, left), d
+    if best is None:
+        return None
+    out = np.zeros((rows, cols), bool)
+    out[best[0] : best[0] + h, best[1] : best[1] + w] = True
+    return out
 
 
 def _angle_bin(angle: float) -> str:
@@ -539,6 +591,7 @@ def report(rows: list[dict[str, Any]], command: str, workers: int, wall: float) 
         "belong here when that lands.",
         "",
         *_marked_section(rows),
+        *_gamed_section(rows),
     ]
     return "\n".join(lines)
 
@@ -548,6 +601,46 @@ def _marked_rate(rows: list[dict[str, Any]], t: str, outcome: str) -> str:
         return "-"
     k = sum(r["marked"][t] == outcome for r in rows)
     return f"{100 * k / len(rows):.1f}% ({k}/{len(rows)})"
+
+
+def _gamed_section(rows: list[dict[str, Any]]) -> list[str]:
+    """The forger who boxes an intact spot: how often its box is confirmed."""
+    from refundlens.detectors.consistency import DEFAULT_THRESHOLDS
+
+    shipped = str(DEFAULT_THRESHOLDS.mark_difference)
+    lines = [
+        "## A forger's box: an intact spot both photos show, away from the damage",
+        "",
+        "The same damaged pairs, the box moved (same size) onto the shared surface, clear of the "
+        "damage: what a forger who knows the rule would draw. 'confirmed' is "
+        "`consistency.marked_damage_confirmed`, which lets a claim with a live capture be "
+        f"approved (`capture_must_confirm_damage`). At the shipped `mark_difference` {shipped}; "
+        "pairs whose shared surface holds no such box are left out.",
+        "",
+        "| split | pairs | box placed | confirmed (approved) | flagged | cannot tell |",
+        "|---|---|---|---|---|---|",
+    ]
+    for split in ("dev", "test"):
+        for label, kinds in (
+            ("honest damaged", ("honest_damage",)),
+            ("inconsistent damage", ("forged_one_only", "forged_independent")),
+        ):
+            pool = [
+                r for r in rows if r["split"] == split and r["kind"] in kinds and r.get("marked")
+            ]
+            placed = [r for r in pool if r.get("gamed")]
+            n = max(1, len(placed))
+            counts = {
+                v: sum(r["gamed"] == v for r in placed)
+                for v in ("confirmed", "flagged", "cannot_tell")
+            }
+            lines.append(
+                f"| {split}, {label} | {len(pool)} | {len(placed)} | "
+                f"{counts['confirmed']} ({counts['confirmed'] / n:.1%}) | {counts['flagged']} | "
+                f"{counts['cannot_tell']} |"
+            )
+    lines.append("")
+    return lines
 
 
 def _marked_section(rows: list[dict[str, Any]]) -> list[str]:

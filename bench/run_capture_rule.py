@@ -172,6 +172,23 @@ def _after_capture(rules: RoutingRules, out: dict[str, Any]) -> list[str]:
             f"| {label} | {len(rows)} | {confirmed} ({confirmed / max(1, len(rows)):.1%}) | "
             f"{len(rows) - confirmed} ({1 - confirmed / max(1, len(rows)):.1%}) | {flagged} |"
         )
+    forged = [r for r in pairs if r["kind"] in ("forged_one_only", "forged_independent")]
+    gamed = sum(r.get("gamed") == "confirmed" for r in forged)
+    either = sum(r.get("gamed") == "confirmed" or r["marked"][at] == "confirmed" for r in forged)
+    out["after_capture"]["forger's box on an intact spot"] = gamed / max(1, len(forged))
+    lines.append(
+        f"| inconsistent damage, the forger boxing an intact spot both photos show "
+        f"(bench/results/capture.md) | {len(forged)} | {gamed} ({gamed / max(1, len(forged)):.1%}) "
+        f"| {len(forged) - gamed} | - |"
+    )
+    lines += [
+        "",
+        f"A forger who knows the rule boxes an intact spot the live photos show: confirmed in "
+        f"{gamed} of {len(forged)} inconsistent pairs (where the shared surface holds no such "
+        f"spot, it cannot). Taking whichever box works for each pair, at most {either} of "
+        f"{len(forged)} ({either / max(1, len(forged)):.1%}) would be approved. The box is the "
+        "buyer's word (docs/security.md); `auto_approve_after_capture: false` approves none.",
+    ]
     lines += [
         "",
         "Without the rule every capture whose analysis approves is approved: honest pairs and "
