@@ -108,37 +108,38 @@ def main() -> None:
     if capture_path.exists():
         from refundlens.detectors.consistency import Thresholds
 
-        shipped = str(Thresholds().difference)
         pairs = json.loads(capture_path.read_text())
-        for split in ("dev", "test"):
-            rows_ = [r for r in pairs if r["split"] == split and shipped in r["verdicts"]]
-            pos = [{r["verdicts"][shipped]} for r in rows_ if r["kind"].startswith("forged")]
-            neg = [{r["verdicts"][shipped]} for r in rows_ if r["kind"].startswith("honest")]
-            for code, verdict in CAPTURE_VERDICTS.items():
-                counts = _counts(pos, neg, verdict)
-                if split == "dev":
-                    codes[code] = {
-                        **counts,
-                        "data": f"bench/results/capture.json, split dev, difference {shipped}: "
-                        "inconsistent pairs vs honest pairs",
-                    }
-                else:
-                    check.append(f"| `{code}` | {log_likelihood_ratio(**counts):+.2f} | {counts} |")
-        marked_at = str(Thresholds().mark_difference)
-        for split in ("dev", "test"):
-            rows_ = [r for r in pairs if r["split"] == split and marked_at in r.get("marked", {})]
-            pos = [{r["marked"][marked_at]} for r in rows_ if r["kind"].startswith("forged")]
-            neg = [{r["marked"][marked_at]} for r in rows_ if r["kind"].startswith("honest")]
-            for code, verdict in MARKED_CAPTURE_VERDICTS.items():
-                counts = _counts(pos, neg, verdict)
-                if split == "dev":
-                    codes[code] = {
-                        **counts,
-                        "data": f"bench/results/capture.json, split dev, marked, mark difference "
-                        f"{marked_at}: inconsistent damaged pairs vs honest damaged pairs",
-                    }
-                else:
-                    check.append(f"| `{code}` | {log_likelihood_ratio(**counts):+.2f} | {counts} |")
+        shipped, marked_at = str(Thresholds().difference), str(Thresholds().mark_difference)
+        for key, at, verdicts, data in (
+            (
+                "verdicts",
+                shipped,
+                CAPTURE_VERDICTS,
+                f"difference {shipped}: inconsistent pairs vs honest pairs",
+            ),
+            (
+                "marked",
+                marked_at,
+                MARKED_CAPTURE_VERDICTS,
+                f"marked, mark difference {marked_at}: inconsistent damaged pairs vs honest "
+                "damaged pairs",
+            ),
+        ):
+            for split in ("dev", "test"):
+                rows_ = [r for r in pairs if r["split"] == split and at in r.get(key, {})]
+                pos = [{r[key][at]} for r in rows_ if r["kind"].startswith("forged")]
+                neg = [{r[key][at]} for r in rows_ if r["kind"].startswith("honest")]
+                for code, verdict in verdicts.items():
+                    counts = _counts(pos, neg, verdict)
+                    if split == "dev":
+                        codes[code] = {
+                            **counts,
+                            "data": f"bench/results/capture.json, split dev, {data}",
+                        }
+                    else:
+                        check.append(
+                            f"| `{code}` | {log_likelihood_ratio(**counts):+.2f} | {counts} |"
+                        )
     forensics_path = RESULTS / "forensics.json"
     if forensics_path.exists():
         rows = json.loads(forensics_path.read_text())["rows"]

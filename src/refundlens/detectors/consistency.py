@@ -962,9 +962,19 @@ def _short(name: str) -> str:
     return name.rsplit("/", 1)[-1]
 
 
-def _facts(
-    other: Media, c: ViewComparison, live: bool, mark: tuple[str, DamageBox] | None = None
-) -> dict[str, Any]:
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Pair:
+    """The claim image compared with one other view: the comparison, whether that view is a
+    live capture, and the buyer's mark it was asked about (the photo's short name and box)."""
+
+    other: Media
+    c: ViewComparison
+    live: bool
+    marked: tuple[str, DamageBox] | None
+
+
+def _facts(pair: _Pair) -> dict[str, Any]:
+    other, c, live, mark = pair.other, pair.c, pair.live, pair.marked
     shared = max(1.0, float(c.shared.sum()))
     return {
         "buyer_marked_damage_on": mark[0] if mark else None,
@@ -1014,6 +1024,7 @@ class ConsistencyDetector(Detector):
         if not others:
             return []
         marks = context.damage_marks
+        live = set(context.live_captures)
         results = []
         for other in others:
             # The buyer's mark on this photo, else on the other one: the same damage asked
@@ -1036,25 +1047,19 @@ class ConsistencyDetector(Detector):
                 mark=mark,
                 other_mark=other_mark,
             )
-            results.append((other, c, marked))
-        live = set(context.live_captures)
-        missing = [r for r in results if r[1].verdict == "missing"]
-        agrees = [r for r in results if r[1].verdict == "agrees"]
+            results.append(_Pair(other, c, other.sha256 in live, marked))
+        missing = [r for r in results if r.c.verdict == "missing"]
+        agrees = [r for r in results if r.c.verdict == "agrees"]
         if missing:
-            other, c, marked = max(missing, key=lambda r: r[1].region_share)
-            return [self._missing(claim, other, c, other.sha256 in live, marked)]
+            return [self._missing(claim, max(missing, key=lambda r: r.c.region_share))]
         if agrees:
             # A comparison that checked the buyer's mark says more than one that could not.
-            other, c, marked = max(
+            best = max(
                 agrees,
-                key=lambda r: (
-                    r[1].mark_shared is not None,
-                    r[1].shared_fraction * r[1].correlation,
-                ),
+                key=lambda r: (r.c.mark_shared is not None, r.c.shared_fraction * r.c.correlation),
             )
-            return [self._agrees(claim, other, c, other.sha256 in live, marked)]
-        other, c, marked = max(results, key=lambda r: r[1].shared_fraction)
-        return [self._cannot_tell(claim, other, c, other.sha256 in live, marked)]
+            return [self._agrees(claim, best)]
+        return [self._cannot_tell(claim, max(results, key=lambda r: r.c.shared_fraction))]
 
     def _pictures(self, claim: Media, other: Media, c: ViewComparison) -> dict[str, RGB]:
         return {
@@ -1062,15 +1067,9 @@ class ConsistencyDetector(Detector):
             "views_difference": heatmap_picture(claim.analysis, c),
         }
 
-    def _missing(
-        self,
-        claim: Media,
-        other: Media,
-        c: ViewComparison,
-        live: bool,
-        marked: tuple[str, DamageBox] | None = None,
-    ) -> Finding:
-        facts = _facts(other, c, live, marked)
+    def _missing(self, claim: Media, pair: _Pair) -> Finding:
+        other, c, live = pair.other, pair.c, pair.live
+        facts = _facts(pair)
         what_en = "the live capture" if live else "the other photo"
         what_zh = "实时拍摄的照片" if live else "另一张照片"
         here = 100 * float(c.here.sum()) / max(1.0, float(c.shared.sum()))
@@ -1107,15 +1106,9 @@ class ConsistencyDetector(Detector):
             self._pictures(claim, other, c),
         )
 
-    def _agrees(
-        self,
-        claim: Media,
-        other: Media,
-        c: ViewComparison,
-        live: bool,
-        marked: tuple[str, DamageBox] | None = None,
-    ) -> Finding:
-        facts = _facts(other, c, live, marked)
+    def _agrees(self, claim: Media, pair: _Pair) -> Finding:
+        other, c, live, marked = pair.other, pair.c, pair.live, pair.marked
+        facts = _facts(pair)
         what_en = "the live capture" if live else "the other photo"
         what_zh = "实时拍摄的照片" if live else "另一张照片"
         confidence = float(
@@ -1169,15 +1162,9 @@ class ConsistencyDetector(Detector):
             self._pictures(claim, other, c),
         )
 
-    def _cannot_tell(
-        self,
-        claim: Media,
-        other: Media,
-        c: ViewComparison,
-        live: bool,
-        marked: tuple[str, DamageBox] | None = None,
-    ) -> Finding:
-        facts = _facts(other, c, live, marked)
+    def _cannot_tell(self, claim: Media, pair: _Pair) -> Finding:
+        other, c = pair.other, pair.c
+        facts = _facts(pair)
         why_en, why_zh = {
             "no_shared_face": (
                 "no surface of one could be matched in the other",
