@@ -186,11 +186,12 @@ def _usable_token(store: Store, claim: Claim, token: str, now: dt.datetime) -> C
     return row
 
 
-def capture_claim(store: Store, token: str) -> Claim:
+def capture_claim(store: Store, token: str, *, lock: bool = True) -> Claim:
     """The claim a capture link's token is for, if the token may be used now (the capture page
-    opens with the token alone: whoever holds the link is the buyer it was given to)."""
+    opens with the token alone: whoever holds the link is the buyer it was given to). ``lock``
+    False for a look that changes nothing (showing the page): no row lock for a GET."""
     row = store.claims.capture_token(token.partition(".")[0])
-    claim = store.claims.get(row.claim_id, for_update=True) if row is not None else None
+    claim = store.claims.get(row.claim_id, for_update=lock) if row is not None else None
     if claim is None:
         raise RefundlensError("capture.bad_token", "The capture token is not valid for this claim.")
     _usable_token(store, claim, token, utcnow())
