@@ -706,3 +706,43 @@ def test_the_claim_pages_facts_read_as_words_and_numbers_never_as_python_values(
     assert tables, "no facts table on the claim page"
     text = html.unescape(re.sub(r"<[^>]+>", " ", " ".join(tables)))
     assert not re.findall(r"[{}\[\]']|\b(True|False|None)\b", text), text[:500]
+
+
+def test_the_reviewer_sees_the_buyers_box_drawn_over_its_claim_photo(
+    site: tuple[Server, dict[str, str]], browser: object
+) -> None:
+    server, keys = site
+    with server.client(keys["merchant"]) as merchant:
+        order = merchant.post(
+            "/v1/orders",
+            json={
+                "external_id": "o-box",
+                "sku_id": _sku_of(server, keys),
+                "buyer_id": "buyer-1",
+                "amount": 90,
+            },
+        ).json()["id"]
+    with server.client(keys["buyer"]) as buyer:
+        claim = buyer.post(
+            "/v1/claims",
+            data={
+                "order_id": order,
+                "type": "refund_only",
+                "amount": "90",
+                "damage_boxes": "[[0.25, 0.5, 0.75, 0.9]]",
+            },
+            files=[("photos", ("boxed.jpg", _sample("claim_forged.jpg"), "image/jpeg"))],
+        ).json()["id"]
+        wait_analysed(buyer, claim)
+    page = _login(browser, server, keys["reviewer"], "en-US")
+    page.goto(f"{server.url}/web/claims/{claim}")
+    photo = page.locator("span.boxed img.photo").first.bounding_box()
+    drawn = page.locator("svg.damage-box rect").first.bounding_box()
+    assert photo is not None and drawn is not None
+    # The box lies where its fractions put it on the photo as shown (a pixel or two of stroke).
+    assert abs(drawn["x"] - (photo["x"] + 0.25 * photo["width"])) <= 3
+    assert abs(drawn["y"] - (photo["y"] + 0.5 * photo["height"])) <= 3
+    assert abs(drawn["width"] - 0.5 * photo["width"]) <= 4
+    assert "the buyer's box around the damage" in page.locator(".damage-box-note").inner_text()
+    report = page.request.get(f"{server.url}/web/claims/{claim}/report.html")  # a download
+    assert report.ok and "0.25, 0.5, 0.75, 0.9" in report.text()  # the evidence report names it

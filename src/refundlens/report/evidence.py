@@ -170,6 +170,7 @@ def gather(session: Session, blobs: BlobStore, claim_id: str, inline: bool = Tru
                 "name": photo.name,
                 "sha256": photo.sha256,
                 "live": photo.live_capture,
+                "damage_box": photo.damage_box,
                 "src": _data_uri(data, _mime(data)) if inline else "",
                 "facts": file_facts(data, photo.name),
             }
@@ -315,7 +316,13 @@ def canonical_content(case: CaseFile, jurisdiction: str = "cn") -> dict[str, Any
         },
         "sku": {"id": sku.id, "external_id": sku.external_id, "title": sku.title},
         "photos": [
-            {"name": p["name"], "sha256": p["sha256"], "live": p["live"]} for p in case.photos
+            {
+                "name": p["name"],
+                "sha256": p["sha256"],
+                "live": p["live"],
+                "damage_box": p["damage_box"],
+            }
+            for p in case.photos
         ],
         "references": [{"name": r.name, "sha256": r.sha256} for r in case.references],
         "analysis": case.report,
