@@ -123,6 +123,7 @@ CLAIM_PHOTOS = {
     5: lambda: _scene(15),
     6: lambda: _scene(16),
     7: lambda: _scene(31),  # its own: the clip test films 17, live photos are 20 and 21
+    8: lambda: _scene(19),
 }
 
 
@@ -547,3 +548,32 @@ def test_a_platform_that_signs_its_app_captures_takes_none_on_the_page(
         assert assessed_claim["state"] == "awaiting_capture"
         assert not [p for p in assessed_claim["photos"] if p["live_capture"]]
         assert not [a for a, _ in audit_entries(server, claim_id) if a == "capture.accepted"]
+
+
+def test_a_claim_photo_the_page_cannot_show_does_not_keep_the_buyer_from_sending(
+    shop: tuple[Server, dict[str, str]], tmp_path: Path
+) -> None:
+    # The box is asked on the filed photo; where that photo does not load (a network error),
+    # the buyer still sends the live photos, unboxed: a person then decides.
+    server, keys = shop
+    claim_id = _claim_awaiting_capture(server, keys, 8)
+    url = _capture_url(server, keys, claim_id)
+    manager, browser, page = _phone(write_y4m(_scene(22), tmp_path / "cam.y4m"))
+    try:
+        page.route("**/photo/0", lambda route: route.abort())
+        page.goto(url)
+        page.wait_for_selector("#shoot:not([hidden])", timeout=20000)
+        _until(page, "document.getElementById('camera').videoWidth > 0")
+        page.click("#shoot")
+        _until(page, "document.querySelectorAll('#shots canvas').length === 1")
+        _until(page, "document.querySelector('canvas.mark').hidden === true")
+        assert page.is_enabled("#send")
+        page.click("#send")
+        page.wait_for_load_state("load")
+        assert page.locator("#capture-done").is_visible(), page.content()
+    finally:
+        browser.close()
+        manager.__exit__(None, None, None)
+    claim = assessed(server, claim_id)
+    assert [p["damage_box"] for p in claim["photos"]] == [None, None]
+    assert claim["state"] == "awaiting_merchant", claim["routing_reason"]

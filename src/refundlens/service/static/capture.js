@@ -33,11 +33,13 @@
   var boxesField = document.getElementById("damage-boxes");
   var boxes = [];
   var marks = Array.prototype.slice.call(document.querySelectorAll("canvas.mark"));
+  var unshown = 0;  // filed photos that could not be shown: no box can be asked on those
 
   function say(key) { status.textContent = form.dataset[key] || key; }
 
   function marked() {
-    return !boxesField || boxes.some(function (box) { return box !== null; });
+    return !boxesField || unshown >= marks.length ||
+      boxes.some(function (box) { return box !== null; });
   }
 
   function keepBoxes() {
@@ -77,6 +79,12 @@
       canvas.height = photo.naturalHeight;
       canvas.dataset.loaded = "yes";
       draw(boxes[index]);
+    });
+    photo.addEventListener("error", function () {
+      // A photo the page cannot show must not keep the buyer from sending the live photos.
+      unshown += 1;
+      canvas.hidden = true;
+      refresh();
     });
     photo.src = canvas.dataset.src;
     canvas.addEventListener("pointerdown", function (event) {
