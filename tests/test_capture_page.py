@@ -209,7 +209,12 @@ def _take_two_and_send(page, url: str) -> None:  # type: ignore[no-untyped-def]
     _until(page, "document.querySelectorAll('#shots canvas').length === 1")
     page.click("#shoot")
     _until(page, "document.querySelectorAll('#shots canvas').length === 2")
-    # The photos go only with a box around the damage on the photo the claim was filed with.
+    # The photos go only with a box around the damage on the photo the claim was filed with,
+    # or with the buyer's word that it cannot draw one.
+    assert not page.is_enabled("#send")
+    page.check("#no-mark")
+    assert page.is_enabled("#send")
+    page.uncheck("#no-mark")
     assert not page.is_enabled("#send")
     _mark_damage(page)
     assert page.is_enabled("#send")

@@ -545,7 +545,7 @@ def test_a_second_open_claim_on_an_order_is_refused_before_its_files_are_stored(
         "[[true, 0.1, 0.5, 0.4]]",
         "[[NaN, 0.1, 0.5, 0.4]]",
         "[[1e400, 0.1, 0.5, 0.4]]",
-        "[" * 1200 + "]" * 1200,  # deep enough to stop the JSON parser itself
+        "[" * 1200 + "]" * 1200,  # deep nesting: the length limit refuses it before the parser
         "[[0.5, 0.5, 0.5000001, 0.6]]",  # a tap, not a box (damage_box_min_side)
         "[[0.1, 0.1, 0.5, 0.4]" + " " * 200 + "]",  # longer than one box takes
     ],
@@ -585,3 +585,13 @@ def test_an_id_that_starts_with_a_dot_is_refused_since_a_path_could_never_name_i
     assert fields.check_id("id", "shop.a") == "shop.a"
     with pytest.raises(fields.FieldError):
         fields.check_id("id", ident)
+
+
+def test_boxes_nested_deep_enough_to_stop_the_json_parser_are_a_bad_box_not_a_crash() -> None:
+    from refundlens.cases import parse_damage_boxes
+    from refundlens.errors import RefundlensError
+
+    deep = "[" * 5000 + "]" * 5000  # within the length 100 photos allow
+    with pytest.raises(RefundlensError) as refused:
+        parse_damage_boxes(deep, 100, Settings())
+    assert refused.value.code == "claim.bad_damage_box"

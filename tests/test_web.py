@@ -743,6 +743,7 @@ def test_the_reviewer_sees_the_buyers_box_drawn_over_its_claim_photo(
     assert abs(drawn["x"] - (photo["x"] + 0.25 * photo["width"])) <= 3
     assert abs(drawn["y"] - (photo["y"] + 0.5 * photo["height"])) <= 3
     assert abs(drawn["width"] - 0.5 * photo["width"]) <= 4
+    assert abs(drawn["height"] - 0.4 * photo["height"]) <= 4
     assert "the buyer's box around the damage" in page.locator(".damage-box-note").inner_text()
     report = page.request.get(f"{server.url}/web/claims/{claim}/report.html")  # a download
     assert report.ok and "0.25, 0.5, 0.75, 0.9" in report.text()  # the evidence report names it

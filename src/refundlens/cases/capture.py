@@ -158,13 +158,16 @@ def capture_signature(
     return None
 
 
-def _usable_token(store: Store, claim: Claim, token: str, now: dt.datetime) -> CaptureToken:
-    """The claim's capture token row, locked, if ``token`` may be used now; else the refusal."""
+def _usable_token(
+    store: Store, claim: Claim, token: str, now: dt.datetime, *, lock: bool = True
+) -> CaptureToken:
+    """The claim's capture token row, locked (unless ``lock`` is False: a look that changes
+    nothing), if ``token`` may be used now; else the refusal."""
     import hashlib
     import hmac
 
     token_id, _, secret = token.partition(".")
-    row = store.claims.capture_token(token_id, for_update=True)
+    row = store.claims.capture_token(token_id, for_update=lock)
     if (
         row is None
         or row.claim_id != claim.id
@@ -194,7 +197,7 @@ def capture_claim(store: Store, token: str, *, lock: bool = True) -> Claim:
     claim = store.claims.get(row.claim_id, for_update=lock) if row is not None else None
     if claim is None:
         raise RefundlensError("capture.bad_token", "The capture token is not valid for this claim.")
-    _usable_token(store, claim, token, utcnow())
+    _usable_token(store, claim, token, utcnow(), lock=lock)
     return claim
 
 

@@ -160,7 +160,7 @@ def parse_damage_boxes(text: str, count: int, settings: Settings) -> list[Damage
         raise bad(f"{len(text)} characters, more than {count} boxes take")
     try:
         boxes = json.loads(text)
-    except (ValueError, RecursionError):  # RecursionError: arrays nested a thousand deep
+    except (ValueError, RecursionError):  # nesting deep enough to stop the parser: a 400 too
         raise bad("not JSON") from None
     if not isinstance(boxes, list):
         raise bad("not a JSON array")

@@ -1056,7 +1056,12 @@ class ConsistencyDetector(Detector):
             # A comparison that checked the buyer's mark says more than one that could not.
             best = max(
                 agrees,
-                key=lambda r: (r.c.mark_shared is not None, r.c.shared_fraction * r.c.correlation),
+                # ... and a live capture more than another filed photo (routing reads that pair).
+                key=lambda r: (
+                    r.c.mark_shared is not None,
+                    r.live,
+                    r.c.shared_fraction * r.c.correlation,
+                ),
             )
             return [self._agrees(claim, best)]
         return [self._cannot_tell(claim, max(results, key=lambda r: r.c.shared_fraction))]

@@ -320,7 +320,8 @@ def canonical_content(case: CaseFile, jurisdiction: str = "cn") -> dict[str, Any
                 "name": p["name"],
                 "sha256": p["sha256"],
                 "live": p["live"],
-                "damage_box": p["damage_box"],
+                # Only where the buyer drew one: a report made before boxes existed keeps its hash.
+                **({"damage_box": p["damage_box"]} if p["damage_box"] else {}),
             }
             for p in case.photos
         ],

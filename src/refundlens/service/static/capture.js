@@ -34,13 +34,20 @@
   var boxes = [];
   var marks = Array.prototype.slice.call(document.querySelectorAll("canvas.mark"));
   var unshown = 0;  // filed photos that could not be shown: no box can be asked on those
+  var noMark = document.getElementById("no-mark");
+  var leastSide = Number((boxesField && boxesField.dataset.minSide) || "0.01");
 
   function say(key) { status.textContent = form.dataset[key] || key; }
 
+  // Sending waits for a box, unless the buyer says it cannot draw one (no damage to see on the
+  // photo, no pointer to draw with) or no filed photo could be shown: the photos then go
+  // unboxed, and a person decides (capture_must_confirm_damage).
   function marked() {
-    return !boxesField || unshown >= marks.length ||
+    return !boxesField || unshown >= marks.length || (noMark && noMark.checked) ||
+      typeof window.PointerEvent !== "function" ||
       boxes.some(function (box) { return box !== null; });
   }
+  if (noMark) { noMark.addEventListener("change", function () { refresh(); }); }
 
   function keepBoxes() {
     if (!boxesField) { return; }
@@ -63,11 +70,13 @@
       context.strokeRect(box[0] * canvas.width, box[1] * canvas.height,
         (box[2] - box[0]) * canvas.width, (box[3] - box[1]) * canvas.height);
     }
-    function at(event) {
+    function at(event) {  // the photo's fractions, inside the canvas' border
       var rect = canvas.getBoundingClientRect();
+      var left = rect.left + canvas.clientLeft;
+      var top = rect.top + canvas.clientTop;
       return [
-        Math.min(1, Math.max(0, (event.clientX - rect.left) / rect.width)),
-        Math.min(1, Math.max(0, (event.clientY - rect.top) / rect.height))
+        Math.min(1, Math.max(0, (event.clientX - left) / (canvas.clientWidth || rect.width))),
+        Math.min(1, Math.max(0, (event.clientY - top) / (canvas.clientHeight || rect.height)))
       ];
     }
     function spanned(a, b) {
@@ -88,20 +97,28 @@
     });
     photo.src = canvas.dataset.src;
     canvas.addEventListener("pointerdown", function (event) {
-      if (canvas.dataset.loaded !== "yes") { return; }
+      if (canvas.dataset.loaded !== "yes" || !event.isPrimary) { return; }  // one finger draws
       start = at(event);
       if (canvas.setPointerCapture) { canvas.setPointerCapture(event.pointerId); }
       event.preventDefault();
     });
     canvas.addEventListener("pointermove", function (event) {
-      if (start) { draw(spanned(start, at(event))); }
+      if (start && event.isPrimary) { draw(spanned(start, at(event))); }
     });
-    canvas.addEventListener("pointerup", function (event) {
+    function abandon() {  // a system gesture took the pointer: the box stays as it was
       if (!start) { return; }
+      start = null;
+      draw(boxes[index]);
+    }
+    canvas.addEventListener("pointercancel", abandon);
+    canvas.addEventListener("lostpointercapture", function () { if (start) { abandon(); } });
+    canvas.addEventListener("pointerup", function (event) {
+      if (!start || !event.isPrimary) { return; }
       var box = spanned(start, at(event));
       start = null;
-      // A click is not a box: at least 1% of the photo's width and height.
-      boxes[index] = box[2] - box[0] >= 0.01 && box[3] - box[1] >= 0.01 ? box : boxes[index];
+      // A tap is not a box: at least damage_box_min_side of the photo's width and height.
+      var wide = box[2] - box[0] >= leastSide && box[3] - box[1] >= leastSide;
+      boxes[index] = wide ? box : boxes[index];
       draw(boxes[index]);
       keepBoxes();
       refresh();

@@ -79,6 +79,7 @@ def _form(
         claim_id=opened[0],
         hours_left=opened[1],
         filed=opened[2],
+        min_side=settings.damage_box_min_side,
         most=settings.capture_max_photos,
         least=1,
         clip_seconds=settings.capture_clip_seconds,
