@@ -324,7 +324,12 @@ def _init() -> None:
 
 
 def _analyse(case: Case) -> dict[str, Any]:
-    from refundlens.detectors.consistency import DEFAULT_THRESHOLDS, compare_views, judge
+    from refundlens.detectors.consistency import (
+        DEFAULT_THRESHOLDS,
+        compare_views,
+        judge,
+        work_shape,
+    )
     from refundlens.media import media_from_bytes
 
     a = media_from_bytes(case.first, f"{case.id}-1.jpg")
@@ -343,39 +348,38 @@ def _analyse(case: Case) -> dict[str, Any]:
             per_threshold[str(t)] = "confirmed"
         else:
             per_threshold[str(t)] = "cannot_tell"
-    # With the buyer's mark on the first view (the claim): its direction judged with the mark,
-    # the other direction as before.
+
+    # With the buyer's mark on the first view (the claim), both directions as the product asks
+    # them (ConsistencyDetector): the claim against the capture with the mark in its own frame,
+    # the capture against the claim with the mark on the other view (``other_mark``).
+    # Confirmed where either agrees and neither finds damage missing (a missing region floors
+    # the claim to a person), as routing reads it; a box over ``max_mark_share`` confirms
+    # nothing.
+    def with_box(box: np.ndarray, th: Any) -> str:
+        v1 = judge(ab, th, mark=box).verdict
+        other = cv2.resize(box.astype(np.uint8), work_shape(a.analysis)[::-1]) > 0
+        v2 = judge(ba, th, other_mark=other).verdict
+        small = float(box.mean()) <= th.max_mark_share
+        if "missing" in (v1, v2):
+            return "flagged"
+        return "confirmed" if "agrees" in (v1, v2) and small else "cannot_tell"
+
     marked: dict[str, str] = {}
+    gamed = None
     if case.mark is not None:
         x0, y0, x1, y1 = case.mark
         mask = np.zeros(a.analysis.shape[:2], bool)
         mask[y0:y1, x0:x1] = True  # the bench's photos are analysed at their own size
-        back = judge(ba, DEFAULT_THRESHOLDS).verdict
         for t in MARK_GRID:
-            th = dataclasses.replace(DEFAULT_THRESHOLDS, mark_difference=t)
-            v = judge(ab, th, mark=mask).verdict
-            marked[str(t)] = (
-                "flagged"
-                if "missing" in (v, back)
-                else "confirmed"
-                if v == "agrees"
-                else "cannot_tell"
+            marked[str(t)] = with_box(
+                mask, dataclasses.replace(DEFAULT_THRESHOLDS, mark_difference=t)
             )
-    # A forger's box: the same size, moved onto an intact spot both photos show, away from the
-    # damage (the capture page cannot tell where the damage is; the buyer says so).
-    gamed = None
-    if case.mark is not None:
-        box = _intact_spot(ab.shared, case.mark, a.analysis.shape[:2])
-        if box is not None:
-            v = judge(ab, DEFAULT_THRESHOLDS, mark=box).verdict
-            back = judge(ba, DEFAULT_THRESHOLDS).verdict
-            gamed = (
-                "flagged"
-                if "missing" in (v, back)
-                else "confirmed"
-                if v == "agrees"
-                else "cannot_tell"
-            )
+        # A forger's box: the same size, moved onto an intact spot both photos show, away from
+        # the damage (the capture page cannot tell where the damage is; the buyer says so).
+        spot = _intact_spot(ab.shared, case.mark, a.analysis.shape[:2])
+        if spot is not None:
+            spot = cv2.resize(spot.astype(np.uint8), a.analysis.shape[:2][::-1]) > 0
+            gamed = with_box(spot, DEFAULT_THRESHOLDS)
     return {
         "id": case.id,
         "split": case.split,
@@ -659,9 +663,12 @@ def _marked_section(rows: list[dict[str, Any]]) -> list[str]:
         "## With the buyer's mark around the damage (the capture page's first step)",
         "",
         "The pairs with painted damage judged again as if the buyer had drawn a box around the "
-        "damage on the claim photo (its bounds, a quarter larger): marked damage that is not on "
-        "the compared surface is 'cannot tell', never 'agrees'; a region touching the mark counts "
-        "from `mark_difference`. Honest pairs without damage have no mark and are left out. "
+        "damage on the claim photo (its bounds, a quarter larger), both directions as the "
+        "product asks them (the capture against the claim with the box on the other view): "
+        "marked damage that is not on the compared surface is 'cannot tell', never 'agrees'; a "
+        "region touching the mark counts from `mark_difference`; 'agrees' (confirmed) where "
+        "either direction agrees and neither finds damage missing. Honest pairs without damage "
+        "have no mark and are left out. "
         f"This run's dev choice (at most 1% of dev's honest damaged pairs flagged): "
         f"`mark_difference` = {chosen}.",
         "",
