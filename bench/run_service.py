@@ -71,27 +71,30 @@ def _claim_cost(kind: str = "forged", ocr: bool = False) -> dict[str, float]:
         reference.prepare_reference(ref)  # cached per SKU in the service
     data = _photo(7, kind)
 
-    def best(fn: Any) -> float:
+    def best(fn: Any, fresh: bool = True) -> float:
+        """Best of 3; each run on a photo decoded anew (outside the clock), as the service
+        decodes each claim: a photo keeps what was measured on it (its luma plane, its hashes,
+        its double-quantization analysis), and a second run on the same object would not pay."""
         times = []
         for _ in range(3):
+            claim = media_from_bytes(data, "c.jpg", settings) if fresh else None
             start = time.perf_counter()
-            fn()
+            fn(claim)
             times.append(time.perf_counter() - start)
         return min(times)
 
-    cost = {"decode": best(lambda: media_from_bytes(data, "c.jpg", settings))}
-    claim = media_from_bytes(data, "c.jpg", settings)
+    cost = {"decode": best(lambda _: media_from_bytes(data, "c.jpg", settings), fresh=False)}
     for detector in default_detectors():
         cost[detector.name] = best(
-            lambda d=detector: analyze([claim], refs, settings=settings, detectors=[d])
+            lambda claim, d=detector: analyze([claim], refs, settings=settings, detectors=[d])
         )
-    assessment = analyze([claim], refs, settings=settings)
-    cost["pictures (JPEG/PNG)"] = best(lambda: picture_blobs(assessment.images[0]))
+    assessment = analyze([media_from_bytes(data, "c.jpg", settings)], refs, settings=settings)
+    cost["pictures (JPEG/PNG)"] = best(lambda _: picture_blobs(assessment.images[0]), fresh=False)
     # Each detector above ran alone; the service runs them in one analysis, cheapest first, and
     # stops early where the answer is fixed (issue 22). The total is that, with decode and
     # pictures.
     cost["whole analysis, as the service runs it"] = best(
-        lambda: analyze([claim], refs, settings=settings)
+        lambda claim: analyze([claim], refs, settings=settings)
     )
     return cost
 

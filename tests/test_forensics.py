@@ -24,7 +24,12 @@ from refundlens.detectors.pixels import PixelsDetector, measure
 from refundlens.forensics.copy_move import find_copy_move
 from refundlens.forensics.ela import error_level
 from refundlens.forensics.jpeg_dct import block_dct, double_quantization
-from refundlens.forensics.noise import noise_level, residual_cooccurrence_map
+from refundlens.forensics.noise import (
+    noise_level,
+    noise_level_and_map,
+    noise_level_map,
+    residual_cooccurrence_map,
+)
 from refundlens.forensics.spectrum import grid_peaks, moire_peaks, spectral_peaks
 from refundlens.media import media_from_bytes
 
@@ -55,6 +60,20 @@ def test_orient_turns_stored_maps_exactly_as_pillow_turns_the_image(orientation:
     Image.fromarray(stored).save(buffer, "PNG", exif=exif.tobytes())
     media = media_from_bytes(buffer.getvalue(), "o.png")
     assert np.array_equal(media.orient(stored), media.analysis)
+
+
+def test_the_capture_check_and_pixel_forensics_share_one_double_quantization_per_photo() -> None:
+    from refundlens.detectors.measured import jpeg_double_quantization
+
+    photo = media_from_bytes(pasted_with_other_compression(), "p.jpg")
+    once = jpeg_double_quantization(photo)
+    assert once is not None and jpeg_double_quantization(photo) is once
+    assert photo.jpeg_luma is not None
+    direct = double_quantization(photo.jpeg_luma, photo.metadata.jpeg_qtables[0])
+    assert once.periods == direct.periods and once.strength == direct.strength
+    assert (
+        jpeg_double_quantization(media_from_bytes(encode(camera_photo(1), "PNG"), "p.png")) is None
+    )
 
 
 def test_a_photo_compressed_once_shows_no_double_quantization() -> None:
@@ -90,6 +109,22 @@ def test_noise_level_recovers_the_added_noise_within_a_fifth() -> None:
     flat = np.full((400, 400, 3), 128.0) + rng.normal(0, 5.0, (400, 400, 1))
     estimate = noise_level(np.clip(flat, 0, 255).astype(np.uint8))
     assert 4.0 < estimate < 6.0
+
+
+def test_the_level_and_the_map_read_together_are_the_numbers_each_gives_alone() -> None:
+    photo = camera_photo(3)
+    level, tiles = noise_level_and_map(photo, 32)
+    assert level == noise_level(photo)
+    assert np.array_equal(tiles, noise_level_map(photo, 32), equal_nan=True)
+
+
+def test_error_level_is_the_largest_channel_difference_to_the_resave_blurred() -> None:
+    photo = camera_photo(4)
+    buffer = io.BytesIO()
+    Image.fromarray(photo).save(buffer, "JPEG", quality=90)
+    resaved = np.asarray(Image.open(buffer).convert("RGB"), np.int16)
+    by_hand = np.abs(photo.astype(np.int16) - resaved).max(axis=2).astype(np.float32)
+    assert np.array_equal(error_level(photo, smooth_sigma=0), by_hand)
 
 
 # The maps off by default (bench/results/forensics.md, "Which maps earn their cost"), turned on.

@@ -138,6 +138,16 @@ def test_pdq_is_robust_to_recompression_and_distinguishes_other_images(product: 
     assert hamming(a.pdq, other.pdq) > 60
 
 
+def test_a_photo_hashes_its_centre_crops_once_as_the_fingerprint_function_does(
+    product: np.ndarray,
+) -> None:
+    from refundlens.media.fingerprint import pdq_centre_crops
+
+    media = media_from_bytes(encode(product, "JPEG", quality=90), "a.jpg")
+    assert media.pdq_centre_crops is media.pdq_centre_crops
+    assert dict(media.pdq_centre_crops) == pdq_centre_crops(media.analysis)
+
+
 BAD_INPUTS = {
     "zero-byte file": (b"", "media.empty"),
     "text named .jpg": (b"this is not an image, just text\n" * 10, "media.not_an_image"),

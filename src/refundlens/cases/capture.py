@@ -483,13 +483,13 @@ def capture_repeats(
     """
     from ..detectors.base import Context
     from ..detectors.reference import ReferenceDetector
-    from ..media.fingerprint import hamming, pdq_centre_crops
+    from ..media.fingerprint import hamming
 
     if not earlier:
         return None
-    mine = {"full": photo.pdq, **pdq_centre_crops(photo.analysis)}
+    mine = {"full": photo.pdq, **photo.pdq_centre_crops}
     for label, media in earlier:
-        theirs = {"full": media.pdq, **pdq_centre_crops(media.analysis)}
+        theirs = {"full": media.pdq, **media.pdq_centre_crops}
         pairs = [
             (hamming(a, b), va, vb)
             for va, a in mine.items()

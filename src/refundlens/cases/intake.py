@@ -114,7 +114,6 @@ def prepare_claim_files(
             "claim.too_many_photos",
             f"At most {settings.max_photos_per_claim} photos per claim (max_photos_per_claim).",
         )
-    from ..media.fingerprint import pdq_centre_crops
     from ..media.video import probe_video
 
     decoded = []
@@ -134,7 +133,7 @@ def prepare_claim_files(
             raise exc.about_file(index, name, "videos") from None
     return ClaimFiles(
         photos=[
-            (name, blobs.put(data), media, {"full": media.pdq, **pdq_centre_crops(media.analysis)})
+            (name, blobs.put(data), media, {"full": media.pdq, **media.pdq_centre_crops})
             for name, data, media in decoded
         ],
         videos=[(name, blobs.put(data)) for name, data in videos],

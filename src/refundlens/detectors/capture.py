@@ -20,6 +20,7 @@ from PIL import ExifTags, Image
 
 from ..media import Media, utc_offset
 from .base import Context, Detector, Example, Finding, Reason
+from .measured import jpeg_double_quantization
 
 __all__ = [
     "CaptureDetector",
@@ -264,13 +265,10 @@ class CaptureDetector(Detector):
                     detector=self.name,
                 )
             )
-        table = claim.metadata.jpeg_qtables.get(0)
-        luma = claim.jpeg_luma if table is not None and len(table) == 64 else None
-        if luma is not None and table is not None:
-            from ..forensics.jpeg_dct import double_quantization
+        dq = jpeg_double_quantization(claim)
+        if dq is not None:
             from ..media.jpeg import estimate_jpeg_quality
 
-            dq = double_quantization(luma, table)
             threshold = context.settings.capture_double_jpeg_min_strength
             if dq.strength >= threshold and len(dq.periods) >= 3:
                 findings.append(

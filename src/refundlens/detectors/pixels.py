@@ -24,14 +24,14 @@ from ..forensics.copy_move import CopyMove, find_copy_move
 from ..forensics.ela import error_level
 from ..forensics.generator_traces import CELL as GENERATOR_CELL
 from ..forensics.generator_traces import generator_traces
-from ..forensics.jpeg_dct import double_quantization
 from ..forensics.learned import CELL, painted_patch_map
-from ..forensics.noise import noise_level, noise_level_map, residual_cooccurrence_map
+from ..forensics.noise import noise_level_and_map, residual_cooccurrence_map
 from ..forensics.spectrum import spectral_peaks
 from ..media import Media
 from .base import Context, Detector, Example, Finding, Reason, Region
+from .measured import jpeg_double_quantization
 
-__all__ = ["PixelMeasurements", "PixelsDetector", "heat_picture", "measure"]
+__all__ = ["PixelMeasurements", "PixelsDetector", "heat_pictures", "measure"]
 
 FloatMap = npt.NDArray[np.float32]
 
@@ -180,10 +180,8 @@ def measure(claim: Media, settings: Settings | None = None) -> PixelMeasurements
 
     dq_map: FloatMap | None = None
     dq_region, dq_score, dq_strength, dq_periods = None, 0.0, 0.0, {}
-    luma = claim.jpeg_luma
-    table = claim.metadata.jpeg_qtables.get(0)
-    if luma is not None and table is not None and len(table) == 64:
-        dq = double_quantization(luma, table)
+    dq = jpeg_double_quantization(claim)
+    if dq is not None:
         dq_strength, dq_periods = dq.strength, dq.periods
         if dq.block_map is not None and len(dq.periods) >= 2:
             # Smooth over 3x3 blocks: single blocks flip on texture, edits span many blocks.
@@ -223,7 +221,7 @@ def measure(claim: Media, settings: Settings | None = None) -> PixelMeasurements
             traces.cells, GENERATOR_CELL, (work.shape[0], work.shape[1]), shape
         )
 
-    tiles = noise_level_map(work, 32)
+    level, tiles = noise_level_and_map(work, 32)
     finite = tiles[np.isfinite(tiles)]
     spread = 0.0
     if finite.size >= 8:
@@ -264,7 +262,7 @@ def measure(claim: Media, settings: Settings | None = None) -> PixelMeasurements
         generator_map=generator_map,
         generator_score=generator_score,
         noise_map=noise_map.astype(np.float32),
-        noise_level=noise_level(work),
+        noise_level=level,
         noise_spread=spread,
         ela_map=ela_map,
         copy_move=find_copy_move(
@@ -347,16 +345,21 @@ def _centre(claim: Media, side: int) -> npt.NDArray[np.uint8]:
     return full[top : top + s, left : left + s]
 
 
-def heat_picture(
-    heat: FloatMap, image: npt.NDArray[np.uint8], alpha: float = 0.55
-) -> npt.NDArray[np.uint8]:
-    """A heatmap blended over a dimmed grey copy of ``image`` (RGB uint8, same rows and cols)."""
-    colours = cv2.applyColorMap(np.clip(heat * 255, 0, 255).astype(np.uint8), cv2.COLORMAP_INFERNO)
-    colours = cv2.cvtColor(colours, cv2.COLOR_BGR2RGB).astype(np.float32)
-    grey = cv2.cvtColor(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB).astype(
-        np.float32
-    )
-    return np.clip((1 - alpha) * grey * 0.8 + alpha * colours, 0, 255).astype(np.uint8)
+def heat_pictures(
+    heats: dict[str, FloatMap], image: npt.NDArray[np.uint8], alpha: float = 0.55
+) -> dict[str, npt.NDArray[np.uint8]]:
+    """Each heatmap blended over one dimmed grey copy of ``image`` (RGB uint8, same rows and
+    cols), by name. The grey copy is made once for all of them: a claim shows up to seven maps.
+    """
+    grey = cv2.cvtColor(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+    out = {}
+    for name, heat in heats.items():
+        colours = cv2.applyColorMap(
+            np.clip(heat * 255, 0, 255).astype(np.uint8), cv2.COLORMAP_INFERNO
+        )
+        colours = cv2.cvtColor(colours, cv2.COLOR_BGR2RGB)
+        out[name] = cv2.addWeighted(grey, (1 - alpha) * 0.8, colours, alpha, 0.0)
+    return out
 
 
 class PixelsDetector(Detector):
@@ -385,20 +388,16 @@ class PixelsDetector(Detector):
         """Findings from measurements already taken (the benchmark measures once, reports twice)."""
         findings: list[Finding] = []
         image = claim.analysis
-        maps = {
-            "noise_level_heatmap": heat_picture(m.noise_map, image),
-            "error_level_heatmap": heat_picture(m.ela_map, image),
+        heats = {
+            "noise_level_heatmap": m.noise_map,
+            "error_level_heatmap": m.ela_map,
+            "noise_residual_heatmap": m.cooc_map,
+            "double_jpeg_heatmap": m.dq_map,
+            "cfa_heatmap": m.cfa_map,
+            "painted_patch_heatmap": m.painted_map,
+            "generator_traces_heatmap": m.generator_map,
         }
-        if m.cooc_map is not None:
-            maps["noise_residual_heatmap"] = heat_picture(m.cooc_map, image)
-        if m.dq_map is not None:
-            maps["double_jpeg_heatmap"] = heat_picture(m.dq_map, image)
-        if m.cfa_map is not None:
-            maps["cfa_heatmap"] = heat_picture(m.cfa_map, image)
-        if m.painted_map is not None:
-            maps["painted_patch_heatmap"] = heat_picture(m.painted_map, image)
-        if m.generator_map is not None:
-            maps["generator_traces_heatmap"] = heat_picture(m.generator_map, image)
+        maps = heat_pictures({k: v for k, v in heats.items() if v is not None}, image)
         common = {
             "anomaly_score": round(m.anomaly_score, 3),
             "double_jpeg_strength": round(m.dq_strength, 3),

@@ -146,14 +146,13 @@ class ReuseDetector(Detector):
         findings: list[Finding] = []
         seen: dict[str, dict[str, Any]] = {}
         banked: dict[tuple[str, str], dict[str, Any]] = {}
-        from ..media.fingerprint import pdq_centre_crops
 
         # The whole picture in its 8 orientations, and its centre crops (for an earlier claim
         # that was a crop of this one); stored claims carry their centre crops too.
         codes = {h.bits for h in claim.pdq_dihedral} | {claim.pdq.bits}
         codes |= {
             h.bits
-            for h in pdq_centre_crops(claim.analysis).values()
+            for h in claim.pdq_centre_crops.values()
             if h.quality >= settings.reuse_min_pdq_quality
         }
         for code in codes:

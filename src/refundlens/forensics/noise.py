@@ -25,6 +25,7 @@ import scipy.linalg
 __all__ = [
     "gray",
     "noise_level",
+    "noise_level_and_map",
     "noise_level_map",
     "residual_cooccurrence_map",
 ]
@@ -54,15 +55,31 @@ def _flat_mask(luma: FloatArray, percentile: float = 60.0) -> npt.NDArray[np.boo
     return (magnitude <= np.percentile(magnitude, percentile)) & ~clipped
 
 
+def _level(response: FloatArray, flat: npt.NDArray[np.bool_]) -> float:
+    values = response[flat] if flat.sum() > 64 else response.ravel()
+    return float(np.sqrt(np.pi / 2.0) * values.mean() / 6.0)
+
+
+def _level_map(response: FloatArray, flat: npt.NDArray[np.bool_], block: int) -> FloatArray:
+    by, bx = response.shape[0] // block, response.shape[1] // block
+    if by == 0 or bx == 0:
+        return np.full((max(by, 1), max(bx, 1)), np.nan, np.float32)
+    r = response[: by * block, : bx * block].reshape(by, block, bx, block)
+    f = flat[: by * block, : bx * block].reshape(by, block, bx, block)
+    counts = f.sum(axis=(1, 3))
+    sums = (r * f).sum(axis=(1, 3))
+    sigma = np.sqrt(np.pi / 2.0) * sums / np.maximum(counts, 1) / 6.0
+    sigma[counts < block * block // 8] = np.nan
+    return sigma.astype(np.float32)
+
+
 def noise_level(rgb: npt.ArrayLike) -> float:
     """One noise standard deviation (grey levels) for the whole image [1]_, on flat pixels."""
     luma = gray(rgb)
     if min(luma.shape) < 8:
         return 0.0
     response = np.abs(cv2.filter2D(luma, cv2.CV_32F, _IMMERKAER))[1:-1, 1:-1]
-    flat = _flat_mask(luma)[1:-1, 1:-1]
-    values = response[flat] if flat.sum() > 64 else response.ravel()
-    return float(np.sqrt(np.pi / 2.0) * values.mean() / 6.0)
+    return _level(response, _flat_mask(luma)[1:-1, 1:-1])
 
 
 def noise_level_map(rgb: npt.ArrayLike, block: int = 32) -> FloatArray:
@@ -74,17 +91,22 @@ def noise_level_map(rgb: npt.ArrayLike, block: int = 32) -> FloatArray:
     """
     luma = gray(rgb)
     response = np.abs(cv2.filter2D(luma, cv2.CV_32F, _IMMERKAER, borderType=cv2.BORDER_REFLECT))
+    return _level_map(response, _flat_mask(luma), block)
+
+
+def noise_level_and_map(rgb: npt.ArrayLike, block: int = 32) -> tuple[float, FloatArray]:
+    """``(noise_level(rgb), noise_level_map(rgb, block))``, the same numbers for half the work.
+
+    Both read the same flat-pixel mask and the same filter response; the whole-image level
+    leaves out the one-pixel border, where only the border rule differs, so its response is
+    the map's with that border cut off.
+    """
+    luma = gray(rgb)
+    if min(luma.shape) < 8:
+        return 0.0, noise_level_map(rgb, block)
+    response = np.abs(cv2.filter2D(luma, cv2.CV_32F, _IMMERKAER, borderType=cv2.BORDER_REFLECT))
     flat = _flat_mask(luma)
-    by, bx = luma.shape[0] // block, luma.shape[1] // block
-    if by == 0 or bx == 0:
-        return np.full((max(by, 1), max(bx, 1)), np.nan, np.float32)
-    r = response[: by * block, : bx * block].reshape(by, block, bx, block)
-    f = flat[: by * block, : bx * block].reshape(by, block, bx, block)
-    counts = f.sum(axis=(1, 3))
-    sums = (r * f).sum(axis=(1, 3))
-    sigma = np.sqrt(np.pi / 2.0) * sums / np.maximum(counts, 1) / 6.0
-    sigma[counts < block * block // 8] = np.nan
-    return sigma.astype(np.float32)
+    return _level(response[1:-1, 1:-1], flat[1:-1, 1:-1]), _level_map(response, flat, block)
 
 
 def _residual_codes(luma: FloatArray, q: float, t: int) -> npt.NDArray[np.int32]:

@@ -26,7 +26,7 @@ from PIL import ExifTags, Image, ImageCms, UnidentifiedImageError
 from ..config import Settings
 from ..errors import MediaError
 from .exif import ExifFacts, read_exif, read_exif_strings
-from .fingerprint import PdqHash, pdq, pdq_dihedral
+from .fingerprint import PdqHash, pdq, pdq_centre_crops, pdq_dihedral
 from .metadata import TextChunk, decode_user_comment, png_text_chunks
 
 __all__ = [
@@ -157,6 +157,12 @@ class Media:
     @cached_property
     def pdq_dihedral(self) -> tuple[PdqHash, ...]:
         return pdq_dihedral(self._pdq_source)
+
+    @cached_property
+    def pdq_centre_crops(self) -> Mapping[str, PdqHash]:
+        """PDQ of the analysis copy's centre crops (``fingerprint.pdq_centre_crops``): the
+        intake, the reuse check and the history read them for one photo; hashed once."""
+        return pdq_centre_crops(self.analysis)
 
 
 def _pixel_limit_error(pixels: int, size: str, data_len: int, settings: Settings) -> MediaError:

@@ -324,10 +324,9 @@ def repeats_on_file(history: History, photo: Any, min_quality: int) -> dict[str,
     crops, as the analysis' reuse check), or a bank entry (PDQ, then its local print). None when
     it is new. The live capture's replay check asks this after the claim's own photos and the
     SKU's references (:func:`refundlens.cases.capture_repeats`)."""
-    from ..media.fingerprint import pdq_centre_crops
 
     codes = {h.bits for h in photo.pdq_dihedral} | {photo.pdq.bits}
-    codes |= {h.bits for h in pdq_centre_crops(photo.analysis).values() if h.quality >= min_quality}
+    codes |= {h.bits for h in photo.pdq_centre_crops.values() if h.quality >= min_quality}
     for code in codes:
         for match in history.seen_before(code):
             return {
