@@ -62,14 +62,17 @@ def _old_photo(jpeg: bytes) -> bytes:
     return out.getvalue()
 
 
-def write_y4m(jpeg: bytes, path: Path, frames: int = 10) -> Path:
-    """A Y4M (YUV 4:2:0) file that shows ``jpeg`` still: Chromium's fake camera plays it."""
+def write_y4m(jpeg: bytes, path: Path, frames: int = 30) -> Path:
+    """A Y4M (YUV 4:2:0) file that shows ``jpeg`` still, each frame with its own sensor noise
+    as a camera's frames have (two shots of a noiseless still are the same file, which the
+    server refuses as one photo sent twice): Chromium's fake camera plays it."""
     rgb = np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB").resize((640, 480)))
-    i420 = cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420)
+    rng = np.random.default_rng(len(jpeg))
     with path.open("wb") as out:
         out.write(b"YUV4MPEG2 W640 H480 F10:1 Ip A1:1 C420jpeg\n")
         for _ in range(frames):
-            out.write(b"FRAME\n" + i420.tobytes())
+            noisy = np.clip(rgb + rng.normal(0, 1.5, rgb.shape), 0, 255).astype(np.uint8)
+            out.write(b"FRAME\n" + cv2.cvtColor(noisy, cv2.COLOR_RGB2YUV_I420).tobytes())
     return path
 
 
@@ -207,6 +210,7 @@ def _take_two_and_send(page, url: str) -> None:  # type: ignore[no-untyped-def]
     _until(page, "document.getElementById('camera').videoWidth > 0")
     page.click("#shoot")
     _until(page, "document.querySelectorAll('#shots canvas').length === 1")
+    page.wait_for_timeout(250)  # the fake camera's next frames (10 a second): a new exposure
     page.click("#shoot")
     _until(page, "document.querySelectorAll('#shots canvas').length === 2")
     # The photos go only with a box around the damage on the photo the claim was filed with,
@@ -414,6 +418,7 @@ def test_a_short_clip_recorded_on_the_page_is_sent_with_the_photos_and_kept(
         assert page.locator("#record").inner_text() == "重新录制短视频"
         page.click("#shoot")
         _until(page, "document.querySelectorAll('#shots canvas').length === 1")
+        page.wait_for_timeout(250)  # the fake camera's next frames: a new exposure
         page.click("#shoot")
         _until(page, "document.querySelectorAll('#shots canvas').length === 2")
         _mark_damage(page)

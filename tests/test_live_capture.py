@@ -291,3 +291,31 @@ def test_the_capture_upload_with_its_clip_fits_the_multipart_body_limit() -> Non
     largest = SETTINGS.capture_max_photos * SETTINGS.max_file_bytes
     largest += SETTINGS.capture_clip_max_bytes
     assert largest < (SETTINGS.max_photos_per_claim + 1) * SETTINGS.max_file_bytes
+
+
+def test_the_same_file_twice_in_one_capture_is_refused_and_the_token_stays_unused(
+    tmp_path: Path,
+) -> None:
+    # Two exposures never give the same bytes; two copies of one file would agree with each
+    # other as two views by construction.
+    store = MemoryStore()
+    blobs = BlobStore(tmp_path)
+    claim, token = _awaiting_capture(store)
+    data = _sample("claim_genuine.jpg")
+    with pytest.raises(RefundlensError) as refused:
+        cases.accept_capture(
+            store,
+            blobs,
+            Settings(),
+            cases.Actor("key-b", "buyer"),
+            claim,
+            token,
+            [("a.jpg", data), ("b.jpg", data)],
+            None,
+            via="page",
+        )
+    assert refused.value.code == "capture.duplicate_photo"
+    assert "Photos 1 and 2" in refused.value.message
+    token_row = store.claims.capture_token("cap_1")
+    assert token_row is not None and token_row.used_at is None
+    assert claim.state == "awaiting_capture" and not store.tables.audit

@@ -572,6 +572,38 @@ def test_a_damage_box_that_is_no_box_inside_its_photo_is_refused_before_the_phot
     assert sorted(p.name for p in blobs.rglob("*") if p.is_file()) == before
 
 
+def test_the_same_file_twice_in_one_claim_is_refused_before_anything_is_stored(
+    server: Server, shop: dict[str, str]
+) -> None:
+    blobs = Path(server.settings.data_dir) / "blobs"
+    before = sorted(p.name for p in blobs.rglob("*") if p.is_file())
+    photo = resources.files("refundlens").joinpath("samples/claim_genuine.jpg").read_bytes()
+    with server.client(shop["merchant"]) as merchant:
+        r = merchant.post(
+            "/v1/orders",
+            json={
+                "external_id": "o-twice",
+                "sku_id": shop["sku"],
+                "buyer_id": "buyer-1",
+                "amount": 20,
+            },
+        )
+        assert r.status_code == 201, r.text
+        order = r.json()["id"]
+    with server.client(shop["buyer"]) as buyer:
+        r = buyer.post(
+            "/v1/claims",
+            data={"order_id": order, "type": "refund_only", "amount": "10"},
+            files=[
+                ("photos", ("a.jpg", photo, "image/jpeg")),
+                ("photos", ("b.jpg", photo, "image/jpeg")),
+            ],
+        )
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["code"] == "claim.duplicate_photo", r.text
+    assert sorted(p.name for p in blobs.rglob("*") if p.is_file()) == before
+
+
 @pytest.mark.parametrize("ident", [".", "..", ".hidden"])
 def test_an_id_that_starts_with_a_dot_is_refused_since_a_path_could_never_name_it(
     server: Server, ident: str

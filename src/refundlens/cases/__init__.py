@@ -64,6 +64,7 @@ from .intake import (
     parse_damage_boxes,
     prepare_claim_files,
     record_refused_file,
+    refuse_repeated_files,
 )
 from .notifications import notify
 from .review import (
@@ -136,6 +137,7 @@ __all__ = [
     "parse_damage_boxes",
     "prepare_claim_files",
     "record_refused_file",
+    "refuse_repeated_files",
     "refuse_replayed_capture",
     "register_packing_video",
     "route",

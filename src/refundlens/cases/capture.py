@@ -24,6 +24,7 @@ from ..store.interface import (
     utcnow,
 )
 from .actors import Actor, aware
+from .intake import refuse_repeated_files
 from .notifications import notify
 from .states import ClaimState, transition
 
@@ -245,6 +246,7 @@ def accept_capture(
             "capture.too_many_photos",
             f"At most {most} photos per live capture (capture_max_photos).",
         )
+    refuse_repeated_files(photos, "capture.duplicate_photo")
     now = utcnow()
     row = _usable_token(store, claim, token, now)
     checked = []

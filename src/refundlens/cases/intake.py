@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 from collections.abc import Sequence
@@ -116,6 +117,7 @@ def prepare_claim_files(
         )
     from ..media.video import probe_video
 
+    refuse_repeated_files(photos, "claim.duplicate_photo")
     decoded = []
     for index, (name, data) in enumerate(photos):
         try:
@@ -138,6 +140,22 @@ def prepare_claim_files(
         ],
         videos=[(name, blobs.put(data)) for name, data in videos],
     )
+
+
+def refuse_repeated_files(files: Sequence[tuple[str, bytes]], code: str) -> None:
+    """Refuse the same file sent twice in one request: two exposures never give the same bytes,
+    so a repeated file adds no view of the damage, and two views of one file would agree with
+    each other by construction."""
+    seen: dict[str, int] = {}
+    for index, (name, data) in enumerate(files):
+        digest = hashlib.sha256(data).hexdigest()
+        if digest in seen:
+            raise RefundlensError(
+                code,
+                f"Photos {seen[digest] + 1} and {index + 1} are the same file ({name!r}): send "
+                "each photo once.",
+            )
+        seen[digest] = index
 
 
 def parse_damage_boxes(text: str, count: int, settings: Settings) -> list[DamageBox | None]:

@@ -44,6 +44,7 @@ def take_capture(
     ``damage_boxes`` (the page's JSON, :func:`refundlens.cases.parse_damage_boxes`) are the
     buyer's boxes around the damage on the claim's filed photos."""
     settings = runtime.settings
+    cases.refuse_repeated_files(photos, "capture.duplicate_photo")  # before any decoding
     with runtime.db.session() as s:  # rows only: nothing is decoded in a transaction
         claim = find_claim(s)
         claim_id = claim.id

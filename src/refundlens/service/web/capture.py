@@ -164,6 +164,9 @@ def _message(request: Request, exc: RefundlensError) -> str:
                 "These photos were not taken just now. Take new photos with the camera now."
             ),
             "capture.too_many_photos": words("Too many photos: send at most the number shown."),
+            "capture.duplicate_photo": words(
+                "The same photo came twice. Take each photo anew with the camera."
+            ),
             "claim.bad_damage_box": words(
                 "The box around the damage could not be read. Draw it again."
             ),
