@@ -311,6 +311,10 @@ def main() -> None:
         "",
         "## What one claim costs (1 MP photo, one core, in-process, best of 3)",
         "",
+        "Each timed run analyses the photo decoded anew (the decode is the first row), as the "
+        "service decodes each claim. OCR is rapidocr's PP-OCRv6 small models, two calls per photo "
+        "without a label (bench/results/visible_marks_passes.md).",
+        "",
         "| step | " + " | ".join(f"{name} ms" for name in costs) + " |",
         "|---|" + "---|" * len(costs),
         *[
