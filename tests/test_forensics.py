@@ -374,3 +374,16 @@ def test_the_learned_net_can_be_switched_off() -> None:
     assert m.painted_map is None and m.painted_score == 0.0
     codes = {f.code for f in PixelsDetector().findings(media, m, settings)}
     assert "pixels.painted_patch" not in codes
+
+
+@pytest.mark.parametrize("model", ["residual_net.onnx", "generator_traces.onnx"])
+def test_each_shipped_net_states_an_ir_version_the_oldest_allowed_onnx_runtime_reads(
+    model: str,
+) -> None:
+    # ONNX Runtime 1.22, the oldest pyproject.toml allows, reads IR 10; a file that says more is
+    # refused when the session is made, and every claim's analysis would fail. The IR version is
+    # the model's field 1, a varint, first in the file.
+    from importlib import resources
+
+    head = (resources.files("refundlens.forensics") / "models" / model).read_bytes()[:2]
+    assert head[0] == 0x08 and head[1] <= 10, head
