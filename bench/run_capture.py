@@ -26,6 +26,12 @@ the second view's light), ``forged_one_only`` (damage in the first only), ``forg
 Damage styles and sizes (share of the face) from ``refundlens.synth``. Both photos are saved as
 JPEG at quality 80-92.
 
+A photo of the intact item (the SKU's reference: a third shoot of the product whose face matches
+the damaged one with at least 25 inliers, or for synthetic pairs the undamaged photo seen from
+25 degrees the other way under other light) is kept beside each damaged case, drawn with its own
+random generator so that the cases themselves do not change; the report's last section compares
+the buyer's box with it (``check_mark_against_references``).
+
 A claim with two photos runs the detector once per photo (each against the other); the claim is
 flagged when either says ``consistency.damage_missing_in_other_view``. Split by product (the shop
 photo's class folder, hashed as in bench/cases.py): the ``difference`` threshold is chosen on dev
@@ -80,6 +86,10 @@ class Case:
     mark: tuple[int, int, int, int] | None = None
     """The box a buyer would draw around the damage on the first view (x0, y0, x1, y1):
     the painted damage's bounds, a quarter larger; none where no damage was painted."""
+    reference: bytes | None = None
+    """A photo of the intact item that shows the damaged face, as a merchant's reference would:
+    another shoot of the product (real pairs), or the undamaged photo seen from another side
+    (synthetic); none where no third photo shows the face."""
 
 
 def _load(path: Path) -> np.ndarray:
@@ -287,6 +297,10 @@ def build_cases(pairs_per_class: int, synthetic_per_class: int) -> list[Case]:
                 f"real-{a.stem}-{b.stem}", split, "real", first, second, h12,
                 face.region & middle, angle, index, False, rng,
             )  # fmt: skip
+            reference = _third_shoot(a, (a, b), photos, feats, images, face.region & middle)
+            if reference is not None:
+                ref_bytes = synth.jpeg_bytes(reference, 90)
+                new = [dataclasses.replace(c, reference=ref_bytes) for c in new]
             if new:
                 cases += new
                 kept += 1
@@ -308,9 +322,38 @@ def build_cases(pairs_per_class: int, synthetic_per_class: int) -> list[Case]:
                         dataclasses.replace(c, second=_jpeg(_hand(_decode(c.second), rng), rng))
                         for c in new
                     ]
+                ref_rng = np.random.default_rng([2027, index])
+                reference, _ = _view(image, ref_rng, 25.0)
+                ref_bytes = synth.jpeg_bytes(reference, 90)
+                new = [dataclasses.replace(c, reference=ref_bytes) for c in new]
                 cases += new
                 index += 1
     return cases
+
+
+def _third_shoot(
+    first: Path,
+    used: tuple[Path, ...],
+    photos: list[Path],
+    feats: dict[Path, Any],
+    images: dict[Path, np.ndarray],
+    region: np.ndarray,
+) -> np.ndarray | None:
+    """Another shoot of the product whose face covers most of ``region`` (the damaged face in
+    ``first``) with at least 25 inliers: the merchant's photo of the intact item."""
+    from refundlens.detectors.consistency import find_faces
+
+    for c in photos:
+        if c in used:
+            continue
+        faces = find_faces(
+            feats[first], feats[c], images[first].shape[:2], images[c].shape[:2],
+            fill_holes=False, guided=False,
+        )  # fmt: skip
+        for face in faces:
+            if face.inliers >= 25 and (face.region & region).sum() >= 0.5 * region.sum():
+                return images[c]
+    return None
 
 
 def _decode(data: bytes) -> np.ndarray:
@@ -328,6 +371,7 @@ def _analyse(case: Case) -> dict[str, Any]:
         DEFAULT_THRESHOLDS,
         compare_views,
         judge,
+        mark_change,
         work_shape,
     )
     from refundlens.media import media_from_bytes
@@ -366,6 +410,7 @@ def _analyse(case: Case) -> dict[str, Any]:
 
     marked: dict[str, str] = {}
     gamed = None
+    against: dict[str, list[float]] | None = None
     if case.mark is not None:
         x0, y0, x1, y1 = case.mark
         mask = np.zeros(a.analysis.shape[:2], bool)
@@ -380,6 +425,18 @@ def _analyse(case: Case) -> dict[str, Any]:
         if spot is not None:
             spot = cv2.resize(spot.astype(np.uint8), a.analysis.shape[:2][::-1]) > 0
             gamed = with_box(spot, DEFAULT_THRESHOLDS)
+        if case.reference is not None:
+            # The claim photo against the photo of the intact item, where the box is: the
+            # buyer's box around the damage, and the forger's box on the intact spot.
+            ref = media_from_bytes(case.reference, f"{case.id}-ref.jpg")
+            ar = compare_views(a.analysis, ref.analysis)
+            work = ar.shared.shape
+            against = {}
+            for name, box in (("damage", mask), ("spot", spot)):
+                if box is not None:
+                    small = cv2.resize(box.astype(np.uint8), work[::-1]) > 0
+                    shared, change = mark_change(ar, small, DEFAULT_THRESHOLDS.evidence)
+                    against[name] = [round(shared, 4), round(change, 5)]
     return {
         "id": case.id,
         "split": case.split,
@@ -396,6 +453,7 @@ def _analyse(case: Case) -> dict[str, Any]:
         "verdicts": per_threshold,
         "marked": marked,
         "gamed": gamed,
+        "against_reference": against,
     }
 
 
@@ -596,6 +654,7 @@ def report(rows: list[dict[str, Any]], command: str, workers: int, wall: float) 
         "",
         *_marked_section(rows),
         *_gamed_section(rows),
+        *_reference_section(rows),
     ]
     return "\n".join(lines)
 
@@ -644,6 +703,105 @@ def _gamed_section(rows: list[dict[str, Any]]) -> list[str]:
                 f"{counts['cannot_tell']} |"
             )
     lines.append("")
+    return lines
+
+
+INTACT_GRID = (0.0025, 0.005, 0.01, 0.02, 0.03, 0.05)
+
+
+def _reference_section(rows: list[dict[str, Any]]) -> list[str]:
+    """The box against a photo of the intact item: kept confirmations of honest buyers, and the
+    forger's box on an intact spot stopped."""
+    from refundlens.detectors.consistency import DEFAULT_THRESHOLDS as TH
+
+    shipped = TH.mark_intact_change
+    marked = str(TH.mark_difference)
+
+    def shows(r: dict[str, Any], name: str) -> bool:
+        got: list[float] | None = (r.get("against_reference") or {}).get(name)
+        return got is not None and got[0] >= TH.min_mark_shared
+
+    def passes(r: dict[str, Any], name: str, t: float) -> bool:
+        """The box survives the check: no reference shows it, or it differs enough."""
+        return not shows(r, name) or r["against_reference"][name][1] >= t
+
+    dev_s = [
+        r
+        for r in rows
+        if r["split"] == "dev" and r["kind"].startswith("forged") and shows(r, "spot")
+    ]
+    lines = [
+        "## The mark against a photo of the intact item",
+        "",
+        "Where the SKU has a photo of the intact item that shows the marked spot, agreeing views "
+        "confirm the mark only if the marked photo differs from that photo there: at least "
+        "`mark_intact_change` of the box's pixels on the surface both show reach the change "
+        "evidence `evidence` (`check_mark_against_references`; else "
+        "`consistency.mark_matches_intact_reference`, and a person decides). The claim photo (with "
+        "its painted damage) is compared with the case's reference photo twice: inside the "
+        "buyer's box around the damage on honest damaged pairs (what an honest buyer draws), and "
+        "on inconsistent pairs inside the forger's box on an intact spot from the "
+        "previous section. 'shows' = at least half of the box lies on the surface the two "
+        "photos share; boxes the reference does not show are not checked and keep their verdict.",
+        "",
+        "| split | mark_intact_change | honest boxes the reference shows | kept (damage differs) | forger's boxes the reference shows | stopped (looks intact) |",
+        "|---|---|---|---|---|---|",
+    ]
+    chosen = INTACT_GRID[0]
+    for t in INTACT_GRID:
+        if sum(not passes(r, "spot", t) for r in dev_s) >= 0.95 * len(dev_s):
+            chosen = t
+            break
+    for split in ("dev", "test"):
+        hon = [
+            r
+            for r in rows
+            if r["split"] == split and r["kind"] == "honest_damage" and shows(r, "damage")
+        ]
+        spots = [
+            r
+            for r in rows
+            if r["split"] == split and r["kind"].startswith("forged") and shows(r, "spot")
+        ]
+        for t in INTACT_GRID:
+            kept = sum(passes(r, "damage", t) for r in hon)
+            stopped = sum(not passes(r, "spot", t) for r in spots)
+            lines.append(
+                f"| {split} | {t:g} | {len(hon)} | {kept} ({kept / max(1, len(hon)):.1%}) | "
+                f"{len(spots)} | {stopped} ({stopped / max(1, len(spots)):.1%}) |"
+            )
+    lines += [
+        "",
+        f"This run's dev choice (the smallest stopping at least 95% of dev's forger boxes): "
+        f"{chosen:g}; the detector ships {shipped:g}. With a reference, at {shipped:g} (test):",
+        "",
+        "| who | pairs with a box and a reference | confirmed before | confirmed with the check | "
+        "... and a reference must show the box (`capture_confirmation_needs_reference`) |",
+        "|---|---|---|---|---|",
+    ]
+    test = [r for r in rows if r["split"] == "test" and r.get("against_reference")]
+
+    def row(who: str, pool: list[dict[str, Any]], verdict: Any, box: str) -> str:
+        before = [r for r in pool if verdict(r) == "confirmed"]
+        after = [r for r in before if passes(r, box, shipped)]
+        strict = [r for r in after if shows(r, box)]
+        return f"| {who} | {len(pool)} | {len(before)} | {len(after)} | {len(strict)} |"
+
+    honest = [r for r in test if r["kind"] == "honest_damage" and r.get("marked")]
+    forged = [r for r in test if r["kind"].startswith("forged") and r.get("gamed")]
+    boxed = [r for r in test if r["kind"].startswith("forged") and r.get("marked")]
+    lines += [
+        row("honest buyer, box around the damage", honest, lambda r: r["marked"][marked], "damage"),
+        row("forger, box on an intact spot", forged, lambda r: r["gamed"], "spot"),
+        row(
+            "forger, box around the painted damage", boxed, lambda r: r["marked"][marked], "damage"
+        ),
+        "",
+        "The last row is what the check cannot stop: the painted damage differs from the intact "
+        "item as real damage does; what stops it is the live capture's comparison with the "
+        "claim photo (the sections above).",
+        "",
+    ]
     return lines
 
 

@@ -155,6 +155,30 @@ def test_a_platform_policy_can_approve_no_claim_with_a_live_capture_automaticall
     assert route("approve", ClaimFacts("refund_only", 50, 1), rules)[0] == S.APPROVED
 
 
+def test_a_platform_can_count_only_confirmations_a_reference_of_the_sku_checked(
+    tmp_path: Path,
+) -> None:
+    # The box is the buyer's word where no photo of the intact item shows the boxed spot: a
+    # platform may then send the claim to a person.
+    checked = {
+        "code": "consistency.marked_damage_confirmed",
+        "facts": {"other_view_live_capture": True, "marked_damage_compared_with_reference": "a"},
+    }
+    unchecked = {"code": checked["code"], "facts": {"other_view_live_capture": True}}
+    intact = {"code": "consistency.mark_matches_intact_reference", "facts": checked["facts"]}
+    for finding, default, strict in ((checked, True, True), (unchecked, True, False)):
+        report = {"images": [{"findings": [finding]}]}
+        assert facts_from_report(report, [False])[3] is default
+        assert facts_from_report(report, [False], needs_reference=True)[3] is strict
+    assert not facts_from_report({"images": [{"findings": [intact]}]}, [False])[3]
+    policy = tmp_path / "p.yaml"
+    policy.write_text("routing:\n  capture_confirmation_needs_reference: true\n")
+    assert RoutingRules.from_policy(
+        load_policy(policy).routing
+    ).capture_confirmation_needs_reference
+    assert not RULES.capture_confirmation_needs_reference
+
+
 def test_what_vouches_for_a_claim_is_read_from_its_findings() -> None:
     def report(*findings: dict[str, object]) -> dict[str, object]:
         return {"images": [{"findings": list(findings)}]}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import cv2
 import numpy as np
 import pytest
@@ -17,6 +19,7 @@ from refundlens.detectors.consistency import (
     tolerant_difference,
 )
 from refundlens.fusion import fuse, load_policy
+from refundlens.media import Media, media_from_bytes
 from refundlens.pipeline import analyze
 
 
@@ -207,3 +210,61 @@ def test_without_a_mark_agreeing_views_confirm_only_the_shared_surface() -> None
     found = ConsistencyDetector().analyze(claim, context)
     assert [f.code for f in found] == ["consistency.damage_confirmed"]
     assert found[0].facts["buyer_marked_damage_box"] is None
+
+
+def test_a_box_on_a_spot_the_shops_photo_shows_intact_confirms_no_damage_from_either_side() -> None:
+    # Two photos of the intact item agree inside any box: where the SKU's reference shows the
+    # boxed spot as it is, the agreement is no confirmation, whichever photo is analysed.
+    from refundlens.detectors._consistency_examples import marked_with_reference
+
+    claim, context = marked_with_reference("intact_spot")
+    capture = context.views[0]
+    seen_from_capture = dataclasses.replace(context, views=(claim,))
+    for image, ctx in ((claim, context), (capture, seen_from_capture)):
+        found = ConsistencyDetector().analyze(image, ctx)
+        assert [f.code for f in found] == ["consistency.mark_matches_intact_reference"]
+        facts = found[0].facts
+        assert facts["marked_damage_compared_with_reference"] == "shop.jpg"
+        assert facts["marked_damage_on_reference_percent"] >= 50
+        assert facts["marked_damage_changed_vs_reference_percent"] < 0.25
+        assert "mark_against_reference" in found[0].pictures
+    # The same photos without the reference: the box is the buyer's word, and is confirmed.
+    alone = dataclasses.replace(context, references=())
+    found = ConsistencyDetector().analyze(claim, alone)
+    assert [f.code for f in found] == ["consistency.marked_damage_confirmed"]
+    assert "marked_damage_compared_with_reference" not in found[0].facts
+
+
+def test_a_boxed_crack_differs_from_the_shops_photo_of_the_intact_item_and_is_confirmed() -> None:
+    from refundlens.detectors._consistency_examples import marked_with_reference
+
+    claim, context = marked_with_reference("same")
+    found = ConsistencyDetector().analyze(claim, context)
+    assert [f.code for f in found] == ["consistency.marked_damage_confirmed"]
+    facts = found[0].facts
+    assert facts["marked_damage_compared_with_reference"] == "shop.jpg"
+    assert facts["marked_damage_changed_vs_reference_percent"] >= 5
+    assert "shop.jpg" in found[0].reason.en and "shop.jpg" in found[0].reason.zh
+
+
+def test_the_mark_is_checked_against_a_reference_once_per_photo_and_only_where_it_shows() -> None:
+    from refundlens.detectors import consistency as module
+    from refundlens.detectors._consistency_examples import marked_with_reference, shop_reference
+
+    claim, context = marked_with_reference("same")
+    box = context.damage_marks[claim.sha256]
+    first = module.check_mark_against_references(claim, box, context.references)
+    assert first is not None and first.reference is context.references[0]
+    assert module.check_mark_against_references(claim, box, context.references) is first
+    # A reference that shows other surface only (a narrow strip of the left edge) checks
+    # nothing: the box's verdict stays the two views'.
+    base, _ = scene(31)
+    strip = synth_media(np.ascontiguousarray(base[:, :40]), "strip.jpg")
+    assert module.check_mark_against_references(claim, box, (strip,)) is None
+    assert shop_reference().name == "shop.jpg"
+
+
+def synth_media(rgb: np.ndarray, name: str) -> Media:
+    from refundlens import synth
+
+    return media_from_bytes(synth.jpeg_bytes(rgb, 90), name)

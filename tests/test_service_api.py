@@ -931,3 +931,57 @@ def test_the_buyers_box_around_the_damage_is_kept_with_its_photo_and_asked_of_th
         assert facts["buyer_marked_damage_box"] == box
     submitted = [d for a, d in audit_entries(server, claim["id"]) if a == "claim.submitted"]
     assert submitted[0]["damage_boxes"] == [box, None]
+
+
+def test_a_box_on_a_spot_the_skus_photo_shows_intact_confirms_no_damage(
+    server: Server, shop: dict[str, str]
+) -> None:
+    # Two photos of the undamaged item, a box drawn on a spot both show: where the SKU's own
+    # photo of the intact item shows that spot the same, the service says so, with the numbers.
+    from refundlens import synth
+    from refundlens.detectors._consistency_examples import new_exposure, scene
+
+    base, _ = scene(31)
+    reference = synth.jpeg_bytes(new_exposure(base, 531, degrees=-20.0), 90)
+    with server.client(shop["merchant"]) as merchant:
+        sku = merchant.post(
+            "/v1/skus",
+            data={"external_id": "boxed-1", "title": "box"},
+            files=[("photos", ("shop.jpg", reference, "image/jpeg"))],
+        )
+        assert sku.status_code == 201, sku.text
+        order = merchant.post(
+            "/v1/orders",
+            json={
+                "external_id": "o-boxed-1",
+                "sku_id": sku.json()["id"],
+                "buyer_id": "buyer-1",
+                "amount": 30.0,
+                "shipped_at": "2026-11-01T08:00:00+08:00",
+                "delivered_at": "2026-11-03T08:00:00+08:00",
+            },
+        )
+        assert order.status_code == 201, order.text
+    photos = [
+        ("front.jpg", synth.jpeg_bytes(base, 88)),
+        ("side.jpg", synth.jpeg_bytes(new_exposure(base, 31, degrees=30.0), 84)),
+    ]
+    with server.client(shop["buyer"]) as buyer:
+        r = buyer.post(
+            "/v1/claims",
+            data={
+                "order_id": order.json()["id"],
+                "type": "refund_only",
+                "amount": "30",
+                "damage_boxes": json.dumps([[0.3, 0.3, 0.42, 0.42], None]),
+            },
+            files=[("photos", (n, d, "image/jpeg")) for n, d in photos],
+        )
+        assert r.status_code == 201, r.text
+    analysed = assessed(server, r.json()["id"])
+    for image in analysed["assessment"]["images"]:
+        found = {f["code"]: f for f in image["findings"] if f["code"].startswith("consistency.")}
+        assert list(found) == ["consistency.mark_matches_intact_reference"], found
+        facts = found["consistency.mark_matches_intact_reference"]["facts"]
+        assert facts["marked_damage_compared_with_reference"] == "shop.jpg"
+        assert facts["marked_damage_changed_vs_reference_percent"] < 0.25

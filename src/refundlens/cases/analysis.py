@@ -241,7 +241,9 @@ def finish_analysis(
     store.assessments.add(assessment)
     live_flags = [photo.live_capture for photo in claim.photos]  # the report's image order
     live = any(live_flags)
-    vouched, not_shown, live_not_shown, confirmed = facts_from_report(report, live_flags)
+    vouched, not_shown, live_not_shown, confirmed = facts_from_report(
+        report, live_flags, needs_reference=rules.capture_confirmation_needs_reference
+    )
     target, why = route(
         action,
         ClaimFacts(

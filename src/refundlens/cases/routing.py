@@ -49,11 +49,17 @@ class RoutingRules:
     # Once a live capture is in, approve automatically only where it confirms the damage the
     # buyer marked (consistency.marked_damage_confirmed): a capture of the intact item, or one
     # that shows the marked damage nowhere both photos can be compared, verifies nothing. The
-    # box is the buyer's word: a forger who boxes an intact spot gets it confirmed
-    # (docs/security.md), so a platform that will not take that risk sets
+    # box is the buyer's word: where a reference of the SKU shows the boxed spot, a box that
+    # looks as the reference does confirms nothing (consistency.mark_matches_intact_reference);
+    # elsewhere a forger who boxes an intact spot gets it confirmed (docs/security.md), so a
+    # platform that will not take that risk sets
     # auto_approve_after_capture false: every claim with a live capture then goes to a person.
     capture_must_confirm_damage: bool = True
     auto_approve_after_capture: bool = True
+    # A confirmation counts only where a reference of the SKU showed the boxed spot and it
+    # differed there (marked_damage_compared_with_reference on the finding): boxes on a side no
+    # reference shows, and SKUs without references, then go to a person.
+    capture_confirmation_needs_reference: bool = False
 
     @classmethod
     def from_policy(cls, raw: Mapping[str, Any] | None) -> RoutingRules:
@@ -78,6 +84,9 @@ class RoutingRules:
             capture_when_product_not_shown=bool(raw.get("capture_when_product_not_shown", True)),
             capture_must_confirm_damage=bool(raw.get("capture_must_confirm_damage", True)),
             auto_approve_after_capture=bool(raw.get("auto_approve_after_capture", True)),
+            capture_confirmation_needs_reference=bool(
+                raw.get("capture_confirmation_needs_reference", False)
+            ),
         )
 
 
@@ -112,11 +121,12 @@ CONFIRMING_CODE = "consistency.marked_damage_confirmed"
 
 
 def facts_from_report(
-    report: Mapping[str, Any], live: Sequence[bool] = ()
+    report: Mapping[str, Any], live: Sequence[bool] = (), *, needs_reference: bool = False
 ) -> tuple[bool, bool, bool, bool]:
     """(vouched for, product not shown, a live capture not showing it, a live capture
     confirming the marked damage) from an assessment's JSON (``images[].findings[]``); ``live``
-    says which images are live captures, in order."""
+    says which images are live captures, in order. With ``needs_reference`` a confirmation
+    counts only where the mark was checked against a reference of the SKU."""
     vouched = not_shown = live_not_shown = confirmed = False
     for index, image in enumerate(report.get("images") or ()):
         is_live = index < len(live) and live[index]
@@ -130,7 +140,12 @@ def facts_from_report(
             live_not_shown |= unmatched and is_live
             # One side of the pair a live capture, the other a photo the buyer filed.
             other_live = bool(facts.get("other_view_live_capture"))
-            confirmed |= code == CONFIRMING_CODE and is_live != other_live
+            checked = bool(facts.get("marked_damage_compared_with_reference"))
+            confirmed |= (
+                code == CONFIRMING_CODE
+                and is_live != other_live
+                and (checked or not needs_reference)
+            )
     return vouched, not_shown, live_not_shown, confirmed
 
 
@@ -175,8 +190,9 @@ def route(action: str, facts: ClaimFacts, rules: RoutingRules) -> tuple[ClaimSta
     ):
         return (
             ClaimState.AWAITING_MERCHANT,
-            "the live photos do not confirm the damage the buyer marked (not marked, or not "
-            "seen alike where both photos show the surface): a person decides",
+            "the live photos do not confirm the damage the buyer marked (not marked, not "
+            "seen alike where both photos show the surface, or marked on a spot that looks as "
+            "the shop's photo of the intact item shows it): a person decides",
         )
     if not facts.has_live_capture:
         if facts.product_not_shown and rules.capture_when_product_not_shown:

@@ -119,6 +119,28 @@ def marked_pair(kind: str, seed: int = 31) -> tuple[Media, Context]:
     return claim, dataclasses.replace(context, damage_marks={claim.sha256: box})
 
 
+def shop_reference(seed: int = 31) -> Media:
+    """The merchant's photo of the intact item: the undamaged scene from 20 degrees the other
+    way, under its own light."""
+    base, _ = scene(seed)
+    return _jpeg(new_exposure(base, seed + 500, degrees=-20.0), "shop.jpg", 90)
+
+
+def marked_with_reference(kind: str, seed: int = 31) -> tuple[Media, Context]:
+    """``same``: :func:`marked_pair` with the shop's photo of the intact item as the SKU's
+    reference. ``intact_spot``: two photos of the undamaged item, the box drawn around a spot
+    both show (what a forger who keeps the added damage out of the live capture would box), and
+    the same reference."""
+    if kind == "same":
+        claim, context = marked_pair("same", seed)
+    elif kind == "intact_spot":
+        claim, context = pair("no_damage", seed)
+        context = dataclasses.replace(context, damage_marks={claim.sha256: (0.3, 0.3, 0.42, 0.42)})
+    else:
+        raise ValueError(kind)
+    return claim, dataclasses.replace(context, references=(shop_reference(seed),))
+
+
 def pair(kind: str, seed: int = 31, degrees: float = 30.0) -> tuple[Media, Context]:
     """Two photos of one claim: ``same`` crack in both, ``one_only``, ``independent`` cracks,
     ``no_damage`` in either, or ``tiny_overlap``."""
@@ -154,6 +176,18 @@ def consistency_examples() -> list[Example]:
             "damage itself was compared",
             lambda: marked_pair("same"),
             frozenset({"consistency.marked_damage_confirmed"}),
+        ),
+        Example(
+            "the same crack, boxed, and the shop's photo of the intact item: the marked spot "
+            "differs from the intact item, so the agreement confirms damage",
+            lambda: marked_with_reference("same"),
+            frozenset({"consistency.marked_damage_confirmed"}),
+        ),
+        Example(
+            "an undamaged spot boxed in two photos of the intact item, which the shop's photo "
+            "shows the same: the agreement confirms no damage",
+            lambda: marked_with_reference("intact_spot"),
+            frozenset({"consistency.mark_matches_intact_reference"}),
         ),
         Example(
             "a crack the buyer marked that the live capture of the same surface lacks",
