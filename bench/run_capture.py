@@ -399,14 +399,24 @@ def _analyse(case: Case) -> dict[str, Any]:
     # Confirmed where either agrees and neither finds damage missing (a missing region floors
     # the claim to a person), as routing reads it; a box over ``max_mark_share`` confirms
     # nothing.
-    def with_box(box: np.ndarray, th: Any) -> str:
-        v1 = judge(ab, th, mark=box).verdict
+    def directions(box: np.ndarray, th: Any) -> list[tuple[str, float | None]]:
+        """Each direction's verdict on the box and the share of the mark that differs."""
+        one = judge(ab, th, mark=box)
         other = cv2.resize(box.astype(np.uint8), work_shape(a.analysis)[::-1]) > 0
-        v2 = judge(ba, th, other_mark=other).verdict
+        two = judge(ba, th, other_mark=other)
+        return [(one.verdict, one.mark_change), (two.verdict, two.mark_change)]
+
+    def with_box(box: np.ndarray, th: Any) -> str:
+        (v1, _), (v2, _) = directions(box, th)
         small = float(box.mean()) <= th.max_mark_share
         if "missing" in (v1, v2):
             return "flagged"
         return "confirmed" if "agrees" in (v1, v2) and small else "cannot_tell"
+
+    # The same, with the rule on how much of the mark may differ turned off, for the section
+    # that chooses it: both directions' verdicts and shares at the shipped mark_difference.
+    free = dataclasses.replace(DEFAULT_THRESHOLDS, mark_agree_change=1.01)
+    changes: dict[str, Any] = {}
 
     marked: dict[str, str] = {}
     gamed = None
@@ -419,12 +429,14 @@ def _analyse(case: Case) -> dict[str, Any]:
             marked[str(t)] = with_box(
                 mask, dataclasses.replace(DEFAULT_THRESHOLDS, mark_difference=t)
             )
+        changes["damage"] = [float(mask.mean()) <= free.max_mark_share, directions(mask, free)]
         # A forger's box: the same size, moved onto an intact spot both photos show, away from
         # the damage (the capture page cannot tell where the damage is; the buyer says so).
         spot = _intact_spot(ab.shared, case.mark, a.analysis.shape[:2])
         if spot is not None:
             spot = cv2.resize(spot.astype(np.uint8), a.analysis.shape[:2][::-1]) > 0
             gamed = with_box(spot, DEFAULT_THRESHOLDS)
+            changes["spot"] = [float(spot.mean()) <= free.max_mark_share, directions(spot, free)]
         if case.reference is not None:
             # The claim photo against the photo of the intact item, where the box is: the
             # buyer's box around the damage, and the forger's box on the intact spot.
@@ -454,6 +466,7 @@ def _analyse(case: Case) -> dict[str, Any]:
         "marked": marked,
         "gamed": gamed,
         "against_reference": against,
+        "mark_changes": changes,
     }
 
 
@@ -654,6 +667,7 @@ def report(rows: list[dict[str, Any]], command: str, workers: int, wall: float) 
         "",
         *_marked_section(rows),
         *_gamed_section(rows),
+        *_mark_change_section(rows),
         *_reference_section(rows),
     ]
     return "\n".join(lines)
@@ -703,6 +717,72 @@ def _gamed_section(rows: list[dict[str, Any]]) -> list[str]:
                 f"{counts['cannot_tell']} |"
             )
     lines.append("")
+    return lines
+
+
+AGREE_GRID = (0.02, 0.03, 0.05, 0.08, 0.1, 0.15, 1.01)
+
+
+def _confirmed_at(r: dict[str, Any], box: str, t: float) -> bool:
+    """The box confirmed as the detector decides when at most ``t`` of the mark may differ:
+    neither direction finds damage missing, one agrees with less than ``t`` of it differing,
+    and the box points at something (at most ``max_mark_share`` of the photo)."""
+    got = (r.get("mark_changes") or {}).get(box)
+    if not got:
+        return False
+    small, both = got
+    if "missing" in [v for v, _ in both]:
+        return False
+    return bool(small) and any(v == "agrees" and (c is None or c < t) for v, c in both)
+
+
+def _mark_change_section(rows: list[dict[str, Any]]) -> list[str]:
+    """How much of the mark may differ between the views for them to agree on it."""
+    from refundlens.detectors.consistency import DEFAULT_THRESHOLDS as TH
+
+    shipped = TH.mark_agree_change
+    pools: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for split in ("dev", "test"):
+        pools[split] = {
+            "honest": [r for r in rows if r["split"] == split and r["kind"] == "honest_damage"],
+            "forged": [r for r in rows if r["split"] == split and r["kind"].startswith("forged")],
+        }
+    dev = pools["dev"]
+    base_h = sum(_confirmed_at(r, "damage", 1.01) for r in dev["honest"])
+    chosen = 1.01
+    for t in AGREE_GRID:
+        if sum(_confirmed_at(r, "damage", t) for r in dev["honest"]) >= 0.9 * base_h:
+            chosen = t
+            break
+    lines = [
+        "## How much of the mark differs",
+        "",
+        "Views that agree on the marked damage by `judge`'s regions (no compact region over "
+        "`mark_difference`) may still differ over much of the mark: painted damage against an "
+        "intact view reaches change evidence 3 in many pixels without forming a blob of mean z "
+        "8. The share of the mark's pixels on the compared surface over z 3 "
+        "(`ViewComparison.mark_change`) is asked in each direction; at or over "
+        "`mark_agree_change` that direction cannot tell (`marked_damage_differs`). Confirmed = "
+        "as the detector decides (one direction agrees under the rule, neither finds damage "
+        "missing), at the shipped `mark_difference`; 1.01 is the rule off. Honest rows: the "
+        "box around damage both photos show; forged rows: the box around the painted damage, "
+        "which the other view lacks or shows elsewhere.",
+        "",
+        "| split | mark_agree_change | honest confirmed | forged confirmed (false reassurance) |",
+        "|---|---|---|---|",
+    ]
+    for split in ("dev", "test"):
+        for t in AGREE_GRID:
+            h, f = pools[split]["honest"], pools[split]["forged"]
+            kh = sum(_confirmed_at(r, "damage", t) for r in h)
+            kf = sum(_confirmed_at(r, "damage", t) for r in f)
+            lines.append(f"| {split} | {t:g} | {kh}/{len(h)} | {kf}/{len(f)} |")
+    lines += [
+        "",
+        f"This run's dev choice (the smallest keeping at least 90% of dev's honest "
+        f"confirmations with the rule off): {chosen:g}; the detector ships {shipped:g}.",
+        "",
+    ]
     return lines
 
 

@@ -171,6 +171,31 @@ def test_a_mark_off_the_compared_surface_cannot_tell_where_the_views_otherwise_a
     assert judge(c, mark=on).verdict == "agrees"
 
 
+def test_views_that_differ_over_much_of_the_mark_do_not_agree_on_it() -> None:
+    # Scattered change evidence over the mark (z 4: over the pixel level, under any region's
+    # threshold) is no region, but it is not the same damage seen twice either.
+    from refundlens.detectors.consistency import DEFAULT_THRESHOLDS, judge
+
+    claim, context = pair("no_damage")
+    c = judge(compare_views(claim.analysis, context.views[0].analysis))
+    assert c.verdict == "agrees"
+    ys, xs = np.nonzero(c.shared)
+    top, left = int(np.median(ys)), int(np.median(xs))
+    mark = np.zeros(c.shared.shape, bool)
+    mark[top : top + 30, left : left + 30] = True
+    assert judge(c, mark=mark).verdict == "agrees"
+    assert (judge(c, mark=mark).mark_change or 0.0) < DEFAULT_THRESHOLDS.mark_agree_change
+    z = c.difference.copy()
+    speckle = np.zeros_like(mark)
+    speckle[top : top + 30 : 3, left : left + 30 : 3] = True  # 1 pixel in 9, 11% of the mark
+    z[speckle & c.shared] = 4.0
+    differing = judge(dataclasses.replace(c, difference=z), mark=mark)
+    assert (differing.verdict, differing.why) == ("cannot_tell", "marked_damage_differs")
+    assert differing.mark_change is not None and differing.mark_change >= 0.08
+    # Without a mark the same maps agree: the rule asks about what the buyer marked only.
+    assert judge(dataclasses.replace(c, difference=z)).verdict == "agrees"
+
+
 def test_a_crack_in_one_view_is_found_inside_the_buyers_mark() -> None:
     from refundlens.detectors.consistency import judge
 
