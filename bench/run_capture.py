@@ -876,8 +876,30 @@ def _reference_section(rows: list[dict[str, Any]]) -> list[str]:
         row(
             "forger, box around the painted damage", boxed, lambda r: r["marked"][marked], "damage"
         ),
+    ]
+    union = [r for r in rows if r["split"] == "test" and r["kind"].startswith("forged")]
+
+    def either(r: dict[str, Any], check: bool, strict: bool) -> bool:
+        ways = (("damage", r["marked"].get(marked)), ("spot", r.get("gamed")))
+        return any(
+            v == "confirmed"
+            and (not check or passes(r, box, shipped))
+            and (not strict or shows(r, box))
+            for box, v in ways
+        )
+
+    lines += [
+        f"| forger, whichever box works for the pair | {len(union)} | "
+        f"{sum(either(r, False, False) for r in union)} | "
+        f"{sum(either(r, True, False) for r in union)} | "
+        f"{sum(either(r, True, True) for r in union)} |",
         "",
-        "The last row is what the check cannot stop: the painted damage differs from the intact "
+        "Boxes are the bench's: random spots and tight boxes (the damage's bounds, a quarter "
+        "larger). A forger who chooses the box can do better: a spot no reference shows is not "
+        "checked, and a spot that really differs from the reference (a lot code, a sticker, a "
+        "pen mark) passes the check (docs/security.md).",
+        "",
+        "The painted-damage row is what the check cannot stop: the painted damage differs from the intact "
         "item as real damage does; what stops it is the live capture's comparison with the "
         "claim photo (the sections above).",
         "",

@@ -280,13 +280,54 @@ def test_the_mark_is_checked_against_a_reference_once_per_photo_and_only_where_i
     box = context.damage_marks[claim.sha256]
     first = module.check_mark_against_references(claim, box, context.references)
     assert first is not None and first.reference is context.references[0]
-    assert module.check_mark_against_references(claim, box, context.references) is first
+    calls = []
+    original = module.compare_views
+
+    def counted(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        return original(*args, **kwargs)  # type: ignore[arg-type]
+
+    module.compare_views = counted  # type: ignore[assignment]
+    try:
+        again = module.check_mark_against_references(claim, box, context.references)
+    finally:
+        module.compare_views = original
+    assert calls == [] and again is not None and again.change == first.change
+    # The memo lets the photo go with its analysis: nothing it keeps refers back to the photo.
+    import gc
+    import weakref
+
+    gone = weakref.ref(claim)
+    del claim, context, first, again
+    gc.collect()
+    assert gone() is None
     # A reference that shows other surface only (a narrow strip of the left edge) checks
     # nothing: the box's verdict stays the two views'.
     base, _ = scene(31)
     strip = synth_media(np.ascontiguousarray(base[:, :40]), "strip.jpg")
+    claim, _ = marked_with_reference("same")
     assert module.check_mark_against_references(claim, box, (strip,)) is None
     assert shop_reference().name == "shop.jpg"
+
+
+def test_the_reference_that_shows_the_marked_spot_unchanged_decides() -> None:
+    # One photo of the intact item that shows the boxed spot as it is is enough to doubt the
+    # box, whatever another reference (here: a damaged copy, which differs) says.
+    from refundlens.detectors import consistency as module
+    from refundlens.detectors._consistency_examples import marked_with_reference
+
+    claim, context = marked_with_reference("intact_spot")
+    box = context.damage_marks[claim.sha256]
+    base, _ = scene(31)
+    striped = base.copy()
+    striped[125:165:4, 125:165] = 30  # dark stripes across the boxed spot
+    damaged = synth_media(new_exposure(striped, 600, degrees=-15.0), "damaged.jpg")
+    intact = context.references[0]
+    alone = module.check_mark_against_references(claim, box, (damaged,))
+    assert alone is not None and alone.change >= 0.0025  # this one alone would pass the box
+    for order in ((damaged, intact), (intact, damaged)):
+        check = module.check_mark_against_references(claim, box, order)
+        assert check is not None and check.reference is intact and check.change < 0.0025
 
 
 def synth_media(rgb: np.ndarray, name: str) -> Media:

@@ -1037,10 +1037,17 @@ class IntactCheck:
     change: float
 
 
-_INTACT_CHECKS: weakref.WeakKeyDictionary[Media, dict[tuple[object, ...], IntactCheck | None]] = (
+# The cached value must not refer to its key (the marked photo), or the entry never goes.
+_Checked = tuple[Media, ViewComparison, float, float] | None
+_INTACT_CHECKS: weakref.WeakKeyDictionary[Media, dict[tuple[object, ...], _Checked]] = (
     weakref.WeakKeyDictionary()
 )
 _INTACT_LOCK = threading.Lock()
+# A comparison that judge() would not trust says nothing about the box either: a poor alignment
+# raises the change evidence everywhere and would make any spot "differ".
+_UNTRUSTED = frozenset(
+    {"no_shared_face", "too_little_shared_surface", "views_do_not_compare", "differences_too_large"}
+)
 
 
 def check_mark_against_references(
@@ -1049,10 +1056,12 @@ def check_mark_against_references(
     references: Sequence[Media],
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
 ) -> IntactCheck | None:
-    """The buyer's box on ``marked`` compared with the first ``max_reference_views`` references:
-    the one that shows most of the box (at least ``min_mark_shared`` of it), or None where none
-    does. Kept per photo while it lives: a claim photo and its live capture are each analysed
-    against the other, and both ask this of the same marked photo."""
+    """The buyer's box on ``marked`` compared with the first ``max_reference_views`` references.
+    Of those that show at least ``min_mark_shared`` of the box in a comparison judge() trusts,
+    the one where the box differs least decides (any photo of the intact item that shows the
+    spot unchanged is enough to doubt it); None where none shows it. Kept per photo while it
+    lives: a claim photo and its live capture are each analysed against the other, and both ask
+    this of the same marked photo (two threads may both compute it; the answers are equal)."""
     candidates = [r for r in references if r.sha256 != marked.sha256][
         : thresholds.max_reference_views
     ]
@@ -1060,17 +1069,21 @@ def check_mark_against_references(
     with _INTACT_LOCK:
         known = _INTACT_CHECKS.get(marked)
         if known is not None and key in known:
-            return known[key]
-    best: IntactCheck | None = None
+            hit = known[key]
+            return None if hit is None else IntactCheck(marked, *hit)
+    best: _Checked = None
     for reference in candidates:
         c = compare_views(marked.analysis, reference.analysis, thresholds=thresholds)
         mask = box_mask(box, c.shared.shape)  # type: ignore[arg-type]
         shared, change = mark_change(c, mask, thresholds.evidence)
-        if shared >= thresholds.min_mark_shared and (best is None or shared > best.mark_shared):
-            best = IntactCheck(marked, reference, judge(c, thresholds, mark=mask), shared, change)
+        judged = judge(c, thresholds, mark=mask)
+        if shared < thresholds.min_mark_shared or judged.why in _UNTRUSTED:
+            continue
+        if best is None or (change, -shared) < (best[3], -best[2]):
+            best = (reference, judged, shared, change)
     with _INTACT_LOCK:
         _INTACT_CHECKS.setdefault(marked, {})[key] = best
-    return best
+    return None if best is None else IntactCheck(marked, *best)
 
 
 def _facts(pair: _Pair, intact: IntactCheck | None = None) -> dict[str, Any]:
