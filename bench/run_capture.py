@@ -29,8 +29,10 @@ JPEG at quality 80-92.
 A photo of the intact item (the SKU's reference: a third shoot of the product whose face matches
 the damaged one with at least 25 inliers, or for synthetic pairs the undamaged photo seen from
 25 degrees the other way under other light) is kept beside each damaged case, drawn with its own
-random generator so that the cases themselves do not change; the report's last section compares
-the buyer's box with it (``check_mark_against_references``).
+random generator so that the cases themselves do not change; a section compares the buyer's box
+with it (``check_mark_against_references``). The same photo stands in for a frame of the live
+capture's clip, a third live view (the last section): with the damage mapped into it on honest
+damaged cases, intact on inconsistent ones.
 
 A claim with two photos runs the detector once per photo (each against the other); the claim is
 flagged when either says ``consistency.damage_missing_in_other_view``. Split by product (the shop
@@ -90,6 +92,10 @@ class Case:
     """A photo of the intact item that shows the damaged face, as a merchant's reference would:
     another shoot of the product (real pairs), or the undamaged photo seen from another side
     (synthetic); none where no third photo shows the face."""
+    third: bytes | None = None
+    """A third live view, as a frame of the capture's clip would be: the reference's photo with
+    the damage mapped into it through its face's geometry on honest damaged cases, as it is
+    (intact: what a live camera films) on forged ones; none without a reference."""
 
 
 def _load(path: Path) -> np.ndarray:
@@ -212,9 +218,12 @@ def _jpeg(image: np.ndarray, rng: np.random.Generator) -> bytes:
 def _damage_cases(
     base_id: str, split: str, family: str, first: np.ndarray, second: np.ndarray,
     h12: np.ndarray, region: np.ndarray, angle: float, index: int, hand: bool, rng: np.random.Generator,
+    third: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> list[Case]:  # fmt: skip
     """The four kinds for one pair of views; ``h12`` maps the first view's (x, y) to the second's
-    and ``region`` is the shared face in the first."""
+    and ``region`` is the shared face in the first. ``third`` (a photo of the intact item and
+    the homography from the first view's (x, y) to it) gives the damaged cases a third view,
+    JPEG-encoded with a generator of its own so that the other cases do not change."""
     style = STYLES[index % len(STYLES)]
     size = SIZES[(index // len(STYLES)) % len(SIZES)]
     where = cv2.erode(region.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
@@ -250,6 +259,17 @@ def _damage_cases(
                 _jpeg(_apply(second, other), rng), angle, style, size, hand, mark,
             )
         )  # fmt: skip
+    if third is not None:
+        image, h13 = third
+        own = np.random.default_rng([2028, index])
+        honest = _jpeg(_apply(image, _map_layer(layer, h13, image.shape[:2])), own)
+        intact = _jpeg(image, own)
+        out = [
+            c
+            if c.kind == "honest_plain"
+            else dataclasses.replace(c, third=honest if c.kind == "honest_damage" else intact)
+            for c in out
+        ]
     return out
 
 
@@ -293,13 +313,13 @@ def build_cases(pairs_per_class: int, synthetic_per_class: int) -> list[Case]:
             if len(ys) < 400:
                 continue
             angle = _angle(h12, (float(xs.mean()), float(ys.mean())))
+            third = _third_shoot(a, (a, b), photos, feats, images, face.region & middle)
             new = _damage_cases(
                 f"real-{a.stem}-{b.stem}", split, "real", first, second, h12,
-                face.region & middle, angle, index, False, rng,
+                face.region & middle, angle, index, False, rng, third,
             )  # fmt: skip
-            reference = _third_shoot(a, (a, b), photos, feats, images, face.region & middle)
-            if reference is not None:
-                ref_bytes = synth.jpeg_bytes(reference, 90)
+            if third is not None:
+                ref_bytes = synth.jpeg_bytes(third[0], 90)
                 new = [dataclasses.replace(c, reference=ref_bytes) for c in new]
             if new:
                 cases += new
@@ -314,16 +334,17 @@ def build_cases(pairs_per_class: int, synthetic_per_class: int) -> list[Case]:
                 rows, cols = image.shape[:2]
                 region = np.zeros((rows, cols), bool)
                 region[rows // 6 : rows * 5 // 6, cols // 4 : cols * 3 // 4] = True
+                ref_rng = np.random.default_rng([2027, index])
+                reference, h13 = _view(image, ref_rng, 25.0)
                 new = _damage_cases(
-                    f"syn-{p.stem}-{int(degrees)}", split, "synthetic", image, second, h12, region, degrees, index, hand, rng
+                    f"syn-{p.stem}-{int(degrees)}", split, "synthetic", image, second, h12, region,
+                    degrees, index, hand, rng, (reference, h13),
                 )  # fmt: skip
                 if hand:
                     new = [
                         dataclasses.replace(c, second=_jpeg(_hand(_decode(c.second), rng), rng))
                         for c in new
                     ]
-                ref_rng = np.random.default_rng([2027, index])
-                reference, _ = _view(image, ref_rng, 25.0)
                 ref_bytes = synth.jpeg_bytes(reference, 90)
                 new = [dataclasses.replace(c, reference=ref_bytes) for c in new]
                 cases += new
@@ -338,9 +359,10 @@ def _third_shoot(
     feats: dict[Path, Any],
     images: dict[Path, np.ndarray],
     region: np.ndarray,
-) -> np.ndarray | None:
+) -> tuple[np.ndarray, np.ndarray] | None:
     """Another shoot of the product whose face covers most of ``region`` (the damaged face in
-    ``first``) with at least 25 inliers: the merchant's photo of the intact item."""
+    ``first``) with at least 25 inliers: the merchant's photo of the intact item, and the
+    homography from ``first``'s (x, y) to it."""
     from refundlens.detectors.consistency import find_faces
 
     for c in photos:
@@ -352,7 +374,7 @@ def _third_shoot(
         )  # fmt: skip
         for face in faces:
             if face.inliers >= 25 and (face.region & region).sum() >= 0.5 * region.sum():
-                return images[c]
+                return images[c], np.linalg.inv(face.homography)
     return None
 
 
@@ -421,6 +443,7 @@ def _analyse(case: Case) -> dict[str, Any]:
     marked: dict[str, str] = {}
     gamed = None
     against: dict[str, list[float]] | None = None
+    third = None
     if case.mark is not None:
         x0, y0, x1, y1 = case.mark
         mask = np.zeros(a.analysis.shape[:2], bool)
@@ -437,6 +460,14 @@ def _analyse(case: Case) -> dict[str, Any]:
             spot = cv2.resize(spot.astype(np.uint8), a.analysis.shape[:2][::-1]) > 0
             gamed = with_box(spot, DEFAULT_THRESHOLDS)
             changes["spot"] = [float(spot.mean()) <= free.max_mark_share, directions(spot, free)]
+        if case.third is not None:
+            # The claim photo against a third live view (a clip's frame), with the box: the
+            # product compares a filed photo with the clip's frames, one direction only.
+            # Its verdict with the rule on how much of the mark may differ off, and that share,
+            # as ``mark_changes`` keeps each direction's: the report combines them.
+            view = media_from_bytes(case.third, f"{case.id}-3.jpg")
+            ac = judge(compare_views(a.analysis, view.analysis), free, mark=mask)
+            third = [ac.verdict, ac.mark_change]
         if case.reference is not None:
             # The claim photo against the photo of the intact item, where the box is: the
             # buyer's box around the damage, and the forger's box on the intact spot.
@@ -467,6 +498,7 @@ def _analyse(case: Case) -> dict[str, Any]:
         "gamed": gamed,
         "against_reference": against,
         "mark_changes": changes,
+        "third": third,
     }
 
 
@@ -662,15 +694,90 @@ def report(rows: list[dict[str, Any]], command: str, workers: int, wall: float) 
         "## Replay refusal",
         "",
         "Replays (the claim photo re-encoded, cropped, screenshotted, sent as a capture) are checked "
-        "by the capture page's replay checks (issue 21 part 1), not by this detector; their rows "
-        "belong here when that lands.",
+        "by the capture checks (`cases.capture_repeats`), not by this detector: measured in "
+        "bench/results/capture_replay.md (`python -m bench.run_capture_replay`).",
         "",
         *_marked_section(rows),
         *_gamed_section(rows),
         *_mark_change_section(rows),
         *_reference_section(rows),
+        *_third_view_section(rows),
     ]
     return "\n".join(lines)
+
+
+def marked_outcome(r: dict[str, Any], with_third: bool = False, veto: bool = True) -> str:
+    """The buyer's box around the damage judged as the product decides it, from a row of
+    :func:`_analyse`: flagged / confirmed / cannot_tell over the pair's two directions (and, with
+    ``with_third``, the third live view's one). Any view finding the damage missing flags; one
+    agreeing on the box with less than ``mark_agree_change`` of it differing confirms; with
+    ``veto`` (shipped), a view on which the box differs that much (``marked_damage_differs``)
+    stops a confirmation by another."""
+    from refundlens.detectors.consistency import DEFAULT_THRESHOLDS
+
+    t = DEFAULT_THRESHOLDS.mark_agree_change
+    small, views = r["mark_changes"]["damage"]
+    views = [*views, r["third"]] if with_third else list(views)
+    if "missing" in [v for v, _ in views]:
+        return "flagged"
+    agrees = [c is None or c < t for v, c in views if v == "agrees"]
+    if small and any(agrees) and not (veto and not all(agrees)):
+        return "confirmed"
+    return "cannot_tell"
+
+
+def _third_view_section(rows: list[dict[str, Any]]) -> list[str]:
+    """What a third live view (a frame of the capture's clip) changes for the buyer's box."""
+    outcome = marked_outcome
+
+    lines = [
+        "",
+        "## A third live view: what a frame of the capture's clip adds",
+        "",
+        "The capture page records a short clip beside the photos; the sharpest frames of it are "
+        "compared with the filed photo as further live views (`capture_clip_views`). Stand-in "
+        "here: the case's third photo (the reference shoot for real pairs, the 25-degree view for "
+        "synthetic ones) with the damage mapped into it on honest damaged pairs and intact on "
+        "inconsistent ones (a live camera films the item as it is), compared with the claim photo "
+        "inside the buyer's box around the damage, one direction as the product runs it. A clip's "
+        "frames are smaller and blurrier than these photos (a browser records about 640 x 480 "
+        "VP8): not measured here. Pairs without a third photo are left out. "
+        "'Any view' confirms where one view agrees on the box; 'no view differs' (shipped) also "
+        "needs every view that compared the box to agree on it (none with "
+        "`marked_damage_differs`): chosen on dev, the first rows.",
+        "",
+        "| split | family | who | pairs | rule | confirmed, live photo only | ... and the clip's frame "
+        "| flagged, live photo only | ... and the clip's frame |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    groups = [("dev", "both"), ("test", "real"), ("test", "synthetic"), ("test", "both")]
+    for split, family in groups:
+        chosen = [r for r in rows if r["split"] == split and r.get("third")]
+        for who, kinds in (
+            ("honest damaged (first)", {"honest_damage"}),
+            ("inconsistent damage", {"forged_one_only", "forged_independent"}),
+        ):
+            pool = [
+                r
+                for r in chosen
+                if r["kind"] in kinds and (family == "both" or r["family"] == family)
+            ]
+            if not pool:
+                continue
+            for rule, veto in (("any view", False), ("no view differs", True)):
+
+                def count(
+                    what: str, third: bool, pool: list[dict[str, Any]] = pool, veto: bool = veto
+                ) -> str:
+                    k = sum(outcome(r, third, veto) == what for r in pool)
+                    return f"{k} ({100 * k / len(pool):.1f}%)"
+
+                lines.append(
+                    f"| {split} | {family} | {who} | {len(pool)} | {rule} | {count('confirmed', False)} | "
+                    f"{count('confirmed', True)} | {count('flagged', False)} | "
+                    f"{count('flagged', True)} |"
+                )
+    return lines
 
 
 def _marked_rate(rows: list[dict[str, Any]], t: str, outcome: str) -> str:

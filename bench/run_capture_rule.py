@@ -139,46 +139,56 @@ def _after_capture(rules: RoutingRules, out: dict[str, Any]) -> list[str]:
         return ["(`bench/results/capture.json` missing: run `python -m bench.run_capture`.)", ""]
     from refundlens.detectors.consistency import Thresholds
 
+    from .run_capture import marked_outcome
+
     at = str(Thresholds().mark_difference)
     pairs = [
         r
         for r in json.loads(path.read_text())
-        if r["split"] == "test" and at in r.get("marked", {})
+        if r["split"] == "test" and r.get("mark_changes", {}).get("damage")
     ]
     lines = [
         "## After the live capture: approved only where it confirms the marked damage",
         "",
         f"`capture_must_confirm_damage: {rules.capture_must_confirm_damage}`. A claim whose live "
         "capture does not confirm the damage the buyer marked (`consistency.marked_damage_confirmed`"
-        ") goes to a person instead of being approved; nothing is rejected. From the capture "
-        f"bench's damaged pairs judged with the buyer's box (test split, `mark_difference` {at}); "
-        "a buyer who draws no box is never confirmed, so goes to a person.",
+        ", and no view compared shows that damage differently) goes to a person instead of being "
+        "approved; nothing is rejected. From the capture bench's damaged pairs judged with the "
+        f"buyer's box (test split, `mark_difference` {at}); a buyer who draws no box is never "
+        "confirmed, so goes to a person. 'With a clip frame': the same pairs where a third photo "
+        "stands in for a frame of the capture's clip (`capture_clip_views`; bench/results/"
+        "capture.md, last section).",
         "",
-        "| pairs | cases | confirmed: approved | not confirmed: a person decides | of which flagged (damage missing) |",
-        "|---|---|---|---|---|",
+        "| pairs | live views | cases | confirmed: approved | not confirmed: a person decides | of which flagged (damage missing) |",
+        "|---|---|---|---|---|---|",
     ]
     for label, kinds in (
         ("honest damaged (the cost; first)", ("honest_damage",)),
         ("inconsistent damage (what it catches)", ("forged_one_only", "forged_independent")),
     ):
-        rows = [r for r in pairs if r["kind"] in kinds]
-        confirmed = sum(r["marked"][at] == "confirmed" for r in rows)
-        flagged = sum(r["marked"][at] == "flagged" for r in rows)
-        out["after_capture"] = {
-            **out.get("after_capture", {}),
-            label: confirmed / max(1, len(rows)),
-        }
-        lines.append(
-            f"| {label} | {len(rows)} | {confirmed} ({confirmed / max(1, len(rows)):.1%}) | "
-            f"{len(rows) - confirmed} ({1 - confirmed / max(1, len(rows)):.1%}) | {flagged} |"
-        )
+        for views, with_third in (("the photos", False), ("with a clip frame", True)):
+            rows = [r for r in pairs if r["kind"] in kinds and (r.get("third") or not with_third)]
+            verdicts = [marked_outcome(r, with_third) for r in rows]
+            confirmed, flagged = verdicts.count("confirmed"), verdicts.count("flagged")
+            out["after_capture"] = {
+                **out.get("after_capture", {}),
+                f"{label}, {views}": confirmed / max(1, len(rows)),
+            }
+            lines.append(
+                f"| {label} | {views} | {len(rows)} | {confirmed} ({confirmed / max(1, len(rows)):.1%}) | "
+                f"{len(rows) - confirmed} ({1 - confirmed / max(1, len(rows)):.1%}) | {flagged} |"
+            )
+    honest = {
+        views: out["after_capture"][f"honest damaged (the cost; first), {views}"]
+        for views in ("the photos", "with a clip frame")
+    }
     forged = [r for r in pairs if r["kind"] in ("forged_one_only", "forged_independent")]
     gamed = sum(r.get("gamed") == "confirmed" for r in forged)
-    either = sum(r.get("gamed") == "confirmed" or r["marked"][at] == "confirmed" for r in forged)
+    either = sum(r.get("gamed") == "confirmed" or marked_outcome(r) == "confirmed" for r in forged)
     out["after_capture"]["forger's box on an intact spot"] = gamed / max(1, len(forged))
     lines.append(
         f"| inconsistent damage, the forger boxing an intact spot both photos show "
-        f"(bench/results/capture.md) | {len(forged)} | {gamed} ({gamed / max(1, len(forged)):.1%}) "
+        f"(bench/results/capture.md) | the photos | {len(forged)} | {gamed} ({gamed / max(1, len(forged)):.1%}) "
         f"| {len(forged) - gamed} | - |"
     )
     lines += [
@@ -192,12 +202,13 @@ def _after_capture(rules: RoutingRules, out: dict[str, Any]) -> list[str]:
     lines += [
         "",
         "Without the rule every capture whose analysis approves is approved: honest pairs and "
-        "inconsistent damage alike, unless the damage is flagged as missing. With it, about half "
-        "of honest buyers who take the live photos still wait for a person (their damage lies "
-        "where the two photos share too little surface: the bench's real pairs are two shoots "
-        "from other sides; whether a buyer who points the camera at the damage shares more is "
-        "not measured here), and an "
-        "inconsistent capture is approved only where the views agree inside the box.",
+        "inconsistent damage alike, unless the damage is flagged as missing. With it, "
+        f"{1 - honest['the photos']:.1%} of honest buyers who take the live photos still wait for "
+        f"a person, {1 - honest['with a clip frame']:.1%} where a frame of the clip adds a third "
+        "view (their damage lies where the photos share too little surface: the bench's real "
+        "pairs are shoots from other sides; whether a buyer who points the camera at the damage "
+        "shares more is not measured here), and an inconsistent capture is approved only where "
+        "the views agree inside the box and none shows it differently.",
         "",
     ]
     return lines

@@ -446,6 +446,22 @@ def test_a_short_clip_recorded_on_the_page_is_sent_with_the_photos_and_kept(
     assert len(accepted["photos"]) == 2  # type: ignore[arg-type]
     claim = assessed(server, claim_id)
     assert len([p for p in claim["photos"] if p["live_capture"]]) == 2
+    # The filed photo was compared with the clip's sharpest frames too (capture_clip_views),
+    # the live photos were not: two live views confirm nothing.
+    filed, *live = claim["assessment"]["images"]
+    [views] = [
+        f["facts"]["views_compared"]
+        for f in filed["findings"]
+        if f["code"].startswith("consistency.")
+    ]
+    frames = [v for v in views if v["view"].startswith("clip.webm@")]
+    assert len(frames) == server.settings.capture_clip_views and all(
+        v["live_capture"] for v in frames
+    ), views
+    for image in live:
+        for f in image["findings"]:
+            if f["code"].startswith("consistency."):
+                assert not any(v["view"].startswith("clip") for v in f["facts"]["views_compared"])
 
 
 def _clip_of(jpeg: bytes, path: Path) -> bytes:

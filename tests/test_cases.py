@@ -204,6 +204,26 @@ def test_what_vouches_for_a_claim_is_read_from_its_findings() -> None:
     assert not facts_from_report(report(marked), [False])[3]
     unmarked = {"code": "consistency.damage_confirmed", "facts": {"other_view_live_capture": True}}
     assert not facts_from_report(report(unmarked), [False])[3]
+    # A view that shows the marked damage differently stops a confirmation, whichever image
+    # it was compared from: named by a finding, or among the views one compared.
+    differs = {
+        "code": "consistency.cannot_tell",
+        "facts": {"reason_cannot_tell": "marked_damage_differs"},
+    }
+    two_images = {"images": [{"findings": [marked_live]}, {"findings": [differs]}]}
+    assert not facts_from_report(two_images, [False, True])[3]
+    compared = [{"view": "clip.webm@1.0s", "reason_cannot_tell": "marked_damage_differs"}]
+    outvoted = {
+        "code": marked["code"],
+        "facts": {**marked_live["facts"], "views_compared": compared},
+    }
+    assert not facts_from_report(report(outvoted), [False])[3]
+    other_doubt = [{"view": "clip.webm@1.0s", "reason_cannot_tell": "too_little_shared_surface"}]
+    fine = {
+        "code": marked["code"],
+        "facts": {**marked_live["facts"], "views_compared": other_doubt},
+    }
+    assert facts_from_report(report(fine), [False])[3]
     facts = ClaimFacts("refund_only", 20, 2, has_live_capture=True, live_capture_not_shown=True)
     assert route("approve", facts, RULES)[0] == S.AWAITING_MERCHANT
 

@@ -334,3 +334,118 @@ def synth_media(rgb: np.ndarray, name: str) -> Media:
     from refundlens import synth
 
     return media_from_bytes(synth.jpeg_bytes(rgb, 90), name)
+
+
+def test_a_clip_frame_confirms_marked_damage_that_the_live_photo_cannot_show() -> None:
+    # The live photo shares too little with the claim photo; a frame of the capture's clip shows
+    # the boxed crack from another side. Only the filed photo is compared with the frame.
+    from refundlens.cases.routing import facts_from_report
+    from refundlens.detectors._consistency_examples import damage_box
+    from refundlens.report import assessment_to_dict
+
+    base, obj = scene(31)
+    damaged = crack(base, obj, 31)
+    filed = media_from_bytes(_jpeg_bytes(damaged), "claim.jpg")
+    live = media_from_bytes(_jpeg_bytes(new_exposure(damaged, 31, crop=0.16)), "capture.jpg")
+    frame = media_from_bytes(
+        _jpeg_bytes(new_exposure(damaged, 32, degrees=-25.0)), "clip.webm@1.2s"
+    )
+    marks = {filed.sha256: damage_box(base, damaged)}
+
+    def assess(views: list[Media]) -> tuple[dict[str, object], tuple[bool, bool, bool, bool]]:
+        assessment = analyze(
+            [filed, live],
+            detectors=[ConsistencyDetector()],
+            live_captures={live.sha256},
+            damage_marks=marks,
+            live_views=views,
+        )
+        report = assessment_to_dict(assessment)
+        return report, facts_from_report(report, [False, True])
+
+    report, (_, _, _, confirmed) = assess([frame])
+    claim_image, live_image = report["images"]  # type: ignore[misc]
+    [finding] = claim_image["findings"]
+    assert finding["code"] == "consistency.marked_damage_confirmed"
+    assert finding["facts"]["other_view"] == "clip.webm@1.2s"
+    assert finding["facts"]["other_view_live_capture"] is True
+    compared = {v["view"]: v for v in finding["facts"]["views_compared"]}
+    assert compared.keys() == {"capture.jpg", "clip.webm@1.2s"}
+    assert compared["capture.jpg"]["verdict"] == "cannot_tell"
+    assert compared["clip.webm@1.2s"] == {
+        "view": "clip.webm@1.2s",
+        "live_capture": True,
+        "verdict": "agrees",
+        "reason_cannot_tell": None,
+        "shared_percent_of_photo": compared["clip.webm@1.2s"]["shared_percent_of_photo"],
+    }
+    [live_finding] = live_image["findings"]
+    assert [v["view"] for v in live_finding["facts"]["views_compared"]] == ["claim.jpg"]
+    assert len(report["images"]) == 2  # type: ignore[arg-type]  # the frame is no claim image
+    assert confirmed
+    # Without the clip the live photo alone confirms nothing: a person decides.
+    report, (_, _, _, confirmed) = assess([])
+    [finding] = report["images"][0]["findings"]  # type: ignore[index]
+    assert finding["code"] == "consistency.cannot_tell" and not confirmed
+
+
+def _jpeg_bytes(image: np.ndarray) -> bytes:
+    from refundlens import synth
+
+    return synth.jpeg_bytes(image, 88)
+
+
+def test_a_view_that_shows_the_marked_damage_differently_stops_a_confirmation_by_another(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Two live views: one agrees on the boxed crack, one differs over much of the box (scattered
+    # change evidence, as where an AI tool's damage is missing but faint). No confirmation.
+    from refundlens.cases.routing import facts_from_report
+    from refundlens.detectors import consistency
+    from refundlens.detectors._consistency_examples import marked_pair
+    from refundlens.detectors.consistency import judge
+    from refundlens.report import assessment_to_dict
+
+    claim, context = marked_pair("same")
+    capture = context.views[0]
+    frame = media_from_bytes(_jpeg_bytes(capture.analysis), "clip.webm@1.0s")
+    real = consistency.compare_views
+
+    def differing(a: np.ndarray, b: np.ndarray, **kw: object) -> object:
+        c = real(a, b, **kw)  # type: ignore[arg-type]
+        if b is not frame.analysis or c.mark is None:
+            return c
+        z = c.difference.copy()
+        ys, xs = np.nonzero(c.mark & c.shared)
+        z[ys[::3], xs[::3]] = np.maximum(z[ys[::3], xs[::3]], 4.0)
+        return judge(dataclasses.replace(c, difference=z), mark=kw["mark"])  # type: ignore[arg-type]
+
+    monkeypatch.setattr(consistency, "compare_views", differing)
+    assessment = analyze(
+        [claim],
+        detectors=[ConsistencyDetector()],
+        live_captures={capture.sha256},
+        damage_marks=context.damage_marks,
+        live_views=[capture, frame],
+    )
+    report = assessment_to_dict(assessment)
+    [finding] = report["images"][0]["findings"]
+    assert finding["code"] == "consistency.cannot_tell"
+    assert finding["facts"]["reason_cannot_tell"] == "marked_damage_differs"
+    assert finding["facts"]["other_view"] == "clip.webm@1.0s"
+    verdicts = {v["view"]: v["verdict"] for v in finding["facts"]["views_compared"]}
+    assert verdicts == {"capture.jpg": "agrees", "clip.webm@1.0s": "cannot_tell"}
+    assert not facts_from_report(report, [False])[3]
+    # Without the differing view the capture confirms the box.
+    monkeypatch.setattr(consistency, "compare_views", real)
+    report = assessment_to_dict(
+        analyze(
+            [claim],
+            detectors=[ConsistencyDetector()],
+            live_captures={capture.sha256},
+            damage_marks=context.damage_marks,
+            live_views=[capture],
+        )
+    )
+    assert report["images"][0]["findings"][0]["code"] == "consistency.marked_damage_confirmed"
+    assert facts_from_report(report, [False])[3]

@@ -264,6 +264,48 @@ def test_an_accepted_clip_is_kept_as_evidence_and_named_in_the_audit_entry(
     assert claim.state == "analysing"
 
 
+def test_the_sharpest_frames_of_an_accepted_clip_become_live_views_of_the_item(
+    tmp_path: Path,
+) -> None:
+    import contextlib
+
+    import cv2
+
+    store = MemoryStore()
+    blobs = BlobStore(tmp_path / "blobs")
+    claim, token = _awaiting_capture(store)
+    scene = _new_scene()
+    path = tmp_path / "clip.mp4"
+    # Sharp, then shaken (blurred), then sharp again.
+    rows, cols = scene.shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (cols, rows))
+    for i in range(30):
+        frame = cv2.GaussianBlur(scene, (0, 0), 6) if 10 <= i < 20 else np.roll(scene, i % 3, 1)
+        writer.write(cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2BGR))
+    writer.release()
+    clip = cases.capture_clip("clip.mp4", path.read_bytes(), SETTINGS)
+    assert len(clip.sampled) == 3
+    buyer = cases.Actor("capture:cap_1", "buyer")
+    cases.accept_capture(
+        store, blobs, SETTINGS, buyer, claim, token, [("live-1.jpg", _jpeg(scene, 90))], None,
+        via="page", clip=clip,
+    )  # fmt: skip
+
+    def stores() -> contextlib.AbstractContextManager[MemoryStore]:
+        return contextlib.nullcontext(store)
+
+    views = cases.clip_views(stores, blobs, SETTINGS, claim.id)
+    assert len(views) == SETTINGS.capture_clip_views == 2
+    assert all(v.name.startswith("clip.mp4@") for v in views)
+    # The middle frame, shaken, is left out; the two kept are in the clip's order.
+    times = [float(v.name.split("@")[1].rstrip("s")) for v in views]
+    assert times == sorted(times) and not any(1.0 <= t < 2.0 for t in times), times
+    assert cases.clip_views(stores, blobs, SETTINGS.replace(capture_clip_views=0), claim.id) == []
+    # A clip that no longer passes the limits (a setting lowered since) is left out, not fatal.
+    tight = SETTINGS.replace(capture_clip_max_bytes=100)
+    assert cases.clip_views(stores, blobs, tight, claim.id) == []
+
+
 def test_a_refused_clip_is_recorded_with_the_frame_that_repeated(tmp_path: Path) -> None:
     store = MemoryStore()
     blobs = BlobStore(tmp_path)

@@ -271,6 +271,10 @@ class Settings:
     capture_clip_check_frames: int = 3
     """Frames of a clip, spread over it, checked like photos for a replay of the claim's photos
     or the shop's (each costs the reference check's time, about that of a photo)."""
+    capture_clip_views: int = 2
+    """Of those frames, the sharpest this many are compared with the claim's filed photos as
+    further live views of the item (the damage seen from more sides); each costs one comparison
+    of the consistency check per filed photo (about 0.35-0.7 s of a core). 0 = none."""
     capture_hmac_key: str = ""
     """Key with which the platform's capture app signs its photos (HMAC-SHA256 of the file's
     sha256, hex, header ``X-Capture-Signature``); empty = only the capture time is checked."""

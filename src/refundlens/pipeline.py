@@ -98,12 +98,16 @@ def analyze(
     early_stop: bool | None = None,
     live_captures: Collection[str] = (),
     damage_marks: Mapping[str, DamageBox] | None = None,
+    live_views: Sequence[Media] = (),
 ) -> Assessment:
     """Run the detectors on every claim image, cheapest first, and fuse the findings per image.
     ``features`` defaults to the folder named by ``reference_feature_dir`` (none: memory only).
     Each image sees the claim's other images as other views of the item; ``live_captures``
     names (sha256) those taken live, ``damage_marks`` the buyer's box around the damage on a photo
-    (by sha256). ``early_stop`` (default: the ``analysis_early_stop`` setting) False runs every
+    (by sha256). ``live_views`` are further live views of the item that are not claim images
+    (frames of a live capture's clip, :func:`refundlens.cases.clip_views`): each filed photo is
+    compared with them too, a live one is not (two live views confirm nothing to routing), and
+    they are not assessed themselves. ``early_stop`` (default: the ``analysis_early_stop`` setting) False runs every
     detector whatever the cheaper ones found."""
     settings = settings or Settings()
     if early_stop is None:
@@ -121,7 +125,7 @@ def analyze(
         history=history,
         unboxing=tuple(unboxing),
         features=features,
-        live_captures=frozenset(live_captures),
+        live_captures=frozenset(live_captures) | {v.sha256 for v in live_views},
         damage_marks=dict(damage_marks or {}),
     )
     rank = {name: i for i, name in enumerate(COST_ORDER)}
@@ -131,7 +135,10 @@ def analyze(
     images = []
     for claim in claims:
         found: dict[int, list[Finding]] = {}
-        seen = dataclasses.replace(context, views=tuple(c for c in claims if c is not claim))
+        others = tuple(c for c in claims if c is not claim)
+        if claim.sha256 not in context.live_captures:
+            others += tuple(v for v in live_views if v.sha256 != claim.sha256)
+        seen = dataclasses.replace(context, views=others)
         timings = metrics().detector_seconds
         ran: list[str] = []
         skipped: list[tuple[str, str]] = []

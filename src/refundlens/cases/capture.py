@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, Literal
 
 from ..config import Settings
@@ -37,6 +38,7 @@ __all__ = [
     "capture_clip",
     "capture_repeats",
     "capture_signature",
+    "clip_views",
     "filed_photos",
     "issue_capture_token",
     "page_captures_allowed",
@@ -427,6 +429,52 @@ def capture_clip(name: str, data: bytes, settings: Settings) -> CaptureClip:
         height=video.height,
         sampled=tuple(sampled),
     )
+
+
+def clip_views(
+    stores: Callable[[], AbstractContextManager[Store]],
+    blobs: BlobStore,
+    settings: Settings,
+    claim_id: str,
+) -> list[Media]:
+    """Frames of the claim's live-capture clips to compare the filed photos with, as further live
+    views of the item (``analyze(live_views=...)``): of the ``capture_clip_check_frames`` frames
+    spread over each clip (those its replay check passed), the ``capture_clip_views`` sharpest.
+    A buyer who films the damage while turning the item shows it from more sides than two or
+    three photos do, and a frame that shares the marked surface with the claim photo can confirm
+    damage the photos could not. Runs in the task runner, outside any transaction; a clip that
+    no longer decodes (a setting changed since it was accepted) is left out, logged, never
+    failing the analysis."""
+    import logging
+
+    import cv2
+
+    if settings.capture_clip_views <= 0:
+        return []
+    with stores() as store:
+        clips = [
+            (e.sha256, e.name)
+            for e in store.evidence.of_kind(claim_id, CLIP_EVIDENCE_KIND)
+            if e.sha256 is not None
+        ]
+    views: list[Media] = []
+    for sha, name in clips:
+        try:
+            clip = capture_clip(name, blobs.get(sha), settings)
+        except RefundlensError as exc:
+            logging.getLogger("refundlens.workers").warning(
+                "claim %s: capture clip %s left out of the views: %s", claim_id, name, exc
+            )
+            continue
+
+        def sharpness(frame: Media) -> float:
+            grey = cv2.cvtColor(frame.analysis, cv2.COLOR_RGB2GRAY)
+            return float(cv2.Laplacian(grey, cv2.CV_64F).var())
+
+        frames = [frame for _, frame in clip.sampled]
+        sharpest = sorted(frames, key=sharpness, reverse=True)[: settings.capture_clip_views]
+        views += [f for f in frames if any(f is s for s in sharpest)]  # in the clip's order
+    return views
 
 
 def _fresh(

@@ -118,6 +118,8 @@ class ClaimFacts:
 VOUCHING_CODES = frozenset({"reference.same_item_new_photo", "provenance.c2pa_manifest"})
 # The views agree on the damage the buyer marked: only this makes a live capture verify damage.
 CONFIRMING_CODE = "consistency.marked_damage_confirmed"
+# ... unless another view shows the marked damage differently.
+DIFFERING_MARK = "marked_damage_differs"
 
 
 def facts_from_report(
@@ -126,8 +128,11 @@ def facts_from_report(
     """(vouched for, product not shown, a live capture not showing it, a live capture
     confirming the marked damage) from an assessment's JSON (``images[].findings[]``); ``live``
     says which images are live captures, in order. With ``needs_reference`` a confirmation
-    counts only where the mark was checked against a reference of the SKU."""
-    vouched = not_shown = live_not_shown = confirmed = False
+    counts only where the mark was checked against a reference of the SKU. No confirmation
+    counts where any view compared shows the marked damage differently (``views_compared``:
+    ``marked_damage_differs``): the claim's photos are each analysed against the others, and
+    one image's confirmation must not outvote another's doubt."""
+    vouched = not_shown = live_not_shown = confirmed = differs = False
     for index, image in enumerate(report.get("images") or ()):
         is_live = index < len(live) and live[index]
         for finding in image.get("findings") or ():
@@ -146,7 +151,11 @@ def facts_from_report(
                 and is_live != other_live
                 and (checked or not needs_reference)
             )
-    return vouched, not_shown, live_not_shown, confirmed
+            differs |= facts.get("reason_cannot_tell") == DIFFERING_MARK or any(
+                isinstance(view, Mapping) and view.get("reason_cannot_tell") == DIFFERING_MARK
+                for view in facts.get("views_compared") or ()
+            )
+    return vouched, not_shown, live_not_shown, confirmed and not differs
 
 
 def route(action: str, facts: ClaimFacts, rules: RoutingRules) -> tuple[ClaimState, str]:
@@ -191,8 +200,9 @@ def route(action: str, facts: ClaimFacts, rules: RoutingRules) -> tuple[ClaimSta
         return (
             ClaimState.AWAITING_MERCHANT,
             "the live photos do not confirm the damage the buyer marked (not marked, not "
-            "seen alike where both photos show the surface, or marked on a spot that looks as "
-            "the shop's photo of the intact item shows it): a person decides",
+            "seen alike where both photos show the surface, seen differently in another view, "
+            "or marked on a spot that looks as the shop's photo of the intact item shows it): "
+            "a person decides",
         )
     if not facts.has_live_capture:
         if facts.product_not_shown and rules.capture_when_product_not_shown:

@@ -121,6 +121,8 @@ def _analyse(runtime: Runtime, claim_id: str, attempt: int) -> str:
     unboxing = cases.unboxing_video_frames(
         sql_stores(runtime.db), runtime.blobs, runtime.settings, claim_id
     )
+    # Frames of the live capture's clip: the filed photos are compared with them too.
+    clip = cases.clip_views(sql_stores(runtime.db), runtime.blobs, runtime.settings, claim_id)
     with runtime.db.session() as session:  # rows only: nothing is decoded in a transaction
         photo_files, reference_files, order = cases.input_files(SqlStore(session), claim_id)
         from ..detectors.base import OrderFacts
@@ -159,6 +161,7 @@ def _analyse(runtime: Runtime, claim_id: str, attempt: int) -> str:
         unboxing=unboxing,
         live_captures=live,
         damage_marks=marks,
+        live_views=clip,
     )
     report: dict[str, Any] = assessment_to_dict(assessment)
     # Pictures (overlay, mask, heatmaps) as blobs, so the review page and the evidence report
