@@ -5,6 +5,7 @@ Screenshots land in test-artifacts/ for a person to look at.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
@@ -427,6 +428,27 @@ def test_routing_reasons_are_shown_in_the_readers_language() -> None:
     assert (
         routing_reason(failed, "zh_CN") == "自动分析连续 3 次失败：由人工在没有分析结果的情况下裁决"
     )
+    # Every reason routing can give reads in Chinese (none falls through as English).
+    rules = RoutingRules(capture_must_confirm_damage=True, capture_when_product_not_shown=True)
+    reasons = {
+        route(
+            action,
+            ClaimFacts("refund_only", amount, photos, live, vouched, shown, live_shown, ok),
+            r,
+        )[1]
+        for action in ("approve", "request_capture", "review", "escalate")
+        for amount in (20.0, 500.0)
+        for photos in (0, 1)
+        for live in (False, True)
+        for vouched in (False, True)
+        for shown in (False, True)
+        for live_shown in (False, True)
+        for ok in (False, True)
+        for r in (rules, dataclasses.replace(rules, auto_approve_after_capture=False))
+    }
+    assert len(reasons) >= 10
+    untranslated = [r for r in reasons if routing_reason(r, "zh_CN") == r]
+    assert untranslated == []
 
 
 def test_the_file_facts_table_reads_exif_the_aigc_label_and_the_c2pa_manifest() -> None:

@@ -89,6 +89,18 @@ _ROUTING_REASONS = (
         ("claim_type",),
     ),
     (r"the analysis failed (?P<failures>\d+) times in a row: a person decides without it", ()),
+    (
+        r"a live photo was given: a person compares it with the claim \(this platform "
+        r"approves no claim with a live capture automatically\)",
+        (),
+    ),
+    (
+        r"the live photos do not confirm the damage the buyer marked \(not marked, not "
+        r"seen alike where both photos show the surface, seen differently in another view, "
+        r"or marked on a spot that looks as the shop's photo of the intact item shows it\): "
+        r"a person decides",
+        (),
+    ),
 )
 
 
