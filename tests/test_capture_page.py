@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -127,14 +128,22 @@ CLAIM_PHOTOS = {
     6: lambda: _scene(16),
     7: lambda: _scene(31),  # its own: the clip test films 17, live photos are 20 and 21
     8: lambda: _scene(19),
+    9: lambda: _scene(23),
 }
 
 
-def _claim_awaiting_capture(server: Server, keys: dict[str, str], n: int) -> str:
+def _claim_awaiting_capture(
+    server: Server, keys: dict[str, str], n: int, damage_boxes: str = ""
+) -> str:
     with server.client(keys["buyer"]) as buyer:
         r = buyer.post(
             "/v1/claims",
-            data={"order_id": keys[f"order{n}"], "type": "refund_only", "amount": "20"},
+            data={
+                "order_id": keys[f"order{n}"],
+                "type": "refund_only",
+                "amount": "20",
+                "damage_boxes": damage_boxes,
+            },
             files=[("photos", ("old.jpg", _old_photo(CLAIM_PHOTOS[n]()), "image/jpeg"))],
         )
         assert r.status_code == 201, r.text
@@ -603,3 +612,41 @@ def test_a_claim_photo_the_page_cannot_show_does_not_keep_the_buyer_from_sending
     claim = assessed(server, claim_id)
     assert [p["damage_box"] for p in claim["photos"]] == [None, None]
     assert claim["state"] == "awaiting_merchant", claim["routing_reason"]
+
+
+def test_the_box_filed_with_the_claim_is_shown_and_clearing_it_removes_it(
+    shop: tuple[Server, dict[str, str]], tmp_path: Path
+) -> None:
+    server, keys = shop
+    claim_id = _claim_awaiting_capture(server, keys, 9, damage_boxes="[[0.2, 0.25, 0.5, 0.55]]")
+    [filed] = assessed(server, claim_id)["photos"]
+    assert filed["damage_box"] == [0.2, 0.25, 0.5, 0.55]
+    url = _capture_url(server, keys, claim_id)
+    manager, browser, page = _phone(write_y4m(_scene(24), tmp_path / "cam.y4m"))
+    try:
+        page.goto(url)
+        page.wait_for_selector("#shoot:not([hidden])", timeout=20000)
+        assert page.locator("#boxes-on-file").is_visible()
+        assert (
+            json.loads(page.get_attribute("canvas.mark", "data-box") or "") == filed["damage_box"]
+        )
+        _until(page, "document.getElementById('camera').videoWidth > 0")
+        page.click("#shoot")
+        _until(page, "document.querySelectorAll('#shots canvas').length === 1")
+        assert page.is_enabled("#send")  # the box on file is a box drawn
+        page.click("button.clear-mark")
+        assert page.is_disabled("#send")  # cleared: a box, or "cannot mark", is asked again
+        page.check("#no-mark")
+        assert page.input_value("#damage-boxes") == "[[]]"  # [] removes; null would keep it
+        page.click("#send")
+        page.wait_for_load_state("load")
+        assert page.locator("#capture-done").is_visible(), page.content()
+    finally:
+        browser.close()
+        manager.__exit__(None, None, None)
+    claim = assessed(server, claim_id)
+    assert [p["damage_box"] for p in claim["photos"]] == [None, None]
+    [accepted] = [
+        d for action, d in audit_entries(server, claim_id) if action == "capture.accepted"
+    ]
+    assert accepted["damage_boxes"] == {filed["sha256"]: None}

@@ -18,7 +18,16 @@ from refundlens.config import Settings
 from refundlens.errors import RefundlensError
 from refundlens.media import Media, media_from_bytes
 from refundlens.store import BlobStore
-from refundlens.store.interface import CaptureToken, Claim, Order, Sku, Tenant, new_id, utcnow
+from refundlens.store.interface import (
+    CaptureToken,
+    Claim,
+    ClaimPhoto,
+    Order,
+    Sku,
+    Tenant,
+    new_id,
+    utcnow,
+)
 from refundlens.store.memory import MemoryStore
 
 SETTINGS = Settings()
@@ -304,6 +313,30 @@ def test_the_sharpest_frames_of_an_accepted_clip_become_live_views_of_the_item(
     # A clip that no longer passes the limits (a setting lowered since) is left out, not fatal.
     tight = SETTINGS.replace(capture_clip_max_bytes=100)
     assert cases.clip_views(stores, blobs, tight, claim.id) == []
+
+
+def test_a_capture_replaces_leaves_or_removes_each_filed_photos_box(tmp_path: Path) -> None:
+    store = MemoryStore()
+    blobs = BlobStore(tmp_path / "blobs")
+    claim, token = _awaiting_capture(store)
+    for i, box in enumerate(([0.1, 0.1, 0.4, 0.4], [0.5, 0.5, 0.7, 0.7], None)):
+        store.claims.add_photo(
+            claim,
+            ClaimPhoto(
+                id=new_id("pho"), claim_id=claim.id, position=i, sha256=f"{i}" * 64,
+                name=f"filed-{i}.jpg", damage_box=box,
+            ),
+        )  # fmt: skip
+    buyer = cases.Actor("capture:cap_1", "buyer")
+    photo = ("live-1.jpg", _jpeg(_new_scene(), 90))
+    cases.accept_capture(
+        store, blobs, SETTINGS, buyer, claim, token, [photo], None, via="page",
+        damage_boxes=[cases.REMOVED_BOX, None, cases.REMOVED_BOX],
+    )  # fmt: skip
+    # Removed, left as it was, and nothing on file to remove (not recorded).
+    assert [p.damage_box for p in cases.filed_photos(claim)] == [None, [0.5, 0.5, 0.7, 0.7], None]
+    [entry] = [e for e in store.tables.audit if e.action == "capture.accepted"]
+    assert entry.details["damage_boxes"] == {"0" * 64: None}
 
 
 def test_a_refused_clip_is_recorded_with_the_frame_that_repeated(tmp_path: Path) -> None:

@@ -627,3 +627,18 @@ def test_boxes_nested_deep_enough_to_stop_the_json_parser_are_a_bad_box_not_a_cr
     with pytest.raises(RefundlensError) as refused:
         parse_damage_boxes(deep, 100, Settings())
     assert refused.value.code == "claim.bad_damage_box"
+
+
+def test_an_empty_box_removes_the_box_on_file_in_a_change_and_is_refused_on_filing() -> None:
+    from refundlens.cases import REMOVED_BOX, parse_box_changes, parse_damage_boxes
+    from refundlens.errors import RefundlensError
+
+    text = "[[], null, [0.1, 0.1, 0.3, 0.4]]"
+    assert parse_box_changes(text, 3, Settings()) == [REMOVED_BOX, None, (0.1, 0.1, 0.3, 0.4)]
+    with pytest.raises(RefundlensError) as refused:
+        parse_damage_boxes(text, 3, Settings())  # a new claim has no box to remove
+    assert refused.value.code == "claim.bad_damage_box"
+    assert "[] (remove" not in refused.value.message
+    with pytest.raises(RefundlensError) as refused:
+        parse_box_changes("[[0.5]]", 1, Settings())
+    assert "[] (remove the box on file)" in refused.value.message

@@ -59,9 +59,11 @@ from .catalogue import (
     register_packing_video,
 )
 from .intake import (
+    REMOVED_BOX,
     ClaimFiles,
     check_claim_request,
     create_claim,
+    parse_box_changes,
     parse_damage_boxes,
     prepare_claim_files,
     record_refused_file,
@@ -88,6 +90,7 @@ __all__ = [
     "CLIP_EVIDENCE_KIND",
     "DECISIONS",
     "EVIDENCE_KINDS",
+    "REMOVED_BOX",
     "SYSTEM",
     "Actor",
     "CaptureClip",
@@ -136,6 +139,7 @@ __all__ = [
     "packing_video_frames",
     "packing_videos_to_queue",
     "page_captures_allowed",
+    "parse_box_changes",
     "parse_damage_boxes",
     "prepare_claim_files",
     "record_refused_file",

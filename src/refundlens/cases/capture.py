@@ -221,7 +221,7 @@ def accept_capture(
     *,
     via: CaptureVia = "app",
     clip: CaptureClip | None = None,
-    damage_boxes: Sequence[DamageBox | None] = (),
+    damage_boxes: Sequence[DamageBox | tuple[()] | None] = (),
 ) -> list[ClaimPhoto]:
     """Check the token, the capture time and (from the app, where the platform signs) the
     signature; add the photos as live and send the claim back to analysis.
@@ -236,8 +236,9 @@ def accept_capture(
     (checked by :func:`capture_clip`, and for replays by the caller) is kept with the photos as
     evidence of kind :data:`CLIP_EVIDENCE_KIND`, and named in the audit entry. ``damage_boxes``
     (the capture page's first step) are the buyer's boxes around the damage on the claim's filed
-    photos (:func:`filed_photos`, in order; None leaves a photo as it was), kept on those photos
-    and named in the audit entry."""
+    photos (:func:`filed_photos`, in order; None leaves a photo as it was, an empty tuple removes
+    its box: :func:`refundlens.cases.parse_box_changes`), kept on those photos and named in the
+    audit entry (a removed box as null)."""
     if via == "page" and not page_captures_allowed(settings):
         raise RefundlensError("capture.app_required", APP_REQUIRED)
     if not photos:
@@ -261,11 +262,12 @@ def accept_capture(
     if damage_boxes and len(damage_boxes) != len(filed):
         raise RefundlensError("claim.bad_damage_box", "One damage box (or null) per claim photo.")
     row.used_at = now
-    marked = {}
+    marked: dict[str, list[float] | None] = {}
     for photo, box in zip(filed, damage_boxes, strict=False):
-        if box is not None:
-            photo.damage_box = list(box)
-            marked[photo.sha256] = list(box)
+        if box is None or (box == () and photo.damage_box is None):
+            continue  # left as it was (nothing on file to remove)
+        photo.damage_box = list(box) or None
+        marked[photo.sha256] = list(box) or None
     items = []
     for name, data, _media, _proof, _taken in checked:
         item = ClaimPhoto(

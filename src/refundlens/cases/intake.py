@@ -32,9 +32,11 @@ from .states import ClaimState
 
 __all__ = [
     "CLOSED_STATES",
+    "REMOVED_BOX",
     "ClaimFiles",
     "check_claim_request",
     "create_claim",
+    "parse_box_changes",
     "parse_damage_boxes",
     "prepare_claim_files",
     "record_refused_file",
@@ -158,18 +160,38 @@ def refuse_repeated_files(files: Sequence[tuple[str, bytes]], code: str) -> None
         seen[digest] = index
 
 
+REMOVED_BOX: tuple[()] = ()
+"""In a change of boxes (:func:`parse_box_changes`): the photo's earlier box is removed."""
+
+
 def parse_damage_boxes(text: str, count: int, settings: Settings) -> list[DamageBox | None]:
     """The buyer's boxes around the damage, one per photo in the photos' order: a JSON array of
     ``null`` (not marked) or ``[left, top, right, bottom]``, fractions of the photo's width and
     height as it is shown, each side at least ``damage_box_min_side`` (a tap is no box). Empty text: no
     photo marked. At most 100 characters a photo are read: a box needs fewer."""
+    return [b or None for b in _parse_boxes(text, count, settings, removable=False)]
+
+
+def parse_box_changes(
+    text: str, count: int, settings: Settings
+) -> list[DamageBox | tuple[()] | None]:
+    """As :func:`parse_damage_boxes`, for boxes that change those on file (the live capture's
+    first step): ``null`` leaves the photo's box as it was, ``[]`` removes it
+    (:data:`REMOVED_BOX`), a box replaces it."""
+    return _parse_boxes(text, count, settings, removable=True)
+
+
+def _parse_boxes(
+    text: str, count: int, settings: Settings, *, removable: bool
+) -> list[DamageBox | tuple[()] | None]:
     if not text.strip():
         return [None] * count
 
     def bad(why: str) -> RefundlensError:
+        removal = ", [] (remove the box on file)" if removable else ""
         return RefundlensError(
             "claim.bad_damage_box",
-            f"damage_boxes: {why}. Send a JSON array with one entry per photo, in order: null, "
+            f"damage_boxes: {why}. Send a JSON array with one entry per photo, in order: null{removal}, "
             "or [left, top, right, bottom] as fractions (0 to 1) of the photo's width and height.",
         )
 
@@ -183,10 +205,13 @@ def parse_damage_boxes(text: str, count: int, settings: Settings) -> list[Damage
         raise bad("not a JSON array")
     if len(boxes) != count:
         raise bad(f"expected {count} entries (one per photo), got {len(boxes)}")
-    out: list[DamageBox | None] = []
+    out: list[DamageBox | tuple[()] | None] = []
     for i, box in enumerate(boxes):
         if box is None:
             out.append(None)
+            continue
+        if removable and box == []:
+            out.append(REMOVED_BOX)
             continue
         if (
             not isinstance(box, list)

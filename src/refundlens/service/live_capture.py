@@ -41,14 +41,14 @@ def take_capture(
     """Accept ``photos`` (and the page's ``clip``, where one came) as the live capture of the
     claim ``find_claim`` names (it raises when the caller may not act on it) and return the
     claim's id; a replay raises ``capture.replayed`` after its refusal is committed.
-    ``damage_boxes`` (the page's JSON, :func:`refundlens.cases.parse_damage_boxes`) are the
+    ``damage_boxes`` (the page's JSON, :func:`refundlens.cases.parse_box_changes`) change the
     buyer's boxes around the damage on the claim's filed photos."""
     settings = runtime.settings
     cases.refuse_repeated_files(photos, "capture.duplicate_photo")  # before any decoding
     with runtime.db.session() as s:  # rows only: nothing is decoded in a transaction
         claim = find_claim(s)
         claim_id = claim.id
-        boxes = cases.parse_damage_boxes(damage_boxes, len(cases.filed_photos(claim)), settings)
+        boxes = cases.parse_box_changes(damage_boxes, len(cases.filed_photos(claim)), settings)
         photo_files, reference_files, order = cases.input_files(SqlStore(s), claim_id)
     checked_clip = cases.capture_clip(clip[0], clip[1], settings) if clip is not None else None
     earlier_photos, references = cases.decode_inputs(
@@ -99,6 +99,6 @@ def take_capture(
             signature,
             via=via,
             clip=checked_clip,
-            damage_boxes=boxes if any(boxes) else (),
+            damage_boxes=boxes if any(b is not None for b in boxes) else (),
         )
     return claim_id

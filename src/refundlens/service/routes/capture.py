@@ -56,7 +56,7 @@ async def capture(
             description="The buyer's box around the damage on each photo the claim was filed "
             "with (not its live captures), in order, as in POST /v1/claims: a JSON array of "
             "null or [left, top, right, bottom] fractions. A box replaces the photo's earlier "
-            "one; null leaves it.",
+            "one; null leaves it; [] removes it.",
         ),
     ] = "",
 ) -> ClaimAnswer:

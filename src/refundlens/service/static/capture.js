@@ -6,8 +6,9 @@
 // the same upload as the photos (field "clip"), which stay required. First the buyer drags a box
 // around the damage on each photo it filed the claim with (canvas.mark, drawn here, no inline
 // style): the boxes go as fractions of the photo in the field "damage_boxes" (a JSON array, null
-// where not marked), and the photos cannot be sent before at least one box is drawn. Served as a
-// file: the page's CSP runs no inline script.
+// where not marked), and the photos cannot be sent before at least one box is drawn. A box the
+// buyer drew when filing (data-box) is shown and counts as drawn; clearing it sends [] (remove
+// it), since null would leave it on file. Served as a file: the page's CSP runs no inline script.
 "use strict";
 (function () {
   var form = document.getElementById("capture-form");
@@ -45,9 +46,9 @@
   function marked() {
     return !boxesField || unshown >= marks.length || (noMark && noMark.checked) ||
       typeof window.PointerEvent !== "function" ||
-      boxes.some(function (box) { return box !== null; });
+      boxes.some(function (box) { return box !== null && box.length === 4; });
   }
-  if (noMark) { noMark.addEventListener("change", function () { refresh(); }); }
+  if (noMark) { noMark.addEventListener("change", function () { keepBoxes(); refresh(); }); }
 
   function keepBoxes() {
     if (!boxesField) { return; }
@@ -59,11 +60,14 @@
     var index = Number(canvas.dataset.index);
     var photo = new Image();
     var start = null;
-    boxes[index] = null;
+    var onFile = null;  // the box drawn when the claim was filed, if any
+    try { onFile = canvas.dataset.box ? JSON.parse(canvas.dataset.box) : null; } catch (e) { onFile = null; }
+    if (!Array.isArray(onFile) || onFile.length !== 4) { onFile = null; }
+    boxes[index] = onFile;
     function draw(box) {
       var context = canvas.getContext("2d");
       context.drawImage(photo, 0, 0, canvas.width, canvas.height);
-      if (!box) { return; }
+      if (!box || box.length !== 4) { return; }
       var width = Math.max(2, Math.round(canvas.width / 200));
       context.lineWidth = width;
       context.strokeStyle = "#1e5af0";
@@ -126,7 +130,7 @@
     var clear = document.querySelector('button.clear-mark[data-index="' + index + '"]');
     if (clear) {
       clear.addEventListener("click", function () {
-        boxes[index] = null;
+        boxes[index] = onFile ? [] : null;  // [] removes the box on file; null would keep it
         draw(null);
         keepBoxes();
         refresh();

@@ -46,9 +46,13 @@ TOKEN_PATH = re.compile(r"^cap_[0-9a-f]{20}\.[A-Za-z0-9_-]{16,64}$")
 """What a capture token looks like (``cases.issue_capture_token``): anything else is not looked up."""
 
 
-def _open(request: Request, token: str) -> tuple[str, float, list[str]] | None:
-    """(claim id, hours left, names of the photos filed with the claim) if the token may be
-    used now, else None."""
+Filed = list[tuple[str, list[float] | None]]
+"""(name, the buyer's box on file or None) of each photo the claim was filed with."""
+
+
+def _open(request: Request, token: str) -> tuple[str, float, Filed] | None:
+    """(claim id, hours left, the photos filed with the claim and their boxes) if the token may
+    be used now, else None."""
     if not TOKEN_PATH.match(token):
         return None
     try:
@@ -56,7 +60,10 @@ def _open(request: Request, token: str) -> tuple[str, float, list[str]] | None:
             claim = cases.capture_claim(SqlStore(s), token, lock=False)
             deadline = cases.aware(claim.deadline_at)
             claim_id = claim.id
-            filed = [p.name for p in cases.filed_photos(claim)]
+            filed = [
+                (p.name, [float(v) for v in p.damage_box] if p.damage_box else None)
+                for p in cases.filed_photos(claim)
+            ]
     except RefundlensError:
         return None
     left = (deadline - dt.datetime.now(dt.UTC)).total_seconds() / 3600 if deadline else 0.0
@@ -66,7 +73,7 @@ def _open(request: Request, token: str) -> tuple[str, float, list[str]] | None:
 def _form(
     request: Request,
     token: str,
-    opened: tuple[str, float, list[str]],
+    opened: tuple[str, float, Filed],
     status: int = 200,
     **more: object,
 ) -> Response:
