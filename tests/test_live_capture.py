@@ -303,16 +303,27 @@ def test_the_sharpest_frames_of_an_accepted_clip_become_live_views_of_the_item(
     def stores() -> contextlib.AbstractContextManager[MemoryStore]:
         return contextlib.nullcontext(store)
 
+    # The frames the replay check passed are kept as they were checked.
+    kept = store.evidence.of_kind(claim.id, cases.CLIP_FRAME_EVIDENCE_KIND)
+    assert [e.name for e in kept] == [m.name for _, m in clip.sampled]
+    assert [blobs.get(e.sha256 or "") for e in kept] == [m.data for _, m in clip.sampled]
     views = cases.clip_views(stores, blobs, SETTINGS, claim.id)
     assert len(views) == SETTINGS.capture_clip_views == 2
-    assert all(v.name.startswith("clip.mp4@") for v in views)
+    assert {v.sha256 for v in views} <= {e.sha256 for e in kept}
     # The middle frame, shaken, is left out; the two kept are in the clip's order.
     times = [float(v.name.split("@")[1].rstrip("s")) for v in views]
     assert times == sorted(times) and not any(1.0 <= t < 2.0 for t in times), times
     assert cases.clip_views(stores, blobs, SETTINGS.replace(capture_clip_views=0), claim.id) == []
-    # A clip that no longer passes the limits (a setting lowered since) is left out, not fatal.
-    tight = SETTINGS.replace(capture_clip_max_bytes=100)
-    assert cases.clip_views(stores, blobs, tight, claim.id) == []
+    # Settings that would sample other frames today change nothing: the checked ones are used.
+    other = SETTINGS.replace(capture_clip_check_frames=7, capture_clip_seconds=1.0)
+    assert [v.sha256 for v in cases.clip_views(stores, blobs, other, claim.id)] == [
+        v.sha256 for v in views
+    ]
+    # A frame whose file is gone is left out, not fatal.
+    blobs.path(views[0].sha256).unlink()
+    assert [v.sha256 for v in cases.clip_views(stores, blobs, SETTINGS, claim.id)] == [
+        e.sha256 for e in kept if e.sha256 != views[0].sha256
+    ]
 
 
 def test_a_capture_replaces_leaves_or_removes_each_filed_photos_box(tmp_path: Path) -> None:

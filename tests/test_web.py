@@ -437,7 +437,7 @@ def test_routing_reasons_are_shown_in_the_readers_language() -> None:
             r,
         )[1]
         for action in ("approve", "request_capture", "review", "escalate")
-        for amount in (20.0, 500.0)
+        for amount in (20.0, 150.0, 500.0)
         for photos in (0, 1)
         for live in (False, True)
         for vouched in (False, True)
@@ -446,7 +446,7 @@ def test_routing_reasons_are_shown_in_the_readers_language() -> None:
         for ok in (False, True)
         for r in (rules, dataclasses.replace(rules, auto_approve_after_capture=False))
     }
-    assert len(reasons) >= 10
+    assert len(reasons) == 12, sorted(reasons)
     untranslated = [r for r in reasons if routing_reason(r, "zh_CN") == r]
     assert untranslated == []
 

@@ -118,6 +118,9 @@ def analyze(
         from .store.features import feature_files
 
         features = feature_files(settings.reference_feature_dir)
+    # A frame with the bytes of a claim photo is that photo, never a live view of it.
+    filed = {c.sha256 for c in claims}
+    live_views = [v for v in live_views if v.sha256 not in filed]
     context = Context(
         references=tuple(references),
         settings=settings,
@@ -137,7 +140,7 @@ def analyze(
         found: dict[int, list[Finding]] = {}
         others = tuple(c for c in claims if c is not claim)
         if claim.sha256 not in context.live_captures:
-            others += tuple(v for v in live_views if v.sha256 != claim.sha256)
+            others += tuple(live_views)
         seen = dataclasses.replace(context, views=others)
         timings = metrics().detector_seconds
         ran: list[str] = []

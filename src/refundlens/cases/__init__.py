@@ -34,6 +34,7 @@ from .analysis import (
 )
 from .capture import (
     CLIP_EVIDENCE_KIND,
+    CLIP_FRAME_EVIDENCE_KIND,
     CaptureClip,
     CaptureVia,
     accept_capture,
@@ -88,6 +89,7 @@ from .states import ClaimState, IllegalTransition, can_transition, transition
 
 __all__ = [
     "CLIP_EVIDENCE_KIND",
+    "CLIP_FRAME_EVIDENCE_KIND",
     "DECISIONS",
     "EVIDENCE_KINDS",
     "REMOVED_BOX",

@@ -31,6 +31,7 @@ from .states import ClaimState, transition
 
 __all__ = [
     "CLIP_EVIDENCE_KIND",
+    "CLIP_FRAME_EVIDENCE_KIND",
     "CaptureClip",
     "CaptureVia",
     "accept_capture",
@@ -293,6 +294,20 @@ def accept_capture(
             )
         )
         clip_facts = clip.facts()
+        # The frames the replay check passed, kept as they were checked: the analysis compares
+        # the filed photos with these (clip_views), not with frames decoded again later under
+        # settings that may have changed; a reviewer can open each.
+        for _, frame in clip.sampled:
+            store.evidence.add(
+                Evidence(
+                    id=new_id("evd"),
+                    claim_id=claim.id,
+                    kind=CLIP_FRAME_EVIDENCE_KIND,
+                    submitted_by=actor.role,
+                    sha256=blobs.put(frame.data),
+                    name=frame.name,
+                )
+            )
     claim.deadline_at = None
     # Straight back to analysis (the clock was paused while the buyer was asked).
     claim.state = transition(claim.state, ClaimState.ANALYSING).value
@@ -330,6 +345,8 @@ def filed_photos(claim: Claim) -> list[ClaimPhoto]:
 
 CLIP_EVIDENCE_KIND = "capture_clip"
 """The evidence kind a live capture's clip is kept as (beside ``unboxing_video``)."""
+CLIP_FRAME_EVIDENCE_KIND = "capture_clip_frame"
+"""... and each frame of it that the replay check passed (a JPEG named ``clip.webm@2.5s``)."""
 
 # A recorder stops a little after its timer: the clip may run this much past capture_clip_seconds.
 _CLIP_SLACK_SECONDS = 1.0
@@ -440,13 +457,13 @@ def clip_views(
     claim_id: str,
 ) -> list[Media]:
     """Frames of the claim's live-capture clips to compare the filed photos with, as further live
-    views of the item (``analyze(live_views=...)``): of the ``capture_clip_check_frames`` frames
-    spread over each clip (those its replay check passed), the ``capture_clip_views`` sharpest.
-    A buyer who films the damage while turning the item shows it from more sides than two or
-    three photos do, and a frame that shares the marked surface with the claim photo can confirm
-    damage the photos could not. Runs in the task runner, outside any transaction; a clip that
-    no longer decodes (a setting changed since it was accepted) is left out, logged, never
-    failing the analysis."""
+    views of the item (``analyze(live_views=...)``): of the frames each clip's replay check
+    passed (kept at acceptance as :data:`CLIP_FRAME_EVIDENCE_KIND`), the
+    ``capture_clip_views`` sharpest per clip (by its file name). A buyer who films the damage while turning the item
+    shows it from more sides than two or three photos do, and a frame that shares the marked
+    surface with the claim photo can confirm damage the photos could not. Runs in the task
+    runner, outside any transaction; a frame that cannot be read back (a missing blob, a limit
+    lowered since) is left out, logged, never failing the analysis."""
     import logging
 
     import cv2
@@ -454,26 +471,28 @@ def clip_views(
     if settings.capture_clip_views <= 0:
         return []
     with stores() as store:
-        clips = [
+        kept = [
             (e.sha256, e.name)
-            for e in store.evidence.of_kind(claim_id, CLIP_EVIDENCE_KIND)
+            for e in store.evidence.of_kind(claim_id, CLIP_FRAME_EVIDENCE_KIND)
             if e.sha256 is not None
         ]
-    views: list[Media] = []
-    for sha, name in clips:
+    clips: dict[str, list[Media]] = {}
+    for sha, name in kept:
         try:
-            clip = capture_clip(name, blobs.get(sha), settings)
-        except RefundlensError as exc:
+            frame = media_from_bytes(blobs.get(sha), name, settings)
+        except (RefundlensError, OSError, ValueError) as exc:
             logging.getLogger("refundlens.workers").warning(
-                "claim %s: capture clip %s left out of the views: %s", claim_id, name, exc
+                "claim %s: clip frame %s left out of the views: %s", claim_id, name, exc
             )
             continue
+        clips.setdefault(name.rpartition("@")[0], []).append(frame)
 
-        def sharpness(frame: Media) -> float:
-            grey = cv2.cvtColor(frame.analysis, cv2.COLOR_RGB2GRAY)
-            return float(cv2.Laplacian(grey, cv2.CV_64F).var())
+    def sharpness(frame: Media) -> float:
+        grey = cv2.cvtColor(frame.analysis, cv2.COLOR_RGB2GRAY)
+        return float(cv2.Laplacian(grey, cv2.CV_64F).var())
 
-        frames = [frame for _, frame in clip.sampled]
+    views: list[Media] = []
+    for frames in clips.values():
         sharpest = sorted(frames, key=sharpness, reverse=True)[: settings.capture_clip_views]
         views += [f for f in frames if any(f is s for s in sharpest)]  # in the clip's order
     return views

@@ -151,9 +151,12 @@ def facts_from_report(
                 and is_live != other_live
                 and (checked or not needs_reference)
             )
-            differs |= facts.get("reason_cannot_tell") == DIFFERING_MARK or any(
-                isinstance(view, Mapping) and view.get("reason_cannot_tell") == DIFFERING_MARK
-                for view in facts.get("views_compared") or ()
+            differs |= str(code).startswith("consistency.") and (
+                facts.get("reason_cannot_tell") == DIFFERING_MARK
+                or any(
+                    isinstance(view, Mapping) and view.get("reason_cannot_tell") == DIFFERING_MARK
+                    for view in facts.get("views_compared") or ()
+                )
             )
     return vouched, not_shown, live_not_shown, confirmed and not differs
 

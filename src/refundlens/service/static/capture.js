@@ -52,6 +52,14 @@
 
   function keepBoxes() {
     if (!boxesField) { return; }
+    if (noMark && noMark.checked) {
+      // "I cannot mark the damage": no box goes, and a box on file is removed ([]), so that
+      // no box the buyer disowns is compared or confirmed.
+      boxesField.value = JSON.stringify(marks.map(function (canvas) {
+        return canvas.dataset.box ? [] : null;
+      }));
+      return;
+    }
     boxesField.value = marked() ? JSON.stringify(boxes) : "";
   }
 
