@@ -706,17 +706,20 @@ def report(rows: list[dict[str, Any]], command: str, workers: int, wall: float) 
     return "\n".join(lines)
 
 
-def marked_outcome(r: dict[str, Any], with_third: bool = False, veto: bool = True) -> str:
-    """The buyer's box around the damage judged as the product decides it, from a row of
-    :func:`_analyse`: flagged / confirmed / cannot_tell over the pair's two directions (and, with
-    ``with_third``, the third live view's one). Any view finding the damage missing flags; one
+def marked_outcome(
+    r: dict[str, Any], with_third: bool = False, veto: bool = True, box: str = "damage"
+) -> str:
+    """The buyer's box (``damage``: around the damage; ``spot``: the forger's, on an intact
+    spot) judged as the product decides it, from a row of :func:`_analyse`: flagged / confirmed
+    / cannot_tell over the pair's two directions (and, with ``with_third``, the third live view's
+    one, around the damage). Any view finding the damage missing flags; one
     agreeing on the box with less than ``mark_agree_change`` of it differing confirms; with
     ``veto`` (shipped), a view on which the box differs that much (``marked_damage_differs``)
     stops a confirmation by another."""
     from refundlens.detectors.consistency import DEFAULT_THRESHOLDS
 
     t = DEFAULT_THRESHOLDS.mark_agree_change
-    small, views = r["mark_changes"]["damage"]
+    small, views = r["mark_changes"][box]
     views = [*views, r["third"]] if with_third else list(views)
     if "missing" in [v for v, _ in views]:
         return "flagged"
@@ -815,7 +818,7 @@ def _gamed_section(rows: list[dict[str, Any]]) -> list[str]:
             placed = [r for r in pool if r.get("gamed")]
             n = max(1, len(placed))
             counts = {
-                v: sum(r["gamed"] == v for r in placed)
+                v: sum(marked_outcome(r, box="spot") == v for r in placed)
                 for v in ("confirmed", "flagged", "cannot_tell")
             }
             lines.append(
@@ -902,7 +905,6 @@ def _reference_section(rows: list[dict[str, Any]]) -> list[str]:
     from refundlens.detectors.consistency import DEFAULT_THRESHOLDS as TH
 
     shipped = TH.mark_intact_change
-    marked = str(TH.mark_difference)
 
     def shows(r: dict[str, Any], name: str) -> bool:
         got: list[float] | None = (r.get("against_reference") or {}).get(name)
@@ -978,16 +980,19 @@ def _reference_section(rows: list[dict[str, Any]]) -> list[str]:
     forged = [r for r in test if r["kind"].startswith("forged") and r.get("gamed")]
     boxed = [r for r in test if r["kind"].startswith("forged") and r.get("marked")]
     lines += [
-        row("honest buyer, box around the damage", honest, lambda r: r["marked"][marked], "damage"),
-        row("forger, box on an intact spot", forged, lambda r: r["gamed"], "spot"),
+        row("honest buyer, box around the damage", honest, marked_outcome, "damage"),
         row(
-            "forger, box around the painted damage", boxed, lambda r: r["marked"][marked], "damage"
+            "forger, box on an intact spot", forged, lambda r: marked_outcome(r, box="spot"), "spot"
         ),
+        row("forger, box around the painted damage", boxed, marked_outcome, "damage"),
     ]
     union = [r for r in rows if r["split"] == "test" and r["kind"].startswith("forged")]
 
     def either(r: dict[str, Any], check: bool, strict: bool) -> bool:
-        ways = (("damage", r["marked"].get(marked)), ("spot", r.get("gamed")))
+        ways = (
+            ("damage", marked_outcome(r) if r.get("marked") else None),
+            ("spot", marked_outcome(r, box="spot") if r.get("gamed") else None),
+        )
         return any(
             v == "confirmed"
             and (not check or passes(r, box, shipped))

@@ -183,8 +183,13 @@ def _after_capture(rules: RoutingRules, out: dict[str, Any]) -> list[str]:
         for views in ("the photos", "with a clip frame")
     }
     forged = [r for r in pairs if r["kind"] in ("forged_one_only", "forged_independent")]
-    gamed = sum(r.get("gamed") == "confirmed" for r in forged)
-    either = sum(r.get("gamed") == "confirmed" or marked_outcome(r) == "confirmed" for r in forged)
+    spot = [r for r in forged if r.get("gamed")]
+    gamed = sum(marked_outcome(r, box="spot") == "confirmed" for r in spot)
+    either = sum(
+        marked_outcome(r) == "confirmed"
+        or (bool(r.get("gamed")) and marked_outcome(r, box="spot") == "confirmed")
+        for r in forged
+    )
     out["after_capture"]["forger's box on an intact spot"] = gamed / max(1, len(forged))
     lines.append(
         f"| inconsistent damage, the forger boxing an intact spot both photos show "
