@@ -113,3 +113,24 @@ def test_the_ocr_models_are_the_ones_the_benchmarks_measured() -> None:
         assert (config[step]["ocr_version"], config[step]["model_type"]) == ("PP-OCRv6", "small")
     shipped = {p.name for p in (resources.files("rapidocr") / "models").iterdir()}
     assert {"PP-OCRv6_det_small.onnx", "PP-OCRv6_rec_small.onnx"} <= shipped
+
+
+def test_the_text_detector_is_the_wheels_net_with_8_bit_weights_and_reads_as_it_does() -> None:
+    """The engine detects text with models/ocr_det_int8.onnx, made from the installed wheel's
+    detection net (training/ocr_det_int8.py): a wheel that ships another net fails here until
+    the 8-bit one is made again and measured again."""
+    import hashlib
+    import json
+
+    from refundlens.detectors.provenance import visible
+
+    if not visible.ocr_available():
+        pytest.skip("the OCR extra (refundlens[ocr]) is not installed")
+    here = resources.files("refundlens.detectors.provenance")
+    record = json.loads(here.joinpath("models/ocr_det_int8.json").read_text())
+    int8 = here.joinpath(visible.DET_INT8).read_bytes()
+    assert hashlib.sha256(int8).hexdigest() == record["sha256"]
+    source = (resources.files("rapidocr") / "models" / record["source"]).read_bytes()
+    assert hashlib.sha256(source).hexdigest() == record["source_sha256"]
+    assert record["ir_version"] <= 10  # what onnxruntime 1.22 reads (pyproject's lower bound)
+    assert str(visible._engine().cfg.Det.model_path).endswith("models/ocr_det_int8.onnx")
