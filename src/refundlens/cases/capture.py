@@ -283,31 +283,23 @@ def accept_capture(
         items.append(item)
     clip_facts = None
     if clip is not None:
-        store.evidence.add(
-            Evidence(
-                id=new_id("evd"),
-                claim_id=claim.id,
-                kind=CLIP_EVIDENCE_KIND,
-                submitted_by=actor.role,
-                sha256=blobs.put(clip.data),
-                name=clip.name,
-            )
-        )
-        clip_facts = clip.facts()
-        # The frames the replay check passed, kept as they were checked: the analysis compares
-        # the filed photos with these (clip_views), not with frames decoded again later under
-        # settings that may have changed; a reviewer can open each.
-        for _, frame in clip.sampled:
+        # The clip, and the frames its replay check passed, kept as they were checked: the
+        # analysis compares the filed photos with these (clip_views), not with frames decoded
+        # again later under settings that may have changed; a reviewer can open each.
+        kept = [(CLIP_EVIDENCE_KIND, clip.name, clip.data)]
+        kept += [(CLIP_FRAME_EVIDENCE_KIND, f.name, f.data) for _, f in clip.sampled]
+        for kind, name, data in kept:
             store.evidence.add(
                 Evidence(
                     id=new_id("evd"),
                     claim_id=claim.id,
-                    kind=CLIP_FRAME_EVIDENCE_KIND,
+                    kind=kind,
                     submitted_by=actor.role,
-                    sha256=blobs.put(frame.data),
-                    name=frame.name,
+                    sha256=blobs.put(data),
+                    name=name,
                 )
             )
+        clip_facts = clip.facts()
     claim.deadline_at = None
     # Straight back to analysis (the clock was paused while the buyer was asked).
     claim.state = transition(claim.state, ClaimState.ANALYSING).value
