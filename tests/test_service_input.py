@@ -467,6 +467,14 @@ def test_a_file_name_is_cut_and_cleaned_not_refused() -> None:
     assert name.startswith("a\ufffdb\ufffd") and len(name) == fields.MAX_FILE_NAME
     name.encode("utf-8")  # storable anywhere
     assert fields.file_name(None) == fields.file_name("") == "upload"
+    # A name that would reorder or hide text where a reviewer reads it is shown as it is stored.
+    for trick in ("invoice\u202egpj.exe", "a\u2066b\u2069", "zero\u200bwidth", "two\nlines"):
+        kept = fields.file_name(trick)
+        assert "\ufffd" in kept and not any(c in kept for c in "\u202e\u2066\u2069\u200b\n")
+    assert fields.file_name("照片 1.jpg") == "照片 1.jpg"  # ordinary names are left alone
+    from refundlens.service.web.common import file_name as page_file_name
+
+    assert page_file_name("invoice\u202egpj.exe") == fields.file_name("invoice\u202egpj.exe")
 
 
 @pytest.mark.parametrize("text", ["abc", "nan", "inf", "-Infinity", "1e400"])

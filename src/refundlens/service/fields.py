@@ -82,7 +82,13 @@ MAX_BUYER_DETAILS = 10
 # Not starting with a dot: "." and ".." in a path are dot-segments that a client resolves away
 # (GET /v1/claims/.. is GET /v1/), so such an id could be stored but never addressed.
 _ID = re.compile(r"[A-Za-z0-9_:@-][A-Za-z0-9_.:@-]*")
-_UNWRITABLE = re.compile("[\x00\ud800-\udfff]")
+# Not storable (NUL, lone surrogates), or misleading where a reviewer reads the name: control
+# characters (a newline in a log line or a report) and the invisible format characters that
+# reorder or hide text (bidi overrides and isolates: "invoice\u202egpj.exe" shows as
+# "invoiceexe.jpg"; zero-width spaces; a byte-order mark).
+_UNWRITABLE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff\ud800-\udfff]"
+)
 
 
 class FieldError(RefundlensError):
@@ -122,8 +128,9 @@ def check_id(field: str, value: str, max_length: int = MAX_ID) -> str:
 
 
 def file_name(value: str | None, default: str = "upload") -> str:
-    """An uploaded file's name as kept: cut to :data:`MAX_FILE_NAME`, a NUL byte or a lone
-    surrogate replaced by U+FFFD (a name is a label, not something to refuse a photo over)."""
+    """An uploaded file's name as kept: cut to :data:`MAX_FILE_NAME`, a NUL byte, a lone
+    surrogate, a control character or an invisible bidi or zero-width character replaced by
+    U+FFFD (a name is a label a reviewer reads, not something to refuse a photo over)."""
     if not value:
         return default
     return _UNWRITABLE.sub("\ufffd", value)[:MAX_FILE_NAME]

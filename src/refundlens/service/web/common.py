@@ -21,8 +21,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from ...rendering.i18n import LANGUAGES, environment, pick_language
 from ...runtime import Runtime
 from ...store.sql.models import Claim
+from .. import fields
 from ..auth import Principal, can_see_claim, web_session
-from ..fields import MAX_FILE_NAME, FieldError, check_id
+from ..fields import FieldError, check_id
 
 __all__ = [
     "COOKIE",
@@ -145,9 +146,8 @@ def hours_left(deadline: dt.datetime | None) -> float | None:
 
 
 def file_name(name: str) -> str:
-    """An uploaded file's name as kept: valid text, cut to its limit (phones make long ones)."""
-    cleaned = name.encode("utf-8", "replace").decode("utf-8").replace("\x00", "")
-    return cleaned[:MAX_FILE_NAME] or "upload"
+    """An uploaded file's name as kept, as the API keeps it (:func:`..fields.file_name`)."""
+    return fields.file_name(name)
 
 
 # --- the one user dependency, and the guards built on it ---
