@@ -30,6 +30,19 @@ from refundlens.detectors.residual import background_mask
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
+def cpu_name() -> str:
+    """The CPU's model name (Linux), for reports whose figures depend on it."""
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or "CPU not named"
+
+
 def split_of(path: str) -> str:
     """'dev' for about 40% of source files, 'test' for the rest; stable across runs."""
     return "dev" if hashlib.sha256(path.encode()).digest()[0] < 102 else "test"

@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from .cases import cpu_name
+
 RESULTS = Path(__file__).resolve().parent / "results"
 ROOT = Path(__file__).resolve().parents[1]
 CLAIMS = int(os.environ.get("REFUNDLENS_BENCH_CLAIMS", "24"))
@@ -280,7 +282,7 @@ def main() -> None:
         "# Claims service load run (loopback)",
         "",
         f"{CLAIMS} claims per configuration, one 1 MP photo each (1152x864 JPEG) against one SKU with one reference; "
-        f"{os.cpu_count()} cores ({platform.machine()}); API and workers on the same machine, OCR off; two warm-up claims first (not timed). "
+        f"{os.cpu_count()} cores ({platform.machine()}, {cpu_name()}); API and workers on the same machine, OCR off; two warm-up claims first (not timed). "
         "Latency is from the upload's response to the first poll that sees the claim assessed (one `GET /v1/claims` list request every 0.1 s).",
         "",
         "Claims: `forged` is the bundled forged sample (a derived copy of the listing photo: the "

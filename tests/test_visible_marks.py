@@ -64,6 +64,20 @@ def test_ocr_finds_ai_label_rendered_with_a_cjk_font_in_a_corner(
     assert fuse(findings, load_policy()).action == "escalate"
 
 
+@pytest.mark.parametrize("weights", ["float", "int8"])
+def test_either_text_detector_reads_the_label_and_the_finding_says_which(
+    font: ImageFont.FreeTypeFont, weights: str
+) -> None:
+    media = media_from_bytes(_photo_with("AI生成", font), "x.jpg")
+    context = Context(settings=Settings(ocr_text_detector=weights))
+    (finding,) = [
+        f
+        for f in ProvenanceDetector().analyze(media, context)
+        if f.code == "provenance.visible_ai_mark"
+    ]
+    assert finding.facts["ocr_text_detector"] == weights
+
+
 def test_generator_name_in_a_corner_goes_to_a_person(font: ImageFont.FreeTypeFont) -> None:
     findings = _findings(_photo_with("即梦", font, corner="top-left"))
     (finding,) = [f for f in findings if f.code == "provenance.visible_generator_name"]
@@ -133,4 +147,25 @@ def test_the_text_detector_is_the_wheels_net_with_8_bit_weights_and_reads_as_it_
     source = (resources.files("rapidocr") / "models" / record["source"]).read_bytes()
     assert hashlib.sha256(source).hexdigest() == record["source_sha256"]
     assert record["ir_version"] <= 10  # what onnxruntime 1.22 reads (pyproject's lower bound)
-    assert str(visible._engine().cfg.Det.model_path).endswith("models/ocr_det_int8.onnx")
+    assert str(visible._engine("int8").cfg.Det.model_path).endswith("models/ocr_det_int8.onnx")
+    assert visible._engine("float").cfg.Det.model_path is None  # rapidocr's own: the wheel's net
+
+
+def test_the_8_bit_text_detector_runs_only_where_the_cpu_multiplies_8_bit_numbers_fast() -> None:
+    """``auto`` picks the 8-bit net on x86-64 with VNNI or AMX only: without them ONNX Runtime's
+    8-bit net took 1.43 times the float net's time (bench/results/ocr_det_int8.md)."""
+    from refundlens.config import SettingsError, load_settings
+    from refundlens.detectors.provenance import visible
+
+    avx2 = frozenset({"sse4_2", "avx", "avx2", "fma"})
+    assert visible.text_detector("auto", avx2) == "float"
+    assert visible.text_detector("auto", avx2 | {"avx512f", "avx512_vnni"}) == "int8"
+    assert visible.text_detector("auto", avx2 | {"avx_vnni"}) == "int8"
+    assert visible.text_detector("auto", frozenset()) == "float"  # not Linux, or not x86
+    assert visible.text_detector("int8", avx2) == "int8"  # chosen, not guessed
+    assert visible.text_detector("float", avx2 | {"avx512_vnni"}) == "float"
+    with pytest.raises(ValueError, match="ocr_text_detector"):
+        visible.text_detector("fp16")
+    assert load_settings({"REFUNDLENS_OCR_TEXT_DETECTOR": "int8"}).ocr_text_detector == "int8"
+    with pytest.raises(SettingsError, match="auto, float, int8"):
+        load_settings({"REFUNDLENS_OCR_TEXT_DETECTOR": "fp16"})

@@ -22,6 +22,10 @@ __all__ = ["Settings", "SettingsError", "load_settings", "service_settings"]
 ENV_PREFIX = "REFUNDLENS_"
 
 
+OCR_TEXT_DETECTORS = ("auto", "float", "int8")
+"""The values ``ocr_text_detector`` takes."""
+
+
 class SettingsError(ValueError):
     """A setting has a value of the wrong type or outside its range."""
 
@@ -143,6 +147,13 @@ class Settings:
 
     ocr_enabled: bool = True
     """Read visible AI marks in the corners by OCR (needs the extra refundlens[ocr])."""
+    ocr_text_detector: str = "auto"
+    """Which weights of the OCR's text detector run: ``float`` (the wheel's own net), ``int8``
+    (the same net with 8-bit weights, ``models/ocr_det_int8.onnx``) or ``auto``: int8 where the
+    CPU has an 8-bit dot-product instruction ONNX Runtime uses (x86-64 VNNI or AMX), float
+    elsewhere. Both read the same labels within one on the visible-marks bench; int8 took 0.54 of
+    float's time on one machine and 1.43 times float's time on an AVX2 machine without VNNI
+    (bench/results/ocr_det_int8.md, bench/results/visible_marks_passes.md)."""
 
     # --- capture detector ---
     capture_clock_tolerance_hours: float = 12.0
@@ -430,5 +441,11 @@ def load_settings(
     if offset is not None and not re.fullmatch(r"[+-]\d{2}:\d{2}", str(offset)):
         raise SettingsError(
             f"setting capture_default_utc_offset: expected +HH:MM or -HH:MM, got {offset!r}"
+        )
+    detector = values.get("ocr_text_detector")
+    if detector is not None and detector not in OCR_TEXT_DETECTORS:
+        raise SettingsError(
+            f"setting ocr_text_detector: expected one of {', '.join(OCR_TEXT_DETECTORS)}, "
+            f"got {detector!r}"
         )
     return Settings(**values)

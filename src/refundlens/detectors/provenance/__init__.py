@@ -28,7 +28,7 @@ import yaml
 from ...media import Media, parse_xmp
 from ...media.c2pa_reader import read_c2pa
 from ..base import Context, Detector, Example, Finding, Reason, Region
-from .visible import find_visible_marks, ocr_available
+from .visible import find_visible_marks, ocr_available, text_detector
 from .watermark import find_known_mark
 
 __all__ = [
@@ -553,7 +553,8 @@ class ProvenanceDetector(Detector):
                 )
             ]
         out: list[Finding] = []
-        for hit in find_visible_marks(claim.analysis):
+        detector = text_detector(context.settings.ocr_text_detector)
+        for hit in find_visible_marks(claim.analysis, detector=detector):
             mask = np.zeros(claim.analysis.shape[:2], bool)
             r, c, h, w = hit.box
             mask[max(0, r - 2) : r + h + 2, max(0, c - 2) : c + w + 2] = True
@@ -564,6 +565,7 @@ class ProvenanceDetector(Detector):
                 "corner": hit.corner,
                 "box_row_col_height_width": list(hit.box),
                 "source": hit.mark.source,
+                "ocr_text_detector": detector,
             }
             if hit.mark.kind == "label":
                 out.append(

@@ -1,12 +1,13 @@
 """Visible AI marks ("AI生成", a generator's name) found by OCR in the corners of an image.
 
 OCR uses rapidocr, whose wheel carries its ONNX models (nothing is downloaded), on onnxruntime;
-both are the optional extra ``refundlens[ocr]``. Text is detected with the wheel's detection net
-with 8-bit weights, made from the wheel's own file (``models/ocr_det_int8.onnx``,
-``training/ocr_det_int8.py``): on the visible-marks bench it reads the same labels or one more,
-with no false label, in about half the time (bench/results/visible_marks_passes.md). Only the four corners are read, where services
-put their explicit labels, as one small mosaic in one OCR call: a bounded budget per image. Without the extra, the detector says so
-in an informational finding instead of staying silent.
+both are the optional extra ``refundlens[ocr]``. Text is detected with the wheel's detection net,
+or where the CPU runs 8-bit arithmetic fast, with the same net's weights quantized to 8 bits
+(``models/ocr_det_int8.onnx``, ``training/ocr_det_int8.py``; setting ``ocr_text_detector``): the
+two read the same labels within one, with no false label (bench/results/ocr_det_int8.md). Only
+the four corners are read, where services put their explicit labels, as one small mosaic in one
+OCR call: a bounded budget per image. Without the extra, the detector says so in an
+informational finding instead of staying silent.
 """
 
 from __future__ import annotations
@@ -24,7 +25,14 @@ import numpy as np
 import numpy.typing as npt
 import yaml
 
-__all__ = ["DET_INT8", "OcrHit", "VisibleMark", "find_visible_marks", "ocr_available"]
+__all__ = [
+    "DET_INT8",
+    "OcrHit",
+    "VisibleMark",
+    "find_visible_marks",
+    "ocr_available",
+    "text_detector",
+]
 
 DET_INT8 = "models/ocr_det_int8.onnx"
 """The text detector used (package-relative): the wheel's PP-OCRv6 small detection net with its
@@ -58,14 +66,47 @@ def marks() -> tuple[VisibleMark, ...]:
     )
 
 
-@lru_cache(maxsize=1)
-def _engine() -> Any:
+# x86-64 instructions that multiply-add 8-bit numbers, which ONNX Runtime's integer kernels use.
+# Without them the 8-bit convolutions, and quantizing every activation on the fly, cost more than
+# they save: on an AMD EPYC with AVX2 alone the 8-bit net took 1.6 times the float net's time on
+# a 736 px mosaic (bench/results/visible_marks_passes.md), 1.43 times over the whole OCR.
+_INT8_DOT_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
+
+
+def _cpu_flags() -> frozenset[str]:
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as info:
+            for line in info:
+                if line.startswith("flags"):
+                    return frozenset(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def text_detector(choice: str = "auto", flags: frozenset[str] | None = None) -> str:
+    """``float`` or ``int8``: the text detector ``choice`` (setting ``ocr_text_detector``) runs
+    on this machine; ``auto`` is int8 only where the CPU has an 8-bit dot-product instruction
+    (``flags``: this machine's, from /proc/cpuinfo; elsewhere none are known and float runs)."""
+    if choice in ("float", "int8"):
+        return choice
+    if choice != "auto":
+        raise ValueError(f"ocr_text_detector: expected auto, float or int8, got {choice!r}")
+    flags = _cpu_flags() if flags is None else flags
+    return "int8" if flags & _INT8_DOT_FLAGS else "float"
+
+
+@lru_cache(maxsize=2)
+def _engine(detector: str = "float") -> Any:
     from rapidocr import RapidOCR
 
     # An empty corner is the usual case, not worth a log line (rapidocr sets its logger's level
     # from this parameter). One ONNX thread: batch and workers already run a process per core.
     logging.getLogger("RapidOCR").setLevel(logging.ERROR)
-    return RapidOCR(params=_ENGINE_PARAMS)
+    params = dict(_ENGINE_PARAMS)
+    if detector == "int8":
+        params["Det.model_path"] = str(resources.files(__package__).joinpath(DET_INT8))
+    return RapidOCR(params=params)
 
 
 _ENGINE_PARAMS: dict[str, Any] = {
@@ -76,7 +117,6 @@ _ENGINE_PARAMS: dict[str, Any] = {
     "Det.limit_side_len": 736,
     "Det.limit_type": "max",
     "EngineConfig.onnxruntime.intra_op_num_threads": 1,
-    "Det.model_path": str(resources.files(__package__).joinpath(DET_INT8)),
 }
 
 
@@ -143,10 +183,12 @@ def _mosaic(rgb: npt.NDArray[np.uint8], corner_share: float, corner_side: int) -
     return _Mosaic(mosaic, tiles, origins, scale, (th, tw))
 
 
-def _read(mosaic: _Mosaic, image: npt.NDArray[np.uint8], min_score: float) -> list[OcrHit]:
+def _read(
+    mosaic: _Mosaic, image: npt.NDArray[np.uint8], min_score: float, detector: str
+) -> list[OcrHit]:
     """One OCR call on ``image`` (``mosaic``'s image or a transform of it, same geometry)."""
     with _LOCK:  # one ONNX session per process, not re-entrant across threads
-        result = _engine()(np.ascontiguousarray(image[:, :, ::-1]))  # rapidocr expects BGR
+        result = _engine(detector)(np.ascontiguousarray(image[:, :, ::-1]))  # rapidocr expects BGR
     th, tw = mosaic.tile
     hits: list[OcrHit] = []
     for i, text in enumerate(result.txts or ()):
@@ -189,6 +231,7 @@ def find_visible_marks(
     min_score: float = 0.6,
     enhance: bool = True,
     strokes_side: int | None = None,
+    detector: str = "auto",
 ) -> list[OcrHit]:
     """OCR the four corners (``corner_share`` of each side, each scaled to at most ``corner_side``
     pixels) as one 2x2 mosaic, in a single OCR call, and return the known marks read.
@@ -198,10 +241,12 @@ def find_visible_marks(
     ``strokes_side`` pixels (default: ``corner_side``): labels drawn semi-transparent, or white
     over a bright picture, that the plain tiles lose. Two OCR calls at most per image. Sizes and
     opacities read, and what smaller passes would cost in misses, are in
-    bench/results/provenance.md and bench/results/visible_marks_passes.md.
+    bench/results/provenance.md and bench/results/visible_marks_passes.md. ``detector`` picks
+    the text detector's weights (:func:`text_detector`).
     """
+    detector = text_detector(detector)
     plain = _mosaic(rgb, corner_share, corner_side)
-    hits = _read(plain, plain.image, min_score)
+    hits = _read(plain, plain.image, min_score, detector)
     if enhance and not any(hit.mark.kind == "label" for hit in hits):
         side = strokes_side or corner_side
         again = plain if side == corner_side else _mosaic(rgb, corner_share, side)
@@ -214,7 +259,7 @@ def find_visible_marks(
         seen = {(hit.corner, hit.mark.text) for hit in hits}
         hits += [
             hit
-            for hit in _read(again, strokes, min_score)
+            for hit in _read(again, strokes, min_score, detector)
             if (hit.corner, hit.mark.text) not in seen
         ]
     return hits
