@@ -97,6 +97,39 @@ def test_numbers_amounts_and_times_read_as_a_person_writes_them() -> None:
     assert zone("Nowhere/Atlantis") is dt.UTC
 
 
+def test_pictures_and_photos_go_with_their_image_even_when_two_photos_share_a_name() -> None:
+    """A buyer names files, and the capture page names every live photo live-1.jpg: a forged
+    photo filed as live-1.jpg must not borrow the live photo's hash or pictures in the report."""
+    from refundlens.report import evidence
+    from refundlens.store.interface import Claim, Order, Sku
+
+    photos = [
+        {"name": "live-1.jpg", "sha256": "f" * 64, "live": False},  # filed, the forged one
+        {"name": "live-1.jpg", "sha256": "1" * 64, "live": True},  # the live capture
+    ]
+    images = [
+        {"path": "live-1.jpg", "sha256": "f" * 64, "risk": 3.0, "findings": []},
+        {"path": "live-1.jpg", "sha256": "1" * 64, "risk": -1.0, "findings": []},
+    ]
+    pictures = [
+        {"image": "live-1.jpg", "image_index": 1, "name": "heatmap", "sha256": "b" * 64},
+        {"image": "live-1.jpg", "image_index": 0, "name": "overlay", "sha256": "a" * 64},
+    ]
+    case = evidence.CaseFile(
+        Claim(id="clm_1"), Order(id="ord_1"), Sku(id="sku_1"), [], {"images": images},
+        [], [], [], photos, pictures, [],
+    )  # fmt: skip
+    shown = evidence._images_for_report(case)
+    assert [i["photo"]["sha256"] for i in shown] == ["f" * 64, "1" * 64]
+    assert [[p["sha256"] for p in i["wide"] + i["pictures"]] for i in shown] == [
+        ["a" * 64],
+        ["b" * 64],
+    ]
+    assert evidence._summary_picture(case)["sha256"] == "a" * 64  # the riskiest image's overlay
+    case.pictures = []
+    assert evidence._summary_picture(case)["sha256"] == "f" * 64  # ... else its own photo
+
+
 def test_codes_may_wrap_only_between_their_parts_and_stay_escaped() -> None:
     assert str(breakable("reference.near_copy_unresolved")) == (
         "reference.<wbr>near_<wbr>copy_<wbr>unresolved"

@@ -56,7 +56,7 @@ class CaseFile:
     decisions: list[Decision]
     audit: list[AuditEntry]
     photos: list[dict[str, Any]]
-    pictures: list[dict[str, str]]
+    pictures: list[dict[str, Any]]
     provenance_sources: list[dict[str, Any]]
     ledger: dict[str, Any] = dataclasses.field(default_factory=dict)
     """The buyer's other claims and confirmed forgeries (``reuse.history.buyer_summary``)."""
@@ -175,15 +175,18 @@ def gather(session: Session, blobs: BlobStore, claim_id: str, inline: bool = Tru
                 "facts": file_facts(data, photo.name),
             }
         )
-    pictures: list[dict[str, str]] = []
+    pictures: list[dict[str, Any]] = []
     sources: list[dict[str, Any]] = []
-    for image in (report or {}).get("images", []):
+    for index, image in enumerate((report or {}).get("images", [])):
         for name, sha in (image.get("pictures") or {}).items():
             if blobs.exists(sha):
                 data = blobs.get(sha) if inline else b""
                 pictures.append(
                     {
                         "image": image["path"],
+                        # Names are the buyer's and need not be unique (the capture page names
+                        # every live photo live-1.jpg): pictures go with their image by position.
+                        "image_index": index,
                         "name": name,
                         "sha256": sha,
                         "src": _data_uri(data, _mime(data)) if inline else "",
@@ -393,18 +396,26 @@ def content_sha256(case: CaseFile, jurisdiction: str = "cn") -> str:
     return hashlib.sha256(content_json(case, jurisdiction)).hexdigest()
 
 
-def _summary_picture(case: CaseFile) -> dict[str, str] | None:
+def _photo_of(case: CaseFile, image: dict[str, Any]) -> dict[str, Any] | None:
+    """The claim photo an analysed image is, by its bytes' hash: the buyer names files, and two
+    may share a name (a filed photo named live-1.jpg beside the live capture's live-1.jpg)."""
+    return next((p for p in case.photos if p["sha256"] == image.get("sha256")), None)
+
+
+def _summary_picture(case: CaseFile) -> dict[str, Any] | None:
     """The one picture that shows the case: the overlay (claim beside the merchant's photo, the
     edit outlined) of the riskiest image; else that image's claim photo."""
-    images = sorted((case.report or {}).get("images", []), key=lambda i: -float(i.get("risk", 0)))
-    for image in images:
+    images = sorted(
+        enumerate((case.report or {}).get("images", [])), key=lambda i: -float(i[1].get("risk", 0))
+    )
+    for index, _image in images:
         for picture in case.pictures:
-            if picture["image"] == image["path"] and picture["name"] == "overlay":
+            if picture.get("image_index") == index and picture["name"] == "overlay":
                 return picture
-    photos = {p["name"]: p for p in case.photos}
-    for image in images:
-        if image["path"] in photos:
-            return {**photos[image["path"]], "image": image["path"], "name": "claim"}
+    for _index, image in images:
+        photo = _photo_of(case, image)
+        if photo is not None:
+            return {**photo, "image": image["path"], "name": "claim"}
     if case.photos:
         return {**case.photos[0], "image": case.photos[0]["name"], "name": "claim"}
     return None
@@ -423,13 +434,12 @@ def _key_finding(case: CaseFile) -> tuple[str, dict[str, Any]] | None:
 def _images_for_report(case: CaseFile) -> list[dict[str, Any]]:
     """Each analysed image with its findings strongest first and its pictures beside it."""
     out = []
-    photos = {p["name"]: p for p in case.photos}
-    for image in (case.report or {}).get("images", []):
-        pictures = [p for p in case.pictures if p["image"] == image["path"]]
+    for index, image in enumerate((case.report or {}).get("images", [])):
+        pictures = [p for p in case.pictures if p.get("image_index") == index]
         out.append(
             {
                 **image,
-                "photo": photos.get(image["path"]),
+                "photo": _photo_of(case, image),
                 "findings": sorted(image.get("findings", []), key=lambda f: -abs(f["strength"])),
                 "wide": [p for p in pictures if p["name"] == "overlay"],
                 "pictures": [p for p in pictures if p["name"] != "overlay"],
