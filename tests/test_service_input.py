@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from markupsafe import Markup
 
 from refundlens.config import Settings
 from refundlens.service import create_app, fields
@@ -468,13 +469,27 @@ def test_a_file_name_is_cut_and_cleaned_not_refused() -> None:
     name.encode("utf-8")  # storable anywhere
     assert fields.file_name(None) == fields.file_name("") == "upload"
     # A name that would reorder or hide text where a reviewer reads it is shown as it is stored.
-    for trick in ("invoice\u202egpj.exe", "a\u2066b\u2069", "zero\u200bwidth", "two\nlines"):
-        kept = fields.file_name(trick)
-        assert "\ufffd" in kept and not any(c in kept for c in "\u202e\u2066\u2069\u200b\n")
+    tricks = "\u202e\u2066\u2069\u200b\n\u061c\u2028\u2029\u2060\u00ad\u180e\ufff9\U000e0041"
+    for trick in tricks:
+        kept = fields.file_name(f"invoice{trick}gpj.exe")
+        assert kept == "invoice\ufffdgpj.exe", repr(trick)
     assert fields.file_name("照片 1.jpg") == "照片 1.jpg"  # ordinary names are left alone
+    assert fields.file_name("café ølé.jpg") == "café ølé.jpg"
     from refundlens.service.web.common import file_name as page_file_name
 
     assert page_file_name("invoice\u202egpj.exe") == fields.file_name("invoice\u202egpj.exe")
+
+
+def test_no_text_a_page_prints_reorders_what_follows_it() -> None:
+    """Reasons and statements are kept as sent, and names stored before uploads were cleaned
+    still hold bidi controls: the pages and the report show each such control as U+FFFD, so an
+    open override cannot turn the hash printed after it backwards."""
+    from refundlens.rendering.i18n import environment
+
+    page = environment("en").from_string("<p>{{ reason }} sha256 {{ sha }}</p>{{ markup }}")
+    shown = page.render(reason="broken \u202egpj.exe", sha="ab12", markup=Markup("<b>\u200e</b>"))
+    assert shown == "<p>broken \ufffdgpj.exe sha256 ab12</p><b>\u200e</b>"
+    assert environment("zh_CN").from_string("{{ n }}").render(n=3) == "3"
 
 
 @pytest.mark.parametrize("text", ["abc", "nan", "inf", "-Infinity", "1e400"])

@@ -9,8 +9,9 @@ from __future__ import annotations
 import functools
 import gettext
 import io
+import re
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
@@ -123,6 +124,24 @@ def routing_reason(text: str | None, lang: str) -> str:
     return text
 
 
+# Explicit bidi formatting: embeddings, overrides, isolates and marks (UAX #9). An open override
+# in a buyer's text reorders whatever follows it in the same block of the page ("invoice\u202e
+# gpj.exe" reads "invoiceexe.jpg"; a reason could turn the sha256 printed after it backwards).
+_BIDI_CONTROLS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def shown_plainly(value: Any) -> Any:
+    """Every value a template prints, as the page shows it: text with its explicit bidi
+    controls shown as U+FFFD, so that none reorders what follows it. Display only: what was
+    sent is stored and hashed as it was (names and texts stored before uploads were cleaned,
+    reasons, statements). The templates' own text (``Markup``) is left as it is."""
+    from markupsafe import Markup
+
+    if isinstance(value, str) and not isinstance(value, Markup):
+        return _BIDI_CONTROLS.sub("\ufffd", value)
+    return value
+
+
 @functools.cache
 def environment(lang: str) -> jinja2.Environment:
     """A Jinja2 environment for ``lang`` with gettext installed; templates in ``templates/``."""
@@ -132,6 +151,7 @@ def environment(lang: str) -> jinja2.Environment:
         loader=jinja2.PackageLoader("refundlens.service", "templates"),
         autoescape=jinja2.select_autoescape(["html"]),
         extensions=["jinja2.ext.i18n"],
+        finalize=shown_plainly,
     )
     env.install_gettext_translations(translations(lang), newstyle=True)  # type: ignore[attr-defined]
     env.globals["lang"] = lang

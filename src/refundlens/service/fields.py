@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from typing import Annotated
 
 from pydantic import AfterValidator, AllowInfNan, StringConstraints
@@ -16,6 +17,7 @@ from pydantic_core import PydanticCustomError
 
 from ..cases.review import EVIDENCE_KINDS
 from ..errors import RefundlensError
+from ..store.interface import NAME_LENGTH
 
 __all__ = [
     "EVIDENCE_KINDS",
@@ -59,7 +61,7 @@ MAX_NAME = 200
 """A tenant's name."""
 MAX_TITLE = 300
 """A SKU's title."""
-MAX_FILE_NAME = 300
+MAX_FILE_NAME = NAME_LENGTH
 """An uploaded file's name (longer names are cut, not refused: phones make long ones)."""
 MAX_REASON = 4000
 """A buyer's reason, a decision's or an appeal's reason."""
@@ -82,13 +84,12 @@ MAX_BUYER_DETAILS = 10
 # Not starting with a dot: "." and ".." in a path are dot-segments that a client resolves away
 # (GET /v1/claims/.. is GET /v1/), so such an id could be stored but never addressed.
 _ID = re.compile(r"[A-Za-z0-9_:@-][A-Za-z0-9_.:@-]*")
-# Not storable (NUL, lone surrogates), or misleading where a reviewer reads the name: control
-# characters (a newline in a log line or a report) and the invisible format characters that
-# reorder or hide text (bidi overrides and isolates: "invoice\u202egpj.exe" shows as
-# "invoiceexe.jpg"; zero-width spaces; a byte-order mark).
-_UNWRITABLE = re.compile(
-    "[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff\ud800-\udfff]"
-)
+# Not storable (lone surrogates, Cs; NUL), or misleading where a reviewer reads the name, by
+# Unicode category: control characters (Cc: a newline in a log line or a report), the invisible
+# format characters that reorder or hide text (Cf: bidi overrides, marks and isolates,
+# "invoice\u202egpj.exe" shows as "invoiceexe.jpg"; zero-width and word joiners, soft hyphens,
+# tag characters, a byte-order mark) and line and paragraph separators (Zl, Zp).
+_UNWRITABLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 
 
 class FieldError(RefundlensError):
@@ -129,11 +130,14 @@ def check_id(field: str, value: str, max_length: int = MAX_ID) -> str:
 
 def file_name(value: str | None, default: str = "upload") -> str:
     """An uploaded file's name as kept: cut to :data:`MAX_FILE_NAME`, a NUL byte, a lone
-    surrogate, a control character or an invisible bidi or zero-width character replaced by
-    U+FFFD (a name is a label a reviewer reads, not something to refuse a photo over)."""
+    surrogate, a control character, an invisible format character (bidi, zero-width, tags) or a
+    line or paragraph separator replaced by U+FFFD (a name is a label a reviewer reads, not something to refuse a photo over)."""
     if not value:
         return default
-    return _UNWRITABLE.sub("\ufffd", value)[:MAX_FILE_NAME]
+    return "".join(
+        "\ufffd" if unicodedata.category(c) in _UNWRITABLE_CATEGORIES else c
+        for c in value[:MAX_FILE_NAME]
+    )
 
 
 def parse_amount(field: str, value: str) -> float | None:

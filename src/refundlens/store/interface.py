@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from .sql.audit import AuditProblem
 from .sql.models import (
+    NAME_LENGTH,
     ApiKey,
     Assessment,
     AuditEntry,
@@ -47,6 +48,7 @@ from .sql.models import (
 )
 
 __all__ = [
+    "NAME_LENGTH",
     "Access",
     "ApiKey",
     "Assessment",

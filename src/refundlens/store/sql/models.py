@@ -62,6 +62,11 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+NAME_LENGTH = 300
+"""The longest file name a row keeps (photos, references, videos, evidence): the service cuts
+uploaded names to it, and names made from them leave room for what they add."""
+
+
 class UtcDateTime(TypeDecorator[dt.datetime]):
     """An instant, stored in UTC and read back aware (UTC), on SQLite and PostgreSQL alike.
 
@@ -139,7 +144,7 @@ class ReferencePhoto(Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     sku_id: Mapped[str] = mapped_column(ForeignKey("skus.id"), index=True)
     sha256: Mapped[str] = mapped_column(String(64))
-    name: Mapped[str] = mapped_column(String(300))
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH))
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
     pdq: Mapped[str] = mapped_column(String(64))
@@ -154,7 +159,7 @@ class OrderReference(Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), index=True)
     sha256: Mapped[str] = mapped_column(String(64))
-    name: Mapped[str] = mapped_column(String(300))
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH))
     video_sha256: Mapped[str] = mapped_column(String(64))
     seconds: Mapped[float] = mapped_column(Float)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
@@ -169,7 +174,7 @@ class PackingVideo(Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), index=True)
     video_sha256: Mapped[str] = mapped_column(String(64))
-    name: Mapped[str] = mapped_column(String(300))
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH))
     submitted_by: Mapped[str] = mapped_column(String(40))
     status: Mapped[str] = mapped_column(String(16), index=True)  # pending | done | failed
     error: Mapped[str] = mapped_column(Text, default="")
@@ -237,7 +242,7 @@ class ClaimPhoto(Base):
     claim_id: Mapped[str] = mapped_column(ForeignKey("claims.id"), index=True)
     position: Mapped[int] = mapped_column(Integer)
     sha256: Mapped[str] = mapped_column(String(64))
-    name: Mapped[str] = mapped_column(String(300))
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH))
     live_capture: Mapped[bool] = mapped_column(Boolean, default=False)
     damage_box: Mapped[list[float] | None] = mapped_column(JSON, nullable=True)
     """The buyer's box around the damage on this photo: [left, top, right, bottom] as fractions
@@ -281,7 +286,7 @@ class Evidence(Base):
     )  # packing_video | reference_photo | statement | other | unboxing_video | capture_clip
     submitted_by: Mapped[str] = mapped_column(String(20))  # merchant | buyer | reviewer
     sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    name: Mapped[str] = mapped_column(String(300), default="")
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH), default="")
     statement: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
