@@ -179,6 +179,61 @@ def test_a_video_of_too_many_frames_for_its_size_is_a_bomb_refused_from_its_head
     assert len(read_video(data, Settings(video_max_total_pixels=320 * 240 * 30)).frames) == 3
 
 
+def _h264(side: int, frames: int, seed: int) -> bytes:
+    """A raw H.264 stream of ``frames`` frames ``side`` px square (libx264 through PyAV)."""
+    import fractions
+
+    import av
+
+    encoder = av.CodecContext.create("libx264", "w")
+    encoder.width = encoder.height = side
+    encoder.pix_fmt, encoder.time_base = "yuv420p", fractions.Fraction(1, 25)
+    encoder.options = {"preset": "ultrafast", "tune": "zerolatency"}
+    rng = np.random.default_rng(seed)
+    out = b""
+    for i in range(frames):
+        image = rng.integers(0, 255, (side, side, 3), dtype=np.uint8)
+        frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
+        frame.pts = i
+        out += b"".join(bytes(p) for p in encoder.encode(frame))
+    return out + b"".join(bytes(p) for p in encoder.encode(None))
+
+
+def test_frames_larger_than_the_header_says_are_never_decoded() -> None:
+    """A header may state 64x64 and later frames be far larger: the size limit holds for every
+    frame by its own size, and the decoder refuses such a frame before allocating it (OpenCV,
+    used before, checked the header only and took a 14 MB clip of 8192x8192 frames)."""
+    from refundlens.media.video import read_clip
+
+    settings = Settings(video_max_frame_pixels=100_000)
+    data = _h264(64, 10, 1) + _h264(512, 6, 2) + _h264(64, 10, 3)
+    clip = read_clip(data, settings, max_seconds=6.0, keep=3)
+    assert clip.decoded == 10 and not clip.complete  # stopped at the first large frame
+    assert all(f.rgb.shape == (64, 64, 3) for f in clip.frames)
+    video = read_video(data, settings)
+    assert video.decoded == 10 and not video.complete
+    assert read_video(_h264(64, 10, 4), settings).complete
+
+
+def test_a_phone_video_filmed_upright_is_read_upright(tmp_path: Path) -> None:
+    """Phones store a portrait video landscape with a display rotation (mp4 track matrix)."""
+    path = tmp_path / "portrait.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (64, 32))
+    for _ in range(5):
+        frame = np.zeros((32, 64, 3), np.uint8)
+        frame[:, :8] = 255  # a white band along the stored frame's left edge
+        writer.write(frame)
+    writer.release()
+    data = bytearray(path.read_bytes())
+    identity = bytes.fromhex("00010000" + "00000000" * 3 + "00010000" + "00000000" * 3 + "40000000")
+    turned = bytes.fromhex("000000000001000000000000ffff0000" + "00000000" * 4 + "40000000")
+    at = data.index(identity, data.index(b"tkhd"))
+    data[at : at + 36] = turned  # 90 degrees clockwise, as an iPhone held upright writes it
+    frame = read_video(bytes(data)).frames[0].rgb
+    assert frame.shape == (64, 32, 3)  # upright: taller than wide
+    assert frame[:8].mean() > 200 and frame[16:].mean() < 30  # the band is now along the top
+
+
 def test_video_frames_are_kept_shrunk_to_the_frame_side_as_soon_as_decoded(tmp_path: Path) -> None:
     _flat_video(tmp_path / "v.mp4", (1600, 1200), 20)
     video = read_video((tmp_path / "v.mp4").read_bytes(), Settings(video_frame_side=400))

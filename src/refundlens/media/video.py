@@ -1,12 +1,15 @@
 """Packing and unboxing videos: bounded decoding and the sharp frames worth keeping.
 
-OpenCV's FFmpeg backend reads the container (mp4, mov, avi, mkv, webm). Limits are checked from the
-header before frames are decoded (bytes, pixels per frame, pixels of the whole video, duration),
-and decoding stops at ``video_max_frames`` sampled frames or ``video_max_decode_seconds`` of wall
+FFmpeg, through PyAV, reads the container (mp4, mov, avi, mkv, webm) from memory. Limits are
+checked from the header before frames are decoded (bytes, pixels per frame, pixels of the whole
+video, duration), then on every frame by its own size, which the decoder is also told so that it
+refuses a larger frame before allocating it (a header can lie: OpenCV, used before, checked only
+the header and its frames came back scaled to the header's size). Decoding stops at ``video_max_frames`` sampled frames or ``video_max_decode_seconds`` of wall
 time. Each sampled frame is shrunk to ``video_frame_side`` as soon as it is decoded: a video holds
 at most ``video_max_frames`` small frames, never its full-resolution ones (a 20-frame 4096x4096
-video once took an API process from 475 MiB to 1.9 GiB). A file OpenCV cannot open, or that
-yields no frame, is refused with a stable code.
+video once took an API process from 475 MiB to 1.9 GiB). Frames are turned upright as a player
+shows them (a phone's portrait video carries a display rotation). A file FFmpeg cannot open, or
+that yields no frame, is refused with a stable code.
 """
 
 from __future__ import annotations
@@ -14,12 +17,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import io
 import math
-import os
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 
+import av
 import cv2
 import numpy as np
 import numpy.typing as npt
@@ -62,6 +65,10 @@ class Video:
     decoded: int = 0
     """Frames decoded: every frame of a clip (:func:`read_clip`); for :func:`read_video`, those up
     to where decoding stopped."""
+    complete: bool = True
+    """False where decoding stopped at a packet that could not be decoded (a damaged or cut
+    file, or a frame larger than the limits that the decoder refused): the frames are those
+    before it."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -80,47 +87,34 @@ def probe_video(data: bytes, settings: Settings | None = None) -> VideoHeader:
     """Check a video against every limit its header can answer (bytes, frame size, pixels of
     the whole video, duration) without decoding a frame: what an API does before storing it."""
     settings = settings or Settings()
-    with _opened(data, settings) as (_capture, header):
+    with _opened(data, settings) as (_frames, header):
         return header
 
 
 def read_video(data: bytes, settings: Settings | None = None) -> Video:
     """Decode up to ``video_max_frames`` frames, one every ``video_sample_seconds``."""
     settings = settings or Settings()
-    with _opened(data, settings) as (capture, header):
+    with _opened(data, settings) as (decoded, header):
         width, height, fps = header.width, header.height, header.fps
         step = max(1, round(fps * settings.video_sample_seconds))
         frames: list[Frame] = []
         started = time.monotonic()
-        index = 0
-        while (
-            len(frames) < settings.video_max_frames
-            and time.monotonic() - started < settings.video_max_decode_seconds
-        ):
-            ok = capture.grab()
-            if not ok:
+        index = pixels = 0
+        for frame in decoded:
+            if (
+                len(frames) >= settings.video_max_frames
+                or time.monotonic() - started >= settings.video_max_decode_seconds
+            ):
                 break
-            if (index + 1) * width * height > settings.video_max_total_pixels:
+            pixels += frame.width * frame.height
+            if pixels > settings.video_max_total_pixels:
                 # A header without a frame count (or with a false one) decodes no further.
                 raise MediaError(
                     "media.decompression_bomb",
                     f"The video holds more than {index} frames of {width}x{height}; the limit (video_max_total_pixels) is {settings.video_max_total_pixels:.3g} pixels.",
                 )
             if index % step == 0:
-                ok, bgr = capture.retrieve()
-                if ok and bgr is not None:
-                    _check_frame_size(bgr.shape[1], bgr.shape[0], settings)
-                    bgr = _shrink(bgr, settings.video_frame_side)
-                    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-                    grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
-                    del bgr  # only the shrunk copies are kept
-                    frames.append(
-                        Frame(
-                            index / fps,
-                            np.ascontiguousarray(rgb),
-                            float(cv2.Laplacian(grey, cv2.CV_64F).var()),
-                        )
-                    )
+                frames.append(_frame(index / fps, frame, settings.video_frame_side))
             index += 1
     if not frames:
         raise MediaError("media.video_unreadable", "The video has no frame that can be decoded.")
@@ -132,6 +126,7 @@ def read_video(data: bytes, settings: Settings | None = None) -> Video:
         max(header.duration_s, index / fps),
         tuple(frames),
         index,
+        not decoded.broken,
     )
 
 
@@ -146,33 +141,34 @@ def read_clip(data: bytes, settings: Settings, *, max_seconds: float, keep: int)
     ``video_frame_side`` (candidates are taken three times as often while decoding, so that no
     more than ``3 * keep + 1`` small frames are ever held).
 
-    The header's limits are checked first, as for any video (bytes, frame size, frames x size);
-    decoding then stops and refuses the clip (``media.video_too_long``) once a frame lies past
-    ``max_seconds`` or the clip holds more frames than ``max_seconds`` at
-    :data:`CLIP_MAX_FPS`, and at ``video_max_decode_seconds`` of wall time (``media.video_unreadable``:
-    a clip that short decodes in well under a second)."""
+    The header's limits are checked first, as for any video (bytes, frame size, frames x size),
+    and each frame's own size as it is decoded; decoding then stops and refuses the clip
+    (``media.video_too_long``) once a frame lies past ``max_seconds`` or the clip holds more
+    frames than ``max_seconds`` at :data:`CLIP_MAX_FPS`, and at ``video_max_decode_seconds`` of
+    wall time (``media.video_unreadable``: a clip that short decodes in well under a second)."""
     most = max(1, math.ceil(max_seconds * CLIP_MAX_FPS))
     keep = max(1, keep)
     every = max_seconds / (3 * keep)
-    with _opened(data, settings) as (capture, header):
+    with _opened(data, settings) as (decoded, header):
         width, height = header.width, header.height
         frames: list[Frame] = []
         started = time.monotonic()
-        index = 0
+        index = pixels = 0
         seconds = 0.0
-        while capture.grab():
+        for frame in decoded:
             if time.monotonic() - started > settings.video_max_decode_seconds:
                 raise MediaError(
                     "media.video_unreadable",
                     f"The clip did not decode within video_max_decode_seconds ({settings.video_max_decode_seconds:g} s).",
                 )
             index += 1
-            if index * width * height > settings.video_max_total_pixels:
+            pixels += frame.width * frame.height
+            if pixels > settings.video_max_total_pixels:
                 raise MediaError(
                     "media.decompression_bomb",
-                    f"The clip holds more than {index - 1} frames of {width}x{height}; the limit (video_max_total_pixels) is {settings.video_max_total_pixels:.3g} pixels.",
+                    f"The clip holds more than {index - 1} frames of {frame.width}x{frame.height}; the limit (video_max_total_pixels) is {settings.video_max_total_pixels:.3g} pixels.",
                 )
-            stamp = capture.get(cv2.CAP_PROP_POS_MSEC) / 1000
+            stamp = float(frame.time) if frame.time is not None else 0.0
             seconds = max(seconds, stamp if stamp > 0 else (index - 1) / header.fps)
             if seconds > max_seconds or index > most:
                 raise MediaError(
@@ -180,10 +176,7 @@ def read_clip(data: bytes, settings: Settings, *, max_seconds: float, keep: int)
                     f"The clip runs past {max_seconds:g} s ({index} frames, {seconds:.1f} s so far).",
                 )
             if len(frames) <= 3 * keep and seconds >= (len(frames) + 0.5) * every:
-                ok, bgr = capture.retrieve()
-                if ok and bgr is not None:
-                    _check_frame_size(bgr.shape[1], bgr.shape[0], settings)
-                    frames.append(_frame(seconds, _shrink(bgr, settings.video_frame_side)))
+                frames.append(_frame(seconds, frame, settings.video_frame_side))
     if not frames:
         raise MediaError("media.video_unreadable", "The clip has no frame that can be decoded.")
     # The last frame lasts as long as the others did on average.
@@ -198,18 +191,25 @@ def read_clip(data: bytes, settings: Settings, *, max_seconds: float, keep: int)
         duration,
         tuple(frames),
         index,
+        not decoded.broken,
     )
 
 
-def _frame(seconds: float, bgr: npt.NDArray[np.uint8]) -> Frame:
-    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+def _frame(seconds: float, frame: av.VideoFrame, side: int) -> Frame:
+    """A decoded frame as kept: upright as a player shows it (the container's display
+    rotation, a phone's portrait video), shrunk to ``side``, with its sharpness."""
+    rgb = _shrink(np.asarray(frame.to_ndarray(format="rgb24"), np.uint8), side)
+    turns = round((frame.rotation or 0) / 90) % 4
+    if turns:  # the display matrix turns counterclockwise, as np.rot90 does
+        rgb = np.rot90(rgb, turns)
+    grey = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
     return Frame(seconds, np.ascontiguousarray(rgb), float(cv2.Laplacian(grey, cv2.CV_64F).var()))
 
 
 @contextlib.contextmanager
-def _opened(data: bytes, settings: Settings) -> Iterator[tuple[cv2.VideoCapture, VideoHeader]]:
-    """The video opened by OpenCV from a temporary file, its header checked."""
+def _opened(data: bytes, settings: Settings) -> Iterator[tuple[_Decoded, VideoHeader]]:
+    """The video opened by PyAV (FFmpeg) from memory, its header checked, and its frames to
+    decode, each checked by its own size (:class:`_Decoded`)."""
     if not data:
         raise MediaError("media.empty", "The video file is empty (0 bytes).")
     if len(data) > settings.video_max_bytes:
@@ -217,38 +217,72 @@ def _opened(data: bytes, settings: Settings) -> Iterator[tuple[cv2.VideoCapture,
             "media.too_large",
             f"The video is {len(data)} bytes; the limit (video_max_bytes) is {settings.video_max_bytes}.",
         )
-    handle, path = tempfile.mkstemp(suffix=".video")
+    unreadable = MediaError(
+        "media.video_unreadable",
+        "The video cannot be opened: corrupt, or a container or codec refundlens does not read.",
+    )
     try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        capture = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
-        try:
-            if not capture.isOpened():
-                raise MediaError(
-                    "media.video_unreadable",
-                    "The video cannot be opened: corrupt, or a container or codec refundlens does not read.",
-                )
-            width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
-            height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
-            fps = float(capture.get(cv2.CAP_PROP_FPS)) or 25.0
-            count = max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)))
-            duration = count / fps if count > 0 else 0.0
-            _check_frame_size(width, height, settings)
-            if count > 0 and width * height * count > settings.video_max_total_pixels:
-                raise MediaError(
-                    "media.decompression_bomb",
-                    f"The video's header declares {count} frames of {width}x{height}, {width * height * count:.3g} pixels to decode; the limit (video_max_total_pixels) is {settings.video_max_total_pixels:.3g}.",
-                )
-            if duration > settings.video_max_seconds:
-                raise MediaError(
-                    "media.video_too_long",
-                    f"The video lasts {duration:.0f} s; the limit (video_max_seconds) is {settings.video_max_seconds:g} s.",
-                )
-            yield capture, VideoHeader(width, height, fps, count, duration)
-        finally:
-            capture.release()
+        container = av.open(io.BytesIO(data), mode="r")
+    except (av.FFmpegError, ValueError, OSError, UnicodeDecodeError):
+        raise unreadable from None
+    try:
+        if not container.streams.video:
+            raise unreadable
+        stream = container.streams.video[0]
+        context = stream.codec_context
+        width, height = int(context.width or 0), int(context.height or 0)
+        rate = stream.average_rate or stream.guessed_rate
+        fps = float(rate) if rate else 25.0
+        count = max(0, int(stream.frames or 0))
+        duration = count / fps if count > 0 else 0.0
+        _check_frame_size(width, height, settings)
+        if count > 0 and width * height * count > settings.video_max_total_pixels:
+            raise MediaError(
+                "media.decompression_bomb",
+                f"The video's header declares {count} frames of {width}x{height}, {width * height * count:.3g} pixels to decode; the limit (video_max_total_pixels) is {settings.video_max_total_pixels:.3g}.",
+            )
+        if duration > settings.video_max_seconds:
+            raise MediaError(
+                "media.video_too_long",
+                f"The video lasts {duration:.0f} s; the limit (video_max_seconds) is {settings.video_max_seconds:g} s.",
+            )
+        # The decoder itself refuses a frame over the limit before allocating it: a header may
+        # state 64x64 and its later frames be 8192x8192 (a 14 MB clip once took 13 such frames
+        # through OpenCV, which checked only the header, and 500 MB of memory). One thread:
+        # services already run a process per core.
+        context.thread_count = 1
+        context.options = {
+            "max_pixels": str(min(settings.max_pixels, settings.video_max_frame_pixels))
+        }
+        yield (
+            _Decoded(container, stream, settings),
+            VideoHeader(width, height, fps, count, duration),
+        )
     finally:
-        os.unlink(path)
+        container.close()
+
+
+class _Decoded:
+    """Every frame of a video stream, each checked against the frame limits by its own size (not
+    the header's). Decoding ends at the first packet that cannot be decoded, as at the end of the
+    file (a frame the decoder refused for its size is one): ``broken`` then says so."""
+
+    def __init__(
+        self,
+        container: av.container.InputContainer,
+        stream: av.video.stream.VideoStream,
+        settings: Settings,
+    ) -> None:
+        self._container, self._stream, self._settings = container, stream, settings
+        self.broken = False
+
+    def __iter__(self) -> Iterator[av.VideoFrame]:
+        try:
+            for frame in self._container.decode(self._stream):
+                _check_frame_size(frame.width, frame.height, self._settings)
+                yield frame
+        except av.FFmpegError:
+            self.broken = True
 
 
 def _check_frame_size(width: int, height: int, settings: Settings) -> None:
@@ -262,14 +296,14 @@ def _check_frame_size(width: int, height: int, settings: Settings) -> None:
         )
 
 
-def _shrink(bgr: npt.NDArray[np.uint8], side: int) -> npt.NDArray[np.uint8]:
+def _shrink(rgb: npt.NDArray[np.uint8], side: int) -> npt.NDArray[np.uint8]:
     """The frame with its longest side at most ``side`` (area average: no aliasing)."""
-    rows, cols = bgr.shape[:2]
+    rows, cols = rgb.shape[:2]
     scale = side / max(rows, cols)
     if scale >= 1:
-        return bgr
+        return rgb
     size = (max(1, round(cols * scale)), max(1, round(rows * scale)))
-    return cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)  # type: ignore[return-value]
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)  # type: ignore[return-value]
 
 
 def key_frames(video: Video, keep: int = 6, min_distance: int = 40) -> list[Frame]:
