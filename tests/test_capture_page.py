@@ -463,7 +463,7 @@ def test_a_short_clip_recorded_on_the_page_is_sent_with_the_photos_and_kept(
         for f in filed["findings"]
         if f["code"].startswith("consistency.")
     ]
-    frames = [v for v in views if v["view"].startswith("clip.webm@")]
+    frames = [v for v in views if v["view"].startswith(f"clip.webm#{sha[:16]}@")]
     assert len(frames) == server.settings.capture_clip_views and all(
         v["live_capture"] for v in frames
     ), views

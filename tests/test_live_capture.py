@@ -19,9 +19,11 @@ from refundlens.errors import RefundlensError
 from refundlens.media import Media, media_from_bytes
 from refundlens.store import BlobStore
 from refundlens.store.interface import (
+    NAME_LENGTH,
     CaptureToken,
     Claim,
     ClaimPhoto,
+    Evidence,
     Order,
     Sku,
     Tenant,
@@ -199,7 +201,7 @@ def test_a_clip_is_timed_by_its_frames_and_checked_at_frames_spread_over_it(
     times = [t for t, _ in clip.sampled]
     assert len(times) == SETTINGS.capture_clip_check_frames
     assert times == sorted(times) and times[0] < 1.0 and times[-1] > 2.0
-    assert all(m.name.startswith("clip.mp4@") for _, m in clip.sampled)
+    assert all(m.name.startswith(f"clip.mp4#{clip.sha256[:16]}@") for _, m in clip.sampled)
     facts = clip.facts()
     assert facts["frames"] == 30 and facts["bytes"] == len(data)
 
@@ -326,6 +328,40 @@ def test_the_sharpest_frames_of_an_accepted_clip_become_live_views_of_the_item(
     ]
 
 
+def test_each_clip_keeps_its_own_sharpest_frames_whatever_the_buyer_named_it(
+    tmp_path: Path,
+) -> None:
+    """The page names every clip clip.webm: a second capture's frames must not crowd out the
+    first's (one that shows the marked damage differently stops a confirmation). Frames are
+    told apart by the clip's hash in their names, which fit the stored name's length."""
+    import contextlib
+
+    import cv2
+
+    store = MemoryStore()
+    blobs = BlobStore(tmp_path / "blobs")
+    claim, _token = _awaiting_capture(store)
+    scene = _new_scene()
+    for clip_sha, blur in (("a" * 64, 4.0), ("b" * 64, 0.0)):  # the second clip sharper
+        for t in (0.5, 1.5, 2.5):
+            image = cv2.GaussianBlur(scene, (0, 0), blur) if blur else np.roll(scene, int(t * 2), 1)
+            store.evidence.add(
+                Evidence(
+                    id=new_id("evd"), claim_id=claim.id, kind=cases.CLIP_FRAME_EVIDENCE_KIND,
+                    submitted_by="buyer", sha256=blobs.put(_jpeg(image, 90)),
+                    name=cases.frame_name("clip.webm", clip_sha, t),
+                )
+            )  # fmt: skip
+
+    def stores() -> contextlib.AbstractContextManager[MemoryStore]:
+        return contextlib.nullcontext(store)
+
+    views = cases.clip_views(stores, blobs, SETTINGS, claim.id)
+    assert sorted(v.name.split("#")[1][:1] for v in views) == ["a", "a", "b", "b"]
+    long_name = cases.frame_name("x" * 400, "c" * 64, 12.25)
+    assert len(long_name) == NAME_LENGTH and long_name.endswith("#cccccccccccccccc@12.2s")
+
+
 def test_a_capture_replaces_leaves_or_removes_each_filed_photos_box(tmp_path: Path) -> None:
     store = MemoryStore()
     blobs = BlobStore(tmp_path / "blobs")
@@ -371,12 +407,82 @@ def test_a_refused_clip_is_recorded_with_the_frame_that_repeated(tmp_path: Path)
     assert blobs.exists(entry.details["sha256"])
 
 
-def test_the_capture_upload_with_its_clip_fits_the_multipart_body_limit() -> None:
-    # The capture page's POST goes through BodyLimit's multipart limit (service/app.py): its
-    # largest legal body (photos at the file limit and the clip at its own) must pass it.
-    largest = SETTINGS.capture_max_photos * SETTINGS.max_file_bytes
-    largest += SETTINGS.capture_clip_max_bytes
-    assert largest < (SETTINGS.max_photos_per_claim + 1) * SETTINGS.max_file_bytes
+def test_the_capture_page_takes_one_captures_worth_of_body_and_no_more() -> None:
+    """The capture page's upload is anonymous (its link is its capability): its body may hold
+    one capture (photos at the file limit, the clip at its own, the form's fields), not the
+    signed-in upload limit of a whole claim."""
+    import asyncio
+
+    from refundlens.service.body_limit import BodyLimit
+
+    one_capture = SETTINGS.capture_max_photos * SETTINGS.max_file_bytes
+    one_capture += SETTINGS.capture_clip_max_bytes + SETTINGS.max_body_bytes
+    reached: list[str] = []
+
+    async def app(scope: dict, receive: object, send: object) -> None:  # type: ignore[type-arg]
+        reached.append(scope["path"])
+
+    limit = BodyLimit(
+        app,  # type: ignore[arg-type]
+        multipart_bytes=(SETTINGS.max_photos_per_claim + 1) * SETTINGS.max_file_bytes,
+        other_bytes=SETTINGS.max_body_bytes,
+        capture_bytes=one_capture,
+        signed_in=lambda _headers: True,
+    )
+
+    def post(path: str, size: int, signed: bool = False) -> int:
+        sent: list[dict] = []  # type: ignore[type-arg]
+        headers = [(b"content-type", b"multipart/form-data; boundary=x")]
+        headers.append((b"content-length", str(size).encode()))
+        if signed:
+            headers.append((b"authorization", b"Bearer k"))
+        scope = {"type": "http", "path": path, "headers": headers, "method": "POST"}
+
+        async def receive() -> dict:  # type: ignore[type-arg]
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict) -> None:  # type: ignore[type-arg]
+            sent.append(message)
+
+        asyncio.run(limit(scope, receive, send))
+        return next((m["status"] for m in sent if m["type"] == "http.response.start"), 200)
+
+    assert post("/web/capture/cap_1.s3cret", one_capture) == 200
+    assert post("/web/capture/cap_1.s3cret", one_capture + 1) == 413
+    assert post("/v1/claims", one_capture + 1, signed=True) == 200  # a signed-in claim upload
+    assert post("/v1/claims", SETTINGS.max_body_bytes + 1) == 413  # anonymous elsewhere
+    assert reached == ["/web/capture/cap_1.s3cret", "/v1/claims"]
+
+
+def test_refused_captures_are_counted_and_spend_the_link_at_the_limit(tmp_path: Path) -> None:
+    store = MemoryStore()
+    claim, token = _awaiting_capture(store)
+    buyer = cases.Actor("capture:cap_1", "buyer")
+    settings = SETTINGS.replace(capture_max_refusals=3)
+    stale = RefundlensError("capture.not_fresh", "too old")
+    for _ in range(2):
+        cases.count_refused_capture(store, settings, buyer, claim, token, stale)
+    row = store.claims.capture_token("cap_1")
+    assert row is not None and row.refusals == 2 and row.used_at is None
+    # A replay's refusal was recorded where it was found: counted, not recorded twice.
+    cases.count_refused_capture(
+        store, settings, buyer, claim, token, RefundlensError("capture.replayed", "x"),
+        recorded=True,
+    )  # fmt: skip
+    assert row.refusals == 3 and row.used_at is not None
+    actions = [(e.action, e.details) for e in store.tables.audit]
+    assert actions == [
+        ("capture.refused", {"code": "capture.not_fresh", "refusals": 1}),
+        ("capture.refused", {"code": "capture.not_fresh", "refusals": 2}),
+        ("capture.token_spent", {"refusals": 3, "capture_max_refusals": 3}),
+    ]
+    with pytest.raises(RefundlensError) as spent:
+        cases.capture_claim(store, token)
+    assert spent.value.code == "capture.token_used" and "refused" in spent.value.message
+    # A spent (or wrong) token counts nothing more.
+    cases.count_refused_capture(store, settings, buyer, claim, token, stale)
+    cases.count_refused_capture(store, settings, buyer, claim, "cap_1.guess", stale)
+    assert row.refusals == 3 and len(store.tables.audit) == 3
 
 
 def test_the_same_file_twice_in_one_capture_is_refused_and_the_token_stays_unused(

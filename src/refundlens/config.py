@@ -286,6 +286,11 @@ class Settings:
     """Of those frames, the sharpest this many are compared with the claim's filed photos as
     further live views of the item (the damage seen from more sides); each costs one comparison
     of the consistency check per filed photo (about 0.35-0.7 s of a core). 0 = none."""
+    capture_max_refusals: int = 5
+    """Captures refused on one capture link (a replayed photo, a photo too old, a clip that
+    cannot be used) before the link is spent and the buyer must ask for a new one. Each refusal
+    stores what was sent and costs decoding and the replay check in the API process; an honest
+    buyer who picked the wrong picture still has several tries. 0 = no limit."""
     capture_hmac_key: str = ""
     """Key with which the platform's capture app signs its photos (HMAC-SHA256 of the file's
     sha256, hex, header ``X-Capture-Signature``); empty = only the capture time is checked."""
@@ -358,7 +363,9 @@ class Settings:
     after-sales claim per order, as marketplaces allow: a rejected buyer appeals that claim."""
     max_body_bytes: int = 1024 * 1024
     """Largest request body that is not multipart (JSON, a web form), in bytes; multipart
-    uploads may carry (``max_photos_per_claim`` + 1) x ``max_file_bytes``."""
+    uploads may carry (``max_photos_per_claim`` + 1) x ``max_file_bytes``, and the capture
+    page's upload ``capture_max_photos`` x ``max_file_bytes`` + ``capture_clip_max_bytes`` +
+    this."""
     reuse_max_distance: int = 31
     """PDQ Hamming distance (of 256 bits, at most 31) within which two claim photos are the same."""
     reuse_min_pdq_quality: int = 50

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Literal
@@ -16,6 +17,7 @@ from ..media import Media, media_from_bytes
 from ..metrics import metrics
 from ..store.blobs import BlobStore
 from ..store.interface import (
+    NAME_LENGTH,
     CaptureToken,
     Claim,
     ClaimPhoto,
@@ -40,10 +42,13 @@ __all__ = [
     "capture_repeats",
     "capture_signature",
     "clip_views",
+    "count_refused_capture",
     "filed_photos",
+    "frame_name",
     "issue_capture_token",
     "page_captures_allowed",
     "refuse_replayed_capture",
+    "sharpest_frames",
 ]
 
 
@@ -180,7 +185,9 @@ def _usable_token(
         raise RefundlensError("capture.bad_token", "The capture token is not valid for this claim.")
     if row.used_at is not None:
         raise RefundlensError(
-            "capture.token_used", "The capture token was already used; ask for a new one."
+            "capture.token_used",
+            "The capture token was already used, or too many captures were refused on it; ask "
+            "for a new one.",
         )
     if (aware(row.expires_at) or now) < now:
         raise RefundlensError(
@@ -338,7 +345,7 @@ def filed_photos(claim: Claim) -> list[ClaimPhoto]:
 CLIP_EVIDENCE_KIND = "capture_clip"
 """The evidence kind a live capture's clip is kept as (beside ``unboxing_video``)."""
 CLIP_FRAME_EVIDENCE_KIND = "capture_clip_frame"
-"""... and each frame of it that the replay check passed (a JPEG named ``clip.webm@2.5s``)."""
+"""... and each frame of it that the replay check passed (a JPEG named by :func:`frame_name`)."""
 
 # A recorder stops a little after its timer: the clip may run this much past capture_clip_seconds.
 _CLIP_SLACK_SECONDS = 1.0
@@ -347,7 +354,7 @@ _CLIP_SLACK_SECONDS = 1.0
 @dataclasses.dataclass(frozen=True, eq=False)
 class CaptureClip:
     """A live capture's short clip, checked: its file, what decoding it found, and the frames
-    the replay check compares (each as an image, named ``clip.webm@2.5s``)."""
+    the replay check compares (each as an image, named by :func:`frame_name`)."""
 
     name: str
     data: bytes
@@ -359,6 +366,9 @@ class CaptureClip:
     height: int
     sampled: tuple[tuple[float, Media], ...]
     """(seconds into the clip, frame) of the ``capture_clip_check_frames`` frames checked."""
+    complete: bool = True
+    """False where decoding stopped at a packet that could not be decoded: the frames checked
+    are those before it (the audit entry says so)."""
 
     def facts(self) -> dict[str, Any]:
         """What the audit entry ``capture.accepted`` says of the clip."""
@@ -371,6 +381,7 @@ class CaptureClip:
             "width": self.width,
             "height": self.height,
             "checked_at_s": [round(t, 2) for t, _ in self.sampled],
+            "decoded_to_end": self.complete,
         }
 
 
@@ -427,7 +438,9 @@ def capture_clip(name: str, data: bytes, settings: Settings) -> CaptureClip:
         sampled.append(
             (
                 frame.seconds,
-                media_from_bytes(buffer.getvalue(), f"{name}@{frame.seconds:.1f}s", settings),
+                media_from_bytes(
+                    buffer.getvalue(), frame_name(name, video.sha256, frame.seconds), settings
+                ),
             )
         )
     return CaptureClip(
@@ -439,7 +452,28 @@ def capture_clip(name: str, data: bytes, settings: Settings) -> CaptureClip:
         width=video.width,
         height=video.height,
         sampled=tuple(sampled),
+        complete=video.complete,
     )
+
+
+_FRAME_NAME = re.compile(r"#([0-9a-f]{16})@\d+(?:\.\d)?s\Z")
+
+
+def frame_name(clip_name: str, clip_sha256: str, seconds: float) -> str:
+    """A clip frame's name, ``clip.webm#<the clip's sha256, 16 hex>@2.5s``: what a reviewer
+    reads, and how :func:`clip_views` tells one clip's frames from another's. The buyer names
+    clips (the page names every one ``clip.webm``), so the clip's own hash, not its name, keeps
+    a second capture's frames from crowding out the first's; the name is cut to leave room for
+    the suffix within :data:`NAME_LENGTH`."""
+    suffix = f"#{clip_sha256[:16]}@{seconds:.1f}s"
+    return clip_name[: NAME_LENGTH - len(suffix)] + suffix
+
+
+def _clip_of_frame(name: str) -> str:
+    """The clip a frame named by :func:`frame_name` came from (its hash); for frames kept
+    before frames carried it, the name before ``@``."""
+    found = _FRAME_NAME.search(name)
+    return found.group(1) if found else name.rpartition("@")[0]
 
 
 def clip_views(
@@ -451,14 +485,13 @@ def clip_views(
     """Frames of the claim's live-capture clips to compare the filed photos with, as further live
     views of the item (``analyze(live_views=...)``): of the frames each clip's replay check
     passed (kept at acceptance as :data:`CLIP_FRAME_EVIDENCE_KIND`), the
-    ``capture_clip_views`` sharpest per clip (by its file name). A buyer who films the damage while turning the item
+    ``capture_clip_views`` sharpest per clip (told apart by the clip's hash in the frame's
+    name, :func:`frame_name`). A buyer who films the damage while turning the item
     shows it from more sides than two or three photos do, and a frame that shares the marked
     surface with the claim photo can confirm damage the photos could not. Runs in the task
     runner, outside any transaction; a frame that cannot be read back (a missing blob, a limit
     lowered since) is left out, logged, never failing the analysis."""
     import logging
-
-    import cv2
 
     if settings.capture_clip_views <= 0:
         return []
@@ -477,17 +510,25 @@ def clip_views(
                 "claim %s: clip frame %s left out of the views: %s", claim_id, name, exc
             )
             continue
-        clips.setdefault(name.rpartition("@")[0], []).append(frame)
+        clips.setdefault(_clip_of_frame(name), []).append(frame)
+
+    views: list[Media] = []
+    for frames in clips.values():
+        views += sharpest_frames(frames, settings.capture_clip_views)
+    return views
+
+
+def sharpest_frames(frames: Sequence[Media], keep: int) -> list[Media]:
+    """The ``keep`` sharpest of one clip's ``frames`` (variance of the Laplacian of the luma: a
+    frame blurred by the hand's motion scores low), in the clip's order."""
+    import cv2
 
     def sharpness(frame: Media) -> float:
         grey = cv2.cvtColor(frame.analysis, cv2.COLOR_RGB2GRAY)
         return float(cv2.Laplacian(grey, cv2.CV_64F).var())
 
-    views: list[Media] = []
-    for frames in clips.values():
-        sharpest = sorted(frames, key=sharpness, reverse=True)[: settings.capture_clip_views]
-        views += [f for f in frames if any(f is s for s in sharpest)]  # in the clip's order
-    return views
+    sharpest = sorted(frames, key=sharpness, reverse=True)[: max(0, keep)]
+    return [f for f in frames if any(f is s for s in sharpest)]
 
 
 def _fresh(
@@ -585,6 +626,47 @@ def capture_repeats(
                 },
             }
     return None
+
+
+def count_refused_capture(
+    store: Store,
+    settings: Settings,
+    actor: Actor,
+    claim: Claim,
+    token: str,
+    refusal: RefundlensError,
+    *,
+    recorded: bool = False,
+) -> None:
+    """Count a refused capture on its token (after its transaction rolled back, in a new one):
+    the audit log records the refusal (unless ``recorded``: a replay's entry is already
+    written), and at ``capture_max_refusals`` the token is spent (``capture.token_spent``): each
+    refusal stored what was sent and cost decoding in the API process, and a link must not buy
+    that without end. A token that cannot be used (wrong, expired, spent) counts nothing."""
+    now = utcnow()
+    try:
+        row = _usable_token(store, claim, token, now)
+    except RefundlensError:
+        return
+    row.refusals = (row.refusals or 0) + 1
+    if not recorded:
+        store.audit.append(
+            actor.id,
+            "capture.refused",
+            claim_id=claim.id,
+            details={"code": refusal.code, "refusals": row.refusals},
+        )
+    if settings.capture_max_refusals and row.refusals >= settings.capture_max_refusals:
+        row.used_at = now
+        store.audit.append(
+            actor.id,
+            "capture.token_spent",
+            claim_id=claim.id,
+            details={
+                "refusals": row.refusals,
+                "capture_max_refusals": settings.capture_max_refusals,
+            },
+        )
 
 
 def refuse_replayed_capture(

@@ -218,6 +218,10 @@ def create_app(
         BodyLimit,
         multipart_bytes=(settings.max_photos_per_claim + 1) * settings.max_file_bytes,
         other_bytes=settings.max_body_bytes,
+        # One live capture: its photos, its clip, and the form's small fields.
+        capture_bytes=settings.capture_max_photos * settings.max_file_bytes
+        + settings.capture_clip_max_bytes
+        + settings.max_body_bytes,
         signed_in=signed_in,
     )
     app.add_middleware(Observe)  # outermost: every answer, the body limit's 413 too

@@ -25,6 +25,7 @@ class _TooLarge(Exception):
 
 class BodyLimit:
     """``multipart_bytes`` for multipart uploads that carry a key or a web session,
+    ``capture_bytes`` for the capture page's upload (what one live capture may hold),
     ``other_bytes`` for every other body (anonymous uploads included)."""
 
     def __init__(
@@ -33,11 +34,13 @@ class BodyLimit:
         *,
         multipart_bytes: int,
         other_bytes: int,
+        capture_bytes: int | None = None,
         signed_in: Callable[[Headers], bool] | None = None,
     ) -> None:
         self.app = app
         self.multipart_bytes = multipart_bytes
         self.other_bytes = other_bytes
+        self.capture_bytes = multipart_bytes if capture_bytes is None else capture_bytes
         self.signed_in = signed_in
         """Whether the key or the session a request names is a live one (a database lookup)."""
 
@@ -54,10 +57,11 @@ class BodyLimit:
         # Naming one is not enough: any made-up header would open the upload limit.
         if multipart and signed and self.signed_in is not None:
             signed = await run_in_threadpool(self.signed_in, headers)
-        # The capture page's upload carries its capability in the path (a one-time token),
-        # which the route checks before it reads the body.
-        signed = signed or scope.get("path", "").startswith("/web/capture/")
         limit = self.multipart_bytes if multipart and signed else self.other_bytes
+        # The capture page's upload carries its capability in the path (a one-time token),
+        # which the route checks before it reads the body; it holds one capture at most.
+        if multipart and scope.get("path", "").startswith("/web/capture/"):
+            limit = self.capture_bytes
         declared = headers.get("content-length", "")
         if declared.isascii() and declared.isdigit() and int(declared) > limit:
             await _refuse(send, f"The request declares {declared} bytes", limit)

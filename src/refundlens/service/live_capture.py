@@ -18,10 +18,12 @@ from collections.abc import Callable, Sequence
 from sqlalchemy.orm import Session
 
 from .. import cases
-from ..media import media_from_bytes
+from ..errors import RefundlensError
+from ..media import Media, media_from_bytes
 from ..reuse.history import repeats_on_file
 from ..runtime import Runtime
-from ..store.sql.models import Claim
+from ..store.interface import FileRef
+from ..store.sql.models import Claim, Order
 from ..store.sql.repositories import SqlStore
 
 __all__ = ["take_capture"]
@@ -42,15 +44,60 @@ def take_capture(
     claim ``find_claim`` names (it raises when the caller may not act on it) and return the
     claim's id; a replay raises ``capture.replayed`` after its refusal is committed.
     ``damage_boxes`` (the page's JSON, :func:`refundlens.cases.parse_box_changes`) change the
-    buyer's boxes around the damage on the claim's filed photos."""
+    buyer's boxes around the damage on the claim's filed photos. Every refusal once decoding
+    has begun is counted on the token (:func:`refundlens.cases.count_refused_capture`)."""
     settings = runtime.settings
     cases.refuse_repeated_files(photos, "capture.duplicate_photo")  # before any decoding
     with runtime.db.session() as s:  # rows only: nothing is decoded in a transaction
         claim = find_claim(s)
         claim_id = claim.id
         boxes = cases.parse_box_changes(damage_boxes, len(cases.filed_photos(claim)), settings)
-        photo_files, reference_files, order = cases.input_files(SqlStore(s), claim_id)
-    checked_clip = cases.capture_clip(clip[0], clip[1], settings) if clip is not None else None
+        files = cases.input_files(SqlStore(s), claim_id)
+    try:
+        checked_clip = cases.capture_clip(clip[0], clip[1], settings) if clip is not None else None
+        _refuse_replays(
+            runtime, actor, find_claim, claim_id, token, photos, clip, checked_clip, files
+        )
+        with runtime.db.session() as s:
+            cases.accept_capture(
+                SqlStore(s),
+                runtime.blobs,
+                settings,
+                actor,
+                find_claim(s),
+                token,
+                photos,
+                signature,
+                via=via,
+                clip=checked_clip,
+                damage_boxes=boxes if any(b is not None for b in boxes) else (),
+            )
+    except RefundlensError as refusal:
+        if refusal.code != "capture.replayed":  # a replay was counted where it was recorded
+            with runtime.db.session() as s:
+                cases.count_refused_capture(
+                    SqlStore(s), settings, actor, find_claim(s), token, refusal
+                )
+        raise
+    return claim_id
+
+
+def _refuse_replays(
+    runtime: Runtime,
+    actor: cases.Actor,
+    find_claim: Callable[[Session], Claim],
+    claim_id: str,
+    token: str,
+    photos: Sequence[tuple[str, bytes]],
+    clip: tuple[str, bytes] | None,
+    checked_clip: cases.CaptureClip | None,
+    files: tuple[list[FileRef], list[FileRef], Order],
+) -> None:
+    """Outside any transaction, check that each new photo, and the clip's checked frames,
+    repeat none of the claim's photos or the SKU's references nor any picture on file elsewhere;
+    the first that does is recorded (committed, counted on the token) and its refusal raised."""
+    settings = runtime.settings
+    photo_files, reference_files, order = files
     earlier_photos, references = cases.decode_inputs(
         runtime.blobs, settings, photo_files, reference_files, runtime.references
     )
@@ -58,47 +105,22 @@ def take_capture(
         ("the shop's product photo", m) for m in references
     ]
     history = runtime.history(claim_id, order)
-    for name, data in photos:
-        photo = media_from_bytes(data, name, settings)
-        repeats = cases.capture_repeats(photo, earlier, settings) or repeats_on_file(
-            history, photo, settings.reuse_min_pdq_quality
+    candidates: list[tuple[tuple[str, bytes], float | None, Media]] = [
+        ((name, data), None, media_from_bytes(data, name, settings)) for name, data in photos
+    ]
+    if checked_clip is not None and clip is not None:
+        candidates += [(clip, seconds, frame) for seconds, frame in checked_clip.sampled]
+    for sent, seconds, picture in candidates:
+        repeats = cases.capture_repeats(picture, earlier, settings) or repeats_on_file(
+            history, picture, settings.reuse_min_pdq_quality
         )
         if repeats is not None:
             with runtime.db.session() as s:
+                store, claim = SqlStore(s), find_claim(s)
                 refusal = cases.refuse_replayed_capture(
-                    SqlStore(s), runtime.blobs, actor, find_claim(s), token, (name, data), repeats
+                    store, runtime.blobs, actor, claim, token, sent, repeats, clip_frame_s=seconds
+                )
+                cases.count_refused_capture(
+                    store, settings, actor, claim, token, refusal, recorded=True
                 )
             raise refusal
-    for seconds, frame in checked_clip.sampled if checked_clip is not None else ():
-        repeats = cases.capture_repeats(frame, earlier, settings) or repeats_on_file(
-            history, frame, settings.reuse_min_pdq_quality
-        )
-        if repeats is not None:
-            assert clip is not None
-            with runtime.db.session() as s:
-                refusal = cases.refuse_replayed_capture(
-                    SqlStore(s),
-                    runtime.blobs,
-                    actor,
-                    find_claim(s),
-                    token,
-                    clip,
-                    repeats,
-                    clip_frame_s=seconds,
-                )
-            raise refusal
-    with runtime.db.session() as s:
-        cases.accept_capture(
-            SqlStore(s),
-            runtime.blobs,
-            settings,
-            actor,
-            find_claim(s),
-            token,
-            photos,
-            signature,
-            via=via,
-            clip=checked_clip,
-            damage_boxes=boxes if any(b is not None for b in boxes) else (),
-        )
-    return claim_id

@@ -261,6 +261,8 @@ class CaptureToken(Base):
     expires_at: Mapped[dt.datetime] = mapped_column()
     used_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    refusals: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Captures refused on this token; at ``capture_max_refusals`` it is spent (``used_at``)."""
 
 
 class Assessment(Base):
