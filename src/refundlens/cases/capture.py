@@ -292,7 +292,7 @@ def accept_capture(
     if clip is not None:
         # The clip, and the frames its replay check passed, kept as they were checked: the
         # analysis compares the filed photos with these (clip_views), not with frames decoded
-        # again later under settings that may have changed; a reviewer can open each.
+        # again later under settings that may have changed; each is listed, with its hash, among the claim's evidence.
         kept = [(CLIP_EVIDENCE_KIND, clip.name, clip.data)]
         kept += [(CLIP_FRAME_EVIDENCE_KIND, f.name, f.data) for _, f in clip.sampled]
         for kind, name, data in kept:
