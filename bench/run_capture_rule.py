@@ -157,7 +157,9 @@ def _after_capture(rules: RoutingRules, out: dict[str, Any]) -> list[str]:
         f"buyer's box (test split, `mark_difference` {at}); a buyer who draws no box is never "
         "confirmed, so goes to a person. 'With a clip frame': the same pairs where a third photo "
         "stands in for a frame of the capture's clip (`capture_clip_views`; bench/results/"
-        "capture.md, last section).",
+        "capture.md, last section); 'with the recorded clip's frames': that third view filmed as "
+        "the capture page records it (VP8 at 2.5 Mbit/s, a hand's shake and blur; "
+        "bench/capture_clips.py) and the frames the service keeps of it, in place of the photo.",
         "",
         "| pairs | live views | cases | confirmed: approved | not confirmed: a person decides | of which flagged (damage missing) |",
         "|---|---|---|---|---|---|",
@@ -166,9 +168,19 @@ def _after_capture(rules: RoutingRules, out: dict[str, Any]) -> list[str]:
         ("honest damaged (the cost; first)", ("honest_damage",)),
         ("inconsistent damage (what it catches)", ("forged_one_only", "forged_independent")),
     ):
-        for views, with_third in (("the photos", False), ("with a clip frame", True)):
-            rows = [r for r in pairs if r["kind"] in kinds and (r.get("third") or not with_third)]
-            verdicts = [marked_outcome(r, with_third) for r in rows]
+        for views, with_third, frames in (
+            ("the photos", False, False),
+            ("with a clip frame", True, False),
+            ("with the recorded clip's frames", False, True),
+        ):
+            rows = [
+                r
+                for r in pairs
+                if r["kind"] in kinds
+                and (r.get("third") or not with_third)
+                and (r.get("frames") is not None or not frames)
+            ]
+            verdicts = [marked_outcome(r, with_third, frames=frames) for r in rows]
             confirmed, flagged = verdicts.count("confirmed"), verdicts.count("flagged")
             out["after_capture"] = {
                 **out.get("after_capture", {}),
@@ -180,8 +192,9 @@ def _after_capture(rules: RoutingRules, out: dict[str, Any]) -> list[str]:
             )
     honest = {
         views: out["after_capture"][f"honest damaged (the cost; first), {views}"]
-        for views in ("the photos", "with a clip frame")
+        for views in ("the photos", "with a clip frame", "with the recorded clip's frames")
     }
+    recorded = honest["with the recorded clip's frames"]
     forged = [r for r in pairs if r["kind"] in ("forged_one_only", "forged_independent")]
     spot = [r for r in forged if r.get("gamed")]
     gamed = sum(marked_outcome(r, box="spot") == "confirmed" for r in spot)
@@ -210,7 +223,8 @@ def _after_capture(rules: RoutingRules, out: dict[str, Any]) -> list[str]:
         "inconsistent damage alike, unless the damage is flagged as missing. With it, "
         f"{1 - honest['the photos']:.1%} of honest buyers who take the live photos still wait for "
         f"a person, {1 - honest['with a clip frame']:.1%} where a frame of the clip adds a third "
-        "view (their damage lies where the photos share too little surface: the bench's real "
+        f"view ({1 - recorded:.1%} with that view recorded as "
+        "the page records a clip) (their damage lies where the photos share too little surface: the bench's real "
         "pairs are shoots from other sides; whether a buyer who points the camera at the damage "
         "shares more is not measured here), and an inconsistent capture is approved only where "
         "the views agree inside the box and none shows it differently.",
