@@ -304,7 +304,51 @@ def test_an_endpoint_that_hangs_costs_a_round_one_timeout_not_one_per_event(
     assert tried.count("hangs.test") == 1 and tried.count("fine.test") == 2
     with runtime.db.session() as session:
         waiting = session.query(WebhookEvent).filter(WebhookEvent.tenant_id == "hangs").all()
-        assert len(waiting) == 5 and all(e.status == "pending" and e.attempts == 1 for e in waiting)
+        assert len(waiting) == 5 and all(e.status == "pending" for e in waiting)
+        # Only the event that was tried counts an attempt: the others were not sent.
+        assert sorted(e.attempts for e in waiting) == [0, 0, 0, 0, 1]
+
+
+def test_no_webhook_event_fails_untried_and_failed_ones_can_be_sent_again(tmp_path: Path) -> None:
+    """An endpoint down for many rounds: every event is tried webhook_max_attempts times before
+    it is marked failed (a walkthrough found 20 of 21 failed events never sent: each round's
+    untried events counted an attempt), and ``retry_failed`` sends them again."""
+    from refundlens.workers.webhooks import retry_failed
+
+    runtime = Runtime(Settings(data_dir=str(tmp_path), webhook_max_attempts=3))
+    runtime.db.upgrade()
+    with runtime.db.session() as session:
+        session.add(
+            Tenant(id="shop", kind="merchant", name="shop", webhook_url="http://down.test/hook")
+        )
+        session.flush()
+        for _ in range(3):
+            session.add(
+                WebhookEvent(id=new_id("evt"), tenant_id="shop", event="claim.received", body={})
+            )
+    sent: list[str] = []
+    up = False
+
+    def receiver(request: httpx.Request) -> httpx.Response:
+        sent.append(request.headers["X-Refundlens-Event-Id"])
+        if not up:
+            raise httpx.ConnectError("refused", request=request)
+        return httpx.Response(200)
+
+    client = httpx.Client(transport=httpx.MockTransport(receiver))
+    for _ in range(40):  # rounds, each with every event due
+        with runtime.db.session() as session:
+            for event in session.query(WebhookEvent).all():
+                event.next_attempt_at = event.created_at
+        deliver_due(runtime, client=client)
+    with runtime.db.session() as session:
+        events = session.query(WebhookEvent).all()
+        assert all(e.status == "failed" and e.attempts == 3 for e in events)
+        assert all(sent.count(e.id) == 3 for e in events)
+    up = True
+    assert retry_failed(runtime.db, "other-shop") == 0
+    assert retry_failed(runtime.db) == 3
+    assert deliver_due(runtime, client=client) == 3
 
 
 class RecordingChannel:

@@ -643,6 +643,24 @@ def bank_list() -> None:
         typer.echo("no bank entries")
 
 
+webhooks_app = typer.Typer(help="Events sent to the platform's endpoints.", no_args_is_help=True)
+app.add_typer(webhooks_app, name="webhooks")
+
+
+@webhooks_app.command("retry")
+def webhooks_retry(
+    tenant: Annotated[
+        str | None, typer.Option(help="Only the events of this tenant's endpoint.")
+    ] = None,
+) -> None:
+    """Send failed webhook events again (an endpoint was down longer than their retries lasted):
+    each is pending again, its attempts from zero, its event id unchanged."""
+    from .workers.webhooks import retry_failed
+
+    count = retry_failed(_existing_database(_settings()), tenant)
+    typer.echo(f"{count} failed webhook event(s) pending again")
+
+
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Create or migrate the database (SQLite in data_dir, or REFUNDLENS_DATABASE_URL)."""

@@ -350,9 +350,14 @@ class Settings:
     notification_channel: str = "log"
     """Where events go for tenants without a webhook URL: ``log`` or ``package.module:Class``
     (an SMS or e-mail gateway with ``send(event)``; see workers/channels.py)."""
-    webhook_max_attempts: int = 8
+    webhook_max_attempts: int = 36
+    """Deliveries tried per webhook event before it is marked failed: the wait doubles from 2 s
+    and is capped at 1 h, so 36 attempts span about a day (8, the earlier default, about 8
+    minutes: an endpoint down for a few minutes lost its events). ``refundlens webhooks retry``
+    sends failed events again."""
     webhook_lease_seconds: float = 300.0
-    """Deliveries tried per webhook event before it is marked failed (backoff doubles from 2 s)."""
+    """How long a deliverer holds the due events it took, in seconds: another deliverer (or this
+    one after a crash) sends them again only once the lease has run out (at least once)."""
     max_photos_per_claim: int = 9
     """Photos accepted in one claim upload."""
     web_queue_page_size: int = 50

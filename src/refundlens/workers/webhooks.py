@@ -29,8 +29,9 @@ from ..store.sql.models import Tenant, WebhookEvent, utcnow
 
 if TYPE_CHECKING:
     from ..runtime import Runtime
+    from ..store import Database
 
-__all__ = ["deliver_due", "sign", "verify_signature"]
+__all__ = ["deliver_due", "retry_failed", "sign", "verify_signature"]
 
 log = logging.getLogger("refundlens.webhooks")
 TOLERANCE_S = 300
@@ -92,21 +93,21 @@ def deliver_due(runtime: Runtime, limit: int = 100, client: httpx.Client | None 
             secret = (tenant.webhook_secret or "") if tenant is not None else ""
             jobs.append((event.id, dict(event.body), url or None, secret))
     outcomes: list[tuple[str, bool, str, bool]] = []  # (event id, ok, error, over the webhook)
+    skipped: list[str] = []  # events of an endpoint that failed this round: not tried
     own = client or httpx.Client(timeout=5.0)
     from .channels import load_channel
 
     channel = load_channel(runtime.settings.notification_channel)
     # An endpoint that does not answer (a timeout, a refused connection) is not tried again in
-    # the same round: its other events fail fast and wait for their backoff, so that one hanging
-    # endpoint costs the round one timeout, not one per event (the round runs on a worker that
-    # also analyses claims).
+    # the same round: its other events are left untried, with no attempt counted, and wait a
+    # short backoff, so that one hanging endpoint costs the round one timeout, not one per event
+    # (the round runs on a worker that also analyses claims), and no event is marked failed
+    # without being tried ``webhook_max_attempts`` times.
     unreachable: set[str] = set()
     try:
         for event_id, body_json, url, secret in jobs:
             if url is not None and url in unreachable:
-                outcomes.append(
-                    (event_id, False, "not tried: the endpoint failed this round", True)
-                )
+                skipped.append(event_id)
                 continue
             if url is None:
                 # No webhook: the pluggable channel (SMS, e-mail; the log by default).
@@ -145,6 +146,12 @@ def deliver_due(runtime: Runtime, limit: int = 100, client: httpx.Client | None 
         metrics().webhook_deliveries.labels(outcome if webhook else f"channel_{outcome}").inc()
     done = 0
     with runtime.db.session() as session:
+        # Not tried, so not an attempt: each waits as a first retry would, and is tried again
+        # when due (its endpoint's failure is already counted on the event that was tried).
+        for event_id in skipped:
+            row = session.get(WebhookEvent, event_id, with_for_update=True)
+            if row is not None and row.status == "pending":
+                row.next_attempt_at = utcnow() + _backoff(row.attempts + 1)
         for event_id, ok, error, webhook in outcomes:
             row = session.get(WebhookEvent, event_id, with_for_update=True)
             if row is None or row.status != "pending":
@@ -161,3 +168,18 @@ def deliver_due(runtime: Runtime, limit: int = 100, client: httpx.Client | None 
             else:
                 row.next_attempt_at = utcnow() + _backoff(row.attempts)
     return done
+
+
+def retry_failed(database: Database, tenant_id: str | None = None) -> int:
+    """Send every failed event again (of ``tenant_id``'s endpoint only, where given): each is
+    pending again, due now, its attempts from zero; its id is unchanged, so a receiver that did
+    get it once ignores it. Returns how many. For an endpoint that was down longer than its
+    events' retries lasted (``webhook_max_attempts``)."""
+    with database.session() as session:
+        query = select(WebhookEvent).where(WebhookEvent.status == "failed")
+        if tenant_id is not None:
+            query = query.where(WebhookEvent.tenant_id == tenant_id)
+        rows = session.execute(query.with_for_update()).scalars().all()
+        for row in rows:
+            row.status, row.attempts, row.next_attempt_at = "pending", 0, utcnow()
+        return len(rows)
