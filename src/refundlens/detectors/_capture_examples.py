@@ -99,9 +99,9 @@ def _case(data: bytes, order: OrderFacts = ORDER) -> tuple[Media, Context]:
     return media_from_bytes(data, "photo.jpg"), Context(order=order)
 
 
-def _live_capture(data: bytes) -> tuple[Media, Context]:
+def _live_capture(data: bytes, order: OrderFacts | None = None) -> tuple[Media, Context]:
     media = media_from_bytes(data, "live.jpg")
-    return media, Context(order=OrderFacts(), live_captures=frozenset({media.sha256}))
+    return media, Context(order=order or OrderFacts(), live_captures=frozenset({media.sha256}))
 
 
 def capture_examples() -> list[Example]:
@@ -125,6 +125,11 @@ def capture_examples() -> list[Example]:
             "taken a day after the claim was filed",
             lambda: _case(photo("2025:09:15 22:00:00")),
             frozenset({"capture.after_claim"}),
+        ),
+        Example(
+            "a live capture taken a day after the claim: what the claim asked for",
+            lambda: _live_capture(photo("2025:09:15 22:00:00"), ORDER),
+            frozenset({"capture.consistent_with_order"}),
         ),
         Example(
             "a capture time in the future",

@@ -354,7 +354,19 @@ class CaptureDetector(Detector):
                 f"The photo was taken on {_when(taken)}, {hours:.0f} hours before the goods were delivered ({_when(order.delivered_at)}).",
                 f"照片拍摄于 {_when(taken)}，比签收时间（{_when(order.delivered_at)}）早 {hours:.0f} 小时。",
             )
-        if order.claimed_at and taken > order.claimed_at + slack:
+        # A live capture is taken after the claim by design (the claim asked for it, and the
+        # token's window dated it on arrival): later than the claim is what it should be.
+        live = claim.sha256 in context.live_captures
+        if live:
+            facts["live_capture"] = True
+        if live and order.delivered_at:
+            return finding(
+                "capture.consistent_with_order",
+                -0.5,
+                f"The live photo was taken on {_when(taken)}, after delivery ({_when(order.delivered_at)}), when the claim asked for it, as a live capture should be.",
+                f"实时拍摄的照片拍摄于 {_when(taken)}，在签收（{_when(order.delivered_at)}）之后、应售后申请要求拍摄，与实时拍摄相符。",
+            )
+        if order.claimed_at and taken > order.claimed_at + slack and not live:
             return finding(
                 "capture.after_claim",
                 1.0,
