@@ -125,9 +125,41 @@ def test_pictures_and_photos_go_with_their_image_even_when_two_photos_share_a_na
         ["a" * 64],
         ["b" * 64],
     ]
-    assert evidence._summary_picture(case)["sha256"] == "a" * 64  # the riskiest image's overlay
+    summary = evidence._summary_picture(case)
+    assert summary is not None and summary["sha256"] == "a" * 64  # the riskiest image's overlay
+    assert summary["outlined"] is False  # no mask: the caption must not claim an outline
+    case.pictures.append(
+        {"image": "live-1.jpg", "image_index": 0, "name": "mask", "sha256": "c" * 64}
+    )
+    assert evidence._summary_picture(case)["outlined"] is True  # type: ignore[index]
     case.pictures = []
     assert evidence._summary_picture(case)["sha256"] == "f" * 64  # ... else its own photo
+
+
+def test_page_one_shows_the_picture_of_the_photo_its_sentence_names() -> None:
+    """A walkthrough found page one's sentence about one photo over another photo's overlay:
+    the riskiest image had no overlay, so the next one's was shown."""
+    from refundlens.report import evidence
+    from refundlens.store.interface import Claim, Order, Sku
+
+    finding = {"code": "reference.same_item_new_photo", "strength": -1.0, "facts": {}}
+    images = [
+        {"path": "genuine.jpg", "sha256": "1" * 64, "risk": 0.5, "findings": [finding]},
+        {"path": "live.jpg", "sha256": "2" * 64, "risk": 0.1, "findings": [finding]},
+    ]
+    photos = [
+        {"name": "genuine.jpg", "sha256": "1" * 64, "live": False},
+        {"name": "live.jpg", "sha256": "2" * 64, "live": True},
+    ]
+    overlay = {"image": "live.jpg", "image_index": 1, "name": "overlay", "sha256": "a" * 64}
+    case = evidence.CaseFile(
+        Claim(id="clm_1"), Order(id="ord_1"), Sku(id="sku_1"), [], {"images": images},
+        [], [], [], photos, [overlay], [],
+    )  # fmt: skip
+    key = evidence._key_finding(case)
+    summary = evidence._summary_picture(case)
+    assert key is not None and key[0] == "genuine.jpg"
+    assert summary is not None and summary["name"] == "claim" and summary["sha256"] == "1" * 64
 
 
 def test_codes_may_wrap_only_between_their_parts_and_stay_escaped() -> None:

@@ -402,17 +402,32 @@ def _photo_of(case: CaseFile, image: dict[str, Any]) -> dict[str, Any] | None:
     return next((p for p in case.photos if p["sha256"] == image.get("sha256")), None)
 
 
-def _summary_picture(case: CaseFile) -> dict[str, Any] | None:
-    """The one picture that shows the case: the overlay (claim beside the merchant's photo, the
-    edit outlined) of the riskiest image; else that image's claim photo."""
+def _key_image(case: CaseFile) -> tuple[int, dict[str, Any]] | None:
+    """(position, image) page one is about: the riskiest image with a finding, else the
+    riskiest; the summary sentence and the summary picture both show it."""
     images = sorted(
         enumerate((case.report or {}).get("images", [])), key=lambda i: -float(i[1].get("risk", 0))
     )
-    for index, _image in images:
+    return next(((i, image) for i, image in images if image.get("findings")), None) or next(
+        iter(images), None
+    )
+
+
+def _outlined(case: CaseFile, index: int) -> bool:
+    """Whether the image at ``index`` has a region outlined (its mask): only then do its
+    side-by-side pictures show a change in red."""
+    return any(p.get("image_index") == index and p["name"] == "mask" for p in case.pictures)
+
+
+def _summary_picture(case: CaseFile) -> dict[str, Any] | None:
+    """The one picture that shows the case, of the image the summary sentence names: its
+    overlay (the claim beside the merchant's photo, any change outlined), else its photo."""
+    key = _key_image(case)
+    if key is not None:
+        index, image = key
         for picture in case.pictures:
             if picture.get("image_index") == index and picture["name"] == "overlay":
-                return picture
-    for _index, image in images:
+                return {**picture, "outlined": _outlined(case, index)}
         photo = _photo_of(case, image)
         if photo is not None:
             return {**photo, "image": image["path"], "name": "claim"}
@@ -422,13 +437,13 @@ def _summary_picture(case: CaseFile) -> dict[str, Any] | None:
 
 
 def _key_finding(case: CaseFile) -> tuple[str, dict[str, Any]] | None:
-    """(photo, finding) that moved the riskiest image's risk most, either way."""
-    images = sorted((case.report or {}).get("images", []), key=lambda i: -float(i.get("risk", 0)))
-    for image in images:
-        findings = sorted(image.get("findings", []), key=lambda f: -abs(float(f["strength"])))
-        if findings:
-            return image["path"], findings[0]
-    return None
+    """(photo, finding) that moved the key image's risk most, either way."""
+    key = _key_image(case)
+    if key is None or not key[1].get("findings"):
+        return None
+    image = key[1]
+    strongest = max(image["findings"], key=lambda f: abs(float(f["strength"])))
+    return image["path"], strongest
 
 
 def _images_for_report(case: CaseFile) -> list[dict[str, Any]]:
@@ -442,6 +457,7 @@ def _images_for_report(case: CaseFile) -> list[dict[str, Any]]:
                 "photo": _photo_of(case, image),
                 "findings": sorted(image.get("findings", []), key=lambda f: -abs(f["strength"])),
                 "wide": [p for p in pictures if p["name"] == "overlay"],
+                "outlined": _outlined(case, index),
                 "pictures": [p for p in pictures if p["name"] != "overlay"],
             }
         )
