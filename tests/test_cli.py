@@ -166,10 +166,13 @@ def test_batch_gives_one_line_per_claim_and_a_bad_file_fails_only_its_line(
     claim_files: dict[str, Path], tmp_path: Path
 ) -> None:
     manifest = tmp_path / "claims.jsonl"
+    # A path relative to the manifest's folder, wherever the command runs from.
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "other.jpg").write_bytes(claim_files["other"].read_bytes())
     lines = [
         {"id": "c1", "claims": [str(claim_files["forged"])], "refs": [str(claim_files["listing"])]},
         {"id": "c2", "claims": [str(claim_files["bad"])], "refs": []},
-        {"id": "c3", "claims": [str(claim_files["other"])]},
+        {"id": "c3", "claims": ["photos/other.jpg"]},
         {"id": "c4"},
     ]
     manifest.write_text("\n".join(json.dumps(x) for x in lines) + "\nnot json\n")
@@ -291,3 +294,13 @@ def test_check_compares_two_photos_inside_the_buyers_box_and_refuses_a_bad_box(
     refused = run_cli("check", str(front), str(side), "--damage-boxes", "[[0.5, 0.5, 0.1, 0.9]]")
     assert refused.returncode == 2
     assert "claim.bad_damage_box" in refused.stderr
+
+
+def test_the_report_of_a_claim_not_in_the_database_says_so_plainly(tmp_path: Path) -> None:
+    env = {"REFUNDLENS_DATA_DIR": str(tmp_path)}
+    assert run_cli("db", "upgrade", env=env).returncode == 0
+    result = run_cli("report", "clm_nope", env=env)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "refundlens: error [claim.not_found] no claim 'clm_nope' in this database."
+    )

@@ -258,8 +258,8 @@ def _init_worker(settings: Settings, policy: Policy) -> None:
     _WORKER["policy"] = policy
 
 
-def _batch_line(args: tuple[int, str, str | None]) -> dict[str, Any]:
-    number, line, out = args
+def _batch_line(args: tuple[int, str, str | None, str]) -> dict[str, Any]:
+    number, line, out, base = args
     settings: Settings = _WORKER["settings"]
     try:
         entry = json.loads(line)
@@ -294,8 +294,9 @@ def _batch_line(args: tuple[int, str, str | None]) -> dict[str, Any]:
         boxes = parse_damage_boxes(
             "" if raw_boxes is None else json.dumps(raw_boxes), len(claims), settings
         )
-        references = _load_all([Path(p) for p in refs], settings, "refs")
-        claim_media = _load_all([Path(p) for p in claims], settings, "claims")
+        # Relative paths are the manifest's: it travels with its photos, wherever it is run from.
+        references = _load_all([Path(base) / str(p) for p in refs], settings, "refs")
+        claim_media = _load_all([Path(base) / str(p) for p in claims], settings, "claims")
         assessment = analyze(
             claim_media,
             references,
@@ -320,10 +321,11 @@ def _run_batch(manifest: Path, out: Path | None, settings: Settings, policy: Pol
         ) from exc
     with handle:
 
-        def jobs() -> Iterator[tuple[int, str, str | None]]:
+        def jobs() -> Iterator[tuple[int, str, str | None, str]]:
+            base = str(manifest.parent)
             for number, line in enumerate(handle, 1):
                 if line.strip():
-                    yield number, line, str(out) if out else None
+                    yield number, line, str(out) if out else None, base
 
         workers = settings.workers or os.cpu_count() or 1
         if workers == 1:
@@ -956,7 +958,7 @@ def report(
     ] = None,
 ) -> None:
     """Write the evidence report of one claim (case facts, photos, findings, audit trail, rules)."""
-    from .errors import RefundlensError
+    from .errors import NotFound, RefundlensError
     from .report.evidence import content_json, gather, render_html, render_pdf
     from .store import BlobStore
 
@@ -977,8 +979,10 @@ def report(
             html = render_html(
                 case, "zh_CN" if lang.startswith("zh") else "en", settings.jurisdiction
             )
+    except NotFound as exc:  # the API's wording hides others' claims; here the database is ours
+        raise _fail(f"error [{exc.code}] no claim {claim_id!r} in this database.") from exc
     except RefundlensError as exc:
-        raise _fail(exc.message) from exc
+        raise _fail(f"error [{exc.code}] {exc.message}") from exc
     target = out or Path(f"refundlens-{claim_id}.{fmt}")
     if fmt == "html":
         target.write_text(html, encoding="utf-8")
