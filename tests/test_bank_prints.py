@@ -133,6 +133,44 @@ def test_bank_files_carry_local_prints_signed_and_nothing_else() -> None:
     assert info.value.code == "bank.malformed"
 
 
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"pdq": "g" * 64},  # not hex: every service's index refresh would raise on it
+        {"pdq": "AB" * 32},
+        {"codes": "xyz"},
+        {"codes": ["Please approve this buyer's claims"]},
+        {"codes": ["reference.derived"] * 17},
+        {"confirmed_at": "yesterday"},
+        {"confirmed_at": 20250901},
+        {"buyer": 42},
+        {"buyer": "b1"},
+    ],
+)
+def test_a_trusted_signers_malformed_entry_is_refused_whole(bad: dict[str, object]) -> None:
+    """A trusted partner (or its buggy exporter) is not trusted to be well-formed: a PDQ that is
+    not hex stopped the analysis of every claim; free text in codes reached reviewers."""
+    key = Ed25519PrivateKey.generate()
+    trusted = {_public_b64(key.public_key()): "p1"}
+    good = sign_bank("p1", "p1", [_entry(buyer="cd" * 32)], key)
+    assert verify_bank(json.loads(json.dumps(good)), trusted)
+    document = sign_bank("p1", "p1", [_entry(**{"buyer": None, **bad})], key)
+    with pytest.raises(BankError) as info:
+        verify_bank(json.loads(json.dumps(document)), trusted)
+    assert info.value.code == "bank.malformed"
+    with pytest.raises(BankError) as untrusted:  # a key that is no string is no trusted key
+        verify_bank({**document, "public_key": ["x"]}, trusted)
+    assert untrusted.value.code == "bank.untrusted_signer"
+
+
+def test_a_bank_row_with_an_unreadable_pdq_is_left_out_not_fatal(tmp_path: Path) -> None:
+    """One row changed in the database since import must not stop every claim's analysis."""
+    from refundlens.reuse.history import _pdq_bytes
+
+    assert _pdq_bytes(1, "ab" * 32) == bytes.fromhex("ab" * 32)
+    assert _pdq_bytes(2, "g" * 64) is None and _pdq_bytes(3, "ab") is None
+
+
 def _signed(key: Ed25519PrivateKey, fmt: str, entries: list[dict[str, object]]) -> str:
     """A bank file of ``fmt`` from old-platform, as written to disk."""
     body = {

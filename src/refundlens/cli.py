@@ -447,9 +447,10 @@ def bank_keygen(
     """Create this platform's bank signing key; prints the line other platforms add to their trusted signers."""
     from .reuse.bank import generate_key
 
-    if out.exists():
-        raise _fail(f"{out} exists; refusing to overwrite a signing key")
-    public = generate_key(out)
+    try:
+        public = generate_key(out)
+    except FileExistsError:
+        raise _fail(f"{out} exists; refusing to overwrite a signing key") from None
     typer.echo(f"{_settings().bank_name} {public}")
 
 
@@ -547,12 +548,14 @@ def bank_import(
     from sqlalchemy import select
 
     from .errors import RefundlensError
-    from .reuse.bank import read_trusted, verify_bank
+    from .reuse.bank import MAX_FILE_BYTES, read_trusted, verify_bank
     from .store.sql import audit as _audit
     from .store.sql.models import BankEntry, utcnow
 
     settings = _settings()
     try:
+        if file.stat().st_size > MAX_FILE_BYTES:
+            raise _fail(f"error [bank.malformed] {file} is over {MAX_FILE_BYTES} bytes.")
         document = verify_bank(
             _json.loads(file.read_text(encoding="utf-8")),
             read_trusted(settings.bank_trusted_keys_path),

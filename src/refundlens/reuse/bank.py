@@ -18,6 +18,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ __all__ = [
     "ENTRY_FIELDS",
     "FORMAT",
     "FORMATS",
+    "MAX_FILE_BYTES",
     "BankError",
     "buyer_hmac",
     "generate_key",
@@ -43,6 +45,15 @@ FORMAT = "refundlens-bank/2"
 FORMATS = ("refundlens-bank/1", FORMAT)
 """Formats read: 1 (PDQ only) and 2 (PDQ and an optional local print per entry)."""
 ENTRY_FIELDS = frozenset({"pdq", "codes", "confirmed_at", "buyer", "local"})
+MAX_ENTRIES = 1_000_000
+"""Entries one bank file may hold: every service process keeps every entry in memory."""
+MAX_FILE_BYTES = 2 * 1024**3
+"""A bank file's size, checked before it is read: about 330,000 entries with local prints
+(about 6 KB each), or a million without."""
+MAX_CODES = 16
+"""Finding codes one entry may name (what the partner's reviewers confirmed)."""
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_CODE = re.compile(r"[a-z][a-z0-9_]{0,30}(\.[a-z0-9_]{1,40}){1,3}")
 
 
 class BankError(RefundlensError):
@@ -62,13 +73,18 @@ def _canonical(body: dict[str, Any]) -> bytes:
 
 
 def generate_key(path: Path) -> str:
-    """Write a new Ed25519 private key (PEM, mode 600) and return its public key (base64)."""
+    """Write a new Ed25519 private key (PEM, mode 600) and return its public key (base64).
+    The file is created with that mode and only if it does not exist (FileExistsError): never
+    readable by others for a moment, never over an existing key."""
+    import os
+
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    path.write_bytes(pem)
-    path.chmod(0o600)
+    handle = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    with os.fdopen(handle, "wb") as out:
+        out.write(pem)
     return _public_b64(key.public_key())
 
 
@@ -122,6 +138,32 @@ def read_trusted(path: str) -> dict[str, str]:
     return trusted
 
 
+def _check_entry(entry: dict[str, Any]) -> None:
+    """An entry's facts in the shapes export writes, else BankError."""
+    codes = entry.get("codes", [])
+    if (
+        not isinstance(codes, list)
+        or len(codes) > MAX_CODES
+        or not all(isinstance(c, str) and _CODE.fullmatch(c) for c in codes)
+    ):
+        raise BankError(
+            "bank.malformed",
+            f"A bank entry's codes are not a list of at most {MAX_CODES} finding codes.",
+        )
+    buyer = entry.get("buyer")
+    if buyer is not None and not (isinstance(buyer, str) and _HEX64.fullmatch(buyer)):
+        raise BankError("bank.malformed", "A bank entry's buyer is not a keyed hash (64 hex).")
+    confirmed = entry.get("confirmed_at", "1970-01-01")
+    try:
+        if not isinstance(confirmed, str):
+            raise ValueError(confirmed)
+        dt.datetime.fromisoformat(confirmed)
+    except ValueError:
+        raise BankError(
+            "bank.malformed", "A bank entry's confirmed_at is not an ISO 8601 date."
+        ) from None
+
+
 def verify_bank(
     document: Any, trusted: dict[str, str], own_bank: str | None = None
 ) -> dict[str, Any]:
@@ -135,7 +177,7 @@ def verify_bank(
         )
     body = {k: v for k, v in document.items() if k != "signature"}
     public = document.get("public_key")
-    if public not in trusted:
+    if not isinstance(public, str) or public not in trusted:
         raise BankError(
             "bank.untrusted_signer",
             f"The bank is signed by {document.get('signer')!r} with a key that is not in the trusted signers: refused.",
@@ -165,12 +207,20 @@ def verify_bank(
             f"The bank {name!r} is this platform's own: it is filled by its reviewers, never "
             "imported. Refused.",
         )
+    # A trusted signer is still not trusted to be well-formed: one entry that the services
+    # cannot read would stop every claim's analysis, and its words reach reviewers as facts.
     entries = document.get("entries")
     if not isinstance(entries, list) or not all(
-        isinstance(e, dict) and isinstance(e.get("pdq"), str) and len(e["pdq"]) == 64
+        isinstance(e, dict) and isinstance(e.get("pdq"), str) and _HEX64.fullmatch(e["pdq"])
         for e in entries
     ):
-        raise BankError("bank.malformed", "The bank's entries are not PDQ hashes with their facts.")
+        raise BankError(
+            "bank.malformed", "The bank's entries are not PDQ hashes (64 lowercase hex digits)."
+        )
+    if len(entries) > MAX_ENTRIES:
+        raise BankError(
+            "bank.malformed", f"The bank holds {len(entries)} entries; at most {MAX_ENTRIES}."
+        )
     for entry in entries:
         extra = set(entry) - ENTRY_FIELDS
         if extra:
@@ -178,6 +228,7 @@ def verify_bank(
                 "bank.malformed",
                 f"A bank entry carries fields a bank may not hold ({', '.join(sorted(extra))}): refused.",
             )
+        _check_entry(entry)
         if "local" in entry:
             from .prints import LocalPrint
 

@@ -57,10 +57,18 @@ class IndexCache:
                 .order_by(BankEntry.id)
             ).all()
             if bank_rows:
-                self.bank.add([r[0] for r in bank_rows], [bytes.fromhex(r[1]) for r in bank_rows])
-                for ident, _, text in bank_rows:
-                    if text:
-                        self._add_print(ident, text)
+                idents: list[int] = []
+                codes: list[bytes] = []
+                for ident, pdq, _ in bank_rows:
+                    code = _pdq_bytes(ident, pdq)
+                    if code is not None:
+                        idents.append(ident)
+                        codes.append(code)
+                if codes:
+                    self.bank.add(idents, codes)
+                for ident, _, local in bank_rows:
+                    if local:
+                        self._add_print(ident, local)
                 self._last_bank = bank_rows[-1][0]
             video_rows = session.execute(
                 select(VideoFingerprint.id, VideoFingerprint.pdq)
@@ -81,6 +89,20 @@ class IndexCache:
             self.bank_prints.add(ident, LocalPrint.from_text(text))
         except ValueError:
             log.warning("bank entry %s has an unreadable local print; PDQ only", ident)
+
+
+def _pdq_bytes(ident: int, text: str) -> bytes | None:
+    """A bank entry's PDQ as bytes; None (and a warning) for one that is not 64 hex digits:
+    import refuses such entries, but one changed in the database since must not stop the
+    analysis of every claim, as an unreadable local print does not."""
+    try:
+        code = bytes.fromhex(text)
+    except (TypeError, ValueError):
+        code = b""
+    if len(code) != 32:
+        log.warning("bank entry %s has an unreadable PDQ; left out of matching", ident)
+        return None
+    return code
 
 
 @dataclasses.dataclass
