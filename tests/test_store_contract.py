@@ -162,7 +162,7 @@ def test_catalogue_finds_skus_orders_and_references_in_order(kit: Kit) -> None:
                     width=10,
                     height=10,
                     pdq="0" * 64,
-                    created_at=utcnow() + dt.timedelta(seconds=len(name)),
+                    created_at=utcnow() + dt.timedelta(minutes=len(name)),
                 ),
             )
         order = _order(store, sku)
@@ -191,6 +191,43 @@ def test_catalogue_finds_skus_orders_and_references_in_order(kit: Kit) -> None:
             "pack@1.0",
             "pack@3.0",
         ]
+        # What existed at a moment (a claim's filing): "first.jpg" was added 9 minutes after
+        # now, "second.jpg" 10 minutes after; the frames were kept now.
+        moment = utcnow() + dt.timedelta(minutes=9.5)
+        assert [n for _, n in store.catalogue.reference_files(sku.id, before=moment)] == [
+            "first.jpg"
+        ]
+        assert store.catalogue.order_reference_files(order.id, before=moment) != []
+        past = utcnow() - dt.timedelta(hours=1)
+        assert store.catalogue.reference_files(sku.id, before=past) == []
+        assert store.catalogue.order_reference_files(order.id, before=past) == []
+
+
+def test_a_claims_analysis_uses_only_references_that_existed_when_it_was_filed(kit: Kit) -> None:
+    """A merchant can fetch its claims' photos: one it adds to its SKU afterwards (the damage
+    painted out) would make the honest photo look derived from it."""
+    kit.seed("m1")
+    with kit.open() as store:
+        sku = _sku(store, "m1")
+        order = _order(store, sku)
+        claim = Claim(
+            id=new_id("clm"), seq=1, order_id=order.id, merchant_id="m1", buyer_id="b1",
+            claim_type="refund_only", amount=10.0, state="analysing",
+            created_at=utcnow() - dt.timedelta(minutes=5),
+        )  # fmt: skip
+        store.claims.add(claim)
+        for name, minutes in (("listing.jpg", -60), ("added-later.jpg", 1)):
+            store.catalogue.add_reference(
+                sku,
+                ReferencePhoto(
+                    id=new_id("ref"), sku_id=sku.id, sha256=name[0] * 64, name=name, width=10,
+                    height=10, pdq="0" * 64, created_at=utcnow() + dt.timedelta(minutes=minutes),
+                ),
+            )  # fmt: skip
+        claim_id = claim.id
+    with kit.open() as store:
+        _photos, references, _order_row = cases.input_files(store, claim_id)
+        assert [name for _, name in references] == ["listing.jpg"]
 
 
 def test_packing_videos_wait_in_their_outbox_until_marked(kit: Kit) -> None:

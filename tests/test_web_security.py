@@ -488,6 +488,9 @@ def test_claims_are_assigned_only_to_reviewers_of_their_shop_and_released_by_the
     with server.client(keys["reviewer_2"]) as other:
         released = other.post(path, json={"reviewer": None})
         assert released.status_code == 403
+        # Nor take it first and then give it back: another reviewer holds it.
+        taken = other.post(path, json={"reviewer": keys["reviewer_2"].split(".")[0]})
+        assert taken.status_code == 403 and "Another reviewer holds" in taken.text
     with server.client(keys["reviewer"]) as reviewer:
         assert (
             reviewer.get(f"/v1/claims/{keys['claim']}").json()["assigned_to"]

@@ -103,8 +103,11 @@ def input_files(
     order = store.catalogue.order(claim.order_id)
     assert order is not None
     photos = [(p.sha256, p.name) for p in claim.photos]
-    references = store.catalogue.reference_files(order.sku_id)
-    frames = store.catalogue.order_reference_files(order.id)
+    # Only references that existed when the claim was filed: one added later may have been made
+    # from the claim's own photo (the damage painted out), and would make an honest photo look
+    # derived from it. The merchant's later evidence goes to the person (POST .../evidence).
+    references = store.catalogue.reference_files(order.sku_id, before=claim.created_at)
+    frames = store.catalogue.order_reference_files(order.id, before=claim.created_at)
     return photos, [*references, *frames], order
 
 

@@ -271,17 +271,20 @@ def appeal(
 
 
 def assign(store: Store, actor: Actor, claim: Claim, reviewer_key_id: str | None) -> Claim:
-    """Give the claim to one reviewer (None: back to the pool). A reviewer may take a claim for
-    itself and give back only its own; an admin may give a claim to any live reviewer key that
+    """Give the claim to one reviewer (None: back to the pool). A reviewer may take a claim no
+    one holds, for itself, and give back only its own; an admin may give a claim to any live reviewer key that
     is assigned the claim's merchant, and take it back from anyone."""
     if actor.role not in ("reviewer", "admin"):
         raise RefundlensError("auth.forbidden", "Only reviewers and admins assign claims.")
     if actor.role == "reviewer":
         if reviewer_key_id not in (actor.id, None):
             raise RefundlensError("auth.forbidden", "A reviewer may only take a claim for itself.")
-        if reviewer_key_id is None and claim.assigned_to not in (actor.id, None):
+        if claim.assigned_to not in (actor.id, None):
+            # Taking it would be the first half of giving back another's claim.
             raise RefundlensError(
-                "auth.forbidden", "A reviewer may only give back a claim it has taken itself."
+                "auth.forbidden",
+                "Another reviewer holds this claim: a reviewer may only take a claim no one holds "
+                "and give back one it has taken itself (an admin can reassign it).",
             )
     if reviewer_key_id is not None:
         key = store.access.api_key(reviewer_key_id)

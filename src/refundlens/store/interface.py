@@ -100,8 +100,8 @@ class Catalogue(Protocol):
 
     def add_reference(self, sku: Sku, photo: ReferencePhoto) -> None: ...
 
-    def reference_files(self, sku_id: str) -> list[FileRef]:
-        """The SKU's reference photos, oldest first."""
+    def reference_files(self, sku_id: str, before: dt.datetime | None = None) -> list[FileRef]:
+        """The SKU's reference photos, oldest first (only those added at or before ``before``)."""
         ...
 
     def order(self, order_id: str) -> Order | None: ...
@@ -110,8 +110,11 @@ class Catalogue(Protocol):
 
     def add_order(self, order: Order) -> None: ...
 
-    def order_reference_files(self, order_id: str) -> list[FileRef]:
-        """Frames kept from the order's packing videos, in video time order."""
+    def order_reference_files(
+        self, order_id: str, before: dt.datetime | None = None
+    ) -> list[FileRef]:
+        """Frames kept from the order's packing videos, in video time order (only those kept at
+        or before ``before``)."""
         ...
 
     def add_order_reference(self, row: OrderReference) -> None: ...

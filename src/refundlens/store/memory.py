@@ -105,8 +105,14 @@ class _Catalogue:
         _with_defaults(photo)
         self.t.references.append(photo)
 
-    def reference_files(self, sku_id: str) -> list[tuple[str, str]]:
-        rows = [r for r in self.t.references if r.sku_id == sku_id]
+    def reference_files(
+        self, sku_id: str, before: dt.datetime | None = None
+    ) -> list[tuple[str, str]]:
+        rows = [
+            r
+            for r in self.t.references
+            if r.sku_id == sku_id and (before is None or _at_or_before(r.created_at, before))
+        ]
         return [(r.sha256, r.name) for r in sorted(rows, key=lambda r: r.created_at)]
 
     def order(self, order_id: str) -> Order | None:
@@ -126,8 +132,14 @@ class _Catalogue:
         _with_defaults(order)
         self.t.orders[order.id] = order
 
-    def order_reference_files(self, order_id: str) -> list[tuple[str, str]]:
-        rows = [r for r in self.t.order_references if r.order_id == order_id]
+    def order_reference_files(
+        self, order_id: str, before: dt.datetime | None = None
+    ) -> list[tuple[str, str]]:
+        rows = [
+            r
+            for r in self.t.order_references
+            if r.order_id == order_id and (before is None or _at_or_before(r.created_at, before))
+        ]
         return [(r.sha256, r.name) for r in sorted(rows, key=lambda r: r.seconds)]
 
     def add_order_reference(self, row: OrderReference) -> None:
@@ -367,3 +379,12 @@ class MemoryStore:
         self.tables.keys[key.id] = key
         self.tables.assignments.update((key.id, m) for m in merchants)
         return key
+
+
+def _at_or_before(when: dt.datetime, before: dt.datetime) -> bool:
+    """``when`` <= ``before``, a naive time read as UTC (as the SQL store keeps them)."""
+
+    def utc(t: dt.datetime) -> dt.datetime:
+        return t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t
+
+    return utc(when) <= utc(before)

@@ -64,12 +64,15 @@ class _Catalogue:
     def add_reference(self, sku: Sku, photo: ReferencePhoto) -> None:
         self.session.add(photo)
 
-    def reference_files(self, sku_id: str) -> list[tuple[str, str]]:
-        rows = self.session.execute(
-            select(ReferencePhoto.sha256, ReferencePhoto.name)
-            .where(ReferencePhoto.sku_id == sku_id)
-            .order_by(ReferencePhoto.created_at)
-        ).all()
+    def reference_files(
+        self, sku_id: str, before: dt.datetime | None = None
+    ) -> list[tuple[str, str]]:
+        query = select(ReferencePhoto.sha256, ReferencePhoto.name).where(
+            ReferencePhoto.sku_id == sku_id
+        )
+        if before is not None:
+            query = query.where(ReferencePhoto.created_at <= before)
+        rows = self.session.execute(query.order_by(ReferencePhoto.created_at)).all()
         return [(sha, name) for sha, name in rows]
 
     def order(self, order_id: str) -> Order | None:
@@ -84,12 +87,15 @@ class _Catalogue:
         self.session.add(order)
         self.session.flush()
 
-    def order_reference_files(self, order_id: str) -> list[tuple[str, str]]:
-        rows = self.session.execute(
-            select(OrderReference.sha256, OrderReference.name)
-            .where(OrderReference.order_id == order_id)
-            .order_by(OrderReference.seconds)
-        ).all()
+    def order_reference_files(
+        self, order_id: str, before: dt.datetime | None = None
+    ) -> list[tuple[str, str]]:
+        query = select(OrderReference.sha256, OrderReference.name).where(
+            OrderReference.order_id == order_id
+        )
+        if before is not None:
+            query = query.where(OrderReference.created_at <= before)
+        rows = self.session.execute(query.order_by(OrderReference.seconds)).all()
         return [(sha, name) for sha, name in rows]
 
     def add_order_reference(self, row: OrderReference) -> None:
