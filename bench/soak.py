@@ -59,7 +59,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 PHOTOS = Path("../shared/data/grocery-store-packages")  # relative to the repository's root
 PG_BIN = Path("/usr/lib/postgresql")
-WEBHOOK_SECRET = "soak-secret"
+WEBHOOK_SECRET = "soak-secret-of-at-least-32-characters"
 
 # --- the pure parts (tests/test_soak.py) ---------------------------------------------------
 

@@ -665,3 +665,29 @@ def test_an_empty_box_removes_the_box_on_file_in_a_change_and_is_refused_on_fili
     with pytest.raises(RefundlensError) as refused:
         parse_box_changes("[[0.5]]", 1, Settings())
     assert "[] (remove the box on file)" in refused.value.message
+
+
+def test_a_webhook_url_needs_a_long_secret_and_saving_again_keeps_it(server: Server) -> None:
+    """Events signed with a short or empty key can be forged; sending a tenant again without its
+    secret once set it to none."""
+    from refundlens.store import Database
+    from refundlens.store.sql.models import Tenant
+
+    hook = {"id": "shop-w", "kind": "merchant", "name": "W", "webhook_url": "http://r.test/h"}
+    with server.client(server.admin) as admin:
+        for secret in (None, "", "s3cret"):
+            body = hook if secret is None else {**hook, "webhook_secret": secret}
+            refused = admin.post("/v1/tenants", json=body)
+            assert refused.status_code == 422, secret
+            assert refused.json()["error"]["code"] == "request.bad_field"
+            assert "webhook_secret" in refused.json()["error"]["message"]
+        secret = "x" * 32
+        assert admin.post("/v1/tenants", json={**hook, "webhook_secret": secret}).status_code == 201
+        assert admin.post("/v1/tenants", json={**hook, "name": "W2"}).status_code == 201
+    database = Database(server.settings)
+    try:
+        with database.session() as session:
+            tenant = session.get(Tenant, "shop-w")
+            assert tenant is not None and (tenant.name, tenant.webhook_secret) == ("W2", secret)
+    finally:
+        database.dispose()

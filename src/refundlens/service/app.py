@@ -48,6 +48,7 @@ STATUS = {
     "auth.missing": 401,
     "auth.invalid": 401,
     "auth.forbidden": 403,
+    "request.bad_field": 422,  # raised by a route (fields.FieldError) as by the schema
     "claim.illegal_transition": 409,
     "claim.closed": 409,
     "claim.already_open": 409,
