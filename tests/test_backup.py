@@ -145,6 +145,40 @@ def test_a_backup_with_a_blob_altered_is_refused(tmp_path: Path) -> None:
     assert code == 2 and "backup.blob_corrupt" in out, out
 
 
+def test_a_hostile_backup_folder_is_refused_before_anything_is_restored(tmp_path: Path) -> None:
+    """Whoever can write a backup folder must not make restore hash one file and restore
+    another, nor copy files from outside it through links (a secret key into features/)."""
+    import json
+
+    data_dir = tmp_path / "data"
+    env = {"REFUNDLENS_DATA_DIR": str(data_dir), "REFUNDLENS_DATABASE_URL": ""}
+    assert _cli(env, "db", "upgrade")[0] == 0
+    BlobStore(data_dir / "blobs").put(b"a photo")
+    backup = tmp_path / "backup"
+    assert _cli(env, "backup", "create", str(backup))[0] == 0
+    shutil.rmtree(data_dir)
+    manifest_path = backup / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+
+    # The manifest names a decoy to hash while restore would read database.sqlite.
+    decoy = backup / "decoy.sqlite"
+    shutil.copyfile(backup / "database.sqlite", decoy)
+    manifest_path.write_text(json.dumps({**manifest, "database_file": "decoy.sqlite"}))
+    code, out = _cli(env, "backup", "restore", str(backup))
+    assert code == 2 and "backup.unreadable" in out and "decoy.sqlite" in out, out
+    manifest_path.write_text(json.dumps(manifest))
+
+    # A link among the files to copy.
+    secret = tmp_path / "pii.key"
+    secret.write_text("the PII key")
+    (backup / "features").mkdir(exist_ok=True)
+    (backup / "features" / "stolen").symlink_to(secret)
+    code, out = _cli(env, "backup", "restore", str(backup))
+    assert code == 2 and "backup.unreadable" in out and "link" in out, out
+    assert not (data_dir / "features" / "stolen").exists()
+    assert not (data_dir / "refundlens.db").exists()  # refused before the database, too
+
+
 def test_backup_create_refuses_a_folder_without_a_database(tmp_path: Path) -> None:
     env = {"REFUNDLENS_DATA_DIR": str(tmp_path / "nothing"), "REFUNDLENS_DATABASE_URL": ""}
     code, out = _cli(env, "backup", "create", str(tmp_path / "backup"))

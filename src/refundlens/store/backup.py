@@ -27,6 +27,7 @@ import json
 import os
 import shutil
 import sqlite3
+import stat
 import subprocess
 from contextlib import closing
 from dataclasses import dataclass
@@ -44,6 +45,8 @@ from .sql.db import Database, sqlite_path
 __all__ = ["BackupReport", "create_backup", "restore_backup"]
 
 FORMAT = 1
+DUMP_FILES = {"sqlite": "database.sqlite", "postgresql": "database.pgdump"}
+"""The database file a backup of each kind holds (by SQLAlchemy's dialect name)."""
 
 
 @dataclass(frozen=True)
@@ -82,27 +85,49 @@ def _audit_head(database: Database) -> tuple[int, str]:
         return (head.seq, head.entry_hash) if head is not None else (0, "0" * 64)
 
 
+def _sha256_of(path: Path) -> str:
+    """A file's sha256, read in chunks (a backup's files may be large)."""
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def _regular_files(source: Path) -> list[Path]:
+    """Every file below ``source``, refusing a link or anything but files and folders: refundlens
+    writes none, and a restore that followed one would copy any file the restoring user can
+    read into the data folder (and from there into the next backup)."""
+    found = []
+    for root, folders, files in os.walk(source, followlinks=False):
+        for name in [*folders, *files]:
+            mode = os.lstat(os.path.join(root, name)).st_mode
+            if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
+                raise RefundlensError(
+                    "backup.unreadable",
+                    f"{os.path.join(root, name)} is a link or a special file; a refundlens backup "
+                    "holds none: refusing it.",
+                )
+        found += [Path(root) / name for name in files]
+    return sorted(found)
+
+
 def _copy_tree_checked(source: Path, target: Path, check: bool) -> int:
     """Copy a blob folder file by file; with ``check``, each file's sha256 must be its name."""
     count = 0
-    if not source.is_dir():
+    if source.is_symlink() or not source.is_dir():
         return 0
-    for path in sorted(source.rglob("*")):
-        if not path.is_file():
-            continue
+    for path in _regular_files(source):
         relative = path.relative_to(source)
         if check:
             name = "".join(relative.parts)
             if len(name) != 64:  # a temporary file of an interrupted write: not a blob
                 continue
-            if hashlib.sha256(path.read_bytes()).hexdigest() != name:
+            if _sha256_of(path) != name:
                 raise RefundlensError(
                     "backup.blob_corrupt",
                     f"blob {name} in {source} does not match its sha256: refusing it.",
                 )
         destination = target / relative
         destination.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(path, destination)
+        shutil.copyfile(path, destination, follow_symlinks=False)
         count += 1
     return count
 
@@ -125,10 +150,10 @@ def create_backup(settings: Settings, out: Path) -> BackupReport:
         if kind == "sqlite":
             path = sqlite_path(settings)
             assert path is not None
-            _sqlite_copy(path, out / "database.sqlite")
-            dump = out / "database.sqlite"
+            dump = out / DUMP_FILES["sqlite"]
+            _sqlite_copy(path, dump)
         else:
-            dump = out / "database.pgdump"
+            dump = out / DUMP_FILES["postgresql"]
             subprocess.run(
                 [
                     _tool("pg_dump"),
@@ -155,7 +180,7 @@ def create_backup(settings: Settings, out: Path) -> BackupReport:
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "database": kind,
         "database_file": dump.name,
-        "database_sha256": hashlib.sha256(dump.read_bytes()).hexdigest(),
+        "database_sha256": _sha256_of(dump),
         "audit_entries": seq,
         "audit_head": head,
         "blobs": blobs,
@@ -173,8 +198,18 @@ def _read_manifest(folder: Path) -> dict[str, Any]:
         ) from exc
     if manifest.get("format") != FORMAT:
         raise RefundlensError("backup.unreadable", f"unknown backup format in {folder}")
-    dump = folder / str(manifest["database_file"])
-    if hashlib.sha256(dump.read_bytes()).hexdigest() != manifest["database_sha256"]:
+    # The file hashed is the file restored: only the name this module writes for its kind.
+    expected = DUMP_FILES.get(str(manifest.get("database")))
+    if expected is None or manifest.get("database_file") != expected:
+        raise RefundlensError(
+            "backup.unreadable",
+            f"the manifest in {folder} names database file {manifest.get('database_file')!r}; "
+            f"a refundlens backup holds {' or '.join(DUMP_FILES.values())}.",
+        )
+    dump = folder / expected
+    if dump.is_symlink() or not dump.is_file():
+        raise RefundlensError("backup.unreadable", f"{dump} is missing, or a link: refusing it.")
+    if _sha256_of(dump) != manifest.get("database_sha256"):
         raise RefundlensError(
             "backup.blob_corrupt", f"{dump} does not match the sha256 in its manifest."
         )
@@ -185,6 +220,7 @@ def restore_backup(settings: Settings, folder: Path) -> BackupReport:
     """Restore the backup in ``folder`` into ``settings``' (empty) database and data folder,
     then verify the audit chain and the files the database names."""
     manifest = _read_manifest(folder)
+    _regular_files(folder)  # no link anywhere in it, before anything is restored
     database = Database(settings)
     kind = database.engine.dialect.name
     try:
@@ -211,7 +247,7 @@ def restore_backup(settings: Settings, folder: Path) -> BackupReport:
             for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
                 leftover.unlink(missing_ok=True)
             with (
-                sqlite3.connect(folder / "database.sqlite") as source,
+                sqlite3.connect(folder / DUMP_FILES["sqlite"]) as source,
                 sqlite3.connect(path) as copy,
             ):
                 source.backup(copy)
@@ -223,7 +259,7 @@ def restore_backup(settings: Settings, folder: Path) -> BackupReport:
                     "--no-privileges",
                     "--exit-on-error",
                     f"--dbname={_libpq_url(database.url)}",
-                    str(folder / "database.pgdump"),
+                    str(folder / DUMP_FILES["postgresql"]),
                 ],
                 check=True,
                 capture_output=True,
