@@ -215,6 +215,46 @@ def test_frames_larger_than_the_header_says_are_never_decoded() -> None:
     assert read_video(_h264(64, 10, 4), settings).complete
 
 
+def _webm(seconds: float, start: float = 0.0, fps: int = 10) -> bytes:
+    """A VP8 webm (PyAV) of random frames whose first frame is at ``start`` seconds."""
+    import fractions
+
+    import av
+
+    out = io.BytesIO()
+    with av.open(out, "w", format="webm") as container:
+        stream = container.add_stream("libvpx", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        rng = np.random.default_rng(5)
+        for i in range(round(seconds * fps)):
+            image = rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts, frame.time_base = (
+                round((start + i / fps) * 1000),
+                fractions.Fraction(1, 1000),
+            )
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return out.getvalue()
+
+
+def test_a_webm_states_its_duration_and_a_clip_is_timed_from_its_first_frame() -> None:
+    """webm and mkv state no frame count: their stated duration is checked from the header; a
+    clip whose timestamps start at 10 s lasts its 3 s, not 13."""
+    from refundlens.media.video import probe_video, read_clip
+
+    settings = Settings(video_max_seconds=10)
+    assert probe_video(_webm(3), settings).duration_s == pytest.approx(3.0, abs=0.2)
+    with pytest.raises(MediaError) as long:
+        probe_video(_webm(30), settings)
+    assert long.value.code == "media.video_too_long"
+    clip = read_clip(_webm(3, start=10), settings, max_seconds=6, keep=3)
+    assert clip.duration_s == pytest.approx(3.0, abs=0.2)
+    assert all(0 <= f.seconds <= 3.0 for f in clip.frames)
+
+
 def test_a_phone_video_filmed_upright_is_read_upright(tmp_path: Path) -> None:
     """Phones store a portrait video landscape with a display rotation (mp4 track matrix)."""
     path = tmp_path / "portrait.mp4"

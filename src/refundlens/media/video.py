@@ -155,6 +155,7 @@ def read_clip(data: bytes, settings: Settings, *, max_seconds: float, keep: int)
         started = time.monotonic()
         index = pixels = 0
         seconds = 0.0
+        origin: float | None = None  # the first frame's time: a clip's own may not start at 0
         for frame in decoded:
             if time.monotonic() - started > settings.video_max_decode_seconds:
                 raise MediaError(
@@ -168,7 +169,10 @@ def read_clip(data: bytes, settings: Settings, *, max_seconds: float, keep: int)
                     "media.decompression_bomb",
                     f"The clip holds more than {index - 1} frames of {frame.width}x{frame.height}; the limit (video_max_total_pixels) is {settings.video_max_total_pixels:.3g} pixels.",
                 )
-            stamp = float(frame.time) if frame.time is not None else 0.0
+            stamp = 0.0
+            if frame.time is not None:
+                origin = float(frame.time) if origin is None else origin
+                stamp = float(frame.time) - origin
             seconds = max(seconds, stamp if stamp > 0 else (index - 1) / header.fps)
             if seconds > max_seconds or index > most:
                 raise MediaError(
@@ -235,6 +239,14 @@ def _opened(data: bytes, settings: Settings) -> Iterator[tuple[_Decoded, VideoHe
         fps = float(rate) if rate else 25.0
         count = max(0, int(stream.frames or 0))
         duration = count / fps if count > 0 else 0.0
+        if count == 0:
+            # webm and mkv state no frame count: their duration, where they state one (a
+            # browser's MediaRecorder does not: its frames' timestamps decide), gives it.
+            if stream.duration is not None and stream.time_base is not None:
+                duration = float(stream.duration * stream.time_base)
+            elif container.duration is not None:  # from its start, which may not be 0
+                duration = (container.duration - (container.start_time or 0)) / av.time_base
+            count = round(duration * fps)
         _check_frame_size(width, height, settings)
         if count > 0 and width * height * count > settings.video_max_total_pixels:
             raise MediaError(
