@@ -224,10 +224,30 @@ def test_a_claims_analysis_uses_only_references_that_existed_when_it_was_filed(k
                     height=10, pdq="0" * 64, created_at=utcnow() + dt.timedelta(minutes=minutes),
                 ),
             )  # fmt: skip
+        # Packing frames are as old as their video's upload, whenever the worker kept them.
+        for video_sha, minutes in (("a" * 64, -30), ("b" * 64, 1)):
+            store.catalogue.add_packing_video(
+                PackingVideo(
+                    id=new_id("pvd"), order_id=order.id, video_sha256=video_sha, name="pack.mp4",
+                    submitted_by="key", status="done",
+                    created_at=utcnow() + dt.timedelta(minutes=minutes),
+                )
+            )  # fmt: skip
+            store.catalogue.add_order_reference(
+                OrderReference(
+                    id=new_id("oref"), order_id=order.id, sha256=video_sha[0] * 64,
+                    name=f"{video_sha[0]}@1.0", video_sha256=video_sha, seconds=1.0,
+                )  # kept now, after the claim
+            )  # fmt: skip
         claim_id = claim.id
     with kit.open() as store:
         _photos, references, _order_row = cases.input_files(store, claim_id)
-        assert [name for _, name in references] == ["listing.jpg"]
+        assert [name for _, name in references] == ["listing.jpg", "a@1.0"]
+        # What a live capture must not repeat: every reference, however late.
+        _photos, every, _order_row = cases.input_files(store, claim_id, as_filed=False)
+        assert sorted(name for _, name in every) == [
+            "a@1.0", "added-later.jpg", "b@1.0", "listing.jpg"
+        ]  # fmt: skip
 
 
 def test_packing_videos_wait_in_their_outbox_until_marked(kit: Kit) -> None:

@@ -92,11 +92,13 @@ def start_analysis(store: Store, claim_id: str, settings: Settings) -> int | Non
 
 
 def input_files(
-    store: Store, claim_id: str
+    store: Store, claim_id: str, *, as_filed: bool = True
 ) -> tuple[list[tuple[str, str]], list[tuple[str, str]], Order]:
     """(sha256, name) of the claim's photos and of its references (SKU photos, then
     packing-video frames), and its order: rows only, so that the caller decodes them
-    (:func:`decode_inputs`) after its transaction has ended."""
+    (:func:`decode_inputs`) after its transaction has ended. ``as_filed``: only references
+    that existed when the claim was filed (what its analysis compares); False for every one
+    (what a live capture must not repeat)."""
     claim = store.claims.get(claim_id)
     if claim is None:
         raise NotFound("claim", claim_id)
@@ -106,8 +108,9 @@ def input_files(
     # Only references that existed when the claim was filed: one added later may have been made
     # from the claim's own photo (the damage painted out), and would make an honest photo look
     # derived from it. The merchant's later evidence goes to the person (POST .../evidence).
-    references = store.catalogue.reference_files(order.sku_id, before=claim.created_at)
-    frames = store.catalogue.order_reference_files(order.id, before=claim.created_at)
+    before = claim.created_at if as_filed else None
+    references = store.catalogue.reference_files(order.sku_id, before=before)
+    frames = store.catalogue.order_reference_files(order.id, before=before)
     return photos, [*references, *frames], order
 
 

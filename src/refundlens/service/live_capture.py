@@ -52,7 +52,8 @@ def take_capture(
         claim = find_claim(s)
         claim_id = claim.id
         boxes = cases.parse_box_changes(damage_boxes, len(cases.filed_photos(claim)), settings)
-        files = cases.input_files(SqlStore(s), claim_id)
+        # Every reference, however late: a capture repeating any is no new photo.
+        files = cases.input_files(SqlStore(s), claim_id, as_filed=False)
     try:
         checked_clip = cases.capture_clip(clip[0], clip[1], settings) if clip is not None else None
         _refuse_replays(

@@ -135,10 +135,19 @@ class _Catalogue:
     def order_reference_files(
         self, order_id: str, before: dt.datetime | None = None
     ) -> list[tuple[str, str]]:
+        def uploaded(r: OrderReference) -> dt.datetime:
+            # A frame is as old as the upload of its video (see the SQL store).
+            videos = [
+                v.created_at
+                for v in self.t.packing_videos.values()
+                if (v.order_id, v.video_sha256) == (r.order_id, r.video_sha256)
+            ]
+            return min(videos, key=_utc) if videos else r.created_at
+
         rows = [
             r
             for r in self.t.order_references
-            if r.order_id == order_id and (before is None or _at_or_before(r.created_at, before))
+            if r.order_id == order_id and (before is None or _at_or_before(uploaded(r), before))
         ]
         return [(r.sha256, r.name) for r in sorted(rows, key=lambda r: r.seconds)]
 
@@ -381,10 +390,10 @@ class MemoryStore:
         return key
 
 
+def _utc(t: dt.datetime) -> dt.datetime:
+    """A naive time read as UTC (as the SQL store keeps them)."""
+    return t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t
+
+
 def _at_or_before(when: dt.datetime, before: dt.datetime) -> bool:
-    """``when`` <= ``before``, a naive time read as UTC (as the SQL store keeps them)."""
-
-    def utc(t: dt.datetime) -> dt.datetime:
-        return t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t
-
-    return utc(when) <= utc(before)
+    return _utc(when) <= _utc(before)

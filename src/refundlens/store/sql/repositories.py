@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from . import audit
@@ -94,7 +94,18 @@ class _Catalogue:
             OrderReference.order_id == order_id
         )
         if before is not None:
-            query = query.where(OrderReference.created_at <= before)
+            # A frame is as old as the upload of its video (the worker may keep it later);
+            # frames of a video with no upload row (older data) by when they were kept.
+            video = select(PackingVideo.id).where(
+                PackingVideo.order_id == OrderReference.order_id,
+                PackingVideo.video_sha256 == OrderReference.video_sha256,
+            )
+            query = query.where(
+                or_(
+                    video.where(PackingVideo.created_at <= before).exists(),
+                    and_(~video.exists(), OrderReference.created_at <= before),
+                )
+            )
         rows = self.session.execute(query.order_by(OrderReference.seconds)).all()
         return [(sha, name) for sha, name in rows]
 
