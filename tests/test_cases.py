@@ -305,8 +305,10 @@ def test_an_endpoint_that_hangs_costs_a_round_one_timeout_not_one_per_event(
     with runtime.db.session() as session:
         waiting = session.query(WebhookEvent).filter(WebhookEvent.tenant_id == "hangs").all()
         assert len(waiting) == 5 and all(e.status == "pending" for e in waiting)
-        # Only the event that was tried counts an attempt: the others were not sent.
+        # Only the event that was tried counts an attempt: the others were not sent, and wait
+        # as long as it does (the endpoint is tried once per backoff, not once a round).
         assert sorted(e.attempts for e in waiting) == [0, 0, 0, 0, 1]
+        assert len({e.next_attempt_at for e in waiting}) == 1
 
 
 def test_no_webhook_event_fails_untried_and_failed_ones_can_be_sent_again(tmp_path: Path) -> None:

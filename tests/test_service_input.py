@@ -490,6 +490,11 @@ def test_no_text_a_page_prints_reorders_what_follows_it() -> None:
     shown = page.render(reason="broken \u202egpj.exe", sha="ab12", markup=Markup("<b>\u200e</b>"))
     assert shown == "<p>broken \ufffdgpj.exe sha256 ab12</p><b>\u200e</b>"
     assert environment("zh_CN").from_string("{{ n }}").render(n=3) == "3"
+    # ... and inside a translated sentence, whose result is Markup (the reason on page one).
+    for lang in ("en", "zh_CN"):
+        said = environment(lang).from_string('{{ _("Pictures of %(photo)s", photo=name) }}')
+        shown = said.render(name="invoice\u202egpj.exe<b>")
+        assert "\u202e" not in shown and "invoice\ufffdgpj.exe&lt;b&gt;" in shown
 
 
 @pytest.mark.parametrize("text", ["abc", "nan", "inf", "-Infinity", "1e400"])
@@ -684,6 +689,8 @@ def test_a_webhook_url_needs_a_long_secret_and_saving_again_keeps_it(server: Ser
         secret = "x" * 32
         assert admin.post("/v1/tenants", json={**hook, "webhook_secret": secret}).status_code == 201
         assert admin.post("/v1/tenants", json={**hook, "name": "W2"}).status_code == 201
+        cleared = {**hook, "id": "shop-v", "webhook_url": ""}  # no webhook: no secret needed
+        assert admin.post("/v1/tenants", json=cleared).status_code == 201
     database = Database(server.settings)
     try:
         with database.session() as session:

@@ -142,6 +142,17 @@ def shown_plainly(value: Any) -> Any:
     return value
 
 
+def _arguments_shown_plainly(translate: Any) -> Any:
+    """Jinja2's newstyle ``gettext``/``ngettext`` with every argument :func:`shown_plainly`."""
+    import jinja2
+
+    @jinja2.pass_context
+    def wrapped(context: Any, *args: Any, **variables: Any) -> Any:
+        return translate(context, *args, **{k: shown_plainly(v) for k, v in variables.items()})
+
+    return wrapped
+
+
 @functools.cache
 def environment(lang: str) -> jinja2.Environment:
     """A Jinja2 environment for ``lang`` with gettext installed; templates in ``templates/``."""
@@ -154,6 +165,11 @@ def environment(lang: str) -> jinja2.Environment:
         finalize=shown_plainly,
     )
     env.install_gettext_translations(translations(lang), newstyle=True)  # type: ignore[attr-defined]
+    # What a translated sentence takes in (a buyer's reason, a photo's name) comes out as Markup,
+    # which ``finalize`` leaves alone: its bidi controls are shown plainly here, before.
+    for name in ("gettext", "ngettext"):
+        env.globals[name] = _arguments_shown_plainly(env.globals[name])
+    env.globals["_"] = env.globals["gettext"]
     env.globals["lang"] = lang
     env.filters["routing_reason"] = lambda text: routing_reason(text, lang)
     env.filters["term"] = lambda value: term(value, lang)

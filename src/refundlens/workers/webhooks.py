@@ -35,6 +35,8 @@ __all__ = ["deliver_due", "retry_failed", "sign", "verify_signature"]
 
 log = logging.getLogger("refundlens.webhooks")
 TOLERANCE_S = 300
+MIN_SECRET = 32
+"""Characters a tenant's webhook secret must have (POST /v1/tenants refuses less)."""
 
 
 def sign(secret: str, body: bytes, timestamp: int | None = None) -> str:
@@ -91,9 +93,19 @@ def deliver_due(runtime: Runtime, limit: int = 100, client: httpx.Client | None 
             tenant = session.get(Tenant, event.tenant_id)
             url = tenant.webhook_url if tenant is not None else None
             secret = (tenant.webhook_secret or "") if tenant is not None else ""
+            if url and len(secret) < MIN_SECRET:
+                # Saved before the API asked for a long secret: its events can be forged.
+                log.warning(
+                    "tenant %s signs its webhooks with a secret of %d characters; send the "
+                    "tenant again with one of at least %d",
+                    event.tenant_id,
+                    len(secret),
+                    MIN_SECRET,
+                )
             jobs.append((event.id, dict(event.body), url or None, secret))
     outcomes: list[tuple[str, bool, str, bool]] = []  # (event id, ok, error, over the webhook)
-    skipped: list[str] = []  # events of an endpoint that failed this round: not tried
+    skipped: list[tuple[str, str]] = []  # (event, url) of an endpoint that failed this round
+    tried_at: dict[str, str] = {}  # url -> the event whose try found it failing
     own = client or httpx.Client(timeout=5.0)
     from .channels import load_channel
 
@@ -107,7 +119,7 @@ def deliver_due(runtime: Runtime, limit: int = 100, client: httpx.Client | None 
     try:
         for event_id, body_json, url, secret in jobs:
             if url is not None and url in unreachable:
-                skipped.append(event_id)
+                skipped.append((event_id, url))
                 continue
             if url is None:
                 # No webhook: the pluggable channel (SMS, e-mail; the log by default).
@@ -133,6 +145,7 @@ def deliver_due(runtime: Runtime, limit: int = 100, client: httpx.Client | None 
                 outcomes.append((event_id, ok, "" if ok else f"HTTP {response.status_code}", True))
             except httpx.HTTPError as exc:
                 unreachable.add(url)
+                tried_at[url] = event_id
                 outcomes.append((event_id, False, str(exc) or type(exc).__name__, True))
     finally:
         if client is None:
@@ -146,12 +159,7 @@ def deliver_due(runtime: Runtime, limit: int = 100, client: httpx.Client | None 
         metrics().webhook_deliveries.labels(outcome if webhook else f"channel_{outcome}").inc()
     done = 0
     with runtime.db.session() as session:
-        # Not tried, so not an attempt: each waits as a first retry would, and is tried again
-        # when due (its endpoint's failure is already counted on the event that was tried).
-        for event_id in skipped:
-            row = session.get(WebhookEvent, event_id, with_for_update=True)
-            if row is not None and row.status == "pending":
-                row.next_attempt_at = utcnow() + _backoff(row.attempts + 1)
+        retry_at: dict[str, dt.datetime] = {}
         for event_id, ok, error, webhook in outcomes:
             row = session.get(WebhookEvent, event_id, with_for_update=True)
             if row is None or row.status != "pending":
@@ -167,6 +175,14 @@ def deliver_due(runtime: Runtime, limit: int = 100, client: httpx.Client | None 
                 row.status = "failed"
             else:
                 row.next_attempt_at = utcnow() + _backoff(row.attempts)
+            retry_at[event_id] = row.next_attempt_at
+        # Not tried, so not an attempt: each waits as long as the event whose try found the
+        # endpoint failing (the endpoint's backoff), so that a hanging endpoint is tried once
+        # per backoff, not once a round, and no event fails without its own tries.
+        for event_id, url in skipped:
+            row = session.get(WebhookEvent, event_id, with_for_update=True)
+            if row is not None and row.status == "pending":
+                row.next_attempt_at = retry_at.get(tried_at.get(url, ""), utcnow() + _backoff(1))
     return done
 
 

@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from ...store.sql import audit
 from ...store.sql.models import Tenant
+from ...workers.webhooks import MIN_SECRET
 from ..deps import Admin, SessionDep
 from ..fields import FieldError
 from ..schemas import TenantIn, TenantOut
@@ -15,23 +16,24 @@ __all__ = ["router"]
 router = APIRouter()
 
 
-MIN_WEBHOOK_SECRET = 32
-"""Characters a webhook secret must have: events signed with a short (or empty) key could be
-forged by anyone who guesses it, and a receiver would accept a forged ``claim.decided``."""
+# Events signed with a short (or empty) key could be forged by anyone who guesses it, and a
+# receiver would accept a forged ``claim.decided``.
+MIN_WEBHOOK_SECRET = MIN_SECRET
 
 
 @router.post("/v1/tenants", status_code=201, response_model=TenantOut)
 def create_tenant(body: TenantIn, s: SessionDep, p: Admin) -> TenantOut:
     tenant = s.get(Tenant, body.id) or Tenant(id=body.id, kind=body.kind, name=body.name)
     # Saving a tenant again without its secret keeps the one on file: never signs with none.
+    url = body.webhook_url or None  # "" clears it, as leaving it out does
     secret = body.webhook_secret if body.webhook_secret is not None else tenant.webhook_secret
-    if body.webhook_url is not None and len(secret or "") < MIN_WEBHOOK_SECRET:
+    if url is not None and len(secret or "") < MIN_WEBHOOK_SECRET:
         raise FieldError(
             "webhook_secret",
             f"a webhook_url needs a webhook_secret of at least {MIN_WEBHOOK_SECRET} characters "
             "(events are signed with it)",
         )
-    tenant.name, tenant.webhook_url, tenant.webhook_secret = body.name, body.webhook_url, secret
+    tenant.name, tenant.webhook_url, tenant.webhook_secret = body.name, url, secret
     s.add(tenant)
     audit.append(s, p.key_id, "tenant.saved", details={"tenant": body.id})
     return TenantOut(id=tenant.id, kind=tenant.kind, name=tenant.name)
