@@ -128,6 +128,7 @@ def test_pictures_and_photos_go_with_their_image_even_when_two_photos_share_a_na
     summary = evidence._summary_picture(case)
     assert summary is not None and summary["sha256"] == "a" * 64  # the riskiest image's overlay
     assert summary["outlined"] is False  # no mask: the caption must not claim an outline
+    assert summary["aligned"] is False  # no aligned reference: nor a merchant's photo beside it
     case.pictures.append(
         {"image": "live-1.jpg", "image_index": 0, "name": "mask", "sha256": "c" * 64}
     )

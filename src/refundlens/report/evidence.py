@@ -413,10 +413,20 @@ def _key_image(case: CaseFile) -> tuple[int, dict[str, Any]] | None:
     )
 
 
+def _has_picture(case: CaseFile, index: int, name: str) -> bool:
+    return any(p.get("image_index") == index and p["name"] == name for p in case.pictures)
+
+
 def _outlined(case: CaseFile, index: int) -> bool:
     """Whether the image at ``index`` has a region outlined (its mask): only then do its
-    side-by-side pictures show a change in red."""
-    return any(p.get("image_index") == index and p["name"] == "mask" for p in case.pictures)
+    overlay's panels show a change in red."""
+    return _has_picture(case, index, "mask")
+
+
+def _aligned(case: CaseFile, index: int) -> bool:
+    """Whether the image's overlay has the merchant's photo aligned beside the claim (else it is
+    the claim photo alone, with what the analysis outlined)."""
+    return _has_picture(case, index, "aligned_reference")
 
 
 def _summary_picture(case: CaseFile) -> dict[str, Any] | None:
@@ -427,7 +437,11 @@ def _summary_picture(case: CaseFile) -> dict[str, Any] | None:
         index, image = key
         for picture in case.pictures:
             if picture.get("image_index") == index and picture["name"] == "overlay":
-                return {**picture, "outlined": _outlined(case, index)}
+                return {
+                    **picture,
+                    "outlined": _outlined(case, index),
+                    "aligned": _aligned(case, index),
+                }
         photo = _photo_of(case, image)
         if photo is not None:
             return {**photo, "image": image["path"], "name": "claim"}
@@ -458,6 +472,7 @@ def _images_for_report(case: CaseFile) -> list[dict[str, Any]]:
                 "findings": sorted(image.get("findings", []), key=lambda f: -abs(f["strength"])),
                 "wide": [p for p in pictures if p["name"] == "overlay"],
                 "outlined": _outlined(case, index),
+                "aligned": _aligned(case, index),
                 "pictures": [p for p in pictures if p["name"] != "overlay"],
             }
         )

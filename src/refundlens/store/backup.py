@@ -112,7 +112,7 @@ def _regular_files(source: Path) -> list[Path]:
 def _copy_tree_checked(source: Path, target: Path, check: bool) -> int:
     """Copy a blob folder file by file; with ``check``, each file's sha256 must be its name."""
     count = 0
-    if source.is_symlink() or not source.is_dir():
+    if not source.is_dir():  # a live data folder may be a link to another disk: followed
         return 0
     for path in _regular_files(source):
         relative = path.relative_to(source)
