@@ -179,6 +179,22 @@ def test_a_hostile_backup_folder_is_refused_before_anything_is_restored(tmp_path
     assert not (data_dir / "refundlens.db").exists()  # refused before the database, too
 
 
+def test_a_blob_folder_linked_to_another_disk_is_backed_up(tmp_path: Path) -> None:
+    """Moving <data_dir>/blobs to another disk and linking it is the usual way to grow it: the
+    backup follows the link (only a restore refuses links)."""
+    import json
+
+    data_dir = tmp_path / "data"
+    env = {"REFUNDLENS_DATA_DIR": str(data_dir), "REFUNDLENS_DATABASE_URL": ""}
+    assert _cli(env, "db", "upgrade")[0] == 0
+    elsewhere = tmp_path / "big-disk" / "blobs"
+    BlobStore(elsewhere).put(b"a photo")
+    (data_dir / "blobs").symlink_to(elsewhere, target_is_directory=True)
+    code, out = _cli(env, "backup", "create", str(tmp_path / "backup"))
+    assert code == 0, out
+    assert json.loads((tmp_path / "backup" / "manifest.json").read_text())["blobs"] == 1
+
+
 def test_backup_create_refuses_a_folder_without_a_database(tmp_path: Path) -> None:
     env = {"REFUNDLENS_DATA_DIR": str(tmp_path / "nothing"), "REFUNDLENS_DATABASE_URL": ""}
     code, out = _cli(env, "backup", "create", str(tmp_path / "backup"))
