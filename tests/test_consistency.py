@@ -15,9 +15,11 @@ from refundlens.detectors.consistency import (
     change_evidence,
     compare_views,
     detail_map,
+    find_faces,
     match_photometry,
     tolerant_difference,
 )
+from refundlens.detectors.matching import Features
 from refundlens.fusion import fuse, load_policy
 from refundlens.media import Media, media_from_bytes
 from refundlens.pipeline import analyze
@@ -449,3 +451,50 @@ def test_a_view_that_shows_the_marked_damage_differently_stops_a_confirmation_by
     )
     assert report["images"][0]["findings"][0]["code"] == "consistency.marked_damage_confirmed"
     assert facts_from_report(report, [False])[3]
+
+
+def _plane_features(
+    points: np.ndarray, shift: tuple[float, float], seed: int = 5
+) -> tuple[Features, Features]:
+    """The same keypoints seen by two views of one plane (``shift`` apart), with random unit
+    descriptors shared by both: what matching finds on a printed face."""
+    rng = np.random.default_rng(seed)
+    descriptors = rng.random((len(points), 128)).astype(np.float32)
+    descriptors /= np.linalg.norm(descriptors, axis=1, keepdims=True)
+    claim = Features(points.astype(np.float32), descriptors)
+    other = Features((points + np.asarray(shift)).astype(np.float32), descriptors.copy())
+    return claim, other
+
+
+def test_a_notch_in_the_feature_support_at_the_edge_of_the_print_is_still_the_face() -> None:
+    # Keypoints on a regular grid over a 300 x 300 px face, none in a 70 x 90 px notch that opens
+    # onto the face's right edge: painted damage there kills its own features and those around it.
+    xs, ys = np.meshgrid(np.arange(20, 320, 12.0), np.arange(20, 320, 12.0))
+    points = np.stack([xs.ravel(), ys.ravel()], axis=1)
+    notch = (points[:, 0] > 240) & (points[:, 1] > 130) & (points[:, 1] < 200)
+    claim, other = _plane_features(points[~notch], (7.0, -4.0))
+    shape = (360, 360)
+    inside_notch = (slice(152, 176), slice(262, 300))  # rows, cols: the damage, in the claim
+
+    bridged = find_faces(claim, other, shape, shape)
+    cut = find_faces(claim, other, shape, shape, bridge=0.0)
+
+    assert len(bridged) == 1 and len(cut) == 1
+    assert bridged[0].region[inside_notch].all()
+    assert not cut[0].region[inside_notch].any()
+    # The bridge closes gaps in the support, not the frame: nothing beyond the keypoints' hull.
+    assert not bridged[0].region[:, 330:].any() and not bridged[0].region[330:, :].any()
+
+
+def test_a_wide_bay_of_background_between_supported_surfaces_is_not_the_face() -> None:
+    # An L-shaped item: the bay between its arms is wider than the bridge and stays out.
+    xs, ys = np.meshgrid(np.arange(10, 350, 10.0), np.arange(10, 350, 10.0))
+    points = np.stack([xs.ravel(), ys.ravel()], axis=1)
+    bay = (points[:, 0] > 120) & (points[:, 1] < 230)
+    claim, other = _plane_features(points[~bay], (5.0, 3.0))
+    shape = (360, 360)
+
+    faces = find_faces(claim, other, shape, shape)
+
+    assert len(faces) == 1
+    assert not faces[0].region[40:150, 220:330].any()
