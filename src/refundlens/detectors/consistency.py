@@ -252,16 +252,24 @@ def _near(points: npt.NDArray[np.float32], shape: tuple[int, int]) -> BoolMap:
     return mask.astype(bool)
 
 
+def _distance_to_zero(image: npt.NDArray[np.uint8]) -> FloatMap:
+    """Euclidean distance of each pixel to the nearest zero pixel of ``image``."""
+    return np.asarray(cv2.distanceTransform(image, cv2.DIST_L2, cv2.DIST_MASK_PRECISE), np.float32)
+
+
 def _filled(mask: BoolMap, bridge: int = 0) -> BoolMap:
     """``mask`` with its holes filled: the pixels not connected to the frame's border through
     the complement of ``mask``, after closing gaps up to ``bridge`` px wide (a morphological
     closing by a disc of that radius), so that a hole open to the outside by a narrow gap
     counts as a hole."""
     if bridge > 0:
-        disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * bridge + 1, 2 * bridge + 1))
+        # A closing by a disc as two exact Euclidean distance transforms (linear time; OpenCV's
+        # morphology with a disc of 120 px cost 0.1 s a face). Padded so that the frame's border
+        # closes nothing.
         padded = np.pad(mask.astype(np.uint8), bridge)
-        closed = cv2.morphologyEx(padded, cv2.MORPH_CLOSE, disc)[bridge:-bridge, bridge:-bridge]
-        mask = mask | closed.astype(bool)
+        grown = _distance_to_zero(1 - padded) <= bridge
+        closed = _distance_to_zero(grown.astype(np.uint8)) > bridge
+        mask = mask | closed[bridge:-bridge, bridge:-bridge]
     outside = np.pad(~mask, 1, constant_values=True).astype(np.uint8)
     cv2.floodFill(outside, None, (0, 0), 2)
     return np.asarray(outside[1:-1, 1:-1] != 2)
