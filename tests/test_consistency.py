@@ -482,19 +482,22 @@ def test_a_notch_in_the_feature_support_at_the_edge_of_the_print_is_still_the_fa
     assert len(bridged) == 1 and len(cut) == 1
     assert bridged[0].region[inside_notch].all()
     assert not cut[0].region[inside_notch].any()
-    # The bridge closes gaps in the support, not the frame: nothing beyond the keypoints' hull.
-    assert not bridged[0].region[:, 330:].any() and not bridged[0].region[330:, :].any()
 
 
 def test_a_wide_bay_of_background_between_supported_surfaces_is_not_the_face() -> None:
-    # An L-shaped item: the bay between its arms is wider than the bridge and stays out.
-    xs, ys = np.meshgrid(np.arange(10, 350, 10.0), np.arange(10, 350, 10.0))
+    # A U-shaped item on a 400 px frame (support radius 24 px): the bay between its arms is 160 px
+    # wide, its opening between the arms' support 112 px. Bridging two radii (a disc of 48 px,
+    # which closes openings up to 96 px) leaves it out; three radii (up to 144 px) would take it.
+    xs, ys = np.meshgrid(np.arange(20, 390, 10.0), np.arange(20, 390, 10.0))
     points = np.stack([xs.ravel(), ys.ravel()], axis=1)
-    bay = (points[:, 0] > 120) & (points[:, 1] < 230)
+    bay = (points[:, 0] > 120) & (points[:, 0] < 280) & (points[:, 1] < 300)
     claim, other = _plane_features(points[~bay], (5.0, 3.0))
-    shape = (360, 360)
+    shape = (400, 400)
+    middle_of_bay = (slice(40, 200), slice(170, 230))
 
     faces = find_faces(claim, other, shape, shape)
+    wider = find_faces(claim, other, shape, shape, bridge=3.0)
 
-    assert len(faces) == 1
-    assert not faces[0].region[40:150, 220:330].any()
+    assert len(faces) == 1 and len(wider) == 1
+    assert not faces[0].region[middle_of_bay].any()
+    assert wider[0].region[middle_of_bay].all()
