@@ -198,6 +198,50 @@ def test_views_that_differ_over_much_of_the_mark_do_not_agree_on_it() -> None:
     assert judge(dataclasses.replace(c, difference=z)).verdict == "agrees"
 
 
+def test_a_thin_crack_in_a_wide_mark_counts_by_the_pixels_that_stand_out() -> None:
+    # A box drawn around a crack is mostly intact print: 60 differing pixels of a 60 x 60 box
+    # are under 2% of it, but they are all of what stands out there.
+    from refundlens.detectors.consistency import DEFAULT_THRESHOLDS, judge, mark_change
+
+    claim, context = pair("no_damage")
+    c = judge(compare_views(claim.analysis, context.views[0].analysis))
+    ys, xs = np.nonzero(c.shared)
+    top, left = int(np.median(ys)) - 30, int(np.median(xs)) - 30
+    mark = np.zeros(c.shared.shape, bool)
+    mark[top : top + 60, left : left + 60] = True
+    compared = int((mark & c.shared).sum())
+    assert compared >= 0.8 * 3600  # most of the box is on the compared surface
+    crack = np.zeros_like(mark)
+    crack[np.arange(top, top + 60), np.arange(left, left + 60)] = True
+    crack &= c.shared
+    assert crack.sum() >= 40
+    z = c.difference.copy()
+    z[crack] = 5.0
+    plain = np.zeros_like(c.difference)  # nothing stands out: every marked pixel counts
+    flat = judge(dataclasses.replace(c, difference=z, standout=plain), mark=mark)
+    assert flat.verdict == "agrees"
+    assert (flat.mark_change or 0.0) < DEFAULT_THRESHOLDS.mark_agree_change
+    standing = plain.copy()
+    standing[crack] = 30.0  # the crack stands out from the print around it
+    seen = dataclasses.replace(c, difference=z, standout=standing)
+    differing = judge(seen, mark=mark)
+    assert (differing.verdict, differing.why) == ("cannot_tell", "marked_damage_differs")
+    assert mark_change(seen, mark, 3.0, standout=8.0, min_pixels=12)[1] == 1.0
+    assert mark_change(seen, mark, 3.0)[1] == pytest.approx(crack.sum() / compared)
+
+
+def test_standout_is_the_larger_of_the_two_views_local_contrast() -> None:
+    from refundlens.detectors.consistency import standout_map
+
+    flat = np.full((64, 64, 3), 120.0, np.float32)
+    lined = flat.copy()
+    lined[32, 10:54] = 60.0  # a dark line, one pixel wide
+    out = standout_map(flat, lined)
+    assert out[32, 30] == pytest.approx(60.0)
+    assert out[10, 10] == 0.0 and out[34, 30] == 0.0
+    assert np.array_equal(out, standout_map(lined, flat))
+
+
 def test_a_crack_in_one_view_is_found_inside_the_buyers_mark() -> None:
     from refundlens.detectors.consistency import judge
 
