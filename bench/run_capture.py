@@ -487,7 +487,11 @@ def _analyse(case: Case) -> dict[str, Any]:
             for name, box in (("damage", mask), ("spot", spot)):
                 if box is not None:
                     small = cv2.resize(box.astype(np.uint8), work[::-1]) > 0
-                    shared, change = mark_change(ar, small, DEFAULT_THRESHOLDS.evidence)
+                    shared, change = mark_change(
+                        ar, small, DEFAULT_THRESHOLDS.evidence,
+                        standout=DEFAULT_THRESHOLDS.mark_standout,
+                        min_pixels=DEFAULT_THRESHOLDS.min_region_px,
+                    )  # fmt: skip
                     against[name] = [round(shared, 4), round(change, 5)]
     return {
         "id": case.id,
@@ -865,16 +869,20 @@ AGREE_GRID = (0.02, 0.03, 0.05, 0.08, 0.1, 0.15, 1.01)
 
 
 def _confirmed_at(r: dict[str, Any], box: str, t: float) -> bool:
-    """The box confirmed as the detector decides when at most ``t`` of the mark may differ:
+    """The box confirmed as the product decides when at most ``t`` of the mark may differ:
     neither direction finds damage missing, one agrees with less than ``t`` of it differing,
-    and the box points at something (at most ``max_mark_share`` of the photo)."""
+    no direction that agrees elsewhere sees ``t`` or more of it differ (``marked_damage_differs``
+    vetoes the other's confirmation, as routing reads the two photos' findings), and the box
+    points at something (at most ``max_mark_share`` of the photo). Runs before 2026-12-05
+    (fourth session) chose ``mark_agree_change`` without the veto."""
     got = (r.get("mark_changes") or {}).get(box)
     if not got:
         return False
     small, both = got
     if "missing" in [v for v, _ in both]:
         return False
-    return bool(small) and any(v == "agrees" and (c is None or c < t) for v, c in both)
+    agreeing = [c is None or c < t for v, c in both if v == "agrees"]
+    return bool(small) and any(agreeing) and all(agreeing)
 
 
 def _mark_change_section(rows: list[dict[str, Any]]) -> list[str]:
@@ -904,8 +912,11 @@ def _mark_change_section(rows: list[dict[str, Any]]) -> list[str]:
         "8. The share of the mark's pixels on the compared surface over z 3 "
         "(`ViewComparison.mark_change`) is asked in each direction; at or over "
         "`mark_agree_change` that direction cannot tell (`marked_damage_differs`). Confirmed = "
-        "as the detector decides (one direction agrees under the rule, neither finds damage "
-        "missing), at the shipped `mark_difference`; 1.01 is the rule off. Honest rows: the "
+        "as the product decides (one direction agrees under the rule, none that agrees elsewhere "
+        "sees that much of the mark differ, neither finds damage missing), at the shipped "
+        "`mark_difference`; 1.01 is the rule off. The share counts the marked pixels that stand "
+        "out from their surroundings by `mark_standout` grey levels in either view (all of them "
+        "where fewer than `min_region_px` do). Honest rows: the "
         "box around damage both photos show; forged rows: the box around the painted damage, "
         "which the other view lacks or shows elsewhere.",
         "",
