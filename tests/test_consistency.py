@@ -205,6 +205,9 @@ def test_a_thin_crack_in_a_wide_mark_counts_by_the_pixels_that_stand_out() -> No
 
     claim, context = pair("no_damage")
     c = judge(compare_views(claim.analysis, context.views[0].analysis))
+    # compare_views measures what stands out on the views it matched (the print's own marks).
+    assert c.standout.shape == c.shared.shape
+    assert (c.standout[c.shared] >= DEFAULT_THRESHOLDS.mark_standout).any()
     ys, xs = np.nonzero(c.shared)
     top, left = int(np.median(ys)) - 30, int(np.median(xs)) - 30
     mark = np.zeros(c.shared.shape, bool)
@@ -240,6 +243,8 @@ def test_standout_is_the_larger_of_the_two_views_local_contrast() -> None:
     assert out[32, 30] == pytest.approx(60.0)
     assert out[10, 10] == 0.0 and out[34, 30] == 0.0
     assert np.array_equal(out, standout_map(lined, flat))
+    # A matched view may exceed 255: a bright flat patch stands out from nothing.
+    assert standout_map(np.full((64, 64, 3), 300.0, np.float32), flat).max() == 0.0
 
 
 def test_a_crack_in_one_view_is_found_inside_the_buyers_mark() -> None:

@@ -817,8 +817,10 @@ def standout_map(a: FloatImage, b: FloatImage, *, size: int = 15) -> FloatMap:
     shows it; plain print stands out in neither."""
     out = np.zeros(a.shape[:2], np.float32)
     for view in (a, b):
-        grey = view.mean(axis=2)
-        background = cv2.medianBlur(np.clip(grey, 0, 255).astype(np.uint8), size)
+        # A matched view may exceed 255 (the other's light mapped onto it): both sides clipped
+        # alike, so a bright patch is measured against its own median, not against 255.
+        grey = np.clip(view.mean(axis=2), 0, 255)
+        background = cv2.medianBlur(grey.astype(np.uint8), size)
         np.maximum(out, np.abs(grey - background.astype(np.float32)), out=out)
     return out
 
@@ -903,7 +905,8 @@ def judge(
 ) -> ViewComparison:
     """The verdict on measured maps under ``thresholds`` (only the decision thresholds:
     ``evidence``, ``difference``, ``min_region_px``, ``max_surround_difference``,
-    ``max_region_share``, ``max_regions``, ``min_shared_fraction``, ``min_correlation``); the
+    ``max_region_share``, ``max_regions``, ``min_shared_fraction``, ``min_correlation``, and with
+    a mark ``mark_difference``, ``min_mark_shared``, ``mark_agree_change``, ``mark_standout``); the
     benchmark re-judges one measurement at several operating points.
 
     ``mark`` (the claim photo's pixels the buyer marked as the damage, any size: resized to the
