@@ -233,6 +233,48 @@ def test_a_thin_crack_in_a_wide_mark_counts_by_the_pixels_that_stand_out() -> No
     assert mark_change(seen, mark, 3.0)[1] == pytest.approx(crack.sum() / compared)
 
 
+def test_compact_damage_in_a_box_over_much_print_differs_window_by_window() -> None:
+    # A forger's box over most of the item: the painted patch is a few percent of what stands
+    # out in the box (print everywhere), but all of what stands out in the window that holds it.
+    from refundlens.detectors.consistency import (
+        DEFAULT_THRESHOLDS,
+        judge,
+        mark_change,
+        mark_window_change,
+    )
+
+    claim, context = pair("no_damage")
+    c = judge(compare_views(claim.analysis, context.views[0].analysis))
+    ys, xs = np.nonzero(c.shared)
+    cy, cx = int(np.median(ys)), int(np.median(xs))
+    mark = np.zeros(c.shared.shape, bool)
+    mark[cy - 60 : cy + 60, cx - 60 : cx + 60] = True
+    print_marks = np.zeros_like(c.difference)
+    print_marks[::2, :] = 30.0  # every other row stands out: print over the whole box
+    patch = np.zeros_like(mark)
+    patch[cy - 11 : cy + 11, cx - 11 : cx + 11] = True  # most of one window
+    z = np.where(patch, 5.0, np.minimum(c.difference, 1.0)).astype(np.float32)
+    standout = np.where(patch, 30.0, print_marks).astype(np.float32)
+    seen = dataclasses.replace(c, difference=z, standout=standout)
+    th = DEFAULT_THRESHOLDS
+    whole = mark_change(seen, mark, th.evidence, standout=th.mark_standout, min_pixels=12)[1]
+    assert whole < th.mark_agree_change  # diluted over the box
+    side = round(th.mark_window * max(c.shared.shape))
+    window = mark_window_change(
+        seen, mark, th.evidence, standout=th.mark_standout, window=side,
+        min_pixels=round(th.mark_window_min_standout * side * side),
+    )  # fmt: skip
+    assert window is not None and window >= th.mark_window_change
+    judged = judge(seen, mark=mark)
+    assert (judged.verdict, judged.why) == ("cannot_tell", "marked_damage_differs")
+    # The same box without the patch agrees: the print alone differs nowhere.
+    calm = dataclasses.replace(c, difference=np.minimum(c.difference, 1.0), standout=print_marks)
+    assert judge(calm, mark=mark).verdict == "agrees"
+    # Where too little stands out in any window, the windows say nothing.
+    bare = dataclasses.replace(c, difference=z, standout=np.zeros_like(c.difference))
+    assert mark_window_change(bare, mark, 3.0, standout=8.0, window=side, min_pixels=40) is None
+
+
 def test_standout_is_the_larger_of_the_two_views_local_contrast() -> None:
     from refundlens.detectors.consistency import standout_map
 
