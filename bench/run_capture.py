@@ -428,7 +428,7 @@ def _analyse(case: Case) -> dict[str, Any]:
         one = judge(ab, th, mark=box)
         other = cv2.resize(box.astype(np.uint8), work_shape(a.analysis)[::-1]) > 0
         two = judge(ba, th, other_mark=other)
-        return [(one.verdict, one.mark_change), (two.verdict, two.mark_change)]
+        return [(_verdict(one), one.mark_change), (_verdict(two), two.mark_change)]
 
     def with_box(box: np.ndarray, th: Any) -> str:
         (v1, _), (v2, _) = directions(box, th)
@@ -463,6 +463,12 @@ def _analyse(case: Case) -> dict[str, Any]:
             spot = cv2.resize(spot.astype(np.uint8), a.analysis.shape[:2][::-1]) > 0
             gamed = with_box(spot, DEFAULT_THRESHOLDS)
             changes["spot"] = [float(spot.mean()) <= free.max_mark_share, directions(spot, free)]
+        # A forger's box over the middle of the photo (where the bench paints, and where a
+        # product photo has its item): a third of the photo, around whatever damage is there.
+        rows_, cols_ = mask.shape
+        centre = np.zeros_like(mask)
+        centre[rows_ // 6 : rows_ * 5 // 6, cols_ // 4 : cols_ * 3 // 4] = True
+        changes["centre"] = [float(centre.mean()) <= free.max_mark_share, directions(centre, free)]
         if case.third is not None:
             # The claim photo against a third live view (a clip's frame), with the box: the
             # product compares a filed photo with the clip's frames, one direction only.
@@ -470,13 +476,13 @@ def _analyse(case: Case) -> dict[str, Any]:
             # as ``mark_changes`` keeps each direction's: the report combines them.
             view = media_from_bytes(case.third, f"{case.id}-3.jpg")
             ac = judge(compare_views(a.analysis, view.analysis), free, mark=mask)
-            third = [ac.verdict, ac.mark_change]
+            third = [_verdict(ac), ac.mark_change]
             # The same view filmed as the capture page records it (VP8 at 2.5 Mbit/s, a hand's
             # shake and blur), its frames chosen as the service chooses them.
             frames = []
             for frame in clip_frames(case.third, zlib.crc32(case.id.encode())):
                 af = judge(compare_views(a.analysis, frame.analysis), free, mark=mask)
-                frames.append([af.verdict, af.mark_change])
+                frames.append([_verdict(af), af.mark_change])
         if case.reference is not None:
             # The claim photo against the photo of the intact item, where the box is: the
             # buyer's box around the damage, and the forger's box on the intact spot.
@@ -484,7 +490,7 @@ def _analyse(case: Case) -> dict[str, Any]:
             ar = compare_views(a.analysis, ref.analysis)
             work = ar.shared.shape
             against = {}
-            for name, box in (("damage", mask), ("spot", spot)):
+            for name, box in (("damage", mask), ("spot", spot), ("centre", centre)):
                 if box is not None:
                     small = cv2.resize(box.astype(np.uint8), work[::-1]) > 0
                     shared, change = mark_change(
@@ -514,6 +520,13 @@ def _analyse(case: Case) -> dict[str, Any]:
         "third": third,
         "frames": frames,
     }
+
+
+def _verdict(c: Any) -> str:
+    """A direction's verdict as routing reads it: ``differs`` where the marked damage differs
+    (``marked_damage_differs``, by the rule on windows even where the share over the whole mark
+    is freed), which vetoes any other direction's confirmation."""
+    return "differs" if c.why == "marked_damage_differs" else str(c.verdict)
 
 
 def _intact_spot(
@@ -745,7 +758,8 @@ def marked_outcome(
     if "missing" in [v for v, _ in views]:
         return "flagged"
     agrees = [c is None or c < t for v, c in views if v == "agrees"]
-    if small and any(agrees) and not (veto and not all(agrees)):
+    differs = any(v == "differs" for v, _ in views)
+    if small and any(agrees) and not (veto and (differs or not all(agrees))):
         return "confirmed"
     return "cannot_tell"
 
@@ -842,6 +856,7 @@ def _gamed_section(rows: list[dict[str, Any]]) -> list[str]:
         "| split | pairs | box placed | confirmed (approved) | flagged | cannot tell |",
         "|---|---|---|---|---|---|",
     ]
+    big: list[str] = []
     for split in ("dev", "test"):
         for label, kinds in (
             ("honest damaged", ("honest_damage",)),
@@ -851,6 +866,7 @@ def _gamed_section(rows: list[dict[str, Any]]) -> list[str]:
                 r for r in rows if r["split"] == split and r["kind"] in kinds and r.get("marked")
             ]
             placed = [r for r in pool if r.get("gamed")]
+            centred = [r for r in pool if "centre" in (r.get("mark_changes") or {})]
             n = max(1, len(placed))
             counts = {
                 v: sum(marked_outcome(r, box="spot") == v for r in placed)
@@ -861,7 +877,29 @@ def _gamed_section(rows: list[dict[str, Any]]) -> list[str]:
                 f"{counts['confirmed']} ({counts['confirmed'] / n:.1%}) | {counts['flagged']} | "
                 f"{counts['cannot_tell']} |"
             )
-    lines.append("")
+            wide = {
+                v: sum(marked_outcome(r, box="centre") == v for r in centred)
+                for v in ("confirmed", "flagged", "cannot_tell")
+            }
+            big.append(
+                f"| {split}, {label} | {len(centred)} | "
+                f"{wide['confirmed']} ({wide['confirmed'] / max(1, len(centred)):.1%}) | "
+                f"{wide['flagged']} | {wide['cannot_tell']} |"
+            )
+    lines += [
+        "",
+        "### A forger's box over the middle of the photo",
+        "",
+        "The box over the middle third of the photo (a third of its area, where the bench paints "
+        "the damage and a shop photo has its item): around the painted damage, and around much "
+        "intact print that dilutes it. Judged as the product judges any box (`max_mark_share`, "
+        "the share over the whole mark and window by window).",
+        "",
+        "| split | pairs | confirmed (approved) | flagged | cannot tell |",
+        "|---|---|---|---|---|",
+        *big,
+        "",
+    ]
     return lines
 
 
@@ -882,7 +920,8 @@ def _confirmed_at(r: dict[str, Any], box: str, t: float) -> bool:
     if "missing" in [v for v, _ in both]:
         return False
     agreeing = [c is None or c < t for v, c in both if v == "agrees"]
-    return bool(small) and any(agreeing) and all(agreeing)
+    differs = any(v == "differs" for v, _ in both)
+    return bool(small) and any(agreeing) and all(agreeing) and not differs
 
 
 def _mark_change_section(rows: list[dict[str, Any]]) -> list[str]:
@@ -1027,6 +1066,12 @@ def _reference_section(rows: list[dict[str, Any]]) -> list[str]:
             "forger, box on an intact spot", forged, lambda r: marked_outcome(r, box="spot"), "spot"
         ),
         row("forger, box around the painted damage", boxed, marked_outcome, "damage"),
+        row(
+            "forger, box over the middle of the photo",
+            [r for r in boxed if "centre" in (r.get("mark_changes") or {})],
+            lambda r: marked_outcome(r, box="centre"),
+            "centre",
+        ),
     ]
     union = [r for r in rows if r["split"] == "test" and r["kind"].startswith("forged")]
 
@@ -1034,6 +1079,12 @@ def _reference_section(rows: list[dict[str, Any]]) -> list[str]:
         ways = (
             ("damage", marked_outcome(r) if r.get("marked") else None),
             ("spot", marked_outcome(r, box="spot") if r.get("gamed") else None),
+            (
+                "centre",
+                marked_outcome(r, box="centre")
+                if "centre" in (r.get("mark_changes") or {})
+                else None,
+            ),
         )
         return any(
             v == "confirmed"

@@ -198,9 +198,12 @@ def _after_capture(rules: RoutingRules, out: dict[str, Any]) -> list[str]:
     forged = [r for r in pairs if r["kind"] in ("forged_one_only", "forged_independent")]
     spot = [r for r in forged if r.get("gamed")]
     gamed = sum(marked_outcome(r, box="spot") == "confirmed" for r in spot)
+    centred = [r for r in forged if "centre" in (r.get("mark_changes") or {})]
+    centre = sum(marked_outcome(r, box="centre") == "confirmed" for r in centred)
     either = sum(
         marked_outcome(r) == "confirmed"
         or (bool(r.get("gamed")) and marked_outcome(r, box="spot") == "confirmed")
+        or (r in centred and marked_outcome(r, box="centre") == "confirmed")
         for r in forged
     )
     out["after_capture"]["forger's box on an intact spot"] = gamed / max(1, len(forged))
@@ -209,11 +212,18 @@ def _after_capture(rules: RoutingRules, out: dict[str, Any]) -> list[str]:
         f"(bench/results/capture.md) | the photos | {len(forged)} | {gamed} ({gamed / max(1, len(forged)):.1%}) "
         f"| {len(forged) - gamed} | - |"
     )
+    out["after_capture"]["forger's box over the middle of the photo"] = centre / max(1, len(forged))
+    lines.append(
+        f"| inconsistent damage, the forger boxing the middle third of the photo "
+        f"(bench/results/capture.md) | the photos | {len(forged)} | {centre} "
+        f"({centre / max(1, len(forged)):.1%}) | {len(forged) - centre} | - |"
+    )
     lines += [
         "",
         f"A forger who knows the rule boxes an intact spot the live photos show: confirmed in "
         f"{gamed} of {len(forged)} inconsistent pairs (where the shared surface holds no such "
-        f"spot, it cannot). Taking whichever box works for each pair, at most {either} of "
+        f"spot, it cannot); boxing the middle third of the photo, around the damage and much "
+        f"intact print: {centre}. Taking whichever box works for each pair, at most {either} of "
         f"{len(forged)} ({either / max(1, len(forged)):.1%}) would be approved. The box is the "
         "buyer's word (docs/security.md); `auto_approve_after_capture: false` approves none.",
     ]
