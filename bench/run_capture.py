@@ -839,6 +839,14 @@ def _marked_rate(rows: list[dict[str, Any]], t: str, outcome: str) -> str:
     return f"{100 * k / len(rows):.1f}% ({k}/{len(rows)})"
 
 
+def _outcomes(pool: list[dict[str, Any]], box: str) -> dict[str, int]:
+    """How often ``box`` is confirmed, flagged or left 'cannot tell' over ``pool``."""
+    return {
+        v: sum(marked_outcome(r, box=box) == v for r in pool)
+        for v in ("confirmed", "flagged", "cannot_tell")
+    }
+
+
 def _gamed_section(rows: list[dict[str, Any]]) -> list[str]:
     """The forger who boxes an intact spot: how often its box is confirmed."""
     from refundlens.detectors.consistency import DEFAULT_THRESHOLDS
@@ -868,19 +876,13 @@ def _gamed_section(rows: list[dict[str, Any]]) -> list[str]:
             placed = [r for r in pool if r.get("gamed")]
             centred = [r for r in pool if "centre" in (r.get("mark_changes") or {})]
             n = max(1, len(placed))
-            counts = {
-                v: sum(marked_outcome(r, box="spot") == v for r in placed)
-                for v in ("confirmed", "flagged", "cannot_tell")
-            }
+            counts = _outcomes(placed, "spot")
             lines.append(
                 f"| {split}, {label} | {len(pool)} | {len(placed)} | "
                 f"{counts['confirmed']} ({counts['confirmed'] / n:.1%}) | {counts['flagged']} | "
                 f"{counts['cannot_tell']} |"
             )
-            wide = {
-                v: sum(marked_outcome(r, box="centre") == v for r in centred)
-                for v in ("confirmed", "flagged", "cannot_tell")
-            }
+            wide = _outcomes(centred, "centre")
             big.append(
                 f"| {split}, {label} | {len(centred)} | "
                 f"{wide['confirmed']} ({wide['confirmed'] / max(1, len(centred)):.1%}) | "
