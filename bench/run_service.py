@@ -4,14 +4,17 @@ Run: ``python -m bench.run_service`` (part of ``make bench``). Writes bench/resu
 
 Configurations, each on a fresh data folder: the embedded default (SQLite, analyses in processes
 beside the server; also on a thread of the server, and in two processes),
-and Celery workers on the Redis of loopback with 1 and 2 worker processes (skipped, with the
-reason, where Redis is not reachable). Each run submits ``CLAIMS`` claims of one 1 MP photo
+Celery workers on the Redis of loopback with 1 and 2 worker processes on SQLite, and 2 worker
+processes on the PostgreSQL of loopback (the configuration issue 22 sets its target on; each
+skipped, with the reason, where its server is not reachable). The honest claim also runs with OCR
+on, the default. Each run submits ``CLAIMS`` claims of one 1 MP photo
 against one SKU (its reference is analysed once and cached by the workers), then polls until every
 claim is assessed; submitted must equal assessed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import platform
@@ -20,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -113,7 +117,9 @@ def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
-def _run(server: Any, label: str, kind: str = "forged", processes: int = 1) -> dict[str, Any]:
+def _run(
+    server: Any, label: str, kind: str = "forged", processes: int = 1, ocr: bool = False
+) -> dict[str, Any]:
     listing = (ROOT / "src" / "refundlens" / "samples" / "listing.jpg").read_bytes()
     with server.client(server.admin) as admin:
         admin.post("/v1/tenants", json={"id": "shop", "kind": "merchant", "name": "shop"})
@@ -186,6 +192,7 @@ def _run(server: Any, label: str, kind: str = "forged", processes: int = 1) -> d
     return {
         "config": label,
         "claim": kind,
+        "ocr": ocr,
         "processes": processes,
         "submitted": len(submitted),
         "assessed": len(finished),
@@ -207,7 +214,12 @@ def _redis_up() -> bool:
 
 
 def main() -> None:
-    from service_support import running_server
+    from service_support import (
+        PG_ADMIN_URL,
+        postgres_database,
+        postgres_reachable,
+        running_server,
+    )
 
     RESULTS.mkdir(exist_ok=True)
     rows: list[dict[str, Any]] = []
@@ -219,70 +231,38 @@ def main() -> None:
         (2, "embedded: SQLite, 2 analysis processes", "forged"),
         (2, "embedded: SQLite, 2 analysis processes", "honest"),
     ):
-        with (
-            tempfile.TemporaryDirectory() as folder,
-            running_server(Path(folder), embedded_analysis_processes=processes) as server,
-        ):
-            rows.append(_run(server, label, kind, max(processes, 1)))
+        for ocr in (False, True) if (processes, kind) == (1, "honest") else (False,):
+            with (
+                tempfile.TemporaryDirectory() as folder,
+                running_server(
+                    Path(folder), embedded_analysis_processes=processes, ocr_enabled=ocr
+                ) as server,
+            ):
+                rows.append(_run(server, label, kind, max(processes, 1), ocr))
     if _redis_up():
-        import redis
-
-        for workers, kind in ((1, "forged"), (2, "forged"), (2, "honest")):
-            redis.Redis.from_url(REDIS).flushdb()
-            with tempfile.TemporaryDirectory() as folder:
-                # The workers get the environment an operator's shell has: no thread limits set
-                # by hand (this process set its own for the cost measurement); `refundlens
-                # worker` limits its libraries' thread pools itself (refundlens.threads).
-                env = {
-                    **{k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")},
-                    "REFUNDLENS_DATA_DIR": folder,
-                    "REFUNDLENS_BROKER_URL": REDIS,
-                    "REFUNDLENS_OCR_ENABLED": "false",
-                }
-                procs = [
-                    subprocess.Popen(
-                        [
-                            sys.executable,
-                            "-m",
-                            "refundlens",
-                            "worker",
-                            "--concurrency",
-                            "1",
-                            "--no-beat",
-                        ],
-                        env=env,
-                        stdout=subprocess.DEVNULL,
-                        stderr=subprocess.DEVNULL,
-                        start_new_session=True,
-                    )
-                    for _ in range(workers)
-                ]
-                try:
-                    os.environ["REFUNDLENS_BROKER_URL"] = REDIS
-                    from refundlens.config import Settings  # noqa: F401 - settings read from env by the app
-
-                    with running_server_with_broker(Path(folder), REDIS) as server:
-                        rows.append(
-                            _run(
-                                server,
-                                f"SQLite, Celery on Redis, {workers} worker process(es)",
-                                kind,
-                                workers,
-                            )
-                        )
-                finally:
-                    os.environ.pop("REFUNDLENS_BROKER_URL", None)
-                    for proc in procs:
-                        proc.terminate()
-                    for proc in procs:
-                        proc.wait(timeout=60)
+        _celery_rows(
+            rows,
+            "SQLite",
+            lambda: contextlib.nullcontext(""),
+            ((1, "forged", False), (2, "forged", False), (2, "honest", False)),
+        )
+        if postgres_reachable():
+            # The configuration issue 22 sets its target on: two Celery workers on PostgreSQL.
+            _celery_rows(
+                rows,
+                "PostgreSQL",
+                postgres_database,
+                ((2, "forged", False), (2, "honest", False), (2, "honest", True)),
+            )
+        else:
+            notes.append(f"PostgreSQL runs skipped: PostgreSQL not reachable at {PG_ADMIN_URL}.")
     else:
         notes.append(f"Celery runs skipped: Redis not reachable at {REDIS}.")
     lines = [
         "# Claims service load run (loopback)",
         "",
         f"{CLAIMS} claims per configuration, one 1 MP photo each (1152x864 JPEG) against one SKU with one reference; "
-        f"{os.cpu_count()} cores ({platform.machine()}, {cpu_name()}); API and workers on the same machine, OCR off; two warm-up claims first (not timed). "
+        f"{os.cpu_count()} cores ({platform.machine()}, {cpu_name()}); API and workers on the same machine; OCR (the visible-marks check, on by default) as the OCR column says; two warm-up claims first (not timed). "
         "Latency is from the upload's response to the first poll that sees the claim assessed (one `GET /v1/claims` list request every 0.1 s).",
         "",
         "Claims: `forged` is the bundled forged sample (a derived copy of the listing photo: the "
@@ -290,12 +270,13 @@ def main() -> None:
         "bundled genuine photo (a new photo of the product: every detector runs). Per process: "
         "claims/s over the analysis processes or workers (the API shares the same two cores).",
         "",
-        "| configuration | claim | submitted | assessed | claims/s | per process | p50 s | p95 s | p99 s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| configuration | claim | OCR | submitted | assessed | claims/s | per process | p50 s | p95 s | p99 s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['config']} | {r['claim']} | {r['submitted']} | {r['assessed']} | "
+            f"| {r['config']} | {r['claim']} | {'on' if r['ocr'] else 'off'} | "
+            f"{r['submitted']} | {r['assessed']} | "
             f"{r['claims_per_s']:.2f} | {r['claims_per_s'] / r['processes']:.2f} | "
             f"{r['p50']:.2f} | {r['p95']:.2f} | {r['p99']:.2f} |"
         )
@@ -341,17 +322,59 @@ def main() -> None:
     print("\n".join(lines))
 
 
-def running_server_with_broker(folder: Path, broker: str) -> Any:
-    import contextlib
-
+def _celery_rows(
+    rows: list[dict[str, Any]],
+    database_label: str,
+    database: Callable[[], contextlib.AbstractContextManager[str]],
+    runs: tuple[tuple[int, str, bool], ...],
+) -> None:
+    """Claims through Celery on the Redis of loopback, each run on a fresh data folder and a
+    fresh database (``""``: the data folder's SQLite)."""
+    import redis
     from service_support import running_server
 
-    @contextlib.contextmanager
-    def ctx() -> Any:
-        with running_server(folder, broker_url=broker) as server:
-            yield server
-
-    return ctx()
+    for workers, kind, ocr in runs:
+        redis.Redis.from_url(REDIS).flushdb()
+        with tempfile.TemporaryDirectory() as folder, database() as database_url:
+            # The workers get the environment an operator's shell has: no thread limits set by
+            # hand (this process set its own for the cost measurement); `refundlens worker`
+            # limits its libraries' thread pools itself (refundlens.threads).
+            env = {
+                **{k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")},
+                "REFUNDLENS_DATA_DIR": folder,
+                "REFUNDLENS_DATABASE_URL": database_url,
+                "REFUNDLENS_BROKER_URL": REDIS,
+                "REFUNDLENS_OCR_ENABLED": "true" if ocr else "false",
+            }
+            procs = [
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "refundlens",
+                        "worker",
+                        "--concurrency",
+                        "1",
+                        "--no-beat",
+                    ],
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+                for _ in range(workers)
+            ]
+            try:
+                with running_server(
+                    Path(folder), database_url=database_url, broker_url=REDIS, ocr_enabled=ocr
+                ) as server:
+                    label = f"{database_label}, Celery on Redis, {workers} worker process(es)"
+                    rows.append(_run(server, label, kind, workers, ocr))
+            finally:
+                for proc in procs:
+                    proc.terminate()
+                for proc in procs:
+                    proc.wait(timeout=60)
 
 
 if __name__ == "__main__":
