@@ -7,6 +7,7 @@ from . import (
     run_capture,
     run_capture_replay,
     run_capture_rule,
+    run_capture_same_item,
     run_features,
     run_forensics,
     run_provenance,
@@ -28,3 +29,4 @@ if __name__ == "__main__":
     run_reuse.main()
     run_web.main()
     run_capture.main()
+    run_capture_same_item.main()
