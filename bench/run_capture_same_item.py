@@ -156,6 +156,28 @@ def _shipped() -> str:
     return str(DEFAULT_THRESHOLDS.difference)
 
 
+def _verdict_table(
+    rows: list[dict[str, Any]],
+    sources: list[str],
+    kinds: tuple[str, ...],
+    flagged: str,
+    confirmed: str,
+) -> list[str]:
+    """Per source and kind, the pairs flagged, confirmed and left 'cannot tell' (no box)."""
+    lines = [
+        f"| source | kind | pairs | {flagged} | {confirmed} | cannot tell |",
+        "|---|---|---|---|---|---|",
+    ]
+    for source in sources:
+        for kind in kinds:
+            pool = [r for r in rows if r["family"] == source and r["kind"] == kind]
+            lines.append(
+                f"| {source} | {kind} | {len(pool)} | {_count(pool, 'flagged')} | "
+                f"{_count(pool, 'confirmed')} | {_count(pool, 'cannot_tell')} |"
+            )
+    return lines
+
+
 def report(rows: list[dict[str, Any]], workers: int, wall: float) -> str:
     from refundlens.detectors.consistency import DEFAULT_THRESHOLDS as T
 
@@ -187,30 +209,12 @@ def report(rows: list[dict[str, Any]], workers: int, wall: float) -> str:
         "",
         "## False accusations first: honest pairs (no box)",
         "",
-        "| source | kind | pairs | flagged | confirmed (agrees) | cannot tell |",
-        "|---|---|---|---|---|---|",
-    ]
-    for source in sources:
-        for kind in honest:
-            pool = [r for r in rows if r["family"] == source and r["kind"] == kind]
-            lines.append(
-                f"| {source} | {kind} | {len(pool)} | {_count(pool, 'flagged')} | "
-                f"{_count(pool, 'confirmed')} | {_count(pool, 'cannot_tell')} |"
-            )
-    lines += [
+        *_verdict_table(rows, sources, honest, "flagged", "confirmed (agrees)"),
         "",
         "## Inconsistent damage found (no box)",
         "",
-        "| source | kind | pairs | found (flagged) | confirmed (missed) | cannot tell |",
-        "|---|---|---|---|---|---|",
+        *_verdict_table(rows, sources, forged, "found (flagged)", "confirmed (missed)"),
     ]
-    for source in sources:
-        for kind in forged:
-            pool = [r for r in rows if r["family"] == source and r["kind"] == kind]
-            lines.append(
-                f"| {source} | {kind} | {len(pool)} | {_count(pool, 'flagged')} | "
-                f"{_count(pool, 'confirmed')} | {_count(pool, 'cannot_tell')} |"
-            )
     lines += [
         "",
         "## With the buyer's box, as routing decides it",
