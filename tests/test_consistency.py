@@ -592,3 +592,29 @@ def test_a_wide_bay_of_background_between_supported_surfaces_is_not_the_face() -
     assert len(faces) == 1 and len(wider) == 1
     assert not faces[0].region[middle_of_bay].any()
     assert wider[0].region[middle_of_bay].all()
+
+
+def test_the_reviewer_is_told_when_what_differs_lies_away_from_the_buyers_box() -> None:
+    # On a moving camera, things standing off the surface differ away from the item
+    # (bench/results/capture_same_item.md): a region far from the marked damage is not the
+    # marked damage missing, and the finding says so, with the distance, in both languages.
+    from refundlens.detectors._consistency_examples import marked_pair
+
+    claim, context = marked_pair("one_only")
+    (on_mark,) = ConsistencyDetector().analyze(claim, context)
+    assert on_mark.code == "consistency.damage_missing_in_other_view"
+    assert on_mark.facts["differing_regions_from_mark_percent_of_side"] == 0.0
+    assert "away from the damage the buyer marked" not in on_mark.reason.en
+
+    away = dataclasses.replace(context, damage_marks={claim.sha256: (0.3, 0.3, 0.42, 0.42)})
+    (elsewhere,) = ConsistencyDetector().analyze(claim, away)
+    assert elsewhere.code == "consistency.damage_missing_in_other_view"  # still flagged
+    distance = elsewhere.facts["differing_regions_from_mark_percent_of_side"]
+    assert distance > 2.0
+    assert f"{distance:.0f}% of the photo's side from the box" in elsewhere.reason.en
+    assert "不在买家标出的破损处" in elsewhere.reason.zh
+
+    (unmarked,) = ConsistencyDetector().analyze(
+        claim, dataclasses.replace(context, damage_marks={})
+    )
+    assert unmarked.facts["differing_regions_from_mark_percent_of_side"] is None

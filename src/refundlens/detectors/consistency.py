@@ -264,6 +264,10 @@ class ViewComparison:
     standout: FloatMap = dataclasses.field(default_factory=lambda: np.zeros((0, 0), np.float32))
     """How far each pixel stands out from its surroundings, in grey levels, in whichever of the
     two photometrically matched views it stands out more (:func:`standout_map`)."""
+    regions_from_mark: float | None = None
+    """How far the regions reported lie from the buyer's mark: the nearest region pixel's
+    distance to the mark, as a share of the work frame's longest side (0: a region touches the
+    mark; None: no mark or no region)."""
 
 
 # --- alignment ---------------------------------------------------------------------------------
@@ -1032,6 +1036,14 @@ def judge(
         kept += 1
         strongest = max(strongest, blob.mean)
     region_share = float(regions.sum()) / max(1.0, float(c.shared.sum()))
+    from_mark = None
+    if marked_here is not None and regions.any():
+        # What the reviewer needs to weigh a region: on the damage the buyer marked, or away from
+        # it (on a moving camera, what stands off the face differs away from the item:
+        # bench/results/capture_same_item.md).
+        outside = (~marked_here).astype(np.uint8)
+        distance = cv2.distanceTransform(outside, cv2.DIST_L2, 3)
+        from_mark = float(distance[regions].min()) / float(max(shape))
     verdict: Verdict = "missing" if regions.any() else "agrees"
     why = ""
     if c.shared_fraction < thresholds.min_shared_fraction:
@@ -1064,6 +1076,7 @@ def judge(
         mark=marked_here,
         mark_change=changed,
         mark_window_change=window_changed,
+        regions_from_mark=from_mark,
     )
 
 
@@ -1291,6 +1304,9 @@ def _facts(pair: _Pair, intact: IntactCheck | None = None) -> dict[str, Any]:
         "only_in_other_view_percent": round(100 * float(c.there.sum()) / shared, 2),
         "blur_matched_px": [round(v, 1) for v in c.blur],
         "reason_cannot_tell": c.why or None,
+        "differing_regions_from_mark_percent_of_side": None
+        if c.regions_from_mark is None
+        else round(100 * c.regions_from_mark, 1),
     }
 
 
@@ -1413,6 +1429,21 @@ class ConsistencyDetector(Detector):
         what_zh = "实时拍摄的照片" if live else "另一张照片"
         here = 100 * float(c.here.sum()) / max(1.0, float(c.shared.sum()))
         there = 100 * float(c.there.sum()) / max(1.0, float(c.shared.sum()))
+        away_en = away_zh = ""
+        if c.regions_from_mark:
+            # Not the marked damage missing: something else differs. Things standing off the
+            # surface, seen from another side, do that too (bench/results/capture_same_item.md).
+            away_en = (
+                f" The differing regions lie away from the damage the buyer marked "
+                f"({100 * c.regions_from_mark:.0f}% of the photo's side from the box), so this is "
+                "not the marked damage missing: check whether they are on the item's surface or "
+                "something standing off it, seen from another side."
+            )
+            away_zh = (
+                f"这些差异区域不在买家标出的破损处（距标框为照片边长的 "
+                f"{100 * c.regions_from_mark:.0f}%），并非所标破损缺失：请确认它们位于商品表面，"
+                "还是从另一角度看到的、立在表面之外的物体。"
+            )
         # Confidence: how much surface backs the comparison and how well it aligns.
         confidence = float(
             np.clip(
@@ -1432,12 +1463,12 @@ class ConsistencyDetector(Detector):
                 f"{there:.1f}% only in {what_en} (orange), the strongest region differing "
                 f"{c.region_z:.0f} times as much as light, noise and alignment explain elsewhere on "
                 "the surface. Damage that exists looks the same from every side; compare the "
-                "outlined regions, or ask for a live capture.",
+                f"outlined regions, or ask for a live capture.{away_en}",
                 f"{_short(claim.name)} 与{what_zh} {_short(other.name)} 拍到了同一表面"
                 f"（占照片 {100 * c.shared_fraction:.0f}%，对齐 {len(c.faces)} 个面），但两者不一致："
                 f"其中 {here:.1f}% 的区域只在本照片中有纹理（红色），{there:.1f}% 只在{what_zh}中有"
                 f"（橙色），最明显的区域差异是该表面光照、噪声和对齐误差所能解释的 {c.region_z:.0f} 倍。"
-                "真实的破损从各个角度看都应一致；请对比标出的区域，或请买家实时拍摄。",
+                f"真实的破损从各个角度看都应一致；请对比标出的区域，或请买家实时拍摄。{away_zh}",
             ),
             facts,
             Region(_upscale(c.here | c.there, claim.analysis.shape[:2]), "mask"),
