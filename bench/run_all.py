@@ -1,4 +1,4 @@
-"""`make bench`: every benchmark, bounded to about ten minutes on 2 cores, then calibration."""
+"""`make bench`: every benchmark (about 35 minutes on 2 cores, bench/README.md), then calibration."""
 
 from __future__ import annotations
 

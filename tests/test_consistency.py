@@ -599,6 +599,7 @@ def test_the_reviewer_is_told_when_what_differs_lies_away_from_the_buyers_box() 
     # (bench/results/capture_same_item.md): a region far from the marked damage is not the
     # marked damage missing, and the finding says so, with the distance, in both languages.
     from refundlens.detectors._consistency_examples import marked_pair
+    from refundlens.detectors.consistency import DEFAULT_THRESHOLDS
 
     claim, context = marked_pair("one_only")
     (on_mark,) = ConsistencyDetector().analyze(claim, context)
@@ -611,7 +612,8 @@ def test_the_reviewer_is_told_when_what_differs_lies_away_from_the_buyers_box() 
     assert elsewhere.code == "consistency.damage_missing_in_other_view"  # still flagged
     distance = elsewhere.facts["differing_regions_from_mark_percent_of_side"]
     assert distance > 2.0
-    assert f"{distance:.0f}% of the photo's side from the box" in elsewhere.reason.en
+    assert distance >= 100 * DEFAULT_THRESHOLDS.mark_away
+    assert f"{distance:.0f}% of the photo's longest side from the box" in elsewhere.reason.en
     assert "不在买家标出的破损处" in elsewhere.reason.zh
 
     (unmarked,) = ConsistencyDetector().analyze(
