@@ -620,3 +620,44 @@ def test_the_reviewer_is_told_when_what_differs_lies_away_from_the_buyers_box() 
         claim, dataclasses.replace(context, damage_marks={})
     )
     assert unmarked.facts["differing_regions_from_mark_percent_of_side"] is None
+
+
+def test_a_live_capture_is_judged_against_the_filed_photo_not_another_live_capture() -> None:
+    # Two live photos of something else than the filed photo shows agree with each other. That
+    # verifies nothing: each live photo's finding is its comparison with the filed photo (no
+    # shared surface), carrying the buyer's box, and not "confirmed" by its sibling.
+    from refundlens.detectors._consistency_examples import damage_box
+    from refundlens.report import assessment_to_dict
+
+    base, obj = scene(31)
+    damaged = crack(base, obj, 31)
+    filed = media_from_bytes(_jpeg_bytes(damaged), "claim.jpg")
+    other, _ = scene(47)
+    live = [
+        media_from_bytes(_jpeg_bytes(new_exposure(other, seed, degrees=8.0 * k)), f"live-{k}.jpg")
+        for k, seed in enumerate((5, 6))
+    ]
+    marks = {filed.sha256: damage_box(base, damaged)}
+    detector = ConsistencyDetector()
+    # The two live photos do agree with each other.
+    assert [f.code for f in detector.analyze(live[0], Context(views=(live[1],)))] == [
+        "consistency.damage_confirmed"
+    ]
+    report = assessment_to_dict(
+        analyze(
+            [filed, *live],
+            detectors=[detector],
+            live_captures={m.sha256 for m in live},
+            damage_marks=marks,
+        )
+    )
+    for image in report["images"][1:]:  # type: ignore[index]
+        [finding] = image["findings"]
+        assert finding["code"] == "consistency.cannot_tell", finding
+        assert finding["facts"]["other_view"] == "claim.jpg"
+        assert finding["facts"]["buyer_marked_damage_box"] == [
+            round(v, 4) for v in marks[filed.sha256]
+        ]
+        verdicts = {v["view"]: v["verdict"] for v in finding["facts"]["views_compared"]}
+        assert verdicts["claim.jpg"] == "cannot_tell"
+        assert "agrees" in verdicts.values()

@@ -1397,14 +1397,23 @@ class ConsistencyDetector(Detector):
         differs = [r for r in results if r.c.why == "marked_damage_differs"]
         if differs:
             return [self._cannot_tell(claim, max(differs, key=lambda r: r.c.mark_change or 0.0))]
+        # A live capture is there to show what a filed photo shows: its agreement with another
+        # live capture of the same moment verifies nothing, and must not stand in for its
+        # comparison with the filed photo (which may find no shared surface at all).
+        claim_live = claim.sha256 in context.live_captures
+        crossing = [r for r in results if r.live != claim_live]
+        if claim_live and crossing:
+            results = crossing
+            agrees = [r for r in agrees if r.live != claim_live]
         if agrees:
             # A comparison that checked the buyer's mark says more than one that could not.
             best = max(
                 agrees,
-                # ... and a live capture more than another filed photo (routing reads that pair).
+                # ... and a pair of a live capture and a filed photo more than two filed
+                # photos (routing reads that pair).
                 key=lambda r: (
                     r.c.mark_shared is not None,
-                    r.live,
+                    r.live != claim_live,
                     r.c.shared_fraction * r.c.correlation,
                 ),
             )
