@@ -234,6 +234,7 @@ def test_the_webhook_signature_recipe_verifies_and_refuses_tampering_and_replay(
     assert verify_signature("s3cret", body, header)
     assert not verify_signature("s3cret", body + b" ", header)
     assert not verify_signature("other", body, header)
+    assert not verify_signature("s3cret", body, header.replace("v1=", "v1=é"))  # not ASCII
     old = sign("s3cret", body, timestamp=int(time.time()) - 3600)
     assert not verify_signature("s3cret", body, old)
 
@@ -482,6 +483,27 @@ def test_a_live_capture_signed_with_c2pa_by_the_platforms_capture_app_is_accepte
         entry = session.query(AuditEntry).filter(AuditEntry.action == "capture.accepted").one()
         assert entry.details["signature"]["kind"] == "c2pa"
         assert entry.details["signature"]["signer"] == "Platform capture app"
+
+
+def test_the_capture_apps_hmac_signs_the_photos_hash_and_any_other_header_is_refused() -> None:
+    import hashlib
+    import hmac
+
+    from refundlens.cases.capture import capture_signature
+    from refundlens.detectors._pixels_examples import camera_photo, encode
+    from refundlens.errors import RefundlensError
+    from refundlens.media import media_from_bytes
+
+    settings = Settings(capture_hmac_key="the-app-secret")
+    data = encode(camera_photo(4, size=(120, 160)))
+    media = media_from_bytes(data, "live.jpg", settings)
+    good = hmac.new(b"the-app-secret", media.sha256.encode(), hashlib.sha256).hexdigest()
+    assert capture_signature(data, media, good, settings) == {"kind": "hmac"}
+    # Wrong, missing, or not even ASCII (a header may hold any text): a coded refusal.
+    for header in (good[:-1] + "0", None, "", "签名é" + good):
+        with pytest.raises(RefundlensError) as refused:
+            capture_signature(data, media, header, settings)
+        assert refused.value.code == "capture.bad_signature", header
 
 
 def test_a_slow_webhook_endpoint_does_not_hold_up_other_writes(tmp_path: Path) -> None:

@@ -347,6 +347,7 @@ def test_a_form_posted_without_the_token_or_from_another_site_changes_nothing(
         attempts = [
             ({k: v for k, v in decision.items() if k != "csrf"}, {"Origin": server.url}),
             ({**decision, "csrf": "forged"}, {"Origin": server.url}),
+            ({**decision, "csrf": "令牌é"}, {"Origin": server.url}),  # not ASCII: 403, not 500
             (decision, {"Origin": "http://evil.example"}),
             (decision, {"Referer": "http://evil.example/page"}),
             (decision, {}),  # neither Origin nor Referer: not a browser form of this site
@@ -395,6 +396,14 @@ def test_login_needs_the_forms_own_token_and_the_session_is_not_the_api_key(
             headers={"Origin": "http://evil.example"},
         )
         assert response.status_code == 403 and "rl_session" not in response.cookies
+        # A token that is not ASCII is refused like any other wrong token, not a server error.
+        form = outsider.get("/web/login")
+        response = outsider.post(
+            "/web/login",
+            data={"key": keys["buyer"], "csrf": "令牌é"},
+            headers={"Origin": server.url},
+        )
+        assert form.status_code == 200 and response.status_code == 403
     client = logged_in(httpx.Client(base_url=server.url, timeout=60.0), server, keys["reviewer"])
     cookie = client.cookies["rl_session"]
     assert keys["reviewer"] not in cookie and keys["reviewer"].split(".")[1] not in cookie

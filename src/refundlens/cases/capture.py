@@ -160,7 +160,8 @@ def capture_signature(
         expected = hmac.new(
             settings.capture_hmac_key.encode(), media.sha256.encode(), hashlib.sha256
         ).hexdigest()
-        if signature and hmac.compare_digest(expected, signature):
+        # Bytes: a header may hold any text, and compare_digest refuses non-ASCII str.
+        if signature and hmac.compare_digest(expected.encode(), signature.encode()):
             return {"kind": "hmac"}
     if settings.capture_hmac_key or settings.capture_c2pa_trust_anchors_path:
         raise RefundlensError("capture.bad_signature", refusal)

@@ -54,7 +54,7 @@ def verify_signature(secret: str, body: bytes, header: str, now: float | None = 
     if abs((now or time.time()) - t) > TOLERANCE_S:
         return False
     expected = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, parts.get("v1", ""))
+    return hmac.compare_digest(expected.encode(), parts.get("v1", "").encode())
 
 
 def _backoff(attempts: int) -> dt.timedelta:

@@ -181,7 +181,9 @@ def _poster(request: Request, user: MaybeUser, csrf: Annotated[str, Form()] = ""
     if user is None:
         raise PageAnswer(login_redirect())
     expected = getattr(request.state, "csrf", "")
-    if not same_site(request) or not (csrf and hmac.compare_digest(csrf, expected)):
+    if not same_site(request) or not (
+        csrf and hmac.compare_digest(csrf.encode(), expected.encode())
+    ):
         raise PageAnswer(page(request, "error.html", status=403, user=user, message="csrf"))
     return user
 

@@ -48,7 +48,9 @@ def login_form(request: Request) -> HTMLResponse:
 def login(request: Request, key: str = Form(""), csrf: str = Form("")) -> Response:
     runtime = runtime_of(request)
     expected = request.cookies.get(LOGIN_COOKIE, "")
-    if not same_site(request) or not (csrf and expected and hmac.compare_digest(csrf, expected)):
+    if not same_site(request) or not (
+        csrf and expected and hmac.compare_digest(csrf.encode(), expected.encode())
+    ):
         # A login posted from another site (login CSRF) or without the form's token.
         return _login_page(request, status=403, error="csrf")
     try:
