@@ -77,3 +77,31 @@ def test_remote_manifest_is_not_fetched() -> None:
         load_media(FIXTURES / "files-for-reading-tests" / "cloud.jpg"), Context()
     )
     assert [f.code for f in findings] == ["provenance.c2pa_remote"]
+
+
+def test_only_a_trusted_signers_camera_capture_vouches_for_a_claim_photo(tmp_path: Path) -> None:
+    # A buyer can sign any photo with a certificate of its own making: what vouches for a photo
+    # (and spares a claim the live capture) is a manifest signed under the platform's trust
+    # anchors that declares a camera capture and no edit.
+    from refundlens.cases.routing import facts_from_report
+    from refundlens.pipeline import analyze
+    from refundlens.report import assessment_to_dict
+
+    anchors = tmp_path / "anchors.pem"
+    anchors.write_bytes(signing_chain()[2])
+    trusting = Settings(c2pa_trust_anchors_path=str(anchors), ocr_enabled=False)
+    stranger = signing_chain(ca="Totally Real Camera CA", signer="Pixel Camera")
+    photo = camera_jpeg()
+
+    def vouched(data: bytes, settings: Settings) -> bool:
+        report = assessment_to_dict(
+            analyze([media_from_bytes(data, "p.jpg", settings)], settings=settings)
+        )
+        codes = {f["code"] for image in report["images"] for f in image["findings"]}
+        assert "provenance.c2pa_manifest" in codes, codes
+        return facts_from_report(report, [False])[0]
+
+    assert vouched(sign_jpeg(photo, "digitalCapture"), trusting)
+    assert not vouched(sign_jpeg(photo, "digitalCapture", chain=stranger), trusting)
+    assert not vouched(sign_jpeg(photo, "digitalCapture"), Settings(ocr_enabled=False))
+    assert not vouched(sign_jpeg(photo, "minorHumanEdits", "c2pa.edited"), trusting)

@@ -184,7 +184,26 @@ def test_what_vouches_for_a_claim_is_read_from_its_findings() -> None:
         return {"images": [{"findings": list(findings)}]}
 
     new_photo = {"code": "reference.same_item_new_photo", "facts": {}}
-    camera = {"code": "provenance.c2pa_manifest", "facts": {}}
+    captured = {
+        "action": "c2pa.created",
+        "digital_source_type": "http://cv.iptc.org/newscodes/digitalsourcetype/digitalCapture",
+    }
+    camera = {
+        "code": "provenance.c2pa_manifest",
+        "facts": {"state": "trusted", "actions": [captured]},
+    }
+    # A manifest vouches only where a trusted signer declares a camera capture and no edit:
+    # anyone can sign with a certificate of their own (state "valid").
+    edited = {"action": "c2pa.edited", "digital_source_type": None}
+    for state, actions in (
+        ("valid", [captured]),
+        ("invalid", [captured]),
+        ("trusted", []),
+        ("trusted", [captured, edited]),
+        ("trusted", [{**captured, "digital_source_type": "trainedAlgorithmicMedia"}]),
+    ):
+        doubtful = {"code": camera["code"], "facts": {"state": state, "actions": actions}}
+        assert facts_from_report(report(doubtful)) == (False, False, False, False), (state, actions)
     unmatched = {"code": "reference.no_match", "facts": {"references_compared": 2}}
     nothing_to_compare = {"code": "reference.no_match", "facts": {"references_compared": 0}}
     assert facts_from_report(report(new_photo)) == (True, False, False, False)

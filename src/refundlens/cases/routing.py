@@ -20,10 +20,12 @@ from typing import Any
 from .states import ClaimState
 
 __all__ = [
+    "CAMERA_SOURCE_TYPES",
     "CLAIM_TYPES",
     "VOUCHING_CODES",
     "ClaimFacts",
     "RoutingRules",
+    "camera_manifest",
     "facts_from_report",
     "route",
 ]
@@ -114,8 +116,34 @@ class ClaimFacts:
 
 
 # Findings that vouch for a photo: the ordered item recognised in a new exposure, or a camera's
-# signed manifest. (A live capture vouches too; it is known from the claim, not a finding.)
+# signed manifest (only as :func:`camera_manifest` reads its facts). (A live capture vouches
+# too; it is known from the claim, not a finding.)
 VOUCHING_CODES = frozenset({"reference.same_item_new_photo", "provenance.c2pa_manifest"})
+MANIFEST_CODE = "provenance.c2pa_manifest"
+# IPTC digital source types of a camera: a plain capture, and one a phone's computational
+# photography processed (what phones that sign C2PA declare).
+CAMERA_SOURCE_TYPES = frozenset(
+    {
+        "http://cv.iptc.org/newscodes/digitalsourcetype/digitalCapture",
+        "http://cv.iptc.org/newscodes/digitalsourcetype/computationalCapture",
+    }
+)
+
+
+def camera_manifest(facts: Mapping[str, Any]) -> bool:
+    """Whether a C2PA manifest's facts vouch for a camera photo: signed under the platform's
+    trust anchors (``c2pa_trust_anchors_path``; state ``trusted``), and declaring a capture by a
+    camera and nothing done to it since. Anyone can sign a manifest with a certificate of their
+    own making (state ``valid``), and a manifest that declares an edit vouches for no capture."""
+    if facts.get("state") != "trusted":
+        return False
+    actions = [a for a in facts.get("actions") or () if isinstance(a, Mapping)]
+    return bool(actions) and all(
+        a.get("action") == "c2pa.created" and a.get("digital_source_type") in CAMERA_SOURCE_TYPES
+        for a in actions
+    )
+
+
 # The views agree on the damage the buyer marked: only this makes a live capture verify damage.
 CONFIRMING_CODE = "consistency.marked_damage_confirmed"
 # ... unless another view shows the marked damage differently.
@@ -138,7 +166,11 @@ def facts_from_report(
         for finding in image.get("findings") or ():
             code = finding.get("code")
             facts = finding.get("facts") or {}
-            vouched |= code in VOUCHING_CODES and not is_live
+            vouched |= (
+                code in VOUCHING_CODES
+                and (code != MANIFEST_CODE or camera_manifest(facts))
+                and not is_live
+            )
             compared = facts.get("references_compared") or 0
             unmatched = code == "reference.no_match" and compared > 0
             not_shown |= unmatched and not is_live
