@@ -478,6 +478,88 @@ def test_a_merchant_sees_only_its_own_shops_claims_among_the_buyers_other_claims
         assert keys["claim_b"] in panel(client.get(f"/web/claims/{keys['claim']}").text)
 
 
+def test_a_shop_is_not_told_the_buyers_record_at_other_shops_by_the_report_or_the_api(
+    site: tuple[Server, dict[str, str]],
+) -> None:
+    # The buyer has a claim at shop-b that a person rejected as forged. Shop-a's merchant reads
+    # its own claim: the evidence report's record counts shop-a's claims only, and a finding on
+    # the buyer's platform record keeps its code (it moved the risk) but not its numbers.
+    from refundlens.store.sql.models import Assessment
+
+    from .service_support import wait_analysed
+
+    server, keys = site
+    sku = listed_sku(server, keys["merchant_b"], "vase")
+    order = order_for(server, keys["merchant_b"], sku, "buyer-1", "o-forged-elsewhere")
+    elsewhere = file_claim(server, keys["buyer"], order, [("p.jpg", sample("claim_genuine.jpg"))])
+    with server.client(keys["buyer"]) as buyer:
+        wait_analysed(buyer, keys["claim"])
+    record = {
+        "other_claims": 3,
+        "outcomes": {"rejected": 2},
+        "confirmed_forgeries": 2,
+        "confirmed_forged_value": 1234.5,
+        "refunded_on_forged": 0.0,
+    }
+    database = Database(server.settings)
+    try:
+        with database.session() as session:
+            session.add(
+                Decision(
+                    id=new_id("dec"),
+                    claim_id=elsewhere["id"],
+                    outcome="rejected",
+                    amount=None,
+                    reason="forged",
+                    decided_by="reviewer-b",
+                )
+            )
+            latest = (
+                session.query(Assessment)
+                .filter(Assessment.claim_id == keys["claim"])
+                .order_by(Assessment.attempt.desc())
+                .first()
+            )
+            assert latest is not None
+            report = dict(latest.report)
+            images = [dict(image) for image in report["images"]]
+            images[0]["findings"] = [
+                *images[0]["findings"],
+                {
+                    "code": "reuse.buyer_history",
+                    "strength": 1.5,
+                    "confidence": 0.9,
+                    "reason": {"en": "worth 1234.5 in all", "zh": "合计金额 1234.5"},
+                    "facts": record,
+                    "region": None,
+                },
+            ]
+            latest.report = {**report, "images": images}
+    finally:
+        database.dispose()
+
+    def told(key: str) -> tuple[str, dict[str, object]]:
+        with web_login(server, key) as client:
+            html = client.get(f"/web/claims/{keys['claim']}/report.html?lang=en").text
+        with server.client(key) as api:
+            body = api.get(f"/v1/claims/{keys['claim']}").json()
+        [finding] = [
+            f
+            for image in body["assessment"]["images"]
+            for f in image["findings"]
+            if f["code"] == "reuse.buyer_history"
+        ]
+        return html, finding
+
+    html, finding = told(keys["merchant"])
+    assert "At this shop only" in html and "1234.5" not in html
+    assert "1,234.50" not in html and "rejected: 1" not in html
+    assert "1234.5" not in str(finding) and "confirmed_forgeries" not in finding["facts"]
+    html, finding = told(server.admin)
+    assert "At this shop only" not in html and "rejected: 1" in html
+    assert finding["facts"] == record
+
+
 def test_claims_are_assigned_only_to_reviewers_of_their_shop_and_released_by_their_holder(
     site: tuple[Server, dict[str, str]],
 ) -> None:

@@ -1,6 +1,6 @@
 """report: Assessment -> versioned JSON, pictures (masks, overlays) and human text."""
 
-from .json import SCHEMA_VERSION, assessment_to_dict, load_schema
+from .json import SCHEMA_VERSION, assessment_to_dict, load_schema, report_for_shop
 from .pictures import overlay_image, picture_blobs, write_finding_pictures, write_pictures
 
 __all__ = [
@@ -9,6 +9,7 @@ __all__ = [
     "load_schema",
     "overlay_image",
     "picture_blobs",
+    "report_for_shop",
     "write_finding_pictures",
     "write_pictures",
 ]

@@ -31,6 +31,7 @@ from ..store.sql.models import (
     Sku,
 )
 from ..store.sql.queries import latest_assessment
+from .json import report_for_shop
 
 __all__ = [
     "REPORT_CSP",
@@ -150,7 +151,16 @@ def file_facts(data: bytes, name: str) -> list[tuple[str, str]]:
     return rows
 
 
-def gather(session: Session, blobs: BlobStore, claim_id: str, inline: bool = True) -> CaseFile:
+def gather(
+    session: Session,
+    blobs: BlobStore,
+    claim_id: str,
+    inline: bool = True,
+    shop: str | None = None,
+) -> CaseFile:
+    """Everything about a claim that its report shows. With ``shop`` (a merchant reads it), the
+    buyer's record counts that shop's claims only, and findings about the buyer's claims at
+    other shops keep no numbers (``report_for_shop``): those are the platform's."""
     claim = session.get(Claim, claim_id)
     if claim is None:
         from ..errors import NotFound
@@ -162,6 +172,8 @@ def gather(session: Session, blobs: BlobStore, claim_id: str, inline: bool = Tru
     assert sku is not None
     latest = latest_assessment(session, claim.id)
     report = latest.report if latest is not None else None
+    if report is not None and shop is not None:
+        report = report_for_shop(report)
     photos = []
     for photo in claim.photos:
         data = blobs.get(photo.sha256)
@@ -233,14 +245,15 @@ def gather(session: Session, blobs: BlobStore, claim_id: str, inline: bool = Tru
         photos=photos,
         pictures=pictures,
         provenance_sources=sources,
-        ledger=_ledger(session, claim),
+        ledger=_ledger(session, claim, shop),
     )
 
 
-def _ledger(session: Session, claim: Claim) -> dict[str, Any]:
+def _ledger(session: Session, claim: Claim, shop: str | None = None) -> dict[str, Any]:
     from ..reuse.history import buyer_summary
 
-    summary = buyer_summary(session, claim.buyer_id, claim.id)
+    summary = buyer_summary(session, claim.buyer_id, claim.id, shop)
+    summary["scope"] = "platform" if shop is None else "shop"
     # This claim counts too once a person has confirmed it as forged.
     own = session.execute(
         select(Decision)

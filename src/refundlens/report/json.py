@@ -55,6 +55,42 @@ def finding_to_dict(
     return out
 
 
+# Findings whose facts and reason describe the buyer's claims at every shop of the platform: the
+# platform's to see, not one shop's (docs/security.md).
+PLATFORM_WIDE_CODES = frozenset({"reuse.buyer_history"})
+
+
+def report_for_shop(report: Mapping[str, Any]) -> dict[str, Any]:
+    """``report`` (an assessment's JSON) as a shop may read it: a finding about the buyer's
+    claims at other shops keeps its code and strength (it moved the risk the shop sees) but not
+    its numbers or its reason, which are the platform's."""
+    return {
+        **report,
+        "images": [
+            {
+                **image,
+                "findings": [
+                    {
+                        **f,
+                        "facts": {"withheld": "the buyer's claims at other shops"},
+                        "reason": {
+                            "en": "The buyer's record of claims a person confirmed as forged, "
+                            "across the platform, counted in the risk; the platform's reviewers "
+                            "see it.",
+                            "zh": "该买家在整个平台上被人工确认为伪造的理赔记录已计入风险；"
+                            "平台审核员可查看详情。",
+                        },
+                    }
+                    if f.get("code") in PLATFORM_WIDE_CODES
+                    else f
+                    for f in image.get("findings") or ()
+                ],
+            }
+            for image in report.get("images") or ()
+        ],
+    }
+
+
 def assessment_to_dict(
     assessment: Assessment,
     region_paths: Mapping[tuple[int, int], str] | None = None,

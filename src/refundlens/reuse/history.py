@@ -300,15 +300,18 @@ class History:
 
 
 def buyer_summary(
-    session: Session, buyer_id: str, exclude_claim: str | None = None
+    session: Session,
+    buyer_id: str,
+    exclude_claim: str | None = None,
+    merchant_id: str | None = None,
 ) -> dict[str, Any]:
     """A buyer's ledger: other claims, final outcomes, forgeries a person confirmed (rejected),
-    their total value, and what was refunded on claims later found forged."""
-    claims = list(
-        session.execute(
-            select(Claim).where(Claim.buyer_id == buyer_id, Claim.id != exclude_claim)
-        ).scalars()
-    )
+    their total value, and what was refunded on claims later found forged. Across the platform,
+    or with ``merchant_id`` at that shop only (what a shop may see)."""
+    query = select(Claim).where(Claim.buyer_id == buyer_id, Claim.id != exclude_claim)
+    if merchant_id is not None:
+        query = query.where(Claim.merchant_id == merchant_id)
+    claims = list(session.execute(query).scalars())
     outcomes: dict[str, int] = {}
     forged_value = 0.0
     refunded_on_forged = 0.0

@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..cases.buyer import buyer_status
+from ..report import report_for_shop
 from ..store.sql.models import Claim, Decision, Evidence
 from ..store.sql.queries import latest_assessment
 from .auth import Principal
@@ -119,7 +120,12 @@ def claim_view(s: Session, claim: Claim, p: Principal) -> ClaimOut | BuyerClaimO
             "action": claim.action,
             "routing_reason": claim.routing_reason,
             "assigned_to": claim.assigned_to,
-            "assessment": latest.report if latest is not None else None,
+            "assessment": None
+            if latest is None
+            # A shop reads the buyer's claims at other shops as counted, not told.
+            else report_for_shop(latest.report)
+            if p.role == "merchant"
+            else latest.report,
             "evidence": evidence,
             "decisions": decisions,
         }

@@ -39,6 +39,12 @@ _CODE = re.compile(r"[a-z_]{1,40}\.[a-z_]{1,60}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
+def _shop(user: Principal) -> str | None:
+    """The shop a merchant reads a claim as: the buyer's claims at other shops are not its own
+    (``report.evidence.gather``)."""
+    return user.tenant_id if user.role == "merchant" else None
+
+
 @router.get("/claims/{claim_id}", response_class=HTMLResponse)
 def claim_page(
     request: Request,
@@ -51,7 +57,7 @@ def claim_page(
     if user.role == "buyer":
         return _buyer_page(request, claim_id, user, done, error)
     with runtime.db.session() as session:
-        case = gather(session, runtime.blobs, claim_id, inline=False)
+        case = gather(session, runtime.blobs, claim_id, inline=False, shop=_shop(user))
         audit = [
             {
                 "seq": a.seq,
@@ -209,7 +215,9 @@ def report(request: Request, user: Viewer, claim_id: SeenClaim, fmt: str) -> Res
     runtime = runtime_of(request)
     with runtime.db.session() as session:
         html = render_html(
-            gather(session, runtime.blobs, claim_id), lang(request), runtime.settings.jurisdiction
+            gather(session, runtime.blobs, claim_id, shop=_shop(user)),
+            lang(request),
+            runtime.settings.jurisdiction,
         )
     if fmt == "html":
         return HTMLResponse(
