@@ -403,6 +403,53 @@ def test_tenants_without_a_webhook_get_the_pluggable_channel(tmp_path: Path) -> 
     assert [e["id"] for e in RecordingChannel.sent] == ["evt_sms"]
 
 
+def test_a_claim_is_issued_at_most_capture_max_links_per_claim_links_in_all(
+    tmp_path: Path,
+) -> None:
+    # A spent or used link frees a slot under capture_max_live_tokens; the claim's links in all
+    # are bounded too, or refused captures could go on link after link.
+    from refundlens import cases
+    from refundlens.detectors._pixels_examples import camera_photo, encode
+    from refundlens.errors import RefundlensError
+    from refundlens.store.sql.models import CaptureToken, Claim, utcnow
+    from refundlens.store.sql.repositories import SqlStore
+
+    settings = Settings(data_dir=str(tmp_path), capture_max_links_per_claim=4)
+    runtime = Runtime(settings)
+    runtime.db.upgrade()
+    buyer = cases.Actor("buyer-key", "buyer")
+    with runtime.db.session() as session:
+        session.add(Tenant(id="shop", kind="merchant", name="shop"))
+        session.flush()
+        store = SqlStore(session)
+        listing = [("l.jpg", encode(camera_photo(1, size=(240, 320))))]
+        sku = cases.create_sku(
+            store, runtime.blobs, settings, cases.SYSTEM, "shop", "s", "", listing
+        )
+        order = cases.create_order(
+            store, cases.SYSTEM, "shop", "o", sku.id, "b", 50.0, "CNY", None, None, None
+        )
+        photo = [("p.jpg", encode(camera_photo(2, size=(240, 320))))]
+        claim = cases.create_claim(
+            store, runtime.blobs, settings, buyer, order, "refund_only", "", 20.0, photo
+        )
+        claim.state = S.AWAITING_CAPTURE.value
+        claim_id = claim.id
+    for _ in range(settings.capture_max_links_per_claim):
+        with runtime.db.session() as session:
+            claim = session.get(Claim, claim_id)
+            cases.issue_capture_token(SqlStore(session), buyer, claim, settings)
+            # Spent (too many refusals): it no longer counts as live.
+            for token in session.query(CaptureToken).filter(CaptureToken.claim_id == claim_id):
+                token.used_at = token.used_at or utcnow()
+    with runtime.db.session() as session:
+        claim = session.get(Claim, claim_id)
+        with pytest.raises(RefundlensError) as refused:
+            cases.issue_capture_token(SqlStore(session), buyer, claim, settings)
+        assert refused.value.code == "capture.too_many_links"
+        assert session.query(CaptureToken).filter(CaptureToken.claim_id == claim_id).count() == 4
+
+
 def test_a_live_capture_signed_with_c2pa_by_the_platforms_capture_app_is_accepted_and_no_other(
     tmp_path: Path,
 ) -> None:

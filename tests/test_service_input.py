@@ -600,6 +600,29 @@ def test_a_damage_box_that_is_no_box_inside_its_photo_is_refused_before_the_phot
     assert sorted(p.name for p in blobs.rglob("*") if p.is_file()) == before
 
 
+def test_more_videos_than_the_limit_are_refused_before_any_file_is_read(
+    server: Server, shop: dict[str, str]
+) -> None:
+    # Each video costs the analysis up to video_max_decode_seconds: a claim carrying dozens of
+    # tiny ones was taken (60 of them, 201).
+    blobs = Path(server.settings.data_dir) / "blobs"
+    before = sorted(p.name for p in blobs.rglob("*") if p.is_file())
+    photo = resources.files("refundlens").joinpath("samples/claim_genuine.jpg").read_bytes()
+    videos = [
+        ("videos", (f"v{n}.webm", b"\x1aE\xdf\xa3" + bytes([n]) * 64, "video/webm"))
+        for n in range(server.settings.max_videos_per_claim + 1)
+    ]
+    with server.client(shop["buyer"]) as buyer:
+        r = buyer.post(
+            "/v1/claims",
+            data={"order_id": shop["order"], "type": "refund_only", "amount": "10"},
+            files=[("photos", ("c.jpg", photo, "image/jpeg")), *videos],
+        )
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["code"] == "claim.too_many_videos", r.text
+    assert sorted(p.name for p in blobs.rglob("*") if p.is_file()) == before
+
+
 def test_the_same_file_twice_in_one_claim_is_refused_before_anything_is_stored(
     server: Server, shop: dict[str, str]
 ) -> None:

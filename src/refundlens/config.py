@@ -265,6 +265,11 @@ class Settings:
     capture_max_live_tokens: int = 3
     """Capture tokens (links) one claim may hold unused and unexpired at once; another request
     is refused (``capture.too_many_tokens``) until one is used or expires."""
+    capture_max_links_per_claim: int = 10
+    """Capture tokens (links) one claim may be issued in all, used, spent or expired ones
+    included; another request is refused (``capture.too_many_links``). With
+    ``capture_max_refusals`` this bounds what refused captures one claim can make the API
+    process decode and store (10 x 5); an honest buyer needs one or two links."""
     capture_max_photos: int = 3
     """Photos one live capture may send from the capture page (the app sends one per token)."""
     capture_preview_cache_entries: int = 64
@@ -360,6 +365,9 @@ class Settings:
     one after a crash) sends them again only once the lease has run out (at least once)."""
     max_photos_per_claim: int = 9
     """Photos accepted in one claim upload."""
+    max_videos_per_claim: int = 2
+    """Unboxing videos accepted in one claim upload (``claim.too_many_videos``), counted before
+    any is read: each costs the analysis up to ``video_max_decode_seconds`` of decoding."""
     web_queue_page_size: int = 50
     """Claims one page of the web queue (``/web/queue``) shows at most, with a link to the next."""
     max_open_claims_per_order: int = 1

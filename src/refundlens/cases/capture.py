@@ -68,11 +68,16 @@ def issue_capture_token(
             "capture.not_requested", f"The claim is {claim.state}; no live capture is requested."
         )
     now = utcnow()
-    live = [
-        t
-        for t in store.claims.capture_tokens_of(claim.id)
-        if t.used_at is None and (aware(t.expires_at) or now) > now
-    ]
+    issued = store.claims.capture_tokens_of(claim.id)
+    if len(issued) >= settings.capture_max_links_per_claim:
+        # A spent link frees a slot under capture_max_live_tokens: without this bound, link
+        # after link would let refused captures go on (each decoded and stored).
+        raise RefundlensError(
+            "capture.too_many_links",
+            f"This claim was given {len(issued)} capture links already "
+            "(capture_max_links_per_claim); a person will look at it.",
+        )
+    live = [t for t in issued if t.used_at is None and (aware(t.expires_at) or now) > now]
     if len(live) >= settings.capture_max_live_tokens:
         raise RefundlensError(
             "capture.too_many_tokens",

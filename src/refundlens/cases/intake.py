@@ -97,6 +97,22 @@ def check_claim_request(
         check_open_claims(store, settings, order)
 
 
+def check_file_counts(photos: int, videos: int, settings: Settings) -> None:
+    """Refuse more photos than ``max_photos_per_claim`` or videos than ``max_videos_per_claim``:
+    asked before a file is read, since each video costs the analysis up to
+    ``video_max_decode_seconds`` of decoding."""
+    if photos > settings.max_photos_per_claim:
+        raise RefundlensError(
+            "claim.too_many_photos",
+            f"At most {settings.max_photos_per_claim} photos per claim (max_photos_per_claim).",
+        )
+    if videos > settings.max_videos_per_claim:
+        raise RefundlensError(
+            "claim.too_many_videos",
+            f"At most {settings.max_videos_per_claim} videos per claim (max_videos_per_claim).",
+        )
+
+
 def prepare_claim_files(
     blobs: BlobStore,
     settings: Settings,
@@ -112,11 +128,7 @@ def prepare_claim_files(
             "claim.bad_type",
             f"Claim type must be one of {', '.join(CLAIM_TYPES)}, not {claim_type!r}.",
         )
-    if len(photos) > settings.max_photos_per_claim:
-        raise RefundlensError(
-            "claim.too_many_photos",
-            f"At most {settings.max_photos_per_claim} photos per claim (max_photos_per_claim).",
-        )
+    check_file_counts(len(photos), len(videos), settings)
     from ..media.video import probe_video
 
     refuse_repeated_files(photos, "claim.duplicate_photo")

@@ -53,6 +53,7 @@ STATUS = {
     "claim.closed": 409,
     "claim.already_open": 409,
     "capture.too_many_tokens": 409,
+    "capture.too_many_links": 409,
     "media.too_large": 413,
     "idempotency.key_reused": 422,
     "request.too_large": 413,

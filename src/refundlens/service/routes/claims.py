@@ -74,6 +74,7 @@ async def create_claim(
     settings = runtime.settings
     # Before a byte of the photos is read.
     boxes = cases.parse_damage_boxes(damage_boxes, len(photos or []), settings)
+    cases.check_file_counts(len(photos or []), len(videos or []), settings)
     files = [await read_upload(settings, f) for f in photos or []]
     clips = [await read_upload(settings, v, video=True) for v in videos or []]
     key = (
