@@ -66,3 +66,138 @@ def test_the_first_two_writers_on_an_empty_database_both_append(database: Databa
         rows = session.execute(select(AuditEntry).order_by(AuditEntry.seq)).scalars().all()
         assert [(row.seq, row.actor) for row in rows] == [(1, "first"), (2, "second")]
         assert audit.verify(session) == (2, None)
+
+
+def _rechain(session, rows: list[AuditEntry]) -> None:  # type: ignore[no-untyped-def]
+    """What a writer with access to the database does to hide an edit: recompute every hash
+    from the genesis on and move the head."""
+    from refundlens.store.sql.models import AuditHead
+
+    prev = audit.GENESIS
+    for row in rows:
+        row.prev_hash = prev
+        row.entry_hash = audit.entry_hash(
+            prev, row.seq, row.at, row.actor, row.action, row.claim_id, row.assessment_id,
+            row.details,
+        )  # fmt: skip
+        prev = row.entry_hash
+    top = session.get(AuditHead, 1)
+    top.seq, top.entry_hash = (rows[-1].seq, prev) if rows else (0, audit.GENESIS)
+
+
+def test_a_rewritten_or_cut_chain_verifies_alone_and_is_caught_by_a_checkpoint_kept_outside(
+    database: Database, tmp_path: Path
+) -> None:
+    path = str(tmp_path / "elsewhere" / "audit-checkpoints.log")
+    (tmp_path / "elsewhere").mkdir()
+    with database.session() as session:
+        assert audit.record_checkpoint(session, path) is None  # an empty log: nothing to keep
+        audit.append(session, "rlk_rev", "decision.reject", claim_id="clm_1", details={"r": 1})
+        audit.append(session, "rlk_rev", "claim.assigned", claim_id="clm_2", details={})
+        audit.append(session, "system", "claim.analysed", claim_id="clm_3", details={"risk": 0.9})
+    with database.session() as session:
+        point = audit.record_checkpoint(session, path)
+        assert point is not None and point.seq == 3
+        assert audit.record_checkpoint(session, path) is None  # the head did not move
+    points = audit.read_checkpoints(path)
+    assert [p.seq for p in points] == [3]
+    with database.session() as session:
+        assert audit.verify(session, checkpoints=points) == (3, None)
+        rows = list(session.execute(select(AuditEntry).order_by(AuditEntry.seq)).scalars())
+        rows[0].action, rows[0].details = "decision.approve", {"r": 2}
+        _rechain(session, rows)
+    with database.session() as session:
+        # The chain alone cannot tell: every hash was recomputed.
+        assert audit.verify(session) == (3, None)
+        checked, problem = audit.verify(session, checkpoints=points)
+        assert problem is not None and problem.seq == 3 and "rewritten" in problem.problem
+    with database.session() as session:
+        rows = list(session.execute(select(AuditEntry).order_by(AuditEntry.seq)).scalars())
+        rows[0].action, rows[0].details = "decision.reject", {"r": 1}
+        _rechain(session, rows)
+    with database.session() as session:
+        assert audit.verify(session, checkpoints=points) == (3, None)  # put back: it matches
+        # Cut the last entry and move the head back: again invisible to the chain alone.
+        rows = list(session.execute(select(AuditEntry).order_by(AuditEntry.seq)).scalars())
+        session.delete(rows[-1])
+        _rechain(session, rows[:-1])
+    with database.session() as session:
+        assert audit.verify(session) == (2, None)
+        checked, problem = audit.verify(session, checkpoints=points)
+        assert checked == 2
+        assert problem is not None and problem.seq == 3 and "deleted" in problem.problem
+
+
+def test_the_checkpoint_file_is_evidence_a_line_that_is_not_one_is_an_error(
+    tmp_path: Path,
+) -> None:
+    from refundlens.errors import RefundlensError
+
+    path = tmp_path / "points.log"
+    assert audit.read_checkpoints(str(path)) == []
+    path.write_text(f"3 {'a' * 64} 2026-12-05T10:00:00+00:00\n\n")
+    assert [p.seq for p in audit.read_checkpoints(str(path))] == [3]
+    for bad in ("3 nothex 2026", f"x {'a' * 64} t", f"3 {'A' * 64} t", "3"):
+        path.write_text(bad + "\n")
+        with pytest.raises(RefundlensError) as refused:
+            audit.read_checkpoints(str(path))
+        assert refused.value.code == "audit.bad_checkpoints"
+
+
+def test_the_tick_keeps_checkpoints_and_audit_verify_compares_the_chain_with_them(
+    tmp_path: Path,
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from refundlens.runtime import Runtime
+    from refundlens.workers.tasks import tick
+
+    points = tmp_path / "elsewhere.log"
+    settings = Settings(data_dir=str(tmp_path / "data"), audit_checkpoint_path=str(points))
+    runtime = Runtime(settings)
+    runtime.db.upgrade()
+    with runtime.db.session() as session:
+        audit.append(session, "rlk_rev", "decision.reject", claim_id="clm_1", details={})
+        audit.append(session, "rlk_rev", "claim.assigned", claim_id="clm_1", details={})
+    assert (
+        tick(runtime, requeue=lambda _c: None, requeue_video=lambda _v: None)["audit_checkpoint"]
+        == 2
+    )
+    assert (
+        tick(runtime, requeue=lambda _c: None, requeue_video=lambda _v: None)["audit_checkpoint"]
+        is None
+    )  # the head did not move: no new line
+    assert len(points.read_text().splitlines()) == 1
+    env = {
+        **os.environ,
+        "REFUNDLENS_DATA_DIR": settings.data_dir,
+        "REFUNDLENS_AUDIT_CHECKPOINT_PATH": str(points),
+    }
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "refundlens", "audit", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+
+    copy = tmp_path / "copy.log"
+    copy.write_text(cli("checkpoint").stdout.strip() + " 2026-12-05T00:00:00+00:00\n")
+    for args in ((), ("--checkpoints", str(copy))):
+        ok = cli("verify", *args)
+        assert ok.returncode == 0 and "1 checkpoints matched" in ok.stdout, (args, ok)
+    with runtime.db.session() as session:
+        rows = list(session.execute(select(AuditEntry).order_by(AuditEntry.seq)).scalars())
+        rows[0].action = "decision.approve"
+        _rechain(session, rows)
+    runtime.db.dispose()
+    for args in ((), ("--checkpoints", str(copy))):
+        broken = cli("verify", *args)
+        assert broken.returncode == 1 and "rewritten" in broken.stderr, (args, broken)
+    points.write_text("not a checkpoint\n")
+    damaged = cli("verify")
+    assert damaged.returncode == 2 and "not 'seq hash time'" in damaged.stderr

@@ -677,20 +677,52 @@ def db_upgrade() -> None:
 
 
 @audit_app.command("verify")
-def audit_verify() -> None:
-    """Recompute the audit chain; exit 1 and name the first broken entry if it was altered."""
-    from .store.sql.audit import verify
+def audit_verify(
+    checkpoints: Annotated[
+        Path | None,
+        typer.Option(
+            help="Checkpoints of the head kept elsewhere ('seq hash time' lines); default: "
+            "the audit_checkpoint_path setting."
+        ),
+    ] = None,
+) -> None:
+    """Recompute the audit chain and compare it with the checkpoints of its head; exit 1 and
+    name the first broken entry if it was altered, rewritten or cut."""
+    from .store.sql.audit import read_checkpoints, verify
 
-    database = _existing_database(_settings())
+    settings = _settings()
+    path = str(checkpoints) if checkpoints else settings.audit_checkpoint_path
+    database = _existing_database(settings)
+    try:
+        points = read_checkpoints(path) if path else []
+    except RefundlensError as exc:
+        sys.stderr.write(f"refundlens: {exc.message}\n")
+        raise typer.Exit(2) from None
     with database.session() as session:
-        checked, problem = verify(session)
+        checked, problem = verify(session, checkpoints=points)
     if problem is None:
-        typer.echo(f"audit log intact: {checked} entries, chain verified")
+        against = f", {len(points)} checkpoints matched" if points else ", no checkpoints"
+        typer.echo(f"audit log intact: {checked} entries, chain verified{against}")
         return
     sys.stderr.write(
         f"refundlens: audit log broken at entry {problem.seq}: {problem.problem} ({checked} entries before it verified)\n"
     )
     raise typer.Exit(1)
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint() -> None:
+    """Print the audit log's head (seq, hash) to keep where the database's writers cannot reach;
+    with audit_checkpoint_path set, also append it there (the scheduler's tick does so too)."""
+    from .store.sql.audit import current_head, record_checkpoint
+
+    settings = _settings()
+    database = _existing_database(settings)
+    with database.session() as session:
+        seq, digest = current_head(session)
+        if settings.audit_checkpoint_path:
+            record_checkpoint(session, settings.audit_checkpoint_path)
+    typer.echo(f"{seq} {digest}")
 
 
 @backup_app.command("create")

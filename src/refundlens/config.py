@@ -254,6 +254,12 @@ class Settings:
     pii_key: str = ""
     """Fernet key (urlsafe base64, 32 bytes) encrypting buyers' personal data at rest; empty =
     a key file created once in ``data_dir`` (embedded default only; set it in production)."""
+    audit_checkpoint_path: str = ""
+    """A file outside the database where the scheduler's tick appends the audit log's head
+    (``seq hash time``) whenever it moved, and which ``audit verify`` checks the chain against:
+    whoever can write to the database can recompute the whole chain, but not this file. Put it
+    where the database's writers cannot (another host's mount, append-only storage); empty = no
+    checkpoints, and only edits that leave the chain broken are found."""
     merchant_response_hours: float = 48.0
     """Hours the merchant has to answer a claim with evidence before it goes to a reviewer."""
     capture_window_hours: float = 24.0

@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from .. import cases, logs
+from ..errors import RefundlensError
 from ..metrics import metrics
 from ..pipeline import analyze
 from ..report import assessment_to_dict, picture_blobs
@@ -221,10 +222,21 @@ def tick(runtime: Runtime, requeue: Any = None, requeue_video: Any = None) -> di
         with runtime.db.session() as session:
             cases.mark_packing_videos_queued(SqlStore(session), videos_handed)
     delivered = deliver_due(runtime)
+    checkpoint = None
+    if runtime.settings.audit_checkpoint_path:
+        from ..store.sql.audit import record_checkpoint
+
+        try:
+            with runtime.db.session() as session:
+                point = record_checkpoint(session, runtime.settings.audit_checkpoint_path)
+            checkpoint = point.seq if point is not None else None
+        except (OSError, RefundlensError):
+            log.exception("cannot write the audit checkpoint; the next tick tries again")
     return {
         "packing_videos": videos_handed,
         "expired": moved,
         "requeued": [c for c in stale if c in handed],
         "queued": [c for c in outbox if c in handed],
         "webhooks": delivered,
+        "audit_checkpoint": checkpoint,
     }
