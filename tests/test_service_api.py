@@ -820,6 +820,32 @@ def test_a_buyer_adds_only_its_own_kinds_of_evidence_never_the_shops(
     assert kinds == ["other"], kinds
 
 
+def test_each_party_adds_at_most_max_evidence_per_party_items_to_a_claim(
+    server: Server, shop: dict[str, str]
+) -> None:
+    # Each item may carry a file of max_file_bytes: unbounded, one party fills the disk.
+    most = server.settings.max_evidence_per_party
+    claim = _file_claim(server, shop["buyer"], shop["order"], "claim_unrelated.jpg")
+    path = f"/v1/claims/{claim['id']}/evidence"
+    with server.client(shop["buyer"]) as buyer:
+        for n in range(most):
+            r = buyer.post(path, data={"kind": "statement", "statement": f"note {n}"})
+            assert r.status_code == 201, r.text
+        r = buyer.post(
+            path,
+            data={"kind": "other"},
+            files=[("file", ("more.bin", b"x" * 4096, "application/octet-stream"))],
+        )
+        assert r.status_code == 409 and r.json()["error"]["code"] == "evidence.too_many", r.text
+    # The other party is counted apart: the merchant can still answer.
+    with server.client(shop["merchant"]) as merchant:
+        r = merchant.post(path, data={"kind": "statement", "statement": "sent intact"})
+        assert r.status_code == 201, r.text
+    evidence = assessed(server, claim["id"])["evidence"]
+    assert [e["by"] for e in evidence].count("buyer") == most
+    assert not [e for e in evidence if e["name"] == "more.bin"]
+
+
 def test_a_file_that_is_not_what_its_evidence_kind_says_is_refused_and_not_stored(
     server: Server, shop: dict[str, str]
 ) -> None:

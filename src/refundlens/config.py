@@ -371,6 +371,10 @@ class Settings:
     one after a crash) sends them again only once the lease has run out (at least once)."""
     max_photos_per_claim: int = 9
     """Photos accepted in one claim upload."""
+    max_evidence_per_party: int = 30
+    """Items of evidence (a statement, a file of at most ``max_file_bytes``) each party (buyer,
+    merchant, reviewer) may add to one claim (``evidence.too_many``), counted before the file
+    is stored: without a bound one party could fill the disk a request at a time."""
     max_videos_per_claim: int = 2
     """Unboxing videos accepted in one claim upload (``claim.too_many_videos``), counted before
     any is read: each costs the analysis up to ``video_max_decode_seconds`` of decoding."""

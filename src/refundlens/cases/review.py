@@ -96,6 +96,14 @@ def add_evidence(
     _check_kind(actor, kind)
     if not statement and file is None:
         raise RefundlensError("evidence.empty", "Evidence needs a file or a statement.")
+    # Each item may carry a file of max_file_bytes: without a bound, one party could fill the
+    # disk one request at a time. Counted before the file is stored.
+    if store.evidence.count_by(claim.id, actor.role) >= settings.max_evidence_per_party:
+        raise RefundlensError(
+            "evidence.too_many",
+            f"At most {settings.max_evidence_per_party} items of evidence from each party per "
+            "claim (max_evidence_per_party); put the rest in one statement or ask a reviewer.",
+        )
     sha = blobs.put(file[1]) if file else None
     item = Evidence(
         id=new_id("evd"),

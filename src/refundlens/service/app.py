@@ -54,6 +54,7 @@ STATUS = {
     "claim.already_open": 409,
     "capture.too_many_tokens": 409,
     "capture.too_many_links": 409,
+    "evidence.too_many": 409,
     "media.too_large": 413,
     "idempotency.key_reused": 422,
     "request.too_large": 413,

@@ -209,6 +209,10 @@ class EvidenceFiles(Protocol):
 
     def of_kind(self, claim_id: str, kind: str) -> list[Evidence]: ...
 
+    def count_by(self, claim_id: str, submitted_by: str) -> int:
+        """How many items one party (a role) has added to the claim."""
+        ...
+
 
 class Fingerprints(Protocol):
     """Perceptual hashes of claim photos and video frames, for reuse across claims."""

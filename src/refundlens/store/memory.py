@@ -281,6 +281,11 @@ class _Evidence:
     def of_kind(self, claim_id: str, kind: str) -> list[Evidence]:
         return [e for e in self.t.evidence if e.claim_id == claim_id and e.kind == kind]
 
+    def count_by(self, claim_id: str, submitted_by: str) -> int:
+        return sum(
+            1 for e in self.t.evidence if e.claim_id == claim_id and e.submitted_by == submitted_by
+        )
+
 
 class _Fingerprints:
     def __init__(self, tables: _Tables) -> None:

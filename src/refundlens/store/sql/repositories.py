@@ -266,6 +266,15 @@ class _Evidence:
             ).scalars()
         )
 
+    def count_by(self, claim_id: str, submitted_by: str) -> int:
+        return int(
+            self.session.execute(
+                select(func.count())
+                .select_from(Evidence)
+                .where(Evidence.claim_id == claim_id, Evidence.submitted_by == submitted_by)
+            ).scalar_one()
+        )
+
 
 class _Fingerprints:
     def __init__(self, session: Session) -> None:
