@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -71,6 +72,8 @@ class Server:
     url: str
     settings: Settings
     admin: str
+    app: Any = None
+    """The ASGI app, served in this process (its ``state.runtime`` is the server's)."""
 
     def client(self, key: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
@@ -113,7 +116,7 @@ def running_server(
         admin = create_key(session, "admin")
     database.dispose()
     try:
-        yield Server(f"http://127.0.0.1:{port}", settings, admin)
+        yield Server(f"http://127.0.0.1:{port}", settings, admin, app)
     finally:
         server.should_exit = True
         thread.join(timeout=30)

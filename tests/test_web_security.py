@@ -560,6 +560,31 @@ def test_a_shop_is_not_told_the_buyers_record_at_other_shops_by_the_report_or_th
     assert finding["facts"] == record
 
 
+def test_a_pdf_report_past_the_heavy_work_slots_is_answered_busy_at_once(
+    site: tuple[Server, dict[str, str]],
+) -> None:
+    # A PDF starts Chromium and the photo check runs an analysis in the API process: past
+    # web_heavy_work_slots at once, a page answers 503 service.busy with Retry-After, queueing
+    # nothing, so a logged-in user's loop cannot take every core of the API.
+    server, keys = site
+    slots = server.app.state.runtime.heavy_work
+    taken = 0
+    while slots.acquire(blocking=False):
+        taken += 1
+    assert taken == server.settings.web_heavy_work_slots
+    try:
+        with web_login(server, keys["merchant"]) as client:
+            busy = client.get(f"/web/claims/{keys['claim']}/report.pdf")
+            assert busy.status_code == 503, busy.text
+            assert busy.headers["Retry-After"] == str(server.settings.busy_retry_after_seconds)
+            assert "服务正忙" in busy.text  # the page says so, in the default language
+            # Pages that do no heavy work are unaffected.
+            assert client.get(f"/web/claims/{keys['claim']}/report.html").status_code == 200
+    finally:
+        for _ in range(taken):
+            slots.release()
+
+
 def test_claims_are_assigned_only_to_reviewers_of_their_shop_and_released_by_their_holder(
     site: tuple[Server, dict[str, str]],
 ) -> None:

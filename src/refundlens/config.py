@@ -348,6 +348,10 @@ class Settings:
     ``service.busy`` (with ``Retry-After``)."""
     busy_retry_after_seconds: int = 2
     """The ``Retry-After`` (seconds) of a 503 ``service.busy`` answer."""
+    web_heavy_work_slots: int = 2
+    """Page requests that run an analysis (the merchant's photo check) or Chromium (the evidence
+    report as PDF) at once in one API process; another is answered 503 ``service.busy`` with
+    ``Retry-After`` at once, so a logged-in user's loop cannot take every core of the API."""
     embedded_analysis_processes: int = 1
     """Embedded default (no broker): analyses run in this many processes beside the server;
     0 runs them on a thread of the server process itself."""

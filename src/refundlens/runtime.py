@@ -3,6 +3,8 @@ policy, routing rules and the in-memory caches (reuse index, decoded references)
 
 from __future__ import annotations
 
+import threading
+
 from .cases.routing import RoutingRules
 from .config import Settings, service_settings
 from .fusion import load_policy
@@ -27,6 +29,8 @@ class Runtime:
         self.rules = RoutingRules.from_policy(self.policy.routing)
         self.index_cache = IndexCache(settings.reuse_index_shards, settings.reuse_min_pdq_quality)
         self.references = DecodedCache(settings.worker_reference_cache_size, settings)
+        # Pages that analyse a photo or start Chromium in the API process take a slot each.
+        self.heavy_work = threading.BoundedSemaphore(max(1, settings.web_heavy_work_slots))
 
     def history(self, claim_id: str, order: Order) -> History:
         """Cross-claim and bank lookups for ``claim_id`` (of ``order``): the analysis' reuse

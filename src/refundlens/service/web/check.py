@@ -14,7 +14,16 @@ from ...errors import RefundlensError
 from ...store.sql.models import ReferencePhoto, Sku
 from ..auth import Principal
 from ..fields import FieldError, check_id
-from .common import Poster, Viewer, file_name, page, refused, runtime_of, shop_only
+from .common import (
+    Poster,
+    Viewer,
+    file_name,
+    heavy_work,
+    page,
+    refused,
+    runtime_of,
+    shop_only,
+)
 
 __all__ = ["router"]
 
@@ -97,7 +106,8 @@ async def check_run(
         }
 
     try:
-        result = await run_in_threadpool(work)
+        with heavy_work(request, user):
+            result = await run_in_threadpool(work)
         error = None
     except RefundlensError as exc:
         result, error = None, exc.code

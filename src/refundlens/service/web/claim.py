@@ -20,6 +20,7 @@ from .common import (
     MaybeUser,
     SeenClaim,
     Viewer,
+    heavy_work,
     hours_left,
     lang,
     page,
@@ -229,7 +230,8 @@ def report(request: Request, user: Viewer, claim_id: SeenClaim, fmt: str) -> Res
                 "Content-Security-Policy": REPORT_CSP,
             },
         )
-    pdf = render_pdf(html, runtime.settings.chromium_path)
+    with heavy_work(request, user):
+        pdf = render_pdf(html, runtime.settings.chromium_path)
     return Response(
         pdf,
         media_type="application/pdf",

@@ -10,9 +10,11 @@ visibility rule for the path's claim (a 403 page otherwise). A guard that refuse
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hmac
 import re
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 from fastapi import Depends, Form, Request
@@ -97,6 +99,21 @@ def page(request: Request, template: str, status: int = 200, **context: Any) -> 
 
 def refused(request: Request, user: Principal | None, code: str, status: int) -> HTMLResponse:
     return page(request, "error.html", status=status, user=user, message=code)
+
+
+@contextlib.contextmanager
+def heavy_work(request: Request, user: Principal | None) -> Iterator[None]:
+    """Hold one of the process's ``web_heavy_work_slots`` for an analysis or a PDF; where none
+    is free, answer 503 ``service.busy`` with ``Retry-After`` at once (no queue to fill)."""
+    runtime = runtime_of(request)
+    if not runtime.heavy_work.acquire(blocking=False):
+        busy = refused(request, user, "service.busy", 503)
+        busy.headers["Retry-After"] = str(runtime.settings.busy_retry_after_seconds)
+        raise PageAnswer(busy)
+    try:
+        yield
+    finally:
+        runtime.heavy_work.release()
 
 
 def forbidden(request: Request, user: Principal | None) -> HTMLResponse:
