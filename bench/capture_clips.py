@@ -5,7 +5,9 @@ VP8 at 2.5 Mbit/s (src/refundlens/service/static/capture.js). :func:`recorded_cl
 clip of a still photo: the photo enlarged to a 1920 x 1080 frame's pixels (long side at most
 1920 px), a hand's shake (a random walk
 of the framing) and motion blur on every frame, encoded by libvpx in real-time mode at the page's
-bitrate and frame rate (PyAV; OpenCV's video writer sets no bitrate). :func:`clip_frames` then
+bitrate and frame rate (PyAV; OpenCV's video writer sets no bitrate), at a fixed speed so that a
+rerun gives the same clip (a browser's encoder adapts its speed to the time each frame takes: two
+encodes of one input decoded differently, 4 clips from 4 runs, before the speed was fixed). :func:`clip_frames` then
 reads it as the service does: the replay check's frames (``capture_clip``), the sharpest of them
 (``sharpest_frames``), so the bench judges the frames the analysis would compare.
 
@@ -55,7 +57,11 @@ def recorded_clip(rgb: npt.NDArray[np.uint8], seed: int) -> bytes:
         stream = container.add_stream("libvpx", rate=FPS)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.bit_rate = BITRATE
-        stream.options = {"deadline": "realtime", "cpu-used": "8"}  # as a browser encodes live
+        # Real-time mode as a browser encodes live; but a browser's VP8 (cpu-used >= 0) picks
+        # its speed by how long each frame took, which no two runs repeat. A negative cpu-used
+        # fixes the speed (8, the fast end a phone's encoder runs at) and one thread fixes the
+        # partitioning, so that the same input gives the same clip on any machine.
+        stream.options = {"deadline": "realtime", "cpu-used": "-8", "threads": "1"}
         position = np.zeros(2)
         for _ in range(FRAMES):
             position += rng.normal(0.0, SHAKE_PX, 2)

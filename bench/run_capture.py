@@ -780,7 +780,7 @@ def _third_view_section(rows: list[dict[str, Any]]) -> list[str]:
         "inside the buyer's box around the damage, one direction as the product runs it. "
         "'Recorded': the same third view filmed as the capture page records it (enlarged to a "
         "1920 x 1080 frame's pixels, a hand's shake and motion blur up to 8 px, VP8 at the page's "
-        "2.5 Mbit/s by libvpx in real-time mode; bench/capture_clips.py), decoded by the replay "
+        "2.5 Mbit/s by libvpx in real-time mode at a fixed speed, so a rerun gives the same clip; bench/capture_clips.py), decoded by the replay "
         "check and its sharpest frames kept as the service keeps them: the frames the analysis "
         "would compare, in place of the still photo. Pairs without a third photo are left out. "
         "'Any view' confirms where one view agrees on the box; 'no view differs' (shipped) also "
