@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from refundlens.config import Settings
+from refundlens.errors import RefundlensError
 from refundlens.store import Database
 from refundlens.store.sql import audit
 from refundlens.store.sql.models import AuditEntry
@@ -111,6 +112,15 @@ def test_a_rewritten_or_cut_chain_verifies_alone_and_is_caught_by_a_checkpoint_k
         assert audit.verify(session) == (3, None)
         checked, problem = audit.verify(session, checkpoints=points)
         assert problem is not None and problem.seq == 3 and "rewritten" in problem.problem
+        # The next tick does not write the new head over the evidence: it says so instead.
+        with pytest.raises(RefundlensError) as moved:
+            audit.record_checkpoint(session, path)
+        assert moved.value.code == "audit.head_moved_back"
+        assert audit.read_checkpoints(path) == points
+        # A file that kept being written anyway holds two hashes for one entry: also named.
+        forged = audit.Checkpoint(3, rows[-1].entry_hash, "later")
+        checked, problem = audit.verify(session, checkpoints=[*points, forged])
+        assert problem is not None and "disagree" in problem.problem
     with database.session() as session:
         rows = list(session.execute(select(AuditEntry).order_by(AuditEntry.seq)).scalars())
         rows[0].action, rows[0].details = "decision.reject", {"r": 1}
@@ -126,6 +136,10 @@ def test_a_rewritten_or_cut_chain_verifies_alone_and_is_caught_by_a_checkpoint_k
         checked, problem = audit.verify(session, checkpoints=points)
         assert checked == 2
         assert problem is not None and problem.seq == 3 and "deleted" in problem.problem
+        # ... and a checkpoint of the cut head after the earlier one says the head moved back.
+        behind = audit.Checkpoint(2, rows[1].entry_hash, "later")
+        checked, problem = audit.verify(session, checkpoints=[*points, behind])
+        assert problem is not None and "behind" in problem.problem
 
 
 def test_the_checkpoint_file_is_evidence_a_line_that_is_not_one_is_an_error(
@@ -134,8 +148,13 @@ def test_the_checkpoint_file_is_evidence_a_line_that_is_not_one_is_an_error(
     from refundlens.errors import RefundlensError
 
     path = tmp_path / "points.log"
-    assert audit.read_checkpoints(str(path)) == []
-    path.write_text(f"3 {'a' * 64} 2026-12-05T10:00:00+00:00\n\n")
+    assert audit.read_checkpoints(str(path), missing_ok=True) == []
+    # A missing file is no "no checkpoints" (a mistyped path, an unmounted share).
+    with pytest.raises(RefundlensError) as missing:
+        audit.read_checkpoints(str(path))
+    assert missing.value.code == "audit.bad_checkpoints"
+    # A last line cut short by a crash is no checkpoint, and no error.
+    path.write_text(f"3 {'a' * 64} 2026-12-05T10:00:00+00:00\n\n4 {'b' * 20}")
     assert [p.seq for p in audit.read_checkpoints(str(path))] == [3]
     for bad in ("3 nothex 2026", f"x {'a' * 64} t", f"3 {'A' * 64} t", "3"):
         path.write_text(bad + "\n")
@@ -186,7 +205,7 @@ def test_the_tick_keeps_checkpoints_and_audit_verify_compares_the_chain_with_the
         )
 
     copy = tmp_path / "copy.log"
-    copy.write_text(cli("checkpoint").stdout.strip() + " 2026-12-05T00:00:00+00:00\n")
+    copy.write_text(cli("checkpoint").stdout)  # the file's own format
     for args in ((), ("--checkpoints", str(copy))):
         ok = cli("verify", *args)
         assert ok.returncode == 0 and "1 checkpoints matched" in ok.stdout, (args, ok)
@@ -201,3 +220,5 @@ def test_the_tick_keeps_checkpoints_and_audit_verify_compares_the_chain_with_the
     points.write_text("not a checkpoint\n")
     damaged = cli("verify")
     assert damaged.returncode == 2 and "not 'seq hash time'" in damaged.stderr
+    absent = cli("verify", "--checkpoints", str(tmp_path / "typo.log"))
+    assert absent.returncode == 2 and "do not exist" in absent.stderr

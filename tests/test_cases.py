@@ -208,6 +208,14 @@ def test_what_vouches_for_a_claim_is_read_from_its_findings() -> None:
     nothing_to_compare = {"code": "reference.no_match", "facts": {"references_compared": 0}}
     assert facts_from_report(report(new_photo)) == (True, False, False, False)
     assert facts_from_report(report(camera)) == (True, False, False, False)
+    # Every filed photo must be vouched for: a genuine one does not carry another beside it;
+    # a live capture's findings vouch for no filed photo.
+    two_filed = {"images": [{"findings": [camera]}, {"findings": []}]}
+    assert not facts_from_report(two_filed, [False, False])[0]
+    assert facts_from_report(two_filed, [False, True])[0]
+    assert not facts_from_report(
+        {"images": [{"findings": []}, {"findings": [camera]}]}, [False, True]
+    )[0]
     assert facts_from_report(report(unmatched)) == (False, True, False, False)
     assert facts_from_report(report(nothing_to_compare)) == (False, False, False, False)
     assert facts_from_report({"images": []}) == (False, False, False, False)

@@ -397,8 +397,11 @@ def test_assessments_evidence_tokens_prints_and_bank_read_back(kit: Kit) -> None
         assert [e.kind for e in store.evidence.of_kind(claim.id, "unboxing_video")] == [
             "unboxing_video"
         ]
-        assert store.evidence.count_by(claim.id, "merchant") == 1
-        assert store.evidence.count_by(claim.id, "reviewer") == 0
+        assert store.evidence.count_by(claim.id, "merchant", ("statement", "other")) == 1
+        assert store.evidence.count_by(claim.id, "reviewer", ("statement",)) == 0
+        # The unboxing video the claim brought is no item the buyer added as evidence.
+        assert store.evidence.count_by(claim.id, "buyer", ("statement", "other")) == 0
+        assert store.evidence.count_by(claim.id, "buyer", ("unboxing_video",)) == 1
         token = store.claims.capture_token("cap_1", for_update=True)
         assert token is not None and token.claim_id == claim.id and token.used_at is None
         assert [p.pdq for p in store.fingerprints.photo_prints(claim.id)] == ["f" * 64]

@@ -551,13 +551,36 @@ def test_a_shop_is_not_told_the_buyers_record_at_other_shops_by_the_report_or_th
         ]
         return html, finding
 
+    def content_sha256(html: str) -> str:
+        return re.search(r'name="refundlens:content-sha256" content="([0-9a-f]{64})"', html)[1]  # type: ignore[index]
+
+    def cli_sha256(*shop: str) -> str:
+        import subprocess
+        import sys
+
+        env = {
+            **os.environ,
+            "REFUNDLENS_DATA_DIR": server.settings.data_dir,
+            "REFUNDLENS_DATABASE_URL": server.settings.database_url,
+        }
+        done = subprocess.run(
+            [sys.executable, "-m", "refundlens", "report", keys["claim"], *shop,
+             "--content", str(Path(server.settings.data_dir) / "case.json")],
+            capture_output=True, text=True, env=env, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done.stdout.split()[0]
+
     html, finding = told(keys["merchant"])
     assert "At this shop only" in html and "1234.5" not in html
     assert "1,234.50" not in html and "rejected: 1" not in html
     assert "1234.5" not in str(finding) and "confirmed_forgeries" not in finding["facts"]
+    # The shop's report is checked against the case as that shop sees it.
+    assert content_sha256(html) == cli_sha256("--shop", "shop-a") != cli_sha256()
     html, finding = told(server.admin)
     assert "At this shop only" not in html and "rejected: 1" in html
     assert finding["facts"] == record
+    assert content_sha256(html) == cli_sha256()
 
 
 def test_a_pdf_report_past_the_heavy_work_slots_is_answered_busy_at_once(

@@ -688,17 +688,20 @@ def audit_verify(
 ) -> None:
     """Recompute the audit chain and compare it with the checkpoints of its head; exit 1 and
     name the first broken entry if it was altered, rewritten or cut."""
-    from .store.sql.audit import read_checkpoints, verify
+    from .store.sql.audit import configured_checkpoints, read_checkpoints, verify
 
     settings = _settings()
-    path = str(checkpoints) if checkpoints else settings.audit_checkpoint_path
     database = _existing_database(settings)
-    try:
-        points = read_checkpoints(path) if path else []
-    except RefundlensError as exc:
-        sys.stderr.write(f"refundlens: {exc.message}\n")
-        raise typer.Exit(2) from None
     with database.session() as session:
+        try:
+            points = (
+                read_checkpoints(str(checkpoints))
+                if checkpoints
+                else configured_checkpoints(session, settings.audit_checkpoint_path)
+            )
+        except RefundlensError as exc:
+            sys.stderr.write(f"refundlens: {exc.message}\n")
+            raise typer.Exit(2) from None
         checked, problem = verify(session, checkpoints=points)
     if problem is None:
         against = f", {len(points)} checkpoints matched" if points else ", no checkpoints"
@@ -714,15 +717,21 @@ def audit_verify(
 def audit_checkpoint() -> None:
     """Print the audit log's head (seq, hash) to keep where the database's writers cannot reach;
     with audit_checkpoint_path set, also append it there (the scheduler's tick does so too)."""
-    from .store.sql.audit import current_head, record_checkpoint
+    from .store.sql.audit import Checkpoint, current_head, record_checkpoint
+    from .store.sql.models import utcnow
 
     settings = _settings()
     database = _existing_database(settings)
     with database.session() as session:
-        seq, digest = current_head(session)
-        if settings.audit_checkpoint_path:
-            record_checkpoint(session, settings.audit_checkpoint_path)
-    typer.echo(f"{seq} {digest}")
+        seq, digest = current_head(session)  # under the same read as what is appended
+        try:
+            if settings.audit_checkpoint_path:
+                record_checkpoint(session, settings.audit_checkpoint_path)
+        except (OSError, RefundlensError) as exc:
+            sys.stderr.write(f"refundlens: {getattr(exc, 'message', exc)}\n")
+            raise typer.Exit(2) from None
+    # In the file's own format, ready for `audit verify --checkpoints`.
+    typer.echo(Checkpoint(seq, digest, utcnow().isoformat(timespec="seconds")).line(), nl=False)
 
 
 @backup_app.command("create")
@@ -991,6 +1000,13 @@ def report(
             "gives the same value."
         ),
     ] = None,
+    shop: Annotated[
+        str | None,
+        typer.Option(
+            help="The report as this shop (merchant tenant id) downloads it: the buyer's "
+            "record at that shop only (check a merchant's report's content sha256 with it)."
+        ),
+    ] = None,
 ) -> None:
     """Write the evidence report of one claim (case facts, photos, findings, audit trail, rules)."""
     from .errors import NotFound, RefundlensError
@@ -1003,7 +1019,7 @@ def report(
     database = _existing_database(settings)
     try:
         with database.session() as session:
-            case = gather(session, BlobStore(f"{settings.data_dir}/blobs"), claim_id)
+            case = gather(session, BlobStore(f"{settings.data_dir}/blobs"), claim_id, shop=shop)
             if content is not None:
                 import hashlib
 

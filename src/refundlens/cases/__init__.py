@@ -85,6 +85,7 @@ from .review import (
     appeal,
     assign,
     check_evidence,
+    check_evidence_room,
     decide,
     expire_windows,
 )
@@ -123,6 +124,7 @@ __all__ = [
     "capture_signature",
     "check_claim_request",
     "check_evidence",
+    "check_evidence_room",
     "check_file_counts",
     "claims_to_queue",
     "clip_views",

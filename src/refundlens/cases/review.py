@@ -27,6 +27,7 @@ __all__ = [
     "appeal",
     "assign",
     "check_evidence",
+    "check_evidence_room",
     "decide",
     "expire_windows",
 ]
@@ -52,6 +53,22 @@ def _check_kind(actor: Actor, kind: str) -> None:
         raise RefundlensError(
             "evidence.bad_kind",
             f"A buyer's evidence kind is one of {', '.join(BUYER_EVIDENCE_KINDS)}.",
+        )
+
+
+def check_evidence_room(store: Store, actor: Actor, claim: Claim, settings: Settings) -> None:
+    """Refuse a party's item past ``max_evidence_per_party`` (the kinds it adds itself; the
+    files a claim and its captures bring are not counted). Each item may carry a file of
+    ``max_file_bytes`` (a packing video ``video_max_bytes``): without a bound one party could
+    fill the disk a request at a time. Asked before the file is decoded and again, under the
+    claim's row, before it is stored."""
+    if store.evidence.count_by(claim.id, actor.role, EVIDENCE_KINDS) >= (
+        settings.max_evidence_per_party
+    ):
+        raise RefundlensError(
+            "evidence.too_many",
+            f"At most {settings.max_evidence_per_party} items of evidence from each party per "
+            "claim (max_evidence_per_party); put the rest in one statement or ask a reviewer.",
         )
 
 
@@ -96,14 +113,7 @@ def add_evidence(
     _check_kind(actor, kind)
     if not statement and file is None:
         raise RefundlensError("evidence.empty", "Evidence needs a file or a statement.")
-    # Each item may carry a file of max_file_bytes: without a bound, one party could fill the
-    # disk one request at a time. Counted before the file is stored.
-    if store.evidence.count_by(claim.id, actor.role) >= settings.max_evidence_per_party:
-        raise RefundlensError(
-            "evidence.too_many",
-            f"At most {settings.max_evidence_per_party} items of evidence from each party per "
-            "claim (max_evidence_per_party); put the rest in one statement or ask a reviewer.",
-        )
+    check_evidence_room(store, actor, claim, settings)
     sha = blobs.put(file[1]) if file else None
     item = Evidence(
         id=new_id("evd"),

@@ -120,14 +120,10 @@ class ClaimFacts:
 # too; it is known from the claim, not a finding.)
 VOUCHING_CODES = frozenset({"reference.same_item_new_photo", "provenance.c2pa_manifest"})
 MANIFEST_CODE = "provenance.c2pa_manifest"
-# IPTC digital source types of a camera: a plain capture, and one a phone's computational
-# photography processed (what phones that sign C2PA declare).
-CAMERA_SOURCE_TYPES = frozenset(
-    {
-        "http://cv.iptc.org/newscodes/digitalsourcetype/digitalCapture",
-        "http://cv.iptc.org/newscodes/digitalsourcetype/computationalCapture",
-    }
-)
+# IPTC digital source types of a camera (the term at the end of the IPTC URI, as the
+# provenance detector reads it): a plain capture, and one a phone's computational photography
+# processed (what phones that sign C2PA declare).
+CAMERA_SOURCE_TYPES = frozenset({"digitalCapture", "computationalCapture"})
 
 
 def camera_manifest(facts: Mapping[str, Any]) -> bool:
@@ -139,7 +135,9 @@ def camera_manifest(facts: Mapping[str, Any]) -> bool:
         return False
     actions = [a for a in facts.get("actions") or () if isinstance(a, Mapping)]
     return bool(actions) and all(
-        a.get("action") == "c2pa.created" and a.get("digital_source_type") in CAMERA_SOURCE_TYPES
+        a.get("action") == "c2pa.created"
+        and str(a.get("digital_source_type") or "").rstrip("/").rsplit("/", 1)[-1]
+        in CAMERA_SOURCE_TYPES
         for a in actions
     )
 
@@ -159,18 +157,23 @@ def facts_from_report(
     counts only where the mark was checked against a reference of the SKU. No confirmation
     counts where any view compared shows the marked damage differently (``views_compared``:
     ``marked_damage_differs``): the claim's photos are each analysed against the others, and
-    one image's confirmation must not outvote another's doubt."""
-    vouched = not_shown = live_not_shown = confirmed = differs = False
+    one image's confirmation must not outvote another's doubt. Vouched for means every filed
+    photo is: one genuine camera photo of the parcel must not carry an edited one beside it."""
+    not_shown = live_not_shown = confirmed = differs = False
+    filed: list[bool] = []  # per photo the buyer filed: is it vouched for?
     for index, image in enumerate(report.get("images") or ()):
         is_live = index < len(live) and live[index]
+        if not is_live:
+            filed.append(False)
         for finding in image.get("findings") or ():
             code = finding.get("code")
             facts = finding.get("facts") or {}
-            vouched |= (
-                code in VOUCHING_CODES
+            if (
+                not is_live
+                and code in VOUCHING_CODES
                 and (code != MANIFEST_CODE or camera_manifest(facts))
-                and not is_live
-            )
+            ):
+                filed[-1] = True
             compared = facts.get("references_compared") or 0
             unmatched = code == "reference.no_match" and compared > 0
             not_shown |= unmatched and not is_live
@@ -190,6 +193,7 @@ def facts_from_report(
                     for view in facts.get("views_compared") or ()
                 )
             )
+    vouched = bool(filed) and all(filed)
     return vouched, not_shown, live_not_shown, confirmed and not differs
 
 

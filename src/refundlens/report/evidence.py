@@ -253,7 +253,10 @@ def _ledger(session: Session, claim: Claim, shop: str | None = None) -> dict[str
     from ..reuse.history import buyer_summary
 
     summary = buyer_summary(session, claim.buyer_id, claim.id, shop)
-    summary["scope"] = "platform" if shop is None else "shop"
+    if shop is not None:
+        # Only a shop's report says so: the platform's report keeps the content (and content
+        # sha256) it always had.
+        summary["scope"] = "shop"
     # This claim counts too once a person has confirmed it as forged.
     own = session.execute(
         select(Decision)

@@ -333,3 +333,5 @@ class AuditVerifyOut(_Out):
     checked: int
     ok: bool
     problem: AuditProblemOut | None
+    checkpoints: int = 0
+    """Checkpoints of the head (``audit_checkpoint_path``) the chain was compared with."""

@@ -19,7 +19,7 @@ tests and examples, never a service).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any, Protocol
 
 from .sql.audit import AuditProblem
@@ -209,8 +209,8 @@ class EvidenceFiles(Protocol):
 
     def of_kind(self, claim_id: str, kind: str) -> list[Evidence]: ...
 
-    def count_by(self, claim_id: str, submitted_by: str) -> int:
-        """How many items one party (a role) has added to the claim."""
+    def count_by(self, claim_id: str, submitted_by: str, kinds: Collection[str]) -> int:
+        """How many items of ``kinds`` one party (a role) has added to the claim."""
         ...
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 from .sql.audit import GENESIS, AuditProblem, chained, check_entry
@@ -281,9 +281,11 @@ class _Evidence:
     def of_kind(self, claim_id: str, kind: str) -> list[Evidence]:
         return [e for e in self.t.evidence if e.claim_id == claim_id and e.kind == kind]
 
-    def count_by(self, claim_id: str, submitted_by: str) -> int:
+    def count_by(self, claim_id: str, submitted_by: str, kinds: Collection[str]) -> int:
         return sum(
-            1 for e in self.t.evidence if e.claim_id == claim_id and e.submitted_by == submitted_by
+            1
+            for e in self.t.evidence
+            if e.claim_id == claim_id and e.submitted_by == submitted_by and e.kind in kinds
         )
 
 

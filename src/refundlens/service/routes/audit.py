@@ -16,9 +16,8 @@ router = APIRouter()
 
 @router.get("/v1/audit/verify", response_model=AuditVerifyOut)
 def verify_audit(s: SessionDep, _admin: Admin, runtime: RuntimeDep) -> AuditVerifyOut:
-    path = runtime.settings.audit_checkpoint_path
     try:
-        points = audit.read_checkpoints(path) if path else []
+        points = audit.configured_checkpoints(s, runtime.settings.audit_checkpoint_path)
     except RefundlensError as exc:  # the evidence itself is damaged: not a pass
         return AuditVerifyOut(
             checked=0, ok=False, problem=AuditProblemOut(seq=0, problem=exc.message)
@@ -27,6 +26,7 @@ def verify_audit(s: SessionDep, _admin: Admin, runtime: RuntimeDep) -> AuditVeri
     return AuditVerifyOut(
         checked=checked,
         ok=problem is None,
+        checkpoints=len(points),
         problem=None
         if problem is None
         else AuditProblemOut(seq=problem.seq, problem=problem.problem),

@@ -37,6 +37,11 @@ async def add_evidence(
     )
 
     def work() -> EvidenceAddedOut:
+        # A party at its limit makes the API decode nothing: counted first, in a short look.
+        with runtime.db.session() as s:
+            cases.check_evidence_room(
+                SqlStore(s), actor(p), visible_claim(s, claim_id, p), runtime.settings
+            )
         # The file is what its kind says, checked before a transaction is open (it decodes).
         cases.check_evidence(actor(p), kind, upload, runtime.settings)
         # Its own session, opened in the worker thread once the file is read: the claim is

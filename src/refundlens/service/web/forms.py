@@ -132,6 +132,22 @@ async def evidence(
         check_text("statement", statement, MAX_STATEMENT)
     except RefundlensError as exc:
         return _back(claim_id, f"error={exc.code}")
+
+    def room() -> None:  # a party at its limit makes the server read and decode nothing
+        with runtime.db.session() as session:
+            claim = session.get(Claim, claim_id)
+            if claim is not None:
+                cases.check_evidence_room(
+                    SqlStore(session),
+                    cases.Actor(user.key_id, user.role),
+                    claim,
+                    runtime.settings,
+                )
+
+    try:
+        await run_in_threadpool(room)
+    except RefundlensError as exc:
+        return _back(claim_id, f"error={exc.code}")
     upload = None
     if file is not None and file.filename:
         limit = (

@@ -43,6 +43,7 @@ __all__ = [
     "append",
     "chained",
     "check_entry",
+    "configured_checkpoints",
     "current_head",
     "entry_hash",
     "lock",
@@ -207,48 +208,94 @@ def current_head(session: Session) -> tuple[int, str]:
     return (0, GENESIS) if row is None else (row.seq, row.entry_hash)
 
 
-def read_checkpoints(path: str) -> list[Checkpoint]:
-    """The checkpoints in ``path`` (none where the file does not exist yet); a line that is not
-    a checkpoint is an error, not skipped: the file is the evidence."""
+def _parse(text: str, path: str, number: int) -> Checkpoint:
+    parts = text.split()
+    if (
+        len(parts) != 3
+        or not parts[0].isascii()
+        or not parts[0].isdigit()
+        or len(parts[1]) != 64
+        or any(c not in "0123456789abcdef" for c in parts[1])
+    ):
+        raise RefundlensError(
+            "audit.bad_checkpoints",
+            f"Line {number} of the audit checkpoints {path!r} is not 'seq hash time'.",
+        )
+    return Checkpoint(int(parts[0]), parts[1], parts[2])
+
+
+def read_checkpoints(path: str, *, missing_ok: bool = False) -> list[Checkpoint]:
+    """The checkpoints in ``path``, in the order written. A line that is not a checkpoint is an
+    error, not skipped: the file is the evidence; so is a missing file unless ``missing_ok``
+    (a mistyped path or an unmounted share must not read as "no checkpoints"). A last line
+    without its newline is a write cut short, and ignored."""
     try:
         with open(path, encoding="ascii") as handle:
-            lines = handle.read().splitlines()
+            text = handle.read()
     except FileNotFoundError:
-        return []
+        if missing_ok:
+            return []
+        raise RefundlensError(
+            "audit.bad_checkpoints", f"The audit checkpoints {path!r} do not exist."
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise RefundlensError(
             "audit.bad_checkpoints", f"Cannot read the audit checkpoints {path!r}: {exc}"
         ) from None
-    out = []
-    for number, text in enumerate(lines, 1):
-        parts = text.split()
-        if not parts:
-            continue
-        if (
-            len(parts) != 3
-            or not parts[0].isdigit()
-            or len(parts[1]) != 64
-            or any(c not in "0123456789abcdef" for c in parts[1])
-        ):
-            raise RefundlensError(
-                "audit.bad_checkpoints",
-                f"Line {number} of the audit checkpoints {path!r} is not 'seq hash time'.",
-            )
-        out.append(Checkpoint(int(parts[0]), parts[1], parts[2]))
-    return out
+    lines = text.split("\n")[:-1]  # the part after the last newline is no whole line
+    return [_parse(line, path, n) for n, line in enumerate(lines, 1) if line.strip()]
+
+
+def _last_checkpoint(path: str) -> Checkpoint | None:
+    """The file's last whole checkpoint, read from its tail only (the file only grows)."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - 512))
+            tail = handle.read().decode("ascii", "replace")
+    except FileNotFoundError:
+        return None
+    lines = [line for line in tail.split("\n")[:-1] if line.strip()]
+    return _parse(lines[-1], path, 0) if lines else None
+
+
+def configured_checkpoints(session: Session, path: str) -> list[Checkpoint]:
+    """The checkpoints at the configured ``audit_checkpoint_path`` (none where it is empty).
+    Its file may be missing only while the log is empty: the tick writes it."""
+    if not path:
+        return []
+    try:
+        return read_checkpoints(path, missing_ok=current_head(session)[0] == 0)
+    except RefundlensError as exc:
+        raise RefundlensError(
+            exc.code,
+            exc.message + " (The scheduler's tick writes it: it is missing until the tick has "
+            "run since audit_checkpoint_path was set, or where the path or its mount is wrong.)",
+        ) from None
 
 
 def record_checkpoint(session: Session, path: str) -> Checkpoint | None:
-    """Append the log's head to ``path`` where it moved since the file's last checkpoint; the
-    checkpoint written, or None. Appended with O_APPEND and fsynced: a line is whole or absent."""
+    """Append the log's head to ``path`` where it moved on since the file's last checkpoint;
+    the checkpoint written, or None. A head behind the last checkpoint, or at it with another
+    hash, is not written (that would bury the evidence): it is raised as ``audit.head_moved_back``
+    for the operator, and ``verify`` names the entry."""
     seq, digest = current_head(session)
-    known = read_checkpoints(path)
-    if seq == 0 or (known and known[-1].seq == seq and known[-1].entry_hash == digest):
+    last = _last_checkpoint(path)
+    if seq == 0 or (last is not None and (last.seq, last.entry_hash) == (seq, digest)):
         return None
+    if last is not None and seq <= last.seq:
+        raise RefundlensError(
+            "audit.head_moved_back",
+            f"The audit head ({seq}) is behind or differs from the last checkpoint ({last.seq}, "
+            f"taken at {last.at}): entries were cut or rewritten. Run `refundlens audit verify`.",
+        )
     point = Checkpoint(seq, digest, utcnow().isoformat(timespec="seconds"))
+    data = point.line().encode("ascii")
     handle = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
     try:
-        os.write(handle, point.line().encode("ascii"))
+        written = 0
+        while written < len(data):
+            written += os.write(handle, data[written:])
         os.fsync(handle)
     finally:
         os.close(handle)
@@ -258,10 +305,28 @@ def record_checkpoint(session: Session, path: str) -> Checkpoint | None:
 def verify(
     session: Session, batch: int = 5000, checkpoints: Sequence[Checkpoint] = ()
 ) -> tuple[int, AuditProblem | None]:
-    """Recompute the chain: (entries checked, the first problem or None). Each of
+    """Recompute the chain: (entries checked, the first problem or None). Every one of
     ``checkpoints`` must name an entry of the chain by its hash: one that differs was rewritten
-    (its hash and every one after it recomputed), one past the end was cut off."""
-    wanted = {c.seq: c for c in checkpoints}
+    (its hash and every one after it recomputed), one past the end was cut off. They must also
+    agree with each other: two hashes for one entry, or a head that moved back, are what a
+    rewrite leaves in a file that kept being written."""
+    wanted: dict[int, Checkpoint] = {}
+    highest: Checkpoint | None = None
+    for point in checkpoints:
+        seen = wanted.setdefault(point.seq, point)
+        if seen.entry_hash != point.entry_hash:
+            return 0, AuditProblem(
+                point.seq,
+                f"two checkpoints of entry {point.seq} disagree ({seen.at} and {point.at}): "
+                "the chain was rewritten between them",
+            )
+        if highest is not None and point.seq < highest.seq:
+            return 0, AuditProblem(
+                point.seq,
+                f"the checkpoint taken at {point.at} is behind the one taken at {highest.at} "
+                f"({point.seq} < {highest.seq}): entries were cut between them",
+            )
+        highest = point if highest is None or point.seq > highest.seq else highest
     prev, expected_seq, checked = GENESIS, 1, 0
     last = 0
     while True:
@@ -279,11 +344,11 @@ def verify(
             break
         for row in rows:
             problem = check_entry(row, prev, expected_seq)
-            point = wanted.get(row.seq)
-            if problem is None and point is not None and point.entry_hash != row.entry_hash:
+            kept = wanted.get(row.seq)
+            if problem is None and kept is not None and kept.entry_hash != row.entry_hash:
                 problem = AuditProblem(
                     row.seq,
-                    f"the entry's hash is not the one checkpointed at {point.at}: the chain was "
+                    f"the entry's hash is not the one checkpointed at {kept.at}: the chain was "
                     "rewritten up to here (every hash after the change recomputed)",
                 )
             if problem is not None:

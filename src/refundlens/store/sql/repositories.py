@@ -7,7 +7,7 @@ A :class:`SqlStore` wraps the caller's session and commits nothing: the caller's
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
@@ -266,12 +266,16 @@ class _Evidence:
             ).scalars()
         )
 
-    def count_by(self, claim_id: str, submitted_by: str) -> int:
+    def count_by(self, claim_id: str, submitted_by: str, kinds: Collection[str]) -> int:
         return int(
             self.session.execute(
                 select(func.count())
                 .select_from(Evidence)
-                .where(Evidence.claim_id == claim_id, Evidence.submitted_by == submitted_by)
+                .where(
+                    Evidence.claim_id == claim_id,
+                    Evidence.submitted_by == submitted_by,
+                    Evidence.kind.in_(sorted(kinds)),
+                )
             ).scalar_one()
         )
 
