@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from refundlens.cases import (
+    Actor,
     ClaimFacts,
     ClaimState,
     IllegalTransition,
@@ -28,6 +29,7 @@ from refundlens.store.sql.models import Tenant, WebhookEvent, new_id
 from refundlens.workers.webhooks import deliver_due, sign, verify_signature
 
 S = ClaimState
+BUYER = Actor("buyer-key", "buyer")
 
 
 def test_the_happy_path_of_a_doubtful_claim_is_allowed() -> None:
@@ -411,21 +413,15 @@ def test_tenants_without_a_webhook_get_the_pluggable_channel(tmp_path: Path) -> 
     assert [e["id"] for e in RecordingChannel.sent] == ["evt_sms"]
 
 
-def test_a_claim_is_issued_at_most_capture_max_links_per_claim_links_in_all(
-    tmp_path: Path,
-) -> None:
-    # A spent or used link frees a slot under capture_max_live_tokens; the claim's links in all
-    # are bounded too, or refused captures could go on link after link.
+def _claim_awaiting_capture(settings: Settings) -> tuple[Runtime, str]:
+    """A shop with one SKU and a buyer's claim on it, as the analysis routes one that asks for
+    a live capture: the runtime and the claim's id."""
     from refundlens import cases
     from refundlens.detectors._pixels_examples import camera_photo, encode
-    from refundlens.errors import RefundlensError
-    from refundlens.store.sql.models import CaptureToken, Claim, utcnow
     from refundlens.store.sql.repositories import SqlStore
 
-    settings = Settings(data_dir=str(tmp_path), capture_max_links_per_claim=4)
     runtime = Runtime(settings)
     runtime.db.upgrade()
-    buyer = cases.Actor("buyer-key", "buyer")
     with runtime.db.session() as session:
         session.add(Tenant(id="shop", kind="merchant", name="shop"))
         session.flush()
@@ -439,10 +435,25 @@ def test_a_claim_is_issued_at_most_capture_max_links_per_claim_links_in_all(
         )
         photo = [("p.jpg", encode(camera_photo(2, size=(240, 320))))]
         claim = cases.create_claim(
-            store, runtime.blobs, settings, buyer, order, "refund_only", "", 20.0, photo
+            store, runtime.blobs, settings, BUYER, order, "refund_only", "", 20.0, photo
         )
-        claim.state = S.AWAITING_CAPTURE.value
-        claim_id = claim.id
+        claim.state = S.AWAITING_CAPTURE.value  # as the analysis would route it
+        return runtime, claim.id
+
+
+def test_a_claim_is_issued_at_most_capture_max_links_per_claim_links_in_all(
+    tmp_path: Path,
+) -> None:
+    # A spent or used link frees a slot under capture_max_live_tokens; the claim's links in all
+    # are bounded too, or refused captures could go on link after link.
+    from refundlens import cases
+    from refundlens.errors import RefundlensError
+    from refundlens.store.sql.models import CaptureToken, Claim, utcnow
+    from refundlens.store.sql.repositories import SqlStore
+
+    settings = Settings(data_dir=str(tmp_path), capture_max_links_per_claim=4)
+    runtime, claim_id = _claim_awaiting_capture(settings)
+    buyer = BUYER
     for _ in range(settings.capture_max_links_per_claim):
         with runtime.db.session() as session:
             claim = session.get(Claim, claim_id)
@@ -474,39 +485,8 @@ def test_a_live_capture_signed_with_c2pa_by_the_platforms_capture_app_is_accepte
     anchors = tmp_path / "capture-anchors.pem"
     anchors.write_bytes(app[2])
     settings = Settings(data_dir=str(tmp_path), capture_c2pa_trust_anchors_path=str(anchors))
-    runtime = Runtime(settings)
-    runtime.db.upgrade()
-    buyer = cases.Actor("buyer-key", "buyer")
-    with runtime.db.session() as session:
-        session.add(Tenant(id="shop", kind="merchant", name="shop"))
-        session.flush()
-        listing = encode(camera_photo(1, size=(240, 320)))
-        sku = cases.create_sku(
-            SqlStore(session),
-            runtime.blobs,
-            settings,
-            cases.SYSTEM,
-            "shop",
-            "s",
-            "",
-            [("l.jpg", listing)],
-        )
-        order = cases.create_order(
-            SqlStore(session), cases.SYSTEM, "shop", "o", sku.id, "b", 50.0, "CNY", None, None, None
-        )
-        claim = cases.create_claim(
-            SqlStore(session),
-            runtime.blobs,
-            settings,
-            buyer,
-            order,
-            "refund_only",
-            "",
-            20.0,
-            [("p.jpg", encode(camera_photo(2, size=(240, 320))))],
-        )
-        claim.state = S.AWAITING_CAPTURE.value  # as the analysis would route it
-        claim_id = claim.id
+    runtime, claim_id = _claim_awaiting_capture(settings)
+    buyer = BUYER
     camera = encode(camera_photo(3, size=(240, 320)))
     attempts = {
         "unsigned": (camera, "capture.bad_signature"),

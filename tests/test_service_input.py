@@ -24,6 +24,17 @@ from .service_support import Server, postgres_database, running_server, wait_ana
 MiB = 1 << 20
 
 
+def _stored(server: Server) -> list[str]:
+    """The names of every blob the server keeps: a refused request must add none."""
+    return sorted(
+        p.name for p in (Path(server.settings.data_dir) / "blobs").rglob("*") if p.is_file()
+    )
+
+
+def _genuine_photo() -> bytes:
+    return resources.files("refundlens").joinpath("samples/claim_genuine.jpg").read_bytes()
+
+
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -524,21 +535,20 @@ def test_a_second_open_claim_on_an_order_is_refused_before_its_files_are_stored(
         )
         assert r.status_code == 201, r.text
         order = r.json()["id"]
-    blobs = Path(server.settings.data_dir) / "blobs"
     form = {"order_id": order, "type": "refund_only", "amount": "10"}
     with server.client(shop["buyer"]) as buyer:
         first = buyer.post("/v1/claims", data=form)
         assert first.status_code == 201, first.text
-        before = sorted(p.name for p in blobs.rglob("*") if p.is_file())
+        before = _stored(server)
         claims = [c["id"] for c in buyer.get("/v1/claims").json()["items"]]
-        listing = resources.files("refundlens").joinpath("samples/claim_genuine.jpg").read_bytes()
+        listing = _genuine_photo()
         fresh = listing + b"\x00second"  # bytes no blob has yet
         again = buyer.post(
             "/v1/claims", data=form, files=[("photos", ("c.jpg", fresh, "image/jpeg"))]
         )
         assert again.status_code == 409, again.text
         assert again.json()["error"]["code"] == "claim.already_open"
-        assert sorted(p.name for p in blobs.rglob("*") if p.is_file()) == before
+        assert _stored(server) == before
         assert [c["id"] for c in buyer.get("/v1/claims").json()["items"]] == claims
         wait_analysed(buyer, first.json()["id"])
     # Once the open claim is decided, the order takes a new one.
@@ -581,9 +591,8 @@ def test_a_second_open_claim_on_an_order_is_refused_before_its_files_are_stored(
 def test_a_damage_box_that_is_no_box_inside_its_photo_is_refused_before_the_photo_is_read(
     server: Server, shop: dict[str, str], boxes: str
 ) -> None:
-    blobs = Path(server.settings.data_dir) / "blobs"
-    before = sorted(p.name for p in blobs.rglob("*") if p.is_file())
-    photo = resources.files("refundlens").joinpath("samples/claim_genuine.jpg").read_bytes()
+    before = _stored(server)
+    photo = _genuine_photo()
     with server.client(shop["buyer"]) as buyer:
         r = buyer.post(
             "/v1/claims",
@@ -597,7 +606,7 @@ def test_a_damage_box_that_is_no_box_inside_its_photo_is_refused_before_the_phot
         )
     assert r.status_code == 400, r.text
     assert r.json()["error"]["code"] == "claim.bad_damage_box", r.text
-    assert sorted(p.name for p in blobs.rglob("*") if p.is_file()) == before
+    assert _stored(server) == before
 
 
 def test_more_videos_than_the_limit_are_refused_before_any_file_is_read(
@@ -605,9 +614,8 @@ def test_more_videos_than_the_limit_are_refused_before_any_file_is_read(
 ) -> None:
     # Each video costs the analysis up to video_max_decode_seconds: a claim carrying dozens of
     # tiny ones was taken (60 of them, 201).
-    blobs = Path(server.settings.data_dir) / "blobs"
-    before = sorted(p.name for p in blobs.rglob("*") if p.is_file())
-    photo = resources.files("refundlens").joinpath("samples/claim_genuine.jpg").read_bytes()
+    before = _stored(server)
+    photo = _genuine_photo()
     videos = [
         ("videos", (f"v{n}.webm", b"\x1aE\xdf\xa3" + bytes([n]) * 64, "video/webm"))
         for n in range(server.settings.max_videos_per_claim + 1)
@@ -620,15 +628,14 @@ def test_more_videos_than_the_limit_are_refused_before_any_file_is_read(
         )
     assert r.status_code == 400, r.text
     assert r.json()["error"]["code"] == "claim.too_many_videos", r.text
-    assert sorted(p.name for p in blobs.rglob("*") if p.is_file()) == before
+    assert _stored(server) == before
 
 
 def test_the_same_file_twice_in_one_claim_is_refused_before_anything_is_stored(
     server: Server, shop: dict[str, str]
 ) -> None:
-    blobs = Path(server.settings.data_dir) / "blobs"
-    before = sorted(p.name for p in blobs.rglob("*") if p.is_file())
-    photo = resources.files("refundlens").joinpath("samples/claim_genuine.jpg").read_bytes()
+    before = _stored(server)
+    photo = _genuine_photo()
     with server.client(shop["merchant"]) as merchant:
         r = merchant.post(
             "/v1/orders",
@@ -652,7 +659,7 @@ def test_the_same_file_twice_in_one_claim_is_refused_before_anything_is_stored(
         )
     assert r.status_code == 400, r.text
     assert r.json()["error"]["code"] == "claim.duplicate_photo", r.text
-    assert sorted(p.name for p in blobs.rglob("*") if p.is_file()) == before
+    assert _stored(server) == before
 
 
 @pytest.mark.parametrize("ident", [".", "..", ".hidden"])
