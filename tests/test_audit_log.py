@@ -222,3 +222,14 @@ def test_the_tick_keeps_checkpoints_and_audit_verify_compares_the_chain_with_the
     assert damaged.returncode == 2 and "not 'seq hash time'" in damaged.stderr
     absent = cli("verify", "--checkpoints", str(tmp_path / "typo.log"))
     assert absent.returncode == 2 and "do not exist" in absent.stderr
+    # A checkpoint that cannot be written stops neither the tick (logged, tried next tick) nor
+    # says less than why on the command line.
+    env["REFUNDLENS_AUDIT_CHECKPOINT_PATH"] = str(tmp_path / "no-such-mount" / "points.log")
+    unwritable = cli("checkpoint")
+    assert unwritable.returncode == 2 and "Cannot append" in unwritable.stderr
+    elsewhere = Runtime(
+        settings.replace(audit_checkpoint_path=env["REFUNDLENS_AUDIT_CHECKPOINT_PATH"])
+    )
+    done = tick(elsewhere, requeue=lambda _c: None, requeue_video=lambda _v: None)
+    assert done["audit_checkpoint"] is None
+    elsewhere.db.dispose()

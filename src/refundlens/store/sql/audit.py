@@ -291,7 +291,14 @@ def record_checkpoint(session: Session, path: str) -> Checkpoint | None:
         )
     point = Checkpoint(seq, digest, utcnow().isoformat(timespec="seconds"))
     data = point.line().encode("ascii")
-    handle = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+    try:
+        handle = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+    except OSError as exc:
+        raise RefundlensError(
+            "audit.checkpoint_unwritable",
+            f"Cannot append to the audit checkpoints {path!r}: {exc.strerror} (does its folder "
+            "exist, is its mount there, may this process write it?)",
+        ) from None
     try:
         written = 0
         while written < len(data):
