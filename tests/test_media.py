@@ -333,3 +333,24 @@ def test_adobe_preset_names_photoshop_tables_and_nothing_else() -> None:
     assert adobe_preset({}) is None
     facts = explain_facts(photoshop)
     assert facts["jpeg"]["adobe_preset"] == "web_maximum"
+
+
+def test_png_text_chunks_that_inflate_past_the_total_budget_stop_the_reader() -> None:
+    # Each zTXt of about 1 KB inflates to 1 MiB; 4093 of them after IEND took a 4 MB upload to
+    # 4 GiB of memory (Pillow never reads past IEND, the metadata reader did).
+    from refundlens.media.metadata import MAX_TOTAL_TEXT_BYTES, png_text_chunks
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8), "white").save(out, "PNG")
+    bomb = chunk(b"zTXt", b"k\x00\x00" + zlib.compress(b"a" * (1 << 20), 9))
+    data = out.getvalue() + bomb * 64
+    chunks = png_text_chunks(data)
+    assert sum(len(c.text) for c in chunks) <= MAX_TOTAL_TEXT_BYTES
+    assert 0 < len(chunks) <= MAX_TOTAL_TEXT_BYTES >> 20
+    media = media_from_bytes(data, "bomb.png")  # still a photo, its metadata read within bounds
+    assert media.pixels.shape == (8, 8, 3)

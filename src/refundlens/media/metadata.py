@@ -14,6 +14,9 @@ __all__ = ["TextChunk", "decode_user_comment", "parse_xmp", "png_text_chunks"]
 
 MAX_CHUNKS = 4096
 MAX_TEXT_BYTES = 1 << 20  # per chunk, after decompression
+MAX_TOTAL_TEXT_BYTES = 4 << 20
+"""All of a file's text chunks together, after decompression: 4096 chunks of 1 MiB each would
+be 4 GiB from a 4 MB file (each zTXt of 1 KB inflates to 1 MiB). Reading stops there."""
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -28,10 +31,10 @@ class TextChunk:
     after_image_data: bool
 
 
-def _inflate(data: bytes) -> bytes | None:
+def _inflate(data: bytes, limit: int = MAX_TEXT_BYTES) -> bytes | None:
     inflater = zlib.decompressobj()
     try:
-        out = inflater.decompress(data, MAX_TEXT_BYTES)
+        out = inflater.decompress(data, max(1, limit))
     except zlib.error:
         return None
     return out if not inflater.unconsumed_tail else None  # over the cap: refuse, do not truncate
@@ -45,6 +48,7 @@ def png_text_chunks(data: bytes) -> tuple[TextChunk, ...]:
     out: list[TextChunk] = []
     pos = len(_PNG_SIGNATURE)
     seen_idat = False
+    budget = MAX_TOTAL_TEXT_BYTES
     for _ in range(MAX_CHUNKS):
         if pos + 8 > len(data):
             break
@@ -56,15 +60,20 @@ def png_text_chunks(data: bytes) -> tuple[TextChunk, ...]:
         if kind == b"IDAT":
             seen_idat = True
         elif kind in (b"tEXt", b"zTXt", b"iTXt"):
-            chunk = _text_chunk(kind.decode("ascii"), body, seen_idat)
+            chunk = _text_chunk(kind.decode("ascii"), body, seen_idat, min(budget, MAX_TEXT_BYTES))
             if chunk is not None:
                 out.append(chunk)
+                budget -= len(chunk.text)
+                if budget <= 0:
+                    break
         elif kind == b"IEND":
             seen_idat = True
     return tuple(out)
 
 
-def _text_chunk(kind: str, body: bytes, after: bool) -> TextChunk | None:
+def _text_chunk(
+    kind: str, body: bytes, after: bool, limit: int = MAX_TEXT_BYTES
+) -> TextChunk | None:
     key, sep, rest = body.partition(b"\x00")
     if not sep or not key:
         return None
@@ -72,7 +81,7 @@ def _text_chunk(kind: str, body: bytes, after: bool) -> TextChunk | None:
     if kind == "tEXt":
         return TextChunk(kind, name, rest.decode("latin-1", "replace"), after)
     if kind == "zTXt":
-        text = _inflate(rest[1:]) if rest[:1] == b"\x00" else None
+        text = _inflate(rest[1:], limit) if rest[:1] == b"\x00" else None
         return (
             TextChunk(kind, name, text.decode("latin-1", "replace"), after)
             if text is not None
@@ -85,7 +94,7 @@ def _text_chunk(kind: str, body: bytes, after: bool) -> TextChunk | None:
     _lang, _, tail = tail.partition(b"\x00")
     _translated, _, text_bytes = tail.partition(b"\x00")
     if compressed:
-        inflated = _inflate(text_bytes)
+        inflated = _inflate(text_bytes, limit)
         if inflated is None:
             return None
         text_bytes = inflated
