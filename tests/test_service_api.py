@@ -36,9 +36,9 @@ def server(
 ) -> Iterator[Server]:
     data_dir = tmp_path_factory.mktemp(f"data-{request.param}")
     # These tests file their claims on the shop's two orders, by convenience (one buyer each):
-    # the limit on open claims per order is lifted here and tested with its default in
-    # tests/test_service_input.py.
-    many = {"max_open_claims_per_order": 1000}
+    # the limits on open claims per order and on what an order's claims ask in all are lifted
+    # here and tested with their defaults in tests/test_service_input.py.
+    many = {"max_open_claims_per_order": 1000, "claims_within_order_amount": False}
     if request.param == "sqlite":
         with running_server(data_dir, **many) as srv:
             yield srv

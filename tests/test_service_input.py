@@ -568,6 +568,59 @@ def test_a_second_open_claim_on_an_order_is_refused_before_its_files_are_stored(
         assert buyer.post("/v1/claims", data=form).status_code == 201
 
 
+def test_an_orders_claims_together_ask_no_more_than_its_amount(
+    server: Server, shop: dict[str, str]
+) -> None:
+    # Claim by claim within the order's amount, 4 x 90 was refunded on a 300 order: each
+    # approved claim freed the order for the next. Held together: open and approved claims
+    # count in full, a partial refund its decided part, a rejected claim nothing.
+    assert server.settings.claims_within_order_amount
+    with server.client(shop["merchant"]) as merchant:
+        r = merchant.post(
+            "/v1/orders",
+            json={
+                "external_id": "o-sum",
+                "sku_id": shop["sku"],
+                "buyer_id": "buyer-1",
+                "amount": 100,
+            },
+        )
+        assert r.status_code == 201, r.text
+        order = r.json()["id"]
+
+    def claim(amount: str) -> httpx.Response:
+        with server.client(shop["buyer"]) as buyer:
+            return buyer.post(
+                "/v1/claims", data={"order_id": order, "type": "refund_only", "amount": amount}
+            )
+
+    def decide(claim_id: str, decision: dict[str, object]) -> None:
+        with server.client(shop["merchant"]) as merchant:
+            merchant.post(
+                f"/v1/claims/{claim_id}/evidence", data={"kind": "statement", "statement": "ok"}
+            )
+        with server.client(shop["reviewer"]) as reviewer:
+            r = reviewer.post(f"/v1/claims/{claim_id}/decision", json=decision)
+            assert r.status_code == 200, r.text
+
+    first = claim("60")
+    assert first.status_code == 201, first.text
+    with server.client(shop["buyer"]) as buyer:
+        wait_analysed(buyer, first.json()["id"])
+    decide(first.json()["id"], {"decision": "partial", "amount": 30, "reason": "a dent"})
+    before = _stored(server)
+    over = claim("80")  # 30 granted + 80 > 100
+    assert over.status_code == 409 and over.json()["error"]["code"] == "claim.over_order_amount"
+    assert "at most 70" in over.json()["error"]["message"]
+    assert _stored(server) == before
+    second = claim("70")
+    assert second.status_code == 201, second.text
+    with server.client(shop["buyer"]) as buyer:
+        wait_analysed(buyer, second.json()["id"])
+    decide(second.json()["id"], {"decision": "reject", "reason": "no damage shown"})
+    assert claim("70").status_code == 201  # the rejected claim holds nothing
+
+
 @pytest.mark.parametrize(
     "boxes",
     [

@@ -27,6 +27,7 @@ from refundlens.store.interface import (
     Claim,
     ClaimFingerprint,
     ClaimPhoto,
+    Decision,
     Evidence,
     Order,
     OrderReference,
@@ -274,6 +275,34 @@ def test_packing_videos_wait_in_their_outbox_until_marked(kit: Kit) -> None:
         row.status = "done"
     with kit.open() as store:
         assert store.catalogue.pending_packing_videos() == []
+
+
+def test_what_an_orders_claims_hold_counts_the_latest_decision_of_each(kit: Kit) -> None:
+    kit.seed("m1")
+    with kit.open() as store:
+        order = _order(store, _sku(store, "m1"))
+        asked, partial, rejected = _claim(store, order), _claim(store, order), _claim(store, order)
+        assert store.claims.claimed_on_order(order.id) == pytest.approx(30.0)
+        for minutes, (claim, outcome, amount) in enumerate(
+            (
+                (partial, "rejected", None),
+                (partial, "partial", 4.0),  # an appeal's later decision counts, not the first
+                (rejected, "rejected", None),
+            )
+        ):
+            store.claims.add_decision(
+                Decision(
+                    id=new_id("dec"),
+                    claim_id=claim.id,
+                    outcome=outcome,
+                    amount=amount,
+                    reason="r",
+                    decided_by="rev",
+                    created_at=utcnow() + dt.timedelta(minutes=minutes),
+                )
+            )
+    with kit.open() as store:
+        assert asked.id and store.claims.claimed_on_order(order.id) == pytest.approx(14.0)
 
 
 def test_claims_are_numbered_queued_and_beat_only_while_their_attempt_runs(kit: Kit) -> None:

@@ -384,6 +384,10 @@ class Settings:
     any is read: each costs the analysis up to ``video_max_decode_seconds`` of decoding."""
     web_queue_page_size: int = 50
     """Claims one page of the web queue (``/web/queue``) shows at most, with a link to the next."""
+    claims_within_order_amount: bool = True
+    """Hold an order's claims together to its amount (``claim.over_order_amount``): each
+    claim's amount while open or approved, the decided part of a partial refund, nothing once
+    rejected. Claim by claim alone, a buyer was refunded 4 x 90 on a 300 order."""
     max_open_claims_per_order: int = 1
     """Claims one order may have open (not approved, decided or final) at once; another is
     refused (``claim.already_open``) before its files are stored or analysed. One open

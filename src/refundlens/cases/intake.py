@@ -95,6 +95,17 @@ def check_claim_request(
         )
     if store is not None and settings is not None:
         check_open_claims(store, settings, order)
+    if store is not None and (settings is None or settings.claims_within_order_amount):
+        # Claim by claim, each within the order's amount, a buyer was refunded 4 x 90 on a
+        # 300 order: the order's claims together, granted or still asked, are held to it.
+        held = store.claims.claimed_on_order(order.id)
+        if held + amount > order.amount + 1e-9:
+            raise RefundlensError(
+                "claim.over_order_amount",
+                f"The order's other claims already ask for or were granted {held:g} of its "
+                f"{order.amount:g}; at most {max(0.0, order.amount - held):g} more can be "
+                "claimed.",
+            )
 
 
 def check_file_counts(photos: int, videos: int, settings: Settings) -> None:

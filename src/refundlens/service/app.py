@@ -52,6 +52,7 @@ STATUS = {
     "claim.illegal_transition": 409,
     "claim.closed": 409,
     "claim.already_open": 409,
+    "claim.over_order_amount": 409,
     "capture.too_many_tokens": 409,
     "capture.too_many_links": 409,
     "evidence.too_many": 409,

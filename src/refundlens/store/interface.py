@@ -165,6 +165,12 @@ class Claims(Protocol):
         """How many of the order's claims are in none of ``closed_states``."""
         ...
 
+    def claimed_on_order(self, order_id: str) -> float:
+        """What the order's claims ask for or were granted: each claim's amount, the decided
+        amount where a person granted part of it, nothing where a person rejected it (the latest
+        decision counts)."""
+        ...
+
     def submitted_queue(self) -> list[tuple[str, dt.datetime | None]]:
         """(id, when last handed to the queue) of ``submitted`` claims, in claim order."""
         ...

@@ -35,6 +35,7 @@ from .sql.models import (
     Tenant,
     VideoFingerprint,
     WebhookEvent,
+    granted_amount,
 )
 
 __all__ = ["MemoryStore"]
@@ -215,6 +216,15 @@ class _Claims:
             for c in self.t.claims.values()
             if c.order_id == order_id and c.state not in closed_states
         )
+
+    def claimed_on_order(self, order_id: str) -> float:
+        total = 0.0
+        for claim in self.t.claims.values():
+            if claim.order_id != order_id:
+                continue
+            decided = [d for d in self.t.decisions if d.claim_id == claim.id]
+            total += granted_amount(claim.amount, decided[-1] if decided else None)
+        return total
 
     def submitted_queue(self) -> list[tuple[str, dt.datetime | None]]:
         rows = sorted(self.in_state("submitted"), key=lambda c: c.seq)

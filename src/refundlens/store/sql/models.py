@@ -49,6 +49,7 @@ __all__ = [
     "VideoFingerprint",
     "WebSession",
     "WebhookEvent",
+    "granted_amount",
     "new_id",
     "utcnow",
 ]
@@ -302,6 +303,16 @@ class Decision(Base):
     reason: Mapped[str] = mapped_column(Text)
     decided_by: Mapped[str] = mapped_column(String(40))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+def granted_amount(claimed: float, latest: Decision | None) -> float:
+    """What a claim of ``claimed`` holds on its order after its ``latest`` decision: all of it
+    while undecided or approved, the decided part of a partial refund, nothing once rejected."""
+    if latest is None or latest.outcome == "approved":
+        return claimed
+    if latest.outcome == "partial":
+        return float(latest.amount or 0.0)
+    return 0.0
 
 
 class AuditEntry(Base):

@@ -36,6 +36,7 @@ from .models import (
     Tenant,
     VideoFingerprint,
     WebhookEvent,
+    granted_amount,
 )
 from .queries import latest_assessment
 
@@ -184,6 +185,20 @@ class _Claims:
                 .where(Claim.order_id == order_id, Claim.state.not_in(list(closed_states)))
             ).scalar_one()
         )
+
+    def claimed_on_order(self, order_id: str) -> float:
+        total = 0.0
+        for claim in self.session.execute(
+            select(Claim).where(Claim.order_id == order_id)
+        ).scalars():
+            latest = self.session.execute(
+                select(Decision)
+                .where(Decision.claim_id == claim.id)
+                .order_by(Decision.created_at.desc(), Decision.id.desc())
+                .limit(1)
+            ).scalar_one_or_none()
+            total += granted_amount(claim.amount, latest)
+        return total
 
     def submitted_queue(self) -> list[tuple[str, dt.datetime | None]]:
         rows = self.session.execute(
