@@ -598,3 +598,72 @@ def test_a_slow_webhook_endpoint_does_not_hold_up_other_writes(tmp_path: Path) -
     with runtime.db.session() as session:
         event = session.query(WebhookEvent).one()
         assert (event.status, event.attempts) == ("delivered", 1)
+
+
+def test_a_dripping_a_huge_or_a_malformed_webhook_endpoint_costs_the_round_only_its_own_event(
+    tmp_path: Path,
+) -> None:
+    # A merchant's endpoint that sends its answer a byte at a time held the tick (window expiry,
+    # re-queues, other tenants' webhooks) past 30 s; a 1.5 GB answer was read into memory; a
+    # URL the client cannot parse made every round raise. Each now fails its own event only.
+    import socket
+    import threading
+
+    stop = threading.Event()
+
+    def serve(listener: socket.socket, answer: bytes, drip: float) -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(1.0)
+                try:
+                    conn.recv(65536)
+                    for i in range(0, len(answer), 1 if drip else len(answer)):
+                        if stop.is_set():
+                            break
+                        conn.sendall(answer[i : i + (1 if drip else len(answer))])
+                        if drip:
+                            time.sleep(drip)
+                except OSError:
+                    pass
+
+    def endpoint(answer: bytes, drip: float = 0.0) -> str:
+        listener = socket.create_server(("127.0.0.1", 0))
+        threading.Thread(target=serve, args=(listener, answer, drip), daemon=True).start()
+        return f"http://127.0.0.1:{listener.getsockname()[1]}/hook"
+
+    huge = b"HTTP/1.1 200 OK\r\nContent-Length: 200000000\r\n\r\n" + b"x" * 65536
+    urls = {
+        "drip": endpoint(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", drip=0.3),
+        "huge": endpoint(huge),
+        "malformed": "http://[::1/hook",
+        "fine": endpoint(b"HTTP/1.1 204 No Content\r\n\r\n"),
+    }
+    runtime = Runtime(Settings(data_dir=str(tmp_path), webhook_timeout_seconds=1.0))
+    runtime.db.upgrade()
+    with runtime.db.session() as session:
+        for name, url in urls.items():
+            session.add(
+                Tenant(
+                    id=name, kind="merchant", name=name, webhook_url=url, webhook_secret="s" * 32
+                )
+            )
+        session.flush()
+        for name in urls:
+            session.add(
+                WebhookEvent(id=f"evt_{name}", tenant_id=name, event="claim.received", body={})
+            )
+    try:
+        delivered = deliver_due(runtime)
+    finally:
+        stop.set()
+    with runtime.db.session() as session:
+        status = {e.id: (e.status, e.attempts) for e in session.query(WebhookEvent)}
+    assert status["evt_fine"] == ("delivered", 1)
+    assert status["evt_huge"] == ("delivered", 1)  # its status line is all that is read
+    assert status["evt_drip"] == ("pending", 1) and status["evt_malformed"] == ("pending", 1)
+    assert delivered == 2

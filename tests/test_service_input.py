@@ -770,6 +770,17 @@ def test_a_webhook_url_needs_a_long_secret_and_saving_again_keeps_it(server: Ser
             assert refused.json()["error"]["code"] == "request.bad_field"
             assert "webhook_secret" in refused.json()["error"]["message"]
         secret = "x" * 32
+        # A URL the webhook client cannot post to once made every delivery round raise.
+        for url in (
+            "http://[::1/hook",
+            "http://xn--zz.com/",
+            f"http://{'a' * 70}.com/",
+            "ftp://x/",
+        ):
+            bad = {**hook, "webhook_url": url, "webhook_secret": secret}
+            refused = admin.post("/v1/tenants", json=bad)
+            assert refused.status_code == 422, url
+            assert "webhook_url" in refused.json()["error"]["message"], url
         assert admin.post("/v1/tenants", json={**hook, "webhook_secret": secret}).status_code == 201
         assert admin.post("/v1/tenants", json={**hook, "name": "W2"}).status_code == 201
         cleared = {**hook, "id": "shop-v", "webhook_url": ""}  # no webhook: no secret needed

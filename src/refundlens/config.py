@@ -370,6 +370,10 @@ class Settings:
     and is capped at 1 h, so 36 attempts span about a day (8, the earlier default, about 8
     minutes: an endpoint down for a few minutes lost its events). ``refundlens webhooks retry``
     sends failed events again."""
+    webhook_timeout_seconds: float = 10.0
+    """The most one webhook post may take in all, from connecting to the answer's status line:
+    an endpoint that drips its answer a byte at a time is given up on then (and not tried again
+    that round), so it cannot hold up the tick. Its answer's body is never read."""
     webhook_lease_seconds: float = 300.0
     """How long a deliverer holds the due events it took, in seconds: another deliverer (or this
     one after a crash) sends them again only once the lease has run out (at least once)."""

@@ -19,6 +19,7 @@ import hashlib
 import hmac
 import json
 import logging
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +56,33 @@ def verify_signature(secret: str, body: bytes, header: str, now: float | None = 
         return False
     expected = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
     return hmac.compare_digest(expected.encode(), parts.get("v1", "").encode())
+
+
+def _post(
+    client: httpx.Client, url: str, body: bytes, headers: dict[str, str], deadline: float
+) -> int:
+    """POST ``body`` and return the answer's status, within ``deadline`` seconds in all. The
+    answer's body is not read (a reply of gigabytes costs nothing). The post runs in a thread
+    of its own: an endpoint that drips its answer a byte at a time (each byte within the
+    client's read timeout) is given up on at the deadline, and the thread ends with the
+    connection (its read timeout, or the client closed after the round)."""
+    result: dict[str, Any] = {}
+
+    def send() -> None:
+        try:
+            with client.stream("POST", url, content=body, headers=headers) as response:
+                result["status"] = response.status_code
+        except BaseException as exc:  # handed to the caller below
+            result["error"] = exc
+
+    worker = threading.Thread(target=send, name="webhook-post", daemon=True)
+    worker.start()
+    worker.join(deadline)
+    if worker.is_alive():
+        raise TimeoutError(f"timed out: no answer within {deadline:g} s (webhook_timeout_seconds)")
+    if "error" in result:
+        raise result["error"]
+    return int(result["status"])
 
 
 def _backoff(attempts: int) -> dt.timedelta:
@@ -130,20 +158,17 @@ def deliver_due(runtime: Runtime, limit: int = 100, client: httpx.Client | None 
                     outcomes.append((event_id, False, str(exc), False))
                 continue
             body = json.dumps(body_json, sort_keys=True, ensure_ascii=False).encode("utf-8")
+            headers = {
+                "Content-Type": "application/json",
+                "X-Refundlens-Event-Id": event_id,
+                "X-Request-ID": str(body_json.get("request_id") or event_id),
+                "X-Refundlens-Signature": sign(secret, body),
+            }
             try:
-                response = own.post(
-                    url,
-                    content=body,
-                    headers={
-                        "Content-Type": "application/json",
-                        "X-Refundlens-Event-Id": event_id,
-                        "X-Request-ID": str(body_json.get("request_id") or event_id),
-                        "X-Refundlens-Signature": sign(secret, body),
-                    },
-                )
-                ok = 200 <= response.status_code < 300
-                outcomes.append((event_id, ok, "" if ok else f"HTTP {response.status_code}", True))
-            except httpx.HTTPError as exc:
+                status = _post(own, url, body, headers, runtime.settings.webhook_timeout_seconds)
+                ok = 200 <= status < 300
+                outcomes.append((event_id, ok, "" if ok else f"HTTP {status}", True))
+            except Exception as exc:  # any failure is this event's, never the round's
                 unreachable.add(url)
                 tried_at[url] = event_id
                 outcomes.append((event_id, False, str(exc) or type(exc).__name__, True))
