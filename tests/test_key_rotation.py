@@ -102,4 +102,11 @@ def test_readiness_says_so_when_the_pii_key_does_not_open_the_sealed_orders(
     no_broker = SimpleNamespace(celery=False)
     assert readiness(runtime, no_broker)["pii_key"] == "ok"  # type: ignore[arg-type]
     (tmp_path / "pii.key").unlink()  # restored without its key: a new one is made
-    assert readiness(runtime, no_broker)["pii_key"].startswith("cannot open")  # type: ignore[arg-type]
+    checks = readiness(runtime, no_broker)  # type: ignore[arg-type]
+    assert checks["pii_key"].startswith("cannot open")
+    # What /readyz tells anyone: the verdict, not the error's text (the log has it).
+    from refundlens.service.readiness import public_checks
+
+    told = public_checks({**checks, "broker": "unreachable: OperationalError: 10.0.0.7:5672"})
+    assert told["pii_key"] == "cannot open sealed personal data"
+    assert told["broker"] == "unreachable" and told["database"] == "ok"

@@ -156,6 +156,9 @@ def test_metrics_count_across_processes_for_an_admin_or_the_scraper_port_only(
     _file_and_analyse_a_claim(served, 1)
     with httpx.Client(base_url=served.url, timeout=30) as anonymous:
         assert anonymous.get("/metrics").status_code == 401
+        # Any token is a method to the server: each made a series of its own, without end.
+        for n in range(3):
+            anonymous.request(f"X{n:05d}ABC", "/healthz")
     merchant_key = served.key("merchant", "shop-a")
     with served.client(served.admin) as admin:
         answer = admin.get("/metrics")
@@ -176,6 +179,8 @@ def test_metrics_count_across_processes_for_an_admin_or_the_scraper_port_only(
     assert _value(text, "refundlens_queue_depth") == 0
     assert _value(text, "refundlens_audit_chain_length") >= 5
     assert _value(text, "refundlens_http_request_seconds_count", route="/v1/claims") >= 1
+    assert "X00000ABC" not in text
+    assert _value(text, "refundlens_http_request_seconds_count", method="other") >= 3
     assert _value(text, "refundlens_errors_total", code="auth.missing") >= 1
     # The scraper's own port: no key, the same series.
     scraped = httpx.get(served.metrics_url, timeout=30)

@@ -23,6 +23,9 @@ log = logging.getLogger("refundlens.http")
 _SANE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 class Observe:
     """Pure ASGI middleware: request id, one log line and one histogram sample per request."""
 
@@ -54,8 +57,11 @@ class Observe:
                 seconds = time.perf_counter() - started
                 route = scope.get("route")
                 template = getattr(route, "path", None) or "unmatched"
+                method = scope.get("method", "")
+                # The server takes any token as a method: anything else than the standard ones
+                # is one label value, or anyone could add series without end.
                 metrics().http_requests.labels(
-                    scope.get("method", ""), template, f"{status // 100}xx"
+                    method if method in _METHODS else "other", template, f"{status // 100}xx"
                 ).observe(seconds)
                 log.info(
                     "request",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from typing import TYPE_CHECKING
@@ -13,7 +14,24 @@ if TYPE_CHECKING:
     from ..runtime import Runtime
     from ..workers.runner import Dispatcher
 
-__all__ = ["readiness"]
+__all__ = ["public_checks", "readiness"]
+
+log = logging.getLogger("refundlens.service")
+
+
+def public_checks(checks: dict[str, str]) -> dict[str, str]:
+    """What ``/readyz`` tells anyone (it needs no key): each check's verdict in a word or two
+    (``unreachable``, ``not writable``, ``not at head``, ``cannot open sealed personal data``),
+    never the error text, which named internal hosts, ports and paths. The details go to the
+    log, where the operator reads them."""
+    out = {}
+    for name, value in checks.items():
+        if value == "ok":
+            out[name] = "ok"
+            continue
+        log.warning("readyz: %s %s", name, value)
+        out[name] = "not at head" if name == "migrations" else value.split(":")[0][:40]
+    return out
 
 
 def readiness(runtime: Runtime, dispatch: Dispatcher) -> dict[str, str]:

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from ... import __version__
 from ..deps import DispatcherDep, RuntimeDep, SessionDep
-from ..readiness import readiness
+from ..readiness import public_checks, readiness
 from ..schemas import HealthOut, ReadyOut
 
 __all__ = ["router"]
@@ -44,7 +44,7 @@ def healthz(s: SessionDep, runtime: RuntimeDep, dispatch: DispatcherDep) -> Heal
 def readyz(response: Response, runtime: RuntimeDep, dispatch: DispatcherDep) -> ReadyOut:
     """Readiness: the database answers and its migrations are at head, the broker (when one
     is configured) accepts connections, the blob folder is writable. 503 names what failed."""
-    checks = readiness(runtime, dispatch)
+    checks = public_checks(readiness(runtime, dispatch))
     ready = all(v == "ok" for v in checks.values())
     response.status_code = 200 if ready else 503
     return ReadyOut(status="ready" if ready else "not_ready", checks=checks)
