@@ -667,3 +667,33 @@ def test_a_dripping_a_huge_or_a_malformed_webhook_endpoint_costs_the_round_only_
     assert status["evt_huge"] == ("delivered", 1)  # its status line is all that is read
     assert status["evt_drip"] == ("pending", 1) and status["evt_malformed"] == ("pending", 1)
     assert delivered == 2
+
+
+def test_a_claim_is_appealed_at_most_max_appeals_per_claim_times_after_its_decisions(
+    tmp_path: Path,
+) -> None:
+    # Nothing closed a claim's appeals: decided, appealed, under review again, without end,
+    # each round a reviewer's time and a webhook to the merchant.
+    from refundlens import cases
+    from refundlens.errors import RefundlensError
+    from refundlens.store.sql.models import Claim
+    from refundlens.store.sql.repositories import SqlStore
+
+    settings = Settings(data_dir=str(tmp_path), max_appeals_per_claim=2)
+    runtime, claim_id = _claim_awaiting_capture(settings)
+    reviewer = Actor("rev-key", "reviewer")
+    for round_ in range(3):
+        with runtime.db.session() as session:
+            store, claim = SqlStore(session), session.get(Claim, claim_id)
+            cases.decide(store, reviewer, claim, "reject", f"round {round_}", None, settings)
+        with runtime.db.session() as session:
+            store, claim = SqlStore(session), session.get(Claim, claim_id)
+            if round_ < 2:
+                cases.appeal(store, BUYER, claim, "it did arrive broken", settings=settings)
+                continue
+            with pytest.raises(RefundlensError) as refused:
+                cases.appeal(store, BUYER, claim, "once more", settings=settings)
+            assert refused.value.code == "appeal.limit_reached"
+    with runtime.db.session() as session:
+        assert len(SqlStore(session).claims.decisions_of(claim_id)) == 3
+        assert session.get(Claim, claim_id).state == S.DECIDED.value

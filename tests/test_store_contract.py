@@ -303,6 +303,8 @@ def test_what_an_orders_claims_hold_counts_the_latest_decision_of_each(kit: Kit)
             )
     with kit.open() as store:
         assert asked.id and store.claims.claimed_on_order(order.id) == pytest.approx(14.0)
+        outcomes = [d.outcome for d in store.claims.decisions_of(partial.id)]
+        assert outcomes == ["rejected", "partial"]
 
 
 def test_claims_are_numbered_queued_and_beat_only_while_their_attempt_runs(kit: Kit) -> None:

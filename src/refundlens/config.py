@@ -388,6 +388,10 @@ class Settings:
     any is read: each costs the analysis up to ``video_max_decode_seconds`` of decoding."""
     web_queue_page_size: int = 50
     """Claims one page of the web queue (``/web/queue``) shows at most, with a link to the next."""
+    max_appeals_per_claim: int = 2
+    """Appeals of a claim after a person's decisions (``appeal.limit_reached`` once it has had
+    this many decisions after the first): each appeal takes a reviewer's time and sends the
+    merchant a webhook, and nothing ever closed a claim's appeals."""
     claims_within_order_amount: bool = True
     """Hold an order's claims together to its amount (``claim.over_order_amount``): each
     claim's amount while open or approved, the decided part of a partial refund, nothing once

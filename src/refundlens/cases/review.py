@@ -280,6 +280,14 @@ def appeal(
         raise RefundlensError("auth.forbidden", "Only the buyer, the merchant or an admin appeals.")
     if not reason.strip():
         raise RefundlensError("appeal.reason_required", "An appeal needs a reason in words.")
+    decided = len(store.claims.decisions_of(claim.id))
+    if decided > settings.max_appeals_per_claim:
+        raise RefundlensError(
+            "appeal.limit_reached",
+            f"This claim was decided {decided} times, the last after "
+            f"{settings.max_appeals_per_claim} appeals (max_appeals_per_claim): the decision "
+            "stands; the platform's support can still be asked.",
+        )
     claim.state = transition(claim.state, ClaimState.APPEALED).value
     store.audit.append(actor.id, "claim.appealed", claim_id=claim.id, details={"reason": reason})
     claim.state = transition(claim.state, ClaimState.UNDER_REVIEW).value

@@ -53,6 +53,7 @@ STATUS = {
     "claim.closed": 409,
     "claim.already_open": 409,
     "claim.over_order_amount": 409,
+    "appeal.limit_reached": 409,
     "capture.too_many_tokens": 409,
     "capture.too_many_links": 409,
     "evidence.too_many": 409,

@@ -217,6 +217,9 @@ class _Claims:
             if c.order_id == order_id and c.state not in closed_states
         )
 
+    def decisions_of(self, claim_id: str) -> list[Decision]:
+        return [d for d in self.t.decisions if d.claim_id == claim_id]
+
     def claimed_on_order(self, order_id: str) -> float:
         total = 0.0
         for claim in self.t.claims.values():

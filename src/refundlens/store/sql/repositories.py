@@ -186,6 +186,15 @@ class _Claims:
             ).scalar_one()
         )
 
+    def decisions_of(self, claim_id: str) -> list[Decision]:
+        return list(
+            self.session.execute(
+                select(Decision)
+                .where(Decision.claim_id == claim_id)
+                .order_by(Decision.created_at, Decision.id)
+            ).scalars()
+        )
+
     def claimed_on_order(self, order_id: str) -> float:
         total = 0.0
         for claim in self.session.execute(
