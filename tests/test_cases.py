@@ -697,3 +697,31 @@ def test_a_claim_is_appealed_at_most_max_appeals_per_claim_times_after_its_decis
     with runtime.db.session() as session:
         assert len(SqlStore(session).claims.decisions_of(claim_id)) == 3
         assert session.get(Claim, claim_id).state == S.DECIDED.value
+
+
+def test_a_claim_approved_on_appeal_leaves_the_forgery_bank_it_joined_when_rejected(
+    tmp_path: Path,
+) -> None:
+    # The bank is what this platform tells its partners is forged: a rejection that a person
+    # reversed on appeal stayed in it, and was exported with the buyer's keyed hash.
+    from refundlens import cases
+    from refundlens.store.sql.models import AuditEntry, BankEntry, Claim
+    from refundlens.store.sql.repositories import SqlStore
+
+    settings = Settings(data_dir=str(tmp_path))
+    runtime, claim_id = _claim_awaiting_capture(settings)
+    reviewer = Actor("rev-key", "reviewer")
+    with runtime.db.session() as session:
+        claim = session.get(Claim, claim_id)
+        cases.decide(SqlStore(session), reviewer, claim, "reject", "forged", None, settings)
+    with runtime.db.session() as session:
+        assert session.query(BankEntry).filter(BankEntry.claim_id == claim_id).count() >= 1
+        claim = session.get(Claim, claim_id)
+        cases.appeal(SqlStore(session), BUYER, claim, "it did arrive broken", settings=settings)
+    with runtime.db.session() as session:
+        claim = session.get(Claim, claim_id)
+        cases.decide(SqlStore(session), reviewer, claim, "approve", "seen again", None, settings)
+    with runtime.db.session() as session:
+        assert session.query(BankEntry).filter(BankEntry.claim_id == claim_id).count() == 0
+        actions = [a.action for a in session.query(AuditEntry).order_by(AuditEntry.seq)]
+        assert actions[-2:] == ["bank.withdrawn", "decision.approve"]

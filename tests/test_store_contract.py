@@ -440,12 +440,25 @@ def test_assessments_evidence_tokens_prints_and_bank_read_back(kit: Kit) -> None
         assert not store.bank.holds("ours", "f" * 64)
         from refundlens.store.interface import BankEntry
 
-        store.bank.add(
-            BankEntry(bank="ours", signer="ours", pdq="f" * 64, codes=[], confirmed_at=utcnow())
-        )
+        for bank in ("ours", "theirs"):
+            store.bank.add(
+                BankEntry(
+                    bank=bank,
+                    signer=bank,
+                    pdq=("f" if bank == "ours" else "e") * 64,
+                    codes=[],
+                    confirmed_at=utcnow(),
+                    claim_id=claim.id,
+                )
+            )
     with kit.open() as store:
         assert store.bank.holds("ours", "f" * 64)
         assert not store.bank.holds("theirs", "f" * 64)
+        # Withdrawn from one bank only: a partner's entries are the partner's.
+        assert store.bank.withdraw("ours", claim.id) == 1
+    with kit.open() as store:
+        assert not store.bank.holds("ours", "f" * 64)
+        assert store.bank.holds("theirs", "e" * 64)
 
 
 def test_the_audit_log_chains_and_verifies(kit: Kit) -> None:

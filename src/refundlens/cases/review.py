@@ -233,6 +233,17 @@ def decide(
         notify(store, claim.merchant_id, "claim.decided", claim, {"outcome": outcome})
         if outcome == "rejected":
             _bank_confirmed_forgery(store, claim, settings)
+        else:
+            # Approved on appeal: a person no longer holds it forged, and neither may the bank
+            # this platform shares with its partners (its next export leaves them out).
+            withdrawn = store.bank.withdraw(settings.bank_name, claim.id)
+            if withdrawn:
+                store.audit.append(
+                    actor.id,
+                    "bank.withdrawn",
+                    claim_id=claim.id,
+                    details={"bank": settings.bank_name, "entries": withdrawn},
+                )
     store.audit.append(
         actor.id,
         f"decision.{decision}",

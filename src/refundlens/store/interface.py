@@ -245,6 +245,11 @@ class Bank(Protocol):
 
     def add(self, entry: BankEntry) -> None: ...
 
+    def withdraw(self, bank: str, claim_id: str) -> int:
+        """Remove ``bank``'s entries made from ``claim_id`` (a person no longer holds the claim
+        forged); how many were removed."""
+        ...
+
 
 class Outbox(Protocol):
     """Notifications waiting for delivery (same transaction as the change they report)."""

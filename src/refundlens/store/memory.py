@@ -336,6 +336,12 @@ class _Bank:
         entry.id = next(self.t.serial)
         self.t.bank.append(entry)
 
+    def withdraw(self, bank: str, claim_id: str) -> int:
+        kept = [e for e in self.t.bank if not (e.bank == bank and e.claim_id == claim_id)]
+        removed = len(self.t.bank) - len(kept)
+        self.t.bank[:] = kept
+        return removed
+
 
 class _Outbox:
     def __init__(self, tables: _Tables) -> None:

@@ -346,6 +346,16 @@ class _Bank:
     def add(self, entry: BankEntry) -> None:
         self.session.add(entry)
 
+    def withdraw(self, bank: str, claim_id: str) -> int:
+        rows = list(
+            self.session.execute(
+                select(BankEntry).where(BankEntry.bank == bank, BankEntry.claim_id == claim_id)
+            ).scalars()
+        )
+        for row in rows:
+            self.session.delete(row)
+        return len(rows)
+
 
 class _Outbox:
     def __init__(self, session: Session) -> None:
