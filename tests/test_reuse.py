@@ -401,3 +401,15 @@ def test_the_ledger_sums_a_buyers_confirmed_forgeries(
     assert summary["confirmed_forgeries"] == 2
     assert summary["confirmed_forged_value"] == pytest.approx(sum(amounts))
     assert summary["confirmed_forged_value"] >= 1000
+
+
+def test_a_bank_file_nested_past_the_parser_is_refused_with_a_code_not_a_traceback(
+    tmp_path: Path,
+) -> None:
+    env = {**os.environ, "REFUNDLENS_DATA_DIR": str(tmp_path / "data")}
+    assert _run(env, "db", "upgrade").returncode == 0
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    refused = _run(env, "bank", "import", str(deep))
+    assert refused.returncode == 2 and "[bank.malformed]" in refused.stderr
+    assert "Traceback" not in refused.stderr

@@ -563,6 +563,10 @@ def bank_import(
         )
     except (OSError, ValueError) as exc:
         raise _fail(f"cannot read {file}: {exc}") from exc
+    except RecursionError:  # JSON nested deeper than any bank file is
+        raise _fail(
+            f"error [bank.malformed] {file} is nested too deeply to be a bank file."
+        ) from None
     except RefundlensError as exc:
         raise _fail(f"error [{exc.code}] {exc.message}") from exc
     database = _existing_database(settings)

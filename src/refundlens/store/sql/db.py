@@ -52,7 +52,11 @@ class Database:
 
     def __init__(self, settings: Settings) -> None:
         self.url = database_url(settings)
-        self.engine: Engine = create_engine(self.url, pool_pre_ping=True, future=True)
+        # hide_parameters: a logged database error names its statement, never its values
+        # (claim reasons, statements, buyer ids).
+        self.engine: Engine = create_engine(
+            self.url, pool_pre_ping=True, future=True, hide_parameters=True
+        )
         if self.engine.dialect.name == "sqlite":
             busy_ms = round(settings.sqlite_busy_timeout_seconds * 1000)
             event.listen(self.engine, "connect", _sqlite_pragmas(busy_ms))
