@@ -411,6 +411,16 @@ def test_the_claim_list_pages_with_a_cursor(server: Server, shop: dict[str, str]
         ids = [c["id"] for c in first["items"] + second["items"]]
         assert ids == [c["id"] for c in everything[: len(ids)]]
         assert admin.get("/v1/claims", params={"cursor": "abc"}).status_code == 400
+    # The cursor names the page's last claim, not its platform-wide number (which told any
+    # shop how many claims the platform had); a claim the caller may not see is no cursor.
+    assert first["next_cursor"] == first["items"][-1]["id"]
+    with server.client(shop["other_merchant"]) as other:
+        for claim in everything:
+            if claim["merchant_id"] != "shop-b":
+                answer = other.get("/v1/claims", params={"cursor": claim["id"]})
+                assert answer.status_code == 400, answer.text
+                assert answer.json()["error"]["code"] == "request.bad_cursor"
+                break
 
 
 def test_buyer_personal_data_is_encrypted_at_rest(server: Server, shop: dict[str, str]) -> None:

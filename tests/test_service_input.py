@@ -138,17 +138,23 @@ ODD_VALUES: dict[str, tuple[str | None, str, str, dict[str, Any]]] = {
         {"data": {"order_id": "{order}", "type": "refund_only", "amount": "nan"}},
     ),
     "cursor of a superscript two": ("admin", "GET", "/v1/claims", {"params": {"cursor": "²"}}),
-    "cursor over int64": (
+    "cursor over its length": (
         "admin",
         "GET",
         "/v1/claims",
-        {"params": {"cursor": "99999999999999999999999"}},
+        {"params": {"cursor": "clm_" + "0" * 40}},
     ),
-    "cursor over int64 in 19 digits": (
+    "cursor of a number (the claim's platform-wide seq it once was)": (
         "admin",
         "GET",
         "/v1/claims",
         {"params": {"cursor": "9999999999999999999"}},
+    ),
+    "cursor of no claim": (
+        "admin",
+        "GET",
+        "/v1/claims",
+        {"params": {"cursor": "clm_" + "0" * 20}},
     ),
     "buyer detail's name, lone surrogate": (
         "merchant",
@@ -230,8 +236,8 @@ def test_an_odd_value_gets_a_coded_4xx_and_is_not_stored(
         "request.invalid"
         if name.lower().endswith("nan")
         else "request.bad_cursor"
-        if name.startswith("cursor") and name != "cursor over int64"
-        else "request.bad_field"  # a NUL, a lone surrogate, a cursor over its 19 characters
+        if name.startswith("cursor") and name != "cursor over its length"
+        else "request.bad_field"  # a NUL, a lone surrogate, a cursor over its 24 characters
     )
     assert error["code"] == expected, error
 

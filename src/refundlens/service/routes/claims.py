@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Header, Query, Response, UploadFile
@@ -30,6 +31,8 @@ from ..schemas import ClaimAnswer, ClaimPageOut
 from ..views import claim_item, claim_view
 
 __all__ = ["router"]
+
+_CURSOR = re.compile(r"clm_[0-9a-f]{20}")  # a claim id, as new_id("clm") makes them
 
 router = APIRouter()
 
@@ -199,7 +202,7 @@ def list_claims(
     min_amount: Annotated[fields.Finite | None, Query()] = None,
     cursor: Annotated[
         str | None,
-        Query(max_length=19, description="The next_cursor of the previous page."),
+        Query(max_length=24, description="The next_cursor of the previous page."),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> ClaimPageOut:
@@ -214,6 +217,7 @@ def list_claims(
         query = query.where(Claim.buyer_id == p.subject)
     elif p.role == "reviewer":
         query = query.where(Claim.merchant_id.in_(sorted(p.tenants)))
+    scoped = query  # what this principal may see, before the filters
     if state:
         query = query.where(Claim.state == state)
     if merchant_id:
@@ -223,13 +227,19 @@ def list_claims(
     if min_amount is not None:
         query = query.where(Claim.amount >= min_amount)
     if cursor:
-        # ASCII digits within int64 (the seq column): str.isdigit() alone takes "²".
-        if not (cursor.isascii() and cursor.isdigit() and int(cursor) < 1 << 63):
+        # The last claim of the previous page, one this principal may see. It was the claim's
+        # platform-wide number, which told any shop or buyer how many claims the platform had.
+        after = (
+            s.execute(scoped.where(Claim.id == cursor)).scalar_one_or_none()
+            if _CURSOR.fullmatch(cursor)
+            else None
+        )
+        if after is None:
             raise RefundlensError("request.bad_cursor", "The cursor is not one this API returned.")
-        query = query.where(Claim.seq < int(cursor))
+        query = query.where(Claim.seq < after.seq)
     rows = s.execute(query.limit(limit + 1)).scalars().all()
     page = rows[:limit]
     return ClaimPageOut(
         items=[claim_item(c, p) for c in page],
-        next_cursor=str(page[-1].seq) if len(rows) > limit else None,
+        next_cursor=page[-1].id if len(rows) > limit else None,
     )
