@@ -608,8 +608,9 @@ def run(duration: float, rate: float, drain: float, keep: bool) -> int:
             "REFUNDLENS_BROKER_URL": redis.url,
             "REFUNDLENS_OCR_ENABLED": "false",
             # The soak files many claims on each of its eight orders (the faults, not the
-            # per-order limit, are what it tests).
+            # per-order limits, are what it tests).
             "REFUNDLENS_MAX_OPEN_CLAIMS_PER_ORDER": "100000",
+            "REFUNDLENS_CLAIMS_WITHIN_ORDER_AMOUNT": "false",
             # Recovery within the phases of a 5-minute run (defaults: 5, 45, 600).
             "REFUNDLENS_ANALYSIS_HEARTBEAT_SECONDS": "3",
             "REFUNDLENS_ANALYSIS_HEARTBEAT_TIMEOUT_SECONDS": "15",
