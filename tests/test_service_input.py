@@ -35,6 +35,36 @@ def _genuine_photo() -> bytes:
     return resources.files("refundlens").joinpath("samples/claim_genuine.jpg").read_bytes()
 
 
+def _new_order(server: Server, shop: dict[str, str], external_id: str, amount: float) -> str:
+    """A new order of the shop's SKU for buyer-1; its id."""
+    with server.client(shop["merchant"]) as merchant:
+        r = merchant.post(
+            "/v1/orders",
+            json={
+                "external_id": external_id,
+                "sku_id": shop["sku"],
+                "buyer_id": "buyer-1",
+                "amount": amount,
+            },
+        )
+        assert r.status_code == 201, r.text
+        return str(r.json()["id"])
+
+
+def _decide(
+    server: Server, shop: dict[str, str], claim_id: str, decision: dict[str, object]
+) -> None:
+    """The merchant answers (the claim goes to a person), then the reviewer decides."""
+    with server.client(shop["merchant"]) as merchant:
+        r = merchant.post(
+            f"/v1/claims/{claim_id}/evidence", data={"kind": "statement", "statement": "ok"}
+        )
+        assert r.json()["claim_state"] == "under_review", r.text
+    with server.client(shop["reviewer"]) as reviewer:
+        r = reviewer.post(f"/v1/claims/{claim_id}/decision", json=decision)
+        assert r.status_code == 200, r.text
+
+
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -529,18 +559,7 @@ def test_a_second_open_claim_on_an_order_is_refused_before_its_files_are_stored(
     # Each claim starts a full analysis: one order takes max_open_claims_per_order (1) open
     # claims, and another is refused before its photos are decoded or stored.
     assert server.settings.max_open_claims_per_order == 1
-    with server.client(shop["merchant"]) as merchant:
-        r = merchant.post(
-            "/v1/orders",
-            json={
-                "external_id": "o-open",
-                "sku_id": shop["sku"],
-                "buyer_id": "buyer-1",
-                "amount": 50,
-            },
-        )
-        assert r.status_code == 201, r.text
-        order = r.json()["id"]
+    order = _new_order(server, shop, "o-open", 50)
     form = {"order_id": order, "type": "refund_only", "amount": "10"}
     with server.client(shop["buyer"]) as buyer:
         first = buyer.post("/v1/claims", data=form)
@@ -558,18 +577,7 @@ def test_a_second_open_claim_on_an_order_is_refused_before_its_files_are_stored(
         assert [c["id"] for c in buyer.get("/v1/claims").json()["items"]] == claims
         wait_analysed(buyer, first.json()["id"])
     # Once the open claim is decided, the order takes a new one.
-    with server.client(shop["merchant"]) as merchant:
-        r = merchant.post(
-            f"/v1/claims/{first.json()['id']}/evidence",
-            data={"kind": "statement", "statement": "ok"},
-        )
-        assert r.json()["claim_state"] == "under_review", r.text
-    with server.client(shop["reviewer"]) as reviewer:
-        r = reviewer.post(
-            f"/v1/claims/{first.json()['id']}/decision",
-            json={"decision": "reject", "reason": "no damage shown"},
-        )
-        assert r.status_code == 200, r.text
+    _decide(server, shop, first.json()["id"], {"decision": "reject", "reason": "no damage shown"})
     with server.client(shop["buyer"]) as buyer:
         assert buyer.post("/v1/claims", data=form).status_code == 201
 
@@ -581,18 +589,7 @@ def test_an_orders_claims_together_ask_no_more_than_its_amount(
     # approved claim freed the order for the next. Held together: open and approved claims
     # count in full, a partial refund its decided part, a rejected claim nothing.
     assert server.settings.claims_within_order_amount
-    with server.client(shop["merchant"]) as merchant:
-        r = merchant.post(
-            "/v1/orders",
-            json={
-                "external_id": "o-sum",
-                "sku_id": shop["sku"],
-                "buyer_id": "buyer-1",
-                "amount": 100,
-            },
-        )
-        assert r.status_code == 201, r.text
-        order = r.json()["id"]
+    order = _new_order(server, shop, "o-sum", 100)
 
     def claim(amount: str) -> httpx.Response:
         with server.client(shop["buyer"]) as buyer:
@@ -600,20 +597,13 @@ def test_an_orders_claims_together_ask_no_more_than_its_amount(
                 "/v1/claims", data={"order_id": order, "type": "refund_only", "amount": amount}
             )
 
-    def decide(claim_id: str, decision: dict[str, object]) -> None:
-        with server.client(shop["merchant"]) as merchant:
-            merchant.post(
-                f"/v1/claims/{claim_id}/evidence", data={"kind": "statement", "statement": "ok"}
-            )
-        with server.client(shop["reviewer"]) as reviewer:
-            r = reviewer.post(f"/v1/claims/{claim_id}/decision", json=decision)
-            assert r.status_code == 200, r.text
-
     first = claim("60")
     assert first.status_code == 201, first.text
     with server.client(shop["buyer"]) as buyer:
         wait_analysed(buyer, first.json()["id"])
-    decide(first.json()["id"], {"decision": "partial", "amount": 30, "reason": "a dent"})
+    _decide(
+        server, shop, first.json()["id"], {"decision": "partial", "amount": 30, "reason": "a dent"}
+    )
     before = _stored(server)
     over = claim("80")  # 30 granted + 80 > 100
     assert over.status_code == 409 and over.json()["error"]["code"] == "claim.over_order_amount"
@@ -623,7 +613,7 @@ def test_an_orders_claims_together_ask_no_more_than_its_amount(
     assert second.status_code == 201, second.text
     with server.client(shop["buyer"]) as buyer:
         wait_analysed(buyer, second.json()["id"])
-    decide(second.json()["id"], {"decision": "reject", "reason": "no damage shown"})
+    _decide(server, shop, second.json()["id"], {"decision": "reject", "reason": "no damage shown"})
     assert claim("70").status_code == 201  # the rejected claim holds nothing
 
 
