@@ -725,3 +725,47 @@ def test_a_claim_approved_on_appeal_leaves_the_forgery_bank_it_joined_when_rejec
         assert session.query(BankEntry).filter(BankEntry.claim_id == claim_id).count() == 0
         actions = [a.action for a in session.query(AuditEntry).order_by(AuditEntry.seq)]
         assert actions[-2:] == ["bank.withdrawn", "decision.approve"]
+
+
+def test_a_claim_approved_on_appeal_must_still_fit_the_orders_amount(tmp_path: Path) -> None:
+    # Claim A rejected (it holds nothing), claim B then filed for the whole order and approved;
+    # approving A on appeal would refund the order twice.
+    from refundlens import cases
+    from refundlens.detectors._pixels_examples import camera_photo, encode
+    from refundlens.errors import RefundlensError
+    from refundlens.store.sql.models import Claim, Order
+    from refundlens.store.sql.repositories import SqlStore
+
+    settings = Settings(data_dir=str(tmp_path))
+    runtime, first = _claim_awaiting_capture(settings)  # 20 on an order of 50
+    reviewer = Actor("rev-key", "reviewer")
+    with runtime.db.session() as session:
+        store, claim = SqlStore(session), session.get(Claim, first)
+        cases.decide(store, reviewer, claim, "reject", "no damage shown", None, settings)
+    with runtime.db.session() as session:
+        store = SqlStore(session)
+        order = session.get(Order, session.get(Claim, first).order_id)
+        photo = [("q.jpg", encode(camera_photo(5, size=(240, 320))))]
+        second = cases.create_claim(
+            store, runtime.blobs, settings, BUYER, order, "refund_only", "", 50.0, photo
+        )
+        second.state = S.AWAITING_CAPTURE.value
+        second_id = second.id
+    with runtime.db.session() as session:
+        store, claim = SqlStore(session), session.get(Claim, second_id)
+        cases.decide(store, reviewer, claim, "approve", "broken indeed", None, settings)
+    with runtime.db.session() as session:
+        store, claim = SqlStore(session), session.get(Claim, first)
+        cases.appeal(store, BUYER, claim, "it was broken too", settings=settings)
+        # Reopened, it counts in full again: no new claim fits either.
+        assert store.claims.claimed_on_order(claim.order_id) == pytest.approx(70.0)
+    for decision, amount in (("approve", None), ("partial", 5.0)):
+        with runtime.db.session() as session:
+            store, claim = SqlStore(session), session.get(Claim, first)
+            with pytest.raises(RefundlensError) as refused:
+                cases.decide(store, reviewer, claim, decision, "seen again", amount, settings)
+            assert refused.value.code == "claim.over_order_amount", decision
+    with runtime.db.session() as session:
+        store, claim = SqlStore(session), session.get(Claim, first)
+        cases.decide(store, reviewer, claim, "reject", "the order was refunded", None, settings)
+        assert claim.state == S.DECIDED.value

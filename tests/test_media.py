@@ -281,6 +281,9 @@ def test_settings_come_from_environment_and_file(tmp_path: Path) -> None:
     cfg.write_text("no_such_setting: 1\n")
     with pytest.raises(SettingsError):
         load_settings({"REFUNDLENS_CONFIG": str(cfg)})
+    # Zero would give up on every webhook post while its thread still delivers it.
+    with pytest.raises(SettingsError, match="webhook_timeout_seconds"):
+        load_settings({"REFUNDLENS_WEBHOOK_TIMEOUT_SECONDS": "0"})
 
 
 def test_decoded_references_are_kept_by_hash_and_name_and_the_oldest_leaves_first() -> None:
@@ -354,3 +357,9 @@ def test_png_text_chunks_that_inflate_past_the_total_budget_stop_the_reader() ->
     assert 0 < len(chunks) <= MAX_TOTAL_TEXT_BYTES >> 20
     media = media_from_bytes(data, "bomb.png")  # still a photo, its metadata read within bounds
     assert media.pixels.shape == (8, 8, 3)
+    # A chunk over its own 1 MiB cap is refused, but inflating it up to the cap was work: it
+    # counts, so after a few such chunks the reader stops before reading on.
+    over = chunk(b"zTXt", b"k\x00\x00" + zlib.compress(b"a" * ((1 << 20) + 1), 9))
+    label = chunk(b"tEXt", b"AIGC\x00{}")
+    assert [c.key for c in png_text_chunks(out.getvalue() + label)] == ["AIGC"]
+    assert png_text_chunks(out.getvalue() + over * 8 + label) == ()

@@ -281,13 +281,15 @@ def test_what_an_orders_claims_hold_counts_the_latest_decision_of_each(kit: Kit)
     kit.seed("m1")
     with kit.open() as store:
         order = _order(store, _sku(store, "m1"))
-        asked, partial, rejected = _claim(store, order), _claim(store, order), _claim(store, order)
-        assert store.claims.claimed_on_order(order.id) == pytest.approx(30.0)
+        asked = _claim(store, order)
+        partial, rejected = _claim(store, order, "decided"), _claim(store, order, "decided")
+        reopened = _claim(store, order, "under_review")  # rejected, then appealed: open again
         for minutes, (claim, outcome, amount) in enumerate(
             (
                 (partial, "rejected", None),
                 (partial, "partial", 4.0),  # an appeal's later decision counts, not the first
                 (rejected, "rejected", None),
+                (reopened, "rejected", None),
             )
         ):
             store.claims.add_decision(
@@ -302,7 +304,9 @@ def test_what_an_orders_claims_hold_counts_the_latest_decision_of_each(kit: Kit)
                 )
             )
     with kit.open() as store:
-        assert asked.id and store.claims.claimed_on_order(order.id) == pytest.approx(14.0)
+        # 10 asked, 4 granted in part, 0 for the rejection, 10 for the claim appeal reopened.
+        assert asked.id and store.claims.claimed_on_order(order.id) == pytest.approx(24.0)
+        assert store.claims.claimed_on_order(order.id, besides=reopened.id) == pytest.approx(14.0)
         outcomes = [d.outcome for d in store.claims.decisions_of(partial.id)]
         assert outcomes == ["rejected", "partial"]
 

@@ -488,6 +488,10 @@ def load_settings(
         raise SettingsError(
             f"setting capture_default_utc_offset: expected +HH:MM or -HH:MM, got {offset!r}"
         )
+    # Zero would give up on every webhook post at once while its thread still delivers it:
+    # the event is then sent again, up to webhook_max_attempts times.
+    if values.get("webhook_timeout_seconds", 1.0) <= 0:
+        raise SettingsError("setting webhook_timeout_seconds: must be more than 0")
     detector = values.get("ocr_text_detector")
     if detector is not None and detector not in OCR_TEXT_DETECTORS:
         raise SettingsError(

@@ -18,6 +18,7 @@ from ..store.blobs import BlobStore
 from ..store.interface import Assessment, Claim, Order, Store, VideoFingerprint, new_id, utcnow
 from .actors import SYSTEM, aware
 from .notifications import notify
+from .review import withdraw_from_bank
 from .routing import ClaimFacts, RoutingRules, facts_from_report, route
 from .states import ClaimState, transition
 
@@ -280,6 +281,8 @@ def finish_analysis(
         details={"risk": risk, "action": action, "state": claim.state, "why": why},
     )
     notify(store, claim.merchant_id, "claim.analysed", claim)
+    if target == ClaimState.APPROVED:
+        withdraw_from_bank(store, SYSTEM.id, claim, settings)  # approved after an appeal
     metrics().claims_analysed.labels(claim.claim_type, action).inc()
     metrics().claims_routed.labels(claim.claim_type, claim.state).inc()
     if target == ClaimState.AWAITING_MERCHANT:

@@ -96,16 +96,25 @@ def check_claim_request(
     if store is not None and settings is not None:
         check_open_claims(store, settings, order)
     if store is not None and (settings is None or settings.claims_within_order_amount):
-        # Claim by claim, each within the order's amount, a buyer was refunded 4 x 90 on a
-        # 300 order: the order's claims together, granted or still asked, are held to it.
-        held = store.claims.claimed_on_order(order.id)
-        if held + amount > order.amount + 1e-9:
-            raise RefundlensError(
-                "claim.over_order_amount",
-                f"The order's other claims already ask for or were granted {held:g} of its "
-                f"{order.amount:g}; at most {max(0.0, order.amount - held):g} more can be "
-                "claimed.",
-            )
+        check_order_amount(store, order, amount)
+
+
+def check_order_amount(
+    store: Store, order: Order, amount: float, *, besides: str | None = None
+) -> None:
+    """Refuse ``amount`` more on ``order`` where its claims (all of them, or all ``besides``
+    one claim) already ask for or were granted more than the rest of its amount. Claim by claim,
+    each within the order's amount, a buyer was refunded 4 x 90 on a 300 order; and a claim
+    rejected, then approved on appeal after another took the amount, would pay it twice."""
+    held = store.claims.claimed_on_order(order.id, besides=besides)
+    # In cents: a float's last digit must not refuse an amount that fits.
+    if round(100 * (held + amount)) > round(100 * order.amount):
+        raise RefundlensError(
+            "claim.over_order_amount",
+            f"The order's other claims already ask for or were granted {held:g} of its "
+            f"{order.amount:g}; at most {max(0.0, order.amount - held):g} more can be "
+            "claimed or granted.",
+        )
 
 
 def check_file_counts(photos: int, videos: int, settings: Settings) -> None:
@@ -285,6 +294,8 @@ def create_claim(
         raise RefundlensError("claim.bad_damage_box", "One damage box (or null) per photo.")
     store.audit.lock()  # two claims filed at once must not both take the next number
     check_open_claims(store, settings, order)  # nor both pass the limit (checked again, locked)
+    if settings.claims_within_order_amount:
+        check_order_amount(store, order, amount)  # nor, together, the order's amount
     seq = store.claims.next_seq()
     claim = Claim(
         id=new_id("clm"),

@@ -13,6 +13,7 @@ from ..metrics import metrics
 from ..store.blobs import BlobStore
 from ..store.interface import BankEntry, Claim, Decision, Evidence, Store, new_id, utcnow
 from .actors import SYSTEM, Actor, aware
+from .intake import check_order_amount
 from .notifications import notify
 from .states import ClaimState, transition
 
@@ -30,6 +31,7 @@ __all__ = [
     "check_evidence_room",
     "decide",
     "expire_windows",
+    "withdraw_from_bank",
 ]
 
 
@@ -217,6 +219,13 @@ def decide(
                 "decision.bad_amount",
                 "A partial decision needs an amount between 0 and the claimed amount.",
             )
+        if decision != "reject" and settings.claims_within_order_amount:
+            # A claim rejected, then approved on appeal after another claim took the order's
+            # amount, would pay it twice: what it grants must still fit.
+            order = store.catalogue.order(claim.order_id)
+            if order is not None:
+                granted = claim.amount if decision == "approve" else float(amount or 0.0)
+                check_order_amount(store, order, granted, besides=claim.id)
         claim.state = transition(claim.state, ClaimState.DECIDED).value
         outcome = {"approve": "approved", "reject": "rejected", "partial": "partial"}[decision]
         store.claims.add_decision(
@@ -234,16 +243,7 @@ def decide(
         if outcome == "rejected":
             _bank_confirmed_forgery(store, claim, settings)
         else:
-            # Approved on appeal: a person no longer holds it forged, and neither may the bank
-            # this platform shares with its partners (its next export leaves them out).
-            withdrawn = store.bank.withdraw(settings.bank_name, claim.id)
-            if withdrawn:
-                store.audit.append(
-                    actor.id,
-                    "bank.withdrawn",
-                    claim_id=claim.id,
-                    details={"bank": settings.bank_name, "entries": withdrawn},
-                )
+            withdraw_from_bank(store, actor.id, claim, settings)
     store.audit.append(
         actor.id,
         f"decision.{decision}",
@@ -291,13 +291,12 @@ def appeal(
         raise RefundlensError("auth.forbidden", "Only the buyer, the merchant or an admin appeals.")
     if not reason.strip():
         raise RefundlensError("appeal.reason_required", "An appeal needs a reason in words.")
-    decided = len(store.claims.decisions_of(claim.id))
-    if decided > settings.max_appeals_per_claim:
+    appealed = store.audit.count(claim.id, "claim.appealed")
+    if appealed >= settings.max_appeals_per_claim:
         raise RefundlensError(
             "appeal.limit_reached",
-            f"This claim was decided {decided} times, the last after "
-            f"{settings.max_appeals_per_claim} appeals (max_appeals_per_claim): the decision "
-            "stands; the platform's support can still be asked.",
+            f"This claim was appealed {appealed} times already (max_appeals_per_claim): the "
+            "decision stands; the platform's support can still be asked.",
         )
     claim.state = transition(claim.state, ClaimState.APPEALED).value
     store.audit.append(actor.id, "claim.appealed", claim_id=claim.id, details={"reason": reason})
@@ -336,6 +335,20 @@ def assign(store: Store, actor: Actor, claim: Claim, reviewer_key_id: str | None
         actor.id, "claim.assigned", claim_id=claim.id, details={"to": reviewer_key_id}
     )
     return claim
+
+
+def withdraw_from_bank(store: Store, actor_id: str, claim: Claim, settings: Settings) -> None:
+    """Approved after a rejection (by a person on appeal, or by the analysis after a live
+    capture): no one holds the claim forged now, and neither may the bank this platform shares
+    with its partners (its next export leaves the entries out)."""
+    withdrawn = store.bank.withdraw(settings.bank_name, claim.id)
+    if withdrawn:
+        store.audit.append(
+            actor_id,
+            "bank.withdrawn",
+            claim_id=claim.id,
+            details={"bank": settings.bank_name, "entries": withdrawn},
+        )
 
 
 def _bank_confirmed_forgery(store: Store, claim: Claim, settings: Settings) -> None:

@@ -60,12 +60,17 @@ def png_text_chunks(data: bytes) -> tuple[TextChunk, ...]:
         if kind == b"IDAT":
             seen_idat = True
         elif kind in (b"tEXt", b"zTXt", b"iTXt"):
-            chunk = _text_chunk(kind.decode("ascii"), body, seen_idat, min(budget, MAX_TEXT_BYTES))
+            limit = min(budget, MAX_TEXT_BYTES)
+            chunk = _text_chunk(kind.decode("ascii"), body, seen_idat, limit)
             if chunk is not None:
                 out.append(chunk)
-                budget -= len(chunk.text)
-                if budget <= 0:
-                    break
+                budget -= len(chunk.text.encode("utf-8", "surrogatepass"))
+            elif kind != b"tEXt":
+                # A compressed chunk refused over its cap was inflated up to it first: the work
+                # counts against the budget, or 4096 of them cost seconds a photo.
+                budget -= limit
+            if budget <= 0:
+                break
         elif kind == b"IEND":
             seen_idat = True
     return tuple(out)

@@ -30,7 +30,11 @@ def public_checks(checks: dict[str, str]) -> dict[str, str]:
             out[name] = "ok"
             continue
         log.warning("readyz: %s %s", name, value)
-        out[name] = "not at head" if name == "migrations" else value.split(":")[0][:40]
+        out[name] = (
+            "not at head"
+            if name == "migrations" and value.startswith("at ")
+            else value.split(":")[0][:40]
+        )
     return out
 
 

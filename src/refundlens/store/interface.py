@@ -165,10 +165,9 @@ class Claims(Protocol):
         """How many of the order's claims are in none of ``closed_states``."""
         ...
 
-    def claimed_on_order(self, order_id: str) -> float:
-        """What the order's claims ask for or were granted: each claim's amount, the decided
-        amount where a person granted part of it, nothing where a person rejected it (the latest
-        decision counts)."""
+    def claimed_on_order(self, order_id: str, besides: str | None = None) -> float:
+        """What the order's claims (all but ``besides``) ask for or were granted
+        (:func:`refundlens.store.sql.models.granted_amount` for each)."""
         ...
 
     def submitted_queue(self) -> list[tuple[str, dt.datetime | None]]:
@@ -277,6 +276,10 @@ class AuditLog(Protocol):
 
     def verify(self) -> tuple[int, AuditProblem | None]:
         """Recompute the chain: (entries checked, the first problem or None)."""
+        ...
+
+    def count(self, claim_id: str, action: str) -> int:
+        """How many entries about ``claim_id`` record ``action``."""
         ...
 
 

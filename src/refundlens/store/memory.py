@@ -220,13 +220,13 @@ class _Claims:
     def decisions_of(self, claim_id: str) -> list[Decision]:
         return [d for d in self.t.decisions if d.claim_id == claim_id]
 
-    def claimed_on_order(self, order_id: str) -> float:
+    def claimed_on_order(self, order_id: str, besides: str | None = None) -> float:
         total = 0.0
         for claim in self.t.claims.values():
-            if claim.order_id != order_id:
+            if claim.order_id != order_id or claim.id == besides:
                 continue
-            decided = [d for d in self.t.decisions if d.claim_id == claim.id]
-            total += granted_amount(claim.amount, decided[-1] if decided else None)
+            decided = self.decisions_of(claim.id)
+            total += granted_amount(claim, decided[-1] if decided else None)
         return total
 
     def submitted_queue(self) -> list[tuple[str, dt.datetime | None]]:
@@ -358,6 +358,9 @@ class _AuditLog:
 
     def lock(self) -> None:
         """One process, one caller at a time: nothing to lock."""
+
+    def count(self, claim_id: str, action: str) -> int:
+        return sum(1 for e in self.t.audit if e.claim_id == claim_id and e.action == action)
 
     def append(
         self,

@@ -305,11 +305,13 @@ class Decision(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
-def granted_amount(claimed: float, latest: Decision | None) -> float:
-    """What a claim of ``claimed`` holds on its order after its ``latest`` decision: all of it
-    while undecided or approved, the decided part of a partial refund, nothing once rejected."""
-    if latest is None or latest.outcome == "approved":
-        return claimed
+def granted_amount(claim: Claim, latest: Decision | None) -> float:
+    """What ``claim`` holds on its order: all of its amount while it is open (an appeal reopens
+    a rejected claim) or approved (automatically, with no decision); once a person's decision
+    closed it (``decided``, ``final``), the latest decision's: all, the decided part of a
+    partial refund, nothing when rejected."""
+    if claim.state not in ("decided", "final") or latest is None or latest.outcome == "approved":
+        return claim.amount
     if latest.outcome == "partial":
         return float(latest.amount or 0.0)
     return 0.0

@@ -195,18 +195,15 @@ class _Claims:
             ).scalars()
         )
 
-    def claimed_on_order(self, order_id: str) -> float:
+    def claimed_on_order(self, order_id: str, besides: str | None = None) -> float:
         total = 0.0
         for claim in self.session.execute(
             select(Claim).where(Claim.order_id == order_id)
         ).scalars():
-            latest = self.session.execute(
-                select(Decision)
-                .where(Decision.claim_id == claim.id)
-                .order_by(Decision.created_at.desc(), Decision.id.desc())
-                .limit(1)
-            ).scalar_one_or_none()
-            total += granted_amount(claim.amount, latest)
+            if claim.id == besides:
+                continue
+            decided = self.decisions_of(claim.id)
+            total += granted_amount(claim, decided[-1] if decided else None)
         return total
 
     def submitted_queue(self) -> list[tuple[str, dt.datetime | None]]:
@@ -371,6 +368,15 @@ class _AuditLog:
 
     def lock(self) -> None:
         audit.lock(self.session)
+
+    def count(self, claim_id: str, action: str) -> int:
+        return int(
+            self.session.execute(
+                select(func.count())
+                .select_from(AuditEntry)
+                .where(AuditEntry.claim_id == claim_id, AuditEntry.action == action)
+            ).scalar_one()
+        )
 
     def append(
         self,
