@@ -667,6 +667,33 @@ def test_a_dripping_a_huge_or_a_malformed_webhook_endpoint_costs_the_round_only_
     assert status["evt_huge"] == ("delivered", 1)  # its status line is all that is read
     assert status["evt_drip"] == ("pending", 1) and status["evt_malformed"] == ("pending", 1)
     assert delivered == 2
+    # Many slow endpoints in one round must not outlast the lease (another deliverer would send
+    # the same events again): past half of it, the round stops; the rest wait, no try counted.
+    stop.clear()
+    urls["drip2"] = endpoint(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", drip=0.3)
+    short = Runtime(runtime.settings.replace(webhook_lease_seconds=1.0))
+    with short.db.session() as session:
+        session.add(
+            Tenant(
+                id="drip2",
+                kind="merchant",
+                name="drip2",
+                webhook_url=urls["drip2"],
+                webhook_secret="s" * 32,
+            )
+        )
+        session.flush()
+        session.add(WebhookEvent(id="evt_slow", tenant_id="drip2", event="e", body={}))
+        session.flush()
+        session.add(WebhookEvent(id="evt_after", tenant_id="fine", event="e", body={}))
+    try:
+        assert deliver_due(short) == 0
+    finally:
+        stop.set()
+    with short.db.session() as session:
+        after = session.get(WebhookEvent, "evt_after")
+        assert after is not None and (after.status, after.attempts) == ("pending", 0)
+    short.db.dispose()
 
 
 def test_a_claim_is_appealed_at_most_max_appeals_per_claim_times_after_its_decisions(

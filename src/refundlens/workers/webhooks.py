@@ -144,8 +144,14 @@ def deliver_due(runtime: Runtime, limit: int = 100, client: httpx.Client | None 
     # (the round runs on a worker that also analyses claims), and no event is marked failed
     # without being tried ``webhook_max_attempts`` times.
     unreachable: set[str] = set()
+    started = time.monotonic()
     try:
         for event_id, body_json, url, secret in jobs:
+            if time.monotonic() - started > runtime.settings.webhook_lease_seconds / 2:
+                # Past half the lease, stop: the events not tried stay leased (no attempt
+                # counted) and are due again when it runs out, before another deliverer could
+                # take the ones this round is still sending and send them twice.
+                break
             if url is not None and url in unreachable:
                 skipped.append((event_id, url))
                 continue
