@@ -796,3 +796,48 @@ def test_a_claim_approved_on_appeal_must_still_fit_the_orders_amount(tmp_path: P
         store, claim = SqlStore(session), session.get(Claim, first)
         cases.decide(store, reviewer, claim, "reject", "the order was refunded", None, settings)
         assert claim.state == S.DECIDED.value
+
+
+def test_a_photo_two_rejected_claims_share_stays_banked_when_one_is_cleared(
+    tmp_path: Path,
+) -> None:
+    from refundlens import cases
+    from refundlens.detectors._pixels_examples import camera_photo, encode
+    from refundlens.store.sql.models import BankEntry, Claim, Order
+    from refundlens.store.sql.repositories import SqlStore
+
+    settings = Settings(data_dir=str(tmp_path))
+    runtime, first = _claim_awaiting_capture(settings)
+    reviewer = Actor("rev-key", "reviewer")
+    with runtime.db.session() as session:
+        store = SqlStore(session)
+        sku_id = session.get(Order, session.get(Claim, first).order_id).sku_id
+        order = cases.create_order(
+            store, cases.SYSTEM, "shop", "o-2", sku_id, "b2", 50.0, "CNY", None, None, None
+        )
+        same = [("p.jpg", encode(camera_photo(2, size=(240, 320))))]  # the first claim's photo
+        second = cases.create_claim(
+            store, runtime.blobs, settings, BUYER, order, "refund_only", "", 20.0, same
+        )
+        second.state = S.AWAITING_CAPTURE.value
+        second_id = second.id
+    for claim_id in (first, second_id):
+        with runtime.db.session() as session:
+            claim = session.get(Claim, claim_id)
+            cases.decide(SqlStore(session), reviewer, claim, "reject", "forged", None, settings)
+
+    def banked() -> set[str]:
+        with runtime.db.session() as session:
+            return {e.pdq for e in session.query(BankEntry)}
+
+    photo = banked()
+    assert photo
+    with runtime.db.session() as session:
+        claim = session.get(Claim, first)
+        cases.appeal(SqlStore(session), BUYER, claim, "it did arrive broken", settings=settings)
+    with runtime.db.session() as session:
+        claim = session.get(Claim, first)
+        cases.decide(SqlStore(session), reviewer, claim, "approve", "seen again", None, settings)
+    assert banked() == photo  # the second rejection still stands
+    with runtime.db.session() as session:
+        assert {e.claim_id for e in session.query(BankEntry)} == {second_id}

@@ -365,18 +365,23 @@ def _bank_confirmed_forgery(store: Store, claim: Claim, settings: Settings) -> N
         }
     )
     keyed = buyer_hmac(settings.bank_buyer_hmac_key, claim.buyer_id)
+    # One entry per claim and photo, not per photo: where two claims were rejected with one
+    # photo, approving the first on appeal withdraws its entry and keeps the second's. Rejected
+    # again after an appeal, the claim's entries are made anew, not doubled.
+    store.bank.withdraw(settings.bank_name, claim.id)
+    banked: set[str] = set()
     for row in store.fingerprints.photo_prints(claim.id):
-        if row.quality < settings.reuse_min_pdq_quality:
+        if row.quality < settings.reuse_min_pdq_quality or row.pdq in banked:
             continue
-        if not store.bank.holds(settings.bank_name, row.pdq):
-            store.bank.add(
-                BankEntry(
-                    bank=settings.bank_name,
-                    signer=settings.bank_name,
-                    pdq=row.pdq,
-                    codes=codes,
-                    confirmed_at=utcnow(),
-                    buyer_hmac=keyed,
-                    claim_id=claim.id,
-                )
+        banked.add(row.pdq)
+        store.bank.add(
+            BankEntry(
+                bank=settings.bank_name,
+                signer=settings.bank_name,
+                pdq=row.pdq,
+                codes=codes,
+                confirmed_at=utcnow(),
+                buyer_hmac=keyed,
+                claim_id=claim.id,
             )
+        )
