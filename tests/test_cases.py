@@ -30,6 +30,7 @@ from refundlens.workers.webhooks import deliver_due, sign, verify_signature
 
 S = ClaimState
 BUYER = Actor("buyer-key", "buyer")
+REVIEWER = Actor("rev-key", "reviewer")
 
 
 def test_the_happy_path_of_a_doubtful_claim_is_allowed() -> None:
@@ -441,6 +442,32 @@ def _claim_awaiting_capture(settings: Settings) -> tuple[Runtime, str]:
         return runtime, claim.id
 
 
+def _decide(
+    runtime: Runtime, claim_id: str, decision: str, reason: str, settings: Settings,
+    amount: float | None = None,
+) -> None:  # fmt: skip
+    """A reviewer's decision on the claim, in a transaction of its own."""
+    from refundlens import cases
+    from refundlens.store.sql.models import Claim
+    from refundlens.store.sql.repositories import SqlStore
+
+    with runtime.db.session() as session:
+        claim = session.get(Claim, claim_id)
+        cases.decide(SqlStore(session), REVIEWER, claim, decision, reason, amount, settings)
+
+
+def _appeal(runtime: Runtime, claim_id: str, reason: str, settings: Settings) -> None:
+    """The buyer's appeal, in a transaction of its own."""
+    from refundlens import cases
+    from refundlens.store.sql.models import Claim
+    from refundlens.store.sql.repositories import SqlStore
+
+    with runtime.db.session() as session:
+        cases.appeal(
+            SqlStore(session), BUYER, session.get(Claim, claim_id), reason, settings=settings
+        )
+
+
 def test_a_claim_is_issued_at_most_capture_max_links_per_claim_links_in_all(
     tmp_path: Path,
 ) -> None:
@@ -701,26 +728,20 @@ def test_a_claim_is_appealed_at_most_max_appeals_per_claim_times_after_its_decis
 ) -> None:
     # Nothing closed a claim's appeals: decided, appealed, under review again, without end,
     # each round a reviewer's time and a webhook to the merchant.
-    from refundlens import cases
     from refundlens.errors import RefundlensError
     from refundlens.store.sql.models import Claim
     from refundlens.store.sql.repositories import SqlStore
 
     settings = Settings(data_dir=str(tmp_path), max_appeals_per_claim=2)
     runtime, claim_id = _claim_awaiting_capture(settings)
-    reviewer = Actor("rev-key", "reviewer")
     for round_ in range(3):
-        with runtime.db.session() as session:
-            store, claim = SqlStore(session), session.get(Claim, claim_id)
-            cases.decide(store, reviewer, claim, "reject", f"round {round_}", None, settings)
-        with runtime.db.session() as session:
-            store, claim = SqlStore(session), session.get(Claim, claim_id)
-            if round_ < 2:
-                cases.appeal(store, BUYER, claim, "it did arrive broken", settings=settings)
-                continue
-            with pytest.raises(RefundlensError) as refused:
-                cases.appeal(store, BUYER, claim, "once more", settings=settings)
-            assert refused.value.code == "appeal.limit_reached"
+        _decide(runtime, claim_id, "reject", f"round {round_}", settings)
+        if round_ < 2:
+            _appeal(runtime, claim_id, "it did arrive broken", settings)
+            continue
+        with pytest.raises(RefundlensError) as refused:
+            _appeal(runtime, claim_id, "once more", settings)
+        assert refused.value.code == "appeal.limit_reached"
     with runtime.db.session() as session:
         assert len(SqlStore(session).claims.decisions_of(claim_id)) == 3
         assert session.get(Claim, claim_id).state == S.DECIDED.value
@@ -731,23 +752,15 @@ def test_a_claim_approved_on_appeal_leaves_the_forgery_bank_it_joined_when_rejec
 ) -> None:
     # The bank is what this platform tells its partners is forged: a rejection that a person
     # reversed on appeal stayed in it, and was exported with the buyer's keyed hash.
-    from refundlens import cases
-    from refundlens.store.sql.models import AuditEntry, BankEntry, Claim
-    from refundlens.store.sql.repositories import SqlStore
+    from refundlens.store.sql.models import AuditEntry, BankEntry
 
     settings = Settings(data_dir=str(tmp_path))
     runtime, claim_id = _claim_awaiting_capture(settings)
-    reviewer = Actor("rev-key", "reviewer")
-    with runtime.db.session() as session:
-        claim = session.get(Claim, claim_id)
-        cases.decide(SqlStore(session), reviewer, claim, "reject", "forged", None, settings)
+    _decide(runtime, claim_id, "reject", "forged", settings)
     with runtime.db.session() as session:
         assert session.query(BankEntry).filter(BankEntry.claim_id == claim_id).count() >= 1
-        claim = session.get(Claim, claim_id)
-        cases.appeal(SqlStore(session), BUYER, claim, "it did arrive broken", settings=settings)
-    with runtime.db.session() as session:
-        claim = session.get(Claim, claim_id)
-        cases.decide(SqlStore(session), reviewer, claim, "approve", "seen again", None, settings)
+    _appeal(runtime, claim_id, "it did arrive broken", settings)
+    _decide(runtime, claim_id, "approve", "seen again", settings)
     with runtime.db.session() as session:
         assert session.query(BankEntry).filter(BankEntry.claim_id == claim_id).count() == 0
         actions = [a.action for a in session.query(AuditEntry).order_by(AuditEntry.seq)]
@@ -765,10 +778,7 @@ def test_a_claim_approved_on_appeal_must_still_fit_the_orders_amount(tmp_path: P
 
     settings = Settings(data_dir=str(tmp_path))
     runtime, first = _claim_awaiting_capture(settings)  # 20 on an order of 50
-    reviewer = Actor("rev-key", "reviewer")
-    with runtime.db.session() as session:
-        store, claim = SqlStore(session), session.get(Claim, first)
-        cases.decide(store, reviewer, claim, "reject", "no damage shown", None, settings)
+    _decide(runtime, first, "reject", "no damage shown", settings)
     with runtime.db.session() as session:
         store = SqlStore(session)
         order = session.get(Order, session.get(Claim, first).order_id)
@@ -778,24 +788,19 @@ def test_a_claim_approved_on_appeal_must_still_fit_the_orders_amount(tmp_path: P
         )
         second.state = S.AWAITING_CAPTURE.value
         second_id = second.id
+    _decide(runtime, second_id, "approve", "broken indeed", settings)
+    _appeal(runtime, first, "it was broken too", settings)
     with runtime.db.session() as session:
-        store, claim = SqlStore(session), session.get(Claim, second_id)
-        cases.decide(store, reviewer, claim, "approve", "broken indeed", None, settings)
-    with runtime.db.session() as session:
-        store, claim = SqlStore(session), session.get(Claim, first)
-        cases.appeal(store, BUYER, claim, "it was broken too", settings=settings)
         # Reopened, it counts in full again: no new claim fits either.
-        assert store.claims.claimed_on_order(claim.order_id) == pytest.approx(70.0)
+        order_id = session.get(Claim, first).order_id
+        assert SqlStore(session).claims.claimed_on_order(order_id) == pytest.approx(70.0)
     for decision, amount in (("approve", None), ("partial", 5.0)):
-        with runtime.db.session() as session:
-            store, claim = SqlStore(session), session.get(Claim, first)
-            with pytest.raises(RefundlensError) as refused:
-                cases.decide(store, reviewer, claim, decision, "seen again", amount, settings)
-            assert refused.value.code == "claim.over_order_amount", decision
+        with pytest.raises(RefundlensError) as refused:
+            _decide(runtime, first, decision, "seen again", settings, amount)
+        assert refused.value.code == "claim.over_order_amount", decision
+    _decide(runtime, first, "reject", "the order was refunded", settings)
     with runtime.db.session() as session:
-        store, claim = SqlStore(session), session.get(Claim, first)
-        cases.decide(store, reviewer, claim, "reject", "the order was refunded", None, settings)
-        assert claim.state == S.DECIDED.value
+        assert session.get(Claim, first).state == S.DECIDED.value
 
 
 def test_a_photo_two_rejected_claims_share_stays_banked_when_one_is_cleared(
@@ -808,7 +813,6 @@ def test_a_photo_two_rejected_claims_share_stays_banked_when_one_is_cleared(
 
     settings = Settings(data_dir=str(tmp_path))
     runtime, first = _claim_awaiting_capture(settings)
-    reviewer = Actor("rev-key", "reviewer")
     with runtime.db.session() as session:
         store = SqlStore(session)
         sku_id = session.get(Order, session.get(Claim, first).order_id).sku_id
@@ -822,9 +826,7 @@ def test_a_photo_two_rejected_claims_share_stays_banked_when_one_is_cleared(
         second.state = S.AWAITING_CAPTURE.value
         second_id = second.id
     for claim_id in (first, second_id):
-        with runtime.db.session() as session:
-            claim = session.get(Claim, claim_id)
-            cases.decide(SqlStore(session), reviewer, claim, "reject", "forged", None, settings)
+        _decide(runtime, claim_id, "reject", "forged", settings)
 
     def banked() -> set[str]:
         with runtime.db.session() as session:
@@ -832,12 +834,8 @@ def test_a_photo_two_rejected_claims_share_stays_banked_when_one_is_cleared(
 
     photo = banked()
     assert photo
-    with runtime.db.session() as session:
-        claim = session.get(Claim, first)
-        cases.appeal(SqlStore(session), BUYER, claim, "it did arrive broken", settings=settings)
-    with runtime.db.session() as session:
-        claim = session.get(Claim, first)
-        cases.decide(SqlStore(session), reviewer, claim, "approve", "seen again", None, settings)
+    _appeal(runtime, first, "it did arrive broken", settings)
+    _decide(runtime, first, "approve", "seen again", settings)
     assert banked() == photo  # the second rejection still stands
     with runtime.db.session() as session:
         assert {e.claim_id for e in session.query(BankEntry)} == {second_id}
