@@ -174,20 +174,47 @@ def test_batch_gives_one_line_per_claim_and_a_bad_file_fails_only_its_line(
         {"id": "c2", "claims": [str(claim_files["bad"])], "refs": []},
         {"id": "c3", "claims": ["photos/other.jpg"]},
         {"id": "c4"},
+        # Ids that name a folder already written: refused, or the second line's report would
+        # sit beside the first one's pictures (one by repetition, one by the folder's name).
+        {"id": "c1", "claims": [str(claim_files["other"])]},
+        {"id": "c/3", "claims": [str(claim_files["bad"])]},
+        {"id": "c_3", "claims": [str(claim_files["bad"])]},
     ]
     manifest.write_text("\n".join(json.dumps(x) for x in lines) + "\nnot json\n")
     out = tmp_path / "batch"
     result = run_cli("check", "--batch", str(manifest), "--out", str(out))
     assert result.returncode == 0, result.stderr
     rows = [json.loads(line) for line in result.stdout.splitlines()]
-    assert [r["id"] for r in rows] == ["c1", "c2", "c3", "c4", "line-5"]
+    assert [r["id"] for r in rows] == ["c1", "c2", "c3", "c4", "c1", "c/3", "c_3", "line-8"]
     assert rows[0]["claim"]["action"] == "escalate"
     jsonschema.validate({k: v for k, v in rows[0].items()}, load_schema())
     assert rows[1]["error"]["code"] == "media.not_an_image"
     assert rows[2]["claim"]["action"] == "approve"
     assert rows[3]["error"]["code"] == "batch.missing_field"
-    assert rows[4]["error"]["code"] == "batch.bad_line"
+    assert [rows[i]["error"]["code"] for i in (4, 6)] == ["batch.duplicate_id"] * 2
+    assert "line 1" in rows[4]["error"]["message"] and "line 6" in rows[6]["error"]["message"]
+    assert rows[5]["error"]["code"] == "media.not_an_image"
+    assert rows[7]["error"]["code"] == "batch.bad_line"
     assert (out / "c1" / "forged.mask.png").exists()
+    assert json.loads((out / "c1" / "report.json").read_text())["claim"]["action"] == "escalate"
+
+
+def test_an_out_folder_that_cannot_be_written_is_one_line_before_any_analysis(
+    claim_files: dict[str, Path], tmp_path: Path
+) -> None:
+    a_file = tmp_path / "taken.jpg"
+    a_file.write_bytes(b"x")
+    manifest = tmp_path / "one.jsonl"
+    manifest.write_text(json.dumps({"id": "c1", "claims": [str(claim_files["other"])]}) + "\n")
+    for args, code in (
+        (("check", str(claim_files["other"]), "--out", str(a_file)), "output.not_a_folder"),
+        (("check", "--batch", str(manifest), "--out", str(a_file)), "output.not_a_folder"),
+        (("check", str(claim_files["other"]), "--out", "/proc/refundlens"), "output.unwritable"),
+    ):
+        result = run_cli(*args)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.startswith(f"refundlens: error [{code}]"), result.stderr
+        assert "Traceback" not in result.stderr and result.stdout == ""
 
 
 def test_demo_analyses_bundled_samples_and_writes_a_report(tmp_path: Path) -> None:

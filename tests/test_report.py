@@ -32,7 +32,9 @@ from .service_support import (
     listed_sku,
     order_for,
     running_server,
+    sample,
     wait_analysed,
+    web_login,
 )
 
 CHROMIUM = os.environ.get("REFUNDLENS_CHROMIUM_PATH", "/usr/bin/chromium")
@@ -552,3 +554,78 @@ def test_a_reason_without_spaces_wraps_instead_of_shrinking_the_page(
     for page in pages:
         for x0, y0, x1, y1, word in page.words:
             assert x0 >= 0 and x1 <= page.width and y0 >= 0 and y1 <= page.height, word
+
+
+def _heic(jpeg: bytes) -> bytes:
+    """``jpeg`` as an iPhone stores its photos: HEVC in a HEIC file."""
+    import io
+
+    import pillow_heif
+    from PIL import Image
+
+    out = io.BytesIO()
+    pillow_heif.from_pillow(Image.open(io.BytesIO(jpeg))).save(out, quality=80)
+    return out.getvalue()
+
+
+def test_an_iphone_heic_claim_photo_shows_as_a_jpeg_on_the_claim_page_and_in_the_report(
+    rejected: tuple[Server, str], tmp_path: Path
+) -> None:
+    """No browser shows HEIC: served or inlined as it is, the photo was a blank on the
+    reviewer's page and on the report's page one (found by a new user's walkthrough)."""
+    import io
+
+    from PIL import Image
+
+    server, _ = rejected
+    merchant_key = server.key("merchant", "shop-a")
+    sku = listed_sku(server, merchant_key, "heic-cup")
+    order = order_for(server, merchant_key, sku, "buyer-3", "o-3", amount=50)
+    heic = _heic(sample("claim_genuine.jpg"))
+    buyer_key = server.key("buyer", subject="buyer-3")
+    claim = file_claim(server, buyer_key, order, photos=[("IMG_0001.HEIC", heic)], amount="50")
+    with server.client(buyer_key) as buyer:
+        wait_analysed(buyer, claim["id"])
+    with web_login(server, server.key("reviewer", assign=["shop-a"])) as reviewer:
+        shown = reviewer.get(f"/web/claims/{claim['id']}/blob/{hashlib.sha256(heic).hexdigest()}")
+    assert shown.status_code == 200 and shown.headers["content-type"] == "image/jpeg"
+    assert Image.open(io.BytesIO(shown.content)).format == "JPEG"
+    report = tmp_path / "heic.html"
+    _cli(server, claim["id"], "--out", str(report))
+    html = report.read_text(encoding="utf-8")
+    assert "data:application/octet-stream" not in html
+    assert "data:image/jpeg;base64," in html
+    assert "JPEG 副本" in html  # the caption says the picture is a copy, the hash the file's
+
+
+def test_a_pdf_report_without_chromium_is_a_coded_error_not_a_traceback_or_a_500(
+    rejected: tuple[Server, str], tmp_path: Path
+) -> None:
+    """Chromium is a system package: a machine set up by `make demo` has none."""
+    server, claim = rejected
+    missing = str(tmp_path / "no-chromium")
+    pdf = str(tmp_path / "r.pdf")
+    result = subprocess.run(
+        [sys.executable, "-m", "refundlens", "report", claim, "--format", "pdf", "--out", pdf],
+        capture_output=True,
+        text=True,
+        env={
+            **os.environ,
+            "REFUNDLENS_DATA_DIR": server.settings.data_dir,
+            "REFUNDLENS_CHROMIUM_PATH": missing,
+        },
+        timeout=180,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("refundlens: error [report.no_browser]"), result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "r.pdf").exists()
+    runtime = server.app.state.runtime
+    kept = runtime.settings
+    runtime.settings = kept.replace(chromium_path=missing)
+    try:
+        with web_login(server, server.key("reviewer", assign=["shop-a"])) as reviewer:
+            answer = reviewer.get(f"/web/claims/{claim}/report.pdf")
+    finally:
+        runtime.settings = kept
+    assert answer.status_code == 503, answer.text[:300]
+    assert "Chromium" in answer.text

@@ -47,6 +47,26 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(EXIT_BAD_INPUT)
 
 
+def _output_folder(out: Path | None, option: str = "--out") -> Path | None:
+    """``out`` made ready for the pictures and report.json, before any analysis runs: a
+    folder, created where missing; a file there, or a place that cannot be written, is the
+    user's mistake, said in one line, not a traceback after the work is done."""
+    if out is None:
+        return None
+    if out.exists() and not out.is_dir():
+        raise _fail(f"error [output.not_a_folder] {option} {out} is a file; give a folder.")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _fail(
+            f"error [output.unwritable] cannot create the folder {option} {out}: "
+            f"{exc.strerror or exc}."
+        ) from exc
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise _fail(f"error [output.unwritable] cannot write in the folder {option} {out}.")
+    return out
+
+
 def _stem(path: str, used: set[str]) -> str:
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(path).stem) or "image"
     candidate, n = stem, 1
@@ -58,21 +78,30 @@ def _stem(path: str, used: set[str]) -> str:
 
 
 def _write_outputs(assessment: Assessment, out: Path | None) -> dict[str, Any]:
+    """The assessment as the report's dict; with ``out``, its pictures and report.json written
+    there. A folder that cannot be written raises ``output.unwritable`` (a RefundlensError), so
+    that one line of a batch fails alone."""
     regions: dict[tuple[int, int], str] = {}
     pictures: dict[tuple[int, int], dict[str, str]] = {}
-    if out is not None:
-        used: set[str] = set()
-        for i, image in enumerate(assessment.images):
-            stem = _stem(image.media.name, used)
-            for j, path in write_pictures(image, out, stem).items():
-                regions[(i, j)] = path
-            for j, named in write_finding_pictures(image, out, stem).items():
-                pictures[(i, j)] = named
-    result = assessment_to_dict(assessment, regions, pictures)
-    if out is not None:
-        (out / "report.json").write_text(
-            json.dumps(result, ensure_ascii=False, indent=2) + "\n", "utf-8"
-        )
+    try:
+        if out is not None:
+            used: set[str] = set()
+            for i, image in enumerate(assessment.images):
+                stem = _stem(image.media.name, used)
+                for j, path in write_pictures(image, out, stem).items():
+                    regions[(i, j)] = path
+                for j, named in write_finding_pictures(image, out, stem).items():
+                    pictures[(i, j)] = named
+        result = assessment_to_dict(assessment, regions, pictures)
+        if out is not None:
+            (out / "report.json").write_text(
+                json.dumps(result, ensure_ascii=False, indent=2) + "\n", "utf-8"
+            )
+    except OSError as exc:
+        raise RefundlensError(
+            "output.unwritable",
+            f"Cannot write the report to {out}: {exc.strerror or exc}.",
+        ) from exc
     return result
 
 
@@ -218,6 +247,7 @@ def check(
         policy = load_policy(settings.policy_path or None)
     except RefundlensError as exc:
         raise _fail(f"error [{exc.code}] {exc.message}") from exc
+    out = _output_folder(out)
     if batch is not None:
         if claims:
             raise _fail("error [usage] give claim paths or --batch, not both.")
@@ -236,7 +266,10 @@ def check(
     assessment = analyze(
         claim_media, references, settings=settings, policy=policy, order=order, damage_marks=marks
     )
-    result = _write_outputs(assessment, out)
+    try:
+        result = _write_outputs(assessment, out)
+    except RefundlensError as exc:
+        raise _fail(f"error [{exc.code}] {exc.message}") from exc
     if as_json:
         sys.stdout.write(json.dumps(result, ensure_ascii=False) + "\n")
     else:
@@ -258,9 +291,31 @@ def _init_worker(settings: Settings, policy: Policy) -> None:
     _WORKER["policy"] = policy
 
 
-def _batch_line(args: tuple[int, str, str | None, str]) -> dict[str, Any]:
-    number, line, out, base = args
+def _batch_folder(line: str, number: int) -> str:
+    """The folder a manifest line's pictures go to under ``--out``: its id, made a safe name
+    (``line-N`` where it has none or is not JSON: the line itself reports that)."""
+    try:
+        entry = json.loads(line)
+    except json.JSONDecodeError:
+        entry = None
+    ident = str(entry.get("id") or "") if isinstance(entry, dict) else ""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", ident or f"line-{number}")
+
+
+def _batch_line(args: tuple[int, str, str | None, str, int]) -> dict[str, Any]:
+    number, line, out, base, clash = args
     settings: Settings = _WORKER["settings"]
+    if clash:
+        # Two lines writing one folder would leave one's pictures beside the other's report.
+        folder = _batch_folder(line, number)
+        return {
+            "id": folder,
+            "error": {
+                "code": "batch.duplicate_id",
+                "message": f"Line {number} would write folder {folder!r} under --out, which "
+                f"line {clash} writes; give each line an id of its own.",
+            },
+        }
     try:
         entry = json.loads(line)
     except json.JSONDecodeError as exc:
@@ -305,8 +360,8 @@ def _batch_line(args: tuple[int, str, str | None, str]) -> dict[str, Any]:
             order=order,
             damage_marks={m.sha256: b for m, b in zip(claim_media, boxes, strict=True) if b},
         )
-        safe = re.sub(r"[^A-Za-z0-9._-]+", "_", ident)
-        result = _write_outputs(assessment, Path(out) / safe if out else None)
+        folder = _batch_folder(line, number)
+        result = _write_outputs(assessment, Path(out) / folder if out else None)
     except RefundlensError as exc:
         return {"id": ident, "error": exc.as_dict()}
     return {"id": ident, **result}
@@ -321,11 +376,19 @@ def _run_batch(manifest: Path, out: Path | None, settings: Settings, policy: Pol
         ) from exc
     with handle:
 
-        def jobs() -> Iterator[tuple[int, str, str | None, str]]:
+        def jobs() -> Iterator[tuple[int, str, str | None, str, int]]:
             base = str(manifest.parent)
+            first: dict[str, int] = {}
             for number, line in enumerate(handle, 1):
                 if line.strip():
-                    yield number, line, str(out) if out else None, base
+                    clash = first.setdefault(_batch_folder(line, number), number) if out else 0
+                    yield (
+                        number,
+                        line,
+                        str(out) if out else None,
+                        base,
+                        0 if clash == number else clash,
+                    )
 
         workers = settings.workers or os.cpu_count() or 1
         if workers == 1:
@@ -1018,7 +1081,7 @@ def report(
     from .store import BlobStore
 
     if fmt not in ("html", "pdf"):
-        raise _fail("--format must be html or pdf")
+        raise _fail("error [usage] --format must be html or pdf.")
     settings = _settings()
     database = _existing_database(settings)
     try:
@@ -1039,10 +1102,17 @@ def report(
     except RefundlensError as exc:
         raise _fail(f"error [{exc.code}] {exc.message}") from exc
     target = out or Path(f"refundlens-{claim_id}.{fmt}")
-    if fmt == "html":
-        target.write_text(html, encoding="utf-8")
-    else:
-        target.write_bytes(render_pdf(html, settings.chromium_path))
+    try:
+        if fmt == "html":
+            target.write_text(html, encoding="utf-8")
+        else:
+            target.write_bytes(render_pdf(html, settings.chromium_path))
+    except RefundlensError as exc:
+        raise _fail(f"error [{exc.code}] {exc.message}") from exc
+    except OSError as exc:
+        raise _fail(
+            f"error [output.unwritable] cannot write {target}: {exc.strerror or exc}."
+        ) from exc
     typer.echo(f"evidence report written to {target}")
 
 

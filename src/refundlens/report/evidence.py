@@ -32,6 +32,7 @@ from ..store.sql.models import (
 )
 from ..store.sql.queries import latest_assessment
 from .json import report_for_shop
+from .pictures import image_mime, viewable_copy
 
 __all__ = [
     "REPORT_CSP",
@@ -72,14 +73,16 @@ def _data_uri(data: bytes, mime: str) -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode()}"
 
 
-def _mime(data: bytes) -> str:
-    if data[:3] == b"\xff\xd8\xff":
-        return "image/jpeg"
-    if data[:8] == b"\x89PNG\r\n\x1a\n":
-        return "image/png"
-    if data[8:12] == b"WEBP":
-        return "image/webp"
-    return "application/octet-stream"
+def _photo_src(data: bytes, name: str) -> tuple[str, bool]:
+    """The claim photo as an inline picture, and whether it is a copy: a file no browser shows
+    (HEIC) is drawn as its analysis copy in JPEG; one that no longer decodes is left out."""
+    from ..errors import RefundlensError
+
+    try:
+        shown, mime = viewable_copy(data, name)
+    except RefundlensError:
+        return "", False
+    return _data_uri(shown, mime), shown is not data
 
 
 _XMP_SHOWN = {
@@ -177,13 +180,15 @@ def gather(
     photos = []
     for photo in claim.photos:
         data = blobs.get(photo.sha256)
+        src, copy = _photo_src(data, photo.name) if inline else ("", False)
         photos.append(
             {
                 "name": photo.name,
                 "sha256": photo.sha256,
                 "live": photo.live_capture,
                 "damage_box": photo.damage_box,
-                "src": _data_uri(data, _mime(data)) if inline else "",
+                "src": src,
+                "copy": copy,
                 "facts": file_facts(data, photo.name),
             }
         )
@@ -201,7 +206,7 @@ def gather(
                         "image_index": index,
                         "name": name,
                         "sha256": sha,
-                        "src": _data_uri(data, _mime(data)) if inline else "",
+                        "src": _data_uri(data, image_mime(data)) if inline else "",
                     }
                 )
         for finding in image.get("findings", []):
@@ -539,19 +544,33 @@ def render_pdf(html: str, chromium_path: str) -> bytes:
     attacker's page: JavaScript off, every request it tries aborted (the report's pictures are
     inline ``data:`` URIs and need none), and a Content-Security-Policy that allows nothing
     else. A fetch of a loopback or intranet URL from the server (SSRF) finds no way out."""
+    from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import sync_playwright
 
+    from ..errors import RefundlensError
+
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=chromium_path or None,
-            args=[
-                "--no-sandbox",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
+        try:
+            browser = p.chromium.launch(
+                executable_path=chromium_path or None,
+                args=[
+                    "--no-sandbox",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--no-first-run",
+                ],
+            )
+        except PlaywrightError as exc:
+            # Chromium is a system package (`make system-deps`), not a Python one: a machine
+            # set up with `make demo` or a bare `pip install` has none.
+            raise RefundlensError(
+                "report.no_browser",
+                f"The PDF report needs Chromium, which could not be started at "
+                f"{chromium_path or 'playwright default'!r} (setting chromium_path; `make "
+                f"system-deps` installs it). The HTML report needs no browser.",
+                {"chromium_path": chromium_path, "reason": str(exc).splitlines()[0][:200]},
+            ) from exc
         try:
             context = browser.new_context(
                 java_script_enabled=False, offline=True, service_workers="block"

@@ -9,12 +9,15 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageDraw
 
+from ..config import Settings
 from ..pipeline import ImageAssessment
 
 __all__ = [
     "PICTURE_JPEG_QUALITY",
+    "image_mime",
     "overlay_image",
     "picture_blobs",
+    "viewable_copy",
     "write_finding_pictures",
     "write_pictures",
 ]
@@ -155,6 +158,34 @@ def _jpeg(array: npt.NDArray[np.uint8], quality: int) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, "JPEG", quality=quality)
     return buffer.getvalue()
+
+
+def image_mime(data: bytes) -> str:
+    """The media type of an image file a browser shows as it is (JPEG, PNG, WebP), by its first
+    bytes; ``application/octet-stream`` for anything else (HEIC, AVIF, TIFF)."""
+    if data[:3] == b"\xff\xd8\xff":
+        return "image/jpeg"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "image/png"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return "application/octet-stream"
+
+
+def viewable_copy(data: bytes, name: str, settings: Settings | None = None) -> tuple[bytes, str]:
+    """``data`` as a browser or a PDF can show it, with its media type: the file itself where it
+    is JPEG, PNG or WebP; otherwise (an iPhone's HEIC, AVIF, TIFF) the analysis copy, the
+    pixels the analysis saw (EXIF orientation applied, at most ``analysis_side`` px), as JPEG.
+    Browsers show no HEIC: served as it is, a reviewer's page and an evidence report would show
+    a blank where the claim photo is. Raises :class:`MediaError` where the file does not decode
+    (it was decoded when it was filed, so only with other limits)."""
+    mime = image_mime(data)
+    if mime != "application/octet-stream":
+        return data, mime
+    from ..media import media_from_bytes
+
+    media = media_from_bytes(data, name, settings)
+    return _jpeg(media.analysis, PICTURE_JPEG_QUALITY), "image/jpeg"
 
 
 PICTURE_JPEG_QUALITY = 92

@@ -21,6 +21,7 @@ from ..store.interface import NAME_LENGTH
 
 __all__ = [
     "EVIDENCE_KINDS",
+    "MAX_AMOUNT",
     "MAX_BUYER_DETAIL",
     "MAX_BUYER_DETAILS",
     "MAX_CURRENCY",
@@ -150,6 +151,8 @@ def parse_amount(field: str, value: str) -> float | None:
         raise FieldError(field, "is not a number") from None
     if not math.isfinite(number):
         raise FieldError(field, "is not a finite number")
+    if abs(number) > MAX_AMOUNT:
+        raise FieldError(field, f"is more than {MAX_AMOUNT:.0e}")
     return number
 
 
@@ -185,5 +188,19 @@ Currency = Annotated[str, StringConstraints(max_length=MAX_CURRENCY), _UNICODE]
 Word = Annotated[str, StringConstraints(max_length=MAX_WORD), _UNICODE]
 BuyerDetail = Annotated[str, StringConstraints(max_length=MAX_BUYER_DETAIL), _UNICODE]
 
-Finite = Annotated[float, AllowInfNan(False)]
-"""A number that is not NaN or infinite (JSON's ``NaN``, a form's ``nan``): money amounts."""
+MAX_AMOUNT = 1e12
+"""The largest money amount taken (an order's, a claim's, a partial refund's): far above any
+order, and still exact to the cent in a float (an amount is summed in cents; 1e308 overflowed
+that sum into a 500)."""
+
+
+def _within_max_amount(value: float) -> float:
+    if abs(value) > MAX_AMOUNT:
+        raise PydanticCustomError("request.bad_field", f"is more than {MAX_AMOUNT:.0e}")
+    return value
+
+
+# A validator, not Field(le=...): a model's own Field(ge=0) on the same field must still hold.
+Finite = Annotated[float, AllowInfNan(False), AfterValidator(_within_max_amount)]
+"""A number that is not NaN or infinite (JSON's ``NaN``, a form's ``nan``) and within
+:data:`MAX_AMOUNT` either way: money amounts."""

@@ -18,25 +18,20 @@ compared there, and only a marked box lets views that agree confirm the damage i
 from __future__ import annotations
 
 import datetime as dt
-import io
 import re
-import threading
-from collections import OrderedDict
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
-from PIL import Image
 from starlette.datastructures import UploadFile
 
 from ... import cases
 from ...errors import RefundlensError
-from ...media import media_from_bytes
 from ...metrics import metrics
 from ...rendering.i18n import translations
 from ...store.sql.repositories import SqlStore
 from ..live_capture import take_capture
-from .common import file_name, lang, page, runtime_of, same_site
+from .common import analysis_jpeg, file_name, lang, page, runtime_of, same_site
 
 __all__ = ["TOKEN_PATH", "router"]
 
@@ -105,29 +100,6 @@ def capture_page(request: Request, token: str) -> Response:
     return _form(request, token, opened)
 
 
-_PREVIEWS: OrderedDict[str, bytes] = OrderedDict()
-_PREVIEWS_LOCK = threading.Lock()
-
-
-def _preview(request: Request, sha256: str, name: str) -> bytes:
-    """The filed photo's analysis copy as JPEG, decoded once: a link's holder may load the page
-    again and again, and a 12 MP photo costs a decode each time. The last
-    ``capture_preview_cache_entries`` are kept (by content, so one photo is one entry)."""
-    runtime = runtime_of(request)
-    with _PREVIEWS_LOCK:
-        if sha256 in _PREVIEWS:
-            _PREVIEWS.move_to_end(sha256)
-            return _PREVIEWS[sha256]
-    media = media_from_bytes(runtime.blobs.get(sha256), name, runtime.settings)
-    out = io.BytesIO()
-    Image.fromarray(media.analysis).save(out, "JPEG", quality=85)
-    with _PREVIEWS_LOCK:
-        _PREVIEWS[sha256] = out.getvalue()
-        while len(_PREVIEWS) > max(0, runtime.settings.capture_preview_cache_entries):
-            _PREVIEWS.popitem(last=False)
-    return out.getvalue()
-
-
 @router.get("/capture/{token}/photo/{index}")
 def filed_photo(request: Request, token: str, index: str) -> Response:
     """The ``index``-th photo the claim was filed with, as the JPEG the buyer marks the damage
@@ -147,7 +119,7 @@ def filed_photo(request: Request, token: str, index: str) -> Response:
             if int(index) >= len(filed):
                 return Response(status_code=404)
             sha256, name = filed[int(index)].sha256, filed[int(index)].name
-        data = _preview(request, sha256, name)
+        data = analysis_jpeg(request, sha256, name)
     except RefundlensError:
         return Response(status_code=404)
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})

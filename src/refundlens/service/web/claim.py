@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 import re
 from typing import Any
 
@@ -13,13 +14,16 @@ from sqlalchemy import select
 
 from ... import cases
 from ...cases.buyer import buyer_status
+from ...errors import RefundlensError
 from ...report.evidence import REPORT_CSP, gather, render_html, render_pdf
+from ...report.pictures import image_mime
 from ...store.sql.models import AuditEntry, Claim
 from ..auth import Principal
 from .common import (
     MaybeUser,
     SeenClaim,
     Viewer,
+    analysis_jpeg,
     heavy_work,
     hours_left,
     lang,
@@ -30,6 +34,8 @@ from .common import (
 )
 
 __all__ = ["router"]
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(include_in_schema=False)
 
@@ -197,13 +203,17 @@ def claim_blob(request: Request, user: MaybeUser, claim_id: str, sha256: str) ->
     if sha256 not in allowed:
         return Response(status_code=404)
     data = runtime.blobs.get(sha256)
-    media = (
-        "image/png"
-        if data[:4] == b"\x89PNG"
-        else "image/jpeg"
-        if data[:2] == b"\xff\xd8"
-        else "application/octet-stream"
-    )
+    media = image_mime(data)
+    if media == "application/octet-stream":
+        # No browser shows an iPhone's HEIC: the photo's analysis copy, as JPEG, is what the
+        # page shows (the file itself stays in the evidence report's hashes and the API).
+        photo = next((p for p in case.photos if p["sha256"] == sha256), None)
+        if photo is None:
+            return Response(status_code=404)
+        try:
+            data, media = analysis_jpeg(request, sha256, photo["name"]), "image/jpeg"
+        except RefundlensError:
+            return Response(status_code=404)
     return Response(data, media_type=media, headers={"Cache-Control": "private, max-age=3600"})
 
 
@@ -231,7 +241,11 @@ def report(request: Request, user: Viewer, claim_id: SeenClaim, fmt: str) -> Res
             },
         )
     with heavy_work(request, user):
-        pdf = render_pdf(html, runtime.settings.chromium_path)
+        try:
+            pdf = render_pdf(html, runtime.settings.chromium_path)
+        except RefundlensError as exc:  # report.no_browser: this server has no Chromium
+            log.warning("PDF report of claim %s not rendered: %s", claim_id, exc)
+            return refused(request, user, exc.code, 503)
     return Response(
         pdf,
         media_type="application/pdf",

@@ -13,13 +13,18 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hmac
+import io
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Annotated, Any
 
 from fastapi import Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from PIL import Image
 
+from ...media import media_from_bytes
 from ...rendering.i18n import LANGUAGES, environment, pick_language
 from ...runtime import Runtime
 from ...store.sql.models import Claim
@@ -36,6 +41,7 @@ __all__ = [
     "Poster",
     "SeenClaim",
     "Viewer",
+    "analysis_jpeg",
     "answer_page",
     "file_name",
     "forbidden",
@@ -243,3 +249,28 @@ def shop_only(request: Request, user: Principal) -> None:
     """The pages for a shop (the check page): a merchant or an admin, else a 403 page."""
     if user.role not in ("merchant", "admin"):
         raise PageAnswer(forbidden(request, user))
+
+
+_PREVIEWS: OrderedDict[str, bytes] = OrderedDict()
+_PREVIEWS_LOCK = threading.Lock()
+
+
+def analysis_jpeg(request: Request, sha256: str, name: str) -> bytes:
+    """A claim photo's analysis copy as JPEG (EXIF orientation applied, at most ``analysis_side``
+    px, no metadata), decoded once: the capture link's holder marks the damage on it and may load
+    the page again and again, and a reviewer's browser shows no HEIC; a 12 MP photo costs a
+    decode each time. The last
+    ``capture_preview_cache_entries`` are kept (by content, so one photo is one entry)."""
+    runtime = runtime_of(request)
+    with _PREVIEWS_LOCK:
+        if sha256 in _PREVIEWS:
+            _PREVIEWS.move_to_end(sha256)
+            return _PREVIEWS[sha256]
+    media = media_from_bytes(runtime.blobs.get(sha256), name, runtime.settings)
+    out = io.BytesIO()
+    Image.fromarray(media.analysis).save(out, "JPEG", quality=85)
+    with _PREVIEWS_LOCK:
+        _PREVIEWS[sha256] = out.getvalue()
+        while len(_PREVIEWS) > max(0, runtime.settings.capture_preview_cache_entries):
+            _PREVIEWS.popitem(last=False)
+    return out.getvalue()
