@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import json
 import time
@@ -444,7 +445,7 @@ def _claim_awaiting_capture(settings: Settings) -> tuple[Runtime, str]:
 
 def _decide(
     runtime: Runtime, claim_id: str, decision: str, reason: str, settings: Settings,
-    amount: float | None = None,
+    amount: float | None = None, forgery: bool | None = None,
 ) -> None:  # fmt: skip
     """A reviewer's decision on the claim, in a transaction of its own."""
     from refundlens import cases
@@ -453,7 +454,10 @@ def _decide(
 
     with runtime.db.session() as session:
         claim = session.get(Claim, claim_id)
-        cases.decide(SqlStore(session), REVIEWER, claim, decision, reason, amount, settings)
+        cases.decide(
+            SqlStore(session), REVIEWER, claim, decision, reason, amount, settings,
+            forgery=forgery,
+        )  # fmt: skip
 
 
 def _appeal(runtime: Runtime, claim_id: str, reason: str, settings: Settings) -> None:
@@ -767,6 +771,49 @@ def test_a_claim_approved_on_appeal_leaves_the_forgery_bank_it_joined_when_rejec
         assert actions[-2:] == ["bank.withdrawn", "decision.approve"]
 
 
+def test_only_a_standing_rejection_as_forged_joins_the_bank_and_the_buyers_record(
+    tmp_path: Path,
+) -> None:
+    # Every rejection counted as a confirmed forgery: one "not eligible", and one the buyer had
+    # appealed and was before a person again, showed as "2 claims confirmed as forged" on the
+    # buyer's next claim, and were exported to partners (found by a new user's walkthrough).
+    from refundlens.errors import RefundlensError
+    from refundlens.reuse.history import buyer_summary
+    from refundlens.store.sql.models import AuditEntry, BankEntry, Claim, Decision
+
+    settings = Settings(data_dir=str(tmp_path))
+    runtime, claim_id = _claim_awaiting_capture(settings)
+
+    def record() -> tuple[int, int, list[bool]]:
+        with runtime.db.session() as session:
+            buyer = session.get(Claim, claim_id).buyer_id
+            confirmed = buyer_summary(session, buyer)["confirmed_forgeries"]
+            banked = session.query(BankEntry).filter(BankEntry.claim_id == claim_id).count()
+            said = [d.forgery for d in session.query(Decision).order_by(Decision.created_at)]
+        return confirmed, banked, said
+
+    with pytest.raises(RefundlensError) as refused:
+        _decide(runtime, claim_id, "approve", "fine", settings, forgery=True)
+    assert refused.value.code == "decision.bad_value"
+    _decide(runtime, claim_id, "reject", "not eligible: used for a month", settings, forgery=False)
+    assert record() == (0, 0, [False])
+    _appeal(runtime, claim_id, "it was broken on arrival", settings)
+    _decide(runtime, claim_id, "reject", "the crack is painted", settings)  # forgery by default
+    confirmed, banked, said = record()
+    assert (confirmed, said) == (1, [False, True]) and banked >= 1
+    _appeal(runtime, claim_id, "look again", settings)
+    assert record()[0] == 0  # reopened: no standing outcome until a person decides again
+    _decide(runtime, claim_id, "reject", "the buyer dropped it", settings, forgery=False)
+    assert record()[:2] == (0, 0)  # and its earlier forgery entries left the bank
+    with runtime.db.session() as session:
+        entries = session.query(AuditEntry).filter(AuditEntry.action == "decision.reject")
+        assert [e.details["forgery"] for e in entries.order_by(AuditEntry.seq)] == [
+            False,
+            True,
+            False,
+        ]
+
+
 def test_a_claim_approved_on_appeal_must_still_fit_the_orders_amount(tmp_path: Path) -> None:
     # Claim A rejected (it holds nothing), claim B then filed for the whole order and approved;
     # approving A on appeal would refund the order twice.
@@ -839,3 +886,88 @@ def test_a_photo_two_rejected_claims_share_stays_banked_when_one_is_cleared(
     assert banked() == photo  # the second rejection still stands
     with runtime.db.session() as session:
         assert {e.claim_id for e in session.query(BankEntry)} == {second_id}
+
+
+def test_an_order_sent_again_is_the_same_order_gains_the_times_it_lacked_or_is_a_conflict(
+    tmp_path: Path,
+) -> None:
+    # Sent again with another buyer and amount, an order answered 201 naming the old one and
+    # the correction was dropped without a word (found by a new user's walkthrough).
+    from refundlens import cases
+    from refundlens.errors import RefundlensError
+    from refundlens.store.sql.models import AuditEntry, Claim, Order
+    from refundlens.store.sql.repositories import SqlStore
+
+    settings = Settings(data_dir=str(tmp_path))
+    runtime, claim_id = _claim_awaiting_capture(settings)  # order "o": b, 50 CNY, no times
+    shipped = dt.datetime(2026, 11, 1, 8, tzinfo=dt.timezone(dt.timedelta(hours=8)))
+    with runtime.db.session() as session:
+        store = SqlStore(session)
+        order = session.get(Order, session.get(Claim, claim_id).order_id)
+        sku = order.sku_id
+
+        def send(external: str, **change: object) -> Order:
+            fields = {
+                "sku_id": sku, "buyer_id": "b", "amount": 50.0, "currency": "CNY",
+                "shipped_at": None, "delivered_at": None,
+            } | change  # fmt: skip
+            return cases.create_order(
+                store, cases.SYSTEM, "shop", external, fields["sku_id"], fields["buyer_id"],
+                fields["amount"], fields["currency"], fields["shipped_at"],
+                fields["delivered_at"], None,
+            )  # fmt: skip
+
+        assert send("o").id == order.id  # a retry
+        for change, named in (
+            ({"buyer_id": "buyer-2", "amount": 999.0}, ["buyer_id", "amount"]),
+            ({"currency": "USD"}, ["currency"]),
+            ({"shipped_at": shipped}, ["shipped_at"]),  # it has a claim: its times are judged
+        ):
+            with pytest.raises(RefundlensError) as refused:
+                send("o", **change)
+            assert refused.value.code == "order.conflict"
+            assert refused.value.facts["fields"] == named
+        fresh = send("o-2", shipped_at=shipped)
+        delivered = shipped + dt.timedelta(days=2)
+        assert send("o-2", shipped_at=shipped, delivered_at=delivered).id == fresh.id
+        assert fresh.delivered_at == delivered and fresh.utc_offset_minutes == 480
+        with pytest.raises(RefundlensError) as refused:
+            send("o-2", delivered_at=delivered + dt.timedelta(hours=1))
+        assert refused.value.facts["fields"] == ["delivered_at"]
+        with pytest.raises(RefundlensError) as refused:
+            send("o-3", shipped_at=shipped)
+            send("o-3", delivered_at=shipped - dt.timedelta(days=1))
+        assert refused.value.code == "order.bad_dates"
+        saved = session.query(AuditEntry).filter(AuditEntry.action == "order.updated").all()
+        assert [e.details["filled"] for e in saved] == [["delivered_at"]]
+
+
+def test_a_sku_sent_again_adds_only_new_photos_and_holds_at_most_max_references_per_sku(
+    tmp_path: Path,
+) -> None:
+    # Re-sending a SKU appended its photos again, and 60 references in one request were taken:
+    # every claim on the SKU is compared with each one (found by a new user's walkthrough).
+    from refundlens import cases
+    from refundlens.detectors._pixels_examples import camera_photo, encode
+    from refundlens.errors import RefundlensError
+    from refundlens.store.sql.repositories import SqlStore
+
+    settings = Settings(data_dir=str(tmp_path), max_references_per_sku=3)
+    runtime, _ = _claim_awaiting_capture(settings)  # SKU "s" with one reference
+    photos = [(f"{i}.jpg", encode(camera_photo(10 + i, size=(120, 160)))) for i in range(3)]
+    with runtime.db.session() as session:
+        store = SqlStore(session)
+
+        def send(batch: list[tuple[str, bytes]]) -> list[tuple[str, str]]:
+            sku = cases.create_sku(
+                store, runtime.blobs, settings, cases.SYSTEM, "shop", "s", "", batch
+            )
+            return store.catalogue.reference_files(sku.id)
+
+        assert len(send(photos[:1] * 2)) == 2  # one new photo, once
+        assert len(send(photos[:2])) == 3  # the first again is not added twice
+        with pytest.raises(RefundlensError) as refused:
+            send(photos)
+        assert refused.value.code == "sku.too_many_references"
+        assert refused.value.facts == {"held": 3, "new": 1}
+        assert len(send(photos[:2])) == 3  # a retry of what it holds is fine at the limit

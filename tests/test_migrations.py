@@ -115,3 +115,29 @@ def test_0010_adds_the_buyers_damage_box_to_claim_photos_and_its_downgrade_remov
             ]
     finally:
         database.dispose()
+
+
+def test_0012_keeps_every_earlier_rejection_a_forgery_and_other_decisions_not(
+    tmp_path: Path,
+) -> None:
+    # Before 0012 a rejection meant a confirmed forgery (banked, in the buyer's record): the
+    # rejections taken then keep that meaning; approvals and partial refunds are no forgery.
+    from .test_cases import _appeal, _claim_awaiting_capture, _decide
+
+    settings = Settings(data_dir=str(tmp_path))
+    runtime, claim = _claim_awaiting_capture(settings)
+    _decide(runtime, claim, "reject", "not eligible", settings, forgery=False)
+    _appeal(runtime, claim, "look again", settings)
+    _decide(runtime, claim, "partial", "half", settings, amount=5.0)
+    database = runtime.db
+    _migrate(database, "downgrade", "0011")
+    with database.engine.begin() as connection:
+        # As 0011 stored them: a rejection without a word on forgery.
+        assert "forgery" not in {c["name"] for c in sa.inspect(connection).get_columns("decisions")}
+    _migrate(database, "upgrade", "0012")
+    with database.engine.connect() as connection:
+        rows = connection.execute(
+            sa.text("SELECT outcome, forgery FROM decisions ORDER BY created_at")
+        ).all()
+    assert [(o, bool(f)) for o, f in rows] == [("rejected", True), ("partial", False)]
+    assert database.revisions()[0] == database.revisions()[1]

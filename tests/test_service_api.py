@@ -878,6 +878,12 @@ def test_a_file_that_is_not_what_its_evidence_kind_says_is_refused_and_not_store
             )
             assert r.status_code in (400, 413, 422), r.text
             assert r.json()["error"]["code"] == code, r.text
+        for kind in ("packing_video", "reference_photo"):  # a statement under a file's kind
+            r = merchant.post(
+                f"/v1/claims/{claim['id']}/evidence", data={"kind": kind, "statement": "x"}
+            )
+            assert r.status_code == 400, r.text
+            assert r.json()["error"]["code"] == "evidence.file_required", r.text
         r = merchant.post(
             f"/v1/claims/{claim['id']}/evidence",
             data={"kind": "reference_photo"},

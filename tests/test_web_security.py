@@ -484,7 +484,7 @@ def test_a_shop_is_not_told_the_buyers_record_at_other_shops_by_the_report_or_th
     # The buyer has a claim at shop-b that a person rejected as forged. Shop-a's merchant reads
     # its own claim: the evidence report's record counts shop-a's claims only, and a finding on
     # the buyer's platform record keeps its code (it moved the risk) but not its numbers.
-    from refundlens.store.sql.models import Assessment
+    from refundlens.store.sql.models import Assessment, Claim
 
     from .service_support import wait_analysed
 
@@ -512,8 +512,11 @@ def test_a_shop_is_not_told_the_buyers_record_at_other_shops_by_the_report_or_th
                     amount=None,
                     reason="forged",
                     decided_by="reviewer-b",
+                    forgery=True,
                 )
             )
+            # As cases.decide leaves it: a standing decision (an appeal would reopen it).
+            session.get(Claim, elsewhere["id"]).state = "decided"
             latest = (
                 session.query(Assessment)
                 .filter(Assessment.claim_id == keys["claim"])

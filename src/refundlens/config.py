@@ -379,6 +379,10 @@ class Settings:
     one after a crash) sends them again only once the lease has run out (at least once)."""
     max_photos_per_claim: int = 9
     """Photos accepted in one claim upload."""
+    max_references_per_sku: int = 20
+    """Reference photos one SKU may hold (``sku.too_many_references``, counted before any photo
+    is decoded; a photo it already holds is not added again): every claim on the SKU is
+    compared with each of them."""
     max_evidence_per_party: int = 30
     """Items of evidence (a statement, a file of at most ``max_file_bytes``) each party (buyer,
     merchant, reviewer) may add to one claim (``evidence.too_many``), counted before the file

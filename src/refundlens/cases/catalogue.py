@@ -4,6 +4,7 @@ whose frames become an order's references."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -52,6 +53,10 @@ def create_sku(
         raise NotFound("merchant", merchant_id)
     if not photos:
         raise RefundlensError("sku.no_reference", "A SKU needs at least one reference photo.")
+    # A photo the SKU already has is not added again (a sync that retries sends its photos
+    # twice), and the SKU holds at most max_references_per_sku: every claim on it is compared
+    # with each of them. Counted before any photo is decoded, and again under the lock.
+    photos = _new_references(store, settings, merchant_id, external_id, photos)
     decoded = []
     for index, (name, data) in enumerate(photos):
         try:
@@ -67,6 +72,11 @@ def create_sku(
         prepare_reference(media, feature_files(settings.reference_feature_dir))
         stored.append((name, blobs.put(data), media))
     store.audit.lock()  # the same SKU sent twice at once must not be created twice
+    # Another request may have added photos meanwhile: what is still new, within the limit.
+    fresh = {hashlib.sha256(d).hexdigest() for _, d in _new_references(
+        store, settings, merchant_id, external_id, photos
+    )}  # fmt: skip
+    stored = [entry for entry in stored if entry[1] in fresh]
     sku = store.catalogue.sku_by_external_id(merchant_id, external_id)
     if sku is None:
         sku = Sku(id=new_id("sku"), merchant_id=merchant_id, external_id=external_id, title=title)
@@ -90,6 +100,34 @@ def create_sku(
         details={"sku": sku.id, "references": [m.sha256 for _, _, m in decoded]},
     )
     return sku
+
+
+def _new_references(
+    store: Store,
+    settings: Settings,
+    merchant_id: str,
+    external_id: str,
+    photos: Sequence[tuple[str, bytes]],
+) -> list[tuple[str, bytes]]:
+    """The photos the SKU does not hold yet (each once), or ``sku.too_many_references`` where
+    they would take it past ``max_references_per_sku``."""
+    sku = store.catalogue.sku_by_external_id(merchant_id, external_id)
+    have = {sha for sha, _ in store.catalogue.reference_files(sku.id)} if sku else set()
+    seen, fresh = set(have), []
+    for name, data in photos:
+        digest = hashlib.sha256(data).hexdigest()
+        if digest not in seen:
+            seen.add(digest)
+            fresh.append((name, data))
+    if len(have) + len(fresh) > settings.max_references_per_sku:
+        raise RefundlensError(
+            "sku.too_many_references",
+            f"The SKU would hold {len(have) + len(fresh)} reference photos; the limit "
+            f"(max_references_per_sku) is {settings.max_references_per_sku}: every claim on it "
+            "is compared with each one.",
+            {"held": len(have), "new": len(fresh)},
+        )
+    return fresh
 
 
 def _utc(moment: dt.datetime) -> dt.datetime:
@@ -139,7 +177,9 @@ def create_order(
     store.audit.lock()  # an order synced twice at once must not be created twice
     existing = store.catalogue.order_by_external_id(merchant_id, external_id)
     if existing is not None:
-        return existing
+        return _same_order(
+            store, actor, existing, sku_id, buyer_id, amount, currency, shipped_at, delivered_at
+        )
     order = Order(
         id=new_id("ord"),
         merchant_id=merchant_id,
@@ -155,6 +195,71 @@ def create_order(
     )
     store.catalogue.add_order(order)
     store.audit.append(actor.id, "order.saved", details={"order": order.id, "sku": sku_id})
+    return order
+
+
+def _same_order(
+    store: Store,
+    actor: Actor,
+    order: Order,
+    sku_id: str,
+    buyer_id: str,
+    amount: float,
+    currency: str,
+    shipped_at: dt.datetime | None,
+    delivered_at: dt.datetime | None,
+) -> Order:
+    """An order sent again under its external id: a retry (the same order, answered as it is),
+    or the times it lacked now known (a shop syncs an order when it ships and again when it is
+    delivered), filled in while no claim was filed on it. Anything else is ``order.conflict``:
+    a correction sent this way was dropped without a word, and an order's buyer, item, amount
+    and times are what its claims are judged by."""
+    differs = [
+        name
+        for name, old, new in (
+            ("sku_id", order.sku_id, sku_id),
+            ("buyer_id", order.buyer_id, buyer_id),
+            ("currency", order.currency, currency),
+        )
+        if old != new
+    ]
+    if round(100 * order.amount) != round(100 * amount):
+        differs.append("amount")
+    filled: dict[str, dt.datetime] = {}
+    for name, old_time, new_time in (
+        ("shipped_at", order.shipped_at, shipped_at),
+        ("delivered_at", order.delivered_at, delivered_at),
+    ):
+        if new_time is None or (old_time is not None and _utc(old_time) == _utc(new_time)):
+            continue
+        if old_time is None and not store.claims.open_on_order(order.id, ()):
+            filled[name] = new_time
+        else:
+            differs.append(name)
+    if differs:
+        raise RefundlensError(
+            "order.conflict",
+            f"Order {order.external_id!r} exists ({order.id}) with another "
+            f"{', '.join(differs)}: an order is created once, and a time it lacks can be "
+            "added only before a claim is filed on it.",
+            {"order": order.id, "fields": differs},
+        )
+    if filled:
+        shipped = filled.get("shipped_at", order.shipped_at)
+        delivered = filled.get("delivered_at", order.delivered_at)
+        if shipped is not None and delivered is not None and _utc(delivered) < _utc(shipped):
+            raise RefundlensError(
+                "order.bad_dates",
+                f"delivered_at ({delivered.isoformat()}) is before shipped_at "
+                f"({shipped.isoformat()}).",
+            )
+        for name, value in filled.items():
+            setattr(order, name, value)
+        if order.utc_offset_minutes is None:
+            order.utc_offset_minutes = _offset_minutes(shipped or delivered)
+        store.audit.append(
+            actor.id, "order.updated", details={"order": order.id, "filled": sorted(filled)}
+        )
     return order
 
 

@@ -5,7 +5,7 @@ on its own: a rejection is only ever a person's decision with a reason."""
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 from ..config import Settings
 from ..errors import RefundlensError
@@ -115,6 +115,10 @@ def add_evidence(
     _check_kind(actor, kind)
     if not statement and file is None:
         raise RefundlensError("evidence.empty", "Evidence needs a file or a statement.")
+    if kind in ("packing_video", "reference_photo") and file is None:
+        # A packing video without a video is a statement under another name: the claim page
+        # would list a video nobody can watch.
+        raise RefundlensError("evidence.file_required", f"Evidence of kind {kind} needs its file.")
     check_evidence_room(store, actor, claim, settings)
     sha = blobs.put(file[1]) if file else None
     item = Evidence(
@@ -177,12 +181,22 @@ def decide(
     reason: str,
     amount: float | None,
     settings: Settings,
+    forgery: bool | None = None,
 ) -> Claim:
-    """A person's decision. Reject is only ever this: a person's call with a reason."""
+    """A person's decision. Reject is only ever this: a person's call with a reason.
+
+    ``forgery`` goes with ``reject`` only: whether the person found the evidence forged (the
+    default, as rejections always were read). Only then do the claim's photos join the forgery
+    bank and the rejection count in the buyer's record; a claim rejected for another reason
+    (not eligible, damage of the buyer's own doing) is no forgery, and an earlier forgery
+    rejection of it, reversed on appeal, leaves the bank."""
     if decision not in DECISIONS:
         raise RefundlensError(
             "decision.bad_value", f"Decision must be one of {', '.join(DECISIONS)}."
         )
+    if forgery is not None and decision != "reject":
+        raise RefundlensError("decision.bad_value", "forgery goes with a rejection only (reject).")
+    forged = decision == "reject" and forgery is not False
     if not reason.strip():
         raise RefundlensError("decision.reason_required", "Every decision needs a reason in words.")
     if actor.role not in ("reviewer", "admin"):
@@ -236,20 +250,25 @@ def decide(
                 amount=amount if decision == "partial" else None,
                 reason=reason,
                 decided_by=actor.id,
+                forgery=forged,
             )
         )
         claim.deadline_at = None
-        notify(store, claim.merchant_id, "claim.decided", claim, {"outcome": outcome})
-        if outcome == "rejected":
+        notify(
+            store,
+            claim.merchant_id,
+            "claim.decided",
+            claim,
+            {"outcome": outcome, "forgery": forged},
+        )
+        if forged:
             _bank_confirmed_forgery(store, claim, settings)
         else:
             withdraw_from_bank(store, actor.id, claim, settings)
-    store.audit.append(
-        actor.id,
-        f"decision.{decision}",
-        claim_id=claim.id,
-        details={"reason": reason, "amount": amount, "state": claim.state},
-    )
+    details: dict[str, Any] = {"reason": reason, "amount": amount, "state": claim.state}
+    if decision == "reject":
+        details["forgery"] = forged
+    store.audit.append(actor.id, f"decision.{decision}", claim_id=claim.id, details=details)
     metrics().claims_decided.labels(claim.claim_type, decision).inc()
     return claim
 
@@ -339,7 +358,7 @@ def assign(store: Store, actor: Actor, claim: Claim, reviewer_key_id: str | None
 
 def withdraw_from_bank(store: Store, actor_id: str, claim: Claim, settings: Settings) -> None:
     """Approved after a rejection (by a person on appeal, or by the analysis after a live
-    capture): no one holds the claim forged now, and neither may the bank this platform shares
+    capture), or rejected again as no forgery: no one holds the claim forged now, and neither may the bank this platform shares
     with its partners (its next export leaves the entries out)."""
     withdrawn = store.bank.withdraw(settings.bank_name, claim.id)
     if withdrawn:

@@ -269,7 +269,12 @@ def _ledger(session: Session, claim: Claim, shop: str | None = None) -> dict[str
         .order_by(Decision.created_at.desc())
         .limit(1)
     ).scalar_one_or_none()
-    summary["this_claim_confirmed"] = own is not None and own.outcome == "rejected"
+    summary["this_claim_confirmed"] = (
+        own is not None
+        and own.outcome == "rejected"
+        and own.forgery
+        and claim.state in ("decided", "final")  # not while an appeal has reopened it
+    )
     summary["cumulative_confirmed_value"] = round(
         summary["confirmed_forged_value"]
         + (claim.amount if summary["this_claim_confirmed"] else 0.0),
@@ -374,6 +379,9 @@ def canonical_content(case: CaseFile, jurisdiction: str = "cn") -> dict[str, Any
                 "reason": d.reason,
                 "decided_by": d.decided_by,
                 "created_at": _utc(d.created_at),
+                # Said only where a rejection found no forgery: every report made before
+                # decisions said so keeps its content and its sha256.
+                **({"forgery": False} if d.outcome == "rejected" and not d.forgery else {}),
             }
             for d in case.decisions
         ],

@@ -305,7 +305,8 @@ def buyer_summary(
     exclude_claim: str | None = None,
     merchant_id: str | None = None,
 ) -> dict[str, Any]:
-    """A buyer's ledger: other claims, final outcomes, forgeries a person confirmed (rejected),
+    """A buyer's ledger: other claims, standing outcomes (not those an appeal reopened),
+    forgeries a person confirmed (rejected as forged),
     their total value, and what was refunded on claims later found forged. Across the platform,
     or with ``merchant_id`` at that shop only (what a shop may see)."""
     query = select(Claim).where(Claim.buyer_id == buyer_id, Claim.id != exclude_claim)
@@ -322,11 +323,14 @@ def buyer_summary(
                 select(Decision).where(Decision.claim_id == claim.id).order_by(Decision.created_at)
             ).scalars()
         )
-        if not decisions:
+        # A decision an appeal reopened is no outcome yet: the claim is before a person again.
+        if not decisions or claim.state not in ("decided", "final"):
             continue
         final = decisions[-1]
         outcomes[final.outcome] = outcomes.get(final.outcome, 0) + 1
-        if final.outcome == "rejected":
+        # Rejected for another reason than forged evidence (not eligible, the buyer's own
+        # doing) is no forgery.
+        if final.outcome == "rejected" and final.forgery:
             confirmed += 1
             forged_value += claim.amount
             # Refunded first (approved), found forged later (rejected on review or appeal).

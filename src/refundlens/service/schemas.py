@@ -111,6 +111,13 @@ class DecisionIn(BaseModel):
         default="", description="Required in words: empty or missing is decision.reason_required."
     )
     amount: fields.Finite | None = None
+    forgery: bool | None = Field(
+        default=None,
+        description="With reject only: whether the evidence was found forged (default true). "
+        "Only then do the claim's photos join the forgery bank and the rejection count in the "
+        "buyer's record; false is a rejection for another reason (not eligible, the buyer's "
+        "own doing). With another decision: decision.bad_value.",
+    )
 
 
 class AppealIn(BaseModel):
@@ -233,6 +240,10 @@ class DecisionOut(_Out):
     outcome: str = Field(description=_STORED_OUTCOME)
     amount: float | None
     reason: str
+    forgery: bool = Field(
+        description="A rejection whose person found the evidence forged (banked, counted in "
+        "the buyer's record); false for every other decision."
+    )
     by: str = Field(description="The API key id of the person who decided.")
     at: Moment | None
 

@@ -107,6 +107,7 @@ def claim_view(s: Session, claim: Claim, p: Principal) -> ClaimOut | BuyerClaimO
                 "outcome": d.outcome,
                 "amount": d.amount,
                 "reason": d.reason,
+                "forgery": bool(d.forgery),
                 "by": d.decided_by,
                 "at": iso(d.created_at),
             }

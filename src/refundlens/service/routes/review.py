@@ -20,7 +20,14 @@ def decide(
     body: DecisionIn, claim: HeldClaim, s: SessionDep, p: Who, runtime: RuntimeDep
 ) -> ClaimAnswer:
     cases.decide(
-        SqlStore(s), actor(p), claim, body.decision, body.reason, body.amount, runtime.settings
+        SqlStore(s),
+        actor(p),
+        claim,
+        body.decision,
+        body.reason,
+        body.amount,
+        runtime.settings,
+        forgery=body.forgery,
     )
     return claim_view(s, claim, p)
 

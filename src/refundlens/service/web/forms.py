@@ -62,8 +62,11 @@ def decide(
     decision: str = Form(""),
     reason: str = Form(""),
     amount: str = Form(""),
+    forgery: str = Form(""),
 ) -> Response:
     settings = runtime_of(request).settings
+    # The form's box "the evidence is forged" (ticked by default) speaks for a rejection only.
+    forged = (forgery == "on") if decision == "reject" else None
     try:
         check_text("reason", reason, MAX_REASON)
         value = _amount(amount)
@@ -75,7 +78,7 @@ def decide(
         user,
         decision,
         lambda store, actor, claim: cases.decide(
-            store, actor, claim, decision, reason, value, settings
+            store, actor, claim, decision, reason, value, settings, forgery=forged
         ),
     )
 

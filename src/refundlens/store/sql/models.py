@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -302,6 +303,10 @@ class Decision(Base):
     amount: Mapped[float | None] = mapped_column(Float, nullable=True)
     reason: Mapped[str] = mapped_column(Text)
     decided_by: Mapped[str] = mapped_column(String(40))
+    forgery: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """A rejection whose person found the evidence forged: its photos join the forgery bank and
+    it counts in the buyer's record. A claim rejected for another reason (not eligible, the
+    buyer's own doing) is not a forgery."""
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
