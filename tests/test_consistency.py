@@ -145,7 +145,7 @@ def test_change_evidence_sees_a_stain_on_a_plain_panel_and_not_a_change_of_light
     shared = np.zeros((96, 96), bool)
     shared[4:-4, 4:-4] = True
     matched = match_photometry(stained, b, shared)
-    z, _ = change_evidence(stained, matched, shared)
+    z, _, _ = change_evidence(stained, matched, shared)
     assert float(np.median(z[stain])) > 5.0
     assert (
         float(np.percentile(z[shared & ~cv2.dilate(stain.astype(np.uint8), np.ones((9, 9)))], 99))
@@ -231,6 +231,42 @@ def test_a_thin_crack_in_a_wide_mark_counts_by_the_pixels_that_stand_out() -> No
     assert (differing.verdict, differing.why) == ("cannot_tell", "marked_damage_differs")
     assert mark_change(seen, mark, 3.0, standout=8.0, min_pixels=12)[1] == 1.0
     assert mark_change(seen, mark, 3.0)[1] == pytest.approx(crack.sum() / compared)
+
+
+def test_marked_damage_too_faint_for_the_noise_of_the_views_is_not_confirmed() -> None:
+    # A grainy live capture raises the noise floor until damage missing from it no longer
+    # reaches the change evidence: agreement there is absence of evidence, not confirmation
+    # (a forger's lever: bench/results/capture_conditions.md, "dim, no denoising").
+    from refundlens.detectors.consistency import DEFAULT_THRESHOLDS, judge, mark_detectable
+
+    claim, context = pair("no_damage")
+    c = judge(compare_views(claim.analysis, context.views[0].analysis))
+    assert c.verdict == "agrees" and 0 < c.noise_floor < 5
+    ys, xs = np.nonzero(c.shared)
+    top, left = int(np.median(ys)) - 20, int(np.median(xs)) - 20
+    mark = np.zeros(c.shared.shape, bool)
+    mark[top : top + 40, left : left + 40] = True
+    standing = np.zeros_like(c.difference)
+    crack = np.zeros_like(mark)
+    crack[np.arange(top, top + 40), np.arange(left, left + 40)] = True
+    standing[crack & c.shared] = 20.0  # the marked crack stands out 20 grey levels
+    seen = dataclasses.replace(c, standout=standing)
+    rule = dataclasses.replace(DEFAULT_THRESHOLDS, mark_detectable=0.5)
+    quiet = judge(dataclasses.replace(seen, noise_floor=2.0), rule, mark=mark)
+    assert quiet.verdict == "agrees" and quiet.mark_detectable == 1.0  # 20 >= 3 x 2
+    grainy = judge(dataclasses.replace(seen, noise_floor=8.0), rule, mark=mark)
+    assert (grainy.verdict, grainy.why) == ("cannot_tell", "marked_damage_below_noise")
+    assert grainy.mark_detectable == 0.0  # 20 < 3 x 8: its absence would not have shown
+    assert (
+        mark_detectable(
+            dataclasses.replace(seen, noise_floor=8.0), mark, 3.0, standout=8.0, min_pixels=12
+        )
+        == 0.0
+    )
+    # Without a mark, and with the rule off, the same maps agree.
+    assert judge(dataclasses.replace(seen, noise_floor=8.0), rule).verdict == "agrees"
+    off = dataclasses.replace(DEFAULT_THRESHOLDS, mark_detectable=0.0)
+    assert judge(dataclasses.replace(seen, noise_floor=8.0), off, mark=mark).verdict == "agrees"
 
 
 def test_compact_damage_in_a_box_over_much_print_differs_window_by_window() -> None:

@@ -73,6 +73,7 @@ __all__ = [
     "find_faces",
     "judge",
     "mark_change",
+    "mark_detectable",
     "mark_window_change",
     "match_photometry",
     "occluder_mask",
@@ -208,6 +209,19 @@ class Thresholds:
     confirmations (54 of 75) with no more inconsistent pairs confirmed by their own box than
     without the rule at 0.35 (34 of 150); a box over the middle third confirmed 21 (50). The
     bench's section "A forger's box over the middle of the photo" measures it as shipped."""
+    mark_detectable: float = 0.7
+    """Share of the counted marked pixels (those :func:`mark_change` counts) that stand out from
+    their surroundings by at least ``evidence`` times the comparison's noise floor
+    (``ViewComparison.noise_floor``), below which views that agree cannot confirm the mark
+    (cannot tell, ``marked_damage_below_noise``): damage that faint would not reach ``evidence``
+    in a view that lacks it, so its absence from the other view could not have been seen. A
+    grainy live capture (dim light, no denoising) raised the floor until painted damage missing
+    from it read as agreement: on the capture bench's dev pairs, inconsistent damage confirmed
+    with the box 26 of 75 as filed, 36 with the live view grainy, 33 dim and denoised
+    (bench/results/capture_conditions_dev.md). Chosen there: the smallest value (of 0.25-0.95)
+    at which no condition confirms more inconsistent damage than as filed without the rule
+    (26); it costs 3 of 53 honest confirmations as filed (test figures in
+    bench/results/capture_conditions.md)."""
     max_reference_views: int = 3
     """References of the SKU compared with the marked photo, in the order given (each costs one
     comparison, about 0.35 s of a core at ``WORK_SIDE``); only when views agree on a mark."""
@@ -274,6 +288,13 @@ class ViewComparison:
     """How far the regions reported lie from the buyer's mark: the nearest region pixel's
     distance to the mark, as a share of the work frame's longest side (0: a region touches the
     mark; None: no mark or no region)."""
+    noise_floor: float = 0.0
+    """The difference, in grey levels, that noise and compression leave where neither view has
+    an edge (``s0`` of :func:`change_evidence`): a mark must stand out well above it for its
+    absence from the other view to be seen."""
+    mark_detectable: float | None = None
+    """Share of the counted marked pixels standing out by at least ``evidence`` times
+    ``noise_floor`` (None: no mark on the compared surface)."""
 
 
 # --- alignment ---------------------------------------------------------------------------------
@@ -653,7 +674,7 @@ def change_evidence(
     radius: int = 2,
     floor: float = 1.0,
     min_contrast_tolerance: float = 0.5,
-) -> tuple[FloatMap, BoolMap]:
+) -> tuple[FloatMap, BoolMap, float]:
     """How far two aligned, photometrically matched views differ at each pixel, in units of what
     noise and misalignment explain there (a z-score of the difference image [7]_ [8]_).
 
@@ -682,6 +703,8 @@ def change_evidence(
     z : float32, 0 outside ``shared``.
     claim_side : where ``a`` has more structure around the pixel than ``b`` (the difference is
         something the claim shows), else the converse.
+    s0 : the noise floor fitted on the face, in grey levels (``floor`` where too little is
+        shared to fit it).
     """
     m = tolerant_difference(a, b, radius=radius)
     # The blur matched over the whole face need not hold everywhere (a damage layer sharper than
@@ -702,7 +725,7 @@ def change_evidence(
     g = np.minimum(ga, gb)
     claim_side = cv2.GaussianBlur(ga - gb, (0, 0), 3.0) >= 0
     if shared.sum() < 64:
-        return np.zeros(shared.shape, np.float32), claim_side
+        return np.zeros(shared.shape, np.float32), claim_side, floor
     gs, ms = g[shared], m[shared]
     low = gs <= np.percentile(gs, 30)
     s0 = max(floor, float(np.median(ms[low])))
@@ -710,7 +733,7 @@ def change_evidence(
     excess = np.sqrt(np.maximum(ms[high] ** 2 - s0**2, 0.0)) / np.maximum(gs[high], 1e-3)
     k = max(min_contrast_tolerance, float(np.median(excess)))
     z = m / np.sqrt(s0 * s0 + (k * g) ** 2)
-    return np.where(shared, z, 0.0).astype(np.float32), claim_side
+    return np.where(shared, z, 0.0).astype(np.float32), claim_side, s0
 
 
 def occluder_mask(claim: RGB, warped_other: RGB, shared: BoolMap) -> BoolMap:
@@ -826,11 +849,11 @@ def compare_views(
     na, nb = detail_map(fa.mean(axis=2)), detail_map(fb.mean(axis=2))
     correlation = float(np.corrcoef(na[shared], nb[shared])[0, 1]) if shared.sum() > 64 else 0.0
     correlation = correlation if np.isfinite(correlation) else 0.0
-    z, claim_side = change_evidence(fa, fb, shared, radius=thresholds.tolerance_px)
+    z, claim_side, floor = change_evidence(fa, fb, shared, radius=thresholds.tolerance_px)
     measured = ViewComparison(
         "cannot_tell", tuple(faces), shared, np.zeros(shape, np.float32), empty, empty, warped,
         correlation, shared_fraction, float(occluded.sum()) / total, 0.0, blur, "",
-        z, claim_side, standout=standout_map(fa, fb),
+        z, claim_side, standout=standout_map(fa, fb), noise_floor=floor,
     )  # fmt: skip
     return judge(measured, thresholds, mark=mark, other_mark=other_mark)
 
@@ -885,16 +908,36 @@ def mark_change(
     total = int(mark.sum())
     if total == 0:
         return 0.0, 0.0
-    compared = mark & c.shared
-    on = int(compared.sum())
+    counted = _counted_mark(c, mark, standout, min_pixels)
+    on = int((mark & c.shared).sum())
     if on == 0:
         return 0.0, 0.0
-    counted = compared
+    return on / total, float((c.difference[counted] >= evidence).mean())
+
+
+def _counted_mark(c: ViewComparison, mark: BoolMap, standout: float, min_pixels: int) -> BoolMap:
+    """The marked pixels on the compared surface that the mark's shares count: those standing out
+    by ``standout`` where at least ``min_pixels`` do, else all of them."""
+    compared = mark & c.shared
     if standout > 0 and c.standout.shape == compared.shape:
         salient = compared & (c.standout >= standout)
         if int(salient.sum()) >= min_pixels:
-            counted = salient
-    return on / total, float((c.difference[counted] >= evidence).mean())
+            return salient
+    return compared
+
+
+def mark_detectable(
+    c: ViewComparison, mark: BoolMap, evidence: float, *, standout: float, min_pixels: int
+) -> float | None:
+    """Share of the counted marked pixels (:func:`mark_change`'s) that stand out by at least
+    ``evidence`` times the comparison's noise floor: the part of the marked damage whose absence
+    from the other view would reach ``evidence`` (a missing mark leaves a difference of about
+    its own contrast where the other view is plain). None where no marked pixel is compared."""
+    mark = mark if mark.shape == c.shared.shape else _upscale(mark, c.shared.shape)
+    counted = _counted_mark(c, mark, standout, min_pixels)
+    if not counted.any() or c.standout.shape != counted.shape:
+        return None
+    return float((c.standout[counted] >= evidence * c.noise_floor).mean())
 
 
 def mark_window_change(
@@ -1012,11 +1055,16 @@ def judge(
     z = c.difference
     changed: float | None = None
     window_changed: float | None = None
+    detectable: float | None = None
     if marked_here is not None and (marked_here & c.shared).any():
         changed = mark_change(
             c, marked_here, thresholds.evidence,
             standout=thresholds.mark_standout, min_pixels=thresholds.min_region_px,
         )[1]  # fmt: skip
+        detectable = mark_detectable(
+            c, marked_here, thresholds.evidence,
+            standout=thresholds.mark_standout, min_pixels=thresholds.min_region_px,
+        )  # fmt: skip
         side = max(3, round(thresholds.mark_window * max(shape)))
         window_changed = mark_window_change(
             c, marked_here, thresholds.evidence, standout=thresholds.mark_standout,
@@ -1069,6 +1117,8 @@ def judge(
         or (window_changed is not None and window_changed >= thresholds.mark_window_change)
     ):
         verdict, why = "cannot_tell", "marked_damage_differs"
+    elif verdict == "agrees" and detectable is not None and detectable < thresholds.mark_detectable:
+        verdict, why = "cannot_tell", "marked_damage_below_noise"
     return dataclasses.replace(
         c,
         verdict=verdict,
@@ -1083,6 +1133,7 @@ def judge(
         mark_change=changed,
         mark_window_change=window_changed,
         regions_from_mark=from_mark,
+        mark_detectable=detectable,
     )
 
 
@@ -1293,6 +1344,14 @@ def _facts(pair: _Pair, intact: IntactCheck | None = None) -> dict[str, Any]:
         **(
             {"marked_damage_most_differing_window_percent": round(100 * c.mark_window_change, 1)}
             if c.mark_window_change is not None
+            else {}
+        ),
+        **(
+            {
+                "marked_damage_above_noise_percent": round(100 * c.mark_detectable, 1),
+                "noise_floor_grey_levels": round(c.noise_floor, 2),
+            }
+            if c.mark_detectable is not None
             else {}
         ),
         "other_view": other.name,
@@ -1633,6 +1692,10 @@ class ConsistencyDetector(Detector):
             else (
                 f"in one part of the marked area {100 * (c.mark_window_change or 0.0):.0f}% of what stands out differs between the photos, more than honest views of one damage differ there ({100 * self.thresholds.mark_window_change:g}%), though no region is strong enough to call it missing",
                 f"买家标出的区域中有一处，其显著细节有 {100 * (c.mark_window_change or 0.0):.0f}% 在两张照片中不同，超过同一处真实破损在不同照片中的差异（{100 * self.thresholds.mark_window_change:g}%），但没有哪个区域强到足以判定破损缺失",
+            ),
+            "marked_damage_below_noise": (
+                f"only {100 * (c.mark_detectable or 0.0):.0f}% of the marked damage stands out from the noise of these photos ({c.noise_floor:.1f} grey levels) enough that its absence from the other photo would show, so the photos cannot confirm it (a grainy or dark photo)",
+                f"买家标出的破损只有 {100 * (c.mark_detectable or 0.0):.0f}% 明显高于照片噪声（{c.noise_floor:.1f} 个灰阶），不足以看出另一张照片中是否缺少该破损，因此无法确认（照片颗粒粗或过暗）",
             ),
             "differences_too_large": (
                 f"{100 * c.region_share:.0f}% of the shared surface differs, more than damage would (occlusion, glare, another object)",
