@@ -179,22 +179,28 @@ def test_batch_gives_one_line_per_claim_and_a_bad_file_fails_only_its_line(
         {"id": "c1", "claims": [str(claim_files["other"])]},
         {"id": "c/3", "claims": [str(claim_files["bad"])]},
         {"id": "c_3", "claims": [str(claim_files["bad"])]},
+        {"id": "C1", "claims": [str(claim_files["bad"])]},  # c1's folder on a case-blind disk
+        {"id": "..", "claims": [str(claim_files["other"])]},  # not --out's parent
     ]
     manifest.write_text("\n".join(json.dumps(x) for x in lines) + "\nnot json\n")
     out = tmp_path / "batch"
     result = run_cli("check", "--batch", str(manifest), "--out", str(out))
     assert result.returncode == 0, result.stderr
     rows = [json.loads(line) for line in result.stdout.splitlines()]
-    assert [r["id"] for r in rows] == ["c1", "c2", "c3", "c4", "c1", "c/3", "c_3", "line-8"]
+    assert [r["id"] for r in rows] == [
+        "c1", "c2", "c3", "c4", "c1", "c/3", "c_3", "C1", "..", "line-10",
+    ]  # fmt: skip
     assert rows[0]["claim"]["action"] == "escalate"
     jsonschema.validate({k: v for k, v in rows[0].items()}, load_schema())
     assert rows[1]["error"]["code"] == "media.not_an_image"
     assert rows[2]["claim"]["action"] == "approve"
     assert rows[3]["error"]["code"] == "batch.missing_field"
-    assert [rows[i]["error"]["code"] for i in (4, 6)] == ["batch.duplicate_id"] * 2
+    assert [rows[i]["error"]["code"] for i in (4, 6, 7)] == ["batch.duplicate_id"] * 3
     assert "line 1" in rows[4]["error"]["message"] and "line 6" in rows[6]["error"]["message"]
     assert rows[5]["error"]["code"] == "media.not_an_image"
-    assert rows[7]["error"]["code"] == "batch.bad_line"
+    assert rows[8]["claim"]["action"] == "approve"
+    assert (out / "id-.." / "report.json").exists() and not (tmp_path / "report.json").exists()
+    assert rows[9]["error"]["code"] == "batch.bad_line"
     assert (out / "c1" / "forged.mask.png").exists()
     assert json.loads((out / "c1" / "report.json").read_text())["claim"]["action"] == "escalate"
 

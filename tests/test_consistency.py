@@ -185,8 +185,13 @@ def test_views_that_differ_over_much_of_the_mark_do_not_agree_on_it() -> None:
     top, left = int(np.median(ys)), int(np.median(xs))
     mark = np.zeros(c.shared.shape, bool)
     mark[top : top + 30, left : left + 30] = True
-    assert judge(c, mark=mark).verdict == "agrees"
-    assert (judge(c, mark=mark).mark_change or 0.0) < DEFAULT_THRESHOLDS.mark_agree_change
+    # Nothing in this box stands out above the views' noise: it confirms nothing (the rule of
+    # test_marked_damage_too_faint_for_the_noise_of_the_views_is_not_confirmed), and with that
+    # rule off the views agree on it.
+    assert judge(c, mark=mark).why == "marked_damage_below_noise"
+    off = dataclasses.replace(DEFAULT_THRESHOLDS, mark_detectable=0.0)
+    assert judge(c, off, mark=mark).verdict == "agrees"
+    assert (judge(c, off, mark=mark).mark_change or 0.0) < DEFAULT_THRESHOLDS.mark_agree_change
     z = c.difference.copy()
     speckle = np.zeros_like(mark)
     speckle[top : top + 30 : 2, left : left + 30 : 2] = True  # 1 pixel in 4, 25% of the mark
@@ -221,7 +226,8 @@ def test_a_thin_crack_in_a_wide_mark_counts_by_the_pixels_that_stand_out() -> No
     z = c.difference.copy()
     z[crack] = 5.0
     plain = np.zeros_like(c.difference)  # nothing stands out: every marked pixel counts
-    flat = judge(dataclasses.replace(c, difference=z, standout=plain), mark=mark)
+    off = dataclasses.replace(DEFAULT_THRESHOLDS, mark_detectable=0.0)  # (and none is seen)
+    flat = judge(dataclasses.replace(c, difference=z, standout=plain), off, mark=mark)
     assert flat.verdict == "agrees"
     assert (flat.mark_change or 0.0) < DEFAULT_THRESHOLDS.mark_agree_change
     standing = plain.copy()

@@ -38,6 +38,7 @@ from .service_support import (
     order_for,
     running_server,
     sample,
+    wait_analysed,
     web_login,
 )
 
@@ -716,3 +717,48 @@ def test_the_pdf_renderer_fetches_nothing_whatever_the_report_html_asks_for(
             ["pdftotext", str(out), "-"], capture_output=True, text=True, check=True
         ).stdout
         assert "report" in printed and "INTRANET-SECRET-42" not in printed
+
+
+def test_the_web_forms_forgery_box_says_what_a_rejection_found_and_its_absence_is_no_answer(
+    tmp_path: Path,
+) -> None:
+    # The box "the evidence is forged" is ticked by default; unticked, the rejection is on other
+    # grounds. A form that never showed it (a page opened before the box existed, a script)
+    # gets the API's default, not "no forgery" by omission (a review of the change).
+    with running_server(tmp_path) as server:
+        add_tenants(server, "shop-a")
+        merchant = server.key("merchant", "shop-a")
+        buyer = server.key("buyer", subject="buyer-1")
+        sku = listed_sku(server, merchant)
+        claims = [
+            file_claim(server, buyer, order_for(server, merchant, sku, "buyer-1", f"o-{i}"))["id"]
+            for i in range(3)
+        ]
+        with server.client(buyer) as client:
+            for claim in claims:
+                wait_analysed(client, claim)
+        forms = (
+            {"forgery_asked": "1"},  # shown, unticked
+            {"forgery_asked": "1", "forgery": "on"},  # shown, ticked
+            {},  # never shown
+        )
+        with web_login(server, server.key("reviewer", assign=["shop-a"])) as client:
+            for claim, extra in zip(claims, forms, strict=True):
+                path = f"/web/claims/{claim}"
+                page = client.get(path).text
+                assert 'name="forgery_asked" value="1"' in page and 'name="forgery"' in page
+                form = {"decision": "reject", "reason": "seen", "csrf": page_csrf(client, path)}
+                sent = client.post(
+                    f"{path}/decision", data=form | extra, headers={"Origin": server.url}
+                )
+                assert sent.status_code == 303, sent.text
+        database = Database(server.settings)
+        try:
+            with database.session() as session:
+                found = {
+                    d.claim_id: d.forgery
+                    for d in session.query(Decision).filter(Decision.claim_id.in_(claims))
+                }
+        finally:
+            database.dispose()
+        assert [found[c] for c in claims] == [False, True, True]

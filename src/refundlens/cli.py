@@ -299,7 +299,9 @@ def _batch_folder(line: str, number: int) -> str:
     except json.JSONDecodeError:
         entry = None
     ident = str(entry.get("id") or "") if isinstance(entry, dict) else ""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", ident or f"line-{number}")
+    folder = re.sub(r"[^A-Za-z0-9._-]+", "_", ident or f"line-{number}")
+    # "." and ".." name --out itself and its parent: never a claim's folder.
+    return f"id-{folder}" if not folder.strip(".") else folder
 
 
 def _batch_line(args: tuple[int, str, str | None, str, int]) -> dict[str, Any]:
@@ -308,8 +310,12 @@ def _batch_line(args: tuple[int, str, str | None, str, int]) -> dict[str, Any]:
     if clash:
         # Two lines writing one folder would leave one's pictures beside the other's report.
         folder = _batch_folder(line, number)
+        try:
+            named = json.loads(line)
+        except json.JSONDecodeError:
+            named = None
         return {
-            "id": folder,
+            "id": str(named.get("id") or folder) if isinstance(named, dict) else folder,
             "error": {
                 "code": "batch.duplicate_id",
                 "message": f"Line {number} would write folder {folder!r} under --out, which "
@@ -381,7 +387,9 @@ def _run_batch(manifest: Path, out: Path | None, settings: Settings, policy: Pol
             first: dict[str, int] = {}
             for number, line in enumerate(handle, 1):
                 if line.strip():
-                    clash = first.setdefault(_batch_folder(line, number), number) if out else 0
+                    # Case-folded: on a case-insensitive disk C1 and c1 are one folder.
+                    key = _batch_folder(line, number).casefold()
+                    clash = first.setdefault(key, number) if out else 0
                     yield (
                         number,
                         line,
@@ -1086,7 +1094,8 @@ def report(
     database = _existing_database(settings)
     try:
         with database.session() as session:
-            case = gather(session, BlobStore(f"{settings.data_dir}/blobs"), claim_id, shop=shop)
+            blobs = BlobStore(f"{settings.data_dir}/blobs")
+            case = gather(session, blobs, claim_id, shop=shop, settings=settings)
             if content is not None:
                 import hashlib
 

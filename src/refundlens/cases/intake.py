@@ -107,8 +107,9 @@ def check_order_amount(
     each within the order's amount, a buyer was refunded 4 x 90 on a 300 order; and a claim
     rejected, then approved on appeal after another took the amount, would pay it twice."""
     held = store.claims.claimed_on_order(order.id, besides=besides)
-    # In cents: a float's last digit must not refuse an amount that fits.
-    if round(100 * (held + amount)) > round(100 * order.amount):
+    # To the cent: a float's last digit must not refuse an amount that fits. A difference, not
+    # round(100 * x): an amount stored before amounts were bounded (1e308) overflowed that.
+    if held + amount - order.amount >= 0.005:
         raise RefundlensError(
             "claim.over_order_amount",
             f"The order's other claims already ask for or were granted {held:g} of its "

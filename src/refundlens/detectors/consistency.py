@@ -1019,7 +1019,8 @@ def judge(
     ``evidence``, ``difference``, ``min_region_px``, ``max_surround_difference``,
     ``max_region_share``, ``max_regions``, ``min_shared_fraction``, ``min_correlation``, and with
     a mark ``mark_difference``, ``min_mark_shared``, ``mark_agree_change``, ``mark_standout``,
-    ``mark_window``, ``mark_window_min_standout``, ``mark_window_change``); the
+    ``mark_window``, ``mark_window_min_standout``, ``mark_window_change``,
+    ``mark_detectable``); the
     benchmark re-judges one measurement at several operating points.
 
     ``mark`` (the claim photo's pixels the buyer marked as the damage, any size: resized to the

@@ -20,6 +20,7 @@ import yaml
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ..config import Settings
 from ..store.blobs import BlobStore
 from ..store.sql.models import (
     AuditEntry,
@@ -73,13 +74,13 @@ def _data_uri(data: bytes, mime: str) -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode()}"
 
 
-def _photo_src(data: bytes, name: str) -> tuple[str, bool]:
+def _photo_src(data: bytes, name: str, settings: Settings | None) -> tuple[str, bool]:
     """The claim photo as an inline picture, and whether it is a copy: a file no browser shows
     (HEIC) is drawn as its analysis copy in JPEG; one that no longer decodes is left out."""
     from ..errors import RefundlensError
 
     try:
-        shown, mime = viewable_copy(data, name)
+        shown, mime = viewable_copy(data, name, settings)
     except RefundlensError:
         return "", False
     return _data_uri(shown, mime), shown is not data
@@ -160,10 +161,13 @@ def gather(
     claim_id: str,
     inline: bool = True,
     shop: str | None = None,
+    settings: Settings | None = None,
 ) -> CaseFile:
     """Everything about a claim that its report shows. With ``shop`` (a merchant reads it), the
     buyer's record counts that shop's claims only, and findings about the buyer's claims at
-    other shops keep no numbers (``report_for_shop``): those are the platform's."""
+    other shops keep no numbers (``report_for_shop``): those are the platform's. ``settings``:
+    the limits and analysis size under which a photo no browser shows (HEIC) is decoded into
+    its JPEG copy, the server's own (defaults otherwise)."""
     claim = session.get(Claim, claim_id)
     if claim is None:
         from ..errors import NotFound
@@ -180,7 +184,7 @@ def gather(
     photos = []
     for photo in claim.photos:
         data = blobs.get(photo.sha256)
-        src, copy = _photo_src(data, photo.name) if inline else ("", False)
+        src, copy = _photo_src(data, photo.name, settings) if inline else ("", False)
         photos.append(
             {
                 "name": photo.name,
@@ -273,7 +277,7 @@ def _ledger(session: Session, claim: Claim, shop: str | None = None) -> dict[str
         own is not None
         and own.outcome == "rejected"
         and own.forgery
-        and claim.state in ("decided", "final")  # not while an appeal has reopened it
+        and claim.state != "approved"  # approved by the analysis after the rejection
     )
     summary["cumulative_confirmed_value"] = round(
         summary["confirmed_forged_value"]

@@ -305,8 +305,8 @@ def buyer_summary(
     exclude_claim: str | None = None,
     merchant_id: str | None = None,
 ) -> dict[str, Any]:
-    """A buyer's ledger: other claims, standing outcomes (not those an appeal reopened),
-    forgeries a person confirmed (rejected as forged),
+    """A buyer's ledger: other claims, the outcomes persons decided (a decision under appeal
+    stands until the next), forgeries a person confirmed (rejected as forged),
     their total value, and what was refunded on claims later found forged. Across the platform,
     or with ``merchant_id`` at that shop only (what a shop may see)."""
     query = select(Claim).where(Claim.buyer_id == buyer_id, Claim.id != exclude_claim)
@@ -323,8 +323,10 @@ def buyer_summary(
                 select(Decision).where(Decision.claim_id == claim.id).order_by(Decision.created_at)
             ).scalars()
         )
-        # A decision an appeal reopened is no outcome yet: the claim is before a person again.
-        if not decisions or claim.state not in ("decided", "final"):
+        # An appeal reopens a claim, but its decision stands until a person decides again: a
+        # buyer could otherwise clear the record by appealing every rejection before filing the
+        # next claim. Approved by the analysis after it (a live capture), it no longer stands.
+        if not decisions or claim.state == "approved":
             continue
         final = decisions[-1]
         outcomes[final.outcome] = outcomes.get(final.outcome, 0) + 1

@@ -207,13 +207,18 @@ def claim_blob(request: Request, user: MaybeUser, claim_id: str, sha256: str) ->
     if media == "application/octet-stream":
         # No browser shows an iPhone's HEIC: the photo's analysis copy, as JPEG, is what the
         # page shows (the file itself stays in the evidence report's hashes and the API).
-        photo = next((p for p in case.photos if p["sha256"] == sha256), None)
-        if photo is None:
-            return Response(status_code=404)
+        # Decoded once per photo while cached, and a decode takes a heavy-work slot (503 when
+        # none is free): a page reloaded in a loop costs no more than the slots allow.
+        names = {p["sha256"]: p["name"] for p in case.photos} | {
+            r.sha256: r.name for r in case.references
+        }
         try:
-            data, media = analysis_jpeg(request, sha256, photo["name"]), "image/jpeg"
+            data = analysis_jpeg(
+                request, sha256, names.get(sha256, sha256), in_slot=True, user=user
+            )
         except RefundlensError:
             return Response(status_code=404)
+        media = "image/jpeg"
     return Response(data, media_type=media, headers={"Cache-Control": "private, max-age=3600"})
 
 
@@ -224,9 +229,11 @@ def report(request: Request, user: Viewer, claim_id: SeenClaim, fmt: str) -> Res
     if fmt not in ("html", "pdf"):
         return Response(status_code=404)
     runtime = runtime_of(request)
-    with runtime.db.session() as session:
+    # A slot for the whole report: a photo no browser shows (HEIC) is decoded into its JPEG
+    # copy here, and a PDF starts Chromium; neither may run without bound in the API process.
+    with heavy_work(request, user), runtime.db.session() as session:
         html = render_html(
-            gather(session, runtime.blobs, claim_id, shop=_shop(user)),
+            gather(session, runtime.blobs, claim_id, shop=_shop(user), settings=runtime.settings),
             lang(request),
             runtime.settings.jurisdiction,
         )

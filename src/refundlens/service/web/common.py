@@ -255,18 +255,27 @@ _PREVIEWS: OrderedDict[str, bytes] = OrderedDict()
 _PREVIEWS_LOCK = threading.Lock()
 
 
-def analysis_jpeg(request: Request, sha256: str, name: str) -> bytes:
+def analysis_jpeg(
+    request: Request,
+    sha256: str,
+    name: str,
+    *,
+    in_slot: bool = False,
+    user: Principal | None = None,
+) -> bytes:
     """A claim photo's analysis copy as JPEG (EXIF orientation applied, at most ``analysis_side``
     px, no metadata), decoded once: the capture link's holder marks the damage on it and may load
     the page again and again, and a reviewer's browser shows no HEIC; a 12 MP photo costs a
-    decode each time. The last
-    ``capture_preview_cache_entries`` are kept (by content, so one photo is one entry)."""
+    decode each time. The last ``capture_preview_cache_entries`` are kept (by content, so one
+    photo is one entry). With ``in_slot``, a decode holds one of the ``web_heavy_work_slots``
+    (503 ``service.busy`` for ``user`` when none is free)."""
     runtime = runtime_of(request)
     with _PREVIEWS_LOCK:
         if sha256 in _PREVIEWS:
             _PREVIEWS.move_to_end(sha256)
             return _PREVIEWS[sha256]
-    media = media_from_bytes(runtime.blobs.get(sha256), name, runtime.settings)
+    with heavy_work(request, user) if in_slot else contextlib.nullcontext():
+        media = media_from_bytes(runtime.blobs.get(sha256), name, runtime.settings)
     out = io.BytesIO()
     Image.fromarray(media.analysis).save(out, "JPEG", quality=85)
     with _PREVIEWS_LOCK:

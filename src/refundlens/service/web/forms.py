@@ -63,10 +63,13 @@ def decide(
     reason: str = Form(""),
     amount: str = Form(""),
     forgery: str = Form(""),
+    forgery_asked: str = Form(""),
 ) -> Response:
     settings = runtime_of(request).settings
-    # The form's box "the evidence is forged" (ticked by default) speaks for a rejection only.
-    forged = (forgery == "on") if decision == "reject" else None
+    # The form's box "the evidence is forged" (ticked by default) speaks for a rejection only,
+    # and only where the form showed it (``forgery_asked``): a form without it (a page from
+    # before, a script) gets the API's default, not "no forgery" by omission.
+    forged = (forgery == "on") if decision == "reject" and forgery_asked == "1" else None
     try:
         check_text("reason", reason, MAX_REASON)
         value = _amount(amount)
