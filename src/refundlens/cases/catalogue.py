@@ -164,24 +164,8 @@ def create_order(
     sku = store.catalogue.sku(sku_id)
     if sku is None or sku.merchant_id != merchant_id:
         raise NotFound("sku", sku_id)
-    if (
-        shipped_at is not None
-        and delivered_at is not None
-        and _utc(delivered_at) < _utc(shipped_at)
-    ):
-        # The delivery time decides whether a photo was taken before the goods arrived.
-        raise RefundlensError(
-            "order.bad_dates",
-            f"delivered_at ({delivered_at.isoformat()}) is before shipped_at "
-            f"({shipped_at.isoformat()}).",
-        )
-    store.audit.lock()  # an order synced twice at once must not be created twice
-    existing = store.catalogue.order_by_external_id(merchant_id, external_id)
-    if existing is not None:
-        return _same_order(
-            store, actor, existing, sku_id, buyer_id, amount, currency, shipped_at, delivered_at
-        )
-    order = Order(
+    _check_dates(shipped_at, delivered_at)
+    sent = Order(
         id=new_id("ord"),
         merchant_id=merchant_id,
         external_id=external_id,
@@ -194,43 +178,45 @@ def create_order(
         utc_offset_minutes=_offset_minutes(shipped_at or delivered_at),
         buyer_pii=buyer_pii,
     )
-    store.catalogue.add_order(order)
-    store.audit.append(actor.id, "order.saved", details={"order": order.id, "sku": sku_id})
-    return order
+    store.audit.lock()  # an order synced twice at once must not be created twice
+    existing = store.catalogue.order_by_external_id(merchant_id, external_id)
+    if existing is not None:
+        return _same_order(store, actor, existing, sent)
+    store.catalogue.add_order(sent)
+    store.audit.append(actor.id, "order.saved", details={"order": sent.id, "sku": sku_id})
+    return sent
 
 
-def _same_order(
-    store: Store,
-    actor: Actor,
-    order: Order,
-    sku_id: str,
-    buyer_id: str,
-    amount: float,
-    currency: str,
-    shipped_at: dt.datetime | None,
-    delivered_at: dt.datetime | None,
-) -> Order:
-    """An order sent again under its external id: a retry (the same order, answered as it is),
-    or the times it lacked now known (a shop syncs an order when it ships and again when it is
-    delivered), filled in while no claim was filed on it. Anything else is ``order.conflict``:
-    a correction sent this way was dropped without a word, and an order's buyer, item, amount
-    and times are what its claims are judged by."""
+def _check_dates(shipped_at: dt.datetime | None, delivered_at: dt.datetime | None) -> None:
+    # The delivery time decides whether a photo was taken before the goods arrived.
+    if (
+        shipped_at is not None
+        and delivered_at is not None
+        and _utc(delivered_at) < _utc(shipped_at)
+    ):
+        raise RefundlensError(
+            "order.bad_dates",
+            f"delivered_at ({delivered_at.isoformat()}) is before shipped_at "
+            f"({shipped_at.isoformat()}).",
+        )
+
+
+def _same_order(store: Store, actor: Actor, order: Order, sent: Order) -> Order:
+    """An order sent again under its external id (``sent``, never stored): a retry (the same
+    order, answered as it is), or the times it lacked now known (a shop syncs an order when it
+    ships and again when it is delivered), filled in while no claim was filed on it. Anything
+    else is ``order.conflict``: a correction sent this way was dropped without a word, and an
+    order's buyer, item, amount and times are what its claims are judged by."""
     differs = [
         name
-        for name, old, new in (
-            ("sku_id", order.sku_id, sku_id),
-            ("buyer_id", order.buyer_id, buyer_id),
-            ("currency", order.currency, currency),
-        )
-        if old != new
+        for name in ("sku_id", "buyer_id", "currency")
+        if getattr(order, name) != getattr(sent, name)
     ]
-    if abs(order.amount - amount) >= 0.005:  # in cents; no round(): inf from an old 1e308
+    if abs(order.amount - sent.amount) >= 0.005:  # in cents; no round(): inf from an old 1e308
         differs.append("amount")
     filled: dict[str, dt.datetime] = {}
-    for name, old_time, new_time in (
-        ("shipped_at", order.shipped_at, shipped_at),
-        ("delivered_at", order.delivered_at, delivered_at),
-    ):
+    for name in ("shipped_at", "delivered_at"):
+        old_time, new_time = getattr(order, name), getattr(sent, name)
         if new_time is None or (old_time is not None and _utc(old_time) == _utc(new_time)):
             continue
         if old_time is None and not store.claims.open_on_order(order.id, ()):
@@ -248,12 +234,7 @@ def _same_order(
     if filled:
         shipped = filled.get("shipped_at", order.shipped_at)
         delivered = filled.get("delivered_at", order.delivered_at)
-        if shipped is not None and delivered is not None and _utc(delivered) < _utc(shipped):
-            raise RefundlensError(
-                "order.bad_dates",
-                f"delivered_at ({delivered.isoformat()}) is before shipped_at "
-                f"({shipped.isoformat()}).",
-            )
+        _check_dates(shipped, delivered)
         for name, value in filled.items():
             setattr(order, name, value)
         if order.utc_offset_minutes is None:
