@@ -17,7 +17,7 @@ from ...cases.buyer import buyer_status
 from ...errors import RefundlensError
 from ...report.evidence import REPORT_CSP, gather, render_html, render_pdf
 from ...report.pictures import image_mime
-from ...store.sql.models import AuditEntry, Claim
+from ...store.sql.models import AuditEntry, Claim, ClaimPhoto
 from ..auth import Principal
 from .common import (
     MaybeUser,
@@ -229,9 +229,18 @@ def report(request: Request, user: Viewer, claim_id: SeenClaim, fmt: str) -> Res
     if fmt not in ("html", "pdf"):
         return Response(status_code=404)
     runtime = runtime_of(request)
-    # A slot for the whole report: a photo no browser shows (HEIC) is decoded into its JPEG
-    # copy here, and a PDF starts Chromium; neither may run without bound in the API process.
-    with heavy_work(request, user), runtime.db.session() as session:
+    # A photo no browser shows (HEIC) is decoded into its JPEG copy for the report, and a PDF
+    # starts Chromium: each takes a heavy-work slot, so that neither runs without bound in the
+    # API process. A report of browser-ready photos is light and takes none.
+    with runtime.db.session() as session:
+        decodes = any(
+            image_mime(runtime.blobs.get(sha)) == "application/octet-stream"
+            for sha in session.scalars(
+                select(ClaimPhoto.sha256).where(ClaimPhoto.claim_id == claim_id)
+            )
+        )
+    slot = heavy_work(request, user) if decodes else contextlib.nullcontext()
+    with slot, runtime.db.session() as session:
         html = render_html(
             gather(session, runtime.blobs, claim_id, shop=_shop(user), settings=runtime.settings),
             lang(request),
