@@ -160,6 +160,11 @@ def test_a_bad_file_is_named_as_a_claim_photo_or_a_reference(
 def test_usage_error_exits_2(claim_files: dict[str, Path]) -> None:
     result = run_cli("check", str(claim_files["other"]), "--lang", "fr")
     assert result.returncode == 2 and "--lang" in result.stderr
+    # Delivered before it shipped: refused as the API refuses such an order (a walkthrough).
+    times = ("--shipped-at", "2026-11-03T00:00+08:00", "--delivered-at", "2026-11-01T00:00+08:00")
+    result = run_cli("check", str(claim_files["other"]), *times)
+    assert result.returncode == 2
+    assert result.stderr.startswith("refundlens: error [order.bad_dates]"), result.stderr
 
 
 def test_batch_gives_one_line_per_claim_and_a_bad_file_fails_only_its_line(

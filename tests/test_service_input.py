@@ -183,6 +183,19 @@ ODD_VALUES: dict[str, tuple[str | None, str, str, dict[str, Any]]] = {
         "/v1/claims",
         {"data": {"order_id": "{order}", "type": "refund_only", "amount": "1e308"}},
     ),
+    # A misspelt filter answered an empty page, read as "no such claims" (a walkthrough).
+    "claims of a state that does not exist": (
+        "admin",
+        "GET",
+        "/v1/claims",
+        {"params": {"state": "bogus"}},
+    ),
+    "claims of an action that does not exist": (
+        "admin",
+        "GET",
+        "/v1/claims",
+        {"params": {"action": "reject"}},
+    ),
     "cursor of a superscript two": ("admin", "GET", "/v1/claims", {"params": {"cursor": "²"}}),
     "cursor over its length": (
         "admin",

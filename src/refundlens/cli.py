@@ -170,11 +170,18 @@ def _moment(value: str | None, flag: str, settings: Settings) -> datetime | None
 def _order(
     shipped: str | None, delivered: str | None, claimed: str | None, settings: Settings
 ) -> OrderFacts:
-    return OrderFacts(
+    facts = OrderFacts(
         shipped_at=_moment(shipped, "shipped_at", settings),
         delivered_at=_moment(delivered, "delivered_at", settings),
         claimed_at=_moment(claimed, "claimed_at", settings),
     )
+    if facts.shipped_at and facts.delivered_at and facts.delivered_at < facts.shipped_at:
+        # As the API refuses such an order: the delivery time decides whether a photo was taken
+        # before the goods arrived.
+        raise RefundlensError(
+            "order.bad_dates", f"delivered_at ({delivered}) is before shipped_at ({shipped})."
+        )
+    return facts
 
 
 def _settings() -> Settings:

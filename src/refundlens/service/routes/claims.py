@@ -13,7 +13,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ... import cases
+from ...cases.states import ClaimState
 from ...errors import RefundlensError
+from ...fusion import ACTIONS
 from ...store.sql.models import Claim, IdempotencyKey, Order
 from ...store.sql.repositories import SqlStore
 from .. import fields
@@ -210,6 +212,15 @@ def list_claims(
         # Which claims a filter by the machine's action keeps would tell a buyer what it never
         # reads in an answer (cases/buyer.py): a buyer filters by state only, as on the page.
         raise RefundlensError("auth.forbidden", "A buyer filters its claims by state only.")
+    # A misspelt filter answered an empty page, which reads as "no such claims".
+    for name, value, known in (
+        ("state", state, tuple(ClaimState)),
+        ("action", action, ACTIONS),
+    ):
+        if value and value not in known:
+            raise RefundlensError(
+                "request.bad_field", f"query.{name}: expected one of {', '.join(known)}."
+            )
     query = select(Claim).order_by(Claim.seq.desc())
     if p.role == "merchant":
         query = query.where(Claim.merchant_id == p.tenant_id)
