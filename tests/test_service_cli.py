@@ -73,6 +73,16 @@ def test_keys_are_created_listed_and_revoked(tmp_path: Path) -> None:
     assert _cli(tmp_path, "keys", "revoke", key_id).returncode == 0
     assert "yes" in _cli(tmp_path, "keys", "list").stdout
     assert _cli(tmp_path, "keys", "revoke", "rlk_nope").returncode == 2
+    mistyped = _cli(tmp_path, "webhooks", "retry", "--tenant", "shop-b")
+    assert mistyped.returncode == 2 and "no tenant shop-b" in mistyped.stderr
+    retried = _cli(tmp_path, "webhooks", "retry", "--tenant", "shop-a")
+    assert retried.returncode == 0 and "0 failed webhook event(s)" in retried.stdout
+    # A buyer id the API's ids forbid would make a key that matches no order: refused, as there.
+    hostile = _cli(tmp_path, "keys", "create", "--role", "buyer", "--subject", "b/../<i>x</i>")
+    assert hostile.returncode == 2 and "[request.bad_field] subject:" in hostile.stderr
+    assert (
+        _cli(tmp_path, "keys", "create", "--role", "buyer", "--subject", "buyer-7").returncode == 0
+    )
     from refundlens.config import Settings
     from refundlens.service.auth import AuthError, authenticate
     from refundlens.store import Database

@@ -742,9 +742,16 @@ def webhooks_retry(
 ) -> None:
     """Send failed webhook events again (an endpoint was down longer than their retries lasted):
     each is pending again, its attempts from zero, its event id unchanged."""
+    from .store.sql.models import Tenant
     from .workers.webhooks import retry_failed
 
-    count = retry_failed(_existing_database(_settings()), tenant)
+    database = _existing_database(_settings())
+    if tenant is not None:
+        with database.session() as session:
+            if session.get(Tenant, tenant) is None:
+                # "0 pending again" for a mistyped tenant reads as "nothing failed there".
+                raise _fail(f"no tenant {tenant} in this database: nothing was sent again")
+    count = retry_failed(database, tenant)
     typer.echo(f"{count} failed webhook event(s) pending again")
 
 

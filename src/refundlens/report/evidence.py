@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..config import Settings
+from ..errors import RefundlensError
 from ..store.blobs import BlobStore
 from ..store.sql.models import (
     AuditEntry,
@@ -173,6 +174,14 @@ def gather(
         from ..errors import NotFound
 
         raise NotFound("claim", claim_id)
+    if shop is not None and shop != claim.merchant_id:
+        # A shop reads its own claims only: a report "as" another shop would show this buyer's
+        # record at a shop that never saw the claim, and a content sha256 no one could download.
+        raise RefundlensError(
+            "report.not_the_shop",
+            f"Claim {claim_id} is shop {claim.merchant_id}'s, not {shop}'s: --shop takes the "
+            "claim's own shop.",
+        )
     order = session.get(Order, claim.order_id)
     assert order is not None
     sku = session.get(Sku, order.sku_id)

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from ..errors import RefundlensError
 from ..store.sql.models import ApiKey, Claim, ReviewerAssignment, WebSession, new_id, utcnow
+from .fields import MAX_NAME, check_id, check_text
 
 __all__ = [
     "ROLES",
@@ -66,6 +67,14 @@ def create_key(
         raise AuthError("auth.tenant_required", "A merchant key needs --tenant.")
     if role == "buyer" and not subject:
         raise AuthError("auth.subject_required", "A buyer key needs --subject (the buyer id).")
+    # The same rules as the API's ids: a buyer id the API could never send would make a key
+    # that matches no order, and a tenant id of any text would reach pages and audit entries.
+    for field, value in (("tenant", tenant_id), ("subject", subject)):
+        if value is not None:
+            check_id(field, value)
+    for tenant in assign or []:
+        check_id("assign", tenant)
+    check_text("label", label, MAX_NAME)
     key_id = new_id("rlk")
     secret = secrets.token_urlsafe(24)
     session.add(
