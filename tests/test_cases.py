@@ -570,6 +570,29 @@ def test_a_live_capture_signed_with_c2pa_by_the_platforms_capture_app_is_accepte
         assert entry.details["signature"]["signer"] == "Platform capture app"
 
 
+def test_a_capture_apps_manifest_signed_long_before_the_upload_is_no_live_capture() -> None:
+    # A photo the app signed once and the buyer kept: its manifest's signing time dates it.
+    import datetime as dt
+
+    from refundlens.cases.capture import signed_recently
+    from refundlens.errors import RefundlensError
+
+    settings = Settings(capture_token_max_age_minutes=30)
+    now = dt.datetime(2026, 12, 5, 12, 0, tzinfo=dt.UTC)
+    signed_recently(None, now, settings)  # no timestamp: dated as an unsigned photo is
+    signed_recently("2026-12-05T11:45:00Z", now, settings)
+    signed_recently("2026-12-05T19:40:00+08:00", now, settings)
+    for stale in (
+        "2026-12-05T11:00:00+00:00",
+        "2026-12-04T12:00:00Z",
+        "2026-12-05T13:00:00Z",
+        "yesterday",
+    ):
+        with pytest.raises(RefundlensError) as refused:
+            signed_recently(stale, now, settings)
+        assert refused.value.code == "capture.not_live", stale
+
+
 def test_the_capture_apps_hmac_signs_the_photos_hash_and_any_other_header_is_refused() -> None:
     import hashlib
     import hmac

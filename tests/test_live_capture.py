@@ -154,7 +154,7 @@ def test_a_refused_replay_is_recorded_and_leaves_the_token_usable(tmp_path: Path
         store, blobs, buyer, claim, token, ("again.jpg", data), repeats
     )
     assert isinstance(refusal, RefundlensError) and refusal.code == "capture.replayed"
-    assert "claim photo 1" in refusal.message
+    assert "claim photo 1" not in refusal.message and "already on file" in refusal.message
     [entry] = store.tables.audit
     assert entry.action == "capture.refused" and entry.claim_id == claim.id
     assert blobs.exists(entry.details["sha256"]) and entry.details["pdq_distance"] == 4

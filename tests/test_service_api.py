@@ -11,6 +11,7 @@ from importlib import resources
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 from sqlalchemy import text
 
@@ -597,6 +598,95 @@ def test_a_live_capture_that_repeats_another_claims_photo_is_refused_and_recorde
     assert refused["how"] == "pdq" and refused["other_claim"] == other["id"]
 
 
+def _drawn_photo(taken: str) -> bytes:
+    """Coloured shapes on a grey ground with a camera's capture time: a photo unlike the
+    bundled ones, so that no reuse or reference finding touches it."""
+    import io
+
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(21)
+    image = Image.new("RGB", (800, 600), (128, 128, 128))
+    draw = ImageDraw.Draw(image)
+    for _ in range(40):
+        x, y = int(rng.integers(0, 760)), int(rng.integers(0, 560))
+        w, h = int(rng.integers(20, 200)), int(rng.integers(20, 200))
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)((x, y, x + w, y + h), fill=colour)
+    pixels = np.asarray(image).astype(np.int16) + rng.integers(-6, 7, (600, 800, 3))
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110] = "HUAWEI", "P60"
+    sub = exif.get_ifd(0x8769)
+    sub[0x9003], sub[0x9011] = taken, "+08:00"
+    out = io.BytesIO()
+    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(
+        out, "JPEG", quality=92, exif=exif.tobytes()
+    )
+    return out.getvalue()
+
+
+def test_one_live_capture_serves_one_claim_and_is_on_file_for_the_next(
+    server: Server, shop: dict[str, str]
+) -> None:
+    # A capture accepted on one claim is indexed like a filed photo: the same picture sent as
+    # the live capture of another claim (another buyer's even) is refused as a replay, and a
+    # claim filed with it is seen as reuse.
+    import datetime as dt
+
+    now = dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).strftime("%Y:%m:%d %H:%M:%S")
+    orders = {}
+    with server.client(shop["merchant"]) as merchant:
+        for buyer in ("buyer-1", "buyer-2"):
+            r = merchant.post(
+                "/v1/orders",
+                json={
+                    "external_id": f"o-live-{buyer}", "sku_id": shop["sku"], "buyer_id": buyer,
+                    "amount": 90.0, "shipped_at": "2026-11-01T08:00:00+08:00",
+                    "delivered_at": "2026-11-03T08:00:00+08:00",
+                },
+            )  # fmt: skip
+            assert r.status_code == 201, r.text
+            orders[buyer] = r.json()["id"]
+    live = _exif_photo(now, seed=8, base="claim_genuine.jpg", turn=-20)
+    firsts = []
+    # Two unrelated old photos (no reuse between them): the bundled one, and shapes drawn here.
+    pairs = (
+        ("buyer", "buyer-1", _exif_photo("2026:10:20 10:00:00", seed=12)),
+        ("other_buyer", "buyer-2", _drawn_photo("2026:10:20 10:00:00")),
+    )
+    for key, buyer, old_photo in pairs:
+        with server.client(shop[key]) as client:
+            r = client.post(
+                "/v1/claims",
+                data={"order_id": orders[buyer], "type": "refund_only", "amount": "20"},
+                files=[("photos", ("old.jpg", old_photo, "image/jpeg"))],
+            )  # fmt: skip
+            assert r.status_code == 201, r.text
+            claim = assessed(server, r.json()["id"])
+            assert claim["state"] == "awaiting_capture", [
+                f["code"] for i in claim["assessment"]["images"] for f in i["findings"]
+            ]
+            token = client.post(f"/v1/claims/{claim['id']}/capture-token").json()["token"]
+            r = client.post(
+                f"/v1/claims/{claim['id']}/capture",
+                data={"token": token},
+                files=[("photo", ("live.jpg", live, "image/jpeg"))],
+            )
+            firsts.append((claim["id"], r))
+    (first, accepted), (second, refused) = firsts
+    assert accepted.status_code == 201, accepted.text
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "capture.replayed"
+    (entry,) = [d for action, d in audit_entries(server, second) if action == "capture.refused"]
+    assert entry["how"] == "pdq" and entry["other_claim"] == first
+    reused = _file_claim(server, shop["other_buyer"], shop["other_order"], "live.jpg", data=live)
+    with server.client(shop["other_buyer"]) as buyer:
+        wait_analysed(buyer, reused["id"])
+    with server.client(server.admin) as admin:
+        body = admin.get(f"/v1/claims/{reused['id']}").json()
+    codes = {f["code"] for image in body["assessment"]["images"] for f in image["findings"]}
+    assert "reuse.seen_before" in codes, codes
+
+
 def test_an_automatic_approval_can_be_appealed_by_the_merchant_to_a_person(
     server: Server, shop: dict[str, str]
 ) -> None:
@@ -774,14 +864,25 @@ def test_an_animated_generator_output_is_refused_with_what_its_metadata_says_on_
     assert r.status_code == 422, r.text
     error = r.json()["error"]
     assert error["code"] == "media.animated" and error["file"]["name"] == "anim.webp"
-    [said] = error["facts"]["provenance"]
+    # The buyer is not told what the checks read (a forger could probe them with any edit);
+    # the platform filing for a buyer is.
+    assert "facts" not in error and "ComfyUI" not in r.text
+    with server.client(server.admin) as platform:
+        r = platform.post(
+            "/v1/claims",
+            data={"order_id": shop["order"], "type": "refund_only", "amount": "10"},
+            files=[("photos", ("anim.webp", comfyui_webp(frames=3), "image/webp"))],
+        )
+    [said] = r.json()["error"]["facts"]["provenance"]
     assert said["code"] == "provenance.generator_metadata"
     assert said["facts"]["generator"] == "ComfyUI"
     database = Database(server.settings)
     with database.session() as session:
-        entry = session.execute(
-            select(AuditEntry).where(AuditEntry.action == "claim.file_refused")
-        ).scalar_one()
+        entry, _ = session.execute(
+            select(AuditEntry)
+            .where(AuditEntry.action == "claim.file_refused")
+            .order_by(AuditEntry.seq)
+        ).scalars()
         assert entry.details["order"] == shop["order"]
         assert entry.details["code"] == "media.animated"
         assert entry.details["facts"]["provenance"][0]["facts"]["generator"] == "ComfyUI"

@@ -248,6 +248,15 @@ def test_pages_carry_the_security_headers(site: tuple[Server, dict[str, str]]) -
         assert _inline_code(page.text) == []
         report = client.get(f"/web/claims/{keys['claim']}/report.html")
         assert "default-src 'none'" in report.headers["content-security-policy"]
+        # A saved copy opened from disk keeps the policy: it is in the file too.
+        assert '<meta http-equiv="Content-Security-Policy" content="default-src' in report.text
+        # The photos and the analysis' pictures stay out of a shared machine's browser cache.
+        blob = re.search(r"/blob/[0-9a-f]{64}", page.text)
+        assert blob is not None
+        picture = client.get(f"/web/claims/{keys['claim']}{blob[0]}")
+        assert (
+            picture.status_code == 200 and picture.headers["cache-control"] == "private, no-store"
+        )
     api = httpx.get(f"{server.url}/healthz")
     assert api.headers["x-content-type-options"] == "nosniff"
     assert "frame-ancestors 'none'" in api.headers["content-security-policy"]

@@ -27,7 +27,7 @@ from ..store.interface import (
     utcnow,
 )
 from .actors import Actor, aware
-from .intake import refuse_repeated_files
+from .intake import add_photo_prints, refuse_repeated_files
 from .notifications import notify
 from .states import ClaimState, transition
 
@@ -49,6 +49,7 @@ __all__ = [
     "page_captures_allowed",
     "refuse_replayed_capture",
     "sharpest_frames",
+    "signed_recently",
 ]
 
 
@@ -271,6 +272,8 @@ def accept_capture(
         media = media_from_bytes(data, name, settings)
         proof = capture_signature(data, media, signature, settings) if via == "app" else None
         taken = _fresh(media, proof is not None or via == "page", now, settings)
+        if proof is not None:
+            signed_recently(proof.get("signed_at"), now, settings)
         checked.append((name, data, media, proof, taken))
     filed = filed_photos(claim)
     if damage_boxes and len(damage_boxes) != len(filed):
@@ -283,7 +286,8 @@ def accept_capture(
         photo.damage_box = list(box) or None
         marked[photo.sha256] = list(box) or None
     items = []
-    for name, data, _media, _proof, _taken in checked:
+    for name, data, media, _proof, _taken in checked:
+        add_photo_prints(store, claim, media)
         item = ClaimPhoto(
             id=new_id("pho"),
             claim_id=claim.id,
@@ -537,6 +541,29 @@ def sharpest_frames(frames: Sequence[Media], keep: int) -> list[Media]:
     return [f for f in frames if any(f is s for s in sharpest)]
 
 
+def signed_recently(signed_at: str | None, now: dt.datetime, settings: Settings) -> None:
+    """Refuse a capture-app manifest signed (by the time its timestamp states) longer than
+    ``capture_token_max_age_minutes`` before the upload: a photo signed once and kept is no
+    live capture. A manifest without a signing time is dated by the file's capture time and
+    the token's window, as an unsigned photo is."""
+    if not signed_at:
+        return
+    try:
+        signed = dt.datetime.fromisoformat(signed_at.replace("Z", "+00:00"))
+    except ValueError:
+        raise RefundlensError(
+            "capture.not_live", f"The capture app's signing time {signed_at[:40]!r} is unreadable."
+        ) from None
+    if signed.tzinfo is None:
+        signed = signed.replace(tzinfo=dt.UTC)
+    age = (now - signed).total_seconds() / 60
+    if not -5 <= age <= settings.capture_token_max_age_minutes:
+        raise RefundlensError(
+            "capture.not_live",
+            f"The capture app signed the photo {age:.0f} minutes before its upload; a live capture must be signed within {settings.capture_token_max_age_minutes:g} minutes of it.",
+        )
+
+
 def _fresh(
     media: Media, dated_otherwise: bool, now: dt.datetime, settings: Settings
 ) -> dt.datetime | None:
@@ -703,8 +730,10 @@ def refuse_replayed_capture(
     )
     metrics().capture_requests.labels("refused_replay").inc()
     what = "This photo" if clip_frame_s is None else f"The clip (its frame at {clip_frame_s:.1f} s)"
+    # One answer whatever was repeated: naming the shop's photo would tell a forger that an edit
+    # of it was traced back, and let it try variants until none is (the audit entry says which).
     return RefundlensError(
         "capture.replayed",
-        f"{what} repeats {repeats['repeats']}: a live capture must be a new photo of the "
+        f"{what} repeats a picture already on file: a live capture must be a new photo of the "
         "item, taken now with the camera.",
     )

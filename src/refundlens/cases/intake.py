@@ -7,7 +7,6 @@ import hashlib
 import json
 import math
 from collections.abc import Sequence
-from typing import Any
 
 from ..config import Settings
 from ..detectors.base import DamageBox
@@ -48,7 +47,7 @@ class ClaimFiles:
     """A claim's photos and videos decoded, fingerprinted and stored: the slow part of filing a
     claim, done before any database transaction (see :func:`prepare_claim_files`)."""
 
-    photos: list[tuple[str, str, Media, dict[str, Any]]]  # name, sha256, media, PDQ variants
+    photos: list[tuple[str, str, Media]]  # name, sha256, media
     videos: list[tuple[str, str]]  # name, sha256 (checked from the header; decoded by the worker)
 
 
@@ -169,12 +168,28 @@ def prepare_claim_files(
         except RefundlensError as exc:
             raise exc.about_file(index, name, "videos") from None
     return ClaimFiles(
-        photos=[
-            (name, blobs.put(data), media, {"full": media.pdq, **media.pdq_centre_crops})
-            for name, data, media in decoded
-        ],
+        photos=[(name, blobs.put(data), media) for name, data, media in decoded],
         videos=[(name, blobs.put(data)) for name, data in videos],
     )
+
+
+def add_photo_prints(store: Store, claim: Claim, media: Media) -> None:
+    """Index a claim photo for reuse: PDQ of the whole photo and of its centred crops, each a
+    row that later claims, live captures and the forgery bank are compared with. Every photo a
+    claim holds is indexed, a live capture's too: one capture must not serve several claims."""
+    for variant, code in {"full": media.pdq, **media.pdq_centre_crops}.items():
+        store.fingerprints.add_photo_print(
+            ClaimFingerprint(
+                claim_id=claim.id,
+                order_id=claim.order_id,
+                buyer_id=claim.buyer_id,
+                merchant_id=claim.merchant_id,
+                photo_sha256=media.sha256,
+                variant=variant,
+                pdq=code.hex,
+                quality=code.quality,
+            )
+        )
 
 
 def refuse_repeated_files(files: Sequence[tuple[str, bytes]], code: str) -> None:
@@ -310,22 +325,8 @@ def create_claim(
         state=ClaimState.SUBMITTED.value,
     )
     store.claims.add(claim)
-    for position, ((name, sha, media, variants), box) in enumerate(
-        zip(photo_rows, boxes, strict=True)
-    ):
-        for variant, code in variants.items():
-            store.fingerprints.add_photo_print(
-                ClaimFingerprint(
-                    claim_id=claim.id,
-                    order_id=order.id,
-                    buyer_id=order.buyer_id,
-                    merchant_id=order.merchant_id,
-                    photo_sha256=media.sha256,
-                    variant=variant,
-                    pdq=code.hex,
-                    quality=code.quality,
-                )
-            )
+    for position, ((name, sha, media), box) in enumerate(zip(photo_rows, boxes, strict=True)):
+        add_photo_prints(store, claim, media)
         store.claims.add_photo(
             claim,
             ClaimPhoto(
@@ -356,7 +357,7 @@ def create_claim(
             "order": order.id,
             "type": claim_type,
             "amount": amount,
-            "photos": [m.sha256 for _, _, m, _ in photo_rows],
+            "photos": [m.sha256 for _, _, m in photo_rows],
             "damage_boxes": [list(b) if b else None for b in boxes],
         },
     )

@@ -535,27 +535,30 @@ def render_html(case: CaseFile, lang: str, jurisdiction: str = "cn") -> str:
         refunded = {"approved": case.claim.amount, "partial": decision.amount, "rejected": 0.0}.get(
             decision.outcome
         )
-    return template.render(
-        case=case,
-        rules=rules,
-        lang_rules=rules.get("zh" if lang.startswith("zh") else "en", {}),
-        threshold=threshold,
-        above_threshold=bool(threshold) and value >= threshold,
-        generated_at=dt.datetime.now(dt.UTC),
-        tz=zone(rules.get("time_zone")),
-        content_sha256=content_sha256(case, jurisdiction),
-        decision=decision,
-        refunded=refunded,
-        summary_picture=_summary_picture(case),
-        key_finding=_key_finding(case),
-        images=_images_for_report(case),
-        reason_lang="zh" if lang.startswith("zh") else "en",
+    return _with_report_csp(
+        template.render(
+            case=case,
+            rules=rules,
+            lang_rules=rules.get("zh" if lang.startswith("zh") else "en", {}),
+            threshold=threshold,
+            above_threshold=bool(threshold) and value >= threshold,
+            generated_at=dt.datetime.now(dt.UTC),
+            tz=zone(rules.get("time_zone")),
+            content_sha256=content_sha256(case, jurisdiction),
+            decision=decision,
+            refunded=refunded,
+            summary_picture=_summary_picture(case),
+            key_finding=_key_finding(case),
+            images=_images_for_report(case),
+            reason_lang="zh" if lang.startswith("zh") else "en",
+        )
     )
 
 
 REPORT_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; frame-ancestors 'none'"
 """The evidence report is one self-contained file: inline pictures and style, nothing fetched,
-no script. Set in the PDF renderer and on the HTML download."""
+no script. Set on the HTML download, and in the file's own head (a copy saved and opened from
+disk has no headers), which the PDF renderer loads."""
 
 
 def render_pdf(html: str, chromium_path: str) -> bytes:
@@ -661,6 +664,8 @@ def _with_report_csp(html: str) -> str:
     failed"). The report never has one; text in it is escaped and cannot make one."""
     html = _REFRESH.sub("", html)
     meta = f'<meta http-equiv="Content-Security-Policy" content="{REPORT_CSP}">'
+    if meta in html:  # render_html put it there: a saved copy opened from disk keeps the policy
+        return html
     head = html.find("<head>")
     if head == -1:
         return meta + html

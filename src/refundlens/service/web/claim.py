@@ -219,7 +219,7 @@ def claim_blob(request: Request, user: MaybeUser, claim_id: str, sha256: str) ->
         except RefundlensError:
             return Response(status_code=404)
         media = "image/jpeg"
-    return Response(data, media_type=media, headers={"Cache-Control": "private, max-age=3600"})
+    return Response(data, media_type=media, headers={"Cache-Control": "private, no-store"})
 
 
 @router.get("/claims/{claim_id}/report.{fmt}")
