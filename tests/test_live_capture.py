@@ -273,6 +273,34 @@ def test_an_accepted_clip_is_kept_as_evidence_and_named_in_the_audit_entry(
     assert entry.details["clip"]["frames"] == clip.frames > 0
     assert entry.details["clip"]["duration_s"] > 0
     assert claim.state == "analysing"
+    # The live photo and the clip's kept frames are on file for reuse: they serve this claim only.
+    indexed = {row.photo_sha256 for row in store.fingerprints.photo_prints(claim.id)}
+    live = hashlib.sha256(photo[1]).hexdigest()
+    assert indexed == {live} | {frame.sha256 for _, frame in clip.sampled}
+
+
+def test_a_confirmed_forgery_banks_the_photos_it_was_filed_with_not_its_live_capture(
+    tmp_path: Path,
+) -> None:
+    from refundlens.cases.review import _bank_confirmed_forgery
+
+    store = MemoryStore()
+    blobs = BlobStore(tmp_path / "blobs")
+    claim, token = _awaiting_capture(store)
+    filed = media_from_bytes(_sample("claim_genuine.jpg"), "filed.jpg")
+    cases.add_photo_prints(store, claim, filed)
+    store.claims.add_photo(
+        claim,
+        ClaimPhoto(id=new_id("pho"), claim_id=claim.id, position=0, sha256=filed.sha256, name="f"),
+    )
+    live = ("live-1.jpg", _jpeg(_new_scene(), 90))
+    buyer = cases.Actor("capture:cap_1", "buyer")
+    cases.accept_capture(store, blobs, SETTINGS, buyer, claim, token, [live], None, via="page")
+    _bank_confirmed_forgery(store, claim, SETTINGS)
+    banked = {e.pdq for e in store.tables.bank}
+    filed_prints = {r.pdq for r in store.fingerprints.photo_prints(claim.id)
+                    if r.photo_sha256 == filed.sha256 and r.quality >= SETTINGS.reuse_min_pdq_quality}  # fmt: skip
+    assert banked and banked == filed_prints
 
 
 def test_the_sharpest_frames_of_an_accepted_clip_become_live_views_of_the_item(

@@ -676,7 +676,22 @@ def test_one_live_capture_serves_one_claim_and_is_on_file_for_the_next(
     (first, accepted), (second, refused) = firsts
     assert accepted.status_code == 201, accepted.text
     assert refused.status_code == 400 and refused.json()["error"]["code"] == "capture.replayed"
-    (entry,) = [d for action, d in audit_entries(server, second) if action == "capture.refused"]
+    # Nor is a buyer told what the checks read in a refused file sent as a capture.
+    from refundlens.detectors.provenance._examples import comfyui_webp
+
+    with server.client(shop["other_buyer"]) as client:
+        r = client.post(
+            f"/v1/claims/{second}/capture",
+            data={"token": token},
+            files=[("photo", ("anim.webp", comfyui_webp(frames=3), "image/webp"))],
+        )
+    assert r.json()["error"]["code"] == "media.animated", r.text
+    assert "facts" not in r.json()["error"] and "ComfyUI" not in r.text
+    (entry,) = [
+        d
+        for action, d in audit_entries(server, second)
+        if action == "capture.refused" and d["code"] == "capture.replayed"
+    ]
     assert entry["how"] == "pdq" and entry["other_claim"] == first
     reused = _file_claim(server, shop["other_buyer"], shop["other_order"], "live.jpg", data=live)
     with server.client(shop["other_buyer"]) as buyer:

@@ -154,3 +154,56 @@ def test_serve_prints_the_url_and_an_admin_key_once_and_answers(tmp_path: Path) 
     finally:
         again.terminate()
         again.wait(timeout=60)
+
+
+def test_db_index_captures_indexes_live_captures_accepted_before_they_were_indexed(
+    tmp_path: Path,
+) -> None:
+    # A database from before live captures were indexed: a claim with a live photo and no
+    # fingerprint of it. The command indexes it once; run again, it finds nothing to do.
+    from importlib import resources
+
+    from refundlens.config import Settings
+    from refundlens.store import BlobStore, Database
+    from refundlens.store.sql.models import (
+        Claim,
+        ClaimFingerprint,
+        ClaimPhoto,
+        Order,
+        Sku,
+        Tenant,
+    )
+
+    assert _cli(tmp_path, "db", "upgrade").returncode == 0
+    photo = (resources.files("refundlens") / "samples" / "claim_genuine.jpg").read_bytes()
+    sha = BlobStore(tmp_path / "data" / "blobs").put(photo)
+    database = Database(Settings(data_dir=str(tmp_path / "data")))
+    try:
+        with database.session() as session:
+            session.add(Tenant(id="shop-a", kind="merchant", name="A"))
+            session.flush()
+            session.add(Sku(id="sku_1", merchant_id="shop-a", external_id="s", title="t"))
+            session.flush()
+            session.add(
+                Order(id="ord_1", merchant_id="shop-a", external_id="o", sku_id="sku_1",
+                      buyer_id="b1", amount=10.0, currency="CNY")
+            )  # fmt: skip
+            session.flush()
+            session.add(
+                Claim(id="clm_1", seq=1, order_id="ord_1", merchant_id="shop-a", buyer_id="b1",
+                      claim_type="refund_only", amount=5.0, state="analysing")
+            )  # fmt: skip
+            session.flush()
+            session.add(
+                ClaimPhoto(id="pho_1", claim_id="clm_1", position=0, sha256=sha, name="live.jpg",
+                           live_capture=True)
+            )  # fmt: skip
+        first = _cli(tmp_path, "db", "index-captures")
+        assert first.returncode == 0 and "1 live capture picture(s) indexed" in first.stdout
+        with database.session() as session:
+            rows = session.query(ClaimFingerprint).filter_by(claim_id="clm_1").all()
+            assert {r.photo_sha256 for r in rows} == {sha} and len(rows) >= 2  # full + crops
+        again = _cli(tmp_path, "db", "index-captures")
+        assert again.returncode == 0 and "0 live capture picture(s) indexed" in again.stdout
+    finally:
+        database.dispose()

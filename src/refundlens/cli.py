@@ -765,6 +765,60 @@ def db_upgrade() -> None:
     typer.echo(f"database at head: {database.engine.url.render_as_string(hide_password=True)}")
 
 
+@db_app.command("index-captures")
+def db_index_captures() -> None:
+    """Index for reuse the live captures (photos and a clip's kept frames) accepted before
+    captures were indexed (CHANGELOG, 2026-12-05): until then one live photo could serve as the
+    capture of many claims. Run once after upgrading; idempotent."""
+    from sqlalchemy import select
+
+    from .cases import CLIP_FRAME_EVIDENCE_KIND, add_photo_prints
+    from .media import media_from_bytes
+    from .store import BlobStore
+    from .store.sql.models import Claim, ClaimFingerprint, ClaimPhoto, Evidence
+    from .store.sql.repositories import SqlStore
+
+    settings = _settings()
+    database = _existing_database(settings)
+    blobs = BlobStore(f"{settings.data_dir}/blobs")
+    indexed = unreadable = 0
+    with database.session() as session:
+        done: set[tuple[str, str]] = {
+            (claim_id, sha)
+            for claim_id, sha in session.execute(
+                select(ClaimFingerprint.claim_id, ClaimFingerprint.photo_sha256)
+            )
+        }
+        live = session.execute(
+            select(ClaimPhoto.claim_id, ClaimPhoto.sha256, ClaimPhoto.name).where(
+                ClaimPhoto.live_capture.is_(True)
+            )
+        ).all()
+        frames = session.execute(
+            select(Evidence.claim_id, Evidence.sha256, Evidence.name).where(
+                Evidence.kind == CLIP_FRAME_EVIDENCE_KIND
+            )
+        ).all()
+        store = SqlStore(session)
+        for claim_id, sha, name in [*live, *frames]:
+            if sha is None or (claim_id, sha) in done:
+                continue
+            try:
+                media = media_from_bytes(blobs.get(sha), name, settings)
+            except (RefundlensError, OSError) as exc:
+                unreadable += 1
+                sys.stderr.write(f"refundlens: {claim_id} {sha[:12]}: not indexed ({exc})\n")
+                continue
+            claim = session.get(Claim, claim_id)
+            assert claim is not None
+            add_photo_prints(store, claim, media)
+            done.add((claim_id, sha))
+            indexed += 1
+    typer.echo(f"{indexed} live capture picture(s) indexed for reuse")
+    if unreadable:
+        raise typer.Exit(1)
+
+
 @audit_app.command("verify")
 def audit_verify(
     checkpoints: Annotated[

@@ -65,6 +65,7 @@ from .catalogue import (
 from .intake import (
     REMOVED_BOX,
     ClaimFiles,
+    add_photo_prints,
     check_claim_request,
     check_file_counts,
     create_claim,
@@ -112,6 +113,7 @@ __all__ = [
     "RoutingRules",
     "accept_capture",
     "add_evidence",
+    "add_photo_prints",
     "allowed_decisions",
     "appeal",
     "assign",

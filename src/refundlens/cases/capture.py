@@ -305,6 +305,8 @@ def accept_capture(
         # again later under settings that may have changed; each is listed, with its hash, among the claim's evidence.
         kept = [(CLIP_EVIDENCE_KIND, clip.name, clip.data)]
         kept += [(CLIP_FRAME_EVIDENCE_KIND, f.name, f.data) for _, f in clip.sampled]
+        for _, frame in clip.sampled:  # one clip serves one claim, as its photos do
+            add_photo_prints(store, claim, frame)
         for kind, name, data in kept:
             store.evidence.add(
                 Evidence(
@@ -544,8 +546,9 @@ def sharpest_frames(frames: Sequence[Media], keep: int) -> list[Media]:
 def signed_recently(signed_at: str | None, now: dt.datetime, settings: Settings) -> None:
     """Refuse a capture-app manifest signed (by the time its timestamp states) longer than
     ``capture_token_max_age_minutes`` before the upload: a photo signed once and kept is no
-    live capture. A manifest without a signing time is dated by the file's capture time and
-    the token's window, as an unsigned photo is."""
+    live capture. A manifest without a signing time is dated by the file's capture time, where
+    it states one, and otherwise by the token's window alone (docs/security.md, known limits:
+    the timestamp sits outside what the claim signature covers, so it can be stripped)."""
     if not signed_at:
         return
     try:

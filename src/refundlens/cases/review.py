@@ -389,7 +389,12 @@ def _bank_confirmed_forgery(store: Store, claim: Claim, settings: Settings) -> N
     # again after an appeal, the claim's entries are made anew, not doubled.
     store.bank.withdraw(settings.bank_name, claim.id)
     banked: set[str] = set()
+    # The photos the claim was filed with, not its live captures: a capture is a new photo of
+    # the item as it is (what the buyer was asked for), not forged evidence to be shared.
+    filed = {p.sha256 for p in claim.photos if not p.live_capture}
     for row in store.fingerprints.photo_prints(claim.id):
+        if row.photo_sha256 not in filed:
+            continue
         if row.quality < settings.reuse_min_pdq_quality or row.pdq in banked:
             continue
         banked.add(row.pdq)

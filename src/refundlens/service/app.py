@@ -34,6 +34,7 @@ from ..workers.runner import Dispatcher
 from . import web
 from .auth import AuthError, authenticate, web_session
 from .body_limit import BodyLimit
+from .deps import may_see_facts
 from .headers import SecurityHeaders
 from .observe import Observe
 from .routes import ROUTERS
@@ -155,8 +156,9 @@ def create_app(
     app.add_exception_handler(web.PageAnswer, web.answer_page)
 
     @app.exception_handler(RefundlensError)
-    async def _refundlens_error(_request: Request, exc: RefundlensError) -> JSONResponse:
-        return _error(exc.code, exc.message, _status(exc.code), exc.file, exc.facts)
+    async def _refundlens_error(request: Request, exc: RefundlensError) -> JSONResponse:
+        facts = exc.facts if may_see_facts(request, exc.code) else None
+        return _error(exc.code, exc.message, _status(exc.code), exc.file, facts)
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(PoolTimeoutError)

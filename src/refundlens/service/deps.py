@@ -39,6 +39,7 @@ __all__ = [
     "SessionDep",
     "Who",
     "actor",
+    "may_see_facts",
     "merchant_of",
     "read_upload",
     "require",
@@ -79,12 +80,34 @@ SessionDep = Annotated[Session, Depends(_session, scope="function")]
 
 
 def _principal(
-    runtime: RuntimeDep, authorization: Annotated[str | None, Header()] = None
+    request: Request,
+    runtime: RuntimeDep,
+    authorization: Annotated[str | None, Header()] = None,
 ) -> Principal:
     # Its own short transaction: an async endpoint must not hold one open across awaits
     # (under SQLite that would block every other request on the write lock).
     with runtime.db.session() as session:
-        return authenticate(session, authorization)
+        principal = authenticate(session, authorization)
+    # For the error handler: what an error may tell depends on who asked (may_see_facts).
+    request.state.principal = principal
+    return principal
+
+
+# Errors whose facts describe only the request's own shape (which video check refused a clip),
+# answered to anyone; every other error's facts (what the checks read in a refused file: an
+# animated file's metadata and provenance findings) go to staff only.
+_FACTS_FOR_ANYONE = frozenset({"capture.bad_clip"})
+
+
+def may_see_facts(request: Request, code: str) -> bool:
+    """Whether the ``facts`` of an error of ``code`` may be answered to this request's sender:
+    to staff (the platform, a merchant, a reviewer) always; to a buyer, or to an anonymous
+    request (the capture page's upload, whose link a buyer holds), only for the codes of
+    :data:`_FACTS_FOR_ANYONE`: a forger must not learn what the checks read."""
+    if code in _FACTS_FOR_ANYONE:
+        return True
+    principal = getattr(request.state, "principal", None)
+    return isinstance(principal, Principal) and principal.role != "buyer"
 
 
 Who = Annotated[Principal, Depends(_principal)]

@@ -143,11 +143,6 @@ async def create_claim(
             if refused.facts:  # still refused; what its metadata said goes on record
                 with runtime.db.session() as s:
                     cases.record_refused_file(SqlStore(s), actor(filer), order_id, refused)
-                if filer.role == "buyer":
-                    # A buyer is never told findings: answered with them, a refused animated file
-                    # would let a forger ask the provenance checks about any edit, unrecorded
-                    # against any claim, until they find nothing (the platform's log keeps them).
-                    refused.facts.clear()
             raise
         try:
             with runtime.db.session() as s:
