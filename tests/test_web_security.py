@@ -259,6 +259,7 @@ def test_pages_carry_the_security_headers(site: tuple[Server, dict[str, str]]) -
         )
     api = httpx.get(f"{server.url}/healthz")
     assert api.headers["x-content-type-options"] == "nosniff"
+    assert api.headers["cache-control"] == "no-store"  # API answers too (a PDF download likewise)
     assert "frame-ancestors 'none'" in api.headers["content-security-policy"]
 
 

@@ -55,8 +55,9 @@ class SecurityHeaders:
                 if not path.startswith(_DOC_PATHS):
                     csp = WEB_CSP if path.startswith("/web") else API_CSP
                     extra.append((b"content-security-policy", csp.encode()))
-                content_type = dict(headers).get(b"content-type", b"")
-                if path.startswith("/web") and content_type.startswith(b"text/html"):
+                # Pages, reports, photos and API answers hold buyers' data: kept out of a shared
+                # machine's cache unless the route says otherwise (static files do).
+                if not path.startswith(_DOC_PATHS):
                     extra.append((b"cache-control", b"no-store"))
                 headers += [(name, value) for name, value in extra if name not in present]
                 message = {**message, "headers": headers}
