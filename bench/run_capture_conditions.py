@@ -131,7 +131,7 @@ def _analyse_one(item: tuple[str, Case]) -> dict[str, Any]:
     name, case = item
     a = media_from_bytes(case.first, f"{case.id}-1.jpg")
     b = media_from_bytes(case.second, f"{case.id}-2.jpg")
-    free = dataclasses.replace(DEFAULT_THRESHOLDS, mark_detectable=0.0)
+    free = dataclasses.replace(DEFAULT_THRESHOLDS, mark_detectable=0.0, mark_window_detectable=0.0)
     ab = judge(compare_views(a.analysis, b.analysis), free)
     ba = judge(compare_views(b.analysis, a.analysis), free)
     row: dict[str, Any] = {
@@ -148,28 +148,49 @@ def _analyse_one(item: tuple[str, Case]) -> dict[str, Any]:
         x0, y0, x1, y1 = case.mark
         mask = np.zeros(a.analysis.shape[:2], bool)
         mask[y0:y1, x0:x1] = True
-        one = judge(ab, free, mark=mask)
-        other = cv2.resize(mask.astype(np.uint8), work_shape(a.analysis)[::-1]) > 0
-        two = judge(ba, free, other_mark=other)
-        row["box"] = {
-            "small": float(mask.mean()) <= free.max_mark_share,
-            "directions": [
-                [_verdict(d), d.mark_detectable, round(d.noise_floor, 2)] for d in (one, two)
-            ],
-        }
+        # A forger's box over the middle third of the photo (bench/run_capture.py's "centre"):
+        # around the painted damage and much intact print, which stands out in both views.
+        rows_, cols_ = mask.shape
+        centre = np.zeros_like(mask)
+        centre[rows_ // 6 : rows_ * 5 // 6, cols_ // 4 : cols_ * 3 // 4] = True
+        for key, box in (("box", mask), ("centre", centre)):
+            one = judge(ab, free, mark=box)
+            other = cv2.resize(box.astype(np.uint8), work_shape(a.analysis)[::-1]) > 0
+            two = judge(ba, free, other_mark=other)
+            row[key] = {
+                "small": float(box.mean()) <= free.max_mark_share,
+                "directions": [
+                    [
+                        _verdict(d),
+                        d.mark_detectable,
+                        round(d.noise_floor, 2),
+                        d.mark_window_detectable,
+                    ]
+                    for d in (one, two)
+                ],
+            }
     return row
 
 
-def box_outcome(row: dict[str, Any], detectable: float) -> str:
-    """The claim's outcome with the buyer's box as routing reads it (bench/run_capture.py's
-    ``with_box``), at ``mark_detectable`` = ``detectable``."""
+def box_outcome(
+    row: dict[str, Any], detectable: float, window: float = 0.0, key: str = "box"
+) -> str:
+    """The claim's outcome with the buyer's box (``key``: ``box`` around the damage, ``centre``
+    over the middle third) as routing reads it (bench/run_capture.py's ``with_box``), at
+    ``mark_detectable`` = ``detectable`` and ``mark_window_detectable`` = ``window``."""
+
+    def below(share: float | None, window_share: float | None) -> bool:
+        return (share is not None and share < detectable) or (
+            window_share is not None and window_share < window
+        )
+
     verdicts = [
-        "cannot_tell" if v == "agrees" and share is not None and share < detectable else v
-        for v, share, _ in row["box"]["directions"]
+        "cannot_tell" if d[0] == "agrees" and below(d[1], d[3] if len(d) > 3 else None) else d[0]
+        for d in row[key]["directions"]
     ]
     if "missing" in verdicts:
         return "flagged"
-    return "confirmed" if "agrees" in verdicts and row["box"]["small"] else "cannot_tell"
+    return "confirmed" if "agrees" in verdicts and row[key]["small"] else "cannot_tell"
 
 
 def free_outcome(row: dict[str, Any]) -> str:
@@ -178,20 +199,27 @@ def free_outcome(row: dict[str, Any]) -> str:
     return "confirmed" if "agrees" in row["free"] else "cannot_tell"
 
 
-def _shipped() -> tuple[float, float, float]:
+def _shipped() -> tuple[float, float, float, float]:
     from refundlens.detectors.consistency import DEFAULT_THRESHOLDS as T
 
-    return T.difference, T.mark_difference, T.mark_detectable
+    return T.difference, T.mark_difference, T.mark_detectable, T.mark_window_detectable
 
 
-def _share(pool: list[dict[str, Any]], outcome: str, boxed: bool, detectable: float = 0.0) -> str:
-    got = [box_outcome(r, detectable) if boxed else free_outcome(r) for r in pool]
+def _share(
+    pool: list[dict[str, Any]],
+    outcome: str,
+    boxed: bool,
+    detectable: float = 0.0,
+    window: float = 0.0,
+    key: str = "box",
+) -> str:
+    got = [box_outcome(r, detectable, window, key) if boxed else free_outcome(r) for r in pool]
     n = sum(v == outcome for v in got)
     return f"{100 * n / len(got):.1f}% ({n}/{len(got)})" if got else "-"
 
 
 def report(rows: list[dict[str, Any]], workers: int, wall: float, split: str) -> str:
-    difference, mark_difference, detectable = _shipped()
+    difference, mark_difference, detectable, window = _shipped()
     lines = [
         "# Capture bench under a phone's conditions: HEVC, dim light",
         "",
@@ -202,9 +230,11 @@ def report(rows: list[dict[str, Any]], workers: int, wall: float, split: str) ->
         "forged_one_only; the second view (the live capture) transformed as each row says, the "
         "first (the filed photo) as it is. How each condition is made: the module docstring. "
         f"The detector's shipped thresholds: `difference` {difference}, `mark_difference` "
-        f"{mark_difference}, `mark_detectable` {detectable}. The 'with the box' columns judge "
-        "the buyer's box around the damage as routing does (`capture_must_confirm_damage`: "
-        "only a confirmed claim is approved).",
+        f"{mark_difference}, `mark_detectable` {detectable}, `mark_window_detectable` {window}. "
+        "The 'with the box' columns judge the buyer's box around the damage as routing does "
+        "(`capture_must_confirm_damage`: only a confirmed claim is approved); 'middle third' is "
+        "a forger's box over the middle third of the photo instead (around the painted damage "
+        "and much intact print, bench/results/capture.md's 'centre' box).",
         "",
         "## False accusations first: honest pairs",
         "",
@@ -231,25 +261,27 @@ def report(rows: list[dict[str, Any]], workers: int, wall: float, split: str) ->
             lines.append(
                 f"| {name} | {family} | {len(plain)} | {_share(plain, 'flagged', False)} | "
                 f"{_share(plain, 'confirmed', False)} | {len(damaged)} | "
-                f"{_share(damaged, 'flagged', True, detectable)} | "
-                f"{_share(damaged, 'confirmed', True, detectable)} | "
-                f"{_share(damaged, 'cannot_tell', True, detectable)} |"
+                f"{_share(damaged, 'flagged', True, detectable, window)} | "
+                f"{_share(damaged, 'confirmed', True, detectable, window)} | "
+                f"{_share(damaged, 'cannot_tell', True, detectable, window)} |"
             )
     lines += [
         "",
         "## Damage in the filed photo only (forged_one_only)",
         "",
         "| condition | family | pairs | found (no box) | found (with the box) | "
-        "confirmed with the box (false reassurance) |",
-        "|---|---|---|---|---|---|",
+        "confirmed with the box (false reassurance) | confirmed with a box over the middle "
+        "third |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name in CONDITIONS:
         for family in families:
             forged = pool(name, family, "forged_one_only")
             lines.append(
                 f"| {name} | {family} | {len(forged)} | {_share(forged, 'flagged', False)} | "
-                f"{_share(forged, 'flagged', True, detectable)} | "
-                f"{_share(forged, 'confirmed', True, detectable)} |"
+                f"{_share(forged, 'flagged', True, detectable, window)} | "
+                f"{_share(forged, 'confirmed', True, detectable, window)} | "
+                f"{_share(forged, 'confirmed', True, detectable, window, 'centre')} |"
             )
     lines += [
         "",
@@ -259,7 +291,7 @@ def report(rows: list[dict[str, Any]], workers: int, wall: float, split: str) ->
         "box's counted pixels (those standing out by `mark_standout`) stands out by `evidence` "
         "(3) times the comparison's noise floor: fainter damage would not show as missing in a "
         "view that lacks it. 0 is the rule off. Both families; honest damaged pairs confirmed / "
-        "forged_one_only confirmed (false reassurance).",
+        "forged_one_only confirmed (false reassurance); `mark_window_detectable` off.",
         "",
         "| mark_detectable | "
         + " | ".join(f"{name}: honest / forged" for name in CONDITIONS)
@@ -275,7 +307,37 @@ def report(rows: list[dict[str, Any]], workers: int, wall: float, split: str) ->
             f = sum(box_outcome(r, t) == "confirmed" for r in forged)
             cells.append(f"{h}/{len(honest)} / {f}/{len(forged)}")
         lines.append(f"| {t:g} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "## The same window by window (`mark_window_detectable`)",
+        "",
+        "The share asked again in each window of the mark (`mark_window`, as "
+        "`mark_window_change`'s) that holds enough standing-out pixels; below this value in any "
+        "window a direction that agrees cannot confirm: a box over much print that stands out in "
+        f"both views can carry the whole box's share while the damage, in one part of it, is too "
+        f"faint for its absence to show. At `mark_detectable` {detectable}; 0 is the rule off. "
+        "Both families; honest damaged pairs confirmed with their box / forged_one_only "
+        "confirmed by the box around the damage / by a box over the middle third.",
+        "",
+        "| mark_window_detectable | "
+        + " | ".join(f"{name}: honest / forged / middle third" for name in CONDITIONS)
+        + " |",
+        "|---|" + "---|" * len(CONDITIONS),
+    ]
+    for w in WINDOW_GRID:
+        cells = []
+        for name in CONDITIONS:
+            honest = pool(name, "both", "honest_damage")
+            forged = pool(name, "both", "forged_one_only")
+            h = sum(box_outcome(r, detectable, w) == "confirmed" for r in honest)
+            f = sum(box_outcome(r, detectable, w) == "confirmed" for r in forged)
+            c = sum(box_outcome(r, detectable, w, "centre") == "confirmed" for r in forged)
+            cells.append(f"{h}/{len(honest)} / {f} / {c}")
+        lines.append(f"| {w:g} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+WINDOW_GRID = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3)
 
 
 DETECTABLE_GRID = (0.0, 0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)

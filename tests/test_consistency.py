@@ -275,6 +275,43 @@ def test_marked_damage_too_faint_for_the_noise_of_the_views_is_not_confirmed() -
     assert judge(dataclasses.replace(seen, noise_floor=8.0), off, mark=mark).verdict == "agrees"
 
 
+def test_faint_damage_in_a_box_over_much_print_is_not_confirmed_window_by_window() -> None:
+    # A forger's box over much print (standing out in both views) around faint painted damage,
+    # with a grainy live view: over the whole box the print carries the share above the noise,
+    # but in the window holding the damage nothing would show its absence.
+    from refundlens.detectors.consistency import (
+        DEFAULT_THRESHOLDS,
+        judge,
+        mark_detectable,
+        mark_window_detectable,
+    )
+
+    claim, context = pair("no_damage")
+    c = judge(compare_views(claim.analysis, context.views[0].analysis))
+    assert c.verdict == "agrees"
+    ys, xs = np.nonzero(c.shared)
+    top, left = int(np.median(ys)) - 30, int(np.median(xs)) - 30
+    mark = np.zeros(c.shared.shape, bool)
+    mark[top : top + 60, left : left + 60] = True
+    standing = np.zeros_like(c.difference)
+    standing[top : top + 40 : 3, left : left + 60] = 40.0  # lines of print, 40 grey levels
+    standing[top + 48 : top + 58, left + 48 : left + 58] = 12.0  # a faint stain
+    grainy = dataclasses.replace(
+        c, standout=standing, noise_floor=5.0, shared=c.shared | mark
+    )  # 3 x 5 = 15: the print rises above the noise, the stain does not
+    whole = mark_detectable(grainy, mark, 3.0, standout=8.0, min_pixels=12)
+    assert whole is not None and whole >= DEFAULT_THRESHOLDS.mark_detectable
+    side = max(3, round(DEFAULT_THRESHOLDS.mark_window * max(c.shared.shape)))
+    least = mark_window_detectable(
+        grainy, mark, 3.0, standout=8.0, window=side, min_pixels=round(0.07 * side * side)
+    )
+    assert least == 0.0
+    judged = judge(grainy, mark=mark)
+    assert (judged.verdict, judged.why) == ("cannot_tell", "marked_damage_below_noise")
+    off = dataclasses.replace(DEFAULT_THRESHOLDS, mark_window_detectable=0.0)
+    assert judge(grainy, off, mark=mark).verdict == "agrees"
+
+
 def test_compact_damage_in_a_box_over_much_print_differs_window_by_window() -> None:
     # A forger's box over most of the item: the painted patch is a few percent of what stands
     # out in the box (print everywhere), but all of what stands out in the window that holds it.
