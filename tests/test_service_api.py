@@ -534,7 +534,7 @@ def test_a_photo_taken_before_shipment_asks_for_a_live_capture_which_reopens_the
             files=[("photo", ("again.jpg", _exif_photo(now, seed=5), "image/jpeg"))],
         )
         assert r.status_code == 400 and r.json()["error"]["code"] == "capture.replayed"
-        live_photo = _exif_photo(now, seed=5, base="claim_genuine.jpg", turn=-12)
+        live_photo = _drawn_photo(now, seed=31)
         r = buyer.post(  # the app's box is checked before the photo counts
             f"/v1/claims/{claim['id']}/capture",
             data={"token": token, "damage_boxes": "[[0.2, 0.2, 0.4], null]"},
@@ -598,14 +598,16 @@ def test_a_live_capture_that_repeats_another_claims_photo_is_refused_and_recorde
     assert refused["how"] == "pdq" and refused["other_claim"] == other["id"]
 
 
-def _drawn_photo(taken: str) -> bytes:
+def _drawn_photo(taken: str, seed: int = 21) -> bytes:
     """Coloured shapes on a grey ground with a camera's capture time: a photo unlike the
-    bundled ones, so that no reuse or reference finding touches it."""
+    bundled ones (and, by ``seed``, unlike each other), so that no reuse or reference finding
+    touches it. Live captures are indexed for reuse: one made from a bundled photo would be
+    seen again in a later test's claim of that photo."""
     import io
 
     from PIL import Image, ImageDraw
 
-    rng = np.random.default_rng(21)
+    rng = np.random.default_rng(seed)
     image = Image.new("RGB", (800, 600), (128, 128, 128))
     draw = ImageDraw.Draw(image)
     for _ in range(40):
@@ -647,12 +649,12 @@ def test_one_live_capture_serves_one_claim_and_is_on_file_for_the_next(
             )  # fmt: skip
             assert r.status_code == 201, r.text
             orders[buyer] = r.json()["id"]
-    live = _exif_photo(now, seed=8, base="claim_genuine.jpg", turn=-20)
+    live = _drawn_photo(now, seed=32)
     firsts = []
     # Two unrelated old photos (no reuse between them): the bundled one, and shapes drawn here.
     pairs = (
-        ("buyer", "buyer-1", _exif_photo("2026:10:20 10:00:00", seed=12)),
-        ("other_buyer", "buyer-2", _drawn_photo("2026:10:20 10:00:00")),
+        ("buyer", "buyer-1", _drawn_photo("2026:10:20 10:00:00", seed=33)),
+        ("other_buyer", "buyer-2", _drawn_photo("2026:10:20 10:00:00", seed=34)),
     )
     for key, buyer, old_photo in pairs:
         with server.client(shop[key]) as client:
@@ -693,7 +695,9 @@ def test_one_live_capture_serves_one_claim_and_is_on_file_for_the_next(
         if action == "capture.refused" and d["code"] == "capture.replayed"
     ]
     assert entry["how"] == "pdq" and entry["other_claim"] == first
-    reused = _file_claim(server, shop["other_buyer"], shop["other_order"], "live.jpg", data=live)
+    reused = _file_claim(
+        server, shop["other_buyer"], orders["buyer-2"], "live.jpg", amount=20.0, data=live
+    )
     with server.client(shop["other_buyer"]) as buyer:
         wait_analysed(buyer, reused["id"])
     with server.client(server.admin) as admin:
