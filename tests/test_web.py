@@ -30,6 +30,14 @@ def _need(tool: str) -> None:
         pytest.skip(f"{tool} not installed: run `make system-deps`")
 
 
+# An image can still be on its way when the page's load has committed: wait for it to load or fail,
+# so a slow machine does not read "not loaded" as "broken".
+_LOADED_IMAGE = """img => img.complete ? img.naturalWidth > 0 : new Promise(done => {
+    img.addEventListener("load", () => done(img.naturalWidth > 0));
+    img.addEventListener("error", () => done(false));
+})"""
+
+
 def _sample(name: str) -> bytes:
     return resources.files("refundlens").joinpath(f"samples/{name}").read_bytes()
 
@@ -139,7 +147,7 @@ def test_a_reviewer_logs_in_opens_the_forged_claim_sees_the_outline_and_decides_
     assert page.locator("#assigned-to").inner_text() == keys["reviewer"].split(".")[0]
     # The overlay (claim beside the aligned reference, the edit outlined) is an image that loaded.
     layer = page.locator("#layer-view-0")
-    assert layer.evaluate("img => img.complete && img.naturalWidth > 0")
+    assert layer.evaluate(_LOADED_IMAGE)
     assert "reference.derived" in page.locator("tr.finding").first.inner_text()
     page.screenshot(path=str(ARTIFACTS / "web-claim.png"), full_page=True)
     page.check("input[name=decision][value=reject]")
@@ -273,7 +281,7 @@ def test_a_merchant_checks_a_photo_against_its_listing_photos_without_a_case(
     page.set_input_files("#photo", str(photo))
     page.click("#check-form button[type=submit]")
     assert "升级处理" in page.locator("#check-result").inner_text()
-    assert page.locator("#check-overlay").evaluate("img => img.complete && img.naturalWidth > 0")
+    assert page.locator("#check-overlay").evaluate(_LOADED_IMAGE)
     assert "reference.derived" in page.locator("tr.finding").first.inner_text()
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "web-check.png"), full_page=True)
