@@ -11,6 +11,7 @@ over its limit, or one that films the claim photo, refuses the capture and store
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import io
 import json
 from collections.abc import Iterator
@@ -583,6 +584,27 @@ def test_a_platform_that_signs_its_app_captures_takes_none_on_the_page(
         assert assessed_claim["state"] == "awaiting_capture"
         assert not [p for p in assessed_claim["photos"] if p["live_capture"]]
         assert not [a for a, _ in audit_entries(server, claim_id) if a == "capture.accepted"]
+        # The app signs the photo with the token it was given: a photo signed for an earlier
+        # token (kept unsent) is refused; signed for this one, it is accepted and the audit
+        # entry says the signature was bound to the token.
+        from refundlens.cases import capture_hmac
+
+        live = _scene(41)
+        sha = hashlib.sha256(live).hexdigest()
+        with server.client(keys["buyer"]) as buyer:
+            for signed_for, status in (("cap_earlier.x", 400), (answer["token"], 201)):
+                sent = buyer.post(
+                    f"/v1/claims/{claim_id}/capture",
+                    data={"token": answer["token"]},
+                    files=[("photo", ("live.jpg", live, "image/jpeg"))],
+                    headers={
+                        "X-Capture-Signature": capture_hmac("the-app-secret", signed_for, sha)
+                    },
+                )
+                assert sent.status_code == status, sent.text
+        assert sent.status_code == 201
+        [accepted] = [d for a, d in audit_entries(server, claim_id) if a == "capture.accepted"]
+        assert accepted["signature"] == {"kind": "hmac", "bound_to_token": True}
 
 
 def test_a_claim_photo_the_page_cannot_show_does_not_keep_the_buyer_from_sending(

@@ -593,7 +593,9 @@ def test_a_capture_apps_manifest_signed_long_before_the_upload_is_no_live_captur
         assert refused.value.code == "capture.not_live", stale
 
 
-def test_the_capture_apps_hmac_signs_the_photos_hash_and_any_other_header_is_refused() -> None:
+def test_the_capture_apps_hmac_binds_the_photo_to_its_token_and_any_other_header_is_refused() -> (
+    None
+):
     import hashlib
     import hmac
 
@@ -605,12 +607,36 @@ def test_the_capture_apps_hmac_signs_the_photos_hash_and_any_other_header_is_ref
     settings = Settings(capture_hmac_key="the-app-secret")
     data = encode(camera_photo(4, size=(120, 160)))
     media = media_from_bytes(data, "live.jpg", settings)
-    good = hmac.new(b"the-app-secret", media.sha256.encode(), hashlib.sha256).hexdigest()
-    assert capture_signature(data, media, good, settings) == {"kind": "hmac"}
+    token, other_token = "cap_1.secret-one", "cap_2.secret-two"
+
+    def sign(message: str) -> str:
+        return hmac.new(b"the-app-secret", message.encode(), hashlib.sha256).hexdigest()
+
+    bound = sign(f"cap_1.{media.sha256}")
+    assert capture_signature(data, media, bound, settings, token) == {
+        "kind": "hmac",
+        "bound_to_token": True,
+    }
+    # Signed for another token (a photo kept from an earlier capture window): refused.
+    with pytest.raises(RefundlensError) as refused:
+        capture_signature(data, media, bound, settings, other_token)
+    assert refused.value.code == "capture.bad_signature"
+    # The older signature over the hash alone: refused, saying what the app must sign, unless
+    # the platform allows it while its app is updated.
+    unbound = sign(media.sha256)
+    with pytest.raises(RefundlensError) as refused:
+        capture_signature(data, media, unbound, settings, token)
+    assert refused.value.code == "capture.bad_signature"
+    assert "capture token" in refused.value.message
+    lenient = Settings(capture_hmac_key="the-app-secret", capture_hmac_unbound_allowed=True)
+    assert capture_signature(data, media, unbound, lenient, token) == {
+        "kind": "hmac",
+        "bound_to_token": False,
+    }
     # Wrong, missing, or not even ASCII (a header may hold any text): a coded refusal.
-    for header in (good[:-1] + "0", None, "", "签名é" + good):
+    for header in (bound[:-1] + "0", None, "", "签名é" + bound):
         with pytest.raises(RefundlensError) as refused:
-            capture_signature(data, media, header, settings)
+            capture_signature(data, media, header, settings, token)
         assert refused.value.code == "capture.bad_signature", header
 
 

@@ -303,8 +303,13 @@ class Settings:
     stores what was sent and costs decoding and the replay check in the API process; an honest
     buyer who picked the wrong picture still has several tries. 0 = no limit."""
     capture_hmac_key: str = ""
-    """Key with which the platform's capture app signs its photos (HMAC-SHA256 of the file's
-    sha256, hex, header ``X-Capture-Signature``); empty = only the capture time is checked."""
+    """Key with which the platform's capture app signs its photos: HMAC-SHA256 of
+    ``{token id}.{the file's sha256 in hex}``, hex, header ``X-Capture-Signature`` (the token id
+    is the capture token's part before the dot); empty = only the capture time is checked."""
+    capture_hmac_unbound_allowed: bool = False
+    """Also accept the older app signature over the file's sha256 alone. Such a photo is bound
+    to no capture token: one the app signed and the buyer kept unsent can be sent within any
+    later capture window. For the time it takes to update the app, not for good."""
     reference_feature_dir: str = ""
     """Where reference features are kept on disk (computed once per reference photo); empty =
     in memory only. The service uses ``<data_dir>/features`` when this is empty."""

@@ -123,15 +123,28 @@ def page_captures_allowed(settings: Settings) -> bool:
     return not (settings.capture_hmac_key or settings.capture_c2pa_trust_anchors_path)
 
 
+def capture_hmac(key: str, token: str, sha256: str) -> str:
+    """The capture app's signature of a photo sent on a capture token: HMAC-SHA256 (hex) of
+    ``{token id}.{sha256}``. The token id binds the photo to one capture window: a photo signed
+    and kept unsent is good for nothing once its token is used or expired."""
+    import hashlib
+    import hmac
+
+    token_id = token.partition(".")[0]
+    return hmac.new(key.encode(), f"{token_id}.{sha256}".encode(), hashlib.sha256).hexdigest()
+
+
 def capture_signature(
-    data: bytes, media: Media, signature: str | None, settings: Settings
+    data: bytes, media: Media, signature: str | None, settings: Settings, token: str
 ) -> dict[str, Any] | None:
     """How the platform's capture app vouches for a live photo, or None where it signs nothing.
 
     Two ways, each enabled by its setting: a C2PA manifest signed under the capture app's trust
     anchors (``capture_c2pa_trust_anchors_path``) that declares a camera capture, and an
-    HMAC-SHA256 of the file's sha256 (``capture_hmac_key``, header ``X-Capture-Signature``).
-    Where either is configured, a photo carrying neither valid proof is refused."""
+    HMAC-SHA256 of the capture token's id and the file's sha256 (:func:`capture_hmac`,
+    ``capture_hmac_key``, header ``X-Capture-Signature``; over the sha256 alone only where
+    ``capture_hmac_unbound_allowed``). Where either is configured, a photo carrying neither
+    valid proof is refused."""
     import hashlib
     import hmac
 
@@ -162,13 +175,22 @@ def capture_signature(
                 + (f" ({', '.join(facts.status_codes[:3])})" if facts.status_codes else "")
                 + ", not signed under the capture app's trust anchors.",
             )
-    if settings.capture_hmac_key:
-        expected = hmac.new(
-            settings.capture_hmac_key.encode(), media.sha256.encode(), hashlib.sha256
-        ).hexdigest()
+    if settings.capture_hmac_key and signature:
+        key = settings.capture_hmac_key
         # Bytes: a header may hold any text, and compare_digest refuses non-ASCII str.
-        if signature and hmac.compare_digest(expected.encode(), signature.encode()):
-            return {"kind": "hmac"}
+        sent = signature.encode()
+        if hmac.compare_digest(capture_hmac(key, token, media.sha256).encode(), sent):
+            return {"kind": "hmac", "bound_to_token": True}
+        unbound = hmac.new(key.encode(), media.sha256.encode(), hashlib.sha256).hexdigest()
+        if hmac.compare_digest(unbound.encode(), sent):
+            if settings.capture_hmac_unbound_allowed:
+                return {"kind": "hmac", "bound_to_token": False}
+            raise RefundlensError(
+                "capture.bad_signature",
+                f"{refusal} The signature covers the photo but not its capture token: the app "
+                "must sign '{token id}.{sha256}' (capture_hmac_unbound_allowed accepts the "
+                "older form while the app is updated).",
+            )
     if settings.capture_hmac_key or settings.capture_c2pa_trust_anchors_path:
         raise RefundlensError("capture.bad_signature", refusal)
     return None
@@ -270,7 +292,7 @@ def accept_capture(
     checked = []
     for name, data in photos:
         media = media_from_bytes(data, name, settings)
-        proof = capture_signature(data, media, signature, settings) if via == "app" else None
+        proof = capture_signature(data, media, signature, settings, token) if via == "app" else None
         taken = _fresh(media, proof is not None or via == "page", now, settings)
         if proof is not None:
             signed_recently(proof.get("signed_at"), now, settings)
