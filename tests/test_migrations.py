@@ -140,4 +140,27 @@ def test_0012_keeps_every_earlier_rejection_a_forgery_and_other_decisions_not(
             sa.text("SELECT outcome, forgery FROM decisions ORDER BY created_at")
         ).all()
     assert [(o, bool(f)) for o, f in rows] == [("rejected", True), ("partial", False)]
+    _migrate(database, "upgrade", "head")
     assert database.revisions()[0] == database.revisions()[1]
+
+
+def test_0013_indexes_claim_fingerprints_by_time_and_its_downgrade_drops_the_index(
+    tmp_path: Path,
+) -> None:
+    # A live capture's last look for replays asks for the prints put on file since a moment.
+    from .test_cases import _claim_awaiting_capture
+
+    runtime, _ = _claim_awaiting_capture(Settings(data_dir=str(tmp_path)))
+    database = runtime.db
+
+    def indexed() -> set[str]:
+        with database.engine.connect() as connection:
+            found = sa.inspect(connection).get_indexes("claim_fingerprints")
+            return {str(i["name"]) for i in found}
+
+    assert "ix_claim_fingerprints_created_at" in indexed()
+    _migrate(database, "downgrade", "0012")
+    assert "ix_claim_fingerprints_created_at" not in indexed()
+    _migrate(database, "upgrade", "head")
+    assert "ix_claim_fingerprints_created_at" in indexed()
+    assert database.revisions()[0] == database.revisions()[1] == "0013"

@@ -706,6 +706,76 @@ def test_one_live_capture_serves_one_claim_and_is_on_file_for_the_next(
     assert "reuse.seen_before" in codes, codes
 
 
+def test_two_captures_of_one_photo_sent_at_once_on_two_claims_accept_only_one(
+    server: Server, shop: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The replay check runs outside any transaction. Here the same photo is accepted as another
+    # claim's capture while the first capture is between its check and its acceptance: the
+    # acceptance looks again under the audit log's lock, and refuses it.
+    import datetime as dt
+
+    from refundlens.service import live_capture
+
+    now = dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).strftime("%Y:%m:%d %H:%M:%S")
+    claims = {}
+    for key, buyer, seed in (("buyer", "buyer-1", 36), ("other_buyer", "buyer-2", 37)):
+        with server.client(shop["merchant"]) as merchant:
+            r = merchant.post(
+                "/v1/orders",
+                json={
+                    "external_id": f"o-race-{buyer}", "sku_id": shop["sku"], "buyer_id": buyer,
+                    "amount": 90.0, "shipped_at": "2026-11-01T08:00:00+08:00",
+                    "delivered_at": "2026-11-03T08:00:00+08:00",
+                },
+            )  # fmt: skip
+            assert r.status_code == 201, r.text
+        with server.client(shop[key]) as client:
+            r = client.post(
+                "/v1/claims",
+                data={"order_id": r.json()["id"], "type": "refund_only", "amount": "20"},
+                files=[("photos", ("old.jpg", _drawn_photo("2026:10:20 10:00:00", seed), "image/jpeg"))],
+            )  # fmt: skip
+            assert r.status_code == 201, r.text
+            claim = assessed(server, r.json()["id"])
+            assert claim["state"] == "awaiting_capture", claim["routing_reason"]
+            token = client.post(f"/v1/claims/{claim['id']}/capture-token").json()["token"]
+            claims[key] = (claim["id"], token)
+    live = _drawn_photo(now, seed=38)
+
+    def send(key: str) -> httpx.Response:
+        claim_id, token = claims[key]
+        with server.client(shop[key]) as client:
+            return client.post(
+                f"/v1/claims/{claim_id}/capture",
+                data={"token": token},
+                files=[("photo", ("live.jpg", live, "image/jpeg"))],
+            )
+
+    checked_first = live_capture._refuse_replays
+    raced: list[bool] = []
+    meanwhile: list[httpx.Response] = []
+
+    def check_then_race(*args: object, **kwargs: object) -> object:
+        checked = checked_first(*args, **kwargs)  # type: ignore[arg-type]
+        if not raced:  # the first capture only: the other one passes straight through
+            raced.append(True)
+            meanwhile.append(send("other_buyer"))
+        return checked
+
+    monkeypatch.setattr(live_capture, "_refuse_replays", check_then_race)
+    first = send("buyer")
+    monkeypatch.undo()
+    assert meanwhile[0].status_code == 201, meanwhile[0].text
+    assert first.status_code == 400 and first.json()["error"]["code"] == "capture.replayed"
+    (entry,) = [
+        d
+        for action, d in audit_entries(server, claims["buyer"][0])
+        if action == "capture.refused" and d["code"] == "capture.replayed"
+    ]
+    assert entry["meanwhile"] is True and entry["other_claim"] == claims["other_buyer"][0]
+    assert not [a for a, _ in audit_entries(server, claims["buyer"][0]) if a == "capture.accepted"]
+
+
 def test_an_automatic_approval_can_be_appealed_by_the_merchant_to_a_person(
     server: Server, shop: dict[str, str]
 ) -> None:

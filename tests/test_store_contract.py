@@ -440,6 +440,10 @@ def test_assessments_evidence_tokens_prints_and_bank_read_back(kit: Kit) -> None
         token = store.claims.capture_token("cap_1", for_update=True)
         assert token is not None and token.claim_id == claim.id and token.used_at is None
         assert [p.pdq for p in store.fingerprints.photo_prints(claim.id)] == ["f" * 64]
+        # By time, every claim's (a live capture's last look for replays asks so).
+        hour = dt.timedelta(hours=1)
+        assert [p.pdq for p in store.fingerprints.photo_prints_since(utcnow() - hour)] == ["f" * 64]
+        assert store.fingerprints.photo_prints_since(utcnow() + hour) == []
         assert store.fingerprints.printed_videos(claim.id) == {"v" * 64}
         assert not store.bank.holds("ours", "f" * 64)
         from refundlens.store.interface import BankEntry

@@ -302,6 +302,9 @@ class Settings:
     cannot be used) before the link is spent and the buyer must ask for a new one. Each refusal
     stores what was sent and costs decoding and the replay check in the API process; an honest
     buyer who picked the wrong picture still has several tries. 0 = no limit."""
+    capture_clock_skew_seconds: float = 60.0
+    """How far apart the clocks of the API processes may be. A live capture's last look for
+    replays asks for the photos put on file since its first check began, less this."""
     capture_hmac_key: str = ""
     """Key with which the platform's capture app signs its photos: HMAC-SHA256 of
     ``{token id}.{the file's sha256 in hex}``, hex, header ``X-Capture-Signature`` (the token id
@@ -425,6 +428,10 @@ class Settings:
     ``reuse.video_seen_before`` (vPDQ's query match percentage)."""
     reuse_index_shards: int = 1
     """Shards of the in-memory reuse index (split by the hash's first byte; every query visits all)."""
+    reuse_index_late_commit_seconds: float = 600.0
+    """How long the in-memory reuse index keeps asking for a fingerprint id it passed over: on
+    PostgreSQL a transaction can commit a lower id after a higher one was read. Keep it above
+    the longest transaction that adds prints (a claim's filing, a bank import)."""
     bank_name: str = "local"
     """Name of this platform's bank of confirmed forgeries, as exported."""
     bank_signing_key_path: str = ""

@@ -27,7 +27,11 @@ class Runtime:
         self.blobs = BlobStore(f"{settings.data_dir}/blobs")
         self.policy = load_policy(settings.policy_path or None)
         self.rules = RoutingRules.from_policy(self.policy.routing)
-        self.index_cache = IndexCache(settings.reuse_index_shards, settings.reuse_min_pdq_quality)
+        self.index_cache = IndexCache(
+            settings.reuse_index_shards,
+            settings.reuse_min_pdq_quality,
+            settings.reuse_index_late_commit_seconds,
+        )
         self.references = DecodedCache(settings.worker_reference_cache_size, settings)
         # Pages that analyse a photo or start Chromium in the API process take a slot each.
         self.heavy_work = threading.BoundedSemaphore(max(1, settings.web_heavy_work_slots))

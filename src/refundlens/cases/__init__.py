@@ -50,6 +50,7 @@ from .capture import (
     issue_capture_token,
     page_captures_allowed,
     refuse_replayed_capture,
+    repeated_meanwhile,
     sharpest_frames,
 )
 from .catalogue import (
@@ -161,6 +162,7 @@ __all__ = [
     "refuse_repeated_files",
     "refuse_replayed_capture",
     "register_packing_video",
+    "repeated_meanwhile",
     "route",
     "sharpest_frames",
     "stale_analyses",

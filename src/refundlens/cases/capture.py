@@ -727,6 +727,38 @@ def count_refused_capture(
         )
 
 
+def repeated_meanwhile(
+    store: Store, claim: Claim, photo: Media, since: dt.datetime, settings: Settings
+) -> dict[str, Any] | None:
+    """What a live capture repeats among the photos put on file since its replay check began
+    (another claim's photo or live capture, PDQ of the 8 orientations and the centre crops), or
+    None. The replay check runs outside any transaction (it decodes and compares pictures): two
+    captures of one photo sent at once on two claims would both pass it. Asked again in the
+    transaction that accepts the capture, under the audit log's lock (every acceptance takes
+    it), it sees what any capture accepted meanwhile put on file. ``since`` is the moment the
+    check began, less the clock skew between API processes."""
+    from ..media.fingerprint import PdqHash, hamming
+
+    least = settings.reuse_min_pdq_quality
+    mine = [photo.pdq, *photo.pdq_dihedral]
+    mine += [h for h in photo.pdq_centre_crops.values() if h.quality >= least]
+    for row in store.fingerprints.photo_prints_since(since):
+        if row.claim_id == claim.id or row.order_id == claim.order_id or row.quality < least:
+            continue
+        theirs = PdqHash(bytes.fromhex(row.pdq), row.quality)
+        distance = min(hamming(theirs, code) for code in mine)
+        if distance <= settings.reuse_max_distance:
+            return {
+                "repeats": "a picture already on file",
+                "how": "pdq",
+                "pdq_distance": distance,
+                "other_claim": row.claim_id,
+                "same_buyer": row.buyer_id == claim.buyer_id,
+                "meanwhile": True,
+            }
+    return None
+
+
 def refuse_replayed_capture(
     store: Store,
     blobs: BlobStore,

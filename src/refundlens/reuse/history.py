@@ -4,13 +4,14 @@ same picture, bank matches, and the buyer's ledger. The worker builds one per an
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import logging
 import threading
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..store.sql.models import BankEntry, Claim, ClaimFingerprint, Decision, VideoFingerprint
@@ -23,26 +24,85 @@ __all__ = ["History", "IndexCache", "buyer_summary", "repeats_on_file"]
 log = logging.getLogger(__name__)
 
 
-class IndexCache:
-    """In-memory indexes of claim fingerprints and bank entries, refreshed from the store by id."""
+class _Unread:
+    """Which rows of one table an index has not read yet, by id.
 
-    def __init__(self, shards: int = 1, min_quality: int = 50) -> None:
+    Ids are handed out when a row is inserted, but transactions commit in their own order: on
+    PostgreSQL a row with a lower id can become visible after one with a higher id was read.
+    Asking only for ids above the last one read would skip that row for good (a reused photo
+    never matched again in this process). So the ids passed over are asked for again until they
+    appear or ``late_commit_seconds`` pass: an insert that rolled back leaves its id unused for
+    ever. At most ``most_waiting`` ids wait, the highest (the likeliest still in flight)."""
+
+    def __init__(self, late_commit_seconds: float, most_waiting: int = 1000) -> None:
+        self.last = 0
+        self.waiting: dict[int, float] = {}
+        self.late_commit_seconds = late_commit_seconds
+        self.most_waiting = most_waiting
+
+    def where(self, column: Any) -> Any:
+        if not self.waiting:
+            return column > self.last
+        return or_(column > self.last, column.in_(sorted(self.waiting)))
+
+    def read(self, idents: list[int], now: float) -> None:
+        for ident in idents:
+            self.waiting.pop(ident, None)
+        newer = sorted(i for i in idents if i > self.last)
+        if newer:
+            # The ids between two read ones, from the top down, as many as may wait.
+            bounds = [self.last, *newer]
+            room = self.most_waiting
+            for low, high in zip(reversed(bounds[:-1]), reversed(bounds[1:]), strict=True):
+                if room <= 0:
+                    break
+                for ident in range(high - 1, max(low, high - 1 - room), -1):
+                    self.waiting.setdefault(ident, now)
+                    room -= 1
+            self.last = newer[-1]
+        expired = [i for i, since in self.waiting.items() if now - since > self.late_commit_seconds]
+        for ident in expired:
+            del self.waiting[ident]
+        if len(self.waiting) > self.most_waiting:
+            for ident in sorted(self.waiting)[: len(self.waiting) - self.most_waiting]:
+                del self.waiting[ident]
+
+
+class IndexCache:
+    """In-memory indexes of claim fingerprints and bank entries, refreshed from the store by id
+    (ids that a transaction still held when a later one was read are asked for again:
+    :class:`_Unread`)."""
+
+    def __init__(
+        self, shards: int = 1, min_quality: int = 50, late_commit_seconds: float = 600.0
+    ) -> None:
         self.min_quality = min_quality
+        self.late_commit_seconds = late_commit_seconds
         self.claims = HashIndex(shards)
         self.bank = HashIndex(shards)
         self.bank_prints = PrintIndex()
         """Bank entries' local prints (those imported with one), by entry id like ``bank``."""
         self.video_frames = HashIndex(shards)
-        self._last_claim = 0
-        self._last_bank = 0
-        self._last_video = 0
+        self._claim_rows = _Unread(late_commit_seconds)
+        self._bank_rows = _Unread(late_commit_seconds)
+        self._video_rows = _Unread(late_commit_seconds)
         self._lock = threading.Lock()
 
-    def refresh(self, session: Session) -> None:
+    def waiting_for(self) -> dict[str, list[int]]:
+        """The ids passed over and still asked for, per table (empty when none)."""
+        tables = {
+            "claim_fingerprints": self._claim_rows,
+            "bank_entries": self._bank_rows,
+            "video_fingerprints": self._video_rows,
+        }
+        return {name: sorted(rows.waiting) for name, rows in tables.items() if rows.waiting}
+
+    def refresh(self, session: Session, now: dt.datetime | None = None) -> None:
+        moment = (now or dt.datetime.now(dt.UTC)).timestamp()
         with self._lock:
             rows = session.execute(
                 select(ClaimFingerprint.id, ClaimFingerprint.pdq, ClaimFingerprint.quality)
-                .where(ClaimFingerprint.id > self._last_claim)
+                .where(self._claim_rows.where(ClaimFingerprint.id))
                 .order_by(ClaimFingerprint.id)
             ).all()
             if rows:
@@ -50,10 +110,10 @@ class IndexCache:
                 good = [r for r in rows if r[2] >= self.min_quality]
                 if good:
                     self.claims.add([r[0] for r in good], [bytes.fromhex(r[1]) for r in good])
-                self._last_claim = rows[-1][0]
+            self._claim_rows.read([r[0] for r in rows], moment)
             bank_rows = session.execute(
                 select(BankEntry.id, BankEntry.pdq, BankEntry.local_print)
-                .where(BankEntry.id > self._last_bank)
+                .where(self._bank_rows.where(BankEntry.id))
                 .order_by(BankEntry.id)
             ).all()
             if bank_rows:
@@ -69,10 +129,10 @@ class IndexCache:
                 for ident, _, local in bank_rows:
                     if local:
                         self._add_print(ident, local)
-                self._last_bank = bank_rows[-1][0]
+            self._bank_rows.read([r[0] for r in bank_rows], moment)
             video_rows = session.execute(
                 select(VideoFingerprint.id, VideoFingerprint.pdq)
-                .where(VideoFingerprint.id > self._last_video)
+                .where(self._video_rows.where(VideoFingerprint.id))
                 .order_by(VideoFingerprint.id)
             ).all()
             if video_rows:
@@ -80,7 +140,7 @@ class IndexCache:
                 self.video_frames.add(
                     [r[0] for r in video_rows], [bytes.fromhex(r[1]) for r in video_rows]
                 )
-                self._last_video = video_rows[-1][0]
+            self._video_rows.read([r[0] for r in video_rows], moment)
 
     def _add_print(self, ident: int, text: str) -> None:
         # Import verified every print; one changed in the database since must not stop the

@@ -7,12 +7,15 @@ a bad or oversized clip fails the whole capture here, before anything is stored)
 each new photo, and a few frames of the clip, repeat none of them
 (:func:`refundlens.cases.capture_repeats`) nor any picture on file elsewhere (another claim's
 photo, a bank entry: :func:`refundlens.reuse.history.repeats_on_file`); then either record the refusal (committed, so the
-attempt stays on record) and answer it, or accept the photos (and the clip) and send the claim
-back to analysis.
+attempt stays on record) and answer it, or, in one transaction under the audit log's lock, look
+once more at the photos put on file since the check began (:func:`refundlens.cases.repeated_meanwhile`:
+two captures of one photo sent at once on two claims) and accept the photos (and the clip) and
+send the claim back to analysis.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Sequence
 
 from sqlalchemy.orm import Session
@@ -56,23 +59,45 @@ def take_capture(
         files = cases.input_files(SqlStore(s), claim_id, as_filed=False)
     try:
         checked_clip = cases.capture_clip(clip[0], clip[1], settings) if clip is not None else None
-        _refuse_replays(
+        # Less the clock skew between API processes: the prints' times are their writers'.
+        since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=settings.capture_clock_skew_seconds)
+        pictures = _refuse_replays(
             runtime, actor, find_claim, claim_id, token, photos, clip, checked_clip, files
         )
+        replayed: RefundlensError | None = None
         with runtime.db.session() as s:
-            cases.accept_capture(
-                SqlStore(s),
-                runtime.blobs,
-                settings,
-                actor,
-                find_claim(s),
-                token,
-                photos,
-                signature,
-                via=via,
-                clip=checked_clip,
-                damage_boxes=boxes if any(b is not None for b in boxes) else (),
-            )
+            store = SqlStore(s)
+            # Every acceptance takes the audit log's lock: a capture of the same photo accepted
+            # on another claim since the check began is committed now, its prints on file.
+            store.audit.lock()
+            claim = find_claim(s)
+            for sent, seconds, picture in pictures:
+                repeats = cases.repeated_meanwhile(store, claim, picture, since, settings)
+                if repeats is not None:
+                    replayed = cases.refuse_replayed_capture(
+                        store, runtime.blobs, actor, claim, token, sent, repeats,
+                        clip_frame_s=seconds,
+                    )  # fmt: skip
+                    cases.count_refused_capture(
+                        store, settings, actor, claim, token, replayed, recorded=True
+                    )
+                    break
+            else:
+                cases.accept_capture(
+                    store,
+                    runtime.blobs,
+                    settings,
+                    actor,
+                    claim,
+                    token,
+                    photos,
+                    signature,
+                    via=via,
+                    clip=checked_clip,
+                    damage_boxes=boxes if any(b is not None for b in boxes) else (),
+                )
+        if replayed is not None:  # recorded and committed: now the answer
+            raise replayed
     except RefundlensError as refusal:
         if refusal.code != "capture.replayed":  # a replay was counted where it was recorded
             with runtime.db.session() as s:
@@ -93,10 +118,12 @@ def _refuse_replays(
     clip: tuple[str, bytes] | None,
     checked_clip: cases.CaptureClip | None,
     files: tuple[list[FileRef], list[FileRef], Order],
-) -> None:
+) -> list[tuple[tuple[str, bytes], float | None, Media]]:
     """Outside any transaction, check that each new photo, and the clip's checked frames,
     repeat none of the claim's photos or the SKU's references nor any picture on file elsewhere;
-    the first that does is recorded (committed, counted on the token) and its refusal raised."""
+    the first that does is recorded (committed, counted on the token) and its refusal raised.
+    Else the pictures checked: what was sent, the clip frame's time (None for a photo), its
+    decoded picture."""
     settings = runtime.settings
     photo_files, reference_files, order = files
     earlier_photos, references = cases.decode_inputs(
@@ -125,3 +152,4 @@ def _refuse_replays(
                     store, settings, actor, claim, token, refusal, recorded=True
                 )
             raise refusal
+    return candidates

@@ -230,6 +230,10 @@ class Fingerprints(Protocol):
 
     def photo_prints(self, claim_id: str) -> list[ClaimFingerprint]: ...
 
+    def photo_prints_since(self, moment: dt.datetime) -> list[ClaimFingerprint]:
+        """Every claim's photo prints added at or after ``moment``, oldest first."""
+        ...
+
     def printed_videos(self, claim_id: str) -> set[str]:
         """The sha256 of the claim's videos whose frames are already fingerprinted."""
         ...

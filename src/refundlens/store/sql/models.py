@@ -361,7 +361,7 @@ class ClaimFingerprint(Base):
     variant: Mapped[str] = mapped_column(String(8), default="full")  # full | c95 | c90 | c80
     pdq: Mapped[str] = mapped_column(String(64))
     quality: Mapped[int] = mapped_column(Integer)
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
 
 
 class VideoFingerprint(Base):

@@ -317,6 +317,15 @@ class _Fingerprints:
             ).scalars()
         )
 
+    def photo_prints_since(self, moment: dt.datetime) -> list[ClaimFingerprint]:
+        return list(
+            self.session.execute(
+                select(ClaimFingerprint)
+                .where(ClaimFingerprint.created_at >= moment)
+                .order_by(ClaimFingerprint.id)
+            ).scalars()
+        )
+
     def printed_videos(self, claim_id: str) -> set[str]:
         return set(
             self.session.execute(

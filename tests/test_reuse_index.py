@@ -1,0 +1,113 @@
+"""The in-memory reuse index catches up with the database whatever order inserts commit in.
+
+Ids are handed out when a row is inserted, but transactions commit in their own order: on
+PostgreSQL a print with a lower id can become visible after one with a higher id was read. An
+index that only asks for ids above the last it read never sees that print, and the photo it
+holds is never matched again in that process (a reused photo approved). SQLite writes one
+transaction at a time, so there the test places the rows by id instead.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.orm import Session
+
+from refundlens.config import Settings
+from refundlens.reuse.history import IndexCache
+from refundlens.store import Database
+from refundlens.store.interface import Claim, ClaimFingerprint, Order, Sku, Tenant, new_id
+from tests.service_support import backend
+
+
+def _code(seed: int) -> str:
+    import numpy as np
+
+    return bytes(np.random.default_rng(seed).integers(0, 256, 32, dtype=np.uint8)).hex()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Database, str]]:
+    with backend(request.param) as url:
+        made = Database(Settings(data_dir=str(tmp_path), database_url=url))
+        made.upgrade()
+        claim_id = new_id("clm")
+        with made.session() as session:
+            session.add(Tenant(id="shop-i", kind="merchant", name="shop-i"))
+            session.flush()
+            sku = Sku(id=new_id("sku"), merchant_id="shop-i", external_id="mug", title="Mug")
+            order = Order(
+                id=new_id("ord"), merchant_id="shop-i", external_id="o-1", sku_id=sku.id,
+                buyer_id="buyer-1", amount=10.0, currency="CNY",
+            )  # fmt: skip
+            for row in (sku, order):
+                session.add(row)
+                session.flush()
+            session.add(
+                Claim(
+                    id=claim_id,
+                    seq=1,
+                    order_id=order.id,
+                    merchant_id="shop-i",
+                    buyer_id="buyer-1",
+                    claim_type="refund_only",
+                    amount=10.0,
+                    state="submitted",
+                )
+            )
+        yield made, claim_id
+        made.dispose()
+
+
+def _print(session: Session, claim_id: str, seed: int, ident: int | None = None) -> int:
+    row = ClaimFingerprint(
+        claim_id=claim_id, order_id="ord_x", buyer_id="buyer-1", merchant_id="shop-i",
+        photo_sha256=f"{seed:064x}", variant="full", pdq=_code(seed), quality=100,
+    )  # fmt: skip
+    if ident is not None:
+        row.id = ident
+    session.add(row)
+    session.flush()
+    return row.id
+
+
+def _found(cache: IndexCache, database: Database, seed: int) -> bool:
+    with database.session() as session:
+        cache.refresh(session)
+    return bool(cache.claims.search(bytes.fromhex(_code(seed)), 0))
+
+
+def test_a_print_committed_after_a_later_one_was_read_is_still_indexed(
+    database: tuple[Database, str],
+) -> None:
+    db, claim_id = database
+    cache = IndexCache()
+    if db.engine.dialect.name == "postgresql":
+        # Two transactions: the first takes its id, the second takes the next and commits first.
+        slow = db.sessions()
+        first = _print(slow, claim_id, 1)
+        with db.session() as fast:
+            second = _print(fast, claim_id, 2)
+        assert first < second
+        assert _found(cache, db, 2) and not _found(cache, db, 1)
+        slow.commit()
+        slow.close()
+    else:
+        with db.session() as session:
+            _print(session, claim_id, 2, ident=12)
+        assert _found(cache, db, 2) and not _found(cache, db, 1)
+        with db.session() as session:
+            _print(session, claim_id, 1, ident=11)
+    assert _found(cache, db, 1), "the late print was skipped for good"
+    # And the index does not ask for a skipped id for ever: past the late-commit window a
+    # gap is given up (a rolled-back insert never commits).
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=cache.late_commit_seconds + 1)
+    with db.session() as session:
+        _print(session, claim_id, 3, ident=50)  # ids below it never committed
+        cache.refresh(session)
+        assert cache.waiting_for()
+        cache.refresh(session, now=later)
+        assert not cache.waiting_for()
