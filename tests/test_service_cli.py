@@ -207,3 +207,73 @@ def test_db_index_captures_indexes_live_captures_accepted_before_they_were_index
         assert again.returncode == 0 and "0 live capture picture(s) indexed" in again.stdout
     finally:
         database.dispose()
+
+
+def test_on_a_database_server_commands_refuse_an_empty_or_older_schema_and_say_so_in_a_line(
+    tmp_path: Path,
+) -> None:
+    # A database server is changed by `db upgrade` once per release, never by whichever
+    # command ran first; and a wrong URL is one line, not a traceback.
+    import sqlalchemy as sa
+
+    from .service_support import postgres_database
+
+    with postgres_database() as url:
+        env = {**_env(tmp_path), "REFUNDLENS_DATABASE_URL": url}
+
+        def cli(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "refundlens", *args],
+                capture_output=True, text=True, env=env, timeout=120,
+            )  # fmt: skip
+
+        def tables() -> set[str]:
+            engine = sa.create_engine(url)
+            try:
+                return set(sa.inspect(engine).get_table_names())
+            finally:
+                engine.dispose()
+
+        for command in (("keys", "list"), ("keys", "create", "--role", "admin")):
+            empty = cli(*command)
+            assert empty.returncode == 2 and "(no schema)" in empty.stderr, empty.stderr
+        assert tables() == set()
+        assert cli("db", "upgrade").returncode == 0
+        assert cli("keys", "list").returncode == 0
+        engine = sa.create_engine(url)
+        with engine.begin() as connection:  # as an older release left it
+            connection.execute(sa.text("DROP INDEX ix_claim_fingerprints_created_at"))
+            connection.execute(sa.text("UPDATE alembic_version SET version_num = '0012'"))
+        engine.dispose()
+        behind = cli("keys", "list")
+        assert behind.returncode == 2 and "[database.behind]" in behind.stderr, behind.stderr
+        assert "refundlens db upgrade" in behind.stderr
+        # The URL as PostgreSQL's tools write it works; a role that does not exist is one line.
+        plain = url.replace("postgresql+psycopg://", "postgresql://")
+        env["REFUNDLENS_DATABASE_URL"] = plain
+        assert cli("db", "upgrade").returncode == 0
+        stranger = sa.engine.make_url(url).set(username="no_such_role_x", password="pw-secret")
+        env["REFUNDLENS_DATABASE_URL"] = stranger.render_as_string(hide_password=False)
+        wrong = cli("keys", "list")
+        assert wrong.returncode == 2 and "[database.unreachable]" in wrong.stderr, wrong.stderr
+        assert "Traceback" not in wrong.stderr and len(wrong.stderr.splitlines()) == 1
+        assert "pw-secret" not in wrong.stderr
+
+
+def test_a_worker_refuses_to_start_on_a_data_folder_that_lacks_the_photos(tmp_path: Path) -> None:
+    # It would take every analysis and fail each one (the photos are elsewhere).
+    import shutil
+
+    from refundlens.config import Settings
+
+    from .test_cases import _claim_awaiting_capture
+
+    _claim_awaiting_capture(Settings(data_dir=str(tmp_path / "data")))
+    shutil.rmtree(tmp_path / "data" / "blobs")
+    env = {**_env(tmp_path), "REFUNDLENS_BROKER_URL": "redis://127.0.0.1:1/0"}
+    refused = subprocess.run(
+        [sys.executable, "-m", "refundlens", "worker"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert refused.returncode == 2, refused.stderr
+    assert "[worker.wrong_data_dir]" in refused.stderr and "REFUNDLENS_DATA_DIR" in refused.stderr

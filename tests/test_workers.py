@@ -619,3 +619,24 @@ def test_a_packing_video_left_in_the_outbox_is_queued_by_beat_and_processed_by_a
         )
         assert names and all(n.startswith("packing.mp4@") for n in names)
     database.dispose()
+
+
+def test_a_failed_analysis_under_celery_is_logged_as_an_error_naming_the_claim(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Celery's own retry line is at info: an operator's alert on errors must see the failure.
+    import logging
+
+    from refundlens.workers import celery_app as module
+
+    def broken(*_args: object, **_kwargs: object) -> str:
+        raise FileNotFoundError("no such blob")
+
+    monkeypatch.setattr(module, "analyse_claim", broken)
+    monkeypatch.setattr(module, "_rt", lambda: None)
+    with caplog.at_level(logging.INFO):
+        result = module.analyse_claim_task.apply(args=["clm_lost"], retries=5)  # the last try
+    assert result.state == "FAILURE"
+    [failed] = [r for r in caplog.records if r.name == "refundlens.workers.celery_app"]
+    assert failed.levelno == logging.ERROR and failed.exc_info is not None
+    assert failed.getMessage() == "analysis of clm_lost failed (try 6 of 6)"

@@ -191,23 +191,73 @@ def _settings() -> Settings:
         raise _fail(f"error [settings.invalid] {exc}") from exc
 
 
-def _existing_database(settings: Settings) -> Database:
-    """The service's database, brought to the current schema; never a new one. Only ``serve``
-    and ``db upgrade`` create a database: a command run in the wrong folder (or with the wrong
-    REFUNDLENS_DATA_DIR) must say so, not quietly start an empty service of its own."""
+def _database_problem(error: Exception) -> str:
+    """One line of what went wrong reaching the database: the driver's own words (the role that
+    does not exist, the host that refused), not the 400 lines of traceback around them."""
+    words = " ".join(str(getattr(error, "orig", None) or error).split())
+    return words.split("[SQL:")[0].split("(Background on this error")[0].strip()[:400]
+
+
+def _open_database(settings: Settings, *, create: bool) -> Database:
+    """The service's database, reachable and at the schema this code needs; said in one line
+    where it is not. ``create`` (``serve``, ``db upgrade``) makes or migrates it. Otherwise a
+    database with no schema is refused (a command run with the wrong REFUNDLENS_DATA_DIR or
+    REFUNDLENS_DATABASE_URL must say so, not quietly start an empty service of its own), and so
+    is a database server behind this release: its schema changes once, by `refundlens db
+    upgrade`, before the new servers and workers start. The embedded SQLite (one machine) is
+    brought up to date."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from .store import Database
     from .store.sql.db import sqlite_path
 
     path = sqlite_path(settings)
-    if path is not None and not path.exists():
+    if not create and path is not None and not path.exists():
         raise _fail(
             f"no refundlens database at {path}: run this where the server runs, or set "
             "REFUNDLENS_DATA_DIR (or REFUNDLENS_DATABASE_URL) to the server's; "
             "`refundlens serve` or `refundlens db upgrade` creates a new one"
         )
-    database = Database(settings)
-    database.upgrade()
+    try:
+        database = Database(settings)
+    except SQLAlchemyError as error:
+        raise _fail(
+            f"error [database.bad_url] REFUNDLENS_DATABASE_URL: {_database_problem(error)} "
+            "(a server is named postgresql+psycopg://USER:PASSWORD@HOST/DATABASE)"
+        ) from None
+    where = database.engine.url.render_as_string(hide_password=True)
+    try:
+        if create:
+            database.upgrade()
+            return database
+        current, head = database.revisions()
+    except SQLAlchemyError as error:
+        database.dispose()
+        raise _fail(
+            f"error [database.unreachable] cannot use the database at {where}: "
+            f"{_database_problem(error)}"
+        ) from None
+    if current is None:
+        database.dispose()
+        raise _fail(
+            f"no refundlens database at {where} (no schema): set REFUNDLENS_DATABASE_URL to the "
+            "server's; `refundlens db upgrade` creates a new one"
+        )
+    if current != head:
+        if path is None:
+            database.dispose()
+            raise _fail(
+                f"error [database.behind] the database at {where} is at schema {current}, this "
+                f"refundlens needs {head}: run `refundlens db upgrade` once, before the new "
+                "servers and workers start"
+            )
+        database.upgrade()
     return database
+
+
+def _existing_database(settings: Settings) -> Database:
+    """The service's database, at the current schema; never a new one (:func:`_open_database`)."""
+    return _open_database(settings, create=False)
 
 
 @app.command()
@@ -758,10 +808,7 @@ def webhooks_retry(
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Create or migrate the database (SQLite in data_dir, or REFUNDLENS_DATABASE_URL)."""
-    from .store import Database
-
-    database = Database(_settings())
-    database.upgrade()
+    database = _open_database(_settings(), create=True)
     typer.echo(f"database at head: {database.engine.url.render_as_string(hide_password=True)}")
 
 
@@ -1059,6 +1106,14 @@ def _operate(settings: Settings) -> None:
 
     logs.configure(settings.log_level, json_lines=settings.log_format == "json")
     metrics.configure(settings.metrics_dir or Path(settings.data_dir) / "metrics")
+    if settings.database_url and not settings.pii_key:
+        key_file = (Path(settings.data_dir) / "pii.key").resolve()
+        sys.stderr.write(
+            "refundlens: warning: REFUNDLENS_PII_KEY is not set, so buyers' personal data is "
+            f"sealed with the key file {key_file} (made there if missing). With a database "
+            "server, set REFUNDLENS_PII_KEY on every API and worker host and keep it out of "
+            "the backups (docs/service.md, 'At platform scale').\n"
+        )
 
 
 def _metrics_listener(settings: Settings) -> None:
@@ -1097,13 +1152,11 @@ def serve(
 
     from .service import create_app
     from .service.auth import create_key
-    from .store import Database
     from .store.sql.models import ApiKey
 
     settings = _settings()
     _operate(settings)
-    database = Database(settings)
-    database.upgrade()
+    database = _open_database(settings, create=True)
     with database.session() as session:
         first = session.execute(select(ApiKey).where(ApiKey.role == "admin")).first() is None
         token = create_key(session, "admin", label="first start") if first else None
@@ -1256,6 +1309,7 @@ def worker(
     if not settings.broker_url:
         raise _fail("set REFUNDLENS_BROKER_URL (redis://... or amqp://...) to run a worker")
     _operate(settings)
+    _worker_can_work(settings)
     from .workers.celery_app import app as celery_app
 
     celery_app.conf.worker_hijack_root_logger = False  # keep the JSON lines of _operate
@@ -1264,6 +1318,32 @@ def worker(
     if beat:
         argv.append("--beat")
     celery_app.worker_main(argv)
+
+
+def _worker_can_work(settings: Settings) -> None:
+    """Refuse to start a worker that would take tasks and fail each one: a database it cannot
+    reach or whose schema is not this release's, or a data folder that is not the one the API
+    stores photos in (the newest claim photo is not there). Said in one line, exit 2."""
+    from sqlalchemy import select
+
+    from .store import BlobStore
+    from .store.sql.models import ClaimPhoto
+
+    database = _existing_database(settings)
+    try:
+        with database.session() as session:
+            newest = session.execute(
+                select(ClaimPhoto.sha256).order_by(ClaimPhoto.created_at.desc()).limit(1)
+            ).scalar()
+    finally:
+        database.dispose()
+    blobs = Path(settings.data_dir) / "blobs"
+    if newest is not None and not BlobStore(str(blobs)).exists(newest):
+        raise _fail(
+            f"error [worker.wrong_data_dir] the newest claim photo ({newest[:12]}...) is not in "
+            f"{blobs.resolve()}: set REFUNDLENS_DATA_DIR to the storage every API and worker "
+            "host mounts"
+        )
 
 
 @app.command()

@@ -105,6 +105,8 @@ def configure(level: str = "info", *, json_lines: bool = True) -> None:
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
+    # FAISS says which CPU build it loaded, eight lines at info in every process: not news.
+    logging.getLogger("faiss.loader").setLevel(max(root.level, logging.WARNING))
     # Child processes (the embedded task pool is spawned, not forked) log the same way.
     os.environ[_INHERITED] = f"{level}:{'json' if json_lines else 'plain'}"
 

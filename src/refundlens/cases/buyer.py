@@ -39,8 +39,9 @@ def buyer_status(state: str, outcome: str | None = None) -> BuyerStatus:
         return BuyerStatus("Your claim is approved.", "您的申请已通过。", None)
     if s == ClaimState.AWAITING_CAPTURE:
         return BuyerStatus(
-            "Please take a live photo of the damage in the app before the deadline.",
-            "请在截止时间前通过应用现场拍摄损坏处的照片。",
+            "Please take a live photo of the damage before the deadline, with the capture link "
+            "you were sent or in the app.",
+            "请在截止时间前通过收到的拍摄链接或应用现场拍摄损坏处的照片。",
             "live_capture",
         )
     if s in (ClaimState.AWAITING_MERCHANT, ClaimState.UNDER_REVIEW):

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
+from ..errors import RefundlensError
+
 if TYPE_CHECKING:
     from ..config import Settings
     from ..runtime import Runtime
@@ -108,6 +110,9 @@ def _pii_key(runtime: Runtime) -> str:
             ).scalar()
         if sealed is not None:
             PiiCipher.from_settings(runtime.settings).open(sealed)
+    except RefundlensError as exc:
+        hint = "" if runtime.settings.pii_key else " (REFUNDLENS_PII_KEY is not set)"
+        return f"cannot open sealed personal data: {exc.message}{hint}"[:300]
     except Exception as exc:
         return f"cannot open sealed personal data: {type(exc).__name__}"[:300]
     return "ok"

@@ -7,9 +7,12 @@ late result (if any) a no-op. ``refundlens worker`` starts one with beat for the
 
 from __future__ import annotations
 
+import logging
+
 from celery import Celery
 from celery.signals import worker_init, worker_process_init
 
+from .. import logs
 from ..config import load_settings
 from ..runtime import Runtime
 from ..threads import one_thread_per_process
@@ -17,6 +20,7 @@ from .tasks import analyse_claim, process_packing_video, tick
 
 __all__ = ["analyse_claim_task", "app", "packing_video_task"]
 
+log = logging.getLogger(__name__)
 _settings = load_settings()
 app = Celery("refundlens", broker=_settings.broker_url or "memory://", backend=None)
 app.conf.update(
@@ -52,6 +56,14 @@ def analyse_claim_task(self, claim_id: str, request_id: str | None = None) -> st
     try:
         return analyse_claim(_rt(), claim_id, request_id=request_id)
     except Exception as exc:
+        # Celery's own retry line is at info: the operator's alerts read errors.
+        with logs.bound(claim_id=claim_id, request_id=request_id):
+            log.exception(
+                "analysis of %s failed (try %d of %d)",
+                claim_id,
+                self.request.retries + 1,
+                self.max_retries + 1,
+            )
         raise self.retry(exc=exc) from exc
 
 
@@ -60,6 +72,12 @@ def packing_video_task(self, video_id: str) -> str:  # type: ignore[no-untyped-d
     try:
         return process_packing_video(_rt(), video_id)
     except Exception as exc:
+        log.exception(
+            "packing video %s failed (try %d of %d)",
+            video_id,
+            self.request.retries + 1,
+            self.max_retries + 1,
+        )
         raise self.retry(exc=exc) from exc
 
 

@@ -24,7 +24,13 @@ def sqlite_path(settings: Settings) -> Path | None:
 
 
 def database_url(settings: Settings) -> str:
+    """The SQLAlchemy URL: ``database_url``, or the embedded SQLite in ``data_dir``. A server
+    named the way PostgreSQL's own tools and most hosts write it (``postgres://``,
+    ``postgresql://``) is reached through psycopg 3, the driver refundlens ships."""
     if settings.database_url:
+        for plain in ("postgres://", "postgresql://"):
+            if settings.database_url.startswith(plain):
+                return "postgresql+psycopg://" + settings.database_url[len(plain) :]
         return settings.database_url
     folder = Path(settings.data_dir).resolve()
     folder.mkdir(parents=True, exist_ok=True)
