@@ -777,3 +777,21 @@ def test_the_reviewer_sees_the_buyers_box_drawn_over_its_claim_photo(
     assert "the buyer's box around the damage" in page.locator(".damage-box-note").inner_text()
     report = page.request.get(f"{server.url}/web/claims/{claim}/report.html")  # a download
     assert report.ok and "0.25, 0.5, 0.75, 0.9" in report.text()  # the evidence report names it
+
+
+def test_every_file_a_page_links_in_its_head_is_served(
+    site: tuple[Server, dict[str, str]],
+) -> None:
+    # The stylesheet and the icon (a browser asks /favicon.ico where a page names none).
+    import httpx
+
+    server, _ = site
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        page = client.get("/web/login").text
+        links = re.findall(r'<link rel="(\w+)" href="([^"]+)"', page)
+        assert {rel for rel, _ in links} >= {"icon", "stylesheet"}
+        for rel, href in links:
+            answer = client.get(href)
+            assert answer.status_code == 200, href
+            wanted = "image/svg+xml" if rel == "icon" else "text/css"
+            assert answer.headers["content-type"].startswith(wanted), href

@@ -85,12 +85,13 @@ STATIC = {
     "refundlens.css": "text/css",
     "claim.js": "text/javascript",
     "capture.js": "text/javascript",
+    "favicon.svg": "image/svg+xml",
 }
 
 
 @router.get("/static/{name}")
 def static(name: str) -> Response:
-    """The pages' stylesheet and scripts (the CSP allows no inline ones)."""
+    """The pages' stylesheet, scripts (the CSP allows no inline ones) and icon."""
     if name not in STATIC:
         return Response(status_code=404)
     data = resources.files("refundlens.service").joinpath(f"static/{name}").read_bytes()
