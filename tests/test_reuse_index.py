@@ -102,11 +102,19 @@ def test_a_print_committed_after_a_later_one_was_read_is_still_indexed(
         with db.session() as session:
             _print(session, claim_id, 1, ident=11)
     assert _found(cache, db, 1), "the late print was skipped for good"
+    # A long transaction (a bank import) holds thousands of ids while a later one commits.
+    with db.session() as session:
+        _print(session, claim_id, 4, ident=5000)
+    assert _found(cache, db, 4)
+    with db.session() as session:
+        for seed in range(100, 1600):
+            _print(session, claim_id, seed, ident=3000 + seed)
+    assert all(_found(cache, db, seed) for seed in (100, 800, 1599))
     # And the index does not ask for a skipped id for ever: past the late-commit window a
     # gap is given up (a rolled-back insert never commits).
     later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=cache.late_commit_seconds + 1)
     with db.session() as session:
-        _print(session, claim_id, 3, ident=50)  # ids below it never committed
+        _print(session, claim_id, 3, ident=6000)  # ids below it never committed
         cache.refresh(session)
         assert cache.waiting_for()
         cache.refresh(session, now=later)

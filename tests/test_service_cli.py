@@ -277,3 +277,27 @@ def test_a_worker_refuses_to_start_on_a_data_folder_that_lacks_the_photos(tmp_pa
     )  # fmt: skip
     assert refused.returncode == 2, refused.stderr
     assert "[worker.wrong_data_dir]" in refused.stderr and "REFUNDLENS_DATA_DIR" in refused.stderr
+
+
+def test_a_database_url_that_cannot_be_used_is_one_line_that_never_shows_its_password(
+    tmp_path: Path,
+) -> None:
+    cases = {
+        # An unencoded '@' in the password: the driver would quote the rest as the host.
+        "postgres://alice:p@ss#word@127.0.0.1/db": ("[database.bad_url]", "ss#word"),
+        # A password in the query, to a port where no server listens.
+        "postgresql+psycopg://alice@127.0.0.1:1/db?password=hunter22": (
+            "[database.unreachable]",
+            "hunter22",
+        ),
+        "postgresql+psycopg2://alice:hunter23@127.0.0.1/db": ("[database.bad_url]", "hunter23"),
+        "postgresql+psycopg://alice@127.0.0.1:notaport/db": ("[database.bad_url]", "Traceback"),
+    }
+    for url, (code, never) in cases.items():
+        result = subprocess.run(
+            [sys.executable, "-m", "refundlens", "keys", "list"],
+            capture_output=True, text=True, timeout=120,
+            env={**_env(tmp_path), "REFUNDLENS_DATABASE_URL": url},
+        )  # fmt: skip
+        assert result.returncode == 2 and code in result.stderr, (url, result.stderr)
+        assert never not in result.stderr and len(result.stderr.splitlines()) == 1, url

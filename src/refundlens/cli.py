@@ -191,11 +191,22 @@ def _settings() -> Settings:
         raise _fail(f"error [settings.invalid] {exc}") from exc
 
 
-def _database_problem(error: Exception) -> str:
+def _database_problem(error: Exception, secrets: tuple[str, ...] = ()) -> str:
     """One line of what went wrong reaching the database: the driver's own words (the role that
-    does not exist, the host that refused), not the 400 lines of traceback around them."""
+    does not exist, the host that refused), not the 400 lines of traceback around them, and
+    never a password from the URL (a driver may quote the part of it it misread)."""
     words = " ".join(str(getattr(error, "orig", None) or error).split())
-    return words.split("[SQL:")[0].split("(Background on this error")[0].strip()[:400]
+    words = words.split("[SQL:")[0].split("(Background on this error")[0].strip()
+    for secret in secrets:
+        if secret:
+            words = words.replace(secret, "***")
+    return words[:400]
+
+
+def _database_place(url: Any) -> str:
+    """Where the database is, for a message: no password, in the user part or the query."""
+    hidden = {k: "***" for k in url.query if "password" in k.lower()}
+    return str(url.update_query_dict(hidden).render_as_string(hide_password=True))
 
 
 def _open_database(settings: Settings, *, create: bool) -> Database:
@@ -204,38 +215,69 @@ def _open_database(settings: Settings, *, create: bool) -> Database:
     database with no schema is refused (a command run with the wrong REFUNDLENS_DATA_DIR or
     REFUNDLENS_DATABASE_URL must say so, not quietly start an empty service of its own), and so
     is a database server behind this release: its schema changes once, by `refundlens db
-    upgrade`, before the new servers and workers start. The embedded SQLite (one machine) is
-    brought up to date."""
+    upgrade`, before the new servers and workers start. A SQLite file (one machine) is brought
+    up to date."""
+    from alembic.util.exc import CommandError
+    from sqlalchemy.engine import make_url
     from sqlalchemy.exc import SQLAlchemyError
 
     from .store import Database
-    from .store.sql.db import sqlite_path
+    from .store.sql.db import database_url, sqlite_path
 
-    path = sqlite_path(settings)
-    if not create and path is not None and not path.exists():
-        raise _fail(
-            f"no refundlens database at {path}: run this where the server runs, or set "
-            "REFUNDLENS_DATA_DIR (or REFUNDLENS_DATABASE_URL) to the server's; "
-            "`refundlens serve` or `refundlens db upgrade` creates a new one"
-        )
+    # Not database_url() for the embedded default: it makes the data folder, and a command run
+    # in the wrong place must leave none behind.
+    url_text = (
+        database_url(settings) if settings.database_url else f"sqlite:///{sqlite_path(settings)}"
+    )
     try:
-        database = Database(settings)
-    except SQLAlchemyError as error:
+        url = make_url(url_text)
+    except Exception:
         raise _fail(
-            f"error [database.bad_url] REFUNDLENS_DATABASE_URL: {_database_problem(error)} "
+            "error [database.bad_url] REFUNDLENS_DATABASE_URL cannot be read as a database URL "
             "(a server is named postgresql+psycopg://USER:PASSWORD@HOST/DATABASE)"
         ) from None
-    where = database.engine.url.render_as_string(hide_password=True)
+    secrets = tuple(str(v) for k, v in url.query.items() if "password" in k.lower()) + (
+        (url.password or "",) if url.password else ()
+    )
+    if url.host and "@" in url.host:
+        raise _fail(
+            "error [database.bad_url] REFUNDLENS_DATABASE_URL has an '@' after the password's "
+            "start: percent-encode the password (@ is %40)"
+        )
+    where = _database_place(url)
+    embedded = url.get_backend_name() == "sqlite"
+    if embedded and not create:
+        path = Path(url.database or "")
+        if not url.database or not path.exists():
+            raise _fail(
+                f"no refundlens database at {path}: run this where the server runs, or set "
+                "REFUNDLENS_DATA_DIR (or REFUNDLENS_DATABASE_URL) to the server's; "
+                "`refundlens serve` or `refundlens db upgrade` creates a new one"
+            )
     try:
+        database = Database(settings)
+    except (SQLAlchemyError, ValueError, ImportError) as error:
+        raise _fail(
+            f"error [database.bad_url] REFUNDLENS_DATABASE_URL: {_database_problem(error, secrets)} "
+            "(a server is named postgresql+psycopg://USER:PASSWORD@HOST/DATABASE)"
+        ) from None
+    try:
+        current, head = database.revisions()
+        known = current is None or _known_revision(current)
+        if not known:
+            database.dispose()
+            raise _fail(
+                f"error [database.ahead] the database at {where} is at schema {current}, newer "
+                f"than this refundlens ({head}): run the release that upgraded it"
+            )
         if create:
             database.upgrade()
             return database
-        current, head = database.revisions()
-    except SQLAlchemyError as error:
+    except (SQLAlchemyError, CommandError, ValueError) as error:
         database.dispose()
         raise _fail(
             f"error [database.unreachable] cannot use the database at {where}: "
-            f"{_database_problem(error)}"
+            f"{_database_problem(error, secrets)}"
         ) from None
     if current is None:
         database.dispose()
@@ -244,7 +286,7 @@ def _open_database(settings: Settings, *, create: bool) -> Database:
             "server's; `refundlens db upgrade` creates a new one"
         )
     if current != head:
-        if path is None:
+        if not embedded:
             database.dispose()
             raise _fail(
                 f"error [database.behind] the database at {where} is at schema {current}, this "
@@ -253,6 +295,21 @@ def _open_database(settings: Settings, *, create: bool) -> Database:
             )
         database.upgrade()
     return database
+
+
+def _known_revision(revision: str) -> bool:
+    """Whether this release's migrations know ``revision`` (a newer release's does not)."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from .store.sql.db import MIGRATIONS
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    try:
+        return ScriptDirectory.from_config(config).get_revision(revision) is not None
+    except Exception:
+        return False
 
 
 def _existing_database(settings: Settings) -> Database:

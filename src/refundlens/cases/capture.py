@@ -737,25 +737,34 @@ def repeated_meanwhile(
     transaction that accepts the capture, under the audit log's lock (every acceptance takes
     it), it sees what any capture accepted meanwhile put on file. ``since`` is the moment the
     check began, less the clock skew between API processes."""
-    from ..media.fingerprint import PdqHash, hamming
+    import numpy as np
 
     least = settings.reuse_min_pdq_quality
     mine = [photo.pdq, *photo.pdq_dihedral]
     mine += [h for h in photo.pdq_centre_crops.values() if h.quality >= least]
-    for row in store.fingerprints.photo_prints_since(since):
-        if row.claim_id == claim.id or row.order_id == claim.order_id or row.quality < least:
-            continue
-        theirs = PdqHash(bytes.fromhex(row.pdq), row.quality)
-        distance = min(hamming(theirs, code) for code in mine)
-        if distance <= settings.reuse_max_distance:
-            return {
-                "repeats": "a picture already on file",
-                "how": "pdq",
-                "pdq_distance": distance,
-                "other_claim": row.claim_id,
-                "same_buyer": row.buyer_id == claim.buyer_id,
-                "meanwhile": True,
-            }
+    rows = [
+        r
+        for r in store.fingerprints.photo_prints_since(since, least)
+        if r.claim_id != claim.id and r.order_id != claim.order_id
+    ]
+    if not rows:
+        return None
+    # Held under the lock every writer queues on: all rows against all codes at once.
+    theirs = np.frombuffer(b"".join(bytes.fromhex(r.pdq) for r in rows), np.uint8).reshape(-1, 32)
+    codes = np.frombuffer(b"".join(h.bits for h in mine), np.uint8).reshape(-1, 32)
+    bits = np.unpackbits(theirs[:, None, :] ^ codes[None, :, :], axis=2).sum(axis=2)
+    nearest = bits.min(axis=1)
+    best = int(nearest.argmin())
+    if int(nearest[best]) <= settings.reuse_max_distance:
+        row = rows[best]
+        return {
+            "repeats": "a picture already on file",
+            "how": "pdq",
+            "pdq_distance": int(nearest[best]),
+            "other_claim": row.claim_id,
+            "same_buyer": row.buyer_id == claim.buyer_id,
+            "meanwhile": True,
+        }
     return None
 
 

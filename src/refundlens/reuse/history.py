@@ -3,6 +3,7 @@ same picture, bank matches, and the buyer's ledger. The worker builds one per an
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import datetime as dt
 import logging
@@ -28,44 +29,49 @@ class _Unread:
     """Which rows of one table an index has not read yet, by id.
 
     Ids are handed out when a row is inserted, but transactions commit in their own order: on
-    PostgreSQL a row with a lower id can become visible after one with a higher id was read.
-    Asking only for ids above the last one read would skip that row for good (a reused photo
-    never matched again in this process). So the ids passed over are asked for again until they
-    appear or ``late_commit_seconds`` pass: an insert that rolled back leaves its id unused for
-    ever. At most ``most_waiting`` ids wait, the highest (the likeliest still in flight)."""
+    PostgreSQL a row with a lower id can become visible after one with a higher id was read (a
+    bank import holds its ids until it commits). Asking only for ids above the last one read
+    would skip such rows for good (a reused photo never matched again in this process). So each
+    run of ids passed over is asked for again until ``late_commit_seconds`` pass: an insert that
+    rolled back leaves its ids unused for ever. Runs, not ids: a long import's thousands of ids
+    are one range to ask for."""
 
-    def __init__(self, late_commit_seconds: float, most_waiting: int = 1000) -> None:
+    def __init__(self, late_commit_seconds: float, most_runs: int = 1000) -> None:
         self.last = 0
-        self.waiting: dict[int, float] = {}
+        self.gaps: list[tuple[int, int, float]] = []
+        """Runs of ids passed over: (lowest, highest, when first passed over)."""
         self.late_commit_seconds = late_commit_seconds
-        self.most_waiting = most_waiting
+        self.most_runs = most_runs
+        """At most this many runs wait, the highest: a first read of a table with years of
+        rolled-back inserts must not ask for each of them at every refresh."""
 
     def where(self, column: Any) -> Any:
-        if not self.waiting:
-            return column > self.last
-        return or_(column > self.last, column.in_(sorted(self.waiting)))
+        return or_(column > self.last, *(column.between(lo, hi) for lo, hi, _ in self.gaps))
 
     def read(self, idents: list[int], now: float) -> None:
-        for ident in idents:
-            self.waiting.pop(ident, None)
-        newer = sorted(i for i in idents if i > self.last)
-        if newer:
-            # The ids between two read ones, from the top down, as many as may wait.
-            bounds = [self.last, *newer]
-            room = self.most_waiting
-            for low, high in zip(reversed(bounds[:-1]), reversed(bounds[1:]), strict=True):
-                if room <= 0:
-                    break
-                for ident in range(high - 1, max(low, high - 1 - room), -1):
-                    self.waiting.setdefault(ident, now)
-                    room -= 1
-            self.last = newer[-1]
-        expired = [i for i, since in self.waiting.items() if now - since > self.late_commit_seconds]
-        for ident in expired:
-            del self.waiting[ident]
-        if len(self.waiting) > self.most_waiting:
-            for ident in sorted(self.waiting)[: len(self.waiting) - self.most_waiting]:
-                del self.waiting[ident]
+        found = sorted(set(idents))
+        # What was found inside a run splits it; what is left of it keeps waiting.
+        gaps = []
+        for lo, hi, since in self.gaps:
+            if now - since > self.late_commit_seconds:
+                continue
+            start = lo
+            for ident in found[bisect.bisect_left(found, lo) : bisect.bisect_right(found, hi)]:
+                if ident > start:
+                    gaps.append((start, ident - 1, since))
+                start = ident + 1
+            if start <= hi:
+                gaps.append((start, hi, since))
+        previous = self.last
+        for ident in found[bisect.bisect_right(found, self.last) :]:
+            if ident > previous + 1:
+                gaps.append((previous + 1, ident - 1, now))
+            previous = ident
+        self.last = previous
+        self.gaps = sorted(gaps)[-self.most_runs :]
+
+    def waiting(self) -> list[int]:
+        return [i for lo, hi, _ in self.gaps for i in range(lo, hi + 1)]
 
 
 class IndexCache:
@@ -95,7 +101,9 @@ class IndexCache:
             "bank_entries": self._bank_rows,
             "video_fingerprints": self._video_rows,
         }
-        return {name: sorted(rows.waiting) for name, rows in tables.items() if rows.waiting}
+        with self._lock:
+            waiting = {name: rows.waiting() for name, rows in tables.items()}
+        return {name: ids for name, ids in waiting.items() if ids}
 
     def refresh(self, session: Session, now: dt.datetime | None = None) -> None:
         moment = (now or dt.datetime.now(dt.UTC)).timestamp()

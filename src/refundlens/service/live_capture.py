@@ -67,10 +67,10 @@ def take_capture(
         replayed: RefundlensError | None = None
         with runtime.db.session() as s:
             store = SqlStore(s)
-            # Every acceptance takes the audit log's lock: a capture of the same photo accepted
-            # on another claim since the check began is committed now, its prints on file.
+            claim = find_claim(s)  # the claim's row first, as every writer locks them
+            # Then the audit log's lock, which every acceptance takes: a capture of the same
+            # photo accepted on another claim since the check began is committed now, on file.
             store.audit.lock()
-            claim = find_claim(s)
             for sent, seconds, picture in pictures:
                 repeats = cases.repeated_meanwhile(store, claim, picture, since, settings)
                 if repeats is not None:

@@ -230,8 +230,11 @@ class Fingerprints(Protocol):
 
     def photo_prints(self, claim_id: str) -> list[ClaimFingerprint]: ...
 
-    def photo_prints_since(self, moment: dt.datetime) -> list[ClaimFingerprint]:
-        """Every claim's photo prints added at or after ``moment``, oldest first."""
+    def photo_prints_since(
+        self, moment: dt.datetime, min_quality: int = 0
+    ) -> list[ClaimFingerprint]:
+        """Every claim's photo prints added at or after ``moment`` whose PDQ quality is at
+        least ``min_quality``, oldest first."""
         ...
 
     def printed_videos(self, claim_id: str) -> set[str]:

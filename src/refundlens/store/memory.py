@@ -314,8 +314,14 @@ class _Fingerprints:
     def photo_prints(self, claim_id: str) -> list[ClaimFingerprint]:
         return [r for r in self.t.photo_prints if r.claim_id == claim_id]
 
-    def photo_prints_since(self, moment: dt.datetime) -> list[ClaimFingerprint]:
-        return [r for r in self.t.photo_prints if _utc(r.created_at) >= _utc(moment)]
+    def photo_prints_since(
+        self, moment: dt.datetime, min_quality: int = 0
+    ) -> list[ClaimFingerprint]:
+        return [
+            r
+            for r in self.t.photo_prints
+            if _utc(r.created_at) >= _utc(moment) and r.quality >= min_quality
+        ]
 
     def printed_videos(self, claim_id: str) -> set[str]:
         return {r.video_sha256 for r in self.t.video_prints if r.claim_id == claim_id}

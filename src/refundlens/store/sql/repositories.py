@@ -317,11 +317,16 @@ class _Fingerprints:
             ).scalars()
         )
 
-    def photo_prints_since(self, moment: dt.datetime) -> list[ClaimFingerprint]:
+    def photo_prints_since(
+        self, moment: dt.datetime, min_quality: int = 0
+    ) -> list[ClaimFingerprint]:
         return list(
             self.session.execute(
                 select(ClaimFingerprint)
-                .where(ClaimFingerprint.created_at >= moment)
+                .where(
+                    ClaimFingerprint.created_at >= moment,
+                    ClaimFingerprint.quality >= min_quality,
+                )
                 .order_by(ClaimFingerprint.id)
             ).scalars()
         )
