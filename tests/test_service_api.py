@@ -627,6 +627,21 @@ def _drawn_photo(taken: str, seed: int = 21) -> bytes:
     return out.getvalue()
 
 
+def _delivered_order(server: Server, shop: dict[str, str], buyer: str, tag: str) -> str:
+    """A new order of the shop's SKU for ``buyer``, shipped and delivered in November; its id."""
+    with server.client(shop["merchant"]) as merchant:
+        r = merchant.post(
+            "/v1/orders",
+            json={
+                "external_id": f"o-{tag}-{buyer}", "sku_id": shop["sku"], "buyer_id": buyer,
+                "amount": 90.0, "shipped_at": "2026-11-01T08:00:00+08:00",
+                "delivered_at": "2026-11-03T08:00:00+08:00",
+            },
+        )  # fmt: skip
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
 def test_one_live_capture_serves_one_claim_and_is_on_file_for_the_next(
     server: Server, shop: dict[str, str]
 ) -> None:
@@ -636,19 +651,9 @@ def test_one_live_capture_serves_one_claim_and_is_on_file_for_the_next(
     import datetime as dt
 
     now = dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).strftime("%Y:%m:%d %H:%M:%S")
-    orders = {}
-    with server.client(shop["merchant"]) as merchant:
-        for buyer in ("buyer-1", "buyer-2"):
-            r = merchant.post(
-                "/v1/orders",
-                json={
-                    "external_id": f"o-live-{buyer}", "sku_id": shop["sku"], "buyer_id": buyer,
-                    "amount": 90.0, "shipped_at": "2026-11-01T08:00:00+08:00",
-                    "delivered_at": "2026-11-03T08:00:00+08:00",
-                },
-            )  # fmt: skip
-            assert r.status_code == 201, r.text
-            orders[buyer] = r.json()["id"]
+    orders = {
+        buyer: _delivered_order(server, shop, buyer, "live") for buyer in ("buyer-1", "buyer-2")
+    }
     live = _drawn_photo(now, seed=32)
     firsts = []
     # Two unrelated old photos (no reuse between them): the bundled one, and shapes drawn here.
@@ -719,20 +724,11 @@ def test_two_captures_of_one_photo_sent_at_once_on_two_claims_accept_only_one(
     now = dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).strftime("%Y:%m:%d %H:%M:%S")
     claims = {}
     for key, buyer, seed in (("buyer", "buyer-1", 36), ("other_buyer", "buyer-2", 37)):
-        with server.client(shop["merchant"]) as merchant:
-            r = merchant.post(
-                "/v1/orders",
-                json={
-                    "external_id": f"o-race-{buyer}", "sku_id": shop["sku"], "buyer_id": buyer,
-                    "amount": 90.0, "shipped_at": "2026-11-01T08:00:00+08:00",
-                    "delivered_at": "2026-11-03T08:00:00+08:00",
-                },
-            )  # fmt: skip
-            assert r.status_code == 201, r.text
+        order = _delivered_order(server, shop, buyer, "race")
         with server.client(shop[key]) as client:
             r = client.post(
                 "/v1/claims",
-                data={"order_id": r.json()["id"], "type": "refund_only", "amount": "20"},
+                data={"order_id": order, "type": "refund_only", "amount": "20"},
                 files=[("photos", ("old.jpg", _drawn_photo("2026:10:20 10:00:00", seed), "image/jpeg"))],
             )  # fmt: skip
             assert r.status_code == 201, r.text
