@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from cryptography.fernet import Fernet
 from PIL import Image
 
 from .cases import cpu_name
@@ -336,6 +337,7 @@ def _celery_rows(
     for workers, kind, ocr in runs:
         redis.Redis.from_url(REDIS).flushdb()
         with tempfile.TemporaryDirectory() as folder, database() as database_url:
+            pii_key = Fernet.generate_key().decode()  # a server's workers refuse the key file
             # The workers get the environment an operator's shell has: no thread limits set by
             # hand (this process set its own for the cost measurement); `refundlens worker`
             # limits its libraries' thread pools itself (refundlens.threads).
@@ -343,6 +345,7 @@ def _celery_rows(
                 **{k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")},
                 "REFUNDLENS_DATA_DIR": folder,
                 "REFUNDLENS_DATABASE_URL": database_url,
+                "REFUNDLENS_PII_KEY": pii_key,
                 "REFUNDLENS_BROKER_URL": REDIS,
                 "REFUNDLENS_OCR_ENABLED": "true" if ocr else "false",
             }
@@ -366,7 +369,11 @@ def _celery_rows(
             ]
             try:
                 with running_server(
-                    Path(folder), database_url=database_url, broker_url=REDIS, ocr_enabled=ocr
+                    Path(folder),
+                    database_url=database_url,
+                    broker_url=REDIS,
+                    ocr_enabled=ocr,
+                    pii_key=pii_key,
                 ) as server:
                     label = f"{database_label}, Celery on Redis, {workers} worker process(es)"
                     rows.append(_run(server, label, kind, workers, ocr))

@@ -55,6 +55,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cryptography.fernet import Fernet
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 PHOTOS = Path("../shared/data/grocery-store-packages")  # relative to the repository's root
@@ -605,6 +607,7 @@ def run(duration: float, rate: float, drain: float, keep: bool) -> int:
             ),
             "REFUNDLENS_DATA_DIR": str(data_dir),
             "REFUNDLENS_DATABASE_URL": pg.url,
+            "REFUNDLENS_PII_KEY": Fernet.generate_key().decode(),  # refused on a server
             "REFUNDLENS_BROKER_URL": redis.url,
             "REFUNDLENS_OCR_ENABLED": "false",
             # The soak files many claims on each of its eight orders (the faults, not the

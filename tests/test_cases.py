@@ -800,6 +800,25 @@ def test_a_claim_is_appealed_at_most_max_appeals_per_claim_times_after_its_decis
         assert session.get(Claim, claim_id).state == S.DECIDED.value
 
 
+def test_only_the_side_a_decision_went_against_appeals_it() -> None:
+    # Appeals are counted per claim: the winning side appealing its own win would spend the
+    # other's (a merchant appealing a rejection twice left the buyer none).
+    from refundlens.cases import may_appeal
+
+    assert may_appeal("buyer", "decided", "rejected") and not may_appeal(
+        "merchant", "decided", "rejected"
+    )
+    assert may_appeal("merchant", "decided", "approved") and not may_appeal(
+        "buyer", "decided", "approved"
+    )
+    assert may_appeal("merchant", "approved", None) and not may_appeal("buyer", "approved", None)
+    assert may_appeal("buyer", "decided", "partial") and may_appeal(
+        "merchant", "decided", "partial"
+    )
+    assert may_appeal("admin", "decided", "rejected") and may_appeal("admin", "approved", None)
+    assert not may_appeal("reviewer", "decided", "rejected")
+
+
 def test_a_claim_approved_on_appeal_leaves_the_forgery_bank_it_joined_when_rejected(
     tmp_path: Path,
 ) -> None:

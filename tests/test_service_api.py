@@ -785,6 +785,9 @@ def test_an_automatic_approval_can_be_appealed_by_the_merchant_to_a_person(
             stranger.post(f"/v1/claims/{claim['id']}/appeal", json={"reason": "x"}).status_code
             == 404
         )
+    with server.client(shop["other_buyer"]) as buyer:  # an approval is not the buyer's to appeal
+        r = buyer.post(f"/v1/claims/{claim['id']}/appeal", json={"reason": "spend it"})
+        assert r.status_code == 409 and r.json()["error"]["code"] == "appeal.in_your_favour"
     with server.client(shop["merchant"]) as merchant:
         # shop-a does not own the other order either: the owner is shop-a for both orders here
         r = merchant.post(

@@ -301,3 +301,30 @@ def test_a_database_url_that_cannot_be_used_is_one_line_that_never_shows_its_pas
         )  # fmt: skip
         assert result.returncode == 2 and code in result.stderr, (url, result.stderr)
         assert never not in result.stderr and len(result.stderr.splitlines()) == 1, url
+
+
+def test_serve_and_worker_on_a_database_server_refuse_to_seal_with_the_data_folders_key_file(
+    tmp_path: Path,
+) -> None:
+    # That file would sit with the blobs every host mounts and backs up, beside what it seals.
+    env = {
+        **_env(tmp_path),
+        "REFUNDLENS_DATABASE_URL": "postgresql+psycopg://refundlens@127.0.0.1:1/refundlens",
+        "REFUNDLENS_BROKER_URL": "redis://127.0.0.1:1/0",
+    }
+    env.pop("REFUNDLENS_PII_KEY", None)
+    for command in (("serve", "--port", "1"), ("worker",)):
+        refused = subprocess.run(
+            [sys.executable, "-m", "refundlens", *command],
+            capture_output=True, text=True, env=env, timeout=120,
+        )  # fmt: skip
+        assert refused.returncode == 2, refused.stderr
+        assert "[settings.pii_key_required]" in refused.stderr
+    assert not (tmp_path / "data" / "pii.key").exists()
+    # Allowed for a trial, it goes on (and stops at the database nobody runs there).
+    trial = subprocess.run(
+        [sys.executable, "-m", "refundlens", "worker"],
+        capture_output=True, text=True, timeout=120,
+        env={**env, "REFUNDLENS_PII_KEY_FILE_ALLOWED": "true"},
+    )  # fmt: skip
+    assert trial.returncode == 2 and "[database.unreachable]" in trial.stderr, trial.stderr

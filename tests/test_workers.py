@@ -24,6 +24,10 @@ from refundlens.store import BlobStore, Database
 from refundlens.store.sql.models import Assessment, Claim, Order, Tenant, utcnow
 from refundlens.store.sql.repositories import SqlStore
 
+# With a database server, `refundlens worker` seals personal data with a key from the
+# environment (it refuses the data folder's key file): these tests' own setup uses it too.
+PII_KEY = "kT8C0Jm4a1tUK5y8uGQZ2m3JpZcQx0a6m0vJ3m1yQ0E="
+
 REDIS = os.environ.get("REFUNDLENS_TEST_REDIS", "redis://127.0.0.1:6379/11")
 
 
@@ -486,6 +490,7 @@ def test_a_worker_killed_mid_analysis_is_re_analysed_once_its_heartbeat_stops(
         database_url=database_url,
         broker_url=broker,
         ocr_enabled=False,
+        pii_key=PII_KEY,
         analysis_heartbeat_seconds=heartbeat,
         analysis_heartbeat_timeout_seconds=timeout,
     )
@@ -493,6 +498,7 @@ def test_a_worker_killed_mid_analysis_is_re_analysed_once_its_heartbeat_stops(
         **os.environ,
         "REFUNDLENS_DATA_DIR": settings.data_dir,
         "REFUNDLENS_DATABASE_URL": database_url,
+        "REFUNDLENS_PII_KEY": PII_KEY,
         "REFUNDLENS_BROKER_URL": broker,
         "REFUNDLENS_OCR_ENABLED": "false",
         "REFUNDLENS_TASK_VISIBILITY_TIMEOUT_SECONDS": "900",
@@ -573,12 +579,16 @@ def test_a_packing_video_left_in_the_outbox_is_queued_by_beat_and_processed_by_a
     from .test_video import packing_video
 
     settings = Settings(
-        data_dir=str(tmp_path / "data"), database_url=database_url, broker_url=broker
+        data_dir=str(tmp_path / "data"),
+        database_url=database_url,
+        broker_url=broker,
+        pii_key=PII_KEY,
     )
     env = {
         **os.environ,
         "REFUNDLENS_DATA_DIR": settings.data_dir,
         "REFUNDLENS_DATABASE_URL": database_url,
+        "REFUNDLENS_PII_KEY": PII_KEY,
         "REFUNDLENS_BROKER_URL": broker,
         "REFUNDLENS_OCR_ENABLED": "false",
     }

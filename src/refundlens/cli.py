@@ -1163,14 +1163,6 @@ def _operate(settings: Settings) -> None:
 
     logs.configure(settings.log_level, json_lines=settings.log_format == "json")
     metrics.configure(settings.metrics_dir or Path(settings.data_dir) / "metrics")
-    if settings.database_url and not settings.pii_key:
-        key_file = (Path(settings.data_dir) / "pii.key").resolve()
-        sys.stderr.write(
-            "refundlens: warning: REFUNDLENS_PII_KEY is not set, so buyers' personal data is "
-            f"sealed with the key file {key_file} (made there if missing). With a database "
-            "server, set REFUNDLENS_PII_KEY on every API and worker host and keep it out of "
-            "the backups (docs/service.md, 'At platform scale').\n"
-        )
 
 
 def _metrics_listener(settings: Settings) -> None:
@@ -1212,6 +1204,7 @@ def serve(
     from .store.sql.models import ApiKey
 
     settings = _settings()
+    _pii_key_on_a_server(settings)
     _operate(settings)
     database = _open_database(settings, create=True)
     with database.session() as session:
@@ -1365,6 +1358,7 @@ def worker(
     settings = _settings()
     if not settings.broker_url:
         raise _fail("set REFUNDLENS_BROKER_URL (redis://... or amqp://...) to run a worker")
+    _pii_key_on_a_server(settings)
     _operate(settings)
     _worker_can_work(settings)
     from .workers.celery_app import app as celery_app
@@ -1375,6 +1369,19 @@ def worker(
     if beat:
         argv.append("--beat")
     celery_app.worker_main(argv)
+
+
+def _pii_key_on_a_server(settings: Settings) -> None:
+    """With a database server, personal data is sealed with ``pii_key`` from the secret store,
+    not with a key file made in ``data_dir``: that folder is the blob storage every host mounts
+    and backs up, beside the data the key seals (``pii_key_file_allowed`` for a trial)."""
+    if settings.database_url and not settings.pii_key and not settings.pii_key_file_allowed:
+        raise _fail(
+            "error [settings.pii_key_required] with a database server, set REFUNDLENS_PII_KEY "
+            "(the same on every API and worker host; docs/service.md, 'At platform scale'), or "
+            "REFUNDLENS_PII_KEY_FILE_ALLOWED=true to seal with a key file in the data folder "
+            "for a trial"
+        )
 
 
 def _worker_can_work(settings: Settings) -> None:

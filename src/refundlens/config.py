@@ -254,6 +254,11 @@ class Settings:
     pii_key: str = ""
     """Fernet key (urlsafe base64, 32 bytes) encrypting buyers' personal data at rest; empty =
     a key file created once in ``data_dir`` (embedded default only; set it in production)."""
+    pii_key_file_allowed: bool = False
+    """With a database server (``database_url``) and no ``pii_key``, let ``serve`` and
+    ``worker`` seal personal data with the key file in ``data_dir`` (a trial). Otherwise they
+    refuse to start: that file sits with the blobs every host mounts and goes into their
+    backups, beside the data it seals."""
     audit_checkpoint_path: str = ""
     """A file outside the database where the scheduler's tick appends the audit log's head
     (``seq hash time``) whenever it moved, and which ``audit verify`` checks the chain against:

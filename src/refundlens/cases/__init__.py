@@ -91,6 +91,7 @@ from .review import (
     check_evidence_room,
     decide,
     expire_windows,
+    may_appeal,
 )
 from .routing import ClaimFacts, RoutingRules, route
 from .states import ClaimState, IllegalTransition, can_transition, transition
@@ -150,6 +151,7 @@ __all__ = [
     "issue_capture_token",
     "mark_packing_videos_queued",
     "mark_queued",
+    "may_appeal",
     "notify",
     "order_time_zone",
     "packing_video_frames",

@@ -297,6 +297,19 @@ def expire_windows(
     return moved
 
 
+def may_appeal(role: str, state: str, outcome: str | None) -> bool:
+    """Whether ``role`` may appeal a claim in ``state`` whose latest decision was ``outcome``
+    (None: none yet). The side a decision went against appeals it: the buyer a rejection, the
+    merchant an approval (a person's or the automatic one), either a partial refund; an admin
+    any. A claim not decided is no one's to appeal: :func:`transition` refuses it."""
+    if state == ClaimState.APPROVED.value:
+        outcome = "approved"
+    elif state not in (ClaimState.DECIDED.value, ClaimState.FINAL.value) or outcome is None:
+        return True
+    against = {"buyer": ("rejected", "partial"), "merchant": ("approved", "partial")}
+    return role == "admin" or outcome in against.get(role, ())
+
+
 def appeal(
     store: Store,
     actor: Actor,
@@ -310,6 +323,13 @@ def appeal(
         raise RefundlensError("auth.forbidden", "Only the buyer, the merchant or an admin appeals.")
     if not reason.strip():
         raise RefundlensError("appeal.reason_required", "An appeal needs a reason in words.")
+    decisions = store.claims.decisions_of(claim.id)
+    if not may_appeal(actor.role, claim.state, decisions[-1].outcome if decisions else None):
+        # Else the winning side could spend the other's appeals (they are counted per claim).
+        raise RefundlensError(
+            "appeal.in_your_favour",
+            "This decision went your way: only the other party may appeal it.",
+        )
     appealed = store.audit.count(claim.id, "claim.appealed")
     if appealed >= settings.max_appeals_per_claim:
         raise RefundlensError(

@@ -111,6 +111,9 @@ def claim_page(
         error=error if error and _CODE.fullmatch(error) else None,
         lang_code=lang(request),
         allowed=cases.allowed_decisions(case.claim.state),
+        may_appeal=cases.may_appeal(
+            user.role, case.claim.state, case.decision.outcome if case.decision else None
+        ),
         blocks=_picture_blocks(case),
     )
 
@@ -143,7 +146,11 @@ def _buyer_page(
         user=user,
         case=case,
         told=buyer_status(case.claim.state, latest),
-        hours_left=hours_left(case.claim.deadline_at),
+        # The deadline is the buyer's only while a live capture is asked of it.
+        hours_left=hours_left(case.claim.deadline_at)
+        if case.claim.state == "awaiting_capture"
+        else None,
+        may_appeal=cases.may_appeal(user.role, case.claim.state, latest),
         done=done if done in DONE else None,
         error=error if error and _CODE.fullmatch(error) else None,
         capture_page=cases.page_captures_allowed(runtime_of(request).settings),
