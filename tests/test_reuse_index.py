@@ -119,3 +119,58 @@ def test_a_print_committed_after_a_later_one_was_read_is_still_indexed(
         assert cache.waiting_for()
         cache.refresh(session, now=later)
         assert not cache.waiting_for()
+
+
+def test_only_claims_filed_before_count_against_a_claim(database: tuple[Database, str]) -> None:
+    # Two claims of one photo filed a moment apart: the analysis of the first may run after the
+    # second arrived, and must not find the first claim reusing the second's photo.
+    from refundlens.reuse.history import History
+
+    db, first = database
+    with db.session() as session:
+        order = session.get(Claim, first).order_id  # type: ignore[union-attr]
+        other_order = Order(
+            id=new_id("ord"), merchant_id="shop-i", external_id="o-2",
+            sku_id=session.get(Order, order).sku_id, buyer_id="buyer-2", amount=10.0,
+            currency="CNY",
+        )  # fmt: skip
+        session.add(other_order)
+        session.flush()
+        second = new_id("clm")
+        session.add(
+            Claim(
+                id=second,
+                seq=2,
+                order_id=other_order.id,
+                merchant_id="shop-i",
+                buyer_id="buyer-2",
+                claim_type="refund_only",
+                amount=10.0,
+                state="submitted",
+            )
+        )
+        session.flush()
+        for claim_id, order_id in ((first, order), (second, other_order.id)):
+            session.add(
+                ClaimFingerprint(
+                    claim_id=claim_id,
+                    order_id=order_id,
+                    buyer_id="b",
+                    merchant_id="shop-i",
+                    photo_sha256="a" * 64,
+                    variant="full",
+                    pdq=_code(7),
+                    quality=100,
+                )
+            )
+
+    def found(claim_id: str, order_id: str, filed_as: int | None) -> list[str]:
+        history = History(
+            db.sessions, IndexCache(), claim_id, order_id, "b", "shop-i", None,
+            filed_as=filed_as,
+        )  # fmt: skip
+        return [m["claim"] for m in history.seen_before(bytes.fromhex(_code(7)))]
+
+    assert found(first, order, 1) == []
+    assert found(second, other_order.id, 2) == [first]
+    assert found(first, order, None) == [second]  # a live capture repeats nothing at all

@@ -36,9 +36,11 @@ class Runtime:
         # Pages that analyse a photo or start Chromium in the API process take a slot each.
         self.heavy_work = threading.BoundedSemaphore(max(1, settings.web_heavy_work_slots))
 
-    def history(self, claim_id: str, order: Order) -> History:
+    def history(self, claim_id: str, order: Order, filed_as: int | None = None) -> History:
         """Cross-claim and bank lookups for ``claim_id`` (of ``order``): the analysis' reuse
-        check and the live capture's replay check ask the same index."""
+        check and the live capture's replay check ask the same index. ``filed_as`` (the claim's
+        number): only claims filed before it count (the analysis); None: every claim (a live
+        capture)."""
         return History(
             self.db.sessions,
             self.index_cache,
@@ -50,4 +52,5 @@ class Runtime:
             self.settings.reuse_max_distance,
             self.blobs,
             self.settings.reuse_local_feature_candidates,
+            filed_as,
         )

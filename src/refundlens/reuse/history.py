@@ -187,6 +187,14 @@ class History:
     max_distance: int = 31
     blobs: Any = None
     local_candidates: int = 20
+    filed_as: int | None = None
+    """The claim's number (``Claim.seq``, given in filing order): only claims filed before it
+    count against it. A copy filed after an honest claim is the copy's problem, not the first
+    claim's (whose analysis may run after the copy arrived). None: everything on file counts (a
+    live capture must repeat nothing at all)."""
+
+    def _filed_before(self, query: Any) -> Any:
+        return query if self.filed_as is None else query.where(Claim.seq < self.filed_as)
 
     def earlier_same_sku(self) -> list[dict[str, Any]]:
         """Photos of the latest earlier claims on the same SKU (other orders), decoded, for the
@@ -201,13 +209,15 @@ class History:
             if order is None:
                 return []
             rows = session.execute(
-                select(ClaimFingerprint, Claim)
-                .join(Claim, Claim.id == ClaimFingerprint.claim_id)
-                .join(Order, Order.id == Claim.order_id)
-                .where(
-                    Order.sku_id == order.sku_id,
-                    ClaimFingerprint.order_id != self.order_id,
-                    ClaimFingerprint.variant == "full",
+                self._filed_before(
+                    select(ClaimFingerprint, Claim)
+                    .join(Claim, Claim.id == ClaimFingerprint.claim_id)
+                    .join(Order, Order.id == Claim.order_id)
+                    .where(
+                        Order.sku_id == order.sku_id,
+                        ClaimFingerprint.order_id != self.order_id,
+                        ClaimFingerprint.variant == "full",
+                    )
                 )
                 .order_by(ClaimFingerprint.id.desc())
                 .limit(self.local_candidates)
@@ -244,7 +254,11 @@ class History:
             if not hits:
                 return []
             rows = session.execute(
-                select(ClaimFingerprint).where(ClaimFingerprint.id.in_(list(hits)))
+                self._filed_before(
+                    select(ClaimFingerprint)
+                    .join(Claim, Claim.id == ClaimFingerprint.claim_id)
+                    .where(ClaimFingerprint.id.in_(list(hits)))
+                )
             ).scalars()
             out = []
             for row in rows:
@@ -269,7 +283,11 @@ class History:
             if not hits:
                 return []
             rows = session.execute(
-                select(VideoFingerprint).where(VideoFingerprint.id.in_(list(hits)))
+                self._filed_before(
+                    select(VideoFingerprint)
+                    .join(Claim, Claim.id == VideoFingerprint.claim_id)
+                    .where(VideoFingerprint.id.in_(list(hits)))
+                )
             ).scalars()
             best: dict[str, dict[str, Any]] = {}
             for row in rows:

@@ -127,11 +127,10 @@ def _analyse(runtime: Runtime, claim_id: str, attempt: int) -> str:
     with runtime.db.session() as session:  # rows only: nothing is decoded in a transaction
         photo_files, reference_files, order = cases.input_files(SqlStore(session), claim_id)
         from ..detectors.base import OrderFacts
-
-        history = runtime.history(claim_id, order)
         from ..store.sql.models import Claim
 
         claim = session.get(Claim, claim_id)
+        history = runtime.history(claim_id, order, claim.seq if claim is not None else None)
         # Live captures, by their bytes' sha256: the consistency check words its findings for
         # them (the damage on a live photo against the claim's photo).
         live = {p.sha256 for p in claim.photos if p.live_capture} if claim is not None else set()
