@@ -772,6 +772,41 @@ def test_two_captures_of_one_photo_sent_at_once_on_two_claims_accept_only_one(
     assert not [a for a, _ in audit_entries(server, claims["buyer"][0]) if a == "capture.accepted"]
 
 
+def test_a_live_photo_that_shows_nothing_is_refused_and_the_link_kept(
+    server: Server, shop: dict[str, str]
+) -> None:
+    # A covered lens or a camera's first black frame: it shows no damage, and accepting it
+    # spent the buyer's only link on nothing.
+    import datetime as dt
+    import io
+
+    from PIL import Image
+
+    now = dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).strftime("%Y:%m:%d %H:%M:%S")
+    order = _delivered_order(server, shop, "buyer-1", "blank")
+    with server.client(shop["buyer"]) as buyer:
+        r = buyer.post(
+            "/v1/claims",
+            data={"order_id": order, "type": "refund_only", "amount": "20"},
+            files=[("photos", ("old.jpg", _drawn_photo("2026:10:20 10:00:00", 39), "image/jpeg"))],
+        )  # fmt: skip
+        assert r.status_code == 201, r.text
+        claim = assessed(server, r.json()["id"])
+        assert claim["state"] == "awaiting_capture", claim["routing_reason"]
+        token = buyer.post(f"/v1/claims/{claim['id']}/capture-token").json()["token"]
+        black = io.BytesIO()
+        Image.new("RGB", (640, 480)).save(black, "JPEG")
+        for sent, status in ((black.getvalue(), 400), (_drawn_photo(now, seed=40), 201)):
+            r = buyer.post(
+                f"/v1/claims/{claim['id']}/capture",
+                data={"token": token},
+                files=[("photo", ("live.jpg", sent, "image/jpeg"))],
+            )
+            assert r.status_code == status, r.text
+            if status == 400:
+                assert r.json()["error"]["code"] == "capture.blank"
+
+
 def test_an_automatic_approval_can_be_appealed_by_the_merchant_to_a_person(
     server: Server, shop: dict[str, str]
 ) -> None:

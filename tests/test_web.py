@@ -795,3 +795,49 @@ def test_every_file_a_page_links_in_its_head_is_served(
             assert answer.status_code == 200, href
             wanted = "image/svg+xml" if rel == "icon" else "text/css"
             assert answer.headers["content-type"].startswith(wanted), href
+
+
+def test_evidence_files_open_for_the_merchant_and_the_reviewer_and_a_buyer_opens_its_own(
+    site: tuple[Server, dict[str, str]], browser: object
+) -> None:
+    # The person deciding must see what each side sent (a packing video, a receipt); a file no
+    # browser shows as a picture is a download under a name of ours, never rendered here.
+    server, keys = site
+    claim_id = keys["open_claim"]
+    receipt = b"%PDF-1.4 <script>alert(1)</script>"  # not a picture: downloaded, not shown
+    with server.client(keys["merchant"]) as merchant:
+        r = merchant.post(
+            f"/v1/claims/{claim_id}/evidence",
+            data={"kind": "other", "statement": "shipping receipt"},
+            files={"file": ("receipt.pdf", receipt, "application/pdf")},
+        )
+        assert r.status_code in (200, 201), r.text
+    with server.client(keys["buyer"]) as buyer:
+        r = buyer.post(
+            f"/v1/claims/{claim_id}/evidence",
+            data={"kind": "other", "statement": "the box\nas it came"},
+            files={"file": ("box.jpg", _sample("claim_genuine.jpg"), "image/jpeg")},
+        )
+        assert r.status_code in (200, 201), r.text
+    import hashlib
+
+    merchant_sha, buyer_sha = (
+        hashlib.sha256(b).hexdigest() for b in (receipt, _sample("claim_genuine.jpg"))
+    )
+    for who in ("merchant", "reviewer"):
+        page = _login(browser, server, keys[who])
+        page.goto(f"{server.url}/web/claims/{claim_id}")
+        links = page.locator("a.evidence-file")
+        assert links.count() >= 2, who
+        got = page.request.get(f"{server.url}/web/claims/{claim_id}/blob/{merchant_sha}")
+        assert got.status == 200 and got.body() == receipt, who
+        assert got.headers["content-type"] == "application/octet-stream"
+        assert got.headers["content-disposition"].startswith("attachment")
+        assert (
+            page.request.get(f"{server.url}/web/claims/{claim_id}/blob/{buyer_sha}").status == 200
+        )
+    page = _login(browser, server, keys["buyer"])
+    page.goto(f"{server.url}/web/claims/{claim_id}")
+    assert "the box\nas it came" in page.locator("#buyer-evidence").inner_text()
+    assert page.request.get(f"{server.url}/web/claims/{claim_id}/blob/{buyer_sha}").status == 200
+    assert page.request.get(f"{server.url}/web/claims/{claim_id}/blob/{merchant_sha}").status == 404

@@ -307,6 +307,9 @@ class Settings:
     cannot be used) before the link is spent and the buyer must ask for a new one. Each refusal
     stores what was sent and costs decoding and the replay check in the API process; an honest
     buyer who picked the wrong picture still has several tries. 0 = no limit."""
+    capture_blank_max_std: float = 2.0
+    """A live photo whose pixels' standard deviation (0-255) is below this shows nothing (a
+    covered lens, a camera's first black frame): refused (``capture.blank``), the link kept."""
     capture_clock_skew_seconds: float = 60.0
     """How far apart the clocks of the API processes may be. A live capture's last look for
     replays asks for the photos put on file since its first check began, less this."""

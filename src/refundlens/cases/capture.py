@@ -292,6 +292,7 @@ def accept_capture(
     checked = []
     for name, data in photos:
         media = media_from_bytes(data, name, settings)
+        _shows_something(media, settings)
         proof = capture_signature(data, media, signature, settings, token) if via == "app" else None
         taken = _fresh(media, proof is not None or via == "page", now, settings)
         if proof is not None:
@@ -723,6 +724,23 @@ def count_refused_capture(
             details={
                 "refusals": row.refusals,
                 "capture_max_refusals": settings.capture_max_refusals,
+            },
+        )
+
+
+def _shows_something(media: Media, settings: Settings) -> None:
+    """Refuse a live photo of one shade (a covered lens, a camera's first black frame, a dark
+    room): it shows no damage, and accepting it would spend the buyer's link on nothing. The
+    buyer is asked again (the token stays usable)."""
+    spread = float(media.analysis.std())
+    if spread < settings.capture_blank_max_std:
+        raise RefundlensError(
+            "capture.blank",
+            "The photo shows nothing (it is all one shade: a covered lens or no light). Take "
+            "it again with the damage in view and in light.",
+            {
+                "pixel_std": round(spread, 2),
+                "capture_blank_max_std": settings.capture_blank_max_std,
             },
         )
 

@@ -57,6 +57,7 @@ STATUS = {
     "order.conflict": 409,
     "appeal.limit_reached": 409,
     "appeal.in_your_favour": 409,
+    "capture.blank": 400,
     "capture.too_many_tokens": 409,
     "capture.too_many_links": 409,
     "evidence.too_many": 409,

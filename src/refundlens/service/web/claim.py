@@ -207,10 +207,27 @@ def claim_blob(request: Request, user: MaybeUser, claim_id: str, sha256: str) ->
     allowed = {p["sha256"] for p in case.photos}
     if user.role != "buyer":  # the analysis' pictures and the shop's photos are not the buyer's
         allowed |= {p["sha256"] for p in case.pictures} | {r.sha256 for r in case.references}
-    if sha256 not in allowed:
+    # Evidence files: the person deciding and the merchant see every one, a buyer its own.
+    evidence = {
+        e.sha256
+        for e in case.evidence
+        if e.sha256 and (user.role != "buyer" or e.submitted_by == "buyer")
+    }
+    if sha256 not in allowed | evidence:
         return Response(status_code=404)
     data = runtime.blobs.get(sha256)
     media = image_mime(data)
+    if media == "application/octet-stream" and sha256 not in allowed:
+        # An evidence file no browser shows as a picture (a packing video, a PDF): a download
+        # under a name of ours, never rendered from this site (the bytes are the sender's).
+        return Response(
+            data,
+            media_type="application/octet-stream",
+            headers={
+                "Cache-Control": "private, no-store",
+                "Content-Disposition": f'attachment; filename="evidence-{sha256[:12]}"',
+            },
+        )
     if media == "application/octet-stream":
         # No browser shows an iPhone's HEIC: the photo's analysis copy, as JPEG, is what the
         # page shows (the file itself stays in the evidence report's hashes and the API).
