@@ -252,7 +252,10 @@
       stream = opened;
       video.srcObject = stream;
       video.hidden = false;
-      shoot.hidden = false;
+      // The button shows once a frame is on screen: a shot taken before it is black (and
+      // refused as capture.blank).
+      video.addEventListener("playing", function () { shoot.hidden = false; refresh(); }, { once: true });
+      video.play().catch(function () { /* autoplay: "playing" still comes with the stream */ });
       offerClip();
       say("ready");
       refresh();
@@ -260,7 +263,7 @@
     .catch(function () { useFallback(); });
 
   shoot.addEventListener("click", function () {
-    if (!video.videoWidth || taken.length >= most) { return; }
+    if (!video.videoWidth || video.readyState < 2 || taken.length >= most) { return; }
     var canvas = document.createElement("canvas");
     canvas.width = video.videoWidth;
     canvas.height = video.videoHeight;
