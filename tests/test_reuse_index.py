@@ -29,6 +29,16 @@ def _code(seed: int) -> str:
     return bytes(np.random.default_rng(seed).integers(0, 256, 32, dtype=np.uint8)).hex()
 
 
+def _claim(session: Session, claim_id: str, seq: int, order: Order) -> None:
+    session.add(
+        Claim(
+            id=claim_id, seq=seq, order_id=order.id, merchant_id="shop-i",
+            buyer_id=order.buyer_id, claim_type="refund_only", amount=10.0, state="submitted",
+        )
+    )  # fmt: skip
+    session.flush()
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Database, str]]:
     with backend(request.param) as url:
@@ -46,18 +56,7 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[D
             for row in (sku, order):
                 session.add(row)
                 session.flush()
-            session.add(
-                Claim(
-                    id=claim_id,
-                    seq=1,
-                    order_id=order.id,
-                    merchant_id="shop-i",
-                    buyer_id="buyer-1",
-                    claim_type="refund_only",
-                    amount=10.0,
-                    state="submitted",
-                )
-            )
+            _claim(session, claim_id, 1, order)
         yield made, claim_id
         made.dispose()
 
@@ -137,19 +136,7 @@ def test_only_claims_filed_before_count_against_a_claim(database: tuple[Database
         session.add(other_order)
         session.flush()
         second = new_id("clm")
-        session.add(
-            Claim(
-                id=second,
-                seq=2,
-                order_id=other_order.id,
-                merchant_id="shop-i",
-                buyer_id="buyer-2",
-                claim_type="refund_only",
-                amount=10.0,
-                state="submitted",
-            )
-        )
-        session.flush()
+        _claim(session, second, 2, other_order)
         for claim_id, order_id in ((first, order), (second, other_order.id)):
             session.add(
                 ClaimFingerprint(
