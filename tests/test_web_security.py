@@ -591,12 +591,15 @@ def test_a_shop_is_not_told_the_buyers_record_at_other_shops_by_the_report_or_th
     assert "1234.5" not in str(finding) and "confirmed_forgeries" not in finding["facts"]
     # The shop's report is checked against the case as that shop sees it.
     assert content_sha256(html) == cli_sha256("--shop", "shop-a") != cli_sha256()
+    # And it names that command, as the shop's report is checked (appendix C).
+    assert f"refundlens report {keys['claim']} --shop shop-a --content case.json" in html
     with pytest.raises(AssertionError, match=r"report\.not_the_shop"):
         cli_sha256("--shop", "shop-b")  # a report as a shop that never saw the claim
     html, finding = told(server.admin)
     assert "At this shop only" not in html and "rejected: 1" in html
     assert finding["facts"] == record
     assert content_sha256(html) == cli_sha256()
+    assert f"refundlens report {keys['claim']} --content case.json" in html
 
 
 def test_a_pdf_report_past_the_heavy_work_slots_is_answered_busy_at_once(
