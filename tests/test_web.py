@@ -841,3 +841,29 @@ def test_evidence_files_open_for_the_merchant_and_the_reviewer_and_a_buyer_opens
     assert "the box\nas it came" in page.locator("#buyer-evidence").inner_text()
     assert page.request.get(f"{server.url}/web/claims/{claim_id}/blob/{buyer_sha}").status == 200
     assert page.request.get(f"{server.url}/web/claims/{claim_id}/blob/{merchant_sha}").status == 404
+
+
+def test_a_link_opened_logged_out_comes_back_after_the_login_and_never_leaves_the_site(
+    site: tuple[Server, dict[str, str]], browser: object
+) -> None:
+    server, keys = site
+    context = browser.new_context(locale="en", viewport={"width": 1280, "height": 900})  # type: ignore[attr-defined]
+    page = context.new_page()
+    page.goto(f"{server.url}/web/claims/{keys['claim']}")  # a reviewer's link from a webhook
+    assert "/web/login?next=" in page.url
+    page.fill("#key", keys["reviewer"])
+    page.click("button[type=submit]")
+    assert page.url.endswith(f"/web/claims/{keys['claim']}")
+    # A next that names another site, or this site by another way, opens the queue instead.
+    for hostile in (
+        "//evil.example/x",
+        "https://evil.example/",
+        "/web//evil.example",
+        "/web/\\evil",
+    ):
+        other = browser.new_context().new_page()  # type: ignore[attr-defined]
+        other.goto(f"{server.url}/web/login?next={hostile}")
+        assert 'name="next"' not in other.content()
+        other.fill("#key", keys["reviewer"])
+        other.click("button[type=submit]")
+        assert other.url.startswith(server.url) and other.url.endswith("/web/queue"), hostile

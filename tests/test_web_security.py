@@ -439,7 +439,8 @@ def test_login_needs_the_forms_own_token_and_the_session_is_not_the_api_key(
     )
     # Logging out ends the session on the server: the old cookie opens nothing.
     replay = httpx.get(f"{server.url}/web/queue", cookies={"rl_session": cookie})
-    assert replay.status_code == 303 and replay.headers["location"] == "/web/login"
+    assert replay.status_code == 303
+    assert replay.headers["location"] == "/web/login?next=/web/queue"  # back there after a login
 
 
 def test_a_session_ends_when_it_expires_or_its_key_is_revoked(
@@ -466,7 +467,8 @@ def test_a_session_ends_when_it_expires_or_its_key_is_revoked(
                         {"t": True, "id": key.split(".")[0]},
                     )
             response = client.get("/web/queue")
-            assert response.status_code == 303 and response.headers["location"] == "/web/login"
+            assert response.status_code == 303
+            assert response.headers["location"] == "/web/login?next=/web/queue"
     finally:
         database.dispose()
 

@@ -43,6 +43,7 @@ __all__ = [
     "Viewer",
     "analysis_jpeg",
     "answer_page",
+    "back_to",
     "file_name",
     "forbidden",
     "hours_left",
@@ -126,8 +127,22 @@ def forbidden(request: Request, user: Principal | None) -> HTMLResponse:
     return page(request, "error.html", status=403, user=user, message="forbidden")
 
 
-def login_redirect() -> RedirectResponse:
-    return RedirectResponse("/web/login", status_code=303)
+# A page of this site to come back to after the login: a path under /web/ only (no scheme, no
+# host, no "//", no backslash), so that the parameter can never send a user to another site.
+_BACK_TO = re.compile(r"/web/[A-Za-z0-9_\-/]{0,200}")
+
+
+def back_to(path: str | None) -> str | None:
+    """``path`` if it is a page of this site's web pages to return to after the login."""
+    if path and _BACK_TO.fullmatch(path) and "//" not in path and not path.startswith("/web/login"):
+        return path
+    return None
+
+
+def login_redirect(wanted: str | None = None) -> RedirectResponse:
+    """To the login page; ``wanted`` (a page of this site, :func:`back_to`) is opened after it."""
+    target = back_to(wanted)
+    return RedirectResponse("/web/login" + (f"?next={target}" if target else ""), status_code=303)
 
 
 def set_private_cookie(
@@ -189,9 +204,9 @@ def _user(request: Request) -> Principal | None:
 MaybeUser = Annotated[Principal | None, Depends(_user)]
 
 
-def _viewer(user: MaybeUser) -> Principal:
+def _viewer(request: Request, user: MaybeUser) -> Principal:
     if user is None:
-        raise PageAnswer(login_redirect())
+        raise PageAnswer(login_redirect(request.url.path))
     return user
 
 

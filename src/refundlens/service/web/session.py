@@ -16,6 +16,7 @@ from .common import (
     LOGIN_COOKIE,
     MaybeUser,
     Poster,
+    back_to,
     login_redirect,
     page,
     runtime_of,
@@ -28,38 +29,45 @@ __all__ = ["router"]
 router = APIRouter(include_in_schema=False)
 
 
-def _login_page(request: Request, status: int = 200, error: str | None = None) -> HTMLResponse:
+def _login_page(
+    request: Request, status: int = 200, error: str | None = None, wanted: str | None = None
+) -> HTMLResponse:
     # The browser's login token is kept while it is well formed: a second try from the same
     # page (a mistyped key) still carries the token the first page gave.
     token = request.cookies.get(LOGIN_COOKIE, "")
     if not re.fullmatch(r"[A-Za-z0-9_-]{43}", token):
         token = secrets.token_urlsafe(32)
-    response = page(request, "login.html", status=status, user=None, error=error, csrf=token)
+    response = page(
+        request, "login.html", status=status, user=None, error=error, csrf=token,
+        next=back_to(wanted),
+    )  # fmt: skip
     set_private_cookie(request, response, LOGIN_COOKIE, token, 3600, path="/web/login")
     return response
 
 
 @router.get("/login", response_class=HTMLResponse)
-def login_form(request: Request) -> HTMLResponse:
-    return _login_page(request)
+def login_form(request: Request, next: str | None = None) -> HTMLResponse:
+    return _login_page(request, wanted=next)
 
 
 @router.post("/login")
-def login(request: Request, key: str = Form(""), csrf: str = Form("")) -> Response:
+def login(
+    request: Request, key: str = Form(""), csrf: str = Form(""), next: str = Form("")
+) -> Response:
     runtime = runtime_of(request)
     expected = request.cookies.get(LOGIN_COOKIE, "")
     if not same_site(request) or not (
         csrf and expected and hmac.compare_digest(csrf.encode(), expected.encode())
     ):
         # A login posted from another site (login CSRF) or without the form's token.
-        return _login_page(request, status=403, error="csrf")
+        return _login_page(request, status=403, error="csrf", wanted=next)
     try:
         with runtime.db.session() as session:
             principal = authenticate(session, f"Bearer {key.strip()}")
             token, _ = open_web_session(session, principal, runtime.settings.web_session_hours)
     except AuthError:
-        return _login_page(request, status=401, error="invalid")
-    response = RedirectResponse("/web/", status_code=303)
+        return _login_page(request, status=401, error="invalid", wanted=next)
+    response = RedirectResponse(back_to(next) or "/web/", status_code=303)
     set_private_cookie(
         request, response, COOKIE, token, int(runtime.settings.web_session_hours * 3600)
     )
