@@ -130,6 +130,7 @@ CLAIM_PHOTOS = {
     7: lambda: _scene(31),  # its own: the clip test films 17, live photos are 20 and 21
     8: lambda: _scene(19),
     9: lambda: _scene(23),
+    10: lambda: _scene(25),
 }
 
 
@@ -672,3 +673,50 @@ def test_the_box_filed_with_the_claim_is_shown_and_clearing_it_removes_it(
         d for action, d in audit_entries(server, claim_id) if action == "capture.accepted"
     ]
     assert accepted["damage_boxes"] == {filed["sha256"]: None}
+
+
+def test_without_a_camera_api_the_phone_camera_field_takes_one_photo_at_a_time_and_sends_all(
+    shop: tuple[Server, dict[str, str]], tmp_path: Path
+) -> None:
+    # An in-app browser without getUserMedia: the field opens the phone's camera app, which
+    # gives one photo each time; the page keeps each and sends them together.
+    server, keys = shop
+    claim_id = _claim_awaiting_capture(server, keys, 10)
+    url = _capture_url(server, keys, claim_id)
+    manager, browser, page = _phone(write_y4m(_scene(26), tmp_path / "cam.y4m"))
+    shots = [tmp_path / f"camera-app-{n}.jpg" for n in (1, 2, 3, 4)]
+    for n, path in enumerate(shots):
+        path.write_bytes(_scene(27 + n))
+    try:
+        page.add_init_script(
+            "Object.defineProperty(navigator, 'mediaDevices', {value: undefined});"
+        )
+        page.goto(url)
+        page.wait_for_selector("#photos:not([hidden])", timeout=20000)
+        assert page.locator("#shoot").is_hidden()
+        assert page.get_attribute("#photos", "capture") == "environment"
+        _mark_damage(page)
+        page.set_input_files("#photos", str(shots[0]))
+        _until(page, "document.querySelectorAll('#shots canvas').length === 1")
+        assert page.input_value("#photos") == ""  # offered again for the next photo
+        page.set_input_files("#photos", str(shots[1]))
+        _until(page, "document.querySelectorAll('#shots canvas').length === 2")
+        assert page.locator("#shot-count").inner_text() == "2"
+        # Never more than the page asks for: a third and a fourth at once keep one.
+        page.set_input_files("#photos", [str(shots[2]), str(shots[3])])
+        _until(page, "document.querySelectorAll('#shots canvas').length === 3")
+        page.wait_for_timeout(300)
+        assert page.locator("#shots canvas").count() == 3
+        assert page.locator("#photos").is_hidden()
+        page.click("#send")
+        page.wait_for_load_state("load")
+        assert page.locator("#capture-done").is_visible(), page.content()
+    finally:
+        browser.close()
+        manager.__exit__(None, None, None)
+    with server.client(keys["buyer"]) as buyer:
+        wait_analysed(buyer, claim_id)
+    claim = assessed(server, claim_id)
+    assert len([p for p in claim["photos"] if p["live_capture"]]) == 3
+    [accepted] = [d for a, d in audit_entries(server, claim_id) if a == "capture.accepted"]
+    assert accepted["via"] == "page" and len(accepted["photos"]) == 3  # type: ignore[arg-type]

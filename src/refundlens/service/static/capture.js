@@ -1,7 +1,9 @@
 // The live-capture page: the phone's camera, two or three photos of the damage from different
 // sides, sent at once. No gallery: the photos are frames taken from the camera here. Where the
 // browser has no camera API, the page falls back to a file field that asks the phone for its
-// camera (capture=environment). Where the browser has MediaRecorder, the buyer may also record a
+// camera (capture=environment): a phone's camera app gives one photo a time, so each photo taken
+// there is kept and the field is offered again until two or three are taken, then all are sent
+// at once as on the camera path (a browser without DataTransfer sends the field as it is). Where the browser has MediaRecorder, the buyer may also record a
 // short clip from the same camera stream (it stops by itself after data-clip-seconds); it goes in
 // the same upload as the photos (field "clip"), which stay required. First the buyer drags a box
 // around the damage on each photo it filed the claim with (canvas.mark, drawn here, no inline
@@ -148,13 +150,42 @@
   marks.forEach(markable);
 
   function refresh() {
-    if (files.required) {  // the fallback field: the phone's camera, then send
+    if (files.required) {  // the fallback field without DataTransfer: it sends itself
       send.disabled = !marked();
       return;
     }
     send.disabled = taken.length < least || recorder !== null || !marked();
     shoot.disabled = taken.length >= most;
+    if (!fallback.hidden) { files.hidden = taken.length >= most; }
     document.getElementById("shot-count").textContent = String(taken.length);
+  }
+
+  // A taken photo joins the others: kept as a File, shown as a small canvas.
+  function keep(file, canvas) {
+    taken.push(file);
+    canvas.className = "shot";
+    canvas.setAttribute("role", "img");
+    canvas.setAttribute("aria-label", (form.dataset.shotLabel || "photo") + " " + taken.length);
+    shots.appendChild(canvas);
+    say(taken.length >= most ? "enough" : "another");
+    refresh();
+  }
+
+  // The fallback field's photo, drawn without a blob: URL (the page's CSP shows none).
+  function keepFromField(file) {
+    var canvas = document.createElement("canvas");
+    if (typeof window.createImageBitmap !== "function") { keep(file, canvas); return; }
+    window.createImageBitmap(file).then(function (bitmap) {
+      var scale = Math.min(1, 480 / Math.max(bitmap.width, bitmap.height));
+      canvas.width = Math.max(1, Math.round(bitmap.width * scale));
+      canvas.height = Math.max(1, Math.round(bitmap.height * scale));
+      canvas.getContext("2d").drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+      keep(file, canvas);
+    }, function () { keep(file, canvas); });  // a format the browser cannot draw still goes
+  }
+
+  function canCollect() {
+    try { return typeof window.DataTransfer === "function" && Boolean(new DataTransfer().items); } catch (e) { return false; }
   }
 
   // The first container this browser records: Chromium and Firefox give webm, Safari mp4.
@@ -237,11 +268,56 @@
     shoot.hidden = true;
     fallback.hidden = false;
     files.hidden = false;
-    files.required = true;
+    if (canCollect()) {
+      files.addEventListener("change", function () {
+        var chosen = Array.prototype.slice.call(files.files || []);
+        files.value = "";  // the field is offered again for the next photo
+        chosen.slice(0, Math.max(0, most - taken.length)).forEach(keepFromField);
+      });
+    } else {
+      files.required = true;
+    }
     say("noCamera");
     refresh();
   }
 
+  shoot.addEventListener("click", function () {
+    if (!video.videoWidth || video.readyState < 2 || taken.length >= most) { return; }
+    var canvas = document.createElement("canvas");
+    canvas.width = video.videoWidth;
+    canvas.height = video.videoHeight;
+    canvas.getContext("2d").drawImage(video, 0, 0);
+    canvas.toBlob(function (blob) {
+      if (!blob) { return; }
+      keep(new File([blob], "live-" + (taken.length + 1) + ".jpg", { type: "image/jpeg" }), canvas);
+    }, "image/jpeg", 0.92);
+  });
+
+  form.addEventListener("submit", function (event) {
+    if (!marked()) {
+      event.preventDefault();
+      say("needMark");
+      return;
+    }
+    if (files.required) { return; }  // the fallback field sends itself
+    event.preventDefault();
+    if (taken.length < least || recorder !== null) { return; }
+    var transfer = new DataTransfer();
+    taken.slice(0, most).forEach(function (file) { transfer.items.add(file); });
+    files.files = transfer.files;
+    if (clip && clipField) {
+      var withClip = new DataTransfer();
+      withClip.items.add(clip);
+      clipField.files = withClip.files;
+    }
+    send.disabled = true;
+    shoot.disabled = true;
+    if (record) { record.disabled = true; }
+    say("sending");
+    form.submit();
+  });
+
+  // Last: the handlers above are in place before the page knows whether it has a camera.
   if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
     useFallback();
     return;
@@ -261,46 +337,4 @@
       refresh();
     })
     .catch(function () { useFallback(); });
-
-  shoot.addEventListener("click", function () {
-    if (!video.videoWidth || video.readyState < 2 || taken.length >= most) { return; }
-    var canvas = document.createElement("canvas");
-    canvas.width = video.videoWidth;
-    canvas.height = video.videoHeight;
-    canvas.getContext("2d").drawImage(video, 0, 0);
-    canvas.toBlob(function (blob) {
-      if (!blob) { return; }
-      taken.push(new File([blob], "live-" + (taken.length + 1) + ".jpg", { type: "image/jpeg" }));
-      canvas.className = "shot";
-      canvas.setAttribute("role", "img");
-      canvas.setAttribute("aria-label", (form.dataset.shotLabel || "photo") + " " + taken.length);
-      shots.appendChild(canvas);
-      say(taken.length >= most ? "enough" : "another");
-      refresh();
-    }, "image/jpeg", 0.92);
-  });
-
-  form.addEventListener("submit", function (event) {
-    if (!marked()) {
-      event.preventDefault();
-      say("needMark");
-      return;
-    }
-    if (files.required) { return; }  // the fallback field sends itself
-    event.preventDefault();
-    if (taken.length < least || recorder !== null) { return; }
-    var transfer = new DataTransfer();
-    taken.forEach(function (file) { transfer.items.add(file); });
-    files.files = transfer.files;
-    if (clip && clipField) {
-      var withClip = new DataTransfer();
-      withClip.items.add(clip);
-      clipField.files = withClip.files;
-    }
-    send.disabled = true;
-    shoot.disabled = true;
-    if (record) { record.disabled = true; }
-    say("sending");
-    form.submit();
-  });
 })();
