@@ -313,6 +313,23 @@ def test_the_web_evidence_form_refuses_what_the_api_refuses(
             assert response.status_code == 303
             assert response.headers["location"].endswith(f"error={code}"), kind
         assert client.get(f"/web/claims/{keys['claim']}").text.count("<li>") == before
+        # The page it leads back to says what went wrong in the reader's words, then the code.
+        back = client.get(f"/web/claims/{keys['claim']}?error=media.not_an_image&lang=zh_CN")
+        assert "这个文件不是这类证据接受的图片。 <code>(media.not_an_image)</code>" in back.text
+        back = client.get(f"/web/claims/{keys['claim']}?error=made.up&lang=en")
+        assert "This could not be done. <code>(made.up)</code>" in back.text
+
+
+def test_every_refusal_a_page_explains_is_a_documented_code_said_in_both_languages() -> None:
+    from refundlens.rendering.i18n import translations
+    from refundlens.service.web.refusals import SENTENCES, refusal
+
+    documented = (Path(__file__).parents[1] / "docs" / "errors.md").read_text()
+    chinese = translations("zh_CN").gettext
+    for code, sentence in SENTENCES.items():
+        assert f"`{code}`" in documented, code
+        assert refusal(chinese, code) != sentence, code  # translated
+        assert refusal(translations("en").gettext, code) == sentence
 
 
 def test_odd_values_in_web_forms_get_a_coded_answer_never_a_500(

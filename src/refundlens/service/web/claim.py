@@ -16,6 +16,7 @@ from ... import cases
 from ...cases.buyer import buyer_status
 from ...errors import RefundlensError
 from ...report.evidence import REPORT_CSP, gather, render_html, render_pdf
+from ...rendering.i18n import translations
 from ...report.pictures import image_mime
 from ...store.sql.models import AuditEntry, Claim, ClaimPhoto
 from ..auth import Principal
@@ -32,6 +33,7 @@ from .common import (
     runtime_of,
     visible,
 )
+from .refusals import refusal
 
 __all__ = ["router"]
 
@@ -44,6 +46,13 @@ router = APIRouter(include_in_schema=False)
 DONE = frozenset({"evidence", "assigned", "appealed", *cases.DECISIONS})
 _CODE = re.compile(r"[a-z_]{1,40}\.[a-z_]{1,60}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def refusal_of(request: Request, error: str | None) -> str:
+    """The sentence the page shows for a refused form's code (none for no code)."""
+    if not error or not _CODE.fullmatch(error):
+        return ""
+    return refusal(translations(lang(request)).gettext, error)
 
 
 def _shop(user: Principal) -> str | None:
@@ -109,6 +118,7 @@ def claim_page(
         hours_left=hours_left(case.claim.deadline_at),
         done=done if done in DONE else None,
         error=error if error and _CODE.fullmatch(error) else None,
+        refusal=refusal_of(request, error),
         lang_code=lang(request),
         allowed=cases.allowed_decisions(case.claim.state),
         may_appeal=cases.may_appeal(
@@ -153,6 +163,7 @@ def _buyer_page(
         may_appeal=cases.may_appeal(user.role, case.claim.state, latest),
         done=done if done in DONE else None,
         error=error if error and _CODE.fullmatch(error) else None,
+        refusal=refusal_of(request, error),
         capture_page=cases.page_captures_allowed(runtime_of(request).settings),
     )
 
