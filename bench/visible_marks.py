@@ -150,7 +150,65 @@ def passes_study(split: str = "dev", limit: int = 6) -> list[str]:
     return lines
 
 
+# Text found on the mosaic scaled down for the detection net (its cost follows its pixels),
+# read at full size by the recognition net: (plain pass, strokes pass) detection sides in px.
+DET_SIDES = ((736, 736), (736, 416), (544, 416), (416, 416))
+
+
+def det_side_study(
+    split: str = "dev", limit: int = 6, sides: tuple[tuple[int, int], ...] = DET_SIDES
+) -> list[str]:
+    """Rows of misses per height and CPU seconds per unmarked photo, the tiles at their
+    shipped size and the detection net's input at most ``sides`` px."""
+    import time
+
+    from refundlens.threads import one_thread_per_process
+
+    one_thread_per_process()
+    bases = []
+    for path in photos(split, limit):
+        base = Image.open(path).convert("RGB")
+        base.thumbnail((1024, 1024))
+        bases.append(base)
+    rows = []
+    for det_side, strokes_det_side in sides:
+        missed = collections.Counter[int]()
+        total = 0
+        for base in bases:
+            for height, corner, opacity in itertools.product(HEIGHTS, CORNERS, OPACITIES):
+                media = media_from_bytes(draw_mark(base, height, corner, opacity, FONT), "m.jpg")
+                hits = find_visible_marks(
+                    media.analysis, det_side=det_side, strokes_det_side=strokes_det_side
+                )
+                total += 1
+                missed[height] += not any(hit.mark.kind == "label" for hit in hits)
+        seconds = []
+        for base in bases:
+            rgb = np.asarray(base)
+            start = time.process_time()
+            find_visible_marks(rgb, det_side=det_side, strokes_det_side=strokes_det_side)
+            seconds.append(time.process_time() - start)
+        rows.append(
+            f"| {split} | {det_side} | {strokes_det_side} | {sum(missed.values())} of {total} | "
+            + " | ".join(str(missed[h]) for h in HEIGHTS)
+            + f" | {float(np.median(seconds)):.3f} |"
+        )
+    return rows
+
+
 def main() -> None:
+    import sys
+
+    if sys.argv[1:2] == ["det-side"]:
+        # python -m bench.visible_marks det-side [split] [plain,strokes ...]: rows to paste into
+        # bench/results/visible_marks_passes.md (two processes can share the configurations)
+        split = sys.argv[2] if len(sys.argv) > 2 else "dev"
+        chosen = (
+            tuple((int(a), int(b)) for a, b in (arg.split(",") for arg in sys.argv[3:]))
+            or DET_SIDES
+        )
+        print("\n".join(det_side_study(split, sides=chosen)), flush=True)
+        return
     text = "\n".join(passes_study()) + "\n"
     (Path(__file__).resolve().parent / "results" / "visible_marks_passes.md").write_text(text)
     print(text)

@@ -96,14 +96,15 @@ def text_detector(choice: str = "auto", flags: frozenset[str] | None = None) -> 
     return "int8" if flags & _INT8_DOT_FLAGS else "float"
 
 
-@lru_cache(maxsize=2)
-def _engine(detector: str = "float") -> Any:
+@lru_cache(maxsize=4)
+def _engine(detector: str = "float", det_side: int = 736) -> Any:
     from rapidocr import RapidOCR
 
     # An empty corner is the usual case, not worth a log line (rapidocr sets its logger's level
     # from this parameter). One ONNX thread: batch and workers already run a process per core.
     logging.getLogger("RapidOCR").setLevel(logging.ERROR)
     params = dict(_ENGINE_PARAMS)
+    params["Det.limit_side_len"] = det_side
     if detector == "int8":
         params["Det.model_path"] = str(resources.files(__package__).joinpath(DET_INT8))
     return RapidOCR(params=params)
@@ -184,11 +185,17 @@ def _mosaic(rgb: npt.NDArray[np.uint8], corner_share: float, corner_side: int) -
 
 
 def _read(
-    mosaic: _Mosaic, image: npt.NDArray[np.uint8], min_score: float, detector: str
+    mosaic: _Mosaic,
+    image: npt.NDArray[np.uint8],
+    min_score: float,
+    detector: str,
+    det_side: int = 736,
 ) -> list[OcrHit]:
-    """One OCR call on ``image`` (``mosaic``'s image or a transform of it, same geometry)."""
+    """One OCR call on ``image`` (``mosaic``'s image or a transform of it, same geometry): text
+    found on ``image`` scaled to at most ``det_side`` px, read at ``image``'s own size."""
     with _LOCK:  # one ONNX session per process, not re-entrant across threads
-        result = _engine(detector)(np.ascontiguousarray(image[:, :, ::-1]))  # rapidocr expects BGR
+        engine = _engine(detector, det_side)
+        result = engine(np.ascontiguousarray(image[:, :, ::-1]))  # rapidocr expects BGR
     th, tw = mosaic.tile
     hits: list[OcrHit] = []
     for i, text in enumerate(result.txts or ()):
@@ -232,6 +239,8 @@ def find_visible_marks(
     enhance: bool = True,
     strokes_side: int | None = None,
     detector: str = "auto",
+    det_side: int = 736,
+    strokes_det_side: int = 736,
 ) -> list[OcrHit]:
     """OCR the four corners (``corner_share`` of each side, each scaled to at most ``corner_side``
     pixels) as one 2x2 mosaic, in a single OCR call, and return the known marks read.
@@ -242,11 +251,13 @@ def find_visible_marks(
     over a bright picture, that the plain tiles lose. Two OCR calls at most per image. Sizes and
     opacities read, and what smaller passes would cost in misses, are in
     bench/results/provenance.md and bench/results/visible_marks_passes.md. ``detector`` picks
-    the text detector's weights (:func:`text_detector`).
+    the text detector's weights (:func:`text_detector`). ``det_side`` and ``strokes_det_side``
+    bound the detector's input per pass (recognition reads at full size); smaller inputs miss
+    labels of 18 px and more (bench/results/visible_marks_passes.md), so the default is 736.
     """
     detector = text_detector(detector)
     plain = _mosaic(rgb, corner_share, corner_side)
-    hits = _read(plain, plain.image, min_score, detector)
+    hits = _read(plain, plain.image, min_score, detector, det_side)
     if enhance and not any(hit.mark.kind == "label" for hit in hits):
         side = strokes_side or corner_side
         again = plain if side == corner_side else _mosaic(rgb, corner_share, side)
@@ -259,7 +270,7 @@ def find_visible_marks(
         seen = {(hit.corner, hit.mark.text) for hit in hits}
         hits += [
             hit
-            for hit in _read(again, strokes, min_score, detector)
+            for hit in _read(again, strokes, min_score, detector, strokes_det_side)
             if (hit.corner, hit.mark.text) not in seen
         ]
     return hits
