@@ -163,4 +163,24 @@ def test_0013_indexes_claim_fingerprints_by_time_and_its_downgrade_drops_the_ind
     assert "ix_claim_fingerprints_created_at" not in indexed()
     _migrate(database, "upgrade", "head")
     assert "ix_claim_fingerprints_created_at" in indexed()
-    assert database.revisions()[0] == database.revisions()[1] == "0013"
+    assert database.revisions()[0] == database.revisions()[1]
+
+
+def test_0014_adds_the_note_to_the_buyer_and_earlier_decisions_have_none(
+    tmp_path: Path,
+) -> None:
+    from .test_cases import _claim_awaiting_capture, _decide
+
+    settings = Settings(data_dir=str(tmp_path))
+    runtime, claim = _claim_awaiting_capture(settings)
+    database = runtime.db
+    _migrate(database, "downgrade", "0013")
+    with database.engine.connect() as connection:
+        columns = {c["name"] for c in sa.inspect(connection).get_columns("decisions")}
+    assert "buyer_note" not in columns
+    _migrate(database, "upgrade", "head")
+    _decide(runtime, claim, "reject", "not eligible", settings, forgery=False)
+    with database.engine.connect() as connection:
+        rows = connection.execute(sa.text("SELECT buyer_note FROM decisions")).all()
+    assert [r[0] for r in rows] == [None]
+    assert database.revisions()[0] == database.revisions()[1] == "0014"

@@ -158,19 +158,32 @@ def test_a_forged_claim_goes_to_the_merchant_then_a_person_rejects_it_on_record(
             data={"kind": "statement", "statement": "packed intact, video attached later"},
         )
         assert r.status_code == 201 and r.json()["claim_state"] == "under_review"
+    reason = "reference.derived: the photo is the listing photo with a crack painted in"
+    note = "您提交的照片是店铺的商品展示图，不是您收到的商品的照片。"
     with server.client(shop["reviewer"]) as reviewer:
+        # A note to the buyer goes with a final decision only.
         r = reviewer.post(
             f"/v1/claims/{claim['id']}/decision",
-            json={
-                "decision": "reject",
-                "reason": "the photo is the listing photo with a crack painted in",
-            },
+            json={"decision": "escalate", "reason": "x", "buyer_note": "hello"},
+        )
+        assert r.status_code == 400 and r.json()["error"]["code"] == "decision.bad_value"
+        r = reviewer.post(
+            f"/v1/claims/{claim['id']}/decision",
+            json={"decision": "reject", "reason": reason, "buyer_note": note},
         )
         assert r.status_code == 200, r.text
         assert r.json()["state"] == "decided"
-        assert r.json()["decisions"][0]["outcome"] == "rejected"
+        [decided] = r.json()["decisions"]
+        assert decided["outcome"] == "rejected" and decided["buyer_note"] == note
+    # The buyer reads the note, never the reason (which may name a finding).
+    with server.client(shop["buyer"]) as buyer:
+        seen = buyer.get(f"/v1/claims/{claim['id']}").json()
+    assert seen["decision"] == {"outcome": "rejected", "amount": None, "note": note}
+    assert "reference." not in str(seen) and _buyer_leaks(seen) == []
     with server.client(server.admin) as admin:
         assert admin.get("/v1/audit/verify").json()["ok"] is True
+    [entry] = [d for a, d in audit_entries(server, claim["id"]) if a == "decision.reject"]
+    assert entry["buyer_note"] == note
 
 
 # What would let a forger tune an edit: none of it may reach a buyer, on any route it can call.

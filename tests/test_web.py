@@ -152,8 +152,10 @@ def test_a_reviewer_logs_in_opens_the_forged_claim_sees_the_outline_and_decides_
     page.screenshot(path=str(ARTIFACTS / "web-claim.png"), full_page=True)
     page.check("input[name=decision][value=reject]")
     page.fill("#reason", "照片是商品主图加上的裂纹")
+    page.fill("#buyer-note", "照片不是您收到的商品")
     page.click("#decision-form button[type=submit]")
     assert page.locator("#claim-state").inner_text() == "已裁决"
+    assert "已告知买家: 照片不是您收到的商品" in page.inner_text("main")
     assert "decision.reject" in page.locator("#audit").inner_text()
     # Decided: no decision form and no "take this claim" any more, and the page says why.
     assert page.locator("#decision-form").count() == 0
@@ -660,12 +662,22 @@ def test_a_buyer_appeals_a_decision_on_the_page_and_a_person_looks_again(
         wait_analysed(buyer, claim)
     with server.client(keys["reviewer"]) as reviewer:
         decided = reviewer.post(
-            f"/v1/claims/{claim}/decision", json={"decision": "reject", "reason": "painted crack"}
+            f"/v1/claims/{claim}/decision",
+            json={
+                "decision": "reject",
+                "reason": "painted crack",
+                "buyer_note": "<b>The photo</b> does not show\nthe cup you ordered.",
+            },
         )
         assert decided.status_code == 200, decided.text
     page = _login(browser, server, keys["buyer"], "en-US")
     page.goto(f"{server.url}/web/claims/{claim}")
     assert "You may appeal" in page.locator("#buyer-status").inner_text()
+    # The buyer reads the note written for it, as text, never the reason.
+    assert page.locator(".buyer-note").inner_text() == (
+        "<b>The photo</b> does not show\nthe cup you ordered."
+    )
+    assert "painted crack" not in page.inner_text("main")
     page.fill("#appeal-reason", "the cup arrived broken, here is why")
     page.click("#appeal-form button[type=submit]")
     assert page.locator("#claim-state").inner_text() == "under review"

@@ -182,8 +182,13 @@ def decide(
     amount: float | None,
     settings: Settings,
     forgery: bool | None = None,
+    buyer_note: str = "",
 ) -> Claim:
     """A person's decision. Reject is only ever this: a person's call with a reason.
+
+    ``reason`` is for the platform, the reviewers and the merchant (it may name findings);
+    ``buyer_note``, with approve, reject or partial, is what the buyer is told (empty: nothing
+    but the outcome).
 
     ``forgery`` goes with ``reject`` only: whether the person found the evidence forged (the
     default, as rejections always were read). Only then do the claim's photos join the forgery
@@ -197,6 +202,10 @@ def decide(
     if forgery is not None and decision != "reject":
         raise RefundlensError("decision.bad_value", "forgery goes with a rejection only (reject).")
     forged = decision == "reject" and forgery is not False
+    if buyer_note.strip() and decision not in ("approve", "reject", "partial"):
+        raise RefundlensError(
+            "decision.bad_value", "buyer_note goes with approve, reject or partial only."
+        )
     if not reason.strip():
         raise RefundlensError("decision.reason_required", "Every decision needs a reason in words.")
     if actor.role not in ("reviewer", "admin"):
@@ -251,6 +260,7 @@ def decide(
                 reason=reason,
                 decided_by=actor.id,
                 forgery=forged,
+                buyer_note=buyer_note.strip() or None,
             )
         )
         claim.deadline_at = None
@@ -266,6 +276,8 @@ def decide(
         else:
             withdraw_from_bank(store, actor.id, claim, settings)
     details: dict[str, Any] = {"reason": reason, "amount": amount, "state": claim.state}
+    if buyer_note.strip():
+        details["buyer_note"] = buyer_note.strip()
     if decision == "reject":
         details["forgery"] = forged
     store.audit.append(actor.id, f"decision.{decision}", claim_id=claim.id, details=details)

@@ -395,6 +395,7 @@ def canonical_content(case: CaseFile, jurisdiction: str = "cn") -> dict[str, Any
                 # Said only where a rejection found no forgery: every report made before
                 # decisions said so keeps its content and its sha256.
                 **({"forgery": False} if d.outcome == "rejected" and not d.forgery else {}),
+                **({"buyer_note": d.buyer_note} if d.buyer_note else {}),
             }
             for d in case.decisions
         ],

@@ -118,6 +118,13 @@ class DecisionIn(BaseModel):
         "buyer's record; false is a rejection for another reason (not eligible, the buyer's "
         "own doing). With another decision: decision.bad_value.",
     )
+    buyer_note: fields.Reason = Field(
+        default="",
+        description="With approve, reject or partial: what the buyer is told, on its page and "
+        "in its view of the claim (the reason is for the platform and the merchant, and may "
+        "name findings; the buyer never reads it). Empty: the buyer sees the outcome alone. "
+        "With another decision: decision.bad_value.",
+    )
 
 
 class AppealIn(BaseModel):
@@ -244,6 +251,7 @@ class DecisionOut(_Out):
         description="A rejection whose person found the evidence forged (banked, counted in "
         "the buyer's record); false for every other decision."
     )
+    buyer_note: str | None = Field(description="What the buyer was told, or null.")
     by: str = Field(description="The API key id of the person who decided.")
     at: Moment | None
 
@@ -274,6 +282,7 @@ class BuyerStatusOut(_Out):
 class BuyerDecisionOut(_Out):
     outcome: str = Field(description=_STORED_OUTCOME)
     amount: float | None
+    note: str | None = Field(description="What the person deciding wrote for the buyer, or null.")
 
 
 class BuyerClaimOut(_ClaimCommon):

@@ -77,7 +77,11 @@ def _buyer_view(s: Session, claim: Claim) -> BuyerClaimOut:
             "decision": None
             if decision is None
             else BuyerDecisionOut.model_validate(
-                {"outcome": decision.outcome, "amount": decision.amount}
+                {
+                    "outcome": decision.outcome,
+                    "amount": decision.amount,
+                    "note": decision.buyer_note,
+                }
             ),
         }
     )
@@ -108,6 +112,7 @@ def claim_view(s: Session, claim: Claim, p: Principal) -> ClaimOut | BuyerClaimO
                 "amount": d.amount,
                 "reason": d.reason,
                 "forgery": bool(d.forgery),
+                "buyer_note": d.buyer_note,
                 "by": d.decided_by,
                 "at": iso(d.created_at),
             }

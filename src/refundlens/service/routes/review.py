@@ -28,6 +28,7 @@ def decide(
         body.amount,
         runtime.settings,
         forgery=body.forgery,
+        buyer_note=body.buyer_note,
     )
     return claim_view(s, claim, p)
 

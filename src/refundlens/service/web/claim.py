@@ -15,8 +15,8 @@ from sqlalchemy import select
 from ... import cases
 from ...cases.buyer import buyer_status
 from ...errors import RefundlensError
-from ...report.evidence import REPORT_CSP, gather, render_html, render_pdf
 from ...rendering.i18n import translations
+from ...report.evidence import REPORT_CSP, gather, render_html, render_pdf
 from ...report.pictures import image_mime
 from ...store.sql.models import AuditEntry, Claim, ClaimPhoto
 from ..auth import Principal

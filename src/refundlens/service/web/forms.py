@@ -64,6 +64,7 @@ def decide(
     amount: str = Form(""),
     forgery: str = Form(""),
     forgery_asked: str = Form(""),
+    buyer_note: str = Form(""),
 ) -> Response:
     settings = runtime_of(request).settings
     # The form's box "the evidence is forged" (ticked by default) speaks for a rejection only,
@@ -72,6 +73,7 @@ def decide(
     forged = (forgery == "on") if decision == "reject" and forgery_asked == "1" else None
     try:
         check_text("reason", reason, MAX_REASON)
+        check_text("buyer_note", buyer_note, MAX_REASON)
         value = _amount(amount)
     except RefundlensError as exc:
         return _back(claim_id, f"error={exc.code}")
@@ -81,7 +83,15 @@ def decide(
         user,
         decision,
         lambda store, actor, claim: cases.decide(
-            store, actor, claim, decision, reason, value, settings, forgery=forged
+            store,
+            actor,
+            claim,
+            decision,
+            reason,
+            value,
+            settings,
+            forgery=forged,
+            buyer_note=buyer_note,
         ),
     )
 

@@ -307,6 +307,9 @@ class Decision(Base):
     """A rejection whose person found the evidence forged: its photos join the forgery bank and
     it counts in the buyer's record. A claim rejected for another reason (not eligible, the
     buyer's own doing) is not a forgery."""
+    buyer_note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """What the person deciding wrote for the buyer (``reason`` is for the platform and the
+    merchant and may name findings, which a buyer never reads); None where nothing was written."""
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
