@@ -9,9 +9,22 @@ import numpy as np
 import pytest
 
 from refundlens.detectors import all_detector_classes
+from refundlens.rendering.i18n import translations
+from refundlens.rendering.readable import fact_rows
 from refundlens.report.json import _plain
 
 CASES = [(cls, ex) for cls in all_detector_classes() for ex in cls.examples()]
+_CHINESE = translations("zh_CN")
+
+
+def _chinese(label: str) -> bool:
+    """Each part of a fact's label (``outer 1 › inner``) holds a Chinese character, or is a hash
+    or a name no language translates (sha256, an index)."""
+    parts = [part.strip().rstrip("0123456789").strip() for part in label.split(" › ")]
+    return all(
+        not part or part in ("sha256",) or any("\u4e00" <= ch <= "\u9fff" for ch in part)
+        for part in parts
+    )
 
 
 @pytest.mark.parametrize(("cls", "example"), CASES, ids=[f"{c.name}: {e.name}" for c, e in CASES])
@@ -24,6 +37,9 @@ def test_detector_example_gives_expected_codes_under_the_contract(cls, example) 
         assert f.reason.en and f.reason.zh and f.reason.en != f.reason.zh
         assert 0.0 <= f.confidence <= 1.0 and np.isfinite(f.strength)
         json.dumps(_plain(f.facts))
+        # Every fact's name reads in Chinese on a reviewer's page (the catalogs' context "fact").
+        named = fact_rows(f.facts, label=lambda name: _CHINESE.pgettext("fact", name))
+        assert [r.label for r in named if not _chinese(r.label)] == [], f.code
         if f.region is not None:
             assert f.region.array.shape[:2] == claim.analysis.shape[:2]
 

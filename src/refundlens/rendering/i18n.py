@@ -178,8 +178,10 @@ def environment(lang: str) -> jinja2.Environment:
     # times with their zone, codes that wrap only between their parts.
     from .readable import breakable, fact_rows, money, number, when
 
-    gettext = translations(lang).gettext
-    env.filters["fact_rows"] = lambda facts: fact_rows(facts, gettext)
+    words = translations(lang)
+    env.filters["fact_rows"] = lambda facts: fact_rows(
+        facts, words.gettext, label=lambda name: words.pgettext("fact", name)
+    )
     env.filters["breakable"] = breakable
     env.filters["when"] = when
     env.filters["number"] = number

@@ -118,7 +118,10 @@ def _is_scalar(value: object) -> bool:
 
 
 def fact_rows(
-    facts: Mapping[str, Any] | None, gettext: Callable[[str], str] = str, prefix: str = ""
+    facts: Mapping[str, Any] | None,
+    gettext: Callable[[str], str] = str,
+    prefix: str = "",
+    label: Callable[[str], str] = str,
 ) -> list[FactRow]:
     """A finding's ``facts`` as rows a person reads, in name order.
 
@@ -127,31 +130,32 @@ def fact_rows(
     groups ``matches 1 › distance``; an empty list or mapping reads "none"; booleans read
     "yes"/"no" and None "—". Units come from the fact's name (``_px``, ``_percent``, ``_deg``,
     ``_s``, ``_hours``; grey levels and bits for the names that measure them). Nothing is ever
-    printed as a Python value."""
+    printed as a Python value. ``label`` gives a name's words in the reader's language (the
+    catalogs' context ``fact``); a name it does not know reads as its words."""
     rows: list[FactRow] = []
     for name in sorted(facts or {}):
         value = (facts or {})[name]
         base, unit = _unit(name)
-        label = prefix + base.replace("_", " ")
+        named = prefix + label(base.replace("_", " "))
         if isinstance(value, Mapping):
             if value:
-                rows.extend(fact_rows(value, gettext, label + " › "))
+                rows.extend(fact_rows(value, gettext, named + " › ", label))
             else:
-                rows.append(FactRow(label, gettext("none"), "", False))
+                rows.append(FactRow(named, gettext("none"), "", False))
         elif isinstance(value, list | tuple):
             if not value:
-                rows.append(FactRow(label, gettext("none"), "", False))
+                rows.append(FactRow(named, gettext("none"), "", False))
             elif all(_is_scalar(v) for v in value):
                 text = ", ".join(_scalar(v, gettext) for v in value)
-                rows.append(FactRow(label, text, unit, _mono(value)))
+                rows.append(FactRow(named, text, unit, _mono(value)))
             else:
                 for index, item in enumerate(value, 1):
                     if isinstance(item, Mapping):
-                        rows.extend(fact_rows(item, gettext, f"{label} {index} › "))
+                        rows.extend(fact_rows(item, gettext, f"{named} {index} › ", label))
                     else:
-                        rows.extend(fact_rows({str(index): item}, gettext, label + " › "))
+                        rows.extend(fact_rows({str(index): item}, gettext, named + " › ", label))
         else:
-            rows.append(FactRow(label, _scalar(value, gettext), unit, _mono([value])))
+            rows.append(FactRow(named, _scalar(value, gettext), unit, _mono([value])))
     return rows
 
 
