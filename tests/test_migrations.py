@@ -184,3 +184,31 @@ def test_0014_adds_the_note_to_the_buyer_and_earlier_decisions_have_none(
         rows = connection.execute(sa.text("SELECT buyer_note FROM decisions")).all()
     assert [r[0] for r in rows] == [None]
     assert database.revisions()[0] == database.revisions()[1] == "0014"
+
+
+def test_on_postgresql_the_time_index_is_built_beside_writes_and_every_step_applies() -> None:
+    # 0013 builds its index CONCURRENTLY (outside the migrations' transaction) on PostgreSQL:
+    # claims keep being filed while a large installation upgrades. Down and up again works.
+    from .service_support import postgres_database
+
+    with postgres_database() as url:
+        database = Database(Settings(database_url=url))
+        try:
+            database.upgrade()
+            assert database.revisions()[0] == database.revisions()[1]
+            query = sa.text(
+                "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                "WHERE c.relname = 'ix_claim_fingerprints_created_at'"
+            )
+            with database.engine.connect() as connection:
+                assert connection.execute(query).scalar_one() is True
+            _migrate(database, "downgrade", "0012")
+            with database.engine.connect() as connection:
+                assert connection.execute(query).all() == []
+            database.upgrade()
+            with database.engine.connect() as connection:
+                assert connection.execute(query).scalar_one() is True
+            database.upgrade()  # idempotent
+            assert database.revisions()[0] == database.revisions()[1]
+        finally:
+            database.dispose()

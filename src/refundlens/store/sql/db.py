@@ -92,9 +92,12 @@ class Database:
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
         config.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
-        with self.engine.begin() as connection:
+        # The migrations' own transaction (migrations/env.py), not one around it: a migration
+        # may step outside it (0013 builds an index CONCURRENTLY on PostgreSQL).
+        with self.engine.connect() as connection:
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
+            connection.commit()
 
     def revisions(self) -> tuple[str | None, str | None]:
         """(the database's migration revision, the newest one this code ships)."""

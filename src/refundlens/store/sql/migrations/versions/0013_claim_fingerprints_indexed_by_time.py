@@ -21,6 +21,19 @@ depends_on = None
 
 
 def upgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        # A plain CREATE INDEX holds off every write to the table while it builds: claims
+        # could not be filed during an upgrade of a large installation. CONCURRENTLY builds
+        # beside the writes, and runs outside a transaction.
+        with op.get_context().autocommit_block():
+            op.create_index(
+                "ix_claim_fingerprints_created_at",
+                "claim_fingerprints",
+                ["created_at"],
+                unique=False,
+                postgresql_concurrently=True,
+            )
+        return
     op.create_index(
         "ix_claim_fingerprints_created_at", "claim_fingerprints", ["created_at"], unique=False
     )
