@@ -363,3 +363,29 @@ def test_png_text_chunks_that_inflate_past_the_total_budget_stop_the_reader() ->
     label = chunk(b"tEXt", b"AIGC\x00{}")
     assert [c.key for c in png_text_chunks(out.getvalue() + label)] == ["AIGC"]
     assert png_text_chunks(out.getvalue() + over * 8 + label) == ()
+
+
+def test_a_16_bit_grey_png_reads_as_8_bit_grey_without_a_float_copy_of_the_picture() -> None:
+    # A 16-bit PNG of plain stripes is a few hundred KB however many pixels it holds: converting
+    # it through a float64 copy of the whole picture let a capture link's anonymous upload make
+    # the API take 1.6 GB a photo. It is converted a strip of rows at a time.
+    import tracemalloc
+
+    from refundlens.media import media_from_bytes
+
+    side = 3000
+    row = (np.arange(side, dtype=np.uint32) * 65535 // (side - 1)).astype(np.uint16)
+    grey = Image.frombytes("I;16", (side, side), np.tile(row, (side, 1)).tobytes())
+    out = io.BytesIO()
+    grey.save(out, "PNG")
+    tracemalloc.start()
+    try:
+        media = media_from_bytes(out.getvalue(), "wide16.png", Settings(analysis_side=512))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # The decoded 16-bit picture, its 8-bit grey and RGB copies: 6 bytes a pixel, not 8 more.
+    assert peak < 7.5 * side * side, peak
+    analysis = media.analysis
+    assert analysis[0, 0].tolist() == [0, 0, 0] and analysis[0, -1].tolist() == [255, 255, 255]
+    assert abs(int(analysis[0, analysis.shape[1] // 2, 0]) - 128) <= 2

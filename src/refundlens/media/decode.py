@@ -202,13 +202,28 @@ def _open(data: bytes, settings: Settings | None = None) -> Image.Image:
         ) from exc
 
 
+HIGH_BIT_STRIP_ROWS = 256
+"""Rows scaled at a time from 16- or 32-bit grey to 8 bits: a float copy of a whole 64 MP
+picture would take 512 MB (a 140 KB PNG can hold one)."""
+
+
+def _high_bits_to_8(image: Image.Image) -> npt.NDArray[np.uint8]:
+    """A 16-bit, 32-bit integer or float grey picture as 8-bit grey, a strip of rows at a time:
+    16-bit scales 0-65535 to 0-255; the others scale 0-65535 where they exceed 255, else keep
+    0-255 (values outside clipped)."""
+    arr = np.asarray(image)
+    top = 65535.0 if image.mode.startswith("I;16") or float(arr.max(initial=0)) > 255 else 255.0
+    out = np.empty(arr.shape, np.uint8)
+    for start in range(0, arr.shape[0], HIGH_BIT_STRIP_ROWS):
+        strip = np.nan_to_num(arr[start : start + HIGH_BIT_STRIP_ROWS].astype(np.float32))
+        out[start : start + HIGH_BIT_STRIP_ROWS] = np.clip(strip * (255.0 / top) + 0.5, 0, 255)
+    return out
+
+
 def _to_rgb(image: Image.Image) -> Image.Image:
     """Convert any mode to RGB; transparency is composited on white, as shops display it."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        arr = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if image.mode.startswith("I;16") or arr.max() > 255 else 255.0
-        arr = np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        return Image.fromarray(arr, "L").convert("RGB")
+        return Image.fromarray(_high_bits_to_8(image), "L").convert("RGB")
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
