@@ -131,6 +131,7 @@ CLAIM_PHOTOS = {
     8: lambda: _scene(19),
     9: lambda: _scene(23),
     10: lambda: _scene(25),
+    11: lambda: _scene(34),
 }
 
 
@@ -720,3 +721,48 @@ def test_without_a_camera_api_the_phone_camera_field_takes_one_photo_at_a_time_a
     assert len([p for p in claim["photos"] if p["live_capture"]]) == 3
     [accepted] = [d for a, d in audit_entries(server, claim_id) if a == "capture.accepted"]
     assert accepted["via"] == "page" and len(accepted["photos"]) == 3  # type: ignore[arg-type]
+
+
+def test_captures_wait_for_a_free_slot_and_one_at_a_time_per_link_without_spending_it(
+    shop: tuple[Server, dict[str, str]],
+) -> None:
+    # Anonymous links cannot make the API read and decode pictures without bound: past
+    # capture_decode_slots the answer is 503 service.busy at once, and a link whose photos are
+    # still being checked takes no second upload (409). Neither counts against the link.
+    server, keys = shop
+    claim_id = _claim_awaiting_capture(server, keys, 11)
+    url = _capture_url(server, keys, claim_id)
+    runtime = server.app.state.runtime
+    photos = [("photos", (f"live-{i}.jpg", _scene(35 + i), "image/jpeg")) for i in range(2)]
+
+    def send() -> httpx.Response:
+        with httpx.Client(timeout=120) as client:
+            return client.post(
+                url, files=photos, headers={"Origin": server.url, "Accept-Language": "en"}
+            )
+
+    held = 0
+    while runtime.capture_work.acquire(blocking=False):
+        held += 1
+    assert held == server.settings.capture_decode_slots
+    try:
+        busy = send()
+    finally:
+        for _ in range(held):
+            runtime.capture_work.release()
+    assert busy.status_code == 503 and "(service.busy)" in busy.text
+    assert busy.headers["Retry-After"] == str(server.settings.busy_retry_after_seconds)
+    link = url.rsplit("/", 1)[1].partition(".")[0]
+    runtime.captures_in_flight.add(link)
+    try:
+        twice = send()
+    finally:
+        runtime.captures_in_flight.discard(link)
+    assert twice.status_code == 409 and "(capture.in_progress)" in twice.text
+    assert not [a for a, _ in audit_entries(server, claim_id) if a == "capture.refused"]
+    taken = send()
+    assert taken.status_code == 201, taken.text
+    assert not runtime.captures_in_flight
+    with server.client(keys["buyer"]) as buyer:
+        wait_analysed(buyer, claim_id)
+    assert len([p for p in assessed(server, claim_id)["photos"] if p["live_capture"]]) == 2

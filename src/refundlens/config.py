@@ -283,6 +283,12 @@ class Settings:
     process decode and store (10 x 5); an honest buyer needs one or two links."""
     capture_max_photos: int = 3
     """Photos one live capture may send from the capture page (the app sends one per token)."""
+    capture_decode_slots: int = 2
+    """Live captures (page or API) decoded and checked at once in one API process; another is
+    answered 503 ``service.busy`` with ``Retry-After`` before its body is decoded, and a second
+    upload on a link whose first is still being checked 409 ``capture.in_progress``. Neither
+    counts as a refused capture. Each capture may decode ``capture_max_photos`` pictures of up to
+    ``max_pixels``: this bounds the memory anonymous capture links can make the API use."""
     capture_preview_cache_entries: int = 64
     """Filed photos the capture page keeps re-encoded for the buyer to box the damage on (about
     0.1 MB each), so that reloading the page decodes no photo again. 0 keeps none."""

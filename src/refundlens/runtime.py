@@ -35,6 +35,10 @@ class Runtime:
         self.references = DecodedCache(settings.worker_reference_cache_size, settings)
         # Pages that analyse a photo or start Chromium in the API process take a slot each.
         self.heavy_work = threading.BoundedSemaphore(max(1, settings.web_heavy_work_slots))
+        # Live captures being decoded and checked, and the links they came on.
+        self.capture_work = threading.BoundedSemaphore(max(1, settings.capture_decode_slots))
+        self.captures_in_flight: set[str] = set()
+        self.captures_lock = threading.Lock()
 
     def history(self, claim_id: str, order: Order, filed_as: int | None = None) -> History:
         """Cross-claim and bank lookups for ``claim_id`` (of ``order``): the analysis' reuse

@@ -259,9 +259,12 @@ def accept_capture(
     via: CaptureVia = "app",
     clip: CaptureClip | None = None,
     damage_boxes: Sequence[DamageBox | tuple[()] | None] = (),
+    decoded: Sequence[Media] | None = None,
 ) -> list[ClaimPhoto]:
     """Check the token, the capture time and (from the app, where the platform signs) the
-    signature; add the photos as live and send the claim back to analysis.
+    signature; add the photos as live and send the claim back to analysis. ``decoded``: the
+    photos as the caller's replay check decoded them (one per photo, in order), so that nothing
+    is decoded again inside the caller's transaction; None decodes them here.
 
     Freshness is the server's clock: the token's window, and the upload within
     ``capture_token_max_age_minutes`` of a capture time the file states. From the app, a photo
@@ -290,8 +293,10 @@ def accept_capture(
     now = utcnow()
     row = _usable_token(store, claim, token, now)
     checked = []
-    for name, data in photos:
-        media = media_from_bytes(data, name, settings)
+    if decoded is not None and len(decoded) != len(photos):
+        raise ValueError("decoded: one picture per photo")
+    for index, (name, data) in enumerate(photos):
+        media = decoded[index] if decoded is not None else media_from_bytes(data, name, settings)
         _shows_something(media, settings)
         proof = capture_signature(data, media, signature, settings, token) if via == "app" else None
         taken = _fresh(media, proof is not None or via == "page", now, settings)

@@ -60,6 +60,7 @@ STATUS = {
     "capture.blank": 400,
     "capture.too_many_tokens": 409,
     "capture.too_many_links": 409,
+    "capture.in_progress": 409,
     "evidence.too_many": 409,
     "sku.too_many_references": 409,
     "media.too_large": 413,
@@ -160,7 +161,10 @@ def create_app(
     @app.exception_handler(RefundlensError)
     async def _refundlens_error(request: Request, exc: RefundlensError) -> JSONResponse:
         facts = exc.facts if may_see_facts(request, exc.code) else None
-        return _error(exc.code, exc.message, _status(exc.code), exc.file, facts)
+        answer = _error(exc.code, exc.message, _status(exc.code), exc.file, facts)
+        if exc.code == "service.busy":
+            answer.headers["Retry-After"] = str(settings.busy_retry_after_seconds)
+        return answer
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(PoolTimeoutError)

@@ -10,13 +10,15 @@ photo, a bank entry: :func:`refundlens.reuse.history.repeats_on_file`); then eit
 attempt stays on record) and answer it, or, in one transaction under the audit log's lock, look
 once more at the photos put on file since the check began (:func:`refundlens.cases.repeated_meanwhile`:
 two captures of one photo sent at once on two claims) and accept the photos (and the clip) and
-send the claim back to analysis.
+send the claim back to analysis, each photo as the check decoded it. The routes read the upload
+and take the capture inside :func:`capture_slot`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from sqlalchemy.orm import Session
 
@@ -29,7 +31,32 @@ from ..store.interface import FileRef
 from ..store.sql.models import Claim, Order
 from ..store.sql.repositories import SqlStore
 
-__all__ = ["take_capture"]
+__all__ = ["capture_slot", "take_capture"]
+
+
+@contextlib.contextmanager
+def capture_slot(runtime: Runtime, token: str) -> Iterator[None]:
+    """One of the process's ``capture_decode_slots``, and the link to itself, while a capture's
+    upload is read, decoded and checked: anonymous links cannot make the API hold or decode
+    pictures without bound. A refusal here reads nothing and does not count against the link."""
+    link = token.partition(".")[0]
+    with runtime.captures_lock:
+        if link in runtime.captures_in_flight:
+            raise RefundlensError(
+                "capture.in_progress",
+                "Photos sent on this link are still being checked; wait for that answer.",
+            )
+        if not runtime.capture_work.acquire(blocking=False):
+            raise RefundlensError(
+                "service.busy", "Other live captures are being checked; send again shortly."
+            )
+        runtime.captures_in_flight.add(link)
+    try:
+        yield
+    finally:
+        with runtime.captures_lock:
+            runtime.captures_in_flight.discard(link)
+        runtime.capture_work.release()
 
 
 def take_capture(
@@ -95,6 +122,9 @@ def take_capture(
                     via=via,
                     clip=checked_clip,
                     damage_boxes=boxes if any(b is not None for b in boxes) else (),
+                    # decoded by the replay check, outside the transaction: nothing is
+                    # decoded under the audit log's lock
+                    decoded=[picture for _, seconds, picture in pictures if seconds is None],
                 )
         if replayed is not None:  # recorded and committed: now the answer
             raise replayed

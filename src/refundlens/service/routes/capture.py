@@ -22,7 +22,7 @@ from ..deps import (
     read_upload,
     visible_claim,
 )
-from ..live_capture import take_capture
+from ..live_capture import capture_slot, take_capture
 from ..schemas import CaptureTokenOut, ClaimAnswer
 from ..views import claim_view
 
@@ -60,9 +60,7 @@ async def capture(
         ),
     ] = "",
 ) -> ClaimAnswer:
-    upload = await read_upload(runtime.settings, photo)
-
-    def work() -> ClaimAnswer:
+    def work(upload: tuple[str, bytes]) -> ClaimAnswer:
         take_capture(
             runtime,
             actor(p),
@@ -76,6 +74,7 @@ async def capture(
         with runtime.db.session() as s:
             return claim_view(s, visible_claim(s, claim_id, p, lock=False), p)
 
-    view = await run_in_threadpool(work)
+    with capture_slot(runtime, token):  # nothing read or decoded without one
+        view = await run_in_threadpool(work, await read_upload(runtime.settings, photo))
     await run_in_threadpool(dispatch.submit, claim_id)  # or the tick, once the broker is back
     return view

@@ -30,7 +30,7 @@ from ...errors import RefundlensError
 from ...metrics import metrics
 from ...rendering.i18n import translations
 from ...store.sql.repositories import SqlStore
-from ..live_capture import take_capture
+from ..live_capture import capture_slot, take_capture
 from .common import analysis_jpeg, file_name, lang, page, runtime_of, same_site
 
 __all__ = ["TOKEN_PATH", "router"]
@@ -149,6 +149,10 @@ def _message(request: Request, exc: RefundlensError) -> str:
             "claim.bad_damage_box": words(
                 "The box around the damage could not be read. Draw it again."
             ),
+            "service.busy": words("The service is busy: send the photos again in a few seconds."),
+            "capture.in_progress": words(
+                "The photos you sent are still being checked: wait for that answer."
+            ),
         }.get(exc.code, words("The photos could not be used."))
     return f"{hint} ({exc.code})"
 
@@ -175,44 +179,45 @@ async def capture_upload(request: Request, token: str) -> Response:
     photos = []
     clip = None
     try:
-        if not files:
-            raise RefundlensError("capture.no_photo", "Send at least one photo.")
-        if len(files) > settings.capture_max_photos:
-            raise RefundlensError(
-                "capture.too_many_photos",
-                f"At most {settings.capture_max_photos} photos per live capture.",
+        with capture_slot(runtime, token):  # nothing read or decoded without one
+            if not files:
+                raise RefundlensError("capture.no_photo", "Send at least one photo.")
+            if len(files) > settings.capture_max_photos:
+                raise RefundlensError(
+                    "capture.too_many_photos",
+                    f"At most {settings.capture_max_photos} photos per live capture.",
+                )
+            for upload in files:
+                data = await upload.read(settings.max_file_bytes + 1)
+                if len(data) > settings.max_file_bytes:
+                    raise RefundlensError(
+                        "media.too_large",
+                        f"A photo is over the limit of {settings.max_file_bytes} bytes.",
+                    )
+                photos.append((file_name(upload.filename or "live.jpg"), data))
+            if len(clips) > 1:
+                raise RefundlensError("capture.bad_clip", "Send at most one clip per live capture.")
+            if clips:
+                data = await clips[0].read(settings.capture_clip_max_bytes + 1)
+                if len(data) > settings.capture_clip_max_bytes:
+                    raise RefundlensError(
+                        "capture.clip_too_large",
+                        f"The clip is over the limit of {settings.capture_clip_max_bytes} bytes (capture_clip_max_bytes).",
+                    )
+                clip = (file_name(clips[0].filename or "clip.webm"), data)
+            actor = cases.Actor(f"capture:{token.partition('.')[0]}", "buyer")
+            claim_id = await run_in_threadpool(
+                take_capture,
+                runtime,
+                actor,
+                lambda s: cases.capture_claim(SqlStore(s), token),
+                token,
+                photos,
+                None,
+                "page",
+                clip,
+                damage_boxes,
             )
-        for upload in files:
-            data = await upload.read(settings.max_file_bytes + 1)
-            if len(data) > settings.max_file_bytes:
-                raise RefundlensError(
-                    "media.too_large",
-                    f"A photo is over the limit of {settings.max_file_bytes} bytes.",
-                )
-            photos.append((file_name(upload.filename or "live.jpg"), data))
-        if len(clips) > 1:
-            raise RefundlensError("capture.bad_clip", "Send at most one clip per live capture.")
-        if clips:
-            data = await clips[0].read(settings.capture_clip_max_bytes + 1)
-            if len(data) > settings.capture_clip_max_bytes:
-                raise RefundlensError(
-                    "capture.clip_too_large",
-                    f"The clip is over the limit of {settings.capture_clip_max_bytes} bytes (capture_clip_max_bytes).",
-                )
-            clip = (file_name(clips[0].filename or "clip.webm"), data)
-        actor = cases.Actor(f"capture:{token.partition('.')[0]}", "buyer")
-        claim_id = await run_in_threadpool(
-            take_capture,
-            runtime,
-            actor,
-            lambda s: cases.capture_claim(SqlStore(s), token),
-            token,
-            photos,
-            None,
-            "page",
-            clip,
-            damage_boxes,
-        )
     except RefundlensError as exc:
         metrics().errors.labels(exc.code).inc()
         still = await run_in_threadpool(_open, request, token)
@@ -225,6 +230,12 @@ async def capture_upload(request: Request, token: str) -> Response:
                 error=True,
                 error_message=_message(request, exc),
             )
-        return _form(request, token, still, 400, error=True, error_message=_message(request, exc))
+        status = {"service.busy": 503, "capture.in_progress": 409}.get(exc.code, 400)
+        answer = _form(
+            request, token, still, status, error=True, error_message=_message(request, exc)
+        )
+        if exc.code == "service.busy":
+            answer.headers["Retry-After"] = str(settings.busy_retry_after_seconds)
+        return answer
     await run_in_threadpool(request.app.state.dispatcher.submit, claim_id)
     return page(request, "capture.html", status=201, received=True)
