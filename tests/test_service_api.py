@@ -166,7 +166,7 @@ def test_a_forged_claim_goes_to_the_merchant_then_a_person_rejects_it_on_record(
             f"/v1/claims/{claim['id']}/decision",
             json={"decision": "escalate", "reason": "x", "buyer_note": "hello"},
         )
-        assert r.status_code == 400 and r.json()["error"]["code"] == "decision.bad_value"
+        assert r.status_code == 400 and r.json()["error"]["code"] == "decision.note_not_allowed"
         r = reviewer.post(
             f"/v1/claims/{claim['id']}/decision",
             json={"decision": "reject", "reason": reason, "buyer_note": note},

@@ -298,7 +298,7 @@ def test_the_web_evidence_form_refuses_what_the_api_refuses(
                 headers={"Origin": server.url},
             )
             assert response.status_code == 303
-            assert response.headers["location"].endswith(f"error={code}"), form
+            assert f"?error={code}&said=" in response.headers["location"], form
         # A file that is not what its kind says, as the API refuses it.
         for kind, file, code in (
             ("packing_video", ("packing.mp4", bytes(range(256)) * 8), "media.video_unreadable"),
@@ -311,13 +311,28 @@ def test_the_web_evidence_form_refuses_what_the_api_refuses(
                 headers={"Origin": server.url},
             )
             assert response.status_code == 303
-            assert response.headers["location"].endswith(f"error={code}"), kind
+            assert f"?error={code}&said=" in response.headers["location"], kind
+            refused_at = response.headers["location"]
         assert client.get(f"/web/claims/{keys['claim']}").text.count("<li>") == before
         # The page it leads back to says what went wrong in the reader's words, then the code.
-        back = client.get(f"/web/claims/{keys['claim']}?error=media.not_an_image&lang=zh_CN")
+        back = client.get(refused_at + "&lang=zh_CN")
         assert "这个文件不是这类证据接受的图片。 <code>(media.not_an_image)</code>" in back.text
-        back = client.get(f"/web/claims/{keys['claim']}?error=made.up&lang=en")
-        assert "This could not be done. <code>(made.up)</code>" in back.text
+        # A link cannot make the page say so: without this session's tag, or with another
+        # word under it, the page says nothing was refused or saved.
+        claim_page = f"/web/claims/{keys['claim']}"
+        tag = refused_at.rpartition("&said=")[2]
+        for forged in (
+            "?error=media.not_an_image",
+            "?error=claim.closed&said=" + tag,
+            "?done=approve&said=" + tag,
+            "?error=made.up&said=0000",
+        ):
+            html = client.get(claim_page + forged + "&lang=en").text
+            assert 'class="error"' not in html and 'class="done"' not in html, forged
+    # Nor in another session of the same user: the tag is this session's.
+    with web_login(server, keys["merchant"]) as other:
+        html = other.get(refused_at).text
+        assert 'class="error"' not in html
 
 
 def test_every_refusal_a_page_explains_is_a_documented_code_said_in_both_languages() -> None:
@@ -358,7 +373,7 @@ def test_odd_values_in_web_forms_get_a_coded_answer_never_a_500(
                 headers={"Origin": server.url},
             )
             assert response.status_code == 303, amount
-            assert response.headers["location"].endswith("error=decision.bad_amount")
+            assert "?error=decision.bad_amount&said=" in response.headers["location"]
         for bad in ("a%00b", "x" * 300, "..%2F..%2Fetc%2Fpasswd", "%F0%9F%92%A5"):
             assert client.get(f"/web/claims/{bad}").status_code in (403, 404)
             assert client.get(f"/web/claims/{keys['claim']}/blob/{bad}").status_code in (403, 404)

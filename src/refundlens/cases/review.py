@@ -202,15 +202,16 @@ def decide(
     if forgery is not None and decision != "reject":
         raise RefundlensError("decision.bad_value", "forgery goes with a rejection only (reject).")
     forged = decision == "reject" and forgery is not False
-    if buyer_note.strip() and decision not in ("approve", "reject", "partial"):
-        raise RefundlensError(
-            "decision.bad_value", "buyer_note goes with approve, reject or partial only."
-        )
     if not reason.strip():
         raise RefundlensError("decision.reason_required", "Every decision needs a reason in words.")
     if actor.role not in ("reviewer", "admin"):
         raise RefundlensError(
             "auth.forbidden", "Only a reviewer or a platform admin decides claims."
+        )
+    if buyer_note.strip() and decision not in ("approve", "reject", "partial"):
+        raise RefundlensError(
+            "decision.note_not_allowed",
+            "A note to the buyer (buyer_note) goes with approve, reject or partial only.",
         )
     allowed = allowed_decisions(claim.state)
     if decision not in allowed:

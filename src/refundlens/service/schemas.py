@@ -123,7 +123,7 @@ class DecisionIn(BaseModel):
         description="With approve, reject or partial: what the buyer is told, on its page and "
         "in its view of the claim (the reason is for the platform and the merchant, and may "
         "name findings; the buyer never reads it). Empty: the buyer sees the outcome alone. "
-        "With another decision: decision.bad_value.",
+        "With another decision: decision.note_not_allowed.",
     )
 
 

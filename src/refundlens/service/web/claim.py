@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hmac
 import logging
 import re
 from typing import Any
@@ -31,6 +32,7 @@ from .common import (
     page,
     refused,
     runtime_of,
+    said_here,
     visible,
 )
 from .refusals import refusal
@@ -68,8 +70,13 @@ def claim_page(
     claim_id: SeenClaim,
     done: str | None = None,
     error: str | None = None,
+    said: str = "",
 ) -> Response:
     runtime = runtime_of(request)
+    # What a form of this session said, never what a link says (forms._back tags it).
+    query = f"done={done}" if done is not None else f"error={error}"
+    if not hmac.compare_digest(said.encode(), said_here(request, claim_id, query).encode()):
+        done = error = None
     if user.role == "buyer":
         return _buyer_page(request, claim_id, user, done, error)
     with runtime.db.session() as session:

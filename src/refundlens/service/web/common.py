@@ -52,6 +52,7 @@ __all__ = [
     "page",
     "refused",
     "runtime_of",
+    "said_here",
     "same_site",
     "set_private_cookie",
     "shop_only",
@@ -102,6 +103,14 @@ def page(request: Request, template: str, status: int = 200, **context: Any) -> 
     if request.query_params.get("lang") in LANGUAGES:
         response.set_cookie("lang", language, samesite="strict", max_age=365 * 86400)
     return response
+
+
+def said_here(request: Request, claim_id: str, query: str) -> str:
+    """A tag binding a claim page's ``done=word`` or ``error=code`` to this session (keyed by
+    its CSRF secret) and claim: a link someone sends cannot make the page say that something
+    was saved or refused."""
+    key = str(getattr(request.state, "csrf", "")).encode()
+    return hmac.new(key, f"{claim_id}\x00{query}".encode(), "sha256").hexdigest()[:20]
 
 
 def refused(request: Request, user: Principal | None, code: str, status: int) -> HTMLResponse:

@@ -16,7 +16,7 @@ from ...store.sql.models import Claim
 from ...store.sql.repositories import SqlStore
 from ..auth import Principal
 from ..fields import EVIDENCE_KINDS, MAX_REASON, MAX_STATEMENT, check_text
-from .common import PostedClaim, Poster, file_name, runtime_of
+from .common import PostedClaim, Poster, file_name, runtime_of, said_here
 
 __all__ = ["router"]
 
@@ -25,8 +25,11 @@ router = APIRouter(include_in_schema=False)
 Act = Callable[[SqlStore, cases.Actor, Claim], object]
 
 
-def _back(claim_id: str, query: str) -> RedirectResponse:
-    return RedirectResponse(f"/web/claims/{claim_id}?{query}", status_code=303)
+def _back(request: Request, claim_id: str, query: str) -> RedirectResponse:
+    """Back to the claim page with what was done or refused (``done=word``, ``error=code``),
+    tagged for this session: the page shows only what a form of this session said."""
+    said = said_here(request, claim_id, query)
+    return RedirectResponse(f"/web/claims/{claim_id}?{query}&said={said}", status_code=303)
 
 
 def _act(request: Request, claim_id: str, user: Principal, done: str, act: Act) -> Response:
@@ -37,8 +40,8 @@ def _act(request: Request, claim_id: str, user: Principal, done: str, act: Act) 
             assert claim is not None
             act(SqlStore(session), cases.Actor(user.key_id, user.role), claim)
     except RefundlensError as exc:
-        return _back(claim_id, f"error={exc.code}")
-    return _back(claim_id, f"done={done}")
+        return _back(request, claim_id, f"error={exc.code}")
+    return _back(request, claim_id, f"done={done}")
 
 
 def _amount(text: str) -> float | None:
@@ -76,7 +79,7 @@ def decide(
         check_text("buyer_note", buyer_note, MAX_REASON)
         value = _amount(amount)
     except RefundlensError as exc:
-        return _back(claim_id, f"error={exc.code}")
+        return _back(request, claim_id, f"error={exc.code}")
     return _act(
         request,
         claim_id,
@@ -105,7 +108,7 @@ def appeal(
     try:
         check_text("reason", reason, MAX_REASON)
     except RefundlensError as exc:
-        return _back(claim_id, f"error={exc.code}")
+        return _back(request, claim_id, f"error={exc.code}")
     return _act(
         request,
         claim_id,
@@ -147,7 +150,7 @@ async def evidence(
             raise RefundlensError("evidence.bad_kind", "Unknown evidence kind.")
         check_text("statement", statement, MAX_STATEMENT)
     except RefundlensError as exc:
-        return _back(claim_id, f"error={exc.code}")
+        return _back(request, claim_id, f"error={exc.code}")
 
     def room() -> None:  # a party at its limit makes the server read and decode nothing
         with runtime.db.session() as session:
@@ -163,7 +166,7 @@ async def evidence(
     try:
         await run_in_threadpool(room)
     except RefundlensError as exc:
-        return _back(claim_id, f"error={exc.code}")
+        return _back(request, claim_id, f"error={exc.code}")
     upload = None
     if file is not None and file.filename:
         limit = (
@@ -173,7 +176,7 @@ async def evidence(
         )
         data = await file.read(limit + 1)
         if len(data) > limit:
-            return _back(claim_id, "error=media.too_large")
+            return _back(request, claim_id, "error=media.too_large")
         upload = (file_name(file.filename), data)
         try:
             await run_in_threadpool(
@@ -184,7 +187,7 @@ async def evidence(
                 runtime.settings,
             )
         except RefundlensError as exc:
-            return _back(claim_id, f"error={exc.code}")
+            return _back(request, claim_id, f"error={exc.code}")
     return await run_in_threadpool(
         _act,
         request,
@@ -202,9 +205,9 @@ def capture_link(request: Request, user: Poster, claim_id: PostedClaim) -> Respo
     """The buyer asked for a live capture opens the capture page with a new one-time token."""
     runtime = runtime_of(request)
     if user.role not in ("buyer", "admin"):  # as the API: the buyer takes its own photos
-        return _back(claim_id, "error=auth.forbidden")
+        return _back(request, claim_id, "error=auth.forbidden")
     if not cases.page_captures_allowed(runtime.settings):
-        return _back(claim_id, "error=capture.app_required")
+        return _back(request, claim_id, "error=capture.app_required")
     try:
         with runtime.db.session() as session:
             claim = session.get(Claim, claim_id, with_for_update=True, populate_existing=True)
@@ -213,5 +216,5 @@ def capture_link(request: Request, user: Poster, claim_id: PostedClaim) -> Respo
                 SqlStore(session), cases.Actor(user.key_id, user.role), claim, runtime.settings
             )
     except RefundlensError as exc:
-        return _back(claim_id, f"error={exc.code}")
+        return _back(request, claim_id, f"error={exc.code}")
     return RedirectResponse(f"/web/capture/{token}", status_code=303)
