@@ -445,7 +445,7 @@ def _claim_awaiting_capture(settings: Settings) -> tuple[Runtime, str]:
 
 def _decide(
     runtime: Runtime, claim_id: str, decision: str, reason: str, settings: Settings,
-    amount: float | None = None, forgery: bool | None = None,
+    amount: float | None = None, forgery: bool | None = None, buyer_note: str = "",
 ) -> None:  # fmt: skip
     """A reviewer's decision on the claim, in a transaction of its own."""
     from refundlens import cases
@@ -456,8 +456,33 @@ def _decide(
         claim = session.get(Claim, claim_id)
         cases.decide(
             SqlStore(session), REVIEWER, claim, decision, reason, amount, settings,
-            forgery=forgery,
+            forgery=forgery, buyer_note=buyer_note,
         )  # fmt: skip
+
+
+def test_the_decided_event_carries_the_note_to_the_buyer_for_the_platform_to_pass_on(
+    tmp_path: Path,
+) -> None:
+    from sqlalchemy import select
+
+    from refundlens.store.sql.models import WebhookEvent
+
+    settings = Settings(data_dir=str(tmp_path))
+    runtime, claim_id = _claim_awaiting_capture(settings)
+    _decide(
+        runtime, claim_id, "partial", "pixels.painted in the corner", settings, amount=5.0,
+        buyer_note="Half is refunded: the box arrived dented, the cup did not break.",
+    )  # fmt: skip
+    with runtime.db.session() as session:
+        [decided] = session.execute(
+            select(WebhookEvent).where(
+                WebhookEvent.claim_id == claim_id, WebhookEvent.event == "claim.decided"
+            )
+        ).scalars()
+        body = dict(decided.body)
+    assert body["outcome"] == "partial"
+    assert body["buyer_note"].startswith("Half is refunded")
+    assert "pixels.painted" not in str(body)  # the reason stays in the claim's view
 
 
 def _appeal(runtime: Runtime, claim_id: str, reason: str, settings: Settings) -> None:

@@ -270,7 +270,8 @@ def decide(
             claim.merchant_id,
             "claim.decided",
             claim,
-            {"outcome": outcome, "forgery": forged},
+            {"outcome": outcome, "forgery": forged}
+            | ({"buyer_note": buyer_note.strip()} if buyer_note.strip() else {}),
         )
         if forged:
             _bank_confirmed_forgery(store, claim, settings)
