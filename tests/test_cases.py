@@ -896,8 +896,12 @@ def test_only_a_rejection_as_forged_joins_the_bank_and_the_buyers_record(
     assert (confirmed, said) == (1, [False, True]) and banked >= 1
     _appeal(runtime, claim_id, "look again", settings)
     # Under appeal, the rejection stands until a person decides again: appealing every
-    # rejection before filing the next claim must not clear the buyer's record.
+    # rejection before filing the next claim must not clear the buyer's record. It is said
+    # to be under appeal, so that no one reads it as settled.
     assert record()[0] == 1
+    with runtime.db.session() as session:
+        buyer = session.get(Claim, claim_id).buyer_id
+        assert buyer_summary(session, buyer)["confirmed_under_appeal"] == 1
     _decide(runtime, claim_id, "reject", "the buyer dropped it", settings, forgery=False)
     assert record()[:2] == (0, 0)  # and its earlier forgery entries left the bank
     with runtime.db.session() as session:

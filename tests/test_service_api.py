@@ -178,7 +178,12 @@ def test_a_forged_claim_goes_to_the_merchant_then_a_person_rejects_it_on_record(
     # The buyer reads the note, never the reason (which may name a finding).
     with server.client(shop["buyer"]) as buyer:
         seen = buyer.get(f"/v1/claims/{claim['id']}").json()
-    assert seen["decision"] == {"outcome": "rejected", "amount": None, "note": note}
+    assert seen["decision"] == {
+        "outcome": "rejected",
+        "amount": None,
+        "note": note,
+        "reviewed_again": False,
+    }
     assert "reference." not in str(seen) and _buyer_leaks(seen) == []
     with server.client(server.admin) as admin:
         assert admin.get("/v1/audit/verify").json()["ok"] is True

@@ -682,6 +682,19 @@ def test_a_buyer_appeals_a_decision_on_the_page_and_a_person_looks_again(
     page.click("#appeal-form button[type=submit]")
     assert page.locator("#claim-state").inner_text() == "under review"
     assert page.locator("#appeal-form").count() == 0
+    # The rejection is shown as being reviewed again, not as the answer.
+    assert "being reviewed again" in page.inner_text("main")
+    with server.client(keys["buyer"]) as buyer:
+        assert buyer.get(f"/v1/claims/{claim}").json()["decision"]["reviewed_again"] is True
+    # The person who looks again reads why the buyer appealed, on the page and in the API.
+    with server.client(keys["reviewer"]) as reviewer:
+        [appealed] = reviewer.get(f"/v1/claims/{claim}").json()["appeals"]
+    assert appealed["reason"] == "the cup arrived broken, here is why"
+    assert appealed["by_role"] == "buyer"
+    staff = _login(browser, server, keys["reviewer"], "en-US")
+    staff.goto(f"{server.url}/web/claims/{claim}")
+    assert "the cup arrived broken, here is why" in staff.locator("#appeals").inner_text()
+    assert "being reviewed again" in staff.inner_text("main")
     response = page.request.get(f"{server.url}/web/claims/{claim}/report.pdf")
     assert response.status == 403
     assert "evidence report is for" in response.text() or "证据报告仅供" in response.text()

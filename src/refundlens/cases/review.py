@@ -352,10 +352,12 @@ def appeal(
             "decision stands; the platform's support can still be asked.",
         )
     claim.state = transition(claim.state, ClaimState.APPEALED).value
-    store.audit.append(actor.id, "claim.appealed", claim_id=claim.id, details={"reason": reason})
+    store.audit.append(
+        actor.id, "claim.appealed", claim_id=claim.id, details={"reason": reason, "by": actor.role}
+    )
     claim.state = transition(claim.state, ClaimState.UNDER_REVIEW).value
     claim.deadline_at = utcnow() + dt.timedelta(hours=settings.review_sla_hours)
-    notify(store, claim.merchant_id, "claim.appealed", claim, {"reason": reason})
+    notify(store, claim.merchant_id, "claim.appealed", claim, {"reason": reason, "by": actor.role})
     return claim
 
 

@@ -60,6 +60,7 @@ class ReuseDetector(Detector):
         findings += self._video_matches(history, context.settings)
         summary = history.buyer_summary()
         confirmed = int(summary["confirmed_forgeries"])
+        appealed = int(summary.get("confirmed_under_appeal", 0))
         if confirmed:
             # One past rejection is not a pattern; two or more are.
             strength = 0.0 if confirmed < 2 else min(4.0, 1.5 * (confirmed - 1))
@@ -69,8 +70,14 @@ class ReuseDetector(Detector):
                     strength,
                     0.9,
                     Reason(
-                        f"This buyer has {confirmed} earlier claim(s) confirmed as forged by a person, worth {summary['confirmed_forged_value']:g} in all.",
-                        f"该买家此前有 {confirmed} 笔理赔被人工确认为伪造，合计金额 {summary['confirmed_forged_value']:g}。",
+                        f"This buyer has {confirmed} earlier claim(s) confirmed as forged by a person, worth {summary['confirmed_forged_value']:g} in all"
+                        + (
+                            f" ({appealed} of them appealed and being reviewed again)."
+                            if appealed
+                            else "."
+                        ),
+                        f"该买家此前有 {confirmed} 笔理赔被人工确认为伪造，合计金额 {summary['confirmed_forged_value']:g}"
+                        + (f"（其中 {appealed} 笔已申诉，正在复核）。" if appealed else "。"),
                     ),
                     summary,
                     detector=self.name,

@@ -286,7 +286,8 @@ def _ledger(session: Session, claim: Claim, shop: str | None = None) -> dict[str
         own is not None
         and own.outcome == "rejected"
         and own.forgery
-        and claim.state != "approved"  # approved by the analysis after the rejection
+        # settled: not approved by the analysis after it, nor reopened by an appeal
+        and claim.state in ("decided", "final")
     )
     summary["cumulative_confirmed_value"] = round(
         summary["confirmed_forged_value"]

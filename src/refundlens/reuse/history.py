@@ -403,6 +403,7 @@ def buyer_summary(
     forged_value = 0.0
     refunded_on_forged = 0.0
     confirmed = 0
+    under_appeal = 0
     for claim in claims:
         decisions = list(
             session.execute(
@@ -421,6 +422,9 @@ def buyer_summary(
         if final.outcome == "rejected" and final.forgery:
             confirmed += 1
             forged_value += claim.amount
+            # Still counted (see above), and said: a person reads "confirmed" beside "being
+            # reviewed again" rather than as settled.
+            under_appeal += claim.state not in ("decided", "final")
             # Refunded first (approved), found forged later (rejected on review or appeal).
             if any(d.outcome in ("approved", "partial") for d in decisions[:-1]) or (
                 claim.state == "final" and claim.action == "approve"
@@ -430,6 +434,7 @@ def buyer_summary(
         "other_claims": len(claims),
         "outcomes": outcomes,
         "confirmed_forgeries": confirmed,
+        "confirmed_under_appeal": under_appeal,
         "confirmed_forged_value": round(forged_value, 2),
         "refunded_on_forged": round(refunded_on_forged, 2),
     }

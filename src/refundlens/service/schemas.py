@@ -256,6 +256,16 @@ class DecisionOut(_Out):
     at: Moment | None
 
 
+class AppealOut(_Out):
+    reason: str = Field(description="What the appellant wrote.")
+    by_role: str | None = Field(
+        description="buyer or merchant (admin for the platform); null for appeals recorded "
+        "before the role was."
+    )
+    by: str = Field(description="The API key id that appealed.")
+    at: Moment | None
+
+
 class ClaimOut(_ClaimCommon):
     """A claim as the platform, a reviewer or the merchant sees it."""
 
@@ -269,6 +279,7 @@ class ClaimOut(_ClaimCommon):
     )
     evidence: list[EvidenceOut]
     decisions: list[DecisionOut]
+    appeals: list[AppealOut] = Field(description="Each appeal, oldest first, with its reason.")
 
 
 class BuyerStatusOut(_Out):
@@ -283,6 +294,10 @@ class BuyerDecisionOut(_Out):
     outcome: str = Field(description=_STORED_OUTCOME)
     amount: float | None
     note: str | None = Field(description="What the person deciding wrote for the buyer, or null.")
+    reviewed_again: bool = Field(
+        description="The claim was reopened since (an appeal, a live photo): this decision is "
+        "being reviewed again; status says where the claim stands."
+    )
 
 
 class BuyerClaimOut(_ClaimCommon):

@@ -9,10 +9,11 @@ from sqlalchemy.orm import Session
 
 from ..cases.buyer import buyer_status
 from ..report import report_for_shop
-from ..store.sql.models import Claim, Decision, Evidence
+from ..store.sql.models import AuditEntry, Claim, Decision, Evidence
 from ..store.sql.queries import latest_assessment
 from .auth import Principal
 from .schemas import (
+    AppealOut,
     BuyerClaimItemOut,
     BuyerClaimOut,
     BuyerDecisionOut,
@@ -81,6 +82,7 @@ def _buyer_view(s: Session, claim: Claim) -> BuyerClaimOut:
                     "outcome": decision.outcome,
                     "amount": decision.amount,
                     "note": decision.buyer_note,
+                    "reviewed_again": claim.state not in ("decided", "final"),
                 }
             ),
         }
@@ -119,6 +121,21 @@ def claim_view(s: Session, claim: Claim, p: Principal) -> ClaimOut | BuyerClaimO
         )
         for d in s.execute(select(Decision).where(Decision.claim_id == claim.id)).scalars()
     ]
+    appeals = [
+        AppealOut.model_validate(
+            {
+                "reason": str((a.details or {}).get("reason", "")),
+                "by_role": (a.details or {}).get("by"),
+                "by": a.actor,
+                "at": iso(a.at),
+            }
+        )
+        for a in s.execute(
+            select(AuditEntry)
+            .where(AuditEntry.claim_id == claim.id, AuditEntry.action == "claim.appealed")
+            .order_by(AuditEntry.seq)
+        ).scalars()
+    ]
     return ClaimOut.model_validate(
         _common(claim)
         | {
@@ -134,6 +151,7 @@ def claim_view(s: Session, claim: Claim, p: Principal) -> ClaimOut | BuyerClaimO
             else latest.report,
             "evidence": evidence,
             "decisions": decisions,
+            "appeals": appeals,
         }
     )
 

@@ -90,6 +90,7 @@ def claim_page(
                 ),
                 "actor": a.actor,
                 "action": a.action,
+                "details": a.details or {},
                 "hash": a.entry_hash,
             }
             for a in session.execute(
