@@ -485,6 +485,34 @@ def test_the_decided_event_carries_the_note_to_the_buyer_for_the_platform_to_pas
     assert "pixels.painted" not in str(body)  # the reason stays in the claim's view
 
 
+def test_a_platform_with_a_webhook_gets_a_copy_of_every_shops_events(tmp_path: Path) -> None:
+    # The platform runs the buyer's app: it sends the capture link and passes on the note to
+    # the buyer, so it must hear of every shop's claims, not only each shop.
+    from sqlalchemy import select
+
+    from refundlens.store.sql.models import Tenant, WebhookEvent
+
+    settings = Settings(data_dir=str(tmp_path))
+    runtime, claim_id = _claim_awaiting_capture(settings)
+    with runtime.db.session() as session:
+        session.add(
+            Tenant(id="mall", kind="platform", name="Mall", webhook_url="http://127.0.0.1:9/h")
+        )
+        session.add(Tenant(id="quiet", kind="platform", name="No hook"))
+    _decide(runtime, claim_id, "reject", "painted", settings, buyer_note="not the item sent")
+    with runtime.db.session() as session:
+        events = session.execute(
+            select(WebhookEvent).where(WebhookEvent.event == "claim.decided")
+        ).scalars()
+        by_receiver = {e.tenant_id: dict(e.body) for e in events}
+    shop = next(t for t in by_receiver if t != "mall")
+    assert set(by_receiver) == {shop, "mall"}  # a platform without a webhook gets none
+    mine, copy = by_receiver[shop], by_receiver["mall"]
+    assert copy["tenant"] == shop and "tenant" not in mine
+    assert copy["id"] != mine["id"]  # each copy is its own event, retried on its own
+    assert copy["buyer_note"] == mine["buyer_note"] == "not the item sent"
+
+
 def _appeal(runtime: Runtime, claim_id: str, reason: str, settings: Settings) -> None:
     """The buyer's appeal, in a transaction of its own."""
     from refundlens import cases

@@ -146,6 +146,23 @@ def _claim(store: Store, order: Order, state: str = "submitted") -> Claim:
     return claim
 
 
+def test_catalogue_lists_the_platform_tenants_with_a_webhook(kit: Kit) -> None:
+    rows = [
+        Tenant(id="shop", kind="merchant", name="s", webhook_url="http://h/s"),
+        Tenant(id="p2", kind="platform", name="p", webhook_url="http://h/p2"),
+        Tenant(id="p1", kind="platform", name="p", webhook_url="http://h/p1"),
+        Tenant(id="p0", kind="platform", name="p"),
+    ]
+    for row in rows:
+        if kit.kind == "memory":
+            kit.memory.add_tenant(row)
+        else:
+            with kit.database.session() as session:
+                session.add(row)
+    with kit.open() as store:
+        assert [t.id for t in store.catalogue.platform_webhooks()] == ["p1", "p2"]
+
+
 def test_catalogue_finds_skus_orders_and_references_in_order(kit: Kit) -> None:
     kit.seed("m1")
     with kit.open() as store:

@@ -18,7 +18,10 @@ def notify(
     claim: Claim | None,
     extra: dict[str, Any] | None = None,
 ) -> None:
-    """Queue a notification in the outbox (same transaction as the change it reports)."""
+    """Queue a notification in the outbox (same transaction as the change it reports) for
+    ``tenant_id``, and a copy for each platform tenant with a webhook URL: the platform runs the
+    buyer's app (it sends the capture link, passes on a decision's note to the buyer) and its
+    risk team watches every shop. Each copy is its own event (own id, own retries)."""
     body: dict[str, Any] = {"event": event, "at": utcnow().isoformat()}
     if claim is not None:
         body["claim"] = {
@@ -33,14 +36,18 @@ def notify(
     request = request_id()
     if request:
         body["request_id"] = request
-    event_id = new_id("evt")
-    body["id"] = event_id
-    store.outbox.add(
-        WebhookEvent(
-            id=event_id,
-            tenant_id=tenant_id,
-            event=event,
-            claim_id=claim.id if claim else None,
-            body=body,
+    platforms = [t.id for t in store.catalogue.platform_webhooks() if t.id != tenant_id]
+    for receiver in [tenant_id, *platforms]:
+        event_id = new_id("evt")
+        copy = {**body, "id": event_id}
+        if receiver != tenant_id:
+            copy["tenant"] = tenant_id  # whose event the platform's copy is
+        store.outbox.add(
+            WebhookEvent(
+                id=event_id,
+                tenant_id=receiver,
+                event=event,
+                claim_id=claim.id if claim else None,
+                body=copy,
+            )
         )
-    )

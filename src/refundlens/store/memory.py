@@ -85,6 +85,12 @@ class _Catalogue:
     def tenant(self, tenant_id: str) -> Tenant | None:
         return self.t.tenants.get(tenant_id)
 
+    def platform_webhooks(self) -> list[Tenant]:
+        return sorted(
+            (t for t in self.t.tenants.values() if t.kind == "platform" and t.webhook_url),
+            key=lambda t: t.id,
+        )
+
     def sku(self, sku_id: str) -> Sku | None:
         return self.t.skus.get(sku_id)
 

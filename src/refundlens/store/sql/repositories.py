@@ -50,6 +50,15 @@ class _Catalogue:
     def tenant(self, tenant_id: str) -> Tenant | None:
         return self.session.get(Tenant, tenant_id)
 
+    def platform_webhooks(self) -> list[Tenant]:
+        return list(
+            self.session.execute(
+                select(Tenant)
+                .where(Tenant.kind == "platform", Tenant.webhook_url.is_not(None))
+                .order_by(Tenant.id)
+            ).scalars()
+        )
+
     def sku(self, sku_id: str) -> Sku | None:
         return self.session.get(Sku, sku_id)
 
