@@ -164,6 +164,27 @@ def test_a_reviewer_logs_in_opens_the_forged_claim_sees_the_outline_and_decides_
     page.screenshot(path=str(ARTIFACTS / "web-decided.png"), full_page=True)
 
 
+def test_a_refused_decision_keeps_what_the_reviewer_typed(
+    site: tuple[Server, dict[str, str]], browser: object
+) -> None:
+    server, keys = site
+    page = _login(browser, server, keys["reviewer"], "en-US")
+    page.goto(f"{server.url}/web/claims/{keys['open_claim']}")
+    page.check("input[name=decision][value=partial]")
+    page.fill("#reason", "dented box, cup intact")
+    page.fill("#buyer-note", "We refund the box's part.")
+    page.fill("#amount", "a lot")
+    page.click("#decision-form button[type=submit]")
+    assert "decision.bad_amount" in page.locator("p.error").inner_text()
+    assert page.input_value("#reason") == "dented box, cup intact"
+    assert page.input_value("#buyer-note") == "We refund the box's part."
+    assert page.input_value("#amount") == "a lot"
+    assert page.is_checked("input[name=decision][value=partial]")
+    # Once shown, they are gone: opening the page again starts empty.
+    page.goto(f"{server.url}/web/claims/{keys['open_claim']}")
+    assert page.input_value("#reason") == ""
+
+
 def test_a_merchant_cannot_open_another_merchants_claim(
     site: tuple[Server, dict[str, str]], browser: object
 ) -> None:

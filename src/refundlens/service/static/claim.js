@@ -14,3 +14,39 @@ document.querySelectorAll("input[data-top]").forEach(function (slider) {
       "inset(0 " + (100 - Number(slider.value)) + "% 0 0)";
   });
 });
+
+// The decision form's words survive a refusal: the form posts, the server answers with a
+// redirect to this page (?error=), and a reviewer must not type the reason again. What was
+// typed is kept in this tab only (sessionStorage), put back when the page says the form was
+// refused, and dropped once anything else is shown.
+(function () {
+  var form = document.getElementById("decision-form");
+  var key = form ? "refundlens.decision." + form.getAttribute("action") : null;
+  if (!form || !window.sessionStorage) { return; }
+  var fields = ["reason", "buyer_note", "amount"];
+  var saved = null;
+  try { saved = JSON.parse(sessionStorage.getItem(key) || "null"); } catch (e) { saved = null; }
+  sessionStorage.removeItem(key);
+  if (saved && document.querySelector("p.error[role=alert]")) {
+    fields.forEach(function (name) {
+      var field = form.elements.namedItem(name);
+      if (field && typeof saved[name] === "string") { field.value = saved[name]; }
+    });
+    var chosen = form.querySelector('input[name="decision"][value="' + String(saved.decision).replace(/[^a-z_]/g, "") + '"]');
+    if (chosen) { chosen.checked = true; }
+    var forgery = form.elements.namedItem("forgery");
+    if (forgery && typeof saved.forgery === "boolean") { forgery.checked = saved.forgery; }
+  }
+  form.addEventListener("submit", function () {
+    var kept = {};
+    fields.forEach(function (name) {
+      var field = form.elements.namedItem(name);
+      if (field) { kept[name] = field.value; }
+    });
+    var picked = form.querySelector('input[name="decision"]:checked');
+    kept.decision = picked ? picked.value : "";
+    var forgery = form.elements.namedItem("forgery");
+    if (forgery) { kept.forgery = forgery.checked; }
+    try { sessionStorage.setItem(key, JSON.stringify(kept)); } catch (e) { /* full or off */ }
+  });
+})();
