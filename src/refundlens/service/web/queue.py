@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from urllib.parse import urlencode
 
@@ -9,6 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import func, select
 
+from ...detectors import all_detector_classes
 from ...store.sql.models import Claim
 from ...store.sql.queries import latest_assessment
 from ..fields import MAX_ID, FieldError, check_text
@@ -139,6 +141,7 @@ def queue(
     return page(
         request,
         "queue.html",
+        codes=finding_codes(),
         user=user,
         items=items,
         counts=counts,
@@ -146,3 +149,9 @@ def queue(
         next_page="/web/queue?" + urlencode({**kept, "offset": skip + size}) if more else None,
         first_page="/web/queue?" + urlencode(kept) if skip else None,
     )
+
+
+@functools.cache
+def finding_codes() -> tuple[str, ...]:
+    """Every finding code the detectors give, offered to the queue's code filter."""
+    return tuple(sorted({code for cls in all_detector_classes() for code in cls.codes}))
