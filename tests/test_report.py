@@ -642,3 +642,27 @@ def test_a_pdf_report_without_chromium_is_a_coded_error_not_a_traceback_or_a_500
         runtime.settings = kept
     assert answer.status_code == 503, answer.text[:300]
     assert "Chromium" in answer.text
+
+
+def test_a_merchant_downloads_the_reports_data_and_checks_the_printed_value_without_the_service(
+    rejected: tuple[Server, str],
+) -> None:
+    # A merchant cannot run the service's CLI: the claim page gives the case data the report's
+    # content sha256 covers, byte for byte, to keep beside the report.
+    server, claim = rejected
+    merchant_key = server.key("merchant", "shop-a")
+    with web_login(server, merchant_key) as merchant:
+        html = merchant.get(f"/web/claims/{claim}/report.html").text
+        data = merchant.get(f"/web/claims/{claim}/report.json")
+        page = merchant.get(f"/web/claims/{claim}").text
+    assert data.status_code == 200 and data.headers["content-type"] == "application/json"
+    assert "attachment" in data.headers["content-disposition"]
+    printed = re.search(r'name="refundlens:content-sha256" content="([0-9a-f]{64})"', html)
+    assert printed is not None
+    assert hashlib.sha256(data.content).hexdigest() == printed[1]
+    assert f'href="/web/claims/{claim}/report.json"' in page
+    # The shop's copy: the buyer's record at this shop only, as in its report.
+    assert '"scope":"shop"' in data.text
+    buyer_key = server.key("buyer", subject="buyer-1")
+    with web_login(server, buyer_key) as buyer:
+        assert buyer.get(f"/web/claims/{claim}/report.json").status_code == 403

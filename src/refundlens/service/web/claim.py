@@ -17,7 +17,7 @@ from ... import cases
 from ...cases.buyer import buyer_status
 from ...errors import RefundlensError
 from ...rendering.i18n import translations
-from ...report.evidence import REPORT_CSP, gather, render_html, render_pdf
+from ...report.evidence import REPORT_CSP, content_json, gather, render_html, render_pdf
 from ...report.pictures import image_mime
 from ...store.sql.models import AuditEntry, Claim, ClaimPhoto
 from ..auth import Principal
@@ -269,9 +269,24 @@ def claim_blob(request: Request, user: MaybeUser, claim_id: str, sha256: str) ->
 def report(request: Request, user: Viewer, claim_id: SeenClaim, fmt: str) -> Response:
     if user.role == "buyer":  # the report carries the analysis' numbers (cases/buyer.py)
         return refused(request, user, "report.not_for_buyers", 403)
-    if fmt not in ("html", "pdf"):
+    if fmt not in ("html", "pdf", "json"):
         return Response(status_code=404)
     runtime = runtime_of(request)
+    if fmt == "json":
+        # The case data a report's content sha256 covers, byte for byte: kept beside the PDF,
+        # it lets anyone check the printed value without access to the service.
+        with runtime.db.session() as session:
+            case = gather(
+                session, runtime.blobs, claim_id, shop=_shop(user), settings=runtime.settings
+            )
+            data = content_json(case, runtime.settings.jurisdiction)
+        return Response(
+            data,
+            media_type="application/json",
+            headers={
+                "Content-Disposition": f'attachment; filename="refundlens-{claim_id}-content.json"'
+            },
+        )
     # A photo no browser shows (HEIC) is decoded into its JPEG copy for the report, and a PDF
     # starts Chromium: each takes a heavy-work slot, so that neither runs without bound in the
     # API process. A report of browser-ready photos is light and takes none.
