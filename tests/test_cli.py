@@ -44,6 +44,12 @@ def test_check_prints_a_table_with_the_action_and_top_reason(claim_files: dict[s
     )
     assert result.returncode == 0, result.stderr
     assert "escalate" in result.stdout and "reference.derived" in result.stdout
+    chinese = run_cli(
+        "check", str(claim_files["forged"]), "--ref", str(claim_files["listing"]), "--lang", "zh"
+    )
+    assert chinese.returncode == 0, chinese.stderr
+    assert "升级处理" in chinese.stdout and "主要理由" in chinese.stdout
+    assert "top reasons" not in chinese.stdout
 
 
 def test_check_json_validates_against_the_published_schema(claim_files: dict[str, Path]) -> None:

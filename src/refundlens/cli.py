@@ -105,14 +105,32 @@ def _write_outputs(assessment: Assessment, out: Path | None) -> dict[str, Any]:
     return result
 
 
+_ACTION_ZH = {
+    "approve": "批准",
+    "request_capture": "要求现场拍摄",
+    "review": "人工审核",
+    "escalate": "升级处理",
+}
+
+
 def _print_human(assessment: Assessment, lang: str, console: Console) -> None:
+    zh = lang == "zh"
+
+    def said(action: str) -> str:
+        return _ACTION_ZH.get(action, action) if zh else action
+
     table = Table(
-        title=f"refundlens {__version__}: claim risk {assessment.risk:.2f} -> {assessment.action}"
+        title=f"refundlens {__version__}: "
+        + (
+            f"理赔风险 {assessment.risk:.2f} → {said(assessment.action)}"
+            if zh
+            else f"claim risk {assessment.risk:.2f} -> {assessment.action}"
+        )
     )
-    table.add_column("image")
-    table.add_column("risk", justify="right")
-    table.add_column("action")
-    table.add_column("top reasons")
+    table.add_column("图片" if zh else "image")
+    table.add_column("风险" if zh else "risk", justify="right")
+    table.add_column("处置" if zh else "action")
+    table.add_column("主要理由" if zh else "top reasons")
     for image in assessment.images:
         reasons = [
             escape(f"[{f.code}] {getattr(f.reason, lang)}") for f, _ in image.verdict.reasons[:3]
@@ -122,7 +140,10 @@ def _print_human(assessment: Assessment, lang: str, console: Console) -> None:
             else "无发现（未提供参考图：只运行了无需参考图的检测）"
         ]
         table.add_row(
-            Path(image.media.name).name, f"{image.risk:.2f}", image.action, "\n".join(reasons)
+            Path(image.media.name).name,
+            f"{image.risk:.2f}",
+            said(image.action),
+            "\n".join(reasons),
         )
     console.print(table)
 
