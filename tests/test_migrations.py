@@ -177,7 +177,8 @@ def test_0014_adds_the_note_to_the_buyer_and_earlier_decisions_have_none(
     _migrate(database, "downgrade", "0013")
     with database.engine.connect() as connection:
         columns = {c["name"] for c in sa.inspect(connection).get_columns("decisions")}
-    assert "buyer_note" not in columns
+        asked = {c["name"] for c in sa.inspect(connection).get_columns("claims")}
+    assert "buyer_note" not in columns and "capture_request_note" not in asked
     _migrate(database, "upgrade", "head")
     _decide(runtime, claim, "reject", "not eligible", settings, forgery=False)
     with database.engine.connect() as connection:

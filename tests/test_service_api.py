@@ -161,7 +161,8 @@ def test_a_forged_claim_goes_to_the_merchant_then_a_person_rejects_it_on_record(
     reason = "reference.derived: the photo is the listing photo with a crack painted in"
     note = "您提交的照片是店铺的商品展示图，不是您收到的商品的照片。"
     with server.client(shop["reviewer"]) as reviewer:
-        # A note to the buyer goes with a final decision only.
+        # A note to the buyer says why (a final decision) or what to photograph (a live
+        # capture); an escalation has nothing to tell the buyer.
         r = reviewer.post(
             f"/v1/claims/{claim['id']}/decision",
             json={"decision": "escalate", "reason": "x", "buyer_note": "hello"},
@@ -412,12 +413,28 @@ def test_a_decision_the_state_does_not_allow_is_refused_with_the_allowed_ones(
     assessed(server, claim["id"])
     with server.client(shop["reviewer"]) as reviewer:
         path = f"/v1/claims/{claim['id']}/decision"
-        asked = reviewer.post(path, json={"decision": "request_capture", "reason": "show it"})
+        asked = reviewer.post(
+            path,
+            json={
+                "decision": "request_capture",
+                "reason": "show it",
+                "buyer_note": "请拍摄杯底裂纹，从左侧拍。",
+            },
+        )
         assert asked.status_code == 200 and asked.json()["state"] == "awaiting_capture"
+    with server.client(shop["buyer"]) as buyer:
+        view = buyer.get(f"/v1/claims/{claim['id']}").json()
+        assert view["capture_ask"] == "请拍摄杯底裂纹，从左侧拍。"
+        url = buyer.post(f"/v1/claims/{claim['id']}/capture-token").json()["url"]
+    with httpx.Client(base_url=server.url, timeout=60) as anyone:  # the buyer's phone
+        assert "请拍摄杯底裂纹，从左侧拍。" in anyone.get(url).text
+    with server.client(shop["reviewer"]) as reviewer:
         again = reviewer.post(path, json={"decision": "request_capture", "reason": "again"})
         assert again.status_code == 409
         assert "allowed now: approve, reject, partial, escalate" in again.json()["error"]["message"]
         assert reviewer.post(path, json={"decision": "approve", "reason": "ok"}).status_code == 200
+    with server.client(shop["buyer"]) as buyer:  # asked no more: not shown
+        assert buyer.get(f"/v1/claims/{claim['id']}").json()["capture_ask"] is None
 
 
 def test_the_claim_list_pages_with_a_cursor(server: Server, shop: dict[str, str]) -> None:

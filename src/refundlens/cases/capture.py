@@ -307,6 +307,7 @@ def accept_capture(
     if damage_boxes and len(damage_boxes) != len(filed):
         raise RefundlensError("claim.bad_damage_box", "One damage box (or null) per claim photo.")
     row.used_at = now
+    claim.capture_request_note = None  # asked and answered: not shown again
     marked: dict[str, list[float] | None] = {}
     for photo, box in zip(filed, damage_boxes, strict=False):
         if box is None or (box == () and photo.damage_box is None):

@@ -188,7 +188,7 @@ def decide(
 
     ``reason`` is for the platform, the reviewers and the merchant (it may name findings);
     ``buyer_note``, with approve, reject or partial, is what the buyer is told (empty: nothing
-    but the outcome).
+    but the outcome); with request_capture, what the buyer should photograph.
 
     ``forgery`` goes with ``reject`` only: whether the person found the evidence forged (the
     default, as rejections always were read). Only then do the claim's photos join the forgery
@@ -208,10 +208,11 @@ def decide(
         raise RefundlensError(
             "auth.forbidden", "Only a reviewer or a platform admin decides claims."
         )
-    if buyer_note.strip() and decision not in ("approve", "reject", "partial"):
+    if buyer_note.strip() and decision == "escalate":
         raise RefundlensError(
             "decision.note_not_allowed",
-            "A note to the buyer (buyer_note) goes with approve, reject or partial only.",
+            "A note to the buyer (buyer_note) goes with approve, reject, partial or "
+            "request_capture (what to photograph), not with escalate.",
         )
     allowed = allowed_decisions(claim.state)
     if decision not in allowed:
@@ -232,7 +233,15 @@ def decide(
     if decision == "request_capture":
         claim.state = transition(claim.state, ClaimState.AWAITING_CAPTURE).value
         claim.deadline_at = utcnow() + dt.timedelta(hours=settings.capture_window_hours)
-        notify(store, claim.merchant_id, "capture.requested", claim)
+        # What to photograph, for the buyer (None clears an earlier request's words).
+        claim.capture_request_note = buyer_note.strip() or None
+        notify(
+            store,
+            claim.merchant_id,
+            "capture.requested",
+            claim,
+            {"buyer_note": buyer_note.strip()} if buyer_note.strip() else None,
+        )
     elif decision == "escalate":
         if claim.state != ClaimState.UNDER_REVIEW:
             transition(claim.state, ClaimState.DECIDED)  # raises with the allowed moves

@@ -123,7 +123,8 @@ class DecisionIn(BaseModel):
         description="With approve, reject or partial: what the buyer is told, on its page and "
         "in its view of the claim (the reason is for the platform and the merchant, and may "
         "name findings; the buyer never reads it). Empty: the buyer sees the outcome alone. "
-        "With another decision: decision.note_not_allowed.",
+        "With request_capture: what the buyer should photograph (capture_ask in its view, on "
+        "its page and the capture page). With escalate: decision.note_not_allowed.",
     )
 
 
@@ -305,6 +306,10 @@ class BuyerClaimOut(_ClaimCommon):
 
     status: BuyerStatusOut
     decision: BuyerDecisionOut | None
+    capture_ask: str | None = Field(
+        description="While a live capture is asked: what the person who asked wrote for the "
+        "buyer to photograph, or null."
+    )
 
 
 ClaimAnswer = Annotated[

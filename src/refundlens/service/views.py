@@ -75,6 +75,9 @@ def _buyer_view(s: Session, claim: Claim) -> BuyerClaimOut:
         _common(claim)
         | {
             "status": BuyerStatusOut.model_validate(told.as_dict()),
+            "capture_ask": claim.capture_request_note
+            if claim.state == "awaiting_capture"
+            else None,
             "decision": None
             if decision is None
             else BuyerDecisionOut.model_validate(

@@ -45,9 +45,9 @@ Filed = list[tuple[str, list[float] | None]]
 """(name, the buyer's box on file or None) of each photo the claim was filed with."""
 
 
-def _open(request: Request, token: str) -> tuple[str, float, Filed] | None:
-    """(claim id, hours left, the photos filed with the claim and their boxes) if the token may
-    be used now, else None."""
+def _open(request: Request, token: str) -> tuple[str, float, Filed, str | None] | None:
+    """(claim id, hours left, the photos filed with the claim and their boxes, what the person
+    who asked wrote the buyer should photograph) if the token may be used now, else None."""
     if not TOKEN_PATH.match(token):
         return None
     try:
@@ -55,6 +55,7 @@ def _open(request: Request, token: str) -> tuple[str, float, Filed] | None:
             claim = cases.capture_claim(SqlStore(s), token, lock=False)
             deadline = cases.aware(claim.deadline_at)
             claim_id = claim.id
+            ask = claim.capture_request_note
             filed = [
                 (p.name, [float(v) for v in p.damage_box] if p.damage_box else None)
                 for p in cases.filed_photos(claim)
@@ -62,13 +63,13 @@ def _open(request: Request, token: str) -> tuple[str, float, Filed] | None:
     except RefundlensError:
         return None
     left = (deadline - dt.datetime.now(dt.UTC)).total_seconds() / 3600 if deadline else 0.0
-    return claim_id, max(0.0, round(left, 1)), filed
+    return claim_id, max(0.0, round(left, 1)), filed, ask
 
 
 def _form(
     request: Request,
     token: str,
-    opened: tuple[str, float, Filed],
+    opened: tuple[str, float, Filed, str | None],
     status: int = 200,
     **more: object,
 ) -> Response:
@@ -81,6 +82,7 @@ def _form(
         claim_id=opened[0],
         hours_left=opened[1],
         filed=opened[2],
+        ask=opened[3],
         min_side=settings.damage_box_min_side,
         most=settings.capture_max_photos,
         least=1,

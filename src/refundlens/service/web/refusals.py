@@ -28,7 +28,7 @@ SENTENCES: dict[str, str] = {
     "decision.bad_amount": "The amount must be a number above 0 and below the amount claimed.",
     "decision.bad_value": "That decision is not one of those offered.",
     "decision.reason_required": "Give a reason for this decision.",
-    "decision.note_not_allowed": "A note to the buyer goes with approve, reject or partial only.",
+    "decision.note_not_allowed": "A note to the buyer does not go with escalate.",
     "evidence.bad_kind": "Choose what kind of evidence this is.",
     "evidence.empty": "Write a statement or attach a file.",
     "evidence.file_required": "This kind of evidence needs a file.",

@@ -220,6 +220,9 @@ class Claim(Base):
     action: Mapped[str | None] = mapped_column(String(24), nullable=True)
     routing_reason: Mapped[str] = mapped_column(Text, default="")
     deadline_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    capture_request_note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """What the person who asked for a live capture wrote for the buyer (what to photograph);
+    shown to the buyer while the capture is asked."""
     assigned_to: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
     """The reviewer's API key id that took the claim."""
     analysing_since: Mapped[dt.datetime | None] = mapped_column(nullable=True)
