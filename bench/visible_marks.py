@@ -96,6 +96,20 @@ def table(rates: dict[tuple[str, object], list[bool]]) -> list[str]:
 PASSES = ((384, 384), (384, 320), (384, 288), (320, 320))
 
 
+def _misses(bases: list[Image.Image], **options: int) -> tuple[collections.Counter[int], int]:
+    """Labels missed per height over every height, corner and opacity drawn on ``bases``, with
+    ``find_visible_marks(**options)``; and the number of cases."""
+    missed = collections.Counter[int]()
+    total = 0
+    for base in bases:
+        for height, corner, opacity in itertools.product(HEIGHTS, CORNERS, OPACITIES):
+            media = media_from_bytes(draw_mark(base, height, corner, opacity, FONT), "m.jpg")
+            hits = find_visible_marks(media.analysis, **options)  # type: ignore[arg-type]
+            total += 1
+            missed[height] += not any(hit.mark.kind == "label" for hit in hits)
+    return missed, total
+
+
 def passes_study(split: str = "dev", limit: int = 6) -> list[str]:
     import time
 
@@ -122,17 +136,7 @@ def passes_study(split: str = "dev", limit: int = 6) -> list[str]:
         "|---" * (4 + len(HEIGHTS)) + "|",
     ]
     for corner_side, strokes_side in PASSES:
-        missed = collections.Counter[int]()
-        total = 0
-        for base in bases:
-            for height, corner, opacity in itertools.product(HEIGHTS, CORNERS, OPACITIES):
-                media = media_from_bytes(draw_mark(base, height, corner, opacity, FONT), "m.jpg")
-                hits = find_visible_marks(
-                    media.analysis, corner_side=corner_side, strokes_side=strokes_side
-                )
-                total += 1
-                if not any(hit.mark.kind == "label" for hit in hits):
-                    missed[height] += 1
+        missed, total = _misses(bases, corner_side=corner_side, strokes_side=strokes_side)
         seconds = []
         for base in bases:
             rgb = np.asarray(base)
@@ -172,16 +176,7 @@ def det_side_study(
         bases.append(base)
     rows = []
     for det_side, strokes_det_side in sides:
-        missed = collections.Counter[int]()
-        total = 0
-        for base in bases:
-            for height, corner, opacity in itertools.product(HEIGHTS, CORNERS, OPACITIES):
-                media = media_from_bytes(draw_mark(base, height, corner, opacity, FONT), "m.jpg")
-                hits = find_visible_marks(
-                    media.analysis, det_side=det_side, strokes_det_side=strokes_det_side
-                )
-                total += 1
-                missed[height] += not any(hit.mark.kind == "label" for hit in hits)
+        missed, total = _misses(bases, det_side=det_side, strokes_det_side=strokes_det_side)
         seconds = []
         for base in bases:
             rgb = np.asarray(base)
