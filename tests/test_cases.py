@@ -343,6 +343,36 @@ def test_an_endpoint_that_hangs_costs_a_round_one_timeout_not_one_per_event(
         assert len({e.next_attempt_at for e in waiting}) == 1
 
 
+def test_events_waiting_out_a_down_endpoints_back_off_do_not_hold_up_other_tenants(
+    tmp_path: Path,
+) -> None:
+    # A platform's webhook gets a copy of every event: while its endpoint is down, its older
+    # copies filled each batch of the oldest pending events and a shop's new ones waited a day.
+    runtime = Runtime(Settings(data_dir=str(tmp_path)))
+    runtime.db.upgrade()
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+    with runtime.db.session() as session:
+        for shop in ("down", "fine"):
+            url = f"http://{shop}.test/hook"
+            session.add(
+                Tenant(id=shop, kind="merchant", name=shop, webhook_url=url, webhook_secret="k")
+            )
+        session.flush()
+        for _ in range(5):  # backing off: not due for an hour
+            session.add(
+                WebhookEvent(
+                    id=new_id("evt"), tenant_id="down", event="claim.received", body={},
+                    next_attempt_at=later,
+                )
+            )  # fmt: skip
+        session.flush()
+        session.add(
+            WebhookEvent(id=new_id("evt"), tenant_id="fine", event="claim.received", body={})
+        )
+    client = httpx.Client(transport=httpx.MockTransport(lambda request: httpx.Response(200)))
+    assert deliver_due(runtime, client=client, limit=3) == 1
+
+
 def test_no_webhook_event_fails_untried_and_failed_ones_can_be_sent_again(tmp_path: Path) -> None:
     """An endpoint down for many rounds: every event is tried webhook_max_attempts times before
     it is marked failed (a walkthrough found 20 of 21 failed events never sent: each round's

@@ -105,7 +105,9 @@ def deliver_due(runtime: Runtime, limit: int = 100, client: httpx.Client | None 
         events = (
             session.execute(
                 select(WebhookEvent)
-                .where(WebhookEvent.status == "pending")
+                # Due ones only: events waiting out a failing endpoint's back-off must not fill
+                # the batch and hold up every other tenant's (a platform's copies would).
+                .where(WebhookEvent.status == "pending", WebhookEvent.next_attempt_at <= now)
                 .order_by(WebhookEvent.created_at)
                 .limit(limit)
                 .with_for_update(skip_locked=True)
