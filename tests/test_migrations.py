@@ -206,6 +206,23 @@ def test_on_postgresql_the_time_index_is_built_beside_writes_and_every_step_appl
             _migrate(database, "downgrade", "0012")
             with database.engine.connect() as connection:
                 assert connection.execute(query).all() == []
+            # A build interrupted before left an INVALID index of that name (and the version at
+            # 0012): the step drops it and builds again instead of failing for ever.
+            with database.engine.begin() as connection:
+                connection.execute(
+                    sa.text(
+                        "CREATE INDEX ix_claim_fingerprints_created_at "
+                        "ON claim_fingerprints (created_at)"
+                    )
+                )
+                connection.execute(
+                    sa.text(
+                        "UPDATE pg_index SET indisvalid = false WHERE indexrelid = "
+                        "'ix_claim_fingerprints_created_at'::regclass"
+                    )
+                )
+            with database.engine.connect() as connection:
+                assert connection.execute(query).scalar_one() is False
             database.upgrade()
             with database.engine.connect() as connection:
                 assert connection.execute(query).scalar_one() is True

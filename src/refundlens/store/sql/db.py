@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from ...config import Settings
@@ -14,6 +14,8 @@ from ...config import Settings
 __all__ = ["Database", "database_url", "sqlite_path"]
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+UPGRADE_LOCK = 0x7265666C756E64  # "reflund": the PostgreSQL advisory lock `db upgrade` holds
 
 
 def sqlite_path(settings: Settings) -> Path | None:
@@ -92,12 +94,27 @@ class Database:
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
         config.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
-        # The migrations' own transaction (migrations/env.py), not one around it: a migration
-        # may step outside it (0013 builds an index CONCURRENTLY on PostgreSQL).
+        if self.engine.dialect.name != "postgresql":
+            # One transaction around every step (on SQLite, BEGIN IMMEDIATE): processes that
+            # start together upgrade one after the other.
+            with self.engine.begin() as connection:
+                config.attributes["connection"] = connection
+                command.upgrade(config, "head")
+            return
+        # On PostgreSQL a step may leave the migrations' transaction (0013 builds an index
+        # CONCURRENTLY), so the steps run in their own; a session lock keeps processes that
+        # start together from upgrading at once.
         with self.engine.connect() as connection:
-            config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": UPGRADE_LOCK})
             connection.commit()
+            try:
+                config.attributes["connection"] = connection
+                command.upgrade(config, "head")
+                connection.commit()
+            finally:
+                connection.rollback()
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": UPGRADE_LOCK})
+                connection.commit()
 
     def revisions(self) -> tuple[str | None, str | None]:
         """(the database's migration revision, the newest one this code ships)."""

@@ -26,6 +26,9 @@ def upgrade() -> None:
         # could not be filed during an upgrade of a large installation. CONCURRENTLY builds
         # beside the writes, and runs outside a transaction.
         with op.get_context().autocommit_block():
+            # A build interrupted before (a timeout, a killed start-up) leaves an INVALID index
+            # of this name and the version at 0012: drop it, or this step fails for ever.
+            op.execute("DROP INDEX CONCURRENTLY IF EXISTS ix_claim_fingerprints_created_at")
             op.create_index(
                 "ix_claim_fingerprints_created_at",
                 "claim_fingerprints",
