@@ -553,6 +553,16 @@ def test_a_photo_taken_before_shipment_asks_for_a_live_capture_which_reopens_the
         claim = assessed(server, r.json()["id"])
         assert claim["state"] == "awaiting_capture", claim["routing_reason"]
         token = buyer.post(f"/v1/claims/{claim['id']}/capture-token").json()["token"]
+        # A made-up token is refused before anything is read or decoded, and spends nothing.
+        for made_up in ("cap_00000000000000000000.nothing-of-the-kind", token[:-4] + "abcd"):
+            r = buyer.post(
+                f"/v1/claims/{claim['id']}/capture",
+                data={"token": made_up},
+                files=[("photo", ("x.jpg", _exif_photo("2026:10:21 10:00:00"), "image/jpeg"))],
+            )
+            assert r.status_code == 400 and r.json()["error"]["code"] == "capture.bad_token"
+        refused = [a for a, _ in audit_entries(server, claim["id"]) if a == "capture.refused"]
+        assert refused == []
         # Another photo of the product, but taken the day after the old one: not live.
         stale = _exif_photo("2026:10:21 10:00:00", seed=4, base="claim_genuine.jpg", turn=15)
         r = buyer.post(

@@ -9,6 +9,7 @@ from fastapi import APIRouter, File, Form, Header, UploadFile
 from fastapi.concurrency import run_in_threadpool
 
 from ... import cases
+from ...errors import RefundlensError
 from ...store.sql.repositories import SqlStore
 from .. import fields
 from ..deps import (
@@ -74,6 +75,17 @@ async def capture(
         with runtime.db.session() as s:
             return claim_view(s, visible_claim(s, claim_id, p, lock=False), p)
 
+    def usable() -> None:
+        # The token first, before a slot is taken or anything read or decoded: a made-up token
+        # must cost a lookup, not a decode of the claim's photos.
+        with runtime.db.session() as s:
+            claim = visible_claim(s, claim_id, p, lock=False)
+            if cases.capture_claim(SqlStore(s), token, lock=False).id != claim.id:
+                raise RefundlensError(
+                    "capture.bad_token", "The capture token is not valid for this claim."
+                )
+
+    await run_in_threadpool(usable)
     with capture_slot(runtime, token):  # nothing read or decoded without one
         view = await run_in_threadpool(work, await read_upload(runtime.settings, photo))
     await run_in_threadpool(dispatch.submit, claim_id)  # or the tick, once the broker is back

@@ -17,8 +17,8 @@ document.querySelectorAll("input[data-top]").forEach(function (slider) {
 
 // The decision form's words survive a refusal: the form posts, the server answers with a
 // redirect to this page (?error=), and a reviewer must not type the reason again. What was
-// typed is kept in this tab only (sessionStorage), put back when the page says the form was
-// refused, and dropped once anything else is shown.
+// typed is kept in this tab only (sessionStorage), put back when the page says this form was
+// refused (form=decision beside the tagged error), and dropped once anything else is shown.
 (function () {
   var form = document.getElementById("decision-form");
   var key = form ? "refundlens.decision." + form.getAttribute("action") : null;
@@ -27,7 +27,8 @@ document.querySelectorAll("input[data-top]").forEach(function (slider) {
   var saved = null;
   try { saved = JSON.parse(sessionStorage.getItem(key) || "null"); } catch (e) { saved = null; }
   sessionStorage.removeItem(key);
-  if (saved && document.querySelector("p.error[role=alert]")) {
+  var refusedHere = new URLSearchParams(window.location.search).get("form") === "decision";
+  if (saved && refusedHere && document.querySelector("p.error[role=alert]")) {
     fields.forEach(function (name) {
       var field = form.elements.namedItem(name);
       if (field && typeof saved[name] === "string") { field.value = saved[name]; }

@@ -73,9 +73,12 @@ def claim_page(
     said: str = "",
 ) -> Response:
     runtime = runtime_of(request)
-    # What a form of this session said, never what a link says (forms._back tags it).
+    # What a form of this session said, never what a link says (forms._back tags it). A form
+    # says one thing: done or refused, never both.
     query = f"done={done}" if done is not None else f"error={error}"
-    if not hmac.compare_digest(said.encode(), said_here(request, claim_id, query).encode()):
+    if (done is not None and error is not None) or not hmac.compare_digest(
+        said.encode(), said_here(request, claim_id, query).encode()
+    ):
         done = error = None
     if user.role == "buyer":
         return _buyer_page(request, claim_id, user, done, error)
@@ -276,8 +279,15 @@ def report(request: Request, user: Viewer, claim_id: SeenClaim, fmt: str) -> Res
         # The case data a report's content sha256 covers, byte for byte: kept beside the PDF,
         # it lets anyone check the printed value without access to the service.
         with runtime.db.session() as session:
+            # inline=False: the content holds the pictures' hashes, not their bytes, and a HEIC
+            # photo need not be decoded for a browser (nor take a heavy-work slot).
             case = gather(
-                session, runtime.blobs, claim_id, shop=_shop(user), settings=runtime.settings
+                session,
+                runtime.blobs,
+                claim_id,
+                inline=False,
+                shop=_shop(user),
+                settings=runtime.settings,
             )
             data = content_json(case, runtime.settings.jurisdiction)
         return Response(

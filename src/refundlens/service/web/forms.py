@@ -25,14 +25,18 @@ router = APIRouter(include_in_schema=False)
 Act = Callable[[SqlStore, cases.Actor, Claim], object]
 
 
-def _back(request: Request, claim_id: str, query: str) -> RedirectResponse:
+def _back(request: Request, claim_id: str, query: str, form: str = "") -> RedirectResponse:
     """Back to the claim page with what was done or refused (``done=word``, ``error=code``),
-    tagged for this session: the page shows only what a form of this session said."""
+    tagged for this session: the page shows only what a form of this session said. ``form``
+    names the form refused (``decision``: the page's script puts back what was typed)."""
     said = said_here(request, claim_id, query)
-    return RedirectResponse(f"/web/claims/{claim_id}?{query}&said={said}", status_code=303)
+    which = f"&form={form}" if form else ""
+    return RedirectResponse(f"/web/claims/{claim_id}?{query}&said={said}{which}", status_code=303)
 
 
-def _act(request: Request, claim_id: str, user: Principal, done: str, act: Act) -> Response:
+def _act(
+    request: Request, claim_id: str, user: Principal, done: str, act: Act, form: str = ""
+) -> Response:
     """Run ``act(store, actor, claim)`` on the claim, its row held; back to its page."""
     try:
         with runtime_of(request).db.session() as session:
@@ -40,7 +44,7 @@ def _act(request: Request, claim_id: str, user: Principal, done: str, act: Act) 
             assert claim is not None
             act(SqlStore(session), cases.Actor(user.key_id, user.role), claim)
     except RefundlensError as exc:
-        return _back(request, claim_id, f"error={exc.code}")
+        return _back(request, claim_id, f"error={exc.code}", form)
     return _back(request, claim_id, f"done={done}")
 
 
@@ -79,7 +83,7 @@ def decide(
         check_text("buyer_note", buyer_note, MAX_REASON)
         value = _amount(amount)
     except RefundlensError as exc:
-        return _back(request, claim_id, f"error={exc.code}")
+        return _back(request, claim_id, f"error={exc.code}", "decision")
     return _act(
         request,
         claim_id,
@@ -96,6 +100,7 @@ def decide(
             forgery=forged,
             buyer_note=buyer_note,
         ),
+        "decision",
     )
 
 
