@@ -811,3 +811,33 @@ def test_the_web_forms_forgery_box_says_what_a_rejection_found_and_its_absence_i
         finally:
             database.dispose()
         assert [found[c] for c in claims] == [False, True, True]
+
+
+def test_the_platforms_people_see_who_acted_by_name_and_a_shop_by_key_id_only(
+    site: tuple[Server, dict[str, str]],
+) -> None:
+    from refundlens.service.auth import create_key
+
+    server, keys = site
+    database = Database(server.settings)
+    try:
+        with database.session() as session:
+            named = create_key(
+                session, "reviewer", label="<b>王芳</b> risk team", assign=["shop-a"]
+            )
+    finally:
+        database.dispose()
+    key_id = named.split(".")[0]
+    with web_login(server, named) as reviewer:
+        csrf = page_csrf(reviewer, f"/web/claims/{keys['claim']}")
+        taken = reviewer.post(
+            f"/web/claims/{keys['claim']}/assign",
+            data={"csrf": csrf},
+            headers={"Origin": server.url},
+        )
+        assert taken.status_code == 303
+        html = reviewer.get(f"/web/claims/{keys['claim']}").text
+    assert "(&lt;b&gt;王芳&lt;/b&gt; risk team)" in html  # shown, escaped
+    with web_login(server, keys["merchant"]) as merchant:
+        html = merchant.get(f"/web/claims/{keys['claim']}").text
+    assert key_id in html and "王芳" not in html
