@@ -636,6 +636,70 @@ def test_a_shop_is_not_told_the_buyers_record_at_other_shops_by_the_report_or_th
     assert f"refundlens report {keys['claim']} --content case.json" in html
 
 
+def test_a_shop_is_not_told_which_claim_at_another_shop_sent_the_same_picture(
+    site: tuple[Server, dict[str, str]],
+) -> None:
+    # The buyer sent one photo to both shops: shop-b's claim is told it was sent before
+    # (reuse.seen_before), and a refused live capture's audit entry names the claim it repeated.
+    # Shop-b reads that it happened and how close, never shop-a's claim id or whether the same
+    # buyer sent it (the platform's); the platform reads everything.
+    from refundlens.store.sql import audit
+
+    from .service_support import wait_analysed
+
+    server, keys = site
+    mine, theirs = keys["claim_b"], keys["claim"]
+    with server.client(keys["buyer"]) as buyer:
+        wait_analysed(buyer, mine)
+    database = Database(server.settings)
+    try:
+        with database.session() as session:
+            refused = {"code": "capture.replayed", "how": "pdq", "pdq_distance": 0}
+            audit.append(session, "buyer-1", "capture.refused", claim_id=mine,
+                         details={**refused, "other_claim": theirs, "same_buyer": True})  # fmt: skip
+            audit.append(session, "buyer-1", "capture.refused", claim_id=mine,
+                         details={**refused, "other_claim": mine, "same_buyer": True})  # fmt: skip
+    finally:
+        database.dispose()
+
+    def seen_before(key: str) -> dict[str, object]:
+        with server.client(key) as api:
+            body = api.get(f"/v1/claims/{mine}").json()
+        [finding] = [
+            f
+            for image in body["assessment"]["images"]
+            for f in image["findings"]
+            if f["code"] == "reuse.seen_before"
+        ]
+        return finding
+
+    def pages(key: str) -> str:
+        with web_login(server, key) as client:
+            got = [
+                client.get(f"/web/claims/{mine}{path}")
+                for path in ("?lang=en", "/report.html?lang=en", "/report.json")
+            ]
+        assert all(r.status_code == 200 for r in got), [r.status_code for r in got]
+        return "".join(r.text for r in got)
+
+    finding = seen_before(keys["merchant_b"])
+    assert theirs not in str(finding), finding
+    assert finding["facts"]["matches"][0]["at_another_shop"] is True
+    assert "same_buyer" not in finding["facts"]["matches"][0]
+    assert "another shop" in finding["reason"]["en"] and "其他店铺" in finding["reason"]["zh"]
+    told = pages(keys["merchant_b"])
+    assert theirs not in told
+    assert told.count("Withheld from the shop") == 2  # the refused capture: page and report
+    assert '"withheld":["other_claim","same_buyer"]' in told  # the report's data says so too
+    # A claim of the shop's own is named: nothing of it is withheld.
+    assert f"{mine}" in told and told.count('"other_claim":') == 1
+    # The platform's people read the claim and the entry whole.
+    finding = seen_before(server.admin)
+    assert finding["facts"]["matches"][0]["claim"] == theirs
+    told = pages(server.admin)
+    assert theirs in told and "Withheld from the shop" not in told
+
+
 def test_a_pdf_report_past_the_heavy_work_slots_is_answered_busy_at_once(
     site: tuple[Server, dict[str, str]],
 ) -> None:

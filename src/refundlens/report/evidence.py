@@ -38,6 +38,7 @@ from .pictures import image_mime, viewable_copy
 
 __all__ = [
     "REPORT_CSP",
+    "AuditLine",
     "CaseFile",
     "canonical_content",
     "content_json",
@@ -49,6 +50,59 @@ __all__ = [
 ]
 
 
+@dataclasses.dataclass(frozen=True)
+class AuditLine:
+    """An audit entry as its reader may see it. ``withheld`` names the details a shop is not
+    shown (they name another shop's claim): the hash still covers them, so such an entry
+    cannot be recomputed from what is printed, only checked by the platform, which holds it
+    whole (``refundlens audit verify``)."""
+
+    seq: int
+    at: dt.datetime
+    actor: str
+    action: str
+    details: dict[str, Any]
+    prev_hash: str
+    entry_hash: str
+    withheld: tuple[str, ...] = ()
+
+
+# Details of an audit entry that name another claim (a refused capture's replay check says
+# whose photo it repeated, and whether the same buyer sent it): the platform's, where that
+# claim is at another shop.
+_OTHER_CLAIM_DETAILS = ("other_claim", "same_buyer")
+
+
+def audit_lines(session: Session, rows: list[AuditEntry], shop: str | None) -> list[AuditLine]:
+    """``rows`` as ``shop`` may read them (None: the platform, everything)."""
+    named = {
+        r.details["other_claim"]
+        for r in rows
+        if r.details and isinstance(r.details.get("other_claim"), str)
+    }
+    shops = (
+        dict(session.execute(select(Claim.id, Claim.merchant_id).where(Claim.id.in_(named))).all())
+        if shop is not None and named
+        else {}
+    )
+    lines = []
+    for r in rows:
+        details = dict(r.details or {})
+        withheld: tuple[str, ...] = ()
+        if (
+            shop is not None
+            and "other_claim" in details
+            and shops.get(details["other_claim"]) != shop
+        ):
+            withheld = tuple(k for k in _OTHER_CLAIM_DETAILS if k in details)
+            details = {k: v for k, v in details.items() if k not in withheld}
+            details["at_another_shop"] = True
+        lines.append(
+            AuditLine(r.seq, r.at, r.actor, r.action, details, r.prev_hash, r.entry_hash, withheld)
+        )
+    return lines
+
+
 @dataclasses.dataclass
 class CaseFile:
     claim: Claim
@@ -58,7 +112,7 @@ class CaseFile:
     report: dict[str, Any] | None
     evidence: list[Evidence]
     decisions: list[Decision]
-    audit: list[AuditEntry]
+    audit: list[AuditLine]
     photos: list[dict[str, Any]]
     pictures: list[dict[str, Any]]
     provenance_sources: list[dict[str, Any]]
@@ -238,10 +292,14 @@ def gather(
                         "credit_code": facts.get("producer_credit_code"),
                     }
                 )
-    audit = list(
-        session.execute(
-            select(AuditEntry).where(AuditEntry.claim_id == claim.id).order_by(AuditEntry.seq)
-        ).scalars()
+    audit = audit_lines(
+        session,
+        list(
+            session.execute(
+                select(AuditEntry).where(AuditEntry.claim_id == claim.id).order_by(AuditEntry.seq)
+            ).scalars()
+        ),
+        shop,
     )
     return CaseFile(
         claim=claim,
@@ -409,6 +467,9 @@ def canonical_content(case: CaseFile, jurisdiction: str = "cn") -> dict[str, Any
                 "details": a.details,
                 "prev_hash": a.prev_hash,
                 "entry_hash": a.entry_hash,
+                # Said only where something was withheld: every report made before keeps its
+                # content and its sha256.
+                **({"withheld": list(a.withheld)} if a.withheld else {}),
             }
             for a in case.audit
         ],

@@ -60,32 +60,97 @@ def finding_to_dict(
 PLATFORM_WIDE_CODES = frozenset({"reuse.buyer_history"})
 
 
+# Findings that name earlier claims (``facts["matches"]``): a match at another shop is the
+# platform's to name, so a shop reads that one was there and how close, not which claim.
+CLAIM_MATCH_CODES = frozenset({"reuse.seen_before", "reuse.video_seen_before"})
+# What a shop keeps of a match at another shop: how it matched, never whose claim, which buyer,
+# when, or the other video's file.
+_MATCH_KEPT = frozenset(
+    {
+        "distance",
+        "matched_by",
+        "verdict",
+        "inliers",
+        "seconds",
+        "query_match_percent",
+        "earlier_match_percent",
+        "frames",
+        "earlier_frames",
+    }
+)
+
+
+def _match_for_shop(match: Mapping[str, Any]) -> dict[str, Any]:
+    # A match recorded before ``same_merchant`` existed is withheld: it cannot be told apart.
+    if match.get("same_merchant") is True:
+        return dict(match)
+    kept = {k: v for k, v in match.items() if k in _MATCH_KEPT}
+    return {**kept, "at_another_shop": True}
+
+
+def _claim_matches_for_shop(finding: Mapping[str, Any]) -> dict[str, Any]:
+    facts = finding.get("facts") or {}
+    matches = [m for m in facts.get("matches") or () if isinstance(m, Mapping)]
+    if not matches or all(m.get("same_merchant") is True for m in matches):
+        return dict(finding)
+    shown = [_match_for_shop(m) for m in matches]
+    out = {**finding, "facts": {**facts, "matches": shown}}
+    top = shown[0]
+    if not top.get("at_another_shop"):
+        return out  # the reason names this shop's own claim
+    if finding.get("code") == "reuse.video_seen_before":
+        pct, frames = top.get("query_match_percent", 0), top.get("frames", 0)
+        out["reason"] = {
+            "en": f"The video sent with this claim was sent before with a claim at another "
+            f"shop: {pct:.0f}% of its {frames} sampled frames match that video (vPDQ). The "
+            "platform's reviewers see which claim.",
+            "zh": f"本次理赔附带的视频此前已在其他店铺的理赔中提交过：其 {frames} 个采样帧中 "
+            f"{pct:.0f}% 与该视频相符（vPDQ）。平台审核员可查看是哪一笔理赔。",
+        }
+    elif top.get("matched_by") == "video_frame":
+        out["reason"] = {
+            "en": f"The picture is a frame (PDQ distance {top.get('distance')} of 256 bits) of "
+            "a video sent before with a claim at another shop. The platform's reviewers see "
+            "which claim.",
+            "zh": f"该图片是此前在其他店铺的理赔中提交的视频中的一帧（PDQ 距离 "
+            f"{top.get('distance')}/256）。平台审核员可查看是哪一笔理赔。",
+        }
+    else:
+        out["reason"] = {
+            "en": f"The same picture (PDQ distance {top.get('distance')} of 256 bits) was sent "
+            "before with a claim at another shop. The platform's reviewers see which claim.",
+            "zh": f"同一张图片（PDQ 距离 {top.get('distance')}/256）此前已在其他店铺的理赔中"
+            "提交过。平台审核员可查看是哪一笔理赔。",
+        }
+    return out
+
+
+def _finding_for_shop(finding: Mapping[str, Any]) -> dict[str, Any]:
+    if finding.get("code") in PLATFORM_WIDE_CODES:
+        return {
+            **finding,
+            "facts": {"withheld": "the buyer's claims at other shops"},
+            "reason": {
+                "en": "The buyer's record of claims a person confirmed as forged, across the "
+                "platform, counted in the risk; the platform's reviewers see it.",
+                "zh": "该买家在整个平台上被人工确认为伪造的理赔记录已计入风险；"
+                "平台审核员可查看详情。",
+            },
+        }
+    if finding.get("code") in CLAIM_MATCH_CODES:
+        return _claim_matches_for_shop(finding)
+    return dict(finding)
+
+
 def report_for_shop(report: Mapping[str, Any]) -> dict[str, Any]:
-    """``report`` (an assessment's JSON) as a shop may read it: a finding about the buyer's
+    """``report`` (an assessment's JSON) as a shop may read it. A finding about the buyer's
     claims at other shops keeps its code and strength (it moved the risk the shop sees) but not
-    its numbers or its reason, which are the platform's."""
+    its numbers or its reason, which are the platform's; a picture sent before with a claim at
+    another shop is said to be, with how close it is, but not which claim, whose, or when."""
     return {
         **report,
         "images": [
-            {
-                **image,
-                "findings": [
-                    {
-                        **f,
-                        "facts": {"withheld": "the buyer's claims at other shops"},
-                        "reason": {
-                            "en": "The buyer's record of claims a person confirmed as forged, "
-                            "across the platform, counted in the risk; the platform's reviewers "
-                            "see it.",
-                            "zh": "该买家在整个平台上被人工确认为伪造的理赔记录已计入风险；"
-                            "平台审核员可查看详情。",
-                        },
-                    }
-                    if f.get("code") in PLATFORM_WIDE_CODES
-                    else f
-                    for f in image.get("findings") or ()
-                ],
-            }
+            {**image, "findings": [_finding_for_shop(f) for f in image.get("findings") or ()]}
             for image in report.get("images") or ()
         ],
     }

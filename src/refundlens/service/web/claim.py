@@ -19,7 +19,7 @@ from ...errors import RefundlensError
 from ...rendering.i18n import translations
 from ...report.evidence import REPORT_CSP, content_json, gather, render_html, render_pdf
 from ...report.pictures import image_mime
-from ...store.sql.models import ApiKey, AuditEntry, Claim, ClaimPhoto
+from ...store.sql.models import ApiKey, Claim, ClaimPhoto
 from ..auth import Principal
 from .common import (
     MaybeUser,
@@ -84,6 +84,7 @@ def claim_page(
         return _buyer_page(request, claim_id, user, done, error)
     with runtime.db.session() as session:
         case = gather(session, runtime.blobs, claim_id, inline=False, shop=_shop(user))
+        # As the report shows it: a shop reads no other shop's claim in it (report.evidence).
         audit = [
             {
                 "seq": a.seq,
@@ -93,12 +94,11 @@ def claim_page(
                 ),
                 "actor": a.actor,
                 "action": a.action,
-                "details": a.details or {},
+                "details": a.details,
                 "hash": a.entry_hash,
+                "withheld": a.withheld,
             }
-            for a in session.execute(
-                select(AuditEntry).where(AuditEntry.claim_id == claim_id).order_by(AuditEntry.seq)
-            ).scalars()
+            for a in case.audit
         ]
         others = select(Claim).where(Claim.buyer_id == case.claim.buyer_id, Claim.id != claim_id)
         # The buyer's other claims that this viewer may see, as on the API: a merchant sees
