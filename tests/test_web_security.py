@@ -901,7 +901,13 @@ def test_the_platforms_people_see_who_acted_by_name_and_a_shop_by_key_id_only(
         )
         assert taken.status_code == 303
         html = reviewer.get(f"/web/claims/{keys['claim']}").text
+        with server.client(named) as api:
+            state = api.get(f"/v1/claims/{keys['claim']}").json()["state"]
+        queue = reviewer.get(f"/web/queue?state={state}").text
     assert "(&lt;b&gt;王芳&lt;/b&gt; risk team)" in html  # shown, escaped
+    assert "&lt;b&gt;王芳&lt;/b&gt; risk team" in queue and "<b>王芳" not in queue
     with web_login(server, keys["merchant"]) as merchant:
         html = merchant.get(f"/web/claims/{keys['claim']}").text
+        queue = merchant.get(f"/web/queue?state={state}").text
     assert key_id in html and "王芳" not in html
+    assert key_id in queue and "王芳" not in queue

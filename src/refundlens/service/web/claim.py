@@ -19,7 +19,7 @@ from ...errors import RefundlensError
 from ...rendering.i18n import translations
 from ...report.evidence import REPORT_CSP, content_json, gather, render_html, render_pdf
 from ...report.pictures import image_mime
-from ...store.sql.models import ApiKey, Claim, ClaimPhoto
+from ...store.sql.models import Claim, ClaimPhoto
 from ..auth import Principal
 from .common import (
     MaybeUser,
@@ -28,6 +28,7 @@ from .common import (
     analysis_jpeg,
     heavy_work,
     hours_left,
+    key_labels,
     lang,
     page,
     refused,
@@ -109,19 +110,8 @@ def claim_page(
             others = others.where(Claim.merchant_id.in_(sorted(user.tenants)))
         history = list(session.execute(others.order_by(Claim.seq.desc()).limit(20)).scalars())
         timeline = _timeline(case)
-        # The platform's people see who acted by the label their keys were given; a shop
-        # sees key ids only (a reviewer's name is the platform's to show).
-        names: dict[str, str] = {}
-        if user.role in ("reviewer", "admin"):
-            acted = {a["actor"] for a in audit} | {d.decided_by for d in case.decisions}
-            acted |= {case.claim.assigned_to} if case.claim.assigned_to else set()
-            names = {
-                key: label
-                for key, label in session.execute(
-                    select(ApiKey.id, ApiKey.label).where(ApiKey.id.in_(sorted(acted)))
-                ).all()
-                if label
-            }
+        acted = {a["actor"] for a in audit} | {d.decided_by for d in case.decisions}
+        names = key_labels(session, user, acted | {case.claim.assigned_to})
     # Findings by how much they moved the risk, either way (a copy: the stored report is kept).
     if case.report:
         case.report = {

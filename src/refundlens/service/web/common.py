@@ -23,11 +23,13 @@ from typing import Annotated, Any
 from fastapi import Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from PIL import Image
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from ...media import media_from_bytes
 from ...rendering.i18n import LANGUAGES, environment, pick_language
 from ...runtime import Runtime
-from ...store.sql.models import Claim
+from ...store.sql.models import ApiKey, Claim
 from .. import fields
 from ..auth import Principal, can_see_claim, web_session
 from ..fields import FieldError, check_id
@@ -47,6 +49,7 @@ __all__ = [
     "file_name",
     "forbidden",
     "hours_left",
+    "key_labels",
     "lang",
     "login_redirect",
     "page",
@@ -182,6 +185,22 @@ def same_site(request: Request) -> bool:
         match = re.match(r"^(https?://[^/?#]+)", referer)
         origin = match[1] if match else None
     return origin in allowed
+
+
+def key_labels(session: Session, user: Principal, keys: set[str | None]) -> dict[str, str]:
+    """The labels of ``keys`` (API key ids that acted on claims), for the platform's people
+    only: a reviewer's or an admin's page names who took and decided a claim; a shop sees key
+    ids only (a reviewer's name is the platform's to show)."""
+    wanted = sorted(k for k in keys if k)
+    if user.role not in ("reviewer", "admin") or not wanted:
+        return {}
+    return {
+        key: label
+        for key, label in session.execute(
+            select(ApiKey.id, ApiKey.label).where(ApiKey.id.in_(wanted))
+        ).all()
+        if label
+    }
 
 
 def hours_left(deadline: dt.datetime | None) -> float | None:

@@ -14,7 +14,7 @@ from ...detectors import all_detector_classes
 from ...store.sql.models import Claim
 from ...store.sql.queries import latest_assessment
 from ..fields import MAX_ID, FieldError, check_text
-from .common import Viewer, hours_left, page, refused, runtime_of
+from .common import Viewer, hours_left, key_labels, page, refused, runtime_of
 
 __all__ = ["router"]
 
@@ -128,6 +128,7 @@ def queue(
             }
             for r in rows
         ]
+        names = key_labels(session, user, {r.assigned_to for r in rows})
     filters = {
         "state": state or "",
         "merchant": merchant or "",
@@ -144,6 +145,7 @@ def queue(
         codes=finding_codes(),
         user=user,
         items=items,
+        names=names,
         counts=counts,
         filters=filters,
         next_page="/web/queue?" + urlencode({**kept, "offset": skip + size}) if more else None,
