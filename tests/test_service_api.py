@@ -571,6 +571,15 @@ def test_a_photo_taken_before_shipment_asks_for_a_live_capture_which_reopens_the
             files=[("photo", ("stale.jpg", stale, "image/jpeg"))],
         )
         assert r.status_code == 400 and r.json()["error"]["code"] == "capture.not_live"
+        # The claim's own photo again, stale: refused as stale, before it is looked up among
+        # the pictures on file, so that a stale file never learns whether it is on file (any
+        # buyer's, any shop's, the bank's).
+        r = buyer.post(
+            f"/v1/claims/{claim['id']}/capture",
+            data={"token": token},
+            files=[("photo", ("again.jpg", _exif_photo("2026:10:21 10:00:00", seed=5), "image/jpeg"))],
+        )  # fmt: skip
+        assert r.status_code == 400 and r.json()["error"]["code"] == "capture.not_live"
         now = dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).strftime("%Y:%m:%d %H:%M:%S")
         # The claim's own photo again, re-cropped, with a fresh capture time: a replay.
         r = buyer.post(

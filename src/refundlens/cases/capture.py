@@ -246,6 +246,29 @@ CaptureVia = Literal["app", "page"]
 the platform signs), or refundlens's own capture page (the phone's camera in the browser)."""
 
 
+def check_capture_photo(
+    data: bytes,
+    media: Media,
+    signature: str | None,
+    token: str,
+    via: CaptureVia,
+    now: dt.datetime,
+    settings: Settings,
+) -> tuple[dict[str, Any] | None, dt.datetime | None]:
+    """The checks one photo must pass on its own to be a live capture: it shows something, the
+    app's signature (where the platform signs), its capture time. Returns the signature's facts
+    and the capture time the file states. The caller runs these before it looks the photo up
+    among the pictures on file, so that a stale or blank file is refused as such and never
+    tells the sender whether it is on file (the replay check would answer a different refusal:
+    a buyer could ask about any picture, five times a link)."""
+    _shows_something(media, settings)
+    proof = capture_signature(data, media, signature, settings, token) if via == "app" else None
+    taken = _fresh(media, proof is not None or via == "page", now, settings)
+    if proof is not None:
+        signed_recently(proof.get("signed_at"), now, settings)
+    return proof, taken
+
+
 def accept_capture(
     store: Store,
     blobs: BlobStore,
@@ -297,11 +320,7 @@ def accept_capture(
         raise ValueError("decoded: one picture per photo")
     for index, (name, data) in enumerate(photos):
         media = decoded[index] if decoded is not None else media_from_bytes(data, name, settings)
-        _shows_something(media, settings)
-        proof = capture_signature(data, media, signature, settings, token) if via == "app" else None
-        taken = _fresh(media, proof is not None or via == "page", now, settings)
-        if proof is not None:
-            signed_recently(proof.get("signed_at"), now, settings)
+        proof, taken = check_capture_photo(data, media, signature, token, via, now, settings)
         checked.append((name, data, media, proof, taken))
     filed = filed_photos(claim)
     if damage_boxes and len(damage_boxes) != len(filed):

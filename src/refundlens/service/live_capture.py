@@ -89,8 +89,9 @@ def take_capture(
         # Less the clock skew between API processes: the prints' times are their writers'.
         since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=settings.capture_clock_skew_seconds)
         pictures = _refuse_replays(
-            runtime, actor, find_claim, claim_id, token, photos, clip, checked_clip, files
-        )
+            runtime, actor, find_claim, claim_id, token, photos, clip, checked_clip, files,
+            signature, via,
+        )  # fmt: skip
         replayed: RefundlensError | None = None
         with runtime.db.session() as s:
             store = SqlStore(s)
@@ -148,6 +149,8 @@ def _refuse_replays(
     clip: tuple[str, bytes] | None,
     checked_clip: cases.CaptureClip | None,
     files: tuple[list[FileRef], list[FileRef], Order],
+    signature: str | None,
+    via: cases.CaptureVia,
 ) -> list[tuple[tuple[str, bytes], float | None, Media]]:
     """Outside any transaction, check that each new photo, and the clip's checked frames,
     repeat none of the claim's photos or the SKU's references nor any picture on file elsewhere;
@@ -166,6 +169,11 @@ def _refuse_replays(
     candidates: list[tuple[tuple[str, bytes], float | None, Media]] = [
         ((name, data), None, media_from_bytes(data, name, settings)) for name, data in photos
     ]
+    # Each photo's own checks first: a stale, unsigned or blank file is refused as that, and
+    # never learns whether it is on file (accept_capture runs them again, in its transaction).
+    now = dt.datetime.now(dt.UTC)
+    for (_name, data), _seconds, picture in candidates:
+        cases.check_capture_photo(data, picture, signature, token, via, now, settings)
     if checked_clip is not None and clip is not None:
         candidates += [(clip, seconds, frame) for seconds, frame in checked_clip.sampled]
     for sent, seconds, picture in candidates:
