@@ -165,6 +165,54 @@ def test_page_one_shows_the_picture_of_the_photo_its_sentence_names() -> None:
     assert summary is not None and summary["name"] == "claim" and summary["sha256"] == "1" * 64
 
 
+def test_a_shops_report_names_no_claim_at_another_shop_and_no_buyer_record_from_a_bank() -> None:
+    from refundlens.report import report_for_shop
+
+    elsewhere = {"claim": "clm_elsewhere", "same_buyer": True, "same_merchant": False,
+                 "at": "2026-11-30T10:00:00", "distance": 4}  # fmt: skip
+    here = {"claim": "clm_here", "same_buyer": False, "same_merchant": True,
+            "at": "2026-11-29T10:00:00", "distance": 9}  # fmt: skip
+    video = {**elsewhere, "video_sha256": "a" * 64, "earlier_video_sha256": "b" * 64,
+             "query_match_percent": 92.0, "earlier_match_percent": 80.0, "frames": 25}  # fmt: skip
+    bank = {"bank": "local", "signer": "platform", "confirmed_at": "2026-11-01",
+            "codes": ["reuse.buyer_history"], "same_buyer": True, "distance": 2}  # fmt: skip
+    said = {"en": "sent before: claim clm_elsewhere", "zh": "理赔单 clm_elsewhere"}
+
+    def finding(code: str, facts: dict[str, object]) -> dict[str, object]:
+        # A bank's reason names the bank, never a claim (detectors/reuse.py).
+        reason = {"en": "in the bank", "zh": "在伪造库中"} if "bank" in code else said
+        return {"code": code, "strength": 4.0, "confidence": 0.9, "reason": reason,
+                "facts": facts, "region": None}  # fmt: skip
+
+    report = {
+        "images": [
+            {
+                "findings": [
+                    finding("reuse.seen_before", {"matches": [elsewhere, here], "distance": 4}),
+                    finding("reuse.video_seen_before", {"matches": [video]}),
+                    finding("reuse.bank_match", {"matches": [bank], "bank": "local"}),
+                    finding("reuse.seen_before", {"matches": [here], "distance": 9}),
+                ]
+            }
+        ]
+    }
+    seen, clip, banked, own = report_for_shop(report)["images"][0]["findings"]
+    for f in (seen, clip, banked):
+        text = str(f)
+        assert "clm_elsewhere" not in text and "same_buyer" not in str(f["facts"]["matches"][0])
+        assert "2026-11-30" not in text and "b" * 64 not in text and "buyer_history" not in text
+    assert seen["facts"]["matches"] == [{"distance": 4, "at_another_shop": True}, here]
+    assert "another shop" in seen["reason"]["en"] and "其他店铺" in seen["reason"]["zh"]
+    assert "92%" in clip["reason"]["en"] and clip["facts"]["matches"][0]["frames"] == 25
+    assert banked["facts"]["matches"] == [
+        {"bank": "local", "signer": "platform", "confirmed_at": "2026-11-01", "distance": 2}
+    ]
+    # A match at the shop itself is the shop's: named, as found.
+    assert own == report["images"][0]["findings"][3]
+    # Codes and strengths are kept: they moved the risk the shop sees.
+    assert [f["strength"] for f in (seen, clip, banked, own)] == [4.0] * 4
+
+
 def test_codes_may_wrap_only_between_their_parts_and_stay_escaped() -> None:
     assert str(breakable("reference.near_copy_unresolved")) == (
         "reference.<wbr>near_<wbr>copy_<wbr>unresolved"

@@ -338,7 +338,7 @@ def test_an_analysis_that_fails_once_is_retried_and_recorded(
     def flaky(*args: object, **kwargs: object) -> object:
         calls.append(1)
         if len(calls) == 1:
-            raise OSError("blob store briefly unreachable")
+            raise OSError("blob store at 10.0.0.7:9000 /srv/blobs briefly unreachable")
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(tasks, "analyze", flaky)
@@ -355,6 +355,18 @@ def test_an_analysis_that_fails_once_is_retried_and_recorded(
     assert actions.count("claim.analysis_failed") == 1
     assert "claim.analysis_abandoned" not in actions
     assert _state(settings, claim_id) == ("awaiting_merchant", 1)
+    # The shop reads the audit entry: the exception's kind, not its text (hosts, paths).
+    from refundlens.store.sql.models import AuditEntry
+
+    database = Database(settings)
+    with database.session() as session:
+        (failed,) = session.execute(
+            select(AuditEntry.details).where(
+                AuditEntry.claim_id == claim_id, AuditEntry.action == "claim.analysis_failed"
+            )
+        ).scalars()
+    database.dispose()
+    assert failed["error"] == "OSError (the worker's log has the message)", failed
 
 
 def test_analyses_that_die_with_their_worker_count_as_failures(tmp_path: Path) -> None:

@@ -125,6 +125,23 @@ def _claim_matches_for_shop(finding: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+# Findings that a photo is in a bank of confirmed forgeries: the bank, its signer and date are
+# shared on purpose; whether this buyer made that forgery, and what the platform found in it,
+# are the buyer's record, the platform's.
+BANK_CODES = frozenset({"reuse.bank_match", "reuse.bank_local_match"})
+_BANK_WITHHELD = frozenset({"same_buyer", "codes"})
+
+
+def _bank_for_shop(finding: Mapping[str, Any]) -> dict[str, Any]:
+    facts = {k: v for k, v in (finding.get("facts") or {}).items() if k not in _BANK_WITHHELD}
+    if isinstance(facts.get("matches"), list):
+        facts["matches"] = [
+            {k: v for k, v in m.items() if k not in _BANK_WITHHELD} if isinstance(m, Mapping) else m
+            for m in facts["matches"]
+        ]
+    return {**finding, "facts": facts}
+
+
 def _finding_for_shop(finding: Mapping[str, Any]) -> dict[str, Any]:
     if finding.get("code") in PLATFORM_WIDE_CODES:
         return {
@@ -139,6 +156,8 @@ def _finding_for_shop(finding: Mapping[str, Any]) -> dict[str, Any]:
         }
     if finding.get("code") in CLAIM_MATCH_CODES:
         return _claim_matches_for_shop(finding)
+    if finding.get("code") in BANK_CODES:
+        return _bank_for_shop(finding)
     return dict(finding)
 
 
@@ -146,7 +165,9 @@ def report_for_shop(report: Mapping[str, Any]) -> dict[str, Any]:
     """``report`` (an assessment's JSON) as a shop may read it. A finding about the buyer's
     claims at other shops keeps its code and strength (it moved the risk the shop sees) but not
     its numbers or its reason, which are the platform's; a picture sent before with a claim at
-    another shop is said to be, with how close it is, but not which claim, whose, or when."""
+    another shop is said to be, with how close it is, but not which claim, whose, or when; a
+    bank match keeps the bank, but not whether this buyer made that forgery or what was found
+    in it."""
     return {
         **report,
         "images": [

@@ -17,7 +17,7 @@ import io
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Annotated, Any
 
 from fastapi import Depends, Form, Request
@@ -187,11 +187,11 @@ def same_site(request: Request) -> bool:
     return origin in allowed
 
 
-def key_labels(session: Session, user: Principal, keys: set[str | None]) -> dict[str, str]:
+def key_labels(session: Session, user: Principal, keys: Iterable[object]) -> dict[str, str]:
     """The labels of ``keys`` (API key ids that acted on claims), for the platform's people
     only: a reviewer's or an admin's page names who took and decided a claim; a shop sees key
     ids only (a reviewer's name is the platform's to show)."""
-    wanted = sorted(k for k in keys if k)
+    wanted = sorted({k for k in keys if isinstance(k, str) and k})
     if user.role not in ("reviewer", "admin") or not wanted:
         return {}
     return {
