@@ -114,3 +114,54 @@ def test_voids_support_must_list_codes(tmp_path: Path) -> None:
     path.write_text("voids_support:\n  pixels.recapture: reference.same_item_new_photo\n")
     with pytest.raises(PolicyError, match="voids_support"):
         load_policy(path)
+
+
+def test_a_voided_finding_keeps_its_pictures_and_each_finding_says_what_it_added() -> None:
+    # A photo of a screen voids the support of a new photo of the product: the reasons list a
+    # changed copy of that finding. Its mask and pictures, written per finding as analysed, go
+    # with it (they were looked up by equality once, and the copy crashed every report), and
+    # each finding says what it added to the risk, which the risk is made of.
+    import math
+
+    import numpy as np
+
+    import io
+
+    from PIL import Image
+
+    from refundlens.media import media_from_bytes
+    from refundlens.pipeline import Assessment, ImageAssessment
+    from refundlens.report import assessment_to_dict
+    from refundlens.report.json import load_schema
+
+    policy = load_policy()
+    findings = (
+        _finding("reference.same_item_new_photo", -1.5),
+        _finding("capture.metadata_stripped", 0.3),
+        _finding("pixels.recapture", 2.5),
+        _finding("consistency.damage_confirmed", -1.0),  # calibrated: its strength is not used
+    )
+    verdict = fuse(findings, policy)
+    encoded = io.BytesIO()
+    Image.fromarray(np.full((64, 64, 3), 128, np.uint8)).save(encoded, "JPEG")
+    media = media_from_bytes(encoded.getvalue(), "claim.jpg")
+    image = ImageAssessment(media, findings, verdict)
+    report = assessment_to_dict(
+        Assessment((image,), ()),
+        region_paths={(0, 0): "claim.mask.png"},
+        picture_paths={(0, 0): {"aligned_reference": "claim.aligned_reference.png"}},
+    )
+    listed = {f["code"]: f for f in report["images"][0]["findings"]}
+    voided = listed["reference.same_item_new_photo"]
+    assert voided["facts"]["voided_by"] == "pixels.recapture"
+    assert voided["region"] == "claim.mask.png"
+    assert voided["pictures"] == {"aligned_reference": "claim.aligned_reference.png"}
+    assert voided["contribution"] == 0.0
+    assert listed["pixels.recapture"]["region"] is None
+    log_odds = policy.prior_log_odds + sum(f["contribution"] for f in listed.values())
+    assert abs(1 / (1 + math.exp(-log_odds)) - verdict.risk) < 1e-3
+    confirmed = listed["consistency.damage_confirmed"]
+    assert confirmed["contribution"] == round(policy.strength(findings[3]), 4) != -1.0
+    import jsonschema
+
+    jsonschema.validate(report, load_schema())

@@ -82,6 +82,9 @@ class Verdict:
     action: str
     reasons: tuple[tuple[Finding, float], ...]
     """(finding, contribution in log-odds) sorted by |contribution|, descending."""
+    sources: tuple[int, ...] = ()
+    """For each reason, the index of the finding it stands for among those fused: a voided
+    finding is listed as a changed copy (its pictures and masks are the original's)."""
 
 
 def _validate(raw: Mapping[str, Any], source: str) -> Policy:
@@ -178,6 +181,7 @@ def fuse(findings: Sequence[Finding], policy: Policy) -> Verdict:
         (_voided(f, voided_by[f.code]), 0.0) if f.code in voided_by and c < 0 else (f, c)
         for f, c in contributions
     ]
+    source = {id(f): index for index, (f, _) in enumerate(contributions)}
     log_odds = policy.prior_log_odds + sum(c for _, c in contributions)
     risk = 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, log_odds))))
     action = _action_for(risk, policy)
@@ -207,5 +211,6 @@ def fuse(findings: Sequence[Finding], policy: Policy) -> Verdict:
         key=lambda fc: -abs(fc[1]),
     )
     # Informational findings (strength 0) still explain what was checked: list them last.
-    reasons += [(f, c) for f, c in contributions if (f, c) not in reasons]
-    return Verdict(round(risk, 4), action, tuple(reasons))
+    listed = {id(f) for f, _ in reasons}
+    reasons += [(f, c) for f, c in contributions if id(f) not in listed]
+    return Verdict(round(risk, 4), action, tuple(reasons), tuple(source[id(f)] for f, _ in reasons))

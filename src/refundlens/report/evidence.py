@@ -47,7 +47,14 @@ __all__ = [
     "jurisdiction_rules",
     "render_html",
     "render_pdf",
+    "weight_of",
 ]
+
+
+def weight_of(finding: dict[str, Any]) -> float:
+    """What a finding (as stored) added to its image's risk: its ``contribution`` as fused
+    (calibrated weight times strength, since assessment JSON 1.3), else its strength."""
+    return float(finding.get("contribution", finding["strength"]))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -561,7 +568,7 @@ def _key_finding(case: CaseFile) -> tuple[str, dict[str, Any]] | None:
     if key is None or not key[1].get("findings"):
         return None
     image = key[1]
-    strongest = max(image["findings"], key=lambda f: abs(float(f["strength"])))
+    strongest = max(image["findings"], key=lambda f: abs(weight_of(f)))
     return image["path"], strongest
 
 
@@ -574,7 +581,7 @@ def _images_for_report(case: CaseFile) -> list[dict[str, Any]]:
             {
                 **image,
                 "photo": _photo_of(case, image),
-                "findings": sorted(image.get("findings", []), key=lambda f: -abs(f["strength"])),
+                "findings": sorted(image.get("findings", []), key=lambda f: -abs(weight_of(f))),
                 "wide": [p for p in pictures if p["name"] == "overlay"],
                 "outlined": _outlined(case, index),
                 "aligned": _aligned(case, index),

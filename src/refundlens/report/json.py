@@ -15,7 +15,7 @@ from ..pipeline import Assessment
 
 __all__ = ["SCHEMA_VERSION", "assessment_to_dict", "finding_to_dict", "load_schema"]
 
-SCHEMA_VERSION = "1.2"
+SCHEMA_VERSION = "1.3"
 
 
 def load_schema() -> dict[str, Any]:
@@ -188,7 +188,10 @@ def assessment_to_dict(
     picture_paths = picture_paths or {}
     images = []
     for i, image in enumerate(assessment.images):
-        ordered = [f for f, _ in image.verdict.reasons]
+        verdict = image.verdict
+        # Masks and pictures were written per finding as analysed: a reason that is a changed
+        # copy (a voided finding) is found by its index, never by equality.
+        sources = verdict.sources or tuple(image.findings.index(f) for f, _ in verdict.reasons)
         images.append(
             {
                 "path": image.media.name,
@@ -196,12 +199,14 @@ def assessment_to_dict(
                 "risk": image.risk,
                 "action": image.action,
                 "findings": [
-                    finding_to_dict(
-                        f,
-                        region_paths.get((i, image.findings.index(f))),
-                        picture_paths.get((i, image.findings.index(f))),
-                    )
-                    for f in ordered
+                    {
+                        **finding_to_dict(f, region_paths.get((i, k)), picture_paths.get((i, k))),
+                        # What it added to the risk, as fused: the policy's calibrated weight
+                        # times its strength (0 where voided). The risk is the prior's log-odds
+                        # plus these, before any ceiling or floor.
+                        "contribution": round(float(c), 4),
+                    }
+                    for (f, c), k in zip(verdict.reasons, sources, strict=True)
                 ],
                 "detectors": {
                     "ran": list(image.ran),

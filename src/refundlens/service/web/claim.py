@@ -17,7 +17,7 @@ from ... import cases
 from ...cases.buyer import buyer_status
 from ...errors import RefundlensError
 from ...rendering.i18n import translations
-from ...report.evidence import REPORT_CSP, content_json, gather, render_html, render_pdf
+from ...report.evidence import REPORT_CSP, content_json, gather, render_html, render_pdf, weight_of
 from ...report.pictures import image_mime
 from ...store.sql.models import Claim, ClaimPhoto
 from ..auth import Principal
@@ -117,7 +117,7 @@ def claim_page(
         case.report = {
             **case.report,
             "images": [
-                {**image, "findings": sorted(image["findings"], key=lambda f: -abs(f["strength"]))}
+                {**image, "findings": sorted(image["findings"], key=lambda f: -abs(weight_of(f)))}
                 for image in case.report.get("images", [])
             ],
         }
