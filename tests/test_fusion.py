@@ -121,12 +121,10 @@ def test_a_voided_finding_keeps_its_pictures_and_each_finding_says_what_it_added
     # changed copy of that finding. Its mask and pictures, written per finding as analysed, go
     # with it (they were looked up by equality once, and the copy crashed every report), and
     # each finding says what it added to the risk, which the risk is made of.
+    import io
     import math
 
     import numpy as np
-
-    import io
-
     from PIL import Image
 
     from refundlens.media import media_from_bytes
