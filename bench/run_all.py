@@ -12,6 +12,7 @@ from . import (
     run_forensics,
     run_provenance,
     run_reference,
+    run_reference_real,
     run_reuse,
     run_service,
     run_web,
@@ -20,6 +21,7 @@ from . import (
 if __name__ == "__main__":
     run_provenance.main()
     run_reference.main()
+    run_reference_real.main()
     run_capture_rule.main()
     run_capture_replay.main()
     run_forensics.main()
