@@ -865,6 +865,7 @@ def test_a_claim_is_appealed_at_most_max_appeals_per_claim_times_after_its_decis
     # Nothing closed a claim's appeals: decided, appealed, under review again, without end,
     # each round a reviewer's time and a webhook to the merchant.
     from refundlens.errors import RefundlensError
+    from refundlens.rendering.i18n import routing_reason
     from refundlens.store.sql.models import Claim
     from refundlens.store.sql.repositories import SqlStore
 
@@ -874,6 +875,12 @@ def test_a_claim_is_appealed_at_most_max_appeals_per_claim_times_after_its_decis
         _decide(runtime, claim_id, "reject", f"round {round_}", settings)
         if round_ < 2:
             _appeal(runtime, claim_id, "it did arrive broken", settings)
+            with runtime.db.session() as session:
+                # Why it is in the queue again, in the reader's language (not the analysis's
+                # reason, which sent it elsewhere once).
+                why = session.get(Claim, claim_id).routing_reason
+            assert why == "appealed by the buyer: a person looks again"
+            assert routing_reason(why, "zh_CN") == "买家已申诉：由人工复核"
             continue
         with pytest.raises(RefundlensError) as refused:
             _appeal(runtime, claim_id, "once more", settings)

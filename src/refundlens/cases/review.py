@@ -365,6 +365,8 @@ def appeal(
         actor.id, "claim.appealed", claim_id=claim.id, details={"reason": reason, "by": actor.role}
     )
     claim.state = transition(claim.state, ClaimState.UNDER_REVIEW).value
+    # Why it is in the queue now; the analysis's own reason is in the audit log.
+    claim.routing_reason = f"appealed by the {actor.role}: a person looks again"
     claim.deadline_at = utcnow() + dt.timedelta(hours=settings.review_sla_hours)
     notify(store, claim.merchant_id, "claim.appealed", claim, {"reason": reason, "by": actor.role})
     return claim

@@ -90,6 +90,7 @@ _ROUTING_REASONS = (
         ("claim_type",),
     ),
     (r"the analysis failed (?P<failures>\d+) times in a row: a person decides without it", ()),
+    (r"appealed by the (?P<by>buyer|merchant|admin): a person looks again", ("by",)),
     (
         r"a live photo was given: a person compares it with the claim \(this platform "
         r"approves no claim with a live capture automatically\)",
