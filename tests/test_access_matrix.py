@@ -53,6 +53,13 @@ REFUSED: dict[tuple[str, str], frozenset[str]] = {
         {"nobody", "reviewer", "other_reviewer", "buyer", "other_buyer"}
     ),
     ("POST", "/v1/orders/{order_id}/packing-video"): EVERYONE_BUT({"admin", "merchant"}),
+    ("GET", "/v1/skus"): frozenset({"nobody", "buyer", "other_buyer"}),  # scoped: a shop's own
+    ("GET", "/v1/skus/{sku_id}"): frozenset(
+        {"nobody", "other_merchant", "other_reviewer", "buyer", "other_buyer"}
+    ),
+    ("GET", "/v1/orders/{order_id}"): frozenset(
+        {"nobody", "other_merchant", "other_reviewer", "buyer", "other_buyer"}
+    ),
     ("POST", "/v1/claims"): EVERYONE_BUT({"admin", "buyer"}),
     ("GET", "/v1/claims"): frozenset({"nobody"}),  # scoped: see the list test below
     ("GET", "/v1/claims/{claim_id}"): frozenset(
@@ -145,7 +152,7 @@ def _snapshot(server: Server) -> dict[str, Any]:
 def _request(world: dict[str, str], method: str, path: str) -> dict[str, Any]:
     """A request the route would accept from a principal allowed to make it."""
     photo = ("photo", ("p.jpg", sample("claim_genuine.jpg"), "image/jpeg"))
-    path = path.format(claim_id=world["claim"], order_id=world["order"])
+    path = path.format(claim_id=world["claim"], order_id=world["order"], sku_id=world["sku"])
     bodies: dict[str, dict[str, Any]] = {
         "/v1/tenants": {"json": {"id": "shop-x", "kind": "merchant", "name": "x"}},
         "/v1/skus": {

@@ -94,6 +94,43 @@ def shop(server: Server) -> dict[str, str]:
     return {**keys, "sku": sku_id, "order": orders["buyer-1"], "other_order": orders["buyer-2"]}
 
 
+def test_a_shop_lists_its_own_skus_and_finds_one_by_its_own_id(
+    server: Server, shop: dict[str, str]
+) -> None:
+    with server.client(shop["merchant"]) as merchant:
+        for n in range(3):
+            r = merchant.post(
+                "/v1/skus",
+                data={"external_id": f"list-{n}", "title": f"杯子 {n}"},
+                files=[("photos", ("listing.jpg", _sample("listing.jpg"), "image/jpeg"))],
+            )
+            assert r.status_code == 201 and r.json()["merchant_id"] == "shop-a", r.text
+        seen, cursor = [], None
+        while True:  # page by page, one SKU a page
+            page = merchant.get("/v1/skus", params={"limit": 1, **({"cursor": cursor} if cursor else {})}).json()  # fmt: skip
+            seen += page["items"]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        assert {s["external_id"] for s in seen} >= {"cup-1", "list-0", "list-1", "list-2"}
+        assert {s["merchant_id"] for s in seen} == {"shop-a"}
+        (found,) = merchant.get("/v1/skus", params={"external_id": "list-1"}).json()["items"]
+        assert found["title"] == "杯子 1" and len(found["references"]) == 1
+        assert merchant.get(f"/v1/skus/{found['id']}").json() == found
+        bad = merchant.get("/v1/skus", params={"cursor": "../x"})
+        assert bad.status_code == 400 and bad.json()["error"]["code"] == "request.bad_cursor"
+    with server.client(shop["other_merchant"]) as other:
+        assert other.get("/v1/skus", params={"external_id": "list-1"}).json()["items"] == []
+        assert other.get(f"/v1/skus/{found['id']}").status_code == 404
+    with server.client(shop["reviewer"]) as reviewer:
+        assert reviewer.get(f"/v1/skus/{found['id']}").status_code == 200
+    with server.client(shop["other_reviewer"]) as reviewer:
+        assert reviewer.get(f"/v1/skus/{found['id']}").status_code == 404
+    with server.client(shop["buyer"]) as buyer:
+        assert buyer.get("/v1/skus").status_code == 403
+        assert buyer.get(f"/v1/skus/{found['id']}").status_code == 403
+
+
 def _file_claim(
     server: Server,
     key: str,

@@ -303,7 +303,12 @@ def test_a_claim_made_from_a_packing_frame_is_caught_like_one_made_from_a_listin
             # Accepted: checked from its header and stored; the task runner keeps its frames.
             assert r.status_code == 202, r.text
             assert r.json()["status"] == "pending"
-            _wait_packing_video_done(server, r.json()["video_id"])
+            kept = _wait_packing_video_done(server, r.json()["video_id"])
+            # A shop without a webhook reads what became of it from the order.
+            read = merchant.get(f"/v1/orders/{order}").json()
+            (video,) = read["packing_videos"]
+            assert video["video_id"] == r.json()["video_id"] and video["status"] == "done"
+            assert video["frames_kept"] == len(kept) and video["error"] == ""
             bad = merchant.post(
                 f"/v1/orders/{order}/packing-video",
                 files=[("video", ("x.mp4", b"garbage", "video/mp4"))],
@@ -312,6 +317,12 @@ def test_a_claim_made_from_a_packing_frame_is_caught_like_one_made_from_a_listin
                 bad.status_code == 422 and bad.json()["error"]["code"] == "media.video_unreadable"
             )
         buyer = server.key("buyer", subject="b")
+        with server.client(server.admin) as admin:
+            admin.post("/v1/tenants", json={"id": "shop-b", "kind": "merchant", "name": "b"})
+        with server.client(server.key("merchant", "shop-b")) as other:
+            assert other.get(f"/v1/orders/{order}").status_code == 404  # another shop's
+        with server.client(buyer) as client:
+            assert client.get(f"/v1/orders/{order}").status_code == 403
         with server.client(buyer) as client:
             created = client.post(
                 "/v1/claims",

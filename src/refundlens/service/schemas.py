@@ -43,13 +43,16 @@ __all__ = [
     "EvidenceKind",
     "EvidenceOut",
     "HealthOut",
+    "OrderDetailOut",
     "OrderIn",
     "OrderOut",
     "PackingVideoOut",
+    "PackingVideoStateOut",
     "PhotoOut",
     "ReadyOut",
     "ReferenceOut",
     "SkuOut",
+    "SkuPageOut",
     "TenantIn",
     "TenantOut",
 ]
@@ -192,6 +195,15 @@ class SkuOut(_Out):
     id: str
     external_id: str
     references: list[ReferenceOut]
+    merchant_id: str = ""
+    title: str = ""
+
+
+class SkuPageOut(_Out):
+    items: list[SkuOut]
+    next_cursor: str | None = Field(
+        description="Send as ?cursor= for the next page; null at the end."
+    )
 
 
 class OrderOut(_Out):
@@ -206,6 +218,26 @@ class PackingVideoOut(_Out):
     video_id: str
     video_sha256: str
     status: Literal["pending"]
+
+
+class PackingVideoStateOut(_Out):
+    video_id: str
+    video_sha256: str
+    name: str
+    status: Literal["pending", "done", "failed"]
+    error: str = Field(description="Why it could not be used (status failed), else empty.")
+    frames_kept: int = Field(description="Key frames kept as the order's references.")
+    created_at: str | None
+    finished_at: str | None
+
+
+class OrderDetailOut(OrderOut):
+    sku_id: str
+    amount: float
+    currency: str
+    shipped_at: str | None
+    delivered_at: str | None
+    packing_videos: list[PackingVideoStateOut]
 
 
 class PhotoOut(_Out):

@@ -6,10 +6,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Path, UploadFile
 from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ... import cases
-from ...store.sql.models import Order
+from ...errors import RefundlensError
+from ...store.sql.models import Order, PackingVideo
 from ...store.sql.repositories import SqlStore
 from .. import fields
 from ..deps import (
@@ -23,7 +25,8 @@ from ..deps import (
     merchant_of,
     read_upload,
 )
-from ..schemas import OrderIn, OrderOut, PackingVideoOut
+from ..schemas import OrderDetailOut, OrderIn, OrderOut, PackingVideoOut, PackingVideoStateOut
+from ..views import iso
 
 __all__ = ["router"]
 
@@ -52,6 +55,50 @@ def create_order(body: OrderIn, s: SessionDep, p: Who, cipher: CipherDep) -> Ord
         external_id=order.external_id,
         merchant_id=order.merchant_id,
         buyer_id=order.buyer_id,
+    )
+
+
+@router.get("/v1/orders/{order_id}", response_model=OrderDetailOut)
+def get_order(order_id: Annotated[fields.Id, Path()], s: SessionDep, p: Who) -> OrderDetailOut:
+    """An order as its shop registered it, with its packing videos and what became of each
+    (the ``packing_video.processed`` event says the same, for those without a webhook)."""
+    if p.role == "buyer":
+        raise RefundlensError("auth.forbidden", "A buyer reads its claims, not the shop's orders.")
+    order = s.get(Order, order_id)
+    if order is None or not (
+        p.role == "admin"
+        or (p.role == "merchant" and order.merchant_id == p.tenant_id)
+        or (p.role == "reviewer" and order.merchant_id in p.tenants)
+    ):
+        raise cases.NotFound("order", order_id)
+    videos = s.execute(
+        select(PackingVideo)
+        .where(PackingVideo.order_id == order.id)
+        .order_by(PackingVideo.created_at, PackingVideo.id)
+    ).scalars()
+    return OrderDetailOut(
+        id=order.id,
+        external_id=order.external_id,
+        merchant_id=order.merchant_id,
+        buyer_id=order.buyer_id,
+        sku_id=order.sku_id,
+        amount=order.amount,
+        currency=order.currency,
+        shipped_at=iso(order.shipped_at),
+        delivered_at=iso(order.delivered_at),
+        packing_videos=[
+            PackingVideoStateOut(
+                video_id=v.id,
+                video_sha256=v.video_sha256,
+                name=v.name,
+                status=v.status,  # type: ignore[arg-type]
+                error=v.error or "",
+                frames_kept=len(v.frames_kept or ()),
+                created_at=iso(v.created_at),
+                finished_at=iso(v.finished_at),
+            )
+            for v in videos
+        ],
     )
 
 
