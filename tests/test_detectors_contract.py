@@ -40,6 +40,8 @@ def test_detector_example_gives_expected_codes_under_the_contract(cls, example) 
         # Every fact's name reads in Chinese on a reviewer's page (the catalogs' context "fact").
         named = fact_rows(f.facts, label=lambda name: _CHINESE.pgettext("fact", name))
         assert [r.label for r in named if not _chinese(r.label)] == [], f.code
+        # And every picture's name, on the page's picture layers and in the report.
+        assert [n for n in f.pictures if not _chinese(_CHINESE.gettext(n))] == [], f.code
         if f.region is not None:
             assert f.region.array.shape[:2] == claim.analysis.shape[:2]
 

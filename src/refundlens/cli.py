@@ -1057,7 +1057,7 @@ def keys_create(
     label: Annotated[str, typer.Option(help="A note on who holds the key.")] = "",
 ) -> None:
     """Create an API key and print it once (only its hash is stored). Its tenants must exist
-    (``POST /v1/tenants``, or ``refundlens tenants add``)."""
+    (POST /v1/tenants, or refundlens tenants add)."""
     from .service.auth import create_key
     from .store.sql.models import Tenant
 
@@ -1108,7 +1108,7 @@ def keys_list() -> None:
 
 @keys_app.command("rotate-pii")
 def keys_rotate_pii() -> None:
-    """Seal every buyer's personal data again under the first PII key (``pii_key``: new key
+    """Seal every buyer's personal data again under the first PII key (pii_key: new key
     first, then the old; docs/operations.md). Afterwards the old key can be dropped."""
     from sqlalchemy import select
 
@@ -1160,7 +1160,7 @@ def tenants_add(
     kind: Annotated[str, typer.Option(help="merchant or platform.")] = "merchant",
     name: Annotated[str, typer.Option(help="A name people read; default the id.")] = "",
 ) -> None:
-    """Add a merchant (or platform) tenant, as ``POST /v1/tenants`` does for an admin."""
+    """Add a merchant (or platform) tenant, as POST /v1/tenants does for an admin."""
     from .store.sql import audit
     from .store.sql.models import Tenant
 
