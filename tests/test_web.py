@@ -447,6 +447,34 @@ def test_on_a_phone_the_claim_page_fits_the_screen_and_its_buttons_are_big_enoug
         assert small == [], f"tap targets under 44 px high on the {name} page: {small}"
 
 
+def test_an_audit_entrys_stored_words_read_in_the_readers_language_and_nothing_else_moves() -> None:
+    from refundlens.rendering.i18n import audit_words
+
+    written = {
+        "why": "merchant answered",
+        "from": "awaiting_merchant",
+        "state": "under_review",
+        "type": "refund_only",
+        "risk": 0.91,
+        "reason": "the escalate button",  # a person's words are shown as written
+    }
+    shown = audit_words(written, "zh_CN")
+    assert shown == {
+        "why": "商家已答复",
+        "from": "等待商家回应",
+        "state": "人工审核中",
+        "type": "仅退款",
+        "risk": 0.91,
+        "reason": "the escalate button",
+    }
+    assert written["why"] == "merchant answered"  # what is hashed stays as written
+    assert audit_words({"why": "a person decided: reject"}, "zh_CN") == {
+        "why": "已由人工裁决：拒绝"
+    }
+    english = audit_words(written, "en")
+    assert english["why"] == "merchant answered" and english["from"] == "waiting for the merchant"
+
+
 def test_routing_reasons_are_shown_in_the_readers_language() -> None:
     from refundlens.cases.routing import ClaimFacts, RoutingRules, route
     from refundlens.rendering.i18n import routing_reason

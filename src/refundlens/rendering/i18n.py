@@ -91,6 +91,9 @@ _ROUTING_REASONS = (
     ),
     (r"the analysis failed (?P<failures>\d+) times in a row: a person decides without it", ()),
     (r"appealed by the (?P<by>buyer|merchant|admin): a person looks again", ("by",)),
+    # An audit entry's ``why`` (cases/review.py), read on the same pages.
+    (r"merchant answered", ()),
+    (r"a person decided: (?P<decision>\w+)", ("decision",)),
     (
         r"a live photo was given: a person compares it with the claim \(this platform "
         r"approves no claim with a live capture automatically\)",
@@ -183,11 +186,31 @@ def environment(lang: str) -> jinja2.Environment:
     env.filters["fact_rows"] = lambda facts: fact_rows(
         facts, words.gettext, label=lambda name: words.pgettext("fact", name)
     )
+    env.filters["audit_words"] = lambda details: audit_words(details, lang)
     env.filters["breakable"] = breakable
     env.filters["when"] = when
     env.filters["number"] = number
     env.filters["money"] = money
     return env
+
+
+# An audit entry's details whose values are stored words (a state, an action, a role, a kind):
+# shown in the reader's language, like the same words elsewhere on the page.
+_AUDIT_WORDS = frozenset({"state", "from", "action", "kind", "by", "type", "outcome", "decision"})
+
+
+def audit_words(details: Any, lang: str) -> Any:
+    """An audit entry's ``details`` as a page shows them: stored words and the routing reason
+    (``why``) in ``lang``. Display only: the entry is hashed as it was written."""
+    if not isinstance(details, dict):
+        return details
+    shown = dict(details)
+    for key, value in details.items():
+        if key == "why" and isinstance(value, str):
+            shown[key] = routing_reason(value, lang)
+        elif key in _AUDIT_WORDS and isinstance(value, str):
+            shown[key] = term(value, lang)
+    return shown
 
 
 def term(value: object, lang: str) -> str:
