@@ -306,8 +306,21 @@ def test_a_merchant_checks_a_photo_against_its_listing_photos_without_a_case(
     assert "升级处理" in page.locator("#check-result").inner_text()
     assert page.locator("#check-overlay").evaluate(_LOADED_IMAGE)
     assert "reference.derived" in page.locator("tr.finding").first.inner_text()
+    # It says what was checked against what, and keeps the SKU chosen for the next photo.
+    said = page.locator("#check-what").inner_text()
+    assert "forged.jpg" in said and "mug" in said and "1 张商品图" in said, said
+    chosen = page.locator("#sku").input_value()
+    assert chosen.startswith("sku_")
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "web-check.png"), full_page=True)
+    # A file that is no photo is refused in words, then its code; the SKU stays chosen.
+    notes = tmp_path / "notes.jpg"
+    notes.write_bytes(b"not an image at all")
+    page.set_input_files("#photo", str(notes))
+    page.click("#check-form button[type=submit]")
+    refused = page.locator("p.error").inner_text()
+    assert "media." in refused and any("\u4e00" <= ch <= "\u9fff" for ch in refused), refused
+    assert page.locator("#sku").input_value() == chosen
     other = _login(browser, server, keys["buyer"])
     response = other.goto(f"{server.url}/web/check")
     assert response is not None and response.status == 403

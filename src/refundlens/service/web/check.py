@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from ... import cases
 from ...errors import RefundlensError
+from ...rendering.i18n import translations
 from ...store.sql.models import ReferencePhoto, Sku
 from ..auth import Principal
 from ..fields import FieldError, check_id
@@ -19,11 +20,13 @@ from .common import (
     Viewer,
     file_name,
     heavy_work,
+    lang,
     page,
     refused,
     runtime_of,
     shop_only,
 )
+from .refusals import refusal
 
 __all__ = ["router"]
 
@@ -45,7 +48,14 @@ def _skus(request: Request, user: Principal) -> list[dict[str, str]]:
 def check_form(request: Request, user: Viewer) -> Response:
     shop_only(request, user)
     return page(
-        request, "check.html", user=user, skus=_skus(request, user), result=None, error=None
+        request,
+        "check.html",
+        user=user,
+        skus=_skus(request, user),
+        selected="",
+        result=None,
+        error=None,
+        refusal="",
     )
 
 
@@ -103,6 +113,10 @@ async def check_run(
             "overlay": "data:image/jpeg;base64," + base64.b64encode(shown).decode()
             if shown
             else None,
+            # What was checked against what: the page keeps the SKU chosen, and says so.
+            "photo": claim.name,
+            "sku": f"{sku.external_id} {sku.title}".strip(),
+            "references": len(references),
         }
 
     try:
@@ -117,6 +131,8 @@ async def check_run(
         status=200 if error is None else 422,
         user=user,
         skus=_skus(request, user),
+        selected=sku_id,
         result=result,
         error=error,
+        refusal=refusal(translations(lang(request)).gettext, error) if error else "",
     )
