@@ -316,6 +316,28 @@ def test_the_overlays_captions_are_wrapped_to_their_panels_never_cut_off() -> No
     assert _wrap(draw, text, 2000) == [text]
 
 
+def test_the_overlays_captions_read_in_chinese_and_english_where_a_chinese_font_is_installed() -> (
+    None
+):
+    # The overlay is "a picture a merchant can send": made once, read by either language.
+    # `make test` installs a Chinese font (make system-deps), so the captions use it here.
+    from PIL import Image, ImageDraw
+
+    from refundlens.report.pictures import _captions, _wrap, caption_font
+
+    font = caption_font()
+    assert font is not None
+    left, right = _captions(0.97, "escalate", "reference.derived", chinese=True)
+    assert left.startswith("理赔照片 | 风险 0.97 升级处理") and "risk 0.97 escalate" in left
+    assert right.startswith("对齐到理赔照片的参考图") and "(reference.derived)" in right
+    assert _captions(0.1, "approve", None, chinese=False) == ["claim photo | risk 0.10 approve"]
+    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    for width in (120, 300):
+        lines = _wrap(draw, left, width, font)
+        assert all(draw.textlength(line, font=font) <= width for line in lines), (width, lines)
+        assert "".join(lines).replace(" ", "") == left.replace(" ", "")
+
+
 def test_check_compares_two_photos_inside_the_buyers_box_and_refuses_a_bad_box(
     tmp_path: Path,
 ) -> None:

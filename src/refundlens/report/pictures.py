@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import cv2
 import numpy as np
 import numpy.typing as npt
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from ..config import Settings
 from ..pipeline import ImageAssessment
@@ -36,27 +37,73 @@ def _outline(rgb: npt.NDArray[np.uint8], mask: npt.NDArray[np.bool_]) -> npt.NDA
     return out
 
 
-def _wrap(draw: ImageDraw.ImageDraw, text: str, width: float) -> list[str]:
+# Fonts with Chinese glyphs, where the system has one (`make system-deps` installs WenQuanYi
+# Micro Hei; Noto CJK is the usual other). Without one, captions are drawn in English only.
+_CJK_FONTS = ("wqy-microhei.ttc", "NotoSansCJK-Regular.ttc", "NotoSansSC-Regular.otf",
+              "wqy-zenhei.ttc", "DroidSansFallbackFull.ttf")  # fmt: skip
+_FONT_DIRS = ("/usr/share/fonts", "/usr/local/share/fonts", "/System/Library/Fonts")
+CAPTION_PX = 14
+
+
+@functools.lru_cache(maxsize=1)
+def caption_font() -> ImageFont.FreeTypeFont | None:
+    """A font that draws Chinese, at the captions' size; None where the system has none."""
+    for name in _CJK_FONTS:
+        for folder in _FONT_DIRS:
+            for path in sorted(Path(folder).rglob(name)) if Path(folder).is_dir() else ():
+                try:
+                    return ImageFont.truetype(str(path), CAPTION_PX)
+                except OSError:
+                    continue
+    return None
+
+
+def _wrap(
+    draw: ImageDraw.ImageDraw,
+    text: str,
+    width: float,
+    font: ImageFont.FreeTypeFont | None = None,
+) -> list[str]:
     """``text`` in lines no wider than ``width`` pixels, broken at spaces, dots and underscores
     (a finding code breaks between its words), a word wider than the line cut by characters."""
     import re
+
+    def length(part: str) -> float:
+        return float(draw.textlength(part, font=font))
 
     lines: list[str] = []
     line = ""
     for token in re.findall(r"[^ ._]*[ ._]?", text):
         if not token:
             continue
-        if line and draw.textlength(line + token.rstrip(), font=None) > width:
+        if line and length(line + token.rstrip()) > width:
             lines.append(line.rstrip())
             line = ""
-        while draw.textlength(token.rstrip()) > width and len(token) > 1:
-            cut = max(1, int(len(token) * width / max(draw.textlength(token), 1.0)))
+        while length(token.rstrip()) > width and len(token) > 1:
+            cut = max(1, int(len(token) * width / max(length(token), 1.0)))
             lines.append(token[:cut])
             token = token[cut:]
         line += token
     if line.strip():
         lines.append(line.rstrip())
     return lines or [""]
+
+
+def _captions(risk: float, action: str, code: str | None, chinese: bool) -> list[str]:
+    """The overlay's captions: in Chinese and English where a Chinese font is at hand (the
+    picture is made once, for readers of either language), else in English."""
+    captions = [f"claim photo | risk {risk:.2f} {action}"]
+    if code is not None:
+        captions.append(f"reference aligned onto the claim ({code})")
+    if not chinese:
+        return captions
+    from ..rendering.i18n import translations
+
+    zh = translations("zh_CN").gettext
+    captions[0] = f"理赔照片 | 风险 {risk:.2f} {zh(action)} · {captions[0]}"
+    if code is not None:
+        captions[1] = f"对齐到理赔照片的参考图 · {captions[1]}"
+    return captions
 
 
 def overlay_image(image: ImageAssessment) -> npt.NDArray[np.uint8] | None:
@@ -78,16 +125,19 @@ def overlay_image(image: ImageAssessment) -> npt.NDArray[np.uint8] | None:
         return None
     left = _outline(claim, mask)
     panels = [left] if aligned is None else [left, _outline(aligned, mask)]
-    captions = [f"claim photo | risk {image.risk:.2f} {image.action}"]
-    if aligned is not None:
-        captions.append(f"reference aligned onto the claim ({title})")
+    font = caption_font()
+    captions = _captions(
+        image.risk, image.action, title if aligned is not None else None, font is not None
+    )
+    line_px = CAPTION_PX + 4 if font is not None else 12
     gap = 8
     measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     # Each caption wrapped to its own panel's width: a narrow photo once cut it off mid-word.
     wrapped = [
-        _wrap(measure, text, p.shape[1] - 12) for text, p in zip(captions, panels, strict=True)
+        _wrap(measure, text, p.shape[1] - 12, font)
+        for text, p in zip(captions, panels, strict=True)
     ]
-    band = 10 + 12 * max(len(lines) for lines in wrapped)
+    band = 10 + line_px * max(len(lines) for lines in wrapped)
     width = sum(p.shape[1] for p in panels) + gap * (len(panels) - 1)
     canvas = np.full((claim.shape[0] + band, width, 3), 255, np.uint8)
     x = 0
@@ -100,7 +150,7 @@ def overlay_image(image: ImageAssessment) -> npt.NDArray[np.uint8] | None:
     draw = ImageDraw.Draw(picture)
     for start, lines in zip(starts, wrapped, strict=True):
         for row, line in enumerate(lines):
-            draw.text((start + 6, 5 + 12 * row), line, fill=(0, 0, 0))
+            draw.text((start + 6, 5 + line_px * row), line, fill=(0, 0, 0), font=font)
     return np.asarray(picture)
 
 
