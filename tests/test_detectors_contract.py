@@ -10,7 +10,7 @@ import pytest
 
 from refundlens.detectors import all_detector_classes
 from refundlens.rendering.i18n import translations
-from refundlens.rendering.readable import fact_rows
+from refundlens.rendering.readable import WORDED_FACTS, fact_rows
 from refundlens.report.json import _plain
 
 CASES = [(cls, ex) for cls in all_detector_classes() for ex in cls.examples()]
@@ -27,6 +27,25 @@ def _chinese(label: str) -> bool:
     )
 
 
+def _word(value: str) -> str:
+    return _CHINESE.pgettext("fact value", value)
+
+
+def _worded_values(facts: object) -> list[str]:
+    """The text values of :data:`WORDED_FACTS` anywhere in ``facts``."""
+    out: list[str] = []
+    if isinstance(facts, dict):
+        for name, value in facts.items():
+            if name in WORDED_FACTS and isinstance(value, str):
+                out.append(value)
+            else:
+                out += _worded_values(value)
+    elif isinstance(facts, list | tuple):
+        for item in facts:
+            out += _worded_values(item)
+    return out
+
+
 @pytest.mark.parametrize(("cls", "example"), CASES, ids=[f"{c.name}: {e.name}" for c, e in CASES])
 def test_detector_example_gives_expected_codes_under_the_contract(cls, example) -> None:  # type: ignore[no-untyped-def]
     claim, context = example.build()
@@ -40,6 +59,8 @@ def test_detector_example_gives_expected_codes_under_the_contract(cls, example) 
         # Every fact's name reads in Chinese on a reviewer's page (the catalogs' context "fact").
         named = fact_rows(f.facts, label=lambda name: _CHINESE.pgettext("fact", name))
         assert [r.label for r in named if not _chinese(r.label)] == [], f.code
+        # And the words the detector writes as values (a verdict, how it matched, a note).
+        assert [v for v in _worded_values(f.facts) if not _chinese(_word(v))] == [], f.code
         # And every picture's name, on the page's picture layers and in the report.
         assert [n for n in f.pictures if not _chinese(_CHINESE.gettext(n))] == [], f.code
         if f.region is not None:

@@ -184,7 +184,10 @@ def environment(lang: str) -> jinja2.Environment:
 
     words = translations(lang)
     env.filters["fact_rows"] = lambda facts: fact_rows(
-        facts, words.gettext, label=lambda name: words.pgettext("fact", name)
+        facts,
+        words.gettext,
+        label=lambda name: words.pgettext("fact", name),
+        worded=lambda value: words.pgettext("fact value", value),
     )
     env.filters["audit_words"] = lambda details: audit_words(details, lang)
     env.filters["breakable"] = breakable

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from markupsafe import Markup, escape
 
-__all__ = ["FactRow", "breakable", "fact_rows", "money", "number", "when", "zone"]
+__all__ = ["WORDED_FACTS", "FactRow", "breakable", "fact_rows", "money", "number", "when", "zone"]
 
 
 class FactRow(NamedTuple):
@@ -117,11 +117,20 @@ def _is_scalar(value: object) -> bool:
     return value is None or isinstance(value, str | int | float | bool)
 
 
+# Facts whose text values the detectors write themselves (a verdict, how a match was found, a
+# note): shown in the reader's language (the catalogs' context ``fact value``). Never a value
+# read from a file or typed by a person: those are shown as they are.
+WORDED_FACTS = frozenset(
+    {"level", "note", "watermark_note", "matched_by", "verdict", "reason_cannot_tell", "how"}
+)
+
+
 def fact_rows(
     facts: Mapping[str, Any] | None,
     gettext: Callable[[str], str] = str,
     prefix: str = "",
     label: Callable[[str], str] = str,
+    worded: Callable[[str], str] = str,
 ) -> list[FactRow]:
     """A finding's ``facts`` as rows a person reads, in name order.
 
@@ -131,7 +140,8 @@ def fact_rows(
     "yes"/"no" and None "—". Units come from the fact's name (``_px``, ``_percent``, ``_deg``,
     ``_s``, ``_hours``; grey levels and bits for the names that measure them). Nothing is ever
     printed as a Python value. ``label`` gives a name's words in the reader's language (the
-    catalogs' context ``fact``); a name it does not know reads as its words."""
+    catalogs' context ``fact``); a name it does not know reads as its words. ``worded`` gives
+    the text values of :data:`WORDED_FACTS` in the reader's language."""
     rows: list[FactRow] = []
     for name in sorted(facts or {}):
         value = (facts or {})[name]
@@ -139,7 +149,7 @@ def fact_rows(
         named = prefix + label(base.replace("_", " "))
         if isinstance(value, Mapping):
             if value:
-                rows.extend(fact_rows(value, gettext, named + " › ", label))
+                rows.extend(fact_rows(value, gettext, named + " › ", label, worded))
             else:
                 rows.append(FactRow(named, gettext("none"), "", False))
         elif isinstance(value, list | tuple):
@@ -151,9 +161,13 @@ def fact_rows(
             else:
                 for index, item in enumerate(value, 1):
                     if isinstance(item, Mapping):
-                        rows.extend(fact_rows(item, gettext, f"{named} {index} › ", label))
+                        rows.extend(fact_rows(item, gettext, f"{named} {index} › ", label, worded))
                     else:
-                        rows.extend(fact_rows({str(index): item}, gettext, named + " › ", label))
+                        rows.extend(
+                            fact_rows({str(index): item}, gettext, named + " › ", label, worded)
+                        )
+        elif base in WORDED_FACTS and isinstance(value, str):
+            rows.append(FactRow(named, worded(value), unit, False))
         else:
             rows.append(FactRow(named, _scalar(value, gettext), unit, _mono([value])))
     return rows
