@@ -117,11 +117,14 @@ def test_a_shop_lists_its_own_skus_and_finds_one_by_its_own_id(
         (found,) = merchant.get("/v1/skus", params={"external_id": "list-1"}).json()["items"]
         assert found["title"] == "杯子 1" and len(found["references"]) == 1
         assert merchant.get(f"/v1/skus/{found['id']}").json() == found
-        bad = merchant.get("/v1/skus", params={"cursor": "../x"})
-        assert bad.status_code == 400 and bad.json()["error"]["code"] == "request.bad_cursor"
+        for made_up in ("../x", "sku_00000000000000000000"):
+            bad = merchant.get("/v1/skus", params={"cursor": made_up})
+            assert bad.status_code == 400 and bad.json()["error"]["code"] == "request.bad_cursor"
     with server.client(shop["other_merchant"]) as other:
         assert other.get("/v1/skus", params={"external_id": "list-1"}).json()["items"] == []
         assert other.get(f"/v1/skus/{found['id']}").status_code == 404
+        # Nor is another shop's SKU a cursor: it says nothing of where it sorts.
+        assert other.get("/v1/skus", params={"cursor": found["id"]}).status_code == 400
     with server.client(shop["reviewer"]) as reviewer:
         assert reviewer.get(f"/v1/skus/{found['id']}").status_code == 200
     with server.client(shop["other_reviewer"]) as reviewer:

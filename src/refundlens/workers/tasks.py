@@ -45,14 +45,12 @@ def _attempt(runtime: Runtime, claim_id: str) -> str:
         return state
     except Exception as exc:
         heartbeat.stop()
-        # The audit entry is shown to the shop: a coded error's sentence (written for users),
-        # else the exception's kind only. Its text may name hosts, ports and paths; it goes to
-        # the log, with the claim and request, as the error is raised again below.
-        said = (
-            f"{exc.code}: {exc.message}"
-            if isinstance(exc, RefundlensError)
-            else f"{type(exc).__name__} (the worker's log has the message)"
-        )
+        # The audit entry is shown to the shop: a coded error's code, else the exception's kind,
+        # never its text (a message may name hosts, ports and paths, a policy file's or a
+        # folder's too); the text goes to the log, with the claim and request, as the error is
+        # raised again below.
+        kind = exc.code if isinstance(exc, RefundlensError) else type(exc).__name__
+        said = f"{kind} (the worker's log has the message)"
         with runtime.db.session() as session:
             cases.fail_analysis(SqlStore(session), claim_id, attempt, said, runtime.settings)
         raise

@@ -101,9 +101,15 @@ def list_skus(
     if external_id:
         query = query.where(Sku.external_id == external_id)
     if cursor:
-        if not _CURSOR.fullmatch(cursor):
+        # The last SKU of the previous page, one this key may read (as the claim list's).
+        after = (
+            s.execute(_visible(p).where(Sku.id == cursor)).scalar_one_or_none()
+            if _CURSOR.fullmatch(cursor)
+            else None
+        )
+        if after is None:
             raise RefundlensError("request.bad_cursor", "The cursor is not one this API returned.")
-        query = query.where(Sku.id > cursor)
+        query = query.where(Sku.id > after.id)
     rows = s.execute(query.limit(limit + 1)).scalars().all()
     page = rows[:limit]
     return SkuPageOut(
