@@ -209,6 +209,12 @@ def test_a_shops_report_names_no_claim_at_another_shop_and_no_buyer_record_from_
     ]
     # A match at the shop itself is the shop's: named, as found.
     assert own == report["images"][0]["findings"][3]
+    # Beside one at another shop, named too, but "who" (read from both) is said again
+    # without it.
+    mixed = finding("reuse.seen_before", {"matches": [here, elsewhere], "distance": 9})
+    (shown,) = report_for_shop({"images": [{"findings": [mixed]}]})["images"][0]["findings"]
+    assert "clm_here" in shown["reason"]["en"] and "another shop" in shown["reason"]["en"]
+    assert "clm_elsewhere" not in str(shown) and "buyer" not in shown["reason"]["en"]
     # Codes and strengths are kept: they moved the risk the shop sees.
     assert [f["strength"] for f in (seen, clip, banked, own)] == [4.0] * 4
 

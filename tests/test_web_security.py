@@ -687,6 +687,8 @@ def test_a_shop_is_not_told_which_claim_at_another_shop_sent_the_same_picture(
     assert finding["facts"]["matches"][0]["at_another_shop"] is True
     assert "same_buyer" not in finding["facts"]["matches"][0]
     assert "another shop" in finding["reason"]["en"] and "其他店铺" in finding["reason"]["zh"]
+    # Nor from its weight: the same buyer's picture at another shop weighs as another buyer's.
+    assert finding["strength"] == 4.0
     told = pages(keys["merchant_b"])
     assert theirs not in told
     assert told.count("Withheld from the shop") == 2  # the refused capture: page and report
@@ -696,6 +698,7 @@ def test_a_shop_is_not_told_which_claim_at_another_shop_sent_the_same_picture(
     # The platform's people read the claim and the entry whole.
     finding = seen_before(server.admin)
     assert finding["facts"]["matches"][0]["claim"] == theirs
+    assert "the same buyer, at another shop" in finding["reason"]["en"]
     told = pages(server.admin)
     assert theirs in told and "Withheld from the shop" not in told
 

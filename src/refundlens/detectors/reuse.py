@@ -11,7 +11,7 @@ rate (bench/results/reuse_bank.md), so it has its own code, which the policy kee
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from ..config import Settings
@@ -19,6 +19,18 @@ from ..media import Media
 from .base import ClaimHistory, Context, Detector, Example, Finding, Reason, Requirement
 
 __all__ = ["ReuseDetector"]
+
+
+def _who_sent_it(matches: Sequence[Mapping[str, Any]]) -> tuple[float, str, str]:
+    """The strength of a picture sent before, and who sent it, in words. Another buyer's
+    picture weighs more than the same buyer's on another order; a match at another shop weighs
+    as another buyer's whoever sent it, so that a shop, which is not told whose claim it was
+    (``report.json.report_for_shop``), cannot read it from the weight either."""
+    if any(not m["same_buyer"] for m in matches):
+        return 4.0, "another buyer", "其他买家"
+    if any(m.get("same_merchant") is False for m in matches):
+        return 4.0, "the same buyer, at another shop", "同一买家在其他店铺"
+    return 2.5, "the same buyer, on another order", "同一买家在其他订单"
 
 
 class ReuseDetector(Detector):
@@ -94,13 +106,11 @@ class ReuseDetector(Detector):
             return []
         rows.sort(key=lambda r: -r["query_match_percent"])
         top = rows[0]
-        others = [r for r in rows if not r["same_buyer"]]
-        who = "another buyer" if others else "the same buyer, on another order"
-        who_zh = "其他买家" if others else "同一买家在其他订单"
+        strength, who, who_zh = _who_sent_it(rows)
         return [
             Finding(
                 "reuse.video_seen_before",
-                4.0 if others else 2.5,
+                strength,
                 0.9,
                 Reason(
                     f"The video sent with this claim was sent before by {who} (claim {top['claim']}): {top['query_match_percent']:.0f}% of its {top['frames']} sampled frames match that video (vPDQ).",
@@ -189,10 +199,7 @@ class ReuseDetector(Detector):
         printed = [] if banked else history.bank_print_matches(claim.analysis)
         if seen:
             matches = sorted(seen.values(), key=lambda m: m["distance"])[:10]
-            others = [m for m in matches if not m["same_buyer"]]
-            strength = 4.0 if others else 2.5
-            who = "another buyer" if others else "the same buyer, on another order"
-            who_zh = "其他买家" if others else "同一买家在其他订单"
+            strength, who, who_zh = _who_sent_it(matches)
             top = matches[0]
             if top["matched_by"] == "video_frame":
                 reason = Reason(

@@ -97,7 +97,28 @@ def _claim_matches_for_shop(finding: Mapping[str, Any]) -> dict[str, Any]:
     out = {**finding, "facts": {**facts, "matches": shown}}
     top = shown[0]
     if not top.get("at_another_shop"):
-        return out  # the reason names this shop's own claim
+        # The reason names this shop's own claim, but its "who" was read from every match,
+        # the other shop's too: said again without it.
+        claim = top.get("claim")
+        if finding.get("code") == "reuse.video_seen_before":
+            pct = top.get("query_match_percent", 0)
+            out["reason"] = {
+                "en": f"The video sent with this claim was sent before with claim {claim} at "
+                f"this shop ({pct:.0f}% of its sampled frames match, vPDQ), and with a claim at "
+                "another shop. The platform's reviewers see which.",
+                "zh": f"本次理赔附带的视频此前已在本店理赔单 {claim} 中提交过（{pct:.0f}% 的采样帧"
+                "相符，vPDQ），也在其他店铺的理赔中提交过。平台审核员可查看是哪一笔。",
+            }
+        else:
+            distance = top.get("distance")
+            out["reason"] = {
+                "en": f"The same picture (PDQ distance {distance} of 256 bits) was sent before "
+                f"with claim {claim} at this shop, and with a claim at another shop. The "
+                "platform's reviewers see which.",
+                "zh": f"同一张图片（PDQ 距离 {distance}/256）此前已在本店理赔单 {claim} 中提交过，"
+                "也在其他店铺的理赔中提交过。平台审核员可查看是哪一笔。",
+            }
+        return out
     if finding.get("code") == "reuse.video_seen_before":
         pct, frames = top.get("query_match_percent", 0), top.get("frames", 0)
         out["reason"] = {
