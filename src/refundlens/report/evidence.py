@@ -474,8 +474,10 @@ def canonical_content(case: CaseFile, jurisdiction: str = "cn") -> dict[str, Any
                 "details": a.details,
                 "prev_hash": a.prev_hash,
                 "entry_hash": a.entry_hash,
-                # Said only where something was withheld: every report made before keeps its
-                # content and its sha256.
+                # Said only where something was withheld, so that a report without such an
+                # entry keeps its content and its sha256. (A shop's report made before shops
+                # were told no other shop's claim, with such an entry or a reuse match at
+                # another shop, no longer reproduces: docs/web.md.)
                 **({"withheld": list(a.withheld)} if a.withheld else {}),
             }
             for a in case.audit
