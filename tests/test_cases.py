@@ -111,6 +111,20 @@ RULES = RoutingRules.from_policy(load_policy().routing)
         ),
         # A person decides anyway above the person limit: no capture asked on top.
         ("approve", ClaimFacts("refund_only", 500, 1), S.AWAITING_MERCHANT),
+        # A live capture that repeated a picture on file elsewhere verifies nothing, however
+        # well it confirms the damage.
+        (
+            "approve",
+            ClaimFacts(
+                "refund_only",
+                150,
+                2,
+                True,
+                live_capture_confirms_damage=True,
+                live_capture_on_file=True,
+            ),
+            S.AWAITING_MERCHANT,
+        ),
     ],
 )
 def test_routing_follows_the_action_then_the_platform_rules(

@@ -505,7 +505,9 @@ def test_routing_reasons_are_shown_in_the_readers_language() -> None:
     reasons = {
         route(
             action,
-            ClaimFacts("refund_only", amount, photos, live, vouched, shown, live_shown, ok),
+            ClaimFacts(
+                "refund_only", amount, photos, live, vouched, shown, live_shown, ok, on_file
+            ),
             r,
         )[1]
         for action in ("approve", "request_capture", "review", "escalate")
@@ -516,9 +518,10 @@ def test_routing_reasons_are_shown_in_the_readers_language() -> None:
         for shown in (False, True)
         for live_shown in (False, True)
         for ok in (False, True)
+        for on_file in (False, True)
         for r in (rules, dataclasses.replace(rules, auto_approve_after_capture=False))
     }
-    assert len(reasons) == 12, sorted(reasons)
+    assert len(reasons) == 13, sorted(reasons)
     untranslated = [r for r in reasons if routing_reason(r, "zh_CN") == r]
     assert untranslated == []
 

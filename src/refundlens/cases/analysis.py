@@ -262,6 +262,8 @@ def finish_analysis(
             not_shown,
             live_not_shown,
             confirmed,
+            live_capture_on_file=live
+            and store.audit.count(claim.id, "capture.repeats_on_file") > 0,
         ),
         rules,
     )

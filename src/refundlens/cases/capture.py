@@ -811,6 +811,37 @@ def repeated_meanwhile(
     return None
 
 
+def record_capture_on_file(
+    store: Store,
+    actor: Actor,
+    claim: Claim,
+    photo: tuple[str, bytes],
+    repeats: dict[str, Any],
+    clip_frame_s: float | None = None,
+) -> None:
+    """Record, in the transaction that accepts a capture, that one of its photos (or a frame of
+    its clip, ``clip_frame_s`` seconds in) repeats a picture on file elsewhere: another claim's
+    photo or a bank entry (``repeats``, as :func:`refundlens.reuse.history.repeats_on_file` or
+    :func:`repeated_meanwhile` found it). The capture is accepted all the same, so that the
+    answer tells the sender nothing about what is on file; the analysis that follows finds the
+    repeat (``reuse.seen_before``, ``reuse.bank_match``) and a person decides."""
+    import hashlib
+
+    where = {} if clip_frame_s is None else {"clip": True, "clip_frame_s": round(clip_frame_s, 2)}
+    store.audit.append(
+        actor.id,
+        "capture.repeats_on_file",
+        claim_id=claim.id,
+        details={
+            "sha256": hashlib.sha256(photo[1]).hexdigest(),
+            "name": photo[0],
+            **where,
+            **repeats,
+        },
+    )
+    metrics().capture_requests.labels("repeats_on_file").inc()
+
+
 def refuse_replayed_capture(
     store: Store,
     blobs: BlobStore,

@@ -113,6 +113,10 @@ class ClaimFacts:
     """The damage the buyer marked is seen alike in a live capture and in the photo it was
     marked on (``consistency.marked_damage_confirmed`` between a live capture and a claim
     photo)."""
+    live_capture_on_file: bool = False
+    """A live capture repeated a picture on file elsewhere when it came in (another claim's
+    photo, a bank entry: ``capture.repeats_on_file`` in the audit log). Taken, so that the
+    sender learns nothing, but it verifies nothing either."""
 
 
 # Findings that vouch for a photo: the ordered item recognised in a new exposure, or a camera's
@@ -210,6 +214,13 @@ def route(action: str, facts: ClaimFacts, rules: RoutingRules) -> tuple[ClaimSta
         return (
             ClaimState.AWAITING_MERCHANT,
             f"the analysis says {action}: the merchant may answer, then a person decides",
+        )
+    if facts.live_capture_on_file:
+        # The analysis counts only claims filed before this one: a live photo that repeats a
+        # later claim's picture (both sent at once) is not among its findings.
+        return (
+            ClaimState.AWAITING_MERCHANT,
+            "a live photo repeats a picture on file elsewhere: a person decides",
         )
     limit = rules.auto_approve_max_amount.get(facts.claim_type)
     if limit is not None and facts.amount > limit:

@@ -91,6 +91,7 @@ _ROUTING_REASONS = (
     ),
     (r"the analysis failed (?P<failures>\d+) times in a row: a person decides without it", ()),
     (r"appealed by the (?P<by>buyer|merchant|admin): a person looks again", ("by",)),
+    (r"a live photo repeats a picture on file elsewhere: a person decides", ()),
     # An audit entry's ``why`` (cases/review.py), read on the same pages.
     (r"merchant answered", ()),
     (r"a person decided: (?P<decision>\w+)", ("decision",)),

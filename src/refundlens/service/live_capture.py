@@ -3,15 +3,21 @@
 Three steps, so that no transaction waits on decoding or on the reference check (on SQLite one
 open write transaction stops every other writer): read the claim's files; outside any
 transaction, decode the capture page's clip where one came (:func:`refundlens.cases.capture_clip`:
-a bad or oversized clip fails the whole capture here, before anything is stored) and check that
-each new photo, and a few frames of the clip, repeat none of them
-(:func:`refundlens.cases.capture_repeats`) nor any picture on file elsewhere (another claim's
-photo, a bank entry: :func:`refundlens.reuse.history.repeats_on_file`); then either record the refusal (committed, so the
-attempt stays on record) and answer it, or, in one transaction under the audit log's lock, look
-once more at the photos put on file since the check began (:func:`refundlens.cases.repeated_meanwhile`:
-two captures of one photo sent at once on two claims) and accept the photos (and the clip) and
-send the claim back to analysis, each photo as the check decoded it. The routes read the upload
-and take the capture inside :func:`capture_slot`.
+a bad or oversized clip fails the whole capture here, before anything is stored), run each
+photo's own checks (:func:`refundlens.cases.check_capture_photo`) and check that each new photo,
+and a few frames of the clip, repeat none of the claim's photos or the SKU's references
+(:func:`refundlens.cases.capture_repeats`: refused, recorded and answered); then, in one
+transaction under the audit log's lock, accept the photos (and the clip) and send the claim back
+to analysis, each photo as the check decoded it.
+
+A photo that repeats a picture on file elsewhere (another claim's photo, a bank entry:
+:func:`refundlens.reuse.history.repeats_on_file`, and, looked up again under the lock, one put
+on file since the check began: :func:`refundlens.cases.repeated_meanwhile`) is accepted like any
+other and recorded (``capture.repeats_on_file``): the analysis that follows finds it
+(``reuse.seen_before``, ``reuse.bank_match``) and a person decides. Refusing it answered the
+sender, about any picture, whether it was on file in any buyer's claim or the bank, five times
+a link; the claim's own photos and the shop's listing photos are the sender's to know. The routes
+read the upload and take the capture inside :func:`capture_slot`.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -88,47 +95,42 @@ def take_capture(
         checked_clip = cases.capture_clip(clip[0], clip[1], settings) if clip is not None else None
         # Less the clock skew between API processes: the prints' times are their writers'.
         since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=settings.capture_clock_skew_seconds)
-        pictures = _refuse_replays(
+        pictures, on_file = _refuse_replays(
             runtime, actor, find_claim, claim_id, token, photos, clip, checked_clip, files,
             signature, via,
         )  # fmt: skip
-        replayed: RefundlensError | None = None
         with runtime.db.session() as s:
             store = SqlStore(s)
             claim = find_claim(s)  # the claim's row first, as every writer locks them
             # Then the audit log's lock, which every acceptance takes: a capture of the same
             # photo accepted on another claim since the check began is committed now, on file.
             store.audit.lock()
+            # One acceptance, whatever is on file elsewhere (the module's note says why).
+            checked_already = {(id(sent), seconds) for sent, seconds, _ in on_file}
             for sent, seconds, picture in pictures:
+                if (id(sent), seconds) in checked_already:
+                    continue
                 repeats = cases.repeated_meanwhile(store, claim, picture, since, settings)
                 if repeats is not None:
-                    replayed = cases.refuse_replayed_capture(
-                        store, runtime.blobs, actor, claim, token, sent, repeats,
-                        clip_frame_s=seconds,
-                    )  # fmt: skip
-                    cases.count_refused_capture(
-                        store, settings, actor, claim, token, replayed, recorded=True
-                    )
-                    break
-            else:
-                cases.accept_capture(
-                    store,
-                    runtime.blobs,
-                    settings,
-                    actor,
-                    claim,
-                    token,
-                    photos,
-                    signature,
-                    via=via,
-                    clip=checked_clip,
-                    damage_boxes=boxes if any(b is not None for b in boxes) else (),
-                    # decoded by the replay check, outside the transaction: nothing is
-                    # decoded under the audit log's lock
-                    decoded=[picture for _, seconds, picture in pictures if seconds is None],
-                )
-        if replayed is not None:  # recorded and committed: now the answer
-            raise replayed
+                    on_file.append((sent, seconds, repeats))
+            cases.accept_capture(
+                store,
+                runtime.blobs,
+                settings,
+                actor,
+                claim,
+                token,
+                photos,
+                signature,
+                via=via,
+                clip=checked_clip,
+                damage_boxes=boxes if any(b is not None for b in boxes) else (),
+                # decoded by the replay check, outside the transaction: nothing is decoded
+                # under the audit log's lock
+                decoded=[picture for _, seconds, picture in pictures if seconds is None],
+            )
+            for sent, seconds, repeats in on_file:
+                cases.record_capture_on_file(store, actor, claim, sent, repeats, seconds)
     except RefundlensError as refusal:
         if refusal.code != "capture.replayed":  # a replay was counted where it was recorded
             with runtime.db.session() as s:
@@ -151,12 +153,15 @@ def _refuse_replays(
     files: tuple[list[FileRef], list[FileRef], Order],
     signature: str | None,
     via: cases.CaptureVia,
-) -> list[tuple[tuple[str, bytes], float | None, Media]]:
+) -> tuple[
+    list[tuple[tuple[str, bytes], float | None, Media]],
+    list[tuple[tuple[str, bytes], float | None, dict[str, Any]]],
+]:
     """Outside any transaction, check that each new photo, and the clip's checked frames,
-    repeat none of the claim's photos or the SKU's references nor any picture on file elsewhere;
-    the first that does is recorded (committed, counted on the token) and its refusal raised.
-    Else the pictures checked: what was sent, the clip frame's time (None for a photo), its
-    decoded picture."""
+    repeat none of the claim's photos or the SKU's references; the first that does is recorded
+    (committed, counted on the token) and its refusal raised. Else the pictures checked (what
+    was sent, the clip frame's time, None for a photo, its decoded picture), and those that
+    repeat a picture on file elsewhere, with what they repeat (accepted, and recorded)."""
     settings = runtime.settings
     photo_files, reference_files, order = files
     earlier_photos, references = cases.decode_inputs(
@@ -176,10 +181,14 @@ def _refuse_replays(
         cases.check_capture_photo(data, picture, signature, token, via, now, settings)
     if checked_clip is not None and clip is not None:
         candidates += [(clip, seconds, frame) for seconds, frame in checked_clip.sampled]
+    on_file: list[tuple[tuple[str, bytes], float | None, dict[str, Any]]] = []
     for sent, seconds, picture in candidates:
-        repeats = cases.capture_repeats(picture, earlier, settings) or repeats_on_file(
-            history, picture, settings.reuse_min_pdq_quality
-        )
+        repeats = cases.capture_repeats(picture, earlier, settings)
+        if repeats is None:
+            elsewhere = repeats_on_file(history, picture, settings.reuse_min_pdq_quality)
+            if elsewhere is not None:
+                on_file.append((sent, seconds, elsewhere))
+            continue
         if repeats is not None:
             with runtime.db.session() as s:
                 store, claim = SqlStore(s), find_claim(s)
@@ -190,4 +199,4 @@ def _refuse_replays(
                     store, settings, actor, claim, token, refusal, recorded=True
                 )
             raise refusal
-    return candidates
+    return candidates, on_file
