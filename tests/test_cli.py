@@ -161,6 +161,11 @@ def test_a_bad_file_is_named_as_a_claim_photo_or_a_reference(
     assert as_ref.returncode == as_claim.returncode == 2
     assert f"[{code}] --ref[0] ({bad})" in as_ref.stderr, as_ref.stderr
     assert f"[{code}] claim[0] ({bad})" in as_claim.stderr, as_claim.stderr
+    # The table is in Chinese by default, and so is the refusal, after the code and the
+    # English sentence, on the same line; with --lang en, English only.
+    assert as_claim.stderr.strip().endswith("（这个文件不是这类证据接受的图片。）"), as_claim.stderr
+    english = run_cli("check", str(bad), "--ref", str(claim_files["listing"]), "--lang", "en")
+    assert english.returncode == 2 and "（" not in english.stderr
 
 
 def test_usage_error_exits_2(claim_files: dict[str, Path]) -> None:

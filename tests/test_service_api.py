@@ -663,8 +663,9 @@ def test_a_live_capture_that_repeats_another_claims_photo_is_taken_recorded_and_
     import datetime as dt
 
     now = dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).strftime("%Y:%m:%d %H:%M:%S")
-    # Another buyer's claim on file with its photo.
-    elsewhere = _exif_photo("2026:10:20 09:00:00", seed=9, base="claim_genuine.jpg", turn=25)
+    # Another buyer's claim on file with its photo (drawn here: the live capture is indexed,
+    # and a bundled photo would then be seen again in a later test's claim of it).
+    elsewhere = _drawn_photo("2026:10:20 09:00:00", seed=41)
     other = _file_claim(server, shop["other_buyer"], shop["other_order"], "e.jpg", data=elsewhere)
     with server.client(shop["buyer"]) as buyer:
         r = buyer.post(
@@ -678,9 +679,9 @@ def test_a_live_capture_that_repeats_another_claims_photo_is_taken_recorded_and_
         claim = assessed(server, r.json()["id"])
         assert claim["state"] == "awaiting_capture", claim["routing_reason"]
         token = buyer.post(f"/v1/claims/{claim['id']}/capture-token").json()["token"]
-        # The other claim's photo, re-encoded with a fresh capture time: answered as any
-        # capture is, so the sender learns nothing of what is on file.
-        replay = _exif_photo(now, seed=10, base="claim_genuine.jpg", turn=25)
+        # The other claim's photo, with a fresh capture time: answered as any capture is, so
+        # the sender learns nothing of what is on file.
+        replay = _drawn_photo(now, seed=41)
         r = buyer.post(
             f"/v1/claims/{claim['id']}/capture",
             data={"token": token},

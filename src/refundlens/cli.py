@@ -159,6 +159,18 @@ def _load_all(paths: Sequence[Path], settings: Settings, role: str) -> list[Medi
     return loaded
 
 
+def _in_chinese(code: str, lang: str) -> str:
+    """' （中文一句）' after an error's English sentence where the reader reads Chinese and the
+    code has a sentence of its own (the pages' refusals); the line stays one line, the code
+    and English sentence first, for scripts."""
+    from .rendering.i18n import translations
+    from .service.web.refusals import SENTENCES
+
+    if lang != "zh" or code not in SENTENCES:
+        return ""
+    return f" （{translations('zh_CN').gettext(SENTENCES[code])}）"
+
+
 def _refusal_note(exc: RefundlensError) -> str:
     """' (its metadata: ...)' for an error whose file's metadata named a generator or a label."""
     found = exc.facts.get("provenance")
@@ -396,7 +408,8 @@ def check(
         references = _load_all(ref or [], settings, "--ref")
         claim_media = _load_all(claims, settings, "claim")
     except RefundlensError as exc:
-        raise _fail(f"error [{exc.code}] {exc.message}{_refusal_note(exc)}") from exc
+        said = f"error [{exc.code}] {exc.message}{_refusal_note(exc)}"
+        raise _fail(said + _in_chinese(exc.code, lang)) from exc
     marks = {m.sha256: box for m, box in zip(claim_media, boxes, strict=True) if box}
     assessment = analyze(
         claim_media, references, settings=settings, policy=policy, order=order, damage_marks=marks
@@ -574,10 +587,15 @@ def demo(
             assessment = analyze([claim], [listing], settings=settings)
             _write_outputs(assessment, out / Path(name).stem)
             _print_human(assessment, lang if lang in ("zh", "en") else "zh", console)
-    console.print(
-        f"demo report written to {out}/: a folder per claim, each with report.json and the "
-        "pictures of what was found"
-    )
+    if lang == "en":
+        console.print(
+            f"demo report written to {out}/: a folder per claim, each with report.json and the "
+            "pictures of what was found"
+        )
+    else:
+        console.print(
+            f"演示报告已写入 {out}/：每笔理赔一个文件夹，内含 report.json 和检测结果的图片"
+        )
 
 
 @app.command()
