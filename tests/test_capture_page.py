@@ -132,6 +132,7 @@ CLAIM_PHOTOS = {
     9: lambda: _scene(23),
     10: lambda: _scene(25),
     11: lambda: _scene(34),
+    12: lambda: _scene(36),
 }
 
 
@@ -766,3 +767,32 @@ def test_captures_wait_for_a_free_slot_and_one_at_a_time_per_link_without_spendi
     with server.client(keys["buyer"]) as buyer:
         wait_analysed(buyer, claim_id)
     assert len([p for p in assessed(server, claim_id)["photos"] if p["live_capture"]]) == 2
+
+
+def test_a_capture_refused_as_a_replay_of_the_claims_photo_looks_nothing_up_on_file(
+    shop: tuple[Server, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A probe photo sent beside the claim's own photo: the capture is refused for the claim's
+    # photo, and the probe was never looked up among other claims' pictures and the bank (its
+    # answer, and its time, would have differed with what is on file).
+    from refundlens.service import live_capture
+
+    server, keys = shop
+    claim_id = _claim_awaiting_capture(server, keys, 12)
+    url = _capture_url(server, keys, claim_id)
+    looked_up: list[object] = []
+
+    def recorded(*args: object, **kwargs: object) -> None:
+        looked_up.append(args)
+
+    monkeypatch.setattr(live_capture, "repeats_on_file", recorded)
+    photos = [
+        ("photos", ("probe.jpg", _scene(37), "image/jpeg")),
+        ("photos", ("again.jpg", CLAIM_PHOTOS[12](), "image/jpeg")),
+    ]
+    with httpx.Client(timeout=120) as client:
+        sent = client.post(
+            url, files=photos, headers={"Origin": server.url, "Accept-Language": "en"}
+        )
+    assert sent.status_code == 400 and "capture.replayed" in sent.text, sent.text
+    assert looked_up == []

@@ -492,6 +492,20 @@ def test_a_video_sent_again_with_another_buyers_claim_is_found_and_so_is_a_photo
                 assert found["facts"]["matches"][0]["matched_by"] == "video_frame"
                 assert found["facts"]["matches"][0]["claim"] in ids[:2]
                 assert "frame" in found["reason"]["en"]
+        # A live capture's lookup finds a frame of another claim's video as well (a clip cut
+        # from it, or a frame sent as a photo): recorded, the claim sent to a person.
+        from refundlens.media import media_from_bytes
+        from refundlens.reuse.history import repeats_on_file
+        from refundlens.store.sql.models import Order
+
+        runtime = server.app.state.runtime
+        with runtime.db.session() as session:
+            order = session.get(Order, orders[1])
+            session.expunge(order)
+        history = runtime.history("clm_a_capture_of_this_order", order)
+        repeats = repeats_on_file(history, media_from_bytes(photo.getvalue(), "live.jpg"), 0)
+        assert repeats is not None and repeats["how"] == "video_frame", repeats
+        assert repeats["other_claim"] in ids[:2] and repeats["same_buyer"] is False
 
 
 def test_a_packing_videos_file_name_is_cut_and_cleaned_like_every_uploaded_name(

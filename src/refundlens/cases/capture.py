@@ -839,7 +839,6 @@ def record_capture_on_file(
             **repeats,
         },
     )
-    metrics().capture_requests.labels("repeats_on_file").inc()
 
 
 def refuse_replayed_capture(

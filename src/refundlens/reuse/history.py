@@ -443,8 +443,8 @@ def buyer_summary(
 def repeats_on_file(history: History, photo: Any, min_quality: int) -> dict[str, Any] | None:
     """What picture on file ``photo`` (a decoded :class:`~refundlens.media.Media`) repeats
     beyond its own claim: a photo of another claim (PDQ of the 8 orientations and the centre
-    crops, as the analysis' reuse check), or a bank entry (PDQ, then its local print). None when
-    it is new. The live capture's replay check asks this after the claim's own photos and the
+    crops, as the analysis' reuse check), a frame of another claim's video, or a bank entry
+    (PDQ, then its local print). None when it is new. The live capture's replay check asks this after the claim's own photos and the
     SKU's references (:func:`refundlens.cases.capture_repeats`)."""
 
     codes = {h.bits for h in photo.pdq_dihedral} | {photo.pdq.bits}
@@ -457,6 +457,16 @@ def repeats_on_file(history: History, photo: Any, min_quality: int) -> dict[str,
                 "pdq_distance": match["distance"],
                 "other_claim": match["claim"],
                 "same_buyer": match["same_buyer"],
+            }
+        # A frame of another claim's unboxing video (a clip cut from it, or a frame as a photo).
+        for match in history.video_frame_matches(code):
+            return {
+                "repeats": "a picture already on file",
+                "how": "video_frame",
+                "pdq_distance": match["distance"],
+                "other_claim": match["claim"],
+                "same_buyer": match["same_buyer"],
+                "seconds": match["seconds"],
             }
         for match in history.bank_matches(code):
             return {

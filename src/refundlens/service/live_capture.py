@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 from .. import cases
 from ..errors import RefundlensError
 from ..media import Media, media_from_bytes
+from ..metrics import metrics
 from ..reuse.history import repeats_on_file
 from ..runtime import Runtime
 from ..store.interface import FileRef
@@ -131,6 +132,8 @@ def take_capture(
             )
             for sent, seconds, repeats in on_file:
                 cases.record_capture_on_file(store, actor, claim, sent, repeats, seconds)
+            if on_file:  # once a capture (it is counted as accepted too)
+                metrics().capture_requests.labels("repeats_on_file").inc()
     except RefundlensError as refusal:
         if refusal.code != "capture.replayed":  # a replay was counted where it was recorded
             with runtime.db.session() as s:
@@ -181,14 +184,11 @@ def _refuse_replays(
         cases.check_capture_photo(data, picture, signature, token, via, now, settings)
     if checked_clip is not None and clip is not None:
         candidates += [(clip, seconds, frame) for seconds, frame in checked_clip.sampled]
-    on_file: list[tuple[tuple[str, bytes], float | None, dict[str, Any]]] = []
+    # Every photo and frame against the claim's own photos and the shop's first: a capture
+    # refused for that never looks anything up on file elsewhere (its answer, and its time,
+    # would otherwise differ with what is on file).
     for sent, seconds, picture in candidates:
         repeats = cases.capture_repeats(picture, earlier, settings)
-        if repeats is None:
-            elsewhere = repeats_on_file(history, picture, settings.reuse_min_pdq_quality)
-            if elsewhere is not None:
-                on_file.append((sent, seconds, elsewhere))
-            continue
         if repeats is not None:
             with runtime.db.session() as s:
                 store, claim = SqlStore(s), find_claim(s)
@@ -199,4 +199,9 @@ def _refuse_replays(
                     store, settings, actor, claim, token, refusal, recorded=True
                 )
             raise refusal
+    on_file: list[tuple[tuple[str, bytes], float | None, dict[str, Any]]] = []
+    for sent, seconds, picture in candidates:
+        elsewhere = repeats_on_file(history, picture, settings.reuse_min_pdq_quality)
+        if elsewhere is not None:
+            on_file.append((sent, seconds, elsewhere))
     return candidates, on_file
