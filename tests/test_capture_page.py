@@ -132,7 +132,7 @@ CLAIM_PHOTOS = {
     9: lambda: _scene(23),
     10: lambda: _scene(25),
     11: lambda: _scene(34),
-    12: lambda: _scene(36),
+    12: lambda: _scene(51),
 }
 
 
@@ -787,7 +787,7 @@ def test_a_capture_refused_as_a_replay_of_the_claims_photo_looks_nothing_up_on_f
 
     monkeypatch.setattr(live_capture, "repeats_on_file", recorded)
     photos = [
-        ("photos", ("probe.jpg", _scene(37), "image/jpeg")),
+        ("photos", ("probe.jpg", _scene(52), "image/jpeg")),
         ("photos", ("again.jpg", CLAIM_PHOTOS[12](), "image/jpeg")),
     ]
     with httpx.Client(timeout=120) as client:
