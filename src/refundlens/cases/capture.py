@@ -811,6 +811,11 @@ def repeated_meanwhile(
     return None
 
 
+def _clip_frame(seconds: float | None) -> dict[str, Any]:
+    """An audit entry's words for a clip's frame (``seconds`` in); none for a photo."""
+    return {} if seconds is None else {"clip": True, "clip_frame_s": round(seconds, 2)}
+
+
 def record_capture_on_file(
     store: Store,
     actor: Actor,
@@ -827,7 +832,7 @@ def record_capture_on_file(
     repeat (``reuse.seen_before``, ``reuse.bank_match``) and a person decides."""
     import hashlib
 
-    where = {} if clip_frame_s is None else {"clip": True, "clip_frame_s": round(clip_frame_s, 2)}
+    where = _clip_frame(clip_frame_s)
     store.audit.append(
         actor.id,
         "capture.repeats_on_file",
@@ -860,7 +865,7 @@ def refuse_replayed_capture(
     now = utcnow()
     _usable_token(store, claim, token, now)
     sha = blobs.put(photo[1])
-    where = {} if clip_frame_s is None else {"clip": True, "clip_frame_s": round(clip_frame_s, 2)}
+    where = _clip_frame(clip_frame_s)
     store.audit.append(
         actor.id,
         "capture.refused",
