@@ -67,6 +67,17 @@ def test_detector_example_gives_expected_codes_under_the_contract(cls, example) 
             assert f.region.array.shape[:2] == claim.analysis.shape[:2]
 
 
+def test_every_finding_code_has_a_title_in_chinese_and_in_english() -> None:
+    # Shown beside the code on the pages and in the report: a zh-CN merchant read only English
+    # codes (consistency.damage_confirmed read as "damage confirmed" on an intact item).
+    from refundlens.rendering.i18n import finding_title
+
+    codes = {code for cls in all_detector_classes() for code in cls.codes}
+    assert [c for c in sorted(codes) if not _chinese(finding_title(c, "zh_CN"))] == []
+    assert [c for c in sorted(codes) if not finding_title(c, "en")] == []
+    assert finding_title("made.up_code", "zh_CN") == ""
+
+
 def test_building_every_detectors_examples_needs_no_database_or_service_code() -> None:
     """Detectors get what they need through Context protocols (history, feature store); the
     examples run with lists in memory, so neither SQLAlchemy nor the service is imported."""

@@ -191,6 +191,7 @@ def environment(lang: str) -> jinja2.Environment:
         worded=lambda value: words.pgettext("fact value", value),
     )
     env.filters["audit_words"] = lambda details: audit_words(details, lang)
+    env.filters["finding_title"] = lambda code: finding_title(code, lang)
     env.filters["breakable"] = breakable
     env.filters["when"] = when
     env.filters["number"] = number
@@ -215,6 +216,15 @@ def audit_words(details: Any, lang: str) -> Any:
         elif key in _AUDIT_WORDS and isinstance(value, str):
             shown[key] = term(value, lang)
     return shown
+
+
+def finding_title(code: object, lang: str) -> str:
+    """A finding code's title in ``lang`` (the catalogs' context ``finding``: what the code
+    means, in a few words), or "" for a code without one. Shown beside the code, which stays
+    the contract."""
+    text = str(code or "")
+    titled = str(translations(lang).pgettext("finding", text)) if text else ""
+    return "" if titled == text else titled
 
 
 def term(value: object, lang: str) -> str:
