@@ -16,7 +16,17 @@ from sqlalchemy import func, select
 
 from refundlens.service import create_app
 from refundlens.store import Database
-from refundlens.store.sql.models import AuditEntry, Claim, Decision, Evidence, Order, Sku, Tenant
+from refundlens.store.sql.models import (
+    ApiKey,
+    AuditEntry,
+    Claim,
+    Decision,
+    Evidence,
+    Order,
+    SignInLink,
+    Sku,
+    Tenant,
+)
 
 from .service_support import (
     Server,
@@ -73,6 +83,7 @@ REFUSED: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/v1/claims/{claim_id}/capture"): EVERYONE_BUT({"admin", "buyer"}),
     ("POST", "/v1/claims/{claim_id}/appeal"): EVERYONE_BUT({"admin", "merchant", "buyer"}),
     ("POST", "/v1/claims/{claim_id}/assign"): EVERYONE_BUT({"admin", "reviewer"}),
+    ("POST", "/v1/buyers/{buyer_id}/sign-in-link"): EVERYONE_BUT({"admin"}),
     ("GET", "/v1/audit/verify"): EVERYONE_BUT({"admin"}),
     ("GET", "/metrics"): EVERYONE_BUT({"admin"}),
 }
@@ -144,6 +155,8 @@ def _snapshot(server: Server) -> dict[str, Any]:
                 "decisions": s.execute(select(func.count()).select_from(Decision)).scalar(),
                 "assigned": claim.assigned_to if claim else None,
                 "audit": s.execute(select(func.count()).select_from(AuditEntry)).scalar(),
+                "keys": s.execute(select(func.count()).select_from(ApiKey)).scalar(),
+                "links": s.execute(select(func.count()).select_from(SignInLink)).scalar(),
             }
     finally:
         database.dispose()
@@ -152,7 +165,9 @@ def _snapshot(server: Server) -> dict[str, Any]:
 def _request(world: dict[str, str], method: str, path: str) -> dict[str, Any]:
     """A request the route would accept from a principal allowed to make it."""
     photo = ("photo", ("p.jpg", sample("claim_genuine.jpg"), "image/jpeg"))
-    path = path.format(claim_id=world["claim"], order_id=world["order"], sku_id=world["sku"])
+    path = path.format(
+        claim_id=world["claim"], order_id=world["order"], sku_id=world["sku"], buyer_id="buyer-1"
+    )
     bodies: dict[str, dict[str, Any]] = {
         "/v1/tenants": {"json": {"id": "shop-x", "kind": "merchant", "name": "x"}},
         "/v1/skus": {

@@ -242,6 +242,7 @@ def test_on_a_database_server_commands_refuse_an_empty_or_older_schema_and_say_s
         assert cli("keys", "list").returncode == 0
         engine = sa.create_engine(url)
         with engine.begin() as connection:  # as an older release left it
+            connection.execute(sa.text("DROP TABLE sign_in_links"))
             connection.execute(sa.text("DROP INDEX ix_claim_fingerprints_created_at"))
             connection.execute(sa.text("ALTER TABLE decisions DROP COLUMN buyer_note"))
             connection.execute(sa.text("ALTER TABLE claims DROP COLUMN capture_request_note"))

@@ -372,6 +372,29 @@ def test_every_page_passes_the_axe_core_wcag_21_aa_audit(
     assert {name: v for name, v in found.items() if v} == {}
 
 
+def test_a_buyer_opens_the_platforms_sign_in_link_on_a_phone_and_sees_its_claim(
+    site: tuple[Server, dict[str, str]], browser: object
+) -> None:
+    server, keys = site
+    with server.client(server.admin) as admin:
+        url = admin.post("/v1/buyers/buyer-1/sign-in-link").json()["url"]
+    context = browser.new_context(  # type: ignore[attr-defined]
+        locale="zh-CN", viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
+    )
+    page = context.new_page()
+    page.goto(f"{server.url}{url}")
+    assert page.locator("#enter-button").inner_text() == "打开我的理赔"
+    assert _axe_violations(page) == []
+    page.reload()  # opening the page again spends nothing
+    page.click("#enter-button")
+    page.wait_for_url("**/web/queue")
+    assert keys["claim"] in page.content()
+    page.goto(f"{server.url}{url}")  # spent
+    assert page.locator("#enter-closed").is_visible() and not page.locator("#enter-button").count()
+    assert _axe_violations(page) == []
+    context.close()
+
+
 def test_the_claim_page_is_usable_with_the_keyboard_alone(
     site: tuple[Server, dict[str, str]], browser: object
 ) -> None:

@@ -460,6 +460,9 @@ class Settings:
     """Which rules the evidence report lists (``report/jurisdictions.yaml``; information only)."""
     web_session_hours: float = 12.0
     """Hours a web-page login lasts; logging out ends it at once."""
+    web_sign_in_link_minutes: float = 15.0
+    """Minutes a buyer's one-time sign-in link (``POST /v1/buyers/{id}/sign-in-link``) may be
+    used; it works once."""
     web_origins: str = ""
     """Other origins (``https://review.example.com``, comma-separated) the web page's forms may be
     posted from, beside the one the request names itself (a reverse proxy that rewrites Host)."""
@@ -522,6 +525,8 @@ def load_settings(
     # the event is then sent again, up to webhook_max_attempts times.
     if values.get("webhook_timeout_seconds", 1.0) <= 0:
         raise SettingsError("setting webhook_timeout_seconds: must be more than 0")
+    if values.get("web_sign_in_link_minutes", 1.0) <= 0:
+        raise SettingsError("setting web_sign_in_link_minutes: must be more than 0")
     detector = values.get("ocr_text_detector")
     if detector is not None and detector not in OCR_TEXT_DETECTORS:
         raise SettingsError(

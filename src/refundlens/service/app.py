@@ -49,6 +49,7 @@ STATUS = {
     "auth.missing": 401,
     "auth.invalid": 401,
     "auth.forbidden": 403,
+    "auth.buyer_revoked": 409,
     "request.bad_field": 422,  # raised by a route (fields.FieldError) as by the schema
     "claim.illegal_transition": 409,
     "claim.closed": 409,

@@ -13,21 +13,34 @@ import hmac
 import re
 import secrets
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from ..errors import RefundlensError
-from ..store.sql.models import ApiKey, Claim, ReviewerAssignment, WebSession, new_id, utcnow
+from ..store.sql import audit
+from ..store.sql.models import (
+    ApiKey,
+    Claim,
+    ReviewerAssignment,
+    SignInLink,
+    WebSession,
+    new_id,
+    utcnow,
+)
 from .fields import MAX_NAME, check_id, check_text
 
 __all__ = [
+    "LINK_TOKEN",
     "ROLES",
     "Principal",
     "authenticate",
     "can_see_claim",
     "close_web_session",
     "create_key",
+    "issue_sign_in_link",
     "open_web_session",
+    "redeem_sign_in_link",
+    "sign_in_link_usable",
     "web_session",
 ]
 
@@ -180,3 +193,104 @@ def close_web_session(session: Session, token: str | None) -> None:
         row = session.get(WebSession, _digest(token))
         if row is not None:
             session.delete(row)
+
+
+# --- one-time sign-in links: the platform's app logs a buyer into the web page ---
+
+LINK_KEY_LABEL = "web sign-in links"
+"""The label of the key a buyer's sign-in links open sessions for (``keys list`` shows it)."""
+
+LINK_TOKEN = re.compile(r"sil_[0-9a-f]{20}\.[A-Za-z0-9_-]{32}")
+"""What ``issue_sign_in_link`` makes: anything else is never looked up."""
+
+
+def _link_key(session: Session, buyer_id: str) -> str:
+    """The id of the buyer key that ``buyer_id``'s links log in with: made on the first link, its
+    secret never shown (links are its only way in). Revoking it (``keys revoke``) ends the
+    buyer's sessions and refuses new links."""
+    rows = (
+        session.execute(
+            select(ApiKey)
+            .where(
+                ApiKey.role == "buyer",
+                ApiKey.subject == buyer_id,
+                ApiKey.label == LINK_KEY_LABEL,
+            )
+            .order_by(ApiKey.created_at, ApiKey.id)
+        )
+        .scalars()
+        .all()
+    )
+    if any(row.revoked for row in rows):
+        raise AuthError(
+            "auth.buyer_revoked",
+            "This buyer's sign-in key is revoked: no link is made for it.",
+        )
+    if rows:
+        return rows[0].id
+    return create_key(session, "buyer", subject=buyer_id, label=LINK_KEY_LABEL).split(".")[0]
+
+
+def issue_sign_in_link(session: Session, buyer_id: str, minutes: float) -> tuple[str, dt.datetime]:
+    """A new one-time link token for ``buyer_id`` and when it ends. Only its secret's SHA-256 is
+    stored; expired links are deleted as new ones are made."""
+    check_id("buyer_id", buyer_id)
+    key_id = _link_key(session, buyer_id)
+    now = utcnow()
+    session.query(SignInLink).filter(SignInLink.expires_at < now).delete()
+    link_id, secret = new_id("sil"), secrets.token_urlsafe(24)
+    expires = now + dt.timedelta(minutes=minutes)
+    session.add(
+        SignInLink(
+            id=link_id,
+            key_id=key_id,
+            secret_hash=_digest(secret),
+            created_at=now,
+            expires_at=expires,
+        )
+    )
+    return f"{link_id}.{secret}", expires
+
+
+def _aware(moment: dt.datetime) -> dt.datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+def sign_in_link_usable(session: Session, token: str) -> dt.datetime | None:
+    """When the link ``token`` ends, if it may be used now (well formed, known, its secret right,
+    unused, not expired, its key not revoked); else None. Changes nothing."""
+    match = LINK_TOKEN.fullmatch(token)
+    row = session.get(SignInLink, token.split(".")[0]) if match else None
+    if (
+        row is None
+        or not hmac.compare_digest(row.secret_hash, _digest(token.split(".")[1]))
+        or row.used_at is not None
+        or _aware(row.expires_at) <= utcnow()
+    ):
+        return None
+    key = session.get(ApiKey, row.key_id)
+    return None if key is None or key.revoked else _aware(row.expires_at)
+
+
+def redeem_sign_in_link(session: Session, token: str, hours: float) -> tuple[str, str] | None:
+    """Spend the link ``token`` and open a web session for its buyer: (cookie token, CSRF token),
+    or None where the link may not be used. Two redemptions at once: one wins (the link is
+    marked used by a conditional update, which one transaction alone can make)."""
+    if sign_in_link_usable(session, token) is None:
+        return None
+    link_id = token.split(".")[0]
+    now = utcnow()
+    spent = session.execute(
+        update(SignInLink)
+        .where(SignInLink.id == link_id, SignInLink.used_at.is_(None))
+        .values(used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if spent.rowcount != 1:  # type: ignore[attr-defined]
+        return None
+    row = session.get(SignInLink, link_id)
+    key = session.get(ApiKey, row.key_id) if row is not None else None
+    if key is None:
+        return None
+    audit.append(session, key.id, "buyer.signed_in", details={"link": link_id})
+    return open_web_session(session, _principal(session, key), hours)

@@ -51,6 +51,7 @@ __all__ = [
     "PhotoOut",
     "ReadyOut",
     "ReferenceOut",
+    "SignInLinkOut",
     "SkuOut",
     "SkuPageOut",
     "TenantIn",
@@ -383,6 +384,14 @@ class EvidenceAddedOut(_Out):
     kind: EvidenceKind
     sha256: str | None
     claim_state: ClaimState
+
+
+class SignInLinkOut(_Out):
+    url: str = Field(
+        description="The page that logs the buyer in, on this server (prefix the server's public "
+        "address): it works once, until expires_at, after the buyer presses its button."
+    )
+    expires_at: Moment
 
 
 class CaptureTokenOut(_Out):

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from . import audit, capture, claims, evidence, health, metrics, orders, review, skus, tenants
+from . import (
+    audit,
+    buyers,
+    capture,
+    claims,
+    evidence,
+    health,
+    metrics,
+    orders,
+    review,
+    skus,
+    tenants,
+)
 
 __all__ = ["ROUTERS"]
 
@@ -18,6 +30,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     review.router,
     capture.router,
     audit.router,
+    buyers.router,
     metrics.router,
 )
 """In the order the API has always listed them."""

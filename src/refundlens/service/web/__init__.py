@@ -10,14 +10,14 @@ API; a claim another user may not see answers a 403 page. docs/security.md has t
 The pages by subject: ``session`` (login, logout, static files), ``queue`` (the claims list),
 ``claim`` (a claim's page, its files and report), ``forms`` (the claim page's forms), ``check``
 (a photo against a SKU), ``capture`` (the buyer's live-capture page, opened with a token's
-link, no login). ``common`` has what they share: one user dependency and its guards.
+link, no login), ``enter`` (a buyer's one-time sign-in link). ``common`` has what they share: one user dependency and its guards.
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from . import capture, check, claim, forms, queue, session
+from . import capture, check, claim, enter, forms, queue, session
 from .common import PageAnswer, answer_page
 
 __all__ = ["PageAnswer", "answer_page", "router"]
@@ -30,5 +30,6 @@ for _pages in (
     forms.router,
     check.router,
     capture.router,
+    enter.router,
 ):
     router.include_router(_pages)

@@ -437,6 +437,20 @@ class WebSession(Base):
     expires_at: Mapped[dt.datetime] = mapped_column(index=True)
 
 
+class SignInLink(Base):
+    """A one-time link that logs a buyer into the web page (``POST /v1/buyers/{id}/sign-in-link``,
+    sent by the platform's app): the table keeps the secret's SHA-256, the buyer key it opens a
+    session for, when it ends and when it was used."""
+
+    __tablename__ = "sign_in_links"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id"), index=True)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(index=True)
+    used_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+
+
 class WebhookEvent(Base):
     """Outbox of notifications: delivered at least once, de-duplicated by ``id`` at the receiver."""
 

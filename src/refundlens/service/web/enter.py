@@ -1,0 +1,53 @@
+"""A buyer's one-time sign-in link (``POST /v1/buyers/{id}/sign-in-link``), opened on its phone.
+
+Opening the link changes nothing: it shows a button, and only pressing it spends the link and
+logs the buyer in. Chat apps fetch a link to preview it, and a mail scanner may open it first; a
+link spent by a GET would leave the buyer with a dead one. The POST must come from this site:
+a page elsewhere cannot log a visitor into an account it chose (login CSRF). The token in the
+path is a capability: the request log writes the route's template, never the path.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+
+from ..auth import LINK_TOKEN, redeem_sign_in_link, sign_in_link_usable
+from .common import COOKIE, page, runtime_of, same_site, set_private_cookie
+
+__all__ = ["router"]
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/enter/{token}")
+def enter_page(request: Request, token: str) -> Response:
+    expires = None
+    if LINK_TOKEN.fullmatch(token):
+        with runtime_of(request).db.session() as s:
+            expires = sign_in_link_usable(s, token)
+    if expires is None:
+        return page(request, "enter.html", status=404, closed=True, user=None)
+    left = math.ceil((expires - dt.datetime.now(dt.UTC)).total_seconds() / 60)
+    return page(request, "enter.html", token=token, minutes_left=max(1, left), user=None)
+
+
+@router.post("/enter/{token}")
+def enter(request: Request, token: str) -> Response:
+    runtime = runtime_of(request)
+    if not same_site(request):
+        return page(request, "enter.html", status=403, foreign=True, user=None)
+    opened = None
+    if LINK_TOKEN.fullmatch(token):
+        with runtime.db.session() as s:
+            opened = redeem_sign_in_link(s, token, runtime.settings.web_session_hours)
+    if opened is None:
+        return page(request, "enter.html", status=404, closed=True, user=None)
+    response = RedirectResponse("/web/", status_code=303)
+    set_private_cookie(
+        request, response, COOKIE, opened[0], int(runtime.settings.web_session_hours * 3600)
+    )
+    return response
