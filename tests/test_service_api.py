@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -287,6 +288,9 @@ def test_a_genuine_claim_under_the_limit_is_approved_automatically(
     analysed = assessed(server, claim["id"])
     assert analysed["state"] == "approved", analysed["routing_reason"]
     assert analysed["assessment"]["claim"]["action"] == "approve"
+    # The platform's risk team reads why in Chinese too, as the web page shows it.
+    zh = analysed["routing_reason_zh"]
+    assert zh and zh != analysed["routing_reason"] and re.search(r"[\u4e00-\u9fff]", zh), zh
 
 
 def test_a_retried_create_with_the_same_idempotency_key_returns_the_same_claim(

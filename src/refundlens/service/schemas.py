@@ -306,6 +306,10 @@ class ClaimOut(_ClaimCommon):
     risk: float | None
     action: Action | None
     routing_reason: str
+    routing_reason_zh: str = Field(
+        description="routing_reason in Chinese (zh-CN), as the web page shows it; the English "
+        "text where no translation is known."
+    )
     assigned_to: str | None
     assessment: dict[str, Any] | None = Field(
         description="The latest assessment: the versioned JSON report "
