@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -48,8 +49,14 @@ def _link(server: Server, buyer: str) -> httpx.Response:
         return admin.post(f"/v1/buyers/{buyer}/sign-in-link")
 
 
-def _with_db(server: Server):  # type: ignore[no-untyped-def]
-    return Database(server.settings)
+def _write(server: Server, statement: Any) -> None:
+    """Run ``statement`` on the server's database, as time or the CLI would change it."""
+    database = Database(server.settings)
+    try:
+        with database.session() as s:
+            s.execute(statement)
+    finally:
+        database.dispose()
 
 
 def test_a_link_logs_its_buyer_in_once_and_shows_only_its_claims(
@@ -83,7 +90,7 @@ def test_a_link_logs_its_buyer_in_once_and_shows_only_its_claims(
         second = again.post(url, headers={"Origin": server.url})
         assert second.status_code == 404 and "enter-closed" in second.text
         assert not again.cookies
-    database = _with_db(server)
+    database = Database(server.settings)
     try:
         with database.session() as s:
             actions = s.execute(select(AuditEntry.action)).scalars().all()
@@ -99,16 +106,12 @@ def test_a_link_logs_its_buyer_in_once_and_shows_only_its_claims(
 def test_an_expired_or_made_up_link_opens_nothing(shop: tuple[Server, dict[str, str]]) -> None:
     server, _ = shop
     url = _link(server, "buyer-2").json()["url"]
-    database = _with_db(server)
-    try:
-        with database.session() as s:
-            s.execute(
-                update(SignInLink)
-                .where(SignInLink.id == url.rsplit("/", 1)[1].split(".")[0])
-                .values(expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1))
-            )
-    finally:
-        database.dispose()
+    _write(
+        server,
+        update(SignInLink)
+        .where(SignInLink.id == url.rsplit("/", 1)[1].split(".")[0])
+        .values(expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)),
+    )
     made_up = re.sub(
         r"\.[A-Za-z0-9_-]{32}$", "." + "A" * 32, _link(server, "buyer-2").json()["url"]
     )
@@ -135,16 +138,12 @@ def test_only_the_platform_makes_links_and_a_revoked_buyer_gets_none(
         assert phone.post(url, headers={"Origin": server.url}).status_code == 303
         assert phone.get("/web/queue").status_code == 200
         spare = _link(server, "buyer-3").json()["url"]
-        database = _with_db(server)
-        try:
-            with database.session() as s:
-                s.execute(
-                    update(ApiKey)
-                    .where(ApiKey.subject == "buyer-3", ApiKey.label == "web sign-in links")
-                    .values(revoked=True)
-                )
-        finally:
-            database.dispose()
+        _write(
+            server,
+            update(ApiKey)
+            .where(ApiKey.subject == "buyer-3", ApiKey.label == "web sign-in links")
+            .values(revoked=True),
+        )
         # The session it opened ends, the link made before opens nothing, and no new one is made.
         assert phone.get("/web/queue", follow_redirects=False).status_code in (303, 401)
         assert phone.get(spare).status_code == 404
