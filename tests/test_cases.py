@@ -125,6 +125,12 @@ RULES = RoutingRules.from_policy(load_policy().routing)
             ),
             S.AWAITING_MERCHANT,
         ),
+        # Another type of claim on an order whose claim was rejected: a person decides.
+        (
+            "approve",
+            ClaimFacts("return_and_refund", 150, 1, order_rejected_before=True),
+            S.AWAITING_MERCHANT,
+        ),
     ],
 )
 def test_routing_follows_the_action_then_the_platform_rules(
@@ -1008,8 +1014,9 @@ def test_a_claim_approved_on_appeal_must_still_fit_the_orders_amount(tmp_path: P
         store = SqlStore(session)
         order = session.get(Order, session.get(Claim, first).order_id)
         photo = [("q.jpg", encode(camera_photo(5, size=(240, 320))))]
+        # Another type: a refund-only claim again on the order is refused (the next test).
         second = cases.create_claim(
-            store, runtime.blobs, settings, BUYER, order, "refund_only", "", 50.0, photo
+            store, runtime.blobs, settings, BUYER, order, "return_and_refund", "", 50.0, photo
         )
         second.state = S.AWAITING_CAPTURE.value
         second_id = second.id
@@ -1026,6 +1033,50 @@ def test_a_claim_approved_on_appeal_must_still_fit_the_orders_amount(tmp_path: P
     _decide(runtime, first, "reject", "the order was refunded", settings)
     with runtime.db.session() as session:
         assert session.get(Claim, first).state == S.DECIDED.value
+
+
+def test_a_rejected_claim_is_appealed_not_filed_again_and_another_type_goes_to_a_person(
+    tmp_path: Path,
+) -> None:
+    # A buyer whose claim was rejected as forged filed a new one on the same order with another
+    # photo, and it was approved automatically: past the person's decision and the appeal limit.
+    from refundlens import cases
+    from refundlens.detectors._pixels_examples import camera_photo, encode
+    from refundlens.errors import RefundlensError
+    from refundlens.store.sql.models import Claim, Order
+    from refundlens.store.sql.repositories import SqlStore
+
+    settings = Settings(data_dir=str(tmp_path))
+    runtime, first = _claim_awaiting_capture(settings)
+    _decide(runtime, first, "reject", "the crack is painted", settings, forgery=True)
+    blobs_before = sorted(p.name for p in (tmp_path / "blobs").rglob("*") if p.is_file())
+    assert blobs_before  # the first claim's photos and the listing photo
+    photo = [("new.jpg", encode(camera_photo(7, size=(240, 320))))]
+    with runtime.db.session() as session:
+        store = SqlStore(session)
+        order = session.get(Order, session.get(Claim, first).order_id)
+        assert store.claims.rejected_on_order(order.id) == [(first, "refund_only")]
+        with pytest.raises(RefundlensError) as refused:
+            cases.create_claim(
+                store, runtime.blobs, settings, BUYER, order, "refund_only", "", 20.0, photo
+            )
+        assert refused.value.code == "claim.rejected_on_order" and first in refused.value.message
+    assert sorted(p.name for p in (tmp_path / "blobs").rglob("*") if p.is_file()) == blobs_before
+    with runtime.db.session() as session:
+        store = SqlStore(session)
+        order = session.get(Order, session.get(Claim, first).order_id)
+        other = cases.create_claim(
+            store, runtime.blobs, settings, BUYER, order, "return_and_refund", "", 20.0, photo
+        )
+        # The analysis routes it with the rejection in its facts (finish_analysis).
+        assert store.claims.rejected_on_order(order.id, besides=other.id) == [
+            (first, "refund_only")
+        ]
+        assert store.claims.rejected_on_order(order.id, besides=first) == []
+    # Appealed, the rejection no longer stands: the order's one open claim is that one.
+    _appeal(runtime, first, "it really is cracked", settings)
+    with runtime.db.session() as session:
+        assert SqlStore(session).claims.rejected_on_order(session.get(Claim, first).order_id) == []
 
 
 def test_a_photo_two_rejected_claims_share_stays_banked_when_one_is_cleared(
@@ -1116,6 +1167,18 @@ def test_an_order_sent_again_is_the_same_order_gains_the_times_it_lacked_or_is_a
             send("o-3", shipped_at=shipped)
             send("o-3", delivered_at=shipped - dt.timedelta(days=1))
         assert refused.value.code == "order.bad_dates"
+        # A shipment in the future made every honest photo read as taken before it (a
+        # merchant's order "shipped in 2030"), sent new or filled in later; clocks a few
+        # minutes apart are not refused.
+        now = dt.datetime.now(dt.UTC)
+        for external, times in (
+            ("o-4", {"shipped_at": dt.datetime(2030, 1, 1, tzinfo=dt.UTC)}),
+            ("o-2", {"shipped_at": shipped, "delivered_at": now + dt.timedelta(hours=1)}),
+        ):
+            with pytest.raises(RefundlensError) as refused:
+                send(external, **times)
+            assert refused.value.code == "order.time_ahead", external
+        assert send("o-5", shipped_at=now + dt.timedelta(minutes=5)).shipped_at is not None
         saved = session.query(AuditEntry).filter(AuditEntry.action == "order.updated").all()
         assert [e.details["filled"] for e in saved] == [["delivered_at"]]
 

@@ -110,6 +110,11 @@ def test_transparent_png_is_composited_on_white() -> None:
     media = media_from_bytes(encode(rgba, "PNG"), "x.png")
     assert tuple(media.analysis[0, 0]) == (255, 255, 255)
     assert tuple(media.analysis[20, 20]) == (200, 0, 0)
+    half = np.zeros((8, 8, 4), np.uint8)
+    half[...] = (10, 200, 30, 128)  # half transparent: blended with the white under it
+    expected = np.round((np.array([10, 200, 30]) * 128 + 255 * 127) / 255)
+    blended = media_from_bytes(encode(half, "PNG"), "h.png").analysis[4, 4]
+    assert np.abs(blended.astype(int) - expected).max() <= 1
 
 
 def test_large_jpeg_gets_a_reduced_analysis_copy_and_full_pixels_on_demand() -> None:

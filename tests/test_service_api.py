@@ -38,9 +38,14 @@ def server(
 ) -> Iterator[Server]:
     data_dir = tmp_path_factory.mktemp(f"data-{request.param}")
     # These tests file their claims on the shop's two orders, by convenience (one buyer each):
-    # the limits on open claims per order and on what an order's claims ask in all are lifted
+    # the limits on open claims per order, on what an order's claims ask in all and on filing
+    # again after a rejection are lifted
     # here and tested with their defaults in tests/test_service_input.py.
-    many = {"max_open_claims_per_order": 1000, "claims_within_order_amount": False}
+    many = {
+        "max_open_claims_per_order": 1000,
+        "claims_within_order_amount": False,
+        "refile_after_rejection": True,
+    }
     if request.param == "sqlite":
         with running_server(data_dir, **many) as srv:
             yield srv
@@ -266,6 +271,10 @@ def test_a_buyer_is_told_the_state_and_what_is_asked_never_the_detectors_numbers
         analysed = wait_analysed(buyer, claim["id"])
         assert _buyer_leaks(analysed) == [], analysed
         assert analysed["status"]["zh"] and analysed["status"]["en"]
+        # The merchant's window is not the buyer's deadline: it would time the analysis.
+        assert analysed["deadline_at"] is None
+        listed = buyer.get("/v1/claims").json()["items"]
+        assert all(c["deadline_at"] is None for c in listed if c["state"] != "awaiting_capture")
         assert _buyer_leaks(buyer.get("/v1/claims").json()) == []
         appeal = buyer.post(f"/v1/claims/{claim['id']}/appeal", json={"reason": "please"})
         assert _buyer_leaks(appeal.json()) == []
@@ -596,6 +605,15 @@ def test_a_photo_taken_before_shipment_asks_for_a_live_capture_which_reopens_the
         assert r.status_code == 201, r.text
         claim = assessed(server, r.json()["id"])
         assert claim["state"] == "awaiting_capture", claim["routing_reason"]
+        # The buyer's own deadline, to the minute: to the microsecond, deadlines told a forger
+        # how long the analysis took (shorter when a cheap check had already found it).
+        mine = dt.datetime.fromisoformat(
+            buyer.get(f"/v1/claims/{claim['id']}").json()["deadline_at"]
+        )
+        exact = dt.datetime.fromisoformat(claim["deadline_at"])
+        assert mine == exact.replace(second=0, microsecond=0) and exact - mine < dt.timedelta(
+            minutes=1
+        )
         token = buyer.post(f"/v1/claims/{claim['id']}/capture-token").json()["token"]
         # A made-up token is refused before anything is read or decoded, and spends nothing.
         for made_up in ("cap_00000000000000000000.nothing-of-the-kind", token[:-4] + "abcd"):

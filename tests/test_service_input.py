@@ -19,7 +19,13 @@ from markupsafe import Markup
 from refundlens.config import Settings
 from refundlens.service import create_app, fields
 
-from .service_support import Server, postgres_database, running_server, wait_analysed
+from .service_support import (
+    Server,
+    assessed,
+    postgres_database,
+    running_server,
+    wait_analysed,
+)
 
 MiB = 1 << 20
 
@@ -606,10 +612,63 @@ def test_a_second_open_claim_on_an_order_is_refused_before_its_files_are_stored(
         assert _stored(server) == before
         assert [c["id"] for c in buyer.get("/v1/claims").json()["items"]] == claims
         wait_analysed(buyer, first.json()["id"])
-    # Once the open claim is decided, the order takes a new one.
+    # Once the open claim is decided, a rejection is appealed, not filed again with another
+    # photo (a forger did that until a claim was approved automatically); a claim of another
+    # type on the order is taken, and goes to a person.
     _decide(server, shop, first.json()["id"], {"decision": "reject", "reason": "no damage shown"})
+    assert not server.settings.refile_after_rejection
     with server.client(shop["buyer"]) as buyer:
-        assert buyer.post("/v1/claims", data=form).status_code == 201
+        before = _stored(server)
+        again = buyer.post(
+            "/v1/claims", data=form, files=[("photos", ("c.jpg", fresh, "image/jpeg"))]
+        )
+        assert again.status_code == 409, again.text
+        assert again.json()["error"]["code"] == "claim.rejected_on_order"
+        assert first.json()["id"] in again.json()["error"]["message"]
+        assert _stored(server) == before
+        other = buyer.post(
+            "/v1/claims",
+            data=form | {"type": "return_and_refund"},
+            files=[("photos", ("c.jpg", _genuine_photo(), "image/jpeg"))],
+        )
+        assert other.status_code == 201, other.text
+        wait_analysed(buyer, other.json()["id"])
+    routed = assessed(server, other.json()["id"])
+    assert routed["state"] == "awaiting_merchant", routed["routing_reason"]
+    assert routed["routing_reason"] == "a claim on this order was rejected before: a person decides"
+
+
+def test_an_upload_that_finds_no_decode_slot_is_answered_busy_and_stores_nothing(
+    tmp_path: Path,
+) -> None:
+    # Concurrent uploads of small PNGs of max_pixels each took the API process to gigabytes:
+    # uploads are decoded upload_decode_slots at a time, and one that waits past
+    # upload_slot_wait_seconds is refused before a byte is decoded.
+    with running_server(tmp_path, upload_decode_slots=1, upload_slot_wait_seconds=0.3) as server:
+        with server.client(server.admin) as admin:
+            admin.post("/v1/tenants", json={"id": "shop-z", "kind": "merchant", "name": "Z"})
+        merchant = server.key("merchant", "shop-z")
+        slots = server.app.state.runtime.upload_work
+        assert slots.acquire(timeout=5)  # another upload holds the only slot
+        try:
+            with server.client(merchant) as client:
+                r = client.post(
+                    "/v1/skus",
+                    data={"external_id": "busy"},
+                    files=[("photos", ("l.jpg", _genuine_photo(), "image/jpeg"))],
+                )
+            assert r.status_code == 503 and r.json()["error"]["code"] == "service.busy"
+            assert r.headers["Retry-After"] == str(server.settings.busy_retry_after_seconds)
+            assert _stored(server) == []
+        finally:
+            slots.release()
+        with server.client(merchant) as client:
+            r = client.post(
+                "/v1/skus",
+                data={"external_id": "busy"},
+                files=[("photos", ("l.jpg", _genuine_photo(), "image/jpeg"))],
+            )
+        assert r.status_code == 201, r.text
 
 
 def test_an_orders_claims_together_ask_no_more_than_its_amount(
@@ -621,10 +680,10 @@ def test_an_orders_claims_together_ask_no_more_than_its_amount(
     assert server.settings.claims_within_order_amount
     order = _new_order(server, shop, "o-sum", 100)
 
-    def claim(amount: str) -> httpx.Response:
+    def claim(amount: str, kind: str = "refund_only") -> httpx.Response:
         with server.client(shop["buyer"]) as buyer:
             return buyer.post(
-                "/v1/claims", data={"order_id": order, "type": "refund_only", "amount": amount}
+                "/v1/claims", data={"order_id": order, "type": kind, "amount": amount}
             )
 
     first = claim("60")
@@ -644,7 +703,8 @@ def test_an_orders_claims_together_ask_no_more_than_its_amount(
     with server.client(shop["buyer"]) as buyer:
         wait_analysed(buyer, second.json()["id"])
     _decide(server, shop, second.json()["id"], {"decision": "reject", "reason": "no damage shown"})
-    assert claim("70").status_code == 201  # the rejected claim holds nothing
+    # The rejected claim holds nothing (a claim of its type is appealed, not filed again).
+    assert claim("70", "return_and_refund").status_code == 201
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ from importlib import resources
 from pathlib import Path
 
 import cv2
+import httpx
 import numpy as np
 import pytest
 from PIL import Image
@@ -530,3 +531,65 @@ def test_a_packing_videos_file_name_is_cut_and_cleaned_like_every_uploaded_name(
             name = session.get(PackingVideo, r.json()["video_id"]).name  # type: ignore[union-attr]
         database.dispose()
     assert len(name) == MAX_FILE_NAME and name.startswith("ppp")
+
+
+def test_an_orders_packing_videos_are_bounded_and_one_sent_again_is_decoded_once(
+    tmp_path: Path,
+) -> None:
+    # One shop posted the same small video 30 times to one order: each was decoded again by
+    # the task runner every shop shares, and a claim filed next waited 110 s (found by a probe).
+    listing = resources.files("refundlens").joinpath("samples/listing.jpg").read_bytes()
+    for frames in (10, 12, 14):
+        _flat_video(tmp_path / f"v{frames}.mp4", (160, 120), frames)
+
+    def send(merchant: httpx.Client, order: str, frames: int) -> httpx.Response:
+        data = (tmp_path / f"v{frames}.mp4").read_bytes()
+        return merchant.post(
+            f"/v1/orders/{order}/packing-video", files=[("video", ("v.mp4", data, "video/mp4"))]
+        )
+
+    with running_server(tmp_path / "data", max_packing_videos_per_order=2) as server:
+        merchant_key, order = _shop_with_order(server, listing)
+        with server.client(merchant_key) as merchant:
+            first = send(merchant, order, 10)
+            assert first.status_code == 202, first.text
+            _wait_packing_video_done(server, first.json()["video_id"])
+            again = send(merchant, order, 10)
+            assert again.status_code == 202, again.text
+            assert again.json() == first.json() | {"status": "done"}
+            assert send(merchant, order, 12).status_code == 202
+            over = send(merchant, order, 14)
+            assert over.status_code == 409, over.text
+            assert over.json()["error"]["code"] == "order.too_many_videos"
+            videos = merchant.get(f"/v1/orders/{order}").json()["packing_videos"]
+        assert len(videos) == 2
+
+
+def test_a_shop_has_at_most_max_pending_packing_videos_waiting_at_once(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from refundlens import cases
+    from refundlens.errors import RefundlensError
+    from refundlens.store.sql.models import Order
+    from refundlens.store.sql.repositories import SqlStore
+
+    from .test_cases import _claim_awaiting_capture
+
+    settings = Settings(data_dir=str(tmp_path), max_pending_packing_videos_per_shop=2)
+    runtime, _ = _claim_awaiting_capture(settings)
+    header = SimpleNamespace(duration_s=1.0, width=16, height=16)
+    with runtime.db.session() as session:
+        store = SqlStore(session)
+        order = session.query(Order).one()
+        for i in range(2):
+            cases.register_packing_video(
+                store, cases.SYSTEM, order, "v.mp4", f"{i:064x}", header, settings
+            )
+        session.flush()
+        assert store.catalogue.pending_packing_videos_of_shop("shop") == 2
+        with pytest.raises(RefundlensError) as refused:
+            cases.packing_video_room(store, order, "f" * 64, settings)
+        assert refused.value.code == "order.videos_pending"
+        # The same bytes again are answered as they are, waiting or not.
+        same = cases.packing_video_room(store, order, f"{0:064x}", settings)
+        assert same is not None and same.status == "pending"

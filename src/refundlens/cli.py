@@ -1392,6 +1392,14 @@ def worker(
     beat: Annotated[
         bool, typer.Option(help="Also run the 10-second tick (one worker should).")
     ] = True,
+    queues: Annotated[
+        str,
+        typer.Option(
+            help="Queues this worker takes tasks from: refundlens (claims' analyses) and "
+            "refundlens.videos (packing videos). Both by default; a claims-only worker "
+            "(--queues refundlens) never waits behind a video."
+        ),
+    ] = "refundlens,refundlens.videos",
 ) -> None:
     """Run a Celery worker for REFUNDLENS_BROKER_URL (Redis or RabbitMQ)."""
     settings = _settings()
@@ -1404,7 +1412,12 @@ def worker(
 
     celery_app.conf.worker_hijack_root_logger = False  # keep the JSON lines of _operate
 
-    argv = ["worker", "--loglevel=INFO", f"--concurrency={concurrency}", "-Q", "refundlens"]
+    from .workers.runner import CLAIM_QUEUE, VIDEO_QUEUE
+
+    chosen = [q.strip() for q in queues.split(",") if q.strip()]
+    if not chosen or set(chosen) - {CLAIM_QUEUE, VIDEO_QUEUE}:
+        raise _fail(f"--queues takes {CLAIM_QUEUE} and/or {VIDEO_QUEUE}, comma-separated")
+    argv = ["worker", "--loglevel=INFO", f"--concurrency={concurrency}", "-Q", ",".join(chosen)]
     if beat:
         argv.append("--beat")
     celery_app.worker_main(argv)

@@ -110,6 +110,16 @@ class Settings:
     """... or if its envelope residual, scaled for the claim's JPEG quality (``copy_score``'s
     ``envelope_for_quality``), is at most this: a copy departs from the reference well inside
     the compression noise. New photos of a static scene at 348-640 px came at 1.3-1.7 (dev)."""
+    reference_moved_min_edit_share: float = 0.15
+    """A ``derived`` verdict over at least this share of the product is tested for moved
+    content (``reference.moved_content``): two photos of a shelf seconds apart, the item moved
+    in the hand, were called derived with 26-34% of the product "edited" (a new user's
+    walkthrough); painted damage on the benches changed at most 10%."""
+    reference_moved_min_shift_px: float = 5.0
+    """... and is ``near_copy_unresolved`` when the changed regions' median optical-flow shift
+    (analysis pixels) is at least this ..."""
+    reference_moved_max_residual_left: float = 0.7
+    """... and following that flow leaves at most this share of their difference."""
     reference_unresolved_agreement: float = 0.70
     """Agreement (share of the product within noise) from which a confirmed match that is not a
     copy is reported as ``near_copy_unresolved`` rather than as a new photo that supports the
@@ -370,6 +380,15 @@ class Settings:
     ``service.busy`` (with ``Retry-After``)."""
     busy_retry_after_seconds: int = 2
     """The ``Retry-After`` (seconds) of a 503 ``service.busy`` answer."""
+    upload_decode_slots: int = 2
+    """API uploads whose files are decoded and stored at once in one API process (a claim, an
+    SKU's photos, evidence, a packing video's header, the claim page's evidence form). Another
+    waits up to ``upload_slot_wait_seconds`` for a slot, then is answered 503 ``service.busy``
+    with ``Retry-After`` before its files are decoded. A small PNG can hold ``max_pixels`` of
+    one colour: each decode may take several hundred MB, so this bounds what concurrent uploads
+    can make the API hold."""
+    upload_slot_wait_seconds: float = 10.0
+    """How long an upload waits for one of the ``upload_decode_slots``."""
     web_heavy_work_slots: int = 2
     """Page requests that run an analysis (the merchant's photo check) or Chromium (the evidence
     report as PDF) at once in one API process; another is answered 503 ``service.busy`` with
@@ -422,6 +441,24 @@ class Settings:
     """Hold an order's claims together to its amount (``claim.over_order_amount``): each
     claim's amount while open or approved, the decided part of a partial refund, nothing once
     rejected. Claim by claim alone, a buyer was refunded 4 x 90 on a 300 order."""
+    max_packing_videos_per_order: int = 3
+    """Packing videos one order takes (a video sent again is answered as it is, not counted);
+    another is ``order.too_many_videos``. Each is decoded by the shared task runner (up to
+    ``video_max_decode_seconds``) and adds up to ``video_key_frames`` references to every claim
+    on the order."""
+    max_pending_packing_videos_per_shop: int = 10
+    """Packing videos of one shop waiting for the task runner at once; another is answered
+    ``order.videos_pending`` (429) until some are done: 30 videos of one shop, each a minute of
+    decoding, kept every shop's claims waiting (a probe measured 110 s)."""
+    order_time_max_ahead_minutes: float = 10.0
+    """How far an order's ``shipped_at`` or ``delivered_at`` may lie ahead of this server's clock
+    (clocks apart); later is refused (``order.time_ahead``): a time in the future made honest
+    photos read as taken before the goods were shipped."""
+    refile_after_rejection: bool = False
+    """Take a new claim of the same type on an order whose claim was rejected (and the rejection
+    stands). Off: refused (``claim.rejected_on_order``); the buyer appeals instead, at most
+    ``max_appeals_per_claim`` times. Filing again with other photos after each rejection got a
+    forger past the person's decision and the appeal limit."""
     max_open_claims_per_order: int = 1
     """Claims one order may have open (not approved, decided or final) at once; another is
     refused (``claim.already_open``) before its files are stored or analysed. One open

@@ -35,6 +35,8 @@ class Runtime:
         self.references = DecodedCache(settings.worker_reference_cache_size, settings)
         # Pages that analyse a photo or start Chromium in the API process take a slot each.
         self.heavy_work = threading.BoundedSemaphore(max(1, settings.web_heavy_work_slots))
+        # Uploads (claims, SKU photos, evidence, packing videos) being decoded and stored.
+        self.upload_work = threading.BoundedSemaphore(max(1, settings.upload_decode_slots))
         # Live captures being decoded and checked, and the links they came on.
         self.capture_work = threading.BoundedSemaphore(max(1, settings.capture_decode_slots))
         self.captures_in_flight: set[str] = set()

@@ -63,6 +63,7 @@ from .catalogue import (
     mark_packing_videos_queued,
     order_time_zone,
     packing_video_frames,
+    packing_video_room,
     packing_videos_to_queue,
     register_packing_video,
 )
@@ -158,6 +159,7 @@ __all__ = [
     "notify",
     "order_time_zone",
     "packing_video_frames",
+    "packing_video_room",
     "packing_videos_to_queue",
     "page_captures_allowed",
     "parse_box_changes",

@@ -6,10 +6,21 @@ reason: a forger who could read them could tune an edit until it passes.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 
 from .states import ClaimState
 
-__all__ = ["BuyerStatus", "buyer_status"]
+__all__ = ["BuyerStatus", "buyer_deadline", "buyer_status"]
+
+
+def buyer_deadline(state: str, deadline: dt.datetime | None) -> dt.datetime | None:
+    """The deadline a buyer is shown: its own, to send a live capture, to the minute; no other.
+    The others (the merchant's window, a person's) are set when the analysis ends, so to the
+    microsecond they told a forger how long its claim's analysis took: shorter when a cheap
+    check had already found it and the expensive ones were skipped."""
+    if state != ClaimState.AWAITING_CAPTURE.value or deadline is None:
+        return None
+    return deadline.replace(second=0, microsecond=0)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

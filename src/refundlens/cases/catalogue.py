@@ -34,6 +34,7 @@ __all__ = [
     "mark_packing_videos_queued",
     "order_time_zone",
     "packing_video_frames",
+    "packing_video_room",
     "packing_videos_to_queue",
     "register_packing_video",
 ]
@@ -160,11 +161,14 @@ def create_order(
     shipped_at: dt.datetime | None,
     delivered_at: dt.datetime | None,
     buyer_pii: bytes | None,
+    settings: Settings | None = None,
 ) -> Order:
     sku = store.catalogue.sku(sku_id)
     if sku is None or sku.merchant_id != merchant_id:
         raise NotFound("sku", sku_id)
+    ahead = dt.timedelta(minutes=(settings or Settings()).order_time_max_ahead_minutes)
     _check_dates(shipped_at, delivered_at)
+    _check_not_ahead(shipped_at, delivered_at, ahead)
     sent = Order(
         id=new_id("ord"),
         merchant_id=merchant_id,
@@ -199,6 +203,21 @@ def _check_dates(shipped_at: dt.datetime | None, delivered_at: dt.datetime | Non
             f"delivered_at ({delivered_at.isoformat()}) is before shipped_at "
             f"({shipped_at.isoformat()}).",
         )
+
+
+def _check_not_ahead(
+    shipped_at: dt.datetime | None, delivered_at: dt.datetime | None, ahead: dt.timedelta
+) -> None:
+    # A shipment or delivery is a fact of the past. A time in the future made every honest
+    # photo read as taken before the goods were shipped (``capture.before_shipment``).
+    latest = utcnow() + ahead
+    for name, moment in (("shipped_at", shipped_at), ("delivered_at", delivered_at)):
+        if moment is not None and _utc(moment) > latest:
+            raise RefundlensError(
+                "order.time_ahead",
+                f"{name} ({moment.isoformat()}) is in the future: send an order's times once "
+                "they have happened (order_time_max_ahead_minutes allows for clocks apart).",
+            )
 
 
 def _same_order(store: Store, actor: Actor, order: Order, sent: Order) -> Order:
@@ -245,6 +264,35 @@ def _same_order(store: Store, actor: Actor, order: Order, sent: Order) -> Order:
     return order
 
 
+def packing_video_room(
+    store: Store, order: Order, video_sha256: str, settings: Settings
+) -> PackingVideo | None:
+    """The order's packing video with these bytes, where it was sent before and did not fail
+    (answered as it is: decoded once, however often it is sent); else None when another may be
+    taken. Each video holds the shared task runner up to ``video_max_decode_seconds`` and adds up
+    to ``video_key_frames`` references to every claim on the order: an order takes at most
+    ``max_packing_videos_per_order``, and a shop at most ``max_pending_packing_videos_per_shop``
+    waiting at once (one shop's uploads delayed every shop's claims by minutes)."""
+    videos = store.catalogue.packing_videos_of(order.id)
+    for video in videos:
+        if video.video_sha256 == video_sha256 and video.status != "failed":
+            return video
+    if len(videos) >= settings.max_packing_videos_per_order:
+        raise RefundlensError(
+            "order.too_many_videos",
+            f"This order has {len(videos)} packing videos (max_packing_videos_per_order); "
+            "send a claim's later evidence to the claim instead.",
+        )
+    waiting = store.catalogue.pending_packing_videos_of_shop(order.merchant_id)
+    if waiting >= settings.max_pending_packing_videos_per_shop:
+        raise RefundlensError(
+            "order.videos_pending",
+            f"{waiting} of this shop's packing videos are still being processed "
+            "(max_pending_packing_videos_per_shop); send this one once they are done.",
+        )
+    return None
+
+
 def register_packing_video(
     store: Store,
     actor: Actor,
@@ -252,12 +300,17 @@ def register_packing_video(
     name: str,
     video_sha256: str,
     header: Any,
+    settings: Settings | None = None,
 ) -> PackingVideo:
     """Record the merchant's packing video (already checked from its header by
     :func:`refundlens.media.video.probe_video` and stored) as waiting for the task runner, which
     keeps its sharp, distinct frames as references for this order (:func:`packing_video_frames`,
     then :func:`finish_packing_video`): a claim photo made from a packing frame is then caught
     like one made from a listing photo. Returns the ``PackingVideo`` row, ``pending``."""
+    if settings is not None and packing_video_room(store, order, video_sha256, settings):
+        raise RefundlensError(  # sent twice at once: the first one stands
+            "order.video_sent_twice", "This video is already on this order."
+        )
     row = PackingVideo(
         id=new_id("pvd"),
         order_id=order.id,

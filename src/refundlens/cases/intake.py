@@ -34,6 +34,7 @@ __all__ = [
     "REMOVED_BOX",
     "ClaimFiles",
     "check_claim_request",
+    "check_rejected_on_order",
     "create_claim",
     "parse_box_changes",
     "parse_damage_boxes",
@@ -94,8 +95,24 @@ def check_claim_request(
         )
     if store is not None and settings is not None:
         check_open_claims(store, settings, order)
+    if store is not None and (settings is None or not settings.refile_after_rejection):
+        check_rejected_on_order(store, order, claim_type)
     if store is not None and (settings is None or settings.claims_within_order_amount):
         check_order_amount(store, order, amount)
+
+
+def check_rejected_on_order(store: Store, order: Order, claim_type: str) -> None:
+    """Refuse a claim of the type of one on this order whose rejection stands: a rejection is
+    contested by appeal (``max_appeals_per_claim``), not by filing again with other photos until
+    one is approved. A claim of another type (a return after a refund-only claim was refused) is
+    taken, and goes to a person (``ClaimFacts.order_rejected_before``)."""
+    for claim_id, rejected_type in store.claims.rejected_on_order(order.id):
+        if rejected_type == claim_type:
+            raise RefundlensError(
+                "claim.rejected_on_order",
+                f"A {claim_type} claim on this order was rejected ({claim_id}); appeal that "
+                "claim instead of filing another.",
+            )
 
 
 def check_order_amount(
@@ -310,6 +327,8 @@ def create_claim(
         raise RefundlensError("claim.bad_damage_box", "One damage box (or null) per photo.")
     store.audit.lock()  # two claims filed at once must not both take the next number
     check_open_claims(store, settings, order)  # nor both pass the limit (checked again, locked)
+    if not settings.refile_after_rejection:
+        check_rejected_on_order(store, order, claim_type)  # nor a rejection decided meanwhile
     if settings.claims_within_order_amount:
         check_order_amount(store, order, amount)  # nor, together, the order's amount
     seq = store.claims.next_seq()

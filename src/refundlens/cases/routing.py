@@ -117,6 +117,9 @@ class ClaimFacts:
     """A live capture repeated a picture on file elsewhere when it came in (another claim's
     photo, a bank entry: ``capture.repeats_on_file`` in the audit log). Taken, so that the
     sender learns nothing, but it verifies nothing either."""
+    order_rejected_before: bool = False
+    """Another claim on the order was rejected and the rejection stands (a claim of another
+    type: one of the same type is refused when filed)."""
 
 
 # Findings that vouch for a photo: the ordered item recognised in a new exposure, or a camera's
@@ -221,6 +224,11 @@ def route(action: str, facts: ClaimFacts, rules: RoutingRules) -> tuple[ClaimSta
         return (
             ClaimState.AWAITING_MERCHANT,
             "a live photo repeats a picture on file elsewhere: a person decides",
+        )
+    if facts.order_rejected_before:
+        return (
+            ClaimState.AWAITING_MERCHANT,
+            "a claim on this order was rejected before: a person decides",
         )
     limit = rules.auto_approve_max_amount.get(facts.claim_type)
     if limit is not None and facts.amount > limit:

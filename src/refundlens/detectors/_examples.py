@@ -45,6 +45,22 @@ def forged_from_listing(seed: int = 1) -> tuple[Media, Context, np.ndarray]:
     )
 
 
+def _shelf(shift: tuple[int, int], seed: int = 3) -> np.ndarray:
+    """A textured item held before a textured shelf, the item ``shift`` (x, y) px from its place:
+    two photos of one scene, seconds apart, the item moved in the hand between them."""
+    import cv2
+
+    from ._pixels_examples import camera_photo
+
+    shelf = camera_photo(seed, (360, 480), noise=0)
+    rng = np.random.default_rng(seed + 100)
+    item = rng.integers(30, 220, (12, 10, 3)).astype(np.uint8)
+    item = cv2.resize(item, (150, 180), interpolation=cv2.INTER_CUBIC)
+    top, left = 90 + shift[1], 160 + shift[0]
+    shelf[top : top + 180, left : left + 150] = item
+    return shelf
+
+
 def reference_examples() -> list[Example]:
     def derived() -> tuple[Media, Context]:
         claim, ctx, _ = forged_from_listing()
@@ -89,6 +105,17 @@ def reference_examples() -> list[Example]:
     def no_reference() -> tuple[Media, Context]:
         return _media(_product(5), "claim.jpg"), Context()
 
+    def item_moved() -> tuple[Media, Context]:
+        return _media(_shelf((14, 6)), "second.jpg", 85), Context(
+            references=(_media(_shelf((0, 0)), "first.jpg"),)
+        )
+
+    def large_crack() -> tuple[Media, Context]:
+        first = _shelf((0, 0))
+        everywhere = np.ones(first.shape[:2], bool)
+        damaged, _ = synth.paint_damage(first, everywhere, "crack", 0.04, 3)
+        return _media(damaged, "cracked.jpg", 85), Context(references=(_media(first, "first.jpg"),))
+
     return [
         Example("crack on the listing photo", derived, frozenset({"reference.derived"})),
         Example("the listing photo re-encoded", identical, frozenset({"reference.identical"})),
@@ -109,4 +136,15 @@ def reference_examples() -> list[Example]:
             frozenset({"reference.same_item_new_photo"}),
         ),
         Example("no reference given: abstains", no_reference, frozenset()),
+        Example(
+            "two photos of one shelf, the item moved in the hand: its own content shifted, "
+            "not an edit",
+            item_moved,
+            frozenset({"reference.near_copy_unresolved"}),
+        ),
+        Example(
+            "a crack painted over 17% of the same photo: no shift explains it, derived",
+            large_crack,
+            frozenset({"reference.derived"}),
+        ),
     ]

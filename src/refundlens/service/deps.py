@@ -9,7 +9,7 @@ a route that says ``claim: HeldClaim, p: BuyerOrAdmin`` answers 404 before 403, 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Header, Path, Request, UploadFile
 from sqlalchemy.orm import Session
@@ -44,6 +44,7 @@ __all__ = [
     "read_upload",
     "require",
     "role",
+    "upload_slot",
     "visible_claim",
 ]
 
@@ -192,6 +193,29 @@ def merchant_of(p: Principal, given: str | None) -> str:
         "auth.forbidden",
         "Only a merchant (or an admin naming merchant_id) manages SKUs and orders.",
     )
+
+
+T = TypeVar("T")
+
+
+def upload_slot(runtime: Runtime, work: Callable[[], T]) -> Callable[[], T]:
+    """``work`` (an upload's decode and store, run on the thread pool) in one of the process's
+    ``upload_decode_slots``: it waits up to ``upload_slot_wait_seconds`` for one, then is
+    refused with 503 ``service.busy`` before any file is decoded. Each decode may hold several
+    hundred MB (a small PNG of one colour at ``max_pixels``): concurrent uploads without a bound
+    took the API process to gigabytes."""
+
+    def run() -> T:
+        if not runtime.upload_work.acquire(timeout=runtime.settings.upload_slot_wait_seconds):
+            raise RefundlensError(
+                "service.busy", "Other uploads are being decoded; send this one again shortly."
+            )
+        try:
+            return work()
+        finally:
+            runtime.upload_work.release()
+
+    return run
 
 
 async def read_upload(

@@ -218,7 +218,10 @@ class PackingVideoOut(_Out):
     order_id: str
     video_id: str
     video_sha256: str
-    status: Literal["pending"]
+    status: Literal["pending", "done"] = Field(
+        description="pending for a new video; a video this order already has (the same bytes, "
+        "not failed) is answered as it is, pending or done, and decoded once."
+    )
 
 
 class PackingVideoStateOut(_Out):

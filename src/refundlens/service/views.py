@@ -7,7 +7,7 @@ import datetime as dt
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..cases.buyer import buyer_status
+from ..cases.buyer import buyer_deadline, buyer_status
 from ..rendering.i18n import routing_reason
 from ..report import report_for_shop
 from ..store.sql.models import AuditEntry, Claim, Decision, Evidence
@@ -75,6 +75,7 @@ def _buyer_view(s: Session, claim: Claim) -> BuyerClaimOut:
     return BuyerClaimOut.model_validate(
         _common(claim)
         | {
+            "deadline_at": iso(buyer_deadline(claim.state, claim.deadline_at)),
             "status": BuyerStatusOut.model_validate(told.as_dict()),
             "capture_ask": claim.capture_request_note
             if claim.state == "awaiting_capture"
@@ -172,5 +173,6 @@ def claim_item(claim: Claim, p: Principal) -> ClaimItemOut | BuyerClaimItemOut:
     }
     # A buyer is never shown the risk or the machine's action (cases/buyer.py).
     if p.role == "buyer":
-        return BuyerClaimItemOut.model_validate(common)
+        deadline = buyer_deadline(claim.state, claim.deadline_at)
+        return BuyerClaimItemOut.model_validate(common | {"deadline_at": iso(deadline)})
     return ClaimItemOut.model_validate(common | {"risk": claim.risk, "action": claim.action})

@@ -131,6 +131,14 @@ class Catalogue(Protocol):
         """(id, when last handed to the queue) of videos not yet processed, oldest first."""
         ...
 
+    def packing_videos_of(self, order_id: str) -> list[PackingVideo]:
+        """The order's packing videos, oldest first."""
+        ...
+
+    def pending_packing_videos_of_shop(self, merchant_id: str) -> int:
+        """How many of the shop's packing videos wait for the task runner."""
+        ...
+
     def mark_packing_videos_queued(self, video_ids: Sequence[str], at: dt.datetime) -> None: ...
 
 
@@ -172,6 +180,11 @@ class Claims(Protocol):
     def claimed_on_order(self, order_id: str, besides: str | None = None) -> float:
         """What the order's claims (all but ``besides``) ask for or were granted
         (:func:`refundlens.store.sql.models.granted_amount` for each)."""
+        ...
+
+    def rejected_on_order(self, order_id: str, besides: str | None = None) -> list[tuple[str, str]]:
+        """(id, type) of the order's claims (all but ``besides``) whose rejection stands: closed
+        (``decided``, ``final``) with a rejection as their latest decision."""
         ...
 
     def submitted_queue(self) -> list[tuple[str, dt.datetime | None]]:

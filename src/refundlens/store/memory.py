@@ -178,6 +178,19 @@ class _Catalogue:
             if video_id in self.t.packing_videos:
                 self.t.packing_videos[video_id].queued_at = at
 
+    def packing_videos_of(self, order_id: str) -> list[PackingVideo]:
+        rows = [v for v in self.t.packing_videos.values() if v.order_id == order_id]
+        return sorted(rows, key=lambda v: (v.created_at, v.id))
+
+    def pending_packing_videos_of_shop(self, merchant_id: str) -> int:
+        return sum(
+            1
+            for v in self.t.packing_videos.values()
+            if v.status == "pending"
+            and (order := self.t.orders.get(v.order_id)) is not None
+            and order.merchant_id == merchant_id
+        )
+
 
 class _Access:
     def __init__(self, tables: _Tables) -> None:
@@ -234,6 +247,20 @@ class _Claims:
             decided = self.decisions_of(claim.id)
             total += granted_amount(claim, decided[-1] if decided else None)
         return total
+
+    def rejected_on_order(self, order_id: str, besides: str | None = None) -> list[tuple[str, str]]:
+        out = []
+        for claim in sorted(self.t.claims.values(), key=lambda c: c.seq):
+            if claim.order_id != order_id or claim.id == besides:
+                continue
+            decided = self.decisions_of(claim.id)
+            if (
+                claim.state in ("decided", "final")
+                and decided
+                and decided[-1].outcome == "rejected"
+            ):
+                out.append((claim.id, claim.claim_type))
+        return out
 
     def submitted_queue(self) -> list[tuple[str, dt.datetime | None]]:
         rows = sorted(self.in_state("submitted"), key=lambda c: c.seq)

@@ -16,6 +16,7 @@ from .. import logs
 from ..config import load_settings
 from ..runtime import Runtime
 from ..threads import one_thread_per_process
+from .runner import CLAIM_QUEUE, VIDEO_QUEUE
 from .tasks import analyse_claim, process_packing_video, tick
 
 __all__ = ["analyse_claim_task", "app", "packing_video_task"]
@@ -27,7 +28,8 @@ app.conf.update(
     task_acks_late=True,
     task_reject_on_worker_lost=True,
     worker_prefetch_multiplier=1,
-    task_default_queue="refundlens",
+    task_default_queue=CLAIM_QUEUE,
+    task_routes={"refundlens.packing_video": {"queue": VIDEO_QUEUE}},
     broker_connection_retry_on_startup=True,
     broker_transport_options={"visibility_timeout": _settings.task_visibility_timeout_seconds},
     beat_schedule={"refundlens-tick": {"task": "refundlens.tick", "schedule": 10.0}},

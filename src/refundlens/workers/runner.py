@@ -22,9 +22,15 @@ from ..config import Settings
 from ..runtime import Runtime
 from .tasks import analyse_claim, process_packing_video, tick
 
-__all__ = ["Dispatcher"]
+__all__ = ["CLAIM_QUEUE", "VIDEO_QUEUE", "Dispatcher"]
 
 log = logging.getLogger("refundlens.workers")
+
+CLAIM_QUEUE = "refundlens"
+VIDEO_QUEUE = "refundlens.videos"
+"""Packing videos wait in a queue of their own: a worker that consumes both takes a claim's
+analysis next whatever videos wait (each holds a worker up to ``video_max_decode_seconds``);
+in one queue, one shop's 30 videos kept every shop's claims waiting."""
 
 _CHILD: dict[str, Runtime] = {}
 
@@ -212,7 +218,7 @@ class Dispatcher:
             self._producer().send_task(
                 "refundlens.packing_video",
                 args=[video_id],
-                queue="refundlens",
+                queue=VIDEO_QUEUE,
                 retry=True,
                 retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.5},
             )
@@ -270,7 +276,7 @@ class Dispatcher:
                 "refundlens.analyse_claim",
                 args=[claim_id],
                 kwargs={"request_id": rid} if rid else {},
-                queue="refundlens",
+                queue=CLAIM_QUEUE,
                 retry=True,
                 retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.5},
             )

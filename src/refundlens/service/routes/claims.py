@@ -28,6 +28,7 @@ from ..deps import (
     Who,
     actor,
     read_upload,
+    upload_slot,
 )
 from ..schemas import ClaimAnswer, ClaimPageOut
 from ..views import claim_item, claim_view
@@ -178,7 +179,7 @@ async def create_claim(
                 raise
             return view, 200, None
 
-    view, status, created = await run_in_threadpool(work)
+    view, status, created = await run_in_threadpool(upload_slot(runtime, work))
     for claim_id in dict.fromkeys([*([created] if created else []), *unqueued]):
         # After the commit (a worker must find the claim). The claim is saved whatever
         # happens here: a broker that is down leaves it in the outbox (queued_at NULL) and

@@ -10,7 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from ... import cases
 from ...store.sql.repositories import SqlStore
 from .. import fields
-from ..deps import ClaimId, RuntimeDep, Who, actor, read_upload, visible_claim
+from ..deps import ClaimId, RuntimeDep, Who, actor, read_upload, upload_slot, visible_claim
 from ..schemas import EvidenceAddedOut
 
 __all__ = ["router"]
@@ -67,4 +67,4 @@ async def add_evidence(
                 }
             )
 
-    return await run_in_threadpool(work)
+    return await run_in_threadpool(upload_slot(runtime, work))

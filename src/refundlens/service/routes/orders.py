@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Annotated
 
 from fastapi import APIRouter, File, Path, UploadFile
@@ -24,6 +25,7 @@ from ..deps import (
     actor,
     merchant_of,
     read_upload,
+    upload_slot,
 )
 from ..schemas import OrderDetailOut, OrderIn, OrderOut, PackingVideoOut, PackingVideoStateOut
 from ..views import iso
@@ -34,7 +36,9 @@ router = APIRouter()
 
 
 @router.post("/v1/orders", status_code=201, response_model=OrderOut)
-def create_order(body: OrderIn, s: SessionDep, p: Who, cipher: CipherDep) -> OrderOut:
+def create_order(
+    body: OrderIn, s: SessionDep, p: Who, cipher: CipherDep, runtime: RuntimeDep
+) -> OrderOut:
     merchant = merchant_of(p, body.merchant_id)
     sealed = cipher.seal(body.buyer) if body.buyer else None
     order = cases.create_order(
@@ -49,6 +53,7 @@ def create_order(body: OrderIn, s: SessionDep, p: Who, cipher: CipherDep) -> Ord
         body.shipped_at,
         body.delivered_at,
         sealed,
+        runtime.settings,
     )
     return OrderOut(
         id=order.id,
@@ -122,23 +127,37 @@ async def packing_video(
             raise cases.NotFound("order", order_id)
         return order
 
-    def work() -> PackingVideoOut:
-        with runtime.db.session() as s:  # short: no such order answers before the work
-            visible_order(s)
+    sha = hashlib.sha256(data).hexdigest()
+
+    def work() -> tuple[PackingVideoOut, bool]:
+        with runtime.db.session() as s:  # short: no such order, or no room, answers at once
+            sent = cases.packing_video_room(SqlStore(s), visible_order(s), sha, runtime.settings)
+            if sent is not None:  # sent before: answered as it is, decoded once
+                return (
+                    PackingVideoOut(
+                        order_id=order_id,
+                        video_id=sent.id,
+                        video_sha256=sha,
+                        status="done" if sent.status == "done" else "pending",
+                    ),
+                    False,
+                )
         # No transaction is open over the header check and the blob write (on SQLite it
         # would stop every other writer), and no frame is decoded in this process.
         from ...media.video import probe_video
 
         header = probe_video(data, runtime.settings)
-        sha = runtime.blobs.put(data)
+        runtime.blobs.put(data)
         with runtime.db.session() as s:
             row = cases.register_packing_video(
-                SqlStore(s), actor(p), visible_order(s), name, sha, header
+                SqlStore(s), actor(p), visible_order(s), name, sha, header, runtime.settings
             )
-            return PackingVideoOut(
+            answer = PackingVideoOut(
                 order_id=order_id, video_id=row.id, video_sha256=sha, status="pending"
             )
+            return answer, True
 
-    answer = await run_in_threadpool(work)
-    await run_in_threadpool(dispatch.submit_packing_video, answer.video_id)
+    answer, new = await run_in_threadpool(upload_slot(runtime, work))
+    if new:
+        await run_in_threadpool(dispatch.submit_packing_video, answer.video_id)
     return answer

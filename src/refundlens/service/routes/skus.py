@@ -15,7 +15,7 @@ from ...store.sql.models import Sku
 from ...store.sql.repositories import SqlStore
 from .. import fields
 from ..auth import Principal
-from ..deps import RuntimeDep, SessionDep, Who, actor, merchant_of, read_upload
+from ..deps import RuntimeDep, SessionDep, Who, actor, merchant_of, read_upload, upload_slot
 from ..schemas import ReferenceOut, SkuOut, SkuPageOut
 
 __all__ = ["router"]
@@ -54,7 +54,7 @@ async def create_sku(
             s.refresh(sku)
             return sku_out(sku)
 
-    return await run_in_threadpool(work)
+    return await run_in_threadpool(upload_slot(runtime, work))
 
 
 _CURSOR = re.compile(r"[A-Za-z0-9_-]{1,40}")

@@ -15,6 +15,7 @@ from ...errors import RefundlensError
 from ...store.sql.models import Claim
 from ...store.sql.repositories import SqlStore
 from ..auth import Principal
+from ..deps import upload_slot
 from ..fields import EVIDENCE_KINDS, MAX_REASON, MAX_STATEMENT, check_text
 from .common import PostedClaim, Poster, file_name, runtime_of, said_here
 
@@ -183,26 +184,43 @@ async def evidence(
         if len(data) > limit:
             return _back(request, claim_id, "error=media.too_large")
         upload = (file_name(file.filename), data)
+        checked = upload
         try:
             await run_in_threadpool(
-                cases.check_evidence,
-                cases.Actor(user.key_id, user.role),
-                kind,
-                upload,
-                runtime.settings,
+                upload_slot(
+                    runtime,
+                    lambda: cases.check_evidence(
+                        cases.Actor(user.key_id, user.role), kind, checked, runtime.settings
+                    ),
+                )
             )
         except RefundlensError as exc:
             return _back(request, claim_id, f"error={exc.code}")
-    return await run_in_threadpool(
-        _act,
-        request,
-        claim_id,
-        user,
-        "evidence",
-        lambda store, actor, claim: cases.add_evidence(
-            store, runtime.blobs, actor, claim, kind, statement, upload, settings=runtime.settings
-        ),
-    )
+    busy = "error=service.busy"  # no slot free in time: nothing was decoded or stored
+    try:
+        return await run_in_threadpool(
+            upload_slot(
+                runtime,
+                lambda: _act(
+                    request,
+                    claim_id,
+                    user,
+                    "evidence",
+                    lambda store, actor, claim: cases.add_evidence(
+                        store,
+                        runtime.blobs,
+                        actor,
+                        claim,
+                        kind,
+                        statement,
+                        upload,
+                        settings=runtime.settings,
+                    ),
+                ),
+            )
+        )
+    except RefundlensError:
+        return _back(request, claim_id, busy)
 
 
 @router.post("/claims/{claim_id}/capture-link")

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import func, select
 
+from ...cases.buyer import buyer_deadline
 from ...detectors import all_detector_classes
 from ...store.sql.models import Claim
 from ...store.sql.queries import latest_assessment
@@ -123,7 +124,9 @@ def queue(
                 "amount": r.amount,
                 "merchant": r.merchant_id,
                 "type": r.claim_type,
-                "hours_left": hours_left(r.deadline_at),
+                "hours_left": hours_left(
+                    buyer_deadline(r.state, r.deadline_at) if hide else r.deadline_at
+                ),
                 "assigned": r.assigned_to,
             }
             for r in rows

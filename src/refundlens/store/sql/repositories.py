@@ -142,6 +142,25 @@ class _Catalogue:
                 update(PackingVideo).where(PackingVideo.id.in_(video_ids)).values(queued_at=at)
             )
 
+    def packing_videos_of(self, order_id: str) -> list[PackingVideo]:
+        return list(
+            self.session.execute(
+                select(PackingVideo)
+                .where(PackingVideo.order_id == order_id)
+                .order_by(PackingVideo.created_at, PackingVideo.id)
+            ).scalars()
+        )
+
+    def pending_packing_videos_of_shop(self, merchant_id: str) -> int:
+        return int(
+            self.session.execute(
+                select(func.count())
+                .select_from(PackingVideo)
+                .join(Order, Order.id == PackingVideo.order_id)
+                .where(PackingVideo.status == "pending", Order.merchant_id == merchant_id)
+            ).scalar_one()
+        )
+
 
 class _Access:
     def __init__(self, session: Session) -> None:
@@ -214,6 +233,18 @@ class _Claims:
             decided = self.decisions_of(claim.id)
             total += granted_amount(claim, decided[-1] if decided else None)
         return total
+
+    def rejected_on_order(self, order_id: str, besides: str | None = None) -> list[tuple[str, str]]:
+        out = []
+        for claim in self.session.execute(
+            select(Claim)
+            .where(Claim.order_id == order_id, Claim.state.in_(("decided", "final")))
+            .order_by(Claim.seq)
+        ).scalars():
+            decided = self.decisions_of(claim.id)
+            if claim.id != besides and decided and decided[-1].outcome == "rejected":
+                out.append((claim.id, claim.claim_type))
+        return out
 
     def submitted_queue(self) -> list[tuple[str, dt.datetime | None]]:
         rows = self.session.execute(
