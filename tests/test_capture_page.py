@@ -385,7 +385,7 @@ def test_a_photo_of_another_product_is_asked_for_a_live_capture_not_approved(
     assert "reference.no_match" in codes
     assert claim["assessment"]["claim"]["action"] == "approve"
     assert claim["state"] == "awaiting_capture"
-    assert "does not show the ordered product" in claim["routing_reason"]
+    assert "no reference photo of the ordered product matches" in claim["routing_reason"]
 
 
 def _evidence(server: Server, claim_id: str, kind: str) -> list[tuple[str, str]]:

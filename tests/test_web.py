@@ -511,6 +511,20 @@ def test_an_audit_entrys_stored_words_read_in_the_readers_language_and_nothing_e
     assert english["why"] == "merchant answered" and english["from"] == "waiting for the merchant"
 
 
+def test_a_risk_near_certain_is_not_rounded_to_certain() -> None:
+    # 0.9975 read "100%" on the queue and the claim page (a platform team's walkthrough).
+    from refundlens.rendering.i18n import risk_percent
+
+    assert [risk_percent(r) for r in (0.9975, 1.0, 0.5, 0.004, 0.0, 0.9999)] == [
+        "99.8%",
+        "100%",
+        "50%",
+        "0.4%",
+        "0%",
+        "99.9%",
+    ]
+
+
 def test_routing_reasons_are_shown_in_the_readers_language() -> None:
     from refundlens.cases.routing import ClaimFacts, RoutingRules, route
     from refundlens.rendering.i18n import routing_reason

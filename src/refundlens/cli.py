@@ -1418,6 +1418,8 @@ def worker(
     if not chosen or set(chosen) - {CLAIM_QUEUE, VIDEO_QUEUE}:
         raise _fail(f"--queues takes {CLAIM_QUEUE} and/or {VIDEO_QUEUE}, comma-separated")
     argv = ["worker", "--loglevel=INFO", f"--concurrency={concurrency}", "-Q", ",".join(chosen)]
+    # Two workers on one host both took celery@<host>, and Celery warned of a clash.
+    argv += ["--hostname", f"refundlens-{os.getpid()}@%h"]
     if beat:
         argv.append("--beat")
     celery_app.worker_main(argv)

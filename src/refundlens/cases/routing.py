@@ -241,8 +241,8 @@ def route(action: str, facts: ClaimFacts, rules: RoutingRules) -> tuple[ClaimSta
     if facts.live_capture_not_shown:
         return (
             ClaimState.AWAITING_MERCHANT,
-            "the live photo does not show the ordered product (no reference of it matches): "
-            "a person decides",
+            "no reference photo of the ordered product matches the live photo (another side "
+            "or part of it, or another product): a person decides",
         )
     if facts.has_live_capture and not rules.auto_approve_after_capture:
         return (
@@ -266,8 +266,8 @@ def route(action: str, facts: ClaimFacts, rules: RoutingRules) -> tuple[ClaimSta
         if facts.product_not_shown and rules.capture_when_product_not_shown:
             return (
                 ClaimState.AWAITING_CAPTURE,
-                "a photo does not show the ordered product (no reference of it matches): "
-                "a live photo is asked for",
+                "no reference photo of the ordered product matches a photo (another side or "
+                "part of it, or another product): a live photo is asked for",
             )
         limit = rules.unverified_capture_above_amount.get(facts.claim_type)
         if limit is not None and facts.amount > limit and not facts.vouched_for:

@@ -24,6 +24,7 @@ __all__ = [
     "bar_width",
     "environment",
     "pick_language",
+    "risk_percent",
     "routing_reason",
     "term",
     "translations",
@@ -76,6 +77,16 @@ _ROUTING_REASONS = (
     (
         r"a photo does not show the ordered product \(no reference of it matches\): "
         r"a live photo is asked for",
+        (),
+    ),
+    (
+        r"no reference photo of the ordered product matches a photo \(another side or part of "
+        r"it, or another product\): a live photo is asked for",
+        (),
+    ),
+    (
+        r"no reference photo of the ordered product matches the live photo \(another side or "
+        r"part of it, or another product\): a person decides",
         (),
     ),
     (
@@ -179,6 +190,7 @@ def environment(lang: str) -> jinja2.Environment:
     env.filters["routing_reason"] = lambda text: routing_reason(text, lang)
     env.filters["term"] = lambda value: term(value, lang)
     env.filters["bar_width"] = bar_width
+    env.filters["risk_percent"] = risk_percent
     # The evidence report's readable values (rendering/readable.py): facts as rows with units,
     # times with their zone, codes that wrap only between their parts.
     from .readable import breakable, fact_rows, money, number, when
@@ -237,6 +249,15 @@ def term(value: object, lang: str) -> str:
     if value is None or value == "":
         return ""
     return str(translations(lang).gettext(str(value)))
+
+
+def risk_percent(risk: float) -> str:
+    """A risk as a percentage to read: whole percents, but one decimal near 0 and 100 (0.9975
+    read "100%", as if certain)."""
+    value = 100 * min(max(float(risk), 0.0), 1.0)
+    if 0 < value < 1 or 99 < value < 100:
+        return f"{min(max(value, 0.1), 99.9):.1f}%"
+    return f"{value:.0f}%"
 
 
 def bar_width(risk: float) -> str:
