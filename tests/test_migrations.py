@@ -187,6 +187,27 @@ def test_0014_adds_the_note_to_the_buyer_and_earlier_decisions_have_none(
     assert database.revisions()[0] == database.revisions()[1]
 
 
+def test_0015_adds_the_sign_in_links_and_takes_them_away(tmp_path: Path) -> None:
+    from refundlens.service.auth import issue_sign_in_link
+
+    database = Database(Settings(data_dir=str(tmp_path)))
+    database.upgrade()
+
+    def tables() -> set[str]:
+        with database.engine.connect() as connection:
+            return set(sa.inspect(connection).get_table_names())
+
+    with database.session() as session:
+        issue_sign_in_link(session, "buyer-9", 15)
+    assert "sign_in_links" in tables()
+    _migrate(database, "downgrade", "0014")
+    assert "sign_in_links" not in tables()
+    _migrate(database, "upgrade", "head")
+    assert "sign_in_links" in tables()
+    assert database.revisions()[0] == database.revisions()[1] == "0015"
+    database.dispose()
+
+
 def test_on_postgresql_the_time_index_is_built_beside_writes_and_every_step_applies() -> None:
     # 0013 builds its index CONCURRENTLY (outside the migrations' transaction) on PostgreSQL:
     # claims keep being filed while a large installation upgrades. Down and up again works.

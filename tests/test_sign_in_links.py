@@ -149,3 +149,18 @@ def test_only_the_platform_makes_links_and_a_revoked_buyer_gets_none(
         assert phone.get(spare).status_code == 404
     again = _link(server, "buyer-3")
     assert again.status_code == 409 and again.json()["error"]["code"] == "auth.buyer_revoked"
+    # A new key with the links' label lets the buyer in again (revoking ended its sessions).
+    server_key = server.key("buyer", subject="buyer-3")  # another label: not the links' key
+    assert server_key and _link(server, "buyer-3").status_code == 409
+    from refundlens.service.auth import create_key
+
+    database = Database(server.settings)
+    try:
+        with database.session() as s:
+            create_key(s, "buyer", subject="buyer-3", label="web sign-in links")
+    finally:
+        database.dispose()
+    back = _link(server, "buyer-3")
+    assert back.status_code == 201, back.text
+    with httpx.Client(base_url=server.url, timeout=60.0) as phone:
+        assert phone.post(back.json()["url"], headers={"Origin": server.url}).status_code == 303

@@ -593,3 +593,7 @@ def test_a_shop_has_at_most_max_pending_packing_videos_waiting_at_once(tmp_path:
         # The same bytes again are answered as they are, waiting or not.
         same = cases.packing_video_room(store, order, f"{0:064x}", settings)
         assert same is not None and same.status == "pending"
+        # A video that failed counts for nothing and may be sent again.
+        same.status = "failed"
+        session.flush()
+        assert cases.packing_video_room(store, order, f"{0:064x}", settings) is None

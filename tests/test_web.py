@@ -543,7 +543,16 @@ def test_routing_reasons_are_shown_in_the_readers_language() -> None:
         route(
             action,
             ClaimFacts(
-                "refund_only", amount, photos, live, vouched, shown, live_shown, ok, on_file
+                "refund_only",
+                amount,
+                photos,
+                live,
+                vouched,
+                shown,
+                live_shown,
+                ok,
+                on_file,
+                rejected_before,
             ),
             r,
         )[1]
@@ -556,9 +565,10 @@ def test_routing_reasons_are_shown_in_the_readers_language() -> None:
         for live_shown in (False, True)
         for ok in (False, True)
         for on_file in (False, True)
+        for rejected_before in (False, True)
         for r in (rules, dataclasses.replace(rules, auto_approve_after_capture=False))
     }
-    assert len(reasons) == 13, sorted(reasons)
+    assert len(reasons) == 14, sorted(reasons)
     untranslated = [r for r in reasons if routing_reason(r, "zh_CN") == r]
     assert untranslated == []
 

@@ -387,7 +387,7 @@ class Settings:
     with ``Retry-After`` before its files are decoded. A small PNG can hold ``max_pixels`` of
     one colour: each decode may take several hundred MB, so this bounds what concurrent uploads
     can make the API hold."""
-    upload_slot_wait_seconds: float = 10.0
+    upload_slot_wait_seconds: float = 3.0
     """How long an upload waits for one of the ``upload_decode_slots``."""
     web_heavy_work_slots: int = 2
     """Page requests that run an analysis (the merchant's photo check) or Chromium (the evidence

@@ -86,9 +86,11 @@ def issue_capture_token(
             "use one of them.",
         )
     secret = secrets.token_urlsafe(24)
-    expires = aware(claim.deadline_at) or (
-        utcnow() + dt.timedelta(hours=settings.capture_window_hours)
-    )
+    # To the minute, as the buyer is shown its deadline (cases/buyer.py): the deadline is set
+    # when the analysis ends, so to the microsecond it timed the analysis.
+    expires = (
+        aware(claim.deadline_at) or (utcnow() + dt.timedelta(hours=settings.capture_window_hours))
+    ).replace(second=0, microsecond=0)
     token = CaptureToken(
         id=new_id("cap"),
         claim_id=claim.id,

@@ -273,9 +273,10 @@ def packing_video_room(
     to ``video_key_frames`` references to every claim on the order: an order takes at most
     ``max_packing_videos_per_order``, and a shop at most ``max_pending_packing_videos_per_shop``
     waiting at once (one shop's uploads delayed every shop's claims by minutes)."""
-    videos = store.catalogue.packing_videos_of(order.id)
+    # Failed videos count for nothing: a video a busy worker timed out on can be sent again.
+    videos = [v for v in store.catalogue.packing_videos_of(order.id) if v.status != "failed"]
     for video in videos:
-        if video.video_sha256 == video_sha256 and video.status != "failed":
+        if video.video_sha256 == video_sha256:
             return video
     if len(videos) >= settings.max_packing_videos_per_order:
         raise RefundlensError(
@@ -307,6 +308,8 @@ def register_packing_video(
     keeps its sharp, distinct frames as references for this order (:func:`packing_video_frames`,
     then :func:`finish_packing_video`): a claim photo made from a packing frame is then caught
     like one made from a listing photo. Returns the ``PackingVideo`` row, ``pending``."""
+    if settings is not None:
+        store.audit.lock()  # two posts at once: the checks and the insert are one step
     if settings is not None and packing_video_room(store, order, video_sha256, settings):
         raise RefundlensError(  # sent twice at once: the first one stands
             "order.video_sent_twice", "This video is already on this order."

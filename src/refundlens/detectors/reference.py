@@ -847,7 +847,9 @@ def verify(
             # at noise level too. Without the reference's own fine detail, a live photo settles it.
             verdict = "near_copy_unresolved" if via == "local_features" else "no_match"
         elif (
-            verdict == "derived" and analysis.edit_share >= settings.reference_moved_min_edit_share
+            verdict == "derived"
+            and via == "local_features"  # an alignment by the whole frame's hash moved nothing
+            and analysis.edit_share >= settings.reference_moved_min_edit_share
         ):
             moved = moved_content(claim.analysis, analysis)
             if (
@@ -857,7 +859,7 @@ def verify(
                 # What changed is the reference's own content, shifted: a new photo of a static
                 # scene in which the item moved (a hand, a shelf), not damage painted in.
                 room = {**room, "moved_content": moved}
-                verdict = "near_copy_unresolved" if via == "local_features" else "no_match"
+                verdict = "near_copy_unresolved"
     elif via != "local_features":
         verdict = "no_match"
     elif analysis.agreement >= settings.reference_unresolved_agreement:

@@ -73,6 +73,7 @@ _ROUTING_REASONS = (
     ),
     (r"(?P<claim_type>\w+) claims above (?P<limit>[\d.]+) always go to a person", ("claim_type",)),
     (r"a claim without photos always goes to a person", ()),
+    (r"a claim on this order was rejected before: a person decides", ()),
     (r"nothing doubtful: approved automatically", ()),
     (
         r"a photo does not show the ordered product \(no reference of it matches\): "

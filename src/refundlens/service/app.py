@@ -178,9 +178,10 @@ def create_app(
         # SQLite's write lock held past sqlite_busy_timeout_seconds, a database that does not
         # answer, a pool with no free connection: the request changed nothing (its transaction
         # rolled back), so the client may simply send it again.
-        log.warning(
-            "%s %s: database busy or unreachable: %s", request.method, request.url.path, exc
-        )
+        # The route's template, never the path: a capture or sign-in link's path is its
+        # capability.
+        route = getattr(request.scope.get("route"), "path", None) or "unmatched"
+        log.warning("%s %s: database busy or unreachable: %s", request.method, route, exc)
         err = RefundlensError(
             "service.busy", "The database is busy or unreachable; send the request again shortly."
         )

@@ -207,7 +207,9 @@ LINK_TOKEN = re.compile(r"sil_[0-9a-f]{20}\.[A-Za-z0-9_-]{32}")
 def _link_key(session: Session, buyer_id: str) -> str:
     """The id of the buyer key that ``buyer_id``'s links log in with: made on the first link, its
     secret never shown (links are its only way in). Revoking it (``keys revoke``) ends the
-    buyer's sessions and refuses new links."""
+    buyer's sessions and refuses new links; a new key with the same label (``keys create --role
+    buyer --subject ID --label "web sign-in links"``) lets the buyer in again."""
+    audit.lock(session)  # two first links at once must not make two keys
     rows = (
         session.execute(
             select(ApiKey)
@@ -216,18 +218,20 @@ def _link_key(session: Session, buyer_id: str) -> str:
                 ApiKey.subject == buyer_id,
                 ApiKey.label == LINK_KEY_LABEL,
             )
-            .order_by(ApiKey.created_at, ApiKey.id)
+            .order_by(ApiKey.created_at.desc(), ApiKey.id.desc())
         )
         .scalars()
         .all()
     )
-    if any(row.revoked for row in rows):
+    live = [row for row in rows if not row.revoked]
+    if live:
+        return live[0].id
+    if rows:
         raise AuthError(
             "auth.buyer_revoked",
-            "This buyer's sign-in key is revoked: no link is made for it.",
+            "This buyer's sign-in key is revoked: no link is made for it (a new key with the "
+            "label 'web sign-in links' lets it in again).",
         )
-    if rows:
-        return rows[0].id
     return create_key(session, "buyer", subject=buyer_id, label=LINK_KEY_LABEL).split(".")[0]
 
 

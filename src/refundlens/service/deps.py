@@ -8,6 +8,7 @@ a route that says ``claim: HeldClaim, p: BuyerOrAdmin`` answers 404 before 403, 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from typing import Annotated, TypeVar
 
@@ -39,6 +40,7 @@ __all__ = [
     "SessionDep",
     "Who",
     "actor",
+    "decode_slot",
     "may_see_facts",
     "merchant_of",
     "read_upload",
@@ -198,22 +200,29 @@ def merchant_of(p: Principal, given: str | None) -> str:
 T = TypeVar("T")
 
 
-def upload_slot(runtime: Runtime, work: Callable[[], T]) -> Callable[[], T]:
-    """``work`` (an upload's decode and store, run on the thread pool) in one of the process's
-    ``upload_decode_slots``: it waits up to ``upload_slot_wait_seconds`` for one, then is
+@contextlib.contextmanager
+def decode_slot(runtime: Runtime) -> Iterator[None]:
+    """One of the process's ``upload_decode_slots`` while an upload's files are decoded and
+    stored (on the thread pool): it waits up to ``upload_slot_wait_seconds`` for one, then is
     refused with 503 ``service.busy`` before any file is decoded. Each decode may hold several
     hundred MB (a small PNG of one colour at ``max_pixels``): concurrent uploads without a bound
     took the API process to gigabytes."""
+    if not runtime.upload_work.acquire(timeout=runtime.settings.upload_slot_wait_seconds):
+        raise RefundlensError(
+            "service.busy", "Other uploads are being decoded; send this one again shortly."
+        )
+    try:
+        yield
+    finally:
+        runtime.upload_work.release()
+
+
+def upload_slot(runtime: Runtime, work: Callable[[], T]) -> Callable[[], T]:
+    """``work`` run in a :func:`decode_slot`."""
 
     def run() -> T:
-        if not runtime.upload_work.acquire(timeout=runtime.settings.upload_slot_wait_seconds):
-            raise RefundlensError(
-                "service.busy", "Other uploads are being decoded; send this one again shortly."
-            )
-        try:
+        with decode_slot(runtime):
             return work()
-        finally:
-            runtime.upload_work.release()
 
     return run
 

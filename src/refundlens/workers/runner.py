@@ -28,9 +28,10 @@ log = logging.getLogger("refundlens.workers")
 
 CLAIM_QUEUE = "refundlens"
 VIDEO_QUEUE = "refundlens.videos"
-"""Packing videos wait in a queue of their own: a worker that consumes both takes a claim's
-analysis next whatever videos wait (each holds a worker up to ``video_max_decode_seconds``);
-in one queue, one shop's 30 videos kept every shop's claims waiting."""
+"""Packing videos wait in a queue of their own. In one queue, one shop's 30 videos kept every
+shop's claims waiting behind all of them; a worker that consumes both queues takes from each in
+turn (Celery has no priority between queues), so claims wait behind the videos its processes
+are decoding, not the backlog; a worker that takes only ``refundlens`` never waits behind one."""
 
 _CHILD: dict[str, Runtime] = {}
 

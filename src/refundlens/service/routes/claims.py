@@ -27,8 +27,8 @@ from ..deps import (
     SessionDep,
     Who,
     actor,
+    decode_slot,
     read_upload,
-    upload_slot,
 )
 from ..schemas import ClaimAnswer, ClaimPageOut
 from ..views import claim_item, claim_view
@@ -139,7 +139,10 @@ async def create_claim(
             )
         # Decoding and storing the files needs no transaction: none is held open over it.
         try:
-            prepared = cases.prepare_claim_files(runtime.blobs, settings, claim_type, files, clips)
+            with decode_slot(runtime):
+                prepared = cases.prepare_claim_files(
+                    runtime.blobs, settings, claim_type, files, clips
+                )
         except RefundlensError as refused:
             if refused.facts:  # still refused; what its metadata said goes on record
                 with runtime.db.session() as s:
@@ -179,7 +182,7 @@ async def create_claim(
                 raise
             return view, 200, None
 
-    view, status, created = await run_in_threadpool(upload_slot(runtime, work))
+    view, status, created = await run_in_threadpool(work)
     for claim_id in dict.fromkeys([*([created] if created else []), *unqueued]):
         # After the commit (a worker must find the claim). The claim is saved whatever
         # happens here: a broker that is down leaves it in the outbox (queued_at NULL) and

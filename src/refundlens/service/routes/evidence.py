@@ -67,4 +67,5 @@ async def add_evidence(
                 }
             )
 
-    return await run_in_threadpool(upload_slot(runtime, work))
+    # A statement decodes nothing: only a file waits for a decode slot.
+    return await run_in_threadpool(upload_slot(runtime, work) if upload is not None else work)

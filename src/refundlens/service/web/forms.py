@@ -196,31 +196,29 @@ async def evidence(
             )
         except RefundlensError as exc:
             return _back(request, claim_id, f"error={exc.code}")
-    busy = "error=service.busy"  # no slot free in time: nothing was decoded or stored
-    try:
-        return await run_in_threadpool(
-            upload_slot(
-                runtime,
-                lambda: _act(
-                    request,
-                    claim_id,
-                    user,
-                    "evidence",
-                    lambda store, actor, claim: cases.add_evidence(
-                        store,
-                        runtime.blobs,
-                        actor,
-                        claim,
-                        kind,
-                        statement,
-                        upload,
-                        settings=runtime.settings,
-                    ),
-                ),
-            )
+
+    def act() -> Response:
+        return _act(
+            request,
+            claim_id,
+            user,
+            "evidence",
+            lambda store, actor, claim: cases.add_evidence(
+                store,
+                runtime.blobs,
+                actor,
+                claim,
+                kind,
+                statement,
+                upload,
+                settings=runtime.settings,
+            ),
         )
-    except RefundlensError:
-        return _back(request, claim_id, busy)
+
+    try:  # a statement decodes nothing: only a file waits for a decode slot
+        return await run_in_threadpool(upload_slot(runtime, act) if upload is not None else act)
+    except RefundlensError as exc:  # no slot free in time: nothing was decoded or stored
+        return _back(request, claim_id, f"error={exc.code}")
 
 
 @router.post("/claims/{claim_id}/capture-link")

@@ -46,6 +46,7 @@ SENTENCES: dict[str, str] = {
     "media.video_too_long": "The video is too long.",
     "media.video_unreadable": "The video could not be read.",
     "request.bad_field": "A field holds what it may not (too long, or characters it cannot hold).",
+    "service.busy": "The service is busy: nothing was saved. Send it again in a moment.",
 }
 
 GENERAL = "This could not be done."
