@@ -914,3 +914,32 @@ def test_the_platforms_people_see_who_acted_by_name_and_a_shop_by_key_id_only(
         queue = merchant.get(f"/web/queue?state={state}").text
     assert key_id in html and "王芳" not in html
     assert key_id in queue and "王芳" not in queue
+
+
+def test_a_claim_page_reads_each_photos_file_facts_once_and_the_buyers_page_none(
+    site: tuple[Server, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each view of a claim page decoded every claim photo for its file facts, inside the page's
+    # transaction: a buyer reloading a page of three 64 MP PNGs kept every shop's requests
+    # waiting on SQLite's write lock (found by a probe).
+    import refundlens.report.evidence as evidence
+
+    server, keys = site
+    read: list[str] = []
+    real = evidence.read_file_facts
+
+    def counted(data: bytes, name: str) -> list[tuple[str, str]]:
+        read.append(name)
+        return real(data, name)
+
+    monkeypatch.setattr(evidence, "read_file_facts", counted)
+    evidence._file_facts_cache.clear()
+    with web_login(server, keys["buyer"]) as buyer:
+        for _ in range(3):
+            assert buyer.get(f"/web/claims/{keys['claim']}").status_code == 200
+    assert read == []  # the buyer's page shows no file facts
+    with web_login(server, keys["reviewer"]) as reviewer:
+        for _ in range(3):
+            page = reviewer.get(f"/web/claims/{keys['claim']}")
+            assert page.status_code == 200 and "EXIF" in page.text
+    assert len(read) == 1  # the claim's one photo, read once and kept

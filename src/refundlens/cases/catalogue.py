@@ -3,6 +3,7 @@ whose frames become an order's references."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 from collections.abc import Sequence
@@ -10,7 +11,7 @@ from typing import Any
 
 from ..config import Settings
 from ..errors import NotFound, RefundlensError
-from ..media import media_from_bytes
+from ..media import Media, media_from_bytes
 from ..store.blobs import BlobStore
 from ..store.features import feature_files
 from ..store.interface import (
@@ -27,17 +28,64 @@ from .actors import SYSTEM, Actor, aware
 from .notifications import notify
 
 __all__ = [
+    "PreparedReferences",
     "create_order",
     "create_sku",
     "fail_packing_video",
     "finish_packing_video",
     "mark_packing_videos_queued",
+    "new_sku_photos",
     "order_time_zone",
     "packing_video_frames",
     "packing_video_room",
     "packing_videos_to_queue",
+    "prepare_references",
     "register_packing_video",
 ]
+
+
+@dataclasses.dataclass(frozen=True)
+class PreparedReferences:
+    """An SKU's new photos decoded, their features computed and their bytes stored: the slow
+    part of saving an SKU, done outside any transaction (:func:`prepare_references`)."""
+
+    photos: list[tuple[str, bytes, str, Media]]  # name, bytes, sha256, media
+
+
+def new_sku_photos(
+    store: Store,
+    settings: Settings,
+    merchant_id: str,
+    external_id: str,
+    photos: Sequence[tuple[str, bytes]],
+) -> list[tuple[str, bytes]]:
+    """Which of ``photos`` the SKU does not have yet, within ``max_references_per_sku`` (a sync
+    that retries sends its photos twice; every claim on the SKU is compared with each one):
+    counted before any photo is decoded, and again under the lock by :func:`create_sku`."""
+    if store.catalogue.tenant(merchant_id) is None:
+        raise NotFound("merchant", merchant_id)
+    if not photos:
+        raise RefundlensError("sku.no_reference", "A SKU needs at least one reference photo.")
+    return _new_references(store, settings, merchant_id, external_id, photos)
+
+
+def prepare_references(
+    blobs: BlobStore, settings: Settings, photos: Sequence[tuple[str, bytes]]
+) -> PreparedReferences:
+    """Decode ``photos``, compute their reference features (every claim on the SKU reads them
+    back) and store them. No transaction is needed: on SQLite one held over three 64 MP photos
+    kept every shop's requests waiting (found by a probe)."""
+    from ..detectors.reference import prepare_reference
+
+    prepared = []
+    for index, (name, data) in enumerate(photos):
+        try:
+            media = media_from_bytes(data, name, settings)
+        except RefundlensError as exc:  # which of the photos, as a claim's upload says
+            raise exc.about_file(index, name) from None
+        prepare_reference(media, feature_files(settings.reference_feature_dir))
+        prepared.append((name, data, blobs.put(data), media))
+    return PreparedReferences(prepared)
 
 
 def create_sku(
@@ -48,30 +96,21 @@ def create_sku(
     merchant_id: str,
     external_id: str,
     title: str,
-    photos: Sequence[tuple[str, bytes]],
+    photos: Sequence[tuple[str, bytes]] | PreparedReferences,
 ) -> Sku:
-    if store.catalogue.tenant(merchant_id) is None:
-        raise NotFound("merchant", merchant_id)
-    if not photos:
-        raise RefundlensError("sku.no_reference", "A SKU needs at least one reference photo.")
-    # A photo the SKU already has is not added again (a sync that retries sends its photos
-    # twice), and the SKU holds at most max_references_per_sku: every claim on it is compared
-    # with each of them. Counted before any photo is decoded, and again under the lock.
-    photos = _new_references(store, settings, merchant_id, external_id, photos)
-    decoded = []
-    for index, (name, data) in enumerate(photos):
-        try:
-            decoded.append((name, data, media_from_bytes(data, name, settings)))
-        except RefundlensError as exc:  # which of the photos, as a claim's upload says
-            raise exc.about_file(index, name) from None
-    from ..detectors.reference import prepare_reference
-
-    stored = []
-    for name, data, media in decoded:
-        # Features now, once, and before taking the lock below: every claim on this SKU reads
-        # them back instead of recomputing.
-        prepare_reference(media, feature_files(settings.reference_feature_dir))
-        stored.append((name, blobs.put(data), media))
+    """Save the SKU with ``photos``: the raw files, or what :func:`prepare_references` made of
+    the new ones outside the transaction."""
+    if isinstance(photos, PreparedReferences):
+        if store.catalogue.tenant(merchant_id) is None:
+            raise NotFound("merchant", merchant_id)
+        prepared = photos
+    else:
+        prepared = prepare_references(
+            blobs, settings, new_sku_photos(store, settings, merchant_id, external_id, photos)
+        )
+    stored = [(name, digest, media) for name, _, digest, media in prepared.photos]
+    decoded = [(name, data, media) for name, data, _, media in prepared.photos]
+    photos = [(name, data) for name, data, _, _ in prepared.photos]
     store.audit.lock()  # the same SKU sent twice at once must not be created twice
     # Another request may have added photos meanwhile: what is still new, within the limit.
     fresh = {hashlib.sha256(d).hexdigest() for _, d in _new_references(
@@ -216,7 +255,8 @@ def _check_not_ahead(
             raise RefundlensError(
                 "order.time_ahead",
                 f"{name} ({moment.isoformat()}) is in the future: send an order's times once "
-                "they have happened (order_time_max_ahead_minutes allows for clocks apart).",
+                "they have happened, with their UTC offset (a time without one is not read in "
+                "your zone; order_time_max_ahead_minutes allows for clocks apart).",
             )
 
 

@@ -28,6 +28,7 @@ __all__ = [
     "appeal",
     "assign",
     "check_evidence",
+    "check_evidence_kind",
     "check_evidence_room",
     "decide",
     "expire_windows",
@@ -43,6 +44,12 @@ EvidenceKind = Literal["packing_video", "reference_photo", "statement", "other"]
 EVIDENCE_KINDS: tuple[EvidenceKind, ...] = get_args(EvidenceKind)
 BUYER_EVIDENCE_KINDS: tuple[EvidenceKind, ...] = ("statement", "other")
 """What a buyer may send (the others are the shop's); the buyer's page offers these only."""
+
+
+def check_evidence_kind(actor: Actor, kind: str) -> None:
+    """Refuse a kind of evidence ``actor`` may not send, before its file is read: a buyer's
+    "packing video" was read up to ``video_max_bytes`` (500 MB) before it was refused."""
+    _check_kind(actor, kind)
 
 
 def _check_kind(actor: Actor, kind: str) -> None:

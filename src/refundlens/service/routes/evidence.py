@@ -30,6 +30,9 @@ async def add_evidence(
     statement: Annotated[fields.Statement, Form()] = "",
     file: Annotated[UploadFile | None, File()] = None,
 ) -> EvidenceAddedOut:
+    # A kind this party may not send is refused before its file is read (a buyer's "packing
+    # video" was read up to video_max_bytes first).
+    cases.check_evidence_kind(actor(p), kind)
     upload = (
         await read_upload(runtime.settings, file, video=kind == "packing_video")
         if file is not None

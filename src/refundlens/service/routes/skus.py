@@ -15,7 +15,7 @@ from ...store.sql.models import Sku
 from ...store.sql.repositories import SqlStore
 from .. import fields
 from ..auth import Principal
-from ..deps import RuntimeDep, SessionDep, Who, actor, merchant_of, read_upload, upload_slot
+from ..deps import RuntimeDep, SessionDep, Who, actor, decode_slot, merchant_of, read_upload
 from ..schemas import ReferenceOut, SkuOut, SkuPageOut
 
 __all__ = ["router"]
@@ -39,22 +39,29 @@ async def create_sku(
     files = [await read_upload(runtime.settings, f) for f in photos or []]
 
     def work() -> SkuOut:
+        settings = runtime.settings
+        with runtime.db.session() as s:  # short: which photos are new, within the limit
+            fresh = cases.new_sku_photos(SqlStore(s), settings, merchant, external_id, files)
+        # Decoded, their features computed and stored with no transaction open (on SQLite one
+        # holds the write lock), in one of the process's decode slots.
+        with decode_slot(runtime):
+            prepared = cases.prepare_references(runtime.blobs, settings, fresh)
         with runtime.db.session() as s:
             sku = cases.create_sku(
                 SqlStore(s),
                 runtime.blobs,
-                runtime.settings,
+                settings,
                 actor(p),
                 merchant,
                 external_id,
                 title,
-                files,
+                prepared,
             )
             s.flush()
             s.refresh(sku)
             return sku_out(sku)
 
-    return await run_in_threadpool(upload_slot(runtime, work))
+    return await run_in_threadpool(work)
 
 
 _CURSOR = re.compile(r"[A-Za-z0-9_-]{1,40}")

@@ -17,8 +17,17 @@ from ... import cases
 from ...cases.buyer import buyer_status
 from ...errors import RefundlensError
 from ...rendering.i18n import translations
-from ...report.evidence import REPORT_CSP, content_json, gather, render_html, render_pdf, weight_of
+from ...report.evidence import (
+    REPORT_CSP,
+    content_json,
+    gather,
+    render_html,
+    render_pdf,
+    warm_file_facts,
+    weight_of,
+)
 from ...report.pictures import image_mime
+from ...runtime import Runtime
 from ...store.sql.models import Claim, ClaimPhoto
 from ..auth import Principal
 from .common import (
@@ -83,6 +92,7 @@ def claim_page(
         done = error = None
     if user.role == "buyer":
         return _buyer_page(request, claim_id, user, done, error)
+    _warm_file_facts(runtime, claim_id)
     with runtime.db.session() as session:
         case = gather(session, runtime.blobs, claim_id, inline=False, shop=_shop(user))
         # As the report shows it: a shop reads no other shop's claim in it (report.evidence).
@@ -157,13 +167,27 @@ def _picture_blocks(case: Any) -> list[dict[str, Any]]:
     return blocks
 
 
+def _warm_file_facts(runtime: Runtime, claim_id: str) -> None:
+    """Read the claim photos' file facts (each decodes its photo) before the page's transaction,
+    not inside it: on SQLite every transaction holds the write lock, and a page that decoded
+    three 64 MP photos in one kept every shop's requests waiting. Kept per photo afterwards."""
+    with runtime.db.session() as session:
+        photos = [
+            (sha, name)
+            for sha, name in session.execute(
+                select(ClaimPhoto.sha256, ClaimPhoto.name).where(ClaimPhoto.claim_id == claim_id)
+            )
+        ]
+    warm_file_facts(runtime.blobs, photos)
+
+
 def _buyer_page(
     request: Request, claim_id: str, user: Principal, done: str | None, error: str | None
 ) -> HTMLResponse:
     """The buyer's page: no finding, number, risk or picture of the analysis (cases/buyer.py)."""
     runtime = runtime_of(request)
-    with runtime.db.session() as session:
-        case = gather(session, runtime.blobs, claim_id, inline=False)
+    with runtime.db.session() as session:  # the buyer's page shows no file facts
+        case = gather(session, runtime.blobs, claim_id, inline=False, with_file_facts=False)
     latest = case.decisions[-1].outcome if case.decisions else None
     return page(
         request,
@@ -229,7 +253,7 @@ def claim_blob(request: Request, user: MaybeUser, claim_id: str, sha256: str) ->
         return Response(status_code=404)
     runtime = runtime_of(request)
     with runtime.db.session() as session:
-        case = gather(session, runtime.blobs, claim_id, inline=False)
+        case = gather(session, runtime.blobs, claim_id, inline=False, with_file_facts=False)
     allowed = {p["sha256"] for p in case.photos}
     if user.role != "buyer":  # the analysis' pictures and the shop's photos are not the buyer's
         allowed |= {p["sha256"] for p in case.pictures} | {r.sha256 for r in case.references}
@@ -279,6 +303,7 @@ def report(request: Request, user: Viewer, claim_id: SeenClaim, fmt: str) -> Res
     if fmt not in ("html", "pdf", "json"):
         return Response(status_code=404)
     runtime = runtime_of(request)
+    _warm_file_facts(runtime, claim_id)
     if fmt == "json":
         # The case data a report's content sha256 covers, byte for byte: kept beside the PDF,
         # it lets anyone check the printed value without access to the service.

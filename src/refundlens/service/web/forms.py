@@ -174,6 +174,10 @@ async def evidence(
     except RefundlensError as exc:
         return _back(request, claim_id, f"error={exc.code}")
     upload = None
+    try:  # a kind this party may not send is refused before its file is read
+        cases.check_evidence_kind(cases.Actor(user.key_id, user.role), kind)
+    except RefundlensError as exc:
+        return _back(request, claim_id, f"error={exc.code}")
     if file is not None and file.filename:
         limit = (
             runtime.settings.video_max_bytes
