@@ -23,8 +23,10 @@ from .service_support import (
     backend,
     file_claim,
     listed_sku,
+    logged_in,
     order_for,
     running_server,
+    web_login,
 )
 
 
@@ -164,3 +166,25 @@ def test_only_the_platform_makes_links_and_a_revoked_buyer_gets_none(
     assert back.status_code == 201, back.text
     with httpx.Client(base_url=server.url, timeout=60.0) as phone:
         assert phone.post(back.json()["url"], headers={"Origin": server.url}).status_code == 303
+
+
+def test_a_shared_phone_keeps_no_earlier_session_alive(shop: tuple[Server, dict[str, str]]) -> None:
+    """A phone logged in as the shop, then as a buyer by link, then as the shop again by key:
+    each sign-in ends the session the browser held, so an earlier cookie (copied before, or
+    left in a backup) opens nothing."""
+    server, claims = shop
+    merchant = server.key("merchant", "shop-a")
+    with web_login(server, merchant) as phone:
+        shop_cookie = phone.cookies["rl_session"]
+        assert phone.get("/web/queue").status_code == 200
+        url = _link(server, "buyer-1").json()["url"]
+        entered = phone.post(url, headers={"Origin": server.url})
+        assert entered.status_code == 303
+        buyer_cookie = phone.cookies["rl_session"]
+        assert buyer_cookie != shop_cookie
+        assert claims["buyer-2"] not in phone.get("/web/queue").text  # the buyer's view now
+        logged_in(phone, server, merchant)
+        assert phone.cookies["rl_session"] not in (shop_cookie, buyer_cookie)
+    for cookie in (shop_cookie, buyer_cookie):
+        stale = httpx.get(f"{server.url}/web/queue", cookies={"rl_session": cookie})
+        assert stale.status_code == 303 and stale.headers["location"].startswith("/web/login")

@@ -15,7 +15,7 @@ import math
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
-from ..auth import LINK_TOKEN, redeem_sign_in_link, sign_in_link_usable
+from ..auth import LINK_TOKEN, close_web_session, redeem_sign_in_link, sign_in_link_usable
 from .common import COOKIE, page, runtime_of, same_site, set_private_cookie
 
 __all__ = ["router"]
@@ -44,6 +44,9 @@ def enter(request: Request, token: str) -> Response:
     if LINK_TOKEN.fullmatch(token):
         with runtime.db.session() as s:
             opened = redeem_sign_in_link(s, token, runtime.settings.web_session_hours)
+            if opened is not None:
+                # The session this browser held before (a shop's, another buyer's) ends here.
+                close_web_session(s, request.cookies.get(COOKIE))
     if opened is None:
         return page(request, "enter.html", status=404, closed=True, user=None)
     response = RedirectResponse("/web/", status_code=303)

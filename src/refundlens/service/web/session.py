@@ -64,6 +64,9 @@ def login(
     try:
         with runtime.db.session() as session:
             principal = authenticate(session, f"Bearer {key.strip()}")
+            # The session this browser held (another user on a shared phone) ends here: a cookie
+            # replaced must not leave a live session behind it.
+            close_web_session(session, request.cookies.get(COOKIE))
             token, _ = open_web_session(session, principal, runtime.settings.web_session_hours)
     except AuthError:
         return _login_page(request, status=401, error="invalid", wanted=next)
