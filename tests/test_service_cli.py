@@ -331,3 +331,46 @@ def test_serve_and_worker_on_a_database_server_refuse_to_seal_with_the_data_fold
         env={**env, "REFUNDLENS_PII_KEY_FILE_ALLOWED": "true"},
     )  # fmt: skip
     assert trial.returncode == 2 and "[database.unreachable]" in trial.stderr, trial.stderr
+
+
+def test_the_packing_video_command_keeps_the_apis_limits(tmp_path: Path) -> None:
+    """The CLI registers a packing video as the API does: the same video sent again is answered
+    as it is (decoded once), and an order over ``max_packing_videos_per_order`` is refused."""
+    from refundlens.config import Settings
+    from refundlens.store import Database
+    from refundlens.store.sql.models import AuditEntry, Order, PackingVideo, Sku, Tenant
+
+    from .test_video import packing_video
+
+    assert _cli(tmp_path, "db", "upgrade").returncode == 0
+    database = Database(Settings(data_dir=str(tmp_path / "data")))
+    try:
+        with database.session() as session:
+            session.add(Tenant(id="shop-a", kind="merchant", name="A"))
+            session.flush()
+            session.add(Sku(id="sku_1", merchant_id="shop-a", external_id="s", title="t"))
+            session.flush()
+            session.add(
+                Order(id="ord_1", merchant_id="shop-a", external_id="o", sku_id="sku_1",
+                      buyer_id="b1", amount=10.0, currency="CNY")
+            )  # fmt: skip
+        first, second = tmp_path / "first.mp4", tmp_path / "second.mp4"
+        packing_video(first, seconds=3.0)
+        packing_video(second, seconds=4.0)
+        made = _cli(tmp_path, "packing-video", "ord_1", str(first))
+        assert made.returncode == 0, made.stderr
+        assert "kept as references for ord_1" in made.stdout and "sent before" not in made.stdout
+        again = _cli(tmp_path, "packing-video", "ord_1", str(first))
+        assert again.returncode == 0 and "(sent before)" in again.stdout, again.stderr
+        env = {**_env(tmp_path), "REFUNDLENS_MAX_PACKING_VIDEOS_PER_ORDER": "1"}
+        refused = subprocess.run(
+            [sys.executable, "-m", "refundlens", "packing-video", "ord_1", str(second)],
+            capture_output=True, text=True, env=env, timeout=120,
+        )  # fmt: skip
+        assert refused.returncode != 0 and "max_packing_videos_per_order" in refused.stderr
+        with database.session() as session:
+            assert session.query(PackingVideo).filter_by(order_id="ord_1").count() == 1
+            actions = [a.action for a in session.query(AuditEntry).all()]
+            assert actions.count("order.packing_video") == 1
+    finally:
+        database.dispose()

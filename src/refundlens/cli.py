@@ -1363,13 +1363,20 @@ def packing_video(
             order = session.get(Order, order_id)
             if order is None:
                 raise cases.NotFound("order", order_id)
-            row = cases.register_packing_video(
-                SqlStore(session), cases.Actor("cli", "admin"), order, video.name, sha, header
-            )
-            video_id = row.id
-        # Here and now (the CLI is the task runner), outside any transaction.
-        runtime = Runtime(settings)
-        process_packing_video(runtime, video_id)
+            # The API's limits hold here too (an order's videos, a shop's waiting ones), and a
+            # video sent before is answered as it is, not decoded again.
+            store = SqlStore(session)
+            sent = cases.packing_video_room(store, order, sha, settings)
+            if sent is None:
+                row = cases.register_packing_video(
+                    store, cases.Actor("cli", "admin"), order, video.name, sha, header, settings
+                )
+            video_id = sent.id if sent is not None else row.id
+        if sent is None:
+            # Here and now (the CLI is the task runner), outside any transaction.
+            runtime = Runtime(settings)
+            process_packing_video(runtime, video_id)
+            runtime.db.dispose()
         with database.session() as session:
             from .store.sql.models import PackingVideo
 
@@ -1378,12 +1385,16 @@ def packing_video(
             if done.status == "failed":
                 raise RefundlensError(done.error.split(":", 1)[0], done.error)
             kept = list(done.frames_kept or [])
-        runtime.db.dispose()
+            pending = done.status != "done"
     except OSError as exc:
         raise _fail(f"cannot read {video}: {exc.strerror or exc}") from exc
     except RefundlensError as exc:
         raise _fail(exc.message) from exc
-    typer.echo(f"{len(kept)} frames of {video.name} kept as references for {order_id}")
+    if pending:
+        typer.echo(f"{video.name} is already on {order_id} ({video_id}), still being processed")
+        return
+    before = " (sent before)" if sent is not None else ""
+    typer.echo(f"{len(kept)} frames of {video.name} kept as references for {order_id}{before}")
 
 
 @app.command()
