@@ -662,3 +662,46 @@ def test_a_failed_analysis_under_celery_is_logged_as_an_error_naming_the_claim(
     [failed] = [r for r in caplog.records if r.name == "refundlens.workers.celery_app"]
     assert failed.levelno == logging.ERROR and failed.exc_info is not None
     assert failed.getMessage() == "analysis of clm_lost failed (try 6 of 6)"
+
+
+def test_in_process_a_claim_never_waits_behind_packing_videos(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The embedded default gives packing videos a lane of their own, as Celery gives them a
+    queue: while videos are being decoded (here: held until the claim is done), a claim filed
+    after them is analysed."""
+    import threading
+
+    from refundlens.workers import runner
+    from refundlens.workers.runner import Dispatcher
+
+    # In threads (no analysis process), so that the held video is this test's function.
+    settings = Settings(
+        data_dir=str(tmp_path / "data"), ocr_enabled=False, embedded_analysis_processes=0
+    )
+    Database(settings).upgrade()
+    release = threading.Event()
+    started: list[str] = []
+
+    def slow_video(_runtime: object, video_id: str) -> str:
+        started.append(video_id)
+        release.wait(60)
+        return "done"
+
+    monkeypatch.setattr(runner, "process_packing_video", slow_video)
+    dispatcher = Dispatcher(settings, tick_seconds=3600)
+    dispatcher.start()
+    try:
+        for i in range(5):  # a shop's backlog of videos, sent before the claim
+            dispatcher.hand_off_packing_video(f"pvd_{i}")
+        claim_id = _setup(settings, _small_claim())
+        assert dispatcher.submit(claim_id)
+        deadline = time.monotonic() + 120
+        while _state(settings, claim_id)[0] != "awaiting_merchant":
+            assert time.monotonic() < deadline, "the claim waited behind the videos"
+            time.sleep(0.2)
+        assert started == ["pvd_0"]  # one video being decoded; the rest still wait
+    finally:
+        release.set()
+        dispatcher.stop()
+    assert started == [f"pvd_{i}" for i in range(5)]

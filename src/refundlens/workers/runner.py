@@ -63,7 +63,9 @@ def _child_packing_video(video_id: str) -> str:
 
 class Dispatcher:
     """``submit(claim_id)`` queues an analysis. In-process: one worker thread (the engine itself
-    uses the cores) and a ticker thread for windows, stale analyses and webhooks."""
+    uses the cores), a lane of one thread for packing videos (as Celery's queue of their own: a
+    claim never waits behind a shop's backlog of videos) and a ticker thread for windows, stale
+    analyses and webhooks."""
 
     def __init__(
         self, settings: Settings, runtime: Runtime | None = None, tick_seconds: float = 10.0
@@ -72,6 +74,7 @@ class Dispatcher:
         self.celery = bool(settings.broker_url)
         self.runtime = runtime or Runtime(settings)
         self._pool: ThreadPoolExecutor | None = None
+        self._video_pool: ThreadPoolExecutor | None = None
         self._processes: Executor | None = None
         self._processes_lock = threading.Lock()
         # Claims queued and not yet started: the ticker re-submits every claim still
@@ -92,6 +95,7 @@ class Dispatcher:
         self._pool = ThreadPoolExecutor(
             max_workers=max(1, n), thread_name_prefix="refundlens-analysis"
         )
+        self._video_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="refundlens-videos")
         if n:
             self._processes = self._new_processes(n)
         self._ticker = threading.Thread(target=self._tick_loop, name="refundlens-tick", daemon=True)
@@ -223,8 +227,8 @@ class Dispatcher:
                 retry=True,
                 retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.5},
             )
-        elif self._pool is not None:
-            self._pool.submit(self._run_packing_video, video_id)
+        elif self._video_pool is not None:
+            self._video_pool.submit(self._run_packing_video, video_id)
         else:
             self._run_packing_video(video_id)
 
@@ -318,7 +322,8 @@ class Dispatcher:
 
     def stop(self) -> None:
         self._stop.set()
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=False)
+        for pool in (self._pool, self._video_pool):
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=False)
         if self._processes is not None:
             self._processes.shutdown(wait=True)
