@@ -104,6 +104,45 @@ def test_bad_videos_get_a_clear_error(data: bytes, code: str) -> None:
     assert caught.value.code == code
 
 
+def test_only_video_containers_are_opened_never_a_script_that_reads_other_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FFmpeg left to probe opens an ``ffconcat`` script as a video and reads the files it
+    names from the server's disk (an attacker's probe brought back another shop's stored photo
+    as frames of a live capture), and opens playlists and still images too. Only mp4/mov,
+    mkv/webm and avi are opened, each by its own demuxer; the rest is refused unread."""
+    from refundlens.media.video import container_of, probe_video, read_clip
+
+    secret = tmp_path / "blobs" / "ab" / "secret"
+    secret.parent.mkdir(parents=True)
+    packing_video(tmp_path / "secret.mp4", seconds=3.0)
+    secret.write_bytes((tmp_path / "secret.mp4").read_bytes())
+    photo = io.BytesIO()
+    Image.fromarray(np.full((64, 64, 3), 200, np.uint8)).save(photo, "JPEG")
+    monkeypatch.chdir(tmp_path)
+    hostile = {
+        "ffconcat": b"ffconcat version 1.0\n" + b"file 'blobs/ab/secret'\nduration 0.9\n" * 5,
+        "a still photo": photo.getvalue(),
+        "a playlist": b"#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\nblobs/ab/secret\n",
+        "an image list": b"file 'blobs/ab/secret'\n",
+    }
+    for name, data in hostile.items():
+        assert container_of(data) is None, name
+        for read in (
+            read_video,
+            lambda d: probe_video(d, Settings()),
+            lambda d: read_clip(d, Settings(), max_seconds=6.0, keep=3),
+        ):
+            with pytest.raises(MediaError) as caught:
+                read(data)
+            assert caught.value.code == "media.video_unreadable", name
+            assert "mp4, mov, avi, mkv or webm" in caught.value.message
+    # What the product does read, each by its own demuxer.
+    assert container_of(secret.read_bytes()) == "mov"
+    assert container_of(_webm(1.0)) == "matroska"
+    assert read_video(secret.read_bytes()).decoded > 0
+
+
 def test_a_video_over_the_limits_is_refused_before_decoding(tmp_path: Path) -> None:
     packing_video(tmp_path / "v.mp4")
     data = (tmp_path / "v.mp4").read_bytes()
@@ -200,6 +239,26 @@ def _h264(side: int, frames: int, seed: int) -> bytes:
     return out + b"".join(bytes(p) for p in encoder.encode(None))
 
 
+def _in_mkv(raw: bytes) -> bytes:
+    """Raw H.264 put in a Matroska container as it is (packets copied, 25 frames a second):
+    frames of another size than the first keep their own sizes."""
+    import fractions
+
+    import av
+
+    source = av.open(io.BytesIO(raw), format="h264")
+    out = io.BytesIO()
+    with av.open(out, "w", format="matroska") as container:
+        stream = container.add_stream_from_template(source.streams.video[0])
+        for i, packet in enumerate(p for p in source.demux(source.streams.video[0]) if p.size):
+            packet.stream = stream
+            packet.time_base = fractions.Fraction(1, 25)
+            packet.pts = packet.dts = i
+            packet.duration = 1
+            container.mux(packet)
+    return out.getvalue()
+
+
 def test_frames_larger_than_the_header_says_are_never_decoded() -> None:
     """A header may state 64x64 and later frames be far larger: the size limit holds for every
     frame by its own size, and the decoder refuses such a frame before allocating it (OpenCV,
@@ -207,13 +266,13 @@ def test_frames_larger_than_the_header_says_are_never_decoded() -> None:
     from refundlens.media.video import read_clip
 
     settings = Settings(video_max_frame_pixels=100_000)
-    data = _h264(64, 10, 1) + _h264(512, 6, 2) + _h264(64, 10, 3)
+    data = _in_mkv(_h264(64, 10, 1) + _h264(512, 6, 2) + _h264(64, 10, 3))
     clip = read_clip(data, settings, max_seconds=6.0, keep=3)
     assert clip.decoded == 10 and not clip.complete  # stopped at the first large frame
     assert all(f.rgb.shape == (64, 64, 3) for f in clip.frames)
     video = read_video(data, settings)
     assert video.decoded == 10 and not video.complete
-    assert read_video(_h264(64, 10, 4), settings).complete
+    assert read_video(_in_mkv(_h264(64, 10, 4)), settings).complete
 
 
 def _webm(seconds: float, start: float = 0.0, fps: int = 10) -> bytes:

@@ -10,6 +10,11 @@ at most ``video_max_frames`` small frames, never its full-resolution ones (a 20-
 video once took an API process from 475 MiB to 1.9 GiB). Frames are turned upright as a player
 shows them (a phone's portrait video carries a display rotation). A file FFmpeg cannot open, or
 that yields no frame, is refused with a stable code.
+
+Only those containers are opened, each by its own demuxer named from the file's first bytes:
+left to probe, FFmpeg also opens text formats that read other files (an ``ffconcat`` script
+names files on the server's disk; found by an attacker's probe, whose "video" brought back
+another shop's stored photo as frames of a live capture), playlists and still images.
 """
 
 from __future__ import annotations
@@ -210,6 +215,25 @@ def _frame(seconds: float, frame: av.VideoFrame, side: int) -> Frame:
     return Frame(seconds, np.ascontiguousarray(rgb), float(cv2.Laplacian(grey, cv2.CV_64F).var()))
 
 
+# FFmpeg's demuxer for each container it may open, by the file's first bytes. Nothing else is
+# opened: no probing (see the module's docstring). In mov/mp4, data references to other files
+# ("drefs") stay off, as FFmpeg leaves them by default; said here so that no default can change it.
+_DEMUXER_OPTIONS = {"mov": {"enable_drefs": "0"}, "matroska": {}, "avi": {}}
+_ISO_BOXES = (b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot")
+
+
+def container_of(data: bytes) -> str | None:
+    """The demuxer for ``data``'s container, from its first bytes: ``mov`` (mp4, mov, 3gp, m4v),
+    ``matroska`` (mkv, webm) or ``avi``; None for anything else."""
+    if data[4:8] in _ISO_BOXES:
+        return "mov"
+    if data[:4] == b"\x1a\x45\xdf\xa3":
+        return "matroska"
+    if data[:4] == b"RIFF" and data[8:12] == b"AVI ":
+        return "avi"
+    return None
+
+
 @contextlib.contextmanager
 def _opened(data: bytes, settings: Settings) -> Iterator[tuple[_Decoded, VideoHeader]]:
     """The video opened by PyAV (FFmpeg) from memory, its header checked, and its frames to
@@ -225,8 +249,16 @@ def _opened(data: bytes, settings: Settings) -> Iterator[tuple[_Decoded, VideoHe
         "media.video_unreadable",
         "The video cannot be opened: corrupt, or a container or codec refundlens does not read.",
     )
+    demuxer = container_of(data)
+    if demuxer is None:
+        raise MediaError(
+            "media.video_unreadable",
+            "The file is not a video refundlens reads: send mp4, mov, avi, mkv or webm.",
+        )
     try:
-        container = av.open(io.BytesIO(data), mode="r")
+        container = av.open(
+            io.BytesIO(data), mode="r", format=demuxer, options=_DEMUXER_OPTIONS[demuxer]
+        )
     except (av.FFmpegError, ValueError, OSError, UnicodeDecodeError):
         raise unreadable from None
     try:
