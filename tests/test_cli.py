@@ -375,3 +375,22 @@ def test_the_report_of_a_claim_not_in_the_database_says_so_plainly(tmp_path: Pat
     assert result.stderr.strip() == (
         "refundlens: error [claim.not_found] no claim 'clm_nope' in this database."
     )
+
+
+def test_what_a_photo_says_about_itself_reaches_the_terminal_without_its_control_codes(
+    tmp_path: Path,
+) -> None:
+    """A photo's EXIF text is quoted by ``check`` and ``explain``; an escape sequence in it
+    (clear the screen, hide text, write the clipboard by OSC 52) must not reach the operator's
+    terminal as one (an attacker's probe)."""
+    hostile = "GIMP \x1b]52;c;ZXZpbA==\x1b\\\x1b[8mhidden\x1b[0m\x1b[2J\u202eevil"
+    exif = Image.Exif()
+    exif[0x0131] = hostile  # Software
+    path = tmp_path / "hostile.jpg"
+    Image.fromarray(_product(33)).save(path, "JPEG", quality=90, exif=exif.tobytes())
+    for args in (("explain", str(path)), ("check", str(path), "--lang", "en")):
+        result = run_cli(*args)
+        assert result.returncode == 0, result.stderr
+        assert "\x1b" not in result.stdout and "\u202e" not in result.stdout, args
+    shown = run_cli("explain", str(path)).stdout
+    assert "GIMP" in shown and "hidden" in shown  # the text itself is still shown

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
+from rich.console import Console as _RichConsole
 from rich.markup import escape
 from rich.table import Table
 
@@ -33,6 +33,19 @@ from .report import assessment_to_dict, write_finding_pictures, write_pictures
 
 if TYPE_CHECKING:
     from .store import Database
+
+_TERMINAL_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+class Console(_RichConsole):
+    """Rich's console, with every string it is given cleaned of terminal controls. Findings
+    quote what a photo says about itself (EXIF Software, a C2PA claim): an escape sequence there
+    cleared an operator's screen, planted links or wrote the clipboard (an attacker's probe).
+    Rich's own styling is added after this and is kept."""
+
+    def render_str(self, text: str, **kwargs: Any) -> Any:
+        return super().render_str(_TERMINAL_CONTROL.sub("\ufffd", text), **kwargs)
+
 
 app = typer.Typer(
     add_completion=False,
