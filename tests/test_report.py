@@ -698,6 +698,37 @@ def test_a_pdf_report_without_chromium_is_a_coded_error_not_a_traceback_or_a_500
     assert "Chromium" in answer.text
 
 
+def test_a_pdf_report_on_a_machine_without_a_chinese_font_is_refused_not_drawn_in_boxes(
+    rejected: tuple[Server, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chromium draws Chinese it has no font for as empty boxes, and says nothing: the PDF is
+    refused with a coded error naming the fix (a new user's walkthrough)."""
+    server, claim = rejected
+    empty = tmp_path / "fonts.conf"
+    empty.write_text("<?xml version='1.0'?><fontconfig></fontconfig>\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "refundlens", "report", claim, "--format", "pdf",
+         "--out", str(tmp_path / "r.pdf")],
+        capture_output=True,
+        text=True,
+        env={
+            **os.environ,
+            "REFUNDLENS_DATA_DIR": server.settings.data_dir,
+            "FONTCONFIG_FILE": str(empty),  # fontconfig finds no font at all
+        },
+        timeout=180,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("refundlens: error [report.no_chinese_font]"), result.stderr
+    assert "make system-deps" in result.stderr and not (tmp_path / "r.pdf").exists()
+    from refundlens.report import evidence
+
+    monkeypatch.setattr(evidence, "chinese_font_installed", lambda: False)
+    with web_login(server, server.key("reviewer", assign=["shop-a"])) as reviewer:
+        answer = reviewer.get(f"/web/claims/{claim}/report.pdf")
+    assert answer.status_code == 503 and "HTML" in answer.text, answer.text[:300]
+
+
 def test_a_merchant_downloads_the_reports_data_and_checks_the_printed_value_without_the_service(
     rejected: tuple[Server, str],
 ) -> None:

@@ -13,8 +13,11 @@ import base64
 import collections
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import re
+import shutil
+import subprocess
 import threading
 from importlib import resources
 from typing import Any
@@ -673,6 +676,27 @@ no script. Set on the HTML download, and in the file's own head (a copy saved an
 disk has no headers), which the PDF renderer loads."""
 
 
+_CHINESE = re.compile("[\u3400-\u9fff\uf900-\ufaff]")
+
+
+@functools.lru_cache(maxsize=1)
+def chinese_font_installed() -> bool:
+    """Whether Chromium will find a font with Chinese glyphs: fontconfig's own answer where it
+    is installed (Chromium asks it), else one of the fonts the pictures' captions look for."""
+    fc_list = shutil.which("fc-list")
+    if fc_list is not None:
+        try:
+            found = subprocess.run(
+                [fc_list, ":lang=zh", "family"], capture_output=True, text=True, timeout=20
+            )
+            return bool(found.stdout.strip())
+        except (OSError, subprocess.SubprocessError):
+            pass
+    from .pictures import caption_font
+
+    return caption_font() is not None
+
+
 def render_pdf(html: str, chromium_path: str) -> bytes:
     """Render ``html`` to PDF (A4) in headless Chromium; fonts (CJK included) are embedded.
 
@@ -708,6 +732,17 @@ def render_pdf(html: str, chromium_path: str) -> bytes:
                 {"chromium_path": chromium_path, "reason": str(exc).splitlines()[0][:200]},
             ) from exc
         try:
+            if _CHINESE.search(html) and not chinese_font_installed():
+                # Chromium would draw each Chinese character as an empty box and say nothing:
+                # a PDF for the police that no one can read (a new user's walkthrough).
+                raise RefundlensError(
+                    "report.no_chinese_font",
+                    "The report holds Chinese text and this machine has no font with Chinese "
+                    "glyphs: the PDF would show empty boxes. Install one (`make system-deps` "
+                    "installs WenQuanYi Micro Hei; on Debian fonts-wqy-microhei or "
+                    "fonts-noto-cjk), or send the HTML report, which the reader's browser draws "
+                    "with its own fonts.",
+                )
             context = browser.new_context(
                 java_script_enabled=False, offline=True, service_workers="block"
             )
