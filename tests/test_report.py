@@ -729,6 +729,40 @@ def test_a_pdf_report_on_a_machine_without_a_chinese_font_is_refused_not_drawn_i
     assert answer.status_code == 503 and "HTML" in answer.text, answer.text[:300]
 
 
+def test_a_reader_recomputes_every_audit_hash_from_the_reports_data_alone(
+    rejected: tuple[Server, str],
+) -> None:
+    """Appendix A says what each entry hash covers; every field it names is in the report's
+    data, so a reader outside the platform recomputes the chain, the analysis' entries too
+    (their assessment id was missing: a new user's walkthrough)."""
+    import hashlib
+    import json
+
+    server, claim = rejected
+    with web_login(server, server.key("merchant", "shop-a")) as merchant:
+        content = json.loads(merchant.get(f"/web/claims/{claim}/report.json").content)
+    entries = content["audit"]
+    assert any(e["action"] == "claim.analysed" and e.get("assessment_id") for e in entries)
+    for entry in entries:
+        assert "withheld" not in entry
+        body = json.dumps(
+            {
+                "seq": entry["seq"],
+                "at": entry["at"],
+                "actor": entry["actor"],
+                "action": entry["action"],
+                "claim_id": claim,
+                "assessment_id": entry.get("assessment_id"),
+                "details": entry["details"],
+            },
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=False,
+        )
+        recomputed = hashlib.sha256((entry["prev_hash"] + body).encode("utf-8")).hexdigest()
+        assert recomputed == entry["entry_hash"], entry["action"]
+
+
 def test_a_merchant_downloads_the_reports_data_and_checks_the_printed_value_without_the_service(
     rejected: tuple[Server, str],
 ) -> None:

@@ -80,6 +80,9 @@ class AuditLine:
     prev_hash: str
     entry_hash: str
     withheld: tuple[str, ...] = ()
+    # The analysis an entry records (``claim.analysed``): its hash covers it, so a reader who
+    # recomputes the chain from the report needs it (a new user's walkthrough could not).
+    assessment_id: str | None = None
 
 
 # Details of an audit entry that name another claim (a refused capture's replay check says
@@ -113,7 +116,17 @@ def audit_lines(session: Session, rows: list[AuditEntry], shop: str | None) -> l
             details = {k: v for k, v in details.items() if k not in withheld}
             details["at_another_shop"] = True
         lines.append(
-            AuditLine(r.seq, r.at, r.actor, r.action, details, r.prev_hash, r.entry_hash, withheld)
+            AuditLine(
+                r.seq,
+                r.at,
+                r.actor,
+                r.action,
+                details,
+                r.prev_hash,
+                r.entry_hash,
+                withheld,
+                r.assessment_id,
+            )
         )
     return lines
 
@@ -522,6 +535,7 @@ def canonical_content(case: CaseFile, jurisdiction: str = "cn") -> dict[str, Any
                 # were told no other shop's claim, with such an entry or a reuse match at
                 # another shop, no longer reproduces: docs/web.md.)
                 **({"withheld": list(a.withheld)} if a.withheld else {}),
+                **({"assessment_id": a.assessment_id} if a.assessment_id else {}),
             }
             for a in case.audit
         ],
