@@ -875,6 +875,22 @@ def test_the_claim_pages_facts_read_as_words_and_numbers_never_as_python_values(
     assert not re.findall(r"[{}\[\]']|\b(True|False|None)\b", text), text[:500]
 
 
+def test_the_queue_finds_claims_by_part_of_a_finding_code(
+    site: tuple[Server, dict[str, str]],
+) -> None:
+    """A reviewer types a code's last word ("derived"), as a person would, and finds the claims
+    whose analysis has reference.derived; a word in no code finds none."""
+    from .service_support import web_login
+
+    server, keys = site
+    with web_login(server, keys["reviewer"]) as client:
+        for asked in ("reference.derived", "derived", " Derived "):
+            found = client.get("/web/queue", params={"code": asked})
+            assert found.status_code == 200 and keys["open_claim"] in found.text, asked
+        nothing = client.get("/web/queue", params={"code": "no-such-word"})
+        assert nothing.status_code == 200 and keys["open_claim"] not in nothing.text
+
+
 def test_the_reviewer_sees_the_buyers_box_drawn_over_its_claim_photo(
     site: tuple[Server, dict[str, str]], browser: object
 ) -> None:

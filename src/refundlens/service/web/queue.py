@@ -100,7 +100,8 @@ def queue(
         rows = list(session.execute(query.offset(skip).limit(size + 1)).scalars())
         more = len(rows) > size
         rows = rows[:size]
-        if code:
+        wanted = (code or "").strip().lower()
+        if wanted:
             # A finding code is in the reports, not a column: it filters this page's claims
             # only (a page may show fewer; the next page goes on after them).
             keep = []
@@ -111,7 +112,9 @@ def queue(
                     for image in (latest.report["images"] if latest else [])
                     for f in image["findings"]
                 }
-                if code in codes:
+                # Part of a code finds it too ("derived": reference.derived), as a person
+                # types it; a "Nothing here" for a code's last word helped no one.
+                if any(wanted in c for c in codes):
                     keep.append(r)
             rows = keep
         hide = user.role == "buyer"  # never the risk or the machine's action (cases/buyer.py)
