@@ -63,6 +63,9 @@ def _run(pair: tuple[str, str]) -> dict[str, Any]:
         "split": bench_cases.split_of(original),
         "reference": found[0].code if found else "none",
         "action": image.action,
+        "moved": bool(
+            found and "moved_content" in (found[0].facts.get("room_to_tell_apart") or {})
+        ),
     }
 
 
@@ -121,6 +124,15 @@ def main() -> None:
         "reach a correlation of 0.83 there; a measurement, not kept as code). So the finding's "
         "sentence no longer says the photo is consistent with a real capture: it says what was "
         "measured and that a pasted cut-out reads the same way.",
+        "",
+        f"What the moved-content rule costs here: {sum(r['moved'] for r in rows)} of {len(rows)} "
+        "edits read as `reference.near_copy_unresolved` because what changed is the original's "
+        "own content shifted (a subject moved by 11 to 28 px, up to 0.63 of the difference left "
+        "once the shift is followed): a new photo of a scene in which the item moved reads the "
+        "same way (docs/detectors/reference.md). Before that rule (2026-12-06) they were "
+        "`reference.derived` and escalated; now they ask for a live photo, or a person, and are "
+        "never approved on this finding. Found when this bench was run again after the rule "
+        "shipped, not before.",
         "",
     ]
     (RESULTS / "reference_real.md").write_text("\n".join(lines))

@@ -102,6 +102,25 @@ class Media:
             return _normalize(image, None)
 
     @cached_property
+    def jpeg_chroma_subsampling(self) -> tuple[int, int] | None:
+        """JPEG only: how many pixels (across, down) share one sample of colour, from the
+        frame header: (2, 2) for 4:2:0, (2, 1) for 4:2:2, (1, 1) for full colour; None for
+        another format or a layout this does not read (CMYK, a single channel)."""
+        if self.format != "JPEG":
+            return None
+        with _open(self.data) as image:
+            layers = getattr(image, "layer", None)
+        if not layers or len(layers) != 3:
+            return None
+        (_, h0, v0, _), *chroma = layers
+        if any((h, v) != (chroma[0][1], chroma[0][2]) for _, h, v, _ in chroma) or not (
+            chroma[0][1] and chroma[0][2]
+        ):
+            return None
+        h, v = h0 // chroma[0][1], v0 // chroma[0][2]
+        return (h, v) if h >= 1 and v >= 1 else None
+
+    @cached_property
     def jpeg_luma(self) -> npt.NDArray[np.float32] | None:
         """JPEG only: the decoded luma plane (Y, 0-255) as stored, before colour conversion.
 
