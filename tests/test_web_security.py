@@ -427,6 +427,32 @@ def test_a_form_posted_without_the_token_or_from_another_site_changes_nothing(
     assert AuditEntry  # the chain itself is verified by the audit tests
 
 
+def test_behind_a_tls_proxy_the_session_cookie_is_secure(tmp_path: Path) -> None:
+    """A TLS proxy on another host forwards plain HTTP, and the server does not trust its
+    forwarded scheme: with the site's public HTTPS origin in ``web_origins``, the session and
+    login cookies are still ``Secure`` (an attacker's probe: they went out without it)."""
+    from .service_support import running_server
+
+    with running_server(tmp_path / "data", web_origins="https://refunds.example") as server:
+        key = server.key("reviewer", assign=[])
+        with httpx.Client(base_url=server.url, timeout=60.0) as client:
+            form = client.get("/web/login")
+            assert "secure" in form.headers["set-cookie"].lower()
+            csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+            assert csrf
+            # The browser talks HTTPS to the proxy and sends the Secure cookie back; this
+            # client talks plain HTTP to the server, so it is sent by hand.
+            login_cookie = form.headers["set-cookie"].split(";", 1)[0]
+            logged = client.post(
+                "/web/login",
+                data={"key": key, "csrf": csrf[1]},
+                headers={"Origin": "https://refunds.example", "Cookie": login_cookie},
+            )
+            assert logged.status_code == 303
+            cookie = next(c for c in logged.headers.get_list("set-cookie") if "rl_session" in c)
+            assert "secure" in cookie.lower() and "httponly" in cookie.lower()
+
+
 def test_login_needs_the_forms_own_token_and_the_session_is_not_the_api_key(
     site: tuple[Server, dict[str, str]],
 ) -> None:

@@ -160,13 +160,18 @@ def login_redirect(wanted: str | None = None) -> RedirectResponse:
 def set_private_cookie(
     request: Request, response: Response, name: str, value: str, max_age: int, path: str = "/"
 ) -> None:
-    """A cookie no script reads, no other site sends, and HTTPS keeps to itself."""
+    """A cookie no script reads, no other site sends, and HTTPS keeps to itself: ``Secure``
+    where the request came over HTTPS, or where the site's public origin (``web_origins``) is
+    HTTPS (a TLS proxy on another host, whose forwarded scheme the server does not trust,
+    makes every request look like plain HTTP)."""
+    public = runtime_of(request).settings.web_origins.split(",")
     response.set_cookie(
         name,
         value,
         httponly=True,
         samesite="strict",
-        secure=request.url.scheme == "https",
+        secure=request.url.scheme == "https"
+        or any(o.strip().lower().startswith("https://") for o in public),
         max_age=max_age,
         path=path,
     )
