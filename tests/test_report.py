@@ -729,6 +729,24 @@ def test_a_pdf_report_on_a_machine_without_a_chinese_font_is_refused_not_drawn_i
     assert answer.status_code == 503 and "HTML" in answer.text, answer.text[:300]
 
 
+def test_the_report_says_the_role_of_each_key_that_acted_beside_its_id(
+    rejected: tuple[Server, str],
+) -> None:
+    """A police reader or a court cannot look up a key id: the report prints its role beside
+    it (the decider a reviewer, the claim's filer a buyer); the key's label stays the
+    platform's (a new user's walkthrough)."""
+    import html as html_module
+    import re as re_module
+
+    server, claim = rejected
+    with web_login(server, server.key("merchant", "shop-a")) as merchant:
+        page = merchant.get(f"/web/claims/{claim}/report.html?lang=en").text
+    text = html_module.unescape(re_module.sub(r"<[^>]+>", " ", page))
+    decided = re_module.search(r"Decided by\s+(rlk_[0-9a-f]+)\s+\((\w+)\)", text)
+    assert decided and decided[2] == "reviewer", text[:2000]
+    assert re_module.search(r"rlk_[0-9a-f]+\s+buyer", text)  # the audit trail's "Who"
+
+
 def test_a_reader_recomputes_every_audit_hash_from_the_reports_data_alone(
     rejected: tuple[Server, str],
 ) -> None:

@@ -30,6 +30,7 @@ from ..config import Settings
 from ..errors import RefundlensError
 from ..store.blobs import BlobStore
 from ..store.sql.models import (
+    ApiKey,
     AuditEntry,
     Claim,
     Decision,
@@ -146,6 +147,10 @@ class CaseFile:
     provenance_sources: list[dict[str, Any]]
     ledger: dict[str, Any] = dataclasses.field(default_factory=dict)
     """The buyer's other claims and confirmed forgeries (``reuse.history.buyer_summary``)."""
+    actor_roles: dict[str, str] = dataclasses.field(default_factory=dict)
+    """The role of each API key that acted on the claim (``rlk_...`` -> reviewer), printed
+    beside the key id so that a reader outside the platform knows who acted; not part of the
+    report's content (the key ids are, and the platform holds their roles)."""
 
     @property
     def decision(self) -> Decision | None:
@@ -385,7 +390,18 @@ def gather(
         pictures=pictures,
         provenance_sources=sources,
         ledger=_ledger(session, claim, shop),
+        actor_roles=actor_roles(session, [a.actor for a in audit]),
     )
+
+
+def actor_roles(session: Session, actors: list[str]) -> dict[str, str]:
+    """The role of each of ``actors`` that is an API key (others, such as the system's own
+    steps, have none)."""
+    wanted = sorted({a for a in actors if a.startswith("rlk_")})
+    if not wanted:
+        return {}
+    rows = session.execute(select(ApiKey.id, ApiKey.role).where(ApiKey.id.in_(wanted))).all()
+    return {key: role for key, role in rows}
 
 
 def _ledger(session: Session, claim: Claim, shop: str | None = None) -> dict[str, Any]:
