@@ -114,6 +114,9 @@ def test_serve_prints_the_url_and_an_admin_key_once_and_answers(tmp_path: Path) 
             assert line, "".join(lines)
             lines.append(line)
         assert any(f"http://127.0.0.1:{port}" in line for line in lines)
+        # Before the key: the migrations run, and none of Alembic's setup chatter.
+        assert not any("setup plugin" in line or "Context impl" in line for line in lines)
+        assert any("Running upgrade" in line for line in lines)
         key = next(line for line in lines if "admin key" in line).rsplit(" ", 1)[-1].strip()
         deadline = time.time() + 60
         while True:

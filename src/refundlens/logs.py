@@ -107,11 +107,25 @@ def configure(level: str = "info", *, json_lines: bool = True) -> None:
         logger.propagate = True
     # FAISS says which CPU build it loaded, eight lines at info in every process: not news.
     logging.getLogger("faiss.loader").setLevel(max(root.level, logging.WARNING))
+    # Alembic says which plugins it set up and which dialect it drives, nine lines at info on
+    # every start: only the migrations it runs are news (a new user read the first admin key
+    # between 25 of these lines).
+    logging.getLogger("alembic.runtime.plugins").setLevel(max(root.level, logging.WARNING))
+    migration = logging.getLogger("alembic.runtime.migration")
+    if not any(isinstance(f, _MigrationsRun) for f in migration.filters):
+        migration.addFilter(_MigrationsRun())
     # Child processes (the embedded task pool is spawned, not forked) log the same way.
     os.environ[_INHERITED] = f"{level}:{'json' if json_lines else 'plain'}"
 
 
 _INHERITED = "REFUNDLENS_LOGGING_SET_UP"
+
+
+class _MigrationsRun(logging.Filter):
+    """Alembic's migration lines at info that name a migration run; warnings always."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.INFO or str(record.msg).startswith("Running ")
 
 
 def configure_like_parent() -> None:
