@@ -285,6 +285,16 @@ def rejected(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server,
                     {"kind": "packing_video"},
                     [("file", ("packing.mp4", _packing_video(), "video/mp4"))],
                 ),
+                # The listing photo sent again (one file, two parts: listed once on page 1)
+                # and another photo of the item.
+                (
+                    {"kind": "reference_photo"},
+                    [("file", ("listing.jpg", _sample("listing.jpg"), "image/jpeg"))],
+                ),
+                (
+                    {"kind": "reference_photo"},
+                    [("file", ("shelf.jpg", _sample("claim_genuine.jpg"), "image/jpeg"))],
+                ),
             ):
                 answer = merchant.post(f"/v1/claims/{claim}/evidence", data=data, files=files)
                 assert answer.status_code == 201, answer.text
@@ -560,6 +570,13 @@ def test_the_english_report_has_the_same_content_hash_and_no_python_value(
     _, zh_pages = zh_pdf
     _, pages = _render(server, claim, "en", tmp_path)
     assert pages[0].text.count("Decision by a person: rejected") == 1
+    # Page 1 lists every original file, each once, in English too (its longer words pushed
+    # the list onto page 2, and a file sent twice was listed twice).
+    first = pages[0].text.replace("\n", "").replace(" ", "")
+    for name in ("claim_forged.jpg", "listing.jpg", "claim_genuine.jpg"):
+        assert first.count(hashlib.sha256(_sample(name)).hexdigest()) == 1, name
+    evidence = {e["kind"]: e for e in _stored_report(server, claim)["evidence"]}
+    assert evidence["packing_video"]["sha256"] in first
     hashes = {re.search(r"report content sha256 ([0-9a-f]{64})", p.text).group(1) for p in pages}  # type: ignore[union-attr]
     assert len(hashes) == 1 and hashes.pop() in zh_pages[0].text
     for page in pages:

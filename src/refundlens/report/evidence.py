@@ -693,11 +693,41 @@ def render_html(case: CaseFile, lang: str, jurisdiction: str = "cn") -> str:
             decision=decision,
             refunded=refunded,
             summary_picture=_summary_picture(case),
+            original_files=_original_files(case),
             key_finding=_key_finding(case),
             images=_images_for_report(case),
             reason_lang="zh" if lang.startswith("zh") else "en",
         )
     )
+
+
+def _original_files(case: CaseFile) -> list[dict[str, Any]]:
+    """Page 1's list of original files: each file once, by its sha256, with every part it plays
+    (a reference photo the merchant also sent as evidence was listed twice, and with six files
+    the list no longer fit page 1)."""
+    rows: dict[str, dict[str, Any]] = {}
+
+    def add(sha256: str, part: dict[str, Any]) -> None:
+        rows.setdefault(sha256, {"sha256": sha256, "parts": [], "damage_box": None})
+        rows[sha256]["parts"].append(part)
+
+    for photo in case.photos:
+        add(photo["sha256"], {"kind": "claim", "name": photo["name"], "live": photo.get("live")})
+        rows[photo["sha256"]]["damage_box"] = photo.get("damage_box")
+    for reference in case.references:
+        add(reference.sha256, {"kind": "reference", "name": reference.name})
+    for evidence in case.evidence:
+        if evidence.sha256:
+            add(
+                evidence.sha256,
+                {
+                    "kind": "evidence",
+                    "name": evidence.name,
+                    "evidence_kind": evidence.kind,
+                    "by": evidence.submitted_by,
+                },
+            )
+    return list(rows.values())
 
 
 REPORT_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; frame-ancestors 'none'"
