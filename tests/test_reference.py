@@ -586,3 +586,34 @@ def test_with_chroma_subsampling_predicts_what_a_jpeg_encoder_stores() -> None:
     assert predicted_error < 0.5 * plain_error, (predicted_error, plain_error)
     same = with_chroma_subsampling(image, (1, 1)).astype(np.int16)
     assert np.abs(same - image.astype(np.int16)).max() <= 2
+
+
+def test_the_claims_chroma_grid_is_turned_with_the_photo() -> None:
+    """The colour blocks lie on the stored picture; a photo turned upright by its EXIF
+    orientation has them turned too (4:2:2 stored, a quarter turn: 1 across, 2 down), and
+    where a flip leaves them off the upright copy's corner none is predicted."""
+    import io
+
+    from PIL import Image
+
+    from refundlens.detectors.reference import _claims_chroma
+    from refundlens.media import media_from_bytes
+
+    def jpeg(size: tuple[int, int], orientation: int) -> bytes:
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        out = io.BytesIO()
+        Image.new("RGB", size, (200, 40, 40)).save(
+            out, "JPEG", quality=90, subsampling=1, exif=exif.tobytes()
+        )
+        return out.getvalue()
+
+    identity = np.eye(3)
+    upright = media_from_bytes(jpeg((200, 100), 1), "a.jpg")
+    assert upright.jpeg_chroma_subsampling == (2, 1)
+    assert _claims_chroma(upright, identity) == (2, 1)
+    turned = media_from_bytes(jpeg((200, 100), 6), "b.jpg")
+    assert turned.analysis.shape[:2] == (200, 100)
+    assert _claims_chroma(turned, identity) == (1, 2)
+    odd = media_from_bytes(jpeg((201, 101), 3), "c.jpg")
+    assert _claims_chroma(odd, identity) is None

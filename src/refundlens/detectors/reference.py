@@ -629,6 +629,15 @@ def _claims_chroma(claim: Media, homography: npt.NDArray[np.float64]) -> tuple[i
         return None
     if max(claim.analysis.shape[:2]) != max(claim.width, claim.height):
         return None
+    # The blocks lie on the stored picture's grid; the analysis copy is turned upright. A
+    # quarter turn swaps across and down, and a flip starts the grid at the far side, where it
+    # meets the analysis copy's corner only if that side is a whole number of blocks.
+    orientation = claim.exif.orientation or 1
+    if orientation in (5, 6, 7, 8):
+        factors = (factors[1], factors[0])
+    rows, cols = claim.analysis.shape[:2]
+    if orientation != 1 and (cols % factors[0] or rows % factors[1]):
+        return None
     return factors if _pixel_scale(homography) <= 1.25 else None
 
 
