@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import httpx
+from sqlalchemy.orm import Session
 
 from .service_support import free_port
 
@@ -43,6 +44,20 @@ def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
         env=_env(tmp_path),
         timeout=120,
     )
+
+
+def _shop_with_order(session: Session) -> None:
+    """Shop ``shop-a`` with SKU ``sku_1`` and order ``ord_1`` (buyer ``b1``), as rows."""
+    from refundlens.store.sql.models import Order, Sku, Tenant
+
+    session.add(Tenant(id="shop-a", kind="merchant", name="A"))
+    session.flush()
+    session.add(Sku(id="sku_1", merchant_id="shop-a", external_id="s", title="t"))
+    session.flush()
+    session.add(
+        Order(id="ord_1", merchant_id="shop-a", external_id="o", sku_id="sku_1",
+              buyer_id="b1", amount=10.0, currency="CNY")
+    )  # fmt: skip
 
 
 def test_keys_commands_refuse_to_make_a_database_or_a_tenant_of_their_own(tmp_path: Path) -> None:
@@ -172,9 +187,6 @@ def test_db_index_captures_indexes_live_captures_accepted_before_they_were_index
         Claim,
         ClaimFingerprint,
         ClaimPhoto,
-        Order,
-        Sku,
-        Tenant,
     )
 
     assert _cli(tmp_path, "db", "upgrade").returncode == 0
@@ -183,14 +195,7 @@ def test_db_index_captures_indexes_live_captures_accepted_before_they_were_index
     database = Database(Settings(data_dir=str(tmp_path / "data")))
     try:
         with database.session() as session:
-            session.add(Tenant(id="shop-a", kind="merchant", name="A"))
-            session.flush()
-            session.add(Sku(id="sku_1", merchant_id="shop-a", external_id="s", title="t"))
-            session.flush()
-            session.add(
-                Order(id="ord_1", merchant_id="shop-a", external_id="o", sku_id="sku_1",
-                      buyer_id="b1", amount=10.0, currency="CNY")
-            )  # fmt: skip
+            _shop_with_order(session)
             session.flush()
             session.add(
                 Claim(id="clm_1", seq=1, order_id="ord_1", merchant_id="shop-a", buyer_id="b1",
@@ -341,7 +346,7 @@ def test_the_packing_video_command_keeps_the_apis_limits(tmp_path: Path) -> None
     as it is (decoded once), and an order over ``max_packing_videos_per_order`` is refused."""
     from refundlens.config import Settings
     from refundlens.store import Database
-    from refundlens.store.sql.models import AuditEntry, Order, PackingVideo, Sku, Tenant
+    from refundlens.store.sql.models import AuditEntry, PackingVideo
 
     from .test_video import packing_video
 
@@ -349,14 +354,7 @@ def test_the_packing_video_command_keeps_the_apis_limits(tmp_path: Path) -> None
     database = Database(Settings(data_dir=str(tmp_path / "data")))
     try:
         with database.session() as session:
-            session.add(Tenant(id="shop-a", kind="merchant", name="A"))
-            session.flush()
-            session.add(Sku(id="sku_1", merchant_id="shop-a", external_id="s", title="t"))
-            session.flush()
-            session.add(
-                Order(id="ord_1", merchant_id="shop-a", external_id="o", sku_id="sku_1",
-                      buyer_id="b1", amount=10.0, currency="CNY")
-            )  # fmt: skip
+            _shop_with_order(session)
         first, second = tmp_path / "first.mp4", tmp_path / "second.mp4"
         packing_video(first, seconds=3.0)
         packing_video(second, seconds=4.0)
