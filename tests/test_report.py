@@ -746,6 +746,29 @@ def test_a_pdf_report_on_a_machine_without_a_chinese_font_is_refused_not_drawn_i
     assert answer.status_code == 503 and "HTML" in answer.text, answer.text[:300]
 
 
+def test_a_report_issued_in_the_earlier_content_layout_still_checks(
+    rejected: tuple[Server, str], tmp_path: Path
+) -> None:
+    """Layout 2 added each audit entry's assessment id; a report issued before printed the
+    sha256 of layout 1, which ``--content-version 1`` writes again, byte for byte as it was
+    made (the entries without their assessment id)."""
+    import json
+
+    server, claim = rejected
+    now = _cli(server, claim, "--content", str(tmp_path / "now.json")).split()[0]
+    old = _cli(
+        server, claim, "--content", str(tmp_path / "old.json"), "--content-version", "1"
+    ).split()[0]
+    assert now != old
+    assert old == hashlib.sha256((tmp_path / "old.json").read_bytes()).hexdigest()
+    earlier = json.loads((tmp_path / "old.json").read_bytes())
+    later = json.loads((tmp_path / "now.json").read_bytes())
+    assert earlier["format"].endswith("/1") and later["format"].endswith("/2")
+    assert not any("assessment_id" in e for e in earlier["audit"])
+    stripped = [{k: v for k, v in e.items() if k != "assessment_id"} for e in later["audit"]]
+    assert {**later, "format": earlier["format"], "audit": stripped} == earlier
+
+
 def test_the_report_says_the_role_of_each_key_that_acted_beside_its_id(
     rejected: tuple[Server, str],
 ) -> None:

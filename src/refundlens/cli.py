@@ -1305,14 +1305,34 @@ def report(
             "record at that shop only (check a merchant's report's content sha256 with it)."
         ),
     ] = None,
+    content_version: Annotated[
+        int | None,
+        typer.Option(
+            help="With --content: the layout of the case data of a report issued by an "
+            "earlier version (1: before 2026-12-06), to check its printed sha256."
+        ),
+    ] = None,
 ) -> None:
     """Write the evidence report of one claim (case facts, photos, findings, audit trail, rules)."""
     from .errors import NotFound, RefundlensError
-    from .report.evidence import content_json, gather, render_html, render_pdf
+    from .report.evidence import (
+        CONTENT_VERSION,
+        CONTENT_VERSIONS,
+        content_json,
+        gather,
+        render_html,
+        render_pdf,
+    )
     from .store import BlobStore
 
     if fmt not in ("html", "pdf"):
         raise _fail("error [usage] --format must be html or pdf.")
+    if content_version is not None and (content is None or content_version not in CONTENT_VERSIONS):
+        raise _fail(
+            "error [usage] --content-version goes with --content and is one of "
+            + ", ".join(str(v) for v in CONTENT_VERSIONS)
+            + "."
+        )
     settings = _settings()
     database = _existing_database(settings)
     try:
@@ -1322,7 +1342,7 @@ def report(
             if content is not None:
                 import hashlib
 
-                data = content_json(case, settings.jurisdiction)
+                data = content_json(case, settings.jurisdiction, content_version or CONTENT_VERSION)
                 content.write_bytes(data)
                 typer.echo(f"{hashlib.sha256(data).hexdigest()}  {content}")
                 return

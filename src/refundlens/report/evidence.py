@@ -44,6 +44,8 @@ from .json import report_for_shop
 from .pictures import image_mime, viewable_copy
 
 __all__ = [
+    "CONTENT_VERSION",
+    "CONTENT_VERSIONS",
     "REPORT_CSP",
     "AuditLine",
     "CaseFile",
@@ -453,11 +455,22 @@ def _utc(moment: dt.datetime | None) -> str | None:
     return moment.astimezone(dt.UTC).isoformat(timespec="microseconds")
 
 
-CONTENT_FORMAT = "refundlens.report-content/1"
-"""Names the layout of :func:`canonical_content`; a change of layout changes this name."""
+CONTENT_VERSION = 2
+"""The layout of :func:`canonical_content` reports are made with now; a change of layout
+changes it. 2 (2026-12-06): each audit entry gives its ``assessment_id`` where it has one (the
+entry hash covers it, and a reader could not recompute the analysis' entries without it).
+1: the layout before. ``refundlens report --content-version 1`` writes a case's data in an
+earlier layout, to check a report issued before the change."""
+CONTENT_VERSIONS = (1, 2)
 
 
-def canonical_content(case: CaseFile, jurisdiction: str = "cn") -> dict[str, Any]:
+def content_format(version: int = CONTENT_VERSION) -> str:
+    return f"refundlens.report-content/{version}"
+
+
+def canonical_content(
+    case: CaseFile, jurisdiction: str = "cn", version: int = CONTENT_VERSION
+) -> dict[str, Any]:
     """The case data a report is made from, as plain JSON values: what the report's
     ``content sha256`` covers (docs/web.md, "Evidence report").
 
@@ -471,7 +484,7 @@ def canonical_content(case: CaseFile, jurisdiction: str = "cn") -> dict[str, Any
     languages and on every later run until something in it changes."""
     claim, order, sku = case.claim, case.order, case.sku
     return {
-        "format": CONTENT_FORMAT,
+        "format": content_format(version),
         "claim": {
             "id": claim.id,
             "order_id": claim.order_id,
@@ -551,7 +564,7 @@ def canonical_content(case: CaseFile, jurisdiction: str = "cn") -> dict[str, Any
                 # were told no other shop's claim, with such an entry or a reuse match at
                 # another shop, no longer reproduces: docs/web.md.)
                 **({"withheld": list(a.withheld)} if a.withheld else {}),
-                **({"assessment_id": a.assessment_id} if a.assessment_id else {}),
+                **({"assessment_id": a.assessment_id} if a.assessment_id and version >= 2 else {}),
             }
             for a in case.audit
         ],
@@ -560,12 +573,12 @@ def canonical_content(case: CaseFile, jurisdiction: str = "cn") -> dict[str, Any
     }
 
 
-def content_json(case: CaseFile, jurisdiction: str = "cn") -> bytes:
+def content_json(case: CaseFile, jurisdiction: str = "cn", version: int = CONTENT_VERSION) -> bytes:
     """:func:`canonical_content` as canonical JSON: sorted keys, no spaces, UTF-8."""
     import json
 
     return json.dumps(
-        canonical_content(case, jurisdiction),
+        canonical_content(case, jurisdiction, version),
         sort_keys=True,
         separators=(",", ":"),
         ensure_ascii=False,
