@@ -588,32 +588,35 @@ def test_with_chroma_subsampling_predicts_what_a_jpeg_encoder_stores() -> None:
     assert np.abs(same - image.astype(np.int16)).max() <= 2
 
 
-def test_the_claims_chroma_grid_is_turned_with_the_photo() -> None:
-    """The colour blocks lie on the stored picture; a photo turned upright by its EXIF
-    orientation has them turned too (4:2:2 stored, a quarter turn: 1 across, 2 down), and
-    where a flip leaves them off the upright copy's corner none is predicted."""
+def test_a_turned_copy_with_halved_colour_is_still_a_copy_with_nothing_changed() -> None:
+    """The colour blocks lie on the stored picture; a copy that the phone stored turned (EXIF
+    orientation 3, 6 or 8) has them turned and, on an odd side, starting at the far edge. The
+    bundled listing photo trimmed to 197 px and saved at 4:2:0 in each orientation reads as
+    what it is, an unedited copy."""
     import io
+    from importlib import resources
 
     from PIL import Image
 
-    from refundlens.detectors.reference import _claims_chroma
+    from refundlens.detectors import ReferenceDetector
+    from refundlens.detectors.base import Context
     from refundlens.media import media_from_bytes
+    from refundlens.media.decode import turned
 
-    def jpeg(size: tuple[int, int], orientation: int) -> bytes:
+    listing = Image.open(
+        io.BytesIO((resources.files("refundlens") / "samples" / "listing.jpg").read_bytes())
+    )
+    upright = np.asarray(listing.convert("RGB"))[:197, :197]
+    kept = io.BytesIO()
+    Image.fromarray(upright).save(kept, "JPEG", quality=95, subsampling=0)
+    reference = media_from_bytes(kept.getvalue(), "listing.jpg")
+    for orientation in (1, 3, 6, 8):
+        stored = turned(upright, {6: 8, 8: 6}.get(orientation, orientation))
         exif = Image.Exif()
         exif[0x0112] = orientation
-        out = io.BytesIO()
-        Image.new("RGB", size, (200, 40, 40)).save(
-            out, "JPEG", quality=90, subsampling=1, exif=exif.tobytes()
-        )
-        return out.getvalue()
-
-    identity = np.eye(3)
-    upright = media_from_bytes(jpeg((200, 100), 1), "a.jpg")
-    assert upright.jpeg_chroma_subsampling == (2, 1)
-    assert _claims_chroma(upright, identity) == (2, 1)
-    turned = media_from_bytes(jpeg((200, 100), 6), "b.jpg")
-    assert turned.analysis.shape[:2] == (200, 100)
-    assert _claims_chroma(turned, identity) == (1, 2)
-    odd = media_from_bytes(jpeg((201, 101), 3), "c.jpg")
-    assert _claims_chroma(odd, identity) is None
+        copy = io.BytesIO()
+        Image.fromarray(stored).save(copy, "JPEG", quality=80, subsampling=2, exif=exif.tobytes())
+        claim = media_from_bytes(copy.getvalue(), "copy.jpg")
+        assert np.abs(claim.analysis.astype(int) - upright.astype(int)).mean() < 6
+        (finding,) = ReferenceDetector().analyze(claim, Context(references=(reference,)))
+        assert finding.code == "reference.identical", (orientation, finding.facts)

@@ -629,16 +629,17 @@ def _claims_chroma(claim: Media, homography: npt.NDArray[np.float64]) -> tuple[i
         return None
     if max(claim.analysis.shape[:2]) != max(claim.width, claim.height):
         return None
-    # The blocks lie on the stored picture's grid; the analysis copy is turned upright. A
-    # quarter turn swaps across and down, and a flip starts the grid at the far side, where it
-    # meets the analysis copy's corner only if that side is a whole number of blocks.
-    orientation = claim.exif.orientation or 1
-    if orientation in (5, 6, 7, 8):
-        factors = (factors[1], factors[0])
-    rows, cols = claim.analysis.shape[:2]
-    if orientation != 1 and (cols % factors[0] or rows % factors[1]):
-        return None
     return factors if _pixel_scale(homography) <= 1.25 else None
+
+
+def _with_claims_chroma(
+    claim: Media, prediction: npt.NDArray[np.uint8], factors: tuple[int, int]
+) -> npt.NDArray[np.uint8]:
+    """``prediction`` (upright, as the claim's analysis copy) with its colour sampled as the
+    claim's file stores it: the blocks lie on the stored picture's grid, so the prediction is
+    turned back to the stored orientation, sampled, and turned upright again (a quarter turn
+    swaps across and down; a flip starts the grid at the far side)."""
+    return claim.orient(with_chroma_subsampling(claim.unorient(prediction), factors))
 
 
 def prediction_error(
@@ -876,7 +877,7 @@ def verify(
         # up to 7.6% of its product outlined as an edit (a new user's walkthrough). Predict
         # with the claim's own colour sampling and keep it where it explains the claim better.
         where = valid & obj if int((valid & obj).sum()) >= 256 else valid
-        sampled = with_chroma_subsampling(warped, chroma)
+        sampled = _with_claims_chroma(claim, warped, chroma)
         if prediction_error(claim.analysis, sampled, where) < KERNEL_GAIN * prediction_error(
             claim.analysis, warped, where
         ):

@@ -147,17 +147,12 @@ class Media:
 
     def orient(self, array: npt.NDArray[Any]) -> npt.NDArray[Any]:
         """Apply the file's EXIF orientation to ``array`` (rows, cols, ...) in stored orientation."""
-        turns = {
-            2: lambda a: a[:, ::-1],
-            3: lambda a: a[::-1, ::-1],
-            4: lambda a: a[::-1],
-            5: lambda a: a.swapaxes(0, 1),
-            6: lambda a: np.rot90(a, -1),
-            7: lambda a: a[::-1, ::-1].swapaxes(0, 1),
-            8: lambda a: np.rot90(a, 1),
-        }
-        turn = turns.get(self.exif.orientation or 1)
-        return np.ascontiguousarray(turn(array)) if turn else array
+        return turned(array, self.exif.orientation or 1)
+
+    def unorient(self, array: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        """``array`` (rows, cols, ...) upright, as the file stores it: :meth:`orient` undone."""
+        orientation = self.exif.orientation or 1
+        return turned(array, {6: 8, 8: 6}.get(orientation, orientation))
 
     @cached_property
     def _pdq_source(self) -> RGBArray:
@@ -271,6 +266,24 @@ def _to_srgb(image: Image.Image, icc: bytes | None) -> Image.Image:
     except (ImageCms.PyCMSError, OSError, ValueError):
         # An unusable profile leaves the pixels as stored; the note says so.
         return _to_rgb(image)
+
+
+_TURNS: dict[int, Any] = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.swapaxes(0, 1),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: a[::-1, ::-1].swapaxes(0, 1),
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+def turned(array: npt.NDArray[Any], orientation: int) -> npt.NDArray[Any]:
+    """``array`` (rows, cols, ...) turned as EXIF ``orientation`` says (1: as it is). The
+    turns of 2, 3, 4, 5 and 7 undo themselves; 6 and 8 undo each other."""
+    turn = _TURNS.get(orientation)
+    return np.ascontiguousarray(turn(array)) if turn else array
 
 
 DRAFT_SLACK = 0.95
