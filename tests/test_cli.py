@@ -383,7 +383,7 @@ def test_what_a_photo_says_about_itself_reaches_the_terminal_without_its_control
     """A photo's EXIF text is quoted by ``check`` and ``explain``; an escape sequence in it
     (clear the screen, hide text, write the clipboard by OSC 52) must not reach the operator's
     terminal as one (an attacker's probe)."""
-    hostile = "GIMP \x1b]52;c;ZXZpbA==\x1b\\\x1b[8mhidden\x1b[0m\x1b[2J\u202eevil"
+    hostile = "GIMP \x1b]52;c;ZXZpbA==\x1b\\\x1b[8mhidden\x1b[0m\x1b[2J\u202eevil\x9b2J"
     exif = Image.Exif()
     exif[0x0131] = hostile  # Software
     path = tmp_path / "hostile.jpg"
@@ -394,3 +394,12 @@ def test_what_a_photo_says_about_itself_reaches_the_terminal_without_its_control
         assert "\x1b" not in result.stdout and "\u202e" not in result.stdout, args
     shown = run_cli("explain", str(path)).stdout
     assert "GIMP" in shown and "hidden" in shown  # the text itself is still shown
+    as_json = run_cli("explain", str(path), "--json").stdout
+    assert "\x1b" not in as_json and json.loads(as_json)  # escaped, still JSON
+    # EXIF text is ASCII; XMP and C2PA text is not: every character a terminal acts on is
+    # escaped in the JSON lines too, Chinese is not.
+    from refundlens.cli import _json_line
+
+    line = _json_line({"said": "AI生成 \x1b[2J \x9b2J \u202eevil \x7f"})
+    assert not any(c in line for c in "\x1b\x9b\u202e\x7f") and "AI生成" in line
+    assert json.loads(line) == {"said": "AI生成 \x1b[2J \x9b2J \u202eevil \x7f"}

@@ -361,8 +361,13 @@ def test_the_packing_video_command_keeps_the_apis_limits(tmp_path: Path) -> None
         made = _cli(tmp_path, "packing-video", "ord_1", str(first))
         assert made.returncode == 0, made.stderr
         assert "kept as references for ord_1" in made.stdout and "sent before" not in made.stdout
+        with database.session() as session:
+            row = session.query(PackingVideo).filter_by(order_id="ord_1").one()
+            assert row.queued_at is not None  # a server on the same data does not take it too
+            row.status = "pending"  # as an interrupted run leaves it
         again = _cli(tmp_path, "packing-video", "ord_1", str(first))
         assert again.returncode == 0 and "(sent before)" in again.stdout, again.stderr
+        assert "kept as references" in again.stdout  # taken up again, not left pending
         env = {**_env(tmp_path), "REFUNDLENS_MAX_PACKING_VIDEOS_PER_ORDER": "1"}
         refused = subprocess.run(
             [sys.executable, "-m", "refundlens", "packing-video", "ord_1", str(second)],

@@ -125,6 +125,8 @@ def test_only_video_containers_are_opened_never_a_script_that_reads_other_files(
         "a still photo": photo.getvalue(),
         "a playlist": b"#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\nblobs/ab/secret\n",
         "an image list": b"file 'blobs/ab/secret'\n",
+        "a HEIF photo": b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64),
+        "an AVIF photo": b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1miaf" + bytes(64),
     }
     for name, data in hostile.items():
         assert container_of(data) is None, name

@@ -685,7 +685,7 @@ def test_in_process_a_claim_never_waits_behind_packing_videos(
 
     def slow_video(_runtime: object, video_id: str) -> str:
         started.append(video_id)
-        release.wait(60)
+        release.wait()
         return "done"
 
     monkeypatch.setattr(runner, "process_packing_video", slow_video)

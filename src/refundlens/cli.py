@@ -37,6 +37,17 @@ if TYPE_CHECKING:
 _TERMINAL_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
+def _json_line(value: Any) -> str:
+    """One line of JSON for a terminal or a pipe: UTF-8 text as it is (Chinese stays
+    readable), and every character a terminal acts on escaped (JSON escapes C0 itself; DEL, C1
+    such as U+009B, a CSI on xterm, and bidirectional overrides are written as \\uXXXX)."""
+    text = json.dumps(value, ensure_ascii=False)
+    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n"
+
+
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
 class Console(_RichConsole):
     """Rich's console, with every string it is given cleaned of terminal controls. Findings
     quote what a photo says about itself (EXIF Software, a C2PA claim): an escape sequence there
@@ -432,7 +443,7 @@ def check(
     except RefundlensError as exc:
         raise _fail(f"error [{exc.code}] {exc.message}") from exc
     if as_json:
-        sys.stdout.write(json.dumps(result, ensure_ascii=False) + "\n")
+        sys.stdout.write(_json_line(result))
     else:
         _print_human(assessment, lang, Console())
         if out is not None:
@@ -564,13 +575,13 @@ def _run_batch(manifest: Path, out: Path | None, settings: Settings, policy: Pol
             _init_worker(settings, policy)
             results: Iterator[dict[str, Any]] = map(_batch_line, jobs())
             for result in results:
-                sys.stdout.write(json.dumps(result, ensure_ascii=False) + "\n")
+                sys.stdout.write(_json_line(result))
             return
         with multiprocessing.get_context("spawn").Pool(
             workers, _init_worker, (settings, policy)
         ) as pool:
             for result in pool.imap(_batch_line, jobs(), chunksize=1):
-                sys.stdout.write(json.dumps(result, ensure_ascii=False) + "\n")
+                sys.stdout.write(_json_line(result))
                 sys.stdout.flush()
 
 
@@ -632,7 +643,7 @@ def explain(
         raise _fail(f"error [{exc.code}] {exc.message}") from exc
     facts = explain_facts(media, settings)
     if as_json:
-        sys.stdout.write(json.dumps(facts, ensure_ascii=False) + "\n")
+        sys.stdout.write(_json_line(facts))
         return
     console = Console()
     for section, value in facts.items():
@@ -1404,9 +1415,13 @@ def packing_video(
                 row = cases.register_packing_video(
                     store, cases.Actor("cli", "admin"), order, video.name, sha, header, settings
                 )
+                # Marked queued: a server running on the same data does not take it too.
+                cases.mark_packing_videos_queued(store, [row.id])
             video_id = sent.id if sent is not None else row.id
-        if sent is None:
-            # Here and now (the CLI is the task runner), outside any transaction.
+            waiting = sent is None or sent.status == "pending"
+        if waiting:
+            # Here and now (the CLI is the task runner), outside any transaction; a video left
+            # pending by an interrupted run is taken up again (processing it twice is safe).
             runtime = Runtime(settings)
             process_packing_video(runtime, video_id)
             runtime.db.dispose()

@@ -112,7 +112,9 @@ def configure(level: str = "info", *, json_lines: bool = True) -> None:
     # between 25 of these lines).
     logging.getLogger("alembic.runtime.plugins").setLevel(max(root.level, logging.WARNING))
     migration = logging.getLogger("alembic.runtime.migration")
-    if not any(isinstance(f, _MigrationsRun) for f in migration.filters):
+    for kept in [f for f in migration.filters if isinstance(f, _MigrationsRun)]:
+        migration.removeFilter(kept)
+    if root.level >= logging.INFO:  # at debug, everything Alembic says
         migration.addFilter(_MigrationsRun())
     # Child processes (the embedded task pool is spawned, not forked) log the same way.
     os.environ[_INHERITED] = f"{level}:{'json' if json_lines else 'plain'}"

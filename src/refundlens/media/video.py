@@ -220,12 +220,19 @@ def _frame(seconds: float, frame: av.VideoFrame, side: int) -> Frame:
 # ("drefs") stay off, as FFmpeg leaves them by default; said here so that no default can change it.
 _DEMUXER_OPTIONS = {"mov": {"enable_drefs": "0"}, "matroska": {}, "avi": {}}
 _ISO_BOXES = (b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot")
+# ISO files that are pictures, not videos: HEIF/HEIC and AVIF stills and image sequences (the
+# mov demuxer would read one as a one-frame video).
+_PICTURE_BRANDS = frozenset(
+    {b"avif", b"avis", b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"}
+)
 
 
 def container_of(data: bytes) -> str | None:
     """The demuxer for ``data``'s container, from its first bytes: ``mov`` (mp4, mov, 3gp, m4v),
     ``matroska`` (mkv, webm) or ``avi``; None for anything else."""
     if data[4:8] in _ISO_BOXES:
+        if data[4:8] == b"ftyp" and data[8:12] in _PICTURE_BRANDS:
+            return None
         return "mov"
     if data[:4] == b"\x1a\x45\xdf\xa3":
         return "matroska"

@@ -13,7 +13,6 @@ import base64
 import collections
 import dataclasses
 import datetime as dt
-import functools
 import hashlib
 import re
 import shutil
@@ -721,12 +720,18 @@ def _original_files(case: CaseFile) -> list[dict[str, Any]]:
     rows: dict[str, dict[str, Any]] = {}
 
     def add(sha256: str, part: dict[str, Any]) -> None:
-        rows.setdefault(sha256, {"sha256": sha256, "parts": [], "damage_box": None})
-        rows[sha256]["parts"].append(part)
+        rows.setdefault(sha256, {"sha256": sha256, "parts": []})["parts"].append(part)
 
     for photo in case.photos:
-        add(photo["sha256"], {"kind": "claim", "name": photo["name"], "live": photo.get("live")})
-        rows[photo["sha256"]]["damage_box"] = photo.get("damage_box")
+        add(
+            photo["sha256"],
+            {
+                "kind": "claim",
+                "name": photo["name"],
+                "live": photo.get("live"),
+                "damage_box": photo.get("damage_box"),
+            },
+        )
     for reference in case.references:
         add(reference.sha256, {"kind": "reference", "name": reference.name})
     for evidence in case.evidence:
@@ -749,25 +754,33 @@ no script. Set on the HTML download, and in the file's own head (a copy saved an
 disk has no headers), which the PDF renderer loads."""
 
 
-_CHINESE = re.compile("[\u3400-\u9fff\uf900-\ufaff]")
+# Chinese characters, and the punctuation and full-width forms Chinese text uses.
+_CHINESE = re.compile("[\u3000-\u303f\u3400-\u9fff\uf900-\ufaff\uff00-\uffef]")
+_FONT_FOUND = False  # kept once found; an answer of none is asked again (fonts get installed)
 
 
-@functools.lru_cache(maxsize=1)
 def chinese_font_installed() -> bool:
     """Whether Chromium will find a font with Chinese glyphs: fontconfig's own answer where it
     is installed (Chromium asks it), else one of the fonts the pictures' captions look for."""
+    global _FONT_FOUND
+    if _FONT_FOUND:
+        return True
+    found = False
     fc_list = shutil.which("fc-list")
     if fc_list is not None:
         try:
-            found = subprocess.run(
+            listed = subprocess.run(
                 [fc_list, ":lang=zh", "family"], capture_output=True, text=True, timeout=20
             )
-            return bool(found.stdout.strip())
+            found = bool(listed.stdout.strip())
         except (OSError, subprocess.SubprocessError):
-            pass
-    from .pictures import caption_font
+            fc_list = None
+    if fc_list is None:
+        from .pictures import caption_font
 
-    return caption_font() is not None
+        found = caption_font() is not None
+    _FONT_FOUND = found
+    return found
 
 
 def render_pdf(html: str, chromium_path: str) -> bytes:
@@ -807,7 +820,9 @@ def render_pdf(html: str, chromium_path: str) -> bytes:
         try:
             if _CHINESE.search(html) and not chinese_font_installed():
                 # Chromium would draw each Chinese character as an empty box and say nothing:
-                # a PDF for the police that no one can read (a new user's walkthrough).
+                # a PDF for the police that no one can read (a new user's walkthrough). Asked
+                # once Chromium has started, so that a machine with neither is told first of
+                # the browser, which `make system-deps` installs together with the font.
                 raise RefundlensError(
                     "report.no_chinese_font",
                     "The report holds Chinese text and this machine has no font with Chinese "
