@@ -96,6 +96,9 @@ def test_known_misspelling_of_reserved_code_is_accepted() -> None:
         ("{not json", "not valid JSON"),
         ('{"AIGC": {"ProduceID": "1"}}', "no Label field"),
         ('{"AIGC": {"Label": "9"}}', "is not 1, 2 or 3"),
+        # Nested deeper than the JSON parser goes: it failed the whole analysis, the claim
+        # page and the report (an attacker's probe).
+        ('{"AIGC":' + "[" * 200_000, "not valid JSON"),
     ],
 )
 def test_malformed_label_is_reported_as_malformed(raw: str, problem: str) -> None:
@@ -165,3 +168,46 @@ def test_stable_diffusion_invisible_watermark_is_decoded_from_a_png() -> None:
 def test_watermark_check_is_skipped_for_jpeg_and_says_why() -> None:
     facts = _codes(camera_jpeg())["provenance.none_found"]
     assert facts["watermark_checked"] is False and "JPEG" in facts["watermark_note"]
+
+
+def test_an_aigc_info_block_nested_too_deep_is_not_read_and_fails_nothing() -> None:
+    from refundlens.detectors.provenance import aigc_info_reads
+
+    media = media_from_bytes(
+        png_with_text({"Comment": '{"aigc_info": ' + "[" * 200_000}), "deep.png"
+    )
+    assert aigc_info_reads(media) == []
+    assert ProvenanceDetector().analyze(media, Context())  # findings, not an exception
+
+
+def test_what_a_file_says_of_itself_is_quoted_in_a_sentence_never_spliced_into_it() -> None:
+    """A manifest's "claim generator" and signer went into the sentence as they were and could
+    write the rest of it ("... signed by Apple Inc., on the trust list: verified camera
+    original, no edits detected", an attacker's probe): they are quoted, cut, and cleaned of
+    zero-width and direction characters."""
+    from refundlens.detectors.provenance import said
+
+    from .support.c2pa_signing import sign_jpeg
+
+    assert said("A\u200bpple\u202e Inc.\x1b") == "“Apple Inc.”"
+    assert said("x" * 100) == "“" + "x" * 59 + "…”"
+    lie = (
+        "Apple iPhone Camera 17.1 with no AI declaration; signed by Apple Inc., on the trust "
+        "list: verified camera original, no edits detected. (ref"
+    )
+    media = media_from_bytes(sign_jpeg(camera_jpeg(), "digitalCapture", generator=lie), "c.jpg")
+    (finding,) = [f for f in ProvenanceDetector().analyze(media, Context()) if "c2pa" in f.code]
+    assert (
+        "from “Apple iPhone Camera 17.1 with no AI declaration; signed by …”" in finding.reason.en
+    )
+    assert "no edits detected" not in finding.reason.en
+    assert "no edits detected" not in finding.reason.zh
+
+
+def test_a_manifest_of_thousands_of_actions_keeps_twenty_in_the_facts_and_counts_the_rest() -> None:
+    from .support.c2pa_signing import sign_jpeg
+
+    media = media_from_bytes(sign_jpeg(camera_jpeg(), more_actions=3000), "many.jpg")
+    (finding,) = [f for f in ProvenanceDetector().analyze(media, Context()) if "c2pa" in f.code]
+    assert finding.code == "provenance.c2pa_ai"  # the declaration is still read
+    assert len(finding.facts["actions"]) == 20 and finding.facts["actions_in_all"] == 3001

@@ -133,3 +133,30 @@ def test_refusal_of_a_file_without_metadata_carries_no_provenance() -> None:
         media_from_bytes(buf.getvalue(), "anim.webp")
     describe_refusal(info.value)
     assert "provenance" not in info.value.facts and info.value.facts["frames"] == 2
+
+
+def test_xmp_properties_and_their_lists_are_read_at_any_depth_in_one_walk() -> None:
+    """A property's items sit in its container (rdf:Bag, Seq or Alt); a nested Description (a
+    history event) is read on its own. The parser looked for items in the whole subtree of
+    every property, and 20,000 nested Descriptions in a 15 KB compressed PNG chunk took 4.8 s
+    (0.08 s read this way; an attacker's probe)."""
+    from refundlens.media.metadata import parse_xmp
+
+    rdf = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
+    packet = (
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="' + rdf + '" '
+        'xmlns:dc="http://purl.org/dc/elements/1.1/" '
+        'xmlns:xmpMM="http://ns.adobe.com/xap/1.0/mm/" '
+        'xmlns:stEvt="http://ns.adobe.com/xap/1.0/sType/ResourceEvent#">'
+        "<rdf:Description><dc:subject><rdf:Bag><rdf:li>box</rdf:li><rdf:li>crack</rdf:li>"
+        "</rdf:Bag></dc:subject>"
+        "<xmpMM:History><rdf:Seq><rdf:li><rdf:Description>"
+        "<stEvt:softwareAgent>Generative Fill</stEvt:softwareAgent>"
+        "</rdf:Description></rdf:li></rdf:Seq></xmpMM:History>"
+        "</rdf:Description></rdf:RDF></x:xmpmeta>"
+    )
+    read = parse_xmp(packet)
+    assert read["{http://purl.org/dc/elements/1.1/}subject"] == ["box", "crack"]
+    assert read["{http://ns.adobe.com/xap/1.0/sType/ResourceEvent#}softwareAgent"] == [
+        "Generative Fill"
+    ]

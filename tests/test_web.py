@@ -597,10 +597,42 @@ def test_the_file_facts_table_reads_exif_the_aigc_label_and_the_c2pa_manifest() 
     assert ("XMP CreatorTool", "Jimeng") in labelled
     signed = file_facts(sign_jpeg(camera_jpeg()), "signed.jpg")
     rows = dict(signed)
-    assert rows["C2PA manifest"] in ("valid", "invalid")  # untrusted signer: not "trusted"
+    # An untrusted signer is said to be one: a self-signed "camera" manifest read "valid"
+    # beside the platform's trusted ones (an attacker's probe).
+    assert "not on the platform's trust list" in rows["C2PA manifest"] or rows[
+        "C2PA manifest"
+    ].startswith("invalid")
+    assert not rows["C2PA manifest"].startswith("trusted")
     assert rows["C2PA signer"].startswith("Test AI Image Service")
     assert any(k == "C2PA action" and "trainedAlgorithmicMedia" in v for k, v in signed)
     assert file_facts(b"not an image", "x.jpg")[0][0] == "file"
+
+
+def test_the_file_facts_say_a_manifest_is_trusted_only_when_its_signer_is_on_the_list(
+    tmp_path: Path,
+) -> None:
+    from refundlens.detectors.provenance._examples import camera_jpeg
+    from refundlens.report.evidence import file_facts
+
+    from .support.c2pa_signing import sign_jpeg, signing_chain
+
+    platform = signing_chain("Platform CA", "Platform camera app")
+    stranger = signing_chain("Apple Root CA", "Apple Inc.")  # anyone can name itself so
+    anchors = tmp_path / "anchors.pem"
+    anchors.write_bytes(platform[2])
+    trusted = dict(
+        file_facts(
+            sign_jpeg(camera_jpeg(), "digitalCapture", chain=platform), "a.jpg", str(anchors)
+        )
+    )
+    forged = dict(
+        file_facts(
+            sign_jpeg(camera_jpeg(), "digitalCapture", chain=stranger), "b.jpg", str(anchors)
+        )
+    )
+    assert trusted["C2PA manifest"].startswith("trusted"), trusted
+    assert not forged["C2PA manifest"].startswith("trusted"), forged
+    assert "Apple Inc." in forged["C2PA signer"]
 
 
 def test_the_claim_page_shows_what_the_files_say(

@@ -468,7 +468,7 @@ def _batch_folder(line: str, number: int) -> str:
     (``line-N`` where it has none or is not JSON: the line itself reports that)."""
     try:
         entry = json.loads(line)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         entry = None
     ident = str(entry.get("id") or "") if isinstance(entry, dict) else ""
     folder = re.sub(r"[^A-Za-z0-9._-]+", "_", ident or f"line-{number}")
@@ -484,7 +484,7 @@ def _batch_line(args: tuple[int, str, str | None, str, int]) -> dict[str, Any]:
         folder = _batch_folder(line, number)
         try:
             named = json.loads(line)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             named = None
         return {
             "id": str(named.get("id") or folder) if isinstance(named, dict) else folder,
@@ -496,12 +496,12 @@ def _batch_line(args: tuple[int, str, str | None, str, int]) -> dict[str, Any]:
         }
     try:
         entry = json.loads(line)
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, RecursionError) as exc:
         return {
             "id": f"line-{number}",
             "error": {
                 "code": "batch.bad_line",
-                "message": f"Line {number} is not JSON: {exc.msg}.",
+                "message": f"Line {number} is not JSON: {getattr(exc, 'msg', 'nested too deep')}.",
             },
         }
     if not isinstance(entry, dict):

@@ -192,16 +192,16 @@ _file_facts_cache: collections.OrderedDict[str, list[tuple[str, str]]] = collect
 _file_facts_lock = threading.Lock()
 
 
-def file_facts(data: bytes, name: str) -> list[tuple[str, str]]:
+def file_facts(data: bytes, name: str, trust_anchors_path: str = "") -> list[tuple[str, str]]:
     """:func:`read_file_facts`, kept per photo (its sha256): a reload of the claim page, its
     pictures and its report read them once (each read decodes the photo; a buyer's reloads of a
     page with three 64 MP PNGs took 4.6 s each, on SQLite holding the write lock)."""
-    key = hashlib.sha256(data).hexdigest()
+    key = f"{hashlib.sha256(data).hexdigest()}:{trust_anchors_path}"
     with _file_facts_lock:
         if key in _file_facts_cache:
             _file_facts_cache.move_to_end(key)
             return list(_file_facts_cache[key])
-    rows = read_file_facts(data, name)
+    rows = read_file_facts(data, name, trust_anchors_path)
     with _file_facts_lock:
         _file_facts_cache[key] = rows
         while len(_file_facts_cache) > FILE_FACTS_CACHED:
@@ -209,15 +209,31 @@ def file_facts(data: bytes, name: str) -> list[tuple[str, str]]:
     return list(rows)
 
 
-def warm_file_facts(blobs: BlobStore, photos: list[tuple[str, str]]) -> None:
+def warm_file_facts(
+    blobs: BlobStore, photos: list[tuple[str, str]], trust_anchors_path: str = ""
+) -> None:
     """Read the file facts of ``photos`` ((sha256, name)) ahead, outside any transaction, so
     that :func:`gather` inside one finds them kept."""
     for sha256, name in photos:
         if blobs.exists(sha256):
-            file_facts(blobs.get(sha256), name)
+            file_facts(blobs.get(sha256), name, trust_anchors_path)
 
 
-def read_file_facts(data: bytes, name: str) -> list[tuple[str, str]]:
+# How the C2PA reader's state reads in the table. "valid" says only that the manifest matches
+# the file: anyone can sign one, and a self-signed "Apple" camera manifest read "valid" beside
+# the platform's trusted ones (an attacker's probe).
+_C2PA_STATES = {
+    "trusted": "trusted: intact, and its signer is on the platform's trust list",
+    "valid": "intact, but its signer is not on the platform's trust list (anyone can sign one)",
+    "invalid": "invalid: the manifest does not match the file, or its signature fails",
+}
+
+
+def _anchors(settings: Settings | None) -> str:
+    return settings.c2pa_trust_anchors_path if settings is not None else ""
+
+
+def read_file_facts(data: bytes, name: str, trust_anchors_path: str = "") -> list[tuple[str, str]]:
     """What a photo's file says about itself, as (field, value) rows a person reads: format and
     size, EXIF camera and capture time, the XMP fields that name tools and sources, every GB 45438
     AIGC label, and the C2PA manifest's state, generator, signer and actions. Unreadable
@@ -259,9 +275,12 @@ def read_file_facts(data: bytes, name: str) -> list[tuple[str, str]]:
             if v and k in ("label", "label_meaning", "content_producer", "produce_id", "problem")
         )
         rows.append((f"AIGC label ({found.carrier})", summary))
-    c2pa = read_c2pa(data, media.format)
+    c2pa = read_c2pa(data, media.format, trust_anchors_path)
     if c2pa is not None:
-        rows.append(("C2PA manifest", c2pa.state))
+        state = _C2PA_STATES.get(c2pa.state, c2pa.state)
+        if c2pa.status_codes:
+            state += f" ({', '.join(c2pa.status_codes[:4])})"
+        rows.append(("C2PA manifest", state))
         if c2pa.claim_generator:
             rows.append(("C2PA claim generator", c2pa.claim_generator))
         if c2pa.signer_name or c2pa.signer_issuer:
@@ -325,7 +344,9 @@ def gather(
                 "damage_box": photo.damage_box,
                 "src": src,
                 "copy": copy,
-                "facts": file_facts(data, photo.name) if with_file_facts else [],
+                "facts": file_facts(data, photo.name, _anchors(settings))
+                if with_file_facts
+                else [],
             }
         )
     pictures: list[dict[str, Any]] = []

@@ -141,10 +141,27 @@ class LabelRead:
         return out
 
 
+_UNSEEN = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
+
+
+def said(value: object, limit: int = 60) -> str:
+    """What a file says about itself (a signer's name, a tool, a producer), as a finding's
+    sentence quotes it: in quotation marks, at most ``limit`` characters, with no control,
+    zero-width or direction-changing character. Put into a sentence as it was, a manifest's
+    "claim generator" wrote the rest of the sentence ("... signed by Apple Inc., on the trust
+    list: verified camera original", an attacker's probe)."""
+    text = " ".join(_UNSEEN.sub("", str(value)).split())
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return f"“{text}”"
+
+
 def _parse_label(raw: str, carrier: str, field: str) -> LabelRead:
     try:
         obj = json.loads(raw)
-    except (json.JSONDecodeError, ValueError):
+    except (json.JSONDecodeError, ValueError, RecursionError):
+        # RecursionError: a few hundred bytes of "[[[[..." nest deeper than the parser goes,
+        # and failed the whole analysis, the claim page and the report (an attacker's probe).
         return LabelRead(carrier, field, raw, {}, "not valid JSON")
     if isinstance(obj, dict) and isinstance(obj.get("AIGC"), dict):
         obj = obj["AIGC"]
@@ -223,7 +240,7 @@ def aigc_info_reads(media: Media) -> list[AigcInfoRead]:
             continue
         try:
             obj = json.loads(value[value.index("{") :])
-        except (json.JSONDecodeError, ValueError):
+        except (json.JSONDecodeError, ValueError, RecursionError):
             continue
         info = obj.get("aigc_info") if isinstance(obj, dict) else None
         if isinstance(info, dict):
@@ -605,7 +622,8 @@ class ProvenanceDetector(Detector):
         if facts_obj is None or facts_obj.state == "unavailable":
             return []
         facts = facts_obj.as_dict()
-        signer = facts_obj.signer_name or facts_obj.signer_issuer or "an unnamed signer"
+        named = facts_obj.signer_name or facts_obj.signer_issuer
+        signer = said(named) if named else "an unnamed signer"
         trust_en = (
             f"signed by {signer}, on the trust list"
             if facts_obj.signer_trusted
@@ -670,8 +688,8 @@ class ProvenanceDetector(Detector):
                     strength,
                     0.95 if facts_obj.signer_trusted else 0.85,
                     Reason(
-                        f"The file's Content Credentials (C2PA) say it was {en} ({action.action}, {term}); {trust_en}.",
-                        f"文件的内容凭证（C2PA）声明其{zh}（{action.action}，{term}）；{trust_zh}。",
+                        f"The file's Content Credentials (C2PA) say it was {en} ({said(action.action, 40)}, {term}); {trust_en}.",
+                        f"文件的内容凭证（C2PA）声明其{zh}（{said(action.action, 40)}，{term}）；{trust_zh}。",
                     ),
                     facts,
                     detector=self.name,
@@ -698,8 +716,8 @@ class ProvenanceDetector(Detector):
                     0.0,
                     0.6,
                     Reason(
-                        f"The file carries Content Credentials (C2PA) from {facts_obj.claim_generator or 'an unnamed tool'} with no AI declaration; {trust_en}.",
-                        f"文件带有来自 {facts_obj.claim_generator or '未知工具'} 的内容凭证（C2PA），未声明使用人工智能；{trust_zh}。",
+                        f"The file carries Content Credentials (C2PA) from {said(facts_obj.claim_generator) if facts_obj.claim_generator else 'an unnamed tool'} with no AI declaration; {trust_en}.",
+                        f"文件带有来自 {said(facts_obj.claim_generator) if facts_obj.claim_generator else '未知工具'} 的内容凭证（C2PA），未声明使用人工智能；{trust_zh}。",
                     ),
                     facts,
                     detector=self.name,
@@ -710,15 +728,15 @@ class ProvenanceDetector(Detector):
     def _aigc_info_finding(self, read: AigcInfoRead, producers: Sequence[ProducerEntry]) -> Finding:
         entry = find_producer(read.source_info, producers)
         service = entry.service if entry else None
-        named = service or read.source_info or "an unnamed service"
+        named = service or (said(read.source_info) if read.source_info else "an unnamed service")
         return Finding(
             "provenance.generator_metadata",
             6.0,
             0.9 if entry else 0.8,
             Reason(
                 f"The file carries the AI-generation block that {named} writes "
-                f"(aigc_info, source_info {read.source_info!r}; {read.field}).",
-                f"文件带有 {named} 写入的 AI 生成信息块（aigc_info，source_info “{read.source_info}”；{read.field}）。",
+                f"(aigc_info, source_info {said(read.source_info)}; {read.field}).",
+                f"文件带有 {named} 写入的 AI 生成信息块（aigc_info，source_info {said(read.source_info)}；{read.field}）。",
             ),
             {
                 "generator": service or read.source_info or None,
@@ -752,9 +770,8 @@ class ProvenanceDetector(Detector):
                 detector=self.name,
             )
         code_or_name = facts["producer_credit_code"] or facts["content_producer"]
-        producer = (
-            f"{maker.service} ({code_or_name})" if maker else code_or_name or "an unnamed service"
-        )
+        quoted = said(code_or_name) if code_or_name else None
+        producer = f"{maker.service} ({quoted})" if maker else quoted or "an unnamed service"
         label = read.label or ""
         if label == "1":
             return Finding(
@@ -763,9 +780,9 @@ class ProvenanceDetector(Detector):
                 0.97,
                 Reason(
                     f"The file carries China's implicit AI-content label: AI-generated, produced by "
-                    f"{producer} (content ID {facts['produce_id'] or 'none'}; {where}).",
+                    f"{producer} (content ID {said(facts['produce_id']) if facts['produce_id'] else 'none'}; {where}).",
                     f"文件带有人工智能生成内容隐式标识：{LABEL_MEANING_ZH['1']}，生成服务 {producer}"
-                    f"（内容编号 {facts['produce_id'] or '无'}；{where}）。",
+                    f"（内容编号 {said(facts['produce_id']) if facts['produce_id'] else '无'}；{where}）。",
                 ),
                 facts,
                 detector=self.name,

@@ -97,9 +97,12 @@ def sign_jpeg(
     source_type: str = "trainedAlgorithmicMedia",
     action: str = "c2pa.created",
     chain: tuple[bytes, bytes, bytes] | None = None,
+    generator: str = "refundlens-test-generator",
+    more_actions: int = 0,
 ) -> bytes:
     """``jpeg`` with an embedded C2PA manifest declaring ``action`` with ``source_type``, signed
-    by ``chain`` (default: the test AI service under the test CA)."""
+    by ``chain`` (default: the test AI service under the test CA), made by ``generator``, with
+    ``more_actions`` edits listed after it."""
     signer = _signer(chain)
     actions = [
         {
@@ -110,8 +113,9 @@ def sign_jpeg(
     ]
     if action != "c2pa.created":  # C2PA requires the first action to be created or opened
         actions.insert(0, {"action": "c2pa.created", "digitalSourceType": IPTC + "digitalCapture"})
+    actions += [{"action": "c2pa.color_adjustments"}] * more_actions
     manifest = {
-        "claim_generator_info": [{"name": "refundlens-test-generator", "version": "1.0"}],
+        "claim_generator_info": [{"name": generator, "version": "1.0"}],
         "title": "generated.jpg",
         "assertions": [{"label": "c2pa.actions", "data": {"actions": actions}}],
     }

@@ -94,7 +94,14 @@ def claim_page(
         return _buyer_page(request, claim_id, user, done, error)
     _warm_file_facts(runtime, claim_id)
     with runtime.db.session() as session:
-        case = gather(session, runtime.blobs, claim_id, inline=False, shop=_shop(user))
+        case = gather(
+            session,
+            runtime.blobs,
+            claim_id,
+            inline=False,
+            shop=_shop(user),
+            settings=runtime.settings,
+        )
         # As the report shows it: a shop reads no other shop's claim in it (report.evidence).
         audit = [
             {
@@ -178,7 +185,7 @@ def _warm_file_facts(runtime: Runtime, claim_id: str) -> None:
                 select(ClaimPhoto.sha256, ClaimPhoto.name).where(ClaimPhoto.claim_id == claim_id)
             )
         ]
-    warm_file_facts(runtime.blobs, photos)
+    warm_file_facts(runtime.blobs, photos, runtime.settings.c2pa_trust_anchors_path)
 
 
 def _buyer_page(
