@@ -954,9 +954,9 @@ def test_a_claim_page_reads_each_photos_file_facts_once_and_the_buyers_page_none
     read: list[str] = []
     real = evidence.read_file_facts
 
-    def counted(data: bytes, name: str) -> list[tuple[str, str]]:
+    def counted(data: bytes, name: str, trust_anchors_path: str = "") -> list[tuple[str, str]]:
         read.append(name)
-        return real(data, name)
+        return real(data, name, trust_anchors_path)
 
     monkeypatch.setattr(evidence, "read_file_facts", counted)
     evidence._file_facts_cache.clear()
