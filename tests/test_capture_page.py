@@ -133,6 +133,7 @@ CLAIM_PHOTOS = {
     10: lambda: _scene(25),
     11: lambda: _scene(34),
     12: lambda: _scene(51),
+    13: lambda: _scene(61),
 }
 
 
@@ -366,6 +367,40 @@ def test_a_claim_holds_at_most_capture_max_live_tokens_unused_links(
     assert _capture_url(server, keys, claim_id)  # an expired link no longer counts
     with httpx.Client(timeout=60) as client:
         assert client.get(urls[1]).status_code == 200  # the earlier links still open
+
+
+def test_the_buyers_button_never_locks_it_out_of_a_live_capture(
+    shop: tuple[Server, dict[str, str]],
+) -> None:
+    """The claim page's button makes a link the buyer never sees; three taps (a refused photo,
+    a closed tab) held capture_max_live_tokens unused links and the button answered
+    capture.too_many_tokens until the deadline (a walkthrough). The oldest unused link ends
+    instead; every link still counts under capture_max_links_per_claim."""
+    import re
+
+    from .service_support import web_login
+
+    server, keys = shop
+    claim_id = _claim_awaiting_capture(server, keys, 13)
+    pages = []
+    with web_login(server, keys["buyer"]) as phone:
+        for _ in range(server.settings.capture_max_live_tokens + 2):
+            page = phone.get(f"/web/claims/{claim_id}")
+            csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+            assert csrf, page.text[:500]
+            tapped = phone.post(
+                f"/web/claims/{claim_id}/capture-link",
+                data={"csrf": csrf[1]},
+                headers={"Origin": server.url},
+            )
+            assert tapped.status_code == 303, tapped.text[:300]
+            assert tapped.headers["location"].startswith("/web/capture/cap_")
+            pages.append(server.url + tapped.headers["location"])
+    with httpx.Client(timeout=60) as client:
+        assert client.get(pages[-1]).status_code == 200  # the newest opens
+        assert client.get(pages[0]).status_code != 200  # the oldest ended
+    retired = [a for a, _ in audit_entries(server, claim_id) if a == "capture.token_retired"]
+    assert len(retired) == 2
 
 
 def test_a_photo_of_another_product_is_asked_for_a_live_capture_not_approved(

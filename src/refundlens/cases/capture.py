@@ -54,13 +54,16 @@ __all__ = [
 
 
 def issue_capture_token(
-    store: Store, actor: Actor, claim: Claim, settings: Settings
+    store: Store, actor: Actor, claim: Claim, settings: Settings, *, retire_oldest: bool = False
 ) -> tuple[str, dt.datetime]:
     """A one-time token for a live capture (only while the claim awaits one). Returns (token, expiry).
 
     Only the hash of a token's secret is kept, so an earlier link cannot be handed out again:
     a buyer who lost one asks for another, up to ``capture_max_live_tokens`` unused and
-    unexpired at once (the caller holds the claim's row, so two requests do not both pass)."""
+    unexpired at once (the caller holds the claim's row, so two requests do not both pass).
+    ``retire_oldest``: at that bound, the oldest unused link ends instead (the web page's
+    button, whose links the buyer never sees: three taps locked a buyer out until the deadline,
+    a walkthrough found). Every link still counts under ``capture_max_links_per_claim``."""
     import hashlib
     import secrets
 
@@ -79,6 +82,13 @@ def issue_capture_token(
             "(capture_max_links_per_claim); a person will look at it.",
         )
     live = [t for t in issued if t.used_at is None and (aware(t.expires_at) or now) > now]
+    if retire_oldest and live and len(live) >= settings.capture_max_live_tokens:
+        oldest = min(live, key=lambda t: (aware(t.created_at) or now, t.id))
+        oldest.expires_at = now
+        store.audit.append(
+            actor.id, "capture.token_retired", claim_id=claim.id, details={"token": oldest.id}
+        )
+        live.remove(oldest)
     if len(live) >= settings.capture_max_live_tokens:
         raise RefundlensError(
             "capture.too_many_tokens",

@@ -238,7 +238,11 @@ def capture_link(request: Request, user: Poster, claim_id: PostedClaim) -> Respo
             claim = session.get(Claim, claim_id, with_for_update=True, populate_existing=True)
             assert claim is not None
             token, _ = cases.issue_capture_token(
-                SqlStore(session), cases.Actor(user.key_id, user.role), claim, runtime.settings
+                SqlStore(session),
+                cases.Actor(user.key_id, user.role),
+                claim,
+                runtime.settings,
+                retire_oldest=True,  # the page's links are never shown: the oldest ends
             )
     except RefundlensError as exc:
         return _back(request, claim_id, f"error={exc.code}")
