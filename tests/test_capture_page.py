@@ -831,3 +831,29 @@ def test_a_capture_refused_as_a_replay_of_the_claims_photo_looks_nothing_up_on_f
         )
     assert sent.status_code == 400 and "capture.replayed" in sent.text, sent.text
     assert looked_up == []
+
+
+def test_a_photo_too_large_for_the_capture_page_says_how_to_take_it_again() -> None:
+    """A 108 MP photo was answered "the photos could not be used", as any other refusal: the
+    page now says what the buyer can do (a normal resolution), in its language."""
+    from starlette.requests import Request
+
+    from refundlens.errors import MediaError
+    from refundlens.service.web.capture import _message
+
+    def asked(language: str) -> Request:
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": "/web/capture/x",
+            "query_string": f"lang={language}".encode(),
+            "headers": [],
+        }
+        return Request(scope)
+
+    for code in ("media.too_many_pixels", "media.too_large", "media.decompression_bomb"):
+        said = _message(asked("zh"), MediaError(code, "too big"))
+        assert "1200 万像素" in said and code in said, said
+        assert "12 MP" in _message(asked("en"), MediaError(code, "too big"))
+    other = _message(asked("en"), MediaError("media.corrupt", "bad"))
+    assert other.startswith("The photos could not be used.")

@@ -236,6 +236,9 @@ def test_a_wrong_key_is_refused_on_the_login_page(
     page = _login(browser, server, "rlk_nobody.secret")
     assert page.url.endswith("/web/login")
     assert page.locator("[role=alert]").count() == 1
+    # A buyer whose session ended has no key: the page says how to come back (a walkthrough
+    # found the buyer at a dead end).
+    assert "应用中再次打开该申请" in page.locator("#buyer-sign-in").inner_text()
 
 
 def test_the_pdf_evidence_report_carries_the_chinese_title_and_the_photo_hash(

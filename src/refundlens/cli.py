@@ -1278,7 +1278,7 @@ def serve(
         "(web page: /web/, API: /v1, OpenAPI: /openapi.json)"
     )
     typer.echo(
-        f"data: {database.engine.url.render_as_string(hide_password=True)}; tasks: {'celery at ' + settings.broker_url if settings.broker_url else 'in-process'}"
+        f"data: {database.engine.url.render_as_string(hide_password=True)}; tasks: {'celery at ' + settings.broker_url if settings.broker_url else _embedded_tasks(settings)}"
     )
     if token:
         # Framed: the database's migration log lines come just before it on a first start.
@@ -1377,6 +1377,16 @@ def report(
             f"error [output.unwritable] cannot write {target}: {exc.strerror or exc}."
         ) from exc
     typer.echo(f"evidence report written to {target}")
+
+
+def _embedded_tasks(settings: Settings) -> str:
+    """How the embedded default runs its tasks, as docs/service.md says it."""
+    n = settings.embedded_analysis_processes
+    return (
+        f"embedded ({n} analysis process{'es' if n > 1 else ''} beside the server)"
+        if n
+        else "embedded (analyses in the server's own process)"
+    )
 
 
 @app.command("packing-video")

@@ -130,6 +130,7 @@ def filed_photo(request: Request, token: str, index: str) -> Response:
 def _message(request: Request, exc: RefundlensError) -> str:
     """The refusal in the buyer's language: one sentence of what to do, then the server's own."""
     words = translations(lang(request)).gettext
+    hint: str | None
     if exc.code == "capture.clip_too_large":
         hint = words("The clip is too large. Record a shorter one, or send the photos without it.")
     elif exc.code.startswith(("capture.clip_", "capture.bad_clip")):
@@ -155,8 +156,20 @@ def _message(request: Request, exc: RefundlensError) -> str:
             "capture.in_progress": words(
                 "The photos you sent are still being checked: wait for that answer."
             ),
-        }.get(exc.code, words("The photos could not be used."))
+        }.get(exc.code)
+        if hint is None and exc.code in _TOO_BIG:
+            # A phone's 108 MP mode, or a photo saved at full size: the fix is in the buyer's
+            # hands, and the general sentence said none (a walkthrough).
+            hint = words(
+                "A photo is too large. Set the camera to a normal resolution (12 MP or less) "
+                "and take it again."
+            )
+        elif hint is None:
+            hint = words("The photos could not be used.")
     return f"{hint} ({exc.code})"
+
+
+_TOO_BIG = frozenset({"media.too_large", "media.too_many_pixels", "media.decompression_bomb"})
 
 
 @router.post("/capture/{token}")
