@@ -1218,3 +1218,33 @@ def test_a_sku_sent_again_adds_only_new_photos_and_holds_at_most_max_references_
             store, runtime.blobs, lowered, cases.SYSTEM, "shop", "s", "", photos[:2]
         )
         assert len(store.catalogue.reference_files(sku.id)) == 3
+
+
+def test_a_live_photo_of_another_side_shows_the_product_where_it_shares_a_surface() -> None:
+    """The capture page asks for two or three sides of the damage; a side no reference of the
+    SKU shows matches none. Every honest capture that followed the instructions went to a
+    person (a buyer's walkthrough): a live photo that matches no reference still shows the
+    product where it shares a surface with one a reference recognises, and only then."""
+    no_match = {"code": "reference.no_match", "facts": {"references_compared": 1}}
+    front = {"code": "reference.same_item_new_photo", "facts": {}}
+
+    def side(other: str, verdict: str) -> dict[str, object]:
+        views = [{"view_sha256": other, "verdict": verdict, "reason_cannot_tell": None}]
+        return {"code": "consistency.damage_confirmed", "facts": {"views_compared": views}}
+
+    def report(verdict: str) -> dict[str, object]:
+        return {
+            "images": [
+                {"sha256": "filed", "findings": [front]},
+                {"sha256": "live-front", "findings": [front]},
+                {"sha256": "live-back", "findings": [no_match, side("live-front", verdict)]},
+            ]
+        }
+
+    live = [False, True, True]
+    assert facts_from_report(report("agrees"), live)[2] is False
+    assert facts_from_report(report("missing"), live)[2] is False  # one item, damage differs
+    assert facts_from_report(report("cannot_tell"), live)[2] is True  # nothing shared
+    alone = {"images": [{"sha256": "filed", "findings": [front]},
+                        {"sha256": "live", "findings": [no_match]}]}  # fmt: skip
+    assert facts_from_report(alone, [False, True])[2] is True  # another product

@@ -546,6 +546,7 @@ def test_a_clip_frame_confirms_marked_damage_that_the_live_photo_cannot_show() -
     assert compared["capture.jpg"]["verdict"] == "cannot_tell"
     assert compared["clip.webm@1.2s"] == {
         "view": "clip.webm@1.2s",
+        "view_sha256": compared["clip.webm@1.2s"]["view_sha256"],
         "live_capture": True,
         "verdict": "agrees",
         "reason_cannot_tell": None,

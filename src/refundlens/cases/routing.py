@@ -149,6 +149,17 @@ def camera_manifest(facts: Mapping[str, Any]) -> bool:
     )
 
 
+# A reference of the SKU recognises the ordered product in the photo (a copy of it, or a new
+# exposure of it).
+SHOWING_CODES = frozenset(
+    {
+        "reference.derived",
+        "reference.identical",
+        "reference.recaptured",
+        "reference.near_copy_unresolved",
+        "reference.same_item_new_photo",
+    }
+)
 # The views agree on the damage the buyer marked: only this makes a live capture verify damage.
 CONFIRMING_CODE = "consistency.marked_damage_confirmed"
 # ... unless another view shows the marked damage differently.
@@ -166,9 +177,13 @@ def facts_from_report(
     ``marked_damage_differs``): the claim's photos are each analysed against the others, and
     one image's confirmation must not outvote another's doubt. Vouched for means every filed
     photo is: one genuine camera photo of the parcel must not carry an edited one beside it."""
-    not_shown = live_not_shown = confirmed = differs = False
+    not_shown = confirmed = differs = False
     filed: list[bool] = []  # per photo the buyer filed: is it vouched for?
+    unmatched_live: list[str] = []  # live photos that match none of the SKU's references
+    shows_product: set[str] = set()  # photos a reference of the SKU recognises
+    same_item: set[frozenset[str]] = set()  # pairs of photos that share a surface
     for index, image in enumerate(report.get("images") or ()):
+        sha = str(image.get("sha256") or index)
         is_live = index < len(live) and live[index]
         if not is_live:
             filed.append(False)
@@ -184,7 +199,13 @@ def facts_from_report(
             compared = facts.get("references_compared") or 0
             unmatched = code == "reference.no_match" and compared > 0
             not_shown |= unmatched and not is_live
-            live_not_shown |= unmatched and is_live
+            if unmatched and is_live:
+                unmatched_live.append(sha)
+            if code in SHOWING_CODES:
+                shows_product.add(sha)
+            for view in facts.get("views_compared") or ():
+                if isinstance(view, Mapping) and view.get("verdict") in ("agrees", "missing"):
+                    same_item.add(frozenset({sha, str(view.get("view_sha256"))}))
             # One side of the pair a live capture, the other a photo the buyer filed.
             other_live = bool(facts.get("other_view_live_capture"))
             checked = bool(facts.get("marked_damage_compared_with_reference"))
@@ -201,6 +222,14 @@ def facts_from_report(
                 )
             )
     vouched = bool(filed) and all(filed)
+    # The capture page asks for two or three sides of the damage, and a side no reference of
+    # the SKU shows matches none: every honest capture that followed the instructions went to a
+    # person (a buyer's walkthrough). A live photo that matches no reference still shows the
+    # product where it shares a surface with one that a reference recognises.
+    live_not_shown = any(
+        not any(frozenset({sha, other}) in same_item for other in shows_product)
+        for sha in unmatched_live
+    )
     return vouched, not_shown, live_not_shown, confirmed and not differs
 
 

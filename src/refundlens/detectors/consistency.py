@@ -1500,6 +1500,7 @@ class ConsistencyDetector(Detector):
         compared = [
             {
                 "view": r.other.name,
+                "view_sha256": r.other.sha256,
                 "live_capture": r.live,
                 "verdict": r.c.verdict,
                 "reason_cannot_tell": r.c.why or None,
