@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from ... import cases
 from ...cases.buyer import buyer_status
@@ -19,6 +20,7 @@ from ...errors import RefundlensError
 from ...rendering.i18n import translations
 from ...report.evidence import (
     REPORT_CSP,
+    CaseFile,
     content_json,
     gather,
     render_html,
@@ -94,14 +96,7 @@ def claim_page(
         return _buyer_page(request, claim_id, user, done, error)
     _warm_file_facts(runtime, claim_id)
     with runtime.db.session() as session:
-        case = gather(
-            session,
-            runtime.blobs,
-            claim_id,
-            inline=False,
-            shop=_shop(user),
-            settings=runtime.settings,
-        )
+        case = _case_as_seen(session, runtime, claim_id, user)
         # As the report shows it: a shop reads no other shop's claim in it (report.evidence).
         audit = [
             {
@@ -172,6 +167,19 @@ def _picture_blocks(case: Any) -> list[dict[str, Any]]:
         photo = case.photos[index]["sha256"] if index < len(case.photos) else None
         blocks.append({"path": image.get("path", ""), "pictures": pictures, "photo": photo})
     return blocks
+
+
+def _case_as_seen(session: Session, runtime: Runtime, claim_id: str, user: Principal) -> CaseFile:
+    """The claim's case as ``user`` may read it (a shop: no other shop's claim), its pictures
+    by hash, not inline."""
+    return gather(
+        session,
+        runtime.blobs,
+        claim_id,
+        inline=False,
+        shop=_shop(user),
+        settings=runtime.settings,
+    )
 
 
 def _warm_file_facts(runtime: Runtime, claim_id: str) -> None:
@@ -317,14 +325,7 @@ def report(request: Request, user: Viewer, claim_id: SeenClaim, fmt: str) -> Res
         with runtime.db.session() as session:
             # inline=False: the content holds the pictures' hashes, not their bytes, and a HEIC
             # photo need not be decoded for a browser (nor take a heavy-work slot).
-            case = gather(
-                session,
-                runtime.blobs,
-                claim_id,
-                inline=False,
-                shop=_shop(user),
-                settings=runtime.settings,
-            )
+            case = _case_as_seen(session, runtime, claim_id, user)
             data = content_json(case, runtime.settings.jurisdiction)
         return Response(
             data,
