@@ -14,6 +14,7 @@ import datetime as dt
 import hashlib
 import io
 import json
+import re
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -134,6 +135,9 @@ CLAIM_PHOTOS = {
     11: lambda: _scene(34),
     12: lambda: _scene(51),
     13: lambda: _scene(61),
+    14: lambda: _scene(71),
+    15: lambda: _scene(72),
+    16: lambda: _scene(78),
 }
 
 
@@ -216,11 +220,23 @@ def _mark_damage(page, box: tuple[float, float, float, float] = MARK) -> None:  
     page.mouse.up()
 
 
+def _answered(page, timeout: float = 60.0) -> None:  # type: ignore[no-untyped-def]
+    """Wait for the server's answer to the photos the page sent: received, or refused."""
+    _until(
+        page,
+        "Boolean(document.getElementById('capture-done') ||"
+        " document.getElementById('capture-closed') ||"
+        " !document.getElementById('capture-error').hidden)",
+        timeout,
+    )
+
+
 def _take_two_and_send(page, url: str) -> None:  # type: ignore[no-untyped-def]
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.goto(url)
     page.wait_for_selector("#shoot:not([hidden])", timeout=20000)
+    page.evaluate("window.sameDocument = true")  # the answer comes without a reload
     _until(page, "document.getElementById('camera').videoWidth > 0")
     page.click("#shoot")
     _until(page, "document.querySelectorAll('#shots canvas').length === 1")
@@ -237,7 +253,7 @@ def _take_two_and_send(page, url: str) -> None:  # type: ignore[no-untyped-def]
     _mark_damage(page)
     assert page.is_enabled("#send")
     page.click("#send")
-    page.wait_for_load_state("load")
+    _answered(page)
     assert not [e for e in errors if "Content Security Policy" in e], errors
 
 
@@ -298,8 +314,20 @@ def test_the_claim_photo_shown_to_the_camera_is_refused_as_a_replay_and_recorded
         _take_two_and_send(page, url)
         assert page.locator("#capture-error").is_visible(), page.content()
         assert "capture.replayed" in page.locator("#capture-error").inner_text()
-        # The link stays usable for a real photo.
-        assert page.locator("#capture-form").count() == 1
+        # The link stays usable for a real photo: the page stays as it was (no reload), the
+        # refused photos go (they must be taken anew), the box drawn stays.
+        assert page.evaluate("window.sameDocument === true")
+        assert page.locator("#capture-form").is_visible()
+        assert page.locator("#shots canvas").count() == 0
+        assert page.locator("#shot-count").inner_text() == "0"
+        drawn = json.loads(page.input_value("#damage-boxes"))
+        assert drawn[0] == pytest.approx(MARK, abs=0.01)
+        # Switching the language reloads the page: the box drawn is still there.
+        page.click("#lang-en")
+        page.wait_for_selector("#shoot:not([hidden])", timeout=20000)
+        assert page.evaluate("window.sameDocument === undefined")
+        assert json.loads(page.input_value("#damage-boxes")) == drawn
+        assert page.is_disabled("#send")  # the box is there; photos are still to be taken
     finally:
         browser.close()
         manager.__exit__(None, None, None)
@@ -388,6 +416,8 @@ def test_the_buyers_button_never_locks_it_out_of_a_live_capture(
             page = phone.get(f"/web/claims/{claim_id}")
             csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
             assert csrf, page.text[:500]
+            # The deadline as a clock time, to the minute, with the hours left beside it.
+            assert re.search(r'id="buyer-deadline">\d{4}-\d\d-\d\d \d\d:\d\d UTC', page.text)
             tapped = phone.post(
                 f"/web/claims/{claim_id}/capture-link",
                 data={"csrf": csrf[1]},
@@ -471,7 +501,7 @@ def test_a_short_clip_recorded_on_the_page_is_sent_with_the_photos_and_kept(
         _until(page, "document.querySelectorAll('#shots canvas').length === 2")
         _mark_damage(page)
         page.click("#send")
-        page.wait_for_load_state("load")
+        _answered(page)
         assert page.locator("#capture-done").is_visible(), page.content()
     finally:
         browser.close()
@@ -664,7 +694,7 @@ def test_a_claim_photo_the_page_cannot_show_does_not_keep_the_buyer_from_sending
         _until(page, "document.querySelector('canvas.mark').hidden === true")
         assert page.is_enabled("#send")
         page.click("#send")
-        page.wait_for_load_state("load")
+        _answered(page)
         assert page.locator("#capture-done").is_visible(), page.content()
     finally:
         browser.close()
@@ -699,7 +729,7 @@ def test_the_box_filed_with_the_claim_is_shown_and_clearing_it_removes_it(
         page.check("#no-mark")
         assert page.input_value("#damage-boxes") == "[[]]"  # [] removes; null would keep it
         page.click("#send")
-        page.wait_for_load_state("load")
+        _answered(page)
         assert page.locator("#capture-done").is_visible(), page.content()
     finally:
         browser.close()
@@ -746,7 +776,7 @@ def test_without_a_camera_api_the_phone_camera_field_takes_one_photo_at_a_time_a
         assert page.locator("#shots canvas").count() == 3
         assert page.locator("#photos").is_hidden()
         page.click("#send")
-        page.wait_for_load_state("load")
+        _answered(page)
         assert page.locator("#capture-done").is_visible(), page.content()
     finally:
         browser.close()
@@ -857,3 +887,140 @@ def test_a_photo_too_large_for_the_capture_page_says_how_to_take_it_again() -> N
         assert "12 MP" in _message(asked("en"), MediaError(code, "too big"))
     other = _message(asked("en"), MediaError("media.corrupt", "bad"))
     assert other.startswith("The photos could not be used.")
+
+
+def test_a_refusal_that_says_nothing_against_the_photos_keeps_them_to_send_again(
+    shop: tuple[Server, dict[str, str]], tmp_path: Path
+) -> None:
+    # "Busy, send again" and a lost connection once made the buyer take every photo anew.
+    server, keys = shop
+    claim_id = _claim_awaiting_capture(server, keys, 14)
+    url = _capture_url(server, keys, claim_id)
+    manager, browser, page = _phone(write_y4m(_scene(73), tmp_path / "cam.y4m"))
+    busy = {
+        "outcome": "refused",
+        "message": "服务繁忙 (service.busy)",
+        "code": "service.busy",
+        "keep_photos": True,
+        "keep_clip": True,
+    }
+    answers = iter(["busy", "offline", "through"])
+
+    def once(route) -> None:  # type: ignore[no-untyped-def]
+        if route.request.method != "POST":
+            route.continue_()
+            return
+        what = next(answers)
+        if what == "busy":
+            route.fulfill(status=503, content_type="application/json", body=json.dumps(busy))
+        elif what == "offline":
+            route.abort("internetdisconnected")
+        else:
+            route.continue_()
+
+    try:
+        page.route(url, once)
+        _take_two_and_send(page, url)
+        assert "service.busy" in page.locator("#capture-error").inner_text()
+        assert page.locator("#shots canvas").count() == 2  # kept
+        assert page.is_enabled("#send")
+        page.click("#send")
+        _until(page, "document.getElementById('capture-error').textContent.indexOf('服务繁忙') < 0")
+        assert page.locator("#capture-error").inner_text() == page.get_attribute(
+            "#capture-form", "data-offline"
+        )
+        assert page.locator("#shots canvas").count() == 2
+        assert page.locator("#send-progress-row").is_hidden()
+        page.click("#send")
+        _until(page, "Boolean(document.getElementById('capture-done'))", 60)
+        assert page.locator("#capture-form").is_hidden()
+        assert page.locator("#capture-error").is_hidden()
+        assert page.get_attribute("#back-to-claim", "href") == f"/web/claims/{claim_id}"
+    finally:
+        browser.close()
+        manager.__exit__(None, None, None)
+    claim = assessed(server, claim_id)
+    assert len([p for p in claim["photos"] if p["live_capture"]]) == 2
+
+
+def test_the_script_reads_the_answer_as_json_and_a_form_gets_the_page(
+    shop: tuple[Server, dict[str, str]],
+) -> None:
+    server, keys = shop
+    claim_id = _claim_awaiting_capture(server, keys, 15)
+    url = _capture_url(server, keys, claim_id)
+    asks = {"Origin": server.url, "Accept": "application/json"}
+    replay = ("live.jpg", CLAIM_PHOTOS[15](), "image/jpeg")
+    with httpx.Client(timeout=120) as client:
+        page = client.get(url)
+        assert page.status_code == 200
+        # The deadline is a clock time in the shop's zone, not "24.0 h".
+        assert re.search(r'id="capture-deadline">[^<]*\d{4}-\d\d-\d\d \d\d:\d\d UTC', page.text)
+        bad_box = client.post(
+            url,
+            files=[("photos", ("live.jpg", _scene(74), "image/jpeg"))],
+            data={"damage_boxes": "[[0.9, 0.9, 0.1]]"},
+            headers=asks,
+        )
+        assert bad_box.status_code == 400
+        assert bad_box.json()["code"] == "claim.bad_damage_box"
+        assert bad_box.json()["outcome"] == "refused" and bad_box.json()["keep_photos"] is True
+        refused = client.post(url, files=[("photos", replay)], headers=asks)
+        assert refused.status_code == 400, refused.text
+        answer = refused.json()
+        assert answer["outcome"] == "refused" and answer["code"] == "capture.replayed"
+        assert answer["keep_photos"] is False and "(capture.replayed)" in answer["message"]
+        taken = client.post(
+            url, files=[("photos", ("live.jpg", _scene(75), "image/jpeg"))], headers=asks
+        )
+        assert taken.status_code == 201, taken.text
+        assert taken.json() == {
+            "outcome": "received",
+            "message": None,
+            "code": None,
+            "keep_photos": False,
+            "keep_clip": False,
+        }
+        spent = client.post(
+            url, files=[("photos", ("live.jpg", _scene(76), "image/jpeg"))], headers=asks
+        )
+        assert spent.status_code == 404 and spent.json()["outcome"] == "closed"
+        # Without the script's Accept, a form gets the page, as before.
+        form = client.post(
+            url,
+            files=[("photos", ("live.jpg", _scene(77), "image/jpeg"))],
+            headers={"Origin": server.url},
+        )
+        assert form.status_code == 404 and 'id="capture-closed"' in form.text
+
+
+def test_a_phone_that_drops_its_upload_midway_is_no_server_error(
+    shop: tuple[Server, dict[str, str]], caplog: pytest.LogCaptureFixture
+) -> None:
+    # A buyer's phone lost its network mid-upload: the server logged a 500 with a traceback.
+    import logging
+    import socket
+    import time
+    from urllib.parse import urlsplit
+
+    server, keys = shop
+    claim_id = _claim_awaiting_capture(server, keys, 16)
+    url = urlsplit(_capture_url(server, keys, claim_id))
+    head = (
+        f"POST {url.path} HTTP/1.1\r\nHost: {url.netloc}\r\nOrigin: {server.url}\r\n"
+        "Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 900000\r\n\r\n"
+    )
+    part = b'--b\r\nContent-Disposition: form-data; name="photos"; filename="a.jpg"\r\n\r\n'
+    with caplog.at_level(logging.INFO):
+        with socket.create_connection((url.hostname, url.port)) as sock:
+            sock.sendall(head.encode() + part + b"\xff" * 20000)
+            time.sleep(0.5)
+        deadline = time.time() + 10
+        while time.time() < deadline and "went away" not in caplog.text:
+            time.sleep(0.1)
+    assert "the client went away before its upload ended" in caplog.text
+    assert url.path not in caplog.text  # the route's template, never the link
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+    # The link was not spent: the buyer sends again.
+    with httpx.Client(timeout=60) as client:
+        assert client.get(f"{url.scheme}://{url.netloc}{url.path}").status_code == 200

@@ -23,7 +23,16 @@ from pathlib import Path
 
 import pytest
 
-from refundlens.rendering.readable import FactRow, breakable, fact_rows, money, number, when, zone
+from refundlens.rendering.readable import (
+    FactRow,
+    breakable,
+    fact_rows,
+    hours,
+    money,
+    number,
+    when,
+    zone,
+)
 
 from .service_support import (
     Server,
@@ -845,3 +854,11 @@ def test_a_merchant_downloads_the_reports_data_and_checks_the_printed_value_with
     buyer_key = server.key("buyer", subject="buyer-1")
     with web_login(server, buyer_key) as buyer:
         assert buyer.get(f"/web/claims/{claim}/report.json").status_code == 403
+
+
+def test_hours_left_read_as_a_person_says_them() -> None:
+    assert hours(23.96) == "24"
+    assert hours(2.0) == "2"
+    assert hours(0.34) == "0.3"  # not "about 0 h" with 20 minutes left
+    assert hours(-1.0) == "0.0"
+    assert hours(None) == "0.0"

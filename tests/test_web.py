@@ -218,6 +218,18 @@ def test_a_buyer_sees_its_claims_state_in_words_and_nothing_of_the_analysis(
     assert page.locator("#buyer-status").inner_text()
     for word in ("reference.", "Findings", "Risk", "%", "Audit", "heatmap", "facts"):
         assert word not in text, word
+    # The photos come at the analysis size (a phone on a slow network waited minutes for the
+    # files sent); each links to the file itself.
+    shown = page.locator("img.photo").first
+    source = shown.get_attribute("src") or ""
+    assert source.endswith("?view=preview"), source
+    preview = page.request.get(server.url + source)
+    assert preview.status == 200 and preview.headers["content-type"] == "image/jpeg"
+    original = page.request.get(server.url + source.removesuffix("?view=preview"))
+    assert original.status == 200 and original.body() != preview.body()
+    assert page.locator("main a", has=shown).get_attribute("href") == source.removesuffix(
+        "?view=preview"
+    )
     # Not even by asking for a picture of the analysis by its hash, or filtering by a code.
     with server.client(keys["merchant"]) as merchant:
         view = merchant.get(f"/v1/claims/{keys['open_claim']}").json()
@@ -828,6 +840,8 @@ def test_a_buyer_appeals_a_decision_on_the_page_and_a_person_looks_again(
     page.fill("#appeal-reason", "the cup arrived broken, here is why")
     page.click("#appeal-form button[type=submit]")
     assert page.locator("#claim-state").inner_text() == "under review"
+    # The buyer reads back what it wrote.
+    assert page.locator("#buyer-appeals").inner_text() == "the cup arrived broken, here is why"
     assert page.locator("#appeal-form").count() == 0
     # The rejection is shown as being reviewed again, not as the answer.
     assert "being reviewed again" in page.inner_text("main")

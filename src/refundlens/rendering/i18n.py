@@ -194,7 +194,7 @@ def environment(lang: str) -> jinja2.Environment:
     env.filters["risk_percent"] = risk_percent
     # The evidence report's readable values (rendering/readable.py): facts as rows with units,
     # times with their zone, codes that wrap only between their parts.
-    from .readable import breakable, fact_rows, money, number, when
+    from .readable import breakable, fact_rows, hours, money, number, when
 
     words = translations(lang)
     env.filters["fact_rows"] = lambda facts: fact_rows(
@@ -208,6 +208,7 @@ def environment(lang: str) -> jinja2.Environment:
     env.filters["breakable"] = breakable
     env.filters["when"] = when
     env.filters["number"] = number
+    env.filters["hours"] = hours
     env.filters["money"] = money
     return env
 

@@ -17,7 +17,17 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from markupsafe import Markup, escape
 
-__all__ = ["WORDED_FACTS", "FactRow", "breakable", "fact_rows", "money", "number", "when", "zone"]
+__all__ = [
+    "WORDED_FACTS",
+    "FactRow",
+    "breakable",
+    "fact_rows",
+    "hours",
+    "money",
+    "number",
+    "when",
+    "zone",
+]
 
 
 class FactRow(NamedTuple):
@@ -79,6 +89,13 @@ def _unit(name: str) -> tuple[str, str]:
         if infix in name:
             return name, unit
     return name, ""
+
+
+def hours(value: float | None) -> str:
+    """Hours left before a deadline, as a person says them: whole hours from two on, tenths
+    below (a buyer with 20 minutes left read "about 0 h"); never below zero."""
+    left = max(0.0, value or 0.0)
+    return f"{left:.0f}" if left >= 2 else f"{left:.1f}"
 
 
 def number(value: float | int, digits: int = 4) -> str:

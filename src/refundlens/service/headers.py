@@ -16,9 +16,10 @@ __all__ = ["API_CSP", "REPORT_CSP", "WEB_CSP", "SecurityHeaders"]
 
 WEB_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
-"""The web page: its own files, its own photos and the check page's inline result picture."""
+"""The web page: its own files, its own photos and the check page's inline result picture; the
+capture page's script sends the photos to this site only."""
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
 """JSON answers are never documents to render."""
 

@@ -10,7 +10,9 @@
 // style): the boxes go as fractions of the photo in the field "damage_boxes" (a JSON array, null
 // where not marked), and the photos cannot be sent before at least one box is drawn. A box the
 // buyer drew when filing (data-box) is shown and counts as drawn; clearing it sends [] (remove
-// it), since null would leave it on file. Served as a file: the page's CSP runs no inline script.
+// it), since null would leave it on file. The photos go by XMLHttpRequest (the upload's progress
+// shows; the answer is JSON: received, refused with what to keep, or the link closed), so a
+// refusal leaves the page as it was. Served as a file: the page's CSP runs no inline script.
 "use strict";
 (function () {
   var form = document.getElementById("capture-form");
@@ -52,8 +54,23 @@
   }
   if (noMark) { noMark.addEventListener("change", function () { keepBoxes(); refresh(); }); }
 
+  // The boxes drawn survive a reload of the page (its language links reload it: a buyer who
+  // switched language lost the box it drew, a walkthrough), for this link only.
+  var boxesKey = "refundlens.capture.boxes:" + window.location.pathname;
+  function storedBoxes() {
+    try {
+      var stored = JSON.parse(window.sessionStorage.getItem(boxesKey) || "null");
+      return Array.isArray(stored) && stored.length === marks.length ? stored : null;
+    } catch (e) { return null; }
+  }
+  function forgetBoxes() {
+    try { window.sessionStorage.removeItem(boxesKey); } catch (e) { /* storage off: nothing kept */ }
+  }
+  var restored = storedBoxes();
+
   function keepBoxes() {
     if (!boxesField) { return; }
+    try { window.sessionStorage.setItem(boxesKey, JSON.stringify(boxes)); } catch (e) { /* storage off */ }
     if (noMark && noMark.checked) {
       // "I cannot mark the damage": no box goes, and a box on file is removed ([]), so that
       // no box the buyer disowns is compared or confirmed.
@@ -74,6 +91,11 @@
     try { onFile = canvas.dataset.box ? JSON.parse(canvas.dataset.box) : null; } catch (e) { onFile = null; }
     if (!Array.isArray(onFile) || onFile.length !== 4) { onFile = null; }
     boxes[index] = onFile;
+    var kept = restored ? restored[index] : undefined;
+    if (kept === null || (Array.isArray(kept) && (kept.length === 0 || kept.length === 4) &&
+        kept.every(function (v) { return typeof v === "number" && v >= 0 && v <= 1; }))) {
+      boxes[index] = kept;
+    }
     function draw(box) {
       var context = canvas.getContext("2d");
       context.drawImage(photo, 0, 0, canvas.width, canvas.height);
@@ -148,6 +170,7 @@
     }
   }
   marks.forEach(markable);
+  if (restored) { keepBoxes(); }
 
   function refresh() {
     if (files.required) {  // the fallback field without DataTransfer: it sends itself
@@ -293,28 +316,112 @@
     }, "image/jpeg", 0.92);
   });
 
+  var errorLine = document.getElementById("capture-error");
+  var progressRow = document.getElementById("send-progress-row");
+
+  function showError(text) {
+    errorLine.textContent = text;
+    errorLine.hidden = false;
+    if (errorLine.scrollIntoView) { errorLine.scrollIntoView({ block: "center" }); }
+  }
+
+  function unlock() {
+    progressRow.hidden = true;
+    if (record) { record.disabled = false; }
+    refresh();
+  }
+
+  // The photos were refused for what they are (a replay, too large, not new): they go, and
+  // the buyer takes new ones. The box stays.
+  function forget() {
+    taken = [];
+    shots.textContent = "";
+    refresh();
+  }
+
+  // Received, or the link is spent: the form goes, the sentence stays, the camera closes.
+  function finish(received, text) {
+    if (stream) { stream.getTracks().forEach(function (track) { track.stop(); }); }
+    forgetBoxes();
+    form.hidden = true;
+    errorLine.hidden = true;
+    var line = document.createElement("p");
+    line.id = received ? "capture-done" : "capture-closed";
+    line.className = received ? "done" : "";
+    line.setAttribute("role", "status");
+    line.textContent = text;
+    form.parentNode.insertBefore(line, form);
+    if (received && form.dataset.claim) {
+      var back = document.createElement("a");
+      back.id = "back-to-claim";
+      back.href = "/web/claims/" + encodeURIComponent(form.dataset.claim);
+      back.textContent = form.dataset.backLabel || back.href;
+      var row = document.createElement("p");
+      row.appendChild(back);
+      form.parentNode.insertBefore(row, form);
+    }
+  }
+
+  // Sent by the script, not as a form: the buyer sees the upload's progress (a phone on a slow
+  // network took minutes with no sign of life: a walkthrough), and a refusal leaves the page as
+  // it was, box and photos, where the refusal says nothing against the photos.
+  function sendAll() {
+    var body = new FormData();
+    taken.slice(0, most).forEach(function (file) { body.append("photos", file, file.name); });
+    if (clip) { body.append("clip", clip, clip.name); }
+    if (boxesField) { body.append("damage_boxes", boxesField.value); }
+    var request = new XMLHttpRequest();
+    request.open("POST", form.action);
+    request.setRequestHeader("Accept", "application/json");
+    request.upload.addEventListener("progress", function (event) {
+      if (!event.lengthComputable || !event.total) { return; }
+      var share = Math.min(100, Math.round(100 * event.loaded / event.total));
+      document.getElementById("send-progress").value = share;
+      document.getElementById("send-percent").textContent = String(share);
+    });
+    request.addEventListener("load", function () {
+      var answer = null;
+      try { answer = JSON.parse(request.responseText); } catch (e) { answer = null; }
+      if (!answer || typeof answer.outcome !== "string") {
+        unlock();
+        showError((form.dataset.unusable || "") + " (HTTP " + request.status + ")");
+        return;
+      }
+      if (answer.outcome === "received") { finish(true, form.dataset.received || ""); return; }
+      if (answer.outcome === "closed") {
+        finish(false, (answer.message ? answer.message + " " : "") + (form.dataset.closed || ""));
+        return;
+      }
+      if (!answer.keep_clip) { clip = null; }
+      if (!answer.keep_photos) { forget(); }
+      unlock();
+      showError(String(answer.message || answer.code || ""));
+    });
+    request.addEventListener("error", function () {
+      unlock();
+      showError(form.dataset.offline || "");
+    });
+    document.getElementById("send-progress").value = 0;
+    document.getElementById("send-percent").textContent = "0";
+    progressRow.hidden = false;
+    errorLine.hidden = true;
+    request.send(body);
+  }
+
   form.addEventListener("submit", function (event) {
     if (!marked()) {
       event.preventDefault();
       say("needMark");
       return;
     }
-    if (files.required) { return; }  // the fallback field sends itself
+    if (files.required) { return; }  // the fallback field without DataTransfer sends itself
     event.preventDefault();
     if (taken.length < least || recorder !== null) { return; }
-    var transfer = new DataTransfer();
-    taken.slice(0, most).forEach(function (file) { transfer.items.add(file); });
-    files.files = transfer.files;
-    if (clip && clipField) {
-      var withClip = new DataTransfer();
-      withClip.items.add(clip);
-      clipField.files = withClip.files;
-    }
     send.disabled = true;
     shoot.disabled = true;
     if (record) { record.disabled = true; }
     say("sending");
-    form.submit();
+    sendAll();
   });
 
   // Last: the handlers above are in place before the page knows whether it has a camera.

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from dataclasses import dataclass
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import UploadFile
 
 from ... import cases
@@ -31,7 +32,7 @@ from ...metrics import metrics
 from ...rendering.i18n import translations
 from ...store.sql.repositories import SqlStore
 from ..live_capture import capture_slot, take_capture
-from .common import analysis_jpeg, file_name, lang, page, runtime_of, same_site
+from .common import analysis_jpeg, file_name, hours_left, lang, page, runtime_of, same_site
 
 __all__ = ["TOKEN_PATH", "router"]
 
@@ -45,33 +46,44 @@ Filed = list[tuple[str, list[float] | None]]
 """(name, the buyer's box on file or None) of each photo the claim was filed with."""
 
 
-def _open(request: Request, token: str) -> tuple[str, float, Filed, str | None] | None:
-    """(claim id, hours left, the photos filed with the claim and their boxes, what the person
-    who asked wrote the buyer should photograph) if the token may be used now, else None."""
+@dataclass(frozen=True)
+class Opened:
+    """What the page shows of a capture link that may be used now."""
+
+    claim_id: str
+    deadline: dt.datetime | None
+    zone: dt.tzinfo
+    """The zone the shop's times were sent in: the deadline is written as a clock time there."""
+    filed: Filed
+    ask: str | None
+    """What the person who asked wrote the buyer should photograph."""
+
+
+def _open(request: Request, token: str) -> Opened | None:
+    """The claim behind ``token`` if the token may be used now, else None."""
     if not TOKEN_PATH.match(token):
         return None
     try:
         with runtime_of(request).db.session() as s:
-            claim = cases.capture_claim(SqlStore(s), token, lock=False)
-            deadline = cases.aware(claim.deadline_at)
-            claim_id = claim.id
-            ask = claim.capture_request_note
-            filed = [
-                (p.name, [float(v) for v in p.damage_box] if p.damage_box else None)
-                for p in cases.filed_photos(claim)
-            ]
+            store = SqlStore(s)
+            claim = cases.capture_claim(store, token, lock=False)
+            order = store.catalogue.order(claim.order_id)
+            return Opened(
+                claim_id=claim.id,
+                deadline=cases.aware(claim.deadline_at) if claim.deadline_at else None,
+                zone=cases.order_time_zone(order) if order is not None else dt.UTC,
+                filed=[
+                    (p.name, [float(v) for v in p.damage_box] if p.damage_box else None)
+                    for p in cases.filed_photos(claim)
+                ],
+                ask=claim.capture_request_note,
+            )
     except RefundlensError:
         return None
-    left = (deadline - dt.datetime.now(dt.UTC)).total_seconds() / 3600 if deadline else 0.0
-    return claim_id, max(0.0, round(left, 1)), filed, ask
 
 
 def _form(
-    request: Request,
-    token: str,
-    opened: tuple[str, float, Filed, str | None],
-    status: int = 200,
-    **more: object,
+    request: Request, token: str, opened: Opened, status: int = 200, **more: object
 ) -> Response:
     settings = runtime_of(request).settings
     return page(
@@ -79,10 +91,12 @@ def _form(
         "capture.html",
         status=status,
         token=token,
-        claim_id=opened[0],
-        hours_left=opened[1],
-        filed=opened[2],
-        ask=opened[3],
+        claim_id=opened.claim_id,
+        deadline=opened.deadline,
+        tz=opened.zone,
+        hours_left=max(0.0, hours_left(opened.deadline) or 0.0),
+        filed=opened.filed,
+        ask=opened.ask,
         min_side=settings.damage_box_min_side,
         most=settings.capture_max_photos,
         least=1,
@@ -181,6 +195,8 @@ async def capture_upload(request: Request, token: str) -> Response:
     # The token first: a body is read only for a link that may be used now.
     opened = await run_in_threadpool(_open, request, token)
     if opened is None:
+        if _script_asks(request):
+            return _answer(request, 404, "closed", None)
         return page(request, "capture.html", status=404, closed=True)
     if not cases.page_captures_allowed(settings):
         metrics().errors.labels("capture.app_required").inc()
@@ -236,8 +252,13 @@ async def capture_upload(request: Request, token: str) -> Response:
     except RefundlensError as exc:
         metrics().errors.labels(exc.code).inc()
         still = await run_in_threadpool(_open, request, token)
-        if still is None:
-            return page(
+        status = {"service.busy": 503, "capture.in_progress": 409}.get(exc.code, 400)
+        if _script_asks(request):
+            answer: Response = _answer(
+                request, status, "closed" if still is None else "refused", exc
+            )
+        elif still is None:
+            answer = page(
                 request,
                 "capture.html",
                 status=400,
@@ -245,12 +266,46 @@ async def capture_upload(request: Request, token: str) -> Response:
                 error=True,
                 error_message=_message(request, exc),
             )
-        status = {"service.busy": 503, "capture.in_progress": 409}.get(exc.code, 400)
-        answer = _form(
-            request, token, still, status, error=True, error_message=_message(request, exc)
-        )
+        else:
+            answer = _form(
+                request, token, still, status, error=True, error_message=_message(request, exc)
+            )
         if exc.code == "service.busy":
             answer.headers["Retry-After"] = str(settings.busy_retry_after_seconds)
         return answer
     await run_in_threadpool(request.app.state.dispatcher.submit, claim_id)
-    return page(request, "capture.html", status=201, received=True)
+    if _script_asks(request):
+        return _answer(request, 201, "received", None)
+    return page(request, "capture.html", status=201, received=True, claim_id=claim_id)
+
+
+_KEEP_PHOTOS = frozenset(
+    {"service.busy", "capture.in_progress", "claim.bad_damage_box", "capture.bad_clip"}
+)
+"""Refusals that say nothing against the photos: the page keeps them to send again (a buyer
+whose photos vanished after "busy, send again" had to take them anew: a walkthrough)."""
+
+
+def _script_asks(request: Request) -> bool:
+    """The page's script sent the photos (to show the upload's progress and keep the photos
+    and the box on a refusal) and reads the answer as JSON; a form sent without the script
+    gets the page back."""
+    return request.headers.get("accept", "").startswith("application/json")
+
+
+def _answer(request: Request, status: int, outcome: str, exc: RefundlensError | None) -> Response:
+    """The answer the page's script shows: ``outcome`` (received, refused, closed), the
+    sentence in the buyer's language, the code, and which of what it holds to keep."""
+    code = exc.code if exc is not None else None
+    clip_refused = code is not None and code.startswith(("capture.clip_", "capture.bad_clip"))
+    return JSONResponse(
+        {
+            "outcome": outcome,
+            "message": _message(request, exc) if exc is not None else None,
+            "code": code,
+            "keep_photos": code in _KEEP_PHOTOS or clip_refused,
+            "keep_clip": code in _KEEP_PHOTOS and not clip_refused,
+        },
+        status_code=status,
+        headers={"Cache-Control": "no-store"},
+    )

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ... import cases
-from ...cases.buyer import buyer_status
+from ...cases.buyer import buyer_deadline, buyer_status
 from ...errors import RefundlensError
 from ...rendering.i18n import translations
 from ...report.evidence import (
@@ -142,6 +142,7 @@ def claim_page(
         history=history,
         timeline=timeline,
         hours_left=hours_left(case.claim.deadline_at),
+        tz=cases.order_time_zone(case.order),
         done=done if done in DONE else None,
         error=error if error and _CODE.fullmatch(error) else None,
         refusal=refusal_of(request, error),
@@ -210,10 +211,17 @@ def _buyer_page(
         user=user,
         case=case,
         told=buyer_status(case.claim.state, latest),
-        # The deadline is the buyer's only while a live capture is asked of it.
-        hours_left=hours_left(case.claim.deadline_at)
-        if case.claim.state == "awaiting_capture"
-        else None,
+        # The deadline is the buyer's only while a live capture is asked of it: a clock time
+        # in the shop's zone, to the minute (cases/buyer.py), with the hours left beside it.
+        deadline=buyer_deadline(case.claim.state, cases.aware(case.claim.deadline_at)),
+        hours_left=hours_left(case.claim.deadline_at),
+        tz=cases.order_time_zone(case.order),
+        # What the buyer wrote when it appealed (its own words, kept in the audit log).
+        appeals=[
+            str(line.details.get("reason", ""))
+            for line in case.audit
+            if line.action == "claim.appealed" and line.details.get("by") == "buyer"
+        ],
         may_appeal=cases.may_appeal(user.role, case.claim.state, latest),
         done=done if done in DONE else None,
         error=error if error and _CODE.fullmatch(error) else None,
@@ -259,9 +267,13 @@ def _timeline(case: Any) -> list[dict[str, Any]]:
 
 
 @router.get("/claims/{claim_id}/blob/{sha256}")
-def claim_blob(request: Request, user: MaybeUser, claim_id: str, sha256: str) -> Response:
+def claim_blob(
+    request: Request, user: MaybeUser, claim_id: str, sha256: str, view: str | None = None
+) -> Response:
     """A photo or picture of this claim (only blobs the claim refers to). A bare 403, not a
-    page: an image that is not the user's is refused, not redirected to a login."""
+    page: an image that is not the user's is refused, not redirected to a login. With
+    ``view=preview``, a claim photo or reference comes as its analysis copy (JPEG, at most
+    ``analysis_side`` px): what the buyer's page shows on a phone."""
     if user is None or visible(request, claim_id, user) is None:
         return Response(status_code=403)
     if not _SHA256.fullmatch(sha256):
@@ -282,6 +294,9 @@ def claim_blob(request: Request, user: MaybeUser, claim_id: str, sha256: str) ->
         return Response(status_code=404)
     data = runtime.blobs.get(sha256)
     media = image_mime(data)
+    photo = sha256 in {p["sha256"] for p in case.photos} | {r.sha256 for r in case.references}
+    if view == "preview" and photo:
+        media = "application/octet-stream"  # served below as the analysis copy
     if media == "application/octet-stream" and sha256 not in allowed:
         # An evidence file no browser shows as a picture (a packing video, a PDF): a download
         # under a name of ours, never rendered from this site (the bytes are the sender's).
