@@ -46,9 +46,9 @@ def shop(
         yield server, claims
 
 
-def _link(server: Server, buyer: str) -> httpx.Response:
+def _link(server: Server, buyer: str, **params: str) -> httpx.Response:
     with server.client(server.admin) as admin:
-        return admin.post(f"/v1/buyers/{buyer}/sign-in-link")
+        return admin.post(f"/v1/buyers/{buyer}/sign-in-link", params=params)
 
 
 def _write(server: Server, statement: Any) -> None:
@@ -103,6 +103,32 @@ def test_a_link_logs_its_buyer_in_once_and_shows_only_its_claims(
         assert key.label == "web sign-in links"
     finally:
         database.dispose()
+
+
+def test_a_link_made_for_a_claim_lands_on_that_claims_page(
+    shop: tuple[Server, dict[str, str]],
+) -> None:
+    server, claims = shop
+    # Only one of the buyer's own claims: another buyer's, or none, is "not found".
+    assert _link(server, "buyer-1", claim_id=claims["buyer-2"]).status_code == 404
+    assert _link(server, "buyer-1", claim_id="clm_00000000000000000000").status_code == 404
+    url = _link(server, "buyer-1", claim_id=claims["buyer-1"]).json()["url"]
+    assert url.endswith(f"?claim={claims['buyer-1']}")
+    with httpx.Client(base_url=server.url, timeout=60.0) as phone:
+        opened = phone.get(url)
+        assert f'action="{url}"' in opened.text
+        entered = phone.post(url, headers={"Origin": server.url})
+        assert entered.status_code == 303
+        assert entered.headers["location"] == f"/web/claims/{claims['buyer-1']}"
+        assert phone.get(entered.headers["location"]).status_code == 200
+    # A link edited to land elsewhere lands on the list: the landing is a claim id or nothing.
+    for landing in ("//evil.example", "https://evil.example/", "../queue", "clm_1/../../x"):
+        token = _link(server, "buyer-1").json()["url"]
+        with httpx.Client(base_url=server.url, timeout=60.0) as phone:
+            page = phone.get(token, params={"claim": landing})
+            assert "evil" not in page.text and "../" not in page.text.split("<form")[1]
+            entered = phone.post(token, params={"claim": landing}, headers={"Origin": server.url})
+            assert entered.status_code == 303 and entered.headers["location"] == "/web/"
 
 
 def test_an_expired_or_made_up_link_opens_nothing(shop: tuple[Server, dict[str, str]]) -> None:

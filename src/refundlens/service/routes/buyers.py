@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Query
 
+from ... import cases
 from ...store.sql import audit
 from .. import fields
 from ..auth import issue_sign_in_link
-from ..deps import Admin, RuntimeDep, SessionDep
+from ..deps import Admin, RuntimeDep, SessionDep, visible_claim
 from ..schemas import SignInLinkOut
 
 __all__ = ["router"]
@@ -25,8 +26,16 @@ router = APIRouter()
 
 @router.post("/v1/buyers/{buyer_id}/sign-in-link", status_code=201, response_model=SignInLinkOut)
 def sign_in_link(
-    buyer_id: Annotated[fields.Id, Path()], p: Admin, s: SessionDep, runtime: RuntimeDep
+    buyer_id: Annotated[fields.Id, Path()],
+    p: Admin,
+    s: SessionDep,
+    runtime: RuntimeDep,
+    claim_id: Annotated[fields.Id | None, Query()] = None,
 ) -> SignInLinkOut:
+    """With ``claim_id`` (one of this buyer's claims), the link lands on that claim's page: a
+    buyer who tapped "my claim" in the app landed on a list and had to find it (a walkthrough)."""
+    if claim_id is not None and visible_claim(s, claim_id, p, lock=False).buyer_id != buyer_id:
+        raise cases.NotFound("claim", claim_id)
     token, expires = issue_sign_in_link(s, buyer_id, runtime.settings.web_sign_in_link_minutes)
     audit.append(
         s,
@@ -34,4 +43,5 @@ def sign_in_link(
         "buyer.sign_in_link",
         details={"buyer": buyer_id, "link": token.split(".")[0], "expires_at": expires.isoformat()},
     )
-    return SignInLinkOut(url=f"/web/enter/{token}", expires_at=expires.isoformat())
+    landing = f"?claim={claim_id}" if claim_id is not None else ""
+    return SignInLinkOut(url=f"/web/enter/{token}{landing}", expires_at=expires.isoformat())

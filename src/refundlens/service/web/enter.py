@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
@@ -23,8 +24,16 @@ __all__ = ["router"]
 router = APIRouter(include_in_schema=False)
 
 
+CLAIM_ID = re.compile(r"clm_[0-9a-f]{20}")
+"""A claim id as refundlens makes them: the only landing a link may name (never a URL)."""
+
+
+def _landing(claim: str | None) -> str | None:
+    return claim if claim is not None and CLAIM_ID.fullmatch(claim) else None
+
+
 @router.get("/enter/{token}")
-def enter_page(request: Request, token: str) -> Response:
+def enter_page(request: Request, token: str, claim: str | None = None) -> Response:
     expires = None
     if LINK_TOKEN.fullmatch(token):
         with runtime_of(request).db.session() as s:
@@ -32,11 +41,18 @@ def enter_page(request: Request, token: str) -> Response:
     if expires is None:
         return page(request, "enter.html", status=404, closed=True, user=None)
     left = math.ceil((expires - dt.datetime.now(dt.UTC)).total_seconds() / 60)
-    return page(request, "enter.html", token=token, minutes_left=max(1, left), user=None)
+    return page(
+        request,
+        "enter.html",
+        token=token,
+        minutes_left=max(1, left),
+        user=None,
+        landing=_landing(claim),
+    )
 
 
 @router.post("/enter/{token}")
-def enter(request: Request, token: str) -> Response:
+def enter(request: Request, token: str, claim: str | None = None) -> Response:
     runtime = runtime_of(request)
     if not same_site(request):
         return page(request, "enter.html", status=403, foreign=True, user=None)
@@ -49,7 +65,10 @@ def enter(request: Request, token: str) -> Response:
                 close_web_session(s, request.cookies.get(COOKIE))
     if opened is None:
         return page(request, "enter.html", status=404, closed=True, user=None)
-    response = RedirectResponse("/web/", status_code=303)
+    # The claim the link names, if it is a claim id: its page says "not found" where the buyer
+    # may not see it, as for any claim id typed in.
+    landing = _landing(claim)
+    response = RedirectResponse(f"/web/claims/{landing}" if landing else "/web/", status_code=303)
     set_private_cookie(
         request, response, COOKIE, opened[0], int(runtime.settings.web_session_hours * 3600)
     )
