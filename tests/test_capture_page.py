@@ -138,6 +138,7 @@ CLAIM_PHOTOS = {
     14: lambda: _scene(71),
     15: lambda: _scene(72),
     16: lambda: _scene(78),
+    17: lambda: _scene(81),
 }
 
 
@@ -231,7 +232,7 @@ def _answered(page, timeout: float = 60.0) -> None:  # type: ignore[no-untyped-d
     )
 
 
-def _take_two_and_send(page, url: str) -> None:  # type: ignore[no-untyped-def]
+def _take_two_and_send(page, url: str, answered: bool = True) -> None:  # type: ignore[no-untyped-def]
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.goto(url)
@@ -253,7 +254,9 @@ def _take_two_and_send(page, url: str) -> None:  # type: ignore[no-untyped-def]
     _mark_damage(page)
     assert page.is_enabled("#send")
     page.click("#send")
-    _answered(page)
+    if answered:
+        _answered(page)
+        assert page.evaluate("window.sameDocument === true")
     assert not [e for e in errors if "Content Security Policy" in e], errors
 
 
@@ -904,26 +907,41 @@ def test_a_refusal_that_says_nothing_against_the_photos_keeps_them_to_send_again
         "keep_photos": True,
         "keep_clip": True,
     }
-    answers = iter(["busy", "offline", "through"])
+    too_large = {"error": {"code": "request.too_large", "message": "over the limit"}}
+    answers = iter(["hold", "offline", "too_large", "through"])
+    held = []
 
     def once(route) -> None:  # type: ignore[no-untyped-def]
         if route.request.method != "POST":
             route.continue_()
             return
         what = next(answers)
-        if what == "busy":
-            route.fulfill(status=503, content_type="application/json", body=json.dumps(busy))
+        if what == "hold":
+            held.append(route)  # answered later: the upload is on its way meanwhile
         elif what == "offline":
             route.abort("internetdisconnected")
+        elif what == "too_large":
+            route.fulfill(status=413, content_type="application/json", body=json.dumps(too_large))
         else:
             route.continue_()
 
     try:
         page.route(url, once)
-        _take_two_and_send(page, url)
+        _take_two_and_send(page, url, answered=False)
+        _until(page, "document.getElementById('send-progress-row').hidden === false")
+        # While it goes, nothing sends it twice: the box and "cannot mark" are locked too.
+        assert page.is_disabled("#send") and page.is_disabled("#no-mark")
+        _mark_damage(page, (0.1, 0.1, 0.2, 0.2))
+        assert page.is_disabled("#send")
+        assert len(held) == 1
+        held[0].fulfill(status=503, content_type="application/json", body=json.dumps(busy))
+        _answered(page)
         assert "service.busy" in page.locator("#capture-error").inner_text()
         assert page.locator("#shots canvas").count() == 2  # kept
-        assert page.is_enabled("#send")
+        assert page.is_enabled("#send") and page.is_enabled("#no-mark")
+        assert page.locator("#capture-status").inner_text() != page.get_attribute(
+            "#capture-form", "data-sending"
+        )
         page.click("#send")
         _until(page, "document.getElementById('capture-error').textContent.indexOf('服务繁忙') < 0")
         assert page.locator("#capture-error").inner_text() == page.get_attribute(
@@ -931,6 +949,15 @@ def test_a_refusal_that_says_nothing_against_the_photos_keeps_them_to_send_again
         )
         assert page.locator("#shots canvas").count() == 2
         assert page.locator("#send-progress-row").is_hidden()
+        # Over the upload limit, refused before the page's route: the photos go.
+        page.click("#send")
+        _until(
+            page,
+            "document.getElementById('capture-error').textContent.indexOf('request.too_large') >= 0",
+        )
+        assert page.locator("#shots canvas").count() == 0 and page.is_disabled("#send")
+        page.click("#shoot")
+        _until(page, "document.querySelectorAll('#shots canvas').length === 1")
         page.click("#send")
         _until(page, "Boolean(document.getElementById('capture-done'))", 60)
         assert page.locator("#capture-form").is_hidden()
@@ -940,7 +967,7 @@ def test_a_refusal_that_says_nothing_against_the_photos_keeps_them_to_send_again
         browser.close()
         manager.__exit__(None, None, None)
     claim = assessed(server, claim_id)
-    assert len([p for p in claim["photos"] if p["live_capture"]]) == 2
+    assert len([p for p in claim["photos"] if p["live_capture"]]) == 1
 
 
 def test_the_script_reads_the_answer_as_json_and_a_form_gets_the_page(
@@ -956,6 +983,13 @@ def test_the_script_reads_the_answer_as_json_and_a_form_gets_the_page(
         assert page.status_code == 200
         # The deadline is a clock time in the shop's zone, not "24.0 h".
         assert re.search(r'id="capture-deadline">[^<]*\d{4}-\d\d-\d\d \d\d:\d\d UTC', page.text)
+        foreign = client.post(
+            url,
+            files=[("photos", ("live.jpg", _scene(74), "image/jpeg"))],
+            headers={"Origin": "https://evil.example", "Accept": "application/json"},
+        )
+        assert foreign.status_code == 403
+        assert foreign.json()["code"] == "request.foreign_origin"
         bad_box = client.post(
             url,
             files=[("photos", ("live.jpg", _scene(74), "image/jpeg"))],
@@ -1024,3 +1058,25 @@ def test_a_phone_that_drops_its_upload_midway_is_no_server_error(
     # The link was not spent: the buyer sends again.
     with httpx.Client(timeout=60) as client:
         assert client.get(f"{url.scheme}://{url.netloc}{url.path}").status_code == 200
+
+
+def test_the_camera_button_stays_in_reach_on_a_phone_held_sideways(
+    shop: tuple[Server, dict[str, str]], tmp_path: Path
+) -> None:
+    # Held sideways, the camera filled the screen and the button sat below it, out of sight.
+    server, keys = shop
+    claim_id = _claim_awaiting_capture(server, keys, 17)
+    url = _capture_url(server, keys, claim_id)
+    manager, browser, page = _phone(write_y4m(_scene(79), tmp_path / "cam.y4m"))
+    try:
+        page.set_viewport_size({"width": 844, "height": 390})
+        page.goto(url)
+        page.wait_for_selector("#shoot:not([hidden])", timeout=20000)
+        page.locator("#camera").scroll_into_view_if_needed()
+        area = page.locator("#shoot").bounding_box()
+        assert area is not None and area["y"] + area["height"] <= 390, area
+        page.click("#shoot")  # a click Playwright would otherwise scroll to
+        _until(page, "document.querySelectorAll('#shots canvas').length === 1")
+    finally:
+        browser.close()
+        manager.__exit__(None, None, None)

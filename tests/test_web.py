@@ -200,7 +200,7 @@ def test_the_language_can_be_switched_and_is_remembered(
 ) -> None:
     server, keys = site
     page = _login(browser, server, keys["merchant"])
-    assert page.locator("h1").inner_text() == "您的理赔"
+    assert page.locator("h1").inner_text() == "您的售后申请"
     page.click("#lang-en")
     assert page.locator("h1").inner_text() == "Your claims"
     page.goto(f"{server.url}/web/queue")
@@ -238,6 +238,7 @@ def test_a_buyer_sees_its_claims_state_in_words_and_nothing_of_the_analysis(
     assert response.status == 404
     page.goto(f"{server.url}/web/queue?code=reference.derived&min_risk=90")
     assert keys["open_claim"] in page.inner_text("main")  # the filters are ignored for a buyer
+    assert page.locator("main form").count() == 0  # and not offered: the state counts filter
     assert "Risk" not in page.inner_text("main")
 
 
@@ -398,7 +399,7 @@ def test_a_buyer_opens_the_platforms_sign_in_link_on_a_phone_and_sees_its_claim(
     )
     page = context.new_page()
     page.goto(f"{server.url}{url}")
-    assert page.locator("#enter-button").inner_text() == "打开我的理赔"
+    assert page.locator("#enter-button").inner_text() == "打开我的售后申请"
     assert _axe_violations(page) == []
     page.reload()  # opening the page again spends nothing
     page.click("#enter-button")

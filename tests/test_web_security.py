@@ -969,3 +969,36 @@ def test_a_claim_page_reads_each_photos_file_facts_once_and_the_buyers_page_none
             page = reviewer.get(f"/web/claims/{keys['claim']}")
             assert page.status_code == 200 and "EXIF" in page.text
     assert len(read) == 1  # the claim's one photo, read once and kept
+
+
+def test_a_buyers_page_of_four_phone_photos_shows_every_one(tmp_path: Path) -> None:
+    # The buyer's page asks for its photos' light copies all at once; with two decode slots and
+    # no wait, the third and fourth were answered 503 and showed as broken pictures (a review).
+    import concurrent.futures
+
+    import numpy as np
+
+    def phone_photo(seed: int) -> bytes:
+        rng = np.random.default_rng(seed)
+        ramp = np.linspace(0, 200, 4000, dtype=np.float32)[None, :, None]
+        pixels = np.clip(ramp + rng.normal(0, 12, (3000, 4000, 3)), 0, 255).astype(np.uint8)
+        out = io.BytesIO()
+        Image.fromarray(pixels).save(out, "JPEG", quality=85)
+        return out.getvalue()
+
+    with running_server(tmp_path, upload_decode_slots=2) as server:
+        add_tenants(server, "shop-a")
+        merchant = server.key("merchant", "shop-a")
+        buyer_key = server.key("buyer", subject="buyer-1")
+        order = order_for(server, merchant, listed_sku(server, merchant), "buyer-1", "o-1")
+        photos = [(f"p{n}.jpg", phone_photo(n)) for n in range(4)]
+        claim = file_claim(server, buyer_key, order, photos)["id"]
+        with web_login(server, buyer_key) as phone:
+            page = phone.get(f"/web/claims/{claim}")
+            shown = re.findall(r'<img class="photo" src="([^"]+)"', page.text)
+            assert len(shown) == 4 and all(s.endswith("?view=preview") for s in shown)
+            with concurrent.futures.ThreadPoolExecutor(4) as pool:
+                answers = list(pool.map(phone.get, shown))
+    assert [a.status_code for a in answers] == [200] * 4
+    assert all(a.headers["content-type"] == "image/jpeg" for a in answers)
+    assert all(len(a.content) < len(p[1]) / 3 for a, p in zip(answers, photos, strict=True))

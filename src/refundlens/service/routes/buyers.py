@@ -41,7 +41,12 @@ def sign_in_link(
         s,
         p.key_id,
         "buyer.sign_in_link",
-        details={"buyer": buyer_id, "link": token.split(".")[0], "expires_at": expires.isoformat()},
+        details={
+            "buyer": buyer_id,
+            "link": token.split(".")[0],
+            "expires_at": expires.isoformat(),
+            **({"claim": claim_id} if claim_id is not None else {}),
+        },
     )
     landing = f"?claim={claim_id}" if claim_id is not None else ""
     return SignInLinkOut(url=f"/web/enter/{token}{landing}", expires_at=expires.isoformat())

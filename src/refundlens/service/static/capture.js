@@ -53,6 +53,12 @@
       boxes.some(function (box) { return box !== null && box.length === 4; });
   }
   if (noMark) { noMark.addEventListener("change", function () { keepBoxes(); refresh(); }); }
+  function lockMarks(locked) {
+    if (noMark) { noMark.disabled = locked; }
+    Array.prototype.forEach.call(document.querySelectorAll("button.clear-mark"), function (b) {
+      b.disabled = locked;
+    });
+  }
 
   // The boxes drawn survive a reload of the page (its language links reload it: a buyer who
   // switched language lost the box it drew, a walkthrough), for this link only.
@@ -67,6 +73,7 @@
     try { window.sessionStorage.removeItem(boxesKey); } catch (e) { /* storage off: nothing kept */ }
   }
   var restored = storedBoxes();
+  var sending = false;  // one upload at a time: a second tap while one goes would race it
 
   function keepBoxes() {
     if (!boxesField) { return; }
@@ -133,7 +140,8 @@
     });
     photo.src = canvas.dataset.src;
     canvas.addEventListener("pointerdown", function (event) {
-      if (canvas.dataset.loaded !== "yes" || !event.isPrimary) { return; }  // one finger draws
+      // One finger draws, and not while the photos and the box are on their way.
+      if (canvas.dataset.loaded !== "yes" || !event.isPrimary || sending) { return; }
       start = at(event);
       if (canvas.setPointerCapture) { canvas.setPointerCapture(event.pointerId); }
       event.preventDefault();
@@ -162,6 +170,7 @@
     var clear = document.querySelector('button.clear-mark[data-index="' + index + '"]');
     if (clear) {
       clear.addEventListener("click", function () {
+        if (sending) { return; }
         boxes[index] = onFile ? [] : null;  // [] removes the box on file; null would keep it
         draw(null);
         keepBoxes();
@@ -177,8 +186,8 @@
       send.disabled = !marked();
       return;
     }
-    send.disabled = taken.length < least || recorder !== null || !marked();
-    shoot.disabled = taken.length >= most;
+    send.disabled = sending || taken.length < least || recorder !== null || !marked();
+    shoot.disabled = sending || taken.length >= most;
     if (!fallback.hidden) { files.hidden = taken.length >= most; }
     document.getElementById("shot-count").textContent = String(taken.length);
   }
@@ -326,8 +335,11 @@
   }
 
   function unlock() {
+    sending = false;
     progressRow.hidden = true;
+    lockMarks(false);
     if (record) { record.disabled = false; }
+    say(taken.length ? (taken.length >= most ? "enough" : "another") : (stream ? "ready" : "noCamera"));
     refresh();
   }
 
@@ -379,9 +391,18 @@
       document.getElementById("send-progress").value = share;
       document.getElementById("send-percent").textContent = String(share);
     });
+    var answered = false;
     request.addEventListener("load", function () {
+      answered = true;
       var answer = null;
       try { answer = JSON.parse(request.responseText); } catch (e) { answer = null; }
+      if (answer && typeof answer.outcome !== "string" && answer.error) {
+        // Refused before the page's route ran (the upload over its size limit): the API's shape.
+        var code = String(answer.error.code || "");
+        var big = code === "request.too_large";
+        answer = { outcome: "refused", code: code, keep_photos: !big, keep_clip: !big,
+          message: (big ? form.dataset.tooBig : form.dataset.unusable) + " (" + code + ")" };
+      }
       if (!answer || typeof answer.outcome !== "string") {
         unlock();
         showError((form.dataset.unusable || "") + " (HTTP " + request.status + ")");
@@ -389,15 +410,20 @@
       }
       if (answer.outcome === "received") { finish(true, form.dataset.received || ""); return; }
       if (answer.outcome === "closed") {
-        finish(false, (answer.message ? answer.message + " " : "") + (form.dataset.closed || ""));
+        finish(false, (answer.message ? String(answer.message) + " " : "") +
+          (answer.code === "capture.app_required" ? "" : (form.dataset.closed || "")));
         return;
       }
-      if (!answer.keep_clip) { clip = null; }
+      var clipGone = clip !== null && !answer.keep_clip;
+      if (clipGone) { clip = null; }
       if (!answer.keep_photos) { forget(); }
       unlock();
-      showError(String(answer.message || answer.code || ""));
+      showError(String(answer.message || answer.code || "") +
+        (clipGone && answer.keep_photos ? " " + (form.dataset.clipDropped || "") : ""));
     });
-    request.addEventListener("error", function () {
+    // A lost connection, an abort, a timeout: everything stays, to send again.
+    request.addEventListener("loadend", function () {
+      if (answered) { return; }
       unlock();
       showError(form.dataset.offline || "");
     });
@@ -417,6 +443,9 @@
     if (files.required) { return; }  // the fallback field without DataTransfer sends itself
     event.preventDefault();
     if (taken.length < least || recorder !== null) { return; }
+    if (sending) { return; }
+    sending = true;
+    lockMarks(true);
     send.disabled = true;
     shoot.disabled = true;
     if (record) { record.disabled = true; }

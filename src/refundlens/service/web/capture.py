@@ -27,6 +27,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import UploadFile
 
 from ... import cases
+from ...cases.buyer import buyer_deadline
 from ...errors import RefundlensError
 from ...metrics import metrics
 from ...rendering.i18n import translations
@@ -70,7 +71,8 @@ def _open(request: Request, token: str) -> Opened | None:
             order = store.catalogue.order(claim.order_id)
             return Opened(
                 claim_id=claim.id,
-                deadline=cases.aware(claim.deadline_at) if claim.deadline_at else None,
+                # To the minute, as the buyer's page shows it (cases/buyer.py).
+                deadline=buyer_deadline(claim.state, cases.aware(claim.deadline_at)),
                 zone=cases.order_time_zone(order) if order is not None else dt.UTC,
                 filed=[
                     (p.name, [float(v) for v in p.damage_box] if p.damage_box else None)
@@ -167,6 +169,13 @@ def _message(request: Request, exc: RefundlensError) -> str:
                 "The box around the damage could not be read. Draw it again."
             ),
             "service.busy": words("The service is busy: send the photos again in a few seconds."),
+            "request.foreign_origin": words(
+                "This form was not sent from a page of this site, or the page was too old. "
+                "Open the page again and resend."
+            ),
+            "capture.app_required": words(
+                "This platform takes live photos only in its own app. Open the claim there."
+            ),
             "capture.in_progress": words(
                 "The photos you sent are still being checked: wait for that answer."
             ),
@@ -191,6 +200,8 @@ async def capture_upload(request: Request, token: str) -> Response:
     runtime = runtime_of(request)
     settings = runtime.settings
     if not same_site(request):
+        if _script_asks(request):
+            return _answer(request, 403, "refused", _FOREIGN)
         return page(request, "error.html", status=403, user=None, message="csrf")
     # The token first: a body is read only for a link that may be used now.
     opened = await run_in_threadpool(_open, request, token)
@@ -200,6 +211,8 @@ async def capture_upload(request: Request, token: str) -> Response:
         return page(request, "capture.html", status=404, closed=True)
     if not cases.page_captures_allowed(settings):
         metrics().errors.labels("capture.app_required").inc()
+        if _script_asks(request):
+            return _answer(request, 403, "closed", _APP_ONLY)
         return page(request, "capture.html", status=403, app_only=True)
     # One file more than the photos allowed (to say "too many"), and the clip.
     form = await request.form(max_files=settings.capture_max_photos + 2, max_fields=10)
@@ -279,8 +292,15 @@ async def capture_upload(request: Request, token: str) -> Response:
     return page(request, "capture.html", status=201, received=True, claim_id=claim_id)
 
 
+_FOREIGN = RefundlensError(
+    "request.foreign_origin", "The photos were not sent from a page of this site."
+)
+_APP_ONLY = RefundlensError(
+    "capture.app_required", "This platform takes live photos only in its own app."
+)
+
 _KEEP_PHOTOS = frozenset(
-    {"service.busy", "capture.in_progress", "claim.bad_damage_box", "capture.bad_clip"}
+    {"service.busy", "capture.in_progress", "claim.bad_damage_box", "request.foreign_origin"}
 )
 """Refusals that say nothing against the photos: the page keeps them to send again (a buyer
 whose photos vanished after "busy, send again" had to take them anew: a walkthrough)."""

@@ -213,8 +213,10 @@ def _buyer_page(
         told=buyer_status(case.claim.state, latest),
         # The deadline is the buyer's only while a live capture is asked of it: a clock time
         # in the shop's zone, to the minute (cases/buyer.py), with the hours left beside it.
-        deadline=buyer_deadline(case.claim.state, cases.aware(case.claim.deadline_at)),
-        hours_left=hours_left(case.claim.deadline_at),
+        deadline=(
+            deadline := buyer_deadline(case.claim.state, cases.aware(case.claim.deadline_at))
+        ),
+        hours_left=hours_left(deadline),  # from the minute shown, never the exact time
         tz=cases.order_time_zone(case.order),
         # What the buyer wrote when it appealed (its own words, kept in the audit log).
         appeals=[
@@ -309,19 +311,22 @@ def claim_blob(
             },
         )
     if media == "application/octet-stream":
-        # No browser shows an iPhone's HEIC: the photo's analysis copy, as JPEG, is what the
-        # page shows (the file itself stays in the evidence report's hashes and the API).
-        # Decoded once per photo while cached, and a decode takes a heavy-work slot (503 when
-        # none is free): a page reloaded in a loop costs no more than the slots allow.
+        # No browser shows an iPhone's HEIC, and a phone on a slow network should not load the
+        # file sent: the photo's analysis copy, as JPEG, is what the page shows (the file
+        # itself stays in the evidence report's hashes and the API). Decoded once per photo
+        # while cached, each decode in one of the upload decode slots (waiting a little for
+        # one, since a page asks for all its photos at once; 503 past that): a page reloaded
+        # in a loop costs no more than the slots allow.
         names = {p["sha256"]: p["name"] for p in case.photos} | {
             r.sha256: r.name for r in case.references
         }
         try:
-            data = analysis_jpeg(
-                request, sha256, names.get(sha256, sha256), in_slot=True, user=user
-            )
-        except RefundlensError:
-            return Response(status_code=404)
+            data = analysis_jpeg(request, sha256, names.get(sha256, sha256), queued=True)
+        except RefundlensError as exc:
+            if exc.code != "service.busy":
+                return Response(status_code=404)
+            retry = str(runtime.settings.busy_retry_after_seconds)
+            return Response(status_code=503, headers={"Retry-After": retry})
         media = "image/jpeg"
     return Response(data, media_type=media, headers={"Cache-Control": "private, no-store"})
 

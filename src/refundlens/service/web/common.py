@@ -32,6 +32,7 @@ from ...runtime import Runtime
 from ...store.sql.models import ApiKey, Claim
 from .. import fields
 from ..auth import Principal, can_see_claim, web_session
+from ..deps import decode_slot
 from ..fields import FieldError, check_id
 
 __all__ = [
@@ -310,19 +311,30 @@ def analysis_jpeg(
     *,
     in_slot: bool = False,
     user: Principal | None = None,
+    queued: bool = False,
 ) -> bytes:
     """A claim photo's analysis copy as JPEG (EXIF orientation applied, at most ``analysis_side``
     px, no metadata), decoded once: the capture link's holder marks the damage on it and may load
     the page again and again, and a reviewer's browser shows no HEIC; a 12 MP photo costs a
     decode each time. The last ``capture_preview_cache_entries`` are kept (by content, so one
     photo is one entry). With ``in_slot``, a decode holds one of the ``web_heavy_work_slots``
-    (503 ``service.busy`` for ``user`` when none is free)."""
+    (503 ``service.busy`` for ``user`` when none is free). With ``queued``, it takes one of the
+    ``upload_decode_slots`` instead, waiting up to ``upload_slot_wait_seconds`` (then
+    ``RefundlensError`` ``service.busy``): a page's photos are asked for all at once, and with
+    no wait the third and fourth of a buyer's page were refused (a review)."""
     runtime = runtime_of(request)
     with _PREVIEWS_LOCK:
         if sha256 in _PREVIEWS:
             _PREVIEWS.move_to_end(sha256)
             return _PREVIEWS[sha256]
-    with heavy_work(request, user) if in_slot else contextlib.nullcontext():
+    slot = (
+        decode_slot(runtime)
+        if queued
+        else heavy_work(request, user)
+        if in_slot
+        else contextlib.nullcontext()
+    )
+    with slot:
         media = media_from_bytes(runtime.blobs.get(sha256), name, runtime.settings)
     out = io.BytesIO()
     Image.fromarray(media.analysis).save(out, "JPEG", quality=85)
