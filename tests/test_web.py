@@ -216,6 +216,9 @@ def test_a_buyer_sees_its_claims_state_in_words_and_nothing_of_the_analysis(
     page.goto(f"{server.url}/web/claims/{keys['open_claim']}")
     text = page.inner_text("main")
     assert page.locator("#buyer-status").inner_text()
+    # Named by what was bought and where, not by claim id alone.
+    assert page.locator("h1").inner_text() == "mug"
+    assert page.locator("#buyer-order").inner_text() == "shop-a · o-2"
     for word in ("reference.", "Findings", "Risk", "%", "Audit", "heatmap", "facts"):
         assert word not in text, word
     # The photos come at the analysis size (a phone on a slow network waited minutes for the
@@ -239,6 +242,8 @@ def test_a_buyer_sees_its_claims_state_in_words_and_nothing_of_the_analysis(
     page.goto(f"{server.url}/web/queue?code=reference.derived&min_risk=90")
     assert keys["open_claim"] in page.inner_text("main")  # the filters are ignored for a buyer
     assert page.locator("main form").count() == 0  # and not offered: the state counts filter
+    assert set(page.locator("td.product").all_inner_texts()) == {"mug"}
+    assert set(page.locator("td.shop").all_inner_texts()) == {"shop-a"}
     assert "Risk" not in page.inner_text("main")
 
 

@@ -30,7 +30,7 @@ from ...report.evidence import (
 )
 from ...report.pictures import image_mime
 from ...runtime import Runtime
-from ...store.sql.models import Claim, ClaimPhoto
+from ...store.sql.models import Claim, ClaimPhoto, Tenant
 from ..auth import Principal
 from .common import (
     MaybeUser,
@@ -204,6 +204,7 @@ def _buyer_page(
     runtime = runtime_of(request)
     with runtime.db.session() as session:  # the buyer's page shows no file facts
         case = gather(session, runtime.blobs, claim_id, inline=False, with_file_facts=False)
+        shop = session.get(Tenant, case.claim.merchant_id)
     latest = case.decisions[-1].outcome if case.decisions else None
     return page(
         request,
@@ -211,6 +212,7 @@ def _buyer_page(
         user=user,
         case=case,
         told=buyer_status(case.claim.state, latest),
+        shop=shop.name if shop is not None and shop.name else case.claim.merchant_id,
         # The deadline is the buyer's only while a live capture is asked of it: a clock time
         # in the shop's zone, to the minute (cases/buyer.py), with the hours left beside it.
         deadline=(

@@ -9,10 +9,11 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from ...cases.buyer import buyer_deadline
 from ...detectors import all_detector_classes
-from ...store.sql.models import Claim
+from ...store.sql.models import Claim, Order, Sku, Tenant
 from ...store.sql.queries import latest_assessment
 from ..fields import MAX_ID, FieldError, check_text
 from .common import Viewer, hours_left, key_labels, page, refused, runtime_of
@@ -118,6 +119,7 @@ def queue(
                     keep.append(r)
             rows = keep
         hide = user.role == "buyer"  # never the risk or the machine's action (cases/buyer.py)
+        products, shops = _products_and_shops(session, rows)
         items = [
             {
                 "id": r.id,
@@ -126,6 +128,8 @@ def queue(
                 "action": None if hide else r.action,
                 "amount": r.amount,
                 "merchant": r.merchant_id,
+                "shop": shops.get(r.merchant_id) or r.merchant_id,
+                "product": products.get(r.order_id, ""),
                 "type": r.claim_type,
                 "hours_left": hours_left(
                     buyer_deadline(r.state, r.deadline_at) if hide else r.deadline_at
@@ -157,6 +161,30 @@ def queue(
         next_page="/web/queue?" + urlencode({**kept, "offset": skip + size}) if more else None,
         first_page="/web/queue?" + urlencode(kept) if skip else None,
     )
+
+
+def _products_and_shops(
+    session: Session, rows: list[Claim]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Each listed claim's product (its order's SKU: title, else the shop's own id) by order
+    id, and each shop's name by tenant id: a buyer knows its claims by what it bought and
+    where, not by claim id (a walkthrough). Two queries a page."""
+    orders = {r.order_id for r in rows}
+    products = {
+        order_id: title or external_id
+        for order_id, title, external_id in session.execute(
+            select(Order.id, Sku.title, Sku.external_id)
+            .join(Sku, Sku.id == Order.sku_id)
+            .where(Order.id.in_(orders))
+        )
+    }
+    shops = {
+        tenant_id: name
+        for tenant_id, name in session.execute(
+            select(Tenant.id, Tenant.name).where(Tenant.id.in_({r.merchant_id for r in rows}))
+        )
+    }
+    return products, shops
 
 
 @functools.cache
