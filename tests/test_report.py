@@ -668,18 +668,25 @@ def test_an_iphone_heic_claim_photo_shows_as_a_jpeg_on_the_claim_page_and_in_the
         wait_analysed(buyer, claim["id"])
     blob = f"/web/claims/{claim['id']}/blob/{hashlib.sha256(heic).hexdigest()}"
     slots = server.app.state.runtime.heavy_work
+    decodes = server.app.state.runtime.upload_work
     with web_login(server, server.key("reviewer", assign=["shop-a"])) as reviewer:
-        # Decoding a HEIC takes a heavy-work slot: with none free, the page and the report say
-        # busy at once instead of decoding without bound (a review of the fix).
-        taken = 0
+        # Decoding a HEIC takes a decode slot (waiting upload_slot_wait_seconds for one), the
+        # report a heavy-work slot: with none free, both say busy instead of decoding without
+        # bound (a review of the fix).
+        taken = [0, 0]
         while slots.acquire(blocking=False):
-            taken += 1
+            taken[0] += 1
+        while decodes.acquire(blocking=False):
+            taken[1] += 1
         try:
-            assert reviewer.get(blob).status_code == 503
+            busy = reviewer.get(blob)
+            assert busy.status_code == 503 and busy.headers["retry-after"]
             assert reviewer.get(f"/web/claims/{claim['id']}/report.html").status_code == 503
         finally:
-            for _ in range(taken):
+            for _ in range(taken[0]):
                 slots.release()
+            for _ in range(taken[1]):
+                decodes.release()
         shown = reviewer.get(blob)
     assert shown.status_code == 200 and shown.headers["content-type"] == "image/jpeg"
     assert Image.open(io.BytesIO(shown.content)).format == "JPEG"
@@ -862,3 +869,13 @@ def test_hours_left_read_as_a_person_says_them() -> None:
     assert hours(0.34) == "0.3"  # not "about 0 h" with 20 minutes left
     assert hours(-1.0) == "0.0"
     assert hours(None) == "0.0"
+
+
+def test_a_deadline_in_chinas_zone_reads_beijing_time_to_a_chinese_shopper() -> None:
+    from refundlens.rendering.i18n import deadline_words
+
+    moment = dt.datetime(2026, 12, 7, 11, 56, 30, tzinfo=dt.UTC)
+    china = dt.timezone(dt.timedelta(hours=8))
+    assert deadline_words(moment, china, "zh_CN") == "2026-12-07 19:56（北京时间）"
+    assert deadline_words(moment, china, "en") == "2026-12-07 19:56 UTC+08:00"
+    assert deadline_words(moment, dt.UTC, "zh_CN") == "2026-12-07 11:56 UTC"

@@ -50,17 +50,21 @@ def buyer_status(state: str, outcome: str | None = None) -> BuyerStatus:
         return BuyerStatus("Your claim is approved.", "您的申请已通过。", None)
     if s == ClaimState.AWAITING_CAPTURE:
         return BuyerStatus(
-            "Please take a live photo of the damage before the deadline, with the capture link "
-            "you were sent or in the app.",
-            "请在截止时间前通过收到的拍摄链接或应用现场拍摄损坏处的照片。",
+            "Please take live photos of the damage before the deadline: on your claim's page, "
+            "with the link you were sent, or in the app.",
+            "请在截止时间前现场拍摄破损处的照片：可在售后申请页面、通过收到的拍摄链接或在应用中拍摄。",
             "live_capture",
         )
-    if s in (ClaimState.AWAITING_MERCHANT, ClaimState.UNDER_REVIEW):
+    if s == ClaimState.AWAITING_MERCHANT:
+        # Said apart from a person's review: the state beside it read "awaiting the shop" while
+        # this sentence said a person was reviewing (a walkthrough).
         return BuyerStatus(
-            "A person is reviewing your claim; the shop may add its evidence first.",
-            "您的申请正在人工审核中，商家可先提交其证据。",
+            "The shop may answer with its evidence first; then a person reviews your claim.",
+            "商家可先提交其证据，之后由人工审核您的申请。",
             None,
         )
+    if s == ClaimState.UNDER_REVIEW:
+        return BuyerStatus("A person is reviewing your claim.", "您的申请正在人工审核中。", None)
     if s == ClaimState.APPEALED:
         return BuyerStatus("The decision is being reviewed again.", "裁决正在复核中。", None)
     en, zh = _OUTCOME.get(outcome or "", ("decided", "已裁决"))

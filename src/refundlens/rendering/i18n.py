@@ -6,6 +6,7 @@ memory at start, so no build step is needed. Chinese is the default for a browse
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import gettext
 import io
@@ -207,10 +208,22 @@ def environment(lang: str) -> jinja2.Environment:
     env.filters["finding_title"] = lambda code: finding_title(code, lang)
     env.filters["breakable"] = breakable
     env.filters["when"] = when
+    env.filters["deadline"] = lambda moment, tz: deadline_words(moment, tz, lang)
     env.filters["number"] = number
     env.filters["hours"] = hours
     env.filters["money"] = money
     return env
+
+
+def deadline_words(moment: dt.datetime | None, tz: dt.tzinfo, lang: str) -> str:
+    """A deadline as a shopper reads it: to the minute in the shop's zone; in Chinese, China's
+    zone is called 北京时间 ("UTC+08:00" read as jargon to a shopper, a walkthrough)."""
+    from .readable import when
+
+    text = when(moment, tz, False)
+    if lang == "zh_CN" and text.endswith(" UTC+08:00"):
+        return text.removesuffix(" UTC+08:00") + "（北京时间）"
+    return text
 
 
 # An audit entry's details whose values are stored words (a state, an action, a role, a kind):

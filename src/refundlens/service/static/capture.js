@@ -74,6 +74,8 @@
   }
   var restored = storedBoxes();
   var sending = false;  // one upload at a time: a second tap while one goes would race it
+  var sendHint = document.getElementById("send-hint");
+  var cameraInView = true;  // a photo is taken with the camera's picture on screen, not blind
 
   function keepBoxes() {
     if (!boxesField) { return; }
@@ -188,18 +190,39 @@
     }
     send.disabled = sending || taken.length < least || recorder !== null || !marked();
     shoot.disabled = sending || taken.length >= most;
+    // Why Send is grey, where it is: a buyer with its photos taken and no box drawn read
+    // "enough photos: send them" beside a button that did nothing (a walkthrough).
+    sendHint.hidden = sending || marked() || taken.length < least;
     if (!fallback.hidden) { files.hidden = taken.length >= most; }
     document.getElementById("shot-count").textContent = String(taken.length);
   }
 
-  // A taken photo joins the others: kept as a File, shown as a small canvas.
+  // A taken photo joins the others: kept as a File, shown as a small canvas with a button that
+  // takes it out again (a blurred shot had to wait for a reload to go: a walkthrough).
   function keep(file, canvas) {
     taken.push(file);
     canvas.className = "shot";
     canvas.setAttribute("role", "img");
     canvas.setAttribute("aria-label", (form.dataset.shotLabel || "photo") + " " + taken.length);
-    shots.appendChild(canvas);
-    say(taken.length >= most ? "enough" : "another");
+    var tile = document.createElement("div");
+    tile.className = "shot-tile";
+    var remove = document.createElement("button");
+    remove.type = "button";
+    remove.className = "remove-shot";
+    remove.textContent = "\u00d7";
+    remove.setAttribute("aria-label", form.dataset.removeLabel || "remove");
+    remove.addEventListener("click", function () {
+      if (sending) { return; }
+      var at = taken.indexOf(file);
+      if (at >= 0) { taken.splice(at, 1); }
+      tile.remove();
+      say(taken.length ? "another" : (stream ? "ready" : "noCamera"));
+      refresh();
+    });
+    tile.appendChild(canvas);
+    tile.appendChild(remove);
+    shots.appendChild(tile);
+    say(!marked() && taken.length >= least ? "needMark" : taken.length >= most ? "enough" : "another");
     refresh();
   }
 
@@ -315,6 +338,12 @@
 
   shoot.addEventListener("click", function () {
     if (!video.videoWidth || video.readyState < 2 || taken.length >= most) { return; }
+    if (!cameraInView) {
+      // Not blind: the tap brings the camera's picture on screen; the next one takes the photo.
+      video.scrollIntoView({ block: "start" });
+      say("toCamera");
+      return;
+    }
     var canvas = document.createElement("canvas");
     canvas.width = video.videoWidth;
     canvas.height = video.videoHeight;
@@ -328,8 +357,14 @@
   var errorLine = document.getElementById("capture-error");
   var progressRow = document.getElementById("send-progress-row");
 
-  function showError(text) {
+  function showError(text, code) {
     errorLine.textContent = text;
+    if (code) {
+      var small = document.createElement("small");
+      small.className = "note";
+      small.textContent = " (" + code + ")";
+      errorLine.appendChild(small);
+    }
     errorLine.hidden = false;
     if (errorLine.scrollIntoView) { errorLine.scrollIntoView({ block: "center" }); }
   }
@@ -357,6 +392,8 @@
     forgetBoxes();
     form.hidden = true;
     errorLine.hidden = true;
+    var intro = document.getElementById("capture-intro");
+    if (intro) { intro.hidden = true; }  // "send the photos by ..." no longer asks anything
     var line = document.createElement("p");
     line.id = received ? "capture-done" : "capture-closed";
     line.className = received ? "done" : "";
@@ -401,11 +438,11 @@
         var code = String(answer.error.code || "");
         var big = code === "request.too_large";
         answer = { outcome: "refused", code: code, keep_photos: !big, keep_clip: !big,
-          message: (big ? form.dataset.tooBig : form.dataset.unusable) + " (" + code + ")" };
+          message: big ? form.dataset.tooBig : form.dataset.unusable };
       }
       if (!answer || typeof answer.outcome !== "string") {
         unlock();
-        showError((form.dataset.unusable || "") + " (HTTP " + request.status + ")");
+        showError(form.dataset.unusable || "", "HTTP " + request.status);
         return;
       }
       if (answer.outcome === "received") { finish(true, form.dataset.received || ""); return; }
@@ -418,8 +455,9 @@
       if (clipGone) { clip = null; }
       if (!answer.keep_photos) { forget(); }
       unlock();
-      showError(String(answer.message || answer.code || "") +
-        (clipGone && answer.keep_photos ? " " + (form.dataset.clipDropped || "") : ""));
+      showError(String(answer.message || "") +
+        (clipGone && answer.keep_photos ? " " + (form.dataset.clipDropped || "") : ""),
+        answer.code ? String(answer.code) : "");
     });
     // A lost connection, an abort, a timeout: everything stays, to send again.
     request.addEventListener("loadend", function () {
@@ -451,6 +489,24 @@
     if (record) { record.disabled = true; }
     say("sending");
     sendAll();
+  });
+
+  // A photo is taken while at least half the camera's picture is on screen (a walkthrough took
+  // one blind, the camera below the screen's edge).
+  if (typeof window.IntersectionObserver === "function") {
+    new IntersectionObserver(function (entries) {
+      cameraInView = entries[entries.length - 1].intersectionRatio >= 0.5;
+      refresh();
+    }, { threshold: [0, 0.5, 1] }).observe(video);
+  }
+
+  // The language links reload the page: the box survives (sessionStorage), the photos cannot.
+  ["lang-zh", "lang-en"].forEach(function (id) {
+    var link = document.getElementById(id);
+    if (!link) { return; }
+    link.addEventListener("click", function (event) {
+      if (taken.length && !window.confirm(form.dataset.langLoses || "")) { event.preventDefault(); }
+    });
   });
 
   // Last: the handlers above are in place before the page knows whether it has a camera.

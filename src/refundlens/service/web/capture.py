@@ -58,6 +58,10 @@ class Opened:
     filed: Filed
     ask: str | None
     """What the person who asked wrote the buyer should photograph."""
+    product: str
+    """What was bought (the SKU's title, else the shop's id for it): a buyer who opens the link
+    from a message knows its claim by that, not by claim id (a walkthrough)."""
+    shop: str
 
 
 def _open(request: Request, token: str) -> Opened | None:
@@ -69,6 +73,8 @@ def _open(request: Request, token: str) -> Opened | None:
             store = SqlStore(s)
             claim = cases.capture_claim(store, token, lock=False)
             order = store.catalogue.order(claim.order_id)
+            sku = store.catalogue.sku(order.sku_id) if order is not None else None
+            tenant = store.catalogue.tenant(claim.merchant_id)
             return Opened(
                 claim_id=claim.id,
                 # To the minute, as the buyer's page shows it (cases/buyer.py).
@@ -79,6 +85,8 @@ def _open(request: Request, token: str) -> Opened | None:
                     for p in cases.filed_photos(claim)
                 ],
                 ask=claim.capture_request_note,
+                product=(sku.title or sku.external_id) if sku is not None else "",
+                shop=tenant.name if tenant is not None and tenant.name else claim.merchant_id,
             )
     except RefundlensError:
         return None
@@ -99,6 +107,8 @@ def _form(
         hours_left=max(0.0, hours_left(opened.deadline) or 0.0),
         filed=opened.filed,
         ask=opened.ask,
+        product=opened.product,
+        shop=opened.shop,
         min_side=settings.damage_box_min_side,
         most=settings.capture_max_photos,
         least=1,
@@ -144,7 +154,8 @@ def filed_photo(request: Request, token: str, index: str) -> Response:
 
 
 def _message(request: Request, exc: RefundlensError) -> str:
-    """The refusal in the buyer's language: one sentence of what to do, then the server's own."""
+    """The refusal in the buyer's language: one sentence of what to do (the page sets the code
+    beside it, small: in bold red it read as the buyer's fault, a walkthrough)."""
     words = translations(lang(request)).gettext
     hint: str | None
     if exc.code == "capture.clip_too_large":
@@ -189,7 +200,7 @@ def _message(request: Request, exc: RefundlensError) -> str:
             )
         elif hint is None:
             hint = words("The photos could not be used.")
-    return f"{hint} ({exc.code})"
+    return hint
 
 
 _TOO_BIG = frozenset({"media.too_large", "media.too_many_pixels", "media.decompression_bomb"})
@@ -278,10 +289,17 @@ async def capture_upload(request: Request, token: str) -> Response:
                 closed=True,
                 error=True,
                 error_message=_message(request, exc),
+                error_code=exc.code,
             )
         else:
             answer = _form(
-                request, token, still, status, error=True, error_message=_message(request, exc)
+                request,
+                token,
+                still,
+                status,
+                error=True,
+                error_message=_message(request, exc),
+                error_code=exc.code,
             )
         if exc.code == "service.busy":
             answer.headers["Retry-After"] = str(settings.busy_retry_after_seconds)

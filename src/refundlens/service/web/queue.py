@@ -129,7 +129,9 @@ def queue(
                 "amount": r.amount,
                 "merchant": r.merchant_id,
                 "shop": shops.get(r.merchant_id) or r.merchant_id,
-                "product": products.get(r.order_id, ""),
+                "product": products.get(r.order_id, ("", "", ""))[0],
+                "order": products.get(r.order_id, ("", "", ""))[1],
+                "currency": products.get(r.order_id, ("", "", ""))[2],
                 "type": r.claim_type,
                 "hours_left": hours_left(
                     buyer_deadline(r.state, r.deadline_at) if hide else r.deadline_at
@@ -165,15 +167,16 @@ def queue(
 
 def _products_and_shops(
     session: Session, rows: list[Claim]
-) -> tuple[dict[str, str], dict[str, str]]:
-    """Each listed claim's product (its order's SKU: title, else the shop's own id) by order
-    id, and each shop's name by tenant id: a buyer knows its claims by what it bought and
-    where, not by claim id (a walkthrough). Two queries a page."""
+) -> tuple[dict[str, tuple[str, str, str]], dict[str, str]]:
+    """Each listed claim's order by order id: (product: the SKU's title, else the shop's own id
+    for it; the order's number at the shop; its currency), and each shop's name by tenant id:
+    a buyer knows its claims by what it bought, where and on which order, not by claim id (a
+    walkthrough). Two queries a page."""
     orders = {r.order_id for r in rows}
     products = {
-        order_id: title or external_id
-        for order_id, title, external_id in session.execute(
-            select(Order.id, Sku.title, Sku.external_id)
+        order_id: (title or sku_external_id, order_external_id, currency)
+        for order_id, title, sku_external_id, order_external_id, currency in session.execute(
+            select(Order.id, Sku.title, Sku.external_id, Order.external_id, Order.currency)
             .join(Sku, Sku.id == Order.sku_id)
             .where(Order.id.in_(orders))
         )
