@@ -224,7 +224,9 @@ def _mark_damage(page, box: tuple[float, float, float, float] = MARK) -> None:  
 def _shoot(page) -> None:  # type: ignore[no-untyped-def]
     """Tap Take photo with the camera's picture on screen, as a buyer does."""
     page.evaluate("document.getElementById('camera').scrollIntoView({block: 'start'})")
-    page.wait_for_timeout(100)  # the page learns that the camera is in view
+    _until(
+        page, "document.getElementById('capture-form').dataset.cameraInView !== 'no'"
+    )  # the page learns that the camera is in view
     page.click("#shoot")
 
 
@@ -427,7 +429,9 @@ def test_the_buyers_button_never_locks_it_out_of_a_live_capture(
             csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
             assert csrf, page.text[:500]
             # The deadline as a clock time, to the minute, with the hours left beside it.
-            assert re.search(r'id="buyer-deadline">\d{4}-\d\d-\d\d \d\d:\d\d UTC', page.text)
+            assert re.search(
+                r'id="buyer-deadline">\d{4}-\d\d-\d\d \d\d:\d\d (北京时间|UTC)', page.text
+            )
             tapped = phone.post(
                 f"/web/claims/{claim_id}/capture-link",
                 data={"csrf": csrf[1]},
@@ -989,7 +993,9 @@ def test_the_script_reads_the_answer_as_json_and_a_form_gets_the_page(
         page = client.get(url)
         assert page.status_code == 200
         # The deadline is a clock time in the shop's zone, not "24.0 h".
-        assert re.search(r'id="capture-deadline">[^<]*\d{4}-\d\d-\d\d \d\d:\d\d UTC', page.text)
+        assert re.search(
+            r'id="capture-deadline">[^<]*\d{4}-\d\d-\d\d \d\d:\d\d (北京时间|UTC)', page.text
+        )
         foreign = client.post(
             url,
             files=[("photos", ("live.jpg", _scene(74), "image/jpeg"))],
@@ -1084,15 +1090,17 @@ def test_the_camera_button_is_in_reach_takes_no_blind_photo_and_send_says_what_i
         page.wait_for_selector("#shoot:not([hidden])", timeout=20000)
         _until(page, "document.getElementById('camera').videoWidth > 0")
         page.evaluate("document.getElementById('camera').scrollIntoView({block: 'start'})")
-        page.wait_for_timeout(100)
+        _until(page, "document.getElementById('capture-form').dataset.cameraInView !== 'no'")
         area = page.locator("#shoot").bounding_box()
         assert area is not None and area["y"] + area["height"] <= 390, area
         page.mouse.click(area["x"] + area["width"] / 2, area["y"] + area["height"] / 2)
         _until(page, "document.querySelectorAll('#shots canvas').length === 1")
         # A tap with the camera off screen brings it on screen and takes nothing.
         page.evaluate("window.scrollTo(0, 0)")
-        page.wait_for_timeout(150)
+        _until(page, "document.getElementById('capture-form').dataset.cameraInView === 'no'")
         page.evaluate("document.getElementById('shoot').click()")
+        _until(page, "document.getElementById('capture-form').dataset.cameraInView === 'yes'")
+        page.wait_for_timeout(500)  # a photo taken would be drawn by now
         assert page.locator("#shots canvas").count() == 1
         assert page.locator("#capture-status").inner_text() == page.get_attribute(
             "#capture-form", "data-to-camera"
@@ -1113,13 +1121,21 @@ def test_the_camera_button_is_in_reach_takes_no_blind_photo_and_send_says_what_i
         _mark_damage(page)
         assert page.is_enabled("#send") and page.locator("#send-hint").is_hidden()
         # The language switch asks first when it would drop photos.
-        page.once("dialog", lambda dialog: dialog.dismiss())
+        asked: list[str] = []
+
+        def answer(dialog, accept: bool) -> None:  # type: ignore[no-untyped-def]
+            asked.append(dialog.message)
+            dialog.accept() if accept else dialog.dismiss()
+
+        page.once("dialog", lambda dialog: answer(dialog, False))
         page.click("#lang-en")
-        page.wait_for_timeout(300)
-        assert page.locator("#shots canvas").count() == 1  # stayed
-        page.once("dialog", lambda dialog: dialog.accept())
+        assert asked == [page.get_attribute("#capture-form", "data-lang-loses")]
+        assert page.evaluate("window.location.search") == ""  # stayed
+        assert page.locator("#shots canvas").count() == 1
+        page.once("dialog", lambda dialog: answer(dialog, True))
         page.click("#lang-en")
         page.wait_for_selector("html[lang=en]")
+        assert len(asked) == 2
         assert json.loads(page.input_value("#damage-boxes"))[0] == pytest.approx(MARK, abs=0.01)
     finally:
         browser.close()

@@ -876,6 +876,6 @@ def test_a_deadline_in_chinas_zone_reads_beijing_time_to_a_chinese_shopper() -> 
 
     moment = dt.datetime(2026, 12, 7, 11, 56, 30, tzinfo=dt.UTC)
     china = dt.timezone(dt.timedelta(hours=8))
-    assert deadline_words(moment, china, "zh_CN") == "2026-12-07 19:56（北京时间）"
+    assert deadline_words(moment, china, "zh_CN") == "2026-12-07 19:56 北京时间"
     assert deadline_words(moment, china, "en") == "2026-12-07 19:56 UTC+08:00"
     assert deadline_words(moment, dt.UTC, "zh_CN") == "2026-12-07 11:56 UTC"

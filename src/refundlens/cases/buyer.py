@@ -50,9 +50,10 @@ def buyer_status(state: str, outcome: str | None = None) -> BuyerStatus:
         return BuyerStatus("Your claim is approved.", "您的申请已通过。", None)
     if s == ClaimState.AWAITING_CAPTURE:
         return BuyerStatus(
-            "Please take live photos of the damage before the deadline: on your claim's page, "
-            "with the link you were sent, or in the app.",
-            "请在截止时间前现场拍摄破损处的照片：可在售后申请页面、通过收到的拍摄链接或在应用中拍摄。",
+            # Where to take them is said beside it: the page's button, or the platform's app
+            # where it takes them only there (a sentence naming both contradicted one).
+            "Please take live photos of the damage before the deadline.",
+            "请在截止时间前现场拍摄破损处的照片。",
             "live_capture",
         )
     if s == ClaimState.AWAITING_MERCHANT:

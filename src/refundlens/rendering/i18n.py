@@ -217,12 +217,13 @@ def environment(lang: str) -> jinja2.Environment:
 
 def deadline_words(moment: dt.datetime | None, tz: dt.tzinfo, lang: str) -> str:
     """A deadline as a shopper reads it: to the minute in the shop's zone; in Chinese, China's
-    zone is called 北京时间 ("UTC+08:00" read as jargon to a shopper, a walkthrough)."""
+    zone is called 北京时间 ("UTC+08:00" read as jargon to a shopper, a walkthrough): the same
+    clock reading in every zone of that offset, none of which keeps summer time."""
     from .readable import when
 
     text = when(moment, tz, False)
     if lang == "zh_CN" and text.endswith(" UTC+08:00"):
-        return text.removesuffix(" UTC+08:00") + "（北京时间）"
+        return text.removesuffix(" UTC+08:00") + " 北京时间"
     return text
 
 

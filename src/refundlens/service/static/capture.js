@@ -55,9 +55,10 @@
   if (noMark) { noMark.addEventListener("change", function () { keepBoxes(); refresh(); }); }
   function lockMarks(locked) {
     if (noMark) { noMark.disabled = locked; }
-    Array.prototype.forEach.call(document.querySelectorAll("button.clear-mark"), function (b) {
-      b.disabled = locked;
-    });
+    Array.prototype.forEach.call(
+      document.querySelectorAll("button.clear-mark, button.remove-shot"),
+      function (b) { b.disabled = locked; }
+    );
   }
 
   // The boxes drawn survive a reload of the page (its language links reload it: a buyer who
@@ -76,6 +77,7 @@
   var sending = false;  // one upload at a time: a second tap while one goes would race it
   var sendHint = document.getElementById("send-hint");
   var cameraInView = true;  // a photo is taken with the camera's picture on screen, not blind
+  var shotsTaken = 0;
 
   function keepBoxes() {
     if (!boxesField) { return; }
@@ -186,6 +188,7 @@
   function refresh() {
     if (files.required) {  // the fallback field without DataTransfer: it sends itself
       send.disabled = !marked();
+      sendHint.hidden = marked();
       return;
     }
     send.disabled = sending || taken.length < least || recorder !== null || !marked();
@@ -200,6 +203,9 @@
   // A taken photo joins the others: kept as a File, shown as a small canvas with a button that
   // takes it out again (a blurred shot had to wait for a reload to go: a walkthrough).
   function keep(file, canvas) {
+    // A photo that arrives late (the camera's encoder, a decode) past the number asked for, or
+    // while the others are on their way, is not kept: it would show and never be sent.
+    if (taken.length >= most || sending) { return; }
     taken.push(file);
     canvas.className = "shot";
     canvas.setAttribute("role", "img");
@@ -216,7 +222,8 @@
       var at = taken.indexOf(file);
       if (at >= 0) { taken.splice(at, 1); }
       tile.remove();
-      say(taken.length ? "another" : (stream ? "ready" : "noCamera"));
+      say(!taken.length ? (stream ? "ready" : "noCamera") :
+        !marked() && taken.length >= least ? "needMark" : "another");
       refresh();
     });
     tile.appendChild(canvas);
@@ -350,7 +357,8 @@
     canvas.getContext("2d").drawImage(video, 0, 0);
     canvas.toBlob(function (blob) {
       if (!blob) { return; }
-      keep(new File([blob], "live-" + (taken.length + 1) + ".jpg", { type: "image/jpeg" }), canvas);
+      shotsTaken += 1;  // names stay apart after a photo is taken out
+      keep(new File([blob], "live-" + shotsTaken + ".jpg", { type: "image/jpeg" }), canvas);
     }, "image/jpeg", 0.92);
   });
 
@@ -389,6 +397,7 @@
   // Received, or the link is spent: the form goes, the sentence stays, the camera closes.
   function finish(received, text) {
     if (stream) { stream.getTracks().forEach(function (track) { track.stop(); }); }
+    taken = [];  // nothing is left to lose: the language links no longer ask
     forgetBoxes();
     form.hidden = true;
     errorLine.hidden = true;
@@ -400,15 +409,19 @@
     line.setAttribute("role", "status");
     line.textContent = text;
     form.parentNode.insertBefore(line, form);
+    var back = document.createElement("a");
     if (received && form.dataset.claim) {
-      var back = document.createElement("a");
       back.id = "back-to-claim";
       back.href = "/web/claims/" + encodeURIComponent(form.dataset.claim);
       back.textContent = form.dataset.backLabel || back.href;
-      var row = document.createElement("p");
-      row.appendChild(back);
-      form.parentNode.insertBefore(row, form);
+    } else {  // the link is spent: the buyer's claims say what is still asked
+      back.id = "to-claims";
+      back.href = "/web/";
+      back.textContent = form.dataset.claimsLabel || back.href;
     }
+    var row = document.createElement("p");
+    row.appendChild(back);
+    form.parentNode.insertBefore(row, form);
   }
 
   // Sent by the script, not as a form: the buyer sees the upload's progress (a phone on a slow
@@ -496,6 +509,7 @@
   if (typeof window.IntersectionObserver === "function") {
     new IntersectionObserver(function (entries) {
       cameraInView = entries[entries.length - 1].intersectionRatio >= 0.5;
+      form.dataset.cameraInView = cameraInView ? "yes" : "no";  // for the page's tests
       refresh();
     }, { threshold: [0, 0.5, 1] }).observe(video);
   }
@@ -505,7 +519,9 @@
     var link = document.getElementById(id);
     if (!link) { return; }
     link.addEventListener("click", function (event) {
-      if (taken.length && !window.confirm(form.dataset.langLoses || "")) { event.preventDefault(); }
+      if (taken.length && !form.hidden && !window.confirm(form.dataset.langLoses || "")) {
+        event.preventDefault();
+      }
     });
   });
 
