@@ -10,6 +10,7 @@ over its limit, or one that films the claim photo, refuses the capture and store
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import io
@@ -18,6 +19,7 @@ import re
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import cv2
 import httpx
@@ -191,6 +193,17 @@ def _phone(camera: Path):  # type: ignore[no-untyped-def]
     return manager, browser, context.new_page()
 
 
+@contextlib.contextmanager
+def _phone_on(camera: Path) -> Iterator[Any]:
+    """A phone's page whose camera films ``camera`` (a Y4M file); closed afterwards."""
+    manager, browser, page = _phone(camera)
+    try:
+        yield page
+    finally:
+        browser.close()
+        manager.__exit__(None, None, None)
+
+
 def _until(page, expression: str, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
     """Poll ``expression`` in the page until it is true (Playwright's wait_for_function evaluates
     a string inside the page, which the page's CSP, rightly, refuses)."""
@@ -279,17 +292,13 @@ def test_a_live_capture_from_the_phone_camera_reopens_the_analysis(
     # the product is the analysis' question, asked next; the listing photo itself would be a
     # replay of the shop's photo).
     camera = write_y4m(_scene(13), tmp_path / "new.y4m")
-    manager, browser, page = _phone(camera)
-    try:
+    with _phone_on(camera) as page:
         _take_two_and_send(page, url)
         assert page.locator("#capture-done").is_visible(), page.content()
         # The link is spent: opening it again shows no form.
         page.goto(url)
         assert page.locator("#capture-closed").is_visible()
         assert page.locator("#capture-form").count() == 0
-    finally:
-        browser.close()
-        manager.__exit__(None, None, None)
     with server.client(keys["buyer"]) as buyer:
         wait_analysed(buyer, claim_id)
     claim = assessed(server, claim_id)
@@ -321,8 +330,7 @@ def test_the_claim_photo_shown_to_the_camera_is_refused_as_a_replay_and_recorded
     claim_id = _claim_awaiting_capture(server, keys, 1)
     url = _capture_url(server, keys, claim_id)
     camera = write_y4m(CLAIM_PHOTOS[1](), tmp_path / "replay.y4m")
-    manager, browser, page = _phone(camera)
-    try:
+    with _phone_on(camera) as page:
         _take_two_and_send(page, url)
         assert page.locator("#capture-error").is_visible(), page.content()
         assert "capture.replayed" in page.locator("#capture-error").inner_text()
@@ -340,9 +348,6 @@ def test_the_claim_photo_shown_to_the_camera_is_refused_as_a_replay_and_recorded
         assert page.evaluate("window.sameDocument === undefined")
         assert json.loads(page.input_value("#damage-boxes")) == drawn
         assert page.is_disabled("#send")  # the box is there; photos are still to be taken
-    finally:
-        browser.close()
-        manager.__exit__(None, None, None)
     claim = assessed(server, claim_id)
     assert claim["state"] == "awaiting_capture"
     assert not [p for p in claim["photos"] if p["live_capture"]]
@@ -491,10 +496,9 @@ def test_a_short_clip_recorded_on_the_page_is_sent_with_the_photos_and_kept(
     claim_id = _claim_awaiting_capture(server, keys, 4)
     url = _capture_url(server, keys, claim_id)
     camera = write_y4m(_scene(17), tmp_path / "clip.y4m")
-    manager, browser, page = _phone(camera)
     errors: list[str] = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    try:
+    with _phone_on(camera) as page:
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         page.goto(url)
         page.wait_for_selector("#record:not([hidden])", timeout=20000)
         assert page.locator("#clip-row").is_visible()
@@ -517,9 +521,6 @@ def test_a_short_clip_recorded_on_the_page_is_sent_with_the_photos_and_kept(
         page.click("#send")
         _answered(page)
         assert page.locator("#capture-done").is_visible(), page.content()
-    finally:
-        browser.close()
-        manager.__exit__(None, None, None)
     assert not [e for e in errors if "Content Security Policy" in e], errors
     [(sha, name)] = _evidence(server, claim_id, "capture_clip")
     assert name == "clip.webm"
@@ -697,8 +698,7 @@ def test_a_claim_photo_the_page_cannot_show_does_not_keep_the_buyer_from_sending
     server, keys = shop
     claim_id = _claim_awaiting_capture(server, keys, 8)
     url = _capture_url(server, keys, claim_id)
-    manager, browser, page = _phone(write_y4m(_scene(22), tmp_path / "cam.y4m"))
-    try:
+    with _phone_on(write_y4m(_scene(22), tmp_path / "cam.y4m")) as page:
         page.route("**/photo/0", lambda route: route.abort())
         page.goto(url)
         page.wait_for_selector("#shoot:not([hidden])", timeout=20000)
@@ -710,9 +710,6 @@ def test_a_claim_photo_the_page_cannot_show_does_not_keep_the_buyer_from_sending
         page.click("#send")
         _answered(page)
         assert page.locator("#capture-done").is_visible(), page.content()
-    finally:
-        browser.close()
-        manager.__exit__(None, None, None)
     claim = assessed(server, claim_id)
     assert [p["damage_box"] for p in claim["photos"]] == [None, None]
     assert claim["state"] == "awaiting_merchant", claim["routing_reason"]
@@ -726,8 +723,7 @@ def test_the_box_filed_with_the_claim_is_shown_and_clearing_it_removes_it(
     [filed] = assessed(server, claim_id)["photos"]
     assert filed["damage_box"] == [0.2, 0.25, 0.5, 0.55]
     url = _capture_url(server, keys, claim_id)
-    manager, browser, page = _phone(write_y4m(_scene(24), tmp_path / "cam.y4m"))
-    try:
+    with _phone_on(write_y4m(_scene(24), tmp_path / "cam.y4m")) as page:
         page.goto(url)
         page.wait_for_selector("#shoot:not([hidden])", timeout=20000)
         assert page.locator("#boxes-on-file").is_visible()
@@ -745,9 +741,6 @@ def test_the_box_filed_with_the_claim_is_shown_and_clearing_it_removes_it(
         page.click("#send")
         _answered(page)
         assert page.locator("#capture-done").is_visible(), page.content()
-    finally:
-        browser.close()
-        manager.__exit__(None, None, None)
     claim = assessed(server, claim_id)
     assert [p["damage_box"] for p in claim["photos"]] == [None, None]
     [accepted] = [
@@ -764,11 +757,10 @@ def test_without_a_camera_api_the_phone_camera_field_takes_one_photo_at_a_time_a
     server, keys = shop
     claim_id = _claim_awaiting_capture(server, keys, 10)
     url = _capture_url(server, keys, claim_id)
-    manager, browser, page = _phone(write_y4m(_scene(26), tmp_path / "cam.y4m"))
     shots = [tmp_path / f"camera-app-{n}.jpg" for n in (1, 2, 3, 4)]
     for n, path in enumerate(shots):
         path.write_bytes(_scene(27 + n))
-    try:
+    with _phone_on(write_y4m(_scene(26), tmp_path / "cam.y4m")) as page:
         page.add_init_script(
             "Object.defineProperty(navigator, 'mediaDevices', {value: undefined});"
         )
@@ -792,9 +784,6 @@ def test_without_a_camera_api_the_phone_camera_field_takes_one_photo_at_a_time_a
         page.click("#send")
         _answered(page)
         assert page.locator("#capture-done").is_visible(), page.content()
-    finally:
-        browser.close()
-        manager.__exit__(None, None, None)
     with server.client(keys["buyer"]) as buyer:
         wait_analysed(buyer, claim_id)
     claim = assessed(server, claim_id)
@@ -910,7 +899,6 @@ def test_a_refusal_that_says_nothing_against_the_photos_keeps_them_to_send_again
     server, keys = shop
     claim_id = _claim_awaiting_capture(server, keys, 14)
     url = _capture_url(server, keys, claim_id)
-    manager, browser, page = _phone(write_y4m(_scene(73), tmp_path / "cam.y4m"))
     busy = {
         "outcome": "refused",
         "message": "服务繁忙 (service.busy)",
@@ -936,7 +924,7 @@ def test_a_refusal_that_says_nothing_against_the_photos_keeps_them_to_send_again
         else:
             route.continue_()
 
-    try:
+    with _phone_on(write_y4m(_scene(73), tmp_path / "cam.y4m")) as page:
         page.route(url, once)
         _take_two_and_send(page, url, answered=False)
         _until(page, "document.getElementById('send-progress-row').hidden === false")
@@ -974,9 +962,6 @@ def test_a_refusal_that_says_nothing_against_the_photos_keeps_them_to_send_again
         assert page.locator("#capture-form").is_hidden()
         assert page.locator("#capture-error").is_hidden()
         assert page.get_attribute("#back-to-claim", "href") == f"/web/claims/{claim_id}"
-    finally:
-        browser.close()
-        manager.__exit__(None, None, None)
     claim = assessed(server, claim_id)
     assert len([p for p in claim["photos"] if p["live_capture"]]) == 1
 
@@ -1083,8 +1068,7 @@ def test_the_camera_button_is_in_reach_takes_no_blind_photo_and_send_says_what_i
     server, keys = shop
     claim_id = _claim_awaiting_capture(server, keys, 17)
     url = _capture_url(server, keys, claim_id)
-    manager, browser, page = _phone(write_y4m(_scene(79), tmp_path / "cam.y4m"))
-    try:
+    with _phone_on(write_y4m(_scene(79), tmp_path / "cam.y4m")) as page:
         page.set_viewport_size({"width": 844, "height": 390})
         page.goto(url)
         page.wait_for_selector("#shoot:not([hidden])", timeout=20000)
@@ -1137,6 +1121,3 @@ def test_the_camera_button_is_in_reach_takes_no_blind_photo_and_send_says_what_i
         page.wait_for_selector("html[lang=en]")
         assert len(asked) == 2
         assert json.loads(page.input_value("#damage-boxes"))[0] == pytest.approx(MARK, abs=0.01)
-    finally:
-        browser.close()
-        manager.__exit__(None, None, None)
