@@ -839,6 +839,9 @@ def test_a_buyer_appeals_a_decision_on_the_page_and_a_person_looks_again(
         )
         assert decided.status_code == 200, decided.text
     page = _login(browser, server, keys["buyer"], "en-US")
+    page.goto(f"{server.url}/web/queue")
+    row = page.locator("tr", has=page.locator(f"a[href='/web/claims/{claim}']"))
+    assert row.locator("td.state").inner_text() == "decided · rejected"  # not "decided" alone
     page.goto(f"{server.url}/web/claims/{claim}")
     assert "You may appeal" in page.locator("#buyer-status").inner_text()
     # The buyer reads the note written for it, as text, never the reason.

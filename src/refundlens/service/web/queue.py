@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from ...cases.buyer import buyer_deadline
 from ...detectors import all_detector_classes
-from ...store.sql.models import Claim, Order, Sku, Tenant
+from ...store.sql.models import Claim, Decision, Order, Sku, Tenant
 from ...store.sql.queries import latest_assessment
 from ..fields import MAX_ID, FieldError, check_text
 from .common import Viewer, hours_left, key_labels, page, refused, runtime_of
@@ -120,10 +120,12 @@ def queue(
             rows = keep
         hide = user.role == "buyer"  # never the risk or the machine's action (cases/buyer.py)
         products, shops = _products_and_shops(session, rows)
+        outcomes = _outcomes(session, [r.id for r in rows if r.state in ("decided", "final")])
         items = [
             {
                 "id": r.id,
                 "state": r.state,
+                "outcome": outcomes.get(r.id),
                 "risk": None if hide else r.risk,
                 "action": None if hide else r.action,
                 "amount": r.amount,
@@ -188,6 +190,19 @@ def _products_and_shops(
         )
     }
     return products, shops
+
+
+def _outcomes(session: Session, claim_ids: list[str]) -> dict[str, str]:
+    """The latest decision's outcome of each decided claim: "decided" alone told a buyer
+    nothing of what was decided (a walkthrough)."""
+    latest: dict[str, str] = {}
+    for claim_id, outcome in session.execute(
+        select(Decision.claim_id, Decision.outcome)
+        .where(Decision.claim_id.in_(claim_ids))
+        .order_by(Decision.created_at)
+    ):
+        latest[claim_id] = outcome
+    return latest
 
 
 @functools.cache
