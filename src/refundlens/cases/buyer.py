@@ -35,9 +35,9 @@ class BuyerStatus:
 
 
 _OUTCOME = {
-    "approved": ("approved", "已同意"),
-    "rejected": ("not approved", "未同意"),
-    "partial": ("partly approved", "部分同意"),
+    "approved": ("approved", "已通过"),
+    "rejected": ("not approved", "未通过"),
+    "partial": ("partly approved", "部分通过"),
 }
 
 
@@ -72,6 +72,6 @@ def buyer_status(state: str, outcome: str | None = None) -> BuyerStatus:
     final = s == ClaimState.FINAL
     return BuyerStatus(
         f"A person has decided: {en}." + ("" if final else " You may appeal."),
-        f"人工已裁决：{zh}。" + ("" if final else "您可以申诉。"),
+        f"人工审核结果：{zh}。" + ("" if final else "如有异议，您可以申诉。"),
         None,
     )
