@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import select, update
 
 from refundlens.store import Database
-from refundlens.store.sql.models import ApiKey, AuditEntry, SignInLink
+from refundlens.store.sql.models import ApiKey, AuditEntry, Claim, SignInLink
 
 from .service_support import (
     Server,
@@ -121,6 +121,22 @@ def test_a_link_made_for_a_claim_lands_on_that_claims_page(
         assert entered.status_code == 303
         assert entered.headers["location"] == f"/web/claims/{claims['buyer-1']}"
         assert phone.get(entered.headers["location"]).status_code == 200
+        # A claim still being analysed reads "being checked" to its buyer, not "analysing".
+        database = Database(server.settings)
+        try:
+            with database.session() as s:
+                was = s.execute(
+                    select(Claim.state).where(Claim.id == claims["buyer-1"])
+                ).scalar_one()
+        finally:
+            database.dispose()
+        _write(server, update(Claim).where(Claim.id == claims["buyer-1"]).values(state="analysing"))
+        for language, said in (("en", "being checked"), ("zh-CN", "核实中")):
+            page = phone.get(entered.headers["location"], headers={"Accept-Language": language})
+            assert f'id="claim-state">{said}<' in page.text
+            listed = phone.get("/web/queue", headers={"Accept-Language": language})
+            assert f'class="state">{said}<' in listed.text
+        _write(server, update(Claim).where(Claim.id == claims["buyer-1"]).values(state=was))
     # A link edited to land elsewhere lands on the list: the landing is a claim id or nothing.
     for landing in ("//evil.example", "https://evil.example/", "../queue", "clm_1/../../x"):
         token = _link(server, "buyer-1").json()["url"]
