@@ -52,9 +52,25 @@ def _spectrum(channel: npt.NDArray[np.float32], size: int) -> npt.NDArray[np.flo
     crop = channel[top : top + side, left : left + side].astype(np.float32)
     residual = crop - cv2.GaussianBlur(crop, (0, 0), 3.0)
     # Single precision throughout: peaks are read to 0.1 log units, far above float32 rounding,
-    # and the transform runs about twice as fast as NumPy's double-precision one.
-    spectrum = np.abs(scipy.fft.fftshift(scipy.fft.fft2(residual * _window(side))))
-    return np.log1p(spectrum)
+    # and the transform runs about twice as fast as NumPy's double-precision one. The residual
+    # is real, so its spectrum is conjugate-symmetric: the real transform computes half of it
+    # and the other half is that half mirrored through the origin (3x faster than the complex
+    # transform with NumPy's log, bench/results/service.md).
+    half = np.abs(scipy.fft.rfft2(residual * _window(side)))
+    columns = half.shape[1]
+    spectrum = np.empty((side, side), np.float32)
+    spectrum[:, :columns] = half
+    spectrum[:, columns:] = half[_mirrored_rows(side)][:, side - np.arange(columns, side)]
+    spectrum = scipy.fft.fftshift(spectrum)
+    return cv2.log(spectrum + 1.0)
+
+
+@functools.cache
+def _mirrored_rows(side: int) -> npt.NDArray[np.intp]:
+    """Row ``r`` of a 2-D DFT mirrored through the origin: ``-r`` modulo ``side``."""
+    rows = (-np.arange(side)) % side
+    rows.flags.writeable = False
+    return rows
 
 
 def _peaks(
@@ -71,12 +87,12 @@ def _peaks(
     local_max = excess >= cv2.dilate(excess.astype(np.float32), np.ones((5, 5), np.uint8))
     candidates = np.argwhere(local_max & (excess > threshold))
     side = log_spectrum.shape[0]
-    order: list[int] | npt.NDArray[np.intp] = (
-        np.argsort(-excess[candidates[:, 0], candidates[:, 1]]) if len(candidates) else []
-    )
+    heights = excess[candidates[:, 0], candidates[:, 1]]
+    # The five highest, highest first; ties keep the scan order (a stable sort).
+    order = np.argsort(-heights, kind="stable")[:5]
     frequencies = tuple(
         (round((int(r) - side // 2) / side, 4), round((int(c) - side // 2) / side, 4))
-        for r, c in (candidates[i] for i in list(order)[:5])
+        for r, c in candidates[order]
     )
     # Symmetric spectrum: each peak appears twice.
     return SpectralPeaks(float(excess.max()), len(candidates) // 2, frequencies)
