@@ -997,11 +997,17 @@ def test_the_script_reads_the_answer_as_json_and_a_form_gets_the_page(
         assert bad_box.status_code == 400
         assert bad_box.json()["code"] == "claim.bad_damage_box"
         assert bad_box.json()["outcome"] == "refused" and bad_box.json()["keep_photos"] is True
+        # A box that could not be read is not counted against the link: no count is shown.
+        assert "重试" not in bad_box.json()["message"]
         refused = client.post(url, files=[("photos", replay)], headers=asks)
         assert refused.status_code == 400, refused.text
         answer = refused.json()
         assert answer["outcome"] == "refused" and answer["code"] == "capture.replayed"
         assert answer["keep_photos"] is False and answer["message"].startswith("这不是新拍的照片")
+        # A refusal counted on the link says how many more it takes (5 by default).
+        assert answer["message"].endswith("此链接还可重试 4 次。"), answer["message"]
+        again = client.post(url, files=[("photos", replay)], headers={"Origin": server.url})
+        assert again.status_code == 400 and "此链接还可重试 3 次。" in again.text
         taken = client.post(
             url, files=[("photos", ("live.jpg", _scene(75), "image/jpeg"))], headers=asks
         )

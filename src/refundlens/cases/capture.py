@@ -41,6 +41,7 @@ __all__ = [
     "capture_clip",
     "capture_repeats",
     "capture_signature",
+    "capture_tries_left",
     "clip_views",
     "count_refused_capture",
     "filed_photos",
@@ -251,6 +252,16 @@ def capture_claim(store: Store, token: str, *, lock: bool = True) -> Claim:
         raise RefundlensError("capture.bad_token", "The capture token is not valid for this claim.")
     _usable_token(store, claim, token, utcnow(), lock=lock)
     return claim
+
+
+def capture_tries_left(store: Store, token: str, settings: Settings) -> int | None:
+    """How many more captures may be refused on ``token`` before the link is spent (None: no
+    limit is set). An honest buyer whose photo was refused is told how careful to be."""
+    if not settings.capture_max_refusals:
+        return None
+    row = store.claims.capture_token(token.partition(".")[0])
+    used = (row.refusals or 0) if row is not None else 0
+    return max(0, settings.capture_max_refusals - used)
 
 
 CaptureVia = Literal["app", "page"]

@@ -28,6 +28,7 @@ from starlette.datastructures import UploadFile
 
 from ... import cases
 from ...cases.buyer import buyer_deadline
+from ...config import Settings
 from ...errors import RefundlensError
 from ...metrics import metrics
 from ...rendering.i18n import translations
@@ -62,6 +63,9 @@ class Opened:
     """What was bought (the SKU's title, else the shop's id for it): a buyer who opens the link
     from a message knows its claim by that, not by claim id (a walkthrough)."""
     shop: str
+    tries_left: int | None = None
+    """Refused captures this link still takes before it is spent, once one was refused (None:
+    none refused yet, or no limit set)."""
 
 
 def _open(request: Request, token: str) -> Opened | None:
@@ -87,9 +91,15 @@ def _open(request: Request, token: str) -> Opened | None:
                 ask=claim.capture_request_note,
                 product=(sku.title or sku.external_id) if sku is not None else "",
                 shop=tenant.name if tenant is not None and tenant.name else claim.merchant_id,
+                tries_left=_tries_left_once_refused(store, token, runtime_of(request).settings),
             )
     except RefundlensError:
         return None
+
+
+def _tries_left_once_refused(store: SqlStore, token: str, settings: Settings) -> int | None:
+    left = cases.capture_tries_left(store, token, settings)
+    return left if left is not None and left < settings.capture_max_refusals else None
 
 
 def _form(
@@ -153,9 +163,19 @@ def filed_photo(request: Request, token: str, index: str) -> Response:
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})
 
 
-def _message(request: Request, exc: RefundlensError) -> str:
+def _message(request: Request, exc: RefundlensError, still: Opened | None = None) -> str:
     """The refusal in the buyer's language: one sentence of what to do (the page sets the code
-    beside it, small: in bold red it read as the buyer's fault, a walkthrough)."""
+    beside it, small: in bold red it read as the buyer's fault, a walkthrough), and where the
+    link has been refused before, how many refusals it still takes: a buyer who does not know
+    the link closes after a few refused photos learns it when it does."""
+    hint = _hint(request, exc)
+    if still is not None and still.tries_left is not None:
+        words = translations(lang(request)).gettext
+        hint += " " + words("Tries left on this link: {n}.").format(n=still.tries_left)
+    return hint
+
+
+def _hint(request: Request, exc: RefundlensError) -> str:
     words = translations(lang(request)).gettext
     hint: str | None
     if exc.code == "capture.clip_too_large":
@@ -279,7 +299,7 @@ async def capture_upload(request: Request, token: str) -> Response:
         status = {"service.busy": 503, "capture.in_progress": 409}.get(exc.code, 400)
         if _script_asks(request):
             answer: Response = _answer(
-                request, status, "closed" if still is None else "refused", exc
+                request, status, "closed" if still is None else "refused", exc, still
             )
         elif still is None:
             answer = page(
@@ -298,7 +318,7 @@ async def capture_upload(request: Request, token: str) -> Response:
                 still,
                 status,
                 error=True,
-                error_message=_message(request, exc),
+                error_message=_message(request, exc, still),
                 error_code=exc.code,
             )
         if exc.code == "service.busy":
@@ -331,7 +351,13 @@ def _script_asks(request: Request) -> bool:
     return request.headers.get("accept", "").startswith("application/json")
 
 
-def _answer(request: Request, status: int, outcome: str, exc: RefundlensError | None) -> Response:
+def _answer(
+    request: Request,
+    status: int,
+    outcome: str,
+    exc: RefundlensError | None,
+    still: Opened | None = None,
+) -> Response:
     """The answer the page's script shows: ``outcome`` (received, refused, closed), the
     sentence in the buyer's language, the code, and which of what it holds to keep."""
     code = exc.code if exc is not None else None
@@ -339,7 +365,7 @@ def _answer(request: Request, status: int, outcome: str, exc: RefundlensError | 
     return JSONResponse(
         {
             "outcome": outcome,
-            "message": _message(request, exc) if exc is not None else None,
+            "message": _message(request, exc, still) if exc is not None else None,
             "code": code,
             "keep_photos": code in _KEEP_PHOTOS or clip_refused,
             "keep_clip": code in _KEEP_PHOTOS and not clip_refused,
