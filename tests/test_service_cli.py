@@ -110,9 +110,26 @@ def test_keys_are_created_listed_and_revoked(tmp_path: Path) -> None:
                 revoked = False
             except AuthError:
                 revoked = True
+            # Each key's making is on the record, as its revoking is: an admin key made with
+            # database access alone must leave a trace (a platform integrator's walkthrough).
+            from sqlalchemy import select
+
+            from refundlens.store.sql.models import AuditEntry
+
+            entries = [
+                (e.actor, e.action, e.details)
+                for e in session.execute(select(AuditEntry).order_by(AuditEntry.seq)).scalars()
+                if e.action.startswith("key.")
+            ]
     finally:
         database.dispose()
     assert revoked
+    assert entries[:2] == [
+        ("cli", "key.created", {"key": key_id, "role": "merchant", "tenant": "shop-a"}),
+        ("cli", "key.revoked", {"key": key_id, "role": "merchant"}),
+    ]
+    assert entries[2][:2] == ("cli", "key.created")
+    assert entries[2][2]["subject"] == "buyer-7" and "secret" not in str(entries[2][2])
 
 
 def test_serve_prints_the_url_and_an_admin_key_once_and_answers(tmp_path: Path) -> None:

@@ -1112,7 +1112,7 @@ def keys_create(
                     f"no tenant {', '.join(unknown)} in this database: add it first "
                     "(`refundlens tenants add ID`, or POST /v1/tenants as admin)"
                 )
-            token = create_key(session, role, tenant, subject, label, list(assign or []))
+            token = create_key(session, role, tenant, subject, label, list(assign or []), by="cli")
     except RefundlensError as exc:
         raise _fail(f"error [{exc.code}] {exc.message}") from exc
     typer.echo(token)
@@ -1272,7 +1272,7 @@ def serve(
     database = _open_database(settings, create=True)
     with database.session() as session:
         first = session.execute(select(ApiKey).where(ApiKey.role == "admin")).first() is None
-        token = create_key(session, "admin", label="first start") if first else None
+        token = create_key(session, "admin", label="first start", by="cli") if first else None
     typer.echo(
         f"refundlens {__version__} serving on http://{host}:{port}  "
         "(web page: /web/, API: /v1, OpenAPI: /openapi.json)"

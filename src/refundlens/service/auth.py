@@ -72,8 +72,13 @@ def create_key(
     subject: str | None = None,
     label: str = "",
     assign: list[str] | None = None,
+    *,
+    by: str | None = None,
 ) -> str:
-    """Store a new key and return its full token (shown once; only a hash is kept)."""
+    """Store a new key and return its full token (shown once; only a hash is kept). ``by``
+    names who made it in the audit log (``key.created``): a key that can decide claims or read
+    buyers' data must not appear without trace. None for a key whose making is recorded by its
+    caller under another action (a buyer's sign-in link)."""
     if role not in ROLES:
         raise AuthError("auth.bad_role", f"Role must be one of {', '.join(ROLES)}.")
     if role in ("merchant",) and not tenant_id:
@@ -103,6 +108,13 @@ def create_key(
     session.flush()
     for tenant in assign or []:
         session.add(ReviewerAssignment(key_id=key_id, tenant_id=tenant))
+    if by is not None:
+        details: dict[str, object] = {"key": key_id, "role": role}
+        details.update({"tenant": tenant_id} if tenant_id else {})
+        details.update({"subject": subject} if subject else {})
+        details.update({"assign": sorted(assign)} if assign else {})
+        details.update({"label": label} if label else {})
+        audit.append(session, by, "key.created", details=details)
     return f"{key_id}.{secret}"
 
 
