@@ -581,3 +581,45 @@ def test_a_claim_walks_the_workflow_alike_on_every_store(kit: Kit) -> None:
         ],
         ["claim.received", "claim.analysed", "merchant.asked", "claim.decided"],
     )
+
+
+def test_the_amount_rules_weigh_a_claim_with_the_orders_other_claims(kit: Kit) -> None:
+    # A buyer split one refund into claims of 100 on an order of 500, each under the limit of
+    # 200 above which a refund-only claim goes to a person: all five were approved (a security
+    # review). The order's running total is what the limit weighs.
+    kit.seed("m1")
+    merchant, buyer = cases.Actor("key-m", "merchant"), cases.Actor("key-b", "buyer")
+    settings = kit.settings
+    with kit.open() as store:
+        sku = cases.create_sku(
+            store, kit.blobs, settings, merchant, "m1", "mug", "Mug", [("l.jpg", _photo(1))]
+        )
+        order_id = cases.create_order(
+            store, merchant, "m1", "o-1", sku.id, "buyer-1", 500.0, "CNY", None, None, None
+        ).id
+    # Each photo recognised as a new photo of the ordered item: nothing else asks for more.
+    report = {
+        "claim": {"risk": 0.05, "action": "approve"},
+        "images": [{"findings": [{"code": "reference.same_item_new_photo", "facts": {}}]}],
+    }
+    routed = []
+    for seed in (2, 3, 4):
+        with kit.open() as store:
+            order = store.catalogue.order(order_id)
+            assert order is not None
+            claim_id = cases.create_claim(
+                store, kit.blobs, settings, buyer, order, "refund_only", "", 100.0,
+                [("c.jpg", _photo(seed))],
+            ).id  # fmt: skip
+        with kit.open() as store:
+            cases.mark_queued(store, [claim_id])
+            attempt = cases.start_analysis(store, claim_id, settings)
+            claim = cases.finish_analysis(
+                store, claim_id, attempt, report, RoutingRules(), settings
+            )
+            assert claim is not None
+            routed.append((claim.state, claim.routing_reason))
+    assert [state for state, _ in routed] == ["approved", "approved", "awaiting_merchant"]
+    assert routed[2][1] == (
+        "with the order's other claims, 300 is claimed on this order: above 200, a person decides"
+    )

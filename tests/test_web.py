@@ -577,11 +577,13 @@ def test_routing_reasons_are_shown_in_the_readers_language() -> None:
                 ok,
                 on_file,
                 rejected_before,
+                other_claims,
             ),
             r,
         )[1]
         for action in ("approve", "request_capture", "review", "escalate")
         for amount in (20.0, 150.0, 500.0)
+        for other_claims in (0.0, 400.0)
         for photos in (0, 1)
         for live in (False, True)
         for vouched in (False, True)
@@ -592,7 +594,7 @@ def test_routing_reasons_are_shown_in_the_readers_language() -> None:
         for rejected_before in (False, True)
         for r in (rules, dataclasses.replace(rules, auto_approve_after_capture=False))
     }
-    assert len(reasons) == 14, sorted(reasons)
+    assert len(reasons) == 16, sorted(reasons)
     untranslated = [r for r in reasons if routing_reason(r, "zh_CN") == r]
     assert untranslated == []
 

@@ -265,6 +265,7 @@ def finish_analysis(
             live_capture_on_file=live
             and store.audit.count(claim.id, "capture.repeats_on_file") > 0,
             order_rejected_before=bool(store.claims.rejected_on_order(claim.order_id, claim.id)),
+            claimed_on_order=store.claims.claimed_on_order(claim.order_id, besides=claim.id),
         ),
         rules,
     )

@@ -120,6 +120,16 @@ class ClaimFacts:
     order_rejected_before: bool = False
     """Another claim on the order was rejected and the rejection stands (a claim of another
     type: one of the same type is refused when filed)."""
+    claimed_on_order: float = 0.0
+    """What the order's other claims ask for or were granted. The amount rules weigh this claim
+    with them: five claims of 100 on an order of 500, each filed after the last closed, were
+    each approved under a limit of 200 that one claim of 500 went to a person for (a
+    security review)."""
+
+    @property
+    def order_total(self) -> float:
+        """This claim's amount with what the order's other claims ask for or were granted."""
+        return self.amount + max(0.0, self.claimed_on_order)
 
 
 # Findings that vouch for a photo: the ordered item recognised in a new exposure, or a camera's
@@ -265,6 +275,12 @@ def route(action: str, facts: ClaimFacts, rules: RoutingRules) -> tuple[ClaimSta
             ClaimState.AWAITING_MERCHANT,
             f"{facts.claim_type} claims above {limit:g} always go to a person",
         )
+    if limit is not None and facts.order_total > limit:
+        return (
+            ClaimState.AWAITING_MERCHANT,
+            f"with the order's other claims, {facts.order_total:g} is claimed on this order: "
+            f"above {limit:g}, a person decides",
+        )
     if facts.photo_count == 0 and rules.photo_required_for_auto_approve:
         return ClaimState.AWAITING_MERCHANT, "a claim without photos always goes to a person"
     if facts.live_capture_not_shown:
@@ -299,7 +315,14 @@ def route(action: str, facts: ClaimFacts, rules: RoutingRules) -> tuple[ClaimSta
                 "part of it, or another product): a live photo is asked for",
             )
         limit = rules.unverified_capture_above_amount.get(facts.claim_type)
-        if limit is not None and facts.amount > limit and not facts.vouched_for:
+        if limit is not None and facts.order_total > limit and not facts.vouched_for:
+            if facts.amount <= limit:
+                return (
+                    ClaimState.AWAITING_CAPTURE,
+                    f"with the order's other claims, {facts.order_total:g} is claimed on this "
+                    "order and nothing vouches for the photos (no reference recognises the "
+                    f"item, no camera provenance): above {limit:g}, a live photo is asked for",
+                )
             return (
                 ClaimState.AWAITING_CAPTURE,
                 f"nothing vouches for the photos of this {facts.claim_type} claim above "

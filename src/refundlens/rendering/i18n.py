@@ -73,6 +73,17 @@ _ROUTING_REASONS = (
         ("action",),
     ),
     (r"(?P<claim_type>\w+) claims above (?P<limit>[\d.]+) always go to a person", ("claim_type",)),
+    (
+        r"with the order's other claims, (?P<total>[\d.e+]+) is claimed on this order: "
+        r"above (?P<limit>[\d.]+), a person decides",
+        (),
+    ),
+    (
+        r"with the order's other claims, (?P<total>[\d.e+]+) is claimed on this order and "
+        r"nothing vouches for the photos \(no reference recognises the item, no camera "
+        r"provenance\): above (?P<limit>[\d.]+), a live photo is asked for",
+        (),
+    ),
     (r"a claim without photos always goes to a person", ()),
     (r"a claim on this order was rejected before: a person decides", ()),
     (r"nothing doubtful: approved automatically", ()),
