@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
@@ -1002,3 +1003,49 @@ def test_a_buyers_page_of_four_phone_photos_shows_every_one(tmp_path: Path) -> N
     assert [a.status_code for a in answers] == [200] * 4
     assert all(a.headers["content-type"] == "image/jpeg" for a in answers)
     assert all(len(a.content) < len(p[1]) / 3 for a, p in zip(answers, photos, strict=True))
+
+
+def test_a_photo_asked_for_many_times_at_once_is_decoded_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 16 requests at once for one 8000 x 8000 photo of a capture link, each decoding it, took
+    # an API process from 580 MB to 4.3 GB (a security review): one decode, the others wait
+    # for it and read its copy.
+    import concurrent.futures
+    import threading
+    import types
+
+    import numpy as np
+
+    import refundlens.service.web.common as common
+    from refundlens.config import Settings
+    from refundlens.runtime import Runtime
+
+    runtime = Runtime(Settings(data_dir=str(tmp_path), upload_decode_slots=4))
+    out = io.BytesIO()
+    Image.fromarray(np.full((1200, 1600, 3), 90, np.uint8)).save(out, "PNG")
+    sha256 = runtime.blobs.put(out.getvalue())
+    request = types.SimpleNamespace(
+        app=types.SimpleNamespace(state=types.SimpleNamespace(runtime=runtime))
+    )
+    decoded: list[str] = []
+    started = threading.Barrier(8)
+    real = common.media_from_bytes
+
+    def slow(data: bytes, name: str, settings: Settings) -> object:
+        decoded.append(name)
+        time.sleep(0.3)  # every request is waiting by now
+        return real(data, name, settings)
+
+    def ask(_: int) -> bytes:
+        started.wait()
+        return common.analysis_jpeg(request, sha256, "big.png")  # type: ignore[arg-type]
+
+    monkeypatch.setattr(common, "media_from_bytes", slow)
+    common._PREVIEWS.clear()
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        copies = list(pool.map(ask, range(8)))
+    assert decoded == ["big.png"]
+    assert len(set(copies)) == 1 and copies[0][:2] == b"\xff\xd8"
+    assert common._DECODING == {}  # nothing left behind
+    runtime.db.dispose()

@@ -158,8 +158,11 @@ def filed_photo(request: Request, token: str, index: str) -> Response:
                 return Response(status_code=404)
             sha256, name = filed[int(index)].sha256, filed[int(index)].name
         data = analysis_jpeg(request, sha256, name)
-    except RefundlensError:
-        return Response(status_code=404)
+    except RefundlensError as exc:
+        if exc.code != "service.busy":
+            return Response(status_code=404)
+        retry = str(runtime.settings.busy_retry_after_seconds)
+        return Response(status_code=503, headers={"Retry-After": retry})
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})
 
 

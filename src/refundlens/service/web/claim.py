@@ -323,7 +323,7 @@ def claim_blob(
             r.sha256: r.name for r in case.references
         }
         try:
-            data = analysis_jpeg(request, sha256, names.get(sha256, sha256), queued=True)
+            data = analysis_jpeg(request, sha256, names.get(sha256, sha256))
         except RefundlensError as exc:
             if exc.code != "service.busy":
                 return Response(status_code=404)

@@ -26,6 +26,7 @@ from PIL import Image
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ...errors import RefundlensError
 from ...media import media_from_bytes
 from ...rendering.i18n import LANGUAGES, environment, pick_language
 from ...runtime import Runtime
@@ -302,44 +303,62 @@ def shop_only(request: Request, user: Principal) -> None:
 
 _PREVIEWS: OrderedDict[str, bytes] = OrderedDict()
 _PREVIEWS_LOCK = threading.Lock()
+_DECODING: dict[str, tuple[threading.Lock, int]] = {}
+"""Per photo being decoded: the lock its one decode holds, and how many requests want it."""
 
 
-def analysis_jpeg(
-    request: Request,
-    sha256: str,
-    name: str,
-    *,
-    in_slot: bool = False,
-    user: Principal | None = None,
-    queued: bool = False,
-) -> bytes:
-    """A claim photo's analysis copy as JPEG (EXIF orientation applied, at most ``analysis_side``
-    px, no metadata), decoded once: the capture link's holder marks the damage on it and may load
-    the page again and again, and a reviewer's browser shows no HEIC; a 12 MP photo costs a
-    decode each time. The last ``capture_preview_cache_entries`` are kept (by content, so one
-    photo is one entry). With ``in_slot``, a decode holds one of the ``web_heavy_work_slots``
-    (503 ``service.busy`` for ``user`` when none is free). With ``queued``, it takes one of the
-    ``upload_decode_slots`` instead, waiting up to ``upload_slot_wait_seconds`` (then
-    ``RefundlensError`` ``service.busy``): a page's photos are asked for all at once, and with
-    no wait the third and fourth of a buyer's page were refused (a review)."""
-    runtime = runtime_of(request)
+def _cached_preview(sha256: str) -> bytes | None:
     with _PREVIEWS_LOCK:
         if sha256 in _PREVIEWS:
             _PREVIEWS.move_to_end(sha256)
             return _PREVIEWS[sha256]
-    slot = (
-        decode_slot(runtime)
-        if queued
-        else heavy_work(request, user)
-        if in_slot
-        else contextlib.nullcontext()
-    )
-    with slot:
-        media = media_from_bytes(runtime.blobs.get(sha256), name, runtime.settings)
-    out = io.BytesIO()
-    Image.fromarray(media.analysis).save(out, "JPEG", quality=85)
+    return None
+
+
+def analysis_jpeg(request: Request, sha256: str, name: str) -> bytes:
+    """A claim photo's analysis copy as JPEG (EXIF orientation applied, at most ``analysis_side``
+    px, no metadata), decoded once: the capture link's holder marks the damage on it and may load
+    the page again and again, and a reviewer's browser shows no HEIC; a 12 MP photo costs a
+    decode each time. The last ``capture_preview_cache_entries`` are kept (by content, so one
+    photo is one entry).
+
+    Each decode takes one of the ``upload_decode_slots``, waiting up to
+    ``upload_slot_wait_seconds`` (then ``RefundlensError`` ``service.busy``): a page's photos are
+    asked for all at once, and with no wait the third and fourth of a buyer's page were refused
+    (a review). One photo is decoded by one request at a time; the others asking for it wait for
+    that decode and read the cache: 16 requests at once for one 8000 x 8000 photo of a capture
+    link, each decoding it, took an API process from 580 MB to 4.3 GB (a security review)."""
+    runtime = runtime_of(request)
+    cached = _cached_preview(sha256)
+    if cached is not None:
+        return cached
     with _PREVIEWS_LOCK:
-        _PREVIEWS[sha256] = out.getvalue()
-        while len(_PREVIEWS) > max(0, runtime.settings.capture_preview_cache_entries):
-            _PREVIEWS.popitem(last=False)
-    return out.getvalue()
+        lock, waiting = _DECODING.get(sha256, (threading.Lock(), 0))
+        _DECODING[sha256] = (lock, waiting + 1)
+    try:
+        if not lock.acquire(timeout=runtime.settings.upload_slot_wait_seconds):
+            raise RefundlensError(
+                "service.busy", "The photo is being prepared; ask again in a few seconds."
+            )
+        try:
+            cached = _cached_preview(sha256)  # decoded while this request waited
+            if cached is not None:
+                return cached
+            with decode_slot(runtime):
+                media = media_from_bytes(runtime.blobs.get(sha256), name, runtime.settings)
+            out = io.BytesIO()
+            Image.fromarray(media.analysis).save(out, "JPEG", quality=85)
+            with _PREVIEWS_LOCK:
+                _PREVIEWS[sha256] = out.getvalue()
+                while len(_PREVIEWS) > max(0, runtime.settings.capture_preview_cache_entries):
+                    _PREVIEWS.popitem(last=False)
+            return out.getvalue()
+        finally:
+            lock.release()
+    finally:
+        with _PREVIEWS_LOCK:
+            lock, waiting = _DECODING[sha256]
+            if waiting <= 1:
+                del _DECODING[sha256]
+            else:
+                _DECODING[sha256] = (lock, waiting - 1)
