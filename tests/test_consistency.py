@@ -741,3 +741,45 @@ def test_a_live_capture_is_judged_against_the_filed_photo_not_another_live_captu
         verdicts = {v["view"]: v["verdict"] for v in finding["facts"]["views_compared"]}
         assert verdicts["claim.jpg"] == "cannot_tell"
         assert "agrees" in verdicts.values()
+
+
+def test_a_copy_of_one_photo_confirms_nothing_but_damage_painted_into_one_copy_is_found() -> None:
+    # A re-encoded copy of a photo filed beside it, both boxed alike, confirmed its own damage
+    # (a security review): a copy agrees with itself by construction.
+    import io
+
+    from PIL import Image
+
+    from refundlens.detectors._consistency_examples import marked_pair
+
+    claim, context = marked_pair("same")
+
+    def copy(rgb: np.ndarray, name: str, quality: int) -> Media:
+        out = io.BytesIO()
+        Image.fromarray(rgb).save(out, "JPEG", quality=quality)
+        return media_from_bytes(out.getvalue(), name)
+
+    again = copy(claim.analysis, "again.jpg", 93)
+    box = context.damage_marks[claim.sha256]
+    marks = {claim.sha256: box, again.sha256: box}
+    found = ConsistencyDetector().analyze(claim, Context(views=(again,), damage_marks=marks))
+    assert [f.code for f in found] == ["consistency.cannot_tell"]
+    assert found[0].facts["reason_cannot_tell"] == "one_picture"
+    assert found[0].facts["views_are_copies_pdq_distance"] <= 16
+    assert "copies of one picture" in found[0].reason.en and "副本" in found[0].reason.zh
+    # The live capture of the same damage is a second view, and still confirms it.
+    capture = context.views[0]
+    both = Context(views=(again, capture), damage_marks=marks)
+    assert [f.code for f in ConsistencyDetector().analyze(claim, both)] == [
+        "consistency.marked_damage_confirmed"
+    ]
+    # A crack painted into one copy only is missing from the other: still reported.
+    painted = claim.analysis.copy()
+    rows, cols = painted.shape[:2]
+    left, top, right, bottom = box
+    x0, y0 = int(cols * (0.7 * left + 0.3 * right)), int(rows * (0.7 * top + 0.3 * bottom))
+    x1, y1 = int(cols * (0.3 * left + 0.7 * right)), int(rows * (0.4 * top + 0.6 * bottom))
+    cv2.line(painted, (x0, y0), (x1, y1), (25, 20, 15), 3, cv2.LINE_AA)
+    edited = copy(painted, "edited.jpg", 93)
+    found = ConsistencyDetector().analyze(edited, Context(views=(again,)))
+    assert [f.code for f in found] == ["consistency.damage_missing_in_other_view"]

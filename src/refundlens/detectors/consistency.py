@@ -236,6 +236,15 @@ class Thresholds:
     more inconsistent damage, by the buyer's box or by the middle third, than as filed without
     the rules (26 and 21); at 0.1 grainy 19, dim 16; it costs 1 of 75 honest confirmations
     (dim, phone ISP) and none as filed. 0 turns it off."""
+    one_picture_pdq_distance: int = 16
+    """PDQ distance (of 256 bits; the whole picture and its centre crops, both ways) within
+    which two views are copies of one picture, whose agreement confirms nothing: a copy agrees
+    with itself by construction, and a re-encoded copy of one photo filed beside it confirmed its
+    own damage (a security review). Measured on real pairs: honest views at least 32 apart
+    (consecutive video frames of the freiburg sequence the capture bench uses; frames further
+    apart, ScanNet pairs and two photos of one Grocery Store product, 100 and over), re-encoded
+    (JPEG q70) and 10%-cropped copies 0. A copy where the views disagree is still reported:
+    damage painted into one copy of a photo is missing from the other."""
     max_reference_views: int = 3
     """References of the SKU compared with the marked photo, in the order given (each costs one
     comparison, about 0.35 s of a core at ``WORK_SIDE``); only when views agree on a mark."""
@@ -312,6 +321,9 @@ class ViewComparison:
     mark_window_detectable: float | None = None
     """The smallest such share in one window of the mark (:func:`mark_window_detectable`; None:
     no window with enough standing-out pixels)."""
+    one_picture_distance: int | None = None
+    """PDQ distance between the two views where they are copies of one picture (``why``
+    ``one_picture``), else None."""
 
 
 # --- alignment ---------------------------------------------------------------------------------
@@ -1300,6 +1312,26 @@ def _short(name: str) -> str:
     return name.rsplit("/", 1)[-1]
 
 
+def one_picture_distance(a: Media, b: Media, min_quality: int = 50) -> int | None:
+    """The smallest PDQ distance [1]_ between the whole pictures and centre crops of ``a`` and
+    ``b`` (a re-encoded or cropped copy is within a few bits), or None where no pair of hashes
+    has a quality of at least ``min_quality`` (flat pictures collide).
+
+    References
+    ----------
+    .. [1] Meta, "The TMK+PDQF Video-Hashing Algorithm and the PDQ Image Similarity Algorithm",
+       2019.
+    """
+    from ..media.fingerprint import hamming
+
+    mine = [a.pdq, *a.pdq_centre_crops.values()]
+    theirs = [b.pdq, *b.pdq_centre_crops.values()]
+    distances = [
+        hamming(x, y) for x in mine for y in theirs if min(x.quality, y.quality) >= min_quality
+    ]
+    return min(distances) if distances else None
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Pair:
     """The claim image compared with one other view: the comparison, whether that view is a
@@ -1389,58 +1421,71 @@ def _facts(pair: _Pair, intact: IntactCheck | None = None) -> dict[str, Any]:
         if intact is not None
         else {}
     )
-    return checked | {
-        "buyer_marked_damage_on": mark[0] if mark else None,
-        "buyer_marked_damage_box": [round(v, 4) for v in mark[1]] if mark else None,
-        "marked_damage_on_shared_surface_percent": None
-        if c.mark_shared is None
-        else round(100 * c.mark_shared, 1),
-        **(
-            {"marked_damage_differing_percent": round(100 * c.mark_change, 2)}
-            if c.mark_change is not None
-            else {}
-        ),
-        **(
-            {"marked_damage_most_differing_window_percent": round(100 * c.mark_window_change, 1)}
-            if c.mark_window_change is not None
-            else {}
-        ),
-        **(
-            {
-                "marked_damage_above_noise_percent": round(100 * c.mark_detectable, 1),
-                "noise_floor_grey_levels": round(c.noise_floor, 2),
-            }
-            if c.mark_detectable is not None
-            else {}
-        ),
-        **(
-            {
-                "marked_damage_least_above_noise_window_percent": round(
-                    100 * c.mark_window_detectable, 1
-                )
-            }
-            if c.mark_window_detectable is not None
-            else {}
-        ),
-        "other_view": other.name,
-        "other_view_sha256": other.sha256,
-        "other_view_live_capture": live,
-        "faces": len(c.faces),
-        "face_inliers": [f.inliers for f in c.faces],
-        "tentative_matches": c.faces[0].tentative if c.faces else 0,
-        "shared_percent_of_photo": round(100 * c.shared_fraction, 1),
-        "hand_or_occluder_percent": round(100 * c.occluded_fraction, 1),
-        "structure_correlation": round(c.correlation, 3),
-        "differing_percent_of_shared": round(100 * c.region_share, 2),
-        "strongest_region_z": round(c.region_z, 1),
-        "only_in_this_photo_percent": round(100 * float(c.here.sum()) / shared, 2),
-        "only_in_other_view_percent": round(100 * float(c.there.sum()) / shared, 2),
-        "blur_matched_px": [round(v, 1) for v in c.blur],
-        "reason_cannot_tell": c.why or None,
-        "differing_regions_from_mark_percent_of_side": None
-        if c.regions_from_mark is None
-        else round(100 * c.regions_from_mark, 1),
-    }
+    copies = (
+        {"views_are_copies_pdq_distance": c.one_picture_distance}
+        if c.one_picture_distance is not None
+        else {}
+    )
+    return (
+        checked
+        | copies
+        | {
+            "buyer_marked_damage_on": mark[0] if mark else None,
+            "buyer_marked_damage_box": [round(v, 4) for v in mark[1]] if mark else None,
+            "marked_damage_on_shared_surface_percent": None
+            if c.mark_shared is None
+            else round(100 * c.mark_shared, 1),
+            **(
+                {"marked_damage_differing_percent": round(100 * c.mark_change, 2)}
+                if c.mark_change is not None
+                else {}
+            ),
+            **(
+                {
+                    "marked_damage_most_differing_window_percent": round(
+                        100 * c.mark_window_change, 1
+                    )
+                }
+                if c.mark_window_change is not None
+                else {}
+            ),
+            **(
+                {
+                    "marked_damage_above_noise_percent": round(100 * c.mark_detectable, 1),
+                    "noise_floor_grey_levels": round(c.noise_floor, 2),
+                }
+                if c.mark_detectable is not None
+                else {}
+            ),
+            **(
+                {
+                    "marked_damage_least_above_noise_window_percent": round(
+                        100 * c.mark_window_detectable, 1
+                    )
+                }
+                if c.mark_window_detectable is not None
+                else {}
+            ),
+            "other_view": other.name,
+            "other_view_sha256": other.sha256,
+            "other_view_live_capture": live,
+            "faces": len(c.faces),
+            "face_inliers": [f.inliers for f in c.faces],
+            "tentative_matches": c.faces[0].tentative if c.faces else 0,
+            "shared_percent_of_photo": round(100 * c.shared_fraction, 1),
+            "hand_or_occluder_percent": round(100 * c.occluded_fraction, 1),
+            "structure_correlation": round(c.correlation, 3),
+            "differing_percent_of_shared": round(100 * c.region_share, 2),
+            "strongest_region_z": round(c.region_z, 1),
+            "only_in_this_photo_percent": round(100 * float(c.here.sum()) / shared, 2),
+            "only_in_other_view_percent": round(100 * float(c.there.sum()) / shared, 2),
+            "blur_matched_px": [round(v, 1) for v in c.blur],
+            "reason_cannot_tell": c.why or None,
+            "differing_regions_from_mark_percent_of_side": None
+            if c.regions_from_mark is None
+            else round(100 * c.regions_from_mark, 1),
+        }
+    )
 
 
 class ConsistencyDetector(Detector):
@@ -1493,6 +1538,15 @@ class ConsistencyDetector(Detector):
                 mark=mark,
                 other_mark=other_mark,
             )
+            copies = one_picture_distance(claim, other)
+            if (
+                c.verdict == "agrees"
+                and copies is not None
+                and copies <= self.thresholds.one_picture_pdq_distance
+            ):
+                c = dataclasses.replace(
+                    c, verdict="cannot_tell", why="one_picture", one_picture_distance=copies
+                )
             results.append(_Pair(other, c, other.sha256 in live, marked))
         found = self._decide(claim, context, results)
         # Every view it was compared with, not only the one its reason names: a reviewer sees
@@ -1770,6 +1824,10 @@ class ConsistencyDetector(Detector):
             else (
                 f"in one part of the marked area only {100 * (c.mark_window_detectable or 0.0):.0f}% of what stands out rises above the noise of these photos ({c.noise_floor:.1f} grey levels) enough that its absence from the other photo would show, so the photos cannot confirm the damage there (a grainy or dark photo)",
                 f"买家标出的区域中有一处，其显著细节只有 {100 * (c.mark_window_detectable or 0.0):.0f}% 明显高于照片噪声（{c.noise_floor:.1f} 个灰阶），不足以看出另一张照片中是否缺少该处破损，因此无法确认（照片颗粒粗或过暗）",
+            ),
+            "one_picture": (
+                f"they are copies of one picture (PDQ distance {c.one_picture_distance} of 256 bits), so they add no second view: a copy agrees with itself",
+                f"两张照片是同一张图片的副本（PDQ 距离 {c.one_picture_distance}/256 位），不构成第二个视角：副本与自身必然一致",
             ),
             "differences_too_large": (
                 f"{100 * c.region_share:.0f}% of the shared surface differs, more than damage would (occlusion, glare, another object)",
