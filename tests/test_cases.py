@@ -1248,3 +1248,32 @@ def test_a_live_photo_of_another_side_shows_the_product_where_it_shares_a_surfac
     alone = {"images": [{"sha256": "filed", "findings": [front]},
                         {"sha256": "live", "findings": [no_match]}]}  # fmt: skip
     assert facts_from_report(alone, [False, True])[2] is True  # another product
+
+
+def test_a_report_is_gathered_without_decoding_and_its_pictures_added_after(
+    tmp_path: Path,
+) -> None:
+    # A report of nine large HEIC photos decoded them inside its database session: on SQLite
+    # that holds the write lock, and another client's request answered 503 (a security review).
+    # The rows are read first, the photos decoded after the session closed.
+    from refundlens.report.evidence import add_pictures, gather
+
+    settings = Settings(data_dir=str(tmp_path))
+    runtime, claim_id = _claim_awaiting_capture(settings)
+
+    class Untouchable:
+        """Blobs that may be looked up but not read: reading one decodes it."""
+
+        def exists(self, sha256: str) -> bool:
+            return runtime.blobs.exists(sha256)
+
+        def get(self, sha256: str) -> bytes:
+            raise AssertionError(f"blob {sha256[:8]} read inside the session")
+
+    with runtime.db.session() as session:
+        case = gather(session, Untouchable(), claim_id, inline=False, with_file_facts=False)  # type: ignore[arg-type]
+    assert [p["src"] for p in case.photos] == [""]
+    add_pictures(case, runtime.blobs, settings)
+    assert case.photos[0]["src"].startswith("data:image/jpeg;base64,")
+    assert case.photos[0]["facts"]  # the file facts too, read after the session
+    runtime.db.dispose()

@@ -48,6 +48,7 @@ __all__ = [
     "REPORT_CSP",
     "AuditLine",
     "CaseFile",
+    "add_pictures",
     "canonical_content",
     "content_json",
     "content_sha256",
@@ -332,29 +333,23 @@ def gather(
     report = latest.report if latest is not None else None
     if report is not None and shop is not None:
         report = report_for_shop(report)
-    photos = []
-    for photo in claim.photos:
-        data = blobs.get(photo.sha256)
-        src, copy = _photo_src(data, photo.name, settings) if inline else ("", False)
-        photos.append(
-            {
-                "name": photo.name,
-                "sha256": photo.sha256,
-                "live": photo.live_capture,
-                "damage_box": photo.damage_box,
-                "src": src,
-                "copy": copy,
-                "facts": file_facts(data, photo.name, _anchors(settings))
-                if with_file_facts
-                else [],
-            }
-        )
+    photos = [
+        {
+            "name": photo.name,
+            "sha256": photo.sha256,
+            "live": photo.live_capture,
+            "damage_box": photo.damage_box,
+            "src": "",
+            "copy": False,
+            "facts": [],
+        }
+        for photo in claim.photos
+    ]
     pictures: list[dict[str, Any]] = []
     sources: list[dict[str, Any]] = []
     for index, image in enumerate((report or {}).get("images", [])):
         for name, sha in (image.get("pictures") or {}).items():
             if blobs.exists(sha):
-                data = blobs.get(sha) if inline else b""
                 pictures.append(
                     {
                         "image": image["path"],
@@ -363,7 +358,7 @@ def gather(
                         "image_index": index,
                         "name": name,
                         "sha256": sha,
-                        "src": _data_uri(data, image_mime(data)) if inline else "",
+                        "src": "",
                     }
                 )
         for finding in image.get("findings", []):
@@ -391,7 +386,7 @@ def gather(
         ),
         shop,
     )
-    return CaseFile(
+    case = CaseFile(
         claim=claim,
         order=order,
         sku=sku,
@@ -414,6 +409,34 @@ def gather(
         ledger=_ledger(session, claim, shop),
         actor_roles=actor_roles(session, [a.actor for a in audit]),
     )
+    return add_pictures(case, blobs, settings, inline=inline, with_file_facts=with_file_facts)
+
+
+def add_pictures(
+    case: CaseFile,
+    blobs: BlobStore,
+    settings: Settings | None = None,
+    *,
+    inline: bool = True,
+    with_file_facts: bool = True,
+) -> CaseFile:
+    """Fill in what :func:`gather` left out of ``case``: its photos and analysis pictures as
+    inline pictures (a HEIC photo decoded into its JPEG copy) and the photos' file facts (each
+    read decodes the photo). Call it outside any database session on a server: on SQLite an
+    open session holds the write lock, and a report of nine large HEIC photos decoded in it made
+    another client's request answer 503 after 5 s (a security review)."""
+    for photo in case.photos:
+        if not (inline or with_file_facts):
+            break
+        data = blobs.get(photo["sha256"])
+        if inline:
+            photo["src"], photo["copy"] = _photo_src(data, photo["name"], settings)
+        if with_file_facts:
+            photo["facts"] = file_facts(data, photo["name"], _anchors(settings))
+    for picture in case.pictures if inline else []:
+        data = blobs.get(picture["sha256"])
+        picture["src"] = _data_uri(data, image_mime(data))
+    return case
 
 
 def actor_roles(session: Session, actors: list[str]) -> dict[str, str]:

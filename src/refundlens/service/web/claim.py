@@ -21,6 +21,7 @@ from ...rendering.i18n import translations
 from ...report.evidence import (
     REPORT_CSP,
     CaseFile,
+    add_pictures,
     content_json,
     gather,
     render_html,
@@ -366,10 +367,20 @@ def report(request: Request, user: Viewer, claim_id: SeenClaim, fmt: str) -> Res
                 select(ClaimPhoto.sha256).where(ClaimPhoto.claim_id == claim_id)
             )
         )
+    with runtime.db.session() as session:  # rows only: the photos are decoded after it closed
+        case = gather(
+            session,
+            runtime.blobs,
+            claim_id,
+            inline=False,
+            shop=_shop(user),
+            settings=runtime.settings,
+            with_file_facts=False,
+        )
     slot = heavy_work(request, user) if decodes else contextlib.nullcontext()
-    with slot, runtime.db.session() as session:
+    with slot:
         html = render_html(
-            gather(session, runtime.blobs, claim_id, shop=_shop(user), settings=runtime.settings),
+            add_pictures(case, runtime.blobs, runtime.settings),
             lang(request),
             runtime.settings.jurisdiction,
         )
