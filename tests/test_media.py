@@ -289,6 +289,15 @@ def test_settings_come_from_environment_and_file(tmp_path: Path) -> None:
     # Zero would give up on every webhook post while its thread still delivers it.
     with pytest.raises(SettingsError, match="webhook_timeout_seconds"):
         load_settings({"REFUNDLENS_WEBHOOK_TIMEOUT_SECONDS": "0"})
+    # A mistyped variable is refused as a mistyped key in the file is, with the likely name.
+    with pytest.raises(SettingsError, match="did you mean REFUNDLENS_MAX_PIXELS"):
+        load_settings({"REFUNDLENS_MAX_PIXLES": "5"})
+    with pytest.raises(SettingsError, match="REFUNDLENS_BROKER_ULR"):
+        load_settings({"REFUNDLENS_BROKER_ULR": "redis://x"})
+    # Variables of other programs, and the project's own that name no setting, pass.
+    assert load_settings(
+        {"HOME": "/root", "REFUNDLENS_SKIP_SYSTEM_DEPS": "1", "REFUNDLENS_TEST_PG": "x"}
+    ) == Settings()
 
 
 def test_decoded_references_are_kept_by_hash_and_name_and_the_oldest_leaves_first() -> None:

@@ -530,6 +530,35 @@ def _coerce(name: str, raw: Any, kind: type) -> Any:
     return value
 
 
+NOT_SETTINGS = frozenset({"CONFIG", "SKIP_SYSTEM_DEPS", "LOGGING_SET_UP"})
+"""``REFUNDLENS_*`` variables that name no setting: the settings file, the Makefile's switch, and
+the mark a process leaves for its children once logging is set up."""
+NOT_SETTINGS_PREFIXES = ("BENCH_", "TEST_")
+"""Prefixes of the benches' and the tests' own variables."""
+
+
+def _refuse_unknown_variables(env: Mapping[str, str], kinds: Mapping[str, type]) -> None:
+    """Refuse a ``REFUNDLENS_*`` variable that names no setting, as the settings file refuses an
+    unknown key: ``REFUNDLENS_MAX_PIXLES`` was taken without a word, and a mistyped
+    ``REFUNDLENS_BROKER_URL`` would quietly run analyses inside the API (an integrator's
+    walkthrough)."""
+    import difflib
+
+    known = {ENV_PREFIX + name.upper() for name in kinds}
+    for variable in sorted(env):
+        if not variable.startswith(ENV_PREFIX) or variable in known:
+            continue
+        rest = variable[len(ENV_PREFIX) :]
+        if rest in NOT_SETTINGS or rest.startswith(NOT_SETTINGS_PREFIXES):
+            continue
+        near = difflib.get_close_matches(variable, known, n=1)
+        hint = f" (did you mean {near[0]}?)" if near else ""
+        raise SettingsError(
+            f"environment variable {variable}: no setting of that name{hint}; every setting "
+            "is in docs/settings.md"
+        )
+
+
 def load_settings(
     env: Mapping[str, str] | None = None, file: str | os.PathLike[str] | None = None
 ) -> Settings:
@@ -549,6 +578,7 @@ def load_settings(
             if key not in kinds:
                 raise SettingsError(f"config file {path}: unknown setting {key!r}")
             values[key] = _coerce(key, raw, kinds[key])
+    _refuse_unknown_variables(env, kinds)
     for name, kind in kinds.items():
         raw = env.get(ENV_PREFIX + name.upper())
         if raw is not None:
