@@ -1277,3 +1277,37 @@ def test_a_report_is_gathered_without_decoding_and_its_pictures_added_after(
     assert case.photos[0]["src"].startswith("data:image/jpeg;base64,")
     assert case.photos[0]["facts"]  # the file facts too, read after the session
     runtime.db.dispose()
+
+
+def test_a_merchants_answer_moves_the_claim_and_its_event_says_where_to(tmp_path: Path) -> None:
+    # The evidence.added event said awaiting_merchant where the API had already answered
+    # under_review, and the claim's routing reason still said the merchant may answer (an
+    # integrator's walkthrough).
+    from refundlens import cases
+    from refundlens.store.sql.models import Claim
+    from refundlens.store.sql.repositories import SqlStore
+
+    settings = Settings(data_dir=str(tmp_path))
+    runtime, claim_id = _claim_awaiting_capture(settings)
+    with runtime.db.session() as session:
+        claim = session.get(Claim, claim_id)
+        assert claim is not None
+        claim.state = S.AWAITING_MERCHANT.value
+        claim.routing_reason = (
+            "the analysis says review: the merchant may answer, then a person decides"
+        )
+    merchant = Actor("shop-key", "merchant")
+    with runtime.db.session() as session:
+        claim = session.get(Claim, claim_id)
+        assert claim is not None
+        cases.add_evidence(
+            SqlStore(session), runtime.blobs, merchant, claim, "statement",
+            "Packed intact; see the video.", None, settings=settings,
+        )  # fmt: skip
+    with runtime.db.session() as session:
+        claim = session.get(Claim, claim_id)
+        assert claim is not None and claim.state == S.UNDER_REVIEW.value
+        assert claim.routing_reason == "merchant answered"
+        added = session.query(WebhookEvent).filter(WebhookEvent.event == "evidence.added").one()
+        assert added.body["claim"]["state"] == "under_review"
+    runtime.db.dispose()

@@ -295,9 +295,12 @@ def test_settings_come_from_environment_and_file(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="REFUNDLENS_BROKER_ULR"):
         load_settings({"REFUNDLENS_BROKER_ULR": "redis://x"})
     # Variables of other programs, and the project's own that name no setting, pass.
-    assert load_settings(
-        {"HOME": "/root", "REFUNDLENS_SKIP_SYSTEM_DEPS": "1", "REFUNDLENS_TEST_PG": "x"}
-    ) == Settings()
+    assert (
+        load_settings(
+            {"HOME": "/root", "REFUNDLENS_SKIP_SYSTEM_DEPS": "1", "REFUNDLENS_TEST_PG": "x"}
+        )
+        == Settings()
+    )
 
 
 def test_decoded_references_are_kept_by_hash_and_name_and_the_oldest_leaves_first() -> None:

@@ -405,6 +405,20 @@ def test_the_review_sla_setting_sets_the_deadline_when_a_claim_reaches_a_person(
         deadline = cases.aware(claim.deadline_at)
         assert deadline is not None
         assert abs((deadline - later).total_seconds() - 6 * 3600) < 60
+        # The reason says what moved it, and the platform is told (no event was sent).
+        assert claim.routing_reason == "the merchant's window ran out: a person decides"
+        from refundlens.store.sql.models import WebhookEvent
+
+        expired = [
+            e.body
+            for e in session.execute(select(WebhookEvent)).scalars()
+            if e.event == "claim.window_expired"
+        ]
+        assert len(expired) == 1
+        assert expired[0]["claim"]["state"] == "under_review"
+        assert expired[0]["from"] == "awaiting_merchant"
+        told = dt.datetime.fromisoformat(expired[0]["deadline_at"])
+        assert told.replace(tzinfo=None) == deadline.replace(tzinfo=None)
     runtime.db.dispose()
 
 

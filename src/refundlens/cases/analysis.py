@@ -298,7 +298,13 @@ def finish_analysis(
             {"deadline_at": claim.deadline_at.isoformat() if claim.deadline_at else None},
         )
     elif target == ClaimState.AWAITING_CAPTURE:
-        notify(store, claim.merchant_id, "capture.requested", claim)
+        notify(
+            store,
+            claim.merchant_id,
+            "capture.requested",
+            claim,
+            {"deadline_at": claim.deadline_at.isoformat() if claim.deadline_at else None},
+        )
     return claim
 
 

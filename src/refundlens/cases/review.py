@@ -144,6 +144,19 @@ def add_evidence(
         claim_id=claim.id,
         details={"evidence": item.id, "kind": kind, "sha256": sha},
     )
+    if actor.role == "merchant" and claim.state == ClaimState.AWAITING_MERCHANT:
+        # The merchant has answered: a person can decide now, no need to wait out the window.
+        claim.state = transition(claim.state, ClaimState.UNDER_REVIEW).value
+        claim.deadline_at = utcnow() + dt.timedelta(hours=settings.review_sla_hours)
+        claim.routing_reason = "merchant answered"
+        store.audit.append(
+            actor.id,
+            "claim.to_review",
+            claim_id=claim.id,
+            details={"why": "merchant answered"},
+        )
+    # After the move: the event carries the state the claim is in (it said awaiting_merchant
+    # where the API already answered under_review: an integrator's walkthrough).
     notify(
         store,
         claim.merchant_id,
@@ -151,16 +164,6 @@ def add_evidence(
         claim,
         {"evidence": {"id": item.id, "kind": kind}},
     )
-    if actor.role == "merchant" and claim.state == ClaimState.AWAITING_MERCHANT:
-        # The merchant has answered: a person can decide now, no need to wait out the window.
-        claim.state = transition(claim.state, ClaimState.UNDER_REVIEW).value
-        claim.deadline_at = utcnow() + dt.timedelta(hours=settings.review_sla_hours)
-        store.audit.append(
-            actor.id,
-            "claim.to_review",
-            claim_id=claim.id,
-            details={"why": "merchant answered"},
-        )
     return item
 
 
@@ -240,15 +243,13 @@ def decide(
     if decision == "request_capture":
         claim.state = transition(claim.state, ClaimState.AWAITING_CAPTURE).value
         claim.deadline_at = utcnow() + dt.timedelta(hours=settings.capture_window_hours)
+        claim.routing_reason = "a person decided: request_capture"
         # What to photograph, for the buyer (None clears an earlier request's words).
         claim.capture_request_note = buyer_note.strip() or None
-        notify(
-            store,
-            claim.merchant_id,
-            "capture.requested",
-            claim,
-            {"buyer_note": buyer_note.strip()} if buyer_note.strip() else None,
-        )
+        asked: dict[str, Any] = {"deadline_at": claim.deadline_at.isoformat()}
+        if buyer_note.strip():
+            asked["buyer_note"] = buyer_note.strip()
+        notify(store, claim.merchant_id, "capture.requested", claim, asked)
     elif decision == "escalate":
         if claim.state != ClaimState.UNDER_REVIEW:
             transition(claim.state, ClaimState.DECIDED)  # raises with the allowed moves
@@ -303,6 +304,13 @@ def decide(
     return claim
 
 
+WINDOW_EXPIRED = {
+    ClaimState.AWAITING_MERCHANT.value: "the merchant's window ran out: a person decides",
+    ClaimState.AWAITING_CAPTURE.value: "no live photo came in time: a person decides",
+}
+"""The routing reason of a claim whose window ran out, by the state it waited in."""
+
+
 def expire_windows(
     store: Store, now: dt.datetime | None = None, *, settings: Settings
 ) -> list[str]:
@@ -320,8 +328,18 @@ def expire_windows(
         before = claim.state
         claim.state = transition(claim.state, ClaimState.UNDER_REVIEW).value
         claim.deadline_at = now + dt.timedelta(hours=review_hours)
+        claim.routing_reason = WINDOW_EXPIRED[before]
         store.audit.append(
             SYSTEM.id, "claim.window_expired", claim_id=claim.id, details={"from": before}
+        )
+        # The platform learns that a person must decide now, as it learns of every other move
+        # (a window that ran out sent no event: an integrator's walkthrough).
+        notify(
+            store,
+            claim.merchant_id,
+            "claim.window_expired",
+            claim,
+            {"from": before, "deadline_at": claim.deadline_at.isoformat()},
         )
         moved.append(claim.id)
     return moved

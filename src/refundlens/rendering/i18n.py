@@ -118,6 +118,8 @@ _ROUTING_REASONS = (
     (r"a live photo repeats a picture on file elsewhere: a person decides", ()),
     # An audit entry's ``why`` (cases/review.py), read on the same pages.
     (r"merchant answered", ()),
+    (r"the merchant's window ran out: a person decides", ()),
+    (r"no live photo came in time: a person decides", ()),
     (r"a person decided: (?P<decision>\w+)", ("decision",)),
     (
         r"a live photo was given: a person compares it with the claim \(this platform "
