@@ -1311,3 +1311,40 @@ def test_a_merchants_answer_moves_the_claim_and_its_event_says_where_to(tmp_path
         added = session.query(WebhookEvent).filter(WebhookEvent.event == "evidence.added").one()
         assert added.body["claim"]["state"] == "under_review"
     runtime.db.dispose()
+
+
+def test_a_corrected_buyer_contact_replaces_the_one_on_file_and_a_retry_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    # Sent again with a corrected name and phone, the order answered 201 and kept the old
+    # contact without a word (an integrator's walkthrough).
+    from cryptography.fernet import Fernet
+
+    from refundlens import cases
+    from refundlens.store.crypto import PiiCipher
+    from refundlens.store.sql.models import AuditEntry, Claim, Order
+    from refundlens.store.sql.repositories import SqlStore
+
+    settings = Settings(data_dir=str(tmp_path), pii_key=Fernet.generate_key().decode())
+    cipher = PiiCipher.from_settings(settings)
+    runtime, claim_id = _claim_awaiting_capture(settings)
+    first = {"name": "张三", "phone": "13800138000"}
+    corrected = {"name": "张三", "phone": "13900139000"}
+    with runtime.db.session() as session:
+        store = SqlStore(session)
+        order = session.get(Order, session.get(Claim, claim_id).order_id)
+
+        def send(contact: dict[str, str] | None) -> Order:
+            return cases.create_order(
+                store, cases.SYSTEM, "shop", "o", order.sku_id, "b", 50.0, "CNY", None, None,
+                cipher.seal(contact) if contact else None, settings, cipher.open,
+            )  # fmt: skip
+
+        assert cipher.open(send(first).buyer_pii) == first  # none on file: taken
+        assert cipher.open(send(first).buyer_pii) == first  # a retry: nothing to change
+        assert cipher.open(send(corrected).buyer_pii) == corrected
+        assert cipher.open(send(None).buyer_pii) == corrected  # left out: kept
+        updates = session.query(AuditEntry).filter(AuditEntry.action == "order.contact_updated")
+        assert [e.details for e in updates] == [{"order": order.id}] * 2
+        assert "139" not in str([e.details for e in session.query(AuditEntry)])
+    runtime.db.dispose()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..config import Settings
@@ -201,7 +201,12 @@ def create_order(
     delivered_at: dt.datetime | None,
     buyer_pii: bytes | None,
     settings: Settings | None = None,
+    open_pii: Callable[[bytes], Any] | None = None,
 ) -> Order:
+    """Register an order, or answer the one registered under ``external_id``
+    (:func:`_same_order`). ``buyer_pii`` is the buyer's contact, sealed; ``open_pii`` unseals
+    one, so that a contact sent again can be compared with the one on file (sealing the same
+    contact twice never gives the same bytes)."""
     sku = store.catalogue.sku(sku_id)
     if sku is None or sku.merchant_id != merchant_id:
         raise NotFound("sku", sku_id)
@@ -224,7 +229,7 @@ def create_order(
     store.audit.lock()  # an order synced twice at once must not be created twice
     existing = store.catalogue.order_by_external_id(merchant_id, external_id)
     if existing is not None:
-        return _same_order(store, actor, existing, sent)
+        return _same_order(store, actor, existing, sent, open_pii)
     store.catalogue.add_order(sent)
     store.audit.append(actor.id, "order.saved", details={"order": sent.id, "sku": sku_id})
     return sent
@@ -260,12 +265,20 @@ def _check_not_ahead(
             )
 
 
-def _same_order(store: Store, actor: Actor, order: Order, sent: Order) -> Order:
+def _same_order(
+    store: Store,
+    actor: Actor,
+    order: Order,
+    sent: Order,
+    open_pii: Callable[[bytes], Any] | None = None,
+) -> Order:
     """An order sent again under its external id (``sent``, never stored): a retry (the same
     order, answered as it is), or the times it lacked now known (a shop syncs an order when it
     ships and again when it is delivered), filled in while no claim was filed on it. Anything
     else is ``order.conflict``: a correction sent this way was dropped without a word, and an
-    order's buyer, item, amount and times are what its claims are judged by."""
+    order's buyer, item, amount and times are what its claims are judged by. The buyer's
+    contact is no such thing: a corrected one replaces the one on file, at any time, on the
+    record (``order.contact_updated``, without the contact); one left out keeps it."""
     differs = [
         name
         for name in ("sku_id", "buyer_id", "currency")
@@ -290,6 +303,12 @@ def _same_order(store: Store, actor: Actor, order: Order, sent: Order) -> Order:
             "added only before a claim is filed on it.",
             {"order": order.id, "fields": differs},
         )
+    if sent.buyer_pii is not None and (
+        order.buyer_pii is None
+        or (open_pii is not None and open_pii(order.buyer_pii) != open_pii(sent.buyer_pii))
+    ):
+        order.buyer_pii = sent.buyer_pii
+        store.audit.append(actor.id, "order.contact_updated", details={"order": order.id})
     if filled:
         shipped = filled.get("shipped_at", order.shipped_at)
         delivered = filled.get("delivered_at", order.delivered_at)

@@ -54,6 +54,7 @@ def create_order(
         body.delivered_at,
         sealed,
         runtime.settings,
+        cipher.open,
     )
     return OrderOut(
         id=order.id,
