@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,8 +21,11 @@ from refundlens.store import Database
 
 from .service_support import (
     Server,
+    add_tenants,
     assessed,
     audit_entries,
+    listed_sku,
+    order_for,
     postgres_database,
     running_server,
     wait_analysed,
@@ -623,6 +627,9 @@ def test_a_photo_taken_before_shipment_asks_for_a_live_capture_which_reopens_the
                 files=[("photo", ("x.jpg", _exif_photo("2026:10:21 10:00:00"), "image/jpeg"))],
             )
             assert r.status_code == 400 and r.json()["error"]["code"] == "capture.bad_token"
+        # No photo at all: the capture page's code, not a framework's 422 (docs/errors.md).
+        r = buyer.post(f"/v1/claims/{claim['id']}/capture", data={"token": token})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "capture.no_photo", r.text
         refused = [a for a, _ in audit_entries(server, claim["id"]) if a == "capture.refused"]
         assert refused == []
         # Another photo of the product, but taken the day after the old one: not live.
@@ -943,28 +950,35 @@ def test_a_live_photo_that_shows_nothing_is_refused_and_the_link_kept(
 
 
 def test_an_automatic_approval_can_be_appealed_by_the_merchant_to_a_person(
-    server: Server, shop: dict[str, str]
+    tmp_path: Path,
 ) -> None:
-    claim = _file_claim(
-        server, shop["other_buyer"], shop["other_order"], "claim_genuine.jpg", amount=30.0
-    )
-    with server.client(shop["other_buyer"]) as buyer:
-        assert wait_analysed(buyer, claim["id"])["state"] == "approved"
-    with server.client(shop["other_merchant"]) as stranger:
-        assert (
-            stranger.post(f"/v1/claims/{claim['id']}/appeal", json={"reason": "x"}).status_code
-            == 404
-        )
-    with server.client(shop["other_buyer"]) as buyer:  # an approval is not the buyer's to appeal
-        r = buyer.post(f"/v1/claims/{claim['id']}/appeal", json={"reason": "spend it"})
-        assert r.status_code == 409 and r.json()["error"]["code"] == "appeal.in_your_favour"
-    with server.client(shop["merchant"]) as merchant:
-        # shop-a does not own the other order either: the owner is shop-a for both orders here
-        r = merchant.post(
-            f"/v1/claims/{claim['id']}/appeal", json={"reason": "the goods were returned unopened"}
-        )
-        assert r.status_code == 200, r.text
-        assert r.json()["state"] == "under_review"
+    # A server of its own: the amount rules weigh a claim with its order's other claims, and a
+    # photo on file from another order goes to a person, so this module's shared orders and
+    # photos could not be approved automatically any more.
+    with running_server(tmp_path) as server:
+        add_tenants(server, "shop-a", "shop-b")
+        merchant, stranger = server.key("merchant", "shop-a"), server.key("merchant", "shop-b")
+        buyer_key = server.key("buyer", subject="buyer-2")
+        order = order_for(
+            server, merchant, listed_sku(server, merchant), "buyer-2", "o-1", amount=150.0,
+            delivered_at="2026-11-03T08:00:00+08:00",
+        )  # fmt: skip
+        claim = _file_claim(server, buyer_key, order, "claim_genuine.jpg", amount=30.0)
+        with server.client(buyer_key) as buyer:
+            assert wait_analysed(buyer, claim["id"])["state"] == "approved"
+        with server.client(stranger) as other_shop:
+            r = other_shop.post(f"/v1/claims/{claim['id']}/appeal", json={"reason": "x"})
+            assert r.status_code == 404
+        with server.client(buyer_key) as buyer:  # an approval is not the buyer's to appeal
+            r = buyer.post(f"/v1/claims/{claim['id']}/appeal", json={"reason": "spend it"})
+            assert r.status_code == 409 and r.json()["error"]["code"] == "appeal.in_your_favour"
+        with server.client(merchant) as shop:
+            r = shop.post(
+                f"/v1/claims/{claim['id']}/appeal",
+                json={"reason": "the goods were returned unopened"},
+            )
+            assert r.status_code == 200, r.text
+            assert r.json()["state"] == "under_review"
 
 
 def test_a_reviewer_takes_a_claim_for_itself_but_not_for_another(
@@ -1181,6 +1195,11 @@ def test_a_buyer_adds_only_its_own_kinds_of_evidence_never_the_shops(
                 files=[("file", ("packing.mp4", b"\x00" * 64, "video/mp4"))],
             )
             assert r.status_code == 400 and r.json()["error"]["code"] == "evidence.bad_kind", r.text
+        # A kind of no one's is the same code, with the kinds (a pattern answered 422 with a
+        # regular expression: an integrator's walkthrough).
+        r = buyer.post(f"/v1/claims/{claim['id']}/evidence", data={"kind": "foo", "statement": "x"})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "evidence.bad_kind", r.text
+        assert "statement" in r.json()["error"]["message"]
         r = buyer.post(
             f"/v1/claims/{claim['id']}/evidence", data={"kind": "other", "statement": "x"}
         )

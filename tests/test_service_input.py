@@ -542,7 +542,9 @@ def test_a_file_over_max_file_bytes_in_a_request_under_the_limit_is_refused_by_i
             files=[("photos", ("big.jpg", big, "image/jpeg"))],
         )
     assert r.status_code == 413 and r.json()["error"]["code"] == "media.too_large", r.text
-    assert "big.jpg" in r.json()["error"]["message"]
+    # Named as every other refusal of one file of an upload is (docs/errors.md).
+    assert r.json()["error"]["message"].startswith("photos[0] (big.jpg): ")
+    assert r.json()["error"]["file"] == {"field": "photos", "index": 0, "name": "big.jpg"}
 
 
 def test_a_file_name_is_cut_and_cleaned_not_refused() -> None:

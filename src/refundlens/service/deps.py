@@ -228,11 +228,18 @@ def upload_slot(runtime: Runtime, work: Callable[[], T]) -> Callable[[], T]:
 
 
 async def read_upload(
-    settings: Settings, upload: UploadFile, *, video: bool = False
+    settings: Settings,
+    upload: UploadFile,
+    *,
+    video: bool = False,
+    field: str | None = None,
+    index: int = 0,
 ) -> tuple[str, bytes]:
     """An upload's name and bytes. Starlette spooled the file to disk as it arrived (the
     request's size was checked then, by BodyLimit); its size is known before any byte is
-    read, and it is read in one piece, never more than the limit + 1 bytes."""
+    read, and it is read in one piece, never more than the limit + 1 bytes. ``field`` and
+    ``index`` name the file in a refusal, as every other refusal of one file of an upload does
+    (``photos[1] (big.jpg): ...``)."""
     limit, name = (
         (settings.video_max_bytes, "video_max_bytes")
         if video
@@ -242,8 +249,11 @@ async def read_upload(
     if upload.size is None or upload.size <= limit:
         data = await upload.read(limit + 1)
     if (upload.size is not None and upload.size > limit) or len(data) > limit:
-        raise MediaError(
+        refusal = MediaError(
             "media.too_large",
             f"{fields.file_name(upload.filename)} is over the limit ({name}) of {limit} bytes.",
         )
+        if field is not None:
+            refusal.about_file(index, fields.file_name(upload.filename), field)
+        raise refusal
     return fields.file_name(upload.filename), data

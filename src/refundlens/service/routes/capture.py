@@ -48,7 +48,9 @@ async def capture(
     runtime: RuntimeDep,
     dispatch: DispatcherDep,
     token: Annotated[fields.Id, Form()],
-    photo: Annotated[UploadFile, File()],
+    photo: Annotated[
+        UploadFile | None, File(description="The live photo (required; one per request).")
+    ] = None,
     x_capture_signature: Annotated[str | None, Header()] = None,
     damage_boxes: Annotated[
         str,
@@ -85,8 +87,12 @@ async def capture(
                     "capture.bad_token", "The capture token is not valid for this claim."
                 )
 
+    if photo is None:  # as the capture page answers it (a missing field answered 422)
+        raise RefundlensError("capture.no_photo", "Send the live photo in the field photo.")
     await run_in_threadpool(usable)
     with capture_slot(runtime, token):  # nothing read or decoded without one
-        view = await run_in_threadpool(work, await read_upload(runtime.settings, photo))
+        view = await run_in_threadpool(
+            work, await read_upload(runtime.settings, photo, field="photo")
+        )
     await run_in_threadpool(dispatch.submit, claim_id)  # or the tick, once the broker is back
     return view

@@ -81,8 +81,13 @@ async def create_claim(
     # Before a byte of the photos is read.
     boxes = cases.parse_damage_boxes(damage_boxes, len(photos or []), settings)
     cases.check_file_counts(len(photos or []), len(videos or []), settings)
-    files = [await read_upload(settings, f) for f in photos or []]
-    clips = [await read_upload(settings, v, video=True) for v in videos or []]
+    files = [
+        await read_upload(settings, f, field="photos", index=i) for i, f in enumerate(photos or [])
+    ]
+    clips = [
+        await read_upload(settings, v, video=True, field="videos", index=i)
+        for i, v in enumerate(videos or [])
+    ]
     key = (
         hashlib.sha256(f"{filer.key_id}:{idempotency_key}".encode()).hexdigest()
         if idempotency_key

@@ -36,7 +36,10 @@ async def create_sku(
     merchant_id: Annotated[fields.Id | None, Form()] = None,
 ) -> SkuOut:
     merchant = merchant_of(p, merchant_id)
-    files = [await read_upload(runtime.settings, f) for f in photos or []]
+    files = [
+        await read_upload(runtime.settings, f, field="photos", index=i)
+        for i, f in enumerate(photos or [])
+    ]
 
     def work() -> SkuOut:
         settings = runtime.settings
