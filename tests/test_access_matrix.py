@@ -8,6 +8,7 @@ Run on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -76,6 +77,13 @@ REFUSED: dict[tuple[str, str], frozenset[str]] = {
         {"nobody", "other_merchant", "other_reviewer", "other_buyer"}
     ),
     ("POST", "/v1/claims/{claim_id}/evidence"): frozenset(
+        {"nobody", "other_merchant", "other_reviewer", "other_buyer"}
+    ),
+    # The report carries the analysis' findings: not the buyer's. Its own photo is.
+    ("GET", "/v1/claims/{claim_id}/report.{fmt}"): frozenset(
+        {"nobody", "other_merchant", "other_reviewer", "buyer", "other_buyer"}
+    ),
+    ("GET", "/v1/claims/{claim_id}/files/{sha256}"): frozenset(
         {"nobody", "other_merchant", "other_reviewer", "other_buyer"}
     ),
     ("POST", "/v1/claims/{claim_id}/decision"): EVERYONE_BUT({"admin", "reviewer"}),
@@ -166,7 +174,12 @@ def _request(world: dict[str, str], method: str, path: str) -> dict[str, Any]:
     """A request the route would accept from a principal allowed to make it."""
     photo = ("photo", ("p.jpg", sample("claim_genuine.jpg"), "image/jpeg"))
     path = path.format(
-        claim_id=world["claim"], order_id=world["order"], sku_id=world["sku"], buyer_id="buyer-1"
+        claim_id=world["claim"],
+        order_id=world["order"],
+        sku_id=world["sku"],
+        buyer_id="buyer-1",
+        fmt="json",
+        sha256=hashlib.sha256(sample("claim_forged.jpg")).hexdigest(),  # the claim's photo
     )
     bodies: dict[str, dict[str, Any]] = {
         "/v1/tenants": {"json": {"id": "shop-x", "kind": "merchant", "name": "x"}},

@@ -266,6 +266,45 @@ def _buyer_leaks(body: object) -> list[str]:
     return [w for w in _DETECTOR_WORDS if w in text]
 
 
+def test_an_api_key_fetches_the_evidence_report_and_the_files_an_assessment_names(
+    server: Server, shop: dict[str, str]
+) -> None:
+    # Only the web pages (a session) and the CLI served the report and the analysis' pictures:
+    # an integrator with an API key had neither (a walkthrough).
+    claim = _file_claim(server, shop["buyer"], shop["order"], "claim_forged.jpg")
+    analysed = assessed(server, claim["id"])
+    photo = analysed["photos"][0]["sha256"]
+    pictures = list(analysed["assessment"]["images"][0]["pictures"].values())
+    assert pictures
+    base = f"/v1/claims/{claim['id']}"
+    with server.client(shop["merchant"]) as merchant:
+        content = merchant.get(f"{base}/report.json")
+        assert content.status_code == 200 and content.headers["content-type"] == "application/json"
+        assert json.loads(content.content)["claim"]["id"] == claim["id"]
+        html = merchant.get(f"{base}/report.html", params={"lang": "en"})
+        assert html.status_code == 200 and html.headers["content-type"].startswith("text/html")
+        assert html.headers["content-security-policy"].startswith("default-src 'none'")
+        assert "attachment" in html.headers["content-disposition"] and claim["id"] in html.text
+        sent = merchant.get(f"{base}/files/{photo}")
+        assert sent.status_code == 200 and sent.content == _sample("claim_forged.jpg")
+        assert sent.headers["content-disposition"].startswith("attachment")
+        heat = merchant.get(f"{base}/files/{pictures[0]}")
+        assert heat.status_code == 200 and heat.headers["content-type"].startswith("image/")
+        for made_up in ("0" * 64, "../etc/passwd", photo.upper()):
+            missing = merchant.get(f"{base}/files/{made_up}")
+            assert missing.status_code in (404, 422), made_up
+    with server.client(shop["buyer"]) as buyer:
+        refused = buyer.get(f"{base}/report.html")
+        assert refused.status_code == 403
+        assert refused.json()["error"]["code"] == "report.not_for_buyers"
+        assert buyer.get(f"{base}/files/{photo}").status_code == 200  # its own photo
+        hidden = buyer.get(f"{base}/files/{pictures[0]}")  # the analysis' picture: not its
+        assert hidden.status_code == 404 and hidden.json()["error"]["code"] == "file.not_found"
+    with server.client(shop["other_merchant"]) as stranger:
+        assert stranger.get(f"{base}/report.json").status_code == 404
+        assert stranger.get(f"{base}/files/{photo}").status_code == 404
+
+
 def test_a_buyer_is_told_the_state_and_what_is_asked_never_the_detectors_numbers(
     server: Server, shop: dict[str, str]
 ) -> None:

@@ -34,6 +34,7 @@ from ..workers.runner import Dispatcher
 from . import web
 from .auth import AuthError, authenticate, web_session
 from .body_limit import BodyLimit
+from .claim_files import REPORT_STATUS
 from .deps import may_see_facts
 from .headers import SecurityHeaders
 from .observe import Observe
@@ -73,6 +74,7 @@ STATUS = {
     "idempotency.key_reused": 422,
     "request.too_large": 413,
     "service.busy": 503,
+    **REPORT_STATUS,
 }
 
 

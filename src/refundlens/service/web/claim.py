@@ -19,20 +19,16 @@ from ...cases.buyer import buyer_deadline, buyer_status
 from ...errors import RefundlensError
 from ...rendering.i18n import translations
 from ...report.evidence import (
-    REPORT_CSP,
     CaseFile,
-    add_pictures,
-    content_json,
     gather,
-    render_html,
-    render_pdf,
-    warm_file_facts,
     weight_of,
 )
 from ...report.pictures import image_mime
 from ...runtime import Runtime
-from ...store.sql.models import Claim, ClaimPhoto, Tenant
+from ...store.sql.models import Claim, Tenant
+from .. import claim_files
 from ..auth import Principal
+from ..claim_files import REPORT_FORMATS, file_roles, shop_of
 from .common import (
     MaybeUser,
     SeenClaim,
@@ -70,12 +66,6 @@ def refusal_of(request: Request, error: str | None) -> str:
     return refusal(translations(lang(request)).gettext, error)
 
 
-def _shop(user: Principal) -> str | None:
-    """The shop a merchant reads a claim as: the buyer's claims at other shops are not its own
-    (``report.evidence.gather``)."""
-    return user.tenant_id if user.role == "merchant" else None
-
-
 @router.get("/claims/{claim_id}", response_class=HTMLResponse)
 def claim_page(
     request: Request,
@@ -95,7 +85,7 @@ def claim_page(
         done = error = None
     if user.role == "buyer":
         return _buyer_page(request, claim_id, user, done, error)
-    _warm_file_facts(runtime, claim_id)
+    claim_files.warm_file_facts_of(runtime, claim_id)
     with runtime.db.session() as session:
         case = _case_as_seen(session, runtime, claim_id, user)
         # As the report shows it: a shop reads no other shop's claim in it (report.evidence).
@@ -179,23 +169,9 @@ def _case_as_seen(session: Session, runtime: Runtime, claim_id: str, user: Princ
         runtime.blobs,
         claim_id,
         inline=False,
-        shop=_shop(user),
+        shop=shop_of(user),
         settings=runtime.settings,
     )
-
-
-def _warm_file_facts(runtime: Runtime, claim_id: str) -> None:
-    """Read the claim photos' file facts (each decodes its photo) before the page's transaction,
-    not inside it: on SQLite every transaction holds the write lock, and a page that decoded
-    three 64 MP photos in one kept every shop's requests waiting. Kept per photo afterwards."""
-    with runtime.db.session() as session:
-        photos = [
-            (sha, name)
-            for sha, name in session.execute(
-                select(ClaimPhoto.sha256, ClaimPhoto.name).where(ClaimPhoto.claim_id == claim_id)
-            )
-        ]
-    warm_file_facts(runtime.blobs, photos, runtime.settings.c2pa_trust_anchors_path)
 
 
 def _buyer_page(
@@ -286,20 +262,15 @@ def claim_blob(
     runtime = runtime_of(request)
     with runtime.db.session() as session:
         case = gather(session, runtime.blobs, claim_id, inline=False, with_file_facts=False)
-    allowed = {p["sha256"] for p in case.photos}
-    if user.role != "buyer":  # the analysis' pictures and the shop's photos are not the buyer's
-        allowed |= {p["sha256"] for p in case.pictures} | {r.sha256 for r in case.references}
-    # Evidence files: the person deciding and the merchant see every one, a buyer its own.
-    evidence = {
-        e.sha256
-        for e in case.evidence
-        if e.sha256 and (user.role != "buyer" or e.submitted_by == "buyer")
-    }
-    if sha256 not in allowed | evidence:
+    # The analysis' pictures and the shop's photos are not the buyer's; evidence files: the
+    # person deciding and the merchant see every one, a buyer its own.
+    roles = file_roles(case, user)
+    allowed = roles.photos | roles.references | roles.pictures
+    if sha256 not in roles.all():
         return Response(status_code=404)
     data = runtime.blobs.get(sha256)
     media = image_mime(data)
-    photo = sha256 in {p["sha256"] for p in case.photos} | {r.sha256 for r in case.references}
+    photo = sha256 in roles.photos | roles.references
     if view == "preview" and photo:
         media = "application/octet-stream"  # served below as the analysis copy
     if media == "application/octet-stream" and sha256 not in allowed:
@@ -320,11 +291,8 @@ def claim_blob(
         # while cached, each decode in one of the upload decode slots (waiting a little for
         # one, since a page asks for all its photos at once; 503 past that): a page reloaded
         # in a loop costs no more than the slots allow.
-        names = {p["sha256"]: p["name"] for p in case.photos} | {
-            r.sha256: r.name for r in case.references
-        }
         try:
-            data = analysis_jpeg(request, sha256, names.get(sha256, sha256))
+            data = analysis_jpeg(request, sha256, roles.names.get(sha256, sha256))
         except RefundlensError as exc:
             if exc.code != "service.busy":
                 return Response(status_code=404)
@@ -336,72 +304,18 @@ def claim_blob(
 
 @router.get("/claims/{claim_id}/report.{fmt}")
 def report(request: Request, user: Viewer, claim_id: SeenClaim, fmt: str) -> Response:
-    if user.role == "buyer":  # the report carries the analysis' numbers (cases/buyer.py)
-        return refused(request, user, "report.not_for_buyers", 403)
-    if fmt not in ("html", "pdf", "json"):
+    if fmt not in REPORT_FORMATS:
         return Response(status_code=404)
-    runtime = runtime_of(request)
-    _warm_file_facts(runtime, claim_id)
-    if fmt == "json":
-        # The case data a report's content sha256 covers, byte for byte: kept beside the PDF,
-        # it lets anyone check the printed value without access to the service.
-        with runtime.db.session() as session:
-            # inline=False: the content holds the pictures' hashes, not their bytes, and a HEIC
-            # photo need not be decoded for a browser (nor take a heavy-work slot).
-            case = _case_as_seen(session, runtime, claim_id, user)
-            data = content_json(case, runtime.settings.jurisdiction)
-        return Response(
-            data,
-            media_type="application/json",
-            headers={
-                "Content-Disposition": f'attachment; filename="refundlens-{claim_id}-content.json"'
-            },
-        )
-    # A photo no browser shows (HEIC) is decoded into its JPEG copy for the report, and a PDF
-    # starts Chromium: each takes a heavy-work slot, so that neither runs without bound in the
-    # API process. A report of browser-ready photos is light and takes none.
-    with runtime.db.session() as session:
-        decodes = any(
-            image_mime(runtime.blobs.get(sha)) == "application/octet-stream"
-            for sha in session.scalars(
-                select(ClaimPhoto.sha256).where(ClaimPhoto.claim_id == claim_id)
-            )
-        )
-    with runtime.db.session() as session:  # rows only: the photos are decoded after it closed
-        case = gather(
-            session,
-            runtime.blobs,
+    try:
+        made = claim_files.report(
+            runtime_of(request),
+            user,
             claim_id,
-            inline=False,
-            shop=_shop(user),
-            settings=runtime.settings,
-            with_file_facts=False,
-        )
-    slot = heavy_work(request, user) if decodes else contextlib.nullcontext()
-    with slot:
-        html = render_html(
-            add_pictures(case, runtime.blobs, runtime.settings),
+            fmt,
+            lambda: heavy_work(request, user),
             lang(request),
-            runtime.settings.jurisdiction,
         )
-    if fmt == "html":
-        return HTMLResponse(
-            html,
-            headers={
-                "Content-Disposition": f'attachment; filename="refundlens-{claim_id}.html"',
-                # Opened in a browser, the report may show its own inline pictures and style,
-                # and nothing else: no script, no fetch, no frame.
-                "Content-Security-Policy": REPORT_CSP,
-            },
-        )
-    with heavy_work(request, user):
-        try:
-            pdf = render_pdf(html, runtime.settings.chromium_path)
-        except RefundlensError as exc:  # report.no_browser: this server has no Chromium
-            log.warning("PDF report of claim %s not rendered: %s", claim_id, exc)
-            return refused(request, user, exc.code, 503)
-    return Response(
-        pdf,
-        media_type="application/pdf",
-        headers={"Content-Disposition": f'attachment; filename="refundlens-{claim_id}.pdf"'},
-    )
+    except RefundlensError as exc:
+        status = claim_files.REPORT_STATUS.get(exc.code, 400)
+        return refused(request, user, exc.code, status)
+    return Response(made.data, media_type=made.media_type, headers=made.headers)
