@@ -765,8 +765,19 @@ def test_a_copy_of_one_photo_confirms_nothing_but_damage_painted_into_one_copy_i
     found = ConsistencyDetector().analyze(claim, Context(views=(again,), damage_marks=marks))
     assert [f.code for f in found] == ["consistency.cannot_tell"]
     assert found[0].facts["reason_cannot_tell"] == "one_picture"
-    assert found[0].facts["views_are_copies_pdq_distance"] <= 16
+    assert found[0].facts["views_are_copies_pdq_distance"] <= 26
     assert "copies of one picture" in found[0].reason.en and "副本" in found[0].reason.zh
+    # Turned a quarter, a copy is still one picture (a review: it confirmed its damage).
+    # Mirrored, no surface of one is found in the other: nothing is confirmed either.
+    for turned, why in (
+        (np.rot90(claim.analysis), "one_picture"),
+        (claim.analysis[:, ::-1], "no_shared_face"),
+    ):
+        found = ConsistencyDetector().analyze(
+            claim, Context(views=(copy(np.ascontiguousarray(turned), "turned.jpg", 90),))
+        )
+        assert [f.code for f in found] == ["consistency.cannot_tell"]
+        assert found[0].facts["reason_cannot_tell"] == why
     # The live capture of the same damage is a second view, and still confirms it.
     capture = context.views[0]
     both = Context(views=(again, capture), damage_marks=marks)

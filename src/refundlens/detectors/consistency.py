@@ -236,15 +236,18 @@ class Thresholds:
     more inconsistent damage, by the buyer's box or by the middle third, than as filed without
     the rules (26 and 21); at 0.1 grainy 19, dim 16; it costs 1 of 75 honest confirmations
     (dim, phone ISP) and none as filed. 0 turns it off."""
-    one_picture_pdq_distance: int = 16
-    """PDQ distance (of 256 bits; the whole picture and its centre crops, both ways) within
-    which two views are copies of one picture, whose agreement confirms nothing: a copy agrees
-    with itself by construction, and a re-encoded copy of one photo filed beside it confirmed its
-    own damage (a security review). Measured on real pairs: honest views at least 32 apart
-    (consecutive video frames of the freiburg sequence the capture bench uses; frames further
-    apart, ScanNet pairs and two photos of one Grocery Store product, 100 and over), re-encoded
-    (JPEG q70) and 10%-cropped copies 0. A copy where the views disagree is still reported:
-    damage painted into one copy of a photo is missing from the other."""
+    one_picture_pdq_distance: int = 26
+    """PDQ distance (of 256 bits) within which two views are copies of one picture, whose
+    agreement confirms nothing: a copy agrees with itself by construction, and a re-encoded copy
+    of one photo filed beside it confirmed its own damage (a security review). Asked of the
+    claim's whole picture in its eight turns and flips and its centre crops against the other's
+    whole picture and centre crops. Measured on real pairs: honest views at least 32 apart
+    (consecutive video frames of the freiburg sequence the capture bench uses; then 46, and
+    ScanNet pairs and two photos of one Grocery Store product 100 and over); copies re-encoded
+    (JPEG q70) or 10%-cropped 0, turned a quarter or mirrored at most 24. Not caught: a copy
+    cropped off centre (70% of a corner: 122 bits), or turned by a few degrees. A copy where
+    the views disagree is still reported: damage painted into one copy is missing from the
+    other."""
     max_reference_views: int = 3
     """References of the SKU compared with the marked photo, in the order given (each costs one
     comparison, about 0.35 s of a core at ``WORK_SIDE``); only when views agree on a mark."""
@@ -1313,9 +1316,10 @@ def _short(name: str) -> str:
 
 
 def one_picture_distance(a: Media, b: Media, min_quality: int = 50) -> int | None:
-    """The smallest PDQ distance [1]_ between the whole pictures and centre crops of ``a`` and
-    ``b`` (a re-encoded or cropped copy is within a few bits), or None where no pair of hashes
-    has a quality of at least ``min_quality`` (flat pictures collide).
+    """The smallest PDQ distance [1]_ between ``a``'s whole picture in its eight turns and flips
+    and its centre crops, and ``b``'s whole picture and centre crops (a re-encoded, cropped,
+    turned or mirrored copy is within a few bits), or None where no pair of hashes has a
+    quality of at least ``min_quality`` (flat pictures collide).
 
     References
     ----------
@@ -1324,7 +1328,7 @@ def one_picture_distance(a: Media, b: Media, min_quality: int = 50) -> int | Non
     """
     from ..media.fingerprint import hamming
 
-    mine = [a.pdq, *a.pdq_centre_crops.values()]
+    mine = [*a.pdq_dihedral, *a.pdq_centre_crops.values()]
     theirs = [b.pdq, *b.pdq_centre_crops.values()]
     distances = [
         hamming(x, y) for x in mine for y in theirs if min(x.quality, y.quality) >= min_quality
