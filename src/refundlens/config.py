@@ -9,6 +9,7 @@ test fails when one is not.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -367,6 +368,11 @@ class Settings:
     for ``serve`` and ``worker``."""
     log_level: str = "info"
     """The lowest level logged by ``serve`` and ``worker``: debug, info, warning, error."""
+    api_doc_pages: bool = False
+    """Serve FastAPI's Swagger UI and ReDoc pages (``/docs``, ``/redoc``). Off by default: they
+    load their script from a CDN, at a floating version, with no integrity check, on the origin
+    of the web pages, where a reviewer's session is (a security review). The OpenAPI document
+    is served at ``/openapi.json`` either way, and checked in as docs/openapi.json."""
     metrics_dir: str = ""
     """Where every process of a deployment writes its Prometheus samples (prometheus-client's
     multiprocess mode); empty = ``data_dir/metrics``. Shared by the API and the workers."""
@@ -535,13 +541,21 @@ NOT_SETTINGS = frozenset({"CONFIG", "SKIP_SYSTEM_DEPS", "LOGGING_SET_UP"})
 the mark a process leaves for its children once logging is set up."""
 NOT_SETTINGS_PREFIXES = ("BENCH_", "TEST_")
 """Prefixes of the benches' and the tests' own variables."""
+_SERVICE_LINKS = re.compile(
+    r"(?:[A-Z0-9_]+_)?(?:SERVICE_(?:HOST|PORT\w*)|PORT(?:_\d+_(?:TCP|UDP|SCTP)(?:_(?:ADDR|PORT|PROTO))?)?)"
+)
+"""What Kubernetes (and Docker's legacy links) set in every container beside a service named
+``refundlens`` or ``refundlens-*``: ``REFUNDLENS_PORT``, ``REFUNDLENS_SERVICE_HOST``,
+``REFUNDLENS_WORKER_PORT_8000_TCP_ADDR`` (a review: refusing them would stop every pod)."""
 
 
 def _refuse_unknown_variables(env: Mapping[str, str], kinds: Mapping[str, type]) -> None:
-    """Refuse a ``REFUNDLENS_*`` variable that names no setting, as the settings file refuses an
-    unknown key: ``REFUNDLENS_MAX_PIXLES`` was taken without a word, and a mistyped
-    ``REFUNDLENS_BROKER_URL`` would quietly run analyses inside the API (an integrator's
-    walkthrough)."""
+    """Refuse a ``REFUNDLENS_*`` variable that is a near miss of a setting's name, as the
+    settings file refuses an unknown key: ``REFUNDLENS_MAX_PIXLES`` was taken without a word,
+    and a mistyped ``REFUNDLENS_BROKER_URL`` would quietly run analyses inside the API (an
+    integrator's walkthrough). Any other unknown name (a setting a later release retired, a
+    platform's own variable) is logged and left alone; the names a container platform sets
+    for a service are not even logged."""
     import difflib
 
     known = {ENV_PREFIX + name.upper() for name in kinds}
@@ -551,11 +565,17 @@ def _refuse_unknown_variables(env: Mapping[str, str], kinds: Mapping[str, type])
         rest = variable[len(ENV_PREFIX) :]
         if rest in NOT_SETTINGS or rest.startswith(NOT_SETTINGS_PREFIXES):
             continue
-        near = difflib.get_close_matches(variable, known, n=1)
-        hint = f" (did you mean {near[0]}?)" if near else ""
-        raise SettingsError(
-            f"environment variable {variable}: no setting of that name{hint}; every setting "
-            "is in docs/settings.md"
+        if _SERVICE_LINKS.fullmatch(rest):
+            # First: REFUNDLENS_SERVICE_HOST is as near to metrics_host as a typo would be.
+            continue
+        near = difflib.get_close_matches(variable, known, n=1, cutoff=0.85)
+        if near:
+            raise SettingsError(
+                f"environment variable {variable}: no setting of that name (did you mean "
+                f"{near[0]}?); every setting is in docs/settings.md"
+            )
+        logging.getLogger(__name__).warning(
+            "environment variable %s names no setting of this release: ignored", variable
         )
 
 
