@@ -7,7 +7,6 @@ each format. Each front end turns a refusal into its own answer (a page, or the 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -26,7 +25,6 @@ from ..report.evidence import (
     render_pdf,
     warm_file_facts,
 )
-from ..report.pictures import image_mime
 from ..runtime import Runtime
 from ..store.sql.models import ClaimPhoto
 from .auth import Principal
@@ -112,8 +110,8 @@ def report(
 ) -> Report:
     """The claim's evidence report in ``fmt`` (``html``, ``pdf``, or ``json``: the case data
     its content sha256 covers), as ``user`` may read it (a shop: its own view). ``heavy`` holds
-    one of the process's heavy-work slots (or refuses, busy) while a HEIC photo is decoded for
-    the report or Chromium prints it. Refused to a buyer (``report.not_for_buyers``: the report
+    one of the process's heavy-work slots (or refuses, busy) while the HTML or PDF report is
+    made: its photos' file facts and a HEIC photo's JPEG copy decode them, Chromium prints it. Refused to a buyer (``report.not_for_buyers``: the report
     carries the analysis' numbers, cases/buyer.py). ``lang`` is the reader's language."""
     if user.role == "buyer":
         raise RefundlensError(
@@ -121,19 +119,22 @@ def report(
             "The evidence report carries the analysis' findings: it is for the platform, the "
             "reviewers and the shop, not the buyer.",
         )
-    if fmt not in REPORT_FORMATS:
-        raise RefundlensError(
-            "report.bad_format", f"A report's format is one of {', '.join(REPORT_FORMATS)}."
-        )
-    warm_file_facts_of(runtime, claim_id)
+    if fmt not in REPORT_FORMATS:  # the routes answer another format themselves (404, 422)
+        raise ValueError(f"a report's format is one of {', '.join(REPORT_FORMATS)}, not {fmt!r}")
     shop = shop_of(user)
     if fmt == "json":
         # The case data a report's content sha256 covers, byte for byte: kept beside the PDF,
-        # it lets anyone check the printed value without access to the service. inline=False:
-        # the content holds the pictures' hashes, not their bytes.
+        # it lets anyone check the printed value without access to the service. It holds the
+        # pictures' hashes, not their bytes, and no file facts: nothing is decoded.
         with runtime.db.session() as session:
             case = gather(
-                session, runtime.blobs, claim_id, inline=False, shop=shop, settings=runtime.settings
+                session,
+                runtime.blobs,
+                claim_id,
+                inline=False,
+                shop=shop,
+                settings=runtime.settings,
+                with_file_facts=False,
             )
             data = content_json(case, runtime.settings.jurisdiction)
         return Report(
@@ -141,16 +142,7 @@ def report(
             "application/json",
             {"Content-Disposition": f'attachment; filename="refundlens-{claim_id}-content.json"'},
         )
-    # A photo no browser shows (HEIC) is decoded into its JPEG copy for the report, and a PDF
-    # starts Chromium: each takes a heavy-work slot, so that neither runs without bound in the
-    # API process. A report of browser-ready photos is light and takes none.
     with runtime.db.session() as session:  # rows only: the photos are decoded after it closed
-        decodes = any(
-            image_mime(runtime.blobs.get(sha)) == "application/octet-stream"
-            for sha in session.scalars(
-                select(ClaimPhoto.sha256).where(ClaimPhoto.claim_id == claim_id)
-            )
-        )
         case = gather(
             session,
             runtime.blobs,
@@ -160,8 +152,11 @@ def report(
             settings=runtime.settings,
             with_file_facts=False,
         )
-    slot = heavy() if decodes else contextlib.nullcontext()
-    with slot:
+    # Each photo's file facts decode it, a HEIC photo is decoded into its JPEG copy, and a PDF
+    # starts Chromium: the report is made in one of the process's heavy-work slots (none free:
+    # busy at once), so that reports asked for at once cannot decode without bound (a review:
+    # 16 at once decoded each photo 16 times).
+    with heavy():
         html = render_html(
             add_pictures(case, runtime.blobs, runtime.settings),
             lang,
