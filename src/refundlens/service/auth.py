@@ -78,7 +78,7 @@ def create_key(
     """Store a new key and return its full token (shown once; only a hash is kept). ``by``
     names who made it in the audit log (``key.created``): a key that can decide claims or read
     buyers' data must not appear without trace. None for a key whose making is recorded by its
-    caller under another action (a buyer's sign-in link)."""
+    caller under another action."""
     if role not in ROLES:
         raise AuthError("auth.bad_role", f"Role must be one of {', '.join(ROLES)}.")
     if role in ("merchant",) and not tenant_id:
@@ -216,7 +216,7 @@ LINK_TOKEN = re.compile(r"sil_[0-9a-f]{20}\.[A-Za-z0-9_-]{32}")
 """What ``issue_sign_in_link`` makes: anything else is never looked up."""
 
 
-def _link_key(session: Session, buyer_id: str) -> str:
+def _link_key(session: Session, buyer_id: str, by: str) -> str:
     """The id of the buyer key that ``buyer_id``'s links log in with: made on the first link, its
     secret never shown (links are its only way in). Revoking it (``keys revoke``) ends the
     buyer's sessions and refuses new links; a new key with the same label (``keys create --role
@@ -244,14 +244,16 @@ def _link_key(session: Session, buyer_id: str) -> str:
             "This buyer's sign-in key is revoked: no link is made for it (a new key with the "
             "label 'web sign-in links' lets it in again).",
         )
-    return create_key(session, "buyer", subject=buyer_id, label=LINK_KEY_LABEL).split(".")[0]
+    return create_key(session, "buyer", subject=buyer_id, label=LINK_KEY_LABEL, by=by).split(".")[0]
 
 
-def issue_sign_in_link(session: Session, buyer_id: str, minutes: float) -> tuple[str, dt.datetime]:
+def issue_sign_in_link(
+    session: Session, buyer_id: str, minutes: float, by: str = "system"
+) -> tuple[str, dt.datetime]:
     """A new one-time link token for ``buyer_id`` and when it ends. Only its secret's SHA-256 is
     stored; expired links are deleted as new ones are made."""
     check_id("buyer_id", buyer_id)
-    key_id = _link_key(session, buyer_id)
+    key_id = _link_key(session, buyer_id, by)
     now = utcnow()
     session.query(SignInLink).filter(SignInLink.expires_at < now).delete()
     link_id, secret = new_id("sil"), secrets.token_urlsafe(24)

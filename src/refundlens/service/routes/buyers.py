@@ -36,7 +36,9 @@ def sign_in_link(
     buyer who tapped "my claim" in the app landed on a list and had to find it (a walkthrough)."""
     if claim_id is not None and visible_claim(s, claim_id, p, lock=False).buyer_id != buyer_id:
         raise cases.NotFound("claim", claim_id)
-    token, expires = issue_sign_in_link(s, buyer_id, runtime.settings.web_sign_in_link_minutes)
+    token, expires = issue_sign_in_link(
+        s, buyer_id, runtime.settings.web_sign_in_link_minutes, by=p.key_id
+    )
     audit.append(
         s,
         p.key_id,
