@@ -125,6 +125,20 @@ def test_every_api_route_has_a_row(tmp_path: Any) -> None:
     assert routes - PUBLIC == set(REFUSED) - PUBLIC
 
 
+def test_the_cdn_loaded_doc_pages_are_served_only_where_asked_for(tmp_path: Any) -> None:
+    # Swagger UI and ReDoc load a CDN's script, at a floating version with no integrity check,
+    # on the origin where a reviewer's session is (a security review): off by default.
+    from refundlens.config import Settings
+
+    def paths(**settings: Any) -> set[str]:
+        app = create_app(Settings(data_dir=str(tmp_path), **settings))
+        return {route.path for route in _every_route(app.routes)}
+
+    assert not {"/docs", "/redoc"} & paths()
+    assert "/openapi.json" in paths()
+    assert {"/docs", "/redoc"} <= paths(api_doc_pages=True)
+
+
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def world(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory

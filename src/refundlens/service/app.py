@@ -150,6 +150,9 @@ def create_app(
         version=__version__,
         lifespan=lifespan,
         description="After-sales claim photos checked for forgery; people decide.",
+        # Swagger UI and ReDoc load a CDN's script on this origin: only where asked for.
+        docs_url="/docs" if settings.api_doc_pages else None,
+        redoc_url="/redoc" if settings.api_doc_pages else None,
         responses={
             422: {"model": ErrorOut, "description": "A field breaks its rule (docs/errors.md)."},
             "4XX": {"model": ErrorOut, "description": "Refused, with a code (docs/errors.md)."},
