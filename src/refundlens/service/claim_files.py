@@ -122,26 +122,6 @@ def report(
     if fmt not in REPORT_FORMATS:  # the routes answer another format themselves (404, 422)
         raise ValueError(f"a report's format is one of {', '.join(REPORT_FORMATS)}, not {fmt!r}")
     shop = shop_of(user)
-    if fmt == "json":
-        # The case data a report's content sha256 covers, byte for byte: kept beside the PDF,
-        # it lets anyone check the printed value without access to the service. It holds the
-        # pictures' hashes, not their bytes, and no file facts: nothing is decoded.
-        with runtime.db.session() as session:
-            case = gather(
-                session,
-                runtime.blobs,
-                claim_id,
-                inline=False,
-                shop=shop,
-                settings=runtime.settings,
-                with_file_facts=False,
-            )
-            data = content_json(case, runtime.settings.jurisdiction)
-        return Report(
-            data,
-            "application/json",
-            {"Content-Disposition": f'attachment; filename="refundlens-{claim_id}-content.json"'},
-        )
     with runtime.db.session() as session:  # rows only: the photos are decoded after it closed
         case = gather(
             session,
@@ -151,6 +131,15 @@ def report(
             shop=shop,
             settings=runtime.settings,
             with_file_facts=False,
+        )
+    if fmt == "json":
+        # The case data a report's content sha256 covers, byte for byte: kept beside the PDF,
+        # it lets anyone check the printed value without access to the service. It holds the
+        # pictures' hashes, not their bytes, and no file facts: nothing is decoded.
+        return Report(
+            content_json(case, runtime.settings.jurisdiction),
+            "application/json",
+            {"Content-Disposition": f'attachment; filename="refundlens-{claim_id}-content.json"'},
         )
     # Each photo's file facts decode it, a HEIC photo is decoded into its JPEG copy, and a PDF
     # starts Chromium: the report is made in one of the process's heavy-work slots (none free:
