@@ -53,6 +53,7 @@ __all__ = [
     "content_json",
     "content_sha256",
     "file_facts",
+    "file_facts_kept",
     "gather",
     "jurisdiction_rules",
     "render_html",
@@ -191,6 +192,13 @@ photo, and every view of a claim page showed them again."""
 
 _file_facts_cache: collections.OrderedDict[str, list[tuple[str, str]]] = collections.OrderedDict()
 _file_facts_lock = threading.Lock()
+
+
+def file_facts_kept(sha256: str, trust_anchors_path: str = "") -> bool:
+    """Whether :func:`file_facts` keeps the facts of the photo ``sha256``: reading them again
+    decodes nothing."""
+    with _file_facts_lock:
+        return f"{sha256}:{trust_anchors_path}" in _file_facts_cache
 
 
 def file_facts(data: bytes, name: str, trust_anchors_path: str = "") -> list[tuple[str, str]]:

@@ -7,6 +7,7 @@ each format. Each front end turns a refusal into its own answer (a page, or the 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -20,11 +21,13 @@ from ..report.evidence import (
     CaseFile,
     add_pictures,
     content_json,
+    file_facts_kept,
     gather,
     render_html,
     render_pdf,
     warm_file_facts,
 )
+from ..report.pictures import image_mime
 from ..runtime import Runtime
 from ..store.sql.models import ClaimPhoto
 from .auth import Principal
@@ -141,11 +144,18 @@ def report(
             "application/json",
             {"Content-Disposition": f'attachment; filename="refundlens-{claim_id}-content.json"'},
         )
-    # Each photo's file facts decode it, a HEIC photo is decoded into its JPEG copy, and a PDF
-    # starts Chromium: the report is made in one of the process's heavy-work slots (none free:
-    # busy at once), so that reports asked for at once cannot decode without bound (a review:
-    # 16 at once decoded each photo 16 times).
-    with heavy():
+    # A photo whose file facts are not kept yet is decoded to read them, a HEIC photo into its
+    # JPEG copy, and a PDF starts Chromium: such a report is made in one of the process's
+    # heavy-work slots (none free: busy at once), so that reports asked for at once cannot
+    # decode without bound (a review: 16 at once decoded each photo 16 times). A report whose
+    # photos are read already, in formats a browser shows, is light and takes none.
+    anchors = runtime.settings.c2pa_trust_anchors_path
+    decodes = any(
+        not file_facts_kept(p["sha256"], anchors)
+        or image_mime(runtime.blobs.get(p["sha256"])) == "application/octet-stream"
+        for p in case.photos
+    )
+    with heavy() if decodes else contextlib.nullcontext():
         html = render_html(
             add_pictures(case, runtime.blobs, runtime.settings),
             lang,
