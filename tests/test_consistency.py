@@ -778,6 +778,21 @@ def test_a_copy_of_one_photo_confirms_nothing_but_damage_painted_into_one_copy_i
         )
         assert [f.code for f in found] == ["consistency.cannot_tell"]
         assert found[0].facts["reason_cannot_tell"] == why
+    # Cropped off centre, a copy is far from the photo in PDQ (over 100 bits), but its finest
+    # detail still agrees once aligned: one picture (fine_detail_correlation).
+    rows, cols = claim.analysis.shape[:2]
+    cropped = np.ascontiguousarray(claim.analysis[: int(rows * 0.75), int(cols * 0.2) :])
+    found = ConsistencyDetector().analyze(
+        claim,
+        Context(views=(copy(cropped, "cropped.jpg", 90),), damage_marks={claim.sha256: box}),
+    )
+    assert [f.code for f in found] == ["consistency.cannot_tell"]
+    facts = found[0].facts
+    assert facts["reason_cannot_tell"] == "one_picture", facts
+    assert facts["views_are_copies_pdq_distance"] > 26
+    assert facts["views_fine_detail_correlation"] >= 0.95
+    assert facts["views_structure_correlation"] >= 0.975
+    assert "finest detail" in found[0].reason.en and "细节" in found[0].reason.zh
     # The live capture of the same damage is a second view, and still confirms it.
     capture = context.views[0]
     both = Context(views=(again, capture), damage_marks=marks)
