@@ -9,12 +9,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 from typer.testing import CliRunner
 
 from refundlens.cli import app
 from refundlens.config import Settings
 from refundlens.media import media_from_bytes
 from refundlens.store import BlobStore, Database
+from refundlens.store.crypto import PiiCipher
 
 from .service_support import (
     PG_ADMIN_URL,
@@ -199,3 +201,41 @@ def test_backup_create_refuses_a_folder_without_a_database(tmp_path: Path) -> No
     env = {"REFUNDLENS_DATA_DIR": str(tmp_path / "nothing"), "REFUNDLENS_DATABASE_URL": ""}
     code, out = _cli(env, "backup", "create", str(tmp_path / "backup"))
     assert code == 2 and "no refundlens database" in out, out
+
+
+def test_the_data_and_its_backup_are_readable_by_the_service_user_only(tmp_path: Path) -> None:
+    """Under the usual umask 022 the database, its WAL, photos, the PII key and a backup of them
+    were readable by every account on the host."""
+    import os
+    import stat
+
+    def others_can_read(root: Path) -> list[str]:
+        return [
+            f"{p}: {stat.filemode(p.stat().st_mode)}"
+            for p in [root, *root.rglob("*")]
+            if p.stat().st_mode & 0o077 and not p.name.endswith(".json")
+        ]
+
+    data_dir = tmp_path / "data"
+    env = {"REFUNDLENS_DATA_DIR": str(data_dir), "REFUNDLENS_DATABASE_URL": ""}
+    before = os.umask(0o022)
+    try:
+        assert _cli(env, "db", "upgrade")[0] == 0
+        settings = Settings(data_dir=str(data_dir), database_url="")
+        PiiCipher.from_settings(settings)
+        BlobStore(data_dir / "blobs").put(b"a photo")
+        database = Database(settings)
+        with database.session() as session:  # a write: SQLite makes its -wal file
+            session.execute(text("CREATE TABLE scratch (x INTEGER)"))
+        assert (data_dir / "refundlens.db-wal").exists()
+        assert others_can_read(data_dir) == []
+        database.dispose()
+        code, out = _cli(env, "backup", "create", str(tmp_path / "backup"))
+        assert code == 0, out
+        assert others_can_read(tmp_path / "backup") == []
+        shutil.rmtree(data_dir)
+        code, out = _cli(env, "backup", "restore", str(tmp_path / "backup"))
+        assert code == 0, out
+        assert others_can_read(data_dir) == []
+    finally:
+        os.umask(before)

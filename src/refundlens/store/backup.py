@@ -40,6 +40,7 @@ from sqlalchemy.exc import OperationalError
 
 from ..config import Settings
 from ..errors import RefundlensError
+from .private import private_file, private_folder
 from .sql.db import Database, sqlite_path
 
 __all__ = ["BackupReport", "create_backup", "restore_backup"]
@@ -126,7 +127,8 @@ def _copy_tree_checked(source: Path, target: Path, check: bool) -> int:
                     f"blob {name} in {source} does not match its sha256: refusing it.",
                 )
         destination = target / relative
-        destination.parent.mkdir(parents=True, exist_ok=True)
+        private_folder(destination.parent)
+        private_file(destination)
         shutil.copyfile(path, destination, follow_symlinks=False)
         count += 1
     return count
@@ -134,6 +136,7 @@ def _copy_tree_checked(source: Path, target: Path, check: bool) -> int:
 
 def _sqlite_copy(source: Path, target: Path) -> None:
     # SQLite's online backup API: a consistent copy while the service keeps writing (WAL).
+    private_file(target)
     with closing(sqlite3.connect(source)) as src, closing(sqlite3.connect(target)) as dst:
         src.backup(dst)
 
@@ -142,7 +145,7 @@ def create_backup(settings: Settings, out: Path) -> BackupReport:
     """Write a backup of ``settings``' database and blobs into the new folder ``out``."""
     if out.exists() and any(out.iterdir()):
         raise RefundlensError("backup.target_not_empty", f"{out} exists and is not empty.")
-    out.mkdir(parents=True, exist_ok=True)
+    private_folder(out)
     database = Database(settings)
     try:
         seq, head = _audit_head(database)
@@ -154,6 +157,7 @@ def create_backup(settings: Settings, out: Path) -> BackupReport:
             _sqlite_copy(path, dump)
         else:
             dump = out / DUMP_FILES["postgresql"]
+            private_file(dump)
             subprocess.run(
                 [
                     _tool("pg_dump"),
@@ -246,6 +250,7 @@ def restore_backup(settings: Settings, folder: Path) -> BackupReport:
             assert path is not None
             for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
                 leftover.unlink(missing_ok=True)
+            private_file(path)
             with (
                 sqlite3.connect(folder / DUMP_FILES["sqlite"]) as source,
                 sqlite3.connect(path) as copy,
@@ -271,7 +276,7 @@ def restore_backup(settings: Settings, folder: Path) -> BackupReport:
     finally:
         database.dispose()
     data_dir = Path(settings.data_dir)
-    os.makedirs(data_dir, exist_ok=True)
+    private_folder(data_dir)
     blobs = _copy_tree_checked(folder / "blobs", data_dir / "blobs", check=True)
     _copy_tree_checked(folder / "features", data_dir / "features", check=False)
     return _verify_restored(settings, folder, blobs)

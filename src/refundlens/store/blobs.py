@@ -7,6 +7,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from .private import private_folder
+
 __all__ = ["BlobStore"]
 
 
@@ -15,7 +17,8 @@ class BlobStore:
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        # Each file is written 0600 (NamedTemporaryFile), each new folder 0700.
+        private_folder(self.root)
 
     def path(self, sha256: str) -> Path:
         if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
@@ -27,7 +30,7 @@ class BlobStore:
         target = self.path(digest)
         if target.exists():
             return digest
-        target.parent.mkdir(parents=True, exist_ok=True)
+        private_folder(target.parent)
         # Write then rename: a reader never sees half a file, a crash leaves only a temp file.
         with tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as handle:
             handle.write(data)

@@ -17,6 +17,7 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from ..config import Settings
 from ..errors import RefundlensError
+from .private import private_folder
 
 __all__ = ["PiiCipher"]
 
@@ -34,7 +35,7 @@ class PiiCipher:
             return cls([k.strip().encode() for k in settings.pii_key.split(",") if k.strip()])
         path = Path(settings.data_dir) / "pii.key"
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_folder(path.parent)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as handle:
                 handle.write(Fernet.generate_key())

@@ -13,6 +13,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from .private import private_folder
+
 __all__ = ["FeatureFiles", "feature_files"]
 
 
@@ -43,7 +45,7 @@ class FeatureFiles:
 
     def put(self, key: str, data: bytes) -> None:
         target = self._path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        private_folder(target.parent)
         with tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as handle:
             handle.write(data)
             temp = Path(handle.name)

@@ -10,6 +10,7 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from ...config import Settings
+from ..private import private_file, private_folder
 
 __all__ = ["Database", "database_url", "sqlite_path"]
 
@@ -35,8 +36,12 @@ def database_url(settings: Settings) -> str:
                 return "postgresql+psycopg://" + settings.database_url[len(plain) :]
         return settings.database_url
     folder = Path(settings.data_dir).resolve()
-    folder.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{folder / 'refundlens.db'}"
+    private_folder(folder)
+    path = folder / "refundlens.db"
+    # SQLite gives its -wal and -shm files the database file's mode, so an empty 0600 file made
+    # before SQLite opens it covers all three (an empty file is an empty database).
+    private_file(path)
+    return f"sqlite:///{path}"
 
 
 def _sqlite_pragmas(busy_timeout_ms: int):  # type: ignore[no-untyped-def]
