@@ -386,6 +386,19 @@ class Settings:
     ``service.busy`` (with ``Retry-After``)."""
     busy_retry_after_seconds: int = 2
     """The ``Retry-After`` (seconds) of a 503 ``service.busy`` answer."""
+    requests_per_minute: int = 1200
+    """Requests one credential (an API key, a reviewer's or buyer's web session, a capture
+    link) may make in a minute, sustained; more are answered 429 ``request.rate_limited``
+    with ``Retry-After``, before the body is read. 0: no limit. Static files and the health,
+    readiness and metrics routes are not counted. Each API process counts on its own unless
+    ``rate_limit_redis_url`` is set."""
+    request_burst: int = 100
+    """Requests one credential may make at once, above ``requests_per_minute``."""
+    rate_limit_redis_url: str = ""
+    """Redis (``redis://host:6379/2``) that every API process counts requests in, so that a
+    credential's limit holds across them; empty: each process counts its own (N processes let
+    a credential make N times ``requests_per_minute``). A Redis that does not answer lets
+    requests through, logged once a minute."""
     upload_decode_slots: int = 2
     """API uploads whose files are decoded and stored at once in one API process (a claim, an
     SKU's photos, evidence, a packing video's header, the claim page's evidence form). Another
@@ -614,6 +627,8 @@ def load_settings(
         raise SettingsError("setting webhook_timeout_seconds: must be more than 0")
     if values.get("web_sign_in_link_minutes", 1.0) <= 0:
         raise SettingsError("setting web_sign_in_link_minutes: must be more than 0")
+    if values.get("requests_per_minute", 1) > 0 and values.get("request_burst", 1) < 1:
+        raise SettingsError("setting request_burst: must be at least 1 while requests are limited")
     detector = values.get("ocr_text_detector")
     if detector is not None and detector not in OCR_TEXT_DETECTORS:
         raise SettingsError(

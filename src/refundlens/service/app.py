@@ -38,6 +38,7 @@ from .claim_files import REPORT_STATUS
 from .deps import may_see_facts
 from .headers import SecurityHeaders
 from .observe import Observe
+from .rate_limit import MemoryLimiter, RateLimit, RateLimiter, RedisLimiter
 from .routes import ROUTERS
 from .schemas import ErrorOut
 from .web.common import COOKIE
@@ -155,6 +156,10 @@ def create_app(
         redoc_url="/redoc" if settings.api_doc_pages else None,
         responses={
             422: {"model": ErrorOut, "description": "A field breaks its rule (docs/errors.md)."},
+            429: {
+                "model": ErrorOut,
+                "description": "request.rate_limited: past requests_per_minute; see Retry-After.",
+            },
             "4XX": {"model": ErrorOut, "description": "Refused, with a code (docs/errors.md)."},
         },
     )
@@ -260,6 +265,16 @@ def create_app(
         + settings.max_body_bytes,
         signed_in=signed_in,
     )
+    if settings.requests_per_minute > 0:
+        limiter: RateLimiter = (
+            RedisLimiter(
+                settings.rate_limit_redis_url, settings.requests_per_minute, settings.request_burst
+            )
+            if settings.rate_limit_redis_url
+            else MemoryLimiter(settings.requests_per_minute, settings.request_burst)
+        )
+        # Outside the body limit: a credential past its rate is answered before its body is read.
+        app.add_middleware(RateLimit, limiter=limiter)
     app.add_middleware(Observe)  # outermost: every answer, the body limit's 413 too
 
     return app

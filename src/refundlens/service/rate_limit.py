@@ -1,0 +1,224 @@
+"""Requests per credential: an API key, a web session or a capture link may make
+``requests_per_minute`` requests a minute, sustained, and ``request_burst`` at once; another is
+answered 429 ``request.rate_limited`` with ``Retry-After``, before its body is read.
+
+The rule is the generic cell rate algorithm (GCRA) [1]_, a token bucket kept as one number per
+credential: the theoretical arrival time of its next request. Kept in the process
+(:class:`MemoryLimiter`) or, where several API processes serve one platform, in Redis
+(:class:`RedisLimiter`, ``rate_limit_redis_url``) so that a key's limit holds across them. A
+Redis that does not answer lets requests through (logged): the limit protects the service's
+capacity, and an outage of the counter must not become an outage of the service.
+
+A request is counted by the credential it presents, before anyone checks it: a key that does not
+exist is limited too, and a client that makes up a new one for each request is answered 401 by
+the route, at the cost of one database lookup, as without this module.
+
+References
+----------
+.. [1] ATM Forum, "Traffic Management Specification Version 4.0", af-tm-0056.000, 1996,
+   section 4.4.2 (the virtual scheduling algorithm).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Protocol
+
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ..metrics import metrics
+
+__all__ = ["MemoryLimiter", "RateLimit", "RateLimiter", "RedisLimiter", "credential_of"]
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+
+
+class RateLimiter(Protocol):
+    blocking: bool
+    """Whether :meth:`admit` waits on the network (it then runs off the event loop)."""
+
+    def admit(self, key: str) -> float:
+        """0 where the request identified by ``key`` may go on, else the seconds until it may."""
+        ...
+
+
+class MemoryLimiter:
+    """GCRA in this process: ``per_minute`` requests a minute sustained, ``burst`` at once.
+
+    ``max_keys`` bounds the memory a client making up credentials can take: the credential seen
+    longest ago is forgotten first (a forgotten credential starts again with a full burst)."""
+
+    blocking = False
+
+    def __init__(
+        self,
+        per_minute: int,
+        burst: int,
+        *,
+        clock: Clock = time.monotonic,
+        max_keys: int = 100_000,
+    ) -> None:
+        self.interval = 60.0 / per_minute
+        self.tolerance = self.interval * max(0, burst - 1)
+        self.clock = clock
+        self.max_keys = max_keys
+        self._next: OrderedDict[str, float] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def admit(self, key: str) -> float:
+        now = self.clock()
+        with self._lock:
+            arrival = max(self._next.get(key, now), now)
+            wait = arrival - self.tolerance - now
+            if wait > 0:
+                return wait
+            self._next[key] = arrival + self.interval
+            self._next.move_to_end(key)
+            while len(self._next) > self.max_keys:
+                self._next.popitem(last=False)
+            return 0.0
+
+
+# KEYS[1]: the credential's counter; ARGV: now (s), interval (s), tolerance (s). Returns the wait
+# in milliseconds (0: admitted). One script, so that concurrent processes never both take the last
+# place in the burst.
+_GCRA = """
+local now = tonumber(ARGV[1])
+local interval = tonumber(ARGV[2])
+local tolerance = tonumber(ARGV[3])
+local arrival = tonumber(redis.call('GET', KEYS[1]) or ARGV[1])
+if arrival < now then arrival = now end
+local wait = arrival - tolerance - now
+if wait > 0 then return math.ceil(wait * 1000) end
+local following = arrival + interval
+redis.call('SET', KEYS[1], tostring(following), 'PX', math.ceil((following - now) * 1000) + 1000)
+return 0
+"""
+
+
+class RedisLimiter:
+    """GCRA in Redis, shared by every process that names the same server: the same rule as
+    :class:`MemoryLimiter`. Time is the Redis server's, so that processes whose clocks differ
+    count alike."""
+
+    blocking = True
+
+    def __init__(
+        self, url: str, per_minute: int, burst: int, *, prefix: str = "refundlens:rate:"
+    ) -> None:
+        import redis
+
+        self.interval = 60.0 / per_minute
+        self.tolerance = self.interval * max(0, burst - 1)
+        self.prefix = prefix
+        self.client = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        self.script = self.client.register_script(_GCRA)
+        self._warned = 0.0
+
+    def admit(self, key: str) -> float:
+        import redis
+
+        try:
+            seconds, micros = self.client.time()
+            now = float(seconds) + float(micros) / 1e6
+            waited = int(
+                self.script(keys=[self.prefix + key], args=[now, self.interval, self.tolerance])
+            )
+        except redis.RedisError as exc:
+            if time.monotonic() - self._warned > 60:
+                self._warned = time.monotonic()
+                log.warning("rate limit: Redis does not answer, requests are let through: %s", exc)
+            return 0.0
+        return waited / 1000.0
+
+
+# Paths whose requests are not counted: the browser fetches a page's scripts and styles with the
+# page's cookie, and the probes and the scraper must never be turned away.
+_NOT_COUNTED = ("/static/", "/healthz", "/readyz", "/metrics")
+
+
+def credential_of(scope: Scope) -> str | None:
+    """The credential a request presents, as a digest (never the secret itself): its API key,
+    its web session, or the capture link in its path; None for a request that presents none."""
+    path: str = scope.get("path", "")
+    if path.startswith(_NOT_COUNTED):
+        return None
+    headers = Headers(scope=scope)
+    if path.startswith("/web/capture/"):
+        token = path.split("/")[3]
+        return "capture:" + _digest(token)
+    if "authorization" in headers:
+        return "key:" + _digest(headers["authorization"])
+    for part in headers.get("cookie", "").split(";"):
+        name, _, value = part.strip().partition("=")
+        if name == "rl_session" and value:
+            return "session:" + _digest(value)
+    return None
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()[:32]
+
+
+class RateLimit:
+    """The ASGI middleware: counts each request by its credential (:func:`credential_of`) and
+    answers 429 with ``Retry-After`` when the credential has no place left."""
+
+    def __init__(self, app: ASGIApp, *, limiter: RateLimiter) -> None:
+        self.app = app
+        self.limiter = limiter
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        credential = credential_of(scope) if scope["type"] == "http" else None
+        wait = 0.0
+        if credential is not None:
+            wait = (
+                await run_in_threadpool(self.limiter.admit, credential)
+                if self.limiter.blocking
+                else self.limiter.admit(credential)
+            )
+        if wait <= 0:
+            await self.app(scope, receive, send)
+            return
+        metrics().errors.labels("request.rate_limited").inc()
+        retry = max(1, math.ceil(wait))
+        if scope.get("path", "").startswith("/web/"):
+            # A person at a page (a buyer on a phone, a reviewer): words, in both languages.
+            kind = b"text/plain; charset=utf-8"
+            body = (
+                f"请求过于频繁，请 {retry} 秒后再试。\nToo many requests: try again in {retry} s.\n"
+            ).encode()
+        else:
+            kind = b"application/json"
+            body = json.dumps(
+                {
+                    "error": {
+                        "code": "request.rate_limited",
+                        "message": f"Too many requests with this credential; send it again in "
+                        f"{retry} s (requests_per_minute, request_burst).",
+                    }
+                }
+            ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 429,
+                "headers": [
+                    (b"content-type", kind),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"retry-after", str(retry).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})

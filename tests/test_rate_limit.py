@@ -1,0 +1,167 @@
+"""Requests per credential (service/rate_limit.py): a key, a web session or a capture link past
+its rate is answered 429 with Retry-After before its body is read; other credentials, the
+probes and static files go on."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from refundlens.config import SettingsError, load_settings
+from refundlens.service.rate_limit import MemoryLimiter, RateLimiter, RedisLimiter, credential_of
+
+from .service_support import add_tenants, running_server
+
+REDIS = os.environ.get("REFUNDLENS_TEST_REDIS", "redis://127.0.0.1:6379/11")
+
+
+def _redis_up() -> bool:
+    try:
+        import redis
+
+        return bool(redis.Redis.from_url(REDIS, socket_connect_timeout=2).ping())
+    except Exception:
+        return False
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_burst_is_admitted_then_the_sustained_rate_and_the_wait_is_told() -> None:
+    clock = _Clock()
+    limiter = MemoryLimiter(per_minute=60, burst=5, clock=clock)
+    assert [limiter.admit("k") for _ in range(5)] == [0.0] * 5
+    wait = limiter.admit("k")
+    assert wait == pytest.approx(1.0)  # one a second, sustained
+    assert limiter.admit("other") == 0.0  # another credential has its own place
+    clock.now += 1.0
+    assert limiter.admit("k") == 0.0
+    assert limiter.admit("k") == pytest.approx(1.0)
+    clock.now += 60.0  # a quiet minute gives the whole burst back, no more
+    assert [limiter.admit("k") for _ in range(6)][-1] > 0
+    # A refused request does not count: a client that keeps asking is not locked out longer.
+    clock.now += 10.0
+    for _ in range(50):
+        limiter.admit("k")
+    clock.now += 60.0
+    assert limiter.admit("k") == 0.0
+
+
+def test_made_up_credentials_cannot_grow_the_memory_without_bound() -> None:
+    limiter = MemoryLimiter(per_minute=60, burst=2, clock=_Clock(), max_keys=100)
+    for i in range(1000):
+        limiter.admit(f"made-up-{i}")
+    assert len(limiter._next) == 100
+
+
+@pytest.fixture
+def shared() -> Iterator[str]:
+    if not _redis_up():
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set but Redis at {REDIS} is not reachable")
+        pytest.skip(f"Redis not reachable at {REDIS} (set REFUNDLENS_TEST_REDIS); CI runs it")
+    import redis
+
+    redis.Redis.from_url(REDIS).flushdb()
+    yield REDIS
+
+
+def test_processes_sharing_redis_share_one_limit(shared: str) -> None:
+    # Two limiters stand for two API processes: together they admit one burst, not two.
+    first: RateLimiter = RedisLimiter(shared, per_minute=60, burst=4)
+    second: RateLimiter = RedisLimiter(shared, per_minute=60, burst=4)
+    admitted = [(first if i % 2 else second).admit("key:abc") == 0.0 for i in range(8)]
+    assert admitted == [True] * 4 + [False] * 4
+    assert 0 < first.admit("key:abc") <= 1.0
+    assert first.admit("key:other") == 0.0
+
+
+def test_a_redis_that_does_not_answer_lets_requests_through() -> None:
+    limiter = RedisLimiter("redis://127.0.0.1:9/0", per_minute=60, burst=1)
+    assert [limiter.admit("k") for _ in range(3)] == [0.0, 0.0, 0.0]
+
+
+def test_the_credential_is_a_digest_of_the_key_the_session_or_the_capture_link() -> None:
+    def scope(path: str, headers: dict[str, str]) -> dict[str, object]:
+        return {
+            "type": "http",
+            "path": path,
+            "headers": [(k.encode(), v.encode()) for k, v in headers.items()],
+        }
+
+    key = credential_of(scope("/v1/claims", {"authorization": "Bearer rl_secret"}))
+    assert key is not None and key.startswith("key:") and "rl_secret" not in key
+    session = credential_of(scope("/web/queue", {"cookie": "a=b; rl_session=s3cret"}))
+    assert session is not None and session.startswith("session:") and "s3cret" not in session
+    link = credential_of(scope("/web/capture/tok123/photo/0", {}))
+    assert link == credential_of(scope("/web/capture/tok123", {}))
+    assert link is not None and "tok123" not in link
+    for free in ("/static/app.css", "/healthz", "/readyz", "/metrics"):
+        assert credential_of(scope(free, {"authorization": "Bearer rl_secret"})) is None
+    assert credential_of(scope("/v1/claims", {})) is None
+
+
+def test_a_key_past_its_rate_gets_429_while_other_keys_and_the_probes_go_on(
+    tmp_path: Path,
+) -> None:
+    with running_server(tmp_path / "data", requests_per_minute=60, request_burst=3) as server:
+        add_tenants(server, "shop")  # the admin key's first requests
+        merchant = server.key("merchant", "shop")
+        other = server.key("merchant", "shop")
+        with server.client(merchant) as client:
+            codes = [client.get("/v1/skus").status_code for _ in range(3)]
+            assert codes == [200, 200, 200]
+            # A write is counted like a read, and refused before its body is read.
+            refused = client.post(
+                "/v1/skus",
+                data={"external_id": "mug"},
+                files={"photos": ("mug.jpg", b"\xff\xd8 not read", "image/jpeg")},
+            )
+            assert refused.status_code == 429, refused.text
+            assert refused.json()["error"]["code"] == "request.rate_limited"
+            assert 1 <= int(refused.headers["Retry-After"]) <= 2
+        with server.client(other) as client:
+            assert client.get("/v1/skus").status_code == 200
+        with server.client(merchant) as client:
+            assert client.get("/healthz").status_code == 200
+        # Nothing of the refused write was stored.
+        with server.client(other) as client:
+            assert all(s["external_id"] != "mug" for s in client.get("/v1/skus").json()["items"])
+        time.sleep(1.1)
+        with server.client(merchant) as client:
+            assert client.get("/v1/skus").status_code == 200
+
+
+def test_a_capture_link_past_its_rate_is_told_in_words_not_json(tmp_path: Path) -> None:
+    with (
+        running_server(tmp_path / "data", requests_per_minute=60, request_burst=2) as server,
+        server.client() as client,
+    ):
+        codes = [client.get("/web/capture/no-such-link").status_code for _ in range(3)]
+        assert 429 not in codes[:2] and codes[2] == 429
+        answer = client.get("/web/capture/no-such-link")
+        assert answer.status_code == 429
+        assert answer.headers["content-type"].startswith("text/plain")
+        assert "请求过于频繁" in answer.text and "Too many requests" in answer.text
+        # Another link is another credential.
+        assert client.get("/web/capture/another-link").status_code != 429
+
+
+def test_a_burst_below_one_is_refused_while_requests_are_limited() -> None:
+    with pytest.raises(SettingsError, match="request_burst"):
+        load_settings(env={"REFUNDLENS_REQUEST_BURST": "0"})
+    assert (
+        load_settings(
+            env={"REFUNDLENS_REQUEST_BURST": "0", "REFUNDLENS_REQUESTS_PER_MINUTE": "0"}
+        ).requests_per_minute
+        == 0
+    )
