@@ -41,6 +41,7 @@ from .observe import Observe
 from .rate_limit import MemoryLimiter, RateLimit, RateLimiter, RedisLimiter
 from .routes import ROUTERS
 from .schemas import ErrorOut
+from .upload_memory import HoldUploadMemory, UploadMemory
 from .web.common import COOKIE
 
 __all__ = ["create_app"]
@@ -264,6 +265,10 @@ def create_app(
         + settings.capture_clip_max_bytes
         + settings.max_body_bytes,
         signed_in=signed_in,
+    )
+    app.add_middleware(
+        HoldUploadMemory,
+        memory=UploadMemory(settings.upload_memory_bytes, settings.upload_slot_wait_seconds),
     )
     if settings.requests_per_minute > 0:
         limiter: RateLimiter = (

@@ -22,7 +22,7 @@ from ..runtime import Runtime
 from ..store.crypto import PiiCipher
 from ..store.sql.models import Claim
 from ..workers.runner import Dispatcher
-from . import fields
+from . import fields, upload_memory
 from .auth import Principal, authenticate, can_see_claim
 
 __all__ = [
@@ -247,6 +247,7 @@ async def read_upload(
     )
     data = b""
     if upload.size is None or upload.size <= limit:
+        await upload_memory.reserve(limit + 1 if upload.size is None else upload.size)
         data = await upload.read(limit + 1)
     if (upload.size is not None and upload.size > limit) or len(data) > limit:
         refusal = MediaError(

@@ -13,6 +13,7 @@ from ... import cases
 from ...errors import RefundlensError
 from ...rendering.i18n import translations
 from ...store.sql.models import ReferencePhoto, Sku
+from .. import upload_memory
 from ..auth import Principal
 from ..fields import FieldError, check_id
 from .common import (
@@ -72,7 +73,18 @@ async def check_run(
     except FieldError as exc:
         return refused(request, user, exc.code, 422)
     runtime = runtime_of(request)
-    data = await photo.read(runtime.settings.max_file_bytes + 1) if photo is not None else b""
+    data = b""
+    if photo is not None:
+        limit = runtime.settings.max_file_bytes
+        try:
+            await upload_memory.reserve(
+                limit + 1 if photo.size is None else min(photo.size, limit + 1)
+            )
+        except RefundlensError as exc:
+            busy = refused(request, user, exc.code, 503)
+            busy.headers["Retry-After"] = str(runtime.settings.busy_retry_after_seconds)
+            return busy
+        data = await photo.read(limit + 1)
 
     def work() -> dict[str, Any]:
         import base64

@@ -14,6 +14,7 @@ from ... import cases
 from ...errors import RefundlensError
 from ...store.sql.models import Claim
 from ...store.sql.repositories import SqlStore
+from .. import upload_memory
 from ..auth import Principal
 from ..deps import upload_slot
 from ..fields import EVIDENCE_KINDS, MAX_REASON, MAX_STATEMENT, check_text
@@ -184,6 +185,12 @@ async def evidence(
             if kind == "packing_video"
             else runtime.settings.max_file_bytes
         )
+        if file.size is not None and file.size > limit:
+            return _back(request, claim_id, "error=media.too_large")
+        try:
+            await upload_memory.reserve(limit + 1 if file.size is None else file.size)
+        except RefundlensError as exc:
+            return _back(request, claim_id, f"error={exc.code}")
         data = await file.read(limit + 1)
         if len(data) > limit:
             return _back(request, claim_id, "error=media.too_large")

@@ -1,0 +1,96 @@
+"""Uploaded bytes held in memory at once (service/upload_memory.py): a request that finds no
+room waits, then is answered busy with nothing read; room is given back once a request is
+answered; a file larger than the whole budget is read alone."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from refundlens.errors import RefundlensError
+from refundlens.service.upload_memory import HoldUploadMemory, UploadMemory, reserve
+
+from .service_support import add_tenants, file_claim, listed_sku, order_for, running_server
+
+
+def _serve(memory: UploadMemory, size: int, hold: float, outcomes: list[str]):  # type: ignore[no-untyped-def]
+    """One request through the middleware whose route reserves ``size`` bytes, then works for
+    ``hold`` seconds."""
+
+    async def route(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+        try:
+            await reserve(size)
+        except RefundlensError as exc:
+            outcomes.append(exc.code)
+            return
+        outcomes.append(f"read {size}")
+        await asyncio.sleep(hold)
+
+    async def nothing():  # type: ignore[no-untyped-def]
+        return {"type": "http.request", "body": b""}
+
+    async def ignore(_message) -> None:  # type: ignore[no-untyped-def]
+        return None
+
+    return HoldUploadMemory(route, memory=memory)({"type": "http"}, nothing, ignore)
+
+
+def test_a_request_without_room_waits_then_is_busy_and_room_comes_back() -> None:
+    memory = UploadMemory(budget=100, wait_seconds=0.2)
+    outcomes: list[str] = []
+
+    async def scenario() -> None:
+        first = asyncio.create_task(_serve(memory, 60, 0.5, outcomes))
+        await asyncio.sleep(0.05)
+        await _serve(memory, 60, 0.0, outcomes)  # no room for 60 more within 0.2 s
+        assert memory.used == 60
+        await first
+        assert memory.used == 0  # given back once answered
+        await _serve(memory, 60, 0.0, outcomes)
+        # One that waits less than the wait is served once the room is given back.
+        first = asyncio.create_task(_serve(memory, 60, 0.1, outcomes))
+        await asyncio.sleep(0.02)
+        await _serve(memory, 60, 0.0, outcomes)
+        await first
+
+    asyncio.run(scenario())
+    assert outcomes == ["read 60", "service.busy", "read 60", "read 60", "read 60"]
+    assert memory.used == 0
+
+
+def test_a_file_larger_than_the_whole_budget_is_read_alone() -> None:
+    memory = UploadMemory(budget=100, wait_seconds=0.2)
+    outcomes: list[str] = []
+
+    async def scenario() -> None:
+        await _serve(memory, 500, 0.0, outcomes)
+        first = asyncio.create_task(_serve(memory, 10, 0.5, outcomes))
+        await asyncio.sleep(0.05)
+        await _serve(memory, 500, 0.0, outcomes)  # not while anything else is held
+        await first
+
+    asyncio.run(scenario())
+    assert outcomes == ["read 500", "read 10", "service.busy"]
+
+
+def test_outside_a_request_or_with_no_budget_nothing_is_counted() -> None:
+    asyncio.run(reserve(10**12))  # no request: a function called directly
+    memory = UploadMemory(budget=0, wait_seconds=0.0)
+    outcomes: list[str] = []
+    asyncio.run(_serve(memory, 10**12, 0.0, outcomes))
+    assert outcomes == [f"read {10**12}"] and memory.used == 0
+
+
+def test_claims_larger_than_the_budget_are_taken_one_after_another(tmp_path: Path) -> None:
+    # Each claim's photo is larger than the whole budget: each is read alone, and the room it
+    # took is given back when it is answered, or the second would be refused busy.
+    with running_server(
+        tmp_path / "data", upload_memory_bytes=1, upload_slot_wait_seconds=0.5
+    ) as server:
+        add_tenants(server, "shop")
+        merchant = server.key("merchant", "shop")
+        buyer = server.key("buyer", subject="b1")
+        sku = listed_sku(server, merchant)
+        for n in range(2):
+            order = order_for(server, merchant, sku, "b1", f"o-{n}")
+            assert file_claim(server, buyer, order)["state"] in ("submitted", "analysing")
