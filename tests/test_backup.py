@@ -213,7 +213,7 @@ def test_the_data_and_its_backup_are_readable_by_the_service_user_only(tmp_path:
         return [
             f"{p}: {stat.filemode(p.stat().st_mode)}"
             for p in [root, *root.rglob("*")]
-            if p.stat().st_mode & 0o077 and not p.name.endswith(".json")
+            if p.stat().st_mode & 0o077
         ]
 
     data_dir = tmp_path / "data"
@@ -236,6 +236,10 @@ def test_the_data_and_its_backup_are_readable_by_the_service_user_only(tmp_path:
         shutil.rmtree(data_dir)
         code, out = _cli(env, "backup", "restore", str(tmp_path / "backup"))
         assert code == 0, out
+        assert others_can_read(data_dir) == []
+        # A database an earlier release made under the umask is made private when opened.
+        (data_dir / "refundlens.db").chmod(0o644)
+        Database(settings).dispose()
         assert others_can_read(data_dir) == []
     finally:
         os.umask(before)

@@ -12,7 +12,14 @@ from pathlib import Path
 import pytest
 
 from refundlens.config import SettingsError, load_settings
-from refundlens.service.rate_limit import MemoryLimiter, RateLimiter, RedisLimiter, credential_of
+from refundlens.service.rate_limit import (
+    SESSION_COOKIE,
+    MemoryLimiter,
+    RateLimiter,
+    RedisLimiter,
+    credential_of,
+)
+from refundlens.service.web.common import COOKIE
 
 from .service_support import add_tenants, running_server
 
@@ -90,24 +97,46 @@ def test_a_redis_that_does_not_answer_lets_requests_through() -> None:
     assert [limiter.admit("k") for _ in range(3)] == [0.0, 0.0, 0.0]
 
 
-def test_the_credential_is_a_digest_of_the_key_the_session_or_the_capture_link() -> None:
-    def scope(path: str, headers: dict[str, str]) -> dict[str, object]:
-        return {
-            "type": "http",
-            "path": path,
-            "headers": [(k.encode(), v.encode()) for k, v in headers.items()],
-        }
+def _scope(path: str, headers: dict[str, str]) -> dict[str, object]:
+    return {
+        "type": "http",
+        "path": path,
+        "headers": [(k.encode(), v.encode()) for k, v in headers.items()],
+    }
 
-    key = credential_of(scope("/v1/claims", {"authorization": "Bearer rl_secret"}))
-    assert key is not None and key.startswith("key:") and "rl_secret" not in key
-    session = credential_of(scope("/web/queue", {"cookie": "a=b; rl_session=s3cret"}))
+
+KEY = "rlk_0123456789abcdef.s3cret-part_x"
+
+
+def test_the_credential_is_a_digest_of_the_key_the_session_or_the_capture_link() -> None:
+    key = credential_of(_scope("/v1/claims", {"authorization": f"Bearer {KEY}"}))
+    assert key is not None and key.startswith("key:") and "s3cret" not in key
+    session = credential_of(_scope("/web/queue", {"cookie": "a=b; rl_session=s3cret"}))
     assert session is not None and session.startswith("session:") and "s3cret" not in session
-    link = credential_of(scope("/web/capture/tok123/photo/0", {}))
-    assert link == credential_of(scope("/web/capture/tok123", {}))
+    link = credential_of(_scope("/web/capture/tok123/photo/0", {}))
+    assert link == credential_of(_scope("/web/capture/tok123", {}))
     assert link is not None and "tok123" not in link
-    for free in ("/static/app.css", "/healthz", "/readyz", "/metrics"):
-        assert credential_of(scope(free, {"authorization": "Bearer rl_secret"})) is None
-    assert credential_of(scope("/v1/claims", {})) is None
+    for free in ("/web/static/claim.js", "/healthz", "/readyz", "/metrics"):
+        assert credential_of(_scope(free, {"cookie": "rl_session=s3cret"})) is None
+    assert credential_of(_scope("/v1/claims", {})) is None
+    assert SESSION_COOKIE == COOKIE
+
+
+def test_one_credential_presented_differently_is_counted_as_one() -> None:
+    """A review: the whole header was hashed, so spaces after "Bearer", a junk Authorization
+    header on a page, or a junk first session cookie made a new bucket for each request."""
+    key = credential_of(_scope("/v1/claims", {"authorization": f"Bearer {KEY}"}))
+    for spaces in range(1, 6):
+        header = "Bearer " + " " * spaces + KEY + " " * spaces
+        assert credential_of(_scope("/v1/claims", {"authorization": header})) == key
+    session = credential_of(_scope("/web/queue", {"cookie": "rl_session=real"}))
+    for n in range(5):
+        junk = {"authorization": f"x{n}", "cookie": f"rl_session=junk{n}; rl_session=real"}
+        assert credential_of(_scope("/web/queue", junk)) == session  # the route takes the last
+    # A key the route refuses without a lookup is no credential: not counted, not a bucket.
+    assert credential_of(_scope("/v1/claims", {"authorization": "Bearer not-a-key"})) is None
+    # The API reads no cookie: a session cookie on an API request is no credential there.
+    assert credential_of(_scope("/v1/claims", {"cookie": "rl_session=real"})) is None
 
 
 def test_a_key_past_its_rate_gets_429_while_other_keys_and_the_probes_go_on(
@@ -152,6 +181,10 @@ def test_a_capture_link_past_its_rate_is_told_in_words_not_json(tmp_path: Path) 
         assert answer.status_code == 429
         assert answer.headers["content-type"].startswith("text/plain")
         assert "请求过于频繁" in answer.text and "Too many requests" in answer.text
+        # The page's script asks for JSON, and gets the API's shape, which it shows as busy.
+        scripted = client.post("/web/capture/no-such-link", headers={"Accept": "application/json"})
+        assert scripted.status_code == 429
+        assert scripted.json()["error"]["code"] == "request.rate_limited"
         # Another link is another credential.
         assert client.get("/web/capture/another-link").status_code != 429
 

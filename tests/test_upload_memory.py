@@ -73,6 +73,58 @@ def test_a_file_larger_than_the_whole_budget_is_read_alone() -> None:
     assert outcomes == ["read 500", "read 10", "service.busy"]
 
 
+def test_a_request_reserves_once_for_all_its_files_and_never_more_than_the_budget() -> None:
+    # Files of 60 and 60 under a budget of 100: reserved one by one, the request's own first
+    # file left no room for its second, on an idle server, every time (a review).
+    memory = UploadMemory(budget=100, wait_seconds=0.2)
+    outcomes: list[str] = []
+
+    async def route(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+        for size in (60, 60):
+            try:
+                await reserve(size)
+            except RefundlensError as exc:
+                outcomes.append(exc.code)
+                return
+            outcomes.append(f"read {size}")
+        outcomes.append(f"holding {memory.used}")
+
+    async def body():  # type: ignore[no-untyped-def]
+        return {"type": "http.request", "body": b"x" * 120}
+
+    async def ignore(_message) -> None:  # type: ignore[no-untyped-def]
+        return None
+
+    async def scenario() -> None:
+        async def read_then_route(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+            await receive()  # the form is parsed before the route runs
+            await route(scope, receive, send)
+
+        await HoldUploadMemory(read_then_route, memory=memory)({"type": "http"}, body, ignore)
+
+    asyncio.run(scenario())
+    assert outcomes == ["read 60", "read 60", "holding 100"]
+    assert memory.used == 0
+
+
+def test_requests_are_served_in_the_order_they_asked() -> None:
+    # A large request waiting for room is not passed by small ones that would fit meanwhile.
+    memory = UploadMemory(budget=100, wait_seconds=2.0)
+    outcomes: list[str] = []
+
+    async def scenario() -> None:
+        first = asyncio.create_task(_serve(memory, 60, 0.3, outcomes))
+        await asyncio.sleep(0.05)
+        large = asyncio.create_task(_serve(memory, 100, 0.1, outcomes))
+        await asyncio.sleep(0.05)
+        small = asyncio.create_task(_serve(memory, 10, 0.0, outcomes))
+        await asyncio.gather(first, large, small)
+
+    asyncio.run(scenario())
+    assert outcomes == ["read 60", "read 100", "read 10"]
+    assert memory.used == 0
+
+
 def test_outside_a_request_or_with_no_budget_nothing_is_counted() -> None:
     asyncio.run(reserve(10**12))  # no request: a function called directly
     memory = UploadMemory(budget=0, wait_seconds=0.0)

@@ -389,16 +389,17 @@ class Settings:
     requests_per_minute: int = 1200
     """Requests one credential (an API key, a reviewer's or buyer's web session, a capture
     link) may make in a minute, sustained; more are answered 429 ``request.rate_limited``
-    with ``Retry-After``, before the body is read. 0: no limit. Static files and the health,
-    readiness and metrics routes are not counted. Each API process counts on its own unless
+    with ``Retry-After``, before the body is read. 0: no limit. Static files (``/web/static``)
+    and the health, readiness and metrics routes are not counted. Each API process counts on its own unless
     ``rate_limit_redis_url`` is set."""
-    request_burst: int = 100
-    """Requests one credential may make at once, above ``requests_per_minute``."""
+    request_burst: int = 300
+    """Requests one credential may make at once, above ``requests_per_minute``. A claim's page
+    loads fifty-odd pictures, each a request of the reviewer's session."""
     rate_limit_redis_url: str = ""
     """Redis (``redis://host:6379/2``) that every API process counts requests in, so that a
     credential's limit holds across them; empty: each process counts its own (N processes let
     a credential make N times ``requests_per_minute``). A Redis that does not answer lets
-    requests through, logged once a minute."""
+    requests through (logged once a minute) and is asked again ten seconds later."""
     upload_memory_bytes: int = 1024 * 1024 * 1024
     """Bytes of uploaded files one API process holds in memory at once, over every request
     (a claim's photos and videos, an SKU's photos, evidence, a packing video, the check page's

@@ -254,8 +254,8 @@ class Thresholds:
     """Views whose structure correlates (:func:`detail_map`) by at least
     ``one_picture_structure`` and whose finest detail correlates after alignment
     (:func:`fine_detail_correlation`) by at least ``one_picture_fine`` are copies of one
-    picture too, however far apart their PDQ hashes: a copy cropped off centre, turned by a few
-    degrees or resized, which PDQ does not catch. Chosen on dev pairs of real photos (Grocery
+    picture too, however far apart their PDQ hashes: a copy cropped off centre or turned by a
+    few degrees, which PDQ does not catch. Chosen on dev pairs of real photos (Grocery
     Store products shot twice, freiburg video frames, ScanNet) and copies of them (re-encoded,
     turned 5 degrees, scaled to 2/3, a corner cropped, noise, blur, a screenshot, a slight
     perspective): honest pairs reached 0.972 and 0.934, copies 67 of 85 both thresholds;
@@ -342,8 +342,8 @@ class ViewComparison:
     """The smallest such share in one window of the mark (:func:`mark_window_detectable`; None:
     no window with enough standing-out pixels)."""
     one_picture_distance: int | None = None
-    """PDQ distance between the two views where they are copies of one picture (``why``
-    ``one_picture``), else None."""
+    """PDQ distance between the two views where PDQ says they are copies of one picture (``why``
+    ``one_picture``), else None (their finest detail says so, or they are not copies)."""
     fine_correlation: float = 0.0
     """Correlation of the two aligned views' finest detail over the shared surface
     (:func:`fine_detail_correlation`)."""
@@ -1472,7 +1472,11 @@ def _facts(pair: _Pair, intact: IntactCheck | None = None) -> dict[str, Any]:
     )
     copies = (
         {
-            "views_are_copies_pdq_distance": c.one_picture_distance,
+            **(
+                {"views_are_copies_pdq_distance": c.one_picture_distance}
+                if c.one_picture_distance is not None
+                else {}
+            ),
             "views_structure_correlation": round(c.correlation, 3),
             "views_fine_detail_correlation": round(c.fine_correlation, 3),
         }
@@ -1591,12 +1595,9 @@ class ConsistencyDetector(Detector):
                 mark=mark,
                 other_mark=other_mark,
             )
-            if c.verdict == "agrees" and self._copies(claim, other, c):
+            if c.verdict == "agrees" and (copies := self._copies(claim, other, c)):
                 c = dataclasses.replace(
-                    c,
-                    verdict="cannot_tell",
-                    why="one_picture",
-                    one_picture_distance=one_picture_distance(claim, other),
+                    c, verdict="cannot_tell", why="one_picture", one_picture_distance=copies[1]
                 )
             results.append(_Pair(other, c, other.sha256 in live, marked))
         found = self._decide(claim, context, results)
@@ -1617,14 +1618,19 @@ class ConsistencyDetector(Detector):
             dataclasses.replace(f, facts={**f.facts, "views_compared": compared}) for f in found
         ]
 
-    def _copies(self, claim: Media, other: Media, c: ViewComparison) -> bool:
-        """Whether two views that agree are copies of one picture, which confirm nothing: by
-        PDQ over their whole pictures, or by their finest detail after alignment."""
+    def _copies(
+        self, claim: Media, other: Media, c: ViewComparison
+    ) -> tuple[bool, int | None] | None:
+        """Whether two views that agree are copies of one picture, which confirm nothing, with
+        the PDQ distance that says so (None where their finest detail says so instead); None
+        where they are not."""
         t = self.thresholds
-        if c.correlation >= t.one_picture_structure and c.fine_correlation >= t.one_picture_fine:
-            return True
         copies = one_picture_distance(claim, other)
-        return copies is not None and copies <= t.one_picture_pdq_distance
+        if copies is not None and copies <= t.one_picture_pdq_distance:
+            return True, copies
+        if c.correlation >= t.one_picture_structure and c.fine_correlation >= t.one_picture_fine:
+            return True, None
+        return None
 
     def _decide(self, claim: Media, context: Context, results: list[_Pair]) -> list[Finding]:
         marks = context.damage_marks
@@ -1890,7 +1896,6 @@ class ConsistencyDetector(Detector):
                 f"两张照片是同一张图片的副本（PDQ 距离 {c.one_picture_distance}/256 位），不构成第二个视角：副本与自身必然一致",
             )
             if c.one_picture_distance is not None
-            and c.one_picture_distance <= self.thresholds.one_picture_pdq_distance
             else (
                 f"they are copies of one picture: aligned, even their finest detail agrees (correlation {c.fine_correlation:.2f}; structure {c.correlation:.3f}), as two exposures of one surface never do, so they add no second view: a copy agrees with itself",
                 f"两张照片是同一张图片的副本：对齐后连最细微的细节也一致（相关系数 {c.fine_correlation:.2f}；结构 {c.correlation:.3f}），两次真实拍摄同一表面不会如此，因此不构成第二个视角：副本与自身必然一致",

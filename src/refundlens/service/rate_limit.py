@@ -6,12 +6,15 @@ The rule is the generic cell rate algorithm (GCRA) [1]_, a token bucket kept as 
 credential: the theoretical arrival time of its next request. Kept in the process
 (:class:`MemoryLimiter`) or, where several API processes serve one platform, in Redis
 (:class:`RedisLimiter`, ``rate_limit_redis_url``) so that a key's limit holds across them. A
-Redis that does not answer lets requests through (logged): the limit protects the service's
-capacity, and an outage of the counter must not become an outage of the service.
+Redis that does not answer lets requests through (logged, and left alone for ten seconds): the
+limit protects the service's capacity, and an outage of the counter must not become an outage
+of the service.
 
-A request is counted by the credential it presents, before anyone checks it: a key that does not
-exist is limited too, and a client that makes up a new one for each request is answered 401 by
-the route, at the cost of one database lookup, as without this module.
+A request is counted by the credential it presents, read as the route that checks it reads it
+(:func:`credential_of`), before anyone checks it: a key that does not exist is limited too, and
+a client that makes up a new one for each request is answered 401 by the route, at the cost of
+one database lookup, as without this module. Requests that present none (the sign-in page, a
+sign-in link, a malformed key refused without a lookup) are not counted.
 
 References
 ----------
@@ -25,6 +28,7 @@ import hashlib
 import json
 import logging
 import math
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -33,6 +37,7 @@ from typing import Protocol
 
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
+from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..metrics import metrics
@@ -107,6 +112,10 @@ return 0
 """
 
 
+_REDIS_PAUSE_SECONDS = 10.0
+"""How long requests go uncounted after Redis failed to answer, before it is asked again."""
+
+
 class RedisLimiter:
     """GCRA in Redis, shared by every process that names the same server: the same rule as
     :class:`MemoryLimiter`. Time is the Redis server's, so that processes whose clocks differ
@@ -125,10 +134,15 @@ class RedisLimiter:
         self.client = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
         self.script = self.client.register_script(_GCRA)
         self._warned = 0.0
+        self._paused_until = 0.0
 
     def admit(self, key: str) -> float:
         import redis
 
+        # After a failure Redis is left alone for a while: a server that hangs would otherwise
+        # add its timeout to every request and hold a thread of the pool each time.
+        if time.monotonic() < self._paused_until:
+            return 0.0
         try:
             seconds, micros = self.client.time()
             now = float(seconds) + float(micros) / 1e6
@@ -136,6 +150,7 @@ class RedisLimiter:
                 self.script(keys=[self.prefix + key], args=[now, self.interval, self.tolerance])
             )
         except redis.RedisError as exc:
+            self._paused_until = time.monotonic() + _REDIS_PAUSE_SECONDS
             if time.monotonic() - self._warned > 60:
                 self._warned = time.monotonic()
                 log.warning("rate limit: Redis does not answer, requests are let through: %s", exc)
@@ -145,26 +160,34 @@ class RedisLimiter:
 
 # Paths whose requests are not counted: the browser fetches a page's scripts and styles with the
 # page's cookie, and the probes and the scraper must never be turned away.
-_NOT_COUNTED = ("/static/", "/healthz", "/readyz", "/metrics")
+_NOT_COUNTED = ("/web/static/", "/healthz", "/readyz", "/metrics")
+SESSION_COOKIE = "rl_session"
+"""The web session's cookie (``web.common.COOKIE``; a test holds them equal)."""
+_API_KEY = re.compile(r"rlk_[0-9a-f]{1,36}\.[A-Za-z0-9_-]{1,100}")
+"""An API key as ``auth.authenticate`` reads it (its ``_TOKEN``): anything else is refused there
+without a lookup, and is not counted here."""
 
 
 def credential_of(scope: Scope) -> str | None:
-    """The credential a request presents, as a digest (never the secret itself): its API key,
-    its web session, or the capture link in its path; None for a request that presents none."""
+    """The credential a request presents, read as the route that checks it reads it, as a digest
+    (never the secret itself): the capture link in a capture page's path, the web session cookie
+    on other pages (the last ``rl_session``, as Starlette's cookie parser takes it), the API key
+    elsewhere (the key itself, whatever spaces surround it); None for a request that presents
+    none the route would read. Each presentation of one credential is counted as one."""
     path: str = scope.get("path", "")
     if path.startswith(_NOT_COUNTED):
         return None
     headers = Headers(scope=scope)
     if path.startswith("/web/capture/"):
-        token = path.split("/")[3]
-        return "capture:" + _digest(token)
-    if "authorization" in headers:
-        return "key:" + _digest(headers["authorization"])
-    for part in headers.get("cookie", "").split(";"):
-        name, _, value = part.strip().partition("=")
-        if name == "rl_session" and value:
-            return "session:" + _digest(value)
-    return None
+        return "capture:" + _digest(path.split("/")[3])
+    if path.startswith("/web/"):
+        session = cookie_parser(headers.get("cookie", "")).get(SESSION_COOKIE)
+        return "session:" + _digest(session) if session else None
+    header = headers.get("authorization", "")
+    if not header.startswith("Bearer "):
+        return None
+    key = _API_KEY.fullmatch(header[len("Bearer ") :].strip())
+    return "key:" + _digest(key[0]) if key else None
 
 
 def _digest(secret: str) -> str:
@@ -193,7 +216,8 @@ class RateLimit:
             return
         metrics().errors.labels("request.rate_limited").inc()
         retry = max(1, math.ceil(wait))
-        if scope.get("path", "").startswith("/web/"):
+        accept = Headers(scope=scope).get("accept", "")
+        if scope.get("path", "").startswith("/web/") and not accept.startswith("application/json"):
             # A person at a page (a buyer on a phone, a reviewer): words, in both languages.
             kind = b"text/plain; charset=utf-8"
             body = (

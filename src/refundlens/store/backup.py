@@ -189,6 +189,7 @@ def create_backup(settings: Settings, out: Path) -> BackupReport:
         "audit_head": head,
         "blobs": blobs,
     }
+    private_file(out / "manifest.json")
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
     return BackupReport(out, kind, blobs, seq, head)
 

@@ -450,8 +450,9 @@
         // Refused before the page's route ran (the upload over its size limit): the API's shape.
         var code = String(answer.error.code || "");
         var big = code === "request.too_large";
+        var busy = code === "request.rate_limited" || code === "service.busy";
         answer = { outcome: "refused", code: code, keep_photos: !big, keep_clip: !big,
-          message: big ? form.dataset.tooBig : form.dataset.unusable };
+          message: big ? form.dataset.tooBig : busy ? form.dataset.busy : form.dataset.unusable };
       }
       if (!answer || typeof answer.outcome !== "string") {
         unlock();

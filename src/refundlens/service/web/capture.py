@@ -33,6 +33,7 @@ from ...errors import RefundlensError
 from ...metrics import metrics
 from ...rendering.i18n import translations
 from ...store.sql.repositories import SqlStore
+from .. import upload_memory
 from ..live_capture import capture_slot, take_capture
 from .common import analysis_jpeg, file_name, hours_left, lang, page, runtime_of, same_site
 
@@ -265,6 +266,8 @@ async def capture_upload(request: Request, token: str) -> Response:
                     "capture.too_many_photos",
                     f"At most {settings.capture_max_photos} photos per live capture.",
                 )
+            # Every file of the capture at once, as the API's uploads are (upload_memory_bytes).
+            await upload_memory.reserve(sum(f.size or 0 for f in [*files, *clips]))
             for upload in files:
                 data = await upload.read(settings.max_file_bytes + 1)
                 if len(data) > settings.max_file_bytes:

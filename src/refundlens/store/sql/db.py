@@ -10,7 +10,7 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from ...config import Settings
-from ..private import private_file, private_folder
+from ..private import private_file, private_folder, tighten
 
 __all__ = ["Database", "database_url", "sqlite_path"]
 
@@ -41,6 +41,7 @@ def database_url(settings: Settings) -> str:
     # SQLite gives its -wal and -shm files the database file's mode, so an empty 0600 file made
     # before SQLite opens it covers all three (an empty file is an empty database).
     private_file(path)
+    tighten(path, Path(f"{path}-wal"), Path(f"{path}-shm"))
     return f"sqlite:///{path}"
 
 
