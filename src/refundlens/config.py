@@ -403,10 +403,10 @@ class Settings:
     upload_memory_bytes: int = 1024 * 1024 * 1024
     """Bytes of uploaded files one API process holds in memory at once, over every request
     (a claim's photos and videos, an SKU's photos, evidence, a packing video, the check page's
-    photo): a request reserves its files' sizes before it reads them and gives them back once
-    answered; one that finds no room waits up to ``upload_slot_wait_seconds``, then is answered
-    503 ``service.busy`` with ``Retry-After``, nothing read or stored. A file larger than the
-    whole budget is read alone. 0: no bound. Without it, eight concurrent claims of ten 50 MB
+    photo): before it reads its first file a request reserves its whole body (at most the whole
+    budget) and gives it back once answered; requests wait in the order they asked, up to
+    ``upload_slot_wait_seconds``, then are answered 503 ``service.busy`` with ``Retry-After``,
+    nothing read or stored. 0: no bound. Without it, eight concurrent claims of ten 50 MB
     files held 4 GB before any of them was decoded."""
     upload_decode_slots: int = 2
     """API uploads whose files are decoded and stored at once in one API process (a claim, an
