@@ -394,6 +394,7 @@ def _analyse(case: Case) -> dict[str, Any]:
     from refundlens.detectors.consistency import (
         DEFAULT_THRESHOLDS,
         compare_views,
+        copies_of_one_picture,
         judge,
         mark_change,
         work_shape,
@@ -406,10 +407,18 @@ def _analyse(case: Case) -> dict[str, Any]:
     ab = compare_views(a.analysis, b.analysis)
     ba = compare_views(b.analysis, a.analysis)
     seconds = time.process_time() - start
+    # Views the product takes for copies of one picture confirm nothing (the detector's
+    # one_picture): what they would agree on is "cannot tell", as the product answers.
+    one_picture = bool(copies_of_one_picture(a, b, ab) or copies_of_one_picture(b, a, ba))
+
+    def _verdict(c: Any) -> str:
+        v = _direction_verdict(c)
+        return "cannot_tell" if v == "agrees" and one_picture else v
+
     per_threshold = {}
     for t in GRID:
         th = dataclasses.replace(DEFAULT_THRESHOLDS, difference=t)
-        v1, v2 = judge(ab, th).verdict, judge(ba, th).verdict
+        v1, v2 = _verdict(judge(ab, th)), _verdict(judge(ba, th))
         if "missing" in (v1, v2):
             per_threshold[str(t)] = "flagged"
         elif "agrees" in (v1, v2):
@@ -476,13 +485,13 @@ def _analyse(case: Case) -> dict[str, Any]:
             # as ``mark_changes`` keeps each direction's: the report combines them.
             view = media_from_bytes(case.third, f"{case.id}-3.jpg")
             ac = judge(compare_views(a.analysis, view.analysis), free, mark=mask)
-            third = [_verdict(ac), ac.mark_change]
+            third = [_direction_verdict(ac, a, view), ac.mark_change]
             # The same view filmed as the capture page records it (VP8 at 2.5 Mbit/s, a hand's
             # shake and blur), its frames chosen as the service chooses them.
             frames = []
             for frame in clip_frames(case.third, zlib.crc32(case.id.encode())):
                 af = judge(compare_views(a.analysis, frame.analysis), free, mark=mask)
-                frames.append([_verdict(af), af.mark_change])
+                frames.append([_direction_verdict(af, a, frame), af.mark_change])
         if case.reference is not None:
             # The claim photo against the photo of the intact item, where the box is: the
             # buyer's box around the damage, and the forger's box on the intact spot.
@@ -512,6 +521,7 @@ def _analyse(case: Case) -> dict[str, Any]:
         "shared": round(min(ab.shared_fraction, ba.shared_fraction), 3),
         "correlation": round(min(ab.correlation, ba.correlation), 3),
         "why": sorted({ab.why, ba.why} - {""}),
+        "one_picture": one_picture,
         "verdicts": per_threshold,
         "marked": marked,
         "gamed": gamed,
@@ -522,11 +532,18 @@ def _analyse(case: Case) -> dict[str, Any]:
     }
 
 
-def _verdict(c: Any) -> str:
+def _direction_verdict(c: Any, claim: Any = None, other: Any = None) -> str:
     """A direction's verdict as routing reads it: ``differs`` where the marked damage differs
     (``marked_damage_differs``, by the rule on windows even where the share over the whole mark
-    is freed), which vetoes any other direction's confirmation."""
-    return "differs" if c.why == "marked_damage_differs" else str(c.verdict)
+    is freed), which vetoes any other direction's confirmation; with the two views given,
+    ``cannot_tell`` where they would agree but are copies of one picture."""
+    from refundlens.detectors.consistency import copies_of_one_picture
+
+    if c.why == "marked_damage_differs":
+        return "differs"
+    if c.verdict == "agrees" and claim is not None and copies_of_one_picture(claim, other, c):
+        return "cannot_tell"
+    return str(c.verdict)
 
 
 def _intact_spot(
@@ -699,6 +716,17 @@ def report(rows: list[dict[str, Any]], command: str, workers: int, wall: float) 
         "",
         f"Synthetic honest pairs with a hand over part of the second view: {len(hand_h)}, flagged "
         f"{_rate(hand_h, t, 'flagged')}.",
+        "",
+        "Pairs the product takes for copies of one picture (PDQ, or structure and finest detail "
+        "that agree as only copies do: `copies_of_one_picture`), whose agreement it answers "
+        "'cannot tell' (test): "
+        + "; ".join(
+            f"{family} {kind} {sum(bool(r.get('one_picture')) for r in rows)} of {len(rows)}"
+            for family in ("real", "synthetic")
+            for kind in ("honest_plain", "honest_damage", "forged_one_only", "forged_independent")
+            if (rows := [r for r in test if r["family"] == family and r["kind"] == kind])
+        )
+        + ". The synthetic second view is the first photo's own pixels seen through a homography.",
         "",
         "## Operating points (test)",
         "",

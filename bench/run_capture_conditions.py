@@ -46,7 +46,7 @@ from PIL import Image
 
 from refundlens import synth
 
-from .run_capture import RESULTS, Case, _init, _verdict, build_cases
+from .run_capture import RESULTS, Case, _direction_verdict, _init, build_cases
 
 KINDS = ("honest_plain", "honest_damage", "forged_one_only")
 
@@ -161,7 +161,7 @@ def _analyse_one(item: tuple[str, Case]) -> dict[str, Any]:
                 "small": float(box.mean()) <= free.max_mark_share,
                 "directions": [
                     [
-                        _verdict(d),
+                        _direction_verdict(d),
                         d.mark_detectable,
                         round(d.noise_floor, 2),
                         d.mark_window_detectable,

@@ -68,9 +68,11 @@ __all__ = [
     "box_mask",
     "change_evidence",
     "compare_views",
+    "copies_of_one_picture",
     "detail_map",
     "evidence_regions",
     "find_faces",
+    "fine_detail_correlation",
     "judge",
     "mark_change",
     "mark_detectable",
@@ -78,6 +80,7 @@ __all__ = [
     "mark_window_detectable",
     "match_photometry",
     "occluder_mask",
+    "one_picture_distance",
     "side_by_side",
     "standout_map",
     "tolerant_difference",
@@ -1381,6 +1384,24 @@ def one_picture_distance(a: Media, b: Media, min_quality: int = 50) -> int | Non
     return min(distances) if distances else None
 
 
+def copies_of_one_picture(
+    claim: Media, other: Media, c: ViewComparison, thresholds: Thresholds = DEFAULT_THRESHOLDS
+) -> tuple[bool, int | None] | None:
+    """Whether ``claim`` and ``other`` (compared in ``c``) are copies of one picture, whose
+    agreement confirms nothing: (True, the PDQ distance) where PDQ says so
+    (``one_picture_pdq_distance``), (True, None) where their structure and finest detail say so
+    (``one_picture_structure``, ``one_picture_fine``), None where they are not."""
+    copies = one_picture_distance(claim, other)
+    if copies is not None and copies <= thresholds.one_picture_pdq_distance:
+        return True, copies
+    if (
+        c.correlation >= thresholds.one_picture_structure
+        and c.fine_correlation >= thresholds.one_picture_fine
+    ):
+        return True, None
+    return None
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Pair:
     """The claim image compared with one other view: the comparison, whether that view is a
@@ -1573,6 +1594,7 @@ class ConsistencyDetector(Detector):
             return []
         marks = context.damage_marks
         live = set(context.live_captures)
+        t = self.thresholds
         results = []
         for other in others:
             # The buyer's mark on this photo, else on the other one: the same damage asked
@@ -1595,7 +1617,7 @@ class ConsistencyDetector(Detector):
                 mark=mark,
                 other_mark=other_mark,
             )
-            if c.verdict == "agrees" and (copies := self._copies(claim, other, c)):
+            if c.verdict == "agrees" and (copies := copies_of_one_picture(claim, other, c, t)):
                 c = dataclasses.replace(
                     c, verdict="cannot_tell", why="one_picture", one_picture_distance=copies[1]
                 )
@@ -1617,20 +1639,6 @@ class ConsistencyDetector(Detector):
         return [
             dataclasses.replace(f, facts={**f.facts, "views_compared": compared}) for f in found
         ]
-
-    def _copies(
-        self, claim: Media, other: Media, c: ViewComparison
-    ) -> tuple[bool, int | None] | None:
-        """Whether two views that agree are copies of one picture, which confirm nothing, with
-        the PDQ distance that says so (None where their finest detail says so instead); None
-        where they are not."""
-        t = self.thresholds
-        copies = one_picture_distance(claim, other)
-        if copies is not None and copies <= t.one_picture_pdq_distance:
-            return True, copies
-        if c.correlation >= t.one_picture_structure and c.fine_correlation >= t.one_picture_fine:
-            return True, None
-        return None
 
     def _decide(self, claim: Media, context: Context, results: list[_Pair]) -> list[Finding]:
         marks = context.damage_marks
