@@ -4,6 +4,7 @@ probes and static files go on."""
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Iterator
@@ -140,8 +141,9 @@ def test_one_credential_presented_differently_is_counted_as_one() -> None:
 
 
 def test_a_key_past_its_rate_gets_429_while_other_keys_and_the_probes_go_on(
-    tmp_path: Path,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="refundlens")
     with running_server(tmp_path / "data", requests_per_minute=60, request_burst=3) as server:
         add_tenants(server, "shop")  # the admin key's first requests
         merchant = server.key("merchant", "shop")
@@ -158,6 +160,18 @@ def test_a_key_past_its_rate_gets_429_while_other_keys_and_the_probes_go_on(
             assert refused.status_code == 429, refused.text
             assert refused.json()["error"]["code"] == "request.rate_limited"
             assert 1 <= int(refused.headers["Retry-After"]) <= 2
+            # The request log names the route the refused request asked for, not "unmatched".
+            deadline = time.time() + 5  # logged once the answer is sent
+            while time.time() < deadline:
+                logged = [
+                    r
+                    for r in caplog.records
+                    if r.getMessage() == "request" and getattr(r, "status", 0) == 429
+                ]
+                if logged:
+                    break
+                time.sleep(0.05)
+            assert [getattr(r, "route", None) for r in logged] == ["/v1/skus"]
         with server.client(other) as client:
             assert client.get("/v1/skus").status_code == 200
         with server.client(merchant) as client:
@@ -187,6 +201,14 @@ def test_a_capture_link_past_its_rate_is_told_in_words_not_json(tmp_path: Path) 
         assert scripted.json()["error"]["code"] == "request.rate_limited"
         # Another link is another credential.
         assert client.get("/web/capture/another-link").status_code != 429
+
+
+def test_a_redis_address_that_is_no_url_is_refused_when_settings_load() -> None:
+    # A walkthrough: without the scheme, serve printed that it was serving, then died with a
+    # traceback from the Redis client.
+    with pytest.raises(SettingsError, match="rate_limit_redis_url"):
+        load_settings(env={"REFUNDLENS_RATE_LIMIT_REDIS_URL": "127.0.0.1:6379/5"})
+    assert load_settings(env={"REFUNDLENS_RATE_LIMIT_REDIS_URL": "redis://127.0.0.1:6379/5"})
 
 
 def test_a_burst_below_one_is_refused_while_requests_are_limited() -> None:

@@ -1223,8 +1223,12 @@ def _operate(settings: Settings) -> None:
     """What a long-running command sets up before anything else: its logs (JSON lines by
     default) and the shared metrics directory (before the first metric is touched)."""
     from . import logs, metrics
+    from .store.private import private_folder
 
     logs.configure(settings.log_level, json_lines=settings.log_format == "json")
+    # The metrics folder is the first thing made in a new data folder: the data folder is made
+    # private first (store/private.py), or mkdir would give it the umask's mode.
+    private_folder(Path(settings.data_dir))
     metrics.configure(settings.metrics_dir or Path(settings.data_dir) / "metrics")
 
 

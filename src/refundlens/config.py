@@ -636,6 +636,12 @@ def load_settings(
         raise SettingsError("setting webhook_timeout_seconds: must be more than 0")
     if values.get("web_sign_in_link_minutes", 1.0) <= 0:
         raise SettingsError("setting web_sign_in_link_minutes: must be more than 0")
+    redis_url = str(values.get("rate_limit_redis_url", ""))
+    if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise SettingsError(
+            "setting rate_limit_redis_url: expected redis://host:port/db, rediss://... or "
+            f"unix://..., got {redis_url!r}"
+        )
     if values.get("requests_per_minute", 1) > 0 and values.get("request_burst", 1) < 1:
         raise SettingsError("setting request_burst: must be at least 1 while requests are limited")
     detector = values.get("ocr_text_detector")

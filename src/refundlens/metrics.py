@@ -33,7 +33,7 @@ def configure(directory: str | os.PathLike[str] | None) -> None:
     """Count into ``directory`` (shared by every process), or in memory when None. Call before
     the first metric is touched: prometheus-client picks its storage at that moment."""
     if directory:
-        Path(directory).mkdir(parents=True, exist_ok=True)
+        Path(directory).mkdir(mode=0o700, parents=True, exist_ok=True)
         os.environ[_ENV] = str(directory)
 
 

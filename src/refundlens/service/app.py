@@ -283,6 +283,14 @@ def create_app(
             if settings.rate_limit_redis_url
             else MemoryLimiter(settings.requests_per_minute, settings.request_burst)
         )
+        log.info(
+            "rate limit: %d requests a minute per credential, %d at once, counted %s",
+            settings.requests_per_minute,
+            settings.request_burst,
+            f"in Redis at {limiter.where}"
+            if isinstance(limiter, RedisLimiter)
+            else "in this process",
+        )
         # Outside the body limit: a credential past its rate is answered before its body is read.
         app.add_middleware(RateLimit, limiter=limiter)
     app.add_middleware(Observe)  # outermost: every answer, the body limit's 413 too

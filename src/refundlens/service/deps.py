@@ -9,6 +9,7 @@ a route that says ``claim: HeldClaim, p: BuyerOrAdmin`` answers 404 before 403, 
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Iterator
 from typing import Annotated, TypeVar
 
@@ -49,6 +50,8 @@ __all__ = [
     "upload_slot",
     "visible_claim",
 ]
+
+log = logging.getLogger(__name__)
 
 
 def _runtime(request: Request) -> Runtime:
@@ -208,6 +211,12 @@ def decode_slot(runtime: Runtime) -> Iterator[None]:
     hundred MB (a small PNG of one colour at ``max_pixels``): concurrent uploads without a bound
     took the API process to gigabytes."""
     if not runtime.upload_work.acquire(timeout=runtime.settings.upload_slot_wait_seconds):
+        log.warning(
+            "upload busy: every one of upload_decode_slots (%d) held for "
+            "upload_slot_wait_seconds (%g)",
+            runtime.settings.upload_decode_slots,
+            runtime.settings.upload_slot_wait_seconds,
+        )
         raise RefundlensError(
             "service.busy", "Other uploads are being decoded; send this one again shortly."
         )

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -38,6 +39,8 @@ from ..runtime import Runtime
 from ..store.interface import FileRef
 from ..store.sql.models import Claim, Order
 from ..store.sql.repositories import SqlStore
+
+log = logging.getLogger(__name__)
 
 __all__ = ["capture_slot", "take_capture"]
 
@@ -55,6 +58,10 @@ def capture_slot(runtime: Runtime, token: str) -> Iterator[None]:
                 "Photos sent on this link are still being checked; wait for that answer.",
             )
         if not runtime.capture_work.acquire(blocking=False):
+            log.warning(
+                "capture busy: every one of capture_decode_slots (%d) held",
+                runtime.settings.capture_decode_slots,
+            )
             raise RefundlensError(
                 "service.busy", "Other live captures are being checked; send again shortly."
             )

@@ -24,6 +24,7 @@ References
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -33,11 +34,12 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.requests import cookie_parser
+from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..metrics import metrics
@@ -135,6 +137,20 @@ class RedisLimiter:
         self.script = self.client.register_script(_GCRA)
         self._warned = 0.0
         self._paused_until = 0.0
+        where = self.client.connection_pool.connection_kwargs
+        self.where = f"{where.get('host', where.get('path', '?'))}:{where.get('port', '')}/{where.get('db', 0)}"
+        """The server and database, never the URL's password: for the log."""
+        try:
+            self.client.ping()
+        except redis.RedisError as exc:
+            # Said at start-up: a mistyped address would otherwise turn the shared limit off
+            # with one warning at the first request.
+            log.warning(
+                "rate limit: Redis at %s does not answer (%s): requests are let through "
+                "uncounted until it does",
+                self.where,
+                exc,
+            )
 
     def admit(self, key: str) -> float:
         import redis
@@ -215,6 +231,7 @@ class RateLimit:
             await self.app(scope, receive, send)
             return
         metrics().errors.labels("request.rate_limited").inc()
+        _name_the_route(scope)
         retry = max(1, math.ceil(wait))
         accept = Headers(scope=scope).get("accept", "")
         if scope.get("path", "").startswith("/web/") and not accept.startswith("application/json"):
@@ -246,3 +263,34 @@ class RateLimit:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+def _name_the_route(scope: Scope) -> None:
+    """Set the route a refused request asked for, as the router would have, so that the request
+    log and the latency histogram name its template (which script is throttled on what), not
+    "unmatched"; where no route matches, ``rate_limited`` (never the path: a capture link's path
+    is its capability). Only for refusals: an admitted request is matched by the router."""
+    app = scope.get("app")
+    found = _matching_route(getattr(getattr(app, "router", None), "routes", ()), scope)
+    scope["route"] = found if found is not None else _Unrouted("rate_limited")
+
+
+def _matching_route(routes: Any, scope: Scope) -> Any:
+    for route in routes:
+        match, child = route.matches(scope)
+        if match != Match.FULL:
+            continue
+        if "route" in child:
+            return child["route"]
+        # FastAPI answers for an included router as one route: its own routes are inside.
+        inner = getattr(getattr(route, "original_router", None), "routes", None)
+        if inner is not None:
+            return _matching_route(inner, scope)
+        if hasattr(route, "path"):
+            return route
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class _Unrouted:
+    path: str

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 import threading
 import time
 from collections import deque
@@ -22,6 +23,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..errors import RefundlensError
 
 __all__ = ["HoldUploadMemory", "UploadMemory", "reserve"]
+
+log = logging.getLogger(__name__)
 
 
 class UploadMemory:
@@ -88,6 +91,14 @@ async def reserve(size: int) -> None:
     try:
         while not memory.try_take(ticket, want):
             if time.monotonic() >= deadline:
+                # service.busy has several causes: the log names this one (docs/operations.md).
+                log.warning(
+                    "upload busy: upload_memory_bytes (%d) held by other uploads for "
+                    "upload_slot_wait_seconds (%g); this one wanted %d",
+                    memory.budget,
+                    memory.wait_seconds,
+                    want,
+                )
                 raise RefundlensError(
                     "service.busy", "Other uploads are being read; send this one again shortly."
                 )

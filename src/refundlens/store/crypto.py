@@ -17,7 +17,7 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from ..config import Settings
 from ..errors import RefundlensError
-from .private import private_folder
+from .private import private_folder, tighten
 
 __all__ = ["PiiCipher"]
 
@@ -39,6 +39,7 @@ class PiiCipher:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as handle:
                 handle.write(Fernet.generate_key())
+        tighten(path)  # a key put back after a restore, as `cat key > pii.key` leaves it
         return cls(path.read_bytes().split())
 
     def seal(self, data: dict[str, Any]) -> bytes:

@@ -14,6 +14,7 @@ import contextlib
 import datetime as dt
 import hmac
 import io
+import logging
 import re
 import threading
 from collections import OrderedDict
@@ -35,6 +36,8 @@ from .. import fields
 from ..auth import Principal, can_see_claim, web_session
 from ..deps import decode_slot
 from ..fields import FieldError, check_id
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "COOKIE",
@@ -128,6 +131,10 @@ def heavy_work(request: Request, user: Principal | None) -> Iterator[None]:
     is free, answer 503 ``service.busy`` with ``Retry-After`` at once (no queue to fill)."""
     runtime = runtime_of(request)
     if not runtime.heavy_work.acquire(blocking=False):
+        log.warning(
+            "page busy: every one of web_heavy_work_slots (%d) held",
+            runtime.settings.web_heavy_work_slots,
+        )
         busy = refused(request, user, "service.busy", 503)
         busy.headers["Retry-After"] = str(runtime.settings.busy_retry_after_seconds)
         raise PageAnswer(busy)
