@@ -532,6 +532,18 @@ def _analyse(case: Case) -> dict[str, Any]:
     }
 
 
+def _copies_counts(test: list[dict[str, Any]]) -> list[str]:
+    """Per family and kind, how many pairs read as copies of one picture."""
+    counts = []
+    for family in ("real", "synthetic"):
+        for kind in ("honest_plain", "honest_damage", "forged_one_only", "forged_independent"):
+            pool = [r for r in test if r["family"] == family and r["kind"] == kind]
+            if pool:
+                copies = sum(bool(r.get("one_picture")) for r in pool)
+                counts.append(f"{family} {kind} {copies} of {len(pool)}")
+    return counts
+
+
 def _direction_verdict(c: Any, claim: Any = None, other: Any = None) -> str:
     """A direction's verdict as routing reads it: ``differs`` where the marked damage differs
     (``marked_damage_differs``, by the rule on windows even where the share over the whole mark
@@ -720,12 +732,7 @@ def report(rows: list[dict[str, Any]], command: str, workers: int, wall: float) 
         "Pairs the product takes for copies of one picture (PDQ, or structure and finest detail "
         "that agree as only copies do: `copies_of_one_picture`), whose agreement it answers "
         "'cannot tell' (test): "
-        + "; ".join(
-            f"{family} {kind} {sum(bool(r.get('one_picture')) for r in rows)} of {len(rows)}"
-            for family in ("real", "synthetic")
-            for kind in ("honest_plain", "honest_damage", "forged_one_only", "forged_independent")
-            if (rows := [r for r in test if r["family"] == family and r["kind"] == kind])
-        )
+        + "; ".join(_copies_counts(test))
         + ". The synthetic second view is the first photo's own pixels seen through a homography.",
         "",
         "## Operating points (test)",
