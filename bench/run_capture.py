@@ -408,17 +408,21 @@ def _analyse(case: Case) -> dict[str, Any]:
     ba = compare_views(b.analysis, a.analysis)
     seconds = time.process_time() - start
     # Views the product takes for copies of one picture confirm nothing (the detector's
-    # one_picture): what they would agree on is "cannot tell", as the product answers.
-    one_picture = bool(copies_of_one_picture(a, b, ab) or copies_of_one_picture(b, a, ba))
+    # one_picture): what they would agree on is "cannot tell", as the product answers, each
+    # direction asked with its own comparison as the detector asks it.
+    copies = {
+        "ab": bool(copies_of_one_picture(a, b, ab)),
+        "ba": bool(copies_of_one_picture(b, a, ba)),
+    }
 
-    def _verdict(c: Any) -> str:
+    def _verdict(c: Any, direction: str) -> str:
         v = _direction_verdict(c)
-        return "cannot_tell" if v == "agrees" and one_picture else v
+        return "cannot_tell" if v == "agrees" and copies[direction] else v
 
     per_threshold = {}
     for t in GRID:
         th = dataclasses.replace(DEFAULT_THRESHOLDS, difference=t)
-        v1, v2 = _verdict(judge(ab, th)), _verdict(judge(ba, th))
+        v1, v2 = _verdict(judge(ab, th), "ab"), _verdict(judge(ba, th), "ba")
         if "missing" in (v1, v2):
             per_threshold[str(t)] = "flagged"
         elif "agrees" in (v1, v2):
@@ -437,7 +441,7 @@ def _analyse(case: Case) -> dict[str, Any]:
         one = judge(ab, th, mark=box)
         other = cv2.resize(box.astype(np.uint8), work_shape(a.analysis)[::-1]) > 0
         two = judge(ba, th, other_mark=other)
-        return [(_verdict(one), one.mark_change), (_verdict(two), two.mark_change)]
+        return [(_verdict(one, "ab"), one.mark_change), (_verdict(two, "ba"), two.mark_change)]
 
     def with_box(box: np.ndarray, th: Any) -> str:
         (v1, _), (v2, _) = directions(box, th)
@@ -521,7 +525,7 @@ def _analyse(case: Case) -> dict[str, Any]:
         "shared": round(min(ab.shared_fraction, ba.shared_fraction), 3),
         "correlation": round(min(ab.correlation, ba.correlation), 3),
         "why": sorted({ab.why, ba.why} - {""}),
-        "one_picture": one_picture,
+        "one_picture": copies["ab"] or copies["ba"],
         "verdicts": per_threshold,
         "marked": marked,
         "gamed": gamed,

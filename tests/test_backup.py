@@ -223,6 +223,8 @@ def test_the_data_and_its_backup_are_readable_by_the_service_user_only(tmp_path:
         assert _cli(env, "db", "upgrade")[0] == 0
         settings = Settings(data_dir=str(data_dir), database_url="")
         PiiCipher.from_settings(settings)
+        (tmp_path / "secrets").mkdir()
+        (tmp_path / "secrets" / "pii.key").write_bytes((data_dir / "pii.key").read_bytes())
         BlobStore(data_dir / "blobs").put(b"a photo")
         database = Database(settings)
         with database.session() as session:  # a write: SQLite makes its -wal file
@@ -240,9 +242,28 @@ def test_the_data_and_its_backup_are_readable_by_the_service_user_only(tmp_path:
         # A database an earlier release made under the umask is made private when opened, and
         # a PII key put back by `cat key > pii.key` when it is read.
         (data_dir / "refundlens.db").chmod(0o644)
+        key = (tmp_path / "secrets" / "pii.key").read_bytes()
+        (data_dir / "pii.key").write_bytes(key)  # put back as `cat key > pii.key` does
         (data_dir / "pii.key").chmod(0o644)
         Database(settings).dispose()
         PiiCipher.from_settings(settings)
         assert others_can_read(data_dir) == []
     finally:
         os.umask(before)
+
+
+def test_a_linked_file_is_not_made_private_through_its_link(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import os
+
+    from refundlens.store.private import tighten
+
+    target = tmp_path / "elsewhere.db"
+    target.write_bytes(b"")
+    target.chmod(0o644)
+    link = tmp_path / "refundlens.db"
+    link.symlink_to(target)
+    tighten(link)
+    assert os.stat(target).st_mode & 0o777 == 0o644  # a link's target is the operator's
+    assert "is a link" in caplog.text

@@ -184,7 +184,10 @@ def test_a_key_past_its_rate_gets_429_while_other_keys_and_the_probes_go_on(
             assert client.get("/v1/skus").status_code == 200
 
 
-def test_a_capture_link_past_its_rate_is_told_in_words_not_json(tmp_path: Path) -> None:
+def test_a_capture_link_past_its_rate_is_told_in_words_not_json(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="refundlens")
     with (
         running_server(tmp_path / "data", requests_per_minute=60, request_burst=2) as server,
         server.client() as client,
@@ -201,6 +204,14 @@ def test_a_capture_link_past_its_rate_is_told_in_words_not_json(tmp_path: Path) 
         assert scripted.json()["error"]["code"] == "request.rate_limited"
         # Another link is another credential.
         assert client.get("/web/capture/another-link").status_code != 429
+        # Logged under the page's template with its prefix, never the link itself.
+        time.sleep(0.2)
+        routes = {
+            getattr(r, "route", None)
+            for r in caplog.records
+            if r.getMessage() == "request" and getattr(r, "status", 0) == 429
+        }
+        assert routes == {"/web/capture/{token}"}
 
 
 def test_a_redis_address_that_is_no_url_is_refused_when_settings_load() -> None:

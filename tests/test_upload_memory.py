@@ -146,3 +146,24 @@ def test_claims_larger_than_the_budget_are_taken_one_after_another(tmp_path: Pat
         for n in range(2):
             order = order_for(server, merchant, sku, "b1", f"o-{n}")
             assert file_claim(server, buyer, order)["state"] in ("submitted", "analysing")
+
+
+def test_a_form_of_too_many_parts_is_refused_before_any_route_reads_it(tmp_path: Path) -> None:
+    # Text fields are never spooled to disk: Starlette's defaults let a form keep 1000 of 1 MB
+    # in memory before any route could reserve them (a review).
+    with running_server(tmp_path / "data") as server:
+        add_tenants(server, "shop")
+        merchant = server.key("merchant", "shop")
+        photo = [("photos", ("a.jpg", b"x", "image/jpeg"))]
+        with server.client(merchant) as client:
+            fields = {"external_id": "mug"} | {f"f{i}": "x" for i in range(40)}
+            many_fields = client.post("/v1/skus", data=fields, files=photo)
+            big_field = client.post(
+                "/v1/skus", data={"external_id": "mug", "title": "x" * 70_000}, files=photo
+            )
+            files = [("photos", (f"{i}.jpg", b"x", "image/jpeg")) for i in range(40)]
+            many_files = client.post("/v1/skus", data={"external_id": "mug"}, files=files)
+            for answer in (many_fields, big_field, many_files):
+                assert answer.status_code == 400, answer.text
+                assert answer.json()["error"]["code"] == "request.malformed"
+            assert client.get("/v1/skus").json()["items"] == []

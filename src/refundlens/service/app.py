@@ -14,6 +14,7 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TypedDict
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -40,6 +41,7 @@ from .deps import may_see_facts
 from .headers import SecurityHeaders
 from .observe import Observe
 from .rate_limit import MemoryLimiter, RateLimit, RateLimiter, RedisLimiter
+from .route_names import template_of
 from .routes import ROUTERS
 from .schemas import ErrorOut
 from .upload_memory import HoldUploadMemory, UploadMemory
@@ -132,6 +134,31 @@ def _error(
     return JSONResponse({"error": error}, status_code=status)
 
 
+FORM_FIELD_BYTES = 64 * 1024
+"""The largest text field of a form (the longest, a statement of 8000 characters, is 24 KB in
+UTF-8); a file part larger than this is spooled to disk as it arrives."""
+
+
+class FormLimits(TypedDict, total=False):
+    """FastAPI's ``form_limits``."""
+
+    max_files: int
+    max_fields: int
+    max_part_size: int
+
+
+def form_limits(settings: Settings) -> FormLimits:
+    """FastAPI's limits on a form's parts: two files more than the largest upload takes (so that
+    the route can say "too many" with its own code), 30 text fields, each at most
+    ``FORM_FIELD_BYTES``."""
+    files = max(
+        settings.max_photos_per_claim + settings.max_videos_per_claim,
+        settings.max_references_per_sku,
+        settings.capture_max_photos + 1,
+    )
+    return {"max_files": files + 2, "max_fields": 30, "max_part_size": FORM_FIELD_BYTES}
+
+
 def create_app(
     settings: Settings | None = None, *, dispatcher: Dispatcher | None = None
 ) -> FastAPI:
@@ -154,6 +181,9 @@ def create_app(
         lifespan=lifespan,
         description="After-sales claim photos checked for forgery; people decide.",
         # Swagger UI and ReDoc load a CDN's script on this origin: only where asked for.
+        # What a form may hold before any route reads it: every text field stays in memory
+        # (Starlette's defaults allow 1000 of 1 MB each, a review), files go to disk past 64 KB.
+        form_limits=form_limits(settings),
         docs_url="/docs" if settings.api_doc_pages else None,
         redoc_url="/redoc" if settings.api_doc_pages else None,
         responses={
@@ -192,7 +222,7 @@ def create_app(
         # rolled back), so the client may simply send it again.
         # The route's template, never the path: a capture or sign-in link's path is its
         # capability.
-        route = getattr(request.scope.get("route"), "path", None) or "unmatched"
+        route = template_of(request.scope)
         log.warning("%s %s: database busy or unreachable: %s", request.method, route, exc)
         err = RefundlensError(
             "service.busy", "The database is busy or unreachable; send the request again shortly."
@@ -209,7 +239,7 @@ def create_app(
         # A phone that lost its network, or a buyer who closed the tab, mid-upload: nothing was
         # stored and no one reads the answer. Not a server error (it was logged as a 500 with
         # its traceback: a walkthrough); counted, and logged at INFO with the route's template.
-        route = getattr(request.scope.get("route"), "path", None) or "unmatched"
+        route = template_of(request.scope)
         log.info("%s %s: the client went away before its upload ended", request.method, route)
         return _error("request.client_gone", "The client went away before its request ended.", 400)
 
@@ -267,10 +297,10 @@ def create_app(
         + settings.max_body_bytes,
         signed_in=signed_in,
     )
-    # A multipart part of up to 1 MB stays in memory (Starlette's default spool), before any
-    # route can reserve it: a form of 150 small files held 150 MB (a review). From 64 KB a part
-    # goes to disk, so the at most 1000 files of a form hold 64 MB.
-    MultiPartParser.spool_max_size = 64 * 1024
+    # A file part of up to 1 MB stayed in memory (Starlette's default spool) before any route
+    # could reserve it: a form of 150 small files held 150 MB (a review). From 64 KB a file goes
+    # to disk as it arrives; with form_limits a form holds at most about 3 MB in memory.
+    MultiPartParser.spool_max_size = FORM_FIELD_BYTES
     app.add_middleware(
         HoldUploadMemory,
         memory=UploadMemory(settings.upload_memory_bytes, settings.upload_slot_wait_seconds),

@@ -16,6 +16,7 @@ from typing import Any
 
 from .. import logs
 from ..metrics import metrics
+from .route_names import template_of
 
 __all__ = ["Observe"]
 
@@ -55,8 +56,7 @@ class Observe:
                 await self.app(scope, receive, send_with_id)
             finally:
                 seconds = time.perf_counter() - started
-                route = scope.get("route")
-                template = getattr(route, "path", None) or "unmatched"
+                template = template_of(scope)
                 method = scope.get("method", "")
                 # The server takes any token as a method: anything else than the standard ones
                 # is one label value, or anyone could add series without end.

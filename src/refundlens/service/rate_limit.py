@@ -34,15 +34,15 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.requests import cookie_parser
-from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..metrics import metrics
+from .route_names import matching_route
 
 __all__ = ["MemoryLimiter", "RateLimit", "RateLimiter", "RedisLimiter", "credential_of"]
 
@@ -268,27 +268,10 @@ class RateLimit:
 def _name_the_route(scope: Scope) -> None:
     """Set the route a refused request asked for, as the router would have, so that the request
     log and the latency histogram name its template (which script is throttled on what), not
-    "unmatched"; where no route matches, ``rate_limited`` (never the path: a capture link's path
-    is its capability). Only for refusals: an admitted request is matched by the router."""
-    app = scope.get("app")
-    found = _matching_route(getattr(getattr(app, "router", None), "routes", ()), scope)
+    "unmatched"; where no route matches, ``rate_limited``. Only for refusals: an admitted
+    request is matched by the router itself."""
+    found = matching_route(scope)
     scope["route"] = found if found is not None else _Unrouted("rate_limited")
-
-
-def _matching_route(routes: Any, scope: Scope) -> Any:
-    for route in routes:
-        match, child = route.matches(scope)
-        if match != Match.FULL:
-            continue
-        if "route" in child:
-            return child["route"]
-        # FastAPI answers for an included router as one route: its own routes are inside.
-        inner = getattr(getattr(route, "original_router", None), "routes", None)
-        if inner is not None:
-            return _matching_route(inner, scope)
-        if hasattr(route, "path"):
-            return route
-    return None
 
 
 @dataclasses.dataclass(frozen=True)
