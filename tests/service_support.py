@@ -33,6 +33,26 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+REDIS = os.environ.get("REFUNDLENS_TEST_REDIS", "redis://127.0.0.1:6379/11")
+
+
+def redis_for_test() -> str:
+    """The test Redis, emptied; a skip with the reason where none is reachable, a failure
+    where CI is set (CI runs one)."""
+    try:
+        import redis
+
+        reachable = bool(redis.Redis.from_url(REDIS, socket_connect_timeout=2).ping())
+    except Exception:
+        reachable = False
+    if not reachable:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set but Redis at {REDIS} is not reachable")
+        pytest.skip(f"Redis not reachable at {REDIS} (set REFUNDLENS_TEST_REDIS); CI runs it")
+    redis.Redis.from_url(REDIS).flushdb()
+    return REDIS
+
+
 def postgres_reachable() -> bool:
     try:
         import psycopg

@@ -5,9 +5,7 @@ probes and static files go on."""
 from __future__ import annotations
 
 import logging
-import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,18 +20,7 @@ from refundlens.service.rate_limit import (
 )
 from refundlens.service.web.common import COOKIE
 
-from .service_support import add_tenants, running_server
-
-REDIS = os.environ.get("REFUNDLENS_TEST_REDIS", "redis://127.0.0.1:6379/11")
-
-
-def _redis_up() -> bool:
-    try:
-        import redis
-
-        return bool(redis.Redis.from_url(REDIS, socket_connect_timeout=2).ping())
-    except Exception:
-        return False
+from .service_support import add_tenants, redis_for_test, running_server
 
 
 class _Clock:
@@ -72,15 +59,8 @@ def test_made_up_credentials_cannot_grow_the_memory_without_bound() -> None:
 
 
 @pytest.fixture
-def shared() -> Iterator[str]:
-    if not _redis_up():
-        if os.environ.get("CI"):
-            pytest.fail(f"CI is set but Redis at {REDIS} is not reachable")
-        pytest.skip(f"Redis not reachable at {REDIS} (set REFUNDLENS_TEST_REDIS); CI runs it")
-    import redis
-
-    redis.Redis.from_url(REDIS).flushdb()
-    yield REDIS
+def shared() -> str:
+    return redis_for_test()
 
 
 def test_processes_sharing_redis_share_one_limit(shared: str) -> None:

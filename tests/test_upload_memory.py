@@ -13,26 +13,38 @@ from refundlens.service.upload_memory import HoldUploadMemory, UploadMemory, res
 from .service_support import add_tenants, file_claim, listed_sku, order_for, running_server
 
 
-def _serve(memory: UploadMemory, size: int, hold: float, outcomes: list[str]):  # type: ignore[no-untyped-def]
-    """One request through the middleware whose route reserves ``size`` bytes, then works for
-    ``hold`` seconds."""
+def _serve(  # type: ignore[no-untyped-def]
+    memory: UploadMemory,
+    size: int,
+    hold: float,
+    outcomes: list[str],
+    *,
+    files: int = 1,
+    body: int = 0,
+):
+    """One request of ``body`` bytes through the middleware, whose route reads ``files`` files
+    of ``size`` bytes each (reserving before each), then works for ``hold`` seconds."""
 
     async def route(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
-        try:
-            await reserve(size)
-        except RefundlensError as exc:
-            outcomes.append(exc.code)
-            return
-        outcomes.append(f"read {size}")
+        await receive()  # the form is parsed before the route runs
+        for _ in range(files):
+            try:
+                await reserve(size)
+            except RefundlensError as exc:
+                outcomes.append(exc.code)
+                return
+            outcomes.append(f"read {size}")
+        if files > 1:
+            outcomes.append(f"holding {memory.used}")
         await asyncio.sleep(hold)
 
-    async def nothing():  # type: ignore[no-untyped-def]
-        return {"type": "http.request", "body": b""}
+    async def arrive():  # type: ignore[no-untyped-def]
+        return {"type": "http.request", "body": b"x" * body}
 
     async def ignore(_message) -> None:  # type: ignore[no-untyped-def]
         return None
 
-    return HoldUploadMemory(route, memory=memory)({"type": "http"}, nothing, ignore)
+    return HoldUploadMemory(route, memory=memory)({"type": "http"}, arrive, ignore)
 
 
 def test_a_request_without_room_waits_then_is_busy_and_room_comes_back() -> None:
@@ -78,31 +90,7 @@ def test_a_request_reserves_once_for_all_its_files_and_never_more_than_the_budge
     # file left no room for its second, on an idle server, every time (a review).
     memory = UploadMemory(budget=100, wait_seconds=0.2)
     outcomes: list[str] = []
-
-    async def route(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
-        for size in (60, 60):
-            try:
-                await reserve(size)
-            except RefundlensError as exc:
-                outcomes.append(exc.code)
-                return
-            outcomes.append(f"read {size}")
-        outcomes.append(f"holding {memory.used}")
-
-    async def body():  # type: ignore[no-untyped-def]
-        return {"type": "http.request", "body": b"x" * 120}
-
-    async def ignore(_message) -> None:  # type: ignore[no-untyped-def]
-        return None
-
-    async def scenario() -> None:
-        async def read_then_route(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
-            await receive()  # the form is parsed before the route runs
-            await route(scope, receive, send)
-
-        await HoldUploadMemory(read_then_route, memory=memory)({"type": "http"}, body, ignore)
-
-    asyncio.run(scenario())
+    asyncio.run(_serve(memory, 60, 0.0, outcomes, files=2, body=120))
     assert outcomes == ["read 60", "read 60", "holding 100"]
     assert memory.used == 0
 

@@ -24,32 +24,16 @@ from refundlens.store import BlobStore, Database
 from refundlens.store.sql.models import Assessment, Claim, Order, Tenant, utcnow
 from refundlens.store.sql.repositories import SqlStore
 
+from .service_support import redis_for_test
+
 # With a database server, `refundlens worker` seals personal data with a key from the
 # environment (it refuses the data folder's key file): these tests' own setup uses it too.
 PII_KEY = "kT8C0Jm4a1tUK5y8uGQZ2m3JpZcQx0a6m0vJ3m1yQ0E="
 
-REDIS = os.environ.get("REFUNDLENS_TEST_REDIS", "redis://127.0.0.1:6379/11")
-
-
-def _redis_up() -> bool:
-    try:
-        import redis
-
-        return bool(redis.Redis.from_url(REDIS, socket_connect_timeout=2).ping())
-    except Exception:
-        return False
-
 
 @pytest.fixture
 def broker() -> str:
-    if not _redis_up():
-        if os.environ.get("CI"):
-            pytest.fail(f"CI is set but Redis at {REDIS} is not reachable")
-        pytest.skip(f"Redis not reachable at {REDIS} (set REFUNDLENS_TEST_REDIS); CI runs it")
-    import redis
-
-    redis.Redis.from_url(REDIS).flushdb()
-    return REDIS
+    return redis_for_test()
 
 
 def _big_claim() -> bytes:
