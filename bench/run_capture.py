@@ -411,8 +411,8 @@ def _analyse(case: Case) -> dict[str, Any]:
     # one_picture): what they would agree on is "cannot tell", as the product answers, each
     # direction asked with its own comparison as the detector asks it.
     copies = {
-        "ab": bool(copies_of_one_picture(a, b, ab)),
-        "ba": bool(copies_of_one_picture(b, a, ba)),
+        "ab": bool(copies_of_one_picture(a, b, ab, reverse=lambda: ba)),
+        "ba": bool(copies_of_one_picture(b, a, ba, reverse=lambda: ab)),
     }
 
     def _verdict(c: Any, direction: str) -> str:
@@ -553,11 +553,17 @@ def _direction_verdict(c: Any, claim: Any = None, other: Any = None) -> str:
     (``marked_damage_differs``, by the rule on windows even where the share over the whole mark
     is freed), which vetoes any other direction's confirmation; with the two views given,
     ``cannot_tell`` where they would agree but are copies of one picture."""
-    from refundlens.detectors.consistency import copies_of_one_picture
+    from refundlens.detectors.consistency import compare_views, copies_of_one_picture
 
     if c.why == "marked_damage_differs":
         return "differs"
-    if c.verdict == "agrees" and claim is not None and copies_of_one_picture(claim, other, c):
+    if (
+        c.verdict == "agrees"
+        and claim is not None
+        and copies_of_one_picture(
+            claim, other, c, reverse=lambda: compare_views(other.analysis, claim.analysis)
+        )
+    ):
         return "cannot_tell"
     return str(c.verdict)
 

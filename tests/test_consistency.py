@@ -809,3 +809,32 @@ def test_a_copy_of_one_photo_confirms_nothing_but_damage_painted_into_one_copy_i
     edited = copy(painted, "edited.jpg", 93)
     found = ConsistencyDetector().analyze(edited, Context(views=(again,)))
     assert [f.code for f in found] == ["consistency.damage_missing_in_other_view"]
+
+
+def test_copies_are_asked_both_ways_where_one_direction_comes_near_the_rule() -> None:
+    # Each photo of a claim is asked against the other, and either direction's agreement
+    # confirms the claim: a copy turned a few degrees read 0.96 one way and 0.93 the other on
+    # real photos, so the answer must not depend on the direction.
+    from refundlens.detectors._consistency_examples import pair
+    from refundlens.detectors.consistency import copies_of_one_picture
+
+    claim, context = pair("same")
+    other = context.views[0]  # a new exposure: PDQ far apart
+    c = compare_views(claim.analysis, other.analysis)
+    near = dataclasses.replace(c, correlation=0.99, fine_correlation=0.93)
+    asked: list[str] = []
+
+    def reverse(fine: float):  # type: ignore[no-untyped-def]
+        def ask():  # type: ignore[no-untyped-def]
+            asked.append("reverse")
+            return dataclasses.replace(c, correlation=0.99, fine_correlation=fine)
+
+        return ask
+
+    assert copies_of_one_picture(claim, other, near, reverse=reverse(0.96)) == (True, None)
+    assert copies_of_one_picture(claim, other, near, reverse=reverse(0.94)) is None
+    assert asked == ["reverse", "reverse"]
+    far = dataclasses.replace(c, correlation=0.99, fine_correlation=0.85)
+    assert copies_of_one_picture(claim, other, far, reverse=reverse(0.99)) is None
+    assert asked == ["reverse", "reverse"]  # not asked: too far from the rule to be a copy
+    assert copies_of_one_picture(claim, other, near) is None  # no other direction to ask

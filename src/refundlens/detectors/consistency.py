@@ -47,7 +47,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
 import cv2
@@ -268,6 +268,12 @@ class Thresholds:
     exposures of one surface share its print but not their finest detail: sensor noise,
     demosaicing and the sub-pixel phase of each sampling differ, and a real object never aligns
     by one homography to a fraction of a pixel."""
+    one_picture_fine_margin: float = 0.05
+    """Where views agree with structure at ``one_picture_structure`` and their finest detail
+    within this of ``one_picture_fine``, the other direction's comparison is asked too (one
+    more comparison, only then): the finest detail after warping differs by a few hundredths
+    between directions, and either direction's agreement confirms a claim
+    (:func:`copies_of_one_picture`)."""
     max_reference_views: int = 3
     """References of the SKU compared with the marked photo, in the order given (each costs one
     comparison, about 0.35 s of a core at ``WORK_SIDE``); only when views agree on a mark."""
@@ -1385,20 +1391,45 @@ def one_picture_distance(a: Media, b: Media, min_quality: int = 50) -> int | Non
 
 
 def copies_of_one_picture(
-    claim: Media, other: Media, c: ViewComparison, thresholds: Thresholds = DEFAULT_THRESHOLDS
+    claim: Media,
+    other: Media,
+    c: ViewComparison,
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
+    *,
+    reverse: Callable[[], ViewComparison] | None = None,
 ) -> tuple[bool, int | None] | None:
     """Whether ``claim`` and ``other`` (compared in ``c``) are copies of one picture, whose
-    agreement confirms nothing: (True, the PDQ distance) where PDQ says so
+    agreement confirms nothing: (True, the PDQ distance) where PDQ says so in either direction
     (``one_picture_pdq_distance``), (True, None) where their structure and finest detail say so
-    (``one_picture_structure``, ``one_picture_fine``), None where they are not."""
-    copies = one_picture_distance(claim, other)
+    (``one_picture_structure``, ``one_picture_fine``), None where they are not.
+
+    A claim with two photos asks each against the other, and either direction's agreement
+    confirms the claim: the answer must not depend on the direction. PDQ is asked both ways;
+    the finest detail, measured after warping one view onto the other, can differ by a few
+    hundredths between directions (a copy turned a few degrees: 0.96 one way, 0.93 the other),
+    so where this direction comes within ``one_picture_fine_margin`` of the rule, ``reverse``
+    (the other direction's comparison) is asked too."""
+    distances = [
+        d
+        for d in (one_picture_distance(claim, other), one_picture_distance(other, claim))
+        if d is not None
+    ]
+    copies = min(distances) if distances else None
     if copies is not None and copies <= thresholds.one_picture_pdq_distance:
         return True, copies
-    if (
-        c.correlation >= thresholds.one_picture_structure
-        and c.fine_correlation >= thresholds.one_picture_fine
-    ):
+    if c.correlation < thresholds.one_picture_structure:
+        return None
+    if c.fine_correlation >= thresholds.one_picture_fine:
         return True, None
+    if reverse is not None and c.fine_correlation >= (
+        thresholds.one_picture_fine - thresholds.one_picture_fine_margin
+    ):
+        back = reverse()
+        if (
+            back.correlation >= thresholds.one_picture_structure
+            and back.fine_correlation >= thresholds.one_picture_fine
+        ):
+            return True, None
     return None
 
 
@@ -1617,7 +1648,15 @@ class ConsistencyDetector(Detector):
                 mark=mark,
                 other_mark=other_mark,
             )
-            if c.verdict == "agrees" and (copies := copies_of_one_picture(claim, other, c, t)):
+            if c.verdict == "agrees" and (
+                copies := copies_of_one_picture(
+                    claim,
+                    other,
+                    c,
+                    t,
+                    reverse=lambda: compare_views(other.analysis, claim.analysis, thresholds=t),  # noqa: B023
+                )
+            ):
                 c = dataclasses.replace(
                     c, verdict="cannot_tell", why="one_picture", one_picture_distance=copies[1]
                 )
