@@ -1,13 +1,16 @@
 """Requests per credential (service/rate_limit.py): a key, a web session or a capture link past
 its rate is answered 429 with Retry-After before its body is read; other credentials, the
-probes and static files go on."""
+probes and static files go on. Requests with no credential, and credentials refused, are
+counted by the client's address."""
 
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from refundlens.config import SettingsError, load_settings
@@ -16,6 +19,7 @@ from refundlens.service.rate_limit import (
     MemoryLimiter,
     RateLimiter,
     RedisLimiter,
+    address_of,
     credential_of,
 )
 from refundlens.service.web.common import COOKIE
@@ -209,5 +213,130 @@ def test_a_burst_below_one_is_refused_while_requests_are_limited() -> None:
         load_settings(
             env={"REFUNDLENS_REQUEST_BURST": "0", "REFUNDLENS_REQUESTS_PER_MINUTE": "0"}
         ).requests_per_minute
+        == 0
+    )
+
+
+def test_asking_without_charging_counts_nothing() -> None:
+    clock = _Clock()
+    limiter = MemoryLimiter(per_minute=60, burst=2, clock=clock)
+    assert [limiter.admit("a", charge=False) for _ in range(5)] == [0.0] * 5
+    assert [limiter.admit("a") for _ in range(2)] == [0.0, 0.0]
+    assert limiter.admit("a", charge=False) == pytest.approx(1.0)
+    clock.now += 1.0
+    assert limiter.admit("a", charge=False) == 0.0
+    assert limiter.admit("a") == 0.0 and limiter.admit("a", charge=False) > 0
+
+
+def test_asking_redis_without_charging_counts_nothing(shared: str) -> None:
+    limiter = RedisLimiter(shared, per_minute=60, burst=2)
+    key = "address:test-" + secrets.token_hex(4)
+    assert [limiter.admit(key, charge=False) for _ in range(5)] == [0.0] * 5
+    assert [limiter.admit(key) == 0.0 for _ in range(3)] == [True, True, False]
+    assert limiter.admit(key, charge=False) > 0
+
+
+def test_an_address_is_counted_as_one_subscriber_has_it() -> None:
+    def of(host: str | None) -> str:
+        return address_of({"type": "http", "client": (host, 1) if host else None})
+
+    assert of("203.0.113.7") == "address:203.0.113.7"
+    # One IPv6 subscriber is given a /64 and may pick any address in it.
+    assert of("2001:db8:1:2::1") == of("2001:db8:1:2:ffff::9") == "address:2001:db8:1:2::/64"
+    assert of("2001:db8:1:3::1") != of("2001:db8:1:2::1")
+    assert of("::ffff:203.0.113.7") == "address:203.0.113.7"
+    assert of(None) == "address:unknown"
+    assert of("testclient") == "address:testclient"
+
+
+def _made_up_key() -> str:
+    return f"rlk_{secrets.token_hex(8)}.{secrets.token_urlsafe(12)}"
+
+
+def test_made_up_keys_are_held_back_by_address_and_a_key_seen_accepted_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A review: each request with a new made-up key was a bucket of its own, so a client could
+    make the service look keys up without bound."""
+    from refundlens.service import deps
+
+    looked_up = []
+    authenticate = deps.authenticate
+
+    def counting(session: object, header: str | None) -> object:
+        looked_up.append(header)
+        return authenticate(session, header)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(deps, "authenticate", counting)
+    with running_server(
+        tmp_path / "data", anonymous_requests_per_minute=60, anonymous_request_burst=3
+    ) as server:
+        add_tenants(server, "shop")
+        merchant = server.key("merchant", "shop")
+        with server.client(merchant) as client:
+            assert client.get("/v1/skus").status_code == 200  # seen accepted
+        looked_up.clear()
+        codes = []
+        for _ in range(6):
+            with server.client(_made_up_key()) as client:
+                codes.append(client.get("/v1/skus").status_code)
+        assert codes == [401, 401, 401, 429, 429, 429]
+        assert len(looked_up) == 3  # the refused ones cost no lookup
+        with server.client(_made_up_key()) as client:
+            refused = client.get("/v1/skus")
+        assert refused.json()["error"]["code"] == "request.rate_limited"
+        assert 1 <= int(refused.headers["Retry-After"]) <= 2
+        # The key the process saw accepted is not held back by its address's refusals.
+        with server.client(merchant) as client:
+            assert client.get("/v1/skus").status_code == 200
+        # Once the address has a place again, a key is looked up again.
+        time.sleep(1.1)
+        with server.client(_made_up_key()) as client:
+            assert client.get("/v1/skus").status_code == 401
+
+
+def test_requests_without_a_credential_and_refused_sessions_and_links_count_by_address(
+    tmp_path: Path,
+) -> None:
+    with running_server(
+        tmp_path / "data", anonymous_requests_per_minute=60, anonymous_request_burst=4
+    ) as server:
+        add_tenants(server, "shop")
+        merchant = server.key("merchant", "shop")
+        with server.client(merchant) as client:
+            assert client.get("/v1/skus").status_code == 200
+        with httpx.Client(base_url=server.url, follow_redirects=False) as browser:
+            # Two sign-in pages, then made-up sessions and links: each takes a place.
+            assert browser.get("/web/login").status_code == 200
+            assert browser.get("/v1/skus").status_code == 401  # no key: no lookup, counted
+            queue = browser.get(
+                "/web/queue", headers={"cookie": f"{COOKIE}={secrets.token_urlsafe(32)}"}
+            )
+            assert queue.status_code == 303  # to the login page: the session is unknown
+            assert browser.get(f"/web/enter/{secrets.token_urlsafe(32)}").status_code == 404
+            # The address has no place left: a page says so in words, an API call in JSON.
+            page = browser.get("/web/login")
+            assert page.status_code == 429 and "Too many requests" in page.text
+            link = browser.get(f"/web/capture/{secrets.token_urlsafe(32)}")
+            assert link.status_code == 429
+            assert browser.get("/v1/skus").json()["error"]["code"] == "request.rate_limited"
+            # Not counted: the probes and static files.
+            assert browser.get("/healthz").status_code == 200
+            assert browser.get("/web/static/refundlens.css").status_code != 429
+        # A key seen accepted goes on from the same address.
+        with server.client(merchant) as client:
+            assert client.get("/v1/skus").status_code == 200
+
+
+def test_an_anonymous_burst_below_one_is_refused_while_requests_are_limited() -> None:
+    with pytest.raises(SettingsError, match="anonymous_request_burst"):
+        load_settings(env={"REFUNDLENS_ANONYMOUS_REQUEST_BURST": "0"})
+    assert (
+        load_settings(
+            env={
+                "REFUNDLENS_ANONYMOUS_REQUEST_BURST": "0",
+                "REFUNDLENS_ANONYMOUS_REQUESTS_PER_MINUTE": "0",
+            }
+        ).anonymous_requests_per_minute
         == 0
     )

@@ -395,6 +395,16 @@ class Settings:
     request_burst: int = 300
     """Requests one credential may make at once, above ``requests_per_minute``. A claim's page
     loads fifty-odd pictures, each a request of the reviewer's session."""
+    anonymous_requests_per_minute: int = 120
+    """Requests one client address may make in a minute, sustained, that present no credential
+    (the sign-in page, a sign-in link, a request without a key, an unknown path) or whose
+    credential is refused (an unknown or revoked key, an expired session or link); more are
+    answered 429 ``request.rate_limited``. While an address is past it, credentials it presents
+    that this process has not seen accepted are answered 429 without a lookup; those seen
+    accepted go on. 0: no limit. Behind a reverse proxy the address is the proxy's unless it is
+    named in uvicorn's ``FORWARDED_ALLOW_IPS``."""
+    anonymous_request_burst: int = 60
+    """Requests one client address may make at once above ``anonymous_requests_per_minute``."""
     rate_limit_redis_url: str = ""
     """Redis (``redis://host:6379/2``) that every API process counts requests in, so that a
     credential's limit holds across them; empty: each process counts its own (N processes let
@@ -644,6 +654,13 @@ def load_settings(
         )
     if values.get("requests_per_minute", 1) > 0 and values.get("request_burst", 1) < 1:
         raise SettingsError("setting request_burst: must be at least 1 while requests are limited")
+    if (
+        values.get("anonymous_requests_per_minute", 1) > 0
+        and values.get("anonymous_request_burst", 1) < 1
+    ):
+        raise SettingsError(
+            "setting anonymous_request_burst: must be at least 1 while requests are limited"
+        )
     detector = values.get("ocr_text_detector")
     if detector is not None and detector not in OCR_TEXT_DETECTORS:
         raise SettingsError(

@@ -305,24 +305,39 @@ def create_app(
         HoldUploadMemory,
         memory=UploadMemory(settings.upload_memory_bytes, settings.upload_slot_wait_seconds),
     )
-    if settings.requests_per_minute > 0:
-        limiter: RateLimiter = (
-            RedisLimiter(
-                settings.rate_limit_redis_url, settings.requests_per_minute, settings.request_burst
-            )
-            if settings.rate_limit_redis_url
-            else MemoryLimiter(settings.requests_per_minute, settings.request_burst)
-        )
+    limiter = _limiter(settings, settings.requests_per_minute, settings.request_burst)
+    anonymous = _limiter(
+        settings, settings.anonymous_requests_per_minute, settings.anonymous_request_burst
+    )
+    if limiter is not None or anonymous is not None:
         log.info(
-            "rate limit: %d requests a minute per credential, %d at once, counted %s",
-            settings.requests_per_minute,
-            settings.request_burst,
-            f"in Redis at {limiter.where}"
-            if isinstance(limiter, RedisLimiter)
-            else "in this process",
+            "rate limit: %s per credential; %s per address for requests without one or with "
+            "one refused; counted %s",
+            _rate(settings.requests_per_minute, settings.request_burst),
+            _rate(settings.anonymous_requests_per_minute, settings.anonymous_request_burst),
+            next(
+                (
+                    f"in Redis at {x.where}"
+                    for x in (limiter, anonymous)
+                    if isinstance(x, RedisLimiter)
+                ),
+                "in this process",
+            ),
         )
         # Outside the body limit: a credential past its rate is answered before its body is read.
-        app.add_middleware(RateLimit, limiter=limiter)
+        app.add_middleware(RateLimit, limiter=limiter, anonymous=anonymous)
     app.add_middleware(Observe)  # outermost: every answer, the body limit's 413 too
 
     return app
+
+
+def _limiter(settings: Settings, per_minute: int, burst: int) -> RateLimiter | None:
+    if per_minute <= 0:
+        return None
+    if settings.rate_limit_redis_url:
+        return RedisLimiter(settings.rate_limit_redis_url, per_minute, burst)
+    return MemoryLimiter(per_minute, burst)
+
+
+def _rate(per_minute: int, burst: int) -> str:
+    return f"{per_minute} requests a minute, {burst} at once" if per_minute > 0 else "no limit"

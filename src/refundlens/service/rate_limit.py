@@ -11,10 +11,16 @@ limit protects the service's capacity, and an outage of the counter must not bec
 of the service.
 
 A request is counted by the credential it presents, read as the route that checks it reads it
-(:func:`credential_of`), before anyone checks it: a key that does not exist is limited too, and
-a client that makes up a new one for each request is answered 401 by the route, at the cost of
-one database lookup, as without this module. Requests that present none (the sign-in page, a
-sign-in link, a malformed key refused without a lookup) are not counted.
+(:func:`credential_of`), before anyone checks it: a key that does not exist is limited too.
+
+A client could still make up a new credential for each request, or send none (the sign-in
+page, a sign-in link, unknown paths). Those are counted by the client's address
+(:func:`address_of`), at ``anonymous_requests_per_minute``: each request that presents no
+credential, and each credential the route refused (answered 401, or marked with
+:func:`refuse_credential`: an unknown session, capture link or sign-in link). While an address
+has no place left, a credential it presents that this process has not yet seen accepted is
+answered 429 without a lookup; a credential seen accepted goes on, so that one client's made-up
+keys do not lock out the people who share its address (an office, a carrier's NAT).
 
 References
 ----------
@@ -26,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import ipaddress
 import json
 import logging
 import math
@@ -38,13 +45,21 @@ from typing import Protocol
 
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
-from starlette.requests import cookie_parser
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.requests import Request, cookie_parser
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..metrics import metrics
 from .route_names import matching_route
 
-__all__ = ["MemoryLimiter", "RateLimit", "RateLimiter", "RedisLimiter", "credential_of"]
+__all__ = [
+    "MemoryLimiter",
+    "RateLimit",
+    "RateLimiter",
+    "RedisLimiter",
+    "address_of",
+    "credential_of",
+    "refuse_credential",
+]
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +70,9 @@ class RateLimiter(Protocol):
     blocking: bool
     """Whether :meth:`admit` waits on the network (it then runs off the event loop)."""
 
-    def admit(self, key: str) -> float:
-        """0 where the request identified by ``key`` may go on, else the seconds until it may."""
+    def admit(self, key: str, charge: bool = True) -> float:
+        """0 where the request identified by ``key`` may go on, else the seconds until it may.
+        ``charge=False`` asks without counting a request."""
         ...
 
 
@@ -83,13 +99,13 @@ class MemoryLimiter:
         self._next: OrderedDict[str, float] = OrderedDict()
         self._lock = threading.Lock()
 
-    def admit(self, key: str) -> float:
+    def admit(self, key: str, charge: bool = True) -> float:
         now = self.clock()
         with self._lock:
             arrival = max(self._next.get(key, now), now)
             wait = arrival - self.tolerance - now
-            if wait > 0:
-                return wait
+            if wait > 0 or not charge:
+                return max(0.0, wait)
             self._next[key] = arrival + self.interval
             self._next.move_to_end(key)
             while len(self._next) > self.max_keys:
@@ -97,9 +113,9 @@ class MemoryLimiter:
             return 0.0
 
 
-# KEYS[1]: the credential's counter; ARGV: now (s), interval (s), tolerance (s). Returns the wait
-# in milliseconds (0: admitted). One script, so that concurrent processes never both take the last
-# place in the burst.
+# KEYS[1]: the credential's counter; ARGV: now (s), interval (s), tolerance (s), charge (1 or 0).
+# Returns the wait in milliseconds (0: admitted). One script, so that concurrent processes never
+# both take the last place in the burst.
 _GCRA = """
 local now = tonumber(ARGV[1])
 local interval = tonumber(ARGV[2])
@@ -108,6 +124,7 @@ local arrival = tonumber(redis.call('GET', KEYS[1]) or ARGV[1])
 if arrival < now then arrival = now end
 local wait = arrival - tolerance - now
 if wait > 0 then return math.ceil(wait * 1000) end
+if ARGV[4] == '0' then return 0 end
 local following = arrival + interval
 redis.call('SET', KEYS[1], tostring(following), 'PX', math.ceil((following - now) * 1000) + 1000)
 return 0
@@ -152,7 +169,7 @@ class RedisLimiter:
                 exc,
             )
 
-    def admit(self, key: str) -> float:
+    def admit(self, key: str, charge: bool = True) -> float:
         import redis
 
         # After a failure Redis is left alone for a while: a server that hangs would otherwise
@@ -163,7 +180,10 @@ class RedisLimiter:
             seconds, micros = self.client.time()
             now = float(seconds) + float(micros) / 1e6
             waited = int(
-                self.script(keys=[self.prefix + key], args=[now, self.interval, self.tolerance])
+                self.script(
+                    keys=[self.prefix + key],
+                    args=[now, self.interval, self.tolerance, 1 if charge else 0],
+                )
             )
         except redis.RedisError as exc:
             self._paused_until = time.monotonic() + _REDIS_PAUSE_SECONDS
@@ -184,6 +204,41 @@ _API_KEY = re.compile(r"rlk_[0-9a-f]{1,36}\.[A-Za-z0-9_-]{1,100}")
 without a lookup, and is not counted here."""
 
 
+def counted(scope: Scope) -> bool:
+    """Whether the request counts against any limit (static files and the probes do not)."""
+    return not str(scope.get("path", "")).startswith(_NOT_COUNTED)
+
+
+def address_of(scope: Scope) -> str:
+    """The client's address as the limit counts it: an IPv4 address, or an IPv6 address's /64
+    (the network one subscriber is given, inside which a client may pick any address).
+
+    The address is the server's (``scope["client"]``): behind a reverse proxy uvicorn takes it
+    from ``X-Forwarded-For`` where the proxy is named in ``FORWARDED_ALLOW_IPS``, else every
+    client has the proxy's address (docs/operations.md, Rate limits)."""
+    client = scope.get("client")
+    host = str(client[0]) if client else ""
+    try:
+        found = ipaddress.ip_address(host)
+    except ValueError:
+        return "address:" + (host[:64] or "unknown")
+    if isinstance(found, ipaddress.IPv6Address):
+        if found.ipv4_mapped is not None:
+            return "address:" + str(found.ipv4_mapped)
+        return "address:" + str(ipaddress.IPv6Network((found, 64), strict=False))
+    return "address:" + str(found)
+
+
+_REFUSED = "credential_refused"
+
+
+def refuse_credential(request: Request) -> None:
+    """Say that the request's credential was refused (an unknown or expired session, capture
+    link or sign-in link, answered with a page rather than 401), so that :class:`RateLimit`
+    counts it against the client's address."""
+    request.state.credential_refused = True
+
+
 def credential_of(scope: Scope) -> str | None:
     """The credential a request presents, read as the route that checks it reads it, as a digest
     (never the secret itself): the capture link in a capture page's path, the web session cookie
@@ -191,7 +246,7 @@ def credential_of(scope: Scope) -> str | None:
     elsewhere (the key itself, whatever spaces surround it); None for a request that presents
     none the route would read. Each presentation of one credential is counted as one."""
     path: str = scope.get("path", "")
-    if path.startswith(_NOT_COUNTED):
+    if not counted(scope):
         return None
     headers = Headers(scope=scope)
     if path.startswith("/web/capture/"):
@@ -211,58 +266,109 @@ def _digest(secret: str) -> str:
 
 
 class RateLimit:
-    """The ASGI middleware: counts each request by its credential (:func:`credential_of`) and
-    answers 429 with ``Retry-After`` when the credential has no place left."""
+    """The ASGI middleware: counts each request by its credential (:func:`credential_of`), or by
+    its address where it presents none or the route refused it (:func:`address_of`), and
+    answers 429 with ``Retry-After`` when either has no place left. Either limiter may be None
+    (that limit is off)."""
 
-    def __init__(self, app: ASGIApp, *, limiter: RateLimiter) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        limiter: RateLimiter | None,
+        anonymous: RateLimiter | None = None,
+        remembered: int = 100_000,
+    ) -> None:
         self.app = app
         self.limiter = limiter
+        self.anonymous = anonymous
+        self.accepted: OrderedDict[str, None] = OrderedDict()
+        """Credentials this process saw a route accept, most recent last (at most
+        ``remembered``): their address's refusals do not hold them back."""
+        self.remembered = remembered
+
+    async def _admit(self, limiter: RateLimiter, key: str, charge: bool = True) -> float:
+        if limiter.blocking:
+            return await run_in_threadpool(limiter.admit, key, charge)
+        return limiter.admit(key, charge)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        credential = credential_of(scope) if scope["type"] == "http" else None
-        wait = 0.0
-        if credential is not None:
-            wait = (
-                await run_in_threadpool(self.limiter.admit, credential)
-                if self.limiter.blocking
-                else self.limiter.admit(credential)
-            )
-        if wait <= 0:
+        if scope["type"] != "http" or not counted(scope):
             await self.app(scope, receive, send)
             return
-        metrics().errors.labels("request.rate_limited").inc()
-        _name_the_route(scope)
-        retry = max(1, math.ceil(wait))
-        accept = Headers(scope=scope).get("accept", "")
-        if scope.get("path", "").startswith("/web/") and not accept.startswith("application/json"):
-            # A person at a page (a buyer on a phone, a reviewer): words, in both languages.
-            kind = b"text/plain; charset=utf-8"
-            body = (
-                f"请求过于频繁，请 {retry} 秒后再试。\nToo many requests: try again in {retry} s.\n"
-            ).encode()
+        credential = credential_of(scope)
+        address = address_of(scope)
+        wait = 0.0
+        if credential is None:
+            if self.anonymous is not None:
+                wait = await self._admit(self.anonymous, address)
         else:
-            kind = b"application/json"
-            body = json.dumps(
-                {
-                    "error": {
-                        "code": "request.rate_limited",
-                        "message": f"Too many requests with this credential; send it again in "
-                        f"{retry} s (requests_per_minute, request_burst).",
-                    }
-                }
-            ).encode()
-        await send(
+            if self.limiter is not None:
+                wait = await self._admit(self.limiter, credential)
+            if wait <= 0 and self.anonymous is not None and credential not in self.accepted:
+                wait = await self._admit(self.anonymous, address, charge=False)
+        if wait > 0:
+            await _refuse(scope, send, wait)
+            return
+        if credential is None or self.anonymous is None:
+            await self.app(scope, receive, send)
+            return
+        # A dict of the scope's own: a route's request.state writes into it, whatever scope
+        # copies the layers below make.
+        state = scope.setdefault("state", {})
+        status = 0
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        await self.app(scope, receive, sending)
+        if status == 401 or state.get(_REFUSED):
+            self.accepted.pop(credential, None)
+            await self._admit(self.anonymous, address)
+        elif status:
+            self.accepted[credential] = None
+            self.accepted.move_to_end(credential)
+            while len(self.accepted) > self.remembered:
+                self.accepted.popitem(last=False)
+
+
+async def _refuse(scope: Scope, send: Send, wait: float) -> None:
+    metrics().errors.labels("request.rate_limited").inc()
+    _name_the_route(scope)
+    retry = max(1, math.ceil(wait))
+    accept = Headers(scope=scope).get("accept", "")
+    if scope.get("path", "").startswith("/web/") and not accept.startswith("application/json"):
+        # A person at a page (a buyer on a phone, a reviewer): words, in both languages.
+        kind = b"text/plain; charset=utf-8"
+        body = (
+            f"请求过于频繁，请 {retry} 秒后再试。\nToo many requests: try again in {retry} s.\n"
+        ).encode()
+    else:
+        kind = b"application/json"
+        body = json.dumps(
             {
-                "type": "http.response.start",
-                "status": 429,
-                "headers": [
-                    (b"content-type", kind),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"retry-after", str(retry).encode()),
-                ],
+                "error": {
+                    "code": "request.rate_limited",
+                    "message": f"Too many requests from this credential or address; send it "
+                    f"again in {retry} s (requests_per_minute, anonymous_requests_per_minute).",
+                }
             }
-        )
-        await send({"type": "http.response.body", "body": body})
+        ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 429,
+            "headers": [
+                (b"content-type", kind),
+                (b"content-length", str(len(body)).encode()),
+                (b"retry-after", str(retry).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 def _name_the_route(scope: Scope) -> None:
