@@ -57,6 +57,10 @@ EVERYONE_BUT = frozenset(PRINCIPALS).difference
 REFUSED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/healthz"): frozenset(),
     ("POST", "/v1/tenants"): EVERYONE_BUT({"admin"}),
+    ("GET", "/v1/tenants"): frozenset({"nobody", "buyer", "other_buyer"}),  # scoped: a shop's own
+    ("GET", "/v1/tenants/{tenant_id}"): frozenset(
+        {"nobody", "other_merchant", "other_reviewer", "buyer", "other_buyer"}
+    ),
     ("POST", "/v1/skus"): frozenset(
         {"nobody", "reviewer", "other_reviewer", "buyer", "other_buyer"}
     ),
@@ -144,7 +148,12 @@ def world(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Server, dict[str, str]]]:
     data_dir = tmp_path_factory.mktemp(f"matrix-{request.param}")
-    with backend(request.param) as url, running_server(data_dir, url) as server:
+    # Each refused "nobody" request is counted by address: the matrix sends more at once than a
+    # person would, so the address's burst is raised (tests/test_rate_limit.py tests it).
+    with (
+        backend(request.param) as url,
+        running_server(data_dir, url, anonymous_request_burst=1000) as server,
+    ):
         add_tenants(server, "shop-a", "shop-b")
         keys = {
             "admin": server.admin,
@@ -192,6 +201,7 @@ def _request(world: dict[str, str], method: str, path: str) -> dict[str, Any]:
         order_id=world["order"],
         sku_id=world["sku"],
         buyer_id="buyer-1",
+        tenant_id="shop-a",
         fmt="json",
         sha256=hashlib.sha256(sample("claim_forged.jpg")).hexdigest(),  # the claim's photo
     )
@@ -241,6 +251,50 @@ def test_a_principal_refused_a_route_gets_401_403_or_404_and_changes_nothing(
         assert response.status_code in expected, (who, response.status_code, response.text)
         assert "error" in response.json()
         assert _snapshot(server) == before, who
+
+
+def test_the_tenant_list_shows_each_principal_only_what_it_may_see_and_never_a_secret(
+    world: tuple[Server, dict[str, str]],
+) -> None:
+    server, keys = world
+    seen = {}
+    for who in ("admin", "merchant", "other_merchant", "reviewer", "other_reviewer"):
+        with server.client(keys[who]) as client:
+            answer = client.get("/v1/tenants")
+            assert answer.status_code == 200, answer.text
+            seen[who] = {t["id"] for t in answer.json()["items"]}
+            assert "secret" not in answer.text.replace("webhook_secret_set", "")
+    assert {"shop-a", "shop-b"} <= seen["admin"]
+    assert seen["merchant"] == seen["reviewer"] == {"shop-a"}
+    assert seen["other_merchant"] == seen["other_reviewer"] == {"shop-b"}
+    with server.client(keys["admin"]) as admin:
+        pages, cursor = [], None
+        while True:
+            page = admin.get(
+                "/v1/tenants", params={"limit": 1, **({"cursor": cursor} if cursor else {})}
+            )
+            pages += [t["id"] for t in page.json()["items"]]
+            cursor = page.json()["next_cursor"]
+            if cursor is None:
+                break
+        assert pages == sorted(seen["admin"])
+        secret = "s" * 40
+        saved = admin.post(
+            "/v1/tenants",
+            json={
+                "id": "shop-hook",
+                "kind": "merchant",
+                "name": "hook",
+                "webhook_url": "https://hooks.example.com/refundlens",
+                "webhook_secret": secret,
+            },
+        )
+        assert saved.status_code == 201, saved.text
+        read = admin.get("/v1/tenants/shop-hook")
+        assert read.json()["webhook_url"] == "https://hooks.example.com/refundlens"
+        assert read.json()["webhook_secret_set"] is True and secret not in read.text
+        assert admin.get("/v1/tenants/no-such-shop").json()["error"]["code"] == "tenant.not_found"
+        assert admin.get("/v1/tenants", params={"cursor": "x/../y"}).status_code == 400
 
 
 def test_the_claim_list_shows_each_principal_only_what_it_may_see(

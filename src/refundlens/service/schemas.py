@@ -184,6 +184,19 @@ class TenantOut(_Out):
     id: str
     kind: str
     name: str
+    webhook_url: str | None = Field(
+        default=None, description="Where the tenant's events are posted; null: none."
+    )
+    webhook_secret_set: bool = Field(
+        default=False, description="Whether a signing secret is on file (it is never answered)."
+    )
+
+
+class TenantPageOut(_Out):
+    items: list[TenantOut]
+    next_cursor: str | None = Field(
+        description="Send as ?cursor= for the next page; null at the end."
+    )
 
 
 class ReferenceOut(_Out):

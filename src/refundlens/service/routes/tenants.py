@@ -1,15 +1,22 @@
-"""Tenants: the platform and its merchants (an admin's work)."""
+"""Tenants: the platform and its merchants (an admin saves them; a shop and its reviewers
+read their own)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import re
+from typing import Annotated
 
+from fastapi import APIRouter, Path, Query
+from sqlalchemy import Select, select
+
+from ...errors import NotFound, RefundlensError
 from ...store.sql import audit
 from ...store.sql.models import Tenant
 from ...workers.webhooks import MIN_SECRET
-from ..deps import Admin, SessionDep
+from ..auth import Principal
+from ..deps import Admin, SessionDep, Who, require
 from ..fields import FieldError
-from ..schemas import TenantIn, TenantOut
+from ..schemas import TenantIn, TenantOut, TenantPageOut
 
 __all__ = ["router"]
 
@@ -55,4 +62,68 @@ def create_tenant(body: TenantIn, s: SessionDep, p: Admin) -> TenantOut:
     tenant.name, tenant.webhook_url, tenant.webhook_secret = body.name, url, secret
     s.add(tenant)
     audit.append(s, p.key_id, "tenant.saved", details={"tenant": body.id})
-    return TenantOut(id=tenant.id, kind=tenant.kind, name=tenant.name)
+    return tenant_out(tenant)
+
+
+def tenant_out(tenant: Tenant) -> TenantOut:
+    return TenantOut(
+        id=tenant.id,
+        kind=tenant.kind,
+        name=tenant.name,
+        webhook_url=tenant.webhook_url,
+        webhook_secret_set=bool(tenant.webhook_secret),
+    )
+
+
+_TENANT_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,39}")
+
+
+def _visible(p: Principal) -> Select[Tenant]:
+    """The tenants ``p`` may read: every one for an admin, a shop's own, a reviewer's assigned
+    shops; none for a buyer (refused before this)."""
+    query = select(Tenant)
+    if p.role == "merchant":
+        return query.where(Tenant.id == p.tenant_id)
+    if p.role == "reviewer":
+        return query.where(Tenant.id.in_(sorted(p.tenants)))
+    return query
+
+
+@router.get("/v1/tenants", response_model=TenantPageOut)
+def list_tenants(
+    s: SessionDep,
+    p: Who,
+    cursor: Annotated[
+        str | None, Query(max_length=40, description="The next_cursor of the previous page.")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> TenantPageOut:
+    """The tenants this key may read, by id: every one for an admin, its own for a shop, the
+    shops a reviewer is assigned. A webhook's secret is never answered, only whether one is
+    on file."""
+    require(p, "admin", "merchant", "reviewer")
+    query = _visible(p).order_by(Tenant.id)
+    if cursor:
+        if not _TENANT_ID.fullmatch(cursor):
+            raise RefundlensError("request.bad_cursor", "The cursor is not one this API returned.")
+        query = query.where(Tenant.id > cursor)
+    rows = s.execute(query.limit(limit + 1)).scalars().all()
+    page = rows[:limit]
+    return TenantPageOut(
+        items=[tenant_out(t) for t in page],
+        next_cursor=page[-1].id if len(rows) > limit else None,
+    )
+
+
+@router.get("/v1/tenants/{tenant_id}", response_model=TenantOut)
+def get_tenant(tenant_id: Annotated[str, Path(max_length=40)], s: SessionDep, p: Who) -> TenantOut:
+    """One tenant, as the list answers it; another shop's reads as none at all."""
+    require(p, "admin", "merchant", "reviewer")
+    tenant = (
+        s.execute(_visible(p).where(Tenant.id == tenant_id)).scalar_one_or_none()
+        if _TENANT_ID.fullmatch(tenant_id)
+        else None
+    )
+    if tenant is None:
+        raise NotFound("tenant", tenant_id)
+    return tenant_out(tenant)
