@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "refundlens"
 # Lowest first. A top-level package or module of refundlens may import its own layer's and the
 # layers below; never a layer above.
 LAYERS: list[set[str]] = [
-    {"errors", "config", "threads", "calibration", "metrics", "logs"},
+    {"errors", "config", "threads", "calibration", "metrics", "logs", "storable"},
     {"media", "forensics", "store"},
     {"detectors", "reuse", "synth"},
     {"fusion"},

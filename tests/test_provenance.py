@@ -106,6 +106,42 @@ def test_malformed_label_is_reported_as_malformed(raw: str, problem: str) -> Non
     assert problem in facts["problem"]
 
 
+UNSTORABLE_LABEL = '{"Label": "1", "ContentProducer": "\\ud800x\\u0000y", "ProduceID": "\\udfff"}'
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        lambda: png_with_text({"AIGC": UNSTORABLE_LABEL}),
+        lambda: jpeg_with_xmp(xmp_packet({"TC260:AIGC": UNSTORABLE_LABEL})),
+        lambda: png_with_text({"AIGC": '{"aigc_info": {"source_info": "\\ud800"}}'}),
+    ],
+    ids=["png-text", "jpeg-xmp", "aigc_info"],
+)
+def test_a_label_whose_json_escapes_no_text_gives_findings_that_can_be_stored(
+    data: object,
+) -> None:
+    """A security review: "\\ud800" in a label's JSON is a lone surrogate once parsed; kept in a
+    finding it made the claim's page, its report and its decision fail for everyone but the
+    buyer, and PostgreSQL refuses it."""
+    import json
+
+    media = media_from_bytes(data(), "x")  # type: ignore[operator]
+    findings = ProvenanceDetector().analyze(media, Context())
+    assert findings
+    for finding in findings:
+        text = json.dumps(
+            {"facts": dict(finding.facts), "reason": finding.reason.as_dict()},
+            ensure_ascii=False,
+        )
+        text.encode("utf-8")  # raises on a lone surrogate
+        assert "\x00" not in text and "\\u0000" not in text
+    labelled = [f for f in findings if f.code == "provenance.aigc_label"]
+    if labelled:  # what was unstorable reads as the replacement character
+        assert labelled[0].facts["content_producer"] == "\ufffdx\ufffdy"
+        assert labelled[0].facts["produce_id"] == "\ufffd"
+
+
 def test_camera_original_raises_no_provenance_finding_but_says_absence_proves_nothing() -> None:
     media = media_from_bytes(camera_jpeg(), "camera.jpg")
     (finding,) = ProvenanceDetector().analyze(media, Context())
@@ -211,3 +247,12 @@ def test_a_manifest_of_thousands_of_actions_keeps_twenty_in_the_facts_and_counts
     (finding,) = [f for f in ProvenanceDetector().analyze(media, Context()) if "c2pa" in f.code]
     assert finding.code == "provenance.c2pa_ai"  # the declaration is still read
     assert len(finding.facts["actions"]) == 20 and finding.facts["actions_in_all"] == 3001
+
+
+def test_storable_replaces_what_no_encoder_takes_and_keeps_everything_else() -> None:
+    from refundlens.storable import storable
+
+    clean = {"a": [1, "b", ("c", 2.5)], "d": None}
+    assert storable(clean) is clean  # nothing to do: the same object
+    dirty = {"k\ud800": ["x\x00", ("\udfff", 3)], "fine": "猫"}
+    assert storable(dirty) == {"k\ufffd": ["x\ufffd", ("\ufffd", 3)], "fine": "猫"}

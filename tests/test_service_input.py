@@ -880,3 +880,40 @@ def test_a_webhook_url_needs_a_long_secret_and_saving_again_keeps_it(server: Ser
             assert tenant is not None and (tenant.name, tenant.webhook_secret) == ("W2", secret)
     finally:
         database.dispose()
+
+
+def test_a_photo_whose_label_escapes_no_text_leaves_its_claim_readable_and_decidable(
+    server: Server, shop: dict[str, str]
+) -> None:
+    """A security review: a lone surrogate (and NUL) in a photo's AIGC label reached the stored
+    assessment; the claim then answered 500 to staff, its reports 422 and its decision 500,
+    while the buyer, who wrote it, read it fine."""
+    import io
+
+    from PIL import Image, PngImagePlugin
+
+    picture = Image.open(io.BytesIO(_genuine_photo())).convert("RGB")
+    picture.thumbnail((640, 640))
+    info = PngImagePlugin.PngInfo()
+    info.add_text("AIGC", '{"Label": "1", "ContentProducer": "\\ud800x\\u0000y"}')
+    png = io.BytesIO()
+    picture.save(png, "PNG", pnginfo=info)
+    order = _new_order(server, shop, "o-surrogate", 50)
+    with server.client(shop["buyer"]) as buyer:
+        r = buyer.post(
+            "/v1/claims",
+            data={"order_id": order, "type": "refund_only", "amount": "20"},
+            files=[("photos", ("labelled.png", png.getvalue(), "image/png"))],
+        )
+        assert r.status_code == 201, r.text
+        claim = wait_analysed(buyer, r.json()["id"])
+    assert claim["state"] == "awaiting_merchant", claim
+    for who in ("admin", "merchant", "reviewer"):
+        with server.client(shop[who]) as client:
+            read = client.get(f"/v1/claims/{claim['id']}")
+            assert read.status_code == 200, (who, read.text)
+            assert "\ufffdx\ufffdy" in read.text  # what named no character, replaced
+            for fmt in ("json", "html"):
+                report = client.get(f"/v1/claims/{claim['id']}/report.{fmt}")
+                assert report.status_code == 200, (who, fmt, report.text[:300])
+    _decide(server, shop, claim["id"], {"decision": "approve", "reason": "label reads oddly"})

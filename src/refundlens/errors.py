@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .storable import storable
+
 __all__ = ["MediaError", "NotFound", "RefundlensError"]
 
 
@@ -14,7 +16,7 @@ class RefundlensError(Exception):
         super().__init__(f"[{code}] {message}")
         self.code = code
         self.message = message
-        self.facts: dict[str, object] = dict(facts or {})
+        self.facts: dict[str, object] = storable(dict(facts or {}))
         """What was learnt about the input before it was refused (JSON-safe), for the response and
         the audit entry; e.g. the metadata of an animated file (``media.animated``)."""
         self.file: dict[str, object] | None = None

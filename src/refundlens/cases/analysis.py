@@ -14,6 +14,7 @@ from ..errors import NotFound
 from ..media import Media, media_from_bytes
 from ..media.cache import DecodedCache
 from ..metrics import metrics
+from ..storable import storable
 from ..store.blobs import BlobStore
 from ..store.interface import Assessment, Claim, Order, Store, VideoFingerprint, new_id, utcnow
 from .actors import SYSTEM, aware
@@ -243,7 +244,9 @@ def finish_analysis(
         attempt=attempt,
         risk=risk,
         action=action,
-        report=json.loads(json.dumps(report, default=str)),
+        # storable: the last line before the database (PostgreSQL refuses NUL and lone
+        # surrogates in JSONB); findings and errors are made so where they are built.
+        report=storable(json.loads(json.dumps(report, default=str))),
     )
     store.assessments.add(assessment)
     live_flags = [photo.live_capture for photo in claim.photos]  # the report's image order

@@ -18,6 +18,7 @@ import numpy.typing as npt
 
 from ..config import Settings
 from ..media import Media
+from ..storable import storable, storable_text
 
 __all__ = [
     "ClaimHistory",
@@ -91,6 +92,11 @@ class Reason:
     en: str
     zh: str
 
+    def __post_init__(self) -> None:
+        # A sentence may quote what a file says (a label's producer): never unstorable text.
+        object.__setattr__(self, "en", storable_text(self.en))
+        object.__setattr__(self, "zh", storable_text(self.zh))
+
     def as_dict(self) -> dict[str, str]:
         return {"en": self.en, "zh": self.zh}
 
@@ -138,6 +144,10 @@ class Finding:
     pictures: Mapping[str, npt.NDArray[np.uint8]] = dataclasses.field(default_factory=dict)
     """RGB images, aligned with the claim's analysis copy, that a report may show (e.g. the
     reference warped onto the claim)."""
+
+    def __post_init__(self) -> None:
+        # Facts quote what a file says (metadata, labels): the sender's to write.
+        object.__setattr__(self, "facts", storable(self.facts))
 
 
 DamageBox = tuple[float, float, float, float]

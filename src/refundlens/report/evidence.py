@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from ..config import Settings
 from ..errors import RefundlensError
+from ..storable import storable_text
 from ..store.blobs import BlobStore
 from ..store.sql.models import (
     ApiKey,
@@ -210,7 +211,11 @@ def file_facts(data: bytes, name: str, trust_anchors_path: str = "") -> list[tup
         if key in _file_facts_cache:
             _file_facts_cache.move_to_end(key)
             return list(_file_facts_cache[key])
-    rows = read_file_facts(data, name, trust_anchors_path)
+    # What a file says about itself is the sender's to write: never text no page can encode.
+    rows: list[tuple[str, str]] = [
+        (storable_text(k), storable_text(v))
+        for k, v in read_file_facts(data, name, trust_anchors_path)
+    ]
     with _file_facts_lock:
         _file_facts_cache[key] = rows
         while len(_file_facts_cache) > FILE_FACTS_CACHED:

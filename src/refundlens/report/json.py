@@ -12,6 +12,7 @@ import numpy as np
 
 from ..detectors.base import Finding
 from ..pipeline import Assessment
+from ..storable import storable
 
 __all__ = ["SCHEMA_VERSION", "assessment_to_dict", "finding_to_dict", "load_schema"]
 
@@ -235,9 +236,14 @@ def assessment_to_dict(
                 },
             }
         )
-    return {
-        "version": SCHEMA_VERSION,
-        "claim": {"risk": assessment.risk, "action": assessment.action},
-        "references": [{"path": r.name, "sha256": r.sha256} for r in assessment.references],
-        "images": images,
-    }
+    # File names given on a command line may carry what a file system allows and UTF-8 does
+    # not: the report is stored and sent as JSON.
+    report: dict[str, Any] = storable(
+        {
+            "version": SCHEMA_VERSION,
+            "claim": {"risk": assessment.risk, "action": assessment.action},
+            "references": [{"path": r.name, "sha256": r.sha256} for r in assessment.references],
+            "images": images,
+        }
+    )
+    return report

@@ -27,6 +27,7 @@ import yaml
 
 from ...media import Media, parse_xmp
 from ...media.c2pa_reader import read_c2pa
+from ...storable import storable_text
 from ..base import Context, Detector, Example, Finding, Reason, Region
 from .visible import find_visible_marks, ocr_available, text_detector
 from .watermark import find_known_mark
@@ -173,7 +174,8 @@ def _parse_label(raw: str, carrier: str, field: str) -> LabelRead:
     for key, value in obj.items():
         canonical = _FIELDS.get(str(key).lower())
         if canonical:
-            fields[canonical] = str(value)
+            # A JSON escape may name no character ("\ud800"): never kept as such.
+            fields[canonical] = storable_text(str(value))
     label = fields.get("Label")
     if label is None:
         return LabelRead(carrier, field, raw, fields, "no Label field")
@@ -244,7 +246,7 @@ def aigc_info_reads(media: Media) -> list[AigcInfoRead]:
             continue
         info = obj.get("aigc_info") if isinstance(obj, dict) else None
         if isinstance(info, dict):
-            source = str(info.get("source_info") or info.get("source") or "").strip()
+            source = storable_text(str(info.get("source_info") or info.get("source") or "").strip())
             found.append(AigcInfoRead(field, source, value[:300]))
     return found
 
