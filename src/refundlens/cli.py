@@ -154,7 +154,8 @@ def _print_human(assessment: Assessment, lang: str, console: Console) -> None:
     table.add_column("图片" if zh else "image")
     table.add_column("风险" if zh else "risk", justify="right")
     table.add_column("处置" if zh else "action")
-    table.add_column("主要理由" if zh else "top reasons")
+    # fold: a Chinese sentence has no space to wrap at, and was cut off with "…" (a walkthrough).
+    table.add_column("主要理由" if zh else "top reasons", overflow="fold")
     for image in assessment.images:
         reasons = [
             escape(f"[{f.code}] {getattr(f.reason, lang)}") for f, _ in image.verdict.reasons[:3]
