@@ -391,6 +391,13 @@ def test_the_packing_video_command_keeps_the_apis_limits(tmp_path: Path) -> None
             capture_output=True, text=True, env=env, timeout=120,
         )  # fmt: skip
         assert refused.returncode != 0 and "max_packing_videos_per_order" in refused.stderr
+        # Over video_max_bytes: refused by its size, before the file is read.
+        small = {**_env(tmp_path), "REFUNDLENS_VIDEO_MAX_BYTES": "1000"}
+        too_large = subprocess.run(
+            [sys.executable, "-m", "refundlens", "packing-video", "ord_1", str(second)],
+            capture_output=True, text=True, env=small, timeout=120,
+        )  # fmt: skip
+        assert too_large.returncode == 2 and "video_max_bytes" in too_large.stderr
         with database.session() as session:
             assert session.query(PackingVideo).filter_by(order_id="ord_1").count() == 1
             actions = [a.action for a in session.query(AuditEntry).all()]

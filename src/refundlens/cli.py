@@ -1410,10 +1410,20 @@ def packing_video(
     settings = service_settings(_settings())
     database = _existing_database(settings)
     try:
-        data = video.read_bytes()
         from .media.video import probe_video
         from .runtime import Runtime
+        from .service.fields import file_name
         from .workers.tasks import process_packing_video
+
+        # Its size first: a file of many GB given by mistake is refused before it is read.
+        size = video.stat().st_size
+        if size > settings.video_max_bytes:
+            raise RefundlensError(
+                "media.too_large",
+                f"The video is {size} bytes; the limit (video_max_bytes) is "
+                f"{settings.video_max_bytes}.",
+            )
+        data = video.read_bytes()
 
         header = probe_video(data, settings)
         blobs = BlobStore(f"{settings.data_dir}/blobs")
@@ -1428,7 +1438,13 @@ def packing_video(
             sent = cases.packing_video_room(store, order, sha, settings)
             if sent is None:
                 row = cases.register_packing_video(
-                    store, cases.Actor("cli", "admin"), order, video.name, sha, header, settings
+                    store,
+                    cases.Actor("cli", "admin"),
+                    order,
+                    file_name(video.name),  # kept as the API keeps a name: a label, cleaned
+                    sha,
+                    header,
+                    settings,
                 )
                 # Marked queued: a server running on the same data does not take it too.
                 cases.mark_packing_videos_queued(store, [row.id])

@@ -21,7 +21,7 @@ from .route_names import template_of
 __all__ = ["Observe"]
 
 log = logging.getLogger("refundlens.http")
-_SANE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_SANE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -38,7 +38,7 @@ class Observe:
             await self.app(scope, receive, send)
             return
         given = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
-        request_id = given if _SANE_ID.match(given) else logs.new_request_id()
+        request_id = given if _SANE_ID.fullmatch(given) else logs.new_request_id()
         status = 500
         started = time.perf_counter()
 
