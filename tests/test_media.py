@@ -194,6 +194,43 @@ def test_corrupt_jpeg_data_is_refused(product: np.ndarray) -> None:
     assert info.value.code in {"media.truncated", "media.corrupt"}
 
 
+def test_jpeg_data_overwritten_mid_file_is_refused_though_it_decodes(product: np.ndarray) -> None:
+    """A walkthrough: 3,000 bytes in the middle of a phone photo overwritten decoded through
+    Pillow without a word, half the picture shifted, and the claim was approved."""
+    from PIL import Image
+
+    big = np.asarray(Image.fromarray(product).resize((640, 480)))
+    data = bytearray(encode(big, "JPEG", quality=92))
+    assert media_from_bytes(bytes(data), "whole.jpg").width == 640
+    middle = len(data) // 2
+    data[middle : middle + 600] = b"A" * 600
+    Image.open(io.BytesIO(bytes(data))).load()  # Pillow reads it as a picture
+    with pytest.raises(MediaError) as info:
+        media_from_bytes(bytes(data), "garbled.jpg")
+    assert info.value.code == "media.corrupt"
+    assert "Corrupt JPEG data" in info.value.message and "again" in info.value.message
+
+
+@pytest.mark.parametrize("kind", ["progressive", "cmyk", "grey", "optimized"])
+def test_jpegs_of_every_kind_that_decode_right_are_not_called_damaged(
+    product: np.ndarray, kind: str
+) -> None:
+    from PIL import Image
+
+    from refundlens.media.decode import jpeg_damage
+
+    image = Image.fromarray(product)
+    out = io.BytesIO()
+    if kind == "cmyk":
+        image.convert("CMYK").save(out, "JPEG", quality=90)
+    elif kind == "grey":
+        image.convert("L").save(out, "JPEG", quality=90)
+    else:
+        image.save(out, "JPEG", quality=90, **{kind: True})
+    assert jpeg_damage(out.getvalue()) is None
+    media_from_bytes(out.getvalue(), f"{kind}.jpg")
+
+
 def _png_with_one_broken_byte() -> bytes:
     """A noise PNG with the first byte of its compressed data whose change Pillow cannot decode
     (a fuzzing find: one changed byte, and the upload was accepted)."""
