@@ -55,6 +55,15 @@ def test_time_zone_from_offset_time_is_used_over_the_default() -> None:
     assert codes == {"capture.consistent_with_order"}
 
 
+def test_a_time_zone_the_camera_did_not_record_is_said_to_be_assumed_in_the_sentence() -> None:
+    # A walkthrough: the sentence read "taken on ...+08:00" as if the camera had said so.
+    (guessed,) = _findings(photo("2025:09:11 18:00:00", offset=None))
+    assert guessed.code == "capture.before_delivery"
+    assert "+08:00 assumed" in guessed.reason.en and "按 +08:00 计" in guessed.reason.zh
+    (recorded,) = _findings(photo("2025:09:11 18:00:00"))
+    assert "assumed" not in recorded.reason.en and "按" not in recorded.reason.zh
+
+
 def test_honest_camera_photo_with_intact_metadata_is_approved() -> None:
     media = media_from_bytes(photo("2025:09:13 11:00:00"), "honest.jpg")
     assessment = analyze([media], order=ORDER)

@@ -318,6 +318,13 @@ class CaptureDetector(Detector):
             "claimed_at": _when(order.claimed_at) if order.claimed_at else None,
         }
         now = datetime.now(UTC)
+        # A camera that records no time zone: the sentence says the zone was assumed, as the
+        # facts do (a walkthrough read "taken on ...+08:00" as if the camera had said so).
+        offset = context.settings.capture_default_utc_offset
+        taken_en = _when(taken) + (
+            f" (the camera records no time zone: {offset} assumed)" if assumed else ""
+        )
+        taken_zh = _when(taken) + (f"（相机未记录时区，按 {offset} 计）" if assumed else "")
 
         def finding(code: str, strength: float, en: str, zh: str) -> list[Finding]:
             return [
@@ -335,24 +342,24 @@ class CaptureDetector(Detector):
             return finding(
                 "capture.in_future",
                 1.5,
-                f"The camera says the photo was taken on {_when(taken)}, in the future: its clock is wrong or the date was edited.",
-                f"相机记录的拍摄时间为 {_when(taken)}，晚于当前时间：相机时钟有误或日期被修改。",
+                f"The camera says the photo was taken on {taken_en}, in the future: its clock is wrong or the date was edited.",
+                f"相机记录的拍摄时间为 {taken_zh}，晚于当前时间：相机时钟有误或日期被修改。",
             )
         if order.shipped_at and taken < order.shipped_at - slack:
             days = (order.shipped_at - taken).total_seconds() / 86400
             return finding(
                 "capture.before_shipment",
                 4.0,
-                f"The photo was taken on {_when(taken)}, {days:.1f} days before the goods were shipped ({_when(order.shipped_at)}).",
-                f"照片拍摄于 {_when(taken)}，比发货时间（{_when(order.shipped_at)}）早 {days:.1f} 天。",
+                f"The photo was taken on {taken_en}, {days:.1f} days before the goods were shipped ({_when(order.shipped_at)}).",
+                f"照片拍摄于 {taken_zh}，比发货时间（{_when(order.shipped_at)}）早 {days:.1f} 天。",
             )
         if order.delivered_at and taken < order.delivered_at - slack:
             hours = (order.delivered_at - taken).total_seconds() / 3600
             return finding(
                 "capture.before_delivery",
                 3.0,
-                f"The photo was taken on {_when(taken)}, {hours:.0f} hours before the goods were delivered ({_when(order.delivered_at)}).",
-                f"照片拍摄于 {_when(taken)}，比签收时间（{_when(order.delivered_at)}）早 {hours:.0f} 小时。",
+                f"The photo was taken on {taken_en}, {hours:.0f} hours before the goods were delivered ({_when(order.delivered_at)}).",
+                f"照片拍摄于 {taken_zh}，比签收时间（{_when(order.delivered_at)}）早 {hours:.0f} 小时。",
             )
         # A live capture is taken after the claim by design (the claim asked for it, and the
         # token's window dated it on arrival): later than the claim is what it should be.
@@ -363,30 +370,30 @@ class CaptureDetector(Detector):
             return finding(
                 "capture.consistent_with_order",
                 -0.5,
-                f"The live photo was taken on {_when(taken)}, after delivery ({_when(order.delivered_at)}), when the claim asked for it, as a live capture should be.",
-                f"实时拍摄的照片拍摄于 {_when(taken)}，在签收（{_when(order.delivered_at)}）之后、应售后申请要求拍摄，与实时拍摄相符。",
+                f"The live photo was taken on {taken_en}, after delivery ({_when(order.delivered_at)}), when the claim asked for it, as a live capture should be.",
+                f"实时拍摄的照片拍摄于 {taken_zh}，在签收（{_when(order.delivered_at)}）之后、应售后申请要求拍摄，与实时拍摄相符。",
             )
         if order.claimed_at and taken > order.claimed_at + slack and not live:
             return finding(
                 "capture.after_claim",
                 1.0,
-                f"The photo was taken on {_when(taken)}, after the claim was filed ({_when(order.claimed_at)}).",
-                f"照片拍摄于 {_when(taken)}，晚于售后申请时间（{_when(order.claimed_at)}）。",
+                f"The photo was taken on {taken_en}, after the claim was filed ({_when(order.claimed_at)}).",
+                f"照片拍摄于 {taken_zh}，晚于售后申请时间（{_when(order.claimed_at)}）。",
             )
         if order.delivered_at and order.claimed_at is not None:
             return finding(
                 "capture.consistent_with_order",
                 -0.5,
-                f"The photo was taken on {_when(taken)}, after delivery ({_when(order.delivered_at)}) and before the claim ({_when(order.claimed_at)}), as an honest photo would be.",
-                f"照片拍摄于 {_when(taken)}，在签收（{_when(order.delivered_at)}）之后、申请（{_when(order.claimed_at)}）之前，与真实情况相符。",
+                f"The photo was taken on {taken_en}, after delivery ({_when(order.delivered_at)}) and before the claim ({_when(order.claimed_at)}), as an honest photo would be.",
+                f"照片拍摄于 {taken_zh}，在签收（{_when(order.delivered_at)}）之后、申请（{_when(order.claimed_at)}）之前，与真实情况相符。",
             )
         if order.delivered_at:
             # Said only from what is known: with no claim time, nothing about "before the claim".
             return finding(
                 "capture.consistent_with_order",
                 -0.5,
-                f"The photo was taken on {_when(taken)}, after delivery ({_when(order.delivered_at)}), as an honest photo would be.",
-                f"照片拍摄于 {_when(taken)}，在签收（{_when(order.delivered_at)}）之后，与真实情况相符。",
+                f"The photo was taken on {taken_en}, after delivery ({_when(order.delivered_at)}), as an honest photo would be.",
+                f"照片拍摄于 {taken_zh}，在签收（{_when(order.delivered_at)}）之后，与真实情况相符。",
             )
         return []
 
