@@ -1269,7 +1269,7 @@ def _finding(
             Reason(
                 f"The same product as {name} ({outcome.match.inliers} matching points), not a "
                 f"pixel copy of it: only {100 * r.agreement:.0f}% agrees at noise level, as in a "
-                "new exposure. This does not vouch for the photo: the product cut out of the "
+                "new exposure. This does not prove the photo genuine: the product cut out of the "
                 "listing photo, resized and pasted onto another picture reads the same way (on "
                 "real edits made by others, 29 of 71).",
                 f"与 {name} 是同一商品（{outcome.match.inliers} 个匹配点），但并非其像素复制："
