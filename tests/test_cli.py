@@ -403,3 +403,14 @@ def test_what_a_photo_says_about_itself_reaches_the_terminal_without_its_control
     line = _json_line({"said": "AI生成 \x1b[2J \x9b2J \u202eevil \x7f"})
     assert not any(c in line for c in "\x1b\x9b\u202e\x7f") and "AI生成" in line
     assert json.loads(line) == {"said": "AI生成 \x1b[2J \x9b2J \u202eevil \x7f"}
+
+
+def test_an_approved_photo_of_something_else_says_the_service_would_ask_for_a_capture() -> None:
+    # A walkthrough read "approve" on a photo that is not of the ordered product.
+    samples = Path(__file__).parents[1] / "src" / "refundlens" / "samples"
+    listing = str(samples / "listing.jpg")
+    other = run_cli("check", str(samples / "claim_unrelated.jpg"), "--ref", listing, "--lang", "en")
+    assert other.returncode == 0, other.stderr
+    assert "approve" in other.stdout and "capture_when_product_not_shown" in other.stdout
+    same = run_cli("check", str(samples / "claim_genuine.jpg"), "--ref", listing, "--lang", "en")
+    assert "capture_when_product_not_shown" not in same.stdout

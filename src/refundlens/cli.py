@@ -171,6 +171,17 @@ def _print_human(assessment: Assessment, lang: str, console: Console) -> None:
             "\n".join(reasons),
         )
     console.print(table)
+    shown = (f.code for image in assessment.images for f in image.findings)
+    if assessment.action == "approve" and "reference.no_match" in shown:
+        # A walkthrough read "approve" on a photo of something else: the analysis has no reason
+        # to doubt it, the service's rule asks for a live photo (docs/service.md, Lifecycle).
+        console.print(
+            "注：有照片与商家的参考图均不匹配。作为理赔提交时，服务会先请买家实时拍摄"
+            "（capture_when_product_not_shown）。"
+            if zh
+            else "Note: a photo matches none of the shop's references. Filed as a claim, the service "
+            "asks the buyer for a live capture first (capture_when_product_not_shown)."
+        )
 
 
 def _load_all(paths: Sequence[Path], settings: Settings, role: str) -> list[Media]:
