@@ -217,23 +217,22 @@ def test_a_burst_below_one_is_refused_while_requests_are_limited() -> None:
     )
 
 
-def test_asking_without_charging_counts_nothing() -> None:
+def test_a_place_given_back_is_free_again() -> None:
     clock = _Clock()
     limiter = MemoryLimiter(per_minute=60, burst=2, clock=clock)
-    assert [limiter.admit("a", charge=False) for _ in range(5)] == [0.0] * 5
     assert [limiter.admit("a") for _ in range(2)] == [0.0, 0.0]
-    assert limiter.admit("a", charge=False) == pytest.approx(1.0)
-    clock.now += 1.0
-    assert limiter.admit("a", charge=False) == 0.0
-    assert limiter.admit("a") == 0.0 and limiter.admit("a", charge=False) > 0
+    assert limiter.admit("a") > 0
+    limiter.give_back("a")
+    assert limiter.admit("a") == 0.0 and limiter.admit("a") > 0
+    limiter.give_back("never-seen")  # nothing to give back: no error, nothing made up
 
 
-def test_asking_redis_without_charging_counts_nothing(shared: str) -> None:
+def test_a_place_given_back_in_redis_is_free_again(shared: str) -> None:
     limiter = RedisLimiter(shared, per_minute=60, burst=2)
     key = "address:test-" + secrets.token_hex(4)
-    assert [limiter.admit(key, charge=False) for _ in range(5)] == [0.0] * 5
     assert [limiter.admit(key) == 0.0 for _ in range(3)] == [True, True, False]
-    assert limiter.admit(key, charge=False) > 0
+    limiter.give_back(key)
+    assert limiter.admit(key) == 0.0 and limiter.admit(key) > 0
 
 
 def test_an_address_is_counted_as_one_subscriber_has_it() -> None:
@@ -241,9 +240,10 @@ def test_an_address_is_counted_as_one_subscriber_has_it() -> None:
         return address_of({"type": "http", "client": (host, 1) if host else None})
 
     assert of("203.0.113.7") == "address:203.0.113.7"
-    # One IPv6 subscriber is given a /64 and may pick any address in it.
-    assert of("2001:db8:1:2::1") == of("2001:db8:1:2:ffff::9") == "address:2001:db8:1:2::/64"
-    assert of("2001:db8:1:3::1") != of("2001:db8:1:2::1")
+    # A subscriber is given up to a /48 and may pick any address in it (a review: by /64, one
+    # free /48 was 65,536 buckets).
+    assert of("2001:db8:1:2::1") == of("2001:db8:1:ff02:ffff::9") == "address:2001:db8:1::/48"
+    assert of("2001:db8:2::1") != of("2001:db8:1::1")
     assert of("::ffff:203.0.113.7") == "address:203.0.113.7"
     assert of(None) == "address:unknown"
     assert of("testclient") == "address:testclient"
@@ -253,40 +253,48 @@ def _made_up_key() -> str:
     return f"rlk_{secrets.token_hex(8)}.{secrets.token_urlsafe(12)}"
 
 
-def test_made_up_keys_are_held_back_by_address_and_a_key_seen_accepted_goes_on(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A review: each request with a new made-up key was a bucket of its own, so a client could
-    make the service look keys up without bound."""
+@pytest.fixture
+def lookups(monkeypatch: pytest.MonkeyPatch) -> list[str | None]:
+    """The API keys the routes looked up."""
     from refundlens.service import deps
 
-    looked_up = []
+    seen: list[str | None] = []
     authenticate = deps.authenticate
 
     def counting(session: object, header: str | None) -> object:
-        looked_up.append(header)
+        seen.append(header)
         return authenticate(session, header)  # type: ignore[arg-type]
 
     monkeypatch.setattr(deps, "authenticate", counting)
+    return seen
+
+
+def test_made_up_keys_are_counted_by_address_before_any_lookup_and_accepted_keys_go_on(
+    tmp_path: Path, lookups: list[str | None]
+) -> None:
+    """A review: each request with a new made-up key was a bucket of its own, so a client could
+    make the service look keys up without bound."""
     with running_server(
         tmp_path / "data", anonymous_requests_per_minute=60, anonymous_request_burst=3
     ) as server:
         add_tenants(server, "shop")
         merchant = server.key("merchant", "shop")
-        with server.client(merchant) as client:
-            assert client.get("/v1/skus").status_code == 200  # seen accepted
-        looked_up.clear()
+        # Keys a route accepts give their place back: three new valid keys spend none of it.
+        for key in [merchant] + [server.key("merchant", "shop") for _ in range(2)]:
+            with server.client(key) as client:
+                assert client.get("/v1/skus").status_code == 200
+        lookups.clear()
         codes = []
         for _ in range(6):
             with server.client(_made_up_key()) as client:
                 codes.append(client.get("/v1/skus").status_code)
         assert codes == [401, 401, 401, 429, 429, 429]
-        assert len(looked_up) == 3  # the refused ones cost no lookup
+        assert len(lookups) == 3  # the refused ones cost no lookup
         with server.client(_made_up_key()) as client:
             refused = client.get("/v1/skus")
         assert refused.json()["error"]["code"] == "request.rate_limited"
         assert 1 <= int(refused.headers["Retry-After"]) <= 2
-        # The key the process saw accepted is not held back by its address's refusals.
+        # A key a route accepted is not counted by its address.
         with server.client(merchant) as client:
             assert client.get("/v1/skus").status_code == 200
         # Once the address has a place again, a key is looked up again.
@@ -295,7 +303,34 @@ def test_made_up_keys_are_held_back_by_address_and_a_key_seen_accepted_goes_on(
             assert client.get("/v1/skus").status_code == 401
 
 
-def test_requests_without_a_credential_and_refused_sessions_and_links_count_by_address(
+def test_a_made_up_key_is_counted_whatever_the_answer_and_requests_at_once_too(
+    tmp_path: Path,
+) -> None:
+    """A review: a made-up key sent to an unknown path (404) was remembered as accepted and then
+    looked up without bound; and counted only after the answer, 150 made-up keys sent at once
+    all passed a burst of 3."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with running_server(
+        tmp_path / "data", anonymous_requests_per_minute=60, anonymous_request_burst=3
+    ) as server:
+        key = _made_up_key()
+        with server.client(key) as client:
+            codes = [client.get("/v1/no-such-path").status_code for _ in range(3)]
+            assert codes == [404, 404, 404]
+            assert client.get("/v1/skus").status_code == 429  # not remembered as accepted
+        time.sleep(3.1)  # the burst back
+
+        def one(_: int) -> int:
+            with server.client(_made_up_key()) as client:
+                return client.get("/v1/skus").status_code
+
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(one, range(24)))
+        assert answers.count(401) <= 4 and answers.count(429) >= 20, answers
+
+
+def test_requests_without_a_credential_and_made_up_sessions_and_links_count_by_address(
     tmp_path: Path,
 ) -> None:
     with running_server(
@@ -306,24 +341,24 @@ def test_requests_without_a_credential_and_refused_sessions_and_links_count_by_a
         with server.client(merchant) as client:
             assert client.get("/v1/skus").status_code == 200
         with httpx.Client(base_url=server.url, follow_redirects=False) as browser:
-            # Two sign-in pages, then made-up sessions and links: each takes a place.
+            # The sign-in page, a call without a key, a made-up session and a made-up link:
+            # each takes a place.
             assert browser.get("/web/login").status_code == 200
             assert browser.get("/v1/skus").status_code == 401  # no key: no lookup, counted
             queue = browser.get(
                 "/web/queue", headers={"cookie": f"{COOKIE}={secrets.token_urlsafe(32)}"}
             )
             assert queue.status_code == 303  # to the login page: the session is unknown
-            assert browser.get(f"/web/enter/{secrets.token_urlsafe(32)}").status_code == 404
+            assert browser.get(f"/web/capture/{secrets.token_urlsafe(32)}").status_code == 404
             # The address has no place left: a page says so in words, an API call in JSON.
             page = browser.get("/web/login")
             assert page.status_code == 429 and "Too many requests" in page.text
-            link = browser.get(f"/web/capture/{secrets.token_urlsafe(32)}")
-            assert link.status_code == 429
+            assert browser.get(f"/web/enter/{secrets.token_urlsafe(32)}").status_code == 429
             assert browser.get("/v1/skus").json()["error"]["code"] == "request.rate_limited"
             # Not counted: the probes and static files.
             assert browser.get("/healthz").status_code == 200
             assert browser.get("/web/static/refundlens.css").status_code != 429
-        # A key seen accepted goes on from the same address.
+        # A key a route accepted goes on from the same address.
         with server.client(merchant) as client:
             assert client.get("/v1/skus").status_code == 200
 

@@ -25,6 +25,7 @@ from ..store.sql.models import Claim
 from ..workers.runner import Dispatcher
 from . import fields, upload_memory
 from .auth import Principal, authenticate, can_see_claim
+from .rate_limit import accept_credential
 
 __all__ = [
     "Admin",
@@ -94,6 +95,7 @@ def _principal(
     # (under SQLite that would block every other request on the write lock).
     with runtime.db.session() as session:
         principal = authenticate(session, authorization)
+    accept_credential(request, "key")
     # For the error handler: what an error may tell depends on who asked (may_see_facts).
     request.state.principal = principal
     return principal

@@ -14,13 +14,12 @@ A request is counted by the credential it presents, read as the route that check
 (:func:`credential_of`), before anyone checks it: a key that does not exist is limited too.
 
 A client could still make up a new credential for each request, or send none (the sign-in
-page, a sign-in link, unknown paths). Those are counted by the client's address
-(:func:`address_of`), at ``anonymous_requests_per_minute``: each request that presents no
-credential, and each credential the route refused (answered 401, or marked with
-:func:`refuse_credential`: an unknown session, capture link or sign-in link). While an address
-has no place left, a credential it presents that this process has not yet seen accepted is
-answered 429 without a lookup; a credential seen accepted goes on, so that one client's made-up
-keys do not lock out the people who share its address (an office, a carrier's NAT).
+page, a sign-in link, unknown paths). Every request whose credential this process has not seen a
+route accept is also counted by the client's address (:func:`address_of`), at
+``anonymous_requests_per_minute``, before anything is looked up; where the route then accepts the
+credential (:func:`accept_credential`) the place is given back and the credential remembered,
+so that the people who share an address (an office, a carrier's NAT) spend none of it. What is
+spent is made-up or refused credentials, and requests without one.
 
 References
 ----------
@@ -46,7 +45,7 @@ from typing import Protocol
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.requests import Request, cookie_parser
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..metrics import metrics
 from .route_names import matching_route
@@ -56,9 +55,9 @@ __all__ = [
     "RateLimit",
     "RateLimiter",
     "RedisLimiter",
+    "accept_credential",
     "address_of",
     "credential_of",
-    "refuse_credential",
 ]
 
 log = logging.getLogger(__name__)
@@ -70,9 +69,12 @@ class RateLimiter(Protocol):
     blocking: bool
     """Whether :meth:`admit` waits on the network (it then runs off the event loop)."""
 
-    def admit(self, key: str, charge: bool = True) -> float:
-        """0 where the request identified by ``key`` may go on, else the seconds until it may.
-        ``charge=False`` asks without counting a request."""
+    def admit(self, key: str) -> float:
+        """0 where the request identified by ``key`` may go on, else the seconds until it may."""
+        ...
+
+    def give_back(self, key: str) -> None:
+        """Return the place one admitted request of ``key`` took."""
         ...
 
 
@@ -99,13 +101,19 @@ class MemoryLimiter:
         self._next: OrderedDict[str, float] = OrderedDict()
         self._lock = threading.Lock()
 
-    def admit(self, key: str, charge: bool = True) -> float:
+    def give_back(self, key: str) -> None:
+        now = self.clock()
+        with self._lock:
+            if key in self._next:
+                self._next[key] = max(now, self._next[key] - self.interval)
+
+    def admit(self, key: str) -> float:
         now = self.clock()
         with self._lock:
             arrival = max(self._next.get(key, now), now)
             wait = arrival - self.tolerance - now
-            if wait > 0 or not charge:
-                return max(0.0, wait)
+            if wait > 0:
+                return wait
             self._next[key] = arrival + self.interval
             self._next.move_to_end(key)
             while len(self._next) > self.max_keys:
@@ -113,9 +121,9 @@ class MemoryLimiter:
             return 0.0
 
 
-# KEYS[1]: the credential's counter; ARGV: now (s), interval (s), tolerance (s), charge (1 or 0).
-# Returns the wait in milliseconds (0: admitted). One script, so that concurrent processes never
-# both take the last place in the burst.
+# KEYS[1]: the credential's counter; ARGV: now (s), interval (s), tolerance (s). Returns the wait
+# in milliseconds (0: admitted). One script, so that concurrent processes never both take the last
+# place in the burst.
 _GCRA = """
 local now = tonumber(ARGV[1])
 local interval = tonumber(ARGV[2])
@@ -124,9 +132,22 @@ local arrival = tonumber(redis.call('GET', KEYS[1]) or ARGV[1])
 if arrival < now then arrival = now end
 local wait = arrival - tolerance - now
 if wait > 0 then return math.ceil(wait * 1000) end
-if ARGV[4] == '0' then return 0 end
 local following = arrival + interval
 redis.call('SET', KEYS[1], tostring(following), 'PX', math.ceil((following - now) * 1000) + 1000)
+return 0
+"""
+
+
+# KEYS[1]: the counter; ARGV: now (s), interval (s). One request's place given back.
+_GIVE_BACK = """
+local now = tonumber(ARGV[1])
+local arrival = tonumber(redis.call('GET', KEYS[1]) or ARGV[1])
+local back = arrival - tonumber(ARGV[2])
+if back <= now then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('SET', KEYS[1], tostring(back), 'PX', math.ceil((back - now) * 1000) + 1000)
+end
 return 0
 """
 
@@ -152,6 +173,7 @@ class RedisLimiter:
         self.prefix = prefix
         self.client = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
         self.script = self.client.register_script(_GCRA)
+        self.give_back_script = self.client.register_script(_GIVE_BACK)
         self._warned = 0.0
         self._paused_until = 0.0
         where = self.client.connection_pool.connection_kwargs
@@ -169,7 +191,19 @@ class RedisLimiter:
                 exc,
             )
 
-    def admit(self, key: str, charge: bool = True) -> float:
+    def give_back(self, key: str) -> None:
+        import redis
+
+        if time.monotonic() < self._paused_until:
+            return
+        try:
+            seconds, micros = self.client.time()
+            now = float(seconds) + float(micros) / 1e6
+            self.give_back_script(keys=[self.prefix + key], args=[now, self.interval])
+        except redis.RedisError:
+            self._paused_until = time.monotonic() + _REDIS_PAUSE_SECONDS
+
+    def admit(self, key: str) -> float:
         import redis
 
         # After a failure Redis is left alone for a while: a server that hangs would otherwise
@@ -180,10 +214,7 @@ class RedisLimiter:
             seconds, micros = self.client.time()
             now = float(seconds) + float(micros) / 1e6
             waited = int(
-                self.script(
-                    keys=[self.prefix + key],
-                    args=[now, self.interval, self.tolerance, 1 if charge else 0],
-                )
+                self.script(keys=[self.prefix + key], args=[now, self.interval, self.tolerance])
             )
         except redis.RedisError as exc:
             self._paused_until = time.monotonic() + _REDIS_PAUSE_SECONDS
@@ -210,8 +241,9 @@ def counted(scope: Scope) -> bool:
 
 
 def address_of(scope: Scope) -> str:
-    """The client's address as the limit counts it: an IPv4 address, or an IPv6 address's /64
-    (the network one subscriber is given, inside which a client may pick any address).
+    """The client's address as the limit counts it: an IPv4 address, or an IPv6 address's /48
+    (a subscriber is given a /64 to a /48, inside which a client may pick any address: a review
+    counted 65,536 buckets in one free /48 when it was the /64).
 
     The address is the server's (``scope["client"]``): behind a reverse proxy uvicorn takes it
     from ``X-Forwarded-For`` where the proxy is named in ``FORWARDED_ALLOW_IPS``, else every
@@ -225,18 +257,18 @@ def address_of(scope: Scope) -> str:
     if isinstance(found, ipaddress.IPv6Address):
         if found.ipv4_mapped is not None:
             return "address:" + str(found.ipv4_mapped)
-        return "address:" + str(ipaddress.IPv6Network((found, 64), strict=False))
+        return "address:" + str(ipaddress.IPv6Network((found, 48), strict=False))
     return "address:" + str(found)
 
 
-_REFUSED = "credential_refused"
+_ACCEPTED = "credential_accepted"
 
 
-def refuse_credential(request: Request) -> None:
-    """Say that the request's credential was refused (an unknown or expired session, capture
-    link or sign-in link, answered with a page rather than 401), so that :class:`RateLimit`
-    counts it against the client's address."""
-    request.state.credential_refused = True
+def accept_credential(request: Request, kind: str) -> None:
+    """Say that a route checked the request's credential and found it good: ``kind`` is the one
+    it checked (``key``, ``session`` or ``capture``), so that a route that checks another (the
+    sign-in page reads a key from its form) vouches for nothing :func:`credential_of` read."""
+    request.state.credential_accepted = kind
 
 
 def credential_of(scope: Scope) -> str | None:
@@ -266,10 +298,10 @@ def _digest(secret: str) -> str:
 
 
 class RateLimit:
-    """The ASGI middleware: counts each request by its credential (:func:`credential_of`), or by
-    its address where it presents none or the route refused it (:func:`address_of`), and
-    answers 429 with ``Retry-After`` when either has no place left. Either limiter may be None
-    (that limit is off)."""
+    """The ASGI middleware: counts each request by its credential (:func:`credential_of`), and by
+    its address (:func:`address_of`) unless its credential was seen accepted, and answers 429
+    with ``Retry-After`` when either has no place left. Either limiter may be None (that limit
+    is off)."""
 
     def __init__(
         self,
@@ -283,56 +315,49 @@ class RateLimit:
         self.limiter = limiter
         self.anonymous = anonymous
         self.accepted: OrderedDict[str, None] = OrderedDict()
-        """Credentials this process saw a route accept, most recent last (at most
-        ``remembered``): their address's refusals do not hold them back."""
+        """Credentials a route of this process accepted, most recent last (at most
+        ``remembered``): not counted by their address."""
         self.remembered = remembered
 
-    async def _admit(self, limiter: RateLimiter, key: str, charge: bool = True) -> float:
-        if limiter.blocking:
-            return await run_in_threadpool(limiter.admit, key, charge)
-        return limiter.admit(key, charge)
+    async def _call(self, limiter: RateLimiter, method: str, key: str) -> float:
+        run = getattr(limiter, method)
+        found = await run_in_threadpool(run, key) if limiter.blocking else run(key)
+        return float(found or 0.0)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not counted(scope):
             await self.app(scope, receive, send)
             return
         credential = credential_of(scope)
-        address = address_of(scope)
         wait = 0.0
-        if credential is None:
-            if self.anonymous is not None:
-                wait = await self._admit(self.anonymous, address)
-        else:
-            if self.limiter is not None:
-                wait = await self._admit(self.limiter, credential)
-            if wait <= 0 and self.anonymous is not None and credential not in self.accepted:
-                wait = await self._admit(self.anonymous, address, charge=False)
+        if credential is not None and self.limiter is not None:
+            wait = await self._call(self.limiter, "admit", credential)
+        address = None
+        if wait <= 0 and self.anonymous is not None and credential not in self.accepted:
+            # Counted before anything is looked up, and given back below if a route accepts
+            # the credential: counted after the answer, requests sent at once all passed.
+            address = address_of(scope)
+            wait = await self._call(self.anonymous, "admit", address)
         if wait > 0:
             await _refuse(scope, send, wait)
             return
-        if credential is None or self.anonymous is None:
+        if credential is None or address is None:
             await self.app(scope, receive, send)
             return
         # A dict of the scope's own: a route's request.state writes into it, whatever scope
         # copies the layers below make.
         state = scope.setdefault("state", {})
-        status = 0
-
-        async def sending(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        await self.app(scope, receive, sending)
-        if status == 401 or state.get(_REFUSED):
-            self.accepted.pop(credential, None)
-            await self._admit(self.anonymous, address)
-        elif status:
-            self.accepted[credential] = None
-            self.accepted.move_to_end(credential)
-            while len(self.accepted) > self.remembered:
-                self.accepted.popitem(last=False)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            kind = state.get(_ACCEPTED)
+            if kind is not None and credential.startswith(f"{kind}:"):
+                self.accepted[credential] = None
+                self.accepted.move_to_end(credential)
+                while len(self.accepted) > self.remembered:
+                    self.accepted.popitem(last=False)
+                assert self.anonymous is not None
+                await self._call(self.anonymous, "give_back", address)
 
 
 async def _refuse(scope: Scope, send: Send, wait: float) -> None:

@@ -35,7 +35,7 @@ from ...rendering.i18n import translations
 from ...store.sql.repositories import SqlStore
 from .. import upload_memory
 from ..live_capture import capture_slot, take_capture
-from ..rate_limit import refuse_credential
+from ..rate_limit import accept_credential
 from .common import analysis_jpeg, file_name, hours_left, lang, page, runtime_of, same_site
 
 __all__ = ["TOKEN_PATH", "router"]
@@ -71,15 +71,14 @@ class Opened:
 
 
 def _open(request: Request, token: str) -> Opened | None:
-    """The claim behind ``token`` if the token may be used now, else None (and the request's
-    credential refused, for the rate limit)."""
+    """The claim behind ``token`` if the token may be used now, else None."""
     if not TOKEN_PATH.match(token):
-        refuse_credential(request)
         return None
     try:
         with runtime_of(request).db.session() as s:
             store = SqlStore(s)
             claim = cases.capture_claim(store, token, lock=False)
+            accept_credential(request, "capture")
             order = store.catalogue.order(claim.order_id)
             sku = store.catalogue.sku(order.sku_id) if order is not None else None
             tenant = store.catalogue.tenant(claim.merchant_id)
@@ -97,9 +96,7 @@ def _open(request: Request, token: str) -> Opened | None:
                 shop=tenant.name if tenant is not None and tenant.name else claim.merchant_id,
                 tries_left=_tries_left_once_refused(store, token, runtime_of(request).settings),
             )
-    except RefundlensError as exc:
-        if exc.code != "service.busy":
-            refuse_credential(request)
+    except RefundlensError:
         return None
 
 
@@ -156,18 +153,17 @@ def filed_photo(request: Request, token: str, index: str) -> Response:
         or not (index.isascii() and index.isdigit() and len(index) <= 3)
         or not cases.page_captures_allowed(runtime.settings)
     ):
-        refuse_credential(request)
         return Response(status_code=404)
     try:
         with runtime.db.session() as s:
             filed = cases.filed_photos(cases.capture_claim(SqlStore(s), token, lock=False))
+            accept_credential(request, "capture")
             if int(index) >= len(filed):
                 return Response(status_code=404)
             sha256, name = filed[int(index)].sha256, filed[int(index)].name
         data = analysis_jpeg(request, sha256, name)
     except RefundlensError as exc:
         if exc.code != "service.busy":
-            refuse_credential(request)
             return Response(status_code=404)
         retry = str(runtime.settings.busy_retry_after_seconds)
         return Response(status_code=503, headers={"Retry-After": retry})

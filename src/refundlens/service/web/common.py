@@ -36,7 +36,7 @@ from .. import fields
 from ..auth import Principal, can_see_claim, web_session
 from ..deps import decode_slot
 from ..fields import FieldError, check_id
-from ..rate_limit import refuse_credential
+from ..rate_limit import accept_credential
 
 log = logging.getLogger(__name__)
 
@@ -236,13 +236,11 @@ def file_name(name: str) -> str:
 
 def _user(request: Request) -> Principal | None:
     """The logged-in user, or None; keeps the session's CSRF token for the page's forms."""
-    cookie = request.cookies.get(COOKIE)
     with runtime_of(request).db.session() as session:
-        found = web_session(session, cookie)
+        found = web_session(session, request.cookies.get(COOKIE))
     if found is None:
-        if cookie:
-            refuse_credential(request)
         return None
+    accept_credential(request, "session")
     request.state.csrf = found[1]
     return found[0]
 

@@ -17,7 +17,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from ..auth import LINK_TOKEN, close_web_session, redeem_sign_in_link, sign_in_link_usable
-from ..rate_limit import refuse_credential
 from .common import COOKIE, page, runtime_of, same_site, set_private_cookie
 
 __all__ = ["router"]
@@ -40,7 +39,6 @@ def enter_page(request: Request, token: str, claim: str | None = None) -> Respon
         with runtime_of(request).db.session() as s:
             expires = sign_in_link_usable(s, token)
     if expires is None:
-        refuse_credential(request)
         return page(request, "enter.html", status=404, closed=True, user=None)
     left = math.ceil((expires - dt.datetime.now(dt.UTC)).total_seconds() / 60)
     return page(
@@ -66,7 +64,6 @@ def enter(request: Request, token: str, claim: str | None = None) -> Response:
                 # The session this browser held before (a shop's, another buyer's) ends here.
                 close_web_session(s, request.cookies.get(COOKIE))
     if opened is None:
-        refuse_credential(request)
         return page(request, "enter.html", status=404, closed=True, user=None)
     # The claim the link names, if it is a claim id: its page says "not found" where the buyer
     # may not see it, as for any claim id typed in.
