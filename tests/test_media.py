@@ -211,6 +211,19 @@ def test_jpeg_data_overwritten_mid_file_is_refused_though_it_decodes(product: np
     assert "Corrupt JPEG data" in info.value.message and "again" in info.value.message
 
 
+def test_stray_bytes_between_header_segments_are_no_damage(product: np.ndarray) -> None:
+    # A review: two stray bytes before the quantization table gave the same pixels in Pillow,
+    # and the file was refused as damaged.
+    data = encode(product, "JPEG", quality=90)
+    at = data.index(b"\xff\xdb")
+    strayed = data[:at] + b"\x00\x00" + data[at:]
+    from refundlens.media.decode import jpeg_damage
+
+    assert jpeg_damage(strayed) is None
+    same = media_from_bytes(strayed, "strayed.jpg").analysis
+    assert np.array_equal(same, media_from_bytes(data, "whole.jpg").analysis)
+
+
 @pytest.mark.parametrize("kind", ["progressive", "cmyk", "grey", "optimized"])
 def test_jpegs_of_every_kind_that_decode_right_are_not_called_damaged(
     product: np.ndarray, kind: str

@@ -917,3 +917,14 @@ def test_a_photo_whose_label_escapes_no_text_leaves_its_claim_readable_and_decid
                 report = client.get(f"/v1/claims/{claim['id']}/report.{fmt}")
                 assert report.status_code == 200, (who, fmt, report.text[:300])
     _decide(server, shop, claim["id"], {"decision": "approve", "reason": "label reads oddly"})
+
+
+def test_an_error_quoting_a_file_name_or_what_a_file_says_can_always_be_sent() -> None:
+    # A review: `check --batch` on a file named with byte 0xff crashed printing the error.
+    from refundlens.errors import RefundlensError
+
+    error = RefundlensError("media.corrupt", "bad \udcff here").about_file(0, "ph\udcff\x00.jpg")
+    text = json.dumps(error.as_dict(), ensure_ascii=False)
+    text.encode("utf-8")
+    assert "\ufffd" in error.message and error.file is not None
+    assert error.file["name"] == "ph\ufffd\ufffd.jpg"

@@ -1426,15 +1426,15 @@ def packing_video(
         from .service.fields import file_name
         from .workers.tasks import process_packing_video
 
-        # Its size first: a file of many GB given by mistake is refused before it is read.
-        size = video.stat().st_size
-        if size > settings.video_max_bytes:
+        # Read up to one byte past the limit: a file of many GB given by mistake (or a pipe,
+        # whose size says nothing) is refused without being read whole.
+        with video.open("rb") as stream:
+            data = stream.read(settings.video_max_bytes + 1)
+        if len(data) > settings.video_max_bytes:
             raise RefundlensError(
                 "media.too_large",
-                f"The video is {size} bytes; the limit (video_max_bytes) is "
-                f"{settings.video_max_bytes}.",
+                f"The video is over {settings.video_max_bytes} bytes, the limit (video_max_bytes).",
             )
-        data = video.read_bytes()
 
         header = probe_video(data, settings)
         blobs = BlobStore(f"{settings.data_dir}/blobs")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .storable import storable
+from .storable import storable, storable_text
 
 __all__ = ["MediaError", "NotFound", "RefundlensError"]
 
@@ -13,6 +13,7 @@ class RefundlensError(Exception):
     code: str = "refundlens.error"
 
     def __init__(self, code: str, message: str, facts: dict[str, object] | None = None) -> None:
+        message = storable_text(message)  # it may quote a file's name or what a file says
         super().__init__(f"[{code}] {message}")
         self.code = code
         self.message = message
@@ -24,6 +25,7 @@ class RefundlensError(Exception):
 
     def about_file(self, index: int, name: str, field: str = "photos") -> RefundlensError:
         """This error, naming the file of a request it was about (and saying so in its message)."""
+        name = storable_text(name)
         self.file = {"field": field, "index": index, "name": name}
         self.message = f"{field}[{index}] ({name}): {self.message}"
         self.args = (f"[{self.code}] {self.message}",)

@@ -447,9 +447,16 @@ def _animated(
     return AnimatedMediaError(message, facts, still)
 
 
-_JPEG_DAMAGE = ("Corrupt JPEG data", "Premature end of JPEG file")
+_JPEG_DAMAGE = re.compile(
+    r"Corrupt JPEG data: (premature end of data segment|bad Huffman code|bad arithmetic code"
+    r"|found marker 0x[0-9a-f]{2} instead of RST\d|\d+ extraneous bytes before marker "
+    r"0x(d[0-79]))|Premature end of JPEG file"
+)
 """libjpeg's warnings that say the entropy-coded data is damaged (jerror.h: JWRN_HIT_MARKER,
-JWRN_EXTRANEOUS_DATA, JWRN_HUFF_BAD_CODE, JWRN_MUST_RESYNC, JWRN_ARITH_BAD_CODE, JWRN_JPEG_EOF).
+JWRN_HUFF_BAD_CODE, JWRN_ARITH_BAD_CODE, JWRN_MUST_RESYNC, JWRN_JPEG_EOF, and
+JWRN_EXTRANEOUS_DATA where the stray bytes come before a restart marker or the end of the image:
+the data the decoder did not use). Stray bytes before a header marker (a table, a scan's start)
+leave the picture whole: a review found two of them refusing a file Pillow decodes exactly.
 Its other warnings (an unknown JFIF revision, an odd progression) describe files that decode
 right."""
 
@@ -469,7 +476,7 @@ def jpeg_damage(data: bytes) -> str | None:
         simplejpeg.decode_jpeg(data, colorspace="GRAY", min_height=1, min_width=1, strict=True)
     except ValueError as exc:
         text = str(exc)
-        return text if text.startswith(_JPEG_DAMAGE) else None
+        return text if _JPEG_DAMAGE.match(text) else None
     except Exception:  # what the strict decoder cannot read or convert, Pillow read: no verdict
         return None
     return None

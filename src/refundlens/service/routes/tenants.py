@@ -62,17 +62,33 @@ def create_tenant(body: TenantIn, s: SessionDep, p: Admin) -> TenantOut:
     tenant.name, tenant.webhook_url, tenant.webhook_secret = body.name, url, secret
     s.add(tenant)
     audit.append(s, p.key_id, "tenant.saved", details={"tenant": body.id})
-    return tenant_out(tenant)
+    return tenant_out(tenant, p)
 
 
-def tenant_out(tenant: Tenant) -> TenantOut:
+def tenant_out(tenant: Tenant, reader: Principal) -> TenantOut:
+    """The tenant as ``reader`` may read it: the webhook URL whole for an admin (who set it);
+    for a shop or a reviewer without what may carry a secret (a user and password, the query,
+    the fragment: a review read a receiver's password there)."""
+    url = tenant.webhook_url
+    if url and reader.role != "admin":
+        url = _without_secrets(url)
     return TenantOut(
         id=tenant.id,
         kind=tenant.kind,
         name=tenant.name,
-        webhook_url=tenant.webhook_url,
+        webhook_url=url,
         webhook_secret_set=bool(tenant.webhook_secret),
     )
+
+
+def _without_secrets(url: str) -> str:
+    import httpx
+
+    try:
+        parsed = httpx.URL(url)
+        return str(parsed.copy_with(username=None, password=None, query=None, fragment=None))
+    except Exception:  # saved URLs parse (create_tenant checks): never answer one that does not
+        return ""
 
 
 _TENANT_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,39}")
@@ -110,7 +126,7 @@ def list_tenants(
     rows = s.execute(query.limit(limit + 1)).scalars().all()
     page = rows[:limit]
     return TenantPageOut(
-        items=[tenant_out(t) for t in page],
+        items=[tenant_out(t, p) for t in page],
         next_cursor=page[-1].id if len(rows) > limit else None,
     )
 
@@ -126,4 +142,4 @@ def get_tenant(tenant_id: Annotated[str, Path(max_length=40)], s: SessionDep, p:
     )
     if tenant is None:
         raise NotFound("tenant", tenant_id)
-    return tenant_out(tenant)
+    return tenant_out(tenant, p)
