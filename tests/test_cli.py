@@ -333,9 +333,13 @@ def test_the_overlays_captions_read_in_chinese_and_english_where_a_chinese_font_
     font = caption_font()
     assert font is not None
     left, right = _captions(0.97, "escalate", "reference.derived", chinese=True)
-    assert left.startswith("理赔照片 | 风险 0.97 升级处理") and "risk 0.97 escalate" in left
+    assert left.startswith("理赔照片 | 风险 97% 升级处理") and "risk 97% escalate" in left
     assert right.startswith("对齐到理赔照片的参考图") and "(reference.derived)" in right
-    assert _captions(0.1, "approve", None, chinese=False) == ["claim photo | risk 0.10 approve"]
+    assert _captions(0.1, "approve", None, chinese=False) == ["claim photo | risk 10% approve"]
+    # As the pages write it (a reviewer's walkthrough read "risk 1.00" for 0.998, as if certain).
+    assert _captions(0.998, "escalate", None, chinese=False) == [
+        "claim photo | risk 99.8% escalate"
+    ]
     draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     for width in (120, 300):
         lines = _wrap(draw, left, width, font)

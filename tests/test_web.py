@@ -206,6 +206,12 @@ def test_the_language_can_be_switched_and_is_remembered(
     page.goto(f"{server.url}/web/queue")
     assert page.locator("h1").inner_text() == "Your claims"
     page.screenshot(path=str(ARTIFACTS / "web-merchant-en.png"), full_page=True)
+    # Switching keeps the page's query (a reviewer's walkthrough lost the queue's filters).
+    page.goto(f"{server.url}/web/queue?state=decided&min_risk=50")
+    page.click("#lang-zh")
+    assert page.locator("h1").inner_text() == "您的售后申请"
+    assert "state=decided" in page.url and "min_risk=50" in page.url and "lang=zh_CN" in page.url
+    page.click("#lang-en")
 
 
 def test_a_buyer_sees_its_claims_state_in_words_and_nothing_of_the_analysis(

@@ -92,7 +92,11 @@ def _wrap(
 def _captions(risk: float, action: str, code: str | None, chinese: bool) -> list[str]:
     """The overlay's captions: in Chinese and English where a Chinese font is at hand (the
     picture is made once, for readers of either language), else in English."""
-    captions = [f"claim photo | risk {risk:.2f} {action}"]
+    from ..rendering.i18n import risk_percent
+
+    # As the pages write it: a risk of 0.998 read "1.00", as if certain (a reviewer's walkthrough).
+    shown = risk_percent(risk)
+    captions = [f"claim photo | risk {shown} {action}"]
     if code is not None:
         captions.append(f"reference aligned onto the claim ({code})")
     if not chinese:
@@ -100,7 +104,7 @@ def _captions(risk: float, action: str, code: str | None, chinese: bool) -> list
     from ..rendering.i18n import translations
 
     zh = translations("zh_CN").gettext
-    captions[0] = f"理赔照片 | 风险 {risk:.2f} {zh(action)} · {captions[0]}"
+    captions[0] = f"理赔照片 | 风险 {shown} {zh(action)} · {captions[0]}"
     if code is not None:
         captions[1] = f"对齐到理赔照片的参考图 · {captions[1]}"
     return captions

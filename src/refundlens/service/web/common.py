@@ -20,6 +20,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -100,13 +101,20 @@ def lang(request: Request) -> str:
     )
 
 
+def _lang_links(request: Request) -> dict[str, str]:
+    """The header's language links: this page, its query kept (a reviewer's walkthrough lost the
+    queue's filters on switching), with ``lang`` set."""
+    kept = [(k, v) for k, v in request.query_params.multi_items() if k != "lang"]
+    return {code: "?" + urlencode([*kept, ("lang", code)]) for code in LANGUAGES}
+
+
 def page(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
     language = lang(request)
     context.setdefault("csrf", getattr(request.state, "csrf", ""))
     html = (
         environment(language)
         .get_template(template)
-        .render(request=request, languages=LANGUAGES, **context)
+        .render(request=request, languages=LANGUAGES, lang_links=_lang_links(request), **context)
     )
     response = HTMLResponse(html, status_code=status)
     if request.query_params.get("lang") in LANGUAGES:
