@@ -879,3 +879,36 @@ def test_a_deadline_in_chinas_zone_reads_beijing_time_to_a_chinese_shopper() -> 
     assert deadline_words(moment, china, "zh_CN") == "2026-12-07 19:56 北京时间"
     assert deadline_words(moment, china, "en") == "2026-12-07 19:56 UTC+08:00"
     assert deadline_words(moment, dt.UTC, "zh_CN") == "2026-12-07 11:56 UTC"
+
+
+def test_a_persons_steps_are_in_the_report_and_an_escalation_is_not_the_analysiss(
+    rejected: tuple[Server, str],
+) -> None:
+    """A reviewer's walkthrough: a person's escalation read as the analysis's suggestion, and a
+    live capture asked for was nowhere but the audit trail."""
+    server, _ = rejected
+    merchant_key = server.key("merchant", "shop-a")
+    order = order_for(server, merchant_key, listed_sku(server, merchant_key, "cup-3"), "b-3", "o-3")
+    buyer_key = server.key("buyer", subject="b-3")
+    photos = [("genuine.jpg", _sample("claim_genuine.jpg"))]
+    claim = file_claim(server, buyer_key, order, photos, amount="250")["id"]  # over 200: a person
+    with server.client(buyer_key) as buyer:
+        analysed = wait_analysed(buyer, claim)
+    assert analysed["state"] in ("awaiting_merchant", "under_review"), analysed
+    with server.client(server.key("reviewer", assign=["shop-a"])) as reviewer:
+        for decision, reason in (
+            ("request_capture", "show the crack from the side"),
+            ("escalate", "the seller disputes it: for the senior team"),
+        ):
+            done = reviewer.post(
+                f"/v1/claims/{claim}/decision", json={"decision": decision, "reason": reason}
+            )
+            assert done.status_code == 200, done.text
+        suggested = reviewer.get(f"/v1/claims/{claim}").json()["assessment"]["claim"]["action"]
+        assert suggested != "escalate"
+        html = reviewer.get(f"/v1/claims/{claim}/report.html?lang=en").text
+    assert "The analysis suggested" in html
+    assert "The analysis suggested: escalate" not in html
+    assert "escalated by a person" in html
+    steps = html[html.index("Steps a person took") :]
+    assert "show the crack from the side" in steps and "for the senior team" in steps

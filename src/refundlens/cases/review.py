@@ -253,7 +253,11 @@ def decide(
     elif decision == "escalate":
         if claim.state != ClaimState.UNDER_REVIEW:
             transition(claim.state, ClaimState.DECIDED)  # raises with the allowed moves
+        # The claim's action puts it in the escalate queue; the analysis's own suggestion stays
+        # with its assessment, and the pages say a person escalated it (a reviewer's
+        # walkthrough read the escalation as the analysis's and "why it is here" as stale).
         claim.action = "escalate"
+        claim.routing_reason = "a person decided: escalate"
     else:
         if decision == "partial" and (amount is None or not 0 < amount < claim.amount):
             raise RefundlensError(
