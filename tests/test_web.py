@@ -143,6 +143,9 @@ def test_a_reviewer_logs_in_opens_the_forged_claim_sees_the_outline_and_decides_
     page.screenshot(path=str(ARTIFACTS / "web-queue.png"), full_page=True)
     page.click(f"a.claim-link:has-text('{keys['claim']}')")
     assert page.locator("#claim-state").inner_text() == "人工审核中"
+    # Why, at the top: the finding that moved the risk most (a reviewer's walkthrough found it
+    # far down the page).
+    assert page.locator("#claim-strongest code").inner_text() == "reference.derived"
     page.click("#assign-form button[type=submit]")
     assert page.locator("#assigned-to").inner_text() == keys["reviewer"].split(".")[0]
     # The overlay (claim beside the aligned reference, the edit outlined) is an image that loaded.

@@ -11,6 +11,7 @@ import functools
 import gettext
 import io
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -206,6 +207,7 @@ def environment(lang: str) -> jinja2.Environment:
     env.filters["term"] = lambda value: term(value, lang)
     env.filters["bar_width"] = bar_width
     env.filters["risk_percent"] = risk_percent
+    env.filters["strongest_finding"] = strongest_finding
     # The evidence report's readable values (rendering/readable.py): facts as rows with units,
     # times with their zone, codes that wrap only between their parts.
     from .readable import breakable, fact_rows, hours, money, number, when
@@ -287,6 +289,17 @@ def risk_percent(risk: float) -> str:
     if 0 < value < 1 or 99 < value < 100:
         return f"{min(max(value, 0.1), 99.9):.1f}%"
     return f"{value:.0f}%"
+
+
+def strongest_finding(report: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """The finding of a stored analysis that moved the risk most, either way (its weight as
+    fused, else its strength for an analysis older than the weights); None without findings."""
+    found = [f for image in (report or {}).get("images") or () for f in image.get("findings") or ()]
+
+    def weight(f: Mapping[str, Any]) -> float:
+        return abs(float(f.get("contribution", f.get("strength", 0.0)) or 0.0))
+
+    return max(found, key=weight) if found else None
 
 
 def bar_width(risk: float) -> str:
