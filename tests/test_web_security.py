@@ -762,6 +762,28 @@ def test_a_report_past_the_heavy_work_slots_is_answered_busy_at_once(
             slots.release()
 
 
+def test_one_key_holds_at_most_one_heavy_work_slot_so_another_always_finds_one(
+    site: tuple[Server, dict[str, str]],
+) -> None:
+    # A review: two looping report requests of one shop held both slots, and every other
+    # shop's reports and photo checks were busy.
+    server, keys = site
+    runtime = server.app.state.runtime
+    merchant_id = keys["merchant"].split(".")[0]
+    with runtime.heavy_slot(merchant_id) as taken:  # the shop's first request, still running
+        assert taken
+        with server.client(keys["merchant"]) as merchant:
+            again = merchant.get(f"/v1/claims/{keys['claim']}/report.html")
+            assert again.status_code == 503, again.text[:200]
+            assert again.json()["error"]["code"] == "service.busy"
+        with web_login(server, keys["merchant"]) as page:
+            assert page.get(f"/web/claims/{keys['claim']}/report.html").status_code == 503
+        with server.client(keys["reviewer"]) as reviewer:
+            assert reviewer.get(f"/v1/claims/{keys['claim']}/report.html").status_code == 200
+    with server.client(keys["merchant"]) as merchant:  # its slot given back
+        assert merchant.get(f"/v1/claims/{keys['claim']}/report.html").status_code == 200
+
+
 def test_claims_are_assigned_only_to_reviewers_of_their_shop_and_released_by_their_holder(
     site: tuple[Server, dict[str, str]],
 ) -> None:

@@ -44,17 +44,17 @@ _REPORT_ANSWERS: dict[int | str, dict[str, object]] = {
 
 
 @contextlib.contextmanager
-def _heavy_work(runtime: Runtime) -> Iterator[None]:
-    """One of the process's ``web_heavy_work_slots``, as a page's decode or PDF takes one; none
-    free is 503 ``service.busy`` with ``Retry-After`` at once."""
-    if not runtime.heavy_work.acquire(blocking=False):
-        raise RefundlensError(
-            "service.busy", "Every report slot of this process is busy; ask again shortly."
-        )
-    try:
+def _heavy_work(runtime: Runtime, holder: str) -> Iterator[None]:
+    """One of the process's ``web_heavy_work_slots``, as a page's decode or PDF takes one (one
+    a credential); none free is 503 ``service.busy`` with ``Retry-After`` at once."""
+    with runtime.heavy_slot(holder) as taken:
+        if not taken:
+            raise RefundlensError(
+                "service.busy",
+                "Every report slot of this process is busy, or this key holds one already; "
+                "ask again shortly.",
+            )
         yield
-    finally:
-        runtime.heavy_work.release()
 
 
 @router.get(
@@ -81,7 +81,7 @@ def claim_report(
         p,
         claim_id,
         fmt,
-        lambda: _heavy_work(runtime),
+        lambda: _heavy_work(runtime, p.key_id),
         pick_language(lang if lang in LANGUAGES else None, None, accept_language),
     )
     return Response(made.data, media_type=made.media_type, headers=made.headers)

@@ -139,18 +139,16 @@ def heavy_work(request: Request, user: Principal | None) -> Iterator[None]:
     """Hold one of the process's ``web_heavy_work_slots`` for an analysis or a PDF; where none
     is free, answer 503 ``service.busy`` with ``Retry-After`` at once (no queue to fill)."""
     runtime = runtime_of(request)
-    if not runtime.heavy_work.acquire(blocking=False):
-        log.warning(
-            "page busy: every one of web_heavy_work_slots (%d) held",
-            runtime.settings.web_heavy_work_slots,
-        )
-        busy = refused(request, user, "service.busy", 503)
-        busy.headers["Retry-After"] = str(runtime.settings.busy_retry_after_seconds)
-        raise PageAnswer(busy)
-    try:
+    with runtime.heavy_slot(user.key_id if user is not None else None) as taken:
+        if not taken:
+            log.warning(
+                "page busy: every one of web_heavy_work_slots (%d) held, or this key holds one",
+                runtime.settings.web_heavy_work_slots,
+            )
+            busy = refused(request, user, "service.busy", 503)
+            busy.headers["Retry-After"] = str(runtime.settings.busy_retry_after_seconds)
+            raise PageAnswer(busy)
         yield
-    finally:
-        runtime.heavy_work.release()
 
 
 def forbidden(request: Request, user: Principal | None) -> HTMLResponse:
