@@ -888,8 +888,9 @@ def test_a_persons_steps_are_in_the_report_and_an_escalation_is_not_the_analysis
     live capture asked for was nowhere but the audit trail."""
     server, _ = rejected
     merchant_key = server.key("merchant", "shop-a")
-    order = order_for(server, merchant_key, listed_sku(server, merchant_key, "cup-3"), "b-3", "o-3")
-    buyer_key = server.key("buyer", subject="b-3")
+    sku = listed_sku(server, merchant_key, "cup-steps")
+    order = order_for(server, merchant_key, sku, "b-steps", "o-steps")
+    buyer_key = server.key("buyer", subject="b-steps")
     photos = [("genuine.jpg", _sample("claim_genuine.jpg"))]
     claim = file_claim(server, buyer_key, order, photos, amount="250")["id"]  # over 200: a person
     with server.client(buyer_key) as buyer:

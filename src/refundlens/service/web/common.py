@@ -101,10 +101,19 @@ def lang(request: Request) -> str:
     )
 
 
+_QUEUE_FILTERS = frozenset(
+    {"state", "merchant", "action", "code", "min_amount", "min_risk", "mine", "offset"}
+)
+"""The queue's filters (web/queue.py), kept when the language is switched."""
+
+
 def _lang_links(request: Request) -> dict[str, str]:
-    """The header's language links: this page, its query kept (a reviewer's walkthrough lost the
-    queue's filters on switching), with ``lang`` set."""
-    kept = [(k, v) for k, v in request.query_params.multi_items() if k != "lang"]
+    """The header's language links: this page with ``lang`` set, and on the queue its filters
+    kept (a reviewer's walkthrough lost them on switching). Nothing else of a query is echoed:
+    a sign-in link's page must not print what a link edited by someone else carries."""
+    kept = []
+    if request.url.path == "/web/queue":
+        kept = [(k, v) for k, v in request.query_params.multi_items() if k in _QUEUE_FILTERS]
     return {code: "?" + urlencode([*kept, ("lang", code)]) for code in LANGUAGES}
 
 
