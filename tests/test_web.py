@@ -708,6 +708,7 @@ def _vocabulary() -> set[str]:
     from refundlens.cases.routing import CLAIM_TYPES
     from refundlens.cases.states import ClaimState
     from refundlens.fusion import ACTIONS
+    from refundlens.store.sql.audit import AUDIT_ACTIONS
 
     pictures = {
         "overlay",
@@ -731,6 +732,7 @@ def _vocabulary() -> set[str]:
         | set(EVIDENCE_KINDS)
         | set(DECISIONS)
         | set(ACTIONS)
+        | AUDIT_ACTIONS
         | pictures
         | outcomes
         | timeline

@@ -36,7 +36,53 @@ from sqlalchemy.orm import Session
 from ...errors import RefundlensError
 from .models import AuditEntry, AuditHead, utcnow
 
+AUDIT_ACTIONS = frozenset(
+    {
+        "bank.imported",
+        "bank.withdrawn",
+        "buyer.sign_in_link",
+        "buyer.signed_in",
+        "capture.accepted",
+        "capture.refused",
+        "capture.repeats_on_file",
+        "capture.token_issued",
+        "capture.token_retired",
+        "capture.token_spent",
+        "claim.analysed",
+        "claim.analysing",
+        "claim.analysis_abandoned",
+        "claim.analysis_failed",
+        "claim.appealed",
+        "claim.assigned",
+        "claim.file_refused",
+        "claim.submitted",
+        "claim.to_review",
+        "claim.window_closed",
+        "claim.window_expired",
+        "decision.approve",
+        "decision.reject",
+        "decision.partial",
+        "decision.request_capture",
+        "decision.escalate",
+        "evidence.added",
+        "key.created",
+        "key.revoked",
+        "order.contact_updated",
+        "order.packing_video",
+        "order.packing_video_failed",
+        "order.packing_video_processed",
+        "order.saved",
+        "order.updated",
+        "pii.resealed",
+        "sku.saved",
+        "tenant.saved",
+    }
+)
+"""Every action an entry records: the pages and the report show each in the reader's language
+(service/locales), its code beside it."""
+
 __all__ = [
+    "AUDIT_ACTIONS",
     "GENESIS",
     "AuditProblem",
     "Checkpoint",
