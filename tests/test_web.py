@@ -141,6 +141,10 @@ def test_a_reviewer_logs_in_opens_the_forged_claim_sees_the_outline_and_decides_
     assert page.url.endswith("/web/queue")
     assert page.locator("h1").inner_text() == "审核队列"
     page.screenshot(path=str(ARTIFACTS / "web-queue.png"), full_page=True)
+    # Why each claim is there, beside its action, in the reader's language.
+    row = page.locator("tr", has=page.locator(f"a.claim-link:has-text('{keys['claim']}')"))
+    assert row.locator(".why").inner_text().strip()
+    assert "_" not in row.locator(".why").inner_text()
     page.click(f"a.claim-link:has-text('{keys['claim']}')")
     assert page.locator("#claim-state").inner_text() == "人工审核中"
     # Why, at the top: the finding that moved the risk most (a reviewer's walkthrough found it

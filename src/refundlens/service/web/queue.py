@@ -128,6 +128,9 @@ def queue(
                 "outcome": outcomes.get(r.id),
                 "risk": None if hide else r.risk,
                 "action": None if hide else r.action,
+                # Why it is here, beside the action (a reviewer's walkthrough could not tell
+                # from the queue); never a buyer's to read: it may name what the analysis saw.
+                "why": None if hide or r.state in ("decided", "final") else r.routing_reason,
                 "amount": r.amount,
                 "merchant": r.merchant_id,
                 "shop": shops.get(r.merchant_id) or r.merchant_id,
