@@ -43,16 +43,20 @@ _CJK_FONTS = ("wqy-microhei.ttc", "NotoSansCJK-Regular.ttc", "NotoSansSC-Regular
               "wqy-zenhei.ttc", "DroidSansFallbackFull.ttf")  # fmt: skip
 _FONT_DIRS = ("/usr/share/fonts", "/usr/local/share/fonts", "/System/Library/Fonts")
 CAPTION_PX = 14
+"""The captions' smallest size; larger on a wider picture (:data:`CAPTION_SHARE`)."""
+CAPTION_SHARE = 0.02
+"""The captions' size as a share of the picture's width: at a fixed 14 px, a side-by-side two
+photos wide, shown in a 1280 px window, had captions about 8 px tall (a reviewer's walkthrough)."""
 
 
-@functools.lru_cache(maxsize=1)
-def caption_font() -> ImageFont.FreeTypeFont | None:
-    """A font that draws Chinese, at the captions' size; None where the system has none."""
+@functools.lru_cache(maxsize=8)
+def caption_font(size: int = CAPTION_PX) -> ImageFont.FreeTypeFont | None:
+    """A font that draws Chinese, at ``size`` px; None where the system has none."""
     for name in _CJK_FONTS:
         for folder in _FONT_DIRS:
             for path in sorted(Path(folder).rglob(name)) if Path(folder).is_dir() else ():
                 try:
-                    return ImageFont.truetype(str(path), CAPTION_PX)
+                    return ImageFont.truetype(str(path), size)
                 except OSError:
                     continue
     return None
@@ -129,11 +133,14 @@ def overlay_image(image: ImageAssessment) -> npt.NDArray[np.uint8] | None:
         return None
     left = _outline(claim, mask)
     panels = [left] if aligned is None else [left, _outline(aligned, mask)]
-    font = caption_font()
+    width = sum(p.shape[1] for p in panels) + 8 * (len(panels) - 1)
+    # In steps of 4 px, so that the fonts kept stay few.
+    size = max(CAPTION_PX, 4 * round(CAPTION_SHARE * width / 4))
+    font = caption_font(size)
     captions = _captions(
         image.risk, image.action, title if aligned is not None else None, font is not None
     )
-    line_px = CAPTION_PX + 4 if font is not None else 12
+    line_px = size + 4 if font is not None else 12
     gap = 8
     measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     # Each caption wrapped to its own panel's width: a narrow photo once cut it off mid-word.
