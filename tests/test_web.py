@@ -15,9 +15,10 @@ from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 
+import httpx
 import pytest
 
-from .service_support import Server, running_server, wait_analysed
+from .service_support import Server, running_server, wait_analysed, web_login
 
 CHROMIUM = os.environ.get("REFUNDLENS_CHROMIUM_PATH", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -150,6 +151,8 @@ def test_a_reviewer_logs_in_opens_the_forged_claim_sees_the_outline_and_decides_
     # Why, at the top: the finding that moved the risk most (a reviewer's walkthrough found it
     # far down the page).
     assert page.locator("#claim-strongest code").inner_text() == "reference.derived"
+    # A derived copy skips the pixel checks: no heatmap, so no word on what one means.
+    assert page.locator(".heatmap-legend").count() == 0
     page.click("#assign-form button[type=submit]")
     assert page.locator("#assigned-to").inner_text() == keys["reviewer"].split(".")[0]
     # The overlay (claim beside the aligned reference, the edit outlined) is an image that loaded.
@@ -1014,7 +1017,6 @@ def test_every_file_a_page_links_in_its_head_is_served(
     site: tuple[Server, dict[str, str]],
 ) -> None:
     # The stylesheet and the icon (a browser asks /favicon.ico where a page names none).
-    import httpx
 
     server, _ = site
     with httpx.Client(base_url=server.url, timeout=30) as client:
@@ -1098,3 +1100,26 @@ def test_a_link_opened_logged_out_comes_back_after_the_login_and_never_leaves_th
         other.fill("#key", keys["reviewer"])
         other.click("button[type=submit]")
         assert other.url.startswith(server.url) and other.url.endswith("/web/queue"), hostile
+
+
+def test_heatmaps_say_what_their_brightness_means(site: tuple[Server, dict[str, str]]) -> None:
+    # A reviewer's walkthrough read a bright spot of a heatmap as a finding, while the finding
+    # said nothing was found.
+    server, keys = site
+    with server.client(keys["merchant"]) as merchant:
+        order = merchant.post(
+            "/v1/orders",
+            json={"external_id": "o-heat", "sku_id": _sku_of(server, keys), "buyer_id": "buyer-1",
+                  "amount": 250},
+        ).json()["id"]  # fmt: skip
+    with server.client(keys["buyer"]) as buyer:
+        claim = buyer.post(
+            "/v1/claims",
+            data={"order_id": order, "type": "refund_only", "amount": "250"},
+            files=[("photos", ("new.jpg", _sample("claim_genuine.jpg"), "image/jpeg"))],
+        ).json()["id"]
+        wait_analysed(buyer, claim)
+    with web_login(server, keys["reviewer"]) as reviewer:
+        html = reviewer.get(f"/web/claims/{claim}?lang=en").text
+    assert "heatmap" in html.lower(), html[html.find("Layer") : html.find("Layer") + 1500]
+    assert "A bright spot is not a finding" in html
