@@ -165,6 +165,8 @@ def test_a_reviewer_logs_in_opens_the_forged_claim_sees_the_outline_and_decides_
     page.fill("#buyer-note", "照片不是您收到的商品")
     page.click("#decision-form button[type=submit]")
     assert page.locator("#claim-state").inner_text() == "已裁决"
+    # And how, as the queue says it (a reviewer's walkthrough read only "decided" here).
+    assert page.locator("#claim-outcome").inner_text() == "已拒绝"
     assert "已告知买家: 照片不是您收到的商品" in page.inner_text("main")
     assert "decision.reject" in page.locator("#audit").inner_text()
     # Decided: no decision form and no "take this claim" any more, and the page says why.
