@@ -285,6 +285,13 @@ def test_an_api_key_fetches_the_evidence_report_and_the_files_an_assessment_name
         assert html.status_code == 200 and html.headers["content-type"].startswith("text/html")
         assert html.headers["content-security-policy"].startswith("default-src 'none'")
         assert "attachment" in html.headers["content-disposition"] and claim["id"] in html.text
+        # Each language its own file name: saved side by side, neither overwrites the other.
+        chinese = merchant.get(f"{base}/report.html", params={"lang": "zh_CN"})
+        names = {r.headers["content-disposition"] for r in (html, chinese)}
+        assert names == {
+            f'attachment; filename="refundlens-{claim["id"]}-{lang}.html"'
+            for lang in ("en", "zh_CN")
+        }
         sent = merchant.get(f"{base}/files/{photo}")
         assert sent.status_code == 200 and sent.content == _sample("claim_forged.jpg")
         assert sent.headers["content-disposition"].startswith("attachment")

@@ -112,7 +112,9 @@ def report(
     its content sha256 covers), as ``user`` may read it (a shop: its own view). ``heavy`` holds
     one of the process's heavy-work slots (or refuses, busy) while the HTML or PDF report is
     made: its photos' file facts and a HEIC photo's JPEG copy decode them, Chromium prints it. Refused to a buyer (``report.not_for_buyers``: the report
-    carries the analysis' numbers, cases/buyer.py). ``lang`` is the reader's language."""
+    carries the analysis' numbers, cases/buyer.py). ``lang`` is the reader's language, and
+    part of the file's name: a merchant who saves the Chinese and the English report for an
+    appeal keeps both (a walkthrough found the second overwrite the first)."""
     if user.role == "buyer":
         raise RefundlensError(
             "report.not_for_buyers",
@@ -158,7 +160,7 @@ def report(
             html.encode("utf-8"),
             "text/html; charset=utf-8",
             {
-                "Content-Disposition": f'attachment; filename="refundlens-{claim_id}.html"',
+                "Content-Disposition": f'attachment; filename="refundlens-{claim_id}-{lang}.html"',
                 # Opened in a browser, the report may show its own inline pictures and style,
                 # and nothing else: no script, no fetch, no frame.
                 "Content-Security-Policy": REPORT_CSP,
@@ -173,7 +175,7 @@ def report(
     return Report(
         pdf,
         "application/pdf",
-        {"Content-Disposition": f'attachment; filename="refundlens-{claim_id}.pdf"'},
+        {"Content-Disposition": f'attachment; filename="refundlens-{claim_id}-{lang}.pdf"'},
     )
 
 
