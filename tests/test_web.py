@@ -169,6 +169,8 @@ def test_a_reviewer_logs_in_opens_the_forged_claim_sees_the_outline_and_decides_
     assert page.locator("#claim-outcome").inner_text() == "已拒绝"
     assert "已告知买家: 照片不是您收到的商品" in page.inner_text("main")
     assert "decision.reject" in page.locator("#audit").inner_text()
+    # The numbers skip other claims' entries: the page says so, lest a gap read as tampering.
+    assert "编号不连续并不表示缺少条目" in page.locator("#audit-gaps").inner_text()
     # Decided: no decision form and no "take this claim" any more, and the page says why.
     assert page.locator("#decision-form").count() == 0
     assert page.locator("#assign-form").count() == 0
@@ -363,6 +365,15 @@ def test_a_merchant_checks_a_photo_against_its_listing_photos_without_a_case(
     refused = page.locator("p.error").inner_text()
     assert "media." in refused and any("\u4e00" <= ch <= "\u9fff" for ch in refused), refused
     assert page.locator("#sku").input_value() == chosen
+    assert page.locator("#check-no-match").count() == 0
+    # A photo of something else: approved by the analysis, and the page says what the service's
+    # rule would do with it filed as a claim.
+    unrelated = tmp_path / "unrelated.jpg"
+    unrelated.write_bytes(_sample("claim_unrelated.jpg"))
+    page.set_input_files("#photo", str(unrelated))
+    page.click("#check-form button[type=submit]")
+    assert "批准" in page.locator("#check-result").inner_text()
+    assert "实时拍摄" in page.locator("#check-no-match").inner_text()
     other = _login(browser, server, keys["buyer"])
     response = other.goto(f"{server.url}/web/check")
     assert response is not None and response.status == 403
