@@ -34,6 +34,7 @@ from .service_support import (
     audit_entries,
     running_server,
     wait_analysed,
+    web_login,
 )
 from .test_web import CHROMIUM, _need
 
@@ -1127,3 +1128,29 @@ def test_the_camera_button_is_in_reach_takes_no_blind_photo_and_send_says_what_i
         page.wait_for_selector("html[lang=en]")
         assert len(asked) == 2
         assert json.loads(page.input_value("#damage-boxes"))[0] == pytest.approx(MARK, abs=0.01)
+
+
+def test_a_buyers_list_puts_the_claims_waiting_for_its_capture_first_then_the_newest(
+    tmp_path: Path,
+) -> None:
+    # Sorted by deadlines the buyer cannot see (the shop's, a reviewer's), its list read as
+    # unsorted (a buyer's walkthrough): its own deadline first, then the newest claim. Here the
+    # buyer's window (72 h) ends after the shop's (48 h), which it is not shown.
+    with running_server(tmp_path, capture_window_hours=72.0) as server:
+        keys = _seed_shop(server, "shop-a", "buyer-1", 2)
+        waiting = _claim_awaiting_capture(server, keys, 0)
+        with server.client(keys["buyer"]) as buyer:
+            r = buyer.post(
+                "/v1/claims",
+                data={"order_id": keys["order1"], "type": "refund_only", "amount": "20"},
+                files=[("photos", ("copy.jpg", _sample("claim_forged.jpg"), "image/jpeg"))],
+            )
+            assert r.status_code == 201, r.text
+            wait_analysed(buyer, r.json()["id"])
+            listed = buyer.get("/v1/claims").json()["items"]
+        states = {c["id"]: c["state"] for c in listed}
+        assert states[r.json()["id"]] == "awaiting_merchant", states
+        with web_login(server, keys["buyer"]) as page:
+            html = page.get("/web/queue").text
+    shown = re.findall(r'class="claim-link">([^<]+)<', html)
+    assert shown == [waiting, r.json()["id"]], (shown, states)

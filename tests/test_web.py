@@ -712,6 +712,8 @@ def test_the_queue_filters_by_risk_and_an_empty_filter_form_means_any(
     # The form as a browser sends it: every field present, most of them empty.
     page.click("form[aria-label=Filters] button[type=submit]")
     assert page.locator("a.claim-link").count() >= 1
+    # Whose time is left: a merchant's walkthrough read a reviewer's 24 h as its own window.
+    assert page.locator("td .deadline-for").first.inner_text() == "a person's time to decide"
     page.fill("input[name=min_risk]", "50")
     page.click("form[aria-label=Filters] button[type=submit]")
     assert keys["open_claim"] in page.locator("table").inner_text()
@@ -720,6 +722,7 @@ def test_the_queue_filters_by_risk_and_an_empty_filter_form_means_any(
     assert page.locator("a.claim-link").count() == 0
     # Findings on the claim page come by how much they moved the risk, either way.
     page.goto(f"{server.url}/web/claims/{keys['open_claim']}")
+    assert "a person's time to decide" in page.locator("#claim-deadline").inner_text()
     weights = [
         abs(float(t)) for t in page.locator("tr.finding td[data-label=Weight]").all_inner_texts()
     ]

@@ -102,11 +102,12 @@ from .review import (
     may_appeal,
 )
 from .routing import ClaimFacts, RoutingRules, route
-from .states import ClaimState, IllegalTransition, can_transition, transition
+from .states import DEADLINE_FOR, ClaimState, IllegalTransition, can_transition, transition
 
 __all__ = [
     "CLIP_EVIDENCE_KIND",
     "CLIP_FRAME_EVIDENCE_KIND",
+    "DEADLINE_FOR",
     "DECISIONS",
     "EVIDENCE_KINDS",
     "REMOVED_BOX",

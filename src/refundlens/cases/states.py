@@ -36,6 +36,14 @@ class ClaimState(enum.StrEnum):
 
 
 S = ClaimState
+
+# Whose time a claim's deadline measures, by state: a merchant's walkthrough read a buyer's
+# capture window, and a reviewer's time to decide, as its own "time left".
+DEADLINE_FOR: dict[str, str] = {
+    ClaimState.AWAITING_MERCHANT.value: "merchant",  # the shop's window to answer
+    ClaimState.AWAITING_CAPTURE.value: "buyer",  # the buyer's window to send a live capture
+    ClaimState.UNDER_REVIEW.value: "reviewer",  # a person's time to decide
+}
 TRANSITIONS: dict[ClaimState, frozenset[ClaimState]] = {
     S.SUBMITTED: frozenset({S.ANALYSING}),
     # analysing -> analysing: a reaper re-queues an analysis whose worker died.

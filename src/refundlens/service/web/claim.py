@@ -133,6 +133,7 @@ def claim_page(
         history=history,
         timeline=timeline,
         hours_left=hours_left(case.claim.deadline_at),
+        deadline_owners=cases.DEADLINE_FOR,
         tz=cases.order_time_zone(case.order),
         done=done if done in DONE else None,
         error=error if error and _CODE.fullmatch(error) else None,

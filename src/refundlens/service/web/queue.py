@@ -8,10 +8,11 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from ...cases.buyer import buyer_deadline
+from ...cases.states import DEADLINE_FOR, ClaimState
 from ...detectors import all_detector_classes
 from ...store.sql.models import Claim, Decision, Order, Sku, Tenant
 from ...store.sql.queries import latest_assessment
@@ -96,8 +97,15 @@ def queue(
         if risk_floor is not None:
             # In percent on the page, as the risk bars show it.
             query = query.where(Claim.risk.is_not(None), Claim.risk * 100 >= risk_floor)
-        # Nearest deadline first, claims with none last; the claim number keeps pages stable.
-        query = query.order_by(Claim.deadline_at.is_(None), Claim.deadline_at, Claim.seq)
+        if user.role == "buyer":
+            # A buyer sees only its own deadline (to send a live capture): those claims first,
+            # nearest first, then the newest. Sorted by the deadlines it cannot see, its list
+            # read as unsorted (a buyer's walkthrough).
+            waiting = Claim.state == ClaimState.AWAITING_CAPTURE.value
+            query = query.order_by(~waiting, case((waiting, Claim.deadline_at)), Claim.seq.desc())
+        else:
+            # Nearest deadline first, claims with none last; the claim number keeps pages stable.
+            query = query.order_by(Claim.deadline_at.is_(None), Claim.deadline_at, Claim.seq)
         rows = list(session.execute(query.offset(skip).limit(size + 1)).scalars())
         more = len(rows) > size
         rows = rows[:size]
@@ -138,6 +146,7 @@ def queue(
                 "order": products.get(r.order_id, ("", "", ""))[1],
                 "currency": products.get(r.order_id, ("", "", ""))[2],
                 "type": r.claim_type,
+                "deadline_for": DEADLINE_FOR.get(r.state),
                 "hours_left": hours_left(
                     buyer_deadline(r.state, r.deadline_at) if hide else r.deadline_at
                 ),
