@@ -377,6 +377,8 @@ def test_a_merchant_checks_a_photo_against_its_listing_photos_without_a_case(
     other = _login(browser, server, keys["buyer"])
     response = other.goto(f"{server.url}/web/check")
     assert response is not None and response.status == 403
+    # Not "refused" (被拒绝): a buyer read that as its claim rejected.
+    assert other.locator("#error-heading").inner_text() == "无权访问"
 
 
 # axe-core's rules for WCAG 2.1 A and AA (labels, names, contrast, landmarks, language, ...).
