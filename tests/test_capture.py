@@ -64,6 +64,18 @@ def test_a_time_zone_the_camera_did_not_record_is_said_to_be_assumed_in_the_sent
     assert "assumed" not in recorded.reason.en and "按" not in recorded.reason.zh
 
 
+def test_a_long_span_is_written_as_a_person_says_it() -> None:
+    # "6728.7 days before the goods were shipped" was a number to work out (a walkthrough).
+    from refundlens.detectors.capture import how_long
+
+    assert how_long(3.25) == ("3.2 days", "3.2 天")
+    assert how_long(200) == ("about 7 months", "约 7 个月")
+    assert how_long(6728.7) == ("about 18 years", "约 18 年")
+    (old,) = [f for f in _findings(photo("2008:01:01 10:00:00")) if f.code.startswith("capture.b")]
+    assert old.code == "capture.before_shipment"
+    assert "about 18 years before" in old.reason.en and "早 约 18 年" in old.reason.zh
+
+
 def test_honest_camera_photo_with_intact_metadata_is_approved() -> None:
     media = media_from_bytes(photo("2025:09:13 11:00:00"), "honest.jpg")
     assessment = analyze([media], order=ORDER)
