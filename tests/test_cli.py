@@ -334,8 +334,14 @@ def test_the_overlays_captions_read_in_chinese_and_english_where_a_chinese_font_
     assert font is not None
     left, right = _captions(0.97, "escalate", "reference.derived", chinese=True)
     assert left.startswith("理赔照片 | 风险 97% 升级处理") and "risk 97% escalate" in left
-    assert right.startswith("对齐到理赔照片的参考图") and "(reference.derived)" in right
+    assert right.startswith("对齐到理赔照片的参考图：由商家图片修改而成")
+    assert right.endswith(
+        "reference aligned onto the claim: made from this reference with an edit, localised as a mask"
+    )
     assert _captions(0.1, "approve", None, chinese=False) == ["claim photo | risk 10% approve"]
+    # Words, not codes: the picture is one a merchant sends (a merchant's walkthrough).
+    (asked,) = _captions(0.5, "request_capture", None, chinese=False)
+    assert asked == "claim photo | risk 50% ask for a live capture"
     # As the pages write it (a reviewer's walkthrough read "risk 1.00" for 0.998, as if certain).
     assert _captions(0.998, "escalate", None, chinese=False) == [
         "claim photo | risk 99.8% escalate"

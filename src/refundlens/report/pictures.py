@@ -95,22 +95,23 @@ def _wrap(
 
 def _captions(risk: float, action: str, code: str | None, chinese: bool) -> list[str]:
     """The overlay's captions: in Chinese and English where a Chinese font is at hand (the
-    picture is made once, for readers of either language), else in English."""
-    from ..rendering.i18n import risk_percent
+    picture is made once, for readers of either language), else in English. Words, not codes:
+    the picture is one a merchant sends, and "request_capture" or
+    "reference.near_copy_unresolved" told its readers nothing (a merchant's walkthrough)."""
+    from ..rendering.i18n import finding_title, risk_percent, term
 
     # As the pages write it: a risk of 0.998 read "1.00", as if certain (a reviewer's walkthrough).
     shown = risk_percent(risk)
-    captions = [f"claim photo | risk {shown} {action}"]
+    captions = [f"claim photo | risk {shown} {term(action, 'en')}"]
     if code is not None:
-        captions.append(f"reference aligned onto the claim ({code})")
+        what = finding_title(code, "en")
+        captions.append(f"reference aligned onto the claim{': ' + what if what else ''}")
     if not chinese:
         return captions
-    from ..rendering.i18n import translations
-
-    zh = translations("zh_CN").gettext
-    captions[0] = f"理赔照片 | 风险 {shown} {zh(action)} · {captions[0]}"
+    captions[0] = f"理赔照片 | 风险 {shown} {term(action, 'zh_CN')} · {captions[0]}"
     if code is not None:
-        captions[1] = f"对齐到理赔照片的参考图 · {captions[1]}"
+        what = finding_title(code, "zh_CN")
+        captions[1] = f"对齐到理赔照片的参考图{'：' + what if what else ''} · {captions[1]}"
     return captions
 
 
