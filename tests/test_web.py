@@ -199,6 +199,18 @@ def test_a_refused_decision_keeps_what_the_reviewer_typed(
     assert page.input_value("#reason") == ""
 
 
+def test_the_evidence_form_tells_the_shop_that_evidence_goes_to_a_person_not_the_analysis(
+    site: tuple[Server, dict[str, str]],
+) -> None:
+    # A merchant's walkthrough sent its packing video as claim evidence and expected the
+    # analysis to compare the claim with it.
+    server, keys = site
+    with web_login(server, keys["merchant"]) as merchant:
+        page = merchant.get(f"/web/claims/{keys['open_claim']}").text
+    assert 'id="evidence-note"' in page and "不参与自动分析" in page
+    assert "/v1/orders/{id}/packing-video" in page
+
+
 def test_a_merchant_cannot_open_another_merchants_claim(
     site: tuple[Server, dict[str, str]], browser: object
 ) -> None:
