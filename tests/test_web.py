@@ -6,6 +6,7 @@ Screenshots land in test-artifacts/ for a person to look at.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import re
 import shutil
@@ -548,6 +549,15 @@ def test_on_a_phone_the_claim_page_fits_the_screen_and_its_buttons_are_big_enoug
             .filter(([_, h]) => h < 44)"""
         )
         assert small == [], f"tap targets under 44 px high on the {name} page: {small}"
+    # The drawn timeline's labels were 7 px tall here and ran off the screen: the dated list
+    # says the same. And a Chinese heading keeps its words whole (截/止/时/间 stood one a line).
+    assert not page.locator("svg.timeline").is_visible()
+    assert page.locator("#timeline-list").is_visible()
+    lines = page.locator("th", has_text="截止时间").first.evaluate(
+        """e => { const r = document.createRange(); r.selectNodeContents(e);
+          return new Set([...r.getClientRects()].map(b => Math.round(b.top))).size; }"""
+    )
+    assert lines == 1
 
 
 def test_an_audit_entrys_stored_words_read_in_the_readers_language_and_nothing_else_moves() -> None:
@@ -851,9 +861,28 @@ def test_two_photos_get_one_named_block_each_and_the_timeline_labels_do_not_over
           return hits; }"""
     )
     assert overlaps == []
+    # No label runs off the picture (centred on the ends, they did: a merchant's walkthrough).
+    outside = page.evaluate(
+        """() => { const svg = document.querySelector('svg.timeline').getBoundingClientRect();
+          return [...document.querySelectorAll('svg.timeline text')]
+            .map(t => t.getBoundingClientRect())
+            .filter(b => b.left < svg.left - 0.5 || b.right > svg.right + 0.5).length; }"""
+    )
+    assert outside == 0
     for item in page.locator("#timeline-list time").all_inner_texts():
         assert re.search(r"[+-]\d\d:\d\d$", item), item  # every time with its zone
     assert "2026-11-01 08:00+08:00" in page.locator("#timeline-list").inner_text()
+
+
+def test_timeline_events_on_one_spot_are_spread_apart_within_the_axis() -> None:
+    from refundlens.service.web.claim import spread
+
+    # A photo taken years before: shipment, delivery and claim fall on one spot at the end.
+    spread_out = spread([5.0, 94.9, 94.95, 95.0])
+    assert spread_out[0] == 5.0 and spread_out[-1] == 95.0
+    assert all(b - a >= 20.0 - 1e-9 for a, b in itertools.pairwise(spread_out))
+    assert spread([5.0, 50.0, 95.0]) == [5.0, 50.0, 95.0]  # apart already: left as they are
+    assert spread([30.0]) == [30.0]
 
 
 def _sku_of(server: Server, keys: dict[str, str]) -> str:
