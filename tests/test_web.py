@@ -874,6 +874,36 @@ def test_two_photos_get_one_named_block_each_and_the_timeline_labels_do_not_over
     assert "2026-11-01 08:00+08:00" in page.locator("#timeline-list").inner_text()
 
 
+def test_a_stored_capture_time_that_cannot_be_shown_in_the_orders_zone_is_left_off_the_timeline() -> (
+    None
+):
+    # A buyer's EXIF time of the year 1, a day ahead of UTC, stored before
+    # capture.clock_not_set existed: the zone conversion overflowed and every staff reader of the
+    # claim page got a 500 (a security review).
+    import datetime as dt
+    from types import SimpleNamespace
+
+    from refundlens.service.web.claim import _timeline
+
+    order = SimpleNamespace(
+        shipped_at=dt.datetime(2026, 11, 1, tzinfo=dt.UTC),
+        delivered_at=None,
+        utc_offset_minutes=-600,
+    )
+    finding = {
+        "code": "capture.before_shipment",
+        "facts": {"captured_at": "0001-01-01T00:00+23:59"},
+    }
+    case = SimpleNamespace(
+        order=order,
+        claim=SimpleNamespace(created_at=dt.datetime(2026, 11, 3, tzinfo=dt.UTC)),
+        report={"images": [{"findings": [finding]}]},
+    )
+    assert [e["label"] for e in _timeline(case)] == ["shipped", "claimed"]
+    finding["facts"]["captured_at"] = "2026-11-02T10:00+08:00"
+    assert [e["label"] for e in _timeline(case)] == ["shipped", "taken", "claimed"]
+
+
 def test_timeline_events_on_one_spot_are_spread_apart_within_the_axis() -> None:
     from refundlens.service.web.claim import spread
 

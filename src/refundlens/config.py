@@ -170,6 +170,11 @@ class Settings:
     capture_clock_tolerance_hours: float = 12.0
     """Camera clocks drift and time zones get lost: capture times within this many hours of an
     order event are not held against the buyer."""
+    capture_clock_unset_before_year: int = 2001
+    """A capture time before 1 January of this year is a camera clock never set (cameras start at
+    1970, 1980 or 2000), not a photo of that age: it says nothing about the order
+    (``capture.clock_not_set``) and is not drawn on the timeline (a buyer's photo dated year 1
+    broke the staff's claim page: a security review)."""
     capture_default_utc_offset: str = "+08:00"
     """UTC offset assumed for an EXIF capture time without OffsetTimeOriginal (China Standard Time)."""
     capture_thumbnail_min_correlation: float = 0.5

@@ -132,6 +132,16 @@ def capture_examples() -> list[Example]:
             frozenset({"capture.consistent_with_order"}),
         ),
         Example(
+            "a camera clock never set (it starts at 2000): not a photo from before shipment",
+            lambda: _case(photo("2000:01:01 00:03:12")),
+            frozenset({"capture.clock_not_set"}),
+        ),
+        Example(
+            "a capture time in the year 1, a day ahead of UTC: read, not an overflow",
+            lambda: _case(photo("0001:01:01 00:00:00", offset="+23:59")),
+            frozenset({"capture.clock_not_set"}),
+        ),
+        Example(
             "a capture time in the future",
             lambda: _case(photo("2099:01:01 10:00:00")),
             frozenset({"capture.in_future"}),

@@ -172,6 +172,7 @@ class CaptureDetector(Detector):
         "capture.before_delivery": "taken after shipment but before the goods were delivered",
         "capture.after_claim": "taken after the claim was filed",
         "capture.in_future": "capture time later than now",
+        "capture.clock_not_set": "a capture time from before digital photos: the camera's clock was never set",
         "capture.consistent_with_order": "taken between delivery and claim (supports the buyer)",
         "capture.thumbnail_mismatch": "the EXIF thumbnail shows another picture than the image",
         "capture.editing_software": "saved by photo-editing software",
@@ -350,6 +351,15 @@ class CaptureDetector(Detector):
                 )
             ]
 
+        if taken < datetime(context.settings.capture_clock_unset_before_year, 1, 1, tzinfo=UTC):
+            # Not "taken 18 years before shipment": a camera that starts at 1970 or 2000 until
+            # someone sets it says nothing about when. Informational (strength 0).
+            return finding(
+                "capture.clock_not_set",
+                0.0,
+                f"The camera says the photo was taken on {taken_en}, before {context.settings.capture_clock_unset_before_year}: its clock was never set, and the time says nothing about the order.",
+                f"相机记录的拍摄时间为 {taken_zh}，早于 {context.settings.capture_clock_unset_before_year} 年：相机时钟从未设置，该时间与订单无关。",
+            )
         if taken > now + slack:
             return finding(
                 "capture.in_future",

@@ -225,11 +225,17 @@ def _timeline(case: Any) -> list[dict[str, Any]]:
     for image in (case.report or {}).get("images", []):
         for finding in image.get("findings", []):
             taken = finding.get("facts", {}).get("captured_at")
+            if finding["code"] == "capture.clock_not_set":
+                break  # a camera's unset clock, not a moment of the order
             if finding["code"].startswith("capture.") and taken:
-                with contextlib.suppress(ValueError):
-                    events.append(
-                        ("taken", dt.datetime.fromisoformat(str(taken).replace(" ", "T")))
-                    )
+                # A buyer's EXIF time, so anything: the year 1 a day ahead of UTC overflowed in
+                # the zone conversion below and answered 500 to every staff reader (a security
+                # review); an analysis stored before capture.clock_not_set may still hold one.
+                with contextlib.suppress(ValueError, OverflowError):
+                    moment = dt.datetime.fromisoformat(str(taken).replace(" ", "T"))
+                    moment = moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+                    moment.astimezone(cases.order_time_zone(case.order))
+                    events.append(("taken", moment))
                 break
     if not events:
         return []
