@@ -178,6 +178,40 @@ def test_usage_error_exits_2(claim_files: dict[str, Path]) -> None:
     assert result.stderr.startswith("refundlens: error [order.bad_dates]"), result.stderr
 
 
+def test_a_box_with_a_number_too_large_for_a_float_is_a_bad_box_not_a_crash() -> None:
+    # A 310-digit integer fits the length four boxes may take; math.isfinite raised
+    # OverflowError on it: a 500 on the anonymous capture page (a security review).
+    from refundlens.cases.intake import parse_box_changes, parse_damage_boxes
+    from refundlens.config import Settings
+    from refundlens.errors import RefundlensError
+
+    huge = "[[" + "9" * 310 + ", 0, 1, 1], null, null, null]"
+    for parse in (parse_damage_boxes, parse_box_changes):
+        with pytest.raises(RefundlensError) as refused:
+            parse(huge, 4, Settings())
+        assert refused.value.code == "claim.bad_damage_box"
+    assert parse_damage_boxes("[[0, 0, 1, 1]]", 1, Settings()) == [(0.0, 0.0, 1.0, 1.0)]
+
+
+def test_a_line_that_fails_for_a_fault_of_ours_says_so_and_the_batch_goes_on(
+    claim_files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from refundlens import cli
+    from refundlens.config import Settings
+    from refundlens.fusion import load_policy
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise OverflowError("int too large to convert to float")
+
+    monkeypatch.setitem(cli._WORKER, "settings", Settings())
+    monkeypatch.setitem(cli._WORKER, "policy", load_policy())
+    monkeypatch.setattr(cli, "analyze", broken)
+    line = json.dumps({"id": "c9", "claims": [str(claim_files["other"])]})
+    result = cli._batch_line((3, line, None, str(claim_files["other"].parent), 0))
+    assert result["id"] == "c9" and result["error"]["code"] == "batch.line_failed"
+    assert "Line 3" in result["error"]["message"]
+
+
 def test_batch_gives_one_line_per_claim_and_a_bad_file_fails_only_its_line(
     claim_files: dict[str, Path], tmp_path: Path
 ) -> None:

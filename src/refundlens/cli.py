@@ -6,6 +6,7 @@ Exit status: 0 whatever the verdict; 2 on bad input or usage, with one line on s
 from __future__ import annotations
 
 import json
+import logging
 import multiprocessing
 import os
 import re
@@ -30,6 +31,8 @@ from .fusion import Policy, load_policy
 from .media import AnimatedMediaError, Media, load_media, utc_offset
 from .pipeline import Assessment, analyze, describe_refusal
 from .report import assessment_to_dict, write_finding_pictures, write_pictures
+
+log = logging.getLogger("refundlens.cli")
 
 if TYPE_CHECKING:
     from .store import Database
@@ -554,6 +557,18 @@ def _batch_line(args: tuple[int, str, str | None, str, int]) -> dict[str, Any]:
         result = _write_outputs(assessment, Path(out) / folder if out else None)
     except RefundlensError as exc:
         return {"id": ident, "error": exc.as_dict()}
+    except Exception as exc:  # one line's fault never stops the batch
+        # A fault of ours, not of the line's (a 310-digit box once stopped every later line: a
+        # security review). Said on the line, in full on stderr.
+        log.exception("batch line %d (%s) failed", number, ident)
+        return {
+            "id": ident,
+            "error": {
+                "code": "batch.line_failed",
+                "message": f"Line {number} could not be analysed ({type(exc).__name__}); the "
+                "other lines go on. Please report it with the line.",
+            },
+        }
     return {"id": ident, **result}
 
 

@@ -229,6 +229,17 @@ REMOVED_BOX: tuple[()] = ()
 """In a change of boxes (:func:`parse_box_changes`): the photo's earlier box is removed."""
 
 
+def _plain_number(v: object) -> bool:
+    """A JSON number a box may hold: finite, and an integer small enough to be a float (a
+    310-digit integer made ``math.isfinite`` raise OverflowError: a 500 to an anonymous capture
+    page, and a whole CLI batch stopped; a security review)."""
+    if isinstance(v, bool):
+        return False
+    if isinstance(v, int):
+        return -(10**6) <= v <= 10**6
+    return isinstance(v, float) and math.isfinite(v)
+
+
 def parse_damage_boxes(text: str, count: int, settings: Settings) -> list[DamageBox | None]:
     """The buyer's boxes around the damage, one per photo in the photos' order: a JSON array of
     ``null`` (not marked) or ``[left, top, right, bottom]``, fractions of the photo's width and
@@ -278,14 +289,7 @@ def _parse_boxes(
         if removable and box == []:
             out.append(REMOVED_BOX)
             continue
-        if (
-            not isinstance(box, list)
-            or len(box) != 4
-            or not all(
-                isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-                for v in box
-            )
-        ):
+        if not isinstance(box, list) or len(box) != 4 or not all(_plain_number(v) for v in box):
             raise bad(f"entry {i} is not null or four numbers")
         left, top, right, bottom = (float(v) for v in box)
         if not (0 <= left < right <= 1 and 0 <= top < bottom <= 1):
