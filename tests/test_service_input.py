@@ -871,8 +871,16 @@ def test_a_webhook_url_needs_a_long_secret_and_saving_again_keeps_it(server: Ser
             assert "webhook_url" in refused.json()["error"]["message"], url
         assert admin.post("/v1/tenants", json={**hook, "webhook_secret": secret}).status_code == 201
         assert admin.post("/v1/tenants", json={**hook, "name": "W2"}).status_code == 201
+        # Renamed without its webhook: the webhook stays (leaving it out once removed it, and
+        # the shop's events went unseen: an integrator's walkthrough).
+        renamed = {"id": "shop-w", "kind": "merchant", "name": "W2"}
+        assert admin.post("/v1/tenants", json=renamed).json()["webhook_url"] == hook["webhook_url"]
+        # A shop does not become the platform (the change was answered 201 and ignored).
+        moved = admin.post("/v1/tenants", json={**renamed, "kind": "platform"})
+        assert moved.status_code == 422 and "kind" in moved.json()["error"]["message"]
         cleared = {**hook, "id": "shop-v", "webhook_url": ""}  # no webhook: no secret needed
         assert admin.post("/v1/tenants", json=cleared).status_code == 201
+        assert admin.get("/v1/tenants/shop-v").json()["webhook_url"] is None
     database = Database(server.settings)
     try:
         with database.session() as session:

@@ -44,8 +44,18 @@ def _sendable(url: str) -> bool:
 @router.post("/v1/tenants", status_code=201, response_model=TenantOut)
 def create_tenant(body: TenantIn, s: SessionDep, p: Admin) -> TenantOut:
     tenant = s.get(Tenant, body.id) or Tenant(id=body.id, kind=body.kind, name=body.name)
-    # Saving a tenant again without its secret keeps the one on file: never signs with none.
-    url = body.webhook_url or None  # "" clears it, as leaving it out does
+    if tenant.kind != body.kind:
+        # A shop does not become the platform: its keys, claims and reviewers are a shop's. The
+        # change was answered 201 and ignored (an integrator's walkthrough).
+        raise FieldError(
+            "kind",
+            f"tenant {body.id!r} is a {tenant.kind} tenant; a tenant's kind does not change "
+            "(send its kind, or save another id)",
+        )
+    # Saving a tenant again updates what it sends: without webhook_url (or its secret) keeps
+    # the one on file, "" removes the webhook. Leaving it out once removed it, and the shop's
+    # events went to the log unseen (an integrator's walkthrough renamed a shop so).
+    url = tenant.webhook_url if body.webhook_url is None else (body.webhook_url or None)
     secret = body.webhook_secret if body.webhook_secret is not None else tenant.webhook_secret
     if url is not None and not _sendable(url):
         raise FieldError(
@@ -67,8 +77,7 @@ def create_tenant(body: TenantIn, s: SessionDep, p: Admin) -> TenantOut:
 
 def tenant_out(tenant: Tenant, reader: Principal) -> TenantOut:
     """The tenant as ``reader`` may read it: the webhook URL whole for an admin (who set it);
-    for a shop or a reviewer without what may carry a secret (a user and password, the query,
-    the fragment: a review read a receiver's password there)."""
+    for a shop or a reviewer only where it goes (:func:`_without_secrets`)."""
     url = tenant.webhook_url
     if url and reader.role != "admin":
         url = _without_secrets(url)
@@ -82,11 +91,15 @@ def tenant_out(tenant: Tenant, reader: Principal) -> TenantOut:
 
 
 def _without_secrets(url: str) -> str:
+    """The scheme, host and port alone: a user and password, a query and a fragment may carry a
+    secret, and so may the path (Slack, Teams and Discord put their token there: a security
+    review read one as a shop's reviewer)."""
     import httpx
 
     try:
         parsed = httpx.URL(url)
-        return str(parsed.copy_with(username=None, password=None, query=None, fragment=None))
+        port = f":{parsed.port}" if parsed.port is not None else ""
+        return f"{parsed.scheme}://{parsed.raw_host.decode('ascii')}{port}/"
     except Exception:  # saved URLs parse (create_tenant checks): never answer one that does not
         return ""
 
