@@ -166,14 +166,15 @@ def test_serve_prints_the_url_and_an_admin_key_once_and_answers(tmp_path: Path) 
     finally:
         first.terminate()
         first.wait(timeout=60)
-    # A second start on the same data prints no new admin key.
+    # A second start on the same data prints no new admin key; nor, with a broker, the
+    # broker's password (it was printed whole beside the database's masked one).
     port = free_port()
     again = subprocess.Popen(
         [sys.executable, "-m", "refundlens", "serve", "--port", str(port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env=_env(tmp_path),
+        env={**_env(tmp_path), "REFUNDLENS_BROKER_URL": "redis://:S3cretBroker@127.0.0.1:9/9"},
     )
     try:
         assert again.stdout is not None
@@ -186,9 +187,47 @@ def test_serve_prints_the_url_and_an_admin_key_once_and_answers(tmp_path: Path) 
             seen.append(line)
         seen += [again.stdout.readline() for _ in range(2)]
         assert not any("admin key" in line for line in seen)
+        assert any("celery at redis://:**@127.0.0.1:9/9" in line for line in seen), seen
+        assert not any("S3cretBroker" in line for line in seen)
     finally:
         again.terminate()
         again.wait(timeout=60)
+
+
+def test_serve_on_an_empty_database_server_prints_no_admin_key_but_how_to_make_one(
+    tmp_path: Path,
+) -> None:
+    # The API's output goes to a log many people read: an integrator found a first-start admin
+    # key there. On a database server the operator makes it (docs/service.md, step 8).
+    from .service_support import postgres_database
+
+    with postgres_database() as url:
+        port = free_port()
+        env = {
+            **_env(tmp_path),
+            "REFUNDLENS_DATABASE_URL": url,
+            "REFUNDLENS_PII_KEY_FILE_ALLOWED": "true",
+        }
+        served = subprocess.Popen(
+            [sys.executable, "-m", "refundlens", "serve", "--port", str(port)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
+        try:
+            assert served.stdout is not None
+            seen: list[str] = []
+            while not any("serving on" in line for line in seen):
+                line = served.stdout.readline()
+                assert line and len(seen) < 80, "".join(seen)
+                seen.append(line)
+            seen += [served.stdout.readline() for _ in range(2)]
+        finally:
+            served.terminate()
+            served.wait(timeout=60)
+        assert not any("admin key (shown once" in line for line in seen), seen
+        assert any("refundlens keys create --role admin" in line for line in seen), seen
 
 
 def test_db_index_captures_indexes_live_captures_accepted_before_they_were_indexed(

@@ -1300,17 +1300,37 @@ def serve(
     settings = _settings()
     _pii_key_on_a_server(settings)
     _operate(settings)
+    from kombu.utils.url import maybe_sanitize_url
+
     database = _open_database(settings, create=True)
+    # The first admin key is printed for the embedded default only: on a shared database the
+    # API's output goes to a log that many read (an integrator's walkthrough found one there),
+    # and docs/service.md (step 8) has the operator make it with `refundlens keys create`.
+    embedded = database.engine.url.get_backend_name() == "sqlite"
     with database.session() as session:
         first = session.execute(select(ApiKey).where(ApiKey.role == "admin")).first() is None
-        token = create_key(session, "admin", label="first start", by="cli") if first else None
+        token = (
+            create_key(session, "admin", label="first start", by="cli")
+            if first and embedded
+            else None
+        )
     typer.echo(
         f"refundlens {__version__} serving on http://{host}:{port}  "
         "(web page: /web/, API: /v1, OpenAPI: /openapi.json)"
     )
-    typer.echo(
-        f"data: {database.engine.url.render_as_string(hide_password=True)}; tasks: {'celery at ' + settings.broker_url if settings.broker_url else _embedded_tasks(settings)}"
+    # Neither password is printed: the broker's went to the log whole (an integrator's
+    # walkthrough), beside the database's masked one.
+    tasks = (
+        f"celery at {maybe_sanitize_url(settings.broker_url)}"
+        if settings.broker_url
+        else _embedded_tasks(settings)
     )
+    typer.echo(f"data: {database.engine.url.render_as_string(hide_password=True)}; tasks: {tasks}")
+    if first and not embedded:
+        typer.echo(
+            "no admin key yet: make one with `refundlens keys create --role admin --label NAME` "
+            "(docs/service.md, At platform scale, step 8)"
+        )
     if token:
         # Framed: the database's migration log lines come just before it on a first start.
         rule = "=" * 72
