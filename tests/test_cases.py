@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import itertools
 import json
@@ -146,6 +147,25 @@ def test_a_platform_policy_can_lower_the_refund_only_limit(tmp_path: Path) -> No
     policy.write_text("routing:\n  auto_approve_max_amount:\n    refund_only: 20\n")
     rules = RoutingRules.from_policy(load_policy(policy).routing)
     assert route("approve", ClaimFacts("refund_only", 50, 1), rules)[0] == S.AWAITING_MERCHANT
+
+
+def test_amount_limits_apply_to_amounts_in_their_own_currency_only(tmp_path: Path) -> None:
+    # 199 KWD (some 4,600 CNY) passed a limit of 200 meant in yuan (a security review).
+    from refundlens.rendering.i18n import routing_reason
+
+    kuwaiti = ClaimFacts("refund_only", 50, 1, vouched_for=True, currency="KWD")
+    state, why = route("approve", kuwaiti, RULES)
+    assert state == S.AWAITING_MERCHANT and "KWD" in why and "CNY" in why
+    assert routing_reason(why, "zh_CN").startswith("订单以 KWD 计价")
+    assert route("approve", dataclasses.replace(kuwaiti, currency="CNY"), RULES)[0] == S.APPROVED
+    # A return has no limit by default: its currency does not matter.
+    returned = ClaimFacts("return_and_refund", 50, 1, currency="KWD")
+    assert route("approve", returned, RULES)[0] == S.APPROVED
+    # A platform in dinars says so.
+    policy = tmp_path / "p.yaml"
+    policy.write_text("routing:\n  currency: kwd\n")
+    rules = RoutingRules.from_policy(load_policy(policy).routing)
+    assert route("approve", kuwaiti, rules)[0] == S.APPROVED
 
 
 def test_a_platform_policy_can_turn_the_capture_rules_off(tmp_path: Path) -> None:

@@ -917,3 +917,56 @@ def test_a_persons_steps_are_in_the_report_and_an_escalation_is_not_the_analysis
     assert "escalated by a person" in html
     steps = html[html.index("Steps a person took") :]
     assert "show the crack from the side" in steps and "for the senior team" in steps
+
+
+def test_a_ledger_in_another_currency_is_not_compared_with_the_threshold_in_yuan(
+    tmp_path: Path,
+) -> None:
+    # 3,000 JPY (some 145 CNY) read "at or above" a threshold of 3,000 yuan in a report for the
+    # police, and the buyer's record added yen to yuan (a security review).
+    import json
+
+    with running_server(tmp_path) as server:
+        add_tenants(server, "shop-a")
+        merchant_key = server.key("merchant", "shop-a")
+        sku = listed_sku(server, merchant_key)
+        buyer_key = server.key("buyer", subject="buyer-9")
+        reviewer_key = server.key("reviewer", assign=["shop-a"])
+        claims = []
+        for n, currency in enumerate(("JPY", "cny")):
+            order = order_for(
+                server, merchant_key, sku, "buyer-9", f"o-{n}", amount=5000, currency=currency
+            )
+            claim = file_claim(server, buyer_key, order, amount="3000")["id"]
+            with server.client(buyer_key) as buyer:
+                wait_analysed(buyer, claim)
+            with server.client(reviewer_key) as reviewer:
+                decided = reviewer.post(
+                    f"/v1/claims/{claim}/decision",
+                    json={"decision": "reject", "reason": "the listing photo with a crack"},
+                )
+                assert decided.status_code == 200, decided.text
+            claims.append(claim)
+        with server.client(merchant_key) as merchant:
+            shown = merchant.get(f"/v1/orders/{order}").json()
+            assert shown["currency"] == "CNY"  # "cny" read as the code it is
+            bad = merchant.post(
+                "/v1/orders",
+                json={
+                    "external_id": "o-x",
+                    "sku_id": sku,
+                    "buyer_id": "buyer-9",
+                    "amount": 1,
+                    "currency": "元元",
+                },
+            )
+            assert bad.status_code == 422
+        with web_login(server, merchant_key) as merchant:
+            yen = merchant.get(f"/web/claims/{claims[0]}/report.html?lang=en").text
+            yuan = json.loads(merchant.get(f"/web/claims/{claims[1]}/report.json").content)
+    assert "not compared (no exchange rate is assumed)" in yen
+    assert "at or above it" not in yen
+    # The yuan claim's record counts the yen forgery, without adding its amount.
+    assert yuan["buyer_record"]["confirmed_forgeries"] == 1
+    assert yuan["buyer_record"]["confirmed_in_other_currencies"] == 1
+    assert yuan["buyer_record"]["confirmed_forged_value"] == 0.0

@@ -249,6 +249,8 @@ def finish_analysis(
         report=storable(json.loads(json.dumps(report, default=str))),
     )
     store.assessments.add(assessment)
+    order = store.catalogue.order(claim.order_id)
+    order_currency = order.currency if order is not None else "CNY"
     live_flags = [photo.live_capture for photo in claim.photos]  # the report's image order
     live = any(live_flags)
     vouched, not_shown, live_not_shown, confirmed = facts_from_report(
@@ -269,6 +271,7 @@ def finish_analysis(
             and store.audit.count(claim.id, "capture.repeats_on_file") > 0,
             order_rejected_before=bool(store.claims.rejected_on_order(claim.order_id, claim.id)),
             claimed_on_order=store.claims.claimed_on_order(claim.order_id, besides=claim.id),
+            currency=order_currency,
         ),
         rules,
     )

@@ -62,6 +62,10 @@ class RoutingRules:
     # differed there (marked_damage_compared_with_reference on the finding): boxes on a side no
     # reference shows, and SKUs without references, then go to a person.
     capture_confirmation_needs_reference: bool = False
+    # The currency both amount limits are in. A claim on an order in another is never approved
+    # on its amount: 199 KWD (some 4,600 CNY) passed a limit of 200 meant in yuan (a security
+    # review). No exchange rate is guessed; a person decides.
+    currency: str = "CNY"
 
     @classmethod
     def from_policy(cls, raw: Mapping[str, Any] | None) -> RoutingRules:
@@ -89,6 +93,7 @@ class RoutingRules:
             capture_confirmation_needs_reference=bool(
                 raw.get("capture_confirmation_needs_reference", False)
             ),
+            currency=str(raw.get("currency") or "CNY").upper(),
         )
 
 
@@ -121,6 +126,8 @@ class ClaimFacts:
     """Another claim on the order was rejected and the rejection stands (a claim of another
     type: one of the same type is refused when filed)."""
     claimed_on_order: float = 0.0
+    currency: str = "CNY"
+    """The order's currency: the amount limits apply only to amounts in the policy's."""
     """What the order's other claims ask for or were granted. The amount rules weigh this claim
     with them: five claims of 100 on an order of 500, each filed after the last closed, were
     each approved under a limit of 200 that one claim of 500 went to a person for (a
@@ -270,6 +277,13 @@ def route(action: str, facts: ClaimFacts, rules: RoutingRules) -> tuple[ClaimSta
             "a claim on this order was rejected before: a person decides",
         )
     limit = rules.auto_approve_max_amount.get(facts.claim_type)
+    limits = (limit, rules.unverified_capture_above_amount.get(facts.claim_type))
+    if facts.currency != rules.currency and any(v is not None for v in limits):
+        return (
+            ClaimState.AWAITING_MERCHANT,
+            f"the order is in {facts.currency} and the amount limits in {rules.currency}: "
+            "a person decides",
+        )
     if limit is not None and facts.amount > limit:
         return (
             ClaimState.AWAITING_MERCHANT,

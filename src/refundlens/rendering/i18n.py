@@ -117,6 +117,11 @@ _ROUTING_REASONS = (
     (r"the analysis failed (?P<failures>\d+) times in a row: a person decides without it", ()),
     (r"appealed by the (?P<by>buyer|merchant|admin): a person looks again", ("by",)),
     (r"a live photo repeats a picture on file elsewhere: a person decides", ()),
+    (
+        r"the order is in (?P<currency>[A-Z]{3}) and the amount limits in (?P<limits>[A-Z]{3}): "
+        r"a person decides",
+        (),
+    ),
     # An audit entry's ``why`` (cases/review.py), read on the same pages.
     (r"merchant answered", ()),
     (r"the merchant's window ran out: a person decides", ()),

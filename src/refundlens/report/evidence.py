@@ -419,7 +419,7 @@ def gather(
         photos=photos,
         pictures=pictures,
         provenance_sources=sources,
-        ledger=_ledger(session, claim, shop),
+        ledger=_ledger(session, claim, order.currency, shop),
         actor_roles=actor_roles(session, [a.actor for a in audit]),
     )
     return add_pictures(case, blobs, settings, inline=inline, with_file_facts=with_file_facts)
@@ -462,10 +462,12 @@ def actor_roles(session: Session, actors: list[str]) -> dict[str, str]:
     return {key: role for key, role in rows}
 
 
-def _ledger(session: Session, claim: Claim, shop: str | None = None) -> dict[str, Any]:
+def _ledger(
+    session: Session, claim: Claim, currency: str, shop: str | None = None
+) -> dict[str, Any]:
     from ..reuse.history import buyer_summary
 
-    summary = buyer_summary(session, claim.buyer_id, claim.id, shop)
+    summary = buyer_summary(session, claim.buyer_id, claim.id, shop, currency)
     if shop is not None:
         # Only a shop's report says so: the platform's report keeps the content (and content
         # sha256) it always had.
@@ -742,6 +744,10 @@ def render_html(case: CaseFile, lang: str, jurisdiction: str = "cn") -> str:
     template = environment(lang).get_template("report.html")
     rules = jurisdiction_rules(jurisdiction)
     threshold = float(rules.get("threshold_yuan") or 0)
+    # The threshold is in yuan: a ledger in another currency is not compared with it (3,000 JPY
+    # read as "at or above" 3,000 CNY: a security review). No exchange rate is guessed.
+    threshold_currency = str(rules.get("threshold_currency") or "CNY")
+    comparable = case.order.currency == threshold_currency
     value = float(case.ledger.get("cumulative_confirmed_value", 0.0))
     decision = case.decision
     refunded = None
@@ -755,7 +761,9 @@ def render_html(case: CaseFile, lang: str, jurisdiction: str = "cn") -> str:
             rules=rules,
             lang_rules=rules.get("zh" if lang.startswith("zh") else "en", {}),
             threshold=threshold,
-            above_threshold=bool(threshold) and value >= threshold,
+            above_threshold=bool(threshold) and comparable and value >= threshold,
+            threshold_comparable=comparable,
+            threshold_currency=threshold_currency,
             generated_at=dt.datetime.now(dt.UTC),
             tz=zone(rules.get("time_zone")),
             content_sha256=content_sha256(case, jurisdiction),

@@ -390,19 +390,32 @@ def buyer_summary(
     buyer_id: str,
     exclude_claim: str | None = None,
     merchant_id: str | None = None,
+    currency: str | None = None,
 ) -> dict[str, Any]:
     """A buyer's ledger: other claims, the outcomes persons decided (a decision under appeal
     stands until the next), forgeries a person confirmed (rejected as forged),
     their total value, and what was refunded on claims later found forged. Across the platform,
-    or with ``merchant_id`` at that shop only (what a shop may see)."""
-    query = select(Claim).where(Claim.buyer_id == buyer_id, Claim.id != exclude_claim)
+    or with ``merchant_id`` at that shop only (what a shop may see). With ``currency``, the
+    values add up claims on orders in that currency only, and ``confirmed_in_other_currencies``
+    counts the confirmed forgeries left out: 3,000 JPY once counted as 3,000 CNY towards a legal
+    threshold in a report for the police (a security review)."""
+    from ..store.sql.models import Order
+
+    query = (
+        select(Claim, Order.currency)
+        .join(Order, Order.id == Claim.order_id)
+        .where(Claim.buyer_id == buyer_id, Claim.id != exclude_claim)
+    )
     if merchant_id is not None:
         query = query.where(Claim.merchant_id == merchant_id)
-    claims = list(session.execute(query).scalars())
+    rows = list(session.execute(query).tuples())
+    claims = [claim for claim, _ in rows]
+    currencies = {claim.id: order_currency for claim, order_currency in rows}
     outcomes: dict[str, int] = {}
     forged_value = 0.0
     refunded_on_forged = 0.0
     confirmed = 0
+    elsewhere = 0
     under_appeal = 0
     for claim in claims:
         decisions = list(
@@ -421,7 +434,9 @@ def buyer_summary(
         # doing) is no forgery.
         if final.outcome == "rejected" and final.forgery:
             confirmed += 1
-            forged_value += claim.amount
+            counted = currency is None or currencies[claim.id] == currency
+            elsewhere += not counted
+            forged_value += claim.amount if counted else 0.0
             # Still counted (see above), and said: a person reads "confirmed" beside "being
             # reviewed again" rather than as settled.
             under_appeal += claim.state not in ("decided", "final")
@@ -429,13 +444,14 @@ def buyer_summary(
             if any(d.outcome in ("approved", "partial") for d in decisions[:-1]) or (
                 claim.state == "final" and claim.action == "approve"
             ):
-                refunded_on_forged += claim.amount
+                refunded_on_forged += claim.amount if counted else 0.0
     return {
         "other_claims": len(claims),
         "outcomes": outcomes,
         "confirmed_forgeries": confirmed,
         "confirmed_under_appeal": under_appeal,
         "confirmed_forged_value": round(forged_value, 2),
+        "confirmed_in_other_currencies": elsewhere,
         "refunded_on_forged": round(refunded_on_forged, 2),
     }
 

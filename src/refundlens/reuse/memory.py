@@ -70,6 +70,7 @@ class MemoryHistory:
             "outcomes": {},
             "confirmed_forgeries": 0,
             "confirmed_forged_value": 0.0,
+            "confirmed_in_other_currencies": 0,
             "refunded_on_forged": 0.0,
         }
     )

@@ -184,7 +184,13 @@ Reason = Annotated[str, StringConstraints(max_length=MAX_REASON), _UNICODE]
 Statement = Annotated[str, StringConstraints(max_length=MAX_STATEMENT), _UNICODE]
 Url = Annotated[str, StringConstraints(max_length=MAX_URL), _UNICODE]
 Secret = Annotated[str, StringConstraints(max_length=MAX_SECRET), _UNICODE]
-Currency = Annotated[str, StringConstraints(max_length=MAX_CURRENCY), _UNICODE]
+# An ISO 4217 code, as the platform writes it ("usd" is read as USD): the amount limits apply
+# to the policy's currency only (cases/routing.py), so "XY" or "元" must not pass as a code.
+Currency = Annotated[
+    str,
+    StringConstraints(max_length=MAX_CURRENCY, to_upper=True, pattern=r"^[A-Za-z]{3}$"),
+    _UNICODE,
+]
 Word = Annotated[str, StringConstraints(max_length=MAX_WORD), _UNICODE]
 BuyerDetail = Annotated[str, StringConstraints(max_length=MAX_BUYER_DETAIL), _UNICODE]
 
