@@ -1199,6 +1199,12 @@ def test_an_order_sent_again_is_the_same_order_gains_the_times_it_lacked_or_is_a
                 send(external, **times)
             assert refused.value.code == "order.time_ahead", external
         assert send("o-5", shipped_at=now + dt.timedelta(minutes=5)).shipped_at is not None
+        # A time without its offset: refused, not read as UTC (8 hours off for a Beijing shop,
+        # and the CLI read the same text at +08:00: an integrator's walkthrough).
+        with pytest.raises(RefundlensError) as refused:
+            send("o-6", shipped_at=dt.datetime(2026, 11, 1, 8, 0))
+        assert refused.value.code == "order.time_without_offset"
+        assert refused.value.facts == {"field": "shipped_at"}
         saved = session.query(AuditEntry).filter(AuditEntry.action == "order.updated").all()
         assert [e.details["filled"] for e in saved] == [["delivered_at"]]
 

@@ -211,6 +211,17 @@ def create_order(
     if sku is None or sku.merchant_id != merchant_id:
         raise NotFound("sku", sku_id)
     ahead = dt.timedelta(minutes=(settings or Settings()).order_time_max_ahead_minutes)
+    for name, moment in (("shipped_at", shipped_at), ("delivered_at", delivered_at)):
+        if moment is not None and moment.tzinfo is None:
+            # Read as UTC, "08:00" sent from Beijing was eight hours off, while the CLI read the
+            # same text at +08:00 (an integrator's walkthrough). Neither guess is safe for the
+            # time that decides "taken before delivery".
+            raise RefundlensError(
+                "order.time_without_offset",
+                f"{name} ({moment.isoformat()}) has no UTC offset: send it with one, as "
+                "RFC 3339 asks (2026-11-01T08:00:00+08:00, or ...Z for UTC).",
+                facts={"field": name},
+            )
     _check_dates(shipped_at, delivered_at)
     _check_not_ahead(shipped_at, delivered_at, ahead)
     sent = Order(
