@@ -7,8 +7,13 @@ first entry that does not match. Appends are serialised by updating the single `
 first, so two writers never take the same sequence number.
 
 To verify by hand: for each row in ``seq`` order, compute the hash above with the ISO 8601 UTC
-time (``YYYY-MM-DDTHH:MM:SS.ffffff+00:00``) and JSON with sorted keys and no spaces; compare with
-``entry_hash`` and the next row's ``prev_hash``.
+time (``YYYY-MM-DDTHH:MM:SS.ffffff+00:00``, whatever zone the database stores it in; SQLite
+stores none) and JSON with sorted keys, no spaces (``","`` and ``":"`` between items) and every
+character as itself (Chinese as UTF-8, not ``\\uXXXX`` escapes: Python's
+``json.dumps(..., sort_keys=True, separators=(",", ":"), ensure_ascii=False)``); the bytes hashed
+are the UTF-8 of ``prev_hash`` as its 64 lower-case hex characters followed by that JSON.
+Compare with ``entry_hash`` and the next row's ``prev_hash``. (An integrator's own verifier
+failed on the first Chinese reason until it knew this.)
 
 The chain has no key: whoever can write to the database can rewrite an entry and recompute every
 hash after it (and the head), or delete the last entries and move the head back, and the chain
