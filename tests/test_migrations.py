@@ -204,7 +204,25 @@ def test_0015_adds_the_sign_in_links_and_takes_them_away(tmp_path: Path) -> None
     assert "sign_in_links" not in tables()
     _migrate(database, "upgrade", "head")
     assert "sign_in_links" in tables()
-    assert database.revisions()[0] == database.revisions()[1] == "0015"
+    assert database.revisions()[0] == database.revisions()[1]
+    database.dispose()
+
+
+def test_0016_indexes_claims_by_when_they_changed_and_takes_it_away(tmp_path: Path) -> None:
+    # A platform's sync asks for the claims changed since a moment (?updated_since=).
+    database = Database(Settings(data_dir=str(tmp_path)))
+    database.upgrade()
+
+    def indexed() -> set[str]:
+        with database.engine.connect() as connection:
+            return {str(i["name"]) for i in sa.inspect(connection).get_indexes("claims")}
+
+    assert "ix_claims_updated_at" in indexed()
+    _migrate(database, "downgrade", "0015")
+    assert "ix_claims_updated_at" not in indexed()
+    _migrate(database, "upgrade", "head")
+    assert "ix_claims_updated_at" in indexed()
+    assert database.revisions()[0] == database.revisions()[1] == "0016"
     database.dispose()
 
 

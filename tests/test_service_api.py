@@ -562,6 +562,35 @@ def test_the_claim_list_pages_with_a_cursor(server: Server, shop: dict[str, str]
                 break
 
 
+def test_a_platform_syncs_the_claims_that_changed_since_its_last_look(
+    server: Server, shop: dict[str, str]
+) -> None:
+    # An integrator could only read every claim to learn what changed, and the list's items
+    # named neither the order, the type nor any time (a walkthrough).
+    import datetime as dt
+
+    with server.client(server.admin) as admin:
+        everything = admin.get("/v1/claims", params={"limit": 200}).json()["items"]
+        assert everything
+        item = everything[0]
+        assert {"order_id", "type", "created_at", "updated_at"} <= set(item)
+        latest = max(dt.datetime.fromisoformat(c["updated_at"]) for c in everything)
+        since = admin.get("/v1/claims", params={"updated_since": latest.isoformat()}).json()
+        assert since["items"] and all(
+            dt.datetime.fromisoformat(c["updated_at"]) >= latest for c in since["items"]
+        )
+        later = (latest + dt.timedelta(seconds=1)).isoformat()
+        assert admin.get("/v1/claims", params={"updated_since": later}).json()["items"] == []
+        naive = admin.get("/v1/claims", params={"updated_since": "2026-11-01T08:00:00"})
+        assert naive.status_code == 422 and "offset" in naive.json()["error"]["message"]
+    with server.client(shop["buyer"]) as buyer:
+        own = buyer.get("/v1/claims").json()["items"]
+        # A buyer reads when it filed, never when its claim last changed (the analysis' time).
+        assert own and "updated_at" not in own[0] and own[0]["created_at"]
+        refused = buyer.get("/v1/claims", params={"updated_since": latest.isoformat()})
+        assert refused.status_code == 403
+
+
 def test_buyer_personal_data_is_encrypted_at_rest(server: Server, shop: dict[str, str]) -> None:
     database = Database(server.settings)
     try:

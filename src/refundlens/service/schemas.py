@@ -377,15 +377,23 @@ ClaimAnswer = Annotated[
 
 class _ClaimItem(_Out):
     id: str
+    order_id: str
+    type: ClaimType
     state: ClaimState
     amount: float
     merchant_id: str
     deadline_at: Moment | None
+    created_at: Moment | None
 
 
 class ClaimItemOut(_ClaimItem):
     risk: float | None
     action: Action | None
+    updated_at: Moment | None = Field(
+        description="When the claim last changed (state, action, deadline, reviewer): keep the "
+        "largest seen and ask ?updated_since= with it next time. Not told to a buyer (it would "
+        "say how long the analysis took)."
+    )
 
 
 class BuyerClaimItemOut(_ClaimItem):

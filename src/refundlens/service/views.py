@@ -166,13 +166,18 @@ def claim_item(claim: Claim, p: Principal) -> ClaimItemOut | BuyerClaimItemOut:
     """A claim as one line of a list."""
     common = {
         "id": claim.id,
+        "order_id": claim.order_id,
+        "type": claim.claim_type,
         "state": claim.state,
         "amount": claim.amount,
         "merchant_id": claim.merchant_id,
         "deadline_at": iso(claim.deadline_at),
+        "created_at": iso(claim.created_at),
     }
     # A buyer is never shown the risk or the machine's action (cases/buyer.py).
     if p.role == "buyer":
         deadline = buyer_deadline(claim.state, claim.deadline_at)
         return BuyerClaimItemOut.model_validate(common | {"deadline_at": iso(deadline)})
-    return ClaimItemOut.model_validate(common | {"risk": claim.risk, "action": claim.action})
+    return ClaimItemOut.model_validate(
+        common | {"risk": claim.risk, "action": claim.action, "updated_at": iso(claim.updated_at)}
+    )

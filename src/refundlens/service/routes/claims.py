@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import re
 from typing import Annotated
@@ -211,16 +212,30 @@ def list_claims(
     merchant_id: Annotated[fields.Id | None, Query()] = None,
     action: Annotated[fields.Word | None, Query()] = None,
     min_amount: Annotated[fields.Finite | None, Query()] = None,
+    updated_since: Annotated[
+        dt.datetime | None,
+        Query(
+            description="Only claims that changed at or after this time (RFC 3339 with its "
+            "offset): a platform's sync. Not for a buyer."
+        ),
+    ] = None,
     cursor: Annotated[
         str | None,
         Query(max_length=24, description="The next_cursor of the previous page."),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> ClaimPageOut:
-    if p.role == "buyer" and action:
+    if p.role == "buyer" and (action or updated_since):
         # Which claims a filter by the machine's action keeps would tell a buyer what it never
         # reads in an answer (cases/buyer.py): a buyer filters by state only, as on the page.
+        # So with the time a claim changed: it says how long its analysis took.
         raise RefundlensError("auth.forbidden", "A buyer filters its claims by state only.")
+    if updated_since is not None and updated_since.tzinfo is None:
+        raise RefundlensError(
+            "request.bad_field",
+            "query.updated_since: give the time with its UTC offset (2026-11-01T08:00:00+08:00 "
+            "or ...Z).",
+        )
     # A misspelt filter answered an empty page, which reads as "no such claims".
     for name, value, known in (
         ("state", state, tuple(ClaimState)),
@@ -246,6 +261,8 @@ def list_claims(
         query = query.where(Claim.action == action)
     if min_amount is not None:
         query = query.where(Claim.amount >= min_amount)
+    if updated_since is not None:
+        query = query.where(Claim.updated_at >= updated_since.astimezone(dt.UTC))
     if cursor:
         # The last claim of the previous page, one this principal may see. It was the claim's
         # platform-wide number, which told any shop or buyer how many claims the platform had.

@@ -234,7 +234,9 @@ class Claim(Base):
     """Last sign of life of the analysis running now; a dead one stops beating."""
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     claimed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow, index=True)
+    """When the claim's row last changed (state, action, deadline, reviewer): what a platform's
+    sync asks for (``GET /v1/claims?updated_since=``)."""
     photos: Mapped[list[ClaimPhoto]] = relationship(
         back_populates="claim", order_by="ClaimPhoto.position"
     )
