@@ -154,6 +154,24 @@ def test_metrics_count_across_processes_for_an_admin_or_the_scraper_port_only(
     served: Served,
 ) -> None:
     _file_and_analyse_a_claim(served, 1)
+    # An event given up on leaves webhooks_pending: counted apart, an alert sees it (it went
+    # quiet as the events were lost: an integrator's walkthrough).
+    from refundlens.store.sql.models import WebhookEvent
+
+    database = Database(Settings(data_dir=str(served.data)))
+    try:
+        with database.session() as session:
+            session.add(
+                WebhookEvent(
+                    id="evt_given_up",
+                    tenant_id="shop-a",
+                    event="claim.analysed",
+                    body={},
+                    status="failed",
+                )
+            )
+    finally:
+        database.dispose()
     with httpx.Client(base_url=served.url, timeout=30) as anonymous:
         assert anonymous.get("/metrics").status_code == 401
         # Any token is a method to the server: each made a series of its own, without end.
@@ -177,6 +195,7 @@ def test_metrics_count_across_processes_for_an_admin_or_the_scraper_port_only(
     assert analysed == 1
     assert _value(text, "refundlens_detector_seconds_count", detector="reference") == 1
     assert _value(text, "refundlens_queue_depth") == 0
+    assert _value(text, "refundlens_webhooks_failed") == 1
     assert _value(text, "refundlens_audit_chain_length") >= 5
     assert _value(text, "refundlens_http_request_seconds_count", route="/v1/claims") >= 1
     assert "X00000ABC" not in text

@@ -121,6 +121,13 @@ class Metrics:
             "Notifications waiting for delivery.",
             multiprocess_mode="mostrecent",
         )
+        # Given up on after webhook_max_attempts: they leave webhooks_pending, so an alert on
+        # that alone went quiet as the events were lost (an integrator's walkthrough).
+        self.webhooks_failed = Gauge(
+            "refundlens_webhooks_failed",
+            "Notifications given up on (failed), until sent again (refundlens webhooks retry).",
+            multiprocess_mode="mostrecent",
+        )
 
 
 def metrics() -> Metrics:

@@ -32,10 +32,15 @@ def read_gauges(s: Session) -> None:
         m.oldest_queued_seconds.set(0.0)
     head = s.get(AuditHead, 1)
     m.audit_chain_length.set(head.seq if head is not None else 0)
-    pending = s.execute(
-        select(func.count()).select_from(WebhookEvent).where(WebhookEvent.status == "pending")
-    ).scalar()
-    m.webhooks_pending.set(int(pending or 0))
+    by_status = dict(
+        s.execute(
+            select(WebhookEvent.status, func.count())
+            .where(WebhookEvent.status.in_(("pending", "failed")))
+            .group_by(WebhookEvent.status)
+        ).all()
+    )
+    m.webhooks_pending.set(int(by_status.get("pending", 0)))
+    m.webhooks_failed.set(int(by_status.get("failed", 0)))
 
 
 @router.get(
