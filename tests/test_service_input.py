@@ -320,6 +320,19 @@ def test_a_422_has_the_documented_error_shape_and_names_the_field(
     assert set(r.json()) == {"error"}
     assert r.json()["error"]["code"] == "request.invalid"
     assert "body.id" in r.json()["error"]["message"]
+    # JSON to a route that takes files, and JSON that does not parse, are said in words (an
+    # integrator read "body.order_id: Field required" for a field it had sent, and
+    # "body.1: JSON decode error").
+    with server.client(shop["buyer"]) as buyer:
+        as_json = buyer.post("/v1/claims", json={"order_id": shop["order"], "type": "repair"})
+    assert as_json.status_code == 422
+    assert "multipart/form-data" in as_json.json()["error"]["message"]
+    with server.client(server.admin) as admin:
+        broken = admin.post(
+            "/v1/tenants", content=b'{"id": ', headers={"Content-Type": "application/json"}
+        )
+    assert broken.status_code == 422
+    assert broken.json()["error"]["message"].startswith("the body is not valid JSON")
 
 
 @pytest.mark.parametrize(

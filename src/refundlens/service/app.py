@@ -14,7 +14,7 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TypedDict
+from typing import Any, TypedDict
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -116,6 +116,27 @@ def _printable(text: str) -> str:
     """``text`` as it can be sent: a lone surrogate or a NUL byte a client put in a field name
     or an id comes back escaped, not as an encoding error."""
     return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _said(problem: Any) -> str:
+    """One validation problem in words: where, then what. A body that is not JSON read
+    "body.1: JSON decode error" (an integrator's walkthrough): the parser's own words and the
+    character it stopped at instead."""
+    loc = [str(part) for part in problem.get("loc", ())]
+    if problem.get("type") == "json_invalid":
+        why = (problem.get("ctx") or {}).get("error", "")
+        at = loc[1] if len(loc) > 1 else "?"
+        return f"the body is not valid JSON ({why}, at character {at})"
+    return f"{'.'.join(loc)}: {problem.get('msg', '')}"
+
+
+def _wants_form(request: Request) -> bool:
+    """Whether the route that refused ``request`` takes its body as form fields and files."""
+    from fastapi import params
+
+    dependant = getattr(request.scope.get("route"), "dependant", None)
+    body = getattr(dependant, "body_params", None) or []
+    return any(isinstance(field.field_info, params.Form) for field in body)
 
 
 def _error(
@@ -244,15 +265,25 @@ def create_app(
         return _error("request.client_gone", "The client went away before its request ended.", 400)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = list(exc.errors())
         code = (
             "request.bad_field"
             if problems and all(p["type"] in _FIELD_RULES for p in problems)
             else "request.invalid"
         )
-        said = [f"{'.'.join(str(part) for part in p['loc'])}: {p['msg']}" for p in problems[:5]]
+        said = [_said(p) for p in problems[:5]]
         more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        sent = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if sent == "application/json" and _wants_form(request):
+            # JSON sent to a route that takes files was answered "body.order_id: Field
+            # required" for every field it had sent (an integrator's walkthrough).
+            return _error(
+                "request.invalid",
+                "This route takes multipart/form-data (fields and files, as curl -F sends "
+                "them), not JSON: docs/service.md lists each route's fields.",
+                422,
+            )
         return _error(code, "; ".join(said) + more, 422)
 
     @app.exception_handler(StarletteHTTPException)
