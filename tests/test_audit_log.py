@@ -222,6 +222,7 @@ def test_the_tick_keeps_checkpoints_and_audit_verify_compares_the_chain_with_the
     assert damaged.returncode == 2 and "not 'seq hash time'" in damaged.stderr
     absent = cli("verify", "--checkpoints", str(tmp_path / "typo.log"))
     assert absent.returncode == 2 and "do not exist" in absent.stderr
+    assert "error [audit.bad_checkpoints]" in absent.stderr  # the code, as errors.md says
     # A checkpoint that cannot be written stops neither the tick (logged, tried next tick) nor
     # says less than why on the command line.
     env["REFUNDLENS_AUDIT_CHECKPOINT_PATH"] = str(tmp_path / "no-such-mount" / "points.log")

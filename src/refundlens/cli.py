@@ -1037,7 +1037,8 @@ def audit_verify(
                 else configured_checkpoints(session, settings.audit_checkpoint_path)
             )
         except RefundlensError as exc:
-            sys.stderr.write(f"refundlens: {exc.message}\n")
+            # As every other refusal of the CLI: `error [code] sentence` (docs/errors.md).
+            sys.stderr.write(f"refundlens: error [{exc.code}] {exc.message}\n")
             raise typer.Exit(2) from None
         checked, problem = verify(session, checkpoints=points)
     if problem is None:
