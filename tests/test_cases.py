@@ -535,7 +535,7 @@ def test_the_decided_event_carries_the_note_to_the_buyer_for_the_platform_to_pas
 ) -> None:
     from sqlalchemy import select
 
-    from refundlens.store.sql.models import WebhookEvent
+    from refundlens.store.sql.models import Claim, WebhookEvent
 
     settings = Settings(data_dir=str(tmp_path))
     runtime, claim_id = _claim_awaiting_capture(settings)
@@ -550,6 +550,9 @@ def test_the_decided_event_carries_the_note_to_the_buyer_for_the_platform_to_pas
             )
         ).scalars()
         body = dict(decided.body)
+        # Why it is where it is: a decided claim read "merchant answered" (a walkthrough).
+        claim = session.get(Claim, claim_id)
+        assert claim is not None and claim.routing_reason == "a person decided: partial"
     assert body["outcome"] == "partial"
     assert body["buyer_note"].startswith("Half is refunded")
     assert "pixels.painted" not in str(body)  # the reason stays in the claim's view

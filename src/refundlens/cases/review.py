@@ -272,6 +272,9 @@ def decide(
                 granted = claim.amount if decision == "approve" else float(amount or 0.0)
                 check_order_amount(store, order, granted, besides=claim.id)
         claim.state = transition(claim.state, ClaimState.DECIDED).value
+        # Why the claim is where it is: a decided claim still read "merchant answered" (an
+        # integrator's walkthrough).
+        claim.routing_reason = f"a person decided: {decision}"
         outcome = {"approve": "approved", "reject": "rejected", "partial": "partial"}[decision]
         store.claims.add_decision(
             Decision(
