@@ -57,6 +57,12 @@ def test_the_checked_in_openapi_document_matches_the_api(tmp_path: Path) -> None
     assert checked_in == json.loads(json.dumps(spec)), (
         "run `make openapi` and commit docs/openapi.json"
     )
+    # How a request authenticates is a security scheme generated clients read, not an optional
+    # header named on every route (an integrator's walkthrough).
+    assert spec["components"]["securitySchemes"]["ApiKey"]["scheme"] == "bearer"
+    listed = spec["paths"]["/v1/claims"]["get"]
+    assert listed["security"] == [{"ApiKey": []}]
+    assert "authorization" not in {p["name"].lower() for p in listed["parameters"]}
 
 
 def test_every_doctest_in_the_package_runs_and_passes() -> None:
