@@ -409,6 +409,15 @@
     line.setAttribute("role", "status");
     line.textContent = text;
     form.parentNode.insertBefore(line, form);
+    if (!form.dataset.signedIn) {
+      // Opened from a message, with no session: the signed-in pages would ask for a key.
+      var note = document.createElement("p");
+      note.id = "capture-close-note";
+      note.className = "note";
+      note.textContent = form.dataset.closeNote || "";
+      form.parentNode.insertBefore(note, form);
+      return;
+    }
     var back = document.createElement("a");
     if (received && form.dataset.claim) {
       back.id = "back-to-claim";

@@ -120,6 +120,10 @@ def _lang_links(request: Request) -> dict[str, str]:
 def page(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
     language = lang(request)
     context.setdefault("csrf", getattr(request.state, "csrf", ""))
+    # Whether links into the signed-in pages lead anywhere: a buyer who opened the capture link
+    # from a message has no session, and "Back to your claim" led to the API-key sign-in page
+    # (a buyer's walkthrough).
+    context.setdefault("signed_in", bool(request.cookies.get(COOKIE)))
     html = (
         environment(language)
         .get_template(template)
