@@ -142,7 +142,15 @@ CLAIM_PHOTOS = {
     15: lambda: _scene(72),
     16: lambda: _scene(78),
     17: lambda: _scene(81),
+    18: lambda: _small(_scene(85)),
 }
+
+
+def _small(jpeg: bytes) -> bytes:
+    """``jpeg`` shrunk to 120 x 90 px, as a chat app's thumbnail sent as a claim photo."""
+    out = io.BytesIO()
+    Image.open(io.BytesIO(jpeg)).resize((120, 90)).save(out, "JPEG", quality=90)
+    return out.getvalue()
 
 
 def _claim_awaiting_capture(
@@ -1157,3 +1165,19 @@ def test_a_buyers_list_puts_the_claims_waiting_for_its_capture_first_then_the_ne
             html = page.get("/web/queue").text
     shown = re.findall(r'class="claim-link">([^<]+)<', html)
     assert shown == [waiting, r.json()["id"]], (shown, states)
+
+
+def test_a_small_photo_is_drawn_large_enough_to_box_the_damage_with_a_thumb(
+    shop: tuple[Server, dict[str, str]], tmp_path: Path
+) -> None:
+    # A 100 x 68 px photo gave a 102 x 70 px area to drag a box on (a buyer's walkthrough).
+    server, keys = shop
+    claim_id = _claim_awaiting_capture(server, keys, 18)
+    url = _capture_url(server, keys, claim_id)
+    with _phone_on(write_y4m(_scene(86), tmp_path / "cam.y4m")) as page:
+        page.goto(url)
+        _until(page, "document.querySelector('canvas.mark').width > 0")
+        drawn = page.locator("canvas.mark").bounding_box()
+        assert drawn is not None and drawn["width"] >= 250, drawn  # not its own 120 px
+        # Drawn to scale: the photo's own shape, not stretched.
+        assert abs(drawn["height"] / drawn["width"] - 90 / 120) < 0.02, drawn
