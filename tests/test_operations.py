@@ -253,3 +253,21 @@ def test_every_metric_is_documented_in_operations_md() -> None:
     defined = set(re.findall(r'"(refundlens_[a-z_]+)"', source))
     documented = (Path(__file__).resolve().parents[1] / "docs/operations.md").read_text()
     assert defined and {m for m in defined if f"`{m}`" not in documented} == set()
+
+
+def test_no_log_line_carries_a_webhook_receivers_whole_url() -> None:
+    # httpx wrote every request's URL at info, a Slack or Teams receiver's token in its path
+    # (an integrator's walkthrough found it in the log).
+    import logging
+
+    from refundlens.logs import configure
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        configure("info")
+        for name in ("httpx", "httpcore"):
+            assert not logging.getLogger(name).isEnabledFor(logging.INFO), name
+        assert logging.getLogger("refundlens.webhooks").isEnabledFor(logging.INFO)
+    finally:
+        root.handlers[:], root.level = handlers, level

@@ -107,6 +107,11 @@ def configure(level: str = "info", *, json_lines: bool = True) -> None:
         logger.propagate = True
     # FAISS says which CPU build it loaded, eight lines at info in every process: not news.
     logging.getLogger("faiss.loader").setLevel(max(root.level, logging.WARNING))
+    # httpx writes every request's whole URL at info: a webhook receiver's URL may carry its
+    # token in the path or query (Slack, Teams), which the tenant API shows only to an admin
+    # (an integrator's walkthrough found it in the log). refundlens.webhooks says what failed.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(max(root.level, logging.WARNING))
     # Alembic says which plugins it set up and which dialect it drives, nine lines at info on
     # every start: only the migrations it runs are news (a new user read the first admin key
     # between 25 of these lines).
