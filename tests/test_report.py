@@ -970,3 +970,14 @@ def test_a_ledger_in_another_currency_is_not_compared_with_the_threshold_in_yuan
     assert yuan["buyer_record"]["confirmed_forgeries"] == 1
     assert yuan["buyer_record"]["confirmed_in_other_currencies"] == 1
     assert yuan["buyer_record"]["confirmed_forged_value"] == 0.0
+
+
+def test_the_reference_checks_filter_names_read_in_chinese() -> None:
+    # The zh report showed "blur 0.7" among Chinese facts (a merchant's walkthrough).
+    from refundlens.detectors.residual import _FILTERS
+    from refundlens.rendering.i18n import environment
+
+    worded = environment("zh_CN").filters["fact_rows"]
+    for name in _FILTERS:
+        [row] = worded({"matched_filter": name})
+        assert not any("a" <= ch <= "z" for ch in row.value), (name, row.value)

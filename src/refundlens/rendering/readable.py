@@ -138,7 +138,16 @@ def _is_scalar(value: object) -> bool:
 # note): shown in the reader's language (the catalogs' context ``fact value``). Never a value
 # read from a file or typed by a person: those are shown as they are.
 WORDED_FACTS = frozenset(
-    {"level", "note", "watermark_note", "matched_by", "verdict", "reason_cannot_tell", "how"}
+    {
+        "level",
+        "note",
+        "watermark_note",
+        "matched_by",
+        "verdict",
+        "reason_cannot_tell",
+        "how",
+        "matched_filter",  # "blur 0.7" among Chinese facts (a merchant's walkthrough)
+    }
 )
 
 
