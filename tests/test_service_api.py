@@ -226,6 +226,18 @@ def test_a_forged_claim_goes_to_the_merchant_then_a_person_rejects_it_on_record(
         assert r.json()["state"] == "decided"
         [decided] = r.json()["decisions"]
         assert decided["outcome"] == "rejected" and decided["buyer_note"] == note
+        # Sent again after a lost answer: the claim as it is, nothing recorded twice (it was a
+        # 409 that read as "not decided": an integrator's walkthrough). Another decision is
+        # still refused.
+        again = reviewer.post(
+            f"/v1/claims/{claim['id']}/decision",
+            json={"decision": "reject", "reason": reason, "buyer_note": note},
+        )
+        assert again.status_code == 200 and len(again.json()["decisions"]) == 1
+        other = reviewer.post(
+            f"/v1/claims/{claim['id']}/decision", json={"decision": "approve", "reason": reason}
+        )
+        assert other.status_code == 409
     # The buyer reads the note, never the reason (which may name a finding).
     with server.client(shop["buyer"]) as buyer:
         seen = buyer.get(f"/v1/claims/{claim['id']}").json()

@@ -100,6 +100,7 @@ from .review import (
     decide,
     expire_windows,
     may_appeal,
+    repeats_last_decision,
 )
 from .routing import ClaimFacts, RoutingRules, route
 from .states import DEADLINE_FOR, ClaimState, IllegalTransition, can_transition, transition
@@ -182,6 +183,7 @@ __all__ = [
     "refuse_replayed_capture",
     "register_packing_video",
     "repeated_meanwhile",
+    "repeats_last_decision",
     "route",
     "sharpest_frames",
     "stale_analyses",

@@ -183,6 +183,42 @@ def allowed_decisions(state: str) -> tuple[str, ...]:
     return _DECISIONS_BY_STATE.get(ClaimState(state), ())
 
 
+def repeats_last_decision(
+    store: Store,
+    actor: Actor,
+    claim: Claim,
+    decision: str,
+    reason: str,
+    amount: float | None,
+    forgery: bool | None = None,
+    buyer_note: str = "",
+) -> bool:
+    """Whether this decision is the one the same person last made on the claim, word for word,
+    while it stands: a client that lost the answer and sends it again. It was refused as an
+    illegal move (409), which read as "not decided" (an integrator's walkthrough); the route
+    answers the claim as it is instead, and records nothing twice."""
+    if claim.state not in (ClaimState.DECIDED, ClaimState.FINAL) or decision not in (
+        "approve",
+        "reject",
+        "partial",
+    ):
+        return False
+    decisions = store.claims.decisions_of(claim.id)
+    if not decisions:
+        return False
+    last = decisions[-1]
+    outcome = {"approve": "approved", "reject": "rejected", "partial": "partial"}[decision]
+    return (
+        last.decided_by == actor.id
+        and last.outcome == outcome
+        and last.reason == reason
+        and (last.amount if decision == "partial" else None)
+        == (amount if decision == "partial" else None)
+        and bool(last.forgery) == (decision == "reject" and forgery is not False)
+        and (last.buyer_note or "") == buyer_note.strip()
+    )
+
+
 def decide(
     store: Store,
     actor: Actor,

@@ -19,8 +19,16 @@ router = APIRouter()
 def decide(
     body: DecisionIn, claim: HeldClaim, s: SessionDep, p: Who, runtime: RuntimeDep
 ) -> ClaimAnswer:
+    """A person's decision. The same decision sent again by the same key, word for word, while
+    it stands (a retry after a lost answer) is answered with the claim as it is, not refused."""
+    store = SqlStore(s)
+    said = (body.decision, body.reason, body.amount)
+    if cases.repeats_last_decision(
+        store, actor(p), claim, *said, forgery=body.forgery, buyer_note=body.buyer_note
+    ):
+        return claim_view(s, claim, p)
     cases.decide(
-        SqlStore(s),
+        store,
         actor(p),
         claim,
         body.decision,
