@@ -593,8 +593,22 @@ def test_a_platform_syncs_the_claims_that_changed_since_its_last_look(
         )
         later = (latest + dt.timedelta(seconds=1)).isoformat()
         assert admin.get("/v1/claims", params={"updated_since": later}).json()["items"] == []
-        naive = admin.get("/v1/claims", params={"updated_since": "2026-11-01T08:00:00"})
-        assert naive.status_code == 422 and "offset" in naive.json()["error"]["message"]
+        # Oldest change first: asking again from the last item's updated_at misses nothing
+        # (newest claim first, a claim of page 1 changed while page 2 was read was lost).
+        earliest = min(dt.datetime.fromisoformat(c["updated_at"]) for c in everything)
+        synced = admin.get(
+            "/v1/claims", params={"updated_since": earliest.isoformat(), "limit": 200}
+        ).json()["items"]
+        times = [dt.datetime.fromisoformat(c["updated_at"]) for c in synced]
+        assert times == sorted(times) and len(synced) == len(everything)
+        for refused in (
+            {"updated_since": "2026-11-01T08:00:00"},  # no offset
+            {"updated_since": "0001-01-01T00:00:00+01:00"},  # overflows in UTC (a 500)
+            {"updated_since": later, "cursor": everything[0]["id"]},  # a sync pages by time
+        ):
+            answer = admin.get("/v1/claims", params=refused)
+            assert answer.status_code == 422, (refused, answer.text)
+            assert answer.json()["error"]["code"] == "request.bad_field"
     with server.client(shop["buyer"]) as buyer:
         own = buyer.get("/v1/claims").json()["items"]
         # A buyer reads when it filed, never when its claim last changed (the analysis' time).

@@ -357,6 +357,10 @@ def test_claims_are_numbered_queued_and_beat_only_while_their_attempt_runs(kit: 
         assert claim is not None
         claim.state, claim.analysis_attempts, claim.heartbeat_at = "analysing", 1, utcnow()
     with kit.open() as store:
+        changed = store.claims.get(first.id)
+        assert changed is not None
+        changed_at = changed.updated_at
+    with kit.open() as store:
         assert store.claims.beat(first.id, 1, utcnow())
         assert not store.claims.beat(first.id, 2, utcnow())  # not the running attempt
         assert not store.claims.beat(second.id, 0, utcnow())  # not analysing
@@ -365,6 +369,9 @@ def test_claims_are_numbered_queued_and_beat_only_while_their_attempt_runs(kit: 
     with kit.open() as store:
         claim = store.claims.get(first.id)
         assert claim is not None and claim.heartbeat_at is None
+        # Bookkeeping is no change of the claim: a platform's sync (updated_since) saw every
+        # claim under analysis "changed" every 5 s (a review).
+        assert claim.updated_at == changed_at
 
 
 def test_waiting_claims_with_a_deadline_are_listed_for_the_scheduler(kit: Kit) -> None:

@@ -216,7 +216,10 @@ def list_claims(
         dt.datetime | None,
         Query(
             description="Only claims that changed at or after this time (RFC 3339 with its "
-            "offset): a platform's sync. Not for a buyer."
+            "offset, percent-encoded): a platform's sync. Oldest change first; ask again from "
+            "the last item's updated_at until a page is not full (no cursor), and from a "
+            "minute before the last time seen, since a change is visible once committed. "
+            "Not for a buyer."
         ),
     ] = None,
     cursor: Annotated[
@@ -230,12 +233,24 @@ def list_claims(
         # reads in an answer (cases/buyer.py): a buyer filters by state only, as on the page.
         # So with the time a claim changed: it says how long its analysis took.
         raise RefundlensError("auth.forbidden", "A buyer filters its claims by state only.")
-    if updated_since is not None and updated_since.tzinfo is None:
-        raise RefundlensError(
-            "request.bad_field",
-            "query.updated_since: give the time with its UTC offset (2026-11-01T08:00:00+08:00 "
-            "or ...Z).",
-        )
+    since = None
+    if updated_since is not None:
+        try:
+            if updated_since.tzinfo is None:
+                raise ValueError("no offset")
+            since = updated_since.astimezone(dt.UTC)  # the year 1 at +01:00 overflows
+        except (ValueError, OverflowError):
+            raise RefundlensError(
+                "request.bad_field",
+                "query.updated_since: give a time with its UTC offset, percent-encoded in the "
+                "URL (2026-11-01T08:00:00%2B08:00, or 2026-11-01T00:00:00Z).",
+            ) from None
+        if cursor:
+            raise RefundlensError(
+                "request.bad_field",
+                "query.cursor: a sync pages by updated_since itself: ask again with the last "
+                "item's updated_at.",
+            )
     # A misspelt filter answered an empty page, which reads as "no such claims".
     for name, value, known in (
         ("state", state, tuple(ClaimState)),
@@ -261,8 +276,12 @@ def list_claims(
         query = query.where(Claim.action == action)
     if min_amount is not None:
         query = query.where(Claim.amount >= min_amount)
-    if updated_since is not None:
-        query = query.where(Claim.updated_at >= updated_since.astimezone(dt.UTC))
+    if since is not None:
+        # Oldest change first, so that asking again from the last item's updated_at misses
+        # nothing: newest claim first, a claim on page 1 that changed while page 2 was read
+        # fell behind the time the client asked from next (a review).
+        query = query.where(Claim.updated_at >= since).order_by(None)
+        query = query.order_by(Claim.updated_at, Claim.seq)
     if cursor:
         # The last claim of the previous page, one this principal may see. It was the claim's
         # platform-wide number, which told any shop or buyer how many claims the platform had.

@@ -254,14 +254,18 @@ class _Claims:
 
     def mark_queued(self, claim_ids: Sequence[str], at: dt.datetime) -> None:
         if claim_ids:
-            self.session.execute(update(Claim).where(Claim.id.in_(claim_ids)).values(queued_at=at))
+            self.session.execute(
+                update(Claim)
+                .where(Claim.id.in_(claim_ids))
+                .values(queued_at=at, updated_at=Claim.updated_at)  # as beat(): not a change
+            )
 
     def clear_heartbeats(self, claim_ids: Sequence[str]) -> None:
         if claim_ids:
             self.session.execute(
                 update(Claim)
                 .where(Claim.id.in_(claim_ids), Claim.state == "analysing")
-                .values(heartbeat_at=None)
+                .values(heartbeat_at=None, updated_at=Claim.updated_at)  # as beat(): not a change
             )
 
     def beat(self, claim_id: str, attempt: int, at: dt.datetime) -> bool:
@@ -272,7 +276,9 @@ class _Claims:
                 Claim.state == "analysing",
                 Claim.analysis_attempts == attempt,
             )
-            .values(heartbeat_at=at)
+            # Bookkeeping, not a change of the claim: updated_at (what a platform's sync asks
+            # for) stays, or every claim under analysis was "changed" every 5 s (a review).
+            .values(heartbeat_at=at, updated_at=Claim.updated_at)
         )
         return bool(getattr(done, "rowcount", 0))
 
