@@ -307,6 +307,24 @@ def test_the_tenant_list_shows_each_principal_only_what_it_may_see_and_never_a_s
         # Nor the path, where Slack and Teams put their token (a security review).
         assert "PathTok3n" not in shown.text
     with server.client(server.admin) as admin:
+        # A receiver at an IPv6 address keeps its brackets; one elsewhere needs its own secret
+        # (the old one would let the previous receiver sign events to it: a review).
+        v6 = {"id": "shop-hook", "kind": "merchant", "name": "hook"}
+        moved = admin.post(
+            "/v1/tenants", json={**v6, "webhook_url": "https://[2001:db8::1]:8443/h"}
+        )
+        assert moved.status_code == 422 and "webhook_secret" in moved.json()["error"]["message"]
+        saved = admin.post(
+            "/v1/tenants",
+            json={**v6, "webhook_url": "https://[2001:db8::1]:8443/h", "webhook_secret": "t" * 40},
+        )
+        assert saved.status_code == 201, saved.text
+    with server.client(reviewer) as client:
+        assert (
+            client.get("/v1/tenants/shop-hook").json()["webhook_url"]
+            == "https://[2001:db8::1]:8443/"
+        )
+    with server.client(server.admin) as admin:
         assert admin.get("/v1/tenants/no-such-shop").json()["error"]["code"] == "tenant.not_found"
         assert admin.get("/v1/tenants", params={"cursor": "x/../y"}).status_code == 400
 

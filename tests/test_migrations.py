@@ -222,8 +222,25 @@ def test_0016_indexes_claims_by_when_they_changed_and_takes_it_away(tmp_path: Pa
     assert "ix_claims_updated_at" not in indexed()
     _migrate(database, "upgrade", "head")
     assert "ix_claims_updated_at" in indexed()
-    assert database.revisions()[0] == database.revisions()[1] == "0016"
+    assert database.revisions()[0] == database.revisions()[1]
     database.dispose()
+
+
+def test_0017_writes_order_currencies_as_their_upper_case_codes(tmp_path: Path) -> None:
+    # Saved as sent before: "cny" was a conflict when the shop resent the order as "CNY", and
+    # its amounts were left out of the buyer's record in yuan (a review).
+    from .test_cases import _claim_awaiting_capture
+
+    runtime, _ = _claim_awaiting_capture(Settings(data_dir=str(tmp_path)))
+    database = runtime.db
+    _migrate(database, "downgrade", "0016")
+    with database.engine.begin() as connection:
+        connection.execute(sa.text("UPDATE orders SET currency = 'cny'"))
+    _migrate(database, "upgrade", "head")
+    with database.engine.connect() as connection:
+        codes = connection.execute(sa.text("SELECT DISTINCT currency FROM orders")).scalars().all()
+    assert codes == ["CNY"]
+    assert database.revisions()[0] == database.revisions()[1] == "0017"
 
 
 def test_on_postgresql_the_time_index_is_built_beside_writes_and_every_step_applies() -> None:

@@ -443,3 +443,13 @@ def test_the_packing_video_command_keeps_the_apis_limits(tmp_path: Path) -> None
             assert actions.count("order.packing_video") == 1
     finally:
         database.dispose()
+
+
+def test_every_password_of_a_failover_broker_list_is_masked() -> None:
+    # kombu masks the first URL of "a;b" alone, and raised on a sentinel list (a review).
+    from refundlens.cli import _without_passwords
+
+    shown = _without_passwords("amqp://u:S3cret1@h1//;amqp://u:S3cret2@h2//")
+    assert "S3cret" not in shown and shown.count("**") == 2
+    assert "pw" not in _without_passwords("sentinel://:pw@h1:26379;sentinel://:pw@h2:26379")
+    assert _without_passwords("redis://localhost:6379/0") == "redis://localhost:6379/0"

@@ -1301,8 +1301,6 @@ def serve(
     settings = _settings()
     _pii_key_on_a_server(settings)
     _operate(settings)
-    from kombu.utils.url import maybe_sanitize_url
-
     database = _open_database(settings, create=True)
     # The first admin key is printed for the embedded default only: on a shared database the
     # API's output goes to a log that many read (an integrator's walkthrough found one there),
@@ -1322,7 +1320,7 @@ def serve(
     # Neither password is printed: the broker's went to the log whole (an integrator's
     # walkthrough), beside the database's masked one.
     tasks = (
-        f"celery at {maybe_sanitize_url(settings.broker_url)}"
+        f"celery at {_without_passwords(settings.broker_url)}"
         if settings.broker_url
         else _embedded_tasks(settings)
     )
@@ -1429,6 +1427,18 @@ def report(
             f"error [output.unwritable] cannot write {target}: {exc.strerror or exc}."
         ) from exc
     typer.echo(f"evidence report written to {target}")
+
+
+def _without_passwords(broker_url: str) -> str:
+    """The broker URL to print: each of a failover list's URLs (``a;b``) with its password
+    masked, or only "set" where one cannot be read (a review: kombu masks the first alone, and
+    raised on a sentinel list, which stopped ``serve``)."""
+    from kombu.utils.url import maybe_sanitize_url
+
+    try:
+        return ";".join(str(maybe_sanitize_url(part)) for part in broker_url.split(";"))
+    except Exception:
+        return "(set)"
 
 
 def _embedded_tasks(settings: Settings) -> str:

@@ -250,7 +250,8 @@ def finish_analysis(
     )
     store.assessments.add(assessment)
     order = store.catalogue.order(claim.order_id)
-    order_currency = order.currency if order is not None else "CNY"
+    # Unknown (no order): no amount rule can apply to it, so a person decides (routing).
+    order_currency = order.currency if order is not None else ""
     live_flags = [photo.live_capture for photo in claim.photos]  # the report's image order
     live = any(live_flags)
     vouched, not_shown, live_not_shown, confirmed = facts_from_report(

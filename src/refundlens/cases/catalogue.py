@@ -291,10 +291,12 @@ def _same_order(
     contact is no such thing: a corrected one replaces the one on file, at any time, on the
     record (``order.contact_updated``, without the contact); one left out keeps it."""
     differs = [
-        name
-        for name in ("sku_id", "buyer_id", "currency")
-        if getattr(order, name) != getattr(sent, name)
+        name for name in ("sku_id", "buyer_id") if getattr(order, name) != getattr(sent, name)
     ]
+    # A code in any case is the same code ("cny" was stored as sent before the API upper-cased
+    # it; migration 0017 upper-cases what is on file).
+    if order.currency.upper() != sent.currency.upper():
+        differs.append("currency")
     if abs(order.amount - sent.amount) >= 0.005:  # in cents; no round(): inf from an old 1e308
         differs.append("amount")
     filled: dict[str, dt.datetime] = {}

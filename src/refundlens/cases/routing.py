@@ -126,12 +126,12 @@ class ClaimFacts:
     """Another claim on the order was rejected and the rejection stands (a claim of another
     type: one of the same type is refused when filed)."""
     claimed_on_order: float = 0.0
-    currency: str = "CNY"
-    """The order's currency: the amount limits apply only to amounts in the policy's."""
     """What the order's other claims ask for or were granted. The amount rules weigh this claim
     with them: five claims of 100 on an order of 500, each filed after the last closed, were
     each approved under a limit of 200 that one claim of 500 went to a person for (a
     security review)."""
+    currency: str = "CNY"
+    """The order's currency: the amount limits apply only to amounts in the policy's."""
 
     @property
     def order_total(self) -> float:

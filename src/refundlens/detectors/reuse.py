@@ -76,19 +76,27 @@ class ReuseDetector(Detector):
         if confirmed:
             # One past rejection is not a pattern; two or more are.
             strength = 0.0 if confirmed < 2 else min(4.0, 1.5 * (confirmed - 1))
+            # In the claim's own currency: yen were added to yuan (a review).
+            currency = str(summary.get("currency") or "")
+            elsewhere = int(summary.get("confirmed_in_other_currencies", 0))
+            worth_en = f"{summary['confirmed_forged_value']:g} {currency}".strip()
+            worth_zh = worth_en
+            if elsewhere:
+                worth_en += f" in this currency ({elsewhere} in others, not added)"
+                worth_zh += f"（另有 {elsewhere} 笔为其他币种，未加总）"
             findings.append(
                 Finding(
                     "reuse.buyer_history",
                     strength,
                     0.9,
                     Reason(
-                        f"This buyer has {confirmed} earlier claim(s) confirmed as forged by a person, worth {summary['confirmed_forged_value']:g} in all"
+                        f"This buyer has {confirmed} earlier claim(s) confirmed as forged by a person, worth {worth_en}"
                         + (
                             f" ({appealed} of them appealed and being reviewed again)."
                             if appealed
                             else "."
                         ),
-                        f"该买家此前有 {confirmed} 笔理赔被人工确认为伪造，合计金额 {summary['confirmed_forged_value']:g}"
+                        f"该买家此前有 {confirmed} 笔理赔被人工确认为伪造，合计金额 {worth_zh}"
                         + (f"（其中 {appealed} 笔已申诉，正在复核）。" if appealed else "。"),
                     ),
                     summary,

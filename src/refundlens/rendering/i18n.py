@@ -118,7 +118,7 @@ _ROUTING_REASONS = (
     (r"appealed by the (?P<by>buyer|merchant|admin): a person looks again", ("by",)),
     (r"a live photo repeats a picture on file elsewhere: a person decides", ()),
     (
-        r"the order is in (?P<currency>[A-Z]{3}) and the amount limits in (?P<limits>[A-Z]{3}): "
+        r"the order is in (?P<currency>\S{1,3}) and the amount limits in (?P<limits>\S{1,3}): "
         r"a person decides",
         (),
     ),

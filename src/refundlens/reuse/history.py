@@ -381,8 +381,16 @@ class History:
 
     def buyer_summary(self) -> dict[str, Any]:
         """The buyer's other claims: counts, outcomes, confirmed forgeries and their value."""
+        from ..store.sql.models import Order
+
         with self.sessions() as session:
-            return buyer_summary(session, self.buyer_id, self.claim_id)
+            # Values in the claim's own currency only (yen were added to yuan: a review).
+            currency = session.execute(
+                select(Order.currency)
+                .join(Claim, Claim.order_id == Order.id)
+                .where(Claim.id == self.claim_id)
+            ).scalar_one_or_none()
+            return buyer_summary(session, self.buyer_id, self.claim_id, currency=currency)
 
 
 def buyer_summary(
@@ -451,6 +459,7 @@ def buyer_summary(
         "confirmed_forgeries": confirmed,
         "confirmed_under_appeal": under_appeal,
         "confirmed_forged_value": round(forged_value, 2),
+        "currency": currency,
         "confirmed_in_other_currencies": elsewhere,
         "refunded_on_forged": round(refunded_on_forged, 2),
     }

@@ -63,6 +63,19 @@ def create_tenant(body: TenantIn, s: SessionDep, p: Admin) -> TenantOut:
             "a webhook_url is an http:// or https:// URL with a host name the client can resolve "
             "(it could not be parsed, or its host is not a valid name)",
         )
+    if (
+        url is not None
+        and body.webhook_secret is None
+        and tenant.webhook_url
+        and _origin(url) != _origin(tenant.webhook_url)
+    ):
+        # The secret on file is the old receiver's: it could sign events to the new one (a
+        # review). A receiver elsewhere gets a secret of its own.
+        raise FieldError(
+            "webhook_secret",
+            "a webhook_url at another scheme, host or port needs a webhook_secret of its own "
+            "(the one on file is the previous receiver's)",
+        )
     if url is not None and len(secret or "") < MIN_WEBHOOK_SECRET:
         raise FieldError(
             "webhook_secret",
@@ -90,6 +103,17 @@ def tenant_out(tenant: Tenant, reader: Principal) -> TenantOut:
     )
 
 
+def _origin(url: str) -> str:
+    """Where ``url`` posts to: its scheme, host and port."""
+    import httpx
+
+    try:
+        parsed = httpx.URL(url)
+        return f"{parsed.scheme}://{parsed.host}:{parsed.port}"
+    except Exception:
+        return url
+
+
 def _without_secrets(url: str) -> str:
     """The scheme, host and port alone: a user and password, a query and a fragment may carry a
     secret, and so may the path (Slack, Teams and Discord put their token there: a security
@@ -99,7 +123,9 @@ def _without_secrets(url: str) -> str:
     try:
         parsed = httpx.URL(url)
         port = f":{parsed.port}" if parsed.port is not None else ""
-        return f"{parsed.scheme}://{parsed.raw_host.decode('ascii')}{port}/"
+        host = parsed.raw_host.decode("ascii")
+        host = f"[{host}]" if ":" in host else host  # an IPv6 address keeps its brackets
+        return f"{parsed.scheme}://{host}{port}/"
     except Exception:  # saved URLs parse (create_tenant checks): never answer one that does not
         return ""
 

@@ -133,6 +133,9 @@
     photo.addEventListener("load", function () {
       canvas.width = photo.naturalWidth;
       canvas.height = photo.naturalHeight;
+      // Its shape, for the style's least width: a tall small photo drawn wider than 50vh lets
+      // it would be stretched (CSSOM, which the Content-Security-Policy allows).
+      canvas.style.setProperty("--aspect", String(photo.naturalWidth / Math.max(1, photo.naturalHeight)));
       canvas.dataset.loaded = "yes";
       draw(boxes[index]);
     });
@@ -414,7 +417,7 @@
       var note = document.createElement("p");
       note.id = "capture-close-note";
       note.className = "note";
-      note.textContent = form.dataset.closeNote || "";
+      note.textContent = (received ? form.dataset.closeNote : form.dataset.closedNote) || "";
       form.parentNode.insertBefore(note, form);
       return;
     }

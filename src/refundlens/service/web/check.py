@@ -151,4 +151,5 @@ async def check_run(
         result=result,
         error=error,
         refusal=refusal(translations(lang(request)).gettext, error) if error else "",
+        capture_when_product_not_shown=runtime.rules.capture_when_product_not_shown,
     )

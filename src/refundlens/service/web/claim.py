@@ -25,7 +25,7 @@ from ...report.evidence import (
 )
 from ...report.pictures import image_mime
 from ...runtime import Runtime
-from ...store.sql.models import Claim, Tenant
+from ...store.sql.models import Claim, Order, Tenant
 from .. import claim_files
 from ..auth import Principal
 from ..claim_files import REPORT_FORMATS, file_roles, shop_of
@@ -104,14 +104,22 @@ def claim_page(
             }
             for a in case.audit
         ]
-        others = select(Claim).where(Claim.buyer_id == case.claim.buyer_id, Claim.id != claim_id)
+        # With each claim's currency: amounts in yen read as yuan beside them (a review).
+        others = (
+            select(Claim, Order.currency)
+            .join(Order, Order.id == Claim.order_id)
+            .where(Claim.buyer_id == case.claim.buyer_id, Claim.id != claim_id)
+        )
         # The buyer's other claims that this viewer may see, as on the API: a merchant sees
         # those with its own shop, a reviewer those of its tenants.
         if user.role == "merchant":
             others = others.where(Claim.merchant_id == user.tenant_id)
         elif user.role == "reviewer":
             others = others.where(Claim.merchant_id.in_(sorted(user.tenants)))
-        history = list(session.execute(others.order_by(Claim.seq.desc()).limit(20)).scalars())
+        history = [
+            {"id": c.id, "state": c.state, "amount": c.amount, "currency": currency}
+            for c, currency in session.execute(others.order_by(Claim.seq.desc()).limit(20))
+        ]
         timeline = _timeline(case)
         acted = {a["actor"] for a in audit} | {d.decided_by for d in case.decisions}
         names = key_labels(session, user, acted | {case.claim.assigned_to})

@@ -122,8 +122,9 @@ def page(request: Request, template: str, status: int = 200, **context: Any) -> 
     context.setdefault("csrf", getattr(request.state, "csrf", ""))
     # Whether links into the signed-in pages lead anywhere: a buyer who opened the capture link
     # from a message has no session, and "Back to your claim" led to the API-key sign-in page
-    # (a buyer's walkthrough).
-    context.setdefault("signed_in", bool(request.cookies.get(COOKIE)))
+    # (a buyer's walkthrough). A cookie alone is no session: it may have ended (a review).
+    if "signed_in" not in context:
+        context["signed_in"] = context.get("user") is not None or _has_session(request)
     html = (
         environment(language)
         .get_template(template)
@@ -251,6 +252,15 @@ def file_name(name: str) -> str:
 
 
 # --- the one user dependency, and the guards built on it ---
+
+
+def _has_session(request: Request) -> bool:
+    """Whether the request's cookie is a live session (nothing else is read or kept)."""
+    cookie = request.cookies.get(COOKIE)
+    if not cookie:
+        return False
+    with runtime_of(request).db.session() as session:
+        return web_session(session, cookie) is not None
 
 
 def _user(request: Request) -> Principal | None:
