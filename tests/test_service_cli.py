@@ -168,30 +168,35 @@ def test_serve_prints_the_url_and_an_admin_key_once_and_answers(tmp_path: Path) 
         first.wait(timeout=60)
     # A second start on the same data prints no new admin key; nor, with a broker, the
     # broker's password (it was printed whole beside the database's masked one).
-    port = free_port()
-    again = subprocess.Popen(
-        [sys.executable, "-m", "refundlens", "serve", "--port", str(port)],
+    seen = _banner(
+        {**_env(tmp_path), "REFUNDLENS_BROKER_URL": "redis://:S3cretBroker@127.0.0.1:9/9"}
+    )
+    assert not any("admin key" in line for line in seen)
+    assert any("celery at redis://:**@127.0.0.1:9/9" in line for line in seen), seen
+    assert not any("S3cretBroker" in line for line in seen)
+
+
+def _banner(env: dict[str, str]) -> list[str]:
+    """What ``serve`` prints up to its banner and the two lines after it (where a first start
+    prints the admin key); log lines (JSON) may come first. The server is stopped after."""
+    served = subprocess.Popen(
+        [sys.executable, "-m", "refundlens", "serve", "--port", str(free_port())],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={**_env(tmp_path), "REFUNDLENS_BROKER_URL": "redis://:S3cretBroker@127.0.0.1:9/9"},
+        env=env,
     )
     try:
-        assert again.stdout is not None
-        # Log lines (JSON) may come first: read to the banner, then the two lines after it,
-        # where a first start prints the key.
+        assert served.stdout is not None
         seen: list[str] = []
         while not any("serving on" in line for line in seen):
-            line = again.stdout.readline()
-            assert line and len(seen) < 50, "".join(seen)
+            line = served.stdout.readline()
+            assert line and len(seen) < 80, "".join(seen)
             seen.append(line)
-        seen += [again.stdout.readline() for _ in range(2)]
-        assert not any("admin key" in line for line in seen)
-        assert any("celery at redis://:**@127.0.0.1:9/9" in line for line in seen), seen
-        assert not any("S3cretBroker" in line for line in seen)
+        return seen + [served.stdout.readline() for _ in range(2)]
     finally:
-        again.terminate()
-        again.wait(timeout=60)
+        served.terminate()
+        served.wait(timeout=60)
 
 
 def test_serve_on_an_empty_database_server_prints_no_admin_key_but_how_to_make_one(
@@ -202,30 +207,13 @@ def test_serve_on_an_empty_database_server_prints_no_admin_key_but_how_to_make_o
     from .service_support import postgres_database
 
     with postgres_database() as url:
-        port = free_port()
-        env = {
-            **_env(tmp_path),
-            "REFUNDLENS_DATABASE_URL": url,
-            "REFUNDLENS_PII_KEY_FILE_ALLOWED": "true",
-        }
-        served = subprocess.Popen(
-            [sys.executable, "-m", "refundlens", "serve", "--port", str(port)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=env,
+        seen = _banner(
+            {
+                **_env(tmp_path),
+                "REFUNDLENS_DATABASE_URL": url,
+                "REFUNDLENS_PII_KEY_FILE_ALLOWED": "true",
+            }
         )
-        try:
-            assert served.stdout is not None
-            seen: list[str] = []
-            while not any("serving on" in line for line in seen):
-                line = served.stdout.readline()
-                assert line and len(seen) < 80, "".join(seen)
-                seen.append(line)
-            seen += [served.stdout.readline() for _ in range(2)]
-        finally:
-            served.terminate()
-            served.wait(timeout=60)
         assert not any("admin key (shown once" in line for line in seen), seen
         assert any("refundlens keys create --role admin" in line for line in seen), seen
 
