@@ -416,7 +416,7 @@ def buyer_summary(
     )
     if merchant_id is not None:
         query = query.where(Claim.merchant_id == merchant_id)
-    rows = list(session.execute(query).tuples())
+    rows = [(claim, code) for claim, code in session.execute(query).all()]
     claims = [claim for claim, _ in rows]
     currencies = {claim.id: order_currency for claim, order_currency in rows}
     outcomes: dict[str, int] = {}
