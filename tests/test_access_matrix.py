@@ -325,6 +325,11 @@ def test_the_tenant_list_shows_each_principal_only_what_it_may_see_and_never_a_s
             == "https://[2001:db8::1]:8443/"
         )
     with server.client(server.admin) as admin:
+        # Removing the webhook first takes its secret along: the next receiver needs its own.
+        cleared = admin.post("/v1/tenants", json={**v6, "webhook_url": ""}).json()
+        assert cleared["webhook_url"] is None and cleared["webhook_secret_set"] is False
+        elsewhere = admin.post("/v1/tenants", json={**v6, "webhook_url": "https://other.example/h"})
+        assert elsewhere.status_code == 422, elsewhere.text
         assert admin.get("/v1/tenants/no-such-shop").json()["error"]["code"] == "tenant.not_found"
         assert admin.get("/v1/tenants", params={"cursor": "x/../y"}).status_code == 400
 

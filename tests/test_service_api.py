@@ -601,10 +601,32 @@ def test_a_platform_syncs_the_claims_that_changed_since_its_last_look(
         ).json()["items"]
         times = [dt.datetime.fromisoformat(c["updated_at"]) for c in synced]
         assert times == sorted(times) and len(synced) == len(everything)
+        # The sync loop as the docs say it, a page of one: it reads every claim once and ends
+        # (asking again from the last item's time alone, a page of one came back for ever).
+        seen: list[str] = []
+        params: dict[str, object] = {"updated_since": earliest.isoformat(), "limit": 1}
+        for _ in range(len(everything) + 2):
+            page = admin.get("/v1/claims", params=params).json()
+            seen += [c["id"] for c in page["items"]]
+            if not page["next_cursor"]:
+                break
+            params = {
+                "updated_since": page["items"][-1]["updated_at"],
+                "cursor": page["next_cursor"],
+                "limit": 1,
+            }
+        assert sorted(seen) == sorted(c["id"] for c in everything)
+        # A "+" sent unencoded arrives as a space: read as the "+" it was.
+        spaced = earliest.astimezone(dt.timezone(dt.timedelta(hours=8))).isoformat()
+        spaced = spaced.replace("+08:00", " 08:00")
+        assert admin.get("/v1/claims", params={"updated_since": spaced}).status_code == 200
+        # A claim's own answer says when it changed, as its list item does.
+        one = admin.get(f"/v1/claims/{item['id']}").json()
+        assert one["updated_at"] == item["updated_at"]
         for refused in (
             {"updated_since": "2026-11-01T08:00:00"},  # no offset
             {"updated_since": "0001-01-01T00:00:00+01:00"},  # overflows in UTC (a 500)
-            {"updated_since": later, "cursor": everything[0]["id"]},  # a sync pages by time
+            {"updated_since": "yesterday"},
         ):
             answer = admin.get("/v1/claims", params=refused)
             assert answer.status_code == 422, (refused, answer.text)
@@ -615,6 +637,16 @@ def test_a_platform_syncs_the_claims_that_changed_since_its_last_look(
         assert own and "updated_at" not in own[0] and own[0]["created_at"]
         refused = buyer.get("/v1/claims", params={"updated_since": latest.isoformat()})
         assert refused.status_code == 403
+
+
+def test_an_order_reads_back_its_times_in_the_zone_they_were_sent_in(
+    server: Server, shop: dict[str, str]
+) -> None:
+    # They came back in UTC, though the order keeps its offset (an integrator's walkthrough).
+    with server.client(shop["merchant"]) as merchant:
+        order = merchant.get(f"/v1/orders/{shop['order']}").json()
+    assert order["shipped_at"] == "2026-11-01T08:00:00+08:00"
+    assert order["delivered_at"] == "2026-11-03T08:00:00+08:00"
 
 
 def test_buyer_personal_data_is_encrypted_at_rest(server: Server, shop: dict[str, str]) -> None:

@@ -327,6 +327,10 @@ class ClaimOut(_ClaimCommon):
         "text where no translation is known."
     )
     assigned_to: str | None
+    updated_at: Moment | None = Field(
+        description="When the claim last changed, as the list's items say (a sync keeps the "
+        "answer with the newer one)."
+    )
     assessment: dict[str, Any] | None = Field(
         description="The latest assessment: the versioned JSON report "
         "(src/refundlens/report/schema/assessment-1.json); null before the first analysis."

@@ -149,6 +149,7 @@ def claim_view(s: Session, claim: Claim, p: Principal) -> ClaimOut | BuyerClaimO
             "routing_reason": claim.routing_reason,
             "routing_reason_zh": routing_reason(claim.routing_reason, "zh_CN"),
             "assigned_to": claim.assigned_to,
+            "updated_at": iso(claim.updated_at),
             "assessment": None
             if latest is None
             # A shop reads the buyer's claims at other shops as counted, not told.

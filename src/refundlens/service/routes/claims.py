@@ -9,7 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Header, Query, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -204,6 +204,33 @@ def get_claim(claim: SeenClaim, s: SessionDep, p: Who) -> ClaimAnswer:
     return claim_view(s, claim, p)
 
 
+def _moment(name: str, text: str) -> dt.datetime:
+    """A query's time in UTC: RFC 3339 with its offset. A "+" sent unencoded arrives as a
+    space, and is read as the "+" it was; each refusal says what was wrong."""
+    import re
+
+    text = re.sub(r" (\d\d:?\d\d)$", r"+\1", text.strip())
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise RefundlensError(
+            "request.bad_field",
+            f"query.{name}: not an RFC 3339 time (2026-11-01T08:00:00%2B08:00, or ...Z).",
+        ) from None
+    if moment.tzinfo is None:
+        raise RefundlensError(
+            "request.bad_field",
+            f"query.{name}: the time has no UTC offset (add +08:00, percent-encoded as %2B08:00, "
+            "or Z).",
+        )
+    try:
+        return moment.astimezone(dt.UTC)
+    except OverflowError:  # the year 1 at +01:00
+        raise RefundlensError(
+            "request.bad_field", f"query.{name}: the time is out of range in UTC."
+        ) from None
+
+
 @router.get("/v1/claims", response_model=ClaimPageOut)
 def list_claims(
     s: SessionDep,
@@ -213,13 +240,14 @@ def list_claims(
     action: Annotated[fields.Word | None, Query()] = None,
     min_amount: Annotated[fields.Finite | None, Query()] = None,
     updated_since: Annotated[
-        dt.datetime | None,
+        str | None,
         Query(
+            max_length=40,
             description="Only claims that changed at or after this time (RFC 3339 with its "
-            "offset, percent-encoded): a platform's sync. Oldest change first; ask again from "
-            "the last item's updated_at until a page is not full (no cursor), and from a "
-            "minute before the last time seen, since a change is visible once committed. "
-            "Not for a buyer."
+            "offset, percent-encoded; an unencoded + read as a space is taken as +): a "
+            "platform's sync. Oldest change first; the next page: the last item's updated_at "
+            "with ?cursor=next_cursor. Start each sync a minute before the last time seen, "
+            "since a change is visible once committed. Not for a buyer.",
         ),
     ] = None,
     cursor: Annotated[
@@ -233,24 +261,7 @@ def list_claims(
         # reads in an answer (cases/buyer.py): a buyer filters by state only, as on the page.
         # So with the time a claim changed: it says how long its analysis took.
         raise RefundlensError("auth.forbidden", "A buyer filters its claims by state only.")
-    since = None
-    if updated_since is not None:
-        try:
-            if updated_since.tzinfo is None:
-                raise ValueError("no offset")
-            since = updated_since.astimezone(dt.UTC)  # the year 1 at +01:00 overflows
-        except (ValueError, OverflowError):
-            raise RefundlensError(
-                "request.bad_field",
-                "query.updated_since: give a time with its UTC offset, percent-encoded in the "
-                "URL (2026-11-01T08:00:00%2B08:00, or 2026-11-01T00:00:00Z).",
-            ) from None
-        if cursor:
-            raise RefundlensError(
-                "request.bad_field",
-                "query.cursor: a sync pages by updated_since itself: ask again with the last "
-                "item's updated_at.",
-            )
+    since = None if updated_since is None else _moment("updated_since", updated_since)
     # A misspelt filter answered an empty page, which reads as "no such claims".
     for name, value, known in (
         ("state", state, tuple(ClaimState)),
@@ -282,7 +293,22 @@ def list_claims(
         # fell behind the time the client asked from next (a review).
         query = query.where(Claim.updated_at >= since).order_by(None)
         query = query.order_by(Claim.updated_at, Claim.seq)
-    if cursor:
+    if cursor and since is not None:
+        # The next page of a sync: after (updated_at, seq) of the last item read. Its number,
+        # not its time now: a claim that changed since it was read is still ahead, and the
+        # claims of the same time behind it are not asked for again (a page of one ending on a
+        # repeated time came back for ever: an integrator's walkthrough).
+        last = (
+            s.execute(scoped.where(Claim.id == cursor)).scalar_one_or_none()
+            if _CURSOR.fullmatch(cursor)
+            else None
+        )
+        if last is None:
+            raise RefundlensError("request.bad_cursor", "The cursor is not one this API returned.")
+        query = query.where(
+            or_(Claim.updated_at > since, and_(Claim.updated_at == since, Claim.seq > last.seq))
+        )
+    elif cursor:
         # The last claim of the previous page, one this principal may see. It was the claim's
         # platform-wide number, which told any shop or buyer how many claims the platform had.
         after = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from typing import Annotated
 
@@ -33,6 +34,13 @@ from ..views import iso
 __all__ = ["router"]
 
 router = APIRouter()
+
+
+def _in_zone(moment: dt.datetime | None, order: Order) -> dt.datetime | None:
+    if moment is None:
+        return None
+    aware = moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+    return aware.astimezone(cases.order_time_zone(order))
 
 
 @router.post("/v1/orders", status_code=201, response_model=OrderOut)
@@ -90,8 +98,10 @@ def get_order(order_id: Annotated[fields.Id, Path()], s: SessionDep, p: Who) -> 
         sku_id=order.sku_id,
         amount=order.amount,
         currency=order.currency,
-        shipped_at=iso(order.shipped_at),
-        delivered_at=iso(order.delivered_at),
+        # In the zone the shop sent them in, as the pages show them (they came back in UTC,
+        # though the order keeps its offset: an integrator's walkthrough).
+        shipped_at=iso(_in_zone(order.shipped_at, order)),
+        delivered_at=iso(_in_zone(order.delivered_at, order)),
         packing_videos=[
             PackingVideoStateOut(
                 video_id=v.id,

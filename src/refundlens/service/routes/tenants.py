@@ -57,6 +57,10 @@ def create_tenant(body: TenantIn, s: SessionDep, p: Admin) -> TenantOut:
     # events went to the log unseen (an integrator's walkthrough renamed a shop so).
     url = tenant.webhook_url if body.webhook_url is None else (body.webhook_url or None)
     secret = body.webhook_secret if body.webhook_secret is not None else tenant.webhook_secret
+    if url is None:
+        # A webhook removed takes its secret along: kept, it signed the events of the next
+        # receiver set without one, which removing the URL first let through (a walkthrough).
+        secret = None
     if url is not None and not _sendable(url):
         raise FieldError(
             "webhook_url",
