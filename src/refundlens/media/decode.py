@@ -522,8 +522,8 @@ def media_from_bytes(data: bytes, name: str, settings: Settings | None = None) -
                 raise MediaError(
                     "media.truncated" if damage.startswith("Premature end") else "media.corrupt",
                     f"The JPEG's image data is damaged ({damage}): part of the picture would "
-                    "be wrong. Use the file as the camera or the shop first saved it (a copy "
-                    "cut short or overwritten on the way cannot be judged).",
+                    "be wrong. Send the file again as the camera or the shop first saved it (a "
+                    "copy cut short or overwritten on the way cannot be judged).",
                 )
         exif = read_exif(image)
         metadata = _metadata(image, data)
