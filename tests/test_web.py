@@ -737,7 +737,36 @@ def test_the_queue_filters_by_risk_and_an_empty_filter_form_means_any(
     page.click("form[aria-label=Filters] button[type=submit]")
     assert page.locator("a.claim-link").count() >= 1
     # Whose time is left: a merchant's walkthrough read a reviewer's 24 h as its own window.
-    assert page.locator("td .deadline-for").first.inner_text() == "a person's time to decide"
+    # In the queue a word (the sentence, six lines in a narrow column, is its title).
+    whose = page.locator("td .deadline-for").first
+    assert whose.inner_text() == "(reviewer)"
+    assert whose.get_attribute("title") == "a person's time to decide"
+    # A deadline passed reads as overdue, not as "-3.7 h" (a reviewer's walkthrough).
+    import datetime as dt
+
+    from refundlens.store import Database
+    from refundlens.store.sql.models import Claim
+
+    database = Database(server.settings)
+    try:
+        with database.session() as session:
+            claim = session.get(Claim, keys["open_claim"])
+            assert claim is not None
+            kept, claim.deadline_at = (
+                claim.deadline_at,
+                dt.datetime.now(dt.UTC) - dt.timedelta(hours=3),
+            )
+        page.reload()
+        assert "overdue by 3 h" in page.locator("table").inner_text()
+        page.goto(f"{server.url}/web/claims/{keys['open_claim']}")
+        assert "overdue by 3 h" in page.locator("#claim-deadline").inner_text()
+    finally:
+        with database.session() as session:
+            claim = session.get(Claim, keys["open_claim"])
+            assert claim is not None
+            claim.deadline_at = kept
+        database.dispose()
+    page.goto(f"{server.url}/web/queue")
     page.fill("input[name=min_risk]", "50")
     page.click("form[aria-label=Filters] button[type=submit]")
     assert keys["open_claim"] in page.locator("table").inner_text()

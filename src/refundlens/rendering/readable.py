@@ -147,6 +147,7 @@ WORDED_FACTS = frozenset(
         "reason_cannot_tell",
         "how",
         "matched_filter",  # "blur 0.7" among Chinese facts (a merchant's walkthrough)
+        "time_zone",  # "from OffsetTimeOriginal" (a reviewer's walkthrough)
     }
 )
 
