@@ -735,6 +735,9 @@ def test_the_queue_filters_by_risk_and_an_empty_filter_form_means_any(
     assert form is not None and form["height"] < 200, form
     # The form as a browser sends it: every field present, most of them empty.
     page.click("form[aria-label=Filters] button[type=submit]")
+    # The click waits for the navigation to commit, not for the page: a count taken at once
+    # read an empty document once in CI.
+    page.wait_for_load_state()
     assert page.locator("a.claim-link").count() >= 1
     # Whose time is left: a merchant's walkthrough read a reviewer's 24 h as its own window.
     # In the queue a word (the sentence, six lines in a narrow column, is its title).
@@ -769,10 +772,12 @@ def test_the_queue_filters_by_risk_and_an_empty_filter_form_means_any(
     page.goto(f"{server.url}/web/queue")
     page.fill("input[name=min_risk]", "50")
     page.click("form[aria-label=Filters] button[type=submit]")
+    page.wait_for_load_state()
     assert keys["open_claim"] in page.locator("table").inner_text()
     page.fill("input[name=min_risk]", "101")
     page.click("form[aria-label=Filters] button[type=submit]")
-    assert page.locator("a.claim-link").count() == 0
+    page.wait_for_load_state()
+    assert "min_risk=101" in page.url and page.locator("a.claim-link").count() == 0
     # Findings on the claim page come by how much they moved the risk, either way.
     page.goto(f"{server.url}/web/claims/{keys['open_claim']}")
     assert "a person's time to decide" in page.locator("#claim-deadline").inner_text()
