@@ -611,6 +611,8 @@ def test_an_undecided_claim_says_so_on_page_one_and_the_html_download_is_the_sam
     assert "尚未裁决" in summary  # no refund amount decided yet
     assert LONG in summary
     assert "<script" not in html and 'src="data:image/' in summary
+    # Chinese sentences run on without a space between them (the audit note read "。 每").
+    assert "。 " not in html
     printed = _cli(server, undecided, "--content", str(tmp_path / "case.json")).split()[0]
     assert f'<meta name="refundlens:content-sha256" content="{printed}">' in html
 

@@ -208,6 +208,8 @@ def environment(lang: str) -> jinja2.Environment:
         env.globals[name] = _arguments_shown_plainly(env.globals[name])
     env.globals["_"] = env.globals["gettext"]
     env.globals["lang"] = lang
+    # Between two translated sentences: Chinese sets none (a space reads as a stray gap).
+    env.globals["sentence_gap"] = "" if lang == "zh_CN" else " "
     env.filters["routing_reason"] = lambda text: routing_reason(text, lang)
     env.filters["term"] = lambda value: term(value, lang)
     env.filters["bar_width"] = bar_width
