@@ -240,7 +240,40 @@ def test_0017_writes_order_currencies_as_their_upper_case_codes(tmp_path: Path) 
     with database.engine.connect() as connection:
         codes = connection.execute(sa.text("SELECT DISTINCT currency FROM orders")).scalars().all()
     assert codes == ["CNY"]
-    assert database.revisions()[0] == database.revisions()[1] == "0017"
+    assert database.revisions()[0] == database.revisions()[1]
+
+
+def test_0018_lets_idempotency_keys_name_evidence_and_its_downgrade_drops_those_keys(
+    tmp_path: Path,
+) -> None:
+    # A packing video sent again after a dropped connection was stored twice.
+    from .test_cases import _claim_awaiting_capture
+
+    runtime, claim = _claim_awaiting_capture(Settings(data_dir=str(tmp_path)))
+    database = runtime.db
+
+    def columns() -> set[str]:
+        with database.engine.connect() as connection:
+            return {c["name"] for c in sa.inspect(connection).get_columns("idempotency_keys")}
+
+    assert "evidence_id" in columns()
+    with database.engine.begin() as connection:
+        for key, evidence in (("for-a-claim", None), ("for-evidence", "evd_1")):
+            connection.execute(
+                sa.text(
+                    "INSERT INTO idempotency_keys (key, claim_id, evidence_id, created_at) "
+                    "VALUES (:key, :claim, :evidence, CURRENT_TIMESTAMP)"
+                ),
+                {"key": key, "claim": claim, "evidence": evidence},
+            )
+    _migrate(database, "downgrade", "0017")
+    assert "evidence_id" not in columns()
+    with database.engine.connect() as connection:
+        kept = connection.execute(sa.text("SELECT key FROM idempotency_keys")).scalars().all()
+    assert kept == ["for-a-claim"]  # a key for evidence would read as one for the claim
+    _migrate(database, "upgrade", "head")
+    assert "evidence_id" in columns()
+    assert database.revisions()[0] == database.revisions()[1] == "0018"
 
 
 def test_on_postgresql_the_time_index_is_built_beside_writes_and_every_step_applies() -> None:

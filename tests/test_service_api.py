@@ -1367,6 +1367,77 @@ def test_each_party_adds_at_most_max_evidence_per_party_items_to_a_claim(
     assert not [e for e in evidence if e["name"] == "more.bin"]
 
 
+def test_evidence_sent_again_with_its_idempotency_key_is_added_once(
+    server: Server, shop: dict[str, str]
+) -> None:
+    # A packing video sent again after a dropped connection was stored twice and counted twice
+    # against the party's limit (an integrator's walkthrough).
+    claim = _file_claim(server, shop["buyer"], shop["order"], "claim_unrelated.jpg")
+    path = f"/v1/claims/{claim['id']}/evidence"
+    photo = ("shelf.jpg", _sample("listing.jpg"), "image/jpeg")
+    sent = {
+        "data": {"kind": "reference_photo", "statement": "as packed"},
+        "files": [("file", photo)],
+    }
+    with server.client(shop["merchant"]) as merchant:
+        first = merchant.post(path, **sent, headers={"Idempotency-Key": "ev-1"})
+        again = merchant.post(path, **sent, headers={"Idempotency-Key": "ev-1"})
+        assert (first.status_code, again.status_code) == (201, 200), again.text
+        assert again.json() == first.json()
+        # Another request under that key is refused, not answered with the first evidence.
+        other = merchant.post(
+            path,
+            data={"kind": "statement", "statement": "other"},
+            headers={"Idempotency-Key": "ev-1"},
+        )
+        assert (
+            other.status_code == 422 and other.json()["error"]["code"] == "idempotency.key_reused"
+        )
+        # Keys are the holder's: the buyer's "ev-1" is its own.
+        with server.client(shop["buyer"]) as buyer:
+            r = buyer.post(
+                path,
+                data={"kind": "statement", "statement": "broken"},
+                headers={"Idempotency-Key": "ev-1"},
+            )
+            assert r.status_code == 201, r.text
+            # A key that filed a claim adds no evidence.
+            filed = _file_claim(
+                server,
+                shop["buyer"],
+                shop["order"],
+                "claim_unrelated.jpg",
+                headers={"Idempotency-Key": "filed-9"},
+            )
+            assert filed["id"]
+            r = buyer.post(
+                path,
+                data={"kind": "statement", "statement": "x"},
+                headers={"Idempotency-Key": "filed-9"},
+            )
+            assert r.status_code == 422 and r.json()["error"]["code"] == "idempotency.key_reused"
+    evidence = assessed(server, claim["id"])["evidence"]
+    assert [e["kind"] for e in evidence].count("reference_photo") == 1, evidence
+    assert len(evidence) == 2, evidence
+
+
+def test_two_concurrent_evidence_posts_with_one_idempotency_key_add_one(
+    server: Server, shop: dict[str, str]
+) -> None:
+    claim = _file_claim(server, shop["buyer"], shop["order"], "claim_unrelated.jpg")
+    path = f"/v1/claims/{claim['id']}/evidence"
+    for attempt in range(3):
+        request = {
+            "data": {"kind": "statement", "statement": f"said once {attempt}"},
+            "headers": {"Idempotency-Key": f"ev-race-{attempt}"},
+        }
+        answers = _at_once(*[_post(server, shop["merchant"], path, **request)] * 2)
+        assert sorted(r.status_code for r in answers) == [200, 201], [r.text for r in answers]
+        assert answers[0].json()["id"] == answers[1].json()["id"]
+    statements = [e["statement"] for e in assessed(server, claim["id"])["evidence"]]
+    assert sorted(statements) == [f"said once {n}" for n in range(3)], statements
+
+
 def test_a_file_that_is_not_what_its_evidence_kind_says_is_refused_and_not_stored(
     server: Server, shop: dict[str, str]
 ) -> None:

@@ -336,6 +336,35 @@ def test_the_web_evidence_form_refuses_what_the_api_refuses(
         assert 'class="error"' not in html
 
 
+def test_the_evidence_form_sent_twice_adds_its_evidence_once(
+    site: tuple[Server, dict[str, str]],
+) -> None:
+    # A double click, or a retry over a slow connection, stored the evidence twice and counted
+    # it twice against the shop's limit. The form carries a one-time value; the page restored by
+    # "back" and sent with other words is another piece of evidence.
+    import re
+
+    server, keys = site
+    claim_page = f"/web/claims/{keys['claim']}"
+    with web_login(server, keys["merchant"]) as client:
+        html = client.get(claim_page).text
+        csrf = page_csrf(client, claim_page)
+        once = re.search(r'name="once" value="([^"]+)"', html)
+        assert once is not None
+        for statement in ("packed whole, twice sent", "packed whole, twice sent", "other words"):
+            response = client.post(
+                f"{claim_page}/evidence",
+                data={"kind": "statement", "statement": statement, "csrf": csrf, "once": once[1]},
+                headers={"Origin": server.url},
+            )
+            assert response.status_code == 303 and "?done=evidence" in response.headers["location"]
+        html = client.get(claim_page).text
+        assert html.count("packed whole, twice sent") == 1 and html.count("other words") == 1
+        # A fresh page, a fresh value.
+        again = re.search(r'name="once" value="([^"]+)"', html)
+        assert again is not None and again[1] != once[1]
+
+
 def test_every_refusal_a_page_explains_is_a_documented_code_said_in_both_languages() -> None:
     from refundlens.rendering.i18n import translations
     from refundlens.service.web.refusals import SENTENCES, refusal

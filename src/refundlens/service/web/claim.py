@@ -7,6 +7,7 @@ import datetime as dt
 import hmac
 import logging
 import re
+import secrets
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -153,6 +154,7 @@ def claim_page(
             user.role, case.claim.state, case.decision.outcome if case.decision else None
         ),
         blocks=_picture_blocks(case),
+        once=secrets.token_urlsafe(16),
     )
 
 
@@ -213,6 +215,7 @@ def _buyer_page(
             if line.action == "claim.appealed" and line.details.get("by") == "buyer"
         ],
         may_appeal=cases.may_appeal(user.role, case.claim.state, latest),
+        once=secrets.token_urlsafe(16),
         done=done if done in DONE else None,
         error=error if error and _CODE.fullmatch(error) else None,
         refusal=refusal_of(request, error),

@@ -9,12 +9,13 @@ from collections.abc import Callable
 from fastapi import APIRouter, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
+from sqlalchemy.exc import IntegrityError
 
 from ... import cases
 from ...errors import RefundlensError
 from ...store.sql.models import Claim
 from ...store.sql.repositories import SqlStore
-from .. import upload_memory
+from .. import idempotency, upload_memory
 from ..auth import Principal
 from ..deps import upload_slot
 from ..fields import EVIDENCE_KINDS, MAX_REASON, MAX_STATEMENT, check_text
@@ -148,6 +149,7 @@ async def evidence(
     kind: str = Form(""),
     statement: str = Form(""),
     file: UploadFile | None = None,
+    once: str = Form("", max_length=64),
 ) -> Response:
     runtime = runtime_of(request)
     try:
@@ -208,23 +210,25 @@ async def evidence(
         except RefundlensError as exc:
             return _back(request, claim_id, f"error={exc.code}")
 
-    def act() -> Response:
-        return _act(
-            request,
-            claim_id,
-            user,
-            "evidence",
-            lambda store, actor, claim: cases.add_evidence(
-                store,
-                runtime.blobs,
-                actor,
-                claim,
-                kind,
-                statement,
-                upload,
-                settings=runtime.settings,
-            ),
+    # The form's one-time value, with what it says, is its Idempotency-Key: the same form sent
+    # twice adds its evidence once; the page restored by "back" and sent with other words or
+    # another file is another request, not a reused key.
+    fingerprint = idempotency.evidence_fingerprint(claim_id, kind, statement, upload)
+    key = idempotency.key_for(user.key_id, f"web:{once}:{fingerprint}" if once else None)
+
+    def add(store: SqlStore, actor: cases.Actor, claim: Claim) -> None:
+        if idempotency.replayed_evidence(store.session, key, fingerprint) is not None:
+            return
+        item = cases.add_evidence(
+            store, runtime.blobs, actor, claim, kind, statement, upload, settings=runtime.settings
         )
+        idempotency.remember_evidence(store.session, key, item, fingerprint)
+
+    def act() -> Response:
+        try:
+            return _act(request, claim_id, user, "evidence", add)
+        except IntegrityError:  # the same form, sent twice at once: the first one added it
+            return _back(request, claim_id, "done=evidence")
 
     try:  # a statement decodes nothing: only a file waits for a decode slot
         return await run_in_threadpool(upload_slot(runtime, act) if upload is not None else act)

@@ -424,6 +424,9 @@ class IdempotencyKey(Base):
     claim_id: Mapped[str] = mapped_column(ForeignKey("claims.id"))
     request_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     """What the request said (fields and files): the same key with another request is refused."""
+    evidence_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    """The evidence a request under this key added (``POST /v1/claims/{id}/evidence``); none for
+    a claim filed."""
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
