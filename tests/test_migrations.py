@@ -273,7 +273,25 @@ def test_0018_lets_idempotency_keys_name_evidence_and_its_downgrade_drops_those_
     assert kept == ["for-a-claim"]  # a key for evidence would read as one for the claim
     _migrate(database, "upgrade", "head")
     assert "evidence_id" in columns()
-    assert database.revisions()[0] == database.revisions()[1] == "0018"
+    assert database.revisions()[0] == database.revisions()[1]
+
+
+def test_0019_adds_the_leases_and_takes_them_away(tmp_path: Path) -> None:
+    # Two workers' beats ran two ticks at once, and one claim was queued twice.
+    database = Database(Settings(data_dir=str(tmp_path)))
+    database.upgrade()
+
+    def tables() -> set[str]:
+        with database.engine.connect() as connection:
+            return set(sa.inspect(connection).get_table_names())
+
+    assert "leases" in tables()
+    _migrate(database, "downgrade", "0018")
+    assert "leases" not in tables()
+    _migrate(database, "upgrade", "head")
+    assert "leases" in tables()
+    assert database.revisions()[0] == database.revisions()[1] == "0019"
+    database.dispose()
 
 
 def test_on_postgresql_the_time_index_is_built_beside_writes_and_every_step_applies() -> None:

@@ -294,6 +294,25 @@ def test_packing_videos_wait_in_their_outbox_until_marked(kit: Kit) -> None:
         assert store.catalogue.pending_packing_videos() == []
 
 
+def test_a_lease_has_one_holder_until_it_runs_out_or_is_let_go(kit: Kit) -> None:
+    now = utcnow()
+    later = now + dt.timedelta(seconds=60)
+    with kit.open() as store:
+        assert store.leases.take("tick.queue", "a", now, later)
+    with kit.open() as store:
+        assert not store.leases.take("tick.queue", "b", now, later)
+        store.leases.release("tick.queue", "b", now)  # not b's to let go
+    with kit.open() as store:
+        assert not store.leases.take("tick.queue", "b", now + dt.timedelta(seconds=1), later)
+        assert store.leases.take("other", "b", now, later)  # another name, another lease
+    with kit.open() as store:
+        store.leases.release("tick.queue", "a", now)
+    with kit.open() as store:
+        assert store.leases.take("tick.queue", "b", now + dt.timedelta(seconds=1), later)
+    with kit.open() as store:  # run out: a holder that died lets go
+        assert store.leases.take("tick.queue", "c", later, later + dt.timedelta(seconds=60))
+
+
 def test_what_an_orders_claims_hold_counts_the_latest_decision_of_each(kit: Kit) -> None:
     kit.seed("m1")
     with kit.open() as store:

@@ -703,3 +703,55 @@ def test_in_process_a_claim_never_waits_behind_packing_videos(
         release.set()
         dispatcher.stop()
     assert started == [f"pvd_{i}" for i in range(5)]
+
+
+def test_two_ticks_at_once_queue_each_claim_once_and_a_dead_ticks_lease_runs_out(
+    tmp_path: Path,
+) -> None:
+    # Every `refundlens worker` runs Celery's beat unless told --no-beat: two ticks at once read
+    # one outbox and handed its claim to the queue twice.
+    import datetime as dt
+    import threading
+
+    from refundlens.runtime import Runtime
+    from refundlens.workers.tasks import TICK_LEASE, tick
+
+    from .test_cases import _claim_awaiting_capture
+
+    settings = Settings(data_dir=str(tmp_path))
+    runtime, claim_id = _claim_awaiting_capture(settings)
+    with runtime.db.session() as session:
+        claim = session.get(Claim, claim_id)
+        assert claim is not None
+        claim.state, claim.queued_at = "submitted", None  # in the outbox
+    queued: list[str] = []
+    inside, go_on = threading.Event(), threading.Event()
+
+    def slow(claim: str) -> None:  # a broker that takes its time
+        queued.append(claim)
+        inside.set()
+        assert go_on.wait(20)
+
+    first = threading.Thread(target=tick, args=(runtime, slow, lambda _v: None))
+    first.start()
+    assert inside.wait(20)
+    other = Runtime(settings)  # another worker's tick
+    second = tick(other, requeue=queued.append, requeue_video=lambda _v: None)
+    go_on.set()
+    first.join(20)
+    assert second["queueing"] == "another tick held it" and second["queued"] == [], second
+    assert queued == [claim_id]
+    # Let go at the end: the next tick queues (nothing is left to queue).
+    assert tick(other, requeue=queued.append, requeue_video=lambda _v: None)["queueing"] == "done"
+    assert queued == [claim_id]
+    # A tick that died holding the lease holds it until tick_lease_seconds have passed.
+    now = utcnow()
+    with runtime.db.session() as session:
+        assert SqlStore(session).leases.take(TICK_LEASE, "died", now, now + dt.timedelta(hours=1))
+    held = tick(other, requeue=queued.append, requeue_video=lambda _v: None)
+    assert held["queueing"] == "another tick held it"
+    with runtime.db.session() as session:  # an hour later
+        SqlStore(session).leases.release(TICK_LEASE, "died", now - dt.timedelta(seconds=1))
+    assert tick(other, requeue=queued.append, requeue_video=lambda _v: None)["queueing"] == "done"
+    other.db.dispose()
+    runtime.db.dispose()

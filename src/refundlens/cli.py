@@ -1537,7 +1537,11 @@ def packing_video(
 def worker(
     concurrency: Annotated[int, typer.Option(help="Analyses at a time in this worker.")] = 1,
     beat: Annotated[
-        bool, typer.Option(help="Also run the 10-second tick (one worker should).")
+        bool,
+        typer.Option(
+            help="Also run the 10-second tick (at least one worker must; several may: one "
+            "tick at a time queues claims, under a lease)."
+        ),
     ] = True,
     queues: Annotated[
         str,

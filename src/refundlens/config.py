@@ -461,6 +461,9 @@ class Settings:
     webhook_lease_seconds: float = 300.0
     """How long a deliverer holds the due events it took, in seconds: another deliverer (or this
     one after a crash) sends them again only once the lease has run out (at least once)."""
+    tick_lease_seconds: float = 60.0
+    """The longest one tick may hold the queueing of claims and videos, in seconds: workers that
+    all run Celery's beat take turns; a tick that died holding it lets go then."""
     max_photos_per_claim: int = 9
     """Photos accepted in one claim upload."""
     max_references_per_sku: int = 20

@@ -280,6 +280,20 @@ class Outbox(Protocol):
     def add(self, event: WebhookEvent) -> None: ...
 
 
+class Leases(Protocol):
+    """Named leases, for work that one holder at a time may run (the tick's queueing, when
+    several workers run Celery's beat)."""
+
+    def take(self, name: str, holder: str, now: dt.datetime, until: dt.datetime) -> bool:
+        """Hold ``name`` until ``until`` if no one holds it at ``now``; whether it was taken.
+        With SQL, commit at once: the lease holds from then."""
+        ...
+
+    def release(self, name: str, holder: str, now: dt.datetime) -> None:
+        """Let go of ``name`` at ``now`` if ``holder`` still holds it."""
+        ...
+
+
 class AuditLog(Protocol):
     """The tamper-evident log (:mod:`refundlens.store.sql.audit` for the chain's rule)."""
 
@@ -336,3 +350,6 @@ class Store(Protocol):
 
     @property
     def audit(self) -> AuditLog: ...
+
+    @property
+    def leases(self) -> Leases: ...

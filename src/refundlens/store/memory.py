@@ -75,6 +75,7 @@ class _Tables:
         self.bank: list[BankEntry] = []
         self.outbox: list[WebhookEvent] = []
         self.audit: list[AuditEntry] = []
+        self.leases: dict[str, tuple[str, dt.datetime]] = {}
         self.serial = itertools.count(1)
 
 
@@ -430,6 +431,23 @@ class _AuditLog:
         return len(self.t.audit), None
 
 
+class _Leases:
+    def __init__(self, tables: _Tables) -> None:
+        self.t = tables
+
+    def take(self, name: str, holder: str, now: dt.datetime, until: dt.datetime) -> bool:
+        held = self.t.leases.get(name)
+        if held is not None and held[1] > now:
+            return False
+        self.t.leases[name] = (holder, until)
+        return True
+
+    def release(self, name: str, holder: str, now: dt.datetime) -> None:
+        held = self.t.leases.get(name)
+        if held is not None and held[0] == holder:
+            self.t.leases[name] = (holder, now)
+
+
 @dataclasses.dataclass
 class MemoryStore:
     """Every repository of the interface over one set of in-memory tables."""
@@ -446,6 +464,7 @@ class MemoryStore:
         self.bank = _Bank(self.tables)
         self.outbox = _Outbox(self.tables)
         self.audit = _AuditLog(self.tables)
+        self.leases = _Leases(self.tables)
 
     def add_tenant(self, tenant: Tenant) -> Tenant:
         """Seed a merchant or platform (tenants are made by the CLI, outside the workflow)."""

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import os
+import socket
 import threading
 import time
 from typing import Any
@@ -13,11 +16,15 @@ from ..metrics import metrics
 from ..pipeline import analyze
 from ..report import assessment_to_dict, picture_blobs
 from ..runtime import Runtime
+from ..store.sql.models import utcnow
 from ..store.sql.repositories import SqlStore, sql_stores
 
 __all__ = ["Heartbeat", "analyse_claim", "process_packing_video", "tick"]
 
 log = logging.getLogger("refundlens.workers")
+
+TICK_LEASE = "tick.queue"
+"""The lease the tick's queueing holds (table ``leases``)."""
 
 
 def analyse_claim(runtime: Runtime, claim_id: str, *, request_id: str | None = None) -> str:
@@ -191,6 +198,56 @@ def tick(runtime: Runtime, requeue: Any = None, requeue_video: Any = None) -> di
     the same for packing videos."""
     from .webhooks import deliver_due
 
+    # Every worker may run Celery's beat (workers started from one image all do): two ticks at
+    # once read one outbox and queued a claim twice. One tick at a time queues, under a lease;
+    # the others still deliver webhooks (their events are leased one by one).
+    holder = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+    started = utcnow()
+    with runtime.db.session() as session:
+        queues = SqlStore(session).leases.take(
+            TICK_LEASE,
+            holder,
+            started,
+            started + dt.timedelta(seconds=runtime.settings.tick_lease_seconds),
+        )
+    if queues:
+        try:
+            moved, stale, outbox, handed, videos_handed = _queue_work(
+                runtime, requeue, requeue_video
+            )
+        finally:
+            with runtime.db.session() as session:
+                SqlStore(session).leases.release(TICK_LEASE, holder, utcnow())
+    else:
+        log.info("another tick is queueing claims; this one delivers webhooks only")
+        moved, stale, outbox, handed, videos_handed = [], [], [], [], []
+    delivered = deliver_due(runtime)
+    checkpoint = None
+    if runtime.settings.audit_checkpoint_path:
+        from ..store.sql.audit import record_checkpoint
+
+        try:
+            with runtime.db.session() as session:
+                point = record_checkpoint(session, runtime.settings.audit_checkpoint_path)
+            checkpoint = point.seq if point is not None else None
+        except (OSError, RefundlensError):
+            log.exception("cannot write the audit checkpoint; the next tick tries again")
+    return {
+        "packing_videos": videos_handed,
+        "expired": moved,
+        "requeued": [c for c in stale if c in handed],
+        "queued": [c for c in outbox if c in handed],
+        "webhooks": delivered,
+        "audit_checkpoint": checkpoint,
+        "queueing": "done" if queues else "another tick held it",
+    }
+
+
+def _queue_work(
+    runtime: Runtime, requeue: Any, requeue_video: Any
+) -> tuple[list[str], list[str], list[str], list[str], list[str]]:
+    """The tick's queueing, under its lease: windows moved on, stale analyses and the outbox
+    handed to the queue, packing videos too. (moved, stale, outbox, handed, videos handed)."""
     with runtime.db.session() as session:
         moved = cases.expire_windows(SqlStore(session), settings=runtime.settings)
         stale = cases.stale_analyses(SqlStore(session), runtime.settings)
@@ -220,22 +277,4 @@ def tick(runtime: Runtime, requeue: Any = None, requeue_video: Any = None) -> di
     if videos_handed:
         with runtime.db.session() as session:
             cases.mark_packing_videos_queued(SqlStore(session), videos_handed)
-    delivered = deliver_due(runtime)
-    checkpoint = None
-    if runtime.settings.audit_checkpoint_path:
-        from ..store.sql.audit import record_checkpoint
-
-        try:
-            with runtime.db.session() as session:
-                point = record_checkpoint(session, runtime.settings.audit_checkpoint_path)
-            checkpoint = point.seq if point is not None else None
-        except (OSError, RefundlensError):
-            log.exception("cannot write the audit checkpoint; the next tick tries again")
-    return {
-        "packing_videos": videos_handed,
-        "expired": moved,
-        "requeued": [c for c in stale if c in handed],
-        "queued": [c for c in outbox if c in handed],
-        "webhooks": delivered,
-        "audit_checkpoint": checkpoint,
-    }
+    return moved, stale, outbox, handed, videos_handed

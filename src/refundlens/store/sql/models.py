@@ -39,6 +39,7 @@ __all__ = [
     "Decision",
     "Evidence",
     "IdempotencyKey",
+    "Lease",
     "Order",
     "OrderReference",
     "PackingVideo",
@@ -428,6 +429,18 @@ class IdempotencyKey(Base):
     """The evidence a request under this key added (``POST /v1/claims/{id}/evidence``); none for
     a claim filed."""
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Lease(Base):
+    """A named lease: one holder at a time runs what it guards, until ``until`` at the latest
+    (a holder that died lets go then). The tick's queueing part takes ``tick.queue``: several
+    workers may run Celery's beat, and two ticks at once handed the same claim to the queue
+    twice."""
+
+    __tablename__ = "leases"
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    until: Mapped[dt.datetime] = mapped_column()
 
 
 class WebSession(Base):

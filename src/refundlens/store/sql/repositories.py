@@ -12,6 +12,7 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from . import audit
@@ -27,6 +28,7 @@ from .models import (
     ClaimPhoto,
     Decision,
     Evidence,
+    Lease,
     Order,
     OrderReference,
     PackingVideo,
@@ -422,6 +424,35 @@ class _Outbox:
         self.session.add(event)
 
 
+class _Leases:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def take(self, name: str, holder: str, now: dt.datetime, until: dt.datetime) -> bool:
+        # One statement decides between two takers: on PostgreSQL the second waits for the
+        # first's row lock, then reads its new ``until`` and changes nothing.
+        moved = self.session.execute(
+            update(Lease)
+            .where(Lease.name == name, Lease.until <= now)
+            .values(holder=holder, until=until)
+        )
+        if moved.rowcount:  # type: ignore[attr-defined]
+            return True
+        if self.session.get(Lease, name) is not None:
+            return False
+        try:  # the first lease of this name: the primary key lets one insert through
+            with self.session.begin_nested():
+                self.session.add(Lease(name=name, holder=holder, until=until))
+        except IntegrityError:
+            return False
+        return True
+
+    def release(self, name: str, holder: str, now: dt.datetime) -> None:
+        self.session.execute(
+            update(Lease).where(Lease.name == name, Lease.holder == holder).values(until=now)
+        )
+
+
 class _AuditLog:
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -474,6 +505,7 @@ class SqlStore:
         self.bank = _Bank(session)
         self.outbox = _Outbox(session)
         self.audit = _AuditLog(session)
+        self.leases = _Leases(session)
 
 
 def sql_stores(database: Database) -> Callable[[], AbstractContextManager[SqlStore]]:
