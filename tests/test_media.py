@@ -179,6 +179,76 @@ def test_bad_input_gets_a_stable_code_and_one_sentence(case: str, product: np.nd
     assert info.value.message.endswith(".") and "\n" not in info.value.message
 
 
+def _progressive_jpeg_of_empty_scans(side: int, scans: int) -> bytes:
+    """A grey progressive JPEG whose AC scans are all one end-of-band run (ITU-T T.81, G.1.2.2):
+    a few bytes each, and each a pass over every block for the decoder (a security review's
+    file: 1,000 of them at 8000 x 8000 px, 220 KB, decoded for 20 s)."""
+    import struct
+
+    def segment(marker: int, payload: bytes) -> bytes:
+        return b"\xff" + bytes([marker]) + struct.pack(">H", len(payload) + 2) + payload
+
+    def packed(bits: str) -> bytes:
+        bits += "1" * (-len(bits) % 8)
+        out = bytearray()
+        for i in range(0, len(bits), 8):
+            out.append(int(bits[i : i + 8], 2))
+            if out[-1] == 0xFF:
+                out.append(0)
+        return bytes(out)
+
+    blocks = (side // 8) ** 2
+    assert blocks % 16384 == 0  # whole EOB14 runs (16384 blocks each)
+    out = b"\xff\xd8" + segment(0xDB, b"\x00" + bytes([1] * 64))
+    out += segment(0xC2, struct.pack(">BHHB", 8, side, side, 1) + bytes([1, 0x11, 0]))
+    out += segment(0xC4, b"\x00" + bytes([1] + [0] * 15) + b"\x00")  # DC: one code, 0
+    out += segment(0xDA, bytes([1, 1, 0x00, 0, 0, 0x00])) + packed("0" * blocks)
+    out += segment(0xC4, b"\x10" + bytes([1] + [0] * 15) + b"\xe0")  # AC: one code, EOB14
+    run = "0" + format(16384 - 16384, "014b")
+    empty_scan = segment(0xDA, bytes([1, 1, 0x00, 1, 63, 0x00])) + packed(run * (blocks // 16384))
+    return out + empty_scan * scans + b"\xff\xd9"
+
+
+def test_a_jpeg_of_a_thousand_empty_scans_is_refused_before_it_is_decoded() -> None:
+    from refundlens.media.decode import jpeg_scans
+
+    settings = Settings()
+    bomb = _progressive_jpeg_of_empty_scans(1024, 1000)
+    assert len(bomb) < 20_000
+    assert jpeg_scans(bomb, 10_000) == 1001
+    with pytest.raises(MediaError) as info:
+        media_from_bytes(bomb, "scans.jpg", settings)
+    assert info.value.code == "media.decompression_bomb"
+    assert "max_jpeg_scans" in info.value.message
+    # The same picture in a few scans decodes as any other.
+    few = media_from_bytes(_progressive_jpeg_of_empty_scans(1024, 5), "few.jpg", settings)
+    assert (few.width, few.height) == (1024, 1024)
+
+
+def test_scans_are_counted_in_the_jpegs_own_stream_not_in_its_exif_thumbnail(
+    product: np.ndarray,
+) -> None:
+    import io
+
+    from PIL import Image
+
+    from refundlens.media.decode import jpeg_scans
+
+    image = Image.fromarray(product)
+    plain, progressive = io.BytesIO(), io.BytesIO()
+    image.save(plain, "JPEG", quality=90)
+    image.save(progressive, "JPEG", quality=90, progressive=True)
+    assert jpeg_scans(plain.getvalue(), 100) == 1
+    assert 1 < jpeg_scans(progressive.getvalue(), 100) <= 12
+    # A thumbnail in APP1 is a whole JPEG with its own scan: skipped with its segment.
+    thumb = io.BytesIO()
+    image.resize((32, 32)).save(thumb, "JPEG")
+    app1 = b"Exif\x00\x00" + thumb.getvalue()
+    data = plain.getvalue()
+    with_thumb = data[:2] + b"\xff\xe1" + (len(app1) + 2).to_bytes(2, "big") + app1 + data[2:]
+    assert jpeg_scans(with_thumb, 100) == 1
+
+
 def test_truncated_jpeg_is_refused_as_truncated(product: np.ndarray) -> None:
     data = encode(product, "JPEG", quality=90)
     with pytest.raises(MediaError) as info:

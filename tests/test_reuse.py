@@ -413,3 +413,60 @@ def test_a_bank_file_nested_past_the_parser_is_refused_with_a_code_not_a_traceba
     refused = _run(env, "bank", "import", str(deep))
     assert refused.returncode == 2 and "[bank.malformed]" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_earlier_claims_photos_are_decoded_with_no_transaction_open(
+    platform: tuple[Server, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On SQLite a session holds the write lock: the reuse check decoded up to 20 earlier photos
+    # inside one (one of them hostile), and every other writer waited for 50 s (a security
+    # review).
+    import contextlib
+
+    import refundlens.media
+    from refundlens.reuse.history import History, IndexCache
+    from refundlens.runtime import Runtime
+
+    server, keys = platform
+    _claim(server, keys, "buyer-1", _variant("plain"))
+    later = _claim(server, keys, "buyer-1", _variant("resize"))
+    runtime = Runtime(server.settings)
+    open_sessions = 0
+    seen_open: list[int] = []
+
+    @contextlib.contextmanager
+    def counted() -> Iterator[object]:
+        nonlocal open_sessions
+        open_sessions += 1
+        try:
+            with runtime.db.sessions() as session:
+                yield session
+        finally:
+            open_sessions -= 1
+
+    decode = refundlens.media.media_from_bytes
+
+    def watched(*args: object, **kwargs: object) -> object:
+        seen_open.append(open_sessions)
+        return decode(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(refundlens.media, "media_from_bytes", watched)
+    try:
+        with runtime.db.sessions() as session:
+            from refundlens.store.sql.models import Claim
+
+            order_id = session.get(Claim, later["id"]).order_id  # type: ignore[union-attr]
+        history = History(
+            counted,  # type: ignore[arg-type]
+            IndexCache(),
+            "clm_none",
+            order_id,
+            "buyer-1",
+            "shop-a",
+            None,
+            blobs=runtime.blobs,
+        )
+        earlier = history.earlier_same_sku()
+    finally:
+        runtime.db.dispose()
+    assert earlier and seen_open and set(seen_open) == {0}, seen_open

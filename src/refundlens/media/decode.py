@@ -482,6 +482,48 @@ def jpeg_damage(data: bytes) -> str | None:
     return None
 
 
+# The end of a scan's entropy-coded data: a 0xFF that is not a stuffed zero, a restart marker or
+# a fill byte (ITU-T T.81, B.1.1.5 and F.1.2.3).
+_SCAN_END = re.compile(rb"\xff(?![\x00\xd0-\xd7\xff])")
+
+
+def jpeg_scans(data: bytes, stop_after: int) -> int:
+    """The start-of-scan markers of a JPEG's own stream (ITU-T T.81, B.2), counted without
+    decoding; the count stops once past ``stop_after``. Segments are skipped by their length, so
+    a thumbnail inside the EXIF block is not counted; a scan's data is skipped to its end."""
+    if not data.startswith(b"\xff\xd8"):
+        return 0
+    pos, scans, size = 2, 0, len(data)
+    while pos + 4 <= size:
+        if data[pos] != 0xFF:  # stray bytes between segments: on to the next marker
+            pos = data.find(b"\xff", pos)
+            if pos < 0:
+                break
+            continue
+        marker = data[pos + 1]
+        if marker == 0xFF:  # a fill byte before a marker
+            pos += 1
+            continue
+        if marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:  # markers without a length
+            pos += 2
+            continue
+        if marker == 0xD9:  # the end of the image
+            break
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if length < 2:
+            break
+        pos += 2 + length
+        if marker == 0xDA:
+            scans += 1
+            if scans > stop_after:
+                break
+            end = _SCAN_END.search(data, pos)
+            if end is None:
+                break
+            pos = end.start()
+    return scans
+
+
 def media_from_bytes(data: bytes, name: str, settings: Settings | None = None) -> Media:
     """Decode ``data`` into a :class:`Media`, or raise :class:`MediaError`.
 
@@ -505,6 +547,15 @@ def media_from_bytes(data: bytes, name: str, settings: Settings | None = None) -
         width, height = image.size
         if max(width, height) > settings.max_side or width * height > settings.max_pixels:
             raise _pixel_limit_error(width * height, f"{width}x{height}", len(data), settings)
+        if fmt == "JPEG" and jpeg_scans(data, settings.max_jpeg_scans) > settings.max_jpeg_scans:
+            # Each scan is a pass over every block: a small file of empty scans decodes for
+            # tens of seconds (a security review), and is decoded more than once here.
+            raise MediaError(
+                "media.decompression_bomb",
+                f"The JPEG holds more than {settings.max_jpeg_scans} scans (max_jpeg_scans; "
+                f"cameras write 1, progressive encoders about 10): it would take far longer "
+                f"to decode than its size says. Save it again as a plain JPEG.",
+            )
         if width < 1 or height < 1:
             raise MediaError("media.corrupt", "The header claims an empty image.")
         notes: list[str] = []

@@ -222,24 +222,35 @@ class History:
                 .order_by(ClaimFingerprint.id.desc())
                 .limit(self.local_candidates)
             ).all()
-            out = []
-            for fingerprint, claim in rows:
-                try:
-                    media = media_from_bytes(
-                        self.blobs.get(fingerprint.photo_sha256), f"{claim.id}.jpg"
-                    )
-                except Exception:
-                    continue
-                out.append(
-                    {
-                        "claim": claim.id,
-                        "media": media,
-                        "same_buyer": claim.buyer_id == self.buyer_id,
-                        "same_merchant": claim.merchant_id == self.merchant_id,
-                        "at": fingerprint.created_at.isoformat(timespec="seconds"),
-                    }
+            # What the decoding needs, read here; the photos are decoded once the session is
+            # closed: on SQLite a session holds the write lock, and 20 photos decoded inside it
+            # (or one hostile one) stopped every other writer for seconds (a security review).
+            earlier = [
+                (
+                    fingerprint.photo_sha256,
+                    claim.id,
+                    claim.buyer_id == self.buyer_id,
+                    claim.merchant_id == self.merchant_id,
+                    fingerprint.created_at.isoformat(timespec="seconds"),
                 )
-            return out
+                for fingerprint, claim in rows
+            ]
+        out = []
+        for sha256, claim_id, same_buyer, same_merchant, at in earlier:
+            try:
+                media = media_from_bytes(self.blobs.get(sha256), f"{claim_id}.jpg")
+            except Exception:
+                continue
+            out.append(
+                {
+                    "claim": claim_id,
+                    "media": media,
+                    "same_buyer": same_buyer,
+                    "same_merchant": same_merchant,
+                    "at": at,
+                }
+            )
+        return out
 
     def _refreshed(self, session: Session) -> None:
         # Once per analysis: the index catches up with the store, then serves every lookup.
