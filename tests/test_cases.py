@@ -1208,6 +1208,17 @@ def test_an_order_sent_again_is_the_same_order_gains_the_times_it_lacked_or_is_a
             send("o-6", shipped_at=dt.datetime(2026, 11, 1, 8, 0))
         assert refused.value.code == "order.time_without_offset"
         assert refused.value.facts == {"field": "shipped_at"}
+        # The year 1 at a UTC offset overflowed on every page that showed the order in its zone
+        # (a security review); any time before order_time_earliest_year is refused.
+        for external, times in (
+            ("o-7", {"shipped_at": dt.datetime.fromisoformat("0001-01-01T05:00:00+08:00")}),
+            ("o-8", {"delivered_at": dt.datetime.fromisoformat("0001-01-02T00:00:00-12:00")}),
+            ("o-9", {"shipped_at": dt.datetime(1999, 12, 31, 23, 59, tzinfo=dt.UTC)}),
+        ):
+            with pytest.raises(RefundlensError) as refused:
+                send(external, **times)
+            assert refused.value.code == "order.time_too_early", external
+        assert send("o-9", shipped_at=dt.datetime(2000, 1, 1, tzinfo=dt.UTC)).shipped_at
         saved = session.query(AuditEntry).filter(AuditEntry.action == "order.updated").all()
         assert [e.details["filled"] for e in saved] == [["delivered_at"]]
 

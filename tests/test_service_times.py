@@ -94,3 +94,48 @@ def test_an_orders_times_keep_their_instant_and_their_zone_and_the_claim_time_is
     assert timeline["facts"]["claimed_at"] is not None
     assert timeline["facts"]["claimed_at"].endswith("+08:00")
     assert "before the claim" in timeline["reason"]["en"]
+
+
+def test_an_order_time_of_the_year_one_is_refused_in_words_not_stored_to_break_its_pages(
+    server: Server,
+) -> None:
+    # A security review: the year 1 at +08:00 answered 500 as it was saved; the year 1 at
+    # -12:00 was saved, and the order's page and its claims' pages answered 500 from then on.
+    add_tenants(server, "shop-y1")
+    merchant_key = server.key("merchant", "shop-y1")
+    sku = listed_sku(server, merchant_key)
+    with server.client(merchant_key) as merchant:
+        for field, moment in (
+            ("shipped_at", "0001-01-01T05:00:00+08:00"),
+            ("delivered_at", "0001-01-02T00:00:00-12:00"),
+            ("shipped_at", "1999-12-31T23:59:59Z"),
+        ):
+            r = merchant.post(
+                "/v1/orders",
+                json={
+                    "external_id": f"o-y1-{field}-{moment[:4]}",
+                    "sku_id": sku,
+                    "buyer_id": "buyer-y1",
+                    "amount": 10,
+                    field: moment,
+                },
+            )
+            assert r.status_code == 400, r.text
+            assert r.json()["error"]["code"] == "order.time_too_early", r.text
+    # One stored before the rule still opens (in UTC, where its zone cannot hold it).
+    order = order_for(
+        server, merchant_key, sku, "buyer-y1", "o-y1-stored", amount=10,
+        delivered_at="2026-11-03T08:00:00-12:00",
+    )  # fmt: skip
+    database = Database(server.settings)
+    try:
+        with database.session() as session:
+            stored = session.get(Order, order)
+            assert stored is not None and stored.utc_offset_minutes == -720
+            stored.shipped_at = dt.datetime(1, 1, 1, tzinfo=dt.UTC)
+    finally:
+        database.dispose()
+    with server.client(merchant_key) as merchant:
+        r = merchant.get(f"/v1/orders/{order}")
+        assert r.status_code == 200, r.text
+        assert r.json()["shipped_at"].startswith("0001-01-01T00:00:00")

@@ -505,6 +505,11 @@ class Settings:
     """How far an order's ``shipped_at`` or ``delivered_at`` may lie ahead of this server's clock
     (clocks apart); later is refused (``order.time_ahead``): a time in the future made honest
     photos read as taken before the goods were shipped."""
+    order_time_earliest_year: int = 2000
+    """An order's ``shipped_at`` or ``delivered_at`` before January 1 of this year (UTC) is
+    refused (``order.time_too_early``): no order of this service shipped then, and a time of the
+    year 1 stored at a UTC offset overflowed wherever it was shown in the order's zone (the
+    order's page and its claims' pages answered 500; a security review)."""
     refile_after_rejection: bool = False
     """Take a new claim of the same type on an order whose claim was rejected (and the rejection
     stands). Off: refused (``claim.rejected_on_order``); the buyer appeals instead, at most

@@ -210,7 +210,8 @@ def create_order(
     sku = store.catalogue.sku(sku_id)
     if sku is None or sku.merchant_id != merchant_id:
         raise NotFound("sku", sku_id)
-    ahead = dt.timedelta(minutes=(settings or Settings()).order_time_max_ahead_minutes)
+    settings = settings or Settings()
+    ahead = dt.timedelta(minutes=settings.order_time_max_ahead_minutes)
     for name, moment in (("shipped_at", shipped_at), ("delivered_at", delivered_at)):
         if moment is not None and moment.tzinfo is None:
             # Read as UTC, "08:00" sent from Beijing was eight hours off, while the CLI read the
@@ -224,6 +225,7 @@ def create_order(
             )
     _check_dates(shipped_at, delivered_at)
     _check_not_ahead(shipped_at, delivered_at, ahead)
+    _check_not_too_early(shipped_at, delivered_at, settings.order_time_earliest_year)
     sent = Order(
         id=new_id("ord"),
         merchant_id=merchant_id,
@@ -273,6 +275,22 @@ def _check_not_ahead(
                 f"{name} ({moment.isoformat()}) is in the future: send an order's times once "
                 "they have happened, with their UTC offset (a time without one is not read in "
                 "your zone; order_time_max_ahead_minutes allows for clocks apart).",
+            )
+
+
+def _check_not_too_early(
+    shipped_at: dt.datetime | None, delivered_at: dt.datetime | None, year: int
+) -> None:
+    # The year 1 at +08:00 lies before the first instant a datetime holds in UTC: stored, it
+    # overflowed on every page that showed it in the order's zone (a security review).
+    earliest = dt.datetime(year, 1, 1, tzinfo=dt.UTC)
+    for name, moment in (("shipped_at", shipped_at), ("delivered_at", delivered_at)):
+        if moment is not None and _utc(moment) < earliest:
+            raise RefundlensError(
+                "order.time_too_early",
+                f"{name} ({moment.isoformat()}) is before {year} "
+                "(order_time_earliest_year): send the time the goods were shipped or delivered.",
+                facts={"field": name},
             )
 
 

@@ -40,7 +40,10 @@ def _in_zone(moment: dt.datetime | None, order: Order) -> dt.datetime | None:
     if moment is None:
         return None
     aware = moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
-    return aware.astimezone(cases.order_time_zone(order))
+    try:
+        return aware.astimezone(cases.order_time_zone(order))
+    except OverflowError:  # the year 1, stored before order_time_earliest_year: in UTC
+        return aware
 
 
 @router.post("/v1/orders", status_code=201, response_model=OrderOut)

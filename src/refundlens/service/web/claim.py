@@ -232,7 +232,12 @@ def _timeline(case: Any) -> list[dict[str, Any]]:
         ("claimed", case.claim.created_at),
     ):
         if moment is not None:
-            events.append((label, moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)))
+            moment = moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+            # An order time of the year 1, stored before order_time_earliest_year, overflowed
+            # in the zone conversion below: every staff page of its claims answered 500.
+            with contextlib.suppress(OverflowError):
+                moment.astimezone(cases.order_time_zone(case.order))
+                events.append((label, moment))
     for image in (case.report or {}).get("images", []):
         for finding in image.get("findings", []):
             taken = finding.get("facts", {}).get("captured_at")
