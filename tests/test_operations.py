@@ -271,3 +271,32 @@ def test_no_log_line_carries_a_webhook_receivers_whole_url() -> None:
         assert logging.getLogger("refundlens.webhooks").isEnabledFor(logging.INFO)
     finally:
         root.handlers[:], root.level = handlers, level
+
+
+def test_a_readiness_probe_reads_the_migration_scripts_once_per_process_not_per_probe(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # /readyz needs no key and is never rate limited (load balancers must not be turned away):
+    # each probe parsed every migration script (30 ms), and a flood of probes slowed every
+    # other request (a security review). The code's newest migration does not change while it
+    # runs.
+    from types import SimpleNamespace
+
+    from alembic.script import ScriptDirectory
+
+    from refundlens.runtime import Runtime
+    from refundlens.service.readiness import readiness
+
+    runtime = Runtime(Settings(data_dir=str(tmp_path)))
+    runtime.db.upgrade()
+    no_broker = SimpleNamespace(celery=False)
+    assert readiness(runtime, no_broker)["migrations"] == "ok"  # type: ignore[arg-type]
+    parsed: list[object] = []
+    real = ScriptDirectory.from_config
+    monkeypatch.setattr(
+        ScriptDirectory, "from_config", lambda *a, **k: parsed.append(a) or real(*a, **k)
+    )
+    for _ in range(3):
+        assert readiness(runtime, no_broker)["migrations"] == "ok"  # type: ignore[arg-type]
+    assert parsed == []
+    runtime.db.dispose()
