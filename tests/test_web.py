@@ -551,6 +551,21 @@ def test_on_a_phone_the_claim_page_fits_the_screen_and_its_buttons_are_big_enoug
             .filter(([_, h]) => h < 44)"""
         )
         assert small == [], f"tap targets under 44 px high on the {name} page: {small}"
+        if name == "queue":
+            # The filters two to a row, each field as wide as its column: side by side they
+            # ran ragged, each field as wide as its label left room for (a walkthrough).
+            widths = page.evaluate(
+                """() => [...document.querySelectorAll(
+                    'form.filters select, form.filters input:not([type=checkbox])')]
+                  .map(e => Math.round(e.getBoundingClientRect().width))"""
+            )
+            assert len(widths) >= 5 and max(widths) - min(widths) <= 2, widths
+            lefts = page.evaluate(
+                """() => [...new Set([...document.querySelectorAll(
+                    'form.filters select, form.filters input:not([type=checkbox])')]
+                  .map(e => Math.round(e.getBoundingClientRect().left)))]"""
+            )
+            assert len(lefts) == 2, lefts
     # The drawn timeline's labels were 7 px tall here and ran off the screen: the dated list
     # says the same. And a Chinese heading keeps its words whole (截/止/时/间 stood one a line).
     assert not page.locator("svg.timeline").is_visible()
@@ -726,6 +741,23 @@ def test_the_claim_page_shows_what_the_files_say(
     assert "format" in facts and "JPEG" in facts
 
 
+_WORDS_SPLIT_ACROSS_LINES = """(selector) => {
+    const split = [];
+    for (const cell of document.querySelectorAll(selector)) {
+        for (const text of cell.childNodes) {
+            if (text.nodeType !== Node.TEXT_NODE) continue;
+            for (const m of text.textContent.matchAll(/\\S+/g)) {
+                const range = document.createRange();
+                range.setStart(text, m.index);
+                range.setEnd(text, m.index + m[0].length);
+                if (range.getClientRects().length > 1) split.push(m[0]);
+            }
+        }
+    }
+    return split;
+}"""
+
+
 def test_the_queue_filters_by_risk_and_an_empty_filter_form_means_any(
     site: tuple[Server, dict[str, str]], browser: object
 ) -> None:
@@ -735,6 +767,13 @@ def test_the_queue_filters_by_risk_and_an_empty_filter_form_means_any(
     # pushed the claims below the fold (a reviewer's walkthrough).
     form = page.locator("form[aria-label=Filters]").bounding_box()
     assert form is not None and form["height"] < 200, form
+    # The state is the service's words, each read whole: broken anywhere, the narrow column
+    # read "captur e" and "merch ant" (a new user's walkthrough).
+    for width in (1280, 960, 700):  # narrower than a phone's 40 rem the table stacks
+        page.set_viewport_size({"width": width, "height": 900})
+        split = page.evaluate(_WORDS_SPLIT_ACROSS_LINES, "td.state")
+        assert page.locator("td.state").count() >= 1 and split == [], (width, split)
+    page.set_viewport_size({"width": 1280, "height": 900})
     # The form as a browser sends it: every field present, most of them empty.
     page.click("form[aria-label=Filters] button[type=submit]")
     # The click waits for the navigation to commit, not for the page: a count taken at once
