@@ -197,6 +197,16 @@ def test_a_platform_policy_can_approve_no_claim_with_a_live_capture_automaticall
     state, why = route("approve", confirmed, rules)
     assert state == S.AWAITING_MERCHANT and "live photo" in why
     assert route("approve", ClaimFacts("refund_only", 50, 1), rules)[0] == S.APPROVED
+    # Said in quotes, "false" is still false (bool("false") is True: the quoted word approved
+    # what it was written to stop); a word that is neither stops the policy from loading.
+    policy.write_text('routing:\n  auto_approve_after_capture: "false"\n')
+    rules = RoutingRules.from_policy(load_policy(policy).routing)
+    assert route("approve", confirmed, rules)[0] == S.AWAITING_MERCHANT
+    from refundlens.fusion import PolicyError
+
+    policy.write_text("routing:\n  capture_must_confirm_damage: flase\n")
+    with pytest.raises(PolicyError, match="capture_must_confirm_damage"):
+        RoutingRules.from_policy(load_policy(policy).routing)
 
 
 def test_a_platform_can_count_only_confirmations_a_reference_of_the_sku_checked(

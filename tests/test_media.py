@@ -416,6 +416,19 @@ def test_settings_come_from_environment_and_file(tmp_path: Path) -> None:
         load_settings({"REFUNDLENS_BROKER_ULR": "redis://x"})
     with pytest.raises(SettingsError, match="did you mean REFUNDLENS_OCR_ENABLED"):
         load_settings({"REFUNDLENS_OCR_ENABLE": "0"})
+    # A switch is on or off in so many words: "maybe" read as off without a word, and "ture"
+    # would have turned a safety rule off (a new user's walkthrough).
+    for typo in ("ture", "maybe", "2", ""):
+        with pytest.raises(SettingsError, match=r"claims_within_order_amount.*true or false"):
+            load_settings({"REFUNDLENS_CLAIMS_WITHIN_ORDER_AMOUNT": typo})
+    cfg.write_text("ocr_enabled: maybe\n")
+    with pytest.raises(SettingsError, match="ocr_enabled"):
+        load_settings({"REFUNDLENS_CONFIG": str(cfg)})
+    for word, value in (("Off", False), ("no", False), ("1", True), ("yes", True)):
+        assert load_settings({"REFUNDLENS_OCR_ENABLED": word}).ocr_enabled is value
+    cfg.write_text("ocr_enabled: no\nclaims_within_order_amount: true\n")  # YAML's own
+    read = load_settings({"REFUNDLENS_CONFIG": str(cfg)})
+    assert (read.ocr_enabled, read.claims_within_order_amount) == (False, True)
     # Variables of other programs, the project's own that name no setting, and what a
     # container platform sets beside a service named refundlens pass (refusing those would
     # stop every pod: a review); another unknown name is logged, not refused (a setting a

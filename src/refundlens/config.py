@@ -574,10 +574,23 @@ def service_settings(settings: Settings) -> Settings:
     return dataclasses.replace(settings, reference_feature_dir=f"{settings.data_dir}/features")
 
 
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
 def _coerce(name: str, raw: Any, kind: type) -> Any:
+    if kind is bool:
+        word = str(raw).strip().lower()
+        if word in _TRUE or word in _FALSE:
+            return word in _TRUE
+        # A typo read as "off" switched a safety rule off without a word (a new user's
+        # walkthrough: REFUNDLENS_OCR_ENABLED=maybe, and claims_within_order_amount=ture would
+        # have let claims above their order's amount through).
+        raise SettingsError(
+            f"setting {name}: cannot read {raw!r} as true or false (true/false, yes/no, on/off, "
+            "1/0)"
+        )
     try:
-        if kind is bool:
-            return str(raw).strip().lower() in {"1", "true", "yes", "on"}
         value = kind(raw)
     except (TypeError, ValueError) as exc:
         raise SettingsError(f"setting {name}: cannot read {raw!r} as {kind.__name__}") from exc

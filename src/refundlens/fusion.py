@@ -94,7 +94,10 @@ def _validate(raw: Mapping[str, Any], source: str) -> Policy:
         weights = {str(k): float(v) for k, v in (raw.get("weights") or {}).items()}
         floors = {str(k): str(v) for k, v in (raw.get("floors") or {}).items()}
         ceilings = {str(k): str(v) for k, v in (raw.get("ceilings") or {}).items()}
-        calibrated = calibrated_strengths() if raw.get("use_calibration", True) else {}
+        use_calibration = raw.get("use_calibration", True)
+        if not isinstance(use_calibration, bool):  # a quoted "false" is a true string
+            raise TypeError(f"use_calibration must be true or false, not {use_calibration!r}")
+        calibrated = calibrated_strengths() if use_calibration else {}
         min_contrib = float(raw.get("min_reason_contribution", 0.05))
         voids = {
             str(k): tuple(str(c) for c in v)

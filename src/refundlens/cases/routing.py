@@ -17,6 +17,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ..fusion import PolicyError
 from .states import ClaimState
 
 __all__ = [
@@ -73,6 +74,17 @@ class RoutingRules:
             return cls()
         defaults = cls()
 
+        def switch(key: str, default: bool) -> bool:
+            # YAML's true or false, or the words for them: bool("false") is True, and a
+            # quoted "false" for auto_approve_after_capture approved what it was to stop.
+            value = raw.get(key, default)
+            if isinstance(value, bool):
+                return value
+            word = str(value).strip().lower()
+            if word in ("true", "yes", "on", "1") or word in ("false", "no", "off", "0"):
+                return word in ("true", "yes", "on", "1")
+            raise PolicyError("policy.invalid", f"routing.{key}: {value!r} is not true or false.")
+
         def amounts(key: str, start: Mapping[str, float | None]) -> dict[str, float | None]:
             limits = dict(start)
             for claim_type, value in (raw.get(key) or {}).items():
@@ -83,15 +95,15 @@ class RoutingRules:
             auto_approve_max_amount=amounts(
                 "auto_approve_max_amount", defaults.auto_approve_max_amount
             ),
-            photo_required_for_auto_approve=bool(raw.get("photo_required_for_auto_approve", True)),
+            photo_required_for_auto_approve=switch("photo_required_for_auto_approve", True),
             unverified_capture_above_amount=amounts(
                 "unverified_capture_above_amount", defaults.unverified_capture_above_amount
             ),
-            capture_when_product_not_shown=bool(raw.get("capture_when_product_not_shown", True)),
-            capture_must_confirm_damage=bool(raw.get("capture_must_confirm_damage", True)),
-            auto_approve_after_capture=bool(raw.get("auto_approve_after_capture", True)),
-            capture_confirmation_needs_reference=bool(
-                raw.get("capture_confirmation_needs_reference", False)
+            capture_when_product_not_shown=switch("capture_when_product_not_shown", True),
+            capture_must_confirm_damage=switch("capture_must_confirm_damage", True),
+            auto_approve_after_capture=switch("auto_approve_after_capture", True),
+            capture_confirmation_needs_reference=switch(
+                "capture_confirmation_needs_reference", False
             ),
             currency=str(raw.get("currency") or "CNY").upper(),
         )
