@@ -1398,3 +1398,53 @@ def test_a_corrected_buyer_contact_replaces_the_one_on_file_and_a_retry_changes_
         assert [e.details for e in updates] == [{"order": order.id}] * 2
         assert "139" not in str([e.details for e in session.query(AuditEntry)])
     runtime.db.dispose()
+
+
+def test_a_decided_claim_left_alone_for_the_appeal_window_becomes_final_and_stays_closed(
+    tmp_path: Path,
+) -> None:
+    # The documented state `final` was never reached, and a claim decided years ago could be
+    # reopened by an appeal (a new user's walkthrough).
+    from sqlalchemy import select
+
+    from refundlens import cases
+    from refundlens.cases.buyer import buyer_status
+    from refundlens.errors import RefundlensError
+    from refundlens.store.sql.models import AuditEntry, Claim, WebhookEvent, utcnow
+    from refundlens.store.sql.repositories import SqlStore
+
+    settings = Settings(data_dir=str(tmp_path), appeal_window_days=15)
+    runtime, claim_id = _claim_awaiting_capture(settings)
+    _decide(runtime, claim_id, "reject", "not eligible", settings, forgery=False)
+    now = utcnow()
+    with runtime.db.session() as session:  # within the window: still open to appeal
+        store = SqlStore(session)
+        assert (
+            cases.close_appeal_windows(store, now + dt.timedelta(days=14), settings=settings) == []
+        )
+        closed = cases.close_appeal_windows(store, now + dt.timedelta(days=16), settings=settings)
+        assert closed == [claim_id]
+    with runtime.db.session() as session:
+        claim = session.get(Claim, claim_id)
+        assert claim is not None and claim.state == "final"
+        assert not cases.may_appeal("buyer", claim.state, "rejected")
+        entry = session.execute(
+            select(AuditEntry).where(AuditEntry.action == "claim.final")
+        ).scalar_one()
+        assert entry.details == {"from": "decided", "why": "the time to appeal ran out"}
+        told = [e.body for e in session.execute(select(WebhookEvent)).scalars()]
+        assert [b["from"] for b in told if b.get("event") == "claim.final"] == ["decided"]
+        with pytest.raises(RefundlensError) as refused:
+            cases.appeal(SqlStore(session), BUYER, claim, "please look again", settings=settings)
+        assert refused.value.code == "appeal.window_closed"
+    # An approval that closes so reads as approved to the buyer, not "decided: decided".
+    assert buyer_status("final", None).en == "Your claim is approved."
+    assert "appeal" not in buyer_status("final", "rejected").en
+    # 0: appeals never close.
+    never = Settings(data_dir=str(tmp_path), appeal_window_days=0)
+    with runtime.db.session() as session:
+        assert (
+            cases.close_appeal_windows(SqlStore(session), now.replace(year=2100), settings=never)
+            == []
+        )
+    runtime.db.dispose()

@@ -484,6 +484,12 @@ class Settings:
     any is read: each costs the analysis up to ``video_max_decode_seconds`` of decoding."""
     web_queue_page_size: int = 50
     """Claims one page of the web queue (``/web/queue``) shows at most, with a link to the next."""
+    appeal_window_days: float = 15.0
+    """A decided claim, or one approved automatically, that nothing changed for this many days
+    becomes ``final``: no appeal reopens it (``appeal.window_closed``), and the event
+    ``claim.final`` says so. 0: appeals never close. Nothing closed them before, and a claim
+    approved two years ago could still be reopened (a new user's walkthrough: the documented
+    state ``final`` was never reached)."""
     max_appeals_per_claim: int = 2
     """Appeals of a claim after a person's decisions (``appeal.limit_reached`` once it has had
     this many decisions after the first): each appeal takes a reviewer's time and sends the

@@ -388,14 +388,42 @@ def expire_windows(
     return moved
 
 
+def close_appeal_windows(
+    store: Store, now: dt.datetime | None = None, *, settings: Settings
+) -> list[str]:
+    """Make final the claims decided, or approved automatically, that nothing changed for
+    ``appeal_window_days``: no appeal reopens them. Returns their ids."""
+    if settings.appeal_window_days <= 0:
+        return []
+    now = now or utcnow()
+    before = now - dt.timedelta(days=settings.appeal_window_days)
+    closed = []
+    resting = [ClaimState.DECIDED.value, ClaimState.APPROVED.value]
+    for claim in store.claims.unchanged_since(resting, before):
+        was = claim.state
+        claim.state = transition(claim.state, ClaimState.FINAL).value
+        claim.deadline_at = None
+        store.audit.append(
+            SYSTEM.id,
+            "claim.final",
+            claim_id=claim.id,
+            details={"from": was, "why": "the time to appeal ran out"},
+        )
+        notify(store, claim.merchant_id, "claim.final", claim, {"from": was})
+        closed.append(claim.id)
+    return closed
+
+
 def may_appeal(role: str, state: str, outcome: str | None) -> bool:
     """Whether ``role`` may appeal a claim in ``state`` whose latest decision was ``outcome``
     (None: none yet). The side a decision went against appeals it: the buyer a rejection, the
     merchant an approval (a person's or the automatic one), either a partial refund; an admin
     any. A claim not decided is no one's to appeal: :func:`transition` refuses it."""
+    if state == ClaimState.FINAL.value:  # the time to appeal ran out (appeal_window_days)
+        return False
     if state == ClaimState.APPROVED.value:
         outcome = "approved"
-    elif state not in (ClaimState.DECIDED.value, ClaimState.FINAL.value) or outcome is None:
+    elif state != ClaimState.DECIDED.value or outcome is None:
         return True
     against = {"buyer": ("rejected", "partial"), "merchant": ("approved", "partial")}
     return role == "admin" or outcome in against.get(role, ())
@@ -414,6 +442,13 @@ def appeal(
         raise RefundlensError("auth.forbidden", "Only the buyer, the merchant or an admin appeals.")
     if not reason.strip():
         raise RefundlensError("appeal.reason_required", "An appeal needs a reason in words.")
+    if claim.state == ClaimState.FINAL:
+        raise RefundlensError(
+            "appeal.window_closed",
+            f"The time to appeal this claim ran out ({settings.appeal_window_days:g} days after "
+            "its last change, appeal_window_days): the decision is final; the platform's support "
+            "can still be asked.",
+        )
     decisions = store.claims.decisions_of(claim.id)
     if not may_appeal(actor.role, claim.state, decisions[-1].outcome if decisions else None):
         # Else the winning side could spend the other's appeals (they are counted per claim).

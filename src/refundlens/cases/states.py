@@ -8,7 +8,8 @@
     awaiting_merchant -> under_review (window over, or evidence in)
     awaiting_capture  -> analysing (capture uploaded) | under_review (window over)
     under_review -> decided (approved / rejected / partial: a person's decision)
-    decided -> appealed -> final;  decided -> final
+    decided | approved -> appealed -> under_review (an appeal: a person looks again)
+    decided | approved -> final (nothing changed them for appeal_window_days)
 
 Only a person moves a claim to ``decided``; the machine itself never rejects. Every move that is
 not in ``TRANSITIONS`` is refused with :class:`IllegalTransition`.

@@ -126,6 +126,7 @@ _ROUTING_REASONS = (
     (r"merchant answered", ()),
     (r"the merchant's window ran out: a person decides", ()),
     (r"no live photo came in time: a person decides", ()),
+    (r"the time to appeal ran out", ()),
     (r"a person decided: (?P<decision>\w+)", ("decision",)),
     (
         r"a live photo was given: a person compares it with the claim \(this platform "

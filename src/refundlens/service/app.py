@@ -68,6 +68,7 @@ STATUS = {
     "claim.over_order_amount": 409,
     "order.conflict": 409,
     "appeal.limit_reached": 409,
+    "appeal.window_closed": 409,
     "appeal.in_your_favour": 409,
     "capture.blank": 400,
     "capture.too_many_tokens": 409,

@@ -171,6 +171,11 @@ class Claims(Protocol):
         """Claims in ``states`` with a deadline; rows another transaction holds are skipped."""
         ...
 
+    def unchanged_since(self, states: Sequence[str], before: dt.datetime) -> list[Claim]:
+        """Claims in ``states`` not changed since ``before`` (``updated_at``), oldest change
+        first; rows another transaction holds are skipped."""
+        ...
+
     def in_state(self, state: str) -> list[Claim]: ...
 
     def open_on_order(self, order_id: str, closed_states: Sequence[str]) -> int:

@@ -53,6 +53,10 @@ def _with_defaults(record: Base) -> None:
             setattr(record, column.key, default.arg(None))
 
 
+def _aware(moment: dt.datetime) -> dt.datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
+
+
 class _Tables:
     """The rows, shared by every repository of one :class:`MemoryStore`."""
 
@@ -226,6 +230,14 @@ class _Claims:
         return [
             c for c in self.t.claims.values() if c.state in states and c.deadline_at is not None
         ]
+
+    def unchanged_since(self, states: Sequence[str], before: dt.datetime) -> list[Claim]:
+        found = [
+            c
+            for c in self.t.claims.values()
+            if c.state in states and c.updated_at is not None and _aware(c.updated_at) <= before
+        ]
+        return sorted(found, key=lambda c: (_aware(c.updated_at), c.seq))
 
     def in_state(self, state: str) -> list[Claim]:
         return [c for c in self.t.claims.values() if c.state == state]

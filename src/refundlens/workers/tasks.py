@@ -212,7 +212,7 @@ def tick(runtime: Runtime, requeue: Any = None, requeue_video: Any = None) -> di
         )
     if queues:
         try:
-            moved, stale, outbox, handed, videos_handed = _queue_work(
+            moved, closed, stale, outbox, handed, videos_handed = _queue_work(
                 runtime, requeue, requeue_video
             )
         finally:
@@ -220,7 +220,7 @@ def tick(runtime: Runtime, requeue: Any = None, requeue_video: Any = None) -> di
                 SqlStore(session).leases.release(TICK_LEASE, holder, utcnow())
     else:
         log.info("another tick is queueing claims; this one delivers webhooks only")
-        moved, stale, outbox, handed, videos_handed = [], [], [], [], []
+        moved, closed, stale, outbox, handed, videos_handed = [], [], [], [], [], []
     delivered = deliver_due(runtime)
     checkpoint = None
     if runtime.settings.audit_checkpoint_path:
@@ -235,6 +235,7 @@ def tick(runtime: Runtime, requeue: Any = None, requeue_video: Any = None) -> di
     return {
         "packing_videos": videos_handed,
         "expired": moved,
+        "final": closed,
         "requeued": [c for c in stale if c in handed],
         "queued": [c for c in outbox if c in handed],
         "webhooks": delivered,
@@ -245,11 +246,13 @@ def tick(runtime: Runtime, requeue: Any = None, requeue_video: Any = None) -> di
 
 def _queue_work(
     runtime: Runtime, requeue: Any, requeue_video: Any
-) -> tuple[list[str], list[str], list[str], list[str], list[str]]:
-    """The tick's queueing, under its lease: windows moved on, stale analyses and the outbox
-    handed to the queue, packing videos too. (moved, stale, outbox, handed, videos handed)."""
+) -> tuple[list[str], list[str], list[str], list[str], list[str], list[str]]:
+    """The tick's queueing, under its lease: windows moved on, appeal windows closed, stale
+    analyses and the outbox handed to the queue, packing videos too. (moved, closed, stale,
+    outbox, handed, videos handed)."""
     with runtime.db.session() as session:
         moved = cases.expire_windows(SqlStore(session), settings=runtime.settings)
+        closed = cases.close_appeal_windows(SqlStore(session), settings=runtime.settings)
         stale = cases.stale_analyses(SqlStore(session), runtime.settings)
         outbox = cases.claims_to_queue(SqlStore(session), runtime.settings)
         videos = cases.packing_videos_to_queue(SqlStore(session), runtime.settings)
@@ -277,4 +280,4 @@ def _queue_work(
     if videos_handed:
         with runtime.db.session() as session:
             cases.mark_packing_videos_queued(SqlStore(session), videos_handed)
-    return moved, stale, outbox, handed, videos_handed
+    return moved, closed, stale, outbox, handed, videos_handed

@@ -14,6 +14,7 @@ __all__ = ["SENTENCES", "refusal"]
 SENTENCES: dict[str, str] = {
     "appeal.in_your_favour": "The decision went your way: only the other side may appeal it.",
     "appeal.limit_reached": "This claim has had all the appeals it may have.",
+    "appeal.window_closed": "This claim can no longer be appealed: the time to appeal ran out.",
     "appeal.reason_required": "Say why you appeal: the reason cannot be empty.",
     "auth.forbidden": "Your account may not do this on this claim.",
     "capture.app_required": "This platform takes live photos only in its own app.",

@@ -60,6 +60,7 @@ AUDIT_ACTIONS = frozenset(
         "claim.appealed",
         "claim.assigned",
         "claim.file_refused",
+        "claim.final",
         "claim.submitted",
         "claim.to_review",
         "claim.window_closed",

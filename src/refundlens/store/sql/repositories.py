@@ -175,6 +175,11 @@ class _Access:
         return self.session.get(ReviewerAssignment, (key_id, tenant_id)) is not None
 
 
+_CLOSED_PER_TICK = 500
+"""Claims one tick makes final at most: the first tick after an upgrade finds every claim ever
+decided; the rest wait for the next ticks (one transaction stays short)."""
+
+
 class _Claims:
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -191,6 +196,19 @@ class _Claims:
 
     def add_photo(self, claim: Claim, photo: ClaimPhoto) -> None:
         claim.photos.append(photo)  # cascades into the session
+
+    def unchanged_since(self, states: Sequence[str], before: dt.datetime) -> list[Claim]:
+        return list(
+            self.session.execute(
+                select(Claim)
+                .where(Claim.state.in_(list(states)), Claim.updated_at <= before)
+                .order_by(Claim.updated_at, Claim.seq)
+                .limit(_CLOSED_PER_TICK)
+                .with_for_update(skip_locked=True)
+            )
+            .scalars()
+            .all()
+        )
 
     def waiting_with_deadline(self, states: Sequence[str]) -> list[Claim]:
         return list(
