@@ -983,3 +983,25 @@ def test_the_reference_checks_filter_names_read_in_chinese() -> None:
     for name in _FILTERS:
         [row] = worded({"matched_filter": name})
         assert not any("a" <= ch <= "z" for ch in row.value), (name, row.value)
+
+
+def test_a_downloaded_file_is_named_by_what_its_bytes_are() -> None:
+    from refundlens.report.pictures import file_extension
+
+    box = b"\x00\x00\x00\x18ftyp"
+    assert [
+        file_extension(data)
+        for data in (
+            b"\xff\xd8\xff\xe0",
+            b"\x89PNG\r\n\x1a\n",
+            b"RIFF\x00\x00\x00\x00WEBPVP8 ",
+            box + b"heic",
+            box + b"mif1",
+            box + b"isom",
+            box + b"qt  ",
+            b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01\x42\x82\x84webm",
+            b"RIFF\x00\x00\x00\x00AVI LIST",
+            b"%PDF-1.7",
+            b"<script>",
+        )
+    ] == ["jpg", "png", "webp", "heic", "heic", "mp4", "mov", "webm", "avi", "pdf", "bin"]

@@ -306,7 +306,9 @@ def test_an_api_key_fetches_the_evidence_report_and_the_files_an_assessment_name
         }
         sent = merchant.get(f"{base}/files/{photo}")
         assert sent.status_code == 200 and sent.content == _sample("claim_forged.jpg")
-        assert sent.headers["content-disposition"].startswith("attachment")
+        assert sent.headers["content-disposition"] == (
+            f'attachment; filename="{claim["id"]}-{photo[:12]}.jpg"'
+        )
         heat = merchant.get(f"{base}/files/{pictures[0]}")
         assert heat.status_code == 200 and heat.headers["content-type"].startswith("image/")
         for made_up in ("0" * 64, "../etc/passwd", photo.upper()):

@@ -1238,7 +1238,11 @@ def test_evidence_files_open_for_the_merchant_and_the_reviewer_and_a_buyer_opens
         got = page.request.get(f"{server.url}/web/claims/{claim_id}/blob/{merchant_sha}")
         assert got.status == 200 and got.body() == receipt, who
         assert got.headers["content-type"] == "application/octet-stream"
-        assert got.headers["content-disposition"].startswith("attachment")
+        # Named by what the bytes are, never by the sender's name: without an extension a
+        # packing video opened in no player (a new user's walkthrough).
+        assert got.headers["content-disposition"] == (
+            f'attachment; filename="evidence-{merchant_sha[:12]}.pdf"'
+        )
         assert (
             page.request.get(f"{server.url}/web/claims/{claim_id}/blob/{buyer_sha}").status == 200
         )

@@ -15,6 +15,7 @@ from ..pipeline import ImageAssessment
 
 __all__ = [
     "PICTURE_JPEG_QUALITY",
+    "file_extension",
     "image_mime",
     "overlay_image",
     "picture_blobs",
@@ -232,6 +233,31 @@ def image_mime(data: bytes) -> str:
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "image/webp"
     return "application/octet-stream"
+
+
+def file_extension(data: bytes) -> str:
+    """The extension a downloaded file gets, by its first bytes (never by the name its sender
+    gave): without one, a packing video saved as ``evidence-3079f4bab59b`` opened in no player
+    (a new user's walkthrough). ``bin`` for what is not known."""
+    mime = image_mime(data)
+    if mime != "application/octet-stream":
+        return {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}[mime]
+    if data[4:8] == b"ftyp":  # ISO base media: HEIF photos, MP4 and QuickTime videos
+        brand = data[8:12]
+        if brand in (b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1"):
+            return "heic"
+        if brand == b"avif":
+            return "avif"
+        return "mov" if brand == b"qt  " else "mp4"
+    if data[:4] == b"\x1a\x45\xdf\xa3":  # Matroska, WebM
+        return "webm" if b"webm" in data[:64] else "mkv"
+    if data[:4] == b"RIFF" and data[8:12] == b"AVI ":
+        return "avi"
+    if data[:5] == b"%PDF-":
+        return "pdf"
+    if data[:4] in (b"II*\x00", b"MM\x00*"):
+        return "tif"
+    return "bin"
 
 
 def viewable_copy(data: bytes, name: str, settings: Settings | None = None) -> tuple[bytes, str]:

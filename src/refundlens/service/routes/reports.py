@@ -20,7 +20,7 @@ from fastapi.responses import Response
 from ...errors import RefundlensError
 from ...rendering.i18n import LANGUAGES, pick_language
 from ...report.evidence import gather
-from ...report.pictures import image_mime
+from ...report.pictures import file_extension, image_mime
 from ...runtime import Runtime
 from .. import claim_files
 from ..deps import ClaimId, RuntimeDep, Who, visible_claim
@@ -121,6 +121,8 @@ def claim_file(
         headers={
             "Cache-Control": "private, no-store",
             # A name of ours: the sender's file name goes in no header.
-            "Content-Disposition": f'attachment; filename="{claim_id}-{sha256[:12]}"',
+            "Content-Disposition": (
+                f'attachment; filename="{claim_id}-{sha256[:12]}.{file_extension(data)}"'
+            ),
         },
     )

@@ -24,7 +24,7 @@ from ...report.evidence import (
     gather,
     weight_of,
 )
-from ...report.pictures import image_mime
+from ...report.pictures import file_extension, image_mime
 from ...runtime import Runtime
 from ...store.sql.models import Claim, Order, Tenant
 from .. import claim_files
@@ -325,7 +325,9 @@ def claim_blob(
             media_type="application/octet-stream",
             headers={
                 "Cache-Control": "private, no-store",
-                "Content-Disposition": f'attachment; filename="evidence-{sha256[:12]}"',
+                "Content-Disposition": (
+                    f'attachment; filename="evidence-{sha256[:12]}.{file_extension(data)}"'
+                ),
             },
         )
     if media == "application/octet-stream":
