@@ -298,7 +298,8 @@ def decide(
         if decision == "partial" and (amount is None or not 0 < amount < claim.amount):
             raise RefundlensError(
                 "decision.bad_amount",
-                "A partial decision needs an amount between 0 and the claimed amount.",
+                f"A partial decision needs an amount above 0 and below the {claim.amount:g} "
+                "claimed (the whole amount is an approval).",
             )
         if decision != "reject" and settings.claims_within_order_amount:
             # A claim rejected, then approved on appeal after another claim took the order's
