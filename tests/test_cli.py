@@ -171,6 +171,12 @@ def test_a_bad_file_is_named_as_a_claim_photo_or_a_reference(
 def test_usage_error_exits_2(claim_files: dict[str, Path]) -> None:
     result = run_cli("check", str(claim_files["other"]), "--lang", "fr")
     assert result.returncode == 2 and "--lang" in result.stderr
+    # The same for every command that takes it: `report --lang fr` wrote an English report
+    # without a word (a new user's walkthrough); zh_CN is zh.
+    for command in (("report", "clm_x"), ("demo",)):
+        result = run_cli(*command, "--lang", "fr")
+        assert result.returncode == 2, command
+        assert result.stderr.startswith("refundlens: error [usage] --lang"), result.stderr
     # Delivered before it shipped: refused as the API refuses such an order (a walkthrough).
     times = ("--shipped-at", "2026-11-03T00:00+08:00", "--delivered-at", "2026-11-01T00:00+08:00")
     result = run_cli("check", str(claim_files["other"]), *times)

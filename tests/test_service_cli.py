@@ -64,6 +64,8 @@ def test_keys_commands_refuse_to_make_a_database_or_a_tenant_of_their_own(tmp_pa
     # Run where no server ever ran: no key, no new empty ./data, and the message says why.
     lost = _cli(tmp_path, "keys", "create", "--role", "admin")
     assert lost.returncode == 2 and "no refundlens database" in lost.stderr
+    # In the CLI's one form, with its code (a new user's walkthrough found it without one).
+    assert lost.stderr.startswith("refundlens: error [database.missing] "), lost.stderr
     assert not (tmp_path / "data").exists()
     for command in (("keys", "list"), ("audit", "verify"), ("report", "clm_x")):
         assert "no refundlens database" in _cli(tmp_path, *command).stderr, command
@@ -71,6 +73,7 @@ def test_keys_commands_refuse_to_make_a_database_or_a_tenant_of_their_own(tmp_pa
     assert _cli(tmp_path, "db", "upgrade").returncode == 0
     unknown = _cli(tmp_path, "keys", "create", "--role", "merchant", "--tenant", "no-such-shop")
     assert unknown.returncode == 2 and "no tenant no-such-shop" in unknown.stderr
+    assert unknown.stderr.startswith("refundlens: error [tenant.not_found] "), unknown.stderr
     assert _cli(tmp_path, "keys", "create", "--role", "merchant").returncode == 2  # no --tenant
 
 

@@ -74,6 +74,18 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(EXIT_BAD_INPUT)
 
 
+def _language(lang: str) -> str:
+    """``--lang`` as ``zh`` or ``en`` (``zh_CN``, ``zh-CN``, ``EN`` too); anything else is the
+    user's mistake: ``report --lang fr`` wrote an English report without a word, while
+    ``check --lang fr`` was refused (a new user's walkthrough)."""
+    word = lang.strip().lower().replace("-", "_")
+    if word in ("zh", "zh_cn"):
+        return "zh"
+    if word == "en":
+        return "en"
+    raise _fail("error [usage] --lang must be zh or en.")
+
+
 def _output_folder(out: Path | None, option: str = "--out") -> Path | None:
     """``out`` made ready for the pictures and report.json, before any analysis runs: a
     folder, created where missing; a file there, or a place that cannot be written, is the
@@ -322,7 +334,7 @@ def _open_database(settings: Settings, *, create: bool) -> Database:
         path = Path(url.database or "")
         if not url.database or not path.exists():
             raise _fail(
-                f"no refundlens database at {path}: run this where the server runs, or set "
+                f"error [database.missing] no refundlens database at {path}: run this where the server runs, or set "
                 "REFUNDLENS_DATA_DIR (or REFUNDLENS_DATABASE_URL) to the server's; "
                 "`refundlens serve` or `refundlens db upgrade` creates a new one"
             )
@@ -354,7 +366,7 @@ def _open_database(settings: Settings, *, create: bool) -> Database:
     if current is None:
         database.dispose()
         raise _fail(
-            f"no refundlens database at {where} (no schema): set REFUNDLENS_DATABASE_URL to the "
+            f"error [database.missing] no refundlens database at {where} (no schema): set REFUNDLENS_DATABASE_URL to the "
             "server's; `refundlens db upgrade` creates a new one"
         )
     if current != head:
@@ -426,8 +438,7 @@ def check(
     ] = "",
 ) -> None:
     """Check claim photos, optionally against the merchant's reference photos."""
-    if lang not in ("zh", "en"):
-        raise _fail("error [usage] --lang must be zh or en.")
+    lang = _language(lang)
     settings = _settings()
     try:
         policy = load_policy(settings.policy_path or None)
@@ -620,9 +631,10 @@ def demo(
     out: Annotated[Path, typer.Option("--out", help="Folder for the demo report.")] = Path(
         "demo-report"
     ),
-    lang: Annotated[str, typer.Option("--lang")] = "zh",
+    lang: Annotated[str, typer.Option("--lang", help="zh or en.")] = "zh",
 ) -> None:
     """Analyse the bundled sample claims against the bundled listing photo and write a report."""
+    lang = _language(lang)
     settings = _settings()
     samples = resources.files("refundlens").joinpath("samples")
     with resources.as_file(samples) as folder:
@@ -637,7 +649,7 @@ def demo(
             claim = load_media(folder / name, settings)
             assessment = analyze([claim], [listing], settings=settings)
             _write_outputs(assessment, out / Path(name).stem)
-            _print_human(assessment, lang if lang in ("zh", "en") else "zh", console)
+            _print_human(assessment, lang, console)
     if lang == "en":
         console.print(
             f"demo report written to {out}/: a folder per claim, each with report.json and the "
@@ -725,7 +737,7 @@ def bank_keygen(
     try:
         public = generate_key(out)
     except FileExistsError:
-        raise _fail(f"{out} exists; refusing to overwrite a signing key") from None
+        raise _fail(f"error [usage] {out} exists; refusing to overwrite a signing key") from None
     typer.echo(f"{_settings().bank_name} {public}")
 
 
@@ -742,7 +754,10 @@ def bank_export(out: Annotated[Path, typer.Option(help="The signed bank file to 
 
     settings = _settings()
     if not settings.bank_signing_key_path:
-        raise _fail("set REFUNDLENS_BANK_SIGNING_KEY_PATH (refundlens bank keygen makes one)")
+        raise _fail(
+            "error [settings.bank_signing_key_required] set REFUNDLENS_BANK_SIGNING_KEY_PATH "
+            "(refundlens bank keygen makes one)"
+        )
     try:
         key = load_private(settings.bank_signing_key_path)
     except RefundlensError as exc:
@@ -837,7 +852,7 @@ def bank_import(
             own_bank=settings.bank_name,
         )
     except (OSError, ValueError) as exc:
-        raise _fail(f"cannot read {file}: {exc}") from exc
+        raise _fail(f"error [bank.unreadable] cannot read {file}: {exc}") from exc
     except RecursionError:  # JSON nested deeper than any bank file is
         raise _fail(
             f"error [bank.malformed] {file} is nested too deeply to be a bank file."
@@ -947,7 +962,10 @@ def webhooks_retry(
         with database.session() as session:
             if session.get(Tenant, tenant) is None:
                 # "0 pending again" for a mistyped tenant reads as "nothing failed there".
-                raise _fail(f"no tenant {tenant} in this database: nothing was sent again")
+                raise _fail(
+                    f"error [tenant.not_found] no tenant {tenant} in this database: nothing was "
+                    "sent again"
+                )
     count = retry_failed(database, tenant)
     typer.echo(f"{count} failed webhook event(s) pending again")
 
@@ -1137,7 +1155,8 @@ def keys_create(
             unknown = [t for t in [tenant, *(assign or [])] if t and session.get(Tenant, t) is None]
             if unknown:
                 raise _fail(
-                    f"no tenant {', '.join(unknown)} in this database: add it first "
+                    f"error [tenant.not_found] no tenant {', '.join(unknown)} in this database: "
+                    "add it first "
                     "(`refundlens tenants add ID`, or POST /v1/tenants as admin)"
                 )
             token = create_key(session, role, tenant, subject, label, list(assign or []), by="cli")
@@ -1215,7 +1234,10 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (rlk_..
     with database.session() as session:
         key = session.get(ApiKey, key_id.split(".")[0])
         if key is None:
-            raise _fail(f"no key {key_id.split('.')[0]} in this database (`refundlens keys list`)")
+            raise _fail(
+                f"error [key.not_found] no key {key_id.split('.')[0]} in this database "
+                "(`refundlens keys list`)"
+            )
         if key.revoked:
             typer.echo(f"{key.id} was already revoked")
             return
@@ -1235,7 +1257,10 @@ def tenants_add(
     from .store.sql.models import Tenant
 
     if kind not in ("merchant", "platform") or not re.fullmatch(r"[A-Za-z0-9_.-]{1,40}", tenant_id):
-        raise _fail("a tenant id is 1-40 letters, digits, _ . -; --kind is merchant or platform")
+        raise _fail(
+            "error [usage] a tenant id is 1-40 letters, digits, _ . -; --kind is merchant or "
+            "platform"
+        )
     database = _existing_database(_settings())
     with database.session() as session:
         existing = session.get(Tenant, tenant_id)
@@ -1388,6 +1413,7 @@ def report(
 
     if fmt not in ("html", "pdf"):
         raise _fail("error [usage] --format must be html or pdf.")
+    lang = _language(lang)
     if content_version is not None and (content is None or content_version not in CONTENT_VERSIONS):
         raise _fail(
             "error [usage] --content-version goes with --content and is one of "
@@ -1519,13 +1545,14 @@ def packing_video(
             done = session.get(PackingVideo, video_id)
             assert done is not None
             if done.status == "failed":
-                raise RefundlensError(done.error.split(":", 1)[0], done.error)
+                code, _, said = done.error.partition(":")
+                raise RefundlensError(code, said.strip() or done.error)
             kept = list(done.frames_kept or [])
             pending = done.status != "done"
     except OSError as exc:
-        raise _fail(f"cannot read {video}: {exc.strerror or exc}") from exc
+        raise _fail(f"error [media.unreadable] cannot read {video}: {exc.strerror or exc}") from exc
     except RefundlensError as exc:
-        raise _fail(exc.message) from exc
+        raise _fail(f"error [{exc.code}] {exc.message}") from exc
     if pending:
         typer.echo(f"{video.name} is already on {order_id} ({video_id}), still being processed")
         return
@@ -1555,7 +1582,10 @@ def worker(
     """Run a Celery worker for REFUNDLENS_BROKER_URL (Redis or RabbitMQ)."""
     settings = _settings()
     if not settings.broker_url:
-        raise _fail("set REFUNDLENS_BROKER_URL (redis://... or amqp://...) to run a worker")
+        raise _fail(
+            "error [settings.broker_required] set REFUNDLENS_BROKER_URL (redis://... or "
+            "amqp://...) to run a worker"
+        )
     _pii_key_on_a_server(settings)
     _operate(settings)
     _worker_can_work(settings)
@@ -1567,7 +1597,9 @@ def worker(
 
     chosen = [q.strip() for q in queues.split(",") if q.strip()]
     if not chosen or set(chosen) - {CLAIM_QUEUE, VIDEO_QUEUE}:
-        raise _fail(f"--queues takes {CLAIM_QUEUE} and/or {VIDEO_QUEUE}, comma-separated")
+        raise _fail(
+            f"error [usage] --queues takes {CLAIM_QUEUE} and/or {VIDEO_QUEUE}, comma-separated"
+        )
     argv = ["worker", "--loglevel=INFO", f"--concurrency={concurrency}", "-Q", ",".join(chosen)]
     # Two workers on one host both took celery@<host>, and Celery warned of a clash.
     argv += ["--hostname", f"refundlens-{os.getpid()}@%h"]
