@@ -727,6 +727,16 @@ def test_a_capture_apps_manifest_signed_long_before_the_upload_is_no_live_captur
         with pytest.raises(RefundlensError) as refused:
             signed_recently(stale, now, settings)
         assert refused.value.code == "capture.not_live", stale
+    # Said as a person says it: "1440 minutes before its upload" was a number to work out, and
+    # "-60 minutes before" a riddle (a new user's walkthrough).
+    said = {}
+    for signed in ("2026-12-04T12:00:00Z", "2026-12-05T13:00:00Z", "2020-12-05T12:00:00Z"):
+        with pytest.raises(RefundlensError) as refused:
+            signed_recently(signed, now, settings)
+        said[signed] = refused.value.message
+    assert "24 hours before its upload" in said["2026-12-04T12:00:00Z"]
+    assert "60 minutes after its upload" in said["2026-12-05T13:00:00Z"]
+    assert "about 6 years before its upload" in said["2020-12-05T12:00:00Z"]
 
 
 def test_the_capture_apps_hmac_binds_the_photo_to_its_token_and_any_other_header_is_refused() -> (

@@ -473,7 +473,7 @@ def check(
     else:
         _print_human(assessment, lang, Console())
         if out is not None:
-            Console().print(f"report written to {out}")
+            Console().print(f"报告已写入 {out}" if lang == "zh" else f"report written to {out}")
 
 
 # --- batch --------------------------------------------------------------------------------
@@ -1557,7 +1557,8 @@ def packing_video(
         typer.echo(f"{video.name} is already on {order_id} ({video_id}), still being processed")
         return
     before = " (sent before)" if sent is not None else ""
-    typer.echo(f"{len(kept)} frames of {video.name} kept as references for {order_id}{before}")
+    frames = "1 frame" if len(kept) == 1 else f"{len(kept)} frames"
+    typer.echo(f"{frames} of {video.name} kept as references for {order_id}{before}")
 
 
 @app.command()

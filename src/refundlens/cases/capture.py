@@ -634,8 +634,24 @@ def signed_recently(signed_at: str | None, now: dt.datetime, settings: Settings)
     if not -5 <= age <= settings.capture_token_max_age_minutes:
         raise RefundlensError(
             "capture.not_live",
-            f"The capture app signed the photo {age:.0f} minutes before its upload; a live capture must be signed within {settings.capture_token_max_age_minutes:g} minutes of it.",
+            f"The capture app signed the photo {_span(age)}; a live capture must be signed "
+            f"within {settings.capture_token_max_age_minutes:g} minutes of it.",
         )
+
+
+def _span(minutes: float) -> str:
+    """How long before its upload a photo was taken or signed, as a person says it: "9850970
+    minutes before its upload" was a number to work out (a new user's walkthrough)."""
+    from ..detectors.capture import how_long
+
+    late = abs(minutes)
+    if late < 120:
+        words = f"{late:.0f} minutes"
+    elif late < 48 * 60:
+        words = f"{late / 60:.0f} hours"
+    else:
+        words = how_long(late / 1440)[0]
+    return f"{words} {'before' if minutes >= 0 else 'after'} its upload"
 
 
 def _fresh(
@@ -654,7 +670,8 @@ def _fresh(
         if not -5 <= age <= settings.capture_token_max_age_minutes:
             raise RefundlensError(
                 "capture.not_live",
-                f"The photo was taken {age:.0f} minutes before its upload; a live capture must be taken within {settings.capture_token_max_age_minutes:g} minutes of it.",
+                f"The photo was taken {_span(age)}; a live capture must be taken within "
+                f"{settings.capture_token_max_age_minutes:g} minutes of it.",
             )
     elif not dated_otherwise:
         raise RefundlensError(

@@ -68,8 +68,8 @@ def check_open_claims(store: Store, settings: Settings, order: Order) -> None:
     if store.claims.open_on_order(order.id, CLOSED_STATES) >= most:
         raise RefundlensError(
             "claim.already_open",
-            f"This order already has {most} open claim{'s' if most != 1 else ''} "
-            "(max_open_claims_per_order); follow or appeal that one instead.",
+            f"This order already has {most} open claim{'s' if most != 1 else ''}: add evidence "
+            "to it, or wait for its decision and appeal that (max_open_claims_per_order).",
         )
 
 

@@ -117,7 +117,9 @@ def add_evidence(
 ) -> Evidence:
     if claim.state in (ClaimState.DECIDED, ClaimState.FINAL, ClaimState.APPROVED):
         raise RefundlensError(
-            "claim.closed", f"The claim is {claim.state}; evidence can no longer be added."
+            "claim.closed",
+            f"The claim is {claim.state}; evidence can no longer be added"
+            + ("." if claim.state == ClaimState.FINAL else ": an appeal reopens it."),
         )
     _check_kind(actor, kind)
     if not statement and file is None:
