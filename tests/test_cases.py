@@ -320,7 +320,9 @@ def test_the_webhook_signature_recipe_verifies_and_refuses_tampering_and_replay(
     assert not verify_signature("s3cret", body, old)
 
 
-def test_webhooks_are_retried_with_backoff_and_carry_a_stable_event_id(tmp_path: Path) -> None:
+def test_webhooks_are_retried_with_backoff_and_carry_a_stable_event_id(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     runtime = Runtime(Settings(data_dir=str(tmp_path)))
     runtime.db.upgrade()
     with runtime.db.session() as session:
@@ -329,7 +331,7 @@ def test_webhooks_are_retried_with_backoff_and_carry_a_stable_event_id(tmp_path:
                 id="shop",
                 kind="merchant",
                 name="shop",
-                webhook_url="http://receiver.test/hook",
+                webhook_url="http://receiver.test/hook/T0K3N",
                 webhook_secret="k",
             )
         )
@@ -347,7 +349,13 @@ def test_webhooks_are_retried_with_backoff_and_carry_a_stable_event_id(tmp_path:
         return httpx.Response(503 if len(seen) == 1 else 200)
 
     client = httpx.Client(transport=httpx.MockTransport(receiver))
-    assert deliver_due(runtime, client=client) == 0  # first try fails: retried later
+    with caplog.at_level("WARNING", logger="refundlens.webhooks"):
+        assert deliver_due(runtime, client=client) == 0  # first try fails: retried later
+    # Whose endpoint failed, by tenant and host: the event alone named no one to call (a new
+    # user's walkthrough); never the URL's path, where Slack and Teams put their token.
+    failed = [r.getMessage() for r in caplog.records if "not delivered" in r.getMessage()]
+    assert len(failed) == 1 and "tenant shop at http://receiver.test" in failed[0], failed
+    assert "T0K3N" not in failed[0]
     assert deliver_due(runtime, client=client) == 0  # not due yet (backoff)
     with runtime.db.session() as session:
         event = session.query(WebhookEvent).one()

@@ -75,6 +75,10 @@ def test_keys_commands_refuse_to_make_a_database_or_a_tenant_of_their_own(tmp_pa
     assert unknown.returncode == 2 and "no tenant no-such-shop" in unknown.stderr
     assert unknown.stderr.startswith("refundlens: error [tenant.not_found] "), unknown.stderr
     assert _cli(tmp_path, "keys", "create", "--role", "merchant").returncode == 2  # no --tenant
+    # A reviewer assigned no shop sees no claim: made as asked, with a note that says so.
+    alone = _cli(tmp_path, "keys", "create", "--role", "reviewer")
+    assert alone.returncode == 0 and alone.stdout.startswith("rlk_")
+    assert "assigned no shop" in alone.stderr and "--assign" in alone.stderr
 
 
 def test_keys_are_created_listed_and_revoked(tmp_path: Path) -> None:

@@ -1163,6 +1163,14 @@ def keys_create(
     except RefundlensError as exc:
         raise _fail(f"error [{exc.code}] {exc.message}") from exc
     typer.echo(token)
+    if role == "reviewer" and not assign:
+        # Made as asked, but it sees no claim until a shop is assigned to it (a new user's
+        # walkthrough made one and found an empty queue).
+        sys.stderr.write(
+            "refundlens: note: this reviewer key is assigned no shop and sees no claim; a key's "
+            "shops are given when it is made: revoke it and create one with --assign SHOP "
+            "(repeat for each shop)\n"
+        )
 
 
 @keys_app.command("list")

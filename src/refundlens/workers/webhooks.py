@@ -89,6 +89,23 @@ def _backoff(attempts: int) -> dt.timedelta:
     return dt.timedelta(seconds=min(3600, 2 ** max(1, attempts)))
 
 
+def _receiver(tenant_id: str, url: str | None) -> str:
+    """Whose endpoint an event went to, as the log says it: the tenant and the URL's scheme,
+    host and port, never its path or query (Slack and Teams put their token there). A failure
+    named the event alone, and an operator could not tell whose endpoint was down (a new user's
+    walkthrough)."""
+    if not url:
+        return f"tenant {tenant_id} (notification channel)"
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        where = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+    except ValueError:
+        where = "an unreadable URL"
+    return f"tenant {tenant_id} at {where}"
+
+
 def deliver_due(runtime: Runtime, limit: int = 100, client: httpx.Client | None = None) -> int:
     """Try every due event once; returns how many were delivered (or logged) now.
 
@@ -101,6 +118,7 @@ def deliver_due(runtime: Runtime, limit: int = 100, client: httpx.Client | None 
     now = utcnow()
     lease = dt.timedelta(seconds=runtime.settings.webhook_lease_seconds)
     jobs: list[tuple[str, dict[str, Any], str | None, str]] = []
+    receivers: dict[str, str] = {}  # event id -> whose endpoint, for the log
     with runtime.db.session() as session:
         events = (
             session.execute(
@@ -133,6 +151,7 @@ def deliver_due(runtime: Runtime, limit: int = 100, client: httpx.Client | None 
                     MIN_SECRET,
                 )
             jobs.append((event.id, dict(event.body), url or None, secret))
+            receivers[event.id] = _receiver(event.tenant_id, url)
     outcomes: list[tuple[str, bool, str, bool]] = []  # (event id, ok, error, over the webhook)
     skipped: list[tuple[str, str]] = []  # (event, url) of an endpoint that failed this round
     tried_at: dict[str, str] = {}  # url -> the event whose try found it failing
@@ -188,7 +207,12 @@ def deliver_due(runtime: Runtime, limit: int = 100, client: httpx.Client | None 
     for event_id, ok, error, webhook in outcomes:
         outcome = "delivered" if ok else ("timeout" if "timed out" in error.lower() else "failed")
         if not ok:  # the event's id and the error only: never its body
-            log.warning("webhook %s not delivered: %s", event_id, error[:200])
+            log.warning(
+                "webhook %s to %s not delivered: %s",
+                event_id,
+                receivers.get(event_id, "?"),
+                error[:200],
+            )
         metrics().webhook_deliveries.labels(outcome if webhook else f"channel_{outcome}").inc()
     done = 0
     with runtime.db.session() as session:
