@@ -1143,6 +1143,13 @@ def test_the_queue_finds_claims_by_part_of_a_finding_code(
             assert found.status_code == 200 and keys["open_claim"] in found.text, asked
         nothing = client.get("/web/queue", params={"code": "no-such-word"})
         assert nothing.status_code == 200 and keys["open_claim"] not in nothing.text
+        # Said, not just "nothing here": no code holds that word (a new user's walkthrough);
+        # and an amount that is no number is said to be left out, not silently dropped.
+        assert 'id="filter-unknown-code"' in nothing.text
+        assert 'id="filter-unknown-code"' not in found.text
+        typo = client.get("/web/queue", params={"min_amount": "abc", "lang": "en"})
+        assert "Not a number, so not used: Amount at least." in typo.text
+        assert 'id="filter-unread"' not in client.get("/web/queue", params={"min_amount": "5"}).text
 
 
 def test_the_reviewer_sees_the_buyers_box_drawn_over_its_claim_photo(

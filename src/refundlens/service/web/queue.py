@@ -167,6 +167,19 @@ def queue(
         "mine": bool(mine),
     }
     kept = {k: ("1" if k == "mine" else v) for k, v in filters.items() if v}
+    # What was typed and not used is said, not dropped: "abc" as an amount filtered nothing
+    # without a word, and a code no finding has read as "nothing here" (a new user's
+    # walkthrough).
+    unread = [
+        name
+        for name, typed, read in (
+            ("min_amount", min_amount, amount_floor),
+            ("min_risk", min_risk if user.role != "buyer" else None, risk_floor),
+        )
+        if typed and typed.strip() and read is None
+    ]
+    asked = (code or "").strip().lower()
+    unknown_code = bool(asked) and not any(asked in known for known in finding_codes())
     return page(
         request,
         "queue.html",
@@ -176,6 +189,8 @@ def queue(
         names=names,
         counts=counts,
         filters=filters,
+        unread=unread,
+        unknown_code=unknown_code,
         next_page="/web/queue?" + urlencode({**kept, "offset": skip + size}) if more else None,
         first_page="/web/queue?" + urlencode(kept) if skip else None,
     )
