@@ -545,7 +545,7 @@ def test_on_a_phone_the_claim_page_fits_the_screen_and_its_buttons_are_big_enoug
         assert overflow <= 0, f"the {name} page scrolls sideways by {overflow} px: {wide}"
         page.screenshot(path=str(ARTIFACTS / f"web-phone-{name}.png"), full_page=True)
         small = page.evaluate(
-            """() => [...document.querySelectorAll('button, input[type=submit], select, a.button')]
+            """() => [...document.querySelectorAll('button, input[type=submit], input[type=range], select, a.button')]
             .filter(e => e.offsetParent !== null)
             .map(e => [e.id || e.textContent.trim(), e.getBoundingClientRect().height])
             .filter(([_, h]) => h < 44)"""
@@ -926,6 +926,11 @@ def test_two_photos_get_one_named_block_each_and_the_timeline_labels_do_not_over
     radios = page.locator("input[name=layer-1]")
     radios.nth(radios.count() - 1).check()
     assert page.locator("#layer-view-0").get_attribute("src") == first  # blocks are independent
+    # A tap opens the layer shown at full size (on a phone the side-by-side picture is a few
+    # centimetres wide): the link follows the layer switch.
+    chosen = page.locator("#layer-view-1").get_attribute("src")
+    assert chosen != first and page.locator("#layer-link-1").get_attribute("href") == chosen
+    assert page.locator("#layer-link-0").get_attribute("href") == first
     overlaps = page.evaluate(
         """() => { const boxes = [...document.querySelectorAll('svg[role=img] text')]
             .map(t => t.getBoundingClientRect());

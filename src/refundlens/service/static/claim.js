@@ -6,6 +6,9 @@ document.querySelectorAll("input[data-view]").forEach(function (radio) {
     var view = document.getElementById(radio.dataset.view);
     view.src = radio.value;
     view.alt = radio.dataset.label;
+    if (view.parentElement && view.parentElement.tagName === "A") {
+      view.parentElement.href = radio.value;
+    }
   });
 });
 document.querySelectorAll("input[data-top]").forEach(function (slider) {
