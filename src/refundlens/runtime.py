@@ -89,4 +89,5 @@ class Runtime:
             self.blobs,
             self.settings.reuse_local_feature_candidates,
             filed_as,
+            self.settings,
         )

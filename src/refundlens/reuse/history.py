@@ -15,6 +15,7 @@ import numpy.typing as npt
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from ..config import Settings
 from ..store.sql.models import BankEntry, Claim, ClaimFingerprint, Decision, VideoFingerprint
 from .index import HashIndex
 from .memory import bank_print_facts, video_row
@@ -192,6 +193,9 @@ class History:
     count against it. A copy filed after an honest claim is the copy's problem, not the first
     claim's (whose analysis may run after the copy arrived). None: everything on file counts (a
     live capture must repeat nothing at all)."""
+    settings: Settings | None = None
+    """The limits earlier photos are decoded under (the service's, ``max_jpeg_scans`` and the
+    rest); None: the defaults."""
 
     def _filed_before(self, query: Any) -> Any:
         return query if self.filed_as is None else query.where(Claim.seq < self.filed_as)
@@ -238,7 +242,7 @@ class History:
         out = []
         for sha256, claim_id, same_buyer, same_merchant, at in earlier:
             try:
-                media = media_from_bytes(self.blobs.get(sha256), f"{claim_id}.jpg")
+                media = media_from_bytes(self.blobs.get(sha256), f"{claim_id}.jpg", self.settings)
             except Exception:
                 continue
             out.append(
