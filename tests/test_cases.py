@@ -1455,9 +1455,30 @@ def test_a_decided_claim_left_alone_for_the_appeal_window_becomes_final_and_stay
         with pytest.raises(RefundlensError) as refused:
             cases.appeal(SqlStore(session), BUYER, claim, "please look again", settings=settings)
         assert refused.value.code == "appeal.window_closed"
-    # An approval that closes so reads as approved to the buyer, not "decided: decided".
-    assert buyer_status("final", None).en == "Your claim is approved."
     assert "appeal" not in buyer_status("final", "rejected").en
+    # A claim the analysis approved stays approved, whatever decision came before it (one
+    # approved after an appeal made final read as its earlier rejection, its amount free again
+    # on the order: a review); its appeals close by time alone.
+    with runtime.db.session() as session:
+        claim = session.get(Claim, claim_id)
+        assert claim is not None
+        claim.state = "approved"  # as an analysis after an appeal would leave it
+    with runtime.db.session() as session:
+        store = SqlStore(session)
+        assert (
+            cases.close_appeal_windows(store, now + dt.timedelta(days=40), settings=settings) == []
+        )
+        claim = session.get(Claim, claim_id)
+        assert claim is not None and claim.state == "approved"
+        assert not cases.appeal_window_closed(claim, settings)
+        assert cases.appeal_window_closed(claim, settings, now + dt.timedelta(days=16))
+        claim.updated_at = now - dt.timedelta(days=16)
+    with runtime.db.session() as session:
+        claim = session.get(Claim, claim_id)
+        assert claim is not None
+        with pytest.raises(RefundlensError) as refused:
+            cases.appeal(SqlStore(session), BUYER, claim, "look again", settings=settings)
+        assert refused.value.code == "appeal.window_closed"
     # 0: appeals never close.
     never = Settings(data_dir=str(tmp_path), appeal_window_days=0)
     with runtime.db.session() as session:

@@ -182,6 +182,9 @@ def test_usage_error_exits_2(claim_files: dict[str, Path]) -> None:
     result = run_cli("check", str(claim_files["other"]), *times)
     assert result.returncode == 2
     assert result.stderr.startswith("refundlens: error [order.bad_dates]"), result.stderr
+    # The year 1 is no shipment: refused as the API refuses it (reckoning with it overflowed).
+    result = run_cli("check", str(claim_files["other"]), "--shipped-at", "0001-01-01T00:00+08:00")
+    assert result.stderr.startswith("refundlens: error [order.time_too_early]"), result.stderr
 
 
 def test_a_box_with_a_number_too_large_for_a_float_is_a_bad_box_not_a_crash() -> None:

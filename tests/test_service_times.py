@@ -139,3 +139,22 @@ def test_an_order_time_of_the_year_one_is_refused_in_words_not_stored_to_break_i
         r = merchant.get(f"/v1/orders/{order}")
         assert r.status_code == 200, r.text
         assert r.json()["shipped_at"].startswith("0001-01-01T00:00:00")
+    # Its claims are analysed (the worker converted the time too, and every attempt failed:
+    # a review), and their staff page opens with the time shown in UTC.
+    from .service_support import web_login
+
+    with server.client(server.key("buyer", subject="buyer-y1")) as buyer:
+        claim = buyer.post(
+            "/v1/claims",
+            data={"order_id": order, "type": "refund_only", "amount": "5"},
+            files=[
+                ("photos", ("c.jpg", _photo_taken("2026:11:04 10:00:00", "-12:00"), "image/jpeg"))
+            ],
+        ).json()
+        wait_analysed(buyer, claim["id"])
+    with server.client(server.admin) as admin:
+        body = admin.get(f"/v1/claims/{claim['id']}").json()
+    assert body["assessment"] is not None, body["routing_reason"]
+    with web_login(server, merchant_key) as merchant:
+        page = merchant.get(f"/web/claims/{claim['id']}")
+        assert page.status_code == 200 and "0001-01-01T00:00+00:00" in page.text

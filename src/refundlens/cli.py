@@ -265,6 +265,18 @@ def _order(
         raise RefundlensError(
             "order.bad_dates", f"delivered_at ({delivered}) is before shipped_at ({shipped})."
         )
+    earliest = datetime(settings.order_time_earliest_year, 1, 1, tzinfo=UTC)
+    for name, moment in (
+        ("shipped_at", facts.shipped_at),
+        ("delivered_at", facts.delivered_at),
+        ("claimed_at", facts.claimed_at),
+    ):
+        if moment is not None and moment < earliest:  # as the API refuses such an order
+            raise RefundlensError(
+                "order.time_too_early",
+                f"{name} ({moment.isoformat()}) is before {settings.order_time_earliest_year} "
+                "(order_time_earliest_year).",
+            )
     return facts
 
 

@@ -485,9 +485,9 @@ class Settings:
     web_queue_page_size: int = 50
     """Claims one page of the web queue (``/web/queue``) shows at most, with a link to the next."""
     appeal_window_days: float = 15.0
-    """A decided claim, or one approved automatically, that nothing changed for this many days
-    becomes ``final``: no appeal reopens it (``appeal.window_closed``), and the event
-    ``claim.final`` says so. 0: appeals never close. Nothing closed them before, and a claim
+    """A claim a person decided that nothing changed for this many days becomes ``final``, and
+    the event ``claim.final`` says so; an approved one stays ``approved``. Either way no appeal
+    reopens it then (``appeal.window_closed``). 0: appeals never close. Nothing closed them before, and a claim
     approved two years ago could still be reopened (a new user's walkthrough: the documented
     state ``final`` was never reached)."""
     max_appeals_per_claim: int = 2

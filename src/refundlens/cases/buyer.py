@@ -68,10 +68,8 @@ def buyer_status(state: str, outcome: str | None = None) -> BuyerStatus:
         return BuyerStatus("A person is reviewing your claim.", "您的申请正在人工审核中。", None)
     if s == ClaimState.APPEALED:
         return BuyerStatus("The decision is being reviewed again.", "裁决正在复核中。", None)
-    final = s == ClaimState.FINAL
-    if final and outcome is None:  # approved automatically, and the time to appeal ran out
-        return BuyerStatus("Your claim is approved.", "您的申请已通过。", None)
     en, zh = _OUTCOME.get(outcome or "", ("decided", "已裁决"))
+    final = s == ClaimState.FINAL
     return BuyerStatus(
         f"A person has decided: {en}." + ("" if final else " You may appeal."),
         f"人工审核结果：{zh}。" + ("" if final else "如有异议，您可以申诉。"),

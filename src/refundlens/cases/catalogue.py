@@ -188,6 +188,32 @@ def order_time_zone(order: Order) -> dt.tzinfo:
     return dt.timezone(dt.timedelta(minutes=order.utc_offset_minutes))
 
 
+def in_order_zone(moment: dt.datetime | None, order: Order) -> dt.datetime | None:
+    """``moment`` in the zone the order's times were sent in; in UTC where that zone cannot hold
+    it (the year 1, stored before ``order_time_earliest_year``: the conversion overflowed, and
+    every page and analysis that showed it failed; a review)."""
+    if moment is None:
+        return None
+    moment = _utc(moment)
+    try:
+        return moment.astimezone(order_time_zone(order))
+    except OverflowError:
+        return moment
+
+
+def order_time_for_analysis(
+    moment: dt.datetime | None, order: Order, settings: Settings
+) -> dt.datetime | None:
+    """An order's time as the analysis takes it: in the order's zone, or None where it lies
+    before ``order_time_earliest_year`` (stored before that rule: the year 1 is no fact about a
+    shipment, and reckoning with it overflowed, so every attempt failed; a review)."""
+    if moment is None or _utc(moment) < dt.datetime(
+        settings.order_time_earliest_year, 1, 1, tzinfo=dt.UTC
+    ):
+        return None
+    return in_order_zone(moment, order)
+
+
 def create_order(
     store: Store,
     actor: Actor,

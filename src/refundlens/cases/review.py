@@ -394,27 +394,40 @@ def expire_windows(
 def close_appeal_windows(
     store: Store, now: dt.datetime | None = None, *, settings: Settings
 ) -> list[str]:
-    """Make final the claims decided, or approved automatically, that nothing changed for
-    ``appeal_window_days``: no appeal reopens them. Returns their ids."""
+    """Make final the claims a person decided that nothing changed for ``appeal_window_days``:
+    no appeal reopens them. Returns their ids. A claim approved by the analysis keeps its state
+    (``final`` reads a claim by its latest decision, and one approved after an appeal has the
+    rejection before it as its latest: made final, it read as rejected, its amount free again on
+    the order; a review); its appeals close by time alone (:func:`appeal_window_closed`)."""
     if settings.appeal_window_days <= 0:
         return []
     now = now or utcnow()
     before = now - dt.timedelta(days=settings.appeal_window_days)
     closed = []
-    resting = [ClaimState.DECIDED.value, ClaimState.APPROVED.value]
-    for claim in store.claims.unchanged_since(resting, before):
-        was = claim.state
+    for claim in store.claims.unchanged_since([ClaimState.DECIDED.value], before):
         claim.state = transition(claim.state, ClaimState.FINAL).value
         claim.deadline_at = None
         store.audit.append(
             SYSTEM.id,
             "claim.final",
             claim_id=claim.id,
-            details={"from": was, "why": "the time to appeal ran out"},
+            details={"from": ClaimState.DECIDED.value, "why": "the time to appeal ran out"},
         )
-        notify(store, claim.merchant_id, "claim.final", claim, {"from": was})
+        notify(store, claim.merchant_id, "claim.final", claim, {"from": ClaimState.DECIDED.value})
         closed.append(claim.id)
     return closed
+
+
+def appeal_window_closed(claim: Claim, settings: Settings, now: dt.datetime | None = None) -> bool:
+    """Whether no appeal may reopen ``claim`` any more: it is ``final``, or it was approved by
+    the analysis and nothing changed it for ``appeal_window_days``."""
+    if claim.state == ClaimState.FINAL:
+        return True
+    if settings.appeal_window_days <= 0 or claim.state != ClaimState.APPROVED:
+        return False
+    changed = aware(claim.updated_at)
+    window = dt.timedelta(days=settings.appeal_window_days)
+    return changed is not None and changed <= (now or utcnow()) - window
 
 
 def may_appeal(role: str, state: str, outcome: str | None) -> bool:
@@ -445,7 +458,7 @@ def appeal(
         raise RefundlensError("auth.forbidden", "Only the buyer, the merchant or an admin appeals.")
     if not reason.strip():
         raise RefundlensError("appeal.reason_required", "An appeal needs a reason in words.")
-    if claim.state == ClaimState.FINAL:
+    if appeal_window_closed(claim, settings):
         raise RefundlensError(
             "appeal.window_closed",
             f"The time to appeal this claim ran out ({settings.appeal_window_days:g} days after "

@@ -9,7 +9,7 @@
     awaiting_capture  -> analysing (capture uploaded) | under_review (window over)
     under_review -> decided (approved / rejected / partial: a person's decision)
     decided | approved -> appealed -> under_review (an appeal: a person looks again)
-    decided | approved -> final (nothing changed them for appeal_window_days)
+    decided -> final (nothing changed it for appeal_window_days; approved claims stay approved)
 
 Only a person moves a claim to ``decided``; the machine itself never rejects. Every move that is
 not in ``TRANSITIONS`` is refused with :class:`IllegalTransition`.

@@ -149,11 +149,10 @@ def _analyse(runtime: Runtime, claim_id: str, attempt: int) -> str:
         }
         # The order's times as the merchant sent them (its offset), and when the claim was
         # filed: the capture check words its reason from exactly these facts.
-        zone = cases.order_time_zone(order)
         facts = OrderFacts(
-            shipped_at=order.shipped_at.astimezone(zone) if order.shipped_at else None,
-            delivered_at=order.delivered_at.astimezone(zone) if order.delivered_at else None,
-            claimed_at=claim.claimed_at.astimezone(zone) if claim is not None else None,
+            shipped_at=cases.order_time_for_analysis(order.shipped_at, order, runtime.settings),
+            delivered_at=cases.order_time_for_analysis(order.delivered_at, order, runtime.settings),
+            claimed_at=cases.in_order_zone(claim.claimed_at, order) if claim is not None else None,
         )
     photos, references = cases.decode_inputs(
         runtime.blobs, runtime.settings, photo_files, reference_files, runtime.references

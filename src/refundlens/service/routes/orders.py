@@ -37,13 +37,7 @@ router = APIRouter()
 
 
 def _in_zone(moment: dt.datetime | None, order: Order) -> dt.datetime | None:
-    if moment is None:
-        return None
-    aware = moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
-    try:
-        return aware.astimezone(cases.order_time_zone(order))
-    except OverflowError:  # the year 1, stored before order_time_earliest_year: in UTC
-        return aware
+    return cases.in_order_zone(moment, order)
 
 
 @router.post("/v1/orders", status_code=201, response_model=OrderOut)

@@ -152,7 +152,9 @@ def claim_page(
         allowed=cases.allowed_decisions(case.claim.state),
         may_appeal=cases.may_appeal(
             user.role, case.claim.state, case.decision.outcome if case.decision else None
-        ),
+        )
+        and not cases.appeal_window_closed(case.claim, runtime.settings),
+        appeal_closed=cases.appeal_window_closed(case.claim, runtime.settings),
         blocks=_picture_blocks(case),
         once=secrets.token_urlsafe(16),
     )
@@ -214,7 +216,8 @@ def _buyer_page(
             for line in case.audit
             if line.action == "claim.appealed" and line.details.get("by") == "buyer"
         ],
-        may_appeal=cases.may_appeal(user.role, case.claim.state, latest),
+        may_appeal=cases.may_appeal(user.role, case.claim.state, latest)
+        and not cases.appeal_window_closed(case.claim, runtime.settings),
         once=secrets.token_urlsafe(16),
         done=done if done in DONE else None,
         error=error if error and _CODE.fullmatch(error) else None,
@@ -232,12 +235,7 @@ def _timeline(case: Any) -> list[dict[str, Any]]:
         ("claimed", case.claim.created_at),
     ):
         if moment is not None:
-            moment = moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
-            # An order time of the year 1, stored before order_time_earliest_year, overflowed
-            # in the zone conversion below: every staff page of its claims answered 500.
-            with contextlib.suppress(OverflowError):
-                moment.astimezone(cases.order_time_zone(case.order))
-                events.append((label, moment))
+            events.append((label, moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)))
     for image in (case.report or {}).get("images", []):
         for finding in image.get("findings", []):
             taken = finding.get("facts", {}).get("captured_at")
@@ -256,7 +254,6 @@ def _timeline(case: Any) -> list[dict[str, Any]]:
     if not events:
         return []
     # Shown in the zone the merchant's times were sent in, with the zone written out.
-    zone = cases.order_time_zone(case.order)
     lo = min(m for _, m in events)
     hi = max(m for _, m in events)
     span = max((hi - lo).total_seconds(), 1.0)
@@ -265,7 +262,9 @@ def _timeline(case: Any) -> list[dict[str, Any]]:
     return [
         {
             "label": label,
-            "at": moment.astimezone(zone).isoformat(timespec="minutes"),
+            # In UTC where the order's zone cannot hold it (the year 1, stored before
+            # order_time_earliest_year: the conversion answered 500 on every staff page).
+            "at": (cases.in_order_zone(moment, case.order) or moment).isoformat(timespec="minutes"),
             "x": round(x, 1),
             # Labels at the ends grow inwards: centred on 5 or 95 they ran off the picture.
             "anchor": "start" if x < 17 else "end" if x > 83 else "middle",
