@@ -299,6 +299,8 @@ def test_a_lease_has_one_holder_until_it_runs_out_or_is_let_go(kit: Kit) -> None
     later = now + dt.timedelta(seconds=60)
     with kit.open() as store:
         assert store.leases.take("tick.queue", "a", now, later)
+    with kit.open() as store:  # its holder extends it while it holds
+        assert store.leases.take("tick.queue", "a", now, later)
     with kit.open() as store:
         assert not store.leases.take("tick.queue", "b", now, later)
         store.leases.release("tick.queue", "b", now)  # not b's to let go

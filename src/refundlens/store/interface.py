@@ -290,8 +290,8 @@ class Leases(Protocol):
     several workers run Celery's beat)."""
 
     def take(self, name: str, holder: str, now: dt.datetime, until: dt.datetime) -> bool:
-        """Hold ``name`` until ``until`` if no one holds it at ``now``; whether it was taken.
-        With SQL, commit at once: the lease holds from then."""
+        """Hold ``name`` until ``until`` if no one else holds it at ``now`` (its holder extends
+        it); whether it was taken. With SQL, commit at once: the lease holds from then."""
         ...
 
     def release(self, name: str, holder: str, now: dt.datetime) -> None:

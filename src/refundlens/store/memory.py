@@ -449,7 +449,7 @@ class _Leases:
 
     def take(self, name: str, holder: str, now: dt.datetime, until: dt.datetime) -> bool:
         held = self.t.leases.get(name)
-        if held is not None and held[1] > now:
+        if held is not None and held[1] > now and held[0] != holder:
             return False
         self.t.leases[name] = (holder, until)
         return True

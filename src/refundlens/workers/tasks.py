@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import secrets
 import socket
 import threading
 import time
@@ -200,19 +201,12 @@ def tick(runtime: Runtime, requeue: Any = None, requeue_video: Any = None) -> di
     # Every worker may run Celery's beat (workers started from one image all do): two ticks at
     # once read one outbox and queued a claim twice. One tick at a time queues, under a lease;
     # the others still deliver webhooks (their events are leased one by one).
-    holder = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
-    started = utcnow()
-    with runtime.db.session() as session:
-        queues = SqlStore(session).leases.take(
-            TICK_LEASE,
-            holder,
-            started,
-            started + dt.timedelta(seconds=runtime.settings.tick_lease_seconds),
-        )
+    holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"  # this tick
+    queues = _hold(runtime, holder)
     if queues:
         try:
             moved, closed, stale, outbox, handed, videos_handed = _queue_work(
-                runtime, requeue, requeue_video
+                runtime, requeue, requeue_video, lambda: _hold(runtime, holder)
             )
         finally:
             with runtime.db.session() as session:
@@ -243,8 +237,17 @@ def tick(runtime: Runtime, requeue: Any = None, requeue_video: Any = None) -> di
     }
 
 
+def _hold(runtime: Runtime, holder: str) -> bool:
+    """Take the tick's lease, or extend it for its holder, for ``tick_lease_seconds`` from now;
+    whether this tick holds it."""
+    now = utcnow()
+    until = now + dt.timedelta(seconds=runtime.settings.tick_lease_seconds)
+    with runtime.db.session() as session:
+        return SqlStore(session).leases.take(TICK_LEASE, holder, now, until)
+
+
 def _queue_work(
-    runtime: Runtime, requeue: Any, requeue_video: Any
+    runtime: Runtime, requeue: Any, requeue_video: Any, still_held: Any
 ) -> tuple[list[str], list[str], list[str], list[str], list[str], list[str]]:
     """The tick's queueing, under its lease: windows moved on, appeal windows closed, stale
     analyses and the outbox handed to the queue, packing videos too. (moved, closed, stale,
@@ -257,6 +260,12 @@ def _queue_work(
         videos = cases.packing_videos_to_queue(SqlStore(session), runtime.settings)
     handed: list[str] = []
     for claim_id in [*stale, *outbox]:
+        # A broker that takes its time could outlast the lease, and another tick would read
+        # this outbox and queue it again (a review): the lease is extended before each claim,
+        # and a tick that lost it stops; what it handed over is marked below.
+        if not still_held():
+            log.warning("the tick's lease passed to another tick; it queues the rest")
+            break
         try:
             (requeue or (lambda cid: analyse_claim(runtime, cid)))(claim_id)
         except Exception:

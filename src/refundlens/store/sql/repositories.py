@@ -451,7 +451,7 @@ class _Leases:
         # first's row lock, then reads its new ``until`` and changes nothing.
         moved = self.session.execute(
             update(Lease)
-            .where(Lease.name == name, Lease.until <= now)
+            .where(Lease.name == name, or_(Lease.until <= now, Lease.holder == holder))
             .values(holder=holder, until=until)
         )
         if moved.rowcount:  # type: ignore[attr-defined]
