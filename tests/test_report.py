@@ -1005,4 +1005,4 @@ def test_a_downloaded_file_is_named_by_what_its_bytes_are() -> None:
             b"%PDF-1.7",
             b"<script>",
         )
-    ] == ["jpg", "png", "webp", "heic", "heic", "mp4", "mov", "webm", "avi", "pdf", "bin"]
+    ] == ["jpg", "png", "webp", "heic", "heic", "mp4", "mov", "webm", "avi", "bin", "bin"]

@@ -1251,9 +1251,10 @@ def test_evidence_files_open_for_the_merchant_and_the_reviewer_and_a_buyer_opens
         assert got.status == 200 and got.body() == receipt, who
         assert got.headers["content-type"] == "application/octet-stream"
         # Named by what the bytes are, never by the sender's name: without an extension a
-        # packing video opened in no player (a new user's walkthrough).
+        # packing video opened in no player (a new user's walkthrough); a PDF, which a double
+        # click would open with the sender's script, stays .bin (a review).
         assert got.headers["content-disposition"] == (
-            f'attachment; filename="evidence-{merchant_sha[:12]}.pdf"'
+            f'attachment; filename="evidence-{merchant_sha[:12]}.bin"'  # a PDF opens nothing
         )
         assert (
             page.request.get(f"{server.url}/web/claims/{claim_id}/blob/{buyer_sha}").status == 200

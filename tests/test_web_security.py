@@ -363,6 +363,33 @@ def test_the_evidence_form_sent_twice_adds_its_evidence_once(
         # A fresh page, a fresh value.
         again = re.search(r'name="once" value="([^"]+)"', html)
         assert again is not None and again[1] != once[1]
+    # Sent twice where the first brings the shop to its evidence limit: the second is answered
+    # as the first was, not "too many" (a review).
+    most = server.settings.max_evidence_per_party
+    other_page = f"/web/claims/{keys['claim_b']}"
+    with server.client(keys["merchant_b"]) as api:
+        for n in range(most - 1):
+            r = api.post(
+                f"/v1/claims/{keys['claim_b']}/evidence",
+                data={"kind": "statement", "statement": f"note {n}"},
+            )
+            assert r.status_code == 201, r.text
+    with web_login(server, keys["merchant_b"]) as client:
+        html = client.get(other_page).text
+        csrf = page_csrf(client, other_page)
+        once = re.search(r'name="once" value="([^"]+)"', html)
+        assert once is not None
+        answers = [
+            client.post(
+                f"{other_page}/evidence",
+                data={"kind": "statement", "statement": "the last word", "csrf": csrf,
+                      "once": once[1]},
+                headers={"Origin": server.url},
+            ).headers["location"]
+            for _ in range(2)
+        ]  # fmt: skip
+        assert all("?done=evidence" in a for a in answers), answers
+        assert client.get(other_page).text.count("the last word") == 1
 
 
 def test_every_refusal_a_page_explains_is_a_documented_code_said_in_both_languages() -> None:

@@ -238,7 +238,8 @@ def image_mime(data: bytes) -> str:
 def file_extension(data: bytes) -> str:
     """The extension a downloaded file gets, by its first bytes (never by the name its sender
     gave): without one, a packing video saved as ``evidence-3079f4bab59b`` opened in no player
-    (a new user's walkthrough). ``bin`` for what is not known."""
+    (a new user's walkthrough). Pictures and videos only: ``bin`` for anything else, a PDF
+    too, which a double click would open in a reader with the sender's script (a review)."""
     mime = image_mime(data)
     if mime != "application/octet-stream":
         return {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}[mime]
@@ -253,8 +254,6 @@ def file_extension(data: bytes) -> str:
         return "webm" if b"webm" in data[:64] else "mkv"
     if data[:4] == b"RIFF" and data[8:12] == b"AVI ":
         return "avi"
-    if data[:5] == b"%PDF-":
-        return "pdf"
     if data[:4] in (b"II*\x00", b"MM\x00*"):
         return "tif"
     return "bin"

@@ -161,7 +161,12 @@ async def evidence(
     except RefundlensError as exc:
         return _back(request, claim_id, f"error={exc.code}")
 
-    def room() -> None:  # a party at its limit makes the server read and decode nothing
+    try:  # a kind this party may not send is refused before its file is read
+        cases.check_evidence_kind(cases.Actor(user.key_id, user.role), kind)
+    except RefundlensError as exc:
+        return _back(request, claim_id, f"error={exc.code}")
+
+    def room() -> None:  # a party at its limit makes the server decode nothing
         with runtime.db.session() as session:
             claim = session.get(Claim, claim_id)
             if claim is not None:
@@ -172,15 +177,7 @@ async def evidence(
                     runtime.settings,
                 )
 
-    try:
-        await run_in_threadpool(room)
-    except RefundlensError as exc:
-        return _back(request, claim_id, f"error={exc.code}")
     upload = None
-    try:  # a kind this party may not send is refused before its file is read
-        cases.check_evidence_kind(cases.Actor(user.key_id, user.role), kind)
-    except RefundlensError as exc:
-        return _back(request, claim_id, f"error={exc.code}")
     if file is not None and file.filename:
         limit = (
             runtime.settings.video_max_bytes
@@ -197,6 +194,25 @@ async def evidence(
         if len(data) > limit:
             return _back(request, claim_id, "error=media.too_large")
         upload = (file_name(file.filename), data)
+
+    # The form's one-time value, with what it says, is its Idempotency-Key: the same form sent
+    # twice adds its evidence once, and the second is answered as the first was, even where the
+    # first brought the party to its limit (a review: it read "too many"); the page restored by
+    # "back" and sent with other words or another file is another request, not a reused key.
+    fingerprint = idempotency.evidence_fingerprint(claim_id, kind, statement, upload)
+    key = idempotency.key_for(user.key_id, f"web:{once}:{fingerprint}" if once else None)
+
+    def sent_before() -> bool:
+        with runtime.db.session() as session:
+            return idempotency.replayed_evidence(session, key, fingerprint) is not None
+
+    try:
+        if key is not None and await run_in_threadpool(sent_before):
+            return _back(request, claim_id, "done=evidence")
+        await run_in_threadpool(room)
+    except RefundlensError as exc:
+        return _back(request, claim_id, f"error={exc.code}")
+    if upload is not None:
         checked = upload
         try:
             await run_in_threadpool(
@@ -210,12 +226,6 @@ async def evidence(
         except RefundlensError as exc:
             return _back(request, claim_id, f"error={exc.code}")
 
-    # The form's one-time value, with what it says, is its Idempotency-Key: the same form sent
-    # twice adds its evidence once; the page restored by "back" and sent with other words or
-    # another file is another request, not a reused key.
-    fingerprint = idempotency.evidence_fingerprint(claim_id, kind, statement, upload)
-    key = idempotency.key_for(user.key_id, f"web:{once}:{fingerprint}" if once else None)
-
     def add(store: SqlStore, actor: cases.Actor, claim: Claim) -> None:
         if idempotency.replayed_evidence(store.session, key, fingerprint) is not None:
             return
@@ -228,6 +238,8 @@ async def evidence(
         try:
             return _act(request, claim_id, user, "evidence", add)
         except IntegrityError:  # the same form, sent twice at once: the first one added it
+            if key is None:
+                raise
             return _back(request, claim_id, "done=evidence")
 
     try:  # a statement decodes nothing: only a file waits for a decode slot
