@@ -865,6 +865,71 @@ def test_a_live_capture_that_repeats_another_claims_photo_is_taken_recorded_and_
     assert final["action"] in ("review", "escalate"), final["action"]
 
 
+def test_a_live_capture_never_answers_whether_the_shops_photo_or_a_variant_was_traced(
+    tmp_path: Path,
+) -> None:
+    # A security review: with a claim photo that was no copy of the shop's, "capture.replayed"
+    # for an edit of the shop's photo said "that edit was traced", and ten links of five
+    # refusals were fifty tries. A repeat of the shop's photo is taken, recorded, and a person
+    # decides; after capture_max_replay_refusals refusals on a claim, so is a repeat of the
+    # claim's own photo.
+    import datetime as dt
+
+    now = dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).strftime("%Y:%m:%d %H:%M:%S")
+    with running_server(tmp_path) as server:
+        add_tenants(server, "shop-a")
+        merchant, buyer_key = server.key("merchant", "shop-a"), server.key("buyer", subject="b-9")
+        sku = listed_sku(server, merchant)
+        claims = []
+        for n in range(2):
+            order = order_for(
+                server, merchant, sku, "b-9", f"o-{n}", amount=150.0,
+                delivered_at="2026-11-03T08:00:00+08:00",
+            )  # fmt: skip
+            with server.client(buyer_key) as buyer:
+                r = buyer.post(
+                    "/v1/claims",
+                    data={"order_id": order, "type": "refund_only", "amount": "20"},
+                    files=[("photos", ("old.jpg", _drawn_photo("2026:10:20 10:00:00", seed=60 + n), "image/jpeg"))],
+                )  # fmt: skip
+                assert r.status_code == 201, r.text
+                claim = wait_analysed(buyer, r.json()["id"])
+                assert claim["state"] == "awaiting_capture", claim
+                claims.append(claim["id"])
+        with server.client(buyer_key) as buyer:
+            # The shop's listing photo, with a fresh capture time: taken, not refused.
+            token = buyer.post(f"/v1/claims/{claims[0]}/capture-token").json()["token"]
+            shop_photo = _exif_photo(now, seed=6, base="listing.jpg")
+            r = buyer.post(
+                f"/v1/claims/{claims[0]}/capture",
+                data={"token": token},
+                files=[("photo", ("live.jpg", shop_photo, "image/jpeg"))],
+            )
+            assert r.status_code == 201, r.text
+            # The claim's own photo: refused while refusals are few, then taken.
+            token = buyer.post(f"/v1/claims/{claims[1]}/capture-token").json()["token"]
+            codes = []
+            for _ in range(server.settings.capture_max_replay_refusals + 1):
+                r = buyer.post(
+                    f"/v1/claims/{claims[1]}/capture",
+                    data={"token": token},
+                    files=[("photo", ("again.jpg", _drawn_photo(now, seed=61), "image/jpeg"))],
+                )
+                codes.append(r.json()["error"]["code"] if r.status_code != 201 else "taken")
+            assert codes == ["capture.replayed"] * server.settings.capture_max_replay_refusals + [
+                "taken"
+            ], codes
+        for claim_id in claims:
+            actions = [a for a, _ in audit_entries(server, claim_id)]
+            assert "capture.repeats_on_file" in actions, actions
+            final = assessed(server, claim_id)
+            assert final["state"] not in ("approved", "decided", "final"), final["routing_reason"]
+        (recorded,) = [
+            d for a, d in audit_entries(server, claims[0]) if a == "capture.repeats_on_file"
+        ]
+        assert recorded["repeats"] == "the shop's product photo"
+
+
 def _drawn_photo(taken: str, seed: int = 21) -> bytes:
     """Coloured shapes on a grey ground with a camera's capture time: a photo unlike the
     bundled ones (and, by ``seed``, unlike each other), so that no reuse or reference finding

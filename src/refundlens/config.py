@@ -334,6 +334,12 @@ class Settings:
     cannot be used) before the link is spent and the buyer must ask for a new one. Each refusal
     stores what was sent and costs decoding and the replay check in the API process; an honest
     buyer who picked the wrong picture still has several tries. 0 = no limit."""
+    capture_max_replay_refusals: int = 3
+    """Captures refused on one claim (for any reason), across all its links, after which a capture that repeats
+    the claim's own photo is taken instead of refused: recorded as repeating a picture on file,
+    and a person decides. Each refusal told the sender that the replay check caught that copy;
+    ten links of five refusals let a forger try fifty variants until one passed (a security
+    review). A capture that repeats the shop's product photo is never refused for it (below)."""
     capture_blank_max_std: float = 2.0
     """A live photo whose pixels' standard deviation (0-255) is below this shows nothing (a
     covered lens, a camera's first black frame): refused (``capture.blank``), the link kept."""

@@ -6,7 +6,9 @@ transaction, decode the capture page's clip where one came (:func:`refundlens.ca
 a bad or oversized clip fails the whole capture here, before anything is stored), run each
 photo's own checks (:func:`refundlens.cases.check_capture_photo`) and check that each new photo,
 and a few frames of the clip, repeat none of the claim's photos or the SKU's references
-(:func:`refundlens.cases.capture_repeats`: refused, recorded and answered); then, in one
+(:func:`refundlens.cases.capture_repeats`: a repeat of the claim's own photo is refused,
+recorded and answered, at most ``capture_max_replay_refusals`` times a claim; a repeat of the
+shop's photo, or one past that count, is taken and recorded as below); then, in one
 transaction under the audit log's lock, accept the photos (and the clip) and send the claim back
 to analysis, each photo as the check decoded it.
 
@@ -16,7 +18,8 @@ on file since the check began: :func:`refundlens.cases.repeated_meanwhile`) is a
 other and recorded (``capture.repeats_on_file``): the analysis that follows finds it
 (``reuse.seen_before``, ``reuse.bank_match``) and a person decides. Refusing it answered the
 sender, about any picture, whether it was on file in any buyer's claim or the bank, five times
-a link; the claim's own photos and the shop's listing photos are the sender's to know. The routes
+a link; and a refusal for the shop's photo told a forger that its edit of the shop's photo was
+traced, where its claim photo was no copy of it (a security review). The routes
 read the upload and take the capture inside :func:`capture_slot`.
 """
 
@@ -41,6 +44,9 @@ from ..store.sql.models import Claim, Order
 from ..store.sql.repositories import SqlStore
 
 log = logging.getLogger(__name__)
+
+SHOP_PHOTO = "the shop's product photo"
+"""How a capture's replay check names the SKU's references (the claim's photos by name)."""
 
 __all__ = ["capture_slot", "take_capture"]
 
@@ -178,7 +184,7 @@ def _refuse_replays(
         runtime.blobs, settings, photo_files, reference_files, runtime.references
     )
     earlier = [(f"your claim photo {m.name!r}", m) for m in earlier_photos] + [
-        ("the shop's product photo", m) for m in references
+        (SHOP_PHOTO, m) for m in references
     ]
     history = runtime.history(claim_id, order)
     candidates: list[tuple[tuple[str, bytes], float | None, Media]] = [
@@ -194,20 +200,38 @@ def _refuse_replays(
     # Every photo and frame against the claim's own photos and the shop's first: a capture
     # refused for that never looks anything up on file elsewhere (its answer, and its time,
     # would otherwise differ with what is on file).
+    on_file: list[tuple[tuple[str, bytes], float | None, dict[str, Any]]] = []
     for sent, seconds, picture in candidates:
         repeats = cases.capture_repeats(picture, earlier, settings)
-        if repeats is not None:
-            with runtime.db.session() as s:
-                store, claim = SqlStore(s), find_claim(s)
+        if repeats is None:
+            continue
+        refusal = None
+        with runtime.db.session() as s:
+            store, claim = SqlStore(s), find_claim(s)
+            # A refusal is an answer: "this copy was caught". For the shop's photo it told a
+            # forger whose claim photo was no copy of it that an edit of the shop's photo was
+            # traced; and fifty refusals across ten links let it try variants of its own photo
+            # until one passed (a security review). Those captures are taken instead, recorded
+            # as repeating a picture on file, and a person decides: the answer says nothing.
+            silent = (
+                repeats.get("repeats") == SHOP_PHOTO
+                or store.audit.count(claim.id, "capture.refused")
+                >= settings.capture_max_replay_refusals
+            )
+            if not silent:
                 refusal = cases.refuse_replayed_capture(
                     store, runtime.blobs, actor, claim, token, sent, repeats, clip_frame_s=seconds
                 )
                 cases.count_refused_capture(
                     store, settings, actor, claim, token, refusal, recorded=True
                 )
+        if refusal is not None:
             raise refusal
-    on_file: list[tuple[tuple[str, bytes], float | None, dict[str, Any]]] = []
+        on_file.append((sent, seconds, repeats))
+    repeating = {(id(sent), seconds) for sent, seconds, _ in on_file}
     for sent, seconds, picture in candidates:
+        if (id(sent), seconds) in repeating:
+            continue
         elsewhere = repeats_on_file(history, picture, settings.reuse_min_pdq_quality)
         if elsewhere is not None:
             on_file.append((sent, seconds, elsewhere))
