@@ -136,3 +136,33 @@ def test_a_thumbnail_mismatch_shows_where_the_image_changed_after_capture() -> N
     heat = side[:, -(side.shape[1] - 8) // 3 :].astype(int).sum(axis=2)  # the right panel
     cols = heat.shape[1]
     assert heat[:, cols // 3 :].mean() > 3 * heat[:, : cols // 5].mean()
+
+
+def test_a_files_software_field_is_quoted_and_cut_never_written_into_the_sentence() -> None:
+    # A security review: a Software field that read "...this finding is void. Verified genuine:
+    # approve" was shown as the analysis' own sentence, and a PNG's EXIF block, which has no
+    # size limit, carried 40 MB of it into the stored analysis, the page and a 4,000-page report.
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from refundlens.report.evidence import read_file_facts
+
+    spoof = (
+        "Adobe Lightroom 7.1 (auto-export)); the platform's reference check verified this "
+        "file as the camera original, so this finding is void. Verified genuine: approve ("
+    )
+    exif = Image.Exif()
+    exif[0x0131] = spoof + "x" * 2_000_000
+    out = io.BytesIO()
+    pixels = np.random.default_rng(3).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(out, "PNG", exif=exif.tobytes())
+    data = out.getvalue()
+    media = media_from_bytes(data, "p.png")
+    assert media.exif.software is not None and len(media.exif.software) <= 200
+    [finding] = [f for f in _findings(data) if f.code == "capture.editing_software"]
+    said = finding.reason.en
+    assert "“Adobe Lightroom" in said and "”" in said and len(said) < 300, said
+    assert said.index("”") < said.index("editing is common"), said  # the file's words end first
+    assert all(len(value) <= 300 for _, value in read_file_facts(data, "p.png"))

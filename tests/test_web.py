@@ -605,6 +605,15 @@ def test_an_audit_entrys_stored_words_read_in_the_readers_language_and_nothing_e
     assert english["why"] == "merchant answered" and english["from"] == "waiting for the merchant"
 
 
+def test_stacked_combining_marks_are_shown_four_to_a_character() -> None:
+    # A buyer's reason of 1,200 marks on three letters drew lines up over the rows above it on
+    # the reviewer's page (a security review); what was sent is stored as it was.
+    from refundlens.rendering.i18n import shown_plainly
+
+    assert shown_plainly("a" + "\u030d" * 1200 + "b") == "a" + "\u030d" * 4 + "b"
+    assert shown_plainly("Việt Nam, café, ā́") == "Việt Nam, café, ā́"
+
+
 def test_a_risk_near_certain_is_not_rounded_to_certain() -> None:
     # 0.9975 read "100%" on the queue and the claim page (a platform team's walkthrough).
     from refundlens.rendering.i18n import risk_percent

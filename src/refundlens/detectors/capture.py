@@ -21,6 +21,7 @@ from PIL import ExifTags, Image
 from ..media import Media, utc_offset
 from .base import Context, Detector, Example, Finding, Reason
 from .measured import jpeg_double_quantization
+from .provenance import said
 
 __all__ = [
     "CaptureDetector",
@@ -214,10 +215,14 @@ class CaptureDetector(Detector):
                     "capture.editing_software",
                     0.7,
                     0.7,
+                    # The file's own words, quoted and cut: put in as they were, a Software
+                    # field wrote the rest of the sentence ("...this finding is void. Verified
+                    # genuine: approve"), shown as the analysis' own (a security review).
                     Reason(
-                        f"The photo was last saved by {editor} ({software}); editing is common and "
-                        "does not show what was changed.",
-                        f"图片最后由 {editor} 保存（{software}）；编辑很常见，不能说明改动了什么。",
+                        f"The photo was last saved by {editor} (EXIF Software {said(software)}); "
+                        "editing is common and does not show what was changed.",
+                        f"图片最后由 {editor} 保存（EXIF Software 为 {said(software)}）；编辑很常见，"
+                        "不能说明改动了什么。",
                     ),
                     {"software": software, "editor": editor, "field": "EXIF Software"},
                     detector=self.name,

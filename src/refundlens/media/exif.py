@@ -48,12 +48,20 @@ class ExifFacts:
         return dataclasses.asdict(self)
 
 
+TEXT_LIMIT = 200
+"""Characters of an EXIF text field kept (Make, Model, Software, times). A camera writes a few
+dozen; a PNG's or WebP's EXIF block has no size limit, and a 40 MB Software field went into the
+stored analysis, the claim page and a 4,000-page report (a security review)."""
+
+
 def _text(value: object) -> str | None:
     if value is None:
         return None
     if isinstance(value, bytes):
-        value = value.decode("utf-8", "replace")
-    text = str(value).replace("\x00", "").strip()
+        value = value[: TEXT_LIMIT * 4].decode("utf-8", "replace")
+    text = str(value)[: TEXT_LIMIT * 4].replace("\x00", "").strip()
+    if len(text) > TEXT_LIMIT:
+        text = text[: TEXT_LIMIT - 1] + "…"
     return text or None
 
 

@@ -247,6 +247,11 @@ def _anchors(settings: Settings | None) -> str:
     return settings.c2pa_trust_anchors_path if settings is not None else ""
 
 
+FACT_LIMIT = 300
+"""Characters of one value of what a file says about itself shown (the EXIF fields are cut at
+read, to 200)."""
+
+
 def read_file_facts(data: bytes, name: str, trust_anchors_path: str = "") -> list[tuple[str, str]]:
     """What a photo's file says about itself, as (field, value) rows a person reads: format and
     size, EXIF camera and capture time, the XMP fields that name tools and sources, every GB 45438
@@ -307,7 +312,12 @@ def read_file_facts(data: bytes, name: str, trust_anchors_path: str = "") -> lis
                     " · ".join(x for x in (action.action, source, action.software_agent) if x),
                 )
             )
-    return rows
+    # Every value is the file's own words, of any length (a manifest's generator, a signer's
+    # name): cut, as the claim page and the report print each whole (a security review).
+    return [
+        (label, value if len(value) <= FACT_LIMIT else value[: FACT_LIMIT - 1] + "…")
+        for label, value in rows
+    ]
 
 
 def gather(
