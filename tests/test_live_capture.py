@@ -539,3 +539,39 @@ def test_the_same_file_twice_in_one_capture_is_refused_and_the_token_stays_unuse
     token_row = store.claims.capture_token("cap_1")
     assert token_row is not None and token_row.used_at is None
     assert claim.state == "awaiting_capture" and not store.tables.audit
+
+
+def test_a_link_ends_with_the_request_it_was_given_for(tmp_path: Path) -> None:
+    # Two links for one request; a person asks for a capture again before that request's
+    # deadline: the unused link of the first request stays dead (it came back to life, outside
+    # the new request's count of links).
+    store = MemoryStore()
+    blobs = BlobStore(tmp_path)
+    claim, _ = _awaiting_capture(store)
+    claim.deadline_at = utcnow() + dt.timedelta(hours=20)
+    buyer = cases.Actor("key-b", "buyer")
+    first, _ = cases.issue_capture_token(store, buyer, claim, SETTINGS)
+    second, _ = cases.issue_capture_token(store, buyer, claim, SETTINGS)
+    reviewer = cases.Actor("key-r", "reviewer")
+    cases.decide(store, reviewer, claim, "escalate", "a senior looks", None, SETTINGS)
+    cases.decide(store, reviewer, claim, "request_capture", "look again", None, SETTINGS)
+    assert claim.state == "awaiting_capture"
+    for old in (first, second, "cap_1.s3cret"):
+        with pytest.raises(RefundlensError) as ended:
+            cases.capture_claim(store, old)
+        assert ended.value.code == "capture.token_expired"
+    [closed] = [e for e in store.tables.audit if e.action == "claim.window_closed"]
+    assert sorted(closed.details["links_retired"]) == sorted(
+        ["cap_1", first.partition(".")[0], second.partition(".")[0]]
+    )
+    # A capture taken on one link of a request ends the others.
+    third, _ = cases.issue_capture_token(store, buyer, claim, SETTINGS)
+    fourth, _ = cases.issue_capture_token(store, buyer, claim, SETTINGS)
+    cases.accept_capture(
+        store, blobs, SETTINGS, buyer, claim, third, [("live.jpg", _jpeg(_new_scene(), 90))],
+        None, via="page",
+    )  # fmt: skip
+    [accepted] = [e for e in store.tables.audit if e.action == "capture.accepted"]
+    assert accepted.details["links_retired"] == [fourth.partition(".")[0]]
+    row = store.claims.capture_token(fourth.partition(".")[0])
+    assert row is not None and row.used_at is None and row.expires_at <= utcnow()

@@ -49,6 +49,7 @@ __all__ = [
     "issue_capture_token",
     "page_captures_allowed",
     "refuse_replayed_capture",
+    "retire_capture_links",
     "sharpest_frames",
     "signed_recently",
 ]
@@ -117,6 +118,19 @@ def issue_capture_token(
     )
     metrics().capture_requests.labels("link_issued").inc()
     return f"{token.id}.{secret}", expires
+
+
+def retire_capture_links(store: Store, claim: Claim, now: dt.datetime) -> list[str]:
+    """End the claim's unused, unexpired capture links as it stops waiting for a capture, and
+    return their ids. A link belongs to the request it was given for: one left alive (its
+    expiry is the deadline of that request) came back to life when a person asked for a new
+    capture before that deadline, outside the new request's count of links."""
+    retired = []
+    for token in store.claims.capture_tokens_of(claim.id):
+        if token.used_at is None and (aware(token.expires_at) or now) > now:
+            token.expires_at = now
+            retired.append(token.id)
+    return retired
 
 
 _CAMERA_SOURCE = "http://cv.iptc.org/newscodes/digitalsourcetype/digitalCapture"
@@ -349,6 +363,7 @@ def accept_capture(
     if damage_boxes and len(damage_boxes) != len(filed):
         raise RefundlensError("claim.bad_damage_box", "One damage box (or null) per claim photo.")
     row.used_at = now
+    retired = retire_capture_links(store, claim, now)
     claim.capture_request_note = None  # asked and answered: not shown again
     marked: dict[str, list[float] | None] = {}
     for photo, box in zip(filed, damage_boxes, strict=False):
@@ -412,6 +427,7 @@ def accept_capture(
             "captured_at": first[4].isoformat() if first[4] else None,
             "clip": clip_facts,
             "damage_boxes": marked or None,
+            "links_retired": retired or None,
         },
     )
     notify(store, claim.merchant_id, "capture.received", claim)

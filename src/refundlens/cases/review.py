@@ -13,6 +13,7 @@ from ..metrics import metrics
 from ..store.blobs import BlobStore
 from ..store.interface import BankEntry, Claim, Decision, Evidence, Store, new_id, utcnow
 from .actors import SYSTEM, Actor, aware
+from .capture import retire_capture_links
 from .intake import check_order_amount
 from .notifications import notify
 from .states import ClaimState, transition
@@ -272,12 +273,10 @@ def decide(
     if claim.state in (ClaimState.AWAITING_MERCHANT, ClaimState.AWAITING_CAPTURE):
         waited = claim.state
         claim.state = transition(claim.state, ClaimState.UNDER_REVIEW).value
-        store.audit.append(
-            actor.id,
-            "claim.window_closed",
-            claim_id=claim.id,
-            details={"from": waited, "why": f"a person decided: {decision}"},
-        )
+        closed: dict[str, Any] = {"from": waited, "why": f"a person decided: {decision}"}
+        if waited == ClaimState.AWAITING_CAPTURE:
+            closed["links_retired"] = retire_capture_links(store, claim, utcnow()) or None
+        store.audit.append(actor.id, "claim.window_closed", claim_id=claim.id, details=closed)
     if decision == "request_capture":
         claim.state = transition(claim.state, ClaimState.AWAITING_CAPTURE).value
         claim.deadline_at = utcnow() + dt.timedelta(hours=settings.capture_window_hours)
