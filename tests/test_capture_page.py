@@ -147,9 +147,10 @@ CLAIM_PHOTOS = {
 
 
 def _small(jpeg: bytes) -> bytes:
-    """``jpeg`` shrunk to 120 x 90 px, as a chat app's thumbnail sent as a claim photo."""
+    """``jpeg`` shrunk to 200 x 266 px, upright: the narrowest claim photo taken
+    (``claim_photo_min_side``)."""
     out = io.BytesIO()
-    Image.open(io.BytesIO(jpeg)).resize((120, 90)).save(out, "JPEG", quality=90)
+    Image.open(io.BytesIO(jpeg)).resize((200, 266)).save(out, "JPEG", quality=90)
     return out.getvalue()
 
 
@@ -1178,6 +1179,6 @@ def test_a_small_photo_is_drawn_large_enough_to_box_the_damage_with_a_thumb(
         page.goto(url)
         _until(page, "document.querySelector('canvas.mark').width > 0")
         drawn = page.locator("canvas.mark").bounding_box()
-        assert drawn is not None and drawn["width"] >= 250, drawn  # not its own 120 px
+        assert drawn is not None and drawn["width"] >= 250, drawn  # not its own 200 px
         # Drawn to scale: the photo's own shape, not stretched.
-        assert abs(drawn["height"] / drawn["width"] - 90 / 120) < 0.02, drawn
+        assert abs(drawn["height"] / drawn["width"] - 266 / 200) < 0.02, drawn

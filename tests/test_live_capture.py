@@ -575,3 +575,17 @@ def test_a_link_ends_with_the_request_it_was_given_for(tmp_path: Path) -> None:
     assert accepted.details["links_retired"] == [fourth.partition(".")[0]]
     row = store.claims.capture_token(fourth.partition(".")[0])
     assert row is not None and row.used_at is None and row.expires_at <= utcnow()
+
+
+def test_a_live_photo_too_small_to_show_damage_is_refused_before_anything_else() -> None:
+    small = _jpeg(np.asarray(Image.fromarray(_new_scene()).resize((180, 240))), 90)
+    media = media_from_bytes(small, "small.jpg")
+    with pytest.raises(RefundlensError) as refused:
+        cases.check_capture_photo(small, media, None, "cap_1.x", "page", utcnow(), SETTINGS)
+    assert refused.value.code == "media.too_small"
+    assert refused.value.facts == {"width": 180, "height": 240, "claim_photo_min_side": 200}
+    # At the bound it passes that check.
+    media = media_from_bytes(
+        _jpeg(np.asarray(Image.fromarray(_new_scene()).resize((200, 240))), 90), "ok.jpg"
+    )
+    cases.check_capture_photo(small, media, None, "cap_1.x", "page", utcnow(), SETTINGS)

@@ -708,9 +708,11 @@ def _exif_photo(
     seed: int = 3,
     base: str = "claim_unrelated.jpg",
     turn: float = 0.0,
+    scale: float = 1.0,
 ) -> bytes:
     """A bundled photo, turned by ``turn`` degrees (a new angle: another claim may have sent
-    the bundled photo itself) and cropped by ``seed`` pixels, with a camera's capture time."""
+    the bundled photo itself), cropped by ``seed`` pixels and enlarged by ``scale``, with a
+    camera's capture time."""
     import io
 
     from PIL import Image
@@ -721,6 +723,9 @@ def _exif_photo(
         image = image.rotate(turn, Image.Resampling.BICUBIC)
         image = image.crop((width // 8, height // 8, width - width // 8, height - height // 8))
     image = image.crop((seed, seed, image.width - seed, image.height - seed))
+    if scale != 1.0:
+        size = (round(image.width * scale), round(image.height * scale))
+        image = image.resize(size, Image.Resampling.BICUBIC)
     exif = Image.Exif()
     exif[0x010F], exif[0x0110] = "HUAWEI", "P60"
     sub = exif.get_ifd(0x8769)
@@ -899,7 +904,8 @@ def test_a_live_capture_never_answers_whether_the_shops_photo_or_a_variant_was_t
         with server.client(buyer_key) as buyer:
             # The shop's listing photo, with a fresh capture time: taken, not refused.
             token = buyer.post(f"/v1/claims/{claims[0]}/capture-token").json()["token"]
-            shop_photo = _exif_photo(now, seed=6, base="listing.jpg")
+            # (enlarged: the bundled one is under claim_photo_min_side)
+            shop_photo = _exif_photo(now, seed=6, base="listing.jpg", scale=2.0)
             r = buyer.post(
                 f"/v1/claims/{claims[0]}/capture",
                 data={"token": token},
@@ -1359,6 +1365,31 @@ def test_an_animated_generator_output_is_refused_with_what_its_metadata_says_on_
         assert entry.details["code"] == "media.animated"
         assert entry.details["facts"]["provenance"][0]["facts"]["generator"] == "ComfyUI"
     database.dispose()
+
+
+def test_a_photo_too_small_to_show_damage_is_refused_with_what_its_metadata_says(
+    server: Server, shop: dict[str, str]
+) -> None:
+    # A 160 x 120 px file shows a person no damage and no check can judge it: every detector
+    # abstained and the claim read "no pixel evidence found". Refused with its size; a
+    # generator named in its metadata is still put on record.
+    from refundlens.detectors.provenance._examples import comfyui_webp
+
+    with server.client(server.admin) as platform:
+        r = platform.post(
+            "/v1/claims",
+            data={"order_id": shop["order"], "type": "refund_only", "amount": "10"},
+            files=[("photos", ("small.webp", comfyui_webp(), "image/webp"))],
+        )
+    assert r.status_code == 422, r.text
+    error = r.json()["error"]
+    assert error["code"] == "media.too_small" and error["file"]["name"] == "small.webp"
+    assert error["facts"]["width"] == 160 and error["facts"]["height"] == 120
+    assert error["facts"]["claim_photo_min_side"] == server.settings.claim_photo_min_side
+    [said] = error["facts"]["provenance"]
+    assert said["facts"]["generator"] == "ComfyUI"
+    with server.client(shop["buyer"]) as buyer:
+        assert buyer.get("/v1/claims").json()["items"] == []
 
 
 def test_a_buyer_cannot_learn_the_machines_action_by_filtering_its_claims_by_it(

@@ -47,6 +47,11 @@ class Settings:
     progressive JPEG is a pass over every block, so a 220 KB file of 1,000 empty scans took 20 s
     to decode at 8000 x 8000. Cameras write 1, progressive encoders about 10 (the most among
     the 1,144 JPEGs in ../shared/data)."""
+    claim_photo_min_side: int = 200
+    """Shortest side, in pixels, of a claim photo or a live capture; a smaller one is refused
+    (``media.too_small``): it shows a person no damage, and no check can judge it (the reference
+    check leaves a 198 px copy of the listing photo unresolved, pixel forensics and the OCR of
+    the corners need more). Listing photos and evidence are not bound by it."""
     analysis_side: int = 1024
     """Longest side, in pixels, of the reduced copy that matching and residuals work on."""
 

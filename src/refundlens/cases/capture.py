@@ -27,7 +27,7 @@ from ..store.interface import (
     utcnow,
 )
 from .actors import Actor, aware
-from .intake import add_photo_prints, refuse_repeated_files
+from .intake import add_photo_prints, refuse_repeated_files, refuse_too_small
 from .notifications import notify
 from .states import ClaimState, transition
 
@@ -298,6 +298,7 @@ def check_capture_photo(
     among the pictures on file, so that a stale or blank file is refused as such and never
     tells the sender whether it is on file (the replay check would answer a different refusal:
     a buyer could ask about any picture, five times a link)."""
+    refuse_too_small(media, settings)
     _shows_something(media, settings)
     proof = capture_signature(data, media, signature, settings, token) if via == "app" else None
     taken = _fresh(media, proof is not None or via == "page", now, settings)

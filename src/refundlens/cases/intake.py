@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from ..config import Settings
 from ..detectors.base import DamageBox
-from ..errors import RefundlensError
+from ..errors import MediaError, RefundlensError
 from ..media import Media, media_from_bytes
 from ..metrics import metrics
 from ..pipeline import describe_refusal
@@ -33,6 +33,7 @@ __all__ = [
     "CLOSED_STATES",
     "REMOVED_BOX",
     "ClaimFiles",
+    "PhotoTooSmall",
     "check_claim_request",
     "check_rejected_on_order",
     "create_claim",
@@ -40,6 +41,7 @@ __all__ = [
     "parse_damage_boxes",
     "prepare_claim_files",
     "record_refused_file",
+    "refuse_too_small",
 ]
 
 
@@ -172,7 +174,9 @@ def prepare_claim_files(
     decoded = []
     for index, (name, data) in enumerate(photos):
         try:
-            decoded.append((name, data, media_from_bytes(data, name, settings)))
+            media = media_from_bytes(data, name, settings)
+            refuse_too_small(media, settings)
+            decoded.append((name, data, media))
         except RefundlensError as exc:  # with several photos, say which one
             # Still refused, but what a refused file's metadata says (an animated ComfyUI
             # output names its generator) goes into the error's facts and the audit log.
@@ -188,6 +192,33 @@ def prepare_claim_files(
         photos=[(name, blobs.put(data), media) for name, data, media in decoded],
         videos=[(name, blobs.put(data)) for name, data in videos],
     )
+
+
+class PhotoTooSmall(MediaError):
+    """``media.too_small``, with the decoded picture (``still``) whose metadata is still read."""
+
+    def __init__(self, still: Media, message: str, facts: dict[str, object]) -> None:
+        super().__init__("media.too_small", message, facts)
+        self.still = still
+
+
+def refuse_too_small(media: Media, settings: Settings) -> None:
+    """Refuse a claim photo or a live capture whose shortest side is under
+    ``claim_photo_min_side`` (``media.too_small``). The refusal keeps the decoded picture
+    (``still``) so that what its metadata says (a generator's name) is read into the error and
+    the audit log as for an animated file (:func:`refundlens.pipeline.describe_refusal`)."""
+    side = min(media.width, media.height)
+    if side < settings.claim_photo_min_side:
+        raise PhotoTooSmall(
+            media,
+            f"The photo is {media.width} x {media.height} pixels; send one whose shorter side "
+            f"is at least {settings.claim_photo_min_side} pixels, with the damage in view.",
+            {
+                "width": media.width,
+                "height": media.height,
+                "claim_photo_min_side": settings.claim_photo_min_side,
+            },
+        )
 
 
 def add_photo_prints(store: Store, claim: Claim, media: Media) -> None:

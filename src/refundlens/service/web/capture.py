@@ -217,6 +217,10 @@ def _hint(request: Request, exc: RefundlensError) -> str:
             "capture.in_progress": words(
                 "The photos you sent are still being checked: wait for that answer."
             ),
+            "media.too_small": words(
+                "A photo is too small to show the damage. Take it again with the camera at its "
+                "normal size."
+            ),
         }.get(exc.code)
         if hint is None and exc.code in _TOO_BIG:
             # A phone's 108 MP mode, or a photo saved at full size: the fix is in the buyer's

@@ -44,6 +44,7 @@ SENTENCES: dict[str, str] = {
     "media.too_many_pixels": "The picture has too many pixels.",
     "media.animated": "Animated pictures are not taken: send a single photo.",
     "media.empty": "The file is empty.",
+    "media.too_small": "The picture is too small to show the damage.",
     "media.video_too_long": "The video is too long.",
     "media.video_unreadable": "The video could not be read.",
     "request.bad_field": "A field holds what it may not (too long, or characters it cannot hold).",
