@@ -604,15 +604,18 @@ def test_a_platform_with_a_webhook_gets_a_copy_of_every_shops_events(tmp_path: P
     assert copy["buyer_note"] == mine["buyer_note"] == "not the item sent"
 
 
-def _appeal(runtime: Runtime, claim_id: str, reason: str, settings: Settings) -> None:
-    """The buyer's appeal, in a transaction of its own."""
+def _appeal(
+    runtime: Runtime, claim_id: str, reason: str, settings: Settings, role: str = "buyer"
+) -> None:
+    """The buyer's (or ``role``'s) appeal, in a transaction of its own."""
     from refundlens import cases
     from refundlens.store.sql.models import Claim
     from refundlens.store.sql.repositories import SqlStore
 
     with runtime.db.session() as session:
+        actor = BUYER if role == "buyer" else cases.Actor(f"key-{role}", role)
         cases.appeal(
-            SqlStore(session), BUYER, session.get(Claim, claim_id), reason, settings=settings
+            SqlStore(session), actor, session.get(Claim, claim_id), reason, settings=settings
         )
 
 
@@ -959,6 +962,47 @@ def test_a_claim_is_appealed_at_most_max_appeals_per_claim_times_after_its_decis
     with runtime.db.session() as session:
         assert len(SqlStore(session).claims.decisions_of(claim_id)) == 3
         assert session.get(Claim, claim_id).state == S.DECIDED.value
+
+
+def test_routing_hands_a_claim_a_person_or_the_merchant_had_a_hand_in_back_to_a_person() -> None:
+    # A security review: the analysis after a live photo approved a claim the merchant had
+    # answered ("please reject"), one a reviewer had sent for the photo, and one that, with the
+    # order's other claims, took more than the order's amount (500 paid on an order of 300).
+    live = ClaimFacts(
+        "return_and_refund", 300.0, 2, True, vouched_for=True, live_capture_confirms_damage=True
+    )
+    assert route("approve", live, RULES) == (S.APPROVED, "nothing doubtful: approved automatically")
+    # The merchant may answer an overdrawn claim; one it answered, or a person handled, goes
+    # straight to a person (a second review: a window of its own made the buyer wait 48 h
+    # for an answer the merchant had given).
+    for changed, said, then in (
+        ({"order_amount": 300.0, "claimed_on_order": 200.0}, "on this order of 300", S.AWAITING_MERCHANT),
+        ({"person_involved": True}, "a person decided on this claim before", S.UNDER_REVIEW),
+        ({"merchant_answered": True}, "the merchant answered the claim with evidence", S.UNDER_REVIEW),
+    ):  # fmt: skip
+        state, why = route("approve", dataclasses.replace(live, **changed), RULES)
+        assert state == then and said in why, (changed, why)
+    # The order's whole amount, to the cent, is still approved.
+    fits = dataclasses.replace(live, order_amount=500.0, claimed_on_order=200.0)
+    assert route("approve", fits, RULES)[0] == S.APPROVED
+
+
+def test_each_side_has_its_own_appeals(tmp_path: Path) -> None:
+    # Counted per claim, the merchant's appeals of two approvals spent the buyer's appeal of
+    # the rejection that followed (a security review).
+    from refundlens.errors import RefundlensError
+
+    settings = Settings(data_dir=str(tmp_path), max_appeals_per_claim=2)
+    runtime, claim_id = _claim_awaiting_capture(settings)
+    _decide(runtime, claim_id, "approve", "looks broken", settings)
+    for outcome in ("approve", "reject"):
+        _appeal(runtime, claim_id, "it left intact", settings, role="merchant")
+        _decide(runtime, claim_id, outcome, "looked again", settings)
+    _appeal(runtime, claim_id, "it did arrive broken", settings)  # the buyer's first
+    _decide(runtime, claim_id, "approve", "looked again", settings)
+    with pytest.raises(RefundlensError) as refused:
+        _appeal(runtime, claim_id, "a third time", settings, role="merchant")
+    assert refused.value.code == "appeal.limit_reached" and "merchant" in refused.value.message
 
 
 def test_only_the_side_a_decision_went_against_appeals_it() -> None:

@@ -1155,6 +1155,104 @@ def test_a_live_photo_that_shows_nothing_is_refused_and_the_link_kept(
                 assert r.json()["error"]["code"] == "capture.blank"
 
 
+def _filed_drawn(server: Server, key: str, order: str, kind: str, amount: float, seed: int) -> str:
+    """A claim on ``order`` with a drawn photo of its own (``seed``), analysed: its id."""
+    with server.client(key) as buyer:
+        r = buyer.post(
+            "/v1/claims",
+            data={"order_id": order, "type": kind, "amount": str(amount)},
+            files=[("photos", ("p.jpg", _drawn_photo("2026:11:04 10:00:00", seed=seed), "image/jpeg"))],
+        )  # fmt: skip
+        assert r.status_code == 201, r.text
+        wait_analysed(buyer, r.json()["id"])
+    return str(r.json()["id"])
+
+
+def _captured(server: Server, key: str, claim_id: str, live: bytes) -> dict:  # type: ignore[type-arg]
+    """The claim as staff read it once ``live`` was taken as its live capture and analysed."""
+    with server.client(key) as buyer:
+        token = buyer.post(f"/v1/claims/{claim_id}/capture-token").json()["token"]
+        r = buyer.post(
+            f"/v1/claims/{claim_id}/capture",
+            data={"token": token},
+            files=[("photo", ("live.jpg", live, "image/jpeg"))],
+        )
+        assert r.status_code == 201, r.text
+        wait_analysed(buyer, claim_id)
+    return assessed(server, claim_id)
+
+
+def _decided(server: Server, key: str, claim_id: str, decision: str) -> int:
+    """A reviewer's ``decision`` on the claim: the answer's status."""
+    with server.client(key) as person:
+        r = person.post(
+            f"/v1/claims/{claim_id}/decision", json={"decision": decision, "reason": "looked"}
+        )
+        return r.status_code
+
+
+def test_a_live_photo_does_not_approve_a_claim_the_merchant_answered_or_that_would_overdraw_its_order(
+    tmp_path: Path,
+) -> None:
+    # A security review: the analysis after a live photo approved (1) a claim the merchant had
+    # answered with evidence while it waited for the photo, and (2) a claim rejected, appealed
+    # and sent for a live photo by a reviewer after another claim had taken the order's
+    # amount: 500 paid on an order of 300. Both go to a person now. The policy approves after a
+    # capture without a confirmed box, as the review's did, and the live photo shows the
+    # product (a new exposure of the bundled genuine photo): only the new rules stop them.
+    import datetime as dt
+
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("routing:\n  capture_must_confirm_damage: false\n")
+    now = dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).strftime("%Y:%m:%d %H:%M:%S")
+    live = _exif_photo(now, seed=4, base="claim_genuine.jpg", scale=2.0)
+    for case in ("answered", "overdrawn"):
+        # A server each: the same live photo twice would be a repeat (reuse.seen_before).
+        with running_server(tmp_path / case, policy_path=str(policy)) as server:
+            add_tenants(server, "shop-a")
+            merchant = server.key("merchant", "shop-a")
+            reviewer = server.key("reviewer", assign=["shop-a"])
+            buyer_key = server.key("buyer", subject="b-7")
+            sku = listed_sku(server, merchant)
+
+            if case == "answered":  # the merchant answers while the claim waits for a photo
+                order = order_for(
+                    server, merchant, sku, "b-7", "o-1", amount=150.0,
+                    delivered_at="2026-11-03T08:00:00+08:00",
+                )  # fmt: skip
+                claim = _filed_drawn(server, buyer_key, order, "refund_only", 150.0, 71)
+                assert assessed(server, claim)["state"] == "awaiting_capture"
+                with server.client(merchant) as shop:
+                    r = shop.post(
+                        f"/v1/claims/{claim}/evidence",
+                        data={"kind": "statement", "statement": "it left intact, please reject"},
+                    )
+                    assert r.status_code == 201 and r.json()["claim_state"] == "awaiting_capture"
+                said, then = "merchant answered", "under_review"
+            else:  # another claim takes the order's amount while the first is appealed
+                order = order_for(
+                    server, merchant, sku, "b-7", "o-2", amount=300.0,
+                    delivered_at="2026-11-03T08:00:00+08:00",
+                )  # fmt: skip
+                claim = _filed_drawn(server, buyer_key, order, "return_and_refund", 300.0, 72)
+                assert _decided(server, reviewer, claim, "escalate") == 200
+                assert _decided(server, reviewer, claim, "reject") == 200
+                second = _filed_drawn(server, buyer_key, order, "refund_only", 200.0, 73)
+                if assessed(server, second)["state"] != "under_review":
+                    assert _decided(server, reviewer, second, "escalate") == 200
+                assert _decided(server, reviewer, second, "approve") == 200
+                with server.client(buyer_key) as buyer:
+                    r = buyer.post(f"/v1/claims/{claim}/appeal", json={"reason": "it broke"})
+                    assert r.status_code == 200, r.text
+                over = _decided(server, reviewer, claim, "approve")
+                assert over == 409  # claim.over_order_amount
+                assert _decided(server, reviewer, claim, "request_capture") == 200
+                said, then = "on this order of 300", "awaiting_merchant"
+            after = _captured(server, buyer_key, claim, live)
+            assert after["state"] == then, after["routing_reason"]
+            assert said in after["routing_reason"], after["routing_reason"]
+
+
 def test_an_automatic_approval_can_be_appealed_by_the_merchant_to_a_person(
     tmp_path: Path,
 ) -> None:
@@ -1376,11 +1474,13 @@ def test_a_photo_too_small_to_show_damage_is_refused_with_what_its_metadata_says
     from refundlens.detectors.provenance._examples import comfyui_webp
 
     with server.client(server.admin) as platform:
+        before = platform.get("/v1/claims", params={"limit": 200}).json()["items"]
         r = platform.post(
             "/v1/claims",
             data={"order_id": shop["order"], "type": "refund_only", "amount": "10"},
             files=[("photos", ("small.webp", comfyui_webp(), "image/webp"))],
         )
+        assert platform.get("/v1/claims", params={"limit": 200}).json()["items"] == before
     assert r.status_code == 422, r.text
     error = r.json()["error"]
     assert error["code"] == "media.too_small" and error["file"]["name"] == "small.webp"
@@ -1388,8 +1488,6 @@ def test_a_photo_too_small_to_show_damage_is_refused_with_what_its_metadata_says
     assert error["facts"]["claim_photo_min_side"] == server.settings.claim_photo_min_side
     [said] = error["facts"]["provenance"]
     assert said["facts"]["generator"] == "ComfyUI"
-    with server.client(shop["buyer"]) as buyer:
-        assert buyer.get("/v1/claims").json()["items"] == []
 
 
 def test_a_buyer_cannot_learn_the_machines_action_by_filtering_its_claims_by_it(

@@ -529,6 +529,20 @@ def test_the_audit_log_chains_and_verifies(kit: Kit) -> None:
         assert store.audit.verify() == (2, None)
 
 
+def test_the_audit_log_counts_and_reads_back_a_claims_entries_by_action(kit: Kit) -> None:
+    with kit.open() as store:
+        for by in ("merchant", "buyer", "merchant"):
+            store.audit.append("k", "claim.appealed", claim_id="clm_1", details={"by": by})
+        store.audit.append("k", "claim.appealed", claim_id="clm_2", details={"by": "buyer"})
+        store.audit.append("k", "claim.assigned", claim_id="clm_1")
+    with kit.open() as store:
+        assert store.audit.count("clm_1", "claim.appealed") == 3
+        said = store.audit.details_of("clm_1", "claim.appealed")
+        assert [d["by"] for d in said] == ["merchant", "buyer", "merchant"]
+        assert store.audit.details_of("clm_1", "claim.assigned") == [{}]
+        assert store.audit.details_of("clm_3", "claim.appealed") == []
+
+
 def test_access_knows_reviewer_keys_and_their_merchants(kit: Kit) -> None:
     kit.seed("m1", reviewer="rev-1")
     kit.seed("m2")
@@ -541,7 +555,7 @@ def test_access_knows_reviewer_keys_and_their_merchants(kit: Kit) -> None:
 
 
 def _photo(seed: int) -> bytes:
-    pixels = np.random.default_rng(seed).integers(0, 255, (96, 128, 3), dtype=np.uint8)
+    pixels = np.random.default_rng(seed).integers(0, 255, (200, 256, 3), dtype=np.uint8)
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, "JPEG", quality=90)
     return buffer.getvalue()

@@ -673,7 +673,15 @@ def test_routing_reasons_are_shown_in_the_readers_language() -> None:
         for rejected_before in (False, True)
         for r in (rules, dataclasses.replace(rules, auto_approve_after_capture=False))
     }
-    assert len(reasons) == 16, sorted(reasons)
+    # What a person's or the merchant's hand, or the order's amount, adds.
+    plain = ClaimFacts("refund_only", 20.0, 1, True)
+    for changed in (
+        {"order_amount": 10.0},
+        {"person_involved": True},
+        {"merchant_answered": True},
+    ):
+        reasons.add(route("approve", dataclasses.replace(plain, **changed), rules)[1])
+    assert len(reasons) == 19, sorted(reasons)
     untranslated = [r for r in reasons if routing_reason(r, "zh_CN") == r]
     assert untranslated == []
 

@@ -502,9 +502,10 @@ class Settings:
     approved two years ago could still be reopened (a new user's walkthrough: the documented
     state ``final`` was never reached)."""
     max_appeals_per_claim: int = 2
-    """Appeals of a claim after a person's decisions (``appeal.limit_reached`` once it has had
-    this many decisions after the first): each appeal takes a reviewer's time and sends the
-    merchant a webhook, and nothing ever closed a claim's appeals."""
+    """Appeals of a claim by each side (the buyer, the merchant, an admin; ``appeal.limit_reached``
+    once that side has appealed this many times): each appeal takes a reviewer's time and sends
+    the merchant a webhook, and nothing ever closed a claim's appeals. Per side, so that the
+    side a decision favoured cannot spend the other's appeals."""
     claims_within_order_amount: bool = True
     """Hold an order's claims together to its amount (``claim.over_order_amount``): each
     claim's amount while open or approved, the decided part of a partial refund, nothing once

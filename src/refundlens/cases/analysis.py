@@ -19,7 +19,7 @@ from ..store.blobs import BlobStore
 from ..store.interface import Assessment, Claim, Order, Store, VideoFingerprint, new_id, utcnow
 from .actors import SYSTEM, aware
 from .notifications import notify
-from .review import withdraw_from_bank
+from .review import DECISIONS, EVIDENCE_KINDS, withdraw_from_bank
 from .routing import ClaimFacts, RoutingRules, facts_from_report, route
 from .states import ClaimState, transition
 
@@ -225,6 +225,14 @@ def fail_analysis(
     return claim
 
 
+# What a person's hand on a claim leaves in its audit log (decide, appeal).
+_PERSON_ACTIONS = (*(f"decision.{d}" for d in DECISIONS), "claim.appealed")
+
+
+def _person_involved(store: Store, claim_id: str) -> bool:
+    return any(store.audit.count(claim_id, action) > 0 for action in _PERSON_ACTIONS)
+
+
 def finish_analysis(
     store: Store,
     claim_id: str,
@@ -273,6 +281,12 @@ def finish_analysis(
             order_rejected_before=bool(store.claims.rejected_on_order(claim.order_id, claim.id)),
             claimed_on_order=store.claims.claimed_on_order(claim.order_id, besides=claim.id),
             currency=order_currency,
+            order_amount=order.amount if order is not None else None,
+            person_involved=_person_involved(store, claim.id),
+            merchant_answered=any(
+                store.evidence.count_by(claim.id, party, EVIDENCE_KINDS) > 0
+                for party in ("merchant", "admin")
+            ),
         ),
         rules,
     )
@@ -283,6 +297,7 @@ def finish_analysis(
     claim.deadline_at = {
         ClaimState.AWAITING_MERCHANT: now + dt.timedelta(hours=settings.merchant_response_hours),
         ClaimState.AWAITING_CAPTURE: now + dt.timedelta(hours=settings.capture_window_hours),
+        ClaimState.UNDER_REVIEW: now + dt.timedelta(hours=settings.review_sla_hours),
     }.get(target)
     store.audit.append(
         SYSTEM.id,

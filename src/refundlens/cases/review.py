@@ -471,12 +471,17 @@ def appeal(
             "appeal.in_your_favour",
             "This decision went your way: only the other party may appeal it.",
         )
-    appealed = store.audit.count(claim.id, "claim.appealed")
+    # Per side: counted per claim, the merchant's two appeals of approvals spent the buyer's
+    # appeal of the rejection that followed (a security review).
+    appealed = sum(
+        1 for d in store.audit.details_of(claim.id, "claim.appealed") if d.get("by") == actor.role
+    )
     if appealed >= settings.max_appeals_per_claim:
         raise RefundlensError(
             "appeal.limit_reached",
-            f"This claim was appealed {appealed} times already (max_appeals_per_claim): the "
-            "decision stands; the platform's support can still be asked.",
+            f"This claim was appealed by the {actor.role} {appealed} times already "
+            "(max_appeals_per_claim, per side): the decision stands; the platform's support can "
+            "still be asked.",
         )
     claim.state = transition(claim.state, ClaimState.APPEALED).value
     store.audit.append(

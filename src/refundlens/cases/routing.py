@@ -144,6 +144,18 @@ class ClaimFacts:
     security review)."""
     currency: str = "CNY"
     """The order's currency: the amount limits apply only to amounts in the policy's."""
+    order_amount: float | None = None
+    """The order's amount (None: no order known). No claim is approved automatically that would
+    take, with the order's other claims, more than it: a claim rejected, appealed and sent for a
+    live photo after another claim took the amount was approved on top of it (a security
+    review: 500 paid on an order of 300)."""
+    person_involved: bool = False
+    """A person decided on the claim before (a decision, a request for a live photo, an
+    escalation) or it was appealed: the analysis that follows a live photo a person asked for
+    hands the claim back to a person, never approves it on its own."""
+    merchant_answered: bool = False
+    """Someone other than the buyer (the merchant, a platform admin) added evidence to the
+    claim: it is contested, and a person weighs that evidence."""
 
     @property
     def order_total(self) -> float:
@@ -275,6 +287,25 @@ def route(action: str, facts: ClaimFacts, rules: RoutingRules) -> tuple[ClaimSta
         return (
             ClaimState.AWAITING_MERCHANT,
             f"the analysis says {action}: the merchant may answer, then a person decides",
+        )
+    if facts.order_amount is not None and facts.order_total - facts.order_amount >= 0.005:
+        # To the cent, as filing checks it (intake.check_order_amount).
+        return (
+            ClaimState.AWAITING_MERCHANT,
+            f"with the order's other claims, {facts.order_total:g} is claimed on this order of "
+            f"{facts.order_amount:g}: a person decides",
+        )
+    # Straight to a person: the merchant has had its say (a window of its own would make the
+    # buyer wait merchant_response_hours for an answer already given: a security review).
+    if facts.person_involved:
+        return (
+            ClaimState.UNDER_REVIEW,
+            "a person decided on this claim before, or it was appealed: a person decides again",
+        )
+    if facts.merchant_answered:
+        return (
+            ClaimState.UNDER_REVIEW,
+            "the merchant answered the claim with evidence: a person weighs it",
         )
     if facts.live_capture_on_file:
         # The analysis counts only claims filed before this one: a live photo that repeats a

@@ -85,6 +85,13 @@ _ROUTING_REASONS = (
         r"provenance\): above (?P<limit>[\d.]+), a live photo is asked for",
         (),
     ),
+    (
+        r"with the order's other claims, (?P<total>[\d.e+]+) is claimed on this order of "
+        r"(?P<amount>[\d.e+]+): a person decides",
+        (),
+    ),
+    (r"a person decided on this claim before, or it was appealed: a person decides again", ()),
+    (r"the merchant answered the claim with evidence: a person weighs it", ()),
     (r"a claim without photos always goes to a person", ()),
     (r"a claim on this order was rejected before: a person decides", ()),
     (r"nothing doubtful: approved automatically", ()),

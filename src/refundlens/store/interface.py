@@ -325,6 +325,10 @@ class AuditLog(Protocol):
         """How many entries about ``claim_id`` record ``action``."""
         ...
 
+    def details_of(self, claim_id: str, action: str) -> list[dict[str, Any]]:
+        """The details of each entry about ``claim_id`` that records ``action``, oldest first."""
+        ...
+
 
 class Store(Protocol):
     """One unit of work over every subject the workflow touches."""

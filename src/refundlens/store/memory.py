@@ -417,6 +417,13 @@ class _AuditLog:
     def count(self, claim_id: str, action: str) -> int:
         return sum(1 for e in self.t.audit if e.claim_id == claim_id and e.action == action)
 
+    def details_of(self, claim_id: str, action: str) -> list[dict[str, Any]]:
+        return [
+            dict(e.details or {})
+            for e in self.t.audit
+            if e.claim_id == claim_id and e.action == action
+        ]
+
     def append(
         self,
         actor: str,

@@ -487,6 +487,14 @@ class _AuditLog:
             ).scalar_one()
         )
 
+    def details_of(self, claim_id: str, action: str) -> list[dict[str, Any]]:
+        rows = self.session.execute(
+            select(AuditEntry.details)
+            .where(AuditEntry.claim_id == claim_id, AuditEntry.action == action)
+            .order_by(AuditEntry.seq)
+        ).scalars()
+        return [dict(details or {}) for details in rows]
+
     def append(
         self,
         actor: str,
