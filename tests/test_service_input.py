@@ -653,6 +653,40 @@ def test_a_second_open_claim_on_an_order_is_refused_before_its_files_are_stored(
     assert routed["routing_reason"] == "a claim on this order was rejected before: a person decides"
 
 
+def test_a_partial_refund_stands_like_a_rejection_of_the_rest(
+    server: Server, shop: dict[str, str]
+) -> None:
+    # A security review: a person granted 30 of 150, the buyer filed the other 120 with the
+    # same photo and it was approved automatically. The rest is appealed, not filed again.
+    order = _new_order(server, shop, "o-partial", 150)
+    form = {"order_id": order, "type": "refund_only", "amount": "150"}
+    with server.client(shop["buyer"]) as buyer:
+        first = buyer.post("/v1/claims", data=form)  # no photo: a person decides
+        assert first.status_code == 201, first.text
+        wait_analysed(buyer, first.json()["id"])
+    _decide(
+        server, shop, first.json()["id"],
+        {"decision": "partial", "amount": 30, "reason": "only the lid was chipped"},
+    )  # fmt: skip
+    with server.client(shop["buyer"]) as buyer:
+        again = buyer.post(
+            "/v1/claims",
+            data=form | {"amount": "120"},
+            files=[("photos", ("c.jpg", _genuine_photo(), "image/jpeg"))],
+        )
+        assert again.status_code == 409, again.text
+        assert again.json()["error"]["code"] == "claim.rejected_on_order"
+        other = buyer.post(
+            "/v1/claims",
+            data=form | {"type": "return_and_refund", "amount": "120"},
+            files=[("photos", ("c.jpg", _genuine_photo(), "image/jpeg"))],
+        )
+        assert other.status_code == 201, other.text
+        wait_analysed(buyer, other.json()["id"])
+    routed = assessed(server, other.json()["id"])
+    assert routed["state"] == "awaiting_merchant", routed["routing_reason"]
+
+
 def test_an_upload_that_finds_no_decode_slot_is_answered_busy_and_stores_nothing(
     tmp_path: Path,
 ) -> None:

@@ -347,10 +347,16 @@ def test_what_an_orders_claims_hold_counts_the_latest_decision_of_each(kit: Kit)
         assert store.claims.claimed_on_order(order.id, besides=reopened.id) == pytest.approx(14.0)
         outcomes = [d.outcome for d in store.claims.decisions_of(partial.id)]
         assert outcomes == ["rejected", "partial"]
-        # Only the rejection that stands: not the one a later partial refund replaced, nor the
-        # one reopened by an appeal.
-        assert store.claims.rejected_on_order(order.id) == [(rejected.id, rejected.claim_type)]
-        assert store.claims.rejected_on_order(order.id, besides=rejected.id) == []
+        # The decisions that stand against the buyer: the partial refund (a rejection of the
+        # rest, which replaced the first rejection) and the rejection; not the one reopened by
+        # an appeal.
+        assert store.claims.rejected_on_order(order.id) == [
+            (partial.id, partial.claim_type),
+            (rejected.id, rejected.claim_type),
+        ]
+        assert store.claims.rejected_on_order(order.id, besides=rejected.id) == [
+            (partial.id, partial.claim_type)
+        ]
 
 
 def test_claims_are_numbered_queued_and_beat_only_while_their_attempt_runs(kit: Kit) -> None:

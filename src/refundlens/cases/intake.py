@@ -104,7 +104,8 @@ def check_claim_request(
 
 
 def check_rejected_on_order(store: Store, order: Order, claim_type: str) -> None:
-    """Refuse a claim of the type of one on this order whose rejection stands: a rejection is
+    """Refuse a claim of the type of one on this order whose rejection (or partial refund, a
+    rejection of the rest) stands: a rejection is
     contested by appeal (``max_appeals_per_claim``), not by filing again with other photos until
     one is approved. A claim of another type (a return after a refund-only claim was refused) is
     taken, and goes to a person (``ClaimFacts.order_rejected_before``)."""
@@ -112,8 +113,8 @@ def check_rejected_on_order(store: Store, order: Order, claim_type: str) -> None
         if rejected_type == claim_type:
             raise RefundlensError(
                 "claim.rejected_on_order",
-                f"A {claim_type} claim on this order was rejected ({claim_id}); appeal that "
-                "claim instead of filing another.",
+                f"A {claim_type} claim on this order was rejected, or refunded in part "
+                f"({claim_id}); appeal that claim instead of filing another.",
             )
 
 

@@ -189,7 +189,8 @@ class Claims(Protocol):
 
     def rejected_on_order(self, order_id: str, besides: str | None = None) -> list[tuple[str, str]]:
         """(id, type) of the order's claims (all but ``besides``) whose rejection stands: closed
-        (``decided``, ``final``) with a rejection as their latest decision."""
+        (``decided``, ``final``) with a rejection or a partial refund (a rejection of the rest)
+        as their latest decision (:data:`refundlens.store.sql.models.REFUSING_OUTCOMES`)."""
         ...
 
     def submitted_queue(self) -> list[tuple[str, dt.datetime | None]]:

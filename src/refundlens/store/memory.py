@@ -16,6 +16,7 @@ from typing import Any
 
 from .sql.audit import GENESIS, AuditProblem, chained, check_entry
 from .sql.models import (
+    REFUSING_OUTCOMES,
     ApiKey,
     Assessment,
     AuditEntry,
@@ -270,7 +271,7 @@ class _Claims:
             if (
                 claim.state in ("decided", "final")
                 and decided
-                and decided[-1].outcome == "rejected"
+                and decided[-1].outcome in REFUSING_OUTCOMES
             ):
                 out.append((claim.id, claim.claim_type))
         return out

@@ -319,6 +319,13 @@ class Decision(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
+REFUSING_OUTCOMES = frozenset({"rejected", "partial"})
+"""Decisions that refuse the buyer what it claimed, in whole or in part: while one stands, a
+claim of the same type on the order is an appeal in disguise, and one of another type goes to a
+person. A partial refund left out, a buyer filed the rest again and it was approved
+automatically (a security review: 150 of 150 paid where a person granted 30)."""
+
+
 def granted_amount(claim: Claim, latest: Decision | None) -> float:
     """What ``claim`` holds on its order: all of its amount while it is open (an appeal reopens
     a rejected claim) or approved (automatically, with no decision); once a person's decision

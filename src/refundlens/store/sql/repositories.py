@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from . import audit
 from .db import Database
 from .models import (
+    REFUSING_OUTCOMES,
     ApiKey,
     Assessment,
     AuditEntry,
@@ -262,7 +263,7 @@ class _Claims:
             .order_by(Claim.seq)
         ).scalars():
             decided = self.decisions_of(claim.id)
-            if claim.id != besides and decided and decided[-1].outcome == "rejected":
+            if claim.id != besides and decided and decided[-1].outcome in REFUSING_OUTCOMES:
                 out.append((claim.id, claim.claim_type))
         return out
 
