@@ -267,6 +267,22 @@ def test_a_claims_analysis_uses_only_references_that_existed_when_it_was_filed(k
             "a@1.0", "added-later.jpg", "b@1.0", "listing.jpg"
         ]  # fmt: skip
 
+    # A claim filed later on the same order (the first one rejected, not as forged; the same
+    # photo filed as another type) compares what the first claim compared: the shop's copy of
+    # the photo with its damage painted out, added meanwhile, would make it look derived.
+    with kit.open() as store:
+        later = Claim(
+            id=new_id("clm"), seq=2, order_id=order.id, merchant_id="m1", buyer_id="b1",
+            claim_type="return_and_refund", amount=10.0, state="analysing",
+            created_at=utcnow() + dt.timedelta(minutes=5),
+        )  # fmt: skip
+        store.claims.add(later)
+        assert store.claims.first_claimed_on_order(order.id) == claim.created_at
+    with kit.open() as store:
+        _photos, references, _order_row = cases.input_files(store, later.id)
+        assert [name for _, name in references] == ["listing.jpg", "a@1.0"]
+        assert store.claims.first_claimed_on_order("ord_none") is None
+
 
 def test_packing_videos_wait_in_their_outbox_until_marked(kit: Kit) -> None:
     kit.seed("m1")

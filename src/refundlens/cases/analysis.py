@@ -107,10 +107,15 @@ def input_files(
     order = store.catalogue.order(claim.order_id)
     assert order is not None
     photos = [(p.sha256, p.name) for p in claim.photos]
-    # Only references that existed when the claim was filed: one added later may have been made
-    # from the claim's own photo (the damage painted out), and would make an honest photo look
-    # derived from it. The merchant's later evidence goes to the person (POST .../evidence).
-    before = claim.created_at if as_filed else None
+    # Only references that existed when the order's first claim was filed: one added later may
+    # have been made from a claim's photo (the damage painted out), and would make an honest
+    # photo look derived from it. Bounded by this claim's own filing, a claim rejected (not as
+    # forged) and filed again with the same photo as another type met the shop's painted-out
+    # copy of it (a security review). The merchant's later evidence goes to the person
+    # (POST .../evidence).
+    before = (
+        (store.claims.first_claimed_on_order(order.id) or claim.created_at) if as_filed else None
+    )
     references = store.catalogue.reference_files(order.sku_id, before=before)
     frames = store.catalogue.order_reference_files(order.id, before=before)
     return photos, [*references, *frames], order

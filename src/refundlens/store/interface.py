@@ -182,6 +182,10 @@ class Claims(Protocol):
         """How many of the order's claims are in none of ``closed_states``."""
         ...
 
+    def first_claimed_on_order(self, order_id: str) -> dt.datetime | None:
+        """When the order's first claim was filed (None: it has none)."""
+        ...
+
     def claimed_on_order(self, order_id: str, besides: str | None = None) -> float:
         """What the order's claims (all but ``besides``) ask for or were granted
         (:func:`refundlens.store.sql.models.granted_amount` for each)."""

@@ -253,6 +253,12 @@ class _Claims:
     def decisions_of(self, claim_id: str) -> list[Decision]:
         return [d for d in self.t.decisions if d.claim_id == claim_id]
 
+    def first_claimed_on_order(self, order_id: str) -> dt.datetime | None:
+        return min(
+            (c.created_at for c in self.t.claims.values() if c.order_id == order_id),
+            default=None,
+        )
+
     def claimed_on_order(self, order_id: str, besides: str | None = None) -> float:
         total = 0.0
         for claim in self.t.claims.values():

@@ -235,6 +235,12 @@ class _Claims:
             ).scalar_one()
         )
 
+    def first_claimed_on_order(self, order_id: str) -> dt.datetime | None:
+        first: dt.datetime | None = self.session.execute(
+            select(func.min(Claim.created_at)).where(Claim.order_id == order_id)
+        ).scalar_one()
+        return first
+
     def decisions_of(self, claim_id: str) -> list[Decision]:
         return list(
             self.session.execute(
