@@ -742,18 +742,20 @@ def test_an_orders_claims_together_ask_no_more_than_its_amount(
     _decide(
         server, shop, first.json()["id"], {"decision": "partial", "amount": 30, "reason": "a dent"}
     )
+    # (Another type: the rest of a refund-only claim refunded in part is appealed, not filed
+    # again as refund-only.)
     before = _stored(server)
-    over = claim("80")  # 30 granted + 80 > 100
+    over = claim("80", "return_and_refund")  # 30 granted + 80 > 100
     assert over.status_code == 409 and over.json()["error"]["code"] == "claim.over_order_amount"
     assert "at most 70" in over.json()["error"]["message"]
     assert _stored(server) == before
-    second = claim("70")
+    second = claim("70", "return_and_refund")
     assert second.status_code == 201, second.text
     with server.client(shop["buyer"]) as buyer:
         wait_analysed(buyer, second.json()["id"])
     _decide(server, shop, second.json()["id"], {"decision": "reject", "reason": "no damage shown"})
     # The rejected claim holds nothing (a claim of its type is appealed, not filed again).
-    assert claim("70", "return_and_refund").status_code == 201
+    assert claim("70", "repair").status_code == 201
 
 
 @pytest.mark.parametrize(

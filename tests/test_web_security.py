@@ -947,6 +947,60 @@ def test_the_pdf_renderer_fetches_nothing_whatever_the_report_html_asks_for(
         assert "report" in printed and "INTRANET-SECRET-42" not in printed
 
 
+def test_a_decision_taken_on_an_analysis_that_was_replaced_is_refused_on_the_page_and_the_api(
+    tmp_path: Path,
+) -> None:
+    # A security review: while a reviewer's page was open, another asked for a live photo, it
+    # came in and was analysed; the first reviewer's "reject as forged" was taken on an
+    # analysis it never saw. The page's form and the API name the analysis decided on.
+    with running_server(tmp_path) as server:
+        add_tenants(server, "shop-a")
+        merchant = server.key("merchant", "shop-a")
+        buyer = server.key("buyer", subject="buyer-1")
+        reviewer = server.key("reviewer", assign=["shop-a"])
+        sku = listed_sku(server, merchant)
+        claims = [
+            file_claim(server, buyer, order_for(server, merchant, sku, "buyer-1", f"o-{i}"))["id"]
+            for i in range(2)
+        ]
+        with server.client(buyer) as client:
+            for claim in claims:
+                wait_analysed(client, claim)
+        with server.client(reviewer) as api:
+            seen = [api.get(f"/v1/claims/{claim}").json()["assessment_id"] for claim in claims]
+            assert all(a and a.startswith("asm_") for a in seen)
+            stale = api.post(
+                f"/v1/claims/{claims[1]}/decision",
+                json={"decision": "escalate", "reason": "r", "assessment_id": "asm_before"},
+            )
+            assert stale.status_code == 409 and stale.json()["error"]["code"] == "claim.changed"
+            assert api.get(f"/v1/claims/{claims[1]}").json()["decisions"] == []
+            fresh = api.post(
+                f"/v1/claims/{claims[1]}/decision",
+                json={"decision": "escalate", "reason": "r", "assessment_id": seen[1]},
+            )
+            assert fresh.status_code == 200, fresh.text
+        with web_login(server, reviewer) as client:
+            path = f"/web/claims/{claims[0]}"
+            page = client.get(path).text
+            assert f'name="assessment" value="{seen[0]}"' in page
+            form = {"decision": "escalate", "reason": "seen", "csrf": page_csrf(client, path)}
+            sent = client.post(
+                f"{path}/decision",
+                data=form | {"assessment": "asm_before"},
+                headers={"Origin": server.url},
+            )
+            assert sent.status_code == 303 and "error=claim.changed" in sent.headers["location"]
+            refused = client.get(sent.headers["location"]).text
+            assert "打开此页面后，该申请已被重新分析" in refused
+            sent = client.post(
+                f"{path}/decision",
+                data=form | {"assessment": seen[0]},
+                headers={"Origin": server.url},
+            )
+            assert sent.status_code == 303 and "done=escalate" in sent.headers["location"]
+
+
 def test_the_web_forms_forgery_box_says_what_a_rejection_found_and_its_absence_is_no_answer(
     tmp_path: Path,
 ) -> None:

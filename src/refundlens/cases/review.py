@@ -232,8 +232,12 @@ def decide(
     settings: Settings,
     forgery: bool | None = None,
     buyer_note: str = "",
+    seen_assessment: str | None = None,
 ) -> Claim:
     """A person's decision. Reject is only ever this: a person's call with a reason.
+
+    ``seen_assessment``: the id of the analysis the person decided on ("" for none), refused
+    (``claim.changed``) where the claim was analysed again since; None checks nothing.
 
     ``reason`` is for the platform, the reviewers and the merchant (it may name findings);
     ``buyer_note``, with approve, reject or partial, is what the buyer is told (empty: nothing
@@ -263,6 +267,17 @@ def decide(
             "A note to the buyer (buyer_note) goes with approve, reject, partial or "
             "request_capture (what to photograph), not with escalate.",
         )
+    if seen_assessment is not None:
+        latest = store.assessments.latest(claim.id)
+        if (latest.id if latest is not None else "") != seen_assessment:
+            # Another person's request for a live photo, answered and analysed while this page
+            # was open: a rejection as forged followed an analysis its person never saw (a
+            # security review).
+            raise RefundlensError(
+                "claim.changed",
+                "The claim was analysed again since this decision was prepared: read the new "
+                "analysis, then decide.",
+            )
     allowed = allowed_decisions(claim.state)
     if decision not in allowed:
         raise RefundlensError(

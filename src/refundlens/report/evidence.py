@@ -151,6 +151,9 @@ class CaseFile:
     provenance_sources: list[dict[str, Any]]
     ledger: dict[str, Any] = dataclasses.field(default_factory=dict)
     """The buyer's other claims and confirmed forgeries (``reuse.history.buyer_summary``)."""
+    assessment_id: str | None = None
+    """The id of the analysis ``report`` is (None before the first): a decision taken on the
+    page names it, and is refused where a newer one came in (``claim.changed``)."""
     actor_roles: dict[str, str] = dataclasses.field(default_factory=dict)
     """The role of each API key that acted on the claim (``rlk_...`` -> reviewer), printed
     beside the key id so that a reader outside the platform knows who acted; not part of the
@@ -415,6 +418,7 @@ def gather(
         sku=sku,
         references=list(sku.references),
         report=report,
+        assessment_id=latest.id if latest is not None else None,
         evidence=list(
             session.execute(select(Evidence).where(Evidence.claim_id == claim.id)).scalars()
         ),

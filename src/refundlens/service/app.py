@@ -60,6 +60,7 @@ STATUS = {
     "claim.illegal_transition": 409,
     "claim.closed": 409,
     "claim.already_open": 409,
+    "claim.changed": 409,
     "claim.rejected_on_order": 409,
     "order.time_ahead": 400,
     "order.too_many_videos": 409,

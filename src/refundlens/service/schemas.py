@@ -130,6 +130,12 @@ class DecisionIn(BaseModel):
         "With request_capture: what the buyer should photograph (capture_ask in its view, on "
         "its page and the capture page). With escalate: decision.note_not_allowed.",
     )
+    assessment_id: fields.Id | None = Field(
+        default=None,
+        description="The analysis the decision was made on (the claim's assessment_id as "
+        "read): refused with 409 claim.changed where the claim was analysed again since (a "
+        "live photo answered and analysed meanwhile). Omitted: not checked.",
+    )
 
 
 class AppealIn(BaseModel):
@@ -330,6 +336,11 @@ class ClaimOut(_ClaimCommon):
     updated_at: Moment | None = Field(
         description="When the claim last changed, as the list's items say (a sync keeps the "
         "answer with the newer one)."
+    )
+    assessment_id: str | None = Field(
+        default=None,
+        description="The id of the analysis in assessment (null before the first): send it "
+        "with a decision (assessment_id) to have the decision refused if a newer one came in.",
     )
     assessment: dict[str, Any] | None = Field(
         description="The latest assessment: the versioned JSON report "

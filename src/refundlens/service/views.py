@@ -150,6 +150,7 @@ def claim_view(s: Session, claim: Claim, p: Principal) -> ClaimOut | BuyerClaimO
             "routing_reason_zh": routing_reason(claim.routing_reason, "zh_CN"),
             "assigned_to": claim.assigned_to,
             "updated_at": iso(claim.updated_at),
+            "assessment_id": latest.id if latest is not None else None,
             "assessment": None
             if latest is None
             # A shop reads the buyer's claims at other shops as counted, not told.

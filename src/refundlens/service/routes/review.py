@@ -37,6 +37,7 @@ def decide(
         runtime.settings,
         forgery=body.forgery,
         buyer_note=body.buyer_note,
+        seen_assessment=body.assessment_id,
     )
     return claim_view(s, claim, p)
 

@@ -157,6 +157,7 @@ def claim_page(
         appeal_closed=cases.appeal_window_closed(case.claim, runtime.settings),
         blocks=_picture_blocks(case),
         once=secrets.token_urlsafe(16),
+        assessment_id=case.assessment_id,
     )
 
 

@@ -75,6 +75,7 @@ def decide(
     forgery: str = Form(""),
     forgery_asked: str = Form(""),
     buyer_note: str = Form(""),
+    assessment: str | None = Form(None),
 ) -> Response:
     settings = runtime_of(request).settings
     # The form's box "the evidence is forged" (ticked by default) speaks for a rejection only,
@@ -102,6 +103,8 @@ def decide(
             settings,
             forgery=forged,
             buyer_note=buyer_note,
+            # The analysis the page showed (a page from before this field: not checked).
+            seen_assessment=assessment,
         ),
         "decision",
     )

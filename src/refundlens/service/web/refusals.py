@@ -22,6 +22,8 @@ SENTENCES: dict[str, str] = {
     "capture.too_many_links": "This claim has had all the capture links it may have: a person "
     "will look at it.",
     "capture.too_many_tokens": "Too many capture links are open on this claim: use one of them.",
+    "claim.changed": "The claim was analysed again while this page was open: read the new "
+    "analysis, then decide.",
     "claim.closed": "The claim is closed: nothing more can be done on it.",
     "claim.over_order_amount": "The order's other claims already take its amount: this much "
     "cannot be granted.",
