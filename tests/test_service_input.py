@@ -650,7 +650,9 @@ def test_a_second_open_claim_on_an_order_is_refused_before_its_files_are_stored(
         wait_analysed(buyer, other.json()["id"])
     routed = assessed(server, other.json()["id"])
     assert routed["state"] == "awaiting_merchant", routed["routing_reason"]
-    assert routed["routing_reason"] == "a claim on this order was rejected before: a person decides"
+    assert routed["routing_reason"] == (
+        "a claim on this order was rejected, or refunded in part, before: a person decides"
+    )
 
 
 def test_a_partial_refund_stands_like_a_rejection_of_the_rest(

@@ -687,3 +687,81 @@ def test_the_amount_rules_weigh_a_claim_with_the_orders_other_claims(kit: Kit) -
     assert routed[2][1] == (
         "with the order's other claims, 300 is claimed on this order: above 200, a person decides"
     )
+
+
+def test_a_claim_the_merchant_answered_goes_to_a_person_and_the_platforms_evidence_is_no_answer(
+    kit: Kit,
+) -> None:
+    # A review: a packing video the merchant put on the order after the claim is its answer
+    # (its frames are left out of the analysis: a person weighs them); evidence the platform
+    # adds (it may file for the buyer) is not the merchant's. With claims_within_order_amount
+    # off, the order's amount does not send the claim to a person.
+    kit.seed("m1")
+    merchant, buyer = cases.Actor("key-m", "merchant"), cases.Actor("key-b", "buyer")
+    settings = kit.settings
+    with kit.open() as store:
+        sku = cases.create_sku(
+            store, kit.blobs, settings, merchant, "m1", "mug", "Mug", [("l.jpg", _photo(1))]
+        )
+        orders = [
+            cases.create_order(
+                store, merchant, "m1", f"o-{n}", sku.id, "buyer-1", 100.0, "CNY", None, None, None
+            ).id
+            for n in range(3)
+        ]
+    report = {
+        "claim": {"risk": 0.05, "action": "approve"},
+        "images": [{"findings": [{"code": "reference.same_item_new_photo", "facts": {}}]}],
+    }
+
+    def routed(order_id: str, seed: int, meanwhile: Callable[[Store, str], None]) -> Claim:
+        with kit.open() as store:
+            order = store.catalogue.order(order_id)
+            assert order is not None
+            claim_id = cases.create_claim(
+                store, kit.blobs, settings, buyer, order, "return_and_refund", "", 100.0,
+                [("c.jpg", _photo(seed))],
+            ).id  # fmt: skip
+        with kit.open() as store:
+            meanwhile(store, claim_id)
+            cases.mark_queued(store, [claim_id])
+            attempt = cases.start_analysis(store, claim_id, settings)
+            claim = cases.finish_analysis(
+                store, claim_id, attempt, report, RoutingRules(), settings
+            )
+            assert claim is not None
+            return claim
+
+    def packing_video(store: Store, claim_id: str) -> None:
+        claim = store.claims.get(claim_id)
+        assert claim is not None
+        store.catalogue.add_packing_video(
+            PackingVideo(
+                id=new_id("pvd"), order_id=claim.order_id, video_sha256="c" * 64,
+                name="pack.mp4", submitted_by="key-m", status="done",
+                created_at=utcnow() + dt.timedelta(minutes=1),
+            )
+        )  # fmt: skip
+
+    def platform_statement(store: Store, claim_id: str) -> None:
+        store.evidence.add(
+            Evidence(
+                id=new_id("evd"), claim_id=claim_id, kind="statement", submitted_by="admin",
+                statement="filed for the buyer by phone",
+            )
+        )  # fmt: skip
+
+    answered = routed(orders[0], 2, packing_video)
+    assert answered.state == "under_review" and "merchant answered" in answered.routing_reason
+    assert routed(orders[1], 3, platform_statement).state == "approved"
+    # Over the order's amount (another claim holds it all), with the rule off: not held to it.
+    with kit.open() as store:
+        store.claims.add(
+            Claim(
+                id=new_id("clm"), seq=store.claims.next_seq(), order_id=orders[2],
+                merchant_id="m1", buyer_id="buyer-1", claim_type="repair", amount=100.0,
+                state="approved",
+            )
+        )  # fmt: skip
+    settings = settings.replace(claims_within_order_amount=False)
+    assert routed(orders[2], 4, lambda store, claim_id: None).state == "approved"

@@ -947,6 +947,31 @@ def test_the_pdf_renderer_fetches_nothing_whatever_the_report_html_asks_for(
         assert "report" in printed and "INTRANET-SECRET-42" not in printed
 
 
+def _live_photo(seed: int) -> bytes:
+    """Shapes of their own (``seed``) with a phone's capture time of now: a live photo that
+    repeats nothing on file."""
+    import datetime as dt
+
+    import numpy as np
+    from PIL import ImageDraw
+
+    rng = np.random.default_rng(seed)
+    image = Image.new("RGB", (640, 480), (120, 120, 120))
+    draw = ImageDraw.Draw(image)
+    for _ in range(30):
+        x, y = int(rng.integers(0, 600)), int(rng.integers(0, 440))
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        draw.ellipse((x, y, x + int(rng.integers(20, 160)), y + int(rng.integers(20, 160))), colour)
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110] = "HUAWEI", "P60"
+    sub = exif.get_ifd(0x8769)
+    now = dt.datetime.now(dt.timezone(dt.timedelta(hours=8)))
+    sub[0x9003], sub[0x9011] = now.strftime("%Y:%m:%d %H:%M:%S"), "+08:00"
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=92, exif=exif.tobytes())
+    return out.getvalue()
+
+
 def test_a_decision_taken_on_an_analysis_that_was_replaced_is_refused_on_the_page_and_the_api(
     tmp_path: Path,
 ) -> None:
@@ -957,7 +982,7 @@ def test_a_decision_taken_on_an_analysis_that_was_replaced_is_refused_on_the_pag
         add_tenants(server, "shop-a")
         merchant = server.key("merchant", "shop-a")
         buyer = server.key("buyer", subject="buyer-1")
-        reviewer = server.key("reviewer", assign=["shop-a"])
+        first, second = (server.key("reviewer", assign=["shop-a"]) for _ in range(2))
         sku = listed_sku(server, merchant)
         claims = [
             file_claim(server, buyer, order_for(server, merchant, sku, "buyer-1", f"o-{i}"))["id"]
@@ -966,39 +991,69 @@ def test_a_decision_taken_on_an_analysis_that_was_replaced_is_refused_on_the_pag
         with server.client(buyer) as client:
             for claim in claims:
                 wait_analysed(client, claim)
-        with server.client(reviewer) as api:
-            seen = [api.get(f"/v1/claims/{claim}").json()["assessment_id"] for claim in claims]
-            assert all(a and a.startswith("asm_") for a in seen)
-            stale = api.post(
-                f"/v1/claims/{claims[1]}/decision",
-                json={"decision": "escalate", "reason": "r", "assessment_id": "asm_before"},
-            )
-            assert stale.status_code == 409 and stale.json()["error"]["code"] == "claim.changed"
+
+        def replaced(claim: str, seed: int) -> str:
+            """The second reviewer asks for a live photo, the buyer sends one, it is analysed:
+            the claim's new analysis."""
+            with server.client(second) as api:
+                r = api.post(
+                    f"/v1/claims/{claim}/decision",
+                    json={"decision": "request_capture", "reason": "show it live"},
+                )
+                assert r.status_code == 200, r.text
+            with server.client(buyer) as client:
+                token = client.post(f"/v1/claims/{claim}/capture-token").json()["token"]
+                r = client.post(
+                    f"/v1/claims/{claim}/capture",
+                    data={"token": token},
+                    files=[("photo", ("live.jpg", _live_photo(seed), "image/jpeg"))],
+                )
+                assert r.status_code == 201, r.text
+                wait_analysed(client, claim)
+            with server.client(second) as api:
+                return str(api.get(f"/v1/claims/{claim}").json()["assessment_id"])
+
+        # The API: the first reviewer read the claim, then it was analysed again.
+        with server.client(first) as api:
+            seen = api.get(f"/v1/claims/{claims[1]}").json()["assessment_id"]
+            assert seen and seen.startswith("asm_")
+        now = replaced(claims[1], 1)
+        assert now != seen
+        with server.client(first) as api:
+            for stale in (seen, ""):  # "": the decision was taken on no analysis
+                r = api.post(
+                    f"/v1/claims/{claims[1]}/decision",
+                    json={"decision": "reject", "reason": "forged", "assessment_id": stale},
+                )
+                assert r.status_code == 409 and r.json()["error"]["code"] == "claim.changed"
             assert api.get(f"/v1/claims/{claims[1]}").json()["decisions"] == []
-            fresh = api.post(
+            r = api.post(
                 f"/v1/claims/{claims[1]}/decision",
-                json={"decision": "escalate", "reason": "r", "assessment_id": seen[1]},
+                json={"decision": "escalate", "reason": "read it", "assessment_id": now},
             )
-            assert fresh.status_code == 200, fresh.text
-        with web_login(server, reviewer) as client:
+            assert r.status_code == 200, r.text
+        # The page: opened before the live photo, sent after it was analysed.
+        with web_login(server, first) as client:
             path = f"/web/claims/{claims[0]}"
             page = client.get(path).text
-            assert f'name="assessment" value="{seen[0]}"' in page
-            form = {"decision": "escalate", "reason": "seen", "csrf": page_csrf(client, path)}
+            shown = re.search(r'name="assessment" value="([^"]+)"', page)[1]  # type: ignore[index]
+            form = {"decision": "reject", "reason": "forged", "csrf": page_csrf(client, path)}
+            replaced(claims[0], 2)
             sent = client.post(
                 f"{path}/decision",
-                data=form | {"assessment": "asm_before"},
+                data=form | {"assessment": shown},
                 headers={"Origin": server.url},
             )
             assert sent.status_code == 303 and "error=claim.changed" in sent.headers["location"]
             refused = client.get(sent.headers["location"]).text
-            assert "打开此页面后，该申请已被重新分析" in refused
+            assert "打开此页面后，该理赔已被重新分析" in refused
+            shown = re.search(r'name="assessment" value="([^"]+)"', refused)[1]  # type: ignore[index]
             sent = client.post(
                 f"{path}/decision",
-                data=form | {"assessment": seen[0]},
+                data=form | {"assessment": shown},
                 headers={"Origin": server.url},
             )
-            assert sent.status_code == 303 and "done=escalate" in sent.headers["location"]
+            assert sent.status_code == 303 and "done=reject" in sent.headers["location"]
 
 
 def test_the_web_forms_forgery_box_says_what_a_rejection_found_and_its_absence_is_no_answer(

@@ -19,7 +19,7 @@ from ..store.blobs import BlobStore
 from ..store.interface import Assessment, Claim, Order, Store, VideoFingerprint, new_id, utcnow
 from .actors import SYSTEM, aware
 from .notifications import notify
-from .review import DECISIONS, EVIDENCE_KINDS, withdraw_from_bank
+from .review import DECISIONS, EVIDENCE_KINDS
 from .routing import ClaimFacts, RoutingRules, facts_from_report, route
 from .states import ClaimState, transition
 
@@ -238,6 +238,24 @@ def _person_involved(store: Store, claim_id: str) -> bool:
     return any(store.audit.count(claim_id, action) > 0 for action in _PERSON_ACTIONS)
 
 
+def _merchant_answered(store: Store, claim: Claim, order: Order | None) -> bool:
+    """The merchant added evidence to the claim, or a packing video to its order after the
+    claim was filed (an answer too: its frames are left out of the analysis, which compares only
+    what existed before). Evidence the platform adds (an admin, who may file for the buyer) is
+    no answer of the merchant's."""
+    if store.evidence.count_by(claim.id, "merchant", EVIDENCE_KINDS) > 0:
+        return True
+    filed = aware(claim.created_at)
+    return (
+        order is not None
+        and filed is not None
+        and any(
+            (aware(v.created_at) or filed) > filed
+            for v in store.catalogue.packing_videos_of(order.id)
+        )
+    )
+
+
 def finish_analysis(
     store: Store,
     claim_id: str,
@@ -286,12 +304,12 @@ def finish_analysis(
             order_rejected_before=bool(store.claims.rejected_on_order(claim.order_id, claim.id)),
             claimed_on_order=store.claims.claimed_on_order(claim.order_id, besides=claim.id),
             currency=order_currency,
-            order_amount=order.amount if order is not None else None,
+            # Held to the order's amount only where the platform holds claims together to it.
+            order_amount=order.amount
+            if order is not None and settings.claims_within_order_amount
+            else None,
             person_involved=_person_involved(store, claim.id),
-            merchant_answered=any(
-                store.evidence.count_by(claim.id, party, EVIDENCE_KINDS) > 0
-                for party in ("merchant", "admin")
-            ),
+            merchant_answered=_merchant_answered(store, claim, order),
         ),
         rules,
     )
@@ -312,8 +330,6 @@ def finish_analysis(
         details={"risk": risk, "action": action, "state": claim.state, "why": why},
     )
     notify(store, claim.merchant_id, "claim.analysed", claim)
-    if target == ClaimState.APPROVED:
-        withdraw_from_bank(store, SYSTEM.id, claim, settings)  # approved after an appeal
     metrics().claims_analysed.labels(claim.claim_type, action).inc()
     metrics().claims_routed.labels(claim.claim_type, claim.state).inc()
     if target == ClaimState.AWAITING_MERCHANT:

@@ -481,7 +481,7 @@ def appeal(
         )
     decisions = store.claims.decisions_of(claim.id)
     if not may_appeal(actor.role, claim.state, decisions[-1].outcome if decisions else None):
-        # Else the winning side could spend the other's appeals (they are counted per claim).
+        # A decision is the losing side's to contest (appeals are counted per side, below).
         raise RefundlensError(
             "appeal.in_your_favour",
             "This decision went your way: only the other party may appeal it.",
@@ -542,8 +542,8 @@ def assign(store: Store, actor: Actor, claim: Claim, reviewer_key_id: str | None
 
 
 def withdraw_from_bank(store: Store, actor_id: str, claim: Claim, settings: Settings) -> None:
-    """Approved after a rejection (by a person on appeal, or by the analysis after a live
-    capture), or rejected again as no forgery: no one holds the claim forged now, and neither may the bank this platform shares
+    """Approved after a rejection (by a person, on appeal: the analysis approves no claim a person
+    decided on), or rejected again as no forgery: no one holds the claim forged now, and neither may the bank this platform shares
     with its partners (its next export leaves the entries out)."""
     withdrawn = store.bank.withdraw(settings.bank_name, claim.id)
     if withdrawn:

@@ -135,8 +135,8 @@ class ClaimFacts:
     photo, a bank entry: ``capture.repeats_on_file`` in the audit log). Taken, so that the
     sender learns nothing, but it verifies nothing either."""
     order_rejected_before: bool = False
-    """Another claim on the order was rejected and the rejection stands (a claim of another
-    type: one of the same type is refused when filed)."""
+    """Another claim on the order was rejected, or refunded in part, and that decision stands
+    (a claim of another type: one of the same type is refused when filed)."""
     claimed_on_order: float = 0.0
     """What the order's other claims ask for or were granted. The amount rules weigh this claim
     with them: five claims of 100 on an order of 500, each filed after the last closed, were
@@ -154,8 +154,8 @@ class ClaimFacts:
     escalation) or it was appealed: the analysis that follows a live photo a person asked for
     hands the claim back to a person, never approves it on its own."""
     merchant_answered: bool = False
-    """Someone other than the buyer (the merchant, a platform admin) added evidence to the
-    claim: it is contested, and a person weighs that evidence."""
+    """The merchant added evidence to the claim, or a packing video to its order after the claim
+    was filed: it is contested, and a person weighs that evidence."""
 
     @property
     def order_total(self) -> float:
@@ -317,7 +317,7 @@ def route(action: str, facts: ClaimFacts, rules: RoutingRules) -> tuple[ClaimSta
     if facts.order_rejected_before:
         return (
             ClaimState.AWAITING_MERCHANT,
-            "a claim on this order was rejected before: a person decides",
+            "a claim on this order was rejected, or refunded in part, before: a person decides",
         )
     limit = rules.auto_approve_max_amount.get(facts.claim_type)
     limits = (limit, rules.unverified_capture_above_amount.get(facts.claim_type))

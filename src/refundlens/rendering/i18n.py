@@ -93,7 +93,8 @@ _ROUTING_REASONS = (
     (r"a person decided on this claim before, or it was appealed: a person decides again", ()),
     (r"the merchant answered the claim with evidence: a person weighs it", ()),
     (r"a claim without photos always goes to a person", ()),
-    (r"a claim on this order was rejected before: a person decides", ()),
+    (r"a claim on this order was rejected, or refunded in part, before: a person decides", ()),
+    (r"a claim on this order was rejected before: a person decides", ()),  # stored before
     (r"nothing doubtful: approved automatically", ()),
     (
         r"a photo does not show the ordered product \(no reference of it matches\): "

@@ -177,6 +177,12 @@ Id = Annotated[
 ]
 """An id: letters, digits and ``_ . : @ -`` (not first a dot), at most :data:`MAX_ID`
 (:func:`check_id`)."""
+IdOrNone = Annotated[
+    str,
+    StringConstraints(max_length=MAX_ID, pattern=f"^$|^{_ID.pattern}$"),
+    _UNICODE,
+]
+"""An :data:`Id`, or "" where none is meant (a decision taken on no analysis)."""
 ExternalId = Annotated[str, StringConstraints(max_length=MAX_EXTERNAL_ID), _UNICODE]
 Name = Annotated[str, StringConstraints(max_length=MAX_NAME), _UNICODE]
 Title = Annotated[str, StringConstraints(max_length=MAX_TITLE), _UNICODE]

@@ -130,11 +130,12 @@ class DecisionIn(BaseModel):
         "With request_capture: what the buyer should photograph (capture_ask in its view, on "
         "its page and the capture page). With escalate: decision.note_not_allowed.",
     )
-    assessment_id: fields.Id | None = Field(
+    assessment_id: fields.IdOrNone | None = Field(
         default=None,
         description="The analysis the decision was made on (the claim's assessment_id as "
-        "read): refused with 409 claim.changed where the claim was analysed again since (a "
-        "live photo answered and analysed meanwhile). Omitted: not checked.",
+        'read; "" where it had none): refused with 409 claim.changed where the claim was '
+        "analysed again since (a live photo answered and analysed meanwhile). Omitted: not "
+        "checked.",
     )
 
 

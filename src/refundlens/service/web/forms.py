@@ -103,8 +103,9 @@ def decide(
             settings,
             forgery=forged,
             buyer_note=buyer_note,
-            # The analysis the page showed (a page from before this field: not checked).
-            seen_assessment=assessment,
+            # The analysis the page showed, "none" where it showed none (an empty field reads as
+            # absent); a page from before this field: not checked.
+            seen_assessment="" if assessment == "none" else assessment,
         ),
         "decision",
     )
