@@ -868,7 +868,7 @@ def _vocabulary() -> set[str]:
         "painted_patch_heatmap",
     }
     outcomes = {"approved", "rejected", "partial"}
-    timeline = {"shipped", "delivered", "claimed", "taken"}
+    timeline = {"shipped", "delivered", "claimed", "taken", "live_photo_taken"}
     return (
         {s.value for s in ClaimState}
         | set(CLAIM_TYPES)
@@ -995,10 +995,17 @@ def test_a_stored_capture_time_that_cannot_be_shown_in_the_orders_zone_is_left_o
         order=order,
         claim=SimpleNamespace(created_at=dt.datetime(2026, 11, 3, tzinfo=dt.UTC)),
         report={"images": [{"findings": [finding]}]},
+        photos=[{"live": False}],
     )
     assert [e["label"] for e in _timeline(case)] == ["shipped", "claimed"]
     finding["facts"]["captured_at"] = "2026-11-02T10:00+08:00"
     assert [e["label"] for e in _timeline(case)] == ["shipped", "taken", "claimed"]
+    # A live capture's time is told apart from the filed photo's.
+    live = {"code": "capture.exif_time", "facts": {"captured_at": "2026-11-04T09:00+08:00"}}
+    case.report["images"].append({"findings": [live]})
+    case.photos.append({"live": True})
+    labels = [e["label"] for e in _timeline(case)]
+    assert labels == ["shipped", "taken", "claimed", "live_photo_taken"]
 
 
 def test_timeline_events_on_one_spot_are_spread_apart_within_the_axis() -> None:

@@ -237,7 +237,12 @@ def _timeline(case: Any) -> list[dict[str, Any]]:
     ):
         if moment is not None:
             events.append((label, moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)))
-    for image in (case.report or {}).get("images", []):
+    # The report's images are the claim's photos in order; a live capture's time is told apart
+    # from a filed photo's (both read "taken", and a reader took the live photo's for the
+    # filed one's: a walkthrough).
+    live = [bool(p.get("live")) for p in case.photos]
+    for index, image in enumerate((case.report or {}).get("images", [])):
+        taken_label = "live_photo_taken" if index < len(live) and live[index] else "taken"
         for finding in image.get("findings", []):
             taken = finding.get("facts", {}).get("captured_at")
             if finding["code"] == "capture.clock_not_set":
@@ -250,7 +255,7 @@ def _timeline(case: Any) -> list[dict[str, Any]]:
                     moment = dt.datetime.fromisoformat(str(taken).replace(" ", "T"))
                     moment = moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
                     moment.astimezone(cases.order_time_zone(case.order))
-                    events.append(("taken", moment))
+                    events.append((taken_label, moment))
                 break
     if not events:
         return []
