@@ -290,7 +290,26 @@ def test_0019_adds_the_leases_and_takes_them_away(tmp_path: Path) -> None:
     assert "leases" not in tables()
     _migrate(database, "upgrade", "head")
     assert "leases" in tables()
-    assert database.revisions()[0] == database.revisions()[1] == "0019"
+    database.dispose()
+
+
+def test_0020_keeps_a_local_print_on_claim_fingerprints_and_its_downgrade_drops_it(
+    tmp_path: Path,
+) -> None:
+    # A confirmed forgery's bank entry kept PDQ only: a copy cropped by 5% was approved again.
+    database = Database(Settings(data_dir=str(tmp_path)))
+    database.upgrade()
+
+    def columns() -> set[str]:
+        with database.engine.connect() as connection:
+            return {c["name"] for c in sa.inspect(connection).get_columns("claim_fingerprints")}
+
+    assert "local_print" in columns()
+    _migrate(database, "downgrade", "0019")
+    assert "local_print" not in columns()
+    _migrate(database, "upgrade", "head")
+    assert "local_print" in columns()
+    assert database.revisions()[0] == database.revisions()[1] == "0020"
     database.dispose()
 
 

@@ -1253,6 +1253,53 @@ def test_a_live_photo_does_not_approve_a_claim_the_merchant_answered_or_that_wou
             assert said in after["routing_reason"], after["routing_reason"]
 
 
+def test_a_confirmed_forgery_cropped_and_filed_at_another_shop_is_found_in_the_bank(
+    tmp_path: Path,
+) -> None:
+    # A security review: this platform's bank kept only the PDQ of a confirmed forgery's photos;
+    # the photo cropped by 5% on one side (PDQ 60 bits away) and filed at another shop, for
+    # another SKU, was approved minutes after a person rejected the first as forged. The bank
+    # entry now carries the photo's local print.
+    import io
+
+    from PIL import Image
+
+    def jpeg(image: Image.Image) -> bytes:
+        out = io.BytesIO()
+        image.save(out, "JPEG", quality=90)
+        return out.getvalue()
+
+    forged = Image.open(io.BytesIO(_sample("claim_genuine.jpg"))).convert("RGB")
+    forged = forged.resize((forged.width * 2, forged.height * 2), Image.Resampling.BICUBIC)
+    cropped = forged.crop((forged.width // 20, 0, forged.width, forged.height))
+    with running_server(tmp_path) as server:
+        add_tenants(server, "shop-a", "shop-b")
+        reviewer = server.key("reviewer", assign=["shop-a", "shop-b"])
+        buyer_key = server.key("buyer", subject="ring-1")
+        orders = []
+        for shop in ("shop-a", "shop-b"):
+            merchant = server.key("merchant", shop)
+            orders.append(
+                order_for(server, merchant, listed_sku(server, merchant), "ring-1", f"o-{shop}")
+            )
+        first = _file_claim(server, buyer_key, orders[0], "f.jpg", data=jpeg(forged))
+        with server.client(buyer_key) as buyer:
+            wait_analysed(buyer, first["id"])
+        assert assessed(server, first["id"])["state"] == "approved"
+        with server.client(server.key("merchant", "shop-a")) as shop_a:
+            r = shop_a.post(f"/v1/claims/{first['id']}/appeal", json={"reason": "forged"})
+            assert r.status_code == 200, r.text
+        assert _decided(server, reviewer, first["id"], "reject") == 200  # as forged (default)
+        second = _file_claim(server, buyer_key, orders[1], "g.jpg", data=jpeg(cropped))
+        with server.client(buyer_key) as buyer:
+            wait_analysed(buyer, second["id"])
+        found = assessed(server, second["id"])
+        [image] = found["assessment"]["images"]
+        banked = [f for f in image["findings"] if f["code"] == "reuse.bank_local_match"]
+        assert banked, [f["code"] for f in image["findings"]]
+        assert found["state"] != "approved", found["routing_reason"]
+
+
 def test_an_automatic_approval_can_be_appealed_by_the_merchant_to_a_person(
     tmp_path: Path,
 ) -> None:

@@ -307,6 +307,7 @@ def test_on_a_database_server_commands_refuse_an_empty_or_older_schema_and_say_s
             connection.execute(sa.text("ALTER TABLE claims DROP COLUMN capture_request_note"))
             connection.execute(sa.text("ALTER TABLE idempotency_keys DROP COLUMN evidence_id"))
             connection.execute(sa.text("DROP TABLE leases"))
+            connection.execute(sa.text("ALTER TABLE claim_fingerprints DROP COLUMN local_print"))
             connection.execute(sa.text("UPDATE alembic_version SET version_num = '0012'"))
         engine.dispose()
         behind = cli("keys", "list")

@@ -831,6 +831,8 @@ def _local_print_of(session: Any, blobs: Any, claim_id: str, pdq: str) -> str | 
     ).scalar()
     if row is None:
         return None
+    if row.local_print:  # kept when the photo was filed (migration 0020)
+        return str(row.local_print)
     try:
         media = media_from_bytes(blobs.get(row.photo_sha256), "bank.jpg")
     except (RefundlensError, OSError, KeyError):

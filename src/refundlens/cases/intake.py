@@ -52,6 +52,9 @@ class ClaimFiles:
 
     photos: list[tuple[str, str, Media]]  # name, sha256, media
     videos: list[tuple[str, str]]  # name, sha256 (checked from the header; decoded by the worker)
+    local_prints: dict[str, str] = dataclasses.field(default_factory=dict)
+    """Each photo's local print (``reuse.prints``, as text) by sha256: kept on its whole-photo
+    fingerprint row, for the bank entry a confirmed forgery makes of it."""
 
 
 CLOSED_STATES: tuple[str, ...] = (
@@ -189,9 +192,15 @@ def prepare_claim_files(
             probe_video(data, settings)
         except RefundlensError as exc:
             raise exc.about_file(index, name, "videos") from None
+    from ..reuse.prints import local_print
+
     return ClaimFiles(
         photos=[(name, blobs.put(data), media) for name, data, media in decoded],
         videos=[(name, blobs.put(data)) for name, data in videos],
+        # ORB on a 512 px copy, a few milliseconds a photo: here, outside any transaction.
+        local_prints={
+            media.sha256: local_print(media.analysis).to_text() for _, _, media in decoded
+        },
     )
 
 
@@ -222,10 +231,13 @@ def refuse_too_small(media: Media, settings: Settings) -> None:
         )
 
 
-def add_photo_prints(store: Store, claim: Claim, media: Media) -> None:
+def add_photo_prints(
+    store: Store, claim: Claim, media: Media, local_print: str | None = None
+) -> None:
     """Index a claim photo for reuse: PDQ of the whole photo and of its centred crops, each a
     row that later claims, live captures and the forgery bank are compared with. Every photo a
-    claim holds is indexed, a live capture's too: one capture must not serve several claims."""
+    claim holds is indexed, a live capture's too: one capture must not serve several claims.
+    ``local_print`` (a filed photo's, :class:`ClaimFiles`) goes on the whole-photo row."""
     for variant, code in {"full": media.pdq, **media.pdq_centre_crops}.items():
         store.fingerprints.add_photo_print(
             ClaimFingerprint(
@@ -237,6 +249,7 @@ def add_photo_prints(store: Store, claim: Claim, media: Media) -> None:
                 variant=variant,
                 pdq=code.hex,
                 quality=code.quality,
+                local_print=local_print if variant == "full" else None,
             )
         )
 
@@ -381,7 +394,7 @@ def create_claim(
     )
     store.claims.add(claim)
     for position, ((name, sha, media), box) in enumerate(zip(photo_rows, boxes, strict=True)):
-        add_photo_prints(store, claim, media)
+        add_photo_prints(store, claim, media, files.local_prints.get(media.sha256))
         store.claims.add_photo(
             claim,
             ClaimPhoto(

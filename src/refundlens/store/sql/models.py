@@ -377,6 +377,10 @@ class ClaimFingerprint(Base):
     variant: Mapped[str] = mapped_column(String(8), default="full")  # full | c95 | c90 | c80
     pdq: Mapped[str] = mapped_column(String(64))
     quality: Mapped[int] = mapped_column(Integer)
+    local_print: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """The photo's local print (``reuse.prints``, ``orb1:...``) on its whole-photo row (None on
+    the crops' rows, and on rows filed before migration 0020): a confirmed forgery's bank entry
+    carries it, so that a cropped copy is still recognised."""
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
 
 
