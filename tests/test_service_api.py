@@ -1300,6 +1300,51 @@ def test_a_confirmed_forgery_cropped_and_filed_at_another_shop_is_found_in_the_b
         assert found["state"] != "approved", found["routing_reason"]
 
 
+def test_a_buyers_photo_cropped_and_filed_again_at_another_shop_is_seen_before(
+    tmp_path: Path,
+) -> None:
+    # A security review: before any person confirmed it, the buyer's photo cropped by 5% on one
+    # side and filed for another SKU at another shop was approved (PDQ 60 bits away; the
+    # local-feature check looked at the same SKU only). The buyer's earlier claims are compared
+    # by the local prints kept at filing.
+    import io
+
+    from PIL import Image
+
+    def jpeg(image: Image.Image) -> bytes:
+        out = io.BytesIO()
+        image.save(out, "JPEG", quality=90)
+        return out.getvalue()
+
+    photo = Image.open(io.BytesIO(_sample("claim_genuine.jpg"))).convert("RGB")
+    photo = photo.resize((photo.width * 2, photo.height * 2), Image.Resampling.BICUBIC)
+    cropped = photo.crop((photo.width // 20, 0, photo.width, photo.height))
+    with running_server(tmp_path) as server:
+        add_tenants(server, "shop-a", "shop-b")
+        buyer_key = server.key("buyer", subject="ring-2")
+        orders = []
+        for shop in ("shop-a", "shop-b"):
+            merchant = server.key("merchant", shop)
+            orders.append(
+                order_for(server, merchant, listed_sku(server, merchant), "ring-2", f"o-{shop}")
+            )
+        first = _file_claim(server, buyer_key, orders[0], "f.jpg", data=jpeg(photo))
+        with server.client(buyer_key) as buyer:
+            wait_analysed(buyer, first["id"])
+        assert assessed(server, first["id"])["state"] == "approved"
+        second = _file_claim(server, buyer_key, orders[1], "g.jpg", data=jpeg(cropped))
+        with server.client(buyer_key) as buyer:
+            wait_analysed(buyer, second["id"])
+        found = assessed(server, second["id"])
+        [image] = found["assessment"]["images"]
+        [seen] = [f for f in image["findings"] if f["code"] == "reuse.seen_before"]
+        [top] = seen["facts"]["matches"]
+        assert top["claim"] == first["id"] and top["matched_by"] == "local_print"
+        assert top["distance"] > server.settings.reuse_max_distance  # PDQ alone missed it
+        assert "cropped or resized copy" in seen["reason"]["en"]
+        assert found["state"] != "approved", found["routing_reason"]
+
+
 def test_an_automatic_approval_can_be_appealed_by_the_merchant_to_a_person(
     tmp_path: Path,
 ) -> None:

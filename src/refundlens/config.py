@@ -547,7 +547,8 @@ class Settings:
     reuse_min_pdq_quality: int = 50
     """PDQ quality (0-100) below which a hash is not matched: flat images collide."""
     reuse_local_feature_candidates: int = 20
-    """Earlier claims on the same SKU compared by local features when PDQ finds nothing (crops)."""
+    """Earlier claims on the same SKU compared by local features when PDQ finds nothing (crops),
+    and the buyer's earlier claims at any shop or SKU compared by their kept local prints."""
     reuse_video_min_match_percent: float = 50.0
     """Share of a new video's sampled frames (%) that must match an earlier claim's video for
     ``reuse.video_seen_before`` (vPDQ's query match percentage)."""

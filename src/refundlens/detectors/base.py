@@ -64,6 +64,10 @@ class ClaimHistory(Protocol):
     def earlier_same_sku(self) -> list[dict[str, Any]]:
         """Earlier claims' decoded photos on the same SKU, for local-feature matching (crops)."""
 
+    def buyer_print_matches(self, photo: npt.NDArray[np.uint8]) -> list[dict[str, Any]]:
+        """The buyer's earlier claims (other orders, any SKU or shop) with a photo whose local
+        print (kept at filing) the RGB ``photo`` is a copy of, cropped, resized or mirrored."""
+
     def video_frame_matches(self, code: bytes) -> list[dict[str, Any]]:
         """Earlier claims' video frames within the distance of ``code``."""
 

@@ -203,13 +203,27 @@ class ReuseDetector(Detector):
         if not seen:
             for match in self._local_feature_matches(claim, history, context):
                 seen[match["claim"]] = match
+        if not seen:
+            # The buyer's own earlier claims at any shop, by the prints kept at filing: a crop
+            # at another shop or SKU moved PDQ past its radius (a security review).
+            from ..media.fingerprint import PdqHash, hamming
+
+            own = [PdqHash(code, 100) for code in codes]
+            for match in history.buyer_print_matches(claim.analysis):
+                entry = PdqHash(bytes.fromhex(match.pop("pdq")), 100)
+                seen[match["claim"]] = {**match, "distance": min(hamming(entry, h) for h in own)}
         # Only when PDQ found no entry: the print costs two ORB passes and adds nothing then.
         printed = [] if banked else history.bank_print_matches(claim.analysis)
         if seen:
             matches = sorted(seen.values(), key=lambda m: m["distance"])[:10]
             strength, who, who_zh = _who_sent_it(matches)
             top = matches[0]
-            if top["matched_by"] == "video_frame":
+            if top["matched_by"] == "local_print":
+                reason = Reason(
+                    f"A cropped or resized copy of the picture was sent before by {who}, at another shop or for another product: claim {top['claim']} ({top['inliers']} keypoints agree under one transform; the whole-image PDQ is {top['distance']} bits away).",
+                    f"该图片的裁剪或缩放副本此前已由{who_zh}在其他店铺或针对其他商品提交过：理赔单 {top['claim']}（{top['inliers']} 个关键点在同一变换下一致；整图 PDQ 距离为 {top['distance']} 位）。",
+                )
+            elif top["matched_by"] == "video_frame":
                 reason = Reason(
                     f"The picture is a frame ({top['seconds']:.0f} s, PDQ distance {top['distance']} of 256 bits) of the video sent before by {who}: claim {top['claim']}.",
                     f"该图片是此前由{who_zh}提交的视频中的一帧（第 {top['seconds']:.0f} 秒，PDQ 距离 {top['distance']}/256）：理赔单 {top['claim']}。",

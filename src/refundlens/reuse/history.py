@@ -19,7 +19,7 @@ from ..config import Settings
 from ..store.sql.models import BankEntry, Claim, ClaimFingerprint, Decision, VideoFingerprint
 from .index import HashIndex
 from .memory import bank_print_facts, video_row
-from .prints import LocalPrint, PrintIndex, query_prints
+from .prints import LocalPrint, PrintIndex, best_match, query_prints
 
 __all__ = ["History", "IndexCache", "buyer_summary", "repeats_on_file"]
 
@@ -254,6 +254,64 @@ class History:
                     "at": at,
                 }
             )
+        return out
+
+    def buyer_print_matches(self, photo: npt.NDArray[np.uint8]) -> list[dict[str, Any]]:
+        """The buyer's latest earlier claims on other orders, any SKU or shop, whose photo's
+        local print (kept at filing, migration 0020) ``photo`` is a copy of. The same-SKU check
+        decodes earlier photos; across SKUs a copy cropped by 5% (PDQ 60 bits away) filed at
+        another shop was approved (a security review). The prints are compared as stored: no
+        photo is decoded, a few milliseconds each."""
+        from ..store.sql.models import ClaimFingerprint
+
+        if self.local_candidates <= 0:
+            return []
+        with self.sessions() as session:
+            rows = session.execute(
+                self._filed_before(
+                    select(ClaimFingerprint, Claim)
+                    .join(Claim, Claim.id == ClaimFingerprint.claim_id)
+                    .where(
+                        ClaimFingerprint.buyer_id == self.buyer_id,
+                        ClaimFingerprint.order_id != self.order_id,
+                        ClaimFingerprint.variant == "full",
+                        ClaimFingerprint.local_print.is_not(None),
+                    )
+                )
+                .order_by(ClaimFingerprint.id.desc())
+                .limit(self.local_candidates)
+            ).all()
+            earlier = [
+                (
+                    fingerprint.local_print,
+                    fingerprint.pdq,
+                    claim.id,
+                    claim.merchant_id == self.merchant_id,
+                    fingerprint.created_at.isoformat(timespec="seconds"),
+                )
+                for fingerprint, claim in rows
+            ]
+        if not earlier:
+            return []
+        query = query_prints(photo)  # outside the session: ORB and RANSAC take milliseconds
+        out = []
+        for text, pdq, claim_id, same_merchant, at in earlier:
+            try:
+                match = best_match(query, LocalPrint.from_text(str(text)))
+            except ValueError:
+                continue  # a print changed in the database: that row is matched by PDQ only
+            if match.is_copy:
+                out.append(
+                    {
+                        "claim": claim_id,
+                        "pdq": pdq,
+                        "same_buyer": True,
+                        "same_merchant": same_merchant,
+                        "at": at,
+                        "matched_by": "local_print",
+                        **bank_print_facts(match),
+                    }
+                )
         return out
 
     def _refreshed(self, session: Session) -> None:
