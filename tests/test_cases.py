@@ -982,6 +982,12 @@ def test_routing_hands_a_claim_a_person_or_the_merchant_had_a_hand_in_back_to_a_
     ):  # fmt: skip
         state, why = route("approve", dataclasses.replace(live, **changed), RULES)
         assert state == then and said in why, (changed, why)
+    # Whatever the analysis says after the live photo: a reviewer's request came back as a new
+    # merchant window when it said review or escalate (a new user's walkthrough).
+    for action in ("review", "escalate", "request_capture"):
+        for changed in ({"person_involved": True}, {"merchant_answered": True}):
+            state, _ = route(action, dataclasses.replace(live, **changed), RULES)
+            assert state == S.UNDER_REVIEW, (action, changed)
     # The order's whole amount, to the cent, is still approved.
     fits = dataclasses.replace(live, order_amount=500.0, claimed_on_order=200.0)
     assert route("approve", fits, RULES)[0] == S.APPROVED

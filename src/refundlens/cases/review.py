@@ -269,14 +269,16 @@ def decide(
         )
     if seen_assessment is not None:
         latest = store.assessments.latest(claim.id)
-        if (latest.id if latest is not None else "") != seen_assessment:
+        current = latest.id if latest is not None else ""
+        if current != seen_assessment:
             # Another person's request for a live photo, answered and analysed while this page
             # was open: a rejection as forged followed an analysis its person never saw (a
             # security review).
             raise RefundlensError(
                 "claim.changed",
-                "The claim was analysed again since this decision was prepared: read the new "
-                "analysis, then decide.",
+                f"The claim's latest analysis is {current or 'none'}, not the one this decision "
+                f"names ({seen_assessment or 'none'}): it was analysed again since, or the id is "
+                "wrong. Read the claim, then decide.",
             )
     allowed = allowed_decisions(claim.state)
     if decision not in allowed:

@@ -276,13 +276,26 @@ def facts_from_report(
 
 def route(action: str, facts: ClaimFacts, rules: RoutingRules) -> tuple[ClaimState, str]:
     """The next state after analysis and the reason, in words a reviewer reads."""
-    if action == "request_capture":
-        if facts.has_live_capture:
-            return (
-                ClaimState.AWAITING_MERCHANT,
-                "a live photo was already given and doubts remain: a person decides",
-            )
+    if action == "request_capture" and not facts.has_live_capture:
         return ClaimState.AWAITING_CAPTURE, "the analysis asks for a live photo"
+    # Straight to a person, whatever the analysis says: the merchant has had its say (a window
+    # of its own would make the buyer wait merchant_response_hours for an answer already given,
+    # and a reviewer's request for a live photo came back as a new merchant window: reviews).
+    if facts.person_involved:
+        return (
+            ClaimState.UNDER_REVIEW,
+            "a person decided on this claim before, or it was appealed: a person decides again",
+        )
+    if facts.merchant_answered:
+        return (
+            ClaimState.UNDER_REVIEW,
+            "the merchant answered the claim with evidence: a person weighs it",
+        )
+    if action == "request_capture":  # a live photo was given already
+        return (
+            ClaimState.AWAITING_MERCHANT,
+            "a live photo was already given and doubts remain: a person decides",
+        )
     if action in ("review", "escalate"):
         return (
             ClaimState.AWAITING_MERCHANT,
@@ -294,18 +307,6 @@ def route(action: str, facts: ClaimFacts, rules: RoutingRules) -> tuple[ClaimSta
             ClaimState.AWAITING_MERCHANT,
             f"with the order's other claims, {facts.order_total:g} is claimed on this order of "
             f"{facts.order_amount:g}: a person decides",
-        )
-    # Straight to a person: the merchant has had its say (a window of its own would make the
-    # buyer wait merchant_response_hours for an answer already given: a security review).
-    if facts.person_involved:
-        return (
-            ClaimState.UNDER_REVIEW,
-            "a person decided on this claim before, or it was appealed: a person decides again",
-        )
-    if facts.merchant_answered:
-        return (
-            ClaimState.UNDER_REVIEW,
-            "the merchant answered the claim with evidence: a person weighs it",
         )
     if facts.live_capture_on_file:
         # The analysis counts only claims filed before this one: a live photo that repeats a
