@@ -578,7 +578,7 @@ def test_on_a_phone_the_claim_page_fits_the_screen_and_its_buttons_are_big_enoug
 
 
 def test_an_audit_entrys_stored_words_read_in_the_readers_language_and_nothing_else_moves() -> None:
-    from refundlens.rendering.i18n import audit_words
+    from refundlens.rendering.i18n import audit_words, routing_reason
 
     written = {
         "why": "merchant answered",
@@ -601,6 +601,18 @@ def test_an_audit_entrys_stored_words_read_in_the_readers_language_and_nothing_e
     assert audit_words({"why": "a person decided: reject"}, "zh_CN") == {
         "why": "已由人工裁决：拒绝"
     }
+    # A request for a live photo and an escalation are no rulings: neither reads as one, and
+    # neither shows a raw word ("a person decided: request_capture", 已由人工裁决 in Chinese).
+    from refundlens.cases.review import person_reason
+
+    for decision in ("request_capture", "escalate"):
+        why = person_reason(decision)
+        assert "_" not in why and "decided" not in why
+        chinese = routing_reason(why, "zh_CN")
+        assert chinese != why and "裁决" not in chinese
+    assert routing_reason(person_reason("request_capture"), "zh_CN") == (
+        "人工已要求买家现场拍摄：理赔等待买家的照片"
+    )
     english = audit_words(written, "en")
     assert english["why"] == "merchant answered" and english["from"] == "waiting for the merchant"
 

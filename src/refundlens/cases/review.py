@@ -33,6 +33,7 @@ __all__ = [
     "check_evidence_room",
     "decide",
     "expire_windows",
+    "person_reason",
     "withdraw_from_bank",
 ]
 
@@ -180,6 +181,18 @@ _DECISIONS_BY_STATE: dict[str, tuple[str, ...]] = {
 }
 
 
+def person_reason(decision: str) -> str:
+    """Why a claim is where a person's decision put it, in words a reviewer reads. A request for
+    a live photo and an escalation are not rulings: "a person decided: request_capture" showed
+    the raw word, and its Chinese (已由人工裁决) read as a final ruling (a new user's
+    walkthrough)."""
+    if decision == "request_capture":
+        return "a person asked the buyer for a live photo: the claim waits for it"
+    if decision == "escalate":
+        return "a person escalated the claim: a senior reviewer decides"
+    return f"a person decided: {decision}"
+
+
 def allowed_decisions(state: str) -> tuple[str, ...]:
     """The decisions a reviewer or admin may take on a claim in ``state`` (none once decided,
     while it is being analysed, or after an automatic approval, which an appeal reopens)."""
@@ -290,14 +303,14 @@ def decide(
     if claim.state in (ClaimState.AWAITING_MERCHANT, ClaimState.AWAITING_CAPTURE):
         waited = claim.state
         claim.state = transition(claim.state, ClaimState.UNDER_REVIEW).value
-        closed: dict[str, Any] = {"from": waited, "why": f"a person decided: {decision}"}
+        closed: dict[str, Any] = {"from": waited, "why": person_reason(decision)}
         if waited == ClaimState.AWAITING_CAPTURE:
             closed["links_retired"] = retire_capture_links(store, claim, utcnow()) or None
         store.audit.append(actor.id, "claim.window_closed", claim_id=claim.id, details=closed)
     if decision == "request_capture":
         claim.state = transition(claim.state, ClaimState.AWAITING_CAPTURE).value
         claim.deadline_at = utcnow() + dt.timedelta(hours=settings.capture_window_hours)
-        claim.routing_reason = "a person decided: request_capture"
+        claim.routing_reason = person_reason(decision)
         # What to photograph, for the buyer (None clears an earlier request's words).
         claim.capture_request_note = buyer_note.strip() or None
         asked: dict[str, Any] = {"deadline_at": claim.deadline_at.isoformat()}
@@ -311,7 +324,7 @@ def decide(
         # with its assessment, and the pages say a person escalated it (a reviewer's
         # walkthrough read the escalation as the analysis's and "why it is here" as stale).
         claim.action = "escalate"
-        claim.routing_reason = "a person decided: escalate"
+        claim.routing_reason = person_reason(decision)
     else:
         if decision == "partial" and (amount is None or not 0 < amount < claim.amount):
             raise RefundlensError(
@@ -329,7 +342,7 @@ def decide(
         claim.state = transition(claim.state, ClaimState.DECIDED).value
         # Why the claim is where it is: a decided claim still read "merchant answered" (an
         # integrator's walkthrough).
-        claim.routing_reason = f"a person decided: {decision}"
+        claim.routing_reason = person_reason(decision)
         outcome = {"approve": "approved", "reject": "rejected", "partial": "partial"}[decision]
         store.claims.add_decision(
             Decision(

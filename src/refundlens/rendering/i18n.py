@@ -135,6 +135,9 @@ _ROUTING_REASONS = (
     (r"the merchant's window ran out: a person decides", ()),
     (r"no live photo came in time: a person decides", ()),
     (r"the time to appeal ran out", ()),
+    (r"a person asked the buyer for a live photo: the claim waits for it", ()),
+    (r"a person escalated the claim: a senior reviewer decides", ()),
+    # Before these two: "a person decided: request_capture" and "...: escalate" (kept, stored).
     (r"a person decided: (?P<decision>\w+)", ("decision",)),
     (
         r"a live photo was given: a person compares it with the claim \(this platform "
