@@ -20,7 +20,14 @@ from typer.testing import CliRunner
 from refundlens.cli import app
 from refundlens.config import Settings
 from refundlens.reuse.bank import BankError, _canonical, _public_b64, sign_bank, verify_bank
-from refundlens.reuse.prints import LocalPrint, PrintIndex, best_match, local_print, query_prints
+from refundlens.reuse.prints import (
+    LocalPrint,
+    PrintIndex,
+    SketchIndex,
+    best_match,
+    local_print,
+    query_prints,
+)
 from refundlens.store import Database
 from refundlens.store.sql.models import BankEntry
 
@@ -94,6 +101,26 @@ def test_print_index_finds_the_entry_a_cropped_copy_came_from() -> None:
     index.add(2, local_print(_photo("claim_unrelated.jpg")))
     found = index.search(query_prints(_crop(_photo("claim_unrelated.jpg"), 0.2)))
     assert [ident for ident, _ in found] == [2]
+
+
+def test_sketch_index_names_the_photo_a_cropped_copy_came_from_and_holds_a_bounded_number() -> None:
+    listing, unrelated = _photo("listing.jpg"), _photo("claim_unrelated.jpg")
+    query = query_prints(_reencoded(_crop(unrelated, 0.1)[:, ::-1], 70))  # cropped, mirrored
+    index = SketchIndex(capacity=4)
+    index.add(1, local_print(listing))
+    index.add(2, local_print(unrelated))
+    assert len(index) == 2 and index.candidates(query)[0] == 2
+    assert 2 not in index.candidates(query, skip={2})  # the claim's own photos
+    # Nothing held, nothing named: the listing photo's print is no copy of the claim photo's.
+    assert index.candidates(query_prints(np.zeros((64, 64, 3), np.uint8))) == []
+    # Two generations of capacity // 2: the oldest is dropped whole when the newest fills.
+    for ident in range(3, 7):
+        index.add(ident, local_print(_crop(listing, 0.01 * ident)))
+    assert len(index) == 4 and 2 not in index.candidates(query)
+    assert SketchIndex(capacity=0).candidates(query) == []
+    off = SketchIndex(capacity=0)
+    off.add(1, local_print(unrelated))
+    assert len(off) == 0
 
 
 def _entry(**extra: object) -> dict[str, object]:

@@ -209,6 +209,51 @@ def test_a_platform_policy_can_approve_no_claim_with_a_live_capture_automaticall
         RoutingRules.from_policy(load_policy(policy).routing)
 
 
+def test_a_buyers_claims_together_send_the_next_to_a_person_per_claim_type(
+    tmp_path: Path,
+) -> None:
+    # Many small refund-only claims by one buyer, each under every limit, were each approved
+    # (a security review). Returns are left out by default; a platform sets its own numbers.
+    from refundlens.fusion import PolicyError
+
+    plain = ClaimFacts("refund_only", 50.0, 1, vouched_for=True)
+    assert route("approve", dataclasses.replace(plain, buyer_claims=5), RULES)[0] == S.APPROVED
+    state, why = route("approve", dataclasses.replace(plain, buyer_claims=6), RULES)
+    assert state == S.AWAITING_MERCHANT and "6 other claims in the last 30 days" in why
+    # 950 before and 50 now is 1000, the default limit; a cent more goes to a person.
+    spent = dataclasses.replace(plain, buyer_claims=3, buyer_claimed=950.0)
+    assert route("approve", spent, RULES)[0] == S.APPROVED
+    state, why = route("approve", dataclasses.replace(spent, amount=50.01), RULES)
+    assert state == S.AWAITING_MERCHANT and "1000.01 CNY is claimed: above 1000" in why
+    returned = dataclasses.replace(plain, claim_type="return_and_refund", buyer_claims=40)
+    assert route("approve", returned, RULES)[0] == S.APPROVED
+    # Never a rejection, and never a capture in place of the person.
+    for action in ("approve", "request_capture"):
+        state, _ = route(
+            action, dataclasses.replace(plain, buyer_claims=6, has_live_capture=True), RULES
+        )
+        assert state == S.AWAITING_MERCHANT
+
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        "routing:\n  buyer_claims_window_days: 7\n"
+        "  buyer_claims_max:\n    refund_only: null\n    return_and_refund: 10\n"
+        "  buyer_claimed_max_amount:\n    refund_only: null\n"
+    )
+    rules = RoutingRules.from_policy(load_policy(policy).routing)
+    assert rules.buyer_claims_window_days == 7.0
+    assert (
+        route("approve", dataclasses.replace(plain, buyer_claims=60, buyer_claimed=9e4), rules)[0]
+        == S.APPROVED
+    )
+    state, why = route("approve", dataclasses.replace(returned, buyer_claims=11), rules)
+    assert state == S.AWAITING_MERCHANT and "in the last 7 days (more than 10)" in why
+    for days in ("0", "-3", "a week"):
+        policy.write_text(f"routing:\n  buyer_claims_window_days: {days}\n")
+        with pytest.raises(PolicyError, match="buyer_claims_window_days"):
+            RoutingRules.from_policy(load_policy(policy).routing)
+
+
 def test_a_platform_can_count_only_confirmations_a_reference_of_the_sku_checked(
     tmp_path: Path,
 ) -> None:

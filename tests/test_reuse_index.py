@@ -120,6 +120,39 @@ def test_a_print_committed_after_a_later_one_was_read_is_still_indexed(
         assert not cache.waiting_for()
 
 
+def test_the_sketch_index_reads_only_the_latest_photos_prints(
+    database: tuple[Database, str],
+) -> None:
+    # A first refresh of a large table must not carry every photo's print out of the database
+    # (about 6 KB each): the index holds the latest reuse_print_index_photos.
+    import numpy as np
+
+    from refundlens.reuse.prints import local_print
+
+    db, claim_id = database
+    rng = np.random.default_rng(5)
+    prints = [local_print(rng.integers(0, 256, (96, 128, 3), np.uint8)) for _ in range(6)]
+    with db.session() as session:
+        for seed, found in enumerate(prints):
+            row = session.get(ClaimFingerprint, _print(session, claim_id, seed))
+            assert row is not None
+            row.local_print = found.to_text()
+        _print(session, claim_id, 99)  # a crop's row, or an old one: no print
+    cache = IndexCache(print_capacity=4)
+    with db.session() as session:
+        cache.refresh(session)
+    assert len(cache.claim_prints) == 4
+    with db.session() as session:
+        ids = sorted(
+            session.query(ClaimFingerprint.id)
+            .filter(ClaimFingerprint.local_print.is_not(None))
+            .all()
+        )
+    latest = {ident for (ident,) in ids[-4:]}
+    named = set(cache.claim_prints.candidates((prints[-1], prints[-1]), most=10))
+    assert named and named <= latest
+
+
 def test_only_claims_filed_before_count_against_a_claim(database: tuple[Database, str]) -> None:
     # Two claims of one photo filed a moment apart: the analysis of the first may run after the
     # second arrived, and must not find the first claim reusing the second's photo.

@@ -1302,13 +1302,15 @@ def test_a_confirmed_forgery_cropped_and_filed_at_another_shop_is_found_in_the_b
         assert found["state"] != "approved", found["routing_reason"]
 
 
-def test_a_buyers_photo_cropped_and_filed_again_at_another_shop_is_seen_before(
-    tmp_path: Path,
+@pytest.mark.parametrize("second_buyer", ["ring-2", "ring-3"])
+def test_a_photo_cropped_and_filed_again_at_another_shop_is_seen_before(
+    tmp_path: Path, second_buyer: str
 ) -> None:
-    # A security review: before any person confirmed it, the buyer's photo cropped by 5% on one
-    # side and filed for another SKU at another shop was approved (PDQ 60 bits away; the
-    # local-feature check looked at the same SKU only). The buyer's earlier claims are compared
-    # by the local prints kept at filing.
+    # A security review: before any person confirmed it, a photo cropped by 5% on one side and
+    # filed for another SKU at another shop was approved (PDQ 60 bits away; the local-feature
+    # check looked at the same SKU only), by the same buyer, and then by another buyer of the
+    # ring. The buyer's earlier claims are compared by the local prints kept at filing, and
+    # every buyer's latest photos through the sketch index (reuse_print_index_photos).
     import io
 
     from PIL import Image
@@ -1323,27 +1325,28 @@ def test_a_buyers_photo_cropped_and_filed_again_at_another_shop_is_seen_before(
     cropped = photo.crop((photo.width // 20, 0, photo.width, photo.height))
     with running_server(tmp_path) as server:
         add_tenants(server, "shop-a", "shop-b")
-        buyer_key = server.key("buyer", subject="ring-2")
+        keys = {name: server.key("buyer", subject=name) for name in {"ring-2", second_buyer}}
         orders = []
-        for shop in ("shop-a", "shop-b"):
+        for shop, buyer_id in (("shop-a", "ring-2"), ("shop-b", second_buyer)):
             merchant = server.key("merchant", shop)
             orders.append(
-                order_for(server, merchant, listed_sku(server, merchant), "ring-2", f"o-{shop}")
+                order_for(server, merchant, listed_sku(server, merchant), buyer_id, f"o-{shop}")
             )
-        first = _file_claim(server, buyer_key, orders[0], "f.jpg", data=jpeg(photo))
-        with server.client(buyer_key) as buyer:
+        first = _file_claim(server, keys["ring-2"], orders[0], "f.jpg", data=jpeg(photo))
+        with server.client(keys["ring-2"]) as buyer:
             wait_analysed(buyer, first["id"])
         assert assessed(server, first["id"])["state"] == "approved"
-        second = _file_claim(server, buyer_key, orders[1], "g.jpg", data=jpeg(cropped))
-        with server.client(buyer_key) as buyer:
+        second = _file_claim(server, keys[second_buyer], orders[1], "g.jpg", data=jpeg(cropped))
+        with server.client(keys[second_buyer]) as buyer:
             wait_analysed(buyer, second["id"])
         found = assessed(server, second["id"])
         [image] = found["assessment"]["images"]
         [seen] = [f for f in image["findings"] if f["code"] == "reuse.seen_before"]
         [top] = seen["facts"]["matches"]
         assert top["claim"] == first["id"] and top["matched_by"] == "local_print"
+        assert top["same_buyer"] is (second_buyer == "ring-2")
         assert top["distance"] > server.settings.reuse_max_distance  # PDQ alone missed it
-        assert "cropped or resized copy" in seen["reason"]["en"]
+        assert "cropped, resized or mirrored copy" in seen["reason"]["en"]
         assert found["state"] != "approved", found["routing_reason"]
 
 

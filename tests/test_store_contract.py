@@ -689,6 +689,86 @@ def test_the_amount_rules_weigh_a_claim_with_the_orders_other_claims(kit: Kit) -
     )
 
 
+def test_a_buyers_claims_are_weighed_together_over_the_window_before_each(kit: Kit) -> None:
+    # A security review: many small claims by one buyer, each under every limit, were each
+    # approved. Claims filed before this one in the window count (any shop, any currency for
+    # the count, the policy's for the amount); later ones, older ones, other buyers' do not.
+    kit.seed("m1")
+    kit.seed("m2")
+    merchant, buyer = cases.Actor("key-m", "merchant"), cases.Actor("key-b", "buyer")
+    settings = kit.settings
+    report = {
+        "claim": {"risk": 0.05, "action": "approve"},
+        "images": [{"findings": [{"code": "reference.same_item_new_photo", "facts": {}}]}],
+    }
+    by_count = RoutingRules(
+        buyer_claims_max={"refund_only": 2}, buyer_claimed_max_amount={"refund_only": None}
+    )
+    by_amount = RoutingRules(
+        buyer_claims_max={"refund_only": None}, buyer_claimed_max_amount={"refund_only": 150.0}
+    )
+    with kit.open() as store:
+        skus = {
+            shop: cases.create_sku(
+                store, kit.blobs, settings, merchant, shop, "mug", "Mug", [("l.jpg", _photo(1))]
+            ).id
+            for shop in ("m1", "m2")
+        }
+    made = 0
+
+    def file(buyer_id: str, amount: float, currency: str = "CNY") -> str:
+        nonlocal made
+        made += 1
+        shop = ("m1", "m2")[made % 2]
+        with kit.open() as store:
+            order = cases.create_order(
+                store, merchant, shop, f"o-{made}", skus[shop], buyer_id, 500.0, currency,
+                None, None, None,
+            )  # fmt: skip
+            return cases.create_claim(
+                store, kit.blobs, settings, buyer, order, "refund_only", "", amount,
+                [("c.jpg", _photo(made + 10))],
+            ).id  # fmt: skip
+
+    def analyse(claim_id: str, rules: RoutingRules) -> tuple[str, str]:
+        with kit.open() as store:
+            cases.mark_queued(store, [claim_id])
+            attempt = cases.start_analysis(store, claim_id, settings)
+            claim = cases.finish_analysis(store, claim_id, attempt, report, rules, settings)
+            assert claim is not None
+            return claim.state, claim.routing_reason
+
+    first = [file("buyer-1", 40.0), file("buyer-1", 40.0, "USD"), file("buyer-1", 40.0)]
+    fourth = file("buyer-1", 40.0)
+    other_buyer = file("buyer-2", 40.0)
+    # Analysed in reverse: a claim is held to what was filed before it, not after (the one in
+    # USD goes to a person for its currency, the amount limits being in CNY).
+    states = [analyse(c, by_count)[0] for c in reversed(first)]
+    assert states == ["approved", "awaiting_merchant", "approved"]
+    assert analyse(fourth, by_count) == (
+        "awaiting_merchant",
+        "the buyer filed 3 other claims in the last 30 days (more than 2): a person decides",
+    )
+    assert analyse(other_buyer, by_count)[0] == "approved"
+    with kit.open() as store:
+        for claim_id in first[:2]:  # filed 31 days ago
+            old = store.claims.get(claim_id, for_update=True)
+            assert old is not None
+            old.created_at = utcnow() - dt.timedelta(days=31)
+    fifth = file("buyer-1", 100.0)
+    # In the window: the third and fourth claims (80 in CNY); with this one, 180 > 150.
+    assert analyse(fifth, by_amount) == (
+        "awaiting_merchant",
+        "with the buyer's other claims of the last 30 days, 180 CNY is claimed: above 150, "
+        "a person decides",
+    )
+    with kit.open() as store:
+        assert store.claims.filed_by_buyer("buyer-1", utcnow() - dt.timedelta(days=60), 10**9) == {
+            "CNY": (4, 220.0),
+            "USD": (1, 40.0),
+        }
+
+
 def test_a_claim_the_merchant_answered_goes_to_a_person_and_the_platforms_evidence_is_no_answer(
     kit: Kit,
 ) -> None:

@@ -691,9 +691,11 @@ def test_routing_reasons_are_shown_in_the_readers_language() -> None:
         {"order_amount": 10.0},
         {"person_involved": True},
         {"merchant_answered": True},
+        {"buyer_claims": 9},
+        {"buyer_claims": 1, "buyer_claimed": 5000.0},
     ):
         reasons.add(route("approve", dataclasses.replace(plain, **changed), rules)[1])
-    assert len(reasons) == 19, sorted(reasons)
+    assert len(reasons) == 21, sorted(reasons)
     untranslated = [r for r in reasons if routing_reason(r, "zh_CN") == r]
     assert untranslated == []
 

@@ -552,6 +552,12 @@ class Settings:
     reuse_video_min_match_percent: float = 50.0
     """Share of a new video's sampled frames (%) that must match an earlier claim's video for
     ``reuse.video_seen_before`` (vPDQ's query match percentage)."""
+    reuse_print_index_photos: int = 20_000
+    """Latest claim photos whose local prints each process holds for finding a cropped copy at
+    any shop, for any product, by any buyer (``reuse.SketchIndex``): about 1.3 KB of memory a
+    photo (26 MB at the default), and about 2.5 ms of search a thousand photos on one core.
+    It holds between half of this and this many; older photos are still found by PDQ, the
+    same-SKU check and the buyer's own kept prints. 0 turns the search off."""
     reuse_index_shards: int = 1
     """Shards of the in-memory reuse index (split by the hash's first byte; every query visits all)."""
     reuse_index_late_commit_seconds: float = 600.0

@@ -33,6 +33,7 @@ class Runtime:
             settings.reuse_index_shards,
             settings.reuse_min_pdq_quality,
             settings.reuse_index_late_commit_seconds,
+            settings.reuse_print_index_photos,
         )
         self.references = DecodedCache(settings.worker_reference_cache_size, settings)
         # Pages that analyse a photo or start Chromium in the API process take a slot each.

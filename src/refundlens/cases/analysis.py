@@ -256,6 +256,19 @@ def _merchant_answered(store: Store, claim: Claim, order: Order | None) -> bool:
     )
 
 
+def _buyer_record(store: Store, claim: Claim, rules: RoutingRules) -> dict[str, Any]:
+    """The buyer's claims filed, at any shop, in the ``buyer_claims_window_days`` before this
+    one (counted from its filing, so that a claim analysed late counts what came before it, not
+    what came after): how many, and what they asked for in the policy's currency."""
+    filed = aware(claim.created_at) or utcnow()
+    since = filed - dt.timedelta(days=rules.buyer_claims_window_days)
+    earlier = store.claims.filed_by_buyer(claim.buyer_id, since, claim.seq)
+    return {
+        "buyer_claims": sum(count for count, _amount in earlier.values()),
+        "buyer_claimed": earlier.get(rules.currency, (0, 0.0))[1],
+    }
+
+
 def finish_analysis(
     store: Store,
     claim_id: str,
@@ -310,6 +323,7 @@ def finish_analysis(
             else None,
             person_involved=_person_involved(store, claim.id),
             merchant_answered=_merchant_answered(store, claim, order),
+            **_buyer_record(store, claim, rules),
         ),
         rules,
     )

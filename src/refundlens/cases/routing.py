@@ -67,6 +67,20 @@ class RoutingRules:
     # on its amount: 199 KWD (some 4,600 CNY) passed a limit of 200 meant in yuan (a security
     # review). No exchange rate is guessed; a person decides.
     currency: str = "CNY"
+    # A buyer's claims weighed together: each claim of a buyer who files one after another was
+    # judged alone, and many small claims, each under every limit, were each approved (a
+    # security review). Per claim type (None = no such rule): a person decides where the buyer
+    # filed more than ``buyer_claims_max`` claims (any type, any shop) in the
+    # ``buyer_claims_window_days`` before this one, or where those claims and this one ask for
+    # more than ``buyer_claimed_max_amount`` in ``currency``. Returns and repairs are left out
+    # by default: the goods travel back to the shop before it pays.
+    buyer_claims_window_days: float = 30.0
+    buyer_claims_max: Mapping[str, float | None] = dataclasses.field(
+        default_factory=lambda: {"refund_only": 5, "return_and_refund": None, "repair": None}
+    )
+    buyer_claimed_max_amount: Mapping[str, float | None] = dataclasses.field(
+        default_factory=lambda: {"refund_only": 1000.0, "return_and_refund": None, "repair": None}
+    )
 
     @classmethod
     def from_policy(cls, raw: Mapping[str, Any] | None) -> RoutingRules:
@@ -84,6 +98,19 @@ class RoutingRules:
             if word in ("true", "yes", "on", "1") or word in ("false", "no", "off", "0"):
                 return word in ("true", "yes", "on", "1")
             raise PolicyError("policy.invalid", f"routing.{key}: {value!r} is not true or false.")
+
+        def window_days() -> float:
+            value = raw.get("buyer_claims_window_days", defaults.buyer_claims_window_days)
+            try:
+                days = float(value)
+            except (TypeError, ValueError):
+                days = -1.0
+            if not 0 < days < 36500:
+                raise PolicyError(
+                    "policy.invalid",
+                    f"routing.buyer_claims_window_days: {value!r} is not a number of days.",
+                )
+            return days
 
         def amounts(key: str, start: Mapping[str, float | None]) -> dict[str, float | None]:
             limits = dict(start)
@@ -106,6 +133,11 @@ class RoutingRules:
                 "capture_confirmation_needs_reference", False
             ),
             currency=str(raw.get("currency") or "CNY").upper(),
+            buyer_claims_window_days=window_days(),
+            buyer_claims_max=amounts("buyer_claims_max", defaults.buyer_claims_max),
+            buyer_claimed_max_amount=amounts(
+                "buyer_claimed_max_amount", defaults.buyer_claimed_max_amount
+            ),
         )
 
 
@@ -156,6 +188,12 @@ class ClaimFacts:
     merchant_answered: bool = False
     """The merchant added evidence to the claim, or a packing video to its order after the claim
     was filed: it is contested, and a person weighs that evidence."""
+    buyer_claims: int = 0
+    """How many claims the buyer filed, at any shop, in the ``buyer_claims_window_days`` before
+    this one."""
+    buyer_claimed: float = 0.0
+    """What those claims asked for in the policy's currency (claims on orders in another
+    currency are not added: their own amount rules send them to a person)."""
 
     @property
     def order_total(self) -> float:
@@ -319,6 +357,23 @@ def route(action: str, facts: ClaimFacts, rules: RoutingRules) -> tuple[ClaimSta
         return (
             ClaimState.AWAITING_MERCHANT,
             "a claim on this order was rejected, or refunded in part, before: a person decides",
+        )
+    most_claims = rules.buyer_claims_max.get(facts.claim_type)
+    if most_claims is not None and facts.buyer_claims > most_claims:
+        return (
+            ClaimState.AWAITING_MERCHANT,
+            f"the buyer filed {facts.buyer_claims} other claims in the last "
+            f"{rules.buyer_claims_window_days:g} days (more than {most_claims:g}): "
+            "a person decides",
+        )
+    own = facts.amount if facts.currency == rules.currency else 0.0
+    most = rules.buyer_claimed_max_amount.get(facts.claim_type)
+    if most is not None and facts.buyer_claims and facts.buyer_claimed + own > most:
+        return (
+            ClaimState.AWAITING_MERCHANT,
+            f"with the buyer's other claims of the last {rules.buyer_claims_window_days:g} "
+            f"days, {facts.buyer_claimed + own:g} {rules.currency} is claimed: above {most:g}, "
+            "a person decides",
         )
     limit = rules.auto_approve_max_amount.get(facts.claim_type)
     limits = (limit, rules.unverified_capture_above_amount.get(facts.claim_type))

@@ -68,6 +68,11 @@ class ClaimHistory(Protocol):
         """The buyer's earlier claims (other orders, any SKU or shop) with a photo whose local
         print (kept at filing) the RGB ``photo`` is a copy of, cropped, resized or mirrored."""
 
+    def platform_print_matches(self, photo: npt.NDArray[np.uint8]) -> list[dict[str, Any]]:
+        """Earlier claims (other orders) at any shop, for any product, by any buyer, with a photo
+        that the RGB ``photo`` is a cropped, resized or mirrored copy of (a bounded index of the
+        latest photos' local prints)."""
+
     def video_frame_matches(self, code: bytes) -> list[dict[str, Any]]:
         """Earlier claims' video frames within the distance of ``code``."""
 

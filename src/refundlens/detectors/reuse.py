@@ -212,6 +212,13 @@ class ReuseDetector(Detector):
             for match in history.buyer_print_matches(claim.analysis):
                 entry = PdqHash(bytes.fromhex(match.pop("pdq")), 100)
                 seen[match["claim"]] = {**match, "distance": min(hamming(entry, h) for h in own)}
+            # Then the latest photos of every buyer at any shop: a ring's photo cropped by 5%
+            # and filed by another buyer at another shop passed all of the above (a review).
+            for match in history.platform_print_matches(claim.analysis):
+                entry = PdqHash(bytes.fromhex(match.pop("pdq")), 100)
+                seen.setdefault(
+                    match["claim"], {**match, "distance": min(hamming(entry, h) for h in own)}
+                )
         # Only when PDQ found no entry: the print costs two ORB passes and adds nothing then.
         printed = [] if banked else history.bank_print_matches(claim.analysis)
         if seen:
@@ -220,8 +227,8 @@ class ReuseDetector(Detector):
             top = matches[0]
             if top["matched_by"] == "local_print":
                 reason = Reason(
-                    f"A cropped or resized copy of the picture was sent before by {who}, at another shop or for another product: claim {top['claim']} ({top['inliers']} keypoints agree under one transform; the whole-image PDQ is {top['distance']} bits away).",
-                    f"该图片的裁剪或缩放副本此前已由{who_zh}在其他店铺或针对其他商品提交过：理赔单 {top['claim']}（{top['inliers']} 个关键点在同一变换下一致；整图 PDQ 距离为 {top['distance']} 位）。",
+                    f"A cropped, resized or mirrored copy of the picture was sent before by {who}: claim {top['claim']} ({top['inliers']} keypoints agree under one transform; the whole-image PDQ is {top['distance']} bits away).",
+                    f"该图片的裁剪、缩放或镜像副本此前已由{who_zh}提交过：理赔单 {top['claim']}（{top['inliers']} 个关键点在同一变换下一致；整图 PDQ 距离为 {top['distance']} 位）。",
                 )
             elif top["matched_by"] == "video_frame":
                 reason = Reason(

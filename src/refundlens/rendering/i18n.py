@@ -126,6 +126,16 @@ _ROUTING_REASONS = (
     (r"appealed by the (?P<by>buyer|merchant|admin): a person looks again", ("by",)),
     (r"a live photo repeats a picture on file elsewhere: a person decides", ()),
     (
+        r"the buyer filed (?P<count>\d+) other claims in the last (?P<days>[\d.]+) days \(more "
+        r"than (?P<most>[\d.]+)\): a person decides",
+        (),
+    ),
+    (
+        r"with the buyer's other claims of the last (?P<days>[\d.]+) days, (?P<total>[\d.e+]+) "
+        r"(?P<currency>\S{1,3}) is claimed: above (?P<most>[\d.e+]+), a person decides",
+        (),
+    ),
+    (
         r"the order is in (?P<currency>\S{1,3}) and the amount limits in (?P<limits>\S{1,3}): "
         r"a person decides",
         (),

@@ -19,7 +19,7 @@ from ..config import Settings
 from ..store.sql.models import BankEntry, Claim, ClaimFingerprint, Decision, VideoFingerprint
 from .index import HashIndex
 from .memory import bank_print_facts, video_row
-from .prints import LocalPrint, PrintIndex, best_match, query_prints
+from .prints import LocalPrint, PrintIndex, SketchIndex, best_match, query_prints
 
 __all__ = ["History", "IndexCache", "buyer_summary", "repeats_on_file"]
 
@@ -81,11 +81,18 @@ class IndexCache:
     :class:`_Unread`)."""
 
     def __init__(
-        self, shards: int = 1, min_quality: int = 50, late_commit_seconds: float = 600.0
+        self,
+        shards: int = 1,
+        min_quality: int = 50,
+        late_commit_seconds: float = 600.0,
+        print_capacity: int = 0,
     ) -> None:
         self.min_quality = min_quality
         self.late_commit_seconds = late_commit_seconds
         self.claims = HashIndex(shards)
+        self.claim_prints = SketchIndex(print_capacity)
+        """The latest claim photos' local prints (their strongest points), by fingerprint row id
+        like ``claims``: copies cropped past PDQ's radius, at any shop, by any buyer."""
         self.bank = HashIndex(shards)
         self.bank_prints = PrintIndex()
         """Bank entries' local prints (those imported with one), by entry id like ``bank``."""
@@ -110,7 +117,12 @@ class IndexCache:
         moment = (now or dt.datetime.now(dt.UTC)).timestamp()
         with self._lock:
             rows = session.execute(
-                select(ClaimFingerprint.id, ClaimFingerprint.pdq, ClaimFingerprint.quality)
+                select(
+                    ClaimFingerprint.id,
+                    ClaimFingerprint.pdq,
+                    ClaimFingerprint.quality,
+                    ClaimFingerprint.local_print.is_not(None),
+                )
                 .where(self._claim_rows.where(ClaimFingerprint.id))
                 .order_by(ClaimFingerprint.id)
             ).all()
@@ -119,6 +131,7 @@ class IndexCache:
                 good = [r for r in rows if r[2] >= self.min_quality]
                 if good:
                     self.claims.add([r[0] for r in good], [bytes.fromhex(r[1]) for r in good])
+                self._add_claim_prints(session, [r[0] for r in rows if r[3]])
             self._claim_rows.read([r[0] for r in rows], moment)
             bank_rows = session.execute(
                 select(BankEntry.id, BankEntry.pdq, BankEntry.local_print)
@@ -150,6 +163,22 @@ class IndexCache:
                     [r[0] for r in video_rows], [bytes.fromhex(r[1]) for r in video_rows]
                 )
             self._video_rows.read([r[0] for r in video_rows], moment)
+
+    def _add_claim_prints(self, session: Session, idents: list[int]) -> None:
+        # Only the latest the index holds are read: a first refresh of a large table must not
+        # carry every photo's print (about 6 KB of text each) out of the database.
+        keep = idents[-self.claim_prints.capacity :] if self.claim_prints.capacity else []
+        for start in range(0, len(keep), 500):
+            chunk = keep[start : start + 500]
+            for ident, text in session.execute(
+                select(ClaimFingerprint.id, ClaimFingerprint.local_print)
+                .where(ClaimFingerprint.id.in_(chunk))
+                .order_by(ClaimFingerprint.id)
+            ).all():
+                try:
+                    self.claim_prints.add(ident, LocalPrint.from_text(str(text)))
+                except ValueError:
+                    log.warning("claim fingerprint %s has an unreadable local print", ident)
 
     def _add_print(self, ident: int, text: str) -> None:
         # Import verified every print; one changed in the database since must not stop the
@@ -262,8 +291,6 @@ class History:
         decodes earlier photos; across SKUs a copy cropped by 5% (PDQ 60 bits away) filed at
         another shop was approved (a security review). The prints are compared as stored: no
         photo is decoded, a few milliseconds each."""
-        from ..store.sql.models import ClaimFingerprint
-
         if self.local_candidates <= 0:
             return []
         with self.sessions() as session:
@@ -293,7 +320,7 @@ class History:
             ]
         if not earlier:
             return []
-        query = query_prints(photo)  # outside the session: ORB and RANSAC take milliseconds
+        query = self._query(photo)  # outside the session: ORB and RANSAC take milliseconds
         out = []
         for text, pdq, claim_id, same_merchant, at in earlier:
             try:
@@ -313,6 +340,78 @@ class History:
                     }
                 )
         return out
+
+    def platform_print_matches(self, photo: npt.NDArray[np.uint8]) -> list[dict[str, Any]]:
+        """Earlier claim photos at any shop, for any product, by any buyer (other orders), that
+        ``photo`` is a cropped, resized or mirrored copy of: candidates from the cache's
+        :class:`SketchIndex` (the latest ``reuse_print_index_photos``), each verified with its
+        whole print. A ring's photo cropped by 5% and filed by another buyer at another shop
+        passed every other check (a security review)."""
+        with self.sessions() as session:
+            self._refreshed(session)
+            if not len(self.cache.claim_prints):
+                return []  # the photo's prints are not computed for an empty index
+            # This order's own photos (this claim's among them) would take the first places.
+            own = set(
+                session.execute(
+                    select(ClaimFingerprint.id).where(ClaimFingerprint.order_id == self.order_id)
+                ).scalars()
+            )
+        query = self._query(photo)
+        idents = self.cache.claim_prints.candidates(query, skip=own)
+        if not idents:
+            return []
+        with self.sessions() as session:
+            rows = session.execute(
+                self._filed_before(
+                    select(ClaimFingerprint, Claim)
+                    .join(Claim, Claim.id == ClaimFingerprint.claim_id)
+                    .where(
+                        ClaimFingerprint.id.in_(idents),
+                        ClaimFingerprint.order_id != self.order_id,
+                        ClaimFingerprint.local_print.is_not(None),
+                    )
+                )
+            ).all()
+            earlier = [
+                (
+                    fingerprint.local_print,
+                    fingerprint.pdq,
+                    claim.id,
+                    claim.buyer_id == self.buyer_id,
+                    claim.merchant_id == self.merchant_id,
+                    fingerprint.created_at.isoformat(timespec="seconds"),
+                )
+                for fingerprint, claim in rows
+            ]
+        out = []
+        for text, pdq, claim_id, same_buyer, same_merchant, at in earlier:
+            try:
+                match = best_match(query, LocalPrint.from_text(str(text)))
+            except ValueError:
+                continue  # a print changed in the database: that row is matched by PDQ only
+            if match.is_copy:
+                out.append(
+                    {
+                        "claim": claim_id,
+                        "pdq": pdq,
+                        "same_buyer": same_buyer,
+                        "same_merchant": same_merchant,
+                        "at": at,
+                        "matched_by": "local_print",
+                        **bank_print_facts(match),
+                    }
+                )
+        return out
+
+    def _query(self, photo: npt.NDArray[np.uint8]) -> tuple[LocalPrint, LocalPrint]:
+        # One photo's prints (two ORB passes) serve every lookup of its analysis; the photo is
+        # kept with them, so that its id is not reused by another array meanwhile.
+        queries: dict[int, tuple[Any, tuple[LocalPrint, LocalPrint]]]
+        queries = self.__dict__.setdefault("_queries", {})
+        if id(photo) not in queries:
+            queries[id(photo)] = (photo, query_prints(photo))
+        return queries[id(photo)][1]
 
     def _refreshed(self, session: Session) -> None:
         # Once per analysis: the index catches up with the store, then serves every lookup.
@@ -440,7 +539,7 @@ class History:
             return []  # no bank here carries prints: the photo's own are not computed
         # Outside a transaction: on SQLite every one takes the write lock, and ORB and RANSAC
         # take tens of milliseconds.
-        found = self.cache.bank_prints.search(query_prints(photo))
+        found = self.cache.bank_prints.search(self._query(photo))
         if not found:
             return []
         out = []

@@ -90,6 +90,9 @@ class MemoryHistory:
     def buyer_print_matches(self, photo: npt.NDArray[np.uint8]) -> list[dict[str, Any]]:
         return []  # the claims held here carry no local prints
 
+    def platform_print_matches(self, photo: npt.NDArray[np.uint8]) -> list[dict[str, Any]]:
+        return []  # the claims held here carry no local prints
+
     def video_frame_matches(self, code: bytes) -> list[dict[str, Any]]:
         best: dict[str, dict[str, Any]] = {}
         for i, distance in self._index(self.videos).search(code, self.max_distance):

@@ -28,6 +28,7 @@ import base64
 import dataclasses
 import struct
 import threading
+from collections.abc import Collection
 
 import cv2
 import numpy as np
@@ -38,6 +39,7 @@ __all__ = [
     "LocalPrint",
     "PrintIndex",
     "PrintMatch",
+    "SketchIndex",
     "best_match",
     "local_print",
     "match_prints",
@@ -255,3 +257,102 @@ class PrintIndex:
             if match.is_copy:
                 out.append((ident, match))
         return sorted(out, key=lambda pair: (-pair[1].inliers, pair[0]))
+
+
+SKETCH_POINTS = 32
+"""Descriptors of each claim photo kept in :class:`SketchIndex`: its strongest (a print lists
+its points strongest first). Chosen on split ``dev`` of bench/run_bank.py: 32 find as many
+copies as 48 (and the full print) at two thirds of the memory; 16 lose a tenth of the 15-25%
+crops."""
+SKETCH_QUERY_POINTS = 48
+"""The query's strongest descriptors looked up (each side, plain and mirrored): as many copies
+found on ``dev`` as with all 160, at a third of the search time."""
+SKETCH_MIN_VOTES = 3
+"""Query descriptors that must find a photo among their nearest for it to be a candidate."""
+SKETCH_CANDIDATES = 8
+"""Candidates (most votes first) verified with the whole print by :func:`best_match`."""
+SKETCH_MAX_DISTANCE = 64
+"""A neighbour further than this (bits of 256) is no vote: :func:`match_prints`' own limit."""
+
+
+class _Generation:
+    def __init__(self) -> None:
+        import faiss
+
+        self.index = faiss.IndexBinaryFlat(256)
+        self.owner: list[int] = []
+        self.owner_array: npt.NDArray[np.int64] | None = None
+        self.photos = 0
+
+
+class SketchIndex:
+    """Where an earlier claim photo, at any shop, for any product and by any buyer, may have
+    been copied from: each photo's :data:`SKETCH_POINTS` strongest descriptors in a FAISS binary
+    index (exact Hamming k-NN), searched with the query's strongest; the candidates it names are
+    verified with the whole prints (kept in the database) by :func:`best_match`, the rule the bank
+    applies. A ring's photo cropped by 5% and filed by another buyer at another shop passed PDQ
+    and every per-buyer and per-SKU check (a security review).
+
+    Bounded: it holds the latest ``capacity`` photos at most and ``capacity // 2`` at least, in
+    two generations (the older one is dropped whole when the newer fills: FAISS's flat binary
+    index removes nothing cheaply). About 1.3 KB of memory a photo (32 descriptors of 32 bytes
+    and their owners); a search visits every descriptor held: about 50 ms at 20,000 photos on
+    one core (bench/results/reuse_bank.md). ``capacity`` 0 holds nothing.
+
+    Safe to share between threads (the service's index cache): adds and searches hold a lock."""
+
+    def __init__(self, capacity: int, points: int = SKETCH_POINTS) -> None:
+        self.capacity = max(0, capacity)
+        self.points = points
+        self._generations: list[_Generation] = []
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return sum(g.photos for g in self._generations)
+
+    def add(self, ident: int, entry: LocalPrint) -> None:
+        if self.capacity <= 0 or len(entry) == 0:
+            return
+        with self._lock:
+            if not self._generations or self._generations[-1].photos >= max(1, self.capacity // 2):
+                self._generations = [*self._generations[-1:], _Generation()]
+            newest = self._generations[-1]
+            kept = np.ascontiguousarray(entry.descriptors[: self.points])
+            newest.index.add(kept)
+            newest.owner.extend([ident] * len(kept))
+            newest.owner_array = None
+            newest.photos += 1
+
+    def candidates(
+        self,
+        query: tuple[LocalPrint, LocalPrint],
+        most: int = SKETCH_CANDIDATES,
+        skip: Collection[int] = (),
+    ) -> list[int]:
+        """Ids of the photos the query (or its mirror) may copy, most votes first; ``skip``'s
+        are never among them (the claim's own photos, which would take the first places)."""
+        votes: dict[int, int] = {}
+        with self._lock:
+            for generation in self._generations:
+                if not generation.owner:
+                    continue
+                if generation.owner_array is None:  # once per change, not per search
+                    generation.owner_array = np.asarray(generation.owner, np.int64)
+                owner = generation.owner_array
+                for side in query:
+                    if len(side) == 0:
+                        continue
+                    looked_up = np.ascontiguousarray(side.descriptors[:SKETCH_QUERY_POINTS])
+                    distances, found = generation.index.search(looked_up, 4)
+                    for near, rows in zip(distances, found, strict=True):
+                        owners = {
+                            int(owner[i])
+                            for d, i in zip(near, rows, strict=True)
+                            if i >= 0 and d <= SKETCH_MAX_DISTANCE
+                        }
+                        for ident in owners:
+                            votes[ident] = votes.get(ident, 0) + 1
+        ranked = sorted(votes.items(), key=lambda pair: (-pair[1], pair[0]))
+        return [
+            ident for ident, count in ranked if count >= SKETCH_MIN_VOTES and ident not in skip
+        ][:most]

@@ -191,6 +191,14 @@ class Claims(Protocol):
         (:func:`refundlens.store.sql.models.granted_amount` for each)."""
         ...
 
+    def filed_by_buyer(
+        self, buyer_id: str, since: dt.datetime, filed_before: int
+    ) -> dict[str, tuple[int, float]]:
+        """The buyer's claims, at any shop, filed at or after ``since`` and before the claim
+        numbered ``filed_before`` (``Claim.seq``): per currency of their orders, how many and
+        the amount they asked for."""
+        ...
+
     def rejected_on_order(self, order_id: str, besides: str | None = None) -> list[tuple[str, str]]:
         """(id, type) of the order's claims (all but ``besides``) whose rejection stands: closed
         (``decided``, ``final``) with a rejection or a partial refund (a rejection of the rest)

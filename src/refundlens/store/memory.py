@@ -268,6 +268,21 @@ class _Claims:
             total += granted_amount(claim, decided[-1] if decided else None)
         return total
 
+    def filed_by_buyer(
+        self, buyer_id: str, since: dt.datetime, filed_before: int
+    ) -> dict[str, tuple[int, float]]:
+        out: dict[str, tuple[int, float]] = {}
+        for claim in self.t.claims.values():
+            if claim.buyer_id != buyer_id or claim.seq >= filed_before:
+                continue
+            if _utc(claim.created_at) < _utc(since):
+                continue
+            order = self.t.orders.get(claim.order_id)
+            currency = order.currency if order is not None else ""
+            count, amount = out.get(currency, (0, 0.0))
+            out[currency] = (count + 1, amount + claim.amount)
+        return out
+
     def rejected_on_order(self, order_id: str, besides: str | None = None) -> list[tuple[str, str]]:
         out = []
         for claim in sorted(self.t.claims.values(), key=lambda c: c.seq):

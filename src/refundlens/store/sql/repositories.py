@@ -261,6 +261,21 @@ class _Claims:
             total += granted_amount(claim, decided[-1] if decided else None)
         return total
 
+    def filed_by_buyer(
+        self, buyer_id: str, since: dt.datetime, filed_before: int
+    ) -> dict[str, tuple[int, float]]:
+        rows = self.session.execute(
+            select(Order.currency, func.count(Claim.id), func.sum(Claim.amount))
+            .join(Order, Order.id == Claim.order_id)
+            .where(
+                Claim.buyer_id == buyer_id,
+                Claim.seq < filed_before,
+                Claim.created_at >= since,
+            )
+            .group_by(Order.currency)
+        ).all()
+        return {currency: (int(count), float(total or 0.0)) for currency, count, total in rows}
+
     def rejected_on_order(self, order_id: str, besides: str | None = None) -> list[tuple[str, str]]:
         out = []
         for claim in self.session.execute(
