@@ -297,7 +297,7 @@ def main() -> None:
         "",
         "The last column is the claims' sketch index (`SketchIndex`, "
         "`reuse_print_index_photos`): each earlier claim photo's 32 strongest descriptors, "
-        "searched with the query's 48 strongest, the 8 photos with most votes verified with "
+        "searched with the query's 48 strongest, the 12 photos with most votes verified with "
         "their whole print by the same rule; what finds another buyer's cropped copy at any "
         "shop.",
         "",

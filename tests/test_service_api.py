@@ -1341,13 +1341,86 @@ def test_a_photo_cropped_and_filed_again_at_another_shop_is_seen_before(
             wait_analysed(buyer, second["id"])
         found = assessed(server, second["id"])
         [image] = found["assessment"]["images"]
-        [seen] = [f for f in image["findings"] if f["code"] == "reuse.seen_before"]
+        # Another buyer's photo matched by its print only is no accusation (two shots of one
+        # product, taken alike, match too): a live photo first, then a person.
+        code = "reuse.seen_before" if second_buyer == "ring-2" else "reuse.print_seen_before"
+        [seen] = [f for f in image["findings"] if f["code"] == code]
         [top] = seen["facts"]["matches"]
         assert top["claim"] == first["id"] and top["matched_by"] == "local_print"
         assert top["same_buyer"] is (second_buyer == "ring-2")
         assert top["distance"] > server.settings.reuse_max_distance  # PDQ alone missed it
         assert "cropped, resized or mirrored copy" in seen["reason"]["en"]
         assert found["state"] != "approved", found["routing_reason"]
+        if second_buyer == "ring-3":
+            assert found["state"] == "awaiting_capture"
+            with server.client(server.key("merchant", "shop-b")) as shop:
+                shown = shop.get(f"/v1/claims/{second['id']}").json()["assessment"]
+            [told] = [
+                f for f in shown["images"][0]["findings"] if f["code"] == "reuse.print_seen_before"
+            ]
+            # The shop reads that such a picture exists, not whose or which claim.
+            assert first["id"] not in str(told) and "ring-2" not in str(told)
+
+
+def test_copies_filed_after_a_claim_do_not_hide_the_photo_it_copies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A security review: ring-3 filed 8 re-encodes of ring-2's cropped copy just after it, and
+    # they took every place among the sketch index's nearest neighbours and candidates before
+    # the claims filed later were left out: ring-2's claim was approved.
+    import io
+    import threading
+
+    from PIL import Image
+
+    import refundlens.cases as cases_module
+
+    def jpeg(image: Image.Image, quality: int = 90) -> bytes:
+        out = io.BytesIO()
+        image.save(out, "JPEG", quality=quality)
+        return out.getvalue()
+
+    photo = Image.open(io.BytesIO(_sample("claim_genuine.jpg"))).convert("RGB")
+    photo = photo.resize((photo.width * 2, photo.height * 2), Image.Resampling.BICUBIC)
+    cropped = photo.crop((photo.width // 5, 0, photo.width, photo.height))
+    with running_server(tmp_path, embedded_analysis_processes=0) as server:
+        add_tenants(server, "shop-a", "shop-b", "shop-c")
+        keys = {n: server.key("buyer", subject=n) for n in ("ring-1", "ring-2", "ring-3")}
+        orders = {}
+        for shop, buyer_id in (("shop-a", "ring-1"), ("shop-b", "ring-2"), ("shop-c", "ring-3")):
+            merchant = server.key("merchant", shop)
+            orders[buyer_id] = order_for(
+                server, merchant, listed_sku(server, merchant), buyer_id, f"o-{shop}"
+            )
+        first = _file_claim(server, keys["ring-1"], orders["ring-1"], "f.jpg", data=jpeg(photo))
+        assert assessed(server, first["id"])["state"] == "approved"
+        # The analyses wait while both claims are filed (a busy queue).
+        gate, analyse = threading.Event(), cases_module.unboxing_video_frames
+
+        def held(*args: Any, **kwargs: Any) -> Any:
+            gate.wait(60)
+            return analyse(*args, **kwargs)
+
+        monkeypatch.setattr(cases_module, "unboxing_video_frames", held)
+        try:
+            second = _file_claim(
+                server, keys["ring-2"], orders["ring-2"], "g.jpg", data=jpeg(cropped, 85)
+            )
+            with server.client(keys["ring-3"]) as buyer:
+                r = buyer.post(
+                    "/v1/claims",
+                    data={"order_id": orders["ring-3"], "type": "refund_only", "amount": "120"},
+                    files=[
+                        ("photos", (f"d{q}.jpg", jpeg(cropped, q), "image/jpeg"))
+                        for q in (95, 93, 91, 89, 87, 83, 81, 79)
+                    ],
+                )
+                assert r.status_code == 201, r.text
+        finally:
+            gate.set()
+        found = assessed(server, second["id"])
+        codes = {f["code"] for f in found["assessment"]["images"][0]["findings"]}
+        assert "reuse.print_seen_before" in codes and found["state"] != "approved"
 
 
 def test_an_automatic_approval_can_be_appealed_by_the_merchant_to_a_person(

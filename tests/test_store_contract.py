@@ -747,7 +747,8 @@ def test_a_buyers_claims_are_weighed_together_over_the_window_before_each(kit: K
     assert states == ["approved", "awaiting_merchant", "approved"]
     assert analyse(fourth, by_count) == (
         "awaiting_merchant",
-        "the buyer filed 3 other claims in the last 30 days (more than 2): a person decides",
+        "the buyer filed more claims in the last 30 days than this platform approves "
+        "automatically: a person decides",
     )
     assert analyse(other_buyer, by_count)[0] == "approved"
     with kit.open() as store:
@@ -759,12 +760,18 @@ def test_a_buyers_claims_are_weighed_together_over_the_window_before_each(kit: K
     # In the window: the third and fourth claims (80 in CNY); with this one, 180 > 150.
     assert analyse(fifth, by_amount) == (
         "awaiting_merchant",
-        "with the buyer's other claims of the last 30 days, 180 CNY is claimed: above 150, "
-        "a person decides",
+        "the buyer's claims of the last 30 days ask for more than this platform approves "
+        "automatically: a person decides",
     )
+    sixth = file("buyer-1", 60.0)
+    with kit.open() as store:  # the fifth (100) out of the window too: 80 + 60 <= 150
+        old = store.claims.get(fifth, for_update=True)
+        assert old is not None
+        old.created_at = utcnow() - dt.timedelta(days=31)
+    assert analyse(sixth, by_amount)[0] == "approved"
     with kit.open() as store:
         assert store.claims.filed_by_buyer("buyer-1", utcnow() - dt.timedelta(days=60), 10**9) == {
-            "CNY": (4, 220.0),
+            "CNY": (5, 280.0),
             "USD": (1, 40.0),
         }
 

@@ -555,7 +555,7 @@ class Settings:
     reuse_print_index_photos: int = 20_000
     """Latest claim photos whose local prints each process holds for finding a cropped copy at
     any shop, for any product, by any buyer (``reuse.SketchIndex``): about 1.3 KB of memory a
-    photo (26 MB at the default), and about 2.5 ms of search a thousand photos on one core.
+    photo (26 MB at the default), and about 3 ms of search a thousand photos on one core.
     It holds between half of this and this many; older photos are still found by PDQ, the
     same-SKU check and the buyer's own kept prints. 0 turns the search off."""
     reuse_index_shards: int = 1

@@ -47,7 +47,8 @@ def _history(
     confirmed: int = 0,
     prints: bool = False,
 ) -> MemoryHistory:
-    """``prints``: bank entries as a format-2 bank file brings them, with their local print."""
+    """``prints``: bank entries as a format-2 bank file brings them, and claims as filed since
+    migration 0020, with their local print."""
     return MemoryHistory(
         claims=[
             {
@@ -57,6 +58,7 @@ def _history(
                 "buyer": buyer,
                 "merchant": "shop",
                 "at": "2026-10-01T00:00:00",
+                **({"local": local_print(m.analysis).to_text()} if prints else {}),
             }
             for i, (m, order, buyer) in enumerate(claims)
         ],
@@ -147,6 +149,22 @@ def reuse_examples() -> list[Example]:
                 Context(history=_history(bank=[_earlier(20)], prints=True)),
             ),
             frozenset({"reuse.bank_local_match"}),
+        ),
+        Example(
+            "an uneven crop of another buyer's earlier claim photo may be a copy, by its print",
+            lambda: (
+                _cropped_unevenly(22),
+                Context(history=_history([(_earlier(22), "ord_old", "buyer-old")], prints=True)),
+            ),
+            frozenset({"reuse.print_seen_before"}),
+        ),
+        Example(
+            "an uneven crop of the buyer's own earlier claim photo is reuse, by its print",
+            lambda: (
+                _cropped_unevenly(22),
+                Context(history=_history([(_earlier(22), "ord_old", "buyer-now")], prints=True)),
+            ),
+            frozenset({"reuse.seen_before"}),
         ),
         Example(
             "a different picture does not match a bank entry's local print",

@@ -41,6 +41,7 @@ class ReuseDetector(Detector):
         "reuse.video_seen_before": "The video sent with this claim was sent before with another order's claim.",
         "reuse.bank_match": "The picture is in a bank of confirmed forgeries.",
         "reuse.bank_local_match": "A cropped, resized or mirrored copy of a picture in a bank of confirmed forgeries, matched by its local print only.",
+        "reuse.print_seen_before": "Maybe a cropped, resized or mirrored copy of another buyer's earlier claim photo, matched by its local print only.",
         "reuse.buyer_history": "The buyer's earlier claims include confirmed forgeries.",
         "reuse.low_quality_hash": "The picture is too flat for a reliable fingerprint: reuse not checked.",
     }
@@ -171,6 +172,7 @@ class ReuseDetector(Detector):
         findings: list[Finding] = []
         seen: dict[str, dict[str, Any]] = {}
         banked: dict[tuple[str, str], dict[str, Any]] = {}
+        elsewhere: list[dict[str, Any]] = []  # other buyers' photos, by local print only
 
         # The whole picture in its 8 orientations, and its centre crops (for an earlier claim
         # that was a crop of this one); stored claims carry their centre crops too.
@@ -216,9 +218,11 @@ class ReuseDetector(Detector):
             # and filed by another buyer at another shop passed all of the above (a review).
             for match in history.platform_print_matches(claim.analysis):
                 entry = PdqHash(bytes.fromhex(match.pop("pdq")), 100)
-                seen.setdefault(
-                    match["claim"], {**match, "distance": min(hamming(entry, h) for h in own)}
-                )
+                found = {**match, "distance": min(hamming(entry, h) for h in own)}
+                if match["same_buyer"]:
+                    seen.setdefault(match["claim"], found)
+                else:
+                    elsewhere.append(found)
         # Only when PDQ found no entry: the print costs two ORB passes and adds nothing then.
         printed = [] if banked else history.bank_print_matches(claim.analysis)
         if seen:
@@ -278,7 +282,34 @@ class ReuseDetector(Detector):
             )
         if printed:
             findings.append(self._bank_local_match(printed, codes, settings))
+        if elsewhere and not seen:
+            findings.append(self._print_seen_before(elsewhere))
         return findings
+
+    def _print_seen_before(self, matches: list[dict[str, Any]]) -> Finding:
+        """Another buyer's earlier claim photo that this one copies by its local print only.
+        Two hand-held shots of one product, taken alike, match as well (28 pairs of 41 shots of
+        one yoghurt carton: a security review), so this is no accusation: a live photo first,
+        then a person, who has both pictures on file to compare."""
+        matches = sorted(matches, key=lambda m: (-m["inliers"], m["distance"]))[:10]
+        top = matches[0]
+        return Finding(
+            "reuse.print_seen_before",
+            3.0,
+            0.8,
+            Reason(
+                f"The picture may be a cropped, resized or mirrored copy of a picture another buyer sent before: claim {top['claim']} ({top['inliers']} keypoints agree under one transform, {top['matched_percent']:g}% of the points; the whole-image PDQ is {top['distance']} bits away). Another photo of the same product, taken alike, can match too: compare the two pictures; the buyer is asked for live photos first.",
+                f"该图片可能是其他买家此前提交的图片的裁剪、缩放或镜像副本：理赔单 {top['claim']}（{top['inliers']} 个关键点在同一变换下一致，占关键点的 {top['matched_percent']:g}%；整图 PDQ 距离为 {top['distance']} 位）。以相似方式拍摄的同一商品的其他照片也可能匹配：请对比两张图片；先请买家实时拍照。",
+            ),
+            {
+                "matches": matches,
+                "inliers": top["inliers"],
+                "matched_percent": top["matched_percent"],
+                "coverage_percent": top["coverage_percent"],
+                "distance": top["distance"],
+            },
+            detector=self.name,
+        )
 
     def _bank_local_match(
         self, printed: list[dict[str, Any]], codes: set[bytes], settings: Settings

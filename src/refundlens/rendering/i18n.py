@@ -126,13 +126,13 @@ _ROUTING_REASONS = (
     (r"appealed by the (?P<by>buyer|merchant|admin): a person looks again", ("by",)),
     (r"a live photo repeats a picture on file elsewhere: a person decides", ()),
     (
-        r"the buyer filed (?P<count>\d+) other claims in the last (?P<days>[\d.]+) days \(more "
-        r"than (?P<most>[\d.]+)\): a person decides",
+        r"the buyer filed more claims in the last (?P<days>[\d.e+-]+) days than this platform "
+        r"approves automatically: a person decides",
         (),
     ),
     (
-        r"with the buyer's other claims of the last (?P<days>[\d.]+) days, (?P<total>[\d.e+]+) "
-        r"(?P<currency>\S{1,3}) is claimed: above (?P<most>[\d.e+]+), a person decides",
+        r"the buyer's claims of the last (?P<days>[\d.e+-]+) days ask for more than this platform "
+        r"approves automatically: a person decides",
         (),
     ),
     (
@@ -147,7 +147,6 @@ _ROUTING_REASONS = (
     (r"the time to appeal ran out", ()),
     (r"a person asked the buyer for a live photo: the claim waits for it", ()),
     (r"a person escalated the claim: a senior reviewer decides", ()),
-    # Before these two: "a person decided: request_capture" and "...: escalate" (kept, stored).
     (r"a person decided: (?P<decision>\w+)", ("decision",)),
     (
         r"a live photo was given: a person compares it with the claim \(this platform "
@@ -164,12 +163,23 @@ _ROUTING_REASONS = (
 )
 
 
+# Reasons stored before their wording changed, read as the new wording: "a person decided:
+# request_capture" read in Chinese as a final ruling (已由人工裁决).
+_REWORDED = {
+    "a person decided: request_capture": (
+        "a person asked the buyer for a live photo: the claim waits for it"
+    ),
+    "a person decided: escalate": "a person escalated the claim: a senior reviewer decides",
+}
+
+
 def routing_reason(text: str | None, lang: str) -> str:
     """``text`` (a reason from cases/routing.py) in ``lang``; unknown text is returned as is."""
     import re
 
     if not text:
         return ""
+    text = _REWORDED.get(text, text)
     tr = translations(lang)
     for pattern, translated_groups in _ROUTING_REASONS:
         match = re.fullmatch(pattern, text)

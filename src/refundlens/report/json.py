@@ -63,7 +63,9 @@ PLATFORM_WIDE_CODES = frozenset({"reuse.buyer_history"})
 
 # Findings that name earlier claims (``facts["matches"]``): a match at another shop is the
 # platform's to name, so a shop reads that one was there and how close, not which claim.
-CLAIM_MATCH_CODES = frozenset({"reuse.seen_before", "reuse.video_seen_before"})
+CLAIM_MATCH_CODES = frozenset(
+    {"reuse.seen_before", "reuse.video_seen_before", "reuse.print_seen_before"}
+)
 # What a shop keeps of a match at another shop: how it matched, never whose claim, which buyer,
 # when, or the other video's file.
 _MATCH_KEPT = frozenset(
@@ -97,6 +99,19 @@ def _claim_matches_for_shop(finding: Mapping[str, Any]) -> dict[str, Any]:
     shown = [_match_for_shop(m) for m in matches]
     out = {**finding, "facts": {**facts, "matches": shown}}
     top = shown[0]
+    if finding.get("code") == "reuse.print_seen_before":
+        # Another buyer's photo, matched by its local print only: which claim, and whether it
+        # is this shop's, is the platform's to say.
+        out["reason"] = {
+            "en": "The picture may be a cropped, resized or mirrored copy of a picture another "
+            f"buyer sent before ({top.get('inliers')} keypoints agree under one transform). "
+            "Another photo of the same product, taken alike, can match too: the platform's "
+            "reviewers compare the two pictures; the buyer is asked for live photos first.",
+            "zh": f"该图片可能是其他买家此前提交的图片的裁剪、缩放或镜像副本（{top.get('inliers')} "
+            "个关键点在同一变换下一致）。以相似方式拍摄的同一商品的其他照片也可能匹配：由平台审核员"
+            "对比两张图片；先请买家实时拍照。",
+        }
+        return out
     if not top.get("at_another_shop"):
         # The reason names this shop's own claim, but its "who" was read from every match,
         # the other shop's too: said again without it.

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..config import Settings
@@ -351,14 +351,22 @@ class History:
             self._refreshed(session)
             if not len(self.cache.claim_prints):
                 return []  # the photo's prints are not computed for an empty index
-            # This order's own photos (this claim's among them) would take the first places.
+            # This order's own photos (this claim's among them) would take the first places,
+            # and so would copies filed after this claim (a security review).
             own = set(
                 session.execute(
                     select(ClaimFingerprint.id).where(ClaimFingerprint.order_id == self.order_id)
                 ).scalars()
             )
+            later = None
+            if self.filed_as is not None:
+                later = session.execute(
+                    select(func.min(ClaimFingerprint.id))
+                    .join(Claim, Claim.id == ClaimFingerprint.claim_id)
+                    .where(Claim.seq > self.filed_as)
+                ).scalar_one_or_none()
         query = self._query(photo)
-        idents = self.cache.claim_prints.candidates(query, skip=own)
+        idents = self.cache.claim_prints.candidates(query, skip=own, below=later)
         if not idents:
             return []
         with self.sessions() as session:

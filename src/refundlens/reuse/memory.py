@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .index import HashIndex
-from .prints import LocalPrint, PrintIndex, PrintMatch, query_prints
+from .prints import LocalPrint, PrintIndex, PrintMatch, best_match, query_prints
 
 __all__ = ["MemoryHistory", "bank_print_facts", "video_row"]
 
@@ -57,7 +57,8 @@ class MemoryHistory:
     """The same lookups over lists in memory (examples, tests, one-off checks without a store)."""
 
     claims: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-    """Each: ``pdq`` (hex), ``claim``, ``order``, ``buyer``, ``merchant``, ``at``."""
+    """Each: ``pdq`` (hex), ``claim``, ``order``, ``buyer``, ``merchant``, ``at``, and optionally
+    ``local`` (the photo's local print as text, kept at filing)."""
     bank: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     """Each: ``pdq`` (hex), ``bank``, ``signer``, ``confirmed_at``, ``codes``, ``buyer_hmac``,
     and optionally ``local`` (the entry's local print as text, ``LocalPrint.to_text``)."""
@@ -88,10 +89,41 @@ class MemoryHistory:
         return list(self.same_sku)
 
     def buyer_print_matches(self, photo: npt.NDArray[np.uint8]) -> list[dict[str, Any]]:
-        return []  # the claims held here carry no local prints
+        return self._print_matches(photo, only_buyer=True)
+
+    def _print_matches(
+        self, photo: npt.NDArray[np.uint8], *, only_buyer: bool
+    ) -> list[dict[str, Any]]:
+        """Claims (other orders) held with a local print (``local``) that ``photo`` copies."""
+        rows = [
+            row
+            for row in self.claims
+            if row.get("local")
+            and row["order"] != self.order_id
+            and (row["buyer"] == self.buyer_id or not only_buyer)
+        ]
+        if not rows:
+            return []
+        query = query_prints(photo)
+        out = []
+        for row in rows:
+            match = best_match(query, LocalPrint.from_text(row["local"]))
+            if match.is_copy:
+                out.append(
+                    {
+                        "claim": row["claim"],
+                        "pdq": row["pdq"],
+                        "same_buyer": row["buyer"] == self.buyer_id,
+                        "same_merchant": row["merchant"] == self.merchant_id,
+                        "at": row["at"],
+                        "matched_by": "local_print",
+                        **bank_print_facts(match),
+                    }
+                )
+        return out
 
     def platform_print_matches(self, photo: npt.NDArray[np.uint8]) -> list[dict[str, Any]]:
-        return []  # the claims held here carry no local prints
+        return self._print_matches(photo, only_buyer=False)
 
     def video_frame_matches(self, code: bytes) -> list[dict[str, Any]]:
         best: dict[str, dict[str, Any]] = {}

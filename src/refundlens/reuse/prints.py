@@ -267,12 +267,18 @@ crops."""
 SKETCH_QUERY_POINTS = 48
 """The query's strongest descriptors looked up (each side, plain and mirrored): as many copies
 found on ``dev`` as with all 160, at a third of the search time."""
+SKETCH_MAX_DISTANCE = 48
+"""A neighbour within this many bits (of 256) is a vote. Among 12,600 prints (dev photos, and
+other photos of ../shared/data with crops and turns of them), the photo a 25% crop came from was
+among the 8 with most votes for 82% of dev queries at 48 bits, 73% at 56 and 63% at 64 (other
+photos of the same products gather votes with the looser radius); 100%, 98% and 97% for a 5%
+crop."""
 SKETCH_MIN_VOTES = 3
-"""Query descriptors that must find a photo among their nearest for it to be a candidate."""
-SKETCH_CANDIDATES = 8
-"""Candidates (most votes first) verified with the whole print by :func:`best_match`."""
-SKETCH_MAX_DISTANCE = 64
-"""A neighbour further than this (bits of 256) is no vote: :func:`match_prints`' own limit."""
+"""Query descriptors that must find a photo for it to be a candidate."""
+SKETCH_CANDIDATES = 12
+"""Candidates (most votes first) verified with the whole print by :func:`best_match`, about 1 ms
+each: at 8 the photo a 25% crop came from was among them for 82% of those queries, at 16 for
+88%."""
 
 
 class _Generation:
@@ -296,7 +302,7 @@ class SketchIndex:
     Bounded: it holds the latest ``capacity`` photos at most and ``capacity // 2`` at least, in
     two generations (the older one is dropped whole when the newer fills: FAISS's flat binary
     index removes nothing cheaply). About 1.3 KB of memory a photo (32 descriptors of 32 bytes
-    and their owners); a search visits every descriptor held: about 50 ms at 20,000 photos on
+    and their owners); a search visits every descriptor held: about 60 ms at 20,000 photos on
     one core (bench/results/reuse_bank.md). ``capacity`` 0 holds nothing.
 
     Safe to share between threads (the service's index cache): adds and searches hold a lock."""
@@ -328,9 +334,15 @@ class SketchIndex:
         query: tuple[LocalPrint, LocalPrint],
         most: int = SKETCH_CANDIDATES,
         skip: Collection[int] = (),
+        below: int | None = None,
     ) -> list[int]:
-        """Ids of the photos the query (or its mirror) may copy, most votes first; ``skip``'s
-        are never among them (the claim's own photos, which would take the first places)."""
+        """Ids of the photos the query (or its mirror) may copy, most votes first: a photo's
+        votes are the query descriptors with one of its descriptors within
+        :data:`SKETCH_MAX_DISTANCE` bits. ``skip``'s ids, and ids from ``below`` up (rows added
+        after the claim's own: claims filed after it), are left out before the ``most`` are
+        taken. Every neighbour within the distance counts, not the nearest few: copies filed
+        after the claim took the nearest places of every descriptor, and the photo it was
+        copied from got no vote (a security review)."""
         votes: dict[int, int] = {}
         with self._lock:
             for generation in self._generations:
@@ -343,16 +355,21 @@ class SketchIndex:
                     if len(side) == 0:
                         continue
                     looked_up = np.ascontiguousarray(side.descriptors[:SKETCH_QUERY_POINTS])
-                    distances, found = generation.index.search(looked_up, 4)
-                    for near, rows in zip(distances, found, strict=True):
-                        owners = {
-                            int(owner[i])
-                            for d, i in zip(near, rows, strict=True)
-                            if i >= 0 and d <= SKETCH_MAX_DISTANCE
-                        }
-                        for ident in owners:
-                            votes[ident] = votes.get(ident, 0) + 1
+                    limits, _, found = generation.index.range_search(
+                        looked_up, SKETCH_MAX_DISTANCE + 1
+                    )
+                    if not len(found):
+                        continue
+                    # One vote per query descriptor and photo, however many of the photo's
+                    # descriptors are near it.
+                    asked = np.repeat(np.arange(len(limits) - 1), np.diff(limits).astype(np.int64))
+                    pairs = np.unique(np.stack([asked, owner[found]], axis=1), axis=0)
+                    idents, counts = np.unique(pairs[:, 1], return_counts=True)
+                    for ident, count in zip(idents.tolist(), counts.tolist(), strict=True):
+                        votes[ident] = votes.get(ident, 0) + count
         ranked = sorted(votes.items(), key=lambda pair: (-pair[1], pair[0]))
         return [
-            ident for ident, count in ranked if count >= SKETCH_MIN_VOTES and ident not in skip
+            ident
+            for ident, count in ranked
+            if count >= SKETCH_MIN_VOTES and ident not in skip and (below is None or ident < below)
         ][:most]
