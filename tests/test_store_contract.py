@@ -776,6 +776,43 @@ def test_a_buyers_claims_are_weighed_together_over_the_window_before_each(kit: K
         }
 
 
+def test_unprinted_videos_of_earlier_claims_not_analysed_yet_are_listed_latest_first(
+    kit: Kit,
+) -> None:
+    kit.seed("m1")
+    with kit.open() as store:
+        order = _order(store, _sku(store, "m1"))
+        claims = [_claim(store, order, state) for state in ("submitted", "analysing", "decided")]
+        for n, claim in enumerate(claims):
+            for kind in ("unboxing_video", "statement"):
+                store.evidence.add(
+                    Evidence(
+                        id=new_id("evd"), claim_id=claim.id, kind=kind, submitted_by="buyer",
+                        sha256=f"{n}{kind[0]}".ljust(64, "0"), name=f"v{n}.mp4",
+                    )
+                )  # fmt: skip
+        later = _claim(store, order)
+        ids = [c.id for c in claims]
+    waiting = ("submitted", "analysing")
+    with kit.open() as store:
+        listed = store.fingerprints.unprinted_videos_before(later.seq, waiting, 10)
+        # Latest first; a decided claim's analysis is over; a statement is no video.
+        assert [(v.claim_id, v.name) for v in listed] == [(ids[1], "v1.mp4"), (ids[0], "v0.mp4")]
+        assert listed[0].buyer_id == "buyer-1" and listed[0].order_id == order.id
+        assert store.fingerprints.unprinted_videos_before(later.seq, waiting, 1) == listed[:1]
+        assert store.fingerprints.unprinted_videos_before(claims[1].seq, waiting, 10) == listed[1:]
+        store.fingerprints.add_video_prints(
+            [
+                VideoFingerprint(
+                    claim_id=ids[1], order_id=order.id, buyer_id="buyer-1", merchant_id="m1",
+                    video_sha256=listed[0].sha256, seconds=0.0, pdq="0" * 64, quality=90,
+                )
+            ]
+        )  # fmt: skip
+    with kit.open() as store:
+        assert store.fingerprints.unprinted_videos_before(later.seq, waiting, 10) == listed[1:]
+
+
 def test_a_claim_the_merchant_answered_goes_to_a_person_and_the_platforms_evidence_is_no_answer(
     kit: Kit,
 ) -> None:

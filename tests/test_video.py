@@ -658,3 +658,58 @@ def test_a_shop_has_at_most_max_pending_packing_videos_waiting_at_once(tmp_path:
         same.status = "failed"
         session.flush()
         assert cases.packing_video_room(store, order, f"{0:064x}", settings) is None
+
+
+def test_a_copy_of_a_video_analysed_before_the_claim_it_copies_still_finds_it(
+    tmp_path: Path,
+) -> None:
+    # A security review: two claims filed with copies of one unboxing video and analysed at
+    # once by two workers did not see each other's video, each claim's fingerprints being
+    # written by its own analysis. The later claim's analysis now fingerprints the earlier
+    # claim's video itself when that claim has not been analysed yet.
+    from refundlens import cases
+    from refundlens.runtime import Runtime
+    from refundlens.store.sql.models import Tenant
+    from refundlens.store.sql.repositories import SqlStore
+    from refundlens.workers.tasks import _analyse
+
+    scenes_video(tmp_path / "first.mp4", list(range(70, 78)))
+    scenes_video(tmp_path / "again.mp4", list(range(71, 78)), scale=0.75)
+    settings = Settings(data_dir=str(tmp_path / "data"), ocr_enabled=False)
+    runtime = Runtime(settings)
+    runtime.db.upgrade()
+    buyer = cases.Actor("key-b", "buyer")
+    ids = []
+    with runtime.db.session() as session:
+        session.add(Tenant(id="shop", kind="merchant", name="shop"))
+        session.flush()
+        store = SqlStore(session)
+        listing = [("l.jpg", encode(camera_photo(1, size=(240, 320))))]
+        sku = cases.create_sku(
+            store, runtime.blobs, settings, cases.SYSTEM, "shop", "s", "", listing
+        )
+        for n, (buyer_id, video) in enumerate((("b1", "first.mp4"), ("b2", "again.mp4"))):
+            order = cases.create_order(
+                store, cases.SYSTEM, "shop", f"o{n}", sku.id, buyer_id, 50.0, "CNY", None, None, None
+            )  # fmt: skip
+            claim = cases.create_claim(
+                store, runtime.blobs, settings, buyer, order, "refund_only", "", 20.0,
+                [("p.jpg", encode(camera_photo(80 + n, size=(240, 320))))],
+                videos=[(video, (tmp_path / video).read_bytes())],
+            )  # fmt: skip
+            ids.append(claim.id)
+    first, again = ids
+    with runtime.db.session() as session:
+        store = SqlStore(session)
+        cases.mark_queued(store, [again])
+        attempt = cases.start_analysis(store, again, settings)
+    _analyse(runtime, again, attempt)  # the first claim still waits for its worker
+    with runtime.db.session() as session:
+        store = SqlStore(session)
+        report = store.assessments.latest(again)
+        assert report is not None
+        codes = {f["code"]: f for f in report.report["images"][0]["findings"]}
+        assert codes["reuse.video_seen_before"]["facts"]["matches"][0]["claim"] == first
+        assert store.fingerprints.printed_videos(first)  # written once, for the first claim
+        assert store.claims.get(first).state == "submitted"  # type: ignore[union-attr]
+    runtime.db.dispose()

@@ -549,6 +549,11 @@ class Settings:
     reuse_local_feature_candidates: int = 20
     """Earlier claims on the same SKU compared by local features when PDQ finds nothing (crops),
     and the buyer's earlier claims at any shop or SKU compared by their kept local prints."""
+    reuse_video_catch_up: int = 4
+    """Unboxing videos of earlier claims whose analysis has not finished that an analysis
+    fingerprints itself, the latest first, before it compares its own (two claims filed with
+    copies of one video and analysed at once by two workers did not see each other's). Each
+    costs a decode of that video, only while such claims wait. 0: never."""
     reuse_video_min_match_percent: float = 50.0
     """Share of a new video's sampled frames (%) that must match an earlier claim's video for
     ``reuse.video_seen_before`` (vPDQ's query match percentage)."""

@@ -7,7 +7,7 @@ import datetime as dt
 import json
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import Settings
 from ..errors import NotFound
@@ -16,12 +16,24 @@ from ..media.cache import DecodedCache
 from ..metrics import metrics
 from ..storable import storable
 from ..store.blobs import BlobStore
-from ..store.interface import Assessment, Claim, Order, Store, VideoFingerprint, new_id, utcnow
+from ..store.interface import (
+    Assessment,
+    Claim,
+    Order,
+    Store,
+    UnprintedVideo,
+    VideoFingerprint,
+    new_id,
+    utcnow,
+)
 from .actors import SYSTEM, aware
 from .notifications import notify
 from .review import DECISIONS, EVIDENCE_KINDS
 from .routing import ClaimFacts, RoutingRules, facts_from_report, route
 from .states import ClaimState, transition
+
+if TYPE_CHECKING:
+    from ..media.video import Video
 
 __all__ = [
     "beat",
@@ -151,61 +163,96 @@ def unboxing_video_frames(
 ) -> list[Media]:
     """Key frames of the buyer's unboxing videos sent with the claim, as images to compare with;
     the videos' frame fingerprints (vPDQ, for reuse across claims) are recorded on the way, once
-    per video. Runs in the task runner: each video is decoded (frames shrunk) outside any
-    transaction. A video that decodes to nothing usable is left out of the analysis (logged),
-    never failing it."""
+    per video, and so are those of the latest ``reuse_video_catch_up`` videos of claims filed
+    before this one whose analysis has not finished: two claims filed with copies of one video
+    and analysed at once by two workers did not see each other's (each claim's fingerprints were
+    written by its own analysis). Runs in the task runner: each video is decoded (frames shrunk)
+    outside any transaction. A video that decodes to nothing usable is left out of the analysis
+    (logged), never failing it."""
     import io
-    import logging
 
     from PIL import Image
 
-    from ..errors import MediaError
-    from ..media.video import key_frames, read_video, video_fingerprint
+    from ..media.video import key_frames
 
     with stores() as store:
         claim = store.claims.get(claim_id)
         if claim is None:
             raise NotFound("claim", claim_id)
-        owner = (claim.order_id, claim.buyer_id, claim.merchant_id)
-        videos = [
-            (e.sha256, e.name)
+        own = [
+            UnprintedVideo(
+                claim_id, claim.order_id, claim.buyer_id, claim.merchant_id, e.sha256, e.name
+            )
             for e in store.evidence.of_kind(claim_id, "unboxing_video")
             if e.sha256 is not None
         ]
         printed = store.fingerprints.printed_videos(claim_id)
+        earlier = store.fingerprints.unprinted_videos_before(
+            claim.seq,
+            (ClaimState.SUBMITTED.value, ClaimState.ANALYSING.value),
+            settings.reuse_video_catch_up,
+        )
+    for other in earlier:  # fingerprinted only: their frames are their own claim's to compare
+        _read_and_print(stores, blobs, settings, other, printed=set())
     frames: list[Media] = []
-    for sha, name in videos:
-        try:
-            video = read_video(blobs.get(sha), settings)
-        except MediaError as exc:
-            logging.getLogger("refundlens.workers").warning(
-                "claim %s: unboxing video %s left out: %s", claim_id, name, exc
-            )
+    for video_row in own:
+        video = _read_and_print(stores, blobs, settings, video_row, printed)
+        if video is None:
             continue
-        if sha not in printed:
-            prints = video_fingerprint(video, settings.reuse_min_pdq_quality)
-            with stores() as store:
-                store.fingerprints.add_video_prints(
-                    VideoFingerprint(
-                        claim_id=claim_id,
-                        order_id=owner[0],
-                        buyer_id=owner[1],
-                        merchant_id=owner[2],
-                        video_sha256=sha,
-                        seconds=round(p.seconds, 3),
-                        pdq=p.code.hex,
-                        quality=p.code.quality,
-                    )
-                    for p in prints
-                )
-            printed.add(sha)
         for frame in key_frames(video, keep=settings.video_key_frames):
             buffer = io.BytesIO()
             Image.fromarray(frame.rgb).save(buffer, "JPEG", quality=95)
             frames.append(
-                media_from_bytes(buffer.getvalue(), f"{name}@{frame.seconds:.1f}s", settings)
+                media_from_bytes(
+                    buffer.getvalue(), f"{video_row.name}@{frame.seconds:.1f}s", settings
+                )
             )
     return frames
+
+
+def _read_and_print(
+    stores: Callable[[], AbstractContextManager[Store]],
+    blobs: BlobStore,
+    settings: Settings,
+    video_row: UnprintedVideo,
+    printed: set[str],
+) -> Video | None:
+    """The video decoded (None where it decodes to nothing usable), its frame fingerprints
+    recorded unless ``printed`` or the store already holds them (another analysis may have
+    written them meanwhile: a copy's match shares are the same with rows twice, but once is
+    what is meant)."""
+    import logging
+
+    from ..errors import MediaError
+    from ..media.video import read_video, video_fingerprint
+
+    try:
+        video = read_video(blobs.get(video_row.sha256), settings)
+    except MediaError as exc:
+        logging.getLogger("refundlens.workers").warning(
+            "claim %s: unboxing video %s left out: %s", video_row.claim_id, video_row.name, exc
+        )
+        return None
+    if video_row.sha256 in printed:
+        return video
+    prints = video_fingerprint(video, settings.reuse_min_pdq_quality)
+    with stores() as store:
+        if video_row.sha256 not in store.fingerprints.printed_videos(video_row.claim_id):
+            store.fingerprints.add_video_prints(
+                VideoFingerprint(
+                    claim_id=video_row.claim_id,
+                    order_id=video_row.order_id,
+                    buyer_id=video_row.buyer_id,
+                    merchant_id=video_row.merchant_id,
+                    video_sha256=video_row.sha256,
+                    seconds=round(p.seconds, 3),
+                    pdq=p.code.hex,
+                    quality=p.code.quality,
+                )
+                for p in prints
+            )
+    printed.add(video_row.sha256)
+    return video
 
 
 def fail_analysis(

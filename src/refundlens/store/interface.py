@@ -41,6 +41,7 @@ from .sql.models import (
     ReferencePhoto,
     Sku,
     Tenant,
+    UnprintedVideo,
     VideoFingerprint,
     WebhookEvent,
     new_id,
@@ -77,6 +78,7 @@ __all__ = [
     "Sku",
     "Store",
     "Tenant",
+    "UnprintedVideo",
     "VideoFingerprint",
     "WebhookEvent",
     "new_id",
@@ -274,6 +276,14 @@ class Fingerprints(Protocol):
 
     def printed_videos(self, claim_id: str) -> set[str]:
         """The sha256 of the claim's videos whose frames are already fingerprinted."""
+        ...
+
+    def unprinted_videos_before(
+        self, filed_before: int, states: Collection[str], limit: int
+    ) -> list[UnprintedVideo]:
+        """Unboxing videos not fingerprinted yet of claims filed before the claim numbered
+        ``filed_before``, in ``states`` (those whose analysis has not finished): the latest
+        ``limit``, latest first."""
         ...
 
     def add_video_prints(self, rows: Iterable[VideoFingerprint]) -> None: ...

@@ -34,6 +34,7 @@ from .sql.models import (
     ReferencePhoto,
     Sku,
     Tenant,
+    UnprintedVideo,
     VideoFingerprint,
     WebhookEvent,
     granted_amount,
@@ -393,6 +394,31 @@ class _Fingerprints:
 
     def printed_videos(self, claim_id: str) -> set[str]:
         return {r.video_sha256 for r in self.t.video_prints if r.claim_id == claim_id}
+
+    def unprinted_videos_before(
+        self, filed_before: int, states: Collection[str], limit: int
+    ) -> list[UnprintedVideo]:
+        printed = {(r.claim_id, r.video_sha256) for r in self.t.video_prints}
+        claims = sorted(
+            (c for c in self.t.claims.values() if c.seq < filed_before and c.state in states),
+            key=lambda c: -c.seq,
+        )
+        out: list[UnprintedVideo] = []
+        for claim in claims:
+            for e in self.t.evidence:
+                if (
+                    e.claim_id == claim.id
+                    and e.kind == "unboxing_video"
+                    and e.sha256 is not None
+                    and (claim.id, e.sha256) not in printed
+                ):
+                    out.append(
+                        UnprintedVideo(
+                            claim.id, claim.order_id, claim.buyer_id, claim.merchant_id,
+                            e.sha256, e.name,
+                        )
+                    )  # fmt: skip
+        return out[: max(0, limit)]
 
     def add_video_prints(self, rows: Iterable[VideoFingerprint]) -> None:
         for row in rows:

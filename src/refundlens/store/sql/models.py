@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import uuid
 from typing import Any, ClassVar
@@ -382,6 +383,18 @@ class ClaimFingerprint(Base):
     the crops' rows, and on rows filed before migration 0020): a confirmed forgery's bank entry
     carries it, so that a cropped copy is still recognised."""
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UnprintedVideo:
+    """An unboxing video whose frames are not fingerprinted yet, with its claim's owners."""
+
+    claim_id: str
+    order_id: str
+    buyer_id: str
+    merchant_id: str
+    sha256: str
+    name: str
 
 
 class VideoFingerprint(Base):

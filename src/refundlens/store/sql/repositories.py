@@ -37,6 +37,7 @@ from .models import (
     ReviewerAssignment,
     Sku,
     Tenant,
+    UnprintedVideo,
     VideoFingerprint,
     WebhookEvent,
     granted_amount,
@@ -425,6 +426,39 @@ class _Fingerprints:
                 select(VideoFingerprint.video_sha256).where(VideoFingerprint.claim_id == claim_id)
             ).scalars()
         )
+
+    def unprinted_videos_before(
+        self, filed_before: int, states: Collection[str], limit: int
+    ) -> list[UnprintedVideo]:
+        printed = (
+            select(VideoFingerprint.id)
+            .where(
+                VideoFingerprint.claim_id == Evidence.claim_id,
+                VideoFingerprint.video_sha256 == Evidence.sha256,
+            )
+            .exists()
+        )
+        rows = self.session.execute(
+            select(
+                Claim.id,
+                Claim.order_id,
+                Claim.buyer_id,
+                Claim.merchant_id,
+                Evidence.sha256,
+                Evidence.name,
+            )
+            .join(Evidence, Evidence.claim_id == Claim.id)
+            .where(
+                Claim.seq < filed_before,
+                Claim.state.in_(sorted(states)),
+                Evidence.kind == "unboxing_video",
+                Evidence.sha256.is_not(None),
+                ~printed,
+            )
+            .order_by(Claim.seq.desc(), Evidence.created_at)
+            .limit(max(0, limit))
+        ).all()
+        return [UnprintedVideo(*(str(value) for value in row)) for row in rows]
 
     def add_video_prints(self, rows: Iterable[VideoFingerprint]) -> None:
         self.session.add_all(rows)
