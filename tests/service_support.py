@@ -114,6 +114,21 @@ class Server:
             database.dispose()
 
 
+def one_buyer_many_claims_policy(directory: Path) -> str:
+    """A policy file (its path) without the rules that weigh a buyer's claims together
+    (``routing.buyer_claims_max``, ``buyer_claimed_max_amount``): for a module whose shared shop
+    files all its claims for one buyer, by convenience. Those rules are tested with their
+    defaults in tests/test_cases.py and tests/test_store_contract.py."""
+    path = directory / "one-buyer-many-claims.yaml"
+    path.write_text(
+        "routing:\n"
+        "  buyer_claims_max: {refund_only: null}\n"
+        "  buyer_claimed_max_amount: {refund_only: null}\n",
+        encoding="utf-8",
+    )
+    return str(path)
+
+
 @contextlib.contextmanager
 def running_server(
     data_dir: Path, database_url: str = "", broker_url: str = "", **extra: object

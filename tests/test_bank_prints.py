@@ -118,6 +118,13 @@ def test_sketch_index_names_the_photo_a_cropped_copy_came_from_and_holds_a_bound
         index.add(ident, local_print(_crop(listing, 0.01 * ident)))
     assert len(index) == 4 and 2 not in index.candidates(query)
     assert SketchIndex(capacity=0).candidates(query) == []
+    # One place per claim: pictures made to gather a copy's votes, filed in one claim before
+    # it, took every place (a security review).
+    crowded = SketchIndex(capacity=100)
+    crowded.add(1, local_print(unrelated), "clm_original")
+    for ident in range(2, 14):
+        crowded.add(ident, query[0], "clm_decoys")
+    assert crowded.candidates(query, most=2) == [2, 1]
     off = SketchIndex(capacity=0)
     off.add(1, local_print(unrelated))
     assert len(off) == 0

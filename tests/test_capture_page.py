@@ -32,6 +32,7 @@ from .service_support import (
     add_tenants,
     assessed,
     audit_entries,
+    one_buyer_many_claims_policy,
     running_server,
     wait_analysed,
     web_login,
@@ -115,10 +116,13 @@ def _seed_shop(server: Server, tenant: str, buyer: str, orders: int) -> dict[str
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, dict[str, str]]]:
     # A short clip (2 s), and a small limit on its size that a still scene keeps well within.
+    data_dir = tmp_path_factory.mktemp("capture")
     with running_server(
-        tmp_path_factory.mktemp("capture"),
+        data_dir,
         capture_clip_seconds=2.0,
         capture_clip_max_bytes=CLIP_MAX_BYTES,
+        # One buyer files every claim of the module's shop, by convenience.
+        policy_path=one_buyer_many_claims_policy(data_dir),
     ) as server:
         yield server, _seed_shop(server, "shop-a", "buyer-1", len(CLAIM_PHOTOS) + 1)
 

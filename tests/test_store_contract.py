@@ -794,13 +794,18 @@ def test_unprinted_videos_of_earlier_claims_not_analysed_yet_are_listed_latest_f
         later = _claim(store, order)
         ids = [c.id for c in claims]
     waiting = ("submitted", "analysing")
+    hour_ago = utcnow() - dt.timedelta(hours=1)
+
+    def unprinted(store: Store, before: int, limit: int = 10) -> list[object]:
+        return list(store.fingerprints.unprinted_videos_before(before, hour_ago, waiting, limit))
+
     with kit.open() as store:
-        listed = store.fingerprints.unprinted_videos_before(later.seq, waiting, 10)
+        listed = unprinted(store, later.seq)
         # Latest first; a decided claim's analysis is over; a statement is no video.
         assert [(v.claim_id, v.name) for v in listed] == [(ids[1], "v1.mp4"), (ids[0], "v0.mp4")]
         assert listed[0].buyer_id == "buyer-1" and listed[0].order_id == order.id
-        assert store.fingerprints.unprinted_videos_before(later.seq, waiting, 1) == listed[:1]
-        assert store.fingerprints.unprinted_videos_before(claims[1].seq, waiting, 10) == listed[1:]
+        assert unprinted(store, later.seq, 1) == listed[:1]
+        assert unprinted(store, claims[1].seq) == listed[1:]
         store.fingerprints.add_video_prints(
             [
                 VideoFingerprint(
@@ -810,7 +815,14 @@ def test_unprinted_videos_of_earlier_claims_not_analysed_yet_are_listed_latest_f
             ]
         )  # fmt: skip
     with kit.open() as store:
-        assert store.fingerprints.unprinted_videos_before(later.seq, waiting, 10) == listed[1:]
+        assert unprinted(store, later.seq) == listed[1:]
+        # Filed before the window: no analysis decodes it again (a video that yields no
+        # fingerprint stays unprinted).
+        first = store.claims.get(ids[0], for_update=True)
+        assert first is not None
+        first.created_at = utcnow() - dt.timedelta(hours=2)
+    with kit.open() as store:
+        assert unprinted(store, later.seq) == []
 
 
 def test_a_claim_the_merchant_answered_goes_to_a_person_and_the_platforms_evidence_is_no_answer(

@@ -613,6 +613,14 @@ def test_an_audit_entrys_stored_words_read_in_the_readers_language_and_nothing_e
     assert routing_reason(person_reason("request_capture"), "zh_CN") == (
         "人工已要求买家现场拍摄：理赔等待买家的照片"
     )
+    # Stored in the old words, a reason reads in the new ones, in the API's English too.
+    from refundlens.rendering.i18n import reworded
+
+    for decision in ("request_capture", "escalate"):
+        old = f"a person decided: {decision}"
+        assert reworded(old) == person_reason(decision)
+        assert routing_reason(old, "zh_CN") == routing_reason(person_reason(decision), "zh_CN")
+    assert reworded("a person decided: reject") == "a person decided: reject"
     english = audit_words(written, "en")
     assert english["why"] == "merchant answered" and english["from"] == "waiting for the merchant"
 

@@ -554,6 +554,10 @@ class Settings:
     fingerprints itself, the latest first, before it compares its own (two claims filed with
     copies of one video and analysed at once by two workers did not see each other's). Each
     costs a decode of that video, only while such claims wait. 0: never."""
+    reuse_video_catch_up_minutes: float = 15.0
+    """... of claims filed at most this many minutes before this one: the race is between
+    claims filed together, and a video that yields no fingerprint (its sampled frames flat) is
+    never marked done, so each later analysis within this window decodes it again."""
     reuse_video_min_match_percent: float = 50.0
     """Share of a new video's sampled frames (%) that must match an earlier claim's video for
     ``reuse.video_seen_before`` (vPDQ's query match percentage)."""

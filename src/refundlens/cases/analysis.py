@@ -187,8 +187,12 @@ def unboxing_video_frames(
             if e.sha256 is not None
         ]
         printed = store.fingerprints.printed_videos(claim_id)
+        # Only claims filed shortly before: a video that yields no fingerprint (flat sampled
+        # frames) stays unprinted, and every later analysis decoded it again (a review).
+        filed = aware(claim.created_at) or utcnow()
         earlier = store.fingerprints.unprinted_videos_before(
             claim.seq,
+            filed - dt.timedelta(minutes=settings.reuse_video_catch_up_minutes),
             (ClaimState.SUBMITTED.value, ClaimState.ANALYSING.value),
             settings.reuse_video_catch_up,
         )

@@ -381,7 +381,7 @@ def route(action: str, facts: ClaimFacts, rules: RoutingRules) -> tuple[ClaimSta
             ClaimState.UNDER_REVIEW,
             "the merchant answered the claim with evidence: a person weighs it",
         )
-    if action == "request_capture":  # a live photo was given already
+    if action == "request_capture" and facts.has_live_capture:
         return (
             ClaimState.AWAITING_MERCHANT,
             "a live photo was already given and doubts remain: a person decides",

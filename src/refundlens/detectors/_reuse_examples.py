@@ -46,9 +46,10 @@ def _history(
     bank: Sequence[Media] = (),
     confirmed: int = 0,
     prints: bool = False,
+    on_file: bool = True,
 ) -> MemoryHistory:
     """``prints``: bank entries as a format-2 bank file brings them, and claims as filed since
-    migration 0020, with their local print."""
+    migration 0020, with their local print; ``on_file``: the claims' photos are still held."""
     return MemoryHistory(
         claims=[
             {
@@ -59,6 +60,7 @@ def _history(
                 "merchant": "shop",
                 "at": "2026-10-01T00:00:00",
                 **({"local": local_print(m.analysis).to_text()} if prints else {}),
+                **({"media": m} if prints and on_file else {}),
             }
             for i, (m, order, buyer) in enumerate(claims)
         ],
@@ -151,10 +153,22 @@ def reuse_examples() -> list[Example]:
             frozenset({"reuse.bank_local_match"}),
         ),
         Example(
-            "an uneven crop of another buyer's earlier claim photo may be a copy, by its print",
+            "an uneven crop of another buyer's earlier claim photo is reuse, by print and pixels",
             lambda: (
                 _cropped_unevenly(22),
                 Context(history=_history([(_earlier(22), "ord_old", "buyer-old")], prints=True)),
+            ),
+            frozenset({"reuse.seen_before"}),
+        ),
+        Example(
+            "a crop of a claim photo no longer on file may be a copy, by its print alone",
+            lambda: (
+                _cropped_unevenly(23),
+                Context(
+                    history=_history(
+                        [(_earlier(23), "ord_old", "buyer-old")], prints=True, on_file=False
+                    )
+                ),
             ),
             frozenset({"reuse.print_seen_before"}),
         ),

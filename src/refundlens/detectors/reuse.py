@@ -41,7 +41,7 @@ class ReuseDetector(Detector):
         "reuse.video_seen_before": "The video sent with this claim was sent before with another order's claim.",
         "reuse.bank_match": "The picture is in a bank of confirmed forgeries.",
         "reuse.bank_local_match": "A cropped, resized or mirrored copy of a picture in a bank of confirmed forgeries, matched by its local print only.",
-        "reuse.print_seen_before": "Maybe a cropped, resized or mirrored copy of another buyer's earlier claim photo, matched by its local print only.",
+        "reuse.print_seen_before": "Maybe a cropped, resized or mirrored copy of an earlier claim photo, matched by its local print, which the pixels could not confirm.",
         "reuse.buyer_history": "The buyer's earlier claims include confirmed forgeries.",
         "reuse.low_quality_hash": "The picture is too flat for a reliable fingerprint: reuse not checked.",
     }
@@ -172,7 +172,7 @@ class ReuseDetector(Detector):
         findings: list[Finding] = []
         seen: dict[str, dict[str, Any]] = {}
         banked: dict[tuple[str, str], dict[str, Any]] = {}
-        elsewhere: list[dict[str, Any]] = []  # other buyers' photos, by local print only
+        uncertain: list[dict[str, Any]] = []  # print matches the pixels could not confirm
 
         # The whole picture in its 8 orientations, and its centre crops (for an earlier claim
         # that was a crop of this one); stored claims carry their centre crops too.
@@ -206,23 +206,28 @@ class ReuseDetector(Detector):
             for match in self._local_feature_matches(claim, history, context):
                 seen[match["claim"]] = match
         if not seen:
-            # The buyer's own earlier claims at any shop, by the prints kept at filing: a crop
-            # at another shop or SKU moved PDQ past its radius (a security review).
+            # The buyer's own earlier claims at any shop (the prints kept at filing), then the
+            # latest photos of every buyer (the sketch index): a crop at another shop or SKU
+            # moved PDQ past its radius, by the same buyer and by another of a ring (reviews).
+            # A print match is a copy only where the pixels agree: two hand-held shots of one
+            # product, taken alike, match by their prints too (28 pairs of 41 shots of one
+            # yoghurt carton: a review); the reference check tells them apart.
             from ..media.fingerprint import PdqHash, hamming
 
             own = [PdqHash(code, 100) for code in codes]
-            for match in history.buyer_print_matches(claim.analysis):
-                entry = PdqHash(bytes.fromhex(match.pop("pdq")), 100)
-                seen[match["claim"]] = {**match, "distance": min(hamming(entry, h) for h in own)}
-            # Then the latest photos of every buyer at any shop: a ring's photo cropped by 5%
-            # and filed by another buyer at another shop passed all of the above (a review).
-            for match in history.platform_print_matches(claim.analysis):
+            by_print: dict[str, dict[str, Any]] = {}
+            for match in (
+                *history.buyer_print_matches(claim.analysis),
+                *history.platform_print_matches(claim.analysis),
+            ):
+                by_print.setdefault(match["claim"], match)
+            for match, verdict in self._pixels_compared(claim, list(by_print.values()), context):
                 entry = PdqHash(bytes.fromhex(match.pop("pdq")), 100)
                 found = {**match, "distance": min(hamming(entry, h) for h in own)}
-                if match["same_buyer"]:
-                    seen.setdefault(match["claim"], found)
-                else:
-                    elsewhere.append(found)
+                if verdict in ("identical", "derived", "recaptured"):
+                    seen[match["claim"]] = {**found, "verdict": verdict}
+                elif verdict in (None, "near_copy_unresolved"):
+                    uncertain.append({**found, "verdict": verdict})
         # Only when PDQ found no entry: the print costs two ORB passes and adds nothing then.
         printed = [] if banked else history.bank_print_matches(claim.analysis)
         if seen:
@@ -282,24 +287,44 @@ class ReuseDetector(Detector):
             )
         if printed:
             findings.append(self._bank_local_match(printed, codes, settings))
-        if elsewhere and not seen:
-            findings.append(self._print_seen_before(elsewhere))
+        if uncertain and not seen:
+            findings.append(self._print_seen_before(uncertain))
         return findings
 
+    @staticmethod
+    def _pixels_compared(
+        claim: Media, matches: list[dict[str, Any]], context: Context
+    ) -> list[tuple[dict[str, Any], str | None]]:
+        """Each print match with the reference check's verdict on the two photos (None where
+        the earlier photo is not on file)."""
+        from .reference import compare_all
+
+        decoded = [m for m in matches if m.get("media") is not None]
+        outcomes = compare_all(
+            claim, [m["media"] for m in decoded], context.settings, context.features
+        )
+        verdicts = {id(m): o.verdict for m, o in zip(decoded, outcomes, strict=True)}
+        out = []
+        for match in matches:
+            match.pop("media", None)
+            out.append((match, verdicts.get(id(match))))
+        return out
+
     def _print_seen_before(self, matches: list[dict[str, Any]]) -> Finding:
-        """Another buyer's earlier claim photo that this one copies by its local print only.
-        Two hand-held shots of one product, taken alike, match as well (28 pairs of 41 shots of
-        one yoghurt carton: a security review), so this is no accusation: a live photo first,
-        then a person, who has both pictures on file to compare."""
+        """An earlier claim photo that this one copies by its local print, where the pixels
+        could not confirm it (the earlier photo no longer on file, or the reference check could
+        not tell). Two hand-held shots of one product, taken alike, match by their prints too,
+        so this is no accusation: a live photo first, then a person, who compares the two."""
         matches = sorted(matches, key=lambda m: (-m["inliers"], m["distance"]))[:10]
         top = matches[0]
+        _, who, who_zh = _who_sent_it(matches)
         return Finding(
             "reuse.print_seen_before",
             3.0,
             0.8,
             Reason(
-                f"The picture may be a cropped, resized or mirrored copy of a picture another buyer sent before: claim {top['claim']} ({top['inliers']} keypoints agree under one transform, {top['matched_percent']:g}% of the points; the whole-image PDQ is {top['distance']} bits away). Another photo of the same product, taken alike, can match too: compare the two pictures; the buyer is asked for live photos first.",
-                f"该图片可能是其他买家此前提交的图片的裁剪、缩放或镜像副本：理赔单 {top['claim']}（{top['inliers']} 个关键点在同一变换下一致，占关键点的 {top['matched_percent']:g}%；整图 PDQ 距离为 {top['distance']} 位）。以相似方式拍摄的同一商品的其他照片也可能匹配：请对比两张图片；先请买家实时拍照。",
+                f"The picture may be a cropped, resized or mirrored copy of a picture sent before by {who}: claim {top['claim']} ({top['inliers']} keypoints agree under one transform, {top['matched_percent']:g}% of the points; the whole-image PDQ is {top['distance']} bits away). The pixels could not confirm it, and another photo of the same product, taken alike, can match too: compare the two pictures; the buyer is asked for live photos first.",
+                f"该图片可能是{who_zh}此前提交的图片的裁剪、缩放或镜像副本：理赔单 {top['claim']}（{top['inliers']} 个关键点在同一变换下一致，占关键点的 {top['matched_percent']:g}%；整图 PDQ 距离为 {top['distance']} 位）。像素比对未能确认，以相似方式拍摄的同一商品的其他照片也可能匹配：请对比两张图片；先请买家实时拍照。",
             ),
             {
                 "matches": matches,

@@ -26,6 +26,7 @@ __all__ = [
     "bar_width",
     "environment",
     "pick_language",
+    "reworded",
     "risk_percent",
     "routing_reason",
     "term",
@@ -171,6 +172,11 @@ _REWORDED = {
     ),
     "a person decided: escalate": "a person escalated the claim: a senior reviewer decides",
 }
+
+
+def reworded(text: str | None) -> str:
+    """A stored reason in its current English wording (the API's ``routing_reason``)."""
+    return _REWORDED.get(text or "", text or "")
 
 
 def routing_reason(text: str | None, lang: str) -> str:

@@ -170,13 +170,13 @@ class IndexCache:
         keep = idents[-self.claim_prints.capacity :] if self.claim_prints.capacity else []
         for start in range(0, len(keep), 500):
             chunk = keep[start : start + 500]
-            for ident, text in session.execute(
-                select(ClaimFingerprint.id, ClaimFingerprint.local_print)
+            for ident, text, claim_id in session.execute(
+                select(ClaimFingerprint.id, ClaimFingerprint.local_print, ClaimFingerprint.claim_id)
                 .where(ClaimFingerprint.id.in_(chunk))
                 .order_by(ClaimFingerprint.id)
             ).all():
                 try:
-                    self.claim_prints.add(ident, LocalPrint.from_text(str(text)))
+                    self.claim_prints.add(ident, LocalPrint.from_text(str(text)), claim_id)
                 except ValueError:
                     log.warning("claim fingerprint %s has an unreadable local print", ident)
 
@@ -289,8 +289,9 @@ class History:
         """The buyer's latest earlier claims on other orders, any SKU or shop, whose photo's
         local print (kept at filing, migration 0020) ``photo`` is a copy of. The same-SKU check
         decodes earlier photos; across SKUs a copy cropped by 5% (PDQ 60 bits away) filed at
-        another shop was approved (a security review). The prints are compared as stored: no
-        photo is decoded, a few milliseconds each."""
+        another shop was approved (a security review). The prints are compared as stored, a few
+        milliseconds each; only a photo whose print matches is decoded (``media``), for the
+        pixel comparison that tells a copy from another photo of the same product."""
         if self.local_candidates <= 0:
             return []
         with self.sessions() as session:
@@ -308,45 +309,15 @@ class History:
                 .order_by(ClaimFingerprint.id.desc())
                 .limit(self.local_candidates)
             ).all()
-            earlier = [
-                (
-                    fingerprint.local_print,
-                    fingerprint.pdq,
-                    claim.id,
-                    claim.merchant_id == self.merchant_id,
-                    fingerprint.created_at.isoformat(timespec="seconds"),
-                )
-                for fingerprint, claim in rows
-            ]
-        if not earlier:
-            return []
-        query = self._query(photo)  # outside the session: ORB and RANSAC take milliseconds
-        out = []
-        for text, pdq, claim_id, same_merchant, at in earlier:
-            try:
-                match = best_match(query, LocalPrint.from_text(str(text)))
-            except ValueError:
-                continue  # a print changed in the database: that row is matched by PDQ only
-            if match.is_copy:
-                out.append(
-                    {
-                        "claim": claim_id,
-                        "pdq": pdq,
-                        "same_buyer": True,
-                        "same_merchant": same_merchant,
-                        "at": at,
-                        "matched_by": "local_print",
-                        **bank_print_facts(match),
-                    }
-                )
-        return out
+            earlier = [self._printed(fingerprint, claim) for fingerprint, claim in rows]
+        return self._verified(photo, earlier)
 
     def platform_print_matches(self, photo: npt.NDArray[np.uint8]) -> list[dict[str, Any]]:
         """Earlier claim photos at any shop, for any product, by any buyer (other orders), that
         ``photo`` is a cropped, resized or mirrored copy of: candidates from the cache's
         :class:`SketchIndex` (the latest ``reuse_print_index_photos``), each verified with its
-        whole print. A ring's photo cropped by 5% and filed by another buyer at another shop
-        passed every other check (a security review)."""
+        whole print, and decoded (``media``) where it matches. A ring's photo cropped by 5% and
+        filed by another buyer at another shop passed every other check (a security review)."""
         with self.sessions() as session:
             self._refreshed(session)
             if not len(self.cache.claim_prints):
@@ -365,8 +336,7 @@ class History:
                     .join(Claim, Claim.id == ClaimFingerprint.claim_id)
                     .where(Claim.seq > self.filed_as)
                 ).scalar_one_or_none()
-        query = self._query(photo)
-        idents = self.cache.claim_prints.candidates(query, skip=own, below=later)
+        idents = self.cache.claim_prints.candidates(self._query(photo), skip=own, below=later)
         if not idents:
             return []
         with self.sessions() as session:
@@ -381,35 +351,55 @@ class History:
                     )
                 )
             ).all()
-            earlier = [
-                (
-                    fingerprint.local_print,
-                    fingerprint.pdq,
-                    claim.id,
-                    claim.buyer_id == self.buyer_id,
-                    claim.merchant_id == self.merchant_id,
-                    fingerprint.created_at.isoformat(timespec="seconds"),
-                )
-                for fingerprint, claim in rows
-            ]
+            earlier = [self._printed(fingerprint, claim) for fingerprint, claim in rows]
+        return self._verified(photo, earlier)
+
+    def _printed(self, fingerprint: ClaimFingerprint, claim: Claim) -> dict[str, Any]:
+        return {
+            "local": fingerprint.local_print,
+            "photo_sha256": fingerprint.photo_sha256,
+            "claim": claim.id,
+            "pdq": fingerprint.pdq,
+            "same_buyer": claim.buyer_id == self.buyer_id,
+            "same_merchant": claim.merchant_id == self.merchant_id,
+            "at": fingerprint.created_at.isoformat(timespec="seconds"),
+        }
+
+    def _verified(
+        self, photo: npt.NDArray[np.uint8], earlier: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """The rows of ``earlier`` whose print ``photo`` copies, by the bank's rule, each with
+        its photo decoded (``media``; None where it is no longer on file or does not decode).
+        Outside any session: ORB, RANSAC and decoding take milliseconds to tens of them."""
+        from ..media import media_from_bytes
+
+        if not earlier:
+            return []
+        query = self._query(photo)
         out = []
-        for text, pdq, claim_id, same_buyer, same_merchant, at in earlier:
+        for row in earlier:
             try:
-                match = best_match(query, LocalPrint.from_text(str(text)))
+                match = best_match(query, LocalPrint.from_text(str(row["local"])))
             except ValueError:
                 continue  # a print changed in the database: that row is matched by PDQ only
-            if match.is_copy:
-                out.append(
-                    {
-                        "claim": claim_id,
-                        "pdq": pdq,
-                        "same_buyer": same_buyer,
-                        "same_merchant": same_merchant,
-                        "at": at,
-                        "matched_by": "local_print",
-                        **bank_print_facts(match),
-                    }
-                )
+            if not match.is_copy:
+                continue
+            media = None
+            if self.blobs is not None:
+                try:
+                    media = media_from_bytes(
+                        self.blobs.get(row["photo_sha256"]), f"{row['claim']}.jpg", self.settings
+                    )
+                except Exception:  # gone (retention) or unreadable: the print stands alone
+                    media = None
+            out.append(
+                {
+                    **{k: v for k, v in row.items() if k not in ("local", "photo_sha256")},
+                    "matched_by": "local_print",
+                    "media": media,
+                    **bank_print_facts(match),
+                }
+            )
         return out
 
     def _query(self, photo: npt.NDArray[np.uint8]) -> tuple[LocalPrint, LocalPrint]:

@@ -58,7 +58,8 @@ class MemoryHistory:
 
     claims: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     """Each: ``pdq`` (hex), ``claim``, ``order``, ``buyer``, ``merchant``, ``at``, and optionally
-    ``local`` (the photo's local print as text, kept at filing)."""
+    ``local`` (the photo's local print as text, kept at filing) and ``media`` (the photo, decoded:
+    absent where it is no longer on file)."""
     bank: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     """Each: ``pdq`` (hex), ``bank``, ``signer``, ``confirmed_at``, ``codes``, ``buyer_hmac``,
     and optionally ``local`` (the entry's local print as text, ``LocalPrint.to_text``)."""
@@ -117,6 +118,7 @@ class MemoryHistory:
                         "same_merchant": row["merchant"] == self.merchant_id,
                         "at": row["at"],
                         "matched_by": "local_print",
+                        "media": row.get("media"),
                         **bank_print_facts(match),
                     }
                 )

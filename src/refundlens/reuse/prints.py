@@ -275,10 +275,11 @@ photos of the same products gather votes with the looser radius); 100%, 98% and 
 crop."""
 SKETCH_MIN_VOTES = 3
 """Query descriptors that must find a photo for it to be a candidate."""
-SKETCH_CANDIDATES = 12
-"""Candidates (most votes first) verified with the whole print by :func:`best_match`, about 1 ms
-each: at 8 the photo a 25% crop came from was among them for 82% of those queries, at 16 for
-88%."""
+SKETCH_CANDIDATES = 16
+"""Candidates (most votes first, one per claim) verified with the whole print by
+:func:`best_match`, about 1 ms each: at 8 the photo a 25% crop came from was among them for 82%
+of those queries, at 16 for 88%. A ring that files pictures made to gather the copy's votes
+before the copy needs as many claims (orders) as this to crowd the original out."""
 
 
 class _Generation:
@@ -289,12 +290,13 @@ class _Generation:
         self.owner: list[int] = []
         self.owner_array: npt.NDArray[np.int64] | None = None
         self.photos = 0
+        self.group: dict[int, str] = {}
 
 
 class SketchIndex:
     """Where an earlier claim photo, at any shop, for any product and by any buyer, may have
     been copied from: each photo's :data:`SKETCH_POINTS` strongest descriptors in a FAISS binary
-    index (exact Hamming k-NN), searched with the query's strongest; the candidates it names are
+    index (exact Hamming range search), searched with the query's strongest; the candidates it names are
     verified with the whole prints (kept in the database) by :func:`best_match`, the rule the bank
     applies. A ring's photo cropped by 5% and filed by another buyer at another shop passed PDQ
     and every per-buyer and per-SKU check (a security review).
@@ -316,7 +318,9 @@ class SketchIndex:
     def __len__(self) -> int:
         return sum(g.photos for g in self._generations)
 
-    def add(self, ident: int, entry: LocalPrint) -> None:
+    def add(self, ident: int, entry: LocalPrint, group: str = "") -> None:
+        """Hold ``entry`` under ``ident``; photos of one ``group`` (a claim) take one candidate
+        place between them."""
         if self.capacity <= 0 or len(entry) == 0:
             return
         with self._lock:
@@ -328,6 +332,7 @@ class SketchIndex:
             newest.owner.extend([ident] * len(kept))
             newest.owner_array = None
             newest.photos += 1
+            newest.group[ident] = group or str(ident)
 
     def candidates(
         self,
@@ -344,10 +349,12 @@ class SketchIndex:
         after the claim took the nearest places of every descriptor, and the photo it was
         copied from got no vote (a security review)."""
         votes: dict[int, int] = {}
+        group: dict[int, str] = {}
         with self._lock:
             for generation in self._generations:
                 if not generation.owner:
                     continue
+                group.update(generation.group)
                 if generation.owner_array is None:  # once per change, not per search
                     generation.owner_array = np.asarray(generation.owner, np.int64)
                 owner = generation.owner_array
@@ -368,8 +375,17 @@ class SketchIndex:
                     for ident, count in zip(idents.tolist(), counts.tolist(), strict=True):
                         votes[ident] = votes.get(ident, 0) + count
         ranked = sorted(votes.items(), key=lambda pair: (-pair[1], pair[0]))
-        return [
-            ident
-            for ident, count in ranked
-            if count >= SKETCH_MIN_VOTES and ident not in skip and (below is None or ident < below)
-        ][:most]
+        out: list[int] = []
+        taken: set[str] = set()
+        for ident, count in ranked:
+            if len(out) >= most or count < SKETCH_MIN_VOTES:
+                break
+            if ident in skip or (below is not None and ident >= below):
+                continue
+            # One place per claim: 12 pictures made to gather votes, filed in two claims
+            # before the copy, took every place, and the copy was paid (a security review).
+            if group.get(ident, "") in taken:
+                continue
+            taken.add(group.get(ident, ""))
+            out.append(ident)
+        return out

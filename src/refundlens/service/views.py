@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..cases.buyer import buyer_deadline, buyer_status
-from ..rendering.i18n import routing_reason
+from ..rendering.i18n import reworded, routing_reason
 from ..report import report_for_shop
 from ..store.sql.models import AuditEntry, Claim, Decision, Evidence
 from ..store.sql.queries import latest_assessment
@@ -146,7 +146,7 @@ def claim_view(s: Session, claim: Claim, p: Principal) -> ClaimOut | BuyerClaimO
         | {
             "risk": claim.risk,
             "action": claim.action,
-            "routing_reason": claim.routing_reason,
+            "routing_reason": reworded(claim.routing_reason),
             "routing_reason_zh": routing_reason(claim.routing_reason, "zh_CN"),
             "assigned_to": claim.assigned_to,
             "updated_at": iso(claim.updated_at),

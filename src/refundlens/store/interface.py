@@ -279,11 +279,11 @@ class Fingerprints(Protocol):
         ...
 
     def unprinted_videos_before(
-        self, filed_before: int, states: Collection[str], limit: int
+        self, filed_before: int, since: dt.datetime, states: Collection[str], limit: int
     ) -> list[UnprintedVideo]:
-        """Unboxing videos not fingerprinted yet of claims filed before the claim numbered
-        ``filed_before``, in ``states`` (those whose analysis has not finished): the latest
-        ``limit``, latest first."""
+        """Unboxing videos not fingerprinted yet of claims filed at or after ``since`` and
+        before the claim numbered ``filed_before``, in ``states`` (those whose analysis has not
+        finished): the latest ``limit``, latest first."""
         ...
 
     def add_video_prints(self, rows: Iterable[VideoFingerprint]) -> None: ...

@@ -396,11 +396,15 @@ class _Fingerprints:
         return {r.video_sha256 for r in self.t.video_prints if r.claim_id == claim_id}
 
     def unprinted_videos_before(
-        self, filed_before: int, states: Collection[str], limit: int
+        self, filed_before: int, since: dt.datetime, states: Collection[str], limit: int
     ) -> list[UnprintedVideo]:
         printed = {(r.claim_id, r.video_sha256) for r in self.t.video_prints}
         claims = sorted(
-            (c for c in self.t.claims.values() if c.seq < filed_before and c.state in states),
+            (
+                c
+                for c in self.t.claims.values()
+                if c.seq < filed_before and c.state in states and _utc(c.created_at) >= _utc(since)
+            ),
             key=lambda c: -c.seq,
         )
         out: list[UnprintedVideo] = []

@@ -428,7 +428,7 @@ class _Fingerprints:
         )
 
     def unprinted_videos_before(
-        self, filed_before: int, states: Collection[str], limit: int
+        self, filed_before: int, since: dt.datetime, states: Collection[str], limit: int
     ) -> list[UnprintedVideo]:
         printed = (
             select(VideoFingerprint.id)
@@ -450,6 +450,7 @@ class _Fingerprints:
             .join(Evidence, Evidence.claim_id == Claim.id)
             .where(
                 Claim.seq < filed_before,
+                Claim.created_at >= since,
                 Claim.state.in_(sorted(states)),
                 Evidence.kind == "unboxing_video",
                 Evidence.sha256.is_not(None),
