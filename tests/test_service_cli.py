@@ -451,3 +451,34 @@ def test_every_password_of_a_failover_broker_list_is_masked() -> None:
     assert "S3cret" not in shown and shown.count("**") == 2
     assert "pw" not in _without_passwords("sentinel://:pw@h1:26379;sentinel://:pw@h2:26379")
     assert _without_passwords("redis://localhost:6379/0") == "redis://localhost:6379/0"
+
+
+def test_serve_and_check_refuse_a_bad_policy_in_one_line_before_creating_anything(
+    tmp_path: Path,
+) -> None:
+    # A new user's walkthrough: a misspelt claim type in the routing amounts made serve print
+    # the first admin key, then a traceback of 60 lines (the database already created, the key
+    # never shown again); check passed the same file; a misspelt rule name was ignored.
+    import json
+
+    for text, said in (
+        ("routing:\n  buyer_claims_max: {refund-only: 2}\n", "'refund-only' is not a claim type"),
+        ("routing:\n  buyer_claim_max: {refund_only: 2}\n", "unknown key(s) buyer_claim_max"),
+    ):
+        policy = tmp_path / "policy.yaml"
+        policy.write_text(text, encoding="utf-8")
+        env = {**_env(tmp_path), "REFUNDLENS_POLICY_PATH": str(policy)}
+        for args in (("serve", "--port", str(free_port())), ("check", "--json", "x.jpg")):
+            done = subprocess.run(
+                [sys.executable, "-m", "refundlens", *args],
+                capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path,
+            )  # fmt: skip
+            assert done.returncode == 2, (args, done.stdout, done.stderr)
+            assert done.stderr.strip().splitlines() == [
+                line for line in done.stderr.strip().splitlines() if "policy.invalid" in line
+            ], done.stderr
+            assert said in done.stderr and "Traceback" not in done.stderr
+            assert "admin key" not in done.stdout
+        assert not list(tmp_path.glob("data/*.db")), json.dumps(
+            sorted(map(str, tmp_path.rglob("*")))
+        )

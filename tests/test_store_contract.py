@@ -702,7 +702,7 @@ def test_a_buyers_claims_are_weighed_together_over_the_window_before_each(kit: K
         "images": [{"findings": [{"code": "reference.same_item_new_photo", "facts": {}}]}],
     }
     by_count = RoutingRules(
-        buyer_claims_max={"refund_only": 2}, buyer_claimed_max_amount={"refund_only": None}
+        buyer_claims_max={"refund_only": 3}, buyer_claimed_max_amount={"refund_only": None}
     )
     by_amount = RoutingRules(
         buyer_claims_max={"refund_only": None}, buyer_claimed_max_amount={"refund_only": 150.0}

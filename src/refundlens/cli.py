@@ -74,6 +74,20 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(EXIT_BAD_INPUT)
 
 
+def _checked_policy(settings: Settings) -> Policy:
+    """The policy file, with its routing rules, read as the service reads them: a bad one is
+    said in one line before anything is created (a walkthrough: ``serve`` printed the first
+    admin key, then a traceback of 60 lines; ``check`` passed a policy the service refused)."""
+    from .cases.routing import RoutingRules
+
+    try:
+        policy = load_policy(settings.policy_path or None)
+        RoutingRules.from_policy(policy.routing)
+    except RefundlensError as exc:
+        raise _fail(f"error [{exc.code}] {exc.message}") from exc
+    return policy
+
+
 def _language(lang: str) -> str:
     """``--lang`` as ``zh`` or ``en`` (``zh_CN``, ``zh-CN``, ``EN`` too); anything else is the
     user's mistake: ``report --lang fr`` wrote an English report without a word, while
@@ -452,10 +466,7 @@ def check(
     """Check claim photos, optionally against the merchant's reference photos."""
     lang = _language(lang)
     settings = _settings()
-    try:
-        policy = load_policy(settings.policy_path or None)
-    except RefundlensError as exc:
-        raise _fail(f"error [{exc.code}] {exc.message}") from exc
+    policy = _checked_policy(settings)
     out = _output_folder(out)
     if batch is not None:
         if claims:
@@ -1346,6 +1357,7 @@ def serve(
     from .store.sql.models import ApiKey
 
     settings = _settings()
+    _checked_policy(settings)
     _pii_key_on_a_server(settings)
     _operate(settings)
     database = _open_database(settings, create=True)

@@ -87,7 +87,32 @@ class Verdict:
     finding is listed as a changed copy (its pictures and masks are the original's)."""
 
 
+# The keys a policy file may hold: a misspelt one ("buyer_claim_max") was ignored and the
+# platform believed a rule it had not set was in force (a new user's walkthrough).
+POLICY_KEYS = frozenset(
+    {
+        "version",
+        "prior_log_odds",
+        "use_calibration",
+        "weights",
+        "thresholds",
+        "floors",
+        "ceilings",
+        "voids_support",
+        "min_reason_contribution",
+        "routing",
+    }
+)
+
+
 def _validate(raw: Mapping[str, Any], source: str) -> Policy:
+    unknown = sorted(str(k) for k in raw if k not in POLICY_KEYS)
+    if unknown:
+        raise PolicyError(
+            "policy.invalid",
+            f"{source}: unknown key(s) {', '.join(unknown)} (a policy holds "
+            f"{', '.join(sorted(POLICY_KEYS))}).",
+        )
     try:
         thresholds: dict[str, float] = {k: float(raw["thresholds"][k]) for k in ACTIONS[1:]}
         prior = float(raw["prior_log_odds"])

@@ -69,10 +69,10 @@ class RoutingRules:
     currency: str = "CNY"
     # A buyer's claims weighed together: each claim of a buyer who files one after another was
     # judged alone, and many small claims, each under every limit, were each approved (a
-    # security review). Per claim type (None = no such rule): a person decides where the buyer
-    # filed more than ``buyer_claims_max`` claims (any type, any shop) in the
-    # ``buyer_claims_window_days`` before this one, or where those claims and this one ask for
-    # more than ``buyer_claimed_max_amount`` in ``currency``. Returns and repairs are left out
+    # security review). Per claim type (None = no such rule): a person decides where this claim
+    # and those the buyer filed (any type, any shop) in the ``buyer_claims_window_days`` before
+    # it are more than ``buyer_claims_max``, or ask for more than ``buyer_claimed_max_amount``
+    # in ``currency``. Returns and repairs are left out
     # by default: the goods travel back to the shop before it pays.
     buyer_claims_window_days: float = 30.0
     buyer_claims_max: Mapping[str, float | None] = dataclasses.field(
@@ -87,6 +87,16 @@ class RoutingRules:
         if not raw:
             return cls()
         defaults = cls()
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(str(key) for key in raw if key not in known)
+        if unknown:
+            # "buyer_claim_max" was ignored, and the platform believed its rule in force (a
+            # new user's walkthrough).
+            raise PolicyError(
+                "policy.invalid",
+                f"routing: unknown key(s) {', '.join(unknown)} (routing holds "
+                f"{', '.join(sorted(known))}).",
+            )
 
         def switch(key: str, default: bool) -> bool:
             # YAML's true or false, or the words for them: bool("false") is True, and a
@@ -344,7 +354,8 @@ def _buyer_rule(facts: ClaimFacts, rules: RoutingRules) -> str | None:
     claimed elsewhere)."""
     days = f"{rules.buyer_claims_window_days:g}"
     most_claims = rules.buyer_claims_max.get(facts.claim_type)
-    if most_claims is not None and facts.buyer_claims > most_claims:
+    # This claim counts: with 5, a buyer's sixth claim in the window goes to a person.
+    if most_claims is not None and facts.buyer_claims + 1 > most_claims:
         return (
             f"the buyer filed more claims in the last {days} days than this platform approves "
             "automatically: a person decides"

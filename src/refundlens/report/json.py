@@ -125,6 +125,16 @@ def _claim_matches_for_shop(finding: Mapping[str, Any]) -> dict[str, Any]:
                 "zh": f"本次理赔附带的视频此前已在本店理赔单 {claim} 中提交过（{pct:.0f}% 的采样帧"
                 "相符，vPDQ），也在其他店铺的理赔中提交过。平台审核员可查看是哪一笔。",
             }
+        elif top.get("matched_by") == "local_print":
+            out["reason"] = {
+                "en": "A cropped, resized or mirrored copy of the picture "
+                f"({top.get('inliers')} keypoints agree under one transform) was sent before "
+                f"with claim {claim} at this shop, and with a claim at another shop. The "
+                "platform's reviewers see which.",
+                "zh": f"该图片的裁剪、缩放或镜像副本（{top.get('inliers')} 个关键点在同一变换下"
+                f"一致）此前已在本店理赔单 {claim} 中提交过，也在其他店铺的理赔中提交过。"
+                "平台审核员可查看是哪一笔。",
+            }
         else:
             distance = top.get("distance")
             out["reason"] = {
@@ -143,6 +153,16 @@ def _claim_matches_for_shop(finding: Mapping[str, Any]) -> dict[str, Any]:
             "platform's reviewers see which claim.",
             "zh": f"本次理赔附带的视频此前已在其他店铺的理赔中提交过：其 {frames} 个采样帧中 "
             f"{pct:.0f}% 与该视频相符（vPDQ）。平台审核员可查看是哪一笔理赔。",
+        }
+    elif top.get("matched_by") == "local_print":
+        # A crop PDQ misses: "the same picture, 80 bits away" read as a doubtful match to a
+        # shop (a new user's walkthrough), where the pixels had found it identical.
+        out["reason"] = {
+            "en": "A cropped, resized or mirrored copy of the picture "
+            f"({top.get('inliers')} keypoints agree under one transform) was sent before with a "
+            "claim at another shop. The platform's reviewers see which claim.",
+            "zh": f"该图片的裁剪、缩放或镜像副本（{top.get('inliers')} 个关键点在同一变换下一致）"
+            "此前已在其他店铺的理赔中提交过。平台审核员可查看是哪一笔理赔。",
         }
     elif top.get("matched_by") == "video_frame":
         out["reason"] = {
