@@ -203,6 +203,11 @@ def _pdq_bytes(ident: int, text: str) -> bytes | None:
     return code
 
 
+PRINT_PIXEL_CHECKS = 4
+"""Print matches (most agreeing keypoints first) whose photos are decoded and compared by the
+reference check, per lookup (the buyer's own prints, the sketch index)."""
+
+
 @dataclasses.dataclass
 class History:
     """Cross-claim lookups for one claim (its own rows are never matched against it)."""
@@ -376,14 +381,19 @@ class History:
         if not earlier:
             return []
         query = self._query(photo)
-        out = []
+        copies = []
         for row in earlier:
             try:
                 match = best_match(query, LocalPrint.from_text(str(row["local"])))
             except ValueError:
                 continue  # a print changed in the database: that row is matched by PDQ only
-            if not match.is_copy:
-                continue
+            if match.is_copy:
+                copies.append((row, match))
+        # The best few only: each is decoded and compared pixel by pixel (about 0.2 s), and a
+        # picture made of several earlier ones must not buy seconds of analysis per photo.
+        copies.sort(key=lambda pair: -pair[1].inliers)
+        out = []
+        for row, match in copies[:PRINT_PIXEL_CHECKS]:
             media = None
             if self.blobs is not None:
                 try:
