@@ -191,9 +191,82 @@ def det_side_study(
     return rows
 
 
+def arena_study(rounds: int = 3) -> list[str]:
+    """Rows of one core's seconds for a whole honest claim's analysis (1152 x 864, OCR on, the
+    bundled genuine photo as bench/run_service.py sends it), with ONNX Runtime's memory arena
+    off (rapidocr's default) and on for the OCR nets, alternated in one process, and the peak
+    resident memory of the detection net alone in each mode."""
+    import subprocess
+    import sys
+    import time
+
+    from refundlens.config import Settings
+    from refundlens.detectors import reference
+    from refundlens.detectors.provenance import visible
+    from refundlens.pipeline import analyze
+    from refundlens.threads import one_thread_per_process
+
+    from .run_service import ROOT, _photo
+
+    one_thread_per_process()
+    settings = Settings(ocr_enabled=True)
+    listing = (ROOT / "src" / "refundlens" / "samples" / "listing.jpg").read_bytes()
+    refs = [media_from_bytes(listing, "listing.jpg", settings)]
+    for ref in refs:
+        reference.prepare_reference(ref)
+    data = _photo(7, "honest")
+
+    def best(arena: bool) -> float:
+        visible._ENGINE_PARAMS["EngineConfig.onnxruntime.enable_cpu_mem_arena"] = arena
+        visible._engine.cache_clear()
+        analyze([media_from_bytes(data, "c.jpg", settings)], refs, settings=settings)
+        times = []
+        for _ in range(3):
+            claim = media_from_bytes(data, "c.jpg", settings)
+            start = time.process_time()
+            analyze([claim], refs, settings=settings)
+            times.append(time.process_time() - start)
+        return min(times)
+
+    seconds: dict[bool, list[float]] = {False: [], True: []}
+    for _ in range(rounds):
+        for arena in (False, True):
+            seconds[arena].append(best(arena))
+    peak = {}
+    for arena in (False, True):
+        # A fresh process each, so that one mode's peak does not hide the other's.
+        code = (
+            "import resource, numpy as np; "
+            "from refundlens.detectors.provenance import visible as v; "
+            f"v._ENGINE_PARAMS['EngineConfig.onnxruntime.enable_cpu_mem_arena'] = {arena}; "
+            "e = v._engine(); "
+            "[e(np.full((s, 736, 3), 128, np.uint8)) for s in (544, 736, 512, 544)]; "
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+        )
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        peak[arena] = int(out.stdout.split()[-1]) / 1024
+    off, on = min(seconds[False]), min(seconds[True])
+    return [
+        "| OCR nets' memory arena | whole honest claim, s of one core (best of 3, each round) "
+        "| best | peak resident MB, OCR alone |",
+        "|---|---|---|---|",
+        *(
+            f"| {'on' if arena else 'off (rapidocr default)'} | "
+            + ", ".join(f"{t:.3f}" for t in seconds[arena])
+            + f" | {min(seconds[arena]):.3f} | {peak[arena]:.0f} |"
+            for arena in (False, True)
+        ),
+        "",
+        f"Ratio on / off: {on / off:.3f}.",
+    ]
+
+
 def main() -> None:
     import sys
 
+    if sys.argv[1:2] == ["arena"]:
+        print("\n".join(arena_study()), flush=True)
+        return
     if sys.argv[1:2] == ["det-side"]:
         # python -m bench.visible_marks det-side [split] [plain,strokes ...]: rows to paste into
         # bench/results/visible_marks_passes.md (two processes can share the configurations)

@@ -118,6 +118,10 @@ _ENGINE_PARAMS: dict[str, Any] = {
     "Det.limit_side_len": 736,
     "Det.limit_type": "max",
     "EngineConfig.onnxruntime.intra_op_num_threads": 1,
+    # rapidocr turns ONNX Runtime's memory arena off; with it, the detection net's buffers are
+    # kept between calls: 0.81 of the time per call, 45 MB more held per process
+    # (bench/results/visible_marks_passes.md, "The text detector's memory arena").
+    "EngineConfig.onnxruntime.enable_cpu_mem_arena": True,
 }
 
 
