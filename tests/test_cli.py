@@ -185,6 +185,24 @@ def test_usage_error_exits_2(claim_files: dict[str, Path]) -> None:
     # The year 1 is no shipment: refused as the API refuses it (reckoning with it overflowed).
     result = run_cli("check", str(claim_files["other"]), "--shipped-at", "0001-01-01T00:00+08:00")
     assert result.stderr.startswith("refundlens: error [order.time_too_early]"), result.stderr
+    # Nor is next year: the API refuses it (order.time_ahead), and the command line accepted it
+    # (a merchant's walkthrough).
+    result = run_cli("check", str(claim_files["other"]), "--shipped-at", "2999-01-01T00:00+08:00")
+    assert result.stderr.startswith("refundlens: error [order.time_ahead]"), result.stderr
+
+
+def test_a_photo_the_service_refuses_as_too_small_is_refused_by_check(tmp_path: Path) -> None:
+    # A 150 px photo was approved by `check` and refused by the API (media.too_small): a
+    # merchant's walkthrough. A reference may be small; a claim photo may not.
+    small = tmp_path / "small.jpg"
+    Image.fromarray(_product(5)[:150, :150]).save(small, quality=90)
+    result = run_cli("check", str(small))
+    assert result.returncode == 2
+    assert "[media.too_small] claim[0]" in result.stderr and "150 x 150" in result.stderr
+    manifest = tmp_path / "batch.jsonl"
+    manifest.write_text('{"id": "a", "claims": ["small.jpg"]}\n')
+    batch = run_cli("check", "--batch", str(manifest), "--out", str(tmp_path / "out"))
+    assert "media.too_small" in batch.stdout + batch.stderr, batch.stdout + batch.stderr
 
 
 def test_a_box_with_a_number_too_large_for_a_float_is_a_bad_box_not_a_crash() -> None:

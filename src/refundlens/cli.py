@@ -23,7 +23,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
-from .cases.intake import parse_damage_boxes
+from .cases.catalogue import check_order_times
+from .cases.intake import parse_damage_boxes, refuse_too_small
 from .config import Settings, SettingsError, load_settings
 from .detectors.base import OrderFacts
 from .errors import RefundlensError
@@ -217,7 +218,11 @@ def _load_all(paths: Sequence[Path], settings: Settings, role: str) -> list[Medi
     loaded = []
     for index, path in enumerate(paths):
         try:
-            loaded.append(load_media(path, settings))
+            media = load_media(path, settings)
+            if role in ("claim", "claims"):
+                # As the service refuses it (a 150 px photo was approved here and refused there).
+                refuse_too_small(media, settings)
+            loaded.append(media)
         except RefundlensError as exc:  # a refused file still says what its metadata reads
             # and which file it was: a claim photo or a reference (--ref), by its path.
             raise describe_refusal(exc, settings).about_file(index, str(path), role) from None
@@ -273,12 +278,9 @@ def _order(
         delivered_at=_moment(delivered, "delivered_at", settings),
         claimed_at=_moment(claimed, "claimed_at", settings),
     )
-    if facts.shipped_at and facts.delivered_at and facts.delivered_at < facts.shipped_at:
-        # As the API refuses such an order: the delivery time decides whether a photo was taken
-        # before the goods arrived.
-        raise RefundlensError(
-            "order.bad_dates", f"delivered_at ({delivered}) is before shipped_at ({shipped})."
-        )
+    # As the API refuses such an order: the delivery time decides whether a photo was taken
+    # before the goods arrived, and a time in the future made every photo "before shipment".
+    check_order_times(facts.shipped_at, facts.delivered_at, settings)
     earliest = datetime(settings.order_time_earliest_year, 1, 1, tzinfo=UTC)
     for name, moment in (
         ("shipped_at", facts.shipped_at),

@@ -237,7 +237,6 @@ def create_order(
     if sku is None or sku.merchant_id != merchant_id:
         raise NotFound("sku", sku_id)
     settings = settings or Settings()
-    ahead = dt.timedelta(minutes=settings.order_time_max_ahead_minutes)
     for name, moment in (("shipped_at", shipped_at), ("delivered_at", delivered_at)):
         if moment is not None and moment.tzinfo is None:
             # Read as UTC, "08:00" sent from Beijing was eight hours off, while the CLI read the
@@ -249,9 +248,7 @@ def create_order(
                 "RFC 3339 asks (2026-11-01T08:00:00+08:00, or ...Z for UTC).",
                 facts={"field": name},
             )
-    _check_dates(shipped_at, delivered_at)
-    _check_not_ahead(shipped_at, delivered_at, ahead)
-    _check_not_too_early(shipped_at, delivered_at, settings.order_time_earliest_year)
+    check_order_times(shipped_at, delivered_at, settings)
     sent = Order(
         id=new_id("ord"),
         merchant_id=merchant_id,
@@ -272,6 +269,20 @@ def create_order(
     store.catalogue.add_order(sent)
     store.audit.append(actor.id, "order.saved", details={"order": sent.id, "sku": sku_id})
     return sent
+
+
+def check_order_times(
+    shipped_at: dt.datetime | None, delivered_at: dt.datetime | None, settings: Settings
+) -> None:
+    """Refuse an order's shipment and delivery times as the API does: delivered before shipped
+    (``order.bad_dates``), in the future (``order.time_ahead``), before
+    ``order_time_earliest_year`` (``order.time_too_early``). The command line checks its
+    ``--shipped-at`` and ``--delivered-at`` with it too."""
+    _check_dates(shipped_at, delivered_at)
+    _check_not_ahead(
+        shipped_at, delivered_at, dt.timedelta(minutes=settings.order_time_max_ahead_minutes)
+    )
+    _check_not_too_early(shipped_at, delivered_at, settings.order_time_earliest_year)
 
 
 def _check_dates(shipped_at: dt.datetime | None, delivered_at: dt.datetime | None) -> None:
