@@ -142,6 +142,42 @@ def test_a_rewritten_or_cut_chain_verifies_alone_and_is_caught_by_a_checkpoint_k
         assert problem is not None and "behind" in problem.problem
 
 
+def test_a_row_numbered_zero_or_below_or_unreadable_is_named_by_verify(
+    database: Database,
+) -> None:
+    """A row inserted with a number of 0 or below was shown on the report and counted by the
+    workflow, and verify, reading from 1, called the chain intact (a security review); a row
+    whose details the database cannot decode made verify crash instead of naming it."""
+    from sqlalchemy import text
+
+    with database.session() as session:
+        audit.append(session, "rlk_rev", "decision.reject", claim_id="clm_1", details={"r": 1})
+        audit.append(session, "system", "claim.analysed", claim_id="clm_1", details={})
+    with database.session() as session:
+        assert audit.verify(session) == (2, None)
+        first = session.execute(select(AuditEntry).where(AuditEntry.seq == 1)).scalar_one()
+        session.add(
+            AuditEntry(
+                seq=-1, at=first.at, actor="rlk_rev", action="decision.approve",
+                claim_id="clm_1", assessment_id=None, details={"reason": "fabricated"},
+                prev_hash=audit.GENESIS, entry_hash="0" * 64,
+            )
+        )  # fmt: skip
+    with database.session() as session:
+        checked, problem = audit.verify(session)
+        assert checked == 0 and problem is not None and problem.seq == 1
+        assert "missing (next is -1)" in problem.problem
+        session.execute(text("DELETE FROM audit_log WHERE seq = -1"))
+    with database.session() as session:
+        assert audit.verify(session) == (2, None)
+        if session.get_bind().dialect.name != "sqlite":
+            return  # PostgreSQL's json type refuses text that is not JSON
+        session.execute(text("UPDATE audit_log SET details = '{not json' WHERE seq = 2"))
+    with database.session() as session:
+        checked, problem = audit.verify(session)
+        assert problem is not None and problem.seq == 2 and "cannot be read" in problem.problem
+
+
 def test_the_checkpoint_file_is_evidence_a_line_that_is_not_one_is_an_error(
     tmp_path: Path,
 ) -> None:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 from typer.testing import CliRunner
 
 from refundlens.cli import app
@@ -145,6 +145,64 @@ def test_a_backup_with_a_blob_altered_is_refused(tmp_path: Path) -> None:
     shutil.rmtree(data_dir)
     code, out = _cli(env, "backup", "restore", str(tmp_path / "backup"))
     assert code == 2 and "backup.blob_corrupt" in out, out
+
+
+def test_a_restore_compares_the_log_with_the_checkpoints_kept_outside(tmp_path: Path) -> None:
+    """A log rewritten before the backup (every hash recomputed) verifies alone; restore said
+    "intact" where `audit verify` named the entry (a security review). It now reads the
+    checkpoints as verify does, and says when the backup predates some of them."""
+    import json
+
+    from refundlens.store.sql import audit
+    from refundlens.store.sql.models import AuditEntry
+
+    from .test_audit_log import _rechain
+
+    data_dir = tmp_path / "data"
+    points = tmp_path / "elsewhere.log"
+    env = {
+        "REFUNDLENS_DATA_DIR": str(data_dir),
+        "REFUNDLENS_DATABASE_URL": "",
+        "REFUNDLENS_AUDIT_CHECKPOINT_PATH": str(points),
+    }
+    assert _cli(env, "db", "upgrade")[0] == 0
+    database = Database(Settings(data_dir=str(data_dir)))
+    with database.session() as session:
+        audit.append(session, "rlk_rev", "decision.reject", claim_id="clm_1", details={"r": 1})
+        audit.append(session, "system", "claim.analysed", claim_id="clm_1", details={})
+    assert _cli(env, "audit", "checkpoint")[0] == 0
+    code, out = _cli(env, "backup", "create", str(tmp_path / "honest"))
+    assert code == 0, out
+    with database.session() as session:
+        audit.append(session, "system", "claim.analysed", claim_id="clm_2", details={})
+    assert _cli(env, "audit", "checkpoint")[0] == 0
+    with database.session() as session:
+        rows = list(session.execute(select(AuditEntry).order_by(AuditEntry.seq)).scalars())
+        rows[0].action = "decision.approve"
+        _rechain(session, rows)
+    database.dispose()
+    code, out = _cli(env, "backup", "create", str(tmp_path / "rewritten"))
+    assert code == 0, out
+    shutil.rmtree(data_dir)
+    code, out = _cli(env, "backup", "restore", str(tmp_path / "rewritten"))
+    assert code == 2 and "backup.audit_broken" in out and "checkpointed" in out, out
+    # The honest backup restores; it predates the second checkpoint, and says so.
+    shutil.rmtree(data_dir)
+    code, out = _cli(env, "backup", "restore", str(tmp_path / "honest"))
+    assert code == 0, out
+    assert "1 checkpoints matched" in out and "1 checkpoint is of entries after" in out, out
+    # A dump altered after it was taken, its manifest's hash recomputed: the head it recorded.
+    manifest = json.loads((tmp_path / "honest" / "manifest.json").read_text())
+    manifest["audit_head"] = "f" * 64
+    (tmp_path / "honest" / "manifest.json").write_text(json.dumps(manifest))
+    shutil.rmtree(data_dir)
+    code, out = _cli(
+        {**env, "REFUNDLENS_AUDIT_CHECKPOINT_PATH": ""},
+        "backup",
+        "restore",
+        str(tmp_path / "honest"),
+    )
+    assert code == 2 and "manifest recorded" in out, out
 
 
 def test_a_hostile_backup_folder_is_refused_before_anything_is_restored(tmp_path: Path) -> None:

@@ -1149,10 +1149,23 @@ def backup_restore(
         report = restore_backup(_settings(), folder)
     except RefundlensError as exc:
         raise _fail(f"error [{exc.code}] {exc.message}") from exc
+    against = (
+        f", {report.checkpoints_matched} checkpoints matched"
+        if report.checkpoints_matched
+        else ", no checkpoints"
+    )
     typer.echo(
         f"restored the {report.database} database and {report.blobs} blobs from {folder}; "
-        f"audit log intact: {report.audit_entries} entries, chain verified"
+        f"audit log intact: {report.audit_entries} entries, chain verified{against}"
     )
+    if report.checkpoints_after:
+        # Not an error (an older backup is restored on purpose), but entries are lost, and the
+        # scheduler's next checkpoint will say the head moved back.
+        sys.stderr.write(
+            f"refundlens: note: {report.checkpoints_after} checkpoint"
+            f"{' is' if report.checkpoints_after == 1 else 's are'} of entries after this "
+            "backup's last: the audit entries written since the backup are not in it\n"
+        )
     if report.missing_blobs:
         sys.stderr.write(
             f"refundlens: {len(report.missing_blobs)} files the database names are missing: "

@@ -361,6 +361,22 @@ def record_checkpoint(session: Session, path: str) -> Checkpoint | None:
     return point
 
 
+def _unreadable(session: Session, after: int | None) -> AuditProblem:
+    """The first entry after ``after`` that cannot be read back, read one at a time."""
+    numbers = select(AuditEntry.seq).order_by(AuditEntry.seq)
+    if after is not None:
+        numbers = numbers.where(AuditEntry.seq > after)
+    for seq in session.execute(numbers).scalars():
+        try:
+            session.execute(select(AuditEntry).where(AuditEntry.seq == seq)).scalars().all()
+        except (ValueError, TypeError):
+            session.rollback()
+            return AuditProblem(
+                seq, "the entry cannot be read: its stored time or details are malformed (altered)"
+            )
+    return AuditProblem((after or 0) + 1, "an entry cannot be read back (altered)")
+
+
 def verify(
     session: Session, batch: int = 5000, checkpoints: Sequence[Checkpoint] = ()
 ) -> tuple[int, AuditProblem | None]:
@@ -388,17 +404,17 @@ def verify(
         highest = point if highest is None or point.seq > highest.seq else highest
     prev, expected_seq, checked = GENESIS, 1, 0
     last = 0
+    first = True
     while True:
-        rows = (
-            session.execute(
-                select(AuditEntry)
-                .where(AuditEntry.seq > last)
-                .order_by(AuditEntry.seq)
-                .limit(batch)
-            )
-            .scalars()
-            .all()
-        )
+        # The first batch starts at the lowest number, not after 0: a row written with a number
+        # of 0 or below was shown and counted by the workflow while the chain skipped it.
+        query = select(AuditEntry) if first else select(AuditEntry).where(AuditEntry.seq > last)
+        try:
+            rows = session.execute(query.order_by(AuditEntry.seq).limit(batch)).scalars().all()
+        except (ValueError, TypeError):  # a stored time or details the database cannot decode
+            session.rollback()
+            return checked, _unreadable(session, None if first else last)
+        first = False
         if not rows:
             break
         for row in rows:
