@@ -1600,6 +1600,15 @@ def test_a_decided_claim_left_alone_for_the_appeal_window_becomes_final_and_stay
         with pytest.raises(RefundlensError) as refused:
             cases.appeal(SqlStore(session), BUYER, claim, "look again", settings=settings)
         assert refused.value.code == "appeal.window_closed"
+        # A reviewer taking and giving back the closed claim touched it, and the window opened
+        # again (a security review): a closed claim is no one's to take.
+        for who in (REVIEWER, Actor("adm-key", "admin")):
+            with pytest.raises(RefundlensError) as refused:
+                cases.assign(SqlStore(session), who, claim, None)
+            assert refused.value.code == "claim.closed"
+    with runtime.db.session() as session:
+        claim = session.get(Claim, claim_id)
+        assert claim is not None and cases.appeal_window_closed(claim, settings)
     # 0: appeals never close.
     never = Settings(data_dir=str(tmp_path), appeal_window_days=0)
     with runtime.db.session() as session:

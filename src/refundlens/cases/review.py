@@ -14,7 +14,7 @@ from ..store.blobs import BlobStore
 from ..store.interface import BankEntry, Claim, Decision, Evidence, Store, new_id, utcnow
 from .actors import SYSTEM, Actor, aware
 from .capture import retire_capture_links
-from .intake import check_order_amount
+from .intake import CLOSED_STATES, check_order_amount
 from .notifications import notify
 from .states import ClaimState, transition
 
@@ -531,6 +531,13 @@ def assign(store: Store, actor: Actor, claim: Claim, reviewer_key_id: str | None
     is assigned the claim's merchant, and take it back from anyone."""
     if actor.role not in ("reviewer", "admin"):
         raise RefundlensError("auth.forbidden", "Only reviewers and admins assign claims.")
+    if claim.state in CLOSED_STATES:
+        # Taking or giving it back touched the claim, and a closed claim's appeal window, which
+        # runs from its last change, opened again (a security review). An appeal reopens it.
+        raise RefundlensError(
+            "claim.closed",
+            f"The claim is {claim.state}: it is in no one's queue to take or give back.",
+        )
     if actor.role == "reviewer":
         if reviewer_key_id not in (actor.id, None):
             raise RefundlensError("auth.forbidden", "A reviewer may only take a claim for itself.")
