@@ -63,10 +63,86 @@ def _run(pair: tuple[str, str]) -> dict[str, Any]:
         "split": bench_cases.split_of(original),
         "reference": found[0].code if found else "none",
         "action": image.action,
+        "action_if_cancelled": _action_if_cancelled(image.findings),
         "moved": bool(
             found and "moved_content" in (found[0].facts.get("room_to_tell_apart") or {})
         ),
     }
+
+
+def _action_if_cancelled(findings: Any) -> str:
+    """The action had a new photo of the product cancelled a local edit found in it (the
+    policy before 2026-12-07: only a recapture voided that support)."""
+    import dataclasses
+
+    from refundlens.fusion import fuse, load_policy
+
+    policy = load_policy()
+    return fuse(
+        findings,
+        dataclasses.replace(
+            policy,
+            voids_support={
+                k: v for k, v in policy.voids_support.items() if k == "pixels.recapture"
+            },
+        ),
+    ).action
+
+
+def _honest(case: Any) -> dict[str, Any]:
+    """An honest photo of the product beside its reference (bench/run_reference.py's genuine
+    cases): the action, and the action had the new photo cancelled a local edit."""
+    from refundlens.media import media_from_bytes
+    from refundlens.pipeline import analyze
+
+    claim = media_from_bytes(case.claim, case.id)
+    refs = [media_from_bytes(r, f"{case.id}-ref{i}") for i, r in enumerate(case.refs)]
+    (image,) = analyze([claim], refs).images
+    return {
+        "id": case.id,
+        "kind": case.kind,
+        "new_photo": any(f.code == "reference.same_item_new_photo" for f in image.findings),
+        "action": image.action,
+        "action_if_cancelled": _action_if_cancelled(image.findings),
+    }
+
+
+def _new_photo_section(rows: list[dict[str, Any]], honest: list[dict[str, Any]]) -> list[str]:
+    def counts(group: list[dict[str, Any]], key: str) -> str:
+        c = collections.Counter(r[key] for r in group)
+        return " | ".join(str(c[a]) for a in ACTIONS)
+
+    honest_photos = [r for r in honest if r["kind"] != "unrelated"]
+    return [
+        "## A new photo and a local edit",
+        "",
+        "`reference.same_item_new_photo` lowers the risk (the product in a new exposure, not the "
+        "listing photo). Before 2026-12-07 it also cancelled a local edit that pixel forensics "
+        "found in the same photo; now any pixel finding that raises the risk voids that support "
+        "(policy `voids_support`), as a recapture did: the buyer's own photo with damage painted "
+        "in is a new photo of the product too. Both policies, the same findings, every case "
+        f"of both halves; honest photos: bench/run_reference.py's genuine cases "
+        f"(`genuine_cases(seed=3)`, {len(honest_photos)} photos of the product or the buyer's "
+        "own crop or filter of one, beside another shoot of it as the reference).",
+        "",
+        "| cases | policy | " + " | ".join(ACTIONS) + " |",
+        "|---|---|" + "---|" * len(ACTIONS),
+        f"| honest photos of the product ({len(honest_photos)}; the cost, first) | a new photo "
+        f"cancels an edit | {counts(honest_photos, 'action_if_cancelled')} |",
+        f"| honest photos of the product ({len(honest_photos)}) | shipped | "
+        f"{counts(honest_photos, 'action')} |",
+        f"| real edits ({len(rows)}) | a new photo cancels an edit | "
+        f"{counts(rows, 'action_if_cancelled')} |",
+        f"| real edits ({len(rows)}) | shipped | {counts(rows, 'action')} |",
+        "",
+        "Honest photos whose action changed: "
+        + str(sum(r["action"] != r["action_if_cancelled"] for r in honest_photos))
+        + "; real edits: "
+        + str(sum(r["action"] != r["action_if_cancelled"] for r in rows))
+        + ". Most real edits that are approved carry no pixel finding at all: pixel forensics "
+        "is weak on them (bench/results/forensics.md).",
+        "",
+    ]
 
 
 def main() -> None:
@@ -77,6 +153,11 @@ def main() -> None:
     started = time.perf_counter()
     with multiprocessing.get_context("spawn").Pool(args.workers, initializer=_init) as pool:
         rows = sorted(pool.map(_run, todo, chunksize=1), key=lambda r: r["edit"])
+        honest = list(
+            pool.imap_unordered(
+                _honest, bench_cases.genuine_cases(seed=3, max_grocery=600), chunksize=4
+            )
+        )
     seconds = time.perf_counter() - started
     verdicts = sorted({r["reference"] for r in rows})
     lines = [
@@ -135,6 +216,7 @@ def main() -> None:
         "shipped, not before.",
         "",
     ]
+    lines += _new_photo_section(rows, honest)
     (RESULTS / "reference_real.md").write_text("\n".join(lines))
     print("\n".join(lines))
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -97,6 +98,27 @@ def test_a_photo_of_a_screen_loses_the_support_of_a_new_photo_of_the_product() -
     assert contribution == 0.0
     assert voided.facts["voided_by"] == "pixels.recapture"
     assert "pixels.recapture" in voided.reason.en and "pixels.recapture" in voided.reason.zh
+
+
+def test_a_new_photo_of_the_product_does_not_answer_a_local_edit_found_in_it() -> None:
+    # A real Photoshop edit beside the photo it came from read as a new photo of the product,
+    # which cancelled the pasted region the pixels found: approved (a merchant's walkthrough).
+    # The buyer's own photo with damage painted in is a new photo of the product too.
+    new_photo = _finding("reference.same_item_new_photo", -1.5)
+    policy = load_policy()
+    cancelling = dataclasses.replace(policy, voids_support={})
+    edit = _finding("pixels.double_jpeg_inconsistency", 2.7)
+    assert fuse([new_photo, edit], cancelling).action == "approve"
+    assert fuse([new_photo, edit], policy).action == "request_capture"
+    for code in ("pixels.double_jpeg_inconsistency", "pixels.painted_patch", "pixels.copy_move"):
+        both = fuse([new_photo, _finding(code, 2.7)], policy)
+        assert both.risk > fuse([new_photo, _finding(code, 2.7)], cancelling).risk, code
+        voided = next(f for f, _ in both.reasons if f.code == "reference.same_item_new_photo")
+        assert voided.facts["voided_by"] == code
+    # Alone it still speaks for the buyer, and a finding that lowers nothing voids nothing.
+    assert fuse([new_photo], load_policy()).action == "approve"
+    quiet = fuse([new_photo, _finding("pixels.none_found", 0.0)], load_policy())
+    assert quiet.action == "approve"
 
 
 def test_a_platform_can_let_findings_cancel_again(tmp_path: Path) -> None:
