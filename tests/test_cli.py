@@ -282,6 +282,36 @@ def test_batch_gives_one_line_per_claim_and_a_bad_file_fails_only_its_line(
     assert json.loads((out / "c1" / "report.json").read_text())["claim"]["action"] == "escalate"
 
 
+def test_chinese_ids_and_file_names_keep_their_letters_in_the_output(
+    claim_files: dict[str, Path], tmp_path: Path
+) -> None:
+    # "张三 001" and "李四 001" were both the folder "_001", and the second line was refused as
+    # a duplicate; 破损.jpg and 裂缝.jpg were written as _.overlay.png and _-2.overlay.png (a
+    # merchant's walkthrough).
+    for name in ("破损.jpg", "裂缝 照片.jpg"):
+        (tmp_path / name).write_bytes(claim_files["other"].read_bytes())
+    out = tmp_path / "out"
+    result = run_cli(
+        "check", str(tmp_path / "破损.jpg"), str(tmp_path / "裂缝 照片.jpg"), "--out", str(out)
+    )
+    assert result.returncode == 0, result.stderr
+    assert (out / "破损.error_level_heatmap.png").exists()
+    assert (out / "裂缝_照片.error_level_heatmap.png").exists()
+    manifest = tmp_path / "batch.jsonl"
+    manifest.write_text(
+        "\n".join(
+            json.dumps({"id": ident, "claims": ["破损.jpg"]}, ensure_ascii=False)
+            for ident in ("张三 001", "李四 001", "a\u202eb")
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    batch = run_cli("check", "--batch", str(manifest), "--out", str(tmp_path / "batch"))
+    rows = [json.loads(line) for line in batch.stdout.splitlines()]
+    assert all("error" not in row for row in rows), rows
+    assert {p.name for p in (tmp_path / "batch").iterdir()} == {"张三_001", "李四_001", "a_b"}
+
+
 def test_an_out_folder_that_cannot_be_written_is_one_line_before_any_analysis(
     claim_files: dict[str, Path], tmp_path: Path
 ) -> None:

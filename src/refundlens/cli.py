@@ -11,6 +11,7 @@ import multiprocessing
 import os
 import re
 import sys
+import unicodedata
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from importlib import resources
@@ -121,13 +122,22 @@ def _output_folder(out: Path | None, option: str = "--out") -> Path | None:
     return out
 
 
+def _safe_name(text: str) -> str:
+    """``text`` as a file or folder name: letters (of any script: 破损, not ``_``) and digits,
+    ``.``, ``_`` and ``-`` kept, every other run (spaces, slashes, controls, invisible and bidi
+    characters) one ``_``, at most 80 characters. A merchant's ``张三 001`` and ``李四 001``
+    were both ``_001`` (a walkthrough)."""
+    name = re.sub(r"[^\w.-]+", "_", unicodedata.normalize("NFC", text))
+    return name[:80]
+
+
 def _stem(path: str, used: set[str]) -> str:
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(path).stem) or "image"
+    stem = _safe_name(Path(path).stem) or "image"
     candidate, n = stem, 1
-    while candidate in used:
+    while candidate.casefold() in used:  # IMG.jpg and img.jpg are one file on some disks
         n += 1
         candidate = f"{stem}-{n}"
-    used.add(candidate)
+    used.add(candidate.casefold())
     return candidate
 
 
@@ -168,6 +178,8 @@ _ACTION_ZH = {
 
 
 def _print_human(assessment: Assessment, lang: str, console: Console) -> None:
+    from .rendering.i18n import risk_fraction
+
     zh = lang == "zh"
 
     def said(action: str) -> str:
@@ -176,9 +188,9 @@ def _print_human(assessment: Assessment, lang: str, console: Console) -> None:
     table = Table(
         title=f"refundlens {__version__}: "
         + (
-            f"理赔风险 {assessment.risk:.2f} → {said(assessment.action)}"
+            f"理赔风险 {risk_fraction(assessment.risk)} → {said(assessment.action)}"
             if zh
-            else f"claim risk {assessment.risk:.2f} -> {assessment.action}"
+            else f"claim risk {risk_fraction(assessment.risk)} -> {assessment.action}"
         )
     )
     table.add_column("图片" if zh else "image")
@@ -196,7 +208,7 @@ def _print_human(assessment: Assessment, lang: str, console: Console) -> None:
         ]
         table.add_row(
             Path(image.media.name).name,
-            f"{image.risk:.2f}",
+            risk_fraction(image.risk),
             said(image.action),
             "\n".join(reasons),
         )
@@ -522,7 +534,7 @@ def _batch_folder(line: str, number: int) -> str:
     except (json.JSONDecodeError, RecursionError):
         entry = None
     ident = str(entry.get("id") or "") if isinstance(entry, dict) else ""
-    folder = re.sub(r"[^A-Za-z0-9._-]+", "_", ident or f"line-{number}")
+    folder = _safe_name(ident or f"line-{number}")
     # "." and ".." name --out itself and its parent: never a claim's folder.
     return f"id-{folder}" if not folder.strip(".") else folder
 
