@@ -639,13 +639,23 @@ def test_a_risk_near_certain_is_not_rounded_to_certain() -> None:
     from refundlens.rendering.i18n import risk_percent
 
     assert [risk_percent(r) for r in (0.9975, 1.0, 0.5, 0.004, 0.0, 0.9999)] == [
-        "99.8%",
+        "99.7%",
         "100%",
         "50%",
         "0.4%",
         "0%",
         "99.9%",
     ]
+
+
+def test_a_risk_just_under_a_threshold_never_reads_as_the_threshold() -> None:
+    # 0.3481 read "0.35 -> approve" and 0.598 "60% request_capture", where the policy asks for
+    # a live photo from 0.35 and a person from 0.60 (a merchant's walkthrough): cut, not rounded.
+    from refundlens.rendering.i18n import risk_fraction, risk_percent
+
+    risks = (0.3481, 0.598, 0.35, 0.6, 0.29, 0.9)
+    assert [risk_percent(r) for r in risks] == ["34%", "59%", "35%", "60%", "29%", "90%"]
+    assert [risk_fraction(r) for r in risks] == ["0.34", "0.59", "0.35", "0.60", "0.29", "0.90"]
 
 
 def test_routing_reasons_are_shown_in_the_readers_language() -> None:

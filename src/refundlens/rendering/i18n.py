@@ -10,6 +10,7 @@ import datetime as dt
 import functools
 import gettext
 import io
+import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -337,13 +338,26 @@ def term(value: object, lang: str) -> str:
     return str(translations(lang).gettext(str(value)))
 
 
+def _down(value: float, digits: int) -> float:
+    """``value`` cut (not rounded) to ``digits`` decimals, a hair of float error forgiven: a risk
+    just under a threshold must not read as the threshold (0.3481 read "0.35 -> approve" where
+    the policy asks for a live photo from 0.35: a merchant's walkthrough)."""
+    scale = 10**digits
+    return math.floor(value * scale + 1e-6) / scale
+
+
 def risk_percent(risk: float) -> str:
     """A risk as a percentage to read: whole percents, but one decimal near 0 and 100 (0.9975
-    read "100%", as if certain)."""
+    read "100%", as if certain); cut, not rounded (:func:`_down`)."""
     value = 100 * min(max(float(risk), 0.0), 1.0)
     if 0 < value < 1 or 99 < value < 100:
-        return f"{min(max(value, 0.1), 99.9):.1f}%"
-    return f"{value:.0f}%"
+        return f"{min(max(_down(value, 1), 0.1), 99.9):.1f}%"
+    return f"{_down(value, 0):.0f}%"
+
+
+def risk_fraction(risk: float) -> str:
+    """A risk as the command line prints it, two decimals, cut as :func:`risk_percent` cuts."""
+    return f"{_down(min(max(float(risk), 0.0), 1.0), 2):.2f}"
 
 
 def strongest_finding(report: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
