@@ -386,6 +386,50 @@ def test_a_mistyped_exif_entry_does_not_stop_the_photo_being_turned_upright(
     assert media.pixels.shape[:2] == (60, 40)
 
 
+def _dated_jpeg(product: np.ndarray, xmp_time: str | None) -> bytes:
+    """A JPEG with EXIF DateTimeOriginal 2024:09:21 16:00:56 and no OffsetTimeOriginal, and an
+    XMP packet giving exif:DateTimeOriginal as ``xmp_time``."""
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0x9003] = "2024:09:21 16:00:56"
+    packet = (
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
+        'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description '
+        f'xmlns:exif="http://ns.adobe.com/exif/1.0/" exif:DateTimeOriginal="{xmp_time}"/>'
+        "</rdf:RDF></x:xmpmeta>"
+    )
+    buf = io.BytesIO()
+    options = {"xmp": packet.encode()} if xmp_time else {}
+    Image.fromarray(product).save(buf, "JPEG", quality=92, exif=exif, **options)
+    return buf.getvalue()
+
+
+def test_a_capture_time_without_an_exif_zone_takes_the_zone_of_the_same_time_in_xmp(
+    product: np.ndarray,
+) -> None:
+    # A Jolla photo's EXIF has no OffsetTimeOriginal and its XMP says +02:00; read at the assumed
+    # +08:00, "taken" was six hours off (a merchant's walkthrough).
+    import datetime as dt
+
+    from refundlens.detectors.base import Context, OrderFacts
+    from refundlens.detectors.capture import CaptureDetector
+
+    media = media_from_bytes(_dated_jpeg(product, "2024-09-21T16:00:56.000000+02:00"), "j.jpg")
+    assert media.exif.offset_time_original == "+02:00"
+    assert media.exif.offset_source == "XMP exif:DateTimeOriginal"
+    assert media.exif.captured_at() == dt.datetime(2024, 9, 21, 14, 0, 56, tzinfo=dt.UTC)
+    shipped = OrderFacts(shipped_at=dt.datetime(2024, 9, 30, tzinfo=dt.UTC))
+    (finding,) = [
+        f
+        for f in CaptureDetector().analyze(media, Context(order=shipped))
+        if f.code == "capture.before_shipment"
+    ]
+    assert finding.facts["time_zone"] == "from XMP exif:DateTimeOriginal"
+    # Another time in XMP says nothing of this one; none, or no zone, leaves it unknown.
+    for other in ("2024-09-21T17:00:56+02:00", "2024-09-21T16:00:56", None):
+        media = media_from_bytes(_dated_jpeg(product, other), "j.jpg")
+        assert media.exif.offset_time_original is None and media.exif.offset_source is None
+
+
 def test_animated_webp_is_refused(product: np.ndarray) -> None:
     frames = [Image.fromarray(product), Image.fromarray(255 - product)]
     buf = io.BytesIO()

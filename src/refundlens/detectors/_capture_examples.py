@@ -23,7 +23,7 @@ ORDER = OrderFacts(
 def _picture(seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     small = rng.integers(0, 255, (9, 12, 3), np.uint8)
-    return np.asarray(Image.fromarray(small).resize((240, 180), Image.Resampling.BICUBIC))
+    return np.asarray(Image.fromarray(small).resize((320, 240), Image.Resampling.BICUBIC))
 
 
 def photo(
@@ -178,7 +178,7 @@ def capture_examples() -> list[Example]:
         ),
         Example(
             "camera wrote the image's own size",
-            lambda: _case(photo(written_size=(240, 180)), OrderFacts()),
+            lambda: _case(photo(written_size=(320, 240)), OrderFacts()),
             frozenset(),
         ),
         Example(

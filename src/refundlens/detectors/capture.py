@@ -329,7 +329,7 @@ class CaptureDetector(Detector):
             "captured_at": _when(taken),
             "time_zone": "assumed " + context.settings.capture_default_utc_offset
             if assumed
-            else "from OffsetTimeOriginal",
+            else f"from {claim.exif.offset_source or 'OffsetTimeOriginal'}",
             "tolerance_hours": context.settings.capture_clock_tolerance_hours,
             "shipped_at": _when(order.shipped_at) if order.shipped_at else None,
             "delivered_at": _when(order.delivered_at) if order.delivered_at else None,

@@ -25,7 +25,7 @@ from PIL import ExifTags, Image, ImageCms, UnidentifiedImageError
 
 from ..config import Settings
 from ..errors import MediaError
-from .exif import ExifFacts, read_exif, read_exif_strings
+from .exif import ExifFacts, read_exif, read_exif_strings, with_xmp_offset
 from .fingerprint import PdqHash, pdq, pdq_centre_crops, pdq_dihedral
 from .metadata import TextChunk, decode_user_comment, png_text_chunks
 
@@ -422,8 +422,8 @@ def _animated(
     """The refusal of an animated file, with its metadata read (sizes were checked already)."""
     message = f"The file is animated ({frames} frames); send a still photo."
     try:
-        exif = read_exif(image)
         metadata = _metadata(image, data)
+        exif = with_xmp_offset(read_exif(image), metadata.xmp)
     except Exception:  # hostile metadata: the refusal stands without it
         return AnimatedMediaError(message, {"frames": frames, "format": fmt}, None)
     facts: dict[str, object] = {"frames": frames, "format": fmt, **metadata_facts(exif, metadata)}
@@ -578,8 +578,8 @@ def media_from_bytes(data: bytes, name: str, settings: Settings | None = None) -
                     "be wrong. Send the file again as the camera or the shop first saved it (a "
                     "copy cut short or overwritten on the way cannot be judged).",
                 )
-        exif = read_exif(image)
         metadata = _metadata(image, data)
+        exif = with_xmp_offset(read_exif(image), metadata.xmp)
     oriented = (height, width) if exif.orientation in (5, 6, 7, 8) else (width, height)
     return Media(
         name=name,

@@ -15,6 +15,7 @@ __all__ = [
     "read_exif",
     "read_exif_strings",
     "utc_offset",
+    "with_xmp_offset",
 ]
 
 _TAG_DATETIME_ORIGINAL = 0x9003
@@ -35,6 +36,9 @@ class ExifFacts:
     pixel_x_dimension: int | None = None
     """EXIF PixelXDimension: the width the camera wrote for the image it saved."""
     pixel_y_dimension: int | None = None
+    offset_source: str | None = None
+    """Where ``offset_time_original`` came from: ``OffsetTimeOriginal`` (EXIF), or an XMP time
+    of the same moment that states its zone (:func:`with_xmp_offset`); None without one."""
 
     @property
     def present(self) -> bool:
@@ -100,6 +104,44 @@ def parse_exif_datetime(value: str | None, offset: str | None = None) -> datetim
         return None
     zone = utc_offset(offset) if offset else None
     return moment.replace(tzinfo=zone) if zone else moment
+
+
+_XMP_TIMES = (
+    ("{http://ns.adobe.com/exif/1.0/}DateTimeOriginal", "XMP exif:DateTimeOriginal"),
+    ("{http://ns.adobe.com/photoshop/1.0/}DateCreated", "XMP photoshop:DateCreated"),
+    ("{http://ns.adobe.com/xap/1.0/}CreateDate", "XMP xmp:CreateDate"),
+)
+
+
+def with_xmp_offset(exif: ExifFacts, xmp: bytes | None) -> ExifFacts:
+    """``exif`` with the UTC offset of an XMP capture time where EXIF names none: phones and
+    editors write the capture time again in XMP, with its zone, where they leave out EXIF's
+    OffsetTimeOriginal (a Jolla photo says +02:00 there; read at the assumed +08:00, its time was
+    six hours off: a merchant's walkthrough). Only an XMP time that is the same wall-clock time
+    as DateTimeOriginal (to the second) lends its offset: another time says nothing of this one."""
+    if exif.offset_time_original is not None:
+        return dataclasses.replace(exif, offset_source="OffsetTimeOriginal")
+    local = parse_exif_datetime(exif.datetime_original)
+    if local is None or not xmp:
+        return exif
+    from .metadata import parse_xmp
+
+    found = parse_xmp(xmp)
+    for key, source in _XMP_TIMES:
+        for value in found.get(key, ())[:4]:
+            try:
+                moment = datetime.fromisoformat(value.strip()[:40])
+            except ValueError:
+                continue
+            offset = moment.utcoffset()
+            if offset is None or abs(offset) > timedelta(hours=14):
+                continue
+            if moment.replace(tzinfo=None, microsecond=0) == local.replace(microsecond=0):
+                minutes = int(offset.total_seconds() // 60)
+                sign = "-" if minutes < 0 else "+"
+                text = f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+                return dataclasses.replace(exif, offset_time_original=text, offset_source=source)
+    return exif
 
 
 def read_exif(image: Image.Image) -> ExifFacts:

@@ -278,7 +278,12 @@ def read_file_facts(data: bytes, name: str, trust_anchors_path: str = "") -> lis
         ("EXIF Model", exif.model),
         ("EXIF Software", exif.software),
         ("EXIF DateTimeOriginal", exif.datetime_original),
-        ("EXIF OffsetTimeOriginal", exif.offset_time_original),
+        (
+            "EXIF OffsetTimeOriginal"
+            if exif.offset_source in (None, "OffsetTimeOriginal")
+            else f"UTC offset ({exif.offset_source})",
+            exif.offset_time_original,
+        ),
     ):
         if value:
             rows.append((label, str(value)))
