@@ -784,10 +784,65 @@ def test_a_report_issued_in_the_earlier_content_layout_still_checks(
     assert old == hashlib.sha256((tmp_path / "old.json").read_bytes()).hexdigest()
     earlier = json.loads((tmp_path / "old.json").read_bytes())
     later = json.loads((tmp_path / "now.json").read_bytes())
-    assert earlier["format"].endswith("/1") and later["format"].endswith("/2")
+    assert earlier["format"].endswith("/1") and later["format"].endswith("/3")
     assert not any("assessment_id" in e for e in earlier["audit"])
-    stripped = [{k: v for k, v in e.items() if k != "assessment_id"} for e in later["audit"]]
-    assert {**later, "format": earlier["format"], "audit": stripped} == earlier
+    _cli(server, claim, "--content", str(tmp_path / "two.json"), "--content-version", "2")
+    two = json.loads((tmp_path / "two.json").read_bytes())
+    stripped = [{k: v for k, v in e.items() if k != "assessment_id"} for e in two["audit"]]
+    assert {**two, "format": earlier["format"], "audit": stripped} == earlier
+    # Layout 3 splits the SKU's photos into those the analysis compared and those added after
+    # the claim was filed; layout 2 listed them together.
+    assert later["references"] == two["references"] and later["references_added_later"] == []
+    assert {k: v for k, v in later.items() if k not in ("format", "references_added_later")} == {
+        k: v for k, v in two.items() if k != "format"
+    }
+
+
+def test_a_photo_the_shop_adds_to_the_sku_after_the_claim_is_never_shown_as_its_listing_photo(
+    tmp_path: Path,
+) -> None:
+    """The analysis leaves out SKU photos added after the claim was filed (they could be its
+    photo with the damage painted out); the claim page and the report showed such a photo as
+    "the SKU's listing photo" beside the claim (a security review). They say when it was added
+    and that it was not compared."""
+    import html as html_module
+    import json
+    import re as re_module
+
+    with running_server(tmp_path) as server:
+        add_tenants(server, "shop-a")
+        merchant_key = server.key("merchant", "shop-a")
+        order = order_for(server, merchant_key, listed_sku(server, merchant_key), "b-9", "o-9")
+        buyer_key = server.key("buyer", subject="b-9")
+        claim = file_claim(server, buyer_key, order, amount="50")["id"]
+        with server.client(buyer_key) as buyer:
+            wait_analysed(buyer, claim)
+        with server.client(merchant_key) as merchant:
+            added = merchant.post(
+                "/v1/skus",
+                data={"external_id": "mug"},
+                files=[
+                    ("photos", ("listing-front.jpg", _sample("claim_genuine.jpg"), "image/jpeg"))
+                ],
+            )
+            assert added.status_code in (200, 201), added.text
+        with web_login(server, merchant_key) as merchant:
+            report = merchant.get(f"/web/claims/{claim}/report.html?lang=en").text
+            content = json.loads(merchant.get(f"/web/claims/{claim}/report.json").content)
+        with web_login(server, server.key("reviewer", assign=["shop-a"])) as reviewer:
+            page = reviewer.get(f"/web/claims/{claim}?lang=en").text
+    text = html_module.unescape(re_module.sub(r"<[^>]+>", " ", report))
+    assert re_module.search(r"listing\.jpg \(the SKU's listing photo\)", text), text[:3000]
+    assert "listing-front.jpg (the SKU's listing photo)" not in text
+    assert re_module.search(
+        r"listing-front\.jpg \(added to the SKU on .+?, after the claim was filed: not "
+        r"compared by the analysis\)",
+        text,
+    ), text[:3000]
+    assert [r["name"] for r in content["references"]] == ["listing.jpg"]
+    assert [r["name"] for r in content["references_added_later"]] == ["listing-front.jpg"]
+    figure = re_module.search(r'<figure class="later-reference">.*?</figure>', page, re_module.S)
+    assert figure and "listing-front.jpg" in figure[0] and "after the claim was filed" in figure[0]
 
 
 def test_the_report_says_the_role_of_each_key_that_acted_beside_its_id(

@@ -22,7 +22,7 @@ from importlib import resources
 from typing import Any
 
 import yaml
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ..config import Settings
@@ -154,10 +154,36 @@ class CaseFile:
     assessment_id: str | None = None
     """The id of the analysis ``report`` is (None before the first): a decision taken on the
     page names it, and is refused where a newer one came in (``claim.changed``)."""
+    references_cutoff: dt.datetime | None = None
+    """References added to the SKU after this time (the order's first claim's filing) are not
+    compared by the analysis (they could be made from a claim's photo): the pages and the report
+    show them apart, with when they were added (:attr:`later_references`)."""
     actor_roles: dict[str, str] = dataclasses.field(default_factory=dict)
     """The role of each API key that acted on the claim (``rlk_...`` -> reviewer), printed
     beside the key id so that a reader outside the platform knows who acted; not part of the
     report's content (the key ids are, and the platform holds their roles)."""
+
+    @property
+    def filed_references(self) -> list[ReferencePhoto]:
+        """The SKU's photos the analysis compares the claim with: those that existed when the
+        order's first claim was filed."""
+        return [r for r in self.references if not self._later(r)]
+
+    @property
+    def later_references(self) -> list[ReferencePhoto]:
+        """The SKU's photos added after that: shown as such, never as the listing photo (a shop
+        that added a claim's photo, damage painted out, had it shown as "the SKU's listing
+        photo" beside the claim: a security review)."""
+        return [r for r in self.references if self._later(r)]
+
+    def _later(self, reference: ReferencePhoto) -> bool:
+        cutoff = self.references_cutoff
+        if cutoff is None:
+            return False
+        added, limit = reference.created_at, cutoff
+        if (added.tzinfo is None) != (limit.tzinfo is None):  # SQLite gives naive UTC times
+            added, limit = added.replace(tzinfo=None), limit.replace(tzinfo=None)
+        return added > limit
 
     @property
     def decision(self) -> Decision | None:
@@ -422,6 +448,10 @@ def gather(
         order=order,
         sku=sku,
         references=list(sku.references),
+        references_cutoff=session.execute(
+            select(func.min(Claim.created_at)).where(Claim.order_id == order.id)
+        ).scalar_one()
+        or claim.created_at,
         report=report,
         assessment_id=latest.id if latest is not None else None,
         evidence=list(
@@ -532,13 +562,15 @@ def _utc(moment: dt.datetime | None) -> str | None:
     return moment.astimezone(dt.UTC).isoformat(timespec="microseconds")
 
 
-CONTENT_VERSION = 2
+CONTENT_VERSION = 3
 """The layout of :func:`canonical_content` reports are made with now; a change of layout
-changes it. 2 (2026-12-06): each audit entry gives its ``assessment_id`` where it has one (the
+changes it. 3 (2026-12-07): ``references`` lists the SKU photos the analysis compared (those
+that existed when the order's first claim was filed), ``references_added_later`` the others,
+each with the time it was added. 2 (2026-12-06): each audit entry gives its ``assessment_id`` where it has one (the
 entry hash covers it, and a reader could not recompute the analysis' entries without it).
 1: the layout before. ``refundlens report --content-version 1`` writes a case's data in an
 earlier layout, to check a report issued before the change."""
-CONTENT_VERSIONS = (1, 2)
+CONTENT_VERSIONS = (1, 2, 3)
 
 
 def content_format(version: int = CONTENT_VERSION) -> str:
@@ -595,7 +627,17 @@ def canonical_content(
             }
             for p in case.photos
         ],
-        "references": [{"name": r.name, "sha256": r.sha256} for r in case.references],
+        **(
+            {"references": [{"name": r.name, "sha256": r.sha256} for r in case.references]}
+            if version < 3
+            else {
+                "references": [{"name": r.name, "sha256": r.sha256} for r in case.filed_references],
+                "references_added_later": [
+                    {"name": r.name, "sha256": r.sha256, "added_at": _utc(r.created_at)}
+                    for r in case.later_references
+                ],
+            }
+        ),
         "analysis": case.report,
         "pictures": [
             {"image": p["image"], "name": p["name"], "sha256": p["sha256"]} for p in case.pictures
@@ -816,8 +858,13 @@ def _original_files(case: CaseFile) -> list[dict[str, Any]]:
                 "damage_box": photo.get("damage_box"),
             },
         )
-    for reference in case.references:
+    for reference in case.filed_references:
         add(reference.sha256, {"kind": "reference", "name": reference.name})
+    for reference in case.later_references:
+        add(
+            reference.sha256,
+            {"kind": "reference_later", "name": reference.name, "added_at": reference.created_at},
+        )
     for evidence in case.evidence:
         if evidence.sha256:
             add(
