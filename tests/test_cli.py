@@ -92,6 +92,15 @@ def test_check_out_writes_report_mask_and_overlay_with_the_mask_on_the_edit(
     assert (out / "forged.overlay.png").stat().st_size > 1000
     region = report["images"][0]["findings"][0]["region"]
     assert region is not None and region.endswith("forged.mask.png")
+    # Who made it and when, and what was not checked (a merchant's walkthrough).
+    from refundlens import __version__
+
+    assert report["made_by"]["version"] == __version__
+    assert report["made_by"]["analysed_at"].endswith("+00:00")
+    skipped = {s["detector"] for s in report["images"][0]["detectors"]["skipped"]}
+    assert "pixels" in skipped
+    told = run_cli("check", str(claim_files["forged"]), "--ref", str(claim_files["listing"]))
+    assert "未运行的检查" in told.stdout and "像素取证（已判定升级处理" in told.stdout, told.stdout
 
 
 def test_check_without_reference_runs_and_approves(claim_files: dict[str, Path]) -> None:

@@ -845,6 +845,41 @@ def test_a_photo_the_shop_adds_to_the_sku_after_the_claim_is_never_shown_as_its_
     assert figure and "listing-front.jpg" in figure[0] and "after the claim was filed" in figure[0]
 
 
+def test_the_report_names_its_version_and_the_checks_run_and_not_run_on_each_photo(
+    rejected: tuple[Server, str],
+) -> None:
+    """A reader outside the platform could not tell which checks ran: pixel forensics, skipped
+    once a claim is escalated, was not mentioned, nor the version that made the report (a
+    merchant's walkthrough)."""
+    import html as html_module
+    import re as re_module
+
+    from refundlens import __version__
+
+    server, claim = rejected
+    with web_login(server, server.key("merchant", "shop-a")) as merchant:
+        pages = {
+            lang: html_module.unescape(
+                re_module.sub(
+                    r"<[^>]+>",
+                    " ",
+                    merchant.get(f"/web/claims/{claim}/report.html?lang={lang}").text,
+                )
+            )
+            for lang in ("en", "zh")
+        }
+    assert f"refundlens {__version__}" in pages["en"]
+    at = pages["en"].find("Checks run on this photo: ")
+    said = pages["en"][at : at + 600]
+    assert at >= 0 and "the reference check (the shop's photos)" in said.split("Not run")[0]
+    assert (
+        "Not run: " in said
+        and "pixel forensics (escalate already: it can only raise the risk)" in said
+    )
+    assert "本图运行的检查: " in pages["zh"] and "参考图比对（商家图片）" in pages["zh"]
+    assert "像素取证 (已判定升级处理：此项只会提高风险)" in pages["zh"]
+
+
 def test_the_report_says_the_role_of_each_key_that_acted_beside_its_id(
     rejected: tuple[Server, str],
 ) -> None:

@@ -157,6 +157,13 @@ def _write_outputs(assessment: Assessment, out: Path | None) -> dict[str, Any]:
                 for j, named in write_finding_pictures(image, out, stem).items():
                     pictures[(i, j)] = named
         result = assessment_to_dict(assessment, regions, pictures)
+        # Who made it and when: a merchant keeping report.json for an appeal had neither (a
+        # walkthrough). The files are named by their sha256 above.
+        result["made_by"] = {
+            "program": "refundlens",
+            "version": __version__,
+            "analysed_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
         if out is not None:
             (out / "report.json").write_text(
                 json.dumps(result, ensure_ascii=False, indent=2) + "\n", "utf-8"
@@ -213,6 +220,22 @@ def _print_human(assessment: Assessment, lang: str, console: Console) -> None:
             "\n".join(reasons),
         )
     console.print(table)
+    skipped = [(Path(i.media.name).name, d, why) for i in assessment.images for d, why in i.skipped]
+    if skipped:
+        # What was not checked, and why (a walkthrough's report said nothing of pixel forensics
+        # skipped once the claim was escalated).
+        from .rendering.i18n import translations
+
+        words = translations("zh_CN" if zh else "en")
+        console.print(
+            ("未运行的检查：" if zh else "Not run: ")
+            + ("；" if zh else "; ").join(
+                f"{name} {words.pgettext('detector', d)}"
+                + (f"（{words.pgettext('skip reason', why)}）" if zh else f" ({why})")
+                for name, d, why in skipped
+            ),
+            markup=False,
+        )
     shown = (f.code for image in assessment.images for f in image.findings)
     if assessment.action == "approve" and "reference.no_match" in shown:
         # A walkthrough read "approve" on a photo of something else: the analysis has no reason

@@ -261,6 +261,8 @@ def environment(lang: str) -> jinja2.Environment:
     env.globals["sentence_gap"] = "" if lang == "zh_CN" else " "
     env.filters["routing_reason"] = lambda text: routing_reason(text, lang)
     env.filters["term"] = lambda value: term(value, lang)
+    env.filters["detector_name"] = lambda name: translations(lang).pgettext("detector", str(name))
+    env.filters["skip_reason"] = lambda why: translations(lang).pgettext("skip reason", str(why))
     env.filters["bar_width"] = bar_width
     env.filters["risk_percent"] = risk_percent
     env.filters["strongest_finding"] = strongest_finding

@@ -25,6 +25,7 @@ import yaml
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from .. import __version__
 from ..config import Settings
 from ..errors import RefundlensError
 from ..storable import storable_text
@@ -835,6 +836,7 @@ def render_html(case: CaseFile, lang: str, jurisdiction: str = "cn") -> str:
             key_finding=_key_finding(case),
             images=_images_for_report(case),
             reason_lang="zh" if lang.startswith("zh") else "en",
+            version=__version__,
         )
     )
 
