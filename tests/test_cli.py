@@ -198,6 +198,19 @@ def test_usage_error_exits_2(claim_files: dict[str, Path]) -> None:
     # (a merchant's walkthrough).
     result = run_cli("check", str(claim_files["other"]), "--shipped-at", "2999-01-01T00:00+08:00")
     assert result.stderr.startswith("refundlens: error [order.time_ahead]"), result.stderr
+    # Each with its sentence in Chinese after the English one, as other refusals (a walkthrough:
+    # a missing file, a bad time and a usage error were English only).
+    assert result.stderr.strip().endswith("UTC 时差。）"), result.stderr
+    for args, gloss in (
+        (
+            ("check", str(claim_files["other"].parent / "missing.jpg")),
+            "（找不到该文件：请检查路径。）",
+        ),
+        (("check",), "（命令缺少所需的参数：请查看 --help。）"),
+        (("check", "x.jpg", "--shipped-at", "yesterday"), "例如 2025-09-12T15:00+08:00。）"),
+    ):
+        result = run_cli(*args)
+        assert result.returncode == 2 and result.stderr.strip().endswith(gloss), result.stderr
 
 
 def test_a_photo_the_service_refuses_as_too_small_is_refused_by_check(tmp_path: Path) -> None:

@@ -507,11 +507,16 @@ def check(
     out = _output_folder(out)
     if batch is not None:
         if claims:
-            raise _fail("error [usage] give claim paths or --batch, not both.")
+            raise _fail(
+                "error [usage] give claim paths or --batch, not both." + _in_chinese("usage", lang)
+            )
         _run_batch(batch, out, settings, policy)
         return
     if not claims:
-        raise _fail("error [usage] give at least one claim photo (or --batch MANIFEST).")
+        raise _fail(
+            "error [usage] give at least one claim photo (or --batch MANIFEST)."
+            + _in_chinese("usage", lang)
+        )
     try:
         order = _order(shipped_at, delivered_at, claimed_at, settings)
         boxes = parse_damage_boxes(damage_boxes, len(claims), settings)

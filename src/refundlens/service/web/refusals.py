@@ -51,6 +51,12 @@ SENTENCES: dict[str, str] = {
     "media.video_unreadable": "The video could not be read.",
     "request.bad_field": "A field holds what it may not (too long, or characters it cannot hold).",
     "service.busy": "The service is busy: nothing was saved. Send it again in a moment.",
+    "media.not_found": "The file was not found: check its path.",
+    "order.bad_dates": "The delivery time is before the shipment time.",
+    "order.time_ahead": "An order's time is in the future: give it once it has happened, with its UTC offset.",
+    "order.time_too_early": "An order's time is too early to be real.",
+    "usage": "The command was not given what it needs: see its --help.",
+    "usage.bad_time": "A time must be written as ISO 8601 with its UTC offset, such as 2025-09-12T15:00+08:00.",
 }
 
 GENERAL = "This could not be done."
