@@ -222,9 +222,11 @@ def test_a_photo_the_service_refuses_as_too_small_is_refused_by_check(tmp_path: 
     assert result.returncode == 2
     assert "[media.too_small] claim[0]" in result.stderr and "150 x 150" in result.stderr
     manifest = tmp_path / "batch.jsonl"
-    manifest.write_text('{"id": "a", "claims": ["small.jpg"]}\n')
+    many = json.dumps({"id": "b", "claims": ["small.jpg"] * 10})
+    manifest.write_text('{"id": "a", "claims": ["small.jpg"]}\n' + many + "\n")
     batch = run_cli("check", "--batch", str(manifest), "--out", str(tmp_path / "out"))
-    assert "media.too_small" in batch.stdout + batch.stderr, batch.stdout + batch.stderr
+    rows = [json.loads(line) for line in batch.stdout.splitlines()]
+    assert [r["error"]["code"] for r in rows] == ["media.too_small", "claim.too_many_photos"]
 
 
 def test_a_box_with_a_number_too_large_for_a_float_is_a_bad_box_not_a_crash() -> None:

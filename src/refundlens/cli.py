@@ -610,6 +610,20 @@ def _batch_line(args: tuple[int, str, str | None, str, int]) -> dict[str, Any]:
                 "message": "Each line needs 'claims' (a non-empty list) and optionally 'refs' (a list).",
             },
         }
+    for field, files, limit, code in (
+        ("claims", claims, settings.max_photos_per_claim, "claim.too_many_photos"),
+        ("refs", refs, settings.max_references_per_sku, "sku.too_many_references"),
+    ):
+        if len(files) > limit:
+            # As the service bounds a claim and a SKU: a line of 30 references held 8 MB each
+            # (a security review).
+            return {
+                "id": ident,
+                "error": {
+                    "code": code,
+                    "message": f"'{field}' names {len(files)} files; at most {limit} are taken.",
+                },
+            }
     try:
         order = _order(
             entry.get("shipped_at"), entry.get("delivered_at"), entry.get("claimed_at"), settings
