@@ -378,7 +378,9 @@ class CaptureDetector(Detector):
                 "capture.before_shipment",
                 4.0,
                 f"The photo was taken on {taken_en}, {span_en} before the goods were shipped ({_when(order.shipped_at)}).",
-                f"照片拍摄于 {taken_zh}，比发货时间（{_when(order.shipped_at)}）早 {span_zh}。",
+                # 早约 11 年, 早 1.5 天 (早 约 11 年 read as a stray gap: a merchant's walkthrough)
+                f"照片拍摄于 {taken_zh}，比发货时间（{_when(order.shipped_at)}）早"
+                f"{'' if span_zh.startswith('约') else ' '}{span_zh}。",
             )
         if order.delivered_at and taken < order.delivered_at - slack:
             hours = (order.delivered_at - taken).total_seconds() / 3600
