@@ -176,6 +176,12 @@ def test_a_row_numbered_zero_or_below_or_unreadable_is_named_by_verify(
     with database.session() as session:
         checked, problem = audit.verify(session)
         assert problem is not None and problem.seq == 2 and "cannot be read" in problem.problem
+        session.execute(text("UPDATE audit_log SET details = '{}' WHERE seq = 2"))
+        # Bytes SQLite cannot decode as UTF-8 stopped verify with a traceback (a review).
+        session.execute(text("UPDATE audit_log SET actor = CAST(X'ff41' AS TEXT) WHERE seq = 1"))
+    with database.session() as session:
+        checked, problem = audit.verify(session)
+        assert problem is not None and problem.seq == 1 and "cannot be read" in problem.problem
 
 
 def test_the_checkpoint_file_is_evidence_a_line_that_is_not_one_is_an_error(

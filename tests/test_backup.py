@@ -191,6 +191,26 @@ def test_a_restore_compares_the_log_with_the_checkpoints_kept_outside(tmp_path: 
     code, out = _cli(env, "backup", "restore", str(tmp_path / "honest"))
     assert code == 0, out
     assert "1 checkpoints matched" in out and "1 checkpoint is of entries after" in out, out
+    # Entries cut before the backup was taken (the head moved back): a checkpoint taken before
+    # the backup saw them, and the restore says so (it read "intact": a review).
+    with database.session() as session:
+        rows = list(session.execute(select(AuditEntry).order_by(AuditEntry.seq)).scalars())
+        session.delete(rows[-1])
+        _rechain(session, rows[:-1])
+    database.dispose()
+    import time
+
+    time.sleep(1.1)  # the checkpoint's time is to the second
+    code, out = _cli(env, "backup", "create", str(tmp_path / "cut"))
+    assert code == 0, out
+    shutil.rmtree(data_dir)
+    code, out = _cli(env, "backup", "restore", str(tmp_path / "cut"))
+    assert code == 2 and "backup.audit_broken" in out and "deleted" in out, out
+    # A checkpoint file that is missing is no "no checkpoints" (an unmounted share).
+    shutil.rmtree(data_dir)
+    gone = {**env, "REFUNDLENS_AUDIT_CHECKPOINT_PATH": str(tmp_path / "unmounted" / "cp.log")}
+    code, out = _cli(gone, "backup", "restore", str(tmp_path / "honest"))
+    assert code == 2 and "audit." in out, out
     # A dump altered after it was taken, its manifest's hash recomputed: the head it recorded.
     manifest = json.loads((tmp_path / "honest" / "manifest.json").read_text())
     manifest["audit_head"] = "f" * 64

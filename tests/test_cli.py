@@ -312,8 +312,14 @@ def test_chinese_ids_and_file_names_keep_their_letters_in_the_output(
     # "张三 001" and "李四 001" were both the folder "_001", and the second line was refused as
     # a duplicate; 破损.jpg and 裂缝.jpg were written as _.overlay.png and _-2.overlay.png (a
     # merchant's walkthrough).
-    for name in ("破损.jpg", "裂缝 照片.jpg"):
+    for name in ("破损.jpg", "裂缝 照片.jpg", "破" * 78 + ".jpg"):
         (tmp_path / name).write_bytes(claim_files["other"].read_bytes())
+    # 78 Chinese characters are 234 bytes: the pictures' names stay within a file system's 255.
+    long_name = run_cli(
+        "check", str(tmp_path / ("破" * 78 + ".jpg")), "--ref", str(claim_files["listing"]),
+        "--out", str(tmp_path / "long"),
+    )  # fmt: skip
+    assert long_name.returncode == 0, long_name.stderr
     out = tmp_path / "out"
     result = run_cli(
         "check", str(tmp_path / "破损.jpg"), str(tmp_path / "裂缝 照片.jpg"), "--out", str(out)
@@ -325,7 +331,7 @@ def test_chinese_ids_and_file_names_keep_their_letters_in_the_output(
     manifest.write_text(
         "\n".join(
             json.dumps({"id": ident, "claims": ["破损.jpg"]}, ensure_ascii=False)
-            for ident in ("张三 001", "李四 001", "a\u202eb")
+            for ident in ("张三 001", "李四 001", "a\u202eb", "ไก่ 001", "ไก้ 001")
         )
         + "\n",
         encoding="utf-8",
@@ -333,7 +339,10 @@ def test_chinese_ids_and_file_names_keep_their_letters_in_the_output(
     batch = run_cli("check", "--batch", str(manifest), "--out", str(tmp_path / "batch"))
     rows = [json.loads(line) for line in batch.stdout.splitlines()]
     assert all("error" not in row for row in rows), rows
-    assert {p.name for p in (tmp_path / "batch").iterdir()} == {"张三_001", "李四_001", "a_b"}
+    # Marks too: Thai tone marks told two ids apart that read as one.
+    assert {p.name for p in (tmp_path / "batch").iterdir()} == {
+        "张三_001", "李四_001", "a_b", "ไก่_001", "ไก้_001",
+    }  # fmt: skip
 
 
 def test_an_out_folder_that_cannot_be_written_is_one_line_before_any_analysis(

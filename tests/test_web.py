@@ -379,6 +379,14 @@ def test_a_merchant_checks_a_photo_against_its_listing_photos_without_a_case(
     assert "media." in refused and any("\u4e00" <= ch <= "\u9fff" for ch in refused), refused
     assert page.locator("#sku").input_value() == chosen
     assert page.locator("#check-no-match").count() == 0
+    # A photo too small for a claim is refused as the API refuses it (it was approved here).
+    small = tmp_path / "small.jpg"
+    from PIL import Image as PILImage
+
+    PILImage.open(photo).convert("RGB").resize((150, 150)).save(small, quality=90)
+    page.set_input_files("#photo", str(small))
+    page.click("#check-form button[type=submit]")
+    assert "media.too_small" in page.locator("p.error").inner_text()
     # A photo of something else: approved by the analysis, and the page says what the service's
     # rule would do with it filed as a claim.
     unrelated = tmp_path / "unrelated.jpg"

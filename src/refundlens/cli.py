@@ -123,12 +123,18 @@ def _output_folder(out: Path | None, option: str = "--out") -> Path | None:
 
 
 def _safe_name(text: str) -> str:
-    """``text`` as a file or folder name: letters (of any script: 破损, not ``_``) and digits,
-    ``.``, ``_`` and ``-`` kept, every other run (spaces, slashes, controls, invisible and bidi
-    characters) one ``_``, at most 80 characters. A merchant's ``张三 001`` and ``李四 001``
+    """``text`` as a file or folder name: letters (of any script: 破损, not ``_``), digits,
+    marks, ``.``, ``_`` and ``-`` kept, every other run (spaces, slashes, controls, invisible and
+    bidi characters) one ``_``, at most 80 bytes of UTF-8. A merchant's ``张三 001`` and ``李四 001``
     were both ``_001`` (a walkthrough)."""
-    name = re.sub(r"[^\w.-]+", "_", unicodedata.normalize("NFC", text))
-    return name[:80]
+    kept = (
+        c if c in "._-" or unicodedata.category(c)[0] in "LNM" else "\x00"
+        for c in unicodedata.normalize("NFC", text)
+    )  # letters, digits and marks (ไก่, हिन्दी keep their vowel signs)
+    name = re.sub("\x00+", "_", "".join(kept))
+    # 80 bytes, not characters: 78 Chinese characters and a picture's suffix passed the file
+    # system's 255 bytes (a review).
+    return name.encode("utf-8")[:80].decode("utf-8", "ignore")
 
 
 def _stem(path: str, used: set[str]) -> str:

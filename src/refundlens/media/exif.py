@@ -137,7 +137,7 @@ def with_xmp_offset(exif: ExifFacts, xmp: bytes | None) -> ExifFacts:
             if offset is None or abs(offset) > timedelta(hours=14):
                 continue
             if moment.replace(tzinfo=None, microsecond=0) == local.replace(microsecond=0):
-                minutes = int(offset.total_seconds() // 60)
+                minutes = int(offset.total_seconds() / 60)  # toward zero: -05:30:30 is -05:30
                 sign = "-" if minutes < 0 else "+"
                 text = f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
                 return dataclasses.replace(exif, offset_time_original=text, offset_source=source)

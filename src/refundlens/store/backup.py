@@ -153,6 +153,8 @@ def create_backup(settings: Settings, out: Path) -> BackupReport:
         raise RefundlensError("backup.target_not_empty", f"{out} exists and is not empty.")
     private_folder(out)
     database = Database(settings)
+    # Before the head is read: a checkpoint taken before this saw entries the dump holds.
+    started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     try:
         seq, head = _audit_head(database)
         kind = database.engine.dialect.name
@@ -187,6 +189,7 @@ def create_backup(settings: Settings, out: Path) -> BackupReport:
     _copy_tree_checked(data_dir / "features", out / "features", check=False)
     manifest: dict[str, Any] = {
         "format": FORMAT,
+        "started_at": started_at,
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "database": kind,
         "database_file": dump.name,
@@ -298,12 +301,39 @@ def restore_backup(settings: Settings, folder: Path) -> BackupReport:
     blobs = _copy_tree_checked(folder / "blobs", data_dir / "blobs", check=True)
     _copy_tree_checked(folder / "features", data_dir / "features", check=False)
     return _verify_restored(
-        settings, folder, blobs, int(manifest["audit_entries"]), str(manifest["audit_head"])
+        settings,
+        folder,
+        blobs,
+        int(manifest["audit_entries"]),
+        str(manifest["audit_head"]),
+        str(manifest.get("started_at") or ""),
     )
 
 
+def _before(moment: str, than: str) -> bool:
+    """Whether the ISO 8601 time ``moment`` is before ``than``; an unreadable ``moment`` is
+    (the checkpoint is compared, never waved through). Without ``than`` (a backup made before
+    manifests recorded their start) none is: only checkpoints of entries it holds are compared."""
+    if not than:
+        return False
+    try:
+        a, b = dt.datetime.fromisoformat(moment), dt.datetime.fromisoformat(than)
+        if a.tzinfo is None:
+            a = a.replace(tzinfo=dt.UTC)
+        if b.tzinfo is None:
+            b = b.replace(tzinfo=dt.UTC)
+        return a < b
+    except (TypeError, ValueError):
+        return True
+
+
 def _verify_restored(
-    settings: Settings, folder: Path, blobs: int, manifest_entries: int, manifest_head: str
+    settings: Settings,
+    folder: Path,
+    blobs: int,
+    manifest_entries: int,
+    manifest_head: str,
+    taken_at: str,
 ) -> BackupReport:
     from .blobs import BlobStore
     from .sql import audit
@@ -317,12 +347,13 @@ def _verify_restored(
             # hash recomputed): the checkpoints kept outside can, as `audit verify` compares
             # them (restore said "intact" where verify named the entry: a security review).
             last, _ = audit.current_head(session)
-            points = (
-                audit.read_checkpoints(settings.audit_checkpoint_path, missing_ok=True)
-                if settings.audit_checkpoint_path
-                else []
-            )
-            held = [point for point in points if point.seq <= last]
+            # As `audit verify` reads them: a missing file is an error unless the log is empty
+            # (an unmounted share must not read as "no checkpoints": a review).
+            points = audit.configured_checkpoints(session, settings.audit_checkpoint_path)
+            # A checkpoint taken before the backup began saw the log the backup holds: every one
+            # must match it, one past its end included (entries cut before the backup: a review).
+            # One taken after may be of entries the backup never held (an older backup restored).
+            held = [point for point in points if point.seq <= last or _before(point.at, taken_at)]
             _checked, problem = audit.verify(session, checkpoints=held)
             recorded = (
                 session.execute(

@@ -89,6 +89,7 @@ async def check_run(
     def work() -> dict[str, Any]:
         import base64
 
+        from ...cases.intake import refuse_too_small
         from ...media import media_from_bytes
         from ...pipeline import analyze
         from ...report import assessment_to_dict, picture_blobs
@@ -120,6 +121,8 @@ async def check_run(
             file_name(photo.filename) if photo is not None and photo.filename else "photo",
             runtime.settings,
         )
+        # As the API refuses it: a 150 px photo was approved here (a review).
+        refuse_too_small(claim, runtime.settings)
         assessment = analyze([claim], references, settings=runtime.settings, policy=runtime.policy)
         report = assessment_to_dict(assessment)
         pictures = picture_blobs(assessment.images[0])

@@ -36,6 +36,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import Session
 
 from ...errors import RefundlensError
@@ -361,6 +362,11 @@ def record_checkpoint(session: Session, path: str) -> Checkpoint | None:
     return point
 
 
+_UNREADABLE = (ValueError, TypeError, StatementError)
+"""What reading a row altered in the database raises: a time or JSON that does not parse
+(ValueError), bytes SQLite cannot decode as UTF-8 (OperationalError, a StatementError)."""
+
+
 def _unreadable(session: Session, after: int | None) -> AuditProblem:
     """The first entry after ``after`` that cannot be read back, read one at a time."""
     numbers = select(AuditEntry.seq).order_by(AuditEntry.seq)
@@ -369,7 +375,7 @@ def _unreadable(session: Session, after: int | None) -> AuditProblem:
     for seq in session.execute(numbers).scalars():
         try:
             session.execute(select(AuditEntry).where(AuditEntry.seq == seq)).scalars().all()
-        except (ValueError, TypeError):
+        except _UNREADABLE:
             session.rollback()
             return AuditProblem(
                 seq, "the entry cannot be read: its stored time or details are malformed (altered)"
@@ -411,7 +417,7 @@ def verify(
         query = select(AuditEntry) if first else select(AuditEntry).where(AuditEntry.seq > last)
         try:
             rows = session.execute(query.order_by(AuditEntry.seq).limit(batch)).scalars().all()
-        except (ValueError, TypeError):  # a stored time or details the database cannot decode
+        except _UNREADABLE:  # a stored time, text or details the database cannot decode
             session.rollback()
             return checked, _unreadable(session, None if first else last)
         first = False
