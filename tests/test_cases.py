@@ -33,6 +33,7 @@ from refundlens.workers.webhooks import deliver_due, sign, verify_signature
 S = ClaimState
 BUYER = Actor("buyer-key", "buyer")
 REVIEWER = Actor("rev-key", "reviewer")
+SECOND_REVIEWER = Actor("rev-key-2", "reviewer")
 
 
 def test_the_happy_path_of_a_doubtful_claim_is_allowed() -> None:
@@ -604,15 +605,18 @@ def _decide(
     runtime: Runtime, claim_id: str, decision: str, reason: str, settings: Settings,
     amount: float | None = None, forgery: bool | None = None, buyer_note: str = "",
 ) -> None:  # fmt: skip
-    """A reviewer's decision on the claim, in a transaction of its own."""
+    """A reviewer's decision on the claim, in a transaction of its own: another reviewer where
+    the claim's appeal contests the first one's decision (``appeal_decided_by_another``)."""
     from refundlens import cases
     from refundlens.store.sql.models import Claim
     from refundlens.store.sql.repositories import SqlStore
 
     with runtime.db.session() as session:
         claim = session.get(Claim, claim_id)
+        store = SqlStore(session)
+        who = SECOND_REVIEWER if cases.recused(store, REVIEWER, claim, settings) else REVIEWER
         cases.decide(
-            SqlStore(session), REVIEWER, claim, decision, reason, amount, settings,
+            store, who, claim, decision, reason, amount, settings,
             forgery=forgery, buyer_note=buyer_note,
         )  # fmt: skip
 
@@ -1078,6 +1082,58 @@ def test_each_side_has_its_own_appeals(tmp_path: Path) -> None:
     with pytest.raises(RefundlensError) as refused:
         _appeal(runtime, claim_id, "a third time", settings, role="merchant")
     assert refused.value.code == "appeal.limit_reached" and "merchant" in refused.value.message
+
+
+def test_an_appeal_is_decided_by_another_person_than_the_one_it_contests(tmp_path: Path) -> None:
+    # A contested decision went back to the reviewer who made it, who held the claim and could
+    # decide the appeal alone (a review).
+    from sqlalchemy import select
+
+    from refundlens import cases
+    from refundlens.errors import RefundlensError
+    from refundlens.store.sql.models import AuditEntry, Claim
+    from refundlens.store.sql.repositories import SqlStore
+
+    settings = Settings(data_dir=str(tmp_path))
+    runtime, claim_id = _claim_awaiting_capture(settings)
+    with runtime.db.session() as session:
+        claim = session.get(Claim, claim_id)
+        assert claim is not None
+        claim.assigned_to = REVIEWER.id  # as the queue's "take" leaves it
+    _decide(runtime, claim_id, "reject", "painted crack", settings)
+    _appeal(runtime, claim_id, "it arrived broken", settings)
+    with runtime.db.session() as session:
+        store = SqlStore(session)
+        claim = session.get(Claim, claim_id)
+        assert claim is not None and claim.state == "under_review"
+        assert claim.assigned_to is None  # given back on appeal, and the log says from whom
+        appealed = session.execute(
+            select(AuditEntry).where(AuditEntry.action == "claim.appealed")
+        ).scalar_one()
+        assert appealed.details["released_from"] == REVIEWER.id
+        assert cases.recused(store, REVIEWER, claim, settings)
+        assert not cases.recused(store, SECOND_REVIEWER, claim, settings)
+        admin = Actor("adm-key", "admin")
+        for attempt in (
+            lambda: cases.decide(store, REVIEWER, claim, "reject", "again", None, settings),
+            lambda: cases.assign(store, REVIEWER, claim, REVIEWER.id, settings),
+            lambda: cases.assign(store, admin, claim, REVIEWER.id, settings),
+        ):
+            with pytest.raises(RefundlensError) as refused:
+                attempt()
+            assert refused.value.code == "claim.own_decision_appealed"
+        # Another reviewer decides it; once decided anew, nobody is recused.
+        cases.decide(store, SECOND_REVIEWER, claim, "approve", "it was broken", None, settings)
+        assert claim.state == "decided" and not cases.recused(store, REVIEWER, claim, settings)
+    # A platform that wants the first reviewer to look again turns the rule off.
+    alone = Settings(data_dir=str(tmp_path), appeal_decided_by_another=False)
+    _appeal(runtime, claim_id, "it left intact", alone, role="merchant")
+    with runtime.db.session() as session:
+        claim = session.get(Claim, claim_id)
+        assert claim is not None
+        assert not cases.recused(SqlStore(session), SECOND_REVIEWER, claim, alone)
+        assert cases.recused(SqlStore(session), SECOND_REVIEWER, claim, settings)
+    runtime.db.dispose()
 
 
 def test_only_the_side_a_decision_went_against_appeals_it() -> None:

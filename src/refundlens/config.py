@@ -501,6 +501,11 @@ class Settings:
     reopens it then (``appeal.window_closed``). 0: appeals never close. Nothing closed them before, and a claim
     approved two years ago could still be reopened (a new user's walkthrough: the documented
     state ``final`` was never reached)."""
+    appeal_decided_by_another: bool = True
+    """An appeal is decided by another person than the reviewer whose decision it contests: that
+    reviewer gives the appealed claim back on appeal, and may neither take it again nor decide it
+    (``claim.own_decision_appealed``) until it is decided anew. An admin may still. A contested
+    decision went back to the person who made it (a review)."""
     max_appeals_per_claim: int = 2
     """Appeals of a claim by each side (the buyer, the merchant, an admin; ``appeal.limit_reached``
     once that side has appealed this many times): each appeal takes a reviewer's time and sends

@@ -104,6 +104,7 @@ from .review import (
     decide,
     expire_windows,
     may_appeal,
+    recused,
     repeats_last_decision,
 )
 from .routing import ClaimFacts, RoutingRules, route
@@ -187,6 +188,7 @@ __all__ = [
     "prepare_references",
     "record_capture_on_file",
     "record_refused_file",
+    "recused",
     "refuse_repeated_files",
     "refuse_replayed_capture",
     "register_packing_video",

@@ -293,6 +293,7 @@ def decide(
                 f"names ({seen_assessment or 'none'}): it was analysed again since, or the id is "
                 "wrong. Read the claim, then decide.",
             )
+    _refuse_recused(store, actor, claim, settings)
     allowed = allowed_decisions(claim.state)
     if decision not in allowed:
         raise RefundlensError(
@@ -447,6 +448,35 @@ def close_appeal_windows(
     return closed
 
 
+def contested_decider(store: Store, claim: Claim) -> str | None:
+    """The reviewer whose decision an appeal reopened the claim to contest: the maker of its
+    latest approve, reject or partial while the claim is open again (only an appeal reopens a
+    decided claim); None while no such decision is contested."""
+    if claim.state in CLOSED_STATES:
+        return None
+    decisions = store.claims.decisions_of(claim.id)
+    return decisions[-1].decided_by if decisions else None
+
+
+def recused(store: Store, actor: Actor, claim: Claim, settings: Settings) -> bool:
+    """Whether ``actor`` may not take or decide ``claim``: a reviewer whose own decision the
+    claim's appeal contests, where ``appeal_decided_by_another`` (an admin never is)."""
+    return (
+        settings.appeal_decided_by_another
+        and actor.role == "reviewer"
+        and contested_decider(store, claim) == actor.id
+    )
+
+
+def _refuse_recused(store: Store, actor: Actor, claim: Claim, settings: Settings) -> None:
+    if recused(store, actor, claim, settings):
+        raise RefundlensError(
+            "claim.own_decision_appealed",
+            "This claim was appealed against your decision: another person decides the appeal "
+            "(appeal_decided_by_another).",
+        )
+
+
 def appeal_window_closed(claim: Claim, settings: Settings, now: dt.datetime | None = None) -> bool:
     """Whether no appeal may reopen ``claim`` any more: it is ``final``, or it was approved by
     the analysis and nothing changed it for ``appeal_window_days``."""
@@ -514,9 +544,13 @@ def appeal(
             "still be asked.",
         )
     claim.state = transition(claim.state, ClaimState.APPEALED).value
-    store.audit.append(
-        actor.id, "claim.appealed", claim_id=claim.id, details={"reason": reason, "by": actor.role}
-    )
+    appealed_details: dict[str, Any] = {"reason": reason, "by": actor.role}
+    contested = decisions[-1].decided_by if decisions else None
+    if settings.appeal_decided_by_another and contested and claim.assigned_to == contested:
+        # The person whose decision is contested does not decide the appeal.
+        claim.assigned_to = None
+        appealed_details["released_from"] = contested
+    store.audit.append(actor.id, "claim.appealed", claim_id=claim.id, details=appealed_details)
     claim.state = transition(claim.state, ClaimState.UNDER_REVIEW).value
     # Why it is in the queue now; the analysis's own reason is in the audit log.
     claim.routing_reason = f"appealed by the {actor.role}: a person looks again"
@@ -525,10 +559,18 @@ def appeal(
     return claim
 
 
-def assign(store: Store, actor: Actor, claim: Claim, reviewer_key_id: str | None) -> Claim:
+def assign(
+    store: Store,
+    actor: Actor,
+    claim: Claim,
+    reviewer_key_id: str | None,
+    settings: Settings | None = None,
+) -> Claim:
     """Give the claim to one reviewer (None: back to the pool). A reviewer may take a claim no
     one holds, for itself, and give back only its own; an admin may give a claim to any live reviewer key that
-    is assigned the claim's merchant, and take it back from anyone."""
+    is assigned the claim's merchant, and take it back from anyone. Nobody gives an appealed
+    claim to the reviewer whose decision the appeal contests (:func:`recused`)."""
+    settings = settings or Settings()
     if actor.role not in ("reviewer", "admin"):
         raise RefundlensError("auth.forbidden", "Only reviewers and admins assign claims.")
     if claim.state in CLOSED_STATES:
@@ -537,6 +579,19 @@ def assign(store: Store, actor: Actor, claim: Claim, reviewer_key_id: str | None
         raise RefundlensError(
             "claim.closed",
             f"The claim is {claim.state}: it is in no one's queue to take or give back.",
+        )
+    if reviewer_key_id is not None and actor.role == "reviewer":
+        _refuse_recused(store, actor, claim, settings)
+    if (
+        reviewer_key_id is not None
+        and actor.role == "admin"
+        and settings.appeal_decided_by_another
+        and contested_decider(store, claim) == reviewer_key_id
+    ):
+        raise RefundlensError(
+            "claim.own_decision_appealed",
+            "This claim was appealed against that reviewer's decision: give it to another "
+            "(appeal_decided_by_another).",
         )
     if actor.role == "reviewer":
         if reviewer_key_id not in (actor.id, None):

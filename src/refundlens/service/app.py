@@ -59,6 +59,7 @@ STATUS = {
     "request.bad_field": 422,  # raised by a route (fields.FieldError) as by the schema
     "claim.illegal_transition": 409,
     "claim.closed": 409,
+    "claim.own_decision_appealed": 409,
     "claim.already_open": 409,
     "claim.changed": 409,
     "claim.rejected_on_order": 409,

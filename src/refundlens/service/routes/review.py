@@ -51,6 +51,8 @@ def appeal(
 
 
 @router.post("/v1/claims/{claim_id}/assign", response_model=ClaimAnswer)
-def assign(body: AssignIn, claim: HeldClaim, s: SessionDep, p: Who) -> ClaimAnswer:
-    cases.assign(SqlStore(s), actor(p), claim, body.reviewer)
+def assign(
+    body: AssignIn, claim: HeldClaim, s: SessionDep, p: Who, runtime: RuntimeDep
+) -> ClaimAnswer:
+    cases.assign(SqlStore(s), actor(p), claim, body.reviewer, runtime.settings)
     return claim_view(s, claim, p)

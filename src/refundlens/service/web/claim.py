@@ -27,6 +27,7 @@ from ...report.evidence import (
 from ...report.pictures import file_extension, image_mime
 from ...runtime import Runtime
 from ...store.sql.models import Claim, Order, Tenant
+from ...store.sql.repositories import SqlStore
 from .. import claim_files
 from ..auth import Principal
 from ..claim_files import REPORT_FORMATS, file_roles, shop_of
@@ -124,6 +125,10 @@ def claim_page(
         timeline = _timeline(case)
         acted = {a["actor"] for a in audit} | {d.decided_by for d in case.decisions}
         names = key_labels(session, user, acted | {case.claim.assigned_to})
+        # A reviewer whose decision the claim's appeal contests neither takes nor decides it.
+        recused = cases.recused(
+            SqlStore(session), cases.Actor(user.key_id, user.role), case.claim, runtime.settings
+        )
     # Findings by how much they moved the risk, either way (a copy: the stored report is kept).
     if case.report:
         case.report = {
@@ -149,7 +154,8 @@ def claim_page(
         refusal=refusal_of(request, error),
         lang_code=lang(request),
         names=names,
-        allowed=cases.allowed_decisions(case.claim.state),
+        allowed=() if recused else cases.allowed_decisions(case.claim.state),
+        recused=recused,
         may_appeal=cases.may_appeal(
             user.role, case.claim.state, case.decision.outcome if case.decision else None
         )

@@ -140,7 +140,7 @@ def assign_to_me(
         user,
         "assigned",
         lambda store, actor, claim: cases.assign(
-            store, actor, claim, None if release else user.key_id
+            store, actor, claim, None if release else user.key_id, runtime_of(request).settings
         ),
     )
 
