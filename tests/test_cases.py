@@ -605,8 +605,8 @@ def _decide(
     runtime: Runtime, claim_id: str, decision: str, reason: str, settings: Settings,
     amount: float | None = None, forgery: bool | None = None, buyer_note: str = "",
 ) -> None:  # fmt: skip
-    """A reviewer's decision on the claim, in a transaction of its own: another reviewer where
-    the claim's appeal contests the first one's decision (``appeal_decided_by_another``)."""
+    """A reviewer's decision on the claim, in a transaction of its own: the first reviewer who
+    has not decided it before where an appeal has it open (``appeal_decided_by_another``)."""
     from refundlens import cases
     from refundlens.store.sql.models import Claim
     from refundlens.store.sql.repositories import SqlStore
@@ -614,7 +614,11 @@ def _decide(
     with runtime.db.session() as session:
         claim = session.get(Claim, claim_id)
         store = SqlStore(session)
-        who = SECOND_REVIEWER if cases.recused(store, REVIEWER, claim, settings) else REVIEWER
+        who = next(
+            reviewer
+            for reviewer in (REVIEWER, *(Actor(f"rev-key-{n}", "reviewer") for n in range(2, 9)))
+            if not cases.recused(store, reviewer, claim, settings)
+        )
         cases.decide(
             store, who, claim, decision, reason, amount, settings,
             forgery=forgery, buyer_note=buyer_note,
@@ -1125,14 +1129,26 @@ def test_an_appeal_is_decided_by_another_person_than_the_one_it_contests(tmp_pat
         # Another reviewer decides it; once decided anew, nobody is recused.
         cases.decide(store, SECOND_REVIEWER, claim, "approve", "it was broken", None, settings)
         assert claim.state == "decided" and not cases.recused(store, REVIEWER, claim, settings)
-    # A platform that wants the first reviewer to look again turns the rule off.
-    alone = Settings(data_dir=str(tmp_path), appeal_decided_by_another=False)
-    _appeal(runtime, claim_id, "it left intact", alone, role="merchant")
+    # Every earlier decider, not only the latest: after the merchant's appeal of the second
+    # reviewer's approval, the first took the claim back and decided it (a walkthrough); and an
+    # admin who decided is no exception.
+    _appeal(runtime, claim_id, "it left intact", settings, role="merchant")
+    with runtime.db.session() as session:
+        store = SqlStore(session)
+        claim = session.get(Claim, claim_id)
+        assert claim is not None
+        assert cases.recused(store, REVIEWER, claim, settings)
+        assert cases.recused(store, SECOND_REVIEWER, claim, settings)
+        assert not cases.recused(store, admin, claim, settings)
+        cases.decide(store, admin, claim, "reject", "intact on arrival", None, settings)
+    _appeal(runtime, claim_id, "it did arrive broken", settings)
     with runtime.db.session() as session:
         claim = session.get(Claim, claim_id)
         assert claim is not None
+        assert cases.recused(SqlStore(session), admin, claim, settings)
+        # A platform that wants the first reviewer to look again turns the rule off.
+        alone = Settings(data_dir=str(tmp_path), appeal_decided_by_another=False)
         assert not cases.recused(SqlStore(session), SECOND_REVIEWER, claim, alone)
-        assert cases.recused(SqlStore(session), SECOND_REVIEWER, claim, settings)
     runtime.db.dispose()
 
 

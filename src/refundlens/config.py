@@ -502,10 +502,11 @@ class Settings:
     approved two years ago could still be reopened (a new user's walkthrough: the documented
     state ``final`` was never reached)."""
     appeal_decided_by_another: bool = True
-    """An appeal is decided by another person than the reviewer whose decision it contests: that
-    reviewer gives the appealed claim back on appeal, and may neither take it again nor decide it
-    (``claim.own_decision_appealed``) until it is decided anew. An admin may still. A contested
-    decision went back to the person who made it (a review)."""
+    """An appeal is decided by a person who has not decided the claim before: a reviewer who did
+    gives the appealed claim back on appeal, and no earlier decider, reviewer or admin, may take
+    it, be given it, or decide it (``claim.own_decision_appealed``) while the appeal is open. A
+    contested decision went back to the person who made it (a review). A platform with one
+    reviewer then needs an admin for appeals, or sets this to false."""
     max_appeals_per_claim: int = 2
     """Appeals of a claim by each side (the buyer, the merchant, an admin; ``appeal.limit_reached``
     once that side has appealed this many times): each appeal takes a reviewer's time and sends

@@ -448,23 +448,23 @@ def close_appeal_windows(
     return closed
 
 
-def contested_decider(store: Store, claim: Claim) -> str | None:
-    """The reviewer whose decision an appeal reopened the claim to contest: the maker of its
-    latest approve, reject or partial while the claim is open again (only an appeal reopens a
-    decided claim); None while no such decision is contested."""
+def earlier_deciders(store: Store, claim: Claim) -> frozenset[str]:
+    """The people (reviewers or admins) who decided ``claim`` before, while an appeal has it
+    open again (only an appeal reopens a decided claim); empty while none has or it is closed."""
     if claim.state in CLOSED_STATES:
-        return None
-    decisions = store.claims.decisions_of(claim.id)
-    return decisions[-1].decided_by if decisions else None
+        return frozenset()
+    return frozenset(d.decided_by for d in store.claims.decisions_of(claim.id))
 
 
 def recused(store: Store, actor: Actor, claim: Claim, settings: Settings) -> bool:
-    """Whether ``actor`` may not take or decide ``claim``: a reviewer whose own decision the
-    claim's appeal contests, where ``appeal_decided_by_another`` (an admin never is)."""
+    """Whether ``actor`` may not take or decide ``claim``: a person who decided it before, while
+    an appeal has it open again, where ``appeal_decided_by_another``. Every earlier decider, not
+    only the latest: after two appeals the first reviewer took the claim back and decided the
+    last appeal (a walkthrough); an admin too, who decided an appeal of its own decision."""
     return (
         settings.appeal_decided_by_another
-        and actor.role == "reviewer"
-        and contested_decider(store, claim) == actor.id
+        and actor.role in ("reviewer", "admin")
+        and actor.id in earlier_deciders(store, claim)
     )
 
 
@@ -472,8 +472,8 @@ def _refuse_recused(store: Store, actor: Actor, claim: Claim, settings: Settings
     if recused(store, actor, claim, settings):
         raise RefundlensError(
             "claim.own_decision_appealed",
-            "This claim was appealed against your decision: another person decides the appeal "
-            "(appeal_decided_by_another).",
+            "You decided this claim before, and it was appealed: another person decides the "
+            "appeal (appeal_decided_by_another).",
         )
 
 
@@ -545,11 +545,11 @@ def appeal(
         )
     claim.state = transition(claim.state, ClaimState.APPEALED).value
     appealed_details: dict[str, Any] = {"reason": reason, "by": actor.role}
-    contested = decisions[-1].decided_by if decisions else None
-    if settings.appeal_decided_by_another and contested and claim.assigned_to == contested:
-        # The person whose decision is contested does not decide the appeal.
+    deciders = {d.decided_by for d in decisions}
+    if settings.appeal_decided_by_another and claim.assigned_to in deciders:
+        # Nobody who decided the claim decides its appeal.
+        appealed_details["released_from"] = claim.assigned_to
         claim.assigned_to = None
-        appealed_details["released_from"] = contested
     store.audit.append(actor.id, "claim.appealed", claim_id=claim.id, details=appealed_details)
     claim.state = transition(claim.state, ClaimState.UNDER_REVIEW).value
     # Why it is in the queue now; the analysis's own reason is in the audit log.
@@ -569,7 +569,7 @@ def assign(
     """Give the claim to one reviewer (None: back to the pool). A reviewer may take a claim no
     one holds, for itself, and give back only its own; an admin may give a claim to any live reviewer key that
     is assigned the claim's merchant, and take it back from anyone. Nobody gives an appealed
-    claim to the reviewer whose decision the appeal contests (:func:`recused`)."""
+    claim to a reviewer who decided it before (:func:`recused`)."""
     settings = settings or Settings()
     if actor.role not in ("reviewer", "admin"):
         raise RefundlensError("auth.forbidden", "Only reviewers and admins assign claims.")
@@ -586,12 +586,12 @@ def assign(
         reviewer_key_id is not None
         and actor.role == "admin"
         and settings.appeal_decided_by_another
-        and contested_decider(store, claim) == reviewer_key_id
+        and reviewer_key_id in earlier_deciders(store, claim)
     ):
         raise RefundlensError(
             "claim.own_decision_appealed",
-            "This claim was appealed against that reviewer's decision: give it to another "
-            "(appeal_decided_by_another).",
+            "That reviewer decided this claim before, and the appeal goes to another person "
+            "(appeal_decided_by_another): give it to a reviewer who has not decided it.",
         )
     if actor.role == "reviewer":
         if reviewer_key_id not in (actor.id, None):

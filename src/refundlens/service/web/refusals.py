@@ -28,7 +28,7 @@ SENTENCES: dict[str, str] = {
     "claim.over_order_amount": "The order's other claims already take its amount: this much "
     "cannot be granted.",
     "claim.illegal_transition": "The claim's state does not allow this now.",
-    "claim.own_decision_appealed": "The appeal contests this reviewer's decision: another person decides it.",
+    "claim.own_decision_appealed": "This person decided the claim before: someone who has not decides the appeal.",
     "decision.bad_amount": "The amount must be a number above 0 and below the amount claimed.",
     "decision.bad_value": "That decision is not one of those offered.",
     "decision.reason_required": "Give a reason for this decision.",
