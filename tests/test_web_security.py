@@ -1243,3 +1243,52 @@ def test_a_photo_asked_for_many_times_at_once_is_decoded_once(
     assert len(set(copies)) == 1 and copies[0][:2] == b"\xff\xd8"
     assert common._DECODING == {}  # nothing left behind
     runtime.db.dispose()
+
+
+def test_an_appeal_goes_to_someone_who_has_not_decided_the_claim(tmp_path: Path) -> None:
+    """API and pages: the reviewer who rejected a claim is given it back on appeal, refused
+    when it takes or decides it (409 claim.own_decision_appealed), and its queue and claim page
+    say why; another reviewer decides the appeal (a review, then a walkthrough)."""
+    with running_server(tmp_path) as server:
+        add_tenants(server, "shop-a")
+        merchant = server.key("merchant", "shop-a")
+        order = order_for(server, merchant, listed_sku(server, merchant), "b-1", "o-1")
+        buyer = server.key("buyer", subject="b-1")
+        claim = file_claim(server, buyer, order)["id"]
+        with server.client(buyer) as client:
+            wait_analysed(client, claim)
+        first, second = (server.key("reviewer", assign=["shop-a"]) for _ in range(2))
+        first_id = first.split(".")[0]
+        with server.client(first) as reviewer:
+            assert (
+                reviewer.post(f"/v1/claims/{claim}/assign", json={"reviewer": first_id}).status_code
+                == 200
+            )
+            r = reviewer.post(
+                f"/v1/claims/{claim}/decision",
+                json={"decision": "reject", "reason": "copied listing photo"},
+            )
+            assert r.status_code == 200 and r.json()["state"] == "decided", r.text
+        with server.client(buyer) as client:
+            r = client.post(f"/v1/claims/{claim}/appeal", json={"reason": "it arrived broken"})
+            assert r.status_code == 200 and r.json()["state"] == "under_review", r.text
+        with server.client(first) as reviewer:
+            for path, body in (
+                ("assign", {"reviewer": first_id}),
+                ("decision", {"decision": "approve", "reason": "looked again"}),
+                ("decision", {"decision": "escalate", "reason": "looked again"}),
+            ):
+                r = reviewer.post(f"/v1/claims/{claim}/{path}", json=body)
+                assert r.status_code == 409, (path, body, r.text)
+                assert r.json()["error"]["code"] == "claim.own_decision_appealed"
+        with web_login(server, first) as page:
+            queue = page.get("/web/queue?lang=en").text
+            assert "You decided this claim before, and it was appealed" in queue
+            shown = page.get(f"/web/claims/{claim}?lang=en").text
+            assert 'id="recused"' in shown and 'id="decision-form"' not in shown
+        with server.client(second) as reviewer:
+            r = reviewer.post(
+                f"/v1/claims/{claim}/decision",
+                json={"decision": "approve", "reason": "it was broken"},
+            )
+            assert r.status_code == 200 and r.json()["state"] == "decided", r.text

@@ -131,6 +131,23 @@ def queue(
         hide = user.role == "buyer"  # never the risk or the machine's action (cases/buyer.py)
         products, shops = _products_and_shops(session, rows)
         outcomes = _outcomes(session, [r.id for r in rows if r.state in ("decided", "final")])
+        # Appealed claims this person decided before: another person decides them
+        # (appeal_decided_by_another); with one reviewer they sat at the top of its queue with
+        # nothing to say it could not act (a walkthrough).
+        open_ids = [r.id for r in rows if r.state not in ("approved", "decided", "final")]
+        recused = (
+            set(
+                session.execute(
+                    select(Decision.claim_id).where(
+                        Decision.claim_id.in_(open_ids), Decision.decided_by == user.key_id
+                    )
+                ).scalars()
+            )
+            if open_ids
+            and user.role in ("reviewer", "admin")
+            and settings.appeal_decided_by_another
+            else set()
+        )
         items = [
             {
                 "id": r.id,
@@ -153,6 +170,7 @@ def queue(
                     buyer_deadline(r.state, r.deadline_at) if hide else r.deadline_at
                 ),
                 "assigned": r.assigned_to,
+                "recused": r.id in recused,
             }
             for r in rows
         ]
