@@ -103,6 +103,86 @@ def test_check_out_writes_report_mask_and_overlay_with_the_mask_on_the_edit(
     assert "未运行的检查" in told.stdout and "像素取证（已判定升级处理" in told.stdout, told.stdout
 
 
+def test_check_out_writes_a_report_a_merchant_can_read_print_and_send(
+    claim_files: dict[str, Path], tmp_path: Path
+) -> None:
+    """report.html: one file, every picture inline, every file named by its sha256, the data's
+    sha256 printed, no folder of the merchant's computer, and what it is not (a walkthrough:
+    a merchant could hand a platform or the police only a folder of JSON and PNGs)."""
+    import hashlib
+    import re
+
+    out = tmp_path / "report"
+    result = run_cli(
+        "check",
+        str(claim_files["forged"]),
+        "--ref",
+        str(claim_files["listing"]),
+        "--out",
+        str(out),
+        "--lang",
+        "en",
+        "--shipped-at",
+        "2025-09-10T09:00+08:00",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "report.html" in result.stdout
+    html = (out / "report.html").read_text("utf-8").replace("<wbr>", "")
+    for name in ("forged", "listing"):
+        assert hashlib.sha256(claim_files[name].read_bytes()).hexdigest() in html
+    assert hashlib.sha256((out / "report.json").read_bytes()).hexdigest() in html
+    assert "reference.derived" in html and "escalate" in html
+    assert 'id="what-this-is"' in html and "not a platform's decision" in html
+    assert "2025-09-10T09:00:00+08:00" in html
+    # Pictures inline (the file travels alone): the side-by-side, the mask.
+    assert len(re.findall(r'src="data:image/png;base64,', html)) >= 2
+    assert not re.search(r'src="(?!data:)', html)
+    # The reference is named in the findings' facts by its file name, not its path.
+    assert str(claim_files["listing"].parent) not in html
+    assert "listing.jpg" in html
+    chinese = run_cli(
+        "check", str(claim_files["forged"]), "--ref", str(claim_files["listing"]), "--out",
+        str(tmp_path / "zh"),
+    )  # fmt: skip
+    assert chinese.returncode == 0, chinese.stderr
+    zh = (tmp_path / "zh" / "report.html").read_text("utf-8")
+    assert "refundlens 检查报告" in zh and "分析建议：升级处理" in zh
+    assert "not a platform's decision" not in zh
+
+
+def test_the_pictures_of_an_earlier_check_in_the_same_folder_are_not_shown_as_this_ones(
+    claim_files: dict[str, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "report"
+    first = run_cli(
+        "check", str(claim_files["forged"]), "--ref", str(claim_files["listing"]), "--out", str(out)
+    )
+    assert first.returncode == 0 and (out / "forged.overlay.png").exists()
+    other = tmp_path / "other" / "forged.jpg"  # another photo of the same name, no reference
+    other.parent.mkdir()
+    Image.fromarray(_product(33)).save(other, quality=90)
+    again = run_cli("check", str(other), "--out", str(out), "--lang", "en")
+    assert again.returncode == 0, again.stderr
+    assert not (out / "forged.overlay.png").exists() and not (out / "forged.mask.png").exists()
+    html = (out / "report.html").read_text("utf-8").replace("<wbr>", "")
+    assert 'id="no-reference"' in html and "reference.derived" not in html
+
+
+def test_check_writes_the_report_as_pdf_with_out_and_refuses_pdf_without_it(
+    claim_files: dict[str, Path], tmp_path: Path
+) -> None:
+    alone = run_cli("check", str(claim_files["forged"]), "--pdf")
+    assert alone.returncode == 2 and "[usage]" in alone.stderr and "--out" in alone.stderr
+    out = tmp_path / "report"
+    result = run_cli(
+        "check", str(claim_files["forged"]), "--ref", str(claim_files["listing"]), "--out",
+        str(out), "--pdf",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert (out / "report.pdf").read_bytes().startswith(b"%PDF-")
+    assert "report.pdf" in result.stdout
+
+
 def test_check_without_reference_runs_and_approves(claim_files: dict[str, Path]) -> None:
     result = run_cli("check", str(claim_files["other"]), "--json")
     assert result.returncode == 0
@@ -304,6 +384,7 @@ def test_batch_gives_one_line_per_claim_and_a_bad_file_fails_only_its_line(
     assert rows[9]["error"]["code"] == "batch.bad_line"
     assert (out / "c1" / "forged.mask.png").exists()
     assert json.loads((out / "c1" / "report.json").read_text())["claim"]["action"] == "escalate"
+    assert "reference.<wbr>derived" in (out / "c1" / "report.html").read_text("utf-8")
 
 
 def test_chinese_ids_and_file_names_keep_their_letters_in_the_output(
@@ -382,6 +463,9 @@ def test_demo_analyses_bundled_samples_and_writes_a_report(tmp_path: Path) -> No
     assert "reference.no_match" in codes(unrelated)
     assert unrelated["claim"]["action"] == "approve"
     assert (tmp_path / "demo" / "claim_forged" / "claim_forged.overlay.png").exists()
+    for name in ("claim_forged", "claim_genuine", "claim_unrelated", "claim_screen"):
+        assert (tmp_path / "demo" / name / "report.html").stat().st_size > 10_000
+    assert "report.html" in result.stdout
 
 
 def test_explain_prints_the_aigc_label_and_exif_it_read(tmp_path: Path) -> None:

@@ -147,6 +147,12 @@ def _stem(path: str, used: set[str]) -> str:
     return candidate
 
 
+def _stems(images: Sequence[Any]) -> list[str]:
+    """The file stem of each image's pictures under ``--out``, in the images' order."""
+    used: set[str] = set()
+    return [_stem(image.media.name, used) for image in images]
+
+
 def _write_outputs(assessment: Assessment, out: Path | None) -> dict[str, Any]:
     """The assessment as the report's dict; with ``out``, its pictures and report.json written
     there. A folder that cannot be written raises ``output.unwritable`` (a RefundlensError), so
@@ -155,9 +161,9 @@ def _write_outputs(assessment: Assessment, out: Path | None) -> dict[str, Any]:
     pictures: dict[tuple[int, int], dict[str, str]] = {}
     try:
         if out is not None:
-            used: set[str] = set()
-            for i, image in enumerate(assessment.images):
-                stem = _stem(image.media.name, used)
+            for i, (image, stem) in enumerate(
+                zip(assessment.images, _stems(assessment.images), strict=True)
+            ):
                 for j, path in write_pictures(image, out, stem).items():
                     regions[(i, j)] = path
                 for j, named in write_finding_pictures(image, out, stem).items():
@@ -180,6 +186,61 @@ def _write_outputs(assessment: Assessment, out: Path | None) -> dict[str, Any]:
             f"Cannot write the report to {out}: {exc.strerror or exc}.",
         ) from exc
     return result
+
+
+def _write_check_report(
+    result: dict[str, Any],
+    assessment: Assessment,
+    boxes: Sequence[Any],
+    order: OrderFacts,
+    out: Path,
+    lang: str,
+    pdf: bool,
+    settings: Settings,
+) -> None:
+    """``out``/report.html (and report.pdf with ``pdf``): the check as one file a merchant can
+    read, print and send with an appeal. report.json was for programs: a merchant walking
+    through the command line could hand a platform or the police only a folder of JSON and PNGs."""
+    from .report.check_report import CheckedFile, render_check_html
+    from .report.evidence import render_pdf
+
+    claims = [image.media for image in assessment.images]
+    files = [
+        CheckedFile("claim", m.name, m.sha256, m.data, tuple(box) if box else None)
+        for m, box in zip(claims, boxes, strict=True)
+    ] + [CheckedFile("reference", m.name, m.sha256, m.data) for m in assessment.references]
+    times = {
+        name: moment.isoformat()
+        for name, moment in (
+            ("shipped_at", order.shipped_at),
+            ("delivered_at", order.delivered_at),
+            ("claimed_at", order.claimed_at),
+        )
+        if moment is not None
+    }
+    html = render_check_html(
+        result,
+        files,
+        out,
+        _stems(assessment.images),
+        "zh_CN" if lang == "zh" else "en",
+        times,
+        settings,
+    )
+    try:
+        (out / "report.html").write_text(html, encoding="utf-8")
+    except OSError as exc:
+        raise RefundlensError(
+            "output.unwritable", f"Cannot write the report to {out}: {exc.strerror or exc}."
+        ) from exc
+    if pdf:
+        data = render_pdf(html, settings.chromium_path)
+        try:
+            (out / "report.pdf").write_bytes(data)
+        except OSError as exc:
+            raise RefundlensError(
+                "output.unwritable", f"Cannot write the report to {out}: {exc.strerror or exc}."
+            ) from exc
 
 
 _ACTION_ZH = {
@@ -505,9 +566,21 @@ def check(
             "a JSON array, one entry per photo, null or [left, top, right, bottom] fractions.",
         ),
     ] = "",
+    pdf: Annotated[
+        bool,
+        typer.Option(
+            "--pdf",
+            help="With --out: also write report.pdf (needs Chromium: make system-deps).",
+        ),
+    ] = False,
 ) -> None:
     """Check claim photos, optionally against the merchant's reference photos."""
     lang = _language(lang)
+    if pdf and out is None:
+        raise _fail(
+            "error [usage] --pdf writes report.pdf into the --out folder: give --out."
+            + _in_chinese("usage", lang)
+        )
     settings = _settings()
     policy = _checked_policy(settings)
     out = _output_folder(out)
@@ -516,7 +589,7 @@ def check(
             raise _fail(
                 "error [usage] give claim paths or --batch, not both." + _in_chinese("usage", lang)
             )
-        _run_batch(batch, out, settings, policy)
+        _run_batch(batch, out, settings, policy, lang, pdf)
         return
     if not claims:
         raise _fail(
@@ -537,6 +610,8 @@ def check(
     )
     try:
         result = _write_outputs(assessment, out)
+        if out is not None:
+            _write_check_report(result, assessment, boxes, order, out, lang, pdf, settings)
     except RefundlensError as exc:
         raise _fail(f"error [{exc.code}] {exc.message}") from exc
     if as_json:
@@ -544,7 +619,14 @@ def check(
     else:
         _print_human(assessment, lang, Console())
         if out is not None:
-            Console().print(f"报告已写入 {out}" if lang == "zh" else f"report written to {out}")
+            readable = "report.pdf" if pdf else "report.html"
+            Console().print(
+                f"报告已写入 {out}（{readable}：可阅读、打印或随申诉提交；report.json：数据）"
+                if lang == "zh"
+                else f"report written to {out} ({readable} to read, print or send with an "
+                "appeal; report.json: the data)",
+                markup=False,
+            )
 
 
 # --- batch --------------------------------------------------------------------------------
@@ -552,12 +634,14 @@ def check(
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(settings: Settings, policy: Policy) -> None:
+def _init_worker(settings: Settings, policy: Policy, lang: str = "zh", pdf: bool = False) -> None:
     from .threads import one_thread_per_process
 
     one_thread_per_process()  # one process per core already; threads would fight over them
     _WORKER["settings"] = settings
     _WORKER["policy"] = policy
+    _WORKER["lang"] = lang
+    _WORKER["pdf"] = pdf
 
 
 def _batch_folder(line: str, number: int) -> str:
@@ -651,6 +735,17 @@ def _batch_line(args: tuple[int, str, str | None, str, int]) -> dict[str, Any]:
         )
         folder = _batch_folder(line, number)
         result = _write_outputs(assessment, Path(out) / folder if out else None)
+        if out:
+            _write_check_report(
+                result,
+                assessment,
+                boxes,
+                order,
+                Path(out) / folder,
+                _WORKER["lang"],
+                _WORKER["pdf"],
+                settings,
+            )
     except RefundlensError as exc:
         return {"id": ident, "error": exc.as_dict()}
     except Exception as exc:  # one line's fault never stops the batch
@@ -668,7 +763,14 @@ def _batch_line(args: tuple[int, str, str | None, str, int]) -> dict[str, Any]:
     return {"id": ident, **result}
 
 
-def _run_batch(manifest: Path, out: Path | None, settings: Settings, policy: Policy) -> None:
+def _run_batch(
+    manifest: Path,
+    out: Path | None,
+    settings: Settings,
+    policy: Policy,
+    lang: str = "zh",
+    pdf: bool = False,
+) -> None:
     try:
         handle = manifest.open(encoding="utf-8")
     except OSError as exc:
@@ -695,13 +797,13 @@ def _run_batch(manifest: Path, out: Path | None, settings: Settings, policy: Pol
 
         workers = settings.workers or os.cpu_count() or 1
         if workers == 1:
-            _init_worker(settings, policy)
+            _init_worker(settings, policy, lang, pdf)
             results: Iterator[dict[str, Any]] = map(_batch_line, jobs())
             for result in results:
                 sys.stdout.write(_json_line(result))
             return
         with multiprocessing.get_context("spawn").Pool(
-            workers, _init_worker, (settings, policy)
+            workers, _init_worker, (settings, policy, lang, pdf)
         ) as pool:
             for result in pool.imap(_batch_line, jobs(), chunksize=1):
                 sys.stdout.write(_json_line(result))
@@ -733,16 +835,21 @@ def demo(
         ):
             claim = load_media(folder / name, settings)
             assessment = analyze([claim], [listing], settings=settings)
-            _write_outputs(assessment, out / Path(name).stem)
+            folder_out = out / Path(name).stem
+            result = _write_outputs(assessment, folder_out)
+            _write_check_report(
+                result, assessment, [None], OrderFacts(), folder_out, lang, False, settings
+            )
             _print_human(assessment, lang, console)
     if lang == "en":
         console.print(
-            f"demo report written to {out}/: a folder per claim, each with report.json and the "
-            "pictures of what was found"
+            f"demo report written to {out}/: a folder per claim, each with report.html (open it "
+            "in a browser), report.json and the pictures of what was found"
         )
     else:
         console.print(
-            f"演示报告已写入 {out}/：每笔理赔一个文件夹，内含 report.json 和检测结果的图片"
+            f"演示报告已写入 {out}/：每笔理赔一个文件夹，内含 report.html（用浏览器打开）、"
+            "report.json 和检测结果的图片"
         )
 
 

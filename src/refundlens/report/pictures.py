@@ -181,11 +181,17 @@ def write_pictures(image: ImageAssessment, folder: Path, stem: str) -> dict[int,
         full = finding.region.full_size(image.media.width, image.media.height)
         combined = full if combined is None else np.maximum(combined, full)
         written[index] = str(folder / f"{stem}.mask.png")
+    # A picture of an earlier check of a photo of the same name in the same folder is removed
+    # where this one has none: the check report shows the folder's overlay as this check's.
     if combined is not None:
         Image.fromarray(combined, "L").save(folder / f"{stem}.mask.png", compress_level=3)
+    else:
+        (folder / f"{stem}.mask.png").unlink(missing_ok=True)
     overlay = overlay_image(image)
     if overlay is not None:
         Image.fromarray(overlay).save(folder / f"{stem}.overlay.png", compress_level=3)
+    else:
+        (folder / f"{stem}.overlay.png").unlink(missing_ok=True)
     return written
 
 
