@@ -147,6 +147,93 @@ def test_a_backup_with_a_blob_altered_is_refused(tmp_path: Path) -> None:
     assert code == 2 and "backup.blob_corrupt" in out, out
 
 
+def test_a_signed_backup_changed_where_it_is_kept_is_refused(tmp_path: Path) -> None:
+    """Whoever can write where backups are kept could change the dump and write its sha256 in
+    the manifest again: it restored as intact. Signed, the manifest cannot be written again."""
+    import json
+    import sqlite3
+
+    key = tmp_path / "backup.pem"
+    code, public = _cli({}, "backup", "keygen", "--out", str(key))
+    assert code == 0 and key.stat().st_mode & 0o077 == 0, public
+    public = public.strip()
+    data_dir = tmp_path / "data"
+    env = {"REFUNDLENS_DATA_DIR": str(data_dir), "REFUNDLENS_DATABASE_URL": ""}
+    assert _cli(env, "db", "upgrade")[0] == 0
+    BlobStore(data_dir / "blobs").put(b"a photo")
+    backup = tmp_path / "backup"
+    code, out = _cli(
+        {**env, "REFUNDLENS_BACKUP_SIGNING_KEY_PATH": str(key)}, "backup", "create", str(backup)
+    )
+    assert code == 0 and f"signed by {public}" in out, out
+    assert (backup / "manifest.sig").is_file()
+    shutil.rmtree(data_dir)
+    restoring = {**env, "REFUNDLENS_BACKUP_TRUSTED_KEYS": public}  # the public key alone
+    kept = {p: p.read_bytes() for p in (backup / "manifest.json", backup / "database.sqlite")}
+
+    # A write-ahead log planted beside the dump: SQLite reads it with the file, whose sha256
+    # is unchanged (the restored database held a table the backup never had).
+    db = sqlite3.connect(backup / "database.sqlite")
+    db.execute("PRAGMA wal_autocheckpoint=0")
+    db.execute("CREATE TABLE planted (x)")
+    db.commit()
+    planted_log = (backup / "database.sqlite-wal").read_bytes()
+    db.close()
+    (backup / "database.sqlite").write_bytes(kept[backup / "database.sqlite"])
+    (backup / "database.sqlite-wal").write_bytes(planted_log)
+    code, out = _cli(restoring, "backup", "restore", str(backup))
+    assert code == 2 and "backup.unreadable" in out and "database.sqlite-wal" in out, out
+    assert not (data_dir / "refundlens.db").exists()
+    (backup / "database.sqlite-wal").unlink()
+
+    # The dump changed (a table added), its sha256 written into the manifest again.
+    db = sqlite3.connect(backup / "database.sqlite")
+    db.execute("CREATE TABLE planted (x)")
+    db.commit()
+    db.close()
+    manifest = json.loads(kept[backup / "manifest.json"])
+    manifest["database_sha256"] = hashlib.sha256(
+        (backup / "database.sqlite").read_bytes()
+    ).hexdigest()
+    (backup / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    code, out = _cli(restoring, "backup", "restore", str(backup))
+    assert code == 2 and "backup.bad_signature" in out, out
+    assert not (data_dir / "refundlens.db").exists()  # refused before anything was restored
+    # Without a key to check it, the same backup restores: the note says nothing checked it.
+    code, out = _cli(env, "backup", "restore", str(backup))
+    assert code == 0 and "no key is set to check backups' signatures" in out, out
+    shutil.rmtree(data_dir)
+    for path, data in kept.items():
+        path.write_bytes(data)
+
+    # The signature removed; another key trusted.
+    sig = (backup / "manifest.sig").read_bytes()
+    (backup / "manifest.sig").unlink()
+    code, out = _cli(restoring, "backup", "restore", str(backup))
+    assert code == 2 and "backup.unsigned" in out, out
+    (backup / "manifest.sig").write_bytes(sig)
+    other = tmp_path / "other.pem"
+    _, other_public = _cli({}, "backup", "keygen", "--out", str(other))
+    code, out = _cli(
+        {**env, "REFUNDLENS_BACKUP_TRUSTED_KEYS": other_public.strip()},
+        "backup",
+        "restore",
+        str(backup),
+    )
+    assert code == 2 and "backup.bad_signature" in out, out
+
+    # The features (not named by their hash, as blobs are) changed: refused, signed or not.
+    (backup / "features" / "ab").mkdir(parents=True, exist_ok=True)
+    (backup / "features" / "ab" / "ab12.npz").write_bytes(b"planted")
+    code, out = _cli(restoring, "backup", "restore", str(backup))
+    assert code == 2 and "backup.blob_corrupt" in out and "features" in out, out
+    shutil.rmtree(backup / "features" / "ab")
+
+    # As it was made: restored, the signature named.
+    code, out = _cli(restoring, "backup", "restore", str(backup))
+    assert code == 0 and f"manifest signed by {public}" in out, out
+
+
 def test_a_restore_compares_the_log_with_the_checkpoints_kept_outside(tmp_path: Path) -> None:
     """A log rewritten before the backup (every hash recomputed) verifies alone; restore said
     "intact" where `audit verify` named the entry (a security review). It now reads the
@@ -246,6 +333,11 @@ def test_a_hostile_backup_folder_is_refused_before_anything_is_restored(tmp_path
     manifest_path.write_text(json.dumps({**manifest, "database_file": "decoy.sqlite"}))
     code, out = _cli(env, "backup", "restore", str(backup))
     assert code == 2 and "backup.unreadable" in out and "decoy.sqlite" in out, out
+    decoy.unlink()
+    # Named by the manifest alone, the file restored is still only database.sqlite.
+    manifest_path.write_text(json.dumps({**manifest, "database_file": "manifest.json"}))
+    code, out = _cli(env, "backup", "restore", str(backup))
+    assert code == 2 and "backup.unreadable" in out and "manifest.json" in out, out
     manifest_path.write_text(json.dumps(manifest))
 
     # A link among the files to copy.

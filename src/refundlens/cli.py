@@ -1284,6 +1284,25 @@ def audit_checkpoint() -> None:
     typer.echo(Checkpoint(seq, digest, utcnow().isoformat(timespec="seconds")).line(), nl=False)
 
 
+@backup_app.command("keygen")
+def backup_keygen(
+    out: Annotated[Path, typer.Option(help="Where to write the Ed25519 private key (PEM).")],
+) -> None:
+    """Create a key that signs backups' manifests (set backup_signing_key_path to it); prints
+    its public key, for backup_trusted_keys on the machines that restore."""
+    from .store.crypto import new_signing_key
+
+    try:
+        public = new_signing_key(out)
+    except FileExistsError:
+        raise _fail(f"error [usage] {out} exists; refusing to overwrite a signing key") from None
+    except OSError as exc:
+        raise _fail(
+            f"error [output.unwritable] cannot write {out}: {exc.strerror or exc}."
+        ) from exc
+    typer.echo(public)
+
+
 @backup_app.command("create")
 def backup_create(
     out: Annotated[Path, typer.Argument(help="A new folder for the backup.")],
@@ -1298,9 +1317,14 @@ def backup_create(
         report = create_backup(settings, out)
     except RefundlensError as exc:
         raise _fail(f"error [{exc.code}] {exc.message}") from exc
+    signed = (
+        f"; manifest signed by {report.signed_by}"
+        if report.signed_by
+        else "; manifest not signed (backup_signing_key_path)"
+    )
     typer.echo(
         f"backup of the {report.database} database written to {out}: {report.blobs} blobs, "
-        f"{report.audit_entries} audit entries (head {report.audit_head[:12]})"
+        f"{report.audit_entries} audit entries (head {report.audit_head[:12]}){signed}"
     )
 
 
@@ -1324,7 +1348,14 @@ def backup_restore(
     typer.echo(
         f"restored the {report.database} database and {report.blobs} blobs from {folder}; "
         f"audit log intact: {report.audit_entries} entries, chain verified{against}"
+        + (f"; manifest signed by {report.signed_by}" if report.signed_by else "")
     )
+    if not report.signed_by:
+        sys.stderr.write(
+            "refundlens: note: no key is set to check backups' signatures "
+            "(backup_trusted_keys): the dump was checked against its manifest only, which "
+            "whoever can write where the backup was kept can write again\n"
+        )
     if report.checkpoints_after:
         # Not an error (an older backup is restored on purpose), but entries are lost, and the
         # scheduler's next checkpoint will say the head moved back.

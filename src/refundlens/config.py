@@ -579,6 +579,15 @@ class Settings:
     """How long the in-memory reuse index keeps asking for a fingerprint id it passed over: on
     PostgreSQL a transaction can commit a lower id after a higher one was read. Keep it above
     the longest transaction that adds prints (a claim's filing, a bank import)."""
+    backup_signing_key_path: str = ""
+    """Ed25519 private key (PEM, ``refundlens backup keygen``) that ``backup create`` signs each
+    backup's manifest with (``manifest.sig``). Keep it apart from the backups."""
+    backup_trusted_keys: str = ""
+    """Public keys (base64, as ``backup keygen`` prints them; comma-separated, for a rotation)
+    whose signature ``backup restore`` requires on a backup's manifest; the public key of
+    ``backup_signing_key_path`` is trusted too. Neither set: a backup is restored unsigned, with
+    a note (a person who can write where backups are kept can then change a dump and its
+    manifest together)."""
     bank_name: str = "local"
     """Name of this platform's bank of confirmed forgeries, as exported."""
     bank_signing_key_path: str = ""

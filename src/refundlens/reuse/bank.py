@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from ..errors import RefundlensError
+from ..store.crypto import load_signing_key, new_signing_key, public_key_b64
 
 __all__ = [
     "ENTRY_FIELDS",
@@ -73,37 +73,19 @@ def _canonical(body: dict[str, Any]) -> bytes:
 
 
 def generate_key(path: Path) -> str:
-    """Write a new Ed25519 private key (PEM, mode 600) and return its public key (base64).
-    The file is created with that mode and only if it does not exist (FileExistsError): never
-    readable by others for a moment, never over an existing key."""
-    import os
-
-    key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    handle = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-    with os.fdopen(handle, "wb") as out:
-        out.write(pem)
-    return _public_b64(key.public_key())
+    """Write a new Ed25519 private key (PEM, mode 600) and return its public key (base64)."""
+    return new_signing_key(path)
 
 
 def _public_b64(key: Ed25519PublicKey) -> str:
-    return base64.b64encode(
-        key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    ).decode()
+    return public_key_b64(key)
 
 
 def load_private(path: str) -> Ed25519PrivateKey:
     try:
-        key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
-    except (OSError, ValueError) as exc:
-        raise BankError(
-            "bank.no_signing_key", f"Cannot read the bank signing key {path!r}: {exc}."
-        ) from exc
-    if not isinstance(key, Ed25519PrivateKey):
-        raise BankError("bank.no_signing_key", f"{path} is not an Ed25519 private key.")
-    return key
+        return load_signing_key(path, "bank.no_signing_key", "bank signing key")
+    except RefundlensError as exc:
+        raise BankError(exc.code, exc.message) from exc
 
 
 def sign_bank(

@@ -2,7 +2,10 @@
 
 A backup is a folder::
 
-    manifest.json     what was taken, when, from which kind of database, the audit head
+    manifest.json     what was taken, when, from which kind of database, the audit head, the
+                      sha256 of the database file and of the features folder's listing
+    manifest.sig      the manifest's Ed25519 signature (base64), where ``backup_signing_key_path``
+                      is set
     database.sqlite   the embedded SQLite database (SQLite's online backup API), or
     database.pgdump   PostgreSQL's custom-format dump (``pg_dump -Fc``; restored by pg_restore)
     blobs/ab/cdef...  every blob, by its sha256 (as in ``<data_dir>/blobs``)
@@ -14,13 +17,18 @@ commits, so every blob the database copy refers to is already there when the blo
 in a backup (``pii_key``, or ``<data_dir>/pii.key`` for the embedded default): keep it in your
 secret store, apart from the backups, and give it back to the restored service.
 
-:func:`restore` refuses a non-empty target, checks every blob against its name while copying
-it, then verifies the audit chain and that every file a claim, SKU, order or evidence names is
-present and intact.
+:func:`restore` refuses a non-empty target, checks the manifest's signature where a key to
+check it is set (``backup_trusted_keys``, or the signing key's own), every blob against its name
+and the features against the manifest while copying, then verifies the audit chain and that
+every file a claim, SKU, order or evidence names is present and intact. The signature is what
+makes the rest hold against a person who can write where backups are kept: without it, a dump
+changed and its sha256 in the manifest written again restores as intact.
 """
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -40,6 +48,7 @@ from sqlalchemy.exc import OperationalError
 
 from ..config import Settings
 from ..errors import RefundlensError
+from .crypto import load_signing_key, public_key_b64, signature_valid
 from .private import private_file, private_folder
 from .sql.db import Database, sqlite_path
 
@@ -66,6 +75,9 @@ class BackupReport:
     checkpoints_after: int = 0
     """Checkpoints of entries after the restored log's last: entries written after the backup,
     which the restore does not bring back."""
+    signed_by: str = ""
+    """The public key (base64) whose signature of the manifest was checked; empty where none was
+    (no key set to sign, or to check)."""
 
 
 def _libpq_url(url: str) -> str:
@@ -140,6 +152,28 @@ def _copy_tree_checked(source: Path, target: Path, check: bool) -> int:
     return count
 
 
+def _tree_sha256(folder: Path) -> str:
+    """The sha256 of a folder's listing: each file's path (``/``-separated) and sha256, sorted.
+    The features are not named by their hash as blobs are, so the manifest holds this."""
+    digest = hashlib.sha256()
+    if folder.is_dir():
+        for path in _regular_files(folder):
+            digest.update(f"{path.relative_to(folder).as_posix()}\0{_sha256_of(path)}\n".encode())
+    return digest.hexdigest()
+
+
+def trusted_backup_keys(settings: Settings) -> list[str]:
+    """The public keys (base64) a backup's manifest must be signed with: ``backup_trusted_keys``
+    and the signing key's own. None: backups are restored unsigned (with a note)."""
+    keys = [k.strip() for k in settings.backup_trusted_keys.split(",") if k.strip()]
+    if settings.backup_signing_key_path:
+        key = load_signing_key(
+            settings.backup_signing_key_path, "backup.no_signing_key", "backup signing key"
+        )
+        keys.append(public_key_b64(key.public_key()))
+    return keys
+
+
 def _sqlite_copy(source: Path, target: Path) -> None:
     # SQLite's online backup API: a consistent copy while the service keeps writing (WAL).
     private_file(target)
@@ -151,6 +185,14 @@ def create_backup(settings: Settings, out: Path) -> BackupReport:
     """Write a backup of ``settings``' database and blobs into the new folder ``out``."""
     if out.exists() and any(out.iterdir()):
         raise RefundlensError("backup.target_not_empty", f"{out} exists and is not empty.")
+    # Read before anything is written: a key that cannot be read stops the backup at once.
+    signing_key = (
+        load_signing_key(
+            settings.backup_signing_key_path, "backup.no_signing_key", "backup signing key"
+        )
+        if settings.backup_signing_key_path
+        else None
+    )
     private_folder(out)
     database = Database(settings)
     # Before the head is read: a checkpoint taken before this saw entries the dump holds.
@@ -197,19 +239,82 @@ def create_backup(settings: Settings, out: Path) -> BackupReport:
         "audit_entries": seq,
         "audit_head": head,
         "blobs": blobs,
+        "features_sha256": _tree_sha256(out / "features"),
     }
+    text = (json.dumps(manifest, indent=1) + "\n").encode("utf-8")
     private_file(out / "manifest.json")
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
-    return BackupReport(out, kind, blobs, seq, head)
+    (out / "manifest.json").write_bytes(text)
+    signed_by = ""
+    if signing_key is not None:
+        private_file(out / "manifest.sig")
+        (out / "manifest.sig").write_text(
+            base64.b64encode(signing_key.sign(text)).decode() + "\n", encoding="ascii"
+        )
+        signed_by = public_key_b64(signing_key.public_key())
+    return BackupReport(out, kind, blobs, seq, head, signed_by=signed_by)
 
 
-def _read_manifest(folder: Path) -> dict[str, Any]:
+BACKUP_ENTRIES = frozenset(
+    {"manifest.json", "manifest.sig", "blobs", "features", *DUMP_FILES.values()}
+)
+"""What a backup's folder holds, and nothing else."""
+
+
+def _only_backup_entries(folder: Path) -> None:
+    """Refuse a folder that holds anything a backup does not: SQLite reads a write-ahead log or
+    journal beside the dump (``database.sqlite-wal``) with it, so a log planted there changed
+    the restored database while the dump still matched its sha256 (a review)."""
     try:
-        manifest: dict[str, Any] = json.loads((folder / "manifest.json").read_text("utf-8"))
+        names = sorted(entry.name for entry in folder.iterdir())
+    except OSError as exc:
+        raise RefundlensError(
+            "backup.unreadable", f"{folder} is not a refundlens backup: {exc}"
+        ) from exc
+    for name in names:
+        if name not in BACKUP_ENTRIES:
+            raise RefundlensError(
+                "backup.unreadable",
+                f"{folder / name} is not part of a refundlens backup (which holds "
+                f"{', '.join(sorted(BACKUP_ENTRIES))}): refusing the folder.",
+            )
+
+
+def _signature_checked(folder: Path, text: bytes, trusted: list[str]) -> str:
+    """The trusted key that signed ``text`` (the manifest), or "" where no key is trusted.
+    With a trusted key, an unsigned or wrongly signed manifest is refused."""
+    if not trusted:
+        return ""
+    path = folder / "manifest.sig"
+    try:
+        signature = path.read_text("ascii").strip()
+    except (OSError, ValueError):
+        raise RefundlensError(
+            "backup.unsigned",
+            f"{folder} holds no readable manifest.sig, and this service restores only backups "
+            "signed by a trusted key (backup_trusted_keys, backup_signing_key_path): refused.",
+        ) from None
+    for key in trusted:
+        if signature_valid(key, signature, text):
+            return key
+    raise RefundlensError(
+        "backup.bad_signature",
+        f"the manifest in {folder} is not signed by a trusted key (backup_trusted_keys, "
+        "backup_signing_key_path): it was altered, or signed by another key. Refused.",
+    )
+
+
+def _read_manifest(folder: Path, trusted: list[str]) -> tuple[dict[str, Any], str]:
+    """The backup's manifest, checked, and the key that signed it ("" where none was checked)."""
+    try:
+        text = (folder / "manifest.json").read_bytes()
+        signed_by = _signature_checked(folder, text, trusted)
+        manifest: dict[str, Any] = json.loads(text.decode("utf-8"))
     except (OSError, ValueError) as exc:
         raise RefundlensError(
             "backup.unreadable", f"{folder} is not a refundlens backup: {exc}"
         ) from exc
+    if not isinstance(manifest, dict):
+        raise RefundlensError("backup.unreadable", f"{folder} is not a refundlens backup.")
     if manifest.get("format") != FORMAT:
         raise RefundlensError("backup.unreadable", f"unknown backup format in {folder}")
     # The file hashed is the file restored: only the name this module writes for its kind.
@@ -238,14 +343,24 @@ def _read_manifest(folder: Path) -> dict[str, Any]:
         raise RefundlensError(
             "backup.blob_corrupt", f"{dump} does not match the sha256 in its manifest."
         )
-    return manifest
+    # Backups made before manifests recorded it have none: their features are copied unchecked
+    # (a cache the service recomputes from the references where a file does not read).
+    if "features_sha256" in manifest and _tree_sha256(folder / "features") != manifest.get(
+        "features_sha256"
+    ):
+        raise RefundlensError(
+            "backup.blob_corrupt",
+            f"the features in {folder} do not match the sha256 in its manifest.",
+        )
+    return manifest, signed_by
 
 
 def restore_backup(settings: Settings, folder: Path) -> BackupReport:
     """Restore the backup in ``folder`` into ``settings``' (empty) database and data folder,
     then verify the audit chain and the files the database names."""
-    manifest = _read_manifest(folder)
-    _regular_files(folder)  # no link anywhere in it, before anything is restored
+    _only_backup_entries(folder)
+    _regular_files(folder)  # no link anywhere in it, before anything is read or restored
+    manifest, signed_by = _read_manifest(folder, trusted_backup_keys(settings))
     database = Database(settings)
     kind = database.engine.dialect.name
     try:
@@ -272,11 +387,16 @@ def restore_backup(settings: Settings, folder: Path) -> BackupReport:
             for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
                 leftover.unlink(missing_ok=True)
             private_file(path)
-            with (
-                sqlite3.connect(folder / DUMP_FILES["sqlite"]) as source,
-                sqlite3.connect(path) as copy,
-            ):
-                source.backup(copy)
+            # The file itself, byte for byte, and its sha256 checked again on the copy: opened
+            # in the backup folder, SQLite wrote its -shm and -wal there and would read any log
+            # found beside it (a review); the copy is what the manifest vouches for.
+            shutil.copyfile(folder / DUMP_FILES["sqlite"], path, follow_symlinks=False)
+            if _sha256_of(path) != manifest["database_sha256"]:
+                path.unlink()
+                raise RefundlensError(
+                    "backup.blob_corrupt",
+                    f"{folder / DUMP_FILES['sqlite']} changed while it was restored: refused.",
+                )
         else:
             subprocess.run(
                 [
@@ -300,7 +420,7 @@ def restore_backup(settings: Settings, folder: Path) -> BackupReport:
     private_folder(data_dir)
     blobs = _copy_tree_checked(folder / "blobs", data_dir / "blobs", check=True)
     _copy_tree_checked(folder / "features", data_dir / "features", check=False)
-    return _verify_restored(
+    report = _verify_restored(
         settings,
         folder,
         blobs,
@@ -308,6 +428,7 @@ def restore_backup(settings: Settings, folder: Path) -> BackupReport:
         str(manifest["audit_head"]),
         str(manifest.get("started_at") or ""),
     )
+    return dataclasses.replace(report, signed_by=signed_by)
 
 
 def _before(moment: str, than: str) -> bool:
