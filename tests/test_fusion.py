@@ -121,6 +121,26 @@ def test_a_new_photo_of_the_product_does_not_answer_a_local_edit_found_in_it() -
     assert quiet.action == "approve"
 
 
+def test_what_the_buyer_controls_does_not_answer_an_edit_the_pixels_found() -> None:
+    """A "video" made of the forged photo (unboxing.same_scene) and an EXIF time written into
+    it (capture.consistent_with_order) each took an edited photo to approve (a security
+    review): like a new photo of the product, neither answers a local edit."""
+    policy = load_policy()
+    cancelling = dataclasses.replace(policy, voids_support={})
+    edit = _finding("pixels.double_jpeg_inconsistency", 2.7)
+    for support, strength in (
+        ("unboxing.same_scene", -1.5),
+        ("capture.consistent_with_order", -0.5),
+    ):
+        both = fuse([_finding(support, strength), edit], policy)
+        assert both.risk > fuse([_finding(support, strength), edit], cancelling).risk, support
+        assert both.risk == pytest.approx(fuse([edit], policy).risk), support
+        voided = next(f for f, _ in both.reasons if f.code == support)
+        assert voided.facts["voided_by"] == "pixels.double_jpeg_inconsistency"
+        # Alone, it still speaks for the buyer.
+        assert fuse([_finding(support, strength)], policy).risk < fuse([], policy).risk
+
+
 def test_a_platform_can_let_findings_cancel_again(tmp_path: Path) -> None:
     path = tmp_path / "p.yaml"
     path.write_text("voids_support:\n  pixels.recapture: []\n")  # keys merge over the defaults

@@ -40,6 +40,14 @@ def _new_view(seed: int) -> np.ndarray:
     return np.clip(view, 0, 255).astype(np.uint8)
 
 
+def _sample(file: str, name: str) -> Media:
+    from importlib import resources
+
+    return media_from_bytes(
+        resources.files("refundlens").joinpath("samples", file).read_bytes(), name
+    )
+
+
 def _painted(seed: int) -> Media:
     frame = _scene(seed)
     damaged, _ = synth.paint_damage(frame, frame.min(axis=2) < 220, "crack", 0.04, seed=seed)
@@ -49,10 +57,12 @@ def _painted(seed: int) -> Media:
 def unboxing_examples() -> list[Example]:
     return [
         Example(
-            "a new photo of the scene the unboxing video shows supports the buyer",
+            # Two real exposures of one carton (the bundled samples): a drawn scene with noise
+            # added reads as a copy of the frame, which supports nothing.
+            "a new photo of the product the unboxing video shows supports the buyer",
             lambda: (
-                _jpeg(_new_view(21), "claim.jpg"),
-                Context(unboxing=(_jpeg(_scene(21), "unboxing.mp4@3.0s"),)),
+                _sample("claim_genuine.jpg", "claim.jpg"),
+                Context(unboxing=(_sample("listing.jpg", "unboxing.mp4@3.0s"),)),
             ),
             frozenset({"unboxing.same_scene"}),
         ),
@@ -60,6 +70,18 @@ def unboxing_examples() -> list[Example]:
             "a frame of the unboxing video with damage painted in is caught",
             lambda: (_painted(22), Context(unboxing=(_jpeg(_scene(22), "unboxing.mp4@2.0s"),))),
             frozenset({"unboxing.photo_differs_from_video"}),
+        ),
+        Example(
+            "a video made of the claim photo itself supports nothing",
+            lambda: (
+                _jpeg(_scene(25), "claim.jpg", 88),
+                Context(
+                    unboxing=tuple(
+                        _jpeg(_scene(25), f"unboxing.mp4@{n / 10:.1f}s", 88) for n in range(3)
+                    )
+                ),
+            ),
+            frozenset(),
         ),
         Example(
             "an unrelated video says nothing",

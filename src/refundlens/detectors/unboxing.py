@@ -1,7 +1,9 @@
 """detectors/unboxing: the buyer's unboxing video against the claim photo.
 
-Frames of the video that show the claim photo's scene support the buyer: the damage was there
-when the parcel was opened (``unboxing.same_scene``, lowers the risk). A claim photo made from a
+Frames of the video that show the claim photo's scene in a new exposure support the buyer: the
+damage was there when the parcel was opened (``unboxing.same_scene``, lowers the risk). A frame
+that is the photo itself (identical, or a copy too close to tell) supports nothing: a "video"
+made of the photo would vouch for any photo. A claim photo made from a
 frame of that same video with something changed is the opposite: the damage was added after
 (``unboxing.photo_differs_from_video``, localised). The comparison is the reference check of
 ``detectors/reference`` with the frames as references.
@@ -51,11 +53,11 @@ class UnboxingDetector(Detector):
                     detector=self.name,
                 )
             ]
-        same = [
-            o
-            for o in outcomes
-            if o.verdict in ("same_item_new_photo", "near_copy_unresolved", "identical")
-        ]
+        # Only a new exposure of the scene supports the buyer: a video of the photo itself (the
+        # claim photo written 30 times into a 3-second clip) matched it as identical and took a
+        # forged photo to "approve" (a security review). A photo taken out of the buyer's own
+        # video is a copy of it too: it proves nothing the photo does not, and gets no support.
+        same = [o for o in outcomes if o.verdict == "same_item_new_photo"]
         if same:
             best = max(same, key=lambda o: o.match.inliers if o.match else 0)
             inliers = best.match.inliers if best.match else 0
