@@ -303,6 +303,40 @@ def test_a_platform_can_count_only_confirmations_a_reference_of_the_sku_checked(
     assert not RULES.capture_confirmation_needs_reference
 
 
+def test_the_reason_says_which_doubt_the_live_photos_left() -> None:
+    """The reason listed five possibilities at once and a reviewer could not tell which applied
+    (a platform integrator's walkthrough)."""
+    from refundlens.cases.routing import ClaimFacts, RoutingRules, capture_doubt, route
+
+    def report(*findings: dict[str, object]) -> dict[str, object]:
+        # The filed photo first, then the live capture (whose findings compare it with it).
+        return {"images": [{"findings": []}, {"findings": list(findings)}]}
+
+    live = [False, True]
+    against_filed = {"other_view_live_capture": False}
+    missing = {"code": "consistency.damage_missing_in_other_view", "facts": against_filed}
+    intact = {"code": "consistency.mark_matches_intact_reference", "facts": against_filed}
+    differs = {
+        "code": "consistency.cannot_tell",
+        "facts": {**against_filed, "reason_cannot_tell": "marked_damage_differs"},
+    }
+    little = {
+        "code": "consistency.cannot_tell",
+        "facts": {**against_filed, "reason_cannot_tell": "too_little_shared_surface"},
+    }
+    assert capture_doubt(report(missing, intact), live, marked=True) == "missing"
+    assert capture_doubt(report(intact, differs), live, marked=True) == "differs"
+    assert capture_doubt(report(intact), live, marked=True) == "intact"
+    assert capture_doubt(report(little), live, marked=True) == "cannot_tell"
+    assert capture_doubt(report(little), live, marked=False) == "not_marked"
+    # Two live captures compared with each other say nothing of the claim photo.
+    between_live = {**missing, "facts": {"other_view_live_capture": True}}
+    assert capture_doubt(report(between_live), live, marked=True) == "cannot_tell"
+    facts = ClaimFacts("refund_only", 20.0, 2, True, capture_doubt="missing")
+    state, why = route("approve", facts, RoutingRules())
+    assert state.value == "awaiting_merchant" and "do not show the damage" in why
+
+
 def test_what_vouches_for_a_claim_is_read_from_its_findings() -> None:
     def report(*findings: dict[str, object]) -> dict[str, object]:
         return {"images": [{"findings": list(findings)}]}
@@ -332,6 +366,10 @@ def test_what_vouches_for_a_claim_is_read_from_its_findings() -> None:
     nothing_to_compare = {"code": "reference.no_match", "facts": {"references_compared": 0}}
     assert facts_from_report(report(new_photo)) == (True, False, False, False)
     assert facts_from_report(report(camera)) == (True, False, False, False)
+    # A new photo whose support a local edit voided vouches for nothing: an edited photo above
+    # the amount that asks for a live photo was approved without one (a security review).
+    voided = {**new_photo, "facts": {"voided_by": "pixels.double_jpeg_inconsistency"}}
+    assert facts_from_report(report(voided)) == (False, False, False, False)
     # Every filed photo must be vouched for: a genuine one does not carry another beside it;
     # a live capture's findings vouch for no filed photo.
     two_filed = {"images": [{"findings": [camera]}, {"findings": []}]}
@@ -623,6 +661,40 @@ def _decide(
             store, who, claim, decision, reason, amount, settings,
             forgery=forgery, buyer_note=buyer_note,
         )  # fmt: skip
+
+
+def test_a_file_refused_for_what_its_metadata_names_reaches_the_platform_not_the_shop(
+    tmp_path: Path,
+) -> None:
+    """The audit entry named no claim and nothing read it: a buyer who strips the metadata and
+    files again left the platform's risk team nothing to see (an integrator's walkthrough)."""
+    from sqlalchemy import select
+
+    from refundlens import cases
+    from refundlens.errors import RefundlensError
+    from refundlens.store.sql.models import Claim, WebhookEvent
+    from refundlens.store.sql.repositories import SqlStore
+
+    runtime, claim_id = _claim_awaiting_capture(Settings(data_dir=str(tmp_path)))
+    with runtime.db.session() as session:
+        session.add(
+            Tenant(id="risk", kind="platform", name="risk", webhook_url="https://risk.example/h")
+        )
+        session.flush()
+        order_id = session.get(Claim, claim_id).order_id
+        refused = RefundlensError(
+            "media.animated", "animated", facts={"provenance": [{"code": "x", "facts": {}}]}
+        )
+        cases.record_refused_file(SqlStore(session), BUYER, order_id, refused)
+    with runtime.db.session() as session:
+        events = (
+            session.execute(select(WebhookEvent).where(WebhookEvent.event == "claim.file_refused"))
+            .scalars()
+            .all()
+        )
+    assert [e.tenant_id for e in events] == ["risk"]
+    assert events[0].body["order_id"] == order_id and events[0].body["tenant"] == "shop"
+    assert events[0].body["code"] == "media.animated" and events[0].body["buyer_id"] == "b"
 
 
 def test_the_decided_event_carries_the_note_to_the_buyer_for_the_platform_to_pass_on(

@@ -229,6 +229,9 @@ def test_a_forged_claim_goes_to_the_merchant_then_a_person_rejects_it_on_record(
         assert r.json()["state"] == "decided"
         [decided] = r.json()["decisions"]
         assert decided["outcome"] == "rejected" and decided["buyer_note"] == note
+        # Each piece of evidence says when it came (a walkthrough: only report.json did).
+        [statement] = r.json()["evidence"]
+        assert statement["at"] is not None and statement["at"] <= decided["at"]
         # Sent again after a lost answer: the claim as it is, nothing recorded twice (it was a
         # 409 that read as "not decided": an integrator's walkthrough). Another decision is
         # still refused.
@@ -450,6 +453,85 @@ def test_missing_fields_and_bad_values_are_refused_clearly(
         assert r.json()["error"]["code"] == "claim.bad_amount"
 
 
+def _claims_in_database(server: Server) -> int:
+    database = Database(server.settings)
+    try:
+        with database.session() as session:
+            return int(session.execute(text("SELECT count(*) FROM claims")).scalar_one())
+    finally:
+        database.dispose()
+
+
+def test_a_field_the_route_does_not_take_is_refused_not_dropped(
+    server: Server, shop: dict[str, str]
+) -> None:
+    """A claim's photos sent as ``photo`` were dropped and the claim filed without them (201);
+    an order's ``shipped`` and a decision's ``buyer_notes`` were dropped too (a walkthrough)."""
+    before = _claims_in_database(server)
+    with server.client(shop["buyer"]) as buyer:
+        r = buyer.post(
+            "/v1/claims",
+            data={"order_id": shop["order"], "type": "refund_only", "amount": "10"},
+            files=[("photo", ("c.jpg", _sample("claim_genuine.jpg"), "image/jpeg"))],
+        )
+    assert r.status_code == 422 and r.json()["error"]["code"] == "request.invalid", r.text
+    said = r.json()["error"]["message"]
+    assert "'photo'" in said and "photos" in said, said
+    assert _claims_in_database(server) == before
+    with server.client(shop["merchant"]) as merchant:
+        r = merchant.post(
+            "/v1/orders",
+            json={
+                "external_id": "o-misspelt",
+                "sku_id": shop["sku"],
+                "buyer_id": "buyer-1",
+                "amount": 10,
+                "shipped": "2026-11-01T08:00:00+08:00",
+            },
+        )
+        assert r.status_code == 422 and "shipped" in r.json()["error"]["message"], r.text
+        r = merchant.post(  # a SKU's form too
+            "/v1/skus",
+            data={"external_id": "cup-x", "titel": "mug"},
+            files=[("photos", ("listing.jpg", _sample("listing.jpg"), "image/jpeg"))],
+        )
+        assert r.status_code == 422 and "'titel'" in r.json()["error"]["message"], r.text
+
+
+def test_a_claim_without_a_photo_is_never_rejected_as_forged(
+    server: Server, shop: dict[str, str]
+) -> None:
+    """Rejected with the default, a claim filed without photos put its buyer on record as a
+    confirmed forger (a walkthrough): there is nothing in it to forge."""
+    with server.client(shop["merchant"]) as merchant:  # an order of its own: it is rejected
+        r = merchant.post(
+            "/v1/orders",
+            json={"external_id": "o-no-photo", "sku_id": shop["sku"], "buyer_id": "buyer-2",
+                  "amount": 10, "buyer": {"name": "李四"}},
+        )  # fmt: skip
+        assert r.status_code == 201, r.text
+    with server.client(shop["other_buyer"]) as buyer:
+        r = buyer.post(
+            "/v1/claims",
+            data={"order_id": r.json()["id"], "type": "refund_only", "amount": "10"},
+        )
+        assert r.status_code == 201 and r.json()["photos"] == [], r.text
+        claim = r.json()["id"]
+        wait_analysed(buyer, claim)
+    with server.client(shop["reviewer"]) as reviewer:
+        r = reviewer.post(
+            f"/v1/claims/{claim}/decision",
+            json={"decision": "reject", "reason": "no photo", "forgery": True},
+        )
+        assert r.status_code == 400 and r.json()["error"]["code"] == "decision.bad_value", r.text
+        r = reviewer.post(
+            f"/v1/claims/{claim}/decision", json={"decision": "reject", "reason": "no photo"}
+        )
+        assert r.status_code == 200, r.text
+        (decision,) = reviewer.get(f"/v1/claims/{claim}").json()["decisions"]
+    assert decision["outcome"] == "rejected" and decision["forgery"] is False
+
+
 def test_each_role_sees_only_its_own_claims_and_refusals_say_so(
     server: Server, shop: dict[str, str]
 ) -> None:
@@ -652,6 +734,61 @@ def test_an_order_reads_back_its_times_in_the_zone_they_were_sent_in(
         order = merchant.get(f"/v1/orders/{shop['order']}").json()
     assert order["shipped_at"] == "2026-11-01T08:00:00+08:00"
     assert order["delivered_at"] == "2026-11-03T08:00:00+08:00"
+
+
+def test_a_platform_reads_what_each_decided_claim_pays_and_in_which_currency(
+    server: Server, shop: dict[str, str]
+) -> None:
+    """A partial refund's amount was in no event and no list item, and no claim said its
+    currency: a risk team summed its refunds by reading every claim and every order (a
+    walkthrough). The claim, its list item and the claim.decided event say them now."""
+    with server.client(shop["merchant"]) as merchant:
+        r = merchant.post(
+            "/v1/orders",
+            json={"external_id": "o-usd", "sku_id": shop["sku"], "buyer_id": "buyer-1",
+                  "amount": 80, "currency": "USD", "buyer": {"name": "Ann"}},
+        )  # fmt: skip
+        assert r.status_code == 201, r.text
+        order = r.json()["id"]
+    claim = _file_claim(server, shop["buyer"], order, "claim_forged.jpg", amount=60)
+    assert claim["currency"] == "USD"  # the buyer's view says it too
+    assessed(server, claim["id"])
+    with server.client(shop["reviewer"]) as reviewer:
+        open_claim = reviewer.get(f"/v1/claims/{claim['id']}").json()
+        assert open_claim["outcome"] is None and open_claim["refund"] is None
+        r = reviewer.post(
+            f"/v1/claims/{claim['id']}/decision",
+            json={"decision": "partial", "amount": 40, "reason": "one of two cups broke"},
+        )
+        assert r.status_code == 200, r.text
+        assert (r.json()["outcome"], r.json()["refund"], r.json()["currency"]) == (
+            "partial", 40.0, "USD",
+        )  # fmt: skip
+        items = reviewer.get("/v1/claims", params={"state": "decided", "limit": 200}).json()
+        [item] = [i for i in items["items"] if i["id"] == claim["id"]]
+        assert (item["outcome"], item["refund"], item["currency"]) == ("partial", 40.0, "USD")
+    database = Database(server.settings)
+    try:
+        with database.session() as session:
+            bodies = (
+                session.execute(
+                    text(
+                        "SELECT body FROM webhook_events WHERE claim_id = :c AND event = "
+                        "'claim.decided'"
+                    ),
+                    {"c": claim["id"]},
+                )
+                .scalars()
+                .all()
+            )
+    finally:
+        database.dispose()
+    assert bodies
+    for body in bodies:
+        event = body if isinstance(body, dict) else json.loads(body)
+        assert event["outcome"] == "partial" and event["refund"] == 40.0
+        assert event["claim"]["order_external_id"] == "o-usd"
+        assert event["claim"]["currency"] == "USD" and event["claim"]["amount"] == 60.0
 
 
 def test_buyer_personal_data_is_encrypted_at_rest(server: Server, shop: dict[str, str]) -> None:

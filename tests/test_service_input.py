@@ -541,6 +541,9 @@ def test_a_json_body_over_max_body_bytes_is_refused_and_nothing_is_stored(
             headers={"Content-Type": "application/json"},
         )
     assert r.status_code == 413 and r.json()["error"]["code"] == "request.too_large"
+    # The limit's answer carries the security headers as every other does (a security review).
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert "default-src 'none'" in r.headers["content-security-policy"]
 
 
 def test_a_file_over_max_file_bytes_in_a_request_under_the_limit_is_refused_by_its_own_code(

@@ -719,9 +719,14 @@ def test_routing_reasons_are_shown_in_the_readers_language() -> None:
         {"merchant_answered": True},
         {"buyer_claims": 9},
         {"buyer_claims": 1, "buyer_claimed": 5000.0},
+        # Which doubt the live photos left (capture_doubt).
+        *(
+            {"capture_doubt": doubt}
+            for doubt in ("missing", "differs", "intact", "not_marked", "cannot_tell")
+        ),
     ):
         reasons.add(route("approve", dataclasses.replace(plain, **changed), rules)[1])
-    assert len(reasons) == 21, sorted(reasons)
+    assert len(reasons) == 26, sorted(reasons)
     untranslated = [r for r in reasons if routing_reason(r, "zh_CN") == r]
     assert untranslated == []
 

@@ -1717,10 +1717,12 @@ def _without_passwords(broker_url: str) -> str:
 def _embedded_tasks(settings: Settings) -> str:
     """How the embedded default runs its tasks, as docs/service.md says it."""
     n = settings.embedded_analysis_processes
+    # "in-process", as /healthz names it (a walkthrough read "embedded" here and "in-process"
+    # there and wondered which it was).
     return (
-        f"embedded ({n} analysis process{'es' if n > 1 else ''} beside the server)"
+        f"in-process ({n} analysis process{'es' if n > 1 else ''} beside the server)"
         if n
-        else "embedded (analyses in the server's own process)"
+        else "in-process (analyses in the server's own process)"
     )
 
 

@@ -29,7 +29,7 @@ from ..store.interface import (
 from .actors import SYSTEM, aware
 from .notifications import notify
 from .review import DECISIONS, EVIDENCE_KINDS
-from .routing import ClaimFacts, RoutingRules, facts_from_report, route
+from .routing import ClaimFacts, RoutingRules, capture_doubt, facts_from_report, route
 from .states import ClaimState, transition
 
 if TYPE_CHECKING:
@@ -363,6 +363,13 @@ def finish_analysis(
             not_shown,
             live_not_shown,
             confirmed,
+            capture_doubt=capture_doubt(
+                report,
+                live_flags,
+                marked=any(p.damage_box for p in claim.photos if not p.live_capture),
+            )
+            if live and not confirmed
+            else "",
             live_capture_on_file=live
             and store.audit.count(claim.id, "capture.repeats_on_file") > 0,
             order_rejected_before=bool(store.claims.rejected_on_order(claim.order_id, claim.id)),

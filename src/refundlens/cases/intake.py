@@ -442,3 +442,23 @@ def record_refused_file(store: Store, actor: Actor, order_id: str, error: Refund
         "claim.file_refused",
         details={"order": order_id, "code": error.code, "file": error.file, "facts": error.facts},
     )
+    # The platform's risk team hears of it: the entry names no claim, and a buyer who strips
+    # the metadata and files again left it nothing to see (an integrator's walkthrough). Not
+    # the shop: no claim of its came of it.
+    order = store.catalogue.order(order_id)
+    if order is not None:
+        notify(
+            store,
+            order.merchant_id,
+            "claim.file_refused",
+            None,
+            {
+                "order_id": order.id,
+                "order_external_id": order.external_id,
+                "buyer_id": order.buyer_id,
+                "code": error.code,
+                "file": error.file,
+                "facts": error.facts,
+            },
+            platforms_only=True,
+        )

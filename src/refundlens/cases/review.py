@@ -199,6 +199,25 @@ def allowed_decisions(state: str) -> tuple[str, ...]:
     return _DECISIONS_BY_STATE.get(ClaimState(state), ())
 
 
+def _found_forged(store: Store, claim: Claim, decision: str, forgery: bool | None) -> bool:
+    """Whether this decision records the claim's evidence as forged: a rejection, unless the
+    person said otherwise, of a claim with a photo or video to be forged. A claim filed without
+    either (a client that named its upload field ``photo``) was rejected as forged by default:
+    its buyer on record as a confirmed forger of nothing (an integrator's walkthrough)."""
+    if decision != "reject":
+        return False
+    forgeable = bool(claim.photos) or (
+        store.evidence.count_by(claim.id, "buyer", frozenset({"unboxing_video"})) > 0
+    )
+    if forgery and not forgeable:
+        raise RefundlensError(
+            "decision.bad_value",
+            "This claim holds no photo or video from the buyer: nothing in it can be found "
+            "forged. Reject it with forgery false (or leave forgery out).",
+        )
+    return forgeable if forgery is None else forgery
+
+
 def repeats_last_decision(
     store: Store,
     actor: Actor,
@@ -230,7 +249,7 @@ def repeats_last_decision(
         and last.reason == reason
         and (last.amount if decision == "partial" else None)
         == (amount if decision == "partial" else None)
-        and bool(last.forgery) == (decision == "reject" and forgery is not False)
+        and bool(last.forgery) == _found_forged(store, claim, decision, forgery)
         and (last.buyer_note or "") == buyer_note.strip()
     )
 
@@ -267,7 +286,7 @@ def decide(
         )
     if forgery is not None and decision != "reject":
         raise RefundlensError("decision.bad_value", "forgery goes with a rejection only (reject).")
-    forged = decision == "reject" and forgery is not False
+    forged = _found_forged(store, claim, decision, forgery)
     if not reason.strip():
         raise RefundlensError("decision.reason_required", "Every decision needs a reason in words.")
     if actor.role not in ("reviewer", "admin"):
@@ -363,7 +382,13 @@ def decide(
             claim.merchant_id,
             "claim.decided",
             claim,
-            {"outcome": outcome, "forgery": forged}
+            {
+                "outcome": outcome,
+                "forgery": forged,
+                # What it pays, in the claim's currency: a partial refund's amount was nowhere
+                # in the event (a walkthrough).
+                "refund": {"approved": claim.amount, "partial": amount}.get(outcome, 0.0),
+            }
             | ({"buyer_note": buyer_note.strip()} if buyer_note.strip() else {}),
         )
         if forged:

@@ -27,6 +27,7 @@ __all__ = [
     "ClaimFacts",
     "RoutingRules",
     "camera_manifest",
+    "capture_doubt",
     "facts_from_report",
     "route",
 ]
@@ -229,6 +230,10 @@ class ClaimFacts:
     buyer_claimed: float = 0.0
     """What those claims asked for in the policy's currency (claims on orders in another
     currency are not added: their own amount rules send them to a person)."""
+    capture_doubt: str = ""  # last: callers build the others by position
+    """Why the live captures do not confirm the marked damage, where they do not
+    (:func:`capture_doubt`): ``missing``, ``differs``, ``intact``, ``not_marked`` or
+    ``cannot_tell``; empty: not said (the reason then names every possibility)."""
 
     @property
     def order_total(self) -> float:
@@ -308,6 +313,10 @@ def facts_from_report(
                 not is_live
                 and code in VOUCHING_CODES
                 and (code != MANIFEST_CODE or camera_manifest(facts))
+                # A new photo of the product whose support a local edit voided vouches for
+                # nothing: an edited photo above the amount that asks for a live photo was
+                # approved without one (a security review).
+                and not facts.get("voided_by")
             ):
                 filed[-1] = True
             compared = facts.get("references_compared") or 0
@@ -345,6 +354,50 @@ def facts_from_report(
         for sha in unmatched_live
     )
     return vouched, not_shown, live_not_shown, confirmed and not differs
+
+
+def capture_doubt(report: Mapping[str, Any], live: Sequence[bool], marked: bool) -> str:
+    """Why a claim's live captures do not confirm the damage the buyer marked, from the
+    comparisons of a live capture with a filed photo, most telling first: the damage is not in
+    the live view (``missing``), a live view shows the marked damage otherwise (``differs``),
+    the marked spot looks as the shop's intact item does (``intact``), the buyer marked nothing
+    (``not_marked``), else the views did not compare there (``cannot_tell``). The routing reason
+    said all five at once, and a reviewer could not tell which applied (a walkthrough)."""
+    found: set[str] = set()
+    for index, image in enumerate(report.get("images") or ()):
+        is_live = index < len(live) and live[index]
+        for finding in image.get("findings") or ():
+            code = str(finding.get("code") or "")
+            facts = finding.get("facts") or {}
+            if (
+                not code.startswith("consistency.")
+                or bool(facts.get("other_view_live_capture")) == is_live
+            ):
+                continue  # two filed photos, or two live ones: no capture checked against a claim
+            if code == "consistency.damage_missing_in_other_view":
+                found.add("missing")
+            elif code == "consistency.mark_matches_intact_reference":
+                found.add("intact")
+            elif facts.get("reason_cannot_tell") == DIFFERING_MARK:
+                found.add("differs")
+    for doubt in ("missing", "differs", "intact"):
+        if doubt in found:
+            return doubt
+    return "cannot_tell" if marked else "not_marked"
+
+
+_CAPTURE_DOUBTS = {
+    "missing": "the live photos do not show the damage the claim photo shows, where both show "
+    "the same surface: a person decides",
+    "differs": "a live photo shows the damage the buyer marked otherwise than the claim photo "
+    "does: a person decides",
+    "intact": "the spot the buyer marked looks, in the live photos, as the shop's photo of the "
+    "intact item shows it: a person decides",
+    "not_marked": "the buyer marked no damage on its photo, so the live photos cannot confirm "
+    "it: a person decides",
+    "cannot_tell": "the live photos and the claim photo do not show enough of the marked spot "
+    "alike to compare it: a person decides",
+}
 
 
 def _buyer_rule(facts: ClaimFacts, rules: RoutingRules) -> str | None:
@@ -464,10 +517,14 @@ def route(action: str, facts: ClaimFacts, rules: RoutingRules) -> tuple[ClaimSta
     ):
         return (
             ClaimState.AWAITING_MERCHANT,
-            "the live photos do not confirm the damage the buyer marked (not marked, not "
-            "seen alike where both photos show the surface, seen differently in another view, "
-            "or marked on a spot that looks as the shop's photo of the intact item shows it): "
-            "a person decides",
+            _CAPTURE_DOUBTS.get(
+                facts.capture_doubt,
+                # Claims routed before the reason said which (and a caller that does not say).
+                "the live photos do not confirm the damage the buyer marked (not marked, not "
+                "seen alike where both photos show the surface, seen differently in another "
+                "view, or marked on a spot that looks as the shop's photo of the intact item "
+                "shows it): a person decides",
+            ),
         )
     if not facts.has_live_capture:
         if facts.product_not_shown and rules.capture_when_product_not_shown:

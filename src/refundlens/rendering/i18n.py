@@ -162,6 +162,32 @@ _ROUTING_REASONS = (
         r"a person decides",
         (),
     ),
+    # Which of those it was (cases/routing.py: capture_doubt).
+    (
+        r"the live photos do not show the damage the claim photo shows, where both show "
+        r"the same surface: a person decides",
+        (),
+    ),
+    (
+        r"a live photo shows the damage the buyer marked otherwise than the claim photo "
+        r"does: a person decides",
+        (),
+    ),
+    (
+        r"the spot the buyer marked looks, in the live photos, as the shop's photo of the "
+        r"intact item shows it: a person decides",
+        (),
+    ),
+    (
+        r"the buyer marked no damage on its photo, so the live photos cannot confirm it: a "
+        r"person decides",
+        (),
+    ),
+    (
+        r"the live photos and the claim photo do not show enough of the marked spot alike "
+        r"to compare it: a person decides",
+        (),
+    ),
 )
 
 

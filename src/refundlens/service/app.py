@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, TypedDict
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, OperationalError
@@ -37,7 +37,7 @@ from . import web
 from .auth import AuthError, authenticate, web_session
 from .body_limit import BodyLimit
 from .claim_files import REPORT_STATUS
-from .deps import may_see_facts
+from .deps import known_form_fields, may_see_facts
 from .headers import SecurityHeaders
 from .observe import Observe
 from .rate_limit import MemoryLimiter, RateLimit, RateLimiter, RedisLimiter
@@ -57,6 +57,7 @@ STATUS = {
     "auth.forbidden": 403,
     "auth.buyer_revoked": 409,
     "request.bad_field": 422,  # raised by a route (fields.FieldError) as by the schema
+    "request.invalid": 422,  # a field a route does not take (deps.known_form_fields), as the schema
     "claim.illegal_transition": 409,
     "claim.closed": 409,
     "claim.own_decision_appealed": 409,
@@ -222,10 +223,9 @@ def create_app(
     app.state.runtime = runtime
     app.state.dispatcher = dispatch
     app.state.cipher = cipher
-    app.add_middleware(SecurityHeaders)
     app.include_router(web.router)
     for router in ROUTERS:
-        app.include_router(router)
+        app.include_router(router, dependencies=[Depends(known_form_fields)])
 
     # A page's guard (login, CSRF, a claim the user may not see) answers with a page.
     app.add_exception_handler(web.PageAnswer, web.answer_page)
@@ -360,6 +360,8 @@ def create_app(
         )
         # Outside the body limit: a credential past its rate is answered before its body is read.
         app.add_middleware(RateLimit, limiter=limiter, anonymous=anonymous)
+    # Around the limits: their 413 and 429 carried none of the headers (a security review).
+    app.add_middleware(SecurityHeaders)
     app.add_middleware(Observe)  # outermost: every answer, the body limit's 413 too
 
     return app

@@ -282,3 +282,38 @@ async def read_upload(
             refusal.about_file(index, fields.file_name(upload.filename), field)
         raise refusal
     return fields.file_name(upload.filename), data
+
+
+def _form_names(dependant: object) -> set[str]:
+    """The form fields and files a route takes, its dependencies' included (by their alias:
+    ``type`` for ``claim_type``)."""
+    from fastapi import params
+
+    names = {
+        field.alias
+        for field in getattr(dependant, "body_params", None) or []
+        if isinstance(field.field_info, params.Form | params.File)
+    }
+    for sub in getattr(dependant, "dependencies", None) or []:
+        names |= _form_names(sub)
+    return names
+
+
+async def known_form_fields(request: Request) -> None:
+    """Refuse a form field or file the route does not take. A claim's photos sent as ``photo``
+    (the capture route's name) were dropped and the claim filed without them, 201 (an
+    integrator's walkthrough). The form is parsed by then: this reads what FastAPI kept."""
+    sent = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if sent not in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        return
+    taken = _form_names(getattr(request.scope.get("route"), "dependant", None))
+    if not taken:
+        return  # a route without a form: its body is refused or ignored as it always was
+    unknown = sorted({str(name) for name in await request.form()} - taken)
+    if unknown:
+        shown = ", ".join(repr(name[:40]) for name in unknown[:5])
+        raise RefundlensError(
+            "request.invalid",
+            f"This route takes no field {shown}; it takes {', '.join(sorted(taken))} "
+            "(docs/service.md).",
+        )

@@ -83,7 +83,13 @@ class _Out(BaseModel):
 # --- what clients send ---
 
 
-class TenantIn(BaseModel):
+class _In(BaseModel):
+    # A misspelt field ("shipped" for shipped_at) was dropped and answered 201: an order with no
+    # times, a decision without its note to the buyer (an integrator's walkthrough).
+    model_config = ConfigDict(extra="forbid")
+
+
+class TenantIn(_In):
     id: str = Field(pattern=r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,39}$", max_length=40)  # no dot first
     kind: str = Field(pattern=r"^(platform|merchant)$", max_length=8)
     name: fields.Name
@@ -91,7 +97,7 @@ class TenantIn(BaseModel):
     webhook_secret: fields.Secret | None = None
 
 
-class OrderIn(BaseModel):
+class OrderIn(_In):
     external_id: fields.ExternalId
     sku_id: fields.Id
     buyer_id: fields.Id
@@ -107,7 +113,7 @@ class OrderIn(BaseModel):
     merchant_id: fields.Id | None = None
 
 
-class DecisionIn(BaseModel):
+class DecisionIn(_In):
     decision: fields.Word = Field(
         description="approve | reject | partial | request_capture | escalate"
     )
@@ -117,7 +123,9 @@ class DecisionIn(BaseModel):
     amount: fields.Finite | None = None
     forgery: bool | None = Field(
         default=None,
-        description="With reject only: whether the evidence was found forged (default true). "
+        description="With reject only: whether the evidence was found forged (default true "
+        "where the claim holds a photo or unboxing video from the buyer; a claim with neither "
+        "has nothing to be forged: false, and true is decision.bad_value). "
         "Only then do the claim's photos join the forgery bank and the rejection count in the "
         "buyer's record; false is a rejection for another reason (not eligible, the buyer's "
         "own doing). With another decision: decision.bad_value.",
@@ -139,13 +147,13 @@ class DecisionIn(BaseModel):
     )
 
 
-class AppealIn(BaseModel):
+class AppealIn(_In):
     reason: fields.Reason = Field(
         default="", description="Required in words: empty or missing is appeal.reason_required."
     )
 
 
-class AssignIn(BaseModel):
+class AssignIn(_In):
     reviewer: fields.Id | None = Field(
         default=None,
         description="A reviewer's API key id (rlk_...); null returns the claim to the pool.",
@@ -275,6 +283,18 @@ class PhotoOut(_Out):
     )
 
 
+Outcome = Literal["approved", "rejected", "partial"]
+_OUTCOME = (
+    "How the claim ended while it stands decided (state approved, decided or final): approved "
+    "(by the analysis or a person), rejected or partial; null while it is open, an appeal or a "
+    "live photo included."
+)
+_REFUND = (
+    "What the outcome pays, in currency: the claimed amount if approved, the decided amount if "
+    "partial, 0 if rejected; null while the claim is open."
+)
+
+
 class _ClaimCommon(_Out):
     """What every principal who may see the claim is told of it."""
 
@@ -285,6 +305,7 @@ class _ClaimCommon(_Out):
     type: ClaimType
     reason: str
     amount: float
+    currency: str = Field(description="The order's currency (ISO 4217), the amounts' too.")
     state: ClaimState
     deadline_at: Moment | None
     created_at: Moment | None
@@ -298,6 +319,7 @@ class EvidenceOut(_Out):
     sha256: str | None
     name: str
     statement: str
+    at: Moment | None = Field(description="When it was added.")
 
 
 class DecisionOut(_Out):
@@ -328,6 +350,8 @@ class ClaimOut(_ClaimCommon):
 
     risk: float | None
     action: Action | None
+    outcome: Outcome | None = Field(description=_OUTCOME)
+    refund: float | None = Field(description=_REFUND)
     routing_reason: str
     routing_reason_zh: str = Field(
         description="routing_reason in Chinese (zh-CN), as the web page shows it; the English "
@@ -397,6 +421,7 @@ class _ClaimItem(_Out):
     type: ClaimType
     state: ClaimState
     amount: float
+    currency: str = Field(description="The order's currency (ISO 4217), the amount's too.")
     merchant_id: str
     deadline_at: Moment | None
     created_at: Moment | None
@@ -405,6 +430,8 @@ class _ClaimItem(_Out):
 class ClaimItemOut(_ClaimItem):
     risk: float | None
     action: Action | None
+    outcome: Outcome | None = Field(description=_OUTCOME)
+    refund: float | None = Field(description=_REFUND)
     updated_at: Moment | None = Field(
         description="When the claim last changed (state, action, deadline, reviewer): keep the "
         "largest seen and ask ?updated_since= with it next time. Not told to a buyer (it would "

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from ..cases.buyer import buyer_deadline, buyer_status
 from ..rendering.i18n import reworded, routing_reason
 from ..report import report_for_shop
-from ..store.sql.models import AuditEntry, Claim, Decision, Evidence
+from ..store.sql.models import AuditEntry, Claim, Decision, Evidence, Order
 from ..store.sql.queries import latest_assessment
 from .auth import Principal
 from .schemas import (
@@ -26,7 +26,7 @@ from .schemas import (
     PhotoOut,
 )
 
-__all__ = ["claim_item", "claim_view", "iso"]
+__all__ = ["claim_item", "claim_items", "claim_view", "iso"]
 
 
 def iso(moment: dt.datetime | None) -> str | None:
@@ -38,7 +38,37 @@ def iso(moment: dt.datetime | None) -> str | None:
     return moment.isoformat()
 
 
-def _common(claim: Claim) -> dict[str, object]:
+def currencies(s: Session, claims: list[Claim]) -> dict[str, str]:
+    """Each claim's order's currency, by order id, in one query."""
+    ids = sorted({c.order_id for c in claims})
+    if not ids:
+        return {}
+    return dict(s.execute(select(Order.id, Order.currency).where(Order.id.in_(ids))).tuples().all())
+
+
+def outcomes(s: Session, claims: list[Claim]) -> dict[str, tuple[str, float]]:
+    """(outcome, refund) of each claim that stands decided, by claim id, in one query: the last
+    decision of a claim decided or final; an approved claim (the analysis approved it) pays
+    what it claimed. A platform summing its refunds read every claim one by one (a walkthrough)."""
+    out: dict[str, tuple[str, float]] = {}
+    decided = {c.id: c for c in claims if c.state in ("decided", "final")}
+    if decided:
+        rows = s.execute(
+            select(Decision)
+            .where(Decision.claim_id.in_(sorted(decided)))
+            .order_by(Decision.created_at, Decision.id)
+        ).scalars()
+        for d in rows:  # the last of each claim's wins
+            claim = decided[d.claim_id]
+            refund = {"approved": claim.amount, "partial": d.amount or 0.0}.get(d.outcome, 0.0)
+            out[d.claim_id] = (d.outcome, float(refund))
+    for c in claims:
+        if c.state == "approved":
+            out[c.id] = ("approved", float(c.amount))
+    return out
+
+
+def _common(claim: Claim, currency: str) -> dict[str, object]:
     """What every principal who may see the claim is told of it."""
     return {
         "id": claim.id,
@@ -48,6 +78,7 @@ def _common(claim: Claim) -> dict[str, object]:
         "type": claim.claim_type,
         "reason": claim.reason,
         "amount": claim.amount,
+        "currency": currency,
         "state": claim.state,
         "deadline_at": iso(claim.deadline_at),
         "created_at": iso(claim.created_at),
@@ -73,7 +104,7 @@ def _buyer_view(s: Session, claim: Claim) -> BuyerClaimOut:
     ).scalar_one_or_none()
     told = buyer_status(claim.state, decision.outcome if decision else None)
     return BuyerClaimOut.model_validate(
-        _common(claim)
+        _common(claim, currencies(s, [claim]).get(claim.order_id, ""))
         | {
             "deadline_at": iso(buyer_deadline(claim.state, claim.deadline_at)),
             "status": BuyerStatusOut.model_validate(told.as_dict()),
@@ -108,9 +139,14 @@ def claim_view(s: Session, claim: Claim, p: Principal) -> ClaimOut | BuyerClaimO
                 "sha256": e.sha256,
                 "name": e.name,
                 "statement": e.statement,
+                "at": iso(e.created_at),
             }
         )
-        for e in s.execute(select(Evidence).where(Evidence.claim_id == claim.id)).scalars()
+        for e in s.execute(
+            select(Evidence)
+            .where(Evidence.claim_id == claim.id)
+            .order_by(Evidence.created_at, Evidence.id)
+        ).scalars()
     ]
     decisions = [
         DecisionOut.model_validate(
@@ -141,11 +177,14 @@ def claim_view(s: Session, claim: Claim, p: Principal) -> ClaimOut | BuyerClaimO
             .order_by(AuditEntry.seq)
         ).scalars()
     ]
+    outcome, refund = outcomes(s, [claim]).get(claim.id, (None, None))
     return ClaimOut.model_validate(
-        _common(claim)
+        _common(claim, currencies(s, [claim]).get(claim.order_id, ""))
         | {
             "risk": claim.risk,
             "action": claim.action,
+            "outcome": outcome,
+            "refund": refund,
             "routing_reason": reworded(claim.routing_reason),
             "routing_reason_zh": routing_reason(claim.routing_reason, "zh_CN"),
             "assigned_to": claim.assigned_to,
@@ -164,14 +203,26 @@ def claim_view(s: Session, claim: Claim, p: Principal) -> ClaimOut | BuyerClaimO
     )
 
 
-def claim_item(claim: Claim, p: Principal) -> ClaimItemOut | BuyerClaimItemOut:
-    """A claim as one line of a list."""
+def claim_items(
+    s: Session, claims: list[Claim], p: Principal
+) -> list[ClaimItemOut | BuyerClaimItemOut]:
+    """Claims as the lines of a list (each order's currency and each outcome read at once)."""
+    money = currencies(s, claims)
+    ended = outcomes(s, claims) if p.role != "buyer" else {}
+    return [claim_item(c, p, money.get(c.order_id, ""), ended.get(c.id)) for c in claims]
+
+
+def claim_item(
+    claim: Claim, p: Principal, currency: str, ended: tuple[str, float] | None = None
+) -> ClaimItemOut | BuyerClaimItemOut:
+    """A claim as one line of a list; ``ended`` its (outcome, refund) where it stands decided."""
     common = {
         "id": claim.id,
         "order_id": claim.order_id,
         "type": claim.claim_type,
         "state": claim.state,
         "amount": claim.amount,
+        "currency": currency,
         "merchant_id": claim.merchant_id,
         "deadline_at": iso(claim.deadline_at),
         "created_at": iso(claim.created_at),
@@ -180,6 +231,14 @@ def claim_item(claim: Claim, p: Principal) -> ClaimItemOut | BuyerClaimItemOut:
     if p.role == "buyer":
         deadline = buyer_deadline(claim.state, claim.deadline_at)
         return BuyerClaimItemOut.model_validate(common | {"deadline_at": iso(deadline)})
+    outcome, refund = ended or (None, None)
     return ClaimItemOut.model_validate(
-        common | {"risk": claim.risk, "action": claim.action, "updated_at": iso(claim.updated_at)}
+        common
+        | {
+            "risk": claim.risk,
+            "action": claim.action,
+            "outcome": outcome,
+            "refund": refund,
+            "updated_at": iso(claim.updated_at),
+        }
     )

@@ -32,7 +32,7 @@ from ..deps import (
     read_upload,
 )
 from ..schemas import ClaimAnswer, ClaimPageOut
-from ..views import claim_item, claim_view
+from ..views import claim_items, claim_view
 
 __all__ = ["router"]
 
@@ -322,6 +322,6 @@ def list_claims(
     rows = s.execute(query.limit(limit + 1)).scalars().all()
     page = rows[:limit]
     return ClaimPageOut(
-        items=[claim_item(c, p) for c in page],
+        items=claim_items(s, list(page), p),
         next_cursor=page[-1].id if len(rows) > limit else None,
     )
