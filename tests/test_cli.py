@@ -362,6 +362,7 @@ def test_batch_gives_one_line_per_claim_and_a_bad_file_fails_only_its_line(
         {"id": "c_3", "claims": [str(claim_files["bad"])]},
         {"id": "C1", "claims": [str(claim_files["bad"])]},  # c1's folder on a case-blind disk
         {"id": "..", "claims": [str(claim_files["other"])]},  # not --out's parent
+        {"id": "INDEX.html", "claims": [str(claim_files["other"])]},  # not the index page
     ]
     manifest.write_text("\n".join(json.dumps(x) for x in lines) + "\nnot json\n")
     out = tmp_path / "batch"
@@ -369,7 +370,7 @@ def test_batch_gives_one_line_per_claim_and_a_bad_file_fails_only_its_line(
     assert result.returncode == 0, result.stderr
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["id"] for r in rows] == [
-        "c1", "c2", "c3", "c4", "c1", "c/3", "c_3", "C1", "..", "line-10",
+        "c1", "c2", "c3", "c4", "c1", "c/3", "c_3", "C1", "..", "INDEX.html", "line-11",
     ]  # fmt: skip
     assert rows[0]["claim"]["action"] == "escalate"
     jsonschema.validate({k: v for k, v in rows[0].items()}, load_schema())
@@ -381,10 +382,14 @@ def test_batch_gives_one_line_per_claim_and_a_bad_file_fails_only_its_line(
     assert rows[5]["error"]["code"] == "media.not_an_image"
     assert rows[8]["claim"]["action"] == "approve"
     assert (out / "id-.." / "report.json").exists() and not (tmp_path / "report.json").exists()
-    assert rows[9]["error"]["code"] == "batch.bad_line"
+    assert rows[9]["claim"]["action"] == "approve" and (out / "id-INDEX.html").is_dir()
+    assert rows[10]["error"]["code"] == "batch.bad_line"
     assert (out / "c1" / "forged.mask.png").exists()
     assert json.loads((out / "c1" / "report.json").read_text())["claim"]["action"] == "escalate"
     assert "reference.<wbr>derived" in (out / "c1" / "report.html").read_text("utf-8")
+    index = (out / "index.html").read_text("utf-8")
+    assert 'href="c1/report.html"' in index and "media.not_an_image" in index
+    assert index.count("<tr>") == 1 + len(rows)  # the head, then one line per claim
 
 
 def test_chinese_ids_and_file_names_keep_their_letters_in_the_output(
@@ -422,7 +427,7 @@ def test_chinese_ids_and_file_names_keep_their_letters_in_the_output(
     assert all("error" not in row for row in rows), rows
     # Marks too: Thai tone marks told two ids apart that read as one.
     assert {p.name for p in (tmp_path / "batch").iterdir()} == {
-        "张三_001", "李四_001", "a_b", "ไก่_001", "ไก้_001",
+        "张三_001", "李四_001", "a_b", "ไก่_001", "ไก้_001", "index.html",
     }  # fmt: skip
 
 
@@ -465,7 +470,10 @@ def test_demo_analyses_bundled_samples_and_writes_a_report(tmp_path: Path) -> No
     assert (tmp_path / "demo" / "claim_forged" / "claim_forged.overlay.png").exists()
     for name in ("claim_forged", "claim_genuine", "claim_unrelated", "claim_screen"):
         assert (tmp_path / "demo" / name / "report.html").stat().st_size > 10_000
-    assert "report.html" in result.stdout
+    # A page to start from: one line per claim, linked to its report.
+    index = (tmp_path / "demo" / "index.html").read_text("utf-8")
+    assert index.count("/report.html") == 4 and 'href="claim_forged/report.html"' in index
+    assert "index.html" in result.stdout
 
 
 def test_explain_prints_the_aigc_label_and_exif_it_read(tmp_path: Path) -> None:

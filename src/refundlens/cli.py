@@ -653,8 +653,10 @@ def _batch_folder(line: str, number: int) -> str:
         entry = None
     ident = str(entry.get("id") or "") if isinstance(entry, dict) else ""
     folder = _safe_name(ident or f"line-{number}")
-    # "." and ".." name --out itself and its parent: never a claim's folder.
-    return f"id-{folder}" if not folder.strip(".") else folder
+    # "." and ".." name --out itself and its parent, and index.html is the page listing the
+    # claims: never a claim's folder.
+    reserved = not folder.strip(".") or folder.casefold() == "index.html"
+    return f"id-{folder}" if reserved else folder
 
 
 def _batch_line(args: tuple[int, str, str | None, str, int]) -> dict[str, Any]:
@@ -777,6 +779,16 @@ def _run_batch(
         raise _fail(
             f"error [batch.unreadable] cannot read {manifest}: {exc.strerror or exc}."
         ) from exc
+    folders: list[str] = []  # each line's folder under --out, in the order results come
+    rows: list[Any] = []
+
+    def answered(result: dict[str, Any]) -> None:
+        sys.stdout.write(_json_line(result))
+        sys.stdout.flush()
+        folder = folders.pop(0)
+        if out is not None:
+            rows.append(_index_row(result, folder))
+
     with handle:
 
         def jobs() -> Iterator[tuple[int, str, str | None, str, int]]:
@@ -785,8 +797,9 @@ def _run_batch(
             for number, line in enumerate(handle, 1):
                 if line.strip():
                     # Case-folded: on a case-insensitive disk C1 and c1 are one folder.
-                    key = _batch_folder(line, number).casefold()
-                    clash = first.setdefault(key, number) if out else 0
+                    folder = _batch_folder(line, number)
+                    clash = first.setdefault(folder.casefold(), number) if out else 0
+                    folders.append(folder)
                     yield (
                         number,
                         line,
@@ -798,16 +811,43 @@ def _run_batch(
         workers = settings.workers or os.cpu_count() or 1
         if workers == 1:
             _init_worker(settings, policy, lang, pdf)
-            results: Iterator[dict[str, Any]] = map(_batch_line, jobs())
-            for result in results:
-                sys.stdout.write(_json_line(result))
-            return
-        with multiprocessing.get_context("spawn").Pool(
-            workers, _init_worker, (settings, policy, lang, pdf)
-        ) as pool:
-            for result in pool.imap(_batch_line, jobs(), chunksize=1):
-                sys.stdout.write(_json_line(result))
-                sys.stdout.flush()
+            for result in map(_batch_line, jobs()):
+                answered(result)
+        else:
+            with multiprocessing.get_context("spawn").Pool(
+                workers, _init_worker, (settings, policy, lang, pdf)
+            ) as pool:
+                for result in pool.imap(_batch_line, jobs(), chunksize=1):
+                    answered(result)
+    if out is not None:
+        _write_index(out, rows, lang)
+
+
+def _index_row(result: dict[str, Any], folder: str | None) -> Any:
+    """A line of index.html: the claim's suggestion, or why it was not checked."""
+    from .report.check_report import IndexRow
+
+    if "error" in result:
+        return IndexRow(str(result.get("id", "")), error=dict(result["error"]))
+    claim = result.get("claim") or {}
+    return IndexRow(
+        str(result.get("id", "")),
+        folder,
+        str(claim.get("action", "")),
+        float(claim.get("risk", 0.0)),
+    )
+
+
+def _write_index(out: Path, rows: list[Any], lang: str) -> None:
+    """``out``/index.html: a page to start from, one line per claim checked into ``out``."""
+    from .report.check_report import render_check_index
+
+    try:
+        (out / "index.html").write_text(
+            render_check_index(rows, "zh_CN" if lang == "zh" else "en"), encoding="utf-8"
+        )
+    except OSError as exc:
+        raise _fail(f"error [output.unwritable] cannot write {out / 'index.html'}: {exc}") from exc
 
 
 # --- demo ---------------------------------------------------------------------------------
@@ -827,6 +867,7 @@ def demo(
     with resources.as_file(samples) as folder:
         listing = load_media(folder / "listing.jpg", settings)
         console = Console()
+        rows = []
         for name in (
             "claim_forged.jpg",
             "claim_screen.jpg",
@@ -840,16 +881,18 @@ def demo(
             _write_check_report(
                 result, assessment, [None], OrderFacts(), folder_out, lang, False, settings
             )
+            rows.append(_index_row({"id": Path(name).stem, **result}, Path(name).stem))
             _print_human(assessment, lang, console)
+    _write_index(out, rows, lang)
     if lang == "en":
         console.print(
-            f"demo report written to {out}/: a folder per claim, each with report.html (open it "
-            "in a browser), report.json and the pictures of what was found"
+            f"demo report written to {out}/: open {out}/index.html in a browser; a folder per "
+            "claim holds its report.html, report.json and the pictures of what was found"
         )
     else:
         console.print(
-            f"演示报告已写入 {out}/：每笔理赔一个文件夹，内含 report.html（用浏览器打开）、"
-            "report.json 和检测结果的图片"
+            f"演示报告已写入 {out}/：用浏览器打开 {out}/index.html；每笔理赔一个文件夹，内含 "
+            "report.html、report.json 和检测结果的图片"
         )
 
 

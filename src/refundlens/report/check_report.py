@@ -20,7 +20,7 @@ from typing import Any
 from ..config import Settings
 from .evidence import _data_uri, _photo_src, _with_report_csp, file_facts, weight_of
 
-__all__ = ["CheckedFile", "render_check_html"]
+__all__ = ["CheckedFile", "IndexRow", "render_check_html", "render_check_index"]
 
 
 @dataclass(frozen=True)
@@ -173,5 +173,36 @@ def render_check_html(
             order={k: v for k, v in (order or {}).items() if v},
             json_sha256=json_sha256,
             reason_lang="zh" if lang.startswith("zh") else "en",
+        )
+    )
+
+
+@dataclass(frozen=True)
+class IndexRow:
+    """One claim of a folder of checks: its id, and its suggestion or why it was not checked."""
+
+    id: str
+    folder: str | None = None
+    """Its folder under the index's (where its report.html is); None: none was written."""
+    action: str = ""
+    risk: float = 0.0
+    error: dict[str, str] | None = None
+
+
+def render_check_index(rows: Sequence[IndexRow], lang: str) -> str:
+    """``index.html`` of a folder of checks: one line per claim, linked to its report. A new
+    user of ``make demo`` found four folders of files and no page to start from."""
+    import datetime as dt
+
+    from .. import __version__
+    from ..rendering.i18n import environment
+
+    return _with_report_csp(
+        environment(lang)
+        .get_template("check_index.html")
+        .render(
+            rows=rows,
+            version=__version__,
+            made_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         )
     )
