@@ -129,6 +129,23 @@ def test_fusion_lowers_the_risk_when_the_views_agree() -> None:
     assert fuse(findings, policy).risk < fuse([], policy).risk
 
 
+def test_two_photos_the_buyer_filed_that_agree_lower_nothing() -> None:
+    """A second copy of a forged photo (turned 2 degrees, noise added, resized), which the copy
+    check missed, agreed with it and took it from 0.53 to 0.32 and approve (a security review).
+    Two filed photos' agreement is shown and lowers nothing; a live capture's lowers the risk."""
+    import dataclasses
+
+    claim, context = pair("same")
+    filed = dataclasses.replace(context, live_captures=frozenset())
+    (finding,) = ConsistencyDetector().analyze(claim, filed)
+    assert finding.code == "consistency.damage_confirmed" and finding.strength == 0.0
+    assert "photos the buyer filed" in finding.reason.en and "买家提交" in finding.reason.zh
+    policy = load_policy()  # calibrated: the code's weight applies only where it counts
+    assert fuse([finding], policy).risk == pytest.approx(fuse([], policy).risk)
+    (live,) = ConsistencyDetector().analyze(claim, context)
+    assert live.strength < 0 and "photos the buyer filed" not in live.reason.en
+
+
 def test_change_evidence_sees_a_stain_on_a_plain_panel_and_not_a_change_of_light() -> None:
     import cv2
 

@@ -63,6 +63,11 @@ class Policy:
     """code -> codes that no longer lower the risk when ``code`` raised it on the same image."""
 
     def strength(self, finding: Finding) -> float:
+        # A finding its detector made informational (strength 0) stays so: calibration sets how
+        # much a code weighs where it counts, not whether it does (two photos the buyer filed
+        # that agree, copies of one edited photo among them: consistency.py).
+        if finding.strength == 0:
+            return 0.0
         if finding.code in self.calibrated:
             return self.calibrated[finding.code] * finding.confidence
         return finding.strength

@@ -1724,8 +1724,8 @@ class ConsistencyDetector(Detector):
                 )
                 if intact is not None and intact.change < self.thresholds.mark_intact_change:
                     return [self._mark_looks_intact(claim, best, intact)]
-                return [self._agrees(claim, best, intact)]
-            return [self._agrees(claim, best)]
+                return [self._agrees(claim, best, claim_live, intact)]
+            return [self._agrees(claim, best, claim_live)]
         return [self._cannot_tell(claim, max(results, key=lambda r: r.c.shared_fraction))]
 
     def _pictures(self, claim: Media, other: Media, c: ViewComparison) -> dict[str, RGB]:
@@ -1801,13 +1801,32 @@ class ConsistencyDetector(Detector):
             <= self.thresholds.max_mark_share
         )
 
-    def _agrees(self, claim: Media, pair: _Pair, intact: IntactCheck | None = None) -> Finding:
+    def _agrees(
+        self, claim: Media, pair: _Pair, claim_live: bool, intact: IntactCheck | None = None
+    ) -> Finding:
         other, c, live, marked = pair.other, pair.c, pair.live, pair.marked
         facts = _facts(pair, intact)
         what_en = "the live capture" if live else "the other photo"
         what_zh = "实时拍摄的照片" if live else "另一张照片"
         confidence = float(
             np.clip(min(c.correlation / 0.6, 1.0) * min(c.shared_fraction / 0.15, 1.0), 0.2, 1.0)
+        )
+        # Two photos the buyer filed agree as copies of one edited photo do (turned 2 degrees,
+        # noise added, resized: a copy the copy check missed took a forged photo to approve: a
+        # security review). Their agreement is shown and explained, and lowers nothing; a live
+        # capture's, taken on the platform's page and checked for replays, does.
+        weight = -1.0 if live or claim_live else 0.0
+        filed_en = (
+            ""
+            if weight
+            else " Both are photos the buyer filed: their agreement does not lower the risk "
+            "(copies of one edited photo agree too); a live capture's would."
+        )
+        filed_zh = (
+            ""
+            if weight
+            else "两张都是买家提交的照片：它们一致并不降低风险（同一张修改过的照片的副本也会一致）；"
+            "实时拍摄的照片一致才会。"
         )
         if marked is not None and self._pointed(pair) and c.mark_shared is not None:
             # Here the damage the buyer points at was itself compared.
@@ -1830,18 +1849,18 @@ class ConsistencyDetector(Detector):
                 )
             return Finding(
                 "consistency.marked_damage_confirmed",
-                -1.0 * confidence,
+                weight * confidence,
                 confidence,
                 Reason(
                     f"The damage the buyer marked on {marked[0]} lies on the surface that "
                     f"{_short(claim.name)} and {what_en} {_short(other.name)} both show "
                     f"({100 * c.mark_shared:.0f}% of the marked box), and the two agree there "
                     f"(structure correlation {c.correlation:.2f}): what one shows inside the mark "
-                    "the other shows too, seen from another side." + checked_en,
+                    "the other shows too, seen from another side." + checked_en + filed_en,
                     f"买家在 {marked[0]} 上标出的破损位于 {_short(claim.name)} 与{what_zh} "
                     f"{_short(other.name)} 共同可见的表面上（标记框的 {100 * c.mark_shared:.0f}%），"
                     f"两者在该处一致（结构相关系数 {c.correlation:.2f}）：标记内一张照片可见的内容，"
-                    "另一张从另一角度同样可见。" + checked_zh,
+                    "另一张从另一角度同样可见。" + checked_zh + filed_zh,
                 ),
                 facts,
                 None,
@@ -1850,18 +1869,18 @@ class ConsistencyDetector(Detector):
             )
         return Finding(
             "consistency.damage_confirmed",
-            -1.0 * confidence,
+            weight * confidence,
             confidence,
             Reason(
                 f"{_short(claim.name)} and {what_en} {_short(other.name)} agree where they show the "
                 f"same surface ({100 * c.shared_fraction:.0f}% of the photo, structure correlation "
                 f"{c.correlation:.2f}): nothing seen there in one is missing from the other. Damage "
                 "outside that surface (a side only one photo shows, the hand, the background) was "
-                "not compared: this does not confirm it.",
+                "not compared: this does not confirm it." + filed_en,
                 f"{_short(claim.name)} 与{what_zh} {_short(other.name)} 在共同可见的表面上一致"
                 f"（占照片 {100 * c.shared_fraction:.0f}%，结构相关系数 {c.correlation:.2f}）："
                 "该表面上一张中可见的内容在另一张中同样存在。该表面之外的破损（只有一张拍到的侧面、"
-                "手、背景）未作比较，本结论不能证实其存在。",
+                "手、背景）未作比较，本结论不能证实其存在。" + filed_zh,
             ),
             facts,
             None,
