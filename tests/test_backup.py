@@ -228,6 +228,21 @@ def test_a_signed_backup_changed_where_it_is_kept_is_refused(tmp_path: Path) -> 
     code, out = _cli(restoring, "backup", "restore", str(backup))
     assert code == 2 and "backup.blob_corrupt" in out and "features" in out, out
     shutil.rmtree(backup / "features" / "ab")
+    if data_dir.exists():
+        shutil.rmtree(data_dir)
+
+    # A blob added, named by its own sha256 (each blob is checked against its name alone): the
+    # signed manifest lists the blobs, so it is refused, before the database.
+    extra = b"a planted photo"
+    name = hashlib.sha256(extra).hexdigest()
+    (backup / "blobs" / name[:2]).mkdir(exist_ok=True)
+    (backup / "blobs" / name[:2] / name[2:]).write_bytes(extra)
+    code, out = _cli(restoring, "backup", "restore", str(backup))
+    assert code == 2 and "backup.blob_corrupt" in out and "blobs" in out, out
+    with sqlite3.connect(data_dir / "refundlens.db") as db:  # reached, found empty, left so
+        assert db.execute("SELECT count(*) FROM sqlite_master").fetchone() == (0,)
+    shutil.rmtree(data_dir)
+    (backup / "blobs" / name[:2] / name[2:]).unlink()
 
     # As it was made: restored, the signature named.
     code, out = _cli(restoring, "backup", "restore", str(backup))

@@ -128,38 +128,65 @@ def _regular_files(source: Path) -> list[Path]:
     return sorted(found)
 
 
-def _copy_tree_checked(source: Path, target: Path, check: bool) -> int:
-    """Copy a blob folder file by file; with ``check``, each file's sha256 must be its name."""
-    count = 0
+def _copy_tree_checked(
+    source: Path, target: Path, blobs: bool = False, verify: bool = True
+) -> list[tuple[str, str]]:
+    """Copy a folder file by file; each file's (path, sha256) as copied, the hash read from
+    the copy (hashing the source and then copying it let a file swapped in between through: a
+    review). With ``blobs``, a temporary file of an interrupted write is left out, and with
+    ``verify`` too each copy's sha256 must be its name."""
+    copied: list[tuple[str, str]] = []
     if not source.is_dir():  # a live data folder may be a link to another disk: followed
-        return 0
+        return copied
+    check = blobs and verify
     for path in _regular_files(source):
         relative = path.relative_to(source)
-        if check:
-            name = "".join(relative.parts)
-            if len(name) != 64:  # a temporary file of an interrupted write: not a blob
-                continue
-            if _sha256_of(path) != name:
-                raise RefundlensError(
-                    "backup.blob_corrupt",
-                    f"blob {name} in {source} does not match its sha256: refusing it.",
-                )
+        name = "".join(relative.parts)
+        if blobs and len(name) != 64:
+            continue
         destination = target / relative
         private_folder(destination.parent)
         private_file(destination)
         shutil.copyfile(path, destination, follow_symlinks=False)
-        count += 1
-    return count
+        digest = _sha256_of(destination)
+        if check and digest != name:
+            destination.unlink()
+            raise RefundlensError(
+                "backup.blob_corrupt",
+                f"blob {name} in {source} does not match its sha256: refusing it.",
+            )
+        copied.append((relative.as_posix(), digest))
+    return copied
+
+
+def _copy_verified(source: Path, target: Path, sha256: object) -> None:
+    """Copy ``source`` to ``target`` (made private first) and check the copy's sha256."""
+    private_file(target)
+    shutil.copyfile(source, target, follow_symlinks=False)
+    if _sha256_of(target) != sha256:
+        target.unlink()
+        raise RefundlensError(
+            "backup.blob_corrupt", f"{source} changed while it was restored: refused."
+        )
+
+
+def _listing_sha256(files: list[tuple[str, str]]) -> str:
+    """The sha256 of a folder's listing: each file's path (``/``-separated) and sha256, sorted.
+    The manifest holds it for the blobs and the features, so that a signed manifest covers
+    every file (a backup with files added was restored as signed: a review)."""
+    digest = hashlib.sha256()
+    for relative, sha in sorted(files):
+        digest.update(f"{relative}\0{sha}\n".encode())
+    return digest.hexdigest()
 
 
 def _tree_sha256(folder: Path) -> str:
-    """The sha256 of a folder's listing: each file's path (``/``-separated) and sha256, sorted.
-    The features are not named by their hash as blobs are, so the manifest holds this."""
-    digest = hashlib.sha256()
-    if folder.is_dir():
-        for path in _regular_files(folder):
-            digest.update(f"{path.relative_to(folder).as_posix()}\0{_sha256_of(path)}\n".encode())
-    return digest.hexdigest()
+    """:func:`_listing_sha256` of the files under ``folder`` as they are."""
+    if not folder.is_dir():
+        return _listing_sha256([])
+    return _listing_sha256(
+        [(path.relative_to(folder).as_posix(), _sha256_of(path)) for path in _regular_files(folder)]
+    )
 
 
 def trusted_backup_keys(settings: Settings) -> list[str]:
@@ -227,8 +254,11 @@ def create_backup(settings: Settings, out: Path) -> BackupReport:
     finally:
         database.dispose()
     data_dir = Path(settings.data_dir)
-    blobs = _copy_tree_checked(data_dir / "blobs", out / "blobs", check=False)
-    _copy_tree_checked(data_dir / "features", out / "features", check=False)
+    # A damaged blob of the live service is copied as it is (restore names it): a backup that
+    # stopped on it would leave the rest without one.
+    blob_files = _copy_tree_checked(data_dir / "blobs", out / "blobs", blobs=True, verify=False)
+    feature_files = _copy_tree_checked(data_dir / "features", out / "features")
+    blobs = len(blob_files)
     manifest: dict[str, Any] = {
         "format": FORMAT,
         "started_at": started_at,
@@ -239,7 +269,8 @@ def create_backup(settings: Settings, out: Path) -> BackupReport:
         "audit_entries": seq,
         "audit_head": head,
         "blobs": blobs,
-        "features_sha256": _tree_sha256(out / "features"),
+        "blobs_sha256": _listing_sha256(blob_files),
+        "features_sha256": _listing_sha256(feature_files),
     }
     text = (json.dumps(manifest, indent=1) + "\n").encode("utf-8")
     private_file(out / "manifest.json")
@@ -380,46 +411,55 @@ def restore_backup(settings: Settings, folder: Path) -> BackupReport:
                 "backup.target_not_empty",
                 "the target database already has tables: restore into a new, empty one.",
             )
+        # The files first, each hashed as copied, then checked against the signed listing:
+        # nothing of a backup changed where it is kept reaches the database.
+        data_dir = Path(settings.data_dir)
+        private_folder(data_dir)
+        blob_files = _copy_tree_checked(folder / "blobs", data_dir / "blobs", blobs=True)
+        feature_files = _copy_tree_checked(folder / "features", data_dir / "features")
+        # Backups made before manifests listed them have no such key.
+        for key, files in (("blobs_sha256", blob_files), ("features_sha256", feature_files)):
+            if key in manifest and _listing_sha256(files) != manifest.get(key):
+                raise RefundlensError(
+                    "backup.blob_corrupt",
+                    f"the {key.split('_')[0]} in {folder} are not those its manifest lists "
+                    "(files added, missing or changed): refused before the database.",
+                )
+        # The dump, byte for byte, and its sha256 checked again on the copy, which alone is
+        # restored: opened in the backup folder, SQLite wrote its -shm and -wal there and read
+        # any log found beside it; pg_restore read a file hashed a moment before (a review).
         if kind == "sqlite":
             database.dispose()
             path = sqlite_path(settings)
             assert path is not None
             for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
                 leftover.unlink(missing_ok=True)
-            private_file(path)
-            # The file itself, byte for byte, and its sha256 checked again on the copy: opened
-            # in the backup folder, SQLite wrote its -shm and -wal there and would read any log
-            # found beside it (a review); the copy is what the manifest vouches for.
-            shutil.copyfile(folder / DUMP_FILES["sqlite"], path, follow_symlinks=False)
-            if _sha256_of(path) != manifest["database_sha256"]:
-                path.unlink()
-                raise RefundlensError(
-                    "backup.blob_corrupt",
-                    f"{folder / DUMP_FILES['sqlite']} changed while it was restored: refused.",
-                )
+            _copy_verified(folder / DUMP_FILES["sqlite"], path, manifest["database_sha256"])
         else:
-            subprocess.run(
-                [
-                    _tool("pg_restore"),
-                    "--no-owner",
-                    "--no-privileges",
-                    "--exit-on-error",
-                    f"--dbname={_libpq_url(database.url)}",
-                    str(folder / DUMP_FILES["postgresql"]),
-                ],
-                check=True,
-                capture_output=True,
-            )
+            copy = data_dir / f".restoring-{DUMP_FILES['postgresql']}"
+            _copy_verified(folder / DUMP_FILES["postgresql"], copy, manifest["database_sha256"])
+            try:
+                subprocess.run(
+                    [
+                        _tool("pg_restore"),
+                        "--no-owner",
+                        "--no-privileges",
+                        "--exit-on-error",
+                        f"--dbname={_libpq_url(database.url)}",
+                        str(copy),
+                    ],
+                    check=True,
+                    capture_output=True,
+                )
+            finally:
+                copy.unlink(missing_ok=True)
     except subprocess.CalledProcessError as exc:
         raise RefundlensError(
             "backup.failed", f"pg_restore failed: {exc.stderr.decode(errors='replace').strip()}"
         ) from exc
     finally:
         database.dispose()
-    data_dir = Path(settings.data_dir)
-    private_folder(data_dir)
-    blobs = _copy_tree_checked(folder / "blobs", data_dir / "blobs", check=True)
-    _copy_tree_checked(folder / "features", data_dir / "features", check=False)
+    blobs = len(blob_files)
     report = _verify_restored(
         settings,
         folder,
