@@ -168,6 +168,33 @@ def test_the_pictures_of_an_earlier_check_in_the_same_folder_are_not_shown_as_th
     assert 'id="no-reference"' in html and "reference.derived" not in html
 
 
+def test_a_report_is_never_written_through_a_link_in_the_out_folder(
+    claim_files: dict[str, Path], tmp_path: Path
+) -> None:
+    """A merchant checking into a folder a buyer sent (unzip keeps links) wrote its report
+    through report.html -> ../victim.txt (a security review)."""
+    out = tmp_path / "sent"
+    out.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    for name in ("report.html", "report.json", "forged.overlay.png", "forged.mask.png"):
+        (out / name).symlink_to(victim)
+    result = run_cli(
+        "check", str(claim_files["forged"]), "--ref", str(claim_files["listing"]), "--out", str(out)
+    )
+    assert result.returncode == 0, result.stderr
+    assert victim.read_text() == "keep me"
+    assert not (out / "report.html").is_symlink() and (out / "report.html").stat().st_size > 1000
+    # A batch line's folder planted as a link is not written through either.
+    (out / "c1").symlink_to(tmp_path, target_is_directory=True)
+    manifest = out / "m.jsonl"
+    manifest.write_text(json.dumps({"id": "c1", "claims": [str(claim_files["other"])]}) + "\n")
+    batch = run_cli("check", "--batch", str(manifest), "--out", str(out))
+    assert batch.returncode == 0, batch.stderr
+    (row,) = [json.loads(line) for line in batch.stdout.splitlines()]
+    assert row["error"]["code"] == "output.unwritable" and not (tmp_path / "report.json").exists()
+
+
 def test_check_writes_the_report_as_pdf_with_out_and_refuses_pdf_without_it(
     claim_files: dict[str, Path], tmp_path: Path
 ) -> None:

@@ -478,6 +478,14 @@ def test_a_field_the_route_does_not_take_is_refused_not_dropped(
     said = r.json()["error"]["message"]
     assert "'photo'" in said and "photos" in said, said
     assert _claims_in_database(server) == before
+    # Without a key it is refused for that first: a stranger is not told the route's fields.
+    with server.client() as stranger:
+        r = stranger.post(
+            "/v1/claims",
+            data={"order_id": shop["order"], "type": "refund_only", "amount": "10"},
+            files=[("photo", ("c.jpg", b"x", "image/jpeg"))],
+        )
+    assert r.status_code == 401, r.text
     with server.client(shop["merchant"]) as merchant:
         r = merchant.post(
             "/v1/orders",

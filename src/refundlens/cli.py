@@ -32,7 +32,7 @@ from .errors import RefundlensError
 from .fusion import Policy, load_policy
 from .media import AnimatedMediaError, Media, load_media, utc_offset
 from .pipeline import Assessment, analyze, describe_refusal
-from .report import assessment_to_dict, write_finding_pictures, write_pictures
+from .report import assessment_to_dict, write_file, write_finding_pictures, write_pictures
 
 log = logging.getLogger("refundlens.cli")
 
@@ -177,8 +177,9 @@ def _write_outputs(assessment: Assessment, out: Path | None) -> dict[str, Any]:
             "analysed_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         if out is not None:
-            (out / "report.json").write_text(
-                json.dumps(result, ensure_ascii=False, indent=2) + "\n", "utf-8"
+            write_file(
+                out / "report.json",
+                (json.dumps(result, ensure_ascii=False, indent=2) + "\n").encode("utf-8"),
             )
     except OSError as exc:
         raise RefundlensError(
@@ -228,7 +229,7 @@ def _write_check_report(
         settings,
     )
     try:
-        (out / "report.html").write_text(html, encoding="utf-8")
+        write_file(out / "report.html", html.encode("utf-8"))
     except OSError as exc:
         raise RefundlensError(
             "output.unwritable", f"Cannot write the report to {out}: {exc.strerror or exc}."
@@ -236,7 +237,7 @@ def _write_check_report(
     if pdf:
         data = render_pdf(html, settings.chromium_path)
         try:
-            (out / "report.pdf").write_bytes(data)
+            write_file(out / "report.pdf", data)
         except OSError as exc:
             raise RefundlensError(
                 "output.unwritable", f"Cannot write the report to {out}: {exc.strerror or exc}."
@@ -693,6 +694,17 @@ def _batch_line(args: tuple[int, str, str | None, str, int]) -> dict[str, Any]:
             "error": {"code": "batch.bad_line", "message": f"Line {number} is not a JSON object."},
         }
     ident = str(entry.get("id") or f"line-{number}")
+    if out and (Path(out) / _batch_folder(line, number)).is_symlink():
+        # A folder --out holds as a link (a buyer's unzipped folder keeps links) would take the
+        # line's report wherever it points (a security review).
+        return {
+            "id": ident,
+            "error": {
+                "code": "output.unwritable",
+                "message": f"{Path(out) / _batch_folder(line, number)} is a link: the line's "
+                "report is not written through it.",
+            },
+        }
     claims, refs = entry.get("claims"), entry.get("refs", [])
     if not isinstance(claims, list) or not claims or not isinstance(refs, list):
         return {
@@ -843,8 +855,9 @@ def _write_index(out: Path, rows: list[Any], lang: str) -> None:
     from .report.check_report import render_check_index
 
     try:
-        (out / "index.html").write_text(
-            render_check_index(rows, "zh_CN" if lang == "zh" else "en"), encoding="utf-8"
+        write_file(
+            out / "index.html",
+            render_check_index(rows, "zh_CN" if lang == "zh" else "en").encode("utf-8"),
         )
     except OSError as exc:
         raise _fail(f"error [output.unwritable] cannot write {out / 'index.html'}: {exc}") from exc

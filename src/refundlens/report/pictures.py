@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import io
 from pathlib import Path
 
 import cv2
@@ -167,6 +168,30 @@ def overlay_image(image: ImageAssessment) -> npt.NDArray[np.uint8] | None:
     return np.asarray(picture)
 
 
+def write_file(path: Path, data: bytes) -> None:
+    """Write ``data`` as ``path``, replacing whatever is there, a link included, without
+    following it: ``check --out`` run into a folder a buyer sent (unzip keeps links) wrote its
+    report through ``report.html -> ../victim.txt`` (a security review)."""
+    import os
+    import tempfile
+
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".part")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        os.chmod(temporary, 0o644)  # as a plain write would leave it under the usual umask
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _write_png(path: Path, array: npt.NDArray[np.uint8], mode: str | None, level: int) -> None:
+    buffer = io.BytesIO()
+    Image.fromarray(array, mode).save(buffer, "PNG", compress_level=level)
+    write_file(path, buffer.getvalue())
+
+
 def write_pictures(image: ImageAssessment, folder: Path, stem: str) -> dict[int, str]:
     """Write ``<stem>.mask.png`` (full claim size, white = edit) and ``<stem>.overlay.png``.
 
@@ -184,12 +209,12 @@ def write_pictures(image: ImageAssessment, folder: Path, stem: str) -> dict[int,
     # A picture of an earlier check of a photo of the same name in the same folder is removed
     # where this one has none: the check report shows the folder's overlay as this check's.
     if combined is not None:
-        Image.fromarray(combined, "L").save(folder / f"{stem}.mask.png", compress_level=3)
+        _write_png(folder / f"{stem}.mask.png", combined, "L", 3)
     else:
         (folder / f"{stem}.mask.png").unlink(missing_ok=True)
     overlay = overlay_image(image)
     if overlay is not None:
-        Image.fromarray(overlay).save(folder / f"{stem}.overlay.png", compress_level=3)
+        _write_png(folder / f"{stem}.overlay.png", overlay, None, 3)
     else:
         (folder / f"{stem}.overlay.png").unlink(missing_ok=True)
     return written
@@ -208,7 +233,7 @@ def write_finding_pictures(
     for index, finding in enumerate(image.findings):
         for name, picture in finding.pictures.items():
             path = folder / f"{stem}.{name}.png"
-            Image.fromarray(np.asarray(picture, np.uint8)).save(path, compress_level=1)
+            _write_png(path, np.asarray(picture, np.uint8), None, 1)
             written.setdefault(index, {})[name] = str(path)
     return written
 

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, TypedDict
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, OperationalError
@@ -37,7 +37,7 @@ from . import web
 from .auth import AuthError, authenticate, web_session
 from .body_limit import BodyLimit
 from .claim_files import REPORT_STATUS
-from .deps import known_form_fields, may_see_facts
+from .deps import may_see_facts
 from .headers import SecurityHeaders
 from .observe import Observe
 from .rate_limit import MemoryLimiter, RateLimit, RateLimiter, RedisLimiter
@@ -225,7 +225,7 @@ def create_app(
     app.state.cipher = cipher
     app.include_router(web.router)
     for router in ROUTERS:
-        app.include_router(router, dependencies=[Depends(known_form_fields)])
+        app.include_router(router)
 
     # A page's guard (login, CSRF, a claim the user may not see) answers with a page.
     app.add_exception_handler(web.PageAnswer, web.answer_page)

@@ -317,3 +317,8 @@ async def known_form_fields(request: Request) -> None:
             f"This route takes no field {shown}; it takes {', '.join(sorted(taken))} "
             "(docs/service.md).",
         )
+
+
+KnownFields = Annotated[None, Depends(known_form_fields)]
+"""The last parameter of each route that takes a form: resolved after the route's key (a
+request with no key or a bad one gets 401, not the list of the fields: a review)."""

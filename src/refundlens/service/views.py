@@ -43,7 +43,8 @@ def currencies(s: Session, claims: list[Claim]) -> dict[str, str]:
     ids = sorted({c.order_id for c in claims})
     if not ids:
         return {}
-    return dict(s.execute(select(Order.id, Order.currency).where(Order.id.in_(ids))).tuples().all())
+    rows = s.execute(select(Order.id, Order.currency).where(Order.id.in_(ids)))
+    return {order_id: currency for order_id, currency in rows}
 
 
 def outcomes(s: Session, claims: list[Claim]) -> dict[str, tuple[str, float]]:

@@ -17,6 +17,7 @@ from ..deps import (
     ClaimId,
     DispatcherDep,
     HeldClaim,
+    KnownFields,
     RuntimeDep,
     SessionDep,
     actor,
@@ -62,6 +63,8 @@ async def capture(
             "one; null leaves it; [] removes it.",
         ),
     ] = "",
+    *,
+    _fields: KnownFields,
 ) -> ClaimAnswer:
     def work(upload: tuple[str, bytes]) -> ClaimAnswer:
         take_capture(

@@ -23,6 +23,7 @@ from .. import fields
 from ..deps import (
     ClaimFiler,
     DispatcherDep,
+    KnownFields,
     RuntimeDep,
     SeenClaim,
     SessionDep,
@@ -77,6 +78,8 @@ async def create_claim(
         ),
     ] = "",
     idempotency_key: Annotated[str | None, Header()] = None,
+    *,
+    _fields: KnownFields,
 ) -> ClaimAnswer:
     settings = runtime.settings
     # Before a byte of the photos is read.

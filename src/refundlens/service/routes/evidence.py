@@ -12,7 +12,16 @@ from ... import cases
 from ...store.sql.models import Evidence
 from ...store.sql.repositories import SqlStore
 from .. import fields, idempotency
-from ..deps import ClaimId, RuntimeDep, Who, actor, read_upload, upload_slot, visible_claim
+from ..deps import (
+    ClaimId,
+    KnownFields,
+    RuntimeDep,
+    Who,
+    actor,
+    read_upload,
+    upload_slot,
+    visible_claim,
+)
 from ..schemas import EvidenceAddedOut
 
 __all__ = ["router"]
@@ -53,6 +62,8 @@ async def add_evidence(
             "key is refused (idempotency.key_reused).",
         ),
     ] = None,
+    *,
+    _fields: KnownFields,
 ) -> EvidenceAddedOut:
     # A kind this party may not send is refused before its file is read (a buyer's "packing
     # video" was read up to video_max_bytes first).

@@ -19,6 +19,7 @@ from .. import fields
 from ..deps import (
     CipherDep,
     DispatcherDep,
+    KnownFields,
     MerchantOrAdmin,
     RuntimeDep,
     SessionDep,
@@ -122,6 +123,8 @@ async def packing_video(
     runtime: RuntimeDep,
     dispatch: DispatcherDep,
     video: Annotated[UploadFile, File(description="The packing video (mp4, mov, avi, mkv, webm).")],
+    *,
+    _fields: KnownFields,
 ) -> PackingVideoOut:
     """Accepted (202): the video is checked from its header and stored now; the task runner
     decodes it and its key frames become the order's references when it finishes

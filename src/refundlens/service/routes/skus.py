@@ -15,7 +15,16 @@ from ...store.sql.models import Sku
 from ...store.sql.repositories import SqlStore
 from .. import fields
 from ..auth import Principal
-from ..deps import RuntimeDep, SessionDep, Who, actor, decode_slot, merchant_of, read_upload
+from ..deps import (
+    KnownFields,
+    RuntimeDep,
+    SessionDep,
+    Who,
+    actor,
+    decode_slot,
+    merchant_of,
+    read_upload,
+)
 from ..schemas import ReferenceOut, SkuOut, SkuPageOut
 
 __all__ = ["router"]
@@ -34,6 +43,8 @@ async def create_sku(
     ] = None,
     title: Annotated[fields.Title, Form()] = "",
     merchant_id: Annotated[fields.Id | None, Form()] = None,
+    *,
+    _fields: KnownFields,
 ) -> SkuOut:
     merchant = merchant_of(p, merchant_id)
     files = [
