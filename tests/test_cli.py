@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
 
@@ -133,13 +134,24 @@ def test_check_out_writes_a_report_a_merchant_can_read_print_and_send(
     assert hashlib.sha256((out / "report.json").read_bytes()).hexdigest() in html
     assert "reference.derived" in html and "escalate" in html
     assert 'id="what-this-is"' in html and "not a platform's decision" in html
+    # Many facts: one table of two facts a row (two tables in a grid printed a heading over a
+    # row where the page broke: a walkthrough), read in numeric order.
+    assert 'class="facts pairs"' in html
     assert "2025-09-10T09:00:00+08:00" in html
     # Pictures inline (the file travels alone): the side-by-side, the mask.
     assert len(re.findall(r'src="data:image/png;base64,', html)) >= 2
     assert not re.search(r'src="(?!data:)', html)
-    # The reference is named in the findings' facts by its file name, not its path.
+    # The reference is named in the findings' facts by its file name, not its path; and so is
+    # every file in report.json, sent with the report (its pictures by their names beside it).
     assert str(claim_files["listing"].parent) not in html
     assert "listing.jpg" in html
+    sent = (out / "report.json").read_text("utf-8")
+    assert str(claim_files["listing"].parent) not in sent and str(tmp_path) not in sent
+    shared = json.loads(sent)
+    assert shared["images"][0]["path"] == "forged.jpg"
+    assert shared["references"][0]["path"] == "listing.jpg"
+    assert shared["images"][0]["findings"][0]["region"] == "forged.mask.png"
+    jsonschema.validate(shared, load_schema())
     chinese = run_cli(
         "check", str(claim_files["forged"]), "--ref", str(claim_files["listing"]), "--out",
         str(tmp_path / "zh"),
@@ -416,6 +428,12 @@ def test_batch_gives_one_line_per_claim_and_a_bad_file_fails_only_its_line(
     assert "reference.<wbr>derived" in (out / "c1" / "report.html").read_text("utf-8")
     index = (out / "index.html").read_text("utf-8")
     assert 'href="c1/report.html"' in index and "media.not_an_image" in index
+    # A refusal in Chinese too, as the terminal says it (it was English alone: a walkthrough).
+    from refundlens.rendering.i18n import translations
+    from refundlens.service.web.refusals import SENTENCES
+
+    said_zh = translations("zh_CN").gettext(SENTENCES["media.not_an_image"])
+    assert html.escape(said_zh) in index
     assert index.count("<tr>") == 1 + len(rows)  # the head, then one line per claim
 
 
@@ -542,9 +560,9 @@ def test_check_out_writes_the_pixel_heatmaps_and_lists_them_in_the_report(tmp_pa
     finding = next(
         f for f in report["images"][0]["findings"] if f["code"] == "pixels.noise_inconsistency"
     )
-    heatmap = Path(finding["pictures"]["noise_residual_heatmap"])
-    assert heatmap.name == "smoothed.noise_residual_heatmap.png"
-    assert Image.open(heatmap).size == (1024, 768)
+    heatmap = finding["pictures"]["noise_residual_heatmap"]
+    assert heatmap == "smoothed.noise_residual_heatmap.png"  # in the report's folder
+    assert Image.open(out / heatmap).size == (1024, 768)
     assert finding["region"].endswith("smoothed.mask.png")
     # Weak on its own (measured: bench/results/forensics.md): listed for a person, capped at review.
     assert report["images"][0]["action"] in ("approve", "request_capture", "review")

@@ -876,8 +876,9 @@ def test_the_report_names_its_version_and_the_checks_run_and_not_run_on_each_pho
         "Not run: " in said
         and "pixel forensics (escalate already: it can only raise the risk)" in said
     )
-    assert "本图运行的检查: " in pages["zh"] and "参考图比对（商家图片）" in pages["zh"]
-    assert "像素取证 (已判定升级处理：此项只会提高风险)" in pages["zh"]
+    # Chinese punctuation in the Chinese report (a walkthrough: "检查:", "(已判定…)").
+    assert "本图运行的检查：" in pages["zh"] and "参考图比对（商家图片）" in pages["zh"]
+    assert "像素取证（已判定升级处理：此项只会提高风险）" in pages["zh"]
 
 
 def test_the_report_says_the_role_of_each_key_that_acted_beside_its_id(

@@ -177,9 +177,16 @@ def _write_outputs(assessment: Assessment, out: Path | None) -> dict[str, Any]:
             "analysed_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         if out is not None:
+            from .report.check_report import shareable
+
+            given = [i.media.name for i in assessment.images] + [
+                r.name for r in assessment.references
+            ]
             write_file(
                 out / "report.json",
-                (json.dumps(result, ensure_ascii=False, indent=2) + "\n").encode("utf-8"),
+                (json.dumps(shareable(result, given), ensure_ascii=False, indent=2) + "\n").encode(
+                    "utf-8"
+                ),
             )
     except OSError as exc:
         raise RefundlensError(
@@ -309,7 +316,7 @@ def _print_human(assessment: Assessment, lang: str, console: Console) -> None:
         # A walkthrough read "approve" on a photo of something else: the analysis has no reason
         # to doubt it, the service's rule asks for a live photo (docs/service.md, Lifecycle).
         console.print(
-            "注：有照片与商家的参考图均不匹配。作为理赔提交时，服务会先请买家实时拍摄"
+            "注：有照片与商家的参考图均不匹配。作为理赔提交时，服务会先请买家现场拍摄"
             "（capture_when_product_not_shown）。"
             if zh
             else "Note: a photo matches none of the shop's references. Filed as a claim, the service "
@@ -832,7 +839,7 @@ def _run_batch(
                 for result in pool.imap(_batch_line, jobs(), chunksize=1):
                     answered(result)
     if out is not None:
-        _write_index(out, rows, lang)
+        _write_index(out, rows, lang, settings)
 
 
 def _index_row(result: dict[str, Any], folder: str | None) -> Any:
@@ -840,7 +847,10 @@ def _index_row(result: dict[str, Any], folder: str | None) -> Any:
     from .report.check_report import IndexRow
 
     if "error" in result:
-        return IndexRow(str(result.get("id", "")), error=dict(result["error"]))
+        code = str(result["error"].get("code", ""))
+        # As the terminal says it (the index said it in English alone: a walkthrough).
+        zh = _in_chinese(code, "zh").strip().removeprefix("（").removesuffix("）")
+        return IndexRow(str(result.get("id", "")), error=dict(result["error"]), error_zh=zh)
     claim = result.get("claim") or {}
     return IndexRow(
         str(result.get("id", "")),
@@ -850,14 +860,14 @@ def _index_row(result: dict[str, Any], folder: str | None) -> Any:
     )
 
 
-def _write_index(out: Path, rows: list[Any], lang: str) -> None:
+def _write_index(out: Path, rows: list[Any], lang: str, settings: Settings) -> None:
     """``out``/index.html: a page to start from, one line per claim checked into ``out``."""
     from .report.check_report import render_check_index
 
     try:
         write_file(
             out / "index.html",
-            render_check_index(rows, "zh_CN" if lang == "zh" else "en").encode("utf-8"),
+            render_check_index(rows, "zh_CN" if lang == "zh" else "en", settings).encode("utf-8"),
         )
     except OSError as exc:
         raise _fail(f"error [output.unwritable] cannot write {out / 'index.html'}: {exc}") from exc
@@ -896,7 +906,7 @@ def demo(
             )
             rows.append(_index_row({"id": Path(name).stem, **result}, Path(name).stem))
             _print_human(assessment, lang, console)
-    _write_index(out, rows, lang)
+    _write_index(out, rows, lang, settings)
     if lang == "en":
         console.print(
             f"demo report written to {out}/: open {out}/index.html in a browser; a folder per "

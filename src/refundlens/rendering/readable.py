@@ -152,6 +152,14 @@ WORDED_FACTS = frozenset(
 )
 
 
+def _natural(name: object) -> list[tuple[int, int | str]]:
+    """A name's sort key with its numbers read as numbers: "period 3" before "period 10" (they
+    read 10, 11, 12, 3: a merchant's walkthrough)."""
+    return [
+        (0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", str(name))
+    ]
+
+
 def fact_rows(
     facts: Mapping[str, Any] | None,
     gettext: Callable[[str], str] = str,
@@ -170,7 +178,7 @@ def fact_rows(
     catalogs' context ``fact``); a name it does not know reads as its words. ``worded`` gives
     the text values of :data:`WORDED_FACTS` in the reader's language."""
     rows: list[FactRow] = []
-    for name in sorted(facts or {}):
+    for name in sorted(facts or {}, key=_natural):
         value = (facts or {})[name]
         base, unit = _unit(name)
         named = prefix + label(base.replace("_", " "))

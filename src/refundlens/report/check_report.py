@@ -20,7 +20,7 @@ from typing import Any
 from ..config import Settings
 from .evidence import _data_uri, _photo_src, _with_report_csp, file_facts, weight_of
 
-__all__ = ["CheckedFile", "IndexRow", "render_check_html", "render_check_index"]
+__all__ = ["CheckedFile", "IndexRow", "render_check_html", "render_check_index", "shareable"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,21 @@ def _without_folders(value: Any, paths: dict[str, str]) -> Any:
     if isinstance(value, list | tuple):
         return [_without_folders(v, paths) for v in value]
     return value
+
+
+def shareable(result: dict[str, Any], paths: Sequence[str]) -> dict[str, Any]:
+    """``result`` as report.json is sent: each file the check was given (``paths``) named by its
+    file name, and each picture by its name in the report's folder. The report said "file
+    names, never the folders of your computer" and report.json, sent with it, held
+    ``/home/<user>/...`` (a merchant's walkthrough)."""
+    shared: dict[str, Any] = _without_folders(result, {p: Path(p).name for p in paths})
+    for image in shared.get("images", []):
+        for finding in image.get("findings", []):
+            if finding.get("region"):
+                finding["region"] = Path(str(finding["region"])).name
+            if finding.get("pictures"):
+                finding["pictures"] = {k: Path(str(v)).name for k, v in finding["pictures"].items()}
+    return shared
 
 
 # The pictures a finding may bring, in the order a reader wants them (docs/findings.md).
@@ -147,6 +162,7 @@ def render_check_html(
     from ..rendering.i18n import environment
 
     images = _images(result, out, stems, files)
+    tz = _zone(settings)
     key = _key(images)
     key_finding = (
         max(key["findings"], key=lambda f: abs(weight_of(f))) if key and key["findings"] else None
@@ -173,8 +189,20 @@ def render_check_html(
             order={k: v for k, v in (order or {}).items() if v},
             json_sha256=json_sha256,
             reason_lang="zh" if lang.startswith("zh") else "en",
+            tz=tz,
         )
     )
+
+
+def _zone(settings: Settings | None) -> Any:
+    """The time zone of the jurisdiction's rules (``jurisdiction``; Asia/Shanghai for cn), as
+    the evidence report states its times: a check time in UTC alone read eight hours off to a
+    receiver in China (a merchant's walkthrough)."""
+    from ..rendering.readable import zone
+    from .evidence import jurisdiction_rules
+
+    rules = jurisdiction_rules(settings.jurisdiction if settings is not None else "cn")
+    return zone(rules.get("time_zone"))
 
 
 @dataclass(frozen=True)
@@ -187,9 +215,13 @@ class IndexRow:
     action: str = ""
     risk: float = 0.0
     error: dict[str, str] | None = None
+    error_zh: str = ""
+    """The refusal's sentence in Chinese, where it has one (web/refusals.py)."""
 
 
-def render_check_index(rows: Sequence[IndexRow], lang: str) -> str:
+def render_check_index(
+    rows: Sequence[IndexRow], lang: str, settings: Settings | None = None
+) -> str:
     """``index.html`` of a folder of checks: one line per claim, linked to its report. A new
     user of ``make demo`` found four folders of files and no page to start from."""
     import datetime as dt
@@ -203,6 +235,7 @@ def render_check_index(rows: Sequence[IndexRow], lang: str) -> str:
         .render(
             rows=rows,
             version=__version__,
-            made_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            made_at=dt.datetime.now(dt.UTC),
+            tz=_zone(settings),
         )
     )
