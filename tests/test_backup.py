@@ -228,6 +228,8 @@ def test_a_signed_backup_changed_where_it_is_kept_is_refused(tmp_path: Path) -> 
     code, out = _cli(restoring, "backup", "restore", str(backup))
     assert code == 2 and "backup.blob_corrupt" in out and "features" in out, out
     shutil.rmtree(backup / "features" / "ab")
+    # Refused: nothing it copied stays in the data folder (the swapped file stayed in the cache).
+    assert not [p for p in data_dir.rglob("*") if p.is_file() and p.name != "refundlens.db"]
     if data_dir.exists():
         shutil.rmtree(data_dir)
 
@@ -247,6 +249,55 @@ def test_a_signed_backup_changed_where_it_is_kept_is_refused(tmp_path: Path) -> 
     # As it was made: restored, the signature named.
     code, out = _cli(restoring, "backup", "restore", str(backup))
     assert code == 0 and f"manifest signed by {public}" in out, out
+
+
+def test_a_damaged_blob_of_the_service_is_left_out_of_the_backup_and_named(
+    tmp_path: Path,
+) -> None:
+    """Copied as it was, a blob that no longer matched its name went into the backup and its
+    signed listing, and no restore could pass it (a review). It is left out and named."""
+    import json
+
+    data_dir = tmp_path / "data"
+    env = {"REFUNDLENS_DATA_DIR": str(data_dir), "REFUNDLENS_DATABASE_URL": ""}
+    assert _cli(env, "db", "upgrade")[0] == 0
+    store = BlobStore(data_dir / "blobs")
+    good, bad = store.put(b"a photo"), store.put(b"another photo")
+    damaged = next(p for p in (data_dir / "blobs").rglob("*") if p.is_file() and bad[2:] in p.name)
+    damaged.write_bytes(b"bit rot")
+    code, out = _cli(env, "backup", "create", str(tmp_path / "backup"))
+    assert code == 0 and "warning" in out and bad in out, out
+    manifest = json.loads((tmp_path / "backup" / "manifest.json").read_text())
+    assert manifest["damaged_blobs"] == [bad] and manifest["blobs"] == 1
+    shutil.rmtree(data_dir)
+    code, out = _cli(env, "backup", "restore", str(tmp_path / "backup"))
+    assert code == 0, out
+    assert BlobStore(data_dir / "blobs").exists(good) and not BlobStore(data_dir / "blobs").exists(
+        bad
+    )
+
+
+def test_a_signing_key_that_cannot_be_read_is_a_coded_error(tmp_path: Path) -> None:
+    """A key protected by a password stopped backup create with a traceback (a review)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = tmp_path / "locked.pem"
+    key.write_bytes(
+        Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"secret"),
+        )
+    )
+    env = {
+        "REFUNDLENS_DATA_DIR": str(tmp_path / "data"),
+        "REFUNDLENS_DATABASE_URL": "",
+        "REFUNDLENS_BACKUP_SIGNING_KEY_PATH": str(key),
+    }
+    assert _cli(env, "db", "upgrade")[0] == 0
+    code, out = _cli(env, "backup", "create", str(tmp_path / "backup"))
+    assert code == 2 and "backup.no_signing_key" in out, out
 
 
 def test_a_restore_compares_the_log_with_the_checkpoints_kept_outside(tmp_path: Path) -> None:

@@ -207,6 +207,22 @@ def test_a_report_is_never_written_through_a_link_in_the_out_folder(
     assert row["error"]["code"] == "output.unwritable" and not (tmp_path / "report.json").exists()
 
 
+def test_a_report_file_takes_the_mode_the_umask_gives(tmp_path: Path) -> None:
+    """Written new and renamed, every report file came out 0644 whatever the umask: under
+    umask 077 the report of a buyer's photos was readable by every user (a review)."""
+    import os
+
+    from refundlens.report import write_file
+
+    kept = os.umask(0o077)
+    try:
+        write_file(tmp_path / "report.html", b"<p>photos</p>")
+    finally:
+        os.umask(kept)
+    assert (tmp_path / "report.html").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "report.html").read_bytes() == b"<p>photos</p>"
+
+
 def test_check_writes_the_report_as_pdf_with_out_and_refuses_pdf_without_it(
     claim_files: dict[str, Path], tmp_path: Path
 ) -> None:

@@ -1392,6 +1392,12 @@ def backup_create(
         f"backup of the {report.database} database written to {out}: {report.blobs} blobs, "
         f"{report.audit_entries} audit entries (head {report.audit_head[:12]}){signed}"
     )
+    if report.damaged_blobs:
+        sys.stderr.write(
+            f"refundlens: warning: {len(report.damaged_blobs)} blobs of the service do not match "
+            f"their sha256 and were left out (the manifest's damaged_blobs): "
+            f"{', '.join(report.damaged_blobs[:5])}\n"
+        )
 
 
 @backup_app.command("restore")

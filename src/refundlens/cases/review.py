@@ -206,8 +206,10 @@ def _found_forged(store: Store, claim: Claim, decision: str, forgery: bool | Non
     its buyer on record as a confirmed forger of nothing (an integrator's walkthrough)."""
     if decision != "reject":
         return False
-    forgeable = bool(claim.photos) or (
-        store.evidence.count_by(claim.id, "buyer", frozenset({"unboxing_video"})) > 0
+    # The buyer's, or the platform's filing for the buyer (an admin files claims too).
+    forgeable = bool(claim.photos) or any(
+        store.evidence.count_by(claim.id, by, frozenset({"unboxing_video"})) > 0
+        for by in ("buyer", "admin")
     )
     if forgery and not forgeable:
         raise RefundlensError(

@@ -179,7 +179,11 @@ def write_file(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(handle, "wb") as out:
             out.write(data)
-        os.chmod(temporary, 0o644)  # as a plain write would leave it under the usual umask
+        # As a plain write would leave it: the umask's mode (a report holds buyers' photos;
+        # under umask 077 it stays the user's alone).
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

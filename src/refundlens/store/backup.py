@@ -78,6 +78,8 @@ class BackupReport:
     signed_by: str = ""
     """The public key (base64) whose signature of the manifest was checked; empty where none was
     (no key set to sign, or to check)."""
+    damaged_blobs: tuple[str, ...] = ()
+    """Blobs of the live service that did not match their sha256, left out of the backup."""
 
 
 def _libpq_url(url: str) -> str:
@@ -129,16 +131,21 @@ def _regular_files(source: Path) -> list[Path]:
 
 
 def _copy_tree_checked(
-    source: Path, target: Path, blobs: bool = False, verify: bool = True
+    source: Path,
+    target: Path,
+    blobs: bool = False,
+    damaged: list[str] | None = None,
+    made: list[Path] | None = None,
 ) -> list[tuple[str, str]]:
     """Copy a folder file by file; each file's (path, sha256) as copied, the hash read from
     the copy (hashing the source and then copying it let a file swapped in between through: a
-    review). With ``blobs``, a temporary file of an interrupted write is left out, and with
-    ``verify`` too each copy's sha256 must be its name."""
+    review). With ``blobs``, a temporary file of an interrupted write is left out and each
+    copy's sha256 must be its name: a copy that is not is refused (``backup.blob_corrupt``), or,
+    given ``damaged``, left out and named there. ``made`` gathers the files written."""
     copied: list[tuple[str, str]] = []
     if not source.is_dir():  # a live data folder may be a link to another disk: followed
         return copied
-    check = blobs and verify
+    check = blobs
     for path in _regular_files(source):
         relative = path.relative_to(source)
         name = "".join(relative.parts)
@@ -147,10 +154,15 @@ def _copy_tree_checked(
         destination = target / relative
         private_folder(destination.parent)
         private_file(destination)
+        if made is not None:
+            made.append(destination)
         shutil.copyfile(path, destination, follow_symlinks=False)
         digest = _sha256_of(destination)
         if check and digest != name:
             destination.unlink()
+            if damaged is not None:
+                damaged.append(name)
+                continue
             raise RefundlensError(
                 "backup.blob_corrupt",
                 f"blob {name} in {source} does not match its sha256: refusing it.",
@@ -254,9 +266,11 @@ def create_backup(settings: Settings, out: Path) -> BackupReport:
     finally:
         database.dispose()
     data_dir = Path(settings.data_dir)
-    # A damaged blob of the live service is copied as it is (restore names it): a backup that
-    # stopped on it would leave the rest without one.
-    blob_files = _copy_tree_checked(data_dir / "blobs", out / "blobs", blobs=True, verify=False)
+    # A damaged blob of the live service is left out and named (a restore then names it among
+    # the files the database names that are missing): a backup that stopped on it would leave
+    # the rest without one, and one that held it could not be restored (a review).
+    damaged: list[str] = []
+    blob_files = _copy_tree_checked(data_dir / "blobs", out / "blobs", blobs=True, damaged=damaged)
     feature_files = _copy_tree_checked(data_dir / "features", out / "features")
     blobs = len(blob_files)
     manifest: dict[str, Any] = {
@@ -270,6 +284,7 @@ def create_backup(settings: Settings, out: Path) -> BackupReport:
         "audit_head": head,
         "blobs": blobs,
         "blobs_sha256": _listing_sha256(blob_files),
+        "damaged_blobs": sorted(damaged),
         "features_sha256": _listing_sha256(feature_files),
     }
     text = (json.dumps(manifest, indent=1) + "\n").encode("utf-8")
@@ -282,7 +297,9 @@ def create_backup(settings: Settings, out: Path) -> BackupReport:
             base64.b64encode(signing_key.sign(text)).decode() + "\n", encoding="ascii"
         )
         signed_by = public_key_b64(signing_key.public_key())
-    return BackupReport(out, kind, blobs, seq, head, signed_by=signed_by)
+    return BackupReport(
+        out, kind, blobs, seq, head, signed_by=signed_by, damaged_blobs=tuple(sorted(damaged))
+    )
 
 
 BACKUP_ENTRIES = frozenset(
@@ -392,6 +409,7 @@ def restore_backup(settings: Settings, folder: Path) -> BackupReport:
     _only_backup_entries(folder)
     _regular_files(folder)  # no link anywhere in it, before anything is read or restored
     manifest, signed_by = _read_manifest(folder, trusted_backup_keys(settings))
+    made: list[Path] = []  # the files copied into the data folder, removed if refused
     database = Database(settings)
     kind = database.engine.dialect.name
     try:
@@ -415,8 +433,8 @@ def restore_backup(settings: Settings, folder: Path) -> BackupReport:
         # nothing of a backup changed where it is kept reaches the database.
         data_dir = Path(settings.data_dir)
         private_folder(data_dir)
-        blob_files = _copy_tree_checked(folder / "blobs", data_dir / "blobs", blobs=True)
-        feature_files = _copy_tree_checked(folder / "features", data_dir / "features")
+        blob_files = _copy_tree_checked(folder / "blobs", data_dir / "blobs", True, made=made)
+        feature_files = _copy_tree_checked(folder / "features", data_dir / "features", made=made)
         # Backups made before manifests listed them have no such key.
         for key, files in (("blobs_sha256", blob_files), ("features_sha256", feature_files)):
             if key in manifest and _listing_sha256(files) != manifest.get(key):
@@ -453,10 +471,15 @@ def restore_backup(settings: Settings, folder: Path) -> BackupReport:
                 )
             finally:
                 copy.unlink(missing_ok=True)
-    except subprocess.CalledProcessError as exc:
-        raise RefundlensError(
-            "backup.failed", f"pg_restore failed: {exc.stderr.decode(errors='replace').strip()}"
-        ) from exc
+    except BaseException as exc:
+        # Refused: nothing it copied stays in the data folder (a swapped features file stayed
+        # in the service's cache after a refused restore: a review).
+        for path in made:
+            path.unlink(missing_ok=True)
+        if isinstance(exc, subprocess.CalledProcessError):
+            said = exc.stderr.decode(errors="replace").strip()
+            raise RefundlensError("backup.failed", f"pg_restore failed: {said}") from exc
+        raise
     finally:
         database.dispose()
     blobs = len(blob_files)

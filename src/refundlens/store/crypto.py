@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -59,7 +59,8 @@ def load_signing_key(path: str, code: str, what: str) -> Ed25519PrivateKey:
     cannot be read or is another kind of key, ``what`` names the key in its sentence."""
     try:
         key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        # TypeError: a key protected by a password, which refundlens does not ask for.
         raise RefundlensError(code, f"Cannot read the {what} {path!r}: {exc}.") from exc
     if not isinstance(key, Ed25519PrivateKey):
         raise RefundlensError(code, f"{path} is not an Ed25519 private key.")
