@@ -137,6 +137,7 @@ def test_check_out_writes_a_report_a_merchant_can_read_print_and_send(
     # Many facts: one table of two facts a row (two tables in a grid printed a heading over a
     # row where the page broke: a walkthrough), read in numeric order.
     assert 'class="facts pairs"' in html
+    assert "raised (+) or lowered (-) the risk" in html
     assert "2025-09-10T09:00:00+08:00" in html
     # Pictures inline (the file travels alone): the side-by-side, the mask.
     assert len(re.findall(r'src="data:image/png;base64,', html)) >= 2
@@ -579,6 +580,8 @@ def test_check_out_writes_the_pixel_heatmaps_and_lists_them_in_the_report(tmp_pa
     heatmap = finding["pictures"]["noise_residual_heatmap"]
     assert heatmap == "smoothed.noise_residual_heatmap.png"  # in the report's folder
     assert Image.open(out / heatmap).size == (1024, 768)
+    # A heatmap says what it is: bright blobs read as evidence (a merchant's walkthrough).
+    assert "测量值越高处越亮" in (out / "report.html").read_text("utf-8")
     assert finding["region"].endswith("smoothed.mask.png")
     # Weak on its own (measured: bench/results/forensics.md): listed for a person, capped at review.
     assert report["images"][0]["action"] in ("approve", "request_capture", "review")

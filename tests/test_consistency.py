@@ -855,3 +855,18 @@ def test_copies_are_asked_both_ways_where_one_direction_comes_near_the_rule() ->
     assert copies_of_one_picture(claim, other, far, reverse=reverse(0.99)) is None
     assert asked == ["reverse", "reverse"]  # not asked: too far from the rule to be a copy
     assert copies_of_one_picture(claim, other, near) is None  # no other direction to ask
+
+
+def test_a_windows_path_is_named_by_its_file_name_in_the_sentence() -> None:
+    """Folders were cut at "/" only: a path given on Windows showed whole in the reason, which
+    the report promises never to do (a review)."""
+    import dataclasses
+
+    claim, context = pair("same")
+    claim = dataclasses.replace(claim, name="C:\\Users\\张三\\理赔\\a.jpg")
+    other = dataclasses.replace(context.views[0], name="D:\\photos\\b.jpg")
+    context = dataclasses.replace(context, views=(other,), live_captures=frozenset({other.sha256}))
+    (finding,) = ConsistencyDetector().analyze(claim, context)
+    for said in (finding.reason.en, finding.reason.zh):
+        assert "Users" not in said and "photos" not in said
+        assert "a.jpg" in said and "b.jpg" in said

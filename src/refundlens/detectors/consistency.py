@@ -45,6 +45,7 @@ References
 from __future__ import annotations
 
 import dataclasses
+import re
 import threading
 import weakref
 from collections.abc import Callable, Mapping, Sequence
@@ -1368,7 +1369,9 @@ def _upscale(mask: BoolMap, shape: tuple[int, int]) -> BoolMap:
 
 
 def _short(name: str) -> str:
-    return name.rsplit("/", 1)[-1]
+    """A file's name without its folders, "/" or "\\" (a path given on Windows showed whole in
+    the sentence: a review)."""
+    return re.split(r"[\\/]", name)[-1] or name
 
 
 def one_picture_distance(a: Media, b: Media, min_quality: int = 50) -> int | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import math
+import re
 import threading
 import zipfile
 from collections import OrderedDict
@@ -1131,7 +1132,8 @@ def _finding(
 ) -> Finding:
     facts = outcome.facts(claim)
     facts["references_compared"] = others
-    name = outcome.reference.name.rsplit("/", 1)[-1]
+    # Its file name, "/" or "\\" the folders' mark (a Windows path showed whole: a review).
+    name = re.split(r"[\\/]", outcome.reference.name)[-1] or outcome.reference.name
     r = outcome.residual
     pictures: dict[str, npt.NDArray[np.uint8]] = {}
     if outcome.warped is not None:
